@@ -1,0 +1,147 @@
+using System.Collections.Immutable;
+using System.Net.Http.Headers;
+
+namespace Mesh.Client.Discovery;
+
+/// <summary>A cluster and its share of a route's traffic (RDS <c>weighted_clusters</c>).</summary>
+internal readonly record struct WeightedCluster(MeshCluster Cluster, uint Weight);
+
+/// <summary>An RDS header matcher (exact, prefix, suffix or presence, optionally inverted).</summary>
+internal sealed record HeaderMatch(string Name, HeaderMatchKind Kind, string Value, bool Invert)
+{
+    public bool Matches(HttpRequestHeaders headers)
+    {
+        ArgumentNullException.ThrowIfNull(headers);
+        var matched = false;
+        if (headers.NonValidated.TryGetValues(Name, out var values))
+        {
+            // Several values of one header are matched as Envoy does: joined with ",".
+            var value = values.Count == 1 ? values.ToString() : string.Join(',', values);
+            matched = Kind switch
+            {
+                HeaderMatchKind.Present => true,
+                HeaderMatchKind.Exact => string.Equals(value, Value, StringComparison.Ordinal),
+                HeaderMatchKind.Prefix => value.StartsWith(Value, StringComparison.Ordinal),
+                HeaderMatchKind.Suffix => value.EndsWith(Value, StringComparison.Ordinal),
+                _ => false,
+            };
+        }
+
+        return matched != Invert;
+    }
+}
+
+internal enum HeaderMatchKind
+{
+    Exact,
+    Prefix,
+    Suffix,
+    Present,
+}
+
+/// <summary>An RDS route: a path match (prefix or exact path), optional header matches and weighted clusters.</summary>
+internal sealed class MeshRoute
+{
+    private readonly uint _totalWeight;
+
+    public MeshRoute(
+        string? prefix,
+        string? path,
+        bool caseSensitive,
+        ImmutableArray<WeightedCluster> clusters,
+        ImmutableArray<HeaderMatch> headers = default,
+        string? name = null)
+    {
+        if ((prefix is null) == (path is null))
+        {
+            throw new ArgumentException("Exactly one of prefix and path must be set.", nameof(prefix));
+        }
+
+        if (clusters.IsDefaultOrEmpty)
+        {
+            throw new ArgumentException("A route needs at least one cluster.", nameof(clusters));
+        }
+
+        Prefix = prefix;
+        Path = path;
+        CaseSensitive = caseSensitive;
+        Clusters = clusters;
+        Headers = headers.IsDefault ? [] : headers;
+        Name = name ?? string.Empty;
+        foreach (var cluster in clusters)
+        {
+            _totalWeight += cluster.Weight;
+        }
+
+        if (_totalWeight == 0)
+        {
+            throw new ArgumentException("The cluster weights of a route must not add up to 0.", nameof(clusters));
+        }
+
+        MatchesAnyPath = prefix is { Length: 0 } || prefix == "/";
+    }
+
+    public string? Prefix { get; }
+
+    public string? Path { get; }
+
+    public bool CaseSensitive { get; }
+
+    public ImmutableArray<WeightedCluster> Clusters { get; }
+
+    public ImmutableArray<HeaderMatch> Headers { get; }
+
+    public string Name { get; }
+
+    /// <summary>Gets whether the route matches every path, so the request path need not be read at all.</summary>
+    public bool MatchesAnyPath { get; }
+
+    public bool MatchesPath(ReadOnlySpan<char> requestPath)
+    {
+        if (MatchesAnyPath)
+        {
+            return true;
+        }
+
+        var comparison = CaseSensitive ? StringComparison.Ordinal : StringComparison.OrdinalIgnoreCase;
+        return Prefix is not null
+            ? requestPath.StartsWith(Prefix, comparison)
+            : requestPath.Equals(Path, comparison);
+    }
+
+    public bool MatchesHeaders(HttpRequestHeaders headers)
+    {
+        foreach (var header in Headers)
+        {
+            if (!header.Matches(headers))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Picks a cluster by weight; <paramref name="random"/> returns a value in [0, maxExclusive).</summary>
+    public MeshCluster PickCluster(Func<int, int> random)
+    {
+        ArgumentNullException.ThrowIfNull(random);
+        if (Clusters.Length == 1)
+        {
+            return Clusters[0].Cluster;
+        }
+
+        var ticket = (uint)random((int)Math.Min(_totalWeight, int.MaxValue));
+        foreach (var cluster in Clusters)
+        {
+            if (ticket < cluster.Weight)
+            {
+                return cluster.Cluster;
+            }
+
+            ticket -= cluster.Weight;
+        }
+
+        return Clusters[^1].Cluster;
+    }
+}

@@ -1,0 +1,40 @@
+using System.Collections.Immutable;
+
+namespace Mesh.Client.Discovery;
+
+/// <summary>
+/// A logical destination: one LDS listener (<c>fqdn:port</c>) with the routes of its RDS virtual host.
+/// </summary>
+internal sealed class MeshService
+{
+    public MeshService(string listenerName, string host, int port, ImmutableArray<MeshRoute> routes)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(listenerName);
+        ArgumentException.ThrowIfNullOrEmpty(host);
+        ListenerName = listenerName;
+        Host = host;
+        Port = port;
+        Routes = routes.IsDefault ? [] : routes;
+        foreach (var route in Routes)
+        {
+            NeedsPath |= !route.MatchesAnyPath;
+            NeedsHeaders |= route.Headers.Length > 0;
+        }
+    }
+
+    public string ListenerName { get; }
+
+    /// <summary>Gets the fully qualified service host, e.g. <c>orders.default.svc.cluster.local</c>.</summary>
+    public string Host { get; }
+
+    public int Port { get; }
+
+    public ImmutableArray<MeshRoute> Routes { get; }
+
+    /// <summary>Gets whether any route looks at the path; when none does the path is never computed.</summary>
+    public bool NeedsPath { get; }
+
+    public bool NeedsHeaders { get; }
+
+    public override string ToString() => ListenerName;
+}

@@ -1,0 +1,58 @@
+namespace Mesh.Client.Routing;
+
+/// <summary>
+/// Decides which host names could be mesh services before the first snapshot arrived, so that calls
+/// to them fail fast with "not yet synced" instead of falling through to DNS: single-label names
+/// (<c>orders</c>, except <c>localhost</c>), <c>name.&lt;namespace&gt;</c> and <c>*.svc.&lt;cluster domain&gt;</c>.
+/// </summary>
+internal sealed class MeshHostNames
+{
+    private readonly string _namespaceSuffix;
+    private readonly string _clusterSuffix;
+
+    public MeshHostNames(string @namespace, string clusterDomain)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(@namespace);
+        ArgumentException.ThrowIfNullOrEmpty(clusterDomain);
+        Namespace = @namespace;
+        ClusterDomain = clusterDomain;
+        _namespaceSuffix = "." + @namespace;
+        _clusterSuffix = ".svc." + clusterDomain;
+    }
+
+    public string Namespace { get; }
+
+    public string ClusterDomain { get; }
+
+    public bool LooksLikeMeshHost(ReadOnlySpan<char> host)
+    {
+        if (host.IsEmpty || host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || char.IsAsciiDigit(host[^1]) || host.Contains(':'))
+        {
+            return false;
+        }
+
+        var dot = host.IndexOf('.');
+        return dot < 0
+            || (host.EndsWith(_namespaceSuffix, StringComparison.OrdinalIgnoreCase) && host.LastIndexOf('.') == dot)
+            || host.EndsWith(_clusterSuffix, StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>Gets the fully qualified name for a short service name, e.g. <c>orders</c> → <c>orders.default.svc.cluster.local</c>.</summary>
+    public string Qualify(string host)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(host);
+        if (host.EndsWith(_clusterSuffix, StringComparison.OrdinalIgnoreCase))
+        {
+            return host;
+        }
+
+        var dots = host.AsSpan().Count('.');
+        return dots switch
+        {
+            0 => $"{host}.{Namespace}.svc.{ClusterDomain}",
+            1 => $"{host}.svc.{ClusterDomain}",
+            _ when host.EndsWith(".svc", StringComparison.OrdinalIgnoreCase) => $"{host}.{ClusterDomain}",
+            _ => host,
+        };
+    }
+}

@@ -1,0 +1,95 @@
+using Mesh.Client.Discovery;
+
+namespace Mesh.Client.Routing;
+
+internal enum RouteStatus
+{
+    /// <summary>The host is not a mesh service: the request goes out untouched (normal DNS).</summary>
+    NotMeshHost,
+
+    /// <summary>The host looks like a mesh name but no snapshot has arrived yet.</summary>
+    NotSynced,
+
+    Routed,
+
+    /// <summary>The service exists but none of its routes matches the request.</summary>
+    NoRoute,
+
+    /// <summary>The chosen cluster has no endpoint at all.</summary>
+    NoEndpoint,
+}
+
+/// <summary>The per-request path: host → service → route → weighted cluster → endpoint. Allocates nothing.</summary>
+internal sealed class MeshRouter
+{
+    private readonly IMeshSnapshotSource _source;
+    private readonly MeshHostNames _names;
+    private readonly Func<int, int> _random;
+
+    public MeshRouter(IMeshSnapshotSource source, MeshHostNames names, Func<int, int>? random = null)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(names);
+        _source = source;
+        _names = names;
+        _random = random ?? Random.Shared.Next;
+    }
+
+    public MeshSnapshot Snapshot => _source.Current;
+
+    public RouteStatus Route(
+        HttpRequestMessage request,
+        long now,
+        MeshEndpoint? avoid,
+        out MeshService? service,
+        out MeshCluster? cluster,
+        out MeshEndpoint? endpoint)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        cluster = null;
+        endpoint = null;
+        var uri = request.RequestUri;
+        if (uri is null || !uri.IsAbsoluteUri)
+        {
+            service = null;
+            return RouteStatus.NotMeshHost;
+        }
+
+        var host = uri.IdnHost;
+        var snapshot = _source.Current;
+        if (!snapshot.TryGetService(host, uri.Port, uri.IsDefaultPort, out service))
+        {
+            return !snapshot.IsSynced && _names.LooksLikeMeshHost(host) ? RouteStatus.NotSynced : RouteStatus.NotMeshHost;
+        }
+
+        var route = MatchRoute(service!, request, uri);
+        if (route is null)
+        {
+            return RouteStatus.NoRoute;
+        }
+
+        cluster = route.PickCluster(_random);
+        endpoint = cluster.Balancer.Pick(now, avoid);
+        return endpoint is null ? RouteStatus.NoEndpoint : RouteStatus.Routed;
+    }
+
+    private static MeshRoute? MatchRoute(MeshService service, HttpRequestMessage request, Uri uri)
+    {
+        var routes = service.Routes;
+        if (!service.NeedsPath && !service.NeedsHeaders)
+        {
+            return routes.Length > 0 ? routes[0] : null;
+        }
+
+        var path = service.NeedsPath ? uri.AbsolutePath : string.Empty;
+        foreach (var route in routes)
+        {
+            if (route.MatchesPath(path) && route.MatchesHeaders(request.Headers))
+            {
+                return route;
+            }
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,93 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Mesh.Client;
+
+/// <summary>Options of the service mesh client, bound from the <c>Mesh</c> configuration section.</summary>
+public sealed class ServiceMeshOptions
+{
+    /// <summary>The configuration section the options are bound from.</summary>
+    public const string SectionName = "Mesh";
+
+    /// <summary>Gets the control plane connection settings.</summary>
+    public ControlPlaneOptions ControlPlane { get; } = new();
+
+    /// <summary>Gets or sets this workload's service name; when set, the app registers itself as an instance of it.</summary>
+    public string? Service { get; set; }
+
+    /// <summary>Gets or sets this workload's namespace; short service names resolve in it.</summary>
+    [Required]
+    public string Namespace { get; set; } = "default";
+
+    /// <summary>Gets or sets the service account this workload runs as (defaults to <see cref="Service"/>).</summary>
+    public string? ServiceAccount { get; set; }
+
+    /// <summary>Gets or sets the cluster domain of fully qualified service names.</summary>
+    [Required]
+    public string ClusterDomain { get; set; } = "cluster.local";
+
+    /// <summary>Gets the workload labels sent with the registration; <c>app=&lt;Service&gt;</c> is added when absent.</summary>
+    public IDictionary<string, string> Labels { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>Gets the self-registration settings.</summary>
+    public RegistrationOptions Registration { get; } = new();
+
+    /// <summary>Gets the retry, timeout and circuit breaker settings applied to calls to mesh services.</summary>
+    public MeshResilienceOptions Resilience { get; } = new();
+}
+
+/// <summary>How the client reaches the control plane.</summary>
+public sealed class ControlPlaneOptions
+{
+    /// <summary>Gets or sets the control plane's xDS address, e.g. <c>http://127.0.0.1:15010</c>.</summary>
+    public Uri? Address { get; set; }
+
+    /// <summary>Gets or sets the first reconnect delay; later ones double up to <see cref="MaxReconnectDelay"/>, with jitter.</summary>
+    public TimeSpan InitialReconnectDelay { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Gets or sets the longest reconnect delay.</summary>
+    public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(15);
+}
+
+/// <summary>Self-registration of this app's Kestrel addresses as a WorkloadEntry of <see cref="ServiceMeshOptions.Service"/>.</summary>
+public sealed class RegistrationOptions
+{
+    /// <summary>Gets or sets whether the app registers itself (only when a service name is set).</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>Gets or sets the address advertised to other workloads; defaults to the Kestrel address (or 127.0.0.1 for wildcard bindings).</summary>
+    public string? Address { get; set; }
+
+    /// <summary>Gets or sets the requested lease; the registration is renewed at a third of it.</summary>
+    public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
+}
+
+/// <summary>Resilience of calls to mesh services (Microsoft.Extensions.Http.Resilience strategies, one pipeline per service).</summary>
+public sealed class MeshResilienceOptions
+{
+    /// <summary>Gets or sets the time budget of a call including every retry.</summary>
+    public TimeSpan TotalTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Gets or sets the time budget of one attempt.</summary>
+    public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Gets or sets how many times a failed idempotent call is retried (0 disables retries).</summary>
+    [Range(0, 10)]
+    public int MaxRetryAttempts { get; set; } = 2;
+
+    /// <summary>Gets or sets the base delay between retries (exponential with jitter).</summary>
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(25);
+
+    /// <summary>Gets or sets the failure ratio within <see cref="CircuitBreakerSamplingDuration"/> that opens a service's circuit.</summary>
+    [Range(0.01, 1.0)]
+    public double CircuitBreakerFailureRatio { get; set; } = 0.5;
+
+    /// <summary>Gets or sets the number of calls in the sampling window before the circuit can open.</summary>
+    [Range(2, int.MaxValue)]
+    public int CircuitBreakerMinimumThroughput { get; set; } = 100;
+
+    /// <summary>Gets or sets the circuit breaker's sampling window.</summary>
+    public TimeSpan CircuitBreakerSamplingDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Gets or sets how long an open circuit rejects calls.</summary>
+    public TimeSpan CircuitBreakerBreakDuration { get; set; } = TimeSpan.FromSeconds(5);
+}
