@@ -1,0 +1,289 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Mesh.Samples;
+using Mesh.Samples.Processes;
+
+namespace Mesh.Demo;
+
+/// <summary>Runs the demo mesh: control plane, frontend → orders → inventory (×N, over gRPC), a traffic driver and the live table.</summary>
+internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
+{
+    private static readonly string[] ServiceOrder = ["frontend", "orders", "inventory"];
+    private readonly List<ChildProcess> _processes = [];
+    private readonly List<WorkloadProcess> _workloads = [];
+    private readonly string _stateDirectory = Directory.CreateTempSubdirectory("mesh-demo-").FullName;
+    private readonly HttpClient _http = new(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(10) };
+    private readonly Stopwatch _uptime = Stopwatch.StartNew();
+    private ControlPlaneProcess? _controlPlane;
+
+    public TrafficSummary Summary { get; } = new();
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var configDirectory = Path.Combine(AppContext.BaseDirectory, "mesh-config");
+        Console.WriteLine($"Starting the control plane (config: {configDirectory})...");
+        _controlPlane = await MeshProcesses.StartControlPlaneAsync(App("Mesh.ControlPlane"), configDirectory, _stateDirectory).ConfigureAwait(false);
+        _processes.Add(_controlPlane.Process);
+        Console.WriteLine($"  xDS {_controlPlane.XdsAddress}  admin {_controlPlane.AdminAddress}");
+
+        var starts = new List<Task<WorkloadProcess>>();
+        for (var i = 1; i <= options.InventoryInstances; i++)
+        {
+            starts.Add(StartWorkloadAsync("Mesh.Samples.Inventory", "inventory", $"inventory-{i}"));
+        }
+
+        starts.Add(StartWorkloadAsync("Mesh.Samples.Orders", "orders", "orders-1"));
+        starts.Add(StartWorkloadAsync("Mesh.Samples.Frontend", "frontend", "frontend-1"));
+        foreach (var start in starts)
+        {
+            var workload = await start.ConfigureAwait(false);
+            Console.WriteLine($"  {workload.Instance,-12} {workload.Address}");
+        }
+
+        Console.WriteLine("Waiting until every service is ready (synced with the control plane)...");
+        foreach (var workload in _workloads)
+        {
+            await WaitReadyAsync(workload, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var frontend = _workloads.First(w => w.Service == "frontend").Address;
+        var driver = Task.Run(() => DriveTrafficAsync(frontend, cancellationToken), cancellationToken);
+        var interactive = !Console.IsOutputRedirected;
+        var printEvery = interactive ? TimeSpan.FromSeconds(1) : TimeSpan.FromSeconds(5);
+        using var timer = new PeriodicTimer(printEvery);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var table = await RenderAsync(cancellationToken).ConfigureAwait(false);
+                Console.Write(interactive ? "\u001b[H\u001b[J" + table : table + Environment.NewLine);
+            }
+        }
+        finally
+        {
+            await driver.ContinueWith(static _ => { }, TaskScheduler.Default).ConfigureAwait(false);
+            if (!cancellationToken.IsCancellationRequested || !interactive)
+            {
+                Console.WriteLine(await RenderAsync(CancellationToken.None).ConfigureAwait(false));
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        // Services first (they deregister), the control plane last.
+        for (var i = _processes.Count - 1; i >= 0; i--)
+        {
+            await _processes[i].DisposeAsync().ConfigureAwait(false);
+        }
+
+        _http.Dispose();
+        try
+        {
+            Directory.Delete(_stateDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private static string App(string name) =>
+        LaunchableApps.Paths.TryGetValue(name, out var path)
+            ? path
+            : throw new InvalidOperationException($"{name} is not among the demo's launchable apps.");
+
+    private async Task<WorkloadProcess> StartWorkloadAsync(string app, string service, string instance)
+    {
+        var workload = await MeshProcesses.StartWorkloadAsync(App(app), service, instance, _controlPlane!.XdsAddress).ConfigureAwait(false);
+        lock (_workloads)
+        {
+            _workloads.Add(workload);
+            _processes.Add(workload.Process);
+        }
+
+        return workload;
+    }
+
+    private async Task WaitReadyAsync(WorkloadProcess workload, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                using var request = StatsRequest(workload, "/healthz/ready");
+                using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+                if (response.IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+
+            if (deadline.Elapsed > MeshProcesses.StartTimeout || workload.Process.HasExited)
+            {
+                throw new TimeoutException($"{workload.Instance} did not become ready. Its output:\n{workload.Process.Output}");
+            }
+
+            await Task.Delay(200, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task DriveTrafficAsync(Uri frontend, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1.0 / options.RequestsPerSecond));
+        var inFlight = new List<Task>();
+        while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+        {
+            inFlight.RemoveAll(t => t.IsCompleted);
+            if (inFlight.Count < 64)
+            {
+                inFlight.Add(CallFrontendAsync(frontend, cancellationToken));
+            }
+        }
+    }
+
+    private async Task CallFrontendAsync(Uri frontend, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var response = await _http.GetAsync(frontend, cancellationToken).ConfigureAwait(false);
+            var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+            Summary.Record(response.IsSuccessStatusCode, response.IsSuccessStatusCode ? null : $"{(int)response.StatusCode}: {body}");
+        }
+        catch (HttpRequestException e)
+        {
+            Summary.Record(false, e.Message);
+        }
+        catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            Summary.Record(false, "frontend did not answer within 10 s");
+        }
+    }
+
+    private async Task<string> RenderAsync(CancellationToken cancellationToken)
+    {
+        var registered = await ReadRegisteredEndpointsAsync(cancellationToken).ConfigureAwait(false);
+        var stats = new List<(WorkloadProcess Workload, StatsSnapshot? Stats)>();
+        foreach (var workload in _workloads)
+        {
+            stats.Add((workload, await ReadStatsAsync(workload, cancellationToken).ConfigureAwait(false)));
+        }
+
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"Mesh demo  ·  up {_uptime.Elapsed:mm\\:ss}  ·  control plane xDS {_controlPlane!.XdsAddress}  admin {_controlPlane.AdminAddress}debug/config_dump");
+        text.AppendLine("frontend --HTTP--> orders --gRPC--> inventory   (Ctrl+C stops every process)");
+        text.AppendLine();
+        text.AppendLine(CultureInfo.InvariantCulture, $"{"service",-10} {"instances",9} {"requests",9} {"errors",7}  split across instances");
+        foreach (var service in ServiceOrder)
+        {
+            var rows = stats.Where(s => s.Workload.Service == service).ToList();
+            var requests = rows.Sum(r => r.Stats?.Requests ?? 0);
+            var errors = rows.Sum(r => r.Stats?.Errors ?? 0);
+            var instances = registered.TryGetValue(service, out var count) ? count.ToString(CultureInfo.InvariantCulture) : "?";
+            var split = string.Join("  ", rows.Select(r =>
+                r.Stats is null
+                    ? $"{r.Workload.Instance} (down)"
+                    : $"{r.Workload.Instance} {r.Stats.Requests,6} ({Percent(r.Stats.Requests, requests)})"));
+            text.AppendLine(CultureInfo.InvariantCulture, $"{service,-10} {instances,9} {requests,9} {errors,7}  {split}");
+        }
+
+        text.AppendLine();
+        text.AppendLine(CultureInfo.InvariantCulture, $"traffic driver: {Summary.Sent} sent, {Summary.Succeeded} ok, {Summary.Failed} failed, target {options.RequestsPerSecond} rps");
+        if (Summary.LastError is { } error)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"last error: {error}");
+        }
+
+        return text.ToString();
+    }
+
+    private static string Percent(long part, long total) =>
+        total == 0 ? "-" : (100.0 * part / total).ToString("0", CultureInfo.InvariantCulture) + "%";
+
+    private async Task<Dictionary<string, int>> ReadRegisteredEndpointsAsync(CancellationToken cancellationToken)
+    {
+        var result = new Dictionary<string, int>(StringComparer.Ordinal);
+        try
+        {
+            using var dump = JsonDocument.Parse(await _http.GetStringAsync(new Uri(_controlPlane!.AdminAddress, "/debug/config_dump"), cancellationToken).ConfigureAwait(false));
+            foreach (var service in dump.RootElement.GetProperty("services").EnumerateArray())
+            {
+                var host = service.GetProperty("host").GetString() ?? string.Empty;
+                var shortName = host.Split('.')[0];
+                result[shortName] = service.GetProperty("endpoints").GetArrayLength();
+            }
+        }
+        catch (Exception e) when (e is HttpRequestException or JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            // The table shows "?" for instances while the control plane is away.
+        }
+
+        return result;
+    }
+
+    private async Task<StatsSnapshot?> ReadStatsAsync(WorkloadProcess workload, CancellationToken cancellationToken)
+    {
+        if (workload.Process.HasExited)
+        {
+            return null;
+        }
+
+        try
+        {
+            using var request = StatsRequest(workload, "/_stats");
+            using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            return await response.Content.ReadFromJsonAsync<StatsSnapshot>(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is HttpRequestException or JsonException or TaskCanceledException)
+        {
+            return null;
+        }
+    }
+
+    private static HttpRequestMessage StatsRequest(WorkloadProcess workload, string path) =>
+        new(HttpMethod.Get, new Uri(workload.Address, path))
+        {
+            // inventory speaks HTTP/2 only (gRPC without TLS): prior knowledge h2c.
+            Version = workload.Service == "inventory" ? HttpVersion.Version20 : HttpVersion.Version11,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+}
+
+internal sealed class TrafficSummary
+{
+    private long _sent;
+    private long _succeeded;
+    private long _failed;
+
+    public long Sent => Interlocked.Read(ref _sent);
+
+    public long Succeeded => Interlocked.Read(ref _succeeded);
+
+    public long Failed => Interlocked.Read(ref _failed);
+
+    public string? LastError { get; private set; }
+
+    public void Record(bool success, string? error)
+    {
+        Interlocked.Increment(ref _sent);
+        if (success)
+        {
+            Interlocked.Increment(ref _succeeded);
+        }
+        else
+        {
+            Interlocked.Increment(ref _failed);
+            LastError = error;
+        }
+    }
+}

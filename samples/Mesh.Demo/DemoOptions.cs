@@ -1,0 +1,36 @@
+using System.Globalization;
+
+namespace Mesh.Demo;
+
+internal sealed record DemoOptions(TimeSpan? Duration, int RequestsPerSecond, int InventoryInstances)
+{
+    public static DemoOptions Parse(string[] args)
+    {
+        TimeSpan? duration = null;
+        var rps = 20;
+        var inventory = 2;
+        for (var i = 0; i < args.Length; i++)
+        {
+            var value = i + 1 < args.Length ? args[i + 1] : null;
+            switch (args[i])
+            {
+                case "--duration" when value is not null:
+                    duration = TimeSpan.FromSeconds(double.Parse(value, CultureInfo.InvariantCulture));
+                    i++;
+                    break;
+                case "--rps" when value is not null:
+                    rps = Math.Clamp(int.Parse(value, CultureInfo.InvariantCulture), 1, 500);
+                    i++;
+                    break;
+                case "--inventory" when value is not null:
+                    inventory = Math.Clamp(int.Parse(value, CultureInfo.InvariantCulture), 1, 5);
+                    i++;
+                    break;
+                default:
+                    throw new ArgumentException($"Unknown argument '{args[i]}'. Usage: Mesh.Demo [--duration <seconds>] [--rps <1-500>] [--inventory <1-5>]");
+            }
+        }
+
+        return new DemoOptions(duration, rps, inventory);
+    }
+}

@@ -1,0 +1,35 @@
+using Mesh.Demo;
+
+// dotnet run --project samples/Mesh.Demo [-- --duration 30 --rps 20]
+// Starts the control plane and the sample services as separate processes on 127.0.0.1, drives
+// traffic into frontend and prints a live table. Ctrl+C stops every child.
+var options = DemoOptions.Parse(args);
+using var stop = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
+{
+    e.Cancel = true;
+    stop.Cancel();
+};
+if (options.Duration is { } duration)
+{
+    stop.CancelAfter(duration);
+}
+
+await using var mesh = new DemoMesh(options);
+try
+{
+    await mesh.StartAsync(stop.Token);
+    await mesh.RunAsync(stop.Token);
+}
+catch (OperationCanceledException) when (stop.IsCancellationRequested)
+{
+}
+catch (Exception e) when (e is TimeoutException or InvalidOperationException)
+{
+    Console.Error.WriteLine($"The demo could not start: {e.Message}");
+    return 1;
+}
+
+Console.WriteLine();
+Console.WriteLine("Stopping every process the demo started...");
+return mesh.Summary.Succeeded > 0 ? 0 : 1;

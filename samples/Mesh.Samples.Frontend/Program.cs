@@ -1,0 +1,46 @@
+using System.Text.Json;
+using Mesh.Client;
+using Mesh.Samples;
+
+// frontend: the demo's entry point; calls orders over plain HTTP by its logical name.
+var builder = WebApplication.CreateBuilder(args);
+builder.AddServiceMesh(mesh => mesh.Service ??= "frontend");
+var stats = builder.AddDemoStats("frontend");
+builder.Services.AddHttpClient("orders", client => client.BaseAddress = new Uri("http://orders/"));
+
+var app = builder.Build();
+app.MapGet("/", async (IHttpClientFactory clients, CancellationToken cancellationToken) =>
+{
+    stats.RecordRequest();
+    var id = Random.Shared.Next(1, 10_000);
+    try
+    {
+        using var response = await clients.CreateClient("orders").GetAsync($"orders/{id}", cancellationToken);
+        var body = await response.Content.ReadAsStringAsync(cancellationToken);
+        if (!response.IsSuccessStatusCode)
+        {
+            stats.RecordError();
+            return Results.Problem($"orders answered {(int)response.StatusCode}: {body}", statusCode: StatusCodes.Status502BadGateway);
+        }
+
+        using var order = JsonDocument.Parse(body);
+        return Results.Json(new
+        {
+            frontend = stats.Instance,
+            orders = order.RootElement.GetProperty("orders").GetString(),
+            inventory = order.RootElement.GetProperty("inventory").GetString(),
+        });
+    }
+    catch (ServiceMeshException e)
+    {
+        stats.RecordError();
+        return Results.Problem(e.Message, statusCode: StatusCodes.Status503ServiceUnavailable);
+    }
+    catch (HttpRequestException e)
+    {
+        stats.RecordError();
+        return Results.Problem($"orders unreachable: {e.Message}", statusCode: StatusCodes.Status502BadGateway);
+    }
+});
+app.MapDemoEndpoints();
+app.Run();

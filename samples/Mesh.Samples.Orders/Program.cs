@@ -1,0 +1,30 @@
+using Grpc.Core;
+using Mesh.Samples;
+using Mesh.Samples.Inventory.V1;
+
+// orders: an HTTP API; each order reserves stock in inventory over gRPC, balanced per call by the mesh.
+var builder = WebApplication.CreateBuilder(args);
+builder.AddServiceMesh(mesh => mesh.Service ??= "orders");
+var stats = builder.AddDemoStats("orders");
+builder.Services.AddGrpcClient<Inventory.InventoryClient>(options => options.Address = new Uri("xds:///inventory"));
+
+var app = builder.Build();
+app.MapGet("/orders/{id:int}", async (int id, Inventory.InventoryClient inventory, CancellationToken cancellationToken) =>
+{
+    stats.RecordRequest();
+    try
+    {
+        var reply = await inventory.ReserveAsync(
+            new ReserveRequest { Sku = $"sku-{id % 10}", Quantity = 1 },
+            deadline: DateTime.UtcNow.AddSeconds(10),
+            cancellationToken: cancellationToken);
+        return Results.Json(new { order = id, orders = stats.Instance, inventory = reply.Instance, reserved = reply.Reserved });
+    }
+    catch (RpcException e)
+    {
+        stats.RecordError();
+        return Results.Problem($"inventory failed: {e.Status}", statusCode: StatusCodes.Status502BadGateway);
+    }
+});
+app.MapDemoEndpoints();
+app.Run();

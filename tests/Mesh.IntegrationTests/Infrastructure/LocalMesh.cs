@@ -1,0 +1,184 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Mesh.Client;
+using Mesh.Samples.Processes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace Mesh.IntegrationTests.Infrastructure;
+
+/// <summary>
+/// A mesh of real processes on 127.0.0.1 for one test: the control plane (config folder and state
+/// folder in a temp directory) and sample workloads, each a separate `dotnet app.dll`.
+/// </summary>
+internal sealed class LocalMesh : IAsyncDisposable
+{
+    public static readonly string DemoServicesYaml = Path.Combine(Repository.Root, "samples", "Mesh.Demo", "mesh-config", "services.yaml");
+
+    private readonly ITestOutputHelper _output;
+    private readonly string[] _controlPlaneArgs;
+    private readonly List<WorkloadProcess> _workloads = [];
+    private readonly HttpClient _http = new(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(10) };
+    private readonly string _root;
+
+    private LocalMesh(ITestOutputHelper output, string[] controlPlaneArgs)
+    {
+        _output = output;
+        _controlPlaneArgs = controlPlaneArgs;
+        _root = Directory.CreateTempSubdirectory("mesh-it-").FullName;
+        ConfigDirectory = Directory.CreateDirectory(Path.Combine(_root, "config")).FullName;
+        StateDirectory = Directory.CreateDirectory(Path.Combine(_root, "state")).FullName;
+    }
+
+    public string ConfigDirectory { get; }
+
+    public string StateDirectory { get; }
+
+    public ControlPlaneProcess ControlPlane { get; private set; } = null!;
+
+    public IReadOnlyList<WorkloadProcess> Workloads => _workloads;
+
+    /// <summary>Starts a control plane serving the demo's ServiceEntries (frontend, orders, inventory).</summary>
+    /// <param name="fixedPorts">Use fixed ports so that <see cref="RestartControlPlaneAsync"/> comes back on the same address.</param>
+    public static async Task<LocalMesh> StartAsync(ITestOutputHelper output, bool fixedPorts = false, params string[] controlPlaneArgs)
+    {
+        var mesh = new LocalMesh(output, controlPlaneArgs);
+        File.Copy(DemoServicesYaml, Path.Combine(mesh.ConfigDirectory, "services.yaml"));
+        try
+        {
+            mesh.ControlPlane = await mesh.StartControlPlaneAsync(fixedPorts ? FreePort() : 0, fixedPorts ? FreePort() : 0);
+        }
+        catch
+        {
+            await mesh.DisposeAsync();
+            throw;
+        }
+
+        return mesh;
+    }
+
+    public async Task<WorkloadProcess> StartWorkloadAsync(string app, string service, string instance, IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        var workload = await MeshProcesses.StartWorkloadAsync(Repository.App(app), service, instance, ControlPlane.XdsAddress, environment);
+        _workloads.Add(workload);
+        return workload;
+    }
+
+    /// <summary>Starts a workload and waits until its readiness endpoint says it is synced with the mesh.</summary>
+    public async Task<WorkloadProcess> StartReadyWorkloadAsync(string app, string service, string instance, IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        var workload = await StartWorkloadAsync(app, service, instance, environment);
+        await WaitReadyAsync(workload);
+        return workload;
+    }
+
+    public async Task WaitReadyAsync(WorkloadProcess workload)
+    {
+        await Eventually.HoldsAsync(
+            async () =>
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(workload.Address, "/healthz/ready"))
+                {
+                    Version = workload.Service == "inventory" ? HttpVersion.Version20 : HttpVersion.Version11,
+                    VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+                };
+                using var response = await _http.SendAsync(request);
+                return response.StatusCode == HttpStatusCode.OK;
+            },
+            $"{workload.Instance} to be ready");
+    }
+
+    /// <summary>Stops (SIGTERM) or kills (SIGKILL) the control plane and starts it again on the same ports with the same state folder.</summary>
+    public async Task RestartControlPlaneAsync(bool kill)
+    {
+        var xdsPort = ControlPlane.XdsAddress.Port;
+        var adminPort = ControlPlane.AdminAddress.Port;
+        if (kill)
+        {
+            await ControlPlane.Process.KillAsync();
+        }
+        else
+        {
+            await ControlPlane.Process.StopAsync(TimeSpan.FromSeconds(15));
+        }
+
+        Dump(ControlPlane.Process);
+        ControlPlane = await StartControlPlaneAsync(xdsPort, adminPort);
+    }
+
+    public async Task<JsonDocument> ConfigDumpAsync() =>
+        JsonDocument.Parse(await _http.GetStringAsync(new Uri(ControlPlane.AdminAddress, "/debug/config_dump")));
+
+    /// <summary>Gets the number of endpoints the control plane holds for the service whose host starts with <paramref name="service"/>.</summary>
+    public async Task<int> EndpointCountAsync(string service)
+    {
+        using var dump = await ConfigDumpAsync();
+        foreach (var entry in dump.RootElement.GetProperty("services").EnumerateArray())
+        {
+            if (entry.GetProperty("host").GetString()!.StartsWith(service + ".", StringComparison.Ordinal))
+            {
+                return entry.GetProperty("endpoints").GetArrayLength();
+            }
+        }
+
+        return 0;
+    }
+
+    public Task WaitForEndpointsAsync(string service, int count) =>
+        Eventually.ReturnsAsync(() => EndpointCountAsync(service), n => n == count, $"{count} registered endpoint(s) of {service}");
+
+    /// <summary>Builds a host in this test process that joins the mesh as a client (no registration) with an HttpClient named "mesh".</summary>
+    public IHost CreateClientHost(Action<ServiceMeshOptions>? configure = null)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.AddServiceMesh(options =>
+        {
+            options.ControlPlane.Address = ControlPlane.XdsAddress;
+            configure?.Invoke(options);
+        });
+        builder.Services.AddHttpClient("mesh");
+        return builder.Build();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var workload in _workloads)
+        {
+            await workload.Process.DisposeAsync();
+            Dump(workload.Process);
+        }
+
+        if (ControlPlane is not null)
+        {
+            await ControlPlane.Process.DisposeAsync();
+            Dump(ControlPlane.Process);
+        }
+
+        _http.Dispose();
+        try
+        {
+            Directory.Delete(_root, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private Task<ControlPlaneProcess> StartControlPlaneAsync(int xdsPort, int adminPort) =>
+        MeshProcesses.StartControlPlaneAsync(Repository.App("Mesh.ControlPlane"), ConfigDirectory, StateDirectory, xdsPort, adminPort, _controlPlaneArgs);
+
+    private void Dump(ChildProcess process)
+    {
+        var output = process.Output;
+        _output.WriteLine($"----- {process.Name} (pid {process.Id}) -----");
+        _output.WriteLine(output.Length > 20_000 ? "…" + output[^20_000..] : output);
+    }
+}
