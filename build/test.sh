@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The one command that runs every test: unit, multi-process integration, and interop with Node's
+# @grpc/grpc-js-xds. Installs the interop client from the committed package-lock.json first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 MSBUILDDISABLENODEREUSE=1
+
+if ! command -v node >/dev/null 2>&1; then
+  echo "error: Node.js 20+ is needed by the grpc-js-xds interop test. Install it (Debian: apt-get install -y nodejs npm) and run build/test.sh again." >&2
+  exit 1
+fi
+npm ci --prefix tests/Mesh.IntegrationTests/node --no-audit --no-fund --loglevel=error
+
+dotnet build Mesh.Client.sln -nologo -v minimal
+log=$(mktemp)
+status=0
+# One test project at a time: the integration tests start many processes on a 2-core machine.
+dotnet test Mesh.Client.sln --no-build -nologo -m:1 --logger "console;verbosity=normal" 2>&1 | tee "$log" || status=$?
+
+# One closing line for the whole run, summed over the test projects.
+awk '/(Passed|Failed)! +- +Failed: +[0-9]+, Passed: +[0-9]+/ {
+       for (i = 1; i <= NF; i++) { if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) }
+     }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+rm -f "$log"
+exit $status
