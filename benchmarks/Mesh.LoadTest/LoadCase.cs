@@ -1,0 +1,100 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Mesh.LoadTest;
+
+internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int WarmupSeconds)
+{
+    public static LoadSettings Parse(string[] args)
+    {
+        int Get(string name, int fallback)
+        {
+            var index = Array.IndexOf(args, name);
+            return index >= 0 && index + 1 < args.Length ? int.Parse(args[index + 1], CultureInfo.InvariantCulture) : fallback;
+        }
+
+        return new LoadSettings(Get("--seconds", 10), Get("--reps", 5), Get("--concurrency", 64), Get("--warmup", 10));
+    }
+}
+
+internal sealed record LoadResult(long Requests, long Failed, double RequestsPerSecond, double P50Ms, double P99Ms, double CpuMicrosecondsPerRequest)
+{
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture,
+        $"{RequestsPerSecond,8:0} req/s  p50 {P50Ms:0.000} ms  p99 {P99Ms:0.000} ms  CPU {CpuMicrosecondsPerRequest:0.0} µs/req  failed {Failed}");
+}
+
+/// <summary>One client under closed-loop load: <c>concurrency</c> workers, each sending the next request when the last answered.</summary>
+internal sealed class LoadCase(string name, HttpClient client)
+{
+    private const int MaxSamplesPerWorker = 1 << 20;
+
+    public string Name { get; } = name;
+
+    public HttpClient Client { get; } = client;
+
+    public List<LoadResult> Results { get; } = [];
+
+    public double Median(Func<LoadResult, double> selector)
+    {
+        var values = Results.Select(selector).Order().ToArray();
+        return values.Length == 0 ? 0 : values[values.Length / 2];
+    }
+
+    public static async Task<LoadResult> RunAsync(HttpClient client, int concurrency, TimeSpan duration)
+    {
+        var samples = new long[concurrency][];
+        var counts = new int[concurrency];
+        long failed = 0;
+        var process = Process.GetCurrentProcess();
+        process.Refresh();
+        var cpuBefore = process.TotalProcessorTime;
+        var clock = Stopwatch.StartNew();
+        var stopAt = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        var workers = Enumerable.Range(0, concurrency).Select(worker => Task.Run(async () =>
+        {
+            var latencies = samples[worker] = new long[MaxSamplesPerWorker];
+            var count = 0;
+            while (count < MaxSamplesPerWorker)
+            {
+                var start = Stopwatch.GetTimestamp();
+                if (start >= stopAt)
+                {
+                    break;
+                }
+
+                try
+                {
+                    using var response = await client.GetAsync(string.Empty, HttpCompletionOption.ResponseContentRead).ConfigureAwait(false);
+                    if (!response.IsSuccessStatusCode)
+                    {
+                        Interlocked.Increment(ref failed);
+                    }
+                }
+                catch (HttpRequestException)
+                {
+                    Interlocked.Increment(ref failed);
+                }
+
+                latencies[count++] = Stopwatch.GetTimestamp() - start;
+            }
+
+            counts[worker] = count;
+        })).ToArray();
+        await Task.WhenAll(workers).ConfigureAwait(false);
+        var elapsed = clock.Elapsed;
+        process.Refresh();
+        var cpu = process.TotalProcessorTime - cpuBefore;
+
+        var all = new long[counts.Sum()];
+        var offset = 0;
+        for (var i = 0; i < concurrency; i++)
+        {
+            Array.Copy(samples[i], 0, all, offset, counts[i]);
+            offset += counts[i];
+        }
+
+        Array.Sort(all);
+        double Percentile(double p) => all.Length == 0 ? 0 : all[Math.Min(all.Length - 1, (int)(all.Length * p))] * 1000.0 / Stopwatch.Frequency;
+        return new LoadResult(all.Length, failed, all.Length / elapsed.TotalSeconds, Percentile(0.50), Percentile(0.99), all.Length == 0 ? 0 : cpu.TotalMicroseconds / all.Length);
+    }
+}
