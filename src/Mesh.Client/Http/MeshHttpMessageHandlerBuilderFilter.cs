@@ -1,3 +1,4 @@
+using Mesh.Client.Grpc;
 using Mesh.Client.Resilience;
 using Mesh.Client.Routing;
 using Microsoft.Extensions.Http;
@@ -14,6 +15,7 @@ namespace Mesh.Client.Http;
 internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerBuilderFilter
 {
     private readonly MeshRouter _router;
+    private readonly MeshHostNames _names;
     private readonly EndpointConnectionPools _pools;
     private readonly MeshResiliencePipelines _pipelines;
     private readonly TimeProvider _time;
@@ -23,6 +25,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
 
     public MeshHttpMessageHandlerBuilderFilter(
         MeshRouter router,
+        MeshHostNames names,
         EndpointConnectionPools pools,
         MeshResiliencePipelines pipelines,
         TimeProvider time,
@@ -33,6 +36,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
         ArgumentNullException.ThrowIfNull(meshOptions);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _router = router;
+        _names = names;
         _pools = pools;
         _pipelines = pipelines;
         _time = time;
@@ -52,6 +56,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
                 return;
             }
 
+            GrpcClientFactorySupport.DisableChannelBalancingForMeshAddress(builder.Services, builder.Name ?? Options.DefaultName, builder.PrimaryHandler, _router, _names);
             builder.PrimaryHandler = new MeshHttpHandler(_router, _pools, _time, _logger, _controlPlane)
             {
                 InnerHandler = builder.PrimaryHandler,
