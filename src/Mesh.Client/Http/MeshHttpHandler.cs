@@ -1,0 +1,135 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using Mesh.Client.Discovery;
+using Mesh.Client.Routing;
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.Client.Http;
+
+/// <summary>
+/// The primary handler of every mesh-enabled IHttpClientFactory client. Requests to mesh hosts are routed per attempt
+/// (host → route → cluster → endpoint) and sent through the endpoint's connection pool with their URI untouched;
+/// every other request goes to <see cref="DelegatingHandler.InnerHandler"/>, the client's own primary handler.
+/// </summary>
+internal sealed partial class MeshHttpHandler : DelegatingHandler
+{
+    // The endpoint whose attempt failed last, per request. A weak table rather than request.Options: reading Options
+    // allocates its dictionary on every request, and this must cost nothing on the success path.
+    private static readonly ConditionalWeakTable<HttpRequestMessage, MeshEndpoint> FailedEndpoints = [];
+
+    private readonly MeshRouter _router;
+    private readonly EndpointConnectionPools _pools;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly string _controlPlane;
+
+    public MeshHttpHandler(MeshRouter router, EndpointConnectionPools pools, TimeProvider time, ILogger logger, string controlPlane)
+    {
+        ArgumentNullException.ThrowIfNull(router);
+        ArgumentNullException.ThrowIfNull(pools);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(logger);
+        ArgumentNullException.ThrowIfNull(controlPlane);
+        _router = router;
+        _pools = pools;
+        _time = time;
+        _logger = logger;
+        _controlPlane = controlPlane;
+    }
+
+    /// <summary>Gets the endpoint a previous attempt of <paramref name="request"/> failed on, if any.</summary>
+    internal static MeshEndpoint? GetFailedEndpoint(HttpRequestMessage request) =>
+        FailedEndpoints.TryGetValue(request, out var endpoint) ? endpoint : null;
+
+    /// <summary>Gets whether <paramref name="exception"/> means the connection could not be made, so the request was not sent.</summary>
+    internal static bool IsConnectionFailure(Exception? exception) => exception is HttpRequestException e
+        && (e.HttpRequestError == HttpRequestError.ConnectionError
+            || e.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionRefused });
+
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var now = _time.GetTimestamp();
+        var status = _router.Route(request, now, GetFailedEndpoint(request), out var service, out var cluster, out var endpoint);
+        return status switch
+        {
+            RouteStatus.Routed => SendToEndpointAsync(request, cluster!, endpoint!, cancellationToken),
+            RouteStatus.NotMeshHost => base.SendAsync(request, cancellationToken),
+            _ => Task.FromException<HttpResponseMessage>(CreateException(status, request, service, cluster)),
+        };
+    }
+
+    protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        SendAsync(request, cancellationToken).GetAwaiter().GetResult();
+
+    private async Task<HttpResponseMessage> SendToEndpointAsync(
+        HttpRequestMessage request,
+        MeshCluster cluster,
+        MeshEndpoint endpoint,
+        CancellationToken cancellationToken)
+    {
+        endpoint.OnRequestStarted();
+        try
+        {
+            var response = await _pools.Get(endpoint).SendAsync(request, cancellationToken).ConfigureAwait(false);
+            if ((int)response.StatusCode >= 500)
+            {
+                OnFailure(request, cluster, endpoint, connectionFailure: false, (int)response.StatusCode, exception: null);
+            }
+            else
+            {
+                endpoint.RecordSuccess();
+            }
+
+            return response;
+        }
+        catch (Exception exception) when (exception is HttpRequestException or OperationCanceledException)
+        {
+            // An attempt timeout surfaces here as a cancellation; it counts toward ejection like a 5xx.
+            OnFailure(request, cluster, endpoint, IsConnectionFailure(exception), statusCode: 0, exception);
+            throw;
+        }
+        finally
+        {
+            endpoint.OnRequestCompleted();
+        }
+    }
+
+    private void OnFailure(HttpRequestMessage request, MeshCluster cluster, MeshEndpoint endpoint, bool connectionFailure, int statusCode, Exception? exception)
+    {
+        FailedEndpoints.AddOrUpdate(request, endpoint);
+        var now = _time.GetTimestamp();
+        if (endpoint.RecordFailure(now, connectionFailure, cluster.OutlierDetection, _time.TimestampFrequency))
+        {
+            Log.EndpointEjected(_logger, endpoint.Authority, cluster.ServiceHost, connectionFailure ? "connection failure" : "consecutive failures");
+        }
+
+        Log.AttemptFailed(_logger, cluster.ServiceHost, endpoint.Authority, statusCode, exception);
+    }
+
+    private ServiceMeshException CreateException(RouteStatus status, HttpRequestMessage request, MeshService? service, MeshCluster? cluster)
+    {
+        var uri = request.RequestUri!;
+        var exception = status switch
+        {
+            RouteStatus.NotSynced => new MeshNotSyncedException(uri.Host, _controlPlane),
+            RouteStatus.NoEndpoint => new NoHealthyEndpointException(uri.Host, cluster?.Name ?? string.Empty, cluster?.Endpoints.Length ?? 0),
+            _ => (ServiceMeshException)new NoRouteException(uri.Host, uri.AbsolutePath),
+        };
+        Log.NotRouted(_logger, uri.Host, status, exception.Message);
+        return exception;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Debug, "Attempt to mesh service {Service} on endpoint {Endpoint} failed (status {StatusCode}).")]
+        public static partial void AttemptFailed(ILogger logger, string service, string endpoint, int statusCode, Exception? exception);
+
+        [LoggerMessage(2, LogLevel.Warning, "Ejected endpoint {Endpoint} of mesh service {Service} after {Reason}.")]
+        public static partial void EndpointEjected(ILogger logger, string endpoint, string service, string reason);
+
+        [LoggerMessage(3, LogLevel.Debug, "Request to {Host} not routed ({Status}): {Message}")]
+        public static partial void NotRouted(ILogger logger, string host, RouteStatus status, string message);
+    }
+}

@@ -1,0 +1,24 @@
+using Mesh.Client.Resilience;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Http;
+
+namespace Mesh.Client.Http;
+
+/// <summary>Registers mesh routing and resilience for every IHttpClientFactory client. Idempotent.</summary>
+internal static class ServiceMeshHttpRegistration
+{
+    /// <remarks>
+    /// Expects <c>IMeshSnapshotSource</c>, <c>MeshRouter</c>, <c>MeshHostNames</c>, <c>TimeProvider</c> and
+    /// <c>IOptions&lt;ServiceMeshOptions&gt;</c> to be registered by <c>AddServiceMesh()</c>.
+    /// </remarks>
+    public static IServiceCollection AddServiceMeshHttp(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.AddHttpClient();
+        services.TryAddSingleton<EndpointConnectionPools>();
+        services.TryAddSingleton<MeshResiliencePipelines>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHttpMessageHandlerBuilderFilter>());
+        return services;
+    }
+}

@@ -1,0 +1,97 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Mesh.Client.Tests.Grpc;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.Client.Tests;
+
+/// <summary>
+/// A real Kestrel backend on 127.0.0.1, port 0. HTTP/1.1 backends answer every path with their name and record the
+/// Host header; <c>/fail</c> answers 500. gRPC backends speak h2c and answer Greeter.Hello with their name.
+/// </summary>
+internal sealed class TestBackend : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private TestBackend(string name, WebApplication app, int port)
+    {
+        Name = name;
+        _app = app;
+        Port = port;
+    }
+
+    public string Name { get; }
+
+    public int Port { get; }
+
+    public ConcurrentQueue<string> Hosts { get; } = new();
+
+    public ConcurrentQueue<string> Methods { get; } = new();
+
+    public int Hits => Hosts.Count;
+
+    public static async Task<TestBackend> StartAsync(string name, bool grpc = false)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen =>
+            listen.Protocols = grpc ? HttpProtocols.Http2 : HttpProtocols.Http1));
+        TestBackend? self = null;
+        if (grpc)
+        {
+            builder.Services.AddGrpc();
+            builder.Services.AddSingleton(new GreeterService(name, () => self!));
+        }
+
+        var app = builder.Build();
+        if (grpc)
+        {
+            app.MapGrpcService<GreeterService>();
+        }
+        else
+        {
+            app.Run(async context =>
+            {
+                self!.Hosts.Enqueue(context.Request.Host.Value ?? string.Empty);
+                self.Methods.Enqueue(context.Request.Method);
+                if (context.Request.Path.StartsWithSegments("/fail", StringComparison.Ordinal))
+                {
+                    context.Response.StatusCode = StatusCodes.Status500InternalServerError;
+                    return;
+                }
+
+                await context.Response.WriteAsync(name).ConfigureAwait(false);
+            });
+        }
+
+        await app.StartAsync().ConfigureAwait(false);
+        var address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
+        self = new TestBackend(name, app, new Uri(address).Port);
+        return self;
+    }
+
+    public Task StopAsync() => _app.StopAsync();
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private sealed class GreeterService(string name, Func<TestBackend> backend) : Greeter.GreeterBase
+    {
+        public override Task<HelloReply> Hello(HelloRequest request, global::Grpc.Core.ServerCallContext context)
+        {
+            backend().Hosts.Enqueue(context.Host);
+            return Task.FromResult(new HelloReply { Backend = name, Authority = context.Host });
+        }
+    }
+}
