@@ -31,6 +31,7 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
     private readonly CancellationTokenSource _stopping = new();
     private Task? _loop;
     private volatile string? _leaseId;
+    private int _disposed;
 
     public WorkloadRegistrationService(
         IOptions<ServiceMeshOptions> options,
@@ -109,7 +110,14 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
 
     public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    public void Dispose() => _stopping.Dispose();
+    public void Dispose()
+    {
+        // Registered both as itself and as a hosted service: the container disposes it twice.
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _stopping.Dispose();
+        }
+    }
 
     /// <summary>Builds the WorkloadEntry from Kestrel's actual addresses; null when the app has no server.</summary>
     internal WorkloadEntry? BuildWorkload()

@@ -38,6 +38,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
     private ChangeSignal _signal = new();
     private Task? _loop;
     private Node? _node;
+    private int _disposed;
     private volatile bool _connected;
     private volatile string? _lastConnectionError;
     private volatile XdsNack? _lastNack;
@@ -117,6 +118,12 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
 
     public void Dispose()
     {
+        // Registered both as itself and as a hosted service: the container disposes it twice.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         _stopping.Cancel();
         _stopping.Dispose();
         Volatile.Read(ref _signal).Dispose();

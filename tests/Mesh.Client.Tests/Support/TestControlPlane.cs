@@ -109,7 +109,19 @@ internal sealed class TestControlPlane : IAsyncDisposable
             _streamEnd = end;
         }
 
-        public void Abort() => _streamEnd?.Cancel();
+        public void Abort()
+        {
+            try
+            {
+                _streamEnd?.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The stream already ended.
+            }
+
+            _writer = null;
+        }
 
         public async Task SendAsync(DiscoveryResponse response)
         {
