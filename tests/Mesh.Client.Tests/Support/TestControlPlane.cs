@@ -160,6 +160,9 @@ internal sealed class TestControlPlane : IAsyncDisposable
         public ConcurrentDictionary<string, WorkloadEntry> Leases { get; } = new();
 
         public bool Unavailable { get; set; }
+
+        // gRPC services are created per call: the lease counter lives here.
+        public int NextLease;
     }
 
     private sealed class AdsService(TestControlPlane server) : AggregatedDiscoveryService.AggregatedDiscoveryServiceBase
@@ -184,15 +187,13 @@ internal sealed class TestControlPlane : IAsyncDisposable
 
     private sealed class RegistryService(TestControlPlane server) : WorkloadRegistry.WorkloadRegistryBase
     {
-        private int _next;
-
         private RegistryState State => server.Registry;
 
         public override Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context)
         {
             ThrowIfUnavailable();
             State.Registrations.Enqueue(request);
-            var lease = $"lease-{Interlocked.Increment(ref _next)}";
+            var lease = $"lease-{Interlocked.Increment(ref State.NextLease)}";
             State.Leases[lease] = request.Workload;
             return Task.FromResult(new RegisterResponse { LeaseId = lease, LeaseTtl = request.LeaseTtl });
         }
