@@ -1,0 +1,200 @@
+using System.Reflection;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Options;
+
+namespace Mesh.Client.Hosting;
+
+/// <summary>
+/// Validates <see cref="ServiceMeshOptions"/> at startup and reports every problem at once, each naming
+/// its configuration key. Unknown keys in the <c>Mesh</c> section are errors: a typo must not silently
+/// fall back to a default.
+/// </summary>
+internal sealed partial class ServiceMeshOptionsValidator : IValidateOptions<ServiceMeshOptions>
+{
+    private const string Root = ServiceMeshOptions.SectionName;
+    private readonly IConfiguration? _configuration;
+
+    public ServiceMeshOptionsValidator(IConfiguration? configuration = null)
+    {
+        _configuration = configuration;
+    }
+
+    public ValidateOptionsResult Validate(string? name, ServiceMeshOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var errors = new List<string>();
+        if (_configuration is not null)
+        {
+            FindUnknownKeys(_configuration.GetSection(Root), typeof(ServiceMeshOptions), errors);
+        }
+
+        var address = options.ControlPlane.Address;
+        if (address is null)
+        {
+            errors.Add($"{Root}:ControlPlane:Address is required (e.g. http://127.0.0.1:15010); set it in configuration or the environment variable Mesh__ControlPlane__Address");
+        }
+        else if (!address.IsAbsoluteUri || (address.Scheme != Uri.UriSchemeHttp && address.Scheme != Uri.UriSchemeHttps))
+        {
+            errors.Add($"{Root}:ControlPlane:Address must be an absolute http(s) URI, not '{address.OriginalString}'");
+        }
+
+        DnsLabel($"{Root}:Namespace", options.Namespace, required: true, errors);
+        DnsLabel($"{Root}:Service", options.Service, required: false, errors);
+        if (options.ServiceAccount is { } account && !DnsSubdomain().IsMatch(account))
+        {
+            errors.Add($"{Root}:ServiceAccount '{account}' must be a DNS subdomain (lowercase letters, digits, '-' and '.')");
+        }
+
+        if (string.IsNullOrEmpty(options.ClusterDomain) || !DnsSubdomain().IsMatch(options.ClusterDomain))
+        {
+            errors.Add($"{Root}:ClusterDomain '{options.ClusterDomain}' must be a DNS name such as cluster.local");
+        }
+
+        var controlPlane = options.ControlPlane;
+        Positive($"{Root}:ControlPlane:InitialReconnectDelay", controlPlane.InitialReconnectDelay, errors);
+        Positive($"{Root}:ControlPlane:MaxReconnectDelay", controlPlane.MaxReconnectDelay, errors);
+        if (controlPlane.MaxReconnectDelay < controlPlane.InitialReconnectDelay)
+        {
+            errors.Add($"{Root}:ControlPlane:MaxReconnectDelay ({controlPlane.MaxReconnectDelay}) must not be less than {Root}:ControlPlane:InitialReconnectDelay ({controlPlane.InitialReconnectDelay})");
+        }
+
+        var registration = options.Registration;
+        if (registration.LeaseTtl < TimeSpan.FromSeconds(1) || registration.LeaseTtl > TimeSpan.FromMinutes(5))
+        {
+            errors.Add($"{Root}:Registration:LeaseTtl ({registration.LeaseTtl}) must be between 00:00:01 and 00:05:00");
+        }
+
+        if (registration.Address is { Length: > 0 } advertised && Uri.CheckHostName(advertised) == UriHostNameType.Unknown)
+        {
+            errors.Add($"{Root}:Registration:Address '{advertised}' must be an IP address or host name");
+        }
+
+        foreach (var (key, value) in options.Labels)
+        {
+            if (string.IsNullOrEmpty(key) || key.Length > 63 || value is null || value.Length > 63)
+            {
+                errors.Add($"{Root}:Labels:{key} must have a key and a value of at most 63 characters");
+            }
+        }
+
+        var resilience = options.Resilience;
+        const string r = $"{Root}:Resilience";
+        Positive($"{r}:TotalTimeout", resilience.TotalTimeout, errors);
+        Positive($"{r}:AttemptTimeout", resilience.AttemptTimeout, errors);
+        if (resilience.AttemptTimeout > resilience.TotalTimeout)
+        {
+            errors.Add($"{r}:AttemptTimeout ({resilience.AttemptTimeout}) must not exceed {r}:TotalTimeout ({resilience.TotalTimeout})");
+        }
+
+        if (resilience.MaxRetryAttempts is < 0 or > 10)
+        {
+            errors.Add($"{r}:MaxRetryAttempts ({resilience.MaxRetryAttempts}) must be between 0 and 10");
+        }
+
+        Positive($"{r}:RetryDelay", resilience.RetryDelay, errors);
+        if (resilience.CircuitBreakerFailureRatio is < 0.01 or > 1.0 || double.IsNaN(resilience.CircuitBreakerFailureRatio))
+        {
+            errors.Add($"{r}:CircuitBreakerFailureRatio ({resilience.CircuitBreakerFailureRatio}) must be between 0.01 and 1");
+        }
+
+        if (resilience.CircuitBreakerMinimumThroughput < 2)
+        {
+            errors.Add($"{r}:CircuitBreakerMinimumThroughput ({resilience.CircuitBreakerMinimumThroughput}) must be at least 2");
+        }
+
+        Positive($"{r}:CircuitBreakerSamplingDuration", resilience.CircuitBreakerSamplingDuration, errors);
+        Positive($"{r}:CircuitBreakerBreakDuration", resilience.CircuitBreakerBreakDuration, errors);
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    /// <summary>Walks a configuration section against the properties of <paramref name="type"/>.</summary>
+    internal static void FindUnknownKeys(IConfigurationSection section, Type type, List<string> errors)
+    {
+        var properties = type.GetProperties(BindingFlags.Public | BindingFlags.Instance);
+        foreach (var child in section.GetChildren())
+        {
+            var property = properties.FirstOrDefault(p => string.Equals(p.Name, child.Key, StringComparison.OrdinalIgnoreCase));
+            if (property is null)
+            {
+                var suggestion = properties.Select(p => p.Name)
+                    .Select(n => (Name: n, Distance: Distance(n.ToUpperInvariant(), child.Key.ToUpperInvariant())))
+                    .Where(c => c.Distance <= Math.Max(2, c.Name.Length / 3))
+                    .OrderBy(c => c.Distance)
+                    .Select(c => c.Name)
+                    .FirstOrDefault();
+                var parent = section.Path;
+                errors.Add(suggestion is null
+                    ? $"{child.Path} is not a known option; known keys under {parent} are {string.Join(", ", properties.Select(p => p.Name))}"
+                    : $"{child.Path} is not a known option; did you mean {parent}:{suggestion}?");
+                continue;
+            }
+
+            var propertyType = property.PropertyType;
+            var isLeaf = propertyType.IsPrimitive || propertyType.IsEnum || propertyType == typeof(string) || propertyType == typeof(Uri)
+                || propertyType == typeof(TimeSpan) || Nullable.GetUnderlyingType(propertyType) is not null;
+            var isDictionary = propertyType.IsGenericType && propertyType.GetGenericTypeDefinition() == typeof(IDictionary<,>);
+            if (!isLeaf && !isDictionary)
+            {
+                FindUnknownKeys(child, propertyType, errors);
+            }
+        }
+    }
+
+    private static void DnsLabel(string key, string? value, bool required, List<string> errors)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            if (required)
+            {
+                errors.Add($"{key} is required");
+            }
+
+            return;
+        }
+
+        if (!DnsLabelPattern().IsMatch(value))
+        {
+            errors.Add($"{key} '{value}' must be a DNS label: at most 63 lowercase letters, digits or '-', starting and ending with a letter or digit");
+        }
+    }
+
+    private static void Positive(string key, TimeSpan value, List<string> errors)
+    {
+        if (value <= TimeSpan.Zero)
+        {
+            errors.Add($"{key} ({value}) must be positive");
+        }
+    }
+
+    private static int Distance(string a, string b)
+    {
+        var previous = new int[b.Length + 1];
+        var current = new int[b.Length + 1];
+        for (var j = 0; j <= b.Length; j++)
+        {
+            previous[j] = j;
+        }
+
+        for (var i = 1; i <= a.Length; i++)
+        {
+            current[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                var cost = a[i - 1] == b[j - 1] ? 0 : 1;
+                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + cost);
+            }
+
+            (previous, current) = (current, previous);
+        }
+
+        return previous[b.Length];
+    }
+
+    [GeneratedRegex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+    private static partial Regex DnsLabelPattern();
+
+    [GeneratedRegex("^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]
+    private static partial Regex DnsSubdomain();
+}

@@ -1,0 +1,27 @@
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.Client.Registration;
+
+internal sealed partial class WorkloadRegistrationService
+{
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Registered as an instance of {Service} at {Address} ({Ports}); lease {LeaseId}, TTL {Ttl}.")]
+        public static partial void Registered(ILogger logger, string service, string address, string ports, string leaseId, TimeSpan ttl);
+
+        [LoggerMessage(2, LogLevel.Warning, "Registration of {Service} with the control plane at {Address} failed; retrying in {Delay}.")]
+        public static partial void RegistrationFailed(ILogger logger, string service, Uri address, TimeSpan delay, Exception exception);
+
+        [LoggerMessage(3, LogLevel.Warning, "The control plane no longer knows lease {LeaseId}; registering again.")]
+        public static partial void LeaseLost(ILogger logger, string leaseId);
+
+        [LoggerMessage(4, LogLevel.Information, "Deregistered {Service} (lease {LeaseId}).")]
+        public static partial void Deregistered(ILogger logger, string service, string leaseId);
+
+        [LoggerMessage(5, LogLevel.Warning, "Deregistering lease {LeaseId} failed; the control plane will drop it when the lease expires.")]
+        public static partial void DeregisterFailed(ILogger logger, string leaseId, Exception exception);
+
+        [LoggerMessage(6, LogLevel.Information, "Mesh:Service is {Service} but the app has no server addresses (not a web app?); self-registration skipped.")]
+        public static partial void NoServer(ILogger logger, string service);
+    }
+}

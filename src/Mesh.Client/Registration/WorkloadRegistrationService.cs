@@ -1,0 +1,247 @@
+using System.Net;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Mesh.Client.Xds;
+using Mesh.Xds.Registry.V1;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Mesh.Client.Registration;
+
+/// <summary>
+/// Registers this app's Kestrel addresses as a WorkloadEntry of <c>Mesh:Service</c> once the app has
+/// started, renews the lease at a third of its TTL, re-registers when the control plane lost it, and
+/// deregisters when the app begins to stop (before Kestrel stops, so that callers drain away first).
+/// </summary>
+internal sealed partial class WorkloadRegistrationService : IHostedLifecycleService, IDisposable
+{
+    private static readonly TimeSpan DeregisterTimeout = TimeSpan.FromSeconds(2);
+
+    private readonly ServiceMeshOptions _options;
+    private readonly IServiceProvider _services;
+    private readonly ControlPlaneChannel _channel;
+    private readonly IHostApplicationLifetime _lifetime;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger _logger;
+    private readonly Func<double> _random;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task? _loop;
+    private volatile string? _leaseId;
+    private int _disposed;
+
+    public WorkloadRegistrationService(
+        IOptions<ServiceMeshOptions> options,
+        IServiceProvider services,
+        ControlPlaneChannel channel,
+        IHostApplicationLifetime lifetime,
+        TimeProvider timeProvider,
+        ILogger<WorkloadRegistrationService> logger,
+        Func<double>? random = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _options = options.Value;
+        _services = services;
+        _channel = channel;
+        _lifetime = lifetime;
+        _timeProvider = timeProvider;
+        _logger = logger;
+        _random = random ?? Random.Shared.NextDouble;
+    }
+
+    /// <summary>Gets the current lease id, or null when not registered.</summary>
+    public string? LeaseId => _leaseId;
+
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrEmpty(_options.Service) || !_options.Registration.Enabled)
+        {
+            return Task.CompletedTask;
+        }
+
+        _lifetime.ApplicationStarted.Register(() =>
+        {
+            using (ExecutionContext.SuppressFlow())
+            {
+                _loop = Task.Run(() => RunAsync(_stopping.Token), CancellationToken.None);
+            }
+        });
+        return Task.CompletedTask;
+    }
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>Runs before any hosted service (Kestrel included) stops: leave the mesh while still serving.</summary>
+    public async Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_loop is not null)
+        {
+            await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        if (_leaseId is not { } leaseId)
+        {
+            return;
+        }
+
+        try
+        {
+            var client = new WorkloadRegistry.WorkloadRegistryClient(_channel.Channel);
+            await client.DeregisterAsync(
+                new DeregisterRequest { LeaseId = leaseId },
+                deadline: _timeProvider.GetUtcNow().UtcDateTime + DeregisterTimeout,
+                cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
+            _leaseId = null;
+            Log.Deregistered(_logger, _options.Service!, leaseId);
+        }
+        catch (Exception ex) when (ex is RpcException or OperationCanceledException or HttpRequestException or IOException)
+        {
+            Log.DeregisterFailed(_logger, leaseId, ex);
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public void Dispose()
+    {
+        // Registered both as itself and as a hosted service: the container disposes it twice.
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _stopping.Dispose();
+        }
+    }
+
+    /// <summary>Builds the WorkloadEntry from Kestrel's actual addresses; null when the app has no server.</summary>
+    internal WorkloadEntry? BuildWorkload()
+    {
+        var server = _services.GetService<IServer>();
+        var addresses = server?.Features.Get<IServerAddressesFeature>()?.Addresses;
+        if (addresses is null || addresses.Count == 0)
+        {
+            return null;
+        }
+
+        var workload = new WorkloadEntry
+        {
+            Namespace = _options.Namespace,
+            ServiceAccount = _options.ServiceAccount ?? _options.Service!,
+        };
+        workload.Labels.Add(XdsNode.WorkloadLabels(_options));
+        var index = 0;
+        foreach (var raw in addresses)
+        {
+            // Kestrel reports wildcard bindings as http://[::]:5000 or http://+:5000; "+"/"*" are not valid URI hosts.
+            var text = raw.Replace("://+:", "://0.0.0.0:", StringComparison.Ordinal).Replace("://*:", "://0.0.0.0:", StringComparison.Ordinal);
+            if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Port <= 0)
+            {
+                continue;
+            }
+
+            if (index == 0)
+            {
+                workload.Address = AdvertisedAddress(uri.Host);
+            }
+
+            workload.Ports[index == 0 ? "http" : $"http-{index + 1}"] = (uint)uri.Port;
+            index++;
+        }
+
+        return index == 0 ? null : workload;
+    }
+
+    private string AdvertisedAddress(string host)
+    {
+        if (_options.Registration.Address is { Length: > 0 } configured)
+        {
+            return configured;
+        }
+
+        var trimmed = host.Trim('[', ']');
+        var isWildcard = trimmed is "0.0.0.0" or "::" or "localhost" || (IPAddress.TryParse(trimmed, out var ip) && (ip.Equals(IPAddress.Any) || ip.Equals(IPAddress.IPv6Any)));
+        return isWildcard ? "127.0.0.1" : trimmed;
+    }
+
+    private async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var workload = BuildWorkload();
+        if (workload is null)
+        {
+            Log.NoServer(_logger, _options.Service!);
+            return;
+        }
+
+        var client = new WorkloadRegistry.WorkloadRegistryClient(_channel.Channel);
+        var requested = Duration.FromTimeSpan(_options.Registration.LeaseTtl);
+        var ttl = _options.Registration.LeaseTtl;
+        var failures = 0;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            TimeSpan delay;
+            try
+            {
+                if (_leaseId is null)
+                {
+                    var registered = await client.RegisterAsync(
+                        new RegisterRequest { Workload = workload, LeaseTtl = requested },
+                        cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
+                    _leaseId = registered.LeaseId;
+                    ttl = Granted(registered.LeaseTtl, ttl);
+                    Log.Registered(_logger, _options.Service!, workload.Address, string.Join(", ", workload.Ports.Select(p => $"{p.Key}={p.Value}")), registered.LeaseId, ttl);
+                }
+                else
+                {
+                    var renewed = await client.RenewAsync(new RenewRequest { LeaseId = _leaseId }, cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
+                    ttl = Granted(renewed.LeaseTtl, ttl);
+                }
+
+                failures = 0;
+                delay = ttl / 3;
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.NotFound && _leaseId is not null)
+            {
+                Log.LeaseLost(_logger, _leaseId);
+                _leaseId = null;
+                continue;
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is RpcException or HttpRequestException or IOException)
+            {
+                // The lease may expire while the control plane is away; register afresh once it is back.
+                failures++;
+                _leaseId = null;
+                var ceiling = Math.Min(
+                    _options.ControlPlane.InitialReconnectDelay.TotalMilliseconds * Math.Pow(2, Math.Min(failures - 1, 30)),
+                    _options.ControlPlane.MaxReconnectDelay.TotalMilliseconds);
+                delay = TimeSpan.FromMilliseconds(ceiling * _random());
+                Log.RegistrationFailed(_logger, _options.Service!, _channel.Address, delay, ex);
+            }
+
+            try
+            {
+                await Task.Delay(delay, _timeProvider, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private static TimeSpan Granted(Duration? granted, TimeSpan fallback) =>
+        granted is not null && granted.ToTimeSpan() > TimeSpan.Zero ? granted.ToTimeSpan() : fallback;
+}

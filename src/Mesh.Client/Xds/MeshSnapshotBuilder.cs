@@ -1,0 +1,218 @@
+using System.Collections.Immutable;
+using Mesh.Client.Discovery;
+using Mesh.Xds.Envoy.Config.Route.V3;
+using WeightedCluster = Mesh.Client.Discovery.WeightedCluster;
+
+namespace Mesh.Client.Xds;
+
+/// <summary>
+/// Builds a <see cref="MeshSnapshot"/> from accepted LDS, RDS, CDS and EDS state. A listener whose
+/// route configuration or clusters are missing is left out (and named in <c>incomplete</c>) without
+/// holding back the others.
+/// </summary>
+internal static class MeshSnapshotBuilder
+{
+    public static MeshSnapshot Build(
+        string version,
+        IReadOnlyDictionary<string, ListenerResource> listeners,
+        IReadOnlyDictionary<string, RouteConfiguration> routeConfigs,
+        IReadOnlyDictionary<string, ClusterResource> clusters,
+        IReadOnlyDictionary<string, EndpointsResource> endpoints,
+        MeshSnapshot previous,
+        List<string> incomplete,
+        Func<int, int>? random = null)
+    {
+        ArgumentNullException.ThrowIfNull(listeners);
+        ArgumentNullException.ThrowIfNull(routeConfigs);
+        ArgumentNullException.ThrowIfNull(clusters);
+        ArgumentNullException.ThrowIfNull(endpoints);
+        ArgumentNullException.ThrowIfNull(previous);
+        ArgumentNullException.ThrowIfNull(incomplete);
+
+        var built = new Dictionary<string, MeshCluster>(StringComparer.Ordinal);
+        foreach (var cluster in clusters.Values)
+        {
+            var assignment = cluster.StaticEndpoints
+                ?? (cluster.EdsServiceName is { } eds && endpoints.TryGetValue(eds, out var found) ? found : null);
+            if (assignment is null)
+            {
+                incomplete.Add($"cluster {cluster.Name} waits for endpoints {cluster.EdsServiceName}");
+                continue;
+            }
+
+            previous.Clusters.TryGetValue(cluster.Name, out var before);
+            built[cluster.Name] = new MeshCluster(
+                cluster.Name,
+                ServiceHostOf(cluster.Name),
+                cluster.Policy,
+                ReuseEndpoints(assignment.Endpoints, before),
+                cluster.OutlierDetection,
+                random);
+        }
+
+        var bindings = new List<KeyValuePair<string, MeshService>>();
+        foreach (var listener in listeners.Values)
+        {
+            var routes = listener.InlineRoutes
+                ?? (listener.RouteConfigName is { } rds && routeConfigs.TryGetValue(rds, out var config) ? config : null);
+            if (routes is null)
+            {
+                incomplete.Add($"listener {listener.Name} waits for route configuration {listener.RouteConfigName}");
+                continue;
+            }
+
+            var virtualHost = SelectVirtualHost(routes, listener);
+            if (virtualHost is null)
+            {
+                incomplete.Add($"listener {listener.Name}: route configuration {routes.Name} has no virtual host for {listener.Host}");
+                continue;
+            }
+
+            var meshRoutes = BuildRoutes(virtualHost, built, out var missing);
+            if (missing is not null)
+            {
+                incomplete.Add($"listener {listener.Name} waits for cluster {missing}");
+                continue;
+            }
+
+            var names = new List<string> { listener.Host };
+            foreach (var domain in virtualHost.Domains)
+            {
+                if (!domain.Contains('*', StringComparison.Ordinal))
+                {
+                    names.Add(StripPort(domain));
+                }
+            }
+
+            var fqdn = names.MaxBy(n => n.Length)!;
+            var service = new MeshService(listener.Name, fqdn, listener.Port, meshRoutes);
+            foreach (var name in names.Distinct(StringComparer.OrdinalIgnoreCase))
+            {
+                bindings.Add(new(name, service));
+            }
+        }
+
+        return new MeshSnapshot(version, bindings, built.Values);
+    }
+
+    /// <summary>Gets the FQDN of an Istio cluster name <c>outbound|port|subset|fqdn</c>, else the name itself.</summary>
+    public static string ServiceHostOf(string clusterName)
+    {
+        var parts = clusterName.Split('|');
+        return parts.Length == 4 && parts[3].Length > 0 ? parts[3] : clusterName;
+    }
+
+    private static ImmutableArray<MeshEndpoint> ReuseEndpoints(ImmutableArray<EndpointSpec> specs, MeshCluster? before)
+    {
+        Dictionary<(string, int, int, bool), MeshEndpoint>? old = null;
+        if (before is not null)
+        {
+            old = [];
+            foreach (var endpoint in before.Endpoints)
+            {
+                old.TryAdd((endpoint.Address, endpoint.Port, endpoint.Weight, endpoint.IsHealthy), endpoint);
+            }
+        }
+
+        var result = ImmutableArray.CreateBuilder<MeshEndpoint>(specs.Length);
+        foreach (var spec in specs)
+        {
+            // The same instance keeps its in-flight count and ejection state across config pushes.
+            result.Add(old is not null && old.TryGetValue((spec.Address, spec.Port, Math.Max(1, spec.Weight), spec.IsHealthy), out var same)
+                ? same
+                : new MeshEndpoint(spec.Address, spec.Port, spec.Weight, spec.IsHealthy, spec.Locality));
+        }
+
+        return result.MoveToImmutable();
+    }
+
+    private static VirtualHost? SelectVirtualHost(RouteConfiguration routes, ListenerResource listener)
+    {
+        VirtualHost? wildcard = null;
+        foreach (var host in routes.VirtualHosts)
+        {
+            foreach (var domain in host.Domains)
+            {
+                if (string.Equals(domain, listener.Host, StringComparison.OrdinalIgnoreCase)
+                    || string.Equals(domain, listener.Name, StringComparison.OrdinalIgnoreCase))
+                {
+                    return host;
+                }
+
+                if (domain == "*")
+                {
+                    wildcard ??= host;
+                }
+            }
+        }
+
+        return wildcard ?? (routes.VirtualHosts.Count > 0 ? routes.VirtualHosts[0] : null);
+    }
+
+    private static ImmutableArray<MeshRoute> BuildRoutes(VirtualHost host, Dictionary<string, MeshCluster> clusters, out string? missing)
+    {
+        missing = null;
+        var routes = ImmutableArray.CreateBuilder<MeshRoute>(host.Routes.Count);
+        foreach (var route in host.Routes)
+        {
+            var weighted = ImmutableArray.CreateBuilder<WeightedCluster>();
+            var action = route.Route_;
+            if (action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.Cluster)
+            {
+                if (!clusters.TryGetValue(action.Cluster, out var cluster))
+                {
+                    missing = action.Cluster;
+                    return [];
+                }
+
+                weighted.Add(new WeightedCluster(cluster, 1));
+            }
+            else
+            {
+                foreach (var entry in action.WeightedClusters.Clusters)
+                {
+                    if (!clusters.TryGetValue(entry.Name, out var cluster))
+                    {
+                        missing = entry.Name;
+                        return [];
+                    }
+
+                    if (entry.Weight is { } weight && weight > 0)
+                    {
+                        weighted.Add(new WeightedCluster(cluster, weight));
+                    }
+                }
+            }
+
+            var match = route.Match;
+            var headers = match.Headers.Select(ToHeaderMatch).ToImmutableArray();
+            routes.Add(new MeshRoute(
+                match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.Prefix ? match.Prefix : null,
+                match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.Path ? match.Path : null,
+                match.CaseSensitive ?? true,
+                weighted.ToImmutable(),
+                headers,
+                route.Name));
+        }
+
+        return routes.MoveToImmutable();
+    }
+
+    private static HeaderMatch ToHeaderMatch(HeaderMatcher matcher) => matcher.HeaderMatchSpecifierCase switch
+    {
+        HeaderMatcher.HeaderMatchSpecifierOneofCase.ExactMatch => new(matcher.Name, HeaderMatchKind.Exact, matcher.ExactMatch, matcher.InvertMatch),
+        HeaderMatcher.HeaderMatchSpecifierOneofCase.PrefixMatch => new(matcher.Name, HeaderMatchKind.Prefix, matcher.PrefixMatch, matcher.InvertMatch),
+        HeaderMatcher.HeaderMatchSpecifierOneofCase.SuffixMatch => new(matcher.Name, HeaderMatchKind.Suffix, matcher.SuffixMatch, matcher.InvertMatch),
+
+        // present_match: false means "absent", i.e. an inverted presence check.
+        _ => new(matcher.Name, HeaderMatchKind.Present, string.Empty, matcher.InvertMatch ^ !matcher.PresentMatch),
+    };
+
+    private static string StripPort(string domain)
+    {
+        var colon = domain.LastIndexOf(':');
+        return colon > 0 && domain.AsSpan(colon + 1).ContainsAnyExceptInRange('0', '9') is false && colon < domain.Length - 1
+            ? domain[..colon]
+            : domain;
+    }
+}

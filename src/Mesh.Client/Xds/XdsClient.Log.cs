@@ -1,0 +1,36 @@
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.Client.Xds;
+
+internal sealed partial class XdsClient
+{
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Connected to the control plane at {Address}.")]
+        public static partial void Connected(ILogger logger, Uri address);
+
+        [LoggerMessage(2, LogLevel.Warning, "ADS stream to {Address} failed: {Error}. The last configuration keeps serving.")]
+        public static partial void StreamFailed(ILogger logger, Uri address, string error, Exception exception);
+
+        [LoggerMessage(3, LogLevel.Information, "The control plane at {Address} closed the ADS stream.")]
+        public static partial void StreamClosed(ILogger logger, Uri address);
+
+        [LoggerMessage(4, LogLevel.Debug, "Reconnecting to {Address} in {Delay}.")]
+        public static partial void Reconnecting(ILogger logger, Uri address, TimeSpan delay);
+
+        [LoggerMessage(5, LogLevel.Debug, "Accepted {Kind} version {Version} ({Count} resources).")]
+        public static partial void Accepted(ILogger logger, string kind, string version, int count);
+
+        [LoggerMessage(6, LogLevel.Error, "Rejected {Kind} version {Version}; keeping version {Kept}. {Message}")]
+        public static partial void Rejected(ILogger logger, string kind, string version, string kept, string message);
+
+        [LoggerMessage(7, LogLevel.Information, "Mesh snapshot {Version} published: {Services} services, {Clusters} clusters.")]
+        public static partial void Published(ILogger logger, string version, int services, int clusters);
+
+        [LoggerMessage(8, LogLevel.Debug, "Snapshot incomplete: {Reason}.")]
+        public static partial void Incomplete(ILogger logger, string reason);
+
+        [LoggerMessage(9, LogLevel.Warning, "Ignoring a response of unsubscribed type {TypeUrl}.")]
+        public static partial void UnknownType(ILogger logger, string typeUrl);
+    }
+}

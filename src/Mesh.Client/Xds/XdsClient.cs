@@ -1,0 +1,430 @@
+using Grpc.Core;
+using Mesh.Client.Discovery;
+using Mesh.Xds.Envoy.Config.Core.V3;
+using Mesh.Xds.Envoy.Config.Route.V3;
+using Mesh.Xds.Envoy.Service.Discovery.V3;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Primitives;
+using Status = Mesh.Xds.Google.Rpc.Status;
+
+namespace Mesh.Client.Xds;
+
+/// <summary>A NACK the client sent: which type, the version it rejected and why.</summary>
+internal sealed record XdsNack(string TypeUrl, string RejectedVersion, string Message, DateTimeOffset At);
+
+/// <summary>
+/// State-of-the-world ADS client. Subscribes to every listener and cluster (wildcard), then to the
+/// route configurations and endpoints they reference; validates each response as a whole, ACKs or
+/// NACKs it, and publishes a new <see cref="MeshSnapshot"/> built from the accepted state. The last
+/// snapshot keeps serving while the control plane is away.
+/// </summary>
+internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, IDisposable
+{
+    private const int InvalidArgument = 3;
+    private static readonly string[] TypeOrder = [XdsTypeUrls.Listener, XdsTypeUrls.Cluster, XdsTypeUrls.RouteConfiguration, XdsTypeUrls.ClusterLoadAssignment];
+
+    private readonly ServiceMeshOptions _options;
+    private readonly ControlPlaneChannel _channel;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger _logger;
+    private readonly Func<double> _random;
+    private readonly Func<Node> _nodeFactory;
+    private readonly Dictionary<string, TypeState> _types;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly TaskCompletionSource _firstSnapshot = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private MeshSnapshot _current = MeshSnapshot.Empty;
+    private ChangeSignal _signal = new();
+    private Task? _loop;
+    private Node? _node;
+    private int _disposed;
+    private volatile bool _connected;
+    private volatile string? _lastConnectionError;
+    private volatile XdsNack? _lastNack;
+
+    public XdsClient(
+        IOptions<ServiceMeshOptions> options,
+        ControlPlaneChannel channel,
+        TimeProvider timeProvider,
+        ILogger<XdsClient> logger,
+        string applicationName,
+        Func<double>? random = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(channel);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        ArgumentNullException.ThrowIfNull(logger);
+        _options = options.Value;
+        _channel = channel;
+        _timeProvider = timeProvider;
+        _logger = logger;
+        _random = random ?? Random.Shared.NextDouble;
+        var suffix = Random.Shared.Next().ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
+        _nodeFactory = () => XdsNode.Create(_options, applicationName, XdsNode.LocalIp(), suffix);
+        _types = TypeOrder.ToDictionary(t => t, t => new TypeState(t), StringComparer.Ordinal);
+    }
+
+    public MeshSnapshot Current => Volatile.Read(ref _current);
+
+    public Uri ControlPlaneAddress => _channel.Address;
+
+    /// <summary>Gets whether an ADS stream is open and has received at least one response.</summary>
+    public bool IsConnected => _connected;
+
+    /// <summary>Gets why the last connection attempt or stream failed, or null after a response arrived.</summary>
+    public string? LastConnectionError => _lastConnectionError;
+
+    public XdsNack? LastNack => _lastNack;
+
+    /// <summary>Completes when the first complete snapshot was published.</summary>
+    public Task FirstSnapshot => _firstSnapshot.Task;
+
+    /// <summary>Gets the last accepted version of each resource type (empty string before the first ACK).</summary>
+    public IReadOnlyDictionary<string, string> AcceptedVersions
+    {
+        get
+        {
+            lock (_types)
+            {
+                return _types.ToDictionary(p => p.Key, p => p.Value.Version, StringComparer.Ordinal);
+            }
+        }
+    }
+
+    public IChangeToken GetChangeToken() => Volatile.Read(ref _signal).Token;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        // The loop outlives StartAsync: it must not carry the host's (or a request's) ExecutionContext.
+        using (ExecutionContext.SuppressFlow())
+        {
+            _loop = Task.Run(() => RunAsync(_stopping.Token), CancellationToken.None);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_loop is null)
+        {
+            return;
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _loop.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    public void Dispose()
+    {
+        // Registered both as itself and as a hosted service: the container disposes it twice.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _stopping.Cancel();
+        _stopping.Dispose();
+        Volatile.Read(ref _signal).Dispose();
+    }
+
+    private async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var attempt = 0;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var receivedResponse = false;
+            try
+            {
+                receivedResponse = await RunStreamAsync(() => receivedResponse = true, cancellationToken).ConfigureAwait(false);
+                _lastConnectionError = "the control plane closed the ADS stream";
+                Log.StreamClosed(_logger, _channel.Address);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception ex) when (ex is RpcException or IOException or HttpRequestException or InvalidOperationException)
+            {
+                _lastConnectionError = ex is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : ex.Message;
+                Log.StreamFailed(_logger, _channel.Address, _lastConnectionError, ex);
+            }
+            finally
+            {
+                _connected = false;
+            }
+
+            // A stream that got a response was healthy: the next reconnect starts from the shortest delay.
+            attempt = receivedResponse ? 0 : attempt + 1;
+            var delay = ReconnectDelay(attempt);
+            Log.Reconnecting(_logger, _channel.Address, delay);
+            try
+            {
+                await Task.Delay(delay, _timeProvider, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+    }
+
+    /// <summary>Exponential backoff with full jitter: uniform in [0, min(max, initial × 2^(attempt-1))].</summary>
+    internal TimeSpan ReconnectDelay(int attempt)
+    {
+        var settings = _options.ControlPlane;
+        var ceiling = settings.InitialReconnectDelay.TotalMilliseconds * Math.Pow(2, Math.Clamp(attempt - 1, 0, 30));
+        ceiling = Math.Min(ceiling, settings.MaxReconnectDelay.TotalMilliseconds);
+        return TimeSpan.FromMilliseconds(ceiling * _random());
+    }
+
+    private async Task<bool> RunStreamAsync(Action onResponse, CancellationToken cancellationToken)
+    {
+        var client = new AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(_channel.Channel);
+        using var call = client.StreamAggregatedResources(cancellationToken: cancellationToken);
+        var stream = new StreamState(call.RequestStream);
+        foreach (var state in _types.Values)
+        {
+            state.Nonce = string.Empty;
+            state.SentNames = null;
+        }
+
+        // Wildcard LDS and CDS first; RDS and EDS as the last stream left them (with the last accepted versions).
+        await SendRequestAsync(stream, _types[XdsTypeUrls.Listener], null, cancellationToken).ConfigureAwait(false);
+        await SendRequestAsync(stream, _types[XdsTypeUrls.Cluster], null, cancellationToken).ConfigureAwait(false);
+        foreach (var type in new[] { XdsTypeUrls.RouteConfiguration, XdsTypeUrls.ClusterLoadAssignment })
+        {
+            if (_types[type].Subscribed.Count > 0)
+            {
+                await SendRequestAsync(stream, _types[type], null, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        var any = false;
+        while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+        {
+            if (!any)
+            {
+                any = true;
+                onResponse();
+                _connected = true;
+                _lastConnectionError = null;
+                Log.Connected(_logger, _channel.Address);
+            }
+
+            await HandleResponseAsync(stream, call.ResponseStream.Current, cancellationToken).ConfigureAwait(false);
+        }
+
+        return any;
+    }
+
+    private async Task HandleResponseAsync(StreamState stream, DiscoveryResponse response, CancellationToken cancellationToken)
+    {
+        if (!_types.TryGetValue(response.TypeUrl, out var state))
+        {
+            Log.UnknownType(_logger, response.TypeUrl);
+            return;
+        }
+
+        state.Nonce = response.Nonce;
+        var errors = new List<string>();
+        var decoded = XdsResourceDecoder.DecodeAll(response.TypeUrl, response.Resources, errors);
+        if (decoded is null)
+        {
+            var message = $"xDS response validation errors: [{string.Join("; ", errors)}]";
+            _lastNack = new XdsNack(response.TypeUrl, response.VersionInfo, message, _timeProvider.GetUtcNow());
+            Log.Rejected(_logger, XdsTypeUrls.KindOf(response.TypeUrl), response.VersionInfo, state.Version, message);
+            await SendRequestAsync(stream, state, new Status { Code = InvalidArgument, Message = message }, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        lock (_types)
+        {
+            if (state.IsWildcard)
+            {
+                // LDS and CDS: a state-of-the-world response lists every resource; a missing one is deleted.
+                state.Resources = decoded;
+            }
+            else
+            {
+                foreach (var (name, value) in decoded)
+                {
+                    if (state.Subscribed.Contains(name))
+                    {
+                        state.Resources[name] = value;
+                    }
+                }
+            }
+
+            state.Version = response.VersionInfo;
+            state.Received = true;
+        }
+
+        Log.Accepted(_logger, XdsTypeUrls.KindOf(response.TypeUrl), response.VersionInfo, decoded.Count);
+        await SendRequestAsync(stream, state, null, cancellationToken).ConfigureAwait(false);
+
+        if (state.IsWildcard)
+        {
+            await UpdateSubscriptionAsync(stream, _types[XdsTypeUrls.RouteConfiguration], ReferencedRouteConfigs(), cancellationToken).ConfigureAwait(false);
+            await UpdateSubscriptionAsync(stream, _types[XdsTypeUrls.ClusterLoadAssignment], ReferencedEndpoints(), cancellationToken).ConfigureAwait(false);
+        }
+
+        Publish();
+    }
+
+    private async Task UpdateSubscriptionAsync(StreamState stream, TypeState state, SortedSet<string> names, CancellationToken cancellationToken)
+    {
+        if (state.Subscribed.SetEquals(names))
+        {
+            return;
+        }
+
+        lock (_types)
+        {
+            state.Subscribed = names;
+
+            // RDS/EDS deletion is implicit: a resource no parent references any more is gone.
+            foreach (var name in state.Resources.Keys.Where(n => !names.Contains(n)).ToList())
+            {
+                state.Resources.Remove(name);
+            }
+        }
+
+        await SendRequestAsync(stream, state, null, cancellationToken).ConfigureAwait(false);
+    }
+
+    private SortedSet<string> ReferencedRouteConfigs() =>
+        new(_types[XdsTypeUrls.Listener].Resources.Values.Cast<ListenerResource>()
+            .Where(l => l.RouteConfigName is not null)
+            .Select(l => l.RouteConfigName!), StringComparer.Ordinal);
+
+    private SortedSet<string> ReferencedEndpoints() =>
+        new(_types[XdsTypeUrls.Cluster].Resources.Values.Cast<ClusterResource>()
+            .Where(c => c.EdsServiceName is not null)
+            .Select(c => c.EdsServiceName!), StringComparer.Ordinal);
+
+    private async Task SendRequestAsync(StreamState stream, TypeState state, Status? error, CancellationToken cancellationToken)
+    {
+        var request = new DiscoveryRequest
+        {
+            TypeUrl = state.TypeUrl,
+            VersionInfo = state.Version,
+            ResponseNonce = state.Nonce,
+            ErrorDetail = error,
+        };
+
+        if (!state.IsWildcard)
+        {
+            // An empty list means wildcard only when no names were ever sent; RDS and EDS always send names.
+            if (state.Subscribed.Count == 0 && state.SentNames is null)
+            {
+                return;
+            }
+
+            request.ResourceNames.Add(state.Subscribed);
+            state.SentNames = state.Subscribed;
+        }
+
+        if (!stream.SentNode)
+        {
+            request.Node = _node ??= _nodeFactory();
+            stream.SentNode = true;
+        }
+
+        await stream.Requests.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+    }
+
+    private void Publish()
+    {
+        MeshSnapshot snapshot;
+        var incomplete = new List<string>();
+        lock (_types)
+        {
+            var lds = _types[XdsTypeUrls.Listener];
+            var cds = _types[XdsTypeUrls.Cluster];
+            var rds = _types[XdsTypeUrls.RouteConfiguration];
+            var eds = _types[XdsTypeUrls.ClusterLoadAssignment];
+            if (!lds.Received || !cds.Received)
+            {
+                return;
+            }
+
+            var previous = Current;
+
+            // The first snapshot waits for complete config, so that readiness means "everything referenced arrived".
+            if (!previous.IsSynced
+                && (!rds.Subscribed.All(rds.Resources.ContainsKey) || !eds.Subscribed.All(eds.Resources.ContainsKey)))
+            {
+                return;
+            }
+
+            var version = $"lds={lds.Version} rds={rds.Version} cds={cds.Version} eds={eds.Version}";
+            snapshot = MeshSnapshotBuilder.Build(
+                version,
+                lds.Resources.ToDictionary(p => p.Key, p => (ListenerResource)p.Value),
+                rds.Resources.ToDictionary(p => p.Key, p => (RouteConfiguration)p.Value),
+                cds.Resources.ToDictionary(p => p.Key, p => (ClusterResource)p.Value),
+                eds.Resources.ToDictionary(p => p.Key, p => (EndpointsResource)p.Value),
+                previous,
+                incomplete);
+        }
+
+        foreach (var reason in incomplete)
+        {
+            Log.Incomplete(_logger, reason);
+        }
+
+        Volatile.Write(ref _current, snapshot);
+        var old = Interlocked.Exchange(ref _signal, new ChangeSignal());
+        old.Fire(); // not disposed: a late RegisterChangeCallback on it must still run at once
+        Log.Published(_logger, snapshot.Version, snapshot.Services.Length, snapshot.Clusters.Count);
+        _firstSnapshot.TrySetResult();
+    }
+
+    private sealed class TypeState(string typeUrl)
+    {
+        public string TypeUrl { get; } = typeUrl;
+
+        public bool IsWildcard { get; } = typeUrl is XdsTypeUrls.Listener or XdsTypeUrls.Cluster;
+
+        public string Version { get; set; } = string.Empty;
+
+        public string Nonce { get; set; } = string.Empty;
+
+        public bool Received { get; set; }
+
+        public SortedSet<string> Subscribed { get; set; } = new(StringComparer.Ordinal);
+
+        public SortedSet<string>? SentNames { get; set; }
+
+        public Dictionary<string, object> Resources { get; set; } = new(StringComparer.Ordinal);
+    }
+
+    private sealed class StreamState(IClientStreamWriter<DiscoveryRequest> requests)
+    {
+        public IClientStreamWriter<DiscoveryRequest> Requests { get; } = requests;
+
+        public bool SentNode { get; set; }
+    }
+
+    private sealed class ChangeSignal : IDisposable
+    {
+        private readonly CancellationTokenSource _source = new();
+
+        public ChangeSignal()
+        {
+            Token = new CancellationChangeToken(_source.Token);
+        }
+
+        public IChangeToken Token { get; }
+
+        public void Fire() => _source.Cancel();
+
+        public void Dispose() => _source.Dispose();
+    }
+}

@@ -1,0 +1,483 @@
+using System.Collections.Immutable;
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using Mesh.Client.Discovery;
+using LoadBalancingPolicy = Mesh.Client.Discovery.LoadBalancingPolicy;
+using Mesh.Xds.Envoy.Config.Cluster.V3;
+using Mesh.Xds.Envoy.Config.Core.V3;
+using Mesh.Xds.Envoy.Config.Endpoint.V3;
+using Mesh.Xds.Envoy.Config.Listener.V3;
+using Mesh.Xds.Envoy.Config.Route.V3;
+using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
+
+namespace Mesh.Client.Xds;
+
+/// <summary>
+/// Validates xDS resources and turns them into the client's resource records. Every problem of a
+/// response is reported (kind, name, field path), so that one NACK tells the operator everything.
+/// </summary>
+internal static class XdsResourceDecoder
+{
+    /// <summary>Decodes every resource of a response; returns null and fills <paramref name="errors"/> when any is invalid.</summary>
+    public static Dictionary<string, object>? DecodeAll(string typeUrl, IEnumerable<Any> resources, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(resources);
+        ArgumentNullException.ThrowIfNull(errors);
+        var kind = XdsTypeUrls.KindOf(typeUrl);
+        var decoded = new Dictionary<string, object>(StringComparer.Ordinal);
+        var index = 0;
+        foreach (var any in resources)
+        {
+            var before = errors.Count;
+            if (!string.Equals(any.TypeUrl, typeUrl, StringComparison.Ordinal))
+            {
+                errors.Add($"{kind} resources[{index}]: type {any.TypeUrl} does not match the response type {typeUrl}");
+                index++;
+                continue;
+            }
+
+            (string Name, object? Value) result;
+            try
+            {
+                result = typeUrl switch
+                {
+                    XdsTypeUrls.Listener => Decode(any.Unpack<Listener>(), errors),
+                    XdsTypeUrls.RouteConfiguration => Decode(any.Unpack<RouteConfiguration>(), errors),
+                    XdsTypeUrls.Cluster => Decode(any.Unpack<Cluster>(), errors),
+                    XdsTypeUrls.ClusterLoadAssignment => Decode(any.Unpack<ClusterLoadAssignment>(), errors),
+                    _ => throw new ArgumentException($"type {typeUrl} is not supported", nameof(typeUrl)),
+                };
+            }
+            catch (InvalidProtocolBufferException ex)
+            {
+                errors.Add($"{kind} resources[{index}]: cannot be decoded: {ex.Message}");
+                index++;
+                continue;
+            }
+
+            if (errors.Count == before && result.Value is not null && !decoded.TryAdd(result.Name, result.Value))
+            {
+                errors.Add($"{kind} {result.Name}: the name appears more than once in the response");
+            }
+
+            index++;
+        }
+
+        return errors.Count == 0 ? decoded : null;
+    }
+
+    public static (string Name, object? Value) Decode(Listener listener, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(listener);
+        var name = listener.Name;
+        var where = $"Listener {name}";
+        var start = errors.Count;
+        if (string.IsNullOrEmpty(name))
+        {
+            errors.Add("Listener: name is required");
+        }
+
+        if (listener.ListenerFilters.Count > 0)
+        {
+            errors.Add($"{where}: listener_filters are not supported");
+        }
+
+        if (listener.ApiListener?.ApiListener_ is not { } hcmAny)
+        {
+            errors.Add($"{where}: api_listener is required (only API listeners of proxyless clients are supported)");
+            return (name, null);
+        }
+
+        if (!string.Equals(hcmAny.TypeUrl, XdsTypeUrls.HttpConnectionManager, StringComparison.Ordinal))
+        {
+            errors.Add($"{where}: api_listener.api_listener has type {hcmAny.TypeUrl}, expected {XdsTypeUrls.HttpConnectionManager}");
+            return (name, null);
+        }
+
+        var hcm = hcmAny.Unpack<HttpConnectionManager>();
+        string? rdsName = null;
+        RouteConfiguration? inline = null;
+        const string hcmPath = "api_listener.api_listener";
+        switch (hcm.RouteSpecifierCase)
+        {
+            case HttpConnectionManager.RouteSpecifierOneofCase.Rds:
+                var source = hcm.Rds.ConfigSource;
+                if (source is null || source.ConfigSourceSpecifierCase is ConfigSource.ConfigSourceSpecifierOneofCase.None)
+                {
+                    errors.Add($"{where}: {hcmPath}.rds.config_source must be ads or self");
+                }
+
+                if (string.IsNullOrEmpty(hcm.Rds.RouteConfigName))
+                {
+                    errors.Add($"{where}: {hcmPath}.rds.route_config_name is required");
+                }
+
+                rdsName = hcm.Rds.RouteConfigName;
+                break;
+            case HttpConnectionManager.RouteSpecifierOneofCase.RouteConfig:
+                inline = hcm.RouteConfig;
+                ValidateRoutes(inline, $"{where}: {hcmPath}.route_config.", errors);
+                break;
+            default:
+                errors.Add($"{where}: {hcmPath} needs exactly one of rds or route_config");
+                break;
+        }
+
+        ValidateHttpFilters(hcm, where, hcmPath, errors);
+        var (host, port) = SplitHostPort(name);
+        return errors.Count == start ? (name, new ListenerResource(name, host, port, rdsName, inline)) : (name, null);
+    }
+
+    public static (string Name, object? Value) Decode(RouteConfiguration routes, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(routes);
+        var start = errors.Count;
+        if (string.IsNullOrEmpty(routes.Name))
+        {
+            errors.Add("RouteConfiguration: name is required");
+        }
+
+        ValidateRoutes(routes, $"RouteConfiguration {routes.Name}: ", errors);
+        return errors.Count == start ? (routes.Name, routes) : (routes.Name, null);
+    }
+
+    public static (string Name, object? Value) Decode(Cluster cluster, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        var name = cluster.Name;
+        var where = $"Cluster {name}";
+        var start = errors.Count;
+        if (string.IsNullOrEmpty(name))
+        {
+            errors.Add("Cluster: name is required");
+        }
+
+        string? edsName = null;
+        EndpointsResource? staticEndpoints = null;
+        if (cluster.ClusterDiscoveryTypeCase != Cluster.ClusterDiscoveryTypeOneofCase.Type)
+        {
+            errors.Add($"{where}: type is required (EDS or STATIC)");
+        }
+        else if (cluster.Type == Cluster.Types.DiscoveryType.Eds)
+        {
+            var source = cluster.EdsClusterConfig?.EdsConfig;
+            if (source is null || source.ConfigSourceSpecifierCase is ConfigSource.ConfigSourceSpecifierOneofCase.None)
+            {
+                errors.Add($"{where}: eds_cluster_config.eds_config must be ads or self");
+            }
+
+            edsName = string.IsNullOrEmpty(cluster.EdsClusterConfig?.ServiceName) ? name : cluster.EdsClusterConfig.ServiceName;
+        }
+        else if (cluster.Type == Cluster.Types.DiscoveryType.Static)
+        {
+            if (cluster.LoadAssignment is null)
+            {
+                errors.Add($"{where}: load_assignment is required for a STATIC cluster");
+            }
+            else
+            {
+                staticEndpoints = DecodeEndpoints(cluster.LoadAssignment, name, $"{where}: load_assignment.", errors);
+            }
+        }
+        else
+        {
+            errors.Add($"{where}: type {EnumName(Cluster.Descriptor, "DiscoveryType", (int)cluster.Type)} is not supported (use EDS or STATIC)");
+        }
+
+        var policy = DecodePolicy(cluster, where, errors);
+        var outlier = DecodeOutlierDetection(cluster.OutlierDetection, where, errors);
+        return errors.Count == start
+            ? (name, new ClusterResource(name, edsName, policy, outlier, staticEndpoints))
+            : (name, null);
+    }
+
+    public static (string Name, object? Value) Decode(ClusterLoadAssignment assignment, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(assignment);
+        var start = errors.Count;
+        if (string.IsNullOrEmpty(assignment.ClusterName))
+        {
+            errors.Add("ClusterLoadAssignment: cluster_name is required");
+        }
+
+        var endpoints = DecodeEndpoints(assignment, assignment.ClusterName, $"ClusterLoadAssignment {assignment.ClusterName}: ", errors);
+        return errors.Count == start ? (assignment.ClusterName, endpoints) : (assignment.ClusterName, null);
+    }
+
+    /// <summary>Splits a listener name <c>host:port</c>; a name without a port means port 80.</summary>
+    public static (string Host, int Port) SplitHostPort(string name)
+    {
+        var colon = name.LastIndexOf(':');
+        if (colon > 0 && !name.EndsWith(']') && int.TryParse(name.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) && port is > 0 and <= 65535)
+        {
+            return (name[..colon], port);
+        }
+
+        return (name, 80);
+    }
+
+    private static void ValidateHttpFilters(HttpConnectionManager hcm, string where, string hcmPath, List<string> errors)
+    {
+        var filters = hcm.HttpFilters;
+        if (filters.Count == 0)
+        {
+            errors.Add($"{where}: {hcmPath}.http_filters must end with the router filter");
+            return;
+        }
+
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < filters.Count; i++)
+        {
+            var filter = filters[i];
+            if (!names.Add(filter.Name))
+            {
+                errors.Add($"{where}: {hcmPath}.http_filters[{i}].name '{filter.Name}' is not unique");
+            }
+
+            var isRouter = IsRouter(filter);
+            if (isRouter && i != filters.Count - 1)
+            {
+                errors.Add($"{where}: {hcmPath}.http_filters[{i}] is the router, which must be the last filter");
+            }
+            else if (!isRouter && i == filters.Count - 1)
+            {
+                errors.Add($"{where}: {hcmPath}.http_filters[{i}] must be the router filter ({XdsTypeUrls.Router})");
+            }
+            else if (!isRouter && !filter.IsOptional)
+            {
+                errors.Add($"{where}: {hcmPath}.http_filters[{i}] '{filter.Name}' is not supported (mark it is_optional to let clients skip it)");
+            }
+        }
+    }
+
+    private static bool IsRouter(HttpFilter filter) =>
+        filter.TypedConfig is { } config
+            ? string.Equals(config.TypeUrl, XdsTypeUrls.Router, StringComparison.Ordinal)
+            : string.Equals(filter.Name, "envoy.filters.http.router", StringComparison.Ordinal);
+
+    private static void ValidateRoutes(RouteConfiguration routes, string where, List<string> errors)
+    {
+        for (var h = 0; h < routes.VirtualHosts.Count; h++)
+        {
+            var host = routes.VirtualHosts[h];
+            var hostPath = $"virtual_hosts[{h}]";
+            if (host.Domains.Count == 0)
+            {
+                errors.Add($"{where}{hostPath}.domains must not be empty");
+            }
+
+            for (var d = 0; d < host.Domains.Count; d++)
+            {
+                var domain = host.Domains[d];
+                var stars = domain.AsSpan().Count('*');
+                if (domain.Length == 0 || stars > 1 || (stars == 1 && domain[0] != '*' && domain[^1] != '*'))
+                {
+                    errors.Add($"{where}{hostPath}.domains[{d}] '{domain}' is not a valid domain pattern (one '*' at either end at most)");
+                }
+            }
+
+            for (var r = 0; r < host.Routes.Count; r++)
+            {
+                ValidateRoute(host.Routes[r], $"{where}{hostPath}.routes[{r}]", errors);
+            }
+        }
+    }
+
+    private static void ValidateRoute(Route route, string where, List<string> errors)
+    {
+        if (route.Match is null || route.Match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.None)
+        {
+            errors.Add($"{where}.match needs prefix or path");
+        }
+        else
+        {
+            for (var i = 0; i < route.Match.Headers.Count; i++)
+            {
+                var header = route.Match.Headers[i];
+                if (string.IsNullOrEmpty(header.Name) || header.HeaderMatchSpecifierCase == HeaderMatcher.HeaderMatchSpecifierOneofCase.None)
+                {
+                    errors.Add($"{where}.match.headers[{i}] needs a name and one of exact_match, prefix_match, suffix_match or present_match");
+                }
+            }
+        }
+
+        if (route.ActionCase != Route.ActionOneofCase.Route_)
+        {
+            errors.Add($"{where}.route is required (only forwarding routes are supported)");
+            return;
+        }
+
+        var action = route.Route_;
+        switch (action.ClusterSpecifierCase)
+        {
+            case RouteAction.ClusterSpecifierOneofCase.Cluster:
+                if (string.IsNullOrEmpty(action.Cluster))
+                {
+                    errors.Add($"{where}.route.cluster must not be empty");
+                }
+
+                break;
+            case RouteAction.ClusterSpecifierOneofCase.WeightedClusters:
+                ulong sum = 0;
+                var clusters = action.WeightedClusters.Clusters;
+                for (var i = 0; i < clusters.Count; i++)
+                {
+                    if (string.IsNullOrEmpty(clusters[i].Name))
+                    {
+                        errors.Add($"{where}.route.weighted_clusters.clusters[{i}].name must not be empty");
+                    }
+
+                    sum += clusters[i].Weight ?? 0;
+                }
+
+                if (sum == 0 || sum > uint.MaxValue)
+                {
+                    errors.Add($"{where}.route.weighted_clusters weights add up to {sum}; the sum must be between 1 and {uint.MaxValue}");
+                }
+
+                break;
+            case RouteAction.ClusterSpecifierOneofCase.ClusterHeader:
+                errors.Add($"{where}.route.cluster_header is not supported (use cluster or weighted_clusters)");
+                break;
+            default:
+                errors.Add($"{where}.route needs cluster or weighted_clusters");
+                break;
+        }
+    }
+
+    private static LoadBalancingPolicy DecodePolicy(Cluster cluster, string where, List<string> errors)
+    {
+        if (cluster.LoadBalancingPolicy is { Policies.Count: > 0 } configured)
+        {
+            // As gRFC A52: the first policy this client supports wins.
+            foreach (var policy in configured.Policies)
+            {
+                switch (policy.TypedExtensionConfig?.TypedConfig?.TypeUrl)
+                {
+                    case XdsTypeUrls.RoundRobinPolicy:
+                        return LoadBalancingPolicy.RoundRobin;
+                    case XdsTypeUrls.LeastRequestPolicy:
+                        return LoadBalancingPolicy.LeastRequest;
+                }
+            }
+
+            errors.Add($"{where}: load_balancing_policy has no supported policy (supported: {XdsTypeUrls.RoundRobinPolicy}, {XdsTypeUrls.LeastRequestPolicy})");
+            return LoadBalancingPolicy.RoundRobin;
+        }
+
+        switch (cluster.LbPolicy)
+        {
+            case Cluster.Types.LbPolicy.RoundRobin:
+                return LoadBalancingPolicy.RoundRobin;
+            case Cluster.Types.LbPolicy.LeastRequest:
+                return LoadBalancingPolicy.LeastRequest;
+            default:
+                errors.Add($"{where}: lb_policy {EnumName(Cluster.Descriptor, "LbPolicy", (int)cluster.LbPolicy)} is not supported (use ROUND_ROBIN or LEAST_REQUEST)");
+                return LoadBalancingPolicy.RoundRobin;
+        }
+    }
+
+    private static OutlierDetectionSettings? DecodeOutlierDetection(OutlierDetection? outlier, string where, List<string> errors)
+    {
+        if (outlier is null)
+        {
+            return null;
+        }
+
+        var settings = OutlierDetectionSettings.Default;
+        if (outlier.Consecutive5Xx is { } consecutive)
+        {
+            if (consecutive == 0 || consecutive > int.MaxValue)
+            {
+                errors.Add($"{where}: outlier_detection.consecutive_5xx must be between 1 and {int.MaxValue}");
+            }
+            else
+            {
+                settings = settings with { ConsecutiveFailures = (int)consecutive };
+            }
+        }
+
+        if (outlier.BaseEjectionTime is { } baseTime)
+        {
+            var duration = baseTime.ToTimeSpan();
+            if (duration <= TimeSpan.Zero)
+            {
+                errors.Add($"{where}: outlier_detection.base_ejection_time must be positive");
+            }
+            else
+            {
+                settings = settings with { BaseEjectionTime = duration, MaxEjectionTime = TimeSpan.FromTicks(Math.Max(duration.Ticks, settings.MaxEjectionTime.Ticks)) };
+            }
+        }
+
+        if (outlier.Interval is { } interval && interval.ToTimeSpan() < TimeSpan.Zero)
+        {
+            errors.Add($"{where}: outlier_detection.interval must not be negative");
+        }
+
+        if (outlier.MaxEjectionPercent is > 100)
+        {
+            errors.Add($"{where}: outlier_detection.max_ejection_percent must not exceed 100");
+        }
+
+        return settings;
+    }
+
+    private static EndpointsResource DecodeEndpoints(ClusterLoadAssignment assignment, string name, string where, List<string> errors)
+    {
+        var endpoints = ImmutableArray.CreateBuilder<EndpointSpec>();
+        var seen = new HashSet<(string, int)>();
+        for (var l = 0; l < assignment.Endpoints.Count; l++)
+        {
+            var locality = assignment.Endpoints[l];
+
+            // As gRPC does: a locality without a weight takes no traffic.
+            if (locality.LoadBalancingWeight is null or 0)
+            {
+                continue;
+            }
+
+            var localityName = locality.Locality is { } loc ? $"{loc.Region}/{loc.Zone}/{loc.SubZone}" : string.Empty;
+            for (var e = 0; e < locality.LbEndpoints.Count; e++)
+            {
+                var lbEndpoint = locality.LbEndpoints[e];
+                var path = $"{where}endpoints[{l}].lb_endpoints[{e}]";
+                var socket = lbEndpoint.Endpoint?.Address?.SocketAddress;
+                if (socket is null)
+                {
+                    errors.Add($"{path}.endpoint.address.socket_address is required");
+                    continue;
+                }
+
+                if (string.IsNullOrEmpty(socket.Address))
+                {
+                    errors.Add($"{path}.endpoint.address.socket_address.address is required");
+                    continue;
+                }
+
+                if (socket.PortSpecifierCase != SocketAddress.PortSpecifierOneofCase.PortValue || socket.PortValue is 0 or > 65535)
+                {
+                    errors.Add($"{path}.endpoint.address.socket_address.port_value must be between 1 and 65535");
+                    continue;
+                }
+
+                var port = (int)socket.PortValue;
+                if (!seen.Add((socket.Address, port)))
+                {
+                    errors.Add($"{path}: address {socket.Address}:{port} appears more than once");
+                    continue;
+                }
+
+                var healthy = lbEndpoint.HealthStatus is HealthStatus.Unknown or HealthStatus.Healthy;
+                var weight = lbEndpoint.LoadBalancingWeight is { } w ? (int)Math.Clamp(w, 1u, int.MaxValue) : 1;
+                endpoints.Add(new EndpointSpec(socket.Address, port, weight, healthy, localityName));
+            }
+        }
+
+        return new EndpointsResource(name, endpoints.ToImmutable());
+    }
+
+    private static string EnumName(Google.Protobuf.Reflection.MessageDescriptor message, string enumName, int value) =>
+        message.EnumTypes.FirstOrDefault(e => e.Name == enumName)?.FindValueByNumber(value)?.Name
+            ?? value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+}

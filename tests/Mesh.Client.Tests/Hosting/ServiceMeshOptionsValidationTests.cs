@@ -1,0 +1,126 @@
+using Mesh.Client.Xds;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Mesh.Client.Tests.Hosting;
+
+public class ServiceMeshOptionsValidationTests
+{
+    private const string Unreachable = "http://127.0.0.1:1";
+
+    [Fact]
+    public async Task StartAsync_ValidConfiguration_BindsEveryOption()
+    {
+        using var host = Build(new()
+        {
+            ["Mesh:ControlPlane:Address"] = Unreachable,
+            ["Mesh:Service"] = "orders",
+            ["Mesh:Namespace"] = "shop",
+            ["Mesh:Labels:version"] = "v2",
+            ["Mesh:Registration:LeaseTtl"] = "00:00:30",
+            ["Mesh:Resilience:AttemptTimeout"] = "00:00:02",
+        });
+
+        await host.StartAsync();
+        var options = host.Services.GetRequiredService<IOptions<ServiceMeshOptions>>().Value;
+        await host.StopAsync();
+
+        Assert.Equal(new Uri(Unreachable), options.ControlPlane.Address);
+        Assert.Equal("shop", options.Namespace);
+        Assert.Equal("v2", options.Labels["version"]);
+        Assert.Equal(TimeSpan.FromSeconds(30), options.Registration.LeaseTtl);
+        Assert.Equal(TimeSpan.FromSeconds(2), options.Resilience.AttemptTimeout);
+    }
+
+    [Theory]
+    [InlineData(null, null, null, "Mesh:ControlPlane:Address is required")]
+    [InlineData("Mesh:ControlPlane:Address", "controlplane:15010", null, "Mesh:ControlPlane:Address must be an absolute http(s) URI")]
+    [InlineData("Mesh:ControlPlane:Address", "/xds", null, "Mesh:ControlPlane:Address must be an absolute http(s) URI")]
+    [InlineData("Mesh:Namespace", "Shop_1", null, "Mesh:Namespace 'Shop_1' must be a DNS label")]
+    [InlineData("Mesh:Resilience:AttemptTimeout", "00:01:00", null, "Mesh:Resilience:AttemptTimeout (00:01:00) must not exceed Mesh:Resilience:TotalTimeout (00:00:30)")]
+    [InlineData("Mesh:Registration:LeaseTtl", "00:10:00", null, "Mesh:Registration:LeaseTtl (00:10:00) must be between 00:00:01 and 00:05:00")]
+    [InlineData("Mesh:ControlPlane:Adress", "http://x", null, "Mesh:ControlPlane:Adress is not a known option; did you mean Mesh:ControlPlane:Address?")]
+    [InlineData("Mesh:Resilience:TotalTimeout", "-00:00:01", null, "Mesh:Resilience:TotalTimeout (-00:00:01) must be positive")]
+    public async Task StartAsync_InvalidOption_FailsNamingTheKey(string? key, string? value, string? unused, string expected)
+    {
+        _ = unused;
+        var settings = new Dictionary<string, string?>();
+        if (key != "Mesh:ControlPlane:Address" && value is not null)
+        {
+            settings["Mesh:ControlPlane:Address"] = Unreachable;
+        }
+
+        if (key == "Mesh:ControlPlane:Adress")
+        {
+            settings.Remove("Mesh:ControlPlane:Address");
+        }
+
+        if (key is not null)
+        {
+            settings[key] = value;
+        }
+
+        using var host = Build(settings);
+
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task StartAsync_SeveralErrors_ReportsEveryOne()
+    {
+        using var host = Build(new() { ["Mesh:Namespace"] = "BAD", ["Mesh:Servce"] = "orders" });
+
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+
+        Assert.Contains("Mesh:ControlPlane:Address is required", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Mesh:Namespace 'BAD'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Mesh:Servce is not a known option; did you mean Mesh:Service?", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AddServiceMesh_CalledTwice_RegistersOnce()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Mesh:ControlPlane:Address"] = Unreachable });
+        builder.AddServiceMesh().AddServiceMesh(o => o.Namespace = "shop");
+        builder.Services.AddLogging();
+
+        using var host = builder.Build();
+
+        Assert.Single(host.Services.GetServices<IHostedService>().OfType<XdsClient>());
+        Assert.Equal("shop", host.Services.GetRequiredService<IOptions<ServiceMeshOptions>>().Value.Namespace);
+        var checks = host.Services.GetRequiredService<IOptions<HealthCheckServiceOptions>>().Value.Registrations;
+        Assert.Equal("ready", Assert.Single(checks, c => c.Name == "mesh").Tags.Single());
+    }
+
+    [Fact]
+    public async Task Readiness_ControlPlaneUnreachable_HostStartsAndMeshIsUnhealthy()
+    {
+        using var host = Build(new() { ["Mesh:ControlPlane:Address"] = Unreachable });
+        await host.StartAsync();
+        var client = host.Services.GetRequiredService<XdsClient>();
+        await Support.Poll.UntilAsync(() => client.LastConnectionError is not null, "a failed connection attempt");
+
+        var report = await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync(c => c.Tags.Contains("ready"));
+        await host.StopAsync();
+
+        var entry = report.Entries["mesh"];
+        Assert.Equal(HealthStatus.Unhealthy, entry.Status);
+        Assert.StartsWith($"not yet synced with control plane {Unreachable}/: ", entry.Description, StringComparison.Ordinal);
+    }
+
+    private static IHost Build(Dictionary<string, string?> settings)
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection(settings);
+        builder.Services.AddLogging(l => l.SetMinimumLevel(LogLevel.Warning));
+        builder.AddServiceMesh();
+        return builder.Build();
+    }
+}

@@ -1,0 +1,104 @@
+using Mesh.Client.Tests.Support;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.Client.Tests.Registration;
+
+public sealed class WorkloadRegistrationServiceTests
+{
+    [Fact]
+    public async Task WebApp_Lifecycle_RegistersRenewsReRegistersAndDeregisters()
+    {
+        await using var controlPlane = await TestControlPlane.StartAsync();
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Mesh:ControlPlane:Address"] = controlPlane.Address.ToString(),
+            ["Mesh:Service"] = "orders",
+            ["Mesh:Labels:version"] = "v1",
+            ["Mesh:Registration:LeaseTtl"] = "00:00:01",
+        });
+        builder.AddServiceMesh();
+        await using var app = builder.Build();
+        await app.StartAsync();
+        var port = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single()).Port;
+
+        var registry = controlPlane.Registry;
+        await Poll.UntilAsync(() => !registry.Registrations.IsEmpty, "the first registration");
+        var registration = registry.Registrations.First();
+        Assert.Equal("127.0.0.1", registration.Workload.Address);
+        Assert.Equal(new Dictionary<string, uint> { ["http"] = (uint)port }, registration.Workload.Ports);
+        Assert.Equal("default", registration.Workload.Namespace);
+        Assert.Equal("orders", registration.Workload.ServiceAccount);
+        Assert.Equal("orders", registration.Workload.Labels["app"]);
+        Assert.Equal("v1", registration.Workload.Labels["version"]);
+        Assert.Equal(TimeSpan.FromSeconds(1), registration.LeaseTtl.ToTimeSpan());
+
+        await Poll.UntilAsync(() => registry.Renewals.Contains("lease-1"), "a renewal of lease-1");
+
+        registry.Leases.Clear();
+        await Poll.UntilAsync(() => registry.Registrations.Count >= 2, "a new registration after NOT_FOUND");
+        await Poll.UntilAsync(() => registry.Leases.ContainsKey("lease-2"), "lease-2 granted");
+
+        await app.StopAsync();
+
+        Assert.Equal(["lease-2"], registry.Deregistrations);
+        Assert.Empty(registry.Leases);
+    }
+
+    [Fact]
+    public async Task WebApp_ControlPlaneUnavailable_KeepsRetryingAndRegistersWhenBack()
+    {
+        await using var controlPlane = await TestControlPlane.StartAsync();
+        controlPlane.Registry.Unavailable = true;
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Mesh:ControlPlane:Address"] = controlPlane.Address.ToString(),
+            ["Mesh:ControlPlane:InitialReconnectDelay"] = "00:00:00.020",
+            ["Mesh:ControlPlane:MaxReconnectDelay"] = "00:00:00.100",
+            ["Mesh:Service"] = "orders",
+            ["Mesh:Registration:Address"] = "10.1.2.3",
+        });
+        builder.AddServiceMesh();
+        await using var app = builder.Build();
+        await app.StartAsync();
+
+        controlPlane.Registry.Unavailable = false;
+        await Poll.UntilAsync(() => !controlPlane.Registry.Registrations.IsEmpty, "a registration once the control plane is back");
+        await app.StopAsync();
+
+        Assert.Equal("10.1.2.3", controlPlane.Registry.Registrations.First().Workload.Address);
+    }
+
+    [Fact]
+    public async Task GenericHost_NoServer_StartsWithoutRegistering()
+    {
+        await using var controlPlane = await TestControlPlane.StartAsync();
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Services.AddLogging();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Mesh:ControlPlane:Address"] = controlPlane.Address.ToString(),
+            ["Mesh:Service"] = "worker",
+        });
+        builder.AddServiceMesh();
+        using var host = builder.Build();
+
+        await host.StartAsync();
+        await controlPlane.NextRequestAsync(Mesh.Client.Xds.XdsTypeUrls.Listener);
+        await host.StopAsync();
+
+        Assert.Empty(controlPlane.Registry.Registrations);
+    }
+}

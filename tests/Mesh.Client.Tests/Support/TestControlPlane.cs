@@ -1,0 +1,228 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Grpc.Core;
+using Mesh.Xds.Envoy.Service.Discovery.V3;
+using Mesh.Xds.Registry.V1;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.Client.Tests.Support;
+
+/// <summary>
+/// A scripted control plane on real Kestrel (h2c, 127.0.0.1): the test reads the client's ADS requests
+/// and sends responses; the registry records calls. It can stop and start again on the same port.
+/// </summary>
+internal sealed class TestControlPlane : IAsyncDisposable
+{
+    private WebApplication? _app;
+
+    private TestControlPlane(int port)
+    {
+        Port = port;
+    }
+
+    public int Port { get; }
+
+    public Uri Address => new($"http://127.0.0.1:{Port}");
+
+    public Channel<DiscoveryRequest> Requests { get; } = Channel.CreateUnbounded<DiscoveryRequest>();
+
+    public AdsState Ads { get; } = new();
+
+    public RegistryState Registry { get; } = new();
+
+    public static async Task<TestControlPlane> StartAsync()
+    {
+        // Reserve a free port by binding port 0, so that a restart can reuse the same address.
+        int port;
+        using (var probe = new TcpListener(IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
+
+        var server = new TestControlPlane(port);
+        await server.RestartAsync();
+        return server;
+    }
+
+    public async Task RestartAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, Port, o => o.Protocols = HttpProtocols.Http2));
+        builder.Services.AddGrpc();
+        builder.Services.AddSingleton(this);
+        var app = builder.Build();
+        app.MapGrpcService<AdsService>();
+        app.MapGrpcService<RegistryService>();
+        await app.StartAsync();
+        _app = app;
+    }
+
+    public async Task StopAsync()
+    {
+        if (_app is { } app)
+        {
+            _app = null;
+            Ads.Abort();
+            await app.StopAsync();
+            await app.DisposeAsync();
+        }
+    }
+
+    /// <summary>Waits for the next request of <paramref name="typeUrl"/>, skipping others.</summary>
+    public async Task<DiscoveryRequest> NextRequestAsync(string typeUrl, TimeSpan? timeout = null)
+    {
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(10));
+        while (true)
+        {
+            var request = await Requests.Reader.ReadAsync(cts.Token);
+            if (request.TypeUrl == typeUrl)
+            {
+                return request;
+            }
+        }
+    }
+
+    public Task SendAsync(DiscoveryResponse response) => Ads.SendAsync(response);
+
+    public async ValueTask DisposeAsync() => await StopAsync();
+
+    internal sealed class AdsState
+    {
+        private readonly SemaphoreSlim _writeLock = new(1, 1);
+        private IServerStreamWriter<DiscoveryResponse>? _writer;
+        private CancellationTokenSource? _streamEnd;
+
+        public int Streams;
+
+        public void Attach(IServerStreamWriter<DiscoveryResponse> writer, CancellationTokenSource end)
+        {
+            Interlocked.Increment(ref Streams);
+            _writer = writer;
+            _streamEnd = end;
+        }
+
+        public void Abort()
+        {
+            try
+            {
+                _streamEnd?.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The stream already ended.
+            }
+
+            _writer = null;
+        }
+
+        public async Task SendAsync(DiscoveryResponse response)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (_writer is null)
+            {
+                if (DateTime.UtcNow > deadline)
+                {
+                    throw new TimeoutException("No ADS stream is open.");
+                }
+
+                await Task.Yield();
+                await Task.Delay(10);
+            }
+
+            await _writeLock.WaitAsync();
+            try
+            {
+                await _writer.WriteAsync(response);
+            }
+            finally
+            {
+                _writeLock.Release();
+            }
+        }
+    }
+
+    internal sealed class RegistryState
+    {
+        public ConcurrentQueue<RegisterRequest> Registrations { get; } = new();
+
+        public ConcurrentQueue<string> Renewals { get; } = new();
+
+        public ConcurrentQueue<string> Deregistrations { get; } = new();
+
+        public ConcurrentDictionary<string, WorkloadEntry> Leases { get; } = new();
+
+        public bool Unavailable { get; set; }
+
+        // gRPC services are created per call: the lease counter lives here.
+        public int NextLease;
+    }
+
+    private sealed class AdsService(TestControlPlane server) : AggregatedDiscoveryService.AggregatedDiscoveryServiceBase
+    {
+        public override async Task StreamAggregatedResources(IAsyncStreamReader<DiscoveryRequest> requestStream, IServerStreamWriter<DiscoveryResponse> responseStream, ServerCallContext context)
+        {
+            using var end = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+            server.Ads.Attach(responseStream, end);
+            try
+            {
+                while (await requestStream.MoveNext(end.Token))
+                {
+                    await server.Requests.Writer.WriteAsync(requestStream.Current);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // The test stopped the server: end the stream.
+            }
+        }
+    }
+
+    private sealed class RegistryService(TestControlPlane server) : WorkloadRegistry.WorkloadRegistryBase
+    {
+        private RegistryState State => server.Registry;
+
+        public override Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context)
+        {
+            ThrowIfUnavailable();
+            State.Registrations.Enqueue(request);
+            var lease = $"lease-{Interlocked.Increment(ref State.NextLease)}";
+            State.Leases[lease] = request.Workload;
+            return Task.FromResult(new RegisterResponse { LeaseId = lease, LeaseTtl = request.LeaseTtl });
+        }
+
+        public override Task<RenewResponse> Renew(RenewRequest request, ServerCallContext context)
+        {
+            ThrowIfUnavailable();
+            State.Renewals.Enqueue(request.LeaseId);
+            if (!State.Leases.ContainsKey(request.LeaseId))
+            {
+                throw new RpcException(new Status(StatusCode.NotFound, $"lease {request.LeaseId} not found"));
+            }
+
+            return Task.FromResult(new RenewResponse { LeaseTtl = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromSeconds(1)) });
+        }
+
+        public override Task<DeregisterResponse> Deregister(DeregisterRequest request, ServerCallContext context)
+        {
+            State.Deregistrations.Enqueue(request.LeaseId);
+            State.Leases.TryRemove(request.LeaseId, out _);
+            return Task.FromResult(new DeregisterResponse());
+        }
+
+        private void ThrowIfUnavailable()
+        {
+            if (State.Unavailable)
+            {
+                throw new RpcException(new Status(StatusCode.Unavailable, "control plane is restarting"));
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using Mesh.Client.Discovery;
+using Mesh.Client.Xds;
+using Mesh.Xds.Envoy.Config.Core.V3;
+using Mesh.Xds.Envoy.Config.Endpoint.V3;
+using Mesh.Xds.Envoy.Config.Route.V3;
+using static Mesh.Client.Tests.Support.XdsResources;
+using WeightedCluster = Mesh.Xds.Envoy.Config.Route.V3.WeightedCluster;
+
+namespace Mesh.Client.Tests.Xds;
+
+public class MeshSnapshotBuilderTests
+{
+    [Fact]
+    public void Build_IstioShapedResources_BindsEveryAliasToTheService()
+    {
+        var snapshot = Build(
+            [Listener("orders")],
+            [Routes("orders")],
+            [Cluster("orders", policy: Mesh.Xds.Envoy.Config.Cluster.V3.Cluster.Types.LbPolicy.LeastRequest)],
+            [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy), ("10.0.0.2", 8080, HealthStatus.Unknown))]);
+
+        var service = Assert.Single(snapshot.Services);
+        Assert.Equal("orders.default.svc.cluster.local", service.Host);
+        Assert.Equal(80, service.Port);
+        foreach (var alias in new[] { "orders", "orders.default", "orders.default.svc.cluster.local" })
+        {
+            Assert.True(snapshot.TryGetService(alias, 80, isDefaultPort: true, out var found), alias);
+            Assert.Same(service, found);
+        }
+
+        var cluster = snapshot.Clusters[ClusterName("orders")];
+        Assert.Equal(LoadBalancingPolicy.LeastRequest, cluster.Policy);
+        Assert.Equal(["10.0.0.1:8080", "10.0.0.2:8080"], cluster.Endpoints.Select(e => e.Authority));
+        Assert.Same(cluster, service.Routes[0].Clusters[0].Cluster);
+    }
+
+    [Theory]
+    [InlineData(HealthStatus.Unknown, true)]
+    [InlineData(HealthStatus.Healthy, true)]
+    [InlineData(HealthStatus.Unhealthy, false)]
+    [InlineData(HealthStatus.Draining, false)]
+    [InlineData(HealthStatus.Timeout, false)]
+    [InlineData(HealthStatus.Degraded, false)]
+    public void Build_HealthStatus_MapsToIsHealthy(HealthStatus status, bool healthy)
+    {
+        var snapshot = Build([Listener("orders")], [Routes("orders")], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, status))]);
+
+        Assert.Equal(healthy, Assert.Single(snapshot.Clusters[ClusterName("orders")].Endpoints).IsHealthy);
+    }
+
+    [Fact]
+    public void Build_LocalityWithoutWeight_IsSkipped()
+    {
+        var assignment = Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy));
+        var unweighted = new LocalityLbEndpoints { Locality = new Locality { Region = "r2" } };
+        unweighted.LbEndpoints.Add(new LbEndpoint { Endpoint = new Endpoint { Address = new Address { SocketAddress = new SocketAddress { Address = "10.0.0.9", PortValue = 8080 } } } });
+        assignment.Endpoints.Add(unweighted);
+
+        var snapshot = Build([Listener("orders")], [Routes("orders")], [Cluster("orders")], [assignment]);
+
+        Assert.Equal("10.0.0.1", Assert.Single(snapshot.Clusters[ClusterName("orders")].Endpoints).Address);
+    }
+
+    [Fact]
+    public void Build_SecondUpdate_ReusesUnchangedEndpointInstances()
+    {
+        var first = Build([Listener("orders")], [Routes("orders")], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy), ("10.0.0.2", 8080, HealthStatus.Healthy))]);
+        var kept = first.Clusters[ClusterName("orders")].Endpoints[0];
+        kept.OnRequestStarted();
+
+        var second = Build([Listener("orders")], [Routes("orders")], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy), ("10.0.0.2", 8080, HealthStatus.Unhealthy))], first);
+
+        var endpoints = second.Clusters[ClusterName("orders")].Endpoints;
+        Assert.Same(kept, endpoints[0]);
+        Assert.Equal(1, endpoints[0].ActiveRequests);
+        Assert.NotSame(first.Clusters[ClusterName("orders")].Endpoints[1], endpoints[1]);
+        Assert.False(endpoints[1].IsHealthy);
+    }
+
+    [Fact]
+    public void Build_ListenerWithMissingCluster_LeavesOnlyThatServiceOut()
+    {
+        var incomplete = new List<string>();
+        var snapshot = Build(
+            [Listener("orders"), Listener("payments")],
+            [Routes("orders"), Routes("payments")],
+            [Cluster("orders")],
+            [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy))],
+            incomplete: incomplete);
+
+        Assert.Equal("orders.default.svc.cluster.local", Assert.Single(snapshot.Services).Host);
+        Assert.False(snapshot.IsMeshHost("payments"));
+        Assert.Contains(incomplete, r => r.Contains("payments", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Build_WeightedClusters_KeepsWeights()
+    {
+        var routes = Routes("orders");
+        var weighted = new WeightedCluster();
+        weighted.Clusters.Add(new WeightedCluster.Types.ClusterWeight { Name = ClusterName("orders"), Weight = 80 });
+        weighted.Clusters.Add(new WeightedCluster.Types.ClusterWeight { Name = ClusterName("orders-v2"), Weight = 20 });
+        routes.VirtualHosts[0].Routes[0].Route_ = new RouteAction { WeightedClusters = weighted };
+
+        var snapshot = Build([Listener("orders")], [routes], [Cluster("orders"), Cluster("orders-v2")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy)), Endpoints("orders-v2", 80, ("10.0.0.2", 8080, HealthStatus.Healthy))]);
+
+        Assert.Equal([80u, 20u], snapshot.Services[0].Routes[0].Clusters.Select(c => c.Weight));
+    }
+
+    private static MeshSnapshot Build(IMessage[] listeners, IMessage[] routes, IMessage[] clusters, IMessage[] endpoints, MeshSnapshot? previous = null, List<string>? incomplete = null)
+    {
+        return MeshSnapshotBuilder.Build(
+            "test",
+            Decode<ListenerResource>(XdsTypeUrls.Listener, listeners),
+            Decode<RouteConfiguration>(XdsTypeUrls.RouteConfiguration, routes),
+            Decode<ClusterResource>(XdsTypeUrls.Cluster, clusters),
+            Decode<EndpointsResource>(XdsTypeUrls.ClusterLoadAssignment, endpoints),
+            previous ?? MeshSnapshot.Empty,
+            incomplete ?? []);
+    }
+
+    private static Dictionary<string, T> Decode<T>(string typeUrl, IMessage[] resources)
+    {
+        var errors = new List<string>();
+        var decoded = XdsResourceDecoder.DecodeAll(typeUrl, resources.Select(Any.Pack), errors);
+        Assert.Empty(errors);
+        return decoded!.ToDictionary(p => p.Key, p => (T)p.Value);
+    }
+}

@@ -1,0 +1,97 @@
+using Google.Protobuf.WellKnownTypes;
+using Mesh.Client.Discovery;
+using Mesh.Client.Xds;
+using Mesh.Xds.Envoy.Config.Cluster.V3;
+using Mesh.Xds.Envoy.Config.Listener.V3;
+using Mesh.Xds.Envoy.Config.Route.V3;
+using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.LeastRequest.V3;
+using static Mesh.Client.Tests.Support.XdsResources;
+using LoadBalancingPolicy = Mesh.Xds.Envoy.Config.Cluster.V3.LoadBalancingPolicy;
+using MeshPolicy = Mesh.Client.Discovery.LoadBalancingPolicy;
+using WeightedCluster = Mesh.Xds.Envoy.Config.Route.V3.WeightedCluster;
+
+namespace Mesh.Client.Tests.Xds;
+
+public class XdsResourceDecoderTests
+{
+    [Fact]
+    public void DecodeAll_ClusterWithRingHash_ReportsResourceAndField()
+    {
+        var errors = new List<string>();
+        var result = XdsResourceDecoder.DecodeAll(XdsTypeUrls.Cluster, [Any.Pack(Cluster("orders", policy: Mesh.Xds.Envoy.Config.Cluster.V3.Cluster.Types.LbPolicy.RingHash))], errors);
+
+        Assert.Null(result);
+        Assert.Equal("Cluster outbound|80||orders.default.svc.cluster.local: lb_policy RING_HASH is not supported (use ROUND_ROBIN or LEAST_REQUEST)", Assert.Single(errors));
+    }
+
+    [Fact]
+    public void DecodeAll_LoadBalancingPolicy_UsesFirstSupported()
+    {
+        var cluster = Cluster("orders");
+        cluster.LoadBalancingPolicy = new LoadBalancingPolicy();
+        cluster.LoadBalancingPolicy.Policies.Add(new LoadBalancingPolicy.Types.Policy { TypedExtensionConfig = new() { Name = "x", TypedConfig = new Any { TypeUrl = "type.googleapis.com/some.Unknown" } } });
+        cluster.LoadBalancingPolicy.Policies.Add(new LoadBalancingPolicy.Types.Policy { TypedExtensionConfig = new() { Name = "lr", TypedConfig = Any.Pack(new LeastRequest()) } });
+        cluster.OutlierDetection = new OutlierDetection { Consecutive5Xx = 3, BaseEjectionTime = Duration.FromTimeSpan(TimeSpan.FromSeconds(7)) };
+        var errors = new List<string>();
+
+        var result = XdsResourceDecoder.DecodeAll(XdsTypeUrls.Cluster, [Any.Pack(cluster)], errors);
+
+        var decoded = Assert.IsType<ClusterResource>(Assert.Single(result!).Value);
+        Assert.Equal(MeshPolicy.LeastRequest, decoded.Policy);
+        Assert.Equal(3, decoded.OutlierDetection!.ConsecutiveFailures);
+        Assert.Equal(TimeSpan.FromSeconds(7), decoded.OutlierDetection.BaseEjectionTime);
+    }
+
+    [Fact]
+    public void DecodeAll_RouteWithoutCluster_ReportsFieldPath()
+    {
+        var routes = Routes("orders");
+        routes.VirtualHosts[0].Routes[0].Route_ = new RouteAction();
+        var errors = new List<string>();
+
+        Assert.Null(XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors));
+
+        Assert.Equal("RouteConfiguration outbound|80||orders.default.svc.cluster.local: virtual_hosts[0].routes[0].route needs cluster or weighted_clusters", Assert.Single(errors));
+    }
+
+    [Fact]
+    public void DecodeAll_ListenerWithoutApiListener_ReportsEveryBadResource()
+    {
+        var bad = new Listener { Name = "orders.default.svc.cluster.local:80" };
+        var noRouter = Listener("payments");
+        var errors = new List<string>();
+        var hcm = noRouter.ApiListener.ApiListener_.Unpack<Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3.HttpConnectionManager>();
+        hcm.HttpFilters.Clear();
+        noRouter.ApiListener.ApiListener_ = Any.Pack(hcm);
+
+        Assert.Null(XdsResourceDecoder.DecodeAll(XdsTypeUrls.Listener, [Any.Pack(bad), Any.Pack(noRouter), Any.Pack(Listener("good"))], errors));
+
+        Assert.Equal(2, errors.Count);
+        Assert.Contains("Listener orders.default.svc.cluster.local:80: api_listener is required", errors[0], StringComparison.Ordinal);
+        Assert.Contains("Listener payments.default.svc.cluster.local:80: api_listener.api_listener.http_filters must end with the router filter", errors[1], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void DecodeAll_EndpointWithPortZero_ReportsFieldPath()
+    {
+        var errors = new List<string>();
+
+        Assert.Null(XdsResourceDecoder.DecodeAll(XdsTypeUrls.ClusterLoadAssignment, [Any.Pack(Endpoints("orders", 80, ("10.0.0.1", 0, default)))], errors));
+
+        Assert.Equal("ClusterLoadAssignment outbound|80||orders.default.svc.cluster.local: endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value must be between 1 and 65535", Assert.Single(errors));
+    }
+
+    [Fact]
+    public void DecodeAll_WeightedClustersSummingToZero_IsRejected()
+    {
+        var routes = Routes("orders");
+        var weighted = new WeightedCluster();
+        weighted.Clusters.Add(new WeightedCluster.Types.ClusterWeight { Name = ClusterName("orders"), Weight = 0 });
+        routes.VirtualHosts[0].Routes[0].Route_ = new RouteAction { WeightedClusters = weighted };
+        var errors = new List<string>();
+
+        Assert.Null(XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors));
+
+        Assert.Contains("weighted_clusters weights add up to 0", Assert.Single(errors), StringComparison.Ordinal);
+    }
+}
