@@ -69,6 +69,12 @@ internal static class YamlConfigLoader
                 errors.Add(new ConfigError(file, (int)ex.Start.Line, $"invalid YAML: {InnerMessage(ex)}"));
                 continue;
             }
+            catch (InvalidOperationException)
+            {
+                // YamlDotNet's scanner throws this for some documents cut off at end of file.
+                errors.Add(new ConfigError(file, text.Split('\n').Length, "invalid YAML: unexpected end of file (unclosed bracket or quote?)"));
+                continue;
+            }
 
             foreach (var document in stream.Documents)
             {
