@@ -5,12 +5,26 @@ internal sealed class LeaseExpiryService(WorkloadLeaseRegistry registry, TimePro
 {
     public static readonly TimeSpan Period = TimeSpan.FromMilliseconds(250);
 
+    private PeriodicTimer? _timer;
+
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        // Created before ExecuteAsync runs (on the thread pool) so time advanced right after start is observed.
+        _timer = new PeriodicTimer(Period, time);
+        return base.StartAsync(cancellationToken);
+    }
+
+    public override void Dispose()
+    {
+        _timer?.Dispose();
+        base.Dispose();
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(Period, time);
         try
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
+            while (await _timer!.WaitForNextTickAsync(stoppingToken))
             {
                 registry.RemoveExpired();
             }
