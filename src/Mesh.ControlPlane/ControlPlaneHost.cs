@@ -78,7 +78,7 @@ internal sealed class ControlPlaneHost : IAsyncDisposable
 
         app.MapGrpcService<AdsService>();
         app.MapGrpcService<WorkloadRegistryService>();
-        AdminEndpoints.Map(app, "*");
+        AdminEndpoints.Map(app, () => adminListen?.IPEndPoint?.Port ?? options.AdminAddress.Port);
 
         await app.StartAsync(cancellationToken);
         app.Services.GetRequiredService<XdsPublisher>().Rebuild();

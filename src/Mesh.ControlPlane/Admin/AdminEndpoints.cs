@@ -40,16 +40,21 @@ internal static class AdminEndpoints
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
-    public static void Map(IEndpointRouteBuilder endpoints, string adminHost)
+    /// <summary>Maps the admin API so it answers only on the admin listener.</summary>
+    public static void Map(IEndpointRouteBuilder endpoints, Func<int> adminPort)
+    {
+        var admin = endpoints.MapGroup(string.Empty).AddEndpointFilter(async (context, next) =>
+            context.HttpContext.Connection.LocalPort == adminPort() ? await next(context) : Results.NotFound());
+        MapRoutes(admin);
+    }
+
+    private static void MapRoutes(IEndpointRouteBuilder endpoints)
     {
         endpoints.MapGet("/healthz/ready", (ConfigStore store) =>
-            store.IsLoaded ? Results.Text("ready") : Results.Text("config not loaded", statusCode: StatusCodes.Status503ServiceUnavailable))
-            .RequireHost(adminHost);
+            store.IsLoaded ? Results.Text("ready") : Results.Text("config not loaded", statusCode: StatusCodes.Status503ServiceUnavailable));
         endpoints.MapGet("/debug/config_dump", (ConfigStore store, XdsPublisher publisher, AdsService ads, WorkloadLeaseRegistry registry) =>
-            Results.Json(Dump(store, publisher, ads, registry), JsonOptions))
-            .RequireHost(adminHost);
-        endpoints.MapGet("/debug/clients", (AdsService ads) => Results.Json(ads.Clients(), JsonOptions))
-            .RequireHost(adminHost);
+            Results.Json(Dump(store, publisher, ads, registry), JsonOptions));
+        endpoints.MapGet("/debug/clients", (AdsService ads) => Results.Json(ads.Clients(), JsonOptions));
     }
 
     public static ConfigDump Dump(ConfigStore store, XdsPublisher publisher, AdsService ads, WorkloadLeaseRegistry registry)

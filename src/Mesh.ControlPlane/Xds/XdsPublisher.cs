@@ -16,6 +16,7 @@ internal sealed partial class XdsPublisher : BackgroundService
     private readonly ILogger<XdsPublisher> _logger;
     private readonly Channel<bool> _signal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Lock _gate = new();
+    private readonly Lock _rebuildGate = new();
     private readonly List<Action> _subscribers = [];
     private XdsSnapshot _current;
     private long _generation;
@@ -47,8 +48,13 @@ internal sealed partial class XdsPublisher : BackgroundService
     public void Rebuild()
     {
         var model = _store.Current;
-        var snapshot = XdsTranslator.Translate(model, Interlocked.Increment(ref _generation));
-        Volatile.Write(ref _current, snapshot);
+        XdsSnapshot snapshot;
+        lock (_rebuildGate)
+        {
+            snapshot = XdsTranslator.Translate(model, ++_generation);
+            Volatile.Write(ref _current, snapshot);
+        }
+
         LogSnapshot(_logger, snapshot.Version, snapshot.Clusters.Count, model.Registrations.Length);
         Action[] subscribers;
         lock (_gate)

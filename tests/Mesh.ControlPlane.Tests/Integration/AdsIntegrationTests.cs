@@ -248,6 +248,22 @@ public class AdsIntegrationTests
         Assert.Equal(2, dump.GetProperty("services").GetArrayLength());
     }
 
+    [Fact]
+    public async Task StopAsync_OpenAdsStream_EndsStreamAndStopsPromptly()
+    {
+        var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
+        var ads = cp.OpenAds();
+        await ads.SendAsync(TypeUrls.Listener, ["orders"], AdsTestClient.Node());
+        await ads.NextAsync();
+
+        var started = DateTime.UtcNow;
+        await cp.Host.StopAsync().WaitAsync(TimeSpan.FromSeconds(15));
+
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(10), "shutdown waited for the ADS stream");
+        await ads.DisposeAsync();
+        await cp.DisposeAsync();
+    }
+
     private static async Task<JsonElement> GetDumpAsync(ControlPlaneFixture cp)
     {
         using var response = await cp.Admin.GetAsync(new Uri("/debug/config_dump", UriKind.Relative));
