@@ -54,6 +54,7 @@ internal sealed class ControlPlaneHost : IAsyncDisposable
 
         // stdout carries only the ready line; logs go to stderr.
         builder.Logging.AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
 
         var services = builder.Services;
         services.AddSingleton(options);

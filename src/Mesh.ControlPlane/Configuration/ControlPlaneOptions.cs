@@ -88,7 +88,7 @@ internal sealed class ControlPlaneOptions
             || uri.AbsolutePath != "/" || !string.IsNullOrEmpty(uri.Query) || !string.IsNullOrEmpty(uri.UserInfo)
             || !(uri.IsLoopback || IPAddress.TryParse(uri.Host, out _)) || value.EndsWith(':'))
         {
-            errors.Add($"{SectionName}:{key} must be an absolute http URI with an IP address or localhost like {example} (got '{value}')");
+            errors.Add($"{SectionName}:{key} must be an absolute http URI like {example} whose host is an IP address or localhost (got '{value}')");
             return fallback;
         }
 

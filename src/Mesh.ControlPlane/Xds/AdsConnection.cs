@@ -165,14 +165,14 @@ internal sealed partial class AdsConnection
             var isNack = request.ErrorDetail is not null;
             if (isNack)
             {
-                var nack = new NackInfo(typeUrl, request.VersionInfo, request.ResponseNonce, request.ErrorDetail!.Message, _time.GetUtcNow());
+                var nack = new NackInfo(typeUrl, state.LastVersion ?? request.VersionInfo, request.ResponseNonce, request.ErrorDetail!.Message, _time.GetUtcNow());
                 _nacks.Add(nack);
                 if (_nacks.Count > MaxNacksKept)
                 {
                     _nacks.RemoveAt(0);
                 }
 
-                LogNack(_logger, ClientId, typeUrl, state.LastVersion ?? string.Empty, request.ResponseNonce, request.ErrorDetail.Message);
+                LogNack(_logger, ClientId, typeUrl, nack.Version, request.ResponseNonce, request.ErrorDetail.Message);
             }
             else if (request.ResponseNonce.Length > 0)
             {
