@@ -21,12 +21,16 @@ internal static class YamlConfigLoader
 
     public static YamlLoadResult LoadDirectory(string directory)
     {
-        var files = Directory.Exists(directory)
-            ? Directory.EnumerateFiles(directory)
-                .Where(f => f.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
-                .Order(StringComparer.Ordinal)
-                .ToList()
-            : [];
+        if (!Directory.Exists(directory))
+        {
+            // A vanished folder (mid checkout, unmounted volume) must not wipe the mesh: reject instead.
+            return new YamlLoadResult(YamlConfig.Empty, [new ConfigError(directory, 0, "config folder does not exist; keeping the last good config")]);
+        }
+
+        var files = Directory.EnumerateFiles(directory)
+            .Where(f => f.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
+            .Order(StringComparer.Ordinal)
+            .ToList();
         var sources = new List<(string, string)>();
         var errors = new List<ConfigError>();
         foreach (var file in files)
