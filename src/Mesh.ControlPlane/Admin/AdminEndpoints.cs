@@ -1,0 +1,76 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Registry;
+using Mesh.ControlPlane.Sources;
+using Mesh.ControlPlane.Xds;
+
+namespace Mesh.ControlPlane.Admin;
+
+internal sealed record ConfigDump(
+    string Version,
+    IReadOnlyList<ServiceDump> Services,
+    IReadOnlyList<ClientInfo> Clients,
+    IReadOnlyList<ConfigErrorDump> ConfigErrors);
+
+internal sealed record ServiceDump(string Host, string Namespace, string Name, IReadOnlyList<PortDump> Ports, string LoadBalancer, IReadOnlyList<EndpointDump> Endpoints);
+
+internal sealed record PortDump(uint Number, string Name, string Protocol, uint? TargetPort);
+
+internal sealed record EndpointDump(
+    uint ServicePort,
+    string Address,
+    uint Port,
+    IReadOnlyDictionary<string, string> Labels,
+    string ServiceAccount,
+    string Locality,
+    uint Weight,
+    string Source,
+    string? LeaseId,
+    DateTimeOffset? LeaseExpires);
+
+internal sealed record ConfigErrorDump(string File, int Line, string Message, string Severity);
+
+/// <summary>The admin HTTP API: readiness and debug dumps.</summary>
+internal static class AdminEndpoints
+{
+    public static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    /// <summary>Maps the admin API so it answers only on the admin listener.</summary>
+    public static void Map(IEndpointRouteBuilder endpoints, Func<int> adminPort)
+    {
+        var admin = endpoints.MapGroup(string.Empty).AddEndpointFilter(async (context, next) =>
+            context.HttpContext.Connection.LocalPort == adminPort() ? await next(context) : Results.NotFound());
+        MapRoutes(admin);
+    }
+
+    private static void MapRoutes(IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapGet("/healthz/ready", (ConfigStore store) =>
+            store.IsLoaded ? Results.Text("ready") : Results.Text("config not loaded", statusCode: StatusCodes.Status503ServiceUnavailable));
+        endpoints.MapGet("/debug/config_dump", (ConfigStore store, XdsPublisher publisher, AdsService ads, WorkloadLeaseRegistry registry) =>
+            Results.Json(Dump(store, publisher, ads, registry), JsonOptions));
+        endpoints.MapGet("/debug/clients", (AdsService ads) => Results.Json(ads.Clients(), JsonOptions));
+    }
+
+    public static ConfigDump Dump(ConfigStore store, XdsPublisher publisher, AdsService ads, WorkloadLeaseRegistry registry)
+    {
+        var snapshot = publisher.Current;
+        var services = snapshot.Services.Select(s => new ServiceDump(
+            s.Host,
+            s.Entry.Namespace,
+            s.Entry.Name,
+            [.. s.Entry.Ports.Select(p => new PortDump(p.Number, p.Name, p.Protocol, p.TargetPort))],
+            s.LoadBalancer == LoadBalancerKind.LeastRequest ? "LEAST_REQUEST" : "ROUND_ROBIN",
+            [.. s.Endpoints.Select(e => new EndpointDump(
+                e.ServicePort, e.Address, e.Port, e.Workload.Labels, e.Workload.ServiceAccount, e.Workload.Locality,
+                e.Workload.Weight == 0 ? 1 : e.Workload.Weight, e.Workload.Source, e.Workload.LeaseId,
+                e.Workload.LeaseId is null ? null : registry.Find(e.Workload.LeaseId)?.ExpiresAt))])).ToList();
+        var errors = store.Errors.Select(e => new ConfigErrorDump(e.File, e.Line, e.Message, e.IsWarning ? "warning" : "error")).ToList();
+        return new ConfigDump(snapshot.VersionInfo, services, ads.Clients(), errors);
+    }
+}

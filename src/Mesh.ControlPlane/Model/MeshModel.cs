@@ -1,0 +1,105 @@
+using System.Collections.Immutable;
+
+namespace Mesh.ControlPlane.Model;
+
+/// <summary>Load balancing algorithms a DestinationRule may select.</summary>
+internal enum LoadBalancerKind
+{
+    RoundRobin,
+    LeastRequest,
+}
+
+internal sealed record ServicePort(uint Number, string Name, string Protocol, uint? TargetPort);
+
+/// <summary>Where an endpoint came from: YAML (static) or a runtime registration.</summary>
+internal static class EndpointSources
+{
+    public const string Static = "static";
+    public const string Registration = "registration";
+}
+
+/// <summary>A WorkloadEntry, from YAML, from a ServiceEntry's inline endpoints, or from a registration.</summary>
+internal sealed record WorkloadInstance(
+    string Namespace,
+    string Name,
+    string Address,
+    ImmutableSortedDictionary<string, uint> Ports,
+    ImmutableSortedDictionary<string, string> Labels,
+    string ServiceAccount,
+    string Locality,
+    uint Weight,
+    string Source,
+    string? LeaseId);
+
+internal sealed record ServiceEntryModel(
+    string Namespace,
+    string Name,
+    ImmutableArray<string> Hosts,
+    ImmutableArray<ServicePort> Ports,
+    ImmutableSortedDictionary<string, string>? WorkloadSelector,
+    ImmutableArray<WorkloadInstance> StaticEndpoints,
+    string Resolution);
+
+internal sealed record DestinationRuleModel(string Namespace, string Name, string Host, LoadBalancerKind LoadBalancer);
+
+/// <summary>One problem found in the config folder. Warnings do not reject the config.</summary>
+internal sealed record ConfigError(string File, int Line, string Message, bool IsWarning = false)
+{
+    public override string ToString() => $"{File}:{Line}: {(IsWarning ? "warning: " : string.Empty)}{Message}";
+}
+
+/// <summary>Everything read from the config folder, validated as a whole.</summary>
+internal sealed record YamlConfig(
+    ImmutableArray<ServiceEntryModel> ServiceEntries,
+    ImmutableArray<WorkloadInstance> WorkloadEntries,
+    ImmutableArray<DestinationRuleModel> DestinationRules)
+{
+    public static YamlConfig Empty { get; } = new([], [], []);
+}
+
+/// <summary>The immutable model the translator works from; replaced as a whole on every change.</summary>
+internal sealed record MeshSnapshot(long Version, YamlConfig Config, ImmutableArray<WorkloadInstance> Registrations)
+{
+    public static MeshSnapshot Empty { get; } = new(0, YamlConfig.Empty, []);
+}
+
+internal static class HostNames
+{
+    public const string ClusterDomainSuffix = ".svc.cluster.local";
+
+    /// <summary>Istio treats a host without dots as relative to the resource's namespace.</summary>
+    public static string Qualify(string host, string ns) =>
+        host.Contains('.', StringComparison.Ordinal)
+            ? host.ToLowerInvariant()
+            : $"{host.ToLowerInvariant()}.{ns}{ClusterDomainSuffix}";
+
+    /// <summary>Every name a client may use for <paramref name="fqdn"/> (without port).</summary>
+    public static IReadOnlyList<string> Aliases(string fqdn)
+    {
+        if (fqdn.EndsWith(ClusterDomainSuffix, StringComparison.Ordinal))
+        {
+            var parts = fqdn[..^ClusterDomainSuffix.Length].Split('.');
+            if (parts.Length == 2)
+            {
+                var name = parts[0];
+                var ns = parts[1];
+                return [name, $"{name}.{ns}", $"{name}.{ns}.svc", fqdn];
+            }
+        }
+
+        return [fqdn];
+    }
+
+    public static bool LabelsMatch(IReadOnlyDictionary<string, string> selector, IReadOnlyDictionary<string, string> labels)
+    {
+        foreach (var (key, value) in selector)
+        {
+            if (!labels.TryGetValue(key, out var actual) || !string.Equals(actual, value, StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}

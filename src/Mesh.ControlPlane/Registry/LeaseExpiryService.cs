@@ -1,0 +1,36 @@
+namespace Mesh.ControlPlane.Registry;
+
+/// <summary>Removes expired leases on a timer driven by the injected <see cref="TimeProvider"/>.</summary>
+internal sealed class LeaseExpiryService(WorkloadLeaseRegistry registry, TimeProvider time) : BackgroundService
+{
+    public static readonly TimeSpan Period = TimeSpan.FromMilliseconds(250);
+
+    private PeriodicTimer? _timer;
+
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        // Created before ExecuteAsync runs (on the thread pool) so time advanced right after start is observed.
+        _timer = new PeriodicTimer(Period, time);
+        return base.StartAsync(cancellationToken);
+    }
+
+    public override void Dispose()
+    {
+        _timer?.Dispose();
+        base.Dispose();
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            while (await _timer!.WaitForNextTickAsync(stoppingToken))
+            {
+                registry.RemoveExpired();
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+}

@@ -1,0 +1,556 @@
+using System.Collections.Immutable;
+using System.Globalization;
+using System.Net;
+using Mesh.ControlPlane.Model;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace Mesh.ControlPlane.Sources;
+
+internal sealed record YamlLoadResult(YamlConfig Config, ImmutableArray<ConfigError> Errors)
+{
+    public bool HasErrors => Errors.Any(e => !e.IsWarning);
+}
+
+/// <summary>Reads Istio YAML (ServiceEntry, WorkloadEntry, DestinationRule) and validates it as a whole.</summary>
+internal static class YamlConfigLoader
+{
+    private static readonly string[] ApiVersions = ["networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"];
+    private static readonly string[] Resolutions = ["STATIC", "NONE", "DNS", "DNS_ROUND_ROBIN"];
+    private static readonly string[] Protocols = ["HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "TCP", "TLS", "MONGO", "REDIS", "MYSQL", "UDP"];
+
+    public static YamlLoadResult LoadDirectory(string directory)
+    {
+        if (!Directory.Exists(directory))
+        {
+            // A vanished folder (mid checkout, unmounted volume) must not wipe the mesh: reject instead.
+            return new YamlLoadResult(YamlConfig.Empty, [new ConfigError(directory, 0, "config folder does not exist; keeping the last good config")]);
+        }
+
+        var files = Directory.EnumerateFiles(directory)
+            .Where(f => f.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        var sources = new List<(string, string)>();
+        var errors = new List<ConfigError>();
+        foreach (var file in files)
+        {
+            try
+            {
+                sources.Add((Path.GetFileName(file), File.ReadAllText(file)));
+            }
+            catch (IOException ex)
+            {
+                errors.Add(new ConfigError(Path.GetFileName(file), 0, $"cannot read file: {ex.Message}"));
+            }
+            catch (UnauthorizedAccessException ex)
+            {
+                errors.Add(new ConfigError(Path.GetFileName(file), 0, $"cannot read file: {ex.Message}"));
+            }
+        }
+
+        var result = Load(sources);
+        return errors.Count == 0 ? result : result with { Errors = [.. errors, .. result.Errors] };
+    }
+
+    public static YamlLoadResult Load(IEnumerable<(string FileName, string Text)> files)
+    {
+        ArgumentNullException.ThrowIfNull(files);
+        var errors = new List<ConfigError>();
+        var services = new List<(ServiceEntryModel Model, string File, int Line)>();
+        var workloads = new List<WorkloadInstance>();
+        var rules = new List<(DestinationRuleModel Model, string File, int Line)>();
+
+        foreach (var (file, text) in files)
+        {
+            var stream = new YamlStream();
+            try
+            {
+                stream.Load(new StringReader(text));
+            }
+            catch (YamlException ex)
+            {
+                errors.Add(new ConfigError(file, (int)ex.Start.Line, $"invalid YAML: {InnerMessage(ex)}"));
+                continue;
+            }
+            catch (InvalidOperationException)
+            {
+                // YamlDotNet's scanner throws this for some documents cut off at end of file.
+                errors.Add(new ConfigError(file, text.Split('\n').Length, "invalid YAML: unexpected end of file (unclosed bracket or quote?)"));
+                continue;
+            }
+
+            foreach (var document in stream.Documents)
+            {
+                if (document.RootNode is YamlScalarNode { Value: null or "" or "~" })
+                {
+                    continue;
+                }
+
+                ParseDocument(file, document.RootNode, errors, services, workloads, rules);
+            }
+        }
+
+        CheckDuplicates(services, rules, errors);
+        var config = new YamlConfig([.. services.Select(s => s.Model)], [.. workloads], [.. rules.Select(r => r.Model)]);
+        return new YamlLoadResult(config, [.. errors]);
+    }
+
+    private static string InnerMessage(YamlException ex)
+    {
+        Exception e = ex;
+        while (e.InnerException is YamlException inner)
+        {
+            e = inner;
+        }
+
+        return e.Message;
+    }
+
+    private static void CheckDuplicates(List<(ServiceEntryModel Model, string File, int Line)> services, List<(DestinationRuleModel Model, string File, int Line)> rules, List<ConfigError> errors)
+    {
+        var hosts = new Dictionary<string, (ServiceEntryModel Model, string File, int Line)>(StringComparer.Ordinal);
+        foreach (var entry in services)
+        {
+            foreach (var host in entry.Model.Hosts)
+            {
+                if (hosts.TryGetValue(host, out var first))
+                {
+                    errors.Add(new ConfigError(entry.File, entry.Line,
+                        $"ServiceEntry {entry.Model.Namespace}/{entry.Model.Name}: spec.hosts: host {host} is already declared by ServiceEntry {first.Model.Namespace}/{first.Model.Name} ({first.File}:{first.Line})"));
+                }
+                else
+                {
+                    hosts.Add(host, entry);
+                }
+            }
+        }
+
+        var ruleHosts = new Dictionary<string, (DestinationRuleModel Model, string File, int Line)>(StringComparer.Ordinal);
+        foreach (var rule in rules)
+        {
+            if (!ruleHosts.TryAdd(rule.Model.Host, rule))
+            {
+                var first = ruleHosts[rule.Model.Host];
+                errors.Add(new ConfigError(rule.File, rule.Line,
+                    $"DestinationRule {rule.Model.Namespace}/{rule.Model.Name}: spec.host: host {rule.Model.Host} already has DestinationRule {first.Model.Namespace}/{first.Model.Name} ({first.File}:{first.Line})"));
+            }
+        }
+    }
+
+    private static void ParseDocument(
+        string file,
+        YamlNode root,
+        List<ConfigError> errors,
+        List<(ServiceEntryModel, string, int)> services,
+        List<WorkloadInstance> workloads,
+        List<(DestinationRuleModel, string, int)> rules)
+    {
+        var line = Line(root);
+        if (root is not YamlMappingNode doc)
+        {
+            errors.Add(new ConfigError(file, line, "document must be a mapping with apiVersion, kind, metadata and spec"));
+            return;
+        }
+
+        var kind = ScalarValue(doc, "kind");
+        var apiVersion = ScalarValue(doc, "apiVersion");
+        var metadata = Child(doc, "metadata") as YamlMappingNode;
+        var name = metadata is null ? null : ScalarValue(metadata, "name");
+        var ns = (metadata is null ? null : ScalarValue(metadata, "namespace")) ?? "default";
+        var ctx = new ResourceContext(file, $"{kind ?? "resource"} {ns}/{name ?? "<unnamed>"}", errors);
+
+        if (string.IsNullOrEmpty(kind))
+        {
+            ctx.Error(doc, "kind", "is required");
+            return;
+        }
+
+        if (kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule"))
+        {
+            errors.Add(new ConfigError(file, line, $"{kind} {ns}/{name}: kind {kind} is not yet supported; the resource is ignored", IsWarning: true));
+            return;
+        }
+
+        if (apiVersion is null || !ApiVersions.Contains(apiVersion, StringComparer.Ordinal))
+        {
+            ctx.Error(Child(doc, "apiVersion") ?? doc, "apiVersion", $"must be one of {string.Join(", ", ApiVersions)}");
+        }
+
+        if (string.IsNullOrEmpty(name))
+        {
+            ctx.Error(metadata ?? (YamlNode)doc, "metadata.name", "is required");
+        }
+        else if (!IsDnsLabelish(name))
+        {
+            ctx.Error(Child(metadata!, "name")!, "metadata.name", "must be a lowercase RFC 1123 name");
+        }
+
+        if (!IsDnsLabelish(ns))
+        {
+            ctx.Error(Child(metadata!, "namespace")!, "metadata.namespace", "must be a lowercase RFC 1123 label");
+        }
+
+        var spec = ctx.Mapping(Child(doc, "spec"), doc, "spec", required: true);
+        if (spec is null)
+        {
+            return;
+        }
+
+        var before = errors.Count;
+        switch (kind)
+        {
+            case "ServiceEntry":
+                var service = ParseServiceEntry(ctx, spec, ns, name ?? string.Empty);
+                if (errors.Count == before)
+                {
+                    services.Add((service, file, line));
+                }
+
+                break;
+            case "WorkloadEntry":
+                var workload = ParseWorkload(ctx, spec, "spec", ns, name ?? string.Empty);
+                if (errors.Count == before)
+                {
+                    workloads.Add(workload);
+                }
+
+                break;
+            default:
+                var rule = ParseDestinationRule(ctx, spec, ns, name ?? string.Empty);
+                if (errors.Count == before && rule is not null)
+                {
+                    rules.Add((rule, file, line));
+                }
+
+                break;
+        }
+    }
+
+    private static ServiceEntryModel ParseServiceEntry(ResourceContext ctx, YamlMappingNode spec, string ns, string name)
+    {
+        var hosts = new List<string>();
+        var hostsNode = ctx.Sequence(Child(spec, "hosts"), spec, "spec.hosts", required: true);
+        if (hostsNode is not null)
+        {
+            if (hostsNode.Children.Count == 0)
+            {
+                ctx.Error(hostsNode, "spec.hosts", "must list at least one host");
+            }
+
+            for (var i = 0; i < hostsNode.Children.Count; i++)
+            {
+                var host = ctx.String(hostsNode.Children[i], $"spec.hosts[{i}]");
+                if (host is null)
+                {
+                    continue;
+                }
+
+                if (!IsHostName(host))
+                {
+                    ctx.Error(hostsNode.Children[i], $"spec.hosts[{i}]", $"'{host}' must be a DNS name (wildcards are not supported)");
+                    continue;
+                }
+
+                var fqdn = HostNames.Qualify(host, ns);
+                if (hosts.Contains(fqdn))
+                {
+                    ctx.Error(hostsNode.Children[i], $"spec.hosts[{i}]", $"duplicate host {fqdn}");
+                    continue;
+                }
+
+                hosts.Add(fqdn);
+            }
+        }
+
+        var ports = new List<ServicePort>();
+        var portsNode = ctx.Sequence(Child(spec, "ports"), spec, "spec.ports", required: true);
+        if (portsNode is not null)
+        {
+            if (portsNode.Children.Count == 0)
+            {
+                ctx.Error(portsNode, "spec.ports", "must list at least one port");
+            }
+
+            for (var i = 0; i < portsNode.Children.Count; i++)
+            {
+                var path = $"spec.ports[{i}]";
+                var portNode = ctx.Mapping(portsNode.Children[i], portsNode, path, required: true);
+                if (portNode is null)
+                {
+                    continue;
+                }
+
+                var number = ctx.Port(Child(portNode, "number"), portNode, $"{path}.number", required: true);
+                var portName = ctx.String(Child(portNode, "name"), $"{path}.name");
+                if (string.IsNullOrEmpty(portName))
+                {
+                    ctx.Error(Child(portNode, "name") ?? portNode, $"{path}.name", "is required");
+                }
+
+                var protocol = (ctx.String(Child(portNode, "protocol"), $"{path}.protocol") ?? "TCP").ToUpperInvariant();
+                if (!Protocols.Contains(protocol, StringComparer.Ordinal))
+                {
+                    ctx.Error(Child(portNode, "protocol")!, $"{path}.protocol", $"must be one of {string.Join(", ", Protocols)}");
+                }
+
+                var target = ctx.Port(Child(portNode, "targetPort"), portNode, $"{path}.targetPort", required: false);
+                if (number is null || string.IsNullOrEmpty(portName))
+                {
+                    continue;
+                }
+
+                if (ports.Any(p => p.Number == number))
+                {
+                    ctx.Error(Child(portNode, "number")!, $"{path}.number", $"port {number} is declared twice");
+                }
+                else if (ports.Any(p => p.Name == portName))
+                {
+                    ctx.Error(Child(portNode, "name")!, $"{path}.name", $"port name {portName} is declared twice");
+                }
+                else
+                {
+                    ports.Add(new ServicePort(number.Value, portName, protocol, target));
+                }
+            }
+        }
+
+        var resolution = (ctx.String(Child(spec, "resolution"), "spec.resolution") ?? "STATIC").ToUpperInvariant();
+        if (!Resolutions.Contains(resolution, StringComparer.Ordinal))
+        {
+            ctx.Error(Child(spec, "resolution")!, "spec.resolution", $"must be one of {string.Join(", ", Resolutions)}");
+        }
+
+        ImmutableSortedDictionary<string, string>? selector = null;
+        var selectorNode = ctx.Mapping(Child(spec, "workloadSelector"), spec, "spec.workloadSelector", required: false);
+        if (selectorNode is not null)
+        {
+            selector = ctx.Labels(Child(selectorNode, "labels"), selectorNode, "spec.workloadSelector.labels");
+            if (selector.IsEmpty)
+            {
+                ctx.Error(selectorNode, "spec.workloadSelector.labels", "must contain at least one label");
+            }
+        }
+
+        var endpoints = new List<WorkloadInstance>();
+        var endpointsNode = ctx.Sequence(Child(spec, "endpoints"), spec, "spec.endpoints", required: false);
+        if (endpointsNode is not null)
+        {
+            if (selectorNode is not null)
+            {
+                ctx.Error(endpointsNode, "spec.endpoints", "cannot be combined with spec.workloadSelector");
+            }
+
+            for (var i = 0; i < endpointsNode.Children.Count; i++)
+            {
+                var endpoint = ctx.Mapping(endpointsNode.Children[i], endpointsNode, $"spec.endpoints[{i}]", required: true);
+                if (endpoint is not null)
+                {
+                    endpoints.Add(ParseWorkload(ctx, endpoint, $"spec.endpoints[{i}]", ns, $"{name}-{i}"));
+                }
+            }
+        }
+
+        return new ServiceEntryModel(ns, name, [.. hosts], [.. ports], selector, [.. endpoints], resolution);
+    }
+
+    private static WorkloadInstance ParseWorkload(ResourceContext ctx, YamlMappingNode spec, string path, string ns, string name)
+    {
+        var address = ctx.String(Child(spec, "address"), $"{path}.address");
+        if (string.IsNullOrEmpty(address))
+        {
+            ctx.Error(Child(spec, "address") ?? spec, $"{path}.address", "is required");
+        }
+        else if (!IsAddress(address))
+        {
+            ctx.Error(Child(spec, "address")!, $"{path}.address", $"'{address}' must be an IP address or a DNS name");
+        }
+
+        var ports = ImmutableSortedDictionary.CreateBuilder<string, uint>(StringComparer.Ordinal);
+        var portsNode = ctx.Mapping(Child(spec, "ports"), spec, $"{path}.ports", required: false);
+        if (portsNode is not null)
+        {
+            foreach (var (key, value) in portsNode.Children)
+            {
+                var portName = ((YamlScalarNode)key).Value ?? string.Empty;
+                var port = ctx.Port(value, portsNode, $"{path}.ports.{portName}", required: true);
+                if (port is not null)
+                {
+                    ports[portName] = port.Value;
+                }
+            }
+        }
+
+        var labels = ctx.Labels(Child(spec, "labels"), spec, $"{path}.labels");
+        var serviceAccount = ctx.String(Child(spec, "serviceAccount"), $"{path}.serviceAccount") ?? string.Empty;
+        var locality = ctx.String(Child(spec, "locality"), $"{path}.locality") ?? string.Empty;
+        if (locality.Split('/').Length > 3)
+        {
+            ctx.Error(Child(spec, "locality")!, $"{path}.locality", "must look like region/zone/subzone");
+        }
+
+        uint weight = 0;
+        if (Child(spec, "weight") is { } weightNode)
+        {
+            if (!uint.TryParse(ctx.String(weightNode, $"{path}.weight"), NumberStyles.None, CultureInfo.InvariantCulture, out weight))
+            {
+                ctx.Error(weightNode, $"{path}.weight", "must be a non-negative integer");
+            }
+        }
+
+        return new WorkloadInstance(ns, name, address ?? string.Empty, ports.ToImmutable(), labels, serviceAccount, locality, weight, EndpointSources.Static, LeaseId: null);
+    }
+
+    private static DestinationRuleModel? ParseDestinationRule(ResourceContext ctx, YamlMappingNode spec, string ns, string name)
+    {
+        var host = ctx.String(Child(spec, "host"), "spec.host");
+        if (string.IsNullOrEmpty(host))
+        {
+            ctx.Error(Child(spec, "host") ?? spec, "spec.host", "is required");
+        }
+        else if (!IsHostName(host))
+        {
+            ctx.Error(Child(spec, "host")!, "spec.host", $"'{host}' must be a DNS name (wildcards are not supported)");
+        }
+
+        var lb = LoadBalancerKind.RoundRobin;
+        var policy = ctx.Mapping(Child(spec, "trafficPolicy"), spec, "spec.trafficPolicy", required: false);
+        var lbNode = policy is null ? null : ctx.Mapping(Child(policy, "loadBalancer"), policy, "spec.trafficPolicy.loadBalancer", required: false);
+        if (lbNode is not null && Child(lbNode, "simple") is { } simpleNode)
+        {
+            var simple = ctx.String(simpleNode, "spec.trafficPolicy.loadBalancer.simple");
+            switch (simple?.ToUpperInvariant())
+            {
+                case "ROUND_ROBIN" or "UNSPECIFIED":
+                    lb = LoadBalancerKind.RoundRobin;
+                    break;
+                case "LEAST_REQUEST" or "LEAST_CONN":
+                    lb = LoadBalancerKind.LeastRequest;
+                    break;
+                default:
+                    ctx.Error(simpleNode, "spec.trafficPolicy.loadBalancer.simple", $"'{simple}' is not supported; use ROUND_ROBIN or LEAST_REQUEST");
+                    break;
+            }
+        }
+
+        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb);
+    }
+
+    private static YamlNode? Child(YamlMappingNode node, string key) =>
+        node.Children.TryGetValue(new YamlScalarNode(key), out var value) ? value : null;
+
+    private static string? ScalarValue(YamlMappingNode node, string key) => (Child(node, key) as YamlScalarNode)?.Value;
+
+    private static int Line(YamlNode node) => (int)node.Start.Line;
+
+    private static bool IsDnsLabelish(string value) =>
+        value.Length is > 0 and <= 253 && value.All(c => c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '-' or '.')
+        && char.IsAsciiLetterOrDigit(value[0]) && char.IsAsciiLetterOrDigit(value[^1]);
+
+    private static bool IsHostName(string value) =>
+        value.Length <= 253 && value.Split('.').All(label =>
+            label.Length is > 0 and <= 63 && label.All(c => char.IsAsciiLetterOrDigit(c) || c == '-')
+            && label[0] != '-' && label[^1] != '-');
+
+    internal static bool IsAddress(string value) => IPAddress.TryParse(value, out _) || IsHostName(value);
+
+    private sealed class ResourceContext(string file, string resource, List<ConfigError> errors)
+    {
+        public void Error(YamlNode node, string path, string message) =>
+            errors.Add(new ConfigError(file, Line(node), $"{resource}: {path}: {message}"));
+
+        public YamlMappingNode? Mapping(YamlNode? node, YamlNode parent, string path, bool required)
+        {
+            switch (node)
+            {
+                case YamlMappingNode mapping:
+                    return mapping;
+                case null or YamlScalarNode { Value: null or "" or "~" } when !required:
+                    return null;
+                case null or YamlScalarNode { Value: null or "" or "~" }:
+                    Error(node ?? parent, path, "is required");
+                    return null;
+                default:
+                    Error(node, path, "must be a mapping");
+                    return null;
+            }
+        }
+
+        public YamlSequenceNode? Sequence(YamlNode? node, YamlNode parent, string path, bool required)
+        {
+            switch (node)
+            {
+                case YamlSequenceNode sequence:
+                    return sequence;
+                case null or YamlScalarNode { Value: null or "" or "~" } when !required:
+                    return null;
+                case null or YamlScalarNode { Value: null or "" or "~" }:
+                    Error(node ?? parent, path, "is required");
+                    return null;
+                default:
+                    Error(node, path, "must be a list");
+                    return null;
+            }
+        }
+
+        public string? String(YamlNode? node, string path)
+        {
+            switch (node)
+            {
+                case null:
+                    return null;
+                case YamlScalarNode scalar:
+                    return scalar.Value is null or "~" ? null : scalar.Value;
+                default:
+                    Error(node, path, "must be a string");
+                    return null;
+            }
+        }
+
+        public uint? Port(YamlNode? node, YamlNode parent, string path, bool required)
+        {
+            if (node is null)
+            {
+                if (required)
+                {
+                    Error(parent, path, "is required");
+                }
+
+                return null;
+            }
+
+            var text = String(node, path);
+            if (!uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+            {
+                Error(node, path, $"must be 1-65535 (got '{text}')");
+                return null;
+            }
+
+            return port;
+        }
+
+        public ImmutableSortedDictionary<string, string> Labels(YamlNode? node, YamlNode parent, string path)
+        {
+            var labels = ImmutableSortedDictionary.CreateBuilder<string, string>(StringComparer.Ordinal);
+            var mapping = Mapping(node, parent, path, required: false);
+            if (mapping is not null)
+            {
+                foreach (var (key, value) in mapping.Children)
+                {
+                    var labelKey = (key as YamlScalarNode)?.Value;
+                    var labelValue = String(value, $"{path}.{labelKey}");
+                    if (string.IsNullOrEmpty(labelKey))
+                    {
+                        Error(key, path, "label keys must be non-empty strings");
+                    }
+                    else
+                    {
+                        labels[labelKey] = labelValue ?? string.Empty;
+                    }
+                }
+            }
+
+            return labels.ToImmutable();
+        }
+    }
+}

@@ -1,0 +1,318 @@
+using System.Collections.Immutable;
+using System.Globalization;
+using System.Threading.Channels;
+using Google.Protobuf;
+using Grpc.Core;
+using Mesh.Xds.Envoy.Config.Core.V3;
+using Mesh.Xds.Envoy.Service.Discovery.V3;
+
+namespace Mesh.ControlPlane.Xds;
+
+internal sealed record NackInfo(string TypeUrl, string Version, string Nonce, string Message, DateTimeOffset At);
+
+internal sealed record ClientInfo(
+    string Id,
+    string Peer,
+    DateTimeOffset ConnectedAt,
+    string Namespace,
+    IReadOnlyDictionary<string, IReadOnlyList<string>> Subscriptions,
+    IReadOnlyDictionary<string, string> Acked,
+    IReadOnlyList<NackInfo> Nacks);
+
+/// <summary>
+/// One state-of-the-world ADS stream. A single loop handles requests and snapshot changes, so
+/// there is exactly one writer per stream and no locking of per-type state against itself.
+/// </summary>
+internal sealed partial class AdsConnection
+{
+    private const int MaxNacksKept = 20;
+    private const string Wildcard = "*";
+
+    private readonly XdsPublisher _publisher;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, TypeState> _types = new(StringComparer.Ordinal);
+    private readonly List<NackInfo> _nacks = [];
+    private readonly Channel<DiscoveryRequest?> _inbox = Channel.CreateUnbounded<DiscoveryRequest?>(new UnboundedChannelOptions { SingleReader = true });
+    private int _pushPending;
+    private long _nonce;
+    private string _nodeId = string.Empty;
+    private string _namespace = "default";
+
+    public AdsConnection(long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger)
+    {
+        Id = id;
+        Peer = peer;
+        _publisher = publisher;
+        _time = time;
+        _logger = logger;
+        ConnectedAt = time.GetUtcNow();
+    }
+
+    public long Id { get; }
+
+    public string Peer { get; }
+
+    public DateTimeOffset ConnectedAt { get; }
+
+    public async Task RunAsync(IAsyncStreamReader<DiscoveryRequest> requests, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
+    {
+        using var subscription = _publisher.Subscribe(OnSnapshot);
+        var reader = ReadAsync(requests, cancellationToken);
+        try
+        {
+            await foreach (var item in _inbox.Reader.ReadAllAsync(cancellationToken))
+            {
+                if (item is null)
+                {
+                    Interlocked.Exchange(ref _pushPending, 0);
+                    foreach (var typeUrl in TypeUrls.PushOrder)
+                    {
+                        await PushAsync(typeUrl, forced: false, responses, cancellationToken);
+                    }
+                }
+                else
+                {
+                    await HandleAsync(item, responses, cancellationToken);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
+        {
+            LogStreamClosed(_logger, ClientId, ex);
+        }
+
+        await reader;
+    }
+
+    public ClientInfo Describe()
+    {
+        lock (_gate)
+        {
+            return new ClientInfo(
+                ClientId,
+                Peer,
+                ConnectedAt,
+                _namespace,
+                _types.ToDictionary(t => t.Key, t => (IReadOnlyList<string>)(t.Value.Wildcard ? [Wildcard, .. t.Value.Names.Order(StringComparer.Ordinal)] : [.. t.Value.Names.Order(StringComparer.Ordinal)]), StringComparer.Ordinal),
+                _types.Where(t => t.Value.AckedVersion is not null).ToDictionary(t => t.Key, t => t.Value.AckedVersion!, StringComparer.Ordinal),
+                [.. _nacks]);
+        }
+    }
+
+    private string ClientId => _nodeId.Length > 0 ? _nodeId : $"stream-{Id.ToString(CultureInfo.InvariantCulture)}";
+
+    private void OnSnapshot()
+    {
+        if (Interlocked.Exchange(ref _pushPending, 1) == 0)
+        {
+            _inbox.Writer.TryWrite(null);
+        }
+    }
+
+    private async Task ReadAsync(IAsyncStreamReader<DiscoveryRequest> requests, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (await requests.MoveNext(cancellationToken))
+            {
+                _inbox.Writer.TryWrite(requests.Current);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException or RpcException)
+        {
+            LogStreamClosed(_logger, ClientId, ex);
+        }
+        finally
+        {
+            _inbox.Writer.TryComplete();
+        }
+    }
+
+    private async Task HandleAsync(DiscoveryRequest request, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
+    {
+        if (request.Node is { } node && _nodeId.Length == 0)
+        {
+            lock (_gate)
+            {
+                _nodeId = node.Id;
+                _namespace = NamespaceOf(node);
+            }
+
+            LogConnected(_logger, ClientId, Peer, _namespace);
+        }
+
+        var typeUrl = request.TypeUrl;
+        if (!TypeUrls.IsKnown(typeUrl))
+        {
+            LogUnknownType(_logger, ClientId, typeUrl);
+            return;
+        }
+
+        bool forced;
+        lock (_gate)
+        {
+            var isNew = !_types.TryGetValue(typeUrl, out var state);
+            state ??= _types[typeUrl] = new TypeState();
+            if (!isNew && request.ResponseNonce.Length > 0 && request.ResponseNonce != state.LastNonce)
+            {
+                // Superseded by a newer response; the client will answer that one.
+                LogStaleNonce(_logger, ClientId, typeUrl, request.ResponseNonce, state.LastNonce ?? string.Empty);
+                return;
+            }
+
+            var isNack = request.ErrorDetail is not null;
+            if (isNack)
+            {
+                var nack = new NackInfo(typeUrl, state.LastVersion ?? request.VersionInfo, request.ResponseNonce, request.ErrorDetail!.Message, _time.GetUtcNow());
+                _nacks.Add(nack);
+                if (_nacks.Count > MaxNacksKept)
+                {
+                    _nacks.RemoveAt(0);
+                }
+
+                LogNack(_logger, ClientId, typeUrl, nack.Version, request.ResponseNonce, request.ErrorDetail.Message);
+            }
+            else if (request.ResponseNonce.Length > 0)
+            {
+                state.AckedVersion = request.VersionInfo;
+            }
+
+            var names = request.ResourceNames.Where(n => n != Wildcard).ToHashSet(StringComparer.Ordinal);
+            var wildcard = request.ResourceNames.Contains(Wildcard) || (request.ResourceNames.Count == 0 && !state.EverNamed);
+            state.EverNamed |= names.Count > 0;
+            var added = names.Except(state.Names).ToList();
+            forced = isNew || added.Count > 0 || (wildcard && !state.Wildcard);
+            foreach (var removed in state.Names.Except(names).ToList())
+            {
+                state.Sent.Remove(removed);
+            }
+
+            state.Names = names;
+            state.Wildcard = wildcard;
+        }
+
+        await PushAsync(typeUrl, forced, responses, cancellationToken);
+    }
+
+    private async Task PushAsync(string typeUrl, bool forced, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
+    {
+        DiscoveryResponse response;
+        lock (_gate)
+        {
+            if (!_types.TryGetValue(typeUrl, out var state))
+            {
+                return;
+            }
+
+            var snapshot = _publisher.Current;
+            var resources = Select(typeUrl, state, snapshot);
+            var changed = forced
+                || resources.Any(r => !state.Sent.TryGetValue(r.Name, out var bytes) || !bytes.Equals(r.Resource.Value))
+                || (TypeUrls.RequiresFullSet(typeUrl) && state.Sent.Keys.Any(k => !resources.Any(r => r.Name == k)));
+            if (!changed || (!TypeUrls.RequiresFullSet(typeUrl) && resources.IsEmpty && state.LastNonce is null))
+            {
+                return;
+            }
+
+            response = new DiscoveryResponse
+            {
+                VersionInfo = snapshot.VersionInfo,
+                TypeUrl = typeUrl,
+                Nonce = Interlocked.Increment(ref _nonce).ToString(CultureInfo.InvariantCulture),
+                ControlPlane = new Mesh.Xds.Envoy.Config.Core.V3.ControlPlane { Identifier = "mesh-control-plane" },
+            };
+            response.Resources.AddRange(resources.Select(r => r.Resource));
+            state.Sent = resources.ToDictionary(r => r.Name, r => r.Resource.Value, StringComparer.Ordinal);
+            state.LastNonce = response.Nonce;
+            state.LastVersion = response.VersionInfo;
+        }
+
+        LogSend(_logger, ClientId, typeUrl, response.VersionInfo, response.Nonce, response.Resources.Count);
+        await responses.WriteAsync(response, cancellationToken);
+    }
+
+    private ImmutableArray<XdsResource> Select(string typeUrl, TypeState state, XdsSnapshot snapshot)
+    {
+        if (typeUrl == TypeUrls.Listener)
+        {
+            if (state.Wildcard)
+            {
+                return [.. snapshot.ListenerTargets.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => snapshot.Listener(t.Key, t.Value))];
+            }
+
+            var builder = ImmutableArray.CreateBuilder<XdsResource>();
+            foreach (var name in state.Names.Order(StringComparer.Ordinal))
+            {
+                if (snapshot.ResolveListener(name, _namespace) is { } target)
+                {
+                    builder.Add(snapshot.Listener(name, target));
+                }
+            }
+
+            return builder.ToImmutable();
+        }
+
+        var all = typeUrl == TypeUrls.Cluster ? snapshot.Clusters : typeUrl == TypeUrls.RouteConfiguration ? snapshot.Routes : snapshot.Endpoints;
+        if (state.Wildcard)
+        {
+            return [.. all.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => r.Value)];
+        }
+
+        return [.. state.Names.Order(StringComparer.Ordinal).Where(all.ContainsKey).Select(n => all[n])];
+    }
+
+    /// <summary>Node metadata NAMESPACE, else the first label of the node id's domain part, else "default".</summary>
+    internal static string NamespaceOf(Node node)
+    {
+        if (node.Metadata?.Fields.TryGetValue("NAMESPACE", out var value) == true && value.StringValue is { Length: > 0 } ns)
+        {
+            return ns;
+        }
+
+        var parts = node.Id.Split('~');
+        if (parts.Length == 4 && parts[3].Length > 0)
+        {
+            var dot = parts[3].IndexOf('.', StringComparison.Ordinal);
+            return dot > 0 ? parts[3][..dot] : parts[3];
+        }
+
+        return "default";
+    }
+
+    private sealed class TypeState
+    {
+        public bool Wildcard { get; set; }
+
+        public bool EverNamed { get; set; }
+
+        public HashSet<string> Names { get; set; } = new(StringComparer.Ordinal);
+
+        public Dictionary<string, ByteString> Sent { get; set; } = new(StringComparer.Ordinal);
+
+        public string? LastNonce { get; set; }
+
+        public string? LastVersion { get; set; }
+
+        public string? AckedVersion { get; set; }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "ADS client {ClientId} connected from {Peer} (namespace {Namespace})")]
+    private static partial void LogConnected(ILogger logger, string clientId, string peer, string @namespace);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "ADS stream of {ClientId} closed")]
+    private static partial void LogStreamClosed(ILogger logger, string clientId, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "ADS client {ClientId} asked for unsupported type {TypeUrl}")]
+    private static partial void LogUnknownType(ILogger logger, string clientId, string typeUrl);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "ADS client {ClientId}: ignoring {TypeUrl} request with stale nonce {Nonce} (latest {LatestNonce})")]
+    private static partial void LogStaleNonce(ILogger logger, string clientId, string typeUrl, string nonce, string latestNonce);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "ADS client {ClientId} NACKed {TypeUrl} version {Version} nonce {Nonce}: {Message}")]
+    private static partial void LogNack(ILogger logger, string clientId, string typeUrl, string version, string nonce, string message);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "ADS client {ClientId}: sending {TypeUrl} version {Version} nonce {Nonce} with {Count} resources")]
+    private static partial void LogSend(ILogger logger, string clientId, string typeUrl, string version, string nonce, int count);
+}

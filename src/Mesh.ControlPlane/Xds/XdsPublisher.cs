@@ -1,0 +1,107 @@
+using System.Threading.Channels;
+using Mesh.ControlPlane.Configuration;
+using Mesh.ControlPlane.Sources;
+
+namespace Mesh.ControlPlane.Xds;
+
+/// <summary>
+/// Turns store changes into <see cref="XdsSnapshot"/>s, debounced by DebounceInterval, and
+/// wakes every ADS connection so it can push what changed for its subscriptions.
+/// </summary>
+internal sealed partial class XdsPublisher : BackgroundService
+{
+    private readonly ConfigStore _store;
+    private readonly ControlPlaneOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger<XdsPublisher> _logger;
+    private readonly Channel<bool> _signal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly Lock _gate = new();
+    private readonly Lock _rebuildGate = new();
+    private readonly List<Action> _subscribers = [];
+    private XdsSnapshot _current;
+    private long _generation;
+
+    public XdsPublisher(ConfigStore store, ControlPlaneOptions options, TimeProvider time, ILogger<XdsPublisher> logger)
+    {
+        _store = store;
+        _options = options;
+        _time = time;
+        _logger = logger;
+        _current = XdsTranslator.Translate(store.Current, ++_generation);
+        store.Changed += () => _signal.Writer.TryWrite(true);
+    }
+
+    public XdsSnapshot Current => Volatile.Read(ref _current);
+
+    /// <summary>Registers a callback run after each new snapshot; dispose to unsubscribe.</summary>
+    public IDisposable Subscribe(Action onSnapshot)
+    {
+        lock (_gate)
+        {
+            _subscribers.Add(onSnapshot);
+        }
+
+        return new Subscription(this, onSnapshot);
+    }
+
+    /// <summary>Translates the store's current model now (used at start and by tests).</summary>
+    public void Rebuild()
+    {
+        var model = _store.Current;
+        XdsSnapshot snapshot;
+        lock (_rebuildGate)
+        {
+            snapshot = XdsTranslator.Translate(model, ++_generation);
+            Volatile.Write(ref _current, snapshot);
+        }
+
+        LogSnapshot(_logger, snapshot.Version, snapshot.Clusters.Count, model.Registrations.Length);
+        Action[] subscribers;
+        lock (_gate)
+        {
+            subscribers = [.. _subscribers];
+        }
+
+        foreach (var subscriber in subscribers)
+        {
+            subscriber();
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            while (await _signal.Reader.WaitToReadAsync(stoppingToken))
+            {
+                // Coalesce bursts (many registrations, a folder of files saved at once) into one push.
+                if (_options.DebounceInterval > TimeSpan.Zero)
+                {
+                    await Task.Delay(_options.DebounceInterval, _time, stoppingToken);
+                }
+
+                _signal.Reader.TryRead(out _);
+                Rebuild();
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private void Unsubscribe(Action onSnapshot)
+    {
+        lock (_gate)
+        {
+            _subscribers.Remove(onSnapshot);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "xDS snapshot {Version}: {Clusters} clusters, {Registrations} registrations")]
+    private static partial void LogSnapshot(ILogger logger, long version, int clusters, int registrations);
+
+    private sealed class Subscription(XdsPublisher owner, Action onSnapshot) : IDisposable
+    {
+        public void Dispose() => owner.Unsubscribe(onSnapshot);
+    }
+}

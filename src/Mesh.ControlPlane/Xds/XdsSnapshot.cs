@@ -1,0 +1,112 @@
+using System.Collections.Concurrent;
+using System.Collections.Frozen;
+using System.Collections.Immutable;
+using Google.Protobuf.WellKnownTypes;
+using Mesh.ControlPlane.Model;
+
+namespace Mesh.ControlPlane.Xds;
+
+internal sealed record XdsResource(string Name, Any Resource);
+
+internal sealed record ResolvedEndpoint(uint ServicePort, string Address, uint Port, WorkloadInstance Workload);
+
+internal sealed record ResolvedService(
+    ServiceEntryModel Entry,
+    string Host,
+    LoadBalancerKind LoadBalancer,
+    ImmutableArray<ResolvedEndpoint> Endpoints);
+
+/// <summary>A listener target: the service host and one of its ports.</summary>
+internal sealed record ListenerTarget(string Host, ServicePort Port, string RouteName);
+
+/// <summary>Every xDS resource for one <see cref="MeshSnapshot"/>; listeners are built per requested name.</summary>
+internal sealed class XdsSnapshot
+{
+    private readonly ConcurrentDictionary<(string Name, string RouteName), XdsResource> _listeners = new();
+
+    public XdsSnapshot(
+        long version,
+        ImmutableArray<ResolvedService> services,
+        FrozenDictionary<string, XdsResource> clusters,
+        FrozenDictionary<string, XdsResource> endpoints,
+        FrozenDictionary<string, XdsResource> routes,
+        FrozenDictionary<string, ListenerTarget> listenerTargets)
+    {
+        Version = version;
+        Services = services;
+        Clusters = clusters;
+        Endpoints = endpoints;
+        Routes = routes;
+        ListenerTargets = listenerTargets;
+    }
+
+    public static XdsSnapshot Empty { get; } = new(0, [], FrozenDictionary<string, XdsResource>.Empty, FrozenDictionary<string, XdsResource>.Empty,
+        FrozenDictionary<string, XdsResource>.Empty, FrozenDictionary<string, ListenerTarget>.Empty);
+
+    public long Version { get; }
+
+    public ImmutableArray<ResolvedService> Services { get; }
+
+    public FrozenDictionary<string, XdsResource> Clusters { get; }
+
+    public FrozenDictionary<string, XdsResource> Endpoints { get; }
+
+    public FrozenDictionary<string, XdsResource> Routes { get; }
+
+    /// <summary>Canonical listener names <c>host:port</c>.</summary>
+    public FrozenDictionary<string, ListenerTarget> ListenerTargets { get; }
+
+    public string VersionInfo => Version.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Resolves an LDS name as a client wrote it (<c>orders</c>, <c>orders.ns:80</c>, FQDN…).</summary>
+    public ListenerTarget? ResolveListener(string name, string clientNamespace)
+    {
+        if (ListenerTargets.TryGetValue(name, out var exact))
+        {
+            return exact;
+        }
+
+        var host = name;
+        uint? port = null;
+        var colon = name.LastIndexOf(':');
+        if (colon > 0 && uint.TryParse(name.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var parsed))
+        {
+            host = name[..colon];
+            port = parsed;
+        }
+
+        host = host.ToLowerInvariant();
+        foreach (var candidate in Candidates(host, clientNamespace))
+        {
+            var matches = ListenerTargets.Values.Where(t => t.Host == candidate && (port is null || t.Port.Number == port)).Take(2).ToList();
+            if (matches.Count == 1)
+            {
+                return matches[0];
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The Listener resource for <paramref name="requestedName"/> (the client's own spelling).</summary>
+    public XdsResource Listener(string requestedName, ListenerTarget target) =>
+        _listeners.GetOrAdd((requestedName, target.RouteName), key => new XdsResource(key.Name, Any.Pack(XdsTranslator.BuildListener(key.Name, key.RouteName))));
+
+    private static IEnumerable<string> Candidates(string host, string clientNamespace)
+    {
+        yield return host;
+        var dots = host.Count(c => c == '.');
+        if (dots == 0)
+        {
+            yield return $"{host}.{clientNamespace}{HostNames.ClusterDomainSuffix}";
+        }
+        else if (dots == 1)
+        {
+            yield return host + HostNames.ClusterDomainSuffix;
+        }
+        else if (dots == 2 && host.EndsWith(".svc", StringComparison.Ordinal))
+        {
+            yield return host + ".cluster.local";
+        }
+    }
+}

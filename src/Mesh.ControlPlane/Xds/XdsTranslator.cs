@@ -1,0 +1,216 @@
+using System.Collections.Frozen;
+using System.Collections.Immutable;
+using System.Globalization;
+using Google.Protobuf.WellKnownTypes;
+using Mesh.ControlPlane.Model;
+using Mesh.Xds.Envoy.Config.Cluster.V3;
+using Mesh.Xds.Envoy.Config.Core.V3;
+using Mesh.Xds.Envoy.Config.Endpoint.V3;
+using Mesh.Xds.Envoy.Config.Listener.V3;
+using Mesh.Xds.Envoy.Config.Route.V3;
+using Mesh.Xds.Envoy.Extensions.Filters.Http.Router.V3;
+using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
+using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.LeastRequest.V3;
+using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.RoundRobin.V3;
+using Endpoint = Mesh.Xds.Envoy.Config.Endpoint.V3.Endpoint;
+using Route = Mesh.Xds.Envoy.Config.Route.V3.Route;
+
+namespace Mesh.ControlPlane.Xds;
+
+/// <summary>Pure translation of the mesh model to xDS resources using Istio's proxyless names.</summary>
+internal static class XdsTranslator
+{
+    public const string RouterFilterName = "envoy.filters.http.router";
+    public const string LeastRequestPolicyName = "envoy.load_balancing_policies.least_request";
+    public const string RoundRobinPolicyName = "envoy.load_balancing_policies.round_robin";
+
+    public static string ClusterName(uint port, string host) => $"outbound|{port.ToString(CultureInfo.InvariantCulture)}||{host}";
+
+    public static string ListenerName(string host, uint port) => $"{host}:{port.ToString(CultureInfo.InvariantCulture)}";
+
+    public static XdsSnapshot Translate(MeshSnapshot model, long version)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var services = Resolve(model);
+        var clusters = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
+        var endpoints = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
+        var routes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
+        var listeners = new Dictionary<string, ListenerTarget>(StringComparer.Ordinal);
+
+        foreach (var service in services)
+        {
+            foreach (var port in service.Entry.Ports)
+            {
+                var name = ClusterName(port.Number, service.Host);
+                clusters[name] = new XdsResource(name, Any.Pack(BuildCluster(name, service.LoadBalancer)));
+                endpoints[name] = new XdsResource(name, Any.Pack(BuildLoadAssignment(name, service.Endpoints.Where(e => e.ServicePort == port.Number))));
+                routes[name] = new XdsResource(name, Any.Pack(BuildRouteConfiguration(name, service.Host, port.Number)));
+                listeners[ListenerName(service.Host, port.Number)] = new ListenerTarget(service.Host, port, name);
+            }
+        }
+
+        return new XdsSnapshot(version, services, clusters.ToFrozenDictionary(StringComparer.Ordinal), endpoints.ToFrozenDictionary(StringComparer.Ordinal),
+            routes.ToFrozenDictionary(StringComparer.Ordinal), listeners.ToFrozenDictionary(StringComparer.Ordinal));
+    }
+
+    /// <summary>Selects each service's endpoints and load balancer.</summary>
+    public static ImmutableArray<ResolvedService> Resolve(MeshSnapshot model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var rules = model.Config.DestinationRules.GroupBy(r => r.Host, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
+        var workloads = model.Config.WorkloadEntries.AddRange(model.Registrations);
+        var result = ImmutableArray.CreateBuilder<ResolvedService>();
+        foreach (var entry in model.Config.ServiceEntries)
+        {
+            var selected = entry.StaticEndpoints.ToList();
+            if (entry.WorkloadSelector is { } selector)
+            {
+                selected.AddRange(workloads.Where(w => w.Namespace == entry.Namespace && HostNames.LabelsMatch(selector, w.Labels)));
+            }
+
+            var endpoints = ImmutableArray.CreateBuilder<ResolvedEndpoint>();
+            foreach (var port in entry.Ports)
+            {
+                var seen = new HashSet<(string, uint)>();
+                foreach (var workload in selected)
+                {
+                    var target = EndpointPort(port, workload);
+                    if (seen.Add((workload.Address, target)))
+                    {
+                        endpoints.Add(new ResolvedEndpoint(port.Number, workload.Address, target, workload));
+                    }
+                }
+            }
+
+            foreach (var host in entry.Hosts)
+            {
+                var lb = rules.TryGetValue(host, out var rule) ? rule.LoadBalancer : LoadBalancerKind.RoundRobin;
+                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable()));
+            }
+        }
+
+        return result.ToImmutable();
+    }
+
+    /// <summary>
+    /// The workload's port for a service port: by port name; else the workload's only port
+    /// (a one-port workload serves every port of its service); else targetPort; else the service port.
+    /// </summary>
+    public static uint EndpointPort(ServicePort port, WorkloadInstance workload)
+    {
+        ArgumentNullException.ThrowIfNull(port);
+        ArgumentNullException.ThrowIfNull(workload);
+        if (workload.Ports.TryGetValue(port.Name, out var named))
+        {
+            return named;
+        }
+
+        if (workload.Ports.Count == 1)
+        {
+            return workload.Ports.Values.First();
+        }
+
+        return port.TargetPort ?? port.Number;
+    }
+
+    public static Cluster BuildCluster(string name, LoadBalancerKind loadBalancer)
+    {
+        var cluster = new Cluster
+        {
+            Name = name,
+            Type = Cluster.Types.DiscoveryType.Eds,
+            EdsClusterConfig = new Cluster.Types.EdsClusterConfig { EdsConfig = Ads(), ServiceName = name },
+            ConnectTimeout = Duration.FromTimeSpan(TimeSpan.FromSeconds(5)),
+            LbPolicy = Cluster.Types.LbPolicy.RoundRobin,
+        };
+
+        if (loadBalancer == LoadBalancerKind.LeastRequest)
+        {
+            // grpc-js NACKs lb_policy LEAST_REQUEST; with load_balancing_policy it picks the first policy it supports (gRFC A52).
+            cluster.LoadBalancingPolicy = new LoadBalancingPolicy
+            {
+                Policies =
+                {
+                    new LoadBalancingPolicy.Types.Policy
+                    {
+                        TypedExtensionConfig = new TypedExtensionConfig { Name = LeastRequestPolicyName, TypedConfig = Any.Pack(new LeastRequest { ChoiceCount = 2 }) },
+                    },
+                    new LoadBalancingPolicy.Types.Policy
+                    {
+                        TypedExtensionConfig = new TypedExtensionConfig { Name = RoundRobinPolicyName, TypedConfig = Any.Pack(new RoundRobin()) },
+                    },
+                },
+            };
+        }
+
+        return cluster;
+    }
+
+    public static ClusterLoadAssignment BuildLoadAssignment(string name, IEnumerable<ResolvedEndpoint> endpoints)
+    {
+        var assignment = new ClusterLoadAssignment { ClusterName = name };
+        foreach (var group in endpoints.GroupBy(e => e.Workload.Locality, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
+        {
+            // grpc-js requires a locality and skips localities without a weight.
+            var locality = new LocalityLbEndpoints { Locality = ParseLocality(group.Key), LoadBalancingWeight = 1, Priority = 0 };
+            foreach (var endpoint in group)
+            {
+                locality.LbEndpoints.Add(new LbEndpoint
+                {
+                    Endpoint = new Endpoint
+                    {
+                        Address = new Address { SocketAddress = new SocketAddress { Address = endpoint.Address, PortValue = endpoint.Port } },
+                    },
+                    HealthStatus = HealthStatus.Healthy,
+                    LoadBalancingWeight = endpoint.Workload.Weight == 0 ? 1 : endpoint.Workload.Weight,
+                });
+            }
+
+            assignment.Endpoints.Add(locality);
+        }
+
+        return assignment;
+    }
+
+    public static Locality ParseLocality(string locality)
+    {
+        var parts = (locality ?? string.Empty).Split('/');
+        return new Locality
+        {
+            Region = parts.Length > 0 ? parts[0] : string.Empty,
+            Zone = parts.Length > 1 ? parts[1] : string.Empty,
+            SubZone = parts.Length > 2 ? parts[2] : string.Empty,
+        };
+    }
+
+    public static RouteConfiguration BuildRouteConfiguration(string name, string host, uint port)
+    {
+        var virtualHost = new VirtualHost { Name = ListenerName(host, port) };
+        var domains = new List<string>();
+        foreach (var alias in HostNames.Aliases(host))
+        {
+            domains.Add(alias);
+            domains.Add(ListenerName(alias, port));
+        }
+
+        virtualHost.Domains.AddRange(domains.Distinct(StringComparer.Ordinal));
+        virtualHost.Routes.Add(new Route
+        {
+            Match = new RouteMatch { Prefix = string.Empty },
+            Route_ = new RouteAction { Cluster = name },
+        });
+        return new RouteConfiguration { Name = name, VirtualHosts = { virtualHost } };
+    }
+
+    public static Listener BuildListener(string name, string routeName)
+    {
+        var manager = new HttpConnectionManager
+        {
+            Rds = new Rds { ConfigSource = Ads(), RouteConfigName = routeName },
+            HttpFilters = { new HttpFilter { Name = RouterFilterName, TypedConfig = Any.Pack(new Router()) } },
+        };
+        return new Listener { Name = name, ApiListener = new ApiListener { ApiListener_ = Any.Pack(manager) } };
+    }
+
+    private static ConfigSource Ads() => new() { Ads = new AggregatedConfigSource() };
+}

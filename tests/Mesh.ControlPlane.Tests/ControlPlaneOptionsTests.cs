@@ -1,0 +1,47 @@
+using Mesh.ControlPlane.Configuration;
+using Microsoft.Extensions.Configuration;
+
+namespace Mesh.ControlPlane.Tests;
+
+public class ControlPlaneOptionsTests
+{
+    [Fact]
+    public void Load_EmptySection_UsesDocumentedDefaults()
+    {
+        var options = ControlPlaneOptions.Load(Config());
+
+        Assert.Equal("./mesh-config", options.ConfigDirectory);
+        Assert.Equal("./.mesh-state", options.StateDirectory);
+        Assert.Equal(new Uri("http://127.0.0.1:15010"), options.XdsAddress);
+        Assert.Equal(new Uri("http://127.0.0.1:15014"), options.AdminAddress);
+        Assert.Equal(TimeSpan.FromSeconds(10), options.LeaseTtl);
+        Assert.Equal(TimeSpan.FromMilliseconds(100), options.DebounceInterval);
+    }
+
+    [Theory]
+    [InlineData("XdsAddress", "127.0.0.1:15010", "ControlPlane:XdsAddress must be an absolute http URI like http://127.0.0.1:15010")]
+    [InlineData("XdsAddress", "https://127.0.0.1:15010", "ControlPlane:XdsAddress must be an absolute http URI")]
+    [InlineData("AdminAddress", "http://example.com:15014", "ControlPlane:AdminAddress must be an absolute http URI like http://127.0.0.1:15014")]
+    [InlineData("LeaseTtl", "00:00:00.5", "ControlPlane:LeaseTtl must be a TimeSpan")]
+    [InlineData("DebounceInterval", "fast", "ControlPlane:DebounceInterval must be a TimeSpan")]
+    [InlineData("NodeIdentifier", "x", "ControlPlane:NodeIdentifier is not a known setting")]
+    public void Load_InvalidValue_FailsNamingTheKey(string key, string value, string expected)
+    {
+        var ex = Assert.Throws<InvalidOperationException>(() => ControlPlaneOptions.Load(Config((key, value))));
+        Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_EphemeralPorts_AreAccepted()
+    {
+        var options = ControlPlaneOptions.Load(Config(("XdsAddress", "http://127.0.0.1:0"), ("AdminAddress", "http://localhost:0")));
+
+        Assert.Equal(0, options.XdsAddress.Port);
+        Assert.Equal(System.Net.IPAddress.Loopback, ControlPlaneOptions.BindAddress(options.AdminAddress));
+    }
+
+    private static IConfiguration Config(params (string Key, string Value)[] values) =>
+        new ConfigurationBuilder()
+            .AddInMemoryCollection(values.Select(v => new KeyValuePair<string, string?>($"ControlPlane:{v.Key}", v.Value)))
+            .Build();
+}

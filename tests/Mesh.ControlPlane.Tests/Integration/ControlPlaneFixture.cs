@@ -1,0 +1,117 @@
+using System.Threading.Channels;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Mesh.Xds.Envoy.Config.Core.V3;
+using Mesh.Xds.Envoy.Service.Discovery.V3;
+
+namespace Mesh.ControlPlane.Tests.Integration;
+
+/// <summary>A real control plane on 127.0.0.1 ephemeral ports with temp config and state folders.</summary>
+internal sealed class ControlPlaneFixture : IAsyncDisposable
+{
+    private readonly string _root;
+
+    private ControlPlaneFixture(string root, ControlPlaneHost host)
+    {
+        _root = root;
+        Host = host;
+        Channel = GrpcChannel.ForAddress(host.XdsAddress);
+        Admin = new HttpClient { BaseAddress = host.AdminAddress, Timeout = TimeSpan.FromSeconds(10) };
+    }
+
+    public ControlPlaneHost Host { get; }
+
+    public GrpcChannel Channel { get; }
+
+    public HttpClient Admin { get; }
+
+    public string ConfigDirectory => Path.Combine(_root, "config");
+
+    public static async Task<ControlPlaneFixture> StartAsync(params (string File, string Yaml)[] files)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "mesh-cp-it-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(Path.Combine(root, "config"));
+        foreach (var (file, yaml) in files)
+        {
+            await File.WriteAllTextAsync(Path.Combine(root, "config", file), yaml);
+        }
+
+        var host = await ControlPlaneHost.StartAsync(
+        [
+            $"--ControlPlane:ConfigDirectory={Path.Combine(root, "config")}",
+            $"--ControlPlane:StateDirectory={Path.Combine(root, "state")}",
+            "--ControlPlane:XdsAddress=http://127.0.0.1:0",
+            "--ControlPlane:AdminAddress=http://127.0.0.1:0",
+            "--ControlPlane:DebounceInterval=00:00:00.020",
+            "--Logging:LogLevel:Default=Warning",
+        ]);
+        return new ControlPlaneFixture(root, host);
+    }
+
+    public AdsTestClient OpenAds() => new(new AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(Channel).StreamAggregatedResources());
+
+    public async ValueTask DisposeAsync()
+    {
+        Admin.Dispose();
+        Channel.Dispose();
+        await Host.DisposeAsync();
+        Directory.Delete(_root, recursive: true);
+    }
+}
+
+internal sealed class AdsTestClient : IAsyncDisposable
+{
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+
+    private readonly AsyncDuplexStreamingCall<DiscoveryRequest, DiscoveryResponse> _call;
+    private readonly Channel<DiscoveryResponse> _responses = System.Threading.Channels.Channel.CreateUnbounded<DiscoveryResponse>();
+    private readonly Task _reader;
+
+    public AdsTestClient(AsyncDuplexStreamingCall<DiscoveryRequest, DiscoveryResponse> call)
+    {
+        _call = call;
+        _reader = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var response in call.ResponseStream.ReadAllAsync())
+                {
+                    await _responses.Writer.WriteAsync(response);
+                }
+            }
+            catch (RpcException)
+            {
+            }
+            finally
+            {
+                _responses.Writer.TryComplete();
+            }
+        });
+    }
+
+    public static Node Node(string id = "sidecar~10.0.0.9~client-1.default~default.svc.cluster.local") => new() { Id = id, Locality = new Locality() };
+
+    public Task SendAsync(string typeUrl, IEnumerable<string> names, Node? node = null, string nonce = "", string version = "", string? error = null)
+    {
+        var request = new DiscoveryRequest { TypeUrl = typeUrl, Node = node, ResponseNonce = nonce, VersionInfo = version };
+        request.ResourceNames.AddRange(names);
+        if (error is not null)
+        {
+            request.ErrorDetail = new Mesh.Xds.Google.Rpc.Status { Code = (int)StatusCode.Unavailable, Message = error };
+        }
+
+        return _call.RequestStream.WriteAsync(request);
+    }
+
+    public Task AckAsync(DiscoveryResponse response, IEnumerable<string> names) =>
+        SendAsync(response.TypeUrl, names, nonce: response.Nonce, version: response.VersionInfo);
+
+    public async Task<DiscoveryResponse> NextAsync() => await _responses.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _call.RequestStream.CompleteAsync();
+        _call.Dispose();
+        await _reader;
+    }
+}

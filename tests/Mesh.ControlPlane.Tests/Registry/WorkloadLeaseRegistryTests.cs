@@ -1,0 +1,143 @@
+using Mesh.ControlPlane.Configuration;
+using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Registry;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using static Mesh.ControlPlane.Tests.TestModels;
+
+namespace Mesh.ControlPlane.Tests.Registry;
+
+public sealed class WorkloadLeaseRegistryTests : IDisposable
+{
+    private readonly string _state = Path.Combine(Path.GetTempPath(), "mesh-cp-state-" + Guid.NewGuid().ToString("N"));
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_state))
+        {
+            Directory.Delete(_state, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Register_SameIdentityTwice_ReturnsSameLeaseAndOneWorkload()
+    {
+        var registry = NewRegistry();
+        var changes = 0;
+        registry.Changed += () => changes++;
+
+        var first = registry.Register(Workload("10.0.0.1", new Dictionary<string, uint> { ["http"] = 5001 }), null);
+        var second = registry.Register(Workload("10.0.0.1", new Dictionary<string, uint> { ["http"] = 5001 }), null);
+
+        Assert.Equal(first.Id, second.Id);
+        Assert.Single(registry.Workloads());
+        Assert.Equal(1, changes);
+        Assert.Equal(TimeSpan.FromSeconds(10), first.Ttl);
+    }
+
+    [Fact]
+    public void Register_DifferentLabels_CreatesSecondLease()
+    {
+        var registry = NewRegistry();
+        var a = registry.Register(Workload("10.0.0.1"), null);
+        var b = registry.Register(Workload("10.0.0.1", labels: new Dictionary<string, string> { ["app"] = "payments" }), null);
+
+        Assert.NotEqual(a.Id, b.Id);
+        Assert.Equal(2, registry.Workloads().Length);
+    }
+
+    [Theory]
+    [InlineData(0.1, 1)]
+    [InlineData(30, 30)]
+    [InlineData(3600, 300)]
+    public void Register_RequestedTtl_IsClampedToOneSecondToFiveMinutes(double requestedSeconds, double expectedSeconds)
+    {
+        var lease = NewRegistry().Register(Workload("10.0.0.1"), TimeSpan.FromSeconds(requestedSeconds));
+        Assert.Equal(TimeSpan.FromSeconds(expectedSeconds), lease.Ttl);
+    }
+
+    [Fact]
+    public void Renew_BeforeExpiry_ExtendsLease()
+    {
+        var registry = NewRegistry();
+        var lease = registry.Register(Workload("10.0.0.1"), null);
+
+        _time.Advance(TimeSpan.FromSeconds(8));
+        Assert.NotNull(registry.Renew(lease.Id));
+        _time.Advance(TimeSpan.FromSeconds(8));
+
+        Assert.Equal(0, registry.RemoveExpired());
+        Assert.Single(registry.Workloads());
+    }
+
+    [Fact]
+    public void Renew_UnknownOrExpired_ReturnsNull()
+    {
+        var registry = NewRegistry();
+        var lease = registry.Register(Workload("10.0.0.1"), null);
+        _time.Advance(TimeSpan.FromSeconds(11));
+
+        Assert.Null(registry.Renew(lease.Id));
+        Assert.Null(registry.Renew("nope"));
+    }
+
+    [Fact]
+    public void Deregister_KnownLease_RemovesAndRaisesChanged()
+    {
+        var registry = NewRegistry();
+        var lease = registry.Register(Workload("10.0.0.1"), null);
+        var changed = false;
+        registry.Changed += () => changed = true;
+
+        Assert.True(registry.Deregister(lease.Id));
+        Assert.True(changed);
+        Assert.Empty(registry.Workloads());
+        Assert.False(registry.Deregister(lease.Id));
+    }
+
+    [Fact]
+    public async Task ExpiryLoop_LeaseNotRenewed_RemovesWorkloadAndRaisesChanged()
+    {
+        var registry = NewRegistry();
+        registry.Register(Workload("10.0.0.1"), TimeSpan.FromSeconds(2));
+        var removed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        registry.Changed += () => removed.TrySetResult();
+        using var loop = new LeaseExpiryService(registry, _time);
+        await loop.StartAsync(CancellationToken.None);
+
+        _time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Single(registry.Workloads());
+        _time.Advance(TimeSpan.FromSeconds(1) + LeaseExpiryService.Period);
+
+        await removed.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Empty(registry.Workloads());
+        await loop.StopAsync(CancellationToken.None);
+    }
+
+    [Fact]
+    public void LoadState_AfterRestart_RestoresLeasesWithFreshDeadline()
+    {
+        var registry = NewRegistry();
+        var lease = registry.Register(Workload("10.0.0.1", new Dictionary<string, uint> { ["http"] = 5001 }, locality: "eu/west", weight: 3), TimeSpan.FromSeconds(30));
+        Assert.True(File.Exists(registry.StateFile));
+        Assert.False(File.Exists(registry.StateFile + ".tmp"));
+
+        _time.Advance(TimeSpan.FromMinutes(10));
+        var restarted = NewRegistry();
+        restarted.LoadState();
+
+        var restored = Assert.Single(restarted.Leases());
+        Assert.Equal(lease.Id, restored.Id);
+        Assert.Equal(lease.Workload.Address, restored.Workload.Address);
+        Assert.Equal(5001u, restored.Workload.Ports["http"]);
+        Assert.Equal("orders", restored.Workload.Labels["app"]);
+        Assert.Equal(("eu/west", 3u, EndpointSources.Registration), (restored.Workload.Locality, restored.Workload.Weight, restored.Workload.Source));
+        Assert.Equal(_time.GetUtcNow() + TimeSpan.FromSeconds(10), restored.ExpiresAt);
+        Assert.NotNull(restarted.Renew(lease.Id));
+        Assert.Equal(lease.Id, restarted.Register(Workload("10.0.0.1", new Dictionary<string, uint> { ["http"] = 5001 }, locality: "eu/west", weight: 3), null).Id);
+    }
+
+    private WorkloadLeaseRegistry NewRegistry() =>
+        new(new ControlPlaneOptions { StateDirectory = _state }, _time, NullLogger<WorkloadLeaseRegistry>.Instance);
+}

@@ -1,0 +1,208 @@
+using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Sources;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Mesh.ControlPlane.Tests.Sources;
+
+public sealed class YamlConfigLoaderTests : IDisposable
+{
+    private const string Orders = """
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata:
+          name: orders
+        spec:
+          hosts: [orders]
+          ports:
+          - number: 80
+            name: http
+            protocol: HTTP
+          workloadSelector:
+            labels: {app: orders}
+        ---
+        apiVersion: networking.istio.io/v1beta1
+        kind: WorkloadEntry
+        metadata:
+          name: orders-1
+        spec:
+          address: 127.0.0.1
+          ports: {http: 5001}
+          labels: {app: orders, version: v1}
+          serviceAccount: orders
+          locality: eu/west/a
+          weight: 2
+        ---
+        apiVersion: networking.istio.io/v1alpha3
+        kind: DestinationRule
+        metadata:
+          name: orders
+        spec:
+          host: orders
+          trafficPolicy:
+            loadBalancer:
+              simple: LEAST_CONN
+        """;
+
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "mesh-cp-yaml-" + Guid.NewGuid().ToString("N"));
+
+    public YamlConfigLoaderTests() => Directory.CreateDirectory(_directory);
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public void Load_ValidMultiDocumentFile_ReturnsAllKinds()
+    {
+        var result = YamlConfigLoader.Load([("orders.yaml", Orders)]);
+
+        Assert.Empty(result.Errors);
+        var service = Assert.Single(result.Config.ServiceEntries);
+        Assert.Equal(["orders.default.svc.cluster.local"], service.Hosts.ToArray());
+        Assert.Equal(new ServicePort(80, "http", "HTTP", null), Assert.Single(service.Ports));
+        Assert.Equal("orders", service.WorkloadSelector!["app"]);
+        var workload = Assert.Single(result.Config.WorkloadEntries);
+        Assert.Equal(("127.0.0.1", 5001u, "eu/west/a", 2u, "orders"), (workload.Address, workload.Ports["http"], workload.Locality, workload.Weight, workload.ServiceAccount));
+        var rule = Assert.Single(result.Config.DestinationRules);
+        Assert.Equal(("orders.default.svc.cluster.local", LoadBalancerKind.LeastRequest), (rule.Host, rule.LoadBalancer));
+    }
+
+    [Fact]
+    public void Load_BadIndentation_ReportsFileAndLine()
+    {
+        var yaml = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: orders\n spec: {}\n";
+        var error = Assert.Single(YamlConfigLoader.Load([("indent.yaml", yaml)]).Errors);
+
+        Assert.Equal(("indent.yaml", 5), (error.File, error.Line));
+        Assert.StartsWith("invalid YAML", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_InvalidYamlSyntax_ReportsFileAndLine()
+    {
+        var result = YamlConfigLoader.Load([("broken.yaml", "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nspec:\n  hosts: [orders\n  ports: {\n")]);
+
+        var error = Assert.Single(result.Errors);
+        Assert.True(result.HasErrors);
+        Assert.Equal("broken.yaml", error.File);
+        Assert.InRange(error.Line, 4, 6);
+        Assert.StartsWith("invalid YAML", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_MissingHosts_ReportsFieldPath()
+    {
+        var yaml = """
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata:
+              name: orders
+              namespace: shop
+            spec:
+              ports:
+              - number: 80
+                name: http
+            """;
+        var error = Assert.Single(YamlConfigLoader.Load([("orders.yaml", yaml)]).Errors);
+
+        Assert.Equal(("orders.yaml", 7), (error.File, error.Line));
+        Assert.Equal("ServiceEntry shop/orders: spec.hosts: is required", error.Message);
+    }
+
+    [Fact]
+    public void Load_BadPortNumber_ReportsLineOfTheValue()
+    {
+        var yaml = """
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata:
+              name: orders
+            spec:
+              hosts: [orders]
+              ports:
+              - number: 70000
+                name: http
+            """;
+        var error = Assert.Single(YamlConfigLoader.Load([("orders.yaml", yaml)]).Errors);
+
+        Assert.Equal("orders.yaml:8: ServiceEntry default/orders: spec.ports[0].number: must be 1-65535 (got '70000')", error.ToString());
+    }
+
+    [Fact]
+    public void Load_DuplicateHostAcrossFiles_NamesBothServiceEntries()
+    {
+        var other = Orders.Replace("name: orders\nspec:\n  hosts: [orders]", "name: orders-copy\nspec:\n  hosts: [orders.default.svc.cluster.local]", StringComparison.Ordinal);
+        var result = YamlConfigLoader.Load([("a.yaml", Orders), ("b.yaml", other)]);
+
+        var error = Assert.Single(result.Errors, e => e.Message.Contains("already declared", StringComparison.Ordinal));
+        Assert.Equal("b.yaml", error.File);
+        Assert.Contains("ServiceEntry default/orders-copy", error.Message, StringComparison.Ordinal);
+        Assert.Contains("ServiceEntry default/orders (a.yaml:1)", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_UnsupportedLoadBalancer_ReportsAllowedValues()
+    {
+        var yaml = Orders.Replace("LEAST_CONN", "RANDOM", StringComparison.Ordinal);
+        var error = Assert.Single(YamlConfigLoader.Load([("orders.yaml", yaml)]).Errors);
+
+        Assert.Equal(34, error.Line);
+        Assert.Equal("DestinationRule default/orders: spec.trafficPolicy.loadBalancer.simple: 'RANDOM' is not supported; use ROUND_ROBIN or LEAST_REQUEST", error.Message);
+    }
+
+    [Fact]
+    public void Load_SeveralErrors_ReportsEveryOne()
+    {
+        var yaml = """
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata:
+              name: orders
+            spec:
+              hosts: ["bad host"]
+              ports:
+              - number: 0
+                name: http
+              - number: 81
+            """;
+        var errors = YamlConfigLoader.Load([("orders.yaml", yaml)]).Errors;
+
+        Assert.Equal(3, errors.Length);
+        Assert.Contains(errors, e => e.Line == 6 && e.Message.Contains("spec.hosts[0]", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Line == 8 && e.Message.Contains("spec.ports[0].number", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Line == 10 && e.Message.Contains("spec.ports[1].name: is required", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Load_UnknownKind_IsWarningAndKeepsTheRest()
+    {
+        var yaml = Orders + "\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: orders}\nspec: {}\n";
+        var result = YamlConfigLoader.Load([("orders.yaml", yaml)]);
+
+        var warning = Assert.Single(result.Errors);
+        Assert.True(warning.IsWarning);
+        Assert.False(result.HasErrors);
+        Assert.Contains("VirtualService default/orders: kind VirtualService is not yet supported", warning.Message, StringComparison.Ordinal);
+        Assert.Single(result.Config.ServiceEntries);
+    }
+
+    [Fact]
+    public void Reload_BadEditAfterGoodConfig_KeepsLastGoodConfigAndThenClearsErrors()
+    {
+        var store = new ConfigStore(NullLogger<ConfigStore>.Instance);
+        var file = Path.Combine(_directory, "orders.yaml");
+        File.WriteAllText(file, Orders);
+        Assert.True(store.ApplyYaml(YamlConfigLoader.LoadDirectory(_directory)));
+        var good = store.Current;
+
+        File.WriteAllText(file, Orders.Replace("number: 80", "number: -1", StringComparison.Ordinal));
+        Assert.False(store.ApplyYaml(YamlConfigLoader.LoadDirectory(_directory)));
+
+        Assert.Same(good, store.Current);
+        var error = Assert.Single(store.Errors);
+        Assert.Equal(("orders.yaml", 8), (error.File, error.Line));
+
+        File.WriteAllText(file, Orders.Replace("number: 80", "number: 8080", StringComparison.Ordinal));
+        Assert.True(store.ApplyYaml(YamlConfigLoader.LoadDirectory(_directory)));
+        Assert.Empty(store.Errors);
+        Assert.Equal(8080u, store.Current.Config.ServiceEntries[0].Ports[0].Number);
+    }
+}
