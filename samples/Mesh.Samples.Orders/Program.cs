@@ -6,7 +6,9 @@ using Mesh.Samples.Inventory.V1;
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceMesh(mesh => mesh.Service ??= "orders");
 var stats = builder.AddDemoStats("orders");
-builder.Services.AddGrpcClient<Inventory.InventoryClient>(options => options.Address = new Uri("xds:///inventory"));
+builder.Services
+    .AddGrpcClient<Inventory.InventoryClient>(options => options.Address = new Uri("xds:///inventory"))
+    .ConfigureChannel(channel => channel.Credentials = ChannelCredentials.Insecure);
 
 var app = builder.Build();
 app.MapGet("/orders/{id:int}", async (int id, Inventory.InventoryClient inventory, CancellationToken cancellationToken) =>
