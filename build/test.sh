@@ -17,10 +17,12 @@ status=0
 # One test project at a time: the integration tests start many processes on a 2-core machine.
 dotnet test Mesh.Client.sln --no-build -nologo -m:1 --logger "console;verbosity=normal" 2>&1 | tee "$log" || status=$?
 
-# One closing line for the whole run, summed over the test projects.
-awk '/(Passed|Failed)! +- +Failed: +[0-9]+, Passed: +[0-9]+/ {
-       for (i = 1; i <= NF; i++) { if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) }
-     }
+# One closing line for the whole run, summed over the test projects' "Total tests" blocks.
+awk '/^Total tests: [0-9]+/ { block = 1; next }
+     block && /^ +Passed: +[0-9]+ *$/  { p += $2; next }
+     block && /^ +Failed: +[0-9]+ *$/  { f += $2; next }
+     block && /^ +Skipped: +[0-9]+ *$/ { s += $2; next }
+     { block = 0 }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
 rm -f "$log"
 exit $status

@@ -27,7 +27,8 @@ public sealed partial class ChildProcess : IAsyncDisposable
 
     public string Name { get; }
 
-    public int Id => _process.Id;
+    /// <summary>Gets the process id (kept after the process exited and was disposed).</summary>
+    public int Id { get; private set; }
 
     public bool HasExited => _exited.Task.IsCompleted;
 
@@ -88,6 +89,7 @@ public sealed partial class ChildProcess : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => child.OnLine(e.Data);
         process.Exited += (_, _) => child.OnExited();
         process.Start();
+        child.Id = process.Id;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return child;
