@@ -34,6 +34,7 @@ var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings {
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
 builder.AddServiceMesh(options => options.ControlPlane.Address = controlPlane.XdsAddress);
 builder.Services.AddHttpClient("mesh", client => client.BaseAddress = new Uri("http://backend/"));
+builder.Services.AddHttpClient("factory", client => client.BaseAddress = backendAddress).WithoutServiceMesh();
 using var host = builder.Build();
 await host.StartAsync();
 var health = host.Services.GetRequiredService<HealthCheckService>();
@@ -49,8 +50,13 @@ while ((await health.CheckHealthAsync()).Status != HealthStatus.Healthy)
 }
 
 using var plain = new HttpClient(new SocketsHttpHandler { UseProxy = false, PooledConnectionLifetime = TimeSpan.FromMinutes(2) }) { BaseAddress = backendAddress };
-var mesh = host.Services.GetRequiredService<IHttpClientFactory>().CreateClient("mesh");
-var cases = new[] { new LoadCase("plain HttpClient", plain), new LoadCase("mesh client", mesh) };
+var factory = host.Services.GetRequiredService<IHttpClientFactory>();
+var cases = new[]
+{
+    new LoadCase("plain HttpClient", plain),
+    new LoadCase("IHttpClientFactory client, mesh opted out", factory.CreateClient("factory")),
+    new LoadCase("mesh client (http://backend/)", factory.CreateClient("mesh")),
+};
 
 Console.WriteLine($"backend {backendAddress}  control plane {controlPlane.XdsAddress}  concurrency {settings.Concurrency}  {settings.Reps} reps × {settings.Seconds} s per case, interleaved, after {settings.WarmupSeconds} s warm-up each");
 foreach (var loadCase in cases)
@@ -64,7 +70,7 @@ for (var rep = 0; rep < settings.Reps; rep++)
     {
         var result = await LoadCase.RunAsync(loadCase.Client, settings.Concurrency, TimeSpan.FromSeconds(settings.Seconds));
         loadCase.Results.Add(result);
-        Console.WriteLine($"  rep {rep + 1} {loadCase.Name,-16} {result}");
+        Console.WriteLine($"  rep {rep + 1} {loadCase.Name,-44} {result}");
     }
 }
 
