@@ -12,10 +12,10 @@ public interface IMeshPeerIdentityFeature
     string? SpiffeId { get; }
 
     /// <summary>Gets the namespace part of the SPIFFE ID.</summary>
-    string? Namespace { get; }
+    string? PeerNamespace { get; }
 
     /// <summary>Gets the service account part of the SPIFFE ID.</summary>
-    string? ServiceAccount { get; }
+    string? PeerServiceAccount { get; }
 
     /// <summary>Gets the peer's validated X.509-SVID.</summary>
     X509Certificate2? Certificate { get; }
