@@ -1,4 +1,5 @@
 using Grpc.Core;
+using Mesh.Client.Security;
 using Mesh.Samples.Inventory.V1;
 
 namespace Mesh.Samples.Inventory;
@@ -17,6 +18,7 @@ internal sealed class InventoryService(DemoStats stats) : V1.Inventory.Inventory
         }
 
         var remaining = Interlocked.Add(ref _stock, -request.Quantity);
-        return Task.FromResult(new ReserveReply { Reserved = remaining >= 0, Remaining = remaining, Instance = stats.Instance });
+        var caller = context.GetHttpContext().Features.Get<IMeshPeerIdentityFeature>()?.SpiffeId ?? string.Empty;
+        return Task.FromResult(new ReserveReply { Reserved = remaining >= 0, Remaining = remaining, Instance = stats.Instance, Caller = caller });
     }
 }

@@ -112,5 +112,5 @@ public sealed class GrpcJsXdsTests(ITestOutputHelper output)
             $"The interop test needs @grpc/grpc-js-xds in {NodeDirectory}/node_modules. Run `npm ci --prefix tests/Mesh.IntegrationTests/node` (build/test.sh does this) with Node.js 20+ on PATH.");
     }
 
-    private sealed record NodeCall(long at, string? instance, string? error);
+    private sealed record NodeCall(long at, string? instance, string? caller, string? error);
 }

@@ -1,6 +1,8 @@
 // An independent xDS client: @grpc/grpc-js-xds resolves xds:///<service> through Mesh's control
 // plane (bootstrap in GRPC_XDS_BOOTSTRAP) and calls demo.inventory.v1.Inventory/Reserve in a loop.
-// One JSON line per call on stdout: {"at": <ms since epoch>, "instance": "...", "error": null|"..."}.
+// One JSON line per call on stdout: {"at": <ms since epoch>, "instance": "...", "caller": "...", "error": null|"..."}.
+// XDS_CREDENTIALS=xds uses XdsChannelCredentials (gRFC A29): mTLS as the control plane's CDS says, with the
+// certificates of the bootstrap's file_watcher provider; otherwise plaintext.
 // Stops when stdin closes, after MAX_SECONDS, or after MAX_CALLS — whichever comes first.
 'use strict';
 const grpc = require('@grpc/grpc-js');
@@ -19,7 +21,10 @@ const intervalMs = Number(process.env.INTERVAL_MS || 20);
 xds.register();
 const definition = protoLoader.loadSync(protoPath, { keepCase: false, defaults: true });
 const Inventory = grpc.loadPackageDefinition(definition).demo.inventory.v1.Inventory;
-const client = new Inventory(target, grpc.credentials.createInsecure());
+const credentials = process.env.XDS_CREDENTIALS === 'xds'
+  ? new xds.XdsChannelCredentials(grpc.credentials.createInsecure())
+  : grpc.credentials.createInsecure();
+const client = new Inventory(target, credentials);
 
 let stopping = false;
 let calls = 0;
@@ -32,7 +37,7 @@ function callOnce() {
   return new Promise((resolve) => {
     const deadline = new Date(Date.now() + 10000);
     client.reserve({ sku: 'node', quantity: 1 }, { deadline }, (err, reply) => {
-      const line = { at: Date.now(), instance: reply ? reply.instance : null, error: err ? `${grpc.status[err.code]}: ${err.details}` : null };
+      const line = { at: Date.now(), instance: reply ? reply.instance : null, caller: reply ? reply.caller || null : null, error: err ? `${grpc.status[err.code]}: ${err.details}` : null };
       process.stdout.write(JSON.stringify(line) + '\n');
       resolve();
     });
