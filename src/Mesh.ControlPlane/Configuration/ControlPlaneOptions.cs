@@ -15,8 +15,11 @@ internal sealed class ControlPlaneOptions
     public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
     public TimeSpan DebounceInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>Istio root namespace: PeerAuthentication/AuthorizationPolicy here without a selector are mesh-wide.</summary>
+    public string RootNamespace { get; set; } = Model.SecurityScopes.DefaultRootNamespace;
+
     private static readonly string[] KnownKeys =
-        [nameof(ConfigDirectory), nameof(StateDirectory), nameof(XdsAddress), nameof(AdminAddress), nameof(LeaseTtl), nameof(DebounceInterval)];
+        [nameof(ConfigDirectory), nameof(StateDirectory), nameof(XdsAddress), nameof(AdminAddress), nameof(LeaseTtl), nameof(DebounceInterval), nameof(RootNamespace)];
 
     /// <summary>Reads and validates the section; every problem is reported, each naming its key.</summary>
     public static ControlPlaneOptions Load(IConfiguration configuration)
@@ -40,6 +43,17 @@ internal sealed class ControlPlaneOptions
         options.AdminAddress = ReadAddress(section, nameof(AdminAddress), options.AdminAddress, "http://127.0.0.1:15014", errors);
         options.LeaseTtl = ReadDuration(section, nameof(LeaseTtl), options.LeaseTtl, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5), errors);
         options.DebounceInterval = ReadDuration(section, nameof(DebounceInterval), options.DebounceInterval, TimeSpan.Zero, TimeSpan.FromSeconds(10), errors);
+        if (section[nameof(RootNamespace)] is { } rootNamespace)
+        {
+            if (rootNamespace.Length is 0 or > 63 || !rootNamespace.All(c => c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '-'))
+            {
+                errors.Add($"{SectionName}:{nameof(RootNamespace)} must be a lowercase RFC 1123 label (got '{rootNamespace}')");
+            }
+            else
+            {
+                options.RootNamespace = rootNamespace;
+            }
+        }
 
         if (errors.Count == 0 && options.XdsAddress.Port != 0 && options.XdsAddress.Port == options.AdminAddress.Port
             && string.Equals(options.XdsAddress.Host, options.AdminAddress.Host, StringComparison.OrdinalIgnoreCase))

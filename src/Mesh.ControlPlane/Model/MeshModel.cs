@@ -55,6 +55,10 @@ internal sealed record YamlConfig(
     ImmutableArray<DestinationRuleModel> DestinationRules)
 {
     public static YamlConfig Empty { get; } = new([], [], []);
+
+    public ImmutableArray<PeerAuthenticationModel> PeerAuthentications { get; init; } = [];
+
+    public ImmutableArray<AuthorizationPolicyModel> AuthorizationPolicies { get; init; } = [];
 }
 
 /// <summary>The immutable model the translator works from; replaced as a whole on every change.</summary>

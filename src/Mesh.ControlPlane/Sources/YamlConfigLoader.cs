@@ -12,8 +12,8 @@ internal sealed record YamlLoadResult(YamlConfig Config, ImmutableArray<ConfigEr
     public bool HasErrors => Errors.Any(e => !e.IsWarning);
 }
 
-/// <summary>Reads Istio YAML (ServiceEntry, WorkloadEntry, DestinationRule) and validates it as a whole.</summary>
-internal static class YamlConfigLoader
+/// <summary>Reads Istio YAML (ServiceEntry, WorkloadEntry, DestinationRule, PeerAuthentication, AuthorizationPolicy) and validates it as a whole.</summary>
+internal static partial class YamlConfigLoader
 {
     private static readonly string[] ApiVersions = ["networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"];
     private static readonly string[] Resolutions = ["STATIC", "NONE", "DNS", "DNS_ROUND_ROBIN"];
@@ -60,6 +60,7 @@ internal static class YamlConfigLoader
         var services = new List<(ServiceEntryModel Model, string File, int Line)>();
         var workloads = new List<WorkloadInstance>();
         var rules = new List<(DestinationRuleModel Model, string File, int Line)>();
+        var security = new SecurityPolicyLists();
 
         foreach (var (file, text) in files)
         {
@@ -87,12 +88,17 @@ internal static class YamlConfigLoader
                     continue;
                 }
 
-                ParseDocument(file, document.RootNode, errors, services, workloads, rules);
+                ParseDocument(file, document.RootNode, errors, services, workloads, rules, security);
             }
         }
 
         CheckDuplicates(services, rules, errors);
-        var config = new YamlConfig([.. services.Select(s => s.Model)], [.. workloads], [.. rules.Select(r => r.Model)]);
+        CheckSecurityDuplicates(security, errors);
+        var config = new YamlConfig([.. services.Select(s => s.Model)], [.. workloads], [.. rules.Select(r => r.Model)])
+        {
+            PeerAuthentications = [.. security.PeerAuthentications],
+            AuthorizationPolicies = [.. security.AuthorizationPolicies],
+        };
         return new YamlLoadResult(config, [.. errors]);
     }
 
@@ -144,7 +150,8 @@ internal static class YamlConfigLoader
         List<ConfigError> errors,
         List<(ServiceEntryModel, string, int)> services,
         List<WorkloadInstance> workloads,
-        List<(DestinationRuleModel, string, int)> rules)
+        List<(DestinationRuleModel, string, int)> rules,
+        SecurityPolicyLists security)
     {
         var line = Line(root);
         if (root is not YamlMappingNode doc)
@@ -166,15 +173,16 @@ internal static class YamlConfigLoader
             return;
         }
 
-        if (kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule"))
+        if (kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule" or "PeerAuthentication" or "AuthorizationPolicy"))
         {
             errors.Add(new ConfigError(file, line, $"{kind} {ns}/{name}: kind {kind} is not yet supported; the resource is ignored", IsWarning: true));
             return;
         }
 
-        if (apiVersion is null || !ApiVersions.Contains(apiVersion, StringComparer.Ordinal))
+        var apiVersions = kind is "PeerAuthentication" or "AuthorizationPolicy" ? SecurityApiVersions : ApiVersions;
+        if (apiVersion is null || !apiVersions.Contains(apiVersion, StringComparer.Ordinal))
         {
-            ctx.Error(Child(doc, "apiVersion") ?? doc, "apiVersion", $"must be one of {string.Join(", ", ApiVersions)}");
+            ctx.Error(Child(doc, "apiVersion") ?? doc, "apiVersion", $"must be one of {string.Join(", ", apiVersions)}");
         }
 
         if (string.IsNullOrEmpty(name))
@@ -205,6 +213,22 @@ internal static class YamlConfigLoader
                 if (errors.Count == before)
                 {
                     services.Add((service, file, line));
+                }
+
+                break;
+            case "PeerAuthentication":
+                var peerAuthentication = ParsePeerAuthentication(ctx, spec, ns, name ?? string.Empty, file, line);
+                if (errors.Count == before)
+                {
+                    security.PeerAuthentications.Add(peerAuthentication);
+                }
+
+                break;
+            case "AuthorizationPolicy":
+                var authorizationPolicy = ParseAuthorizationPolicy(ctx, spec, ns, name ?? string.Empty, file, line);
+                if (errors.Count == before)
+                {
+                    security.AuthorizationPolicies.Add(authorizationPolicy);
                 }
 
                 break;

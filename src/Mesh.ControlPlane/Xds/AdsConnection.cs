@@ -245,7 +245,11 @@ internal sealed partial class AdsConnection
             var builder = ImmutableArray.CreateBuilder<XdsResource>();
             foreach (var name in state.Names.Order(StringComparer.Ordinal))
             {
-                if (snapshot.ResolveListener(name, _namespace) is { } target)
+                if (snapshot.InboundListeners.TryGetValue(name, out var inbound))
+                {
+                    builder.Add(inbound);
+                }
+                else if (snapshot.ResolveListener(name, _namespace) is { } target)
                 {
                     builder.Add(snapshot.Listener(name, target));
                 }

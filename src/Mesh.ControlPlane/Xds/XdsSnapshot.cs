@@ -56,6 +56,9 @@ internal sealed class XdsSnapshot
     /// <summary>Canonical listener names <c>host:port</c>.</summary>
     public FrozenDictionary<string, ListenerTarget> ListenerTargets { get; }
 
+    /// <summary>Server-side listeners by name <c>xds.istio.io/grpc/lds/inbound/&lt;ip&gt;:&lt;port&gt;</c>.</summary>
+    public FrozenDictionary<string, XdsResource> InboundListeners { get; init; } = FrozenDictionary<string, XdsResource>.Empty;
+
     public string VersionInfo => Version.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Resolves an LDS name as a client wrote it (<c>orders</c>, <c>orders.ns:80</c>, FQDN…).</summary>

@@ -28,7 +28,7 @@ internal static class XdsTranslator
 
     public static string ListenerName(string host, uint port) => $"{host}:{port.ToString(CultureInfo.InvariantCulture)}";
 
-    public static XdsSnapshot Translate(MeshSnapshot model, long version)
+    public static XdsSnapshot Translate(MeshSnapshot model, long version, string rootNamespace = SecurityScopes.DefaultRootNamespace)
     {
         ArgumentNullException.ThrowIfNull(model);
         var services = Resolve(model);
@@ -50,7 +50,10 @@ internal static class XdsTranslator
         }
 
         return new XdsSnapshot(version, services, clusters.ToFrozenDictionary(StringComparer.Ordinal), endpoints.ToFrozenDictionary(StringComparer.Ordinal),
-            routes.ToFrozenDictionary(StringComparer.Ordinal), listeners.ToFrozenDictionary(StringComparer.Ordinal));
+            routes.ToFrozenDictionary(StringComparer.Ordinal), listeners.ToFrozenDictionary(StringComparer.Ordinal))
+        {
+            InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace),
+        };
     }
 
     /// <summary>Selects each service's endpoints and load balancer.</summary>

@@ -1,0 +1,20 @@
+using Mesh.Client.Authorization;
+using Mesh.Client.Security;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Inbound authorization (PeerAuthentication + AuthorizationPolicy) for Kestrel mesh ports.</summary>
+internal static class MeshAuthorizationServiceCollectionExtensions
+{
+    /// <summary>Registers the inbound policy store (also the <see cref="IPeerAuthenticationModeSource"/>) and the authorization middleware; idempotent.</summary>
+    public static IServiceCollection AddMeshAuthorization(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.TryAddSingleton<InboundPolicyStore>();
+        services.TryAddSingleton<IPeerAuthenticationModeSource>(sp => sp.GetRequiredService<InboundPolicyStore>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IStartupFilter, MeshAuthorizationStartupFilter>());
+        return services;
+    }
+}

@@ -1,0 +1,231 @@
+using System.Collections.Immutable;
+using System.Globalization;
+using Mesh.Xds.Envoy.Config.Rbac.V3;
+using Mesh.Xds.Envoy.Type.Matcher.V3;
+using EnvoyHeaderMatcher = Mesh.Xds.Envoy.Config.Route.V3.HeaderMatcher;
+
+namespace Mesh.Client.Authorization;
+
+/// <summary>
+/// One compiled envoy.config.rbac.v3.RBAC (a DENY or an ALLOW set of policies). No protobuf objects on the hot path:
+/// each policy is a matcher tree; a policy matches when any permission and any principal match.
+/// </summary>
+internal sealed class RbacEngine
+{
+    private readonly CompiledPolicy[] _policies;
+
+    private RbacEngine(bool isDeny, CompiledPolicy[] policies)
+    {
+        IsDeny = isDeny;
+        _policies = policies;
+    }
+
+    public bool IsDeny { get; }
+
+    public int PolicyCount => _policies.Length;
+
+    public ImmutableArray<string> PolicyNames => [.. _policies.Select(p => p.Name)];
+
+    /// <summary>The name of the first matching policy (policies in ordinal name order), or null.</summary>
+    public string? FirstMatch(in AuthorizationRequest request)
+    {
+        foreach (var policy in _policies)
+        {
+            if (policy.Permission.Matches(request) && policy.Principal.Matches(request))
+            {
+                return policy.Name;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Compiles <paramref name="rbac"/>; returns null and adds errors (each with its field path under <paramref name="path"/>) when invalid.</summary>
+    public static RbacEngine? Compile(RBAC rbac, string path, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(rbac);
+        ArgumentNullException.ThrowIfNull(errors);
+        var before = errors.Count;
+        if (rbac.Action is not (RBAC.Types.Action.Allow or RBAC.Types.Action.Deny))
+        {
+            errors.Add($"{path}.action: {rbac.Action} is not supported; use ALLOW or DENY");
+        }
+
+        var policies = new List<CompiledPolicy>();
+        foreach (var (name, policy) in rbac.Policies.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            var policyPath = $"{path}.policies[{name}]";
+            if (policy.Permissions.Count == 0)
+            {
+                errors.Add($"{policyPath}.permissions: must contain at least one permission");
+            }
+
+            if (policy.Principals.Count == 0)
+            {
+                errors.Add($"{policyPath}.principals: must contain at least one principal");
+            }
+
+            var permissions = policy.Permissions.Select((p, i) => Permission(p, $"{policyPath}.permissions[{i}]", errors)).ToArray();
+            var principals = policy.Principals.Select((p, i) => Principal(p, $"{policyPath}.principals[{i}]", errors)).ToArray();
+            policies.Add(new CompiledPolicy(name, Or(permissions), Or(principals)));
+        }
+
+        return errors.Count == before ? new RbacEngine(rbac.Action == RBAC.Types.Action.Deny, [.. policies]) : null;
+    }
+
+    private static RbacMatcher Or(RbacMatcher[] children) => children.Length == 1 ? children[0] : new OrMatcher(children);
+
+    private static RbacMatcher Permission(Permission permission, string path, List<string> errors)
+    {
+        switch (permission.RuleCase)
+        {
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Permission.RuleOneofCase.AndRules:
+                return new AndMatcher(Children(permission.AndRules.Rules, $"{path}.and_rules.rules", errors, Permission));
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Permission.RuleOneofCase.OrRules:
+                return new OrMatcher(Children(permission.OrRules.Rules, $"{path}.or_rules.rules", errors, Permission));
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Permission.RuleOneofCase.Any:
+                if (!permission.Any)
+                {
+                    errors.Add($"{path}.any: must be true");
+                }
+
+                return AnyMatcher.Instance;
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Permission.RuleOneofCase.Header:
+                return Header(permission.Header, $"{path}.header", errors);
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Permission.RuleOneofCase.DestinationPort:
+                if (permission.DestinationPort is < 1 or > 65535)
+                {
+                    errors.Add($"{path}.destination_port: {permission.DestinationPort.ToString(CultureInfo.InvariantCulture)} is not a port");
+                }
+
+                return new DestinationPortMatcher(permission.DestinationPort);
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Permission.RuleOneofCase.NotRule:
+                return new NotMatcher(Permission(permission.NotRule, $"{path}.not_rule", errors));
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Permission.RuleOneofCase.UrlPath:
+                return UrlPath(permission.UrlPath, $"{path}.url_path", errors);
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Permission.RuleOneofCase.None:
+                errors.Add($"{path}: no rule set (or a rule kind this client does not know)");
+                return AnyMatcher.Instance;
+            default:
+                errors.Add($"{path}: rule {permission.RuleCase} is not supported");
+                return AnyMatcher.Instance;
+        }
+    }
+
+    private static RbacMatcher Principal(Principal principal, string path, List<string> errors)
+    {
+        switch (principal.IdentifierCase)
+        {
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.AndIds:
+                return new AndMatcher(Children(principal.AndIds.Ids, $"{path}.and_ids.ids", errors, Principal));
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.OrIds:
+                return new OrMatcher(Children(principal.OrIds.Ids, $"{path}.or_ids.ids", errors, Principal));
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.Any:
+                if (!principal.Any)
+                {
+                    errors.Add($"{path}.any: must be true");
+                }
+
+                return AnyMatcher.Instance;
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.Authenticated:
+                return new AuthenticatedMatcher(principal.Authenticated.PrincipalName is { } name
+                    ? String(name, $"{path}.authenticated.principal_name", errors)
+                    : null);
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.Header:
+                return Header(principal.Header, $"{path}.header", errors);
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.NotId:
+                return new NotMatcher(Principal(principal.NotId, $"{path}.not_id", errors));
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.UrlPath:
+                return UrlPath(principal.UrlPath, $"{path}.url_path", errors);
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.None:
+                errors.Add($"{path}: no identifier set (or an identifier kind this client does not know)");
+                return AnyMatcher.Instance;
+            default:
+                // Ignoring an IP matcher would widen a DENY or an ALLOW's principal set: reject instead.
+                errors.Add($"{path}: identifier {principal.IdentifierCase} is not supported");
+                return AnyMatcher.Instance;
+        }
+    }
+
+    private static RbacMatcher[] Children<T>(IReadOnlyList<T> items, string path, List<string> errors, Func<T, string, List<string>, RbacMatcher> compile)
+    {
+        if (items.Count == 0)
+        {
+            errors.Add($"{path}: must not be empty");
+        }
+
+        var result = new RbacMatcher[items.Count];
+        for (var i = 0; i < items.Count; i++)
+        {
+            result[i] = compile(items[i], $"{path}[{i.ToString(CultureInfo.InvariantCulture)}]", errors);
+        }
+
+        return result;
+    }
+
+    private static UrlPathMatcher UrlPath(PathMatcher matcher, string path, List<string> errors)
+    {
+        if (matcher.RuleCase != PathMatcher.RuleOneofCase.Path)
+        {
+            errors.Add($"{path}.path: is required");
+            return new UrlPathMatcher(new StringMatch(StringMatchKind.Exact, string.Empty, ignoreCase: false));
+        }
+
+        return new UrlPathMatcher(String(matcher.Path, $"{path}.path", errors));
+    }
+
+    private static HeaderMatcher Header(EnvoyHeaderMatcher matcher, string path, List<string> errors)
+    {
+        if (string.IsNullOrEmpty(matcher.Name))
+        {
+            errors.Add($"{path}.name: is required");
+        }
+
+        var name = matcher.Name.ToLowerInvariant();
+        switch (matcher.HeaderMatchSpecifierCase)
+        {
+            case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.ExactMatch:
+                return new HeaderMatcher(name, new StringMatch(StringMatchKind.Exact, matcher.ExactMatch, ignoreCase: false), presentMatch: false, matcher.InvertMatch);
+            case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.PrefixMatch:
+                return new HeaderMatcher(name, new StringMatch(StringMatchKind.Prefix, matcher.PrefixMatch, ignoreCase: false), presentMatch: false, matcher.InvertMatch);
+            case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.SuffixMatch:
+                return new HeaderMatcher(name, new StringMatch(StringMatchKind.Suffix, matcher.SuffixMatch, ignoreCase: false), presentMatch: false, matcher.InvertMatch);
+            case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.StringMatch:
+                return new HeaderMatcher(name, String(matcher.StringMatch, $"{path}.string_match", errors), presentMatch: false, matcher.InvertMatch);
+            case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.PresentMatch:
+                // present_match: false means "absent", i.e. an inverted presence test.
+                return new HeaderMatcher(name, null, presentMatch: true, matcher.InvertMatch != !matcher.PresentMatch);
+            default:
+                errors.Add($"{path}: no supported header_match_specifier (exact_match, prefix_match, suffix_match, present_match, string_match)");
+                return new HeaderMatcher(name, null, presentMatch: true, invert: false);
+        }
+    }
+
+    private static StringMatch String(StringMatcher matcher, string path, List<string> errors)
+    {
+        var kind = matcher.MatchPatternCase switch
+        {
+            StringMatcher.MatchPatternOneofCase.Exact => StringMatchKind.Exact,
+            StringMatcher.MatchPatternOneofCase.Prefix => StringMatchKind.Prefix,
+            StringMatcher.MatchPatternOneofCase.Suffix => StringMatchKind.Suffix,
+            StringMatcher.MatchPatternOneofCase.Contains => StringMatchKind.Contains,
+            _ => (StringMatchKind?)null,
+        };
+        if (kind is null)
+        {
+            errors.Add($"{path}: no supported match_pattern (exact, prefix, suffix, contains)");
+            return new StringMatch(StringMatchKind.Exact, string.Empty, ignoreCase: false);
+        }
+
+        var value = matcher.MatchPatternCase switch
+        {
+            StringMatcher.MatchPatternOneofCase.Exact => matcher.Exact,
+            StringMatcher.MatchPatternOneofCase.Prefix => matcher.Prefix,
+            StringMatcher.MatchPatternOneofCase.Suffix => matcher.Suffix,
+            _ => matcher.Contains,
+        };
+        return new StringMatch(kind.Value, value, matcher.IgnoreCase);
+    }
+
+    private sealed record CompiledPolicy(string Name, RbacMatcher Permission, RbacMatcher Principal);
+}

@@ -1,0 +1,134 @@
+namespace Mesh.Client.Authorization;
+
+/// <summary>A compiled envoy StringMatcher (exact, prefix, suffix, contains; optionally case-insensitive).</summary>
+internal sealed class StringMatch(StringMatchKind kind, string value, bool ignoreCase)
+{
+    private readonly StringComparison _comparison = ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+
+    public StringMatchKind Kind { get; } = kind;
+
+    public string Value { get; } = value;
+
+    public bool Matches(ReadOnlySpan<char> input) => Kind switch
+    {
+        StringMatchKind.Exact => input.Equals(Value, _comparison),
+        StringMatchKind.Prefix => input.StartsWith(Value, _comparison),
+        StringMatchKind.Suffix => input.EndsWith(Value, _comparison),
+        _ => input.Contains(Value, _comparison),
+    };
+}
+
+internal enum StringMatchKind
+{
+    Exact,
+    Prefix,
+    Suffix,
+    Contains,
+}
+
+/// <summary>A node of a compiled RBAC permission or principal tree.</summary>
+internal abstract class RbacMatcher
+{
+    public abstract bool Matches(in AuthorizationRequest request);
+}
+
+internal sealed class AnyMatcher : RbacMatcher
+{
+    public static AnyMatcher Instance { get; } = new();
+
+    public override bool Matches(in AuthorizationRequest request) => true;
+}
+
+internal sealed class AndMatcher(RbacMatcher[] children) : RbacMatcher
+{
+    public override bool Matches(in AuthorizationRequest request)
+    {
+        foreach (var child in children)
+        {
+            if (!child.Matches(request))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}
+
+internal sealed class OrMatcher(RbacMatcher[] children) : RbacMatcher
+{
+    public override bool Matches(in AuthorizationRequest request)
+    {
+        foreach (var child in children)
+        {
+            if (child.Matches(request))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}
+
+internal sealed class NotMatcher(RbacMatcher inner) : RbacMatcher
+{
+    public override bool Matches(in AuthorizationRequest request) => !inner.Matches(request);
+}
+
+internal sealed class DestinationPortMatcher(uint port) : RbacMatcher
+{
+    public override bool Matches(in AuthorizationRequest request) => request.LocalPort == port;
+}
+
+internal sealed class UrlPathMatcher(StringMatch match) : RbacMatcher
+{
+    public override bool Matches(in AuthorizationRequest request) => match.Matches(request.Path);
+}
+
+/// <summary>Envoy's Authenticated principal: a peer certificate, optionally with a matching SPIFFE ID (URI SAN).</summary>
+internal sealed class AuthenticatedMatcher(StringMatch? principalName) : RbacMatcher
+{
+    public override bool Matches(in AuthorizationRequest request) =>
+        request.PeerSpiffeId is { } id && (principalName is null || principalName.Matches(id));
+}
+
+/// <summary>Envoy HeaderMatcher: pseudo-headers map to the request; several values are joined with ','.</summary>
+internal sealed class HeaderMatcher(string name, StringMatch? match, bool presentMatch, bool invert) : RbacMatcher
+{
+    public override bool Matches(in AuthorizationRequest request)
+    {
+        bool result;
+        switch (name)
+        {
+            case ":method":
+                result = Test(request.Method);
+                break;
+            case ":authority" or "host":
+                result = request.Authority is { Length: > 0 } authority ? Test(authority) : Absent();
+                break;
+            case ":path":
+                result = presentMatch || match!.Matches(request.Path);
+                break;
+            default:
+                if (request.Headers is { } headers && headers.TryGetValue(name, out var values) && values.Count > 0)
+                {
+                    // Several values: Envoy matches the comma-joined value (allocates only in that rare case).
+                    result = Test(values.Count == 1 ? values[0] ?? string.Empty : values.ToString());
+                }
+                else
+                {
+                    result = Absent();
+                }
+
+                break;
+        }
+
+        return result != invert;
+    }
+
+    private bool Test(ReadOnlySpan<char> value) => presentMatch || match!.Matches(value);
+
+    // A missing header fails every value matcher, and a present_match: true; invert then flips it.
+    private static bool Absent() => false;
+}

@@ -1,0 +1,196 @@
+using System.Collections.Frozen;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Google.Protobuf.WellKnownTypes;
+using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Sources;
+using Mesh.Xds.Envoy.Config.Core.V3;
+using Mesh.Xds.Envoy.Config.Listener.V3;
+using Mesh.Xds.Envoy.Config.Route.V3;
+using Mesh.Xds.Envoy.Extensions.Filters.Http.Router.V3;
+using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
+using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
+using HttpRbac = Mesh.Xds.Envoy.Extensions.Filters.Http.Rbac.V3.RBAC;
+using Route = Mesh.Xds.Envoy.Config.Route.V3.Route;
+using SocketAddress = Mesh.Xds.Envoy.Config.Core.V3.SocketAddress;
+
+namespace Mesh.ControlPlane.Xds;
+
+/// <summary>
+/// Builds the server-side (gRFC A36) listener <c>xds.istio.io/grpc/lds/inbound/&lt;ip&gt;:&lt;port&gt;</c> of every workload
+/// endpoint: filter chains by PeerAuthentication mode, each with an HttpConnectionManager carrying the RBAC filters
+/// (DENY, then ALLOW) and the router.
+/// </summary>
+internal static class InboundListenerTranslator
+{
+    public const string NamePrefix = "xds.istio.io/grpc/lds/inbound/";
+    public const string RbacFilterName = "envoy.filters.http.rbac";
+    public const string HttpConnectionManagerName = "envoy.filters.network.http_connection_manager";
+    public const string TlsTransportSocketName = "envoy.transport_sockets.tls";
+    public const string TlsChainName = "inbound-mtls";
+    public const string PlaintextChainName = "inbound-plaintext";
+
+    public static string ListenerName(string address, uint port)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        var host = IPAddress.TryParse(address, out var ip) && ip.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{address}]" : address;
+        return NamePrefix + host + ":" + port.ToString(CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>One inbound listener per distinct workload address:port (registered, WorkloadEntry or inline endpoint).</summary>
+    public static FrozenDictionary<string, XdsResource> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(services);
+        var endpoints = new Dictionary<string, (string Address, uint Port, WorkloadInstance Workload)>(StringComparer.Ordinal);
+        foreach (var endpoint in services.SelectMany(s => s.Endpoints))
+        {
+            endpoints.TryAdd(ListenerName(endpoint.Address, endpoint.Port), (endpoint.Address, endpoint.Port, endpoint.Workload));
+        }
+
+        var workloads = model.Config.WorkloadEntries.Concat(model.Registrations).Concat(model.Config.ServiceEntries.SelectMany(s => s.StaticEndpoints));
+        foreach (var workload in workloads)
+        {
+            foreach (var port in workload.Ports.Values)
+            {
+                endpoints.TryAdd(ListenerName(workload.Address, port), (workload.Address, port, workload));
+            }
+        }
+
+        var result = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
+        foreach (var (name, (address, port, workload)) in endpoints)
+        {
+            var mode = EffectiveMode(model.Config.PeerAuthentications, rootNamespace, workload, port);
+            var policies = ApplicablePolicies(model.Config.AuthorizationPolicies, rootNamespace, workload).ToList();
+            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny), RbacTranslator.Build(policies, AuthorizationAction.Allow));
+            result[name] = new XdsResource(name, Any.Pack(listener));
+        }
+
+        return result.ToFrozenDictionary(StringComparer.Ordinal);
+    }
+
+    /// <summary>
+    /// Istio precedence: workload selector policy, then namespace-wide, then mesh-wide (root namespace); UNSET inherits;
+    /// a mesh left unset is PERMISSIVE; portLevelMtls of the workload policy overrides per port. Several policies at one
+    /// scope: the first by file name, then name, wins (the loader warns).
+    /// </summary>
+    public static MtlsMode EffectiveMode(IEnumerable<PeerAuthenticationModel> policies, string rootNamespace, WorkloadInstance workload, uint port)
+    {
+        ArgumentNullException.ThrowIfNull(policies);
+        ArgumentNullException.ThrowIfNull(workload);
+        var ordered = policies.Order(Comparer<PeerAuthenticationModel>.Create((a, b) => YamlConfigLoader.CompareScopeOrder(a.File, a.Name, b.File, b.Name))).ToList();
+        var mesh = ordered.FirstOrDefault(p => p.Namespace == rootNamespace && p.Selector is null);
+        var ns = ordered.FirstOrDefault(p => p.Namespace == workload.Namespace && p.Selector is null);
+        var selected = ordered.FirstOrDefault(p => p.Namespace == workload.Namespace && p.Selector is not null && HostNames.LabelsMatch(p.Selector, workload.Labels));
+
+        var mode = MtlsMode.Permissive;
+        foreach (var candidate in new[] { mesh?.Mode, ns?.Mode, selected?.Mode })
+        {
+            if (candidate is { } value && value != MtlsMode.Unset)
+            {
+                mode = value;
+            }
+        }
+
+        if (selected is not null && selected.PortLevelMtls.TryGetValue(port, out var portMode) && portMode != MtlsMode.Unset)
+        {
+            mode = portMode;
+        }
+
+        return mode;
+    }
+
+    /// <summary>Policies in the root namespace (any workload) or the workload's namespace whose selector matches (or is absent).</summary>
+    public static IEnumerable<AuthorizationPolicyModel> ApplicablePolicies(IEnumerable<AuthorizationPolicyModel> policies, string rootNamespace, WorkloadInstance workload)
+    {
+        ArgumentNullException.ThrowIfNull(policies);
+        ArgumentNullException.ThrowIfNull(workload);
+        return policies.Where(p => (p.Namespace == rootNamespace || p.Namespace == workload.Namespace)
+            && (p.Selector is null || HostNames.LabelsMatch(p.Selector, workload.Labels)));
+    }
+
+    public static Listener BuildListener(string name, string address, uint port, MtlsMode mode, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow)
+    {
+        var listener = new Listener
+        {
+            Name = name,
+            Address = new Address { SocketAddress = new SocketAddress { Address = address, PortValue = port } },
+        };
+        var manager = BuildHttpConnectionManager(deny, allow);
+        switch (mode)
+        {
+            case MtlsMode.Strict:
+                // No filter_chain_match: gRPC servers (A36) only match transport_protocol "" or "raw_buffer".
+                listener.FilterChains.Add(Chain(TlsChainName, manager, tls: true, transportProtocol: null));
+                break;
+            case MtlsMode.Disable:
+                listener.FilterChains.Add(Chain(PlaintextChainName, manager, tls: false, transportProtocol: null));
+                break;
+            default:
+                listener.FilterChains.Add(Chain(TlsChainName, manager, tls: true, transportProtocol: "tls"));
+                listener.FilterChains.Add(Chain(PlaintextChainName, manager, tls: false, transportProtocol: null));
+                break;
+        }
+
+        return listener;
+    }
+
+    public static DownstreamTlsContext BuildDownstreamTlsContext() => new()
+    {
+        CommonTlsContext = new CommonTlsContext
+        {
+            TlsCertificateProviderInstance = new CertificateProviderPluginInstance { InstanceName = "default", CertificateName = "default" },
+            ValidationContext = new CertificateValidationContext
+            {
+                CaCertificateProviderInstance = new CertificateProviderPluginInstance { InstanceName = "default", CertificateName = "ROOTCA" },
+            },
+        },
+        RequireClientCertificate = true,
+    };
+
+    private static HttpConnectionManager BuildHttpConnectionManager(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow)
+    {
+        var virtualHost = new VirtualHost
+        {
+            Name = "inbound|http|0",
+            Domains = { "*" },
+            Routes = { new Route { Match = new RouteMatch { Prefix = string.Empty }, NonForwardingAction = new NonForwardingAction() } },
+        };
+        var manager = new HttpConnectionManager
+        {
+            StatPrefix = "inbound",
+            RouteConfig = new RouteConfiguration { Name = "inbound|http|0", VirtualHosts = { virtualHost } },
+        };
+        foreach (var rbac in new[] { deny, allow })
+        {
+            if (rbac is not null)
+            {
+                manager.HttpFilters.Add(new HttpFilter { Name = RbacFilterName, TypedConfig = Any.Pack(new HttpRbac { Rules = rbac }) });
+            }
+        }
+
+        manager.HttpFilters.Add(new HttpFilter { Name = XdsTranslator.RouterFilterName, TypedConfig = Any.Pack(new Router()) });
+        return manager;
+    }
+
+    private static FilterChain Chain(string name, HttpConnectionManager manager, bool tls, string? transportProtocol)
+    {
+        var chain = new FilterChain
+        {
+            Name = name,
+            Filters = { new Filter { Name = HttpConnectionManagerName, TypedConfig = Any.Pack(manager) } },
+        };
+        if (transportProtocol is not null)
+        {
+            chain.FilterChainMatch = new FilterChainMatch { TransportProtocol = transportProtocol };
+        }
+
+        if (tls)
+        {
+            chain.TransportSocket = new TransportSocket { Name = TlsTransportSocketName, TypedConfig = Any.Pack(BuildDownstreamTlsContext()) };
+        }
+
+        return chain;
+    }
+}

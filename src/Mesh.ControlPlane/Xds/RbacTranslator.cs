@@ -1,0 +1,204 @@
+using Mesh.ControlPlane.Model;
+using Mesh.Xds.Envoy.Config.Rbac.V3;
+using Mesh.Xds.Envoy.Config.Route.V3;
+using Mesh.Xds.Envoy.Type.Matcher.V3;
+
+namespace Mesh.ControlPlane.Xds;
+
+/// <summary>
+/// AuthorizationPolicy → envoy.config.rbac.v3, shaped like Istio's authz builder: one Policy per rule named
+/// <c>ns[&lt;ns&gt;]-policy[&lt;name&gt;]-rule[&lt;i&gt;]</c>; each <c>from</c> entry is one principal and each <c>to</c>
+/// entry one permission (OR across entries, AND across fields); <c>not*</c> fields become not_id / not_rule.
+/// </summary>
+/// <remarks>
+/// Our StringMatcher subset has no regex, so two Istio regexes are expressed differently: a namespace is
+/// "authenticated, principal starts with <c>spiffe://</c> and contains <c>/ns/&lt;ns&gt;/sa/</c>" (trust domains and
+/// service accounts cannot contain '/'), and a host also matches with any <c>:port</c> suffix.
+/// </remarks>
+internal static class RbacTranslator
+{
+    public const string SpiffePrefix = "spiffe://";
+
+    public static string PolicyName(string ns, string name, int rule) =>
+        $"ns[{ns}]-policy[{name}]-rule[{rule.ToString(System.Globalization.CultureInfo.InvariantCulture)}]";
+
+    /// <summary>The RBAC config for the policies of <paramref name="action"/>, or null when none applies.</summary>
+    public static RBAC? Build(IEnumerable<AuthorizationPolicyModel> policies, AuthorizationAction action)
+    {
+        ArgumentNullException.ThrowIfNull(policies);
+        var selected = policies.Where(p => p.Action == action).OrderBy(p => p.Namespace, StringComparer.Ordinal).ThenBy(p => p.Name, StringComparer.Ordinal).ToList();
+        if (selected.Count == 0)
+        {
+            return null;
+        }
+
+        var rbac = new RBAC { Action = action == AuthorizationAction.Deny ? RBAC.Types.Action.Deny : RBAC.Types.Action.Allow };
+        foreach (var policy in selected)
+        {
+            // An ALLOW policy without rules (allow-nothing) contributes no Policy: the ALLOW filter then matches nothing.
+            for (var i = 0; i < policy.Rules.Length; i++)
+            {
+                rbac.Policies[PolicyName(policy.Namespace, policy.Name, i)] = BuildPolicy(policy.Rules[i]);
+            }
+        }
+
+        return rbac;
+    }
+
+    public static Policy BuildPolicy(AuthorizationRule rule)
+    {
+        ArgumentNullException.ThrowIfNull(rule);
+        var conditions = rule.When.Select(Condition).ToList();
+        var policy = new Policy();
+        if (rule.From.IsEmpty)
+        {
+            policy.Principals.Add(AndIds(conditions));
+        }
+
+        foreach (var source in rule.From)
+        {
+            var ids = new List<Principal>();
+            AddIds(ids, source.Principals, PrincipalId, negate: false);
+            AddIds(ids, source.NotPrincipals, PrincipalId, negate: true);
+            AddIds(ids, source.Namespaces, NamespaceId, negate: false);
+            AddIds(ids, source.NotNamespaces, NamespaceId, negate: true);
+            ids.AddRange(conditions);
+            policy.Principals.Add(AndIds(ids));
+        }
+
+        if (rule.To.IsEmpty)
+        {
+            policy.Permissions.Add(new Permission { Any = true });
+        }
+
+        foreach (var operation in rule.To)
+        {
+            var rules = new List<Permission>();
+            AddRules(rules, operation.Methods, Method, negate: false);
+            AddRules(rules, operation.NotMethods, Method, negate: true);
+            AddRules(rules, operation.Paths, Path, negate: false);
+            AddRules(rules, operation.NotPaths, Path, negate: true);
+            AddRules(rules, [.. operation.Ports.Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture))], Port, negate: false);
+            AddRules(rules, [.. operation.NotPorts.Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture))], Port, negate: true);
+            AddRules(rules, operation.Hosts, Host, negate: false);
+            AddRules(rules, operation.NotHosts, Host, negate: true);
+            policy.Permissions.Add(rules.Count switch
+            {
+                0 => new Permission { Any = true },
+                1 => rules[0],
+                _ => new Permission { AndRules = new Permission.Types.Set { Rules = { rules } } },
+            });
+        }
+
+        return policy;
+    }
+
+    /// <summary>Istio string match: <c>*</c> presence, <c>abc*</c> prefix, <c>*abc</c> suffix, else exact.</summary>
+    public static StringMatcher Match(string value, string exactPrefix = "", bool ignoreCase = false)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        var matcher = value switch
+        {
+            "*" => new StringMatcher { Prefix = exactPrefix },
+            _ when value.EndsWith('*') => new StringMatcher { Prefix = exactPrefix + value[..^1] },
+            _ when value.StartsWith('*') => new StringMatcher { Suffix = value[1..] },
+            _ => new StringMatcher { Exact = exactPrefix + value },
+        };
+        matcher.IgnoreCase = ignoreCase;
+        return matcher;
+    }
+
+    private static Principal Condition(RuleCondition condition)
+    {
+        Func<string, Principal> id = condition.Key switch
+        {
+            ConditionKeys.SourcePrincipal => PrincipalId,
+            ConditionKeys.SourceNamespace => NamespaceId,
+            _ => value => new Principal { Header = Header(condition.HeaderName!, value) },
+        };
+        var ids = new List<Principal>();
+        AddIds(ids, condition.Values, id, negate: false);
+        AddIds(ids, condition.NotValues, id, negate: true);
+        return AndIds(ids);
+    }
+
+    private static Principal PrincipalId(string value) =>
+        value == "*"
+            ? new Principal { Authenticated = new Principal.Types.Authenticated() }
+            : new Principal { Authenticated = new Principal.Types.Authenticated { PrincipalName = Match(value, SpiffePrefix) } };
+
+    private static Principal NamespaceId(string ns) =>
+        ns == "*"
+            ? new Principal { Authenticated = new Principal.Types.Authenticated() }
+            : new Principal
+            {
+                AndIds = new Principal.Types.Set
+                {
+                    Ids =
+                    {
+                        new Principal { Authenticated = new Principal.Types.Authenticated { PrincipalName = new StringMatcher { Prefix = SpiffePrefix } } },
+                        new Principal { Authenticated = new Principal.Types.Authenticated { PrincipalName = new StringMatcher { Contains = $"/ns/{ns}/sa/" } } },
+                    },
+                },
+            };
+
+    private static Permission Method(string method) => new() { Header = new HeaderMatcher { Name = ":method", StringMatch = new StringMatcher { Exact = method } } };
+
+    private static Permission Path(string path) => new() { UrlPath = new PathMatcher { Path = Match(path) } };
+
+    private static Permission Port(string port) => new() { DestinationPort = uint.Parse(port, System.Globalization.CultureInfo.InvariantCulture) };
+
+    private static Permission Host(string host)
+    {
+        if (host == "*")
+        {
+            return new Permission { Header = new HeaderMatcher { Name = ":authority", PresentMatch = true } };
+        }
+
+        Permission Authority(StringMatcher matcher) => new() { Header = new HeaderMatcher { Name = ":authority", StringMatch = matcher } };
+        if (host.EndsWith('*'))
+        {
+            return Authority(new StringMatcher { Prefix = host[..^1], IgnoreCase = true });
+        }
+
+        var withPort = host.StartsWith('*')
+            ? new StringMatcher { Contains = host[1..] + ":", IgnoreCase = true }
+            : new StringMatcher { Prefix = host + ":", IgnoreCase = true };
+        return new Permission
+        {
+            OrRules = new Permission.Types.Set { Rules = { Authority(Match(host, ignoreCase: true)), Authority(withPort) } },
+        };
+    }
+
+    private static HeaderMatcher Header(string name, string value) =>
+        value == "*" ? new HeaderMatcher { Name = name, PresentMatch = true } : new HeaderMatcher { Name = name, StringMatch = Match(value) };
+
+    private static void AddIds(List<Principal> ids, IReadOnlyList<string> values, Func<string, Principal> map, bool negate)
+    {
+        if (values.Count == 0)
+        {
+            return;
+        }
+
+        var or = values.Count == 1 ? map(values[0]) : new Principal { OrIds = new Principal.Types.Set { Ids = { values.Select(map) } } };
+        ids.Add(negate ? new Principal { NotId = or } : or);
+    }
+
+    private static void AddRules(List<Permission> rules, IReadOnlyList<string> values, Func<string, Permission> map, bool negate)
+    {
+        if (values.Count == 0)
+        {
+            return;
+        }
+
+        var or = values.Count == 1 ? map(values[0]) : new Permission { OrRules = new Permission.Types.Set { Rules = { values.Select(map) } } };
+        rules.Add(negate ? new Permission { NotRule = or } : or);
+    }
+
+    private static Principal AndIds(List<Principal> ids) => ids.Count switch
+    {
+        0 => new Principal { Any = true },
+        1 => ids[0],
+        _ => new Principal { AndIds = new Principal.Types.Set { Ids = { ids } } },
+    };
+}

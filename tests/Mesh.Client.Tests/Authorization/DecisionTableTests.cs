@@ -1,0 +1,225 @@
+using Mesh.Client.Authorization;
+using Mesh.ControlPlane.Model;
+using Microsoft.AspNetCore.Http;
+using Xunit.Abstractions;
+using static Mesh.Client.Tests.Authorization.IstioPolicies;
+
+namespace Mesh.Client.Tests.Authorization;
+
+/// <summary>
+/// End to end: AuthorizationPolicy model → control-plane RBAC translation → inbound listener → client decoder →
+/// normalization + RBAC engine. Expected outcomes follow Istio's semantics (DENY first; no ALLOW policy allows;
+/// otherwise some ALLOW policy must match; paths are case-sensitive).
+/// </summary>
+public sealed class DecisionTableTests(ITestOutputHelper output)
+{
+    private const string Frontend = "spiffe://cluster.local/ns/default/sa/frontend";
+    private const string Admin = "spiffe://cluster.local/ns/default/sa/admin";
+    private const string Api = "spiffe://cluster.local/ns/prod/sa/api";
+    private const string Production = "spiffe://cluster.local/ns/production/sa/x";
+    private const string TestNs = "spiffe://cluster.local/ns/test/sa/x";
+    private const string Plain = "";
+
+    private const char A = 'A'; // allowed
+    private const char D = 'D'; // denied (403)
+    private const char B = 'B'; // bad path (400)
+
+    private static readonly AuthorizationPolicyModel[] FrontendOnly = [Allow("frontend", Rule(from: [Source(principals: ["cluster.local/ns/default/sa/frontend"])]))];
+    private static readonly AuthorizationPolicyModel[] PrincipalWildcards = [Allow("wild", Rule(from: [Source(principals: ["cluster.local/ns/prod/*", "*/sa/admin"])]))];
+    private static readonly AuthorizationPolicyModel[] AnyPrincipal = [Allow("any", Rule(from: [Source(principals: ["*"])]))];
+    private static readonly AuthorizationPolicyModel[] NotFrontend = [Allow("not-frontend", Rule(from: [Source(notPrincipals: ["cluster.local/ns/default/sa/frontend"])]))];
+    private static readonly AuthorizationPolicyModel[] ProdNamespace = [Allow("prod", Rule(from: [Source(namespaces: ["prod"])]))];
+    private static readonly AuthorizationPolicyModel[] DenyNotDefault = [Deny("outsiders", Rule(from: [Source(notNamespaces: ["default"])]))];
+    private static readonly AuthorizationPolicyModel[] ReadMethods = [Allow("read", Rule(to: [Operation(methods: ["GET", "HEAD"])]))];
+    private static readonly AuthorizationPolicyModel[] DenyNotGet = [Deny("only-get", Rule(to: [Operation(notMethods: ["GET"])]))];
+    private static readonly AuthorizationPolicyModel[] PathKinds = [Allow("paths", Rule(to: [Operation(paths: ["/public", "/api/*", "*.css"])]))];
+    private static readonly AuthorizationPolicyModel[] AnyPath = [Allow("any-path", Rule(to: [Operation(paths: ["*"])]))];
+    private static readonly AuthorizationPolicyModel[] NotAdminPaths = [Allow("not-admin", Rule(to: [Operation(notPaths: ["/admin*"])]))];
+    private static readonly AuthorizationPolicyModel[] Port8080 = [Allow("port", Rule(to: [Operation(ports: [8080])]))];
+    private static readonly AuthorizationPolicyModel[] DenyNot8080 = [Deny("not-port", Rule(to: [Operation(notPorts: [8080])]))];
+    private static readonly AuthorizationPolicyModel[] Hosts = [Allow("hosts", Rule(to: [Operation(hosts: ["orders.example.com", "*.internal"])]))];
+    private static readonly AuthorizationPolicyModel[] DenyNotOrdersHost = [Deny("not-host", Rule(to: [Operation(notHosts: ["orders.example.com"])]))];
+    private static readonly AuthorizationPolicyModel[] RoleHeader = [Allow("role", Rule(when: [Header("x-role", values: ["admin"])]))];
+    private static readonly AuthorizationPolicyModel[] NotProdEnv = [Allow("env", Rule(when: [Header("x-env", notValues: ["prod"])]))];
+    private static readonly AuthorizationPolicyModel[] BearerPrefix = [Allow("bearer", Rule(when: [Header("authorization", values: ["Bearer *"])]))];
+    private static readonly AuthorizationPolicyModel[] WhenPrincipal = [Allow("when-principal", Rule(when: [When(ConditionKeys.SourcePrincipal, values: ["cluster.local/ns/prod/sa/api"])]))];
+    private static readonly AuthorizationPolicyModel[] WhenNamespace = [Allow("when-ns", Rule(when: [When(ConditionKeys.SourceNamespace, values: ["default"])]))];
+    private static readonly AuthorizationPolicyModel[] DenyWhenNotNamespace = [Deny("when-not-ns", Rule(when: [When(ConditionKeys.SourceNamespace, notValues: ["default"])]))];
+    private static readonly AuthorizationPolicyModel[] DenyAdminAllowAuthenticated =
+        [Deny("admin", Rule(to: [Operation(paths: ["/admin*"])])), Allow("mtls", Rule(from: [Source(principals: ["*"])]))];
+    private static readonly AuthorizationPolicyModel[] DenyAdminOnly = [Deny("admin", Rule(to: [Operation(paths: ["/admin*"])]))];
+    private static readonly AuthorizationPolicyModel[] AllowPublicOnly = [Allow("public", Rule(to: [Operation(paths: ["/public*"])]))];
+    private static readonly AuthorizationPolicyModel[] AllowNothing = [Allow("allow-nothing")];
+    private static readonly AuthorizationPolicyModel[] DenyAll = [Deny("deny-all", Rule())];
+    private static readonly AuthorizationPolicyModel[] DenyAllWithAllow = [Deny("deny-all", Rule()), Allow("any", Rule(from: [Source(principals: ["*"])]))];
+    private static readonly AuthorizationPolicyModel[] AllowAllWithAllowNothing = [Allow("allow-nothing"), Allow("allow-all", Rule())];
+    private static readonly AuthorizationPolicyModel[] AndWithinSource = [Allow("and", Rule(from: [Source(principals: ["cluster.local/ns/default/sa/frontend"], namespaces: ["default"])]))];
+    private static readonly AuthorizationPolicyModel[] OrAcrossSources = [Allow("or", Rule(from: [Source(namespaces: ["prod"]), Source(principals: ["cluster.local/ns/default/sa/frontend"])]))];
+    private static readonly AuthorizationPolicyModel[] Combined =
+        [Allow("combined", Rule(from: [Source(namespaces: ["default"])], to: [Operation(methods: ["GET"], paths: ["/api/*"])], when: [Header("x-a", values: ["1"])]))];
+
+    private static readonly Row[] Rows =
+    [
+        new(FrontendOnly, Frontend, "GET", "/x", A),
+        new(FrontendOnly, Api, "GET", "/x", D),
+        new(FrontendOnly, Plain, "GET", "/x", D),
+        new(PrincipalWildcards, Api, "GET", "/x", A),
+        new(PrincipalWildcards, Admin, "GET", "/x", A),
+        new(PrincipalWildcards, Frontend, "GET", "/x", D),
+        new(AnyPrincipal, Frontend, "GET", "/x", A),
+        new(AnyPrincipal, Plain, "GET", "/x", D),
+        new(NotFrontend, Frontend, "GET", "/x", D),
+        new(NotFrontend, Api, "GET", "/x", A),
+        new(NotFrontend, Plain, "GET", "/x", A),
+        new(ProdNamespace, Api, "GET", "/x", A),
+        new(ProdNamespace, Frontend, "GET", "/x", D),
+        new(ProdNamespace, Plain, "GET", "/x", D),
+        new(ProdNamespace, Production, "GET", "/x", D),
+        new(DenyNotDefault, Frontend, "GET", "/x", A),
+        new(DenyNotDefault, Api, "GET", "/x", D),
+        new(DenyNotDefault, Plain, "GET", "/x", D),
+        new(ReadMethods, Plain, "GET", "/x", A),
+        new(ReadMethods, Plain, "HEAD", "/x", A),
+        new(ReadMethods, Plain, "POST", "/x", D),
+        new(ReadMethods, Plain, "get", "/x", D),
+        new(DenyNotGet, Plain, "GET", "/x", A),
+        new(DenyNotGet, Plain, "DELETE", "/x", D),
+        new(PathKinds, Plain, "GET", "/public", A),
+        new(PathKinds, Plain, "GET", "/public/x", D),
+        new(PathKinds, Plain, "GET", "/api/orders", A),
+        new(PathKinds, Plain, "GET", "/api", D),
+        new(PathKinds, Plain, "GET", "/site.css", A),
+        new(PathKinds, Plain, "GET", "/admin", D),
+        new(PathKinds, Plain, "GET", "/public?x=1", A),
+        new(PathKinds, Plain, "GET", "/site.css?v=/admin", A),
+        new(AnyPath, Plain, "GET", "/anything/at/all", A),
+        new(NotAdminPaths, Plain, "GET", "/x", A),
+        new(NotAdminPaths, Plain, "GET", "/admin/x", D),
+        new(Port8080, Plain, "GET", "/x", A, Port: 8080),
+        new(Port8080, Plain, "GET", "/x", D, Port: 9090),
+        new(DenyNot8080, Plain, "GET", "/x", A, Port: 8080),
+        new(DenyNot8080, Plain, "GET", "/x", D, Port: 9090),
+        new(Hosts, Plain, "GET", "/x", A, Host: "orders.example.com"),
+        new(Hosts, Plain, "GET", "/x", A, Host: "ORDERS.Example.com"),
+        new(Hosts, Plain, "GET", "/x", A, Host: "orders.example.com:8080"),
+        new(Hosts, Plain, "GET", "/x", A, Host: "a.internal:443"),
+        new(Hosts, Plain, "GET", "/x", A, Host: "a.internal"),
+        new(Hosts, Plain, "GET", "/x", D, Host: "evil.com"),
+        new(Hosts, Plain, "GET", "/x", D, Host: "orders.example.com.evil.com"),
+        new(Hosts, Plain, "GET", "/x", D, Host: null),
+        new(DenyNotOrdersHost, Plain, "GET", "/x", A, Host: "orders.example.com"),
+        new(DenyNotOrdersHost, Plain, "GET", "/x", D, Host: "billing.example.com"),
+        new(RoleHeader, Plain, "GET", "/x", A, Headers: ["x-role", "admin"]),
+        new(RoleHeader, Plain, "GET", "/x", D, Headers: ["x-role", "user"]),
+        new(RoleHeader, Plain, "GET", "/x", D),
+        new(NotProdEnv, Plain, "GET", "/x", A, Headers: ["x-env", "dev"]),
+        new(NotProdEnv, Plain, "GET", "/x", D, Headers: ["x-env", "prod"]),
+        new(NotProdEnv, Plain, "GET", "/x", A),
+        new(BearerPrefix, Plain, "GET", "/x", A, Headers: ["authorization", "Bearer abc"]),
+        new(BearerPrefix, Plain, "GET", "/x", D, Headers: ["authorization", "Basic abc"]),
+        new(WhenPrincipal, Api, "GET", "/x", A),
+        new(WhenPrincipal, Frontend, "GET", "/x", D),
+        new(WhenNamespace, Frontend, "GET", "/x", A),
+        new(WhenNamespace, Plain, "GET", "/x", D),
+        new(DenyWhenNotNamespace, Api, "GET", "/x", D),
+        new(DenyWhenNotNamespace, Frontend, "GET", "/x", A),
+        new(DenyAdminAllowAuthenticated, Frontend, "GET", "/admin", D),
+        new(DenyAdminAllowAuthenticated, Frontend, "GET", "/x", A),
+        new(DenyAdminAllowAuthenticated, Plain, "GET", "/x", D),
+        new(DenyAdminOnly, Plain, "GET", "/x", A),
+        new(DenyAdminOnly, Plain, "GET", "/admin", D),
+        new(DenyAdminOnly, Plain, "GET", "/admin/users", D),
+        new(DenyAdminOnly, Plain, "GET", "//admin", D),
+        new(DenyAdminOnly, Plain, "GET", "/admin/.", D),
+        new(DenyAdminOnly, Plain, "GET", "/public/../admin", D),
+        new(DenyAdminOnly, Plain, "GET", "/%61dmin", D),
+        new(DenyAdminOnly, Plain, "GET", "/%61%64%6D%69%6E", D),
+        new(DenyAdminOnly, Plain, "GET", "/public/%2e%2e/admin", D),
+        new(DenyAdminOnly, Plain, "GET", "/public/%2E%2E/admin", D),
+        new(DenyAdminOnly, Plain, "GET", "/public/.%2e/admin", D),
+        new(DenyAdminOnly, Plain, "GET", "/./admin", D),
+        new(DenyAdminOnly, Plain, "GET", "/public\\..\\admin", D),
+        new(DenyAdminOnly, Plain, "GET", "/public;/../admin", D),
+        new(DenyAdminOnly, Plain, "GET", "/admin?x=y", D),
+        new(DenyAdminOnly, Plain, "GET", "/admin%2F..", B),
+        new(DenyAdminOnly, Plain, "GET", "/public%2f..%2fadmin", B),
+        new(DenyAdminOnly, Plain, "GET", "/public/..%5Cadmin", B),
+        new(DenyAdminOnly, Plain, "GET", "/Admin", A),
+        new(DenyAdminOnly, Plain, "GET", "/ADMIN", A),
+        new(DenyAdminOnly, Plain, "GET", "/%252e%252e/admin", A), // decoded once (like Kestrel): segment "%2e%2e", not a traversal
+        new(AllowPublicOnly, Plain, "GET", "/public/x", A),
+        new(AllowPublicOnly, Plain, "GET", "/PUBLIC", D),
+        new(AllowPublicOnly, Plain, "GET", "/Admin", D),
+        new(AllowPublicOnly, Plain, "GET", "/public/../admin", D),
+        new(AllowPublicOnly, Plain, "GET", "/public/%2e%2e/admin", D),
+        new(AllowPublicOnly, Plain, "GET", "/public/%2F../admin", B),
+        new(AllowNothing, Plain, "GET", "/x", D),
+        new(AllowNothing, Frontend, "GET", "/x", D),
+        new(DenyAll, Frontend, "GET", "/x", D),
+        new(DenyAll, Plain, "POST", "/", D),
+        new(DenyAllWithAllow, Frontend, "GET", "/x", D),
+        new(AllowAllWithAllowNothing, Plain, "GET", "/x", A),
+        new(AndWithinSource, Frontend, "GET", "/x", A),
+        new(AndWithinSource, Admin, "GET", "/x", D),
+        new(OrAcrossSources, Api, "GET", "/x", A),
+        new(OrAcrossSources, Frontend, "GET", "/x", A),
+        new(OrAcrossSources, TestNs, "GET", "/x", D),
+        new(Combined, Frontend, "GET", "/api/orders", A, Headers: ["x-a", "1"]),
+        new(Combined, Frontend, "POST", "/api/orders", D, Headers: ["x-a", "1"]),
+        new(Combined, Frontend, "GET", "/api/orders", D),
+        new(Combined, Api, "GET", "/api/orders", D, Headers: ["x-a", "1"]),
+        new(Combined, Frontend, "GET", "/other", D, Headers: ["x-a", "1"]),
+        new([], Plain, "GET", "/%2F", A),
+    ];
+
+    [Fact]
+    public void Authorize_DecisionTable_EveryRowMatchesIstioSemantics()
+    {
+        var wrong = new List<string>();
+        foreach (var row in Rows)
+        {
+            var listener = Listener(row.Policies, row.Port);
+            Assert.True(InboundPolicyDecoder.TryDecode(listener, out var policy, out var errors), string.Join("; ", errors));
+            var headers = new HeaderDictionary();
+            for (var i = 0; i + 1 < (row.Headers?.Length ?? 0); i += 2)
+            {
+                headers[row.Headers![i]] = row.Headers[i + 1];
+            }
+
+            var peer = row.Peer.Length == 0 ? null : row.Peer;
+            var decision = policy.Authorize(row.Method, row.Target, row.Host, headers, peer, Namespace(peer));
+            var actual = decision.Outcome switch
+            {
+                AuthorizationOutcome.Allowed => A,
+                AuthorizationOutcome.Denied => D,
+                _ => B,
+            };
+            if (actual != row.Expected)
+            {
+                wrong.Add($"{string.Join(",", row.Policies.Select(p => p.Name))} | {peer ?? "plaintext"} {row.Method} {row.Target} host={row.Host} port={row.Port}: expected {row.Expected}, got {actual} ({decision.Reason})");
+            }
+        }
+
+        foreach (var line in wrong)
+        {
+            output.WriteLine(line);
+        }
+
+        output.WriteLine($"{Rows.Length} rows checked, {wrong.Count} wrong");
+        Assert.True(Rows.Length >= 60);
+        Assert.Empty(wrong);
+    }
+
+    private static string? Namespace(string? spiffeId)
+    {
+        if (spiffeId is null)
+        {
+            return null;
+        }
+
+        var parts = spiffeId.Split('/');
+        return parts.Length > 4 ? parts[4] : null;
+    }
+
+    private sealed record Row(AuthorizationPolicyModel[] Policies, string Peer, string Method, string Target, char Expected, string? Host = "svc", string[]? Headers = null, uint Port = 8080);
+}

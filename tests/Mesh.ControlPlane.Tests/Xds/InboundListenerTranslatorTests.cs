@@ -1,0 +1,141 @@
+using System.Collections.Immutable;
+using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Xds;
+using Mesh.Xds.Envoy.Config.Listener.V3;
+using Mesh.Xds.Envoy.Config.Rbac.V3;
+using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
+using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
+using HttpRbac = Mesh.Xds.Envoy.Extensions.Filters.Http.Rbac.V3.RBAC;
+
+namespace Mesh.ControlPlane.Tests.Xds;
+
+public sealed class InboundListenerTranslatorTests
+{
+    private static readonly WorkloadInstance Orders = TestModels.Workload("10.0.0.5", new Dictionary<string, uint> { ["http"] = 8080, ["admin"] = 8081 });
+
+    private static PeerAuthenticationModel Peer(string ns, string name, MtlsMode mode, Dictionary<string, string>? selector = null, Dictionary<uint, MtlsMode>? ports = null, string file = "p.yaml") =>
+        new(ns, name, selector?.ToImmutableSortedDictionary(StringComparer.Ordinal), mode,
+            (ports ?? []).ToImmutableSortedDictionary(), file, 1);
+
+    [Fact]
+    public void EffectiveMode_NoPolicy_Permissive() =>
+        Assert.Equal(MtlsMode.Permissive, InboundListenerTranslator.EffectiveMode([], "istio-system", Orders, 8080));
+
+    [Fact]
+    public void EffectiveMode_WorkloadOverNamespaceOverMesh()
+    {
+        PeerAuthenticationModel[] policies =
+        [
+            Peer("istio-system", "mesh", MtlsMode.Strict),
+            Peer("default", "ns", MtlsMode.Disable),
+            Peer("default", "orders", MtlsMode.Permissive, new() { ["app"] = "orders" }),
+        ];
+
+        Assert.Equal(MtlsMode.Permissive, InboundListenerTranslator.EffectiveMode(policies, "istio-system", Orders, 8080));
+        Assert.Equal(MtlsMode.Disable, InboundListenerTranslator.EffectiveMode(policies[..2], "istio-system", Orders, 8080));
+        Assert.Equal(MtlsMode.Strict, InboundListenerTranslator.EffectiveMode(policies[..1], "istio-system", Orders, 8080));
+        Assert.Equal(MtlsMode.Permissive, InboundListenerTranslator.EffectiveMode(policies[..1], "mesh-root", Orders, 8080));
+    }
+
+    [Fact]
+    public void EffectiveMode_UnsetInheritsAndSelectorMismatchIgnored()
+    {
+        PeerAuthenticationModel[] policies =
+        [
+            Peer("istio-system", "mesh", MtlsMode.Strict),
+            Peer("default", "ns", MtlsMode.Unset),
+            Peer("default", "orders", MtlsMode.Unset, new() { ["app"] = "orders" }),
+            Peer("default", "billing", MtlsMode.Disable, new() { ["app"] = "billing" }),
+        ];
+
+        Assert.Equal(MtlsMode.Strict, InboundListenerTranslator.EffectiveMode(policies, "istio-system", Orders, 8080));
+    }
+
+    [Fact]
+    public void EffectiveMode_PortLevelOverridesOnlyThatPort()
+    {
+        PeerAuthenticationModel[] policies =
+        [
+            Peer("default", "orders", MtlsMode.Strict, new() { ["app"] = "orders" }, new() { [8081] = MtlsMode.Disable }),
+        ];
+
+        Assert.Equal(MtlsMode.Strict, InboundListenerTranslator.EffectiveMode(policies, "istio-system", Orders, 8080));
+        Assert.Equal(MtlsMode.Disable, InboundListenerTranslator.EffectiveMode(policies, "istio-system", Orders, 8081));
+    }
+
+    [Fact]
+    public void EffectiveMode_SameScopeDuplicates_FirstByFileWins()
+    {
+        PeerAuthenticationModel[] policies = [Peer("default", "a", MtlsMode.Disable, file: "b.yaml"), Peer("default", "z", MtlsMode.Strict, file: "a.yaml")];
+
+        Assert.Equal(MtlsMode.Strict, InboundListenerTranslator.EffectiveMode(policies, "istio-system", Orders, 8080));
+    }
+
+    [Fact]
+    public void BuildListener_Strict_OneTlsChainRequiringClientCertificate()
+    {
+        var listener = InboundListenerTranslator.BuildListener("n", "10.0.0.5", 8080, MtlsMode.Strict, null, null);
+
+        var chain = Assert.Single(listener.FilterChains);
+        Assert.Equal("10.0.0.5", listener.Address.SocketAddress.Address);
+        Assert.Equal(8080u, listener.Address.SocketAddress.PortValue);
+        Assert.Equal("envoy.transport_sockets.tls", chain.TransportSocket.Name);
+        var tls = chain.TransportSocket.TypedConfig.Unpack<DownstreamTlsContext>();
+        Assert.True(tls.RequireClientCertificate);
+        Assert.Equal("default", tls.CommonTlsContext.TlsCertificateProviderInstance.InstanceName);
+        Assert.Equal("default", tls.CommonTlsContext.TlsCertificateProviderInstance.CertificateName);
+        Assert.Equal("ROOTCA", tls.CommonTlsContext.ValidationContext.CaCertificateProviderInstance.CertificateName);
+        var manager = chain.Filters[0].TypedConfig.Unpack<HttpConnectionManager>();
+        Assert.Equal(["envoy.filters.http.router"], manager.HttpFilters.Select(f => f.Name));
+        var route = Assert.Single(Assert.Single(manager.RouteConfig.VirtualHosts).Routes);
+        Assert.NotNull(route.NonForwardingAction);
+        Assert.Equal(string.Empty, route.Match.Prefix);
+    }
+
+    [Fact]
+    public void BuildListener_Permissive_TlsChainAndPlaintextChain()
+    {
+        var listener = InboundListenerTranslator.BuildListener("n", "10.0.0.5", 8080, MtlsMode.Permissive, null, null);
+
+        Assert.Equal(2, listener.FilterChains.Count);
+        Assert.Equal("tls", listener.FilterChains[0].FilterChainMatch.TransportProtocol);
+        Assert.NotNull(listener.FilterChains[0].TransportSocket);
+        Assert.Null(listener.FilterChains[1].TransportSocket);
+    }
+
+    [Fact]
+    public void BuildListener_Disable_OnePlaintextChain()
+    {
+        var listener = InboundListenerTranslator.BuildListener("n", "10.0.0.5", 8080, MtlsMode.Disable, null, null);
+
+        Assert.Null(Assert.Single(listener.FilterChains).TransportSocket);
+    }
+
+    [Fact]
+    public void Translate_WorkloadWithPolicies_InboundListenerPerPortWithDenyThenAllowThenRouter()
+    {
+        var deny = new AuthorizationPolicyModel("default", "deny-admin", null, AuthorizationAction.Deny,
+            [new AuthorizationRule([], [new RuleOperation([], [], ["/admin*"], [], [], [], [], [])], [])], "a.yaml", 1);
+        var allow = new AuthorizationPolicyModel("istio-system", "allow-nothing", null, AuthorizationAction.Allow, [], "a.yaml", 5);
+        var other = new AuthorizationPolicyModel("prod", "other", null, AuthorizationAction.Deny, [new AuthorizationRule([], [], [])], "a.yaml", 9);
+        var model = TestModels.Snapshot([TestModels.Service(selector: new Dictionary<string, string> { ["app"] = "orders" })], [Orders]);
+        model = model with { Config = model.Config with { AuthorizationPolicies = [deny, allow, other] } };
+
+        var snapshot = XdsTranslator.Translate(model, 1);
+
+        Assert.Equal(["xds.istio.io/grpc/lds/inbound/10.0.0.5:8080", "xds.istio.io/grpc/lds/inbound/10.0.0.5:8081"], snapshot.InboundListeners.Keys.Order(StringComparer.Ordinal));
+        var listener = snapshot.InboundListeners["xds.istio.io/grpc/lds/inbound/10.0.0.5:8080"].Resource.Unpack<Listener>();
+        var manager = listener.FilterChains[0].Filters[0].TypedConfig.Unpack<HttpConnectionManager>();
+        Assert.Equal(["envoy.filters.http.rbac", "envoy.filters.http.rbac", "envoy.filters.http.router"], manager.HttpFilters.Select(f => f.Name));
+        var denyRbac = manager.HttpFilters[0].TypedConfig.Unpack<HttpRbac>().Rules;
+        Assert.Equal(RBAC.Types.Action.Deny, denyRbac.Action);
+        Assert.Equal(["ns[default]-policy[deny-admin]-rule[0]"], denyRbac.Policies.Keys);
+        var allowRbac = manager.HttpFilters[1].TypedConfig.Unpack<HttpRbac>().Rules;
+        Assert.Equal(RBAC.Types.Action.Allow, allowRbac.Action);
+        Assert.Empty(allowRbac.Policies);
+    }
+
+    [Fact]
+    public void ListenerName_Ipv6_Bracketed() =>
+        Assert.Equal("xds.istio.io/grpc/lds/inbound/[::1]:80", InboundListenerTranslator.ListenerName("::1", 80));
+}
