@@ -84,8 +84,8 @@ public class CertificateServiceTests
         using var ec = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         using var rsa1024 = RSA.Create(1024);
         var valid = SecureHost.Csr(ec);
-        var der = CertificateRequest.LoadSigningRequestPem(valid, HashAlgorithmName.SHA256).CreateSigningRequest();
-        var tampered = (byte[])der.Clone();
+        var fields = PemEncoding.Find(valid);
+        var tampered = Convert.FromBase64String(valid[fields.Base64Data]);
         tampered[^5] ^= 0x55;
         return new()
         {

@@ -74,9 +74,14 @@ internal sealed class SecureHost : IAsyncDisposable
         {
             SslOptions = new SslClientAuthenticationOptions
             {
-                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                // Reuse the handshake's chain: its ExtraStore holds the intermediates the server sent.
+                RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
                 {
-                    using var chain = new X509Chain();
+                    if (chain is null)
+                    {
+                        return false;
+                    }
+
                     chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
                     chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
                     chain.ChainPolicy.CustomTrustStore.AddRange(roots);
