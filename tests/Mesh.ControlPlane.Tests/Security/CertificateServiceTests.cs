@@ -278,6 +278,34 @@ public class CertificateServiceTests
         Assert.Equal(System.Net.HttpStatusCode.NotFound, fromXds.StatusCode);
     }
 
+    [Fact]
+    public async Task SecurePort_Ads_ServesClustersOverTls()
+    {
+        const string yaml = """
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata:
+              name: payments
+            spec:
+              hosts: [payments]
+              ports:
+              - number: 50051
+                name: grpc
+                protocol: GRPC
+              endpoints:
+              - address: 127.0.0.2
+            """;
+        await using var cp = await SecureHost.StartAsync(files: ("payments.yaml", yaml));
+        await using var ads = new Integration.AdsTestClient(
+            new Mesh.Xds.Envoy.Service.Discovery.V3.AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(cp.SecureChannel()).StreamAggregatedResources());
+
+        await ads.SendAsync(Mesh.ControlPlane.Xds.TypeUrls.Cluster, [], Integration.AdsTestClient.Node());
+        var response = await ads.NextAsync();
+
+        Assert.Equal(Mesh.ControlPlane.Xds.TypeUrls.Cluster, response.TypeUrl);
+        Assert.Single(response.Resources);
+    }
+
     internal static void AssertChainsTo(X509Certificate2 leaf, X509Certificate2 root, X509Certificate2[] intermediates)
     {
         using var chain = new X509Chain();
