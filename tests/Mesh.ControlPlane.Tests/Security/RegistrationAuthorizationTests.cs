@@ -82,6 +82,8 @@ public class RegistrationAuthorizationTests
         Assert.StartsWith(
             "workload spiffe://cluster.local/ns/default/sa/evil may not register as an instance of orders.default.svc.cluster.local, which runs as spiffe://cluster.local/ns/default/sa/orders",
             ex.Status.Detail, StringComparison.Ordinal);
+        var leases = (Mesh.ControlPlane.Registry.WorkloadLeaseRegistry)cp.Host.Services.GetService(typeof(Mesh.ControlPlane.Registry.WorkloadLeaseRegistry))!;
+        Assert.Empty(leases.Workloads());
         Assert.Equal(0, await EndpointCountAsync(cp, "orders.default.svc.cluster.local"));
     }
 
