@@ -2,22 +2,26 @@ using System.Net;
 using Mesh.ControlPlane.Admin;
 using Mesh.ControlPlane.Configuration;
 using Mesh.ControlPlane.Registry;
+using Mesh.ControlPlane.Security;
 using Mesh.ControlPlane.Sources;
 using Mesh.ControlPlane.Xds;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Mesh.ControlPlane;
 
 /// <summary>Builds and runs the control plane; used by <c>Program.Main</c> and by in-process tests.</summary>
-internal sealed class ControlPlaneHost : IAsyncDisposable
+internal sealed partial class ControlPlaneHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
-    private ControlPlaneHost(WebApplication app, Uri xdsAddress, Uri adminAddress)
+    private ControlPlaneHost(WebApplication app, Uri xdsAddress, Uri adminAddress, Uri secureAddress)
     {
         _app = app;
         XdsAddress = xdsAddress;
         AdminAddress = adminAddress;
+        SecureAddress = secureAddress;
     }
 
     /// <summary>The bound ADS + registry address (real port when 0 was configured).</summary>
@@ -26,9 +30,12 @@ internal sealed class ControlPlaneHost : IAsyncDisposable
     /// <summary>The bound admin address (real port when 0 was configured).</summary>
     public Uri AdminAddress { get; }
 
+    /// <summary>The bound TLS address serving ADS, the registry and the CA (real port when 0 was configured).</summary>
+    public Uri SecureAddress { get; }
+
     public IServiceProvider Services => _app.Services;
 
-    public string ReadyLine => $"Mesh control plane ready: xds={Format(XdsAddress)} admin={Format(AdminAddress)}";
+    public string ReadyLine => $"Mesh control plane ready: xds={Format(XdsAddress)} admin={Format(AdminAddress)} secure={Format(SecureAddress)}";
 
     /// <summary>Validates configuration, binds both ports, loads the config folder and starts serving.</summary>
     public static async Task<ControlPlaneHost> StartAsync(string[] args, Action<IServiceCollection>? configureServices = null, CancellationToken cancellationToken = default)
@@ -38,8 +45,20 @@ internal sealed class ControlPlaneHost : IAsyncDisposable
 
         ListenOptions? xdsListen = null;
         ListenOptions? adminListen = null;
+        ListenOptions? secureListen = null;
+        ServerCertificateProvider? serverCertificates = null;
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
+            kestrel.Listen(ControlPlaneOptions.BindAddress(options.SecureAddress), options.SecureAddress.Port, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http2;
+                listen.UseHttps(new TlsHandshakeCallbackOptions
+                {
+                    // Called per handshake, so a renewed server certificate is used without a restart.
+                    OnConnection = _ => ValueTask.FromResult(serverCertificates!.CreateSslOptions()),
+                });
+                secureListen = listen;
+            });
             kestrel.Listen(ControlPlaneOptions.BindAddress(options.XdsAddress), options.XdsAddress.Port, listen =>
             {
                 listen.Protocols = HttpProtocols.Http2;
@@ -65,6 +84,13 @@ internal sealed class ControlPlaneHost : IAsyncDisposable
         services.AddSingleton<XdsPublisher>();
         services.AddSingleton<AdsService>();
         services.AddSingleton<WorkloadRegistryService>();
+        services.AddSingleton(sp => CertificateAuthority.Load(options, sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => BootstrapTokens.Load(options, sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<ServerCertificateProvider>();
+        services.AddSingleton<CertificateService>();
+        services.AddSingleton<CallerAuthentication>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<ICallerAuthenticator, ClientCertificateAuthenticator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<ICallerAuthenticator, BootstrapTokenAuthenticator>());
         services.AddHostedService(sp => sp.GetRequiredService<ConfigDirectoryWatcher>());
         services.AddHostedService(sp => sp.GetRequiredService<XdsPublisher>());
         services.AddHostedService<LeaseExpiryService>();
@@ -72,6 +98,14 @@ internal sealed class ControlPlaneHost : IAsyncDisposable
         configureServices?.Invoke(services);
 
         var app = builder.Build();
+
+        // Load the CA and token key before binding: a bad CA setup must fail startup, not the first handshake.
+        var ca = app.Services.GetRequiredService<CertificateAuthority>();
+        app.Services.GetRequiredService<BootstrapTokens>();
+        serverCertificates = app.Services.GetRequiredService<ServerCertificateProvider>();
+        _ = serverCertificates.Current;
+        var startupLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<ControlPlaneHost>();
+        LogCaReady(startupLogger, ca.CreatedRoot ? "created" : "loaded", ca.SigningCertificate.Subject, ca.Roots.Count);
         var store = app.Services.GetRequiredService<ConfigStore>();
         var registry = app.Services.GetRequiredService<WorkloadLeaseRegistry>();
         registry.Changed += () => store.SetRegistrations(registry.Workloads());
@@ -79,6 +113,7 @@ internal sealed class ControlPlaneHost : IAsyncDisposable
 
         app.MapGrpcService<AdsService>();
         app.MapGrpcService<WorkloadRegistryService>();
+        app.MapGrpcService<CertificateService>();
         AdminEndpoints.Map(app, () => adminListen?.IPEndPoint?.Port ?? options.AdminAddress.Port);
 
         await app.StartAsync(cancellationToken);
@@ -86,7 +121,8 @@ internal sealed class ControlPlaneHost : IAsyncDisposable
 
         var xds = Bound(options.XdsAddress, xdsListen);
         var admin = Bound(options.AdminAddress, adminListen);
-        return new ControlPlaneHost(app, xds, admin);
+        var secure = Bound(options.SecureAddress, secureListen);
+        return new ControlPlaneHost(app, xds, admin, secure);
     }
 
     public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => _app.WaitForShutdownAsync(cancellationToken);
@@ -106,4 +142,7 @@ internal sealed class ControlPlaneHost : IAsyncDisposable
     }
 
     private static string Format(Uri uri) => uri.GetLeftPart(UriPartial.Authority);
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "CA {Action}: signing with '{Subject}', trust bundle holds {RootCount} root(s)")]
+    private static partial void LogCaReady(ILogger logger, string action, string subject, int rootCount);
 }

@@ -1,9 +1,16 @@
+using Mesh.ControlPlane.Security;
+
 namespace Mesh.ControlPlane;
 
 internal static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "token")
+        {
+            return TokenCommand.Run(args[1..], Console.Out, Console.Error);
+        }
+
         ControlPlaneHost host;
         try
         {

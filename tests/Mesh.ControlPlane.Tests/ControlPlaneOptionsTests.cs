@@ -16,6 +16,11 @@ public class ControlPlaneOptionsTests
         Assert.Equal(new Uri("http://127.0.0.1:15014"), options.AdminAddress);
         Assert.Equal(TimeSpan.FromSeconds(10), options.LeaseTtl);
         Assert.Equal(TimeSpan.FromMilliseconds(100), options.DebounceInterval);
+        Assert.Equal(new Uri("https://127.0.0.1:15012"), options.SecureAddress);
+        Assert.Equal("cluster.local", options.TrustDomain);
+        Assert.True(options.PlaintextRegistration);
+        Assert.Equal(TimeSpan.FromHours(24), options.Ca.DefaultTtl);
+        Assert.Equal(TimeSpan.FromDays(90), options.Ca.MaxTtl);
     }
 
     [Theory]
@@ -25,6 +30,12 @@ public class ControlPlaneOptionsTests
     [InlineData("LeaseTtl", "00:00:00.5", "ControlPlane:LeaseTtl must be a TimeSpan")]
     [InlineData("DebounceInterval", "fast", "ControlPlane:DebounceInterval must be a TimeSpan")]
     [InlineData("NodeIdentifier", "x", "ControlPlane:NodeIdentifier is not a known setting")]
+    [InlineData("SecureAddress", "http://127.0.0.1:15012", "ControlPlane:SecureAddress must be an absolute https URI like https://127.0.0.1:15012")]
+    [InlineData("TrustDomain", "Cluster.Local", "ControlPlane:TrustDomain must be a SPIFFE trust domain")]
+    [InlineData("PlaintextRegistration", "yes", "ControlPlane:PlaintextRegistration must be true or false")]
+    [InlineData("Ca:CertificateFile", "ca.pem", "ControlPlane:Ca:CertificateFile and ControlPlane:Ca:KeyFile must be set together")]
+    [InlineData("Ca:MaxTtl", "1000.00:00:00", "ControlPlane:Ca:MaxTtl must be a TimeSpan")]
+    [InlineData("Ca:Bundle", "x", "ControlPlane:Ca:Bundle is not a known setting")]
     public void Load_InvalidValue_FailsNamingTheKey(string key, string value, string expected)
     {
         var ex = Assert.Throws<InvalidOperationException>(() => ControlPlaneOptions.Load(Config((key, value))));

@@ -1,7 +1,7 @@
 namespace Mesh.Samples.Processes;
 
 /// <summary>A started control plane process and the addresses it printed in its ready line.</summary>
-public sealed record ControlPlaneProcess(ChildProcess Process, Uri XdsAddress, Uri AdminAddress);
+public sealed record ControlPlaneProcess(ChildProcess Process, Uri XdsAddress, Uri AdminAddress, Uri SecureAddress);
 
 /// <summary>A started mesh workload process and the address Kestrel listens on.</summary>
 public sealed record WorkloadProcess(ChildProcess Process, string Service, string Instance, Uri Address);
@@ -21,6 +21,7 @@ public static class MeshProcesses
         string stateDirectory,
         int xdsPort = 0,
         int adminPort = 0,
+        int securePort = 0,
         IEnumerable<string>? extraArgs = null,
         Action<string, string>? echo = null)
     {
@@ -30,13 +31,14 @@ public static class MeshProcesses
             $"--ControlPlane:StateDirectory={stateDirectory}",
             $"--ControlPlane:XdsAddress=http://127.0.0.1:{xdsPort}",
             $"--ControlPlane:AdminAddress=http://127.0.0.1:{adminPort}",
+            $"--ControlPlane:SecureAddress=https://127.0.0.1:{securePort}",
             .. extraArgs ?? [],
         ];
         var process = ChildProcess.StartDotnet("control-plane", dllPath, args, echo: echo);
         try
         {
-            var ready = await process.WaitForLineAsync(@"Mesh control plane ready: xds=(\S+) admin=(\S+)", StartTimeout).ConfigureAwait(false);
-            return new ControlPlaneProcess(process, new Uri(ready.Groups[1].Value), new Uri(ready.Groups[2].Value));
+            var ready = await process.WaitForLineAsync(@"Mesh control plane ready: xds=(\S+) admin=(\S+) secure=(\S+)", StartTimeout).ConfigureAwait(false);
+            return new ControlPlaneProcess(process, new Uri(ready.Groups[1].Value), new Uri(ready.Groups[2].Value), new Uri(ready.Groups[3].Value));
         }
         catch
         {

@@ -1,7 +1,9 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Registry;
+using Mesh.ControlPlane.Security;
 using Mesh.ControlPlane.Sources;
 using Mesh.ControlPlane.Xds;
 
@@ -29,6 +31,12 @@ internal sealed record EndpointDump(
     string? LeaseId,
     DateTimeOffset? LeaseExpires);
 
+internal sealed record TokenRequest(string? Namespace, string? ServiceAccount, string? Ttl);
+
+internal sealed record TokenResponse(string Token, DateTimeOffset Expires);
+
+internal sealed record TokenError(string Error);
+
 internal sealed record ConfigErrorDump(string File, int Line, string Message, string Severity);
 
 /// <summary>The admin HTTP API: readiness and debug dumps.</summary>
@@ -46,6 +54,11 @@ internal static class AdminEndpoints
         var admin = endpoints.MapGroup(string.Empty).AddEndpointFilter(async (context, next) =>
             context.HttpContext.Connection.LocalPort == adminPort() ? await next(context) : Results.NotFound());
         MapRoutes(admin);
+
+        // The trust bundle is public: served on the admin port and on the TLS port, never on plaintext xDS.
+        endpoints.MapGet("/ca/bundle.pem", (CertificateAuthority ca) => Results.Text(ca.BundlePem, "application/x-pem-file"))
+            .AddEndpointFilter(async (context, next) =>
+                context.HttpContext.Connection.LocalPort == adminPort() || context.HttpContext.Request.IsHttps ? await next(context) : Results.NotFound());
     }
 
     private static void MapRoutes(IEndpointRouteBuilder endpoints)
@@ -55,6 +68,39 @@ internal static class AdminEndpoints
         endpoints.MapGet("/debug/config_dump", (ConfigStore store, XdsPublisher publisher, AdsService ads, WorkloadLeaseRegistry registry) =>
             Results.Json(Dump(store, publisher, ads, registry), JsonOptions));
         endpoints.MapGet("/debug/clients", (AdsService ads) => Results.Json(ads.Clients(), JsonOptions));
+        endpoints.MapPost("/tokens", MintToken);
+    }
+
+    private static async Task<IResult> MintToken(HttpContext context, BootstrapTokens tokens)
+    {
+        TokenRequest? request;
+        try
+        {
+            request = await context.Request.ReadFromJsonAsync<TokenRequest>(JsonOptions, context.RequestAborted);
+        }
+        catch (JsonException ex)
+        {
+            return Results.BadRequest(new TokenError($"body must be JSON like {{\"namespace\":\"default\",\"serviceAccount\":\"orders\",\"ttl\":\"01:00:00\"}} ({ex.Message})"));
+        }
+        catch (InvalidOperationException ex)
+        {
+            return Results.BadRequest(new TokenError($"body must be application/json ({ex.Message})"));
+        }
+
+        var ttl = BootstrapTokens.DefaultTtl;
+        if (request?.Ttl is not null && !TimeSpan.TryParse(request.Ttl, CultureInfo.InvariantCulture, out ttl))
+        {
+            return Results.BadRequest(new TokenError($"ttl '{request.Ttl}' must be a TimeSpan like 01:00:00 (at most 24:00:00)"));
+        }
+
+        var error = BootstrapTokens.ValidateRequest(request?.Namespace, request?.ServiceAccount, ttl);
+        if (error is not null)
+        {
+            return Results.BadRequest(new TokenError(error));
+        }
+
+        var (token, expires) = tokens.Mint(request!.Namespace!, request.ServiceAccount!, ttl);
+        return Results.Json(new TokenResponse(token, expires), JsonOptions);
     }
 
     public static ConfigDump Dump(ConfigStore store, XdsPublisher publisher, AdsService ads, WorkloadLeaseRegistry registry)

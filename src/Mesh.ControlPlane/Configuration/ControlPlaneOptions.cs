@@ -14,12 +14,23 @@ internal sealed class ControlPlaneOptions
     public Uri AdminAddress { get; set; } = new("http://127.0.0.1:15014");
     public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
     public TimeSpan DebounceInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+    public Uri SecureAddress { get; set; } = new("https://127.0.0.1:15012");
+    public string TrustDomain { get; set; } = "cluster.local";
+
+    /// <summary>Serve WorkloadRegistry on the plaintext XdsAddress too (unauthenticated, as before the CA existed).</summary>
+    public bool PlaintextRegistration { get; set; } = true;
+
+    public CaOptions Ca { get; set; } = new();
 
     /// <summary>Istio root namespace: PeerAuthentication/AuthorizationPolicy here without a selector are mesh-wide.</summary>
     public string RootNamespace { get; set; } = Model.SecurityScopes.DefaultRootNamespace;
 
     private static readonly string[] KnownKeys =
-        [nameof(ConfigDirectory), nameof(StateDirectory), nameof(XdsAddress), nameof(AdminAddress), nameof(LeaseTtl), nameof(DebounceInterval), nameof(RootNamespace)];
+        [nameof(ConfigDirectory), nameof(StateDirectory), nameof(XdsAddress), nameof(AdminAddress), nameof(LeaseTtl), nameof(DebounceInterval),
+         nameof(SecureAddress), nameof(TrustDomain), nameof(PlaintextRegistration), nameof(Ca), nameof(RootNamespace)];
+
+    private static readonly string[] KnownCaKeys =
+        [nameof(CaOptions.CertificateFile), nameof(CaOptions.KeyFile), nameof(CaOptions.ChainFile), nameof(CaOptions.ExtraRootsFile), nameof(CaOptions.DefaultTtl), nameof(CaOptions.MaxTtl)];
 
     /// <summary>Reads and validates the section; every problem is reported, each naming its key.</summary>
     public static ControlPlaneOptions Load(IConfiguration configuration)
@@ -41,6 +52,7 @@ internal sealed class ControlPlaneOptions
         options.StateDirectory = ReadDirectory(section, nameof(StateDirectory), options.StateDirectory, errors);
         options.XdsAddress = ReadAddress(section, nameof(XdsAddress), options.XdsAddress, "http://127.0.0.1:15010", errors);
         options.AdminAddress = ReadAddress(section, nameof(AdminAddress), options.AdminAddress, "http://127.0.0.1:15014", errors);
+        options.SecureAddress = ReadAddress(section, nameof(SecureAddress), options.SecureAddress, "https://127.0.0.1:15012", errors, Uri.UriSchemeHttps);
         options.LeaseTtl = ReadDuration(section, nameof(LeaseTtl), options.LeaseTtl, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5), errors);
         options.DebounceInterval = ReadDuration(section, nameof(DebounceInterval), options.DebounceInterval, TimeSpan.Zero, TimeSpan.FromSeconds(10), errors);
         if (section[nameof(RootNamespace)] is { } rootNamespace)
@@ -55,10 +67,34 @@ internal sealed class ControlPlaneOptions
             }
         }
 
-        if (errors.Count == 0 && options.XdsAddress.Port != 0 && options.XdsAddress.Port == options.AdminAddress.Port
-            && string.Equals(options.XdsAddress.Host, options.AdminAddress.Host, StringComparison.OrdinalIgnoreCase))
+        options.PlaintextRegistration = ReadBool(section, nameof(PlaintextRegistration), options.PlaintextRegistration, errors);
+
+        var trustDomain = section[nameof(TrustDomain)];
+        if (trustDomain is not null)
         {
-            errors.Add($"{SectionName}:AdminAddress must use a different port than {SectionName}:XdsAddress");
+            if (Security.SpiffeId.IsTrustDomain(trustDomain))
+            {
+                options.TrustDomain = trustDomain;
+            }
+            else
+            {
+                errors.Add($"{SectionName}:{nameof(TrustDomain)} must be a SPIFFE trust domain like cluster.local: lowercase letters, digits, '.', '-', '_' (got '{trustDomain}')");
+            }
+        }
+
+        ReadCa(section.GetSection(nameof(Ca)), options.Ca, errors);
+
+        var addresses = new (string Key, Uri Uri)[] { (nameof(XdsAddress), options.XdsAddress), (nameof(AdminAddress), options.AdminAddress), (nameof(SecureAddress), options.SecureAddress) };
+        for (var i = 0; i < addresses.Length && errors.Count == 0; i++)
+        {
+            for (var j = i + 1; j < addresses.Length; j++)
+            {
+                if (addresses[i].Uri.Port != 0 && addresses[i].Uri.Port == addresses[j].Uri.Port
+                    && string.Equals(addresses[i].Uri.Host, addresses[j].Uri.Host, StringComparison.OrdinalIgnoreCase))
+                {
+                    errors.Add($"{SectionName}:{addresses[j].Key} must use a different port than {SectionName}:{addresses[i].Key}");
+                }
+            }
         }
 
         if (errors.Count > 0)
@@ -90,7 +126,57 @@ internal sealed class ControlPlaneOptions
         return value;
     }
 
-    private static Uri ReadAddress(IConfigurationSection section, string key, Uri fallback, string example, List<string> errors)
+    private static void ReadCa(IConfigurationSection section, CaOptions ca, List<string> errors)
+    {
+        var prefix = $"{SectionName}:{nameof(Ca)}";
+        foreach (var child in section.GetChildren())
+        {
+            if (!KnownCaKeys.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
+            {
+                errors.Add($"{prefix}:{child.Key} is not a known setting; known settings are {string.Join(", ", KnownCaKeys)}");
+            }
+        }
+
+        ca.CertificateFile = ReadFile(section, nameof(CaOptions.CertificateFile), prefix, errors);
+        ca.KeyFile = ReadFile(section, nameof(CaOptions.KeyFile), prefix, errors);
+        ca.ChainFile = ReadFile(section, nameof(CaOptions.ChainFile), prefix, errors);
+        ca.ExtraRootsFile = ReadFile(section, nameof(CaOptions.ExtraRootsFile), prefix, errors);
+        ca.DefaultTtl = ReadDuration(section, nameof(CaOptions.DefaultTtl), ca.DefaultTtl, TimeSpan.FromMinutes(1), TimeSpan.FromDays(365), errors, prefix);
+        ca.MaxTtl = ReadDuration(section, nameof(CaOptions.MaxTtl), ca.MaxTtl, TimeSpan.FromMinutes(1), TimeSpan.FromDays(365), errors, prefix);
+        if ((ca.CertificateFile is null) != (ca.KeyFile is null))
+        {
+            errors.Add($"{prefix}:{nameof(CaOptions.CertificateFile)} and {prefix}:{nameof(CaOptions.KeyFile)} must be set together (a supplied signing CA needs both its certificate and its private key)");
+        }
+
+        if (ca.ChainFile is not null && ca.CertificateFile is null)
+        {
+            errors.Add($"{prefix}:{nameof(CaOptions.ChainFile)} needs {prefix}:{nameof(CaOptions.CertificateFile)} and {prefix}:{nameof(CaOptions.KeyFile)}");
+        }
+
+        if (ca.DefaultTtl > ca.MaxTtl)
+        {
+            errors.Add($"{prefix}:{nameof(CaOptions.DefaultTtl)} ({ca.DefaultTtl.ToString("c", CultureInfo.InvariantCulture)}) must not exceed {prefix}:{nameof(CaOptions.MaxTtl)} ({ca.MaxTtl.ToString("c", CultureInfo.InvariantCulture)})");
+        }
+    }
+
+    private static string? ReadFile(IConfigurationSection section, string key, string prefix, List<string> errors)
+    {
+        var value = section[key];
+        if (value is null)
+        {
+            return null;
+        }
+
+        if (string.IsNullOrWhiteSpace(value) || value.IndexOfAny(Path.GetInvalidPathChars()) >= 0)
+        {
+            errors.Add($"{prefix}:{key} must be a file path");
+            return null;
+        }
+
+        return value;
+    }
+
+    private static bool ReadBool(IConfigurationSection section, string key, bool fallback, List<string> errors)
     {
         var value = section[key];
         if (value is null)
@@ -98,18 +184,35 @@ internal sealed class ControlPlaneOptions
             return fallback;
         }
 
-        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp
+        if (!bool.TryParse(value, out var result))
+        {
+            errors.Add($"{SectionName}:{key} must be true or false (got '{value}')");
+            return fallback;
+        }
+
+        return result;
+    }
+
+    private static Uri ReadAddress(IConfigurationSection section, string key, Uri fallback, string example, List<string> errors, string scheme = "http")
+    {
+        var value = section[key];
+        if (value is null)
+        {
+            return fallback;
+        }
+
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme != scheme
             || uri.AbsolutePath != "/" || !string.IsNullOrEmpty(uri.Query) || !string.IsNullOrEmpty(uri.UserInfo)
             || !(uri.IsLoopback || IPAddress.TryParse(uri.Host, out _)) || value.EndsWith(':'))
         {
-            errors.Add($"{SectionName}:{key} must be an absolute http URI like {example} whose host is an IP address or localhost (got '{value}')");
+            errors.Add($"{SectionName}:{key} must be an absolute {scheme} URI like {example} whose host is an IP address or localhost (got '{value}')");
             return fallback;
         }
 
         return uri;
     }
 
-    private static TimeSpan ReadDuration(IConfigurationSection section, string key, TimeSpan fallback, TimeSpan min, TimeSpan max, List<string> errors)
+    private static TimeSpan ReadDuration(IConfigurationSection section, string key, TimeSpan fallback, TimeSpan min, TimeSpan max, List<string> errors, string prefix = SectionName)
     {
         var value = section[key];
         if (value is null)
@@ -119,10 +222,21 @@ internal sealed class ControlPlaneOptions
 
         if (!TimeSpan.TryParse(value, CultureInfo.InvariantCulture, out var duration) || duration < min || duration > max)
         {
-            errors.Add($"{SectionName}:{key} must be a TimeSpan like {fallback.ToString("c", CultureInfo.InvariantCulture)} between {min.ToString("c", CultureInfo.InvariantCulture)} and {max.ToString("c", CultureInfo.InvariantCulture)} (got '{value}')");
+            errors.Add($"{prefix}:{key} must be a TimeSpan like {fallback.ToString("c", CultureInfo.InvariantCulture)} between {min.ToString("c", CultureInfo.InvariantCulture)} and {max.ToString("c", CultureInfo.InvariantCulture)} (got '{value}')");
             return fallback;
         }
 
         return duration;
     }
+}
+
+/// <summary>Settings of <c>ControlPlane:Ca</c>. Without CertificateFile/KeyFile a self-signed root is made in StateDirectory/ca.</summary>
+internal sealed class CaOptions
+{
+    public string? CertificateFile { get; set; }
+    public string? KeyFile { get; set; }
+    public string? ChainFile { get; set; }
+    public string? ExtraRootsFile { get; set; }
+    public TimeSpan DefaultTtl { get; set; } = TimeSpan.FromHours(24);
+    public TimeSpan MaxTtl { get; set; } = TimeSpan.FromDays(90);
 }

@@ -38,7 +38,12 @@ internal sealed record ServiceEntryModel(
     ImmutableArray<ServicePort> Ports,
     ImmutableSortedDictionary<string, string>? WorkloadSelector,
     ImmutableArray<WorkloadInstance> StaticEndpoints,
-    string Resolution);
+    string Resolution,
+    ImmutableArray<string> SubjectAltNames = default)
+{
+    /// <summary>Istio's <c>spec.subjectAltNames</c>: the SPIFFE IDs the service's workloads run as (empty = unset).</summary>
+    public ImmutableArray<string> SubjectAltNames { get; init; } = SubjectAltNames.IsDefault ? [] : SubjectAltNames;
+}
 
 internal sealed record DestinationRuleModel(string Namespace, string Name, string Host, LoadBalancerKind LoadBalancer);
 

@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Net;
 using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Security;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
@@ -375,7 +376,29 @@ internal static partial class YamlConfigLoader
             }
         }
 
-        return new ServiceEntryModel(ns, name, [.. hosts], [.. ports], selector, [.. endpoints], resolution);
+        var subjectAltNames = new List<string>();
+        var sansNode = ctx.Sequence(Child(spec, "subjectAltNames"), spec, "spec.subjectAltNames", required: false);
+        if (sansNode is not null)
+        {
+            for (var i = 0; i < sansNode.Children.Count; i++)
+            {
+                var san = ctx.String(sansNode.Children[i], $"spec.subjectAltNames[{i}]");
+                if (san is null)
+                {
+                    ctx.Error(sansNode.Children[i], $"spec.subjectAltNames[{i}]", "is required");
+                }
+                else if (!SpiffeId.TryValidate(san, out var reason))
+                {
+                    ctx.Error(sansNode.Children[i], $"spec.subjectAltNames[{i}]", $"{reason}; use a SPIFFE ID like spiffe://cluster.local/ns/{ns}/sa/{name}");
+                }
+                else
+                {
+                    subjectAltNames.Add(san);
+                }
+            }
+        }
+
+        return new ServiceEntryModel(ns, name, [.. hosts], [.. ports], selector, [.. endpoints], resolution, [.. subjectAltNames]);
     }
 
     private static WorkloadInstance ParseWorkload(ResourceContext ctx, YamlMappingNode spec, string path, string ns, string name)

@@ -60,7 +60,7 @@ public class AdsIntegrationTests
     {
         await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
 
-        var match = Regex.Match(cp.Host.ReadyLine, @"^Mesh control plane ready: xds=(\S+) admin=(\S+)$");
+        var match = Regex.Match(cp.Host.ReadyLine, @"^Mesh control plane ready: xds=(\S+) admin=(\S+) secure=(\S+)$");
         Assert.True(match.Success, cp.Host.ReadyLine);
         Assert.Equal(cp.Host.XdsAddress.GetLeftPart(UriPartial.Authority), match.Groups[1].Value);
         Assert.NotEqual(0, cp.Host.XdsAddress.Port);

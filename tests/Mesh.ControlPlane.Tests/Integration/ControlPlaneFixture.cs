@@ -42,6 +42,7 @@ internal sealed class ControlPlaneFixture : IAsyncDisposable
             $"--ControlPlane:StateDirectory={Path.Combine(root, "state")}",
             "--ControlPlane:XdsAddress=http://127.0.0.1:0",
             "--ControlPlane:AdminAddress=http://127.0.0.1:0",
+            "--ControlPlane:SecureAddress=https://127.0.0.1:0",
             "--ControlPlane:DebounceInterval=00:00:00.020",
             "--Logging:LogLevel:Default=Warning",
         ]);

@@ -66,6 +66,29 @@ public sealed class YamlConfigLoaderTests : IDisposable
     }
 
     [Fact]
+    public void Load_SubjectAltNames_ReadAndInvalidOnesReportedWithPath()
+    {
+        var yaml = Orders.Replace("""
+          workloadSelector:
+            labels: {app: orders}
+        """, """
+          workloadSelector:
+            labels: {app: orders}
+          subjectAltNames:
+          - spiffe://cluster.local/ns/default/sa/orders
+          - https://orders.example.com
+        """, StringComparison.Ordinal);
+
+        var bad = YamlConfigLoader.Load([("orders.yaml", yaml)]);
+        var good = YamlConfigLoader.Load([("orders.yaml", yaml.Replace("https://orders.example.com", "spiffe://cluster.local/ns/default/sa/orders-v2", StringComparison.Ordinal))]);
+
+        var error = Assert.Single(bad.Errors);
+        Assert.Contains("ServiceEntry default/orders: spec.subjectAltNames[1]: 'https://orders.example.com' must start with spiffe://", error.Message, StringComparison.Ordinal);
+        Assert.Empty(good.Errors);
+        Assert.Equal(["spiffe://cluster.local/ns/default/sa/orders", "spiffe://cluster.local/ns/default/sa/orders-v2"], good.Config.ServiceEntries[0].SubjectAltNames.ToArray());
+    }
+
+    [Fact]
     public void Load_BadIndentation_ReportsFileAndLine()
     {
         var yaml = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: orders\n spec: {}\n";

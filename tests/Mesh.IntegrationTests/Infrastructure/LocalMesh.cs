@@ -47,7 +47,7 @@ internal sealed class LocalMesh : IAsyncDisposable
         File.Copy(DemoServicesYaml, Path.Combine(mesh.ConfigDirectory, "services.yaml"));
         try
         {
-            mesh.ControlPlane = await mesh.StartControlPlaneAsync(fixedPorts ? FreePort() : 0, fixedPorts ? FreePort() : 0);
+            mesh.ControlPlane = await mesh.StartControlPlaneAsync(fixedPorts ? FreePort() : 0, fixedPorts ? FreePort() : 0, fixedPorts ? FreePort() : 0);
         }
         catch
         {
@@ -94,6 +94,7 @@ internal sealed class LocalMesh : IAsyncDisposable
     {
         var xdsPort = ControlPlane.XdsAddress.Port;
         var adminPort = ControlPlane.AdminAddress.Port;
+        var securePort = ControlPlane.SecureAddress.Port;
         if (kill)
         {
             await ControlPlane.Process.KillAsync();
@@ -104,7 +105,7 @@ internal sealed class LocalMesh : IAsyncDisposable
         }
 
         Dump(ControlPlane.Process);
-        ControlPlane = await StartControlPlaneAsync(xdsPort, adminPort);
+        ControlPlane = await StartControlPlaneAsync(xdsPort, adminPort, securePort);
     }
 
     public async Task<JsonDocument> ConfigDumpAsync() =>
@@ -172,8 +173,8 @@ internal sealed class LocalMesh : IAsyncDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private Task<ControlPlaneProcess> StartControlPlaneAsync(int xdsPort, int adminPort) =>
-        MeshProcesses.StartControlPlaneAsync(Repository.App("Mesh.ControlPlane"), ConfigDirectory, StateDirectory, xdsPort, adminPort, _controlPlaneArgs);
+    private Task<ControlPlaneProcess> StartControlPlaneAsync(int xdsPort, int adminPort, int securePort) =>
+        MeshProcesses.StartControlPlaneAsync(Repository.App("Mesh.ControlPlane"), ConfigDirectory, StateDirectory, xdsPort, adminPort, securePort, _controlPlaneArgs);
 
     private void Dump(ChildProcess process)
     {

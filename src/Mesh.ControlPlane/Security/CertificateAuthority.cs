@@ -1,0 +1,427 @@
+using System.Formats.Asn1;
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using Mesh.ControlPlane.Configuration;
+
+namespace Mesh.ControlPlane.Security;
+
+/// <summary>
+/// The mesh CA: a self-signed root kept in StateDirectory/ca, or a supplied signing CA. Issues
+/// X.509-SVIDs for authenticated identities and validates workload certificates against the bundle.
+/// </summary>
+internal sealed class CertificateAuthority : IDisposable
+{
+    public const string RsaOid = "1.2.840.113549.1.1.1";
+    public const string EcOid = "1.2.840.10045.2.1";
+    public static readonly TimeSpan ClockSkew = TimeSpan.FromMinutes(2);
+    public static readonly TimeSpan RootLifetime = TimeSpan.FromDays(3650);
+    private static readonly Oid ServerAuth = new("1.3.6.1.5.5.7.3.1");
+    private static readonly Oid ClientAuth = new("1.3.6.1.5.5.7.3.2");
+    private const string SanOid = "2.5.29.17";
+
+    private readonly X509Certificate2 _signing;
+    private readonly X509SignatureGenerator _generator;
+    private readonly IDisposable _signingKey;
+    private readonly TimeProvider _time;
+
+    private CertificateAuthority(
+        X509Certificate2 signing, IReadOnlyList<X509Certificate2> chainAfterLeaf, IReadOnlyList<X509Certificate2> roots,
+        string trustDomain, CaOptions options, TimeProvider time, bool createdRoot)
+    {
+        _signing = signing;
+        _time = time;
+        ChainAfterLeaf = chainAfterLeaf;
+        Roots = roots;
+        TrustDomain = trustDomain;
+        DefaultTtl = options.DefaultTtl;
+        MaxTtl = options.MaxTtl;
+        CreatedRoot = createdRoot;
+        if (signing.GetECDsaPrivateKey() is { } ec)
+        {
+            _signingKey = ec;
+            _generator = X509SignatureGenerator.CreateForECDsa(ec);
+        }
+        else if (signing.GetRSAPrivateKey() is { } rsa)
+        {
+            _signingKey = rsa;
+            _generator = X509SignatureGenerator.CreateForRSA(rsa, RSASignaturePadding.Pkcs1);
+        }
+        else
+        {
+            throw new InvalidOperationException($"CA certificate {signing.Subject} has no ECDSA or RSA private key; supply one with ControlPlane:Ca:KeyFile.");
+        }
+
+        Intermediates = [.. chainAfterLeaf.Take(chainAfterLeaf.Count - 1)];
+        BundlePem = string.Concat(roots.Select(ToPem));
+    }
+
+    public string TrustDomain { get; }
+
+    public TimeSpan DefaultTtl { get; }
+
+    public TimeSpan MaxTtl { get; }
+
+    /// <summary>True when this start made a new self-signed root.</summary>
+    public bool CreatedRoot { get; }
+
+    public X509Certificate2 SigningCertificate => _signing;
+
+    /// <summary>What follows a leaf in a response: the signing CA and its intermediates, ending with the root.</summary>
+    public IReadOnlyList<X509Certificate2> ChainAfterLeaf { get; }
+
+    public IReadOnlyList<X509Certificate2> Intermediates { get; }
+
+    /// <summary>The trust bundle: the signing root plus ControlPlane:Ca:ExtraRootsFile.</summary>
+    public IReadOnlyList<X509Certificate2> Roots { get; }
+
+    public string BundlePem { get; }
+
+    public static string RootCertPath(ControlPlaneOptions options) => Path.Combine(Path.GetFullPath(options.StateDirectory), "ca", "root-cert.pem");
+
+    public static string RootKeyPath(ControlPlaneOptions options) => Path.Combine(Path.GetFullPath(options.StateDirectory), "ca", "root-key.pem");
+
+    public static string ToPem(X509Certificate2 certificate) => PemEncoding.WriteString("CERTIFICATE", certificate.RawData) + "\n";
+
+    /// <summary>Loads (or on first start creates) the signing CA; every problem names the file and the fix.</summary>
+    public static CertificateAuthority Load(ControlPlaneOptions options, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(time);
+        var ca = options.Ca;
+        var now = time.GetUtcNow();
+        X509Certificate2 signing;
+        List<X509Certificate2> chainAfterLeaf;
+        var created = false;
+        if (ca.CertificateFile is not null && ca.KeyFile is not null)
+        {
+            signing = LoadSupplied(ca.CertificateFile, ca.KeyFile);
+            var chain = ca.ChainFile is null ? [] : LoadCertificates(ca.ChainFile, "ControlPlane:Ca:ChainFile");
+            chainAfterLeaf = IsSelfSigned(signing) ? [signing] : [signing, .. chain];
+            if (!IsSelfSigned(chainAfterLeaf[^1]))
+            {
+                throw new InvalidOperationException(
+                    $"ControlPlane:Ca:CertificateFile {ca.CertificateFile} is not self-signed, so ControlPlane:Ca:ChainFile must list its intermediates and end with the self-signed root (got {(ca.ChainFile is null ? "no ChainFile" : $"a chain ending with {chainAfterLeaf[^1].Subject}")}).");
+            }
+        }
+        else
+        {
+            (signing, created) = LoadOrCreateRoot(options, now);
+            chainAfterLeaf = [signing];
+        }
+
+        var root = chainAfterLeaf[^1];
+        foreach (var certificate in chainAfterLeaf)
+        {
+            CheckCa(certificate, "CA certificate", now);
+        }
+
+        var roots = new List<X509Certificate2> { root };
+        if (ca.ExtraRootsFile is not null)
+        {
+            foreach (var extra in LoadCertificates(ca.ExtraRootsFile, "ControlPlane:Ca:ExtraRootsFile"))
+            {
+                CheckCa(extra, $"ControlPlane:Ca:ExtraRootsFile {ca.ExtraRootsFile}: root", now);
+                if (!roots.Any(r => r.Thumbprint == extra.Thumbprint))
+                {
+                    roots.Add(extra);
+                }
+            }
+        }
+
+        if (chainAfterLeaf.Count > 1)
+        {
+            using var chain = NewChain(roots, chainAfterLeaf[..^1], now);
+            if (!chain.Build(signing))
+            {
+                throw new InvalidOperationException(
+                    $"ControlPlane:Ca:CertificateFile {ca.CertificateFile} does not chain to the root in ControlPlane:Ca:ChainFile: {Describe(chain)}. List the intermediates in order, then the root.");
+            }
+        }
+
+        return new CertificateAuthority(signing, chainAfterLeaf, roots, options.TrustDomain, ca, time, created);
+    }
+
+    /// <summary>Issues an X.509-SVID for <paramref name="identity"/> to <paramref name="publicKey"/>.</summary>
+    public X509Certificate2 Issue(PublicKey publicKey, WorkloadIdentity identity, TimeSpan ttl, IEnumerable<string>? dnsNames = null, IEnumerable<IPAddress>? ipAddresses = null)
+    {
+        ArgumentNullException.ThrowIfNull(publicKey);
+        ArgumentNullException.ThrowIfNull(identity);
+        var now = _time.GetUtcNow();
+        var notAfter = now + ttl;
+        var issuerNotAfter = new DateTimeOffset(_signing.NotAfter.ToUniversalTime());
+        if (notAfter > issuerNotAfter)
+        {
+            notAfter = issuerNotAfter;
+        }
+
+        var request = new CertificateRequest(new X500DistinguishedName(string.Empty), publicKey, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        var usage = X509KeyUsageFlags.DigitalSignature | (publicKey.Oid.Value == RsaOid ? X509KeyUsageFlags.KeyEncipherment : X509KeyUsageFlags.None);
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(usage, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([ServerAuth, ClientAuth], false));
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddUri(new Uri(identity.SpiffeId));
+        foreach (var dns in dnsNames ?? [])
+        {
+            san.AddDnsName(dns);
+        }
+
+        foreach (var ip in ipAddresses ?? [])
+        {
+            san.AddIpAddress(ip);
+        }
+
+        // SPIFFE X509-SVID §4: with an empty subject the SAN extension must be critical.
+        request.CertificateExtensions.Add(san.Build(critical: true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(publicKey, false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_signing, true, false));
+        return request.Create(_signing.SubjectName, _generator, now - ClockSkew, notAfter, NewSerial());
+    }
+
+    /// <summary>The response chain for a leaf: leaf, intermediates…, root; each PEM ends with "\n".</summary>
+    public IReadOnlyList<string> ChainPem(X509Certificate2 leaf) => [ToPem(leaf), .. ChainAfterLeaf.Select(ToPem)];
+
+    /// <summary>Validates a workload certificate (chain to the bundle, SVID leaf rules, our trust domain).</summary>
+    public WorkloadIdentity? ValidateWorkloadCertificate(X509Certificate2 leaf, out string reason)
+    {
+        ArgumentNullException.ThrowIfNull(leaf);
+        var now = _time.GetUtcNow();
+        using (var chain = NewChain(Roots, Intermediates, now))
+        {
+            if (!chain.Build(leaf))
+            {
+                var statuses = chain.ChainStatus.Select(s => s.Status).Aggregate(X509ChainStatusFlags.NoError, (a, b) => a | b);
+                reason = (statuses & (X509ChainStatusFlags.UntrustedRoot | X509ChainStatusFlags.PartialChain)) != 0
+                    ? $"client certificate {Describe(leaf)} is not issued by this mesh's CA (foreign CA or self-signed); get one from this control plane with a bootstrap token"
+                    : (statuses & X509ChainStatusFlags.NotTimeValid) != 0
+                        ? $"client certificate {Describe(leaf)} is expired or not yet valid (valid {leaf.NotBefore.ToUniversalTime():O} to {leaf.NotAfter.ToUniversalTime():O}); renew with a bootstrap token"
+                        : $"client certificate {Describe(leaf)} does not chain to the trust bundle: {Describe(chain)}";
+                return null;
+            }
+        }
+
+        if (leaf.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault() is { CertificateAuthority: true })
+        {
+            reason = $"client certificate {Describe(leaf)} is a CA certificate; a CA certificate may not authenticate (SPIFFE X509-SVID §5.2)";
+            return null;
+        }
+
+        var keyUsage = leaf.Extensions.OfType<X509KeyUsageExtension>().FirstOrDefault();
+        if (keyUsage is null || (keyUsage.KeyUsages & X509KeyUsageFlags.DigitalSignature) == 0
+            || (keyUsage.KeyUsages & (X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign)) != 0)
+        {
+            reason = $"client certificate {Describe(leaf)} key usage must include digitalSignature and exclude keyCertSign/cRLSign";
+            return null;
+        }
+
+        var uris = UriSans(leaf);
+        if (uris.Count != 1)
+        {
+            reason = $"client certificate {Describe(leaf)} has {uris.Count} URI SANs; an X.509-SVID has exactly one";
+            return null;
+        }
+
+        var identity = SpiffeId.TryParseWorkload(uris[0], out var parseReason);
+        if (identity is null)
+        {
+            reason = $"client certificate URI SAN {parseReason}";
+            return null;
+        }
+
+        if (!string.Equals(identity.TrustDomain, TrustDomain, StringComparison.Ordinal))
+        {
+            reason = $"client certificate identity {identity.SpiffeId} is in trust domain {identity.TrustDomain}, not this mesh's {TrustDomain}";
+            return null;
+        }
+
+        reason = string.Empty;
+        return identity;
+    }
+
+    /// <summary>The URI entries of the certificate's SubjectAltName extension.</summary>
+    public static IReadOnlyList<string> UriSans(X509Certificate2 certificate)
+    {
+        ArgumentNullException.ThrowIfNull(certificate);
+        var result = new List<string>();
+        foreach (var extension in certificate.Extensions)
+        {
+            if (extension.Oid?.Value != SanOid)
+            {
+                continue;
+            }
+
+            var names = new AsnReader(extension.RawData, AsnEncodingRules.DER).ReadSequence();
+            var uriTag = new Asn1Tag(TagClass.ContextSpecific, 6);
+            while (names.HasData)
+            {
+                if (names.PeekTag() == uriTag)
+                {
+                    result.Add(names.ReadCharacterString(UniversalTagNumber.IA5String, uriTag));
+                }
+                else
+                {
+                    names.ReadEncodedValue();
+                }
+            }
+        }
+
+        return result;
+    }
+
+    public void Dispose()
+    {
+        _signingKey.Dispose();
+    }
+
+    private static X509Chain NewChain(IEnumerable<X509Certificate2> roots, IEnumerable<X509Certificate2> intermediates, DateTimeOffset now)
+    {
+        var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        chain.ChainPolicy.VerificationTime = now.LocalDateTime;
+        chain.ChainPolicy.VerificationTimeIgnored = false;
+        chain.ChainPolicy.CustomTrustStore.AddRange(roots.ToArray());
+        chain.ChainPolicy.ExtraStore.AddRange(intermediates.ToArray());
+        return chain;
+    }
+
+    private static string Describe(X509Chain chain) =>
+        string.Join("; ", chain.ChainStatus.Select(s => $"{s.Status}: {s.StatusInformation.Trim()}"));
+
+    private static string Describe(X509Certificate2 certificate)
+    {
+        var uris = UriSans(certificate);
+        return uris.Count > 0 ? $"'{string.Join(", ", uris)}' (issuer '{certificate.Issuer}')" : $"'{certificate.Subject}' (issuer '{certificate.Issuer}')";
+    }
+
+    private static bool IsSelfSigned(X509Certificate2 certificate) => certificate.SubjectName.RawData.AsSpan().SequenceEqual(certificate.IssuerName.RawData);
+
+    private static void CheckCa(X509Certificate2 certificate, string what, DateTimeOffset now)
+    {
+        var constraints = certificate.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault();
+        if (constraints is not { CertificateAuthority: true })
+        {
+            throw new InvalidOperationException($"{what} '{certificate.Subject}' is not a CA (basic constraints CA:true missing); supply a CA certificate.");
+        }
+
+        var keyUsage = certificate.Extensions.OfType<X509KeyUsageExtension>().FirstOrDefault();
+        if (keyUsage is not null && (keyUsage.KeyUsages & X509KeyUsageFlags.KeyCertSign) == 0)
+        {
+            throw new InvalidOperationException($"{what} '{certificate.Subject}' key usage lacks keyCertSign, so it cannot sign certificates; supply a signing CA.");
+        }
+
+        if (certificate.NotAfter.ToUniversalTime() <= now.UtcDateTime || certificate.NotBefore.ToUniversalTime() > now.UtcDateTime)
+        {
+            throw new InvalidOperationException(
+                $"{what} '{certificate.Subject}' is not valid now (valid {certificate.NotBefore.ToUniversalTime():O} to {certificate.NotAfter.ToUniversalTime():O}); replace or rotate it.");
+        }
+    }
+
+    private static X509Certificate2 LoadSupplied(string certificateFile, string keyFile)
+    {
+        foreach (var (key, file) in new[] { ("CertificateFile", certificateFile), ("KeyFile", keyFile) })
+        {
+            if (!File.Exists(file))
+            {
+                throw new InvalidOperationException($"ControlPlane:Ca:{key} {Path.GetFullPath(file)} does not exist; point it at a PEM file.");
+            }
+        }
+
+        PrivateKeyFiles.EnsureOwnerOnly(keyFile);
+        var certificate = LoadCertificates(certificateFile, "ControlPlane:Ca:CertificateFile")[0];
+        var pem = File.ReadAllText(keyFile);
+        try
+        {
+            return certificate.GetKeyAlgorithm() == RsaOid ? WithKey(certificate, RSA.Create(), pem) : WithKey(certificate, ECDsa.Create(), pem);
+        }
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException)
+        {
+            throw new InvalidOperationException(
+                $"ControlPlane:Ca:KeyFile {Path.GetFullPath(keyFile)} does not hold the private key of ControlPlane:Ca:CertificateFile {Path.GetFullPath(certificateFile)} ({ex.Message}); supply the matching key.", ex);
+        }
+    }
+
+    private static X509Certificate2 WithKey(X509Certificate2 certificate, AsymmetricAlgorithm key, string pem)
+    {
+        using (key)
+        {
+            key.ImportFromPem(pem);
+            return key switch
+            {
+                RSA rsa => certificate.CopyWithPrivateKey(rsa),
+                ECDsa ec => certificate.CopyWithPrivateKey(ec),
+                _ => throw new CryptographicException("unsupported key type"),
+            };
+        }
+    }
+
+    private static List<X509Certificate2> LoadCertificates(string file, string key)
+    {
+        if (!File.Exists(file))
+        {
+            throw new InvalidOperationException($"{key} {Path.GetFullPath(file)} does not exist; point it at a PEM file of certificates.");
+        }
+
+        var collection = new X509Certificate2Collection();
+        try
+        {
+            collection.ImportFromPemFile(file);
+        }
+        catch (CryptographicException ex)
+        {
+            throw new InvalidOperationException($"{key} {Path.GetFullPath(file)} is not a PEM certificate file ({ex.Message}).", ex);
+        }
+
+        if (collection.Count == 0)
+        {
+            throw new InvalidOperationException($"{key} {Path.GetFullPath(file)} contains no PEM CERTIFICATE block.");
+        }
+
+        return [.. collection];
+    }
+
+    private static (X509Certificate2 Root, bool Created) LoadOrCreateRoot(ControlPlaneOptions options, DateTimeOffset now)
+    {
+        var certPath = RootCertPath(options);
+        var keyPath = RootKeyPath(options);
+        var certExists = File.Exists(certPath);
+        var keyExists = File.Exists(keyPath);
+        if (certExists != keyExists)
+        {
+            throw new InvalidOperationException(
+                $"{(certExists ? keyPath : certPath)} is missing but {(certExists ? certPath : keyPath)} exists; restore the missing file, or delete both to create a new root (every workload certificate then has to be reissued).");
+        }
+
+        if (!certExists)
+        {
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var request = new CertificateRequest(new X500DistinguishedName("CN=Mesh Root CA, O=Mesh"), key, HashAlgorithmName.SHA256);
+            request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+            request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+            request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+            // Backdated like the leaves so a leaf's NotBefore (now − 2 min) lies inside the root's validity.
+            using var root = request.CreateSelfSigned(now - TimeSpan.FromHours(1), now - TimeSpan.FromHours(1) + RootLifetime);
+            PrivateKeyFiles.TryCreate(keyPath, key.ExportPkcs8PrivateKeyPem());
+            File.WriteAllText(certPath, ToPem(root), Encoding.ASCII);
+        }
+
+        PrivateKeyFiles.EnsureOwnerOnly(keyPath);
+        try
+        {
+            return (X509Certificate2.CreateFromPemFile(certPath, keyPath), !certExists);
+        }
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException)
+        {
+            throw new InvalidOperationException($"Cannot load the mesh root from {certPath} and {keyPath} ({ex.Message}); restore them, or delete both to create a new root.", ex);
+        }
+    }
+
+    private static byte[] NewSerial()
+    {
+        var serial = RandomNumberGenerator.GetBytes(16);
+        serial[0] = (byte)((serial[0] & 0x7F) | 0x01); // positive and never all zero
+        return serial;
+    }
+}

@@ -1,0 +1,71 @@
+using System.Globalization;
+using Mesh.ControlPlane.Configuration;
+
+namespace Mesh.ControlPlane.Security;
+
+/// <summary>
+/// <c>Mesh.ControlPlane token --namespace ns --service-account sa [--ttl 01:00:00] [--ControlPlane:StateDirectory=dir]</c>:
+/// prints one bootstrap token. Needs only the signing key, so it works beside a running control plane.
+/// </summary>
+internal static class TokenCommand
+{
+    public const string Usage = "usage: Mesh.ControlPlane token --namespace <ns> --service-account <sa> [--ttl 01:00:00] [--ControlPlane:StateDirectory=<dir>]";
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        ArgumentNullException.ThrowIfNull(stdout);
+        ArgumentNullException.ThrowIfNull(stderr);
+        string? ns = null;
+        string? serviceAccount = null;
+        string? ttlText = null;
+        var rest = new List<string>();
+        for (var i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--namespace" or "-n" when i + 1 < args.Length:
+                    ns = args[++i];
+                    break;
+                case "--service-account" when i + 1 < args.Length:
+                    serviceAccount = args[++i];
+                    break;
+                case "--ttl" when i + 1 < args.Length:
+                    ttlText = args[++i];
+                    break;
+                default:
+                    rest.Add(args[i]);
+                    break;
+            }
+        }
+
+        var ttl = BootstrapTokens.DefaultTtl;
+        if (ttlText is not null && !TimeSpan.TryParse(ttlText, CultureInfo.InvariantCulture, out ttl))
+        {
+            stderr.WriteLine($"--ttl '{ttlText}' must be a TimeSpan like 01:00:00 (at most 24:00:00)");
+            return 2;
+        }
+
+        var error = BootstrapTokens.ValidateRequest(ns, serviceAccount, ttl);
+        if (error is not null)
+        {
+            stderr.WriteLine(error.Replace("serviceAccount", "--service-account", StringComparison.Ordinal).Replace("namespace '", "--namespace '", StringComparison.Ordinal));
+            stderr.WriteLine(Usage);
+            return 2;
+        }
+
+        try
+        {
+            var configuration = new ConfigurationBuilder().AddEnvironmentVariables().AddCommandLine([.. rest]).Build();
+            var options = ControlPlaneOptions.Load(configuration);
+            using var tokens = BootstrapTokens.Load(options, TimeProvider.System);
+            stdout.WriteLine(tokens.Mint(ns!, serviceAccount!, ttl).Token);
+            return 0;
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or IOException or UnauthorizedAccessException)
+        {
+            stderr.WriteLine(ex.Message);
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,180 @@
+using System.Text.Json;
+using Grpc.Core;
+using Mesh.Xds.Registry.V1;
+
+namespace Mesh.ControlPlane.Tests.Security;
+
+public class RegistrationAuthorizationTests
+{
+    private const string Services = """
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata:
+          name: orders
+        spec:
+          hosts: [orders]
+          ports:
+          - number: 80
+            name: http
+            protocol: HTTP
+          workloadSelector:
+            labels: {app: orders}
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata:
+          name: payments
+        spec:
+          hosts: [payments]
+          ports:
+          - number: 80
+            name: http
+            protocol: HTTP
+          workloadSelector:
+            labels: {app: payments}
+          subjectAltNames:
+          - spiffe://cluster.local/ns/default/sa/payments-v2
+          - spiffe://cluster.local/ns/default/sa/payments-canary
+        """;
+
+    [Fact]
+    public async Task Register_OwnIdentityByConvention_Accepted()
+    {
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+
+        var response = await Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "orders")));
+
+        Assert.Equal(["orders.default.svc.cluster.local"], response.Services);
+        await WaitForEndpointsAsync(cp, "orders.default.svc.cluster.local", 1);
+    }
+
+    [Fact]
+    public async Task Register_WithWorkloadCertificate_Accepted()
+    {
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+        var (_, leaf) = await cp.IssueAsync(cp.Token("default", "orders"));
+
+        var response = await new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(leaf)).RegisterAsync(Request("orders", "orders"));
+
+        Assert.NotEmpty(response.LeaseId);
+    }
+
+    [Fact]
+    public async Task Register_OtherServiceAccountThanCaller_PermissionDeniedNamingBoth()
+    {
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "evil"))).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
+        Assert.Contains("workload.service_account 'orders'", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("spiffe://cluster.local/ns/default/sa/evil", ex.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Register_SelectedByServiceRunningAsOtherAccount_PermissionDeniedAndNeverAnEndpoint()
+    {
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => Registry(cp).RegisterAsync(Request("orders", "evil"), SecureHost.Bearer(cp.Token("default", "evil"))).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
+        Assert.StartsWith(
+            "workload spiffe://cluster.local/ns/default/sa/evil may not register as an instance of orders.default.svc.cluster.local, which runs as spiffe://cluster.local/ns/default/sa/orders",
+            ex.Status.Detail, StringComparison.Ordinal);
+        var leases = (Mesh.ControlPlane.Registry.WorkloadLeaseRegistry)cp.Host.Services.GetService(typeof(Mesh.ControlPlane.Registry.WorkloadLeaseRegistry))!;
+        Assert.Empty(leases.Workloads());
+        Assert.Equal(0, await EndpointCountAsync(cp, "orders.default.svc.cluster.local"));
+    }
+
+    [Fact]
+    public async Task Register_ServiceEntrySubjectAltNames_HonouredInsteadOfConvention()
+    {
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+        var registry = Registry(cp);
+
+        var allowed = await registry.RegisterAsync(Request("payments", "payments-canary"), SecureHost.Bearer(cp.Token("default", "payments-canary")));
+        var ex = await Assert.ThrowsAsync<RpcException>(() => registry.RegisterAsync(Request("payments", "payments"), SecureHost.Bearer(cp.Token("default", "payments"))).ResponseAsync);
+
+        Assert.Equal(["payments.default.svc.cluster.local"], allowed.Services);
+        Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
+        Assert.Contains("which runs as spiffe://cluster.local/ns/default/sa/payments-v2 or spiffe://cluster.local/ns/default/sa/payments-canary", ex.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Register_NoCredentialOnSecurePort_Unauthenticated()
+    {
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => Registry(cp).RegisterAsync(Request("orders", "orders")).ResponseAsync);
+
+        Assert.Equal(StatusCode.Unauthenticated, ex.StatusCode);
+    }
+
+    [Fact]
+    public async Task Deregister_LeaseOfAnotherIdentity_PermissionDenied()
+    {
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+        var registry = Registry(cp);
+        var lease = await registry.RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "orders")));
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => registry.DeregisterAsync(new DeregisterRequest { LeaseId = lease.LeaseId }, SecureHost.Bearer(cp.Token("default", "evil"))).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
+        var leases = (Mesh.ControlPlane.Registry.WorkloadLeaseRegistry)cp.Host.Services.GetService(typeof(Mesh.ControlPlane.Registry.WorkloadLeaseRegistry))!;
+        Assert.NotNull(leases.Find(lease.LeaseId));
+    }
+
+    [Fact]
+    public async Task Register_PlaintextPortByDefault_KeepsUnauthenticatedBehaviour()
+    {
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+
+        var response = await new WorkloadRegistry.WorkloadRegistryClient(cp.PlaintextChannel()).RegisterAsync(Request("orders", "evil"));
+
+        Assert.NotEmpty(response.LeaseId);
+    }
+
+    [Fact]
+    public async Task Register_PlaintextPortDisabled_PermissionDenied()
+    {
+        await using var cp = await SecureHost.StartAsync(args: ["--ControlPlane:PlaintextRegistration=false"], files: ("services.yaml", Services));
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => new WorkloadRegistry.WorkloadRegistryClient(cp.PlaintextChannel()).RegisterAsync(Request("orders", "orders")).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
+        Assert.Contains("ControlPlane:PlaintextRegistration=false", ex.Status.Detail, StringComparison.Ordinal);
+    }
+
+    private static WorkloadRegistry.WorkloadRegistryClient Registry(SecureHost cp) => new(cp.SecureChannel());
+
+    private static RegisterRequest Request(string app, string serviceAccount) => new()
+    {
+        Workload = new WorkloadEntry
+        {
+            Namespace = "default",
+            Address = "127.0.0.1",
+            Ports = { ["http"] = 5001 },
+            Labels = { ["app"] = app },
+            ServiceAccount = serviceAccount,
+        },
+    };
+
+    private static async Task<int> EndpointCountAsync(SecureHost cp, string host)
+    {
+        using var dump = JsonDocument.Parse(await cp.Admin.GetStringAsync(new Uri("/debug/config_dump", UriKind.Relative)));
+        return dump.RootElement.GetProperty("services").EnumerateArray()
+            .Where(s => s.GetProperty("host").GetString() == host)
+            .Sum(s => s.GetProperty("endpoints").GetArrayLength());
+    }
+
+    private static async Task WaitForEndpointsAsync(SecureHost cp, string host, int expected)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (await EndpointCountAsync(cp, host) != expected)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{host} did not reach {expected} endpoint(s) within 10 s");
+            await Task.Delay(20);
+        }
+    }
+}
