@@ -34,7 +34,7 @@ internal sealed class ControlPlaneChannel : IDisposable
         }
 
         // An http:// address means h2c (prior knowledge), which GrpcChannel's default handler speaks.
-        _channel = new Lazy<GrpcChannel>(() => IsSecure ? CreateSecureChannel() : GrpcChannel.ForAddress(Address), LazyThreadSafetyMode.ExecutionAndPublication);
+        _channel = new Lazy<GrpcChannel>(() => IsSecure ? CreateRotatingChannel() : GrpcChannel.ForAddress(Address), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     public Uri Address { get; }
@@ -76,6 +76,13 @@ internal sealed class ControlPlaneChannel : IDisposable
     private GrpcChannel CreateSecureChannel() =>
         GrpcChannel.ForAddress(Address, new GrpcChannelOptions { HttpHandler = CreateHandler(), DisposeHttpClient = true });
 
+    private GrpcChannel CreateRotatingChannel() =>
+        GrpcChannel.ForAddress(Address, new GrpcChannelOptions { HttpHandler = new RotatingHandler(_certificates!, CreateHandler), DisposeHttpClient = true });
+
+    /// <summary>
+    /// A handler whose connections present the SVID current when it was made (leaf + intermediates); the long-lived
+    /// channel switches to a new one when the certificate rotates, so new connections present the new SVID.
+    /// </summary>
     private SocketsHttpHandler CreateHandler()
     {
         var store = _certificates!;
@@ -93,10 +100,62 @@ internal sealed class ControlPlaneChannel : IDisposable
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
 
                 // Before the first certificate there is nothing to present: CreateCertificate then authenticates by token.
-                LocalCertificateSelectionCallback = (_, _, _, _, _) => store.Current?.Leaf!,
+                ClientCertificateContext = store.Current?.Context,
                 RemoteCertificateValidationCallback = (_, certificate, chain, _) => MeshTls.Validate(
                     store, _time, certificate, chain, id => string.Equals(id.Value, expected, StringComparison.Ordinal), new PeerValidation()),
             },
         };
+    }
+
+    /// <summary>Forwards to a SocketsHttpHandler made for the current SVID; the one before the previous is disposed at a swap.</summary>
+    private sealed class RotatingHandler : HttpMessageHandler
+    {
+        private readonly WorkloadCertificateStore _store;
+        private readonly Func<SocketsHttpHandler> _factory;
+        private readonly IDisposable _registration;
+        private readonly Lock _lock = new();
+        private Entry _current;
+        private HttpMessageInvoker? _previous;
+
+        public RotatingHandler(WorkloadCertificateStore store, Func<SocketsHttpHandler> factory)
+        {
+            _store = store;
+            _factory = factory;
+            _current = new Entry(store.Current, new HttpMessageInvoker(factory(), disposeHandler: true));
+            _registration = Microsoft.Extensions.Primitives.ChangeToken.OnChange(store.GetChangeToken, Swap);
+        }
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            Volatile.Read(ref _current).Invoker.SendAsync(request, cancellationToken);
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                _registration.Dispose();
+                _current.Invoker.Dispose();
+                _previous?.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+
+        private sealed record Entry(WorkloadCertificate? Certificate, HttpMessageInvoker Invoker);
+
+        private void Swap()
+        {
+            lock (_lock)
+            {
+                if (ReferenceEquals(_store.Current, _current.Certificate))
+                {
+                    return; // a bundle change: validation reads the bundle per handshake already
+                }
+
+                // Streams on the previous handler (ADS) keep running until the next rotation.
+                _previous?.Dispose();
+                _previous = _current.Invoker;
+                Volatile.Write(ref _current, new Entry(_store.Current, new HttpMessageInvoker(_factory(), disposeHandler: true)));
+            }
+        }
     }
 }
