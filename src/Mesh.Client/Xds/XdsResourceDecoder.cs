@@ -492,7 +492,7 @@ internal static class XdsResourceDecoder
             {
                 var matcher = validation.MatchSubjectAltNames[i];
                 var matcherPath = $"{validationPath}.match_subject_alt_names[{i}]";
-                RejectUnknownFields(matcher, matcherPath, errors);
+                var unknown = !RejectUnknownFields(matcher, matcherPath, errors);
                 SanMatchKind? kind = matcher.MatchPatternCase switch
                 {
                     StringMatcher.MatchPatternOneofCase.Exact => SanMatchKind.Exact,
@@ -510,7 +510,10 @@ internal static class XdsResourceDecoder
                 };
                 if (kind is null)
                 {
-                    errors.Add($"{matcherPath} needs exact, prefix, suffix or contains");
+                    if (!unknown)
+                    {
+                        errors.Add($"{matcherPath} needs exact, prefix, suffix or contains");
+                    }
                 }
                 else if (string.IsNullOrEmpty(value) && kind != SanMatchKind.Exact)
                 {
@@ -526,8 +529,8 @@ internal static class XdsResourceDecoder
         return errors.Count == start ? new UpstreamTlsSettings(matchers.ToImmutable()) : null;
     }
 
-    /// <summary>Adds an error per field number present on the wire that this client's proto subset does not know.</summary>
-    private static void RejectUnknownFields(IMessage message, string where, List<string> errors)
+    /// <summary>Adds an error naming the field numbers on the wire that this client's proto subset does not know; true when there are none.</summary>
+    private static bool RejectUnknownFields(IMessage message, string where, List<string> errors)
     {
         var known = message.Descriptor.Fields.InFieldNumberOrder().Select(f => f.FieldNumber).ToHashSet();
         var input = new CodedInputStream(message.ToByteArray());
@@ -548,6 +551,8 @@ internal static class XdsResourceDecoder
         {
             errors.Add($"{where} ({message.Descriptor.FullName}) sets field(s) {string.Join(", ", unknown)} that this client cannot honour");
         }
+
+        return unknown.Count == 0;
     }
 
     private static EndpointsResource DecodeEndpoints(ClusterLoadAssignment assignment, string name, string where, List<string> errors)
