@@ -38,6 +38,10 @@ internal static class MeshTls
             CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
             ClientCertificateContext = current?.Context,
 
+            // A resumed session carries the peer's leaf but not its intermediates, so the chain could not be rebuilt
+            // against the bundle; connections are pooled, a full handshake per connection costs little.
+            AllowTlsResume = false,
+
             // Read per handshake: a rotated bundle applies to the next connection without rebuilding anything.
             RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
                 Validate(certificates, time, certificate, chain, expected, result),
@@ -56,6 +60,7 @@ internal static class MeshTls
             ClientCertificateRequired = true,
             CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
             ServerCertificateContext = certificates.Current?.Context,
+            AllowTlsResume = false,
             RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
                 Validate(certificates, time, certificate, chain, static _ => true, result),
         };

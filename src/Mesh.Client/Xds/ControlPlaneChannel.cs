@@ -101,6 +101,7 @@ internal sealed class ControlPlaneChannel : IDisposable
 
                 // Before the first certificate there is nothing to present: CreateCertificate then authenticates by token.
                 ClientCertificateContext = store.Current?.Context,
+                AllowTlsResume = false,
                 RemoteCertificateValidationCallback = (_, certificate, chain, _) => MeshTls.Validate(
                     store, _time, certificate, chain, id => string.Equals(id.Value, expected, StringComparison.Ordinal), new PeerValidation()),
             },
