@@ -26,7 +26,8 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan ConnectionLifetime = TimeSpan.FromMinutes(2);
 
-    private readonly ConcurrentDictionary<string, Pool> _pools = new(StringComparer.Ordinal);
+    // Keyed by (authority, service, TLS settings key): strings the snapshot already holds, so a lookup allocates nothing.
+    private readonly ConcurrentDictionary<PoolKey, Pool> _pools = new();
     private readonly IMeshSnapshotSource _source;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -56,7 +57,8 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     /// <summary>Gets the invoker that sends requests to <paramref name="endpoint"/>, creating its pool on first use.</summary>
     public HttpMessageInvoker Get(MeshEndpoint endpoint)
     {
-        return _pools.TryGetValue(endpoint.Authority, out var pool) ? pool.Invoker : GetOrCreate(endpoint, endpoint.Authority, null);
+        var key = new PoolKey(endpoint.Authority, null, null);
+        return _pools.TryGetValue(key, out var pool) ? pool.Invoker : GetOrCreate(endpoint, key, null);
     }
 
     /// <summary>Gets the invoker for <paramref name="endpoint"/> of <paramref name="cluster"/>, with mTLS when the cluster asks for it.</summary>
@@ -71,8 +73,8 @@ internal sealed partial class EndpointConnectionPools : IDisposable
         return _pools.TryGetValue(key, out var pool) ? pool.Invoker : GetOrCreate(endpoint, key, cluster);
     }
 
-    private static string KeyOf(MeshEndpoint endpoint, MeshCluster cluster) =>
-        cluster.Tls is { } tls ? $"{endpoint.Authority}|{cluster.ServiceHost}|{tls.Key}" : endpoint.Authority;
+    private static PoolKey KeyOf(MeshEndpoint endpoint, MeshCluster cluster) =>
+        cluster.Tls is { } tls ? new PoolKey(endpoint.Authority, cluster.ServiceHost, tls.Key) : new PoolKey(endpoint.Authority, null, null);
 
     public void Dispose()
     {
@@ -101,7 +103,7 @@ internal sealed partial class EndpointConnectionPools : IDisposable
                 return;
             }
 
-            var live = new HashSet<string>(StringComparer.Ordinal);
+            var live = new HashSet<PoolKey>();
             foreach (var cluster in _source.Current.Clusters.Values)
             {
                 foreach (var endpoint in cluster.Endpoints)
@@ -111,9 +113,9 @@ internal sealed partial class EndpointConnectionPools : IDisposable
             }
 
             var now = _time.GetTimestamp();
-            foreach (var (authority, pool) in _pools)
+            foreach (var (key, pool) in _pools)
             {
-                if (live.Contains(authority))
+                if (live.Contains(key))
                 {
                     pool.AbsentSince = 0;
                 }
@@ -121,16 +123,16 @@ internal sealed partial class EndpointConnectionPools : IDisposable
                 {
                     pool.AbsentSince = now;
                 }
-                else if (_time.GetElapsedTime(pool.AbsentSince, now) >= DrainTime && _pools.TryRemove(authority, out _))
+                else if (_time.GetElapsedTime(pool.AbsentSince, now) >= DrainTime && _pools.TryRemove(key, out _))
                 {
-                    Log.PoolDisposed(_logger, authority);
+                    Log.PoolDisposed(_logger, key.Authority);
                     pool.Invoker.Dispose();
                 }
             }
         }
     }
 
-    private HttpMessageInvoker GetOrCreate(MeshEndpoint endpoint, string key, MeshCluster? cluster)
+    private HttpMessageInvoker GetOrCreate(MeshEndpoint endpoint, PoolKey key, MeshCluster? cluster)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var created = new Pool(cluster?.Tls is { } tls ? CreateTlsHandler(endpoint.EndPoint, cluster.ServiceHost, tls) : CreateHandler(endpoint.EndPoint));
@@ -222,6 +224,8 @@ internal sealed partial class EndpointConnectionPools : IDisposable
             throw;
         }
     }
+
+    private readonly record struct PoolKey(string Authority, string? Service, string? Tls);
 
     private sealed class Pool(SocketsHttpHandler handler)
     {
