@@ -52,7 +52,21 @@ internal sealed partial class MeshInboundConnectionMiddleware
         var port = (connection.LocalEndPoint as IPEndPoint)?.Port ?? 0;
         var mode = _modes.GetMode(port);
         var input = connection.Transport.Input;
-        var read = await input.ReadAsync(connection.ConnectionClosed).ConfigureAwait(false);
+        ReadResult read;
+        using (var firstByte = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed))
+        {
+            // Kestrel's own timeouts start after this middleware: a silent connection must not be held forever.
+            firstByte.CancelAfter(HandshakeTimeout);
+            try
+            {
+                read = await input.ReadAsync(firstByte.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+
         if (read.Buffer.IsEmpty)
         {
             input.AdvanceTo(read.Buffer.Start);

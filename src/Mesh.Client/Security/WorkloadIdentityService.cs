@@ -130,6 +130,11 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
             {
                 failures++;
                 _store.LastError = ex is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : ex.Message;
+                if (_channel.LastTlsError is { } tls)
+                {
+                    _store.LastError += $" ({tls})";
+                }
+
                 delay = RetryDelay(failures);
                 Log.IssueFailed(_logger, _channel.Address, _store.LastError, _store.Current is not null, delay, ex);
             }

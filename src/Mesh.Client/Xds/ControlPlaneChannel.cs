@@ -46,6 +46,9 @@ internal sealed class ControlPlaneChannel : IDisposable
 
     public GrpcChannel Channel => _channel.Value;
 
+    /// <summary>Gets why the control plane's certificate was last refused, or null.</summary>
+    public string? LastTlsError { get; private set; }
+
     /// <summary>In secure mode, waits for the first workload certificate: the control plane authenticates ADS and registration by it.</summary>
     public Task WaitForIdentityAsync(CancellationToken cancellationToken) =>
         _certificates is { } store ? store.FirstCertificate.WaitAsync(cancellationToken) : Task.CompletedTask;
@@ -102,8 +105,17 @@ internal sealed class ControlPlaneChannel : IDisposable
                 // Before the first certificate there is nothing to present: CreateCertificate then authenticates by token.
                 ClientCertificateContext = store.Current?.Context,
                 AllowTlsResume = false,
-                RemoteCertificateValidationCallback = (_, certificate, chain, _) => MeshTls.Validate(
-                    store, _time, certificate, chain, id => string.Equals(id.Value, expected, StringComparison.Ordinal), new PeerValidation()),
+                RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
+                {
+                    var result = new PeerValidation();
+                    if (MeshTls.Validate(store, _time, certificate, chain, id => string.Equals(id.Value, expected, StringComparison.Ordinal), result))
+                    {
+                        return true;
+                    }
+
+                    LastTlsError = $"the control plane's certificate was refused (expected {expected}): {result.Error}";
+                    return false;
+                },
             },
         };
     }

@@ -125,6 +125,7 @@ public sealed class WorkloadIdentityServiceTests : IAsyncLifetime
 
         Assert.Null(store.Current);
         Assert.Empty(impostor.Authentications);
+        Assert.Contains($"expected {TestCaServer.ControlPlaneId}): the peer presented {TestCa.Id("orders")}", store.LastError, StringComparison.Ordinal);
     }
 
     private ServiceMeshOptions Options(string token = TestCaServer.Token)
