@@ -33,6 +33,35 @@ public sealed class ServiceMeshOptions
 
     /// <summary>Gets the retry, timeout and circuit breaker settings applied to calls to mesh services.</summary>
     public MeshResilienceOptions Resilience { get; } = new();
+
+    /// <summary>Gets the workload identity settings (secure mode: an <c>https://</c> control plane).</summary>
+    public MeshIdentityOptions Identity { get; } = new();
+
+    /// <summary>Gets the inbound (Kestrel) mTLS settings.</summary>
+    public MeshInboundOptions Inbound { get; } = new();
+}
+
+/// <summary>The workload identity: how this app authenticates to the CA and which certificate it asks for.</summary>
+public sealed class MeshIdentityOptions
+{
+    /// <summary>Gets or sets the bootstrap token sent to the CA for the first certificate.</summary>
+    public string? Token { get; set; }
+
+    /// <summary>Gets or sets a file holding the bootstrap token (read at every first-certificate request).</summary>
+    public string? TokenFile { get; set; }
+
+    /// <summary>Gets or sets the SPIFFE trust domain of the mesh.</summary>
+    public string TrustDomain { get; set; } = "cluster.local";
+
+    /// <summary>Gets or sets the requested certificate lifetime; the certificate is renewed at about half of it.</summary>
+    public TimeSpan CertificateTtl { get; set; } = TimeSpan.FromHours(24);
+}
+
+/// <summary>Inbound mTLS on every Kestrel endpoint.</summary>
+public sealed class MeshInboundOptions
+{
+    /// <summary>Gets or sets the PeerAuthentication mode used until the control plane sends one: <c>Strict</c>, <c>Permissive</c> or <c>Disable</c>.</summary>
+    public string Mode { get; set; } = "Permissive";
 }
 
 /// <summary>How the client reaches the control plane.</summary>
@@ -40,6 +69,12 @@ public sealed class ControlPlaneOptions
 {
     /// <summary>Gets or sets the control plane's xDS address, e.g. <c>http://127.0.0.1:15010</c>.</summary>
     public Uri? Address { get; set; }
+
+    /// <summary>Gets or sets the PEM file of the mesh root trusted on first contact with an <c>https://</c> control plane.</summary>
+    public string? RootCertificate { get; set; }
+
+    /// <summary>Gets or sets the control plane's expected SPIFFE ID (default <c>spiffe://&lt;TrustDomain&gt;/ns/mesh-system/sa/mesh-control-plane</c>).</summary>
+    public string? Identity { get; set; }
 
     /// <summary>Gets or sets the first reconnect delay; later ones double up to <see cref="MaxReconnectDelay"/>, with jitter.</summary>
     public TimeSpan InitialReconnectDelay { get; set; } = TimeSpan.FromMilliseconds(250);

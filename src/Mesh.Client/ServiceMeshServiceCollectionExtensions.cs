@@ -5,6 +5,7 @@ using Mesh.Client.Http;
 using Mesh.Client.Hosting;
 using Mesh.Client.Registration;
 using Mesh.Client.Routing;
+using Mesh.Client.Security;
 using Mesh.Client.Xds;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -58,7 +59,11 @@ public static class ServiceMeshHostingExtensions
             _ => new ServiceMeshOptionsValidator(configuration)));
 
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<ControlPlaneChannel>();
+        services.AddServiceMeshSecurity();
+        services.TryAddSingleton(sp => new ControlPlaneChannel(
+            sp.GetRequiredService<IOptions<ServiceMeshOptions>>(),
+            sp.GetRequiredService<WorkloadCertificateStore>(),
+            sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton(sp => new XdsClient(
             sp.GetRequiredService<IOptions<ServiceMeshOptions>>(),
             sp.GetRequiredService<ControlPlaneChannel>(),

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Mesh.Client.LoadBalancing;
+using Mesh.Client.Security;
 
 namespace Mesh.Client.Discovery;
 
@@ -12,7 +13,8 @@ internal sealed class MeshCluster
         LoadBalancingPolicy policy,
         ImmutableArray<MeshEndpoint> endpoints,
         OutlierDetectionSettings? outlierDetection = null,
-        Func<int, int>? random = null)
+        Func<int, int>? random = null,
+        UpstreamTlsSettings? tls = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentException.ThrowIfNullOrEmpty(serviceHost);
@@ -22,7 +24,11 @@ internal sealed class MeshCluster
         Endpoints = endpoints.IsDefault ? [] : endpoints;
         OutlierDetection = outlierDetection ?? OutlierDetectionSettings.Default;
         Balancer = LoadBalancerFactory.Create(policy, Endpoints, random);
+        Tls = tls;
     }
+
+    /// <summary>Gets the mTLS settings (expected server identities) from the cluster's transport socket; null means plaintext.</summary>
+    public UpstreamTlsSettings? Tls { get; }
 
     /// <summary>Gets the xDS cluster name, <c>outbound|port||fqdn</c>.</summary>
     public string Name { get; }

@@ -1,3 +1,4 @@
+using Mesh.Client.Security;
 using Mesh.Client.Xds;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
@@ -10,11 +11,13 @@ internal sealed class MeshReadinessHealthCheck : IHealthCheck
     public const string ReadyTag = "ready";
 
     private readonly XdsClient _client;
+    private readonly WorkloadCertificateStore? _certificates;
 
-    public MeshReadinessHealthCheck(XdsClient client)
+    public MeshReadinessHealthCheck(XdsClient client, WorkloadCertificateStore? certificates = null)
     {
         ArgumentNullException.ThrowIfNull(client);
         _client = client;
+        _certificates = certificates;
     }
 
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
@@ -28,6 +31,21 @@ internal sealed class MeshReadinessHealthCheck : IHealthCheck
         if (_client.LastNack is { } nack)
         {
             data["lastNack"] = nack.Message;
+        }
+
+        if (_certificates is { IsSecure: true } store)
+        {
+            data["trustBundle"] = store.Bundle.Source;
+            if (store.Current is not { } certificate)
+            {
+                var why = store.LastError ?? (store.Bundle.Roots.Count == 0 ? "no trust bundle (check Mesh:ControlPlane:RootCertificate)" : "request in progress");
+                return Task.FromResult(HealthCheckResult.Unhealthy(
+                    $"no workload certificate yet from the CA at {_client.ControlPlaneAddress}: {why}",
+                    data: data));
+            }
+
+            data["spiffeId"] = certificate.Id.Value;
+            data["certificateExpires"] = certificate.NotAfter.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
         }
 
         if (snapshot.IsSynced)

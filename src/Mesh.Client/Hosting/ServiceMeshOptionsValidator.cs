@@ -106,7 +106,61 @@ internal sealed partial class ServiceMeshOptionsValidator : IValidateOptions<Ser
         Positive($"{r}:CircuitBreakerSamplingDuration", resilience.CircuitBreakerSamplingDuration, errors);
         Positive($"{r}:CircuitBreakerBreakDuration", resilience.CircuitBreakerBreakDuration, errors);
 
+        ValidateSecurity(options, errors);
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static void ValidateSecurity(ServiceMeshOptions options, List<string> errors)
+    {
+        var identity = options.Identity;
+        var trustDomainValid = Security.SpiffeId.IsValidTrustDomain(identity.TrustDomain);
+        if (!trustDomainValid)
+        {
+            errors.Add($"{Root}:Identity:TrustDomain '{identity.TrustDomain}' must be a SPIFFE trust domain: lowercase letters, digits, '.', '-' and '_'");
+        }
+
+        if (identity.CertificateTtl < TimeSpan.FromMinutes(2) || identity.CertificateTtl > TimeSpan.FromDays(90))
+        {
+            errors.Add($"{Root}:Identity:CertificateTtl ({identity.CertificateTtl}) must be between 00:02:00 and 90.00:00:00");
+        }
+
+        if (!Security.PeerAuthenticationModes.TryParse(options.Inbound.Mode, out _))
+        {
+            errors.Add($"{Root}:Inbound:Mode '{options.Inbound.Mode}' must be Strict, Permissive or Disable");
+        }
+
+        var controlPlane = options.ControlPlane;
+        if (controlPlane.Identity is { } expected && !Security.SpiffeId.TryParse(expected, out _, out var reason))
+        {
+            errors.Add($"{Root}:ControlPlane:Identity '{expected}' is not a SPIFFE ID: {reason}");
+        }
+
+        if (controlPlane.Address is not { IsAbsoluteUri: true } address || address.Scheme != Uri.UriSchemeHttps)
+        {
+            return;
+        }
+
+        if (string.IsNullOrEmpty(controlPlane.RootCertificate))
+        {
+            errors.Add($"{Root}:ControlPlane:RootCertificate is required with an https:// control plane: the PEM file of the mesh root trusted on first contact");
+        }
+        else if (!File.Exists(controlPlane.RootCertificate))
+        {
+            errors.Add($"{Root}:ControlPlane:RootCertificate '{controlPlane.RootCertificate}' does not exist");
+        }
+
+        if (string.IsNullOrEmpty(identity.Token) && string.IsNullOrEmpty(identity.TokenFile))
+        {
+            errors.Add($"{Root}:Identity:Token or {Root}:Identity:TokenFile is required with an https:// control plane: the bootstrap token for the first certificate");
+        }
+        else if (!string.IsNullOrEmpty(identity.Token) && !string.IsNullOrEmpty(identity.TokenFile))
+        {
+            errors.Add($"{Root}:Identity:Token and {Root}:Identity:TokenFile are both set; set one");
+        }
+        else if (!string.IsNullOrEmpty(identity.TokenFile) && !File.Exists(identity.TokenFile))
+        {
+            errors.Add($"{Root}:Identity:TokenFile '{identity.TokenFile}' does not exist");
+        }
     }
 
     /// <summary>Walks a configuration section against the properties of <paramref name="type"/>.</summary>

@@ -1,7 +1,10 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using Mesh.Client.Discovery;
+using Mesh.Client.Security;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
 
@@ -11,6 +14,9 @@ namespace Mesh.Client.Http;
 /// One <see cref="SocketsHttpHandler"/> per endpoint (keyed by <see cref="MeshEndpoint.Authority"/>), shared by every
 /// client. Requests keep their logical URI; the handler's ConnectCallback dials the endpoint. Pools of endpoints that
 /// left the snapshot are disposed once they have been absent for <see cref="DrainTime"/>.
+/// For clusters with mTLS the ConnectCallback also performs the TLS handshake (current SVID, current bundle, secure
+/// naming against the cluster's expected SANs) and hands SocketsHttpHandler the SslStream, so the request URI stays
+/// <c>http://service/…</c>; the pool key includes the expected SANs, so a changed cluster gets fresh connections.
 /// </summary>
 internal sealed partial class EndpointConnectionPools : IDisposable
 {
@@ -20,7 +26,8 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan ConnectionLifetime = TimeSpan.FromMinutes(2);
 
-    private readonly ConcurrentDictionary<string, Pool> _pools = new(StringComparer.Ordinal);
+    // Keyed by (authority, service, TLS settings key): strings the snapshot already holds, so a lookup allocates nothing.
+    private readonly ConcurrentDictionary<PoolKey, Pool> _pools = new();
     private readonly IMeshSnapshotSource _source;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -29,8 +36,11 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     private readonly Lock _sweepLock = new();
     private bool _disposed;
 
-    public EndpointConnectionPools(IMeshSnapshotSource source, TimeProvider time, ILogger<EndpointConnectionPools> logger)
+    private readonly IWorkloadCertificateSource? _certificates;
+
+    public EndpointConnectionPools(IMeshSnapshotSource source, TimeProvider time, ILogger<EndpointConnectionPools> logger, IWorkloadCertificateSource? certificates = null)
     {
+        _certificates = certificates;
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(time);
         ArgumentNullException.ThrowIfNull(logger);
@@ -47,8 +57,24 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     /// <summary>Gets the invoker that sends requests to <paramref name="endpoint"/>, creating its pool on first use.</summary>
     public HttpMessageInvoker Get(MeshEndpoint endpoint)
     {
-        return _pools.TryGetValue(endpoint.Authority, out var pool) ? pool.Invoker : GetOrCreate(endpoint);
+        var key = new PoolKey(endpoint.Authority, null, null);
+        return _pools.TryGetValue(key, out var pool) ? pool.Invoker : GetOrCreate(endpoint, key, null);
     }
+
+    /// <summary>Gets the invoker for <paramref name="endpoint"/> of <paramref name="cluster"/>, with mTLS when the cluster asks for it.</summary>
+    public HttpMessageInvoker Get(MeshEndpoint endpoint, MeshCluster cluster)
+    {
+        if (cluster.Tls is null)
+        {
+            return Get(endpoint);
+        }
+
+        var key = KeyOf(endpoint, cluster);
+        return _pools.TryGetValue(key, out var pool) ? pool.Invoker : GetOrCreate(endpoint, key, cluster);
+    }
+
+    private static PoolKey KeyOf(MeshEndpoint endpoint, MeshCluster cluster) =>
+        cluster.Tls is { } tls ? new PoolKey(endpoint.Authority, cluster.ServiceHost, tls.Key) : new PoolKey(endpoint.Authority, null, null);
 
     public void Dispose()
     {
@@ -77,19 +103,19 @@ internal sealed partial class EndpointConnectionPools : IDisposable
                 return;
             }
 
-            var live = new HashSet<string>(StringComparer.Ordinal);
+            var live = new HashSet<PoolKey>();
             foreach (var cluster in _source.Current.Clusters.Values)
             {
                 foreach (var endpoint in cluster.Endpoints)
                 {
-                    live.Add(endpoint.Authority);
+                    live.Add(KeyOf(endpoint, cluster));
                 }
             }
 
             var now = _time.GetTimestamp();
-            foreach (var (authority, pool) in _pools)
+            foreach (var (key, pool) in _pools)
             {
-                if (live.Contains(authority))
+                if (live.Contains(key))
                 {
                     pool.AbsentSince = 0;
                 }
@@ -97,20 +123,20 @@ internal sealed partial class EndpointConnectionPools : IDisposable
                 {
                     pool.AbsentSince = now;
                 }
-                else if (_time.GetElapsedTime(pool.AbsentSince, now) >= DrainTime && _pools.TryRemove(authority, out _))
+                else if (_time.GetElapsedTime(pool.AbsentSince, now) >= DrainTime && _pools.TryRemove(key, out _))
                 {
-                    Log.PoolDisposed(_logger, authority);
+                    Log.PoolDisposed(_logger, key.Authority);
                     pool.Invoker.Dispose();
                 }
             }
         }
     }
 
-    private HttpMessageInvoker GetOrCreate(MeshEndpoint endpoint)
+    private HttpMessageInvoker GetOrCreate(MeshEndpoint endpoint, PoolKey key, MeshCluster? cluster)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var created = new Pool(CreateHandler(endpoint.EndPoint));
-        var pool = _pools.GetOrAdd(endpoint.Authority, created);
+        var created = new Pool(cluster?.Tls is { } tls ? CreateTlsHandler(endpoint.EndPoint, cluster.ServiceHost, tls) : CreateHandler(endpoint.EndPoint));
+        var pool = _pools.GetOrAdd(key, created);
         if (!ReferenceEquals(pool, created))
         {
             created.Invoker.Dispose();
@@ -134,6 +160,53 @@ internal sealed partial class EndpointConnectionPools : IDisposable
         ConnectCallback = (_, cancellationToken) => ConnectAsync(endPoint, cancellationToken),
     };
 
+    private SocketsHttpHandler CreateTlsHandler(EndPoint endPoint, string service, UpstreamTlsSettings tls)
+    {
+        var handler = CreateHandler(endPoint);
+        handler.ConnectCallback = (context, cancellationToken) => ConnectTlsAsync(endPoint, service, tls, context, cancellationToken);
+        return handler;
+    }
+
+    private async ValueTask<Stream> ConnectTlsAsync(EndPoint endPoint, string service, UpstreamTlsSettings tls, SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    {
+        var certificates = _certificates;
+        if (certificates is not { IsSecure: true } || certificates.Current is null)
+        {
+            throw new MeshTlsException(certificates is { IsSecure: true }
+                ? $"Cannot call '{service}' over mTLS: this workload has no certificate from the control plane yet."
+                : $"Cannot call '{service}': the control plane requires mTLS to it, but this workload has no identity (Mesh:ControlPlane:Address is http://; use https:// with Mesh:Identity settings).");
+        }
+
+        var stream = await ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
+        var request = context.InitialRequestMessage;
+
+        // SocketsHttpHandler speaks h2 on an http:// URI only with prior knowledge (version policy not "or lower").
+        var http2 = request.Version.Major >= 2 && request.VersionPolicy != HttpVersionPolicy.RequestVersionOrLower;
+        var validation = new PeerValidation();
+        var options = MeshTls.ClientOptions(certificates, _time, context.DnsEndPoint.Host, http2, id => tls.Matches(id.Value), validation);
+        var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
+        try
+        {
+            await ssl.AuthenticateAsClientAsync(options, cancellationToken).ConfigureAwait(false);
+            Log.Handshake(_logger, service, endPoint.ToString() ?? string.Empty, validation.PeerId?.Value ?? string.Empty, ssl.SslProtocol, ssl.NegotiatedApplicationProtocol.ToString());
+            return ssl;
+        }
+        catch (AuthenticationException ex)
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            var presented = validation.PeerId?.Value ?? "no valid SPIFFE ID";
+            var reason = validation.Error ?? ex.Message;
+            throw new MeshTlsException(
+                $"mTLS handshake with '{service}' at {endPoint} refused; nothing was sent. Expected identity: {tls.Describe()}; presented: {presented} ({reason}).",
+                ex);
+        }
+        catch
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
     private static async ValueTask<Stream> ConnectAsync(EndPoint endPoint, CancellationToken cancellationToken)
     {
         var socket = endPoint is IPEndPoint ip
@@ -152,6 +225,8 @@ internal sealed partial class EndpointConnectionPools : IDisposable
         }
     }
 
+    private readonly record struct PoolKey(string Authority, string? Service, string? Tls);
+
     private sealed class Pool(SocketsHttpHandler handler)
     {
         public HttpMessageInvoker Invoker { get; } = new(handler, disposeHandler: true);
@@ -164,5 +239,8 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     {
         [LoggerMessage(1, LogLevel.Debug, "Disposed the connection pool of endpoint {Authority}: it left the mesh snapshot.")]
         public static partial void PoolDisposed(ILogger logger, string authority);
+
+        [LoggerMessage(2, LogLevel.Debug, "mTLS connection to {Service} at {EndPoint}: peer {PeerId}, {Protocol}, ALPN {Alpn}.")]
+        public static partial void Handshake(ILogger logger, string service, string endPoint, string peerId, SslProtocols protocol, string alpn);
     }
 }

@@ -72,7 +72,7 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         endpoint.OnRequestStarted();
         try
         {
-            var response = await _pools.Get(endpoint).SendAsync(request, cancellationToken).ConfigureAwait(false);
+            var response = await _pools.Get(endpoint, cluster).SendAsync(request, cancellationToken).ConfigureAwait(false);
             if ((int)response.StatusCode >= 500)
             {
                 OnFailure(request, cluster, endpoint, connectionFailure: false, (int)response.StatusCode, exception: null);
@@ -88,6 +88,12 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         {
             // An attempt timeout surfaces here as a cancellation; it counts toward ejection like a 5xx.
             OnFailure(request, cluster, endpoint, IsConnectionFailure(exception), statusCode: 0, exception);
+            if (exception.InnerException is Security.MeshTlsException tls)
+            {
+                // Secure naming or certificate failure: the message names the service and both identities.
+                throw new ServiceMeshException(request.RequestUri?.Host ?? cluster.ServiceHost, tls.Message, exception);
+            }
+
             throw;
         }
         finally

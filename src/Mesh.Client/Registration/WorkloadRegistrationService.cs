@@ -171,6 +171,16 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
 
     private async Task RunAsync(CancellationToken cancellationToken)
     {
+        try
+        {
+            // Secure mode: the registry checks the SVID against the WorkloadEntry, so registration waits for it.
+            await _channel.WaitForIdentityAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
         var workload = BuildWorkload();
         if (workload is null)
         {

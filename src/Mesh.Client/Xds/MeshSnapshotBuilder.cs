@@ -47,7 +47,8 @@ internal static class MeshSnapshotBuilder
                 cluster.Policy,
                 ReuseEndpoints(assignment.Endpoints, before),
                 cluster.OutlierDetection,
-                random);
+                random,
+                cluster.Tls);
         }
 
         var bindings = new List<KeyValuePair<string, MeshService>>();

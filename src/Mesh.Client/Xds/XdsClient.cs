@@ -185,6 +185,8 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
 
     private async Task<bool> RunStreamAsync(Action onResponse, CancellationToken cancellationToken)
     {
+        // Secure mode: the control plane knows this workload by its SVID, so the stream waits for the first one.
+        await _channel.WaitForIdentityAsync(cancellationToken).ConfigureAwait(false);
         var client = new AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(_channel.Channel);
         using var call = client.StreamAggregatedResources(cancellationToken: cancellationToken);
         var stream = new StreamState(call.RequestStream);

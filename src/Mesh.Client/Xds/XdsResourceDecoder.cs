@@ -9,6 +9,9 @@ using Mesh.Xds.Envoy.Config.Endpoint.V3;
 using Mesh.Xds.Envoy.Config.Listener.V3;
 using Mesh.Xds.Envoy.Config.Route.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
+using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
+using Mesh.Xds.Envoy.Type.Matcher.V3;
+using Mesh.Client.Security;
 
 namespace Mesh.Client.Xds;
 
@@ -186,8 +189,9 @@ internal static class XdsResourceDecoder
 
         var policy = DecodePolicy(cluster, where, errors);
         var outlier = DecodeOutlierDetection(cluster.OutlierDetection, where, errors);
+        var tls = cluster.TransportSocket is { } socket ? DecodeTransportSocket(socket, where, errors) : null;
         return errors.Count == start
-            ? (name, new ClusterResource(name, edsName, policy, outlier, staticEndpoints))
+            ? (name, new ClusterResource(name, edsName, policy, outlier, staticEndpoints, tls))
             : (name, null);
     }
 
@@ -421,6 +425,134 @@ internal static class XdsResourceDecoder
         }
 
         return settings;
+    }
+
+    /// <summary>
+    /// Decodes the UpstreamTlsContext Istio sends proxyless clients (gRFC A29). Certificates always come from this
+    /// workload's SVID and the mesh bundle, so provider instance names are not checked; any field this client does not
+    /// know (verify_certificate_hash, spki pins, CRLs, custom validators, safe_regex SAN matchers…) is a NACK, since
+    /// ignoring it would weaken what the control plane asked for.
+    /// </summary>
+    private static UpstreamTlsSettings? DecodeTransportSocket(TransportSocket socket, string where, List<string> errors)
+    {
+        const string path = "transport_socket";
+        var start = errors.Count;
+        if (socket.TypedConfig is not { } config)
+        {
+            errors.Add($"{where}: {path}.typed_config is required");
+            return null;
+        }
+
+        if (!string.Equals(config.TypeUrl, XdsTypeUrls.UpstreamTlsContext, StringComparison.Ordinal))
+        {
+            errors.Add($"{where}: {path}.typed_config has type {config.TypeUrl}; only {XdsTypeUrls.UpstreamTlsContext} is supported");
+            return null;
+        }
+
+        var upstream = config.Unpack<UpstreamTlsContext>();
+        RejectUnknownFields(upstream, $"{where}: {path}.typed_config", errors);
+        var common = upstream.CommonTlsContext;
+        if (common is null)
+        {
+            errors.Add($"{where}: {path}.typed_config.common_tls_context is required");
+            return null;
+        }
+
+        var commonPath = $"{where}: {path}.typed_config.common_tls_context";
+        RejectUnknownFields(common, commonPath, errors);
+        if (common.TlsParams is { } tlsParams)
+        {
+            RejectUnknownFields(tlsParams, $"{commonPath}.tls_params", errors);
+            if (tlsParams.TlsMaximumProtocolVersion is TlsParameters.Types.TlsProtocol.Tlsv10 or TlsParameters.Types.TlsProtocol.Tlsv11)
+            {
+                errors.Add($"{commonPath}.tls_params.tls_maximum_protocol_version below TLSv1_2 is not supported (the mesh speaks TLS 1.2 and 1.3)");
+            }
+        }
+
+        CertificateValidationContext? validation = null;
+        var validationPath = commonPath;
+        switch (common.ValidationContextTypeCase)
+        {
+            case CommonTlsContext.ValidationContextTypeOneofCase.ValidationContext:
+                validation = common.ValidationContext;
+                validationPath += ".validation_context";
+                break;
+            case CommonTlsContext.ValidationContextTypeOneofCase.CombinedValidationContext:
+                RejectUnknownFields(common.CombinedValidationContext, $"{commonPath}.combined_validation_context", errors);
+                validation = common.CombinedValidationContext.DefaultValidationContext;
+                validationPath += ".combined_validation_context.default_validation_context";
+                break;
+        }
+
+        var matchers = ImmutableArray.CreateBuilder<SanMatcher>();
+        if (validation is not null)
+        {
+            RejectUnknownFields(validation, validationPath, errors);
+            for (var i = 0; i < validation.MatchSubjectAltNames.Count; i++)
+            {
+                var matcher = validation.MatchSubjectAltNames[i];
+                var matcherPath = $"{validationPath}.match_subject_alt_names[{i}]";
+                var unknown = !RejectUnknownFields(matcher, matcherPath, errors);
+                SanMatchKind? kind = matcher.MatchPatternCase switch
+                {
+                    StringMatcher.MatchPatternOneofCase.Exact => SanMatchKind.Exact,
+                    StringMatcher.MatchPatternOneofCase.Prefix => SanMatchKind.Prefix,
+                    StringMatcher.MatchPatternOneofCase.Suffix => SanMatchKind.Suffix,
+                    StringMatcher.MatchPatternOneofCase.Contains => SanMatchKind.Contains,
+                    _ => null,
+                };
+                var value = matcher.MatchPatternCase switch
+                {
+                    StringMatcher.MatchPatternOneofCase.Exact => matcher.Exact,
+                    StringMatcher.MatchPatternOneofCase.Prefix => matcher.Prefix,
+                    StringMatcher.MatchPatternOneofCase.Suffix => matcher.Suffix,
+                    _ => matcher.Contains,
+                };
+                if (kind is null)
+                {
+                    if (!unknown)
+                    {
+                        errors.Add($"{matcherPath} needs exact, prefix, suffix or contains");
+                    }
+                }
+                else if (string.IsNullOrEmpty(value) && kind != SanMatchKind.Exact)
+                {
+                    errors.Add($"{matcherPath}: an empty {kind.Value.ToString().ToLowerInvariant()} pattern would match any identity");
+                }
+                else
+                {
+                    matchers.Add(new SanMatcher(kind.Value, value, matcher.IgnoreCase));
+                }
+            }
+        }
+
+        return errors.Count == start ? new UpstreamTlsSettings(matchers.ToImmutable()) : null;
+    }
+
+    /// <summary>Adds an error naming the field numbers on the wire that this client's proto subset does not know; true when there are none.</summary>
+    private static bool RejectUnknownFields(IMessage message, string where, List<string> errors)
+    {
+        var known = message.Descriptor.Fields.InFieldNumberOrder().Select(f => f.FieldNumber).ToHashSet();
+        var input = new CodedInputStream(message.ToByteArray());
+        var unknown = new SortedSet<int>();
+        uint tag;
+        while ((tag = input.ReadTag()) != 0)
+        {
+            var number = WireFormat.GetTagFieldNumber(tag);
+            if (!known.Contains(number))
+            {
+                unknown.Add(number);
+            }
+
+            input.SkipLastField();
+        }
+
+        if (unknown.Count > 0)
+        {
+            errors.Add($"{where} ({message.Descriptor.FullName}) sets field(s) {string.Join(", ", unknown)} that this client cannot honour");
+        }
+
+        return unknown.Count == 0;
     }
 
     private static EndpointsResource DecodeEndpoints(ClusterLoadAssignment assignment, string name, string where, List<string> errors)

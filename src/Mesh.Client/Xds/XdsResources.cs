@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Mesh.Client.Discovery;
+using Mesh.Client.Security;
 using Mesh.Xds.Envoy.Config.Route.V3;
 
 namespace Mesh.Client.Xds;
@@ -13,7 +14,8 @@ internal sealed record ClusterResource(
     string? EdsServiceName,
     LoadBalancingPolicy Policy,
     OutlierDetectionSettings? OutlierDetection,
-    EndpointsResource? StaticEndpoints);
+    EndpointsResource? StaticEndpoints,
+    UpstreamTlsSettings? Tls = null);
 
 /// <summary>A validated EDS assignment: the usable endpoints (localities without weight already left out).</summary>
 internal sealed record EndpointsResource(string Name, ImmutableArray<EndpointSpec> Endpoints);

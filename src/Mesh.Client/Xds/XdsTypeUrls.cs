@@ -11,6 +11,7 @@ internal static class XdsTypeUrls
     public const string HttpConnectionManager = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
     public const string Router = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
     public const string RoundRobinPolicy = "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
+    public const string UpstreamTlsContext = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
     public const string LeastRequestPolicy = "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
 
     /// <summary>Gets the short kind used in NACK messages, e.g. <c>Cluster</c>.</summary>

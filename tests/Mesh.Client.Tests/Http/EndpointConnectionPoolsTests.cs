@@ -1,5 +1,6 @@
 using Mesh.Client.Discovery;
 using Mesh.Client.Http;
+using Mesh.Client.Security;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 
@@ -40,5 +41,30 @@ public sealed class EndpointConnectionPoolsTests
         time.Advance(EndpointConnectionPools.DrainTime);
         Assert.Equal(1, pools.Count);
         Assert.NotSame(removedPool, pools.Get(removed));
+    }
+
+    [Fact]
+    public void Get_TlsCluster_SeparatePoolPerTlsSettingsAndLookupAllocatesNothing()
+    {
+        var endpoint = TestSnapshots.Endpoint(9000);
+        var plain = TestSnapshots.Cluster("orders", 80, [endpoint]);
+        var tls = new MeshCluster(plain.Name, plain.ServiceHost, plain.Policy, [endpoint], tls: new UpstreamTlsSettings([new SanMatcher(SanMatchKind.Exact, "spiffe://cluster.local/ns/default/sa/orders", false)]));
+        var other = new MeshCluster(plain.Name, plain.ServiceHost, plain.Policy, [endpoint], tls: new UpstreamTlsSettings([new SanMatcher(SanMatchKind.Exact, "spiffe://cluster.local/ns/default/sa/payments", false)]));
+        var source = new FixedSnapshotSource(TestSnapshots.Snapshot(("orders", 80, [endpoint])));
+        using var pools = new EndpointConnectionPools(source, new FakeTimeProvider(), NullLogger<EndpointConnectionPools>.Instance);
+
+        var tlsPool = pools.Get(endpoint, tls);
+        Assert.NotSame(pools.Get(endpoint, plain), tlsPool);
+        Assert.NotSame(tlsPool, pools.Get(endpoint, other));
+        Assert.Same(pools.Get(endpoint), pools.Get(endpoint, plain));
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1000; i++)
+        {
+            pools.Get(endpoint, tls);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(3, pools.Count);
     }
 }

@@ -1,0 +1,23 @@
+namespace Mesh.Client.Security;
+
+/// <summary>Parses <c>Mesh:Inbound:Mode</c> and serves it as the mode of every port until the control plane says otherwise.</summary>
+internal static class PeerAuthenticationModes
+{
+    public static bool TryParse(string? value, out PeerAuthenticationMode mode)
+    {
+        mode = value?.ToUpperInvariant() switch
+        {
+            "STRICT" => PeerAuthenticationMode.Strict,
+            "PERMISSIVE" => PeerAuthenticationMode.Permissive,
+            "DISABLE" => PeerAuthenticationMode.Disable,
+            _ => PeerAuthenticationMode.Unset,
+        };
+        return mode != PeerAuthenticationMode.Unset;
+    }
+}
+
+/// <summary>The local fallback: one configured mode for every port.</summary>
+internal sealed class StaticPeerAuthenticationModeSource(PeerAuthenticationMode mode) : IPeerAuthenticationModeSource
+{
+    public PeerAuthenticationMode GetMode(int localPort) => mode;
+}

@@ -1,0 +1,59 @@
+using Microsoft.Extensions.Primitives;
+
+namespace Mesh.Client.Security;
+
+/// <summary>Holds the current SVID and bundle; written by <see cref="WorkloadIdentityService"/>, read by TLS code.</summary>
+internal sealed class WorkloadCertificateStore : IWorkloadCertificateSource, IDisposable
+{
+    private readonly TaskCompletionSource _first = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private WorkloadCertificate? _current;
+    private TrustBundle _bundle;
+    private CancellationTokenSource _changed = new();
+
+    public WorkloadCertificateStore(bool isSecure, string trustDomain, TrustBundle initialBundle)
+    {
+        IsSecure = isSecure;
+        TrustDomain = trustDomain;
+        _bundle = initialBundle;
+    }
+
+    public bool IsSecure { get; }
+
+    public string TrustDomain { get; }
+
+    public WorkloadCertificate? Current => Volatile.Read(ref _current);
+
+    public TrustBundle Bundle => Volatile.Read(ref _bundle);
+
+    /// <summary>Gets why the last certificate request failed, or null after a success.</summary>
+    public string? LastError { get; set; }
+
+    /// <summary>Completes when the first certificate was stored.</summary>
+    public Task FirstCertificate => _first.Task;
+
+    public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _changed).Token);
+
+    public void SetCertificate(WorkloadCertificate certificate)
+    {
+        ArgumentNullException.ThrowIfNull(certificate);
+        Volatile.Write(ref _current, certificate);
+        LastError = null;
+        _first.TrySetResult();
+        Fire();
+    }
+
+    public void SetBundle(TrustBundle bundle)
+    {
+        ArgumentNullException.ThrowIfNull(bundle);
+        Volatile.Write(ref _bundle, bundle);
+        Fire();
+    }
+
+    public void Dispose() => Volatile.Read(ref _changed).Dispose();
+
+    private void Fire()
+    {
+        // Not disposed: a late registration on the old token must still run at once.
+        Interlocked.Exchange(ref _changed, new CancellationTokenSource()).Cancel();
+    }
+}

@@ -1,0 +1,287 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Grpc.Core;
+using Mesh.Client.Xds;
+using Mesh.Xds.Istio.Auth.V1;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Mesh.Client.Security;
+
+/// <summary>
+/// Obtains and rotates this workload's X.509-SVID from the control plane's Istio-style CA. A new ECDSA P-256 key is
+/// made in process for every request and never leaves it. The first request authenticates with the bootstrap token,
+/// renewals with the current SVID. Renewal runs at half the lifetime ± 5 % jitter; on failure the current certificate
+/// stays in use and the request is retried with backoff. The trust bundle is fetched at start, after every renewal and
+/// every <see cref="BundleRefreshInterval"/>.
+/// </summary>
+internal sealed partial class WorkloadIdentityService : IHostedService, IDisposable
+{
+    public static readonly TimeSpan BundleRefreshInterval = TimeSpan.FromMinutes(5);
+    private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromMinutes(1);
+
+    private readonly ServiceMeshOptions _options;
+    private readonly WorkloadCertificateStore _store;
+    private readonly ControlPlaneChannel _channel;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly Func<double> _random;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly SpiffeId _expectedId;
+    private Task? _loop;
+    private int _disposed;
+
+    public WorkloadIdentityService(
+        IOptions<ServiceMeshOptions> options,
+        WorkloadCertificateStore store,
+        ControlPlaneChannel channel,
+        TimeProvider time,
+        ILogger<WorkloadIdentityService> logger,
+        Func<double>? random = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(channel);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(logger);
+        _options = options.Value;
+        _store = store;
+        _channel = channel;
+        _time = time;
+        _logger = logger;
+        _random = random ?? Random.Shared.NextDouble;
+        var account = _options.ServiceAccount ?? _options.Service ?? "default";
+        _expectedId = SpiffeId.ForWorkload(_options.Identity.TrustDomain, _options.Namespace, account);
+    }
+
+    /// <summary>Gets how many certificates were obtained (tests, diagnostics).</summary>
+    public int Issued { get; private set; }
+
+    /// <summary>Gets when the next renewal is due.</summary>
+    public DateTimeOffset? NextRenewal { get; private set; }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (!_store.IsSecure)
+        {
+            return Task.CompletedTask;
+        }
+
+        using (ExecutionContext.SuppressFlow())
+        {
+            _loop = Task.WhenAll(
+                Task.Run(() => RenewLoopAsync(_stopping.Token), CancellationToken.None),
+                Task.Run(() => BundleLoopAsync(_stopping.Token), CancellationToken.None));
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_loop is null)
+        {
+            return;
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _loop.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _stopping.Cancel();
+        _stopping.Dispose();
+    }
+
+    /// <summary>Renewal time: NotBefore + lifetime × (0.5 ± 0.05).</summary>
+    internal DateTimeOffset RenewalTime(WorkloadCertificate certificate)
+    {
+        var lifetime = certificate.NotAfter - certificate.NotBefore;
+        var ratio = 0.5 + ((_random() * 2) - 1) * 0.05;
+        return certificate.NotBefore + lifetime * ratio;
+    }
+
+    private async Task RenewLoopAsync(CancellationToken cancellationToken)
+    {
+        var failures = 0;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            TimeSpan delay;
+            try
+            {
+                var certificate = await RequestCertificateAsync(cancellationToken).ConfigureAwait(false);
+                _store.SetCertificate(certificate);
+                Issued++;
+                failures = 0;
+                var renewAt = RenewalTime(certificate);
+                NextRenewal = renewAt;
+                Log.Issued(_logger, certificate.Id.Value, certificate.Leaf.SerialNumber, certificate.NotAfter, renewAt);
+                await RefreshBundleAsync(cancellationToken).ConfigureAwait(false);
+                delay = renewAt - _time.GetUtcNow();
+            }
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+            {
+                failures++;
+                _store.LastError = ex is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : ex.Message;
+                if (_channel.LastTlsError is { } tls)
+                {
+                    _store.LastError += $" ({tls})";
+                }
+
+                delay = RetryDelay(failures);
+                Log.IssueFailed(_logger, _channel.Address, _store.LastError, _store.Current is not null, delay, ex);
+            }
+
+            try
+            {
+                await Task.Delay(delay > TimeSpan.Zero ? delay : TimeSpan.Zero, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task BundleLoopAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await RefreshBundleAsync(cancellationToken).ConfigureAwait(false);
+                await Task.Delay(BundleRefreshInterval, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>Exponential backoff with jitter: 1 s, 2 s, 4 s … up to a minute, each × [0.5, 1).</summary>
+    private TimeSpan RetryDelay(int failures)
+    {
+        var ceiling = Math.Min(MaxRetryDelay.TotalMilliseconds, 1000 * Math.Pow(2, Math.Clamp(failures - 1, 0, 20)));
+        return TimeSpan.FromMilliseconds(ceiling * (0.5 + (_random() * 0.5)));
+    }
+
+    internal async Task<WorkloadCertificate> RequestCertificateAsync(CancellationToken cancellationToken)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest(new X500DistinguishedName(string.Empty), key, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddUri(new Uri(_expectedId.Value));
+        request.CertificateExtensions.Add(san.Build(critical: true));
+        var csr = request.CreateSigningRequestPem();
+
+        var headers = new Metadata();
+        var current = _store.Current;
+        if (current is null || current.NotAfter <= _time.GetUtcNow())
+        {
+            // No (valid) SVID to authenticate with: the bootstrap token does.
+            headers.Add("authorization", $"Bearer {await ReadTokenAsync(cancellationToken).ConfigureAwait(false)}");
+        }
+
+        using var channel = _channel.CreateCertificateChannel();
+        var client = new IstioCertificateService.IstioCertificateServiceClient(channel);
+        var response = await client.CreateCertificateAsync(
+            new IstioCertificateRequest { Csr = csr, ValidityDuration = (long)_options.Identity.CertificateTtl.TotalSeconds },
+            headers,
+            deadline: _time.GetUtcNow().UtcDateTime.AddSeconds(30),
+            cancellationToken: cancellationToken).ConfigureAwait(false);
+        return BuildCertificate(response, key);
+    }
+
+    private WorkloadCertificate BuildCertificate(IstioCertificateResponse response, ECDsa key)
+    {
+        if (response.CertChain.Count < 2)
+        {
+            throw new InvalidDataException($"the CA returned {response.CertChain.Count} certificate(s); a chain has the leaf and at least its root");
+        }
+
+        using var publicLeaf = X509Certificate2.CreateFromPem(response.CertChain[0]);
+
+        // The key stays in memory: an ephemeral copy, never exported or persisted.
+        var leaf = publicLeaf.CopyWithPrivateKey(key);
+        var intermediates = new X509Certificate2Collection();
+        for (var i = 1; i < response.CertChain.Count - 1; i++)
+        {
+            intermediates.Add(X509Certificate2.CreateFromPem(response.CertChain[i]));
+        }
+
+        var root = X509Certificate2.CreateFromPem(response.CertChain[^1]);
+        var roots = new X509Certificate2Collection(_store.Bundle.Roots);
+        roots.Add(root);
+        if (!SvidValidator.TryValidate(leaf, intermediates.Cast<X509Certificate2>(), new TrustBundle(roots, "the CA response"), _store.TrustDomain, _time.GetUtcNow(), out var id, out var error))
+        {
+            leaf.Dispose();
+            throw new InvalidDataException($"the CA returned a certificate that is not a valid SVID: {error}");
+        }
+
+        if (!string.Equals(id!.Value, _expectedId.Value, StringComparison.Ordinal))
+        {
+            Log.UnexpectedIdentity(_logger, id.Value, _expectedId.Value);
+        }
+
+        return new WorkloadCertificate(leaf, intermediates, id);
+    }
+
+    private async Task<string> ReadTokenAsync(CancellationToken cancellationToken)
+    {
+        var identity = _options.Identity;
+        if (!string.IsNullOrEmpty(identity.Token))
+        {
+            return identity.Token;
+        }
+
+        // Read at every use: projected tokens are rotated on disk.
+        var token = await File.ReadAllTextAsync(identity.TokenFile!, cancellationToken).ConfigureAwait(false);
+        return token.Trim();
+    }
+
+    internal async Task RefreshBundleAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var http = _channel.CreateHttpClient();
+            var pem = await http.GetStringAsync(new Uri("/ca/bundle.pem", UriKind.Relative), cancellationToken).ConfigureAwait(false);
+            var bundle = TrustBundle.FromPem(pem, new Uri(_channel.Address, "/ca/bundle.pem").ToString());
+            if (!string.Equals(bundle.Thumbprints, _store.Bundle.Thumbprints, StringComparison.Ordinal))
+            {
+                _store.SetBundle(bundle);
+                Log.BundleUpdated(_logger, bundle.Roots.Count, bundle.Source);
+            }
+        }
+        catch (Exception ex) when (ex is HttpRequestException or InvalidDataException or System.Security.Cryptography.CryptographicException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            // The current bundle keeps serving; the next refresh tries again.
+            Log.BundleFailed(_logger, _channel.Address, ex.Message, ex);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Workload certificate for {SpiffeId} issued (serial {Serial}, expires {NotAfter:O}); renewal at {RenewAt:O}.")]
+        public static partial void Issued(ILogger logger, string spiffeId, string serial, DateTimeOffset notAfter, DateTimeOffset renewAt);
+
+        [LoggerMessage(2, LogLevel.Warning, "Workload certificate request to {ControlPlane} failed: {Error}. Keeping the current certificate: {HasCurrent}; retrying in {Delay}.")]
+        public static partial void IssueFailed(ILogger logger, Uri controlPlane, string error, bool hasCurrent, TimeSpan delay, Exception exception);
+
+        [LoggerMessage(3, LogLevel.Information, "Trust bundle updated: {Count} root(s) from {Source}.")]
+        public static partial void BundleUpdated(ILogger logger, int count, string source);
+
+        [LoggerMessage(4, LogLevel.Warning, "Trust bundle refresh from {ControlPlane} failed: {Error}; the current bundle stays.")]
+        public static partial void BundleFailed(ILogger logger, Uri controlPlane, string error, Exception exception);
+
+        [LoggerMessage(5, LogLevel.Warning, "The CA certified {SpiffeId}, not {Expected} from Mesh:Namespace and Mesh:ServiceAccount; the control plane's identity wins.")]
+        public static partial void UnexpectedIdentity(ILogger logger, string spiffeId, string expected);
+    }
+}

@@ -1,0 +1,110 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Mesh.Client.Security;
+using Mesh.Client.Tests.Grpc;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Grpc.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.Client.Tests.Security;
+
+/// <summary>
+/// A real Kestrel backend on 127.0.0.1:0 with the mesh inbound connection middleware and claims filter, as
+/// AddServiceMesh sets them up in secure mode. It answers with its name and records what the app saw.
+/// </summary>
+internal sealed class MeshBackend : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private int _connections;
+
+    private MeshBackend(WebApplication app) => _app = app;
+
+    public int Port { get; private set; }
+
+    /// <summary>Gets the TCP connections accepted (each mTLS connection is one handshake).</summary>
+    public int Connections => Volatile.Read(ref _connections);
+
+    public ConcurrentQueue<Seen> Requests { get; } = new();
+
+    public int Hits => Requests.Count;
+
+    public static async Task<MeshBackend> StartAsync(
+        string name,
+        IWorkloadCertificateSource certificates,
+        PeerAuthenticationMode mode,
+        HttpProtocols protocols = HttpProtocols.Http1AndHttp2)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Services.AddSingleton(certificates);
+        builder.Services.AddSingleton<IPeerAuthenticationModeSource>(new StaticPeerAuthenticationModeSource(mode));
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<IStartupFilter, MeshPeerIdentityStartupFilter>();
+        builder.Services.AddGrpc();
+        MeshBackend? self = null;
+        builder.Services.AddSingleton(_ => new GreeterService(name, () => self!));
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AllowAlternateSchemes = true;
+            kestrel.Listen(IPAddress.Loopback, 0, listen =>
+            {
+                listen.Protocols = protocols;
+                listen.Use(next => connection =>
+                {
+                    Interlocked.Increment(ref self!._connections);
+                    return next(connection);
+                });
+                MeshSecurityRegistration.UseMeshInbound(listen, kestrel.ApplicationServices);
+            });
+        });
+        var app = builder.Build();
+        app.MapGrpcService<GreeterService>();
+        app.Map("/{**path}", (HttpContext context) =>
+        {
+            self!.Record(context);
+            return name;
+        });
+        self = new MeshBackend(app);
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
+        self.Port = new Uri(address).Port;
+        return self;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+
+    private void Record(HttpContext context)
+    {
+        var feature = context.Features.Get<IMeshPeerIdentityFeature>();
+        Requests.Enqueue(new Seen(
+            context.Request.Host.Value ?? string.Empty,
+            context.Request.Protocol,
+            context.User.FindFirst(MeshClaimTypes.SpiffeId)?.Value,
+            context.User.FindFirst(MeshClaimTypes.Namespace)?.Value,
+            context.User.FindFirst(MeshClaimTypes.ServiceAccount)?.Value,
+            feature?.SpiffeId,
+            context.Connection.ClientCertificate is not null));
+    }
+
+    internal sealed record Seen(string Host, string Protocol, string? ClaimSpiffeId, string? ClaimNamespace, string? ClaimServiceAccount, string? FeatureSpiffeId, bool HasClientCertificate);
+
+    private sealed class GreeterService(string name, Func<MeshBackend> backend) : Greeter.GreeterBase
+    {
+        public override Task<HelloReply> Hello(HelloRequest request, global::Grpc.Core.ServerCallContext context)
+        {
+            backend().Record(context.GetHttpContext());
+            return Task.FromResult(new HelloReply { Backend = name, Authority = context.Host });
+        }
+    }
+}
