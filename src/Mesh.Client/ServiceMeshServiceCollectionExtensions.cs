@@ -69,7 +69,8 @@ public static class ServiceMeshHostingExtensions
             sp.GetRequiredService<ControlPlaneChannel>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<XdsClient>>(),
-            sp.GetService<IHostEnvironment>()?.ApplicationName ?? "app"));
+            sp.GetService<IHostEnvironment>()?.ApplicationName ?? "app",
+            inbound: sp.GetRequiredService<Mesh.Client.Authorization.InboundPolicyStore>()));
         services.TryAddSingleton<IMeshSnapshotSource>(sp => sp.GetRequiredService<XdsClient>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, XdsClient>(sp => sp.GetRequiredService<XdsClient>()));
         services.TryAddSingleton(sp =>
@@ -92,6 +93,7 @@ public static class ServiceMeshHostingExtensions
 
         services.AddServiceMeshHttp();
         services.AddServiceMeshGrpc();
+        services.AddMeshAuthorization();
     }
 
     /// <summary>Marks a service collection the mesh was added to, so a second call adds nothing.</summary>

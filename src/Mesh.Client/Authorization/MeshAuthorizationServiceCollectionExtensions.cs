@@ -1,5 +1,4 @@
 using Mesh.Client.Authorization;
-using Mesh.Client.Security;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -8,12 +7,11 @@ namespace Microsoft.Extensions.DependencyInjection;
 /// <summary>Inbound authorization (PeerAuthentication + AuthorizationPolicy) for Kestrel mesh ports.</summary>
 internal static class MeshAuthorizationServiceCollectionExtensions
 {
-    /// <summary>Registers the inbound policy store (also the <see cref="IPeerAuthenticationModeSource"/>) and the authorization middleware; idempotent.</summary>
+    /// <summary>Registers the inbound policy store (fed by the xDS client) and the authorization middleware; idempotent.</summary>
     public static IServiceCollection AddMeshAuthorization(this IServiceCollection services)
     {
         ArgumentNullException.ThrowIfNull(services);
         services.TryAddSingleton<InboundPolicyStore>();
-        services.TryAddSingleton<IPeerAuthenticationModeSource>(sp => sp.GetRequiredService<InboundPolicyStore>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStartupFilter, MeshAuthorizationStartupFilter>());
         return services;
     }

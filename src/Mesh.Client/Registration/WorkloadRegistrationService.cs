@@ -182,6 +182,11 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
         }
 
         var workload = BuildWorkload();
+        if (workload is not null)
+        {
+            _services.GetService<Xds.XdsClient>()?.SubscribeInbound(workload.Ports.Values.Select(port => $"{workload.Address}:{port}"));
+        }
+
         if (workload is null)
         {
             Log.NoServer(_logger, _options.Service!);

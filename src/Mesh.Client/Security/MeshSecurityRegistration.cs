@@ -1,3 +1,4 @@
+using Mesh.Client.Authorization;
 using Mesh.Client.Xds;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -17,11 +18,13 @@ internal static partial class MeshSecurityRegistration
         services.TryAddSingleton(sp => CreateStore(sp.GetRequiredService<IOptions<ServiceMeshOptions>>().Value, sp.GetRequiredService<ILoggerFactory>()));
         services.TryAddSingleton<IWorkloadCertificateSource>(sp => sp.GetRequiredService<WorkloadCertificateStore>());
 
-        // The local fallback; the xDS-driven source (inbound listener policy) replaces it when registered first.
+        // The control plane's inbound listener decides each port's mode; Mesh:Inbound:Mode applies until it has spoken.
+        services.TryAddSingleton<InboundPolicyStore>();
         services.TryAddSingleton<IPeerAuthenticationModeSource>(sp =>
         {
             var configured = sp.GetRequiredService<IOptions<ServiceMeshOptions>>().Value.Inbound.Mode;
-            return new StaticPeerAuthenticationModeSource(PeerAuthenticationModes.TryParse(configured, out var mode) ? mode : PeerAuthenticationMode.Permissive);
+            var fallback = PeerAuthenticationModes.TryParse(configured, out var mode) ? mode : PeerAuthenticationMode.Permissive;
+            return new InboundPeerAuthenticationModeSource(sp.GetRequiredService<InboundPolicyStore>(), fallback);
         });
         services.TryAddSingleton(sp => new WorkloadIdentityService(
             sp.GetRequiredService<IOptions<ServiceMeshOptions>>(),

@@ -21,3 +21,9 @@ internal sealed class StaticPeerAuthenticationModeSource(PeerAuthenticationMode 
 {
     public PeerAuthenticationMode GetMode(int localPort) => mode;
 }
+
+/// <summary>The mode the control plane's inbound listener gives a port, else the configured fallback (Mesh:Inbound:Mode).</summary>
+internal sealed class InboundPeerAuthenticationModeSource(Authorization.InboundPolicyStore store, PeerAuthenticationMode fallback) : IPeerAuthenticationModeSource
+{
+    public PeerAuthenticationMode GetMode(int localPort) => store.GetMode(localPort) is var mode and not PeerAuthenticationMode.Unset ? mode : fallback;
+}

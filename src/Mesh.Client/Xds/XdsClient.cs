@@ -42,6 +42,9 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
     private volatile bool _connected;
     private volatile string? _lastConnectionError;
     private volatile XdsNack? _lastNack;
+    private readonly Authorization.InboundPolicyStore? _inbound;
+    private SortedSet<string> _inboundNames = new(StringComparer.Ordinal);
+    private CancellationTokenSource? _streamCancellation;
 
     public XdsClient(
         IOptions<ServiceMeshOptions> options,
@@ -49,7 +52,8 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         TimeProvider timeProvider,
         ILogger<XdsClient> logger,
         string applicationName,
-        Func<double>? random = null)
+        Func<double>? random = null,
+        Authorization.InboundPolicyStore? inbound = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(channel);
@@ -60,6 +64,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         _timeProvider = timeProvider;
         _logger = logger;
         _random = random ?? Random.Shared.NextDouble;
+        _inbound = inbound;
         var suffix = Random.Shared.Next().ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
         _nodeFactory = () => XdsNode.Create(_options, applicationName, XdsNode.LocalIp(), suffix);
         _types = TypeOrder.ToDictionary(t => t, t => new TypeState(t), StringComparer.Ordinal);
@@ -93,6 +98,35 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
     }
 
     public IChangeToken GetChangeToken() => Volatile.Read(ref _signal).Token;
+
+    /// <summary>
+    /// Subscribes to this workload's inbound listeners (<c>xds.istio.io/grpc/lds/inbound/ip:port</c>), which carry the
+    /// PeerAuthentication mode and authorization policy of each port. The stream is restarted to send them: a request
+    /// on a fresh stream cannot race a response's nonce, and the current snapshot keeps serving meanwhile.
+    /// </summary>
+    public void SubscribeInbound(IEnumerable<string> authorities)
+    {
+        ArgumentNullException.ThrowIfNull(authorities);
+        var names = new SortedSet<string>(authorities.Select(a => Authorization.InboundPolicyDecoder.NamePrefix + a), StringComparer.Ordinal);
+        lock (_types)
+        {
+            if (_inboundNames.SetEquals(names))
+            {
+                return;
+            }
+
+            _inboundNames = names;
+        }
+
+        try
+        {
+            Volatile.Read(ref _streamCancellation)?.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The stream ended on its own; the next one sends the names.
+        }
+    }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -135,9 +169,11 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         while (!cancellationToken.IsCancellationRequested)
         {
             var receivedResponse = false;
+            using var streamCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            Volatile.Write(ref _streamCancellation, streamCancellation);
             try
             {
-                receivedResponse = await RunStreamAsync(() => receivedResponse = true, cancellationToken).ConfigureAwait(false);
+                receivedResponse = await RunStreamAsync(() => receivedResponse = true, streamCancellation.Token).ConfigureAwait(false);
                 _lastConnectionError = "the control plane closed the ADS stream";
                 Log.StreamClosed(_logger, _channel.Address);
             }
@@ -148,6 +184,12 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             catch (RpcException ex) when (ex.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
             {
                 break;
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled } && streamCancellation.IsCancellationRequested)
+            {
+                // SubscribeInbound restarted the stream to send new names: reconnect at once.
+                attempt = 0;
+                continue;
             }
             catch (Exception ex) when (ex is RpcException or IOException or HttpRequestException or InvalidOperationException)
             {
@@ -267,6 +309,11 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             state.Received = true;
         }
 
+        if (response.TypeUrl == XdsTypeUrls.Listener)
+        {
+            _inbound?.Replace(decoded.Values.OfType<Authorization.InboundPolicy>());
+        }
+
         Log.Accepted(_logger, XdsTypeUrls.KindOf(response.TypeUrl), response.VersionInfo, decoded.Count);
         await SendRequestAsync(stream, state, null, cancellationToken).ConfigureAwait(false);
 
@@ -301,7 +348,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
     }
 
     private SortedSet<string> ReferencedRouteConfigs() =>
-        new(_types[XdsTypeUrls.Listener].Resources.Values.Cast<ListenerResource>()
+        new(_types[XdsTypeUrls.Listener].Resources.Values.OfType<ListenerResource>()
             .Where(l => l.RouteConfigName is not null)
             .Select(l => l.RouteConfigName!), StringComparer.Ordinal);
 
@@ -320,7 +367,16 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             ErrorDetail = error,
         };
 
-        if (!state.IsWildcard)
+        if (state.IsWildcard)
+        {
+            // Wildcard plus this workload's inbound listeners, which a wildcard does not cover.
+            if (state.TypeUrl == XdsTypeUrls.Listener && _inboundNames.Count > 0)
+            {
+                request.ResourceNames.Add("*");
+                request.ResourceNames.Add(_inboundNames);
+            }
+        }
+        else
         {
             // An empty list means wildcard only when no names were ever sent; RDS and EDS always send names.
             if (state.Subscribed.Count == 0 && state.SentNames is null)
@@ -368,7 +424,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             var version = $"lds={lds.Version} rds={rds.Version} cds={cds.Version} eds={eds.Version}";
             snapshot = MeshSnapshotBuilder.Build(
                 version,
-                lds.Resources.ToDictionary(p => p.Key, p => (ListenerResource)p.Value),
+                lds.Resources.Where(p => p.Value is ListenerResource).ToDictionary(p => p.Key, p => (ListenerResource)p.Value),
                 rds.Resources.ToDictionary(p => p.Key, p => (RouteConfiguration)p.Value),
                 cds.Resources.ToDictionary(p => p.Key, p => (ClusterResource)p.Value),
                 eds.Resources.ToDictionary(p => p.Key, p => (EndpointsResource)p.Value),

@@ -73,6 +73,18 @@ internal static class XdsResourceDecoder
     {
         ArgumentNullException.ThrowIfNull(listener);
         var name = listener.Name;
+        if (Authorization.InboundPolicyDecoder.IsInboundListenerName(name))
+        {
+            // This workload's own inbound listener (gRFC A36): PeerAuthentication mode and RBAC of one port.
+            if (Authorization.InboundPolicyDecoder.TryDecode(listener, out var policy, out var inboundErrors))
+            {
+                return (name, policy);
+            }
+
+            errors.AddRange(inboundErrors.Select(e => $"Listener {name}: {e}"));
+            return (name, null);
+        }
+
         var where = $"Listener {name}";
         var start = errors.Count;
         if (string.IsNullOrEmpty(name))

