@@ -243,7 +243,7 @@ internal static partial class YamlConfigLoader
                 break;
             default:
                 var rule = ParseDestinationRule(ctx, spec, ns, name ?? string.Empty);
-                if (errors.Count == before && rule is not null)
+                if (rule is not null && errors.Skip(before).All(e => e.IsWarning))
                 {
                     rules.Add((rule, file, line));
                 }
