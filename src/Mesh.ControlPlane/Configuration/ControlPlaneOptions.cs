@@ -15,7 +15,7 @@ internal sealed class ControlPlaneOptions
     public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
     public TimeSpan DebounceInterval { get; set; } = TimeSpan.FromMilliseconds(100);
     public Uri SecureAddress { get; set; } = new("https://127.0.0.1:15012");
-    public string TrustDomain { get; set; } = "cluster.local";
+    public string TrustDomain { get; set; } = Security.SpiffeId.DefaultTrustDomain;
 
     /// <summary>Serve WorkloadRegistry on the plaintext XdsAddress too (unauthenticated, as before the CA existed).</summary>
     public bool PlaintextRegistration { get; set; } = true;

@@ -9,6 +9,16 @@ internal enum LoadBalancerKind
     LeastRequest,
 }
 
+/// <summary>DestinationRule <c>spec.trafficPolicy.tls.mode</c> values Mesh supports.</summary>
+internal enum UpstreamTlsMode
+{
+    /// <summary>mTLS with mesh certificates; the server must present one of the service's SPIFFE IDs.</summary>
+    IstioMutual,
+
+    /// <summary>Plaintext, even for mesh workloads.</summary>
+    Disable,
+}
+
 internal sealed record ServicePort(uint Number, string Name, string Protocol, uint? TargetPort);
 
 /// <summary>Where an endpoint came from: YAML (static) or a runtime registration.</summary>
@@ -45,7 +55,8 @@ internal sealed record ServiceEntryModel(
     public ImmutableArray<string> SubjectAltNames { get; init; } = SubjectAltNames.IsDefault ? [] : SubjectAltNames;
 }
 
-internal sealed record DestinationRuleModel(string Namespace, string Name, string Host, LoadBalancerKind LoadBalancer);
+/// <summary>A DestinationRule; <paramref name="TlsMode"/> is null when it has no <c>spec.trafficPolicy.tls</c> (auto mTLS applies).</summary>
+internal sealed record DestinationRuleModel(string Namespace, string Name, string Host, LoadBalancerKind LoadBalancer, UpstreamTlsMode? TlsMode = null);
 
 /// <summary>One problem found in the config folder. Warnings do not reject the config.</summary>
 internal sealed record ConfigError(string File, int Line, string Message, bool IsWarning = false)

@@ -105,9 +105,7 @@ internal sealed class WorkloadRegistryService(
                 continue;
             }
 
-            var allowed = service.SubjectAltNames.IsEmpty
-                ? [new WorkloadIdentity(caller.TrustDomain, service.Namespace, service.Name).SpiffeId]
-                : service.SubjectAltNames;
+            var allowed = SpiffeId.AllowedIdentities(service, caller.TrustDomain);
             if (!allowed.Contains(caller.SpiffeId, StringComparer.Ordinal))
             {
                 var host = service.Hosts.IsEmpty ? $"{service.Namespace}/{service.Name}" : service.Hosts[0];

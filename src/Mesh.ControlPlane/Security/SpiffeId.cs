@@ -1,4 +1,6 @@
+using System.Collections.Immutable;
 using System.Diagnostics.CodeAnalysis;
+using Mesh.ControlPlane.Model;
 
 namespace Mesh.ControlPlane.Security;
 
@@ -13,7 +15,22 @@ internal sealed record WorkloadIdentity(string TrustDomain, string Namespace, st
 /// <summary>SPIFFE ID rules (spiffe/spiffe SPIFFE-ID.md) and Mesh's <c>/ns/&lt;ns&gt;/sa/&lt;sa&gt;</c> convention.</summary>
 internal static class SpiffeId
 {
+    /// <summary>The trust domain when none is configured, as in Istio.</summary>
+    public const string DefaultTrustDomain = "cluster.local";
+
     private const string Prefix = "spiffe://";
+
+    /// <summary>
+    /// The identities a service's workloads may run as: its <c>spec.subjectAltNames</c>, else the
+    /// convention <c>spiffe://&lt;td&gt;/ns/&lt;namespace&gt;/sa/&lt;ServiceEntry name&gt;</c>.
+    /// </summary>
+    public static ImmutableArray<string> AllowedIdentities(ServiceEntryModel service, string trustDomain)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        return service.SubjectAltNames.IsEmpty
+            ? [new WorkloadIdentity(trustDomain, service.Namespace, service.Name).SpiffeId]
+            : service.SubjectAltNames;
+    }
 
     /// <summary>Trust domain: lowercase letters, digits, '.', '-', '_'; 1-255 bytes.</summary>
     public static bool IsTrustDomain(string? value) =>

@@ -243,7 +243,7 @@ internal static partial class YamlConfigLoader
                 break;
             default:
                 var rule = ParseDestinationRule(ctx, spec, ns, name ?? string.Empty);
-                if (errors.Count == before && rule is not null)
+                if (rule is not null && errors.Skip(before).All(e => e.IsWarning))
                 {
                     rules.Add((rule, file, line));
                 }
@@ -480,7 +480,49 @@ internal static partial class YamlConfigLoader
             }
         }
 
-        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb);
+        var tlsMode = policy is null ? null : ParseTlsMode(ctx, policy);
+        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode);
+    }
+
+    /// <summary>
+    /// <c>spec.trafficPolicy.tls</c>: only <c>mode</c> ISTIO_MUTUAL or DISABLE. SIMPLE and MUTUAL need client
+    /// certificates or CAs from files, which proxyless clients do not get from xDS.
+    /// </summary>
+    private static UpstreamTlsMode? ParseTlsMode(ResourceContext ctx, YamlMappingNode policy)
+    {
+        var tls = ctx.Mapping(Child(policy, "tls"), policy, "spec.trafficPolicy.tls", required: false);
+        if (tls is null)
+        {
+            return null;
+        }
+
+        foreach (var key in tls.Children.Keys)
+        {
+            if (key is YamlScalarNode { Value: { } field } && field != "mode")
+            {
+                ctx.Warn(key, $"spec.trafficPolicy.tls.{field}", "is not supported and is ignored; only mode is read");
+            }
+        }
+
+        var modeNode = Child(tls, "mode");
+        var mode = ctx.String(modeNode, "spec.trafficPolicy.tls.mode");
+        switch (mode?.ToUpperInvariant())
+        {
+            case "ISTIO_MUTUAL":
+                return UpstreamTlsMode.IstioMutual;
+            case "DISABLE":
+                return UpstreamTlsMode.Disable;
+            case null:
+                if (modeNode is null or YamlScalarNode)
+                {
+                    ctx.Error(modeNode ?? tls, "spec.trafficPolicy.tls.mode", "is required; use ISTIO_MUTUAL or DISABLE");
+                }
+
+                return null;
+            default:
+                ctx.Error(modeNode ?? tls, "spec.trafficPolicy.tls.mode", $"'{mode}' is not supported; use ISTIO_MUTUAL (mesh mTLS) or DISABLE (plaintext)");
+                return null;
+        }
     }
 
     private static YamlNode? Child(YamlMappingNode node, string key) =>
@@ -505,6 +547,9 @@ internal static partial class YamlConfigLoader
     {
         public void Error(YamlNode node, string path, string message) =>
             errors.Add(new ConfigError(file, Line(node), $"{resource}: {path}: {message}"));
+
+        public void Warn(YamlNode node, string path, string message) =>
+            errors.Add(new ConfigError(file, Line(node), $"{resource}: {path}: {message}", IsWarning: true));
 
         public YamlMappingNode? Mapping(YamlNode? node, YamlNode parent, string path, bool required)
         {

@@ -14,7 +14,11 @@ internal sealed record ResolvedService(
     ServiceEntryModel Entry,
     string Host,
     LoadBalancerKind LoadBalancer,
-    ImmutableArray<ResolvedEndpoint> Endpoints);
+    ImmutableArray<ResolvedEndpoint> Endpoints)
+{
+    /// <summary>Whether clients must use mesh mTLS to reach this service (auto mTLS or DestinationRule ISTIO_MUTUAL).</summary>
+    public bool MutualTls { get; init; }
+}
 
 /// <summary>A listener target: the service host and one of its ports.</summary>
 internal sealed record ListenerTarget(string Host, ServicePort Port, string RouteName);

@@ -3,6 +3,7 @@ using System.Collections.Immutable;
 using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
 using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Security;
 using Mesh.Xds.Envoy.Config.Cluster.V3;
 using Mesh.Xds.Envoy.Config.Core.V3;
 using Mesh.Xds.Envoy.Config.Endpoint.V3;
@@ -12,6 +13,8 @@ using Mesh.Xds.Envoy.Extensions.Filters.Http.Router.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.LeastRequest.V3;
 using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.RoundRobin.V3;
+using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
+using Mesh.Xds.Envoy.Type.Matcher.V3;
 using Endpoint = Mesh.Xds.Envoy.Config.Endpoint.V3.Endpoint;
 using Route = Mesh.Xds.Envoy.Config.Route.V3.Route;
 
@@ -23,12 +26,22 @@ internal static class XdsTranslator
     public const string RouterFilterName = "envoy.filters.http.router";
     public const string LeastRequestPolicyName = "envoy.load_balancing_policies.least_request";
     public const string RoundRobinPolicyName = "envoy.load_balancing_policies.round_robin";
+    public const string TlsTransportSocketName = "envoy.transport_sockets.tls";
+
+    /// <summary>The certificate provider instance proxyless bootstraps define (Istio's name).</summary>
+    public const string CertificateProviderInstance = "default";
+    public const string IdentityCertificateName = "default";
+    public const string RootCertificateName = "ROOTCA";
 
     public static string ClusterName(uint port, string host) => $"outbound|{port.ToString(CultureInfo.InvariantCulture)}||{host}";
 
     public static string ListenerName(string host, uint port) => $"{host}:{port.ToString(CultureInfo.InvariantCulture)}";
 
-    public static XdsSnapshot Translate(MeshSnapshot model, long version, string rootNamespace = SecurityScopes.DefaultRootNamespace)
+    public static XdsSnapshot Translate(
+        MeshSnapshot model,
+        long version,
+        string rootNamespace = SecurityScopes.DefaultRootNamespace,
+        string trustDomain = SpiffeId.DefaultTrustDomain)
     {
         ArgumentNullException.ThrowIfNull(model);
         var services = Resolve(model);
@@ -39,10 +52,11 @@ internal static class XdsTranslator
 
         foreach (var service in services)
         {
+            var tls = service.MutualTls ? BuildUpstreamTlsContext(UpstreamSubjectAltNames(service, trustDomain)) : null;
             foreach (var port in service.Entry.Ports)
             {
                 var name = ClusterName(port.Number, service.Host);
-                clusters[name] = new XdsResource(name, Any.Pack(BuildCluster(name, service.LoadBalancer)));
+                clusters[name] = new XdsResource(name, Any.Pack(BuildCluster(name, service.LoadBalancer, tls)));
                 endpoints[name] = new XdsResource(name, Any.Pack(BuildLoadAssignment(name, service.Endpoints.Where(e => e.ServicePort == port.Number))));
                 routes[name] = new XdsResource(name, Any.Pack(BuildRouteConfiguration(name, service.Host, port.Number)));
                 listeners[ListenerName(service.Host, port.Number)] = new ListenerTarget(service.Host, port, name);
@@ -87,12 +101,83 @@ internal static class XdsTranslator
 
             foreach (var host in entry.Hosts)
             {
-                var lb = rules.TryGetValue(host, out var rule) ? rule.LoadBalancer : LoadBalancerKind.RoundRobin;
-                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable()));
+                var rule = rules.GetValueOrDefault(host);
+                var lb = rule?.LoadBalancer ?? LoadBalancerKind.RoundRobin;
+                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable()) { MutualTls = UsesMutualTls(entry, rule) });
             }
         }
 
         return result.ToImmutable();
+    }
+
+    /// <summary>
+    /// Istio auto mTLS: a DestinationRule's <c>tls.mode</c> decides when set; otherwise services that
+    /// select mesh workloads (<c>workloadSelector</c>) use mTLS and inline-endpoint (external) services do not.
+    /// </summary>
+    public static bool UsesMutualTls(ServiceEntryModel entry, DestinationRuleModel? rule)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        return rule?.TlsMode switch
+        {
+            UpstreamTlsMode.IstioMutual => true,
+            UpstreamTlsMode.Disable => false,
+            _ => entry.WorkloadSelector is not null,
+        };
+    }
+
+    /// <summary>
+    /// The SPIFFE IDs a client accepts from the service's servers: its allowed identities plus the service
+    /// accounts of its current endpoints, de-duplicated and sorted so the cluster's bytes are stable.
+    /// </summary>
+    public static ImmutableArray<string> UpstreamSubjectAltNames(ResolvedService service, string trustDomain)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        var names = new SortedSet<string>(SpiffeId.AllowedIdentities(service.Entry, trustDomain), StringComparer.Ordinal);
+        foreach (var endpoint in service.Endpoints)
+        {
+            var workload = endpoint.Workload;
+            if (!string.IsNullOrEmpty(workload.ServiceAccount))
+            {
+                names.Add(new WorkloadIdentity(trustDomain, workload.Namespace, workload.ServiceAccount).SpiffeId);
+            }
+        }
+
+        return [.. names];
+    }
+
+    /// <summary>
+    /// Istio's proxyless UpstreamTlsContext (grpcgen): identity and roots from the bootstrap's "default"
+    /// certificate provider, in both the current (14, 13) and the deprecated (11, combined 4) fields.
+    /// </summary>
+    public static UpstreamTlsContext BuildUpstreamTlsContext(IEnumerable<string> subjectAltNames)
+    {
+        ArgumentNullException.ThrowIfNull(subjectAltNames);
+        var validation = new CertificateValidationContext
+        {
+            CaCertificateProviderInstance = new CertificateProviderPluginInstance { InstanceName = CertificateProviderInstance, CertificateName = RootCertificateName },
+        };
+        validation.MatchSubjectAltNames.AddRange(subjectAltNames.Select(san => new StringMatcher { Exact = san }));
+        return new UpstreamTlsContext
+        {
+            CommonTlsContext = new CommonTlsContext
+            {
+                TlsCertificateProviderInstance = new CertificateProviderPluginInstance { InstanceName = CertificateProviderInstance, CertificateName = IdentityCertificateName },
+                CombinedValidationContext = new CommonTlsContext.Types.CombinedCertificateValidationContext
+                {
+                    DefaultValidationContext = validation,
+                    ValidationContextCertificateProviderInstance = new CommonTlsContext.Types.CertificateProviderInstance
+                    {
+                        InstanceName = CertificateProviderInstance,
+                        CertificateName = RootCertificateName,
+                    },
+                },
+                TlsCertificateCertificateProviderInstance = new CommonTlsContext.Types.CertificateProviderInstance
+                {
+                    InstanceName = CertificateProviderInstance,
+                    CertificateName = IdentityCertificateName,
+                },
+            },
+        };
     }
 
     /// <summary>
@@ -116,7 +201,7 @@ internal static class XdsTranslator
         return port.TargetPort ?? port.Number;
     }
 
-    public static Cluster BuildCluster(string name, LoadBalancerKind loadBalancer)
+    public static Cluster BuildCluster(string name, LoadBalancerKind loadBalancer, UpstreamTlsContext? tls = null)
     {
         var cluster = new Cluster
         {
@@ -126,6 +211,11 @@ internal static class XdsTranslator
             ConnectTimeout = Duration.FromTimeSpan(TimeSpan.FromSeconds(5)),
             LbPolicy = Cluster.Types.LbPolicy.RoundRobin,
         };
+
+        if (tls is not null)
+        {
+            cluster.TransportSocket = new TransportSocket { Name = TlsTransportSocketName, TypedConfig = Any.Pack(tls) };
+        }
 
         if (loadBalancer == LoadBalancerKind.LeastRequest)
         {

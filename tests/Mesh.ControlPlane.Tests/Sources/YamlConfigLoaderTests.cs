@@ -171,6 +171,60 @@ public sealed class YamlConfigLoaderTests : IDisposable
         Assert.Equal("DestinationRule default/orders: spec.trafficPolicy.loadBalancer.simple: 'RANDOM' is not supported; use ROUND_ROBIN or LEAST_REQUEST", error.Message);
     }
 
+    [Theory]
+    [InlineData("ISTIO_MUTUAL", nameof(UpstreamTlsMode.IstioMutual))]
+    [InlineData("DISABLE", nameof(UpstreamTlsMode.Disable))]
+    public void Load_TlsMode_ReadIntoRule(string mode, string expected)
+    {
+        var result = YamlConfigLoader.Load([("orders.yaml", Orders + $"\n    tls:\n      mode: {mode}\n")]);
+
+        Assert.Empty(result.Errors);
+        var rule = Assert.Single(result.Config.DestinationRules);
+        Assert.Equal((LoadBalancerKind.LeastRequest, Enum.Parse<UpstreamTlsMode>(expected)), (rule.LoadBalancer, rule.TlsMode));
+    }
+
+    [Fact]
+    public void Load_NoTlsSetting_LeavesModeUnset()
+    {
+        var rule = Assert.Single(YamlConfigLoader.Load([("orders.yaml", Orders)]).Config.DestinationRules);
+
+        Assert.Null(rule.TlsMode);
+    }
+
+    [Theory]
+    [InlineData("SIMPLE")]
+    [InlineData("MUTUAL")]
+    public void Load_UnsupportedTlsMode_ReportsNotSupportedWithLineAndPath(string mode)
+    {
+        var result = YamlConfigLoader.Load([("orders.yaml", Orders + $"\n    tls:\n      mode: {mode}\n")]);
+
+        var error = Assert.Single(result.Errors);
+        Assert.True(result.HasErrors);
+        Assert.Equal(36, error.Line);
+        Assert.Equal($"orders.yaml:36: DestinationRule default/orders: spec.trafficPolicy.tls.mode: '{mode}' is not supported; use ISTIO_MUTUAL (mesh mTLS) or DISABLE (plaintext)", error.ToString());
+    }
+
+    [Fact]
+    public void Load_TlsWithoutMode_ReportsRequired()
+    {
+        var error = Assert.Single(YamlConfigLoader.Load([("orders.yaml", Orders + "\n    tls: {sni: orders}\n")]).Errors.Where(e => !e.IsWarning));
+
+        Assert.Equal(35, error.Line);
+        Assert.Equal("DestinationRule default/orders: spec.trafficPolicy.tls.mode: is required; use ISTIO_MUTUAL or DISABLE", error.Message);
+    }
+
+    [Fact]
+    public void Load_TlsExtraField_IsWarningAndModeStillRead()
+    {
+        var result = YamlConfigLoader.Load([("orders.yaml", Orders + "\n    tls:\n      mode: ISTIO_MUTUAL\n      sni: orders.example\n")]);
+
+        var warning = Assert.Single(result.Errors);
+        Assert.True(warning.IsWarning);
+        Assert.Equal(37, warning.Line);
+        Assert.Contains("spec.trafficPolicy.tls.sni: is not supported and is ignored", warning.Message, StringComparison.Ordinal);
+        Assert.Equal(UpstreamTlsMode.IstioMutual, Assert.Single(result.Config.DestinationRules).TlsMode);
+    }
+
     [Fact]
     public void Load_SeveralErrors_ReportsEveryOne()
     {
