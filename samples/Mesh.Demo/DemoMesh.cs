@@ -101,7 +101,7 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
 
     private async Task<WorkloadProcess> StartWorkloadAsync(string app, string service, string instance)
     {
-        var workload = await MeshProcesses.StartWorkloadAsync(App(app), service, instance, _controlPlane!.XdsAddress).ConfigureAwait(false);
+        var workload = await MeshProcesses.StartWorkloadAsync(App(app), service, instance, _controlPlane!).ConfigureAwait(false);
         lock (_workloads)
         {
             _workloads.Add(workload);

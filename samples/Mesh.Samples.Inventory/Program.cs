@@ -1,10 +1,9 @@
 using Mesh.Samples;
 using Mesh.Samples.Inventory;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 
-// inventory: a gRPC service (HTTP/2 without TLS) that orders calls through the mesh.
+// inventory: a gRPC service that orders calls through the mesh. HTTP/2 only (appsettings.json:
+// Kestrel:EndpointDefaults:Protocols), so plaintext callers use h2c and mTLS callers negotiate h2.
 var builder = WebApplication.CreateBuilder(args);
-builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureEndpointDefaults(endpoint => endpoint.Protocols = HttpProtocols.Http2));
 builder.AddServiceMesh(mesh => mesh.Service ??= "inventory");
 builder.AddDemoStats("inventory");
 builder.Services.AddGrpc();

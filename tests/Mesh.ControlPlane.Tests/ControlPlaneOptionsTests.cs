@@ -18,7 +18,7 @@ public class ControlPlaneOptionsTests
         Assert.Equal(TimeSpan.FromMilliseconds(100), options.DebounceInterval);
         Assert.Equal(new Uri("https://127.0.0.1:15012"), options.SecureAddress);
         Assert.Equal("cluster.local", options.TrustDomain);
-        Assert.True(options.PlaintextRegistration);
+        Assert.False(options.PlaintextRegistration);
         Assert.Equal(TimeSpan.FromHours(24), options.Ca.DefaultTtl);
         Assert.Equal(TimeSpan.FromDays(90), options.Ca.MaxTtl);
     }

@@ -68,11 +68,13 @@ public sealed class ConfigTests(ITestOutputHelper output)
         await using var mesh = await LocalMesh.StartAsync(output);
 
         // Nothing listens on the discard port; the app must start anyway.
+        var environment = mesh.ControlPlane.SecureEnvironment(await mesh.ControlPlane.MintTokenAsync("frontend"));
+        environment["Mesh__ControlPlane__Address"] = "https://127.0.0.1:9";
         await using var frontend = (await MeshProcesses.StartWorkloadAsync(
             Repository.App("Mesh.Samples.Frontend"),
             "frontend",
             "frontend-orphan",
-            new Uri("http://127.0.0.1:9"))).Process;
+            environment)).Process;
         var address = await frontend.WaitForListeningAsync(TimeSpan.FromSeconds(30));
         using var client = new HttpClient { BaseAddress = address };
 

@@ -19,7 +19,7 @@ public sealed class FailureTests(ITestOutputHelper output)
             await mesh.StartReadyWorkloadAsync("Mesh.Samples.Orders", "orders", "orders-3"),
         };
         await mesh.WaitForEndpointsAsync("orders", 3);
-        using var host = mesh.CreateClientHost();
+        using var host = await mesh.CreateClientHostAsync();
         await host.StartAsync();
         await WaitSyncedAsync(host);
         var client = host.Services.GetRequiredService<IHttpClientFactory>().CreateClient("mesh");
@@ -46,7 +46,7 @@ public sealed class FailureTests(ITestOutputHelper output)
         await mesh.StartReadyWorkloadAsync("Mesh.Samples.Orders", "orders", "orders-1");
         await mesh.StartReadyWorkloadAsync("Mesh.Samples.Orders", "orders", "orders-2");
         await mesh.WaitForEndpointsAsync("orders", 2);
-        using var host = mesh.CreateClientHost();
+        using var host = await mesh.CreateClientHostAsync();
         await host.StartAsync();
         await WaitSyncedAsync(host);
         var client = host.Services.GetRequiredService<IHttpClientFactory>().CreateClient("mesh");

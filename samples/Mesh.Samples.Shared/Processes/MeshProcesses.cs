@@ -1,7 +1,40 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+
 namespace Mesh.Samples.Processes;
 
 /// <summary>A started control plane process and the addresses it printed in its ready line.</summary>
-public sealed record ControlPlaneProcess(ChildProcess Process, Uri XdsAddress, Uri AdminAddress, Uri SecureAddress);
+public sealed record ControlPlaneProcess(ChildProcess Process, Uri XdsAddress, Uri AdminAddress, Uri SecureAddress, string StateDirectory)
+{
+    /// <summary>Gets the mesh root certificate the control plane made in its state folder; workloads trust it on first contact.</summary>
+    public string RootCertificate => Path.Combine(StateDirectory, "ca", "root-cert.pem");
+
+    /// <summary>Mints a bootstrap token for a workload identity through the admin API (POST /tokens).</summary>
+    public async Task<string> MintTokenAsync(string serviceAccount, string @namespace = "default", CancellationToken cancellationToken = default)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        using var response = await http.PostAsJsonAsync(
+            new Uri(AdminAddress, "/tokens"),
+            new { @namespace, serviceAccount, ttl = "01:00:00" },
+            cancellationToken).ConfigureAwait(false);
+        var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new InvalidOperationException($"The control plane refused a token for {@namespace}/{serviceAccount}: {(int)response.StatusCode} {body}");
+        }
+
+        using var json = JsonDocument.Parse(body);
+        return json.RootElement.GetProperty("token").GetString()!;
+    }
+
+    /// <summary>Gets the environment that makes a workload join this mesh over the secure port with <paramref name="token"/>.</summary>
+    public Dictionary<string, string?> SecureEnvironment(string token) => new()
+    {
+        ["Mesh__ControlPlane__Address"] = SecureAddress.ToString(),
+        ["Mesh__ControlPlane__RootCertificate"] = RootCertificate,
+        ["Mesh__Identity__Token"] = token,
+    };
+}
 
 /// <summary>A started mesh workload process and the address Kestrel listens on.</summary>
 public sealed record WorkloadProcess(ChildProcess Process, string Service, string Instance, Uri Address);
@@ -38,7 +71,7 @@ public static class MeshProcesses
         try
         {
             var ready = await process.WaitForLineAsync(@"Mesh control plane ready: xds=(\S+) admin=(\S+) secure=(\S+)", StartTimeout).ConfigureAwait(false);
-            return new ControlPlaneProcess(process, new Uri(ready.Groups[1].Value), new Uri(ready.Groups[2].Value), new Uri(ready.Groups[3].Value));
+            return new ControlPlaneProcess(process, new Uri(ready.Groups[1].Value), new Uri(ready.Groups[2].Value), new Uri(ready.Groups[3].Value), stateDirectory);
         }
         catch
         {
@@ -47,24 +80,44 @@ public static class MeshProcesses
         }
     }
 
-    /// <summary>Starts a sample workload that joins the mesh through <paramref name="controlPlane"/>.</summary>
+    /// <summary>
+    /// Starts a sample workload that joins the mesh through the control plane's secure port, with a bootstrap
+    /// token for the service account named after its service (mTLS identity spiffe://cluster.local/ns/default/sa/&lt;service&gt;).
+    /// </summary>
     public static async Task<WorkloadProcess> StartWorkloadAsync(
         string dllPath,
         string service,
         string instance,
-        Uri controlPlane,
+        ControlPlaneProcess controlPlane,
         IReadOnlyDictionary<string, string?>? environment = null,
         Action<string, string>? echo = null)
     {
         ArgumentNullException.ThrowIfNull(controlPlane);
+        var mesh = controlPlane.SecureEnvironment(await controlPlane.MintTokenAsync(service).ConfigureAwait(false));
+        foreach (var (key, value) in environment ?? new Dictionary<string, string?>())
+        {
+            mesh[key] = value;
+        }
+
+        return await StartWorkloadAsync(dllPath, service, instance, mesh, echo).ConfigureAwait(false);
+    }
+
+    /// <summary>Starts a sample workload with the given mesh settings (Mesh__… environment variables).</summary>
+    public static async Task<WorkloadProcess> StartWorkloadAsync(
+        string dllPath,
+        string service,
+        string instance,
+        IReadOnlyDictionary<string, string?> environment,
+        Action<string, string>? echo = null)
+    {
+        ArgumentNullException.ThrowIfNull(environment);
         var env = new Dictionary<string, string?>
         {
             ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
-            ["Mesh__ControlPlane__Address"] = controlPlane.ToString(),
             ["Mesh__Service"] = service,
             ["DEMO_INSTANCE"] = instance,
         };
-        foreach (var (key, value) in environment ?? new Dictionary<string, string?>())
+        foreach (var (key, value) in environment)
         {
             env[key] = value;
         }

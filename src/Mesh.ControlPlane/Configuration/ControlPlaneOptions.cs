@@ -17,8 +17,8 @@ internal sealed class ControlPlaneOptions
     public Uri SecureAddress { get; set; } = new("https://127.0.0.1:15012");
     public string TrustDomain { get; set; } = Security.SpiffeId.DefaultTrustDomain;
 
-    /// <summary>Serve WorkloadRegistry on the plaintext XdsAddress too (unauthenticated, as before the CA existed).</summary>
-    public bool PlaintextRegistration { get; set; } = true;
+    /// <summary>Serve WorkloadRegistry on the plaintext XdsAddress too (unauthenticated, for meshes without identity); off by default.</summary>
+    public bool PlaintextRegistration { get; set; }
 
     public CaOptions Ca { get; set; } = new();
 

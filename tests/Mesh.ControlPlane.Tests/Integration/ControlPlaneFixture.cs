@@ -41,6 +41,8 @@ internal sealed class ControlPlaneFixture : IAsyncDisposable
             $"--ControlPlane:ConfigDirectory={Path.Combine(root, "config")}",
             $"--ControlPlane:StateDirectory={Path.Combine(root, "state")}",
             "--ControlPlane:XdsAddress=http://127.0.0.1:0",
+            // These tests exercise xDS and the registry, not authentication: registration over the plaintext port.
+            "--ControlPlane:PlaintextRegistration=true",
             "--ControlPlane:AdminAddress=http://127.0.0.1:0",
             "--ControlPlane:SecureAddress=https://127.0.0.1:0",
             "--ControlPlane:DebounceInterval=00:00:00.020",

@@ -126,9 +126,9 @@ public class RegistrationAuthorizationTests
     }
 
     [Fact]
-    public async Task Register_PlaintextPortByDefault_KeepsUnauthenticatedBehaviour()
+    public async Task Register_PlaintextPortWhenAllowed_KeepsUnauthenticatedBehaviour()
     {
-        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+        await using var cp = await SecureHost.StartAsync(args: ["--ControlPlane:PlaintextRegistration=true"], files: ("services.yaml", Services));
 
         var response = await new WorkloadRegistry.WorkloadRegistryClient(cp.PlaintextChannel()).RegisterAsync(Request("orders", "evil"));
 
@@ -136,9 +136,9 @@ public class RegistrationAuthorizationTests
     }
 
     [Fact]
-    public async Task Register_PlaintextPortDisabled_PermissionDenied()
+    public async Task Register_PlaintextPortByDefault_PermissionDenied()
     {
-        await using var cp = await SecureHost.StartAsync(args: ["--ControlPlane:PlaintextRegistration=false"], files: ("services.yaml", Services));
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
 
         var ex = await Assert.ThrowsAsync<RpcException>(() => new WorkloadRegistry.WorkloadRegistryClient(cp.PlaintextChannel()).RegisterAsync(Request("orders", "orders")).ResponseAsync);
 

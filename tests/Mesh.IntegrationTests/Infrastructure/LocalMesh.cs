@@ -20,6 +20,7 @@ internal sealed class LocalMesh : IAsyncDisposable
     private readonly string[] _controlPlaneArgs;
     private readonly List<WorkloadProcess> _workloads = [];
     private readonly HttpClient _http = new(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(10) };
+    private HttpClient? _probe;
     private readonly string _root;
 
     private LocalMesh(ITestOutputHelper output, string[] controlPlaneArgs)
@@ -48,6 +49,10 @@ internal sealed class LocalMesh : IAsyncDisposable
         try
         {
             mesh.ControlPlane = await mesh.StartControlPlaneAsync(fixedPorts ? FreePort() : 0, fixedPorts ? FreePort() : 0, fixedPorts ? FreePort() : 0);
+
+            // Readiness probes come in over mTLS with an identity of their own, so they work under STRICT too.
+            mesh._probe = WorkloadCertificates.CreateMtlsClient(
+                await WorkloadCertificates.IssueAsync(mesh.ControlPlane, "mesh-probe", Path.Combine(mesh._root, "probe")));
         }
         catch
         {
@@ -60,7 +65,7 @@ internal sealed class LocalMesh : IAsyncDisposable
 
     public async Task<WorkloadProcess> StartWorkloadAsync(string app, string service, string instance, IReadOnlyDictionary<string, string?>? environment = null)
     {
-        var workload = await MeshProcesses.StartWorkloadAsync(Repository.App(app), service, instance, ControlPlane.XdsAddress, environment);
+        var workload = await MeshProcesses.StartWorkloadAsync(Repository.App(app), service, instance, ControlPlane, environment);
         _workloads.Add(workload);
         return workload;
     }
@@ -78,12 +83,12 @@ internal sealed class LocalMesh : IAsyncDisposable
         await Eventually.HoldsAsync(
             async () =>
             {
-                using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(workload.Address, "/healthz/ready"))
+                using var request = new HttpRequestMessage(HttpMethod.Get, new UriBuilder(workload.Address) { Scheme = "https", Path = "/healthz/ready" }.Uri)
                 {
                     Version = workload.Service == "inventory" ? HttpVersion.Version20 : HttpVersion.Version11,
                     VersionPolicy = HttpVersionPolicy.RequestVersionExact,
                 };
-                using var response = await _http.SendAsync(request);
+                using var response = await _probe!.SendAsync(request);
                 return response.StatusCode == HttpStatusCode.OK;
             },
             $"{workload.Instance} to be ready");
@@ -129,13 +134,19 @@ internal sealed class LocalMesh : IAsyncDisposable
     public Task WaitForEndpointsAsync(string service, int count) =>
         Eventually.ReturnsAsync(() => EndpointCountAsync(service), n => n == count, $"{count} registered endpoint(s) of {service}");
 
-    /// <summary>Builds a host in this test process that joins the mesh as a client (no registration) with an HttpClient named "mesh".</summary>
-    public IHost CreateClientHost(Action<ServiceMeshOptions>? configure = null)
+    /// <summary>
+    /// Builds a host in this test process that joins the mesh as a client (no registration) over the secure port,
+    /// as spiffe://cluster.local/ns/default/sa/test-client, with an HttpClient named "mesh".
+    /// </summary>
+    public async Task<IHost> CreateClientHostAsync(Action<ServiceMeshOptions>? configure = null)
     {
+        var token = await ControlPlane.MintTokenAsync("test-client");
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.AddServiceMesh(options =>
         {
-            options.ControlPlane.Address = ControlPlane.XdsAddress;
+            options.ControlPlane.Address = ControlPlane.SecureAddress;
+            options.ControlPlane.RootCertificate = ControlPlane.RootCertificate;
+            options.Identity.Token = token;
             configure?.Invoke(options);
         });
         builder.Services.AddHttpClient("mesh");
@@ -157,6 +168,7 @@ internal sealed class LocalMesh : IAsyncDisposable
         }
 
         _http.Dispose();
+        _probe?.Dispose();
         try
         {
             Directory.Delete(_root, recursive: true);

@@ -1,97 +1,51 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
-using System.Text.Json;
 using Mesh.IntegrationTests.Infrastructure;
 
 namespace Mesh.IntegrationTests.Interop;
 
 /// <summary>
-/// An independent xDS client — Node's @grpc/grpc-js-xds — resolves xds:///inventory through our
-/// control plane's plaintext ADS port and calls two .NET inventory instances.
+/// An independent xDS client — Node's @grpc/grpc-js-xds — resolves xds:///inventory through our control plane
+/// and calls two .NET inventory instances: in plaintext (issue 2), and over mTLS with XdsChannelCredentials.
 /// </summary>
 public sealed class GrpcJsXdsTests(ITestOutputHelper output)
 {
-    private static readonly string NodeDirectory = Path.Combine(Repository.Root, "tests", "Mesh.IntegrationTests", "node");
-
     [Fact]
     public async Task NodeXdsClient_CallsBothInstances_AndStopsCallingAStoppedInstanceWithin5Seconds()
     {
-        EnsureNodeModules();
         await using var mesh = await LocalMesh.StartAsync(output);
         await mesh.StartReadyWorkloadAsync("Mesh.Samples.Inventory", "inventory", "inventory-1");
         var second = await mesh.StartReadyWorkloadAsync("Mesh.Samples.Inventory", "inventory", "inventory-2");
         await mesh.WaitForEndpointsAsync("inventory", 2);
 
-        var bootstrap = Path.Combine(mesh.StateDirectory, "grpc-bootstrap.json");
-        await File.WriteAllTextAsync(bootstrap, JsonSerializer.Serialize(new
-        {
-            xds_servers = new[]
-            {
-                new
-                {
-                    server_uri = $"127.0.0.1:{mesh.ControlPlane.XdsAddress.Port}",
-                    channel_creds = new[] { new { type = "insecure" } },
-                    server_features = new[] { "xds_v3" },
-                },
-            },
-            node = new { id = "sidecar~127.0.0.1~node-client.default~default.svc.cluster.local", locality = new { }, metadata = new { GENERATOR = "grpc", NAMESPACE = "default" } },
-        }));
-
-        var calls = new ConcurrentQueue<NodeCall>();
-        var info = new ProcessStartInfo("node")
-        {
-            WorkingDirectory = NodeDirectory,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        info.ArgumentList.Add("xds-client.js");
-        info.ArgumentList.Add("xds:///inventory");
-        info.ArgumentList.Add(Path.Combine(Repository.Root, "samples", "Mesh.Samples.Inventory", "Protos", "inventory.proto"));
-        info.Environment["GRPC_XDS_BOOTSTRAP"] = bootstrap;
-        info.Environment["MAX_SECONDS"] = "90";
-        using var node = Process.Start(info)!;
-        var stderr = new ConcurrentQueue<string>();
-        node.ErrorDataReceived += (_, e) => { if (e.Data is not null) { stderr.Enqueue(e.Data); } };
-        node.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is { Length: > 0 } line)
-            {
-                calls.Enqueue(JsonSerializer.Deserialize<NodeCall>(line)!);
-            }
-        };
-        node.BeginOutputReadLine();
-        node.BeginErrorReadLine();
+        NodeCall[] all;
         long stoppedAt;
-        try
+        var node = await NodeXdsClient.StartAsync(mesh.ControlPlane, mesh.StateDirectory, xdsCredentials: false);
+        await using (node)
         {
-            await Eventually.HoldsAsync(
-                () => Task.FromResult(calls.Any(c => c.instance == "inventory-1") && calls.Any(c => c.instance == "inventory-2")),
-                "the Node client to reach both instances",
-                TimeSpan.FromSeconds(60));
-
-            await second.Process.StopAsync(TimeSpan.FromSeconds(15));
-            stoppedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-            output.WriteLine("inventory-2 stopped (SIGTERM)");
-
-            // Watch long enough to see that calls keep succeeding on inventory-1 only.
-            await Eventually.HoldsAsync(
-                () => Task.FromResult(calls.Count(c => c.at > stoppedAt + 5_000 && c.instance == "inventory-1") >= 50),
-                "50 calls to inventory-1 later than 5 s after the stop",
-                TimeSpan.FromSeconds(60));
-        }
-        finally
-        {
-            node.StandardInput.Close();
-            if (!node.WaitForExit(15_000))
+            try
             {
-                node.Kill();
+                await Eventually.HoldsAsync(
+                    () => Task.FromResult(node.Calls.Any(c => c.instance == "inventory-1") && node.Calls.Any(c => c.instance == "inventory-2")),
+                    "the Node client to reach both instances",
+                    TimeSpan.FromSeconds(60));
+
+                await second.Process.StopAsync(TimeSpan.FromSeconds(15));
+                stoppedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+                output.WriteLine("inventory-2 stopped (SIGTERM)");
+
+                // Watch long enough to see that calls keep succeeding on inventory-1 only.
+                await Eventually.HoldsAsync(
+                    () => Task.FromResult(node.Calls.Count(c => c.at > stoppedAt + 5_000 && c.instance == "inventory-1") >= 50),
+                    "50 calls to inventory-1 later than 5 s after the stop",
+                    TimeSpan.FromSeconds(60));
+            }
+            finally
+            {
+                output.WriteLine(node.Errors);
             }
 
-            output.WriteLine(string.Join('\n', stderr));
+            all = [.. node.Calls];
         }
 
-        var all = calls.ToArray();
         var lastToStopped = all.Where(c => c.instance == "inventory-2").Max(c => c.at);
         output.WriteLine($"node calls: {all.Length}; inventory-1 {all.Count(c => c.instance == "inventory-1")}, inventory-2 {all.Count(c => c.instance == "inventory-2")}, errors {all.Count(c => c.error is not null)}");
         Console.WriteLine($"[grpc-js-xds interop] {all.Length} calls, {all.Count(c => c.error is not null)} failed");
@@ -104,13 +58,43 @@ public sealed class GrpcJsXdsTests(ITestOutputHelper output)
             $"the Node client called the stopped instance {lastToStopped - stoppedAt} ms after it stopped; it must stop within 5 s");
     }
 
-    private static void EnsureNodeModules()
+    [Fact]
+    public async Task NodeXdsClientWithXdsCredentials_CallsStrictInstancesOverMtls_AndServerSeesItsSpiffeId()
     {
-        var module = Path.Combine(NodeDirectory, "node_modules", "@grpc", "grpc-js-xds", "package.json");
-        Assert.True(
-            File.Exists(module),
-            $"The interop test needs @grpc/grpc-js-xds in {NodeDirectory}/node_modules. Run `npm ci --prefix tests/Mesh.IntegrationTests/node` (build/test.sh does this) with Node.js 20+ on PATH.");
-    }
+        await using var mesh = await LocalMesh.StartAsync(output);
+        await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "strict.yaml"), """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: default, namespace: istio-system}
+            spec:
+              mtls: {mode: STRICT}
+            """);
+        await mesh.StartReadyWorkloadAsync("Mesh.Samples.Inventory", "inventory", "inventory-1");
+        await mesh.StartReadyWorkloadAsync("Mesh.Samples.Inventory", "inventory", "inventory-2");
+        await mesh.WaitForEndpointsAsync("inventory", 2);
 
-    private sealed record NodeCall(long at, string? instance, string? caller, string? error);
+        NodeCall[] all;
+        var node = await NodeXdsClient.StartAsync(mesh.ControlPlane, mesh.StateDirectory, xdsCredentials: true);
+        await using (node)
+        {
+            try
+            {
+                await Eventually.HoldsAsync(
+                    () => Task.FromResult(node.Calls.Count(c => c.error is null) >= 100 && node.Calls.Select(c => c.instance).Distinct().Count() >= 2),
+                    "100 successful mTLS calls from the Node client across both instances",
+                    TimeSpan.FromSeconds(60));
+            }
+            finally
+            {
+                output.WriteLine(node.Errors);
+            }
+
+            all = [.. node.Calls];
+        }
+
+        output.WriteLine($"node mTLS calls: {all.Length}; errors {all.Count(c => c.error is not null)}; first error {all.FirstOrDefault(c => c.error is not null)?.error}");
+        Console.WriteLine($"[grpc-js-xds mTLS interop] {all.Length} calls, {all.Count(c => c.error is not null)} failed");
+        Assert.All(all, c => Assert.Null(c.error));
+        Assert.All(all, c => Assert.Equal("spiffe://cluster.local/ns/default/sa/node-client", c.caller));
+    }
 }
