@@ -17,6 +17,9 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
     private readonly List<WorkloadProcess> _workloads = [];
     private readonly string _stateDirectory = Directory.CreateTempSubdirectory("mesh-demo-").FullName;
     private readonly HttpClient _http = new(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(10) };
+    private readonly Dictionary<string, HttpClient> _mtls = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _identities = new(StringComparer.Ordinal);
+    private WorkloadCertificates.Files? _demoIdentity;
     private readonly Stopwatch _uptime = Stopwatch.StartNew();
     private ControlPlaneProcess? _controlPlane;
 
@@ -28,7 +31,11 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         Console.WriteLine($"Starting the control plane (config: {configDirectory})...");
         _controlPlane = await MeshProcesses.StartControlPlaneAsync(App("Mesh.ControlPlane"), configDirectory, _stateDirectory).ConfigureAwait(false);
         _processes.Add(_controlPlane.Process);
-        Console.WriteLine($"  xDS {_controlPlane.XdsAddress}  admin {_controlPlane.AdminAddress}");
+        Console.WriteLine($"  secure (ADS + CA) {_controlPlane.SecureAddress}  admin {_controlPlane.AdminAddress}");
+
+        // The demo itself calls into the mesh (traffic, stats, readiness) as a mesh workload: STRICT lets nothing else in.
+        _demoIdentity = await WorkloadCertificates.IssueAsync(_controlPlane, "mesh-demo", Path.Combine(_stateDirectory, "demo-identity")).ConfigureAwait(false);
+        Console.WriteLine($"  the demo calls in as {WorkloadCertificates.SpiffeIdOf(_demoIdentity.Leaf)}");
 
         var starts = new List<Task<WorkloadProcess>>();
         for (var i = 1; i <= options.InventoryInstances; i++)
@@ -53,7 +60,7 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        var frontend = _workloads.First(w => w.Service == "frontend").Address;
+        var frontend = _workloads.First(w => w.Service == "frontend");
         var driver = Task.Run(() => DriveTrafficAsync(frontend, cancellationToken), cancellationToken);
         var interactive = !Console.IsOutputRedirected;
         var printEvery = interactive ? TimeSpan.FromSeconds(1) : TimeSpan.FromSeconds(5);
@@ -85,6 +92,11 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         }
 
         _http.Dispose();
+        foreach (var client in _mtls.Values)
+        {
+            client.Dispose();
+        }
+
         try
         {
             Directory.Delete(_stateDirectory, recursive: true);
@@ -106,6 +118,9 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         {
             _workloads.Add(workload);
             _processes.Add(workload.Process);
+            _mtls[workload.Instance] = WorkloadCertificates.CreateMtlsClient(
+                _demoIdentity!,
+                certificate => _identities[workload.Instance] = WorkloadCertificates.SpiffeIdOf(certificate) ?? "?");
         }
 
         return workload;
@@ -119,7 +134,7 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
             try
             {
                 using var request = StatsRequest(workload, "/healthz/ready");
-                using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+                using var response = await _mtls[workload.Instance].SendAsync(request, cancellationToken).ConfigureAwait(false);
                 if (response.IsSuccessStatusCode)
                 {
                     return;
@@ -138,7 +153,7 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         }
     }
 
-    private async Task DriveTrafficAsync(Uri frontend, CancellationToken cancellationToken)
+    private async Task DriveTrafficAsync(WorkloadProcess frontend, CancellationToken cancellationToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1.0 / options.RequestsPerSecond));
         var inFlight = new List<Task>();
@@ -152,11 +167,12 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         }
     }
 
-    private async Task CallFrontendAsync(Uri frontend, CancellationToken cancellationToken)
+    private async Task CallFrontendAsync(WorkloadProcess frontend, CancellationToken cancellationToken)
     {
         try
         {
-            using var response = await _http.GetAsync(frontend, cancellationToken).ConfigureAwait(false);
+            using var request = StatsRequest(frontend, "/");
+            using var response = await _mtls[frontend.Instance].SendAsync(request, cancellationToken).ConfigureAwait(false);
             var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
             Summary.Record(response.IsSuccessStatusCode, response.IsSuccessStatusCode ? null : $"{(int)response.StatusCode}: {body}");
         }
@@ -180,21 +196,23 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         }
 
         var text = new StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"Mesh demo  ·  up {_uptime.Elapsed:mm\\:ss}  ·  control plane xDS {_controlPlane!.XdsAddress}  admin {_controlPlane.AdminAddress}debug/config_dump");
-        text.AppendLine("frontend --HTTP--> orders --gRPC--> inventory   (Ctrl+C stops every process)");
+        text.AppendLine(CultureInfo.InvariantCulture, $"Mesh demo  ·  up {_uptime.Elapsed:mm\\:ss}  ·  control plane {_controlPlane!.SecureAddress}  admin {_controlPlane.AdminAddress}debug/config_dump");
+        text.AppendLine("frontend --HTTP/mTLS--> orders --gRPC/mTLS--> inventory   STRICT mTLS mesh-wide · DENY DELETE frontend→orders   (Ctrl+C stops)");
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture, $"{"service",-10} {"instances",9} {"requests",9} {"errors",7}  split across instances");
+        text.AppendLine(CultureInfo.InvariantCulture, $"{"service",-10} {"identity (presented over mTLS)",-45} {"inst.",5} {"requests",9} {"errors",7} {"denied",7}  split across instances");
         foreach (var service in ServiceOrder)
         {
             var rows = stats.Where(s => s.Workload.Service == service).ToList();
             var requests = rows.Sum(r => r.Stats?.Requests ?? 0);
             var errors = rows.Sum(r => r.Stats?.Errors ?? 0);
+            var denied = rows.Sum(r => r.Stats?.Denied ?? 0);
+            var identity = rows.Select(r => _identities.GetValueOrDefault(r.Workload.Instance)).FirstOrDefault(i => i is not null) ?? "?";
             var instances = registered.TryGetValue(service, out var count) ? count.ToString(CultureInfo.InvariantCulture) : "?";
             var split = string.Join("  ", rows.Select(r =>
                 r.Stats is null
                     ? $"{r.Workload.Instance} (down)"
                     : $"{r.Workload.Instance} {r.Stats.Requests,6} ({Percent(r.Stats.Requests, requests)})"));
-            text.AppendLine(CultureInfo.InvariantCulture, $"{service,-10} {instances,9} {requests,9} {errors,7}  {split}");
+            text.AppendLine(CultureInfo.InvariantCulture, $"{service,-10} {identity,-45} {instances,5} {requests,9} {errors,7} {denied,7}  {split}");
         }
 
         text.AppendLine();
@@ -241,7 +259,7 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         try
         {
             using var request = StatsRequest(workload, "/_stats");
-            using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            using var response = await _mtls[workload.Instance].SendAsync(request, cancellationToken).ConfigureAwait(false);
             return await response.Content.ReadFromJsonAsync<StatsSnapshot>(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is HttpRequestException or JsonException or TaskCanceledException)
@@ -251,9 +269,9 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
     }
 
     private static HttpRequestMessage StatsRequest(WorkloadProcess workload, string path) =>
-        new(HttpMethod.Get, new Uri(workload.Address, path))
+        new(HttpMethod.Get, new UriBuilder(workload.Address) { Scheme = "https", Path = path }.Uri)
         {
-            // inventory speaks HTTP/2 only (gRPC without TLS): prior knowledge h2c.
+            // Over mTLS (the mesh is STRICT); inventory speaks HTTP/2 only.
             Version = workload.Service == "inventory" ? HttpVersion.Version20 : HttpVersion.Version11,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
         };

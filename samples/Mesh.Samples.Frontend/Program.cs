@@ -15,6 +15,16 @@ app.MapGet("/", async (IHttpClientFactory clients, CancellationToken cancellatio
     var id = Random.Shared.Next(1, 10_000);
     try
     {
+        // One order in five is also cancelled; the demo's AuthorizationPolicy lets only orders' owners do that.
+        if (id % 5 == 0)
+        {
+            using var cancel = await clients.CreateClient("orders").DeleteAsync($"orders/{id}", cancellationToken);
+            if (cancel.StatusCode == System.Net.HttpStatusCode.Forbidden)
+            {
+                stats.RecordDenied();
+            }
+        }
+
         using var response = await clients.CreateClient("orders").GetAsync($"orders/{id}", cancellationToken);
         var body = await response.Content.ReadAsStringAsync(cancellationToken);
         if (!response.IsSuccessStatusCode)

@@ -27,5 +27,10 @@ app.MapGet("/orders/{id:int}", async (int id, Inventory.InventoryClient inventor
         return Results.Problem($"inventory failed: {e.Status}", statusCode: StatusCodes.Status502BadGateway);
     }
 });
+app.MapDelete("/orders/{id:int}", (int id) =>
+{
+    stats.RecordRequest();
+    return Results.Json(new { cancelled = id, orders = stats.Instance });
+});
 app.MapDemoEndpoints();
 app.Run();

@@ -7,6 +7,7 @@ public sealed class DemoStats
 {
     private long _requests;
     private long _errors;
+    private long _denied;
 
     public DemoStats(string service, string instance)
     {
@@ -24,13 +25,19 @@ public sealed class DemoStats
 
     public void RecordRequest() => Interlocked.Increment(ref _requests);
 
+    public long Denied => Interlocked.Read(ref _denied);
+
     public void RecordError() => Interlocked.Increment(ref _errors);
 
-    public StatsSnapshot Snapshot() => new(Service, Instance, Requests, Errors);
+    /// <summary>Counts a call this instance made that the callee's AuthorizationPolicy refused (403).</summary>
+    public void RecordDenied() => Interlocked.Increment(ref _denied);
+
+    public StatsSnapshot Snapshot() => new(Service, Instance, Requests, Errors, Denied);
 }
 
 public sealed record StatsSnapshot(
     [property: JsonPropertyName("service")] string Service,
     [property: JsonPropertyName("instance")] string Instance,
     [property: JsonPropertyName("requests")] long Requests,
-    [property: JsonPropertyName("errors")] long Errors);
+    [property: JsonPropertyName("errors")] long Errors,
+    [property: JsonPropertyName("denied")] long Denied);

@@ -1,3 +1,4 @@
+using System.Formats.Asn1;
 using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -52,7 +53,7 @@ public static class WorkloadCertificates
     /// An HttpClient that presents <paramref name="files"/>' SVID and trusts the mesh root: it can call mesh workloads
     /// on their ports even under STRICT mTLS (as https://127.0.0.1:port/; the peer's chain is checked, not its name).
     /// </summary>
-    public static HttpClient CreateMtlsClient(Files files)
+    public static HttpClient CreateMtlsClient(Files files, Action<X509Certificate2>? onServerCertificate = null)
     {
         ArgumentNullException.ThrowIfNull(files);
         var root = X509Certificate2.CreateFromPem(File.ReadAllText(files.RootCertificate));
@@ -66,10 +67,53 @@ public static class WorkloadCertificates
             SslOptions = new SslClientAuthenticationOptions
             {
                 ClientCertificateContext = SslStreamCertificateContext.Create(identity, new X509Certificate2Collection(chain.Skip(1).ToArray())),
-                RemoteCertificateValidationCallback = (_, certificate, _, _) => ChainsTo(certificate, root),
+                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                {
+                    var trusted = ChainsTo(certificate, root);
+                    if (trusted && onServerCertificate is not null)
+                    {
+                        onServerCertificate(new X509Certificate2(certificate!));
+                    }
+
+                    return trusted;
+                },
             },
         };
         return new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
+    }
+
+    /// <summary>Gets the SPIFFE ID (the URI SAN) of an X.509-SVID, or null.</summary>
+    public static string? SpiffeIdOf(X509Certificate2 certificate)
+    {
+        ArgumentNullException.ThrowIfNull(certificate);
+        var uriTag = new Asn1Tag(TagClass.ContextSpecific, 6);
+        foreach (var extension in certificate.Extensions)
+        {
+            if (extension.Oid?.Value != "2.5.29.17")
+            {
+                continue;
+            }
+
+            // GeneralNames ::= SEQUENCE OF GeneralName; uniformResourceIdentifier is [6] IA5String.
+            var names = new AsnReader(extension.RawData, AsnEncodingRules.DER).ReadSequence();
+            while (names.HasData)
+            {
+                if (names.PeekTag().HasSameClassAndValue(uriTag))
+                {
+                    var uri = names.ReadCharacterString(UniversalTagNumber.IA5String, uriTag);
+                    if (uri.StartsWith("spiffe://", StringComparison.Ordinal))
+                    {
+                        return uri;
+                    }
+                }
+                else
+                {
+                    names.ReadEncodedValue();
+                }
+            }
+        }
+
+        return null;
     }
 
     private static bool ChainsTo(X509Certificate? certificate, X509Certificate2 root)
