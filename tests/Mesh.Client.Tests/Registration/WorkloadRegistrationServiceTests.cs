@@ -48,6 +48,9 @@ public sealed class WorkloadRegistrationServiceTests
         await Poll.UntilAsync(() => registry.Registrations.Count >= 2, "a new registration after NOT_FOUND");
         await Poll.UntilAsync(() => registry.Leases.ContainsKey("lease-2"), "lease-2 granted");
 
+        // The client has adopted lease-2 once it renews it (the grant above may still be in flight back to it).
+        await Poll.UntilAsync(() => registry.Renewals.Contains("lease-2"), "a renewal of lease-2");
+
         await app.StopAsync();
 
         Assert.Equal(["lease-2"], registry.Deregistrations);

@@ -109,6 +109,9 @@ internal sealed class TestControlPlane : IAsyncDisposable
             _streamEnd = end;
         }
 
+        /// <summary>Forgets a stream that ended, so a send waits for the client's next stream instead of failing on this one.</summary>
+        public void Detach(IServerStreamWriter<DiscoveryResponse> writer) => Interlocked.CompareExchange(ref _writer, null, writer);
+
         public void Abort()
         {
             try
@@ -181,6 +184,10 @@ internal sealed class TestControlPlane : IAsyncDisposable
             catch (OperationCanceledException)
             {
                 // The test stopped the server: end the stream.
+            }
+            finally
+            {
+                server.Ads.Detach(responseStream);
             }
         }
     }
