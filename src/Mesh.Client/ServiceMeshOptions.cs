@@ -60,8 +60,11 @@ public sealed class MeshIdentityOptions
 /// <summary>Inbound mTLS on every Kestrel endpoint.</summary>
 public sealed class MeshInboundOptions
 {
-    /// <summary>Gets or sets the PeerAuthentication mode used until the control plane sends one: <c>Strict</c>, <c>Permissive</c> or <c>Disable</c>.</summary>
-    public string Mode { get; set; } = "Permissive";
+    /// <summary>
+    /// Gets or sets the PeerAuthentication mode of a port until the control plane sends one (<c>Strict</c>, <c>Permissive</c>
+    /// or <c>Disable</c>): <c>Strict</c> by default, so a workload that cannot reach the control plane fails closed.
+    /// </summary>
+    public string Mode { get; set; } = "Strict";
 }
 
 /// <summary>How the client reaches the control plane.</summary>

@@ -48,6 +48,13 @@ internal sealed class MeshReadinessHealthCheck : IHealthCheck
             data["certificateExpires"] = certificate.NotAfter.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
         }
 
+        if (snapshot.IsSynced && _client.InboundPending)
+        {
+            return Task.FromResult(HealthCheckResult.Unhealthy(
+                $"synced with control plane {_client.ControlPlaneAddress}, but the inbound policy (PeerAuthentication, AuthorizationPolicy) of this workload's ports has not arrived yet",
+                data: data));
+        }
+
         if (snapshot.IsSynced)
         {
             var connection = _client.IsConnected ? string.Empty : $" (control plane currently unreachable: {_client.LastConnectionError}; serving the last configuration)";

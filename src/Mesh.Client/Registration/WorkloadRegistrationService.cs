@@ -64,6 +64,12 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             return Task.CompletedTask;
         }
 
+        if (_options.ControlPlane.Address?.Scheme == Uri.UriSchemeHttps)
+        {
+            // Secure mode: the control plane sends this workload's inbound policy once it is registered.
+            _services.GetService<Xds.XdsClient>()?.ExpectInbound();
+        }
+
         _lifetime.ApplicationStarted.Register(() =>
         {
             using (ExecutionContext.SuppressFlow())

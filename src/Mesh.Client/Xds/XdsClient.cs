@@ -45,6 +45,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
     private readonly Authorization.InboundPolicyStore? _inbound;
     private SortedSet<string> _inboundNames = new(StringComparer.Ordinal);
     private CancellationTokenSource? _streamCancellation;
+    private volatile bool _expectInbound;
 
     public XdsClient(
         IOptions<ServiceMeshOptions> options,
@@ -98,6 +99,33 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
     }
 
     public IChangeToken GetChangeToken() => Volatile.Read(ref _signal).Token;
+
+    /// <summary>Called when this workload will register: readiness then also waits for its inbound policy.</summary>
+    public void ExpectInbound() => _expectInbound = true;
+
+    /// <summary>
+    /// Gets whether this workload still waits for the inbound listeners (PeerAuthentication + authorization) of its
+    /// own ports; until they arrive the ports fail closed (Mesh:Inbound:Mode, Strict by default) and it is not ready.
+    /// </summary>
+    public bool InboundPending
+    {
+        get
+        {
+            if (!_expectInbound)
+            {
+                return false;
+            }
+
+            SortedSet<string> names;
+            lock (_types)
+            {
+                names = _inboundNames;
+            }
+
+            var received = _inbound?.Current;
+            return names.Count == 0 || received is null || !names.All(name => received.Values.Any(policy => policy.ListenerName == name));
+        }
+    }
 
     /// <summary>
     /// Subscribes to this workload's inbound listeners (<c>xds.istio.io/grpc/lds/inbound/ip:port</c>), which carry the
