@@ -70,6 +70,9 @@ public sealed class ConfigTests(ITestOutputHelper output)
         // Nothing listens on the discard port; the app must start anyway.
         var environment = mesh.ControlPlane.SecureEnvironment(await mesh.ControlPlane.MintTokenAsync("frontend"));
         environment["Mesh__ControlPlane__Address"] = "https://127.0.0.1:9";
+
+        // Inbound ports fail closed (Strict) until the control plane speaks; this test calls in over plaintext.
+        environment["Mesh__Inbound__Mode"] = "Permissive";
         await using var frontend = (await MeshProcesses.StartWorkloadAsync(
             Repository.App("Mesh.Samples.Frontend"),
             "frontend",
