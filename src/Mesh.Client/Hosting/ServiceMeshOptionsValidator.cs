@@ -119,9 +119,9 @@ internal sealed partial class ServiceMeshOptionsValidator : IValidateOptions<Ser
             errors.Add($"{Root}:Identity:TrustDomain '{identity.TrustDomain}' must be a SPIFFE trust domain: lowercase letters, digits, '.', '-' and '_'");
         }
 
-        if (identity.CertificateTtl < TimeSpan.FromMinutes(2) || identity.CertificateTtl > TimeSpan.FromDays(90))
+        if (identity.CertificateTtl < TimeSpan.FromMinutes(1) || identity.CertificateTtl > TimeSpan.FromDays(90))
         {
-            errors.Add($"{Root}:Identity:CertificateTtl ({identity.CertificateTtl}) must be between 00:02:00 and 90.00:00:00");
+            errors.Add($"{Root}:Identity:CertificateTtl ({identity.CertificateTtl}) must be between 00:01:00 and 90.00:00:00");
         }
 
         if (!Security.PeerAuthenticationModes.TryParse(options.Inbound.Mode, out _))

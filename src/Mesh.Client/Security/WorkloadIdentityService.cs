@@ -100,12 +100,16 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
         _stopping.Dispose();
     }
 
-    /// <summary>Renewal time: NotBefore + lifetime × (0.5 ± 0.05).</summary>
+    /// <summary>
+    /// Renewal time: start + (NotAfter − start) × (0.5 ± 0.05), where start is the later of NotBefore and now. NotBefore alone
+    /// is backdated by the CA's clock-skew grace (2 min), which made short TTLs (≤ 2 min) renew at once, in a loop.
+    /// </summary>
     internal DateTimeOffset RenewalTime(WorkloadCertificate certificate)
     {
-        var lifetime = certificate.NotAfter - certificate.NotBefore;
+        var start = certificate.NotBefore > _time.GetUtcNow() ? certificate.NotBefore : _time.GetUtcNow();
+        var lifetime = certificate.NotAfter - start;
         var ratio = 0.5 + ((_random() * 2) - 1) * 0.05;
-        return certificate.NotBefore + lifetime * ratio;
+        return start + lifetime * ratio;
     }
 
     private async Task RenewLoopAsync(CancellationToken cancellationToken)

@@ -44,7 +44,9 @@ public sealed class WorkloadIdentityServiceTests : IAsyncLifetime
         Assert.Single(certificate.Intermediates);
         Assert.Equal(TimeSpan.FromHours(24), certificate.NotAfter - certificate.NotBefore);
         Assert.Equal("token", Assert.Single(_server.Authentications));
-        Assert.Equal(certificate.NotBefore + TimeSpan.FromHours(12), identity.NextRenewal);
+        // Half of the remaining lifetime from issuance, not from the backdated NotBefore (now − 2 min).
+        var issuedAt = _time.GetUtcNow();
+        Assert.Equal(issuedAt + ((certificate.NotAfter - issuedAt) * 0.5), identity.NextRenewal);
     }
 
     [Fact]
