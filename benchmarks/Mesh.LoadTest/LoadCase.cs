@@ -17,10 +17,10 @@ internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int 
     }
 }
 
-internal sealed record LoadResult(long Requests, long Failed, double RequestsPerSecond, double P50Ms, double P99Ms, double CpuMicrosecondsPerRequest, double BytesAllocatedPerRequest, long Handshakes)
+internal sealed record LoadResult(long Requests, long Failed, double RequestsPerSecond, double P50Ms, double P99Ms, double CpuMicrosecondsPerRequest, double BytesAllocatedPerRequest)
 {
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"{RequestsPerSecond,8:0} req/s  p50 {P50Ms:0.000} ms  p99 {P99Ms:0.000} ms  CPU {CpuMicrosecondsPerRequest:0.0} µs/req  {BytesAllocatedPerRequest:0} B/req  {Handshakes} TLS handshakes  failed {Failed}");
+        $"{RequestsPerSecond,8:0} req/s  p50 {P50Ms:0.000} ms  p99 {P99Ms:0.000} ms  CPU {CpuMicrosecondsPerRequest:0.0} µs/req  {BytesAllocatedPerRequest:0} B/req  failed {Failed}");
 }
 
 /// <summary>One client under closed-loop load: <c>concurrency</c> workers, each sending the next request when the last answered.</summary>
@@ -50,7 +50,6 @@ internal sealed class LoadCase(string name, HttpClient client)
         process.Refresh();
         var cpuBefore = process.TotalProcessorTime;
         var allocatedBefore = GC.GetTotalAllocatedBytes(precise: false);
-        var handshakesBefore = TlsHandshakes.Count;
         var clock = Stopwatch.StartNew();
         var stopAt = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
         var workers = Enumerable.Range(0, concurrency).Select(worker => Task.Run(async () =>
@@ -99,35 +98,7 @@ internal sealed class LoadCase(string name, HttpClient client)
 
         Array.Sort(all);
         double Percentile(double p) => all.Length == 0 ? 0 : all[Math.Min(all.Length - 1, (int)(all.Length * p))] * 1000.0 / Stopwatch.Frequency;
-        return new LoadResult(all.Length, failed, all.Length / elapsed.TotalSeconds, Percentile(0.50), Percentile(0.99), all.Length == 0 ? 0 : cpu.TotalMicroseconds / all.Length, all.Length == 0 ? 0 : (double)allocated / all.Length, TlsHandshakes.Count - handshakesBefore);
+        return new LoadResult(all.Length, failed, all.Length / elapsed.TotalSeconds, Percentile(0.50), Percentile(0.99), all.Length == 0 ? 0 : cpu.TotalMicroseconds / all.Length, all.Length == 0 ? 0 : (double)allocated / all.Length);
     }
 }
 
-/// <summary>Counts the TLS handshakes this process makes, from .NET's System.Net.Security meter.</summary>
-internal static class TlsHandshakes
-{
-    private static readonly System.Diagnostics.Metrics.MeterListener Listener = Start();
-    private static long _count;
-
-    public static long Count => Interlocked.Read(ref _count);
-
-    private static System.Diagnostics.Metrics.MeterListener Start()
-    {
-        var listener = new System.Diagnostics.Metrics.MeterListener
-        {
-            InstrumentPublished = (instrument, l) =>
-            {
-                if (instrument.Meter.Name == "System.Net.Security" && instrument.Name == "tls.handshake.duration")
-                {
-                    l.EnableMeasurementEvents(instrument);
-                }
-            },
-        };
-        listener.SetMeasurementEventCallback<double>((_, _, _, _) => Interlocked.Increment(ref _count));
-        listener.Start();
-        return listener;
-    }
-
-    /// <summary>Starts listening before the first connection is made.</summary>
-    public static void Initialize() => GC.KeepAlive(Listener);
-}
