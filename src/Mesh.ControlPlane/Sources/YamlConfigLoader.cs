@@ -551,36 +551,26 @@ internal static partial class YamlConfigLoader
         public void Warn(YamlNode node, string path, string message) =>
             errors.Add(new ConfigError(file, Line(node), $"{resource}: {path}: {message}", IsWarning: true));
 
-        public YamlMappingNode? Mapping(YamlNode? node, YamlNode parent, string path, bool required)
-        {
-            switch (node)
-            {
-                case YamlMappingNode mapping:
-                    return mapping;
-                case null or YamlScalarNode { Value: null or "" or "~" } when !required:
-                    return null;
-                case null or YamlScalarNode { Value: null or "" or "~" }:
-                    Error(node ?? parent, path, "is required");
-                    return null;
-                default:
-                    Error(node, path, "must be a mapping");
-                    return null;
-            }
-        }
+        public YamlMappingNode? Mapping(YamlNode? node, YamlNode parent, string path, bool required) =>
+            Node<YamlMappingNode>(node, parent, path, required, "must be a mapping");
 
-        public YamlSequenceNode? Sequence(YamlNode? node, YamlNode parent, string path, bool required)
+        public YamlSequenceNode? Sequence(YamlNode? node, YamlNode parent, string path, bool required) =>
+            Node<YamlSequenceNode>(node, parent, path, required, "must be a list");
+
+        private T? Node<T>(YamlNode? node, YamlNode parent, string path, bool required, string wrongKind)
+            where T : YamlNode
         {
             switch (node)
             {
-                case YamlSequenceNode sequence:
-                    return sequence;
+                case T expected:
+                    return expected;
                 case null or YamlScalarNode { Value: null or "" or "~" } when !required:
                     return null;
                 case null or YamlScalarNode { Value: null or "" or "~" }:
                     Error(node ?? parent, path, "is required");
                     return null;
                 default:
-                    Error(node, path, "must be a list");
+                    Error(node, path, wrongKind);
                     return null;
             }
         }
