@@ -99,3 +99,30 @@ public sealed class NoRouteException : ServiceMeshException
     {
     }
 }
+
+/// <summary>
+/// The destination service's circuit is open: too many recent calls to it failed, so calls are rejected without being
+/// sent until the break duration has passed and a trial call succeeds (<c>Mesh:Resilience:CircuitBreaker*</c>).
+/// </summary>
+public sealed class CircuitOpenException : ServiceMeshException
+{
+    public CircuitOpenException()
+    {
+    }
+
+    public CircuitOpenException(string message)
+        : base(message)
+    {
+    }
+
+    public CircuitOpenException(string message, Exception? innerException)
+        : base(message, innerException)
+    {
+    }
+
+    public CircuitOpenException(string service, string serviceHost, TimeSpan breakDuration)
+        : base(service, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"Cannot call '{service}': the circuit of mesh service {serviceHost} is open after too many failed calls; calls are rejected for {breakDuration.TotalSeconds:0.###} s after it opened, then one trial call decides (Mesh:Resilience:CircuitBreaker*)."))
+    {
+    }
+}

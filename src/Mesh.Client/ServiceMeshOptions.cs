@@ -99,7 +99,7 @@ public sealed class RegistrationOptions
     public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
 }
 
-/// <summary>Resilience of calls to mesh services (Microsoft.Extensions.Http.Resilience strategies, one pipeline per service).</summary>
+/// <summary>Resilience of calls to mesh services: timeouts, retries and a circuit breaker per destination service.</summary>
 public sealed class MeshResilienceOptions
 {
     /// <summary>Gets or sets the time budget of a call including every retry.</summary>

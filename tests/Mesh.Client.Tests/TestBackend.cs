@@ -38,6 +38,9 @@ internal sealed class TestBackend : IAsyncDisposable
 
     public int Hits => Hosts.Count;
 
+    /// <summary>Gets or sets whether the backend holds every request until the client gives up on it.</summary>
+    public bool Hang { get; set; }
+
     public static async Task<TestBackend> StartAsync(string name, bool grpc = false)
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -62,6 +65,12 @@ internal sealed class TestBackend : IAsyncDisposable
             {
                 self!.Hosts.Enqueue(context.Request.Host.Value ?? string.Empty);
                 self.Methods.Enqueue(context.Request.Method);
+                if (self.Hang)
+                {
+                    await Task.Delay(Timeout.Infinite, context.RequestAborted).ContinueWith(static _ => { }, TaskScheduler.Default).ConfigureAwait(false);
+                    return;
+                }
+
                 if (context.Request.Path.StartsWithSegments("/fail", StringComparison.Ordinal))
                 {
                     context.Response.StatusCode = StatusCodes.Status500InternalServerError;

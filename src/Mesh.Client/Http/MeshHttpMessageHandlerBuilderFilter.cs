@@ -17,17 +17,18 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
     private readonly MeshRouter _router;
     private readonly MeshHostNames _names;
     private readonly EndpointConnectionPools _pools;
-    private readonly MeshResiliencePipelines _pipelines;
+    private readonly MeshResiliencePolicies _policies;
     private readonly TimeProvider _time;
     private readonly IOptionsMonitor<MeshHttpClientOptions> _clientOptions;
     private readonly ILogger _logger;
+    private readonly ILogger _resilienceLogger;
     private readonly string _controlPlane;
 
     public MeshHttpMessageHandlerBuilderFilter(
         MeshRouter router,
         MeshHostNames names,
         EndpointConnectionPools pools,
-        MeshResiliencePipelines pipelines,
+        MeshResiliencePolicies policies,
         TimeProvider time,
         IOptionsMonitor<MeshHttpClientOptions> clientOptions,
         IOptions<ServiceMeshOptions> meshOptions,
@@ -38,10 +39,11 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
         _router = router;
         _names = names;
         _pools = pools;
-        _pipelines = pipelines;
+        _policies = policies;
         _time = time;
         _clientOptions = clientOptions;
         _logger = loggerFactory.CreateLogger<MeshHttpHandler>();
+        _resilienceLogger = loggerFactory.CreateLogger<MeshResilienceHandler>();
         _controlPlane = meshOptions.Value.ControlPlane.Address?.ToString() ?? "(Mesh:ControlPlane:Address is not set)";
     }
 
@@ -61,7 +63,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
             {
                 InnerHandler = builder.PrimaryHandler,
             };
-            builder.AdditionalHandlers.Insert(0, new MeshResilienceHandler(_router, _pipelines));
+            builder.AdditionalHandlers.Insert(0, new MeshResilienceHandler(_router, _policies, _resilienceLogger));
         };
     }
 }

@@ -17,7 +17,7 @@ internal static class ServiceMeshHttpRegistration
         ArgumentNullException.ThrowIfNull(services);
         services.AddHttpClient();
         services.TryAddSingleton<EndpointConnectionPools>();
-        services.TryAddSingleton<MeshResiliencePipelines>();
+        services.TryAddSingleton<MeshResiliencePolicies>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHttpMessageHandlerBuilderFilter>());
         return services;
     }

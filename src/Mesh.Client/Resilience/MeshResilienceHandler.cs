@@ -1,24 +1,42 @@
+using System.Globalization;
+using System.Runtime.ExceptionServices;
+using Mesh.Client.Discovery;
 using Mesh.Client.Routing;
-using Polly;
+using Microsoft.Extensions.Logging;
 
 namespace Mesh.Client.Resilience;
 
 /// <summary>
-/// The outermost handler of mesh-enabled clients: runs requests to mesh services through their service's pipeline
-/// (executed directly with a pooled context and no per-request closure); every attempt goes down to
-/// <see cref="Http.MeshHttpHandler"/>, which routes again. Other requests pass straight through.
+/// The outermost handler of mesh-enabled clients. A request to a mesh service runs as a loop of attempts, each going
+/// down to <see cref="Http.MeshHttpHandler"/> (which routes and picks an endpoint again, avoiding the one that just
+/// failed): the service's circuit breaker admits the attempt; one deadline — the attempt timeout or what is left of
+/// the total timeout, whichever is sooner — cancels it; a transient failure of a call that may be sent again is
+/// retried after Envoy's fully jittered exponential backoff while the total budget lasts. Other requests pass straight
+/// through.
 /// </summary>
-internal sealed class MeshResilienceHandler : DelegatingHandler
+/// <remarks>
+/// The same semantics as total timeout → retry → circuit breaker → attempt timeout in a Polly pipeline, in one async
+/// method: a request that succeeds costs one state machine, one registration on the caller's token and one timer
+/// re-arm on a pooled <see cref="CancellationTokenSource"/>.
+/// </remarks>
+internal sealed partial class MeshResilienceHandler : DelegatingHandler
 {
-    private readonly MeshRouter _router;
-    private readonly MeshResiliencePipelines _pipelines;
+    private static readonly Action<object?> CancelSource = static source => ((CancellationTokenSource)source!).Cancel();
 
-    public MeshResilienceHandler(MeshRouter router, MeshResiliencePipelines pipelines)
+    private readonly MeshRouter _router;
+    private readonly MeshResiliencePolicies _policies;
+    private readonly CancellationSourcePool _sources;
+    private readonly ILogger _logger;
+
+    public MeshResilienceHandler(MeshRouter router, MeshResiliencePolicies policies, ILogger logger)
     {
         ArgumentNullException.ThrowIfNull(router);
-        ArgumentNullException.ThrowIfNull(pipelines);
+        ArgumentNullException.ThrowIfNull(policies);
+        ArgumentNullException.ThrowIfNull(logger);
         _router = router;
-        _pipelines = pipelines;
+        _policies = policies;
+        _sources = policies.CancellationSources;
+        _logger = logger;
     }
 
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
@@ -26,46 +44,157 @@ internal sealed class MeshResilienceHandler : DelegatingHandler
         ArgumentNullException.ThrowIfNull(request);
         var uri = request.RequestUri;
         return uri is { IsAbsoluteUri: true } && _router.Snapshot.TryGetService(uri.IdnHost, uri.Port, uri.IsDefaultPort, out var service)
-            ? SendThroughPipelineAsync(_pipelines.Get(service!), request, cancellationToken)
+            ? SendWithResilienceAsync(service!, request, cancellationToken)
             : base.SendAsync(request, cancellationToken);
     }
 
     protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken) =>
         SendAsync(request, cancellationToken).GetAwaiter().GetResult();
 
-    private async Task<HttpResponseMessage> SendThroughPipelineAsync(
-        ResiliencePipeline<HttpResponseMessage> pipeline,
-        HttpRequestMessage request,
-        CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendWithResilienceAsync(MeshService service, HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        var context = ResilienceContextPool.Shared.Get(cancellationToken);
-        context.Properties.Set(MeshResiliencePipelines.RequestKey, request);
-        try
+        var options = _policies.Options;
+        var time = _policies.Time;
+        var breaker = _policies.GetBreaker(service);
+        var start = time.GetTimestamp();
+        var now = start;
+        for (var attempt = 0; ; attempt++)
         {
-            var outcome = await pipeline.ExecuteOutcomeAsync(
-                static async (context, state) =>
+            var remaining = options.TotalTimeout - time.GetElapsedTime(start, now);
+            var totalBinds = remaining <= options.AttemptTimeout;
+            var timeout = totalBinds ? remaining : options.AttemptTimeout;
+            if (timeout <= TimeSpan.Zero)
+            {
+                throw TimedOut(service, request, totalBinds: true);
+            }
+
+            if (!breaker.TryAdmit(now, out var trial))
+            {
+                throw new CircuitOpenException(request.RequestUri!.Host, service.Host, options.CircuitBreakerBreakDuration);
+            }
+
+            HttpResponseMessage? response = null;
+            Exception? error = null;
+            var timedOut = false;
+            var deadline = _sources.Rent();
+            var link = cancellationToken.UnsafeRegister(CancelSource, deadline);
+            try
+            {
+                deadline.CancelAfter(timeout);
+                response = await base.SendAsync(request, deadline.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                error = e;
+                timedOut = true;
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+            finally
+            {
+                // Dispose (not Unregister) waits for a running caller-cancellation callback, so a pooled source is never
+                // cancelled after it went back to the pool.
+                link.Dispose();
+                Release(deadline, request);
+            }
+
+            now = time.GetTimestamp();
+            if (error is OperationCanceledException && !timedOut)
+            {
+                // The caller gave up: not the service's fault, and nothing to retry.
+                breaker.OnAbandoned(trial);
+                ExceptionDispatchInfo.Throw(error);
+            }
+
+            var transient = MeshResiliencePolicies.IsTransient(response, error, timedOut);
+            if (breaker.OnResult(now, transient, trial))
+            {
+                Log.CircuitOpened(_logger, service.Host, options.CircuitBreakerBreakDuration);
+            }
+
+            if (!transient)
+            {
+                if (error is not null)
                 {
-                    try
+                    ExceptionDispatchInfo.Throw(error);
+                }
+
+                return response!;
+            }
+
+            if (attempt < options.MaxRetryAttempts && MeshResiliencePolicies.CanRetry(request, error))
+            {
+                var delay = Backoff(options.RetryDelay, attempt + 1);
+                if (delay < options.TotalTimeout - time.GetElapsedTime(start, now))
+                {
+                    Log.Retrying(_logger, service.Host, attempt + 1, response is null ? 0 : (int)response.StatusCode, timedOut ? "attempt timeout" : error?.GetType().Name ?? "status");
+                    response?.Dispose();
+                    if (delay > TimeSpan.Zero)
                     {
-                        var response = await state.Handler.SendAttemptAsync(state.Request, context.CancellationToken).ConfigureAwait(false);
-                        return Outcome.FromResult(response);
+                        await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);
+                        now = time.GetTimestamp();
                     }
-                    catch (Exception exception)
-                    {
-                        return Outcome.FromException<HttpResponseMessage>(exception);
-                    }
-                },
-                context,
-                (Handler: this, Request: request)).ConfigureAwait(false);
-            outcome.ThrowIfException();
-            return outcome.Result!;
-        }
-        finally
-        {
-            ResilienceContextPool.Shared.Return(context);
+
+                    continue;
+                }
+            }
+
+            if (timedOut)
+            {
+                throw TimedOut(service, request, totalBinds);
+            }
+
+            if (error is not null)
+            {
+                ExceptionDispatchInfo.Throw(error);
+            }
+
+            return response!;
         }
     }
 
-    private Task<HttpResponseMessage> SendAttemptAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
-        base.SendAsync(request, cancellationToken);
+    /// <summary>Envoy's retry backoff: uniformly random in [0, (2^n − 1) × base), capped at 10 × base.</summary>
+    internal static TimeSpan Backoff(TimeSpan baseDelay, int retry)
+    {
+        var factor = Math.Min((1 << Math.Min(retry, 4)) - 1, 10);
+        return baseDelay * factor * Random.Shared.NextDouble();
+    }
+
+    // A deadline source is reused only when nothing can hold its token after the attempt: a streamed request body
+    // (gRPC duplex, JsonContent) may still be sending with it, so that source is only disarmed and left to the GC.
+    private void Release(CancellationTokenSource deadline, HttpRequestMessage request)
+    {
+        if (request.Content is null or ByteArrayContent or ReadOnlyMemoryContent)
+        {
+            _sources.Return(deadline);
+        }
+        else
+        {
+            deadline.CancelAfter(Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private TaskCanceledException TimedOut(MeshService service, HttpRequestMessage request, bool totalBinds)
+    {
+        var options = _policies.Options;
+        var (budget, key) = totalBinds
+            ? (options.TotalTimeout, "Mesh:Resilience:TotalTimeout")
+            : (options.AttemptTimeout, "Mesh:Resilience:AttemptTimeout");
+        var message = string.Create(CultureInfo.InvariantCulture,
+            $"The request to mesh service '{request.RequestUri!.Host}' ({service.Host}) timed out after {budget.TotalSeconds:0.###} s ({key}).");
+
+        // As HttpClient reports its own Timeout: a TaskCanceledException whose inner exception is a TimeoutException.
+        return new TaskCanceledException(message, new TimeoutException(message));
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(10, LogLevel.Debug, "Retrying a call to mesh service {Service} (retry {Retry}, status {StatusCode}, {Reason}).")]
+        public static partial void Retrying(ILogger logger, string service, int retry, int statusCode, string reason);
+
+        [LoggerMessage(11, LogLevel.Warning, "Circuit of mesh service {Service} opened: calls are rejected for {BreakDuration}.")]
+        public static partial void CircuitOpened(ILogger logger, string service, TimeSpan breakDuration);
+    }
 }

@@ -166,7 +166,7 @@ public sealed class MeshHttpHandlerTests : IAsyncLifetime
             Assert.Equal(HttpStatusCode.InternalServerError, failed.StatusCode);
         }
 
-        await Assert.ThrowsAsync<Polly.CircuitBreaker.BrokenCircuitException>(() => client.GetAsync(new Uri("http://payments/")));
+        await Assert.ThrowsAsync<CircuitOpenException>(() => client.GetAsync(new Uri("http://payments/")));
         Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/")));
         Assert.Equal(2, _backends[1].Hits);
     }

@@ -1,0 +1,73 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Mesh.Client.Discovery;
+using Microsoft.Extensions.Options;
+
+namespace Mesh.Client.Resilience;
+
+/// <summary>
+/// The resilience options and one circuit breaker per destination service (keyed by <see cref="MeshService.Host"/>),
+/// made on first use and kept across snapshots: one failing service never opens the circuit of another. Also the
+/// rules of what is a transient failure and what may be sent again.
+/// </summary>
+internal sealed class MeshResiliencePolicies
+{
+    private readonly ConcurrentDictionary<string, CircuitBreaker> _breakers = new(StringComparer.OrdinalIgnoreCase);
+
+    public MeshResiliencePolicies(IOptions<ServiceMeshOptions> options, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(time);
+        Options = options.Value.Resilience;
+        Time = time;
+    }
+
+    public MeshResilienceOptions Options { get; }
+
+    public TimeProvider Time { get; }
+
+    /// <summary>The deadline sources of attempts, reused across requests.</summary>
+    public CancellationSourcePool CancellationSources { get; } = new(capacity: 1024);
+
+    public CircuitBreaker GetBreaker(MeshService service) =>
+        _breakers.TryGetValue(service.Host, out var breaker)
+            ? breaker
+            : _breakers.GetOrAdd(service.Host, static (_, self) => new CircuitBreaker(
+                self.Options.CircuitBreakerFailureRatio,
+                self.Options.CircuitBreakerMinimumThroughput,
+                self.Options.CircuitBreakerSamplingDuration,
+                self.Options.CircuitBreakerBreakDuration,
+                self.Time.TimestampFrequency), this);
+
+    /// <summary>
+    /// Whether a failed attempt may be sent again: only idempotent methods or requests with an <c>Idempotency-Key</c>;
+    /// and when the body cannot be replayed, only if the failure happened before anything was sent.
+    /// </summary>
+    internal static bool CanRetry(HttpRequestMessage request, Exception? exception)
+    {
+        if (!IsIdempotent(request.Method) && !request.Headers.NonValidated.Contains("Idempotency-Key"))
+        {
+            return false;
+        }
+
+        return request.Content is null or ByteArrayContent or ReadOnlyMemoryContent
+            || Http.MeshHttpHandler.IsConnectionFailure(exception);
+    }
+
+    /// <summary>
+    /// A transient outcome counts toward the circuit breaker and may be retried: 5xx, 408 and 429 answers, failures to
+    /// send (<see cref="HttpRequestException"/>) and attempt timeouts. Mesh errors (not synced, no endpoint, no route,
+    /// refused identity) are answers, not transient faults: retrying or counting them would only delay them.
+    /// </summary>
+    internal static bool IsTransient(HttpResponseMessage? response, Exception? exception, bool attemptTimedOut) =>
+        attemptTimedOut
+        || (exception is HttpRequestException and not ServiceMeshException)
+        || (response is not null && IsTransient(response.StatusCode));
+
+    internal static bool IsTransient(HttpStatusCode status) =>
+        (int)status >= 500 || status is HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests;
+
+    private static bool IsIdempotent(HttpMethod method) =>
+        method == HttpMethod.Get || method == HttpMethod.Head || method == HttpMethod.Options
+        || method == HttpMethod.Trace || method == HttpMethod.Put || method == HttpMethod.Delete;
+}
