@@ -38,9 +38,12 @@ internal sealed partial class EndpointConnectionPools : IDisposable
 
     private readonly IWorkloadCertificateSource? _certificates;
 
-    public EndpointConnectionPools(IMeshSnapshotSource source, TimeProvider time, ILogger<EndpointConnectionPools> logger, IWorkloadCertificateSource? certificates = null)
+    private readonly MeshClientMetrics? _metrics;
+
+    public EndpointConnectionPools(IMeshSnapshotSource source, TimeProvider time, ILogger<EndpointConnectionPools> logger, IWorkloadCertificateSource? certificates = null, MeshClientMetrics? metrics = null)
     {
         _certificates = certificates;
+        _metrics = metrics;
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(time);
         ArgumentNullException.ThrowIfNull(logger);
@@ -188,11 +191,13 @@ internal sealed partial class EndpointConnectionPools : IDisposable
         try
         {
             await ssl.AuthenticateAsClientAsync(options, cancellationToken).ConfigureAwait(false);
+            _metrics?.TlsHandshakes.Add(1, new KeyValuePair<string, object?>("mesh.service", service));
             Log.Handshake(_logger, service, endPoint.ToString() ?? string.Empty, validation.PeerId?.Value ?? string.Empty, ssl.SslProtocol, ssl.NegotiatedApplicationProtocol.ToString());
             return ssl;
         }
         catch (AuthenticationException ex)
         {
+            _metrics?.TlsHandshakes.Add(1, new KeyValuePair<string, object?>("mesh.service", service), new KeyValuePair<string, object?>("error.type", "refused"));
             await ssl.DisposeAsync().ConfigureAwait(false);
             var presented = validation.PeerId?.Value ?? "no valid SPIFFE ID";
             var reason = validation.Error ?? ex.Message;

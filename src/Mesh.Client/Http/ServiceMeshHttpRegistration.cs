@@ -16,6 +16,8 @@ internal static class ServiceMeshHttpRegistration
     {
         ArgumentNullException.ThrowIfNull(services);
         services.AddHttpClient();
+        services.AddMetrics();
+        services.TryAddSingleton<MeshClientMetrics>();
         services.TryAddSingleton<EndpointConnectionPools>();
         services.TryAddSingleton<MeshResiliencePolicies>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHttpMessageHandlerBuilderFilter>());

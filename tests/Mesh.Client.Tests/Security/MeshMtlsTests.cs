@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -32,6 +33,20 @@ public sealed class MeshMtlsTests : IDisposable
     {
         await using var backend = await MeshBackend.StartAsync("orders-0", _ca.Store(_ca.Issue([Orders])), PeerAuthenticationMode.Strict, HttpProtocols.Http1);
         await using var provider = Client(backend, [Exact(Orders)]);
+        var meterFactory = provider.GetRequiredService<IMeterFactory>();
+        long handshakes = 0;
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Name == "mesh.client.tls.handshakes" && ReferenceEquals(instrument.Meter.Scope, meterFactory))
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref handshakes, value));
+        listener.Start();
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
 
         for (var i = 0; i < 50; i++)
@@ -40,6 +55,7 @@ public sealed class MeshMtlsTests : IDisposable
         }
 
         Assert.Equal(1, backend.Connections);
+        Assert.Equal(1, Interlocked.Read(ref handshakes)); // the mesh's handshake counter agrees with the server
         Assert.Equal(50, backend.Hits);
         var seen = backend.Requests.First();
         Assert.Equal("orders", seen.Host);
