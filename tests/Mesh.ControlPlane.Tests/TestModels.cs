@@ -31,6 +31,16 @@ internal static class TestModels
         ServiceEntryModel[] services,
         WorkloadInstance[]? workloads = null,
         DestinationRuleModel[]? rules = null,
-        WorkloadInstance[]? registrations = null) =>
-        new(1, new YamlConfig([.. services], [.. workloads ?? []], [.. rules ?? []]), [.. registrations ?? []]);
+        WorkloadInstance[]? registrations = null,
+        PeerAuthenticationModel[]? peerAuthentications = null) =>
+        new(1, new YamlConfig([.. services], [.. workloads ?? []], [.. rules ?? []]) { PeerAuthentications = [.. peerAuthentications ?? []] }, [.. registrations ?? []]);
+
+    public static PeerAuthenticationModel PeerAuthentication(
+        string ns,
+        MtlsMode mode,
+        IDictionary<string, string>? selector = null,
+        IDictionary<uint, MtlsMode>? ports = null,
+        string? name = null) =>
+        new(ns, name ?? (selector is null ? "default" : string.Join("-", selector.Values)), selector?.ToImmutableSortedDictionary(StringComparer.Ordinal), mode,
+            (ports ?? new Dictionary<uint, MtlsMode>()).ToImmutableSortedDictionary(), "peer.yaml", 1);
 }

@@ -72,30 +72,51 @@ internal static class InboundListenerTranslator
 
     /// <summary>
     /// Istio precedence: workload selector policy, then namespace-wide, then mesh-wide (root namespace); UNSET inherits;
-    /// a mesh left unset is PERMISSIVE; portLevelMtls of the workload policy overrides per port. Several policies at one
-    /// scope: the first by file name, then name, wins (the loader warns).
+    /// a mesh left unset is PERMISSIVE; portLevelMtls of the workload policy overrides per port (the workload's port,
+    /// not the service's). Several policies at one scope: the first by file name, then name, wins (the loader warns).
     /// </summary>
     public static MtlsMode EffectiveMode(IEnumerable<PeerAuthenticationModel> policies, string rootNamespace, WorkloadInstance workload, uint port)
     {
         ArgumentNullException.ThrowIfNull(policies);
         ArgumentNullException.ThrowIfNull(workload);
-        var ordered = policies.Order(Comparer<PeerAuthenticationModel>.Create((a, b) => YamlConfigLoader.CompareScopeOrder(a.File, a.Name, b.File, b.Name))).ToList();
-        var mesh = ordered.FirstOrDefault(p => p.Namespace == rootNamespace && p.Selector is null);
-        var ns = ordered.FirstOrDefault(p => p.Namespace == workload.Namespace && p.Selector is null);
+        var ordered = InScopeOrder(policies);
+        var mode = NamespaceModeOrdered(ordered, rootNamespace, workload.Namespace);
         var selected = ordered.FirstOrDefault(p => p.Namespace == workload.Namespace && p.Selector is not null && HostNames.LabelsMatch(p.Selector, workload.Labels));
-
-        var mode = MtlsMode.Permissive;
-        foreach (var candidate in new[] { mesh?.Mode, ns?.Mode, selected?.Mode })
+        if (selected is not null && selected.Mode != MtlsMode.Unset)
         {
-            if (candidate is { } value && value != MtlsMode.Unset)
-            {
-                mode = value;
-            }
+            mode = selected.Mode;
         }
 
         if (selected is not null && selected.PortLevelMtls.TryGetValue(port, out var portMode) && portMode != MtlsMode.Unset)
         {
             mode = portMode;
+        }
+
+        return mode;
+    }
+
+    /// <summary>
+    /// The mode of a namespace before workload policies (Istio's <c>GetNamespaceMutualTLSMode</c>): its namespace-wide
+    /// policy, else the mesh-wide one; UNSET inherits; nothing set is PERMISSIVE.
+    /// </summary>
+    public static MtlsMode NamespaceMode(IEnumerable<PeerAuthenticationModel> policies, string rootNamespace, string ns)
+    {
+        ArgumentNullException.ThrowIfNull(policies);
+        ArgumentNullException.ThrowIfNull(ns);
+        return NamespaceModeOrdered(InScopeOrder(policies), rootNamespace, ns);
+    }
+
+    private static MtlsMode NamespaceModeOrdered(List<PeerAuthenticationModel> ordered, string rootNamespace, string ns)
+    {
+        var mesh = ordered.FirstOrDefault(p => p.Namespace == rootNamespace && p.Selector is null);
+        var local = ordered.FirstOrDefault(p => p.Namespace == ns && p.Selector is null);
+        var mode = MtlsMode.Permissive;
+        foreach (var candidate in new[] { mesh?.Mode, local?.Mode })
+        {
+            if (candidate is { } value && value != MtlsMode.Unset)
+            {
+                mode = value;
+            }
         }
 
         return mode;
@@ -148,6 +169,9 @@ internal static class InboundListenerTranslator
         },
         RequireClientCertificate = true,
     };
+
+    private static List<PeerAuthenticationModel> InScopeOrder(IEnumerable<PeerAuthenticationModel> policies) =>
+        [.. policies.Order(Comparer<PeerAuthenticationModel>.Create((a, b) => YamlConfigLoader.CompareScopeOrder(a.File, a.Name, b.File, b.Name)))];
 
     private static HttpConnectionManager BuildHttpConnectionManager(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow)
     {

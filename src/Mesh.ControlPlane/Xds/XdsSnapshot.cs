@@ -16,8 +16,8 @@ internal sealed record ResolvedService(
     LoadBalancerKind LoadBalancer,
     ImmutableArray<ResolvedEndpoint> Endpoints)
 {
-    /// <summary>Whether clients must use mesh mTLS to reach this service (auto mTLS or DestinationRule ISTIO_MUTUAL).</summary>
-    public bool MutualTls { get; init; }
+    /// <summary>The DestinationRule's <c>tls.mode</c> for this host; null means auto mTLS (see <see cref="XdsTranslator.UsesMutualTls"/>).</summary>
+    public UpstreamTlsMode? TlsMode { get; init; }
 }
 
 /// <summary>A listener target: the service host and one of its ports.</summary>

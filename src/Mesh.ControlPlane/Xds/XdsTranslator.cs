@@ -50,11 +50,15 @@ internal static class XdsTranslator
         var routes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var listeners = new Dictionary<string, ListenerTarget>(StringComparer.Ordinal);
 
+        var peerAuthentications = model.Config.PeerAuthentications;
         foreach (var service in services)
         {
-            var tls = service.MutualTls ? BuildUpstreamTlsContext(UpstreamSubjectAltNames(service, trustDomain)) : null;
+            UpstreamTlsContext? serviceTls = null;
             foreach (var port in service.Entry.Ports)
             {
+                var tls = UsesMutualTls(service, port.Number, peerAuthentications, rootNamespace)
+                    ? serviceTls ??= BuildUpstreamTlsContext(UpstreamSubjectAltNames(service, trustDomain))
+                    : null;
                 var name = ClusterName(port.Number, service.Host);
                 clusters[name] = new XdsResource(name, Any.Pack(BuildCluster(name, service.LoadBalancer, tls)));
                 endpoints[name] = new XdsResource(name, Any.Pack(BuildLoadAssignment(name, service.Endpoints.Where(e => e.ServicePort == port.Number))));
@@ -103,7 +107,7 @@ internal static class XdsTranslator
             {
                 var rule = rules.GetValueOrDefault(host);
                 var lb = rule?.LoadBalancer ?? LoadBalancerKind.RoundRobin;
-                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable()) { MutualTls = UsesMutualTls(entry, rule) });
+                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable()) { TlsMode = rule?.TlsMode });
             }
         }
 
@@ -111,18 +115,43 @@ internal static class XdsTranslator
     }
 
     /// <summary>
-    /// Istio auto mTLS: a DestinationRule's <c>tls.mode</c> decides when set; otherwise services that
-    /// select mesh workloads (<c>workloadSelector</c>) use mTLS and inline-endpoint (external) services do not.
+    /// Whether clients reach <paramref name="servicePort"/> of <paramref name="service"/> over mesh mTLS. A DestinationRule's
+    /// <c>tls.mode</c> decides when set (ISTIO_MUTUAL wins even against a DISABLE server, as in Istio). Otherwise Istio's
+    /// auto mTLS: inline-endpoint (external) services are plaintext; services that select mesh workloads use mTLS unless
+    /// their servers run with PeerAuthentication DISABLE on that port, since a DISABLE server refuses TLS.
     /// </summary>
-    public static bool UsesMutualTls(ServiceEntryModel entry, DestinationRuleModel? rule)
+    /// <remarks>
+    /// Istio decides a cluster from the service's namespace/mesh policy (<c>BestEffortInferServiceMTLSMode</c>), then each
+    /// endpoint from its workload/port policy (<c>transport_socket_matches</c>). Proxyless clients take one transport socket
+    /// per cluster, so the servers' effective modes decide here: plaintext when every endpoint of the port is DISABLE. A mix
+    /// stays mTLS (its DISABLE endpoints fail, nobody else gets plaintext); a workload STRICT under a namespace DISABLE gets
+    /// mTLS (Istio sends plaintext, which that server refuses). Without endpoints the namespace/mesh mode decides, as in Istio.
+    /// </remarks>
+    public static bool UsesMutualTls(ResolvedService service, uint servicePort, IReadOnlyCollection<PeerAuthenticationModel> peerAuthentications, string rootNamespace)
     {
-        ArgumentNullException.ThrowIfNull(entry);
-        return rule?.TlsMode switch
+        ArgumentNullException.ThrowIfNull(service);
+        ArgumentNullException.ThrowIfNull(peerAuthentications);
+        switch (service.TlsMode)
         {
-            UpstreamTlsMode.IstioMutual => true,
-            UpstreamTlsMode.Disable => false,
-            _ => entry.WorkloadSelector is not null,
-        };
+            case UpstreamTlsMode.IstioMutual:
+                return true;
+            case UpstreamTlsMode.Disable:
+                return false;
+        }
+
+        if (service.Entry.WorkloadSelector is null)
+        {
+            return false;
+        }
+
+        var endpoints = service.Endpoints.Where(e => e.ServicePort == servicePort).ToList();
+        if (endpoints.Count == 0)
+        {
+            return InboundListenerTranslator.NamespaceMode(peerAuthentications, rootNamespace, service.Entry.Namespace) != MtlsMode.Disable;
+        }
+
+        // The mode each server's inbound listener gets for the port it serves (the workload's port).
+        return endpoints.Exists(e => InboundListenerTranslator.EffectiveMode(peerAuthentications, rootNamespace, e.Workload, e.Port) != MtlsMode.Disable);
     }
 
     /// <summary>

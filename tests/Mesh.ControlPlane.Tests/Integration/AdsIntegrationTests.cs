@@ -249,6 +249,34 @@ public class AdsIntegrationTests
     }
 
     [Fact]
+    public async Task ConfigFolder_PeerAuthenticationDisableAddedThenRemoved_RepushesClusterWithoutThenWithTls()
+    {
+        const string disable = """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: orders}
+            spec:
+              selector: {matchLabels: {app: orders}}
+              mtls: {mode: DISABLE}
+            """;
+        await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
+        await using var ads = cp.OpenAds();
+        await ads.SendAsync(TypeUrls.Cluster, [OrdersCluster], AdsTestClient.Node());
+        var initial = await ads.NextAsync();
+        Assert.NotNull(Assert.Single(initial.Resources).Unpack<Cluster>().TransportSocket);
+        await ads.AckAsync(initial, [OrdersCluster]);
+
+        await File.WriteAllTextAsync(Path.Combine(cp.ConfigDirectory, "orders-peer.yaml"), disable);
+        var plaintext = await ads.NextAsync();
+        Assert.Null(Assert.Single(plaintext.Resources).Unpack<Cluster>().TransportSocket);
+        await ads.AckAsync(plaintext, [OrdersCluster]);
+
+        File.Delete(Path.Combine(cp.ConfigDirectory, "orders-peer.yaml"));
+        var mtls = await ads.NextAsync();
+        Assert.NotNull(Assert.Single(mtls.Resources).Unpack<Cluster>().TransportSocket);
+    }
+
+    [Fact]
     public async Task StopAsync_OpenAdsStream_EndsStreamAndStopsPromptly()
     {
         var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));

@@ -64,6 +64,23 @@ public sealed class InboundListenerTranslatorTests
     }
 
     [Fact]
+    public void NamespaceMode_IgnoresWorkloadPoliciesAndInheritsMesh()
+    {
+        PeerAuthenticationModel[] policies =
+        [
+            Peer("istio-system", "mesh", MtlsMode.Disable),
+            Peer("default", "orders", MtlsMode.Strict, new() { ["app"] = "orders" }),
+            Peer("shop", "ns", MtlsMode.Strict),
+            Peer("billing", "ns", MtlsMode.Unset),
+        ];
+
+        Assert.Equal(MtlsMode.Disable, InboundListenerTranslator.NamespaceMode(policies, "istio-system", "default"));
+        Assert.Equal(MtlsMode.Strict, InboundListenerTranslator.NamespaceMode(policies, "istio-system", "shop"));
+        Assert.Equal(MtlsMode.Disable, InboundListenerTranslator.NamespaceMode(policies, "istio-system", "billing"));
+        Assert.Equal(MtlsMode.Permissive, InboundListenerTranslator.NamespaceMode(policies, "mesh-root", "default"));
+    }
+
+    [Fact]
     public void EffectiveMode_SameScopeDuplicates_FirstByFileWins()
     {
         PeerAuthenticationModel[] policies = [Peer("default", "a", MtlsMode.Disable, file: "b.yaml"), Peer("default", "z", MtlsMode.Strict, file: "a.yaml")];

@@ -137,8 +137,9 @@ internal sealed class LocalMesh : IAsyncDisposable
     /// <summary>
     /// Builds a host in this test process that joins the mesh as a client (no registration) over the secure port,
     /// as spiffe://cluster.local/ns/default/sa/test-client, with an HttpClient named "mesh".
+    /// <paramref name="configureHost"/> may add services (e.g. a logger provider) before the host is built.
     /// </summary>
-    public async Task<IHost> CreateClientHostAsync(Action<ServiceMeshOptions>? configure = null)
+    public async Task<IHost> CreateClientHostAsync(Action<ServiceMeshOptions>? configure = null, Action<HostApplicationBuilder>? configureHost = null)
     {
         var token = await ControlPlane.MintTokenAsync("test-client");
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
@@ -150,6 +151,7 @@ internal sealed class LocalMesh : IAsyncDisposable
             configure?.Invoke(options);
         });
         builder.Services.AddHttpClient("mesh");
+        configureHost?.Invoke(builder);
         return builder.Build();
     }
 

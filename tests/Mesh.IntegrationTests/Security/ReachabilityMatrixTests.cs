@@ -1,17 +1,20 @@
+using System.Collections.Concurrent;
 using System.Net;
 using Mesh.Client;
 using Mesh.IntegrationTests.Infrastructure;
 using Mesh.Samples.Processes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using static Mesh.IntegrationTests.Security.SecurityKit;
 
 namespace Mesh.IntegrationTests.Security;
 
 /// <summary>
 /// security.md §5 tests 1, 2 and 4: servers under STRICT, PERMISSIVE and DISABLE (workload-scoped
-/// PeerAuthentication) × clients (mesh .NET client, plaintext HttpClient, curl TLS without a client
-/// certificate, curl with each kind of bad certificate, and controls with good certificates).
+/// PeerAuthentication) × clients (mesh .NET client, with whether it used mTLS; plaintext HttpClient, curl TLS
+/// without a client certificate, curl with each kind of bad certificate, and controls with good certificates).
 /// </summary>
 public sealed class ReachabilityMatrixTests(ITestOutputHelper output)
 {
@@ -47,7 +50,12 @@ public sealed class ReachabilityMatrixTests(ITestOutputHelper output)
             await Eventually.HoldsAsync(async () => !await IsReadyAsync(plain, Http(servers["STRICT"], "/_stats")), "strict-svc to close plaintext", TimeSpan.FromSeconds(60));
             await Eventually.HoldsAsync(async () => !await IsReadyAsync(probe, Https(servers["DISABLE"], "/_stats")), "disable-svc to refuse TLS", TimeSpan.FromSeconds(60));
 
-            using var host = await mesh.CreateClientHostAsync();
+            var handshakes = new HandshakeRecorder();
+            using var host = await mesh.CreateClientHostAsync(configureHost: builder =>
+            {
+                builder.Logging.AddProvider(handshakes);
+                builder.Logging.AddFilter<HandshakeRecorder>(HandshakeRecorder.Category, LogLevel.Debug);
+            });
             await host.StartAsync();
             var health = host.Services.GetRequiredService<HealthCheckService>();
             await Eventually.HoldsAsync(async () => (await health.CheckHealthAsync()).Status == HealthStatus.Healthy, "the test's mesh client to sync");
@@ -82,58 +90,59 @@ public sealed class ReachabilityMatrixTests(ITestOutputHelper output)
                 ("valid SVID forged with our root key (control)", WriteLeaf(Path.Combine(scratch, "forged-good"), ValidSpec(x), root)),
             };
 
-            var cells = new List<(string Cell, bool Expected, bool Actual, string Detail)>();
+            var cells = new List<Cell>();
             foreach (var mode in Modes)
             {
                 var server = servers[mode];
                 var port = server.Address.Port;
                 var https = $"https://127.0.0.1:{port}/_stats";
 
-                // (a) mesh .NET client: auto mTLS makes the cluster TLS (ServiceEntry with workloadSelector, no
-                // DestinationRule), whatever the server's PeerAuthentication: our control plane decides TLS from the
-                // DestinationRule and the ServiceEntry kind only (src/Mesh.ControlPlane/README.md "mTLS in CDS").
-                // A DISABLE server refuses TLS (src/Mesh.Client/README.md "Inbound"), so the call fails; nothing is
-                // ever sent in plaintext. (Istio would send plaintext there: its auto mTLS also reads the server's
-                // PeerAuthentication.)
+                // (a) mesh .NET client. Auto mTLS (ServiceEntry with workloadSelector, no DestinationRule) reads the
+                // server's PeerAuthentication as Istio does (src/Mesh.ControlPlane/README.md "mTLS in CDS"): STRICT and
+                // PERMISSIVE servers get an mTLS cluster; a DISABLE server refuses TLS, so its cluster is plaintext and
+                // the call succeeds without a handshake.
                 var (meshOk, meshDetail) = await MeshCallAsync(meshClient, $"http://{Service(mode)}/_stats");
-                cells.Add(($"{mode} × mesh client", mode != "DISABLE", meshOk, meshDetail));
+                cells.Add(new($"{mode} × mesh client", true, meshOk, meshDetail));
+                var peers = handshakes.PeersOf(Service(mode));
+                cells.Add(new($"{mode} × mesh client used mTLS", mode != "DISABLE", peers.Count > 0,
+                    peers.Count > 0 ? $"handshake with {string.Join(", ", peers)}" : "no TLS handshake", Yes: "mTLS", No: "plaintext"));
 
                 // (b) plaintext HttpClient without a certificate.
                 var (plainOk, plainDetail) = await PlainCallAsync(plain, Http(server, "/_stats"));
-                cells.Add(($"{mode} × plaintext HttpClient", mode != "STRICT", plainOk, plainDetail));
+                cells.Add(new($"{mode} × plaintext HttpClient", mode != "STRICT", plainOk, plainDetail));
 
                 // (c) TLS without a client certificate: STRICT/PERMISSIVE require one for TLS; DISABLE refuses TLS.
                 var noCert = await CurlAsync("-k", https);
-                cells.Add(($"{mode} × curl TLS without client certificate", false, noCert.GotResponse, noCert.ToString()));
+                cells.Add(new($"{mode} × curl TLS without client certificate", false, noCert.GotResponse, noCert.ToString()));
 
                 // (d) bad certificates: refused everywhere (DISABLE refuses TLS altogether).
                 foreach (var (name, files) in badCertificates)
                 {
                     var result = await CurlAsync("-k", "--cert", files.Certificate, "--key", files.Key, https);
-                    cells.Add(($"{mode} × curl cert {name}", false, result.GotResponse, result.ToString()));
+                    cells.Add(new($"{mode} × curl cert {name}", false, result.GotResponse, result.ToString()));
                 }
 
                 // Controls: good certificates succeed on STRICT and PERMISSIVE, so refusals above are not an artefact.
                 foreach (var (name, files) in goodCertificates)
                 {
                     var result = await CurlAsync("-k", "--cert", files.Certificate, "--key", files.Key, https);
-                    cells.Add(($"{mode} × curl cert {name}", mode != "DISABLE", result.HttpCode == "200", result.ToString()));
+                    cells.Add(new($"{mode} × curl cert {name}", mode != "DISABLE", result.HttpCode == "200", result.ToString()));
                 }
             }
 
             var wrong = cells.Where(c => c.Expected != c.Actual).ToList();
             foreach (var cell in cells)
             {
-                Console.WriteLine($"[reachability-matrix]   {(cell.Expected == cell.Actual ? "ok   " : "WRONG")} {cell.Cell}: expected {(cell.Expected ? "success" : "refused")}, got {(cell.Actual ? "success" : "refused")} ({cell.Detail})");
+                Console.WriteLine($"[reachability-matrix]   {(cell.Expected == cell.Actual ? "ok   " : "WRONG")} {cell.Name}: expected {cell.Word(cell.Expected)}, got {cell.Word(cell.Actual)} ({cell.Detail})");
             }
 
             Console.WriteLine($"[reachability-matrix] reachability matrix: {cells.Count} cells checked, {wrong.Count} wrong");
             foreach (var cell in wrong)
             {
-                Console.WriteLine($"[reachability-matrix]   WRONG {cell.Cell}: expected {(cell.Expected ? "success" : "refused")} ({cell.Detail})");
+                Console.WriteLine($"[reachability-matrix]   WRONG {cell.Name}: expected {cell.Word(cell.Expected)} ({cell.Detail})");
             }
 
-            Assert.True(wrong.Count == 0, $"{wrong.Count} wrong cell(s): {string.Join("; ", wrong.Select(c => $"{c.Cell} ({c.Detail})"))}");
+            Assert.True(wrong.Count == 0, $"{wrong.Count} wrong cell(s): {string.Join("; ", wrong.Select(c => $"{c.Name} ({c.Detail})"))}");
             await host.StopAsync();
         }
         finally
@@ -149,6 +158,54 @@ public sealed class ReachabilityMatrixTests(ITestOutputHelper output)
     }
 
     private static string Service(string mode) => $"{mode.ToLowerInvariant()}-svc";
+
+    /// <summary>One checked cell; <see cref="Yes"/>/<see cref="No"/> name the two outcomes in the printed matrix.</summary>
+    private sealed record Cell(string Name, bool Expected, bool Actual, string Detail, string Yes = "success", string No = "refused")
+    {
+        public string Word(bool outcome) => outcome ? Yes : No;
+    }
+
+    /// <summary>
+    /// Records the mesh client's mTLS handshakes (EndpointConnectionPools' Debug event 2, "mTLS connection to {Service}…")
+    /// so a cell can tell an mTLS call from a plaintext one.
+    /// </summary>
+    private sealed class HandshakeRecorder : ILoggerProvider
+    {
+        public const string Category = "Mesh.Client.Http.EndpointConnectionPools";
+        private const int HandshakeEventId = 2;
+
+        private readonly ConcurrentQueue<(string Service, string Peer)> _handshakes = new();
+
+        /// <summary>The SPIFFE IDs presented in handshakes with <paramref name="service"/> (short name or FQDN).</summary>
+        public IReadOnlyList<string> PeersOf(string service) =>
+            [.. _handshakes.Where(h => h.Service == service || h.Service.StartsWith(service + ".", StringComparison.Ordinal)).Select(h => h.Peer).Distinct()];
+
+        public ILogger CreateLogger(string categoryName) => categoryName == Category ? new Recorder(this) : NullLogger.Instance;
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Recorder(HandshakeRecorder owner) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                if (eventId.Id != HandshakeEventId || state is not IReadOnlyList<KeyValuePair<string, object?>> fields)
+                {
+                    return;
+                }
+
+                var service = fields.FirstOrDefault(f => f.Key == "Service").Value as string ?? string.Empty;
+                var peer = fields.FirstOrDefault(f => f.Key == "PeerId").Value as string ?? string.Empty;
+                owner._handshakes.Enqueue((service, peer));
+            }
+        }
+    }
 
     private static async Task<(bool Ok, string Detail)> MeshCallAsync(HttpClient client, string url)
     {
