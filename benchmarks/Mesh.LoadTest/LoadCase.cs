@@ -17,14 +17,18 @@ internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int 
     }
 }
 
-internal sealed record LoadResult(long Requests, long Failed, double RequestsPerSecond, double P50Ms, double P99Ms, double CpuMicrosecondsPerRequest, double BytesAllocatedPerRequest)
+internal sealed record LoadResult(long Requests, long Failed, double RequestsPerSecond, double P50Ms, double P99Ms, double CpuMicrosecondsPerRequest, double BytesAllocatedPerRequest, long Handshakes)
 {
+    /// <summary>Gets the TLS handshakes per 10,000 requests during the run (0 for plaintext cases).</summary>
+    public double HandshakesPer10k => Requests == 0 ? 0 : Handshakes * 10_000.0 / Requests;
+
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"{RequestsPerSecond,8:0} req/s  p50 {P50Ms:0.000} ms  p99 {P99Ms:0.000} ms  CPU {CpuMicrosecondsPerRequest:0.0} µs/req  {BytesAllocatedPerRequest:0} B/req  failed {Failed}");
+        $"{RequestsPerSecond,8:0} req/s  p50 {P50Ms:0.000} ms  p99 {P99Ms:0.000} ms  CPU {CpuMicrosecondsPerRequest:0.0} µs/req  {BytesAllocatedPerRequest:0} B/req  handshakes {Handshakes}  failed {Failed}");
 }
 
 /// <summary>One client under closed-loop load: <c>concurrency</c> workers, each sending the next request when the last answered.</summary>
-internal sealed class LoadCase(string name, HttpClient client)
+/// <param name="handshakes">Reads the client's running count of TLS handshakes, when it does TLS.</param>
+internal sealed class LoadCase(string name, HttpClient client, Func<long>? handshakes = null)
 {
     private const int MaxSamplesPerWorker = 1 << 16;
 
@@ -34,14 +38,29 @@ internal sealed class LoadCase(string name, HttpClient client)
 
     public List<LoadResult> Results { get; } = [];
 
+    /// <summary>Gets the requests of every run of this case, warm-up included.</summary>
+    public long TotalRequests { get; private set; }
+
+    /// <summary>Gets the TLS handshakes of every run of this case, warm-up included.</summary>
+    public long TotalHandshakes { get; private set; }
+
+    public async Task<LoadResult> RunAsync(int concurrency, TimeSpan duration)
+    {
+        var result = await RunAsync(Client, concurrency, duration, handshakes).ConfigureAwait(false);
+        TotalRequests += result.Requests;
+        TotalHandshakes += result.Handshakes;
+        return result;
+    }
+
     public double Median(Func<LoadResult, double> selector)
     {
         var values = Results.Select(selector).Order().ToArray();
         return values.Length == 0 ? 0 : values[values.Length / 2];
     }
 
-    public static async Task<LoadResult> RunAsync(HttpClient client, int concurrency, TimeSpan duration)
+    public static async Task<LoadResult> RunAsync(HttpClient client, int concurrency, TimeSpan duration, Func<long>? handshakes = null)
     {
+        var handshakesBefore = handshakes?.Invoke() ?? 0;
         // Latency buffers are made before the measurement so they do not count as allocations per request.
         var samples = Enumerable.Range(0, concurrency).Select(_ => new long[MaxSamplesPerWorker]).ToArray();
         var counts = new int[concurrency];
@@ -87,6 +106,7 @@ internal sealed class LoadCase(string name, HttpClient client)
         process.Refresh();
         var cpu = process.TotalProcessorTime - cpuBefore;
         var allocated = GC.GetTotalAllocatedBytes(precise: false) - allocatedBefore;
+        var handshakesDuring = (handshakes?.Invoke() ?? 0) - handshakesBefore;
 
         var all = new long[counts.Sum()];
         var offset = 0;
@@ -98,7 +118,7 @@ internal sealed class LoadCase(string name, HttpClient client)
 
         Array.Sort(all);
         double Percentile(double p) => all.Length == 0 ? 0 : all[Math.Min(all.Length - 1, (int)(all.Length * p))] * 1000.0 / Stopwatch.Frequency;
-        return new LoadResult(all.Length, failed, all.Length / elapsed.TotalSeconds, Percentile(0.50), Percentile(0.99), all.Length == 0 ? 0 : cpu.TotalMicroseconds / all.Length, all.Length == 0 ? 0 : (double)allocated / all.Length);
+        return new LoadResult(all.Length, failed, all.Length / elapsed.TotalSeconds, Percentile(0.50), Percentile(0.99), all.Length == 0 ? 0 : cpu.TotalMicroseconds / all.Length, all.Length == 0 ? 0 : (double)allocated / all.Length, handshakesDuring);
     }
 }
 

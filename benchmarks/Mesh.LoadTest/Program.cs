@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using Mesh.Client;
 using Mesh.LoadTest;
@@ -19,6 +20,7 @@ ChildProcess backend;
 Uri backendAddress;
 ControlPlaneProcess controlPlane;
 HttpClient plain;
+long plainHandshakes = 0;
 if (!settings.Mtls)
 {
     backend = ChildProcess.StartDotnet("backend", LaunchableApps.Paths["Mesh.Benchmarks.Backend"], environment: new Dictionary<string, string?> { ["ASPNETCORE_URLS"] = "http://127.0.0.1:0" });
@@ -53,7 +55,9 @@ else
     var workload = await MeshProcesses.StartWorkloadAsync(LaunchableApps.Paths["Mesh.Benchmarks.Backend"], "backend", "backend-1", controlPlane);
     backend = workload.Process;
     backendAddress = new UriBuilder(workload.Address) { Scheme = "https" }.Uri;
-    plain = WorkloadCertificates.CreateMtlsClient(await WorkloadCertificates.IssueAsync(controlPlane, "loadtest-plain", Path.Combine(root, "plain-identity")));
+    plain = WorkloadCertificates.CreateMtlsClient(
+        await WorkloadCertificates.IssueAsync(controlPlane, "loadtest-plain", Path.Combine(root, "plain-identity")),
+        onServerCertificate: _ => Interlocked.Increment(ref plainHandshakes)); // called once per handshake the client validates
     plain.BaseAddress = backendAddress;
 }
 
@@ -92,11 +96,28 @@ while ((await health.CheckHealthAsync()).Status != HealthStatus.Healthy)
 }
 
 var factory = host.Services.GetRequiredService<IHttpClientFactory>();
+
+// The mesh client's handshakes, from its own meter (mesh.client.tls.handshakes on "Mesh.Client").
+long meshHandshakes = 0;
+var meterFactory = host.Services.GetRequiredService<IMeterFactory>();
+using var meterListener = new MeterListener
+{
+    InstrumentPublished = (instrument, listener) =>
+    {
+        if (instrument.Name == "mesh.client.tls.handshakes" && ReferenceEquals(instrument.Meter.Scope, meterFactory))
+        {
+            listener.EnableMeasurementEvents(instrument);
+        }
+    },
+};
+meterListener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref meshHandshakes, value));
+meterListener.Start();
+
 var cases = settings.Mtls
     ? new[]
     {
-        new LoadCase("plain HttpClient, mTLS (SVID)", plain),
-        new LoadCase("mesh client, mesh mTLS", factory.CreateClient("mesh")),
+        new LoadCase("plain HttpClient, mTLS (SVID)", plain, () => Interlocked.Read(ref plainHandshakes)),
+        new LoadCase("mesh client, mesh mTLS", factory.CreateClient("mesh"), () => Interlocked.Read(ref meshHandshakes)),
     }
     : new[]
     {
@@ -108,28 +129,38 @@ var cases = settings.Mtls
 Console.WriteLine($"backend {backendAddress}  control plane {controlPlane.XdsAddress}  concurrency {settings.Concurrency}  {settings.Reps} reps × {settings.Seconds} s per case, interleaved, after {settings.WarmupSeconds} s warm-up each");
 foreach (var loadCase in cases)
 {
-    await LoadCase.RunAsync(loadCase.Client, settings.Concurrency, TimeSpan.FromSeconds(settings.WarmupSeconds));
+    await loadCase.RunAsync(settings.Concurrency, TimeSpan.FromSeconds(settings.WarmupSeconds));
 }
 
 for (var rep = 0; rep < settings.Reps; rep++)
 {
     foreach (var loadCase in cases)
     {
-        var result = await LoadCase.RunAsync(loadCase.Client, settings.Concurrency, TimeSpan.FromSeconds(settings.Seconds));
+        var result = await loadCase.RunAsync(settings.Concurrency, TimeSpan.FromSeconds(settings.Seconds));
         loadCase.Results.Add(result);
         Console.WriteLine($"  rep {rep + 1} {loadCase.Name,-44} {result}");
     }
 }
 
 Console.WriteLine();
-Console.WriteLine("| client | requests/s (median) | × plain | p50 ms | p99 ms | client CPU µs/req | client B/req | failed |");
-Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+Console.WriteLine("| client | requests/s (median) | × plain | p50 ms | p99 ms | client CPU µs/req | client B/req | TLS handshakes per 10k requests | failed |");
+Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
 var baseline = cases[0].Median(r => r.RequestsPerSecond);
 foreach (var loadCase in cases)
 {
     var rps = loadCase.Median(r => r.RequestsPerSecond);
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"| {loadCase.Name} | {rps:0} | {rps / baseline:0.00} | {loadCase.Median(r => r.P50Ms):0.000} | {loadCase.Median(r => r.P99Ms):0.000} | {loadCase.Median(r => r.CpuMicrosecondsPerRequest):0.0} | {loadCase.Median(r => r.BytesAllocatedPerRequest):0} | {loadCase.Results.Sum(r => r.Failed)} |"));
+        $"| {loadCase.Name} | {rps:0} | {rps / baseline:0.00} | {loadCase.Median(r => r.P50Ms):0.000} | {loadCase.Median(r => r.P99Ms):0.000} | {loadCase.Median(r => r.CpuMicrosecondsPerRequest):0.0} | {loadCase.Median(r => r.BytesAllocatedPerRequest):0} | {(settings.Mtls ? loadCase.Median(r => r.HandshakesPer10k).ToString("0.00", CultureInfo.InvariantCulture) : "–")} | {loadCase.Results.Sum(r => r.Failed)} |"));
+}
+
+if (settings.Mtls)
+{
+    Console.WriteLine();
+    foreach (var loadCase in cases)
+    {
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"TLS handshakes, whole run with warm-up: {loadCase.Name}: {loadCase.TotalHandshakes} for {loadCase.TotalRequests} requests ({loadCase.TotalHandshakes * 10_000.0 / Math.Max(1, loadCase.TotalRequests):0.00} per 10k)"));
+    }
 }
 
 await host.StopAsync();
