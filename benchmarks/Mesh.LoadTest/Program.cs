@@ -35,7 +35,9 @@ if (!settings.Mtls)
           resolution: STATIC
           endpoints: [{"{"}address: 127.0.0.1, ports: {"{"}http: {backendAddress.Port}{"}"}{"}"}]
         """);
-    controlPlane = await MeshProcesses.StartControlPlaneAsync(LaunchableApps.Paths["Mesh.ControlPlane"], configDirectory, Path.Combine(root, "state"));
+
+    // The mesh client joins without identity, over the control plane's plaintext ADS port (off unless asked for).
+    controlPlane = await MeshProcesses.StartControlPlaneAsync(LaunchableApps.Paths["Mesh.ControlPlane"], configDirectory, Path.Combine(root, "state"), xdsPort: 0);
     plain = new HttpClient(new SocketsHttpHandler { UseProxy = false, PooledConnectionLifetime = TimeSpan.FromMinutes(2) }) { BaseAddress = backendAddress };
 }
 else
@@ -71,7 +73,7 @@ builder.AddServiceMesh(options =>
 {
     if (meshToken is null)
     {
-        options.ControlPlane.Address = controlPlane.XdsAddress;
+        options.ControlPlane.Address = controlPlane.RequirePlaintextXds();
         return;
     }
 
@@ -126,7 +128,7 @@ var cases = settings.Mtls
         new LoadCase("mesh client (http://backend/)", factory.CreateClient("mesh")),
     };
 
-Console.WriteLine($"backend {backendAddress}  control plane {controlPlane.XdsAddress}  concurrency {settings.Concurrency}  {settings.Reps} reps × {settings.Seconds} s per case, interleaved, after {settings.WarmupSeconds} s warm-up each");
+Console.WriteLine($"backend {backendAddress}  control plane {(settings.Mtls ? controlPlane.SecureAddress : controlPlane.RequirePlaintextXds())}  concurrency {settings.Concurrency}  {settings.Reps} reps × {settings.Seconds} s per case, interleaved, after {settings.WarmupSeconds} s warm-up each");
 foreach (var loadCase in cases)
 {
     await loadCase.RunAsync(settings.Concurrency, TimeSpan.FromSeconds(settings.WarmupSeconds));

@@ -16,7 +16,7 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
-    private ControlPlaneHost(WebApplication app, Uri xdsAddress, Uri adminAddress, Uri secureAddress)
+    private ControlPlaneHost(WebApplication app, Uri? xdsAddress, Uri adminAddress, Uri secureAddress)
     {
         _app = app;
         XdsAddress = xdsAddress;
@@ -24,8 +24,8 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         SecureAddress = secureAddress;
     }
 
-    /// <summary>The bound ADS + registry address (real port when 0 was configured).</summary>
-    public Uri XdsAddress { get; }
+    /// <summary>The bound plaintext ADS address (real port when 0 was configured); null when ControlPlane:XdsAddress is not set.</summary>
+    public Uri? XdsAddress { get; }
 
     /// <summary>The bound admin address (real port when 0 was configured).</summary>
     public Uri AdminAddress { get; }
@@ -35,9 +35,9 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    public string ReadyLine => $"Mesh control plane ready: xds={Format(XdsAddress)} admin={Format(AdminAddress)} secure={Format(SecureAddress)}";
+    public string ReadyLine => $"Mesh control plane ready: xds={(XdsAddress is null ? "off" : Format(XdsAddress))} admin={Format(AdminAddress)} secure={Format(SecureAddress)}";
 
-    /// <summary>Validates configuration, binds both ports, loads the config folder and starts serving.</summary>
+    /// <summary>Validates configuration, binds the secure, admin and (when configured) plaintext ports, loads the config folder and starts serving.</summary>
     public static async Task<ControlPlaneHost> StartAsync(string[] args, Action<IServiceCollection>? configureServices = null, CancellationToken cancellationToken = default)
     {
         var builder = WebApplication.CreateSlimBuilder(args);
@@ -59,11 +59,14 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
                 });
                 secureListen = listen;
             });
-            kestrel.Listen(ControlPlaneOptions.BindAddress(options.XdsAddress), options.XdsAddress.Port, listen =>
+            if (options.XdsAddress is { } xdsAddress)
             {
-                listen.Protocols = HttpProtocols.Http2;
-                xdsListen = listen;
-            });
+                kestrel.Listen(ControlPlaneOptions.BindAddress(xdsAddress), xdsAddress.Port, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http2;
+                    xdsListen = listen;
+                });
+            }
             kestrel.Listen(ControlPlaneOptions.BindAddress(options.AdminAddress), options.AdminAddress.Port, listen =>
             {
                 listen.Protocols = HttpProtocols.Http1;
@@ -119,7 +122,7 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         await app.StartAsync(cancellationToken);
         app.Services.GetRequiredService<XdsPublisher>().Rebuild();
 
-        var xds = Bound(options.XdsAddress, xdsListen);
+        var xds = options.XdsAddress is null ? null : Bound(options.XdsAddress, xdsListen);
         var admin = Bound(options.AdminAddress, adminListen);
         var secure = Bound(options.SecureAddress, secureListen);
         return new ControlPlaneHost(app, xds, admin, secure);

@@ -12,7 +12,7 @@ public class ControlPlaneOptionsTests
 
         Assert.Equal("./mesh-config", options.ConfigDirectory);
         Assert.Equal("./.mesh-state", options.StateDirectory);
-        Assert.Equal(new Uri("http://127.0.0.1:15010"), options.XdsAddress);
+        Assert.Null(options.XdsAddress);
         Assert.Equal(new Uri("http://127.0.0.1:15014"), options.AdminAddress);
         Assert.Equal(TimeSpan.FromSeconds(10), options.LeaseTtl);
         Assert.Equal(TimeSpan.FromMilliseconds(100), options.DebounceInterval);
@@ -47,8 +47,44 @@ public class ControlPlaneOptionsTests
     {
         var options = ControlPlaneOptions.Load(Config(("XdsAddress", "http://127.0.0.1:0"), ("AdminAddress", "http://localhost:0")));
 
-        Assert.Equal(0, options.XdsAddress.Port);
+        Assert.Equal(new Uri("http://127.0.0.1:0"), options.XdsAddress);
         Assert.Equal(System.Net.IPAddress.Loopback, ControlPlaneOptions.BindAddress(options.AdminAddress));
+    }
+
+    [Fact]
+    public void Load_EmptyXdsAddress_LeavesThePlaintextPortOff()
+    {
+        var options = ControlPlaneOptions.Load(Config(("XdsAddress", "")));
+
+        Assert.Null(options.XdsAddress);
+    }
+
+    [Fact]
+    public void Load_PlaintextRegistrationWithoutXdsAddress_FailsNamingBothKeys()
+    {
+        var ex = Assert.Throws<InvalidOperationException>(() => ControlPlaneOptions.Load(Config(("PlaintextRegistration", "true"))));
+
+        Assert.Contains(
+            "ControlPlane:PlaintextRegistration is true but ControlPlane:XdsAddress is not set: there is no plaintext port to register on",
+            ex.Message,
+            StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_PlaintextRegistrationWithXdsAddress_IsAccepted()
+    {
+        var options = ControlPlaneOptions.Load(Config(("PlaintextRegistration", "true"), ("XdsAddress", "http://127.0.0.1:15010")));
+
+        Assert.True(options.PlaintextRegistration);
+        Assert.Equal(new Uri("http://127.0.0.1:15010"), options.XdsAddress);
+    }
+
+    [Fact]
+    public void Load_XdsAddressOnTheSecurePort_FailsNamingBothKeys()
+    {
+        var ex = Assert.Throws<InvalidOperationException>(() => ControlPlaneOptions.Load(Config(("XdsAddress", "http://127.0.0.1:15012"))));
+
+        Assert.Contains("ControlPlane:SecureAddress must use a different port than ControlPlane:XdsAddress", ex.Message, StringComparison.Ordinal);
     }
 
     private static IConfiguration Config(params (string Key, string Value)[] values) =>

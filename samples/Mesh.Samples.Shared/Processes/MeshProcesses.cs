@@ -3,9 +3,17 @@ using System.Text.Json;
 
 namespace Mesh.Samples.Processes;
 
-/// <summary>A started control plane process and the addresses it printed in its ready line.</summary>
-public sealed record ControlPlaneProcess(ChildProcess Process, Uri XdsAddress, Uri AdminAddress, Uri SecureAddress, string StateDirectory)
+/// <summary>
+/// A started control plane process and the addresses it printed in its ready line. <see cref="XdsAddress"/>, the
+/// plaintext ADS port, is null unless it was asked for (the control plane serves it only when configured).
+/// </summary>
+public sealed record ControlPlaneProcess(ChildProcess Process, Uri? XdsAddress, Uri AdminAddress, Uri SecureAddress, string StateDirectory)
 {
+    /// <summary>Gets the plaintext ADS address, for xDS clients that cannot do TLS to the control plane.</summary>
+    /// <exception cref="InvalidOperationException">The plaintext port is off.</exception>
+    public Uri RequirePlaintextXds() => XdsAddress ?? throw new InvalidOperationException(
+        "The plaintext xDS port is off; start the control plane with ControlPlane:XdsAddress (MeshProcesses.StartControlPlaneAsync(..., xdsPort: 0)).");
+
     /// <summary>Gets the mesh root certificate the control plane made in its state folder; workloads trust it on first contact.</summary>
     public string RootCertificate => Path.Combine(StateDirectory, "ca", "root-cert.pem");
 
@@ -48,11 +56,15 @@ public static class MeshProcesses
     /// Starts Mesh.ControlPlane with its config folder and state folder. Ports are ephemeral unless given
     /// (a restart on the same address needs fixed ones).
     /// </summary>
+    /// <param name="xdsPort">
+    /// The plaintext ADS port (ControlPlane:XdsAddress), 0 for an ephemeral one; null (the default) leaves it off,
+    /// as the control plane does, and workloads join over the secure port.
+    /// </param>
     public static async Task<ControlPlaneProcess> StartControlPlaneAsync(
         string dllPath,
         string configDirectory,
         string stateDirectory,
-        int xdsPort = 0,
+        int? xdsPort = null,
         int adminPort = 0,
         int securePort = 0,
         IEnumerable<string>? extraArgs = null,
@@ -62,7 +74,7 @@ public static class MeshProcesses
         [
             $"--ControlPlane:ConfigDirectory={configDirectory}",
             $"--ControlPlane:StateDirectory={stateDirectory}",
-            $"--ControlPlane:XdsAddress=http://127.0.0.1:{xdsPort}",
+            .. xdsPort is { } port ? [$"--ControlPlane:XdsAddress=http://127.0.0.1:{port}"] : Array.Empty<string>(),
             $"--ControlPlane:AdminAddress=http://127.0.0.1:{adminPort}",
             $"--ControlPlane:SecureAddress=https://127.0.0.1:{securePort}",
             .. extraArgs ?? [],
@@ -71,7 +83,9 @@ public static class MeshProcesses
         try
         {
             var ready = await process.WaitForLineAsync(@"Mesh control plane ready: xds=(\S+) admin=(\S+) secure=(\S+)", StartTimeout).ConfigureAwait(false);
-            return new ControlPlaneProcess(process, new Uri(ready.Groups[1].Value), new Uri(ready.Groups[2].Value), new Uri(ready.Groups[3].Value), stateDirectory);
+            // xds=off: the plaintext port is not configured.
+            var xds = ready.Groups[1].Value == "off" ? null : new Uri(ready.Groups[1].Value);
+            return new ControlPlaneProcess(process, xds, new Uri(ready.Groups[2].Value), new Uri(ready.Groups[3].Value), stateDirectory);
         }
         catch
         {

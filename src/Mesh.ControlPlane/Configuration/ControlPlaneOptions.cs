@@ -10,7 +10,10 @@ internal sealed class ControlPlaneOptions
 
     public string ConfigDirectory { get; set; } = "./mesh-config";
     public string StateDirectory { get; set; } = "./.mesh-state";
-    public Uri XdsAddress { get; set; } = new("http://127.0.0.1:15010");
+
+    /// <summary>Plaintext ADS listener for xDS clients that cannot do TLS to the control plane (grpc-js-xds); null (the default) binds none.</summary>
+    public Uri? XdsAddress { get; set; }
+
     public Uri AdminAddress { get; set; } = new("http://127.0.0.1:15014");
     public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
     public TimeSpan DebounceInterval { get; set; } = TimeSpan.FromMilliseconds(100);
@@ -50,9 +53,10 @@ internal sealed class ControlPlaneOptions
 
         options.ConfigDirectory = ReadDirectory(section, nameof(ConfigDirectory), options.ConfigDirectory, errors);
         options.StateDirectory = ReadDirectory(section, nameof(StateDirectory), options.StateDirectory, errors);
-        options.XdsAddress = ReadAddress(section, nameof(XdsAddress), options.XdsAddress, "http://127.0.0.1:15010", errors);
-        options.AdminAddress = ReadAddress(section, nameof(AdminAddress), options.AdminAddress, "http://127.0.0.1:15014", errors);
-        options.SecureAddress = ReadAddress(section, nameof(SecureAddress), options.SecureAddress, "https://127.0.0.1:15012", errors, Uri.UriSchemeHttps);
+        // Empty counts as unset, so an environment variable or argument can switch off a port set in appsettings.json.
+        options.XdsAddress = string.IsNullOrEmpty(section[nameof(XdsAddress)]) ? null : ReadAddress(section, nameof(XdsAddress), "http://127.0.0.1:15010", errors);
+        options.AdminAddress = ReadAddress(section, nameof(AdminAddress), "http://127.0.0.1:15014", errors) ?? options.AdminAddress;
+        options.SecureAddress = ReadAddress(section, nameof(SecureAddress), "https://127.0.0.1:15012", errors, Uri.UriSchemeHttps) ?? options.SecureAddress;
         options.LeaseTtl = ReadDuration(section, nameof(LeaseTtl), options.LeaseTtl, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5), errors);
         options.DebounceInterval = ReadDuration(section, nameof(DebounceInterval), options.DebounceInterval, TimeSpan.Zero, TimeSpan.FromSeconds(10), errors);
         if (section[nameof(RootNamespace)] is { } rootNamespace)
@@ -68,6 +72,10 @@ internal sealed class ControlPlaneOptions
         }
 
         options.PlaintextRegistration = ReadBool(section, nameof(PlaintextRegistration), options.PlaintextRegistration, errors);
+        if (options.PlaintextRegistration && string.IsNullOrEmpty(section[nameof(XdsAddress)]))
+        {
+            errors.Add($"{SectionName}:{nameof(PlaintextRegistration)} is true but {SectionName}:{nameof(XdsAddress)} is not set: there is no plaintext port to register on; set {SectionName}:{nameof(XdsAddress)} (e.g. http://127.0.0.1:15010) or remove {SectionName}:{nameof(PlaintextRegistration)}");
+        }
 
         var trustDomain = section[nameof(TrustDomain)];
         if (trustDomain is not null)
@@ -84,10 +92,15 @@ internal sealed class ControlPlaneOptions
 
         ReadCa(section.GetSection(nameof(Ca)), options.Ca, errors);
 
-        var addresses = new (string Key, Uri Uri)[] { (nameof(XdsAddress), options.XdsAddress), (nameof(AdminAddress), options.AdminAddress), (nameof(SecureAddress), options.SecureAddress) };
-        for (var i = 0; i < addresses.Length && errors.Count == 0; i++)
+        var addresses = new List<(string Key, Uri Uri)> { (nameof(AdminAddress), options.AdminAddress), (nameof(SecureAddress), options.SecureAddress) };
+        if (options.XdsAddress is not null)
         {
-            for (var j = i + 1; j < addresses.Length; j++)
+            addresses.Insert(0, (nameof(XdsAddress), options.XdsAddress));
+        }
+
+        for (var i = 0; i < addresses.Count && errors.Count == 0; i++)
+        {
+            for (var j = i + 1; j < addresses.Count; j++)
             {
                 if (addresses[i].Uri.Port != 0 && addresses[i].Uri.Port == addresses[j].Uri.Port
                     && string.Equals(addresses[i].Uri.Host, addresses[j].Uri.Host, StringComparison.OrdinalIgnoreCase))
@@ -193,12 +206,13 @@ internal sealed class ControlPlaneOptions
         return result;
     }
 
-    private static Uri ReadAddress(IConfigurationSection section, string key, Uri fallback, string example, List<string> errors, string scheme = "http")
+    /// <summary>Reads an address setting; null when it is unset or invalid (then an error is added).</summary>
+    private static Uri? ReadAddress(IConfigurationSection section, string key, string example, List<string> errors, string scheme = "http")
     {
         var value = section[key];
         if (value is null)
         {
-            return fallback;
+            return null;
         }
 
         if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme != scheme
@@ -206,7 +220,7 @@ internal sealed class ControlPlaneOptions
             || !(uri.IsLoopback || IPAddress.TryParse(uri.Host, out _)) || value.EndsWith(':'))
         {
             errors.Add($"{SectionName}:{key} must be an absolute {scheme} URI like {example} whose host is an IP address or localhost (got '{value}')");
-            return fallback;
+            return null;
         }
 
         return uri;

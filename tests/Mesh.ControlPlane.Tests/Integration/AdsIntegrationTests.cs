@@ -62,6 +62,7 @@ public class AdsIntegrationTests
 
         var match = Regex.Match(cp.Host.ReadyLine, @"^Mesh control plane ready: xds=(\S+) admin=(\S+) secure=(\S+)$");
         Assert.True(match.Success, cp.Host.ReadyLine);
+        Assert.NotNull(cp.Host.XdsAddress);
         Assert.Equal(cp.Host.XdsAddress.GetLeftPart(UriPartial.Authority), match.Groups[1].Value);
         Assert.NotEqual(0, cp.Host.XdsAddress.Port);
         Assert.NotEqual(0, cp.Host.AdminAddress.Port);

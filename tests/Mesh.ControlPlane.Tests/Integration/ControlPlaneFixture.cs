@@ -15,7 +15,7 @@ internal sealed class ControlPlaneFixture : IAsyncDisposable
     {
         _root = root;
         Host = host;
-        Channel = GrpcChannel.ForAddress(host.XdsAddress);
+        Channel = GrpcChannel.ForAddress(host.XdsAddress ?? throw new InvalidOperationException("The fixture configures ControlPlane:XdsAddress; the plaintext port must be bound."));
         Admin = new HttpClient { BaseAddress = host.AdminAddress, Timeout = TimeSpan.FromSeconds(10) };
     }
 
@@ -40,8 +40,8 @@ internal sealed class ControlPlaneFixture : IAsyncDisposable
         [
             $"--ControlPlane:ConfigDirectory={Path.Combine(root, "config")}",
             $"--ControlPlane:StateDirectory={Path.Combine(root, "state")}",
+            // These tests exercise xDS and the registry, not authentication: ADS and registration over the plaintext port.
             "--ControlPlane:XdsAddress=http://127.0.0.1:0",
-            // These tests exercise xDS and the registry, not authentication: registration over the plaintext port.
             "--ControlPlane:PlaintextRegistration=true",
             "--ControlPlane:AdminAddress=http://127.0.0.1:0",
             "--ControlPlane:SecureAddress=https://127.0.0.1:0",

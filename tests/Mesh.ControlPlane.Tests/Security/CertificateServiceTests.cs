@@ -230,7 +230,7 @@ public class CertificateServiceTests
     [Fact]
     public async Task CreateCertificate_OnPlaintextPort_Unimplemented()
     {
-        await using var cp = await SecureHost.StartAsync();
+        await using var cp = await SecureHost.StartAsync(plaintextXds: true);
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var client = new IstioCertificateService.IstioCertificateServiceClient(cp.PlaintextChannel());
 
@@ -267,10 +267,11 @@ public class CertificateServiceTests
     [Fact]
     public async Task Bundle_AdminAndSecurePorts_ServedButNotOnPlaintextXds()
     {
-        await using var cp = await SecureHost.StartAsync();
+        await using var cp = await SecureHost.StartAsync(plaintextXds: true);
         using var plaintext = new HttpClient { DefaultRequestVersion = new Version(2, 0), DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
 
         var fromAdmin = await cp.Admin.GetStringAsync(new Uri("/ca/bundle.pem", UriKind.Relative));
+        Assert.NotNull(cp.Host.XdsAddress);
         var fromXds = await plaintext.GetAsync(new Uri(cp.Host.XdsAddress, "/ca/bundle.pem"));
 
         Assert.StartsWith("-----BEGIN CERTIFICATE-----", fromAdmin, StringComparison.Ordinal);

@@ -128,7 +128,7 @@ public class RegistrationAuthorizationTests
     [Fact]
     public async Task Register_PlaintextPortWhenAllowed_KeepsUnauthenticatedBehaviour()
     {
-        await using var cp = await SecureHost.StartAsync(args: ["--ControlPlane:PlaintextRegistration=true"], files: ("services.yaml", Services));
+        await using var cp = await SecureHost.StartAsync(args: ["--ControlPlane:PlaintextRegistration=true"], plaintextXds: true, files: ("services.yaml", Services));
 
         var response = await new WorkloadRegistry.WorkloadRegistryClient(cp.PlaintextChannel()).RegisterAsync(Request("orders", "evil"));
 
@@ -138,7 +138,7 @@ public class RegistrationAuthorizationTests
     [Fact]
     public async Task Register_PlaintextPortByDefault_PermissionDenied()
     {
-        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+        await using var cp = await SecureHost.StartAsync(plaintextXds: true, files: ("services.yaml", Services));
 
         var ex = await Assert.ThrowsAsync<RpcException>(() => new WorkloadRegistry.WorkloadRegistryClient(cp.PlaintextChannel()).RegisterAsync(Request("orders", "orders")).ResponseAsync);
 

@@ -41,7 +41,8 @@ internal sealed class SecureHost : IAsyncDisposable
     public static string NewRoot() => Path.Combine(Path.GetTempPath(), "mesh-ca-it-" + Guid.NewGuid().ToString("N"));
 
     /// <summary>Starts a control plane; pass <paramref name="root"/> to reuse a state folder (the caller then deletes it).</summary>
-    public static async Task<SecureHost> StartAsync(string? root = null, string[]? args = null, params (string File, string Yaml)[] files)
+    /// <param name="plaintextXds">Also bind the plaintext ADS port (ControlPlane:XdsAddress), which is off by default.</param>
+    public static async Task<SecureHost> StartAsync(string? root = null, string[]? args = null, bool plaintextXds = false, params (string File, string Yaml)[] files)
     {
         var ownsRoot = root is null;
         root ??= NewRoot();
@@ -55,11 +56,11 @@ internal sealed class SecureHost : IAsyncDisposable
         [
             $"--ControlPlane:ConfigDirectory={Path.Combine(root, "config")}",
             $"--ControlPlane:StateDirectory={Path.Combine(root, "state")}",
-            "--ControlPlane:XdsAddress=http://127.0.0.1:0",
             "--ControlPlane:AdminAddress=http://127.0.0.1:0",
             "--ControlPlane:SecureAddress=https://127.0.0.1:0",
             "--ControlPlane:DebounceInterval=00:00:00.020",
             "--Logging:LogLevel:Default=Warning",
+            .. plaintextXds ? ["--ControlPlane:XdsAddress=http://127.0.0.1:0"] : Array.Empty<string>(),
             .. args ?? [],
         ]);
         return new SecureHost(root, ownsRoot, host);
@@ -96,9 +97,10 @@ internal sealed class SecureHost : IAsyncDisposable
         return channel;
     }
 
+    /// <summary>A gRPC channel to the plaintext ADS port; the host must have been started with <c>plaintextXds: true</c>.</summary>
     public GrpcChannel PlaintextChannel()
     {
-        var channel = GrpcChannel.ForAddress(Host.XdsAddress);
+        var channel = GrpcChannel.ForAddress(Host.XdsAddress ?? throw new InvalidOperationException("The plaintext xDS port is off; start the SecureHost with plaintextXds: true."));
         _disposables.Add(channel);
         return channel;
     }

@@ -42,13 +42,15 @@ internal sealed class LocalMesh : IAsyncDisposable
 
     /// <summary>Starts a control plane serving the demo's ServiceEntries (frontend, orders, inventory).</summary>
     /// <param name="fixedPorts">Use fixed ports so that <see cref="RestartControlPlaneAsync"/> comes back on the same address.</param>
-    public static async Task<LocalMesh> StartAsync(ITestOutputHelper output, bool fixedPorts = false, params string[] controlPlaneArgs)
+    /// <param name="plaintextXds">Also serve the plaintext ADS port (off by default), for xDS clients without TLS to the control plane.</param>
+    public static async Task<LocalMesh> StartAsync(ITestOutputHelper output, bool fixedPorts = false, bool plaintextXds = false, params string[] controlPlaneArgs)
     {
         var mesh = new LocalMesh(output, controlPlaneArgs);
         File.Copy(DemoServicesYaml, Path.Combine(mesh.ConfigDirectory, "services.yaml"));
         try
         {
-            mesh.ControlPlane = await mesh.StartControlPlaneAsync(fixedPorts ? FreePort() : 0, fixedPorts ? FreePort() : 0, fixedPorts ? FreePort() : 0);
+            int? xdsPort = plaintextXds ? (fixedPorts ? FreePort() : 0) : null;
+            mesh.ControlPlane = await mesh.StartControlPlaneAsync(xdsPort, fixedPorts ? FreePort() : 0, fixedPorts ? FreePort() : 0);
 
             // Readiness probes come in over mTLS with an identity of their own, so they work under STRICT too.
             mesh._probe = WorkloadCertificates.CreateMtlsClient(
@@ -97,7 +99,7 @@ internal sealed class LocalMesh : IAsyncDisposable
     /// <summary>Stops (SIGTERM) or kills (SIGKILL) the control plane and starts it again on the same ports with the same state folder.</summary>
     public async Task RestartControlPlaneAsync(bool kill)
     {
-        var xdsPort = ControlPlane.XdsAddress.Port;
+        var xdsPort = ControlPlane.XdsAddress?.Port;
         var adminPort = ControlPlane.AdminAddress.Port;
         var securePort = ControlPlane.SecureAddress.Port;
         if (kill)
@@ -187,7 +189,7 @@ internal sealed class LocalMesh : IAsyncDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private Task<ControlPlaneProcess> StartControlPlaneAsync(int xdsPort, int adminPort, int securePort) =>
+    private Task<ControlPlaneProcess> StartControlPlaneAsync(int? xdsPort, int adminPort, int securePort) =>
         MeshProcesses.StartControlPlaneAsync(Repository.App("Mesh.ControlPlane"), ConfigDirectory, StateDirectory, xdsPort, adminPort, securePort, _controlPlaneArgs);
 
     private void Dump(ChildProcess process)

@@ -5,13 +5,14 @@ namespace Mesh.IntegrationTests.Interop;
 /// <summary>
 /// An independent xDS client — Node's @grpc/grpc-js-xds — resolves xds:///inventory through our control plane
 /// and calls two .NET inventory instances: in plaintext (issue 2), and over mTLS with XdsChannelCredentials.
+/// grpc-js cannot do TLS to the control plane, so these meshes switch on its plaintext ADS port (off by default).
 /// </summary>
 public sealed class GrpcJsXdsTests(ITestOutputHelper output)
 {
     [Fact]
     public async Task NodeXdsClient_CallsBothInstances_AndStopsCallingAStoppedInstanceWithin5Seconds()
     {
-        await using var mesh = await LocalMesh.StartAsync(output);
+        await using var mesh = await LocalMesh.StartAsync(output, plaintextXds: true);
         await mesh.StartReadyWorkloadAsync("Mesh.Samples.Inventory", "inventory", "inventory-1");
         var second = await mesh.StartReadyWorkloadAsync("Mesh.Samples.Inventory", "inventory", "inventory-2");
         await mesh.WaitForEndpointsAsync("inventory", 2);
@@ -61,7 +62,7 @@ public sealed class GrpcJsXdsTests(ITestOutputHelper output)
     [Fact]
     public async Task NodeXdsClientWithXdsCredentials_CallsStrictInstancesOverMtls_AndServerSeesItsSpiffeId()
     {
-        await using var mesh = await LocalMesh.StartAsync(output);
+        await using var mesh = await LocalMesh.StartAsync(output, plaintextXds: true);
         await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "strict.yaml"), """
             apiVersion: security.istio.io/v1
             kind: PeerAuthentication

@@ -42,7 +42,7 @@ internal sealed class NodeXdsClient : IAsyncDisposable
             {
                 new
                 {
-                    server_uri = $"127.0.0.1:{controlPlane.XdsAddress.Port}",
+                    server_uri = $"127.0.0.1:{controlPlane.RequirePlaintextXds().Port}",
                     channel_creds = new[] { new { type = "insecure" } },
                     server_features = new[] { "xds_v3" },
                 },
