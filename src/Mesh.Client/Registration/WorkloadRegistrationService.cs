@@ -101,7 +101,7 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             var client = new WorkloadRegistry.WorkloadRegistryClient(_channel.Channel);
             await client.DeregisterAsync(
                 new DeregisterRequest { LeaseId = leaseId },
-                deadline: _timeProvider.GetUtcNow().UtcDateTime + DeregisterTimeout,
+                deadline: DateTime.UtcNow + DeregisterTimeout, // gRPC deadlines are wall-clock
                 cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
             _leaseId = null;
             Log.Deregistered(_logger, _options.Service!, leaseId);
@@ -212,6 +212,7 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
                 {
                     var registered = await client.RegisterAsync(
                         new RegisterRequest { Workload = workload, LeaseTtl = requested },
+                        deadline: CallDeadline(ttl),
                         cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
                     _leaseId = registered.LeaseId;
                     ttl = Granted(registered.LeaseTtl, ttl);
@@ -219,7 +220,7 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
                 }
                 else
                 {
-                    var renewed = await client.RenewAsync(new RenewRequest { LeaseId = _leaseId }, cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
+                    var renewed = await client.RenewAsync(new RenewRequest { LeaseId = _leaseId }, deadline: CallDeadline(ttl), cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
                     ttl = Granted(renewed.LeaseTtl, ttl);
                 }
 
@@ -262,6 +263,12 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             }
         }
     }
+
+    // A call that hangs (a connection dying mid-call, a control plane restarting) must not outlive the lease it keeps:
+    // each call gets a third of the lease, between 2 and 10 seconds, and a timed-out call is retried like any failure.
+    // gRPC compares deadlines with the wall clock (not the TimeProvider), so they are made from it.
+    private static DateTime CallDeadline(TimeSpan ttl) =>
+        DateTime.UtcNow + TimeSpan.FromTicks(Math.Clamp(ttl.Ticks / 3, TimeSpan.TicksPerSecond * 2, TimeSpan.TicksPerSecond * 10));
 
     private static TimeSpan Granted(Duration? granted, TimeSpan fallback) =>
         granted is not null && granted.ToTimeSpan() > TimeSpan.Zero ? granted.ToTimeSpan() : fallback;
