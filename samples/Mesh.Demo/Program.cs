@@ -1,15 +1,23 @@
-using Mesh.Demo;
-
 // dotnet run --project samples/Mesh.Demo [-- --duration 30 --rps 20]
 // Starts the control plane and the sample services as separate processes on 127.0.0.1, drives
-// traffic into frontend and prints a live table. Ctrl+C stops every child.
+// traffic into frontend and prints a live table. Ctrl+C (SIGINT), SIGTERM or SIGQUIT stops every child.
+using System.Runtime.InteropServices;
+using Mesh.Demo;
+
 var options = DemoOptions.Parse(args);
 using var stop = new CancellationTokenSource();
-Console.CancelKeyPress += (_, e) =>
+
+// Handled signals do not end the process at once: the demo stops its children first, whichever way it is stopped
+// (a terminal's Ctrl+C, `kill <pid>`, a script or CI job that sends SIGTERM).
+void OnStopSignal(PosixSignalContext context)
 {
-    e.Cancel = true;
+    context.Cancel = true;
     stop.Cancel();
-};
+}
+
+using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnStopSignal);
+using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnStopSignal);
+using var onQuit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, OnStopSignal);
 if (options.Duration is { } duration)
 {
     stop.CancelAfter(duration);
