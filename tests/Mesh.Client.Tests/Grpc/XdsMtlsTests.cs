@@ -123,6 +123,24 @@ public sealed class XdsMtlsTests : IDisposable
     }
 
     [Fact]
+    public async Task Call_ClusterGainsTlsContext_PlaintextConnectionClosedAndNextCallsUseMtls()
+    {
+        await using var backend = await StartBackendAsync("inventory-0", Inventory, PeerAuthenticationMode.Permissive);
+        var source = new FixedSnapshotSource(Snapshot([backend], expected: null));
+        await using var provider = Client(source);
+        using var channel = provider.CreateMeshGrpcChannel("xds:///inventory");
+        var client = new Greeter.GreeterClient(channel);
+        await client.HelloAsync(new HelloRequest());
+
+        source.Set(Snapshot([backend], Exact(Inventory)));
+        await Poll.UntilAsync(() => TryCall(client), "a call succeeds after the cluster gained its TLS context");
+
+        var requests = backend.Requests.ToArray();
+        Assert.False(requests[0].HasClientCertificate);
+        Assert.All(requests[1..], request => Assert.Equal(Frontend, request.ClaimSpiffeId));
+    }
+
+    [Fact]
     public async Task Call_ClientSvidRotated_NewConnectionsPresentItWithoutRestart()
     {
         await using var backend = await StartBackendAsync("inventory-0", Inventory, PeerAuthenticationMode.Strict);
