@@ -1,5 +1,6 @@
 using System.Collections.Frozen;
 using System.Collections.Immutable;
+using System.Diagnostics.CodeAnalysis;
 
 namespace Mesh.Client.Discovery;
 
@@ -81,7 +82,7 @@ internal sealed class MeshSnapshot
     /// (<paramref name="isDefaultPort"/>) goes to the service port equal to the scheme's default port,
     /// else to the service's only (or lowest) port.
     /// </summary>
-    public bool TryGetService(ReadOnlySpan<char> host, int port, bool isDefaultPort, out MeshService? service)
+    public bool TryGetService(ReadOnlySpan<char> host, int port, bool isDefaultPort, [NotNullWhen(true)] out MeshService? service)
     {
         if (!_hostLookup.TryGetValue(host, out var entry))
         {

@@ -9,7 +9,8 @@ namespace Mesh.Client.Grpc;
 /// A gRPC channel whose handler chain ends in a <see cref="SocketsHttpHandler"/> runs its own single-address balancer
 /// and dials <c>inventory:80</c> through DNS before any request reaches <see cref="Http.MeshHttpHandler"/>. For such
 /// clients we switch the channel's balancer off (Grpc.Net.Client's <c>__GrpcLoadBalancingDisabled</c> handler property),
-/// so each call is one HTTP/2 request that the mesh routes. <c>xds:///</c> clients keep the channel's balancer.
+/// so each call is one HTTP/2 request that the mesh routes. <c>xds:///</c> clients keep the channel's balancer, and
+/// their primary handler is wrapped in an <see cref="XdsConnectionHandler"/> so its connections get mesh mTLS.
 /// Mesh.Client does not reference Grpc.Net.ClientFactory, so its options are read by name when that assembly is loaded.
 /// </summary>
 internal static class GrpcClientFactorySupport
@@ -20,13 +21,7 @@ internal static class GrpcClientFactorySupport
 
     public static void DisableChannelBalancingForMeshAddress(IServiceProvider services, string clientName, HttpMessageHandler? primaryHandler, MeshRouter router, MeshHostNames names)
     {
-        if (primaryHandler is not SocketsHttpHandler sockets || OptionsAccess.Value is not { } access)
-        {
-            return;
-        }
-
-        var monitor = services.GetService(access.Monitor);
-        if (monitor is null || access.Get.Invoke(monitor, [clientName]) is not { } options || access.Address.GetValue(options) is not Uri address)
+        if (primaryHandler is not SocketsHttpHandler sockets || GetAddress(services, clientName) is not { } address)
         {
             return;
         }
@@ -36,6 +31,32 @@ internal static class GrpcClientFactorySupport
         {
             sockets.Properties[LoadBalancingDisabledProperty] = true;
         }
+    }
+
+    /// <summary>
+    /// Gives the client's connections mesh mTLS when it is a gRPC client of an <c>xds:///</c> address whose channel
+    /// balances over a <see cref="SocketsHttpHandler"/>; returns the primary handler to use.
+    /// </summary>
+    public static HttpMessageHandler SecureXdsChannel(IServiceProvider services, string clientName, HttpMessageHandler primaryHandler)
+    {
+        if (primaryHandler is SocketsHttpHandler { ConnectCallback: null } sockets
+            && GetAddress(services, clientName) is { Scheme: "xds" } address)
+        {
+            return XdsConnectionHandler.Create(services, address, sockets);
+        }
+
+        return primaryHandler;
+    }
+
+    private static Uri? GetAddress(IServiceProvider services, string clientName)
+    {
+        if (OptionsAccess.Value is not { } access)
+        {
+            return null;
+        }
+
+        var monitor = services.GetService(access.Monitor);
+        return monitor is not null && access.Get.Invoke(monitor, [clientName]) is { } options ? access.Address.GetValue(options) as Uri : null;
     }
 
     private static (Type Monitor, MethodInfo Get, PropertyInfo Address)? FindOptions()

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using Grpc.Core;
 using Grpc.Net.Client.Balancer;
@@ -71,19 +72,17 @@ internal sealed class XdsResolver : Resolver
                 $"Cannot resolve '{_host}': the service mesh is not yet synced with the control plane. Check that the control plane is running and Mesh:ControlPlane:Address is right."));
         }
 
-        var explicitPort = _port > 0;
-        if (!snapshot.TryGetService(_host, _port, !explicitPort, out var service)
-            && !snapshot.TryGetService(_names.Qualify(_host), _port, !explicitPort, out service))
+        if (!TryFindService(snapshot, _names, _host, _port, out var service))
         {
             return ResolverResult.ForFailure(new Status(
                 StatusCode.Unavailable,
-                $"Mesh service '{_host}'{(explicitPort ? $" port {_port}" : string.Empty)} is unknown to the control plane. Check its ServiceEntry or the control plane's /debug/config_dump."));
+                $"Mesh service '{_host}'{(_port > 0 ? $" port {_port}" : string.Empty)} is unknown to the control plane. Check its ServiceEntry or the control plane's /debug/config_dump."));
         }
 
         var now = _time.GetTimestamp();
         var available = new List<BalancerAddress>();
         var all = new List<BalancerAddress>();
-        if (service!.Routes.Length > 0)
+        if (service.Routes.Length > 0)
         {
             foreach (var weighted in service.Routes[0].Clusters)
             {
@@ -136,7 +135,16 @@ internal sealed class XdsResolver : Resolver
         listener?.Invoke(Resolve(_source.Current));
     }
 
-    private static (string Host, int Port) ParseTarget(Uri address)
+    /// <summary>Finds the service an <c>xds:///</c> target names: short, namespaced or full name; port 0 means the default port.</summary>
+    internal static bool TryFindService(MeshSnapshot snapshot, MeshHostNames names, string host, int port, [NotNullWhen(true)] out MeshService? service)
+    {
+        var explicitPort = port > 0;
+        return snapshot.TryGetService(host, port, !explicitPort, out service)
+            || snapshot.TryGetService(names.Qualify(host), port, !explicitPort, out service);
+    }
+
+    /// <summary>Splits an <c>xds:///service[:port]</c> address into the service name and port (0 when absent).</summary>
+    internal static (string Host, int Port) ParseTarget(Uri address)
     {
         // xds:///inventory → path "/inventory"; xds://authority/inventory is accepted too, the authority ignored.
         var target = address.IsAbsoluteUri ? address.AbsolutePath.TrimStart('/') : address.OriginalString;

@@ -1,8 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
-using System.Net.Security;
 using System.Net.Sockets;
-using System.Security.Authentication;
 using Mesh.Client.Discovery;
 using Mesh.Client.Security;
 using Microsoft.Extensions.Logging;
@@ -36,17 +34,14 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     private readonly Lock _sweepLock = new();
     private bool _disposed;
 
-    private readonly IWorkloadCertificateSource? _certificates;
-
-    private readonly MeshClientMetrics? _metrics;
+    private readonly UpstreamTlsConnector _connector;
 
     public EndpointConnectionPools(IMeshSnapshotSource source, TimeProvider time, ILogger<EndpointConnectionPools> logger, IWorkloadCertificateSource? certificates = null, MeshClientMetrics? metrics = null)
     {
-        _certificates = certificates;
-        _metrics = metrics;
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(time);
         ArgumentNullException.ThrowIfNull(logger);
+        _connector = new UpstreamTlsConnector(certificates, time, logger, metrics);
         _source = source;
         _time = time;
         _logger = logger;
@@ -172,44 +167,14 @@ internal sealed partial class EndpointConnectionPools : IDisposable
 
     private async ValueTask<Stream> ConnectTlsAsync(EndPoint endPoint, string service, UpstreamTlsSettings tls, SocketsHttpConnectionContext context, CancellationToken cancellationToken)
     {
-        var certificates = _certificates;
-        if (certificates is not { IsSecure: true } || certificates.Current is null)
-        {
-            throw new MeshTlsException(certificates is { IsSecure: true }
-                ? $"Cannot call '{service}' over mTLS: this workload has no certificate from the control plane yet."
-                : $"Cannot call '{service}': the control plane requires mTLS to it, but this workload has no identity (Mesh:ControlPlane:Address is http://; use https:// with Mesh:Identity settings).");
-        }
-
+        _connector.ThrowIfNoCertificate(service);
         var stream = await ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
         var request = context.InitialRequestMessage;
 
         // SocketsHttpHandler speaks h2 on an http:// URI only with prior knowledge (version policy not "or lower").
         var http2 = request.Version.Major >= 2 && request.VersionPolicy != HttpVersionPolicy.RequestVersionOrLower;
-        var validation = new PeerValidation();
-        var options = MeshTls.ClientOptions(certificates, _time, context.DnsEndPoint.Host, http2, id => tls.Matches(id.Value), validation);
-        var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
-        try
-        {
-            await ssl.AuthenticateAsClientAsync(options, cancellationToken).ConfigureAwait(false);
-            _metrics?.TlsHandshakes.Add(1, new KeyValuePair<string, object?>("mesh.service", service));
-            Log.Handshake(_logger, service, endPoint.ToString() ?? string.Empty, validation.PeerId?.Value ?? string.Empty, ssl.SslProtocol, ssl.NegotiatedApplicationProtocol.ToString());
-            return ssl;
-        }
-        catch (AuthenticationException ex)
-        {
-            _metrics?.TlsHandshakes.Add(1, new KeyValuePair<string, object?>("mesh.service", service), new KeyValuePair<string, object?>("error.type", "refused"));
-            await ssl.DisposeAsync().ConfigureAwait(false);
-            var presented = validation.PeerId?.Value ?? "no valid SPIFFE ID";
-            var reason = validation.Error ?? ex.Message;
-            throw new MeshTlsException(
-                $"mTLS handshake with '{service}' at {endPoint} refused; nothing was sent. Expected identity: {tls.Describe()}; presented: {presented} ({reason}).",
-                ex);
-        }
-        catch
-        {
-            await ssl.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        var (ssl, _) = await _connector.AuthenticateAsync(stream, service, endPoint.ToString() ?? string.Empty, context.DnsEndPoint.Host, http2, tls, cancellationToken).ConfigureAwait(false);
+        return ssl;
     }
 
     private static async ValueTask<Stream> ConnectAsync(EndPoint endPoint, CancellationToken cancellationToken)
@@ -244,8 +209,5 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     {
         [LoggerMessage(1, LogLevel.Debug, "Disposed the connection pool of endpoint {Authority}: it left the mesh snapshot.")]
         public static partial void PoolDisposed(ILogger logger, string authority);
-
-        [LoggerMessage(2, LogLevel.Debug, "mTLS connection to {Service} at {EndPoint}: peer {PeerId}, {Protocol}, ALPN {Alpn}.")]
-        public static partial void Handshake(ILogger logger, string service, string endPoint, string peerId, SslProtocols protocol, string alpn);
     }
 }

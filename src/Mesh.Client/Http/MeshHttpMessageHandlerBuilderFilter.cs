@@ -58,10 +58,11 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
                 return;
             }
 
-            GrpcClientFactorySupport.DisableChannelBalancingForMeshAddress(builder.Services, builder.Name ?? Options.DefaultName, builder.PrimaryHandler, _router, _names);
+            var name = builder.Name ?? Options.DefaultName;
+            GrpcClientFactorySupport.DisableChannelBalancingForMeshAddress(builder.Services, name, builder.PrimaryHandler, _router, _names);
             builder.PrimaryHandler = new MeshHttpHandler(_router, _pools, _time, _logger, _controlPlane)
             {
-                InnerHandler = builder.PrimaryHandler,
+                InnerHandler = GrpcClientFactorySupport.SecureXdsChannel(builder.Services, name, builder.PrimaryHandler),
             };
             builder.AdditionalHandlers.Insert(0, new MeshResilienceHandler(_router, _policies, _resilienceLogger));
         };

@@ -80,7 +80,10 @@ internal sealed class MeshBackend : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _app.StopAsync();
+        // No drain: an idle connection (a gRPC subchannel's pre-connected socket) would hold a graceful stop until the
+        // inbound handshake timeout; after a second Kestrel aborts what is left.
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        await _app.StopAsync(stop.Token);
         await _app.DisposeAsync();
     }
 
@@ -94,10 +97,11 @@ internal sealed class MeshBackend : IAsyncDisposable
             context.User.FindFirst(MeshClaimTypes.Namespace)?.Value,
             context.User.FindFirst(MeshClaimTypes.ServiceAccount)?.Value,
             feature?.SpiffeId,
-            context.Connection.ClientCertificate is not null));
+            context.Connection.ClientCertificate is not null,
+            context.Connection.ClientCertificate?.Thumbprint));
     }
 
-    internal sealed record Seen(string Host, string Protocol, string? ClaimSpiffeId, string? ClaimNamespace, string? ClaimServiceAccount, string? FeatureSpiffeId, bool HasClientCertificate);
+    internal sealed record Seen(string Host, string Protocol, string? ClaimSpiffeId, string? ClaimNamespace, string? ClaimServiceAccount, string? FeatureSpiffeId, bool HasClientCertificate, string? ClientCertificateThumbprint);
 
     private sealed class GreeterService(string name, Func<MeshBackend> backend) : Greeter.GreeterBase
     {
