@@ -3,7 +3,7 @@ using System.Globalization;
 
 namespace Mesh.LoadTest;
 
-internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int WarmupSeconds, bool Mtls)
+internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int WarmupSeconds, bool Mtls, string? Only)
 {
     public static LoadSettings Parse(string[] args)
     {
@@ -13,7 +13,8 @@ internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int 
             return index >= 0 && index + 1 < args.Length ? int.Parse(args[index + 1], CultureInfo.InvariantCulture) : fallback;
         }
 
-        return new LoadSettings(Get("--seconds", 10), Get("--reps", 5), Get("--concurrency", 64), Get("--warmup", 10), args.Contains("--mtls"));
+        var only = Array.IndexOf(args, "--only");
+        return new LoadSettings(Get("--seconds", 10), Get("--reps", 5), Get("--concurrency", 64), Get("--warmup", 10), args.Contains("--mtls"), only >= 0 && only + 1 < args.Length ? args[only + 1] : null);
     }
 }
 

@@ -69,7 +69,14 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         MeshEndpoint endpoint,
         CancellationToken cancellationToken)
     {
-        endpoint.OnRequestStarted();
+        // Only least-request reads the in-flight count; round robin skips two contended atomics per request. Decided
+        // once per request, so a policy change mid-flight never unbalances the count.
+        var counted = cluster.Policy == LoadBalancingPolicy.LeastRequest;
+        if (counted)
+        {
+            endpoint.OnRequestStarted();
+        }
+
         try
         {
             var response = await _pools.Get(endpoint, cluster).SendAsync(request, cancellationToken).ConfigureAwait(false);
@@ -98,7 +105,10 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         }
         finally
         {
-            endpoint.OnRequestCompleted();
+            if (counted)
+            {
+                endpoint.OnRequestCompleted();
+            }
         }
     }
 

@@ -5,39 +5,22 @@ namespace Mesh.Client.Resilience;
 /// <summary>
 /// Reuses the <see cref="CancellationTokenSource"/> that carries each attempt's deadline, timer included: a source
 /// that was never cancelled and whose timer never fired is reset (<see cref="CancellationTokenSource.TryReset"/>) and
-/// kept, so a request that completes in time allocates neither a source nor a timer.
+/// kept, so a request that completes in time allocates neither a source nor a timer. The pool never holds more
+/// sources than attempts were in flight at once, so it needs no cap.
 /// </summary>
 internal sealed class CancellationSourcePool
 {
     private readonly ConcurrentQueue<CancellationTokenSource> _sources = new();
-    private readonly int _capacity;
-    private int _count;
 
-    public CancellationSourcePool(int capacity) => _capacity = capacity;
+    public CancellationTokenSource Rent() => _sources.TryDequeue(out var source) ? source : new CancellationTokenSource();
 
-    public CancellationTokenSource Rent()
-    {
-        if (_sources.TryDequeue(out var source))
-        {
-            Interlocked.Decrement(ref _count);
-            return source;
-        }
-
-        return new CancellationTokenSource();
-    }
-
-    /// <summary>Takes <paramref name="source"/> back; a cancelled one (or one beyond capacity) is disposed.</summary>
+    /// <summary>Takes <paramref name="source"/> back; one that was cancelled or whose timer fired is disposed instead.</summary>
     public void Return(CancellationTokenSource source)
     {
         if (source.TryReset())
         {
-            if (Interlocked.Increment(ref _count) <= _capacity)
-            {
-                _sources.Enqueue(source);
-                return;
-            }
-
-            Interlocked.Decrement(ref _count);
+            _sources.Enqueue(source);
+            return;
         }
 
         source.Dispose();

@@ -4,7 +4,8 @@ namespace Mesh.Client.Resilience;
 /// One destination service's circuit: it opens when, within the sampling window, at least the minimum throughput of
 /// calls was seen and the failure ratio reached the threshold; it rejects calls for the break duration; then one trial
 /// call (half-open) decides between closing and opening again. The same semantics as Polly's circuit breaker, kept in
-/// ten rolling buckets; a closed circuit admits a call with one volatile read, and a result costs one short lock.
+/// ten rolling buckets; a closed circuit admits a call with one volatile read and counts a success with one atomic
+/// add; failures, bucket turnover and state changes take a short lock.
 /// </summary>
 internal sealed class CircuitBreaker
 {
@@ -70,6 +71,19 @@ internal sealed class CircuitBreaker
     /// <summary>Records a call's outcome; returns true when this failure opened the circuit.</summary>
     public bool OnResult(long now, bool failed, bool trial)
     {
+        if (!failed && !trial && _state == CircuitState.Closed)
+        {
+            // The common case takes no lock: one atomic add to the current bucket. A bucket that turns over between the
+            // check and the add may count this call in the new interval; the window is approximate by one call.
+            var index = now / _bucketLength;
+            ref var current = ref _buckets[(int)(index % BucketCount)];
+            if (Volatile.Read(ref current.Index) == index)
+            {
+                Interlocked.Increment(ref current.Calls);
+                return false;
+            }
+        }
+
         lock (_lock)
         {
             if (trial)
@@ -94,12 +108,15 @@ internal sealed class CircuitBreaker
 
             var index = now / _bucketLength;
             ref var bucket = ref _buckets[(int)(index % BucketCount)];
-            if (bucket.Index != index)
+            if (Volatile.Read(ref bucket.Index) != index)
             {
-                bucket = new Bucket { Index = index };
+                // Counts first, index last: a lock-free success that sees the new index adds to the new counts.
+                bucket.Calls = 0;
+                bucket.Failures = 0;
+                Volatile.Write(ref bucket.Index, index);
             }
 
-            bucket.Calls++;
+            Interlocked.Increment(ref bucket.Calls);
             if (!failed)
             {
                 return false;
@@ -107,11 +124,12 @@ internal sealed class CircuitBreaker
 
             bucket.Failures++;
             long calls = 0, failures = 0;
-            foreach (var b in _buckets)
+            for (var i = 0; i < BucketCount; i++)
             {
-                if (b.Index > index - BucketCount)
+                ref var b = ref _buckets[i];
+                if (Volatile.Read(ref b.Index) > index - BucketCount)
                 {
-                    calls += b.Calls;
+                    calls += Volatile.Read(ref b.Calls);
                     failures += b.Failures;
                 }
             }

@@ -27,7 +27,7 @@ internal sealed class MeshResiliencePolicies
     public TimeProvider Time { get; }
 
     /// <summary>The deadline sources of attempts, reused across requests.</summary>
-    public CancellationSourcePool CancellationSources { get; } = new(capacity: 1024);
+    public CancellationSourcePool CancellationSources { get; } = new();
 
     public CircuitBreaker GetBreaker(MeshService service) =>
         _breakers.TryGetValue(service.Host, out var breaker)

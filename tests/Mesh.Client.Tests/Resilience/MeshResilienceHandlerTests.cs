@@ -65,7 +65,7 @@ public sealed class MeshResilienceHandlerTests : IAsyncLifetime
     public async Task AttemptTimeout_IsRetriedOnAnotherEndpoint()
     {
         _backends[0].Hang = true;
-        await using var provider = Provider(_backends, options => options.Resilience.AttemptTimeout = TimeSpan.FromMilliseconds(300));
+        await using var provider = Provider(_backends, options => options.Resilience.AttemptTimeout = TimeSpan.FromSeconds(1));
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
 
         for (var i = 0; i < 4; i++)
@@ -96,14 +96,18 @@ public sealed class MeshResilienceHandlerTests : IAsyncLifetime
         _backends[0].Hang = true;
         await using var provider = Provider(_backends[0], options =>
         {
-            options.Resilience.AttemptTimeout = TimeSpan.FromMilliseconds(200);
+            // Generous: the 200 requests below share a loaded machine and must never time out themselves.
+            options.Resilience.AttemptTimeout = TimeSpan.FromSeconds(2);
             options.Resilience.MaxRetryAttempts = 0;
         });
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
-        for (var i = 0; i < 5; i++)
+        var timedOut = Enumerable.Range(0, 5).Select(_ => Assert.ThrowsAsync<TaskCanceledException>(() => client.GetAsync(new Uri("http://orders/"))));
+        var cancelled = Enumerable.Range(0, 5).Select(async _ =>
         {
-            await Assert.ThrowsAsync<TaskCanceledException>(() => client.GetAsync(new Uri("http://orders/")));
-        }
+            using var caller = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+            return await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.GetAsync(new Uri("http://orders/"), caller.Token));
+        });
+        await Task.WhenAll([.. timedOut, .. cancelled]);
 
         _backends[0].Hang = false;
         var answers = await Task.WhenAll(Enumerable.Range(0, 200).Select(_ => client.GetStringAsync(new Uri("http://orders/"))));
