@@ -166,13 +166,14 @@ public sealed class ReachabilityMatrixTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Records the mesh client's mTLS handshakes (EndpointConnectionPools' Debug event 2, "mTLS connection to {Service}…")
-    /// so a cell can tell an mTLS call from a plaintext one.
+    /// Records the mesh client's mTLS handshakes (the Debug event "Handshake", "mTLS connection to {Service}…", which the
+    /// shared UpstreamTlsConnector writes under EndpointConnectionPools' category) so a cell can tell an mTLS call from a
+    /// plaintext one.
     /// </summary>
     private sealed class HandshakeRecorder : ILoggerProvider
     {
         public const string Category = "Mesh.Client.Http.EndpointConnectionPools";
-        private const int HandshakeEventId = 2;
+        private const string HandshakeEventName = "Handshake";
 
         private readonly ConcurrentQueue<(string Service, string Peer)> _handshakes = new();
 
@@ -195,7 +196,7 @@ public sealed class ReachabilityMatrixTests(ITestOutputHelper output)
 
             public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
             {
-                if (eventId.Id != HandshakeEventId || state is not IReadOnlyList<KeyValuePair<string, object?>> fields)
+                if (eventId.Name != HandshakeEventName || state is not IReadOnlyList<KeyValuePair<string, object?>> fields)
                 {
                     return;
                 }
