@@ -24,6 +24,7 @@ internal sealed partial class XdsConnectionHandler : DelegatingHandler
     private readonly SocketsHttpHandler _sockets;
     private readonly string _host;
     private readonly int _port;
+    private readonly string _authority;
     private readonly IMeshSnapshotSource _source;
     private readonly MeshHostNames _names;
     private readonly UpstreamTlsConnector _connector;
@@ -50,6 +51,7 @@ internal sealed partial class XdsConnectionHandler : DelegatingHandler
         ArgumentNullException.ThrowIfNull(logger);
         _sockets = sockets;
         (_host, _port) = XdsResolver.ParseTarget(target);
+        _authority = Uri.UnescapeDataString(target.AbsolutePath.TrimStart('/'));
         _source = source;
         _names = names;
         _connector = new UpstreamTlsConnector(certificates, time, logger, metrics);
@@ -88,13 +90,26 @@ internal sealed partial class XdsConnectionHandler : DelegatingHandler
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         EnsureConnectCallbackWrapped();
+        SetAuthority(request);
         return base.SendAsync(request, cancellationToken);
     }
 
     protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         EnsureConnectCallbackWrapped();
+        SetAuthority(request);
         return base.Send(request, cancellationToken);
+    }
+
+    // The balancer has rewritten the URI to the picked subchannel's IP:port; like gRPC's xds resolver, send the
+    // target's name as :authority, so servers (and AuthorizationPolicy `hosts`) see the service, not an address.
+    private void SetAuthority(HttpRequestMessage request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.Headers.Host is null && _authority.Length > 0)
+        {
+            request.Headers.Host = _authority;
+        }
     }
 
     protected override void Dispose(bool disposing)

@@ -135,10 +135,15 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             return null;
         }
 
+        // In secure mode the registry accepts only the identity the certificate carries, so register as that identity
+        // (the control plane certified the token's namespace and service account, whatever the options say).
+        var certified = _services.GetService<Security.IWorkloadCertificateSource>() is { IsSecure: true, Current: { } current }
+            ? current.Id
+            : null;
         var workload = new WorkloadEntry
         {
-            Namespace = _options.Namespace,
-            ServiceAccount = _options.ServiceAccount ?? _options.Service!,
+            Namespace = certified?.Namespace ?? _options.Namespace,
+            ServiceAccount = certified?.ServiceAccount ?? _options.ServiceAccount ?? _options.Service!,
         };
         workload.Labels.Add(XdsNode.WorkloadLabels(_options));
         var index = 0;
@@ -240,6 +245,14 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             catch (RpcException ex) when (ex.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
             {
                 return;
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.PermissionDenied)
+            {
+                // Not transient: the control plane's configuration says this identity may not serve this service. It may
+                // change (a ServiceEntry edit), so keep trying, but at the slowest pace and loudly.
+                _leaseId = null;
+                delay = _options.ControlPlane.MaxReconnectDelay;
+                Log.RegistrationRefused(_logger, _options.Service!, workload.ServiceAccount, ex.Status.Detail, delay);
             }
             catch (Exception ex) when (ex is RpcException or HttpRequestException or IOException)
             {

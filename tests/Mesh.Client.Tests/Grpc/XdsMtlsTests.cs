@@ -49,6 +49,7 @@ public sealed class XdsMtlsTests : IDisposable
             Assert.True(request.HasClientCertificate);
             Assert.Equal(Frontend, request.ClaimSpiffeId);
             Assert.Equal("HTTP/2", request.Protocol);
+            Assert.Equal("inventory", request.Host); // the target's authority, as gRPC sends it — not the picked IP:port
         });
         Assert.Equal(10, first.Hits + second.Hits);
     }

@@ -105,3 +105,47 @@ public sealed class WorkloadRegistrationServiceTests
         Assert.Empty(controlPlane.Registry.Registrations);
     }
 }
+
+public sealed class WorkloadRegistrationIdentityTests
+{
+    [Fact]
+    public void BuildWorkload_SecureMode_RegistersAsTheCertifiedIdentity_NotTheConfiguredOne()
+    {
+        using var ca = new Security.TestCa();
+        var services = new ServiceCollection()
+            .AddSingleton<IServer>(new AddressesOnlyServer("http://127.0.0.1:5005"))
+            .AddSingleton<Mesh.Client.Security.IWorkloadCertificateSource>(ca.Store(ca.Issue([Security.TestCa.Id("orders")])))
+            .BuildServiceProvider();
+        var options = Microsoft.Extensions.Options.Options.Create(new ServiceMeshOptions { Service = "orders", Namespace = "elsewhere", ServiceAccount = "configured" });
+        using var registration = new Mesh.Client.Registration.WorkloadRegistrationService(
+            options, services, channel: null!, lifetime: null!, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Mesh.Client.Registration.WorkloadRegistrationService>.Instance);
+
+        var workload = registration.BuildWorkload();
+
+        Assert.NotNull(workload);
+        Assert.Equal("default", workload.Namespace);
+        Assert.Equal("orders", workload.ServiceAccount);
+        Assert.Equal(5005u, workload.Ports["http"]);
+    }
+
+    private sealed class AddressesOnlyServer : IServer
+    {
+        public AddressesOnlyServer(string address)
+        {
+            var addresses = new Microsoft.AspNetCore.Hosting.Server.Features.ServerAddressesFeature();
+            addresses.Addresses.Add(address);
+            Features.Set<IServerAddressesFeature>(addresses);
+        }
+
+        public Microsoft.AspNetCore.Http.Features.IFeatureCollection Features { get; } = new Microsoft.AspNetCore.Http.Features.FeatureCollection();
+
+        public Task StartAsync<TContext>(Microsoft.AspNetCore.Hosting.Server.IHttpApplication<TContext> application, CancellationToken cancellationToken)
+            where TContext : notnull => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public void Dispose()
+        {
+        }
+    }
+}
