@@ -97,8 +97,10 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
             OnFailure(request, cluster, endpoint, IsConnectionFailure(exception), statusCode: 0, exception);
             if (exception.InnerException is Security.MeshTlsException tls)
             {
-                // Secure naming or certificate failure: the message names the service and both identities.
-                throw new ServiceMeshException(request.RequestUri?.Host ?? cluster.ServiceHost, tls.Message, exception);
+                // Secure naming or certificate failure: the message names the service and both identities. The connection
+                // was never made, so the chain carries an IOException: gRPC clients report UNAVAILABLE for it (as for any
+                // failed connection, and as on the xds:/// path) rather than INTERNAL.
+                throw new ServiceMeshException(request.RequestUri?.Host ?? cluster.ServiceHost, tls.Message, new IOException(tls.Message, exception));
             }
 
             throw;

@@ -124,7 +124,9 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
                 return response!;
             }
 
-            if (attempt < options.MaxRetryAttempts && MeshResiliencePolicies.CanRetry(request, error))
+            // An attempt cut short by the total timeout spent the budget: nothing is left to retry with (the timer may
+            // fire a fraction of a millisecond before the clock agrees, so this is decided by which deadline bound it).
+            if (!(timedOut && totalBinds) && attempt < options.MaxRetryAttempts && MeshResiliencePolicies.CanRetry(request, error))
             {
                 var delay = Backoff(options.RetryDelay, attempt + 1);
                 if (delay < options.TotalTimeout - time.GetElapsedTime(start, now))

@@ -102,6 +102,23 @@ public sealed class MeshMtlsTests : IDisposable
     }
 
     [Fact]
+    public async Task Grpc_ClientFactoryHttpAddress_ServerHasWrongIdentity_UnavailableNamingBothIdentities()
+    {
+        var payments = TestCa.Id("payments");
+        await using var backend = await MeshBackend.StartAsync("orders-0", _ca.Store(_ca.Issue([payments])), PeerAuthenticationMode.Strict, HttpProtocols.Http2);
+        await using var provider = Client(backend, [Exact(Orders)], services =>
+            services.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://orders")));
+        var client = provider.GetRequiredService<Greeter.GreeterClient>();
+
+        var error = await Assert.ThrowsAsync<global::Grpc.Core.RpcException>(async () => await client.HelloAsync(new HelloRequest { Name = "x" }));
+
+        // As for any connection the client could not make (and as on the xds:/// path): UNAVAILABLE, not INTERNAL.
+        Assert.Equal(global::Grpc.Core.StatusCode.Unavailable, error.StatusCode);
+        Assert.Contains($"presented: {payments}", error.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(0, backend.Hits);
+    }
+
+    [Fact]
     public async Task Get_ServerHasWrongIdentity_RefusedBeforeSendingAndNamesBothIdentities()
     {
         var payments = TestCa.Id("payments");
