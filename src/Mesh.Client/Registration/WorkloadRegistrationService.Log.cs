@@ -21,8 +21,8 @@ internal sealed partial class WorkloadRegistrationService
         [LoggerMessage(5, LogLevel.Warning, "Deregistering lease {LeaseId} failed; the control plane will drop it when the lease expires.")]
         public static partial void DeregisterFailed(ILogger logger, string leaseId, Exception exception);
 
-        [LoggerMessage(7, LogLevel.Error, "The control plane refused to register this workload (service account {ServiceAccount}) as an instance of {Service}: {Detail}. It takes no traffic; retrying every {Delay} in case the configuration changes.")]
-        public static partial void RegistrationRefused(ILogger logger, string service, string serviceAccount, string detail, TimeSpan delay);
+        [LoggerMessage(7, LogLevel.Error, "The control plane refused to register this workload (service account {ServiceAccount}) as an instance of {Service} ({StatusCode}: {Detail}). It takes no traffic; retrying every {Delay} in case the configuration changes.")]
+        public static partial void RegistrationRefused(ILogger logger, string service, string serviceAccount, global::Grpc.Core.StatusCode statusCode, string detail, TimeSpan delay);
 
         [LoggerMessage(6, LogLevel.Information, "Mesh:Service is {Service} but the app has no server addresses (not a web app?); self-registration skipped.")]
         public static partial void NoServer(ILogger logger, string service);

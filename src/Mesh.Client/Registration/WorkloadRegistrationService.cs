@@ -252,7 +252,7 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
                 // change (a ServiceEntry edit), so keep trying, but at the slowest pace and loudly.
                 _leaseId = null;
                 delay = _options.ControlPlane.MaxReconnectDelay;
-                Log.RegistrationRefused(_logger, _options.Service!, workload.ServiceAccount, ex.Status.Detail, delay);
+                Log.RegistrationRefused(_logger, _options.Service!, workload.ServiceAccount, ex.StatusCode, ex.Status.Detail, delay);
             }
             catch (Exception ex) when (ex is RpcException or HttpRequestException or IOException)
             {
