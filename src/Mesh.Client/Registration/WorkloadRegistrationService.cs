@@ -256,9 +256,9 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             }
             catch (Exception ex) when (ex is RpcException or HttpRequestException or IOException)
             {
-                // The lease may expire while the control plane is away; register afresh once it is back.
+                // Keep the lease: a control plane that restarts keeps its leases, so renewing it when it is back keeps this
+                // one WorkloadEntry; if the lease expired meanwhile, the renewal's NOT_FOUND registers afresh.
                 failures++;
-                _leaseId = null;
                 var ceiling = Math.Min(
                     _options.ControlPlane.InitialReconnectDelay.TotalMilliseconds * Math.Pow(2, Math.Min(failures - 1, 30)),
                     _options.ControlPlane.MaxReconnectDelay.TotalMilliseconds);

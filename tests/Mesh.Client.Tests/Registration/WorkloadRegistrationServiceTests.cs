@@ -85,6 +85,40 @@ public sealed class WorkloadRegistrationServiceTests
     }
 
     [Fact]
+    public async Task WebApp_ControlPlaneBrieflyUnavailable_KeepsItsLease_NoSecondRegistration()
+    {
+        await using var controlPlane = await TestControlPlane.StartAsync();
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Mesh:ControlPlane:Address"] = controlPlane.Address.ToString(),
+            ["Mesh:ControlPlane:InitialReconnectDelay"] = "00:00:00.020",
+            ["Mesh:ControlPlane:MaxReconnectDelay"] = "00:00:00.100",
+            ["Mesh:Service"] = "orders",
+            ["Mesh:Registration:LeaseTtl"] = "00:00:01",
+        });
+        builder.AddServiceMesh();
+        await using var app = builder.Build();
+        await app.StartAsync();
+        var registry = controlPlane.Registry;
+        await Poll.UntilAsync(() => registry.Renewals.Contains("lease-1"), "a renewal of lease-1");
+
+        // A restart that keeps the lease (the control plane persists leases): renewals fail for a while, then work.
+        registry.Unavailable = true;
+        await Poll.UntilAsync(() => Volatile.Read(ref registry.Refused) >= 2, "two refused renewals");
+        var renewalsBefore = registry.Renewals.Count;
+        registry.Unavailable = false;
+        await Poll.UntilAsync(() => registry.Renewals.Count > renewalsBefore, "a renewal after the control plane came back");
+
+        Assert.Single(registry.Registrations); // the same lease was renewed: no duplicate WorkloadEntry
+        Assert.Equal("lease-1", registry.Renewals.Last());
+        await app.StopAsync();
+        Assert.Equal(["lease-1"], registry.Deregistrations);
+    }
+
+    [Fact]
     public async Task GenericHost_NoServer_StartsWithoutRegistering()
     {
         await using var controlPlane = await TestControlPlane.StartAsync();

@@ -164,6 +164,9 @@ internal sealed class TestControlPlane : IAsyncDisposable
 
         public bool Unavailable { get; set; }
 
+        /// <summary>Calls refused with UNAVAILABLE while <see cref="Unavailable"/> was set.</summary>
+        public int Refused;
+
         // gRPC services are created per call: the lease counter lives here.
         public int NextLease;
     }
@@ -228,6 +231,7 @@ internal sealed class TestControlPlane : IAsyncDisposable
         {
             if (State.Unavailable)
             {
+                Interlocked.Increment(ref State.Refused);
                 throw new RpcException(new Status(StatusCode.Unavailable, "control plane is restarting"));
             }
         }
