@@ -16,19 +16,12 @@ public sealed class WorkloadRegistrationServiceTests
     public async Task WebApp_Lifecycle_RegistersRenewsReRegistersAndDeregisters()
     {
         await using var controlPlane = await TestControlPlane.StartAsync();
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        await using var app = await StartWebAppAsync(controlPlane, new()
         {
-            ["Mesh:ControlPlane:Address"] = controlPlane.Address.ToString(),
             ["Mesh:Service"] = "orders",
             ["Mesh:Labels:version"] = "v1",
             ["Mesh:Registration:LeaseTtl"] = "00:00:01",
         });
-        builder.AddServiceMesh();
-        await using var app = builder.Build();
-        await app.StartAsync();
         var port = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single()).Port;
 
         var registry = controlPlane.Registry;
@@ -62,20 +55,13 @@ public sealed class WorkloadRegistrationServiceTests
     {
         await using var controlPlane = await TestControlPlane.StartAsync();
         controlPlane.Registry.Unavailable = true;
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        await using var app = await StartWebAppAsync(controlPlane, new()
         {
-            ["Mesh:ControlPlane:Address"] = controlPlane.Address.ToString(),
             ["Mesh:ControlPlane:InitialReconnectDelay"] = "00:00:00.020",
             ["Mesh:ControlPlane:MaxReconnectDelay"] = "00:00:00.100",
             ["Mesh:Service"] = "orders",
             ["Mesh:Registration:Address"] = "10.1.2.3",
         });
-        builder.AddServiceMesh();
-        await using var app = builder.Build();
-        await app.StartAsync();
 
         controlPlane.Registry.Unavailable = false;
         await Poll.UntilAsync(() => !controlPlane.Registry.Registrations.IsEmpty, "a registration once the control plane is back");
@@ -88,20 +74,13 @@ public sealed class WorkloadRegistrationServiceTests
     public async Task WebApp_ControlPlaneBrieflyUnavailable_KeepsItsLease_NoSecondRegistration()
     {
         await using var controlPlane = await TestControlPlane.StartAsync();
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        await using var app = await StartWebAppAsync(controlPlane, new()
         {
-            ["Mesh:ControlPlane:Address"] = controlPlane.Address.ToString(),
             ["Mesh:ControlPlane:InitialReconnectDelay"] = "00:00:00.020",
             ["Mesh:ControlPlane:MaxReconnectDelay"] = "00:00:00.100",
             ["Mesh:Service"] = "orders",
             ["Mesh:Registration:LeaseTtl"] = "00:00:01",
         });
-        builder.AddServiceMesh();
-        await using var app = builder.Build();
-        await app.StartAsync();
         var registry = controlPlane.Registry;
         await Poll.UntilAsync(() => registry.Renewals.Contains("lease-1"), "a renewal of lease-1");
 
@@ -116,6 +95,20 @@ public sealed class WorkloadRegistrationServiceTests
         Assert.Equal("lease-1", registry.Renewals.Last());
         await app.StopAsync();
         Assert.Equal(["lease-1"], registry.Deregistrations);
+    }
+
+    /// <summary>A started web app on an ephemeral port with <c>AddServiceMesh()</c> pointed at <paramref name="controlPlane"/>.</summary>
+    private static async Task<WebApplication> StartWebAppAsync(TestControlPlane controlPlane, Dictionary<string, string?> settings)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        settings["Mesh:ControlPlane:Address"] = controlPlane.Address.ToString();
+        builder.Configuration.AddInMemoryCollection(settings);
+        builder.AddServiceMesh();
+        var app = builder.Build();
+        await app.StartAsync();
+        return app;
     }
 
     [Fact]
