@@ -82,7 +82,7 @@ internal static class MeshTls
             presented.AddRange(chain.ChainElements.Select(e => e.Certificate));
         }
 
-        if (!SvidValidator.TryValidate(leaf, presented, certificates.Bundle.Roots, certificates.Bundle.Source, certificates.TrustDomain, time.GetUtcNow(), out var id, out var error))
+        if (!SvidValidator.TryValidate(leaf, presented, certificates.Bundle, certificates.TrustDomain, time.GetUtcNow(), out var id, out var error))
         {
             result.PeerId = id;
             result.Error = error;
@@ -90,7 +90,7 @@ internal static class MeshTls
         }
 
         result.PeerId = id;
-        if (!expected(id))
+        if (!expected(id!))
         {
             result.Error = $"the peer presented {id}";
             return false;

@@ -224,13 +224,13 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
         var root = X509Certificate2.CreateFromPem(response.CertChain[^1]);
         var roots = new X509Certificate2Collection(_store.Bundle.Roots);
         roots.Add(root);
-        if (!SvidValidator.TryValidate(leaf, intermediates, roots, "the CA response", _store.TrustDomain, _time.GetUtcNow(), out var id, out var error))
+        if (!SvidValidator.TryValidate(leaf, intermediates.Cast<X509Certificate2>(), new TrustBundle(roots, "the CA response"), _store.TrustDomain, _time.GetUtcNow(), out var id, out var error))
         {
             leaf.Dispose();
             throw new InvalidDataException($"the CA returned a certificate that is not a valid SVID: {error}");
         }
 
-        if (!string.Equals(id.Value, _expectedId.Value, StringComparison.Ordinal))
+        if (!string.Equals(id!.Value, _expectedId.Value, StringComparison.Ordinal))
         {
             Log.UnexpectedIdentity(_logger, id.Value, _expectedId.Value);
         }

@@ -95,12 +95,12 @@ internal sealed class TestCaServer : IAsyncDisposable
             var certificate = context.GetHttpContext().Connection.ClientCertificate;
             if (certificate is not null)
             {
-                if (!SvidValidator.TryValidate(certificate, server.Ca.Intermediate is { } intermediate ? [intermediate] : [], server.Ca.Bundle.Roots, server.Ca.Bundle.Source, "cluster.local", server.Ca.Time.GetUtcNow(), out var id, out var error))
+                if (!SvidValidator.TryValidate(certificate, server.Ca.Intermediate is { } intermediate ? [intermediate] : [], server.Ca.Bundle, "cluster.local", server.Ca.Time.GetUtcNow(), out var id, out var error))
                 {
                     throw new RpcException(new Status(StatusCode.Unauthenticated, error));
                 }
 
-                identity = id.Value;
+                identity = id!.Value;
                 server.Authentications.Enqueue($"cert:{identity}");
             }
             else if (context.RequestHeaders.GetValue("authorization") == $"Bearer {Token}")

@@ -79,7 +79,7 @@ public sealed class WorkloadIdentityServiceTests : IAsyncLifetime
         await store.FirstCertificate.WaitAsync(TimeSpan.FromSeconds(10));
         using var next = new TestCa("next-root");
         using var nextLeaf = next.Issue([TestCa.Id("payments")]);
-        Assert.False(SvidValidator.TryValidate(nextLeaf, [], store.Bundle.Roots, store.Bundle.Source, "cluster.local", DateTimeOffset.UtcNow, out _, out _));
+        Assert.False(SvidValidator.TryValidate(nextLeaf, [], store.Bundle, "cluster.local", DateTimeOffset.UtcNow, out _, out _));
 
         _server.BundlePem = _ca.RootPem + next.RootPem;
         await Poll.UntilAsync(
@@ -91,7 +91,7 @@ public sealed class WorkloadIdentityServiceTests : IAsyncLifetime
             "the two-root bundle");
         await identity.StopAsync(default);
 
-        Assert.True(SvidValidator.TryValidate(nextLeaf, [], store.Bundle.Roots, store.Bundle.Source, "cluster.local", DateTimeOffset.UtcNow, out _, out var error), error);
+        Assert.True(SvidValidator.TryValidate(nextLeaf, [], store.Bundle, "cluster.local", DateTimeOffset.UtcNow, out _, out var error), error);
     }
 
     [Fact]
