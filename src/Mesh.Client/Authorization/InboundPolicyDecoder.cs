@@ -7,6 +7,7 @@ using Mesh.Xds.Envoy.Extensions.Filters.Http.Router.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
 using HttpRbac = Mesh.Xds.Envoy.Extensions.Filters.Http.Rbac.V3.RBAC;
+using Mesh.Xds.Wire;
 
 namespace Mesh.Client.Authorization;
 
@@ -17,10 +18,10 @@ namespace Mesh.Client.Authorization;
 /// </summary>
 internal static class InboundPolicyDecoder
 {
-    public const string NamePrefix = "xds.istio.io/grpc/lds/inbound/";
-    public const string RbacFilterName = "envoy.filters.http.rbac";
-    public const string RouterFilterName = "envoy.filters.http.router";
-    public const string TlsTransportSocketName = "envoy.transport_sockets.tls";
+    public const string NamePrefix = XdsWire.InboundListenerPrefix;
+    public const string RbacFilterName = XdsWire.RbacFilter;
+    public const string RouterFilterName = XdsWire.RouterFilter;
+    public const string TlsTransportSocketName = XdsWire.TlsTransportSocket;
 
     public static bool IsInboundListenerName(string name) => name is not null && name.StartsWith(NamePrefix, StringComparison.Ordinal);
 

@@ -41,10 +41,9 @@ internal sealed partial class ServiceMeshOptionsValidator : IValidateOptions<Ser
 
         DnsLabel($"{Root}:Namespace", options.Namespace, required: true, errors);
         DnsLabel($"{Root}:Service", options.Service, required: false, errors);
-        if (options.ServiceAccount is { } account && !DnsSubdomain().IsMatch(account))
-        {
-            errors.Add($"{Root}:ServiceAccount '{account}' must be a DNS subdomain (lowercase letters, digits, '-' and '.')");
-        }
+
+        // A DNS label, not Kubernetes' DNS subdomain: the control plane certifies only spiffe://<td>/ns/<label>/sa/<label>.
+        DnsLabel($"{Root}:ServiceAccount", options.ServiceAccount, required: false, errors);
 
         if (string.IsNullOrEmpty(options.ClusterDomain) || !DnsSubdomain().IsMatch(options.ClusterDomain))
         {
@@ -113,7 +112,7 @@ internal sealed partial class ServiceMeshOptionsValidator : IValidateOptions<Ser
     private static void ValidateSecurity(ServiceMeshOptions options, List<string> errors)
     {
         var identity = options.Identity;
-        var trustDomainValid = Security.SpiffeId.IsValidTrustDomain(identity.TrustDomain);
+        var trustDomainValid = SpiffeId.IsTrustDomain(identity.TrustDomain);
         if (!trustDomainValid)
         {
             errors.Add($"{Root}:Identity:TrustDomain '{identity.TrustDomain}' must be a SPIFFE trust domain: lowercase letters, digits, '.', '-' and '_'");
@@ -130,9 +129,10 @@ internal sealed partial class ServiceMeshOptionsValidator : IValidateOptions<Ser
         }
 
         var controlPlane = options.ControlPlane;
-        if (controlPlane.Identity is { } expected && !Security.SpiffeId.TryParse(expected, out _, out var reason))
+        // Peers are accepted only with workload IDs, so any other expected identity could never match.
+        if (controlPlane.Identity is { } expected && !SpiffeId.TryParseWorkload(expected, out SpiffeId? _, out var reason))
         {
-            errors.Add($"{Root}:ControlPlane:Identity '{expected}' is not a SPIFFE ID: {reason}");
+            errors.Add($"{Root}:ControlPlane:Identity '{expected}' is not a workload SPIFFE ID: {reason}");
         }
 
         if (controlPlane.Address is not { IsAbsoluteUri: true } address || address.Scheme != Uri.UriSchemeHttps)
@@ -208,7 +208,7 @@ internal sealed partial class ServiceMeshOptionsValidator : IValidateOptions<Ser
             return;
         }
 
-        if (!DnsLabelPattern().IsMatch(value))
+        if (!SpiffeId.IsDnsLabel(value))
         {
             errors.Add($"{key} '{value}' must be a DNS label: at most 63 lowercase letters, digits or '-', starting and ending with a letter or digit");
         }
@@ -245,9 +245,6 @@ internal sealed partial class ServiceMeshOptionsValidator : IValidateOptions<Ser
 
         return previous[b.Length];
     }
-
-    [GeneratedRegex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
-    private static partial Regex DnsLabelPattern();
 
     [GeneratedRegex("^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]
     private static partial Regex DnsSubdomain();

@@ -12,6 +12,7 @@ using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
 using Mesh.Xds.Envoy.Type.Matcher.V3;
 using Mesh.Client.Security;
+using Mesh.Xds.Wire;
 
 namespace Mesh.Client.Xds;
 
@@ -269,7 +270,7 @@ internal static class XdsResourceDecoder
     private static bool IsRouter(HttpFilter filter) =>
         filter.TypedConfig is { } config
             ? string.Equals(config.TypeUrl, XdsTypeUrls.Router, StringComparison.Ordinal)
-            : string.Equals(filter.Name, "envoy.filters.http.router", StringComparison.Ordinal);
+            : string.Equals(filter.Name, XdsWire.RouterFilter, StringComparison.Ordinal);
 
     private static void ValidateRoutes(RouteConfiguration routes, string where, List<string> errors)
     {

@@ -1,18 +1,20 @@
+using Mesh.Xds.Wire;
+
 namespace Mesh.Client.Xds;
 
-/// <summary>The xDS v3 resource type URLs the client subscribes to, and the typed configs it understands.</summary>
+/// <summary>The xDS v3 resource type URLs the client subscribes to, and the typed configs it understands (spelled once, in <see cref="XdsWire"/>).</summary>
 internal static class XdsTypeUrls
 {
-    public const string Listener = "type.googleapis.com/envoy.config.listener.v3.Listener";
-    public const string RouteConfiguration = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-    public const string Cluster = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-    public const string ClusterLoadAssignment = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+    public const string Listener = XdsWire.ListenerType;
+    public const string RouteConfiguration = XdsWire.RouteConfigurationType;
+    public const string Cluster = XdsWire.ClusterType;
+    public const string ClusterLoadAssignment = XdsWire.ClusterLoadAssignmentType;
 
-    public const string HttpConnectionManager = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-    public const string Router = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
-    public const string RoundRobinPolicy = "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
-    public const string UpstreamTlsContext = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
-    public const string LeastRequestPolicy = "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
+    public const string HttpConnectionManager = XdsWire.HttpConnectionManagerType;
+    public const string Router = XdsWire.RouterType;
+    public const string RoundRobinPolicy = XdsWire.RoundRobinType;
+    public const string UpstreamTlsContext = XdsWire.UpstreamTlsContextType;
+    public const string LeastRequestPolicy = XdsWire.LeastRequestType;
 
     /// <summary>Gets the short kind used in NACK messages, e.g. <c>Cluster</c>.</summary>
     public static string KindOf(string typeUrl) => typeUrl[(typeUrl.LastIndexOf('.') + 1)..];

@@ -18,7 +18,7 @@ internal sealed class ControlPlaneOptions
     public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
     public TimeSpan DebounceInterval { get; set; } = TimeSpan.FromMilliseconds(100);
     public Uri SecureAddress { get; set; } = new("https://127.0.0.1:15012");
-    public string TrustDomain { get; set; } = Security.SpiffeId.DefaultTrustDomain;
+    public string TrustDomain { get; set; } = SpiffeId.DefaultTrustDomain;
 
     /// <summary>Serve WorkloadRegistry on the plaintext XdsAddress too (unauthenticated, for meshes without identity); off by default.</summary>
     public bool PlaintextRegistration { get; set; }
@@ -80,7 +80,7 @@ internal sealed class ControlPlaneOptions
         var trustDomain = section[nameof(TrustDomain)];
         if (trustDomain is not null)
         {
-            if (Security.SpiffeId.IsTrustDomain(trustDomain))
+            if (SpiffeId.IsTrustDomain(trustDomain))
             {
                 options.TrustDomain = trustDomain;
             }

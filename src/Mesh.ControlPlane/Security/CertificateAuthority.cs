@@ -1,4 +1,3 @@
-using System.Formats.Asn1;
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -13,13 +12,12 @@ namespace Mesh.ControlPlane.Security;
 /// </summary>
 internal sealed class CertificateAuthority : IDisposable
 {
-    public const string RsaOid = "1.2.840.113549.1.1.1";
+    public const string RsaOid = SvidProfile.RsaKeyOid;
     public const string EcOid = "1.2.840.10045.2.1";
-    public static readonly TimeSpan ClockSkew = TimeSpan.FromMinutes(2);
+
+    /// <summary>How far leaves are backdated: the skew every SVID check allows (<see cref="SvidProfile.ClockSkew"/>).</summary>
+    public static readonly TimeSpan ClockSkew = SvidProfile.ClockSkew;
     public static readonly TimeSpan RootLifetime = TimeSpan.FromDays(3650);
-    private static readonly Oid ServerAuth = new("1.3.6.1.5.5.7.3.1");
-    private static readonly Oid ClientAuth = new("1.3.6.1.5.5.7.3.2");
-    private const string SanOid = "2.5.29.17";
 
     private readonly X509Certificate2 _signing;
     private readonly X509SignatureGenerator _generator;
@@ -157,25 +155,9 @@ internal sealed class CertificateAuthority : IDisposable
         }
 
         var request = new CertificateRequest(new X500DistinguishedName(string.Empty), publicKey, HashAlgorithmName.SHA256);
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
-        var usage = X509KeyUsageFlags.DigitalSignature | (publicKey.Oid.Value == RsaOid ? X509KeyUsageFlags.KeyEncipherment : X509KeyUsageFlags.None);
-        request.CertificateExtensions.Add(new X509KeyUsageExtension(usage, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([ServerAuth, ClientAuth], false));
-        var san = new SubjectAlternativeNameBuilder();
-        san.AddUri(new Uri(identity.SpiffeId));
-        foreach (var dns in dnsNames ?? [])
-        {
-            san.AddDnsName(dns);
-        }
 
-        foreach (var ip in ipAddresses ?? [])
-        {
-            san.AddIpAddress(ip);
-        }
-
-        // SPIFFE X509-SVID §4: with an empty subject the SAN extension must be critical.
-        request.CertificateExtensions.Add(san.Build(critical: true));
-        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(publicKey, false));
+        // ForWorkload re-checks the identity by the same rules peers apply, so the CA cannot mint an ID they would refuse.
+        SvidProfile.AddLeafExtensions(request, SpiffeId.ForWorkload(identity.TrustDomain, identity.Namespace, identity.ServiceAccount), dnsNames, ipAddresses);
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_signing, true, false));
         return request.Create(_signing.SubjectName, _generator, now - ClockSkew, notAfter, NewSerial());
     }
@@ -183,92 +165,22 @@ internal sealed class CertificateAuthority : IDisposable
     /// <summary>The response chain for a leaf: leaf, intermediates…, root; each PEM ends with "\n".</summary>
     public IReadOnlyList<string> ChainPem(X509Certificate2 leaf) => [ToPem(leaf), .. ChainAfterLeaf.Select(ToPem)];
 
-    /// <summary>Validates a workload certificate (chain to the bundle, SVID leaf rules, our trust domain).</summary>
+    /// <summary>Validates a workload certificate by the shared SVID rules (chain to this CA's bundle, leaf profile, workload ID in our trust domain).</summary>
     public WorkloadIdentity? ValidateWorkloadCertificate(X509Certificate2 leaf, out string reason)
     {
         ArgumentNullException.ThrowIfNull(leaf);
-        var now = _time.GetUtcNow();
-        using (var chain = NewChain(Roots, Intermediates, now))
+        if (!SvidValidator.TryValidate(leaf, Intermediates, Roots, "this control plane's CA", TrustDomain, _time.GetUtcNow(), out var id, out var error))
         {
-            if (!chain.Build(leaf))
-            {
-                var statuses = chain.ChainStatus.Select(s => s.Status).Aggregate(X509ChainStatusFlags.NoError, (a, b) => a | b);
-                reason = (statuses & (X509ChainStatusFlags.UntrustedRoot | X509ChainStatusFlags.PartialChain)) != 0
-                    ? $"client certificate {Describe(leaf)} is not issued by this mesh's CA (foreign CA or self-signed); get one from this control plane with a bootstrap token"
-                    : (statuses & X509ChainStatusFlags.NotTimeValid) != 0
-                        ? $"client certificate {Describe(leaf)} is expired or not yet valid (valid {leaf.NotBefore.ToUniversalTime():O} to {leaf.NotAfter.ToUniversalTime():O}); renew with a bootstrap token"
-                        : $"client certificate {Describe(leaf)} does not chain to the trust bundle: {Describe(chain)}";
-                return null;
-            }
-        }
-
-        if (leaf.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault() is { CertificateAuthority: true })
-        {
-            reason = $"client certificate {Describe(leaf)} is a CA certificate; a CA certificate may not authenticate (SPIFFE X509-SVID §5.2)";
-            return null;
-        }
-
-        var keyUsage = leaf.Extensions.OfType<X509KeyUsageExtension>().FirstOrDefault();
-        if (keyUsage is null || (keyUsage.KeyUsages & X509KeyUsageFlags.DigitalSignature) == 0
-            || (keyUsage.KeyUsages & (X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign)) != 0)
-        {
-            reason = $"client certificate {Describe(leaf)} key usage must include digitalSignature and exclude keyCertSign/cRLSign";
-            return null;
-        }
-
-        var uris = UriSans(leaf);
-        if (uris.Count != 1)
-        {
-            reason = $"client certificate {Describe(leaf)} has {uris.Count} URI SANs; an X.509-SVID has exactly one";
-            return null;
-        }
-
-        var identity = SpiffeId.TryParseWorkload(uris[0], out var parseReason);
-        if (identity is null)
-        {
-            reason = $"client certificate URI SAN {parseReason}";
-            return null;
-        }
-
-        if (!string.Equals(identity.TrustDomain, TrustDomain, StringComparison.Ordinal))
-        {
-            reason = $"client certificate identity {identity.SpiffeId} is in trust domain {identity.TrustDomain}, not this mesh's {TrustDomain}";
+            reason = $"{error}; present a certificate this control plane issued, or a bootstrap token";
             return null;
         }
 
         reason = string.Empty;
-        return identity;
+        return id.Workload;
     }
 
-    /// <summary>The URI entries of the certificate's SubjectAltName extension.</summary>
-    public static IReadOnlyList<string> UriSans(X509Certificate2 certificate)
-    {
-        ArgumentNullException.ThrowIfNull(certificate);
-        var result = new List<string>();
-        foreach (var extension in certificate.Extensions)
-        {
-            if (extension.Oid?.Value != SanOid)
-            {
-                continue;
-            }
-
-            var names = new AsnReader(extension.RawData, AsnEncodingRules.DER).ReadSequence();
-            var uriTag = new Asn1Tag(TagClass.ContextSpecific, 6);
-            while (names.HasData)
-            {
-                if (names.PeekTag() == uriTag)
-                {
-                    result.Add(names.ReadCharacterString(UniversalTagNumber.IA5String, uriTag));
-                }
-                else
-                {
-                    names.ReadEncodedValue();
-                }
-            }
-        }
-
-        return result;
-    }
+    /// <summary>The URI entries of the certificate's subjectAltName extension.</summary>
+    public static IReadOnlyList<string> UriSans(X509Certificate2 certificate) => SvidValidator.UriSans(certificate);
 
     public void Dispose()
     {
@@ -289,12 +201,6 @@ internal sealed class CertificateAuthority : IDisposable
 
     private static string Describe(X509Chain chain) =>
         string.Join("; ", chain.ChainStatus.Select(s => $"{s.Status}: {s.StatusInformation.Trim()}"));
-
-    private static string Describe(X509Certificate2 certificate)
-    {
-        var uris = UriSans(certificate);
-        return uris.Count > 0 ? $"'{string.Join(", ", uris)}' (issuer '{certificate.Issuer}')" : $"'{certificate.Subject}' (issuer '{certificate.Issuer}')";
-    }
 
     private static bool IsSelfSigned(X509Certificate2 certificate) => certificate.SubjectName.RawData.AsSpan().SequenceEqual(certificate.IssuerName.RawData);
 

@@ -14,6 +14,7 @@ using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
 using HttpRbac = Mesh.Xds.Envoy.Extensions.Filters.Http.Rbac.V3.RBAC;
 using Route = Mesh.Xds.Envoy.Config.Route.V3.Route;
 using SocketAddress = Mesh.Xds.Envoy.Config.Core.V3.SocketAddress;
+using Mesh.Xds.Wire;
 
 namespace Mesh.ControlPlane.Xds;
 
@@ -24,10 +25,10 @@ namespace Mesh.ControlPlane.Xds;
 /// </summary>
 internal static class InboundListenerTranslator
 {
-    public const string NamePrefix = "xds.istio.io/grpc/lds/inbound/";
-    public const string RbacFilterName = "envoy.filters.http.rbac";
-    public const string HttpConnectionManagerName = "envoy.filters.network.http_connection_manager";
-    public const string TlsTransportSocketName = "envoy.transport_sockets.tls";
+    public const string NamePrefix = XdsWire.InboundListenerPrefix;
+    public const string RbacFilterName = XdsWire.RbacFilter;
+    public const string HttpConnectionManagerName = XdsWire.HttpConnectionManagerFilter;
+    public const string TlsTransportSocketName = XdsWire.TlsTransportSocket;
     public const string TlsChainName = "inbound-mtls";
     public const string PlaintextChainName = "inbound-plaintext";
 

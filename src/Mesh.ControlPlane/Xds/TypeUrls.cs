@@ -1,24 +1,19 @@
-using Google.Protobuf.Reflection;
-using Mesh.Xds.Envoy.Config.Cluster.V3;
-using Mesh.Xds.Envoy.Config.Endpoint.V3;
-using Mesh.Xds.Envoy.Config.Listener.V3;
-using Mesh.Xds.Envoy.Config.Route.V3;
+using Mesh.Xds.Wire;
 
 namespace Mesh.ControlPlane.Xds;
 
+/// <summary>The resource types the ADS server serves (spelled once, in <see cref="XdsWire"/>) and their push order.</summary>
 internal static class TypeUrls
 {
-    public const string Prefix = "type.googleapis.com/";
+    public const string Prefix = XdsWire.TypeUrlPrefix;
 
-    public static readonly string Listener = Of(Mesh.Xds.Envoy.Config.Listener.V3.Listener.Descriptor);
-    public static readonly string RouteConfiguration = Of(Mesh.Xds.Envoy.Config.Route.V3.RouteConfiguration.Descriptor);
-    public static readonly string Cluster = Of(Mesh.Xds.Envoy.Config.Cluster.V3.Cluster.Descriptor);
-    public static readonly string ClusterLoadAssignment = Of(Mesh.Xds.Envoy.Config.Endpoint.V3.ClusterLoadAssignment.Descriptor);
+    public const string Listener = XdsWire.ListenerType;
+    public const string RouteConfiguration = XdsWire.RouteConfigurationType;
+    public const string Cluster = XdsWire.ClusterType;
+    public const string ClusterLoadAssignment = XdsWire.ClusterLoadAssignmentType;
 
     /// <summary>Make-before-break push order: CDS → EDS → LDS → RDS.</summary>
     public static readonly string[] PushOrder = [Cluster, ClusterLoadAssignment, Listener, RouteConfiguration];
-
-    public static string Of(MessageDescriptor descriptor) => Prefix + descriptor.FullName;
 
     public static bool IsKnown(string typeUrl) => PushOrder.Contains(typeUrl, StringComparer.Ordinal);
 

@@ -17,16 +17,17 @@ using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
 using Mesh.Xds.Envoy.Type.Matcher.V3;
 using Endpoint = Mesh.Xds.Envoy.Config.Endpoint.V3.Endpoint;
 using Route = Mesh.Xds.Envoy.Config.Route.V3.Route;
+using Mesh.Xds.Wire;
 
 namespace Mesh.ControlPlane.Xds;
 
 /// <summary>Pure translation of the mesh model to xDS resources using Istio's proxyless names.</summary>
 internal static class XdsTranslator
 {
-    public const string RouterFilterName = "envoy.filters.http.router";
-    public const string LeastRequestPolicyName = "envoy.load_balancing_policies.least_request";
-    public const string RoundRobinPolicyName = "envoy.load_balancing_policies.round_robin";
-    public const string TlsTransportSocketName = "envoy.transport_sockets.tls";
+    public const string RouterFilterName = XdsWire.RouterFilter;
+    public const string LeastRequestPolicyName = XdsWire.LeastRequestPolicy;
+    public const string RoundRobinPolicyName = XdsWire.RoundRobinPolicy;
+    public const string TlsTransportSocketName = XdsWire.TlsTransportSocket;
 
     /// <summary>The certificate provider instance proxyless bootstraps define (Istio's name).</summary>
     public const string CertificateProviderInstance = "default";

@@ -138,13 +138,14 @@ public sealed class MeshMtlsTests : IDisposable
     public static TheoryData<string> BadKinds => new()
     {
         "expired", "not-yet-valid", "self-signed", "foreign-ca", "other-trust-domain", "two-uri-sans", "ca-leaf",
+        "no-eku", "server-auth-only", "non-workload-path",
     };
 
     [Theory]
     [MemberData(nameof(BadKinds))]
     public async Task Get_ServerPresentsBadCertificate_ClientRefuses(string kind)
     {
-        var bad = SvidValidatorTests.BadCertificate(_ca, _foreign, kind);
+        var bad = _ca.BadCertificate(_foreign, kind);
         await using var backend = await MeshBackend.StartAsync("orders-0", Unchecked(bad), PeerAuthenticationMode.Strict);
         await using var provider = Client(backend, []);
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
@@ -160,7 +161,7 @@ public sealed class MeshMtlsTests : IDisposable
     public async Task Get_ClientPresentsBadCertificate_ServerRefuses(string kind)
     {
         await using var backend = await MeshBackend.StartAsync("orders-0", _ca.Store(_ca.Issue([Orders])), PeerAuthenticationMode.Permissive);
-        var bad = SvidValidatorTests.BadCertificate(_ca, _foreign, kind);
+        var bad = _ca.BadCertificate(_foreign, kind);
         await using var provider = Client(backend, [Exact(Orders)], clientStore: Unchecked(bad));
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
 

@@ -52,7 +52,8 @@ internal sealed class TestCa : IDisposable
         X509KeyUsageFlags usage = X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment,
         string[]? dnsNames = null,
         ECDsa? key = null,
-        bool selfSigned = false)
+        bool selfSigned = false,
+        string[]? ekus = null)
     {
         key ??= ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest(new X500DistinguishedName(string.Empty), key, HashAlgorithmName.SHA256);
@@ -71,7 +72,18 @@ internal sealed class TestCa : IDisposable
         request.CertificateExtensions.Add(san.Build(critical: true));
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(isCa, false, 0, true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(usage, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], false));
+        ekus ??= [SvidProfile.ServerAuthOid, SvidProfile.ClientAuthOid];
+        if (ekus.Length > 0)
+        {
+            var oids = new OidCollection();
+            foreach (var eku in ekus)
+            {
+                oids.Add(new Oid(eku));
+            }
+
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(oids, false));
+        }
+
         var notBefore = Time.GetUtcNow() + (notBeforeOffset ?? TimeSpan.FromMinutes(-2));
         var notAfter = notBefore + (lifetime ?? TimeSpan.FromHours(1));
         if (selfSigned)
@@ -88,12 +100,7 @@ internal sealed class TestCa : IDisposable
     {
         var csr = CertificateRequest.LoadSigningRequestPem(csrPem, HashAlgorithmName.SHA256, CertificateRequestLoadOptions.UnsafeLoadCertificateExtensions);
         var request = new CertificateRequest(new X500DistinguishedName(string.Empty), csr.PublicKey, HashAlgorithmName.SHA256);
-        var san = new SubjectAlternativeNameBuilder();
-        san.AddUri(new Uri(uri));
-        request.CertificateExtensions.Add(san.Build(critical: true));
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
-        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")], false));
+        SvidProfile.AddLeafExtensions(request, SpiffeId.Parse(uri));
         var notBefore = Time.GetUtcNow().AddMinutes(-2);
         using var leaf = request.Create(_signer.SubjectName, X509SignatureGenerator.CreateForECDsa(_signer.GetECDsaPrivateKey()!), notBefore, notBefore + lifetime, RandomNumberGenerator.GetBytes(16));
         var chain = new List<string> { leaf.ExportCertificatePem() + "\n" };
@@ -105,6 +112,22 @@ internal sealed class TestCa : IDisposable
         chain.Add(RootPem);
         return [.. chain];
     }
+
+    /// <summary>A leaf that breaks one SVID rule, for the real-handshake tests (the full table is in Mesh.ControlPlane.Tests/Identity/SvidTests).</summary>
+    public X509Certificate2 BadCertificate(TestCa foreign, string kind) => kind switch
+    {
+        "expired" => Issue([Id("orders")], notBeforeOffset: TimeSpan.FromHours(-3), lifetime: TimeSpan.FromHours(1)),
+        "not-yet-valid" => Issue([Id("orders")], notBeforeOffset: TimeSpan.FromMinutes(5)),
+        "self-signed" => Issue([Id("orders")], selfSigned: true),
+        "foreign-ca" => foreign.Issue([Id("orders")]),
+        "other-trust-domain" => Issue([Id("orders", trustDomain: "evil.local")]),
+        "two-uri-sans" => Issue([Id("orders"), Id("payments")]),
+        "ca-leaf" => Issue([Id("orders")], isCa: true, usage: X509KeyUsageFlags.DigitalSignature),
+        "no-eku" => Issue([Id("orders")], ekus: []),
+        "server-auth-only" => Issue([Id("orders")], ekus: [SvidProfile.ServerAuthOid]),
+        "non-workload-path" => Issue(["spiffe://cluster.local/orders"]),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown bad certificate kind"),
+    };
 
     /// <summary>A store holding <paramref name="leaf"/> (with this CA's intermediate) and this CA's root as the bundle.</summary>
     public WorkloadCertificateStore Store(X509Certificate2 leaf, string trustDomain = "cluster.local", TrustBundle? bundle = null)

@@ -223,8 +223,50 @@ public class CertificateServiceTests
         var ex = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(clientCertificate: foreign));
 
         Assert.Equal(StatusCode.Unauthenticated, ex.StatusCode);
-        Assert.Contains("client certificate: client certificate 'spiffe://cluster.local/ns/default/sa/orders'", ex.Status.Detail, StringComparison.Ordinal);
-        Assert.Contains("is not issued by this mesh's CA (foreign CA or self-signed)", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("client certificate: certificate 'spiffe://cluster.local/ns/default/sa/orders'", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("is not issued by a CA of the trust bundle from this control plane's CA (foreign CA or self-signed", ex.Status.Detail, StringComparison.Ordinal);
+    }
+
+    public static TheoryData<string[], string> RenewalEkus => new()
+    {
+        { ["1.3.6.1.5.5.7.3.1"], "its extended key usage lacks clientAuth" },
+        { [], "it has no extended key usage" },
+    };
+
+    // The hole: renewal validated the client certificate without the EKU check the client applies, so a
+    // certificate not meant for client authentication bought a fresh SVID.
+    [Theory]
+    [MemberData(nameof(RenewalEkus))]
+    public async Task CreateCertificate_RenewalWithCertificateLackingClientAuth_Unauthenticated(string[] ekus, string expected)
+    {
+        await using var cp = await SecureHost.StartAsync();
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest(new X500DistinguishedName(string.Empty), key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        if (ekus.Length > 0)
+        {
+            var oids = new OidCollection();
+            foreach (var eku in ekus)
+            {
+                oids.Add(new Oid(eku));
+            }
+
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(oids, false));
+        }
+
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddUri(new Uri(OrdersId));
+        request.CertificateExtensions.Add(san.Build(critical: true));
+        var now = DateTimeOffset.UtcNow;
+        using var signed = request.Create(cp.Ca.SigningCertificate, now.AddMinutes(-2), now.AddHours(1), RandomNumberGenerator.GetBytes(16));
+        using var leaf = signed.CopyWithPrivateKey(key);
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(clientCertificate: leaf));
+
+        Assert.Equal(StatusCode.Unauthenticated, ex.StatusCode);
+        Assert.Contains(expected, ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains($"client certificate: certificate '{OrdersId}'", ex.Status.Detail, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -1,0 +1,32 @@
+namespace Mesh.Xds.Wire;
+
+/// <summary>
+/// The xDS names both sides must spell alike: resource and typed-config type URLs, Istio's proxyless listener names,
+/// well-known filter, transport-socket and load-balancing-policy names. Constants (usable in switch labels); a test
+/// holds the type URLs to the descriptors of the generated messages.
+/// </summary>
+internal static class XdsWire
+{
+    public const string TypeUrlPrefix = "type.googleapis.com/";
+
+    public const string ListenerType = TypeUrlPrefix + "envoy.config.listener.v3.Listener";
+    public const string RouteConfigurationType = TypeUrlPrefix + "envoy.config.route.v3.RouteConfiguration";
+    public const string ClusterType = TypeUrlPrefix + "envoy.config.cluster.v3.Cluster";
+    public const string ClusterLoadAssignmentType = TypeUrlPrefix + "envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+    public const string HttpConnectionManagerType = TypeUrlPrefix + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+    public const string RouterType = TypeUrlPrefix + "envoy.extensions.filters.http.router.v3.Router";
+    public const string RoundRobinType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
+    public const string LeastRequestType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
+    public const string UpstreamTlsContextType = TypeUrlPrefix + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+
+    /// <summary>Server-side (gRFC A36) listener names are this prefix plus <c>&lt;ip&gt;:&lt;port&gt;</c> (Istio's proxyless convention).</summary>
+    public const string InboundListenerPrefix = "xds.istio.io/grpc/lds/inbound/";
+
+    public const string HttpConnectionManagerFilter = "envoy.filters.network.http_connection_manager";
+    public const string RouterFilter = "envoy.filters.http.router";
+    public const string RbacFilter = "envoy.filters.http.rbac";
+    public const string TlsTransportSocket = "envoy.transport_sockets.tls";
+    public const string RoundRobinPolicy = "envoy.load_balancing_policies.round_robin";
+    public const string LeastRequestPolicy = "envoy.load_balancing_policies.least_request";
+}
