@@ -61,7 +61,13 @@ internal static class TokenCommand
 
         try
         {
-            var configuration = new ConfigurationBuilder().AddEnvironmentVariables().AddCommandLine([.. rest]).Build();
+            // The same sources, in the same order, as the server (appsettings.json, environment, arguments), so the CLI
+            // sees the StateDirectory and ReservedIdentities the running control plane uses.
+            var configuration = new ConfigurationBuilder()
+                .AddJsonFile(Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json"), optional: true)
+                .AddEnvironmentVariables()
+                .AddCommandLine([.. rest])
+                .Build();
             var options = ControlPlaneOptions.Load(configuration);
             using var tokens = BootstrapTokens.Load(options, TimeProvider.System);
             if (tokens.CheckMint(ns, serviceAccount, ttl) is { } refused)

@@ -188,6 +188,27 @@ public class TokenHardeningTests
     }
 
     [Fact]
+    public async Task TokenCli_ReservedInAppsettingsJson_RefusedAsTheServerWould()
+    {
+        await using var cp = await SecureHost.StartAsync();
+        var directory = Directory.CreateTempSubdirectory("mesh-cli-").FullName;
+        try
+        {
+            await File.WriteAllTextAsync(Path.Combine(directory, "appsettings.json"), """{"ControlPlane":{"Bootstrap":{"ReservedIdentities":["ops/*"]}}}""");
+
+            var (exitCode, stdout, stderr) = await RunCliInAsync(cp, directory, "--namespace", "ops", "--service-account", "admin");
+
+            Assert.Equal(2, exitCode);
+            Assert.Equal(string.Empty, stdout);
+            Assert.Contains("ControlPlane:Bootstrap:ReservedIdentities 'ops/*'", stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task TokenCli_Reusable_TokenCertifiesTwice_WithoutTheFlag_Once()
     {
         await using var cp = await SecureHost.StartAsync();
@@ -275,9 +296,11 @@ public class TokenHardeningTests
     private static TimeSpan Lifetime(System.Security.Cryptography.X509Certificates.X509Certificate2 leaf, DateTimeOffset before) =>
         new DateTimeOffset(leaf.NotAfter.ToUniversalTime()) - before;
 
-    private static async Task<(int ExitCode, string Stdout, string Stderr)> RunCliAsync(SecureHost cp, params string[] args)
+    private static Task<(int ExitCode, string Stdout, string Stderr)> RunCliAsync(SecureHost cp, params string[] args) => RunCliInAsync(cp, workingDirectory: null, args);
+
+    private static async Task<(int ExitCode, string Stdout, string Stderr)> RunCliInAsync(SecureHost cp, string? workingDirectory, params string[] args)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory ?? string.Empty };
         start.ArgumentList.Add(typeof(ControlPlaneHost).Assembly.Location);
         start.ArgumentList.Add("token");
         foreach (var arg in args)
