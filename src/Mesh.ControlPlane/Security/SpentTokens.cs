@@ -21,11 +21,19 @@ internal sealed partial class SpentTokens
     private readonly TimeProvider _time;
     private int _fileLines;
 
+    private readonly int _capacity;
+
     public SpentTokens(ControlPlaneOptions options, TimeProvider time, ILogger<SpentTokens> logger)
+        : this(options, time, logger, Capacity)
+    {
+    }
+
+    internal SpentTokens(ControlPlaneOptions options, TimeProvider time, ILogger<SpentTokens> logger, int capacity)
     {
         ArgumentNullException.ThrowIfNull(options);
         _path = Path.Combine(Path.GetFullPath(options.StateDirectory), "ca", FileName);
         _time = time;
+        _capacity = capacity;
         Load(logger);
     }
 
@@ -73,13 +81,13 @@ internal sealed partial class SpentTokens
                 return false;
             }
 
-            if (_spent.Count >= Capacity)
+            if (_spent.Count >= _capacity)
             {
                 Prune(now);
-                if (_spent.Count >= Capacity)
+                if (_spent.Count >= _capacity)
                 {
                     reason = string.Create(CultureInfo.InvariantCulture,
-                        $"the control plane already remembers {Capacity} unexpired single-use tokens; retry when some have expired, or mint shorter-lived tokens");
+                        $"the control plane already remembers {_capacity} unexpired single-use tokens; retry when some have expired, or mint shorter-lived tokens");
                     return false;
                 }
             }

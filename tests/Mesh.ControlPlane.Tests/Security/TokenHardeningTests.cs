@@ -268,6 +268,34 @@ public class TokenHardeningTests
     }
 
     [Fact]
+    public void SpentTokens_Full_RefusesNewTokensUntilSomeExpire()
+    {
+        var root = SecureHost.NewRoot();
+        try
+        {
+            var options = new Configuration.ControlPlaneOptions { StateDirectory = root };
+            var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+            var store = new SpentTokens(options, time, Microsoft.Extensions.Logging.Abstractions.NullLogger<SpentTokens>.Instance, capacity: 2);
+            Assert.True(store.TryConsume("a", time.GetUtcNow().AddMinutes(10), out _));
+            Assert.True(store.TryConsume("b", time.GetUtcNow().AddHours(2), out _));
+
+            var full = store.TryConsume("c", time.GetUtcNow().AddHours(1), out var reason);
+            time.Advance(TimeSpan.FromMinutes(15));
+            var afterExpiry = store.TryConsume("c", time.GetUtcNow().AddHours(1), out _);
+
+            Assert.False(full);
+            Assert.Contains("already remembers 2 unexpired single-use tokens", reason, StringComparison.Ordinal);
+            Assert.True(afterExpiry);
+            Assert.Equal(2, store.Count);
+            Assert.False(store.IsSpent("a"));
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
     public void SpentTokens_TornLastLine_IgnoredAndLaterEntriesKept()
     {
         var root = SecureHost.NewRoot();
