@@ -50,6 +50,12 @@ public sealed class MeshIdentityOptions
     /// <summary>Gets or sets a file holding the bootstrap token (read at every first-certificate request).</summary>
     public string? TokenFile { get; set; }
 
+    /// <summary>
+    /// Gets or sets an opt-in file (mode 0600) where the workload keeps its private key and certificate chain, so that after a
+    /// restart it renews with its still-valid certificate instead of a new bootstrap token. Unset: the key never leaves memory.
+    /// </summary>
+    public string? CredentialFile { get; set; }
+
     /// <summary>Gets or sets the SPIFFE trust domain of the mesh.</summary>
     public string TrustDomain { get; set; } = "cluster.local";
 

@@ -89,6 +89,8 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         services.AddSingleton<WorkloadRegistryService>();
         services.AddSingleton(sp => CertificateAuthority.Load(options, sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton(sp => BootstrapTokens.Load(options, sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<SpentTokens>();
+        services.AddSingleton(_ => AdminCredential.LoadOrCreate(options));
         services.AddSingleton<ServerCertificateProvider>();
         services.AddSingleton<CertificateService>();
         services.AddSingleton<CallerAuthentication>();
@@ -105,10 +107,13 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         // Load the CA and token key before binding: a bad CA setup must fail startup, not the first handshake.
         var ca = app.Services.GetRequiredService<CertificateAuthority>();
         app.Services.GetRequiredService<BootstrapTokens>();
+        app.Services.GetRequiredService<SpentTokens>();
+        var adminCredential = app.Services.GetRequiredService<AdminCredential>();
         serverCertificates = app.Services.GetRequiredService<ServerCertificateProvider>();
         _ = serverCertificates.Current;
         var startupLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<ControlPlaneHost>();
         LogCaReady(startupLogger, ca.CreatedRoot ? "created" : "loaded", ca.SigningCertificate.Subject, ca.Roots.Count);
+        LogAdminCredential(startupLogger, adminCredential.Created ? "created" : "loaded", adminCredential.Path);
         var store = app.Services.GetRequiredService<ConfigStore>();
         var registry = app.Services.GetRequiredService<WorkloadLeaseRegistry>();
         registry.Changed += () => store.SetRegistrations(registry.Workloads());
@@ -148,4 +153,8 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "CA {Action}: signing with '{Subject}', trust bundle holds {RootCount} root(s)")]
     private static partial void LogCaReady(ILogger logger, string action, string subject, int rootCount);
+
+    // The path only: the secret itself is never logged.
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Admin credential {Action}: {Path} (POST /tokens needs 'Authorization: Bearer <its content>')")]
+    private static partial void LogAdminCredential(ILogger logger, string action, string path);
 }

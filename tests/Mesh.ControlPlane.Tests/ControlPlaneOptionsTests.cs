@@ -21,6 +21,23 @@ public class ControlPlaneOptionsTests
         Assert.False(options.PlaintextRegistration);
         Assert.Equal(TimeSpan.FromHours(24), options.Ca.DefaultTtl);
         Assert.Equal(TimeSpan.FromDays(90), options.Ca.MaxTtl);
+        Assert.Equal(["mesh-system/mesh-control-plane"], options.Bootstrap.ReservedIdentities.ToArray());
+        Assert.Equal(TimeSpan.FromHours(1), options.Bootstrap.MaxCertificateTtl);
+    }
+
+    [Fact]
+    public void Load_ReservedIdentities_ListOrCommaSeparated_AddedToTheControlPlanesOwn()
+    {
+        var list = ControlPlaneOptions.Load(Config(("Bootstrap:ReservedIdentities:0", "kube-system/*"), ("Bootstrap:ReservedIdentities:1", "ops/admin")));
+        var csv = ControlPlaneOptions.Load(Config(("Bootstrap:ReservedIdentities", "kube-system/*, ops/admin")));
+
+        Assert.Equal(["mesh-system/mesh-control-plane", "kube-system/*", "ops/admin"], list.Bootstrap.ReservedIdentities.ToArray());
+        Assert.Equal(list.Bootstrap.ReservedIdentities.ToArray(), csv.Bootstrap.ReservedIdentities.ToArray());
+        Assert.True(list.Bootstrap.IsReserved("kube-system", "anything", out var entry));
+        Assert.Equal("kube-system/*", entry);
+        Assert.True(list.Bootstrap.IsReserved("mesh-system", "mesh-control-plane", out _));
+        Assert.False(list.Bootstrap.IsReserved("mesh-system", "other", out _));
+        Assert.False(list.Bootstrap.IsReserved("ops", "admins", out _));
     }
 
     [Theory]
@@ -36,6 +53,11 @@ public class ControlPlaneOptionsTests
     [InlineData("Ca:CertificateFile", "ca.pem", "ControlPlane:Ca:CertificateFile and ControlPlane:Ca:KeyFile must be set together")]
     [InlineData("Ca:MaxTtl", "1000.00:00:00", "ControlPlane:Ca:MaxTtl must be a TimeSpan")]
     [InlineData("Ca:Bundle", "x", "ControlPlane:Ca:Bundle is not a known setting")]
+    [InlineData("Bootstrap:ReservedIdentities:0", "mesh-control-plane", "ControlPlane:Bootstrap:ReservedIdentities:0 must be '<namespace>/<serviceAccount>' or '<namespace>/*'")]
+    [InlineData("Bootstrap:ReservedIdentities:0", "Kube-System/*", "ControlPlane:Bootstrap:ReservedIdentities:0 must be '<namespace>/<serviceAccount>'")]
+    [InlineData("Bootstrap:ReservedIdentities", "ops/admin,*/x", "ControlPlane:Bootstrap:ReservedIdentities must be '<namespace>/<serviceAccount>' or '<namespace>/*' with DNS labels, like mesh-system/* (got '*/x')")]
+    [InlineData("Bootstrap:MaxCertificateTtl", "2.00:00:00", "ControlPlane:Bootstrap:MaxCertificateTtl must be a TimeSpan")]
+    [InlineData("Bootstrap:Reusable", "true", "ControlPlane:Bootstrap:Reusable is not a known setting; known settings are ReservedIdentities, MaxCertificateTtl")]
     public void Load_InvalidValue_FailsNamingTheKey(string key, string value, string expected)
     {
         var ex = Assert.Throws<InvalidOperationException>(() => ControlPlaneOptions.Load(Config((key, value))));

@@ -1,3 +1,4 @@
+using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 
@@ -17,14 +18,25 @@ public sealed record ControlPlaneProcess(ChildProcess Process, Uri? XdsAddress, 
     /// <summary>Gets the mesh root certificate the control plane made in its state folder; workloads trust it on first contact.</summary>
     public string RootCertificate => Path.Combine(StateDirectory, "ca", "root-cert.pem");
 
-    /// <summary>Mints a bootstrap token for a workload identity through the admin API (POST /tokens).</summary>
-    public async Task<string> MintTokenAsync(string serviceAccount, string @namespace = "default", CancellationToken cancellationToken = default)
+    /// <summary>Gets the file holding the admin API's bearer credential (the control plane makes it on first start, mode 0600).</summary>
+    public string AdminCredentialFile => Path.Combine(StateDirectory, "admin-credential");
+
+    /// <summary>Reads the admin credential from the state folder: whoever may mint tokens can read it.</summary>
+    public string ReadAdminCredential() => File.ReadAllText(AdminCredentialFile).Trim();
+
+    /// <summary>
+    /// Mints a bootstrap token for a workload identity through the admin API (POST /tokens, with the admin credential).
+    /// The token is single-use (one certificate, for one process) unless <paramref name="reusable"/>.
+    /// </summary>
+    public async Task<string> MintTokenAsync(string serviceAccount, string @namespace = "default", bool reusable = false, CancellationToken cancellationToken = default)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-        using var response = await http.PostAsJsonAsync(
-            new Uri(AdminAddress, "/tokens"),
-            new { @namespace, serviceAccount, ttl = "01:00:00" },
-            cancellationToken).ConfigureAwait(false);
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(AdminAddress, "/tokens"))
+        {
+            Content = JsonContent.Create(new { @namespace, serviceAccount, ttl = "01:00:00", reusable }),
+        };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", ReadAdminCredential());
+        using var response = await http.SendAsync(request, cancellationToken).ConfigureAwait(false);
         var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
         {

@@ -161,6 +161,21 @@ internal sealed partial class ServiceMeshOptionsValidator : IValidateOptions<Ser
         {
             errors.Add($"{Root}:Identity:TokenFile '{identity.TokenFile}' does not exist");
         }
+
+        if (identity.CredentialFile is { } credentialFile)
+        {
+            var directory = string.IsNullOrWhiteSpace(credentialFile) || credentialFile.IndexOfAny(Path.GetInvalidPathChars()) >= 0 || Directory.Exists(credentialFile)
+                ? null
+                : Path.GetDirectoryName(Path.GetFullPath(credentialFile));
+            if (directory is null)
+            {
+                errors.Add($"{Root}:Identity:CredentialFile '{credentialFile}' must be a file path (the file is created on the first certificate)");
+            }
+            else if (!Directory.Exists(directory))
+            {
+                errors.Add($"{Root}:Identity:CredentialFile '{credentialFile}': its directory '{directory}' does not exist; create it (readable by this workload's user only)");
+            }
+        }
     }
 
     /// <summary>Walks a configuration section against the properties of <paramref name="type"/>.</summary>

@@ -11,8 +11,9 @@ namespace Mesh.Client.Security;
 
 /// <summary>
 /// Obtains and rotates this workload's X.509-SVID from the control plane's Istio-style CA. A new ECDSA P-256 key is
-/// made in process for every request and never leaves it. The first request authenticates with the bootstrap token,
-/// renewals with the current SVID. Renewal runs at half the lifetime ± 5 % jitter; on failure the current certificate
+/// made in process for every request and leaves it only into <c>Mesh:Identity:CredentialFile</c> (opt-in, 0600), from which
+/// a restarted workload resumes with its still-valid SVID. The first request authenticates with the bootstrap token,
+/// renewals with the current SVID (the token again if the CA refuses the SVID). Renewal runs at half the lifetime ± 5 % jitter; on failure the current certificate
 /// stays in use and the request is retried with backoff. The trust bundle is fetched at start, after every renewal and
 /// every <see cref="BundleRefreshInterval"/>.
 /// </summary>
@@ -31,6 +32,9 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
     private readonly SpiffeId _expectedId;
     private Task? _loop;
     private int _disposed;
+
+    // Set when the CA refused the current SVID as a credential (e.g. its root was replaced): the next request uses the token.
+    private bool _certificateRefused;
 
     public WorkloadIdentityService(
         IOptions<ServiceMeshOptions> options,
@@ -114,6 +118,7 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
 
     private async Task RenewLoopAsync(CancellationToken cancellationToken)
     {
+        LoadCredentialFile();
         var failures = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
@@ -133,6 +138,12 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
             catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
             {
                 failures++;
+                if (ex is RpcException { StatusCode: StatusCode.Unauthenticated } && !_certificateRefused && _store.Current is { } refused && refused.NotAfter > _time.GetUtcNow())
+                {
+                    _certificateRefused = true;
+                    Log.CertificateRefused(_logger, refused.Id.Value);
+                }
+
                 _store.LastError = ex is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : ex.Message;
                 if (_channel.LastTlsError is { } tls)
                 {
@@ -188,7 +199,7 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
 
         var headers = new Metadata();
         var current = _store.Current;
-        if (current is null || current.NotAfter <= _time.GetUtcNow())
+        if (current is null || current.NotAfter <= _time.GetUtcNow() || _certificateRefused)
         {
             // No (valid) SVID to authenticate with: the bootstrap token does.
             headers.Add("authorization", $"Bearer {await ReadTokenAsync(cancellationToken).ConfigureAwait(false)}");
@@ -201,7 +212,61 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
             headers,
             deadline: _time.GetUtcNow().UtcDateTime.AddSeconds(30),
             cancellationToken: cancellationToken).ConfigureAwait(false);
-        return BuildCertificate(response, key);
+        var certificate = BuildCertificate(response, key);
+        _certificateRefused = false;
+        SaveCredentialFile(key, certificate);
+        return certificate;
+    }
+
+    /// <summary>Resumes with the SVID of <c>Mesh:Identity:CredentialFile</c> when it is still valid for this workload and mesh.</summary>
+    private void LoadCredentialFile()
+    {
+        if (_options.Identity.CredentialFile is not { } path)
+        {
+            return;
+        }
+
+        if (!WorkloadCredentialFile.TryLoad(path, out var leaf, out var intermediates, out var reason))
+        {
+            Log.CredentialFileUnusable(_logger, path, reason);
+            return;
+        }
+
+        if (!SvidValidator.TryValidate(leaf, intermediates.Cast<X509Certificate2>(), _store.Bundle, _store.TrustDomain, _time.GetUtcNow(), out var id, out var error))
+        {
+            leaf!.Dispose();
+            Log.CredentialFileUnusable(_logger, path, $"its certificate is not a valid SVID of this mesh now (expired, or from another CA or trust domain): {error}");
+            return;
+        }
+
+        if (!string.Equals(id!.Value, _expectedId.Value, StringComparison.Ordinal))
+        {
+            leaf!.Dispose();
+            Log.CredentialFileUnusable(_logger, path, $"it holds {id.Value}, not this workload's {_expectedId.Value}");
+            return;
+        }
+
+        var certificate = new WorkloadCertificate(leaf!, intermediates, id);
+        _store.SetCertificate(certificate);
+        Log.CredentialFileLoaded(_logger, path, id.Value, certificate.NotAfter);
+    }
+
+    private void SaveCredentialFile(ECDsa key, WorkloadCertificate certificate)
+    {
+        if (_options.Identity.CredentialFile is not { } path)
+        {
+            return;
+        }
+
+        try
+        {
+            WorkloadCredentialFile.Save(path, key, certificate);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // The certificate is still good in memory; only a restart will need the token again.
+            Log.CredentialFileWriteFailed(_logger, path, ex.Message, ex);
+        }
     }
 
     private WorkloadCertificate BuildCertificate(IstioCertificateResponse response, ECDsa key)
@@ -213,7 +278,7 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
 
         using var publicLeaf = X509Certificate2.CreateFromPem(response.CertChain[0]);
 
-        // The key stays in memory: an ephemeral copy, never exported or persisted.
+        // The key stays in memory (persisted only to the opt-in Mesh:Identity:CredentialFile).
         var leaf = publicLeaf.CopyWithPrivateKey(key);
         var intermediates = new X509Certificate2Collection();
         for (var i = 1; i < response.CertChain.Count - 1; i++)
@@ -287,5 +352,17 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
 
         [LoggerMessage(5, LogLevel.Warning, "The CA certified {SpiffeId}, not {Expected} from Mesh:Namespace and Mesh:ServiceAccount; the control plane's identity wins.")]
         public static partial void UnexpectedIdentity(ILogger logger, string spiffeId, string expected);
+
+        [LoggerMessage(6, LogLevel.Information, "Resuming with the workload certificate for {SpiffeId} from Mesh:Identity:CredentialFile {Path} (expires {NotAfter:O}); renewing with it, no bootstrap token needed.")]
+        public static partial void CredentialFileLoaded(ILogger logger, string path, string spiffeId, DateTimeOffset notAfter);
+
+        [LoggerMessage(7, LogLevel.Warning, "Mesh:Identity:CredentialFile {Path} is not used: {Reason}. The first certificate is requested with the bootstrap token.")]
+        public static partial void CredentialFileUnusable(ILogger logger, string path, string reason);
+
+        [LoggerMessage(8, LogLevel.Warning, "Could not write Mesh:Identity:CredentialFile {Path}: {Error}. The certificate is in use; a restart will need the bootstrap token.")]
+        public static partial void CredentialFileWriteFailed(ILogger logger, string path, string error, Exception exception);
+
+        [LoggerMessage(9, LogLevel.Warning, "The CA refused the current certificate {SpiffeId} as a credential; the next request authenticates with the bootstrap token.")]
+        public static partial void CertificateRefused(ILogger logger, string spiffeId);
     }
 }

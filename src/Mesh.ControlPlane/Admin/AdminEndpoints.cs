@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Mesh.ControlPlane.Configuration;
 using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Registry;
 using Mesh.ControlPlane.Security;
@@ -31,7 +32,7 @@ internal sealed record EndpointDump(
     string? LeaseId,
     DateTimeOffset? LeaseExpires);
 
-internal sealed record TokenRequest(string? Namespace, string? ServiceAccount, string? Ttl);
+internal sealed record TokenRequest(string? Namespace, string? ServiceAccount, string? Ttl, bool Reusable = false);
 
 internal sealed record TokenResponse(string Token, DateTimeOffset Expires);
 
@@ -48,12 +49,39 @@ internal static class AdminEndpoints
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
-    /// <summary>Maps the admin API so it answers only on the admin listener.</summary>
+    /// <summary>
+    /// Maps the admin API so it answers only on the admin listener. Readiness and the bundle are open; the debug dumps
+    /// (topology, no secrets) need the admin Host; minting tokens needs the admin Host and the admin credential.
+    /// </summary>
     public static void Map(IEndpointRouteBuilder endpoints, Func<int> adminPort)
     {
+        ArgumentNullException.ThrowIfNull(endpoints);
         var admin = endpoints.MapGroup(string.Empty).AddEndpointFilter(async (context, next) =>
             context.HttpContext.Connection.LocalPort == adminPort() ? await next(context) : Results.NotFound());
-        MapRoutes(admin);
+        admin.MapGet("/healthz/ready", (ConfigStore store) =>
+            store.IsLoaded ? Results.Text("ready") : Results.Text("config not loaded", statusCode: StatusCodes.Status503ServiceUnavailable));
+
+        var options = endpoints.ServiceProvider.GetRequiredService<ControlPlaneOptions>();
+        var sameHost = admin.MapGroup(string.Empty).AddEndpointFilter(async (context, next) =>
+            CheckHost(context.HttpContext.Request.Host, options.AdminAddress, adminPort()) is { } error
+                ? Results.Json(new TokenError(error), JsonOptions, statusCode: StatusCodes.Status421MisdirectedRequest)
+                : await next(context));
+        sameHost.MapGet("/debug/config_dump", (ConfigStore store, XdsPublisher publisher, AdsService ads, WorkloadLeaseRegistry registry) =>
+            Results.Json(Dump(store, publisher, ads, registry), JsonOptions));
+        sameHost.MapGet("/debug/clients", (AdsService ads) => Results.Json(ads.Clients(), JsonOptions));
+
+        var credential = endpoints.ServiceProvider.GetRequiredService<AdminCredential>();
+        var authenticated = sameHost.MapGroup(string.Empty).AddEndpointFilter(async (context, next) =>
+        {
+            if (credential.Check(context.HttpContext.Request.Headers.Authorization) is { } error)
+            {
+                context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer realm=\"mesh-admin\"";
+                return Results.Json(new TokenError(error), JsonOptions, statusCode: StatusCodes.Status401Unauthorized);
+            }
+
+            return await next(context);
+        });
+        authenticated.MapPost("/tokens", MintToken);
 
         // The trust bundle is public: served on the admin port and on the TLS port, never on plaintext xDS.
         endpoints.MapGet("/ca/bundle.pem", (CertificateAuthority ca) => Results.Text(ca.BundlePem, "application/x-pem-file"))
@@ -61,14 +89,31 @@ internal static class AdminEndpoints
                 context.HttpContext.Connection.LocalPort == adminPort() || context.HttpContext.Request.IsHttps ? await next(context) : Results.NotFound());
     }
 
-    private static void MapRoutes(IEndpointRouteBuilder endpoints)
+    /// <summary>
+    /// Null when <paramref name="host"/> names the admin listener as configured (host and bound port), else why not. A
+    /// browser page whose DNS name was re-pointed at 127.0.0.1 (DNS rebinding) still sends its own name and is refused.
+    /// An unspecified bind address (0.0.0.0, ::) accepts any IP literal, which no DNS name can impersonate.
+    /// </summary>
+    internal static string? CheckHost(HostString host, Uri adminAddress, int boundPort)
     {
-        endpoints.MapGet("/healthz/ready", (ConfigStore store) =>
-            store.IsLoaded ? Results.Text("ready") : Results.Text("config not loaded", statusCode: StatusCodes.Status503ServiceUnavailable));
-        endpoints.MapGet("/debug/config_dump", (ConfigStore store, XdsPublisher publisher, AdsService ads, WorkloadLeaseRegistry registry) =>
-            Results.Json(Dump(store, publisher, ads, registry), JsonOptions));
-        endpoints.MapGet("/debug/clients", (AdsService ads) => Results.Json(ads.Clients(), JsonOptions));
-        endpoints.MapPost("/tokens", MintToken);
+        var expected = $"{adminAddress.Host}:{boundPort.ToString(CultureInfo.InvariantCulture)}";
+        if (host.HasValue)
+        {
+            var port = host.Port ?? 80;
+            var name = host.Host;
+            if (port == boundPort)
+            {
+                if (string.Equals(name, adminAddress.Host, StringComparison.OrdinalIgnoreCase)
+                    || (System.Net.IPAddress.TryParse(adminAddress.Host.Trim('[', ']'), out var bound)
+                        && (bound.Equals(System.Net.IPAddress.Any) || bound.Equals(System.Net.IPAddress.IPv6Any))
+                        && System.Net.IPAddress.TryParse(name.Trim('[', ']'), out _)))
+                {
+                    return null;
+                }
+            }
+        }
+
+        return $"Host '{host.Value}' is not this admin listener; the admin API answers only to Host '{expected}' (ControlPlane:AdminAddress), so a web page cannot reach it through another DNS name";
     }
 
     private static async Task<IResult> MintToken(HttpContext context, BootstrapTokens tokens)
@@ -80,7 +125,7 @@ internal static class AdminEndpoints
         }
         catch (JsonException ex)
         {
-            return Results.BadRequest(new TokenError($"body must be JSON like {{\"namespace\":\"default\",\"serviceAccount\":\"orders\",\"ttl\":\"01:00:00\"}} ({ex.Message})"));
+            return Results.BadRequest(new TokenError($"body must be JSON like {{\"namespace\":\"default\",\"serviceAccount\":\"orders\",\"ttl\":\"01:00:00\",\"reusable\":false}} ({ex.Message})"));
         }
         catch (InvalidOperationException ex)
         {
@@ -93,13 +138,13 @@ internal static class AdminEndpoints
             return Results.BadRequest(new TokenError($"ttl '{request.Ttl}' must be a TimeSpan like 01:00:00 (at most 24:00:00)"));
         }
 
-        var error = BootstrapTokens.ValidateRequest(request?.Namespace, request?.ServiceAccount, ttl);
+        var error = tokens.CheckMint(request?.Namespace, request?.ServiceAccount, ttl);
         if (error is not null)
         {
             return Results.BadRequest(new TokenError(error));
         }
 
-        var (token, expires) = tokens.Mint(request!.Namespace!, request.ServiceAccount!, ttl);
+        var (token, expires) = tokens.Mint(request!.Namespace!, request.ServiceAccount!, ttl, request.Reusable);
         return Results.Json(new TokenResponse(token, expires), JsonOptions);
     }
 

@@ -25,12 +25,16 @@ internal sealed class ControlPlaneOptions
 
     public CaOptions Ca { get; set; } = new();
 
+    /// <summary>Bootstrap tokens: who may never be minted, how long a token-bought certificate lives.</summary>
+    public BootstrapOptions Bootstrap { get; set; } = new();
+
     /// <summary>Istio root namespace: PeerAuthentication/AuthorizationPolicy here without a selector are mesh-wide.</summary>
     public string RootNamespace { get; set; } = Model.SecurityScopes.DefaultRootNamespace;
 
     private static readonly string[] KnownKeys =
         [nameof(ConfigDirectory), nameof(StateDirectory), nameof(XdsAddress), nameof(AdminAddress), nameof(LeaseTtl), nameof(DebounceInterval),
-         nameof(SecureAddress), nameof(TrustDomain), nameof(PlaintextRegistration), nameof(Ca), nameof(RootNamespace)];
+         nameof(SecureAddress), nameof(TrustDomain), nameof(PlaintextRegistration), nameof(Ca), nameof(RootNamespace),
+         nameof(Bootstrap)];
 
     private static readonly string[] KnownCaKeys =
         [nameof(CaOptions.CertificateFile), nameof(CaOptions.KeyFile), nameof(CaOptions.ChainFile), nameof(CaOptions.ExtraRootsFile), nameof(CaOptions.DefaultTtl), nameof(CaOptions.MaxTtl)];
@@ -91,6 +95,7 @@ internal sealed class ControlPlaneOptions
         }
 
         ReadCa(section.GetSection(nameof(Ca)), options.Ca, errors);
+        BootstrapOptions.Read(section.GetSection(nameof(Bootstrap)), options.Bootstrap, $"{SectionName}:{nameof(Bootstrap)}", errors);
 
         var addresses = new List<(string Key, Uri Uri)> { (nameof(AdminAddress), options.AdminAddress), (nameof(SecureAddress), options.SecureAddress) };
         if (options.XdsAddress is not null)
@@ -172,7 +177,7 @@ internal sealed class ControlPlaneOptions
         }
     }
 
-    private static string? ReadFile(IConfigurationSection section, string key, string prefix, List<string> errors)
+    internal static string? ReadFile(IConfigurationSection section, string key, string prefix, List<string> errors)
     {
         var value = section[key];
         if (value is null)
@@ -226,7 +231,7 @@ internal sealed class ControlPlaneOptions
         return uri;
     }
 
-    private static TimeSpan ReadDuration(IConfigurationSection section, string key, TimeSpan fallback, TimeSpan min, TimeSpan max, List<string> errors, string prefix = SectionName)
+    internal static TimeSpan ReadDuration(IConfigurationSection section, string key, TimeSpan fallback, TimeSpan min, TimeSpan max, List<string> errors, string prefix = SectionName)
     {
         var value = section[key];
         if (value is null)

@@ -7,9 +7,13 @@ using Mesh.ControlPlane.Configuration;
 
 namespace Mesh.ControlPlane.Security;
 
+/// <summary>A bootstrap token that verified: whom it names, its <c>jti</c> and expiry, and whether it may be used more than once.</summary>
+internal sealed record BootstrapToken(WorkloadIdentity Identity, string Jti, DateTimeOffset Expires, bool Reusable);
+
 /// <summary>
 /// Bootstrap tokens: compact JWS (ES256) signed with StateDirectory/ca/token-signing-key.pem. They let a
-/// workload without a certificate prove its (namespace, service account) to the CA once.
+/// workload without a certificate prove its (namespace, service account) to the CA once (single-use unless minted
+/// with <c>reusable</c>). Reserved identities (ControlPlane:Bootstrap:ReservedIdentities) are never minted nor accepted.
 /// </summary>
 internal sealed class BootstrapTokens : IDisposable
 {
@@ -19,15 +23,19 @@ internal sealed class BootstrapTokens : IDisposable
     public static readonly TimeSpan MaxTtl = TimeSpan.FromHours(24);
     public static readonly TimeSpan Skew = TimeSpan.FromSeconds(30);
 
+    public const string ReusableClaim = "reusable";
+
     private readonly ECDsa _key;
     private readonly string _trustDomain;
     private readonly TimeProvider _time;
+    private readonly BootstrapOptions _bootstrap;
 
-    public BootstrapTokens(ECDsa key, string trustDomain, TimeProvider time)
+    public BootstrapTokens(ECDsa key, string trustDomain, TimeProvider time, BootstrapOptions? bootstrap = null)
     {
         _key = key;
         _trustDomain = trustDomain;
         _time = time;
+        _bootstrap = bootstrap ?? new BootstrapOptions();
     }
 
     public static string KeyPath(ControlPlaneOptions options) => Path.Combine(Path.GetFullPath(options.StateDirectory), "ca", "token-signing-key.pem");
@@ -35,8 +43,17 @@ internal sealed class BootstrapTokens : IDisposable
     public static BootstrapTokens Load(ControlPlaneOptions options, TimeProvider time)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return new BootstrapTokens(PrivateKeyFiles.LoadOrCreateEcKey(KeyPath(options)), options.TrustDomain, time);
+        return new BootstrapTokens(PrivateKeyFiles.LoadOrCreateEcKey(KeyPath(options)), options.TrustDomain, time, options.Bootstrap);
     }
+
+    /// <summary>Checks mint arguments, reserved identities included; null when valid, else a message naming the field.</summary>
+    public string? CheckMint(string? ns, string? serviceAccount, TimeSpan ttl) =>
+        ValidateRequest(ns, serviceAccount, ttl) ?? Reserved(ns!, serviceAccount!);
+
+    private string? Reserved(string ns, string serviceAccount) =>
+        _bootstrap.IsReserved(ns, serviceAccount, out var entry)
+            ? $"{new WorkloadIdentity(_trustDomain, ns, serviceAccount).SpiffeId} is a reserved identity ({(entry == BootstrapOptions.ControlPlaneIdentity ? "the control plane's own" : $"ControlPlane:Bootstrap:ReservedIdentities '{entry}'")}); no bootstrap token may name it"
+            : null;
 
     /// <summary>Checks mint arguments; null when valid, else a message naming the field.</summary>
     public static string? ValidateRequest(string? ns, string? serviceAccount, TimeSpan ttl)
@@ -59,9 +76,9 @@ internal sealed class BootstrapTokens : IDisposable
         return null;
     }
 
-    public (string Token, DateTimeOffset Expires) Mint(string ns, string serviceAccount, TimeSpan ttl)
+    public (string Token, DateTimeOffset Expires) Mint(string ns, string serviceAccount, TimeSpan ttl, bool reusable = false)
     {
-        var error = ValidateRequest(ns, serviceAccount, ttl);
+        var error = CheckMint(ns, serviceAccount, ttl);
         if (error is not null)
         {
             throw new ArgumentException(error);
@@ -70,7 +87,7 @@ internal sealed class BootstrapTokens : IDisposable
         var now = _time.GetUtcNow();
         var expires = now + ttl;
         var header = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, string> { ["alg"] = "ES256", ["typ"] = "JWT" });
-        var payload = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
+        var claims = new Dictionary<string, object>
         {
             ["iss"] = Issuer,
             ["aud"] = Audience,
@@ -80,14 +97,20 @@ internal sealed class BootstrapTokens : IDisposable
             ["iat"] = now.ToUnixTimeSeconds(),
             ["exp"] = expires.ToUnixTimeSeconds(),
             ["jti"] = Guid.NewGuid().ToString("N"),
-        });
+        };
+        if (reusable)
+        {
+            claims[ReusableClaim] = true;
+        }
+
+        var payload = JsonSerializer.SerializeToUtf8Bytes(claims);
         var signingInput = Base64Url.EncodeToString(header) + "." + Base64Url.EncodeToString(payload);
         var signature = _key.SignData(Encoding.ASCII.GetBytes(signingInput), HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
         return (signingInput + "." + Base64Url.EncodeToString(signature), DateTimeOffset.FromUnixTimeSeconds(expires.ToUnixTimeSeconds()));
     }
 
-    /// <summary>Verifies signature, alg, iss, aud, exp/nbf (±30 s) and the subject; null with a reason when invalid.</summary>
-    public WorkloadIdentity? Validate(string token, out string reason)
+    /// <summary>Verifies signature, alg, iss, aud, exp/nbf (±30 s), jti, the subject and that it is not reserved; null with a reason when invalid.</summary>
+    public BootstrapToken? Validate(string token, out string reason)
     {
         ArgumentNullException.ThrowIfNull(token);
         var parts = token.Split('.');
@@ -173,8 +196,23 @@ internal sealed class BootstrapTokens : IDisposable
             return null;
         }
 
+        // Checked again here, not only at minting: a token from an older build or a changed configuration may name it.
+        if (Reserved(ns!, sa!) is { } reserved)
+        {
+            reason = "bearer token names " + reserved;
+            return null;
+        }
+
+        var jti = String(payload, "jti");
+        if (string.IsNullOrEmpty(jti) || jti.Length > 128)
+        {
+            reason = "bearer token has no jti claim (or one longer than 128 characters); mint a new one";
+            return null;
+        }
+
+        var reusable = payload.TryGetProperty(ReusableClaim, out var flag) && flag.ValueKind == JsonValueKind.True;
         reason = string.Empty;
-        return new WorkloadIdentity(_trustDomain, ns!, sa!);
+        return new BootstrapToken(new WorkloadIdentity(_trustDomain, ns!, sa!), jti, DateTimeOffset.FromUnixTimeSeconds(exp.Value), reusable);
     }
 
     public void Dispose() => _key.Dispose();

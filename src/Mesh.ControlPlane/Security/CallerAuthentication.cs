@@ -3,11 +3,14 @@ using Grpc.Core;
 namespace Mesh.ControlPlane.Security;
 
 /// <summary>What one authenticator concluded: no credential of its kind, an identity, or a failure reason.</summary>
-internal readonly record struct AuthenticationOutcome(WorkloadIdentity? Identity, string? Failure)
+/// <param name="Token">The bootstrap token that proved the identity, when one did (the CA spends it and caps the TTL).</param>
+internal readonly record struct AuthenticationOutcome(WorkloadIdentity? Identity, string? Failure, BootstrapToken? Token = null)
 {
     public static AuthenticationOutcome NoCredential { get; } = new(null, null);
 
     public static AuthenticationOutcome Success(WorkloadIdentity identity) => new(identity, null);
+
+    public static AuthenticationOutcome Success(BootstrapToken token) => new(token.Identity, null, token);
 
     public static AuthenticationOutcome Failed(string reason) => new(null, reason);
 }
@@ -40,8 +43,8 @@ internal sealed class ClientCertificateAuthenticator(CertificateAuthority ca) : 
     }
 }
 
-/// <summary>A bootstrap token in the <c>authorization: Bearer</c> metadata.</summary>
-internal sealed class BootstrapTokenAuthenticator(BootstrapTokens tokens) : ICallerAuthenticator
+/// <summary>A bootstrap token in the <c>authorization: Bearer</c> metadata; a spent single-use token proves nothing.</summary>
+internal sealed class BootstrapTokenAuthenticator(BootstrapTokens tokens, SpentTokens spent) : ICallerAuthenticator
 {
     public string Name => "bearer token";
 
@@ -60,8 +63,15 @@ internal sealed class BootstrapTokenAuthenticator(BootstrapTokens tokens) : ICal
             return AuthenticationOutcome.Failed("authorization metadata must be 'Bearer <token>'");
         }
 
-        var identity = tokens.Validate(header[Bearer.Length..].Trim(), out var reason);
-        return identity is null ? AuthenticationOutcome.Failed(reason) : AuthenticationOutcome.Success(identity);
+        var token = tokens.Validate(header[Bearer.Length..].Trim(), out var reason);
+        if (token is null)
+        {
+            return AuthenticationOutcome.Failed(reason);
+        }
+
+        return !token.Reusable && spent.IsSpent(token.Jti)
+            ? AuthenticationOutcome.Failed($"bearer token {token.Jti} was already used; bootstrap tokens are single-use unless minted as reusable. Mint a new one")
+            : AuthenticationOutcome.Success(token);
     }
 }
 
@@ -70,7 +80,10 @@ internal sealed class CallerAuthentication(IEnumerable<ICallerAuthenticator> aut
 {
     private readonly ICallerAuthenticator[] _authenticators = [.. authenticators];
 
-    public WorkloadIdentity Authenticate(ServerCallContext context)
+    public WorkloadIdentity Authenticate(ServerCallContext context) => AuthenticateCaller(context).Identity!;
+
+    /// <summary>Like <see cref="Authenticate"/>, with the bootstrap token when that is what proved the identity.</summary>
+    public AuthenticationOutcome AuthenticateCaller(ServerCallContext context)
     {
         var failures = new List<string>();
         foreach (var authenticator in _authenticators)
@@ -78,7 +91,7 @@ internal sealed class CallerAuthentication(IEnumerable<ICallerAuthenticator> aut
             var outcome = authenticator.Authenticate(context);
             if (outcome.Identity is not null)
             {
-                return outcome.Identity;
+                return outcome;
             }
 
             if (outcome.Failure is not null)

@@ -1,26 +1,47 @@
+using System.Formats.Asn1;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
+using Mesh.ControlPlane.Configuration;
 using Mesh.Xds.Istio.Auth.V1;
 
 namespace Mesh.ControlPlane.Security;
 
 /// <summary>istio.v1.auth.IstioCertificateService: signs a CSR's public key for the caller's authenticated identity.</summary>
-internal sealed partial class CertificateService(CertificateAuthority ca, CallerAuthentication authentication, ILogger<CertificateService> logger)
+internal sealed partial class CertificateService(
+    CertificateAuthority ca, CallerAuthentication authentication, SpentTokens spentTokens, ControlPlaneOptions options, ILogger<CertificateService> logger)
     : IstioCertificateService.IstioCertificateServiceBase
 {
     public const int MaxCsrLength = 64 * 1024;
+    private const string P256 = "1.2.840.10045.3.1.7";
+    private const string P384 = "1.3.132.0.34";
 
     public override Task<IstioCertificateResponse> CreateCertificate(IstioCertificateRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
         SecureTransport.Require(context, "the CA (istio.v1.auth.IstioCertificateService)");
-        var identity = authentication.Authenticate(context);
+        var caller = authentication.AuthenticateCaller(context);
+        var identity = caller.Identity!;
 
         var ttl = Ttl(request.ValidityDuration);
         var publicKey = ReadCsrPublicKey(request.Csr);
+        if (caller.Token is { } token)
+        {
+            // A token buys a short first certificate; renewing with it (the SVID) then gets the normal TTL.
+            if (ttl > options.Bootstrap.MaxCertificateTtl)
+            {
+                ttl = options.Bootstrap.MaxCertificateTtl;
+            }
+
+            // Spent only once the request is known to be good (a malformed CSR does not burn the token), and before issuing.
+            if (!token.Reusable && !spentTokens.TryConsume(token.Jti, token.Expires, out var reason))
+            {
+                throw new RpcException(new Status(StatusCode.Unauthenticated, "caller is not authenticated: bearer token: " + reason));
+            }
+        }
+
         using var leaf = ca.Issue(publicKey, identity, ttl);
         var response = new IstioCertificateResponse();
         response.CertChain.AddRange(ca.ChainPem(leaf));
@@ -59,6 +80,7 @@ internal sealed partial class CertificateService(CertificateAuthority ca, Caller
             throw Invalid(string.Create(CultureInfo.InvariantCulture, $"csr is {csr.Length} bytes; the limit is {MaxCsrLength} bytes (64 KiB)"));
         }
 
+        var algorithm = CheckCsrKeyAlgorithm(csr);
         CertificateRequest request;
         try
         {
@@ -75,36 +97,80 @@ internal sealed partial class CertificateService(CertificateAuthority ca, Caller
         }
 
         var key = request.PublicKey;
-        switch (key.Oid.Value)
+        if (key.Oid.Value != algorithm)
         {
-            case CertificateAuthority.EcOid:
-                using (var ec = key.GetECDsaPublicKey())
-                {
-                    var curve = ec?.ExportParameters(false).Curve.Oid;
-                    var name = curve?.FriendlyName ?? curve?.Value;
-                    if (curve?.Value is not ("1.2.840.10045.3.1.7" or "1.3.132.0.34"))
-                    {
-                        throw Invalid($"csr key is ECDSA on curve {name ?? "unknown"}; only P-256, P-384 and RSA of at least 2048 bits are accepted");
-                    }
-                }
+            throw Invalid("csr public key could not be read consistently; send a DER PKCS#10 request in PEM");
+        }
 
-                break;
-            case CertificateAuthority.RsaOid:
-                using (var rsa = key.GetRSAPublicKey())
-                {
-                    if (rsa is null || rsa.KeySize < 2048)
-                    {
-                        throw Invalid(string.Create(CultureInfo.InvariantCulture, $"csr key is RSA {rsa?.KeySize ?? 0} bits; RSA keys must have at least 2048 bits"));
-                    }
-                }
-
-                break;
-            default:
-                throw Invalid($"csr key algorithm {key.Oid.FriendlyName ?? key.Oid.Value} is not accepted; use ECDSA P-256/P-384 or RSA of at least 2048 bits");
+        if (algorithm == CertificateAuthority.RsaOid)
+        {
+            using var rsa = key.GetRSAPublicKey();
+            if (rsa is null || rsa.KeySize < 2048)
+            {
+                throw Invalid(string.Create(CultureInfo.InvariantCulture, $"csr key is RSA {rsa?.KeySize ?? 0} bits; RSA keys must have at least 2048 bits"));
+            }
         }
 
         return key;
     }
+
+    /// <summary>
+    /// Reads the key algorithm (and EC curve) from the CSR's SubjectPublicKeyInfo before anything else parses it, so a key
+    /// the platform cannot even verify (Ed25519, an exotic curve) is refused by name rather than as "invalid signature".
+    /// </summary>
+    private static string CheckCsrKeyAlgorithm(string csr)
+    {
+        string algorithm;
+        string? curve = null;
+        try
+        {
+            var pem = PemEncoding.Find(csr);
+            var der = Convert.FromBase64String(csr[pem.Base64Data]);
+            var info = new AsnReader(der, AsnEncodingRules.DER).ReadSequence().ReadSequence();
+            _ = info.ReadInteger();
+            info.ReadEncodedValue(); // subject
+            var algorithmIdentifier = info.ReadSequence().ReadSequence();
+            algorithm = algorithmIdentifier.ReadObjectIdentifier();
+            if (algorithm == CertificateAuthority.EcOid && algorithmIdentifier.HasData && algorithmIdentifier.PeekTag() == Asn1Tag.ObjectIdentifier)
+            {
+                curve = algorithmIdentifier.ReadObjectIdentifier();
+            }
+        }
+        catch (Exception ex) when (ex is ArgumentException or FormatException or AsnContentException)
+        {
+            throw Invalid($"csr is not a valid PEM PKCS#10 request ({ex.Message})");
+        }
+
+        switch (algorithm)
+        {
+            case CertificateAuthority.RsaOid:
+                return algorithm;
+            case CertificateAuthority.EcOid when curve is P256 or P384:
+                return algorithm;
+            case CertificateAuthority.EcOid:
+                throw Invalid($"csr key is ECDSA on curve {CurveName(curve)}; only P-256, P-384 and RSA of at least 2048 bits are accepted");
+            default:
+                throw Invalid($"csr key algorithm {AlgorithmName(algorithm)} is not accepted; use ECDSA P-256/P-384 or RSA of at least 2048 bits");
+        }
+    }
+
+    private static string CurveName(string? oid) => oid switch
+    {
+        null => "(explicit parameters, not a named curve)",
+        "1.3.132.0.35" => "P-521 (secp521r1)",
+        "1.3.132.0.10" => "secp256k1",
+        "1.2.840.10045.3.1.1" => "P-192 (secp192r1)",
+        "1.3.132.0.33" => "P-224 (secp224r1)",
+        _ => new Oid(oid).FriendlyName is { Length: > 0 } name ? $"{name} ({oid})" : oid,
+    };
+
+    private static string AlgorithmName(string oid) => oid switch
+    {
+        "1.3.101.112" => "Ed25519 (1.3.101.112)",
+        "1.3.101.113" => "Ed448 (1.3.101.113)",
+        "1.2.840.10040.4.1" => "DSA (1.2.840.10040.4.1)",
+        _ => new Oid(oid).FriendlyName is { Length: > 0 } name ? $"{name} ({oid})" : oid,
+    };
 
     private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
 

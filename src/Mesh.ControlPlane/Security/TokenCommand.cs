@@ -4,12 +4,13 @@ using Mesh.ControlPlane.Configuration;
 namespace Mesh.ControlPlane.Security;
 
 /// <summary>
-/// <c>Mesh.ControlPlane token --namespace ns --service-account sa [--ttl 01:00:00] [--ControlPlane:StateDirectory=dir]</c>:
-/// prints one bootstrap token. Needs only the signing key, so it works beside a running control plane.
+/// <c>Mesh.ControlPlane token --namespace ns --service-account sa [--ttl 01:00:00] [--reusable] [--ControlPlane:StateDirectory=dir]</c>:
+/// prints one bootstrap token (single-use unless --reusable). Needs only the signing key, so it works offline and beside a
+/// running control plane; like the admin API it refuses reserved identities (ControlPlane:Bootstrap:ReservedIdentities).
 /// </summary>
 internal static class TokenCommand
 {
-    public const string Usage = "usage: Mesh.ControlPlane token --namespace <ns> --service-account <sa> [--ttl 01:00:00] [--ControlPlane:StateDirectory=<dir>]";
+    public const string Usage = "usage: Mesh.ControlPlane token --namespace <ns> --service-account <sa> [--ttl 01:00:00] [--reusable] [--ControlPlane:StateDirectory=<dir>]";
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
@@ -19,6 +20,7 @@ internal static class TokenCommand
         string? ns = null;
         string? serviceAccount = null;
         string? ttlText = null;
+        var reusable = false;
         var rest = new List<string>();
         for (var i = 0; i < args.Length; i++)
         {
@@ -32,6 +34,9 @@ internal static class TokenCommand
                     break;
                 case "--ttl" when i + 1 < args.Length:
                     ttlText = args[++i];
+                    break;
+                case "--reusable":
+                    reusable = true;
                     break;
                 default:
                     rest.Add(args[i]);
@@ -56,10 +61,22 @@ internal static class TokenCommand
 
         try
         {
-            var configuration = new ConfigurationBuilder().AddEnvironmentVariables().AddCommandLine([.. rest]).Build();
+            // The same sources, in the same order, as the server (appsettings.json, environment, arguments), so the CLI
+            // sees the StateDirectory and ReservedIdentities the running control plane uses.
+            var configuration = new ConfigurationBuilder()
+                .AddJsonFile(Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json"), optional: true)
+                .AddEnvironmentVariables()
+                .AddCommandLine([.. rest])
+                .Build();
             var options = ControlPlaneOptions.Load(configuration);
             using var tokens = BootstrapTokens.Load(options, TimeProvider.System);
-            stdout.WriteLine(tokens.Mint(ns!, serviceAccount!, ttl).Token);
+            if (tokens.CheckMint(ns, serviceAccount, ttl) is { } refused)
+            {
+                stderr.WriteLine(refused);
+                return 2;
+            }
+
+            stdout.WriteLine(tokens.Mint(ns!, serviceAccount!, ttl, reusable).Token);
             return 0;
         }
         catch (Exception ex) when (ex is InvalidOperationException or IOException or UnauthorizedAccessException)

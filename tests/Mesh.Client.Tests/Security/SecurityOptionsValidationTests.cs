@@ -29,6 +29,9 @@ public sealed class SecurityOptionsValidationTests
     [InlineData("Mesh:ControlPlane:RootCertificate", "/nonexistent/root.pem", "Mesh:ControlPlane:RootCertificate '/nonexistent/root.pem' does not exist")]
     [InlineData("Mesh:Identity:TokenFile", "/nonexistent/token", "Mesh:Identity:TokenFile '/nonexistent/token' does not exist")]
     [InlineData("Mesh:Inbound:Mod", "Strict", "Mesh:Inbound:Mod is not a known option; did you mean Mesh:Inbound:Mode?")]
+    [InlineData("Mesh:Identity:CredentialFile", "/nonexistent/dir/orders.pem", "Mesh:Identity:CredentialFile '/nonexistent/dir/orders.pem': its directory '/nonexistent/dir' does not exist")]
+    [InlineData("Mesh:Identity:CredentialFile", "/tmp", "Mesh:Identity:CredentialFile '/tmp' must be a file path")]
+    [InlineData("Mesh:Identity:CredentialFile", " ", "Mesh:Identity:CredentialFile ' ' must be a file path")]
     public async Task StartAsync_InvalidSecurityOption_FailsNamingTheKey(string key, string value, string expected)
     {
         var settings = new Dictionary<string, string?> { ["Mesh:ControlPlane:Address"] = "https://127.0.0.1:1", [key] = value };

@@ -80,7 +80,7 @@ public class BootstrapTokenTests
         time.Advance(TimeSpan.FromSeconds(20));
         var expired = tokens.Validate(token, out var reason);
 
-        Assert.Equal(new WorkloadIdentity("cluster.local", "default", "orders"), withinSkew);
+        Assert.Equal(new WorkloadIdentity("cluster.local", "default", "orders"), withinSkew?.Identity);
         Assert.Null(expired);
         Assert.StartsWith("bearer token expired at", reason, StringComparison.Ordinal);
     }

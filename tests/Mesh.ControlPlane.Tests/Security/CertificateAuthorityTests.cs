@@ -82,13 +82,15 @@ public class CertificateAuthorityTests
             Assert.Equal(3, chain.Count);
             Assert.Equal(intermediate.Thumbprint, chain[1].Thumbprint);
             Assert.Equal(rootCert.Thumbprint, chain[2].Thumbprint);
-            Assert.Equal(intermediate.NotAfter, leaf.NotAfter);
             CertificateServiceTests.AssertChainsTo(leaf, rootCert, [intermediate]);
             Assert.Equal(CertificateAuthority.ToPem(rootCert), await cp.Admin.GetStringAsync(new Uri("/ca/bundle.pem", UriKind.Relative)));
 
             // Renewal over TLS: the server presents its intermediate, and the client's leaf chains through it.
             var (_, renewed) = await cp.IssueAsync(clientCertificate: leaf);
             Assert.Equal(CertificateAuthority.UriSans(leaf), CertificateAuthority.UriSans(renewed));
+
+            // The renewal asks for the default 24 h (the token-bought leaf was capped at 1 h): clamped to the 2 h signer.
+            Assert.Equal(intermediate.NotAfter, renewed.NotAfter);
         }
         finally
         {

@@ -1,3 +1,4 @@
+using System.Formats.Asn1;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
@@ -36,8 +37,9 @@ public class CertificateServiceTests
         Assert.True(Convert.ToByte(leaf.SerialNumber[..2], 16) < 0x80, "serial must be positive");
         var backdate = before - new DateTimeOffset(leaf.NotBefore.ToUniversalTime());
         Assert.InRange(backdate, TimeSpan.FromSeconds(100), TimeSpan.FromSeconds(130));
+        // Bought with a token: capped at ControlPlane:Bootstrap:MaxCertificateTtl (1 h), not Ca:DefaultTtl (24 h).
         var lifetime = new DateTimeOffset(leaf.NotAfter.ToUniversalTime()) - before;
-        Assert.InRange(lifetime, TimeSpan.FromHours(24) - TimeSpan.FromSeconds(30), TimeSpan.FromHours(24) + TimeSpan.FromSeconds(30));
+        Assert.InRange(lifetime, TimeSpan.FromHours(1) - TimeSpan.FromSeconds(30), TimeSpan.FromHours(1) + TimeSpan.FromSeconds(30));
         var ski = leaf.Extensions.OfType<X509SubjectKeyIdentifierExtension>().Single();
         Assert.NotNull(ski.SubjectKeyIdentifier);
         var aki = leaf.Extensions.OfType<X509AuthorityKeyIdentifierExtension>().Single();
@@ -83,6 +85,8 @@ public class CertificateServiceTests
     {
         using var ec = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         using var rsa1024 = RSA.Create(1024);
+        using var p521 = ECDsa.Create(ECCurve.NamedCurves.nistP521);
+        using var secp256k1 = ECDsa.Create(ECCurve.CreateFromFriendlyName("secp256k1"));
         var valid = SecureHost.Csr(ec);
         var fields = PemEncoding.Find(valid);
         var tampered = Convert.FromBase64String(valid[fields.Base64Data]);
@@ -95,7 +99,53 @@ public class CertificateServiceTests
             { SecureHost.Csr(ec, configure: r => r.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true))), "csr requests a CA certificate (basic constraints CA:true)" },
             { SecureHost.Csr(rsa1024), "csr key is RSA 1024 bits; RSA keys must have at least 2048 bits" },
             { valid + new string(' ', 64 * 1024), "the limit is 65536 bytes (64 KiB)" },
+            { SecureHost.Csr(p521), "csr key is ECDSA on curve P-521 (secp521r1); only P-256, P-384 and RSA of at least 2048 bits are accepted" },
+            { SecureHost.Csr(secp256k1), "csr key is ECDSA on curve secp256k1; only P-256, P-384" },
+            { Ed25519Csr(), "csr key algorithm Ed25519 (1.3.101.112) is not accepted; use ECDSA P-256/P-384 or RSA of at least 2048 bits" },
         };
+    }
+
+    /// <summary>A PKCS#10 request with an Ed25519 key, written by hand: .NET cannot make one, a workload in another language can.</summary>
+    private static string Ed25519Csr()
+    {
+        var writer = new AsnWriter(AsnEncodingRules.DER);
+        using (writer.PushSequence())
+        {
+            using (writer.PushSequence())
+            {
+                writer.WriteInteger(0);
+                writer.WriteEncodedValue(new X500DistinguishedName("CN=workload").RawData);
+                using (writer.PushSequence())
+                {
+                    using (writer.PushSequence())
+                    {
+                        writer.WriteObjectIdentifier("1.3.101.112");
+                    }
+
+                    writer.WriteBitString(RandomNumberGenerator.GetBytes(32));
+                }
+
+                using (writer.PushSetOf(new Asn1Tag(TagClass.ContextSpecific, 0)))
+                {
+                    // attributes [0]: none
+                }
+            }
+
+            using (writer.PushSequence())
+            {
+                writer.WriteObjectIdentifier("1.3.101.112");
+            }
+
+            writer.WriteBitString(RandomNumberGenerator.GetBytes(64));
+        }
+
+        return PemEncoding.WriteString("CERTIFICATE REQUEST", writer.Encode());
+    }
+
+    private static Dictionary<string, object> WithoutJti(Dictionary<string, object> claims)
+    {
+        claims.Remove("jti");
+        return claims;
     }
 
     [Theory]
@@ -118,10 +168,9 @@ public class CertificateServiceTests
         using var rsa = RSA.Create(2048);
         using var p384 = ECDsa.Create(ECCurve.NamedCurves.nistP384);
         var client = cp.CaClient();
-        var token = SecureHost.Bearer(cp.Token("default", "orders"));
 
-        var rsaResponse = await client.CreateCertificateAsync(new IstioCertificateRequest { Csr = SecureHost.Csr(rsa) }, token);
-        var p384Response = await client.CreateCertificateAsync(new IstioCertificateRequest { Csr = SecureHost.Csr(p384) }, token);
+        var rsaResponse = await client.CreateCertificateAsync(new IstioCertificateRequest { Csr = SecureHost.Csr(rsa) }, SecureHost.Bearer(cp.Token("default", "orders")));
+        var p384Response = await client.CreateCertificateAsync(new IstioCertificateRequest { Csr = SecureHost.Csr(p384) }, SecureHost.Bearer(cp.Token("default", "orders")));
 
         using var rsaLeaf = X509Certificate2.CreateFromPem(rsaResponse.CertChain[0]);
         Assert.Equal(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, rsaLeaf.Extensions.OfType<X509KeyUsageExtension>().Single().KeyUsages);
@@ -161,6 +210,10 @@ public class CertificateServiceTests
         { "hs256", "bearer token alg 'HS256' is not accepted" },
         { "audience", "bearer token audience \"istio-ca\" is wrong; it must be 'mesh-ca'" },
         { "garbage", "bearer token is not a compact JWS" },
+        { "issuer", "bearer token issuer 'kubernetes/serviceaccount' is not 'mesh-control-plane'" },
+        { "notyet", "bearer token is not valid before" },
+        { "nojti", "bearer token has no jti claim" },
+        { "reserved", "bearer token names spiffe://cluster.local/ns/mesh-system/sa/mesh-control-plane is a reserved identity (the control plane's own)" },
     };
 
     [Theory]
@@ -177,6 +230,12 @@ public class CertificateServiceTests
             "none" => SecureHost.Jws(new Dictionary<string, object> { ["alg"] = "none" }, SecureHost.Claims(), null),
             "hs256" => SecureHost.Jws(new Dictionary<string, object> { ["alg"] = "HS256" }, SecureHost.Claims(), cp.TokenSigningKey()),
             "audience" => SecureHost.Jws(es256, SecureHost.Claims(aud: "istio-ca"), cp.TokenSigningKey()),
+            "issuer" => SecureHost.Jws(es256, SecureHost.Claims(iss: "kubernetes/serviceaccount"), cp.TokenSigningKey()),
+            "notyet" => SecureHost.Jws(es256, SecureHost.Claims(nbf: DateTimeOffset.UtcNow.AddMinutes(10)), cp.TokenSigningKey()),
+            "nojti" => SecureHost.Jws(es256, WithoutJti(SecureHost.Claims()), cp.TokenSigningKey()),
+
+            // Signed with our own key, as an older build (which had no reserved identities) would have minted it.
+            "reserved" => SecureHost.Jws(es256, SecureHost.Claims(ns: "mesh-system", sa: "mesh-control-plane"), cp.TokenSigningKey()),
             _ => "not-a-token",
         };
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);

@@ -24,7 +24,11 @@ internal sealed class SecureHost : IAsyncDisposable
         _ownsRoot = ownsRoot;
         Host = host;
         Admin = new HttpClient { BaseAddress = host.AdminAddress, Timeout = TimeSpan.FromSeconds(10) };
+        Admin.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminSecret);
     }
+
+    /// <summary>The admin credential the control plane made in its state folder.</summary>
+    public string AdminSecret => File.ReadAllText(Path.Combine(StateDirectory, Mesh.ControlPlane.Admin.AdminCredential.FileName)).Trim();
 
     public string Root { get; }
 
@@ -42,7 +46,12 @@ internal sealed class SecureHost : IAsyncDisposable
 
     /// <summary>Starts a control plane; pass <paramref name="root"/> to reuse a state folder (the caller then deletes it).</summary>
     /// <param name="plaintextXds">Also bind the plaintext ADS port (ControlPlane:XdsAddress), which is off by default.</param>
-    public static async Task<SecureHost> StartAsync(string? root = null, string[]? args = null, bool plaintextXds = false, params (string File, string Yaml)[] files)
+    public static Task<SecureHost> StartAsync(string? root = null, string[]? args = null, bool plaintextXds = false, params (string File, string Yaml)[] files) =>
+        StartAsync(root, args, plaintextXds, configureServices: null, files);
+
+    /// <summary>Starts a control plane with extra services (e.g. a log sink).</summary>
+    public static async Task<SecureHost> StartAsync(
+        string? root, string[]? args, bool plaintextXds, Action<Microsoft.Extensions.DependencyInjection.IServiceCollection>? configureServices, params (string File, string Yaml)[] files)
     {
         var ownsRoot = root is null;
         root ??= NewRoot();
@@ -62,7 +71,7 @@ internal sealed class SecureHost : IAsyncDisposable
             "--Logging:LogLevel:Default=Warning",
             .. plaintextXds ? ["--ControlPlane:XdsAddress=http://127.0.0.1:0"] : Array.Empty<string>(),
             .. args ?? [],
-        ]);
+        ], configureServices);
         return new SecureHost(root, ownsRoot, host);
     }
 
@@ -105,8 +114,9 @@ internal sealed class SecureHost : IAsyncDisposable
         return channel;
     }
 
-    public string Token(string ns, string sa, TimeSpan? ttl = null) =>
-        ((BootstrapTokens)Host.Services.GetService(typeof(BootstrapTokens))!).Mint(ns, sa, ttl ?? TimeSpan.FromHours(1)).Token;
+    /// <summary>Mints a bootstrap token (single-use unless <paramref name="reusable"/>) with the host's own key.</summary>
+    public string Token(string ns, string sa, TimeSpan? ttl = null, bool reusable = false) =>
+        ((BootstrapTokens)Host.Services.GetService(typeof(BootstrapTokens))!).Mint(ns, sa, ttl ?? TimeSpan.FromHours(1), reusable).Token;
 
     public IstioCertificateService.IstioCertificateServiceClient CaClient(X509Certificate2? clientCertificate = null) =>
         new(SecureChannel(clientCertificate));
@@ -146,12 +156,13 @@ internal sealed class SecureHost : IAsyncDisposable
         return input + "." + Base64Url.EncodeToString(signature);
     }
 
-    public static Dictionary<string, object> Claims(string ns = "default", string sa = "orders", string aud = BootstrapTokens.Audience, DateTimeOffset? exp = null)
+    public static Dictionary<string, object> Claims(
+        string ns = "default", string sa = "orders", string aud = BootstrapTokens.Audience, DateTimeOffset? exp = null, string iss = BootstrapTokens.Issuer, DateTimeOffset? nbf = null)
     {
         var now = DateTimeOffset.UtcNow;
-        return new()
+        var claims = new Dictionary<string, object>
         {
-            ["iss"] = BootstrapTokens.Issuer,
+            ["iss"] = iss,
             ["aud"] = aud,
             ["sub"] = $"system:serviceaccount:{ns}:{sa}",
             ["ns"] = ns,
@@ -160,6 +171,12 @@ internal sealed class SecureHost : IAsyncDisposable
             ["exp"] = (exp ?? now.AddHours(1)).ToUnixTimeSeconds(),
             ["jti"] = Guid.NewGuid().ToString("N"),
         };
+        if (nbf is { } notBefore)
+        {
+            claims["nbf"] = notBefore.ToUnixTimeSeconds();
+        }
+
+        return claims;
     }
 
     public ECDsa TokenSigningKey()

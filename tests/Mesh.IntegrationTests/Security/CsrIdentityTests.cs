@@ -16,7 +16,8 @@ public sealed class CsrIdentityTests(ITestOutputHelper output)
     public async Task CsrAskingForAnotherServiceAccountOrNamespace_IsIssuedForTheTokensIdentityOnly()
     {
         await using var mesh = await LocalMesh.StartAsync(output);
-        var token = await mesh.ControlPlane.MintTokenAsync("a");
+        // Several CSRs from one caller: a reusable token, deliberately (tokens are single-use by default).
+        var token = await mesh.ControlPlane.MintTokenAsync("a", reusable: true);
         var asks = new[] { SpiffeId("b"), SpiffeId("orders", "kube-system"), SpiffeId("a", trustDomain: "evil.org") };
 
         using var root = X509Certificate2.CreateFromPem(await File.ReadAllTextAsync(mesh.ControlPlane.RootCertificate));
