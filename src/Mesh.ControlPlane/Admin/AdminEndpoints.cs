@@ -64,7 +64,7 @@ internal static class AdminEndpoints
     private static void MapRoutes(IEndpointRouteBuilder endpoints)
     {
         endpoints.MapGet("/healthz/ready", (ConfigStore store) =>
-            store.IsLoaded ? Results.Text("ready") : Results.Text("config not loaded", statusCode: StatusCodes.Status503ServiceUnavailable));
+            store.HasValidConfig ? Results.Text("ready") : Results.Text(NotReadyText(store), statusCode: StatusCodes.Status503ServiceUnavailable));
         endpoints.MapGet("/debug/config_dump", (ConfigStore store, XdsPublisher publisher, AdsService ads, WorkloadLeaseRegistry registry) =>
             Results.Json(Dump(store, publisher, ads, registry), JsonOptions));
         endpoints.MapGet("/debug/clients", (AdsService ads) => Results.Json(ads.Clients(), JsonOptions));
@@ -101,6 +101,15 @@ internal static class AdminEndpoints
 
         var (token, expires) = tokens.Mint(request!.Namespace!, request.ServiceAccount!, ttl);
         return Results.Json(new TokenResponse(token, expires), JsonOptions);
+    }
+
+    /// <summary>Why the control plane is not ready: no valid config folder yet, with every error's file:line.</summary>
+    private static string NotReadyText(ConfigStore store)
+    {
+        var errors = store.Errors.Where(e => !e.IsWarning).ToList();
+        return errors.Count == 0
+            ? "not ready: the config folder has not been loaded yet\n"
+            : $"not ready: the config folder is invalid; ADS is not served until it is fixed ({errors.Count} errors):\n{string.Join("\n", errors)}\n";
     }
 
     public static ConfigDump Dump(ConfigStore store, XdsPublisher publisher, AdsService ads, WorkloadLeaseRegistry registry)
