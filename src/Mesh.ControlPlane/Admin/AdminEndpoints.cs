@@ -63,8 +63,8 @@ internal static class AdminEndpoints
 
     private static void MapRoutes(IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/healthz/ready", (ConfigStore store) =>
-            store.HasValidConfig ? Results.Text("ready") : Results.Text(NotReadyText(store), statusCode: StatusCodes.Status503ServiceUnavailable));
+        endpoints.MapGet("/healthz/ready", (ConfigStore store, XdsPublisher publisher) =>
+            publisher.HasValidSnapshot ? Results.Text("ready") : Results.Text(NotReadyText(store), statusCode: StatusCodes.Status503ServiceUnavailable));
         endpoints.MapGet("/debug/config_dump", (ConfigStore store, XdsPublisher publisher, AdsService ads, WorkloadLeaseRegistry registry) =>
             Results.Json(Dump(store, publisher, ads, registry), JsonOptions));
         endpoints.MapGet("/debug/clients", (AdsService ads) => Results.Json(ads.Clients(), JsonOptions));
@@ -107,7 +107,7 @@ internal static class AdminEndpoints
     private static string NotReadyText(ConfigStore store)
     {
         var errors = store.Errors.Where(e => !e.IsWarning).ToList();
-        return errors.Count == 0
+        return store.HasValidConfig || errors.Count == 0
             ? "not ready: the config folder has not been loaded yet\n"
             : $"not ready: the config folder is invalid; ADS is not served until it is fixed ({errors.Count} errors):\n{string.Join("\n", errors)}\n";
     }

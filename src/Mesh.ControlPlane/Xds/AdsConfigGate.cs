@@ -5,11 +5,11 @@ using Mesh.ControlPlane.Sources;
 namespace Mesh.ControlPlane.Xds;
 
 /// <summary>
-/// Refuses ADS streams with UNAVAILABLE until a valid config folder was loaded. A control plane restarted with a broken
+/// Refuses ADS streams with UNAVAILABLE until a snapshot of a valid config folder exists. A control plane restarted with a broken
 /// folder would otherwise serve an empty snapshot, and state-of-the-world clients would delete every cluster and inbound
 /// policy they hold; UNAVAILABLE makes them keep their last good config and retry.
 /// </summary>
-internal sealed partial class AdsConfigGate(ConfigStore store, ILogger<AdsConfigGate> logger) : Interceptor
+internal sealed partial class AdsConfigGate(ConfigStore store, XdsPublisher publisher, ILogger<AdsConfigGate> logger) : Interceptor
 {
     public override Task DuplexStreamingServerHandler<TRequest, TResponse>(
         IAsyncStreamReader<TRequest> requestStream,
@@ -19,10 +19,12 @@ internal sealed partial class AdsConfigGate(ConfigStore store, ILogger<AdsConfig
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(continuation);
-        if (!store.HasValidConfig)
+        if (!publisher.HasValidSnapshot)
         {
             var errors = store.Errors.Where(e => !e.IsWarning).ToList();
-            var why = errors.Count == 0 ? "the config folder has not been loaded yet" : $"the config folder is invalid ({errors.Count} errors, first: {errors[0]})";
+            var why = store.HasValidConfig || errors.Count == 0
+                ? "the config folder has not been loaded yet"
+                : $"the config folder is invalid ({errors.Count} errors, first: {errors[0]})";
             LogRefused(logger, context.Peer, why);
             throw new RpcException(new Status(StatusCode.Unavailable, $"control plane not ready: {why}; keep the last good config and retry"));
         }

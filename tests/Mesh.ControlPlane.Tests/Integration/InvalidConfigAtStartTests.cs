@@ -98,6 +98,32 @@ public class InvalidConfigAtStartTests
         Assert.Equal(OrdersCluster, Assert.Single(response.Resources).Unpack<Cluster>().Name);
     }
 
+    [Fact]
+    public async Task StreamAggregatedResources_FolderFixedButSnapshotNotYetBuilt_StillUnavailableNeverEmpty()
+    {
+        // A long debounce opens a window between the store accepting the fixed folder and the publisher's first
+        // snapshot of it: a stream opened in that window must not get the empty snapshot built at start.
+        await using var cp = await ControlPlaneFixture.StartAsync(["--ControlPlane:DebounceInterval=00:00:03"], ("orders.yaml", Orders), ("policy.yaml", MistypedPolicy));
+        File.Delete(Path.Combine(cp.ConfigDirectory, "policy.yaml"));
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            using var dump = System.Text.Json.JsonDocument.Parse(await cp.Admin.GetStringAsync(new Uri("/debug/config_dump", UriKind.Relative)));
+            if (dump.RootElement.GetProperty("configErrors").GetArrayLength() == 0)
+            {
+                break;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "the fixed folder was not loaded");
+            await Task.Delay(20);
+        }
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => FirstResponseAsync(cp, TypeUrls.Cluster));
+        Assert.Equal(StatusCode.Unavailable, ex.StatusCode);
+        using var ready = await cp.Admin.GetAsync(new Uri("/healthz/ready", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+    }
+
     private static async Task<DiscoveryResponse> FirstResponseAsync(ControlPlaneFixture cp, string typeUrl)
     {
         using var call = new AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(cp.Channel)
