@@ -99,7 +99,8 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         services.AddHostedService(sp => sp.GetRequiredService<ConfigDirectoryWatcher>());
         services.AddHostedService(sp => sp.GetRequiredService<XdsPublisher>());
         services.AddHostedService<LeaseExpiryService>();
-        services.AddGrpc();
+        services.AddSingleton<AdsConfigGate>();
+        services.AddGrpc().AddServiceOptions<AdsService>(ads => ads.Interceptors.Add<AdsConfigGate>());
         configureServices?.Invoke(services);
 
         var app = builder.Build();

@@ -3,17 +3,74 @@ using Mesh.Client.Security;
 
 namespace Mesh.Client.Authorization;
 
+/// <summary>What the store knows about a local port's inbound policy.</summary>
+internal enum InboundPortState
+{
+    /// <summary>The control plane's inbound listener for the port is current: enforce it.</summary>
+    Policy,
+
+    /// <summary>The port is not served through the mesh (this workload does not take inbound mesh traffic): pass through.</summary>
+    NotMeshServed,
+
+    /// <summary>A mesh-served port whose inbound policy has not arrived yet: fail closed.</summary>
+    NotReceived,
+
+    /// <summary>A mesh-served port whose inbound policy the control plane withdrew: fail closed.</summary>
+    Removed,
+}
+
 /// <summary>
-/// The current inbound policy of each local port, replaced as a whole when the control plane pushes inbound
-/// listeners (reads are lock-free; a request sees either the old or the new set, never a mix).
+/// This workload's inbound policy: which listeners it subscribed to and the current policy of each local port, replaced
+/// as a whole when the control plane pushes inbound listeners (reads are lock-free; a request sees either the old or the
+/// new set, never a mix). Once the workload serves mesh traffic (<see cref="ExpectInbound"/>: secure mode and a registered
+/// workload), every local port is mesh-served and a port without a current policy fails closed. Only an explicit removal
+/// by the control plane takes a policy away: a lost connection leaves the store as it was (static stability).
 /// </summary>
 internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource
 {
-    private FrozenDictionary<int, InboundPolicy> _policies = FrozenDictionary<int, InboundPolicy>.Empty;
+    private readonly Lock _gate = new();
+    private Policies _policies = Policies.Empty;
+    private SortedSet<string> _names = new(StringComparer.Ordinal);
+    private volatile bool _meshServed;
 
-    public IReadOnlyDictionary<int, InboundPolicy> Current => Volatile.Read(ref _policies);
+    public IReadOnlyDictionary<int, InboundPolicy> Current => Volatile.Read(ref _policies).ByPort;
 
-    /// <summary>Replaces every port's policy (state-of-the-world: a port left out has no policy any more).</summary>
+    /// <summary>Gets whether this workload's ports are mesh-served (fail closed without a policy).</summary>
+    public bool IsMeshServed => _meshServed;
+
+    /// <summary>Gets the inbound listener names this workload subscribes to (a copy).</summary>
+    public SortedSet<string> Names
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return new SortedSet<string>(_names, StringComparer.Ordinal);
+            }
+        }
+    }
+
+    /// <summary>Called when this workload will register in secure mode: from now on its ports serve only under a policy.</summary>
+    public void ExpectInbound() => _meshServed = true;
+
+    /// <summary>Sets the inbound listener names to subscribe to; returns false when they did not change.</summary>
+    public bool SetNames(IEnumerable<string> names)
+    {
+        ArgumentNullException.ThrowIfNull(names);
+        var set = new SortedSet<string>(names, StringComparer.Ordinal);
+        lock (_gate)
+        {
+            if (_names.SetEquals(set))
+            {
+                return false;
+            }
+
+            _names = set;
+            return true;
+        }
+    }
+
+    /// <summary>Replaces every port's policy (state-of-the-world: a port left out has no policy any more, it was removed).</summary>
     public void Replace(IEnumerable<InboundPolicy> policies)
     {
         ArgumentNullException.ThrowIfNull(policies);
@@ -23,12 +80,77 @@ internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource
             byPort[policy.Port] = policy;
         }
 
-        Volatile.Write(ref _policies, byPort.ToFrozenDictionary());
+        lock (_gate)
+        {
+            var previous = _policies;
+            var removed = previous.ByPort.Keys.Concat(previous.Removed).Where(port => !byPort.ContainsKey(port)).ToFrozenSet();
+            Volatile.Write(ref _policies, new Policies(byPort.ToFrozenDictionary(), removed));
+        }
+    }
+
+    /// <summary>The port's state; <paramref name="policy"/> is set when it is <see cref="InboundPortState.Policy"/>. Allocates nothing.</summary>
+    public InboundPortState Lookup(int localPort, out InboundPolicy? policy)
+    {
+        var current = Volatile.Read(ref _policies);
+        if (current.ByPort.TryGetValue(localPort, out policy))
+        {
+            return InboundPortState.Policy;
+        }
+
+        if (current.Removed.Contains(localPort))
+        {
+            return InboundPortState.Removed;
+        }
+
+        return _meshServed ? InboundPortState.NotReceived : InboundPortState.NotMeshServed;
     }
 
     public bool TryGet(int localPort, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out InboundPolicy? policy) =>
-        Volatile.Read(ref _policies).TryGetValue(localPort, out policy);
+        Volatile.Read(ref _policies).ByPort.TryGetValue(localPort, out policy);
 
     /// <summary>The port's mode, or <see cref="PeerAuthenticationMode.Unset"/> when no inbound listener covers it (the caller applies the mesh default).</summary>
     public PeerAuthenticationMode GetMode(int localPort) => TryGet(localPort, out var policy) ? policy.Mode : PeerAuthenticationMode.Unset;
+
+    /// <summary>Why this workload is not ready for inbound traffic, or null when every subscribed listener's policy is current.</summary>
+    public string? PendingReason()
+    {
+        if (!_meshServed)
+        {
+            return null;
+        }
+
+        SortedSet<string> names;
+        lock (_gate)
+        {
+            names = _names;
+        }
+
+        if (names.Count == 0)
+        {
+            return "the inbound policy (PeerAuthentication, AuthorizationPolicy) of this workload's ports has not arrived yet (its ports are not registered yet)";
+        }
+
+        var current = Volatile.Read(ref _policies);
+        var missing = names.Where(name => !current.ByPort.Values.Any(policy => policy.ListenerName == name)).ToList();
+        if (missing.Count == 0)
+        {
+            return null;
+        }
+
+        var removed = missing.Where(name => current.Removed.Contains(PortOf(name))).ToList();
+        return removed.Count > 0
+            ? $"the control plane removed the inbound policy (PeerAuthentication, AuthorizationPolicy) of {string.Join(", ", removed)}; those ports answer 503"
+            : $"the inbound policy (PeerAuthentication, AuthorizationPolicy) of {string.Join(", ", missing)} has not arrived yet; those ports answer 503";
+    }
+
+    private static int PortOf(string listenerName)
+    {
+        var colon = listenerName.LastIndexOf(':');
+        return colon >= 0 && int.TryParse(listenerName.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) ? port : -1;
+    }
+
+    private sealed record Policies(FrozenDictionary<int, InboundPolicy> ByPort, FrozenSet<int> Removed)
+    {
+        public static readonly Policies Empty = new(FrozenDictionary<int, InboundPolicy>.Empty, FrozenSet<int>.Empty);
+    }
 }

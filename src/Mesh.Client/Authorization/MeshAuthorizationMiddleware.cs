@@ -10,24 +10,28 @@ namespace Mesh.Client.Authorization;
 /// <summary>
 /// Enforces the inbound policy of the connection's local port: STRICT needs an authenticated peer, then
 /// AuthorizationPolicy (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; unauthorizable path: 400.
-/// Ports without an inbound listener from the control plane are not mesh ports and pass through.
+/// A mesh-served port without a current policy (not received yet, or removed by the control plane) fails closed: 503,
+/// no application code runs. Ports of a workload that takes no inbound mesh traffic pass through.
 /// </summary>
 internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, InboundPolicyStore store, ILogger<MeshAuthorizationMiddleware> logger)
 {
     public const string DeniedBody = "RBAC: access denied";
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, InboundPortState> _logged = new();
+
     public Task InvokeAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (!store.TryGet(context.Connection.LocalPort, out var policy))
+        var state = store.Lookup(context.Connection.LocalPort, out var policy);
+        if (state != InboundPortState.Policy)
         {
-            return next(context);
+            return state == InboundPortState.NotMeshServed ? next(context) : UnavailableAsync(context, state);
         }
 
         var identity = context.Features.Get<IMeshPeerIdentityFeature>();
         var peer = identity?.SpiffeId;
         AuthorizationDecision decision;
-        if (policy.Mode == PeerAuthenticationMode.Strict && peer is null)
+        if (policy!.Mode == PeerAuthenticationMode.Strict && peer is null)
         {
             decision = new AuthorizationDecision(AuthorizationOutcome.Denied, AuthorizationDecision.StrictRequiresMtls);
         }
@@ -49,6 +53,25 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
         }
 
         return decision.IsAllowed ? next(context) : RejectAsync(context, decision);
+    }
+
+    private async Task UnavailableAsync(HttpContext context, InboundPortState state)
+    {
+        var port = context.Connection.LocalPort;
+        var body = state == InboundPortState.Removed
+            ? $"mesh: inbound policy for port {port} was removed by the control plane"
+            : $"mesh: inbound policy for port {port} not received";
+
+        // Once per port and state: a port waiting for its policy must not flood the log with every request.
+        if (!_logged.TryGetValue(port, out var logged) || logged != state)
+        {
+            _logged[port] = state;
+            LogNoPolicy(logger, port, body);
+        }
+
+        context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+        context.Response.ContentType = "text/plain";
+        await context.Response.WriteAsync(body, context.RequestAborted).ConfigureAwait(false);
     }
 
     private async Task RejectAsync(HttpContext context, AuthorizationDecision decision)
@@ -76,6 +99,9 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Rejected {Method} {Path} from {Peer}: {Reason}")]
     private static partial void LogBadPath(ILogger logger, string peer, string method, string path, string reason);
+
+    [LoggerMessage(EventId = 30, EventName = "NoInboundPolicy", Level = LogLevel.Warning, Message = "Port {Port} answers 503 until the control plane sends its inbound policy ({Reason})")]
+    private static partial void LogNoPolicy(ILogger logger, int port, string reason);
 }
 
 /// <summary>Puts <see cref="MeshAuthorizationMiddleware"/> first in the pipeline, before the application's middleware.</summary>

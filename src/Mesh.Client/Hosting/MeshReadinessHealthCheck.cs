@@ -1,3 +1,4 @@
+using Mesh.Client.Authorization;
 using Mesh.Client.Security;
 using Mesh.Client.Xds;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -12,12 +13,14 @@ internal sealed class MeshReadinessHealthCheck : IHealthCheck
 
     private readonly XdsClient _client;
     private readonly WorkloadCertificateStore? _certificates;
+    private readonly InboundPolicyStore? _inbound;
 
-    public MeshReadinessHealthCheck(XdsClient client, WorkloadCertificateStore? certificates = null)
+    public MeshReadinessHealthCheck(XdsClient client, WorkloadCertificateStore? certificates = null, InboundPolicyStore? inbound = null)
     {
         ArgumentNullException.ThrowIfNull(client);
         _client = client;
         _certificates = certificates;
+        _inbound = inbound;
     }
 
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
@@ -48,11 +51,9 @@ internal sealed class MeshReadinessHealthCheck : IHealthCheck
             data["certificateExpires"] = certificate.NotAfter.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
         }
 
-        if (snapshot.IsSynced && _client.InboundPending)
+        if (snapshot.IsSynced && _inbound?.PendingReason() is { } pending)
         {
-            return Task.FromResult(HealthCheckResult.Unhealthy(
-                $"synced with control plane {_client.ControlPlaneAddress}, but the inbound policy (PeerAuthentication, AuthorizationPolicy) of this workload's ports has not arrived yet",
-                data: data));
+            return Task.FromResult(HealthCheckResult.Unhealthy($"synced with control plane {_client.ControlPlaneAddress}, but {pending}", data: data));
         }
 
         if (snapshot.IsSynced)

@@ -66,8 +66,9 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
 
         if (_options.ControlPlane.Address?.Scheme == Uri.UriSchemeHttps)
         {
-            // Secure mode: the control plane sends this workload's inbound policy once it is registered.
-            _services.GetService<Xds.XdsClient>()?.ExpectInbound();
+            // Secure mode: the control plane sends this workload's inbound policy once it is registered, and until then
+            // (or after the control plane removes it) its ports answer 503 and it is not ready.
+            _services.GetService<Authorization.InboundPolicyStore>()?.ExpectInbound();
         }
 
         _lifetime.ApplicationStarted.Register(() =>

@@ -42,10 +42,8 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
     private volatile bool _connected;
     private volatile string? _lastConnectionError;
     private volatile XdsNack? _lastNack;
-    private readonly Authorization.InboundPolicyStore? _inbound;
-    private SortedSet<string> _inboundNames = new(StringComparer.Ordinal);
+    private readonly Authorization.InboundPolicyStore _inbound;
     private CancellationTokenSource? _streamCancellation;
-    private volatile bool _expectInbound;
 
     public XdsClient(
         IOptions<ServiceMeshOptions> options,
@@ -65,7 +63,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         _timeProvider = timeProvider;
         _logger = logger;
         _random = random ?? Random.Shared.NextDouble;
-        _inbound = inbound;
+        _inbound = inbound ?? new Authorization.InboundPolicyStore();
         var suffix = Random.Shared.Next().ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
         _nodeFactory = () => XdsNode.Create(_options, applicationName, XdsNode.LocalIp(), suffix);
         _types = TypeOrder.ToDictionary(t => t, t => new TypeState(t), StringComparer.Ordinal);
@@ -100,50 +98,18 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
 
     public IChangeToken GetChangeToken() => Volatile.Read(ref _signal).Token;
 
-    /// <summary>Called when this workload will register: readiness then also waits for its inbound policy.</summary>
-    public void ExpectInbound() => _expectInbound = true;
-
-    /// <summary>
-    /// Gets whether this workload still waits for the inbound listeners (PeerAuthentication + authorization) of its
-    /// own ports; until they arrive the ports fail closed (Mesh:Inbound:Mode, Strict by default) and it is not ready.
-    /// </summary>
-    public bool InboundPending
-    {
-        get
-        {
-            if (!_expectInbound)
-            {
-                return false;
-            }
-
-            SortedSet<string> names;
-            lock (_types)
-            {
-                names = _inboundNames;
-            }
-
-            var received = _inbound?.Current;
-            return names.Count == 0 || received is null || !names.All(name => received.Values.Any(policy => policy.ListenerName == name));
-        }
-    }
-
     /// <summary>
     /// Subscribes to this workload's inbound listeners (<c>xds.istio.io/grpc/lds/inbound/ip:port</c>), which carry the
-    /// PeerAuthentication mode and authorization policy of each port. The stream is restarted to send them: a request
-    /// on a fresh stream cannot race a response's nonce, and the current snapshot keeps serving meanwhile.
+    /// PeerAuthentication mode and authorization policy of each port (kept in the <see cref="Authorization.InboundPolicyStore"/>).
+    /// The stream is restarted to send them: a request on a fresh stream cannot race a response's nonce, and the current
+    /// snapshot keeps serving meanwhile.
     /// </summary>
     public void SubscribeInbound(IEnumerable<string> authorities)
     {
         ArgumentNullException.ThrowIfNull(authorities);
-        var names = new SortedSet<string>(authorities.Select(a => Authorization.InboundPolicyDecoder.NamePrefix + a), StringComparer.Ordinal);
-        lock (_types)
+        if (!_inbound.SetNames(authorities.Select(a => Authorization.InboundPolicyDecoder.NamePrefix + a)))
         {
-            if (_inboundNames.SetEquals(names))
-            {
-                return;
-            }
-
-            _inboundNames = names;
+            return;
         }
 
         try
@@ -315,6 +281,13 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             return;
         }
 
+        if (response.TypeUrl == XdsTypeUrls.Listener)
+        {
+            // This workload's inbound listeners are its inbound policy, not outbound config: they live in their own store.
+            _inbound.Replace(decoded.Values.OfType<Authorization.InboundPolicy>());
+            decoded = decoded.Where(p => p.Value is not Authorization.InboundPolicy).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+        }
+
         lock (_types)
         {
             if (state.IsWildcard)
@@ -335,11 +308,6 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
 
             state.Version = response.VersionInfo;
             state.Received = true;
-        }
-
-        if (response.TypeUrl == XdsTypeUrls.Listener)
-        {
-            _inbound?.Replace(decoded.Values.OfType<Authorization.InboundPolicy>());
         }
 
         Log.Accepted(_logger, XdsTypeUrls.KindOf(response.TypeUrl), response.VersionInfo, decoded.Count);
@@ -398,10 +366,10 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         if (state.IsWildcard)
         {
             // Wildcard plus this workload's inbound listeners, which a wildcard does not cover.
-            if (state.TypeUrl == XdsTypeUrls.Listener && _inboundNames.Count > 0)
+            if (state.TypeUrl == XdsTypeUrls.Listener && _inbound.Names is { Count: > 0 } inboundNames)
             {
                 request.ResourceNames.Add("*");
-                request.ResourceNames.Add(_inboundNames);
+                request.ResourceNames.Add(inboundNames);
             }
         }
         else

@@ -58,8 +58,8 @@ internal static class AdminEndpoints
         ArgumentNullException.ThrowIfNull(endpoints);
         var admin = endpoints.MapGroup(string.Empty).AddEndpointFilter(async (context, next) =>
             context.HttpContext.Connection.LocalPort == adminPort() ? await next(context) : Results.NotFound());
-        admin.MapGet("/healthz/ready", (ConfigStore store) =>
-            store.IsLoaded ? Results.Text("ready") : Results.Text("config not loaded", statusCode: StatusCodes.Status503ServiceUnavailable));
+        admin.MapGet("/healthz/ready", (ConfigStore store, XdsPublisher publisher) =>
+            publisher.HasValidSnapshot ? Results.Text("ready") : Results.Text(NotReadyText(store), statusCode: StatusCodes.Status503ServiceUnavailable));
 
         var options = endpoints.ServiceProvider.GetRequiredService<ControlPlaneOptions>();
         var sameHost = admin.MapGroup(string.Empty).AddEndpointFilter(async (context, next) =>
@@ -146,6 +146,15 @@ internal static class AdminEndpoints
 
         var (token, expires) = tokens.Mint(request!.Namespace!, request.ServiceAccount!, ttl, request.Reusable);
         return Results.Json(new TokenResponse(token, expires), JsonOptions);
+    }
+
+    /// <summary>Why the control plane is not ready: no valid config folder yet, with every error's file:line.</summary>
+    private static string NotReadyText(ConfigStore store)
+    {
+        var errors = store.Errors.Where(e => !e.IsWarning).ToList();
+        return store.HasValidConfig || errors.Count == 0
+            ? "not ready: the config folder has not been loaded yet\n"
+            : $"not ready: the config folder is invalid; ADS is not served until it is fixed ({errors.Count} errors):\n{string.Join("\n", errors)}\n";
     }
 
     public static ConfigDump Dump(ConfigStore store, XdsPublisher publisher, AdsService ads, WorkloadLeaseRegistry registry)

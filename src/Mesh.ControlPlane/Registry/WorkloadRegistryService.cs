@@ -23,6 +23,12 @@ internal sealed class WorkloadRegistryService(
         ArgumentNullException.ThrowIfNull(request);
         var caller = Caller(context);
         var workload = Validate(request.Workload);
+        if (!store.HasValidConfig)
+        {
+            // Authorization reads the ServiceEntries: without a valid folder every workload would pass unchecked.
+            throw new RpcException(new Status(StatusCode.Unavailable, "control plane not ready: no valid config folder loaded yet (see /healthz/ready); retry later"));
+        }
+
         if (caller is not null)
         {
             Authorize(caller, workload, store.Current);

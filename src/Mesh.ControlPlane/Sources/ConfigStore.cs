@@ -30,8 +30,11 @@ internal sealed partial class ConfigStore(ILogger<ConfigStore> logger)
         }
     }
 
-    /// <summary>True once the config folder has been read at least once.</summary>
-    public bool IsLoaded => _loaded;
+    /// <summary>
+    /// True once a valid config folder was accepted. Until then the control plane is not ready and serves no ADS: an empty
+    /// snapshot would make every client drop its last good config (a restart with a broken folder must cost nothing).
+    /// </summary>
+    public bool HasValidConfig => _loaded;
 
     /// <summary>Applies a folder load; returns false when it was rejected and the last good config kept.</summary>
     public bool ApplyYaml(YamlLoadResult result)
@@ -57,18 +60,22 @@ internal sealed partial class ConfigStore(ILogger<ConfigStore> logger)
             if (accepted)
             {
                 _current = _current with { Version = _current.Version + 1, Config = result.Config };
+                _loaded = true;
             }
         }
 
-        _loaded = true;
         if (accepted)
         {
             LogConfigAccepted(logger, result.Config.ServiceEntries.Length, result.Config.WorkloadEntries.Length, result.Config.DestinationRules.Length);
             Changed?.Invoke();
         }
-        else
+        else if (_loaded)
         {
             LogConfigRejected(logger, result.Errors.Count(e => !e.IsWarning));
+        }
+        else
+        {
+            LogNoValidConfig(logger, result.Errors.Count(e => !e.IsWarning));
         }
 
         return accepted;
@@ -84,15 +91,18 @@ internal sealed partial class ConfigStore(ILogger<ConfigStore> logger)
         Changed?.Invoke();
     }
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Config error: {Error}")]
+    [LoggerMessage(EventId = 1, EventName = "ConfigError", Level = LogLevel.Error, Message = "Config error: {Error}")]
     private static partial void LogConfigError(ILogger logger, string error);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Config warning: {Warning}")]
+    [LoggerMessage(EventId = 2, EventName = "ConfigWarning", Level = LogLevel.Warning, Message = "Config warning: {Warning}")]
     private static partial void LogConfigWarning(ILogger logger, string warning);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Config accepted: {ServiceEntries} ServiceEntries, {WorkloadEntries} WorkloadEntries, {DestinationRules} DestinationRules")]
+    [LoggerMessage(EventId = 3, EventName = "ConfigAccepted", Level = LogLevel.Information, Message = "Config accepted: {ServiceEntries} ServiceEntries, {WorkloadEntries} WorkloadEntries, {DestinationRules} DestinationRules")]
     private static partial void LogConfigAccepted(ILogger logger, int serviceEntries, int workloadEntries, int destinationRules);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Config rejected with {Count} errors; the last good config keeps serving")]
+    [LoggerMessage(EventId = 4, EventName = "ConfigRejected", Level = LogLevel.Error, Message = "Config rejected with {Count} errors; the last good config keeps serving")]
     private static partial void LogConfigRejected(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 5, EventName = "NoValidConfig", Level = LogLevel.Error, Message = "Config rejected with {Count} errors and no valid config was ever loaded: not ready, ADS refused (UNAVAILABLE) until the folder is fixed")]
+    private static partial void LogNoValidConfig(ILogger logger, int count);
 }

@@ -8,11 +8,26 @@ namespace Mesh.ControlPlane.Sources;
 /// <summary>PeerAuthentication and AuthorizationPolicy (security.istio.io).</summary>
 internal static partial class YamlConfigLoader
 {
-    private static readonly string[] SecurityApiVersions = ["security.istio.io/v1", "security.istio.io/v1beta1"];
+    private const string SecurityGroup = "security.istio.io";
+
+    /// <summary>
+    /// The security.istio.io kinds this loader reads: any other kind in that group is an error, not a warning (a policy
+    /// the mesh cannot read must never be dropped silently). A kind added here needs its case in ParseDocument.
+    /// </summary>
+    private static readonly string[] SecurityKinds = ["PeerAuthentication", "AuthorizationPolicy"];
+
+    private static readonly string[] SecurityApiVersions = [SecurityGroup + "/v1", SecurityGroup + "/v1beta1"];
     private static readonly string[] MtlsModes = ["UNSET", "DISABLE", "PERMISSIVE", "STRICT"];
     private static readonly string[] SourceFields = ["principals", "notPrincipals", "namespaces", "notNamespaces"];
     private static readonly string[] OperationFields = ["methods", "notMethods", "paths", "notPaths", "ports", "notPorts", "hosts", "notHosts"];
     private static readonly string[] SupportedConditionKeys = ["request.headers[<name>]", ConditionKeys.SourcePrincipal, ConditionKeys.SourceNamespace];
+
+    /// <summary>Whether <paramref name="apiVersion"/> names the security.istio.io group (any version, any case).</summary>
+    private static bool IsSecurityGroup(string? apiVersion)
+    {
+        var group = apiVersion?.Split('/')[0].Trim();
+        return string.Equals(group, SecurityGroup, StringComparison.OrdinalIgnoreCase);
+    }
 
     /// <summary>The ordering rule for several policies at one scope (we have no creation time): first by file, then name.</summary>
     internal static int CompareScopeOrder(string fileA, string nameA, string fileB, string nameB)

@@ -155,6 +155,7 @@ internal static partial class YamlConfigLoader
         SecurityPolicyLists security)
     {
         var line = Line(root);
+        var before = errors.Count; // a resource with any error (apiVersion and metadata included) is not added
         if (root is not YamlMappingNode doc)
         {
             errors.Add(new ConfigError(file, line, "document must be a mapping with apiVersion, kind, metadata and spec"));
@@ -174,13 +175,28 @@ internal static partial class YamlConfigLoader
             return;
         }
 
-        if (kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule" or "PeerAuthentication" or "AuthorizationPolicy"))
+        var isSecurityKind = SecurityKinds.Contains(kind, StringComparer.Ordinal);
+        if (!isSecurityKind && kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule"))
         {
-            errors.Add(new ConfigError(file, line, $"{kind} {ns}/{name}: kind {kind} is not yet supported; the resource is ignored", IsWarning: true));
+            // An unknown security kind is a policy we would silently not enforce (a misspelt AuthorizationPolicy drops its
+            // DENY): refuse the folder. Other kinds only shape traffic, so they are ignored with a warning.
+            if (IsSecurityGroup(apiVersion))
+            {
+                ctx.Error(Child(doc, "kind")!, "kind", $"{kind} is not a known {SecurityGroup} kind (known: {string.Join(", ", SecurityKinds)}); a security policy the mesh cannot read is never ignored");
+            }
+            else if (string.IsNullOrEmpty(apiVersion))
+            {
+                ctx.Error(doc, "apiVersion", $"is required (kind {kind} is not yet supported, and without an apiVersion it cannot be told apart from a mistyped security policy)");
+            }
+            else
+            {
+                errors.Add(new ConfigError(file, line, $"{kind} {ns}/{name}: kind {kind} is not yet supported; the resource is ignored", IsWarning: true));
+            }
+
             return;
         }
 
-        var apiVersions = kind is "PeerAuthentication" or "AuthorizationPolicy" ? SecurityApiVersions : ApiVersions;
+        var apiVersions = isSecurityKind ? SecurityApiVersions : ApiVersions;
         if (apiVersion is null || !apiVersions.Contains(apiVersion, StringComparer.Ordinal))
         {
             ctx.Error(Child(doc, "apiVersion") ?? doc, "apiVersion", $"must be one of {string.Join(", ", apiVersions)}");
@@ -206,7 +222,6 @@ internal static partial class YamlConfigLoader
             return;
         }
 
-        var before = errors.Count;
         switch (kind)
         {
             case "ServiceEntry":

@@ -20,6 +20,7 @@ internal sealed partial class XdsPublisher : BackgroundService
     private readonly List<Action> _subscribers = [];
     private XdsSnapshot _current;
     private long _generation;
+    private volatile bool _fromValidConfig;
 
     public XdsPublisher(ConfigStore store, ControlPlaneOptions options, TimeProvider time, ILogger<XdsPublisher> logger)
     {
@@ -27,11 +28,18 @@ internal sealed partial class XdsPublisher : BackgroundService
         _options = options;
         _time = time;
         _logger = logger;
+        _fromValidConfig = store.HasValidConfig; // read before the model: a valid flag implies the model it was set with
         _current = XdsTranslator.Translate(store.Current, ++_generation, options.RootNamespace, options.TrustDomain);
         store.Changed += () => _signal.Writer.TryWrite(true);
     }
 
     public XdsSnapshot Current => Volatile.Read(ref _current);
+
+    /// <summary>
+    /// Gets whether <see cref="Current"/> was built from a valid config folder. The store turns valid a debounce before
+    /// the first such snapshot exists; ADS and readiness wait for the snapshot, so no client ever sees the empty one.
+    /// </summary>
+    public bool HasValidSnapshot => _fromValidConfig;
 
     /// <summary>Registers a callback run after each new snapshot; dispose to unsubscribe.</summary>
     public IDisposable Subscribe(Action onSnapshot)
@@ -47,12 +55,14 @@ internal sealed partial class XdsPublisher : BackgroundService
     /// <summary>Translates the store's current model now (used at start and by tests).</summary>
     public void Rebuild()
     {
+        var valid = _store.HasValidConfig; // before the model: once valid, the model read next is a valid one
         var model = _store.Current;
         XdsSnapshot snapshot;
         lock (_rebuildGate)
         {
             snapshot = XdsTranslator.Translate(model, ++_generation, _options.RootNamespace, _options.TrustDomain);
             Volatile.Write(ref _current, snapshot);
+            _fromValidConfig = valid;
         }
 
         LogSnapshot(_logger, snapshot.Version, snapshot.Clusters.Count, model.Registrations.Length);

@@ -21,14 +21,20 @@ internal sealed class TestControlPlane : IAsyncDisposable
 {
     private WebApplication? _app;
 
-    private TestControlPlane(int port)
+    private readonly Security.TestCa? _ca;
+    private readonly System.Security.Cryptography.X509Certificates.X509Certificate2? _serverCertificate;
+
+    private TestControlPlane(int port, Security.TestCa? ca)
     {
         Port = port;
+        _ca = ca;
+        _serverCertificate = ca?.Issue([Security.TestCaServer.ControlPlaneId], notBeforeOffset: TimeSpan.FromDays(-1), lifetime: TimeSpan.FromDays(30), dnsNames: ["localhost"]);
     }
 
     public int Port { get; }
 
-    public Uri Address => new($"http://127.0.0.1:{Port}");
+    /// <summary>http:// (h2c), or https:// with the control plane's SVID and a CA service when started with a <see cref="Security.TestCa"/>.</summary>
+    public Uri Address => new($"{(_ca is null ? "http" : "https")}://127.0.0.1:{Port}");
 
     public Channel<DiscoveryRequest> Requests { get; } = Channel.CreateUnbounded<DiscoveryRequest>();
 
@@ -36,7 +42,8 @@ internal sealed class TestControlPlane : IAsyncDisposable
 
     public RegistryState Registry { get; } = new();
 
-    public static async Task<TestControlPlane> StartAsync()
+    /// <summary>Starts plaintext, or (with <paramref name="ca"/>) as the secure port: TLS, and certificates for <see cref="Security.TestCaServer.Token"/> as sa orders.</summary>
+    public static async Task<TestControlPlane> StartAsync(Security.TestCa? ca = null)
     {
         // Reserve a free port by binding port 0, so that a restart can reuse the same address.
         int port;
@@ -46,7 +53,7 @@ internal sealed class TestControlPlane : IAsyncDisposable
             port = ((IPEndPoint)probe.LocalEndpoint).Port;
         }
 
-        var server = new TestControlPlane(port);
+        var server = new TestControlPlane(port, ca);
         await server.RestartAsync();
         return server;
     }
@@ -55,12 +62,27 @@ internal sealed class TestControlPlane : IAsyncDisposable
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, Port, o => o.Protocols = HttpProtocols.Http2));
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, Port, o =>
+        {
+            o.Protocols = HttpProtocols.Http2;
+            if (_ca is { } ca)
+            {
+                o.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions
+                {
+                    ServerCertificate = _serverCertificate,
+                    ServerCertificateChain = ca.Intermediate is null ? null : [ca.Intermediate],
+                });
+            }
+        }));
         builder.Services.AddGrpc();
         builder.Services.AddSingleton(this);
         var app = builder.Build();
         app.MapGrpcService<AdsService>();
         app.MapGrpcService<RegistryService>();
+        if (_ca is not null)
+        {
+            app.MapGrpcService<CaService>();
+        }
         await app.StartAsync();
         _app = app;
     }
@@ -192,6 +214,22 @@ internal sealed class TestControlPlane : IAsyncDisposable
             {
                 server.Ads.Detach(responseStream);
             }
+        }
+    }
+
+    /// <summary>Certifies the bootstrap token's holder as sa orders (the secure mode's first certificate).</summary>
+    private sealed class CaService(TestControlPlane server) : Mesh.Xds.Istio.Auth.V1.IstioCertificateService.IstioCertificateServiceBase
+    {
+        public override Task<Mesh.Xds.Istio.Auth.V1.IstioCertificateResponse> CreateCertificate(Mesh.Xds.Istio.Auth.V1.IstioCertificateRequest request, ServerCallContext context)
+        {
+            if (context.RequestHeaders.GetValue("authorization") != $"Bearer {Security.TestCaServer.Token}")
+            {
+                throw new RpcException(new Status(StatusCode.Unauthenticated, "no valid bootstrap token"));
+            }
+
+            var response = new Mesh.Xds.Istio.Auth.V1.IstioCertificateResponse();
+            response.CertChain.Add(server._ca!.SignCsr(request.Csr, Security.TestCa.Id("orders"), TimeSpan.FromSeconds(request.ValidityDuration)));
+            return Task.FromResult(response);
         }
     }
 

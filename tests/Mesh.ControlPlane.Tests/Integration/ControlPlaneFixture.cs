@@ -27,7 +27,10 @@ internal sealed class ControlPlaneFixture : IAsyncDisposable
 
     public string ConfigDirectory => Path.Combine(_root, "config");
 
-    public static async Task<ControlPlaneFixture> StartAsync(params (string File, string Yaml)[] files)
+    public static Task<ControlPlaneFixture> StartAsync(params (string File, string Yaml)[] files) => StartAsync([], files);
+
+    /// <summary>Starts with <paramref name="extraArgs"/> after the fixture's own (later arguments win).</summary>
+    public static async Task<ControlPlaneFixture> StartAsync(string[] extraArgs, params (string File, string Yaml)[] files)
     {
         var root = Path.Combine(Path.GetTempPath(), "mesh-cp-it-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(Path.Combine(root, "config"));
@@ -47,6 +50,7 @@ internal sealed class ControlPlaneFixture : IAsyncDisposable
             "--ControlPlane:SecureAddress=https://127.0.0.1:0",
             "--ControlPlane:DebounceInterval=00:00:00.020",
             "--Logging:LogLevel:Default=Warning",
+            .. extraArgs,
         ]);
         return new ControlPlaneFixture(root, host);
     }

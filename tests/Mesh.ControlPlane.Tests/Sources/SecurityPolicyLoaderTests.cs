@@ -129,4 +129,68 @@ public sealed class SecurityPolicyLoaderTests
         Assert.Equal("b.yaml", warning.File);
         Assert.Contains("PeerAuthentication shop/a: ignored: PeerAuthentication shop/z (a.yaml:1)", warning.Message, StringComparison.Ordinal);
     }
+    [Theory]
+    [InlineData("security.istio.io/v1", "AuthorisationPolicy")]
+    [InlineData("security.istio.io/v1beta1", "authorizationpolicy")]
+    [InlineData("security.istio.io/v1", "PeerAuthenticaton")]
+    [InlineData("Security.Istio.IO/v2", "AuthzPolicy")]
+    public void Load_UnknownKindUnderSecurityGroup_IsAnErrorNamingTheKind(string apiVersion, string kind)
+    {
+        var result = YamlConfigLoader.Load([("security.yaml", $$$"""
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: allow-all, namespace: shop}
+            spec: {action: ALLOW, rules: [{}]}
+            ---
+            apiVersion: {{{apiVersion}}}
+            kind: {{{kind}}}
+            metadata: {name: deny-admin, namespace: shop}
+            spec:
+              action: DENY
+              rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+            """)]);
+
+        Assert.True(result.HasErrors);
+        var error = Assert.Single(result.Errors);
+        Assert.False(error.IsWarning);
+        Assert.Equal(("security.yaml", 7), (error.File, error.Line));
+        Assert.Contains($"{kind} shop/deny-admin: kind: {kind} is not a known security.istio.io kind (known: PeerAuthentication, AuthorizationPolicy", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("security.istio.io/v1alpha1")]
+    [InlineData("security.istio.io/v2")]
+    [InlineData("security.istio.io")]
+    [InlineData("networking.istio.io/v1")]
+    public void Load_SecurityKindWithUnknownApiVersion_IsAnError(string apiVersion)
+    {
+        var result = Load($$$"""
+            apiVersion: {{{apiVersion}}}
+            kind: AuthorizationPolicy
+            metadata: {name: deny-admin, namespace: shop}
+            spec:
+              action: DENY
+              rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+            """);
+
+        var error = Assert.Single(result.Errors);
+        Assert.False(error.IsWarning);
+        Assert.Equal(1, error.Line);
+        Assert.Contains("AuthorizationPolicy shop/deny-admin: apiVersion: must be one of security.istio.io/v1, security.istio.io/v1beta1", error.Message, StringComparison.Ordinal);
+        Assert.Empty(result.Config.AuthorizationPolicies);
+    }
+
+    [Fact]
+    public void Load_UnknownKindWithoutApiVersion_IsAnError()
+    {
+        var result = Load("""
+            kind: AuthorisationPolicy
+            metadata: {name: deny-admin, namespace: shop}
+            spec: {action: DENY}
+            """);
+
+        var error = Assert.Single(result.Errors);
+        Assert.False(error.IsWarning);
+        Assert.Contains("AuthorisationPolicy shop/deny-admin: apiVersion: is required", error.Message, StringComparison.Ordinal);
+    }
 }
