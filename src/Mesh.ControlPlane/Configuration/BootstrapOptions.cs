@@ -66,8 +66,8 @@ internal sealed class BootstrapOptions
         {
             var slash = value?.IndexOf('/', StringComparison.Ordinal) ?? -1;
             if (value is null || slash < 0
-                || !Security.SpiffeId.IsDnsLabel(value[..slash])
-                || !(value[(slash + 1)..] == "*" || Security.SpiffeId.IsDnsLabel(value[(slash + 1)..])))
+                || !SpiffeId.IsDnsLabel(value[..slash])
+                || !(value[(slash + 1)..] == "*" || SpiffeId.IsDnsLabel(value[(slash + 1)..])))
             {
                 errors.Add(string.Create(CultureInfo.InvariantCulture,
                     $"{entryKey} must be '<namespace>/<serviceAccount>' or '<namespace>/*' with DNS labels, like mesh-system/* (got '{value}')"));

@@ -1,5 +1,6 @@
 using System.Net;
 using Mesh.Client.Authorization;
+using Mesh.Client.Security;
 using Mesh.Client.Tests.Security;
 using Mesh.Client.Tests.Support;
 using Mesh.Client.Xds;
@@ -150,7 +151,7 @@ public sealed class FailClosedTests : IAsyncLifetime
             ClientCertificates = [_ca.Issue([TestCa.Id("frontend")])],
             RemoteCertificateValidationCallback = (_, certificate, _, _) =>
                 certificate is System.Security.Cryptography.X509Certificates.X509Certificate2 leaf
-                && Mesh.Client.Security.SvidValidator.TryValidate(leaf, [], _ca.Bundle, "cluster.local", DateTimeOffset.UtcNow, out var id, out _)
+                && SvidValidator.TryValidate(leaf, [], _ca.Bundle, "cluster.local", DateTimeOffset.UtcNow, out var id, out _)
                 && id!.Value == TestCa.Id("orders"),
         },
     })
