@@ -16,9 +16,14 @@ internal sealed record ClientInfo(
     DateTimeOffset ConnectedAt,
     string Namespace,
     string? Identity,
+    string? CertificateSerial,
+    DateTimeOffset? CertificateNotAfter,
     IReadOnlyDictionary<string, IReadOnlyList<string>> Subscriptions,
     IReadOnlyDictionary<string, string> Acked,
     IReadOnlyList<NackInfo> Nacks);
+
+/// <summary>The serial number and end of validity of the certificate an ADS stream was opened with.</summary>
+internal sealed record ClientCertificateInfo(string Serial, DateTimeOffset NotAfter);
 
 /// <summary>What one ADS stream may hold: requests waiting to be handled and names subscribed per type.</summary>
 internal sealed record AdsLimits(int MaxPendingRequests, int MaxResourceNamesPerType)
@@ -57,8 +62,9 @@ internal sealed partial class AdsConnection
     private string _nodeId = string.Empty;
     private string _namespace = "default";
 
-    public AdsConnection(long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null)
+    public AdsConnection(long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null, ClientCertificateInfo? certificate = null)
     {
+        Certificate = certificate;
         Id = id;
         Peer = peer;
         Identity = identity;
@@ -77,6 +83,9 @@ internal sealed partial class AdsConnection
 
     /// <summary>The client certificate's SPIFFE ID; null on the plaintext port.</summary>
     public string? Identity { get; }
+
+    /// <summary>The client certificate the stream was opened with (shown by /debug/clients); null on the plaintext port.</summary>
+    public ClientCertificateInfo? Certificate { get; }
 
     /// <summary>Runs the stream until the client ends it or <paramref name="cancellationToken"/> fires; throws RESOURCE_EXHAUSTED past a limit.</summary>
     public async Task RunAsync(IAsyncStreamReader<DiscoveryRequest> requests, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
@@ -133,6 +142,8 @@ internal sealed partial class AdsConnection
                 ConnectedAt,
                 _namespace,
                 Identity,
+                Certificate?.Serial,
+                Certificate?.NotAfter,
                 _types.ToDictionary(t => t.Key, t => (IReadOnlyList<string>)(t.Value.Wildcard ? [Wildcard, .. t.Value.Names.Order(StringComparer.Ordinal)] : [.. t.Value.Names.Order(StringComparer.Ordinal)]), StringComparer.Ordinal),
                 _types.Where(t => t.Value.AckedVersion is not null).ToDictionary(t => t.Key, t => t.Value.AckedVersion!, StringComparer.Ordinal),
                 [.. _nacks]);

@@ -35,8 +35,9 @@ internal sealed partial class AdsService(
     public override async Task StreamAggregatedResources(IAsyncStreamReader<DiscoveryRequest> requestStream, IServerStreamWriter<DiscoveryResponse> responseStream, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var (identity, notAfter) = SecureTransport.IsSecure(context) ? Authenticate(context) : (null, (DateTimeOffset?)null);
-        var connection = new AdsConnection(Interlocked.Increment(ref s_nextId), context.Peer, publisher, time, _logger, identity?.SpiffeId, _limits);
+        var (identity, certificate) = SecureTransport.IsSecure(context) ? Authenticate(context) : (null, null);
+        var notAfter = certificate?.NotAfter;
+        var connection = new AdsConnection(Interlocked.Increment(ref s_nextId), context.Peer, publisher, time, _logger, identity?.SpiffeId, _limits, certificate);
         _connections[connection.Id] = connection;
 
         // ADS streams live forever; end them when the host stops so shutdown does not wait for its timeout.
@@ -59,7 +60,7 @@ internal sealed partial class AdsService(
         }
     }
 
-    private (WorkloadIdentity Identity, DateTimeOffset? NotAfter) Authenticate(ServerCallContext context)
+    private (WorkloadIdentity Identity, ClientCertificateInfo Certificate) Authenticate(ServerCallContext context)
     {
         var certificate = context.GetHttpContext().Connection.ClientCertificate;
         if (certificate is null)
@@ -77,7 +78,7 @@ internal sealed partial class AdsService(
             throw new RpcException(new Status(StatusCode.Unauthenticated, "ADS on the secure port refused the client certificate: " + reason));
         }
 
-        return (identity, new DateTimeOffset(certificate.NotAfter.ToUniversalTime()));
+        return (identity, new ClientCertificateInfo(certificate.SerialNumber, new DateTimeOffset(certificate.NotAfter.ToUniversalTime())));
     }
 
     /// <summary>Cancels <paramref name="stream"/> when the certificate's validity ends: no stream outlives its credential.</summary>
