@@ -195,7 +195,7 @@ internal sealed partial class AdsConnection
             lock (_gate)
             {
                 _nodeId = Printable(node.Id);
-                _namespace = NamespaceOf(node);
+                _namespace = Printable(NamespaceOf(node));
             }
 
             LogConnected(_logger, ClientId, Peer, _namespace);
@@ -222,7 +222,12 @@ internal sealed partial class AdsConnection
             if (!isNew && request.ResponseNonce.Length > 0 && request.ResponseNonce != state.LastNonce)
             {
                 // Superseded by a newer response; the client will answer that one.
-                LogStaleNonce(_logger, ClientId, typeUrl, request.ResponseNonce, state.LastNonce ?? string.Empty);
+                if (_logger.IsEnabled(LogLevel.Debug))
+                {
+                    var staleNonce = Printable(request.ResponseNonce);
+                    LogStaleNonce(_logger, ClientId, typeUrl, staleNonce, state.LastNonce ?? string.Empty);
+                }
+
                 return;
             }
 

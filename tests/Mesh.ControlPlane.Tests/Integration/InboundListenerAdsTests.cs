@@ -124,7 +124,15 @@ public sealed class InboundListenerAdsTests
         Assert.Contains("spiffe://cluster.local/ns/default/sa/frontend may not register it", ex.Status.Detail, StringComparison.Ordinal);
         await using var ads = new AdsTestClient(new AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(cp.SecureChannel(orders)).StreamAggregatedResources());
         await ads.SendAsync(TypeUrls.Listener, [RegisteredInbound], AdsTestClient.Node());
-        var listener = Assert.Single((await ads.NextAsync()).Resources).Unpack<Listener>();
+
+        // The registration reaches a snapshot after the debounce: the first answer may predate it, the next push has it.
+        var lds = await ads.NextAsync();
+        while (lds.Resources.Count == 0)
+        {
+            lds = await ads.NextAsync();
+        }
+
+        var listener = Assert.Single(lds.Resources).Unpack<Listener>();
         var manager = listener.FilterChains[0].Filters[0].TypedConfig.Unpack<HttpConnectionManager>();
         Assert.Equal(["ns[default]-policy[deny-admin]-rule[0]"], manager.HttpFilters[0].TypedConfig.Unpack<HttpRbac>().Rules.Policies.Keys);
     }

@@ -4,6 +4,8 @@ using Grpc.Core;
 using Mesh.ControlPlane.Tests.Integration;
 using Mesh.ControlPlane.Xds;
 using Mesh.Xds.Envoy.Service.Discovery.V3;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Mesh.ControlPlane.Tests.Security;
 
@@ -76,6 +78,25 @@ public sealed class SecureAdsTests
         await ads.SendAsync(TypeUrls.Cluster, [], AdsTestClient.Node());
 
         Assert.Single((await ads.NextAsync()).Resources);
+    }
+
+    [Fact]
+    public async Task StreamAggregatedResources_ClientCertificateExpires_StreamEndsUnauthenticated()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var cp = await SecureHost.StartAsync(null, null, false, services => services.AddSingleton<TimeProvider>(time), ("orders.yaml", Orders));
+        var (_, leaf) = await cp.IssueAsync(cp.Token("default", "frontend"), ttlSeconds: 600);
+        await using var ads = new AdsTestClient(new AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(cp.SecureChannel(leaf)).StreamAggregatedResources());
+        await ads.SendAsync(TypeUrls.Cluster, [], AdsTestClient.Node());
+        Assert.Single((await ads.NextAsync()).Resources);
+
+        // No stream outlives the credential it was opened with: past NotAfter the client must reconnect with its renewed SVID.
+        time.Advance(TimeSpan.FromMinutes(11));
+        var error = await ads.ErrorAsync();
+
+        Assert.Equal(StatusCode.Unauthenticated, error.StatusCode);
+        Assert.StartsWith("the client certificate of spiffe://cluster.local/ns/default/sa/frontend expired at ", error.Status.Detail, StringComparison.Ordinal);
+        Assert.EndsWith("; reconnect presenting the renewed SVID", error.Status.Detail, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -42,7 +42,11 @@ internal sealed class SecureHost : IAsyncDisposable
 
     /// <summary>Starts a control plane; pass <paramref name="root"/> to reuse a state folder (the caller then deletes it).</summary>
     /// <param name="plaintextXds">Also bind the plaintext ADS port (ControlPlane:XdsAddress), which is off by default.</param>
-    public static async Task<SecureHost> StartAsync(string? root = null, string[]? args = null, bool plaintextXds = false, params (string File, string Yaml)[] files)
+    public static Task<SecureHost> StartAsync(string? root = null, string[]? args = null, bool plaintextXds = false, params (string File, string Yaml)[] files) =>
+        StartAsync(root, args, plaintextXds, configureServices: null, files);
+
+    /// <summary>Starts a control plane with services replaced by <paramref name="configureServices"/> (e.g. a FakeTimeProvider).</summary>
+    public static async Task<SecureHost> StartAsync(string? root, string[]? args, bool plaintextXds, Action<Microsoft.Extensions.DependencyInjection.IServiceCollection>? configureServices, params (string File, string Yaml)[] files)
     {
         var ownsRoot = root is null;
         root ??= NewRoot();
@@ -62,7 +66,7 @@ internal sealed class SecureHost : IAsyncDisposable
             "--Logging:LogLevel:Default=Warning",
             .. plaintextXds ? ["--ControlPlane:XdsAddress=http://127.0.0.1:0"] : Array.Empty<string>(),
             .. args ?? [],
-        ]);
+        ], configureServices);
         return new SecureHost(root, ownsRoot, host);
     }
 
