@@ -46,6 +46,12 @@ internal sealed class ControlPlaneChannel : IDisposable
 
     public GrpcChannel Channel => _channel.Value;
 
+    /// <summary>
+    /// Raised after the workload certificate changed and <see cref="Channel"/> switched to connections presenting it;
+    /// long-lived streams (ADS) reopen then, because the control plane knows a stream by the certificate of its connection.
+    /// </summary>
+    public event Action? IdentityRotated;
+
     /// <summary>Gets why the control plane's certificate was last refused, or null.</summary>
     public string? LastTlsError { get; private set; }
 
@@ -80,7 +86,7 @@ internal sealed class ControlPlaneChannel : IDisposable
         GrpcChannel.ForAddress(Address, new GrpcChannelOptions { HttpHandler = CreateHandler(), DisposeHttpClient = true });
 
     private GrpcChannel CreateRotatingChannel() =>
-        GrpcChannel.ForAddress(Address, new GrpcChannelOptions { HttpHandler = new RotatingHandler(_certificates!, CreateHandler), DisposeHttpClient = true });
+        GrpcChannel.ForAddress(Address, new GrpcChannelOptions { HttpHandler = new RotatingHandler(_certificates!, CreateHandler, () => IdentityRotated?.Invoke()), DisposeHttpClient = true });
 
     /// <summary>
     /// A handler whose connections present the SVID current when it was made (leaf + intermediates); the long-lived
@@ -125,15 +131,17 @@ internal sealed class ControlPlaneChannel : IDisposable
     {
         private readonly WorkloadCertificateStore _store;
         private readonly Func<SocketsHttpHandler> _factory;
+        private readonly Action _swapped;
         private readonly IDisposable _registration;
         private readonly Lock _lock = new();
         private Entry _current;
         private HttpMessageInvoker? _previous;
 
-        public RotatingHandler(WorkloadCertificateStore store, Func<SocketsHttpHandler> factory)
+        public RotatingHandler(WorkloadCertificateStore store, Func<SocketsHttpHandler> factory, Action swapped)
         {
             _store = store;
             _factory = factory;
+            _swapped = swapped;
             _current = new Entry(store.Current, new HttpMessageInvoker(factory(), disposeHandler: true));
             _registration = Microsoft.Extensions.Primitives.ChangeToken.OnChange(store.GetChangeToken, Swap);
         }
@@ -164,11 +172,13 @@ internal sealed class ControlPlaneChannel : IDisposable
                     return; // a bundle change: validation reads the bundle per handshake already
                 }
 
-                // Streams on the previous handler (ADS) keep running until the next rotation.
+                // Streams on the previous handler keep running until the next rotation (ADS reopens at once on _swapped).
                 _previous?.Dispose();
                 _previous = _current.Invoker;
                 Volatile.Write(ref _current, new Entry(_store.Current, new HttpMessageInvoker(_factory(), disposeHandler: true)));
             }
+
+            _swapped();
         }
     }
 }

@@ -32,5 +32,9 @@ internal sealed partial class XdsClient
 
         [LoggerMessage(9, LogLevel.Warning, "Ignoring a response of unsubscribed type {TypeUrl}.")]
         public static partial void UnknownType(ILogger logger, string typeUrl);
+
+        // EventId 50+: kept apart from the numbers other changes to this file may take.
+        [LoggerMessage(50, LogLevel.Information, "Workload certificate renewed: reopening the ADS stream to {Address} so it presents the new one.")]
+        public static partial void RestartForRotation(ILogger logger, Uri address);
     }
 }

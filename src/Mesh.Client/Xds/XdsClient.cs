@@ -67,6 +67,10 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         var suffix = Random.Shared.Next().ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
         _nodeFactory = () => XdsNode.Create(_options, applicationName, XdsNode.LocalIp(), suffix);
         _types = TypeOrder.ToDictionary(t => t, t => new TypeState(t), StringComparer.Ordinal);
+
+        // The control plane knows this stream by the certificate its connection presented and ends it when that one expires:
+        // after a renewal the stream is reopened on a connection that presents the new certificate.
+        _channel.IdentityRotated += OnIdentityRotated;
     }
 
     public MeshSnapshot Current => Volatile.Read(ref _current);
@@ -112,13 +116,25 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             return;
         }
 
+        RestartStream();
+    }
+
+    private void OnIdentityRotated()
+    {
+        Log.RestartForRotation(_logger, _channel.Address);
+        RestartStream();
+    }
+
+    /// <summary>Ends the current ADS stream; the loop reconnects at once (the current snapshot keeps serving meanwhile).</summary>
+    private void RestartStream()
+    {
         try
         {
             Volatile.Read(ref _streamCancellation)?.Cancel();
         }
         catch (ObjectDisposedException)
         {
-            // The stream ended on its own; the next one sends the names.
+            // The stream ended on its own; the next one starts afresh.
         }
     }
 
@@ -152,6 +168,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             return;
         }
 
+        _channel.IdentityRotated -= OnIdentityRotated;
         _stopping.Cancel();
         _stopping.Dispose();
         Volatile.Read(ref _signal).Dispose();
@@ -181,7 +198,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             }
             catch (Exception ex) when (ex is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled } && streamCancellation.IsCancellationRequested)
             {
-                // SubscribeInbound restarted the stream to send new names: reconnect at once.
+                // SubscribeInbound (new names) or a certificate renewal restarted the stream: reconnect at once.
                 attempt = 0;
                 continue;
             }

@@ -49,9 +49,9 @@ internal sealed class ControlPlaneOptions
 
         foreach (var child in section.GetChildren())
         {
-            if (!KnownKeys.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
+            if (!KnownKeys.Contains(child.Key, StringComparer.OrdinalIgnoreCase) && !LimitKeys.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
             {
-                errors.Add($"{SectionName}:{child.Key} is not a known setting; known settings are {string.Join(", ", KnownKeys)}");
+                errors.Add($"{SectionName}:{child.Key} is not a known setting; known settings are {string.Join(", ", KnownKeys.Concat(LimitKeys))}");
             }
         }
 
@@ -96,6 +96,7 @@ internal sealed class ControlPlaneOptions
 
         ReadCa(section.GetSection(nameof(Ca)), options.Ca, errors);
         BootstrapOptions.Read(section.GetSection(nameof(Bootstrap)), options.Bootstrap, $"{SectionName}:{nameof(Bootstrap)}", errors);
+        ReadLimits(section, options, errors);
 
         var addresses = new List<(string Key, Uri Uri)> { (nameof(AdminAddress), options.AdminAddress), (nameof(SecureAddress), options.SecureAddress) };
         if (options.XdsAddress is not null)
@@ -122,6 +123,45 @@ internal sealed class ControlPlaneOptions
 
         return options;
     }
+
+    // ---- Registration and ADS limits (issue 7: registration bound to identity, ADS on the secure port) ----
+
+    /// <summary>Leases one identity may hold at once (a registering workload cannot fill the registry); ControlPlane:MaxLeasesPerIdentity.</summary>
+    public int MaxLeasesPerIdentity { get; set; } = 128;
+
+    /// <summary>DiscoveryRequests one ADS stream may have waiting to be handled; more ends the stream with RESOURCE_EXHAUSTED.</summary>
+    public int AdsMaxPendingRequests { get; set; } = 64;
+
+    /// <summary>Resource names one ADS stream may subscribe to per type; more ends the stream with RESOURCE_EXHAUSTED.</summary>
+    public int AdsMaxResourceNamesPerType { get; set; } = 10_000;
+
+    private static readonly string[] LimitKeys = [nameof(MaxLeasesPerIdentity), nameof(AdsMaxPendingRequests), nameof(AdsMaxResourceNamesPerType)];
+
+    private static void ReadLimits(IConfigurationSection section, ControlPlaneOptions options, List<string> errors)
+    {
+        options.MaxLeasesPerIdentity = ReadInt(section, nameof(MaxLeasesPerIdentity), options.MaxLeasesPerIdentity, 1, 100_000, errors);
+        options.AdsMaxPendingRequests = ReadInt(section, nameof(AdsMaxPendingRequests), options.AdsMaxPendingRequests, 1, 10_000, errors);
+        options.AdsMaxResourceNamesPerType = ReadInt(section, nameof(AdsMaxResourceNamesPerType), options.AdsMaxResourceNamesPerType, 1, 1_000_000, errors);
+    }
+
+    private static int ReadInt(IConfigurationSection section, string key, int fallback, int min, int max, List<string> errors)
+    {
+        var value = section[key];
+        if (value is null)
+        {
+            return fallback;
+        }
+
+        if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var result) || result < min || result > max)
+        {
+            errors.Add($"{SectionName}:{key} must be a whole number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)} (got '{value}')");
+            return fallback;
+        }
+
+        return result;
+    }
+
+    // ---- end of registration and ADS limits ----
 
     /// <summary>The IP address Kestrel binds for an address setting (validated by <see cref="Load"/>).</summary>
     public static IPAddress BindAddress(Uri address) =>

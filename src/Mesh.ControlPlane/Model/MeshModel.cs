@@ -39,7 +39,14 @@ internal sealed record WorkloadInstance(
     string Locality,
     uint Weight,
     string Source,
-    string? LeaseId);
+    string? LeaseId)
+{
+    /// <summary>
+    /// A registration made by a caller that proved <see cref="Namespace"/>/<see cref="ServiceAccount"/> with a credential
+    /// (the TLS port); false for static config and for plaintext registrations, whose service account is only a claim.
+    /// </summary>
+    public bool CertifiedIdentity { get; init; }
+}
 
 internal sealed record ServiceEntryModel(
     string Namespace,

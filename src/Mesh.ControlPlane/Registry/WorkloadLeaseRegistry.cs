@@ -6,7 +6,44 @@ using Mesh.ControlPlane.Model;
 
 namespace Mesh.ControlPlane.Registry;
 
-internal sealed record WorkloadLease(string Id, WorkloadInstance Workload, TimeSpan Ttl, DateTimeOffset ExpiresAt);
+/// <summary>
+/// A registration held by a lease. <paramref name="ClaimedPorts"/> are the ports of <see cref="WorkloadInstance.Address"/>
+/// the lease holds (the workload's ports and the endpoint ports services give it): no other identity may register them.
+/// </summary>
+internal sealed record WorkloadLease(string Id, WorkloadInstance Workload, TimeSpan Ttl, DateTimeOffset ExpiresAt, ImmutableArray<uint> ClaimedPorts)
+{
+    /// <summary>Who holds the lease: the certified identity, or the claim of a plaintext registration.</summary>
+    public LeaseOwner Owner => LeaseOwner.Of(Workload);
+}
+
+/// <summary>The identity a lease belongs to. A plaintext registration's service account is only a claim, never equal to a certified identity.</summary>
+internal sealed record LeaseOwner(string Namespace, string ServiceAccount, bool Certified)
+{
+    public static LeaseOwner Of(WorkloadInstance workload)
+    {
+        ArgumentNullException.ThrowIfNull(workload);
+        return new(workload.Namespace, workload.ServiceAccount, workload.CertifiedIdentity);
+    }
+
+    public string Describe(string trustDomain) => Certified
+        ? new WorkloadIdentity(trustDomain, Namespace, ServiceAccount).SpiffeId
+        : $"an unauthenticated plaintext registration claiming namespace '{Namespace}' service account '{ServiceAccount}'";
+}
+
+/// <summary>Why the registry refused a registration.</summary>
+internal enum LeaseRefusal
+{
+    /// <summary>Another identity holds one of the address:ports.</summary>
+    HeldByAnotherIdentity,
+
+    /// <summary>The identity already holds ControlPlane:MaxLeasesPerIdentity leases.</summary>
+    LimitReached,
+}
+
+internal sealed class LeaseRefusedException(LeaseRefusal reason, string message) : Exception(message)
+{
+    public LeaseRefusal Reason { get; } = reason;
+}
 
 /// <summary>
 /// Runtime WorkloadEntry registrations held by leases. Changes in membership raise
@@ -20,6 +57,10 @@ internal sealed partial class WorkloadLeaseRegistry
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
     private readonly Lock _gate = new();
+
+    // Serializes persisting and announcing: each pass reads the state as it is then, so the last pass writes the newest state
+    // (concurrent passes would otherwise race on the temp file and could publish an older list after a newer one).
+    private readonly Lock _publishGate = new();
     private readonly Dictionary<string, WorkloadLease> _byId = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _idByKey = new(StringComparer.Ordinal);
     private readonly ControlPlaneOptions _options;
@@ -49,22 +90,77 @@ internal sealed partial class WorkloadLeaseRegistry
             ? _options.LeaseTtl
             : TimeSpan.FromTicks(Math.Clamp(requested.Value.Ticks, MinTtl.Ticks, MaxTtl.Ticks));
 
-    /// <summary>Creates or refreshes the lease for the workload's identity; returns the (stable) lease.</summary>
-    public WorkloadLease Register(WorkloadInstance workload, TimeSpan? requestedTtl)
+    /// <summary>
+    /// Creates or refreshes the lease for the workload's key; returns the (stable) lease. Refused when another identity
+    /// holds one of the address:ports (<paramref name="claimedPorts"/>, or the same key), or when the owner holds
+    /// ControlPlane:MaxLeasesPerIdentity leases. A certified registration replaces plaintext leases on its address:ports:
+    /// a claim nobody proved never keeps a certified workload out.
+    /// </summary>
+    public WorkloadLease Register(WorkloadInstance workload, TimeSpan? requestedTtl, IEnumerable<uint>? claimedPorts = null)
     {
         ArgumentNullException.ThrowIfNull(workload);
         var ttl = ClampTtl(requestedTtl);
         var key = IdentityKey(workload);
+        var owner = LeaseOwner.Of(workload);
+        ImmutableArray<uint> ports = [.. (claimedPorts ?? workload.Ports.Values).Concat(workload.Ports.Values).Distinct().Order()];
         WorkloadLease lease;
         bool membershipChanged;
+        List<WorkloadLease> replaced = [];
         lock (_gate)
         {
-            var id = _idByKey.TryGetValue(key, out var existing) ? existing : Guid.NewGuid().ToString("N");
+            _idByKey.TryGetValue(key, out var existing);
+            foreach (var held in _byId.Values)
+            {
+                if (held.Owner == owner || !Overlaps(held, workload.Address, ports, held.Id == existing))
+                {
+                    continue;
+                }
+
+                if (owner.Certified && !held.Owner.Certified)
+                {
+                    replaced.Add(held);
+                    continue;
+                }
+
+                var shared = held.ClaimedPorts.Intersect(ports).Order().Select(p => $"{workload.Address}:{p.ToString(CultureInfo.InvariantCulture)}").ToList();
+                throw new LeaseRefusedException(LeaseRefusal.HeldByAnotherIdentity,
+                    $"address {(shared.Count > 0 ? string.Join(", ", shared) : workload.Address)} is held by {held.Owner.Describe(_options.TrustDomain)} (lease {held.Id}); " +
+                    $"{owner.Describe(_options.TrustDomain)} may not register it. An address:port belongs to one identity until its lease ends");
+            }
+
+            foreach (var old in replaced)
+            {
+                _byId.Remove(old.Id);
+                _idByKey.Remove(IdentityKey(old.Workload));
+            }
+
+            if (existing is not null && replaced.Any(r => r.Id == existing))
+            {
+                existing = null;
+            }
+
+            if (existing is null)
+            {
+                var count = _byId.Values.Count(l => l.Owner == owner);
+                if (count >= _options.MaxLeasesPerIdentity)
+                {
+                    throw new LeaseRefusedException(LeaseRefusal.LimitReached,
+                        $"{owner.Describe(_options.TrustDomain)} already holds {count.ToString(CultureInfo.InvariantCulture)} leases, the limit ControlPlane:{nameof(ControlPlaneOptions.MaxLeasesPerIdentity)}={_options.MaxLeasesPerIdentity.ToString(CultureInfo.InvariantCulture)}; " +
+                        "deregister instances that stopped, or raise the limit");
+                }
+            }
+
+            var id = existing ?? Guid.NewGuid().ToString("N");
             var stored = workload with { Source = EndpointSources.Registration, LeaseId = id, Name = string.IsNullOrEmpty(workload.Name) ? $"registered-{id[..8]}" : workload.Name };
-            membershipChanged = existing is null || !SameDetails(_byId[id].Workload, stored);
-            lease = new WorkloadLease(id, stored, ttl, _time.GetUtcNow() + ttl);
+            membershipChanged = existing is null || replaced.Count > 0 || !SameDetails(_byId[id].Workload, stored) || !_byId[id].ClaimedPorts.SequenceEqual(ports);
+            lease = new WorkloadLease(id, stored, ttl, _time.GetUtcNow() + ttl, ports);
             _byId[id] = lease;
             _idByKey[key] = id;
+        }
+
+        foreach (var old in replaced)
+        {
+            LogReplaced(_logger, old.Id, old.Owner.Describe(_options.TrustDomain), workload.Address, owner.Describe(_options.TrustDomain));
         }
 
         LogRegistered(_logger, lease.Id, workload.Namespace, workload.Address, ttl);
@@ -76,8 +172,12 @@ internal sealed partial class WorkloadLeaseRegistry
         return lease;
     }
 
+    /// <summary>Whether <paramref name="held"/> holds one of <paramref name="ports"/> of <paramref name="address"/> (or is the same key).</summary>
+    private static bool Overlaps(WorkloadLease held, string address, ImmutableArray<uint> ports, bool sameKey) =>
+        sameKey || (string.Equals(held.Workload.Address, address, StringComparison.OrdinalIgnoreCase) && held.ClaimedPorts.Intersect(ports).Any());
+
     private static bool SameDetails(WorkloadInstance a, WorkloadInstance b) =>
-        a.Name == b.Name && a.ServiceAccount == b.ServiceAccount && a.Locality == b.Locality && a.Weight == b.Weight;
+        a.Name == b.Name && a.ServiceAccount == b.ServiceAccount && a.Locality == b.Locality && a.Weight == b.Weight && a.CertifiedIdentity == b.CertifiedIdentity;
 
     /// <summary>Extends the lease; null when it is unknown or already expired.</summary>
     public WorkloadLease? Renew(string leaseId)
@@ -180,8 +280,10 @@ internal sealed partial class WorkloadLeaseRegistry
                         (r.Labels ?? []).ToImmutableSortedDictionary(StringComparer.Ordinal),
                         r.ServiceAccount ?? string.Empty, r.Locality ?? string.Empty, r.Weight,
                         EndpointSources.Registration, r.LeaseId);
+                    workload = workload with { CertifiedIdentity = r.Certified };
                     var ttl = ClampTtl(TimeSpan.FromMilliseconds(r.TtlMilliseconds));
-                    _byId[r.LeaseId] = new WorkloadLease(r.LeaseId, workload, ttl, now + _options.LeaseTtl);
+                    ImmutableArray<uint> claimed = [.. (r.ClaimedPorts ?? []).Concat(workload.Ports.Values).Distinct().Order()];
+                    _byId[r.LeaseId] = new WorkloadLease(r.LeaseId, workload, ttl, now + _options.LeaseTtl, claimed);
                     _idByKey[IdentityKey(workload)] = r.LeaseId;
                 }
             }
@@ -198,8 +300,11 @@ internal sealed partial class WorkloadLeaseRegistry
 
     private void OnChanged()
     {
-        Persist();
-        Changed?.Invoke();
+        lock (_publishGate)
+        {
+            Persist();
+            Changed?.Invoke();
+        }
     }
 
     private void Persist()
@@ -207,7 +312,11 @@ internal sealed partial class WorkloadLeaseRegistry
         var records = Leases().Select(l => new PersistedLease(
             l.Id, (long)l.Ttl.TotalMilliseconds, l.Workload.Namespace, l.Workload.Name, l.Workload.Address,
             new Dictionary<string, uint>(l.Workload.Ports), new Dictionary<string, string>(l.Workload.Labels),
-            l.Workload.ServiceAccount, l.Workload.Locality, l.Workload.Weight)).ToList();
+            l.Workload.ServiceAccount, l.Workload.Locality, l.Workload.Weight)
+        {
+            Certified = l.Workload.CertifiedIdentity,
+            ClaimedPorts = [.. l.ClaimedPorts],
+        }).ToList();
         try
         {
             Directory.CreateDirectory(Path.GetDirectoryName(StateFile)!);
@@ -232,20 +341,29 @@ internal sealed partial class WorkloadLeaseRegistry
         Dictionary<string, string>? Labels,
         string? ServiceAccount,
         string? Locality,
-        uint Weight);
+        uint Weight)
+    {
+        /// <summary>Registered by a certified identity (files written before this field read as plaintext registrations).</summary>
+        public bool Certified { get; init; }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Registered lease {LeaseId} for {Namespace}/{Address} (ttl {Ttl})")]
+        public List<uint>? ClaimedPorts { get; init; }
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Registered lease {LeaseId} for {Namespace}/{Address} (ttl {Ttl})")]
     private static partial void LogRegistered(ILogger logger, string leaseId, string @namespace, string address, TimeSpan ttl);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Deregistered lease {LeaseId}")]
+    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "Lease {LeaseId} of {Owner} on {Address} replaced by the registration of {Certified}")]
+    private static partial void LogReplaced(ILogger logger, string leaseId, string owner, string address, string certified);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "Deregistered lease {LeaseId}")]
     private static partial void LogDeregistered(ILogger logger, string leaseId);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Lease {LeaseId} for {Namespace}/{Address} expired")]
+    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Lease {LeaseId} for {Namespace}/{Address} expired")]
     private static partial void LogExpired(ILogger logger, string leaseId, string @namespace, string address);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Count} registrations from {File}")]
+    [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "Loaded {Count} registrations from {File}")]
     private static partial void LogStateLoaded(ILogger logger, int count, string file);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot read or write registration state {File}")]
+    [LoggerMessage(EventId = 6, Level = LogLevel.Warning, Message = "Cannot read or write registration state {File}")]
     private static partial void LogStateError(ILogger logger, string file, Exception exception);
 }

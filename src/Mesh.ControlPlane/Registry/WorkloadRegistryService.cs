@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Mesh.ControlPlane.Configuration;
@@ -12,8 +13,10 @@ namespace Mesh.ControlPlane.Registry;
 
 /// <summary>gRPC front of <see cref="WorkloadLeaseRegistry"/> (mesh.registry.v1.WorkloadRegistry).</summary>
 /// <remarks>
-/// On the TLS port the caller must be authenticated and may register only as itself, and only into
-/// services that run as its identity. On the plaintext port (ControlPlane:PlaintextRegistration) anyone may register.
+/// On the TLS port the caller must be authenticated and may register only as itself, only into services that run as its
+/// identity, and only address:ports no other identity holds (a lease or a WorkloadEntry with a serviceAccount); Renew
+/// checks all of it again. On the plaintext port (ControlPlane:PlaintextRegistration) anyone may register, but never
+/// touch an address or a lease of a certified identity.
 /// </remarks>
 internal sealed class WorkloadRegistryService(
     WorkloadLeaseRegistry registry, ConfigStore store, ControlPlaneOptions options, CallerAuthentication authentication) : WorkloadRegistry.WorkloadRegistryBase
@@ -29,37 +32,65 @@ internal sealed class WorkloadRegistryService(
             throw new RpcException(new Status(StatusCode.Unavailable, "control plane not ready: no valid config folder loaded yet (see /healthz/ready); retry later"));
         }
 
+        var snapshot = store.Current;
         if (caller is not null)
         {
-            Authorize(caller, workload, store.Current);
+            Authorize(caller, workload, snapshot);
+            workload = workload with { CertifiedIdentity = true };
         }
+
+        var claimed = ClaimedPorts(snapshot, workload);
+        CheckDeclaredOwners(snapshot, workload, claimed, options.TrustDomain);
         TimeSpan? ttl = request.LeaseTtl is null ? null : request.LeaseTtl.ToTimeSpan();
-        var lease = registry.Register(workload, ttl);
+        WorkloadLease lease;
+        try
+        {
+            lease = registry.Register(workload, ttl, claimed);
+        }
+        catch (LeaseRefusedException ex)
+        {
+            // Held by another identity is a question of who is asking (the holder's own request succeeds): PERMISSION_DENIED.
+            throw new RpcException(new Status(ex.Reason == LeaseRefusal.LimitReached ? StatusCode.ResourceExhausted : StatusCode.PermissionDenied, ex.Message));
+        }
+
         var response = new RegisterResponse { LeaseId = lease.Id, LeaseTtl = Duration.FromTimeSpan(lease.Ttl) };
-        response.Services.AddRange(MatchingHosts(store.Current, lease.Workload));
+        response.Services.AddRange(MatchingHosts(snapshot, lease.Workload));
         return Task.FromResult(response);
     }
 
     public override Task<RenewResponse> Renew(RenewRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
-        AuthorizeLease(Caller(context), request.LeaseId);
-        var lease = registry.Renew(request.LeaseId)
-            ?? throw new RpcException(new Status(StatusCode.NotFound, $"lease '{request.LeaseId}' is unknown or expired; register again"));
+        var caller = Caller(context);
+        var held = registry.Find(request.LeaseId) ?? throw UnknownLease(request.LeaseId);
+        AuthorizeLease(caller, held, "renew");
+        if (caller is not null)
+        {
+            // The config may have changed since Register (a ServiceEntry's subjectAltNames, a new WorkloadEntry): check again.
+            Authorize(caller, held.Workload, store.Current);
+            CheckDeclaredOwners(store.Current, held.Workload, held.ClaimedPorts, options.TrustDomain);
+        }
+
+        var lease = registry.Renew(request.LeaseId) ?? throw UnknownLease(request.LeaseId);
         return Task.FromResult(new RenewResponse { LeaseTtl = Duration.FromTimeSpan(lease.Ttl) });
     }
 
     public override Task<DeregisterResponse> Deregister(DeregisterRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
-        AuthorizeLease(Caller(context), request.LeaseId);
+        var caller = Caller(context);
+        var held = registry.Find(request.LeaseId) ?? throw UnknownLease(request.LeaseId);
+        AuthorizeLease(caller, held, "deregister");
         if (!registry.Deregister(request.LeaseId))
         {
-            throw new RpcException(new Status(StatusCode.NotFound, $"lease '{request.LeaseId}' is unknown or expired"));
+            throw UnknownLease(request.LeaseId);
         }
 
         return Task.FromResult(new DeregisterResponse());
     }
+
+    private static RpcException UnknownLease(string leaseId) =>
+        new(new Status(StatusCode.NotFound, $"lease '{leaseId}' is unknown or expired; register again"));
 
     /// <summary>The authenticated caller on the TLS port; null on the plaintext port (when allowed there).</summary>
     private WorkloadIdentity? Caller(ServerCallContext context)
@@ -78,17 +109,86 @@ internal sealed class WorkloadRegistryService(
         return null;
     }
 
-    private void AuthorizeLease(WorkloadIdentity? caller, string leaseId)
+    /// <summary>Only the lease's owner may renew or end it; a plaintext caller never touches a certified identity's lease.</summary>
+    private void AuthorizeLease(WorkloadIdentity? caller, WorkloadLease lease, string action)
     {
-        if (caller is null || registry.Find(leaseId) is not { } lease)
+        var owner = lease.Owner;
+        if (caller is null)
         {
+            if (owner.Certified)
+            {
+                throw new RpcException(new Status(StatusCode.PermissionDenied,
+                    $"lease '{lease.Id}' belongs to {owner.Describe(options.TrustDomain)}, registered over the TLS port; a plaintext caller may not {action} it"));
+            }
+
             return;
         }
 
-        if (lease.Workload.Namespace != caller.Namespace || lease.Workload.ServiceAccount != caller.ServiceAccount)
+        if (owner.Namespace == caller.Namespace && owner.ServiceAccount == caller.ServiceAccount)
         {
-            throw new RpcException(new Status(StatusCode.PermissionDenied,
-                $"caller {caller.SpiffeId} may not change lease '{leaseId}', which belongs to namespace '{lease.Workload.Namespace}' service account '{lease.Workload.ServiceAccount}'"));
+            if (!owner.Certified)
+            {
+                // A lease made over plaintext (or kept from a state file written before leases recorded it) proves nothing:
+                // the caller registers again, which replaces it with a certified lease.
+                throw new RpcException(new Status(StatusCode.NotFound,
+                    $"lease '{lease.Id}' was made by a plaintext registration; register again over the TLS port"));
+            }
+
+            return;
+        }
+
+        throw new RpcException(new Status(StatusCode.PermissionDenied,
+            $"caller {caller.SpiffeId} may not {action} lease '{lease.Id}', which belongs to {owner.Describe(options.TrustDomain)}"));
+    }
+
+    /// <summary>
+    /// The ports of the workload's address it holds once registered: its own ports and the endpoint port every ServiceEntry
+    /// selecting it gives it (a workload without ports serves the service's port).
+    /// </summary>
+    internal static ImmutableArray<uint> ClaimedPorts(MeshSnapshot snapshot, WorkloadInstance workload)
+    {
+        var ports = new SortedSet<uint>(workload.Ports.Values);
+        foreach (var service in snapshot.Config.ServiceEntries)
+        {
+            var member = service.StaticEndpoints.Contains(workload)
+                || (service.WorkloadSelector is not null && service.Namespace == workload.Namespace && HostNames.LabelsMatch(service.WorkloadSelector, workload.Labels));
+            if (member)
+            {
+                foreach (var port in service.Ports)
+                {
+                    ports.Add(Xds.XdsTranslator.EndpointPort(port, workload));
+                }
+            }
+        }
+
+        return [.. ports];
+    }
+
+    /// <summary>
+    /// A WorkloadEntry (or inline endpoint) with a serviceAccount declares who serves its address:ports: a registration by
+    /// another identity for one of them is refused.
+    /// </summary>
+    internal static void CheckDeclaredOwners(MeshSnapshot snapshot, WorkloadInstance workload, IReadOnlyCollection<uint> claimed, string trustDomain)
+    {
+        var declared = snapshot.Config.WorkloadEntries.Concat(snapshot.Config.ServiceEntries.SelectMany(s => s.StaticEndpoints));
+        foreach (var entry in declared)
+        {
+            if (entry.ServiceAccount.Length == 0
+                || (entry.Namespace == workload.Namespace && entry.ServiceAccount == workload.ServiceAccount)
+                || !string.Equals(entry.Address, workload.Address, StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+
+            var shared = ClaimedPorts(snapshot, entry).Intersect(claimed).ToList();
+            if (shared.Count > 0)
+            {
+                var holder = new WorkloadIdentity(trustDomain, entry.Namespace, entry.ServiceAccount).SpiffeId;
+                var caller = new LeaseOwner(workload.Namespace, workload.ServiceAccount, workload.CertifiedIdentity).Describe(trustDomain);
+                throw new RpcException(new Status(StatusCode.PermissionDenied,
+                    $"address {string.Join(", ", shared.Select(p => $"{workload.Address}:{p.ToString(CultureInfo.InvariantCulture)}"))} is declared for {holder} " +
+                    $"(WorkloadEntry {entry.Namespace}/{entry.Name} spec.serviceAccount); {caller} may not register it"));
+            }
         }
     }
 

@@ -15,17 +15,35 @@ internal sealed record ClientInfo(
     string Peer,
     DateTimeOffset ConnectedAt,
     string Namespace,
+    string? Identity,
+    string? CertificateSerial,
+    DateTimeOffset? CertificateNotAfter,
     IReadOnlyDictionary<string, IReadOnlyList<string>> Subscriptions,
     IReadOnlyDictionary<string, string> Acked,
     IReadOnlyList<NackInfo> Nacks);
+
+/// <summary>The serial number and end of validity of the certificate an ADS stream was opened with.</summary>
+internal sealed record ClientCertificateInfo(string Serial, DateTimeOffset NotAfter);
+
+/// <summary>What one ADS stream may hold: requests waiting to be handled and names subscribed per type.</summary>
+internal sealed record AdsLimits(int MaxPendingRequests, int MaxResourceNamesPerType)
+{
+    public static AdsLimits Default { get; } = new(64, 10_000);
+}
 
 /// <summary>
 /// One state-of-the-world ADS stream. A single loop handles requests and snapshot changes, so
 /// there is exactly one writer per stream and no locking of per-type state against itself.
 /// </summary>
+/// <remarks>
+/// <see cref="Identity"/> is the SPIFFE ID of the client certificate (secure port) or null (plaintext port): inbound
+/// listeners are served only to the identity they belong to, so a null identity never receives one.
+/// </remarks>
 internal sealed partial class AdsConnection
 {
     private const int MaxNacksKept = 20;
+    private const int MaxLoggedTextLength = 512;
+    private const int MaxDeniedNamesLogged = 32;
     private const string Wildcard = "*";
 
     private readonly XdsPublisher _publisher;
@@ -35,15 +53,22 @@ internal sealed partial class AdsConnection
     private readonly Dictionary<string, TypeState> _types = new(StringComparer.Ordinal);
     private readonly List<NackInfo> _nacks = [];
     private readonly Channel<DiscoveryRequest?> _inbox = Channel.CreateUnbounded<DiscoveryRequest?>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly AdsLimits _limits;
+    private readonly HashSet<string> _deniedLogged = new(StringComparer.Ordinal);
+    private RpcException? _failure;
+    private int _pendingRequests;
     private int _pushPending;
     private long _nonce;
     private string _nodeId = string.Empty;
     private string _namespace = "default";
 
-    public AdsConnection(long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger)
+    public AdsConnection(long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null, ClientCertificateInfo? certificate = null)
     {
+        Certificate = certificate;
         Id = id;
         Peer = peer;
+        Identity = identity;
+        _limits = limits ?? AdsLimits.Default;
         _publisher = publisher;
         _time = time;
         _logger = logger;
@@ -56,13 +81,22 @@ internal sealed partial class AdsConnection
 
     public DateTimeOffset ConnectedAt { get; }
 
+    /// <summary>The client certificate's SPIFFE ID; null on the plaintext port.</summary>
+    public string? Identity { get; }
+
+    /// <summary>The client certificate the stream was opened with (shown by /debug/clients); null on the plaintext port.</summary>
+    public ClientCertificateInfo? Certificate { get; }
+
+    /// <summary>Runs the stream until the client ends it or <paramref name="cancellationToken"/> fires; throws RESOURCE_EXHAUSTED past a limit.</summary>
     public async Task RunAsync(IAsyncStreamReader<DiscoveryRequest> requests, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
     {
+        using var abort = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using var subscription = _publisher.Subscribe(OnSnapshot);
-        var reader = ReadAsync(requests, cancellationToken);
+        var reader = ReadAsync(requests, abort);
+        RpcException? failure = null;
         try
         {
-            await foreach (var item in _inbox.Reader.ReadAllAsync(cancellationToken))
+            await foreach (var item in _inbox.Reader.ReadAllAsync(abort.Token))
             {
                 if (item is null)
                 {
@@ -74,16 +108,28 @@ internal sealed partial class AdsConnection
                 }
                 else
                 {
-                    await HandleAsync(item, responses, cancellationToken);
+                    Interlocked.Decrement(ref _pendingRequests);
+                    await HandleAsync(item, responses, abort.Token);
                 }
             }
+        }
+        catch (RpcException ex)
+        {
+            failure = ex;
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
         {
             LogStreamClosed(_logger, ClientId, ex);
         }
 
+        await abort.CancelAsync();
         await reader;
+        failure ??= Volatile.Read(ref _failure);
+        if (failure is not null)
+        {
+            LogStreamFailed(_logger, ClientId, failure.StatusCode, failure.Status.Detail);
+            throw failure;
+        }
     }
 
     public ClientInfo Describe()
@@ -95,6 +141,9 @@ internal sealed partial class AdsConnection
                 Peer,
                 ConnectedAt,
                 _namespace,
+                Identity,
+                Certificate?.Serial,
+                Certificate?.NotAfter,
                 _types.ToDictionary(t => t.Key, t => (IReadOnlyList<string>)(t.Value.Wildcard ? [Wildcard, .. t.Value.Names.Order(StringComparer.Ordinal)] : [.. t.Value.Names.Order(StringComparer.Ordinal)]), StringComparer.Ordinal),
                 _types.Where(t => t.Value.AckedVersion is not null).ToDictionary(t => t.Key, t => t.Value.AckedVersion!, StringComparer.Ordinal),
                 [.. _nacks]);
@@ -111,12 +160,21 @@ internal sealed partial class AdsConnection
         }
     }
 
-    private async Task ReadAsync(IAsyncStreamReader<DiscoveryRequest> requests, CancellationToken cancellationToken)
+    private async Task ReadAsync(IAsyncStreamReader<DiscoveryRequest> requests, CancellationTokenSource abort)
     {
         try
         {
-            while (await requests.MoveNext(cancellationToken))
+            while (await requests.MoveNext(abort.Token))
             {
+                // A client that sends faster than its responses are written (or read) must not grow this stream's memory.
+                if (Interlocked.Increment(ref _pendingRequests) > _limits.MaxPendingRequests)
+                {
+                    Volatile.Write(ref _failure, new RpcException(new Status(StatusCode.ResourceExhausted,
+                        $"more than {_limits.MaxPendingRequests.ToString(CultureInfo.InvariantCulture)} DiscoveryRequests are waiting on this ADS stream (ControlPlane:AdsMaxPendingRequests); read the responses before sending more")));
+                    await abort.CancelAsync();
+                    return;
+                }
+
                 _inbox.Writer.TryWrite(requests.Current);
             }
         }
@@ -136,8 +194,8 @@ internal sealed partial class AdsConnection
         {
             lock (_gate)
             {
-                _nodeId = node.Id;
-                _namespace = NamespaceOf(node);
+                _nodeId = Printable(node.Id);
+                _namespace = Printable(NamespaceOf(node));
             }
 
             LogConnected(_logger, ClientId, Peer, _namespace);
@@ -146,8 +204,14 @@ internal sealed partial class AdsConnection
         var typeUrl = request.TypeUrl;
         if (!TypeUrls.IsKnown(typeUrl))
         {
-            LogUnknownType(_logger, ClientId, typeUrl);
+            LogUnknownType(_logger, ClientId, Printable(typeUrl));
             return;
+        }
+
+        if (request.ResourceNames.Count > _limits.MaxResourceNamesPerType)
+        {
+            throw new RpcException(new Status(StatusCode.ResourceExhausted,
+                $"a {typeUrl} request names {request.ResourceNames.Count.ToString(CultureInfo.InvariantCulture)} resources; an ADS stream may subscribe to at most {_limits.MaxResourceNamesPerType.ToString(CultureInfo.InvariantCulture)} per type (ControlPlane:AdsMaxResourceNamesPerType)"));
         }
 
         bool forced;
@@ -158,21 +222,27 @@ internal sealed partial class AdsConnection
             if (!isNew && request.ResponseNonce.Length > 0 && request.ResponseNonce != state.LastNonce)
             {
                 // Superseded by a newer response; the client will answer that one.
-                LogStaleNonce(_logger, ClientId, typeUrl, request.ResponseNonce, state.LastNonce ?? string.Empty);
+                if (_logger.IsEnabled(LogLevel.Debug))
+                {
+                    var staleNonce = Printable(request.ResponseNonce);
+                    LogStaleNonce(_logger, ClientId, typeUrl, staleNonce, state.LastNonce ?? string.Empty);
+                }
+
                 return;
             }
 
             var isNack = request.ErrorDetail is not null;
             if (isNack)
             {
-                var nack = new NackInfo(typeUrl, state.LastVersion ?? request.VersionInfo, request.ResponseNonce, request.ErrorDetail!.Message, _time.GetUtcNow());
+                // Client-supplied text: bounded and without control characters before it reaches logs or the admin API.
+                var nack = new NackInfo(typeUrl, Printable(state.LastVersion ?? request.VersionInfo), Printable(request.ResponseNonce), Printable(request.ErrorDetail!.Message), _time.GetUtcNow());
                 _nacks.Add(nack);
                 if (_nacks.Count > MaxNacksKept)
                 {
                     _nacks.RemoveAt(0);
                 }
 
-                LogNack(_logger, ClientId, typeUrl, nack.Version, request.ResponseNonce, request.ErrorDetail.Message);
+                LogNack(_logger, ClientId, typeUrl, nack.Version, nack.Nonce, nack.Message);
             }
             else if (request.ResponseNonce.Length > 0)
             {
@@ -244,7 +314,7 @@ internal sealed partial class AdsConnection
                 builder.AddRange(snapshot.ListenerTargets.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => snapshot.Listener(t.Key, t.Value)));
                 foreach (var name in state.Names.Order(StringComparer.Ordinal))
                 {
-                    if (snapshot.InboundListeners.TryGetValue(name, out var inbound))
+                    if (name.StartsWith(InboundListenerTranslator.NamePrefix, StringComparison.Ordinal) && Inbound(snapshot, name) is { } inbound)
                     {
                         builder.Add(inbound);
                     }
@@ -255,9 +325,12 @@ internal sealed partial class AdsConnection
 
             foreach (var name in state.Names.Order(StringComparer.Ordinal))
             {
-                if (snapshot.InboundListeners.TryGetValue(name, out var inbound))
+                if (name.StartsWith(InboundListenerTranslator.NamePrefix, StringComparison.Ordinal))
                 {
-                    builder.Add(inbound);
+                    if (Inbound(snapshot, name) is { } inbound)
+                    {
+                        builder.Add(inbound);
+                    }
                 }
                 else if (snapshot.ResolveListener(name, _namespace) is { } target)
                 {
@@ -275,6 +348,78 @@ internal sealed partial class AdsConnection
         }
 
         return [.. state.Names.Order(StringComparer.Ordinal).Where(all.ContainsKey).Select(n => all[n])];
+    }
+
+    /// <summary>
+    /// The inbound listener <paramref name="name"/> when this stream's identity is the one it belongs to; otherwise
+    /// nothing, exactly as for a name that does not exist (its RBAC is the workload's business only).
+    /// </summary>
+    private XdsResource? Inbound(XdsSnapshot snapshot, string name)
+    {
+        if (!snapshot.InboundListeners.TryGetValue(name, out var inbound))
+        {
+            return null;
+        }
+
+        if (Identity is not null && inbound.Identities.Contains(Identity, StringComparer.Ordinal))
+        {
+            return inbound.Xds;
+        }
+
+        // Once per name and stream, and a bounded number of names: a client asking in a loop cannot flood the log.
+        if (_deniedLogged.Count < MaxDeniedNamesLogged && _deniedLogged.Add(name))
+        {
+            LogInboundDenied(_logger, ClientId, Identity ?? "no identity (plaintext port)", Printable(name),
+                inbound.Identities.IsEmpty ? "no identity" : string.Join(" or ", inbound.Identities));
+        }
+
+        return null;
+    }
+
+    /// <summary>Client-supplied text made safe to log: control characters replaced, at most 512 characters.</summary>
+    internal static string Printable(string? text)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return string.Empty;
+        }
+
+        var truncated = text.Length > MaxLoggedTextLength;
+        var span = truncated ? text.AsSpan(0, MaxLoggedTextLength) : text.AsSpan();
+        if (!truncated && !span.ContainsAnyInRange('\u0000', '\u001f') && !span.Contains('\u007f') && !HasFormatOrSeparator(span))
+        {
+            return text;
+        }
+
+        var builder = new System.Text.StringBuilder(span.Length + 16);
+        foreach (var c in span)
+        {
+            builder.Append(char.IsControl(c) || IsFormatOrSeparator(c) ? '?' : c);
+        }
+
+        if (truncated)
+        {
+            builder.Append("…(").Append((text.Length - MaxLoggedTextLength).ToString(CultureInfo.InvariantCulture)).Append(" more characters)");
+        }
+
+        return builder.ToString();
+    }
+
+    // Line/paragraph separators and bidi controls can forge log lines or hide text as surely as CR/LF.
+    private static bool IsFormatOrSeparator(char c) =>
+        char.GetUnicodeCategory(c) is System.Globalization.UnicodeCategory.LineSeparator or System.Globalization.UnicodeCategory.ParagraphSeparator or System.Globalization.UnicodeCategory.Format;
+
+    private static bool HasFormatOrSeparator(ReadOnlySpan<char> span)
+    {
+        foreach (var c in span)
+        {
+            if (c > '\u007f' && IsFormatOrSeparator(c))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Node metadata NAMESPACE, else the first label of the node id's domain part, else "default".</summary>
@@ -312,21 +457,27 @@ internal sealed partial class AdsConnection
         public string? AckedVersion { get; set; }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "ADS client {ClientId} connected from {Peer} (namespace {Namespace})")]
+    [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "ADS client {ClientId} ({Identity}) asked for inbound listener {Name}, which belongs to {Owner}: not served")]
+    private static partial void LogInboundDenied(ILogger logger, string clientId, string identity, string name, string owner);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "ADS stream of {ClientId} ended with {StatusCode}: {Detail}")]
+    private static partial void LogStreamFailed(ILogger logger, string clientId, StatusCode statusCode, string detail);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "ADS client {ClientId} connected from {Peer} (namespace {Namespace})")]
     private static partial void LogConnected(ILogger logger, string clientId, string peer, string @namespace);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "ADS stream of {ClientId} closed")]
+    [LoggerMessage(EventId = 4, Level = LogLevel.Debug, Message = "ADS stream of {ClientId} closed")]
     private static partial void LogStreamClosed(ILogger logger, string clientId, Exception exception);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "ADS client {ClientId} asked for unsupported type {TypeUrl}")]
+    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "ADS client {ClientId} asked for unsupported type {TypeUrl}")]
     private static partial void LogUnknownType(ILogger logger, string clientId, string typeUrl);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "ADS client {ClientId}: ignoring {TypeUrl} request with stale nonce {Nonce} (latest {LatestNonce})")]
+    [LoggerMessage(EventId = 6, Level = LogLevel.Debug, Message = "ADS client {ClientId}: ignoring {TypeUrl} request with stale nonce {Nonce} (latest {LatestNonce})")]
     private static partial void LogStaleNonce(ILogger logger, string clientId, string typeUrl, string nonce, string latestNonce);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "ADS client {ClientId} NACKed {TypeUrl} version {Version} nonce {Nonce}: {Message}")]
+    [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "ADS client {ClientId} NACKed {TypeUrl} version {Version} nonce {Nonce}: {Message}")]
     private static partial void LogNack(ILogger logger, string clientId, string typeUrl, string version, string nonce, string message);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "ADS client {ClientId}: sending {TypeUrl} version {Version} nonce {Nonce} with {Count} resources")]
+    [LoggerMessage(EventId = 8, Level = LogLevel.Debug, Message = "ADS client {ClientId}: sending {TypeUrl} version {Version} nonce {Nonce} with {Count} resources")]
     private static partial void LogSend(ILogger logger, string clientId, string typeUrl, string version, string nonce, int count);
 }

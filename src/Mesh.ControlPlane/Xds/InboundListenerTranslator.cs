@@ -1,9 +1,11 @@
 using System.Collections.Frozen;
+using System.Collections.Immutable;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Google.Protobuf.WellKnownTypes;
 using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Security;
 using Mesh.ControlPlane.Sources;
 using Mesh.Xds.Envoy.Config.Core.V3;
 using Mesh.Xds.Envoy.Config.Listener.V3;
@@ -17,6 +19,12 @@ using SocketAddress = Mesh.Xds.Envoy.Config.Core.V3.SocketAddress;
 using Mesh.Xds.Wire;
 
 namespace Mesh.ControlPlane.Xds;
+
+/// <summary>An inbound listener and the SPIFFE IDs it may be served to (the workload whose address:port it describes).</summary>
+internal sealed record InboundListener(string Name, Any Resource, ImmutableArray<string> Identities)
+{
+    public XdsResource Xds { get; } = new(Name, Resource);
+}
 
 /// <summary>
 /// Builds the server-side (gRFC A36) listener <c>xds.istio.io/grpc/lds/inbound/&lt;ip&gt;:&lt;port&gt;</c> of every workload
@@ -39,15 +47,33 @@ internal static class InboundListenerTranslator
         return NamePrefix + host + ":" + port.ToString(CultureInfo.InvariantCulture);
     }
 
-    /// <summary>One inbound listener per distinct workload address:port (registered, WorkloadEntry or inline endpoint).</summary>
-    public static FrozenDictionary<string, XdsResource> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace)
+    /// <summary>
+    /// One inbound listener per workload address:port (registered, WorkloadEntry or inline endpoint), built from the
+    /// workload that owns the address:port and served only to the identities in <see cref="InboundListener.Identities"/>.
+    /// </summary>
+    public static FrozenDictionary<string, InboundListener> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, string trustDomain = SpiffeId.DefaultTrustDomain)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(services);
-        var endpoints = new Dictionary<string, (string Address, uint Port, WorkloadInstance Workload)>(StringComparer.Ordinal);
-        foreach (var endpoint in services.SelectMany(s => s.Endpoints))
+        var resolved = services.ToList();
+        var candidates = new Dictionary<string, (string Address, uint Port, List<WorkloadInstance> Workloads)>(StringComparer.Ordinal);
+        void Add(string address, uint port, WorkloadInstance workload)
         {
-            endpoints.TryAdd(ListenerName(endpoint.Address, endpoint.Port), (endpoint.Address, endpoint.Port, endpoint.Workload));
+            var name = ListenerName(address, port);
+            if (!candidates.TryGetValue(name, out var entry))
+            {
+                candidates[name] = entry = (address, port, []);
+            }
+
+            if (!entry.Workloads.Any(w => ReferenceEquals(w, workload)))
+            {
+                entry.Workloads.Add(workload);
+            }
+        }
+
+        foreach (var endpoint in resolved.SelectMany(s => s.Endpoints))
+        {
+            Add(endpoint.Address, endpoint.Port, endpoint.Workload);
         }
 
         var workloads = model.Config.WorkloadEntries.Concat(model.Registrations).Concat(model.Config.ServiceEntries.SelectMany(s => s.StaticEndpoints));
@@ -55,20 +81,67 @@ internal static class InboundListenerTranslator
         {
             foreach (var port in workload.Ports.Values)
             {
-                endpoints.TryAdd(ListenerName(workload.Address, port), (workload.Address, port, workload));
+                Add(workload.Address, port, workload);
             }
         }
 
-        var result = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
-        foreach (var (name, (address, port, workload)) in endpoints)
+        var result = new Dictionary<string, InboundListener>(StringComparer.Ordinal);
+        foreach (var (name, (address, port, list)) in candidates)
         {
+            if (Owner(list, resolved, trustDomain) is not var (workload, identities))
+            {
+                continue;
+            }
+
             var mode = EffectiveMode(model.Config.PeerAuthentications, rootNamespace, workload, port);
             var policies = ApplicablePolicies(model.Config.AuthorizationPolicies, rootNamespace, workload).ToList();
             var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny), RbacTranslator.Build(policies, AuthorizationAction.Allow));
-            result[name] = new XdsResource(name, Any.Pack(listener));
+            result[name] = new InboundListener(name, Any.Pack(listener), identities);
         }
 
         return result.ToFrozenDictionary(StringComparer.Ordinal);
+    }
+
+    /// <summary>
+    /// Which workload's labels make the listener (its policy), and who may receive it: a WorkloadEntry (or inline endpoint)
+    /// declaring a serviceAccount, else the workload registered by a certified identity, else a static entry without one
+    /// (served to the identities every service it belongs to runs as). A plaintext registration proves no identity and
+    /// never makes an inbound listener. Owners that disagree get the listener served to nobody.
+    /// </summary>
+    private static (WorkloadInstance Workload, ImmutableArray<string> Identities)? Owner(List<WorkloadInstance> candidates, List<ResolvedService> services, string trustDomain)
+    {
+        var declared = candidates.Where(w => w.Source == EndpointSources.Static && w.ServiceAccount.Length > 0).ToList();
+        if (declared.Count > 0)
+        {
+            return (declared[0], Single(declared, trustDomain));
+        }
+
+        var certified = candidates.Where(w => w.Source == EndpointSources.Registration && w.CertifiedIdentity).OrderBy(w => w.LeaseId, StringComparer.Ordinal).ToList();
+        if (certified.Count > 0)
+        {
+            return (certified[0], Single(certified, trustDomain));
+        }
+
+        var undeclared = candidates.FirstOrDefault(w => w.Source == EndpointSources.Static);
+        if (undeclared is null)
+        {
+            return null;
+        }
+
+        IEnumerable<string>? allowed = null;
+        foreach (var service in services.Where(s => s.Endpoints.Any(e => ReferenceEquals(e.Workload, undeclared))).Select(s => s.Entry).Distinct())
+        {
+            var identities = SpiffeId.AllowedIdentities(service, trustDomain);
+            allowed = allowed is null ? identities : allowed.Intersect(identities, StringComparer.Ordinal);
+        }
+
+        return (undeclared, [.. allowed ?? []]);
+    }
+
+    private static ImmutableArray<string> Single(List<WorkloadInstance> owners, string trustDomain)
+    {
+        var identities = owners.Select(w => new WorkloadIdentity(trustDomain, w.Namespace, w.ServiceAccount).SpiffeId).Distinct(StringComparer.Ordinal).ToList();
+        return identities.Count == 1 ? [identities[0]] : [];
     }
 
     /// <summary>

@@ -60,8 +60,8 @@ internal sealed class XdsSnapshot
     /// <summary>Canonical listener names <c>host:port</c>.</summary>
     public FrozenDictionary<string, ListenerTarget> ListenerTargets { get; }
 
-    /// <summary>Server-side listeners by name <c>xds.istio.io/grpc/lds/inbound/&lt;ip&gt;:&lt;port&gt;</c>.</summary>
-    public FrozenDictionary<string, XdsResource> InboundListeners { get; init; } = FrozenDictionary<string, XdsResource>.Empty;
+    /// <summary>Server-side listeners by name <c>xds.istio.io/grpc/lds/inbound/&lt;ip&gt;:&lt;port&gt;</c>, each with the identities it may be served to.</summary>
+    public FrozenDictionary<string, InboundListener> InboundListeners { get; init; } = FrozenDictionary<string, InboundListener>.Empty;
 
     public string VersionInfo => Version.ToString(System.Globalization.CultureInfo.InvariantCulture);
 

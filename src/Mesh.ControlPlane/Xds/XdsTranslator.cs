@@ -71,7 +71,7 @@ internal static class XdsTranslator
         return new XdsSnapshot(version, services, clusters.ToFrozenDictionary(StringComparer.Ordinal), endpoints.ToFrozenDictionary(StringComparer.Ordinal),
             routes.ToFrozenDictionary(StringComparer.Ordinal), listeners.ToFrozenDictionary(StringComparer.Ordinal))
         {
-            InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace),
+            InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace, trustDomain),
         };
     }
 

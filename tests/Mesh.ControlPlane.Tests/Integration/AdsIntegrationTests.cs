@@ -191,6 +191,23 @@ public class AdsIntegrationTests
     }
 
     [Fact]
+    public async Task StreamAggregatedResources_NackWithControlCharactersAndHugeText_RecordedPrintableAndBounded()
+    {
+        await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
+        await using var ads = cp.OpenAds();
+        await ads.SendAsync(TypeUrls.Listener, ["orders:80"], AdsTestClient.Node());
+        var lds = await ads.NextAsync();
+
+        await ads.SendAsync(TypeUrls.Listener, ["orders:80"], nonce: lds.Nonce, version: lds.VersionInfo, error: "bad\r\n2026-01-01 fake: log line" + new string('x', 100_000));
+
+        var client = await PollClientAsync(cp, c => c.GetProperty("nacks").GetArrayLength() == 1);
+        var message = client.GetProperty("nacks")[0].GetProperty("message").GetString()!;
+        Assert.StartsWith("bad??2026-01-01 fake: log line", message, StringComparison.Ordinal);
+        Assert.EndsWith("(99518 more characters)", message, StringComparison.Ordinal);
+        Assert.True(message.Length < 600, $"{message.Length} characters kept");
+    }
+
+    [Fact]
     public async Task StreamAggregatedResources_StaleNonce_IsIgnored()
     {
         await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders), ("payments.yaml", Payments));

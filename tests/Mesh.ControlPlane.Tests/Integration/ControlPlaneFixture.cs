@@ -86,14 +86,25 @@ internal sealed class AdsTestClient : IAsyncDisposable
                     await _responses.Writer.WriteAsync(response);
                 }
             }
-            catch (RpcException)
+            catch (RpcException ex)
             {
+                Error = ex;
             }
             finally
             {
                 _responses.Writer.TryComplete();
             }
         });
+    }
+
+    /// <summary>Gets the status the stream ended with, once it ended with one.</summary>
+    public RpcException? Error { get; private set; }
+
+    /// <summary>Waits for the stream to end with an error status and returns it (responses sent before are skipped).</summary>
+    public async Task<RpcException> ErrorAsync()
+    {
+        await _reader.WaitAsync(Timeout);
+        return Error ?? throw new InvalidOperationException("The ADS stream ended without an error status.");
     }
 
     public static Node Node(string id = "sidecar~10.0.0.9~client-1.default~default.svc.cluster.local") => new() { Id = id, Locality = new Locality() };
@@ -117,7 +128,15 @@ internal sealed class AdsTestClient : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _call.RequestStream.CompleteAsync();
+        try
+        {
+            await _call.RequestStream.CompleteAsync();
+        }
+        catch (Exception ex) when (ex is RpcException or InvalidOperationException)
+        {
+            // The server already ended the stream (a test of a refused or failed stream).
+        }
+
         _call.Dispose();
         await _reader;
     }

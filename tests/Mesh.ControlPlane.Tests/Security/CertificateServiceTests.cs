@@ -398,8 +398,9 @@ public class CertificateServiceTests
               - address: 127.0.0.2
             """;
         await using var cp = await SecureHost.StartAsync(files: ("payments.yaml", yaml));
+        var (_, leaf) = await cp.IssueAsync(cp.Token("default", "frontend"));
         await using var ads = new Integration.AdsTestClient(
-            new Mesh.Xds.Envoy.Service.Discovery.V3.AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(cp.SecureChannel()).StreamAggregatedResources());
+            new Mesh.Xds.Envoy.Service.Discovery.V3.AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(cp.SecureChannel(leaf)).StreamAggregatedResources());
 
         await ads.SendAsync(Mesh.ControlPlane.Xds.TypeUrls.Cluster, [], Integration.AdsTestClient.Node());
         var response = await ads.NextAsync();

@@ -146,6 +146,88 @@ public class RegistrationAuthorizationTests
         Assert.Contains("ControlPlane:PlaintextRegistration=false", ex.Status.Detail, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Renew_LeaseOfAnotherIdentity_PermissionDeniedNamingBoth()
+    {
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+        var registry = Registry(cp);
+        var lease = await registry.RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "orders")));
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => registry.RenewAsync(new RenewRequest { LeaseId = lease.LeaseId }, SecureHost.Bearer(cp.Token("default", "evil"))).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
+        Assert.Equal($"caller spiffe://cluster.local/ns/default/sa/evil may not renew lease '{lease.LeaseId}', which belongs to spiffe://cluster.local/ns/default/sa/orders", ex.Status.Detail);
+    }
+
+    [Fact]
+    public async Task Renew_ServiceNoLongerRunsAsTheOwner_PermissionDenied()
+    {
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+        var registry = Registry(cp);
+        var (_, orders) = await cp.IssueAsync(cp.Token("default", "orders"));
+        var owner = new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(orders));
+        var lease = await owner.RegisterAsync(Request("orders", "orders"));
+
+        // The operator says orders now runs as orders-v2 only: the old identity's lease may not be renewed into it.
+        await File.WriteAllTextAsync(Path.Combine(cp.ConfigDirectory, "services.yaml"), Services.Replace(
+            "  workloadSelector:\n    labels: {app: orders}\n", "  workloadSelector:\n    labels: {app: orders}\n  subjectAltNames: [spiffe://cluster.local/ns/default/sa/orders-v2]\n", StringComparison.Ordinal));
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        RpcException? refused = null;
+        while (refused is null)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "Renew kept succeeding after the ServiceEntry changed its subjectAltNames");
+            try
+            {
+                await owner.RenewAsync(new RenewRequest { LeaseId = lease.LeaseId });
+                await Task.Delay(50);
+            }
+            catch (RpcException ex)
+            {
+                refused = ex;
+            }
+        }
+
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Contains("which runs as spiffe://cluster.local/ns/default/sa/orders-v2", refused.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task PlaintextPort_SecureLease_CannotBeRenewedDeregisteredOrOverwritten()
+    {
+        await using var cp = await SecureHost.StartAsync(args: ["--ControlPlane:PlaintextRegistration=true"], plaintextXds: true, files: ("services.yaml", Services));
+        var lease = await Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "orders")));
+        var plaintext = new WorkloadRegistry.WorkloadRegistryClient(cp.PlaintextChannel());
+
+        var renew = await Assert.ThrowsAsync<RpcException>(() => plaintext.RenewAsync(new RenewRequest { LeaseId = lease.LeaseId }).ResponseAsync);
+        var deregister = await Assert.ThrowsAsync<RpcException>(() => plaintext.DeregisterAsync(new DeregisterRequest { LeaseId = lease.LeaseId }).ResponseAsync);
+        var overwrite = await Assert.ThrowsAsync<RpcException>(() => plaintext.RegisterAsync(Request("orders", "orders")).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, renew.StatusCode);
+        Assert.Equal($"lease '{lease.LeaseId}' belongs to spiffe://cluster.local/ns/default/sa/orders, registered over the TLS port; a plaintext caller may not renew it", renew.Status.Detail);
+        Assert.Equal(StatusCode.PermissionDenied, deregister.StatusCode);
+        Assert.Equal(StatusCode.PermissionDenied, overwrite.StatusCode);
+        Assert.Contains("is held by spiffe://cluster.local/ns/default/sa/orders", overwrite.Status.Detail, StringComparison.Ordinal);
+        var leases = (Mesh.ControlPlane.Registry.WorkloadLeaseRegistry)cp.Host.Services.GetService(typeof(Mesh.ControlPlane.Registry.WorkloadLeaseRegistry))!;
+        var kept = Assert.Single(leases.Leases());
+        Assert.Equal((lease.LeaseId, true), (kept.Id, kept.Workload.CertifiedIdentity));
+    }
+
+    [Fact]
+    public async Task Register_BeyondMaxLeasesPerIdentity_ResourceExhaustedNamingCapAndKey()
+    {
+        await using var cp = await SecureHost.StartAsync(args: ["--ControlPlane:MaxLeasesPerIdentity=1"], files: ("services.yaml", Services));
+        var (_, orders) = await cp.IssueAsync(cp.Token("default", "orders"));
+        var registry = new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(orders));
+        await registry.RegisterAsync(Request("orders", "orders"));
+        var second = Request("orders", "orders");
+        second.Workload.Ports["http"] = 5002;
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => registry.RegisterAsync(second).ResponseAsync);
+
+        Assert.Equal(StatusCode.ResourceExhausted, ex.StatusCode);
+        Assert.StartsWith("spiffe://cluster.local/ns/default/sa/orders already holds 1 leases, the limit ControlPlane:MaxLeasesPerIdentity=1", ex.Status.Detail, StringComparison.Ordinal);
+    }
+
     private static WorkloadRegistry.WorkloadRegistryClient Registry(SecureHost cp) => new(cp.SecureChannel());
 
     private static RegisterRequest Request(string app, string serviceAccount) => new()

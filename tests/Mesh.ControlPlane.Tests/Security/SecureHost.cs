@@ -49,9 +49,8 @@ internal sealed class SecureHost : IAsyncDisposable
     public static Task<SecureHost> StartAsync(string? root = null, string[]? args = null, bool plaintextXds = false, params (string File, string Yaml)[] files) =>
         StartAsync(root, args, plaintextXds, configureServices: null, files);
 
-    /// <summary>Starts a control plane with extra services (e.g. a log sink).</summary>
-    public static async Task<SecureHost> StartAsync(
-        string? root, string[]? args, bool plaintextXds, Action<Microsoft.Extensions.DependencyInjection.IServiceCollection>? configureServices, params (string File, string Yaml)[] files)
+    /// <summary>Starts a control plane with services replaced by <paramref name="configureServices"/> (e.g. a FakeTimeProvider).</summary>
+    public static async Task<SecureHost> StartAsync(string? root, string[]? args, bool plaintextXds, Action<Microsoft.Extensions.DependencyInjection.IServiceCollection>? configureServices, params (string File, string Yaml)[] files)
     {
         var ownsRoot = root is null;
         root ??= NewRoot();
