@@ -9,7 +9,8 @@ namespace Mesh.Client.Authorization;
 
 /// <summary>
 /// Enforces the inbound policy of the connection's local port: STRICT needs an authenticated peer, then
-/// AuthorizationPolicy (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; unauthorizable path: 400.
+/// AuthorizationPolicy (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; a request that cannot be
+/// authorized as spelled (method not upper case, encoded slash or NUL): 400, even on a port without rules.
 /// Ports without an inbound listener from the control plane are not mesh ports and pass through.
 /// </summary>
 internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, InboundPolicyStore store, ILogger<MeshAuthorizationMiddleware> logger)
@@ -30,10 +31,6 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
         if (policy.Mode == PeerAuthenticationMode.Strict && peer is null)
         {
             decision = new AuthorizationDecision(AuthorizationOutcome.Denied, AuthorizationDecision.StrictRequiresMtls);
-        }
-        else if (!policy.HasRules)
-        {
-            return next(context);
         }
         else
         {
@@ -56,9 +53,9 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
         var request = context.Request;
         var peer = context.Features.Get<IMeshPeerIdentityFeature>()?.SpiffeId ?? "plaintext";
         var path = context.Features.Get<IHttpRequestFeature>()?.RawTarget ?? request.Path.Value ?? string.Empty;
-        if (decision.Outcome == AuthorizationOutcome.BadPath)
+        if (decision.Outcome == AuthorizationOutcome.BadRequest)
         {
-            LogBadPath(logger, peer, request.Method, path, decision.Reason);
+            LogBadRequest(logger, peer, request.Method, path, decision.Reason);
             context.Response.StatusCode = StatusCodes.Status400BadRequest;
             context.Response.ContentType = "text/plain";
             await context.Response.WriteAsync("Bad Request: " + decision.Reason, context.RequestAborted).ConfigureAwait(false);
@@ -75,7 +72,7 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
     private static partial void LogDenied(ILogger logger, string peer, string method, string path, string policy);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Rejected {Method} {Path} from {Peer}: {Reason}")]
-    private static partial void LogBadPath(ILogger logger, string peer, string method, string path, string reason);
+    private static partial void LogBadRequest(ILogger logger, string peer, string method, string path, string reason);
 }
 
 /// <summary>Puts <see cref="MeshAuthorizationMiddleware"/> first in the pipeline, before the application's middleware.</summary>

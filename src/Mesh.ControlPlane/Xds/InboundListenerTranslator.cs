@@ -39,9 +39,10 @@ internal static class InboundListenerTranslator
     }
 
     /// <summary>One inbound listener per distinct workload address:port (registered, WorkloadEntry or inline endpoint).</summary>
-    public static FrozenDictionary<string, XdsResource> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace)
+    public static FrozenDictionary<string, XdsResource> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, InboundPathSettings? paths = null)
     {
         ArgumentNullException.ThrowIfNull(model);
+        paths ??= InboundPathSettings.Default;
         ArgumentNullException.ThrowIfNull(services);
         var endpoints = new Dictionary<string, (string Address, uint Port, WorkloadInstance Workload)>(StringComparer.Ordinal);
         foreach (var endpoint in services.SelectMany(s => s.Endpoints))
@@ -63,7 +64,7 @@ internal static class InboundListenerTranslator
         {
             var mode = EffectiveMode(model.Config.PeerAuthentications, rootNamespace, workload, port);
             var policies = ApplicablePolicies(model.Config.AuthorizationPolicies, rootNamespace, workload).ToList();
-            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny), RbacTranslator.Build(policies, AuthorizationAction.Allow));
+            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny, paths), RbacTranslator.Build(policies, AuthorizationAction.Allow, paths), paths);
             result[name] = new XdsResource(name, Any.Pack(listener));
         }
 
@@ -131,14 +132,14 @@ internal static class InboundListenerTranslator
             && (p.Selector is null || HostNames.LabelsMatch(p.Selector, workload.Labels)));
     }
 
-    public static Listener BuildListener(string name, string address, uint port, MtlsMode mode, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow)
+    public static Listener BuildListener(string name, string address, uint port, MtlsMode mode, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, InboundPathSettings? paths = null)
     {
         var listener = new Listener
         {
             Name = name,
             Address = new Address { SocketAddress = new SocketAddress { Address = address, PortValue = port } },
         };
-        var manager = BuildHttpConnectionManager(deny, allow);
+        var manager = BuildHttpConnectionManager(deny, allow, paths ?? InboundPathSettings.Default);
         switch (mode)
         {
             case MtlsMode.Strict:
@@ -173,7 +174,7 @@ internal static class InboundListenerTranslator
     private static List<PeerAuthenticationModel> InScopeOrder(IEnumerable<PeerAuthenticationModel> policies) =>
         [.. policies.Order(Comparer<PeerAuthenticationModel>.Create((a, b) => YamlConfigLoader.CompareScopeOrder(a.File, a.Name, b.File, b.Name)))];
 
-    private static HttpConnectionManager BuildHttpConnectionManager(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow)
+    private static HttpConnectionManager BuildHttpConnectionManager(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, InboundPathSettings paths)
     {
         var virtualHost = new VirtualHost
         {
@@ -186,6 +187,7 @@ internal static class InboundListenerTranslator
             StatPrefix = "inbound",
             RouteConfig = new RouteConfiguration { Name = "inbound|http|0", VirtualHosts = { virtualHost } },
         };
+        paths.ApplyTo(manager);
         foreach (var rbac in new[] { deny, allow })
         {
             if (rbac is not null)

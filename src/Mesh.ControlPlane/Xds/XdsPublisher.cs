@@ -27,7 +27,7 @@ internal sealed partial class XdsPublisher : BackgroundService
         _options = options;
         _time = time;
         _logger = logger;
-        _current = XdsTranslator.Translate(store.Current, ++_generation, options.RootNamespace, options.TrustDomain);
+        _current = XdsTranslator.Translate(store.Current, ++_generation, options.RootNamespace, options.TrustDomain, options.InboundPaths);
         store.Changed += () => _signal.Writer.TryWrite(true);
     }
 
@@ -51,7 +51,7 @@ internal sealed partial class XdsPublisher : BackgroundService
         XdsSnapshot snapshot;
         lock (_rebuildGate)
         {
-            snapshot = XdsTranslator.Translate(model, ++_generation, _options.RootNamespace, _options.TrustDomain);
+            snapshot = XdsTranslator.Translate(model, ++_generation, _options.RootNamespace, _options.TrustDomain, _options.InboundPaths);
             Volatile.Write(ref _current, snapshot);
         }
 
