@@ -10,7 +10,8 @@ using static Mesh.Client.Tests.Authorization.IstioPolicies;
 namespace Mesh.Client.Tests.Authorization;
 
 /// <summary>
-/// End to end: AuthorizationPolicy model → control-plane RBAC translation → inbound listener → client decoder →
+/// End to end: AuthorizationPolicy as Istio YAML → the control plane's loader and RBAC translation → inbound
+/// listener (with the path settings in its HttpConnectionManager) → client decoder →
 /// normalization + RBAC engine. Expected outcomes follow Istio's semantics (DENY first; no ALLOW policy allows;
 /// otherwise some ALLOW policy must match), with the mesh's ASP.NET Core path defaults (see InboundPathSettings):
 /// paths match case-insensitively and with or without one trailing slash; methods that are not upper case get 400.
@@ -250,9 +251,16 @@ public sealed partial class DecisionTableTests(ITestOutputHelper output)
     {
         var wrong = new List<string>();
         var rows = AllRows();
+        var loaded = new Dictionary<AuthorizationPolicyModel[], AuthorizationPolicyModel[]>(ReferenceEqualityComparer.Instance);
         foreach (var (source, row) in rows)
         {
-            var listener = Listener(row.Policies, row.Port, paths: row.Paths);
+            // Each policy set goes through its Istio YAML and the control plane's loader before translation.
+            if (!loaded.TryGetValue(row.Policies, out var policies))
+            {
+                loaded[row.Policies] = policies = IstioYaml.RoundTrip(row.Policies);
+            }
+
+            var listener = Listener(policies, row.Port, paths: row.Paths);
             Assert.True(InboundPolicyDecoder.TryDecode(listener, out var policy, out var errors), string.Join("; ", errors));
             var headers = new HeaderDictionary();
             for (var i = 0; i + 1 < (row.Headers?.Length ?? 0); i += 2)
