@@ -68,10 +68,10 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
         await context.Response.WriteAsync(DeniedBody, context.RequestAborted).ConfigureAwait(false);
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "RBAC: access denied for {Peer}: {Method} {Path} (policy: {Policy})")]
+    [LoggerMessage(EventId = 1, EventName = "AccessDenied", Level = LogLevel.Information, Message = "RBAC: access denied for {Peer}: {Method} {Path} (policy: {Policy})")]
     private static partial void LogDenied(ILogger logger, string peer, string method, string path, string policy);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Rejected {Method} {Path} from {Peer}: {Reason}")]
+    [LoggerMessage(EventId = 2, EventName = "BadRequest", Level = LogLevel.Information, Message = "Rejected {Method} {Path} from {Peer} with 400: {Reason}")]
     private static partial void LogBadRequest(ILogger logger, string peer, string method, string path, string reason);
 }
 

@@ -89,6 +89,10 @@ public sealed partial class DecisionTableTests
         new(DenyAdminExact, Plain, "GET", "/admin/", D, Paths: CaseSensitive),
         new(DenyAdminExact, Plain, "GET", "/admin/", A, Paths: SlashExact),
         new(DenyAdminExact, Plain, "GET", "/ADMIN", D, Paths: SlashExact),
+        new(DenyAdminOnly, Plain, "GET", "/admin/", D), // "/admin*" is a plain prefix: "/admin", "/admin/", "/administrator"
+        new(DenyAdminOnly, Plain, "GET", "/administrator", D),
+        new(DenyAdminOnly, Plain, "GET", "/ADMIN/", D),
+        new(DenyAdminOnly, Plain, "GET", "/admi", A),
         new(AllowPublicDir, Plain, "GET", "/public/x", A),
         new(AllowPublicDir, Plain, "GET", "/public/", A),
         new(AllowPublicDir, Plain, "GET", "/public", A),
