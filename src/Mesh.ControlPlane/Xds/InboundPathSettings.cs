@@ -64,7 +64,11 @@ internal sealed record InboundPathSettings(
         return false;
     }
 
-    /// <summary>Sets Envoy's path fields on an inbound HttpConnectionManager as istiod does for the same mode.</summary>
+    /// <summary>
+    /// Sets Envoy's path fields on an inbound HttpConnectionManager: normalize_path and merge_slashes as istiod sets
+    /// them for the mode; escaped slashes UNESCAPE_AND_FORWARD under DECODE_AND_MERGE_SLASHES, else REJECT_REQUEST or
+    /// KEEP_UNCHANGED (istiod's choice) per <see cref="RejectEscapedSlashes"/>.
+    /// </summary>
     public void ApplyTo(HttpConnectionManager manager)
     {
         ArgumentNullException.ThrowIfNull(manager);
