@@ -9,7 +9,8 @@ namespace Mesh.Benchmarks;
 
 /// <summary>
 /// The inbound per-request path: the peer's identity from the connection features, then the AuthorizationPolicy
-/// decision (path normalization, DENY then ALLOW). Target: 0 bytes allocated per request.
+/// decision (method check, path normalization with the mesh defaults: MERGE_SLASHES, case- and trailing-slash-
+/// insensitive path matchers; DENY then ALLOW). Target: 0 bytes allocated per request.
 /// </summary>
 [MemoryDiagnoser]
 public class AuthorizationBenchmarks
@@ -45,6 +46,12 @@ public class AuthorizationBenchmarks
 
     [Benchmark]
     public bool Deny_NoAllowPolicyMatches() => Decide("DELETE", "/api/orders/42");
+
+    [Benchmark]
+    public bool Deny_CaseAndTrailingSlashSpelling() => Decide("GET", "//ADMIN/Users/");
+
+    [Benchmark]
+    public bool Refuse_LowerCaseMethod() => Decide("delete", "/api/orders/42");
 
     private bool Decide(string method, string target)
     {

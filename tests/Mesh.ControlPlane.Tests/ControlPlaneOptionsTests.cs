@@ -23,6 +23,7 @@ public class ControlPlaneOptionsTests
         Assert.Equal(TimeSpan.FromDays(90), options.Ca.MaxTtl);
         Assert.Equal(["mesh-system/mesh-control-plane"], options.Bootstrap.ReservedIdentities.ToArray());
         Assert.Equal(TimeSpan.FromHours(1), options.Bootstrap.MaxCertificateTtl);
+        Assert.Equal(new Mesh.ControlPlane.Xds.InboundPathSettings(Mesh.ControlPlane.Xds.PathNormalizationMode.MergeSlashes, RejectEscapedSlashes: true, IgnoreCase: true, IgnoreTrailingSlash: true), options.InboundPaths);
     }
 
     [Fact]
@@ -38,6 +39,16 @@ public class ControlPlaneOptionsTests
         Assert.True(list.Bootstrap.IsReserved("mesh-system", "mesh-control-plane", out _));
         Assert.False(list.Bootstrap.IsReserved("mesh-system", "other", out _));
         Assert.False(list.Bootstrap.IsReserved("ops", "admins", out _));
+    }
+
+    [Fact]
+    public void Load_PathSettings_IstioSpellings()
+    {
+        var options = ControlPlaneOptions.Load(Config(("PathNormalization", "BASE"), ("PathEscapedSlashes", "KEEP_UNCHANGED"), ("PathIgnoreCase", "false"), ("PathIgnoreTrailingSlash", "false")));
+
+        Assert.Equal(Mesh.ControlPlane.Xds.InboundPathSettings.Istio, options.InboundPaths);
+        Assert.Equal(Mesh.ControlPlane.Xds.PathNormalizationMode.DecodeAndMergeSlashes, ControlPlaneOptions.Load(Config(("PathNormalization", "DECODE_AND_MERGE_SLASHES"))).InboundPaths.Normalization);
+        Assert.Equal(Mesh.ControlPlane.Xds.PathNormalizationMode.None, ControlPlaneOptions.Load(Config(("PathNormalization", "NONE"))).InboundPaths.Normalization);
     }
 
     [Theory]
@@ -58,6 +69,11 @@ public class ControlPlaneOptionsTests
     [InlineData("Bootstrap:ReservedIdentities", "ops/admin,*/x", "ControlPlane:Bootstrap:ReservedIdentities must be '<namespace>/<serviceAccount>' or '<namespace>/*' with DNS labels, like mesh-system/* (got '*/x')")]
     [InlineData("Bootstrap:MaxCertificateTtl", "2.00:00:00", "ControlPlane:Bootstrap:MaxCertificateTtl must be a TimeSpan")]
     [InlineData("Bootstrap:Reusable", "true", "ControlPlane:Bootstrap:Reusable is not a known setting; known settings are ReservedIdentities, MaxCertificateTtl")]
+    [InlineData("PathNormalization", "merge_slashes", "ControlPlane:PathNormalization must be one of NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES (Istio's pathNormalization; got 'merge_slashes')")]
+    [InlineData("PathNormalization", "DEFAULT", "ControlPlane:PathNormalization must be one of")]
+    [InlineData("PathEscapedSlashes", "UNESCAPE_AND_REDIRECT", "ControlPlane:PathEscapedSlashes must be REJECT_REQUEST")]
+    [InlineData("PathIgnoreCase", "no", "ControlPlane:PathIgnoreCase must be true or false")]
+    [InlineData("PathIgnoreTrailingSlash", "1", "ControlPlane:PathIgnoreTrailingSlash must be true or false")]
     public void Load_InvalidValue_FailsNamingTheKey(string key, string value, string expected)
     {
         var ex = Assert.Throws<InvalidOperationException>(() => ControlPlaneOptions.Load(Config((key, value))));
@@ -107,6 +123,14 @@ public class ControlPlaneOptionsTests
         var ex = Assert.Throws<InvalidOperationException>(() => ControlPlaneOptions.Load(Config(("XdsAddress", "http://127.0.0.1:15012"))));
 
         Assert.Contains("ControlPlane:SecureAddress must use a different port than ControlPlane:XdsAddress", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_EscapedSlashesWithDecodeAndMergeSlashes_FailsNamingBothKeys()
+    {
+        var ex = Assert.Throws<InvalidOperationException>(() => ControlPlaneOptions.Load(Config(("PathNormalization", "DECODE_AND_MERGE_SLASHES"), ("PathEscapedSlashes", "KEEP_UNCHANGED"))));
+
+        Assert.Contains("ControlPlane:PathEscapedSlashes ('KEEP_UNCHANGED') cannot be set with ControlPlane:PathNormalization DECODE_AND_MERGE_SLASHES", ex.Message, StringComparison.Ordinal);
     }
 
     private static IConfiguration Config(params (string Key, string Value)[] values) =>

@@ -37,8 +37,8 @@ internal enum AuthorizationOutcome
     Allowed,
     Denied,
 
-    /// <summary>The path cannot be authorized (encoded slash, not origin-form): answer 400.</summary>
-    BadPath,
+    /// <summary>The request cannot be authorized as spelled (method not upper case, encoded slash or NUL, not origin-form): answer 400.</summary>
+    BadRequest,
 }
 
 /// <summary>An authorization result; <see cref="Reason"/> names the deciding policy (no allocation: names are precompiled).</summary>
@@ -49,6 +49,8 @@ internal readonly record struct AuthorizationDecision(AuthorizationOutcome Outco
     public const string NoAllowPolicies = "no ALLOW policy";
     public const string EncodedSlashReason = "encoded slash in path";
     public const string NotOriginFormReason = "path is not origin-form";
+    public const string EncodedNulReason = "encoded NUL in path";
+    public const string MethodNotUpperCaseReason = "method is not upper case";
     public const string StrictRequiresMtls = "STRICT mTLS requires a client certificate";
 
     public bool IsAllowed => Outcome == AuthorizationOutcome.Allowed;

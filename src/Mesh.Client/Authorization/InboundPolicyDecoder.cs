@@ -90,13 +90,20 @@ internal static class InboundPolicyDecoder
                 // One port has one policy: chains differing in their filters would make the decision depend on TLS.
                 list.Add($"{path}.filters[0].typed_config.http_filters: must equal those of the first filter chain");
             }
+            else if (!Equals(first.NormalizePath, manager.NormalizePath) || first.MergeSlashes != manager.MergeSlashes
+                || first.PathWithEscapedSlashesAction != manager.PathWithEscapedSlashesAction)
+            {
+                list.Add($"{path}.filters[0].typed_config: normalize_path, merge_slashes and path_with_escaped_slashes_action must equal those of the first filter chain");
+            }
         }
 
         RbacEngine? deny = null, allow = null;
+        var paths = PathNormalizationOptions.Default;
         if (first is not null)
         {
-            var path = $"{where}: filter_chains[0].filters[0].typed_config.http_filters";
-            DecodeHttpFilters(first, path, list, ref deny, ref allow);
+            var path = $"{where}: filter_chains[0].filters[0].typed_config";
+            DecodeHttpFilters(first, path + ".http_filters", list, ref deny, ref allow);
+            paths = DecodePathOptions(first, path, list);
         }
 
         if (list.Count > 0)
@@ -105,8 +112,32 @@ internal static class InboundPolicyDecoder
         }
 
         var mode = tls && plaintext ? PeerAuthenticationMode.Permissive : tls ? PeerAuthenticationMode.Strict : PeerAuthenticationMode.Disable;
-        policy = new InboundPolicy(listener.Name, (int)port, mode, deny, allow);
+        policy = new InboundPolicy(listener.Name, (int)port, mode, deny, allow, paths);
         return true;
+    }
+
+    /// <summary>
+    /// Envoy's path fields. An unset normalize_path means normalize here (Envoy's own default is off): a listener that
+    /// forgets it must not silently turn a DENY on <c>/admin</c> into one that <c>/x/../admin</c> passes.
+    /// </summary>
+    private static PathNormalizationOptions DecodePathOptions(HttpConnectionManager manager, string path, List<string> errors)
+    {
+        var escaped = manager.PathWithEscapedSlashesAction switch
+        {
+            HttpConnectionManager.Types.PathWithEscapedSlashesAction.ImplementationSpecificDefault => EscapedSlashAction.Reject,
+            HttpConnectionManager.Types.PathWithEscapedSlashesAction.RejectRequest => EscapedSlashAction.Reject,
+            HttpConnectionManager.Types.PathWithEscapedSlashesAction.KeepUnchanged => EscapedSlashAction.Keep,
+            HttpConnectionManager.Types.PathWithEscapedSlashesAction.UnescapeAndForward => EscapedSlashAction.Unescape,
+            _ => (EscapedSlashAction?)null,
+        };
+        if (escaped is null)
+        {
+            // UNESCAPE_AND_REDIRECT (or a value from a newer API): a library inside the app cannot redirect for the proxy.
+            errors.Add($"{path}.path_with_escaped_slashes_action: {manager.PathWithEscapedSlashesAction} is not supported; use KEEP_UNCHANGED, REJECT_REQUEST or UNESCAPE_AND_FORWARD");
+            escaped = EscapedSlashAction.Reject;
+        }
+
+        return new PathNormalizationOptions(manager.NormalizePath ?? true, manager.MergeSlashes, escaped.Value);
     }
 
     private static HttpConnectionManager? Manager(FilterChain chain, string path, List<string> errors)

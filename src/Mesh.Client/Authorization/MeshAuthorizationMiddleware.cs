@@ -9,7 +9,8 @@ namespace Mesh.Client.Authorization;
 
 /// <summary>
 /// Enforces the inbound policy of the connection's local port: STRICT needs an authenticated peer, then
-/// AuthorizationPolicy (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; unauthorizable path: 400.
+/// AuthorizationPolicy (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; a request that cannot be
+/// authorized as spelled (method not upper case, encoded slash or NUL): 400, even on a port without rules.
 /// A mesh-served port without a current policy (not received yet, or removed by the control plane) fails closed: 503,
 /// no application code runs. Ports of a workload that takes no inbound mesh traffic pass through.
 /// </summary>
@@ -34,10 +35,6 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
         if (policy!.Mode == PeerAuthenticationMode.Strict && peer is null)
         {
             decision = new AuthorizationDecision(AuthorizationOutcome.Denied, AuthorizationDecision.StrictRequiresMtls);
-        }
-        else if (!policy.HasRules)
-        {
-            return next(context);
         }
         else
         {
@@ -79,9 +76,9 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
         var request = context.Request;
         var peer = context.Features.Get<IMeshPeerIdentityFeature>()?.SpiffeId ?? "plaintext";
         var path = context.Features.Get<IHttpRequestFeature>()?.RawTarget ?? request.Path.Value ?? string.Empty;
-        if (decision.Outcome == AuthorizationOutcome.BadPath)
+        if (decision.Outcome == AuthorizationOutcome.BadRequest)
         {
-            LogBadPath(logger, peer, request.Method, path, decision.Reason);
+            LogBadRequest(logger, peer, request.Method, path, decision.Reason);
             context.Response.StatusCode = StatusCodes.Status400BadRequest;
             context.Response.ContentType = "text/plain";
             await context.Response.WriteAsync("Bad Request: " + decision.Reason, context.RequestAborted).ConfigureAwait(false);
@@ -94,11 +91,11 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
         await context.Response.WriteAsync(DeniedBody, context.RequestAborted).ConfigureAwait(false);
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "RBAC: access denied for {Peer}: {Method} {Path} (policy: {Policy})")]
+    [LoggerMessage(EventId = 1, EventName = "AccessDenied", Level = LogLevel.Information, Message = "RBAC: access denied for {Peer}: {Method} {Path} (policy: {Policy})")]
     private static partial void LogDenied(ILogger logger, string peer, string method, string path, string policy);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Rejected {Method} {Path} from {Peer}: {Reason}")]
-    private static partial void LogBadPath(ILogger logger, string peer, string method, string path, string reason);
+    [LoggerMessage(EventId = 2, EventName = "BadRequest", Level = LogLevel.Information, Message = "Rejected {Method} {Path} from {Peer} with 400: {Reason}")]
+    private static partial void LogBadRequest(ILogger logger, string peer, string method, string path, string reason);
 
     [LoggerMessage(EventId = 30, EventName = "NoInboundPolicy", Level = LogLevel.Warning, Message = "Port {Port} answers 503 until the control plane sends its inbound policy ({Reason})")]
     private static partial void LogNoPolicy(ILogger logger, int port, string reason);

@@ -4,22 +4,49 @@ internal enum PathNormalizationResult
 {
     Normalized,
 
-    /// <summary>An encoded slash or backslash (<c>%2F</c>, <c>%5C</c>): rejected like Istio's default, answer 400.</summary>
+    /// <summary>An encoded slash or backslash (<c>%2F</c>, <c>%5C</c>) while the listener says REJECT_REQUEST: answer 400.</summary>
     EncodedSlash,
 
     /// <summary>Not an origin-form path (does not start with '/').</summary>
     NotOriginForm,
+
+    /// <summary>An encoded NUL (<c>%00</c>): always 400, as Envoy does (Kestrel rejects it too).</summary>
+    EncodedNul,
+}
+
+/// <summary>What Envoy does with <c>%2F %2f %5C %5c</c> (HttpConnectionManager.path_with_escaped_slashes_action).</summary>
+internal enum EscapedSlashAction
+{
+    /// <summary>400; also what an unset action means here (Envoy's own default keeps them, we refuse the ambiguity).</summary>
+    Reject,
+
+    /// <summary>Left encoded: the escape stays inside its segment, as Kestrel leaves <c>%2F</c> (Istio's default).</summary>
+    Keep,
+
+    /// <summary>Decoded before normalization (Istio DECODE_AND_MERGE_SLASHES).</summary>
+    Unescape,
 }
 
 /// <summary>
-/// Envoy/Istio path normalization before authorization (normalize_path + merge_slashes, escaped slashes rejected):
-/// query dropped, unreserved percent-escapes decoded (case-insensitively), other escapes kept with uppercase hex,
-/// literal '\' treated as '/', RFC 3986 remove_dot_segments, duplicate slashes merged. Works in place, allocates nothing.
+/// The path handling an inbound listener asks for (Envoy HttpConnectionManager <c>normalize_path</c>,
+/// <c>merge_slashes</c>, <c>path_with_escaped_slashes_action</c>; Istio's meshConfig.pathNormalization sets them).
+/// </summary>
+internal readonly record struct PathNormalizationOptions(bool Normalize, bool MergeSlashes, EscapedSlashAction EscapedSlashes)
+{
+    /// <summary>Istio's DEFAULT (BASE) with escaped slashes refused: what a listener that sets nothing gets.</summary>
+    public static PathNormalizationOptions Default { get; } = new(Normalize: true, MergeSlashes: false, EscapedSlashAction.Reject);
+}
+
+/// <summary>
+/// Envoy/Istio path normalization before authorization: query dropped; with <c>normalize_path</c>, unreserved
+/// percent-escapes decoded (case-insensitively), other escapes kept with uppercase hex, literal '\' treated as '/',
+/// RFC 3986 remove_dot_segments; with <c>merge_slashes</c>, duplicate slashes merged (after dot segments, as Envoy
+/// and Kestrel order it). <c>%00</c> is always refused. Works in place, allocates nothing.
 /// </summary>
 internal static class PathNormalizer
 {
     /// <summary>Normalizes the path of <paramref name="target"/> into <paramref name="buffer"/> (at least as long as the target).</summary>
-    public static PathNormalizationResult Normalize(ReadOnlySpan<char> target, Span<char> buffer, out int length)
+    public static PathNormalizationResult Normalize(ReadOnlySpan<char> target, Span<char> buffer, PathNormalizationOptions options, out int length)
     {
         length = 0;
         var end = target.IndexOfAny('?', '#');
@@ -36,32 +63,45 @@ internal static class PathNormalizer
             if (c == '%' && i + 2 < path.Length && IsHex(path[i + 1]) && IsHex(path[i + 2]))
             {
                 var value = (char)((HexValue(path[i + 1]) << 4) | HexValue(path[i + 2]));
-                if (value is '/' or '\\')
+                if (value == '\0')
                 {
-                    return PathNormalizationResult.EncodedSlash;
+                    return PathNormalizationResult.EncodedNul;
                 }
 
-                if (IsUnreserved(value))
+                if (value is '/' or '\\' && options.EscapedSlashes != EscapedSlashAction.Keep)
+                {
+                    if (options.EscapedSlashes == EscapedSlashAction.Reject)
+                    {
+                        return PathNormalizationResult.EncodedSlash;
+                    }
+
+                    buffer[written++] = options.Normalize && value == '\\' ? '/' : value;
+                }
+                else if (options.Normalize && IsUnreserved(value))
                 {
                     buffer[written++] = value;
                 }
                 else
                 {
                     buffer[written++] = '%';
-                    buffer[written++] = char.ToUpperInvariant(path[i + 1]);
-                    buffer[written++] = char.ToUpperInvariant(path[i + 2]);
+                    buffer[written++] = options.Normalize ? char.ToUpperInvariant(path[i + 1]) : path[i + 1];
+                    buffer[written++] = options.Normalize ? char.ToUpperInvariant(path[i + 2]) : path[i + 2];
                 }
 
                 i += 2;
             }
             else
             {
-                buffer[written++] = c == '\\' ? '/' : c;
+                buffer[written++] = c == '\\' && options.Normalize ? '/' : c;
             }
         }
 
-        written = RemoveDotSegments(buffer[..written]);
-        length = MergeSlashes(buffer[..written]);
+        if (options.Normalize)
+        {
+            written = RemoveDotSegments(buffer[..written]);
+        }
+
+        length = options.MergeSlashes ? MergeSlashes(buffer[..written]) : written;
         return PathNormalizationResult.Normalized;
     }
 

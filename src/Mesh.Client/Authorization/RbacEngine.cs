@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Globalization;
+using Mesh.Client.Xds;
 using Mesh.Xds.Envoy.Config.Rbac.V3;
 using Mesh.Xds.Envoy.Type.Matcher.V3;
 using EnvoyHeaderMatcher = Mesh.Xds.Envoy.Config.Route.V3.HeaderMatcher;
@@ -168,7 +169,7 @@ internal sealed class RbacEngine
         if (matcher.RuleCase != PathMatcher.RuleOneofCase.Path)
         {
             errors.Add($"{path}.path: is required");
-            return new UrlPathMatcher(new StringMatch(StringMatchKind.Exact, string.Empty, ignoreCase: false));
+            return new UrlPathMatcher(new StringMatch(StringMatchKind.Exact, string.Empty, IgnoreCase: false));
         }
 
         return new UrlPathMatcher(String(matcher.Path, $"{path}.path", errors));
@@ -181,51 +182,12 @@ internal sealed class RbacEngine
             errors.Add($"{path}.name: is required");
         }
 
-        var name = matcher.Name.ToLowerInvariant();
-        switch (matcher.HeaderMatchSpecifierCase)
-        {
-            case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.ExactMatch:
-                return new HeaderMatcher(name, new StringMatch(StringMatchKind.Exact, matcher.ExactMatch, ignoreCase: false), presentMatch: false, matcher.InvertMatch);
-            case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.PrefixMatch:
-                return new HeaderMatcher(name, new StringMatch(StringMatchKind.Prefix, matcher.PrefixMatch, ignoreCase: false), presentMatch: false, matcher.InvertMatch);
-            case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.SuffixMatch:
-                return new HeaderMatcher(name, new StringMatch(StringMatchKind.Suffix, matcher.SuffixMatch, ignoreCase: false), presentMatch: false, matcher.InvertMatch);
-            case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.StringMatch:
-                return new HeaderMatcher(name, String(matcher.StringMatch, $"{path}.string_match", errors), presentMatch: false, matcher.InvertMatch);
-            case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.PresentMatch:
-                // present_match: false means "absent", i.e. an inverted presence test.
-                return new HeaderMatcher(name, null, presentMatch: true, matcher.InvertMatch != !matcher.PresentMatch);
-            default:
-                errors.Add($"{path}: no supported header_match_specifier (exact_match, prefix_match, suffix_match, present_match, string_match)");
-                return new HeaderMatcher(name, null, presentMatch: true, invert: false);
-        }
+        StringMatch.TryDecodeHeader(matcher, path, errors, out var match, out var invert);
+        return new HeaderMatcher(matcher.Name.ToLowerInvariant(), match, invert);
     }
 
-    private static StringMatch String(StringMatcher matcher, string path, List<string> errors)
-    {
-        var kind = matcher.MatchPatternCase switch
-        {
-            StringMatcher.MatchPatternOneofCase.Exact => StringMatchKind.Exact,
-            StringMatcher.MatchPatternOneofCase.Prefix => StringMatchKind.Prefix,
-            StringMatcher.MatchPatternOneofCase.Suffix => StringMatchKind.Suffix,
-            StringMatcher.MatchPatternOneofCase.Contains => StringMatchKind.Contains,
-            _ => (StringMatchKind?)null,
-        };
-        if (kind is null)
-        {
-            errors.Add($"{path}: no supported match_pattern (exact, prefix, suffix, contains)");
-            return new StringMatch(StringMatchKind.Exact, string.Empty, ignoreCase: false);
-        }
-
-        var value = matcher.MatchPatternCase switch
-        {
-            StringMatcher.MatchPatternOneofCase.Exact => matcher.Exact,
-            StringMatcher.MatchPatternOneofCase.Prefix => matcher.Prefix,
-            StringMatcher.MatchPatternOneofCase.Suffix => matcher.Suffix,
-            _ => matcher.Contains,
-        };
-        return new StringMatch(kind.Value, value, matcher.IgnoreCase);
-    }
+    private static StringMatch String(StringMatcher matcher, string path, List<string> errors) =>
+        StringMatch.Decode(matcher, path, errors) ?? new StringMatch(StringMatchKind.Exact, string.Empty, IgnoreCase: false);
 
     private sealed record CompiledPolicy(string Name, RbacMatcher Permission, RbacMatcher Principal);
 }

@@ -1,30 +1,6 @@
+using Mesh.Client.Xds;
+
 namespace Mesh.Client.Authorization;
-
-/// <summary>A compiled envoy StringMatcher (exact, prefix, suffix, contains; optionally case-insensitive).</summary>
-internal sealed class StringMatch(StringMatchKind kind, string value, bool ignoreCase)
-{
-    private readonly StringComparison _comparison = ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
-
-    public StringMatchKind Kind { get; } = kind;
-
-    public string Value { get; } = value;
-
-    public bool Matches(ReadOnlySpan<char> input) => Kind switch
-    {
-        StringMatchKind.Exact => input.Equals(Value, _comparison),
-        StringMatchKind.Prefix => input.StartsWith(Value, _comparison),
-        StringMatchKind.Suffix => input.EndsWith(Value, _comparison),
-        _ => input.Contains(Value, _comparison),
-    };
-}
-
-internal enum StringMatchKind
-{
-    Exact,
-    Prefix,
-    Suffix,
-    Contains,
-}
 
 /// <summary>A node of a compiled RBAC permission or principal tree.</summary>
 internal abstract class RbacMatcher
@@ -93,8 +69,11 @@ internal sealed class AuthenticatedMatcher(StringMatch? principalName) : RbacMat
         request.PeerSpiffeId is { } id && (principalName is null || principalName.Matches(id));
 }
 
-/// <summary>Envoy HeaderMatcher: pseudo-headers map to the request; several values are joined with ','.</summary>
-internal sealed class HeaderMatcher(string name, StringMatch? match, bool presentMatch, bool invert) : RbacMatcher
+/// <summary>
+/// Envoy HeaderMatcher: pseudo-headers map to the request; several values are joined with ','; a null
+/// <paramref name="match"/> tests presence. Header names are case-insensitive (the dictionary's and the compiled lower case).
+/// </summary>
+internal sealed class HeaderMatcher(string name, StringMatch? match, bool invert) : RbacMatcher
 {
     public override bool Matches(in AuthorizationRequest request)
     {
@@ -108,7 +87,7 @@ internal sealed class HeaderMatcher(string name, StringMatch? match, bool presen
                 result = request.Authority is { Length: > 0 } authority ? Test(authority) : Absent();
                 break;
             case ":path":
-                result = presentMatch || match!.Matches(request.Path);
+                result = match is null || match.Matches(request.Path);
                 break;
             default:
                 if (request.Headers is { } headers && headers.TryGetValue(name, out var values) && values.Count > 0)
@@ -127,7 +106,7 @@ internal sealed class HeaderMatcher(string name, StringMatch? match, bool presen
         return result != invert;
     }
 
-    private bool Test(ReadOnlySpan<char> value) => presentMatch || match!.Matches(value);
+    private bool Test(ReadOnlySpan<char> value) => match is null || match.Matches(value);
 
     // A missing header fails every value matcher, and a present_match: true; invert then flips it.
     private static bool Absent() => false;

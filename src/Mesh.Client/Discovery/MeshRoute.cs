@@ -1,13 +1,14 @@
 using System.Collections.Immutable;
 using System.Net.Http.Headers;
+using Mesh.Client.Xds;
 
 namespace Mesh.Client.Discovery;
 
 /// <summary>A cluster and its share of a route's traffic (RDS <c>weighted_clusters</c>).</summary>
 internal readonly record struct WeightedCluster(MeshCluster Cluster, uint Weight);
 
-/// <summary>An RDS header matcher (exact, prefix, suffix or presence, optionally inverted).</summary>
-internal sealed record HeaderMatch(string Name, HeaderMatchKind Kind, string Value, bool Invert)
+/// <summary>An RDS header matcher: a value matcher (null tests presence), optionally inverted.</summary>
+internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert)
 {
     public bool Matches(HttpRequestHeaders headers)
     {
@@ -16,27 +17,11 @@ internal sealed record HeaderMatch(string Name, HeaderMatchKind Kind, string Val
         if (headers.NonValidated.TryGetValues(Name, out var values))
         {
             // Several values of one header are matched as Envoy does: joined with ",".
-            var value = values.Count == 1 ? values.ToString() : string.Join(',', values);
-            matched = Kind switch
-            {
-                HeaderMatchKind.Present => true,
-                HeaderMatchKind.Exact => string.Equals(value, Value, StringComparison.Ordinal),
-                HeaderMatchKind.Prefix => value.StartsWith(Value, StringComparison.Ordinal),
-                HeaderMatchKind.Suffix => value.EndsWith(Value, StringComparison.Ordinal),
-                _ => false,
-            };
+            matched = Match is null || Match.Matches(values.Count == 1 ? values.ToString() : string.Join(',', values));
         }
 
         return matched != Invert;
     }
-}
-
-internal enum HeaderMatchKind
-{
-    Exact,
-    Prefix,
-    Suffix,
-    Present,
 }
 
 /// <summary>An RDS route: a path match (prefix or exact path), optional header matches and weighted clusters.</summary>

@@ -199,15 +199,12 @@ internal static class MeshSnapshotBuilder
         return routes.MoveToImmutable();
     }
 
-    private static HeaderMatch ToHeaderMatch(HeaderMatcher matcher) => matcher.HeaderMatchSpecifierCase switch
+    // Validated by XdsResourceDecoder.ValidateRoute before a snapshot is built.
+    private static HeaderMatch ToHeaderMatch(HeaderMatcher matcher)
     {
-        HeaderMatcher.HeaderMatchSpecifierOneofCase.ExactMatch => new(matcher.Name, HeaderMatchKind.Exact, matcher.ExactMatch, matcher.InvertMatch),
-        HeaderMatcher.HeaderMatchSpecifierOneofCase.PrefixMatch => new(matcher.Name, HeaderMatchKind.Prefix, matcher.PrefixMatch, matcher.InvertMatch),
-        HeaderMatcher.HeaderMatchSpecifierOneofCase.SuffixMatch => new(matcher.Name, HeaderMatchKind.Suffix, matcher.SuffixMatch, matcher.InvertMatch),
-
-        // present_match: false means "absent", i.e. an inverted presence check.
-        _ => new(matcher.Name, HeaderMatchKind.Present, string.Empty, matcher.InvertMatch ^ !matcher.PresentMatch),
-    };
+        StringMatch.TryDecodeHeader(matcher, matcher.Name, [], out var match, out var invert);
+        return new HeaderMatch(matcher.Name, match, invert);
+    }
 
     private static string StripPort(string domain)
     {

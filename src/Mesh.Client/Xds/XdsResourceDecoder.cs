@@ -311,10 +311,12 @@ internal static class XdsResourceDecoder
             for (var i = 0; i < route.Match.Headers.Count; i++)
             {
                 var header = route.Match.Headers[i];
-                if (string.IsNullOrEmpty(header.Name) || header.HeaderMatchSpecifierCase == HeaderMatcher.HeaderMatchSpecifierOneofCase.None)
+                if (string.IsNullOrEmpty(header.Name))
                 {
-                    errors.Add($"{where}.match.headers[{i}] needs a name and one of exact_match, prefix_match, suffix_match or present_match");
+                    errors.Add($"{where}.match.headers[{i}].name is required");
                 }
+
+                StringMatch.TryDecodeHeader(header, $"{where}.match.headers[{i}]", errors, out _, out _);
             }
         }
 
@@ -497,7 +499,7 @@ internal static class XdsResourceDecoder
                 break;
         }
 
-        var matchers = ImmutableArray.CreateBuilder<SanMatcher>();
+        var matchers = ImmutableArray.CreateBuilder<StringMatch>();
         if (validation is not null)
         {
             RejectUnknownFields(validation, validationPath, errors);
@@ -506,35 +508,20 @@ internal static class XdsResourceDecoder
                 var matcher = validation.MatchSubjectAltNames[i];
                 var matcherPath = $"{validationPath}.match_subject_alt_names[{i}]";
                 var unknown = !RejectUnknownFields(matcher, matcherPath, errors);
-                SanMatchKind? kind = matcher.MatchPatternCase switch
+                if (unknown && matcher.MatchPatternCase == StringMatcher.MatchPatternOneofCase.None)
                 {
-                    StringMatcher.MatchPatternOneofCase.Exact => SanMatchKind.Exact,
-                    StringMatcher.MatchPatternOneofCase.Prefix => SanMatchKind.Prefix,
-                    StringMatcher.MatchPatternOneofCase.Suffix => SanMatchKind.Suffix,
-                    StringMatcher.MatchPatternOneofCase.Contains => SanMatchKind.Contains,
-                    _ => null,
-                };
-                var value = matcher.MatchPatternCase switch
-                {
-                    StringMatcher.MatchPatternOneofCase.Exact => matcher.Exact,
-                    StringMatcher.MatchPatternOneofCase.Prefix => matcher.Prefix,
-                    StringMatcher.MatchPatternOneofCase.Suffix => matcher.Suffix,
-                    _ => matcher.Contains,
-                };
-                if (kind is null)
-                {
-                    if (!unknown)
-                    {
-                        errors.Add($"{matcherPath} needs exact, prefix, suffix or contains");
-                    }
+                    // The unknown field (e.g. safe_regex) is already reported.
+                    continue;
                 }
-                else if (string.IsNullOrEmpty(value) && kind != SanMatchKind.Exact)
+
+                var san = StringMatch.Decode(matcher, matcherPath, errors);
+                if (san is { Kind: not StringMatchKind.Exact, Value.Length: 0 })
                 {
-                    errors.Add($"{matcherPath}: an empty {kind.Value.ToString().ToLowerInvariant()} pattern would match any identity");
+                    errors.Add($"{matcherPath}: an empty {san.Kind.ToString().ToLowerInvariant()} pattern would match any identity");
                 }
-                else
+                else if (san is not null)
                 {
-                    matchers.Add(new SanMatcher(kind.Value, value, matcher.IgnoreCase));
+                    matchers.Add(san);
                 }
             }
         }

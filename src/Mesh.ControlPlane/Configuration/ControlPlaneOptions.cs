@@ -31,10 +31,21 @@ internal sealed class ControlPlaneOptions
     /// <summary>Istio root namespace: PeerAuthentication/AuthorizationPolicy here without a selector are mesh-wide.</summary>
     public string RootNamespace { get; set; } = Model.SecurityScopes.DefaultRootNamespace;
 
+    /// <summary>
+    /// How inbound paths are normalized and matched before AuthorizationPolicy, mesh-wide (keys PathNormalization,
+    /// PathEscapedSlashes, PathIgnoreCase, PathIgnoreTrailingSlash); defaults follow the ASP.NET Core router.
+    /// </summary>
+    public Xds.InboundPathSettings InboundPaths { get; set; } = Xds.InboundPathSettings.Default;
+
     private static readonly string[] KnownKeys =
         [nameof(ConfigDirectory), nameof(StateDirectory), nameof(XdsAddress), nameof(AdminAddress), nameof(LeaseTtl), nameof(DebounceInterval),
          nameof(SecureAddress), nameof(TrustDomain), nameof(PlaintextRegistration), nameof(Ca), nameof(RootNamespace),
-         nameof(Bootstrap)];
+         nameof(Bootstrap), PathNormalizationKey, PathEscapedSlashesKey, PathIgnoreCaseKey, PathIgnoreTrailingSlashKey];
+
+    private const string PathNormalizationKey = "PathNormalization";
+    private const string PathEscapedSlashesKey = "PathEscapedSlashes";
+    private const string PathIgnoreCaseKey = "PathIgnoreCase";
+    private const string PathIgnoreTrailingSlashKey = "PathIgnoreTrailingSlash";
 
     private static readonly string[] KnownCaKeys =
         [nameof(CaOptions.CertificateFile), nameof(CaOptions.KeyFile), nameof(CaOptions.ChainFile), nameof(CaOptions.ExtraRootsFile), nameof(CaOptions.DefaultTtl), nameof(CaOptions.MaxTtl)];
@@ -97,6 +108,7 @@ internal sealed class ControlPlaneOptions
         ReadCa(section.GetSection(nameof(Ca)), options.Ca, errors);
         BootstrapOptions.Read(section.GetSection(nameof(Bootstrap)), options.Bootstrap, $"{SectionName}:{nameof(Bootstrap)}", errors);
         ReadLimits(section, options, errors);
+        options.InboundPaths = ReadInboundPaths(section, errors);
 
         var addresses = new List<(string Key, Uri Uri)> { (nameof(AdminAddress), options.AdminAddress), (nameof(SecureAddress), options.SecureAddress) };
         if (options.XdsAddress is not null)
@@ -215,6 +227,42 @@ internal sealed class ControlPlaneOptions
         {
             errors.Add($"{prefix}:{nameof(CaOptions.DefaultTtl)} ({ca.DefaultTtl.ToString("c", CultureInfo.InvariantCulture)}) must not exceed {prefix}:{nameof(CaOptions.MaxTtl)} ({ca.MaxTtl.ToString("c", CultureInfo.InvariantCulture)})");
         }
+    }
+
+    private static Xds.InboundPathSettings ReadInboundPaths(IConfigurationSection section, List<string> errors)
+    {
+        var defaults = Xds.InboundPathSettings.Default;
+        var mode = defaults.Normalization;
+        if (section[PathNormalizationKey] is { } modeText && !Xds.InboundPathSettings.TryParseMode(modeText, out mode))
+        {
+            errors.Add($"{SectionName}:{PathNormalizationKey} must be one of NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES (Istio's pathNormalization; got '{modeText}')");
+            mode = defaults.Normalization;
+        }
+
+        var reject = defaults.RejectEscapedSlashes;
+        switch (section[PathEscapedSlashesKey])
+        {
+            case null:
+                break;
+            case var text when mode == Xds.PathNormalizationMode.DecodeAndMergeSlashes:
+                errors.Add($"{SectionName}:{PathEscapedSlashesKey} ('{text}') cannot be set with {SectionName}:{PathNormalizationKey} DECODE_AND_MERGE_SLASHES, which decodes escaped slashes; remove one of them");
+                break;
+            case "REJECT_REQUEST":
+                reject = true;
+                break;
+            case "KEEP_UNCHANGED":
+                reject = false;
+                break;
+            case var text:
+                errors.Add($"{SectionName}:{PathEscapedSlashesKey} must be REJECT_REQUEST (400 for %2F and %5C, the default) or KEEP_UNCHANGED (Istio's behaviour; got '{text}')");
+                break;
+        }
+
+        return new Xds.InboundPathSettings(
+            mode,
+            reject,
+            ReadBool(section, PathIgnoreCaseKey, defaults.IgnoreCase, errors),
+            ReadBool(section, PathIgnoreTrailingSlashKey, defaults.IgnoreTrailingSlash, errors));
     }
 
     internal static string? ReadFile(IConfigurationSection section, string key, string prefix, List<string> errors)

@@ -51,9 +51,10 @@ internal static class InboundListenerTranslator
     /// One inbound listener per workload address:port (registered, WorkloadEntry or inline endpoint), built from the
     /// workload that owns the address:port and served only to the identities in <see cref="InboundListener.Identities"/>.
     /// </summary>
-    public static FrozenDictionary<string, InboundListener> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, string trustDomain = SpiffeId.DefaultTrustDomain)
+    public static FrozenDictionary<string, InboundListener> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, string trustDomain = SpiffeId.DefaultTrustDomain, InboundPathSettings? paths = null)
     {
         ArgumentNullException.ThrowIfNull(model);
+        paths ??= InboundPathSettings.Default;
         ArgumentNullException.ThrowIfNull(services);
         var resolved = services.ToList();
         var candidates = new Dictionary<string, (string Address, uint Port, List<WorkloadInstance> Workloads)>(StringComparer.Ordinal);
@@ -95,7 +96,7 @@ internal static class InboundListenerTranslator
 
             var mode = EffectiveMode(model.Config.PeerAuthentications, rootNamespace, workload, port);
             var policies = ApplicablePolicies(model.Config.AuthorizationPolicies, rootNamespace, workload).ToList();
-            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny), RbacTranslator.Build(policies, AuthorizationAction.Allow));
+            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny, paths), RbacTranslator.Build(policies, AuthorizationAction.Allow, paths), paths);
             result[name] = new InboundListener(name, Any.Pack(listener), identities);
         }
 
@@ -205,14 +206,14 @@ internal static class InboundListenerTranslator
             && (p.Selector is null || HostNames.LabelsMatch(p.Selector, workload.Labels)));
     }
 
-    public static Listener BuildListener(string name, string address, uint port, MtlsMode mode, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow)
+    public static Listener BuildListener(string name, string address, uint port, MtlsMode mode, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, InboundPathSettings? paths = null)
     {
         var listener = new Listener
         {
             Name = name,
             Address = new Address { SocketAddress = new SocketAddress { Address = address, PortValue = port } },
         };
-        var manager = BuildHttpConnectionManager(deny, allow);
+        var manager = BuildHttpConnectionManager(deny, allow, paths ?? InboundPathSettings.Default);
         switch (mode)
         {
             case MtlsMode.Strict:
@@ -247,7 +248,7 @@ internal static class InboundListenerTranslator
     private static List<PeerAuthenticationModel> InScopeOrder(IEnumerable<PeerAuthenticationModel> policies) =>
         [.. policies.Order(Comparer<PeerAuthenticationModel>.Create((a, b) => YamlConfigLoader.CompareScopeOrder(a.File, a.Name, b.File, b.Name)))];
 
-    private static HttpConnectionManager BuildHttpConnectionManager(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow)
+    private static HttpConnectionManager BuildHttpConnectionManager(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, InboundPathSettings paths)
     {
         var virtualHost = new VirtualHost
         {
@@ -260,6 +261,7 @@ internal static class InboundListenerTranslator
             StatPrefix = "inbound",
             RouteConfig = new RouteConfiguration { Name = "inbound|http|0", VirtualHosts = { virtualHost } },
         };
+        paths.ApplyTo(manager);
         foreach (var rbac in new[] { deny, allow })
         {
             if (rbac is not null)

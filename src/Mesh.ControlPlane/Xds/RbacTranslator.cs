@@ -22,10 +22,11 @@ internal static class RbacTranslator
     public static string PolicyName(string ns, string name, int rule) =>
         $"ns[{ns}]-policy[{name}]-rule[{rule.ToString(System.Globalization.CultureInfo.InvariantCulture)}]";
 
-    /// <summary>The RBAC config for the policies of <paramref name="action"/>, or null when none applies.</summary>
-    public static RBAC? Build(IEnumerable<AuthorizationPolicyModel> policies, AuthorizationAction action)
+    /// <summary>The RBAC config for the policies of <paramref name="action"/>, or null when none applies; paths match per <paramref name="paths"/> (default <see cref="InboundPathSettings.Default"/>).</summary>
+    public static RBAC? Build(IEnumerable<AuthorizationPolicyModel> policies, AuthorizationAction action, InboundPathSettings? paths = null)
     {
         ArgumentNullException.ThrowIfNull(policies);
+        paths ??= InboundPathSettings.Default;
         var selected = policies.Where(p => p.Action == action).OrderBy(p => p.Namespace, StringComparer.Ordinal).ThenBy(p => p.Name, StringComparer.Ordinal).ToList();
         if (selected.Count == 0)
         {
@@ -38,16 +39,18 @@ internal static class RbacTranslator
             // An ALLOW policy without rules (allow-nothing) contributes no Policy: the ALLOW filter then matches nothing.
             for (var i = 0; i < policy.Rules.Length; i++)
             {
-                rbac.Policies[PolicyName(policy.Namespace, policy.Name, i)] = BuildPolicy(policy.Rules[i]);
+                rbac.Policies[PolicyName(policy.Namespace, policy.Name, i)] = BuildPolicy(policy.Rules[i], paths);
             }
         }
 
         return rbac;
     }
 
-    public static Policy BuildPolicy(AuthorizationRule rule)
+    public static Policy BuildPolicy(AuthorizationRule rule, InboundPathSettings? paths = null)
     {
         ArgumentNullException.ThrowIfNull(rule);
+        paths ??= InboundPathSettings.Default;
+        Permission PathRule(string value) => Path(value, paths);
         var conditions = rule.When.Select(Condition).ToList();
         var policy = new Policy();
         if (rule.From.IsEmpty)
@@ -76,8 +79,8 @@ internal static class RbacTranslator
             var rules = new List<Permission>();
             AddRules(rules, operation.Methods, Method, negate: false);
             AddRules(rules, operation.NotMethods, Method, negate: true);
-            AddRules(rules, operation.Paths, Path, negate: false);
-            AddRules(rules, operation.NotPaths, Path, negate: true);
+            AddRules(rules, operation.Paths, PathRule, negate: false);
+            AddRules(rules, operation.NotPaths, PathRule, negate: true);
             AddRules(rules, [.. operation.Ports.Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture))], Port, negate: false);
             AddRules(rules, [.. operation.NotPorts.Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture))], Port, negate: true);
             AddRules(rules, operation.Hosts, Host, negate: false);
@@ -144,7 +147,39 @@ internal static class RbacTranslator
 
     private static Permission Method(string method) => new() { Header = new HeaderMatcher { Name = ":method", StringMatch = new StringMatcher { Exact = method } } };
 
-    private static Permission Path(string path) => new() { UrlPath = new PathMatcher { Path = Match(path) } };
+    /// <summary>
+    /// A <c>paths</c> entry. Ignoring case sets the matcher's ignore_case. Ignoring a trailing slash ORs in the other
+    /// spelling that the ASP.NET Core router treats as the same route (it drops one trailing slash): exact <c>/a</c>
+    /// also matches <c>/a/</c> (and the reverse), prefix <c>/a/</c> also matches exactly <c>/a</c>, suffix <c>.css</c>
+    /// also matches <c>.css/</c>; a prefix not ending in '/' already covers both spellings.
+    /// </summary>
+    private static Permission Path(string path, InboundPathSettings paths)
+    {
+        var matcher = Match(path, ignoreCase: paths.IgnoreCase);
+        var permission = new Permission { UrlPath = new PathMatcher { Path = matcher } };
+        var twin = paths.IgnoreTrailingSlash ? TrailingSlashTwin(matcher) : null;
+        return twin is null
+            ? permission
+            : new Permission { OrRules = new Permission.Types.Set { Rules = { permission, new Permission { UrlPath = new PathMatcher { Path = twin } } } } };
+    }
+
+    private static StringMatcher? TrailingSlashTwin(StringMatcher matcher)
+    {
+        static string Toggle(string value) => value.EndsWith('/') ? value[..^1] : value + "/";
+        var twin = matcher.MatchPatternCase switch
+        {
+            StringMatcher.MatchPatternOneofCase.Exact when matcher.Exact.Length > 1 => new StringMatcher { Exact = Toggle(matcher.Exact) },
+            StringMatcher.MatchPatternOneofCase.Prefix when matcher.Prefix.Length > 1 && matcher.Prefix.EndsWith('/') => new StringMatcher { Exact = matcher.Prefix[..^1] },
+            StringMatcher.MatchPatternOneofCase.Suffix when matcher.Suffix.Length > 1 => new StringMatcher { Suffix = Toggle(matcher.Suffix) },
+            _ => null,
+        };
+        if (twin is not null)
+        {
+            twin.IgnoreCase = matcher.IgnoreCase;
+        }
+
+        return twin;
+    }
 
     private static Permission Port(string port) => new() { DestinationPort = uint.Parse(port, System.Globalization.CultureInfo.InvariantCulture) };
 

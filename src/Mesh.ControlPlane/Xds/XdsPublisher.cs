@@ -29,7 +29,7 @@ internal sealed partial class XdsPublisher : BackgroundService
         _time = time;
         _logger = logger;
         _fromValidConfig = store.HasValidConfig; // read before the model: a valid flag implies the model it was set with
-        _current = XdsTranslator.Translate(store.Current, ++_generation, options.RootNamespace, options.TrustDomain);
+        _current = XdsTranslator.Translate(store.Current, ++_generation, options.RootNamespace, options.TrustDomain, options.InboundPaths);
         store.Changed += () => _signal.Writer.TryWrite(true);
     }
 
@@ -60,7 +60,7 @@ internal sealed partial class XdsPublisher : BackgroundService
         XdsSnapshot snapshot;
         lock (_rebuildGate)
         {
-            snapshot = XdsTranslator.Translate(model, ++_generation, _options.RootNamespace, _options.TrustDomain);
+            snapshot = XdsTranslator.Translate(model, ++_generation, _options.RootNamespace, _options.TrustDomain, _options.InboundPaths);
             Volatile.Write(ref _current, snapshot);
             _fromValidConfig = valid;
         }

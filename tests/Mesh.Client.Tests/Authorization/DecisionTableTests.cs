@@ -1,18 +1,29 @@
 using Mesh.Client.Authorization;
+using System.Reflection;
 using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Xds;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Primitives;
 using Xunit.Abstractions;
 using static Mesh.Client.Tests.Authorization.IstioPolicies;
 
 namespace Mesh.Client.Tests.Authorization;
 
 /// <summary>
-/// End to end: AuthorizationPolicy model → control-plane RBAC translation → inbound listener → client decoder →
+/// End to end: AuthorizationPolicy as Istio YAML → the control plane's loader and RBAC translation → inbound
+/// listener (with the path settings in its HttpConnectionManager) → client decoder →
 /// normalization + RBAC engine. Expected outcomes follow Istio's semantics (DENY first; no ALLOW policy allows;
-/// otherwise some ALLOW policy must match; paths are case-sensitive).
+/// otherwise some ALLOW policy must match), with the mesh's ASP.NET Core path defaults (see InboundPathSettings):
+/// paths match case-insensitively and with or without one trailing slash; methods that are not upper case get 400.
 /// </summary>
-public sealed class DecisionTableTests(ITestOutputHelper output)
+/// <remarks>
+/// Rows come from several files of this partial class: every static method returning <c>IEnumerable&lt;Row&gt;</c>
+/// (any name, any file) is a row source, and the size of the table is asserted over all of them together. A row
+/// uses the control plane's default path handling unless it names <see cref="Row.Paths"/>.
+/// </remarks>
+public sealed partial class DecisionTableTests(ITestOutputHelper output)
 {
+    private const int MinimumRows = 180;
     private const string Frontend = "spiffe://cluster.local/ns/default/sa/frontend";
     private const string Admin = "spiffe://cluster.local/ns/default/sa/admin";
     private const string Api = "spiffe://cluster.local/ns/prod/sa/api";
@@ -58,7 +69,8 @@ public sealed class DecisionTableTests(ITestOutputHelper output)
     private static readonly AuthorizationPolicyModel[] Combined =
         [Allow("combined", Rule(from: [Source(namespaces: ["default"])], to: [Operation(methods: ["GET"], paths: ["/api/*"])], when: [Header("x-a", values: ["1"])]))];
 
-    private static readonly Row[] Rows =
+    /// <summary>Principals, namespaces, hosts, ports, headers, DENY before ALLOW, empty policies (the first table).</summary>
+    private static IEnumerable<Row> CoreRows() =>
     [
         new(FrontendOnly, Frontend, "GET", "/x", A),
         new(FrontendOnly, Api, "GET", "/x", D),
@@ -81,13 +93,14 @@ public sealed class DecisionTableTests(ITestOutputHelper output)
         new(ReadMethods, Plain, "GET", "/x", A),
         new(ReadMethods, Plain, "HEAD", "/x", A),
         new(ReadMethods, Plain, "POST", "/x", D),
-        new(ReadMethods, Plain, "get", "/x", D),
+        new(ReadMethods, Plain, "get", "/x", B),
         new(DenyNotGet, Plain, "GET", "/x", A),
         new(DenyNotGet, Plain, "DELETE", "/x", D),
         new(PathKinds, Plain, "GET", "/public", A),
         new(PathKinds, Plain, "GET", "/public/x", D),
         new(PathKinds, Plain, "GET", "/api/orders", A),
-        new(PathKinds, Plain, "GET", "/api", D),
+        new(PathKinds, Plain, "GET", "/api", A), // the router routes /api and /api/ alike
+        new(PathKinds, Plain, "GET", "/api", D, Paths: IstioPaths),
         new(PathKinds, Plain, "GET", "/site.css", A),
         new(PathKinds, Plain, "GET", "/admin", D),
         new(PathKinds, Plain, "GET", "/public?x=1", A),
@@ -144,11 +157,14 @@ public sealed class DecisionTableTests(ITestOutputHelper output)
         new(DenyAdminOnly, Plain, "GET", "/admin%2F..", B),
         new(DenyAdminOnly, Plain, "GET", "/public%2f..%2fadmin", B),
         new(DenyAdminOnly, Plain, "GET", "/public/..%5Cadmin", B),
-        new(DenyAdminOnly, Plain, "GET", "/Admin", A),
-        new(DenyAdminOnly, Plain, "GET", "/ADMIN", A),
+        new(DenyAdminOnly, Plain, "GET", "/Admin", D),
+        new(DenyAdminOnly, Plain, "GET", "/ADMIN", D),
+        new(DenyAdminOnly, Plain, "GET", "/Admin", A, Paths: IstioPaths),
+        new(DenyAdminOnly, Plain, "GET", "/ADMIN", A, Paths: IstioPaths),
         new(DenyAdminOnly, Plain, "GET", "/%252e%252e/admin", A), // decoded once (like Kestrel): segment "%2e%2e", not a traversal
         new(AllowPublicOnly, Plain, "GET", "/public/x", A),
-        new(AllowPublicOnly, Plain, "GET", "/PUBLIC", D),
+        new(AllowPublicOnly, Plain, "GET", "/PUBLIC", A),
+        new(AllowPublicOnly, Plain, "GET", "/PUBLIC", D, Paths: IstioPaths),
         new(AllowPublicOnly, Plain, "GET", "/Admin", D),
         new(AllowPublicOnly, Plain, "GET", "/public/../admin", D),
         new(AllowPublicOnly, Plain, "GET", "/public/%2e%2e/admin", D),
@@ -172,18 +188,85 @@ public sealed class DecisionTableTests(ITestOutputHelper output)
         new([], Plain, "GET", "/%2F", A),
     ];
 
+    private static readonly AuthorizationPolicyModel[] TwoPorts = [Allow("ports", Rule(to: [Operation(ports: [8080, 9090])]))];
+    private static readonly AuthorizationPolicyModel[] AllowNot9090 = [Allow("not-9090", Rule(to: [Operation(notPorts: [9090])]))];
+    private static readonly AuthorizationPolicyModel[] NotProdNamespace = [Allow("not-prod", Rule(from: [Source(notNamespaces: ["prod"])]))];
+    private static readonly AuthorizationPolicyModel[] AnyNamespace = [Allow("any-ns", Rule(from: [Source(namespaces: ["*"])]))];
+    private static readonly AuthorizationPolicyModel[] DenyProdAllowAuthenticated = [Deny("no-prod", Rule(from: [Source(namespaces: ["prod"])])), Allow("mtls", Rule(from: [Source(principals: ["*"])]))];
+    private static readonly AuthorizationPolicyModel[] DenyAndAllowSamePath = [Deny("d", Rule(to: [Operation(paths: ["/admin*"])])), Allow("a", Rule(to: [Operation(paths: ["/admin*"])]))];
+    private static readonly AuthorizationPolicyModel[] DenyNothing = [Deny("deny-nothing")];
+    private static readonly AuthorizationPolicyModel[] DenyNothingAllowNothing = [Deny("deny-nothing"), Allow("allow-nothing")];
+    private static readonly AuthorizationPolicyModel[] AllowAll = [Allow("allow-all", Rule())];
+    private static readonly AuthorizationPolicyModel[] DenyNotPrincipal = [Deny("not-admin", Rule(from: [Source(notPrincipals: ["cluster.local/ns/default/sa/admin"])], to: [Operation(paths: ["/admin*"])]))];
+
+    /// <summary>More identities, ports, not* and empty policies.</summary>
+    private static IEnumerable<Row> ScopeRows() =>
+    [
+        new(FrontendOnly, "spiffe://other.domain/ns/default/sa/frontend", "GET", "/x", D),
+        new(FrontendOnly, "spiffe://cluster.local/ns/default/sa/frontend-evil", "GET", "/x", D),
+        new(FrontendOnly, "spiffe://cluster.local/ns/default/sa/Frontend", "GET", "/x", D),
+        new(ProdNamespace, "spiffe://cluster.local/ns/prod-evil/sa/x", "GET", "/x", D),
+        new(ProdNamespace, "spiffe://cluster.local/ns/PROD/sa/x", "GET", "/x", D),
+        new(NotProdNamespace, Frontend, "GET", "/x", A),
+        new(NotProdNamespace, Api, "GET", "/x", D),
+        new(NotProdNamespace, Plain, "GET", "/x", A),
+        new(AnyNamespace, Frontend, "GET", "/x", A),
+        new(AnyNamespace, Plain, "GET", "/x", D),
+        new(TwoPorts, Plain, "GET", "/x", A, Port: 8080),
+        new(TwoPorts, Plain, "GET", "/x", A, Port: 9090),
+        new(TwoPorts, Plain, "GET", "/x", D, Port: 7070),
+        new(AllowNot9090, Plain, "GET", "/x", A, Port: 8080),
+        new(AllowNot9090, Plain, "GET", "/x", D, Port: 9090),
+        new(DenyProdAllowAuthenticated, Api, "GET", "/x", D),
+        new(DenyProdAllowAuthenticated, Frontend, "GET", "/x", A),
+        new(DenyProdAllowAuthenticated, Plain, "GET", "/x", D),
+        new(DenyAndAllowSamePath, Frontend, "GET", "/admin", D),
+        new(DenyAndAllowSamePath, Frontend, "GET", "/x", D),
+        new(DenyNotPrincipal, Admin, "GET", "/admin", A),
+        new(DenyNotPrincipal, Frontend, "GET", "/admin", D),
+        new(DenyNotPrincipal, Plain, "GET", "/Admin/", D),
+        new(DenyNotPrincipal, Frontend, "GET", "/x", A),
+        new(DenyNothing, Plain, "GET", "/x", A),
+        new(DenyNothing, Frontend, "DELETE", "/admin", A),
+        new(DenyNothingAllowNothing, Frontend, "GET", "/x", D),
+        new(AllowAll, Plain, "DELETE", "/anything", A),
+        new(AllowAll, Frontend, "GET", "/", A),
+        new(AllowNothing, Admin, "POST", "/", D),
+        new(DenyAll, Admin, "GET", "/", D),
+        new([], Frontend, "GET", "/admin", A),
+        new([], Plain, "POST", "/x/../admin", A),
+    ];
+
+    private static readonly InboundPathSettings IstioPaths = InboundPathSettings.Istio;
+
+    /// <summary>All rows of every source file, each with the name of the method that produced it.</summary>
+    private static List<(string Source, Row Row)> AllRows() =>
+        [.. typeof(DecisionTableTests).GetMethods(BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public)
+            .Where(m => m.ReturnType == typeof(IEnumerable<Row>) && m.GetParameters().Length == 0)
+            .OrderBy(m => m.Name, StringComparer.Ordinal)
+            .SelectMany(m => ((IEnumerable<Row>)m.Invoke(null, null)!).Select(row => (m.Name, row)))];
+
     [Fact]
     public void Authorize_DecisionTable_EveryRowMatchesIstioSemantics()
     {
         var wrong = new List<string>();
-        foreach (var row in Rows)
+        var rows = AllRows();
+        var loaded = new Dictionary<AuthorizationPolicyModel[], AuthorizationPolicyModel[]>(ReferenceEqualityComparer.Instance);
+        foreach (var (source, row) in rows)
         {
-            var listener = Listener(row.Policies, row.Port);
+            // Each policy set goes through its Istio YAML and the control plane's loader before translation.
+            if (!loaded.TryGetValue(row.Policies, out var policies))
+            {
+                loaded[row.Policies] = policies = IstioYaml.RoundTrip(row.Policies);
+            }
+
+            var listener = Listener(policies, row.Port, paths: row.Paths);
             Assert.True(InboundPolicyDecoder.TryDecode(listener, out var policy, out var errors), string.Join("; ", errors));
             var headers = new HeaderDictionary();
             for (var i = 0; i + 1 < (row.Headers?.Length ?? 0); i += 2)
             {
-                headers[row.Headers![i]] = row.Headers[i + 1];
+                // A repeated name adds a value, as Kestrel does for a header sent twice (an empty value included).
+                headers[row.Headers![i]] = StringValues.Concat(headers[row.Headers[i]], new StringValues(row.Headers[i + 1]));
             }
 
             var peer = row.Peer.Length == 0 ? null : row.Peer;
@@ -196,7 +279,7 @@ public sealed class DecisionTableTests(ITestOutputHelper output)
             };
             if (actual != row.Expected)
             {
-                wrong.Add($"{string.Join(",", row.Policies.Select(p => p.Name))} | {peer ?? "plaintext"} {row.Method} {row.Target} host={row.Host} port={row.Port}: expected {row.Expected}, got {actual} ({decision.Reason})");
+                wrong.Add($"{source}: {string.Join(",", row.Policies.Select(p => p.Name))} | {peer ?? "plaintext"} {row.Method} {row.Target} host={row.Host} port={row.Port} paths={row.Paths ?? InboundPathSettings.Default}: expected {row.Expected}, got {actual} ({decision.Reason})");
             }
         }
 
@@ -205,9 +288,14 @@ public sealed class DecisionTableTests(ITestOutputHelper output)
             output.WriteLine(line);
         }
 
-        output.WriteLine($"{Rows.Length} rows checked, {wrong.Count} wrong");
-        Assert.True(Rows.Length >= 60);
+        foreach (var group in rows.GroupBy(r => r.Source))
+        {
+            output.WriteLine($"{group.Key}: {group.Count()} rows");
+        }
+
+        output.WriteLine($"{rows.Count} rows checked, {wrong.Count} wrong");
         Assert.Empty(wrong);
+        Assert.True(rows.Count >= MinimumRows, $"the decision table has {rows.Count} rows; at least {MinimumRows} are required");
     }
 
     private static string? Namespace(string? spiffeId)
@@ -221,5 +309,8 @@ public sealed class DecisionTableTests(ITestOutputHelper output)
         return parts.Length > 4 ? parts[4] : null;
     }
 
-    private sealed record Row(AuthorizationPolicyModel[] Policies, string Peer, string Method, string Target, char Expected, string? Host = "svc", string[]? Headers = null, uint Port = 8080);
+    /// <summary>One request against one policy set; <paramref name="Headers"/> are name/value pairs (a name may repeat).</summary>
+    private sealed record Row(
+        AuthorizationPolicyModel[] Policies, string Peer, string Method, string Target, char Expected,
+        string? Host = "svc", string[]? Headers = null, uint Port = 8080, InboundPathSettings? Paths = null);
 }

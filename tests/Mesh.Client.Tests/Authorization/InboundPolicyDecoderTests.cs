@@ -89,6 +89,62 @@ public sealed class InboundPolicyDecoderTests
         Assert.Contains(errors, e => e.Contains("filter_chains[1].filters[0].typed_config.http_filters: must equal those of the first filter chain", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("NONE", false, false, "Reject")]
+    [InlineData("BASE", true, false, "Reject")]
+    [InlineData("MERGE_SLASHES", true, true, "Reject")]
+    [InlineData("DECODE_AND_MERGE_SLASHES", true, true, "Unescape")]
+    public void TryDecode_PathNormalizationMode_ReadFromHttpConnectionManager(string mode, bool normalize, bool merge, string escaped)
+    {
+        Assert.True(Mesh.ControlPlane.Xds.InboundPathSettings.TryParseMode(mode, out var parsed));
+        var listener = Listener([Deny("d", Rule())], paths: new Mesh.ControlPlane.Xds.InboundPathSettings(parsed));
+
+        Assert.True(InboundPolicyDecoder.TryDecode(listener, out var policy, out var errors), string.Join("; ", errors));
+        Assert.Equal(new PathNormalizationOptions(normalize, merge, System.Enum.Parse<EscapedSlashAction>(escaped)), policy.Paths);
+    }
+
+    [Fact]
+    public void TryDecode_PathFieldsUnset_NormalizesAndRejectsEscapedSlashes()
+    {
+        var listener = Listener([Deny("d", Rule())]);
+        foreach (var chain in listener.FilterChains)
+        {
+            var manager = chain.Filters[0].TypedConfig.Unpack<HttpConnectionManager>();
+            manager.NormalizePath = null;
+            manager.MergeSlashes = false;
+            manager.PathWithEscapedSlashesAction = HttpConnectionManager.Types.PathWithEscapedSlashesAction.ImplementationSpecificDefault;
+            chain.Filters[0].TypedConfig = Any.Pack(manager);
+        }
+
+        Assert.True(InboundPolicyDecoder.TryDecode(listener, out var policy, out _));
+        Assert.Equal(PathNormalizationOptions.Default, policy.Paths);
+        Assert.Equal(AuthorizationOutcome.Denied, policy.Authorize("GET", "/x/../y", null, null, null, null).Outcome);
+        Assert.Equal(AuthorizationOutcome.BadRequest, policy.Authorize("GET", "/x%2F..", null, null, null, null).Outcome);
+    }
+
+    [Fact]
+    public void TryDecode_UnescapeAndRedirect_RejectedWithFieldPath()
+    {
+        var listener = Listener([], tls: false);
+        var chain = listener.FilterChains[0];
+        var manager = chain.Filters[0].TypedConfig.Unpack<HttpConnectionManager>();
+        manager.PathWithEscapedSlashesAction = HttpConnectionManager.Types.PathWithEscapedSlashesAction.UnescapeAndRedirect;
+        chain.Filters[0].TypedConfig = Any.Pack(manager);
+
+        Assert.False(InboundPolicyDecoder.TryDecode(listener, out _, out var errors));
+        Assert.Contains(errors, e => e.Contains("filter_chains[0].filters[0].typed_config.path_with_escaped_slashes_action: UnescapeAndRedirect is not supported", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void TryDecode_ChainsWithDifferentPathNormalization_Rejected()
+    {
+        var listener = Listener([Deny("d", Rule())]);
+        listener.FilterChains[1] = Listener([Deny("d", Rule())], paths: new Mesh.ControlPlane.Xds.InboundPathSettings(Mesh.ControlPlane.Xds.PathNormalizationMode.None)).FilterChains[1];
+
+        Assert.False(InboundPolicyDecoder.TryDecode(listener, out _, out var errors));
+        Assert.Contains(errors, e => e.Contains("filter_chains[1].filters[0].typed_config: normalize_path, merge_slashes and path_with_escaped_slashes_action must equal those of the first filter chain", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void TryDecode_NoFilterChains_Rejected()
     {

@@ -64,5 +64,5 @@ public sealed class InboundPolicyStoreTests
         Assert.Contains($"the control plane removed the inbound policy (PeerAuthentication, AuthorizationPolicy) of {Name8080}", store.PendingReason(), StringComparison.Ordinal);
     }
 
-    private static InboundPolicy Policy(int port) => new($"xds.istio.io/grpc/lds/inbound/127.0.0.1:{port}", port, PeerAuthenticationMode.Strict, deny: null, allow: null);
+    private static InboundPolicy Policy(int port) => new($"xds.istio.io/grpc/lds/inbound/127.0.0.1:{port}", port, PeerAuthenticationMode.Strict, deny: null, allow: null, PathNormalizationOptions.Default);
 }

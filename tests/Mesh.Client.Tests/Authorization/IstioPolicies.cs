@@ -42,13 +42,15 @@ internal static class IstioPolicies
     public static RuleCondition When(string key, string[]? values = null, string[]? notValues = null) =>
         new(key, null, [.. values ?? []], [.. notValues ?? []]);
 
-    public static Listener Listener(IEnumerable<AuthorizationPolicyModel> policies, uint port = 8080, bool tls = true, bool plaintext = true)
+    /// <summary>The listener for <paramref name="policies"/>, paths handled per <paramref name="paths"/> (the control plane's default when null).</summary>
+    public static Listener Listener(IEnumerable<AuthorizationPolicyModel> policies, uint port = 8080, bool tls = true, bool plaintext = true, InboundPathSettings? paths = null)
     {
         var list = policies.ToImmutableArray();
-        return Listener(RbacTranslator.Build(list, AuthorizationAction.Deny), RbacTranslator.Build(list, AuthorizationAction.Allow), port, tls, plaintext);
+        paths ??= InboundPathSettings.Default;
+        return Listener(RbacTranslator.Build(list, AuthorizationAction.Deny, paths), RbacTranslator.Build(list, AuthorizationAction.Allow, paths), port, tls, plaintext, paths);
     }
 
-    public static Listener Listener(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, uint port = 8080, bool tls = true, bool plaintext = true)
+    public static Listener Listener(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, uint port = 8080, bool tls = true, bool plaintext = true, InboundPathSettings? paths = null)
     {
         var manager = new HttpConnectionManager
         {
@@ -65,6 +67,7 @@ internal static class IstioPolicies
                 },
             },
         };
+        (paths ?? InboundPathSettings.Default).ApplyTo(manager);
         foreach (var rbac in new[] { deny, allow })
         {
             if (rbac is not null)

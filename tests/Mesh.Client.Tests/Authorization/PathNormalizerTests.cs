@@ -4,6 +4,8 @@ namespace Mesh.Client.Tests.Authorization;
 
 public sealed class PathNormalizerTests
 {
+    /// <summary>The control plane's default (MERGE_SLASHES, escaped slashes refused).</summary>
+    private static readonly PathNormalizationOptions MeshDefault = new(Normalize: true, MergeSlashes: true, EscapedSlashAction.Reject);
     [Theory]
     [InlineData("/", "/")]
     [InlineData("/a/b", "/a/b")]
@@ -28,7 +30,7 @@ public sealed class PathNormalizerTests
     public void Normalize_Path_MatchesEnvoyNormalization(string target, string expected)
     {
         var buffer = new char[target.Length + 1];
-        Assert.Equal(PathNormalizationResult.Normalized, PathNormalizer.Normalize(target, buffer, out var length));
+        Assert.Equal(PathNormalizationResult.Normalized, PathNormalizer.Normalize(target, buffer, MeshDefault, out var length));
         Assert.Equal(expected, new string(buffer, 0, length));
     }
 
@@ -39,7 +41,7 @@ public sealed class PathNormalizerTests
     [InlineData("/a%5c..")]
     public void Normalize_EncodedSlash_Rejected(string target)
     {
-        Assert.Equal(PathNormalizationResult.EncodedSlash, PathNormalizer.Normalize(target, new char[target.Length], out _));
+        Assert.Equal(PathNormalizationResult.EncodedSlash, PathNormalizer.Normalize(target, new char[target.Length], MeshDefault, out _));
     }
 
     [Theory]
@@ -49,6 +51,50 @@ public sealed class PathNormalizerTests
     [InlineData("?a")]
     public void Normalize_NotOriginForm_Rejected(string target)
     {
-        Assert.Equal(PathNormalizationResult.NotOriginForm, PathNormalizer.Normalize(target, new char[target.Length + 1], out _));
+        Assert.Equal(PathNormalizationResult.NotOriginForm, PathNormalizer.Normalize(target, new char[target.Length + 1], MeshDefault, out _));
+    }
+
+    [Theory]
+    [InlineData("/a/%00")]
+    [InlineData("/a%00b")]
+    public void Normalize_EncodedNul_RejectedInEveryMode(string target)
+    {
+        foreach (var options in new PathNormalizationOptions[] { MeshDefault, new(false, false, EscapedSlashAction.Keep), new(true, true, EscapedSlashAction.Unescape) })
+        {
+            Assert.Equal(PathNormalizationResult.EncodedNul, PathNormalizer.Normalize(target, new char[target.Length], options, out _));
+        }
+    }
+
+    [Theory]
+    [InlineData("/a/../b//c/%2e/%61%2f?q", "/a/../b//c/%2e/%61%2f")]
+    [InlineData("/a\\b", "/a\\b")]
+    public void Normalize_NoneKeepingSlashes_PathAsReceived(string target, string expected)
+    {
+        var buffer = new char[target.Length];
+        Assert.Equal(PathNormalizationResult.Normalized, PathNormalizer.Normalize(target, buffer, new PathNormalizationOptions(false, false, EscapedSlashAction.Keep), out var length));
+        Assert.Equal(expected, new string(buffer, 0, length));
+    }
+
+    [Theory]
+    [InlineData("/a%2fb/..", "/", "/a/")]
+    [InlineData("/a/..%2Fb", "/a/..%2Fb", "/b")]
+    [InlineData("/a%5C..%5Cb", "/a%5C..%5Cb", "/b")]
+    [InlineData("/a%2F%2Fb", "/a%2F%2Fb", "/a/b")]
+    public void Normalize_EscapedSlashes_KeptOrDecodedBeforeNormalization(string target, string kept, string decoded)
+    {
+        var buffer = new char[target.Length];
+        Assert.Equal(PathNormalizationResult.Normalized, PathNormalizer.Normalize(target, buffer, MeshDefault with { EscapedSlashes = EscapedSlashAction.Keep }, out var length));
+        Assert.Equal(kept, new string(buffer, 0, length));
+        Assert.Equal(PathNormalizationResult.Normalized, PathNormalizer.Normalize(target, buffer, MeshDefault with { EscapedSlashes = EscapedSlashAction.Unescape }, out length));
+        Assert.Equal(decoded, new string(buffer, 0, length));
+    }
+
+    [Fact]
+    public void Normalize_BaseWithoutMerge_KeepsDoubleSlashes()
+    {
+        const string target = "//a//b/./c";
+        var buffer = new char[target.Length];
+        Assert.Equal(PathNormalizationResult.Normalized, PathNormalizer.Normalize(target, buffer, MeshDefault with { MergeSlashes = false }, out var length));
+        Assert.Equal("//a//b/c", new string(buffer, 0, length));
     }
 }

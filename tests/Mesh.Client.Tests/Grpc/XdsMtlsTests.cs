@@ -5,6 +5,7 @@ using Grpc.Net.ClientFactory;
 using Mesh.Client.Discovery;
 using Mesh.Client.Security;
 using Mesh.Client.Tests.Security;
+using Mesh.Client.Xds;
 using Mesh.Client.Tests.Support;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
@@ -175,7 +176,7 @@ public sealed class XdsMtlsTests : IDisposable
         Assert.Contains("Credentials", secure.Message, StringComparison.Ordinal);
     }
 
-    private static SanMatcher Exact(string value) => new(SanMatchKind.Exact, value, false);
+    private static StringMatch Exact(string value) => new(StringMatchKind.Exact, value, false);
 
     private Task<MeshBackend> StartBackendAsync(string name, string identity, PeerAuthenticationMode mode) =>
         MeshBackend.StartAsync(name, _ca.Store(_ca.Issue([identity])), mode, HttpProtocols.Http2);
@@ -192,7 +193,7 @@ public sealed class XdsMtlsTests : IDisposable
         return services.BuildServiceProvider();
     }
 
-    private static MeshSnapshot Snapshot(IEnumerable<MeshBackend> backends, SanMatcher? expected)
+    private static MeshSnapshot Snapshot(IEnumerable<MeshBackend> backends, StringMatch? expected)
     {
         var name = TestSnapshots.Names.Qualify("inventory");
         var cluster = new MeshCluster(

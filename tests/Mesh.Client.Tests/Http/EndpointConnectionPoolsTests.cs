@@ -1,6 +1,7 @@
 using Mesh.Client.Discovery;
 using Mesh.Client.Http;
 using Mesh.Client.Security;
+using Mesh.Client.Xds;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 
@@ -48,8 +49,8 @@ public sealed class EndpointConnectionPoolsTests
     {
         var endpoint = TestSnapshots.Endpoint(9000);
         var plain = TestSnapshots.Cluster("orders", 80, [endpoint]);
-        var tls = new MeshCluster(plain.Name, plain.ServiceHost, plain.Policy, [endpoint], tls: new UpstreamTlsSettings([new SanMatcher(SanMatchKind.Exact, "spiffe://cluster.local/ns/default/sa/orders", false)]));
-        var other = new MeshCluster(plain.Name, plain.ServiceHost, plain.Policy, [endpoint], tls: new UpstreamTlsSettings([new SanMatcher(SanMatchKind.Exact, "spiffe://cluster.local/ns/default/sa/payments", false)]));
+        var tls = new MeshCluster(plain.Name, plain.ServiceHost, plain.Policy, [endpoint], tls: new UpstreamTlsSettings([new StringMatch(StringMatchKind.Exact, "spiffe://cluster.local/ns/default/sa/orders", false)]));
+        var other = new MeshCluster(plain.Name, plain.ServiceHost, plain.Policy, [endpoint], tls: new UpstreamTlsSettings([new StringMatch(StringMatchKind.Exact, "spiffe://cluster.local/ns/default/sa/payments", false)]));
         var source = new FixedSnapshotSource(TestSnapshots.Snapshot(("orders", 80, [endpoint])));
         using var pools = new EndpointConnectionPools(source, new FakeTimeProvider(), NullLogger<EndpointConnectionPools>.Instance);
 

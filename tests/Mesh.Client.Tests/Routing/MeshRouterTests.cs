@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using Mesh.Client.Discovery;
 using Mesh.Client.Routing;
+using Mesh.Client.Xds;
 
 namespace Mesh.Client.Tests.Routing;
 
@@ -102,7 +103,7 @@ public sealed class MeshRouterTests
             "orders",
             80,
             new MeshRoute(null, "/healthz", true, [new WeightedCluster(health, 1)]),
-            new MeshRoute("/api", null, true, [new WeightedCluster(canary, 1)], [new HeaderMatch("x-canary", HeaderMatchKind.Exact, "1", Invert: false)]),
+            new MeshRoute("/api", null, true, [new WeightedCluster(canary, 1)], [new HeaderMatch("x-canary", new StringMatch(StringMatchKind.Exact, "1", IgnoreCase: false), Invert: false)]),
             new MeshRoute("/api", null, true, [new WeightedCluster(api, 1)]));
         var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", service), [api, canary, health]);
 

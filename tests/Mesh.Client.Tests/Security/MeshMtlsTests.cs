@@ -8,6 +8,7 @@ using Grpc.Net.ClientFactory;
 using Mesh.Client.Discovery;
 using Mesh.Client.Security;
 using Mesh.Client.Tests.Grpc;
+using Mesh.Client.Xds;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -233,9 +234,9 @@ public sealed class MeshMtlsTests : IDisposable
         Assert.True(pools.Count >= 2);
     }
 
-    private static SanMatcher Exact(string value) => new(SanMatchKind.Exact, value, false);
+    private static StringMatch Exact(string value) => new(StringMatchKind.Exact, value, false);
 
-    private static SanMatcher Prefix(string value) => new(SanMatchKind.Prefix, value, false);
+    private static StringMatch Prefix(string value) => new(StringMatchKind.Prefix, value, false);
 
     /// <summary>A store holding a certificate as-is (the bad ones would not pass our own issuance checks).</summary>
     private WorkloadCertificateStore Unchecked(System.Security.Cryptography.X509Certificates.X509Certificate2 leaf)
@@ -247,7 +248,7 @@ public sealed class MeshMtlsTests : IDisposable
         return store;
     }
 
-    private ServiceProvider Client(MeshBackend backend, SanMatcher[] expected, Action<IServiceCollection>? configure = null, WorkloadCertificateStore? clientStore = null)
+    private ServiceProvider Client(MeshBackend backend, StringMatch[] expected, Action<IServiceCollection>? configure = null, WorkloadCertificateStore? clientStore = null)
     {
         var source = new FixedSnapshotSource(Snapshot(backend, expected));
         var services = MeshServices.Create(source);
@@ -257,7 +258,7 @@ public sealed class MeshMtlsTests : IDisposable
         return services.BuildServiceProvider();
     }
 
-    private static MeshSnapshot Snapshot(MeshBackend backend, SanMatcher[] expected)
+    private static MeshSnapshot Snapshot(MeshBackend backend, StringMatch[] expected)
     {
         var name = TestSnapshots.Names.Qualify("orders");
         var cluster = new MeshCluster($"outbound|80||{name}", name, LoadBalancingPolicy.RoundRobin, [TestSnapshots.Endpoint(backend.Port)], tls: new UpstreamTlsSettings([.. expected]));

@@ -23,7 +23,7 @@ public sealed class UpstreamTlsDecodeTests
         Assert.Empty(errors);
         var tls = Assert.IsType<ClusterResource>(Assert.Single(result!).Value).Tls!;
         var matcher = Assert.Single(tls.ExpectedSans);
-        Assert.Equal(new SanMatcher(SanMatchKind.Exact, OrdersId, false), matcher);
+        Assert.Equal(new StringMatch(StringMatchKind.Exact, OrdersId, false), matcher);
         Assert.True(tls.Matches(OrdersId));
         Assert.False(tls.Matches("spiffe://cluster.local/ns/default/sa/payments"));
     }
@@ -41,7 +41,7 @@ public sealed class UpstreamTlsDecodeTests
         var result = XdsResourceDecoder.DecodeAll(XdsTypeUrls.Cluster, [Any.Pack(TlsCluster(context))], errors);
 
         var tls = Assert.IsType<ClusterResource>(Assert.Single(result!).Value).Tls!;
-        Assert.Equal([SanMatchKind.Prefix, SanMatchKind.Suffix, SanMatchKind.Contains], tls.ExpectedSans.Select(m => m.Kind));
+        Assert.Equal([StringMatchKind.Prefix, StringMatchKind.Suffix, StringMatchKind.Contains], tls.ExpectedSans.Select(m => m.Kind));
         Assert.True(tls.Matches("spiffe://cluster.local/ns/shop/sa/x"));
         Assert.True(tls.Matches("spiffe://cluster.local/ns/other/SA/ORDERS"));
         Assert.True(tls.Matches("spiffe://cluster.local/ns/billing/sa/y"));

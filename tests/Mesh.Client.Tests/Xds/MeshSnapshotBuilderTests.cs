@@ -109,6 +109,25 @@ public class MeshSnapshotBuilderTests
         Assert.Equal([80u, 20u], snapshot.Services[0].Routes[0].Clusters.Select(c => c.Weight));
     }
 
+    /// <summary>A route header with string_match used to be read as a presence test: any value of the header matched.</summary>
+    [Fact]
+    public void Build_RouteHeaderStringMatch_MatchesTheValueNotMerePresence()
+    {
+        var routes = Routes("orders");
+        routes.VirtualHosts[0].Routes[0].Match.Headers.Add(new HeaderMatcher { Name = "x-canary", StringMatch = new Mesh.Xds.Envoy.Type.Matcher.V3.StringMatcher { Exact = "yes", IgnoreCase = true } });
+
+        var snapshot = Build([Listener("orders")], [routes], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy))]);
+
+        var route = Assert.Single(snapshot.Services[0].Routes);
+        Assert.Equal(new HeaderMatch("x-canary", new StringMatch(StringMatchKind.Exact, "yes", IgnoreCase: true), Invert: false), Assert.Single(route.Headers));
+        using var request = new HttpRequestMessage();
+        request.Headers.Add("x-canary", "no");
+        Assert.False(route.MatchesHeaders(request.Headers));
+        request.Headers.Remove("x-canary");
+        request.Headers.Add("x-canary", "YES");
+        Assert.True(route.MatchesHeaders(request.Headers));
+    }
+
     private static MeshSnapshot Build(IMessage[] listeners, IMessage[] routes, IMessage[] clusters, IMessage[] endpoints, MeshSnapshot? previous = null, List<string>? incomplete = null)
     {
         return MeshSnapshotBuilder.Build(

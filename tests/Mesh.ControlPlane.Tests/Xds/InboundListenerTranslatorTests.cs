@@ -152,6 +152,42 @@ public sealed class InboundListenerTranslatorTests
         Assert.Empty(allowRbac.Policies);
     }
 
+    [Theory]
+    [InlineData(null, true, true, "RejectRequest", true)]
+    [InlineData("NONE", false, false, "RejectRequest", true)]
+    [InlineData("BASE", true, false, "KeepUnchanged", false)]
+    [InlineData("MERGE_SLASHES", true, true, "KeepUnchanged", false)]
+    [InlineData("DECODE_AND_MERGE_SLASHES", true, true, "UnescapeAndForward", false)]
+    public void Translate_PathSettings_SetInEveryChainsHttpConnectionManagerAsIstiod(string? mode, bool normalize, bool merge, string escaped, bool reject)
+    {
+        InboundPathSettings? paths = null;
+        if (mode is not null)
+        {
+            Assert.True(InboundPathSettings.TryParseMode(mode, out var parsed));
+            paths = new InboundPathSettings(parsed, reject, IgnoreCase: false);
+        }
+
+        var deny = new AuthorizationPolicyModel("default", "deny-admin", null, AuthorizationAction.Deny,
+            [new AuthorizationRule([], [new RuleOperation([], [], ["/Admin"], [], [], [], [], [])], [])], "a.yaml", 1);
+        var model = TestModels.Snapshot([TestModels.Service(selector: new Dictionary<string, string> { ["app"] = "orders" })], [Orders]);
+        model = model with { Config = model.Config with { AuthorizationPolicies = [deny] } };
+
+        var snapshot = XdsTranslator.Translate(model, 1, paths: paths);
+
+        var listener = snapshot.InboundListeners["xds.istio.io/grpc/lds/inbound/10.0.0.5:8080"].Resource.Unpack<Listener>();
+        Assert.Equal(2, listener.FilterChains.Count);
+        foreach (var chain in listener.FilterChains)
+        {
+            var manager = chain.Filters[0].TypedConfig.Unpack<HttpConnectionManager>();
+            Assert.Equal(normalize, manager.NormalizePath);
+            Assert.Equal(merge, manager.MergeSlashes);
+            Assert.Equal(System.Enum.Parse<HttpConnectionManager.Types.PathWithEscapedSlashesAction>(escaped), manager.PathWithEscapedSlashesAction);
+            var path = manager.HttpFilters[0].TypedConfig.Unpack<HttpRbac>().Rules.Policies.Single().Value.Permissions.Single().OrRules.Rules[0].UrlPath.Path;
+            Assert.Equal("/Admin", path.Exact);
+            Assert.Equal(mode is null, path.IgnoreCase);
+        }
+    }
+
     [Fact]
     public void ListenerName_Ipv6_Bracketed() =>
         Assert.Equal("xds.istio.io/grpc/lds/inbound/[::1]:80", InboundListenerTranslator.ListenerName("::1", 80));

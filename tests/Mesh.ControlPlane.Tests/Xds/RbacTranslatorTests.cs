@@ -40,7 +40,10 @@ public sealed class RbacTranslatorTests
         var rules = Assert.Single(policy.Permissions).AndRules.Rules;
         Assert.Equal(":method", rules[0].Header.Name);
         Assert.Equal("GET", rules[0].Header.StringMatch.Exact);
-        Assert.Equal(".css", rules[1].UrlPath.Path.Suffix);
+        var css = rules[1].OrRules.Rules;
+        Assert.Equal(".css", css[0].UrlPath.Path.Suffix);
+        Assert.Equal(".css/", css[1].UrlPath.Path.Suffix);
+        Assert.True(css[0].UrlPath.Path.IgnoreCase && css[1].UrlPath.Path.IgnoreCase);
         Assert.Equal("/admin", rules[2].NotRule.UrlPath.Path.Prefix);
         Assert.Equal(8080u, rules[3].DestinationPort);
         var host = rules[4].OrRules.Rules;
@@ -62,6 +65,42 @@ public sealed class RbacTranslatorTests
         Assert.Null(and[1].NotId.Authenticated.PrincipalName);
         Assert.True(Assert.Single(policy.Permissions).Any);
     }
+
+    [Theory]
+    [InlineData("/admin", "exact:/admin", "exact:/admin/")]
+    [InlineData("/docs/", "exact:/docs/", "exact:/docs")]
+    [InlineData("/orders/*", "prefix:/orders/", "exact:/orders")]
+    [InlineData("/admin*", "prefix:/admin", null)]
+    [InlineData("*.css", "suffix:.css", "suffix:.css/")]
+    [InlineData("/", "exact:/", null)]
+    [InlineData("*", "prefix:", null)]
+    public void BuildPolicy_PathsByDefault_IgnoreCaseAndTheTrailingSlashSpellingTheRouterTreatsAlike(string path, string first, string? twin)
+    {
+        var policy = RbacTranslator.BuildPolicy(Rule(to: [new RuleOperation([], [], [path], [], [], [], [], [])]));
+
+        var permission = Assert.Single(policy.Permissions);
+        var matchers = twin is null ? [permission.UrlPath.Path] : permission.OrRules.Rules.Select(r => r.UrlPath.Path).ToArray();
+        Assert.Equal(twin is null ? [first] : [first, twin], matchers.Select(Describe).ToArray());
+        Assert.All(matchers, m => Assert.True(m.IgnoreCase));
+    }
+
+    [Fact]
+    public void BuildPolicy_IstioPathSettings_OneCaseSensitiveMatcherAsIstioBuildsIt()
+    {
+        var policy = RbacTranslator.BuildPolicy(Rule(to: [new RuleOperation([], [], ["/orders/*"], [], [], [], [], [])]), InboundPathSettings.Istio);
+
+        var matcher = Assert.Single(policy.Permissions).UrlPath.Path;
+        Assert.Equal("prefix:/orders/", Describe(matcher));
+        Assert.False(matcher.IgnoreCase);
+    }
+
+    private static string Describe(Mesh.Xds.Envoy.Type.Matcher.V3.StringMatcher matcher) => matcher.MatchPatternCase switch
+    {
+        Mesh.Xds.Envoy.Type.Matcher.V3.StringMatcher.MatchPatternOneofCase.Exact => "exact:" + matcher.Exact,
+        Mesh.Xds.Envoy.Type.Matcher.V3.StringMatcher.MatchPatternOneofCase.Prefix => "prefix:" + matcher.Prefix,
+        Mesh.Xds.Envoy.Type.Matcher.V3.StringMatcher.MatchPatternOneofCase.Suffix => "suffix:" + matcher.Suffix,
+        _ => matcher.ToString(),
+    };
 
     [Fact]
     public void Build_AllowNothingAndNoDeny_AllowWithoutPoliciesAndNoDenyConfig()
