@@ -10,9 +10,11 @@ internal static partial class YamlConfigLoader
 {
     private static readonly string[] SecurityApiVersions = ["security.istio.io/v1", "security.istio.io/v1beta1"];
     private static readonly string[] MtlsModes = ["UNSET", "DISABLE", "PERMISSIVE", "STRICT"];
-    private static readonly string[] SourceFields = ["principals", "notPrincipals", "namespaces", "notNamespaces"];
+    private static readonly string[] SourceFields = ["principals", "notPrincipals", "namespaces", "notNamespaces", "requestPrincipals", "notRequestPrincipals"];
     private static readonly string[] OperationFields = ["methods", "notMethods", "paths", "notPaths", "ports", "notPorts", "hosts", "notHosts"];
-    private static readonly string[] SupportedConditionKeys = ["request.headers[<name>]", ConditionKeys.SourcePrincipal, ConditionKeys.SourceNamespace];
+    private static readonly string[] SupportedConditionKeys =
+        ["request.headers[<name>]", ConditionKeys.SourcePrincipal, ConditionKeys.SourceNamespace,
+         ConditionKeys.RequestPrincipal, ConditionKeys.RequestAudiences, ConditionKeys.RequestPresenter, "request.auth.claims[<name>]"];
 
     /// <summary>The ordering rule for several policies at one scope (we have no creation time): first by file, then name.</summary>
     internal static int CompareScopeOrder(string fileA, string nameA, string fileB, string nameB)
@@ -161,7 +163,11 @@ internal static partial class YamlConfigLoader
                 }
             }
 
-            from.Add(new RuleSource(fields["principals"], fields["notPrincipals"], fields["namespaces"], fields["notNamespaces"]));
+            from.Add(new RuleSource(fields["principals"], fields["notPrincipals"], fields["namespaces"], fields["notNamespaces"])
+            {
+                RequestPrincipals = fields["requestPrincipals"],
+                NotRequestPrincipals = fields["notRequestPrincipals"],
+            });
         }
 
         var to = ImmutableArray.CreateBuilder<RuleOperation>();
@@ -218,6 +224,16 @@ internal static partial class YamlConfigLoader
                 return null;
             case ConditionKeys.SourcePrincipal or ConditionKeys.SourceNamespace:
                 return new RuleCondition(key, null, values, notValues);
+            case ConditionKeys.RequestPrincipal or ConditionKeys.RequestAudiences or ConditionKeys.RequestPresenter:
+                return new RuleCondition(key, null, values, notValues);
+            case var claims when claims.StartsWith(ConditionKeys.RequestClaims, StringComparison.Ordinal):
+                if (ParseClaimPath(claims) is not { } claimPath)
+                {
+                    ctx.Error(keyNode!, $"{path}.key", $"'{key}' must look like request.auth.claims[name] or request.auth.claims[a][b] (nested claims)");
+                    return null;
+                }
+
+                return new RuleCondition(ConditionKeys.RequestClaims, null, values, notValues) { ClaimPath = claimPath };
             case var header when header.StartsWith(ConditionKeys.RequestHeaders + "[", StringComparison.Ordinal) && header.EndsWith(']') && header.Length > ConditionKeys.RequestHeaders.Length + 2:
                 return new RuleCondition(ConditionKeys.RequestHeaders, header[(ConditionKeys.RequestHeaders.Length + 1)..^1].ToLowerInvariant(), values, notValues);
             default:
@@ -336,5 +352,7 @@ internal static partial class YamlConfigLoader
         public List<PeerAuthenticationModel> PeerAuthentications { get; } = [];
 
         public List<AuthorizationPolicyModel> AuthorizationPolicies { get; } = [];
+
+        public List<RequestAuthenticationModel> RequestAuthentications { get; } = [];
     }
 }

@@ -99,6 +99,7 @@ internal static partial class YamlConfigLoader
         {
             PeerAuthentications = [.. security.PeerAuthentications],
             AuthorizationPolicies = [.. security.AuthorizationPolicies],
+            RequestAuthentications = [.. security.RequestAuthentications],
         };
         return new YamlLoadResult(config, [.. errors]);
     }
@@ -174,13 +175,13 @@ internal static partial class YamlConfigLoader
             return;
         }
 
-        if (kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule" or "PeerAuthentication" or "AuthorizationPolicy"))
+        if (kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule" or "PeerAuthentication" or "AuthorizationPolicy" or "RequestAuthentication"))
         {
             errors.Add(new ConfigError(file, line, $"{kind} {ns}/{name}: kind {kind} is not yet supported; the resource is ignored", IsWarning: true));
             return;
         }
 
-        var apiVersions = kind is "PeerAuthentication" or "AuthorizationPolicy" ? SecurityApiVersions : ApiVersions;
+        var apiVersions = kind is "PeerAuthentication" or "AuthorizationPolicy" or "RequestAuthentication" ? SecurityApiVersions : ApiVersions;
         if (apiVersion is null || !apiVersions.Contains(apiVersion, StringComparer.Ordinal))
         {
             ctx.Error(Child(doc, "apiVersion") ?? doc, "apiVersion", $"must be one of {string.Join(", ", apiVersions)}");
@@ -230,6 +231,14 @@ internal static partial class YamlConfigLoader
                 if (errors.Count == before)
                 {
                     security.AuthorizationPolicies.Add(authorizationPolicy);
+                }
+
+                break;
+            case "RequestAuthentication":
+                var requestAuthentication = ParseRequestAuthentication(ctx, spec, ns, name ?? string.Empty, file, line);
+                if (errors.Count == before || errors.Skip(before).All(e => e.IsWarning))
+                {
+                    security.RequestAuthentications.Add(requestAuthentication);
                 }
 
                 break;
@@ -545,6 +554,9 @@ internal static partial class YamlConfigLoader
 
     private sealed class ResourceContext(string file, string resource, List<ConfigError> errors)
     {
+        /// <summary>Gets the number of errors (not warnings) so far, to tell whether a part parsed cleanly.</summary>
+        public int ErrorCount => errors.Count(e => !e.IsWarning);
+
         public void Error(YamlNode node, string path, string message) =>
             errors.Add(new ConfigError(file, Line(node), $"{resource}: {path}: {message}"));
 

@@ -12,6 +12,7 @@ using Mesh.Xds.Envoy.Extensions.Filters.Http.Router.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
 using HttpRbac = Mesh.Xds.Envoy.Extensions.Filters.Http.Rbac.V3.RBAC;
+using JwtAuthentication = Mesh.Xds.Envoy.Extensions.Filters.Http.JwtAuthn.V3.JwtAuthentication;
 using Route = Mesh.Xds.Envoy.Config.Route.V3.Route;
 using SocketAddress = Mesh.Xds.Envoy.Config.Core.V3.SocketAddress;
 
@@ -19,8 +20,8 @@ namespace Mesh.ControlPlane.Xds;
 
 /// <summary>
 /// Builds the server-side (gRFC A36) listener <c>xds.istio.io/grpc/lds/inbound/&lt;ip&gt;:&lt;port&gt;</c> of every workload
-/// endpoint: filter chains by PeerAuthentication mode, each with an HttpConnectionManager carrying the RBAC filters
-/// (DENY, then ALLOW) and the router.
+/// endpoint: filter chains by PeerAuthentication mode, each with an HttpConnectionManager carrying the jwt_authn filter
+/// (RequestAuthentication), the RBAC filters (DENY, then ALLOW) and the router.
 /// </summary>
 internal static class InboundListenerTranslator
 {
@@ -39,7 +40,7 @@ internal static class InboundListenerTranslator
     }
 
     /// <summary>One inbound listener per distinct workload address:port (registered, WorkloadEntry or inline endpoint).</summary>
-    public static FrozenDictionary<string, XdsResource> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace)
+    public static FrozenDictionary<string, XdsResource> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, IJwksSource? jwks = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(services);
@@ -63,7 +64,8 @@ internal static class InboundListenerTranslator
         {
             var mode = EffectiveMode(model.Config.PeerAuthentications, rootNamespace, workload, port);
             var policies = ApplicablePolicies(model.Config.AuthorizationPolicies, rootNamespace, workload).ToList();
-            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny), RbacTranslator.Build(policies, AuthorizationAction.Allow));
+            var jwt = JwtAuthnTranslator.Build(JwtAuthnTranslator.Applicable(model.Config.RequestAuthentications, rootNamespace, workload), jwks);
+            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny), RbacTranslator.Build(policies, AuthorizationAction.Allow), jwt);
             result[name] = new XdsResource(name, Any.Pack(listener));
         }
 
@@ -131,14 +133,14 @@ internal static class InboundListenerTranslator
             && (p.Selector is null || HostNames.LabelsMatch(p.Selector, workload.Labels)));
     }
 
-    public static Listener BuildListener(string name, string address, uint port, MtlsMode mode, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow)
+    public static Listener BuildListener(string name, string address, uint port, MtlsMode mode, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, JwtAuthentication? jwt = null)
     {
         var listener = new Listener
         {
             Name = name,
             Address = new Address { SocketAddress = new SocketAddress { Address = address, PortValue = port } },
         };
-        var manager = BuildHttpConnectionManager(deny, allow);
+        var manager = BuildHttpConnectionManager(deny, allow, jwt);
         switch (mode)
         {
             case MtlsMode.Strict:
@@ -173,7 +175,7 @@ internal static class InboundListenerTranslator
     private static List<PeerAuthenticationModel> InScopeOrder(IEnumerable<PeerAuthenticationModel> policies) =>
         [.. policies.Order(Comparer<PeerAuthenticationModel>.Create((a, b) => YamlConfigLoader.CompareScopeOrder(a.File, a.Name, b.File, b.Name)))];
 
-    private static HttpConnectionManager BuildHttpConnectionManager(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow)
+    private static HttpConnectionManager BuildHttpConnectionManager(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, JwtAuthentication? jwt)
     {
         var virtualHost = new VirtualHost
         {
@@ -186,6 +188,12 @@ internal static class InboundListenerTranslator
             StatPrefix = "inbound",
             RouteConfig = new RouteConfiguration { Name = "inbound|http|0", VirtualHosts = { virtualHost } },
         };
+        if (jwt is not null)
+        {
+            // Before RBAC, as in Istio: RBAC reads the request principal and claims the JWT filter leaves in metadata.
+            manager.HttpFilters.Add(new HttpFilter { Name = JwtAuthnTranslator.FilterName, TypedConfig = Any.Pack(jwt) });
+        }
+
         foreach (var rbac in new[] { deny, allow })
         {
             if (rbac is not null)

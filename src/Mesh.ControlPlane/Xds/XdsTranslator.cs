@@ -41,7 +41,8 @@ internal static class XdsTranslator
         MeshSnapshot model,
         long version,
         string rootNamespace = SecurityScopes.DefaultRootNamespace,
-        string trustDomain = SpiffeId.DefaultTrustDomain)
+        string trustDomain = SpiffeId.DefaultTrustDomain,
+        IJwksSource? jwks = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         var services = Resolve(model);
@@ -70,7 +71,7 @@ internal static class XdsTranslator
         return new XdsSnapshot(version, services, clusters.ToFrozenDictionary(StringComparer.Ordinal), endpoints.ToFrozenDictionary(StringComparer.Ordinal),
             routes.ToFrozenDictionary(StringComparer.Ordinal), listeners.ToFrozenDictionary(StringComparer.Ordinal))
         {
-            InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace),
+            InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace, jwks),
         };
     }
 
