@@ -84,6 +84,7 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         services.AddSingleton<ConfigStore>();
         services.AddSingleton<WorkloadLeaseRegistry>();
         services.AddSingleton<ConfigDirectoryWatcher>();
+        services.AddSingleton<JwksResolver>();
         services.AddSingleton<XdsPublisher>();
         services.AddSingleton<AdsService>();
         services.AddSingleton<WorkloadRegistryService>();
@@ -96,6 +97,7 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ICallerAuthenticator, BootstrapTokenAuthenticator>());
         services.AddHostedService(sp => sp.GetRequiredService<ConfigDirectoryWatcher>());
         services.AddHostedService(sp => sp.GetRequiredService<XdsPublisher>());
+        services.AddHostedService(sp => sp.GetRequiredService<JwksResolver>());
         services.AddHostedService<LeaseExpiryService>();
         services.AddGrpc();
         configureServices?.Invoke(services);

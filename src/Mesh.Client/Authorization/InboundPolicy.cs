@@ -1,4 +1,5 @@
 using System.Buffers;
+using Mesh.Client.Authorization.Jwt;
 using Mesh.Client.Security;
 using Microsoft.AspNetCore.Http;
 
@@ -8,7 +9,7 @@ namespace Mesh.Client.Authorization;
 /// The decoded inbound listener of one local port: its PeerAuthentication mode and the DENY/ALLOW RBAC engines.
 /// Istio order: any DENY policy matching denies; no ALLOW engine allows; else some ALLOW policy must match.
 /// </summary>
-internal sealed class InboundPolicy(string listenerName, int port, PeerAuthenticationMode mode, RbacEngine? deny, RbacEngine? allow)
+internal sealed class InboundPolicy(string listenerName, int port, PeerAuthenticationMode mode, RbacEngine? deny, RbacEngine? allow, JwtAuthenticator? jwt = null)
 {
     private const int StackPathLimit = 512;
 
@@ -21,6 +22,9 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
     public RbacEngine? Deny { get; } = deny;
 
     public RbacEngine? Allow { get; } = allow;
+
+    /// <summary>Gets the RequestAuthentication (jwt_authn) of the port, run before RBAC; null when none applies.</summary>
+    public JwtAuthenticator? Jwt { get; } = jwt;
 
     public bool HasRules => Deny is not null || Allow is not null;
 
@@ -43,7 +47,7 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
     }
 
     /// <summary>Normalizes <paramref name="target"/> (the raw request target) and decides; allocates nothing for targets up to 512 chars.</summary>
-    public AuthorizationDecision Authorize(string method, ReadOnlySpan<char> target, string? authority, IHeaderDictionary? headers, string? peerSpiffeId, string? peerNamespace)
+    public AuthorizationDecision Authorize(string method, ReadOnlySpan<char> target, string? authority, IHeaderDictionary? headers, string? peerSpiffeId, string? peerNamespace, JwtPrincipal? requestPrincipal = null)
     {
         if (!HasRules)
         {
@@ -62,7 +66,7 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
                     return new AuthorizationDecision(AuthorizationOutcome.BadPath, AuthorizationDecision.NotOriginFormReason);
             }
 
-            return Evaluate(new AuthorizationRequest(method, buffer[..length], authority, Port, headers, peerSpiffeId, peerNamespace));
+            return Evaluate(new AuthorizationRequest(method, buffer[..length], authority, Port, headers, peerSpiffeId, peerNamespace, requestPrincipal));
         }
         finally
         {

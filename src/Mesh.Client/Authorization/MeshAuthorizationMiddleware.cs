@@ -1,3 +1,4 @@
+using Mesh.Client.Authorization.Jwt;
 using Mesh.Client.Security;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -9,12 +10,15 @@ namespace Mesh.Client.Authorization;
 
 /// <summary>
 /// Enforces the inbound policy of the connection's local port: STRICT needs an authenticated peer, then
-/// AuthorizationPolicy (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; unauthorizable path: 400.
+/// RequestAuthentication (JWT: invalid token 401, disallowed audience 403, no token passes), then AuthorizationPolicy
+/// (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; unauthorizable path: 400.
 /// Ports without an inbound listener from the control plane are not mesh ports and pass through.
 /// </summary>
-internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, InboundPolicyStore store, ILogger<MeshAuthorizationMiddleware> logger)
+internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, InboundPolicyStore store, ILogger<MeshAuthorizationMiddleware> logger, TimeProvider? time = null)
 {
     public const string DeniedBody = "RBAC: access denied";
+
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
 
     public Task InvokeAsync(HttpContext context)
     {
@@ -25,15 +29,40 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
         }
 
         var identity = context.Features.Get<IMeshPeerIdentityFeature>();
-        var peer = identity?.SpiffeId;
-        AuthorizationDecision decision;
-        if (policy.Mode == PeerAuthenticationMode.Strict && peer is null)
+        if (policy.Mode == PeerAuthenticationMode.Strict && identity?.SpiffeId is null)
         {
-            decision = new AuthorizationDecision(AuthorizationOutcome.Denied, AuthorizationDecision.StrictRequiresMtls);
+            return RejectAsync(context, new AuthorizationDecision(AuthorizationOutcome.Denied, AuthorizationDecision.StrictRequiresMtls));
         }
-        else if (!policy.HasRules)
+
+        if (policy.Jwt is { } jwt)
         {
-            return next(context);
+            var pending = jwt.AuthenticateAsync(context.Request, _time.GetUtcNow());
+            return pending.IsCompletedSuccessfully
+                ? AuthorizeAsync(context, policy, identity, pending.Result)
+                : AuthenticateSlowAsync(context, policy, identity, pending);
+        }
+
+        return AuthorizeAsync(context, policy, identity, JwtOutcome.NotRequired);
+    }
+
+    private async Task AuthenticateSlowAsync(HttpContext context, InboundPolicy policy, IMeshPeerIdentityFeature? identity, ValueTask<JwtOutcome> pending)
+    {
+        var outcome = await pending.ConfigureAwait(false);
+        await AuthorizeAsync(context, policy, identity, outcome).ConfigureAwait(false);
+    }
+
+    private Task AuthorizeAsync(HttpContext context, InboundPolicy policy, IMeshPeerIdentityFeature? identity, in JwtOutcome jwt)
+    {
+        if (!jwt.IsAllowed)
+        {
+            return RejectTokenAsync(context, jwt.Status);
+        }
+
+        AuthorizationDecision decision;
+        var peer = identity?.SpiffeId;
+        if (!policy.HasRules)
+        {
+            decision = new AuthorizationDecision(AuthorizationOutcome.Allowed, AuthorizationDecision.NoPolicies);
         }
         else
         {
@@ -45,10 +74,64 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
                 target = request.PathBase.Add(request.Path).ToUriComponent();
             }
 
-            decision = policy.Authorize(request.Method, target, request.Host.Value, request.Headers, peer, identity?.PeerNamespace);
+            decision = policy.Authorize(request.Method, target, request.Host.Value, request.Headers, peer, identity?.PeerNamespace, jwt.Principal);
         }
 
-        return decision.IsAllowed ? next(context) : RejectAsync(context, decision);
+        if (!decision.IsAllowed)
+        {
+            return RejectAsync(context, decision);
+        }
+
+        if (jwt.Principal is { } principal)
+        {
+            ApplyTokenOutputs(context, principal, jwt.Provider!, jwt.TokenHeader);
+        }
+
+        return next(context);
+    }
+
+    /// <summary>
+    /// Envoy's jwt_authn outputs for the verified token: the principal for the app, the token header removed unless
+    /// <c>forward</c> (headers only), the payload header and the claim headers (set, replacing what the client sent).
+    /// </summary>
+    private static void ApplyTokenOutputs(HttpContext context, JwtPrincipal principal, JwtProvider provider, string? tokenHeader)
+    {
+        context.Features.Set<IMeshRequestPrincipalFeature>(principal);
+        var headers = context.Request.Headers;
+        if (!provider.Forward && tokenHeader is not null)
+        {
+            headers.Remove(tokenHeader);
+        }
+
+        if (provider.PayloadHeader is { } payloadHeader)
+        {
+            headers[payloadHeader] = principal.PayloadSegment;
+        }
+
+        foreach (var (header, value) in principal.ClaimHeaders)
+        {
+            headers[header] = value;
+        }
+    }
+
+    /// <summary>Envoy's jwt_authn local reply: 401 (403 for a disallowed audience), the status text, and WWW-Authenticate.</summary>
+    private async Task RejectTokenAsync(HttpContext context, JwtStatus status)
+    {
+        var request = context.Request;
+        var message = JwtStatusText.Message(status);
+        LogTokenRejected(logger, context.Features.Get<IMeshPeerIdentityFeature>()?.SpiffeId ?? "plaintext", request.Method, request.Path.Value ?? string.Empty, message);
+        var realm = $"{request.Scheme}://{request.Host.Value}{request.PathBase.Value}{request.Path.Value}";
+        if (realm.Length > 256)
+        {
+            realm = realm[..256];
+        }
+
+        context.Response.StatusCode = status == JwtStatus.AudienceNotAllowed ? StatusCodes.Status403Forbidden : StatusCodes.Status401Unauthorized;
+        context.Response.Headers.WWWAuthenticate = status == JwtStatus.Missing
+            ? $"Bearer realm=\"{realm}\""
+            : $"Bearer realm=\"{realm}\", error=\"invalid_token\"";
+        context.Response.ContentType = "text/plain";
+        await context.Response.WriteAsync(message, context.RequestAborted).ConfigureAwait(false);
     }
 
     private async Task RejectAsync(HttpContext context, AuthorizationDecision decision)
@@ -73,6 +156,9 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
 
     [LoggerMessage(Level = LogLevel.Information, Message = "RBAC: access denied for {Peer}: {Method} {Path} (policy: {Policy})")]
     private static partial void LogDenied(ILogger logger, string peer, string method, string path, string policy);
+
+    [LoggerMessage(EventId = 10, EventName = "JwtRejected", Level = LogLevel.Information, Message = "JWT rejected for {Peer}: {Method} {Path}: {Reason}")]
+    private static partial void LogTokenRejected(ILogger logger, string peer, string method, string path, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Rejected {Method} {Path} from {Peer}: {Reason}")]
     private static partial void LogBadPath(ILogger logger, string peer, string method, string path, string reason);

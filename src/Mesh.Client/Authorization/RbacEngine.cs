@@ -133,6 +133,8 @@ internal sealed class RbacEngine
                     : null);
             case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.Header:
                 return Header(principal.Header, $"{path}.header", errors);
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.Metadata:
+                return Jwt.JwtMetadataMatcher.Compile(principal.Metadata, $"{path}.metadata", errors);
             case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.NotId:
                 return new NotMatcher(Principal(principal.NotId, $"{path}.not_id", errors));
             case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.UrlPath:

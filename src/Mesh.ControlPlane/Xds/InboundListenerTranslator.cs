@@ -64,7 +64,7 @@ internal static class InboundListenerTranslator
         {
             var mode = EffectiveMode(model.Config.PeerAuthentications, rootNamespace, workload, port);
             var policies = ApplicablePolicies(model.Config.AuthorizationPolicies, rootNamespace, workload).ToList();
-            var jwt = JwtAuthnTranslator.Build(JwtAuthnTranslator.Applicable(model.Config.RequestAuthentications, rootNamespace, workload), jwks);
+            var jwt = JwtAuthnTranslator.Build(ApplicableRequestAuthentications(model.Config.RequestAuthentications, rootNamespace, workload), jwks);
             var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny), RbacTranslator.Build(policies, AuthorizationAction.Allow), jwt);
             result[name] = new XdsResource(name, Any.Pack(listener));
         }
@@ -126,6 +126,15 @@ internal static class InboundListenerTranslator
 
     /// <summary>Policies in the root namespace (any workload) or the workload's namespace whose selector matches (or is absent).</summary>
     public static IEnumerable<AuthorizationPolicyModel> ApplicablePolicies(IEnumerable<AuthorizationPolicyModel> policies, string rootNamespace, WorkloadInstance workload)
+    {
+        ArgumentNullException.ThrowIfNull(policies);
+        ArgumentNullException.ThrowIfNull(workload);
+        return policies.Where(p => (p.Namespace == rootNamespace || p.Namespace == workload.Namespace)
+            && (p.Selector is null || HostNames.LabelsMatch(p.Selector, workload.Labels)));
+    }
+
+    /// <summary>RequestAuthentications in the root namespace (mesh-wide) or the workload's namespace whose selector matches (or is absent); they merge.</summary>
+    public static IEnumerable<RequestAuthenticationModel> ApplicableRequestAuthentications(IEnumerable<RequestAuthenticationModel> policies, string rootNamespace, WorkloadInstance workload)
     {
         ArgumentNullException.ThrowIfNull(policies);
         ArgumentNullException.ThrowIfNull(workload);

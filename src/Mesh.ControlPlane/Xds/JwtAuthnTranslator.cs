@@ -22,23 +22,14 @@ internal interface IJwksSource
 /// </summary>
 internal static class JwtAuthnTranslator
 {
-    public const string FilterName = "envoy.filters.http.jwt_authn";
-    public const string PayloadInMetadata = "payload";
+    public const string FilterName = RbacTranslator.JwtFilterName;
+    public const string PayloadInMetadata = RbacTranslator.JwtPayloadKey;
     public const uint ClockSkewSeconds = 60;
 
     /// <summary>Claims split on spaces in metadata whatever the rule says (Istio's defaults).</summary>
     public static readonly string[] DefaultSpaceDelimitedClaims = ["scope", "permission"];
 
     public static string ProviderName(int index) => "origins-" + index.ToString(CultureInfo.InvariantCulture);
-
-    /// <summary>RequestAuthentications in the root namespace (mesh-wide) or the workload's namespace whose selector matches (or is absent).</summary>
-    public static IEnumerable<RequestAuthenticationModel> Applicable(IEnumerable<RequestAuthenticationModel> policies, string rootNamespace, WorkloadInstance workload)
-    {
-        ArgumentNullException.ThrowIfNull(policies);
-        ArgumentNullException.ThrowIfNull(workload);
-        return policies.Where(p => (p.Namespace == rootNamespace || p.Namespace == workload.Namespace)
-            && (p.Selector is null || HostNames.LabelsMatch(p.Selector, workload.Labels)));
-    }
 
     /// <summary>The filter config for the merged rules of <paramref name="policies"/>, or null when they have none.</summary>
     public static JwtAuthentication? Build(IEnumerable<RequestAuthenticationModel> policies, IJwksSource? jwks)

@@ -19,6 +19,10 @@ internal static class RbacTranslator
 {
     public const string SpiffePrefix = "spiffe://";
 
+    /// <summary>The jwt_authn filter whose metadata <c>payload</c> holds the validated token's claims.</summary>
+    public const string JwtFilterName = "envoy.filters.http.jwt_authn";
+    public const string JwtPayloadKey = "payload";
+
     public static string PolicyName(string ns, string name, int rule) =>
         $"ns[{ns}]-policy[{name}]-rule[{rule.ToString(System.Globalization.CultureInfo.InvariantCulture)}]";
 
@@ -191,8 +195,8 @@ internal static class RbacTranslator
 
     private static Principal Metadata(IEnumerable<string> claimPath, ValueMatcher value)
     {
-        var metadata = new MetadataMatcher { Filter = JwtAuthnTranslator.FilterName, Value = value };
-        metadata.Path.Add(new MetadataMatcher.Types.PathSegment { Key = JwtAuthnTranslator.PayloadInMetadata });
+        var metadata = new MetadataMatcher { Filter = JwtFilterName, Value = value };
+        metadata.Path.Add(new MetadataMatcher.Types.PathSegment { Key = JwtPayloadKey });
         foreach (var key in claimPath)
         {
             metadata.Path.Add(new MetadataMatcher.Types.PathSegment { Key = key });
