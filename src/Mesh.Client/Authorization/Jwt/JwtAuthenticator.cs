@@ -316,6 +316,13 @@ internal sealed class JwtAuthenticator
     {
         public static Requirement AllowAll { get; } = new(RequirementKind.AllowMissingOrFailed, -1, []);
 
+        private static int Specificity(JwtStatus status) => status switch
+        {
+            JwtStatus.Missing => 0,
+            JwtStatus.UnknownIssuer => 1,
+            _ => 2,
+        };
+
         public JwtStatus Evaluate(ReadOnlySpan<JwtStatus> statuses)
         {
             switch (kind)
@@ -343,7 +350,8 @@ internal sealed class JwtAuthenticator
                             return JwtStatus.Ok;
                         }
 
-                        if (failure == JwtStatus.Missing)
+                        // Report the most specific failure: a provider whose issuer matched says more than "missing" or "issuer not configured".
+                        if (Specificity(status) > Specificity(failure))
                         {
                             failure = status;
                         }
