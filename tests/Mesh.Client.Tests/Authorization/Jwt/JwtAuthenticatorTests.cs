@@ -17,7 +17,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_ValidToken_OkWithPrincipalIssSub()
     {
-        var outcome = await AuthenticateAsync(Compile(Rule()), Bearer(Token(now: Now)));
+        var outcome = await AuthenticateAsync(Compile(JwtRule()), Bearer(Token(now: Now)));
 
         Assert.Equal(JwtStatus.Ok, outcome.Status);
         Assert.Equal($"{Issuer}/alice", outcome.Principal!.Principal);
@@ -28,7 +28,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_NoToken_AllowedWithoutPrincipal()
     {
-        var outcome = await AuthenticateAsync(Compile(Rule()), _ => { });
+        var outcome = await AuthenticateAsync(Compile(JwtRule()), _ => { });
 
         Assert.Equal(JwtStatus.Ok, outcome.Status);
         Assert.Null(outcome.Principal);
@@ -60,7 +60,7 @@ public sealed class JwtAuthenticatorTests
     public async Task Authenticate_BadToken_Rejected(string name, string token, string expectedStatus)
     {
         var expected = Enum.Parse<JwtStatus>(expectedStatus);
-        var authenticator = Compile(Rule());
+        var authenticator = Compile(JwtRule());
         var outcome = await AuthenticateAsync(authenticator, Bearer(token));
 
         Assert.True(expected == outcome.Status, $"{name}: expected {expected}, got {outcome.Status}");
@@ -71,7 +71,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_WrongAudience_AudienceNotAllowed()
     {
-        var outcome = await AuthenticateAsync(Compile(Rule(audiences: ["billing"])), Bearer(Token(now: Now)));
+        var outcome = await AuthenticateAsync(Compile(JwtRule(audiences: ["billing"])), Bearer(Token(now: Now)));
 
         Assert.Equal(JwtStatus.AudienceNotAllowed, outcome.Status);
     }
@@ -79,7 +79,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_OneOfSeveralAudiences_Ok()
     {
-        var outcome = await AuthenticateAsync(Compile(Rule(audiences: ["billing", "orders"])), Bearer(Token(audience: new[] { "web", "orders" }, now: Now)));
+        var outcome = await AuthenticateAsync(Compile(JwtRule(audiences: ["billing", "orders"])), Bearer(Token(audience: new[] { "web", "orders" }, now: Now)));
 
         Assert.Equal(JwtStatus.Ok, outcome.Status);
     }
@@ -87,7 +87,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_SkewEdges_WithinSixtySecondsAccepted()
     {
-        var authenticator = Compile(Rule());
+        var authenticator = Compile(JwtRule());
 
         Assert.Equal(JwtStatus.Ok, (await AuthenticateAsync(authenticator, Bearer(Token(expires: Now.AddSeconds(-50), now: Now)))).Status);
         Assert.Equal(JwtStatus.Ok, (await AuthenticateAsync(authenticator, Bearer(Token(notBefore: Now.AddSeconds(50), now: Now)))).Status);
@@ -97,7 +97,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_KidMissingWithOneKeyJwks_Ok()
     {
-        var outcome = await AuthenticateAsync(Compile(Rule(jwks: OneKeyJwks)), Bearer(Token(kid: null, now: Now)));
+        var outcome = await AuthenticateAsync(Compile(JwtRule(jwks: OneKeyJwks)), Bearer(Token(kid: null, now: Now)));
 
         Assert.Equal(JwtStatus.Ok, outcome.Status);
     }
@@ -105,7 +105,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_SecondKeyByKid_Ok()
     {
-        var outcome = await AuthenticateAsync(Compile(Rule()), Bearer(Token(key: Key2, kid: "k2", now: Now)));
+        var outcome = await AuthenticateAsync(Compile(JwtRule()), Bearer(Token(key: Key2, kid: "k2", now: Now)));
 
         Assert.Equal(JwtStatus.Ok, outcome.Status);
     }
@@ -114,7 +114,7 @@ public sealed class JwtAuthenticatorTests
     public async Task Authenticate_KidOfOtherKey_VerificationFails()
     {
         // Signed with k2 but claims to be k1: the k1 key cannot verify it.
-        var outcome = await AuthenticateAsync(Compile(Rule()), Bearer(Token(key: Key2, kid: "k1", now: Now)));
+        var outcome = await AuthenticateAsync(Compile(JwtRule()), Bearer(Token(key: Key2, kid: "k1", now: Now)));
 
         Assert.Equal(JwtStatus.VerificationFailed, outcome.Status);
     }
@@ -122,7 +122,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_Es256Key_Ok()
     {
-        var outcome = await AuthenticateAsync(Compile(Rule(jwks: EcJwks)), Bearer(EcToken(now: Now)));
+        var outcome = await AuthenticateAsync(Compile(JwtRule(jwks: EcJwks)), Bearer(EcToken(now: Now)));
 
         Assert.Equal(JwtStatus.Ok, outcome.Status);
         Assert.Equal("ec-user", outcome.Principal!.Subject);
@@ -132,7 +132,7 @@ public sealed class JwtAuthenticatorTests
     public async Task Authenticate_EmptyJwks_EveryTokenFailsAndNoTokenPasses()
     {
         // What the control plane sends when a jwksUri never answered (Istio's PublicOnlyJwks semantics).
-        var authenticator = Compile(Rule(jwks: """{"keys":[]}"""));
+        var authenticator = Compile(JwtRule(jwks: """{"keys":[]}"""));
 
         Assert.Equal(JwtStatus.KeyNotFound, (await AuthenticateAsync(authenticator, Bearer(Token(now: Now)))).Status);
         Assert.Equal(JwtStatus.KeyNotFound, (await AuthenticateAsync(authenticator, Bearer(Token(kid: null, now: Now)))).Status);
@@ -142,7 +142,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_FromHeaderWithPrefix_ReadsOnlyThatHeader()
     {
-        var authenticator = Compile(Rule(fromHeaders: [("x-jwt", "Token ")]));
+        var authenticator = Compile(JwtRule(fromHeaders: [("x-jwt", "Token ")]));
         var token = Token(now: Now);
 
         Assert.Equal(JwtStatus.Ok, (await AuthenticateAsync(authenticator, r => r.Headers["x-jwt"] = "Token " + token)).Status);
@@ -157,7 +157,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_FromParams_ReadsQueryParameter()
     {
-        var authenticator = Compile(Rule(fromParams: ["token"]));
+        var authenticator = Compile(JwtRule(fromParams: ["token"]));
         var token = Token(now: Now);
 
         var outcome = await AuthenticateAsync(authenticator, r => r.QueryString = new QueryString("?a=1&token=" + token));
@@ -170,7 +170,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_DefaultLocations_BearerCaseInsensitiveThenAccessTokenParam()
     {
-        var authenticator = Compile(Rule());
+        var authenticator = Compile(JwtRule());
         var token = Token(now: Now);
 
         Assert.NotNull((await AuthenticateAsync(authenticator, r => r.Headers.Authorization = "bearer " + token)).Principal);
@@ -185,7 +185,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_TokenSeenAgain_ServedFromCacheSynchronously()
     {
-        var authenticator = Compile(Rule());
+        var authenticator = Compile(JwtRule());
         var token = Token(now: Now);
         var first = await AuthenticateAsync(authenticator, Bearer(token));
 
@@ -202,7 +202,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_CachedTokenAfterExpiry_VerifiedAgainAndExpired()
     {
-        var authenticator = Compile(Rule());
+        var authenticator = Compile(JwtRule());
         var token = Token(expires: Now.AddMinutes(5), now: Now);
         Assert.Equal(JwtStatus.Ok, (await AuthenticateAsync(authenticator, Bearer(token))).Status);
 
@@ -215,7 +215,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_CacheIsBounded()
     {
-        var authenticator = Compile(Rule());
+        var authenticator = Compile(JwtRule());
         for (var i = 0; i < JwtTokenCache.DefaultCapacity + 20; i++)
         {
             Assert.Equal(JwtStatus.Ok, (await AuthenticateAsync(authenticator, Bearer(Token(subject: $"user{i}", now: Now)))).Status);
@@ -227,7 +227,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_TwoIssuersSameHeader_EachTokenVerifiedByItsIssuer()
     {
-        var authenticator = Compile(Rule(), Rule(issuer: OtherIssuer, jwks: Jwks(("o1", Key2))));
+        var authenticator = Compile(JwtRule(), JwtRule(issuer: OtherIssuer, jwks: Jwks(("o1", Key2))));
 
         var first = await AuthenticateAsync(authenticator, Bearer(Token(now: Now)));
         var second = await AuthenticateAsync(authenticator, Bearer(Token(key: Key2, kid: "o1", issuer: OtherIssuer, now: Now)));
@@ -243,7 +243,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public async Task Authenticate_CorsPreflight_Bypassed()
     {
-        var outcome = await AuthenticateAsync(Compile(Rule()), r =>
+        var outcome = await AuthenticateAsync(Compile(JwtRule()), r =>
         {
             r.Method = "OPTIONS";
             r.Headers.Origin = "https://app.example.com";
@@ -257,7 +257,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public void Compile_UnsupportedPieces_ReportedWithFieldPaths()
     {
-        var config = Config(RequestAuthentication("ra", Rule()));
+        var config = Config(RequestAuthentication("ra", JwtRule()));
         config.Providers["origins-0"].FromCookies.Add("session");
         config.Providers["origins-0"].LocalJwks.InlineString = """{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}""";
         config.Rules[0].Requires.RequiresAny.Requirements[0].ProviderName = "nope";
@@ -272,7 +272,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public void Compile_RemoteJwks_Rejected()
     {
-        var config = Config(RequestAuthentication("ra", Rule()));
+        var config = Config(RequestAuthentication("ra", JwtRule()));
         config.Providers["origins-0"].LocalJwks = null;
         var errors = new List<string>();
 
@@ -290,7 +290,7 @@ public sealed class JwtAuthenticatorTests
             manager.HttpFilters.Insert(1, new Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3.HttpFilter
             {
                 Name = "envoy.filters.http.jwt_authn",
-                TypedConfig = Google.Protobuf.WellKnownTypes.Any.Pack(Config(RequestAuthentication("ra", Rule()))),
+                TypedConfig = Google.Protobuf.WellKnownTypes.Any.Pack(Config(RequestAuthentication("ra", JwtRule()))),
             });
             chain.Filters[0].TypedConfig = Google.Protobuf.WellKnownTypes.Any.Pack(manager);
         }
@@ -302,7 +302,7 @@ public sealed class JwtAuthenticatorTests
     [Fact]
     public void Decode_ListenerWithJwtFilter_PolicyHasAuthenticator()
     {
-        Assert.True(InboundPolicyDecoder.TryDecode(Listener([], Config(RequestAuthentication("ra", Rule()))), out var policy, out var errors), string.Join("; ", errors));
+        Assert.True(InboundPolicyDecoder.TryDecode(Listener([], Config(RequestAuthentication("ra", JwtRule()))), out var policy, out var errors), string.Join("; ", errors));
         Assert.NotNull(policy.Jwt);
         Assert.Equal(2, policy.Jwt.Providers[0].KeyCount);
     }

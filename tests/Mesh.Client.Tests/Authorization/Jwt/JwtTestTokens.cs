@@ -112,7 +112,7 @@ internal static class JwtTestTokens
         return $"{parts[0]}.{Base64UrlEncoder.Encode(JsonSerializer.Serialize(payload))}.{parts[2]}";
     }
 
-    public static JwtRuleModel Rule(
+    public static JwtRuleModel JwtRule(
         string issuer = Issuer, string? jwks = null, string[]? audiences = null, (string Name, string Prefix)[]? fromHeaders = null, string[]? fromParams = null,
         bool forward = false, string? payloadHeader = null, (string Header, string Claim)[]? claimHeaders = null) =>
         new(issuer, [.. audiences ?? []], null, jwks ?? TwoKeyJwks, [.. (fromHeaders ?? []).Select(h => new JwtHeaderLocation(h.Name, h.Prefix))], [.. fromParams ?? []],
