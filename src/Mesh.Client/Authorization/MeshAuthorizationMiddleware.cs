@@ -86,6 +86,14 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
         {
             ApplyTokenOutputs(context, principal, jwt.Provider!, jwt.TokenHeader);
         }
+        else if (policy.Jwt is { OutputHeaders.Length: > 0 } authenticator)
+        {
+            // No verified token: a caller must not be able to hand the app its own "verified" claims.
+            foreach (var header in authenticator.OutputHeaders)
+            {
+                context.Request.Headers.Remove(header);
+            }
+        }
 
         return next(context);
     }

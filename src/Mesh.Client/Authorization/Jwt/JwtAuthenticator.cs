@@ -34,7 +34,12 @@ internal sealed class JwtAuthenticator
         _providers = providers;
         _rules = rules;
         BypassCorsPreflight = bypassCorsPreflight;
+        OutputHeaders = [.. providers.SelectMany(p => p.ClaimHeaders.Select(c => c.Header).Append(p.PayloadHeader ?? string.Empty))
+            .Where(h => h.Length > 0).Distinct(StringComparer.OrdinalIgnoreCase)];
     }
+
+    /// <summary>Gets every header the providers write from a verified token (payload and claim headers).</summary>
+    public string[] OutputHeaders { get; }
 
     public bool BypassCorsPreflight { get; }
 

@@ -77,6 +77,24 @@ public sealed class JwtMiddlewareTests
     }
 
     [Fact]
+    public async Task InvokeAsync_NoToken_ForgedOutputHeadersRemoved()
+    {
+        var (_, app) = await RunAsync(
+            JwtRule(payloadHeader: "x-jwt-payload", claimHeaders: [("x-sub", "sub")]),
+            r =>
+            {
+                r.Headers["x-jwt-payload"] = "eyJzdWIiOiJhZG1pbiJ9";
+                r.Headers["X-Sub"] = "admin";
+                r.Headers["x-other"] = "kept";
+            });
+
+        Assert.NotNull(app);
+        Assert.False(app.Request.Headers.ContainsKey("x-jwt-payload"));
+        Assert.False(app.Request.Headers.ContainsKey("x-sub"));
+        Assert.Equal("kept", app.Request.Headers["x-other"].ToString());
+    }
+
+    [Fact]
     public async Task InvokeAsync_NoTokenWithoutRbac_PassesWithoutPrincipal()
     {
         var (_, app) = await RunAsync(JwtRule(), _ => { });
