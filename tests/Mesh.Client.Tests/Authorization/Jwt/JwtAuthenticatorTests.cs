@@ -213,6 +213,20 @@ public sealed class JwtAuthenticatorTests
     }
 
     [Fact]
+    public async Task Authenticate_KeyRemovedInNextSnapshot_CachedTokenNoLongerAccepted()
+    {
+        // Keys and cache belong to one pushed listener: a key the issuer dropped stops working at the next push.
+        var token = Token(now: Now);
+        var before = Compile(JwtRule());
+        Assert.Equal(JwtStatus.Ok, (await AuthenticateAsync(before, Bearer(token))).Status);
+
+        var after = Compile(JwtRule(jwks: Jwks(("k2", Key2))));
+
+        Assert.Equal(JwtStatus.KeyNotFound, (await AuthenticateAsync(after, Bearer(token))).Status);
+        Assert.Equal(JwtStatus.Ok, (await AuthenticateAsync(after, Bearer(Token(key: Key2, kid: "k2", now: Now)))).Status);
+    }
+
+    [Fact]
     public async Task Authenticate_CacheIsBounded()
     {
         var authenticator = Compile(JwtRule());
