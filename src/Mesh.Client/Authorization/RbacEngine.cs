@@ -203,7 +203,7 @@ internal sealed class RbacEngine
         }
     }
 
-    private static StringMatch String(StringMatcher matcher, string path, List<string> errors)
+    internal static StringMatch String(StringMatcher matcher, string path, List<string> errors)
     {
         var kind = matcher.MatchPatternCase switch
         {

@@ -61,7 +61,7 @@ internal abstract class JwtValueMatch
         switch (matcher.MatchPatternCase)
         {
             case ValueMatcher.MatchPatternOneofCase.StringMatch:
-                return new StringValue(String(matcher.StringMatch, $"{path}.string_match", errors));
+                return new StringValue(RbacEngine.String(matcher.StringMatch, $"{path}.string_match", errors));
             case ValueMatcher.MatchPatternOneofCase.PresentMatch:
                 return new PresentValue(matcher.PresentMatch);
             case ValueMatcher.MatchPatternOneofCase.BoolMatch:
@@ -75,24 +75,6 @@ internal abstract class JwtValueMatch
             default:
                 errors.Add($"{path}: no supported match_pattern (string_match, present_match, bool_match, null_match, list_match.one_of, or_match)");
                 return Never;
-        }
-    }
-
-    private static StringMatch String(StringMatcher matcher, string path, List<string> errors)
-    {
-        switch (matcher.MatchPatternCase)
-        {
-            case StringMatcher.MatchPatternOneofCase.Exact:
-                return new StringMatch(StringMatchKind.Exact, matcher.Exact, matcher.IgnoreCase);
-            case StringMatcher.MatchPatternOneofCase.Prefix:
-                return new StringMatch(StringMatchKind.Prefix, matcher.Prefix, matcher.IgnoreCase);
-            case StringMatcher.MatchPatternOneofCase.Suffix:
-                return new StringMatch(StringMatchKind.Suffix, matcher.Suffix, matcher.IgnoreCase);
-            case StringMatcher.MatchPatternOneofCase.Contains:
-                return new StringMatch(StringMatchKind.Contains, matcher.Contains, matcher.IgnoreCase);
-            default:
-                errors.Add($"{path}: no supported match_pattern (exact, prefix, suffix, contains)");
-                return new StringMatch(StringMatchKind.Exact, string.Empty, ignoreCase: false);
         }
     }
 
