@@ -131,6 +131,11 @@ internal sealed partial class JwksResolver : BackgroundService, IJwksSource
             // MaxResponseContentBufferSize turns an oversized body into this exception too.
             problem = ex.Message;
         }
+        catch (Exception ex) when (ex is InvalidOperationException or NotSupportedException or IOException)
+        {
+            // Never let one URI stop the loop (a dead loop would freeze every other issuer's keys).
+            problem = $"{ex.GetType().Name}: {ex.Message}";
+        }
 
         var now = _time.GetUtcNow();
         if (problem is null)
