@@ -84,6 +84,7 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         services.AddSingleton<ConfigStore>();
         services.AddSingleton<WorkloadLeaseRegistry>();
         services.AddSingleton<ConfigDirectoryWatcher>();
+        services.AddSingleton<JwksResolver>();
         services.AddSingleton<XdsPublisher>();
         services.AddSingleton<AdsService>();
         services.AddSingleton<WorkloadRegistryService>();
@@ -98,6 +99,7 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ICallerAuthenticator, BootstrapTokenAuthenticator>());
         services.AddHostedService(sp => sp.GetRequiredService<ConfigDirectoryWatcher>());
         services.AddHostedService(sp => sp.GetRequiredService<XdsPublisher>());
+        services.AddHostedService(sp => sp.GetRequiredService<JwksResolver>());
         services.AddHostedService<LeaseExpiryService>();
         services.AddSingleton<AdsConfigGate>();
         services.AddGrpc().AddServiceOptions<AdsService>(ads => ads.Interceptors.Add<AdsConfigGate>());

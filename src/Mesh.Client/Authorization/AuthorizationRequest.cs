@@ -1,3 +1,4 @@
+using Mesh.Client.Authorization.Jwt;
 using Microsoft.AspNetCore.Http;
 
 namespace Mesh.Client.Authorization;
@@ -5,8 +6,9 @@ namespace Mesh.Client.Authorization;
 /// <summary>What an authorization decision looks at; <see cref="Path"/> is already normalized (see <see cref="PathNormalizer"/>).</summary>
 internal readonly ref struct AuthorizationRequest
 {
-    public AuthorizationRequest(string method, ReadOnlySpan<char> path, string? authority, int localPort, IHeaderDictionary? headers, string? peerSpiffeId, string? peerNamespace)
+    public AuthorizationRequest(string method, ReadOnlySpan<char> path, string? authority, int localPort, IHeaderDictionary? headers, string? peerSpiffeId, string? peerNamespace, JwtPrincipal? requestPrincipal = null)
     {
+        RequestPrincipal = requestPrincipal;
         Method = method;
         Path = path;
         Authority = authority;
@@ -30,6 +32,9 @@ internal readonly ref struct AuthorizationRequest
     public string? PeerSpiffeId { get; }
 
     public string? PeerNamespace { get; }
+
+    /// <summary>The validated JWT (RequestAuthentication), or null when the request carried none.</summary>
+    public JwtPrincipal? RequestPrincipal { get; }
 }
 
 internal enum AuthorizationOutcome

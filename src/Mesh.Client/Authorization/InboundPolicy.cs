@@ -1,4 +1,5 @@
 using System.Buffers;
+using Mesh.Client.Authorization.Jwt;
 using Mesh.Client.Security;
 using Microsoft.AspNetCore.Http;
 
@@ -8,7 +9,7 @@ namespace Mesh.Client.Authorization;
 /// The decoded inbound listener of one local port: its PeerAuthentication mode and the DENY/ALLOW RBAC engines.
 /// Istio order: any DENY policy matching denies; no ALLOW engine allows; else some ALLOW policy must match.
 /// </summary>
-internal sealed class InboundPolicy(string listenerName, int port, PeerAuthenticationMode mode, RbacEngine? deny, RbacEngine? allow, PathNormalizationOptions paths)
+internal sealed class InboundPolicy(string listenerName, int port, PeerAuthenticationMode mode, RbacEngine? deny, RbacEngine? allow, PathNormalizationOptions paths, JwtAuthenticator? jwt = null)
 {
     private const int StackPathLimit = 512;
 
@@ -24,6 +25,9 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
 
     /// <summary>How the path is normalized before the RBAC engines see it (from the listener's HttpConnectionManager).</summary>
     public PathNormalizationOptions Paths { get; } = paths;
+
+    /// <summary>Gets the RequestAuthentication (jwt_authn) of the port, run before RBAC; null when none applies.</summary>
+    public JwtAuthenticator? Jwt { get; } = jwt;
 
     public bool HasRules => Deny is not null || Allow is not null;
 
@@ -60,7 +64,7 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
     }
 
     /// <summary>Normalizes <paramref name="target"/> (the raw request target) and decides; allocates nothing for targets up to 512 chars.</summary>
-    public AuthorizationDecision Authorize(string method, ReadOnlySpan<char> target, string? authority, IHeaderDictionary? headers, string? peerSpiffeId, string? peerNamespace)
+    public AuthorizationDecision Authorize(string method, ReadOnlySpan<char> target, string? authority, IHeaderDictionary? headers, string? peerSpiffeId, string? peerNamespace, JwtPrincipal? requestPrincipal = null)
     {
         // Methods are case-sensitive tokens (RFC 9110) and Istio's `methods` match exactly, but the ASP.NET Core router
         // matches them case-insensitively: `delete` would pass a DENY on DELETE and run the DELETE endpoint. Refuse
@@ -89,7 +93,7 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
                     return new AuthorizationDecision(AuthorizationOutcome.BadRequest, AuthorizationDecision.EncodedNulReason);
             }
 
-            return Evaluate(new AuthorizationRequest(method, buffer[..length], authority, Port, headers, peerSpiffeId, peerNamespace));
+            return Evaluate(new AuthorizationRequest(method, buffer[..length], authority, Port, headers, peerSpiffeId, peerNamespace, requestPrincipal));
         }
         finally
         {

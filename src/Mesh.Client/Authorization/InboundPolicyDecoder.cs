@@ -8,6 +8,7 @@ using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
 using HttpRbac = Mesh.Xds.Envoy.Extensions.Filters.Http.Rbac.V3.RBAC;
 using Mesh.Xds.Wire;
+using JwtAuthentication = Mesh.Xds.Envoy.Extensions.Filters.Http.JwtAuthn.V3.JwtAuthentication;
 
 namespace Mesh.Client.Authorization;
 
@@ -99,10 +100,11 @@ internal static class InboundPolicyDecoder
 
         RbacEngine? deny = null, allow = null;
         var paths = PathNormalizationOptions.Default;
+        Jwt.JwtAuthenticator? jwt = null;
         if (first is not null)
         {
             var path = $"{where}: filter_chains[0].filters[0].typed_config";
-            DecodeHttpFilters(first, path + ".http_filters", list, ref deny, ref allow);
+            DecodeHttpFilters(first, path + ".http_filters", list, ref deny, ref allow, ref jwt);
             paths = DecodePathOptions(first, path, list);
         }
 
@@ -112,7 +114,7 @@ internal static class InboundPolicyDecoder
         }
 
         var mode = tls && plaintext ? PeerAuthenticationMode.Permissive : tls ? PeerAuthenticationMode.Strict : PeerAuthenticationMode.Disable;
-        policy = new InboundPolicy(listener.Name, (int)port, mode, deny, allow, paths);
+        policy = new InboundPolicy(listener.Name, (int)port, mode, deny, allow, paths, jwt);
         return true;
     }
 
@@ -138,6 +140,30 @@ internal static class InboundPolicyDecoder
         }
 
         return new PathNormalizationOptions(manager.NormalizePath ?? true, manager.MergeSlashes, escaped.Value);
+    }
+
+    /// <summary>RequestAuthentication: one jwt_authn filter, before the RBAC filters (which read the claims it validates).</summary>
+    private static void DecodeJwtFilter(HttpFilter filter, string filterPath, List<string> errors, bool afterRbac, ref Jwt.JwtAuthenticator? jwt)
+    {
+        if (afterRbac)
+        {
+            errors.Add($"{filterPath}: the jwt_authn filter must come before the RBAC filters");
+        }
+
+        if (jwt is not null)
+        {
+            errors.Add($"{filterPath}: a second jwt_authn filter is not supported; merge the providers into one filter");
+            return;
+        }
+
+        try
+        {
+            jwt = Jwt.JwtAuthenticator.Compile(filter.TypedConfig.Unpack<JwtAuthentication>(), $"{filterPath}.typed_config", errors);
+        }
+        catch (InvalidProtocolBufferException ex)
+        {
+            errors.Add($"{filterPath}.typed_config: cannot be decoded: {ex.Message}");
+        }
     }
 
     private static HttpConnectionManager? Manager(FilterChain chain, string path, List<string> errors)
@@ -188,7 +214,7 @@ internal static class InboundPolicyDecoder
         }
     }
 
-    private static void DecodeHttpFilters(HttpConnectionManager manager, string path, List<string> errors, ref RbacEngine? deny, ref RbacEngine? allow)
+    private static void DecodeHttpFilters(HttpConnectionManager manager, string path, List<string> errors, ref RbacEngine? deny, ref RbacEngine? allow, ref Jwt.JwtAuthenticator? jwt)
     {
         var filters = manager.HttpFilters;
         if (filters.Count == 0 || filters[^1].Name != RouterFilterName || filters[^1].TypedConfig?.Is(Router.Descriptor) != true)
@@ -200,6 +226,12 @@ internal static class InboundPolicyDecoder
         {
             var filter = filters[i];
             var filterPath = $"{path}[{i.ToString(CultureInfo.InvariantCulture)}]";
+            if (filter.TypedConfig?.Is(JwtAuthentication.Descriptor) == true)
+            {
+                DecodeJwtFilter(filter, filterPath, errors, deny is not null || allow is not null, ref jwt);
+                continue;
+            }
+
             if (filter.TypedConfig?.Is(HttpRbac.Descriptor) != true)
             {
                 if (!filter.IsOptional)

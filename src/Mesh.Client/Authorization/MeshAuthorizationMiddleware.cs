@@ -1,3 +1,4 @@
+using Mesh.Client.Authorization.Jwt;
 using Mesh.Client.Security;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -9,16 +10,18 @@ namespace Mesh.Client.Authorization;
 
 /// <summary>
 /// Enforces the inbound policy of the connection's local port: STRICT needs an authenticated peer, then
-/// AuthorizationPolicy (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; a request that cannot be
-/// authorized as spelled (method not upper case, encoded slash or NUL): 400, even on a port without rules.
-/// A mesh-served port without a current policy (not received yet, or removed by the control plane) fails closed: 503,
-/// no application code runs. Ports of a workload that takes no inbound mesh traffic pass through.
+/// RequestAuthentication (JWT: invalid token 401, disallowed audience 403, no token passes), then AuthorizationPolicy
+/// (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; a request that cannot be authorized as spelled (method
+/// not upper case, encoded slash or NUL): 400, even on a port without rules. A mesh-served port without a current
+/// policy (not received yet, or removed by the control plane) fails closed: 503, no application code runs. Ports of a
+/// workload that takes no inbound mesh traffic pass through.
 /// </summary>
-internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, InboundPolicyStore store, ILogger<MeshAuthorizationMiddleware> logger)
+internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, InboundPolicyStore store, ILogger<MeshAuthorizationMiddleware> logger, TimeProvider? time = null)
 {
     public const string DeniedBody = "RBAC: access denied";
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, InboundPortState> _logged = new();
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
 
     public Task InvokeAsync(HttpContext context)
     {
@@ -30,26 +33,108 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
         }
 
         var identity = context.Features.Get<IMeshPeerIdentityFeature>();
-        var peer = identity?.SpiffeId;
-        AuthorizationDecision decision;
-        if (policy!.Mode == PeerAuthenticationMode.Strict && peer is null)
+        if (policy!.Mode == PeerAuthenticationMode.Strict && identity?.SpiffeId is null)
         {
-            decision = new AuthorizationDecision(AuthorizationOutcome.Denied, AuthorizationDecision.StrictRequiresMtls);
+            return RejectAsync(context, new AuthorizationDecision(AuthorizationOutcome.Denied, AuthorizationDecision.StrictRequiresMtls));
         }
-        else
+
+        if (policy.Jwt is { } jwt)
         {
-            var request = context.Request;
-            var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
-            if (string.IsNullOrEmpty(target) || target[0] != '/')
+            var pending = jwt.AuthenticateAsync(context.Request, _time.GetUtcNow());
+            return pending.IsCompletedSuccessfully
+                ? AuthorizeAsync(context, policy, identity, pending.Result)
+                : AuthenticateSlowAsync(context, policy, identity, pending);
+        }
+
+        return AuthorizeAsync(context, policy, identity, JwtOutcome.NotRequired);
+    }
+
+    private async Task AuthenticateSlowAsync(HttpContext context, InboundPolicy policy, IMeshPeerIdentityFeature? identity, ValueTask<JwtOutcome> pending)
+    {
+        var outcome = await pending.ConfigureAwait(false);
+        await AuthorizeAsync(context, policy, identity, outcome).ConfigureAwait(false);
+    }
+
+    private Task AuthorizeAsync(HttpContext context, InboundPolicy policy, IMeshPeerIdentityFeature? identity, in JwtOutcome jwt)
+    {
+        if (!jwt.IsAllowed)
+        {
+            return RejectTokenAsync(context, jwt.Status);
+        }
+
+        // Always through Authorize, also without rules: it refuses spellings (method case, encoded slash, NUL) with 400.
+        var request = context.Request;
+        var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
+        if (string.IsNullOrEmpty(target) || target[0] != '/')
+        {
+            // Absolute-form or missing raw target: authorize the path Kestrel parsed.
+            target = request.PathBase.Add(request.Path).ToUriComponent();
+        }
+
+        var decision = policy.Authorize(request.Method, target, request.Host.Value, request.Headers, identity?.SpiffeId, identity?.PeerNamespace, jwt.Principal);
+        if (!decision.IsAllowed)
+        {
+            return RejectAsync(context, decision);
+        }
+
+        if (jwt.Principal is { } principal)
+        {
+            ApplyTokenOutputs(context, principal, jwt.Provider!, jwt.TokenHeader);
+        }
+        else if (policy.Jwt is { OutputHeaders.Length: > 0 } authenticator)
+        {
+            // No verified token: a caller must not be able to hand the app its own "verified" claims.
+            foreach (var header in authenticator.OutputHeaders)
             {
-                // Absolute-form or missing raw target: authorize the path Kestrel parsed.
-                target = request.PathBase.Add(request.Path).ToUriComponent();
+                context.Request.Headers.Remove(header);
             }
-
-            decision = policy.Authorize(request.Method, target, request.Host.Value, request.Headers, peer, identity?.PeerNamespace);
         }
 
-        return decision.IsAllowed ? next(context) : RejectAsync(context, decision);
+        return next(context);
+    }
+
+    /// <summary>
+    /// Envoy's jwt_authn outputs for the verified token: the principal for the app, the token header removed unless
+    /// <c>forward</c> (headers only), the payload header and the claim headers (set, replacing what the client sent).
+    /// </summary>
+    private static void ApplyTokenOutputs(HttpContext context, JwtPrincipal principal, JwtProvider provider, string? tokenHeader)
+    {
+        context.Features.Set<IMeshRequestPrincipalFeature>(principal);
+        var headers = context.Request.Headers;
+        if (!provider.Forward && tokenHeader is not null)
+        {
+            headers.Remove(tokenHeader);
+        }
+
+        if (provider.PayloadHeader is { } payloadHeader)
+        {
+            headers[payloadHeader] = principal.PayloadSegment;
+        }
+
+        foreach (var (header, value) in principal.ClaimHeaders)
+        {
+            headers[header] = value;
+        }
+    }
+
+    /// <summary>Envoy's jwt_authn local reply: 401 (403 for a disallowed audience), the status text, and WWW-Authenticate.</summary>
+    private async Task RejectTokenAsync(HttpContext context, JwtStatus status)
+    {
+        var request = context.Request;
+        var message = JwtStatusText.Message(status);
+        LogTokenRejected(logger, context.Features.Get<IMeshPeerIdentityFeature>()?.SpiffeId ?? "plaintext", request.Method, request.Path.Value ?? string.Empty, message);
+        var realm = $"{request.Scheme}://{request.Host.Value}{request.PathBase.Value}{request.Path.Value}";
+        if (realm.Length > 256)
+        {
+            realm = realm[..256];
+        }
+
+        context.Response.StatusCode = status == JwtStatus.AudienceNotAllowed ? StatusCodes.Status403Forbidden : StatusCodes.Status401Unauthorized;
+        context.Response.Headers.WWWAuthenticate = status == JwtStatus.Missing
+            ? $"Bearer realm=\"{realm}\""
+            : $"Bearer realm=\"{realm}\", error=\"invalid_token\"";
+        context.Response.ContentType = "text/plain";
+        await context.Response.WriteAsync(message, context.RequestAborted).ConfigureAwait(false);
     }
 
     private async Task UnavailableAsync(HttpContext context, InboundPortState state)
@@ -99,6 +184,9 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
 
     [LoggerMessage(EventId = 30, EventName = "NoInboundPolicy", Level = LogLevel.Warning, Message = "Port {Port} answers 503 until the control plane sends its inbound policy ({Reason})")]
     private static partial void LogNoPolicy(ILogger logger, int port, string reason);
+
+    [LoggerMessage(EventId = 10, EventName = "JwtRejected", Level = LogLevel.Information, Message = "JWT rejected for {Peer}: {Method} {Path}: {Reason}")]
+    private static partial void LogTokenRejected(ILogger logger, string peer, string method, string path, string reason);
 }
 
 /// <summary>Puts <see cref="MeshAuthorizationMiddleware"/> first in the pipeline, before the application's middleware.</summary>

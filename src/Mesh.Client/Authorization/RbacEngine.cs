@@ -134,6 +134,8 @@ internal sealed class RbacEngine
                     : null);
             case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.Header:
                 return Header(principal.Header, $"{path}.header", errors);
+            case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.Metadata:
+                return Jwt.JwtMetadataMatcher.Compile(principal.Metadata, $"{path}.metadata", errors);
             case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.NotId:
                 return new NotMatcher(Principal(principal.NotId, $"{path}.not_id", errors));
             case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.UrlPath:
@@ -186,7 +188,7 @@ internal sealed class RbacEngine
         return new HeaderMatcher(matcher.Name.ToLowerInvariant(), match, invert);
     }
 
-    private static StringMatch String(StringMatcher matcher, string path, List<string> errors) =>
+    internal static StringMatch String(StringMatcher matcher, string path, List<string> errors) =>
         StringMatch.Decode(matcher, path, errors) ?? new StringMatch(StringMatchKind.Exact, string.Empty, IgnoreCase: false);
 
     private sealed record CompiledPolicy(string Name, RbacMatcher Permission, RbacMatcher Principal);

@@ -28,6 +28,9 @@ internal sealed class ControlPlaneOptions
     /// <summary>Bootstrap tokens: who may never be minted, how long a token-bought certificate lives.</summary>
     public BootstrapOptions Bootstrap { get; set; } = new();
 
+    /// <summary>How the control plane fetches RequestAuthentication <c>jwksUri</c> keys (section <c>ControlPlane:Jwks</c>).</summary>
+    public JwksOptions Jwks { get; set; } = new();
+
     /// <summary>Istio root namespace: PeerAuthentication/AuthorizationPolicy here without a selector are mesh-wide.</summary>
     public string RootNamespace { get; set; } = Model.SecurityScopes.DefaultRootNamespace;
 
@@ -40,7 +43,7 @@ internal sealed class ControlPlaneOptions
     private static readonly string[] KnownKeys =
         [nameof(ConfigDirectory), nameof(StateDirectory), nameof(XdsAddress), nameof(AdminAddress), nameof(LeaseTtl), nameof(DebounceInterval),
          nameof(SecureAddress), nameof(TrustDomain), nameof(PlaintextRegistration), nameof(Ca), nameof(RootNamespace),
-         nameof(Bootstrap), PathNormalizationKey, PathEscapedSlashesKey, PathIgnoreCaseKey, PathIgnoreTrailingSlashKey];
+         nameof(Bootstrap), nameof(Jwks), PathNormalizationKey, PathEscapedSlashesKey, PathIgnoreCaseKey, PathIgnoreTrailingSlashKey];
 
     private const string PathNormalizationKey = "PathNormalization";
     private const string PathEscapedSlashesKey = "PathEscapedSlashes";
@@ -109,6 +112,7 @@ internal sealed class ControlPlaneOptions
         BootstrapOptions.Read(section.GetSection(nameof(Bootstrap)), options.Bootstrap, $"{SectionName}:{nameof(Bootstrap)}", errors);
         ReadLimits(section, options, errors);
         options.InboundPaths = ReadInboundPaths(section, errors);
+        ReadJwks(section.GetSection(nameof(Jwks)), options.Jwks, errors);
 
         var addresses = new List<(string Key, Uri Uri)> { (nameof(AdminAddress), options.AdminAddress), (nameof(SecureAddress), options.SecureAddress) };
         if (options.XdsAddress is not null)
@@ -265,6 +269,34 @@ internal sealed class ControlPlaneOptions
             ReadBool(section, PathIgnoreTrailingSlashKey, defaults.IgnoreTrailingSlash, errors));
     }
 
+    private static void ReadJwks(IConfigurationSection section, JwksOptions jwks, List<string> errors)
+    {
+        var prefix = $"{SectionName}:{nameof(Jwks)}";
+        string[] known = [nameof(JwksOptions.RefreshInterval), nameof(JwksOptions.RetryInterval), nameof(JwksOptions.FetchTimeout), nameof(JwksOptions.MaxResponseBytes)];
+        foreach (var child in section.GetChildren())
+        {
+            if (!known.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
+            {
+                errors.Add($"{prefix}:{child.Key} is not a known setting; known settings are {string.Join(", ", known)}");
+            }
+        }
+
+        jwks.RefreshInterval = ReadDuration(section, nameof(JwksOptions.RefreshInterval), jwks.RefreshInterval, TimeSpan.FromSeconds(1), TimeSpan.FromDays(1), errors, prefix);
+        jwks.RetryInterval = ReadDuration(section, nameof(JwksOptions.RetryInterval), jwks.RetryInterval, TimeSpan.FromMilliseconds(100), TimeSpan.FromHours(1), errors, prefix);
+        jwks.FetchTimeout = ReadDuration(section, nameof(JwksOptions.FetchTimeout), jwks.FetchTimeout, TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(1), errors, prefix);
+        if (section[nameof(JwksOptions.MaxResponseBytes)] is { } size)
+        {
+            if (int.TryParse(size, NumberStyles.None, CultureInfo.InvariantCulture, out var bytes) && bytes is >= 1024 and <= 16 * 1024 * 1024)
+            {
+                jwks.MaxResponseBytes = bytes;
+            }
+            else
+            {
+                errors.Add($"{prefix}:{nameof(JwksOptions.MaxResponseBytes)} must be a whole number of bytes between 1024 and 16777216 (got '{size}')");
+            }
+        }
+    }
+
     internal static string? ReadFile(IConfigurationSection section, string key, string prefix, List<string> errors)
     {
         var value = section[key];
@@ -346,4 +378,16 @@ internal sealed class CaOptions
     public string? ExtraRootsFile { get; set; }
     public TimeSpan DefaultTtl { get; set; } = TimeSpan.FromHours(24);
     public TimeSpan MaxTtl { get; set; } = TimeSpan.FromDays(90);
+}
+
+/// <summary>
+/// Settings of <c>ControlPlane:Jwks</c>: the control plane fetches each RequestAuthentication <c>jwksUri</c> and inlines the
+/// keys, as istiod does (refresh every 20 min, retry every minute after a failure, keep the last good keys).
+/// </summary>
+internal sealed class JwksOptions
+{
+    public TimeSpan RefreshInterval { get; set; } = TimeSpan.FromMinutes(20);
+    public TimeSpan RetryInterval { get; set; } = TimeSpan.FromMinutes(1);
+    public TimeSpan FetchTimeout { get; set; } = TimeSpan.FromSeconds(5);
+    public int MaxResponseBytes { get; set; } = 1024 * 1024;
 }

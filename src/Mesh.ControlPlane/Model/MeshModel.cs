@@ -82,6 +82,8 @@ internal sealed record YamlConfig(
     public ImmutableArray<PeerAuthenticationModel> PeerAuthentications { get; init; } = [];
 
     public ImmutableArray<AuthorizationPolicyModel> AuthorizationPolicies { get; init; } = [];
+
+    public ImmutableArray<RequestAuthenticationModel> RequestAuthentications { get; init; } = [];
 }
 
 /// <summary>The immutable model the translator works from; replaced as a whole on every change.</summary>

@@ -44,7 +44,13 @@ internal sealed record RuleSource(
     ImmutableArray<string> Principals,
     ImmutableArray<string> NotPrincipals,
     ImmutableArray<string> Namespaces,
-    ImmutableArray<string> NotNamespaces);
+    ImmutableArray<string> NotNamespaces)
+{
+    /// <summary>Gets the JWT request principals (<c>iss/sub</c>, split at the last '/'), from RequestAuthentication.</summary>
+    public ImmutableArray<string> RequestPrincipals { get; init; } = [];
+
+    public ImmutableArray<string> NotRequestPrincipals { get; init; } = [];
+}
 
 internal sealed record RuleOperation(
     ImmutableArray<string> Methods,
@@ -57,14 +63,51 @@ internal sealed record RuleOperation(
     ImmutableArray<string> NotHosts);
 
 /// <summary>A <c>when</c> condition; <see cref="Key"/> is one of <see cref="ConditionKeys"/>.</summary>
-internal sealed record RuleCondition(string Key, string? HeaderName, ImmutableArray<string> Values, ImmutableArray<string> NotValues);
+internal sealed record RuleCondition(string Key, string? HeaderName, ImmutableArray<string> Values, ImmutableArray<string> NotValues)
+{
+    /// <summary>Gets the claim path of <c>request.auth.claims[a][b]</c> (here <c>["a", "b"]</c>); empty for other keys.</summary>
+    public ImmutableArray<string> ClaimPath { get; init; } = [];
+}
 
 internal static class ConditionKeys
 {
     public const string RequestHeaders = "request.headers";
     public const string SourcePrincipal = "source.principal";
     public const string SourceNamespace = "source.namespace";
+    public const string RequestPrincipal = "request.auth.principal";
+    public const string RequestAudiences = "request.auth.audiences";
+    public const string RequestPresenter = "request.auth.presenter";
+    public const string RequestClaims = "request.auth.claims";
 }
+
+/// <summary>
+/// A RequestAuthentication. <see cref="Selector"/> null means namespace-wide (mesh-wide in the root namespace); all the
+/// policies that select a workload merge (their rules add up), as in Istio.
+/// </summary>
+internal sealed record RequestAuthenticationModel(
+    string Namespace,
+    string Name,
+    ImmutableSortedDictionary<string, string>? Selector,
+    ImmutableArray<JwtRuleModel> JwtRules,
+    string File,
+    int Line);
+
+/// <summary>One <c>jwtRules</c> entry; exactly one of <see cref="JwksUri"/> and <see cref="Jwks"/> is set.</summary>
+internal sealed record JwtRuleModel(
+    string Issuer,
+    ImmutableArray<string> Audiences,
+    Uri? JwksUri,
+    string? Jwks,
+    ImmutableArray<JwtHeaderLocation> FromHeaders,
+    ImmutableArray<string> FromParams,
+    bool ForwardOriginalToken,
+    string? OutputPayloadToHeader,
+    ImmutableArray<JwtClaimToHeader> OutputClaimToHeaders,
+    ImmutableArray<string> SpaceDelimitedClaims);
+
+internal sealed record JwtHeaderLocation(string Name, string Prefix);
+
+internal sealed record JwtClaimToHeader(string Header, string Claim);
 
 internal static class SecurityScopes
 {

@@ -14,13 +14,15 @@ internal static partial class YamlConfigLoader
     /// The security.istio.io kinds this loader reads: any other kind in that group is an error, not a warning (a policy
     /// the mesh cannot read must never be dropped silently). A kind added here needs its case in ParseDocument.
     /// </summary>
-    private static readonly string[] SecurityKinds = ["PeerAuthentication", "AuthorizationPolicy"];
+    private static readonly string[] SecurityKinds = ["PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication"];
 
     private static readonly string[] SecurityApiVersions = [SecurityGroup + "/v1", SecurityGroup + "/v1beta1"];
     private static readonly string[] MtlsModes = ["UNSET", "DISABLE", "PERMISSIVE", "STRICT"];
-    private static readonly string[] SourceFields = ["principals", "notPrincipals", "namespaces", "notNamespaces"];
+    private static readonly string[] SourceFields = ["principals", "notPrincipals", "namespaces", "notNamespaces", "requestPrincipals", "notRequestPrincipals"];
     private static readonly string[] OperationFields = ["methods", "notMethods", "paths", "notPaths", "ports", "notPorts", "hosts", "notHosts"];
-    private static readonly string[] SupportedConditionKeys = ["request.headers[<name>]", ConditionKeys.SourcePrincipal, ConditionKeys.SourceNamespace];
+    private static readonly string[] SupportedConditionKeys =
+        ["request.headers[<name>]", ConditionKeys.SourcePrincipal, ConditionKeys.SourceNamespace,
+         ConditionKeys.RequestPrincipal, ConditionKeys.RequestAudiences, ConditionKeys.RequestPresenter, "request.auth.claims[<name>]"];
 
     /// <summary>Whether <paramref name="apiVersion"/> names the security.istio.io group (any version, any case).</summary>
     private static bool IsSecurityGroup(string? apiVersion)
@@ -176,7 +178,11 @@ internal static partial class YamlConfigLoader
                 }
             }
 
-            from.Add(new RuleSource(fields["principals"], fields["notPrincipals"], fields["namespaces"], fields["notNamespaces"]));
+            from.Add(new RuleSource(fields["principals"], fields["notPrincipals"], fields["namespaces"], fields["notNamespaces"])
+            {
+                RequestPrincipals = fields["requestPrincipals"],
+                NotRequestPrincipals = fields["notRequestPrincipals"],
+            });
         }
 
         var to = ImmutableArray.CreateBuilder<RuleOperation>();
@@ -233,6 +239,16 @@ internal static partial class YamlConfigLoader
                 return null;
             case ConditionKeys.SourcePrincipal or ConditionKeys.SourceNamespace:
                 return new RuleCondition(key, null, values, notValues);
+            case ConditionKeys.RequestPrincipal or ConditionKeys.RequestAudiences or ConditionKeys.RequestPresenter:
+                return new RuleCondition(key, null, values, notValues);
+            case var claims when claims.StartsWith(ConditionKeys.RequestClaims, StringComparison.Ordinal):
+                if (ParseClaimPath(claims) is not { } claimPath)
+                {
+                    ctx.Error(keyNode!, $"{path}.key", $"'{key}' must look like request.auth.claims[name] or request.auth.claims[a][b] (nested claims)");
+                    return null;
+                }
+
+                return new RuleCondition(ConditionKeys.RequestClaims, null, values, notValues) { ClaimPath = claimPath };
             case var header when header.StartsWith(ConditionKeys.RequestHeaders + "[", StringComparison.Ordinal) && header.EndsWith(']') && header.Length > ConditionKeys.RequestHeaders.Length + 2:
                 return new RuleCondition(ConditionKeys.RequestHeaders, header[(ConditionKeys.RequestHeaders.Length + 1)..^1].ToLowerInvariant(), values, notValues);
             default:
@@ -351,5 +367,7 @@ internal static partial class YamlConfigLoader
         public List<PeerAuthenticationModel> PeerAuthentications { get; } = [];
 
         public List<AuthorizationPolicyModel> AuthorizationPolicies { get; } = [];
+
+        public List<RequestAuthenticationModel> RequestAuthentications { get; } = [];
     }
 }

@@ -99,6 +99,7 @@ internal static partial class YamlConfigLoader
         {
             PeerAuthentications = [.. security.PeerAuthentications],
             AuthorizationPolicies = [.. security.AuthorizationPolicies],
+            RequestAuthentications = [.. security.RequestAuthentications],
         };
         return new YamlLoadResult(config, [.. errors]);
     }
@@ -245,6 +246,14 @@ internal static partial class YamlConfigLoader
                 if (errors.Count == before)
                 {
                     security.AuthorizationPolicies.Add(authorizationPolicy);
+                }
+
+                break;
+            case "RequestAuthentication":
+                var requestAuthentication = ParseRequestAuthentication(ctx, spec, ns, name ?? string.Empty, file, line);
+                if (errors.Count == before || errors.Skip(before).All(e => e.IsWarning))
+                {
+                    security.RequestAuthentications.Add(requestAuthentication);
                 }
 
                 break;
@@ -560,6 +569,9 @@ internal static partial class YamlConfigLoader
 
     private sealed class ResourceContext(string file, string resource, List<ConfigError> errors)
     {
+        /// <summary>Gets the number of errors (not warnings) so far, to tell whether a part parsed cleanly.</summary>
+        public int ErrorCount => errors.Count(e => !e.IsWarning);
+
         public void Error(YamlNode node, string path, string message) =>
             errors.Add(new ConfigError(file, Line(node), $"{resource}: {path}: {message}"));
 

@@ -14,6 +14,7 @@ using Mesh.Xds.Envoy.Extensions.Filters.Http.Router.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
 using HttpRbac = Mesh.Xds.Envoy.Extensions.Filters.Http.Rbac.V3.RBAC;
+using JwtAuthentication = Mesh.Xds.Envoy.Extensions.Filters.Http.JwtAuthn.V3.JwtAuthentication;
 using Route = Mesh.Xds.Envoy.Config.Route.V3.Route;
 using SocketAddress = Mesh.Xds.Envoy.Config.Core.V3.SocketAddress;
 using Mesh.Xds.Wire;
@@ -28,8 +29,8 @@ internal sealed record InboundListener(string Name, Any Resource, ImmutableArray
 
 /// <summary>
 /// Builds the server-side (gRFC A36) listener <c>xds.istio.io/grpc/lds/inbound/&lt;ip&gt;:&lt;port&gt;</c> of every workload
-/// endpoint: filter chains by PeerAuthentication mode, each with an HttpConnectionManager carrying the RBAC filters
-/// (DENY, then ALLOW) and the router.
+/// endpoint: filter chains by PeerAuthentication mode, each with an HttpConnectionManager carrying the jwt_authn filter
+/// (RequestAuthentication), the RBAC filters (DENY, then ALLOW) and the router.
 /// </summary>
 internal static class InboundListenerTranslator
 {
@@ -51,7 +52,7 @@ internal static class InboundListenerTranslator
     /// One inbound listener per workload address:port (registered, WorkloadEntry or inline endpoint), built from the
     /// workload that owns the address:port and served only to the identities in <see cref="InboundListener.Identities"/>.
     /// </summary>
-    public static FrozenDictionary<string, InboundListener> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, string trustDomain = SpiffeId.DefaultTrustDomain, InboundPathSettings? paths = null)
+    public static FrozenDictionary<string, InboundListener> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, string trustDomain = SpiffeId.DefaultTrustDomain, InboundPathSettings? paths = null, IJwksSource? jwks = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         paths ??= InboundPathSettings.Default;
@@ -96,7 +97,8 @@ internal static class InboundListenerTranslator
 
             var mode = EffectiveMode(model.Config.PeerAuthentications, rootNamespace, workload, port);
             var policies = ApplicablePolicies(model.Config.AuthorizationPolicies, rootNamespace, workload).ToList();
-            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny, paths), RbacTranslator.Build(policies, AuthorizationAction.Allow, paths), paths);
+            var jwt = JwtAuthnTranslator.Build(ApplicableRequestAuthentications(model.Config.RequestAuthentications, rootNamespace, workload), jwks);
+            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny, paths), RbacTranslator.Build(policies, AuthorizationAction.Allow, paths), paths, jwt);
             result[name] = new InboundListener(name, Any.Pack(listener), identities);
         }
 
@@ -206,14 +208,23 @@ internal static class InboundListenerTranslator
             && (p.Selector is null || HostNames.LabelsMatch(p.Selector, workload.Labels)));
     }
 
-    public static Listener BuildListener(string name, string address, uint port, MtlsMode mode, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, InboundPathSettings? paths = null)
+    /// <summary>RequestAuthentications in the root namespace (mesh-wide) or the workload's namespace whose selector matches (or is absent); they merge.</summary>
+    public static IEnumerable<RequestAuthenticationModel> ApplicableRequestAuthentications(IEnumerable<RequestAuthenticationModel> policies, string rootNamespace, WorkloadInstance workload)
+    {
+        ArgumentNullException.ThrowIfNull(policies);
+        ArgumentNullException.ThrowIfNull(workload);
+        return policies.Where(p => (p.Namespace == rootNamespace || p.Namespace == workload.Namespace)
+            && (p.Selector is null || HostNames.LabelsMatch(p.Selector, workload.Labels)));
+    }
+
+    public static Listener BuildListener(string name, string address, uint port, MtlsMode mode, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, InboundPathSettings? paths = null, JwtAuthentication? jwt = null)
     {
         var listener = new Listener
         {
             Name = name,
             Address = new Address { SocketAddress = new SocketAddress { Address = address, PortValue = port } },
         };
-        var manager = BuildHttpConnectionManager(deny, allow, paths ?? InboundPathSettings.Default);
+        var manager = BuildHttpConnectionManager(deny, allow, paths ?? InboundPathSettings.Default, jwt);
         switch (mode)
         {
             case MtlsMode.Strict:
@@ -248,7 +259,7 @@ internal static class InboundListenerTranslator
     private static List<PeerAuthenticationModel> InScopeOrder(IEnumerable<PeerAuthenticationModel> policies) =>
         [.. policies.Order(Comparer<PeerAuthenticationModel>.Create((a, b) => YamlConfigLoader.CompareScopeOrder(a.File, a.Name, b.File, b.Name)))];
 
-    private static HttpConnectionManager BuildHttpConnectionManager(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, InboundPathSettings paths)
+    private static HttpConnectionManager BuildHttpConnectionManager(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, InboundPathSettings paths, JwtAuthentication? jwt)
     {
         var virtualHost = new VirtualHost
         {
@@ -262,6 +273,12 @@ internal static class InboundListenerTranslator
             RouteConfig = new RouteConfiguration { Name = "inbound|http|0", VirtualHosts = { virtualHost } },
         };
         paths.ApplyTo(manager);
+        if (jwt is not null)
+        {
+            // Before RBAC, as in Istio: RBAC reads the request principal and claims the JWT filter leaves in metadata.
+            manager.HttpFilters.Add(new HttpFilter { Name = JwtAuthnTranslator.FilterName, TypedConfig = Any.Pack(jwt) });
+        }
+
         foreach (var rbac in new[] { deny, allow })
         {
             if (rbac is not null)

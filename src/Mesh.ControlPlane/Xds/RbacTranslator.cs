@@ -19,6 +19,10 @@ internal static class RbacTranslator
 {
     public const string SpiffePrefix = "spiffe://";
 
+    /// <summary>The jwt_authn filter whose metadata <c>payload</c> holds the validated token's claims.</summary>
+    public const string JwtFilterName = "envoy.filters.http.jwt_authn";
+    public const string JwtPayloadKey = "payload";
+
     public static string PolicyName(string ns, string name, int rule) =>
         $"ns[{ns}]-policy[{name}]-rule[{rule.ToString(System.Globalization.CultureInfo.InvariantCulture)}]";
 
@@ -65,6 +69,7 @@ internal static class RbacTranslator
             AddIds(ids, source.NotPrincipals, PrincipalId, negate: true);
             AddIds(ids, source.Namespaces, NamespaceId, negate: false);
             AddIds(ids, source.NotNamespaces, NamespaceId, negate: true);
+            AddRequestPrincipalIds(ids, source);
             ids.AddRange(conditions);
             policy.Principals.Add(AndIds(ids));
         }
@@ -117,6 +122,7 @@ internal static class RbacTranslator
         {
             ConditionKeys.SourcePrincipal => PrincipalId,
             ConditionKeys.SourceNamespace => NamespaceId,
+            ConditionKeys.RequestPrincipal or ConditionKeys.RequestAudiences or ConditionKeys.RequestPresenter or ConditionKeys.RequestClaims => RequestAuthId(condition),
             _ => value => new Principal { Header = Header(condition.HeaderName!, value) },
         };
         var ids = new List<Principal>();
@@ -124,6 +130,87 @@ internal static class RbacTranslator
         AddIds(ids, condition.NotValues, id, negate: true);
         return AndIds(ids);
     }
+
+    private static void AddRequestPrincipalIds(List<Principal> ids, RuleSource source)
+    {
+        AddIds(ids, source.RequestPrincipals, RequestPrincipalId, negate: false);
+        AddIds(ids, source.NotRequestPrincipals, RequestPrincipalId, negate: true);
+    }
+
+    /// <summary>The JWT condition keys, on the jwt_authn payload metadata as Istio's "extended" JWT principals.</summary>
+    private static Func<string, Principal> RequestAuthId(RuleCondition condition) => condition.Key switch
+    {
+        ConditionKeys.RequestPrincipal => RequestPrincipalId,
+        ConditionKeys.RequestAudiences => value => ClaimId(["aud"], value),
+        ConditionKeys.RequestPresenter => value => ClaimId(["azp"], value),
+        _ => value => ClaimId(condition.ClaimPath, value),
+    };
+
+    /// <summary>
+    /// A request principal <c>iss/sub</c>, split at the last '/' (an issuer may be a URL): AND of the payload's
+    /// <c>iss</c> and <c>sub</c> matchers; <c>*</c> = both present, <c>*x</c> and <c>x*</c> glob the part they touch.
+    /// </summary>
+    public static Principal RequestPrincipalId(string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        var slash = value.LastIndexOf('/');
+        var found = slash >= 0;
+        var (iss, sub) = found ? (value[..slash], value[(slash + 1)..]) : (value, string.Empty);
+        ValueMatcher matchIss, matchSub;
+        if (value == "*")
+        {
+            (matchIss, matchSub) = (Present(), Present());
+        }
+        else if (value.StartsWith('*'))
+        {
+            (matchIss, matchSub) = found
+                ? (iss == "*" ? Present() : StringValue(new StringMatcher { Suffix = iss[1..] }), StringValue(new StringMatcher { Exact = sub }))
+                : (Present(), StringValue(new StringMatcher { Suffix = value[1..] }));
+        }
+        else if (value.EndsWith('*'))
+        {
+            (matchIss, matchSub) = found
+                ? (StringValue(new StringMatcher { Exact = iss }), sub == "*" ? Present() : StringValue(new StringMatcher { Prefix = sub[..^1] }))
+                : (StringValue(new StringMatcher { Prefix = value[..^1] }), Present());
+        }
+        else
+        {
+            (matchIss, matchSub) = (StringValue(new StringMatcher { Exact = iss }), StringValue(new StringMatcher { Exact = sub }));
+        }
+
+        return new Principal
+        {
+            AndIds = new Principal.Types.Set { Ids = { Metadata(["iss"], matchIss), Metadata(["sub"], matchSub) } },
+        };
+    }
+
+    /// <summary>A claim (nested path) equal to the value or, when the claim is a list, with an element equal to it.</summary>
+    public static Principal ClaimId(IReadOnlyList<string> claimPath, string value)
+    {
+        ArgumentNullException.ThrowIfNull(claimPath);
+        var single = StringValue(Match(value));
+        var matcher = new ValueMatcher
+        {
+            OrMatch = new OrMatcher { ValueMatchers = { single, new ValueMatcher { ListMatch = new ListMatcher { OneOf = single } } } },
+        };
+        return Metadata(claimPath, matcher);
+    }
+
+    private static Principal Metadata(IEnumerable<string> claimPath, ValueMatcher value)
+    {
+        var metadata = new MetadataMatcher { Filter = JwtFilterName, Value = value };
+        metadata.Path.Add(new MetadataMatcher.Types.PathSegment { Key = JwtPayloadKey });
+        foreach (var key in claimPath)
+        {
+            metadata.Path.Add(new MetadataMatcher.Types.PathSegment { Key = key });
+        }
+
+        return new Principal { Metadata = metadata };
+    }
+
+    private static ValueMatcher Present() => new() { PresentMatch = true };
+
+    private static ValueMatcher StringValue(StringMatcher matcher) => new() { StringMatch = matcher };
 
     private static Principal PrincipalId(string value) =>
         value == "*"

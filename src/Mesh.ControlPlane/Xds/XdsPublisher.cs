@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using Mesh.ControlPlane.Configuration;
+using Mesh.ControlPlane.Security;
 using Mesh.ControlPlane.Sources;
 
 namespace Mesh.ControlPlane.Xds;
@@ -14,6 +15,7 @@ internal sealed partial class XdsPublisher : BackgroundService
     private readonly ControlPlaneOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<XdsPublisher> _logger;
+    private readonly JwksResolver? _jwks;
     private readonly Channel<bool> _signal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Lock _gate = new();
     private readonly Lock _rebuildGate = new();
@@ -22,15 +24,21 @@ internal sealed partial class XdsPublisher : BackgroundService
     private long _generation;
     private volatile bool _fromValidConfig;
 
-    public XdsPublisher(ConfigStore store, ControlPlaneOptions options, TimeProvider time, ILogger<XdsPublisher> logger)
+    public XdsPublisher(ConfigStore store, ControlPlaneOptions options, TimeProvider time, ILogger<XdsPublisher> logger, JwksResolver? jwks = null)
     {
+        _jwks = jwks;
         _store = store;
         _options = options;
         _time = time;
         _logger = logger;
         _fromValidConfig = store.HasValidConfig; // read before the model: a valid flag implies the model it was set with
-        _current = XdsTranslator.Translate(store.Current, ++_generation, options.RootNamespace, options.TrustDomain, options.InboundPaths);
+        _current = XdsTranslator.Translate(store.Current, ++_generation, options.RootNamespace, options.TrustDomain, options.InboundPaths, jwks);
         store.Changed += () => _signal.Writer.TryWrite(true);
+        if (jwks is not null)
+        {
+            // New keys for a jwksUri change the inbound listeners that inline them.
+            jwks.Changed += () => _signal.Writer.TryWrite(true);
+        }
     }
 
     public XdsSnapshot Current => Volatile.Read(ref _current);
@@ -60,7 +68,7 @@ internal sealed partial class XdsPublisher : BackgroundService
         XdsSnapshot snapshot;
         lock (_rebuildGate)
         {
-            snapshot = XdsTranslator.Translate(model, ++_generation, _options.RootNamespace, _options.TrustDomain, _options.InboundPaths);
+            snapshot = XdsTranslator.Translate(model, ++_generation, _options.RootNamespace, _options.TrustDomain, _options.InboundPaths, _jwks);
             Volatile.Write(ref _current, snapshot);
             _fromValidConfig = valid;
         }

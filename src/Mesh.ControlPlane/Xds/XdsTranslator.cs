@@ -43,7 +43,8 @@ internal static class XdsTranslator
         long version,
         string rootNamespace = SecurityScopes.DefaultRootNamespace,
         string trustDomain = SpiffeId.DefaultTrustDomain,
-        InboundPathSettings? paths = null)
+        InboundPathSettings? paths = null,
+        IJwksSource? jwks = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         var services = Resolve(model);
@@ -72,7 +73,7 @@ internal static class XdsTranslator
         return new XdsSnapshot(version, services, clusters.ToFrozenDictionary(StringComparer.Ordinal), endpoints.ToFrozenDictionary(StringComparer.Ordinal),
             routes.ToFrozenDictionary(StringComparer.Ordinal), listeners.ToFrozenDictionary(StringComparer.Ordinal))
         {
-            InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace, trustDomain, paths),
+            InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace, trustDomain, paths, jwks),
         };
     }
 

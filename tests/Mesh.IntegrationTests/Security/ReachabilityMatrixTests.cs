@@ -16,7 +16,7 @@ namespace Mesh.IntegrationTests.Security;
 /// PeerAuthentication) × clients (mesh .NET client, with whether it used mTLS; plaintext HttpClient, curl TLS
 /// without a client certificate, curl with each kind of bad certificate, and controls with good certificates).
 /// </summary>
-public sealed class ReachabilityMatrixTests(ITestOutputHelper output)
+public sealed partial class ReachabilityMatrixTests(ITestOutputHelper output)
 {
     private static readonly string[] Modes = ["STRICT", "PERMISSIVE", "DISABLE"];
 
