@@ -1,25 +1,34 @@
-using Mesh.Client.Authorization;
 using System.Reflection;
+using System.Security.Cryptography.X509Certificates;
+using Mesh.Client.Authorization;
+using Mesh.Client.Security;
+using Mesh.Client.Tests.Authorization.Jwt;
 using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Xds;
+using Mesh.Xds.Envoy.Config.Listener.V3;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
 using Xunit.Abstractions;
 using static Mesh.Client.Tests.Authorization.IstioPolicies;
+using JwtAuthentication = Mesh.Xds.Envoy.Extensions.Filters.Http.JwtAuthn.V3.JwtAuthentication;
 
 namespace Mesh.Client.Tests.Authorization;
 
 /// <summary>
-/// End to end: AuthorizationPolicy as Istio YAML → the control plane's loader and RBAC translation → inbound
-/// listener (with the path settings in its HttpConnectionManager) → client decoder →
-/// normalization + RBAC engine. Expected outcomes follow Istio's semantics (DENY first; no ALLOW policy allows;
-/// otherwise some ALLOW policy must match), with the mesh's ASP.NET Core path defaults (see InboundPathSettings):
-/// paths match case-insensitively and with or without one trailing slash; methods that are not upper case get 400.
+/// End to end: AuthorizationPolicy (and RequestAuthentication) as Istio YAML → the control plane's loader, RBAC and
+/// jwt_authn translation → inbound listener (with the path settings in its HttpConnectionManager) → client decoder →
+/// the real <see cref="MeshAuthorizationMiddleware"/> (JWT validation, normalization, RBAC engine). Expected outcomes
+/// follow Istio's semantics (invalid token 401; DENY first; no ALLOW policy allows; otherwise some ALLOW policy must
+/// match), with the mesh's ASP.NET Core path defaults (see InboundPathSettings): paths match case-insensitively and
+/// with or without one trailing slash; methods that are not upper case get 400.
 /// </summary>
 /// <remarks>
-/// Rows come from several files of this partial class: every static method returning <c>IEnumerable&lt;Row&gt;</c>
-/// (any name, any file) is a row source, and the size of the table is asserted over all of them together. A row
-/// uses the control plane's default path handling unless it names <see cref="Row.Paths"/>.
+/// One table, several files of this partial class: every static method returning <c>IEnumerable&lt;Row&gt;</c>
+/// (any name, any file) is a row source (a category in the printed summary), and the size of the table is asserted
+/// over all of them together. A row uses the control plane's default path handling unless it names
+/// <see cref="Row.Paths"/>, and no RequestAuthentication unless it names <see cref="Row.Jwt"/>.
 /// </remarks>
 public sealed partial class DecisionTableTests(ITestOutputHelper output)
 {
@@ -33,7 +42,9 @@ public sealed partial class DecisionTableTests(ITestOutputHelper output)
 
     private const char A = 'A'; // allowed
     private const char D = 'D'; // denied (403)
-    private const char B = 'B'; // bad path (400)
+    private const char B = 'B'; // bad request (400): method not upper case, encoded slash, NUL
+    private const char U = 'U'; // 401 from the JWT step: invalid token
+    private const char X = 'X'; // 403 from the JWT step: audience not allowed
 
     private static readonly AuthorizationPolicyModel[] FrontendOnly = [Allow("frontend", Rule(from: [Source(principals: ["cluster.local/ns/default/sa/frontend"])]))];
     private static readonly AuthorizationPolicyModel[] PrincipalWildcards = [Allow("wild", Rule(from: [Source(principals: ["cluster.local/ns/prod/*", "*/sa/admin"])]))];
@@ -247,11 +258,12 @@ public sealed partial class DecisionTableTests(ITestOutputHelper output)
             .SelectMany(m => ((IEnumerable<Row>)m.Invoke(null, null)!).Select(row => (m.Name, row)))];
 
     [Fact]
-    public void Authorize_DecisionTable_EveryRowMatchesIstioSemantics()
+    public async Task Authorize_DecisionTable_EveryRowMatchesIstioSemantics()
     {
         var wrong = new List<string>();
         var rows = AllRows();
         var loaded = new Dictionary<AuthorizationPolicyModel[], AuthorizationPolicyModel[]>(ReferenceEqualityComparer.Instance);
+        var loadedJwt = new Dictionary<RequestAuthenticationModel[], RequestAuthenticationModel[]>(ReferenceEqualityComparer.Instance);
         foreach (var (source, row) in rows)
         {
             // Each policy set goes through its Istio YAML and the control plane's loader before translation.
@@ -260,26 +272,21 @@ public sealed partial class DecisionTableTests(ITestOutputHelper output)
                 loaded[row.Policies] = policies = IstioYaml.RoundTrip(row.Policies);
             }
 
-            var listener = Listener(policies, row.Port, paths: row.Paths);
-            Assert.True(InboundPolicyDecoder.TryDecode(listener, out var policy, out var errors), string.Join("; ", errors));
-            var headers = new HeaderDictionary();
-            for (var i = 0; i + 1 < (row.Headers?.Length ?? 0); i += 2)
+            JwtAuthentication? jwt = null;
+            if (row.Jwt is { Length: > 0 })
             {
-                // A repeated name adds a value, as Kestrel does for a header sent twice (an empty value included).
-                headers[row.Headers![i]] = StringValues.Concat(headers[row.Headers[i]], new StringValues(row.Headers[i + 1]));
+                if (!loadedJwt.TryGetValue(row.Jwt, out var requestAuthentications))
+                {
+                    loadedJwt[row.Jwt] = requestAuthentications = IstioYaml.RoundTrip(row.Jwt);
+                }
+
+                jwt = JwtTestTokens.Config(requestAuthentications);
             }
 
-            var peer = row.Peer.Length == 0 ? null : row.Peer;
-            var decision = policy.Authorize(row.Method, row.Target, row.Host, headers, peer, Namespace(peer));
-            var actual = decision.Outcome switch
-            {
-                AuthorizationOutcome.Allowed => A,
-                AuthorizationOutcome.Denied => D,
-                _ => B,
-            };
+            var (actual, reason) = await RunAsync(JwtTestTokens.Listener(policies, jwt, row.Port, paths: row.Paths), row);
             if (actual != row.Expected)
             {
-                wrong.Add($"{source}: {string.Join(",", row.Policies.Select(p => p.Name))} | {peer ?? "plaintext"} {row.Method} {row.Target} host={row.Host} port={row.Port} paths={row.Paths ?? InboundPathSettings.Default}: expected {row.Expected}, got {actual} ({decision.Reason})");
+                wrong.Add($"{source}: {row}: expected {row.Expected}, got {actual} ({reason})");
             }
         }
 
@@ -290,27 +297,117 @@ public sealed partial class DecisionTableTests(ITestOutputHelper output)
 
         foreach (var group in rows.GroupBy(r => r.Source))
         {
-            output.WriteLine($"{group.Key}: {group.Count()} rows");
+            var outcomes = string.Join(", ", group.GroupBy(r => r.Row.Expected).OrderBy(o => o.Key).Select(o => $"{o.Key} {o.Count()}"));
+            output.WriteLine($"{group.Key}: {group.Count()} rows ({outcomes})");
         }
 
-        output.WriteLine($"{rows.Count} rows checked, {wrong.Count} wrong");
+        output.WriteLine($"decision table: {rows.Count} rows, {wrong.Count} wrong");
         Assert.Empty(wrong);
         Assert.True(rows.Count >= MinimumRows, $"the decision table has {rows.Count} rows; at least {MinimumRows} are required");
     }
 
-    private static string? Namespace(string? spiffeId)
+    /// <summary>
+    /// One request through the real <see cref="MeshAuthorizationMiddleware"/> on the row's port: JWT step (when the
+    /// listener has jwt_authn), then normalization + RBAC. Returns A (the app runs), B (400), D (403 RBAC), U (401 from
+    /// the JWT step) or X (403 from the JWT step: audience not allowed), and what the middleware logged.
+    /// </summary>
+    private static async Task<(char Outcome, string? Reason)> RunAsync(Listener listener, Row row)
     {
-        if (spiffeId is null)
+        Assert.True(InboundPolicyDecoder.TryDecode(listener, out var policy, out var errors), string.Join("; ", errors));
+        var store = new InboundPolicyStore();
+        store.Replace([policy]);
+        var logger = new LastMessageLogger();
+        var reached = false;
+        var middleware = new MeshAuthorizationMiddleware(_ => { reached = true; return Task.CompletedTask; }, store, logger);
+        var context = new DefaultHttpContext();
+        context.Connection.LocalPort = (int)row.Port;
+        context.Request.Method = row.Method;
+
+        // RawTarget as received: what RBAC authorizes. Path (what jwt_authn's prefix rules look at): the target without
+        // its query, left encoded (Kestrel would decode it, but refuses %00 first; the prefix here is "/" either way).
+        // A target that is not origin-form (Kestrel would refuse it) leaves Path empty; the middleware falls back to it
+        // and authorizes "", which gets 400.
+        context.Features.Get<IHttpRequestFeature>()!.RawTarget = row.Target;
+        if (row.Target.StartsWith('/'))
         {
-            return null;
+            var end = row.Target.AsSpan().IndexOfAny('?', '#');
+            context.Request.Path = new PathString(end < 0 ? row.Target : row.Target[..end]);
         }
 
-        var parts = spiffeId.Split('/');
-        return parts.Length > 4 ? parts[4] : null;
+        context.Response.Body = new MemoryStream();
+        if (row.Host is not null)
+        {
+            context.Request.Host = new HostString(row.Host);
+        }
+
+        for (var i = 0; i + 1 < (row.Headers?.Length ?? 0); i += 2)
+        {
+            // A repeated name adds a value, as Kestrel does for a header sent twice (an empty value included).
+            context.Request.Headers[row.Headers![i]] = StringValues.Concat(context.Request.Headers[row.Headers[i]], new StringValues(row.Headers[i + 1]));
+        }
+
+        if (row.Token is not null)
+        {
+            context.Request.Headers.Authorization = "Bearer " + row.Token;
+        }
+
+        if (row.Peer.Length > 0)
+        {
+            context.Features.Set<IMeshPeerIdentityFeature>(new Peer(row.Peer));
+        }
+
+        await middleware.InvokeAsync(context);
+        var outcome = reached ? A : context.Response.StatusCode switch
+        {
+            400 => B,
+            401 => U,
+            403 when context.Response.Headers.WWWAuthenticate.Count > 0 => X,
+            403 => D,
+            var status => (char)('0' + (status / 100)), // anything else is wrong for every row
+        };
+        return (outcome, logger.Last);
     }
 
     /// <summary>One request against one policy set; <paramref name="Headers"/> are name/value pairs (a name may repeat).</summary>
+    /// <remarks>
+    /// <paramref name="Jwt"/>: the port's RequestAuthentications (null or empty: none, so no token is ever validated);
+    /// <paramref name="Token"/>: a bearer token sent in <c>Authorization</c>.
+    /// </remarks>
     private sealed record Row(
         AuthorizationPolicyModel[] Policies, string Peer, string Method, string Target, char Expected,
-        string? Host = "svc", string[]? Headers = null, uint Port = 8080, InboundPathSettings? Paths = null);
+        string? Host = "svc", string[]? Headers = null, uint Port = 8080, InboundPathSettings? Paths = null,
+        RequestAuthenticationModel[]? Jwt = null, string? Token = null)
+    {
+        public override string ToString() =>
+            $"{string.Join(",", Policies.Select(p => p.Name))}"
+            + (Jwt is { Length: > 0 } ? $" ra=[{string.Join(",", Jwt.Select(r => r.Name + ":" + string.Join("+", r.JwtRules.Select(j => j.Issuer))))}]" : string.Empty)
+            + $" | {(Peer.Length == 0 ? "plaintext" : Peer)} {Method} {Target} host={Host} port={Port} paths={Paths ?? InboundPathSettings.Default}"
+            + (Headers is null ? string.Empty : $" headers=[{string.Join(",", Headers)}]")
+            + (Token is null ? string.Empty : $" token={Token[..Math.Min(16, Token.Length)]}…");
+    }
+
+    private sealed class Peer(string spiffeId) : IMeshPeerIdentityFeature
+    {
+        public string? SpiffeId => spiffeId;
+
+        public string? PeerNamespace => spiffeId.Split('/') is { Length: > 4 } parts ? parts[4] : null;
+
+        public string? PeerServiceAccount => spiffeId.Split('/') is { Length: > 6 } parts ? parts[6] : null;
+
+        public X509Certificate2? Certificate => null;
+    }
+
+    /// <summary>Keeps the middleware's last log line: the reason a wrong row was denied or refused.</summary>
+    private sealed class LastMessageLogger : ILogger<MeshAuthorizationMiddleware>
+    {
+        public string? Last { get; private set; }
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Last = formatter(state, exception);
+    }
 }

@@ -126,9 +126,9 @@ internal static class JwtTestTokens
         JwtAuthnTranslator.Build(policies, jwks: null) ?? throw new InvalidOperationException("no rules");
 
     /// <summary>The listener of <paramref name="authorization"/> with the jwt_authn filter first in every chain (as InboundListenerTranslator puts it).</summary>
-    public static Listener Listener(IEnumerable<AuthorizationPolicyModel> authorization, JwtAuthentication? jwt, uint port = 8080, bool tls = true, bool plaintext = true)
+    public static Listener Listener(IEnumerable<AuthorizationPolicyModel> authorization, JwtAuthentication? jwt, uint port = 8080, bool tls = true, bool plaintext = true, InboundPathSettings? paths = null)
     {
-        var listener = IstioPolicies.Listener(authorization.ToImmutableArray(), port, tls, plaintext);
+        var listener = IstioPolicies.Listener(authorization.ToImmutableArray(), port, tls, plaintext, paths);
         if (jwt is null)
         {
             return listener;
