@@ -64,7 +64,7 @@ public sealed class SecureAdsTests
         var error = await ads.ErrorAsync();
 
         Assert.Equal(StatusCode.Unauthenticated, error.StatusCode);
-        Assert.Contains("is not issued by this mesh's CA", error.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("is not issued by a CA of the trust bundle", error.Status.Detail, StringComparison.Ordinal);
     }
 
     [Fact]
