@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 
@@ -133,6 +134,7 @@ public sealed class JwksResolverTests : IAsyncLifetime
     [InlineData(200, "not json")]
     [InlineData(200, """{"keys":[]}""")]
     [InlineData(200, """{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}""")]
+    [InlineData(200, """{"keys":[{"kty":"RSA","kid":"a","n":"sXch","e":"AQAB","d":"c2VjcmV0"}]}""")]
     public async Task RefreshDue_NeverAnyGoodKeys_EmptyKeySetInlined(int status, string body)
     {
         _status = status;
@@ -143,6 +145,31 @@ public sealed class JwksResolverTests : IAsyncLifetime
 
         Assert.Null(resolver.GetJwks(JwksUri));
         Assert.Equal(JwksDocument.Empty, Inlined(store, resolver));
+    }
+
+    [Theory]
+    [InlineData("d")]
+    [InlineData("p")]
+    [InlineData("q")]
+    [InlineData("dp")]
+    [InlineData("dq")]
+    [InlineData("qi")]
+    [InlineData("oth")]
+    public async Task RefreshDue_AnswerWithPrivateMember_RefusedAsFailedFetch_LastGoodKeysKeepServing(string member)
+    {
+        // An IdP endpoint that leaks its signing key must not have it pushed to every workload.
+        var logs = new LogSink();
+        using var resolver = Resolver(out var store, logger: logs);
+        await resolver.RefreshDueAsync(CancellationToken.None);
+        _body = KeysB.Replace("\"e\":\"AQAB\"", $"\"e\":\"AQAB\",\"{member}\":\"c2VjcmV0\"", StringComparison.Ordinal);
+
+        _time.Advance(TimeSpan.FromMinutes(23));
+        Assert.False(await resolver.RefreshDueAsync(CancellationToken.None));
+
+        Assert.Equal(KeysA, Inlined(store, resolver));
+        Assert.DoesNotContain("c2VjcmV0", Inlined(store, resolver), StringComparison.Ordinal);
+        Assert.Contains(logs.Messages, m => m.Contains(JwksUri.ToString(), StringComparison.Ordinal)
+            && m.Contains($"keys[0].{member}: a private key member", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -208,10 +235,10 @@ public sealed class JwksResolverTests : IAsyncLifetime
     private static string Inlined(ConfigStore store, IJwksSource jwks) =>
         JwtAuthnTranslator.Build(store.Current.Config.RequestAuthentications, jwks)!.Providers["origins-0"].LocalJwks.InlineString;
 
-    private JwksResolver Resolver(out ConfigStore store, JwksOptions? jwks = null)
+    private JwksResolver Resolver(out ConfigStore store, JwksOptions? jwks = null, ILogger<JwksResolver>? logger = null)
     {
         store = Store();
-        return new JwksResolver(store, new ControlPlaneOptions { Jwks = jwks ?? new JwksOptions() }, _time, NullLogger<JwksResolver>.Instance, new Random(7));
+        return new JwksResolver(store, new ControlPlaneOptions { Jwks = jwks ?? new JwksOptions() }, _time, logger ?? NullLogger<JwksResolver>.Instance, new Random(7));
     }
 
     private ConfigStore Store()
@@ -235,5 +262,20 @@ public sealed class JwksResolverTests : IAsyncLifetime
             """)]);
         Assert.True(store.ApplyYaml(result), string.Join("\n", result.Errors));
         return store;
+    }
+
+    private sealed class LogSink : ILogger<JwksResolver>
+    {
+        private readonly System.Collections.Concurrent.ConcurrentQueue<string> _messages = new();
+
+        public IEnumerable<string> Messages => _messages;
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            _messages.Enqueue(formatter(state, exception));
     }
 }
