@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Mesh.Xds.Jwt;
 
 namespace Mesh.ControlPlane.Security;
 
@@ -14,12 +15,6 @@ internal static class JwksDocument
     public const string Empty = """{"keys":[]}""";
 
     private static readonly string[] Curves = ["P-256", "P-384", "P-521"];
-
-    /// <summary>Members that hold secret key material: EC and RSA private parts, RSA's other primes, the oct secret.</summary>
-    private static readonly string[] PrivateMembers = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
-    /// <summary>The members a verifier needs (RFC 7517 §4, RFC 7518 §6.2.1, §6.3.1); everything else is dropped before a push.</summary>
-    private static readonly string[] PublicMembers = ["kty", "kid", "use", "alg", "key_ops", "n", "e", "crv", "x", "y"];
 
     /// <summary>Returns null when <paramref name="json"/> is a usable JWKS with at least one key, else what is wrong.</summary>
     public static string? Validate(string json)
@@ -52,7 +47,7 @@ internal static class JwksDocument
             var kids = new HashSet<string>(StringComparer.Ordinal);
             foreach (var key in keys.EnumerateArray())
             {
-                if (key.ValueKind == JsonValueKind.Object && PrivateMembers.FirstOrDefault(m => key.TryGetProperty(m, out _)) is { } member)
+                if (JwkMembers.FirstPrivate(key) is { } member)
                 {
                     return $"keys[{i}].{member}: a private key member; a JWKS is sent to every workload and must hold public keys only "
                         + "(remove it, and rotate the key: it has been exposed)";
@@ -77,7 +72,7 @@ internal static class JwksDocument
     }
 
     /// <summary>
-    /// <paramref name="json"/> (a JWKS) rewritten with only <see cref="PublicMembers"/> of each key, in their original order,
+    /// <paramref name="json"/> (a JWKS) rewritten with only the public members (<see cref="JwkMembers.IsPublic"/>) of each key, in their original order,
     /// so private material can never reach a workload whatever slipped past <see cref="Validate"/>; <see cref="Empty"/>
     /// when it is not a JWKS at all (no token verifies, as for a URI never fetched).
     /// </summary>
@@ -101,7 +96,7 @@ internal static class JwksDocument
                 foreach (var key in keys.EnumerateArray().Where(k => k.ValueKind == JsonValueKind.Object))
                 {
                     writer.WriteStartObject();
-                    foreach (var member in key.EnumerateObject().Where(m => PublicMembers.Contains(m.Name, StringComparer.Ordinal)))
+                    foreach (var member in key.EnumerateObject().Where(m => JwkMembers.IsPublic(m.Name)))
                     {
                         member.WriteTo(writer);
                     }

@@ -26,9 +26,6 @@ internal sealed class JwtAuthenticator
     /// <summary>Providers per listener we accept; keeps the per-request status array on the stack.</summary>
     public const int MaxProviders = 64;
 
-    /// <summary>JWK members holding secret material: EC and RSA private parts, RSA's other primes, the oct secret.</summary>
-    private static readonly string[] PrivateMembers = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
     private readonly JwtProvider[] _providers;
     private readonly (string Prefix, Requirement Requirement)[] _rules;
 
@@ -291,8 +288,7 @@ internal sealed class JwtAuthenticator
         var i = 0;
         foreach (var key in keys.EnumerateArray())
         {
-            if (key.ValueKind == System.Text.Json.JsonValueKind.Object
-                && PrivateMembers.FirstOrDefault(m => key.TryGetProperty(m, out _)) is { } member)
+            if (Mesh.Xds.Jwt.JwkMembers.FirstPrivate(key) is { } member)
             {
                 return $"keys[{i.ToString(CultureInfo.InvariantCulture)}].{member}";
             }
