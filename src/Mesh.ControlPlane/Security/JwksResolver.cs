@@ -12,6 +12,9 @@ namespace Mesh.ControlPlane.Security;
 /// (±10% jitter), a failing one retried every <see cref="JwksOptions.RetryInterval"/>. A failure keeps the last good
 /// keys; a URI that never had good keys gets none (<see cref="GetJwks"/> returns null), so every token fails with 401
 /// while requests without a token still pass. A change of keys raises <see cref="Changed"/> (a push).
+/// The last good keys of each URI are kept in <c>StateDirectory/jwks/&lt;sha256 of the URI&gt;.json</c> and are the
+/// URI's keys from the first snapshot after a restart, so a restart while the IdP is down does not turn every valid
+/// token into a 401 (they are refreshed as usual; istiod keeps them in memory only, but it rarely restarts alone).
 /// </summary>
 internal sealed partial class JwksResolver : BackgroundService, IJwksSource
 {
@@ -21,6 +24,7 @@ internal sealed partial class JwksResolver : BackgroundService, IJwksSource
     private readonly Random _random;
     private readonly ILogger<JwksResolver> _logger;
     private readonly HttpClient _http;
+    private readonly string _directory;
     private readonly ConcurrentDictionary<Uri, Entry> _entries = new();
     private readonly Channel<bool> _signal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
 
@@ -33,6 +37,7 @@ internal sealed partial class JwksResolver : BackgroundService, IJwksSource
         _time = time;
         _logger = logger;
         _random = random ?? Random.Shared;
+        _directory = Path.Combine(Path.GetFullPath(options.StateDirectory), "jwks");
         _http = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5), AllowAutoRedirect = false })
         {
             Timeout = Timeout.InfiniteTimeSpan,
@@ -44,7 +49,12 @@ internal sealed partial class JwksResolver : BackgroundService, IJwksSource
     /// <summary>Raised (outside any lock) when the keys of some URI changed.</summary>
     public event Action? Changed;
 
-    public string? GetJwks(Uri jwksUri) => _entries.TryGetValue(jwksUri, out var entry) ? entry.Jwks : null;
+    /// <summary>The URI's keys; the first call for a URI reads its persisted keys (the translator may ask before any fetch).</summary>
+    public string? GetJwks(Uri jwksUri) => _entries.GetOrAdd(jwksUri, Load).Jwks;
+
+    /// <summary>Where the last good keys of <paramref name="jwksUri"/> are kept.</summary>
+    public string PersistedPath(Uri jwksUri) =>
+        Path.Combine(_directory, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(jwksUri.AbsoluteUri))) + ".json");
 
     /// <summary>Fetches every due URI of the current config once; returns whether any keys changed (tests call it directly).</summary>
     public async Task<bool> RefreshDueAsync(CancellationToken cancellationToken)
@@ -52,13 +62,18 @@ internal sealed partial class JwksResolver : BackgroundService, IJwksSource
         var wanted = _store.Current.Config.RequestAuthentications.SelectMany(p => p.JwtRules).Select(r => r.JwksUri).OfType<Uri>().ToHashSet();
         foreach (var stale in _entries.Keys.Where(uri => !wanted.Contains(uri)))
         {
-            _entries.TryRemove(stale, out _);
+            // Forget its kept keys too: the state directory stays bounded by the config, and keys of a URI removed
+            // long ago never come back if it is configured again.
+            if (_entries.TryRemove(stale, out _))
+            {
+                Forget(stale);
+            }
         }
 
         var changed = false;
         foreach (var uri in wanted)
         {
-            var entry = _entries.GetOrAdd(uri, _ => new Entry());
+            var entry = _entries.GetOrAdd(uri, Load);
             if (entry.NextFetch <= _time.GetUtcNow())
             {
                 changed |= await FetchAsync(uri, entry, cancellationToken).ConfigureAwait(false);
@@ -147,6 +162,7 @@ internal sealed partial class JwksResolver : BackgroundService, IJwksSource
             if (changed)
             {
                 LogFetched(_logger, uri);
+                Persist(uri, body!);
             }
 
             return changed;
@@ -163,6 +179,91 @@ internal sealed partial class JwksResolver : BackgroundService, IJwksSource
         }
 
         return false;
+    }
+
+    /// <summary>A new entry, due now, with the persisted keys when a usable file exists (a bad one is ignored, with a warning).</summary>
+    private Entry Load(Uri uri)
+    {
+        var path = PersistedPath(uri);
+        try
+        {
+            var file = new FileInfo(path);
+            if (!file.Exists)
+            {
+                return new Entry();
+            }
+
+            if (file.Length > _options.MaxResponseBytes)
+            {
+                LogPersistedIgnored(_logger, uri, path, $"{file.Length} bytes, more than ControlPlane:Jwks:MaxResponseBytes ({_options.MaxResponseBytes})");
+                return new Entry();
+            }
+
+            var jwks = File.ReadAllText(path);
+            if (JwksDocument.Validate(jwks) is { } problem)
+            {
+                LogPersistedIgnored(_logger, uri, path, "it " + problem);
+                return new Entry();
+            }
+
+            LogPersistedLoaded(_logger, uri, path);
+            return new Entry { Jwks = jwks };
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            LogPersistedIgnored(_logger, uri, path, ex.Message);
+            return new Entry();
+        }
+    }
+
+    /// <summary>Writes the keys atomically (temp file + rename), so a crash mid-write never leaves a half file.</summary>
+    private void Persist(Uri uri, string jwks)
+    {
+        var path = PersistedPath(uri);
+        var temp = $"{path}.{Guid.NewGuid():N}.tmp";
+        try
+        {
+            Directory.CreateDirectory(_directory);
+            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows())
+            {
+                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            }
+
+            using (var stream = new FileStream(temp, options))
+            using (var writer = new StreamWriter(stream, new System.Text.UTF8Encoding(false)))
+            {
+                writer.Write(jwks);
+                writer.Flush();
+                stream.Flush(flushToDisk: true);
+            }
+
+            File.Move(temp, path, overwrite: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // The keys still serve from memory; only a restart during an IdP outage would miss them.
+            LogPersistFailed(_logger, uri, path, ex.Message);
+            try
+            {
+                File.Delete(temp);
+            }
+            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException)
+            {
+            }
+        }
+    }
+
+    private void Forget(Uri uri)
+    {
+        try
+        {
+            File.Delete(PersistedPath(uri));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            LogPersistFailed(_logger, uri, PersistedPath(uri), ex.Message);
+        }
     }
 
     private sealed class Entry

@@ -73,7 +73,8 @@ internal static class JwtAuthnTranslator
     public static JwtProvider Provider(JwtRuleModel rule, IJwksSource? jwks)
     {
         ArgumentNullException.ThrowIfNull(rule);
-        var inline = rule.Jwks ?? (rule.JwksUri is { } uri ? jwks?.GetJwks(uri) : null) ?? JwksDocument.Empty;
+        // Re-serialised from the public members only: the loader and the resolver refuse private ones, this makes sure.
+        var inline = JwksDocument.PublicOnly(rule.Jwks ?? (rule.JwksUri is { } uri ? jwks?.GetJwks(uri) : null) ?? JwksDocument.Empty);
         var provider = new JwtProvider
         {
             Issuer = rule.Issuer,

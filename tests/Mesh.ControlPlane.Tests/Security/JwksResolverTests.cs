@@ -11,8 +11,11 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
 
 namespace Mesh.ControlPlane.Tests.Security;
 
@@ -26,6 +29,7 @@ public sealed class JwksResolverTests : IAsyncLifetime
     private const string KeysA = """{"keys":[{"kty":"RSA","kid":"a","n":"sXch","e":"AQAB"}]}""";
     private const string KeysB = """{"keys":[{"kty":"RSA","kid":"b","n":"tYdi","e":"AQAB"}]}""";
 
+    private readonly string _state = Path.Combine(Path.GetTempPath(), "mesh-jwks-" + Guid.NewGuid().ToString("N"));
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 12, 1, 0, 0, 0, TimeSpan.Zero));
     private WebApplication? _server;
     private volatile int _status = 200;
@@ -61,6 +65,11 @@ public sealed class JwksResolverTests : IAsyncLifetime
         if (_server is not null)
         {
             await _server.DisposeAsync();
+        }
+
+        if (Directory.Exists(_state))
+        {
+            Directory.Delete(_state, recursive: true);
         }
     }
 
@@ -133,6 +142,7 @@ public sealed class JwksResolverTests : IAsyncLifetime
     [InlineData(200, "not json")]
     [InlineData(200, """{"keys":[]}""")]
     [InlineData(200, """{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}""")]
+    [InlineData(200, """{"keys":[{"kty":"RSA","kid":"a","n":"sXch","e":"AQAB","d":"c2VjcmV0"}]}""")]
     public async Task RefreshDue_NeverAnyGoodKeys_EmptyKeySetInlined(int status, string body)
     {
         _status = status;
@@ -143,6 +153,31 @@ public sealed class JwksResolverTests : IAsyncLifetime
 
         Assert.Null(resolver.GetJwks(JwksUri));
         Assert.Equal(JwksDocument.Empty, Inlined(store, resolver));
+    }
+
+    [Theory]
+    [InlineData("d")]
+    [InlineData("p")]
+    [InlineData("q")]
+    [InlineData("dp")]
+    [InlineData("dq")]
+    [InlineData("qi")]
+    [InlineData("oth")]
+    public async Task RefreshDue_AnswerWithPrivateMember_RefusedAsFailedFetch_LastGoodKeysKeepServing(string member)
+    {
+        // An IdP endpoint that leaks its signing key must not have it pushed to every workload.
+        var logs = new LogSink();
+        using var resolver = Resolver(out var store, logger: logs);
+        await resolver.RefreshDueAsync(CancellationToken.None);
+        _body = KeysB.Replace("\"e\":\"AQAB\"", $"\"e\":\"AQAB\",\"{member}\":\"c2VjcmV0\"", StringComparison.Ordinal);
+
+        _time.Advance(TimeSpan.FromMinutes(23));
+        Assert.False(await resolver.RefreshDueAsync(CancellationToken.None));
+
+        Assert.Equal(KeysA, Inlined(store, resolver));
+        Assert.DoesNotContain("c2VjcmV0", Inlined(store, resolver), StringComparison.Ordinal);
+        Assert.Contains(logs.Messages, m => m.Contains(JwksUri.ToString(), StringComparison.Ordinal)
+            && m.Contains($"keys[0].{member}: a private key member", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -184,7 +219,7 @@ public sealed class JwksResolverTests : IAsyncLifetime
     [Fact]
     public async Task Background_KeyChange_TriggersPublisherPush()
     {
-        var options = new ControlPlaneOptions { DebounceInterval = TimeSpan.Zero };
+        var options = new ControlPlaneOptions { DebounceInterval = TimeSpan.Zero, StateDirectory = _state };
         var store = Store();
         using var resolver = new JwksResolver(store, options, TimeProvider.System, NullLogger<JwksResolver>.Instance);
         using var publisher = new XdsPublisher(store, options, TimeProvider.System, NullLogger<XdsPublisher>.Instance, resolver);
@@ -205,13 +240,121 @@ public sealed class JwksResolverTests : IAsyncLifetime
         await publisher.StopAsync(CancellationToken.None);
     }
 
+    [Fact]
+    public async Task Restart_JwksServerDown_LastGoodKeysServeFromTheFirstSnapshot_ValidTokenPasses()
+    {
+        // A control plane restarted while the IdP is down must not push an empty key set (every valid token 401).
+        using var signing = System.Security.Cryptography.RSA.Create(2048);
+        var p = signing.ExportParameters(false);
+        _body = $$"""{"keys":[{"kty":"RSA","kid":"a","alg":"RS256","n":"{{Base64UrlEncoder.Encode(p.Modulus)}}","e":"{{Base64UrlEncoder.Encode(p.Exponent)}}"}]}""";
+        using (var before = Resolver(out _))
+        {
+            Assert.True(await before.RefreshDueAsync(CancellationToken.None));
+        }
+
+        await _server!.StopAsync();
+        var options = new ControlPlaneOptions { StateDirectory = _state };
+        var store = Store();
+        using var resolver = new JwksResolver(store, options, _time, NullLogger<JwksResolver>.Instance, new Random(7));
+        using var publisher = new XdsPublisher(store, options, _time, NullLogger<XdsPublisher>.Instance, resolver);
+
+        Assert.Equal(_body, ListenerJwks(publisher));
+        Assert.True(await TokenPassesAsync(ListenerJwks(publisher), signing));
+
+        Assert.False(await resolver.RefreshDueAsync(CancellationToken.None)); // the server is down: a failed fetch
+        publisher.Rebuild();
+        Assert.Equal(_body, ListenerJwks(publisher));
+        Assert.True(await TokenPassesAsync(ListenerJwks(publisher), signing));
+    }
+
+    [Fact]
+    public async Task Persist_GoodFetch_WrittenAtomicallyOwnerOnly_NewKeysReplaceIt()
+    {
+        using var resolver = Resolver(out _);
+        await resolver.RefreshDueAsync(CancellationToken.None);
+        var path = resolver.PersistedPath(JwksUri);
+
+        Assert.Equal(KeysA, await File.ReadAllTextAsync(path));
+        Assert.Equal([path], Directory.GetFiles(Path.GetDirectoryName(path)!)); // no temp file left behind
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+        }
+
+        _body = KeysB;
+        _time.Advance(TimeSpan.FromMinutes(23));
+        Assert.True(await resolver.RefreshDueAsync(CancellationToken.None));
+        Assert.Equal(KeysB, await File.ReadAllTextAsync(path));
+    }
+
+    [Theory]
+    [InlineData("not json")]
+    [InlineData("""{"keys":[]}""")]
+    [InlineData("""{"keys":[{"kty":"RSA","kid":"a","n":"sXch","e":"AQAB","d":"c2VjcmV0"}]}""")]
+    [InlineData("oversized")]
+    public async Task Restart_PersistedKeysUnusable_IgnoredWithWarning_NoKeys(string content)
+    {
+        await _server!.StopAsync();
+        var logs = new LogSink();
+        using var resolver = Resolver(out var store, new JwksOptions { MaxResponseBytes = 1024 }, logs);
+        var path = resolver.PersistedPath(JwksUri);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        await File.WriteAllTextAsync(path, content == "oversized" ? KeysA.Replace("sXch", new string('A', 2000), StringComparison.Ordinal) : content);
+
+        Assert.Null(resolver.GetJwks(JwksUri));
+        Assert.Equal(JwksDocument.Empty, Inlined(store, resolver));
+        Assert.Contains(logs.Messages, m => m.Contains(path, StringComparison.Ordinal) && m.Contains("ignored", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Persist_UriRemovedFromConfig_KeptKeysDeleted()
+    {
+        using var resolver = Resolver(out var store);
+        await resolver.RefreshDueAsync(CancellationToken.None);
+        var path = resolver.PersistedPath(JwksUri);
+        Assert.True(File.Exists(path));
+
+        Assert.True(store.ApplyYaml(YamlConfigLoader.Load([("empty.yaml", string.Empty)])));
+        await resolver.RefreshDueAsync(CancellationToken.None);
+
+        Assert.False(File.Exists(path));
+    }
+
+    private static string ListenerJwks(XdsPublisher publisher)
+    {
+        var listener = Assert.Single(publisher.Current.InboundListeners.Values).Resource.Unpack<Mesh.Xds.Envoy.Config.Listener.V3.Listener>();
+        var manager = listener.FilterChains[0].Filters[0].TypedConfig.Unpack<Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3.HttpConnectionManager>();
+        var jwt = manager.HttpFilters.Single(f => f.Name == JwtAuthnTranslator.FilterName).TypedConfig.Unpack<Mesh.Xds.Envoy.Extensions.Filters.Http.JwtAuthn.V3.JwtAuthentication>();
+        return jwt.Providers["origins-0"].LocalJwks.InlineString;
+    }
+
+    /// <summary>Validates an RS256 token of the rule's issuer against <paramref name="jwks"/> as the client does (IdentityModel).</summary>
+    private static async Task<bool> TokenPassesAsync(string jwks, System.Security.Cryptography.RSA signing)
+    {
+        var handler = new JsonWebTokenHandler();
+        var token = handler.CreateToken(new SecurityTokenDescriptor
+        {
+            Issuer = "https://issuer.example.com",
+            Claims = new Dictionary<string, object> { ["sub"] = "alice" },
+            Expires = DateTime.UtcNow.AddHours(1),
+            SigningCredentials = new SigningCredentials(new RsaSecurityKey(signing) { KeyId = "a" }, SecurityAlgorithms.RsaSha256),
+        });
+        var result = await handler.ValidateTokenAsync(token, new TokenValidationParameters
+        {
+            ValidIssuer = "https://issuer.example.com",
+            ValidateAudience = false,
+            IssuerSigningKeys = new JsonWebKeySet(jwks).GetSigningKeys(),
+        });
+        return result.IsValid;
+    }
+
     private static string Inlined(ConfigStore store, IJwksSource jwks) =>
         JwtAuthnTranslator.Build(store.Current.Config.RequestAuthentications, jwks)!.Providers["origins-0"].LocalJwks.InlineString;
 
-    private JwksResolver Resolver(out ConfigStore store, JwksOptions? jwks = null)
+    private JwksResolver Resolver(out ConfigStore store, JwksOptions? jwks = null, ILogger<JwksResolver>? logger = null)
     {
         store = Store();
-        return new JwksResolver(store, new ControlPlaneOptions { Jwks = jwks ?? new JwksOptions() }, _time, NullLogger<JwksResolver>.Instance, new Random(7));
+        return new JwksResolver(store, new ControlPlaneOptions { Jwks = jwks ?? new JwksOptions(), StateDirectory = _state }, _time, logger ?? NullLogger<JwksResolver>.Instance, new Random(7));
     }
 
     private ConfigStore Store()
@@ -235,5 +378,20 @@ public sealed class JwksResolverTests : IAsyncLifetime
             """)]);
         Assert.True(store.ApplyYaml(result), string.Join("\n", result.Errors));
         return store;
+    }
+
+    private sealed class LogSink : ILogger<JwksResolver>
+    {
+        private readonly System.Collections.Concurrent.ConcurrentQueue<string> _messages = new();
+
+        public IEnumerable<string> Messages => _messages;
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            _messages.Enqueue(formatter(state, exception));
     }
 }

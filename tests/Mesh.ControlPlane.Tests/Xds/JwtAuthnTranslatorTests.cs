@@ -131,6 +131,20 @@ public sealed class JwtAuthnTranslatorTests
         Assert.Equal(Principal.IdentifierOneofCase.AndIds, principal.NotId.IdentifierCase);
     }
 
+    [Fact]
+    public void Provider_KeysWithPrivateMembers_OnlyPublicMembersInlined()
+    {
+        // Defence in depth: whatever reaches the translator (a fetched set, an inline one), workloads get public keys only.
+        const string leaky = """{"keys":[{"kty":"RSA","kid":"k1","use":"sig","alg":"RS256","n":"sXch","e":"AQAB","d":"c2VjcmV0","p":"cA","q":"cQ","dp":"ZHA","dq":"ZHE","qi":"cWk","oth":[{"r":"cg"}],"x5u":"https://x"},{"kty":"EC","kid":"e1","crv":"P-256","x":"eA","y":"eQ","d":"c2VjcmV0"}]}""";
+        const string expected = """{"keys":[{"kty":"RSA","kid":"k1","use":"sig","alg":"RS256","n":"sXch","e":"AQAB"},{"kty":"EC","kid":"e1","crv":"P-256","x":"eA","y":"eQ"}]}""";
+        var fromUri = Rule(jwksUri: new Uri("https://issuer/keys"));
+        var inline = Rule() with { Jwks = leaky };
+
+        Assert.Equal(expected, JwtAuthnTranslator.Provider(fromUri, new Source(leaky)).LocalJwks.InlineString);
+        Assert.Equal(expected, JwtAuthnTranslator.Provider(inline, null).LocalJwks.InlineString);
+        Assert.Equal(JwksDocument.Empty, JwtAuthnTranslator.Provider(Rule() with { Jwks = "not json" }, null).LocalJwks.InlineString);
+    }
+
     private static List<HttpFilter> Filters(Listener listener) =>
         [.. listener.FilterChains[0].Filters[0].TypedConfig.Unpack<HttpConnectionManager>().HttpFilters];
 

@@ -252,6 +252,13 @@ internal sealed class JwtAuthenticator
     {
         try
         {
+            var member = PrivateMember(json);
+            if (member is not null)
+            {
+                // A workload verifies; it must never hold a signing key (one would let it mint tokens for every peer).
+                errors.Add($"{path}: {member}: a private key member; only public keys may be sent to workloads");
+            }
+
             var set = new JsonWebKeySet(json);
             var keys = set.Keys.ToArray();
             foreach (var key in keys.Where(k => k.Kty is not (JsonWebAlgorithmsKeyTypes.RSA or JsonWebAlgorithmsKeyTypes.EllipticCurve)))
@@ -259,13 +266,37 @@ internal sealed class JwtAuthenticator
                 errors.Add($"{path}: key '{key.Kid}' has kty '{key.Kty}'; only RSA and EC keys are supported");
             }
 
-            return keys;
+            return member is null ? keys : [];
         }
         catch (Exception ex) when (ex is ArgumentException or System.Text.Json.JsonException)
         {
             errors.Add($"{path}: is not a JWKS: {ex.Message}");
             return [];
         }
+    }
+
+    /// <summary>"keys[i].member" of the first private member (RFC 7518 §6.2.2, §6.3.2, §6.4.1) in the set, or null.</summary>
+    private static string? PrivateMember(string json)
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(json, new System.Text.Json.JsonDocumentOptions { MaxDepth = 16 });
+        if (document.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object
+            || !document.RootElement.TryGetProperty("keys", out var keys) || keys.ValueKind != System.Text.Json.JsonValueKind.Array)
+        {
+            return null; // JsonWebKeySet reports the shape
+        }
+
+        var i = 0;
+        foreach (var key in keys.EnumerateArray())
+        {
+            if (Mesh.Xds.Jwt.JwkMembers.FirstPrivate(key) is { } member)
+            {
+                return $"keys[{i.ToString(CultureInfo.InvariantCulture)}].{member}";
+            }
+
+            i++;
+        }
+
+        return null;
     }
 
     private static Requirement? Compile(JwtRequirement requirement, Dictionary<string, int> providers, string path, List<string> errors, int depth)
