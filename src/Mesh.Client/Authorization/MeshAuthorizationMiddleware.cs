@@ -12,7 +12,7 @@ namespace Mesh.Client.Authorization;
 /// Enforces the inbound policy of the connection's local port: STRICT needs an authenticated peer, then
 /// RequestAuthentication (JWT: invalid token 401, disallowed audience 403, no token passes), then AuthorizationPolicy
 /// (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; a request that cannot be authorized as spelled (method
-/// not upper case, encoded slash or NUL): 400, even on a port without rules. A mesh-served port without a current
+/// not upper case, encoded slash, backslash or NUL): 400, even on a port without rules. A mesh-served port without a current
 /// policy (not received yet, or removed by the control plane) fails closed: 503, no application code runs. Ports of a
 /// workload that takes no inbound mesh traffic pass through.
 /// </summary>
@@ -78,7 +78,7 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
             }
         }
 
-        // Always through Authorize, also without rules: it refuses spellings (method case, encoded slash, NUL) with 400.
+        // Always through Authorize, also without rules: it refuses spellings (method case, encoded slash, backslash, NUL) with 400.
         var request = context.Request;
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
         if (string.IsNullOrEmpty(target) || target[0] != '/')
