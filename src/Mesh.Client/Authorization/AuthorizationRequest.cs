@@ -42,7 +42,7 @@ internal enum AuthorizationOutcome
     Allowed,
     Denied,
 
-    /// <summary>The request cannot be authorized as spelled (method not upper case, encoded slash or NUL, not origin-form): answer 400.</summary>
+    /// <summary>The request cannot be authorized as spelled (method not upper case, encoded slash, backslash or NUL, not origin-form): answer 400.</summary>
     BadRequest,
 }
 
@@ -55,6 +55,7 @@ internal readonly record struct AuthorizationDecision(AuthorizationOutcome Outco
     public const string EncodedSlashReason = "encoded slash in path";
     public const string NotOriginFormReason = "path is not origin-form";
     public const string EncodedNulReason = "encoded NUL in path";
+    public const string BackslashReason = "backslash in path (not a path separator for ASP.NET Core; use '/')";
     public const string MethodNotUpperCaseReason = "method is not upper case";
     public const string StrictRequiresMtls = "STRICT mTLS requires a client certificate";
 

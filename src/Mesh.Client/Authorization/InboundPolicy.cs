@@ -91,6 +91,8 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
                     return new AuthorizationDecision(AuthorizationOutcome.BadRequest, AuthorizationDecision.NotOriginFormReason);
                 case PathNormalizationResult.EncodedNul:
                     return new AuthorizationDecision(AuthorizationOutcome.BadRequest, AuthorizationDecision.EncodedNulReason);
+                case PathNormalizationResult.Backslash:
+                    return new AuthorizationDecision(AuthorizationOutcome.BadRequest, AuthorizationDecision.BackslashReason);
             }
 
             return Evaluate(new AuthorizationRequest(method, buffer[..length], authority, Port, headers, peerSpiffeId, peerNamespace, requestPrincipal));

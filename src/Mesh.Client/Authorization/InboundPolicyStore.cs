@@ -22,16 +22,19 @@ internal enum InboundPortState
 /// <summary>
 /// This workload's inbound policy: which listeners it subscribed to and the current policy of each local port, replaced
 /// as a whole when the control plane pushes inbound listeners (reads are lock-free; a request sees either the old or the
-/// new set, never a mix). Once the workload serves mesh traffic (<see cref="ExpectInbound"/>: secure mode and a registered
-/// workload), every local port is mesh-served and a port without a current policy fails closed. Only an explicit removal
-/// by the control plane takes a policy away: a lost connection leaves the store as it was (static stability).
+/// new set, never a mix). When the workload serves mesh traffic (<see cref="ServesMeshTraffic"/>: secure mode and a
+/// registered workload) every local port is mesh-served from the store's creation and a port without a current policy
+/// fails closed. Only an explicit removal by the control plane takes a policy away: a lost connection leaves the store as
+/// it was (static stability).
 /// </summary>
-internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource
+/// <param name="meshServed">Whether this workload's ports serve only under a policy; decided when the store is created, so
+/// that no request is served unauthorized before some hosted service starts (Kestrel may start first, or concurrently).</param>
+internal sealed class InboundPolicyStore(bool meshServed = false) : IPeerAuthenticationModeSource
 {
     private readonly Lock _gate = new();
+    private readonly bool _meshServed = meshServed;
     private Policies _policies = Policies.Empty;
     private SortedSet<string> _names = new(StringComparer.Ordinal);
-    private volatile bool _meshServed;
 
     public IReadOnlyDictionary<int, InboundPolicy> Current => Volatile.Read(ref _policies).ByPort;
 
@@ -50,8 +53,15 @@ internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource
         }
     }
 
-    /// <summary>Called when this workload will register in secure mode: from now on its ports serve only under a policy.</summary>
-    public void ExpectInbound() => _meshServed = true;
+    /// <summary>
+    /// Whether a workload with <paramref name="options"/> takes inbound mesh traffic: it registers (a service and
+    /// registration enabled) with a secure control plane, which then sends its inbound policy.
+    /// </summary>
+    public static bool ServesMeshTraffic(ServiceMeshOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return !string.IsNullOrEmpty(options.Service) && options.Registration.Enabled && options.ControlPlane.Address?.Scheme == Uri.UriSchemeHttps;
+    }
 
     /// <summary>Sets the inbound listener names to subscribe to; returns false when they did not change.</summary>
     public bool SetNames(IEnumerable<string> names)

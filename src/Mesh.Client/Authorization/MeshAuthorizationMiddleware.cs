@@ -12,7 +12,7 @@ namespace Mesh.Client.Authorization;
 /// Enforces the inbound policy of the connection's local port: STRICT needs an authenticated peer, then
 /// RequestAuthentication (JWT: invalid token 401, disallowed audience 403, no token passes), then AuthorizationPolicy
 /// (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; a request that cannot be authorized as spelled (method
-/// not upper case, encoded slash or NUL): 400, even on a port without rules. A mesh-served port without a current
+/// not upper case, encoded slash, backslash or NUL): 400, even on a port without rules. A mesh-served port without a current
 /// policy (not received yet, or removed by the control plane) fails closed: 503, no application code runs. Ports of a
 /// workload that takes no inbound mesh traffic pass through.
 /// </summary>
@@ -62,7 +62,23 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
             return RejectTokenAsync(context, jwt.Status);
         }
 
-        // Always through Authorize, also without rules: it refuses spellings (method case, encoded slash, NUL) with 400.
+        if (policy.Jwt is { } authenticator)
+        {
+            // Envoy runs jwt_authn before RBAC: RBAC and the app see only what the verified token says. Every output header
+            // of every provider is removed first (a client must not hand over its own "verified" claims, whether it sent
+            // no token, a token without the claim, or a token of another provider), then the token's outputs are applied.
+            foreach (var header in authenticator.OutputHeaders)
+            {
+                context.Request.Headers.Remove(header);
+            }
+
+            if (jwt.Principal is { } principal)
+            {
+                ApplyTokenOutputs(context, principal, jwt.Provider!, jwt.TokenHeader);
+            }
+        }
+
+        // Always through Authorize, also without rules: it refuses spellings (method case, encoded slash, backslash, NUL) with 400.
         var request = context.Request;
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
         if (string.IsNullOrEmpty(target) || target[0] != '/')
@@ -77,25 +93,13 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
             return RejectAsync(context, decision);
         }
 
-        if (jwt.Principal is { } principal)
-        {
-            ApplyTokenOutputs(context, principal, jwt.Provider!, jwt.TokenHeader);
-        }
-        else if (policy.Jwt is { OutputHeaders.Length: > 0 } authenticator)
-        {
-            // No verified token: a caller must not be able to hand the app its own "verified" claims.
-            foreach (var header in authenticator.OutputHeaders)
-            {
-                context.Request.Headers.Remove(header);
-            }
-        }
-
         return next(context);
     }
 
     /// <summary>
-    /// Envoy's jwt_authn outputs for the verified token: the principal for the app, the token header removed unless
-    /// <c>forward</c> (headers only), the payload header and the claim headers (set, replacing what the client sent).
+    /// Envoy's jwt_authn outputs for the verified token, applied before RBAC as Envoy's filter order does: the principal
+    /// for the app, the token header removed unless <c>forward</c> (headers only), the payload header and the claim
+    /// headers (set; the caller has already removed every output header the client sent).
     /// </summary>
     private static void ApplyTokenOutputs(HttpContext context, JwtPrincipal principal, JwtProvider provider, string? tokenHeader)
     {

@@ -12,6 +12,12 @@ internal enum PathNormalizationResult
 
     /// <summary>An encoded NUL (<c>%00</c>): always 400, as Envoy does (Kestrel rejects it too).</summary>
     EncodedNul,
+
+    /// <summary>
+    /// A literal '\' (or <c>%5C</c> being decoded) while normalizing: Envoy would read it as '/', but Kestrel and the
+    /// ASP.NET Core router keep it inside its segment, so the two would see different paths: answer 400.
+    /// </summary>
+    Backslash,
 }
 
 /// <summary>What Envoy does with <c>%2F %2f %5C %5c</c> (HttpConnectionManager.path_with_escaped_slashes_action).</summary>
@@ -39,8 +45,9 @@ internal readonly record struct PathNormalizationOptions(bool Normalize, bool Me
 
 /// <summary>
 /// Envoy/Istio path normalization before authorization: query dropped; with <c>normalize_path</c>, unreserved
-/// percent-escapes decoded (case-insensitively), other escapes kept with uppercase hex, literal '\' treated as '/',
-/// RFC 3986 remove_dot_segments; with <c>merge_slashes</c>, duplicate slashes merged (after dot segments, as Envoy
+/// percent-escapes decoded (case-insensitively), other escapes kept with uppercase hex, RFC 3986 remove_dot_segments,
+/// and a '\' refused (Envoy turns it into '/', but Kestrel's router does not split on it: authorizing Envoy's reading
+/// would let <c>/x\..\public/secret</c> pass as <c>/public/secret</c> while the app routes <c>/{dir}/secret</c>); with <c>merge_slashes</c>, duplicate slashes merged (after dot segments, as Envoy
 /// and Kestrel order it). <c>%00</c> is always refused. Works in place, allocates nothing.
 /// </summary>
 internal static class PathNormalizer
@@ -75,7 +82,12 @@ internal static class PathNormalizer
                         return PathNormalizationResult.EncodedSlash;
                     }
 
-                    buffer[written++] = options.Normalize && value == '\\' ? '/' : value;
+                    if (options.Normalize && value == '\\')
+                    {
+                        return PathNormalizationResult.Backslash;
+                    }
+
+                    buffer[written++] = value;
                 }
                 else if (options.Normalize && IsUnreserved(value))
                 {
@@ -90,9 +102,13 @@ internal static class PathNormalizer
 
                 i += 2;
             }
+            else if (c == '\\' && options.Normalize)
+            {
+                return PathNormalizationResult.Backslash;
+            }
             else
             {
-                buffer[written++] = c == '\\' && options.Normalize ? '/' : c;
+                buffer[written++] = c;
             }
         }
 

@@ -64,13 +64,9 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             return Task.CompletedTask;
         }
 
-        if (_options.ControlPlane.Address?.Scheme == Uri.UriSchemeHttps)
-        {
-            // Secure mode: the control plane sends this workload's inbound policy once it is registered, and until then
-            // (or after the control plane removes it) its ports answer 503 and it is not ready.
-            _services.GetService<Authorization.InboundPolicyStore>()?.ExpectInbound();
-        }
-
+        // Secure mode: the control plane sends this workload's inbound policy once it is registered; until then (or after
+        // the control plane removes it) its ports answer 503. InboundPolicyStore.ServesMeshTraffic decides that from the
+        // options when the store is created, before any hosted service (Kestrel included) starts.
         _lifetime.ApplicationStarted.Register(() =>
         {
             using (ExecutionContext.SuppressFlow())

@@ -19,7 +19,7 @@ internal static partial class MeshSecurityRegistration
         services.TryAddSingleton<IWorkloadCertificateSource>(sp => sp.GetRequiredService<WorkloadCertificateStore>());
 
         // The control plane's inbound listener decides each port's mode; Mesh:Inbound:Mode applies until it has spoken.
-        services.TryAddSingleton<InboundPolicyStore>();
+        services.TryAddSingleton(sp => new InboundPolicyStore(InboundPolicyStore.ServesMeshTraffic(sp.GetRequiredService<IOptions<ServiceMeshOptions>>().Value)));
         services.TryAddSingleton<IPeerAuthenticationModeSource>(sp =>
         {
             var configured = sp.GetRequiredService<IOptions<ServiceMeshOptions>>().Value.Inbound.Mode;

@@ -9,7 +9,7 @@ internal enum PathNormalizationMode
     /// <summary>The path as received (Envoy normalize_path=false).</summary>
     None,
 
-    /// <summary>RFC 3986 normalization: unreserved escapes decoded, dot segments removed, '\' as '/'.</summary>
+    /// <summary>RFC 3986 normalization: unreserved escapes decoded, dot segments removed (a '\' is refused with 400 by the mesh client, see <see cref="InboundPathSettings"/>).</summary>
     Base,
 
     /// <summary><see cref="Base"/>, then <c>//</c> merged into <c>/</c>.</summary>
@@ -21,9 +21,13 @@ internal enum PathNormalizationMode
 
 /// <summary>
 /// How inbound paths are normalized and matched, mesh-wide. The defaults follow ASP.NET Core, so what RBAC sees is
-/// what the app's router routes: Kestrel decodes escapes and removes dot segments (BASE); its router ignores case
-/// and one trailing slash, and never routes <c>/a//b</c> to <c>/a/b</c> (merging only adds safety for catch-all
-/// routes and file providers); <c>%2F</c> stays encoded in Kestrel, and is refused with 400 rather than guessed.
+/// what the app's router routes. The default mode is MERGE_SLASHES: Kestrel decodes escapes and removes dot segments
+/// (what BASE does), and merging <c>//</c> on top only adds safety for catch-all routes and file providers (the router
+/// never routes <c>/a//b</c> to <c>/a/b</c>, so a DENY still holds). The router ignores case and one trailing slash.
+/// <c>%2F</c> stays encoded in Kestrel and is refused with 400 rather than guessed. A '\' (and <c>%5C</c> under
+/// DECODE_AND_MERGE_SLASHES) is refused with 400 by the client in every normalizing mode: Envoy reads it as '/', but
+/// Kestrel's router does not split on it, so <c>/x\..\public/secret</c> would be authorized as <c>/public/secret</c>
+/// while the app runs <c>/{dir}/secret</c>.
 /// Normalization travels in each inbound listener's HttpConnectionManager; case and trailing slash are written
 /// into the RBAC path matchers themselves (<c>ignore_case</c>, an OR with the other spelling), so any xDS
 /// consumer that reads our RBAC reaches the same decision.

@@ -148,7 +148,8 @@ internal static class RbacTranslator
 
     /// <summary>
     /// A request principal <c>iss/sub</c>, split at the last '/' (an issuer may be a URL): AND of the payload's
-    /// <c>iss</c> and <c>sub</c> matchers; <c>*</c> = both present, <c>*x</c> and <c>x*</c> glob the part they touch.
+    /// <c>iss</c> and <c>sub</c> matchers; <c>*</c> = both non-empty strings (Istio's regex <c>.+</c>: a token with an
+    /// empty or non-string <c>sub</c> has no principal), <c>*x</c> and <c>x*</c> glob the part they touch.
     /// </summary>
     public static Principal RequestPrincipalId(string value)
     {
@@ -159,7 +160,7 @@ internal static class RbacTranslator
         ValueMatcher matchIss, matchSub;
         if (value == "*")
         {
-            (matchIss, matchSub) = (Present(), Present());
+            (matchIss, matchSub) = (NonEmptyString(), NonEmptyString());
         }
         else if (value.StartsWith('*'))
         {
@@ -209,6 +210,9 @@ internal static class RbacTranslator
     }
 
     private static ValueMatcher Present() => new() { PresentMatch = true };
+
+    /// <summary>Istio's matcher for "any principal": safe_regex <c>.+</c> (a string of at least one character).</summary>
+    private static ValueMatcher NonEmptyString() => StringValue(new StringMatcher { SafeRegex = new RegexMatcher { Regex = ".+" } });
 
     private static ValueMatcher StringValue(StringMatcher matcher) => new() { StringMatch = matcher };
 

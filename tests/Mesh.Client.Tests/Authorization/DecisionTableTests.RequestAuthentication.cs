@@ -46,6 +46,7 @@ public sealed partial class DecisionTableTests
     private static readonly string AlOtherToken = Token(subject: "alan", now: Now);
     private static readonly string OtherIssuerAlice = Token(key: Key2, kid: "o1", issuer: OtherIssuer, now: Now);
     private static readonly string NumberSubToken = Token(now: Now, claims: new() { ["sub"] = 42 });
+    private static readonly string EmptySubToken = Token(subject: "", now: Now);
     private static readonly string ExpiredToken = Token(expires: Now.AddMinutes(-10), now: Now);
     private static readonly string WrongKeyToken = Token(key: Stranger, now: Now);
     private static readonly string AudienceBilling = Token(audience: "billing", now: Now);
@@ -86,7 +87,10 @@ public sealed partial class DecisionTableTests
         JwtRow(Ra, RequireSubPrefix, null, AliceToken, A),
         JwtRow(Ra, RequireSubPrefix, null, AlOtherToken, A),
         JwtRow(Ra, RequireSubPrefix, null, BobToken, D),
-        JwtRow(Ra, RequireAnyJwt, null, NumberSubToken, A), // sub present (a number): "*" means present
+        JwtRow(Ra, RequireAnyJwt, null, NumberSubToken, D), // Istio's "*" is regex .+ on a string: a number is no principal
+        JwtRow(Ra, RequireAnyJwt, null, EmptySubToken, D), // ...nor an empty sub
+        JwtRow(Ra, DenyWithoutJwt, null, EmptySubToken, D),
+        JwtRow(Ra, DenyWithoutJwt, null, NumberSubToken, D),
         JwtRow(Ra, RequireAlice, null, NumberSubToken, D),
         JwtRow(Ra, DenyWithoutJwt, null, null, D),
         JwtRow(Ra, DenyWithoutJwt, Frontend, null, D),

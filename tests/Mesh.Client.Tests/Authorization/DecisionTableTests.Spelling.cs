@@ -139,7 +139,7 @@ public sealed partial class DecisionTableTests
         new(DenyDeleteOrders, Plain, "DELETE", "/%6frders/1", D),
         new(DenyDeleteOrders, Plain, "DELETE", "/orders/1;x", D),
         new(DenyDeleteOrders, Plain, "DELETE", "/orders/1?x=/../y", D),
-        new(DenyDeleteOrders, Plain, "DELETE", "/orders\\1", D), // '\' read as '/'; Kestrel would route it nowhere
+        new(DenyDeleteOrders, Plain, "DELETE", "/orders\\1", B), // '\' is no separator for Kestrel: refused, never read as '/'
         new(DenyDeleteOrders, Plain, "DELETE", "/orders%2F1", B),
         new(DenyDeleteOrders, Plain, "DELETE", "/orders%2f1", B),
         new(DenyDeleteOrders, Plain, "DELETE", "/orders%5C1", B),
@@ -159,11 +159,22 @@ public sealed partial class DecisionTableTests
         // DECODE_AND_MERGE_SLASHES: escaped slashes are decoded first, then normalized and merged.
         new(DenyDeleteOrders, Plain, "DELETE", "/orders%2F1", D, Paths: DecodePaths),
         new(DenyDeleteOrders, Plain, "DELETE", "/orders%2f1", D, Paths: DecodePaths),
-        new(DenyDeleteOrders, Plain, "DELETE", "/orders%5C1", D, Paths: DecodePaths),
+        new(DenyDeleteOrders, Plain, "DELETE", "/orders%5C1", B, Paths: DecodePaths), // decodes to '\', which Kestrel does not split on
         new(DenyDeleteOrders, Plain, "DELETE", "/x%2F..%2Forders/1", D, Paths: DecodePaths),
         new(AllowPublicDir, Plain, "GET", "/public%2F..%2Fadmin", D, Paths: DecodePaths),
         new(AllowPublicDir, Plain, "GET", "/public%2Fx", A, Paths: DecodePaths),
         new(DenyDeleteOrders, Plain, "DELETE", "/orders/%00", B, Paths: DecodePaths),
+
+        // A literal '\' (or %5C decoded): Envoy would read it as '/', Kestrel routes it inside one segment, so /x\..\public/secret
+        // would be authorized as /public/secret while the router runs /{dir}/secret. Refused in every mode that would change it.
+        new(AllowPublicDir, Plain, "GET", "/x\\..\\public/secret", B),
+        new(AllowPublicDir, Plain, "GET", "/x\\..\\public/secret", B, Paths: BasePaths),
+        new(AllowPublicDir, Plain, "GET", "/x\\..\\public/secret", B, Paths: IstioPaths),
+        new(AllowPublicDir, Plain, "GET", "/x\\..\\public/secret", B, Paths: KeepEscapedSlashes),
+        new(AllowPublicDir, Plain, "GET", "/x\\..\\public/secret", B, Paths: DecodePaths),
+        new(AllowPublicDir, Plain, "GET", "/x%5C..%5Cpublic/secret", B, Paths: DecodePaths),
+        new(AllowPublicDir, Plain, "GET", "/x%5C..%5Cpublic/secret", D, Paths: KeepEscapedSlashes), // kept encoded: one segment, as Kestrel routes it
+        new(AllowPublicDir, Plain, "GET", "/x\\..\\public/secret", D, Paths: NonePaths), // NONE changes nothing: the path as received
 
         // BASE: no slash merging (the router does not merge either: //orders/1 routes nowhere).
         new(DenyDeleteOrders, Plain, "DELETE", "//orders/1", A, Paths: BasePaths),

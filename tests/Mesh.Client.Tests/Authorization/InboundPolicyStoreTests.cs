@@ -1,5 +1,8 @@
 using Mesh.Client.Authorization;
 using Mesh.Client.Security;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace Mesh.Client.Tests.Authorization;
 
@@ -16,11 +19,65 @@ public sealed class InboundPolicyStoreTests
         Assert.Null(store.PendingReason());
     }
 
+    /// <summary>
+    /// Fail closed from the first request: the store knows it is mesh-served when it is created, not when the registration
+    /// service starts (with ServicesStartConcurrently, or Kestrel ordered first, the server may serve before that).
+    /// </summary>
+    [Theory]
+    [InlineData("https://127.0.0.1:1", "orders", null, true)]
+    [InlineData("https://127.0.0.1:1", "orders", "true", true)]
+    [InlineData("https://127.0.0.1:1", "orders", "false", false)]
+    [InlineData("https://127.0.0.1:1", null, null, false)]
+    [InlineData("http://127.0.0.1:1", "orders", null, false)]
+    public void Lookup_BeforeAnyHostedServiceStarts_MeshServedDecidedByOptions(string address, string? service, string? registration, bool meshServed)
+    {
+        var root = Path.GetTempFileName();
+        try
+        {
+            using (var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256))
+            {
+                var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=root", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+                using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddHours(1));
+                File.WriteAllText(root, certificate.ExportCertificatePem());
+            }
+
+            var settings = new Dictionary<string, string?>
+            {
+                ["Mesh:ControlPlane:Address"] = address,
+                ["Mesh:ControlPlane:RootCertificate"] = root,
+                ["Mesh:Identity:Token"] = "t",
+            };
+            if (service is not null)
+            {
+                settings["Mesh:Service"] = service;
+            }
+
+            if (registration is not null)
+            {
+                settings["Mesh:Registration:Enabled"] = registration;
+            }
+
+            var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+            builder.Configuration.AddInMemoryCollection(settings);
+            builder.Services.Configure<HostOptions>(o => o.ServicesStartConcurrently = true);
+            builder.AddServiceMesh();
+            using var host = builder.Build();
+
+            var store = host.Services.GetRequiredService<InboundPolicyStore>();
+
+            Assert.Equal(meshServed, store.IsMeshServed);
+            Assert.Equal(meshServed ? InboundPortState.NotReceived : InboundPortState.NotMeshServed, store.Lookup(8080, out _));
+        }
+        finally
+        {
+            File.Delete(root);
+        }
+    }
+
     [Fact]
     public void Lookup_MeshServedWithoutPolicy_NotReceivedOnEveryPort()
     {
-        var store = new InboundPolicyStore();
-        store.ExpectInbound();
+        var store = new InboundPolicyStore(meshServed: true);
         store.Replace([Policy(9090)]);
 
         Assert.Equal(InboundPortState.NotReceived, store.Lookup(8080, out var policy));
@@ -49,8 +106,7 @@ public sealed class InboundPolicyStoreTests
     [Fact]
     public void PendingReason_NamesNotReceivedThenRemovedListeners()
     {
-        var store = new InboundPolicyStore();
-        store.ExpectInbound();
+        var store = new InboundPolicyStore(meshServed: true);
         Assert.Contains("its ports are not registered yet", store.PendingReason(), StringComparison.Ordinal);
 
         Assert.True(store.SetNames([Name8080]));

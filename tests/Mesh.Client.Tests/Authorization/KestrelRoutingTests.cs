@@ -109,6 +109,42 @@ public sealed class KestrelRoutingTests
         Assert.True(app.Handled.TryDequeue(out var handled) && handled == "DELETE:1");
     }
 
+    /// <summary>
+    /// The backslash attack: ALLOW only /public/*, and a route /{dir}/secret. Envoy would read <c>/x\..\public/secret</c> as
+    /// /public/secret, while Kestrel routes it to /{dir}/secret with dir <c>x\..\public</c>: refused (400) under every path
+    /// setting that would change the '\', denied where it is kept; the handler never runs.
+    /// </summary>
+    [Theory]
+    [InlineData("/x\\..\\public/secret", "default")]
+    [InlineData("/x\\..\\public/secret", "base")]
+    [InlineData("/x\\..\\public/secret", "istio")]
+    [InlineData("/x\\..\\public/secret", "decode")]
+    [InlineData("/x%5C..%5Cpublic/secret", "default")]
+    [InlineData("/x%5C..%5Cpublic/secret", "istio")]
+    [InlineData("/x%5C..%5Cpublic/secret", "decode")]
+    [InlineData("/x%5c..%5cpublic/secret", "decode")]
+    public async Task AllowPublic_BackslashSpelling_NeverReachesAnotherRoute(string target, string settings)
+    {
+        var paths = settings switch
+        {
+            "base" => new InboundPathSettings(PathNormalizationMode.Base),
+            "istio" => InboundPathSettings.Istio,
+            "decode" => new InboundPathSettings(PathNormalizationMode.DecodeAndMergeSlashes, RejectEscapedSlashes: false),
+            _ => InboundPathSettings.Default,
+        };
+        await using var app = await OrdersApp.StartAsync(mesh: paths, allowPublic: true);
+
+        var (status, _) = await RawHttp.SendAsync(app.Port, "GET", target);
+
+        Assert.True(app.Handled.IsEmpty, $"{target} ({settings}) reached {string.Join(", ", app.Handled)} (status {status})");
+        Assert.Contains(status, new[] { 400, 403 });
+
+        // The route itself is reachable: the policy is what stopped the request.
+        var (allowed, _) = await RawHttp.SendAsync(app.Port, "GET", "/public/secret");
+        Assert.Equal(200, allowed);
+        Assert.True(app.Handled.TryDequeue(out var handled) && handled == "SECRET:public");
+    }
+
     private sealed class OrdersApp : IAsyncDisposable
     {
         private readonly WebApplication _app;
@@ -123,8 +159,8 @@ public sealed class KestrelRoutingTests
 
         public System.Collections.Concurrent.ConcurrentQueue<string> Handled { get; } = new();
 
-        /// <summary>Starts the app; with <paramref name="mesh"/>, behind the mesh authorization with a DENY on DELETE /orders/*.</summary>
-        public static async Task<OrdersApp> StartAsync(InboundPathSettings? mesh)
+        /// <summary>Starts the app; with <paramref name="mesh"/>, behind the mesh authorization with a DENY on DELETE /orders/* (with <paramref name="allowPublic"/>: an ALLOW of /public/* only).</summary>
+        public static async Task<OrdersApp> StartAsync(InboundPathSettings? mesh, bool allowPublic = false)
         {
             var builder = WebApplication.CreateSlimBuilder();
             builder.Logging.ClearProviders();
@@ -138,12 +174,15 @@ public sealed class KestrelRoutingTests
             OrdersApp? self = null;
             app.MapGet("/orders/{id}", (string id) => self!.Handled.Enqueue("GET:" + id));
             app.MapDelete("/orders/{id}", (string id) => self!.Handled.Enqueue("DELETE:" + id));
+            app.MapGet("/{dir}/secret", (string dir) => self!.Handled.Enqueue("SECRET:" + dir));
             await app.StartAsync();
             var port = new Uri(app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single()).Port;
             self = new OrdersApp(app, port);
             if (mesh is not null)
             {
-                AuthorizationPolicyModel[] policies = [Deny("no-delete", Rule(to: [Operation(methods: ["DELETE"], paths: ["/orders/*"])]))];
+                AuthorizationPolicyModel[] policies = allowPublic
+                    ? [Allow("public", Rule(to: [Operation(paths: ["/public/*"])]))]
+                    : [Deny("no-delete", Rule(to: [Operation(methods: ["DELETE"], paths: ["/orders/*"])]))];
                 Assert.True(InboundPolicyDecoder.TryDecode(Listener(policies, (uint)port, paths: mesh), out var policy, out var errors), string.Join("; ", errors));
                 app.Services.GetRequiredService<InboundPolicyStore>().Replace([policy]);
             }

@@ -77,7 +77,7 @@ public sealed class UpstreamTlsDecodeTests
     [Fact]
     public void DecodeAll_SafeRegexMatcherOrOtherSocket_Nack()
     {
-        var matcher = StringMatcher.Parser.ParseFrom(UnknownStringField(5, "spiffe://.*"));
+        var matcher = new StringMatcher { SafeRegex = new RegexMatcher { Regex = "spiffe://.*" } };
         var context = IstioContext();
         context.CommonTlsContext.CombinedValidationContext.DefaultValidationContext.MatchSubjectAltNames.Add(matcher);
         var other = Cluster("orders");

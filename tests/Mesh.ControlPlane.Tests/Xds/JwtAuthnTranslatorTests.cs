@@ -101,7 +101,7 @@ public sealed class JwtAuthnTranslatorTests
         Assert.Equal("alice", sub.Value.StringMatch.Exact);
 
         var any = RbacTranslator.RequestPrincipalId("*");
-        Assert.True(any.AndIds.Ids[0].Metadata.Value.PresentMatch && any.AndIds.Ids[1].Metadata.Value.PresentMatch);
+        Assert.All(any.AndIds.Ids, id => Assert.Equal(".+", id.Metadata.Value.StringMatch.SafeRegex.Regex)); // Istio's "*": non-empty strings
         var issuerWildcard = RbacTranslator.RequestPrincipalId("https://issuer/*");
         Assert.Equal("https://issuer", issuerWildcard.AndIds.Ids[0].Metadata.Value.StringMatch.Exact);
         Assert.True(issuerWildcard.AndIds.Ids[1].Metadata.Value.PresentMatch);

@@ -33,6 +33,21 @@ public sealed class RbacTranslatorTests
     }
 
     [Fact]
+    public void RequestPrincipalId_Star_NonEmptyIssuerAndSubjectAsIstioRegex()
+    {
+        // Istio compiles requestPrincipals "*" to regex ".+": a token with an empty or non-string sub has no principal.
+        var ids = RbacTranslator.RequestPrincipalId("*").AndIds.Ids;
+
+        Assert.Equal(["iss", "sub"], ids.Select(id => id.Metadata.Path[1].Key));
+        Assert.All(ids, id =>
+        {
+            Assert.Equal("payload", id.Metadata.Path[0].Key);
+            Assert.False(id.Metadata.Invert);
+            Assert.Equal(".+", id.Metadata.Value.StringMatch.SafeRegex.Regex);
+        });
+    }
+
+    [Fact]
     public void BuildPolicy_Operation_MethodsPathsPortsHosts()
     {
         var policy = RbacTranslator.BuildPolicy(Rule(to: [new RuleOperation(["GET"], [], ["*.css"], ["/admin*"], [8080], [], ["orders"], [])]));

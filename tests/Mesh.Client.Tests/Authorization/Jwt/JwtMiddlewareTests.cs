@@ -95,6 +95,76 @@ public sealed class JwtMiddlewareTests
     }
 
     [Fact]
+    public async Task InvokeAsync_NoToken_ForgedClaimHeaderDoesNotSatisfyRbac()
+    {
+        // jwt_authn runs before RBAC in Envoy: RBAC sees the sanitised headers, never the client's spelling of a claim header.
+        var (context, app) = await RunAsync(
+            [AdminsByRoleHeader], Config(RequestAuthentication("ra", JwtRule(claimHeaders: [("x-role", "role")]))), r => r.Headers["x-role"] = "admin");
+
+        Assert.Null(app);
+        Assert.Equal(403, context.Response.StatusCode);
+        Assert.Equal(MeshAuthorizationMiddleware.DeniedBody, Body(context));
+    }
+
+    [Fact]
+    public async Task InvokeAsync_ValidTokenWithoutClaim_ForgedClaimHeaderNeitherAuthorizesNorReachesApp()
+    {
+        var config = Config(RequestAuthentication("ra", JwtRule(claimHeaders: [("x-sub", "sub"), ("x-role", "role")])));
+        var (denied, deniedApp) = await RunAsync([AdminsByRoleHeader], config, r =>
+        {
+            r.Headers.Authorization = "Bearer " + Token();
+            r.Headers["x-role"] = "admin";
+        });
+        Assert.Null(deniedApp);
+        Assert.Equal(403, denied.Response.StatusCode);
+
+        var (_, app) = await RunAsync(JwtRule(claimHeaders: [("x-sub", "sub"), ("x-role", "role")]), r =>
+        {
+            r.Headers.Authorization = "Bearer " + Token();
+            r.Headers["x-role"] = "admin";
+        });
+        Assert.NotNull(app);
+        Assert.Equal("alice", app.Request.Headers["x-sub"].ToString());
+        Assert.False(app.Request.Headers.ContainsKey("x-role"));
+    }
+
+    [Fact]
+    public async Task InvokeAsync_ValidTokenWithClaim_RbacSeesVerifiedClaimHeader()
+    {
+        var config = Config(RequestAuthentication("ra", JwtRule(claimHeaders: [("x-role", "role")])));
+        var (_, admin) = await RunAsync([AdminsByRoleHeader], config, r => r.Headers.Authorization = "Bearer " + Token(claims: new() { ["role"] = "admin" }));
+        Assert.NotNull(admin);
+        Assert.Equal("admin", admin.Request.Headers["x-role"].ToString());
+
+        var (context, user) = await RunAsync([AdminsByRoleHeader], config, r =>
+        {
+            r.Headers.Authorization = "Bearer " + Token(claims: new() { ["role"] = "user" });
+            r.Headers.Append("x-role", "admin");
+        });
+        Assert.Null(user);
+        Assert.Equal(403, context.Response.StatusCode);
+    }
+
+    [Fact]
+    public async Task InvokeAsync_TokenOfOneProvider_OtherProvidersOutputHeadersRemoved()
+    {
+        var config = Config(
+            RequestAuthentication("ra", JwtRule(claimHeaders: [("x-sub", "sub")])),
+            RequestAuthentication("partners", JwtRule(issuer: "https://partners.example", payloadHeader: "x-partner-payload", claimHeaders: [("x-partner-role", "role")])));
+        var (_, app) = await RunAsync([], config, r =>
+        {
+            r.Headers.Authorization = "Bearer " + Token();
+            r.Headers["x-partner-payload"] = "eyJyb2xlIjoiYWRtaW4ifQ";
+            r.Headers["X-Partner-Role"] = "admin";
+        });
+
+        Assert.NotNull(app);
+        Assert.Equal("alice", app.Request.Headers["x-sub"].ToString());
+        Assert.False(app.Request.Headers.ContainsKey("x-partner-payload"));
+        Assert.False(app.Request.Headers.ContainsKey("x-partner-role"));
+    }
+
+    [Fact]
     public async Task InvokeAsync_NoTokenWithoutRbac_PassesWithoutPrincipal()
     {
         var (_, app) = await RunAsync(JwtRule(), _ => { });
@@ -119,10 +189,18 @@ public sealed class JwtMiddlewareTests
     private static Task<(DefaultHttpContext Context, HttpContext? App)> RunAsync(Mesh.ControlPlane.Model.JwtRuleModel rule, Action<HttpRequest> configure) =>
         RunAsync(Config(RequestAuthentication("ra", rule)), configure);
 
+    private static Task<(DefaultHttpContext Context, HttpContext? App)> RunAsync(
+        Mesh.Xds.Envoy.Extensions.Filters.Http.JwtAuthn.V3.JwtAuthentication config, Action<HttpRequest> configure) =>
+        RunAsync([], config, configure);
+
+    /// <summary>ALLOW only <c>when request.headers[x-role] = admin</c>: the policy a forged claim header would satisfy.</summary>
+    private static Mesh.ControlPlane.Model.AuthorizationPolicyModel AdminsByRoleHeader { get; } =
+        IstioPolicies.Allow("admins", IstioPolicies.Rule(when: [IstioPolicies.Header("x-role", values: ["admin"])]));
+
     private static async Task<(DefaultHttpContext Context, HttpContext? App)> RunAsync(
-        Mesh.Xds.Envoy.Extensions.Filters.Http.JwtAuthn.V3.JwtAuthentication config, Action<HttpRequest> configure)
+        Mesh.ControlPlane.Model.AuthorizationPolicyModel[] authorization, Mesh.Xds.Envoy.Extensions.Filters.Http.JwtAuthn.V3.JwtAuthentication config, Action<HttpRequest> configure)
     {
-        Assert.True(InboundPolicyDecoder.TryDecode(Listener([], config), out var policy, out var errors), string.Join("; ", errors));
+        Assert.True(InboundPolicyDecoder.TryDecode(Listener(authorization, config), out var policy, out var errors), string.Join("; ", errors));
         var store = new InboundPolicyStore();
         store.Replace([policy]);
         HttpContext? reached = null;
