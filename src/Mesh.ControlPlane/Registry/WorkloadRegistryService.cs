@@ -26,11 +26,7 @@ internal sealed class WorkloadRegistryService(
         ArgumentNullException.ThrowIfNull(request);
         var caller = Caller(context);
         var workload = Validate(request.Workload);
-        if (!store.HasValidConfig)
-        {
-            // Authorization reads the ServiceEntries: without a valid folder every workload would pass unchecked.
-            throw new RpcException(new Status(StatusCode.Unavailable, "control plane not ready: no valid config folder loaded yet (see /healthz/ready); retry later"));
-        }
+        RequireValidConfig();
 
         var snapshot = store.Current;
         if (caller is not null)
@@ -64,6 +60,7 @@ internal sealed class WorkloadRegistryService(
         var caller = Caller(context);
         var held = registry.Find(request.LeaseId) ?? throw UnknownLease(request.LeaseId);
         AuthorizeLease(caller, held, "renew");
+        RequireValidConfig();
         if (caller is not null)
         {
             // The config may have changed since Register (a ServiceEntry's subjectAltNames, a new WorkloadEntry): check again.
@@ -87,6 +84,18 @@ internal sealed class WorkloadRegistryService(
         }
 
         return Task.FromResult(new DeregisterResponse());
+    }
+
+    /// <summary>
+    /// Authorization reads the ServiceEntries and WorkloadEntries: without a valid folder (an invalid one at start) every
+    /// workload would pass unchecked, so Register and Renew wait for one.
+    /// </summary>
+    private void RequireValidConfig()
+    {
+        if (!store.HasValidConfig)
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, "control plane not ready: no valid config folder loaded yet (see /healthz/ready); retry later"));
+        }
     }
 
     private static RpcException UnknownLease(string leaseId) =>

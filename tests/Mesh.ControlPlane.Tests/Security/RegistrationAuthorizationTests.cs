@@ -1,3 +1,4 @@
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Grpc.Core;
 using Mesh.Xds.Registry.V1;
@@ -6,6 +7,16 @@ namespace Mesh.ControlPlane.Tests.Security;
 
 public class RegistrationAuthorizationTests
 {
+    // A misspelt security.istio.io kind makes the whole folder invalid.
+    private const string MistypedPolicy = """
+        apiVersion: security.istio.io/v1
+        kind: AuthorisationPolicy
+        metadata: {name: deny-admin}
+        spec:
+          action: DENY
+          rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+        """;
+
     private const string Services = """
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry
@@ -189,6 +200,38 @@ public class RegistrationAuthorizationTests
 
         Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
         Assert.Contains("which runs as spiffe://cluster.local/ns/default/sa/orders-v2", refused.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Renew_RestartedWithInvalidFolder_UnavailableLikeRegister()
+    {
+        var root = SecureHost.NewRoot();
+        try
+        {
+            X509Certificate2 orders;
+            string leaseId;
+            await using (var first = await SecureHost.StartAsync(root, files: ("services.yaml", Services)))
+            {
+                (_, orders) = await first.IssueAsync(first.Token("default", "orders"));
+                leaseId = (await new WorkloadRegistry.WorkloadRegistryClient(first.SecureChannel(orders)).RegisterAsync(Request("orders", "orders"))).LeaseId;
+            }
+
+            // The lease survives the restart (state file); the folder does not: authorization would read an empty config.
+            await File.WriteAllTextAsync(Path.Combine(root, "config", "policy.yaml"), MistypedPolicy);
+            await using var second = await SecureHost.StartAsync(root);
+            var owner = new WorkloadRegistry.WorkloadRegistryClient(second.SecureChannel(orders));
+
+            var renew = await Assert.ThrowsAsync<RpcException>(() => owner.RenewAsync(new RenewRequest { LeaseId = leaseId }).ResponseAsync);
+            var register = await Assert.ThrowsAsync<RpcException>(() => owner.RegisterAsync(Request("orders", "orders")).ResponseAsync);
+
+            Assert.Equal(StatusCode.Unavailable, renew.StatusCode);
+            Assert.Equal(register.Status.Detail, renew.Status.Detail);
+            Assert.StartsWith("control plane not ready: no valid config folder loaded yet", renew.Status.Detail, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
     }
 
     [Fact]
