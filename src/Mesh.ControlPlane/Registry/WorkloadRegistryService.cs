@@ -21,6 +21,16 @@ namespace Mesh.ControlPlane.Registry;
 internal sealed class WorkloadRegistryService(
     WorkloadLeaseRegistry registry, ConfigStore store, ControlPlaneOptions options, CallerAuthentication authentication) : WorkloadRegistry.WorkloadRegistryBase
 {
+    /// <summary>Ports one registration may carry (each is an inbound listener).</summary>
+    internal const int MaxPorts = 64;
+
+    /// <summary>Labels one registration may carry.</summary>
+    internal const int MaxLabels = 64;
+
+    internal const int MaxLabelNameLength = 63;
+    internal const int MaxLabelPrefixLength = 253;
+    internal const int MaxLabelValueLength = 63;
+
     public override Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -250,11 +260,23 @@ internal sealed class WorkloadRegistryService(
             throw Invalid($"workload.address '{entry.Address}' must be an IP address or a DNS name");
         }
 
+        // Each port is an inbound listener rebuilt in every snapshot, each label is matched by every selector: bounded, so
+        // one registration cannot make every rebuild expensive.
+        if (entry.Ports.Count > MaxPorts)
+        {
+            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"workload.ports has {entry.Ports.Count} entries; the limit is {MaxPorts} per registration"));
+        }
+
         foreach (var (name, port) in entry.Ports)
         {
             if (string.IsNullOrEmpty(name) || port is < 1 or > 65535)
             {
                 throw Invalid($"workload.ports['{name}'] = {port}: port names must be non-empty and ports 1-65535");
+            }
+
+            if (name.Length > MaxLabelNameLength)
+            {
+                throw Invalid(string.Create(CultureInfo.InvariantCulture, $"workload.ports['{name[..MaxLabelNameLength]}...'] name is {name.Length} characters; the limit is {MaxLabelNameLength}"));
             }
         }
 
@@ -263,9 +285,14 @@ internal sealed class WorkloadRegistryService(
             throw Invalid("workload.labels must contain at least one label (ServiceEntries select workloads by label)");
         }
 
-        if (entry.Labels.Any(l => string.IsNullOrEmpty(l.Key)))
+        if (entry.Labels.Count > MaxLabels)
         {
-            throw Invalid("workload.labels keys must be non-empty");
+            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"workload.labels has {entry.Labels.Count} entries; the limit is {MaxLabels} per registration"));
+        }
+
+        foreach (var (key, value) in entry.Labels)
+        {
+            CheckLabel(key, value);
         }
 
         return new WorkloadInstance(
@@ -273,6 +300,34 @@ internal sealed class WorkloadRegistryService(
             entry.Ports.ToImmutableSortedDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal),
             entry.Labels.ToImmutableSortedDictionary(l => l.Key, l => l.Value, StringComparer.Ordinal),
             entry.ServiceAccount, entry.Locality, entry.Weight, EndpointSources.Registration, LeaseId: null);
+    }
+
+    /// <summary>Kubernetes' label lengths: key = optional DNS-subdomain prefix (253) '/' name (63); value 63.</summary>
+    private static void CheckLabel(string key, string value)
+    {
+        if (string.IsNullOrEmpty(key))
+        {
+            throw Invalid("workload.labels keys must be non-empty");
+        }
+
+        var slash = key.IndexOf('/', StringComparison.Ordinal);
+        var prefix = slash < 0 ? string.Empty : key[..slash];
+        var name = slash < 0 ? key : key[(slash + 1)..];
+        var shown = key.Length > 80 ? key[..80] + "..." : key;
+        if (name.Length is 0 or > MaxLabelNameLength)
+        {
+            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"workload.labels['{shown}']: the key's name part is {name.Length} characters; it must be 1-{MaxLabelNameLength} (as Kubernetes label keys)"));
+        }
+
+        if (prefix.Length > MaxLabelPrefixLength)
+        {
+            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"workload.labels['{shown}']: the key's prefix is {prefix.Length} characters; the limit is {MaxLabelPrefixLength} (as Kubernetes label keys)"));
+        }
+
+        if (value.Length > MaxLabelValueLength)
+        {
+            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"workload.labels['{shown}'] value is {value.Length} characters; the limit is {MaxLabelValueLength} (as Kubernetes label values)"));
+        }
     }
 
     private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
