@@ -184,17 +184,25 @@ internal sealed class WorkloadRegistryService(
     }
 
     /// <summary>
-    /// A WorkloadEntry (or inline endpoint) with a serviceAccount declares who serves its address:ports: a registration by
-    /// another identity for one of them is refused.
+    /// A WorkloadEntry (or inline endpoint) declares who serves its address:ports: its serviceAccount, or without one the
+    /// identities every service selecting it runs as (the identities its inbound listener is served to, see
+    /// InboundListenerTranslator). A registration of one of those address:ports by another identity is refused.
     /// </summary>
     internal static void CheckDeclaredOwners(MeshSnapshot snapshot, WorkloadInstance workload, IReadOnlyCollection<uint> claimed, string trustDomain)
     {
+        var caller = new WorkloadIdentity(trustDomain, workload.Namespace, workload.ServiceAccount).SpiffeId;
         var declared = snapshot.Config.WorkloadEntries.Concat(snapshot.Config.ServiceEntries.SelectMany(s => s.StaticEndpoints));
         foreach (var entry in declared)
         {
-            if (entry.ServiceAccount.Length == 0
-                || (entry.Namespace == workload.Namespace && entry.ServiceAccount == workload.ServiceAccount)
-                || !string.Equals(entry.Address, workload.Address, StringComparison.OrdinalIgnoreCase))
+            if (!string.Equals(entry.Address, workload.Address, StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+
+            var owners = entry.ServiceAccount.Length > 0
+                ? [new WorkloadIdentity(trustDomain, entry.Namespace, entry.ServiceAccount).SpiffeId]
+                : StaticEntryOwners(snapshot, entry, trustDomain);
+            if (owners.Contains(caller, StringComparer.Ordinal))
             {
                 continue;
             }
@@ -202,13 +210,36 @@ internal sealed class WorkloadRegistryService(
             var shared = ClaimedPorts(snapshot, entry).Intersect(claimed).ToList();
             if (shared.Count > 0)
             {
-                var holder = new WorkloadIdentity(trustDomain, entry.Namespace, entry.ServiceAccount).SpiffeId;
-                var caller = new LeaseOwner(workload.Namespace, workload.ServiceAccount, workload.CertifiedIdentity).Describe(trustDomain);
+                var described = new LeaseOwner(workload.Namespace, workload.ServiceAccount, workload.CertifiedIdentity).Describe(trustDomain);
+                var holder = entry.ServiceAccount.Length > 0
+                    ? $"{owners[0]} (WorkloadEntry {entry.Namespace}/{entry.Name} spec.serviceAccount)"
+                    : $"{(owners.Length == 0 ? "no identity" : string.Join(" or ", owners))} (WorkloadEntry {entry.Namespace}/{entry.Name} has no spec.serviceAccount: " +
+                      $"it belongs to the identities of the ServiceEntries selecting it{(owners.Length == 0 ? ", and none selects it or they disagree" : string.Empty)})";
                 throw new RpcException(new Status(StatusCode.PermissionDenied,
-                    $"address {string.Join(", ", shared.Select(p => $"{workload.Address}:{p.ToString(CultureInfo.InvariantCulture)}"))} is declared for {holder} " +
-                    $"(WorkloadEntry {entry.Namespace}/{entry.Name} spec.serviceAccount); {caller} may not register it"));
+                    $"address {string.Join(", ", shared.Select(p => $"{workload.Address}:{p.ToString(CultureInfo.InvariantCulture)}"))} is declared for {holder}; {described} may not register it"));
             }
         }
+    }
+
+    /// <summary>
+    /// Who owns a static entry without a serviceAccount: the identities allowed by every ServiceEntry it belongs to (an
+    /// inline endpoint, or selected by label in its namespace); none when nothing selects it or the services disagree.
+    /// </summary>
+    internal static string[] StaticEntryOwners(MeshSnapshot snapshot, WorkloadInstance entry, string trustDomain)
+    {
+        IEnumerable<string>? allowed = null;
+        foreach (var service in snapshot.Config.ServiceEntries)
+        {
+            var member = service.StaticEndpoints.Contains(entry)
+                || (service.WorkloadSelector is not null && service.Namespace == entry.Namespace && HostNames.LabelsMatch(service.WorkloadSelector, entry.Labels));
+            if (member)
+            {
+                var identities = SpiffeId.AllowedIdentities(service, trustDomain);
+                allowed = allowed is null ? identities : allowed.Intersect(identities, StringComparer.Ordinal);
+            }
+        }
+
+        return [.. allowed ?? []];
     }
 
     /// <summary>

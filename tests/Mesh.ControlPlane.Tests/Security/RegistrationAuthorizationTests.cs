@@ -234,6 +234,51 @@ public class RegistrationAuthorizationTests
         }
     }
 
+    // orders' instance declared statically, without spec.serviceAccount: it belongs to the identity its ServiceEntry runs as.
+    private const string StaticOrders = """
+        apiVersion: networking.istio.io/v1
+        kind: WorkloadEntry
+        metadata:
+          name: orders-static
+        spec:
+          address: 127.0.0.1
+          ports: {http: 5001}
+          labels: {app: orders}
+        """;
+
+    [Fact]
+    public async Task Register_AddressOfStaticEntryWithoutServiceAccount_OtherIdentityPermissionDeniedNamingBoth()
+    {
+        await using var cp = await SecureHost.StartAsync(files: [("services.yaml", Services), ("orders-static.yaml", StaticOrders)]);
+        var (_, frontend) = await cp.IssueAsync(cp.Token("default", "frontend"));
+        var (_, orders) = await cp.IssueAsync(cp.Token("default", "orders"));
+
+        // frontend's own labels (no ServiceEntry selects them) on orders' address:port: it would take orders' inbound listener.
+        var ex = await Assert.ThrowsAsync<RpcException>(() => new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(frontend)).RegisterAsync(Request("frontend", "frontend")).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
+        Assert.Equal(
+            "address 127.0.0.1:5001 is declared for spiffe://cluster.local/ns/default/sa/orders (WorkloadEntry default/orders-static has no spec.serviceAccount: it belongs to the identities of the ServiceEntries selecting it); " +
+            "spiffe://cluster.local/ns/default/sa/frontend may not register it",
+            ex.Status.Detail);
+
+        // The identity its service runs as still may.
+        var lease = await new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(orders)).RegisterAsync(Request("orders", "orders"));
+        Assert.NotEmpty(lease.LeaseId);
+    }
+
+    [Fact]
+    public async Task Register_AddressOfStaticEntryNoServiceSelects_RefusedToEveryIdentity()
+    {
+        await using var cp = await SecureHost.StartAsync(files: [("services.yaml", Services), ("orders-static.yaml", StaticOrders.Replace("{app: orders}", "{app: legacy}", StringComparison.Ordinal))]);
+        var (_, frontend) = await cp.IssueAsync(cp.Token("default", "frontend"));
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(frontend)).RegisterAsync(Request("frontend", "frontend")).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
+        Assert.StartsWith("address 127.0.0.1:5001 is declared for no identity (WorkloadEntry default/orders-static has no spec.serviceAccount", ex.Status.Detail, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task PlaintextPort_SecureLease_CannotBeRenewedDeregisteredOrOverwritten()
     {
