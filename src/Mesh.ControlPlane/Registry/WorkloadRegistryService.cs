@@ -13,13 +13,13 @@ namespace Mesh.ControlPlane.Registry;
 
 /// <summary>gRPC front of <see cref="WorkloadLeaseRegistry"/> (mesh.registry.v1.WorkloadRegistry).</summary>
 /// <remarks>
-/// On the TLS port the caller must be authenticated and may register only as itself, only into services that run as its
+/// On the TLS port the caller must present its workload certificate (a bootstrap token only buys one) and may register only as itself, only into services that run as its
 /// identity, and only address:ports no other identity holds (a lease or a WorkloadEntry with a serviceAccount); Renew
 /// checks all of it again. On the plaintext port (ControlPlane:PlaintextRegistration) anyone may register, but never
 /// touch an address or a lease of a certified identity.
 /// </remarks>
 internal sealed class WorkloadRegistryService(
-    WorkloadLeaseRegistry registry, ConfigStore store, ControlPlaneOptions options, CallerAuthentication authentication) : WorkloadRegistry.WorkloadRegistryBase
+    WorkloadLeaseRegistry registry, ConfigStore store, ControlPlaneOptions options, CertificateAuthority ca) : WorkloadRegistry.WorkloadRegistryBase
 {
     /// <summary>Ports one registration may carry (each is an inbound listener).</summary>
     internal const int MaxPorts = 64;
@@ -116,7 +116,14 @@ internal sealed class WorkloadRegistryService(
     {
         if (SecureTransport.IsSecure(context))
         {
-            return authentication.Authenticate(context);
+            // The workload certificate only, as ADS: a bootstrap token is spent by the CA alone, so accepted here a
+            // single-use token would register, renew and deregister until it expires.
+            var outcome = new ClientCertificateAuthenticator(ca).Authenticate(context);
+            return outcome.Identity ?? throw new RpcException(new Status(StatusCode.Unauthenticated,
+                "the workload registry on the secure port requires the workload certificate as the TLS client certificate " +
+                (outcome.Failure is null
+                    ? "and none was presented; a bootstrap token is not accepted here (it buys the certificate from the CA first)"
+                    : "and refused the one presented: " + outcome.Failure)));
         }
 
         if (!options.PlaintextRegistration)

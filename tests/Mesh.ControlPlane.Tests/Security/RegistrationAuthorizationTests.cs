@@ -53,7 +53,7 @@ public class RegistrationAuthorizationTests
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
 
-        var response = await Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "orders")));
+        var response = await (await As(cp, "orders")).RegisterAsync(Request("orders", "orders"));
 
         Assert.Equal(["orders.default.svc.cluster.local"], response.Services);
         await WaitForEndpointsAsync(cp, "orders.default.svc.cluster.local", 1);
@@ -75,7 +75,7 @@ public class RegistrationAuthorizationTests
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
 
-        var ex = await Assert.ThrowsAsync<RpcException>(() => Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "evil"))).ResponseAsync);
+        var ex = await Assert.ThrowsAsync<RpcException>(async () => await (await As(cp, "evil")).RegisterAsync(Request("orders", "orders")).ResponseAsync);
 
         Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
         Assert.Contains("workload.service_account 'orders'", ex.Status.Detail, StringComparison.Ordinal);
@@ -87,7 +87,7 @@ public class RegistrationAuthorizationTests
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
 
-        var ex = await Assert.ThrowsAsync<RpcException>(() => Registry(cp).RegisterAsync(Request("orders", "evil"), SecureHost.Bearer(cp.Token("default", "evil"))).ResponseAsync);
+        var ex = await Assert.ThrowsAsync<RpcException>(async () => await (await As(cp, "evil")).RegisterAsync(Request("orders", "evil")).ResponseAsync);
 
         Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
         Assert.StartsWith(
@@ -102,10 +102,9 @@ public class RegistrationAuthorizationTests
     public async Task Register_ServiceEntrySubjectAltNames_HonouredInsteadOfConvention()
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
-        var registry = Registry(cp);
 
-        var allowed = await registry.RegisterAsync(Request("payments", "payments-canary"), SecureHost.Bearer(cp.Token("default", "payments-canary")));
-        var ex = await Assert.ThrowsAsync<RpcException>(() => registry.RegisterAsync(Request("payments", "payments"), SecureHost.Bearer(cp.Token("default", "payments"))).ResponseAsync);
+        var allowed = await (await As(cp, "payments-canary")).RegisterAsync(Request("payments", "payments-canary"));
+        var ex = await Assert.ThrowsAsync<RpcException>(async () => await (await As(cp, "payments")).RegisterAsync(Request("payments", "payments")).ResponseAsync);
 
         Assert.Equal(["payments.default.svc.cluster.local"], allowed.Services);
         Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
@@ -123,13 +122,33 @@ public class RegistrationAuthorizationTests
     }
 
     [Fact]
+    public async Task Register_BootstrapTokenWithoutCertificate_UnauthenticatedEvenBeforeTheTokenIsSpent()
+    {
+        // A single-use token is spent by the CA only: accepted here, it could register (and renew, deregister) until it
+        // expires. The registry, like ADS, takes only the workload certificate the token buys.
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+        var token = cp.Token("default", "orders");
+
+        var first = await Assert.ThrowsAsync<RpcException>(() => Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(token)).ResponseAsync);
+        var replay = await Assert.ThrowsAsync<RpcException>(() => Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(token)).ResponseAsync);
+
+        Assert.Equal((StatusCode.Unauthenticated, StatusCode.Unauthenticated), (first.StatusCode, replay.StatusCode));
+        Assert.StartsWith("the workload registry on the secure port requires the workload certificate as the TLS client certificate", first.Status.Detail, StringComparison.Ordinal);
+        var leases = (Mesh.ControlPlane.Registry.WorkloadLeaseRegistry)cp.Host.Services.GetService(typeof(Mesh.ControlPlane.Registry.WorkloadLeaseRegistry))!;
+        Assert.Empty(leases.Leases());
+
+        // The token still buys its certificate (it was not spent by the refused registrations), and that registers.
+        var (_, leaf) = await cp.IssueAsync(token);
+        Assert.NotEmpty((await new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(leaf)).RegisterAsync(Request("orders", "orders"))).LeaseId);
+    }
+
+    [Fact]
     public async Task Deregister_LeaseOfAnotherIdentity_PermissionDenied()
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
-        var registry = Registry(cp);
-        var lease = await registry.RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "orders")));
+        var lease = await (await As(cp, "orders")).RegisterAsync(Request("orders", "orders"));
 
-        var ex = await Assert.ThrowsAsync<RpcException>(() => registry.DeregisterAsync(new DeregisterRequest { LeaseId = lease.LeaseId }, SecureHost.Bearer(cp.Token("default", "evil"))).ResponseAsync);
+        var ex = await Assert.ThrowsAsync<RpcException>(async () => await (await As(cp, "evil")).DeregisterAsync(new DeregisterRequest { LeaseId = lease.LeaseId }).ResponseAsync);
 
         Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
         var leases = (Mesh.ControlPlane.Registry.WorkloadLeaseRegistry)cp.Host.Services.GetService(typeof(Mesh.ControlPlane.Registry.WorkloadLeaseRegistry))!;
@@ -161,10 +180,9 @@ public class RegistrationAuthorizationTests
     public async Task Renew_LeaseOfAnotherIdentity_PermissionDeniedNamingBoth()
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
-        var registry = Registry(cp);
-        var lease = await registry.RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "orders")));
+        var lease = await (await As(cp, "orders")).RegisterAsync(Request("orders", "orders"));
 
-        var ex = await Assert.ThrowsAsync<RpcException>(() => registry.RenewAsync(new RenewRequest { LeaseId = lease.LeaseId }, SecureHost.Bearer(cp.Token("default", "evil"))).ResponseAsync);
+        var ex = await Assert.ThrowsAsync<RpcException>(async () => await (await As(cp, "evil")).RenewAsync(new RenewRequest { LeaseId = lease.LeaseId }).ResponseAsync);
 
         Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
         Assert.Equal($"caller spiffe://cluster.local/ns/default/sa/evil may not renew lease '{lease.LeaseId}', which belongs to spiffe://cluster.local/ns/default/sa/orders", ex.Status.Detail);
@@ -174,7 +192,6 @@ public class RegistrationAuthorizationTests
     public async Task Renew_ServiceNoLongerRunsAsTheOwner_PermissionDenied()
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
-        var registry = Registry(cp);
         var (_, orders) = await cp.IssueAsync(cp.Token("default", "orders"));
         var owner = new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(orders));
         var lease = await owner.RegisterAsync(Request("orders", "orders"));
@@ -283,7 +300,7 @@ public class RegistrationAuthorizationTests
     public async Task PlaintextPort_SecureLease_CannotBeRenewedDeregisteredOrOverwritten()
     {
         await using var cp = await SecureHost.StartAsync(args: ["--ControlPlane:PlaintextRegistration=true"], plaintextXds: true, files: ("services.yaml", Services));
-        var lease = await Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "orders")));
+        var lease = await (await As(cp, "orders")).RegisterAsync(Request("orders", "orders"));
         var plaintext = new WorkloadRegistry.WorkloadRegistryClient(cp.PlaintextChannel());
 
         var renew = await Assert.ThrowsAsync<RpcException>(() => plaintext.RenewAsync(new RenewRequest { LeaseId = lease.LeaseId }).ResponseAsync);
@@ -317,6 +334,13 @@ public class RegistrationAuthorizationTests
     }
 
     private static WorkloadRegistry.WorkloadRegistryClient Registry(SecureHost cp) => new(cp.SecureChannel());
+
+    /// <summary>The registry as a workload of default/<paramref name="serviceAccount"/>: its SVID as the TLS client certificate.</summary>
+    private static async Task<WorkloadRegistry.WorkloadRegistryClient> As(SecureHost cp, string serviceAccount)
+    {
+        var (_, leaf) = await cp.IssueAsync(cp.Token("default", serviceAccount));
+        return new(cp.SecureChannel(leaf));
+    }
 
     private static RegisterRequest Request(string app, string serviceAccount) => new()
     {
