@@ -141,11 +141,14 @@ internal sealed partial class WorkloadLeaseRegistry
 
             if (existing is null)
             {
-                var count = _byId.Values.Count(l => l.Owner == owner);
+                // A plaintext caller's service account is only a claim it can vary at will: all plaintext leases share one cap.
+                var count = owner.Certified
+                    ? _byId.Values.Count(l => l.Owner == owner)
+                    : _byId.Values.Count(l => !l.Owner.Certified);
                 if (count >= _options.MaxLeasesPerIdentity)
                 {
                     throw new LeaseRefusedException(LeaseRefusal.LimitReached,
-                        $"{owner.Describe(_options.TrustDomain)} already holds {count.ToString(CultureInfo.InvariantCulture)} leases, the limit ControlPlane:{nameof(ControlPlaneOptions.MaxLeasesPerIdentity)}={_options.MaxLeasesPerIdentity.ToString(CultureInfo.InvariantCulture)}; " +
+                        $"{(owner.Certified ? owner.Describe(_options.TrustDomain) : "plaintext registrations (all unauthenticated callers together)")} already hold{(owner.Certified ? "s" : string.Empty)} {count.ToString(CultureInfo.InvariantCulture)} leases, the limit ControlPlane:{nameof(ControlPlaneOptions.MaxLeasesPerIdentity)}={_options.MaxLeasesPerIdentity.ToString(CultureInfo.InvariantCulture)}; " +
                         "deregister instances that stopped, or raise the limit");
                 }
             }

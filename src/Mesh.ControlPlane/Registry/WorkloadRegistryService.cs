@@ -13,24 +13,30 @@ namespace Mesh.ControlPlane.Registry;
 
 /// <summary>gRPC front of <see cref="WorkloadLeaseRegistry"/> (mesh.registry.v1.WorkloadRegistry).</summary>
 /// <remarks>
-/// On the TLS port the caller must be authenticated and may register only as itself, only into services that run as its
+/// On the TLS port the caller must present its workload certificate (a bootstrap token only buys one) and may register only as itself, only into services that run as its
 /// identity, and only address:ports no other identity holds (a lease or a WorkloadEntry with a serviceAccount); Renew
 /// checks all of it again. On the plaintext port (ControlPlane:PlaintextRegistration) anyone may register, but never
 /// touch an address or a lease of a certified identity.
 /// </remarks>
 internal sealed class WorkloadRegistryService(
-    WorkloadLeaseRegistry registry, ConfigStore store, ControlPlaneOptions options, CallerAuthentication authentication) : WorkloadRegistry.WorkloadRegistryBase
+    WorkloadLeaseRegistry registry, ConfigStore store, ControlPlaneOptions options, CertificateAuthority ca) : WorkloadRegistry.WorkloadRegistryBase
 {
+    /// <summary>Ports one registration may carry (each is an inbound listener).</summary>
+    internal const int MaxPorts = 64;
+
+    /// <summary>Labels one registration may carry.</summary>
+    internal const int MaxLabels = 64;
+
+    internal const int MaxLabelNameLength = 63;
+    internal const int MaxLabelPrefixLength = 253;
+    internal const int MaxLabelValueLength = 63;
+
     public override Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         var caller = Caller(context);
         var workload = Validate(request.Workload);
-        if (!store.HasValidConfig)
-        {
-            // Authorization reads the ServiceEntries: without a valid folder every workload would pass unchecked.
-            throw new RpcException(new Status(StatusCode.Unavailable, "control plane not ready: no valid config folder loaded yet (see /healthz/ready); retry later"));
-        }
+        RequireValidConfig();
 
         var snapshot = store.Current;
         if (caller is not null)
@@ -64,6 +70,7 @@ internal sealed class WorkloadRegistryService(
         var caller = Caller(context);
         var held = registry.Find(request.LeaseId) ?? throw UnknownLease(request.LeaseId);
         AuthorizeLease(caller, held, "renew");
+        RequireValidConfig();
         if (caller is not null)
         {
             // The config may have changed since Register (a ServiceEntry's subjectAltNames, a new WorkloadEntry): check again.
@@ -89,6 +96,18 @@ internal sealed class WorkloadRegistryService(
         return Task.FromResult(new DeregisterResponse());
     }
 
+    /// <summary>
+    /// Authorization reads the ServiceEntries and WorkloadEntries: without a valid folder (an invalid one at start) every
+    /// workload would pass unchecked, so Register and Renew wait for one.
+    /// </summary>
+    private void RequireValidConfig()
+    {
+        if (!store.HasValidConfig)
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, "control plane not ready: no valid config folder loaded yet (see /healthz/ready); retry later"));
+        }
+    }
+
     private static RpcException UnknownLease(string leaseId) =>
         new(new Status(StatusCode.NotFound, $"lease '{leaseId}' is unknown or expired; register again"));
 
@@ -97,7 +116,14 @@ internal sealed class WorkloadRegistryService(
     {
         if (SecureTransport.IsSecure(context))
         {
-            return authentication.Authenticate(context);
+            // The workload certificate only, as ADS: a bootstrap token is spent by the CA alone, so accepted here a
+            // single-use token would register, renew and deregister until it expires.
+            var outcome = new ClientCertificateAuthenticator(ca).Authenticate(context);
+            return outcome.Identity ?? throw new RpcException(new Status(StatusCode.Unauthenticated,
+                "the workload registry on the secure port requires the workload certificate as the TLS client certificate " +
+                (outcome.Failure is null
+                    ? "and none was presented; a bootstrap token is not accepted here (it buys the certificate from the CA first)"
+                    : "and refused the one presented: " + outcome.Failure)));
         }
 
         if (!options.PlaintextRegistration)
@@ -165,17 +191,25 @@ internal sealed class WorkloadRegistryService(
     }
 
     /// <summary>
-    /// A WorkloadEntry (or inline endpoint) with a serviceAccount declares who serves its address:ports: a registration by
-    /// another identity for one of them is refused.
+    /// A WorkloadEntry (or inline endpoint) declares who serves its address:ports: its serviceAccount, or without one the
+    /// identities every service selecting it runs as (the identities its inbound listener is served to, see
+    /// InboundListenerTranslator). A registration of one of those address:ports by another identity is refused.
     /// </summary>
     internal static void CheckDeclaredOwners(MeshSnapshot snapshot, WorkloadInstance workload, IReadOnlyCollection<uint> claimed, string trustDomain)
     {
+        var caller = new WorkloadIdentity(trustDomain, workload.Namespace, workload.ServiceAccount).SpiffeId;
         var declared = snapshot.Config.WorkloadEntries.Concat(snapshot.Config.ServiceEntries.SelectMany(s => s.StaticEndpoints));
         foreach (var entry in declared)
         {
-            if (entry.ServiceAccount.Length == 0
-                || (entry.Namespace == workload.Namespace && entry.ServiceAccount == workload.ServiceAccount)
-                || !string.Equals(entry.Address, workload.Address, StringComparison.OrdinalIgnoreCase))
+            if (!string.Equals(entry.Address, workload.Address, StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+
+            var owners = entry.ServiceAccount.Length > 0
+                ? [new WorkloadIdentity(trustDomain, entry.Namespace, entry.ServiceAccount).SpiffeId]
+                : StaticEntryOwners(snapshot, entry, trustDomain);
+            if (owners.Contains(caller, StringComparer.Ordinal))
             {
                 continue;
             }
@@ -183,13 +217,36 @@ internal sealed class WorkloadRegistryService(
             var shared = ClaimedPorts(snapshot, entry).Intersect(claimed).ToList();
             if (shared.Count > 0)
             {
-                var holder = new WorkloadIdentity(trustDomain, entry.Namespace, entry.ServiceAccount).SpiffeId;
-                var caller = new LeaseOwner(workload.Namespace, workload.ServiceAccount, workload.CertifiedIdentity).Describe(trustDomain);
+                var described = new LeaseOwner(workload.Namespace, workload.ServiceAccount, workload.CertifiedIdentity).Describe(trustDomain);
+                var holder = entry.ServiceAccount.Length > 0
+                    ? $"{owners[0]} (WorkloadEntry {entry.Namespace}/{entry.Name} spec.serviceAccount)"
+                    : $"{(owners.Length == 0 ? "no identity" : string.Join(" or ", owners))} (WorkloadEntry {entry.Namespace}/{entry.Name} has no spec.serviceAccount: " +
+                      $"it belongs to the identities of the ServiceEntries selecting it{(owners.Length == 0 ? ", and none selects it or they disagree" : string.Empty)})";
                 throw new RpcException(new Status(StatusCode.PermissionDenied,
-                    $"address {string.Join(", ", shared.Select(p => $"{workload.Address}:{p.ToString(CultureInfo.InvariantCulture)}"))} is declared for {holder} " +
-                    $"(WorkloadEntry {entry.Namespace}/{entry.Name} spec.serviceAccount); {caller} may not register it"));
+                    $"address {string.Join(", ", shared.Select(p => $"{workload.Address}:{p.ToString(CultureInfo.InvariantCulture)}"))} is declared for {holder}; {described} may not register it"));
             }
         }
+    }
+
+    /// <summary>
+    /// Who owns a static entry without a serviceAccount: the identities allowed by every ServiceEntry it belongs to (an
+    /// inline endpoint, or selected by label in its namespace); none when nothing selects it or the services disagree.
+    /// </summary>
+    internal static string[] StaticEntryOwners(MeshSnapshot snapshot, WorkloadInstance entry, string trustDomain)
+    {
+        IEnumerable<string>? allowed = null;
+        foreach (var service in snapshot.Config.ServiceEntries)
+        {
+            var member = service.StaticEndpoints.Contains(entry)
+                || (service.WorkloadSelector is not null && service.Namespace == entry.Namespace && HostNames.LabelsMatch(service.WorkloadSelector, entry.Labels));
+            if (member)
+            {
+                var identities = SpiffeId.AllowedIdentities(service, trustDomain);
+                allowed = allowed is null ? identities : allowed.Intersect(identities, StringComparer.Ordinal);
+            }
+        }
+
+        return [.. allowed ?? []];
     }
 
     /// <summary>
@@ -241,11 +298,23 @@ internal sealed class WorkloadRegistryService(
             throw Invalid($"workload.address '{entry.Address}' must be an IP address or a DNS name");
         }
 
+        // Each port is an inbound listener rebuilt in every snapshot, each label is matched by every selector: bounded, so
+        // one registration cannot make every rebuild expensive.
+        if (entry.Ports.Count > MaxPorts)
+        {
+            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"workload.ports has {entry.Ports.Count} entries; the limit is {MaxPorts} per registration"));
+        }
+
         foreach (var (name, port) in entry.Ports)
         {
             if (string.IsNullOrEmpty(name) || port is < 1 or > 65535)
             {
                 throw Invalid($"workload.ports['{name}'] = {port}: port names must be non-empty and ports 1-65535");
+            }
+
+            if (name.Length > MaxLabelNameLength)
+            {
+                throw Invalid(string.Create(CultureInfo.InvariantCulture, $"workload.ports['{name[..MaxLabelNameLength]}...'] name is {name.Length} characters; the limit is {MaxLabelNameLength}"));
             }
         }
 
@@ -254,9 +323,14 @@ internal sealed class WorkloadRegistryService(
             throw Invalid("workload.labels must contain at least one label (ServiceEntries select workloads by label)");
         }
 
-        if (entry.Labels.Any(l => string.IsNullOrEmpty(l.Key)))
+        if (entry.Labels.Count > MaxLabels)
         {
-            throw Invalid("workload.labels keys must be non-empty");
+            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"workload.labels has {entry.Labels.Count} entries; the limit is {MaxLabels} per registration"));
+        }
+
+        foreach (var (key, value) in entry.Labels)
+        {
+            CheckLabel(key, value);
         }
 
         return new WorkloadInstance(
@@ -264,6 +338,34 @@ internal sealed class WorkloadRegistryService(
             entry.Ports.ToImmutableSortedDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal),
             entry.Labels.ToImmutableSortedDictionary(l => l.Key, l => l.Value, StringComparer.Ordinal),
             entry.ServiceAccount, entry.Locality, entry.Weight, EndpointSources.Registration, LeaseId: null);
+    }
+
+    /// <summary>Kubernetes' label lengths: key = optional DNS-subdomain prefix (253) '/' name (63); value 63.</summary>
+    private static void CheckLabel(string key, string value)
+    {
+        if (string.IsNullOrEmpty(key))
+        {
+            throw Invalid("workload.labels keys must be non-empty");
+        }
+
+        var slash = key.IndexOf('/', StringComparison.Ordinal);
+        var prefix = slash < 0 ? string.Empty : key[..slash];
+        var name = slash < 0 ? key : key[(slash + 1)..];
+        var shown = key.Length > 80 ? key[..80] + "..." : key;
+        if (name.Length is 0 or > MaxLabelNameLength)
+        {
+            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"workload.labels['{shown}']: the key's name part is {name.Length} characters; it must be 1-{MaxLabelNameLength} (as Kubernetes label keys)"));
+        }
+
+        if (prefix.Length > MaxLabelPrefixLength)
+        {
+            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"workload.labels['{shown}']: the key's prefix is {prefix.Length} characters; the limit is {MaxLabelPrefixLength} (as Kubernetes label keys)"));
+        }
+
+        if (value.Length > MaxLabelValueLength)
+        {
+            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"workload.labels['{shown}'] value is {value.Length} characters; the limit is {MaxLabelValueLength} (as Kubernetes label values)"));
+        }
     }
 
     private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));

@@ -16,6 +16,7 @@ internal sealed partial class CertificateService(
     public const int MaxCsrLength = 64 * 1024;
     private const string P256 = "1.2.840.10045.3.1.7";
     private const string P384 = "1.3.132.0.34";
+    private const string CsrLabel = "CERTIFICATE REQUEST";
 
     public override Task<IstioCertificateResponse> CreateCertificate(IstioCertificateRequest request, ServerCallContext context)
     {
@@ -80,11 +81,13 @@ internal sealed partial class CertificateService(
             throw Invalid(string.Create(CultureInfo.InvariantCulture, $"csr is {csr.Length} bytes; the limit is {MaxCsrLength} bytes (64 KiB)"));
         }
 
-        var algorithm = CheckCsrKeyAlgorithm(csr);
+        var der = ReadSingleCsrBlock(csr);
+        var algorithm = CheckCsrKeyAlgorithm(der);
         CertificateRequest request;
         try
         {
-            request = CertificateRequest.LoadSigningRequestPem(csr, HashAlgorithmName.SHA256, CertificateRequestLoadOptions.UnsafeLoadCertificateExtensions);
+            // The same bytes the algorithm check read: no second PEM parse that could pick another block.
+            request = CertificateRequest.LoadSigningRequest(der, HashAlgorithmName.SHA256, CertificateRequestLoadOptions.UnsafeLoadCertificateExtensions);
         }
         catch (Exception ex) when (ex is CryptographicException or ArgumentException)
         {
@@ -96,6 +99,7 @@ internal sealed partial class CertificateService(
             throw Invalid("csr requests a CA certificate (basic constraints CA:true); workload certificates are never CAs");
         }
 
+        // Checked again on the key that will be certified, not only on the pre-parse above.
         var key = request.PublicKey;
         if (key.Oid.Value != algorithm)
         {
@@ -110,22 +114,57 @@ internal sealed partial class CertificateService(
                 throw Invalid(string.Create(CultureInfo.InvariantCulture, $"csr key is RSA {rsa?.KeySize ?? 0} bits; RSA keys must have at least 2048 bits"));
             }
         }
+        else
+        {
+            CheckCurve(ReadNamedCurve(key.EncodedParameters?.RawData));
+        }
 
         return key;
+    }
+
+    /// <summary>
+    /// Exactly one PEM block, labelled CERTIFICATE REQUEST, and nothing PEM-like after it: a decoy block in front of (or behind)
+    /// the real request must never let one parser check a key and another certify a different one.
+    /// </summary>
+    private static byte[] ReadSingleCsrBlock(string csr)
+    {
+        if (!PemEncoding.TryFind(csr, out var pem))
+        {
+            throw Invalid("csr is not a valid PEM PKCS#10 request (no PEM block found)");
+        }
+
+        var label = csr[pem.Label];
+        if (!label.Equals(CsrLabel, StringComparison.Ordinal))
+        {
+            throw Invalid($"csr PEM block is labelled '{label}'; exactly one block labelled '{CsrLabel}' is accepted");
+        }
+
+        var rest = csr.AsSpan(pem.Location.End);
+        if (PemEncoding.TryFind(rest, out _) || rest.Contains("-----BEGIN", StringComparison.Ordinal))
+        {
+            throw Invalid($"csr has more than one PEM block; exactly one block labelled '{CsrLabel}' is accepted");
+        }
+
+        try
+        {
+            return Convert.FromBase64String(csr[pem.Base64Data]);
+        }
+        catch (FormatException ex)
+        {
+            throw Invalid($"csr is not a valid PEM PKCS#10 request ({ex.Message})");
+        }
     }
 
     /// <summary>
     /// Reads the key algorithm (and EC curve) from the CSR's SubjectPublicKeyInfo before anything else parses it, so a key
     /// the platform cannot even verify (Ed25519, an exotic curve) is refused by name rather than as "invalid signature".
     /// </summary>
-    private static string CheckCsrKeyAlgorithm(string csr)
+    private static string CheckCsrKeyAlgorithm(byte[] der)
     {
         string algorithm;
         string? curve = null;
         try
         {
-            var pem = PemEncoding.Find(csr);
-            var der = Convert.FromBase64String(csr[pem.Base64Data]);
             var info = new AsnReader(der, AsnEncodingRules.DER).ReadSequence().ReadSequence();
             _ = info.ReadInteger();
             info.ReadEncodedValue(); // subject
@@ -145,12 +184,38 @@ internal sealed partial class CertificateService(
         {
             case CertificateAuthority.RsaOid:
                 return algorithm;
-            case CertificateAuthority.EcOid when curve is P256 or P384:
-                return algorithm;
             case CertificateAuthority.EcOid:
-                throw Invalid($"csr key is ECDSA on curve {CurveName(curve)}; only P-256, P-384 and RSA of at least 2048 bits are accepted");
+                CheckCurve(curve);
+                return algorithm;
             default:
                 throw Invalid($"csr key algorithm {AlgorithmName(algorithm)} is not accepted; use ECDSA P-256/P-384 or RSA of at least 2048 bits");
+        }
+    }
+
+    private static void CheckCurve(string? curve)
+    {
+        if (curve is not (P256 or P384))
+        {
+            throw Invalid($"csr key is ECDSA on curve {CurveName(curve)}; only P-256, P-384 and RSA of at least 2048 bits are accepted");
+        }
+    }
+
+    /// <summary>The named-curve OID of an EC key's parameters, or null for explicit parameters (never accepted).</summary>
+    private static string? ReadNamedCurve(byte[]? parameters)
+    {
+        if (parameters is null || parameters.Length == 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            var reader = new AsnReader(parameters, AsnEncodingRules.DER);
+            return reader.PeekTag() == Asn1Tag.ObjectIdentifier ? reader.ReadObjectIdentifier() : null;
+        }
+        catch (AsnContentException)
+        {
+            return null;
         }
     }
 

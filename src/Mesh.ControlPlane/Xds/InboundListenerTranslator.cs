@@ -107,9 +107,11 @@ internal static class InboundListenerTranslator
 
     /// <summary>
     /// Which workload's labels make the listener (its policy), and who may receive it: a WorkloadEntry (or inline endpoint)
-    /// declaring a serviceAccount, else the workload registered by a certified identity, else a static entry without one
-    /// (served to the identities every service it belongs to runs as). A plaintext registration proves no identity and
-    /// never makes an inbound listener. Owners that disagree get the listener served to nobody.
+    /// declaring a serviceAccount, else the workload registered by a certified identity that may serve the address, else a
+    /// static entry without one (served to the identities every service it belongs to runs as). A static entry without a
+    /// serviceAccount belongs to those identities: a registration of its address:port by anyone else (which the registry
+    /// refuses, but config may change under a live lease) never replaces its labels. A plaintext registration proves no
+    /// identity and never makes an inbound listener. Owners that disagree get the listener served to nobody.
     /// </summary>
     private static (WorkloadInstance Workload, ImmutableArray<string> Identities)? Owner(List<WorkloadInstance> candidates, List<ResolvedService> services, string trustDomain)
     {
@@ -119,26 +121,30 @@ internal static class InboundListenerTranslator
             return (declared[0], Single(declared, trustDomain));
         }
 
-        var certified = candidates.Where(w => w.Source == EndpointSources.Registration && w.CertifiedIdentity).OrderBy(w => w.LeaseId, StringComparer.Ordinal).ToList();
+        var undeclared = candidates.FirstOrDefault(w => w.Source == EndpointSources.Static);
+        ImmutableArray<string> undeclaredOwners = [];
+        if (undeclared is not null)
+        {
+            IEnumerable<string>? allowed = null;
+            foreach (var service in services.Where(s => s.Endpoints.Any(e => ReferenceEquals(e.Workload, undeclared))).Select(s => s.Entry).Distinct())
+            {
+                var identities = SpiffeId.AllowedIdentities(service, trustDomain);
+                allowed = allowed is null ? identities : allowed.Intersect(identities, StringComparer.Ordinal);
+            }
+
+            undeclaredOwners = [.. allowed ?? []];
+        }
+
+        var certified = candidates
+            .Where(w => w.Source == EndpointSources.Registration && w.CertifiedIdentity)
+            .Where(w => undeclared is null || undeclaredOwners.Contains(new WorkloadIdentity(trustDomain, w.Namespace, w.ServiceAccount).SpiffeId, StringComparer.Ordinal))
+            .OrderBy(w => w.LeaseId, StringComparer.Ordinal).ToList();
         if (certified.Count > 0)
         {
             return (certified[0], Single(certified, trustDomain));
         }
 
-        var undeclared = candidates.FirstOrDefault(w => w.Source == EndpointSources.Static);
-        if (undeclared is null)
-        {
-            return null;
-        }
-
-        IEnumerable<string>? allowed = null;
-        foreach (var service in services.Where(s => s.Endpoints.Any(e => ReferenceEquals(e.Workload, undeclared))).Select(s => s.Entry).Distinct())
-        {
-            var identities = SpiffeId.AllowedIdentities(service, trustDomain);
-            allowed = allowed is null ? identities : allowed.Intersect(identities, StringComparer.Ordinal);
-        }
-
-        return (undeclared, [.. allowed ?? []]);
+        return undeclared is null ? null : (undeclared, undeclaredOwners);
     }
 
     private static ImmutableArray<string> Single(List<WorkloadInstance> owners, string trustDomain)

@@ -107,6 +107,25 @@ public sealed class LeaseOwnershipTests : IDisposable
     }
 
     [Fact]
+    public void Register_Plaintext_AllClaimedIdentitiesShareOneCap()
+    {
+        var registry = NewRegistry(maxLeases: 2);
+        registry.Register(Plaintext("a", 5001), null);
+        registry.Register(Plaintext("b", 5002), null);
+
+        // A plaintext caller chooses the service account it claims: a new claim is not a new identity with a fresh cap.
+        var ex = Assert.Throws<LeaseRefusedException>(() => registry.Register(Plaintext("c", 5003), null));
+
+        Assert.Equal(LeaseRefusal.LimitReached, ex.Reason);
+        Assert.StartsWith("plaintext registrations (all unauthenticated callers together) already hold 2 leases, the limit ControlPlane:MaxLeasesPerIdentity=2", ex.Message, StringComparison.Ordinal);
+
+        // Certified identities keep their own caps.
+        registry.Register(Certified("orders", 5004), null);
+        registry.Register(Certified("orders", 5005), null);
+        Assert.Equal(4, registry.Leases().Length);
+    }
+
+    [Fact]
     public void LoadState_KeepsOwnerAndClaimedPorts()
     {
         var registry = NewRegistry();

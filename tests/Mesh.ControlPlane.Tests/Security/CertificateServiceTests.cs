@@ -102,7 +102,19 @@ public class CertificateServiceTests
             { SecureHost.Csr(p521), "csr key is ECDSA on curve P-521 (secp521r1); only P-256, P-384 and RSA of at least 2048 bits are accepted" },
             { SecureHost.Csr(secp256k1), "csr key is ECDSA on curve secp256k1; only P-256, P-384" },
             { Ed25519Csr(), "csr key algorithm Ed25519 (1.3.101.112) is not accepted; use ECDSA P-256/P-384 or RSA of at least 2048 bits" },
+            // A decoy block with an accepted key in front of the real request: one parser must not check one key and certify another.
+            { Relabel(valid, "DECOY") + SecureHost.Csr(p521), "csr PEM block is labelled 'DECOY'; exactly one block labelled 'CERTIFICATE REQUEST' is accepted" },
+            { Relabel(valid, "DECOY") + SecureHost.Csr(secp256k1), "csr PEM block is labelled 'DECOY'" },
+            { Relabel(valid, "CERTIFICATE"), "csr PEM block is labelled 'CERTIFICATE'; exactly one block labelled 'CERTIFICATE REQUEST' is accepted" },
+            { valid + "\n" + SecureHost.Csr(p521), "csr has more than one PEM block; exactly one block labelled 'CERTIFICATE REQUEST' is accepted" },
+            { valid + "\n" + Relabel(valid, "DECOY"), "csr has more than one PEM block" },
         };
+    }
+
+    private static string Relabel(string pem, string label)
+    {
+        var fields = PemEncoding.Find(pem);
+        return PemEncoding.WriteString(label, Convert.FromBase64String(pem[fields.Base64Data])) + "\n";
     }
 
     /// <summary>A PKCS#10 request with an Ed25519 key, written by hand: .NET cannot make one, a workload in another language can.</summary>

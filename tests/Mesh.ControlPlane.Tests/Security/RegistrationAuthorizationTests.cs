@@ -1,3 +1,4 @@
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Grpc.Core;
 using Mesh.Xds.Registry.V1;
@@ -6,6 +7,16 @@ namespace Mesh.ControlPlane.Tests.Security;
 
 public class RegistrationAuthorizationTests
 {
+    // A misspelt security.istio.io kind makes the whole folder invalid.
+    private const string MistypedPolicy = """
+        apiVersion: security.istio.io/v1
+        kind: AuthorisationPolicy
+        metadata: {name: deny-admin}
+        spec:
+          action: DENY
+          rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+        """;
+
     private const string Services = """
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry
@@ -42,7 +53,7 @@ public class RegistrationAuthorizationTests
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
 
-        var response = await Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "orders")));
+        var response = await (await As(cp, "orders")).RegisterAsync(Request("orders", "orders"));
 
         Assert.Equal(["orders.default.svc.cluster.local"], response.Services);
         await WaitForEndpointsAsync(cp, "orders.default.svc.cluster.local", 1);
@@ -64,7 +75,7 @@ public class RegistrationAuthorizationTests
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
 
-        var ex = await Assert.ThrowsAsync<RpcException>(() => Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "evil"))).ResponseAsync);
+        var ex = await Assert.ThrowsAsync<RpcException>(async () => await (await As(cp, "evil")).RegisterAsync(Request("orders", "orders")).ResponseAsync);
 
         Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
         Assert.Contains("workload.service_account 'orders'", ex.Status.Detail, StringComparison.Ordinal);
@@ -76,7 +87,7 @@ public class RegistrationAuthorizationTests
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
 
-        var ex = await Assert.ThrowsAsync<RpcException>(() => Registry(cp).RegisterAsync(Request("orders", "evil"), SecureHost.Bearer(cp.Token("default", "evil"))).ResponseAsync);
+        var ex = await Assert.ThrowsAsync<RpcException>(async () => await (await As(cp, "evil")).RegisterAsync(Request("orders", "evil")).ResponseAsync);
 
         Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
         Assert.StartsWith(
@@ -91,10 +102,9 @@ public class RegistrationAuthorizationTests
     public async Task Register_ServiceEntrySubjectAltNames_HonouredInsteadOfConvention()
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
-        var registry = Registry(cp);
 
-        var allowed = await registry.RegisterAsync(Request("payments", "payments-canary"), SecureHost.Bearer(cp.Token("default", "payments-canary")));
-        var ex = await Assert.ThrowsAsync<RpcException>(() => registry.RegisterAsync(Request("payments", "payments"), SecureHost.Bearer(cp.Token("default", "payments"))).ResponseAsync);
+        var allowed = await (await As(cp, "payments-canary")).RegisterAsync(Request("payments", "payments-canary"));
+        var ex = await Assert.ThrowsAsync<RpcException>(async () => await (await As(cp, "payments")).RegisterAsync(Request("payments", "payments")).ResponseAsync);
 
         Assert.Equal(["payments.default.svc.cluster.local"], allowed.Services);
         Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
@@ -112,13 +122,33 @@ public class RegistrationAuthorizationTests
     }
 
     [Fact]
+    public async Task Register_BootstrapTokenWithoutCertificate_UnauthenticatedEvenBeforeTheTokenIsSpent()
+    {
+        // A single-use token is spent by the CA only: accepted here, it could register (and renew, deregister) until it
+        // expires. The registry, like ADS, takes only the workload certificate the token buys.
+        await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
+        var token = cp.Token("default", "orders");
+
+        var first = await Assert.ThrowsAsync<RpcException>(() => Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(token)).ResponseAsync);
+        var replay = await Assert.ThrowsAsync<RpcException>(() => Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(token)).ResponseAsync);
+
+        Assert.Equal((StatusCode.Unauthenticated, StatusCode.Unauthenticated), (first.StatusCode, replay.StatusCode));
+        Assert.StartsWith("the workload registry on the secure port requires the workload certificate as the TLS client certificate", first.Status.Detail, StringComparison.Ordinal);
+        var leases = (Mesh.ControlPlane.Registry.WorkloadLeaseRegistry)cp.Host.Services.GetService(typeof(Mesh.ControlPlane.Registry.WorkloadLeaseRegistry))!;
+        Assert.Empty(leases.Leases());
+
+        // The token still buys its certificate (it was not spent by the refused registrations), and that registers.
+        var (_, leaf) = await cp.IssueAsync(token);
+        Assert.NotEmpty((await new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(leaf)).RegisterAsync(Request("orders", "orders"))).LeaseId);
+    }
+
+    [Fact]
     public async Task Deregister_LeaseOfAnotherIdentity_PermissionDenied()
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
-        var registry = Registry(cp);
-        var lease = await registry.RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "orders")));
+        var lease = await (await As(cp, "orders")).RegisterAsync(Request("orders", "orders"));
 
-        var ex = await Assert.ThrowsAsync<RpcException>(() => registry.DeregisterAsync(new DeregisterRequest { LeaseId = lease.LeaseId }, SecureHost.Bearer(cp.Token("default", "evil"))).ResponseAsync);
+        var ex = await Assert.ThrowsAsync<RpcException>(async () => await (await As(cp, "evil")).DeregisterAsync(new DeregisterRequest { LeaseId = lease.LeaseId }).ResponseAsync);
 
         Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
         var leases = (Mesh.ControlPlane.Registry.WorkloadLeaseRegistry)cp.Host.Services.GetService(typeof(Mesh.ControlPlane.Registry.WorkloadLeaseRegistry))!;
@@ -150,10 +180,9 @@ public class RegistrationAuthorizationTests
     public async Task Renew_LeaseOfAnotherIdentity_PermissionDeniedNamingBoth()
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
-        var registry = Registry(cp);
-        var lease = await registry.RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "orders")));
+        var lease = await (await As(cp, "orders")).RegisterAsync(Request("orders", "orders"));
 
-        var ex = await Assert.ThrowsAsync<RpcException>(() => registry.RenewAsync(new RenewRequest { LeaseId = lease.LeaseId }, SecureHost.Bearer(cp.Token("default", "evil"))).ResponseAsync);
+        var ex = await Assert.ThrowsAsync<RpcException>(async () => await (await As(cp, "evil")).RenewAsync(new RenewRequest { LeaseId = lease.LeaseId }).ResponseAsync);
 
         Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
         Assert.Equal($"caller spiffe://cluster.local/ns/default/sa/evil may not renew lease '{lease.LeaseId}', which belongs to spiffe://cluster.local/ns/default/sa/orders", ex.Status.Detail);
@@ -163,7 +192,6 @@ public class RegistrationAuthorizationTests
     public async Task Renew_ServiceNoLongerRunsAsTheOwner_PermissionDenied()
     {
         await using var cp = await SecureHost.StartAsync(files: ("services.yaml", Services));
-        var registry = Registry(cp);
         var (_, orders) = await cp.IssueAsync(cp.Token("default", "orders"));
         var owner = new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(orders));
         var lease = await owner.RegisterAsync(Request("orders", "orders"));
@@ -192,10 +220,87 @@ public class RegistrationAuthorizationTests
     }
 
     [Fact]
+    public async Task Renew_RestartedWithInvalidFolder_UnavailableLikeRegister()
+    {
+        var root = SecureHost.NewRoot();
+        try
+        {
+            X509Certificate2 orders;
+            string leaseId;
+            await using (var first = await SecureHost.StartAsync(root, files: ("services.yaml", Services)))
+            {
+                (_, orders) = await first.IssueAsync(first.Token("default", "orders"));
+                leaseId = (await new WorkloadRegistry.WorkloadRegistryClient(first.SecureChannel(orders)).RegisterAsync(Request("orders", "orders"))).LeaseId;
+            }
+
+            // The lease survives the restart (state file); the folder does not: authorization would read an empty config.
+            await File.WriteAllTextAsync(Path.Combine(root, "config", "policy.yaml"), MistypedPolicy);
+            await using var second = await SecureHost.StartAsync(root);
+            var owner = new WorkloadRegistry.WorkloadRegistryClient(second.SecureChannel(orders));
+
+            var renew = await Assert.ThrowsAsync<RpcException>(() => owner.RenewAsync(new RenewRequest { LeaseId = leaseId }).ResponseAsync);
+            var register = await Assert.ThrowsAsync<RpcException>(() => owner.RegisterAsync(Request("orders", "orders")).ResponseAsync);
+
+            Assert.Equal(StatusCode.Unavailable, renew.StatusCode);
+            Assert.Equal(register.Status.Detail, renew.Status.Detail);
+            Assert.StartsWith("control plane not ready: no valid config folder loaded yet", renew.Status.Detail, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    // orders' instance declared statically, without spec.serviceAccount: it belongs to the identity its ServiceEntry runs as.
+    private const string StaticOrders = """
+        apiVersion: networking.istio.io/v1
+        kind: WorkloadEntry
+        metadata:
+          name: orders-static
+        spec:
+          address: 127.0.0.1
+          ports: {http: 5001}
+          labels: {app: orders}
+        """;
+
+    [Fact]
+    public async Task Register_AddressOfStaticEntryWithoutServiceAccount_OtherIdentityPermissionDeniedNamingBoth()
+    {
+        await using var cp = await SecureHost.StartAsync(files: [("services.yaml", Services), ("orders-static.yaml", StaticOrders)]);
+        var (_, frontend) = await cp.IssueAsync(cp.Token("default", "frontend"));
+        var (_, orders) = await cp.IssueAsync(cp.Token("default", "orders"));
+
+        // frontend's own labels (no ServiceEntry selects them) on orders' address:port: it would take orders' inbound listener.
+        var ex = await Assert.ThrowsAsync<RpcException>(() => new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(frontend)).RegisterAsync(Request("frontend", "frontend")).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
+        Assert.Equal(
+            "address 127.0.0.1:5001 is declared for spiffe://cluster.local/ns/default/sa/orders (WorkloadEntry default/orders-static has no spec.serviceAccount: it belongs to the identities of the ServiceEntries selecting it); " +
+            "spiffe://cluster.local/ns/default/sa/frontend may not register it",
+            ex.Status.Detail);
+
+        // The identity its service runs as still may.
+        var lease = await new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(orders)).RegisterAsync(Request("orders", "orders"));
+        Assert.NotEmpty(lease.LeaseId);
+    }
+
+    [Fact]
+    public async Task Register_AddressOfStaticEntryNoServiceSelects_RefusedToEveryIdentity()
+    {
+        await using var cp = await SecureHost.StartAsync(files: [("services.yaml", Services), ("orders-static.yaml", StaticOrders.Replace("{app: orders}", "{app: legacy}", StringComparison.Ordinal))]);
+        var (_, frontend) = await cp.IssueAsync(cp.Token("default", "frontend"));
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => new WorkloadRegistry.WorkloadRegistryClient(cp.SecureChannel(frontend)).RegisterAsync(Request("frontend", "frontend")).ResponseAsync);
+
+        Assert.Equal(StatusCode.PermissionDenied, ex.StatusCode);
+        Assert.StartsWith("address 127.0.0.1:5001 is declared for no identity (WorkloadEntry default/orders-static has no spec.serviceAccount", ex.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task PlaintextPort_SecureLease_CannotBeRenewedDeregisteredOrOverwritten()
     {
         await using var cp = await SecureHost.StartAsync(args: ["--ControlPlane:PlaintextRegistration=true"], plaintextXds: true, files: ("services.yaml", Services));
-        var lease = await Registry(cp).RegisterAsync(Request("orders", "orders"), SecureHost.Bearer(cp.Token("default", "orders")));
+        var lease = await (await As(cp, "orders")).RegisterAsync(Request("orders", "orders"));
         var plaintext = new WorkloadRegistry.WorkloadRegistryClient(cp.PlaintextChannel());
 
         var renew = await Assert.ThrowsAsync<RpcException>(() => plaintext.RenewAsync(new RenewRequest { LeaseId = lease.LeaseId }).ResponseAsync);
@@ -229,6 +334,13 @@ public class RegistrationAuthorizationTests
     }
 
     private static WorkloadRegistry.WorkloadRegistryClient Registry(SecureHost cp) => new(cp.SecureChannel());
+
+    /// <summary>The registry as a workload of default/<paramref name="serviceAccount"/>: its SVID as the TLS client certificate.</summary>
+    private static async Task<WorkloadRegistry.WorkloadRegistryClient> As(SecureHost cp, string serviceAccount)
+    {
+        var (_, leaf) = await cp.IssueAsync(cp.Token("default", serviceAccount));
+        return new(cp.SecureChannel(leaf));
+    }
 
     private static RegisterRequest Request(string app, string serviceAccount) => new()
     {

@@ -46,11 +46,25 @@ public sealed class InboundListenerOwnershipTests
     }
 
     [Fact]
-    public void Translate_CertifiedRegistrationOverStaticEntryWithoutServiceAccount_BuiltFromTheRegistration()
+    public void Translate_RegistrationByTheServiceIdentityOverStaticEntryWithoutServiceAccount_BuiltFromTheRegistration()
     {
-        var undeclared = Workload("10.0.0.5", Port, new Dictionary<string, string> { ["app"] = "frontend" }) with { ServiceAccount = string.Empty };
+        // The static entry belongs to orders (its service runs as orders): orders' own registration may refine its labels.
+        var undeclared = Workload("10.0.0.5", Port, new Dictionary<string, string> { ["app"] = "orders", ["tier"] = "static" }) with { ServiceAccount = string.Empty };
 
         var listener = Translate([undeclared], [Registered("orders", certified: true)])[Name];
+
+        Assert.Equal(["spiffe://cluster.local/ns/default/sa/orders"], listener.Identities.ToArray());
+        Assert.Equal(["ns[default]-policy[deny-orders]-rule[0]"], DenyPolicies(listener));
+    }
+
+    [Fact]
+    public void Translate_RegistrationOfAnotherIdentityOverStaticEntryWithoutServiceAccount_StaticEntryKeepsTheListener()
+    {
+        // frontend's certified lease on orders' SA-less address (a lease older than the WorkloadEntry, or a registry bug):
+        // orders' DENY must not disappear and frontend must not receive orders' listener.
+        var undeclared = Workload("10.0.0.5", Port) with { ServiceAccount = string.Empty };
+
+        var listener = Translate([undeclared], [Registered("frontend", certified: true)])[Name];
 
         Assert.Equal(["spiffe://cluster.local/ns/default/sa/orders"], listener.Identities.ToArray());
         Assert.Equal(["ns[default]-policy[deny-orders]-rule[0]"], DenyPolicies(listener));

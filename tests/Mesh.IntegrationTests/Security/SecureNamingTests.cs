@@ -46,9 +46,15 @@ public sealed class SecureNamingTests(ITestOutputHelper output)
     {
         await using var mesh = await LocalMesh.StartAsync(output);
         var frontend = await mesh.StartReadyWorkloadAsync("Mesh.Samples.Frontend", "frontend", "frontend-1");
+        var scratch = Directory.CreateTempSubdirectory("mesh-secit-naming-").FullName;
+        using var stats = WorkloadCertificates.CreateMtlsClient(await WorkloadCertificates.IssueAsync(mesh.ControlPlane, "stats-reader", scratch));
+        var before = await Eventually.ReturnsAsync(() => RequestsAsync(stats, frontend), _ => true, "frontend's request counter");
 
-        // "payments" must run as sa/orders, but its only endpoint is the frontend process (sa/frontend).
-        await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "naming.yaml"), $"""
+        // "payments" must run as sa/orders, but its only endpoint is the frontend process (sa/frontend). The inline endpoint
+        // declares frontend's address:port for orders, so while it exists frontend's inbound listener is not frontend's
+        // (it answers 503): the counter is read before and after it.
+        var naming = Path.Combine(mesh.ConfigDirectory, "naming.yaml");
+        await File.WriteAllTextAsync(naming, $"""
             apiVersion: networking.istio.io/v1
             kind: ServiceEntry
             metadata: {"{"}name: payments, namespace: default{"}"}
@@ -71,12 +77,8 @@ public sealed class SecureNamingTests(ITestOutputHelper output)
             """);
         await mesh.WaitForEndpointsAsync("payments", 1);
 
-        var scratch = Directory.CreateTempSubdirectory("mesh-secit-naming-").FullName;
         try
         {
-            using var stats = WorkloadCertificates.CreateMtlsClient(await WorkloadCertificates.IssueAsync(mesh.ControlPlane, "stats-reader", scratch));
-            var before = await RequestsAsync(stats, frontend);
-
             using var host = await mesh.CreateClientHostAsync();
             await host.StartAsync();
             var health = host.Services.GetRequiredService<HealthCheckService>();
@@ -104,12 +106,13 @@ public sealed class SecureNamingTests(ITestOutputHelper output)
                 TimeSpan.FromSeconds(60));
             output.WriteLine($"refusal: {message}");
 
-            var after = await RequestsAsync(stats, frontend);
+            await host.StopAsync();
+            File.Delete(naming);
+            var after = await Eventually.ReturnsAsync(() => RequestsAsync(stats, frontend), _ => true, "frontend to serve again once its address is no longer declared for orders", TimeSpan.FromSeconds(90));
             Console.WriteLine($"[secure-naming-client] {attempts} call(s) to payments (expects sa/orders, server is sa/frontend): refused; server request counter {before} → {after}");
             Assert.Contains(SpiffeId("orders"), message, StringComparison.Ordinal);
             Assert.Contains(SpiffeId("frontend"), message, StringComparison.Ordinal);
             Assert.Equal(before, after);
-            await host.StopAsync();
         }
         finally
         {
