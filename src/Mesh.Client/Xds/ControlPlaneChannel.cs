@@ -27,7 +27,7 @@ internal sealed class ControlPlaneChannel : IDisposable
         _time = time ?? TimeProvider.System;
         IsSecure = Address.Scheme == Uri.UriSchemeHttps;
         ExpectedIdentity = value.ControlPlane.Identity
-            ?? $"spiffe://{value.Identity.TrustDomain}/ns/mesh-system/sa/mesh-control-plane";
+            ?? ControlPlaneIdentity.In(value.Identity.TrustDomain).SpiffeId;
         if (IsSecure)
         {
             _certificates = certificates ?? throw new InvalidOperationException("An https:// control plane needs the workload certificate store.");

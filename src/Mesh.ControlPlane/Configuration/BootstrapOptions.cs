@@ -9,7 +9,7 @@ namespace Mesh.ControlPlane.Configuration;
 internal sealed class BootstrapOptions
 {
     /// <summary>The control plane's own identity (its secure-port SVID); always reserved.</summary>
-    public const string ControlPlaneIdentity = "mesh-system/mesh-control-plane";
+    public const string ControlPlaneIdentity = Mesh.Xds.Identity.ControlPlaneIdentity.Reserved;
 
     private static readonly string[] KnownKeys = [nameof(ReservedIdentities), nameof(MaxCertificateTtl)];
 

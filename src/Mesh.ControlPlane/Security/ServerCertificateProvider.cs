@@ -12,13 +12,10 @@ namespace Mesh.ControlPlane.Security;
 /// </summary>
 internal sealed partial class ServerCertificateProvider(CertificateAuthority ca, TimeProvider time, ILogger<ServerCertificateProvider> logger)
 {
-    public const string Namespace = "mesh-system";
-    public const string ServiceAccount = "mesh-control-plane";
-
     private readonly Lock _gate = new();
     private Issued? _current;
 
-    public WorkloadIdentity Identity => new(ca.TrustDomain, Namespace, ServiceAccount);
+    public WorkloadIdentity Identity => ControlPlaneIdentity.In(ca.TrustDomain);
 
     /// <summary>The certificate context (leaf + intermediates) to serve now.</summary>
     public SslStreamCertificateContext Current
