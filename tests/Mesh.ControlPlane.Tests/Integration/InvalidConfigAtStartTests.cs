@@ -1,5 +1,6 @@
 using System.Net;
 using Grpc.Core;
+using Mesh.ControlPlane.Tests.Support;
 using Mesh.ControlPlane.Xds;
 using Mesh.Xds.Envoy.Config.Cluster.V3;
 using Mesh.Xds.Envoy.Service.Discovery.V3;
@@ -105,18 +106,13 @@ public class InvalidConfigAtStartTests
         // snapshot of it: a stream opened in that window must not get the empty snapshot built at start.
         await using var cp = await ControlPlaneFixture.StartAsync(["--ControlPlane:DebounceInterval=00:00:03"], ("orders.yaml", Orders), ("policy.yaml", MistypedPolicy));
         File.Delete(Path.Combine(cp.ConfigDirectory, "policy.yaml"));
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (true)
-        {
-            using var dump = System.Text.Json.JsonDocument.Parse(await cp.Admin.GetStringAsync(new Uri("/debug/config_dump", UriKind.Relative)));
-            if (dump.RootElement.GetProperty("configErrors").GetArrayLength() == 0)
+        await Poll.UntilAsync(
+            async () =>
             {
-                break;
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, "the fixed folder was not loaded");
-            await Task.Delay(20);
-        }
+                using var dump = System.Text.Json.JsonDocument.Parse(await cp.Admin.GetStringAsync(new Uri("/debug/config_dump", UriKind.Relative)));
+                return dump.RootElement.GetProperty("configErrors").GetArrayLength() == 0;
+            },
+            "the fixed folder was not loaded");
 
         var ex = await Assert.ThrowsAsync<RpcException>(() => FirstResponseAsync(cp, TypeUrls.Cluster));
         Assert.Equal(StatusCode.Unavailable, ex.StatusCode);

@@ -1,10 +1,11 @@
 using System.Net;
 using System.Security.Cryptography;
+using Mesh.ControlPlane.Tests.Support;
 using Mesh.ControlPlane.Xds;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.IdentityModel.JsonWebTokens;
@@ -51,14 +52,14 @@ public sealed class JwksRestartTests
             await using (var first = await SecureHost.StartAsync(root, null, false, config))
             {
                 var publisher = first.Host.Services.GetRequiredService<XdsPublisher>();
-                await PollAsync(() => publisher.HasValidSnapshot && ListenerJwks(publisher) == jwks, "the first control plane never pushed the fetched keys");
+                await Poll.UntilAsync(() => publisher.HasValidSnapshot && ListenerJwks(publisher) == jwks, "the first control plane never pushed the fetched keys");
             }
 
             await server.DisposeAsync(); // the IdP goes down, then the control plane restarts
 
             await using var second = await SecureHost.StartAsync(root, null, false);
             var restarted = second.Host.Services.GetRequiredService<XdsPublisher>();
-            await PollAsync(() => restarted.HasValidSnapshot, "the restarted control plane never had a valid snapshot");
+            await Poll.UntilAsync(() => restarted.HasValidSnapshot, "the restarted control plane never had a valid snapshot");
 
             var served = ListenerJwks(restarted);
             Assert.Equal(jwks, served);
@@ -78,16 +79,6 @@ public sealed class JwksRestartTests
         server.MapGet("/jwks", context => context.Response.WriteAsync(jwks, context.RequestAborted));
         await server.StartAsync();
         return server;
-    }
-
-    private static async Task PollAsync(Func<bool> condition, string failure)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, failure);
-            await Task.Delay(20);
-        }
     }
 
     private static string? ListenerJwks(XdsPublisher publisher)

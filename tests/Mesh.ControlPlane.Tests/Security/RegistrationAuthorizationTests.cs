@@ -1,6 +1,7 @@
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Grpc.Core;
+using Mesh.ControlPlane.Tests.Support;
 using Mesh.Xds.Registry.V1;
 
 namespace Mesh.ControlPlane.Tests.Security;
@@ -362,13 +363,6 @@ public class RegistrationAuthorizationTests
             .Sum(s => s.GetProperty("endpoints").GetArrayLength());
     }
 
-    private static async Task WaitForEndpointsAsync(SecureHost cp, string host, int expected)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (await EndpointCountAsync(cp, host) != expected)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"{host} did not reach {expected} endpoint(s) within 10 s");
-            await Task.Delay(20);
-        }
-    }
+    private static Task WaitForEndpointsAsync(SecureHost cp, string host, int expected) =>
+        Poll.UntilAsync(async () => await EndpointCountAsync(cp, host) == expected, $"{host} did not reach {expected} endpoint(s)");
 }
