@@ -37,14 +37,16 @@ public class MeshSnapshotBuilderTests
     }
 
     [Theory]
-    [InlineData(HealthStatus.Unknown, true)]
-    [InlineData(HealthStatus.Healthy, true)]
-    [InlineData(HealthStatus.Unhealthy, false)]
-    [InlineData(HealthStatus.Draining, false)]
-    [InlineData(HealthStatus.Timeout, false)]
-    [InlineData(HealthStatus.Degraded, false)]
-    public void Build_HealthStatus_MapsToIsHealthy(HealthStatus status, bool healthy)
+    [InlineData((int)HealthStatus.Unknown, true)]
+    [InlineData((int)HealthStatus.Healthy, true)]
+    [InlineData((int)HealthStatus.Unhealthy, false)]
+    [InlineData((int)HealthStatus.Draining, false)]
+    [InlineData((int)HealthStatus.Timeout, false)]
+    [InlineData((int)HealthStatus.Degraded, false)]
+    public void Build_HealthStatus_MapsToIsHealthy(int healthStatus, bool healthy)
     {
+        // The wire enum is internal to the package, so the theory takes its number.
+        var status = (HealthStatus)healthStatus;
         var snapshot = Build([Listener("orders")], [Routes("orders")], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, status))]);
 
         Assert.Equal(healthy, Assert.Single(snapshot.Clusters[ClusterName("orders")].Endpoints).IsHealthy);
