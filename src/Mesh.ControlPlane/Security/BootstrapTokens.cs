@@ -178,7 +178,7 @@ internal sealed class BootstrapTokens : IDisposable
 
         if (DateTimeOffset.FromUnixTimeSeconds(exp.Value) + Skew <= now)
         {
-            reason = $"bearer token expired at {DateTimeOffset.FromUnixTimeSeconds(exp.Value):O}; mint a new one (POST /tokens on the admin port or 'Mesh.ControlPlane token')";
+            reason = $"bearer token expired at {DateTimeOffset.FromUnixTimeSeconds(exp.Value):O}; mint a new one (POST /tokens on the admin port or 'mesh-control-plane token')";
             return null;
         }
 

@@ -4,13 +4,13 @@ using Mesh.ControlPlane.Configuration;
 namespace Mesh.ControlPlane.Security;
 
 /// <summary>
-/// <c>Mesh.ControlPlane token --namespace ns --service-account sa [--ttl 01:00:00] [--reusable] [--ControlPlane:StateDirectory=dir]</c>:
+/// <c>mesh-control-plane token --namespace ns --service-account sa [--ttl 01:00:00] [--reusable] [--ControlPlane:StateDirectory=dir]</c>:
 /// prints one bootstrap token (single-use unless --reusable). Needs only the signing key, so it works offline and beside a
 /// running control plane; like the admin API it refuses reserved identities (ControlPlane:Bootstrap:ReservedIdentities).
 /// </summary>
 internal static class TokenCommand
 {
-    public const string Usage = "usage: Mesh.ControlPlane token --namespace <ns> --service-account <sa> [--ttl 01:00:00] [--reusable] [--ControlPlane:StateDirectory=<dir>]";
+    public const string Usage = "usage: mesh-control-plane token --namespace <ns> --service-account <sa> [--ttl 01:00:00] [--reusable] [--ControlPlane:StateDirectory=<dir>]";
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
