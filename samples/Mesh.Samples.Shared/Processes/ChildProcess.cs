@@ -6,7 +6,7 @@ using System.Text.RegularExpressions;
 namespace Mesh.Samples.Processes;
 
 /// <summary>
-/// A .NET app started as a separate process (<c>dotnet app.dll</c>) whose output is captured line by line,
+/// A .NET app (<c>dotnet app.dll</c>) or command started as a separate process whose output is captured line by line,
 /// so a launcher or test can wait for a line (a ready message, Kestrel's "Now listening on") with a deadline.
 /// </summary>
 public sealed partial class ChildProcess : IAsyncDisposable
@@ -61,15 +61,30 @@ public sealed partial class ChildProcess : IAsyncDisposable
             throw new FileNotFoundException($"{name}: {dllPath} does not exist; build the solution first (dotnet build Mesh.Client.sln).", dllPath);
         }
 
-        var info = new ProcessStartInfo("dotnet")
+        return Start(name, "dotnet", [dllPath, .. args ?? []], environment, workingDirectory ?? Path.GetDirectoryName(dllPath)!, echo);
+    }
+
+    /// <summary>
+    /// Starts <paramref name="fileName"/> (a command on PATH or a path) with the given arguments. Environment entries
+    /// override the inherited environment; a null value removes the variable.
+    /// </summary>
+    public static ChildProcess Start(
+        string name,
+        string fileName,
+        IEnumerable<string>? args = null,
+        IReadOnlyDictionary<string, string?>? environment = null,
+        string? workingDirectory = null,
+        Action<string, string>? echo = null)
+    {
+        ArgumentNullException.ThrowIfNull(fileName);
+        var info = new ProcessStartInfo(fileName)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
             UseShellExecute = false,
-            WorkingDirectory = workingDirectory ?? Path.GetDirectoryName(dllPath)!,
+            WorkingDirectory = workingDirectory ?? Environment.CurrentDirectory,
         };
-        info.ArgumentList.Add(dllPath);
         foreach (var arg in args ?? [])
         {
             info.ArgumentList.Add(arg);
@@ -80,7 +95,14 @@ public sealed partial class ChildProcess : IAsyncDisposable
         info.Environment["Logging__Console__FormatterName"] = "simple";
         foreach (var (key, value) in environment ?? new Dictionary<string, string?>())
         {
-            info.Environment[key] = value;
+            if (value is null)
+            {
+                info.Environment.Remove(key);
+            }
+            else
+            {
+                info.Environment[key] = value;
+            }
         }
 
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };

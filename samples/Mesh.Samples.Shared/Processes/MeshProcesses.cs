@@ -72,7 +72,7 @@ public static class MeshProcesses
     /// The plaintext ADS port (ControlPlane:XdsAddress), 0 for an ephemeral one; null (the default) leaves it off,
     /// as the control plane does, and workloads join over the secure port.
     /// </param>
-    public static async Task<ControlPlaneProcess> StartControlPlaneAsync(
+    public static Task<ControlPlaneProcess> StartControlPlaneAsync(
         string dllPath,
         string configDirectory,
         string stateDirectory,
@@ -80,18 +80,38 @@ public static class MeshProcesses
         int adminPort = 0,
         int securePort = 0,
         IEnumerable<string>? extraArgs = null,
-        Action<string, string>? echo = null)
+        Action<string, string>? echo = null) =>
+        WaitForControlPlaneAsync(
+            ChildProcess.StartDotnet("control-plane", dllPath, ControlPlaneArguments(configDirectory, stateDirectory, xdsPort, adminPort, securePort, extraArgs), echo: echo),
+            stateDirectory);
+
+    /// <summary>
+    /// Starts the control plane as an installed command (the <c>mesh-control-plane</c> .NET tool) on ephemeral ports,
+    /// in <paramref name="workingDirectory"/>, with the given environment on top of this process's.
+    /// </summary>
+    public static Task<ControlPlaneProcess> StartControlPlaneCommandAsync(
+        string command,
+        string configDirectory,
+        string stateDirectory,
+        string workingDirectory,
+        IReadOnlyDictionary<string, string?>? environment = null,
+        Action<string, string>? echo = null) =>
+        WaitForControlPlaneAsync(
+            ChildProcess.Start("control-plane", command, ControlPlaneArguments(configDirectory, stateDirectory, null, 0, 0, null), environment, workingDirectory, echo),
+            stateDirectory);
+
+    private static string[] ControlPlaneArguments(string configDirectory, string stateDirectory, int? xdsPort, int adminPort, int securePort, IEnumerable<string>? extraArgs) =>
+    [
+        $"--ControlPlane:ConfigDirectory={configDirectory}",
+        $"--ControlPlane:StateDirectory={stateDirectory}",
+        .. xdsPort is { } port ? [$"--ControlPlane:XdsAddress=http://127.0.0.1:{port}"] : Array.Empty<string>(),
+        $"--ControlPlane:AdminAddress=http://127.0.0.1:{adminPort}",
+        $"--ControlPlane:SecureAddress=https://127.0.0.1:{securePort}",
+        .. extraArgs ?? [],
+    ];
+
+    private static async Task<ControlPlaneProcess> WaitForControlPlaneAsync(ChildProcess process, string stateDirectory)
     {
-        string[] args =
-        [
-            $"--ControlPlane:ConfigDirectory={configDirectory}",
-            $"--ControlPlane:StateDirectory={stateDirectory}",
-            .. xdsPort is { } port ? [$"--ControlPlane:XdsAddress=http://127.0.0.1:{port}"] : Array.Empty<string>(),
-            $"--ControlPlane:AdminAddress=http://127.0.0.1:{adminPort}",
-            $"--ControlPlane:SecureAddress=https://127.0.0.1:{securePort}",
-            .. extraArgs ?? [],
-        ];
-        var process = ChildProcess.StartDotnet("control-plane", dllPath, args, echo: echo);
         try
         {
             var ready = await process.WaitForLineAsync(@"Mesh control plane ready: xds=(\S+) admin=(\S+) secure=(\S+)", StartTimeout).ConfigureAwait(false);
