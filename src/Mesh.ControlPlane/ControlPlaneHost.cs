@@ -49,6 +49,9 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         ServerCertificateProvider? serverCertificates = null;
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
+            // Only the ports below: a Kestrel section in the configuration (an app's appsettings.json in the directory the
+            // tool runs in, say) must not make the control plane bind that app's endpoints.
+            kestrel.Configure(new ConfigurationBuilder().Build(), reloadOnChange: false);
             kestrel.Listen(ControlPlaneOptions.BindAddress(options.SecureAddress), options.SecureAddress.Port, listen =>
             {
                 listen.Protocols = HttpProtocols.Http2;

@@ -47,6 +47,22 @@ public class ControlPlaneHostTests
     }
 
     [Fact]
+    public async Task StartAsync_KestrelSectionInConfiguration_BindsOnlyControlPlanePorts()
+    {
+        // An app's appsettings.json in the working directory (the README runs the tool beside the app) has Kestrel
+        // endpoints; the port is held here, so binding it would fail the control plane's start.
+        using var appPort = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        appPort.Start();
+        var port = ((System.Net.IPEndPoint)appPort.LocalEndpoint).Port;
+
+        await using var cp = await SecureHost.StartAsync(null, [$"--Kestrel:Endpoints:Http:Url=http://127.0.0.1:{port}"], plaintextXds: false, configureServices: null);
+
+        var server = (IServer)cp.Host.Services.GetService(typeof(IServer))!;
+        var bound = server.Features.Get<IServerAddressesFeature>()!.Addresses.Select(a => new Uri(a).Port).Order();
+        Assert.Equal(new[] { cp.Host.AdminAddress.Port, cp.Host.SecureAddress.Port }.Order(), bound);
+    }
+
+    [Fact]
     public async Task StartAsync_XdsAddressSet_PlaintextPortServesAdsButNoCertificatesOrRegistrations()
     {
         await using var cp = await SecureHost.StartAsync(plaintextXds: true, files: ("orders.yaml", Orders));

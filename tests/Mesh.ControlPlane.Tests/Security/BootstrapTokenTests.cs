@@ -37,6 +37,23 @@ public class BootstrapTokenTests
     }
 
     [Fact]
+    public void TokenCli_StateDirectoryOfNoControlPlane_ExitsOneNamingTheKeyAndCreatesNothing()
+    {
+        // The tool run from the wrong directory (or with a misspelt --ControlPlane:StateDirectory) must not make a new
+        // signing key and print a token every control plane refuses.
+        var state = Path.Combine(Path.GetTempPath(), $"mesh-no-control-plane-{Guid.NewGuid():N}");
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+
+        var exitCode = TokenCommand.Run(["--namespace", "default", "--service-account", "orders", $"--ControlPlane:StateDirectory={state}"], stdout, stderr);
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains($"No token signing key at {Path.Combine(state, "ca", "token-signing-key.pem")}", stderr.ToString(), StringComparison.Ordinal);
+        Assert.Empty(stdout.ToString());
+        Assert.False(Directory.Exists(state));
+    }
+
+    [Fact]
     public async Task PostTokens_ValidRequest_ReturnsTokenAndExpiry()
     {
         await using var cp = await SecureHost.StartAsync();
