@@ -49,8 +49,9 @@ public sealed class ConsumptionTests(PackagedMesh mesh) : IAsyncLifetime
 
         // orders saw the frontend's SPIFFE ID, which only an mTLS handshake with the frontend's SVID gives it.
         Assert.Equal("order 42 for spiffe://cluster.local/ns/default/sa/frontend", body);
-        // And orders (STRICT) takes nothing else: a plaintext caller on the same machine is turned away.
-        await Assert.ThrowsAsync<HttpRequestException>(() => http.GetStringAsync(new Uri(orders.Address, "/orders/42")));
+        // And orders (STRICT) takes nothing else: a plaintext caller on the same machine gets its connection closed.
+        var refused = await Assert.ThrowsAsync<HttpRequestException>(() => http.GetStringAsync(new Uri(orders.Address, "/orders/42")));
+        Assert.Null(refused.StatusCode);
     }
 
     [Fact]
@@ -86,12 +87,31 @@ public sealed class ConsumptionTests(PackagedMesh mesh) : IAsyncLifetime
             "dotnet",
             [mesh.FrontendDll],
             Path.GetDirectoryName(mesh.FrontendDll)!,
-            new Dictionary<string, string?> { ["ASPNETCORE_URLS"] = "http://127.0.0.1:0" });
+            new Dictionary<string, string?> { ["ASPNETCORE_URLS"] = "http://127.0.0.1:0", ["ASPNETCORE_ENVIRONMENT"] = "Production" });
 
         Assert.NotEqual(0, exitCode);
         Assert.Contains("Mesh:ControlPlane:Address", output, StringComparison.Ordinal);
         Assert.Contains("OptionsValidationException", output, StringComparison.Ordinal);
         AssertMeshClientCameFromThePackage(mesh.FrontendDll);
+    }
+
+    [Fact]
+    public async Task Tool_TokenFromADirectoryWithoutControlPlane_ExitsOneNamingTheKey()
+    {
+        // A global tool runs wherever the user is: minting there must not make a stray signing key.
+        var (exitCode, output) = await mesh.RunToExitAsync(mesh.ToolCommand, ["token", "--namespace", "default", "--service-account", "frontend"], _run);
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains($"No token signing key at {Path.Combine(_run, ".mesh-state", "ca", "token-signing-key.pem")}", output, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(_run, ".mesh-state")));
+    }
+
+    [Fact]
+    public void PackageReadme_QuickStart_CompilesAgainstThePackage()
+    {
+        // Built by the fixture from src/Mesh.Client/README.md's quick start, the text nuget.org shows.
+        Assert.True(File.Exists(mesh.PackageReadmeDll), $"{mesh.PackageReadmeDll} was not built");
+        AssertMeshClientCameFromThePackage(mesh.PackageReadmeDll);
     }
 
     /// <summary>The app's Mesh.Client is the package's assembly, byte for byte, resolved as a package (not a project).</summary>
@@ -118,7 +138,7 @@ public sealed class ConsumptionTests(PackagedMesh mesh) : IAsyncLifetime
     private async Task<ControlPlaneProcess> StartControlPlaneAsync()
     {
         var process = await MeshProcesses.StartControlPlaneCommandAsync(
-            mesh.ToolCommand, Path.Combine(_run, "config"), Path.Combine(_run, "state"), _run);
+            mesh.ToolCommand, Path.Combine(_run, "config"), Path.Combine(_run, "state"), _run, mesh.Environment());
         _processes.Add(process.Process);
         return process;
     }
@@ -130,13 +150,13 @@ public sealed class ConsumptionTests(PackagedMesh mesh) : IAsyncLifetime
             mesh.ToolCommand,
             ["token", "--namespace", "default", "--service-account", service, $"--ControlPlane:StateDirectory={controlPlane.StateDirectory}"],
             _run);
-        var process = await MeshProcesses.StartWorkloadAsync(dll, service, service, new Dictionary<string, string?>
-        {
-            ["Mesh__ControlPlane__Address"] = controlPlane.SecureAddress.ToString(),
-            ["Mesh__ControlPlane__RootCertificate"] = controlPlane.RootCertificate,
-            ["Mesh__Identity__Token"] = token.Trim(),
-            ["Mesh__Identity__CredentialFile"] = Path.Combine(_run, $"{service}-credential.pem"),
-        });
+        var environment = mesh.Environment();
+        environment["ASPNETCORE_URLS"] = "http://127.0.0.1:0";
+        environment["Mesh__ControlPlane__Address"] = controlPlane.SecureAddress.ToString();
+        environment["Mesh__ControlPlane__RootCertificate"] = controlPlane.RootCertificate;
+        environment["Mesh__Identity__Token"] = token.Trim();
+        environment["Mesh__Identity__CredentialFile"] = Path.Combine(_run, $"{service}-credential.pem");
+        var process = await MeshProcesses.StartWorkloadAsync(dll, service, service, environment);
         _processes.Add(process.Process);
         return process;
     }

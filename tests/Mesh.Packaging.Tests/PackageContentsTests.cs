@@ -27,20 +27,44 @@ public sealed class PackageContentsTests(PackagedMesh mesh)
     }
 
     [Fact]
-    public void ClientPackage_Dependencies_AreAllPublishedPackages()
+    public void ClientPackage_Dependencies_AreNoProjectOfOurs()
     {
         var dependencies = Nuspec(mesh.ClientPackage).Descendants().Where(e => e.Name.LocalName == "dependency")
-            .Select(e => (Id: e.Attribute("id")!.Value, Version: e.Attribute("version")!.Value)).ToList();
+            .Select(e => e.Attribute("id")!.Value).ToList();
 
         Assert.NotEmpty(dependencies);
-        Assert.DoesNotContain(dependencies, d => d.Id.StartsWith("Mesh.", StringComparison.OrdinalIgnoreCase));
-        // The consumer apps restored each one from the normal package source into their own packages folder.
-        foreach (var (id, version) in dependencies)
+        Assert.DoesNotContain(dependencies, id => id.StartsWith("Mesh.", StringComparison.OrdinalIgnoreCase));
+    }
+
+    [Fact]
+    public void ClientPackage_AssemblyReferences_AllResolveInTheConsumerApp()
+    {
+        // Every assembly the packaged Mesh.Client.dll and Mesh.Xds.dll reference must reach a consumer: through the
+        // package's dependencies (copied to the app's output) or the shared frameworks it runs on. A dependency of
+        // Mesh.Xds that Mesh.Client's package forgot to declare shows up here as a missing file.
+        var app = Path.GetDirectoryName(mesh.FrontendDll)!;
+        var netCore = Path.GetDirectoryName(typeof(object).Assembly.Location)!;
+        var shared = Directory.GetParent(netCore)!.Parent!.FullName;
+        var aspNetCore = Path.Combine(shared, "Microsoft.AspNetCore.App", Path.GetFileName(netCore));
+        Assert.True(Directory.Exists(aspNetCore), $"no ASP.NET Core shared framework at {aspNetCore}");
+
+        var libraries = ExtractLib(mesh.ClientPackage);
+        var missing = new List<string>();
+        foreach (var assembly in new[] { "Mesh.Client.dll", "Mesh.Xds.dll" })
         {
-            Assert.True(
-                Directory.Exists(Path.Combine(mesh.PackagesFolder, id.ToLowerInvariant(), version)),
-                $"Mesh.Client depends on {id} {version}, which the consumer's restore did not get from a package source");
+            using var pe = new PEReader(File.OpenRead(libraries[assembly]));
+            var reader = pe.GetMetadataReader();
+            foreach (var handle in reader.AssemblyReferences)
+            {
+                var name = reader.GetString(reader.GetAssemblyReference(handle).Name) + ".dll";
+                if (!new[] { app, netCore, aspNetCore }.Any(directory => File.Exists(Path.Combine(directory, name))))
+                {
+                    missing.Add($"{assembly} -> {name}");
+                }
+            }
         }
+
+        Assert.Empty(missing);
     }
 
     [Fact]
@@ -120,6 +144,11 @@ public sealed class PackageContentsTests(PackagedMesh mesh)
 
             Assert.NotNull(sourceLink);
             Assert.Contains($"https://raw.githubusercontent.com/mesh-dotnet/mesh/{commit}/*", sourceLink, StringComparison.Ordinal);
+            // Deterministic paths: no trace of the machine or clone that built it.
+            var documents = reader.Documents.Select(d => reader.GetString(reader.GetDocument(d).Name)).ToList();
+            Assert.NotEmpty(documents);
+            var unmapped = documents.Where(d => !d.StartsWith("/_/", StringComparison.Ordinal)).ToList();
+            Assert.True(unmapped.Count == 0, $"{pdb} names source files by build-machine paths: {string.Join(", ", unmapped)}");
         }
     }
 
