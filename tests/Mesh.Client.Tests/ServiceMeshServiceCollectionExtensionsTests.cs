@@ -52,6 +52,16 @@ public sealed class ServiceMeshServiceCollectionExtensionsTests : IDisposable
         Assert.DoesNotContain("LeaseTTL", error.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void AddServiceMesh_ContainerWithoutConfiguration_FailsNamingIConfiguration()
+    {
+        using var provider = new ServiceCollection().AddServiceMesh().BuildServiceProvider();
+
+        var error = Assert.Throws<InvalidOperationException>(() => provider.GetRequiredService<IOptions<ServiceMeshOptions>>().Value);
+
+        Assert.Contains(typeof(IConfiguration).FullName!, error.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [MemberData(nameof(Combinations))]
     public void AddServiceMesh_AnyCombinationTwice_RegistersWhatOneCallDoes(string combination)

@@ -1,5 +1,4 @@
 using Mesh.Client.Authorization;
-using Mesh.Client.Xds;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
