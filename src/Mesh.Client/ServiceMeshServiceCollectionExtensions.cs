@@ -1,92 +1,85 @@
 using Mesh.Client;
 using Mesh.Client.Discovery;
 using Mesh.Client.Grpc;
-using Mesh.Client.Http;
 using Mesh.Client.Hosting;
+using Mesh.Client.Http;
 using Mesh.Client.Registration;
 using Mesh.Client.Routing;
 using Mesh.Client.Security;
 using Mesh.Client.Xds;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 
-namespace Microsoft.Extensions.Hosting;
+namespace Microsoft.Extensions.DependencyInjection;
 
-/// <summary>Adds the proxyless service mesh to an application.</summary>
-public static class ServiceMeshHostingExtensions
+/// <summary>Adds the proxyless service mesh to an <see cref="IServiceCollection"/>.</summary>
+public static class ServiceMeshServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds the service mesh: options from the <c>Mesh</c> configuration section (validated at startup),
-    /// the xDS client, the <c>mesh</c> readiness health check (tag <c>ready</c>), self-registration and the
-    /// mesh request path for IHttpClientFactory and gRPC clients. Calling it more than once registers once.
+    /// Adds the service mesh with its options bound from the <c>Mesh</c> section of the <c>IConfiguration</c> in the
+    /// container, where unknown keys are errors: <see cref="AddServiceMeshCore"/> plus that configuration. Calling it more
+    /// than once, or together with <see cref="AddServiceMeshCore"/>, registers once.
     /// </summary>
-    public static TBuilder AddServiceMesh<TBuilder>(this TBuilder builder)
-        where TBuilder : IHostApplicationBuilder
+    /// <param name="services">The service collection; its provider must be able to resolve <c>IConfiguration</c>, as every host's does.</param>
+    /// <returns>The service collection, for chaining.</returns>
+    public static IServiceCollection AddServiceMesh(this IServiceCollection services)
     {
-        ArgumentNullException.ThrowIfNull(builder);
-        AddCore(builder);
-        return builder;
+        ArgumentNullException.ThrowIfNull(services);
+        AddConfiguration(services);
+        return services.AddServiceMeshCore();
     }
 
-    /// <summary>Adds the service mesh, then applies <paramref name="configure"/> after configuration binding.</summary>
-    public static TBuilder AddServiceMesh<TBuilder>(this TBuilder builder, Action<ServiceMeshOptions> configure)
-        where TBuilder : IHostApplicationBuilder
+    /// <summary>
+    /// Adds the service mesh as <see cref="AddServiceMesh(IServiceCollection)"/> does, then applies
+    /// <paramref name="configure"/> after the configuration binding.
+    /// </summary>
+    /// <param name="services">The service collection; its provider must be able to resolve <c>IConfiguration</c>, as every host's does.</param>
+    /// <param name="configure">Sets options in code; runs after the <c>Mesh</c> section was bound, before validation.</param>
+    /// <returns>The service collection, for chaining.</returns>
+    public static IServiceCollection AddServiceMesh(this IServiceCollection services, Action<ServiceMeshOptions> configure)
     {
-        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configure);
-        AddCore(builder);
-        builder.Services.Configure(configure);
-        return builder;
+        services.AddServiceMesh();
+        services.Configure(configure);
+        return services;
     }
 
-    private static void AddCore(IHostApplicationBuilder builder)
+    /// <summary>
+    /// Adds the service mesh's services without reading configuration, for hosts that set <see cref="ServiceMeshOptions"/>
+    /// themselves (<c>services.Configure&lt;ServiceMeshOptions&gt;(…)</c> or a binding of their own): the xDS client, workload
+    /// identity and inbound mTLS, the <c>mesh</c> readiness health check (tag <c>ready</c>), self-registration, inbound
+    /// authorization and the mesh request path for IHttpClientFactory and gRPC clients. The options are validated when the
+    /// host starts, each error naming its key. Calling it more than once registers once.
+    /// </summary>
+    /// <param name="services">The service collection.</param>
+    /// <returns>The service collection, for chaining.</returns>
+    public static IServiceCollection AddServiceMeshCore(this IServiceCollection services)
     {
-        var services = builder.Services;
+        ArgumentNullException.ThrowIfNull(services);
+
+        // The health check registration is not idempotent by itself: a second one named "mesh" would fail the health service.
         if (services.Any(d => d.ServiceType == typeof(ServiceMeshMarker)))
         {
-            return;
+            return services;
         }
 
         services.AddSingleton<ServiceMeshMarker>();
-        services.AddOptions<ServiceMeshOptions>()
-            .BindConfiguration(ServiceMeshOptions.SectionName)
-            .ValidateOnStart();
-        var configuration = builder.Configuration;
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ServiceMeshOptions>, ServiceMeshOptionsValidator>(
-            _ => new ServiceMeshOptionsValidator(configuration)));
-
+        services.AddOptions<ServiceMeshOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ServiceMeshOptions>, ServiceMeshOptionsValidator>());
+        services.AddLogging();
         services.TryAddSingleton(TimeProvider.System);
+
         services.AddServiceMeshSecurity();
-        services.TryAddSingleton(sp => new ControlPlaneChannel(
-            sp.GetRequiredService<IOptions<ServiceMeshOptions>>(),
-            sp.GetRequiredService<WorkloadCertificateStore>(),
-            sp.GetRequiredService<TimeProvider>()));
-        services.TryAddSingleton(sp => new XdsClient(
-            sp.GetRequiredService<IOptions<ServiceMeshOptions>>(),
-            sp.GetRequiredService<ControlPlaneChannel>(),
-            sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<ILogger<XdsClient>>(),
-            sp.GetService<IHostEnvironment>()?.ApplicationName ?? "app",
-            inbound: sp.GetRequiredService<Mesh.Client.Authorization.InboundPolicyStore>()));
+        services.TryAddSingleton<ControlPlaneChannel>();
+        services.TryAddSingleton<XdsClient>();
         services.TryAddSingleton<IMeshSnapshotSource>(sp => sp.GetRequiredService<XdsClient>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, XdsClient>(sp => sp.GetRequiredService<XdsClient>()));
-        services.TryAddSingleton(sp =>
-        {
-            var options = sp.GetRequiredService<IOptions<ServiceMeshOptions>>().Value;
-            return new MeshHostNames(options.Namespace, options.ClusterDomain);
-        });
-        services.TryAddSingleton(sp => new MeshRouter(sp.GetRequiredService<IMeshSnapshotSource>(), sp.GetRequiredService<MeshHostNames>()));
+        services.TryAddSingleton<MeshHostNames>();
+        services.TryAddSingleton<MeshRouter>();
 
-        services.TryAddSingleton<WorkloadRegistrationService>(sp => new WorkloadRegistrationService(
-            sp.GetRequiredService<IOptions<ServiceMeshOptions>>(),
-            sp,
-            sp.GetRequiredService<ControlPlaneChannel>(),
-            sp.GetRequiredService<IHostApplicationLifetime>(),
-            sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<ILogger<WorkloadRegistrationService>>()));
+        services.TryAddSingleton<WorkloadRegistrationService>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, WorkloadRegistrationService>(sp => sp.GetRequiredService<WorkloadRegistrationService>()));
 
         services.AddHealthChecks().AddCheck<MeshReadinessHealthCheck>(MeshReadinessHealthCheck.Name, tags: [MeshReadinessHealthCheck.ReadyTag]);
@@ -94,6 +87,19 @@ public static class ServiceMeshHostingExtensions
         services.AddServiceMeshHttp();
         services.AddServiceMeshGrpc();
         services.AddMeshAuthorization();
+        return services;
+    }
+
+    private static void AddConfiguration(IServiceCollection services)
+    {
+        if (services.Any(d => d.ServiceType == typeof(ServiceMeshConfigurationSection)))
+        {
+            return;
+        }
+
+        // Its presence also turns on the validator's unknown-key check of the section.
+        services.AddSingleton<ServiceMeshConfigurationSection>();
+        services.AddOptions<ServiceMeshOptions>().BindConfiguration(ServiceMeshOptions.SectionName);
     }
 
     /// <summary>Marks a service collection the mesh was added to, so a second call adds nothing.</summary>

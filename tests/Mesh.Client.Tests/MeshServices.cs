@@ -1,12 +1,13 @@
 using Mesh.Client.Discovery;
-using Mesh.Client.Grpc;
-using Mesh.Client.Http;
-using Mesh.Client.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Mesh.Client.Tests;
 
-/// <summary>Registers what AddServiceMesh() would (fixed snapshot source, router, names, time, options) plus HTTP and gRPC.</summary>
+/// <summary>
+/// The real registrations of <c>AddServiceMeshCore()</c> with a fixed snapshot in place of the xDS client's. Nothing is
+/// started: the provider is not a host's, so no hosted service (xDS, identity, registration) runs.
+/// </summary>
 internal static class MeshServices
 {
     public const string ControlPlane = "http://127.0.0.1:15010/";
@@ -14,19 +15,14 @@ internal static class MeshServices
     public static ServiceCollection Create(FixedSnapshotSource source, Action<ServiceMeshOptions>? configure = null)
     {
         var services = new ServiceCollection();
-        services.AddLogging();
-        services.AddSingleton<IMeshSnapshotSource>(source);
-        services.AddSingleton(TestSnapshots.Names);
-        services.AddSingleton(TimeProvider.System);
-        services.AddSingleton(sp => new MeshRouter(sp.GetRequiredService<IMeshSnapshotSource>(), sp.GetRequiredService<MeshHostNames>()));
-        services.AddOptions<ServiceMeshOptions>().Configure(options =>
+        services.AddServiceMeshCore();
+        services.Configure<ServiceMeshOptions>(options =>
         {
             options.ControlPlane.Address = new Uri(ControlPlane);
             options.Resilience.RetryDelay = TimeSpan.FromMilliseconds(1);
             configure?.Invoke(options);
         });
-        services.AddServiceMeshHttp();
-        services.AddServiceMeshGrpc();
+        services.Replace(ServiceDescriptor.Singleton<IMeshSnapshotSource>(source));
         return services;
     }
 }

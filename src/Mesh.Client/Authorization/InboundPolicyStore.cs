@@ -1,5 +1,6 @@
 using System.Collections.Frozen;
 using Mesh.Client.Security;
+using Microsoft.Extensions.Options;
 
 namespace Mesh.Client.Authorization;
 
@@ -27,14 +28,25 @@ internal enum InboundPortState
 /// fails closed. Only an explicit removal by the control plane takes a policy away: a lost connection leaves the store as
 /// it was (static stability).
 /// </summary>
-/// <param name="meshServed">Whether this workload's ports serve only under a policy; decided when the store is created, so
-/// that no request is served unauthorized before some hosted service starts (Kestrel may start first, or concurrently).</param>
-internal sealed class InboundPolicyStore(bool meshServed = false) : IPeerAuthenticationModeSource
+internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource
 {
     private readonly Lock _gate = new();
-    private readonly bool _meshServed = meshServed;
+    private readonly bool _meshServed;
     private Policies _policies = Policies.Empty;
     private SortedSet<string> _names = new(StringComparer.Ordinal);
+
+    /// <summary>The constructor the container uses: whether the ports are mesh-served follows from the options.</summary>
+    public InboundPolicyStore(IOptions<ServiceMeshOptions> options)
+        : this(ServesMeshTraffic(options.Value))
+    {
+    }
+
+    /// <param name="meshServed">Whether this workload's ports serve only under a policy; decided when the store is created, so
+    /// that no request is served unauthorized before some hosted service starts (Kestrel may start first, or concurrently).</param>
+    internal InboundPolicyStore(bool meshServed = false)
+    {
+        _meshServed = meshServed;
+    }
 
     public IReadOnlyDictionary<int, InboundPolicy> Current => Volatile.Read(ref _policies).ByPort;
 

@@ -11,6 +11,7 @@ internal static class MeshAuthorizationServiceCollectionExtensions
     public static IServiceCollection AddMeshAuthorization(this IServiceCollection services)
     {
         ArgumentNullException.ThrowIfNull(services);
+        services.AddOptions();
         services.TryAddSingleton<InboundPolicyStore>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStartupFilter, MeshAuthorizationStartupFilter>());
         return services;

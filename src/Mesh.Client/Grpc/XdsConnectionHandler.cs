@@ -64,7 +64,7 @@ internal sealed partial class XdsConnectionHandler : DelegatingHandler
     {
         ArgumentNullException.ThrowIfNull(services);
         var source = services.GetService<IMeshSnapshotSource>()
-            ?? throw new InvalidOperationException("The service mesh is not registered: call builder.AddServiceMesh() before creating mesh gRPC channels.");
+            ?? throw new InvalidOperationException("The service mesh is not registered: call builder.AddServiceMesh() or services.AddServiceMesh() before creating mesh gRPC channels.");
         return new XdsConnectionHandler(
             target,
             sockets,

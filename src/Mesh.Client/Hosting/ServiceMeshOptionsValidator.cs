@@ -7,26 +7,21 @@ namespace Mesh.Client.Hosting;
 
 /// <summary>
 /// Validates <see cref="ServiceMeshOptions"/> at startup and reports every problem at once, each naming
-/// its configuration key. Unknown keys in the <c>Mesh</c> section are errors: a typo must not silently
-/// fall back to a default.
+/// its configuration key. When the options are bound from the <c>Mesh</c> section (<c>AddServiceMesh()</c>),
+/// unknown keys in it are errors: a typo must not silently fall back to a default.
 /// </summary>
-internal sealed partial class ServiceMeshOptionsValidator : IValidateOptions<ServiceMeshOptions>
+/// <param name="boundSection">The section the options are bound from; absent with <c>AddServiceMeshCore()</c> alone.</param>
+internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurationSection? boundSection = null) : IValidateOptions<ServiceMeshOptions>
 {
     private const string Root = ServiceMeshOptions.SectionName;
-    private readonly IConfiguration? _configuration;
-
-    public ServiceMeshOptionsValidator(IConfiguration? configuration = null)
-    {
-        _configuration = configuration;
-    }
 
     public ValidateOptionsResult Validate(string? name, ServiceMeshOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         var errors = new List<string>();
-        if (_configuration is not null)
+        if (boundSection is not null)
         {
-            FindUnknownKeys(_configuration.GetSection(Root), typeof(ServiceMeshOptions), errors);
+            FindUnknownKeys(boundSection.Section, typeof(ServiceMeshOptions), errors);
         }
 
         var address = options.ControlPlane.Address;

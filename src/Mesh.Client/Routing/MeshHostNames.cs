@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Options;
+
 namespace Mesh.Client.Routing;
 
 /// <summary>
@@ -10,7 +12,13 @@ internal sealed class MeshHostNames
     private readonly string _namespaceSuffix;
     private readonly string _clusterSuffix;
 
-    public MeshHostNames(string @namespace, string clusterDomain)
+    /// <summary>The constructor the container uses: the names of this workload's namespace and cluster domain.</summary>
+    public MeshHostNames(IOptions<ServiceMeshOptions> options)
+        : this(options.Value.Namespace, options.Value.ClusterDomain)
+    {
+    }
+
+    internal MeshHostNames(string @namespace, string clusterDomain)
     {
         ArgumentException.ThrowIfNullOrEmpty(@namespace);
         ArgumentException.ThrowIfNullOrEmpty(clusterDomain);

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Options;
+
 namespace Mesh.Client.Security;
 
 /// <summary>Parses <c>Mesh:Inbound:Mode</c> and serves it as the mode of every port until the control plane says otherwise.</summary>
@@ -23,7 +25,20 @@ internal sealed class StaticPeerAuthenticationModeSource(PeerAuthenticationMode 
 }
 
 /// <summary>The mode the control plane's inbound listener gives a port, else the configured fallback (Mesh:Inbound:Mode).</summary>
-internal sealed class InboundPeerAuthenticationModeSource(Authorization.InboundPolicyStore store, PeerAuthenticationMode fallback) : IPeerAuthenticationModeSource
+internal sealed class InboundPeerAuthenticationModeSource : IPeerAuthenticationModeSource
 {
-    public PeerAuthenticationMode GetMode(int localPort) => store.GetMode(localPort) is var mode and not PeerAuthenticationMode.Unset ? mode : fallback;
+    private readonly Authorization.InboundPolicyStore _store;
+    private readonly PeerAuthenticationMode _fallback;
+
+    public InboundPeerAuthenticationModeSource(Authorization.InboundPolicyStore store, IOptions<ServiceMeshOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(options);
+        _store = store;
+
+        // Any other value fails validation when the host starts, before Kestrel accepts a connection.
+        _fallback = PeerAuthenticationModes.TryParse(options.Value.Inbound.Mode, out var mode) ? mode : PeerAuthenticationMode.Permissive;
+    }
+
+    public PeerAuthenticationMode GetMode(int localPort) => _store.GetMode(localPort) is var mode and not PeerAuthenticationMode.Unset ? mode : _fallback;
 }

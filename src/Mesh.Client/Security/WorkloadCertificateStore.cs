@@ -1,16 +1,32 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
 
 namespace Mesh.Client.Security;
 
 /// <summary>Holds the current SVID and bundle; written by <see cref="WorkloadIdentityService"/>, read by TLS code.</summary>
-internal sealed class WorkloadCertificateStore : IWorkloadCertificateSource, IDisposable
+internal sealed partial class WorkloadCertificateStore : IWorkloadCertificateSource, IDisposable
 {
     private readonly TaskCompletionSource _first = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private WorkloadCertificate? _current;
     private TrustBundle _bundle;
     private CancellationTokenSource _changed = new();
 
-    public WorkloadCertificateStore(bool isSecure, string trustDomain, TrustBundle initialBundle)
+    /// <summary>
+    /// The constructor the container uses: secure mode with an <c>https://</c> control plane, whose bundle starts with the
+    /// root of <c>Mesh:ControlPlane:RootCertificate</c>.
+    /// </summary>
+    public WorkloadCertificateStore(IOptions<ServiceMeshOptions> options, ILogger<WorkloadCertificateStore> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(logger);
+        var value = options.Value;
+        IsSecure = value.ControlPlane.Address?.Scheme == Uri.UriSchemeHttps;
+        TrustDomain = value.Identity.TrustDomain;
+        _bundle = IsSecure && value.ControlPlane.RootCertificate is { Length: > 0 } rootFile ? ReadRoot(rootFile, logger) : TrustBundle.Empty;
+    }
+
+    internal WorkloadCertificateStore(bool isSecure, string trustDomain, TrustBundle initialBundle)
     {
         IsSecure = isSecure;
         TrustDomain = trustDomain;
@@ -50,6 +66,20 @@ internal sealed class WorkloadCertificateStore : IWorkloadCertificateSource, IDi
     }
 
     public void Dispose() => Volatile.Read(ref _changed).Dispose();
+
+    private static TrustBundle ReadRoot(string rootFile, ILogger logger)
+    {
+        try
+        {
+            return TrustBundle.FromPem(File.ReadAllText(rootFile), rootFile);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidDataException or System.Security.Cryptography.CryptographicException)
+        {
+            // Readiness reports the missing certificate; the handshake with the control plane names the empty bundle.
+            Log.RootUnreadable(logger, rootFile, ex);
+            return TrustBundle.Empty;
+        }
+    }
 
     private void Fire()
     {

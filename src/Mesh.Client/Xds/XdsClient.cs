@@ -45,7 +45,19 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
     private readonly Authorization.InboundPolicyStore _inbound;
     private CancellationTokenSource? _streamCancellation;
 
+    /// <summary>The constructor the container uses; the node's workload name falls back to the host's application name.</summary>
     public XdsClient(
+        IOptions<ServiceMeshOptions> options,
+        ControlPlaneChannel channel,
+        TimeProvider timeProvider,
+        ILogger<XdsClient> logger,
+        Authorization.InboundPolicyStore inbound,
+        IHostEnvironment? environment = null)
+        : this(options, channel, timeProvider, logger, environment?.ApplicationName ?? "app", random: null, inbound)
+    {
+    }
+
+    internal XdsClient(
         IOptions<ServiceMeshOptions> options,
         ControlPlaneChannel channel,
         TimeProvider timeProvider,

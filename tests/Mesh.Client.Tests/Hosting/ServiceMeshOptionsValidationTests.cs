@@ -84,22 +84,6 @@ public class ServiceMeshOptionsValidationTests
     }
 
     [Fact]
-    public async Task AddServiceMesh_CalledTwice_RegistersOnce()
-    {
-        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Mesh:ControlPlane:Address"] = Unreachable });
-        builder.AddServiceMesh().AddServiceMesh(o => o.Namespace = "shop");
-        builder.Services.AddLogging();
-
-        using var host = builder.Build();
-
-        Assert.Single(host.Services.GetServices<IHostedService>().OfType<XdsClient>());
-        Assert.Equal("shop", host.Services.GetRequiredService<IOptions<ServiceMeshOptions>>().Value.Namespace);
-        var checks = host.Services.GetRequiredService<IOptions<HealthCheckServiceOptions>>().Value.Registrations;
-        Assert.Equal("ready", Assert.Single(checks, c => c.Name == "mesh").Tags.Single());
-    }
-
-    [Fact]
     public async Task Readiness_ControlPlaneUnreachable_HostStartsAndMeshIsUnhealthy()
     {
         using var host = Build(new() { ["Mesh:ControlPlane:Address"] = Unreachable });
@@ -115,7 +99,8 @@ public class ServiceMeshOptionsValidationTests
         Assert.StartsWith($"not yet synced with control plane {Unreachable}/: ", entry.Description, StringComparison.Ordinal);
     }
 
-    private static IHost Build(Dictionary<string, string?> settings)
+    /// <summary>A host with <c>builder.AddServiceMesh()</c>, the README's entry point.</summary>
+    protected virtual IHost Build(Dictionary<string, string?> settings)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddInMemoryCollection(settings);
@@ -123,4 +108,10 @@ public class ServiceMeshOptionsValidationTests
         builder.AddServiceMesh();
         return builder.Build();
     }
+}
+
+/// <summary>Every test above through <c>services.AddServiceMesh()</c> on a host that is not an IHostApplicationBuilder.</summary>
+public sealed class ServiceMeshOptionsValidationThroughServicesTests : ServiceMeshOptionsValidationTests
+{
+    protected override IHost Build(Dictionary<string, string?> settings) => MeshHosts.WithServices(settings, services => services.AddServiceMesh());
 }

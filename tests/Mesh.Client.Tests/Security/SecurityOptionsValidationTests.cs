@@ -6,7 +6,7 @@ using Microsoft.Extensions.Options;
 
 namespace Mesh.Client.Tests.Security;
 
-public sealed class SecurityOptionsValidationTests
+public class SecurityOptionsValidationTests
 {
     [Fact]
     public async Task StartAsync_HttpsWithoutRootOrToken_FailsNamingEveryKey()
@@ -60,7 +60,8 @@ public sealed class SecurityOptionsValidationTests
         Assert.Equal(TimeSpan.FromHours(24), options.Identity.CertificateTtl);
     }
 
-    private static IHost Build(Dictionary<string, string?> settings)
+    /// <summary>A host with <c>builder.AddServiceMesh()</c>, the README's entry point.</summary>
+    protected virtual IHost Build(Dictionary<string, string?> settings)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddInMemoryCollection(settings);
@@ -68,4 +69,10 @@ public sealed class SecurityOptionsValidationTests
         builder.AddServiceMesh();
         return builder.Build();
     }
+}
+
+/// <summary>Every test above through <c>services.AddServiceMesh()</c> on a host that is not an IHostApplicationBuilder.</summary>
+public sealed class SecurityOptionsValidationThroughServicesTests : SecurityOptionsValidationTests
+{
+    protected override IHost Build(Dictionary<string, string?> settings) => MeshHosts.WithServices(settings, services => services.AddServiceMesh());
 }
