@@ -151,6 +151,9 @@ public sealed class ServiceMeshServiceCollectionExtensionsTests : IDisposable
         {
             var error = await Assert.ThrowsAsync<OptionsValidationException>(() => unconfigured.StartAsync());
             Assert.Contains("Mesh:ControlPlane:Address is required", error.Message, StringComparison.Ordinal);
+            // The advice fits a host that binds nothing: configuration and environment variables would not reach it.
+            Assert.Contains("AddServiceMeshCore() reads no configuration, so set ServiceMeshOptions.ControlPlane.Address", error.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain("environment variable", error.Message, StringComparison.Ordinal);
             Assert.DoesNotContain("NotAnOption", error.Message, StringComparison.Ordinal);
         }
 

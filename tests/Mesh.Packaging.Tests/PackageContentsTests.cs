@@ -121,6 +121,10 @@ public sealed class PackageContentsTests(PackagedMesh mesh)
     public async Task ClientSymbols_BothAssemblies_SourceLinkToTheBuiltCommit()
     {
         var commit = await HeadCommitAsync();
+        // A clone whose remote is a hosted URL (a fork) keeps it; any other clone maps to the public repository.
+        var expected = await HasHostedRemoteAsync()
+            ? $"/{commit}/*"
+            : $"https://raw.githubusercontent.com/mesh-dotnet/mesh/{commit}/*";
         Assert.True(File.Exists(mesh.ClientSymbols), $"{mesh.ClientSymbols} was not produced");
         using var zip = ZipFile.OpenRead(mesh.ClientSymbols);
         foreach (var pdb in new[] { "lib/net10.0/Mesh.Client.pdb", "lib/net10.0/Mesh.Xds.pdb" })
@@ -143,7 +147,8 @@ public sealed class PackageContentsTests(PackagedMesh mesh)
                 .SingleOrDefault();
 
             Assert.NotNull(sourceLink);
-            Assert.Contains($"https://raw.githubusercontent.com/mesh-dotnet/mesh/{commit}/*", sourceLink, StringComparison.Ordinal);
+            Assert.Contains("\"/_/*\":\"https://", sourceLink, StringComparison.Ordinal);
+            Assert.Contains(expected, sourceLink, StringComparison.Ordinal);
             // Deterministic paths: no trace of the machine or clone that built it.
             var documents = reader.Documents.Select(d => reader.GetString(reader.GetDocument(d).Name)).ToList();
             Assert.NotEmpty(documents);
@@ -205,4 +210,11 @@ public sealed class PackageContentsTests(PackagedMesh mesh)
     }
 
     private async Task<string> HeadCommitAsync() => (await mesh.RunAsync("git", ["rev-parse", "HEAD"], mesh.RepositoryRoot)).Trim();
+
+    private async Task<bool> HasHostedRemoteAsync()
+    {
+        var (exitCode, output) = await mesh.RunToExitAsync("git", ["config", "--get", "remote.origin.url"], mesh.RepositoryRoot);
+        var url = output.Trim();
+        return exitCode == 0 && ((url.Contains("://", StringComparison.Ordinal) && !url.StartsWith("file:", StringComparison.Ordinal)) || url.Contains('@', StringComparison.Ordinal));
+    }
 }

@@ -27,7 +27,9 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
         var address = options.ControlPlane.Address;
         if (address is null)
         {
-            errors.Add($"{Root}:ControlPlane:Address is required (e.g. http://127.0.0.1:15010); set it in configuration or the environment variable Mesh__ControlPlane__Address");
+            errors.Add(boundSection is null
+                ? $"{Root}:ControlPlane:Address is required (e.g. http://127.0.0.1:15010); AddServiceMeshCore() reads no configuration, so set ServiceMeshOptions.ControlPlane.Address with services.Configure<ServiceMeshOptions>(…), or call AddServiceMesh() to bind the {Root} section"
+                : $"{Root}:ControlPlane:Address is required (e.g. http://127.0.0.1:15010); set it in configuration or the environment variable Mesh__ControlPlane__Address");
         }
         else if (!address.IsAbsoluteUri || (address.Scheme != Uri.UriSchemeHttp && address.Scheme != Uri.UriSchemeHttps))
         {

@@ -39,8 +39,20 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
         ControlPlaneChannel channel,
         IHostApplicationLifetime lifetime,
         TimeProvider timeProvider,
+        ILogger<WorkloadRegistrationService> logger)
+        : this(options, services, channel, lifetime, timeProvider, logger, random: null)
+    {
+    }
+
+    // Not on the container's constructor: an app's own registered Func<double> must never become the lease-renewal jitter.
+    internal WorkloadRegistrationService(
+        IOptions<ServiceMeshOptions> options,
+        IServiceProvider services,
+        ControlPlaneChannel channel,
+        IHostApplicationLifetime lifetime,
+        TimeProvider timeProvider,
         ILogger<WorkloadRegistrationService> logger,
-        Func<double>? random = null)
+        Func<double>? random)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value;

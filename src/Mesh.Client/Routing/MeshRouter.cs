@@ -26,7 +26,13 @@ internal sealed class MeshRouter
     private readonly MeshHostNames _names;
     private readonly Func<int, int> _random;
 
-    public MeshRouter(IMeshSnapshotSource source, MeshHostNames names, Func<int, int>? random = null)
+    public MeshRouter(IMeshSnapshotSource source, MeshHostNames names)
+        : this(source, names, random: null)
+    {
+    }
+
+    // Not on the container's constructor: an app's own registered Func<int, int> must never become the endpoint picker.
+    internal MeshRouter(IMeshSnapshotSource source, MeshHostNames names, Func<int, int>? random)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(names);

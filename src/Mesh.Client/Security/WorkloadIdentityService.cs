@@ -41,8 +41,19 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
         WorkloadCertificateStore store,
         ControlPlaneChannel channel,
         TimeProvider time,
+        ILogger<WorkloadIdentityService> logger)
+        : this(options, store, channel, time, logger, random: null)
+    {
+    }
+
+    // Not on the container's constructor: an app's own registered Func<double> must never become the renewal jitter.
+    internal WorkloadIdentityService(
+        IOptions<ServiceMeshOptions> options,
+        WorkloadCertificateStore store,
+        ControlPlaneChannel channel,
+        TimeProvider time,
         ILogger<WorkloadIdentityService> logger,
-        Func<double>? random = null)
+        Func<double>? random)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(store);

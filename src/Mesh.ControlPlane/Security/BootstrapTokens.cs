@@ -46,6 +46,25 @@ internal sealed class BootstrapTokens : IDisposable
         return new BootstrapTokens(PrivateKeyFiles.LoadOrCreateEcKey(KeyPath(options)), options.TrustDomain, time, options.Bootstrap);
     }
 
+    /// <summary>
+    /// Loads the signing key a control plane made in its state directory, never making one: a token signed by a key no
+    /// control plane has would be refused at first use (the <c>token</c> command, run from anywhere, uses this).
+    /// </summary>
+    public static BootstrapTokens LoadExisting(ControlPlaneOptions options, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var path = KeyPath(options);
+        if (!File.Exists(path))
+        {
+            throw new InvalidOperationException(
+                $"No token signing key at {path}: ControlPlane:StateDirectory '{options.StateDirectory}' is not the state directory of a control plane that has started. " +
+                "Pass that control plane's --ControlPlane:StateDirectory=<dir> (or start the control plane there once first).");
+        }
+
+        var key = PrivateKeyFiles.LoadEcKey(path, "restore the control plane's key from its state directory (the token command never replaces it)");
+        return new BootstrapTokens(key, options.TrustDomain, time, options.Bootstrap);
+    }
+
     /// <summary>Checks mint arguments, reserved identities included; null when valid, else a message naming the field.</summary>
     public string? CheckMint(string? ns, string? serviceAccount, TimeSpan ttl) =>
         ValidateRequest(ns, serviceAccount, ttl) ?? Reserved(ns!, serviceAccount!);

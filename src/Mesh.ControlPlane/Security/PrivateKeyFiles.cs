@@ -62,6 +62,14 @@ internal static class PrivateKeyFiles
             TryCreate(path, created.ExportPkcs8PrivateKeyPem());
         }
 
+        return LoadEcKey(path, "delete it to have a new one made, or restore the original");
+    }
+
+    /// <summary>Loads an existing ECDSA key from <paramref name="path"/>; never creates one.</summary>
+    /// <param name="path">The PEM file, mode 0600.</param>
+    /// <param name="remedy">What the reader should do when the file is not a key, for the error message.</param>
+    public static ECDsa LoadEcKey(string path, string remedy)
+    {
         EnsureOwnerOnly(path);
         var key = ECDsa.Create();
         try
@@ -72,7 +80,7 @@ internal static class PrivateKeyFiles
         catch (Exception ex) when (ex is CryptographicException or ArgumentException)
         {
             key.Dispose();
-            throw new InvalidOperationException($"Private key file {Path.GetFullPath(path)} is not a PEM ECDSA private key ({ex.Message}); delete it to have a new one made, or restore the original.", ex);
+            throw new InvalidOperationException($"Private key file {Path.GetFullPath(path)} is not a PEM ECDSA private key ({ex.Message}); {remedy}.", ex);
         }
     }
 }

@@ -69,17 +69,7 @@ internal static class TokenCommand
                 .AddCommandLine([.. rest])
                 .Build();
             var options = ControlPlaneOptions.Load(configuration);
-            // Never make a key here: a token signed by a key no control plane has would be refused at first use.
-            var key = BootstrapTokens.KeyPath(options);
-            if (!File.Exists(key))
-            {
-                stderr.WriteLine(
-                    $"No token signing key at {key}: ControlPlane:StateDirectory '{options.StateDirectory}' is not the state directory of a control plane that has started. " +
-                    "Pass that control plane's --ControlPlane:StateDirectory=<dir> (or start the control plane there once first).");
-                return 1;
-            }
-
-            using var tokens = BootstrapTokens.Load(options, TimeProvider.System);
+            using var tokens = BootstrapTokens.LoadExisting(options, TimeProvider.System);
             if (tokens.CheckMint(ns, serviceAccount, ttl) is { } refused)
             {
                 stderr.WriteLine(refused);

@@ -54,6 +54,33 @@ public class BootstrapTokenTests
     }
 
     [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void TokenCli_CorruptSigningKey_ExitsOneAndLeavesTheFileAsItWas()
+    {
+        var state = Path.Combine(Path.GetTempPath(), $"mesh-corrupt-key-{Guid.NewGuid():N}");
+        var key = Path.Combine(state, "ca", "token-signing-key.pem");
+        Directory.CreateDirectory(Path.GetDirectoryName(key)!);
+        File.WriteAllText(key, "not a key");
+        File.SetUnixFileMode(key, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        try
+        {
+            var exitCode = TokenCommand.Run(["--namespace", "default", "--service-account", "orders", $"--ControlPlane:StateDirectory={state}"], stdout, stderr);
+
+            Assert.Equal(1, exitCode);
+            Assert.Contains($"Private key file {key} is not a PEM ECDSA private key", stderr.ToString(), StringComparison.Ordinal);
+            Assert.Contains("the token command never replaces it", stderr.ToString(), StringComparison.Ordinal);
+            Assert.Empty(stdout.ToString());
+            Assert.Equal("not a key", File.ReadAllText(key));
+        }
+        finally
+        {
+            Directory.Delete(state, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task PostTokens_ValidRequest_ReturnsTokenAndExpiry()
     {
         await using var cp = await SecureHost.StartAsync();
