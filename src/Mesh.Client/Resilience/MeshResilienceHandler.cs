@@ -63,7 +63,10 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
         var routePolicy = route?.Resilience;
         var retryPolicy = routePolicy?.Retry;
         var totalTimeout = routePolicy?.Timeout ?? options.TotalTimeout;
-        var attemptTimeout = retryPolicy is null ? options.AttemptTimeout : retryPolicy.PerTryTimeout ?? TimeSpan.MaxValue;
+
+        // A route that sets a timeout or retries owns the time budget: its attempts are bounded by its per_try_timeout
+        // alone (as Envoy), so Mesh:Resilience:AttemptTimeout never cuts a call the VirtualService allows.
+        var attemptTimeout = routePolicy is null ? options.AttemptTimeout : retryPolicy?.PerTryTimeout ?? TimeSpan.MaxValue;
         var maxRetries = retryPolicy?.NumRetries ?? options.MaxRetryAttempts;
         var start = time.GetTimestamp();
         var now = start;
