@@ -281,3 +281,30 @@ public sealed class RouteResilienceDecodeTests
         return decoded!.ToDictionary(p => p.Key, p => (T)p.Value);
     }
 }
+
+/// <summary>The resilience handler's per-request look-up of the route's policy.</summary>
+public sealed class RouteResilienceLookupTests
+{
+    [Fact]
+    public void MatchRoute_ForThePolicy_AllocatesNothing()
+    {
+        var cluster = TestSnapshots.Cluster("orders", 80, [TestSnapshots.Endpoint(9000)]);
+        var policy = new RouteResilience(TimeSpan.FromSeconds(1), retry: null);
+        var service = TestSnapshots.Service(
+            "orders",
+            80,
+            new MeshRoute("/api/v2", null, true, [new Discovery.WeightedCluster(cluster, 1)], name: "v2") { Resilience = policy },
+            new MeshRoute("/", null, true, [new Discovery.WeightedCluster(cluster, 1)], name: "default"));
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://orders/api/v2/items");
+        Assert.True(service.HasRouteResilience);
+        Assert.Same(policy, Mesh.Client.Routing.MeshRouter.MatchRoute(service, request, request.RequestUri!)!.Resilience);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1000; i++)
+        {
+            Mesh.Client.Routing.MeshRouter.MatchRoute(service, request, request.RequestUri!);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+}
