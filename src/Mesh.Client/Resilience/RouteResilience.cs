@@ -32,7 +32,10 @@ internal enum RetryOn
     /// <summary><c>retriable-4xx</c>: 409.</summary>
     Retriable4xx = 1 << 6,
 
-    /// <summary><c>retriable-status-codes</c>: the codes of <c>retriable_status_codes</c>, which this client's protos do not carry yet.</summary>
+    /// <summary>
+    /// <c>retriable-status-codes</c>: the codes of <c>retriable_status_codes</c> (RetryPolicy field 7), which this client's
+    /// protos do not carry yet, so it retries no extra code. Accepted rather than NACKed: istiod's default policy names it.
+    /// </summary>
     RetriableStatusCodes = 1 << 7,
 
     /// <summary><c>envoy-ratelimited</c>: the answer carries <c>x-envoy-ratelimited</c>.</summary>
