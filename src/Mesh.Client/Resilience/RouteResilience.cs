@@ -133,8 +133,13 @@ internal sealed class RouteRetryPolicy
     }
 
     /// <summary>Envoy's back-off before retry <paramref name="retry"/> (1-based): uniformly random in [0, min((2^n − 1) × base, max)).</summary>
-    public TimeSpan Backoff(int retry) =>
-        TimeSpan.FromTicks(Math.Min(BaseInterval.Ticks * ((1L << Math.Min(retry, 30)) - 1), MaxInterval.Ticks)) * Random.Shared.NextDouble();
+    public TimeSpan Backoff(int retry)
+    {
+        // Saturates at the maximum rather than overflowing for long bases (durations up to 49 days are valid).
+        var factor = (1L << Math.Clamp(retry, 1, 30)) - 1;
+        var ceiling = BaseInterval.Ticks > MaxInterval.Ticks / factor ? MaxInterval.Ticks : BaseInterval.Ticks * factor;
+        return TimeSpan.FromTicks(ceiling) * Random.Shared.NextDouble();
+    }
 
     /// <summary>Decodes and validates an RDS retry policy; null (and errors naming <paramref name="path"/>) when this client cannot apply it.</summary>
     public static RouteRetryPolicy? Decode(RetryPolicy policy, string path, List<string> errors)

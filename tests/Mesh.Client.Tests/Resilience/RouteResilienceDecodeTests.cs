@@ -252,6 +252,13 @@ public sealed class RouteResilienceDecodeTests
 
         // Jittered: not always the same value.
         Assert.True(Enumerable.Range(0, 20).Select(_ => retry.Backoff(3)).Distinct().Count() > 1);
+
+        // Long (valid) intervals saturate at the maximum instead of overflowing into a negative wait.
+        var days = new RouteRetryPolicy(RetryOn.ServerError, 10, null, TimeSpan.FromDays(40), TimeSpan.FromDays(48));
+        for (var n = 1; n <= 40; n++)
+        {
+            Assert.InRange(days.Backoff(n), TimeSpan.Zero, TimeSpan.FromDays(48));
+        }
     }
 
     private static RouteRetryPolicy Policy(string retryOn)
