@@ -228,6 +228,32 @@ public sealed class RouteResilienceHandlerTests : IAsyncLifetime
         Assert.Equal(5, _backends[0].Hits);
     }
 
+    [Fact]
+    public async Task TheMatchingRoutesPolicyApplies_OtherRoutesKeepMeshResilience()
+    {
+        var cluster = TestSnapshots.Cluster("orders", 80, [TestSnapshots.Endpoint(_backends[0].Port)]);
+        var errors = new List<string>();
+        var retrying = new MeshRoute("/status/503", null, true, [new WeightedCluster(cluster, 1)], name: "retrying")
+        {
+            Resilience = RouteResilience.Decode(Retry("gateway-error", retries: 2), hostPolicy: null, "route", errors),
+        };
+        var plain = new MeshRoute("/", null, true, [new WeightedCluster(cluster, 1)], name: "default");
+        Assert.Empty(errors);
+        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, retrying, plain)), [cluster]);
+        await using var provider = MeshServices.Create(new FixedSnapshotSource(snapshot), options => options.Resilience.MaxRetryAttempts = 0).BuildServiceProvider();
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        using (await client.GetAsync(new Uri("http://orders/status/503")))
+        {
+            Assert.Equal(3, _backends[0].Hits);
+        }
+
+        using (await client.GetAsync(new Uri("http://orders/status/502")))
+        {
+            Assert.Equal(4, _backends[0].Hits); // the default route sets nothing: MaxRetryAttempts 0
+        }
+    }
+
     private static async Task<string> GrpcStatusOf(HttpClient client, string path)
     {
         // A unary gRPC call as bytes: POST with an Idempotency-Key (the client retries no POST without one).
