@@ -79,18 +79,18 @@ public sealed class RouteResilienceHandlerTests : IAsyncLifetime
     [Fact]
     public async Task NoRoutePolicy_MeshResilienceApplies()
     {
-        _backends[0].Hang = true;
         await using var provider = Provider(action: null, options =>
         {
-            options.Resilience.AttemptTimeout = TimeSpan.FromMilliseconds(300);
+            options.Resilience.AttemptTimeout = TimeSpan.FromMilliseconds(500);
             options.Resilience.MaxRetryAttempts = 0;
         });
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+        var before = await WarmUpThenHangAsync(client);
 
         var error = await Assert.ThrowsAsync<TaskCanceledException>(() => client.GetAsync(new Uri("http://orders/")));
 
         Assert.Contains("Mesh:Resilience:AttemptTimeout", error.Message, StringComparison.Ordinal);
-        Assert.Equal(1, _backends[0].Hits);
+        Assert.Equal(1, _backends[0].Hits - before);
     }
 
     [Fact]
@@ -159,7 +159,7 @@ public sealed class RouteResilienceHandlerTests : IAsyncLifetime
     {
         _backends[0].Hang = true;
         var action = Retry("reset", retries: 1);
-        action.RetryPolicy.PerTryTimeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(300));
+        action.RetryPolicy.PerTryTimeout = Duration.FromTimeSpan(TimeSpan.FromSeconds(1));
         action.Timeout = Duration.FromTimeSpan(TimeSpan.FromSeconds(30));
         await using var provider = Provider(action, options => options.Resilience.AttemptTimeout = TimeSpan.FromSeconds(30), _backends[0], _backends[1]);
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
@@ -175,22 +175,38 @@ public sealed class RouteResilienceHandlerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RouteTimeout_CoversAllAttempts()
+    {
+        var action = Retry("reset", retries: 10);
+        action.RetryPolicy.PerTryTimeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(400));
+        action.Timeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(1000));
+        await using var provider = Provider(action, options => options.Resilience.TotalTimeout = TimeSpan.FromSeconds(60));
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+        var before = await WarmUpThenHangAsync(client);
+
+        var error = await Assert.ThrowsAsync<TaskCanceledException>(() => client.GetAsync(new Uri("http://orders/")));
+
+        Assert.Contains("timeout of route 'default'", error.Message, StringComparison.Ordinal);
+        Assert.InRange(_backends[0].Hits - before, 1, 3); // 400 ms + 400 ms + what is left of 1 s: never 11 attempts
+    }
+
+    [Fact]
     public async Task PerTryTimeout_NoRetryLeft_NamesTheRoutesPerTryTimeout()
     {
-        _backends[0].Hang = true;
         var action = Retry("5xx", retries: 0);
-        action.RetryPolicy.PerTryTimeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(300));
+        action.RetryPolicy.PerTryTimeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(500));
         await using var provider = Provider(action, options =>
         {
             options.Resilience.TotalTimeout = TimeSpan.FromSeconds(60);
             options.Resilience.AttemptTimeout = TimeSpan.FromSeconds(60);
         });
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+        var before = await WarmUpThenHangAsync(client);
 
         var error = await Assert.ThrowsAsync<TaskCanceledException>(() => client.GetAsync(new Uri("http://orders/")));
 
         Assert.Contains("retry_policy.per_try_timeout of route 'default'", error.Message, StringComparison.Ordinal);
-        Assert.Equal(1, _backends[0].Hits);
+        Assert.Equal(1, _backends[0].Hits - before);
     }
 
     [Fact]
@@ -252,6 +268,14 @@ public sealed class RouteResilienceHandlerTests : IAsyncLifetime
         {
             Assert.Equal(4, _backends[0].Hits); // the default route sets nothing: MaxRetryAttempts 0
         }
+    }
+
+    /// <summary>One answered call first, so the connection exists and the timed attempt reaches the backend in time.</summary>
+    private async Task<int> WarmUpThenHangAsync(HttpClient client)
+    {
+        Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/")));
+        _backends[0].Hang = true;
+        return _backends[0].Hits;
     }
 
     private static async Task<string> GrpcStatusOf(HttpClient client, string path)
