@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Net.Http.Headers;
+using Mesh.Client.Resilience;
 using Mesh.Client.Xds;
 
 namespace Mesh.Client.Discovery;
@@ -77,6 +78,9 @@ internal sealed class MeshRoute
     public ImmutableArray<HeaderMatch> Headers { get; }
 
     public string Name { get; }
+
+    /// <summary>Gets the route's timeout and retry policy from RDS; null when it sets neither (then <c>Mesh:Resilience</c> applies).</summary>
+    public RouteResilience? Resilience { get; init; }
 
     /// <summary>Gets whether the route matches every path, so the request path need not be read at all.</summary>
     public bool MatchesAnyPath { get; }

@@ -19,6 +19,7 @@ internal sealed class MeshService
         {
             NeedsPath |= !route.MatchesAnyPath;
             NeedsHeaders |= route.Headers.Length > 0;
+            HasRouteResilience |= route.Resilience is not null;
         }
     }
 
@@ -35,6 +36,9 @@ internal sealed class MeshService
     public bool NeedsPath { get; }
 
     public bool NeedsHeaders { get; }
+
+    /// <summary>Gets whether any route sets a timeout or retry policy; when none does the resilience handler matches no route.</summary>
+    public bool HasRouteResilience { get; }
 
     public override string ToString() => ListenerName;
 }

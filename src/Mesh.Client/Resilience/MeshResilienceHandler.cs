@@ -56,16 +56,28 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
         var options = _policies.Options;
         var time = _policies.Time;
         var breaker = _policies.GetBreaker(service);
+
+        // What the route sets wins; what it leaves unset, Mesh:Resilience decides. The route is matched only when one
+        // of the service's routes sets something, so services without route policies pay nothing for it.
+        var route = service.HasRouteResilience ? MeshRouter.MatchRoute(service, request, request.RequestUri!) : null;
+        var routePolicy = route?.Resilience;
+        var retryPolicy = routePolicy?.Retry;
+        var totalTimeout = routePolicy?.Timeout ?? options.TotalTimeout;
+
+        // A route that sets a timeout or retries owns the time budget: its attempts are bounded by its per_try_timeout
+        // alone (as Envoy), so Mesh:Resilience:AttemptTimeout never cuts a call the VirtualService allows.
+        var attemptTimeout = routePolicy is null ? options.AttemptTimeout : retryPolicy?.PerTryTimeout ?? TimeSpan.MaxValue;
+        var maxRetries = retryPolicy?.NumRetries ?? options.MaxRetryAttempts;
         var start = time.GetTimestamp();
         var now = start;
         for (var attempt = 0; ; attempt++)
         {
-            var remaining = options.TotalTimeout - time.GetElapsedTime(start, now);
-            var totalBinds = remaining <= options.AttemptTimeout;
-            var timeout = totalBinds ? remaining : options.AttemptTimeout;
+            var remaining = totalTimeout - time.GetElapsedTime(start, now);
+            var totalBinds = remaining <= attemptTimeout;
+            var timeout = totalBinds ? remaining : attemptTimeout;
             if (timeout <= TimeSpan.Zero)
             {
-                throw TimedOut(service, request, totalBinds: true);
+                throw TimedOut(service, request, route, totalBinds: true);
             }
 
             if (!breaker.TryAdmit(now, out var trial))
@@ -108,28 +120,21 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
                 ExceptionDispatchInfo.Throw(error);
             }
 
+            // The circuit breaker counts failures by the app's rule whatever the route retries on.
             var transient = MeshResiliencePolicies.IsTransient(response, error, timedOut);
             if (breaker.OnResult(now, transient, trial))
             {
                 Log.CircuitOpened(_logger, service.Host, options.CircuitBreakerBreakDuration);
             }
 
-            if (!transient)
-            {
-                if (error is not null)
-                {
-                    ExceptionDispatchInfo.Throw(error);
-                }
-
-                return response!;
-            }
+            var retriable = retryPolicy is null ? transient : retryPolicy.ShouldRetry(response, error, timedOut);
 
             // An attempt cut short by the total timeout spent the budget: nothing is left to retry with (the timer may
             // fire a fraction of a millisecond before the clock agrees, so this is decided by which deadline bound it).
-            if (!(timedOut && totalBinds) && attempt < options.MaxRetryAttempts && MeshResiliencePolicies.CanRetry(request, error))
+            if (retriable && !(timedOut && totalBinds) && attempt < maxRetries && MeshResiliencePolicies.CanRetry(request, error))
             {
-                var delay = Backoff(options.RetryDelay, attempt + 1);
-                if (delay < options.TotalTimeout - time.GetElapsedTime(start, now))
+                var delay = retryPolicy is null ? Backoff(options.RetryDelay, attempt + 1) : retryPolicy.Backoff(attempt + 1);
+                if (delay < totalTimeout - time.GetElapsedTime(start, now))
                 {
                     Log.Retrying(_logger, service.Host, attempt + 1, response is null ? 0 : (int)response.StatusCode, timedOut ? "attempt timeout" : error?.GetType().Name ?? "status");
                     response?.Dispose();
@@ -145,7 +150,7 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
 
             if (timedOut)
             {
-                throw TimedOut(service, request, totalBinds);
+                throw TimedOut(service, request, route, totalBinds);
             }
 
             if (error is not null)
@@ -178,18 +183,26 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
         }
     }
 
-    private TaskCanceledException TimedOut(MeshService service, HttpRequestMessage request, bool totalBinds)
+    private TaskCanceledException TimedOut(MeshService service, HttpRequestMessage request, MeshRoute? route, bool totalBinds)
     {
         var options = _policies.Options;
+        var policy = route?.Resilience;
         var (budget, key) = totalBinds
-            ? (options.TotalTimeout, "Mesh:Resilience:TotalTimeout")
-            : (options.AttemptTimeout, "Mesh:Resilience:AttemptTimeout");
+            ? policy?.Timeout is { } routeTimeout
+                ? (routeTimeout, $"timeout of route {RouteName(route!)}")
+                : (options.TotalTimeout, "Mesh:Resilience:TotalTimeout")
+            : policy?.Retry?.PerTryTimeout is { } perTry
+                ? (perTry, $"retry_policy.per_try_timeout of route {RouteName(route!)}")
+                : (options.AttemptTimeout, "Mesh:Resilience:AttemptTimeout");
         var message = string.Create(CultureInfo.InvariantCulture,
             $"The request to mesh service '{request.RequestUri!.Host}' ({service.Host}) timed out after {budget.TotalSeconds:0.###} s ({key}).");
 
         // As HttpClient reports its own Timeout: a TaskCanceledException whose inner exception is a TimeoutException.
         return new TaskCanceledException(message, new TimeoutException(message));
     }
+
+    private static string RouteName(MeshRoute route) =>
+        route.Name.Length > 0 ? $"'{route.Name}'" : $"'{route.Prefix ?? route.Path}'";
 
     private static partial class Log
     {

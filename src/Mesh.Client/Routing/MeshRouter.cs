@@ -79,7 +79,8 @@ internal sealed class MeshRouter
         return endpoint is null ? RouteStatus.NoEndpoint : RouteStatus.Routed;
     }
 
-    private static MeshRoute? MatchRoute(MeshService service, HttpRequestMessage request, Uri uri)
+    /// <summary>The first route of <paramref name="service"/> that matches the request, as Envoy picks it.</summary>
+    internal static MeshRoute? MatchRoute(MeshService service, HttpRequestMessage request, Uri uri)
     {
         var routes = service.Routes;
         if (!service.NeedsPath && !service.NeedsHeaders)

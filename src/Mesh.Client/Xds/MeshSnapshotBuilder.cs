@@ -193,7 +193,11 @@ internal static class MeshSnapshotBuilder
                 match.CaseSensitive ?? true,
                 weighted.ToImmutable(),
                 headers,
-                route.Name));
+                route.Name)
+            {
+                // Validated by XdsResourceDecoder.ValidateRoute; parsed here once so requests only read it.
+                Resilience = Resilience.RouteResilience.Decode(action, host.RetryPolicy, string.Empty, []),
+            });
         }
 
         return routes.MoveToImmutable();

@@ -297,6 +297,11 @@ internal static class XdsResourceDecoder
             {
                 ValidateRoute(host.Routes[r], $"{where}{hostPath}.routes[{r}]", errors);
             }
+
+            if (host.RetryPolicy is { } retry)
+            {
+                Resilience.RouteRetryPolicy.Decode(retry, $"{where}{hostPath}.retry_policy", errors);
+            }
         }
     }
 
@@ -327,6 +332,9 @@ internal static class XdsResourceDecoder
         }
 
         var action = route.Route_;
+
+        // The virtual host's policy is checked once, by ValidateRoutes.
+        Resilience.RouteResilience.Decode(action, hostPolicy: null, $"{where}.route", errors);
         switch (action.ClusterSpecifierCase)
         {
             case RouteAction.ClusterSpecifierOneofCase.Cluster:
