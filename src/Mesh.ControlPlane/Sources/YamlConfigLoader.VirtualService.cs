@@ -323,12 +323,14 @@ internal static partial class YamlConfigLoader
     {
         RejectUnsupportedFields(ctx, node, path, RetryFields);
         uint attempts = 0;
+        var attemptsValid = true;
         var attemptsNode = Child(node, "attempts");
         if (attemptsNode is not null)
         {
             var text = ctx.String(attemptsNode, $"{path}.attempts");
             if (!uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out attempts))
             {
+                attemptsValid = false;
                 ctx.Error(attemptsNode, $"{path}.attempts", $"must be a non-negative integer (got '{text}')");
             }
         }
@@ -354,7 +356,7 @@ internal static partial class YamlConfigLoader
             }
         }
 
-        if (attempts == 0 && (perTryNode is not null || retryOnNode is not null))
+        if (attemptsValid && attempts == 0 && (perTryNode is not null || retryOnNode is not null))
         {
             ctx.Error(attemptsNode ?? node, $"{path}.attempts", "is 0, so perTryTimeout and retryOn would do nothing; set attempts above 0 or remove them");
         }

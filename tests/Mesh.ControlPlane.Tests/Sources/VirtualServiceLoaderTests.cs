@@ -290,6 +290,47 @@ public sealed class VirtualServiceLoaderTests : IDisposable
         Assert.Contains($"VirtualService default/orders-b: spec.hosts[0]: host {Fqdn} already has VirtualService default/orders (vs.yaml:1)", error.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>The same host spelt another way (FQDN, or short in another resource) is still the same host.</summary>
+    [Fact]
+    public void Load_SecondVirtualServiceSpellingTheHostAsFqdn_IsStillADuplicate()
+    {
+        var second = Canary.Replace("name: orders\n", "name: orders-b\n", StringComparison.Ordinal).Replace("hosts: [orders]", $"hosts: [{Fqdn.ToUpperInvariant()}]", StringComparison.Ordinal);
+        var result = YamlConfigLoader.Load([("services.yaml", Services), ("vs.yaml", Canary), ("vs-b.yaml", second)]);
+
+        var error = Assert.Single(result.Errors);
+        Assert.Contains("already has VirtualService default/orders", error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>A short host in another namespace names another service, which no ServiceEntry declares.</summary>
+    [Fact]
+    public void Load_ShortHostInAnotherNamespace_IsNotTheDefaultNamespacesService()
+    {
+        var result = Load(Canary.Replace("name: orders\n", "name: orders\n  namespace: shop\n", StringComparison.Ordinal));
+
+        Assert.True(result.HasErrors);
+        Assert.Contains(result.Errors, e => e.Message.Contains("spec.hosts[0]: host orders.shop.svc.cluster.local is not declared by any ServiceEntry", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("x-user: {regex", "X-User: {regex", "spec.http[0].match[0].headers.X-User: header names must be non-empty and lowercase")]
+    [InlineData("gateways: [mesh]", "gateways: [mesh, my-gateway]", "spec.gateways[1]: 'my-gateway' is not supported")]
+    [InlineData("uri: {prefix: /api}", "uri: {prefix: /api, exact: /api}", "spec.http[0].match[0].uri: must set exactly one of exact, prefix or regex")]
+    [InlineData("uri: {prefix: /api}", "uri: {suffix: /api}", "spec.http[0].match[0].uri.suffix: is not a string match")]
+    [InlineData("uri: {prefix: /api}", "uri: {prefix: \"\"}", "spec.http[0].match[0].uri.prefix: must not be empty")]
+    [InlineData("method: {exact: GET}", "method: {}", "spec.http[0].match[0].method: needs one of exact, prefix or regex")]
+    [InlineData("ignoreUriCase: true", "ignoreUriCase: maybe", "spec.http[0].match[0].ignoreUriCase: must be true or false")]
+    [InlineData("attempts: 3", "attempts: -1", "spec.http[0].retries.attempts: must be a non-negative integer")]
+    [InlineData("weight: 90", "weight: ninety", "spec.http[1].route[0].weight: must be an integer")]
+    public void Load_MalformedField_IsErrorNamingItsPath(string find, string replace, string expected)
+    {
+        var yaml = Canary.Replace(find, replace, StringComparison.Ordinal);
+        Assert.NotEqual(Canary, yaml);
+
+        var error = SingleError(yaml);
+
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("gateways: [mesh]", "gateways: [my-gateway]", "spec.gateways[0]: 'my-gateway' is not supported")]
     [InlineData("    timeout: 2s", "    timeout: 2s\n    fault: {abort: {httpStatus: 500}}", "spec.http[0].fault: is not supported yet")]
