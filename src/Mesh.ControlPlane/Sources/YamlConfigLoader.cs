@@ -487,6 +487,8 @@ internal static partial class YamlConfigLoader
 
     private static DestinationRuleModel? ParseDestinationRule(ResourceContext ctx, YamlMappingNode spec, string ns, string name)
     {
+        // A traffic policy the mesh would not apply (connectionPool, outlierDetection, …) is refused, never silently dropped.
+        RejectUnsupportedFields(ctx, spec, "spec", ["host", "trafficPolicy", "subsets"]);
         var host = ctx.String(Child(spec, "host"), "spec.host");
         if (string.IsNullOrEmpty(host))
         {
@@ -498,6 +500,11 @@ internal static partial class YamlConfigLoader
         }
 
         var policy = ctx.Mapping(Child(spec, "trafficPolicy"), spec, "spec.trafficPolicy", required: false);
+        if (policy is not null)
+        {
+            RejectUnsupportedFields(ctx, policy, "spec.trafficPolicy", ["loadBalancer", "tls"]);
+        }
+
         var lb = (policy is null ? null : ParseSimpleLoadBalancer(ctx, policy, "spec.trafficPolicy.loadBalancer")) ?? LoadBalancerKind.RoundRobin;
         var tlsMode = policy is null ? null : ParseTlsMode(ctx, policy);
         var subsets = ParseSubsets(ctx, spec);
@@ -508,6 +515,11 @@ internal static partial class YamlConfigLoader
     private static LoadBalancerKind? ParseSimpleLoadBalancer(ResourceContext ctx, YamlMappingNode policy, string path)
     {
         var lbNode = ctx.Mapping(Child(policy, "loadBalancer"), policy, path, required: false);
+        if (lbNode is not null)
+        {
+            RejectUnsupportedFields(ctx, lbNode, path, ["simple"]);
+        }
+
         if (lbNode is null || Child(lbNode, "simple") is not { } simpleNode)
         {
             return null;
