@@ -234,6 +234,9 @@ internal static partial class YamlConfigLoader
                 return new RouteStringMatch(RouteStringMatchKind.Exact, text);
             case "prefix":
                 return new RouteStringMatch(RouteStringMatchKind.Prefix, text);
+            case "regex" when allowPresence && text == "*":
+                // istiod reads a header regex "*" as "present" (route.go), though it is not a valid RE2 pattern.
+                return null;
             case "regex":
                 return CheckRegex(ctx, value, $"{path}.regex", text) ? new RouteStringMatch(RouteStringMatchKind.Regex, text) : null;
             default:

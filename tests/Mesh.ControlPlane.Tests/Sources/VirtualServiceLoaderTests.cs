@@ -120,6 +120,15 @@ public sealed class VirtualServiceLoaderTests : IDisposable
         Assert.Equal(LoadBalancerKind.LeastRequest, rule.Subsets[1].LoadBalancer);
     }
 
+    [Fact]
+    public void Load_HeaderRegexStar_IsAPresenceMatchAsInIstio()
+    {
+        var result = Load(Canary.Replace("x-trace: {}", "x-trace: {regex: \"*\"}", StringComparison.Ordinal));
+
+        Assert.Empty(result.Errors);
+        Assert.Contains(new RouteHeaderMatch("x-trace", null), result.Config.VirtualServices[0].Http[0].Matches[0].Headers);
+    }
+
     [Theory]
     [InlineData("networking.istio.io/v1")]
     [InlineData("networking.istio.io/v1alpha3")]
