@@ -170,17 +170,20 @@ internal sealed class RouteTranslator
     }
 
     /// <summary>
-    /// <c>attempts: 0</c> becomes an explicit policy with no retries, so the client does not fall back to its own defaults.
+    /// <c>attempts: 0</c> becomes a policy with an empty <c>retry_on</c>: no condition, so no retries, and the client does
+    /// not fall back to its own defaults. Not <c>num_retries: 0</c>, which grpc-js NACKs (with the whole route config).
     /// HTTP codes in retryOn move to retriable_status_codes, as istiod does.
     /// </summary>
     public static RetryPolicy BuildRetryPolicy(HttpRetryModel retries)
     {
         ArgumentNullException.ThrowIfNull(retries);
-        var policy = new RetryPolicy { NumRetries = retries.Attempts };
+        var policy = new RetryPolicy();
         if (retries.Attempts == 0)
         {
             return policy;
         }
+
+        policy.NumRetries = retries.Attempts;
 
         if (retries.PerTryTimeout is { } perTry)
         {

@@ -241,15 +241,16 @@ public class RouteTranslatorTests
 
     [Theory]
     [InlineData("{attempts: 2}", 2u, RouteTranslator.DefaultRetryOn, new uint[0])]
-    [InlineData("{attempts: 0}", 0u, "", new uint[0])]
+    [InlineData("{attempts: 0}", null, "", new uint[0])]
     [InlineData("{attempts: 1, retryOn: \"502,503,retriable-status-codes,502\"}", 1u, "retriable-status-codes", new uint[] { 502, 503 })]
-    public void Translate_Retries_FollowIstiod(string retries, uint attempts, string retryOn, uint[] codes)
+    public void Translate_Retries_FollowIstiod(string retries, uint? attempts, string retryOn, uint[] codes)
     {
         var yaml = Canary.Replace("{attempts: 3, perTryTimeout: 500ms, retryOn: \"5xx,503,connect-failure\"}", retries, StringComparison.Ordinal);
         Assert.NotEqual(Canary, yaml);
 
         var policy = VirtualHost(Translate(yaml), Cluster80).Routes[0].Route_.RetryPolicy;
 
+        // attempts: 0 must not become num_retries 0, which grpc-js NACKs; an empty retry_on retries nothing.
         Assert.Equal(attempts, policy.NumRetries);
         Assert.Equal(retryOn, policy.RetryOn);
         Assert.Equal(codes, policy.RetriableStatusCodes.ToArray());
