@@ -129,6 +129,13 @@ internal static partial class YamlConfigLoader
             ctx.Error(routeNode, $"{path}.route", "total destination weight = 0; give at least one destination a weight above 0");
         }
 
+        // Envoy and gRPC clients NACK a weighted_clusters sum above UINT32_MAX, with the whole route config.
+        var total = destinations.Aggregate(0UL, (sum, d) => sum + d.Weight);
+        if (routeNode is not null && total > uint.MaxValue)
+        {
+            ctx.Error(routeNode, $"{path}.route", $"total destination weight {total} is more than {uint.MaxValue}");
+        }
+
         var timeoutNode = Child(node, "timeout");
         var timeout = timeoutNode is null ? null : ParseRouteDuration(ctx, timeoutNode, $"{path}.timeout");
         HttpRetryModel? retries = null;

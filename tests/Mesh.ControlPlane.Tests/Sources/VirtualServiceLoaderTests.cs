@@ -167,6 +167,17 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     }
 
     [Fact]
+    public void Load_WeightSumAboveUInt32_IsError()
+    {
+        var yaml = Canary.Replace("weight: 90", "weight: 2000000000", StringComparison.Ordinal).Replace("weight: 10", "weight: 2000000000", StringComparison.Ordinal)
+            + "\n    - destination: {host: orders, subset: v1}\n      weight: 2000000000\n";
+
+        var error = SingleError(yaml);
+
+        Assert.Contains("spec.http[1].route: total destination weight 6000000000 is more than 4294967295", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Load_SingleDestinationWithoutWeight_IsValid()
     {
         var result = Load(Canary);
