@@ -11,6 +11,18 @@ internal readonly record struct WeightedCluster(MeshCluster Cluster, uint Weight
 /// <summary>An RDS header matcher: a value matcher (null tests presence), optionally inverted.</summary>
 internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert)
 {
+    /// <summary>Like <see cref="Matches(HttpRequestHeaders)"/>, and the <c>:method</c> pseudo-header (Istio's <c>method</c> match) reads the request's method.</summary>
+    public bool Matches(HttpRequestMessage request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (string.Equals(Name, ":method", StringComparison.Ordinal))
+        {
+            return (Match is null || Match.Matches(request.Method.Method)) != Invert;
+        }
+
+        return Matches(request.Headers);
+    }
+
     public bool Matches(HttpRequestHeaders headers)
     {
         ArgumentNullException.ThrowIfNull(headers);
@@ -25,7 +37,7 @@ internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert)
     }
 }
 
-/// <summary>An RDS route: a path match (prefix or exact path), optional header matches and weighted clusters.</summary>
+/// <summary>An RDS route: a path match (prefix, exact path or full-path regex), optional header matches and weighted clusters.</summary>
 internal sealed class MeshRoute
 {
     private readonly uint _totalWeight;
@@ -36,11 +48,17 @@ internal sealed class MeshRoute
         bool caseSensitive,
         ImmutableArray<WeightedCluster> clusters,
         ImmutableArray<HeaderMatch> headers = default,
-        string? name = null)
+        string? name = null,
+        StringMatch? pathRegex = null)
     {
-        if ((prefix is null) == (path is null))
+        if ((prefix is null ? 0 : 1) + (path is null ? 0 : 1) + (pathRegex is null ? 0 : 1) != 1)
         {
-            throw new ArgumentException("Exactly one of prefix and path must be set.", nameof(prefix));
+            throw new ArgumentException("Exactly one of prefix, path and pathRegex must be set.", nameof(prefix));
+        }
+
+        if (pathRegex is { Kind: not StringMatchKind.Regex })
+        {
+            throw new ArgumentException("pathRegex must be a regex matcher.", nameof(pathRegex));
         }
 
         if (clusters.IsDefaultOrEmpty)
@@ -50,6 +68,7 @@ internal sealed class MeshRoute
 
         Prefix = prefix;
         Path = path;
+        PathRegex = pathRegex;
         CaseSensitive = caseSensitive;
         Clusters = clusters;
         Headers = headers.IsDefault ? [] : headers;
@@ -70,6 +89,9 @@ internal sealed class MeshRoute
     public string? Prefix { get; }
 
     public string? Path { get; }
+
+    /// <summary>Gets RDS <c>safe_regex</c>: matched against the whole path; <see cref="CaseSensitive"/> does not apply (as in Envoy).</summary>
+    public StringMatch? PathRegex { get; }
 
     public bool CaseSensitive { get; }
 
@@ -92,10 +114,29 @@ internal sealed class MeshRoute
             return true;
         }
 
+        if (PathRegex is not null)
+        {
+            return PathRegex.Matches(requestPath);
+        }
+
         var comparison = CaseSensitive ? StringComparison.Ordinal : StringComparison.OrdinalIgnoreCase;
         return Prefix is not null
             ? requestPath.StartsWith(Prefix, comparison)
             : requestPath.Equals(Path, comparison);
+    }
+
+    public bool MatchesHeaders(HttpRequestMessage request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        foreach (var header in Headers)
+        {
+            if (!header.Matches(request))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     public bool MatchesHeaders(HttpRequestHeaders headers)

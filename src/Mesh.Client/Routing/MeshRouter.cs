@@ -91,7 +91,7 @@ internal sealed class MeshRouter
         var path = service.NeedsPath ? uri.AbsolutePath : string.Empty;
         foreach (var route in routes)
         {
-            if (route.MatchesPath(path) && route.MatchesHeaders(request.Headers))
+            if (route.MatchesPath(path) && route.MatchesHeaders(request))
             {
                 return route;
             }

@@ -193,7 +193,8 @@ internal static class MeshSnapshotBuilder
                 match.CaseSensitive ?? true,
                 weighted.ToImmutable(),
                 headers,
-                route.Name)
+                route.Name,
+                match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.SafeRegex ? ToPathRegex(match.SafeRegex) : null)
             {
                 // Validated by XdsResourceDecoder.ValidateRoute; parsed here once so requests only read it.
                 Resilience = Resilience.RouteResilience.Decode(action, host.RetryPolicy, string.Empty, []),
@@ -203,10 +204,13 @@ internal static class MeshSnapshotBuilder
         return routes.MoveToImmutable();
     }
 
+    // Validated by XdsResourceDecoder.ValidateRoute before a snapshot is built; compiled here, once per snapshot.
+    private static StringMatch? ToPathRegex(Mesh.Xds.Envoy.Type.Matcher.V3.RegexMatcher regex) => StringMatch.SafeRegex(regex.Regex, "safe_regex", []);
+
     // Validated by XdsResourceDecoder.ValidateRoute before a snapshot is built.
     private static HeaderMatch ToHeaderMatch(HeaderMatcher matcher)
     {
-        StringMatch.TryDecodeHeader(matcher, matcher.Name, [], out var match, out var invert);
+        StringMatch.TryDecodeHeader(matcher, matcher.Name, [], out var match, out var invert, allowRegex: true);
         return new HeaderMatch(matcher.Name, match, invert);
     }
 

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Mesh.Xds.Envoy.Type.Matcher.V3;
 using EnvoyHeaderMatcher = Mesh.Xds.Envoy.Config.Route.V3.HeaderMatcher;
 
@@ -9,14 +10,23 @@ internal enum StringMatchKind
     Prefix,
     Suffix,
     Contains,
+
+    /// <summary>Envoy's safe_regex: RE2 syntax, matched against the whole input; ignore_case does not apply.</summary>
+    Regex,
 }
 
 /// <summary>
-/// Envoy's type.matcher.v3.StringMatcher (exact, prefix, suffix, contains; ignore_case), the one implementation used
-/// by route header matches, RBAC (paths, headers, principals) and upstream SAN matching. Matching allocates nothing.
+/// Envoy's type.matcher.v3.StringMatcher (exact, prefix, suffix, contains, safe_regex; ignore_case), the one
+/// implementation used by route path and header matches, RBAC (paths, headers, principals) and upstream SAN matching.
+/// Matching allocates nothing; a regex is compiled once, when the matcher is decoded.
 /// </summary>
 internal sealed record StringMatch(StringMatchKind Kind, string Value, bool IgnoreCase)
 {
+    // RE2 has no backtracking constructs; the non-backtracking engine refuses them too and matches in linear time.
+    private const RegexOptions RegexFlags = RegexOptions.NonBacktracking | RegexOptions.CultureInvariant;
+
+    private readonly Regex? _regex = Kind == StringMatchKind.Regex ? FullMatch(Value) : null;
+
     public bool Matches(ReadOnlySpan<char> input)
     {
         var comparison = IgnoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
@@ -25,16 +35,48 @@ internal sealed record StringMatch(StringMatchKind Kind, string Value, bool Igno
             StringMatchKind.Exact => input.Equals(Value, comparison),
             StringMatchKind.Prefix => input.StartsWith(Value, comparison),
             StringMatchKind.Suffix => input.EndsWith(Value, comparison),
+            StringMatchKind.Regex => _regex!.IsMatch(input),
             _ => input.Contains(Value, comparison),
         };
     }
+
+    public bool Equals(StringMatch? other) =>
+        other is not null && Kind == other.Kind && IgnoreCase == other.IgnoreCase && string.Equals(Value, other.Value, StringComparison.Ordinal);
+
+    public override int GetHashCode() => HashCode.Combine(Kind, Value, IgnoreCase);
+
+    /// <summary>A safe_regex matcher; null, with an error naming <paramref name="path"/>, when the pattern is not a valid RE2-style regex.</summary>
+    public static StringMatch? SafeRegex(string pattern, string path, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        ArgumentNullException.ThrowIfNull(errors);
+        try
+        {
+            // Validate the pattern alone first: wrapping an unbalanced one such as "a)|(b" would turn it into another valid regex.
+            _ = new Regex(pattern, RegexFlags);
+            return new StringMatch(StringMatchKind.Regex, pattern, IgnoreCase: false);
+        }
+        catch (ArgumentException ex)
+        {
+            errors.Add($"{path}: '{pattern}' is not a valid regex: {ex.Message}");
+        }
+        catch (NotSupportedException ex)
+        {
+            errors.Add($"{path}: '{pattern}' is not supported (RE2 syntax only): {ex.Message}");
+        }
+
+        return null;
+    }
+
+    private static Regex FullMatch(string pattern) => new($"\\A(?:{pattern})\\z", RegexFlags);
 
     public override string ToString() => Kind == StringMatchKind.Exact
         ? Value
         : $"{Kind.ToString().ToLowerInvariant()}:{Value}{(IgnoreCase ? " (ignore case)" : string.Empty)}";
 
-    /// <summary>Decodes <paramref name="matcher"/>; null (and an error naming <paramref name="path"/>) for a pattern this client does not know, e.g. safe_regex.</summary>
-    public static StringMatch? Decode(StringMatcher matcher, string path, List<string> errors)
+    /// <summary>Decodes <paramref name="matcher"/>; null (and an error naming <paramref name="path"/>) for a pattern this client does not know or an invalid regex.</summary>
+    /// <remarks>Only routes pass <paramref name="allowRegex"/>: RBAC and SAN checks keep refusing safe_regex until they are reviewed for it.</remarks>
+    public static StringMatch? Decode(StringMatcher matcher, string path, List<string> errors, bool allowRegex = false)
     {
         ArgumentNullException.ThrowIfNull(matcher);
         ArgumentNullException.ThrowIfNull(errors);
@@ -44,11 +86,12 @@ internal sealed record StringMatch(StringMatchKind Kind, string Value, bool Igno
             StringMatcher.MatchPatternOneofCase.Prefix => new StringMatch(StringMatchKind.Prefix, matcher.Prefix, matcher.IgnoreCase),
             StringMatcher.MatchPatternOneofCase.Suffix => new StringMatch(StringMatchKind.Suffix, matcher.Suffix, matcher.IgnoreCase),
             StringMatcher.MatchPatternOneofCase.Contains => new StringMatch(StringMatchKind.Contains, matcher.Contains, matcher.IgnoreCase),
+            StringMatcher.MatchPatternOneofCase.SafeRegex when allowRegex => SafeRegex(matcher.SafeRegex.Regex, $"{path}.safe_regex.regex", errors),
             _ => null,
         };
-        if (match is null)
+        if (match is null && !(allowRegex && matcher.MatchPatternCase == StringMatcher.MatchPatternOneofCase.SafeRegex))
         {
-            errors.Add($"{path}: no supported match_pattern (exact, prefix, suffix, contains)");
+            errors.Add($"{path}: no supported match_pattern (exact, prefix, suffix, contains{(allowRegex ? ", safe_regex" : string.Empty)})");
         }
 
         return match;
@@ -59,7 +102,7 @@ internal sealed record StringMatch(StringMatchKind Kind, string Value, bool Igno
     /// whether the result is inverted (<c>present_match: false</c> is an inverted presence test). False, with an error
     /// naming <paramref name="path"/>, when no supported specifier is set.
     /// </summary>
-    public static bool TryDecodeHeader(EnvoyHeaderMatcher matcher, string path, List<string> errors, out StringMatch? match, out bool invert)
+    public static bool TryDecodeHeader(EnvoyHeaderMatcher matcher, string path, List<string> errors, out StringMatch? match, out bool invert, bool allowRegex = false)
     {
         ArgumentNullException.ThrowIfNull(matcher);
         ArgumentNullException.ThrowIfNull(errors);
@@ -76,14 +119,17 @@ internal sealed record StringMatch(StringMatchKind Kind, string Value, bool Igno
             case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.SuffixMatch:
                 match = new StringMatch(StringMatchKind.Suffix, matcher.SuffixMatch, IgnoreCase: false);
                 return true;
+            case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.SafeRegexMatch when allowRegex:
+                match = SafeRegex(matcher.SafeRegexMatch.Regex, $"{path}.safe_regex_match.regex", errors);
+                return match is not null;
             case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.StringMatch:
-                match = Decode(matcher.StringMatch, $"{path}.string_match", errors);
+                match = Decode(matcher.StringMatch, $"{path}.string_match", errors, allowRegex);
                 return match is not null;
             case EnvoyHeaderMatcher.HeaderMatchSpecifierOneofCase.PresentMatch:
                 invert = matcher.InvertMatch != !matcher.PresentMatch;
                 return true;
             default:
-                errors.Add($"{path}: no supported header_match_specifier (exact_match, prefix_match, suffix_match, present_match, string_match)");
+                errors.Add($"{path}: no supported header_match_specifier (exact_match, {(allowRegex ? "safe_regex_match, " : string.Empty)}prefix_match, suffix_match, present_match, string_match)");
                 return false;
         }
     }

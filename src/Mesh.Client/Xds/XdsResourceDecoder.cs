@@ -309,10 +309,15 @@ internal static class XdsResourceDecoder
     {
         if (route.Match is null || route.Match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.None)
         {
-            errors.Add($"{where}.match needs prefix or path");
+            errors.Add($"{where}.match needs prefix, path or safe_regex");
         }
         else
         {
+            if (route.Match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.SafeRegex)
+            {
+                StringMatch.SafeRegex(route.Match.SafeRegex.Regex, $"{where}.match.safe_regex.regex", errors);
+            }
+
             for (var i = 0; i < route.Match.Headers.Count; i++)
             {
                 var header = route.Match.Headers[i];
@@ -321,7 +326,7 @@ internal static class XdsResourceDecoder
                     errors.Add($"{where}.match.headers[{i}].name is required");
                 }
 
-                StringMatch.TryDecodeHeader(header, $"{where}.match.headers[{i}]", errors, out _, out _);
+                StringMatch.TryDecodeHeader(header, $"{where}.match.headers[{i}]", errors, out _, out _, allowRegex: true);
             }
         }
 

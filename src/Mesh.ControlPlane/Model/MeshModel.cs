@@ -63,7 +63,11 @@ internal sealed record ServiceEntryModel(
 }
 
 /// <summary>A DestinationRule; <paramref name="TlsMode"/> is null when it has no <c>spec.trafficPolicy.tls</c> (auto mTLS applies).</summary>
-internal sealed record DestinationRuleModel(string Namespace, string Name, string Host, LoadBalancerKind LoadBalancer, UpstreamTlsMode? TlsMode = null);
+internal sealed record DestinationRuleModel(string Namespace, string Name, string Host, LoadBalancerKind LoadBalancer, UpstreamTlsMode? TlsMode = null)
+{
+    /// <summary>Istio's <c>spec.subsets</c>, in the order written.</summary>
+    public ImmutableArray<SubsetModel> Subsets { get; init; } = [];
+}
 
 /// <summary>One problem found in the config folder. Warnings do not reject the config.</summary>
 internal sealed record ConfigError(string File, int Line, string Message, bool IsWarning = false)
@@ -84,6 +88,8 @@ internal sealed record YamlConfig(
     public ImmutableArray<AuthorizationPolicyModel> AuthorizationPolicies { get; init; } = [];
 
     public ImmutableArray<RequestAuthenticationModel> RequestAuthentications { get; init; } = [];
+
+    public ImmutableArray<VirtualServiceModel> VirtualServices { get; init; } = [];
 }
 
 /// <summary>The immutable model the translator works from; replaced as a whole on every change.</summary>

@@ -13,7 +13,7 @@ internal sealed record YamlLoadResult(YamlConfig Config, ImmutableArray<ConfigEr
     public bool HasErrors => Errors.Any(e => !e.IsWarning);
 }
 
-/// <summary>Reads Istio YAML (ServiceEntry, WorkloadEntry, DestinationRule, PeerAuthentication, AuthorizationPolicy) and validates it as a whole.</summary>
+/// <summary>Reads Istio YAML (ServiceEntry, WorkloadEntry, DestinationRule, VirtualService, PeerAuthentication, AuthorizationPolicy, RequestAuthentication) and validates it as a whole.</summary>
 internal static partial class YamlConfigLoader
 {
     private static readonly string[] ApiVersions = ["networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"];
@@ -62,6 +62,7 @@ internal static partial class YamlConfigLoader
         var workloads = new List<WorkloadInstance>();
         var rules = new List<(DestinationRuleModel Model, string File, int Line)>();
         var security = new SecurityPolicyLists();
+        var virtualServices = new List<ParsedVirtualService>();
 
         foreach (var (file, text) in files)
         {
@@ -89,17 +90,19 @@ internal static partial class YamlConfigLoader
                     continue;
                 }
 
-                ParseDocument(file, document.RootNode, errors, services, workloads, rules, security);
+                ParseDocument(file, document.RootNode, errors, services, workloads, rules, security, virtualServices);
             }
         }
 
         CheckDuplicates(services, rules, errors);
         CheckSecurityDuplicates(security, errors);
+        CheckVirtualServices(virtualServices, services, rules, errors);
         var config = new YamlConfig([.. services.Select(s => s.Model)], [.. workloads], [.. rules.Select(r => r.Model)])
         {
             PeerAuthentications = [.. security.PeerAuthentications],
             AuthorizationPolicies = [.. security.AuthorizationPolicies],
             RequestAuthentications = [.. security.RequestAuthentications],
+            VirtualServices = [.. virtualServices.Select(v => v.Model)],
         };
         return new YamlLoadResult(config, [.. errors]);
     }
@@ -153,7 +156,8 @@ internal static partial class YamlConfigLoader
         List<(ServiceEntryModel, string, int)> services,
         List<WorkloadInstance> workloads,
         List<(DestinationRuleModel, string, int)> rules,
-        SecurityPolicyLists security)
+        SecurityPolicyLists security,
+        List<ParsedVirtualService> virtualServices)
     {
         var line = Line(root);
         var before = errors.Count; // a resource with any error (apiVersion and metadata included) is not added
@@ -177,7 +181,7 @@ internal static partial class YamlConfigLoader
         }
 
         var isSecurityKind = SecurityKinds.Contains(kind, StringComparer.Ordinal);
-        if (!isSecurityKind && kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule"))
+        if (!isSecurityKind && kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule" or "VirtualService"))
         {
             // An unknown security kind is a policy we would silently not enforce (a misspelt AuthorizationPolicy drops its
             // DENY): refuse the folder. Other kinds only shape traffic, so they are ignored with a warning.
@@ -254,6 +258,15 @@ internal static partial class YamlConfigLoader
                 if (errors.Count == before || errors.Skip(before).All(e => e.IsWarning))
                 {
                     security.RequestAuthentications.Add(requestAuthentication);
+                }
+
+                break;
+            case "VirtualService":
+                var references = new List<DestinationReference>();
+                var virtualService = ParseVirtualService(ctx, spec, ns, name ?? string.Empty, references);
+                if (errors.Count == before)
+                {
+                    virtualServices.Add(new ParsedVirtualService(virtualService, file, line, references));
                 }
 
                 break;
@@ -474,6 +487,8 @@ internal static partial class YamlConfigLoader
 
     private static DestinationRuleModel? ParseDestinationRule(ResourceContext ctx, YamlMappingNode spec, string ns, string name)
     {
+        // A traffic policy the mesh would not apply (connectionPool, outlierDetection, …) is refused, never silently dropped.
+        RejectUnsupportedFields(ctx, spec, "spec", ["host", "trafficPolicy", "subsets"]);
         var host = ctx.String(Child(spec, "host"), "spec.host");
         if (string.IsNullOrEmpty(host))
         {
@@ -484,28 +499,43 @@ internal static partial class YamlConfigLoader
             ctx.Error(Child(spec, "host")!, "spec.host", $"'{host}' must be a DNS name (wildcards are not supported)");
         }
 
-        var lb = LoadBalancerKind.RoundRobin;
         var policy = ctx.Mapping(Child(spec, "trafficPolicy"), spec, "spec.trafficPolicy", required: false);
-        var lbNode = policy is null ? null : ctx.Mapping(Child(policy, "loadBalancer"), policy, "spec.trafficPolicy.loadBalancer", required: false);
-        if (lbNode is not null && Child(lbNode, "simple") is { } simpleNode)
+        if (policy is not null)
         {
-            var simple = ctx.String(simpleNode, "spec.trafficPolicy.loadBalancer.simple");
-            switch (simple?.ToUpperInvariant())
-            {
-                case "ROUND_ROBIN" or "UNSPECIFIED":
-                    lb = LoadBalancerKind.RoundRobin;
-                    break;
-                case "LEAST_REQUEST" or "LEAST_CONN":
-                    lb = LoadBalancerKind.LeastRequest;
-                    break;
-                default:
-                    ctx.Error(simpleNode, "spec.trafficPolicy.loadBalancer.simple", $"'{simple}' is not supported; use ROUND_ROBIN or LEAST_REQUEST");
-                    break;
-            }
+            RejectUnsupportedFields(ctx, policy, "spec.trafficPolicy", ["loadBalancer", "tls"]);
         }
 
+        var lb = (policy is null ? null : ParseSimpleLoadBalancer(ctx, policy, "spec.trafficPolicy.loadBalancer")) ?? LoadBalancerKind.RoundRobin;
         var tlsMode = policy is null ? null : ParseTlsMode(ctx, policy);
-        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode);
+        var subsets = ParseSubsets(ctx, spec);
+        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode) { Subsets = subsets };
+    }
+
+    /// <summary><c>trafficPolicy.loadBalancer.simple</c>; null when unset.</summary>
+    private static LoadBalancerKind? ParseSimpleLoadBalancer(ResourceContext ctx, YamlMappingNode policy, string path)
+    {
+        var lbNode = ctx.Mapping(Child(policy, "loadBalancer"), policy, path, required: false);
+        if (lbNode is not null)
+        {
+            RejectUnsupportedFields(ctx, lbNode, path, ["simple"]);
+        }
+
+        if (lbNode is null || Child(lbNode, "simple") is not { } simpleNode)
+        {
+            return null;
+        }
+
+        var simple = ctx.String(simpleNode, $"{path}.simple");
+        switch (simple?.ToUpperInvariant())
+        {
+            case "ROUND_ROBIN" or "UNSPECIFIED":
+                return LoadBalancerKind.RoundRobin;
+            case "LEAST_REQUEST" or "LEAST_CONN":
+                return LoadBalancerKind.LeastRequest;
+            default:
+                ctx.Error(simpleNode, $"{path}.simple", $"'{simple}' is not supported; use ROUND_ROBIN or LEAST_REQUEST");
+                return null;
+        }
     }
 
     /// <summary>

@@ -18,6 +18,9 @@ internal sealed record ResolvedService(
 {
     /// <summary>The DestinationRule's <c>tls.mode</c> for this host; null means auto mTLS (see <see cref="XdsTranslator.UsesMutualTls"/>).</summary>
     public UpstreamTlsMode? TlsMode { get; init; }
+
+    /// <summary>The DestinationRule's subsets for this host; each becomes its own cluster.</summary>
+    public ImmutableArray<SubsetModel> Subsets { get; init; } = [];
 }
 
 /// <summary>A listener target: the service host and one of its ports.</summary>

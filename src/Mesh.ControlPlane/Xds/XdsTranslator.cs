@@ -34,7 +34,10 @@ internal static class XdsTranslator
     public const string IdentityCertificateName = "default";
     public const string RootCertificateName = "ROOTCA";
 
-    public static string ClusterName(uint port, string host) => $"outbound|{port.ToString(CultureInfo.InvariantCulture)}||{host}";
+    public static string ClusterName(uint port, string host) => ClusterName(port, host, subset: null);
+
+    /// <summary>Istio's outbound cluster name, <c>outbound|port|subset|fqdn</c> (the subset part empty for the whole service).</summary>
+    public static string ClusterName(uint port, string host, string? subset) => $"outbound|{port.ToString(CultureInfo.InvariantCulture)}|{subset}|{host}";
 
     public static string ListenerName(string host, uint port) => $"{host}:{port.ToString(CultureInfo.InvariantCulture)}";
 
@@ -54,6 +57,7 @@ internal static class XdsTranslator
         var listeners = new Dictionary<string, ListenerTarget>(StringComparer.Ordinal);
 
         var peerAuthentications = model.Config.PeerAuthentications;
+        var routing = new RouteTranslator(services, model.Config.VirtualServices);
         foreach (var service in services)
         {
             UpstreamTlsContext? serviceTls = null;
@@ -65,7 +69,24 @@ internal static class XdsTranslator
                 var name = ClusterName(port.Number, service.Host);
                 clusters[name] = new XdsResource(name, Any.Pack(BuildCluster(name, service.LoadBalancer, tls)));
                 endpoints[name] = new XdsResource(name, Any.Pack(BuildLoadAssignment(name, service.Endpoints.Where(e => e.ServicePort == port.Number))));
-                routes[name] = new XdsResource(name, Any.Pack(BuildRouteConfiguration(name, service.Host, port.Number)));
+                foreach (var subset in service.Subsets)
+                {
+                    // Same transport socket as the whole service: a subset is a slice of its endpoints, not another server.
+                    var subsetName = ClusterName(port.Number, service.Host, subset.Name);
+                    clusters[subsetName] = new XdsResource(subsetName, Any.Pack(BuildCluster(subsetName, subset.LoadBalancer ?? service.LoadBalancer, tls)));
+                    endpoints[subsetName] = new XdsResource(subsetName, Any.Pack(BuildLoadAssignment(
+                        subsetName, service.Endpoints.Where(e => e.ServicePort == port.Number && HostNames.LabelsMatch(subset.Labels, e.Workload.Labels)))));
+                }
+
+                var routeConfiguration = BuildRouteConfiguration(name, service.Host, port.Number);
+                if (routing.Find(service.Host) is { } virtualService)
+                {
+                    var virtualHost = routeConfiguration.VirtualHosts[0];
+                    virtualHost.Routes.Clear();
+                    virtualHost.Routes.AddRange(routing.BuildRoutes(virtualService, port.Number));
+                }
+
+                routes[name] = new XdsResource(name, Any.Pack(routeConfiguration));
                 listeners[ListenerName(service.Host, port.Number)] = new ListenerTarget(service.Host, port, name);
             }
         }
@@ -110,7 +131,7 @@ internal static class XdsTranslator
             {
                 var rule = rules.GetValueOrDefault(host);
                 var lb = rule?.LoadBalancer ?? LoadBalancerKind.RoundRobin;
-                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable()) { TlsMode = rule?.TlsMode });
+                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable()) { TlsMode = rule?.TlsMode, Subsets = rule?.Subsets ?? [] });
             }
         }
 

@@ -113,6 +113,35 @@ public sealed class MeshRouterTests
         Assert.Equal(RouteStatus.NoRoute, Route(snapshot, "http://orders/other", out _, out _));
     }
 
+    /// <summary>What the control plane sends for a VirtualService uri regex and method match.</summary>
+    [Fact]
+    public void Route_RegexPathAndMethodMatches_PickTheFirstMatchingRoute()
+    {
+        var regex = TestSnapshots.Cluster("regex", 80, [TestSnapshots.Endpoint(9004)]);
+        var get = TestSnapshots.Cluster("get", 80, [TestSnapshots.Endpoint(9005)]);
+        var rest = TestSnapshots.Cluster("rest", 80, [TestSnapshots.Endpoint(9006)]);
+        var service = TestSnapshots.Service(
+            "orders",
+            80,
+            new MeshRoute(null, null, false, [new WeightedCluster(regex, 1)], pathRegex: StringMatch.SafeRegex("/v[0-9]+/orders", "p", [])),
+            new MeshRoute("/", null, true, [new WeightedCluster(get, 1)], [new HeaderMatch(":method", new StringMatch(StringMatchKind.Exact, "GET", IgnoreCase: false), Invert: false)]),
+            new MeshRoute("/", null, true, [new WeightedCluster(rest, 1)]));
+        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", service), [regex, get, rest]);
+
+        int Port(HttpMethod method, string url)
+        {
+            using var request = new HttpRequestMessage(method, url);
+            var router = new MeshRouter(new FixedSnapshotSource(snapshot), TestSnapshots.Names);
+            Assert.Equal(RouteStatus.Routed, router.Route(request, Now, null, out _, out _, out var endpoint));
+            return endpoint!.Port;
+        }
+
+        Assert.Equal(9004, Port(HttpMethod.Post, "http://orders/v2/orders?x=1"));
+        Assert.Equal(9005, Port(HttpMethod.Get, "http://orders/v2/orders/1"));
+        Assert.Equal(9005, Port(HttpMethod.Get, "http://orders/V2/orders"));
+        Assert.Equal(9006, Port(HttpMethod.Post, "http://orders/items"));
+    }
+
     private static int RoutePort(MeshSnapshot snapshot, string url, params (string Name, string Value)[] headers)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, url);

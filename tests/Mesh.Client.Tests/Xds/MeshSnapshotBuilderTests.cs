@@ -130,6 +130,32 @@ public class MeshSnapshotBuilderTests
         Assert.True(route.MatchesHeaders(request.Headers));
     }
 
+    [Fact]
+    public void Build_SafeRegexPathAndHeaders_AreAppliedAsFullMatches()
+    {
+        var routes = Routes("orders");
+        var match = routes.VirtualHosts[0].Routes[0].Match;
+        match.SafeRegex = new Mesh.Xds.Envoy.Type.Matcher.V3.RegexMatcher { Regex = "/v[0-9]+/.*" };
+        match.Headers.Add(new HeaderMatcher { Name = "x-user", StringMatch = new Mesh.Xds.Envoy.Type.Matcher.V3.StringMatcher { SafeRegex = new Mesh.Xds.Envoy.Type.Matcher.V3.RegexMatcher { Regex = "beta-[0-9]+" } } });
+        match.Headers.Add(new HeaderMatcher { Name = "x-legacy", SafeRegexMatch = new Mesh.Xds.Envoy.Type.Matcher.V3.RegexMatcher { Regex = "[01]" }, InvertMatch = true });
+
+        var snapshot = Build([Listener("orders")], [routes], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy))]);
+
+        var route = Assert.Single(snapshot.Services[0].Routes);
+        Assert.True(snapshot.Services[0].NeedsPath);
+        Assert.True(route.MatchesPath("/v1/orders"));
+        Assert.False(route.MatchesPath("/api/v1/orders"));
+        using var request = new HttpRequestMessage();
+        request.Headers.Add("x-user", "beta-7");
+        Assert.True(route.MatchesHeaders(request));
+        request.Headers.Add("x-legacy", "1");
+        Assert.False(route.MatchesHeaders(request));
+        request.Headers.Remove("x-legacy");
+        request.Headers.Remove("x-user");
+        request.Headers.Add("x-user", "gamma-beta-7");
+        Assert.False(route.MatchesHeaders(request));
+    }
+
     private static MeshSnapshot Build(IMessage[] listeners, IMessage[] routes, IMessage[] clusters, IMessage[] endpoints, MeshSnapshot? previous = null, List<string>? incomplete = null)
     {
         return MeshSnapshotBuilder.Build(

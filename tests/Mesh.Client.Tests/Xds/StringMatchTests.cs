@@ -29,6 +29,48 @@ public sealed class StringMatchTests
         Assert.Equal("x.match: no supported match_pattern (exact, prefix, suffix, contains)", Assert.Single(errors));
     }
 
+    /// <summary>Envoy's safe_regex is a full match: a pattern that only occurs inside the input does not match.</summary>
+    [Theory]
+    [InlineData("beta-[0-9]+", "beta-12", true)]
+    [InlineData("beta-[0-9]+", "xbeta-12", false)]
+    [InlineData("beta-[0-9]+", "beta-12x", false)]
+    [InlineData("a|ab", "ab", true)]
+    [InlineData("\\d+$", "a123", false)]
+    [InlineData("/v[0-9]+/orders", "/V2/orders", false)]
+    public void SafeRegex_MatchesTheWholeInput(string pattern, string input, bool expected)
+    {
+        var errors = new List<string>();
+        var decoded = StringMatch.Decode(new StringMatcher { SafeRegex = new RegexMatcher { Regex = pattern }, IgnoreCase = true }, "x", errors, allowRegex: true);
+
+        Assert.Empty(errors);
+        Assert.Equal(StringMatchKind.Regex, decoded!.Kind);
+        Assert.Equal(expected, decoded.Matches(input));
+    }
+
+    /// <summary>RBAC and SAN matchers (no allowRegex) still refuse safe_regex rather than apply an unreviewed pattern.</summary>
+    [Fact]
+    public void Decode_SafeRegexOutsideRoutes_IsRefused()
+    {
+        var errors = new List<string>();
+
+        Assert.Null(StringMatch.Decode(new StringMatcher { SafeRegex = new RegexMatcher { Regex = "spiffe://.*" } }, "san", errors));
+        Assert.Equal("san: no supported match_pattern (exact, prefix, suffix, contains)", Assert.Single(errors));
+    }
+
+    /// <summary>Wrapping an unbalanced pattern for a full match must not turn it into another, valid regex.</summary>
+    [Theory]
+    [InlineData("a)|(b")]
+    [InlineData("(")]
+    [InlineData("(a)\\1")]
+    [InlineData("(?<=a)b")]
+    public void SafeRegex_InvalidOrBacktrackingPattern_IsAnErrorNamingThePath(string pattern)
+    {
+        var errors = new List<string>();
+
+        Assert.Null(StringMatch.Decode(new StringMatcher { SafeRegex = new RegexMatcher { Regex = pattern } }, "x.match", errors, allowRegex: true));
+        Assert.StartsWith($"x.match.safe_regex.regex: '{pattern}' is not", Assert.Single(errors), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void TryDecodeHeader_PresentMatchFalse_IsAnInvertedPresenceTest()
     {

@@ -54,6 +54,36 @@ public class XdsResourceDecoderTests
         Assert.Equal("RouteConfiguration outbound|80||orders.default.svc.cluster.local: virtual_hosts[0].routes[0].route needs cluster or weighted_clusters", Assert.Single(errors));
     }
 
+    [Theory]
+    [InlineData("path", "/v(", "virtual_hosts[0].routes[0].match.safe_regex.regex: '/v(' is not a valid regex")]
+    [InlineData("string_match", "(a)\\1", "virtual_hosts[0].routes[0].match.headers[0].string_match.safe_regex.regex: '(a)\\1' is not supported (RE2 syntax only)")]
+    [InlineData("safe_regex_match", "(?=a)", "virtual_hosts[0].routes[0].match.headers[0].safe_regex_match.regex: '(?=a)' is not supported (RE2 syntax only)")]
+    public void DecodeAll_RouteWithARegexTheClientCannotApply_IsNackedNamingTheField(string where, string regex, string expected)
+    {
+        var routes = Routes("orders");
+        var match = routes.VirtualHosts[0].Routes[0].Match;
+        var matcher = new Mesh.Xds.Envoy.Type.Matcher.V3.RegexMatcher { Regex = regex };
+        switch (where)
+        {
+            case "path":
+                match.SafeRegex = matcher;
+                break;
+            case "string_match":
+                match.Headers.Add(new HeaderMatcher { Name = "x-user", StringMatch = new Mesh.Xds.Envoy.Type.Matcher.V3.StringMatcher { SafeRegex = matcher } });
+                break;
+            default:
+                match.Headers.Add(new HeaderMatcher { Name = "x-user", SafeRegexMatch = matcher });
+                break;
+        }
+
+        var errors = new List<string>();
+
+        Assert.Null(XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors));
+
+        var error = Assert.Single(errors);
+        Assert.StartsWith($"RouteConfiguration outbound|80||orders.default.svc.cluster.local: {expected}", error, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void DecodeAll_ListenerWithoutApiListener_ReportsEveryBadResource()
     {

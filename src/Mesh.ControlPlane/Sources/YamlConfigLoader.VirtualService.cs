@@ -1,0 +1,573 @@
+using System.Collections.Immutable;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Mesh.ControlPlane.Model;
+using YamlDotNet.RepresentationModel;
+
+namespace Mesh.ControlPlane.Sources;
+
+/// <summary>VirtualService (mesh traffic) and DestinationRule subsets; every field Mesh does not apply is an error.</summary>
+internal static partial class YamlConfigLoader
+{
+    /// <summary>Istio's limit on a match regex (validation.go).</summary>
+    private const int MaxRegexLength = 1024;
+
+    private static readonly System.Buffers.SearchValues<char> DurationNumber = System.Buffers.SearchValues.Create("0123456789.");
+
+    private static readonly string[] VirtualServiceFields = ["hosts", "gateways", "http"];
+    private static readonly string[] HttpRouteFields = ["name", "match", "route", "timeout", "retries"];
+    private static readonly string[] HttpMatchFields = ["name", "uri", "headers", "withoutHeaders", "ignoreUriCase", "method"];
+    private static readonly string[] RouteDestinationFields = ["destination", "weight"];
+    private static readonly string[] DestinationFields = ["host", "subset", "port"];
+    private static readonly string[] RetryFields = ["attempts", "perTryTimeout", "retryOn"];
+    private static readonly string[] SubsetFields = ["name", "labels", "trafficPolicy"];
+
+    /// <summary>Istio's accepted <c>retryOn</c> policies (agent/validation.go); HTTP status codes are accepted besides.</summary>
+    private static readonly string[] RetryOnPolicies =
+    [
+        "5xx", "gateway-error", "reset", "reset-before-request", "connect-failure", "retriable-4xx", "refused-stream", "retriable-status-codes",
+        "retriable-headers", "envoy-ratelimited", "http3-post-connect-failure", "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable",
+    ];
+
+    private static VirtualServiceModel ParseVirtualService(ResourceContext ctx, YamlMappingNode spec, string ns, string name, List<DestinationReference> references)
+    {
+        RejectUnsupportedFields(ctx, spec, "spec", VirtualServiceFields);
+        var hosts = new List<string>();
+        var hostsNode = ctx.Sequence(Child(spec, "hosts"), spec, "spec.hosts", required: true);
+        for (var i = 0; hostsNode is not null && i < hostsNode.Children.Count; i++)
+        {
+            var host = ctx.String(hostsNode.Children[i], $"spec.hosts[{i}]");
+            if (string.IsNullOrEmpty(host) || !IsHostName(host))
+            {
+                ctx.Error(hostsNode.Children[i], $"spec.hosts[{i}]", $"'{host}' must be a DNS name (wildcards are not supported)");
+                continue;
+            }
+
+            var fqdn = HostNames.Qualify(host, ns);
+            if (hosts.Contains(fqdn))
+            {
+                ctx.Error(hostsNode.Children[i], $"spec.hosts[{i}]", $"duplicate host {fqdn}");
+                continue;
+            }
+
+            hosts.Add(fqdn);
+            references.Add(new DestinationReference(Line(hostsNode.Children[i]), $"spec.hosts[{i}]", fqdn, Subset: null, Port: null, IsVirtualServiceHost: true));
+        }
+
+        if (hostsNode is { Children.Count: 0 })
+        {
+            ctx.Error(hostsNode, "spec.hosts", "must list at least one host");
+        }
+
+        var gateways = ctx.Sequence(Child(spec, "gateways"), spec, "spec.gateways", required: false);
+        for (var i = 0; gateways is not null && i < gateways.Children.Count; i++)
+        {
+            var gateway = ctx.String(gateways.Children[i], $"spec.gateways[{i}]");
+            if (gateway != "mesh")
+            {
+                ctx.Error(gateways.Children[i], $"spec.gateways[{i}]", $"'{gateway}' is not supported; only 'mesh' (sidecar-less mesh traffic) is, gateways are not");
+            }
+        }
+
+        var http = ImmutableArray.CreateBuilder<HttpRouteModel>();
+        var httpNode = ctx.Sequence(Child(spec, "http"), spec, "spec.http", required: true);
+        for (var i = 0; httpNode is not null && i < httpNode.Children.Count; i++)
+        {
+            var path = $"spec.http[{i}]";
+            var routeNode = ctx.Mapping(httpNode.Children[i], httpNode, path, required: true);
+            if (routeNode is not null && ParseHttpRoute(ctx, routeNode, path, ns, references) is { } route)
+            {
+                http.Add(route);
+            }
+        }
+
+        if (httpNode is { Children.Count: 0 })
+        {
+            ctx.Error(httpNode, "spec.http", "must list at least one route");
+        }
+
+        return new VirtualServiceModel(ns, name, [.. hosts], http.ToImmutable());
+    }
+
+    private static HttpRouteModel? ParseHttpRoute(ResourceContext ctx, YamlMappingNode node, string path, string ns, List<DestinationReference> references)
+    {
+        RejectUnsupportedFields(ctx, node, path, HttpRouteFields);
+        var routeName = ctx.String(Child(node, "name"), $"{path}.name");
+
+        var matches = ImmutableArray.CreateBuilder<HttpMatchModel>();
+        var matchNode = ctx.Sequence(Child(node, "match"), node, $"{path}.match", required: false);
+        for (var i = 0; matchNode is not null && i < matchNode.Children.Count; i++)
+        {
+            var matchPath = $"{path}.match[{i}]";
+            var match = ctx.Mapping(matchNode.Children[i], matchNode, matchPath, required: true);
+            if (match is not null)
+            {
+                matches.Add(ParseHttpMatch(ctx, match, matchPath));
+            }
+        }
+
+        var destinations = ImmutableArray.CreateBuilder<RouteDestinationModel>();
+        var routeNode = ctx.Sequence(Child(node, "route"), node, $"{path}.route", required: true);
+        if (routeNode is { Children.Count: 0 })
+        {
+            ctx.Error(routeNode, $"{path}.route", "must list at least one destination");
+        }
+
+        for (var i = 0; routeNode is not null && i < routeNode.Children.Count; i++)
+        {
+            var destinationPath = $"{path}.route[{i}]";
+            var item = ctx.Mapping(routeNode.Children[i], routeNode, destinationPath, required: true);
+            if (item is not null && ParseRouteDestination(ctx, item, destinationPath, ns, references) is { } destination)
+            {
+                destinations.Add(destination);
+            }
+        }
+
+        // Istio ≥ 1.15: weights need not sum to 100, but with two or more destinations their sum must be above 0.
+        if (routeNode is { Children.Count: >= 2 } && destinations.Count == routeNode.Children.Count && destinations.All(d => d.Weight == 0))
+        {
+            ctx.Error(routeNode, $"{path}.route", "total destination weight = 0; give at least one destination a weight above 0");
+        }
+
+        // Envoy and gRPC clients NACK a weighted_clusters sum above UINT32_MAX, with the whole route config.
+        var total = destinations.Aggregate(0UL, (sum, d) => sum + d.Weight);
+        if (routeNode is not null && total > uint.MaxValue)
+        {
+            ctx.Error(routeNode, $"{path}.route", $"total destination weight {total} is more than {uint.MaxValue}");
+        }
+
+        var timeoutNode = Child(node, "timeout");
+        var timeout = timeoutNode is null ? null : ParseRouteDuration(ctx, timeoutNode, $"{path}.timeout");
+        HttpRetryModel? retries = null;
+        if (ctx.Mapping(Child(node, "retries"), node, $"{path}.retries", required: false) is { } retriesNode)
+        {
+            retries = ParseRetries(ctx, retriesNode, $"{path}.retries", timeout);
+        }
+
+        return new HttpRouteModel(routeName, matches.ToImmutable(), destinations.ToImmutable(), timeout, retries);
+    }
+
+    private static HttpMatchModel ParseHttpMatch(ResourceContext ctx, YamlMappingNode node, string path)
+    {
+        RejectUnsupportedFields(ctx, node, path, HttpMatchFields);
+        var uri = ParseStringMatch(ctx, Child(node, "uri"), node, $"{path}.uri", allowPresence: false);
+        if (uri is { Kind: RouteStringMatchKind.Prefix, Value: "" })
+        {
+            ctx.Error(Child(node, "uri")!, $"{path}.uri.prefix", "must not be empty (omit uri to match every path)");
+        }
+
+        var method = ParseStringMatch(ctx, Child(node, "method"), node, $"{path}.method", allowPresence: false);
+        var ignoreCase = false;
+        if (Child(node, "ignoreUriCase") is { } ignoreNode)
+        {
+            var text = ctx.String(ignoreNode, $"{path}.ignoreUriCase");
+            if (!bool.TryParse(text, out ignoreCase))
+            {
+                ctx.Error(ignoreNode, $"{path}.ignoreUriCase", $"must be true or false (got '{text}')");
+            }
+        }
+
+        return new HttpMatchModel(
+            ctx.String(Child(node, "name"), $"{path}.name"),
+            uri,
+            ignoreCase,
+            method,
+            ParseHeaderMatches(ctx, node, "headers", path),
+            ParseHeaderMatches(ctx, node, "withoutHeaders", path));
+    }
+
+    private static ImmutableArray<RouteHeaderMatch> ParseHeaderMatches(ResourceContext ctx, YamlMappingNode match, string field, string path)
+    {
+        var headers = ImmutableArray.CreateBuilder<RouteHeaderMatch>();
+        var node = ctx.Mapping(Child(match, field), match, $"{path}.{field}", required: false);
+        if (node is null)
+        {
+            return headers.ToImmutable();
+        }
+
+        foreach (var (key, value) in node.Children)
+        {
+            var header = (key as YamlScalarNode)?.Value;
+            var headerPath = $"{path}.{field}.{header}";
+            if (string.IsNullOrEmpty(header) || header.Any(char.IsAsciiLetterUpper))
+            {
+                ctx.Error(key, headerPath, "header names must be non-empty and lowercase");
+                continue;
+            }
+
+            headers.Add(new RouteHeaderMatch(header, ParseStringMatch(ctx, value, node, headerPath, allowPresence: true)));
+        }
+
+        // Istio sorts header matchers by name, so the emitted route does not depend on YAML key order.
+        return [.. headers.OrderBy(h => h.Name, StringComparer.Ordinal)];
+    }
+
+    /// <summary>An Istio StringMatch: exactly one of exact, prefix, regex. With <paramref name="allowPresence"/>, an empty value means "present".</summary>
+    private static RouteStringMatch? ParseStringMatch(ResourceContext ctx, YamlNode? node, YamlNode parent, string path, bool allowPresence)
+    {
+        if (node is null or YamlScalarNode { Value: null or "" or "~" })
+        {
+            return null;
+        }
+
+        var mapping = ctx.Mapping(node, parent, path, required: false);
+        if (mapping is null)
+        {
+            return null;
+        }
+
+        if (mapping.Children.Count == 0)
+        {
+            if (!allowPresence)
+            {
+                ctx.Error(mapping, path, "needs one of exact, prefix or regex");
+            }
+
+            return null;
+        }
+
+        if (mapping.Children.Count > 1)
+        {
+            ctx.Error(mapping, path, "must set exactly one of exact, prefix or regex");
+            return null;
+        }
+
+        var (key, value) = mapping.Children.First();
+        var kind = (key as YamlScalarNode)?.Value;
+        var text = ctx.String(value, $"{path}.{kind}") ?? string.Empty;
+        switch (kind)
+        {
+            case "exact":
+                return new RouteStringMatch(RouteStringMatchKind.Exact, text);
+            case "prefix":
+                return new RouteStringMatch(RouteStringMatchKind.Prefix, text);
+            case "regex" when allowPresence && text == "*":
+                // istiod reads a header regex "*" as "present" (route.go), though it is not a valid RE2 pattern.
+                return null;
+            case "regex":
+                return CheckRegex(ctx, value, $"{path}.regex", text) ? new RouteStringMatch(RouteStringMatchKind.Regex, text) : null;
+            default:
+                ctx.Error(key, $"{path}.{kind}", "is not a string match; use exact, prefix or regex");
+                return null;
+        }
+    }
+
+    /// <summary>
+    /// Istio takes RE2; .NET's non-backtracking engine accepts close to the same language (no backreferences, no
+    /// lookaround), so a pattern it refuses would also fail in Envoy or in the Mesh client.
+    /// </summary>
+    private static bool CheckRegex(ResourceContext ctx, YamlNode node, string path, string pattern)
+    {
+        if (pattern.Length == 0 || pattern.Length > MaxRegexLength)
+        {
+            ctx.Error(node, path, $"must be 1-{MaxRegexLength} characters long");
+            return false;
+        }
+
+        try
+        {
+            _ = new Regex(pattern, RegexOptions.NonBacktracking | RegexOptions.CultureInvariant);
+            return true;
+        }
+        catch (ArgumentException ex)
+        {
+            ctx.Error(node, path, $"'{pattern}' is not a valid regex: {ex.Message}");
+        }
+        catch (NotSupportedException ex)
+        {
+            ctx.Error(node, path, $"'{pattern}' is not a valid RE2 regex: {ex.Message}");
+        }
+
+        return false;
+    }
+
+    private static RouteDestinationModel? ParseRouteDestination(ResourceContext ctx, YamlMappingNode node, string path, string ns, List<DestinationReference> references)
+    {
+        RejectUnsupportedFields(ctx, node, path, RouteDestinationFields);
+        uint weight = 0;
+        if (Child(node, "weight") is { } weightNode)
+        {
+            var text = ctx.String(weightNode, $"{path}.weight");
+            if (!int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var parsed))
+            {
+                ctx.Error(weightNode, $"{path}.weight", $"must be an integer (got '{text}')");
+            }
+            else if (parsed < 0)
+            {
+                ctx.Error(weightNode, $"{path}.weight", $"weight {parsed} < 0");
+            }
+            else
+            {
+                weight = (uint)parsed;
+            }
+        }
+
+        var destination = ctx.Mapping(Child(node, "destination"), node, $"{path}.destination", required: true);
+        if (destination is null)
+        {
+            return null;
+        }
+
+        RejectUnsupportedFields(ctx, destination, $"{path}.destination", DestinationFields);
+        var host = ctx.String(Child(destination, "host"), $"{path}.destination.host");
+        if (string.IsNullOrEmpty(host) || !IsHostName(host))
+        {
+            ctx.Error(Child(destination, "host") ?? destination, $"{path}.destination.host", string.IsNullOrEmpty(host) ? "is required" : $"'{host}' must be a DNS name");
+            return null;
+        }
+
+        var subset = ctx.String(Child(destination, "subset"), $"{path}.destination.subset");
+        uint? port = null;
+        if (ctx.Mapping(Child(destination, "port"), destination, $"{path}.destination.port", required: false) is { } portNode)
+        {
+            RejectUnsupportedFields(ctx, portNode, $"{path}.destination.port", ["number"]);
+            port = ctx.Port(Child(portNode, "number"), portNode, $"{path}.destination.port.number", required: true);
+        }
+
+        var fqdn = HostNames.Qualify(host, ns);
+        references.Add(new DestinationReference(Line(destination), $"{path}.destination", fqdn, string.IsNullOrEmpty(subset) ? null : subset, port, IsVirtualServiceHost: false));
+        return new RouteDestinationModel(fqdn, string.IsNullOrEmpty(subset) ? null : subset, port, weight);
+    }
+
+    private static HttpRetryModel? ParseRetries(ResourceContext ctx, YamlMappingNode node, string path, TimeSpan? timeout)
+    {
+        RejectUnsupportedFields(ctx, node, path, RetryFields);
+        uint attempts = 0;
+        var attemptsValid = true;
+        var attemptsNode = Child(node, "attempts");
+        if (attemptsNode is not null)
+        {
+            var text = ctx.String(attemptsNode, $"{path}.attempts");
+            if (!uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out attempts))
+            {
+                attemptsValid = false;
+                ctx.Error(attemptsNode, $"{path}.attempts", $"must be a non-negative integer (got '{text}')");
+            }
+        }
+
+        var perTryNode = Child(node, "perTryTimeout");
+        var perTry = perTryNode is null ? null : ParseRouteDuration(ctx, perTryNode, $"{path}.perTryTimeout");
+        if (perTry is { } value && timeout is { } total && value > total)
+        {
+            ctx.Error(perTryNode!, $"{path}.perTryTimeout", $"{FormatDuration(value)} is longer than the route timeout {FormatDuration(total)}");
+        }
+
+        var retryOnNode = Child(node, "retryOn");
+        var retryOn = ctx.String(retryOnNode, $"{path}.retryOn");
+        if (retryOn is not null)
+        {
+            foreach (var token in retryOn.Split(','))
+            {
+                var policy = token.Trim();
+                if (!RetryOnPolicies.Contains(policy, StringComparer.Ordinal) && !IsHttpStatus(policy))
+                {
+                    ctx.Error(retryOnNode!, $"{path}.retryOn", $"'{policy}' is not a retry policy (known: {string.Join(", ", RetryOnPolicies)}, or an HTTP status code)");
+                }
+            }
+        }
+
+        if (attemptsValid && attempts == 0 && (perTryNode is not null || retryOnNode is not null))
+        {
+            ctx.Error(attemptsNode ?? node, $"{path}.attempts", "is 0, so perTryTimeout and retryOn would do nothing; set attempts above 0 or remove them");
+        }
+
+        return attemptsNode is null && perTryNode is null && retryOnNode is null ? null : new HttpRetryModel(attempts, perTry, retryOn);
+    }
+
+    internal static bool IsHttpStatus(string value) =>
+        value.Length == 3 && int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var code) && code is >= 100 and <= 599;
+
+    /// <summary>A protobuf/Go style duration (<c>1.5s</c>, <c>250ms</c>, <c>1m30s</c>, <c>1h</c>), at least 1 ms, as Istio requires.</summary>
+    private static TimeSpan? ParseRouteDuration(ResourceContext ctx, YamlNode node, string path)
+    {
+        var text = ctx.String(node, path);
+        if (text is null || !TryParseDuration(text, out var value))
+        {
+            ctx.Error(node, path, $"must be a duration such as 250ms, 1.5s or 1m (got '{text}')");
+            return null;
+        }
+
+        if (value < TimeSpan.FromMilliseconds(1))
+        {
+            ctx.Error(node, path, $"must be at least 1ms (got '{text}')");
+            return null;
+        }
+
+        return value;
+    }
+
+    internal static bool TryParseDuration(string text, out TimeSpan value)
+    {
+        value = TimeSpan.Zero;
+        var rest = text.AsSpan().Trim();
+        if (rest.IsEmpty)
+        {
+            return false;
+        }
+
+        var ticks = 0m;
+        while (!rest.IsEmpty)
+        {
+            var numberLength = rest.IndexOfAnyExcept(DurationNumber);
+            if (numberLength <= 0)
+            {
+                return false;
+            }
+
+            if (!decimal.TryParse(rest[..numberLength], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number))
+            {
+                return false;
+            }
+
+            rest = rest[numberLength..];
+            var unitLength = rest.IndexOfAny(DurationNumber);
+            var unit = unitLength < 0 ? rest : rest[..unitLength];
+            decimal scale = unit switch
+            {
+                "h" => TimeSpan.TicksPerHour,
+                "m" => TimeSpan.TicksPerMinute,
+                "s" => TimeSpan.TicksPerSecond,
+                "ms" => TimeSpan.TicksPerMillisecond,
+                "us" or "µs" => TimeSpan.TicksPerMicrosecond,
+                _ => -1,
+            };
+            if (scale < 0)
+            {
+                return false;
+            }
+
+            ticks += number * scale;
+            if (ticks > TimeSpan.MaxValue.Ticks)
+            {
+                return false;
+            }
+
+            rest = unitLength < 0 ? [] : rest[unitLength..];
+        }
+
+        value = TimeSpan.FromTicks((long)ticks);
+        return true;
+    }
+
+    private static string FormatDuration(TimeSpan value) => $"{value.TotalSeconds.ToString(CultureInfo.InvariantCulture)}s";
+
+    private static void RejectUnsupportedFields(ResourceContext ctx, YamlMappingNode node, string path, string[] supported)
+    {
+        foreach (var key in node.Children.Keys)
+        {
+            var field = (key as YamlScalarNode)?.Value;
+            if (field is null || !supported.Contains(field, StringComparer.Ordinal))
+            {
+                ctx.Error(key, $"{path}.{field}", $"is not supported yet (supported here: {string.Join(", ", supported)}); Mesh refuses the config rather than ignore it");
+            }
+        }
+    }
+
+    private static ImmutableArray<SubsetModel> ParseSubsets(ResourceContext ctx, YamlMappingNode spec)
+    {
+        var subsets = ImmutableArray.CreateBuilder<SubsetModel>();
+        var node = ctx.Sequence(Child(spec, "subsets"), spec, "spec.subsets", required: false);
+        for (var i = 0; node is not null && i < node.Children.Count; i++)
+        {
+            var path = $"spec.subsets[{i}]";
+            var subset = ctx.Mapping(node.Children[i], node, path, required: true);
+            if (subset is null)
+            {
+                continue;
+            }
+
+            RejectUnsupportedFields(ctx, subset, path, SubsetFields);
+            var name = ctx.String(Child(subset, "name"), $"{path}.name");
+            if (string.IsNullOrEmpty(name) || !IsDnsLabelish(name) || name.Contains('.', StringComparison.Ordinal))
+            {
+                ctx.Error(Child(subset, "name") ?? subset, $"{path}.name", $"'{name}' must be a lowercase RFC 1123 label");
+                continue;
+            }
+
+            if (subsets.Any(s => s.Name == name))
+            {
+                ctx.Error(Child(subset, "name")!, $"{path}.name", $"subset {name} is defined twice");
+                continue;
+            }
+
+            var labels = ctx.Labels(Child(subset, "labels"), subset, $"{path}.labels");
+            LoadBalancerKind? lb = null;
+            if (ctx.Mapping(Child(subset, "trafficPolicy"), subset, $"{path}.trafficPolicy", required: false) is { } policy)
+            {
+                RejectUnsupportedFields(ctx, policy, $"{path}.trafficPolicy", ["loadBalancer"]);
+                lb = ParseSimpleLoadBalancer(ctx, policy, $"{path}.trafficPolicy.loadBalancer");
+            }
+
+            subsets.Add(new SubsetModel(name, labels, lb));
+        }
+
+        return subsets.ToImmutable();
+    }
+
+    /// <summary>A destination or host named by a VirtualService, checked against the whole folder once everything is read.</summary>
+    private sealed record DestinationReference(int Line, string Path, string Host, string? Subset, uint? Port, bool IsVirtualServiceHost);
+
+    private sealed record ParsedVirtualService(VirtualServiceModel Model, string File, int Line, List<DestinationReference> References);
+
+    /// <summary>Cross-resource rules: hosts and destinations exist, subsets are defined, one VirtualService per host.</summary>
+    private static void CheckVirtualServices(
+        List<ParsedVirtualService> virtualServices,
+        List<(ServiceEntryModel Model, string File, int Line)> services,
+        List<(DestinationRuleModel Model, string File, int Line)> rules,
+        List<ConfigError> errors)
+    {
+        var ports = new Dictionary<string, ImmutableArray<ServicePort>>(StringComparer.Ordinal);
+        foreach (var (entry, _, _) in services)
+        {
+            foreach (var host in entry.Hosts)
+            {
+                ports.TryAdd(host, entry.Ports);
+            }
+        }
+
+        var subsets = rules.GroupBy(r => r.Model.Host, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => g.First().Model.Subsets.Select(s => s.Name).ToHashSet(StringComparer.Ordinal), StringComparer.Ordinal);
+        var owners = new Dictionary<string, ParsedVirtualService>(StringComparer.Ordinal);
+        foreach (var vs in virtualServices)
+        {
+            var resource = $"VirtualService {vs.Model.Namespace}/{vs.Model.Name}";
+            foreach (var reference in vs.References)
+            {
+                void Fail(string message) => errors.Add(new ConfigError(vs.File, reference.Line, $"{resource}: {reference.Path}: {message}"));
+                if (!ports.TryGetValue(reference.Host, out var servicePorts))
+                {
+                    Fail($"host {reference.Host} is not declared by any ServiceEntry");
+                    continue;
+                }
+
+                if (reference.IsVirtualServiceHost)
+                {
+                    if (owners.TryGetValue(reference.Host, out var first))
+                    {
+                        Fail($"host {reference.Host} already has VirtualService {first.Model.Namespace}/{first.Model.Name} ({first.File}:{first.Line}); merge them into one");
+                    }
+                    else
+                    {
+                        owners.Add(reference.Host, vs);
+                    }
+
+                    continue;
+                }
+
+                if (reference.Port is { } port && !servicePorts.Any(p => p.Number == port))
+                {
+                    Fail($"port.number {port} is not a port of {reference.Host} (ports: {string.Join(", ", servicePorts.Select(p => p.Number))})");
+                }
+                else if (reference.Port is null && servicePorts.Length > 1)
+                {
+                    Fail($"port.number is required: {reference.Host} has several ports ({string.Join(", ", servicePorts.Select(p => p.Number))})");
+                }
+
+                if (reference.Subset is { } subset && !(subsets.TryGetValue(reference.Host, out var defined) && defined.Contains(subset)))
+                {
+                    Fail($"subset {subset} is not defined by any DestinationRule for host {reference.Host}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,447 @@
+using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Sources;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Mesh.ControlPlane.Tests.Sources;
+
+public sealed class VirtualServiceLoaderTests : IDisposable
+{
+    private const string Fqdn = "orders.default.svc.cluster.local";
+
+    private const string Services = """
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata:
+          name: orders
+        spec:
+          hosts: [orders]
+          ports:
+          - number: 80
+            name: http
+            protocol: HTTP
+          workloadSelector:
+            labels: {app: orders}
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata:
+          name: orders
+        spec:
+          host: orders
+          subsets:
+          - name: v1
+            labels: {version: v1}
+          - name: v2
+            labels: {version: v2}
+            trafficPolicy:
+              loadBalancer: {simple: LEAST_REQUEST}
+        """;
+
+    // Line numbers below count from the first line of this string (line 1 = apiVersion).
+    private const string Canary = """
+        apiVersion: networking.istio.io/v1beta1
+        kind: VirtualService
+        metadata:
+          name: orders
+        spec:
+          hosts: [orders]
+          gateways: [mesh]
+          http:
+          - name: ab
+            match:
+            - name: beta
+              uri: {prefix: /api}
+              ignoreUriCase: true
+              method: {exact: GET}
+              headers:
+                x-user: {regex: "beta-[0-9]+"}
+                x-trace: {}
+              withoutHeaders:
+                x-legacy: {exact: "1"}
+            route:
+            - destination: {host: orders, subset: v2}
+            timeout: 2s
+            retries: {attempts: 3, perTryTimeout: 500ms, retryOn: "5xx,503,connect-failure"}
+          - route:
+            - destination: {host: orders.default.svc.cluster.local, subset: v1, port: {number: 80}}
+              weight: 90
+            - destination: {host: orders, subset: v2}
+              weight: 10
+        """;
+
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "mesh-cp-vs-" + Guid.NewGuid().ToString("N"));
+
+    public VirtualServiceLoaderTests() => Directory.CreateDirectory(_directory);
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private static YamlLoadResult Load(string virtualService) => YamlConfigLoader.Load([("services.yaml", Services), ("vs.yaml", virtualService)]);
+
+    private static ConfigError SingleError(string virtualService)
+    {
+        var result = Load(virtualService);
+        Assert.True(result.HasErrors);
+        return Assert.Single(result.Errors, e => !e.IsWarning);
+    }
+
+    [Fact]
+    public void Load_CanaryAndHeaderRoute_ReadsEveryField()
+    {
+        var result = Load(Canary);
+
+        Assert.Empty(result.Errors);
+        var vs = Assert.Single(result.Config.VirtualServices);
+        Assert.Equal([Fqdn], vs.Hosts.ToArray());
+        Assert.Equal(2, vs.Http.Length);
+        var ab = vs.Http[0];
+        Assert.Equal("ab", ab.Name);
+        var match = Assert.Single(ab.Matches);
+        Assert.Equal("beta", match.Name);
+        Assert.Equal(new RouteStringMatch(RouteStringMatchKind.Prefix, "/api"), match.Uri);
+        Assert.True(match.IgnoreUriCase);
+        Assert.Equal(new RouteStringMatch(RouteStringMatchKind.Exact, "GET"), match.Method);
+        Assert.Equal(
+            [new RouteHeaderMatch("x-trace", null), new RouteHeaderMatch("x-user", new RouteStringMatch(RouteStringMatchKind.Regex, "beta-[0-9]+"))],
+            match.Headers.ToArray());
+        Assert.Equal([new RouteHeaderMatch("x-legacy", new RouteStringMatch(RouteStringMatchKind.Exact, "1"))], match.WithoutHeaders.ToArray());
+        Assert.Equal([new RouteDestinationModel(Fqdn, "v2", null, 0)], ab.Destinations.ToArray());
+        Assert.Equal(TimeSpan.FromSeconds(2), ab.Timeout);
+        Assert.Equal(new HttpRetryModel(3, TimeSpan.FromMilliseconds(500), "5xx,503,connect-failure"), ab.Retries);
+        var split = vs.Http[1];
+        Assert.Empty(split.Matches);
+        Assert.Equal([new RouteDestinationModel(Fqdn, "v1", 80, 90), new RouteDestinationModel(Fqdn, "v2", null, 10)], split.Destinations.ToArray());
+        Assert.Null(split.Timeout);
+        Assert.Null(split.Retries);
+
+        var rule = Assert.Single(result.Config.DestinationRules);
+        Assert.Equal(["v1", "v2"], rule.Subsets.Select(s => s.Name).ToArray());
+        Assert.Equal("v1", rule.Subsets[0].Labels["version"]);
+        Assert.Null(rule.Subsets[0].LoadBalancer);
+        Assert.Equal(LoadBalancerKind.LeastRequest, rule.Subsets[1].LoadBalancer);
+    }
+
+    [Fact]
+    public void Load_HeaderRegexStar_IsAPresenceMatchAsInIstio()
+    {
+        var result = Load(Canary.Replace("x-trace: {}", "x-trace: {regex: \"*\"}", StringComparison.Ordinal));
+
+        Assert.Empty(result.Errors);
+        Assert.Contains(new RouteHeaderMatch("x-trace", null), result.Config.VirtualServices[0].Http[0].Matches[0].Headers);
+    }
+
+    [Theory]
+    [InlineData("networking.istio.io/v1")]
+    [InlineData("networking.istio.io/v1alpha3")]
+    public void Load_OtherApiVersions_AreAccepted(string apiVersion)
+    {
+        var result = Load(Canary.Replace("networking.istio.io/v1beta1", apiVersion, StringComparison.Ordinal));
+
+        Assert.Empty(result.Errors);
+        Assert.Single(result.Config.VirtualServices);
+    }
+
+    [Fact]
+    public void Load_WeightsNotSummingTo100_AreKeptVerbatim()
+    {
+        var result = Load(Canary.Replace("weight: 90", "weight: 3", StringComparison.Ordinal).Replace("weight: 10", "weight: 1", StringComparison.Ordinal));
+
+        Assert.Empty(result.Errors);
+        Assert.Equal([3u, 1u], result.Config.VirtualServices[0].Http[1].Destinations.Select(d => d.Weight).ToArray());
+    }
+
+    [Fact]
+    public void Load_NegativeWeight_IsErrorAtItsLine()
+    {
+        var error = SingleError(Canary.Replace("weight: 10", "weight: -10", StringComparison.Ordinal));
+
+        Assert.Equal(("vs.yaml", 28), (error.File, error.Line));
+        Assert.Contains("VirtualService default/orders: spec.http[1].route[1].weight: weight -10 < 0", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_AllWeightsZeroWithTwoDestinations_IsError()
+    {
+        var error = SingleError(Canary.Replace("weight: 90", "weight: 0", StringComparison.Ordinal).Replace("weight: 10", "weight: 0", StringComparison.Ordinal));
+
+        Assert.Contains("spec.http[1].route: total destination weight = 0", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_WeightSumAboveUInt32_IsError()
+    {
+        var yaml = Canary.Replace("weight: 90", "weight: 2000000000", StringComparison.Ordinal).Replace("weight: 10", "weight: 2000000000", StringComparison.Ordinal)
+            + "\n    - destination: {host: orders, subset: v1}\n      weight: 2000000000\n";
+
+        var error = SingleError(yaml);
+
+        Assert.Contains("spec.http[1].route: total destination weight 6000000000 is more than 4294967295", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_SingleDestinationWithoutWeight_IsValid()
+    {
+        var result = Load(Canary);
+
+        Assert.Equal(0u, result.Config.VirtualServices[0].Http[0].Destinations[0].Weight);
+        Assert.False(result.HasErrors);
+    }
+
+    [Fact]
+    public void Load_UndefinedSubset_IsErrorNamingTheSubsetAndHost()
+    {
+        var error = SingleError(Canary.Replace("subset: v1,", "subset: v3,", StringComparison.Ordinal));
+
+        Assert.Equal(("vs.yaml", 25), (error.File, error.Line));
+        Assert.Contains($"spec.http[1].route[0].destination: subset v3 is not defined by any DestinationRule for host {Fqdn}", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_SubsetWithoutAnyDestinationRule_IsError()
+    {
+        var servicesOnly = Services[..Services.IndexOf("---", StringComparison.Ordinal)];
+        var result = YamlConfigLoader.Load([("services.yaml", servicesOnly), ("vs.yaml", Canary)]);
+
+        Assert.Equal(3, result.Errors.Count(e => e.Message.Contains("is not defined by any DestinationRule", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void Load_RouteToUndeclaredHost_IsError()
+    {
+        var error = SingleError(Canary.Replace("{host: orders, subset: v2}\n    timeout", "{host: payments}\n    timeout", StringComparison.Ordinal));
+
+        Assert.Equal(("vs.yaml", 21), (error.File, error.Line));
+        Assert.Contains("spec.http[0].route[0].destination: host payments.default.svc.cluster.local is not declared by any ServiceEntry", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_VirtualServiceForUndeclaredHost_IsError()
+    {
+        var error = SingleError(Canary.Replace("hosts: [orders]", "hosts: [payments]", StringComparison.Ordinal));
+
+        Assert.Contains("spec.hosts[0]: host payments.default.svc.cluster.local is not declared by any ServiceEntry", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_UnknownDestinationPort_IsError()
+    {
+        var error = SingleError(Canary.Replace("port: {number: 80}", "port: {number: 81}", StringComparison.Ordinal));
+
+        Assert.Contains("spec.http[1].route[0].destination: port.number 81 is not a port of", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("beta-[0-9+", "spec.http[0].match[0].headers.x-user.regex")]
+    [InlineData("(a)\\\\1", "spec.http[0].match[0].headers.x-user.regex")]
+    [InlineData("(?=a)b", "spec.http[0].match[0].headers.x-user.regex")]
+    public void Load_InvalidRegex_IsErrorNamingTheField(string regex, string path)
+    {
+        var error = SingleError(Canary.Replace("beta-[0-9]+", regex, StringComparison.Ordinal));
+
+        Assert.Equal(16, error.Line);
+        Assert.Contains($"{path}: '", error.Message, StringComparison.Ordinal);
+        Assert.Contains("is not a valid", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_InvalidUriRegex_IsError()
+    {
+        var error = SingleError(Canary.Replace("uri: {prefix: /api}", "uri: {regex: \"/api/(\"}", StringComparison.Ordinal));
+
+        Assert.Contains("spec.http[0].match[0].uri.regex: '/api/(' is not a valid regex", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_PerTryTimeoutLongerThanTimeout_IsError()
+    {
+        var error = SingleError(Canary.Replace("perTryTimeout: 500ms", "perTryTimeout: 3s", StringComparison.Ordinal));
+
+        Assert.Equal(23, error.Line);
+        Assert.Contains("spec.http[0].retries.perTryTimeout: 3s is longer than the route timeout 2s", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("0s")]
+    [InlineData("0.5ms")]
+    [InlineData("ten seconds")]
+    [InlineData("-1s")]
+    public void Load_BadTimeout_IsError(string timeout)
+    {
+        var error = SingleError(Canary.Replace("timeout: 2s", $"timeout: {timeout}", StringComparison.Ordinal));
+
+        Assert.Equal(22, error.Line);
+        Assert.Contains("spec.http[0].timeout: must be", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("1m30s", 90_000)]
+    [InlineData("1.5s", 1_500)]
+    [InlineData("250ms", 250)]
+    [InlineData("1h", 3_600_000)]
+    public void TryParseDuration_GoStyle_Parses(string text, int milliseconds)
+    {
+        Assert.True(YamlConfigLoader.TryParseDuration(text, out var value));
+        Assert.Equal(TimeSpan.FromMilliseconds(milliseconds), value);
+    }
+
+    [Fact]
+    public void Load_UnknownRetryOn_IsError()
+    {
+        var error = SingleError(Canary.Replace("5xx,503,connect-failure", "5xx,sometimes", StringComparison.Ordinal));
+
+        Assert.Contains("spec.http[0].retries.retryOn: 'sometimes' is not a retry policy", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_ZeroAttemptsWithRetryOn_IsError()
+    {
+        var error = SingleError(Canary.Replace("attempts: 3", "attempts: 0", StringComparison.Ordinal));
+
+        Assert.Contains("spec.http[0].retries.attempts: is 0", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_TwoVirtualServicesForOneHost_IsErrorPointingAtTheFirst()
+    {
+        var second = Canary.Replace("name: orders\n", "name: orders-b\n", StringComparison.Ordinal);
+        var result = YamlConfigLoader.Load([("services.yaml", Services), ("vs.yaml", Canary), ("vs-b.yaml", second)]);
+
+        var error = Assert.Single(result.Errors);
+        Assert.Equal(("vs-b.yaml", 6), (error.File, error.Line));
+        Assert.Contains($"VirtualService default/orders-b: spec.hosts[0]: host {Fqdn} already has VirtualService default/orders (vs.yaml:1)", error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>The same host spelt another way (FQDN, or short in another resource) is still the same host.</summary>
+    [Fact]
+    public void Load_SecondVirtualServiceSpellingTheHostAsFqdn_IsStillADuplicate()
+    {
+        var second = Canary.Replace("name: orders\n", "name: orders-b\n", StringComparison.Ordinal).Replace("hosts: [orders]", $"hosts: [{Fqdn.ToUpperInvariant()}]", StringComparison.Ordinal);
+        var result = YamlConfigLoader.Load([("services.yaml", Services), ("vs.yaml", Canary), ("vs-b.yaml", second)]);
+
+        var error = Assert.Single(result.Errors);
+        Assert.Contains("already has VirtualService default/orders", error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>A short host in another namespace names another service, which no ServiceEntry declares.</summary>
+    [Fact]
+    public void Load_ShortHostInAnotherNamespace_IsNotTheDefaultNamespacesService()
+    {
+        var result = Load(Canary.Replace("name: orders\n", "name: orders\n  namespace: shop\n", StringComparison.Ordinal));
+
+        Assert.True(result.HasErrors);
+        Assert.Contains(result.Errors, e => e.Message.Contains("spec.hosts[0]: host orders.shop.svc.cluster.local is not declared by any ServiceEntry", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("x-user: {regex", "X-User: {regex", "spec.http[0].match[0].headers.X-User: header names must be non-empty and lowercase")]
+    [InlineData("gateways: [mesh]", "gateways: [mesh, my-gateway]", "spec.gateways[1]: 'my-gateway' is not supported")]
+    [InlineData("uri: {prefix: /api}", "uri: {prefix: /api, exact: /api}", "spec.http[0].match[0].uri: must set exactly one of exact, prefix or regex")]
+    [InlineData("uri: {prefix: /api}", "uri: {suffix: /api}", "spec.http[0].match[0].uri.suffix: is not a string match")]
+    [InlineData("uri: {prefix: /api}", "uri: {prefix: \"\"}", "spec.http[0].match[0].uri.prefix: must not be empty")]
+    [InlineData("method: {exact: GET}", "method: {}", "spec.http[0].match[0].method: needs one of exact, prefix or regex")]
+    [InlineData("ignoreUriCase: true", "ignoreUriCase: maybe", "spec.http[0].match[0].ignoreUriCase: must be true or false")]
+    [InlineData("attempts: 3", "attempts: -1", "spec.http[0].retries.attempts: must be a non-negative integer")]
+    [InlineData("weight: 90", "weight: ninety", "spec.http[1].route[0].weight: must be an integer")]
+    public void Load_MalformedField_IsErrorNamingItsPath(string find, string replace, string expected)
+    {
+        var yaml = Canary.Replace(find, replace, StringComparison.Ordinal);
+        Assert.NotEqual(Canary, yaml);
+
+        var error = SingleError(yaml);
+
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("gateways: [mesh]", "gateways: [my-gateway]", "spec.gateways[0]: 'my-gateway' is not supported")]
+    [InlineData("    timeout: 2s", "    timeout: 2s\n    fault: {abort: {httpStatus: 500}}", "spec.http[0].fault: is not supported yet")]
+    [InlineData("    timeout: 2s", "    timeout: 2s\n    mirror: {host: orders}", "spec.http[0].mirror: is not supported yet")]
+    [InlineData("    timeout: 2s", "    timeout: 2s\n    mirrorPercentage: {value: 5}", "spec.http[0].mirrorPercentage: is not supported yet")]
+    [InlineData("    timeout: 2s", "    timeout: 2s\n    rewrite: {uri: /}", "spec.http[0].rewrite: is not supported yet")]
+    [InlineData("    timeout: 2s", "    timeout: 2s\n    headers: {request: {set: {a: b}}}", "spec.http[0].headers: is not supported yet")]
+    [InlineData("    timeout: 2s", "    timeout: 2s\n    redirect: {uri: /}", "spec.http[0].redirect: is not supported yet")]
+    [InlineData("    timeout: 2s", "    timeout: 2s\n    directResponse: {status: 503}", "spec.http[0].directResponse: is not supported yet")]
+    [InlineData("    timeout: 2s", "    timeout: 2s\n    corsPolicy: {allowOrigins: []}", "spec.http[0].corsPolicy: is not supported yet")]
+    [InlineData("    timeout: 2s", "    timeout: 2s\n    delegate: {name: x}", "spec.http[0].delegate: is not supported yet")]
+    [InlineData("      ignoreUriCase: true", "      ignoreUriCase: true\n      queryParams: {a: {exact: b}}", "spec.http[0].match[0].queryParams: is not supported yet")]
+    [InlineData("      ignoreUriCase: true", "      ignoreUriCase: true\n      sourceLabels: {app: x}", "spec.http[0].match[0].sourceLabels: is not supported yet")]
+    [InlineData("      ignoreUriCase: true", "      ignoreUriCase: true\n      sourceNamespace: x", "spec.http[0].match[0].sourceNamespace: is not supported yet")]
+    [InlineData("      ignoreUriCase: true", "      ignoreUriCase: true\n      port: 80", "spec.http[0].match[0].port: is not supported yet")]
+    [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  tcp: []", "spec.tcp: is not supported yet")]
+    [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  tls: []", "spec.tls: is not supported yet")]
+    [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  exportTo: [\".\"]", "spec.exportTo: is not supported yet")]
+    [InlineData("weight: 90", "weight: 90\n      headers: {request: {set: {a: b}}}", "spec.http[1].route[0].headers: is not supported yet")]
+    [InlineData("perTryTimeout: 500ms,", "perTryTimeout: 500ms, retryRemoteLocalities: true,", "spec.http[0].retries.retryRemoteLocalities: is not supported yet")]
+    public void Load_FieldNotTranslated_IsErrorNamingItsPath(string find, string replace, string expected)
+    {
+        var yaml = Canary.Replace(find, replace, StringComparison.Ordinal);
+        Assert.NotEqual(Canary, yaml);
+
+        var error = SingleError(yaml);
+
+        Assert.Equal("vs.yaml", error.File);
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("    labels: {version: v1}", "    labels: {version: v1}\n    trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}}}", "spec.subsets[0].trafficPolicy.connectionPool: is not supported yet")]
+    [InlineData("  - name: v1", "  - name: v1\n    extra: 1", "spec.subsets[0].extra: is not supported yet")]
+    [InlineData("  subsets:", "  trafficPolicy: {outlierDetection: {consecutive5xxErrors: 3}}\n  subsets:", "spec.trafficPolicy.outlierDetection: is not supported yet")]
+    [InlineData("  subsets:", "  trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}}}\n  subsets:", "spec.trafficPolicy.connectionPool: is not supported yet")]
+    [InlineData("  subsets:", "  trafficPolicy: {portLevelSettings: []}\n  subsets:", "spec.trafficPolicy.portLevelSettings: is not supported yet")]
+    [InlineData("  subsets:", "  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}\n  subsets:", "spec.trafficPolicy.loadBalancer.consistentHash: is not supported yet")]
+    [InlineData("  subsets:", "  exportTo: [\".\"]\n  subsets:", "spec.exportTo: is not supported yet")]
+    [InlineData("  subsets:", "  workloadSelector: {matchLabels: {app: x}}\n  subsets:", "spec.workloadSelector: is not supported yet")]
+    [InlineData("  - name: v2", "  - name: v1", "spec.subsets[1].name: subset v1 is defined twice")]
+    [InlineData("loadBalancer: {simple: LEAST_REQUEST}", "loadBalancer: {simple: MAGLEV}", "spec.subsets[1].trafficPolicy.loadBalancer.simple: 'MAGLEV' is not supported")]
+    public void Load_BadSubset_IsErrorNamingItsPath(string find, string replace, string expected)
+    {
+        var services = Services.Replace(find, replace, StringComparison.Ordinal);
+        Assert.NotEqual(Services, services);
+
+        var result = YamlConfigLoader.Load([("services.yaml", services)]);
+
+        var error = Assert.Single(result.Errors);
+        Assert.Equal("services.yaml", error.File);
+        Assert.Contains($"DestinationRule default/orders: {expected}", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Reload_BadVirtualServiceEdit_KeepsLastGoodConfigAndThenRecovers()
+    {
+        var store = new ConfigStore(NullLogger<ConfigStore>.Instance);
+        File.WriteAllText(Path.Combine(_directory, "services.yaml"), Services);
+        var vsFile = Path.Combine(_directory, "vs.yaml");
+        File.WriteAllText(vsFile, Canary);
+        Assert.True(store.ApplyYaml(YamlConfigLoader.LoadDirectory(_directory)));
+        var good = store.Current;
+
+        File.WriteAllText(vsFile, Canary.Replace("weight: 10", "weight: -10", StringComparison.Ordinal));
+        Assert.False(store.ApplyYaml(YamlConfigLoader.LoadDirectory(_directory)));
+        Assert.Same(good, store.Current);
+        Assert.Equal([90u, 10u], store.Current.Config.VirtualServices[0].Http[1].Destinations.Select(d => d.Weight).ToArray());
+        var error = Assert.Single(store.Errors);
+        Assert.Equal(("vs.yaml", 28), (error.File, error.Line));
+
+        File.WriteAllText(vsFile, Canary.Replace("weight: 10", "weight: 30", StringComparison.Ordinal));
+        Assert.True(store.ApplyYaml(YamlConfigLoader.LoadDirectory(_directory)));
+        Assert.Empty(store.Errors);
+        Assert.Equal([90u, 30u], store.Current.Config.VirtualServices[0].Http[1].Destinations.Select(d => d.Weight).ToArray());
+    }
+
+    [Fact]
+    public void Reload_RemovingASubsetStillRouted_KeepsLastGoodConfig()
+    {
+        var store = new ConfigStore(NullLogger<ConfigStore>.Instance);
+        var servicesFile = Path.Combine(_directory, "services.yaml");
+        File.WriteAllText(servicesFile, Services);
+        File.WriteAllText(Path.Combine(_directory, "vs.yaml"), Canary);
+        Assert.True(store.ApplyYaml(YamlConfigLoader.LoadDirectory(_directory)));
+        var good = store.Current;
+
+        File.WriteAllText(servicesFile, Services.Replace("  - name: v1\n    labels: {version: v1}\n", string.Empty, StringComparison.Ordinal));
+        Assert.False(store.ApplyYaml(YamlConfigLoader.LoadDirectory(_directory)));
+
+        Assert.Same(good, store.Current);
+        Assert.Contains(store.Errors, e => e.File == "vs.yaml" && e.Message.Contains("subset v1 is not defined", StringComparison.Ordinal));
+    }
+}
