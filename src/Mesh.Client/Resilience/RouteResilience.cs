@@ -32,10 +32,7 @@ internal enum RetryOn
     /// <summary><c>retriable-4xx</c>: 409.</summary>
     Retriable4xx = 1 << 6,
 
-    /// <summary>
-    /// <c>retriable-status-codes</c>: the codes of <c>retriable_status_codes</c> (RetryPolicy field 7), which this client's
-    /// protos do not carry yet, so it retries no extra code. Accepted rather than NACKed: istiod's default policy names it.
-    /// </summary>
+    /// <summary><c>retriable-status-codes</c>: the HTTP codes listed in <c>retriable_status_codes</c> (RetryPolicy field 7).</summary>
     RetriableStatusCodes = 1 << 7,
 
     /// <summary><c>envoy-ratelimited</c>: the answer carries <c>x-envoy-ratelimited</c>.</summary>
@@ -68,9 +65,10 @@ internal sealed class RouteRetryPolicy
     /// <summary>The most retries this client applies: the same bound as <c>Mesh:Resilience:MaxRetryAttempts</c>.</summary>
     public const int MaxRetries = 10;
 
-    public RouteRetryPolicy(RetryOn retryOn, int numRetries, TimeSpan? perTryTimeout, TimeSpan baseInterval, TimeSpan maxInterval)
+    public RouteRetryPolicy(RetryOn retryOn, int numRetries, TimeSpan? perTryTimeout, TimeSpan baseInterval, TimeSpan maxInterval, int[]? retriableStatusCodes = null)
     {
         RetryOn = retryOn;
+        RetriableStatusCodes = retriableStatusCodes ?? [];
         NumRetries = numRetries;
         PerTryTimeout = perTryTimeout;
         BaseInterval = baseInterval;
@@ -86,6 +84,9 @@ internal sealed class RouteRetryPolicy
     public TimeSpan? PerTryTimeout { get; }
 
     public TimeSpan BaseInterval { get; }
+
+    /// <summary>Gets the HTTP codes <c>retriable-status-codes</c> retries (istiod sends 503 in its default policy).</summary>
+    public int[] RetriableStatusCodes { get; }
 
     public TimeSpan MaxInterval { get; }
 
@@ -117,6 +118,7 @@ internal sealed class RouteRetryPolicy
         if ((status >= 500 && (RetryOn & RetryOn.ServerError) != 0)
             || (status is 502 or 503 or 504 && (RetryOn & RetryOn.GatewayError) != 0)
             || (status == 409 && (RetryOn & RetryOn.Retriable4xx) != 0)
+            || ((RetryOn & RetryOn.RetriableStatusCodes) != 0 && Array.IndexOf(RetriableStatusCodes, status) >= 0)
             || ((RetryOn & RetryOn.EnvoyRateLimited) != 0 && response.Headers.NonValidated.Contains("x-envoy-ratelimited")))
         {
             return true;
@@ -184,8 +186,20 @@ internal sealed class RouteRetryPolicy
             }
         }
 
+        var codes = new int[policy.RetriableStatusCodes.Count];
+        for (var i = 0; i < codes.Length; i++)
+        {
+            var code = policy.RetriableStatusCodes[i];
+            if (code is < 100 or > 599)
+            {
+                errors.Add($"{path}.retriable_status_codes[{i}] {code} is not an HTTP status code (100-599)");
+            }
+
+            codes[i] = (int)code;
+        }
+
         return errors.Count == start
-            ? new RouteRetryPolicy(retryOn, (int)retries, perTry, baseInterval, maxInterval ?? baseInterval * 10)
+            ? new RouteRetryPolicy(retryOn, (int)retries, perTry, baseInterval, maxInterval ?? baseInterval * 10, codes)
             : null;
     }
 

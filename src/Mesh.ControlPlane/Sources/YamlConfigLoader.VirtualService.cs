@@ -26,8 +26,11 @@ internal static partial class YamlConfigLoader
     private static readonly string[] RetryOnPolicies =
     [
         "5xx", "gateway-error", "reset", "reset-before-request", "connect-failure", "retriable-4xx", "refused-stream", "retriable-status-codes",
-        "retriable-headers", "envoy-ratelimited", "http3-post-connect-failure", "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable",
+        "envoy-ratelimited", "http3-post-connect-failure", "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable",
     ];
+
+    /// <summary>The most retries a Mesh client applies (its RDS decoder NACKs more, as Mesh:Resilience:MaxRetryAttempts is bounded).</summary>
+    private const uint MaxRetryAttempts = 10;
 
     private static VirtualServiceModel ParseVirtualService(ResourceContext ctx, YamlMappingNode spec, string ns, string name, List<DestinationReference> references)
     {
@@ -343,6 +346,11 @@ internal static partial class YamlConfigLoader
                 attemptsValid = false;
                 ctx.Error(attemptsNode, $"{path}.attempts", $"must be a non-negative integer (got '{text}')");
             }
+            else if (attempts > MaxRetryAttempts)
+            {
+                // Istio sets no bound, but every Mesh client would NACK the route (and grpc-js caps it at 4 retries).
+                ctx.Error(attemptsNode, $"{path}.attempts", $"{attempts} is more than Mesh clients retry (at most {MaxRetryAttempts})");
+            }
         }
 
         var perTryNode = Child(node, "perTryTimeout");
@@ -359,7 +367,12 @@ internal static partial class YamlConfigLoader
             foreach (var token in retryOn.Split(','))
             {
                 var policy = token.Trim();
-                if (!RetryOnPolicies.Contains(policy, StringComparer.Ordinal) && !IsHttpStatus(policy))
+                if (policy == "retriable-headers")
+                {
+                    // A VirtualService cannot name the headers (Envoy's retriable_headers), and Mesh clients NACK the token.
+                    ctx.Error(retryOnNode!, $"{path}.retryOn", "'retriable-headers' is not supported: a VirtualService cannot say which response headers to retry on");
+                }
+                else if (!RetryOnPolicies.Contains(policy, StringComparer.Ordinal) && !IsHttpStatus(policy))
                 {
                     ctx.Error(retryOnNode!, $"{path}.retryOn", $"'{policy}' is not a retry policy (known: {string.Join(", ", RetryOnPolicies)}, or an HTTP status code)");
                 }

@@ -106,6 +106,7 @@ public sealed class RouteResilienceDecodeTests
     [InlineData("max below base", "virtual_hosts[0].routes[0].route.retry_policy.retry_back_off.max_interval 10 ms is less than base_interval 50 ms")]
     [InlineData("virtual host", "virtual_hosts[0].retry_policy.num_retries 11 is more than this client applies")]
     [InlineData("max_stream_duration", "virtual_hosts[0].routes[0].route.max_stream_duration.max_stream_duration must not be negative")]
+    [InlineData("retriable_status_codes", "virtual_hosts[0].routes[0].route.retry_policy.retriable_status_codes[1] 5030 is not an HTTP status code")]
     public void Decode_PolicyTheClientCannotApply_IsNackedNamingTheField(string fault, string expected)
     {
         var routes = Routes("orders");
@@ -127,6 +128,7 @@ public sealed class RouteResilienceDecodeTests
                 break;
             case "virtual host": routes.VirtualHosts[0].RetryPolicy = new RetryPolicy { RetryOn = "5xx", NumRetries = 11 }; break;
             case "max_stream_duration": action.MaxStreamDuration = new() { MaxStreamDuration_ = new Duration { Seconds = -3 } }; break;
+            case "retriable_status_codes": retry.RetryOn = "retriable-status-codes"; retry.RetriableStatusCodes.Add([503, 5030]); action.RetryPolicy = retry; break;
         }
 
         var errors = new List<string>();
@@ -170,6 +172,21 @@ public sealed class RouteResilienceDecodeTests
         using var response = new HttpResponseMessage((HttpStatusCode)status);
 
         Assert.Equal(expected, policy.ShouldRetry(response, error: null, attemptTimedOut: false));
+    }
+
+    [Theory]
+    [InlineData("retriable-status-codes", 503, true)]
+    [InlineData("retriable-status-codes", 502, false)]
+    [InlineData("connect-failure", 503, false)]
+    public void ShouldRetry_RetriableStatusCodes_OnlyTheListedCodes(string retryOn, int status, bool expected)
+    {
+        // istiod's default policy: retry_on "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes", codes [503].
+        var errors = new List<string>();
+        var policy = RouteRetryPolicy.Decode(new RetryPolicy { RetryOn = retryOn, NumRetries = 2, RetriableStatusCodes = { 503 } }, "retry_policy", errors);
+        Assert.Empty(errors);
+        using var response = new HttpResponseMessage((HttpStatusCode)status);
+
+        Assert.Equal(expected, policy!.ShouldRetry(response, error: null, attemptTimedOut: false));
     }
 
     [Theory]

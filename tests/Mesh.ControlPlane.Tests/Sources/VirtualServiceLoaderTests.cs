@@ -340,6 +340,8 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     [InlineData("method: {exact: GET}", "method: {}", "spec.http[0].match[0].method: needs one of exact, prefix or regex")]
     [InlineData("ignoreUriCase: true", "ignoreUriCase: maybe", "spec.http[0].match[0].ignoreUriCase: must be true or false")]
     [InlineData("attempts: 3", "attempts: -1", "spec.http[0].retries.attempts: must be a non-negative integer")]
+    [InlineData("attempts: 3", "attempts: 11", "spec.http[0].retries.attempts: 11 is more than Mesh clients retry (at most 10)")]
+    [InlineData("retryOn: \"5xx,503,connect-failure\"", "retryOn: \"5xx,retriable-headers\"", "spec.http[0].retries.retryOn: 'retriable-headers' is not supported")]
     [InlineData("weight: 90", "weight: ninety", "spec.http[1].route[0].weight: must be an integer")]
     public void Load_MalformedField_IsErrorNamingItsPath(string find, string replace, string expected)
     {
