@@ -8,8 +8,11 @@ namespace Mesh.Client.Discovery;
 /// <summary>A cluster and its share of a route's traffic (RDS <c>weighted_clusters</c>).</summary>
 internal readonly record struct WeightedCluster(MeshCluster Cluster, uint Weight);
 
-/// <summary>An RDS header matcher: a value matcher (null tests presence), optionally inverted.</summary>
-internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert)
+/// <summary>
+/// An RDS header matcher: a value matcher (null tests presence), optionally inverted. A missing header matches nothing, as
+/// in Envoy, unless <paramref name="TreatMissingAsEmpty"/> (then its value is ""); only an inverted presence test matches it.
+/// </summary>
+internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert, bool TreatMissingAsEmpty = false)
 {
     /// <summary>Like <see cref="Matches(HttpRequestHeaders)"/>, and the <c>:method</c> pseudo-header (Istio's <c>method</c> match) reads the request's method.</summary>
     public bool Matches(HttpRequestMessage request)
@@ -26,13 +29,13 @@ internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert)
     public bool Matches(HttpRequestHeaders headers)
     {
         ArgumentNullException.ThrowIfNull(headers);
-        var matched = false;
-        if (headers.NonValidated.TryGetValues(Name, out var values))
+        if (!headers.NonValidated.TryGetValues(Name, out var values))
         {
-            // Several values of one header are matched as Envoy does: joined with ",".
-            matched = Match is null || Match.Matches(values.Count == 1 ? values.ToString() : string.Join(',', values));
+            return Match is null ? Invert : TreatMissingAsEmpty && Match.Matches(string.Empty) != Invert;
         }
 
+        // Several values of one header are matched as Envoy does: joined with ",".
+        var matched = Match is null || Match.Matches(values.Count == 1 ? values.ToString() : string.Join(',', values));
         return matched != Invert;
     }
 }

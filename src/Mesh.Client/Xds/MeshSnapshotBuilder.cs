@@ -211,7 +211,7 @@ internal static class MeshSnapshotBuilder
     private static HeaderMatch ToHeaderMatch(HeaderMatcher matcher)
     {
         StringMatch.TryDecodeHeader(matcher, matcher.Name, [], out var match, out var invert, allowRegex: true);
-        return new HeaderMatch(matcher.Name, match, invert);
+        return new HeaderMatch(matcher.Name, match, invert, matcher.TreatMissingHeaderAsEmpty);
     }
 
     private static string StripPort(string domain)

@@ -313,6 +313,27 @@ internal static class XdsResourceDecoder
         }
         else
         {
+            // Conditions this client does not evaluate: applying the route without them would send it more traffic than meant.
+            if (route.Match.QueryParameters.Count > 0)
+            {
+                errors.Add($"{where}.match.query_parameters is not supported by this client");
+            }
+
+            if (route.Match.Grpc is not null)
+            {
+                errors.Add($"{where}.match.grpc is not supported by this client");
+            }
+
+            if (route.Match.RuntimeFraction is not null)
+            {
+                errors.Add($"{where}.match.runtime_fraction is not supported by this client");
+            }
+
+            if (route.Match.DynamicMetadata.Count > 0)
+            {
+                errors.Add($"{where}.match.dynamic_metadata is not supported by this client");
+            }
+
             if (route.Match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.SafeRegex)
             {
                 StringMatch.SafeRegex(route.Match.SafeRegex.Regex, $"{where}.match.safe_regex.regex", errors);

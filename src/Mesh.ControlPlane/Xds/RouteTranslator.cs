@@ -191,6 +191,12 @@ internal sealed class RouteTranslator
         }
 
         var tokens = new List<string>();
+        if (retries.RetryOn is null)
+        {
+            // istiod starts from its default policy, whose retriable-status-codes is [503] (unless EXCLUDE_503_FROM_DEFAULT_RETRIES).
+            policy.RetriableStatusCodes.Add(503);
+        }
+
         foreach (var raw in (retries.RetryOn ?? DefaultRetryOn).Split(','))
         {
             var token = raw.Trim();

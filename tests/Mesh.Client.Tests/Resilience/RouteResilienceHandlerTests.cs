@@ -81,7 +81,8 @@ public sealed class RouteResilienceHandlerTests : IAsyncLifetime
     {
         await using var provider = Provider(action: null, options =>
         {
-            options.Resilience.AttemptTimeout = TimeSpan.FromMilliseconds(500);
+            // Generous: the warm-up's cold connection runs under it on a loaded machine; the hang is cut either way.
+            options.Resilience.AttemptTimeout = TimeSpan.FromSeconds(3);
             options.Resilience.MaxRetryAttempts = 0;
         });
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
@@ -159,7 +160,7 @@ public sealed class RouteResilienceHandlerTests : IAsyncLifetime
     {
         _backends[0].Hang = true;
         var action = Retry("reset", retries: 1);
-        action.RetryPolicy.PerTryTimeout = Duration.FromTimeSpan(TimeSpan.FromSeconds(1));
+        action.RetryPolicy.PerTryTimeout = Duration.FromTimeSpan(TimeSpan.FromSeconds(3));
         action.Timeout = Duration.FromTimeSpan(TimeSpan.FromSeconds(30));
         await using var provider = Provider(action, options => options.Resilience.AttemptTimeout = TimeSpan.FromSeconds(30), _backends[0], _backends[1]);
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
@@ -171,15 +172,16 @@ public sealed class RouteResilienceHandlerTests : IAsyncLifetime
         }
 
         Assert.InRange(_backends[0].Hits, 1, 4); // round robin sent some first attempts to the hanging endpoint
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(25), $"took {clock.Elapsed}: the per-try timeout did not cut the attempts");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(28), $"took {clock.Elapsed}: the per-try timeout did not cut the attempts");
     }
 
     [Fact]
     public async Task RouteTimeout_CoversAllAttempts()
     {
         var action = Retry("reset", retries: 10);
-        action.RetryPolicy.PerTryTimeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(400));
-        action.Timeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(1000));
+        // Attempts of 1.5 s under a 4 s route timeout: long enough for the warm-up's cold connection on a loaded machine.
+        action.RetryPolicy.PerTryTimeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(1500));
+        action.Timeout = Duration.FromTimeSpan(TimeSpan.FromSeconds(4));
         await using var provider = Provider(action, options => options.Resilience.TotalTimeout = TimeSpan.FromSeconds(60));
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
         var before = await WarmUpThenHangAsync(client);
@@ -187,14 +189,14 @@ public sealed class RouteResilienceHandlerTests : IAsyncLifetime
         var error = await Assert.ThrowsAsync<TaskCanceledException>(() => client.GetAsync(new Uri("http://orders/")));
 
         Assert.Contains("timeout of route 'default'", error.Message, StringComparison.Ordinal);
-        Assert.InRange(_backends[0].Hits - before, 1, 3); // 400 ms + 400 ms + what is left of 1 s: never 11 attempts
+        Assert.InRange(_backends[0].Hits - before, 1, 3); // 1.5 s + 1.5 s + what is left of 4 s: never 11 attempts
     }
 
     [Fact]
     public async Task PerTryTimeout_NoRetryLeft_NamesTheRoutesPerTryTimeout()
     {
         var action = Retry("5xx", retries: 0);
-        action.RetryPolicy.PerTryTimeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(500));
+        action.RetryPolicy.PerTryTimeout = Duration.FromTimeSpan(TimeSpan.FromSeconds(3));
         await using var provider = Provider(action, options =>
         {
             options.Resilience.TotalTimeout = TimeSpan.FromSeconds(60);

@@ -137,7 +137,8 @@ public class MeshSnapshotBuilderTests
         var match = routes.VirtualHosts[0].Routes[0].Match;
         match.SafeRegex = new Mesh.Xds.Envoy.Type.Matcher.V3.RegexMatcher { Regex = "/v[0-9]+/.*" };
         match.Headers.Add(new HeaderMatcher { Name = "x-user", StringMatch = new Mesh.Xds.Envoy.Type.Matcher.V3.StringMatcher { SafeRegex = new Mesh.Xds.Envoy.Type.Matcher.V3.RegexMatcher { Regex = "beta-[0-9]+" } } });
-        match.Headers.Add(new HeaderMatcher { Name = "x-legacy", SafeRegexMatch = new Mesh.Xds.Envoy.Type.Matcher.V3.RegexMatcher { Regex = "[01]" }, InvertMatch = true });
+        // As the control plane sends withoutHeaders: inverted, and a missing header counts as "".
+        match.Headers.Add(new HeaderMatcher { Name = "x-legacy", SafeRegexMatch = new Mesh.Xds.Envoy.Type.Matcher.V3.RegexMatcher { Regex = "[01]" }, InvertMatch = true, TreatMissingHeaderAsEmpty = true });
 
         var snapshot = Build([Listener("orders")], [routes], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy))]);
 
@@ -154,6 +155,31 @@ public class MeshSnapshotBuilderTests
         request.Headers.Remove("x-user");
         request.Headers.Add("x-user", "gamma-beta-7");
         Assert.False(route.MatchesHeaders(request));
+    }
+
+    [Theory]
+    [InlineData(false, false, false)] // Envoy: a missing header matches no value matcher, inverted or not
+    [InlineData(false, true, true)]   // treat_missing_header_as_empty: "" is not "beta", so the inverted matcher matches
+    [InlineData(true, false, false)]
+    [InlineData(true, true, false)]
+    public void Build_InvertedHeaderMatch_MissingHeaderAsEnvoy(bool present, bool treatMissingAsEmpty, bool expected)
+    {
+        var routes = Routes("orders");
+        routes.VirtualHosts[0].Routes[0].Match.Headers.Add(new HeaderMatcher
+        {
+            Name = "x-track",
+            StringMatch = new Mesh.Xds.Envoy.Type.Matcher.V3.StringMatcher { Exact = "beta" },
+            InvertMatch = true,
+            TreatMissingHeaderAsEmpty = treatMissingAsEmpty,
+        });
+        var route = Assert.Single(Build([Listener("orders")], [routes], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy))]).Services[0].Routes);
+        using var request = new HttpRequestMessage();
+        if (present)
+        {
+            request.Headers.Add("x-track", "beta");
+        }
+
+        Assert.Equal(expected, route.MatchesHeaders(request));
     }
 
     private static MeshSnapshot Build(IMessage[] listeners, IMessage[] routes, IMessage[] clusters, IMessage[] endpoints, MeshSnapshot? previous = null, List<string>? incomplete = null)

@@ -84,6 +84,32 @@ public class XdsResourceDecoderTests
         Assert.StartsWith($"RouteConfiguration outbound|80||orders.default.svc.cluster.local: {expected}", error, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("query_parameters")]
+    [InlineData("grpc")]
+    [InlineData("runtime_fraction")]
+    [InlineData("dynamic_metadata")]
+    public void DecodeAll_RouteWithAConditionTheClientDoesNotEvaluate_IsNackedNamingTheField(string field)
+    {
+        // Applying the route without the condition would send it traffic the control plane meant for later routes.
+        var routes = Routes("orders");
+        var match = routes.VirtualHosts[0].Routes[0].Match;
+        switch (field)
+        {
+            case "query_parameters": match.QueryParameters.Add(new QueryParameterMatcher { Name = "beta" }); break;
+            case "grpc": match.Grpc = new GrpcRouteMatchOptions(); break;
+            case "runtime_fraction": match.RuntimeFraction = new RuntimeFractionalPercent { RuntimeKey = "canary" }; break;
+            default: match.DynamicMetadata.Add(new Mesh.Xds.Envoy.Type.Matcher.V3.MetadataMatcher { Filter = "envoy.filters.http.jwt_authn" }); break;
+        }
+
+        var errors = new List<string>();
+
+        Assert.Null(XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors));
+
+        var error = Assert.Single(errors);
+        Assert.Equal($"RouteConfiguration outbound|80||orders.default.svc.cluster.local: virtual_hosts[0].routes[0].match.{field} is not supported by this client", error);
+    }
+
     [Fact]
     public void DecodeAll_ListenerWithoutApiListener_ReportsEveryBadResource()
     {

@@ -240,7 +240,7 @@ public class RouteTranslatorTests
     }
 
     [Theory]
-    [InlineData("{attempts: 2}", 2u, RouteTranslator.DefaultRetryOn, new uint[0])]
+    [InlineData("{attempts: 2}", 2u, RouteTranslator.DefaultRetryOn, new uint[] { 503 })]
     [InlineData("{attempts: 0}", null, "", new uint[0])]
     [InlineData("{attempts: 1, retryOn: \"502,503,retriable-status-codes,502\"}", 1u, "retriable-status-codes", new uint[] { 502, 503 })]
     public void Translate_Retries_FollowIstiod(string retries, uint? attempts, string retryOn, uint[] codes)
