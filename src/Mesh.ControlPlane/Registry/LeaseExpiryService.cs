@@ -1,7 +1,13 @@
+using Mesh.ControlPlane.Sources;
+
 namespace Mesh.ControlPlane.Registry;
 
-/// <summary>Removes expired leases on a timer driven by the injected <see cref="TimeProvider"/>.</summary>
-internal sealed class LeaseExpiryService(WorkloadLeaseRegistry registry, TimeProvider time) : BackgroundService
+/// <summary>
+/// Removes expired leases on a timer driven by the injected <see cref="TimeProvider"/>. While the control plane has no
+/// valid config it refuses renewals (their authorization needs the ServiceEntries), so then it holds every lease instead:
+/// its own outage must not deregister the workloads, which keep serving on their last config meanwhile.
+/// </summary>
+internal sealed class LeaseExpiryService(WorkloadLeaseRegistry registry, ConfigStore store, TimeProvider time) : BackgroundService
 {
     public static readonly TimeSpan Period = TimeSpan.FromMilliseconds(250);
 
@@ -26,7 +32,14 @@ internal sealed class LeaseExpiryService(WorkloadLeaseRegistry registry, TimePro
         {
             while (await _timer!.WaitForNextTickAsync(stoppingToken))
             {
-                registry.RemoveExpired();
+                if (store.HasValidConfig)
+                {
+                    registry.RemoveExpired();
+                }
+                else
+                {
+                    registry.HoldAll();
+                }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

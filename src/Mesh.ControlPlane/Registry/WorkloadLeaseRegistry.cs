@@ -215,6 +215,25 @@ internal sealed partial class WorkloadLeaseRegistry
         return true;
     }
 
+    /// <summary>
+    /// Keeps every lease alive for at least one more TTL from now, without persisting: used while renewals are refused
+    /// (no valid config), so a lease expires only a full TTL after renewals are possible again.
+    /// </summary>
+    public void HoldAll()
+    {
+        var now = _time.GetUtcNow();
+        lock (_gate)
+        {
+            foreach (var lease in _byId.Values.ToList())
+            {
+                if (lease.ExpiresAt < now + lease.Ttl)
+                {
+                    _byId[lease.Id] = lease with { ExpiresAt = now + lease.Ttl };
+                }
+            }
+        }
+    }
+
     /// <summary>Removes every lease whose deadline passed; returns how many were removed.</summary>
     public int RemoveExpired()
     {

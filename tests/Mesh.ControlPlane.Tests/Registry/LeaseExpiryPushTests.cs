@@ -31,7 +31,7 @@ public sealed class LeaseExpiryPushTests : IDisposable
         registry.Changed += () => store.SetRegistrations(registry.Workloads());
         store.ApplyYaml(new YamlLoadResult(new YamlConfig([Service(selector: new Dictionary<string, string> { ["app"] = "orders" })], [], []), []));
         using var publisher = new XdsPublisher(store, options, time, NullLogger<XdsPublisher>.Instance);
-        using var expiry = new LeaseExpiryService(registry, time);
+        using var expiry = new LeaseExpiryService(registry, store, time);
         await publisher.StartAsync(CancellationToken.None);
         await expiry.StartAsync(CancellationToken.None);
 

@@ -1,6 +1,8 @@
 using Mesh.ControlPlane.Configuration;
 using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Registry;
+using Mesh.ControlPlane.Sources;
+using Mesh.ControlPlane.Tests.Support;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using static Mesh.ControlPlane.Tests.TestModels;
@@ -103,7 +105,7 @@ public sealed class WorkloadLeaseRegistryTests : IDisposable
         registry.Register(Workload("10.0.0.1"), TimeSpan.FromSeconds(2));
         var removed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         registry.Changed += () => removed.TrySetResult();
-        using var loop = new LeaseExpiryService(registry, _time);
+        using var loop = new LeaseExpiryService(registry, ValidConfig(), _time);
         await loop.StartAsync(CancellationToken.None);
 
         _time.Advance(TimeSpan.FromSeconds(1));
@@ -113,6 +115,46 @@ public sealed class WorkloadLeaseRegistryTests : IDisposable
         await removed.Task.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Empty(registry.Workloads());
         await loop.StopAsync(CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task ExpiryLoop_NoValidConfig_HoldsLeasesUntilOneTtlAfterRenewalsArePossibleAgain()
+    {
+        // A control plane restarted on an invalid folder refuses renewals; its outage must not deregister the workloads.
+        var registry = NewRegistry();
+        registry.Register(Workload("10.0.0.1"), TimeSpan.FromSeconds(2));
+        var store = new ConfigStore(NullLogger<ConfigStore>.Instance);
+        var removed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        registry.Changed += () => removed.TrySetResult();
+        using var loop = new LeaseExpiryService(registry, store, _time);
+        await loop.StartAsync(CancellationToken.None);
+
+        // Five TTLs of fake time, one timer period at a time, each step waiting for the loop to have held the lease.
+        for (var i = 0; i < 40; i++)
+        {
+            _time.Advance(LeaseExpiryService.Period);
+            var now = _time.GetUtcNow();
+            await Poll.UntilAsync(() => registry.Leases()[0].ExpiresAt >= now + TimeSpan.FromSeconds(2), $"the expiry loop to hold the lease at step {i}");
+        }
+
+        Assert.Single(registry.Workloads());
+        Assert.NotNull(registry.Renew(registry.Leases()[0].Id));
+
+        // Fixed: from now on an unrenewed lease expires as usual, one TTL later.
+        Assert.True(store.ApplyYaml(new YamlLoadResult(YamlConfig.Empty, [])));
+        _time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Single(registry.Workloads());
+        _time.Advance(TimeSpan.FromSeconds(1) + LeaseExpiryService.Period);
+        await removed.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Empty(registry.Workloads());
+        await loop.StopAsync(CancellationToken.None);
+    }
+
+    private static ConfigStore ValidConfig()
+    {
+        var store = new ConfigStore(NullLogger<ConfigStore>.Instance);
+        Assert.True(store.ApplyYaml(new YamlLoadResult(YamlConfig.Empty, [])));
+        return store;
     }
 
     [Fact]
