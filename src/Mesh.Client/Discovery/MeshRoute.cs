@@ -14,7 +14,7 @@ internal readonly record struct WeightedCluster(MeshCluster Cluster, uint Weight
 /// </summary>
 internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert, bool TreatMissingAsEmpty = false)
 {
-    /// <summary>Like <see cref="Matches(HttpRequestHeaders)"/>, and the <c>:method</c> pseudo-header (Istio's <c>method</c> match) reads the request's method.</summary>
+    /// <summary>Like <see cref="Matches(HttpHeaders)"/>, and the <c>:method</c> pseudo-header (Istio's <c>method</c> match) reads the request's method.</summary>
     public bool Matches(HttpRequestMessage request)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -23,10 +23,13 @@ internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert,
             return (Match is null || Match.Matches(request.Method.Method)) != Invert;
         }
 
-        return Matches(request.Headers);
+        // Content-Type and the other content headers live on the content, not the request (a gRPC/REST split reads them).
+        return request.Content is { } content && !request.Headers.NonValidated.Contains(Name) && content.Headers.NonValidated.Contains(Name)
+            ? Matches(content.Headers)
+            : Matches(request.Headers);
     }
 
-    public bool Matches(HttpRequestHeaders headers)
+    public bool Matches(HttpHeaders headers)
     {
         ArgumentNullException.ThrowIfNull(headers);
         if (!headers.NonValidated.TryGetValues(Name, out var values))

@@ -346,6 +346,11 @@ internal static class XdsResourceDecoder
                 {
                     errors.Add($"{where}.match.headers[{i}].name is required");
                 }
+                else if (header.Name[0] == ':' && header.Name != ":method")
+                {
+                    // Matching it against request headers would never succeed and silently skip the route.
+                    errors.Add($"{where}.match.headers[{i}].name '{header.Name}': this client matches no pseudo-header but :method");
+                }
 
                 StringMatch.TryDecodeHeader(header, $"{where}.match.headers[{i}]", errors, out _, out _, allowRegex: true);
             }

@@ -198,6 +198,13 @@ internal static partial class YamlConfigLoader
                 continue;
             }
 
+            if (header[0] == ':')
+            {
+                // Mesh clients match no pseudo-header but :method (the match's method field); they would NACK the route.
+                ctx.Error(key, headerPath, "pseudo-header matches are not supported yet; use the match's method field for :method");
+                continue;
+            }
+
             headers.Add(new RouteHeaderMatch(header, ParseStringMatch(ctx, value, node, headerPath, allowPresence: true)));
         }
 

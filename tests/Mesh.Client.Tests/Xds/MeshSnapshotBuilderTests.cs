@@ -157,6 +157,25 @@ public class MeshSnapshotBuilderTests
         Assert.False(route.MatchesHeaders(request));
     }
 
+    [Fact]
+    public void Build_ContentTypeHeaderMatch_ReadsTheContentHeaders()
+    {
+        // A VirtualService splitting gRPC from REST matches content-type, which HttpClient keeps on the content.
+        var routes = Routes("orders");
+        routes.VirtualHosts[0].Routes[0].Match.Headers.Add(new HeaderMatcher
+        {
+            Name = "content-type",
+            StringMatch = new Mesh.Xds.Envoy.Type.Matcher.V3.StringMatcher { Prefix = "application/grpc" },
+        });
+        var route = Assert.Single(Build([Listener("orders")], [routes], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy))]).Services[0].Routes);
+        using var grpc = new HttpRequestMessage(HttpMethod.Post, "http://orders/pkg.Svc/Call") { Content = new ByteArrayContent([]) };
+        grpc.Content.Headers.TryAddWithoutValidation("content-type", "application/grpc");
+        using var rest = new HttpRequestMessage(HttpMethod.Post, "http://orders/api") { Content = new StringContent("{}", System.Text.Encoding.UTF8, "application/json") };
+
+        Assert.True(route.MatchesHeaders(grpc));
+        Assert.False(route.MatchesHeaders(rest));
+    }
+
     [Theory]
     [InlineData(false, false, false)] // Envoy: a missing header matches no value matcher, inverted or not
     [InlineData(false, true, true)]   // treat_missing_header_as_empty: "" is not "beta", so the inverted matcher matches

@@ -84,6 +84,20 @@ public class XdsResourceDecoderTests
         Assert.StartsWith($"RouteConfiguration outbound|80||orders.default.svc.cluster.local: {expected}", error, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void DecodeAll_PseudoHeaderOtherThanMethod_IsNackedNamingIt()
+    {
+        var routes = Routes("orders");
+        routes.VirtualHosts[0].Routes[0].Match.Headers.Add(new HeaderMatcher { Name = ":authority", ExactMatch = "orders" });
+        var errors = new List<string>();
+
+        Assert.Null(XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors));
+
+        Assert.Equal(
+            "RouteConfiguration outbound|80||orders.default.svc.cluster.local: virtual_hosts[0].routes[0].match.headers[0].name ':authority': this client matches no pseudo-header but :method",
+            Assert.Single(errors));
+    }
+
     [Theory]
     [InlineData("query_parameters")]
     [InlineData("grpc")]

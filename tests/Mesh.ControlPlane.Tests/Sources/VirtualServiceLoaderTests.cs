@@ -333,6 +333,7 @@ public sealed class VirtualServiceLoaderTests : IDisposable
 
     [Theory]
     [InlineData("x-user: {regex", "X-User: {regex", "spec.http[0].match[0].headers.X-User: header names must be non-empty and lowercase")]
+    [InlineData("x-user: {regex", "\":authority\": {regex", "spec.http[0].match[0].headers.:authority: pseudo-header matches are not supported yet")]
     [InlineData("gateways: [mesh]", "gateways: [mesh, my-gateway]", "spec.gateways[1]: 'my-gateway' is not supported")]
     [InlineData("uri: {prefix: /api}", "uri: {prefix: /api, exact: /api}", "spec.http[0].match[0].uri: must set exactly one of exact, prefix or regex")]
     [InlineData("uri: {prefix: /api}", "uri: {suffix: /api}", "spec.http[0].match[0].uri.suffix: is not a string match")]
