@@ -1,5 +1,6 @@
 using System.Net.Http.Json;
 using System.Text.Json;
+using Mesh.ControlPlane.Tests.Support;
 using Mesh.ControlPlane.Xds;
 using Mesh.Xds.Envoy.Config.Cluster.V3;
 using Mesh.Xds.Envoy.Config.Endpoint.V3;
@@ -108,17 +109,16 @@ public class VirtualServiceAdsTests
 
     private static async Task<JsonElement> PollConfigErrorAsync(ControlPlaneFixture cp)
     {
-        var deadline = DateTime.UtcNow + AdsTestClient.Timeout;
-        while (true)
-        {
-            var dump = await cp.Admin.GetFromJsonAsync<JsonElement>(new Uri("/debug/config_dump", UriKind.Relative));
-            if (dump.GetProperty("configErrors").GetArrayLength() > 0)
+        JsonElement errors = default;
+        await Poll.UntilAsync(
+            async () =>
             {
-                return dump.GetProperty("configErrors")[0];
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, "the bad edit was never reported");
-            await Task.Delay(50);
-        }
+                var dump = await cp.Admin.GetFromJsonAsync<JsonElement>(new Uri("/debug/config_dump", UriKind.Relative));
+                errors = dump.GetProperty("configErrors");
+                return errors.GetArrayLength() > 0;
+            },
+            "the bad edit was never reported",
+            AdsTestClient.Timeout);
+        return errors[0];
     }
 }
