@@ -17,6 +17,13 @@ status=0
 # One test project at a time: the integration tests start many processes on a 2-core machine.
 dotnet test Mesh.Client.sln --no-build -nologo -m:1 --logger "console;verbosity=normal" 2>&1 | tee "$log" || status=$?
 
+# Every failed test again, with its message, so the end of the log names what failed even when the
+# middle of a long run is cut.
+awk '/^ +Failed [^ ]/ { show = 1; n = 0; print "FAILED:" substr($0, index($0, "Failed") + 6); next }
+     show && /^ +(Passed|Skipped|Failed) / { show = 0 }
+     show && /^Test Run|^Total tests/ { show = 0 }
+     show && n < 40 { print; n++ }' "$log"
+
 # One closing line for the whole run, summed over the test projects' "Total tests" blocks.
 awk '/^Total tests: [0-9]+/ { block = 1; next }
      block && /^ +Passed: +[0-9]+ *$/  { p += $2; next }
