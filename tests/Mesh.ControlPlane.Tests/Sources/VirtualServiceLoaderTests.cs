@@ -247,7 +247,7 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     {
         var error = SingleError(Canary.Replace("uri: {prefix: /api}", "uri: {regex: \"/api/(\"}", StringComparison.Ordinal));
 
-        Assert.Contains("spec.http[0].match[0].uri.regex: '/api/(' is not a valid regex", error.Message, StringComparison.Ordinal);
+        Assert.Contains("spec.http[0].match[0].uri.regex: '/api/(' is not a valid RE2 regex", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
