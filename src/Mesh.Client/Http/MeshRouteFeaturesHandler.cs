@@ -68,20 +68,34 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             return base.SendAsync(request, cancellationToken);
         }
 
-        var uri = request.RequestUri;
-        if (uri is { IsAbsoluteUri: true }
-            && snapshot.TryGetService(uri.IdnHost, uri.Port, uri.IsDefaultPort, out var service)
-            && service.HasRouteFeatures
-            && MeshRouter.MatchRoute(service, request, uri) is { Features: { } features } route)
-        {
-            return SendWithFeaturesAsync(service, route, features, request, cancellationToken);
-        }
-
-        return base.SendAsync(request, cancellationToken);
+        return Match(snapshot, request) is ({ } service, { } route)
+            ? SendWithFeaturesAsync(service, route, route.Features!, request, cancellationToken)
+            : base.SendAsync(request, cancellationToken);
     }
 
-    protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken) =>
-        throw new NotSupportedException("Mesh clients send asynchronously only; use SendAsync.");
+    /// <summary>Synchronous sends pass through as before; a route with features (delays, mirrors) is applied asynchronously only.</summary>
+    protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var snapshot = _router.Snapshot;
+        if (snapshot.HasRouteFeatures && Match(snapshot, request) is ({ } service, _))
+        {
+            throw new NotSupportedException($"The route of mesh service '{service.Host}' injects faults, mirrors or rewrites requests, which this client applies on SendAsync only.");
+        }
+
+        return base.Send(request, cancellationToken);
+    }
+
+    private static (MeshService? Service, MeshRoute? Route) Match(MeshSnapshot snapshot, HttpRequestMessage request)
+    {
+        var uri = request.RequestUri;
+        return uri is { IsAbsoluteUri: true }
+            && snapshot.TryGetService(uri.IdnHost, uri.Port, uri.IsDefaultPort, out var service)
+            && service.HasRouteFeatures
+            && MeshRouter.MatchRoute(service, request, uri) is { Features: not null } route
+            ? (service, route)
+            : (null, null);
+    }
 
     private async Task<HttpResponseMessage> SendWithFeaturesAsync(
         MeshService service,
