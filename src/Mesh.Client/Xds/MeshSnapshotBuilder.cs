@@ -182,7 +182,20 @@ internal static class MeshSnapshotBuilder
         {
             var weighted = ImmutableArray.CreateBuilder<WeightedCluster>();
             var action = route.Route_;
-            if (action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.Cluster)
+
+            // Validated by XdsResourceDecoder.ValidateRoute; decoded here once so requests only read it.
+            var features = RouteFeaturesDecoder.Decode(route, string.Empty, [], clusters, out var missingMirror);
+            if (missingMirror is not null)
+            {
+                missing = missingMirror;
+                return [];
+            }
+
+            if (action is null)
+            {
+                // A redirect or direct response: no cluster.
+            }
+            else if (action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.Cluster)
             {
                 if (!TryGetCluster(action.Cluster, out var cluster))
                 {
@@ -218,10 +231,11 @@ internal static class MeshSnapshotBuilder
                 weighted.ToImmutable(),
                 headers,
                 route.Name,
-                match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.SafeRegex ? ToPathRegex(match.SafeRegex) : null)
+                match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.SafeRegex ? ToPathRegex(match.SafeRegex) : null,
+                features)
             {
                 // Validated by XdsResourceDecoder.ValidateRoute; parsed here once so requests only read it.
-                Resilience = Resilience.RouteResilience.Decode(action, host.RetryPolicy, string.Empty, []),
+                Resilience = action is null ? null : Resilience.RouteResilience.Decode(action, host.RetryPolicy, string.Empty, []),
             });
         }
 

@@ -12,7 +12,11 @@ internal static partial class YamlConfigLoader
     private static readonly System.Buffers.SearchValues<char> DurationNumber = System.Buffers.SearchValues.Create("0123456789.");
 
     private static readonly string[] VirtualServiceFields = ["hosts", "gateways", "http"];
-    private static readonly string[] HttpRouteFields = ["name", "match", "route", "timeout", "retries"];
+    private static readonly string[] HttpRouteFields =
+    [
+        "name", "match", "route", "timeout", "retries", "fault", "mirror", "mirrorPercentage", "mirrorPercent", "mirrors", "rewrite", "headers",
+        "redirect", "directResponse",
+    ];
     private static readonly string[] HttpMatchFields = ["name", "uri", "headers", "withoutHeaders", "ignoreUriCase", "method"];
     private static readonly string[] RouteDestinationFields = ["destination", "weight"];
     private static readonly string[] DestinationFields = ["host", "subset", "port"];
@@ -107,7 +111,15 @@ internal static partial class YamlConfigLoader
         }
 
         var destinations = ImmutableArray.CreateBuilder<RouteDestinationModel>();
-        var routeNode = ctx.Sequence(Child(node, "route"), node, $"{path}.route", required: true);
+
+        // A redirect or a direct response answers the request itself: Istio wants no route then, and one of the three otherwise.
+        var answersLocally = Child(node, "redirect") is not null || Child(node, "directResponse") is not null;
+        if (!answersLocally && Child(node, "route") is null)
+        {
+            ctx.Error(node, $"{path}.route", "is required (or redirect, or directResponse)");
+        }
+
+        var routeNode = ctx.Sequence(Child(node, "route"), node, $"{path}.route", required: false);
         if (routeNode is { Children.Count: 0 })
         {
             ctx.Error(routeNode, $"{path}.route", "must list at least one destination");
@@ -144,7 +156,7 @@ internal static partial class YamlConfigLoader
             retries = ParseRetries(ctx, retriesNode, $"{path}.retries", timeout);
         }
 
-        return new HttpRouteModel(routeName, matches.ToImmutable(), destinations.ToImmutable(), timeout, retries);
+        return ParseRouteFeatures(ctx, node, path, ns, references, new HttpRouteModel(routeName, matches.ToImmutable(), destinations.ToImmutable(), timeout, retries));
     }
 
     private static HttpMatchModel ParseHttpMatch(ResourceContext ctx, YamlMappingNode node, string path)
@@ -301,24 +313,30 @@ internal static partial class YamlConfigLoader
             return null;
         }
 
-        RejectUnsupportedFields(ctx, destination, $"{path}.destination", DestinationFields);
-        var host = ctx.String(Child(destination, "host"), $"{path}.destination.host");
+        return ParseDestination(ctx, destination, $"{path}.destination", ns, references, weight);
+    }
+
+    /// <summary>An Istio <c>Destination</c> (host, subset, port), checked against the folder once everything is read.</summary>
+    private static RouteDestinationModel? ParseDestination(ResourceContext ctx, YamlMappingNode destination, string path, string ns, List<DestinationReference> references, uint weight)
+    {
+        RejectUnsupportedFields(ctx, destination, path, DestinationFields);
+        var host = ctx.String(Child(destination, "host"), $"{path}.host");
         if (string.IsNullOrEmpty(host) || !IsHostName(host))
         {
-            ctx.Error(Child(destination, "host") ?? destination, $"{path}.destination.host", string.IsNullOrEmpty(host) ? "is required" : $"'{host}' must be a DNS name");
+            ctx.Error(Child(destination, "host") ?? destination, $"{path}.host", string.IsNullOrEmpty(host) ? "is required" : $"'{host}' must be a DNS name");
             return null;
         }
 
-        var subset = ctx.String(Child(destination, "subset"), $"{path}.destination.subset");
+        var subset = ctx.String(Child(destination, "subset"), $"{path}.subset");
         uint? port = null;
-        if (ctx.Mapping(Child(destination, "port"), destination, $"{path}.destination.port", required: false) is { } portNode)
+        if (ctx.Mapping(Child(destination, "port"), destination, $"{path}.port", required: false) is { } portNode)
         {
-            RejectUnsupportedFields(ctx, portNode, $"{path}.destination.port", ["number"]);
-            port = ctx.Port(Child(portNode, "number"), portNode, $"{path}.destination.port.number", required: true);
+            RejectUnsupportedFields(ctx, portNode, $"{path}.port", ["number"]);
+            port = ctx.Port(Child(portNode, "number"), portNode, $"{path}.port.number", required: true);
         }
 
         var fqdn = HostNames.Qualify(host, ns);
-        references.Add(new DestinationReference(Line(destination), $"{path}.destination", fqdn, string.IsNullOrEmpty(subset) ? null : subset, port, IsVirtualServiceHost: false));
+        references.Add(new DestinationReference(Line(destination), path, fqdn, string.IsNullOrEmpty(subset) ? null : subset, port, IsVirtualServiceHost: false));
         return new RouteDestinationModel(fqdn, string.IsNullOrEmpty(subset) ? null : subset, port, weight);
     }
 
