@@ -184,7 +184,7 @@ internal static class MeshSnapshotBuilder
             var action = route.Route_;
 
             // Validated by XdsResourceDecoder.ValidateRoute; decoded here once so requests only read it.
-            var features = RouteFeaturesDecoder.Decode(route, string.Empty, [], clusters, out var missingMirror);
+            var features = RouteFeaturesDecoder.Decode(route, string.Empty, [], built, out var missingMirror);
             if (missingMirror is not null)
             {
                 missing = missingMirror;
