@@ -1,11 +1,13 @@
 using Grpc.Core;
 using Grpc.Net.Client;
 using Mesh.Client.Discovery;
+using Mesh.Client.Xds;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Mesh.Client.Tests.Grpc;
 
-public sealed class XdsResolverTests : IAsyncLifetime
+/// <summary><c>xds:///</c> channels (CreateMeshGrpcChannel and AddGrpcClient) against real h2c Kestrel backends.</summary>
+public sealed class XdsChannelTests : IAsyncLifetime
 {
     private readonly List<TestBackend> _backends = [];
 
@@ -138,8 +140,67 @@ public sealed class XdsResolverTests : IAsyncLifetime
         Assert.All(_backends, backend => Assert.True(backend.Hits >= 3, $"{backend.Name} got {backend.Hits} of 10 calls"));
     }
 
-    private static GrpcChannel Channel(string address, IServiceProvider provider) =>
-        GrpcChannel.ForAddress(address, new GrpcChannelOptions { ServiceProvider = provider, Credentials = ChannelCredentials.Insecure });
+    [Fact]
+    public async Task Call_RouteTable_AppliedPerCall_HeaderRouteAndWeightedSplit()
+    {
+        // Route 0 sends x-beta: 1 to v2; route 1 splits 90/10. The channel published only route 0's endpoints and
+        // balanced round robin before, so both the header route and the split were lost.
+        var v1 = new MeshCluster("outbound|80|v1|inventory.default.svc.cluster.local", "inventory.default.svc.cluster.local", LoadBalancingPolicy.RoundRobin, [TestSnapshots.Endpoint(_backends[0].Port)]);
+        var v2 = new MeshCluster("outbound|80|v2|inventory.default.svc.cluster.local", "inventory.default.svc.cluster.local", LoadBalancingPolicy.RoundRobin, [TestSnapshots.Endpoint(_backends[1].Port)]);
+        var service = TestSnapshots.Service(
+            "inventory",
+            80,
+            new MeshRoute("/", null, true, [new WeightedCluster(v2, 1)], [new HeaderMatch("x-beta", new StringMatch(StringMatchKind.Exact, "1", IgnoreCase: false), Invert: false)]),
+            new MeshRoute("/", null, true, [new WeightedCluster(v1, 90), new WeightedCluster(v2, 10)]));
+        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("inventory", service), [v1, v2]);
+        await using var provider = MeshServices.Create(new FixedSnapshotSource(snapshot)).BuildServiceProvider();
+        using var channel = Channel("xds:///inventory", provider);
+        var client = new Greeter.GreeterClient(channel);
+
+        var beta = new Metadata { { "x-beta", "1" } };
+        var misroutes = 0;
+        for (var i = 0; i < 100; i++)
+        {
+            misroutes += (await client.HelloAsync(new HelloRequest(), beta)).Backend == "inventory-1" ? 0 : 1;
+        }
+
+        const int Calls = 1000;
+        var toV2 = 0;
+        for (var i = 0; i < Calls; i++)
+        {
+            toV2 += (await client.HelloAsync(new HelloRequest())).Backend == "inventory-1" ? 1 : 0;
+        }
+
+        Assert.Equal(0, misroutes);
+        Assert.InRange(toV2 / (double)Calls, 0.06, 0.14);
+    }
+
+    [Fact]
+    public async Task Call_HandBuiltXdsChannel_FailsUnavailableSayingHowToCreateAMeshChannel()
+    {
+        await using var provider = MeshServices.Create(new FixedSnapshotSource(InventorySnapshot(_backends))).BuildServiceProvider();
+        using var channel = GrpcChannel.ForAddress("xds:///inventory", new GrpcChannelOptions { ServiceProvider = provider, Credentials = ChannelCredentials.Insecure });
+
+        var exception = await Assert.ThrowsAsync<RpcException>(async () => await new Greeter.GreeterClient(channel).HelloAsync(new HelloRequest()));
+
+        Assert.Equal(StatusCode.Unavailable, exception.StatusCode);
+        Assert.Contains("CreateMeshGrpcChannel", exception.Status.Detail, StringComparison.Ordinal);
+        Assert.All(_backends, backend => Assert.Equal(0, backend.Hits));
+    }
+
+    [Fact]
+    public async Task CreateMeshGrpcChannel_OwnHttpHandlerOrNoServiceName_Throws()
+    {
+        await using var provider = MeshServices.Create(new FixedSnapshotSource(InventorySnapshot(_backends))).BuildServiceProvider();
+
+        var handler = Assert.Throws<ArgumentException>(() => provider.CreateMeshGrpcChannel("xds:///inventory", o => o.HttpHandler = new SocketsHttpHandler()));
+        var empty = Assert.Throws<ArgumentException>(() => provider.CreateMeshGrpcChannel("xds:///"));
+
+        Assert.Contains("HttpHandler", handler.Message, StringComparison.Ordinal);
+        Assert.Contains("does not name a mesh service", empty.Message, StringComparison.Ordinal);
+    }
+
+    private static GrpcChannel Channel(string address, IServiceProvider provider) => provider.CreateMeshGrpcChannel(address);
 
     private static MeshSnapshot InventorySnapshot(IEnumerable<TestBackend> backends) =>
         TestSnapshots.Snapshot(("inventory", 80, [.. backends.Select(b => TestSnapshots.Endpoint(b.Port))]));
