@@ -62,6 +62,11 @@ internal sealed partial class AdsConnection
     private string _nodeId = string.Empty;
     private string _namespace = "default";
 
+    // Mesh clients (user agent "mesh-dotnet") get routes without istiod's default retry policy; see XdsSnapshot.StandardClientRoutes.
+    private bool _meshClient;
+
+    private const string MeshClientUserAgent = "mesh-dotnet";
+
     public AdsConnection(long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null, ClientCertificateInfo? certificate = null)
     {
         Certificate = certificate;
@@ -196,6 +201,7 @@ internal sealed partial class AdsConnection
             {
                 _nodeId = Printable(node.Id);
                 _namespace = Printable(NamespaceOf(node));
+                _meshClient = IsMeshClient(node);
             }
 
             LogConnected(_logger, ClientId, Peer, _namespace);
@@ -341,7 +347,9 @@ internal sealed partial class AdsConnection
             return builder.ToImmutable();
         }
 
-        var all = typeUrl == TypeUrls.Cluster ? snapshot.Clusters : typeUrl == TypeUrls.RouteConfiguration ? snapshot.Routes : snapshot.Endpoints;
+        var all = typeUrl == TypeUrls.Cluster ? snapshot.Clusters
+            : typeUrl == TypeUrls.RouteConfiguration ? (_meshClient ? snapshot.Routes : snapshot.StandardClientRoutes)
+            : snapshot.Endpoints;
         if (state.Wildcard)
         {
             return [.. all.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => r.Value)];
@@ -421,6 +429,9 @@ internal sealed partial class AdsConnection
 
         return false;
     }
+
+    /// <summary>Whether the node is Mesh.Client's (its user agent), not a standard xDS client such as grpc-js-xds or Envoy.</summary>
+    internal static bool IsMeshClient(Node node) => string.Equals(node.UserAgentName, MeshClientUserAgent, StringComparison.Ordinal);
 
     /// <summary>Node metadata NAMESPACE, else the first label of the node id's domain part, else "default".</summary>
     internal static string NamespaceOf(Node node)

@@ -30,6 +30,7 @@ internal sealed record ListenerTarget(string Host, ServicePort Port, string Rout
 internal sealed class XdsSnapshot
 {
     private readonly ConcurrentDictionary<(string Name, string RouteName), XdsResource> _listeners = new();
+    private readonly FrozenDictionary<string, XdsResource>? _standardClientRoutes;
 
     public XdsSnapshot(
         long version,
@@ -59,6 +60,16 @@ internal sealed class XdsSnapshot
     public FrozenDictionary<string, XdsResource> Endpoints { get; }
 
     public FrozenDictionary<string, XdsResource> Routes { get; }
+
+    /// <summary>
+    /// <see cref="Routes"/> as standard xDS clients (any node whose user agent is not Mesh's) get them: with istiod's
+    /// default retry policy on routes that set none (<see cref="RouteTranslator.WithIstioDefaultRetries"/>).
+    /// </summary>
+    public FrozenDictionary<string, XdsResource> StandardClientRoutes
+    {
+        get => _standardClientRoutes ?? Routes;
+        init => _standardClientRoutes = value;
+    }
 
     /// <summary>Canonical listener names <c>host:port</c>.</summary>
     public FrozenDictionary<string, ListenerTarget> ListenerTargets { get; }

@@ -54,6 +54,7 @@ internal static class XdsTranslator
         var clusters = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var endpoints = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var routes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
+        var standardRoutes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var listeners = new Dictionary<string, ListenerTarget>(StringComparer.Ordinal);
 
         var peerAuthentications = model.Config.PeerAuthentications;
@@ -87,6 +88,7 @@ internal static class XdsTranslator
                 }
 
                 routes[name] = new XdsResource(name, Any.Pack(routeConfiguration));
+                standardRoutes[name] = new XdsResource(name, Any.Pack(RouteTranslator.WithIstioDefaultRetries(routeConfiguration)));
                 listeners[ListenerName(service.Host, port.Number)] = new ListenerTarget(service.Host, port, name);
             }
         }
@@ -95,6 +97,7 @@ internal static class XdsTranslator
             routes.ToFrozenDictionary(StringComparer.Ordinal), listeners.ToFrozenDictionary(StringComparer.Ordinal))
         {
             InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace, trustDomain, paths, jwks),
+            StandardClientRoutes = standardRoutes.ToFrozenDictionary(StringComparer.Ordinal),
         };
     }
 
