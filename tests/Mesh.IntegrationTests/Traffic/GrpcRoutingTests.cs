@@ -48,7 +48,7 @@ public sealed class GrpcRoutingTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task GrpcJsXdsClient_Canary9010AndHeaderRoute_OverMtls()
+    public async Task GrpcJsXdsClient_Canary9010AndHeaderRoute_OverMtls_NothingNacked()
     {
         await using var mesh = await StartCanaryMeshAsync(plaintextXds: true);
 
@@ -76,19 +76,29 @@ public sealed class GrpcRoutingTests(ITestOutputHelper output)
 
     private async Task<NodeCall[]> RunNodeAsync(LocalMesh mesh, string? metadata, int calls)
     {
-        var node = await NodeXdsClient.StartAsync(mesh.ControlPlane, mesh.StateDirectory, xdsCredentials: true, metadata, calls, intervalMs: 0);
+        // It runs on until disposed (bounded by its own MAX_SECONDS), so its ADS stream is still open for the config dump.
+        var node = await NodeXdsClient.StartAsync(mesh.ControlPlane, mesh.StateDirectory, xdsCredentials: true, metadata, maxCalls: 20 * calls, intervalMs: 0);
         await using (node)
         {
             try
             {
                 await Eventually.HoldsAsync(() => Task.FromResult(node.Calls.Count >= calls), $"{calls} calls from the Node client", TimeSpan.FromSeconds(120));
+
+                // What the control plane sent (LEAST_REQUEST clusters, weighted clusters, the default retry policy) was
+                // accepted whole: the Node client ACKed every type and NACKed nothing.
+                using var dump = await mesh.ConfigDumpAsync();
+                var client = dump.RootElement.GetProperty("clients").EnumerateArray()
+                    .Single(c => c.GetProperty("id").GetString()!.Contains("node-client", StringComparison.Ordinal));
+                output.WriteLine($"node client acked: {client.GetProperty("acked")}; nacks: {client.GetProperty("nacks")}");
+                Assert.Equal(0, client.GetProperty("nacks").GetArrayLength());
+                Assert.True(client.GetProperty("acked").TryGetProperty("type.googleapis.com/envoy.config.route.v3.RouteConfiguration", out _), "the Node client never ACKed a RouteConfiguration");
             }
             finally
             {
                 output.WriteLine(node.Errors);
             }
 
-            return [.. node.Calls];
+            return [.. node.Calls.Take(calls)];
         }
     }
 
@@ -109,6 +119,7 @@ public sealed class GrpcRoutingTests(ITestOutputHelper output)
                 metadata: {name: inventory}
                 spec:
                   host: inventory
+                  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}
                   subsets:
                   - {name: v1, labels: {version: v1}}
                   - {name: v2, labels: {version: v2}}
