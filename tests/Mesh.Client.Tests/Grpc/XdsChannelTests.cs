@@ -1,6 +1,7 @@
 using Grpc.Core;
 using Grpc.Net.Client;
 using Mesh.Client.Discovery;
+using Mesh.Client.Resilience;
 using Mesh.Client.Xds;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -173,6 +174,49 @@ public sealed class XdsChannelTests : IAsyncLifetime
 
         Assert.Equal(0, misroutes);
         Assert.InRange(toV2 / (double)Calls, 0.06, 0.14);
+    }
+
+    [Fact]
+    public async Task Call_RouteRetryPolicy_RetriesUnavailableOnAnotherEndpoint_AndWithoutItCallsFail()
+    {
+        await using var failing = await TestBackend.StartAsync("failing", grpc: true, grpcFailure: StatusCode.Unavailable);
+        var cluster = TestSnapshots.Cluster("inventory", 80, [TestSnapshots.Endpoint(failing.Port), TestSnapshots.Endpoint(_backends[0].Port)]);
+        MeshSnapshot Snapshot(RouteRetryPolicy? retry) => new(
+            "test",
+            TestSnapshots.Bind("inventory", TestSnapshots.Service("inventory", 80, new MeshRoute("/", null, true, [new WeightedCluster(cluster, 1)])
+            {
+                Resilience = retry is null ? null : new RouteResilience(timeout: null, retry),
+            })),
+            [cluster]);
+        var source = new FixedSnapshotSource(Snapshot(new RouteRetryPolicy(RetryOn.GrpcUnavailable, 2, null, TimeSpan.FromMilliseconds(1), TimeSpan.FromMilliseconds(10))));
+        await using var provider = MeshServices.Create(source).BuildServiceProvider();
+        using var channel = Channel("xds:///inventory", provider);
+        var client = new Greeter.GreeterClient(channel);
+
+        // The route retries UNAVAILABLE (a trailers-only grpc-status) and the retry avoids the endpoint that failed.
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal("inventory-0", (await client.HelloAsync(new HelloRequest())).Backend);
+        }
+
+        Assert.True(failing.Hits > 0, "no call went to the failing endpoint, so nothing was retried");
+
+        // Without the route's policy, Mesh:Resilience decides, and it does not retry gRPC statuses: some calls fail.
+        source.Set(Snapshot(retry: null));
+        var failed = 0;
+        for (var i = 0; i < 20; i++)
+        {
+            try
+            {
+                await client.HelloAsync(new HelloRequest());
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
+            {
+                failed++;
+            }
+        }
+
+        Assert.True(failed > 0, "without a route retry policy every call still succeeded");
     }
 
     [Fact]
