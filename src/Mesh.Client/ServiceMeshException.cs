@@ -68,7 +68,13 @@ public sealed class MeshNotSyncedException : ServiceMeshException
     /// <param name="service">The logical service the request was for.</param>
     /// <param name="controlPlane">The control plane address the client is waiting for (<c>Mesh:ControlPlane:Address</c>).</param>
     public MeshNotSyncedException(string service, string controlPlane)
-        : base(service, $"Cannot call '{service}': the service mesh is not yet synced with the control plane at {controlPlane}. Check that the control plane is running and Mesh:ControlPlane:Address is right; readiness stays unhealthy until the first configuration arrives.")
+        : this(service, controlPlane, null)
+    {
+    }
+
+    // The inner IOException makes gRPC clients report UNAVAILABLE (Grpc.Net.Client maps any other exception to INTERNAL).
+    internal MeshNotSyncedException(string service, string controlPlane, Exception? innerException)
+        : base(service, $"Cannot call '{service}': the service mesh is not yet synced with the control plane at {controlPlane}. Check that the control plane is running and Mesh:ControlPlane:Address is right; readiness stays unhealthy until the first configuration arrives.", innerException)
     {
     }
 }
@@ -101,7 +107,12 @@ public sealed class NoHealthyEndpointException : ServiceMeshException
     /// <param name="cluster">The xDS cluster the route chose.</param>
     /// <param name="endpointCount">How many endpoints the cluster has, none of them able to take the request.</param>
     public NoHealthyEndpointException(string service, string cluster, int endpointCount)
-        : base(service, $"Mesh service '{service}' has no healthy endpoint (cluster {cluster}, {endpointCount} endpoint(s) known). Start an instance of it or check its registrations in the control plane's /debug/config_dump.")
+        : this(service, cluster, endpointCount, null)
+    {
+    }
+
+    internal NoHealthyEndpointException(string service, string cluster, int endpointCount, Exception? innerException)
+        : base(service, $"Mesh service '{service}' has no healthy endpoint (cluster {cluster}, {endpointCount} endpoint(s) known). Start an instance of it or check its registrations in the control plane's /debug/config_dump.", innerException)
     {
     }
 }
@@ -133,7 +144,12 @@ public sealed class NoRouteException : ServiceMeshException
     /// <param name="service">The logical service the request was for.</param>
     /// <param name="path">The request path no route matched.</param>
     public NoRouteException(string service, string path)
-        : base(service, $"Mesh service '{service}' has no route matching '{path}'.")
+        : this(service, path, null)
+    {
+    }
+
+    internal NoRouteException(string service, string path, Exception? innerException)
+        : base(service, $"Mesh service '{service}' has no route matching '{path}'.", innerException)
     {
     }
 }

@@ -129,11 +129,14 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     private ServiceMeshException CreateException(RouteStatus status, HttpRequestMessage request, MeshService? service, MeshCluster? cluster)
     {
         var uri = request.RequestUri!;
+
+        // Nothing was sent: the inner IOException makes gRPC callers see UNAVAILABLE, as grpc-js reports an unmatched route.
+        var unsent = new IOException("The request was not sent.");
         var exception = status switch
         {
-            RouteStatus.NotSynced => new MeshNotSyncedException(uri.Host, _controlPlane),
-            RouteStatus.NoEndpoint => new NoHealthyEndpointException(uri.Host, cluster?.Name ?? string.Empty, cluster?.Endpoints.Length ?? 0),
-            _ => (ServiceMeshException)new NoRouteException(uri.Host, uri.AbsolutePath),
+            RouteStatus.NotSynced => new MeshNotSyncedException(uri.Host, _controlPlane, unsent),
+            RouteStatus.NoEndpoint => new NoHealthyEndpointException(uri.Host, cluster?.Name ?? string.Empty, cluster?.Endpoints.Length ?? 0, unsent),
+            _ => (ServiceMeshException)new NoRouteException(uri.Host, uri.AbsolutePath, unsent),
         };
         Log.NotRouted(_logger, uri.Host, status, exception.Message);
         return exception;

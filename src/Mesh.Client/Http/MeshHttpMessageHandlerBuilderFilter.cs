@@ -61,10 +61,11 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
             }
 
             var name = builder.Name ?? Options.DefaultName;
-            GrpcClientFactorySupport.DisableChannelBalancingForMeshAddress(builder.Services, name, builder.PrimaryHandler, _router, _names);
+            var xds = GrpcClientFactorySupport.DisableChannelBalancingForMeshAddress(builder.Services, name, builder.PrimaryHandler, _router, _names);
             builder.PrimaryHandler = new MeshHttpHandler(_router, _pools, _time, _logger, _controlPlane)
             {
-                InnerHandler = GrpcClientFactorySupport.SecureXdsChannel(builder.Services, name, builder.PrimaryHandler),
+                // An xds:/// client's calls never leave the mesh; the client's own primary handler stays unused.
+                InnerHandler = xds ? new MeshServiceOnlyHandler(_router, _controlPlane) : builder.PrimaryHandler,
             };
             builder.AdditionalHandlers.Insert(0, new MeshResilienceHandler(_router, _policies, _resilienceLogger));
 
@@ -72,4 +73,17 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
             builder.AdditionalHandlers.Insert(0, new MeshRouteFeaturesHandler(_router, _pools, _time, _featuresLogger));
         };
     }
+
+    /// <summary>
+    /// The handler of an <c>xds:///</c> channel: the same route table, balancers, route retries and timeout, and
+    /// per-endpoint mTLS pools as every IHttpClientFactory client, ending in <see cref="MeshServiceOnlyHandler"/>.
+    /// </summary>
+    public HttpMessageHandler CreateXdsChannelHandler() =>
+        new MeshResilienceHandler(_router, _policies, _resilienceLogger)
+        {
+            InnerHandler = new MeshHttpHandler(_router, _pools, _time, _logger, _controlPlane)
+            {
+                InnerHandler = new MeshServiceOnlyHandler(_router, _controlPlane),
+            },
+        };
 }

@@ -131,7 +131,7 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
 
             // An attempt cut short by the total timeout spent the budget: nothing is left to retry with (the timer may
             // fire a fraction of a millisecond before the clock agrees, so this is decided by which deadline bound it).
-            if (retriable && !(timedOut && totalBinds) && attempt < maxRetries && MeshResiliencePolicies.CanRetry(request, error))
+            if (retriable && !(timedOut && totalBinds) && attempt < maxRetries && MeshResiliencePolicies.CanRetry(request, error, routeRetries: retryPolicy is not null))
             {
                 var delay = retryPolicy is null ? Backoff(options.RetryDelay, attempt + 1) : retryPolicy.Backoff(attempt + 1);
                 if (delay < totalTimeout - time.GetElapsedTime(start, now))

@@ -62,8 +62,12 @@ internal sealed partial class AdsConnection
     private string _nodeId = string.Empty;
     private string _namespace = "default";
 
-    // A gRPC xDS client other than the Mesh client (grpc-js-xds…): it gets the routes it can take (XdsSnapshot.StandardGrpcRoutes).
+    // Mesh clients (user agent "mesh-dotnet") get routes without istiod's default retry policy (XdsSnapshot.StandardClientRoutes);
+    // other gRPC xDS clients (grpc-js-xds…) also get only the routes they can take (XdsSnapshot.StandardGrpcRoutes).
+    private bool _meshClient;
     private bool _standardGrpcClient;
+
+    private const string MeshClientUserAgent = "mesh-dotnet";
 
     public AdsConnection(long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null, ClientCertificateInfo? certificate = null)
     {
@@ -199,6 +203,7 @@ internal sealed partial class AdsConnection
             {
                 _nodeId = Printable(node.Id);
                 _namespace = Printable(NamespaceOf(node));
+                _meshClient = IsMeshClient(node);
                 _standardGrpcClient = IsStandardGrpcClient(node);
             }
 
@@ -346,7 +351,7 @@ internal sealed partial class AdsConnection
         }
 
         var all = typeUrl == TypeUrls.Cluster ? snapshot.Clusters
-            : typeUrl == TypeUrls.RouteConfiguration ? (_standardGrpcClient ? snapshot.StandardGrpcRoutes : snapshot.Routes)
+            : typeUrl == TypeUrls.RouteConfiguration ? (_meshClient ? snapshot.Routes : _standardGrpcClient ? snapshot.StandardGrpcRoutes : snapshot.StandardClientRoutes)
             : snapshot.Endpoints;
         if (state.Wildcard)
         {
@@ -435,7 +440,7 @@ internal sealed partial class AdsConnection
     internal static bool IsStandardGrpcClient(Node node)
     {
         ArgumentNullException.ThrowIfNull(node);
-        if (string.Equals(node.UserAgentName, "mesh-dotnet", StringComparison.Ordinal) || string.Equals(node.UserAgentName, "envoy", StringComparison.Ordinal))
+        if (IsMeshClient(node) || string.Equals(node.UserAgentName, "envoy", StringComparison.Ordinal))
         {
             return false;
         }
@@ -443,6 +448,9 @@ internal sealed partial class AdsConnection
         return node.UserAgentName.StartsWith("gRPC", StringComparison.OrdinalIgnoreCase)
             || (node.Metadata?.Fields.TryGetValue("GENERATOR", out var generator) == true && generator.StringValue == "grpc");
     }
+
+    /// <summary>Whether the node is Mesh.Client's (its user agent), not a standard xDS client such as grpc-js-xds or Envoy.</summary>
+    internal static bool IsMeshClient(Node node) => string.Equals(node.UserAgentName, MeshClientUserAgent, StringComparison.Ordinal);
 
     /// <summary>Node metadata NAMESPACE, else the first label of the node id's domain part, else "default".</summary>
     internal static string NamespaceOf(Node node)

@@ -24,6 +24,9 @@ internal sealed class RouteTranslator
     /// <summary>istiod's retry_on when a VirtualService sets <c>retries</c> without <c>retryOn</c> (retry/retry.go).</summary>
     public const string DefaultRetryOn = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 
+    /// <summary>Envoy's name of the retry host predicate that avoids hosts already tried.</summary>
+    public const string PreviousHostsPredicateName = "envoy.retry_host_predicates.previous_hosts";
+
     private const string RetriableStatusCodes = "retriable-status-codes";
 
     private readonly Dictionary<string, ImmutableArray<ServicePort>> _ports = new(StringComparer.Ordinal);
@@ -435,6 +438,57 @@ internal sealed class RouteTranslator
         }
 
         policy.RetryOn = string.Join(',', tokens);
+        return policy;
+    }
+
+    /// <summary>
+    /// The route configuration for standard xDS clients (grpc-js-xds, Envoy): every forwarding route that carries no
+    /// retry policy gets istiod's default (retry/retry.go DefaultPolicy: 2 retries on connect-failure, refused-stream,
+    /// unavailable, cancelled and 503; host_selection_retry_max_attempts 5; the previous_hosts predicate unless the
+    /// single destination hashes consistently). A VirtualService's <c>retries</c> (even <c>attempts: 0</c>, an empty
+    /// retry_on) is kept as it is. Mesh clients get the configuration without it: for them a route without a policy
+    /// means "Mesh:Resilience decides", the app's own fallback that a default on every route would switch off.
+    /// </summary>
+    public static RouteConfiguration WithIstioDefaultRetries(RouteConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var result = configuration.Clone();
+        foreach (var virtualHost in result.VirtualHosts)
+        {
+            foreach (var route in virtualHost.Routes)
+            {
+                if (route.Route_ is { RetryPolicy: null } action)
+                {
+                    // consistentHash: true once routes carry a hash_policy to a single destination (none is translated yet).
+                    action.RetryPolicy = IstioDefaultRetryPolicy(consistentHash: false);
+                }
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>istiod's default retry policy (retry/retry.go DefaultPolicy and DefaultConsistentHashPolicy).</summary>
+    public static RetryPolicy IstioDefaultRetryPolicy(bool consistentHash)
+    {
+        var policy = new RetryPolicy
+        {
+            NumRetries = 2,
+            RetryOn = DefaultRetryOn,
+            RetriableStatusCodes = { 503 },
+            HostSelectionRetryMaxAttempts = 5,
+        };
+
+        if (!consistentHash)
+        {
+            // An empty PreviousHostsPredicate; clients that do not know it ignore it (grpc-js, per gRFC A44).
+            policy.RetryHostPredicate.Add(new RetryPolicy.Types.RetryHostPredicate
+            {
+                Name = PreviousHostsPredicateName,
+                TypedConfig = new Any { TypeUrl = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" },
+            });
+        }
+
         return policy;
     }
 

@@ -61,17 +61,29 @@ internal sealed class XdsSnapshot
     public FrozenDictionary<string, XdsResource> Routes { get; }
 
     /// <summary>
-    /// Gets the route configurations for standard gRPC clients (grpc-js-xds and the like): <see cref="Routes"/>, except that
+    /// Gets the route configurations for standard gRPC clients (grpc-js-xds and the like): <see cref="StandardClientRoutes"/>, except that
     /// a redirect or direct response (which they NACK with the whole configuration) is a fault abort with its status;
     /// see <see cref="RouteTranslator.ForStandardGrpcClients"/>.
     /// </summary>
     public FrozenDictionary<string, XdsResource> StandardGrpcRoutes
     {
-        get => _standardGrpcRoutes ?? Routes;
+        get => _standardGrpcRoutes ?? StandardClientRoutes;
         init => _standardGrpcRoutes = value;
     }
 
     private readonly FrozenDictionary<string, XdsResource>? _standardGrpcRoutes;
+
+    /// <summary>
+    /// Gets <see cref="Routes"/> as standard xDS clients (any node whose user agent is not Mesh's) get them: with istiod's
+    /// default retry policy on routes that set none (<see cref="RouteTranslator.WithIstioDefaultRetries"/>).
+    /// </summary>
+    public FrozenDictionary<string, XdsResource> StandardClientRoutes
+    {
+        get => _standardClientRoutes ?? Routes;
+        init => _standardClientRoutes = value;
+    }
+
+    private readonly FrozenDictionary<string, XdsResource>? _standardClientRoutes;
 
     /// <summary>Canonical listener names <c>host:port</c>.</summary>
     public FrozenDictionary<string, ListenerTarget> ListenerTargets { get; }

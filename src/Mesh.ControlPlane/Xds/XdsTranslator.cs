@@ -55,6 +55,7 @@ internal static class XdsTranslator
         var clusters = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var endpoints = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var routes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
+        var standardRoutes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var standardGrpcRoutes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var listeners = new Dictionary<string, ListenerTarget>(StringComparer.Ordinal);
 
@@ -81,21 +82,27 @@ internal static class XdsTranslator
                 }
 
                 var routeConfiguration = BuildRouteConfiguration(name, service.Host, port.Number);
-                if (routing.Find(service.Host) is { } virtualService)
+                var virtualService = routing.Find(service.Host);
+                if (virtualService is not null)
                 {
                     var virtualHost = routeConfiguration.VirtualHosts[0];
                     virtualHost.Routes.Clear();
                     virtualHost.Routes.AddRange(routing.BuildRoutes(virtualService, port.Number));
-                    if (RouteTranslator.ForStandardGrpcClients(virtualHost.Routes, name) is { } grpcRoutes)
-                    {
-                        var grpcConfiguration = routeConfiguration.Clone();
-                        grpcConfiguration.VirtualHosts[0].Routes.Clear();
-                        grpcConfiguration.VirtualHosts[0].Routes.AddRange(grpcRoutes);
-                        standardGrpcRoutes[name] = new XdsResource(name, Any.Pack(grpcConfiguration));
-                    }
                 }
 
                 routes[name] = new XdsResource(name, Any.Pack(routeConfiguration));
+
+                // Standard clients get istiod's default retries; gRPC ones also get redirects and direct responses as
+                // aborts (they NACK those actions), made after the retries so that such a route has none, as in istiod.
+                var standardConfiguration = RouteTranslator.WithIstioDefaultRetries(routeConfiguration);
+                standardRoutes[name] = new XdsResource(name, Any.Pack(standardConfiguration));
+                if (virtualService is not null && RouteTranslator.ForStandardGrpcClients(standardConfiguration.VirtualHosts[0].Routes, name) is { } grpcRoutes)
+                {
+                    var grpcConfiguration = standardConfiguration.Clone();
+                    grpcConfiguration.VirtualHosts[0].Routes.Clear();
+                    grpcConfiguration.VirtualHosts[0].Routes.AddRange(grpcRoutes);
+                    standardGrpcRoutes[name] = new XdsResource(name, Any.Pack(grpcConfiguration));
+                }
                 listeners[ListenerName(service.Host, port.Number)] = new ListenerTarget(service.Host, port, name);
             }
         }
@@ -104,9 +111,10 @@ internal static class XdsTranslator
             routes.ToFrozenDictionary(StringComparer.Ordinal), listeners.ToFrozenDictionary(StringComparer.Ordinal))
         {
             InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace, trustDomain, paths, jwks),
+            StandardClientRoutes = standardRoutes.ToFrozenDictionary(StringComparer.Ordinal),
             StandardGrpcRoutes = standardGrpcRoutes.Count == 0
                 ? null!
-                : routes.Select(r => standardGrpcRoutes.TryGetValue(r.Key, out var grpc) ? KeyValuePair.Create(r.Key, grpc) : r).ToFrozenDictionary(StringComparer.Ordinal),
+                : standardRoutes.Select(r => standardGrpcRoutes.TryGetValue(r.Key, out var grpc) ? KeyValuePair.Create(r.Key, grpc) : r).ToFrozenDictionary(StringComparer.Ordinal),
         };
     }
 
