@@ -9,8 +9,14 @@ internal sealed record ClusterLimits
     /// <summary>No thresholds from the control plane: no request limit, and Envoy's default retry budget.</summary>
     public static readonly ClusterLimits Default = new();
 
-    /// <summary>Gets the most requests in flight to the cluster (<c>max_requests</c>); more are rejected at once.</summary>
+    /// <summary>
+    /// Gets the most requests in flight to the cluster: <c>max_requests</c>, or fewer when <c>max_connections</c> plus
+    /// <c>max_pending_requests</c> is smaller (a request beyond the connections is pending). More are rejected at once.
+    /// </summary>
     public int MaxRequests { get; init; } = int.MaxValue;
+
+    /// <summary>Gets which limit <see cref="MaxRequests"/> is, for the overflow error.</summary>
+    public string MaxRequestsName { get; init; } = "max_requests (DestinationRule connectionPool.http.http2MaxRequests)";
 
     /// <summary>Gets the most retries in flight (<c>max_retries</c>); Envoy ignores it when a retry budget is set.</summary>
     public int MaxRetries { get; init; } = int.MaxValue;

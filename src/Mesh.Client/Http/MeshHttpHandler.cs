@@ -79,7 +79,7 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         var limits = cluster.Limits;
         if (!traffic.TryStartRequest(limits.MaxRequests))
         {
-            throw Overflow(request, cluster, "max_requests (DestinationRule connectionPool.http.http2MaxRequests)", limits.MaxRequests);
+            throw Overflow(request, cluster, limits.MaxRequestsName, limits.MaxRequests);
         }
 
         // Only least-request reads the in-flight count; round robin skips two contended atomics per request. Decided

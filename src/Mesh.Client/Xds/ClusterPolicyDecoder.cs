@@ -134,9 +134,22 @@ internal static class ClusterPolicyDecoder
                     limits = limits with { Pool = (limits.Pool ?? new PoolSettings(null, null, null, null)) with { MaxConnections = connections } };
                 }
 
-                if (t.MaxPendingRequests is { } pending && pending != uint.MaxValue)
+                if (t.MaxPendingRequests is { } pending && pending <= int.MaxValue)
                 {
-                    errors.Add($"{where}: {path}.max_pending_requests {pending} is not supported (requests waiting for a connection are bounded by max_requests; leave it unset or 4294967295)");
+                    // A request beyond the connections waits for one (pending, as HTTP/1.1 in Envoy): the pending bound
+                    // is a bound on requests in flight. Without a connection limit there is nothing to wait for here.
+                    if (limits.Pool?.MaxConnections is not { } connectionLimit)
+                    {
+                        errors.Add($"{where}: {path}.max_pending_requests {pending} needs max_connections (this client counts as pending the requests beyond the connections)");
+                    }
+                    else if (connectionLimit + (long)pending < limits.MaxRequests)
+                    {
+                        limits = limits with
+                        {
+                            MaxRequests = (int)Math.Min(int.MaxValue, connectionLimit + (long)pending),
+                            MaxRequestsName = $"max_connections + max_pending_requests ({connectionLimit} + {pending}, DestinationRule connectionPool.tcp.maxConnections + http.http1MaxPendingRequests)",
+                        };
+                    }
                 }
 
                 if (t.MaxConnectionPools is not null)

@@ -64,6 +64,21 @@ public sealed class ClusterPolicyDecoderTests
     }
 
     [Fact]
+    public void Decode_PendingRequests_BoundRequestsInFlightBeyondTheConnections()
+    {
+        var cluster = Cluster("orders");
+        var thresholds = Thresholds(cluster);
+        thresholds.MaxConnections = 1;
+        thresholds.MaxPendingRequests = 1;
+        thresholds.MaxRequests = 100;
+
+        var limits = Decode(cluster, [])!.Limits!;
+
+        Assert.Equal(2, limits.MaxRequests);
+        Assert.Contains("http1MaxPendingRequests", limits.MaxRequestsName, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Decode_OutlierDetectionWithoutFields_HasEnvoyDefaults()
     {
         var cluster = Cluster("orders");
@@ -89,7 +104,7 @@ public sealed class ClusterPolicyDecoderTests
         { "outlier_detection.interval must be greater than 0", c => c.OutlierDetection = new OutlierDetection { Interval = new Duration() } },
         { "outlier_detection.max_ejection_time_jitter is not supported", c => c.OutlierDetection = new OutlierDetection { MaxEjectionTimeJitter = Duration.FromTimeSpan(TimeSpan.FromSeconds(1)) } },
         { "common_lb_config.healthy_panic_threshold 150 must be between 0 and 100", c => c.CommonLbConfig = new Cluster.Types.CommonLbConfig { HealthyPanicThreshold = new Percent { Value = 150 } } },
-        { "circuit_breakers.thresholds[0].max_pending_requests 10 is not supported", c => Thresholds(c).MaxPendingRequests = 10 },
+        { "circuit_breakers.thresholds[0].max_pending_requests 10 needs max_connections", c => Thresholds(c).MaxPendingRequests = 10 },
         { "circuit_breakers.thresholds[0].max_requests 0 would reject every request", c => Thresholds(c).MaxRequests = 0 },
         { "circuit_breakers.thresholds[0].retry_budget.budget_interval is not supported", c => Thresholds(c).RetryBudget = new() { BudgetInterval = Duration.FromTimeSpan(TimeSpan.FromSeconds(1)) } },
         { "circuit_breakers.thresholds[0].retry_budget.budget_percent 120 must be between 0 and 100", c => Thresholds(c).RetryBudget = new() { BudgetPercent = new Percent { Value = 120 } } },
