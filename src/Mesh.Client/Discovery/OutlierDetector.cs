@@ -14,6 +14,7 @@ namespace Mesh.Client.Discovery;
 /// </summary>
 internal sealed class OutlierDetector
 {
+    private readonly Lock _lock = new();
     private readonly MeshEndpoint[] _endpoints;
     private readonly int _healthy;
     private readonly int _maxMultiplier;
@@ -141,7 +142,7 @@ internal sealed class OutlierDetector
 
         // Envoy's rule: eject only if the ejected share, counting this one, stays within max_ejection_percent. A lock
         // makes check-and-eject one step, so concurrent ejections never pass the limit together (ejections are rare).
-        lock (_endpoints)
+        lock (_lock)
         {
             var ejected = Volatile.Read(ref _ejected);
             if (100L * (ejected + 1) > (long)Settings.MaxEjectionPercent * _endpoints.Length
@@ -168,7 +169,7 @@ internal sealed class OutlierDetector
     // Endpoints outlive snapshots: a new cluster starts from the ejections they carry.
     private void Recount()
     {
-        lock (_endpoints)
+        lock (_lock)
         {
             int ejected = 0, ejectedHealthy = 0;
             foreach (var endpoint in _endpoints)

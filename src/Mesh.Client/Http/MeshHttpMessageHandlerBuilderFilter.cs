@@ -47,6 +47,23 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
         _controlPlane = meshOptions.Value.ControlPlane.Address?.ToString() ?? "(Mesh:ControlPlane:Address is not set)";
     }
 
+    /// <summary>
+    /// Whether <paramref name="handler"/> is a Microsoft.Extensions.Http.Resilience pipeline (<c>AddStandardResilienceHandler</c>,
+    /// <c>AddStandardHedgingHandler</c>, <c>AddResilienceHandler</c>). Matched by name: the mesh does not depend on that package.
+    /// </summary>
+    internal static bool IsAppResilienceHandler(DelegatingHandler handler)
+    {
+        for (var type = handler.GetType(); type is not null; type = type.BaseType)
+        {
+            if (type.FullName == "Microsoft.Extensions.Http.Resilience.ResilienceHandler")
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public Action<HttpMessageHandlerBuilder> Configure(Action<HttpMessageHandlerBuilder> next)
     {
         ArgumentNullException.ThrowIfNull(next);
@@ -64,7 +81,10 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
             {
                 InnerHandler = GrpcClientFactorySupport.SecureXdsChannel(builder.Services, name, builder.PrimaryHandler),
             };
-            builder.AdditionalHandlers.Insert(0, new MeshResilienceHandler(_router, _policies, _resilienceLogger));
+            builder.AdditionalHandlers.Insert(0, new MeshResilienceHandler(_router, _policies, _resilienceLogger)
+            {
+                AppOwnsRetries = builder.AdditionalHandlers.Any(IsAppResilienceHandler),
+            });
         };
     }
 }

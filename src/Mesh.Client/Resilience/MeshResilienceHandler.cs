@@ -39,6 +39,14 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
         _logger = logger;
     }
 
+    /// <summary>
+    /// Gets whether the client has its own Microsoft.Extensions.Http.Resilience pipeline: then the app's pipeline owns
+    /// retries and hedging and the mesh sends each of its attempts once (timeouts and the circuit breaker still apply),
+    /// so the two never multiply. Each attempt the app sends is still routed again, avoiding the endpoint its previous
+    /// attempt failed on. Only the total timeout bounds the call here; the app's pipeline times its own attempts.
+    /// </summary>
+    public bool AppOwnsRetries { get; init; }
+
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -66,8 +74,11 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
 
         // A route that sets a timeout or retries owns the time budget: its attempts are bounded by its per_try_timeout
         // alone (as Envoy), so Mesh:Resilience:AttemptTimeout never cuts a call the VirtualService allows.
-        var attemptTimeout = routePolicy is null ? options.AttemptTimeout : retryPolicy?.PerTryTimeout ?? TimeSpan.MaxValue;
-        var maxRetries = retryPolicy?.NumRetries ?? options.MaxRetryAttempts;
+        // When the app's own pipeline retries, the one "attempt" the mesh sees spans all of the app's attempts: only the
+        // total budget bounds it, and the app's pipeline times its attempts.
+        var attemptTimeout = AppOwnsRetries ? TimeSpan.MaxValue
+            : routePolicy is null ? options.AttemptTimeout : retryPolicy?.PerTryTimeout ?? TimeSpan.MaxValue;
+        var maxRetries = AppOwnsRetries ? 0 : retryPolicy?.NumRetries ?? options.MaxRetryAttempts;
         var start = time.GetTimestamp();
         var now = start;
 
