@@ -166,6 +166,22 @@ public sealed class DestinationRuleResilienceTests
     }
 
     [Fact]
+    public void ApplyYaml_AbsurdOutlierDetection_KeepsTheLastGoodPolicy()
+    {
+        var store = new ConfigStore(Microsoft.Extensions.Logging.Abstractions.NullLogger<ConfigStore>.Instance);
+        Assert.True(store.ApplyYaml(YamlConfigLoader.Load([("services.yaml", Service), ("rule.yaml", Minimal("outlierDetection: {consecutive5xxErrors: 3}"))])));
+        var good = store.Current;
+
+        Assert.False(store.ApplyYaml(YamlConfigLoader.Load([("services.yaml", Service), ("rule.yaml", Minimal("outlierDetection: {consecutive5xxErrors: 3, interval: 99999999h}"))])));
+
+        Assert.Same(good, store.Current);
+        Assert.Equal(3u, store.Current.Config.DestinationRules.Single().Traffic.Resilience.OutlierDetection!.Consecutive5xxErrors);
+        var error = Assert.Single(store.Errors);
+        Assert.Equal(("rule.yaml", 8), (error.File, error.Line));
+        Assert.Contains("spec.trafficPolicy.outlierDetection.interval", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Load_DeprecatedConsecutiveErrors_WarnsAndIsReadAsGatewayErrors()
     {
         var result = YamlConfigLoader.Load([("services.yaml", Service), ("rule.yaml", Minimal("outlierDetection: {consecutiveErrors: 4}"))]);
