@@ -38,7 +38,7 @@ public sealed class ClusterLimitsTests : IAsyncLifetime
 
         using var cancel = new CancellationTokenSource();
         var hung = Enumerable.Range(0, 2).Select(_ => client.GetAsync(new Uri("http://orders/"), cancel.Token)).ToArray();
-        await Poll.UntilAsync(() => cluster.Traffic.ActiveRequests == 2, "two requests in flight");
+        await Poll.UntilAsync(() => cluster.Traffic.ActiveRequests == 2 && _backends.Sum(b => b.Hits) == 2, "two requests in flight at the servers");
 
         var started = System.Diagnostics.Stopwatch.StartNew();
         var exception = await Assert.ThrowsAsync<UpstreamOverflowException>(() => client.GetAsync(new Uri("http://orders/")));
