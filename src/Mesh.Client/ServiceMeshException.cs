@@ -190,3 +190,62 @@ public sealed class CircuitOpenException : ServiceMeshException
     {
     }
 }
+
+/// <summary>
+/// A limit of the destination cluster's connection pool was reached (Envoy's upstream overflow, <c>UO</c>): the
+/// request or retry was rejected at once instead of queuing. The message names the service, the limit and its value
+/// (DestinationRule <c>connectionPool</c>, or the retry budget).
+/// </summary>
+public sealed class UpstreamOverflowException : ServiceMeshException
+{
+    /// <summary>Initializes a new <see cref="UpstreamOverflowException"/> with a default message and no service.</summary>
+    public UpstreamOverflowException()
+    {
+        Cluster = string.Empty;
+        Limit = string.Empty;
+    }
+
+    /// <summary>Initializes a new <see cref="UpstreamOverflowException"/> with a message and no service.</summary>
+    /// <param name="message">The error message.</param>
+    public UpstreamOverflowException(string message)
+        : base(message)
+    {
+        Cluster = string.Empty;
+        Limit = string.Empty;
+    }
+
+    /// <summary>Initializes a new <see cref="UpstreamOverflowException"/> with a message, the exception that caused it, and no service.</summary>
+    /// <param name="message">The error message.</param>
+    /// <param name="innerException">The exception that caused this one, if any.</param>
+    public UpstreamOverflowException(string message, Exception? innerException)
+        : base(message, innerException)
+    {
+        Cluster = string.Empty;
+        Limit = string.Empty;
+    }
+
+    /// <summary>Initializes a new <see cref="UpstreamOverflowException"/> whose message names the service, the cluster and the limit reached.</summary>
+    /// <param name="service">The logical service the request was for.</param>
+    /// <param name="cluster">The xDS cluster whose limit was reached.</param>
+    /// <param name="limit">The limit, as its xDS field and DestinationRule field.</param>
+    /// <param name="value">The limit's value.</param>
+    public UpstreamOverflowException(string service, string cluster, string limit, int value)
+        : base(service, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"Cannot call '{service}': cluster {cluster} already has {value} requests in flight, its {limit} limit; the request was rejected at once (upstream overflow, UO)."))
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        ArgumentNullException.ThrowIfNull(limit);
+        Cluster = cluster;
+        Limit = limit;
+        Value = value;
+    }
+
+    /// <summary>Gets the xDS cluster whose limit was reached.</summary>
+    public string Cluster { get; }
+
+    /// <summary>Gets the limit that was reached.</summary>
+    public string Limit { get; }
+
+    /// <summary>Gets the limit's value.</summary>
+    public int Value { get; }
+}

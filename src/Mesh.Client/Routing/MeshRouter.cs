@@ -52,6 +52,17 @@ internal sealed class MeshRouter
         MeshEndpoint? avoid,
         out MeshService? service,
         out MeshCluster? cluster,
+        out MeshEndpoint? endpoint) =>
+        Route(request, now, TimeProvider.System.TimestampFrequency, avoid, out service, out cluster, out endpoint);
+
+    /// <summary>Routes with timestamps of a given <see cref="TimeProvider"/> (<paramref name="timestampFrequency"/> ticks per second).</summary>
+    public RouteStatus Route(
+        HttpRequestMessage request,
+        long now,
+        long timestampFrequency,
+        MeshEndpoint? avoid,
+        out MeshService? service,
+        out MeshCluster? cluster,
         out MeshEndpoint? endpoint)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -83,7 +94,7 @@ internal sealed class MeshRouter
         }
 
         cluster = route.PickCluster(_random);
-        endpoint = cluster.Balancer.Pick(now, avoid);
+        endpoint = cluster.PickEndpoint(now, timestampFrequency, avoid);
         return endpoint is null ? RouteStatus.NoEndpoint : RouteStatus.Routed;
     }
 

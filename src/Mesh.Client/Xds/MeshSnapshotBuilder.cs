@@ -50,7 +50,9 @@ internal static class MeshSnapshotBuilder
                 ReuseEndpoints(assignment.Endpoints, before),
                 cluster.OutlierDetection,
                 random,
-                cluster.Tls);
+                cluster.Tls,
+                cluster.Limits,
+                before?.Traffic);
         }
 
         var bindings = new List<KeyValuePair<string, MeshService>>();

@@ -201,10 +201,11 @@ internal static class XdsResourceDecoder
         }
 
         var policy = DecodePolicy(cluster, where, errors);
-        var outlier = DecodeOutlierDetection(cluster.OutlierDetection, where, errors);
+        var outlier = ClusterPolicyDecoder.DecodeOutlierDetection(cluster, where, errors);
+        var limits = ClusterPolicyDecoder.DecodeLimits(cluster, where, errors);
         var tls = cluster.TransportSocket is { } socket ? DecodeTransportSocket(socket, where, errors) : null;
         return errors.Count == start
-            ? (name, new ClusterResource(name, edsName, policy, outlier, staticEndpoints, tls))
+            ? (name, new ClusterResource(name, edsName, policy, outlier, staticEndpoints, tls, limits))
             : (name, null);
     }
 
@@ -456,52 +457,6 @@ internal static class XdsResourceDecoder
                 errors.Add($"{where}: lb_policy {EnumName(Cluster.Descriptor, "LbPolicy", (int)cluster.LbPolicy)} is not supported (use ROUND_ROBIN or LEAST_REQUEST)");
                 return LoadBalancingPolicy.RoundRobin;
         }
-    }
-
-    private static OutlierDetectionSettings? DecodeOutlierDetection(OutlierDetection? outlier, string where, List<string> errors)
-    {
-        if (outlier is null)
-        {
-            return null;
-        }
-
-        var settings = OutlierDetectionSettings.Default;
-        if (outlier.Consecutive5Xx is { } consecutive)
-        {
-            if (consecutive == 0 || consecutive > int.MaxValue)
-            {
-                errors.Add($"{where}: outlier_detection.consecutive_5xx must be between 1 and {int.MaxValue}");
-            }
-            else
-            {
-                settings = settings with { ConsecutiveFailures = (int)consecutive };
-            }
-        }
-
-        if (outlier.BaseEjectionTime is { } baseTime)
-        {
-            var duration = baseTime.ToTimeSpan();
-            if (duration <= TimeSpan.Zero)
-            {
-                errors.Add($"{where}: outlier_detection.base_ejection_time must be positive");
-            }
-            else
-            {
-                settings = settings with { BaseEjectionTime = duration, MaxEjectionTime = TimeSpan.FromTicks(Math.Max(duration.Ticks, settings.MaxEjectionTime.Ticks)) };
-            }
-        }
-
-        if (outlier.Interval is { } interval && interval.ToTimeSpan() < TimeSpan.Zero)
-        {
-            errors.Add($"{where}: outlier_detection.interval must not be negative");
-        }
-
-        if (outlier.MaxEjectionPercent is > 100)
-        {
-            errors.Add($"{where}: outlier_detection.max_ejection_percent must not exceed 100");
-        }
-
-        return settings;
     }
 
     /// <summary>

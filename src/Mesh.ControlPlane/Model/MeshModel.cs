@@ -67,6 +67,9 @@ internal sealed record DestinationRuleModel(string Namespace, string Name, strin
 {
     /// <summary>Istio's <c>spec.subsets</c>, in the order written.</summary>
     public ImmutableArray<SubsetModel> Subsets { get; init; } = [];
+
+    /// <summary>Gets <c>spec.trafficPolicy</c>'s load balancer, resilience blocks and port-level settings.</summary>
+    public TrafficPolicyModel Traffic { get; init; } = TrafficPolicyModel.None;
 }
 
 /// <summary>One problem found in the config folder. Warnings do not reject the config.</summary>

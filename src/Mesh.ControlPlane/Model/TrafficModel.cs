@@ -90,4 +90,8 @@ internal sealed record HttpDirectResponseModel(uint Status, byte[]? Body);
 internal sealed record VirtualServiceModel(string Namespace, string Name, ImmutableArray<string> Hosts, ImmutableArray<HttpRouteModel> Http);
 
 /// <summary>A DestinationRule subset: the endpoints whose labels include <paramref name="Labels"/>.</summary>
-internal sealed record SubsetModel(string Name, ImmutableSortedDictionary<string, string> Labels, LoadBalancerKind? LoadBalancer = null);
+internal sealed record SubsetModel(string Name, ImmutableSortedDictionary<string, string> Labels, LoadBalancerKind? LoadBalancer = null)
+{
+    /// <summary>Gets the subset's own traffic policy (merged over the rule's as istiod does); null when it sets none.</summary>
+    public TrafficPolicyModel? Traffic { get; init; }
+}

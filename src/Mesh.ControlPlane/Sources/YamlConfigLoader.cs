@@ -487,7 +487,7 @@ internal static partial class YamlConfigLoader
 
     private static DestinationRuleModel? ParseDestinationRule(ResourceContext ctx, YamlMappingNode spec, string ns, string name)
     {
-        // A traffic policy the mesh would not apply (connectionPool, outlierDetection, …) is refused, never silently dropped.
+        // A traffic policy field the mesh would not apply (consistentHash, tunnel, …) is refused, never silently dropped.
         RejectUnsupportedFields(ctx, spec, "spec", ["host", "trafficPolicy", "subsets"]);
         var host = ctx.String(Child(spec, "host"), "spec.host");
         if (string.IsNullOrEmpty(host))
@@ -502,13 +502,15 @@ internal static partial class YamlConfigLoader
         var policy = ctx.Mapping(Child(spec, "trafficPolicy"), spec, "spec.trafficPolicy", required: false);
         if (policy is not null)
         {
-            RejectUnsupportedFields(ctx, policy, "spec.trafficPolicy", ["loadBalancer", "tls"]);
+            RejectUnsupportedFields(ctx, policy, "spec.trafficPolicy", ["loadBalancer", "tls", "connectionPool", "outlierDetection", "retryBudget", "portLevelSettings"]);
         }
 
-        var lb = (policy is null ? null : ParseSimpleLoadBalancer(ctx, policy, "spec.trafficPolicy.loadBalancer")) ?? LoadBalancerKind.RoundRobin;
+        var simpleLb = policy is null ? null : ParseSimpleLoadBalancer(ctx, policy, "spec.trafficPolicy.loadBalancer");
+        var lb = simpleLb ?? LoadBalancerKind.RoundRobin;
         var tlsMode = policy is null ? null : ParseTlsMode(ctx, policy);
+        var traffic = policy is null ? TrafficPolicyModel.None : ParseTrafficPolicy(ctx, policy, "spec.trafficPolicy", simpleLb);
         var subsets = ParseSubsets(ctx, spec);
-        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode) { Subsets = subsets };
+        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode) { Subsets = subsets, Traffic = traffic };
     }
 
     /// <summary><c>trafficPolicy.loadBalancer.simple</c>; null when unset.</summary>

@@ -21,6 +21,9 @@ internal sealed record ResolvedService(
 
     /// <summary>The DestinationRule's subsets for this host; each becomes its own cluster.</summary>
     public ImmutableArray<SubsetModel> Subsets { get; init; } = [];
+
+    /// <summary>The DestinationRule's traffic policy for this host (load balancer, resilience, port-level settings).</summary>
+    public TrafficPolicyModel Traffic { get; init; } = TrafficPolicyModel.None;
 }
 
 /// <summary>A listener target: the service host and one of its ports.</summary>

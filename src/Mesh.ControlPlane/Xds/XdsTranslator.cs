@@ -70,13 +70,17 @@ internal static class XdsTranslator
                     ? serviceTls ??= BuildUpstreamTlsContext(UpstreamSubjectAltNames(service, trustDomain))
                     : null;
                 var name = ClusterName(port.Number, service.Host);
-                clusters[name] = new XdsResource(name, Any.Pack(BuildCluster(name, service.LoadBalancer, tls)));
+                var (lb, resilience) = TrafficPolicyModel.Merge(service.Traffic, null, port.Number);
+                clusters[name] = new XdsResource(name, Any.Pack(ClusterResilienceTranslator.Apply(BuildCluster(name, lb ?? LoadBalancerKind.RoundRobin, tls), resilience)));
                 endpoints[name] = new XdsResource(name, Any.Pack(BuildLoadAssignment(name, service.Endpoints.Where(e => e.ServicePort == port.Number))));
                 foreach (var subset in service.Subsets)
                 {
                     // Same transport socket as the whole service: a subset is a slice of its endpoints, not another server.
                     var subsetName = ClusterName(port.Number, service.Host, subset.Name);
-                    clusters[subsetName] = new XdsResource(subsetName, Any.Pack(BuildCluster(subsetName, subset.LoadBalancer ?? service.LoadBalancer, tls)));
+                    var (subsetLb, subsetResilience) = TrafficPolicyModel.Merge(
+                        service.Traffic, (subset.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = subset.LoadBalancer }, port.Number);
+                    clusters[subsetName] = new XdsResource(subsetName, Any.Pack(ClusterResilienceTranslator.Apply(
+                        BuildCluster(subsetName, subsetLb ?? LoadBalancerKind.RoundRobin, tls), subsetResilience)));
                     endpoints[subsetName] = new XdsResource(subsetName, Any.Pack(BuildLoadAssignment(
                         subsetName, service.Endpoints.Where(e => e.ServicePort == port.Number && HostNames.LabelsMatch(subset.Labels, e.Workload.Labels)))));
                 }
@@ -151,7 +155,7 @@ internal static class XdsTranslator
             {
                 var rule = rules.GetValueOrDefault(host);
                 var lb = rule?.LoadBalancer ?? LoadBalancerKind.RoundRobin;
-                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable()) { TlsMode = rule?.TlsMode, Subsets = rule?.Subsets ?? [] });
+                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable()) { TlsMode = rule?.TlsMode, Subsets = rule?.Subsets ?? [], Traffic = (rule?.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = lb } });
             }
         }
 

@@ -22,6 +22,10 @@ internal static class XdsWire
     public const string LeastRequestType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
     public const string UpstreamTlsContextType = TypeUrlPrefix + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 
+    /// <summary>The key of a cluster's <c>typed_extension_protocol_options</c> that carries its HTTP protocol options.</summary>
+    public const string HttpProtocolOptionsName = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    public const string HttpProtocolOptionsType = TypeUrlPrefix + HttpProtocolOptionsName;
+
     /// <summary>Server-side (gRFC A36) listener names are this prefix plus <c>&lt;ip&gt;:&lt;port&gt;</c> (Istio's proxyless convention).</summary>
     public const string InboundListenerPrefix = "xds.istio.io/grpc/lds/inbound/";
 

@@ -38,7 +38,7 @@ public class XdsResourceDecoderTests
 
         var decoded = Assert.IsType<ClusterResource>(Assert.Single(result!).Value);
         Assert.Equal(MeshPolicy.LeastRequest, decoded.Policy);
-        Assert.Equal(3, decoded.OutlierDetection!.ConsecutiveFailures);
+        Assert.Equal(3, decoded.OutlierDetection!.Consecutive5xx);
         Assert.Equal(TimeSpan.FromSeconds(7), decoded.OutlierDetection.BaseEjectionTime);
     }
 

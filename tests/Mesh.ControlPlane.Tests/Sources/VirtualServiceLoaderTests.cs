@@ -379,11 +379,11 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     }
 
     [Theory]
-    [InlineData("    labels: {version: v1}", "    labels: {version: v1}\n    trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}}}", "spec.subsets[0].trafficPolicy.connectionPool: is not supported yet")]
+    [InlineData("    labels: {version: v1}", "    labels: {version: v1}\n    trafficPolicy: {connectionPool: {tcp: {maxConnections: -1}}}", "spec.subsets[0].trafficPolicy.connectionPool.tcp.maxConnections: must be an integer from 0 to 2147483647 (got '-1')")]
     [InlineData("  - name: v1", "  - name: v1\n    extra: 1", "spec.subsets[0].extra: is not supported yet")]
-    [InlineData("  subsets:", "  trafficPolicy: {outlierDetection: {consecutive5xxErrors: 3}}\n  subsets:", "spec.trafficPolicy.outlierDetection: is not supported yet")]
-    [InlineData("  subsets:", "  trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}}}\n  subsets:", "spec.trafficPolicy.connectionPool: is not supported yet")]
-    [InlineData("  subsets:", "  trafficPolicy: {portLevelSettings: []}\n  subsets:", "spec.trafficPolicy.portLevelSettings: is not supported yet")]
+    [InlineData("  subsets:", "  trafficPolicy: {outlierDetection: {maxEjectionPercent: 150}}\n  subsets:", "spec.trafficPolicy.outlierDetection.maxEjectionPercent: must be a percentage from 0 to 100 (got 150)")]
+    [InlineData("  subsets:", "  trafficPolicy: {connectionPool: {tcp: {tcpKeepalive: {time: 1s}}}}\n  subsets:", "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive: is not supported yet")]
+    [InlineData("  subsets:", "  trafficPolicy: {portLevelSettings: [{loadBalancer: {simple: ROUND_ROBIN}}]}\n  subsets:", "spec.trafficPolicy.portLevelSettings[0].port: is required")]
     [InlineData("  subsets:", "  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}\n  subsets:", "spec.trafficPolicy.loadBalancer.consistentHash: is not supported yet")]
     [InlineData("  subsets:", "  exportTo: [\".\"]\n  subsets:", "spec.exportTo: is not supported yet")]
     [InlineData("  subsets:", "  workloadSelector: {matchLabels: {app: x}}\n  subsets:", "spec.workloadSelector: is not supported yet")]
