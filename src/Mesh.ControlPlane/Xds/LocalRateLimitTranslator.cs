@@ -1,7 +1,7 @@
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Mesh.ControlPlane.Model;
-using Mesh.ControlPlane.Security;
+using Mesh.Xds.Identity;
 using Mesh.Xds.Envoy.Config.Core.V3;
 using Mesh.Xds.Envoy.Extensions.Common.Ratelimit.V3;
 using Mesh.Xds.Envoy.Extensions.RateLimitDescriptors.Expr.V3;
