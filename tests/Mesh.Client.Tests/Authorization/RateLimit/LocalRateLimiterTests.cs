@@ -228,6 +228,15 @@ public sealed class LocalRateLimiterTests
     }
 
     [Fact]
+    public void Wire_TypeUrls_MatchTheMessages()
+    {
+        Assert.Equal(Mesh.Xds.Wire.LocalRateLimitWire.FilterType, "type.googleapis.com/" + LocalRateLimit.Descriptor.FullName);
+        Assert.Equal(
+            Mesh.Xds.Wire.LocalRateLimitWire.ExpressionDescriptorType,
+            "type.googleapis.com/" + Mesh.Xds.Envoy.Extensions.RateLimitDescriptors.Expr.V3.ExprDescriptor.Descriptor.File.Package + ".Descriptor");
+    }
+
+    [Fact]
     public void TryDecode_RateLimitBeforeRbac_Nacked()
     {
         var listener = ListenerWith(Config(total: 10, identity: null), withRbac: true);
