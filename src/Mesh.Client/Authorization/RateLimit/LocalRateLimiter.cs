@@ -36,7 +36,7 @@ internal sealed class LocalRateLimiter
     private readonly FrozenDictionary<string, TokenBucket> _overrides;
     private readonly bool _alwaysConsumeTotal;
 
-    private LocalRateLimiter(LocalRateLimit config, TokenBucket? total, PeerBucketCache? perPeer, FrozenDictionary<string, TokenBucket> overrides, TimeProvider time)
+    private LocalRateLimiter(LocalRateLimit config, TokenBucket? total, PeerBucketCache? perPeer, FrozenDictionary<string, TokenBucket> overrides)
     {
         Config = config;
         _total = total;
@@ -46,7 +46,6 @@ internal sealed class LocalRateLimiter
         StatusCode = config.Status is { Code: var code } && (int)code >= 400 ? (int)code : 429;
         HeadersEnabled = config.EnableXRatelimitHeaders == XRateLimitHeadersRFCVersion.DraftVersion03;
         ResourceExhausted = config.RateLimitedAsResourceExhausted;
-        Time = time;
     }
 
     /// <summary>Gets the filter config this limiter was built from; an equal config keeps the limiter (and its buckets) across pushes.</summary>
@@ -60,8 +59,6 @@ internal sealed class LocalRateLimiter
 
     /// <summary>Gets whether refused gRPC calls get RESOURCE_EXHAUSTED instead of Envoy's default UNAVAILABLE.</summary>
     public bool ResourceExhausted { get; }
-
-    public TimeProvider Time { get; }
 
     /// <summary>Gets the per-identity buckets held now (bounded by <c>max_dynamic_descriptors</c>); for tests and diagnostics.</summary>
     public int PeerBucketCount => _perPeer?.Count ?? 0;
@@ -221,7 +218,7 @@ internal sealed class LocalRateLimiter
             return null;
         }
 
-        return new LocalRateLimiter(config, total, perPeer, overrides.ToFrozenDictionary(StringComparer.Ordinal), time);
+        return new LocalRateLimiter(config, total, perPeer, overrides.ToFrozenDictionary(StringComparer.Ordinal));
     }
 
     /// <summary>The key the one supported <c>rate_limits</c> action gives the caller's identity; null when there is none.</summary>
