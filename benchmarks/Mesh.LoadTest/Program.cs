@@ -36,6 +36,10 @@ if (!settings.Mtls)
           endpoints: [{"{"}address: 127.0.0.1, ports: {"{"}http: {backendAddress.Port}{"}"}{"}"}]
         """);
 
+    // The same backend behind a 10-route VirtualService (header, prefix, exact, regex, method and presence matches
+    // that miss, then a 90/10 split over two subsets), as VirtualServiceRoutingBenchmarks has it in one call.
+    await File.WriteAllTextAsync(Path.Combine(configDirectory, "backend-vs.yaml"), VirtualServiceCase.Yaml(backendAddress.Port));
+
     // The mesh client joins without identity, over the control plane's plaintext ADS port (off unless asked for).
     controlPlane = await MeshProcesses.StartControlPlaneAsync(LaunchableApps.Paths["Mesh.ControlPlane"], configDirectory, Path.Combine(root, "state"), xdsPort: 0);
     plain = new HttpClient(new SocketsHttpHandler { UseProxy = false, PooledConnectionLifetime = TimeSpan.FromMinutes(2) }) { BaseAddress = backendAddress };
@@ -82,6 +86,7 @@ builder.AddServiceMesh(options =>
     options.Identity.Token = meshToken;
 });
 builder.Services.AddHttpClient("mesh", client => client.BaseAddress = new Uri("http://backend/"));
+builder.Services.AddHttpClient("mesh-vs", client => client.BaseAddress = new Uri("http://backend-vs/"));
 builder.Services.AddHttpClient("factory", client => client.BaseAddress = backendAddress).WithoutServiceMesh();
 using var host = builder.Build();
 await host.StartAsync();
@@ -126,6 +131,7 @@ var cases = settings.Mtls
         new LoadCase("plain HttpClient", plain),
         new LoadCase("IHttpClientFactory client, mesh opted out", factory.CreateClient("factory")),
         new LoadCase("mesh client (http://backend/)", factory.CreateClient("mesh")),
+        new LoadCase("mesh client, 10-route VirtualService", factory.CreateClient("mesh-vs")),
     };
 
 if (settings.Only is { } only)

@@ -9,7 +9,10 @@ using Mesh.Samples.Processes;
 
 namespace Mesh.Demo;
 
-/// <summary>Runs the demo mesh: control plane, frontend → orders → inventory (×N, over gRPC), a traffic driver and the live table.</summary>
+/// <summary>
+/// Runs the demo mesh: control plane, frontend → orders (v1 and v2) → inventory (×N, over gRPC), a traffic driver and
+/// the live table, which shows how orders' VirtualService splits the traffic between its versions.
+/// </summary>
 internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
 {
     private static readonly string[] ServiceOrder = ["frontend", "orders", "inventory"];
@@ -22,14 +25,17 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
     private WorkloadCertificates.Files? _demoIdentity;
     private readonly Stopwatch _uptime = Stopwatch.StartNew();
     private ControlPlaneProcess? _controlPlane;
+    private string _configDirectory = string.Empty;
 
     public TrafficSummary Summary { get; } = new();
 
+    public VersionWindow Versions { get; } = new(TimeSpan.FromSeconds(10));
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var configDirectory = Path.Combine(AppContext.BaseDirectory, "mesh-config");
-        Console.WriteLine($"Starting the control plane (config: {configDirectory})...");
-        _controlPlane = await MeshProcesses.StartControlPlaneAsync(App("Mesh.ControlPlane"), configDirectory, _stateDirectory).ConfigureAwait(false);
+        _configDirectory = options.ConfigDirectory;
+        Console.WriteLine($"Starting the control plane (config: {_configDirectory})...");
+        _controlPlane = await MeshProcesses.StartControlPlaneAsync(App("Mesh.ControlPlane"), _configDirectory, _stateDirectory).ConfigureAwait(false);
         _processes.Add(_controlPlane.Process);
         Console.WriteLine($"  secure (ADS + CA) {_controlPlane.SecureAddress}  admin {_controlPlane.AdminAddress}");
 
@@ -43,7 +49,9 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
             starts.Add(StartWorkloadAsync("Mesh.Samples.Inventory", "inventory", $"inventory-{i}"));
         }
 
-        starts.Add(StartWorkloadAsync("Mesh.Samples.Orders", "orders", "orders-1"));
+        // Two versions of orders, told apart by their version label: the DestinationRule's subsets select on it.
+        starts.Add(StartWorkloadAsync("Mesh.Samples.Orders", "orders", "orders-v1", ("Mesh__Labels__version", "v1")));
+        starts.Add(StartWorkloadAsync("Mesh.Samples.Orders", "orders", "orders-v2", ("Mesh__Labels__version", "v2")));
         starts.Add(StartWorkloadAsync("Mesh.Samples.Frontend", "frontend", "frontend-1"));
         foreach (var start in starts)
         {
@@ -111,9 +119,10 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
             ? path
             : throw new InvalidOperationException($"{name} is not among the demo's launchable apps.");
 
-    private async Task<WorkloadProcess> StartWorkloadAsync(string app, string service, string instance)
+    private async Task<WorkloadProcess> StartWorkloadAsync(string app, string service, string instance, params (string Key, string Value)[] environment)
     {
-        var workload = await MeshProcesses.StartWorkloadAsync(App(app), service, instance, _controlPlane!).ConfigureAwait(false);
+        var env = environment.ToDictionary(e => e.Key, e => (string?)e.Value, StringComparer.Ordinal);
+        var workload = await MeshProcesses.StartWorkloadAsync(App(app), service, instance, _controlPlane!, env).ConfigureAwait(false);
         lock (_workloads)
         {
             _workloads.Add(workload);
@@ -157,24 +166,35 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
     {
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1.0 / options.RequestsPerSecond));
         var inFlight = new List<Task>();
+        var sent = 0L;
         while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
         {
             inFlight.RemoveAll(t => t.IsCompleted);
             if (inFlight.Count < 64)
             {
-                inFlight.Add(CallFrontendAsync(frontend, cancellationToken));
+                // One user in ten is a beta user: the A/B route sends them to orders v2 whatever the split.
+                inFlight.Add(CallFrontendAsync(frontend, beta: sent++ % 10 == 9, cancellationToken));
             }
         }
     }
 
-    private async Task CallFrontendAsync(WorkloadProcess frontend, CancellationToken cancellationToken)
+    private async Task CallFrontendAsync(WorkloadProcess frontend, bool beta, CancellationToken cancellationToken)
     {
         try
         {
             using var request = StatsRequest(frontend, "/");
+            if (beta)
+            {
+                request.Headers.Add("x-demo-user", "beta");
+            }
+
             using var response = await _mtls[frontend.Instance].SendAsync(request, cancellationToken).ConfigureAwait(false);
             var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
             Summary.Record(response.IsSuccessStatusCode, response.IsSuccessStatusCode ? null : $"{(int)response.StatusCode}: {body}");
+            if (response.IsSuccessStatusCode && OrdersInstance(body) is { } orders)
+            {
+                Versions.Record(beta, orders);
+            }
         }
         catch (HttpRequestException e)
         {
@@ -197,7 +217,7 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
 
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"Mesh demo  ·  up {_uptime.Elapsed:mm\\:ss}  ·  control plane {_controlPlane!.SecureAddress}  admin {_controlPlane.AdminAddress}debug/config_dump");
-        text.AppendLine("frontend --HTTP/mTLS--> orders --gRPC/mTLS--> inventory   STRICT mTLS mesh-wide · DENY DELETE frontend→orders   (Ctrl+C stops)");
+        text.AppendLine("frontend --HTTP/mTLS--> orders v1|v2 --gRPC/mTLS--> inventory   STRICT mTLS mesh-wide · DENY DELETE frontend→orders   (Ctrl+C stops)");
         text.AppendLine();
         text.AppendLine(CultureInfo.InvariantCulture, $"{"service",-10} {"identity (presented over mTLS)",-45} {"inst.",5} {"requests",9} {"errors",7} {"denied",7}  split across instances");
         foreach (var service in ServiceOrder)
@@ -216,6 +236,11 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         }
 
         text.AppendLine();
+        var window = Versions.Read();
+        text.AppendLine(CultureInfo.InvariantCulture, $"orders by version, last {Versions.Length.TotalSeconds:0} s:  everyone {VersionShares(window.Everyone)}  ·  beta users (x-demo-user: beta) {VersionShares(window.Beta)}");
+        var configFlag = _configDirectory == OrdersRoutes.ConfigDirectory() ? string.Empty : $" --config {_configDirectory}";
+        text.AppendLine(CultureInfo.InvariantCulture, $"routes: {Path.Combine(_configDirectory, OrdersRoutes.FileName)}  ·  change the split live: dotnet run --project samples/Mesh.Demo -- split <v2 %>{configFlag}");
+        text.AppendLine();
         text.AppendLine(CultureInfo.InvariantCulture, $"traffic driver: {Summary.Sent} sent, {Summary.Succeeded} ok, {Summary.Failed} failed, target {options.RequestsPerSecond} rps");
         if (Summary.LastError is { } error)
         {
@@ -223,6 +248,27 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         }
 
         return text.ToString();
+    }
+
+    private static string VersionShares(IReadOnlyDictionary<string, long> counts)
+    {
+        var total = counts.Values.Sum();
+        return total == 0
+            ? "-"
+            : string.Join("  ", counts.OrderBy(c => c.Key, StringComparer.Ordinal).Select(c => $"{c.Key} {c.Value,5} ({Percent(c.Value, total),4})"));
+    }
+
+    private static string? OrdersInstance(string body)
+    {
+        try
+        {
+            using var json = JsonDocument.Parse(body);
+            return json.RootElement.TryGetProperty("orders", out var orders) ? orders.GetString() : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     private static string Percent(long part, long total) =>
@@ -302,6 +348,52 @@ internal sealed class TrafficSummary
         {
             Interlocked.Increment(ref _failed);
             LastError = error;
+        }
+    }
+}
+
+/// <summary>Which orders version answered, per kind of user, over a sliding window (so a split change shows within seconds).</summary>
+internal sealed class VersionWindow(TimeSpan length)
+{
+    private readonly Queue<(long Timestamp, bool Beta, string Version)> _answers = new();
+    private readonly long _length = (long)(length.TotalSeconds * Stopwatch.Frequency);
+
+    public TimeSpan Length => length;
+
+    public void Record(bool beta, string ordersInstance)
+    {
+        // Instances are named orders-<version>.
+        var version = ordersInstance.StartsWith("orders-", StringComparison.Ordinal) ? ordersInstance["orders-".Length..] : ordersInstance;
+        lock (_answers)
+        {
+            _answers.Enqueue((Stopwatch.GetTimestamp(), beta, version));
+            Trim();
+        }
+    }
+
+    public (Dictionary<string, long> Everyone, Dictionary<string, long> Beta) Read()
+    {
+        var everyone = new Dictionary<string, long>(StringComparer.Ordinal);
+        var beta = new Dictionary<string, long>(StringComparer.Ordinal);
+        lock (_answers)
+        {
+            Trim();
+            foreach (var answer in _answers)
+            {
+                var counts = answer.Beta ? beta : everyone;
+                counts[answer.Version] = counts.GetValueOrDefault(answer.Version) + 1;
+            }
+        }
+
+        return (everyone, beta);
+    }
+
+    private void Trim()
+    {
+        var oldest = Stopwatch.GetTimestamp() - _length;
+        while (_answers.Count > 0 && _answers.Peek().Timestamp < oldest)
+        {
+            _answers.Dequeue();
         }
     }
 }

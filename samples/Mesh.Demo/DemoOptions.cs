@@ -2,13 +2,14 @@ using System.Globalization;
 
 namespace Mesh.Demo;
 
-internal sealed record DemoOptions(TimeSpan? Duration, int RequestsPerSecond, int InventoryInstances)
+internal sealed record DemoOptions(TimeSpan? Duration, int RequestsPerSecond, int InventoryInstances, string ConfigDirectory)
 {
     public static DemoOptions Parse(string[] args)
     {
         TimeSpan? duration = null;
         var rps = 20;
         var inventory = 2;
+        string? config = null;
         for (var i = 0; i < args.Length; i++)
         {
             var value = i + 1 < args.Length ? args[i + 1] : null;
@@ -26,11 +27,15 @@ internal sealed record DemoOptions(TimeSpan? Duration, int RequestsPerSecond, in
                     inventory = Math.Clamp(int.Parse(value, CultureInfo.InvariantCulture), 1, 5);
                     i++;
                     break;
+                case "--config" when value is not null:
+                    config = Path.GetFullPath(value);
+                    i++;
+                    break;
                 default:
-                    throw new ArgumentException($"Unknown argument '{args[i]}'. Usage: Mesh.Demo [--duration <seconds>] [--rps <1-500>] [--inventory <1-5>]");
+                    throw new ArgumentException($"Unknown argument '{args[i]}'. Usage: Mesh.Demo [--duration <seconds>] [--rps <1-500>] [--inventory <1-5>] [--config <folder>]");
             }
         }
 
-        return new DemoOptions(duration, rps, inventory);
+        return new DemoOptions(duration, rps, inventory, config ?? OrdersRoutes.ConfigDirectory());
     }
 }

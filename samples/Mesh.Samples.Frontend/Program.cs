@@ -3,13 +3,14 @@ using Mesh.Client;
 using Mesh.Samples;
 
 // frontend: the demo's entry point; calls orders over plain HTTP by its logical name.
+const string DemoUser = "x-demo-user";
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceMesh(mesh => mesh.Service ??= "frontend");
 var stats = builder.AddDemoStats("frontend");
 builder.Services.AddHttpClient("orders", client => client.BaseAddress = new Uri("http://orders/"));
 
 var app = builder.Build();
-app.MapGet("/", async (IHttpClientFactory clients, CancellationToken cancellationToken) =>
+app.MapGet("/", async (HttpContext context, IHttpClientFactory clients, CancellationToken cancellationToken) =>
 {
     stats.RecordRequest();
     var id = Random.Shared.Next(1, 10_000);
@@ -25,7 +26,14 @@ app.MapGet("/", async (IHttpClientFactory clients, CancellationToken cancellatio
             }
         }
 
-        using var response = await clients.CreateClient("orders").GetAsync($"orders/{id}", cancellationToken);
+        // The user header travels on to orders, whose VirtualService routes beta users to v2 (an A/B route).
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"orders/{id}");
+        if (context.Request.Headers.TryGetValue(DemoUser, out var user))
+        {
+            request.Headers.TryAddWithoutValidation(DemoUser, (IEnumerable<string?>)user);
+        }
+
+        using var response = await clients.CreateClient("orders").SendAsync(request, cancellationToken);
         var body = await response.Content.ReadAsStringAsync(cancellationToken);
         if (!response.IsSuccessStatusCode)
         {

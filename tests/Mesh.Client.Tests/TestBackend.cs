@@ -87,7 +87,8 @@ internal sealed class TestBackend : IAsyncDisposable
         return self;
     }
 
-    public Task StopAsync() => _app.StopAsync();
+    /// <summary>Stops the backend; once <paramref name="cancellationToken"/> fires, requests still held are aborted.</summary>
+    public Task StopAsync(CancellationToken cancellationToken = default) => _app.StopAsync(cancellationToken);
 
     public async ValueTask DisposeAsync()
     {

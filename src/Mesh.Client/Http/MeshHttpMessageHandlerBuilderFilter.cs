@@ -22,6 +22,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
     private readonly IOptionsMonitor<MeshHttpClientOptions> _clientOptions;
     private readonly ILogger _logger;
     private readonly ILogger _resilienceLogger;
+    private readonly ILogger _featuresLogger;
     private readonly string _controlPlane;
 
     public MeshHttpMessageHandlerBuilderFilter(
@@ -44,6 +45,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
         _clientOptions = clientOptions;
         _logger = loggerFactory.CreateLogger<MeshHttpHandler>();
         _resilienceLogger = loggerFactory.CreateLogger<MeshResilienceHandler>();
+        _featuresLogger = loggerFactory.CreateLogger<MeshRouteFeaturesHandler>();
         _controlPlane = meshOptions.Value.ControlPlane.Address?.ToString() ?? "(Mesh:ControlPlane:Address is not set)";
     }
 
@@ -65,6 +67,9 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
                 InnerHandler = GrpcClientFactorySupport.SecureXdsChannel(builder.Services, name, builder.PrimaryHandler),
             };
             builder.AdditionalHandlers.Insert(0, new MeshResilienceHandler(_router, _policies, _resilienceLogger));
+
+            // Outermost: faults, rewrites and mirrors happen once per request, before retries (as Envoy's fault filter and router).
+            builder.AdditionalHandlers.Insert(0, new MeshRouteFeaturesHandler(_router, _pools, _time, _featuresLogger));
         };
     }
 }

@@ -17,6 +17,9 @@ internal enum RouteStatus
 
     /// <summary>The chosen cluster has no endpoint at all.</summary>
     NoEndpoint,
+
+    /// <summary>The route answers the request itself (redirect, direct response): <see cref="Http.MeshRouteFeaturesHandler"/> does.</summary>
+    LocalResponse,
 }
 
 /// <summary>The per-request path: host → service → route → weighted cluster → endpoint. Allocates nothing.</summary>
@@ -74,6 +77,11 @@ internal sealed class MeshRouter
             return RouteStatus.NoRoute;
         }
 
+        if (route.Clusters.IsEmpty)
+        {
+            return RouteStatus.LocalResponse;
+        }
+
         cluster = route.PickCluster(_random);
         endpoint = cluster.Balancer.Pick(now, avoid);
         return endpoint is null ? RouteStatus.NoEndpoint : RouteStatus.Routed;
@@ -82,6 +90,12 @@ internal sealed class MeshRouter
     /// <summary>The first route of <paramref name="service"/> that matches the request, as Envoy picks it.</summary>
     internal static MeshRoute? MatchRoute(MeshService service, HttpRequestMessage request, Uri uri)
     {
+        // A request whose route rewrote its path or headers stays on that route (Envoy routes once, then rewrites).
+        if (service.HasRouteFeatures && Http.MeshRouteFeaturesHandler.PinnedRoute(request, service) is { } pinned)
+        {
+            return pinned;
+        }
+
         var routes = service.Routes;
         if (!service.NeedsPath && !service.NeedsHeaders)
         {

@@ -8,7 +8,9 @@ namespace Mesh.Client.Xds;
 /// <summary>
 /// Builds a <see cref="MeshSnapshot"/> from accepted LDS, RDS, CDS and EDS state. A listener whose
 /// route configuration or clusters are missing is left out (and named in <c>incomplete</c>) without
-/// holding back the others.
+/// holding back the others. A cluster that CDS no longer lists but the routes still name is kept from
+/// <c>previous</c>: servers push CDS before RDS (make before break), so when a subset and the route to
+/// it go in one change, the old routes meet the new clusters for a moment, and requests must not fail.
 /// </summary>
 internal static class MeshSnapshotBuilder
 {
@@ -52,6 +54,7 @@ internal static class MeshSnapshotBuilder
         }
 
         var bindings = new List<KeyValuePair<string, MeshService>>();
+        var retained = new Dictionary<string, MeshCluster>(StringComparer.Ordinal);
         foreach (var listener in listeners.Values)
         {
             var routes = listener.InlineRoutes
@@ -69,7 +72,7 @@ internal static class MeshSnapshotBuilder
                 continue;
             }
 
-            var meshRoutes = BuildRoutes(virtualHost, built, out var missing);
+            var meshRoutes = BuildRoutes(virtualHost, built, previous, retained, out var missing);
             if (missing is not null)
             {
                 incomplete.Add($"listener {listener.Name} waits for cluster {missing}");
@@ -93,7 +96,7 @@ internal static class MeshSnapshotBuilder
             }
         }
 
-        return new MeshSnapshot(version, bindings, built.Values);
+        return new MeshSnapshot(version, bindings, [.. built.Values, .. retained.Values]);
     }
 
     /// <summary>Gets the FQDN of an Istio cluster name <c>outbound|port|subset|fqdn</c>, else the name itself.</summary>
@@ -150,17 +153,51 @@ internal static class MeshSnapshotBuilder
         return wildcard ?? (routes.VirtualHosts.Count > 0 ? routes.VirtualHosts[0] : null);
     }
 
-    private static ImmutableArray<MeshRoute> BuildRoutes(VirtualHost host, Dictionary<string, MeshCluster> clusters, out string? missing)
+    private static ImmutableArray<MeshRoute> BuildRoutes(
+        VirtualHost host,
+        Dictionary<string, MeshCluster> built,
+        MeshSnapshot previous,
+        Dictionary<string, MeshCluster> retained,
+        out string? missing)
     {
+        bool TryGetCluster(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out MeshCluster? cluster)
+        {
+            if (built.TryGetValue(name, out cluster) || retained.TryGetValue(name, out cluster))
+            {
+                return true;
+            }
+
+            if (previous.Clusters.TryGetValue(name, out cluster))
+            {
+                retained[name] = cluster;
+                return true;
+            }
+
+            return false;
+        }
+
         missing = null;
         var routes = ImmutableArray.CreateBuilder<MeshRoute>(host.Routes.Count);
         foreach (var route in host.Routes)
         {
             var weighted = ImmutableArray.CreateBuilder<WeightedCluster>();
             var action = route.Route_;
-            if (action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.Cluster)
+
+            // Validated by XdsResourceDecoder.ValidateRoute; decoded here once so requests only read it.
+            var features = RouteFeaturesDecoder.Decode(route, string.Empty, [], clusters, out var missingMirror);
+            if (missingMirror is not null)
             {
-                if (!clusters.TryGetValue(action.Cluster, out var cluster))
+                missing = missingMirror;
+                return [];
+            }
+
+            if (action is null)
+            {
+                // A redirect or direct response: no cluster.
+            }
+            else if (action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.Cluster)
+            {
+                if (!TryGetCluster(action.Cluster, out var cluster))
                 {
                     missing = action.Cluster;
                     return [];
@@ -172,7 +209,7 @@ internal static class MeshSnapshotBuilder
             {
                 foreach (var entry in action.WeightedClusters.Clusters)
                 {
-                    if (!clusters.TryGetValue(entry.Name, out var cluster))
+                    if (!TryGetCluster(entry.Name, out var cluster))
                     {
                         missing = entry.Name;
                         return [];
@@ -194,10 +231,11 @@ internal static class MeshSnapshotBuilder
                 weighted.ToImmutable(),
                 headers,
                 route.Name,
-                match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.SafeRegex ? ToPathRegex(match.SafeRegex) : null)
+                match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.SafeRegex ? ToPathRegex(match.SafeRegex) : null,
+                features)
             {
                 // Validated by XdsResourceDecoder.ValidateRoute; parsed here once so requests only read it.
-                Resilience = Resilience.RouteResilience.Decode(action, host.RetryPolicy, string.Empty, []),
+                Resilience = action is null ? null : Resilience.RouteResilience.Decode(action, host.RetryPolicy, string.Empty, []),
             });
         }
 

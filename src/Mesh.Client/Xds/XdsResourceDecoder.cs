@@ -252,6 +252,23 @@ internal static class XdsResourceDecoder
             }
 
             var isRouter = IsRouter(filter);
+            if (!isRouter && string.Equals(filter.TypedConfig?.TypeUrl, XdsWire.HttpFaultType, StringComparison.Ordinal))
+            {
+                // The fault filter: routes say what to inject (typed_per_filter_config), MeshRouteFeaturesHandler injects it.
+                // A listener-wide fault (a non-empty HTTPFault here) would apply to every route; this client does not run that.
+                if (filter.TypedConfig!.Unpack<Mesh.Xds.Envoy.Extensions.Filters.Http.Fault.V3.HTTPFault>() is { Delay: not null } or { Abort: not null })
+                {
+                    errors.Add($"{where}: {hcmPath}.http_filters[{i}] '{filter.Name}': a listener-wide fault is not supported by this client (put it on the routes)");
+                }
+
+                if (i == filters.Count - 1)
+                {
+                    errors.Add($"{where}: {hcmPath}.http_filters[{i}] must be the router filter ({XdsTypeUrls.Router})");
+                }
+
+                continue;
+            }
+
             if (isRouter && i != filters.Count - 1)
             {
                 errors.Add($"{where}: {hcmPath}.http_filters[{i}] is the router, which must be the last filter");
@@ -356,9 +373,15 @@ internal static class XdsResourceDecoder
             }
         }
 
+        RouteFeaturesDecoder.Decode(route, where, errors, clusters: null, out _);
+        if (route.ActionCase is Route.ActionOneofCase.Redirect or Route.ActionOneofCase.DirectResponse)
+        {
+            return;
+        }
+
         if (route.ActionCase != Route.ActionOneofCase.Route_)
         {
-            errors.Add($"{where}.route is required (only forwarding routes are supported)");
+            errors.Add($"{where}.route is required (only forwarding, redirect and direct response routes are supported)");
             return;
         }
 

@@ -273,7 +273,7 @@ internal static partial class YamlConfigLoader
             case "VirtualService":
                 var references = new List<DestinationReference>();
                 var virtualService = ParseVirtualService(ctx, spec, ns, name ?? string.Empty, references);
-                if (errors.Count == before)
+                if (errors.Skip(before).All(e => e.IsWarning))
                 {
                     virtualServices.Add(new ParsedVirtualService(virtualService, file, line, references));
                 }

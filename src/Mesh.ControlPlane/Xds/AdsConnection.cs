@@ -62,6 +62,9 @@ internal sealed partial class AdsConnection
     private string _nodeId = string.Empty;
     private string _namespace = "default";
 
+    // A gRPC xDS client other than the Mesh client (grpc-js-xds…): it gets the routes it can take (XdsSnapshot.StandardGrpcRoutes).
+    private bool _standardGrpcClient;
+
     public AdsConnection(long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null, ClientCertificateInfo? certificate = null)
     {
         Certificate = certificate;
@@ -196,6 +199,7 @@ internal sealed partial class AdsConnection
             {
                 _nodeId = Printable(node.Id);
                 _namespace = Printable(NamespaceOf(node));
+                _standardGrpcClient = IsStandardGrpcClient(node);
             }
 
             LogConnected(_logger, ClientId, Peer, _namespace);
@@ -341,7 +345,9 @@ internal sealed partial class AdsConnection
             return builder.ToImmutable();
         }
 
-        var all = typeUrl == TypeUrls.Cluster ? snapshot.Clusters : typeUrl == TypeUrls.RouteConfiguration ? snapshot.Routes : snapshot.Endpoints;
+        var all = typeUrl == TypeUrls.Cluster ? snapshot.Clusters
+            : typeUrl == TypeUrls.RouteConfiguration ? (_standardGrpcClient ? snapshot.StandardGrpcRoutes : snapshot.Routes)
+            : snapshot.Endpoints;
         if (state.Wildcard)
         {
             return [.. all.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => r.Value)];
@@ -420,6 +426,22 @@ internal sealed partial class AdsConnection
         }
 
         return false;
+    }
+
+    /// <summary>
+    /// Whether the node is a proxyless gRPC client that is not the Mesh client: Istio's GENERATOR=grpc metadata, or a gRPC
+    /// user agent ("gRPC Node Pure JS", "gRPC Go"…). The Mesh client says user_agent_name "mesh-dotnet"; Envoy says "envoy".
+    /// </summary>
+    internal static bool IsStandardGrpcClient(Node node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        if (string.Equals(node.UserAgentName, "mesh-dotnet", StringComparison.Ordinal) || string.Equals(node.UserAgentName, "envoy", StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        return node.UserAgentName.StartsWith("gRPC", StringComparison.OrdinalIgnoreCase)
+            || (node.Metadata?.Fields.TryGetValue("GENERATOR", out var generator) == true && generator.StringValue == "grpc");
     }
 
     /// <summary>Node metadata NAMESPACE, else the first label of the node id's domain part, else "default".</summary>

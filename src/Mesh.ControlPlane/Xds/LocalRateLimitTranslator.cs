@@ -9,7 +9,7 @@ using Mesh.Xds.Envoy.Type.V3;
 using Mesh.Xds.Wire;
 using LocalRateLimit = Mesh.Xds.Envoy.Extensions.Filters.Http.LocalRatelimit.V3.LocalRateLimit;
 using RateLimit = Mesh.Xds.Envoy.Config.Route.V3.RateLimit;
-using RuntimeFractionalPercent = Mesh.Xds.Envoy.Config.Core.V3.RuntimeFractionalPercent;
+using RuntimeFractionalPercent = Mesh.Xds.Envoy.Config.Route.V3.RuntimeFractionalPercent;
 
 namespace Mesh.ControlPlane.Xds;
 

@@ -60,6 +60,19 @@ internal sealed class XdsSnapshot
 
     public FrozenDictionary<string, XdsResource> Routes { get; }
 
+    /// <summary>
+    /// Gets the route configurations for standard gRPC clients (grpc-js-xds and the like): <see cref="Routes"/>, except that
+    /// a redirect or direct response (which they NACK with the whole configuration) is a fault abort with its status;
+    /// see <see cref="RouteTranslator.ForStandardGrpcClients"/>.
+    /// </summary>
+    public FrozenDictionary<string, XdsResource> StandardGrpcRoutes
+    {
+        get => _standardGrpcRoutes ?? Routes;
+        init => _standardGrpcRoutes = value;
+    }
+
+    private readonly FrozenDictionary<string, XdsResource>? _standardGrpcRoutes;
+
     /// <summary>Canonical listener names <c>host:port</c>.</summary>
     public FrozenDictionary<string, ListenerTarget> ListenerTargets { get; }
 

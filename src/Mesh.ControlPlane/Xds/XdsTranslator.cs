@@ -9,6 +9,7 @@ using Mesh.Xds.Envoy.Config.Core.V3;
 using Mesh.Xds.Envoy.Config.Endpoint.V3;
 using Mesh.Xds.Envoy.Config.Listener.V3;
 using Mesh.Xds.Envoy.Config.Route.V3;
+using Mesh.Xds.Envoy.Extensions.Filters.Http.Fault.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Http.Router.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.LeastRequest.V3;
@@ -54,6 +55,7 @@ internal static class XdsTranslator
         var clusters = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var endpoints = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var routes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
+        var standardGrpcRoutes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var listeners = new Dictionary<string, ListenerTarget>(StringComparer.Ordinal);
 
         var peerAuthentications = model.Config.PeerAuthentications;
@@ -84,6 +86,13 @@ internal static class XdsTranslator
                     var virtualHost = routeConfiguration.VirtualHosts[0];
                     virtualHost.Routes.Clear();
                     virtualHost.Routes.AddRange(routing.BuildRoutes(virtualService, port.Number));
+                    if (RouteTranslator.ForStandardGrpcClients(virtualHost.Routes, name) is { } grpcRoutes)
+                    {
+                        var grpcConfiguration = routeConfiguration.Clone();
+                        grpcConfiguration.VirtualHosts[0].Routes.Clear();
+                        grpcConfiguration.VirtualHosts[0].Routes.AddRange(grpcRoutes);
+                        standardGrpcRoutes[name] = new XdsResource(name, Any.Pack(grpcConfiguration));
+                    }
                 }
 
                 routes[name] = new XdsResource(name, Any.Pack(routeConfiguration));
@@ -95,6 +104,9 @@ internal static class XdsTranslator
             routes.ToFrozenDictionary(StringComparer.Ordinal), listeners.ToFrozenDictionary(StringComparer.Ordinal))
         {
             InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace, trustDomain, paths, jwks),
+            StandardGrpcRoutes = standardGrpcRoutes.Count == 0
+                ? null!
+                : routes.Select(r => standardGrpcRoutes.TryGetValue(r.Key, out var grpc) ? KeyValuePair.Create(r.Key, grpc) : r).ToFrozenDictionary(StringComparer.Ordinal),
         };
     }
 
@@ -353,7 +365,13 @@ internal static class XdsTranslator
         var manager = new HttpConnectionManager
         {
             Rds = new Rds { ConfigSource = Ads(), RouteConfigName = routeName },
-            HttpFilters = { new HttpFilter { Name = RouterFilterName, TypedConfig = Any.Pack(new Router()) } },
+            HttpFilters =
+            {
+                // As istiod's proxyless listeners: fault, then router; routes carry the fault to inject (typed_per_filter_config).
+                // Optional, so that a client that does not know the filter still takes the listener.
+                new HttpFilter { Name = XdsWire.FaultFilter, TypedConfig = Any.Pack(new HTTPFault()), IsOptional = true },
+                new HttpFilter { Name = RouterFilterName, TypedConfig = Any.Pack(new Router()) },
+            },
         };
         return new Listener { Name = name, ApiListener = new ApiListener { ApiListener_ = Any.Pack(manager) } };
     }

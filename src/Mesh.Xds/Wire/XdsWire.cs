@@ -16,6 +16,8 @@ internal static class XdsWire
 
     public const string HttpConnectionManagerType = TypeUrlPrefix + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
     public const string RouterType = TypeUrlPrefix + "envoy.extensions.filters.http.router.v3.Router";
+    public const string HttpFaultType = TypeUrlPrefix + "envoy.extensions.filters.http.fault.v3.HTTPFault";
+    public const string FilterConfigType = TypeUrlPrefix + "envoy.config.route.v3.FilterConfig";
     public const string RoundRobinType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
     public const string LeastRequestType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
     public const string UpstreamTlsContextType = TypeUrlPrefix + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -26,6 +28,7 @@ internal static class XdsWire
     public const string HttpConnectionManagerFilter = "envoy.filters.network.http_connection_manager";
     public const string RouterFilter = "envoy.filters.http.router";
     public const string RbacFilter = "envoy.filters.http.rbac";
+    public const string FaultFilter = "envoy.filters.http.fault";
     public const string TlsTransportSocket = "envoy.transport_sockets.tls";
     public const string RoundRobinPolicy = "envoy.load_balancing_policies.round_robin";
     public const string LeastRequestPolicy = "envoy.load_balancing_policies.least_request";

@@ -201,6 +201,40 @@ public class MeshSnapshotBuilderTests
         Assert.Equal(expected, route.MatchesHeaders(request));
     }
 
+    [Fact]
+    public void Build_ClusterGoneWhileTheRoutesStillNameIt_KeepsThePreviousClusterUntilTheRoutesMoveOn()
+    {
+        // CDS arrives before RDS (make before break): a subset and its route removed in one change meet here as new
+        // clusters under old routes. The service must keep routing, not drop out until RDS arrives.
+        var first = Build([Listener("orders")], [Routes("orders")], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy))]);
+        var old = first.Clusters[ClusterName("orders")];
+        var incomplete = new List<string>();
+
+        var between = Build([Listener("orders")], [Routes("orders")], [Cluster("other")], [Endpoints("other", 80, ("10.0.0.2", 8080, HealthStatus.Healthy))], first, incomplete);
+
+        Assert.Empty(incomplete);
+        Assert.True(between.TryGetService("orders", 80, isDefaultPort: true, out var service));
+        Assert.Same(old, service.Routes[0].Clusters[0].Cluster);
+
+        // Once the routes no longer name it, it is gone.
+        var after = Build([Listener("orders")], [Routes("orders", cluster: ClusterName("other"))], [Cluster("other")], [Endpoints("other", 80, ("10.0.0.2", 8080, HealthStatus.Healthy))], between);
+
+        Assert.False(after.Clusters.ContainsKey(ClusterName("orders")));
+        Assert.True(after.TryGetService("orders", 80, isDefaultPort: true, out var moved));
+        Assert.Equal(ClusterName("other"), moved.Routes[0].Clusters[0].Cluster.Name);
+    }
+
+    [Fact]
+    public void Build_RouteToAClusterNeverSeen_StaysIncomplete()
+    {
+        var incomplete = new List<string>();
+
+        var snapshot = Build([Listener("orders")], [Routes("orders")], [Cluster("other")], [Endpoints("other", 80, ("10.0.0.2", 8080, HealthStatus.Healthy))], incomplete: incomplete);
+
+        Assert.False(snapshot.TryGetService("orders", 80, isDefaultPort: true, out _));
+        Assert.Contains(incomplete, i => i.Contains(ClusterName("orders"), StringComparison.Ordinal));
+    }
+
     private static MeshSnapshot Build(IMessage[] listeners, IMessage[] routes, IMessage[] clusters, IMessage[] endpoints, MeshSnapshot? previous = null, List<string>? incomplete = null)
     {
         return MeshSnapshotBuilder.Build(

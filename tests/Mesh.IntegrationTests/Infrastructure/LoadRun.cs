@@ -31,10 +31,11 @@ internal sealed class LoadRun
         TimeSpan duration,
         long maxRequests,
         Func<string, string?>? marker,
-        out Task<LoadRun> completion)
+        out Task<LoadRun> completion,
+        CancellationToken stop = default)
     {
         var run = new LoadRun();
-        completion = run.RunCoreAsync(client, path, workers, duration, maxRequests, marker, CancellationToken.None);
+        completion = run.RunCoreAsync(client, path, workers, duration, maxRequests, marker, stop);
         return run;
     }
 

@@ -8,7 +8,7 @@ using Mesh.Xds.Wire;
 using EnvoyTokenBucket = Mesh.Xds.Envoy.Type.V3.TokenBucket;
 using FractionalPercent = Mesh.Xds.Envoy.Type.V3.FractionalPercent;
 using LocalRateLimit = Mesh.Xds.Envoy.Extensions.Filters.Http.LocalRatelimit.V3.LocalRateLimit;
-using RuntimeFractionalPercent = Mesh.Xds.Envoy.Config.Core.V3.RuntimeFractionalPercent;
+using RuntimeFractionalPercent = Mesh.Xds.Envoy.Config.Route.V3.RuntimeFractionalPercent;
 
 namespace Mesh.Client.Authorization.RateLimit;
 
