@@ -547,7 +547,7 @@ internal static class XdsResourceDecoder
     }
 
     /// <summary>Adds an error naming the field numbers on the wire that this client's proto subset does not know; true when there are none.</summary>
-    private static bool RejectUnknownFields(IMessage message, string where, List<string> errors)
+    internal static bool RejectUnknownFields(IMessage message, string where, List<string> errors)
     {
         var known = message.Descriptor.Fields.InFieldNumberOrder().Select(f => f.FieldNumber).ToHashSet();
         var input = new CodedInputStream(message.ToByteArray());

@@ -93,6 +93,8 @@ internal sealed record YamlConfig(
     public ImmutableArray<RequestAuthenticationModel> RequestAuthentications { get; init; } = [];
 
     public ImmutableArray<VirtualServiceModel> VirtualServices { get; init; } = [];
+
+    public ImmutableArray<LocalRateLimitPolicyModel> LocalRateLimitPolicies { get; init; } = [];
 }
 
 /// <summary>The immutable model the translator works from; replaced as a whole on every change.</summary>
