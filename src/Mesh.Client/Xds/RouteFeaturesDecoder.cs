@@ -95,10 +95,15 @@ internal static class RouteFeaturesDecoder
                 {
                     errors.Add($"{where}.route.regex_rewrite.pattern is required");
                 }
-                else if (StringMatch.SafeRegex(regex.Pattern.Regex, $"{where}.route.regex_rewrite.pattern.regex", errors) is not null)
+                else if (Mesh.Xds.Matching.Re2Regex.TryCompile(regex.Pattern.Regex, ignoreCase: false, fullMatch: false, out var regexError) is { } compiled)
                 {
-                    regexRewrite = new Regex(regex.Pattern.Regex, RegexOptions.NonBacktracking | RegexOptions.CultureInvariant);
+                    // Every match is replaced, as Envoy's regex_rewrite; the pattern is read as RE2 like every other regex.
+                    regexRewrite = compiled;
                     substitution = RouteFeatures.ToDotNetSubstitution(regex.Substitution);
+                }
+                else
+                {
+                    errors.Add($"{where}.route.regex_rewrite.pattern.regex: {regexError}");
                 }
             }
 

@@ -43,7 +43,14 @@ internal static class Re2Regex
     /// Compiles <paramref name="pattern"/> as an RE2 full match (the whole input must match, as Envoy's safe_regex).
     /// Returns null and sets <paramref name="error"/> to a sentence naming what is wrong when RE2 would refuse it.
     /// </summary>
-    public static Regex? TryCompileFullMatch(string pattern, bool ignoreCase, out string? error)
+    public static Regex? TryCompileFullMatch(string pattern, bool ignoreCase, out string? error) =>
+        TryCompile(pattern, ignoreCase, fullMatch: true, out error);
+
+    /// <summary>
+    /// Compiles <paramref name="pattern"/> as RE2, matching anywhere in the input (for substitutions such as Envoy's
+    /// <c>regex_rewrite</c>, which replaces every match) or, with <paramref name="fullMatch"/>, only the whole input.
+    /// </summary>
+    public static Regex? TryCompile(string pattern, bool ignoreCase, bool fullMatch, out string? error)
     {
         ArgumentNullException.ThrowIfNull(pattern);
         if (pattern.Length is 0 or > MaxPatternLength)
@@ -64,7 +71,7 @@ internal static class Re2Regex
             // The pattern alone first: wrapping an unbalanced one such as "a)|(b" would make it another valid regex.
             _ = new Regex(translated, options);
             error = null;
-            return new Regex($"\\A(?:{translated})\\z", options);
+            return new Regex(fullMatch ? $"\\A(?:{translated})\\z" : translated, options);
         }
         catch (ArgumentException e)
         {

@@ -118,7 +118,7 @@ public class RouteFeaturesDecoderTests
         { "route.host_rewrite_header is not supported", (Action<Route>)(r => r.Route_.HostRewriteHeader = "x-host" ) },
         { "route.auto_host_rewrite is not supported", (Action<Route>)(r => r.Route_.AutoHostRewrite = true ) },
         { "route: prefix_rewrite and regex_rewrite cannot both be set", (Action<Route>)(r => { r.Route_.PrefixRewrite = "/a"; r.Route_.RegexRewrite = new RegexMatchAndSubstitute { Pattern = new RegexMatcher { Regex = "a" } }; } ) },
-        { "route.regex_rewrite.pattern.regex: '(a' is not a valid regex", (Action<Route>)(r => r.Route_.RegexRewrite = new RegexMatchAndSubstitute { Pattern = new RegexMatcher { Regex = "(a" } } ) },
+        { "route.regex_rewrite.pattern.regex: '(a' is not a valid RE2 regex", (Action<Route>)(r => r.Route_.RegexRewrite = new RegexMatchAndSubstitute { Pattern = new RegexMatcher { Regex = "(a" } } ) },
         { "request_headers_to_add[0].header.key ':path' cannot be set", (Action<Route>)(r => r.RequestHeadersToAdd.Add(new HeaderValueOption { Header = new HeaderValue { Key = ":path", Value = "/x" } }) ) },
         { "response_headers_to_remove[0] 'host' cannot be removed", (Action<Route>)(r => r.ResponseHeadersToRemove.Add("host") ) },
         { "request_headers_to_add[0].header.value must not contain CR, LF or NUL", (Action<Route>)(r => r.RequestHeadersToAdd.Add(new HeaderValueOption { Header = new HeaderValue { Key = "x", Value = "a\r\nb: c" } }) ) },

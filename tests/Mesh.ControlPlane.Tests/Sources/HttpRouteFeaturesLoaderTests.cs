@@ -173,7 +173,7 @@ public sealed class HttpRouteFeaturesLoaderTests
     [InlineData("rewrite: {uri: /v2/api, authority: orders-v2.internal}", "rewrite: {uri: /v2, uriRegexRewrite: {match: a, rewrite: b}}", 15, "spec.http[0].rewrite: may only contain one of uri and uriRegexRewrite")]
     [InlineData("rewrite: {uri: /v2/api, authority: orders-v2.internal}", "rewrite: {authority: \"bad host!\"}", 15, "spec.http[0].rewrite.authority: 'bad host!' is not a host or host:port")]
     [InlineData("uriRegexRewrite: {match: \"^/demo.Echo/(.*)$\", rewrite: \"/demo.Echo2/\\\\1\"}", "uriRegexRewrite: {match: \"^/demo.Echo/(.*)$\"}", 43, "spec.http[3].rewrite.uriRegexRewrite: requires both match and rewrite")]
-    [InlineData("uriRegexRewrite: {match: \"^/demo.Echo/(.*)$\"", "uriRegexRewrite: {match: \"^/demo.Echo/(.*$\"", 43, "spec.http[3].rewrite.uriRegexRewrite.match: '^/demo.Echo/(.*$' is not a valid regex")]
+    [InlineData("uriRegexRewrite: {match: \"^/demo.Echo/(.*)$\"", "uriRegexRewrite: {match: \"^/demo.Echo/(.*$\"", 43, "spec.http[3].rewrite.uriRegexRewrite.match: '^/demo.Echo/(.*$' is not a valid RE2 regex")]
     [InlineData("remove: [x-secret]", "remove: [\":path\"]", 20, "spec.http[0].headers.request.remove[0]: ':path' cannot be changed here")]
     [InlineData("remove: [server]", "remove: [host]", 23, "spec.http[0].headers.response.remove[0]: 'host' cannot be changed here")]
     [InlineData("set: {x-served-by: mesh}", "set: {\"bad header\": mesh}", 22, "spec.http[0].headers.response.set.bad header: 'bad header' is not a valid HTTP header name")]

@@ -145,7 +145,7 @@ public class RouteFeaturesTranslatorTests
     public void Translate_StandardGrpcClients_GetAFaultAbortWhereTheRouteRedirectsOrAnswersDirectly()
     {
         var snapshot = Translate(Features);
-        var full = Routes(snapshot.Routes);
+        var full = Routes(snapshot.StandardClientRoutes);
         var grpc = Routes(snapshot.StandardGrpcRoutes);
 
         Assert.Equal(full.Count, grpc.Count);
@@ -158,6 +158,9 @@ public class RouteFeaturesTranslatorTests
             var abort = grpc[index].TypedPerFilterConfig[XdsWire.FaultFilter].Unpack<HTTPFault>().Abort;
             Assert.Equal(status, abort.HttpStatus);
             Assert.Equal(PerMillion(1_000_000), abort.Percentage);
+
+            // As a direct response in istiod, the stand-in route gets no default retries.
+            Assert.Null(grpc[index].Route_.RetryPolicy);
         }
 
         Assert.Equal(full[0], grpc[0]);
@@ -169,7 +172,7 @@ public class RouteFeaturesTranslatorTests
     {
         var snapshot = Translate(Features[..Features.IndexOf("  - name: moved", StringComparison.Ordinal)]);
 
-        Assert.Same(snapshot.Routes, snapshot.StandardGrpcRoutes);
+        Assert.Same(snapshot.StandardClientRoutes, snapshot.StandardGrpcRoutes);
     }
 
     [Fact]
