@@ -14,7 +14,8 @@ internal sealed class MeshCluster
         ImmutableArray<MeshEndpoint> endpoints,
         OutlierDetectionSettings? outlierDetection = null,
         Func<int, int>? random = null,
-        UpstreamTlsSettings? tls = null)
+        UpstreamTlsSettings? tls = null,
+        RingHashSettings? ringHash = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentException.ThrowIfNullOrEmpty(serviceHost);
@@ -23,7 +24,7 @@ internal sealed class MeshCluster
         Policy = policy;
         Endpoints = endpoints.IsDefault ? [] : endpoints;
         OutlierDetection = outlierDetection ?? OutlierDetectionSettings.Default;
-        Balancer = LoadBalancerFactory.Create(policy, Endpoints, random);
+        Balancer = LoadBalancerFactory.Create(policy, Endpoints, random, ringHash);
         Tls = tls;
     }
 

@@ -75,7 +75,9 @@ internal sealed class MeshRouter
         }
 
         cluster = route.PickCluster(_random);
-        endpoint = cluster.Balancer.Pick(now, avoid);
+        endpoint = route.HashPolicy is { } hashPolicy && hashPolicy.TryHash(request, uri, out var hash)
+            ? cluster.Balancer.Pick(now, avoid, hash)
+            : cluster.Balancer.Pick(now, avoid);
         return endpoint is null ? RouteStatus.NoEndpoint : RouteStatus.Routed;
     }
 

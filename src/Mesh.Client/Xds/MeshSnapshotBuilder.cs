@@ -50,7 +50,8 @@ internal static class MeshSnapshotBuilder
                 ReuseEndpoints(assignment.Endpoints, before),
                 cluster.OutlierDetection,
                 random,
-                cluster.Tls);
+                cluster.Tls,
+                cluster.RingHash);
         }
 
         var bindings = new List<KeyValuePair<string, MeshService>>();
@@ -222,6 +223,7 @@ internal static class MeshSnapshotBuilder
             {
                 // Validated by XdsResourceDecoder.ValidateRoute; parsed here once so requests only read it.
                 Resilience = Resilience.RouteResilience.Decode(action, host.RetryPolicy, string.Empty, []),
+                HashPolicy = XdsResourceDecoder.DecodeHashPolicy(action, string.Empty, []),
             });
         }
 

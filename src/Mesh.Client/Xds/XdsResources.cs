@@ -15,7 +15,8 @@ internal sealed record ClusterResource(
     LoadBalancingPolicy Policy,
     OutlierDetectionSettings? OutlierDetection,
     EndpointsResource? StaticEndpoints,
-    UpstreamTlsSettings? Tls = null);
+    UpstreamTlsSettings? Tls = null,
+    LoadBalancing.RingHashSettings? RingHash = null);
 
 /// <summary>A validated EDS assignment: the usable endpoints (localities without weight already left out).</summary>
 internal sealed record EndpointsResource(string Name, ImmutableArray<EndpointSpec> Endpoints);

@@ -43,4 +43,8 @@ internal sealed record HttpRouteModel(
 internal sealed record VirtualServiceModel(string Namespace, string Name, ImmutableArray<string> Hosts, ImmutableArray<HttpRouteModel> Http);
 
 /// <summary>A DestinationRule subset: the endpoints whose labels include <paramref name="Labels"/>.</summary>
-internal sealed record SubsetModel(string Name, ImmutableSortedDictionary<string, string> Labels, LoadBalancerKind? LoadBalancer = null);
+internal sealed record SubsetModel(string Name, ImmutableSortedDictionary<string, string> Labels, LoadBalancerKind? LoadBalancer = null)
+{
+    /// <summary>The subset's own hash key when its <see cref="LoadBalancer"/> is <see cref="LoadBalancerKind.ConsistentHash"/>.</summary>
+    public ConsistentHashModel? ConsistentHash { get; init; }
+}

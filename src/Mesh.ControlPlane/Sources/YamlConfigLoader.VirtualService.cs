@@ -512,13 +512,14 @@ internal static partial class YamlConfigLoader
 
             var labels = ctx.Labels(Child(subset, "labels"), subset, $"{path}.labels");
             LoadBalancerKind? lb = null;
+            ConsistentHashModel? consistentHash = null;
             if (ctx.Mapping(Child(subset, "trafficPolicy"), subset, $"{path}.trafficPolicy", required: false) is { } policy)
             {
                 RejectUnsupportedFields(ctx, policy, $"{path}.trafficPolicy", ["loadBalancer"]);
-                lb = ParseSimpleLoadBalancer(ctx, policy, $"{path}.trafficPolicy.loadBalancer");
+                lb = ParseLoadBalancer(ctx, policy, $"{path}.trafficPolicy.loadBalancer", out consistentHash);
             }
 
-            subsets.Add(new SubsetModel(name, labels, lb));
+            subsets.Add(new SubsetModel(name, labels, lb) { ConsistentHash = consistentHash });
         }
 
         return subsets.ToImmutable();

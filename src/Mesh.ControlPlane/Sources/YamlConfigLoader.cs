@@ -505,37 +505,11 @@ internal static partial class YamlConfigLoader
             RejectUnsupportedFields(ctx, policy, "spec.trafficPolicy", ["loadBalancer", "tls"]);
         }
 
-        var lb = (policy is null ? null : ParseSimpleLoadBalancer(ctx, policy, "spec.trafficPolicy.loadBalancer")) ?? LoadBalancerKind.RoundRobin;
+        ConsistentHashModel? consistentHash = null;
+        var lb = (policy is null ? null : ParseLoadBalancer(ctx, policy, "spec.trafficPolicy.loadBalancer", out consistentHash)) ?? LoadBalancerKind.RoundRobin;
         var tlsMode = policy is null ? null : ParseTlsMode(ctx, policy);
         var subsets = ParseSubsets(ctx, spec);
-        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode) { Subsets = subsets };
-    }
-
-    /// <summary><c>trafficPolicy.loadBalancer.simple</c>; null when unset.</summary>
-    private static LoadBalancerKind? ParseSimpleLoadBalancer(ResourceContext ctx, YamlMappingNode policy, string path)
-    {
-        var lbNode = ctx.Mapping(Child(policy, "loadBalancer"), policy, path, required: false);
-        if (lbNode is not null)
-        {
-            RejectUnsupportedFields(ctx, lbNode, path, ["simple"]);
-        }
-
-        if (lbNode is null || Child(lbNode, "simple") is not { } simpleNode)
-        {
-            return null;
-        }
-
-        var simple = ctx.String(simpleNode, $"{path}.simple");
-        switch (simple?.ToUpperInvariant())
-        {
-            case "ROUND_ROBIN" or "UNSPECIFIED":
-                return LoadBalancerKind.RoundRobin;
-            case "LEAST_REQUEST" or "LEAST_CONN":
-                return LoadBalancerKind.LeastRequest;
-            default:
-                ctx.Error(simpleNode, $"{path}.simple", $"'{simple}' is not supported; use ROUND_ROBIN or LEAST_REQUEST");
-                return null;
-        }
+        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode) { Subsets = subsets, ConsistentHash = consistentHash };
     }
 
     /// <summary>

@@ -22,6 +22,7 @@ internal sealed class RouteTranslator
 
     private readonly Dictionary<string, ImmutableArray<ServicePort>> _ports = new(StringComparer.Ordinal);
     private readonly Dictionary<string, VirtualServiceModel> _virtualServices = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ResolvedService> _services = new(StringComparer.Ordinal);
 
     public RouteTranslator(IEnumerable<ResolvedService> services, IEnumerable<VirtualServiceModel> virtualServices)
     {
@@ -30,6 +31,7 @@ internal sealed class RouteTranslator
         foreach (var service in services)
         {
             _ports.TryAdd(service.Host, service.Entry.Ports);
+            _services.TryAdd(service.Host, service);
         }
 
         foreach (var virtualService in virtualServices)
@@ -166,6 +168,16 @@ internal sealed class RouteTranslator
             action.RetryPolicy = BuildRetryPolicy(retries);
         }
 
+        // Istio: the consistentHash of each destination (its subset's when that subset sets a load balancer) becomes the
+        // route's hash_policy; distinct keys of a split all go out (Envoy folds them into one hash), duplicates once.
+        foreach (var destination in http.Destinations)
+        {
+            if (XdsTranslator.BuildHashPolicy(ConsistentHashOf(destination)) is { } hashPolicy && !action.HashPolicy.Contains(hashPolicy))
+            {
+                action.HashPolicy.Add(hashPolicy);
+            }
+        }
+
         return action;
     }
 
@@ -221,6 +233,18 @@ internal sealed class RouteTranslator
 
         policy.RetryOn = string.Join(',', tokens);
         return policy;
+    }
+
+    private ConsistentHashModel? ConsistentHashOf(RouteDestinationModel destination)
+    {
+        if (!_services.TryGetValue(destination.Host, out var service))
+        {
+            return null;
+        }
+
+        // A subset's loadBalancer replaces the top-level one as a whole (Istio merges per block).
+        var subset = destination.Subset is null ? null : service.Subsets.FirstOrDefault(s => s.Name == destination.Subset);
+        return subset?.LoadBalancer is not null ? subset.ConsistentHash : service.ConsistentHash;
     }
 
     private string ClusterFor(RouteDestinationModel destination, uint routePort)

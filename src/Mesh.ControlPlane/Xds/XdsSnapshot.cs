@@ -21,6 +21,9 @@ internal sealed record ResolvedService(
 
     /// <summary>The DestinationRule's subsets for this host; each becomes its own cluster.</summary>
     public ImmutableArray<SubsetModel> Subsets { get; init; } = [];
+
+    /// <summary>The DestinationRule's top-level <c>consistentHash</c>, when <see cref="LoadBalancer"/> is <see cref="LoadBalancerKind.ConsistentHash"/>.</summary>
+    public ConsistentHashModel? ConsistentHash { get; init; }
 }
 
 /// <summary>A listener target: the service host and one of its ports.</summary>

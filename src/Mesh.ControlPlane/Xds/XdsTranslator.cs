@@ -12,6 +12,7 @@ using Mesh.Xds.Envoy.Config.Route.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Http.Router.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.LeastRequest.V3;
+using RandomPolicy = Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.Random.V3.Random;
 using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.RoundRobin.V3;
 using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
 using Mesh.Xds.Envoy.Type.Matcher.V3;
@@ -27,6 +28,7 @@ internal static class XdsTranslator
     public const string RouterFilterName = XdsWire.RouterFilter;
     public const string LeastRequestPolicyName = XdsWire.LeastRequestPolicy;
     public const string RoundRobinPolicyName = XdsWire.RoundRobinPolicy;
+    public const string RandomPolicyName = XdsWire.RandomPolicy;
     public const string TlsTransportSocketName = XdsWire.TlsTransportSocket;
 
     /// <summary>The certificate provider instance proxyless bootstraps define (Istio's name).</summary>
@@ -67,13 +69,13 @@ internal static class XdsTranslator
                     ? serviceTls ??= BuildUpstreamTlsContext(UpstreamSubjectAltNames(service, trustDomain))
                     : null;
                 var name = ClusterName(port.Number, service.Host);
-                clusters[name] = new XdsResource(name, Any.Pack(BuildCluster(name, service.LoadBalancer, tls)));
+                clusters[name] = new XdsResource(name, Any.Pack(BuildCluster(name, service.LoadBalancer, tls, service.ConsistentHash)));
                 endpoints[name] = new XdsResource(name, Any.Pack(BuildLoadAssignment(name, service.Endpoints.Where(e => e.ServicePort == port.Number))));
                 foreach (var subset in service.Subsets)
                 {
                     // Same transport socket as the whole service: a subset is a slice of its endpoints, not another server.
                     var subsetName = ClusterName(port.Number, service.Host, subset.Name);
-                    clusters[subsetName] = new XdsResource(subsetName, Any.Pack(BuildCluster(subsetName, subset.LoadBalancer ?? service.LoadBalancer, tls)));
+                    clusters[subsetName] = new XdsResource(subsetName, Any.Pack(BuildCluster(subsetName, subset.LoadBalancer ?? service.LoadBalancer, tls, subset.LoadBalancer is null ? service.ConsistentHash : subset.ConsistentHash)));
                     endpoints[subsetName] = new XdsResource(subsetName, Any.Pack(BuildLoadAssignment(
                         subsetName, service.Endpoints.Where(e => e.ServicePort == port.Number && HostNames.LabelsMatch(subset.Labels, e.Workload.Labels)))));
                 }
@@ -84,6 +86,11 @@ internal static class XdsTranslator
                     var virtualHost = routeConfiguration.VirtualHosts[0];
                     virtualHost.Routes.Clear();
                     virtualHost.Routes.AddRange(routing.BuildRoutes(virtualService, port.Number));
+                }
+                else if (BuildHashPolicy(service.ConsistentHash) is { } hashPolicy)
+                {
+                    // The catch-all route goes to the whole service: the top-level consistentHash keys it.
+                    routeConfiguration.VirtualHosts[0].Routes[0].Route_.HashPolicy.Add(hashPolicy);
                 }
 
                 routes[name] = new XdsResource(name, Any.Pack(routeConfiguration));
@@ -131,7 +138,12 @@ internal static class XdsTranslator
             {
                 var rule = rules.GetValueOrDefault(host);
                 var lb = rule?.LoadBalancer ?? LoadBalancerKind.RoundRobin;
-                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable()) { TlsMode = rule?.TlsMode, Subsets = rule?.Subsets ?? [] });
+                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable())
+                {
+                    TlsMode = rule?.TlsMode,
+                    Subsets = rule?.Subsets ?? [],
+                    ConsistentHash = rule?.ConsistentHash,
+                });
             }
         }
 
@@ -254,7 +266,7 @@ internal static class XdsTranslator
         return port.TargetPort ?? port.Number;
     }
 
-    public static Cluster BuildCluster(string name, LoadBalancerKind loadBalancer, UpstreamTlsContext? tls = null)
+    public static Cluster BuildCluster(string name, LoadBalancerKind loadBalancer, UpstreamTlsContext? tls = null, ConsistentHashModel? consistentHash = null)
     {
         var cluster = new Cluster
         {
@@ -270,7 +282,38 @@ internal static class XdsTranslator
             cluster.TransportSocket = new TransportSocket { Name = TlsTransportSocketName, TypedConfig = Any.Pack(tls) };
         }
 
-        if (loadBalancer == LoadBalancerKind.LeastRequest)
+        if (loadBalancer == LoadBalancerKind.ConsistentHash)
+        {
+            // Istio: RING_HASH (default 1024 points) unless maglev is chosen. MAGLEV goes out as RING_HASH with the table size
+            // as ring size: grpc-js NACKs MAGLEV, and the Mesh client implements one consistent hash (same key → same endpoint,
+            // minimal remapping), so every client gets the same policy. Capped at the largest ring Envoy and gRPC accept.
+            var size = consistentHash?.MaglevTableSize ?? consistentHash?.MinimumRingSize ?? 1024;
+            cluster.LbPolicy = Cluster.Types.LbPolicy.RingHash;
+            cluster.RingHashLbConfig = new RingHashLbConfig
+            {
+                MinimumRingSize = Math.Min(size, 8_388_608),
+                HashFunction = RingHashLbConfig.Types.HashFunction.XxHash,
+            };
+        }
+        else if (loadBalancer == LoadBalancerKind.Random)
+        {
+            // grpc-js NACKs lb_policy RANDOM; with load_balancing_policy it takes the first it supports, round robin (A52).
+            cluster.LoadBalancingPolicy = new LoadBalancingPolicy
+            {
+                Policies =
+                {
+                    new LoadBalancingPolicy.Types.Policy
+                    {
+                        TypedExtensionConfig = new TypedExtensionConfig { Name = RandomPolicyName, TypedConfig = Any.Pack(new RandomPolicy()) },
+                    },
+                    new LoadBalancingPolicy.Types.Policy
+                    {
+                        TypedExtensionConfig = new TypedExtensionConfig { Name = RoundRobinPolicyName, TypedConfig = Any.Pack(new RoundRobin()) },
+                    },
+                },
+            };
+        }
+        else if (loadBalancer == LoadBalancerKind.LeastRequest)
         {
             // grpc-js NACKs lb_policy LEAST_REQUEST; with load_balancing_policy it picks the first policy it supports (gRFC A52).
             cluster.LoadBalancingPolicy = new LoadBalancingPolicy
@@ -291,6 +334,27 @@ internal static class XdsTranslator
 
         return cluster;
     }
+
+    /// <summary>
+    /// Istio's translation of a <c>consistentHash</c> key to a route <c>hash_policy</c>: header, cookie (name, path, ttl),
+    /// query parameter, or <c>connection_properties.source_ip</c>; null when the destination has no consistent hash.
+    /// </summary>
+    public static HashPolicy? BuildHashPolicy(ConsistentHashModel? consistentHash) => consistentHash switch
+    {
+        null => null,
+        { Kind: HashKeyKind.Header } => new HashPolicy { Header = new HashPolicy.Types.Header { HeaderName = consistentHash.Name } },
+        { Kind: HashKeyKind.QueryParameter } => new HashPolicy { QueryParameter = new HashPolicy.Types.QueryParameter { Name = consistentHash.Name } },
+        { Kind: HashKeyKind.SourceIp } => new HashPolicy { ConnectionProperties = new HashPolicy.Types.ConnectionProperties { SourceIp = true } },
+        _ => new HashPolicy
+        {
+            Cookie = new HashPolicy.Types.Cookie
+            {
+                Name = consistentHash.Name,
+                Path = consistentHash.CookiePath ?? string.Empty,
+                Ttl = consistentHash.CookieTtl is { } ttl ? Duration.FromTimeSpan(ttl) : null,
+            },
+        },
+    };
 
     public static ClusterLoadAssignment BuildLoadAssignment(string name, IEnumerable<ResolvedEndpoint> endpoints)
     {

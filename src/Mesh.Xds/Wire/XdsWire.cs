@@ -18,6 +18,7 @@ internal static class XdsWire
     public const string RouterType = TypeUrlPrefix + "envoy.extensions.filters.http.router.v3.Router";
     public const string RoundRobinType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
     public const string LeastRequestType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
+    public const string RandomType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.random.v3.Random";
     public const string UpstreamTlsContextType = TypeUrlPrefix + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 
     /// <summary>Server-side (gRFC A36) listener names are this prefix plus <c>&lt;ip&gt;:&lt;port&gt;</c> (Istio's proxyless convention).</summary>
@@ -29,4 +30,5 @@ internal static class XdsWire
     public const string TlsTransportSocket = "envoy.transport_sockets.tls";
     public const string RoundRobinPolicy = "envoy.load_balancing_policies.round_robin";
     public const string LeastRequestPolicy = "envoy.load_balancing_policies.least_request";
+    public const string RandomPolicy = "envoy.load_balancing_policies.random";
 }

@@ -391,11 +391,11 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     [InlineData("  subsets:", "  trafficPolicy: {outlierDetection: {consecutive5xxErrors: 3}}\n  subsets:", "spec.trafficPolicy.outlierDetection: is not supported yet")]
     [InlineData("  subsets:", "  trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}}}\n  subsets:", "spec.trafficPolicy.connectionPool: is not supported yet")]
     [InlineData("  subsets:", "  trafficPolicy: {portLevelSettings: []}\n  subsets:", "spec.trafficPolicy.portLevelSettings: is not supported yet")]
-    [InlineData("  subsets:", "  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}\n  subsets:", "spec.trafficPolicy.loadBalancer.consistentHash: is not supported yet")]
+    [InlineData("  subsets:", "  trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true}}}\n  subsets:", "spec.trafficPolicy.loadBalancer.localityLbSetting: is not supported yet")]
     [InlineData("  subsets:", "  exportTo: [\".\"]\n  subsets:", "spec.exportTo: is not supported yet")]
     [InlineData("  subsets:", "  workloadSelector: {matchLabels: {app: x}}\n  subsets:", "spec.workloadSelector: is not supported yet")]
     [InlineData("  - name: v2", "  - name: v1", "spec.subsets[1].name: subset v1 is defined twice")]
-    [InlineData("loadBalancer: {simple: LEAST_REQUEST}", "loadBalancer: {simple: MAGLEV}", "spec.subsets[1].trafficPolicy.loadBalancer.simple: 'MAGLEV' is not supported")]
+    [InlineData("loadBalancer: {simple: LEAST_REQUEST}", "loadBalancer: {simple: MAGLEV}", "spec.subsets[1].trafficPolicy.loadBalancer.simple: 'MAGLEV' is not a load balancer")]
     public void Load_BadSubset_IsErrorNamingItsPath(string find, string replace, string expected)
     {
         var services = Services.Replace(find, replace, StringComparison.Ordinal);
