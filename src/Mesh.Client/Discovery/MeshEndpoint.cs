@@ -50,6 +50,9 @@ internal sealed class MeshEndpoint
 
     public string Locality { get; }
 
+    /// <summary>Gets the EDS priority of the endpoint's locality (0 is tried first; higher ones take traffic as it fails over).</summary>
+    public int Priority { get; init; }
+
     public int ActiveRequests => Volatile.Read(ref _activeRequests);
 
     public int ConsecutiveFailures => Volatile.Read(ref _consecutiveFailures);

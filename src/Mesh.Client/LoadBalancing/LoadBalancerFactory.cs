@@ -15,6 +15,9 @@ internal static class LoadBalancerFactory
             throw new InvalidOperationException($"No load-balancing policy is registered as {name}.");
         }
 
-        return found.Create(new LoadBalancerArgs(endpoints, random ?? Random.Shared.Next, ringHash));
+        var pick = random ?? Random.Shared.Next;
+        return PriorityLoadBalancer.IsNeeded(endpoints)
+            ? new PriorityLoadBalancer(endpoints, level => found.Create(new LoadBalancerArgs(level, pick, ringHash)), pick)
+            : found.Create(new LoadBalancerArgs(endpoints, pick, ringHash));
     }
 }
