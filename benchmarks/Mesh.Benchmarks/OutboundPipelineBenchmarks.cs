@@ -27,6 +27,7 @@ public class OutboundPipelineBenchmarks
     private HttpMessageInvoker _direct = null!;
     private HttpMessageInvoker _resilient = null!;
     private HttpMessageInvoker _polly = null!;
+    private HttpMessageInvoker _features = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -40,6 +41,13 @@ public class OutboundPipelineBenchmarks
         _direct = new HttpMessageInvoker(new Answer(this));
         _resilient = new HttpMessageInvoker(new MeshResilienceHandler(router, policies, NullLogger.Instance) { InnerHandler = new Answer(this) });
         _polly = new HttpMessageInvoker(new PollyPipelineHandler(new ServiceMeshOptions().Resilience) { InnerHandler = new Answer(this) });
+
+        // Route features (fault, mirror, rewrite…) in front, on a snapshot whose routes have none: what every request pays for them.
+        var pools = new Mesh.Client.Http.EndpointConnectionPools(new FixedSource(snapshot), TimeProvider.System, NullLogger<Mesh.Client.Http.EndpointConnectionPools>.Instance);
+        _features = new HttpMessageInvoker(new Mesh.Client.Http.MeshRouteFeaturesHandler(router, pools, TimeProvider.System, NullLogger.Instance)
+        {
+            InnerHandler = new MeshResilienceHandler(router, policies, NullLogger.Instance) { InnerHandler = new Answer(this) },
+        });
     }
 
     /// <summary>Whether the terminal handler completes later (as the network does: every async layer then allocates its state machine) or at once.</summary>
@@ -53,6 +61,9 @@ public class OutboundPipelineBenchmarks
     public Task<HttpResponseMessage> MeshResilience() => _resilient.SendAsync(_request, CancellationToken.None);
 
     [Benchmark]
+    public Task<HttpResponseMessage> MeshRouteFeaturesNone_ThenMeshResilience() => _features.SendAsync(_request, CancellationToken.None);
+
+    [Benchmark]
     public Task<HttpResponseMessage> PollyPipeline_SameStrategies() => _polly.SendAsync(_request, CancellationToken.None);
 
     [GlobalCleanup]
@@ -61,6 +72,7 @@ public class OutboundPipelineBenchmarks
         _direct.Dispose();
         _resilient.Dispose();
         _polly.Dispose();
+        _features.Dispose();
     }
 
     private sealed class PollyPipelineHandler : DelegatingHandler

@@ -3,7 +3,7 @@ using System.Globalization;
 
 namespace Mesh.LoadTest;
 
-internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int WarmupSeconds, bool Mtls, string? Only)
+internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int WarmupSeconds, bool Mtls, bool Grpc, string? Only)
 {
     public static LoadSettings Parse(string[] args)
     {
@@ -14,7 +14,7 @@ internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int 
         }
 
         var only = Array.IndexOf(args, "--only");
-        return new LoadSettings(Get("--seconds", 10), Get("--reps", 5), Get("--concurrency", 64), Get("--warmup", 10), args.Contains("--mtls"), only >= 0 && only + 1 < args.Length ? args[only + 1] : null);
+        return new LoadSettings(Get("--seconds", 10), Get("--reps", 5), Get("--concurrency", 64), Get("--warmup", 10), args.Contains("--mtls"), args.Contains("--grpc"), only >= 0 && only + 1 < args.Length ? args[only + 1] : null);
     }
 }
 
@@ -29,13 +29,17 @@ internal sealed record LoadResult(long Requests, long Failed, double RequestsPer
 
 /// <summary>One client under closed-loop load: <c>concurrency</c> workers, each sending the next request when the last answered.</summary>
 /// <param name="handshakes">Reads the client's running count of TLS handshakes, when it does TLS.</param>
-internal sealed class LoadCase(string name, HttpClient client, Func<long>? handshakes = null)
+/// <param name="call">One request: true when it succeeded; a thrown HttpRequestException or RpcException counts as a failure.</param>
+internal sealed class LoadCase(string name, Func<Task<bool>> call, Func<long>? handshakes = null)
 {
+    public LoadCase(string name, HttpClient client, Func<long>? handshakes = null)
+        : this(name, () => GetAsync(client), handshakes)
+    {
+    }
+
     private const int MaxSamplesPerWorker = 1 << 16;
 
     public string Name { get; } = name;
-
-    public HttpClient Client { get; } = client;
 
     public List<LoadResult> Results { get; } = [];
 
@@ -47,7 +51,7 @@ internal sealed class LoadCase(string name, HttpClient client, Func<long>? hands
 
     public async Task<LoadResult> RunAsync(int concurrency, TimeSpan duration)
     {
-        var result = await RunAsync(Client, concurrency, duration, handshakes).ConfigureAwait(false);
+        var result = await RunAsync(call, concurrency, duration, handshakes).ConfigureAwait(false);
         TotalRequests += result.Requests;
         TotalHandshakes += result.Handshakes;
         return result;
@@ -59,7 +63,13 @@ internal sealed class LoadCase(string name, HttpClient client, Func<long>? hands
         return values.Length == 0 ? 0 : values[values.Length / 2];
     }
 
-    public static async Task<LoadResult> RunAsync(HttpClient client, int concurrency, TimeSpan duration, Func<long>? handshakes = null)
+    private static async Task<bool> GetAsync(HttpClient client)
+    {
+        using var response = await client.GetAsync(string.Empty, HttpCompletionOption.ResponseContentRead).ConfigureAwait(false);
+        return response.IsSuccessStatusCode;
+    }
+
+    public static async Task<LoadResult> RunAsync(Func<Task<bool>> call, int concurrency, TimeSpan duration, Func<long>? handshakes = null)
     {
         var handshakesBefore = handshakes?.Invoke() ?? 0;
         // Latency buffers are made before the measurement so they do not count as allocations per request.
@@ -86,13 +96,12 @@ internal sealed class LoadCase(string name, HttpClient client, Func<long>? hands
 
                 try
                 {
-                    using var response = await client.GetAsync(string.Empty, HttpCompletionOption.ResponseContentRead).ConfigureAwait(false);
-                    if (!response.IsSuccessStatusCode)
+                    if (!await call().ConfigureAwait(false))
                     {
                         Interlocked.Increment(ref failed);
                     }
                 }
-                catch (HttpRequestException)
+                catch (Exception e) when (e is HttpRequestException or global::Grpc.Core.RpcException)
                 {
                     Interlocked.Increment(ref failed);
                 }

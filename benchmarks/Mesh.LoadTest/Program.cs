@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Globalization;
+using Grpc.Net.Client;
+using Mesh.Benchmarks.V1;
 using Mesh.Client;
 using Mesh.LoadTest;
 using Mesh.Samples.Processes;
@@ -9,9 +11,11 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
-// dotnet run -c Release --project benchmarks/Mesh.LoadTest -- [--seconds 10] [--reps 5] [--concurrency 64] [--mtls] [--only <case name part>]
+// dotnet run -c Release --project benchmarks/Mesh.LoadTest -- [--seconds 10] [--reps 5] [--concurrency 64] [--mtls | --grpc] [--only <case name part>]
 // Side by side in one run, interleaved (plain, mesh, plain, mesh, …): a plain HttpClient calling a
 // fixed backend by its address, and the mesh client calling the same backend as http://backend/.
+// --grpc: unary Echo/Ping over h2c to the same backend: a plain GrpcChannel vs an xds:///backend channel, and an
+// AddGrpcClient factory client without the mesh vs AddGrpcClient(http://backend).
 var settings = LoadSettings.Parse(args);
 var root = Directory.CreateTempSubdirectory("mesh-load-").FullName;
 var configDirectory = Directory.CreateDirectory(Path.Combine(root, "config")).FullName;
@@ -23,7 +27,13 @@ HttpClient plain;
 long plainHandshakes = 0;
 if (!settings.Mtls)
 {
-    backend = ChildProcess.StartDotnet("backend", LaunchableApps.Paths["Mesh.Benchmarks.Backend"], environment: new Dictionary<string, string?> { ["ASPNETCORE_URLS"] = "http://127.0.0.1:0" });
+    backend = ChildProcess.StartDotnet("backend", LaunchableApps.Paths["Mesh.Benchmarks.Backend"], environment: new Dictionary<string, string?>
+    {
+        ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
+
+        // h2c (prior knowledge) needs an HTTP/2-only endpoint.
+        ["Kestrel__EndpointDefaults__Protocols"] = settings.Grpc ? "Http2" : "Http1AndHttp2",
+    });
     backendAddress = await backend.WaitForListeningAsync(TimeSpan.FromSeconds(60));
     await File.WriteAllTextAsync(Path.Combine(configDirectory, "backend.yaml"), $"""
         apiVersion: networking.istio.io/v1
@@ -31,7 +41,7 @@ if (!settings.Mtls)
         metadata: {"{"}name: backend, namespace: default{"}"}
         spec:
           hosts: [backend.default.svc.cluster.local]
-          ports: [{"{"}number: 80, name: http, protocol: HTTP{"}"}]
+          ports: [{"{"}number: 80, name: http, protocol: {(settings.Grpc ? "GRPC" : "HTTP")}{"}"}]
           resolution: STATIC
           endpoints: [{"{"}address: 127.0.0.1, ports: {"{"}http: {backendAddress.Port}{"}"}{"}"}]
         """);
@@ -88,6 +98,8 @@ builder.AddServiceMesh(options =>
 builder.Services.AddHttpClient("mesh", client => client.BaseAddress = new Uri("http://backend/"));
 builder.Services.AddHttpClient("mesh-vs", client => client.BaseAddress = new Uri("http://backend-vs/"));
 builder.Services.AddHttpClient("factory", client => client.BaseAddress = backendAddress).WithoutServiceMesh();
+builder.Services.AddGrpcClient<Echo.EchoClient>("grpc-factory", o => o.Address = backendAddress).WithoutServiceMesh();
+builder.Services.AddGrpcClient<Echo.EchoClient>("grpc-mesh", o => o.Address = new Uri("http://backend"));
 using var host = builder.Build();
 await host.StartAsync();
 var health = host.Services.GetRequiredService<HealthCheckService>();
@@ -120,7 +132,21 @@ using var meterListener = new MeterListener
 meterListener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref meshHandshakes, value));
 meterListener.Start();
 
-var cases = settings.Mtls
+var ping = new PingRequest { Text = "ping" };
+LoadCase GrpcCase(string name, Echo.EchoClient client) => new(name, async () => (await client.PingAsync(ping).ConfigureAwait(false)).Text.Length > 0);
+using var plainChannel = GrpcChannel.ForAddress(backendAddress);
+using var meshChannel = settings.Grpc ? host.Services.CreateMeshGrpcChannel("xds:///backend") : null;
+var grpcClients = host.Services.GetRequiredService<Grpc.Net.ClientFactory.GrpcClientFactory>();
+
+var cases = settings.Grpc
+    ? new[]
+    {
+        GrpcCase("plain GrpcChannel (h2c)", new Echo.EchoClient(plainChannel)),
+        GrpcCase("xds:///backend channel", new Echo.EchoClient(meshChannel!)),
+        GrpcCase("AddGrpcClient, mesh opted out", grpcClients.CreateClient<Echo.EchoClient>("grpc-factory")),
+        GrpcCase("AddGrpcClient(http://backend)", grpcClients.CreateClient<Echo.EchoClient>("grpc-mesh")),
+    }
+    : settings.Mtls
     ? new[]
     {
         new LoadCase("plain HttpClient, mTLS (SVID)", plain, () => Interlocked.Read(ref plainHandshakes)),
@@ -161,15 +187,19 @@ Console.WriteLine("| client | requests/s (median) | × plain (medians) | × plai
 Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 var baseline = cases[0].Median(r => r.RequestsPerSecond);
 
+// The baseline of each case: the first case, except in the gRPC run, where the factory cases compare with each other.
+LoadCase BaselineOf(LoadCase loadCase) => settings.Grpc && Array.IndexOf(cases, loadCase) >= 2 && cases.Length == 4 ? cases[2] : cases[0];
+
 // Reps are interleaved, so rep k of every case saw about the same machine: the ratio within each rep, then the median.
 double PerRepRatio(LoadCase loadCase)
 {
-    var ratios = loadCase.Results.Select((r, i) => r.RequestsPerSecond / cases[0].Results[i].RequestsPerSecond).Order().ToArray();
+    var ratios = loadCase.Results.Select((r, i) => r.RequestsPerSecond / BaselineOf(loadCase).Results[i].RequestsPerSecond).Order().ToArray();
     return ratios[ratios.Length / 2];
 }
 
 foreach (var loadCase in cases)
 {
+    baseline = BaselineOf(loadCase).Median(r => r.RequestsPerSecond);
     var rps = loadCase.Median(r => r.RequestsPerSecond);
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"| {loadCase.Name} | {rps:0} | {rps / baseline:0.00} | {PerRepRatio(loadCase):0.00} | {loadCase.Median(r => r.P50Ms):0.000} | {loadCase.Median(r => r.P99Ms):0.000} | {loadCase.Median(r => r.CpuMicrosecondsPerRequest):0.0} | {loadCase.Median(r => r.BytesAllocatedPerRequest):0} | {(settings.Mtls ? loadCase.Median(r => r.HandshakesPer10k).ToString("0.00", CultureInfo.InvariantCulture) : "–")} | {loadCase.Results.Sum(r => r.Failed)} |"));

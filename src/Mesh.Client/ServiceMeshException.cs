@@ -68,7 +68,13 @@ public sealed class MeshNotSyncedException : ServiceMeshException
     /// <param name="service">The logical service the request was for.</param>
     /// <param name="controlPlane">The control plane address the client is waiting for (<c>Mesh:ControlPlane:Address</c>).</param>
     public MeshNotSyncedException(string service, string controlPlane)
-        : base(service, $"Cannot call '{service}': the service mesh is not yet synced with the control plane at {controlPlane}. Check that the control plane is running and Mesh:ControlPlane:Address is right; readiness stays unhealthy until the first configuration arrives.")
+        : this(service, controlPlane, null)
+    {
+    }
+
+    // The inner IOException makes gRPC clients report UNAVAILABLE (Grpc.Net.Client maps any other exception to INTERNAL).
+    internal MeshNotSyncedException(string service, string controlPlane, Exception? innerException)
+        : base(service, $"Cannot call '{service}': the service mesh is not yet synced with the control plane at {controlPlane}. Check that the control plane is running and Mesh:ControlPlane:Address is right; readiness stays unhealthy until the first configuration arrives.", innerException)
     {
     }
 }
@@ -101,7 +107,12 @@ public sealed class NoHealthyEndpointException : ServiceMeshException
     /// <param name="cluster">The xDS cluster the route chose.</param>
     /// <param name="endpointCount">How many endpoints the cluster has, none of them able to take the request.</param>
     public NoHealthyEndpointException(string service, string cluster, int endpointCount)
-        : base(service, $"Mesh service '{service}' has no healthy endpoint (cluster {cluster}, {endpointCount} endpoint(s) known). Start an instance of it or check its registrations in the control plane's /debug/config_dump.")
+        : this(service, cluster, endpointCount, null)
+    {
+    }
+
+    internal NoHealthyEndpointException(string service, string cluster, int endpointCount, Exception? innerException)
+        : base(service, $"Mesh service '{service}' has no healthy endpoint (cluster {cluster}, {endpointCount} endpoint(s) known). Start an instance of it or check its registrations in the control plane's /debug/config_dump.", innerException)
     {
     }
 }
@@ -133,7 +144,12 @@ public sealed class NoRouteException : ServiceMeshException
     /// <param name="service">The logical service the request was for.</param>
     /// <param name="path">The request path no route matched.</param>
     public NoRouteException(string service, string path)
-        : base(service, $"Mesh service '{service}' has no route matching '{path}'.")
+        : this(service, path, null)
+    {
+    }
+
+    internal NoRouteException(string service, string path, Exception? innerException)
+        : base(service, $"Mesh service '{service}' has no route matching '{path}'.", innerException)
     {
     }
 }
@@ -173,4 +189,63 @@ public sealed class CircuitOpenException : ServiceMeshException
             $"Cannot call '{service}': the circuit of mesh service {serviceHost} is open after too many failed calls; calls are rejected for {breakDuration.TotalSeconds:0.###} s after it opened, then one trial call decides (Mesh:Resilience:CircuitBreaker*)."))
     {
     }
+}
+
+/// <summary>
+/// A limit of the destination cluster's connection pool was reached (Envoy's upstream overflow, <c>UO</c>): the
+/// request or retry was rejected at once instead of queuing. The message names the service, the limit and its value
+/// (DestinationRule <c>connectionPool</c>, or the retry budget).
+/// </summary>
+public sealed class UpstreamOverflowException : ServiceMeshException
+{
+    /// <summary>Initializes a new <see cref="UpstreamOverflowException"/> with a default message and no service.</summary>
+    public UpstreamOverflowException()
+    {
+        Cluster = string.Empty;
+        Limit = string.Empty;
+    }
+
+    /// <summary>Initializes a new <see cref="UpstreamOverflowException"/> with a message and no service.</summary>
+    /// <param name="message">The error message.</param>
+    public UpstreamOverflowException(string message)
+        : base(message)
+    {
+        Cluster = string.Empty;
+        Limit = string.Empty;
+    }
+
+    /// <summary>Initializes a new <see cref="UpstreamOverflowException"/> with a message, the exception that caused it, and no service.</summary>
+    /// <param name="message">The error message.</param>
+    /// <param name="innerException">The exception that caused this one, if any.</param>
+    public UpstreamOverflowException(string message, Exception? innerException)
+        : base(message, innerException)
+    {
+        Cluster = string.Empty;
+        Limit = string.Empty;
+    }
+
+    /// <summary>Initializes a new <see cref="UpstreamOverflowException"/> whose message names the service, the cluster and the limit reached.</summary>
+    /// <param name="service">The logical service the request was for.</param>
+    /// <param name="cluster">The xDS cluster whose limit was reached.</param>
+    /// <param name="limit">The limit, as its xDS field and DestinationRule field.</param>
+    /// <param name="value">The limit's value.</param>
+    public UpstreamOverflowException(string service, string cluster, string limit, int value)
+        : base(service, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"Cannot call '{service}': cluster {cluster} already has {value} requests in flight, its {limit} limit; the request was rejected at once (upstream overflow, UO)."))
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        ArgumentNullException.ThrowIfNull(limit);
+        Cluster = cluster;
+        Limit = limit;
+        Value = value;
+    }
+
+    /// <summary>Gets the xDS cluster whose limit was reached.</summary>
+    public string Cluster { get; }
+
+    /// <summary>Gets the limit that was reached.</summary>
+    public string Limit { get; }
+
+    /// <summary>Gets the limit's value.</summary>
+    public int Value { get; }
 }

@@ -41,7 +41,10 @@ internal sealed class TestBackend : IAsyncDisposable
     /// <summary>Gets or sets whether the backend holds every request until the client gives up on it.</summary>
     public bool Hang { get; set; }
 
-    public static async Task<TestBackend> StartAsync(string name, bool grpc = false)
+    /// <param name="name">What the backend answers with.</param>
+    /// <param name="grpc">An h2c Greeter service rather than HTTP/1.1.</param>
+    /// <param name="grpcFailure">When set, Greeter.Hello records the call and fails with this status (a trailers-only answer).</param>
+    public static async Task<TestBackend> StartAsync(string name, bool grpc = false, global::Grpc.Core.StatusCode? grpcFailure = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -51,7 +54,7 @@ internal sealed class TestBackend : IAsyncDisposable
         if (grpc)
         {
             builder.Services.AddGrpc();
-            builder.Services.AddSingleton(new GreeterService(name, () => self!));
+            builder.Services.AddSingleton(new GreeterService(name, () => self!, grpcFailure));
         }
 
         var app = builder.Build();
@@ -87,7 +90,8 @@ internal sealed class TestBackend : IAsyncDisposable
         return self;
     }
 
-    public Task StopAsync() => _app.StopAsync();
+    /// <summary>Stops the backend; once <paramref name="cancellationToken"/> fires, requests still held are aborted.</summary>
+    public Task StopAsync(CancellationToken cancellationToken = default) => _app.StopAsync(cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
@@ -95,11 +99,16 @@ internal sealed class TestBackend : IAsyncDisposable
         await _app.DisposeAsync().ConfigureAwait(false);
     }
 
-    private sealed class GreeterService(string name, Func<TestBackend> backend) : Greeter.GreeterBase
+    private sealed class GreeterService(string name, Func<TestBackend> backend, global::Grpc.Core.StatusCode? failure) : Greeter.GreeterBase
     {
         public override Task<HelloReply> Hello(HelloRequest request, global::Grpc.Core.ServerCallContext context)
         {
             backend().Hosts.Enqueue(context.Host);
+            if (failure is { } status)
+            {
+                throw new global::Grpc.Core.RpcException(new global::Grpc.Core.Status(status, $"{name} fails every call"));
+            }
+
             return Task.FromResult(new HelloReply { Backend = name, Authority = context.Host });
         }
     }

@@ -51,7 +51,7 @@ internal static class TestSnapshots
         var clusters = new List<MeshCluster>();
         foreach (var (name, port, endpoints) in services)
         {
-            var cluster = Cluster(name, port, endpoints, outlier: new OutlierDetectionSettings { ConsecutiveFailures = 3 });
+            var cluster = Cluster(name, port, endpoints, outlier: OutlierDetectionSettings.Default with { Consecutive5xx = 3 });
             clusters.Add(cluster);
             var service = Service(name, port, cluster);
             bindings.AddRange(Bind(name, service));

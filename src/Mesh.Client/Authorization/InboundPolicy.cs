@@ -1,5 +1,6 @@
 using System.Buffers;
 using Mesh.Client.Authorization.Jwt;
+using Mesh.Client.Authorization.RateLimit;
 using Mesh.Client.Security;
 using Microsoft.AspNetCore.Http;
 
@@ -9,7 +10,7 @@ namespace Mesh.Client.Authorization;
 /// The decoded inbound listener of one local port: its PeerAuthentication mode and the DENY/ALLOW RBAC engines.
 /// Istio order: any DENY policy matching denies; no ALLOW engine allows; else some ALLOW policy must match.
 /// </summary>
-internal sealed class InboundPolicy(string listenerName, int port, PeerAuthenticationMode mode, RbacEngine? deny, RbacEngine? allow, PathNormalizationOptions paths, JwtAuthenticator? jwt = null)
+internal sealed class InboundPolicy(string listenerName, int port, PeerAuthenticationMode mode, RbacEngine? deny, RbacEngine? allow, PathNormalizationOptions paths, JwtAuthenticator? jwt = null, LocalRateLimiter? rateLimit = null)
 {
     private const int StackPathLimit = 512;
 
@@ -29,7 +30,23 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
     /// <summary>Gets the RequestAuthentication (jwt_authn) of the port, run before RBAC; null when none applies.</summary>
     public JwtAuthenticator? Jwt { get; } = jwt;
 
+    /// <summary>Gets the local rate limit of the port (local_ratelimit), enforced after authorization; null when none applies.</summary>
+    public LocalRateLimiter? RateLimit { get; private set; } = rateLimit;
+
     public bool HasRules => Deny is not null || Allow is not null;
+
+    /// <summary>
+    /// Keeps the buckets of <paramref name="previous"/> when its rate limit config is the same: a push that changes
+    /// something else (an endpoint, another policy) must not hand every caller a full bucket again.
+    /// </summary>
+    public void KeepRateLimitState(InboundPolicy previous)
+    {
+        ArgumentNullException.ThrowIfNull(previous);
+        if (RateLimit is { } current && previous.RateLimit is { } kept && current.Config.Equals(kept.Config))
+        {
+            RateLimit = kept;
+        }
+    }
 
     /// <summary>Decides for an already normalized path.</summary>
     public AuthorizationDecision Evaluate(in AuthorizationRequest request)

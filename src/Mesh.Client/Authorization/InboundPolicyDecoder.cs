@@ -9,6 +9,8 @@ using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
 using HttpRbac = Mesh.Xds.Envoy.Extensions.Filters.Http.Rbac.V3.RBAC;
 using Mesh.Xds.Wire;
 using JwtAuthentication = Mesh.Xds.Envoy.Extensions.Filters.Http.JwtAuthn.V3.JwtAuthentication;
+using LocalRateLimit = Mesh.Xds.Envoy.Extensions.Filters.Http.LocalRatelimit.V3.LocalRateLimit;
+using LocalRateLimiter = Mesh.Client.Authorization.RateLimit.LocalRateLimiter;
 
 namespace Mesh.Client.Authorization;
 
@@ -26,9 +28,10 @@ internal static class InboundPolicyDecoder
 
     public static bool IsInboundListenerName(string name) => name is not null && name.StartsWith(NamePrefix, StringComparison.Ordinal);
 
-    public static bool TryDecode(Listener listener, [NotNullWhen(true)] out InboundPolicy? policy, out IReadOnlyList<string> errors)
+    public static bool TryDecode(Listener listener, [NotNullWhen(true)] out InboundPolicy? policy, out IReadOnlyList<string> errors, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(listener);
+        time ??= TimeProvider.System;
         var list = new List<string>();
         errors = list;
         policy = null;
@@ -101,10 +104,11 @@ internal static class InboundPolicyDecoder
         RbacEngine? deny = null, allow = null;
         var paths = PathNormalizationOptions.Default;
         Jwt.JwtAuthenticator? jwt = null;
+        var rateLimit = new RateLimitSlot(time);
         if (first is not null)
         {
             var path = $"{where}: filter_chains[0].filters[0].typed_config";
-            DecodeHttpFilters(first, path + ".http_filters", list, ref deny, ref allow, ref jwt);
+            DecodeHttpFilters(first, path + ".http_filters", list, ref deny, ref allow, ref jwt, rateLimit);
             paths = DecodePathOptions(first, path, list);
         }
 
@@ -114,7 +118,7 @@ internal static class InboundPolicyDecoder
         }
 
         var mode = tls && plaintext ? PeerAuthenticationMode.Permissive : tls ? PeerAuthenticationMode.Strict : PeerAuthenticationMode.Disable;
-        policy = new InboundPolicy(listener.Name, (int)port, mode, deny, allow, paths, jwt);
+        policy = new InboundPolicy(listener.Name, (int)port, mode, deny, allow, paths, jwt, rateLimit.Limiter);
         return true;
     }
 
@@ -214,7 +218,40 @@ internal static class InboundPolicyDecoder
         }
     }
 
-    private static void DecodeHttpFilters(HttpConnectionManager manager, string path, List<string> errors, ref RbacEngine? deny, ref RbacEngine? allow, ref Jwt.JwtAuthenticator? jwt)
+    /// <summary>The local_ratelimit filter of the listener while its filters are decoded (one at most).</summary>
+    private sealed class RateLimitSlot(TimeProvider time)
+    {
+        public TimeProvider Time { get; } = time;
+
+        public bool Seen { get; set; }
+
+        public LocalRateLimiter? Limiter { get; set; }
+    }
+
+    /// <summary>
+    /// Local rate limiting: one local_ratelimit filter, after the RBAC filters (Mesh enforces it after authorization, so
+    /// requests RBAC denies never take a token from the callers it allows).
+    /// </summary>
+    private static void DecodeRateLimitFilter(HttpFilter filter, string filterPath, List<string> errors, RateLimitSlot slot)
+    {
+        if (slot.Seen)
+        {
+            errors.Add($"{filterPath}: a second local_ratelimit filter is not supported; merge the limits into one filter");
+            return;
+        }
+
+        slot.Seen = true;
+        try
+        {
+            slot.Limiter = LocalRateLimiter.Compile(filter.TypedConfig.Unpack<LocalRateLimit>(), $"{filterPath}.typed_config", errors, slot.Time);
+        }
+        catch (InvalidProtocolBufferException ex)
+        {
+            errors.Add($"{filterPath}.typed_config: cannot be decoded: {ex.Message}");
+        }
+    }
+
+    private static void DecodeHttpFilters(HttpConnectionManager manager, string path, List<string> errors, ref RbacEngine? deny, ref RbacEngine? allow, ref Jwt.JwtAuthenticator? jwt, RateLimitSlot rateLimit)
     {
         var filters = manager.HttpFilters;
         if (filters.Count == 0 || filters[^1].Name != RouterFilterName || filters[^1].TypedConfig?.Is(Router.Descriptor) != true)
@@ -228,7 +265,19 @@ internal static class InboundPolicyDecoder
             var filterPath = $"{path}[{i.ToString(CultureInfo.InvariantCulture)}]";
             if (filter.TypedConfig?.Is(JwtAuthentication.Descriptor) == true)
             {
-                DecodeJwtFilter(filter, filterPath, errors, deny is not null || allow is not null, ref jwt);
+                DecodeJwtFilter(filter, filterPath, errors, deny is not null || allow is not null || rateLimit.Seen, ref jwt);
+                continue;
+            }
+
+            if (filter.TypedConfig?.Is(LocalRateLimit.Descriptor) == true)
+            {
+                DecodeRateLimitFilter(filter, filterPath, errors, rateLimit);
+                continue;
+            }
+
+            if (rateLimit.Seen && filter.TypedConfig?.Is(HttpRbac.Descriptor) == true)
+            {
+                errors.Add($"{filterPath}: the RBAC filters must come before the local_ratelimit filter");
                 continue;
             }
 

@@ -105,6 +105,14 @@ internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource
         lock (_gate)
         {
             var previous = _policies;
+            foreach (var (port, policy) in byPort)
+            {
+                if (previous.ByPort.TryGetValue(port, out var old))
+                {
+                    policy.KeepRateLimitState(old);
+                }
+            }
+
             var removed = previous.ByPort.Keys.Concat(previous.Removed).Where(port => !byPort.ContainsKey(port)).ToFrozenSet();
             Volatile.Write(ref _policies, new Policies(byPort.ToFrozenDictionary(), removed));
         }

@@ -1,4 +1,5 @@
 using Mesh.Client.Authorization.Jwt;
+using Mesh.Client.Authorization.RateLimit;
 using Mesh.Client.Security;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -14,7 +15,10 @@ namespace Mesh.Client.Authorization;
 /// (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; a request that cannot be authorized as spelled (method
 /// not upper case, encoded slash, backslash or NUL): 400, even on a port without rules. A mesh-served port without a current
 /// policy (not received yet, or removed by the control plane) fails closed: 503, no application code runs. Ports of a
-/// workload that takes no inbound mesh traffic pass through.
+/// workload that takes no inbound mesh traffic pass through. Last, the port's local rate limit (local_ratelimit): a request
+/// over its caller's or the total limit gets 429 <c>local_rate_limited</c> (a gRPC call: HTTP 200 with UNAVAILABLE, or
+/// RESOURCE_EXHAUSTED when configured), with <c>X-RateLimit-*</c> headers when enabled; authorization runs first, so
+/// denied requests never take tokens from allowed callers.
 /// </summary>
 internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, InboundPolicyStore store, ILogger<MeshAuthorizationMiddleware> logger, TimeProvider? time = null)
 {
@@ -93,7 +97,50 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
             return RejectAsync(context, decision);
         }
 
+        if (policy.RateLimit is { } limiter)
+        {
+            // The caller is its mTLS identity (the handshake's, never a header); callers without a certificate share one key.
+            var allowed = limiter.TryAcquire(identity?.SpiffeId, out var status, out var refusedBy);
+            if (limiter.HeadersEnabled)
+            {
+                var headers = context.Response.Headers;
+                headers[RateLimitHeaders.Limit] = LocalRateLimiter.HeaderValue(status.Limit);
+                headers[RateLimitHeaders.Remaining] = LocalRateLimiter.HeaderValue(status.Remaining);
+                headers[RateLimitHeaders.Reset] = LocalRateLimiter.HeaderValue(status.ResetSeconds);
+            }
+
+            if (!allowed)
+            {
+                return RateLimitedAsync(context, limiter, identity?.SpiffeId, refusedBy);
+            }
+        }
+
         return next(context);
+    }
+
+    /// <summary>
+    /// Envoy's local_ratelimit local reply: the status (429) with <c>x-envoy-ratelimited</c> and the body
+    /// <c>local_rate_limited</c>; a gRPC call gets a trailers-only HTTP 200 with the gRPC status instead, as Envoy's gRPC
+    /// local replies do.
+    /// </summary>
+    private Task RateLimitedAsync(HttpContext context, LocalRateLimiter limiter, string? peer, RateLimitScope refusedBy)
+    {
+        var request = context.Request;
+        LogRateLimited(logger, peer ?? "plaintext", request.Method, request.Path.Value ?? string.Empty, refusedBy);
+        var response = context.Response;
+        response.Headers[RateLimitHeaders.EnvoyRateLimited] = "true";
+        if (request.ContentType is { } contentType && contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase))
+        {
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = "application/grpc";
+            response.Headers["grpc-status"] = limiter.ResourceExhausted ? "8" : "14";
+            response.Headers["grpc-message"] = RateLimitHeaders.Body;
+            return Task.CompletedTask;
+        }
+
+        response.StatusCode = limiter.StatusCode;
+        response.ContentType = "text/plain";
+        return response.WriteAsync(RateLimitHeaders.Body, context.RequestAborted);
     }
 
     /// <summary>
@@ -188,6 +235,9 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
 
     [LoggerMessage(EventId = 30, EventName = "NoInboundPolicy", Level = LogLevel.Warning, Message = "Port {Port} answers 503 until the control plane sends its inbound policy ({Reason})")]
     private static partial void LogNoPolicy(ILogger logger, int port, string reason);
+
+    [LoggerMessage(EventId = 40, EventName = "RateLimited", Level = LogLevel.Debug, Message = "Local rate limit ({Scope}) refused {Method} {Path} from {Peer}")]
+    private static partial void LogRateLimited(ILogger logger, string peer, string method, string path, RateLimitScope scope);
 
     [LoggerMessage(EventId = 10, EventName = "JwtRejected", Level = LogLevel.Information, Message = "JWT rejected for {Peer}: {Method} {Path}: {Reason}")]
     private static partial void LogTokenRejected(ILogger logger, string peer, string method, string path, string reason);

@@ -11,9 +11,11 @@ namespace Mesh.Client.Discovery;
 internal sealed class MeshEndpoint
 {
     private int _activeRequests;
-    private int _consecutiveFailures;
-    private int _ejectionCount;
-    private long _ejectedUntil;
+    private int _consecutive5xx;
+    private int _consecutiveGateway;
+    private int _ejected;
+    private long _ejectedAt;
+    private int _ejectionMultiplier;
 
     public MeshEndpoint(string address, int port, int weight = 1, bool isHealthy = true, string? locality = null)
     {
@@ -55,56 +57,91 @@ internal sealed class MeshEndpoint
 
     public int ActiveRequests => Volatile.Read(ref _activeRequests);
 
-    public int ConsecutiveFailures => Volatile.Read(ref _consecutiveFailures);
+    /// <summary>Gets the current streak of 5xx answers (or local-origin failures).</summary>
+    public int Consecutive5xx => Volatile.Read(ref _consecutive5xx);
 
-    /// <summary>Gets whether passive health checking has taken this endpoint out of rotation at <paramref name="now"/>.</summary>
-    public bool IsEjected(long now) => now < Volatile.Read(ref _ejectedUntil);
+    /// <summary>Gets Envoy's ejection-time multiplier: grows by one per ejection, drops by one per healthy sweep.</summary>
+    public int EjectionMultiplier => Volatile.Read(ref _ejectionMultiplier);
+
+    /// <summary>Gets when the current ejection started (a <see cref="TimeProvider"/> timestamp).</summary>
+    public long EjectedAt => Volatile.Read(ref _ejectedAt);
+
+    /// <summary>
+    /// Gets whether passive health checking has taken this endpoint out of rotation. An ejection ends only at the
+    /// cluster's outlier sweep (<see cref="OutlierDetector"/>), as in Envoy; <paramref name="now"/> is not needed.
+    /// </summary>
+    public bool IsEjected(long now) => Volatile.Read(ref _ejected) != 0;
 
     /// <summary>Gets whether the endpoint can take a request at <paramref name="now"/>.</summary>
-    public bool IsAvailable(long now) => IsHealthy && !IsEjected(now);
+    public bool IsAvailable(long now) => IsHealthy && Volatile.Read(ref _ejected) == 0;
 
     public void OnRequestStarted() => Interlocked.Increment(ref _activeRequests);
 
     public void OnRequestCompleted() => Interlocked.Decrement(ref _activeRequests);
 
-    /// <summary>Records a success: the failure streak and the ejection backoff start over.</summary>
-    public void RecordSuccess()
+    /// <summary>A non-5xx answer: both failure streaks start over (Envoy's consecutive counters).</summary>
+    internal void RecordSuccess()
     {
-        if (Volatile.Read(ref _consecutiveFailures) != 0)
+        if (Volatile.Read(ref _consecutive5xx) != 0)
         {
-            Volatile.Write(ref _consecutiveFailures, 0);
+            Volatile.Write(ref _consecutive5xx, 0);
+        }
+
+        if (Volatile.Read(ref _consecutiveGateway) != 0)
+        {
+            Volatile.Write(ref _consecutiveGateway, 0);
         }
     }
 
-    /// <summary>
-    /// Records a failure and ejects the endpoint once <see cref="OutlierDetectionSettings.ConsecutiveFailures"/>
-    /// failures in a row happened (or at once for a connection failure). Ejection time grows with each ejection
-    /// (base × count, capped), as in Envoy's and gRPC A50's outlier detection.
-    /// </summary>
-    /// <returns><see langword="true"/> when this call ejected the endpoint.</returns>
-    public bool RecordFailure(long now, bool connectionFailure, OutlierDetectionSettings settings, long timestampFrequency)
+    /// <summary>Counts a 5xx; a gateway error (502–504) extends that streak too, any other 5xx ends it.</summary>
+    /// <returns>The new 5xx and gateway streaks.</returns>
+    internal (int FiveXx, int Gateway) RecordError(bool gatewayError)
     {
-        ArgumentNullException.ThrowIfNull(settings);
-        var failures = Interlocked.Increment(ref _consecutiveFailures);
-        if (!connectionFailure && failures < settings.ConsecutiveFailures)
+        var gateway = gatewayError ? Interlocked.Increment(ref _consecutiveGateway) : 0;
+        if (!gatewayError)
+        {
+            Volatile.Write(ref _consecutiveGateway, 0);
+        }
+
+        return (Interlocked.Increment(ref _consecutive5xx), gateway);
+    }
+
+    internal void ResetStreaks()
+    {
+        Volatile.Write(ref _consecutive5xx, 0);
+        Volatile.Write(ref _consecutiveGateway, 0);
+    }
+
+    /// <summary>Takes the endpoint out of rotation; false when it already was (another thread won).</summary>
+    internal bool TryEject(long now, int maxMultiplier)
+    {
+        if (Interlocked.CompareExchange(ref _ejected, 1, 0) != 0)
         {
             return false;
         }
 
-        if (IsEjected(now))
+        Volatile.Write(ref _ejectedAt, now);
+
+        // As Envoy: the multiplier grows until base × multiplier passes the maximum ejection time, no further.
+        if (Volatile.Read(ref _ejectionMultiplier) < maxMultiplier)
         {
-            return false;
+            Interlocked.Increment(ref _ejectionMultiplier);
         }
 
-        var count = Interlocked.Increment(ref _ejectionCount);
-        var duration = TimeSpan.FromTicks(Math.Min(settings.BaseEjectionTime.Ticks * count, settings.MaxEjectionTime.Ticks));
-        Volatile.Write(ref _ejectedUntil, now + (long)(duration.TotalSeconds * timestampFrequency));
-        Volatile.Write(ref _consecutiveFailures, 0);
         return true;
     }
 
-    /// <summary>Lets a recovered endpoint's next ejection start from the base time again.</summary>
-    public void ResetEjectionBackoff() => Volatile.Write(ref _ejectionCount, 0);
+    internal void Uneject() => Volatile.Write(ref _ejected, 0);
+
+    /// <summary>Lowers the multiplier of a healthy endpoint by <paramref name="intervals"/> sweeps, not below 0.</summary>
+    internal void DecayMultiplier(int intervals)
+    {
+        var value = Volatile.Read(ref _ejectionMultiplier);
+        if (value != 0)
+        {
+            Volatile.Write(ref _ejectionMultiplier, Math.Max(0, value - intervals));
+        }
+    }
 
     public override string ToString() => Authority;
 }

@@ -55,7 +55,8 @@ internal sealed class MeshRoute
         ImmutableArray<WeightedCluster> clusters,
         ImmutableArray<HeaderMatch> headers = default,
         string? name = null,
-        StringMatch? pathRegex = null)
+        StringMatch? pathRegex = null,
+        Routing.RouteFeatures? features = null)
     {
         if ((prefix is null ? 0 : 1) + (path is null ? 0 : 1) + (pathRegex is null ? 0 : 1) != 1)
         {
@@ -67,7 +68,9 @@ internal sealed class MeshRoute
             throw new ArgumentException("pathRegex must be a regex matcher.", nameof(pathRegex));
         }
 
-        if (clusters.IsDefaultOrEmpty)
+        // A redirect or direct response answers the request itself: it has no cluster.
+        var local = features is { AnswersLocally: true };
+        if (clusters.IsDefaultOrEmpty && !local)
         {
             throw new ArgumentException("A route needs at least one cluster.", nameof(clusters));
         }
@@ -76,15 +79,16 @@ internal sealed class MeshRoute
         Path = path;
         PathRegex = pathRegex;
         CaseSensitive = caseSensitive;
-        Clusters = clusters;
+        Clusters = clusters.IsDefault ? [] : clusters;
+        Features = features;
         Headers = headers.IsDefault ? [] : headers;
         Name = name ?? string.Empty;
-        foreach (var cluster in clusters)
+        foreach (var cluster in Clusters)
         {
             _totalWeight += cluster.Weight;
         }
 
-        if (_totalWeight == 0)
+        if (_totalWeight == 0 && !local)
         {
             throw new ArgumentException("The cluster weights of a route must not add up to 0.", nameof(clusters));
         }
@@ -106,6 +110,12 @@ internal sealed class MeshRoute
     public ImmutableArray<HeaderMatch> Headers { get; }
 
     public string Name { get; }
+
+    /// <summary>
+    /// Gets the fault, mirrors, rewrites, header mutations, redirect or direct response of the route; null when it has none
+    /// (then nothing of it is looked at per request). With a redirect or direct response, <see cref="Clusters"/> is empty.
+    /// </summary>
+    public Routing.RouteFeatures? Features { get; }
 
     /// <summary>Gets the route's timeout and retry policy from RDS; null when it sets neither (then <c>Mesh:Resilience</c> applies).</summary>
     public RouteResilience? Resilience { get; init; }

@@ -20,6 +20,7 @@ internal sealed class MeshService
             NeedsPath |= !route.MatchesAnyPath;
             NeedsHeaders |= route.Headers.Length > 0;
             HasRouteResilience |= route.Resilience is not null;
+            HasRouteFeatures |= route.Features is not null;
         }
     }
 
@@ -39,6 +40,9 @@ internal sealed class MeshService
 
     /// <summary>Gets whether any route sets a timeout or retry policy; when none does the resilience handler matches no route.</summary>
     public bool HasRouteResilience { get; }
+
+    /// <summary>Gets whether any route has a fault, mirror, rewrite, header mutation, redirect or direct response.</summary>
+    public bool HasRouteFeatures { get; }
 
     public override string ToString() => ListenerName;
 }

@@ -59,6 +59,7 @@ internal sealed class MeshSnapshot
             StringComparer.OrdinalIgnoreCase);
         _hostLookup = _hosts.GetAlternateLookup<ReadOnlySpan<char>>();
         Services = [.. services.OrderBy(s => s.ListenerName, StringComparer.Ordinal)];
+        HasRouteFeatures = services.Any(s => s.HasRouteFeatures);
         Clusters = clusters.ToFrozenDictionary(c => c.Name, StringComparer.Ordinal);
     }
 
@@ -66,6 +67,9 @@ internal sealed class MeshSnapshot
     public static MeshSnapshot Empty { get; } = new();
 
     public string Version { get; }
+
+    /// <summary>Gets whether any service has a route with features (fault, mirror…); when none has, requests skip that handler at once.</summary>
+    public bool HasRouteFeatures { get; }
 
     /// <summary>Gets whether this snapshot came from the control plane (false only for <see cref="Empty"/>).</summary>
     public bool IsSynced { get; }

@@ -1,6 +1,8 @@
 using Grpc.Core;
 using Grpc.Net.Client;
 using Mesh.Client.Grpc;
+using Mesh.Client.Http;
+using Microsoft.Extensions.Http;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
@@ -8,19 +10,20 @@ namespace Microsoft.Extensions.DependencyInjection;
 public static class ServiceMeshGrpcChannelExtensions
 {
     /// <summary>
-    /// Creates a channel to a mesh service, <c>xds:///inventory</c> or <c>xds:///inventory:9090</c>: the channel
-    /// balances per call over the service's endpoints from the mesh snapshot, and each connection uses mTLS (this
-    /// workload's current SVID, the server's SPIFFE ID checked against the cluster's expected identities) when the
-    /// endpoint's cluster asks for it, plaintext otherwise. Requires <c>AddServiceMesh()</c>.
+    /// Creates a channel to a mesh service, <c>xds:///inventory</c> or <c>xds:///inventory:9090</c>. Each call is
+    /// routed by the mesh as an IHttpClientFactory request is: the service's route table (path and header matches,
+    /// weighted clusters, subsets), the cluster's load-balancing policy, the route's timeout and retries, and mTLS
+    /// (this workload's current SVID, the server's SPIFFE ID checked against the cluster's expected identities) when
+    /// the cluster asks for it. The server sees the target's name as :authority. Requires <c>AddServiceMesh()</c>.
     /// </summary>
     /// <param name="services">The application's services, e.g. <c>app.Services</c>.</param>
     /// <param name="address">An <c>xds:///</c> address naming a mesh service.</param>
     /// <param name="configure">
     /// Other channel settings (message sizes, retries, service config, logging). The mesh sets
     /// <see cref="GrpcChannelOptions.ServiceProvider"/>, <see cref="GrpcChannelOptions.Credentials"/> (insecure: the
-    /// mesh runs TLS itself, per connection) and <see cref="GrpcChannelOptions.DisposeHttpClient"/>. Leave
-    /// Credentials and HttpClient unset; HttpHandler may be a <see cref="SocketsHttpHandler"/> without ConnectCallback,
-    /// which the channel then owns.
+    /// mesh runs TLS itself, per connection), <see cref="GrpcChannelOptions.HttpHandler"/> (the mesh's routing handler
+    /// over its per-endpoint connection pools) and <see cref="GrpcChannelOptions.DisposeHttpClient"/>. Leave
+    /// Credentials, HttpHandler and HttpClient unset.
     /// </param>
     /// <returns>A channel the caller disposes.</returns>
     public static GrpcChannel CreateMeshGrpcChannel(this IServiceProvider services, string address, Action<GrpcChannelOptions>? configure = null)
@@ -34,11 +37,12 @@ public static class ServiceMeshGrpcChannelExtensions
                 nameof(address));
         }
 
+        var httpAddress = XdsTarget.ToHttpAddress(target);
         var options = new GrpcChannelOptions();
         configure?.Invoke(options);
-        if (options.HttpClient is not null)
+        if (options.HttpClient is not null || options.HttpHandler is not null)
         {
-            throw new ArgumentException("GrpcChannelOptions.HttpClient must be left unset for a mesh channel: the mesh needs the channel's SocketsHttpHandler to secure its connections.", nameof(configure));
+            throw new ArgumentException("GrpcChannelOptions.HttpClient and HttpHandler must be left unset for a mesh channel: its calls go through the mesh's routing handler and per-endpoint connection pools (routes, retries, mTLS).", nameof(configure));
         }
 
         if (options.Credentials is not null && !ReferenceEquals(options.Credentials, ChannelCredentials.Insecure))
@@ -46,30 +50,23 @@ public static class ServiceMeshGrpcChannelExtensions
             throw new ArgumentException("GrpcChannelOptions.Credentials must be left unset (or Insecure) for a mesh channel: the mesh runs mTLS itself on each connection whose cluster asks for it. Send call credentials as call metadata.", nameof(configure));
         }
 
-        SocketsHttpHandler sockets;
-        if (options.HttpHandler is null)
-        {
-            sockets = XdsConnectionHandler.CreateSocketsHandler();
-        }
-        else if (options.HttpHandler is SocketsHttpHandler { ConnectCallback: null } own)
-        {
-            sockets = own;
-        }
-        else
-        {
-            throw new ArgumentException("GrpcChannelOptions.HttpHandler of a mesh channel must be a SocketsHttpHandler without ConnectCallback (or unset): the channel's balancer dials through it and the mesh secures what it dials.", nameof(configure));
-        }
+        var filter = services.GetServices<IHttpMessageHandlerBuilderFilter>().OfType<MeshHttpMessageHandlerBuilderFilter>().FirstOrDefault()
+            ?? throw new InvalidOperationException("The service mesh is not registered: call builder.AddServiceMesh() or services.AddServiceMesh() before creating mesh gRPC channels.");
 
-        var handler = XdsConnectionHandler.Create(services, target, sockets);
+        // Why not a Grpc.Net.Client LoadBalancer whose picker routes: its BalancerHttpHandler picks once, outside any
+        // handler the app or the mesh can add, so a route retry could not pick another endpoint (nor a route timeout
+        // span the attempts), and LEAST_REQUEST, subsets' mTLS pools and outlier ejection would need a second copy.
+        // Without the channel's balancer every call is one request through the same handler as IHttpClientFactory
+        // clients (measured: that path was also the faster one, 0.90× vs 0.71× of a plain channel before this change).
+        // The chain ends in MeshServiceOnlyHandler, not a SocketsHttpHandler, so Grpc.Net.Client disables its balancer.
+        var handler = filter.CreateXdsChannelHandler();
         options.HttpHandler = handler;
         options.Credentials = ChannelCredentials.Insecure;
         options.ServiceProvider = services;
-
-        // The mesh handler holds a snapshot subscription; disposing the channel releases it.
         options.DisposeHttpClient = true;
         try
         {
-            return GrpcChannel.ForAddress(target, options);
+            return GrpcChannel.ForAddress(httpAddress, options);
         }
         catch
         {

@@ -4,13 +4,22 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Mesh.Client.Grpc;
 
-/// <summary>Registers the <c>xds</c> resolver that gRPC channels with a <c>ServiceProvider</c> use for <c>xds:///service</c> addresses. Idempotent.</summary>
+/// <summary>
+/// Registers what <c>xds:///</c> gRPC clients need: the rewrite of <c>AddGrpcClient</c> xds addresses, and an <c>xds</c>
+/// resolver that refuses hand-built channels with a message saying how to create a mesh channel. Idempotent.
+/// </summary>
 internal static class ServiceMeshGrpcRegistration
 {
-    /// <remarks>Expects <c>IMeshSnapshotSource</c>, <c>MeshHostNames</c> and <c>TimeProvider</c> to be registered by <c>AddServiceMesh()</c>.</remarks>
     public static IServiceCollection AddServiceMeshGrpc(this IServiceCollection services)
     {
         ArgumentNullException.ThrowIfNull(services);
+        if (services.Any(d => d.ServiceType == typeof(XdsGrpcClients)))
+        {
+            return services;
+        }
+
+        services.AddSingleton<XdsGrpcClients>();
+        GrpcClientFactorySupport.AddXdsAddressRewrite(services);
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ResolverFactory, XdsResolverFactory>());
         return services;
     }

@@ -1,31 +1,35 @@
+using Grpc.Core;
 using Grpc.Net.Client.Balancer;
-using Mesh.Client.Discovery;
-using Mesh.Client.Routing;
 
 namespace Mesh.Client.Grpc;
 
-/// <summary>Resolves <c>xds:///service</c> and <c>xds:///service:port</c> gRPC channel addresses from the mesh snapshot.</summary>
+/// <summary>
+/// Answers <c>xds:///</c> targets of channels built by hand (<c>GrpcChannel.ForAddress("xds:///…", { ServiceProvider })</c>)
+/// with a clear UNAVAILABLE: such a channel would balance over addresses with Grpc.Net.Client's own balancer, outside
+/// the mesh's routes, retries and mTLS. Mesh channels come from <c>CreateMeshGrpcChannel</c> or <c>AddGrpcClient</c>.
+/// </summary>
 internal sealed class XdsResolverFactory : ResolverFactory
 {
-    private readonly IMeshSnapshotSource _source;
-    private readonly MeshHostNames _names;
-    private readonly TimeProvider _time;
-
-    public XdsResolverFactory(IMeshSnapshotSource source, MeshHostNames names, TimeProvider time)
-    {
-        ArgumentNullException.ThrowIfNull(source);
-        ArgumentNullException.ThrowIfNull(names);
-        ArgumentNullException.ThrowIfNull(time);
-        _source = source;
-        _names = names;
-        _time = time;
-    }
-
     public override string Name => "xds";
 
     public override Resolver Create(ResolverOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return new XdsResolver(options.Address, _source, _names, _time);
+        return new RefusingResolver(options.Address);
+    }
+
+    private sealed class RefusingResolver(Uri address) : Resolver
+    {
+        public override void Start(Action<ResolverResult> listener)
+        {
+            ArgumentNullException.ThrowIfNull(listener);
+            listener(ResolverResult.ForFailure(new Status(
+                StatusCode.Unavailable,
+                $"The gRPC channel to {address} was not created by the service mesh, so its calls would bypass the mesh's routes, retries and mTLS. Create it with IServiceProvider.CreateMeshGrpcChannel(\"{address}\"), or with AddGrpcClient and o.Address = new Uri(\"{address}\").")));
+        }
+
+        public override void Refresh()
+        {
+        }
     }
 }

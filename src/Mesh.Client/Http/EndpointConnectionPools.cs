@@ -55,14 +55,14 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     /// <summary>Gets the invoker that sends requests to <paramref name="endpoint"/>, creating its pool on first use.</summary>
     public HttpMessageInvoker Get(MeshEndpoint endpoint)
     {
-        var key = new PoolKey(endpoint.Authority, null, null);
+        var key = new PoolKey(endpoint.Authority, null, null, null);
         return _pools.TryGetValue(key, out var pool) ? pool.Invoker : GetOrCreate(endpoint, key, null);
     }
 
     /// <summary>Gets the invoker for <paramref name="endpoint"/> of <paramref name="cluster"/>, with mTLS when the cluster asks for it.</summary>
     public HttpMessageInvoker Get(MeshEndpoint endpoint, MeshCluster cluster)
     {
-        if (cluster.Tls is null)
+        if (cluster.Tls is null && cluster.Limits.Pool is null)
         {
             return Get(endpoint);
         }
@@ -72,7 +72,9 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     }
 
     private static PoolKey KeyOf(MeshEndpoint endpoint, MeshCluster cluster) =>
-        cluster.Tls is { } tls ? new PoolKey(endpoint.Authority, cluster.ServiceHost, tls.Key) : new PoolKey(endpoint.Authority, null, null);
+        cluster.Tls is { } tls
+            ? new PoolKey(endpoint.Authority, cluster.ServiceHost, tls.Key, cluster.Limits.Pool)
+            : new PoolKey(endpoint.Authority, null, null, cluster.Limits.Pool);
 
     public void Dispose()
     {
@@ -133,7 +135,13 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     private HttpMessageInvoker GetOrCreate(MeshEndpoint endpoint, PoolKey key, MeshCluster? cluster)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var created = new Pool(cluster?.Tls is { } tls ? CreateTlsHandler(endpoint.EndPoint, cluster.ServiceHost, tls) : CreateHandler(endpoint.EndPoint));
+        var handler = cluster?.Tls is { } tls ? CreateTlsHandler(endpoint.EndPoint, cluster.ServiceHost, tls) : CreateHandler(endpoint.EndPoint);
+        if (key.Settings is { } settings)
+        {
+            Apply(handler, settings);
+        }
+
+        var created = new Pool(handler);
         var pool = _pools.GetOrAdd(key, created);
         if (!ReferenceEquals(pool, created))
         {
@@ -157,6 +165,20 @@ internal sealed partial class EndpointConnectionPools : IDisposable
         // Dial this endpoint whatever the request's host is: the URI and Host header stay the logical service name.
         ConnectCallback = (_, cancellationToken) => ConnectAsync(endPoint, cancellationToken),
     };
+
+    // The cluster's connection settings (DestinationRule connectionPool.tcp / .http) over the client's defaults.
+    private static void Apply(SocketsHttpHandler handler, PoolSettings settings)
+    {
+        handler.ConnectTimeout = settings.ConnectTimeout ?? handler.ConnectTimeout;
+        handler.PooledConnectionIdleTimeout = settings.IdleTimeout ?? handler.PooledConnectionIdleTimeout;
+        handler.PooledConnectionLifetime = settings.MaxConnectionDuration ?? handler.PooledConnectionLifetime;
+        if (settings.MaxConnections is { } max)
+        {
+            // Requests beyond the connections wait in the handler's queue, which max_requests bounds (rejected at once above it).
+            handler.MaxConnectionsPerServer = max;
+            handler.EnableMultipleHttp2Connections = max > 1;
+        }
+    }
 
     private SocketsHttpHandler CreateTlsHandler(EndPoint endPoint, string service, UpstreamTlsSettings tls)
     {
@@ -195,7 +217,7 @@ internal sealed partial class EndpointConnectionPools : IDisposable
         }
     }
 
-    private readonly record struct PoolKey(string Authority, string? Service, string? Tls);
+    private readonly record struct PoolKey(string Authority, string? Service, string? Tls, PoolSettings? Settings);
 
     private sealed class Pool(SocketsHttpHandler handler)
     {

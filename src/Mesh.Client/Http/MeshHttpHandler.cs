@@ -16,7 +16,7 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
 {
     // The endpoint whose attempt failed last, per request. A weak table rather than request.Options: reading Options
     // allocates its dictionary on every request, and this must cost nothing on the success path.
-    private static readonly ConditionalWeakTable<HttpRequestMessage, MeshEndpoint> FailedEndpoints = [];
+    private static readonly ConditionalWeakTable<HttpRequestMessage, FailedAttempt> FailedEndpoints = [];
 
     private readonly MeshRouter _router;
     private readonly EndpointConnectionPools _pools;
@@ -40,7 +40,11 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
 
     /// <summary>Gets the endpoint a previous attempt of <paramref name="request"/> failed on, if any.</summary>
     internal static MeshEndpoint? GetFailedEndpoint(HttpRequestMessage request) =>
-        FailedEndpoints.TryGetValue(request, out var endpoint) ? endpoint : null;
+        FailedEndpoints.TryGetValue(request, out var failed) ? failed.Endpoint : null;
+
+    /// <summary>Gets the cluster a previous attempt of <paramref name="request"/> failed in, if any: its retry budget decides the retry.</summary>
+    internal static MeshCluster? GetFailedCluster(HttpRequestMessage request) =>
+        FailedEndpoints.TryGetValue(request, out var failed) ? failed.Cluster : null;
 
     /// <summary>Gets whether <paramref name="exception"/> means the connection could not be made, so the request was not sent.</summary>
     internal static bool IsConnectionFailure(Exception? exception) => exception is HttpRequestException e
@@ -51,7 +55,7 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     {
         ArgumentNullException.ThrowIfNull(request);
         var now = _time.GetTimestamp();
-        var status = _router.Route(request, now, GetFailedEndpoint(request), out var service, out var cluster, out var endpoint);
+        var status = _router.Route(request, now, _time.TimestampFrequency, GetFailedEndpoint(request), out var service, out var cluster, out var endpoint);
         return status switch
         {
             RouteStatus.Routed => SendToEndpointAsync(request, cluster!, endpoint!, cancellationToken),
@@ -69,6 +73,15 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         MeshEndpoint endpoint,
         CancellationToken cancellationToken)
     {
+        // Envoy's max_requests (DestinationRule http2MaxRequests): over the limit the attempt fails at once (UO), it
+        // never waits. The count is the cluster's and survives config pushes.
+        var traffic = cluster.Traffic;
+        var limits = cluster.Limits;
+        if (!traffic.TryStartRequest(limits.MaxRequests))
+        {
+            throw Overflow(request, cluster, limits.MaxRequestsName, limits.MaxRequests);
+        }
+
         // Only least-request reads the in-flight count; round robin skips two contended atomics per request. Decided
         // once per request, so a policy change mid-flight never unbalances the count.
         var counted = cluster.Policy == LoadBalancingPolicy.LeastRequest;
@@ -79,22 +92,28 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
 
         try
         {
+            if (limits.OneRequestPerConnection)
+            {
+                request.Headers.ConnectionClose = true;
+            }
+
             var response = await _pools.Get(endpoint, cluster).SendAsync(request, cancellationToken).ConfigureAwait(false);
             if ((int)response.StatusCode >= 500)
             {
-                OnFailure(request, cluster, endpoint, connectionFailure: false, (int)response.StatusCode, exception: null);
+                OnFailure(request, cluster, endpoint, (int)response.StatusCode, exception: null);
             }
             else
             {
-                endpoint.RecordSuccess();
+                OutlierDetector.OnSuccess(endpoint);
             }
 
             return response;
         }
         catch (Exception exception) when (exception is HttpRequestException or OperationCanceledException)
         {
-            // An attempt timeout surfaces here as a cancellation; it counts toward ejection like a 5xx.
-            OnFailure(request, cluster, endpoint, IsConnectionFailure(exception), statusCode: 0, exception);
+            // As Envoy counts local-origin failures when it does not split them from answers: a failed connection or a
+            // reset as a 503, an attempt timeout (a cancellation here) as a 504.
+            OnFailure(request, cluster, endpoint, exception is OperationCanceledException ? 504 : 503, exception);
             if (exception.InnerException is Security.MeshTlsException tls)
             {
                 // Secure naming or certificate failure: the message names the service and both identities. The connection
@@ -111,29 +130,40 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
             {
                 endpoint.OnRequestCompleted();
             }
+
+            traffic.EndRequest();
         }
     }
 
-    private void OnFailure(HttpRequestMessage request, MeshCluster cluster, MeshEndpoint endpoint, bool connectionFailure, int statusCode, Exception? exception)
+    private void OnFailure(HttpRequestMessage request, MeshCluster cluster, MeshEndpoint endpoint, int statusCode, Exception? exception)
     {
-        FailedEndpoints.AddOrUpdate(request, endpoint);
-        var now = _time.GetTimestamp();
-        if (endpoint.RecordFailure(now, connectionFailure, cluster.OutlierDetection, _time.TimestampFrequency))
+        FailedEndpoints.AddOrUpdate(request, new FailedAttempt(cluster, endpoint));
+        if (cluster.Outlier.OnError(endpoint, statusCode, _time.GetTimestamp()))
         {
-            Log.EndpointEjected(_logger, endpoint.Authority, cluster.ServiceHost, connectionFailure ? "connection failure" : "consecutive failures");
+            Log.EndpointEjected(_logger, endpoint.Authority, cluster.ServiceHost, endpoint.EjectionMultiplier, cluster.Outlier.EjectedCount);
         }
 
         Log.AttemptFailed(_logger, cluster.ServiceHost, endpoint.Authority, statusCode, exception);
     }
 
+    private UpstreamOverflowException Overflow(HttpRequestMessage request, MeshCluster cluster, string limit, int value)
+    {
+        var exception = new UpstreamOverflowException(request.RequestUri?.Host ?? cluster.ServiceHost, cluster.Name, limit, value);
+        Log.Overflow(_logger, cluster.Name, limit, value);
+        return exception;
+    }
+
     private ServiceMeshException CreateException(RouteStatus status, HttpRequestMessage request, MeshService? service, MeshCluster? cluster)
     {
         var uri = request.RequestUri!;
+
+        // Nothing was sent: the inner IOException makes gRPC callers see UNAVAILABLE, as grpc-js reports an unmatched route.
+        var unsent = new IOException("The request was not sent.");
         var exception = status switch
         {
-            RouteStatus.NotSynced => new MeshNotSyncedException(uri.Host, _controlPlane),
-            RouteStatus.NoEndpoint => new NoHealthyEndpointException(uri.Host, cluster?.Name ?? string.Empty, cluster?.Endpoints.Length ?? 0),
-            _ => (ServiceMeshException)new NoRouteException(uri.Host, uri.AbsolutePath),
+            RouteStatus.NotSynced => new MeshNotSyncedException(uri.Host, _controlPlane, unsent),
+            RouteStatus.NoEndpoint => new NoHealthyEndpointException(uri.Host, cluster?.Name ?? string.Empty, cluster?.Endpoints.Length ?? 0, unsent),
+            _ => (ServiceMeshException)new NoRouteException(uri.Host, uri.AbsolutePath, unsent),
         };
         Log.NotRouted(_logger, uri.Host, status, exception.Message);
         return exception;
@@ -144,10 +174,15 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         [LoggerMessage(1, LogLevel.Debug, "Attempt to mesh service {Service} on endpoint {Endpoint} failed (status {StatusCode}).")]
         public static partial void AttemptFailed(ILogger logger, string service, string endpoint, int statusCode, Exception? exception);
 
-        [LoggerMessage(2, LogLevel.Warning, "Ejected endpoint {Endpoint} of mesh service {Service} after {Reason}.")]
-        public static partial void EndpointEjected(ILogger logger, string endpoint, string service, string reason);
+        [LoggerMessage(2, LogLevel.Warning, "Ejected endpoint {Endpoint} of mesh service {Service} (ejection multiplier {Multiplier}, {Ejected} ejected in the cluster).")]
+        public static partial void EndpointEjected(ILogger logger, string endpoint, string service, int multiplier, int ejected);
 
         [LoggerMessage(3, LogLevel.Debug, "Request to {Host} not routed ({Status}): {Message}")]
         public static partial void NotRouted(ILogger logger, string host, RouteStatus status, string message);
+
+        [LoggerMessage(4, LogLevel.Warning, "Request to cluster {Cluster} rejected: {Limit} {Value} reached (upstream overflow).")]
+        public static partial void Overflow(ILogger logger, string cluster, string limit, int value);
     }
+
+    private sealed record FailedAttempt(MeshCluster Cluster, MeshEndpoint Endpoint);
 }

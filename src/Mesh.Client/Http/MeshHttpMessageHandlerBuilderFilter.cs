@@ -22,6 +22,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
     private readonly IOptionsMonitor<MeshHttpClientOptions> _clientOptions;
     private readonly ILogger _logger;
     private readonly ILogger _resilienceLogger;
+    private readonly ILogger _featuresLogger;
     private readonly string _controlPlane;
 
     public MeshHttpMessageHandlerBuilderFilter(
@@ -44,7 +45,25 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
         _clientOptions = clientOptions;
         _logger = loggerFactory.CreateLogger<MeshHttpHandler>();
         _resilienceLogger = loggerFactory.CreateLogger<MeshResilienceHandler>();
+        _featuresLogger = loggerFactory.CreateLogger<MeshRouteFeaturesHandler>();
         _controlPlane = meshOptions.Value.ControlPlane.Address?.ToString() ?? "(Mesh:ControlPlane:Address is not set)";
+    }
+
+    /// <summary>
+    /// Whether <paramref name="handler"/> is a Microsoft.Extensions.Http.Resilience pipeline (<c>AddStandardResilienceHandler</c>,
+    /// <c>AddStandardHedgingHandler</c>, <c>AddResilienceHandler</c>). Matched by name: the mesh does not depend on that package.
+    /// </summary>
+    internal static bool IsAppResilienceHandler(DelegatingHandler handler)
+    {
+        for (var type = handler.GetType(); type is not null; type = type.BaseType)
+        {
+            if (type.FullName == "Microsoft.Extensions.Http.Resilience.ResilienceHandler")
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     public Action<HttpMessageHandlerBuilder> Configure(Action<HttpMessageHandlerBuilder> next)
@@ -59,12 +78,35 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
             }
 
             var name = builder.Name ?? Options.DefaultName;
-            GrpcClientFactorySupport.DisableChannelBalancingForMeshAddress(builder.Services, name, builder.PrimaryHandler, _router, _names);
+            var xds = GrpcClientFactorySupport.DisableChannelBalancingForMeshAddress(builder.Services, name, builder.PrimaryHandler, _router, _names);
             builder.PrimaryHandler = new MeshHttpHandler(_router, _pools, _time, _logger, _controlPlane)
             {
-                InnerHandler = GrpcClientFactorySupport.SecureXdsChannel(builder.Services, name, builder.PrimaryHandler),
+                // An xds:/// client's calls never leave the mesh; the client's own primary handler stays unused.
+                InnerHandler = xds ? new MeshServiceOnlyHandler(_router, _controlPlane) : builder.PrimaryHandler,
             };
-            builder.AdditionalHandlers.Insert(0, new MeshResilienceHandler(_router, _policies, _resilienceLogger));
+            builder.AdditionalHandlers.Insert(0, new MeshResilienceHandler(_router, _policies, _resilienceLogger)
+            {
+                AppOwnsRetries = builder.AdditionalHandlers.Any(IsAppResilienceHandler),
+            });
+
+            // Outermost: faults, rewrites and mirrors happen once per request, before retries (as Envoy's fault filter and router).
+            builder.AdditionalHandlers.Insert(0, new MeshRouteFeaturesHandler(_router, _pools, _time, _featuresLogger));
         };
     }
+
+    /// <summary>
+    /// The handler of an <c>xds:///</c> channel: the same route features (faults…), route table, balancers, route retries
+    /// and timeout, and per-endpoint mTLS pools as every IHttpClientFactory client, ending in <see cref="MeshServiceOnlyHandler"/>.
+    /// </summary>
+    public HttpMessageHandler CreateXdsChannelHandler() =>
+        new MeshRouteFeaturesHandler(_router, _pools, _time, _featuresLogger)
+        {
+            InnerHandler = new MeshResilienceHandler(_router, _policies, _resilienceLogger)
+            {
+                InnerHandler = new MeshHttpHandler(_router, _pools, _time, _logger, _controlPlane)
+                {
+                    InnerHandler = new MeshServiceOnlyHandler(_router, _controlPlane),
+                },
+            },
+        };
 }

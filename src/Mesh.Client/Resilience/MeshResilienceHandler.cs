@@ -39,6 +39,14 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
         _logger = logger;
     }
 
+    /// <summary>
+    /// Gets whether the client has its own Microsoft.Extensions.Http.Resilience pipeline: then the app's pipeline owns
+    /// retries and hedging and the mesh sends each of its attempts once (timeouts and the circuit breaker still apply),
+    /// so the two never multiply. Each attempt the app sends is still routed again, avoiding the endpoint its previous
+    /// attempt failed on. Only the total timeout bounds the call here; the app's pipeline times its own attempts.
+    /// </summary>
+    public bool AppOwnsRetries { get; init; }
+
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -66,100 +74,134 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
 
         // A route that sets a timeout or retries owns the time budget: its attempts are bounded by its per_try_timeout
         // alone (as Envoy), so Mesh:Resilience:AttemptTimeout never cuts a call the VirtualService allows.
-        var attemptTimeout = routePolicy is null ? options.AttemptTimeout : retryPolicy?.PerTryTimeout ?? TimeSpan.MaxValue;
-        var maxRetries = retryPolicy?.NumRetries ?? options.MaxRetryAttempts;
+        // When the app's own pipeline retries, the one "attempt" the mesh sees spans all of the app's attempts: only the
+        // total budget bounds it, and the app's pipeline times its attempts.
+        var attemptTimeout = AppOwnsRetries ? TimeSpan.MaxValue
+            : routePolicy is null ? options.AttemptTimeout : retryPolicy?.PerTryTimeout ?? TimeSpan.MaxValue;
+        var maxRetries = AppOwnsRetries ? 0 : retryPolicy?.NumRetries ?? options.MaxRetryAttempts;
         var start = time.GetTimestamp();
         var now = start;
-        for (var attempt = 0; ; attempt++)
+
+        // The cluster whose retry budget this request holds a retry of, from the decision to retry until that retry
+        // attempt ends (as Envoy holds its retry resource through the back-off).
+        MeshCluster? heldRetry = null;
+        try
         {
-            var remaining = totalTimeout - time.GetElapsedTime(start, now);
-            var totalBinds = remaining <= attemptTimeout;
-            var timeout = totalBinds ? remaining : attemptTimeout;
-            if (timeout <= TimeSpan.Zero)
+            for (var attempt = 0; ; attempt++)
             {
-                throw TimedOut(service, request, route, totalBinds: true);
-            }
-
-            if (!breaker.TryAdmit(now, out var trial))
-            {
-                throw new CircuitOpenException(request.RequestUri!.Host, service.Host, options.CircuitBreakerBreakDuration);
-            }
-
-            HttpResponseMessage? response = null;
-            Exception? error = null;
-            var timedOut = false;
-            var deadline = _sources.Rent();
-            var link = cancellationToken.UnsafeRegister(CancelSource, deadline);
-            try
-            {
-                deadline.CancelAfter(timeout);
-                response = await base.SendAsync(request, deadline.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-            {
-                error = e;
-                timedOut = true;
-            }
-            catch (Exception e)
-            {
-                error = e;
-            }
-            finally
-            {
-                // Dispose (not Unregister) waits for a running caller-cancellation callback, so a pooled source is never
-                // cancelled after it went back to the pool.
-                link.Dispose();
-                Release(deadline, request);
-            }
-
-            now = time.GetTimestamp();
-            if (error is OperationCanceledException && !timedOut)
-            {
-                // The caller gave up: not the service's fault, and nothing to retry.
-                breaker.OnAbandoned(trial);
-                ExceptionDispatchInfo.Throw(error);
-            }
-
-            // The circuit breaker counts failures by the app's rule whatever the route retries on.
-            var transient = MeshResiliencePolicies.IsTransient(response, error, timedOut);
-            if (breaker.OnResult(now, transient, trial))
-            {
-                Log.CircuitOpened(_logger, service.Host, options.CircuitBreakerBreakDuration);
-            }
-
-            var retriable = retryPolicy is null ? transient : retryPolicy.ShouldRetry(response, error, timedOut);
-
-            // An attempt cut short by the total timeout spent the budget: nothing is left to retry with (the timer may
-            // fire a fraction of a millisecond before the clock agrees, so this is decided by which deadline bound it).
-            if (retriable && !(timedOut && totalBinds) && attempt < maxRetries && MeshResiliencePolicies.CanRetry(request, error))
-            {
-                var delay = retryPolicy is null ? Backoff(options.RetryDelay, attempt + 1) : retryPolicy.Backoff(attempt + 1);
-                if (delay < totalTimeout - time.GetElapsedTime(start, now))
+                var remaining = totalTimeout - time.GetElapsedTime(start, now);
+                var totalBinds = remaining <= attemptTimeout;
+                var timeout = totalBinds ? remaining : attemptTimeout;
+                if (timeout <= TimeSpan.Zero)
                 {
-                    Log.Retrying(_logger, service.Host, attempt + 1, response is null ? 0 : (int)response.StatusCode, timedOut ? "attempt timeout" : error?.GetType().Name ?? "status");
-                    response?.Dispose();
-                    if (delay > TimeSpan.Zero)
-                    {
-                        await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);
-                        now = time.GetTimestamp();
-                    }
-
-                    continue;
+                    throw TimedOut(service, request, route, totalBinds: true);
                 }
-            }
 
-            if (timedOut)
-            {
-                throw TimedOut(service, request, route, totalBinds);
-            }
+                if (!breaker.TryAdmit(now, out var trial))
+                {
+                    throw new CircuitOpenException(request.RequestUri!.Host, service.Host, options.CircuitBreakerBreakDuration);
+                }
 
-            if (error is not null)
-            {
-                ExceptionDispatchInfo.Throw(error);
-            }
+                HttpResponseMessage? response = null;
+                Exception? error = null;
+                var timedOut = false;
+                var deadline = _sources.Rent();
+                var link = cancellationToken.UnsafeRegister(CancelSource, deadline);
+                try
+                {
+                    deadline.CancelAfter(timeout);
+                    response = await base.SendAsync(request, deadline.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                {
+                    error = e;
+                    timedOut = true;
+                }
+                catch (Exception e)
+                {
+                    error = e;
+                }
+                finally
+                {
+                    // Dispose (not Unregister) waits for a running caller-cancellation callback, so a pooled source is never
+                    // cancelled after it went back to the pool.
+                    link.Dispose();
+                    Release(deadline, request);
+                    heldRetry?.Traffic.EndRetry();
+                    heldRetry = null;
+                }
 
-            return response!;
+                now = time.GetTimestamp();
+                if (error is OperationCanceledException && !timedOut)
+                {
+                    // The caller gave up: not the service's fault, and nothing to retry.
+                    breaker.OnAbandoned(trial);
+                    ExceptionDispatchInfo.Throw(error);
+                }
+
+                // The circuit breaker counts failures by the app's rule whatever the route retries on.
+                var transient = MeshResiliencePolicies.IsTransient(response, error, timedOut);
+                if (breaker.OnResult(now, transient, trial))
+                {
+                    Log.CircuitOpened(_logger, service.Host, options.CircuitBreakerBreakDuration);
+                }
+
+                var retriable = retryPolicy is null ? transient : retryPolicy.ShouldRetry(response, error, timedOut);
+
+                // An attempt cut short by the total timeout spent the budget: nothing is left to retry with (the timer may
+                // fire a fraction of a millisecond before the clock agrees, so this is decided by which deadline bound it).
+                if (retriable && !(timedOut && totalBinds) && attempt < maxRetries && MeshResiliencePolicies.CanRetry(request, error, routeRetries: retryPolicy is not null))
+                {
+                    var delay = retryPolicy is null ? Backoff(options.RetryDelay, attempt + 1) : retryPolicy.Backoff(attempt + 1);
+                    if (delay < totalTimeout - time.GetElapsedTime(start, now) && TryTakeRetry(service, request, out heldRetry))
+                    {
+                        Log.Retrying(_logger, service.Host, attempt + 1, response is null ? 0 : (int)response.StatusCode, timedOut ? "attempt timeout" : error?.GetType().Name ?? "status");
+                        response?.Dispose();
+                        if (delay > TimeSpan.Zero)
+                        {
+                            await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);
+                            now = time.GetTimestamp();
+                        }
+
+                        continue;
+                    }
+                }
+
+                if (timedOut)
+                {
+                    throw TimedOut(service, request, route, totalBinds);
+                }
+
+                if (error is not null)
+                {
+                    ExceptionDispatchInfo.Throw(error);
+                }
+
+                return response!;
+            }
         }
+        finally
+        {
+            heldRetry?.Traffic.EndRetry();
+        }
+    }
+
+    /// <summary>
+    /// Whether the retry budget of the cluster the last attempt failed in allows one more retry in flight (Envoy's
+    /// <c>retry_budget</c>; on by default at 20 % of the requests in flight, at least 3). A denied retry is not sent:
+    /// the caller gets the failed attempt's outcome, as Envoy answers on retry overflow.
+    /// </summary>
+    private bool TryTakeRetry(MeshService service, HttpRequestMessage request, out MeshCluster? held)
+    {
+        held = Http.MeshHttpHandler.GetFailedCluster(request);
+        if (held is null || held.Traffic.TryStartRetry(held.Limits))
+        {
+            return true;
+        }
+
+        Log.RetryBudgetExhausted(_logger, service.Host, held.Name, held.Traffic.ActiveRetries, held.Traffic.ActiveRequests);
+        held = null;
+        return false;
     }
 
     /// <summary>Envoy's retry backoff: uniformly random in [0, (2^n − 1) × base), capped at 10 × base.</summary>
@@ -211,5 +253,8 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
 
         [LoggerMessage(11, LogLevel.Warning, "Circuit of mesh service {Service} opened: calls are rejected for {BreakDuration}.")]
         public static partial void CircuitOpened(ILogger logger, string service, TimeSpan breakDuration);
+
+        [LoggerMessage(12, LogLevel.Debug, "Retry of a call to mesh service {Service} not sent: the retry budget of cluster {Cluster} is spent ({Retries} retries of {Requests} requests in flight).")]
+        public static partial void RetryBudgetExhausted(ILogger logger, string service, string cluster, int retries, int requests);
     }
 }

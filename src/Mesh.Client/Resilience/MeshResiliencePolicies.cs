@@ -43,8 +43,18 @@ internal sealed class MeshResiliencePolicies
     /// Whether a failed attempt may be sent again: only idempotent methods or requests with an <c>Idempotency-Key</c>;
     /// and when the body cannot be replayed, only if the failure happened before anything was sent.
     /// </summary>
-    internal static bool CanRetry(HttpRequestMessage request, Exception? exception)
+    /// <remarks>
+    /// A unary (or server-streaming) gRPC call under a route retry policy is the exception: its POST is retried as the
+    /// route says, as Envoy and gRPC's own retries (gRFC A6) do, the operator having opted in with <c>retryOn</c>; its
+    /// body (Grpc.Net.Client's PushUnaryContent) writes the one request message again on each attempt.
+    /// </remarks>
+    internal static bool CanRetry(HttpRequestMessage request, Exception? exception, bool routeRetries = false)
     {
+        if (routeRetries && request.Content is { } content && content.GetType().Name.StartsWith(GrpcUnaryContent, StringComparison.Ordinal))
+        {
+            return true;
+        }
+
         if (!IsIdempotent(request.Method) && !request.Headers.NonValidated.Contains("Idempotency-Key"))
         {
             return false;
@@ -66,6 +76,9 @@ internal sealed class MeshResiliencePolicies
 
     internal static bool IsTransient(HttpStatusCode status) =>
         (int)status >= 500 || status is HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests;
+
+    // Grpc.Net.Client's request content of unary and server-streaming calls (generic: PushUnaryContent`2).
+    private const string GrpcUnaryContent = "PushUnaryContent";
 
     private static bool IsIdempotent(HttpMethod method) =>
         method == HttpMethod.Get || method == HttpMethod.Head || method == HttpMethod.Options

@@ -17,6 +17,9 @@ internal enum RouteStatus
 
     /// <summary>The chosen cluster has no endpoint at all.</summary>
     NoEndpoint,
+
+    /// <summary>The route answers the request itself (redirect, direct response): <see cref="Http.MeshRouteFeaturesHandler"/> does.</summary>
+    LocalResponse,
 }
 
 /// <summary>The per-request path: host → service → route → weighted cluster → endpoint. Allocates nothing.</summary>
@@ -49,6 +52,17 @@ internal sealed class MeshRouter
         MeshEndpoint? avoid,
         out MeshService? service,
         out MeshCluster? cluster,
+        out MeshEndpoint? endpoint) =>
+        Route(request, now, TimeProvider.System.TimestampFrequency, avoid, out service, out cluster, out endpoint);
+
+    /// <summary>Routes with timestamps of a given <see cref="TimeProvider"/> (<paramref name="timestampFrequency"/> ticks per second).</summary>
+    public RouteStatus Route(
+        HttpRequestMessage request,
+        long now,
+        long timestampFrequency,
+        MeshEndpoint? avoid,
+        out MeshService? service,
+        out MeshCluster? cluster,
         out MeshEndpoint? endpoint)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -74,16 +88,27 @@ internal sealed class MeshRouter
             return RouteStatus.NoRoute;
         }
 
+        if (route.Clusters.IsEmpty)
+        {
+            return RouteStatus.LocalResponse;
+        }
+
         cluster = route.PickCluster(_random);
         endpoint = route.HashPolicy is { } hashPolicy && hashPolicy.TryHash(request, uri, out var hash)
-            ? cluster.Balancer.Pick(now, avoid, hash)
-            : cluster.Balancer.Pick(now, avoid);
+            ? cluster.PickEndpoint(now, timestampFrequency, avoid, hash)
+            : cluster.PickEndpoint(now, timestampFrequency, avoid);
         return endpoint is null ? RouteStatus.NoEndpoint : RouteStatus.Routed;
     }
 
     /// <summary>The first route of <paramref name="service"/> that matches the request, as Envoy picks it.</summary>
     internal static MeshRoute? MatchRoute(MeshService service, HttpRequestMessage request, Uri uri)
     {
+        // A request whose route rewrote its path or headers stays on that route (Envoy routes once, then rewrites).
+        if (service.HasRouteFeatures && Http.MeshRouteFeaturesHandler.PinnedRoute(request, service) is { } pinned)
+        {
+            return pinned;
+        }
+
         var routes = service.Routes;
         if (!service.NeedsPath && !service.NeedsHeaders)
         {

@@ -51,6 +51,8 @@ internal static class MeshSnapshotBuilder
                 cluster.OutlierDetection,
                 random,
                 cluster.Tls,
+                cluster.Limits,
+                before?.Traffic,
                 cluster.RingHash);
         }
 
@@ -183,7 +185,20 @@ internal static class MeshSnapshotBuilder
         {
             var weighted = ImmutableArray.CreateBuilder<WeightedCluster>();
             var action = route.Route_;
-            if (action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.Cluster)
+
+            // Validated by XdsResourceDecoder.ValidateRoute; decoded here once so requests only read it.
+            var features = RouteFeaturesDecoder.Decode(route, string.Empty, [], built, out var missingMirror);
+            if (missingMirror is not null)
+            {
+                missing = missingMirror;
+                return [];
+            }
+
+            if (action is null)
+            {
+                // A redirect or direct response: no cluster.
+            }
+            else if (action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.Cluster)
             {
                 if (!TryGetCluster(action.Cluster, out var cluster))
                 {
@@ -219,11 +234,12 @@ internal static class MeshSnapshotBuilder
                 weighted.ToImmutable(),
                 headers,
                 route.Name,
-                match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.SafeRegex ? ToPathRegex(match.SafeRegex) : null)
+                match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.SafeRegex ? ToPathRegex(match.SafeRegex) : null,
+                features)
             {
                 // Validated by XdsResourceDecoder.ValidateRoute; parsed here once so requests only read it.
-                Resilience = Resilience.RouteResilience.Decode(action, host.RetryPolicy, string.Empty, []),
-                HashPolicy = XdsResourceDecoder.DecodeHashPolicy(action, string.Empty, []),
+                Resilience = action is null ? null : Resilience.RouteResilience.Decode(action, host.RetryPolicy, string.Empty, []),
+                HashPolicy = action is null ? null : XdsResourceDecoder.DecodeHashPolicy(action, string.Empty, []),
             });
         }
 

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using Mesh.Xds.Envoy.Type.Matcher.V3;
+using Mesh.Xds.Matching;
 using EnvoyHeaderMatcher = Mesh.Xds.Envoy.Config.Route.V3.HeaderMatcher;
 
 namespace Mesh.Client.Xds;
@@ -22,9 +23,7 @@ internal enum StringMatchKind
 /// </summary>
 internal sealed record StringMatch(StringMatchKind Kind, string Value, bool IgnoreCase)
 {
-    // RE2 has no backtracking constructs; the non-backtracking engine refuses them too and matches in linear time.
-    private const RegexOptions RegexFlags = RegexOptions.NonBacktracking | RegexOptions.CultureInvariant;
-
+    // RE2 spelled for .NET's non-backtracking engine (linear time, as RE2), validated when the matcher is decoded.
     private readonly Regex? _regex = Kind == StringMatchKind.Regex ? FullMatch(Value) : null;
 
     public bool Matches(ReadOnlySpan<char> input)
@@ -50,25 +49,18 @@ internal sealed record StringMatch(StringMatchKind Kind, string Value, bool Igno
     {
         ArgumentNullException.ThrowIfNull(pattern);
         ArgumentNullException.ThrowIfNull(errors);
-        try
+        if (Re2Regex.TryCompileFullMatch(pattern, ignoreCase: false, out var error) is null)
         {
-            // Validate the pattern alone first: wrapping an unbalanced one such as "a)|(b" would turn it into another valid regex.
-            _ = new Regex(pattern, RegexFlags);
-            return new StringMatch(StringMatchKind.Regex, pattern, IgnoreCase: false);
-        }
-        catch (ArgumentException ex)
-        {
-            errors.Add($"{path}: '{pattern}' is not a valid regex: {ex.Message}");
-        }
-        catch (NotSupportedException ex)
-        {
-            errors.Add($"{path}: '{pattern}' is not supported (RE2 syntax only): {ex.Message}");
+            errors.Add($"{path}: {error}");
+            return null;
         }
 
-        return null;
+        return new StringMatch(StringMatchKind.Regex, pattern, IgnoreCase: false);
     }
 
-    private static Regex FullMatch(string pattern) => new($"\\A(?:{pattern})\\z", RegexFlags);
+    private static Regex FullMatch(string pattern) =>
+        Re2Regex.TryCompileFullMatch(pattern, ignoreCase: false, out var error)
+        ?? throw new ArgumentException($"'{pattern}' is not a valid RE2 regex: {error}", nameof(pattern));
 
     public override string ToString() => Kind == StringMatchKind.Exact
         ? Value

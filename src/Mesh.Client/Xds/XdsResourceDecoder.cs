@@ -202,10 +202,11 @@ internal static class XdsResourceDecoder
 
         var policy = DecodePolicy(cluster, where, errors);
         var ringHash = policy == LoadBalancingPolicy.RingHash ? DecodeRingHash(cluster.RingHashLbConfig, where, errors) : null;
-        var outlier = DecodeOutlierDetection(cluster.OutlierDetection, where, errors);
+        var outlier = ClusterPolicyDecoder.DecodeOutlierDetection(cluster, where, errors);
+        var limits = ClusterPolicyDecoder.DecodeLimits(cluster, where, errors);
         var tls = cluster.TransportSocket is { } socket ? DecodeTransportSocket(socket, where, errors) : null;
         return errors.Count == start
-            ? (name, new ClusterResource(name, edsName, policy, outlier, staticEndpoints, tls, ringHash))
+            ? (name, new ClusterResource(name, edsName, policy, outlier, staticEndpoints, tls, limits, ringHash))
             : (name, null);
     }
 
@@ -253,6 +254,23 @@ internal static class XdsResourceDecoder
             }
 
             var isRouter = IsRouter(filter);
+            if (!isRouter && string.Equals(filter.TypedConfig?.TypeUrl, XdsWire.HttpFaultType, StringComparison.Ordinal))
+            {
+                // The fault filter: routes say what to inject (typed_per_filter_config), MeshRouteFeaturesHandler injects it.
+                // A listener-wide fault (a non-empty HTTPFault here) would apply to every route; this client does not run that.
+                if (filter.TypedConfig!.Unpack<Mesh.Xds.Envoy.Extensions.Filters.Http.Fault.V3.HTTPFault>() is { Delay: not null } or { Abort: not null })
+                {
+                    errors.Add($"{where}: {hcmPath}.http_filters[{i}] '{filter.Name}': a listener-wide fault is not supported by this client (put it on the routes)");
+                }
+
+                if (i == filters.Count - 1)
+                {
+                    errors.Add($"{where}: {hcmPath}.http_filters[{i}] must be the router filter ({XdsTypeUrls.Router})");
+                }
+
+                continue;
+            }
+
             if (isRouter && i != filters.Count - 1)
             {
                 errors.Add($"{where}: {hcmPath}.http_filters[{i}] is the router, which must be the last filter");
@@ -357,9 +375,15 @@ internal static class XdsResourceDecoder
             }
         }
 
+        RouteFeaturesDecoder.Decode(route, where, errors, clusters: null, out _);
+        if (route.ActionCase is Route.ActionOneofCase.Redirect or Route.ActionOneofCase.DirectResponse)
+        {
+            return;
+        }
+
         if (route.ActionCase != Route.ActionOneofCase.Route_)
         {
-            errors.Add($"{where}.route is required (only forwarding routes are supported)");
+            errors.Add($"{where}.route is required (only forwarding, redirect and direct response routes are supported)");
             return;
         }
 
@@ -553,52 +577,6 @@ internal static class XdsResourceDecoder
         return new Routing.RouteHashPolicy(keys.ToImmutable(), ProcessSourceKey);
     }
 
-    private static OutlierDetectionSettings? DecodeOutlierDetection(OutlierDetection? outlier, string where, List<string> errors)
-    {
-        if (outlier is null)
-        {
-            return null;
-        }
-
-        var settings = OutlierDetectionSettings.Default;
-        if (outlier.Consecutive5Xx is { } consecutive)
-        {
-            if (consecutive == 0 || consecutive > int.MaxValue)
-            {
-                errors.Add($"{where}: outlier_detection.consecutive_5xx must be between 1 and {int.MaxValue}");
-            }
-            else
-            {
-                settings = settings with { ConsecutiveFailures = (int)consecutive };
-            }
-        }
-
-        if (outlier.BaseEjectionTime is { } baseTime)
-        {
-            var duration = baseTime.ToTimeSpan();
-            if (duration <= TimeSpan.Zero)
-            {
-                errors.Add($"{where}: outlier_detection.base_ejection_time must be positive");
-            }
-            else
-            {
-                settings = settings with { BaseEjectionTime = duration, MaxEjectionTime = TimeSpan.FromTicks(Math.Max(duration.Ticks, settings.MaxEjectionTime.Ticks)) };
-            }
-        }
-
-        if (outlier.Interval is { } interval && interval.ToTimeSpan() < TimeSpan.Zero)
-        {
-            errors.Add($"{where}: outlier_detection.interval must not be negative");
-        }
-
-        if (outlier.MaxEjectionPercent is > 100)
-        {
-            errors.Add($"{where}: outlier_detection.max_ejection_percent must not exceed 100");
-        }
-
-        return settings;
-    }
-
     /// <summary>
     /// Decodes the UpstreamTlsContext Istio sends proxyless clients (gRFC A29). Certificates always come from this
     /// workload's SVID and the mesh bundle, so provider instance names are not checked; any field this client does not
@@ -687,7 +665,7 @@ internal static class XdsResourceDecoder
     }
 
     /// <summary>Adds an error naming the field numbers on the wire that this client's proto subset does not know; true when there are none.</summary>
-    private static bool RejectUnknownFields(IMessage message, string where, List<string> errors)
+    internal static bool RejectUnknownFields(IMessage message, string where, List<string> errors)
     {
         var known = message.Descriptor.Fields.InFieldNumberOrder().Select(f => f.FieldNumber).ToHashSet();
         var input = new CodedInputStream(message.ToByteArray());

@@ -16,6 +16,7 @@ internal sealed record ClusterResource(
     OutlierDetectionSettings? OutlierDetection,
     EndpointsResource? StaticEndpoints,
     UpstreamTlsSettings? Tls = null,
+    ClusterLimits? Limits = null,
     LoadBalancing.RingHashSettings? RingHash = null);
 
 /// <summary>A validated EDS assignment: the usable endpoints (localities without weight already left out).</summary>

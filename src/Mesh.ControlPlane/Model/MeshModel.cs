@@ -74,6 +74,8 @@ internal sealed record DestinationRuleModel(string Namespace, string Name, strin
 
     /// <summary>The hash key when <see cref="LoadBalancer"/> is <see cref="LoadBalancerKind.ConsistentHash"/>.</summary>
     public ConsistentHashModel? ConsistentHash { get; init; }
+    /// <summary>Gets <c>spec.trafficPolicy</c>'s load balancer, resilience blocks and port-level settings.</summary>
+    public TrafficPolicyModel Traffic { get; init; } = TrafficPolicyModel.None;
 }
 
 /// <summary>One problem found in the config folder. Warnings do not reject the config.</summary>
@@ -97,6 +99,8 @@ internal sealed record YamlConfig(
     public ImmutableArray<RequestAuthenticationModel> RequestAuthentications { get; init; } = [];
 
     public ImmutableArray<VirtualServiceModel> VirtualServices { get; init; } = [];
+
+    public ImmutableArray<LocalRateLimitPolicyModel> LocalRateLimitPolicies { get; init; } = [];
 }
 
 /// <summary>The immutable model the translator works from; replaced as a whole on every change.</summary>

@@ -37,7 +37,54 @@ internal sealed record HttpRouteModel(
     ImmutableArray<HttpMatchModel> Matches,
     ImmutableArray<RouteDestinationModel> Destinations,
     TimeSpan? Timeout,
-    HttpRetryModel? Retries);
+    HttpRetryModel? Retries)
+{
+    /// <summary>Gets <c>fault</c>: injected before the request is routed, as Envoy's fault filter does.</summary>
+    public HttpFaultModel? Fault { get; init; }
+
+    /// <summary>Gets <c>mirror</c> + <c>mirrorPercentage</c>, or <c>mirrors[]</c>.</summary>
+    public ImmutableArray<HttpMirrorModel> Mirrors { get; init; } = [];
+
+    public HttpRewriteModel? Rewrite { get; init; }
+
+    public HttpHeadersModel? Headers { get; init; }
+
+    /// <summary>Gets <c>redirect</c>; then <see cref="Destinations"/> is empty.</summary>
+    public HttpRedirectModel? Redirect { get; init; }
+
+    /// <summary>Gets <c>directResponse</c>; then <see cref="Destinations"/> is empty.</summary>
+    public HttpDirectResponseModel? DirectResponse { get; init; }
+}
+
+/// <summary><c>http[].fault</c>: at least one of delay and abort.</summary>
+internal sealed record HttpFaultModel(FaultDelayModel? Delay, FaultAbortModel? Abort);
+
+/// <summary><c>fault.delay</c>; <paramref name="Percent"/> in [0, 100] (0 when the VirtualService gives none: nothing is delayed).</summary>
+internal sealed record FaultDelayModel(TimeSpan FixedDelay, double Percent);
+
+/// <summary><c>fault.abort</c>: exactly one of an HTTP status and a gRPC status code; <paramref name="Percent"/> as for a delay.</summary>
+internal sealed record FaultAbortModel(uint? HttpStatus, uint? GrpcStatus, double Percent);
+
+/// <summary>A mirror destination and the share of requests copied to it (100 when the VirtualService gives none).</summary>
+internal sealed record HttpMirrorModel(RouteDestinationModel Destination, double Percent);
+
+/// <summary><c>http[].rewrite</c>: at most one of <paramref name="Uri"/> and a regex rewrite.</summary>
+internal sealed record HttpRewriteModel(string? Uri, string? RegexMatch, string? RegexSubstitution, string? Authority);
+
+/// <summary>One side's <c>set</c>, <c>add</c> and <c>remove</c>, sorted by header name.</summary>
+internal sealed record HeaderOperationsModel(
+    ImmutableArray<KeyValuePair<string, string>> Set,
+    ImmutableArray<KeyValuePair<string, string>> Add,
+    ImmutableArray<string> Remove);
+
+/// <summary><c>http[].headers</c>; a request <c>:authority</c>/<c>host</c> in set or add is <paramref name="Authority"/> (a host rewrite).</summary>
+internal sealed record HttpHeadersModel(HeaderOperationsModel? Request, HeaderOperationsModel? Response, string? Authority);
+
+/// <summary><c>http[].redirect</c>; <paramref name="Code"/> is one of 301, 302, 303, 307, 308.</summary>
+internal sealed record HttpRedirectModel(string? Uri, string? Authority, uint? Port, string? Scheme, uint Code);
+
+/// <summary><c>http[].directResponse</c>: the status and the body, if any.</summary>
+internal sealed record HttpDirectResponseModel(uint Status, byte[]? Body);
 
 /// <summary>A mesh VirtualService (gateways absent or <c>mesh</c>); <paramref name="Hosts"/> are fully qualified.</summary>
 internal sealed record VirtualServiceModel(string Namespace, string Name, ImmutableArray<string> Hosts, ImmutableArray<HttpRouteModel> Http);
@@ -47,4 +94,6 @@ internal sealed record SubsetModel(string Name, ImmutableSortedDictionary<string
 {
     /// <summary>The subset's own hash key when its <see cref="LoadBalancer"/> is <see cref="LoadBalancerKind.ConsistentHash"/>.</summary>
     public ConsistentHashModel? ConsistentHash { get; init; }
+    /// <summary>Gets the subset's own traffic policy (merged over the rule's as istiod does); null when it sets none.</summary>
+    public TrafficPolicyModel? Traffic { get; init; }
 }

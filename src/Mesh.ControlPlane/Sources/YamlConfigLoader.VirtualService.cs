@@ -1,7 +1,7 @@
 using System.Collections.Immutable;
 using System.Globalization;
-using System.Text.RegularExpressions;
 using Mesh.ControlPlane.Model;
+using Mesh.Xds.Matching;
 using YamlDotNet.RepresentationModel;
 
 namespace Mesh.ControlPlane.Sources;
@@ -9,13 +9,14 @@ namespace Mesh.ControlPlane.Sources;
 /// <summary>VirtualService (mesh traffic) and DestinationRule subsets; every field Mesh does not apply is an error.</summary>
 internal static partial class YamlConfigLoader
 {
-    /// <summary>Istio's limit on a match regex (validation.go).</summary>
-    private const int MaxRegexLength = 1024;
-
     private static readonly System.Buffers.SearchValues<char> DurationNumber = System.Buffers.SearchValues.Create("0123456789.");
 
     private static readonly string[] VirtualServiceFields = ["hosts", "gateways", "http"];
-    private static readonly string[] HttpRouteFields = ["name", "match", "route", "timeout", "retries"];
+    private static readonly string[] HttpRouteFields =
+    [
+        "name", "match", "route", "timeout", "retries", "fault", "mirror", "mirrorPercentage", "mirrorPercent", "mirrors", "rewrite", "headers",
+        "redirect", "directResponse",
+    ];
     private static readonly string[] HttpMatchFields = ["name", "uri", "headers", "withoutHeaders", "ignoreUriCase", "method"];
     private static readonly string[] RouteDestinationFields = ["destination", "weight"];
     private static readonly string[] DestinationFields = ["host", "subset", "port"];
@@ -110,7 +111,15 @@ internal static partial class YamlConfigLoader
         }
 
         var destinations = ImmutableArray.CreateBuilder<RouteDestinationModel>();
-        var routeNode = ctx.Sequence(Child(node, "route"), node, $"{path}.route", required: true);
+
+        // A redirect or a direct response answers the request itself: Istio wants no route then, and one of the three otherwise.
+        var answersLocally = Child(node, "redirect") is not null || Child(node, "directResponse") is not null;
+        if (!answersLocally && Child(node, "route") is null)
+        {
+            ctx.Error(node, $"{path}.route", "is required (or redirect, or directResponse)");
+        }
+
+        var routeNode = ctx.Sequence(Child(node, "route"), node, $"{path}.route", required: false);
         if (routeNode is { Children.Count: 0 })
         {
             ctx.Error(routeNode, $"{path}.route", "must list at least one destination");
@@ -147,7 +156,7 @@ internal static partial class YamlConfigLoader
             retries = ParseRetries(ctx, retriesNode, $"{path}.retries", timeout);
         }
 
-        return new HttpRouteModel(routeName, matches.ToImmutable(), destinations.ToImmutable(), timeout, retries);
+        return ParseRouteFeatures(ctx, node, path, ns, references, new HttpRouteModel(routeName, matches.ToImmutable(), destinations.ToImmutable(), timeout, retries));
     }
 
     private static HttpMatchModel ParseHttpMatch(ResourceContext ctx, YamlMappingNode node, string path)
@@ -263,32 +272,18 @@ internal static partial class YamlConfigLoader
     }
 
     /// <summary>
-    /// Istio takes RE2; .NET's non-backtracking engine accepts close to the same language (no backreferences, no
-    /// lookaround), so a pattern it refuses would also fail in Envoy or in the Mesh client.
+    /// Istio takes RE2: validated by the same RE2 reading the Mesh client compiles with, so what passes here means the
+    /// same in Envoy, in grpc-js-xds and in the client, and what RE2 refuses (lookaround, backreferences) is refused.
     /// </summary>
     private static bool CheckRegex(ResourceContext ctx, YamlNode node, string path, string pattern)
     {
-        if (pattern.Length == 0 || pattern.Length > MaxRegexLength)
+        if (Re2Regex.TryCompileFullMatch(pattern, ignoreCase: false, out var error) is null)
         {
-            ctx.Error(node, path, $"must be 1-{MaxRegexLength} characters long");
+            ctx.Error(node, path, error!);
             return false;
         }
 
-        try
-        {
-            _ = new Regex(pattern, RegexOptions.NonBacktracking | RegexOptions.CultureInvariant);
-            return true;
-        }
-        catch (ArgumentException ex)
-        {
-            ctx.Error(node, path, $"'{pattern}' is not a valid regex: {ex.Message}");
-        }
-        catch (NotSupportedException ex)
-        {
-            ctx.Error(node, path, $"'{pattern}' is not a valid RE2 regex: {ex.Message}");
-        }
-
-        return false;
+        return true;
     }
 
     private static RouteDestinationModel? ParseRouteDestination(ResourceContext ctx, YamlMappingNode node, string path, string ns, List<DestinationReference> references)
@@ -318,24 +313,30 @@ internal static partial class YamlConfigLoader
             return null;
         }
 
-        RejectUnsupportedFields(ctx, destination, $"{path}.destination", DestinationFields);
-        var host = ctx.String(Child(destination, "host"), $"{path}.destination.host");
+        return ParseDestination(ctx, destination, $"{path}.destination", ns, references, weight);
+    }
+
+    /// <summary>An Istio <c>Destination</c> (host, subset, port), checked against the folder once everything is read.</summary>
+    private static RouteDestinationModel? ParseDestination(ResourceContext ctx, YamlMappingNode destination, string path, string ns, List<DestinationReference> references, uint weight)
+    {
+        RejectUnsupportedFields(ctx, destination, path, DestinationFields);
+        var host = ctx.String(Child(destination, "host"), $"{path}.host");
         if (string.IsNullOrEmpty(host) || !IsHostName(host))
         {
-            ctx.Error(Child(destination, "host") ?? destination, $"{path}.destination.host", string.IsNullOrEmpty(host) ? "is required" : $"'{host}' must be a DNS name");
+            ctx.Error(Child(destination, "host") ?? destination, $"{path}.host", string.IsNullOrEmpty(host) ? "is required" : $"'{host}' must be a DNS name");
             return null;
         }
 
-        var subset = ctx.String(Child(destination, "subset"), $"{path}.destination.subset");
+        var subset = ctx.String(Child(destination, "subset"), $"{path}.subset");
         uint? port = null;
-        if (ctx.Mapping(Child(destination, "port"), destination, $"{path}.destination.port", required: false) is { } portNode)
+        if (ctx.Mapping(Child(destination, "port"), destination, $"{path}.port", required: false) is { } portNode)
         {
-            RejectUnsupportedFields(ctx, portNode, $"{path}.destination.port", ["number"]);
-            port = ctx.Port(Child(portNode, "number"), portNode, $"{path}.destination.port.number", required: true);
+            RejectUnsupportedFields(ctx, portNode, $"{path}.port", ["number"]);
+            port = ctx.Port(Child(portNode, "number"), portNode, $"{path}.port.number", required: true);
         }
 
         var fqdn = HostNames.Qualify(host, ns);
-        references.Add(new DestinationReference(Line(destination), $"{path}.destination", fqdn, string.IsNullOrEmpty(subset) ? null : subset, port, IsVirtualServiceHost: false));
+        references.Add(new DestinationReference(Line(destination), path, fqdn, string.IsNullOrEmpty(subset) ? null : subset, port, IsVirtualServiceHost: false));
         return new RouteDestinationModel(fqdn, string.IsNullOrEmpty(subset) ? null : subset, port, weight);
     }
 
@@ -512,14 +513,16 @@ internal static partial class YamlConfigLoader
 
             var labels = ctx.Labels(Child(subset, "labels"), subset, $"{path}.labels");
             LoadBalancerKind? lb = null;
+            TrafficPolicyModel? traffic = null;
             ConsistentHashModel? consistentHash = null;
             if (ctx.Mapping(Child(subset, "trafficPolicy"), subset, $"{path}.trafficPolicy", required: false) is { } policy)
             {
-                RejectUnsupportedFields(ctx, policy, $"{path}.trafficPolicy", ["loadBalancer"]);
+                RejectUnsupportedFields(ctx, policy, $"{path}.trafficPolicy", ["loadBalancer", "connectionPool", "outlierDetection", "retryBudget", "portLevelSettings"]);
                 lb = ParseLoadBalancer(ctx, policy, $"{path}.trafficPolicy.loadBalancer", out consistentHash);
+                traffic = ParseTrafficPolicy(ctx, policy, $"{path}.trafficPolicy", lb);
             }
 
-            subsets.Add(new SubsetModel(name, labels, lb) { ConsistentHash = consistentHash });
+            subsets.Add(new SubsetModel(name, labels, lb) { Traffic = traffic, ConsistentHash = consistentHash });
         }
 
         return subsets.ToImmutable();

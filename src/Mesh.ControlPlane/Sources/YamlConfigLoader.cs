@@ -63,6 +63,7 @@ internal static partial class YamlConfigLoader
         var rules = new List<(DestinationRuleModel Model, string File, int Line)>();
         var security = new SecurityPolicyLists();
         var virtualServices = new List<ParsedVirtualService>();
+        var rateLimits = new List<LocalRateLimitPolicyModel>();
 
         foreach (var (file, text) in files)
         {
@@ -90,19 +91,21 @@ internal static partial class YamlConfigLoader
                     continue;
                 }
 
-                ParseDocument(file, document.RootNode, errors, services, workloads, rules, security, virtualServices);
+                ParseDocument(file, document.RootNode, errors, services, workloads, rules, security, virtualServices, rateLimits);
             }
         }
 
         CheckDuplicates(services, rules, errors);
         CheckSecurityDuplicates(security, errors);
         CheckVirtualServices(virtualServices, services, rules, errors);
+        CheckRateLimitPolicies(rateLimits, services, errors);
         var config = new YamlConfig([.. services.Select(s => s.Model)], [.. workloads], [.. rules.Select(r => r.Model)])
         {
             PeerAuthentications = [.. security.PeerAuthentications],
             AuthorizationPolicies = [.. security.AuthorizationPolicies],
             RequestAuthentications = [.. security.RequestAuthentications],
             VirtualServices = [.. virtualServices.Select(v => v.Model)],
+            LocalRateLimitPolicies = [.. rateLimits],
         };
         return new YamlLoadResult(config, [.. errors]);
     }
@@ -157,7 +160,8 @@ internal static partial class YamlConfigLoader
         List<WorkloadInstance> workloads,
         List<(DestinationRuleModel, string, int)> rules,
         SecurityPolicyLists security,
-        List<ParsedVirtualService> virtualServices)
+        List<ParsedVirtualService> virtualServices,
+        List<LocalRateLimitPolicyModel> rateLimits)
     {
         var line = Line(root);
         var before = errors.Count; // a resource with any error (apiVersion and metadata included) is not added
@@ -181,13 +185,18 @@ internal static partial class YamlConfigLoader
         }
 
         var isSecurityKind = SecurityKinds.Contains(kind, StringComparer.Ordinal);
-        if (!isSecurityKind && kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule" or "VirtualService"))
+        var isRateLimitKind = kind == RateLimitKind;
+        if (!isSecurityKind && !isRateLimitKind && kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule" or "VirtualService"))
         {
             // An unknown security kind is a policy we would silently not enforce (a misspelt AuthorizationPolicy drops its
             // DENY): refuse the folder. Other kinds only shape traffic, so they are ignored with a warning.
             if (IsSecurityGroup(apiVersion))
             {
                 ctx.Error(Child(doc, "kind")!, "kind", $"{kind} is not a known {SecurityGroup} kind (known: {string.Join(", ", SecurityKinds)}); a security policy the mesh cannot read is never ignored");
+            }
+            else if (IsMeshPolicyGroup(apiVersion))
+            {
+                ctx.Error(Child(doc, "kind")!, "kind", $"{kind} is not a known {MeshPolicyGroup} kind (known: {RateLimitKind}); a policy the mesh cannot read is never ignored");
             }
             else if (string.IsNullOrEmpty(apiVersion))
             {
@@ -201,7 +210,7 @@ internal static partial class YamlConfigLoader
             return;
         }
 
-        var apiVersions = isSecurityKind ? SecurityApiVersions : ApiVersions;
+        var apiVersions = isSecurityKind ? SecurityApiVersions : isRateLimitKind ? RateLimitApiVersions : ApiVersions;
         if (apiVersion is null || !apiVersions.Contains(apiVersion, StringComparer.Ordinal))
         {
             ctx.Error(Child(doc, "apiVersion") ?? doc, "apiVersion", $"must be one of {string.Join(", ", apiVersions)}");
@@ -264,9 +273,17 @@ internal static partial class YamlConfigLoader
             case "VirtualService":
                 var references = new List<DestinationReference>();
                 var virtualService = ParseVirtualService(ctx, spec, ns, name ?? string.Empty, references);
-                if (errors.Count == before)
+                if (errors.Skip(before).All(e => e.IsWarning))
                 {
                     virtualServices.Add(new ParsedVirtualService(virtualService, file, line, references));
+                }
+
+                break;
+            case RateLimitKind:
+                var rateLimit = ParseLocalRateLimitPolicy(ctx, spec, ns, name ?? string.Empty, file, line);
+                if (errors.Count == before)
+                {
+                    rateLimits.Add(rateLimit);
                 }
 
                 break;
@@ -487,7 +504,7 @@ internal static partial class YamlConfigLoader
 
     private static DestinationRuleModel? ParseDestinationRule(ResourceContext ctx, YamlMappingNode spec, string ns, string name)
     {
-        // A traffic policy the mesh would not apply (connectionPool, outlierDetection, …) is refused, never silently dropped.
+        // A traffic policy field the mesh would not apply (consistentHash, tunnel, …) is refused, never silently dropped.
         RejectUnsupportedFields(ctx, spec, "spec", ["host", "trafficPolicy", "subsets"]);
         var host = ctx.String(Child(spec, "host"), "spec.host");
         if (string.IsNullOrEmpty(host))
@@ -502,14 +519,30 @@ internal static partial class YamlConfigLoader
         var policy = ctx.Mapping(Child(spec, "trafficPolicy"), spec, "spec.trafficPolicy", required: false);
         if (policy is not null)
         {
-            RejectUnsupportedFields(ctx, policy, "spec.trafficPolicy", ["loadBalancer", "tls"]);
+            RejectUnsupportedFields(ctx, policy, "spec.trafficPolicy", ["loadBalancer", "tls", "connectionPool", "outlierDetection", "retryBudget", "portLevelSettings"]);
         }
 
         ConsistentHashModel? consistentHash = null;
-        var lb = (policy is null ? null : ParseLoadBalancer(ctx, policy, "spec.trafficPolicy.loadBalancer", out consistentHash)) ?? LoadBalancerKind.RoundRobin;
+        var simpleLb = policy is null ? null : ParseLoadBalancer(ctx, policy, "spec.trafficPolicy.loadBalancer", out consistentHash);
+        var lb = simpleLb ?? LoadBalancerKind.RoundRobin;
         var tlsMode = policy is null ? null : ParseTlsMode(ctx, policy);
+        var traffic = policy is null ? TrafficPolicyModel.None : ParseTrafficPolicy(ctx, policy, "spec.trafficPolicy", simpleLb);
         var subsets = ParseSubsets(ctx, spec);
-        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode) { Subsets = subsets, ConsistentHash = consistentHash };
+        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode) { Subsets = subsets, Traffic = traffic, ConsistentHash = consistentHash };
+    }
+
+    /// <summary>A <c>portLevelSettings[].loadBalancer</c>: as <see cref="ParseLoadBalancer"/>, but a consistent hash per port is not translated.</summary>
+    private static LoadBalancerKind? ParseSimpleLoadBalancer(ResourceContext ctx, YamlMappingNode policy, string path)
+    {
+        var lb = ParseLoadBalancer(ctx, policy, path, out var consistentHash);
+        if (consistentHash is not null && Child(policy, "loadBalancer") is YamlMappingNode lbNode && Child(lbNode, "consistentHash") is { } hashNode)
+        {
+            // Route hash_policy is per route, not per port; refused rather than silently dropped.
+            ctx.Error(hashNode, $"{path}.consistentHash", "is not supported per port yet; set it at the top level or on a subset");
+            return null;
+        }
+
+        return lb;
     }
 
     /// <summary>

@@ -62,6 +62,13 @@ internal sealed partial class AdsConnection
     private string _nodeId = string.Empty;
     private string _namespace = "default";
 
+    // Mesh clients (user agent "mesh-dotnet") get routes without istiod's default retry policy (XdsSnapshot.StandardClientRoutes);
+    // other gRPC xDS clients (grpc-js-xds…) also get only the routes they can take (XdsSnapshot.StandardGrpcRoutes).
+    private bool _meshClient;
+    private bool _standardGrpcClient;
+
+    private const string MeshClientUserAgent = "mesh-dotnet";
+
     public AdsConnection(long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null, ClientCertificateInfo? certificate = null)
     {
         Certificate = certificate;
@@ -196,6 +203,8 @@ internal sealed partial class AdsConnection
             {
                 _nodeId = Printable(node.Id);
                 _namespace = Printable(NamespaceOf(node));
+                _meshClient = IsMeshClient(node);
+                _standardGrpcClient = IsStandardGrpcClient(node);
             }
 
             LogConnected(_logger, ClientId, Peer, _namespace);
@@ -341,7 +350,9 @@ internal sealed partial class AdsConnection
             return builder.ToImmutable();
         }
 
-        var all = typeUrl == TypeUrls.Cluster ? snapshot.Clusters : typeUrl == TypeUrls.RouteConfiguration ? snapshot.Routes : snapshot.Endpoints;
+        var all = typeUrl == TypeUrls.Cluster ? snapshot.Clusters
+            : typeUrl == TypeUrls.RouteConfiguration ? (_meshClient ? snapshot.Routes : _standardGrpcClient ? snapshot.StandardGrpcRoutes : snapshot.StandardClientRoutes)
+            : snapshot.Endpoints;
         if (state.Wildcard)
         {
             return [.. all.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => r.Value)];
@@ -421,6 +432,25 @@ internal sealed partial class AdsConnection
 
         return false;
     }
+
+    /// <summary>
+    /// Whether the node is a proxyless gRPC client that is not the Mesh client: Istio's GENERATOR=grpc metadata, or a gRPC
+    /// user agent ("gRPC Node Pure JS", "gRPC Go"…). The Mesh client says user_agent_name "mesh-dotnet"; Envoy says "envoy".
+    /// </summary>
+    internal static bool IsStandardGrpcClient(Node node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        if (IsMeshClient(node) || string.Equals(node.UserAgentName, "envoy", StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        return node.UserAgentName.StartsWith("gRPC", StringComparison.OrdinalIgnoreCase)
+            || (node.Metadata?.Fields.TryGetValue("GENERATOR", out var generator) == true && generator.StringValue == "grpc");
+    }
+
+    /// <summary>Whether the node is Mesh.Client's (its user agent), not a standard xDS client such as grpc-js-xds or Envoy.</summary>
+    internal static bool IsMeshClient(Node node) => string.Equals(node.UserAgentName, MeshClientUserAgent, StringComparison.Ordinal);
 
     /// <summary>Node metadata NAMESPACE, else the first label of the node id's domain part, else "default".</summary>
     internal static string NamespaceOf(Node node)

@@ -15,6 +15,7 @@ using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
 using HttpRbac = Mesh.Xds.Envoy.Extensions.Filters.Http.Rbac.V3.RBAC;
 using JwtAuthentication = Mesh.Xds.Envoy.Extensions.Filters.Http.JwtAuthn.V3.JwtAuthentication;
+using LocalRateLimit = Mesh.Xds.Envoy.Extensions.Filters.Http.LocalRatelimit.V3.LocalRateLimit;
 using Route = Mesh.Xds.Envoy.Config.Route.V3.Route;
 using SocketAddress = Mesh.Xds.Envoy.Config.Core.V3.SocketAddress;
 using Mesh.Xds.Wire;
@@ -98,11 +99,26 @@ internal static class InboundListenerTranslator
             var mode = EffectiveMode(model.Config.PeerAuthentications, rootNamespace, workload, port);
             var policies = ApplicablePolicies(model.Config.AuthorizationPolicies, rootNamespace, workload).ToList();
             var jwt = JwtAuthnTranslator.Build(ApplicableRequestAuthentications(model.Config.RequestAuthentications, rootNamespace, workload), jwks);
-            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny, paths), RbacTranslator.Build(policies, AuthorizationAction.Allow, paths), paths, jwt);
+            var rateLimit = RateLimitFor(model.Config.LocalRateLimitPolicies, resolved, address, port, trustDomain);
+            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny, paths), RbacTranslator.Build(policies, AuthorizationAction.Allow, paths), paths, jwt, rateLimit);
             result[name] = new InboundListener(name, Any.Pack(listener), identities);
         }
 
         return result.ToFrozenDictionary(StringComparer.Ordinal);
+    }
+
+    /// <summary>
+    /// The local rate limit of the listener at <paramref name="address"/>:<paramref name="port"/>: the HTTPLocalRateLimitPolicy
+    /// of a ServiceEntry that has the address:port as an endpoint. A workload serving several limited services on one
+    /// port gets the first policy by file and name (one filter per port, as Linkerd allows one policy per Server).
+    /// </summary>
+    private static LocalRateLimit? RateLimitFor(IEnumerable<LocalRateLimitPolicyModel> policies, List<ResolvedService> services, string address, uint port, string trustDomain)
+    {
+        var policy = policies
+            .Where(p => services.Any(s => s.Entry.Namespace == p.Namespace && s.Entry.Name == p.Target && s.Endpoints.Any(e => e.Address == address && e.Port == port)))
+            .OrderBy(p => p.File, StringComparer.Ordinal).ThenBy(p => p.Name, StringComparer.Ordinal)
+            .FirstOrDefault();
+        return policy is null ? null : LocalRateLimitTranslator.Build(policy, trustDomain);
     }
 
     /// <summary>
@@ -223,14 +239,14 @@ internal static class InboundListenerTranslator
             && (p.Selector is null || HostNames.LabelsMatch(p.Selector, workload.Labels)));
     }
 
-    public static Listener BuildListener(string name, string address, uint port, MtlsMode mode, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, InboundPathSettings? paths = null, JwtAuthentication? jwt = null)
+    public static Listener BuildListener(string name, string address, uint port, MtlsMode mode, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, InboundPathSettings? paths = null, JwtAuthentication? jwt = null, LocalRateLimit? rateLimit = null)
     {
         var listener = new Listener
         {
             Name = name,
             Address = new Address { SocketAddress = new SocketAddress { Address = address, PortValue = port } },
         };
-        var manager = BuildHttpConnectionManager(deny, allow, paths ?? InboundPathSettings.Default, jwt);
+        var manager = BuildHttpConnectionManager(deny, allow, paths ?? InboundPathSettings.Default, jwt, rateLimit);
         switch (mode)
         {
             case MtlsMode.Strict:
@@ -265,7 +281,7 @@ internal static class InboundListenerTranslator
     private static List<PeerAuthenticationModel> InScopeOrder(IEnumerable<PeerAuthenticationModel> policies) =>
         [.. policies.Order(Comparer<PeerAuthenticationModel>.Create((a, b) => YamlConfigLoader.CompareScopeOrder(a.File, a.Name, b.File, b.Name)))];
 
-    private static HttpConnectionManager BuildHttpConnectionManager(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, InboundPathSettings paths, JwtAuthentication? jwt)
+    private static HttpConnectionManager BuildHttpConnectionManager(Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? deny, Mesh.Xds.Envoy.Config.Rbac.V3.RBAC? allow, InboundPathSettings paths, JwtAuthentication? jwt, LocalRateLimit? rateLimit)
     {
         var virtualHost = new VirtualHost
         {
@@ -291,6 +307,12 @@ internal static class InboundListenerTranslator
             {
                 manager.HttpFilters.Add(new HttpFilter { Name = RbacFilterName, TypedConfig = Any.Pack(new HttpRbac { Rules = rbac }) });
             }
+        }
+
+        if (rateLimit is not null)
+        {
+            // After RBAC: a request authorization denies never takes a token from the callers it allows.
+            manager.HttpFilters.Add(new HttpFilter { Name = LocalRateLimitTranslator.FilterName, TypedConfig = Any.Pack(rateLimit) });
         }
 
         manager.HttpFilters.Add(new HttpFilter { Name = XdsTranslator.RouterFilterName, TypedConfig = Any.Pack(new Router()) });

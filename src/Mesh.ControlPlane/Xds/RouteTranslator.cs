@@ -1,10 +1,16 @@
 using System.Collections.Immutable;
 using System.Globalization;
+using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Sources;
+using Mesh.Xds.Envoy.Config.Core.V3;
 using Mesh.Xds.Envoy.Config.Route.V3;
+using Mesh.Xds.Envoy.Extensions.Filters.Common.Fault.V3;
+using Mesh.Xds.Envoy.Extensions.Filters.Http.Fault.V3;
 using Mesh.Xds.Envoy.Type.Matcher.V3;
+using Mesh.Xds.Envoy.Type.V3;
+using Mesh.Xds.Wire;
 using Route = Mesh.Xds.Envoy.Config.Route.V3.Route;
 
 namespace Mesh.ControlPlane.Xds;
@@ -17,6 +23,9 @@ internal sealed class RouteTranslator
 {
     /// <summary>istiod's retry_on when a VirtualService sets <c>retries</c> without <c>retryOn</c> (retry/retry.go).</summary>
     public const string DefaultRetryOn = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+
+    /// <summary>Envoy's name of the retry host predicate that avoids hosts already tried.</summary>
+    public const string PreviousHostsPredicateName = "envoy.retry_host_predicates.previous_hosts";
 
     private const string RetriableStatusCodes = "retriable-status-codes";
 
@@ -52,10 +61,12 @@ internal sealed class RouteTranslator
         var routes = new List<Route>();
         foreach (var http in virtualService.Http)
         {
-            var action = BuildAction(http, port);
+            var template = BuildRoute(http, port);
             if (http.Matches.IsEmpty)
             {
-                routes.Add(new Route { Name = http.Name ?? string.Empty, Match = new RouteMatch { Prefix = "/" }, Route_ = action });
+                template.Name = http.Name ?? string.Empty;
+                template.Match = new RouteMatch { Prefix = "/" };
+                routes.Add(template);
 
                 // Like istiod: nothing after a catch-all can ever match.
                 break;
@@ -63,11 +74,191 @@ internal sealed class RouteTranslator
 
             foreach (var match in http.Matches)
             {
-                routes.Add(new Route { Name = RouteName(http.Name, match.Name), Match = BuildMatch(match), Route_ = action.Clone() });
+                var route = template.Clone();
+                route.Name = RouteName(http.Name, match.Name);
+                route.Match = BuildMatch(match);
+                routes.Add(route);
             }
         }
 
         return routes;
+    }
+
+    /// <summary>The route without its match: the action (forward, redirect or direct response), fault, mirrors, rewrites, header mutations.</summary>
+    private Route BuildRoute(HttpRouteModel http, uint port)
+    {
+        var route = new Route();
+        if (http.Redirect is { } redirect)
+        {
+            route.Redirect = BuildRedirect(redirect);
+        }
+        else if (http.DirectResponse is { } direct)
+        {
+            route.DirectResponse = new DirectResponseAction
+            {
+                Status = direct.Status,
+                Body = direct.Body is null ? null : new DataSource { InlineBytes = ByteString.CopyFrom(direct.Body) },
+            };
+        }
+        else
+        {
+            route.Route_ = BuildAction(http, port);
+        }
+
+        if (http.Fault is { } fault)
+        {
+            route.TypedPerFilterConfig[XdsWire.FaultFilter] = Any.Pack(BuildFault(fault));
+        }
+
+        if (http.Headers is { } headers)
+        {
+            AddHeaderMutations(route.RequestHeadersToAdd, route.RequestHeadersToRemove, headers.Request);
+            AddHeaderMutations(route.ResponseHeadersToAdd, route.ResponseHeadersToRemove, headers.Response);
+        }
+
+        return route;
+    }
+
+    /// <summary>
+    /// Always with a <c>percentage</c> on both parts: grpc-js NACKs an abort without one (with the whole route config), and
+    /// Istio's "unset means no request is affected" is 0 %, which is what Envoy reads from an empty FractionalPercent.
+    /// </summary>
+    public static HTTPFault BuildFault(HttpFaultModel fault)
+    {
+        ArgumentNullException.ThrowIfNull(fault);
+        var result = new HTTPFault();
+        if (fault.Delay is { } delay)
+        {
+            result.Delay = new FaultDelay { FixedDelay = Duration.FromTimeSpan(delay.FixedDelay), Percentage = Fraction(delay.Percent) };
+        }
+
+        if (fault.Abort is { } abort)
+        {
+            result.Abort = new FaultAbort { Percentage = Fraction(abort.Percent) };
+            if (abort.HttpStatus is { } http)
+            {
+                result.Abort.HttpStatus = http;
+            }
+            else
+            {
+                result.Abort.GrpcStatus = abort.GrpcStatus!.Value;
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>A percentage as istiod sends it: per million, so 0.0001 % is the smallest share.</summary>
+    public static FractionalPercent Fraction(double percent) => new()
+    {
+        Numerator = (uint)Math.Round(percent * 10_000, MidpointRounding.AwayFromZero),
+        Denominator = FractionalPercent.Types.DenominatorType.Million,
+    };
+
+    private static RedirectAction BuildRedirect(HttpRedirectModel redirect)
+    {
+        var action = new RedirectAction
+        {
+            ResponseCode = redirect.Code switch
+            {
+                302 => RedirectAction.Types.RedirectResponseCode.Found,
+                303 => RedirectAction.Types.RedirectResponseCode.SeeOther,
+                307 => RedirectAction.Types.RedirectResponseCode.TemporaryRedirect,
+                308 => RedirectAction.Types.RedirectResponseCode.PermanentRedirect,
+                _ => RedirectAction.Types.RedirectResponseCode.MovedPermanently,
+            },
+        };
+        if (redirect.Uri is { } uri)
+        {
+            action.PathRedirect = uri;
+        }
+
+        if (redirect.Authority is { } authority)
+        {
+            action.HostRedirect = authority;
+        }
+
+        if (redirect.Port is { } port)
+        {
+            action.PortRedirect = port;
+        }
+
+        if (redirect.Scheme is { } scheme)
+        {
+            action.SchemeRedirect = scheme;
+        }
+
+        return action;
+    }
+
+    private static void AddHeaderMutations(
+        Google.Protobuf.Collections.RepeatedField<HeaderValueOption> add,
+        Google.Protobuf.Collections.RepeatedField<string> remove,
+        HeaderOperationsModel? operations)
+    {
+        if (operations is null)
+        {
+            return;
+        }
+
+        // As istiod: set overwrites (or adds), add appends (or adds).
+        foreach (var (name, value) in operations.Set)
+        {
+            add.Add(new HeaderValueOption { Header = new HeaderValue { Key = name, Value = value }, AppendAction = HeaderValueOption.Types.HeaderAppendAction.OverwriteIfExistsOrAdd });
+        }
+
+        foreach (var (name, value) in operations.Add)
+        {
+            add.Add(new HeaderValueOption { Header = new HeaderValue { Key = name, Value = value }, AppendAction = HeaderValueOption.Types.HeaderAppendAction.AppendIfExistsOrAdd });
+        }
+
+        remove.AddRange(operations.Remove);
+    }
+
+    /// <summary>
+    /// The routes a standard gRPC client (grpc-js-xds and the like) gets. It NACKs the whole route configuration for one
+    /// redirect or direct response, and it cannot follow a redirect anyway; so such a route keeps its match (the request
+    /// never falls through to a later route) and becomes a forward to <paramref name="cluster"/> that a 100 % fault abort
+    /// answers with the HTTP status the route would have sent: the client maps it to a gRPC status (gRFC A33: 404 is
+    /// UNIMPLEMENTED, 503 UNAVAILABLE, a 3xx or 200 UNKNOWN), exactly as for that HTTP answer from an Envoy. Returns null
+    /// when no route needs it.
+    /// </summary>
+    public static List<Route>? ForStandardGrpcClients(IReadOnlyList<Route> routes, string cluster)
+    {
+        ArgumentNullException.ThrowIfNull(routes);
+        if (!routes.Any(r => r.ActionCase is Route.ActionOneofCase.Redirect or Route.ActionOneofCase.DirectResponse))
+        {
+            return null;
+        }
+
+        var result = new List<Route>(routes.Count);
+        foreach (var route in routes)
+        {
+            if (route.ActionCase is not (Route.ActionOneofCase.Redirect or Route.ActionOneofCase.DirectResponse))
+            {
+                result.Add(route);
+                continue;
+            }
+
+            var status = route.ActionCase == Route.ActionOneofCase.DirectResponse
+                ? route.DirectResponse.Status
+                : route.Redirect.ResponseCode switch
+                {
+                    RedirectAction.Types.RedirectResponseCode.Found => 302u,
+                    RedirectAction.Types.RedirectResponseCode.SeeOther => 303u,
+                    RedirectAction.Types.RedirectResponseCode.TemporaryRedirect => 307u,
+                    RedirectAction.Types.RedirectResponseCode.PermanentRedirect => 308u,
+                    _ => 301u,
+                };
+            var replaced = new Route { Name = route.Name, Match = route.Match.Clone(), Route_ = new RouteAction { Cluster = cluster } };
+            replaced.TypedPerFilterConfig[XdsWire.FaultFilter] = Any.Pack(new HTTPFault
+            {
+                Abort = new FaultAbort { HttpStatus = status, Percentage = Fraction(100) },
+            });
+            result.Add(replaced);
+        }
+
+        return result;
     }
 
     private static string RouteName(string? route, string? match) => (route, match) switch
@@ -172,10 +363,37 @@ internal sealed class RouteTranslator
         // route's hash_policy; distinct keys of a split all go out (Envoy folds them into one hash), duplicates once.
         foreach (var destination in http.Destinations)
         {
-            if (XdsTranslator.BuildHashPolicy(ConsistentHashOf(destination)) is { } hashPolicy && !action.HashPolicy.Contains(hashPolicy))
+            if (XdsTranslator.BuildHashPolicy(ConsistentHashOf(destination, port)) is { } hashPolicy && !action.HashPolicy.Contains(hashPolicy))
             {
                 action.HashPolicy.Add(hashPolicy);
             }
+        }
+
+        foreach (var mirror in http.Mirrors)
+        {
+            // Istio ≥ 1.28 no longer appends "-shadow" to the mirrored authority (DISABLE_SHADOW_HOST_SUFFIX).
+            action.RequestMirrorPolicies.Add(new RouteAction.Types.RequestMirrorPolicy
+            {
+                Cluster = ClusterFor(mirror.Destination, port),
+                RuntimeFraction = new RuntimeFractionalPercent { DefaultValue = Fraction(mirror.Percent) },
+                TraceSampled = false,
+                DisableShadowHostSuffixAppend = true,
+            });
+        }
+
+        if (http.Rewrite is { Uri: { } uri })
+        {
+            action.PrefixRewrite = uri;
+        }
+
+        if (http.Rewrite is { RegexMatch: { } pattern, RegexSubstitution: { } substitution })
+        {
+            action.RegexRewrite = new RegexMatchAndSubstitute { Pattern = new RegexMatcher { Regex = pattern }, Substitution = substitution };
+        }
+
+        if ((http.Rewrite?.Authority ?? http.Headers?.Authority) is { } authority)
+        {
+            action.HostRewriteLiteral = authority;
         }
 
         return action;
@@ -235,16 +453,68 @@ internal sealed class RouteTranslator
         return policy;
     }
 
-    private ConsistentHashModel? ConsistentHashOf(RouteDestinationModel destination)
+    private ConsistentHashModel? ConsistentHashOf(RouteDestinationModel destination, uint routePort)
     {
         if (!_services.TryGetValue(destination.Host, out var service))
         {
             return null;
         }
 
-        // A subset's loadBalancer replaces the top-level one as a whole (Istio merges per block).
+        var port = destination.Port
+            ?? (_ports.TryGetValue(destination.Host, out var ports) && ports.Length == 1 ? ports[0].Number : routePort);
         var subset = destination.Subset is null ? null : service.Subsets.FirstOrDefault(s => s.Name == destination.Subset);
-        return subset?.LoadBalancer is not null ? subset.ConsistentHash : service.ConsistentHash;
+        return XdsTranslator.ConsistentHashFor(service, subset, port);
+    }
+
+    /// <summary>
+    /// The route configuration for standard xDS clients (grpc-js-xds, Envoy): every forwarding route that carries no
+    /// retry policy gets istiod's default (retry/retry.go DefaultPolicy: 2 retries on connect-failure, refused-stream,
+    /// unavailable, cancelled and 503; host_selection_retry_max_attempts 5; the previous_hosts predicate unless the
+    /// single destination hashes consistently). A VirtualService's <c>retries</c> (even <c>attempts: 0</c>, an empty
+    /// retry_on) is kept as it is. Mesh clients get the configuration without it: for them a route without a policy
+    /// means "Mesh:Resilience decides", the app's own fallback that a default on every route would switch off.
+    /// </summary>
+    public static RouteConfiguration WithIstioDefaultRetries(RouteConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var result = configuration.Clone();
+        foreach (var virtualHost in result.VirtualHosts)
+        {
+            foreach (var route in virtualHost.Routes)
+            {
+                if (route.Route_ is { RetryPolicy: null } action)
+                {
+                    // istiod's DefaultConsistentHashPolicy (no previous_hosts predicate) when the route hashes consistently.
+                    action.RetryPolicy = IstioDefaultRetryPolicy(consistentHash: action.HashPolicy.Count > 0);
+                }
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>istiod's default retry policy (retry/retry.go DefaultPolicy and DefaultConsistentHashPolicy).</summary>
+    public static RetryPolicy IstioDefaultRetryPolicy(bool consistentHash)
+    {
+        var policy = new RetryPolicy
+        {
+            NumRetries = 2,
+            RetryOn = DefaultRetryOn,
+            RetriableStatusCodes = { 503 },
+            HostSelectionRetryMaxAttempts = 5,
+        };
+
+        if (!consistentHash)
+        {
+            // An empty PreviousHostsPredicate; clients that do not know it ignore it (grpc-js, per gRFC A44).
+            policy.RetryHostPredicate.Add(new RetryPolicy.Types.RetryHostPredicate
+            {
+                Name = PreviousHostsPredicateName,
+                TypedConfig = new Any { TypeUrl = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" },
+            });
+        }
+
+        return policy;
     }
 
     private string ClusterFor(RouteDestinationModel destination, uint routePort)

@@ -24,6 +24,8 @@ internal sealed record ResolvedService(
 
     /// <summary>The DestinationRule's top-level <c>consistentHash</c>, when <see cref="LoadBalancer"/> is <see cref="LoadBalancerKind.ConsistentHash"/>.</summary>
     public ConsistentHashModel? ConsistentHash { get; init; }
+    /// <summary>The DestinationRule's traffic policy for this host (load balancer, resilience, port-level settings).</summary>
+    public TrafficPolicyModel Traffic { get; init; } = TrafficPolicyModel.None;
 }
 
 /// <summary>A listener target: the service host and one of its ports.</summary>
@@ -62,6 +64,31 @@ internal sealed class XdsSnapshot
     public FrozenDictionary<string, XdsResource> Endpoints { get; }
 
     public FrozenDictionary<string, XdsResource> Routes { get; }
+
+    /// <summary>
+    /// Gets the route configurations for standard gRPC clients (grpc-js-xds and the like): <see cref="StandardClientRoutes"/>, except that
+    /// a redirect or direct response (which they NACK with the whole configuration) is a fault abort with its status;
+    /// see <see cref="RouteTranslator.ForStandardGrpcClients"/>.
+    /// </summary>
+    public FrozenDictionary<string, XdsResource> StandardGrpcRoutes
+    {
+        get => _standardGrpcRoutes ?? StandardClientRoutes;
+        init => _standardGrpcRoutes = value;
+    }
+
+    private readonly FrozenDictionary<string, XdsResource>? _standardGrpcRoutes;
+
+    /// <summary>
+    /// Gets <see cref="Routes"/> as standard xDS clients (any node whose user agent is not Mesh's) get them: with istiod's
+    /// default retry policy on routes that set none (<see cref="RouteTranslator.WithIstioDefaultRetries"/>).
+    /// </summary>
+    public FrozenDictionary<string, XdsResource> StandardClientRoutes
+    {
+        get => _standardClientRoutes ?? Routes;
+        init => _standardClientRoutes = value;
+    }
+
+    private readonly FrozenDictionary<string, XdsResource>? _standardClientRoutes;
 
     /// <summary>Canonical listener names <c>host:port</c>.</summary>
     public FrozenDictionary<string, ListenerTarget> ListenerTargets { get; }

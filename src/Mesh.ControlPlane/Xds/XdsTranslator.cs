@@ -9,6 +9,7 @@ using Mesh.Xds.Envoy.Config.Core.V3;
 using Mesh.Xds.Envoy.Config.Endpoint.V3;
 using Mesh.Xds.Envoy.Config.Listener.V3;
 using Mesh.Xds.Envoy.Config.Route.V3;
+using Mesh.Xds.Envoy.Extensions.Filters.Http.Fault.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Http.Router.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.LeastRequest.V3;
@@ -56,6 +57,8 @@ internal static class XdsTranslator
         var clusters = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var endpoints = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var routes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
+        var standardRoutes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
+        var standardGrpcRoutes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var listeners = new Dictionary<string, ListenerTarget>(StringComparer.Ordinal);
 
         var peerAuthentications = model.Config.PeerAuthentications;
@@ -69,31 +72,49 @@ internal static class XdsTranslator
                     ? serviceTls ??= BuildUpstreamTlsContext(UpstreamSubjectAltNames(service, trustDomain))
                     : null;
                 var name = ClusterName(port.Number, service.Host);
-                clusters[name] = new XdsResource(name, Any.Pack(BuildCluster(name, service.LoadBalancer, tls, service.ConsistentHash)));
+                var (lb, resilience) = TrafficPolicyModel.Merge(service.Traffic, null, port.Number);
+                clusters[name] = new XdsResource(name, Any.Pack(ClusterResilienceTranslator.Apply(
+                    BuildCluster(name, lb ?? LoadBalancerKind.RoundRobin, tls, ConsistentHashFor(service, null, port.Number)), resilience)));
                 endpoints[name] = new XdsResource(name, Any.Pack(BuildLoadAssignment(name, service.Endpoints.Where(e => e.ServicePort == port.Number))));
                 foreach (var subset in service.Subsets)
                 {
                     // Same transport socket as the whole service: a subset is a slice of its endpoints, not another server.
                     var subsetName = ClusterName(port.Number, service.Host, subset.Name);
-                    clusters[subsetName] = new XdsResource(subsetName, Any.Pack(BuildCluster(subsetName, subset.LoadBalancer ?? service.LoadBalancer, tls, subset.LoadBalancer is null ? service.ConsistentHash : subset.ConsistentHash)));
+                    var (subsetLb, subsetResilience) = TrafficPolicyModel.Merge(
+                        service.Traffic, (subset.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = subset.LoadBalancer }, port.Number);
+                    clusters[subsetName] = new XdsResource(subsetName, Any.Pack(ClusterResilienceTranslator.Apply(
+                        BuildCluster(subsetName, subsetLb ?? LoadBalancerKind.RoundRobin, tls, ConsistentHashFor(service, subset, port.Number)), subsetResilience)));
                     endpoints[subsetName] = new XdsResource(subsetName, Any.Pack(BuildLoadAssignment(
                         subsetName, service.Endpoints.Where(e => e.ServicePort == port.Number && HostNames.LabelsMatch(subset.Labels, e.Workload.Labels)))));
                 }
 
                 var routeConfiguration = BuildRouteConfiguration(name, service.Host, port.Number);
-                if (routing.Find(service.Host) is { } virtualService)
+                var virtualService = routing.Find(service.Host);
+                if (virtualService is not null)
                 {
                     var virtualHost = routeConfiguration.VirtualHosts[0];
                     virtualHost.Routes.Clear();
                     virtualHost.Routes.AddRange(routing.BuildRoutes(virtualService, port.Number));
                 }
-                else if (BuildHashPolicy(service.ConsistentHash) is { } hashPolicy)
+                else if (BuildHashPolicy(ConsistentHashFor(service, null, port.Number)) is { } hashPolicy)
                 {
                     // The catch-all route goes to the whole service: the top-level consistentHash keys it.
                     routeConfiguration.VirtualHosts[0].Routes[0].Route_.HashPolicy.Add(hashPolicy);
                 }
 
                 routes[name] = new XdsResource(name, Any.Pack(routeConfiguration));
+
+                // Standard clients get istiod's default retries; gRPC ones also get redirects and direct responses as
+                // aborts (they NACK those actions), made after the retries so that such a route has none, as in istiod.
+                var standardConfiguration = RouteTranslator.WithIstioDefaultRetries(routeConfiguration);
+                standardRoutes[name] = new XdsResource(name, Any.Pack(standardConfiguration));
+                if (virtualService is not null && RouteTranslator.ForStandardGrpcClients(standardConfiguration.VirtualHosts[0].Routes, name) is { } grpcRoutes)
+                {
+                    var grpcConfiguration = standardConfiguration.Clone();
+                    grpcConfiguration.VirtualHosts[0].Routes.Clear();
+                    grpcConfiguration.VirtualHosts[0].Routes.AddRange(grpcRoutes);
+                    standardGrpcRoutes[name] = new XdsResource(name, Any.Pack(grpcConfiguration));
+                }
                 listeners[ListenerName(service.Host, port.Number)] = new ListenerTarget(service.Host, port, name);
             }
         }
@@ -102,6 +123,10 @@ internal static class XdsTranslator
             routes.ToFrozenDictionary(StringComparer.Ordinal), listeners.ToFrozenDictionary(StringComparer.Ordinal))
         {
             InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace, trustDomain, paths, jwks),
+            StandardClientRoutes = standardRoutes.ToFrozenDictionary(StringComparer.Ordinal),
+            StandardGrpcRoutes = standardGrpcRoutes.Count == 0
+                ? null!
+                : standardRoutes.Select(r => standardGrpcRoutes.TryGetValue(r.Key, out var grpc) ? KeyValuePair.Create(r.Key, grpc) : r).ToFrozenDictionary(StringComparer.Ordinal),
         };
     }
 
@@ -142,6 +167,7 @@ internal static class XdsTranslator
                 {
                     TlsMode = rule?.TlsMode,
                     Subsets = rule?.Subsets ?? [],
+                    Traffic = (rule?.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = lb },
                     ConsistentHash = rule?.ConsistentHash,
                 });
             }
@@ -336,6 +362,24 @@ internal static class XdsTranslator
     }
 
     /// <summary>
+    /// The consistent hash of <paramref name="service"/>'s cluster for <paramref name="port"/> (of <paramref name="subset"/>
+    /// when set): only when the merged load balancer (port-level settings and subset blocks, as istiod merges them) is
+    /// <c>consistentHash</c>, which only the top level or a subset can set; then the subset's when it set it, else the top's.
+    /// </summary>
+    public static ConsistentHashModel? ConsistentHashFor(ResolvedService service, SubsetModel? subset, uint port)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        var subsetTraffic = subset is null ? null : (subset.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = subset.LoadBalancer };
+        var (lb, _) = TrafficPolicyModel.Merge(service.Traffic, subsetTraffic, port);
+        if (lb != LoadBalancerKind.ConsistentHash)
+        {
+            return null;
+        }
+
+        return subset?.LoadBalancer == LoadBalancerKind.ConsistentHash ? subset.ConsistentHash : service.ConsistentHash;
+    }
+
+    /// <summary>
     /// Istio's translation of a <c>consistentHash</c> key to a route <c>hash_policy</c>: header, cookie (name, path, ttl),
     /// query parameter, or <c>connection_properties.source_ip</c>; null when the destination has no consistent hash.
     /// </summary>
@@ -417,7 +461,13 @@ internal static class XdsTranslator
         var manager = new HttpConnectionManager
         {
             Rds = new Rds { ConfigSource = Ads(), RouteConfigName = routeName },
-            HttpFilters = { new HttpFilter { Name = RouterFilterName, TypedConfig = Any.Pack(new Router()) } },
+            HttpFilters =
+            {
+                // As istiod's proxyless listeners: fault, then router; routes carry the fault to inject (typed_per_filter_config).
+                // Optional, so that a client that does not know the filter still takes the listener.
+                new HttpFilter { Name = XdsWire.FaultFilter, TypedConfig = Any.Pack(new HTTPFault()), IsOptional = true },
+                new HttpFilter { Name = RouterFilterName, TypedConfig = Any.Pack(new Router()) },
+            },
         };
         return new Listener { Name = name, ApiListener = new ApiListener { ApiListener_ = Any.Pack(manager) } };
     }

@@ -16,10 +16,16 @@ internal static class XdsWire
 
     public const string HttpConnectionManagerType = TypeUrlPrefix + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
     public const string RouterType = TypeUrlPrefix + "envoy.extensions.filters.http.router.v3.Router";
+    public const string HttpFaultType = TypeUrlPrefix + "envoy.extensions.filters.http.fault.v3.HTTPFault";
+    public const string FilterConfigType = TypeUrlPrefix + "envoy.config.route.v3.FilterConfig";
     public const string RoundRobinType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
     public const string LeastRequestType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
     public const string RandomType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.random.v3.Random";
     public const string UpstreamTlsContextType = TypeUrlPrefix + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+
+    /// <summary>The key of a cluster's <c>typed_extension_protocol_options</c> that carries its HTTP protocol options.</summary>
+    public const string HttpProtocolOptionsName = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    public const string HttpProtocolOptionsType = TypeUrlPrefix + HttpProtocolOptionsName;
 
     /// <summary>Server-side (gRFC A36) listener names are this prefix plus <c>&lt;ip&gt;:&lt;port&gt;</c> (Istio's proxyless convention).</summary>
     public const string InboundListenerPrefix = "xds.istio.io/grpc/lds/inbound/";
@@ -27,6 +33,7 @@ internal static class XdsWire
     public const string HttpConnectionManagerFilter = "envoy.filters.network.http_connection_manager";
     public const string RouterFilter = "envoy.filters.http.router";
     public const string RbacFilter = "envoy.filters.http.rbac";
+    public const string FaultFilter = "envoy.filters.http.fault";
     public const string TlsTransportSocket = "envoy.transport_sockets.tls";
     public const string RoundRobinPolicy = "envoy.load_balancing_policies.round_robin";
     public const string LeastRequestPolicy = "envoy.load_balancing_policies.least_request";

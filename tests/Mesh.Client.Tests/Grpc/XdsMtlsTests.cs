@@ -67,7 +67,7 @@ public sealed class XdsMtlsTests : IDisposable
         var error = await Assert.ThrowsAsync<RpcException>(async () => await client.HelloAsync(new HelloRequest()));
 
         Assert.Equal(StatusCode.Unavailable, error.StatusCode);
-        Assert.Contains("mTLS handshake with 'inventory'", error.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("mTLS handshake with 'inventory", error.Status.Detail, StringComparison.Ordinal);
         Assert.Contains($"Expected identity: {Inventory}", error.Status.Detail, StringComparison.Ordinal);
         Assert.Contains($"presented: {Payments}", error.Status.Detail, StringComparison.Ordinal);
         Assert.Equal(0, backend.Hits);
@@ -147,14 +147,17 @@ public sealed class XdsMtlsTests : IDisposable
     {
         await using var backend = await StartBackendAsync("inventory-0", Inventory, PeerAuthenticationMode.Strict);
         var clientStore = _ca.Store(_ca.Issue([Frontend]));
-        await using var provider = Client(Snapshot([backend], Exact(Inventory)), clientStore);
+        var source = new FixedSnapshotSource(Snapshot([backend], Exact(Inventory)));
+        await using var provider = Client(source, clientStore);
         using (var before = provider.CreateMeshGrpcChannel("xds:///inventory"))
         {
             await new Greeter.GreeterClient(before).HelloAsync(new HelloRequest());
         }
 
+        // Channels share the mesh's per-endpoint connection pools; a changed cluster (other expected SANs) forces a new connection.
         var rotated = _ca.Issue([Frontend]);
         clientStore.SetCertificate(new WorkloadCertificate(rotated, [_ca.Intermediate!], SpiffeId.Parse(Frontend)));
+        source.Set(Snapshot([backend], Exact(Inventory), Exact(Payments)));
         using var after = provider.CreateMeshGrpcChannel("xds:///inventory");
         await new Greeter.GreeterClient(after).HelloAsync(new HelloRequest());
 
@@ -193,7 +196,7 @@ public sealed class XdsMtlsTests : IDisposable
         return services.BuildServiceProvider();
     }
 
-    private static MeshSnapshot Snapshot(IEnumerable<MeshBackend> backends, StringMatch? expected)
+    private static MeshSnapshot Snapshot(IEnumerable<MeshBackend> backends, StringMatch? expected, StringMatch? alsoExpected = null)
     {
         var name = TestSnapshots.Names.Qualify("inventory");
         var cluster = new MeshCluster(
@@ -201,7 +204,7 @@ public sealed class XdsMtlsTests : IDisposable
             name,
             LoadBalancingPolicy.RoundRobin,
             [.. backends.Select(b => TestSnapshots.Endpoint(b.Port))],
-            tls: expected is null ? null : new UpstreamTlsSettings(ImmutableArray.Create(expected)));
+            tls: expected is null ? null : new UpstreamTlsSettings(alsoExpected is null ? ImmutableArray.Create(expected) : ImmutableArray.Create(expected, alsoExpected)));
         return new MeshSnapshot("test", TestSnapshots.Bind("inventory", TestSnapshots.Service("inventory", 80, cluster)), [cluster]);
     }
 

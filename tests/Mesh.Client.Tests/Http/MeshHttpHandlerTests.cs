@@ -177,7 +177,7 @@ public sealed class MeshHttpHandlerTests : IAsyncLifetime
     private MeshSnapshot OrdersSnapshot(int port = 80)
     {
         var endpoints = _backends.Select(b => TestSnapshots.Endpoint(b.Port)).ToArray();
-        var cluster = TestSnapshots.Cluster("orders", 80, endpoints, outlier: new OutlierDetectionSettings { ConsecutiveFailures = 3 });
+        var cluster = TestSnapshots.Cluster("orders", 80, endpoints, outlier: OutlierDetectionSettings.Default with { Consecutive5xx = 3 });
         var services = new List<KeyValuePair<string, MeshService>>(TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)));
         if (port != 80)
         {

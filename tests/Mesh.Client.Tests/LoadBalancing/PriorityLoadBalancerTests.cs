@@ -44,8 +44,12 @@ public sealed class PriorityLoadBalancerTests
         }
 
         // Recovered: back on the local priority.
-        var later = Now + (long)(OutlierDetectionSettings.Default.MaxEjectionTime.TotalSeconds * TimeProvider.System.TimestampFrequency) + 1;
-        Assert.Contains(balancer.Pick(later, null)!, local);
+        foreach (var endpoint in local)
+        {
+            endpoint.Uneject();
+        }
+
+        Assert.Contains(balancer.Pick(Now, null)!, local);
     }
 
     [Fact]
@@ -120,6 +124,5 @@ public sealed class PriorityLoadBalancerTests
         (Enumerable.Range(1, local).Select(i => new MeshEndpoint($"10.0.0.{i}", 80, locality: "r0//") { Priority = 0 }).ToArray(),
          Enumerable.Range(1, remote).Select(i => new MeshEndpoint($"10.0.1.{i}", 80, locality: "r1//") { Priority = 1 }).ToArray());
 
-    private static void Eject(MeshEndpoint endpoint) =>
-        endpoint.RecordFailure(Now, connectionFailure: true, OutlierDetectionSettings.Default, TimeProvider.System.TimestampFrequency);
+    private static void Eject(MeshEndpoint endpoint) => Assert.True(endpoint.TryEject(Now, maxMultiplier: 1));
 }

@@ -157,11 +157,11 @@ public sealed class RingHashLoadBalancerTests
         var other = balancer.Pick(Now, owner, hash)!;
         Assert.NotSame(owner, other);
 
-        owner.RecordFailure(Now, connectionFailure: true, OutlierDetectionSettings.Default, TimeProvider.System.TimestampFrequency);
+        Assert.True(owner.TryEject(Now, maxMultiplier: 1));
         Assert.Same(other, balancer.Pick(Now, null, hash));
 
-        var later = Now + (long)(OutlierDetectionSettings.Default.MaxEjectionTime.TotalSeconds * TimeProvider.System.TimestampFrequency) + 1;
-        Assert.Same(owner, balancer.Pick(later, null, hash));
+        owner.Uneject();
+        Assert.Same(owner, balancer.Pick(Now, null, hash));
     }
 
     [Fact]

@@ -36,7 +36,7 @@ public sealed class RoundRobinLoadBalancerTests
         var ejected = new MeshEndpoint("10.0.0.1", 80);
         var unhealthy = new MeshEndpoint("10.0.0.2", 80, isHealthy: false);
         var good = new MeshEndpoint("10.0.0.3", 80);
-        ejected.RecordFailure(Now, connectionFailure: true, OutlierDetectionSettings.Default, TimeProvider.System.TimestampFrequency);
+        Assert.True(ejected.TryEject(Now, maxMultiplier: 1));
         var balancer = new RoundRobinLoadBalancer([ejected, unhealthy, good]);
 
         for (var i = 0; i < 10; i++)
@@ -98,7 +98,7 @@ public sealed class RoundRobinLoadBalancerTests
     public void LeastRequest_Pick_HonoursAvoidAndSkipsEjected()
     {
         var endpoints = Endpoints(1, 1, 1);
-        endpoints[2].RecordFailure(Now, connectionFailure: true, OutlierDetectionSettings.Default, TimeProvider.System.TimestampFrequency);
+        Assert.True(endpoints[2].TryEject(Now, maxMultiplier: 1));
         var balancer = new LeastRequestLoadBalancer([.. endpoints], new Random(7).Next);
 
         for (var i = 0; i < 50; i++)

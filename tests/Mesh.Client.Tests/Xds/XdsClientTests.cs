@@ -89,6 +89,28 @@ public sealed class XdsClientTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Response_RouteTheClientCannotApply_NacksNamingTheFieldAndKeepsTheLastGoodRoutes()
+    {
+        var before = await SyncOrdersAsync();
+        var routes = Routes("orders");
+
+        // Istio's CORS override (not optional): applying the route without it would be a different route.
+        routes.VirtualHosts[0].Routes[0].TypedPerFilterConfig["envoy.filters.http.cors"] = new Google.Protobuf.WellKnownTypes.Any { TypeUrl = "type.googleapis.com/envoy.config.route.v3.CorsPolicy" };
+        await _server.SendAsync(Rds("7", routes));
+        var nack = await _server.NextRequestAsync(XdsTypeUrls.RouteConfiguration);
+
+        Assert.Equal("rds-7", nack.ResponseNonce);
+        Assert.Equal("3", nack.VersionInfo);
+        Assert.Contains(
+            "RouteConfiguration outbound|80||orders.default.svc.cluster.local: virtual_hosts[0].routes[0].typed_per_filter_config['envoy.filters.http.cors']: type type.googleapis.com/envoy.config.route.v3.CorsPolicy is not supported",
+            nack.ErrorDetail.Message,
+            StringComparison.Ordinal);
+        Assert.Same(before, _client.Current);
+        Assert.True(_client.Current.TryGetService("orders", 80, true, out var service));
+        Assert.Null(service!.Routes[0].Features);
+    }
+
+    [Fact]
     public async Task ControlPlane_Restarts_SnapshotKeptAndClientResubscribesWithLastVersions()
     {
         var before = await SyncOrdersAsync();

@@ -101,6 +101,26 @@ public class VirtualServiceAdsTests
         Assert.Equal([(V2, 100u)], Weights(shifted));
     }
 
+    [Theory]
+    [InlineData("grpc-node-js", 2u)]
+    [InlineData("envoy", 2u)]
+    [InlineData("mesh-dotnet", null)]
+    public async Task Rds_RouteWithoutRetries_StandardClientsGetIstiosDefaultPolicyMeshClientsNone(string userAgent, uint? expectedRetries)
+    {
+        await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders), ("vs.yaml", Canary));
+        await using var ads = cp.OpenAds();
+        var node = AdsTestClient.Node();
+        node.UserAgentName = userAgent;
+        node.Metadata = new Google.Protobuf.WellKnownTypes.Struct { Fields = { ["GENERATOR"] = Google.Protobuf.WellKnownTypes.Value.ForString("grpc") } };
+
+        await ads.SendAsync(TypeUrls.RouteConfiguration, [OrdersCluster], node);
+        var rds = await ads.NextAsync();
+
+        var route = Assert.Single(Assert.Single(Assert.Single(rds.Resources).Unpack<RouteConfiguration>().VirtualHosts).Routes);
+        Assert.Equal(expectedRetries, route.Route_.RetryPolicy?.NumRetries);
+        Assert.Equal([(V1, 90u), (V2, 10u)], Weights(rds));
+    }
+
     private static (string, uint)[] Weights(Mesh.Xds.Envoy.Service.Discovery.V3.DiscoveryResponse response)
     {
         var route = Assert.Single(Assert.Single(Assert.Single(response.Resources).Unpack<RouteConfiguration>().VirtualHosts).Routes);

@@ -106,6 +106,40 @@ public class RouteTranslatorTests
         Assert.Single(snapshot.Routes[name].Resource.Unpack<RouteConfiguration>().VirtualHosts);
 
     [Fact]
+    public void Translate_StandardClientRoutes_CarryIstiosDefaultRetryPolicyWhereTheRouteSetsNone()
+    {
+        var snapshot = Translate(Canary.Replace("  - name: pay\n", "  - name: pay\n    retries: {attempts: 0}\n", StringComparison.Ordinal));
+        var standard = Assert.Single(snapshot.StandardClientRoutes[Cluster80].Resource.Unpack<RouteConfiguration>().VirtualHosts).Routes;
+        var mesh = VirtualHost(snapshot, Cluster80).Routes;
+
+        // [0], [1]: the VS's retries; [2]: attempts 0 (an empty retry_on, kept); [3]: the split, which sets none.
+        Assert.Equal(3u, standard[0].Route_.RetryPolicy.NumRetries);
+        Assert.Equal(string.Empty, standard[2].Route_.RetryPolicy.RetryOn);
+        var added = standard[3].Route_.RetryPolicy;
+        Assert.Equal(2u, added.NumRetries);
+        Assert.Equal("connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes", added.RetryOn);
+        Assert.Equal([503u], added.RetriableStatusCodes);
+        Assert.Equal(5, added.HostSelectionRetryMaxAttempts);
+        Assert.Equal("envoy.retry_host_predicates.previous_hosts", Assert.Single(added.RetryHostPredicate).Name);
+
+        // Mesh clients get no default: Mesh:Resilience decides where the VirtualService says nothing.
+        Assert.Null(mesh[3].Route_.RetryPolicy);
+        Assert.Equal(standard.Count, mesh.Count);
+    }
+
+    [Fact]
+    public void Translate_ServiceWithoutVirtualService_StandardClientsGetTheDefaultRetryPolicy()
+    {
+        var result = YamlConfigLoader.Load([("services.yaml", Services)]);
+        var snapshot = XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+
+        var route = Assert.Single(Assert.Single(snapshot.StandardClientRoutes[Cluster80].Resource.Unpack<RouteConfiguration>().VirtualHosts).Routes);
+
+        Assert.Equal(2u, route.Route_.RetryPolicy.NumRetries);
+        Assert.Null(Assert.Single(VirtualHost(snapshot, Cluster80).Routes).Route_.RetryPolicy);
+    }
+
+    [Fact]
     public void Translate_Subsets_EmitIstioNamedClustersWithOnlyTheirEndpoints()
     {
         var snapshot = Translate(Canary);

@@ -146,7 +146,8 @@ public class XdsTranslatorTests
         var hcm = listener.ApiListener.ApiListener_.Unpack<HttpConnectionManager>();
         Assert.NotNull(hcm.Rds.ConfigSource.Ads);
         Assert.Equal(Cluster80, hcm.Rds.RouteConfigName);
-        var filter = Assert.Single(hcm.HttpFilters);
+        Assert.Equal(2, hcm.HttpFilters.Count);
+        var filter = hcm.HttpFilters[^1];
         Assert.Equal("envoy.filters.http.router", filter.Name);
         Assert.True(filter.TypedConfig.Is(Router.Descriptor));
     }

@@ -59,6 +59,74 @@ public sealed class GrpcJsXdsTests(ITestOutputHelper output)
             $"the Node client called the stopped instance {lastToStopped - stoppedAt} ms after it stopped; it must stop within 5 s");
     }
 
+    /// <summary>
+    /// grpc-js-xds NACKs a whole route configuration that holds a direct response or a redirect, so it would keep
+    /// calling through its last routes; the control plane sends it a fault abort with the route's status instead, and a
+    /// VirtualService fault reaches it with the percentage it requires.
+    /// </summary>
+    [Fact]
+    public async Task NodeXdsClient_DirectResponseAndFaultRoutes_AreAppliedNotNacked()
+    {
+        await using var mesh = await LocalMesh.StartAsync(output, plaintextXds: true);
+        await mesh.StartReadyWorkloadAsync("Mesh.Samples.Inventory", "inventory", "inventory-1");
+        await mesh.WaitForEndpointsAsync("inventory", 1);
+        var vsFile = Path.Combine(mesh.ConfigDirectory, "inventory-vs.yaml");
+
+        var node = await NodeXdsClient.StartAsync(mesh.ControlPlane, mesh.StateDirectory, xdsCredentials: false);
+        await using (node)
+        {
+            try
+            {
+                await Eventually.HoldsAsync(() => Task.FromResult(node.Calls.Any(c => c.instance == "inventory-1")), "the Node client to reach inventory", TimeSpan.FromSeconds(60));
+
+                // A maintenance route answering 503 for every Inventory method, before a catch-all the call must not fall through to.
+                await File.WriteAllTextAsync(vsFile, """
+                    apiVersion: networking.istio.io/v1
+                    kind: VirtualService
+                    metadata: {name: inventory}
+                    spec:
+                      hosts: [inventory]
+                      http:
+                      - name: maintenance
+                        match: [{uri: {prefix: /demo.inventory.v1.Inventory/}}]
+                        directResponse: {status: 503, body: {string: down}}
+                      - route: [{destination: {host: inventory}}]
+                    """);
+                var since = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+                await Eventually.HoldsAsync(
+                    () => Task.FromResult(node.Calls.Count(c => c.at > since && c.error?.StartsWith("UNAVAILABLE", StringComparison.Ordinal) == true) >= 20),
+                    "the direct response to reach grpc-js as UNAVAILABLE",
+                    TimeSpan.FromSeconds(60));
+                var firstFailure = node.Calls.Where(c => c.at > since && c.error is not null).Min(c => c.at);
+                Assert.DoesNotContain(node.Calls, c => c.at > firstFailure && c.instance is not null);
+
+                await File.WriteAllTextAsync(vsFile, """
+                    apiVersion: networking.istio.io/v1
+                    kind: VirtualService
+                    metadata: {name: inventory}
+                    spec:
+                      hosts: [inventory]
+                      http:
+                      - fault: {abort: {grpcStatus: RESOURCE_EXHAUSTED, percentage: {value: 100}}}
+                        route: [{destination: {host: inventory}}]
+                    """);
+                since = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+                await Eventually.HoldsAsync(
+                    () => Task.FromResult(node.Calls.Count(c => c.at > since && c.error?.StartsWith("RESOURCE_EXHAUSTED", StringComparison.Ordinal) == true) >= 20),
+                    "the fault abort to reach grpc-js",
+                    TimeSpan.FromSeconds(60));
+            }
+            finally
+            {
+                output.WriteLine(node.Errors);
+            }
+        }
+
+        var all = node.Calls.ToArray();
+        Console.WriteLine($"[grpc-js-xds route features] {all.Length} calls: {all.Count(c => c.error?.StartsWith("UNAVAILABLE", StringComparison.Ordinal) == true)} UNAVAILABLE from the direct response, {all.Count(c => c.error?.StartsWith("RESOURCE_EXHAUSTED", StringComparison.Ordinal) == true)} RESOURCE_EXHAUSTED from the fault");
+        Assert.DoesNotContain("NACK", node.Errors, StringComparison.OrdinalIgnoreCase);
+    }
+
     [Fact]
     public async Task NodeXdsClientWithXdsCredentials_CallsStrictInstancesOverMtls_AndServerSeesItsSpiffeId()
     {

@@ -27,7 +27,13 @@ internal sealed class NodeXdsClient : IAsyncDisposable
 
     public string Errors => string.Join('\n', _stderr);
 
-    public static async Task<NodeXdsClient> StartAsync(ControlPlaneProcess controlPlane, string workDirectory, bool xdsCredentials)
+    /// <param name="controlPlane">The control plane whose plaintext ADS port the client uses.</param>
+    /// <param name="workDirectory">Where its bootstrap and certificates go.</param>
+    /// <param name="xdsCredentials">mTLS as CDS says (XdsChannelCredentials) rather than plaintext.</param>
+    /// <param name="metadata">A <c>name=value</c> header sent with every call, or null.</param>
+    /// <param name="maxCalls">The client stops after this many calls.</param>
+    /// <param name="intervalMs">The pause between calls.</param>
+    public static async Task<NodeXdsClient> StartAsync(ControlPlaneProcess controlPlane, string workDirectory, bool xdsCredentials, string? metadata = null, int maxCalls = 20000, int intervalMs = 20)
     {
         var module = Path.Combine(NodeDirectory, "node_modules", "@grpc", "grpc-js-xds", "package.json");
         Assert.True(
@@ -77,6 +83,12 @@ internal sealed class NodeXdsClient : IAsyncDisposable
         info.Environment["GRPC_XDS_BOOTSTRAP"] = bootstrap;
         info.Environment["MAX_SECONDS"] = "90";
         info.Environment["XDS_CREDENTIALS"] = xdsCredentials ? "xds" : "insecure";
+        info.Environment["MAX_CALLS"] = maxCalls.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        info.Environment["INTERVAL_MS"] = intervalMs.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (metadata is not null)
+        {
+            info.Environment["METADATA"] = metadata;
+        }
         var client = new NodeXdsClient(Process.Start(info)!);
         client._process.ErrorDataReceived += (_, e) =>
         {

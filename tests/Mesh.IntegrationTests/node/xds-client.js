@@ -3,6 +3,7 @@
 // One JSON line per call on stdout: {"at": <ms since epoch>, "instance": "...", "caller": "...", "error": null|"..."}.
 // XDS_CREDENTIALS=xds uses XdsChannelCredentials (gRFC A29): mTLS as the control plane's CDS says, with the
 // certificates of the bootstrap's file_watcher provider; otherwise plaintext.
+// METADATA="name=value" sends that header with every call (header routes).
 // Stops when stdin closes, after MAX_SECONDS, or after MAX_CALLS — whichever comes first.
 'use strict';
 const grpc = require('@grpc/grpc-js');
@@ -17,6 +18,11 @@ if (!target || !protoPath || !process.env.GRPC_XDS_BOOTSTRAP) {
 const maxSeconds = Number(process.env.MAX_SECONDS || 60);
 const maxCalls = Number(process.env.MAX_CALLS || 20000);
 const intervalMs = Number(process.env.INTERVAL_MS || 20);
+const metadata = new grpc.Metadata();
+if (process.env.METADATA) {
+  const eq = process.env.METADATA.indexOf('=');
+  metadata.set(process.env.METADATA.slice(0, eq), process.env.METADATA.slice(eq + 1));
+}
 
 xds.register();
 const definition = protoLoader.loadSync(protoPath, { keepCase: false, defaults: true });
@@ -36,7 +42,7 @@ process.stdin.resume();
 function callOnce() {
   return new Promise((resolve) => {
     const deadline = new Date(Date.now() + 10000);
-    client.reserve({ sku: 'node', quantity: 1 }, { deadline }, (err, reply) => {
+    client.reserve({ sku: 'node', quantity: 1 }, metadata, { deadline }, (err, reply) => {
       const line = { at: Date.now(), instance: reply ? reply.instance : null, caller: reply ? reply.caller || null : null, error: err ? `${grpc.status[err.code]}: ${err.details}` : null };
       process.stdout.write(JSON.stringify(line) + '\n');
       resolve();
@@ -49,7 +55,9 @@ function callOnce() {
   while (!stopping && calls < maxCalls && Date.now() - started < maxSeconds * 1000) {
     calls++;
     await callOnce();
-    await new Promise((r) => setTimeout(r, intervalMs));
+    if (intervalMs > 0) {
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
   }
   client.close();
   console.error(`xds-client: done after ${calls} calls`);

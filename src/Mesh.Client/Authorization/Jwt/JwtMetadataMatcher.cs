@@ -92,30 +92,18 @@ internal abstract class JwtValueMatch
     /// </summary>
     private sealed class RegexValue(System.Text.RegularExpressions.Regex regex) : JwtValueMatch
     {
-        private const int MaxPatternLength = 1024;
-
         public override bool Matches(JwtClaim value) => value.Kind == JwtClaimKind.String && regex.IsMatch(value.Text ?? string.Empty);
 
         public static JwtValueMatch Compile(StringMatcher matcher, string path, List<string> errors)
         {
-            var pattern = matcher.SafeRegex.Regex;
-            if (string.IsNullOrEmpty(pattern) || pattern.Length > MaxPatternLength)
+            var regex = Mesh.Xds.Matching.Re2Regex.TryCompileFullMatch(matcher.SafeRegex.Regex ?? string.Empty, matcher.IgnoreCase, out var error);
+            if (regex is null)
             {
-                errors.Add($"{path}.regex: must be 1 to {MaxPatternLength.ToString(CultureInfo.InvariantCulture)} characters");
+                errors.Add($"{path}.regex: {error}");
                 return Never;
             }
 
-            var options = System.Text.RegularExpressions.RegexOptions.NonBacktracking | System.Text.RegularExpressions.RegexOptions.CultureInvariant
-                | (matcher.IgnoreCase ? System.Text.RegularExpressions.RegexOptions.IgnoreCase : System.Text.RegularExpressions.RegexOptions.None);
-            try
-            {
-                return new RegexValue(new System.Text.RegularExpressions.Regex($"^(?:{pattern})\\z", options));
-            }
-            catch (Exception ex) when (ex is ArgumentException or NotSupportedException)
-            {
-                errors.Add($"{path}.regex: '{pattern}' is not a supported regular expression ({ex.Message})");
-                return Never;
-            }
+            return new RegexValue(regex);
         }
     }
 

@@ -1,0 +1,101 @@
+namespace Mesh.Client.Discovery;
+
+/// <summary>
+/// A cluster's circuit-breaking thresholds (CDS <c>circuit_breakers.thresholds[0]</c>, DEFAULT priority): the most
+/// concurrent requests and retries, and the retry budget.
+/// </summary>
+internal sealed record ClusterLimits
+{
+    /// <summary>No thresholds from the control plane: no request limit, and Envoy's default retry budget.</summary>
+    public static readonly ClusterLimits Default = new();
+
+    /// <summary>
+    /// Gets the most requests in flight to the cluster: <c>max_requests</c>, or fewer when <c>max_connections</c> plus
+    /// <c>max_pending_requests</c> is smaller (a request beyond the connections is pending). More are rejected at once.
+    /// </summary>
+    public int MaxRequests { get; init; } = int.MaxValue;
+
+    /// <summary>Gets which limit <see cref="MaxRequests"/> is, for the overflow error.</summary>
+    public string MaxRequestsName { get; init; } = "max_requests (DestinationRule connectionPool.http.http2MaxRequests)";
+
+    /// <summary>Gets the most retries in flight (<c>max_retries</c>); Envoy ignores it when a retry budget is set.</summary>
+    public int MaxRetries { get; init; } = int.MaxValue;
+
+    /// <summary>
+    /// Gets the retry budget: retries in flight may be at most this share (0–100) of the requests in flight. Always on:
+    /// when the cluster sets none, Envoy's defaults (20 %, at least 3) apply, so a total outage is not multiplied.
+    /// </summary>
+    public double RetryBudgetPercent { get; init; } = 20;
+
+    /// <summary>Gets the retries in flight the budget always allows (<c>min_retry_concurrency</c>).</summary>
+    public int MinRetryConcurrency { get; init; } = 3;
+
+    /// <summary>Gets whether the control plane set <c>retry_budget</c>: then, as in Envoy, <c>max_retries</c> is ignored.</summary>
+    public bool HasRetryBudget { get; init; }
+
+    /// <summary>Gets the connection settings of the cluster's pools; null: the client's defaults.</summary>
+    public PoolSettings? Pool { get; init; }
+
+    /// <summary>Gets whether each connection serves one request (<c>max_requests_per_connection</c> 1: no keep-alive).</summary>
+    public bool OneRequestPerConnection { get; init; }
+}
+
+/// <summary>
+/// What a cluster sets of its connections: CDS <c>connect_timeout</c>, <c>max_connections</c> (applied per endpoint,
+/// as each endpoint has its own pool), and the HTTP protocol options' <c>idle_timeout</c> and
+/// <c>max_connection_duration</c>. Null members keep the client's defaults. Pools are keyed by these values, so
+/// clusters that agree share connections.
+/// </summary>
+internal sealed record PoolSettings(TimeSpan? ConnectTimeout, TimeSpan? IdleTimeout, TimeSpan? MaxConnectionDuration, int? MaxConnections);
+
+/// <summary>
+/// The live counts behind a cluster's <see cref="ClusterLimits"/>: requests and retries in flight. Carried from one
+/// snapshot's cluster to the next one of the same name, so a config push never resets what is in flight.
+/// </summary>
+internal sealed class ClusterTraffic
+{
+    private int _requests;
+    private int _retries;
+
+    public int ActiveRequests => Volatile.Read(ref _requests);
+
+    public int ActiveRetries => Volatile.Read(ref _retries);
+
+    /// <summary>Counts a request in; false (counting nothing) when <paramref name="max"/> are already in flight.</summary>
+    public bool TryStartRequest(int max)
+    {
+        if (Interlocked.Increment(ref _requests) <= max)
+        {
+            return true;
+        }
+
+        Interlocked.Decrement(ref _requests);
+        return false;
+    }
+
+    public void EndRequest() => Interlocked.Decrement(ref _requests);
+
+    /// <summary>
+    /// Counts a retry in when the budget (and, without one, <c>max_retries</c>) allows it: retries in flight below
+    /// max(min_retry_concurrency, budget_percent × requests in flight), as Envoy's <c>retry_budget</c>.
+    /// </summary>
+    public bool TryStartRetry(ClusterLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        var allowed = Math.Max(limits.MinRetryConcurrency, (int)(limits.RetryBudgetPercent * Volatile.Read(ref _requests) / 100));
+        if (!limits.HasRetryBudget)
+        {
+            allowed = Math.Min(allowed, limits.MaxRetries);
+        }
+
+        if (Interlocked.Increment(ref _retries) <= allowed)
+        {
+            return true;
+        }
+
+        Interlocked.Decrement(ref _retries);
+        return false;
+    }
+
+    public void EndRetry() => Interlocked.Decrement(ref _retries);
+}

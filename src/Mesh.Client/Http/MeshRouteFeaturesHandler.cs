@@ -1,0 +1,342 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Runtime.CompilerServices;
+using Mesh.Client.Discovery;
+using Mesh.Client.Routing;
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.Client.Http;
+
+/// <summary>
+/// The outermost handler of mesh-enabled clients: what a route does besides picking a cluster, once per request and
+/// before retries (as Envoy's fault filter and router do): a redirect or direct response answers at once; a fault
+/// delays, then aborts, a share of requests; the path, authority and headers are rewritten; a share of requests is
+/// copied to mirror clusters, fire-and-forget; response headers are mutated. A snapshot without any such route costs a
+/// field read and a branch per request.
+/// </summary>
+/// <remarks>
+/// Mirrors: the caller never waits for one; at most <see cref="MaxMirrorsInFlight"/> run at once per handler (more are
+/// dropped); each is bounded by <see cref="MirrorTimeout"/>; its response is discarded and its failure only logged. Only
+/// a request whose body can be read twice is mirrored: no body, or a buffered one (ByteArrayContent, StringContent,
+/// FormUrlEncodedContent, ReadOnlyMemoryContent). A streamed body (StreamContent, gRPC calls, JsonContent) is sent once
+/// to the caller's destination and not mirrored: buffering it would change when the caller's request is sent.
+/// </remarks>
+internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
+{
+    /// <summary>The most mirrored requests one handler keeps in flight; a mirror beyond it is dropped.</summary>
+    public const int MaxMirrorsInFlight = 64;
+
+    /// <summary>How long a mirrored request may take before it is cancelled.</summary>
+    public static readonly TimeSpan MirrorTimeout = TimeSpan.FromSeconds(30);
+
+    // The route a request was matched to before its path or headers were rewritten: the inner handlers route on it.
+    private static readonly ConditionalWeakTable<HttpRequestMessage, Pin> Pins = [];
+
+    private readonly MeshRouter _router;
+    private readonly EndpointConnectionPools _pools;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly Func<int, int> _random;
+    private int _mirrorsInFlight;
+
+    public MeshRouteFeaturesHandler(MeshRouter router, EndpointConnectionPools pools, TimeProvider time, ILogger logger, Func<int, int>? random = null)
+    {
+        ArgumentNullException.ThrowIfNull(router);
+        ArgumentNullException.ThrowIfNull(pools);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(logger);
+        _router = router;
+        _pools = pools;
+        _time = time;
+        _logger = logger;
+        _random = random ?? Random.Shared.Next;
+    }
+
+    /// <summary>Gets the number of mirrored requests in flight (for tests and diagnostics).</summary>
+    public int MirrorsInFlight => Volatile.Read(ref _mirrorsInFlight);
+
+    /// <summary>The route <paramref name="request"/> was pinned to, if it was pinned for this very service.</summary>
+    internal static MeshRoute? PinnedRoute(HttpRequestMessage request, MeshService service) =>
+        Pins.TryGetValue(request, out var pin) && ReferenceEquals(pin.Service, service) ? pin.Route : null;
+
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var snapshot = _router.Snapshot;
+        if (!snapshot.HasRouteFeatures)
+        {
+            return base.SendAsync(request, cancellationToken);
+        }
+
+        return Match(snapshot, request) is ({ } service, { } route)
+            ? SendWithFeaturesAsync(service, route, route.Features!, request, cancellationToken)
+            : base.SendAsync(request, cancellationToken);
+    }
+
+    /// <summary>Synchronous sends pass through as before; a route with features (delays, mirrors) is applied asynchronously only.</summary>
+    protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var snapshot = _router.Snapshot;
+        if (snapshot.HasRouteFeatures && Match(snapshot, request) is ({ } service, _))
+        {
+            throw new NotSupportedException($"The route of mesh service '{service.Host}' injects faults, mirrors or rewrites requests, which this client applies on SendAsync only.");
+        }
+
+        return base.Send(request, cancellationToken);
+    }
+
+    private static (MeshService? Service, MeshRoute? Route) Match(MeshSnapshot snapshot, HttpRequestMessage request)
+    {
+        var uri = request.RequestUri;
+        return uri is { IsAbsoluteUri: true }
+            && snapshot.TryGetService(uri.IdnHost, uri.Port, uri.IsDefaultPort, out var service)
+            && service.HasRouteFeatures
+            && MeshRouter.MatchRoute(service, request, uri) is { Features: not null } route
+            ? (service, route)
+            : (null, null);
+    }
+
+    private async Task<HttpResponseMessage> SendWithFeaturesAsync(
+        MeshService service,
+        MeshRoute route,
+        RouteFeatures features,
+        HttpRequestMessage request,
+        CancellationToken cancellationToken)
+    {
+        if (features.AnswersLocally)
+        {
+            var local = features.Redirect is { } redirect ? Redirect(request, route, redirect) : Direct(request, features.DirectResponse!);
+            features.ResponseHeaders?.Apply(local.Headers, local.Content.Headers);
+            return local;
+        }
+
+        if (features.Delay is { } delay && delay.Share.Hit(_random))
+        {
+            Log.FaultDelayed(_logger, service.Host, delay.Delay);
+            await Task.Delay(delay.Delay, _time, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (features.Abort is { } abort && abort.Share.Hit(_random))
+        {
+            Log.FaultAborted(_logger, service.Host, abort.HttpStatus);
+            return Aborted(request, abort);
+        }
+
+        if (features.MutatesRequest)
+        {
+            Pins.AddOrUpdate(request, new Pin(service, route));
+            Mutate(request, route, features);
+        }
+
+        foreach (var mirror in features.Mirrors)
+        {
+            if (mirror.Share.Hit(_random))
+            {
+                StartMirror(request, mirror, service);
+            }
+        }
+
+        var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        features.ResponseHeaders?.Apply(response.Headers, response.Content.Headers);
+        return response;
+    }
+
+    private static void Mutate(HttpRequestMessage request, MeshRoute route, RouteFeatures features)
+    {
+        var uri = request.RequestUri!;
+        if (features.PrefixRewrite is not null || features.RegexRewrite is not null)
+        {
+            var rewritten = features.RewritePath(route, uri.AbsolutePath, uri.Query);
+            request.RequestUri = new Uri(uri, rewritten);
+        }
+
+        if (features.HostRewrite is { } host)
+        {
+            request.Headers.Host = host;
+        }
+
+        features.RequestHeaders?.Apply(request.Headers, request.Content?.Headers);
+    }
+
+    private void StartMirror(HttpRequestMessage request, RouteMirror mirror, MeshService service)
+    {
+        if (request.Content is not (null or ByteArrayContent or ReadOnlyMemoryContent))
+        {
+            Log.MirrorSkipped(_logger, service.Host, mirror.Cluster.Name, "the request body is streamed and cannot be sent twice");
+            return;
+        }
+
+        if (Interlocked.Increment(ref _mirrorsInFlight) > MaxMirrorsInFlight)
+        {
+            Interlocked.Decrement(ref _mirrorsInFlight);
+            Log.MirrorSkipped(_logger, service.Host, mirror.Cluster.Name, $"{MaxMirrorsInFlight} mirrored requests are already in flight");
+            return;
+        }
+
+        HttpRequestMessage copy;
+        try
+        {
+            copy = Copy(request);
+        }
+        catch (Exception exception) when (exception is InvalidOperationException or HttpRequestException or IOException)
+        {
+            Interlocked.Decrement(ref _mirrorsInFlight);
+            Log.MirrorFailed(_logger, service.Host, mirror.Cluster.Name, exception);
+            return;
+        }
+
+        // Not awaited: the caller never waits for a mirror, and nothing of it reaches the caller.
+        _ = SendMirrorAsync(copy, mirror.Cluster, service.Host);
+    }
+
+    private async Task SendMirrorAsync(HttpRequestMessage copy, MeshCluster cluster, string serviceHost)
+    {
+        // Leave the caller's thread at once: the mirror's connection set-up must not delay the caller's own request.
+        await Task.Yield();
+        using var timeout = new CancellationTokenSource(MirrorTimeout, _time);
+        try
+        {
+            var endpoint = cluster.Balancer.Pick(_time.GetTimestamp(), avoid: null);
+            if (endpoint is null)
+            {
+                Log.MirrorSkipped(_logger, serviceHost, cluster.Name, "the mirror cluster has no endpoint");
+                return;
+            }
+
+            using var response = await _pools.Get(endpoint, cluster).SendAsync(copy, timeout.Token).ConfigureAwait(false);
+            Log.Mirrored(_logger, serviceHost, cluster.Name, (int)response.StatusCode);
+        }
+        catch (Exception exception)
+        {
+            // A mirror's failure is the mirror's business only.
+            Log.MirrorFailed(_logger, serviceHost, cluster.Name, exception);
+        }
+        finally
+        {
+            copy.Dispose();
+            Interlocked.Decrement(ref _mirrorsInFlight);
+        }
+    }
+
+    /// <summary>A copy of the (already rewritten) request; Istio ≥ 1.28 sends it with the same authority (no "-shadow").</summary>
+    private static HttpRequestMessage Copy(HttpRequestMessage request)
+    {
+        var copy = new HttpRequestMessage(request.Method, request.RequestUri) { Version = request.Version, VersionPolicy = request.VersionPolicy };
+        foreach (var (name, values) in request.Headers.NonValidated)
+        {
+            foreach (var value in values)
+            {
+                copy.Headers.TryAddWithoutValidation(name, value);
+            }
+        }
+
+        if (request.Content is { } content)
+        {
+            // Buffered contents serialize from their buffer: reading them does not consume the caller's body.
+            using var buffer = new MemoryStream();
+            content.CopyTo(buffer, context: null, CancellationToken.None);
+            copy.Content = new ByteArrayContent(buffer.ToArray());
+            foreach (var (name, values) in content.Headers.NonValidated)
+            {
+                foreach (var value in values)
+                {
+                    copy.Content.Headers.TryAddWithoutValidation(name, value);
+                }
+            }
+        }
+
+        return copy;
+    }
+
+    private static HttpResponseMessage Aborted(HttpRequestMessage request, FaultAbort abort)
+    {
+        var response = new HttpResponseMessage((HttpStatusCode)abort.HttpStatus) { RequestMessage = request, Version = request.Version };
+        if (abort.GrpcStatus is { } grpcStatus && IsGrpc(request))
+        {
+            response.Content = new ByteArrayContent([]);
+            // A gRPC trailers-only response: HTTP 200, the status in the headers (what Envoy's fault filter sends a gRPC call).
+            response.StatusCode = HttpStatusCode.OK;
+            response.Content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
+            response.Headers.TryAddWithoutValidation("grpc-status", grpcStatus.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            response.Headers.TryAddWithoutValidation("grpc-message", "fault filter abort");
+            return response;
+        }
+
+        response.Content = new StringContent("fault filter abort");
+        return response;
+    }
+
+    private static bool IsGrpc(HttpRequestMessage request) =>
+        request.Content?.Headers.ContentType?.MediaType is { } type && type.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
+
+    private static HttpResponseMessage Direct(HttpRequestMessage request, RouteDirectResponse direct)
+    {
+        var response = new HttpResponseMessage(direct.Status) { RequestMessage = request, Version = request.Version, Content = new ByteArrayContent(direct.Body ?? []) };
+        if (direct.Body is { Length: > 0 })
+        {
+            // As Envoy's direct_response with a body.
+            response.Content.Headers.ContentType = new MediaTypeHeaderValue("text/plain");
+        }
+
+        return response;
+    }
+
+    /// <summary>A 3xx with Location: the request's URL with the redirect's scheme, host, port, path and query, as Envoy builds it.</summary>
+    private static HttpResponseMessage Redirect(HttpRequestMessage request, MeshRoute route, RouteRedirect redirect)
+    {
+        var uri = request.RequestUri!;
+        var scheme = redirect.Scheme ?? uri.Scheme;
+        var host = redirect.Host ?? uri.Host;
+        var port = redirect.Port > 0 ? redirect.Port
+            : redirect.Scheme is not null && !string.Equals(redirect.Scheme, uri.Scheme, StringComparison.OrdinalIgnoreCase) ? -1
+            : uri.IsDefaultPort ? -1 : uri.Port;
+        string path;
+        var query = redirect.StripQuery ? string.Empty : uri.Query;
+        if (redirect.PathRedirect is { } target)
+        {
+            var mark = target.IndexOf('?', StringComparison.Ordinal);
+            path = mark < 0 ? target : target[..mark];
+            if (mark >= 0)
+            {
+                // A query in path_redirect replaces the request's.
+                query = target[mark..];
+            }
+        }
+        else if (redirect.PrefixRewrite is { } prefix)
+        {
+            var matched = route.Prefix is { } routePrefix ? Math.Min(routePrefix.Length, uri.AbsolutePath.Length) : uri.AbsolutePath.Length;
+            path = prefix + uri.AbsolutePath[matched..];
+        }
+        else
+        {
+            path = uri.AbsolutePath;
+        }
+
+        // Port -1: the scheme's default, left out of the URL.
+        var builder = new UriBuilder(scheme, host, port) { Path = path, Query = query.Length > 1 ? query[1..] : string.Empty };
+        var response = new HttpResponseMessage(redirect.Status) { RequestMessage = request, Version = request.Version, Content = new ByteArrayContent([]) };
+        response.Headers.Location = builder.Uri;
+        return response;
+    }
+
+    private sealed record Pin(MeshService Service, MeshRoute Route);
+
+    private static partial class Log
+    {
+        [LoggerMessage(20, LogLevel.Debug, "Fault injection delayed a request to mesh service {Service} by {Delay}.", EventName = "FaultDelayed")]
+        public static partial void FaultDelayed(ILogger logger, string service, TimeSpan delay);
+
+        [LoggerMessage(21, LogLevel.Debug, "Fault injection aborted a request to mesh service {Service} with status {Status}.", EventName = "FaultAborted")]
+        public static partial void FaultAborted(ILogger logger, string service, int status);
+
+        [LoggerMessage(22, LogLevel.Debug, "Mirrored a request to mesh service {Service} to cluster {Cluster} (status {Status}, discarded).", EventName = "Mirrored")]
+        public static partial void Mirrored(ILogger logger, string service, string cluster, int status);
+
+        [LoggerMessage(23, LogLevel.Debug, "Did not mirror a request to mesh service {Service} to cluster {Cluster}: {Reason}.", EventName = "MirrorSkipped")]
+        public static partial void MirrorSkipped(ILogger logger, string service, string cluster, string reason);
+
+        [LoggerMessage(24, LogLevel.Debug, "A mirrored request to mesh service {Service} (cluster {Cluster}) failed; the caller is not affected.", EventName = "MirrorFailed")]
+        public static partial void MirrorFailed(ILogger logger, string service, string cluster, Exception exception);
+    }
+}

@@ -1,0 +1,132 @@
+using Mesh.Client.Discovery;
+using Mesh.Client.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Mesh.Client.Tests.Http;
+
+/// <summary>DestinationRule connectionPool limits and the retry budget on the HttpClient path, against real Kestrel backends.</summary>
+public sealed class ClusterLimitsTests : IAsyncLifetime
+{
+    private readonly List<TestBackend> _backends = [];
+
+    public async Task InitializeAsync()
+    {
+        for (var i = 0; i < 3; i++)
+        {
+            _backends.Add(await TestBackend.StartAsync($"orders-{i}"));
+        }
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var backend in _backends)
+        {
+            await backend.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task SendAsync_MaxRequestsInFlight_RejectsTheNextAtOnceNamingTheLimit()
+    {
+        var (snapshot, cluster) = Orders(ClusterLimits.Default with { MaxRequests = 2 });
+        await using var provider = MeshServices.Create(new FixedSnapshotSource(snapshot)).BuildServiceProvider();
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+        foreach (var backend in _backends)
+        {
+            backend.Hang = true;
+        }
+
+        using var cancel = new CancellationTokenSource();
+        var hung = Enumerable.Range(0, 2).Select(_ => client.GetAsync(new Uri("http://orders/"), cancel.Token)).ToArray();
+        await Poll.UntilAsync(() => cluster.Traffic.ActiveRequests == 2 && _backends.Sum(b => b.Hits) == 2, "two requests in flight at the servers");
+
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var exception = await Assert.ThrowsAsync<UpstreamOverflowException>(() => client.GetAsync(new Uri("http://orders/")));
+
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(5), $"rejected after {started.Elapsed}, not at once");
+        Assert.Equal("orders", exception.Service);
+        Assert.Equal(2, exception.Value);
+        Assert.Contains("http2MaxRequests", exception.Limit, StringComparison.Ordinal);
+        Assert.Contains("'orders'", exception.Message, StringComparison.Ordinal);
+        Assert.Equal(2, _backends.Sum(b => b.Hits)); // the rejected request never reached a server
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Task.WhenAll(hung));
+        Assert.Equal(0, cluster.Traffic.ActiveRequests);
+    }
+
+    [Fact]
+    public async Task GetAsync_RetryBudgetOfZero_SendsNoRetry()
+    {
+        var (snapshot, cluster) = Orders(ClusterLimits.Default with { HasRetryBudget = true, RetryBudgetPercent = 0, MinRetryConcurrency = 0 });
+        await using var provider = MeshServices.Create(new FixedSnapshotSource(snapshot)).BuildServiceProvider();
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        using var response = await client.GetAsync(new Uri("http://orders/fail"));
+
+        Assert.Equal(System.Net.HttpStatusCode.InternalServerError, response.StatusCode);
+        Assert.Equal(1, _backends.Sum(b => b.Hits));
+        Assert.Equal(0, cluster.Traffic.ActiveRetries);
+    }
+
+    [Fact]
+    public async Task GetAsync_DefaultBudget_AllowsTheMinimumConcurrency()
+    {
+        var (snapshot, cluster) = Orders(ClusterLimits.Default);
+        await using var provider = MeshServices.Create(new FixedSnapshotSource(snapshot)).BuildServiceProvider();
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        using var response = await client.GetAsync(new Uri("http://orders/fail"));
+
+        Assert.Equal(3, _backends.Sum(b => b.Hits)); // one request in flight: min_retry_concurrency (3) allows its 2 retries
+        Assert.Equal(0, cluster.Traffic.ActiveRetries);
+    }
+
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 3)]
+    public async Task GetAsync_MaxRetriesZero_AppliesOnlyWithoutABudget(bool budget, int hits)
+    {
+        var limits = ClusterLimits.Default with { MaxRetries = 0, HasRetryBudget = budget };
+        var (snapshot, _) = Orders(limits);
+        await using var provider = MeshServices.Create(new FixedSnapshotSource(snapshot)).BuildServiceProvider();
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        using var response = await client.GetAsync(new Uri("http://orders/fail"));
+
+        Assert.Equal(hits, _backends.Sum(b => b.Hits));
+    }
+
+    [Fact]
+    public void TryStartRetry_BudgetIsAShareOfRequestsInFlight()
+    {
+        var traffic = new ClusterTraffic();
+        var limits = ClusterLimits.Default; // 20 %, at least 3
+        for (var i = 0; i < 50; i++)
+        {
+            Assert.True(traffic.TryStartRequest(int.MaxValue));
+        }
+
+        var granted = 0;
+        while (traffic.TryStartRetry(limits))
+        {
+            granted++;
+        }
+
+        Assert.Equal(10, granted);
+        traffic.EndRetry();
+        Assert.True(traffic.TryStartRetry(limits));
+    }
+
+    private (MeshSnapshot Snapshot, MeshCluster Cluster) Orders(ClusterLimits limits)
+    {
+        var endpoints = _backends.Select(b => TestSnapshots.Endpoint(b.Port)).ToArray();
+        var cluster = new MeshCluster(
+            "outbound|80||orders.default.svc.cluster.local",
+            "orders.default.svc.cluster.local",
+            LoadBalancingPolicy.RoundRobin,
+            [.. endpoints],
+            OutlierDetectionSettings.Default,
+            limits: limits);
+        return (new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster]), cluster);
+    }
+}

@@ -1,0 +1,82 @@
+using System.Net;
+using Mesh.Client.Discovery;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Mesh.Client.Tests.Resilience;
+
+/// <summary>
+/// A client the app also gives Microsoft.Extensions.Http.Resilience's standard handler: the app's pipeline owns the
+/// retries, the mesh sends each of its attempts once and routes each to another endpoint than the one that failed.
+/// </summary>
+public sealed class AppResiliencePipelineTests : IAsyncLifetime
+{
+    private readonly List<TestBackend> _backends = [];
+
+    public async Task InitializeAsync()
+    {
+        for (var i = 0; i < 3; i++)
+        {
+            _backends.Add(await TestBackend.StartAsync($"orders-{i}"));
+        }
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var backend in _backends)
+        {
+            await backend.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task StandardResilienceHandler_RetriesAreNotMultiplied()
+    {
+        var services = MeshServices.Create(new FixedSnapshotSource(Orders()));
+        services.AddHttpClient("app").AddStandardResilienceHandler(options =>
+        {
+            options.Retry.MaxRetryAttempts = 3;
+            options.Retry.Delay = TimeSpan.FromMilliseconds(1);
+            options.CircuitBreaker.MinimumThroughput = 1000;
+        });
+        services.AddHttpClient("plain");
+        await using var provider = services.BuildServiceProvider();
+        var factory = provider.GetRequiredService<IHttpClientFactory>();
+
+        using var withPipeline = await factory.CreateClient("app").GetAsync(new Uri("http://orders/fail"));
+        var appHits = _backends.Sum(b => b.Hits);
+        foreach (var backend in _backends)
+        {
+            backend.Hosts.Clear();
+        }
+
+        using var meshOnly = await factory.CreateClient("plain").GetAsync(new Uri("http://orders/fail"));
+        var meshHits = _backends.Sum(b => b.Hits);
+
+        Assert.Equal(HttpStatusCode.InternalServerError, withPipeline.StatusCode);
+        Assert.Equal(4, appHits); // the app's 1 + 3, not (1 + 3) × (1 + Mesh:Resilience:MaxRetryAttempts 2) = 12
+        Assert.Equal(3, meshHits); // a client without its own pipeline keeps the mesh's retries
+    }
+
+    [Fact]
+    public async Task StandardResilienceHandler_EachRetryGoesToAnotherEndpoint()
+    {
+        var services = MeshServices.Create(new FixedSnapshotSource(Orders()));
+        services.AddHttpClient("app").AddStandardResilienceHandler(options =>
+        {
+            options.Retry.MaxRetryAttempts = 2;
+            options.Retry.Delay = TimeSpan.FromMilliseconds(1);
+        });
+        await using var provider = services.BuildServiceProvider();
+
+        using var response = await provider.GetRequiredService<IHttpClientFactory>().CreateClient("app").GetAsync(new Uri("http://orders/fail"));
+
+        Assert.All(_backends, backend => Assert.Equal(1, backend.Hits));
+    }
+
+    private MeshSnapshot Orders()
+    {
+        var endpoints = _backends.Select(b => TestSnapshots.Endpoint(b.Port)).ToArray();
+        var cluster = TestSnapshots.Cluster("orders", 80, endpoints, outlier: OutlierDetectionSettings.Default with { Consecutive5xx = 100 });
+        return new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster]);
+    }
+}

@@ -1,0 +1,79 @@
+using Mesh.Xds.Matching;
+
+namespace Mesh.Client.Tests.Xds;
+
+/// <summary>RE2 patterns keep RE2's meaning on .NET's engine, and what RE2 refuses is refused.</summary>
+public class Re2RegexTests
+{
+    [Theory]
+    // \d, \w, \s are ASCII in RE2: another script's digits are another spelling, not a match.
+    [InlineData(@"/beta/\d+", "/beta/42", true)]
+    [InlineData(@"/beta/\d+", "/beta/٤٢", false)]
+    [InlineData(@"/beta/[\d]+", "/beta/٤٢", false)]
+    [InlineData(@"\w+", "héllo", false)]
+    [InlineData(@"\w+", "hello_1", true)]
+    [InlineData(@"a\sb", "a\u00a0b", false)]
+    [InlineData(@"\D+", "٤", true)]
+    // $ is the end of the text in RE2, not "before a final newline".
+    [InlineData(@"/admin$", "/admin\n", false)]
+    [InlineData(@"(?m)a$", "a", true)]
+    // POSIX classes are RE2 syntax; .NET would read [[:alpha:]] as a bracket soup.
+    [InlineData(@"[[:alpha:]]+", "abcXYZ", true)]
+    [InlineData(@"[[:alpha:]]+", ":", false)]
+    [InlineData(@"[[:digit:][:upper:]]+", "A1B2", true)]
+    // "-[" is a literal in RE2, a class subtraction in .NET.
+    [InlineData(@"[a-z-[aeiou]]+", "a", false)]
+    [InlineData(@"[a-z-[aeiou]]", "a]", true)]
+    // Named groups in RE2's spelling, literal text, \x{..}, one-letter Unicode classes.
+    [InlineData(@"(?P<id>[0-9]+)", "123", true)]
+    [InlineData(@"\Q/a.b\E", "/a.b", true)]
+    [InlineData(@"\Q/a.b\E", "/axb", false)]
+    [InlineData(@"\x{41}", "A", true)]
+    [InlineData(@"\pL+", "héllo", true)]
+    // Flags and non-capturing groups.
+    [InlineData(@"(?i)abc", "ABC", true)]
+    [InlineData(@"(?:ab)+", "abab", true)]
+    [InlineData(@"(?i:a)b", "Ab", true)]
+    // A full match: the whole input.
+    [InlineData(@"/beta/[0-9]+", "/beta/42/x", false)]
+    [InlineData(@"a|b", "ab", false)]
+    public void FullMatch_HasRe2Meaning(string pattern, string input, bool expected)
+    {
+        var regex = Re2Regex.TryCompileFullMatch(pattern, ignoreCase: false, out var error);
+
+        Assert.True(regex is not null, error);
+        Assert.Equal(expected, regex.IsMatch(input));
+    }
+
+    [Theory]
+    [InlineData(@"(?=a)a", "lookahead")]
+    [InlineData(@"(?<!a)b", "lookbehind")]
+    [InlineData(@"(?>a+)", "atomic group")]
+    [InlineData(@"(a)\1", "backreference")]
+    [InlineData(@"(?P<x>a)(?P=x)", "backreference")]
+    [InlineData(@"(?(1)a|b)", "conditional")]
+    [InlineData(@"(?#comment)a", "comment")]
+    [InlineData(@"a++", "possessive")]
+    [InlineData(@"(?U)a+", "ungreedy")]
+    [InlineData(@"\k<x>", @"\k")]
+    [InlineData(@"\Gabc", @"\G")]
+    [InlineData(@"abc\Z", @"\Z")]
+    [InlineData(@"\u0041", @"\u")]
+    [InlineData(@"[[:word:][:^alpha:]]", "POSIX class")]
+    [InlineData(@"[\D]", "inside a character class")]
+    [InlineData(@"[abc", "not closed")]
+    [InlineData(@"a)|(b", "not a valid RE2 regex")]
+    [InlineData("", "1 to 1024")]
+    public void NotRe2_IsRefusedWithTheReason(string pattern, string reason)
+    {
+        Assert.Null(Re2Regex.TryCompileFullMatch(pattern, ignoreCase: false, out var error));
+        Assert.Contains(reason, error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TooLong_IsRefused()
+    {
+        Assert.Null(Re2Regex.TryCompileFullMatch(new string('a', Re2Regex.MaxPatternLength + 1), ignoreCase: false, out var error));
+        Assert.Contains("1024", error, StringComparison.Ordinal);
+    }
+}
