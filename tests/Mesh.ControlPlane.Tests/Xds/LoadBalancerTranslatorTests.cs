@@ -213,5 +213,22 @@ public sealed class LoadBalancerTranslatorTests
         Assert.Empty(routes[2].Route_.HashPolicy);
     }
 
+    [Fact]
+    public void PortLevelLoadBalancer_ReplacesTheConsistentHash_AndAPortLevelConsistentHashIsRefused()
+    {
+        var portLevel = Services.Replace(
+            "      consistentHash: {httpHeaderName: X-User}\n",
+            "      consistentHash: {httpHeaderName: X-User}\n    portLevelSettings: [{port: {number: 80}, loadBalancer: {simple: ROUND_ROBIN}}]\n",
+            StringComparison.Ordinal);
+        Assert.NotEqual(Services, portLevel);
+        var snapshot = Translate(portLevel);
+        Assert.Equal(Cluster.Types.LbPolicy.RoundRobin, ClusterOf(snapshot, Cluster80).LbPolicy);
+        Assert.Empty(Assert.Single(Routes(snapshot).Items).Route_.HashPolicy);
+
+        var refused = Load(portLevel.Replace("loadBalancer: {simple: ROUND_ROBIN}}]", "loadBalancer: {consistentHash: {useSourceIp: true}}}]", StringComparison.Ordinal));
+        var error = Assert.Single(refused.Errors, e => !e.IsWarning);
+        Assert.Contains("spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash: is not supported per port yet", error.Message, StringComparison.Ordinal);
+    }
+
     private sealed record RepeatedRoutes(Google.Protobuf.Collections.RepeatedField<Route> Items);
 }
