@@ -17,6 +17,7 @@ public class RoutingBenchmarks
     private readonly HttpRequestMessage _qualified = new(HttpMethod.Get, "http://orders.default.svc.cluster.local/orders/42");
     private readonly HttpRequestMessage _leastRequest = new(HttpMethod.Get, "http://inventory:50051/demo.inventory.v1.Inventory/Reserve");
     private readonly HttpRequestMessage _notMesh = new(HttpMethod.Get, "http://example.org/");
+    private readonly HttpRequestMessage _ringHash = new(HttpMethod.Get, "http://sessions/cart");
     private MeshRouter _router = null!;
 
     [GlobalSetup]
@@ -26,22 +27,27 @@ public class RoutingBenchmarks
         var clusters = new List<MeshCluster>();
         for (var i = 0; i < 200; i++)
         {
-            var name = i switch { 0 => "orders", 1 => "inventory", _ => $"service-{i}" };
+            var name = i switch { 0 => "orders", 1 => "inventory", 2 => "sessions", _ => $"service-{i}" };
             var port = i == 1 ? 50051 : 80;
             var fqdn = $"{name}.default.svc.cluster.local";
             var endpoints = ImmutableArray.Create(
                 new MeshEndpoint("10.0.0.1", 8000 + i),
                 new MeshEndpoint("10.0.0.2", 8000 + i),
                 new MeshEndpoint("10.0.0.3", 8000 + i));
-            var cluster = new MeshCluster($"outbound|{port}||{fqdn}", fqdn, i == 1 ? LoadBalancingPolicy.LeastRequest : LoadBalancingPolicy.RoundRobin, endpoints);
+            var policy = i switch { 1 => LoadBalancingPolicy.LeastRequest, 2 => LoadBalancingPolicy.RingHash, _ => LoadBalancingPolicy.RoundRobin };
+            var cluster = new MeshCluster($"outbound|{port}||{fqdn}", fqdn, policy, endpoints);
             clusters.Add(cluster);
-            var service = new MeshService($"{fqdn}:{port}", fqdn, port, [new MeshRoute("", null, true, [new WeightedCluster(cluster, 100)])]);
+
+            // The sessions service is a DestinationRule consistentHash by header: the route hashes x-user onto the ring.
+            var hashPolicy = i == 2 ? new RouteHashPolicy([new HashKey(HashKeyKind.Header, "x-user", Terminal: false)], sourceKey: 0) : null;
+            var service = new MeshService($"{fqdn}:{port}", fqdn, port, [new MeshRoute("", null, true, [new WeightedCluster(cluster, 100)]) { HashPolicy = hashPolicy }]);
             foreach (var alias in new[] { name, $"{name}.default", $"{name}.default.svc", fqdn })
             {
                 bindings.Add(new(alias, service));
             }
         }
 
+        _ringHash.Headers.Add("x-user", "user-1234567");
         _router = new MeshRouter(new FixedSource(new MeshSnapshot("1", bindings, clusters)), new MeshHostNames("default", "cluster.local"));
     }
 
@@ -56,6 +62,10 @@ public class RoutingBenchmarks
 
     [Benchmark]
     public object? NotAMeshHost() => Route(_notMesh);
+
+    /// <summary>RING_HASH: hash the x-user header (xxHash64) and binary-search a 1024-point ring. Target: 0 B.</summary>
+    [Benchmark]
+    public object? RingHash_HeaderKey() => Route(_ringHash);
 
     private object? Route(HttpRequestMessage request)
     {

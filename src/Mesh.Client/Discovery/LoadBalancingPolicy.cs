@@ -7,4 +7,10 @@ internal enum LoadBalancingPolicy
 
     /// <summary>Power of two choices over in-flight requests.</summary>
     LeastRequest,
+
+    /// <summary>Weighted random pick.</summary>
+    Random,
+
+    /// <summary>Consistent hash over a ring (Ketama), keyed by the route's <c>hash_policy</c>.</summary>
+    RingHash,
 }

@@ -18,7 +18,8 @@ internal sealed class MeshCluster
         Func<int, int>? random = null,
         UpstreamTlsSettings? tls = null,
         ClusterLimits? limits = null,
-        ClusterTraffic? traffic = null)
+        ClusterTraffic? traffic = null,
+        RingHashSettings? ringHash = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentException.ThrowIfNullOrEmpty(serviceHost);
@@ -29,7 +30,7 @@ internal sealed class MeshCluster
         Outlier = new OutlierDetector(outlierDetection ?? OutlierDetectionSettings.Default, Endpoints);
         Limits = limits ?? ClusterLimits.Default;
         Traffic = traffic ?? new ClusterTraffic();
-        Balancer = LoadBalancerFactory.Create(policy, Endpoints, random);
+        Balancer = LoadBalancerFactory.Create(policy, Endpoints, random, ringHash);
         Tls = tls;
     }
 
@@ -72,6 +73,22 @@ internal sealed class MeshCluster
         }
 
         var endpoint = Balancer.Pick(now, avoid);
+        return endpoint is null || endpoint.IsAvailable(now) || Outlier.Settings.PanicThresholdPercent > 0 ? endpoint : null;
+    }
+
+    /// <summary>
+    /// Like <see cref="PickEndpoint(long, long, MeshEndpoint?)"/> for a request whose route hashed it (RDS <c>hash_policy</c>):
+    /// a consistent-hash balancer picks by <paramref name="hash"/>, the others ignore it.
+    /// </summary>
+    public MeshEndpoint? PickEndpoint(long now, long timestampFrequency, MeshEndpoint? avoid, ulong hash)
+    {
+        Outlier.Sweep(now, timestampFrequency);
+        if (Outlier.IsPanicking)
+        {
+            return PanicPick(avoid);
+        }
+
+        var endpoint = Balancer.Pick(now, avoid, hash);
         return endpoint is null || endpoint.IsAvailable(now) || Outlier.Settings.PanicThresholdPercent > 0 ? endpoint : null;
     }
 

@@ -52,6 +52,9 @@ internal sealed class MeshEndpoint
 
     public string Locality { get; }
 
+    /// <summary>Gets the EDS priority of the endpoint's locality (0 is tried first; higher ones take traffic as it fails over).</summary>
+    public int Priority { get; init; }
+
     public int ActiveRequests => Volatile.Read(ref _activeRequests);
 
     /// <summary>Gets the current streak of 5xx answers (or local-origin failures).</summary>

@@ -120,6 +120,9 @@ internal sealed class MeshRoute
     /// <summary>Gets the route's timeout and retry policy from RDS; null when it sets neither (then <c>Mesh:Resilience</c> applies).</summary>
     public RouteResilience? Resilience { get; init; }
 
+    /// <summary>Gets the route's <c>hash_policy</c> (the key a RING_HASH cluster picks by); null when it has none.</summary>
+    public Routing.RouteHashPolicy? HashPolicy { get; init; }
+
     /// <summary>Gets whether the route matches every path, so the request path need not be read at all.</summary>
     public bool MatchesAnyPath { get; }
 

@@ -15,4 +15,10 @@ internal interface ILoadBalancer
     /// wrongly marked down still gets traffic. Returns <see langword="null"/> only for a cluster without endpoints.
     /// </summary>
     MeshEndpoint? Pick(long now, MeshEndpoint? avoid);
+
+    /// <summary>
+    /// Picks for a request whose route computed <paramref name="hash"/> from its <c>hash_policy</c>. Only consistent-hash
+    /// policies use it; the others ignore the hash, as Envoy does.
+    /// </summary>
+    MeshEndpoint? Pick(long now, MeshEndpoint? avoid, ulong hash) => Pick(now, avoid);
 }

@@ -94,7 +94,9 @@ internal sealed class MeshRouter
         }
 
         cluster = route.PickCluster(_random);
-        endpoint = cluster.PickEndpoint(now, timestampFrequency, avoid);
+        endpoint = route.HashPolicy is { } hashPolicy && hashPolicy.TryHash(request, uri, out var hash)
+            ? cluster.PickEndpoint(now, timestampFrequency, avoid, hash)
+            : cluster.PickEndpoint(now, timestampFrequency, avoid);
         return endpoint is null ? RouteStatus.NoEndpoint : RouteStatus.Routed;
     }
 

@@ -52,7 +52,8 @@ internal static class MeshSnapshotBuilder
                 random,
                 cluster.Tls,
                 cluster.Limits,
-                before?.Traffic);
+                before?.Traffic,
+                cluster.RingHash);
         }
 
         var bindings = new List<KeyValuePair<string, MeshService>>();
@@ -110,13 +111,13 @@ internal static class MeshSnapshotBuilder
 
     private static ImmutableArray<MeshEndpoint> ReuseEndpoints(ImmutableArray<EndpointSpec> specs, MeshCluster? before)
     {
-        Dictionary<(string, int, int, bool), MeshEndpoint>? old = null;
+        Dictionary<(string, int, int, bool, int), MeshEndpoint>? old = null;
         if (before is not null)
         {
             old = [];
             foreach (var endpoint in before.Endpoints)
             {
-                old.TryAdd((endpoint.Address, endpoint.Port, endpoint.Weight, endpoint.IsHealthy), endpoint);
+                old.TryAdd((endpoint.Address, endpoint.Port, endpoint.Weight, endpoint.IsHealthy, endpoint.Priority), endpoint);
             }
         }
 
@@ -124,9 +125,9 @@ internal static class MeshSnapshotBuilder
         foreach (var spec in specs)
         {
             // The same instance keeps its in-flight count and ejection state across config pushes.
-            result.Add(old is not null && old.TryGetValue((spec.Address, spec.Port, Math.Max(1, spec.Weight), spec.IsHealthy), out var same)
+            result.Add(old is not null && old.TryGetValue((spec.Address, spec.Port, Math.Max(1, spec.Weight), spec.IsHealthy, spec.Priority), out var same)
                 ? same
-                : new MeshEndpoint(spec.Address, spec.Port, spec.Weight, spec.IsHealthy, spec.Locality));
+                : new MeshEndpoint(spec.Address, spec.Port, spec.Weight, spec.IsHealthy, spec.Locality) { Priority = spec.Priority });
         }
 
         return result.MoveToImmutable();
@@ -238,6 +239,7 @@ internal static class MeshSnapshotBuilder
             {
                 // Validated by XdsResourceDecoder.ValidateRoute; parsed here once so requests only read it.
                 Resilience = action is null ? null : Resilience.RouteResilience.Decode(action, host.RetryPolicy, string.Empty, []),
+                HashPolicy = action is null ? null : XdsResourceDecoder.DecodeHashPolicy(action, string.Empty, []),
             });
         }
 

@@ -201,11 +201,12 @@ internal static class XdsResourceDecoder
         }
 
         var policy = DecodePolicy(cluster, where, errors);
+        var ringHash = policy == LoadBalancingPolicy.RingHash ? DecodeRingHash(cluster.RingHashLbConfig, where, errors) : null;
         var outlier = ClusterPolicyDecoder.DecodeOutlierDetection(cluster, where, errors);
         var limits = ClusterPolicyDecoder.DecodeLimits(cluster, where, errors);
         var tls = cluster.TransportSocket is { } socket ? DecodeTransportSocket(socket, where, errors) : null;
         return errors.Count == start
-            ? (name, new ClusterResource(name, edsName, policy, outlier, staticEndpoints, tls, limits))
+            ? (name, new ClusterResource(name, edsName, policy, outlier, staticEndpoints, tls, limits, ringHash))
             : (name, null);
     }
 
@@ -390,6 +391,7 @@ internal static class XdsResourceDecoder
 
         // The virtual host's policy is checked once, by ValidateRoutes.
         Resilience.RouteResilience.Decode(action, hostPolicy: null, $"{where}.route", errors);
+        DecodeHashPolicy(action, $"{where}.route", errors);
         switch (action.ClusterSpecifierCase)
         {
             case RouteAction.ClusterSpecifierOneofCase.Cluster:
@@ -440,10 +442,12 @@ internal static class XdsResourceDecoder
                         return LoadBalancingPolicy.RoundRobin;
                     case XdsTypeUrls.LeastRequestPolicy:
                         return LoadBalancingPolicy.LeastRequest;
+                    case XdsTypeUrls.RandomPolicy:
+                        return LoadBalancingPolicy.Random;
                 }
             }
 
-            errors.Add($"{where}: load_balancing_policy has no supported policy (supported: {XdsTypeUrls.RoundRobinPolicy}, {XdsTypeUrls.LeastRequestPolicy})");
+            errors.Add($"{where}: load_balancing_policy has no supported policy (supported: {XdsTypeUrls.RoundRobinPolicy}, {XdsTypeUrls.LeastRequestPolicy}, {XdsTypeUrls.RandomPolicy})");
             return LoadBalancingPolicy.RoundRobin;
         }
 
@@ -453,10 +457,124 @@ internal static class XdsResourceDecoder
                 return LoadBalancingPolicy.RoundRobin;
             case Cluster.Types.LbPolicy.LeastRequest:
                 return LoadBalancingPolicy.LeastRequest;
+            case Cluster.Types.LbPolicy.Random:
+                return LoadBalancingPolicy.Random;
+            case Cluster.Types.LbPolicy.RingHash:
+                return LoadBalancingPolicy.RingHash;
             default:
-                errors.Add($"{where}: lb_policy {EnumName(Cluster.Descriptor, "LbPolicy", (int)cluster.LbPolicy)} is not supported (use ROUND_ROBIN or LEAST_REQUEST)");
+                // MAGLEV too: gRPC NACKs it as well; a control plane sends RING_HASH, the consistent hash both implement.
+                errors.Add($"{where}: lb_policy {EnumName(Cluster.Descriptor, "LbPolicy", (int)cluster.LbPolicy)} is not supported (use {string.Join(", ", LoadBalancing.LoadBalancerRegistry.Names.Order(StringComparer.Ordinal))})");
                 return LoadBalancingPolicy.RoundRobin;
         }
+    }
+
+    /// <summary>CDS <c>ring_hash_lb_config</c>, checked as Envoy and gRPC (A42) check it.</summary>
+    private static LoadBalancing.RingHashSettings? DecodeRingHash(RingHashLbConfig? config, string where, List<string> errors)
+    {
+        if (config is null)
+        {
+            return LoadBalancing.RingHashSettings.Default;
+        }
+
+        var path = $"{where}: ring_hash_lb_config";
+        if (config.HashFunction != RingHashLbConfig.Types.HashFunction.XxHash)
+        {
+            errors.Add($"{path}.hash_function {config.HashFunction} is not supported (only XX_HASH)");
+        }
+
+        var max = LoadBalancing.RingHashSettings.MaxRingSize;
+        var minimum = config.MinimumRingSize ?? 1024;
+        var maximum = config.MaximumRingSize ?? max;
+        if (minimum is 0 || minimum > max)
+        {
+            errors.Add($"{path}.minimum_ring_size {minimum} must be between 1 and {max}");
+        }
+
+        if (maximum is 0 || maximum > max)
+        {
+            errors.Add($"{path}.maximum_ring_size {maximum} must be between 1 and {max}");
+        }
+
+        if (minimum > maximum && minimum <= max)
+        {
+            errors.Add($"{path}.minimum_ring_size {minimum} is above maximum_ring_size {maximum}");
+        }
+
+        return new LoadBalancing.RingHashSettings(minimum, maximum);
+    }
+
+    private static readonly ulong ProcessSourceKey = LoadBalancing.XxHash64.HashUtf8(Environment.MachineName);
+
+    /// <summary>
+    /// RDS <c>hash_policy</c>: header, cookie, query parameter and source IP keys; null when the route has none. A cookie's
+    /// <c>ttl</c> asks Envoy to generate the cookie when absent; a client cannot set a cookie on its own requests for the next
+    /// ones, so a request without it hashes like one without a key (a random endpoint), as in gRPC (A42).
+    /// </summary>
+    internal static Routing.RouteHashPolicy? DecodeHashPolicy(RouteAction action, string where, List<string> errors)
+    {
+        if (action.HashPolicy.Count == 0)
+        {
+            return null;
+        }
+
+        var keys = ImmutableArray.CreateBuilder<Routing.HashKey>();
+        for (var i = 0; i < action.HashPolicy.Count; i++)
+        {
+            var policy = action.HashPolicy[i];
+            var path = $"{where}.hash_policy[{i}]";
+            switch (policy.PolicySpecifierCase)
+            {
+                case HashPolicy.PolicySpecifierOneofCase.Header:
+                    if (string.IsNullOrEmpty(policy.Header.HeaderName))
+                    {
+                        errors.Add($"{path}.header.header_name is required");
+                    }
+                    else
+                    {
+                        keys.Add(new(Routing.HashKeyKind.Header, policy.Header.HeaderName, policy.Terminal));
+                    }
+
+                    break;
+                case HashPolicy.PolicySpecifierOneofCase.Cookie:
+                    if (string.IsNullOrEmpty(policy.Cookie.Name))
+                    {
+                        errors.Add($"{path}.cookie.name is required");
+                    }
+                    else
+                    {
+                        keys.Add(new(Routing.HashKeyKind.Cookie, policy.Cookie.Name, policy.Terminal));
+                    }
+
+                    break;
+                case HashPolicy.PolicySpecifierOneofCase.QueryParameter:
+                    if (string.IsNullOrEmpty(policy.QueryParameter.Name))
+                    {
+                        errors.Add($"{path}.query_parameter.name is required");
+                    }
+                    else
+                    {
+                        keys.Add(new(Routing.HashKeyKind.QueryParameter, policy.QueryParameter.Name, policy.Terminal));
+                    }
+
+                    break;
+                case HashPolicy.PolicySpecifierOneofCase.ConnectionProperties:
+                    // source_ip false hashes nothing, as in Envoy.
+                    if (policy.ConnectionProperties.SourceIp)
+                    {
+                        keys.Add(new(Routing.HashKeyKind.SourceIp, string.Empty, policy.Terminal));
+                    }
+
+                    break;
+                case HashPolicy.PolicySpecifierOneofCase.FilterState:
+                    errors.Add($"{path}.filter_state is not supported (use header, cookie, query_parameter or connection_properties)");
+                    break;
+                default:
+                    errors.Add($"{path} sets no hash key");
+                    break;
+            }
+        }
+
+        return new Routing.RouteHashPolicy(keys.ToImmutable(), ProcessSourceKey);
     }
 
     /// <summary>
@@ -619,7 +737,7 @@ internal static class XdsResourceDecoder
 
                 var healthy = lbEndpoint.HealthStatus is HealthStatus.Unknown or HealthStatus.Healthy;
                 var weight = lbEndpoint.LoadBalancingWeight is { } w ? (int)Math.Clamp(w, 1u, int.MaxValue) : 1;
-                endpoints.Add(new EndpointSpec(socket.Address, port, weight, healthy, localityName));
+                endpoints.Add(new EndpointSpec(socket.Address, port, weight, healthy, localityName, (int)Math.Min(locality.Priority, int.MaxValue)));
             }
         }
 

@@ -16,9 +16,10 @@ internal sealed record ClusterResource(
     OutlierDetectionSettings? OutlierDetection,
     EndpointsResource? StaticEndpoints,
     UpstreamTlsSettings? Tls = null,
-    ClusterLimits? Limits = null);
+    ClusterLimits? Limits = null,
+    LoadBalancing.RingHashSettings? RingHash = null);
 
 /// <summary>A validated EDS assignment: the usable endpoints (localities without weight already left out).</summary>
 internal sealed record EndpointsResource(string Name, ImmutableArray<EndpointSpec> Endpoints);
 
-internal readonly record struct EndpointSpec(string Address, int Port, int Weight, bool IsHealthy, string Locality);
+internal readonly record struct EndpointSpec(string Address, int Port, int Weight, bool IsHealthy, string Locality, int Priority = 0);

@@ -15,6 +15,7 @@ internal static class XdsTypeUrls
     public const string RoundRobinPolicy = XdsWire.RoundRobinType;
     public const string UpstreamTlsContext = XdsWire.UpstreamTlsContextType;
     public const string LeastRequestPolicy = XdsWire.LeastRequestType;
+    public const string RandomPolicy = XdsWire.RandomType;
 
     /// <summary>Gets the short kind used in NACK messages, e.g. <c>Cluster</c>.</summary>
     public static string KindOf(string typeUrl) => typeUrl[(typeUrl.LastIndexOf('.') + 1)..];

@@ -7,6 +7,10 @@ internal enum LoadBalancerKind
 {
     RoundRobin,
     LeastRequest,
+    Random,
+
+    /// <summary><c>consistentHash</c>: a ring hash (or Maglev) keyed by the route's hash policy; see <see cref="ConsistentHashModel"/>.</summary>
+    ConsistentHash,
 }
 
 /// <summary>DestinationRule <c>spec.trafficPolicy.tls.mode</c> values Mesh supports.</summary>
@@ -68,6 +72,8 @@ internal sealed record DestinationRuleModel(string Namespace, string Name, strin
     /// <summary>Istio's <c>spec.subsets</c>, in the order written.</summary>
     public ImmutableArray<SubsetModel> Subsets { get; init; } = [];
 
+    /// <summary>The hash key when <see cref="LoadBalancer"/> is <see cref="LoadBalancerKind.ConsistentHash"/>.</summary>
+    public ConsistentHashModel? ConsistentHash { get; init; }
     /// <summary>Gets <c>spec.trafficPolicy</c>'s load balancer, resilience blocks and port-level settings.</summary>
     public TrafficPolicyModel Traffic { get; init; } = TrafficPolicyModel.None;
 }

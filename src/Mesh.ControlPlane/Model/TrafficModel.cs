@@ -92,6 +92,8 @@ internal sealed record VirtualServiceModel(string Namespace, string Name, Immuta
 /// <summary>A DestinationRule subset: the endpoints whose labels include <paramref name="Labels"/>.</summary>
 internal sealed record SubsetModel(string Name, ImmutableSortedDictionary<string, string> Labels, LoadBalancerKind? LoadBalancer = null)
 {
+    /// <summary>The subset's own hash key when its <see cref="LoadBalancer"/> is <see cref="LoadBalancerKind.ConsistentHash"/>.</summary>
+    public ConsistentHashModel? ConsistentHash { get; init; }
     /// <summary>Gets the subset's own traffic policy (merged over the rule's as istiod does); null when it sets none.</summary>
     public TrafficPolicyModel? Traffic { get; init; }
 }

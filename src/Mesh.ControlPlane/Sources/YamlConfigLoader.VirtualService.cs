@@ -514,14 +514,15 @@ internal static partial class YamlConfigLoader
             var labels = ctx.Labels(Child(subset, "labels"), subset, $"{path}.labels");
             LoadBalancerKind? lb = null;
             TrafficPolicyModel? traffic = null;
+            ConsistentHashModel? consistentHash = null;
             if (ctx.Mapping(Child(subset, "trafficPolicy"), subset, $"{path}.trafficPolicy", required: false) is { } policy)
             {
                 RejectUnsupportedFields(ctx, policy, $"{path}.trafficPolicy", ["loadBalancer", "connectionPool", "outlierDetection", "retryBudget", "portLevelSettings"]);
-                lb = ParseSimpleLoadBalancer(ctx, policy, $"{path}.trafficPolicy.loadBalancer");
+                lb = ParseLoadBalancer(ctx, policy, $"{path}.trafficPolicy.loadBalancer", out consistentHash);
                 traffic = ParseTrafficPolicy(ctx, policy, $"{path}.trafficPolicy", lb);
             }
 
-            subsets.Add(new SubsetModel(name, labels, lb) { Traffic = traffic });
+            subsets.Add(new SubsetModel(name, labels, lb) { Traffic = traffic, ConsistentHash = consistentHash });
         }
 
         return subsets.ToImmutable();

@@ -522,39 +522,27 @@ internal static partial class YamlConfigLoader
             RejectUnsupportedFields(ctx, policy, "spec.trafficPolicy", ["loadBalancer", "tls", "connectionPool", "outlierDetection", "retryBudget", "portLevelSettings"]);
         }
 
-        var simpleLb = policy is null ? null : ParseSimpleLoadBalancer(ctx, policy, "spec.trafficPolicy.loadBalancer");
+        ConsistentHashModel? consistentHash = null;
+        var simpleLb = policy is null ? null : ParseLoadBalancer(ctx, policy, "spec.trafficPolicy.loadBalancer", out consistentHash);
         var lb = simpleLb ?? LoadBalancerKind.RoundRobin;
         var tlsMode = policy is null ? null : ParseTlsMode(ctx, policy);
         var traffic = policy is null ? TrafficPolicyModel.None : ParseTrafficPolicy(ctx, policy, "spec.trafficPolicy", simpleLb);
         var subsets = ParseSubsets(ctx, spec);
-        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode) { Subsets = subsets, Traffic = traffic };
+        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode) { Subsets = subsets, Traffic = traffic, ConsistentHash = consistentHash };
     }
 
-    /// <summary><c>trafficPolicy.loadBalancer.simple</c>; null when unset.</summary>
+    /// <summary>A <c>portLevelSettings[].loadBalancer</c>: as <see cref="ParseLoadBalancer"/>, but a consistent hash per port is not translated.</summary>
     private static LoadBalancerKind? ParseSimpleLoadBalancer(ResourceContext ctx, YamlMappingNode policy, string path)
     {
-        var lbNode = ctx.Mapping(Child(policy, "loadBalancer"), policy, path, required: false);
-        if (lbNode is not null)
+        var lb = ParseLoadBalancer(ctx, policy, path, out var consistentHash);
+        if (consistentHash is not null && Child(policy, "loadBalancer") is YamlMappingNode lbNode && Child(lbNode, "consistentHash") is { } hashNode)
         {
-            RejectUnsupportedFields(ctx, lbNode, path, ["simple"]);
-        }
-
-        if (lbNode is null || Child(lbNode, "simple") is not { } simpleNode)
-        {
+            // Route hash_policy is per route, not per port; refused rather than silently dropped.
+            ctx.Error(hashNode, $"{path}.consistentHash", "is not supported per port yet; set it at the top level or on a subset");
             return null;
         }
 
-        var simple = ctx.String(simpleNode, $"{path}.simple");
-        switch (simple?.ToUpperInvariant())
-        {
-            case "ROUND_ROBIN" or "UNSPECIFIED":
-                return LoadBalancerKind.RoundRobin;
-            case "LEAST_REQUEST" or "LEAST_CONN":
-                return LoadBalancerKind.LeastRequest;
-            default:
-                ctx.Error(simpleNode, $"{path}.simple", $"'{simple}' is not supported; use ROUND_ROBIN or LEAST_REQUEST");
-                return null;
-        }
+        return lb;
     }
 
     /// <summary>

@@ -31,6 +31,7 @@ internal sealed class RouteTranslator
 
     private readonly Dictionary<string, ImmutableArray<ServicePort>> _ports = new(StringComparer.Ordinal);
     private readonly Dictionary<string, VirtualServiceModel> _virtualServices = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ResolvedService> _services = new(StringComparer.Ordinal);
 
     public RouteTranslator(IEnumerable<ResolvedService> services, IEnumerable<VirtualServiceModel> virtualServices)
     {
@@ -39,6 +40,7 @@ internal sealed class RouteTranslator
         foreach (var service in services)
         {
             _ports.TryAdd(service.Host, service.Entry.Ports);
+            _services.TryAdd(service.Host, service);
         }
 
         foreach (var virtualService in virtualServices)
@@ -357,6 +359,16 @@ internal sealed class RouteTranslator
             action.RetryPolicy = BuildRetryPolicy(retries);
         }
 
+        // Istio: the consistentHash of each destination (its subset's when that subset sets a load balancer) becomes the
+        // route's hash_policy; distinct keys of a split all go out (Envoy folds them into one hash), duplicates once.
+        foreach (var destination in http.Destinations)
+        {
+            if (XdsTranslator.BuildHashPolicy(ConsistentHashOf(destination, port)) is { } hashPolicy && !action.HashPolicy.Contains(hashPolicy))
+            {
+                action.HashPolicy.Add(hashPolicy);
+            }
+        }
+
         foreach (var mirror in http.Mirrors)
         {
             // Istio ≥ 1.28 no longer appends "-shadow" to the mirrored authority (DISABLE_SHADOW_HOST_SUFFIX).
@@ -441,6 +453,19 @@ internal sealed class RouteTranslator
         return policy;
     }
 
+    private ConsistentHashModel? ConsistentHashOf(RouteDestinationModel destination, uint routePort)
+    {
+        if (!_services.TryGetValue(destination.Host, out var service))
+        {
+            return null;
+        }
+
+        var port = destination.Port
+            ?? (_ports.TryGetValue(destination.Host, out var ports) && ports.Length == 1 ? ports[0].Number : routePort);
+        var subset = destination.Subset is null ? null : service.Subsets.FirstOrDefault(s => s.Name == destination.Subset);
+        return XdsTranslator.ConsistentHashFor(service, subset, port);
+    }
+
     /// <summary>
     /// The route configuration for standard xDS clients (grpc-js-xds, Envoy): every forwarding route that carries no
     /// retry policy gets istiod's default (retry/retry.go DefaultPolicy: 2 retries on connect-failure, refused-stream,
@@ -459,8 +484,8 @@ internal sealed class RouteTranslator
             {
                 if (route.Route_ is { RetryPolicy: null } action)
                 {
-                    // consistentHash: true once routes carry a hash_policy to a single destination (none is translated yet).
-                    action.RetryPolicy = IstioDefaultRetryPolicy(consistentHash: false);
+                    // istiod's DefaultConsistentHashPolicy (no previous_hosts predicate) when the route hashes consistently.
+                    action.RetryPolicy = IstioDefaultRetryPolicy(consistentHash: action.HashPolicy.Count > 0);
                 }
             }
         }

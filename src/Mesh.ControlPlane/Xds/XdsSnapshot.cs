@@ -22,6 +22,8 @@ internal sealed record ResolvedService(
     /// <summary>The DestinationRule's subsets for this host; each becomes its own cluster.</summary>
     public ImmutableArray<SubsetModel> Subsets { get; init; } = [];
 
+    /// <summary>The DestinationRule's top-level <c>consistentHash</c>, when <see cref="LoadBalancer"/> is <see cref="LoadBalancerKind.ConsistentHash"/>.</summary>
+    public ConsistentHashModel? ConsistentHash { get; init; }
     /// <summary>The DestinationRule's traffic policy for this host (load balancer, resilience, port-level settings).</summary>
     public TrafficPolicyModel Traffic { get; init; } = TrafficPolicyModel.None;
 }

@@ -13,6 +13,7 @@ using Mesh.Xds.Envoy.Extensions.Filters.Http.Fault.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Http.Router.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.LeastRequest.V3;
+using RandomPolicy = Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.Random.V3.Random;
 using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.RoundRobin.V3;
 using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
 using Mesh.Xds.Envoy.Type.Matcher.V3;
@@ -28,6 +29,7 @@ internal static class XdsTranslator
     public const string RouterFilterName = XdsWire.RouterFilter;
     public const string LeastRequestPolicyName = XdsWire.LeastRequestPolicy;
     public const string RoundRobinPolicyName = XdsWire.RoundRobinPolicy;
+    public const string RandomPolicyName = XdsWire.RandomPolicy;
     public const string TlsTransportSocketName = XdsWire.TlsTransportSocket;
 
     /// <summary>The certificate provider instance proxyless bootstraps define (Istio's name).</summary>
@@ -71,7 +73,8 @@ internal static class XdsTranslator
                     : null;
                 var name = ClusterName(port.Number, service.Host);
                 var (lb, resilience) = TrafficPolicyModel.Merge(service.Traffic, null, port.Number);
-                clusters[name] = new XdsResource(name, Any.Pack(ClusterResilienceTranslator.Apply(BuildCluster(name, lb ?? LoadBalancerKind.RoundRobin, tls), resilience)));
+                clusters[name] = new XdsResource(name, Any.Pack(ClusterResilienceTranslator.Apply(
+                    BuildCluster(name, lb ?? LoadBalancerKind.RoundRobin, tls, ConsistentHashFor(service, null, port.Number)), resilience)));
                 endpoints[name] = new XdsResource(name, Any.Pack(BuildLoadAssignment(name, service.Endpoints.Where(e => e.ServicePort == port.Number))));
                 foreach (var subset in service.Subsets)
                 {
@@ -80,7 +83,7 @@ internal static class XdsTranslator
                     var (subsetLb, subsetResilience) = TrafficPolicyModel.Merge(
                         service.Traffic, (subset.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = subset.LoadBalancer }, port.Number);
                     clusters[subsetName] = new XdsResource(subsetName, Any.Pack(ClusterResilienceTranslator.Apply(
-                        BuildCluster(subsetName, subsetLb ?? LoadBalancerKind.RoundRobin, tls), subsetResilience)));
+                        BuildCluster(subsetName, subsetLb ?? LoadBalancerKind.RoundRobin, tls, ConsistentHashFor(service, subset, port.Number)), subsetResilience)));
                     endpoints[subsetName] = new XdsResource(subsetName, Any.Pack(BuildLoadAssignment(
                         subsetName, service.Endpoints.Where(e => e.ServicePort == port.Number && HostNames.LabelsMatch(subset.Labels, e.Workload.Labels)))));
                 }
@@ -92,6 +95,11 @@ internal static class XdsTranslator
                     var virtualHost = routeConfiguration.VirtualHosts[0];
                     virtualHost.Routes.Clear();
                     virtualHost.Routes.AddRange(routing.BuildRoutes(virtualService, port.Number));
+                }
+                else if (BuildHashPolicy(ConsistentHashFor(service, null, port.Number)) is { } hashPolicy)
+                {
+                    // The catch-all route goes to the whole service: the top-level consistentHash keys it.
+                    routeConfiguration.VirtualHosts[0].Routes[0].Route_.HashPolicy.Add(hashPolicy);
                 }
 
                 routes[name] = new XdsResource(name, Any.Pack(routeConfiguration));
@@ -155,7 +163,13 @@ internal static class XdsTranslator
             {
                 var rule = rules.GetValueOrDefault(host);
                 var lb = rule?.LoadBalancer ?? LoadBalancerKind.RoundRobin;
-                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable()) { TlsMode = rule?.TlsMode, Subsets = rule?.Subsets ?? [], Traffic = (rule?.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = lb } });
+                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable())
+                {
+                    TlsMode = rule?.TlsMode,
+                    Subsets = rule?.Subsets ?? [],
+                    Traffic = (rule?.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = lb },
+                    ConsistentHash = rule?.ConsistentHash,
+                });
             }
         }
 
@@ -278,7 +292,7 @@ internal static class XdsTranslator
         return port.TargetPort ?? port.Number;
     }
 
-    public static Cluster BuildCluster(string name, LoadBalancerKind loadBalancer, UpstreamTlsContext? tls = null)
+    public static Cluster BuildCluster(string name, LoadBalancerKind loadBalancer, UpstreamTlsContext? tls = null, ConsistentHashModel? consistentHash = null)
     {
         var cluster = new Cluster
         {
@@ -294,7 +308,38 @@ internal static class XdsTranslator
             cluster.TransportSocket = new TransportSocket { Name = TlsTransportSocketName, TypedConfig = Any.Pack(tls) };
         }
 
-        if (loadBalancer == LoadBalancerKind.LeastRequest)
+        if (loadBalancer == LoadBalancerKind.ConsistentHash)
+        {
+            // Istio: RING_HASH (default 1024 points) unless maglev is chosen. MAGLEV goes out as RING_HASH with the table size
+            // as ring size: grpc-js NACKs MAGLEV, and the Mesh client implements one consistent hash (same key → same endpoint,
+            // minimal remapping), so every client gets the same policy. Capped at the largest ring Envoy and gRPC accept.
+            var size = consistentHash?.MaglevTableSize ?? consistentHash?.MinimumRingSize ?? 1024;
+            cluster.LbPolicy = Cluster.Types.LbPolicy.RingHash;
+            cluster.RingHashLbConfig = new RingHashLbConfig
+            {
+                MinimumRingSize = Math.Min(size, 8_388_608),
+                HashFunction = RingHashLbConfig.Types.HashFunction.XxHash,
+            };
+        }
+        else if (loadBalancer == LoadBalancerKind.Random)
+        {
+            // grpc-js NACKs lb_policy RANDOM; with load_balancing_policy it takes the first it supports, round robin (A52).
+            cluster.LoadBalancingPolicy = new LoadBalancingPolicy
+            {
+                Policies =
+                {
+                    new LoadBalancingPolicy.Types.Policy
+                    {
+                        TypedExtensionConfig = new TypedExtensionConfig { Name = RandomPolicyName, TypedConfig = Any.Pack(new RandomPolicy()) },
+                    },
+                    new LoadBalancingPolicy.Types.Policy
+                    {
+                        TypedExtensionConfig = new TypedExtensionConfig { Name = RoundRobinPolicyName, TypedConfig = Any.Pack(new RoundRobin()) },
+                    },
+                },
+            };
+        }
+        else if (loadBalancer == LoadBalancerKind.LeastRequest)
         {
             // grpc-js NACKs lb_policy LEAST_REQUEST; with load_balancing_policy it picks the first policy it supports (gRFC A52).
             cluster.LoadBalancingPolicy = new LoadBalancingPolicy
@@ -315,6 +360,45 @@ internal static class XdsTranslator
 
         return cluster;
     }
+
+    /// <summary>
+    /// The consistent hash of <paramref name="service"/>'s cluster for <paramref name="port"/> (of <paramref name="subset"/>
+    /// when set): only when the merged load balancer (port-level settings and subset blocks, as istiod merges them) is
+    /// <c>consistentHash</c>, which only the top level or a subset can set; then the subset's when it set it, else the top's.
+    /// </summary>
+    public static ConsistentHashModel? ConsistentHashFor(ResolvedService service, SubsetModel? subset, uint port)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        var subsetTraffic = subset is null ? null : (subset.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = subset.LoadBalancer };
+        var (lb, _) = TrafficPolicyModel.Merge(service.Traffic, subsetTraffic, port);
+        if (lb != LoadBalancerKind.ConsistentHash)
+        {
+            return null;
+        }
+
+        return subset?.LoadBalancer == LoadBalancerKind.ConsistentHash ? subset.ConsistentHash : service.ConsistentHash;
+    }
+
+    /// <summary>
+    /// Istio's translation of a <c>consistentHash</c> key to a route <c>hash_policy</c>: header, cookie (name, path, ttl),
+    /// query parameter, or <c>connection_properties.source_ip</c>; null when the destination has no consistent hash.
+    /// </summary>
+    public static HashPolicy? BuildHashPolicy(ConsistentHashModel? consistentHash) => consistentHash switch
+    {
+        null => null,
+        { Kind: HashKeyKind.Header } => new HashPolicy { Header = new HashPolicy.Types.Header { HeaderName = consistentHash.Name } },
+        { Kind: HashKeyKind.QueryParameter } => new HashPolicy { QueryParameter = new HashPolicy.Types.QueryParameter { Name = consistentHash.Name } },
+        { Kind: HashKeyKind.SourceIp } => new HashPolicy { ConnectionProperties = new HashPolicy.Types.ConnectionProperties { SourceIp = true } },
+        _ => new HashPolicy
+        {
+            Cookie = new HashPolicy.Types.Cookie
+            {
+                Name = consistentHash.Name,
+                Path = consistentHash.CookiePath ?? string.Empty,
+                Ttl = consistentHash.CookieTtl is { } ttl ? Duration.FromTimeSpan(ttl) : null,
+            },
+        },
+    };
 
     public static ClusterLoadAssignment BuildLoadAssignment(string name, IEnumerable<ResolvedEndpoint> endpoints)
     {

@@ -20,6 +20,7 @@ internal static class XdsWire
     public const string FilterConfigType = TypeUrlPrefix + "envoy.config.route.v3.FilterConfig";
     public const string RoundRobinType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
     public const string LeastRequestType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
+    public const string RandomType = TypeUrlPrefix + "envoy.extensions.load_balancing_policies.random.v3.Random";
     public const string UpstreamTlsContextType = TypeUrlPrefix + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 
     /// <summary>The key of a cluster's <c>typed_extension_protocol_options</c> that carries its HTTP protocol options.</summary>
@@ -36,4 +37,5 @@ internal static class XdsWire
     public const string TlsTransportSocket = "envoy.transport_sockets.tls";
     public const string RoundRobinPolicy = "envoy.load_balancing_policies.round_robin";
     public const string LeastRequestPolicy = "envoy.load_balancing_policies.least_request";
+    public const string RandomPolicy = "envoy.load_balancing_policies.random";
 }

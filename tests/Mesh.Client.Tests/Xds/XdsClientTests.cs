@@ -75,13 +75,13 @@ public sealed class XdsClientTests : IAsyncLifetime
     {
         var before = await SyncOrdersAsync();
 
-        await _server.SendAsync(Cds("5", Cluster("orders", policy: Mesh.Xds.Envoy.Config.Cluster.V3.Cluster.Types.LbPolicy.RingHash)));
+        await _server.SendAsync(Cds("5", Cluster("orders", policy: Mesh.Xds.Envoy.Config.Cluster.V3.Cluster.Types.LbPolicy.Maglev)));
         var nack = await _server.NextRequestAsync(XdsTypeUrls.Cluster);
 
         Assert.Equal("cds-5", nack.ResponseNonce);
         Assert.Equal("2", nack.VersionInfo);
         Assert.Equal(3, nack.ErrorDetail.Code);
-        Assert.Contains("Cluster outbound|80||orders.default.svc.cluster.local: lb_policy RING_HASH is not supported", nack.ErrorDetail.Message, StringComparison.Ordinal);
+        Assert.Contains("Cluster outbound|80||orders.default.svc.cluster.local: lb_policy MAGLEV is not supported", nack.ErrorDetail.Message, StringComparison.Ordinal);
         Assert.Empty(nack.ResourceNames); // same (wildcard) subscription as before
         Assert.Same(before, _client.Current);
         Assert.Equal("5", _client.LastNack!.RejectedVersion);

@@ -15,13 +15,13 @@ namespace Mesh.Client.Tests.Xds;
 public class XdsResourceDecoderTests
 {
     [Fact]
-    public void DecodeAll_ClusterWithRingHash_ReportsResourceAndField()
+    public void DecodeAll_ClusterWithMaglev_ReportsResourceAndField()
     {
         var errors = new List<string>();
-        var result = XdsResourceDecoder.DecodeAll(XdsTypeUrls.Cluster, [Any.Pack(Cluster("orders", policy: Mesh.Xds.Envoy.Config.Cluster.V3.Cluster.Types.LbPolicy.RingHash))], errors);
+        var result = XdsResourceDecoder.DecodeAll(XdsTypeUrls.Cluster, [Any.Pack(Cluster("orders", policy: Mesh.Xds.Envoy.Config.Cluster.V3.Cluster.Types.LbPolicy.Maglev))], errors);
 
         Assert.Null(result);
-        Assert.Equal("Cluster outbound|80||orders.default.svc.cluster.local: lb_policy RING_HASH is not supported (use ROUND_ROBIN or LEAST_REQUEST)", Assert.Single(errors));
+        Assert.Equal("Cluster outbound|80||orders.default.svc.cluster.local: lb_policy MAGLEV is not supported (use LEAST_REQUEST, RANDOM, RING_HASH, ROUND_ROBIN)", Assert.Single(errors));
     }
 
     [Fact]

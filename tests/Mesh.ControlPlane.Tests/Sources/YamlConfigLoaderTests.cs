@@ -164,11 +164,11 @@ public sealed class YamlConfigLoaderTests : IDisposable
     [Fact]
     public void Load_UnsupportedLoadBalancer_ReportsAllowedValues()
     {
-        var yaml = Orders.Replace("LEAST_CONN", "RANDOM", StringComparison.Ordinal);
+        var yaml = Orders.Replace("LEAST_CONN", "MAGLEV", StringComparison.Ordinal);
         var error = Assert.Single(YamlConfigLoader.Load([("orders.yaml", yaml)]).Errors);
 
         Assert.Equal(34, error.Line);
-        Assert.Equal("DestinationRule default/orders: spec.trafficPolicy.loadBalancer.simple: 'RANDOM' is not supported; use ROUND_ROBIN or LEAST_REQUEST", error.Message);
+        Assert.Equal("DestinationRule default/orders: spec.trafficPolicy.loadBalancer.simple: 'MAGLEV' is not a load balancer; use ROUND_ROBIN, LEAST_REQUEST, RANDOM or consistentHash", error.Message);
     }
 
     [Theory]
