@@ -6,7 +6,7 @@ namespace Mesh.Client.Discovery;
 /// </summary>
 internal sealed record ClusterLimits
 {
-    /// <summary>No thresholds from the control plane: no request limit, and Envoy's default retry budget.</summary>
+    /// <summary>No thresholds from the control plane: no request or retry limit, as Istio's defaults (2^32-1).</summary>
     public static readonly ClusterLimits Default = new();
 
     /// <summary>
@@ -22,8 +22,8 @@ internal sealed record ClusterLimits
     public int MaxRetries { get; init; } = int.MaxValue;
 
     /// <summary>
-    /// Gets the retry budget: retries in flight may be at most this share (0–100) of the requests in flight. Always on:
-    /// when the cluster sets none, Envoy's defaults (20 %, at least 3) apply, so a total outage is not multiplied.
+    /// Gets the retry budget, when <see cref="HasRetryBudget"/>: retries in flight may be at most this share (0–100) of
+    /// the requests in flight (Envoy's default 20 % when the budget leaves it out).
     /// </summary>
     public double RetryBudgetPercent { get; init; } = 20;
 
@@ -82,11 +82,10 @@ internal sealed class ClusterTraffic
     public bool TryStartRetry(ClusterLimits limits)
     {
         ArgumentNullException.ThrowIfNull(limits);
-        var allowed = Math.Max(limits.MinRetryConcurrency, (int)(limits.RetryBudgetPercent * Volatile.Read(ref _requests) / 100));
-        if (!limits.HasRetryBudget)
-        {
-            allowed = Math.Min(allowed, limits.MaxRetries);
-        }
+        // Without a retry_budget only max_retries bounds the retries in flight (Istio sends 2^32-1 by default).
+        var allowed = limits.HasRetryBudget
+            ? Math.Max(limits.MinRetryConcurrency, (int)(limits.RetryBudgetPercent * Volatile.Read(ref _requests) / 100))
+            : limits.MaxRetries;
 
         if (Interlocked.Increment(ref _retries) <= allowed)
         {

@@ -147,8 +147,10 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         var uri = request.RequestUri!;
         if (features.PrefixRewrite is not null || features.RegexRewrite is not null)
         {
+            // Built from the scheme and authority, never resolved as a relative reference: a rewritten path starting with
+            // "//" (prefix /api rewritten to / on /api//evil.example/x) must stay a path, as Envoy sends it, not a new host.
             var rewritten = features.RewritePath(route, uri.AbsolutePath, uri.Query);
-            request.RequestUri = new Uri(uri, rewritten);
+            request.RequestUri = new Uri($"{uri.Scheme}://{uri.Authority}{(rewritten.StartsWith('/') ? string.Empty : "/")}{rewritten}", UriKind.Absolute);
         }
 
         if (features.HostRewrite is { } host)

@@ -69,9 +69,22 @@ public sealed class ClusterLimitsTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task GetAsync_DefaultBudget_AllowsTheMinimumConcurrency()
+    public void TryStartRetry_NoBudgetFromTheControlPlane_OnlyMaxRetriesBounds()
     {
-        var (snapshot, cluster) = Orders(ClusterLimits.Default);
+        // As Istio: without a DestinationRule retryBudget, retries are bounded by max_retries alone (2^32-1 by default).
+        var traffic = new ClusterTraffic();
+        for (var i = 0; i < 100; i++)
+        {
+            Assert.True(traffic.TryStartRetry(ClusterLimits.Default));
+        }
+
+        Assert.False(traffic.TryStartRetry(ClusterLimits.Default with { MaxRetries = 100 }));
+    }
+
+    [Fact]
+    public async Task GetAsync_Budget_AllowsTheMinimumConcurrency()
+    {
+        var (snapshot, cluster) = Orders(ClusterLimits.Default with { HasRetryBudget = true });
         await using var provider = MeshServices.Create(new FixedSnapshotSource(snapshot)).BuildServiceProvider();
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
 
@@ -100,7 +113,7 @@ public sealed class ClusterLimitsTests : IAsyncLifetime
     public void TryStartRetry_BudgetIsAShareOfRequestsInFlight()
     {
         var traffic = new ClusterTraffic();
-        var limits = ClusterLimits.Default; // 20 %, at least 3
+        var limits = ClusterLimits.Default with { HasRetryBudget = true }; // Envoy's defaults: 20 %, at least 3
         for (var i = 0; i < 50; i++)
         {
             Assert.True(traffic.TryStartRequest(int.MaxValue));

@@ -77,6 +77,25 @@ public sealed class MeshRouteFeaturesHandlerTests : IAsyncLifetime
         Assert.Equal("backend.internal", host);
     }
 
+    [Theory]
+    [InlineData("http://orders/api/evil.example/x", "/", "//evil.example/x")]
+    [InlineData("http://orders/api//evil.example/x", "/", "///evil.example/x")]
+    public async Task Rewrite_ToAPathStartingWithTwoSlashes_KeepsTheHost(string request, string prefixRewrite, string expectedPath)
+    {
+        // Attacker's path: "//host/x" resolved as a relative reference would send the request (and its headers) to another
+        // host, outside the mesh. Envoy sends such a path as it is, to the route's cluster.
+        var (source, main, _) = Snapshot(new RouteFeatures { PrefixRewrite = prefixRewrite });
+        var (_, invoker, seen, provider) = Build(source);
+        await using var _ = provider;
+
+        using var response = await invoker.SendAsync(new HttpRequestMessage(HttpMethod.Get, request), CancellationToken.None);
+
+        var (cluster, uri, _) = Assert.Single(seen);
+        Assert.Equal(main.Name, cluster);
+        Assert.Equal("orders", uri.Host);
+        Assert.Equal(expectedPath, uri.AbsolutePath);
+    }
+
     [Fact]
     public async Task RegexRewrite_ReplacesEveryMatchWithCaptures()
     {
