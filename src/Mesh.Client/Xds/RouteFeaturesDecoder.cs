@@ -23,6 +23,8 @@ namespace Mesh.Client.Xds;
 /// </summary>
 internal static class RouteFeaturesDecoder
 {
+    private static readonly System.Buffers.SearchValues<char> NotInAuthority = System.Buffers.SearchValues.Create("\r\n\0 /@?#\\");
+
     /// <summary>
     /// Decodes the features of <paramref name="route"/>; null when it has none. With <paramref name="clusters"/> null only
     /// validates; otherwise a mirror cluster that is not there yet is returned in <paramref name="missing"/>.
@@ -111,7 +113,11 @@ internal static class RouteFeaturesDecoder
             {
                 case RouteAction.HostRewriteSpecifierOneofCase.HostRewriteLiteral:
                     hostRewrite = action.HostRewriteLiteral;
-                    if (hostRewrite.Length == 0 || hostRewrite.AsSpan().IndexOfAny("\r\n\0 /") >= 0)
+                    // Exactly a host or host:port, as the request's Host header will carry it: "a@b", a bad port or a path
+                    // would make every request on the route fail when the header is set.
+                    if (hostRewrite.Length == 0 || hostRewrite.AsSpan().IndexOfAny(NotInAuthority) >= 0
+                        || !Uri.TryCreate($"http://{hostRewrite}/", UriKind.Absolute, out var parsed)
+                        || !string.Equals(parsed.Authority, hostRewrite, StringComparison.OrdinalIgnoreCase) && !string.Equals($"{parsed.Authority}:80", hostRewrite, StringComparison.OrdinalIgnoreCase))
                     {
                         errors.Add($"{where}.route.host_rewrite_literal '{hostRewrite}' is not a host or host:port");
                     }

@@ -124,6 +124,8 @@ internal static class Re2Regex
                 case '$':
                     output.Append(multiline ? "$" : @"\z");
                     break;
+                case '{' when !TryRepeatCount(pattern, i, out error):
+                    return false;
                 case '+' or '*' or '?' or '}' when i + 1 < pattern.Length && pattern[i + 1] == '+':
                     error = $"possessive quantifier '{c}+' at {i.ToString(CultureInfo.InvariantCulture)} is not RE2 syntax";
                     return false;
@@ -134,6 +136,35 @@ internal static class Re2Regex
         }
 
         translated = output.ToString();
+        return true;
+    }
+
+    // RE2 refuses a repeat count above 1000 ("bad repetition operator"); .NET would accept it, so a pattern the Mesh client
+    // ran would be NACKed by Envoy and gRPC clients.
+    private static bool TryRepeatCount(string pattern, int i, out string? error)
+    {
+        error = null;
+        var close = pattern.IndexOf('}', i + 1);
+        if (close < 0)
+        {
+            return true;
+        }
+
+        foreach (var part in pattern.AsSpan(i + 1, close - i - 1).ToString().Split(','))
+        {
+            if (part.Length > 0 && int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var count) && count > 1000)
+            {
+                error = $"repeat count {part} at {i.ToString(CultureInfo.InvariantCulture)} is above RE2's limit of 1000";
+                return false;
+            }
+
+            if (part.Length > 4 && part.AsSpan().IndexOfAnyExceptInRange('0', '9') < 0)
+            {
+                error = $"repeat count {part} at {i.ToString(CultureInfo.InvariantCulture)} is above RE2's limit of 1000";
+                return false;
+            }
+        }
+
         return true;
     }
 

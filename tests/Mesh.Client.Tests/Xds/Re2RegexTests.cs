@@ -37,6 +37,7 @@ public class Re2RegexTests
     // A full match: the whole input.
     [InlineData(@"/beta/[0-9]+", "/beta/42/x", false)]
     [InlineData(@"a|b", "ab", false)]
+    [InlineData(@"a{2,1000}", "aaa", true)]
     public void FullMatch_HasRe2Meaning(string pattern, string input, bool expected)
     {
         var regex = Re2Regex.TryCompileFullMatch(pattern, ignoreCase: false, out var error);
@@ -64,6 +65,9 @@ public class Re2RegexTests
     [InlineData(@"[abc", "not closed")]
     [InlineData(@"a)|(b", "not a valid RE2 regex")]
     [InlineData("", "1 to 1024")]
+    [InlineData("a{1001}", "above RE2's limit of 1000")]
+    [InlineData("a{2,5000}", "above RE2's limit of 1000")]
+    [InlineData("a{99999999999}", "above RE2's limit of 1000")]
     public void NotRe2_IsRefusedWithTheReason(string pattern, string reason)
     {
         Assert.Null(Re2Regex.TryCompileFullMatch(pattern, ignoreCase: false, out var error));

@@ -117,6 +117,8 @@ public class RouteFeaturesDecoderTests
         { "route.request_mirror_policies[0].runtime_fraction.default_value is required", (Action<Route>)(r => r.Route_.RequestMirrorPolicies.Add(new RouteAction.Types.RequestMirrorPolicy { Cluster = "m", RuntimeFraction = new RuntimeFractionalPercent { RuntimeKey = "k" } }) ) },
         { "route.host_rewrite_header is not supported", (Action<Route>)(r => r.Route_.HostRewriteHeader = "x-host" ) },
         { "route.auto_host_rewrite is not supported", (Action<Route>)(r => r.Route_.AutoHostRewrite = true ) },
+        { "route.host_rewrite_literal 'a@b' is not a host or host:port", (Action<Route>)(r => r.Route_.HostRewriteLiteral = "a@b" ) },
+        { "route.host_rewrite_literal 'b:99999' is not a host or host:port", (Action<Route>)(r => r.Route_.HostRewriteLiteral = "b:99999" ) },
         { "route: prefix_rewrite and regex_rewrite cannot both be set", (Action<Route>)(r => { r.Route_.PrefixRewrite = "/a"; r.Route_.RegexRewrite = new RegexMatchAndSubstitute { Pattern = new RegexMatcher { Regex = "a" } }; } ) },
         { "route.regex_rewrite.pattern.regex: '(a' is not a valid RE2 regex", (Action<Route>)(r => r.Route_.RegexRewrite = new RegexMatchAndSubstitute { Pattern = new RegexMatcher { Regex = "(a" } } ) },
         { "request_headers_to_add[0].header.key ':path' cannot be set", (Action<Route>)(r => r.RequestHeadersToAdd.Add(new HeaderValueOption { Header = new HeaderValue { Key = ":path", Value = "/x" } }) ) },
