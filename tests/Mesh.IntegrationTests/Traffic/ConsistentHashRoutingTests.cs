@@ -25,9 +25,9 @@ public sealed class ConsistentHashRoutingTests(ITestOutputHelper output)
     public async Task ConsistentHashByHeader_EachKeyStaysOnOneBackend_KeysSpread()
     {
         await using var mesh = await LocalMesh.StartAsync(output);
-        await using var a = await StartBackendAsync("a");
-        await using var b = await StartBackendAsync("b");
-        await using var c = await StartBackendAsync("c");
+        await using var a = await NamedBackend.StartAsync("a");
+        await using var b = await NamedBackend.StartAsync("b");
+        await using var c = await NamedBackend.StartAsync("c");
         await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "sticky.yaml"), $$$"""
             apiVersion: networking.istio.io/v1
             kind: ServiceEntry
@@ -102,22 +102,5 @@ public sealed class ConsistentHashRoutingTests(ITestOutputHelper output)
         }
 
         return counts;
-    }
-
-    private static async Task<Backend> StartBackendAsync(string name)
-    {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0, listen => listen.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1));
-        var app = builder.Build();
-        app.Run(context => context.Response.WriteAsync(name, context.RequestAborted));
-        await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-        return new Backend(app, new Uri(address).Port);
-    }
-
-    private sealed record Backend(WebApplication App, int Port) : IAsyncDisposable
-    {
-        public ValueTask DisposeAsync() => App.DisposeAsync();
     }
 }

@@ -23,8 +23,8 @@ public sealed class SubsetRemovalTests(ITestOutputHelper output)
     public async Task SubsetAndItsRouteRemovedTogether_UnderSteadyLoad_NoRequestFails()
     {
         await using var mesh = await LocalMesh.StartAsync(output);
-        await using var v1 = await StartBackendAsync("v1");
-        await using var v2 = await StartBackendAsync("v2");
+        await using var v1 = await NamedBackend.StartAsync("v1");
+        await using var v2 = await NamedBackend.StartAsync("v2");
         var file = Path.Combine(mesh.ConfigDirectory, "canary.yaml");
         await File.WriteAllTextAsync(file, Config(v1.Port, v2.Port, withV2: true));
         await mesh.WaitForEndpointsAsync("canary", 2);
@@ -95,21 +95,4 @@ public sealed class SubsetRemovalTests(ITestOutputHelper output)
             - destination: {host: canary, subset: v1}
         {{{(withV2 ? "      weight: 50\n    - destination: {host: canary, subset: v2}\n      weight: 50" : string.Empty)}}}
         """;
-
-    private static async Task<Backend> StartBackendAsync(string version)
-    {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0, listen => listen.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1));
-        var app = builder.Build();
-        app.Run(context => context.Response.WriteAsync(version, context.RequestAborted));
-        await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-        return new Backend(app, new Uri(address).Port);
-    }
-
-    private sealed record Backend(WebApplication App, int Port) : IAsyncDisposable
-    {
-        public ValueTask DisposeAsync() => App.DisposeAsync();
-    }
 }

@@ -24,8 +24,8 @@ public sealed class VirtualServiceRoutingTests(ITestOutputHelper output)
     public async Task Canary9010_HeaderAndRegexRoutes_AndALiveShift_AsTheVirtualServiceSays()
     {
         await using var mesh = await LocalMesh.StartAsync(output);
-        await using var v1 = await StartBackendAsync("v1");
-        await using var v2 = await StartBackendAsync("v2");
+        await using var v1 = await NamedBackend.StartAsync("v1");
+        await using var v2 = await NamedBackend.StartAsync("v2");
         var vsFile = Path.Combine(mesh.ConfigDirectory, "canary-vs.yaml");
         await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "canary.yaml"), $$$"""
             apiVersion: networking.istio.io/v1
@@ -127,22 +127,5 @@ public sealed class VirtualServiceRoutingTests(ITestOutputHelper output)
         }
 
         return counts;
-    }
-
-    private static async Task<Backend> StartBackendAsync(string version)
-    {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0, listen => listen.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1));
-        var app = builder.Build();
-        app.Run(context => context.Response.WriteAsync(version, context.RequestAborted));
-        await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-        return new Backend(app, new Uri(address).Port);
-    }
-
-    private sealed record Backend(WebApplication App, int Port) : IAsyncDisposable
-    {
-        public ValueTask DisposeAsync() => App.DisposeAsync();
     }
 }
