@@ -46,6 +46,21 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     internal static MeshCluster? GetFailedCluster(HttpRequestMessage request) =>
         FailedEndpoints.TryGetValue(request, out var failed) ? failed.Cluster : null;
 
+    /// <summary>
+    /// Counts the last attempt of <paramref name="request"/>, which ended in a cancellation the resilience handler found
+    /// to be the attempt's own timeout, toward outlier ejection as a 504. Returns the endpoint when that ejected it.
+    /// </summary>
+    internal static MeshEndpoint? CommitTimeout(HttpRequestMessage request, long now)
+    {
+        if (!FailedEndpoints.TryGetValue(request, out var failed) || !failed.TimeoutPending)
+        {
+            return null;
+        }
+
+        failed.TimeoutPending = false;
+        return failed.Cluster.Outlier.OnError(failed.Endpoint, 504, now) ? failed.Endpoint : null;
+    }
+
     /// <summary>Gets whether <paramref name="exception"/> means the connection could not be made, so the request was not sent.</summary>
     internal static bool IsConnectionFailure(Exception? exception) => exception is HttpRequestException e
         && (e.HttpRequestError == HttpRequestError.ConnectionError
@@ -112,8 +127,20 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         catch (Exception exception) when (exception is HttpRequestException or OperationCanceledException)
         {
             // As Envoy counts local-origin failures when it does not split them from answers: a failed connection or a
-            // reset as a 503, an attempt timeout (a cancellation here) as a 504.
-            OnFailure(request, cluster, endpoint, exception is OperationCanceledException ? 504 : 503, exception);
+            // reset as a 503, an attempt timeout as a 504. A cancellation here is either the attempt's timeout or the
+            // caller giving up, which only the resilience handler outside can tell: it counts a timeout through
+            // CommitTimeout, and a caller's cancellation never counts (Envoy ignores downstream resets), so callers that
+            // disconnect cannot get healthy endpoints ejected.
+            if (exception is OperationCanceledException)
+            {
+                FailedEndpoints.AddOrUpdate(request, new FailedAttempt(cluster, endpoint) { TimeoutPending = true });
+                Log.AttemptFailed(_logger, cluster.ServiceHost, endpoint.Authority, 0, exception);
+            }
+            else
+            {
+                OnFailure(request, cluster, endpoint, 503, exception);
+            }
+
             if (exception.InnerException is Security.MeshTlsException tls)
             {
                 // Secure naming or certificate failure: the message names the service and both identities. The connection
@@ -184,5 +211,9 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         public static partial void Overflow(ILogger logger, string cluster, string limit, int value);
     }
 
-    private sealed record FailedAttempt(MeshCluster Cluster, MeshEndpoint Endpoint);
+    private sealed record FailedAttempt(MeshCluster Cluster, MeshEndpoint Endpoint)
+    {
+        /// <summary>Gets or sets whether the attempt ended in a cancellation not yet counted (see <see cref="CommitTimeout"/>).</summary>
+        public bool TimeoutPending { get; set; }
+    }
 }

@@ -132,6 +132,11 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
                 }
 
                 now = time.GetTimestamp();
+                if (timedOut && Http.MeshHttpHandler.CommitTimeout(request, now) is { } ejected)
+                {
+                    Log.EjectedAfterTimeouts(_logger, ejected.Authority, service.Host);
+                }
+
                 if (error is OperationCanceledException && !timedOut)
                 {
                     // The caller gave up: not the service's fault, and nothing to retry.
@@ -253,6 +258,9 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
 
         [LoggerMessage(11, LogLevel.Warning, "Circuit of mesh service {Service} opened: calls are rejected for {BreakDuration}.")]
         public static partial void CircuitOpened(ILogger logger, string service, TimeSpan breakDuration);
+
+        [LoggerMessage(13, LogLevel.Warning, "Ejected endpoint {Endpoint} of mesh service {Service} after attempts that timed out.")]
+        public static partial void EjectedAfterTimeouts(ILogger logger, string endpoint, string service);
 
         [LoggerMessage(12, LogLevel.Debug, "Retry of a call to mesh service {Service} not sent: the retry budget of cluster {Cluster} is spent ({Retries} retries of {Requests} requests in flight).")]
         public static partial void RetryBudgetExhausted(ILogger logger, string service, string cluster, int retries, int requests);

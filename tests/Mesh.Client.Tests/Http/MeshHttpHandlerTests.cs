@@ -119,6 +119,46 @@ public sealed class MeshHttpHandlerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GetAsync_CallersGiveUpOnHangingEndpoints_NoneIsEjected_ButAttemptTimeoutsEject()
+    {
+        // Attacker's path: a caller that disconnects (its cancellation reaches the attempt) must not count as the
+        // endpoint failing, or anyone who can make the app's callers give up could get healthy endpoints ejected.
+        // Envoy does not count downstream resets; it counts its own timeouts.
+        foreach (var backend in _backends)
+        {
+            backend.Hang = true;
+        }
+
+        var snapshot = OrdersSnapshot();
+        var endpoints = snapshot.Clusters.Values.Single().Endpoints;
+        await using (var provider = Provider(snapshot))
+        {
+            var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+            await Task.WhenAll(Enumerable.Range(0, 30).Select(async _ =>
+            {
+                using var giveUp = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+                await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.GetAsync(new Uri("http://orders/"), giveUp.Token));
+            }));
+
+            Assert.DoesNotContain(endpoints, e => e.IsEjected(TimeProvider.System.GetTimestamp()));
+        }
+
+        // The same hang, ended by the mesh's own attempt timeout: an upstream failure that counts (as Envoy's 504).
+        await using (var provider = Provider(snapshot, o =>
+        {
+            o.Resilience.AttemptTimeout = TimeSpan.FromMilliseconds(100);
+            o.Resilience.MaxRetryAttempts = 0;
+        }))
+        {
+            var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+            await Task.WhenAll(Enumerable.Range(0, 30).Select(async _ =>
+                await Assert.ThrowsAnyAsync<Exception>(() => client.GetAsync(new Uri("http://orders/")))));
+
+            Assert.Contains(endpoints, e => e.IsEjected(TimeProvider.System.GetTimestamp()));
+        }
+    }
+
+    [Fact]
     public async Task PostAsync_WithoutIdempotencyKey_IsNotRetried()
     {
         await using var provider = Provider(OrdersSnapshot());
