@@ -92,7 +92,7 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         // never waits. The count is the cluster's and survives config pushes.
         var traffic = cluster.Traffic;
         var limits = cluster.Limits;
-        if (!traffic.TryStartRequest(limits.MaxRequests))
+        if (!traffic.TryStartRequest(limits))
         {
             throw Overflow(request, cluster, limits.MaxRequestsName, limits.MaxRequests);
         }
