@@ -116,6 +116,40 @@ public sealed class AppResiliencePipelineTests : IAsyncLifetime
         Assert.All(_backends, backend => Assert.InRange(backend.Hits, 1, 2));
     }
 
+    [Fact]
+    public async Task HandlerChain_AttemptGroupOnlyForClientsWithAnAppPipeline_RightOutsideIt()
+    {
+        var services = MeshServices.Create(new FixedSnapshotSource(Orders()));
+        services.AddHttpClient("hedged").AddStandardHedgingHandler();
+        services.AddHttpClient("plain");
+        await using var provider = services.BuildServiceProvider();
+        var factory = provider.GetRequiredService<IHttpMessageHandlerFactory>();
+
+        var hedged = Chain(factory.CreateHandler("hedged"));
+        var plain = Chain(factory.CreateHandler("plain"));
+
+        // The group starts before the app's outer (hedging) pipeline, so the snapshot it takes carries the group.
+        var group = hedged.FindIndex(h => h is Mesh.Client.Http.MeshAttemptGroupHandler);
+        Assert.True(group >= 0);
+        Assert.Equal("Microsoft.Extensions.Http.Resilience.ResilienceHandler", hedged[group + 1].GetType().FullName);
+        Assert.True(hedged.OfType<Mesh.Client.Http.MeshHttpHandler>().Single().SpreadsAttempts);
+
+        // A client without an app pipeline never reads a request's Options for it (no allocation on the plain path).
+        Assert.DoesNotContain(plain, h => h is Mesh.Client.Http.MeshAttemptGroupHandler);
+        Assert.False(plain.OfType<Mesh.Client.Http.MeshHttpHandler>().Single().SpreadsAttempts);
+    }
+
+    private static List<HttpMessageHandler> Chain(HttpMessageHandler handler)
+    {
+        var chain = new List<HttpMessageHandler>();
+        for (HttpMessageHandler? current = handler; current is not null; current = (current as DelegatingHandler)?.InnerHandler)
+        {
+            chain.Add(current);
+        }
+
+        return chain;
+    }
+
     private MeshSnapshot Orders(Func<int, int>? random = null)
     {
         var endpoints = _backends.Select(b => TestSnapshots.Endpoint(b.Port)).ToArray();
