@@ -1,11 +1,18 @@
 using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Sources;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Mesh.ControlPlane.Tests.Sources;
 
 /// <summary>The HTTPMatchRequest fields beyond uri/headers/method: queryParams, authority, scheme, port, sourceLabels, sourceNamespace, gateways, statPrefix.</summary>
-public sealed class VirtualServiceMatchLoaderTests
+public sealed class VirtualServiceMatchLoaderTests : IDisposable
 {
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "mesh-cp-vsmatch-" + Guid.NewGuid().ToString("N"));
+
+    public VirtualServiceMatchLoaderTests() => Directory.CreateDirectory(_directory);
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
     private const string Services = """
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry
@@ -205,5 +212,30 @@ public sealed class VirtualServiceMatchLoaderTests
         var result = Load(Matches.Replace("      port: 80", "      port: 80\n      gateways: [mesh]", StringComparison.Ordinal));
 
         Assert.Empty(result.Errors);
+    }
+
+    [Fact]
+    public void Reload_InvalidQueryRegexOrSourceNamespace_KeepsLastGoodConfigAndThenRecovers()
+    {
+        var store = new ConfigStore(NullLogger<ConfigStore>.Instance);
+        File.WriteAllText(Path.Combine(_directory, "services.yaml"), Services);
+        var vsFile = Path.Combine(_directory, "vs.yaml");
+        File.WriteAllText(vsFile, Matches);
+        Assert.True(store.ApplyYaml(YamlConfigLoader.LoadDirectory(_directory)));
+        var good = store.Current;
+
+        File.WriteAllText(vsFile, Matches
+            .Replace("build: {regex: \"[0-9]+\"}", "build: {regex: \"([0-9]+\"}", StringComparison.Ordinal)
+            .Replace("sourceNamespace: shop", "sourceNamespace: -shop", StringComparison.Ordinal));
+        Assert.False(store.ApplyYaml(YamlConfigLoader.LoadDirectory(_directory)));
+        Assert.Same(good, store.Current);
+        Assert.Equal(
+            [("vs.yaml", 12, "spec.http[0].match[0].sourceNamespace"), ("vs.yaml", 20, "spec.http[1].match[0].queryParams.build.regex")],
+            store.Errors.Select(e => (e.File, e.Line, e.Message.Split(": ")[1])).OrderBy(e => e.Line).ToArray());
+
+        File.WriteAllText(vsFile, Matches.Replace("version: {exact: v2}", "version: {exact: v3}", StringComparison.Ordinal));
+        Assert.True(store.ApplyYaml(YamlConfigLoader.LoadDirectory(_directory)));
+        Assert.Empty(store.Errors);
+        Assert.Contains(new RouteQueryParamMatch("version", new RouteStringMatch(RouteStringMatchKind.Exact, "v3")), store.Current.Config.VirtualServices[0].Http[1].Matches[0].QueryParams);
     }
 }
