@@ -240,6 +240,7 @@ internal static class MeshSnapshotBuilder
                 match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.SafeRegex ? ToPathRegex(match.SafeRegex) : null,
                 features)
             {
+                QueryParameters = [.. match.QueryParameters.Select(q => XdsResourceDecoder.DecodeQueryParameter(q, string.Empty, [])!)],
                 // Validated by XdsResourceDecoder.ValidateRoute; parsed here once so requests only read it.
                 Resilience = action is null ? null : Resilience.RouteResilience.Decode(action, host.RetryPolicy, string.Empty, []),
                 HashPolicy = action is null ? null : XdsResourceDecoder.DecodeHashPolicy(action, string.Empty, []),

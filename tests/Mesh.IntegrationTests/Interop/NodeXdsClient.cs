@@ -33,7 +33,9 @@ internal sealed class NodeXdsClient : IAsyncDisposable
     /// <param name="metadata">A <c>name=value</c> header sent with every call, or null.</param>
     /// <param name="maxCalls">The client stops after this many calls.</param>
     /// <param name="intervalMs">The pause between calls.</param>
-    public static async Task<NodeXdsClient> StartAsync(ControlPlaneProcess controlPlane, string workDirectory, bool xdsCredentials, string? metadata = null, int maxCalls = 20000, int intervalMs = 20)
+    /// <param name="labels">The node metadata LABELS its bootstrap declares (what VirtualService sourceLabels select on), or none.</param>
+    public static async Task<NodeXdsClient> StartAsync(
+        ControlPlaneProcess controlPlane, string workDirectory, bool xdsCredentials, string? metadata = null, int maxCalls = 20000, int intervalMs = 20, IReadOnlyDictionary<string, string>? labels = null)
     {
         var module = Path.Combine(NodeDirectory, "node_modules", "@grpc", "grpc-js-xds", "package.json");
         Assert.True(
@@ -53,7 +55,12 @@ internal sealed class NodeXdsClient : IAsyncDisposable
                     server_features = new[] { "xds_v3" },
                 },
             },
-            node = new { id = "sidecar~127.0.0.1~node-client.default~default.svc.cluster.local", locality = new { }, metadata = new { GENERATOR = "grpc", NAMESPACE = "default" } },
+            node = new
+            {
+                id = "sidecar~127.0.0.1~node-client.default~default.svc.cluster.local",
+                locality = new { },
+                metadata = new { GENERATOR = "grpc", NAMESPACE = "default", LABELS = labels ?? new Dictionary<string, string>() },
+            },
             certificate_providers = new
             {
                 @default = new
