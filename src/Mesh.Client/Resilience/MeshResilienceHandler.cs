@@ -18,8 +18,8 @@ namespace Mesh.Client.Resilience;
 /// </summary>
 /// <remarks>
 /// The same semantics as total timeout → retry → circuit breaker → attempt timeout in a Polly pipeline, in one async
-/// method: a request that succeeds costs one state machine, one registration on the caller's token and one timer
-/// re-arm on a pooled <see cref="CancellationTokenSource"/>.
+/// method: a request that succeeds costs one pooled state machine (and the small Task around it), one registration on
+/// the caller's token and one timer re-arm on a pooled <see cref="CancellationTokenSource"/>.
 /// </remarks>
 internal sealed partial class MeshResilienceHandler : DelegatingHandler
 {
