@@ -40,6 +40,23 @@ public sealed class DeadlineSourceReuseTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GrpcClientFactory_MeshAddress_UnaryCalls_ReuseOneDeadlineSource()
+    {
+        await using var provider = Provider(services => services.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://inventory"))
+            .ConfigureChannel(o => o.Credentials = global::Grpc.Core.ChannelCredentials.Insecure));
+        var client = provider.GetRequiredService<Greeter.GreeterClient>();
+        var sources = provider.GetRequiredService<MeshResiliencePolicies>().CancellationSources;
+
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal("inventory-0", (await client.HelloAsync(new HelloRequest())).Backend);
+        }
+
+        // The factory's logging handlers sit between the mesh's handlers: they let go of the token too.
+        Assert.Equal(1, sources.Count);
+    }
+
+    [Fact]
     public async Task StreamedBody_AppHandlerUnderTheMesh_SourceNotReused()
     {
         await using var provider = Provider(services => services.AddHttpClient("app").AddHttpMessageHandler(() => new AppHandler()));
