@@ -58,7 +58,9 @@ public static class ServiceMeshGrpcChannelExtensions
         // span the attempts), and LEAST_REQUEST, subsets' mTLS pools and outlier ejection would need a second copy.
         // Without the channel's balancer every call is one request through the same handler as IHttpClientFactory
         // clients (measured: that path was also the faster one, 0.90× vs 0.71× of a plain channel before this change).
-        // The chain ends in MeshServiceOnlyHandler, not a SocketsHttpHandler, so Grpc.Net.Client disables its balancer.
+        // The chain ends in MeshServiceOnlyHandler, not a SocketsHttpHandler, so Grpc.Net.Client's balancer opens no
+        // connections of its own: its BalancerHttpHandler still runs on each call, as on every GrpcChannel built from a
+        // handler (a plain channel's included), but only picks the one static address, http://<service>.
         var handler = filter.CreateXdsChannelHandler();
         options.HttpHandler = handler;
         options.Credentials = ChannelCredentials.Insecure;

@@ -75,6 +75,15 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        return SendAttemptAsync(request, cancellationToken).AsTask();
+    }
+
+    /// <summary>
+    /// One attempt, as <see cref="SendAsync"/> sends it, for the resilience handler right above this one (an
+    /// <c>xds:///</c> channel's chain): awaited once, its state machine comes from a pool instead of a Task per attempt.
+    /// </summary>
+    internal ValueTask<HttpResponseMessage> SendAttemptAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
         var now = _time.GetTimestamp();
         var status = _router.Route(request, now, _time.TimestampFrequency, GetFailedEndpoint(request), out var service, out var cluster, out var endpoint);
         if (SpreadsAttempts && status == RouteStatus.Routed && AttemptGroup.Of(request) is { } group)
@@ -85,15 +94,16 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         return status switch
         {
             RouteStatus.Routed => SendToEndpointAsync(request, cluster!, endpoint!, cancellationToken),
-            RouteStatus.NotMeshHost => base.SendAsync(request, cancellationToken),
-            _ => Task.FromException<HttpResponseMessage>(CreateException(status, request, service, cluster)),
+            RouteStatus.NotMeshHost => new ValueTask<HttpResponseMessage>(base.SendAsync(request, cancellationToken)),
+            _ => ValueTask.FromException<HttpResponseMessage>(CreateException(status, request, service, cluster)),
         };
     }
 
     protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken) =>
         SendAsync(request, cancellationToken).GetAwaiter().GetResult();
 
-    private async Task<HttpResponseMessage> SendToEndpointAsync(
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendToEndpointAsync(
         HttpRequestMessage request,
         MeshCluster cluster,
         MeshEndpoint endpoint,

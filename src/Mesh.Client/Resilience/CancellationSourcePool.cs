@@ -12,6 +12,9 @@ internal sealed class CancellationSourcePool
 {
     private readonly ConcurrentQueue<CancellationTokenSource> _sources = new();
 
+    /// <summary>Gets the number of sources waiting to be reused (for tests and diagnostics).</summary>
+    public int Count => _sources.Count;
+
     public CancellationTokenSource Rent() => _sources.TryDequeue(out var source) ? source : new CancellationTokenSource();
 
     /// <summary>Takes <paramref name="source"/> back; one that was cancelled or whose timer fired is disposed instead.</summary>

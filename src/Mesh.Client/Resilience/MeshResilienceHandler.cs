@@ -1,7 +1,9 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using Mesh.Client.Discovery;
 using Mesh.Client.Routing;
+using Microsoft.Extensions.Http.Logging;
 using Microsoft.Extensions.Logging;
 
 namespace Mesh.Client.Resilience;
@@ -16,8 +18,8 @@ namespace Mesh.Client.Resilience;
 /// </summary>
 /// <remarks>
 /// The same semantics as total timeout → retry → circuit breaker → attempt timeout in a Polly pipeline, in one async
-/// method: a request that succeeds costs one state machine, one registration on the caller's token and one timer
-/// re-arm on a pooled <see cref="CancellationTokenSource"/>.
+/// method: a request that succeeds costs one pooled state machine (and the small Task around it), one registration on
+/// the caller's token and one timer re-arm on a pooled <see cref="CancellationTokenSource"/>.
 /// </remarks>
 internal sealed partial class MeshResilienceHandler : DelegatingHandler
 {
@@ -27,6 +29,7 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
     private readonly MeshResiliencePolicies _policies;
     private readonly CancellationSourcePool _sources;
     private readonly ILogger _logger;
+    private int _innerLetsGoOfToken;
 
     public MeshResilienceHandler(MeshRouter router, MeshResiliencePolicies policies, ILogger logger)
     {
@@ -53,14 +56,17 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
         ArgumentNullException.ThrowIfNull(request);
         var uri = request.RequestUri;
         return uri is { IsAbsoluteUri: true } && _router.Snapshot.TryGetService(uri.IdnHost, uri.Port, uri.IsDefaultPort, out var service)
-            ? SendWithResilienceAsync(service!, request, cancellationToken)
+            ? SendWithResilienceAsync(service!, request, cancellationToken).AsTask()
             : base.SendAsync(request, cancellationToken);
     }
 
     protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken) =>
         SendAsync(request, cancellationToken).GetAwaiter().GetResult();
 
-    private async Task<HttpResponseMessage> SendWithResilienceAsync(MeshService service, HttpRequestMessage request, CancellationToken cancellationToken)
+    // Pooled: a request that completes later allocates only the small Task that AsTask wraps around it, not this method's
+    // whole state machine (the largest allocation of the mesh's handlers).
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendWithResilienceAsync(MeshService service, HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var options = _policies.Options;
         var time = _policies.Time;
@@ -111,7 +117,9 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
                 try
                 {
                     deadline.CancelAfter(timeout);
-                    response = await base.SendAsync(request, deadline.Token).ConfigureAwait(false);
+                    response = InnerHandler is Http.MeshHttpHandler mesh
+                        ? await mesh.SendAttemptAsync(request, deadline.Token).ConfigureAwait(false)
+                        : await base.SendAsync(request, deadline.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
@@ -127,7 +135,7 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
                     // Dispose (not Unregister) waits for a running caller-cancellation callback, so a pooled source is never
                     // cancelled after it went back to the pool.
                     link.Dispose();
-                    Release(deadline, request);
+                    Release(deadline, request, response);
                     heldRetry?.Traffic.EndRetry();
                     heldRetry = null;
                 }
@@ -217,11 +225,15 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
         return baseDelay * factor * Random.Shared.NextDouble();
     }
 
-    // A deadline source is reused only when nothing can hold its token after the attempt: a streamed request body
-    // (gRPC duplex, JsonContent) may still be sending with it, so that source is only disarmed and left to the GC.
-    private void Release(CancellationTokenSource deadline, HttpRequestMessage request)
+    // A deadline source is reused only when nothing can hold its token after the attempt (a reset source that a late
+    // reader still polls would show it another request's cancellation); otherwise it is only disarmed and left to the GC.
+    // A buffered body or none is never read after SendAsync returns. A streamed one (gRPC's, StreamContent, JsonContent)
+    // neither, once a response came back over HTTP/2 from SocketsHttpHandler with only pass-through handlers between:
+    // it sends a duplex body (gRPC's) without the request's token and finishes any other body before it returns.
+    private void Release(CancellationTokenSource deadline, HttpRequestMessage request, HttpResponseMessage? response)
     {
-        if (request.Content is null or ByteArrayContent or ReadOnlyMemoryContent)
+        if (request.Content is null or ByteArrayContent or ReadOnlyMemoryContent
+            || (response is { Version.Major: 2 } && InnerLetsGoOfToken()))
         {
             _sources.Return(deadline);
         }
@@ -229,6 +241,43 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
         {
             deadline.CancelAfter(Timeout.InfiniteTimeSpan);
         }
+    }
+
+    private bool InnerLetsGoOfToken()
+    {
+        // Decided on the first request, when the client's handler chain is complete; the chain never changes after.
+        var known = Volatile.Read(ref _innerLetsGoOfToken);
+        if (known == 0)
+        {
+            known = LetsGoOfToken(InnerHandler) ? 1 : -1;
+            Volatile.Write(ref _innerLetsGoOfToken, known);
+        }
+
+        return known > 0;
+    }
+
+    /// <summary>
+    /// Whether every handler from <paramref name="handler"/> down is known to keep no hold of a request's token once its
+    /// SendAsync returned an HTTP/2 response: the factory's logging handlers, the mesh's routing handler, and at the bottom
+    /// SocketsHttpHandler (the mesh's endpoint pools, or the client's own primary handler) or the xds:/// channel's end.
+    /// Any other handler (the app's own) might, so a chain holding one never reuses sources for streamed bodies.
+    /// </summary>
+    internal static bool LetsGoOfToken(HttpMessageHandler? handler)
+    {
+        for (; handler is not null; handler = (handler as DelegatingHandler)?.InnerHandler)
+        {
+            switch (handler)
+            {
+                case Http.MeshHttpHandler or LoggingHttpMessageHandler or LoggingScopeHttpMessageHandler:
+                    continue;
+                case SocketsHttpHandler or HttpClientHandler or Grpc.MeshServiceOnlyHandler:
+                    return true;
+                default:
+                    return false;
+            }
+        }
+
+        return false;
     }
 
     private TaskCanceledException TimedOut(MeshService service, HttpRequestMessage request, MeshRoute? route, bool totalBinds)
