@@ -66,6 +66,7 @@ internal sealed partial class AdsConnection
     // other gRPC xDS clients (grpc-js-xds…) also get only the routes they can take (XdsSnapshot.StandardGrpcRoutes).
     private bool _meshClient;
     private bool _standardGrpcClient;
+    private ClientTopology _topology = ClientTopology.None;
 
     private const string MeshClientUserAgent = "mesh-dotnet";
 
@@ -205,6 +206,7 @@ internal sealed partial class AdsConnection
                 _namespace = Printable(NamespaceOf(node));
                 _meshClient = IsMeshClient(node);
                 _standardGrpcClient = IsStandardGrpcClient(node);
+                _topology = ClientTopology.From(node);
             }
 
             LogConnected(_logger, ClientId, Peer, _namespace);
@@ -353,6 +355,15 @@ internal sealed partial class AdsConnection
         var all = typeUrl == TypeUrls.Cluster ? snapshot.Clusters
             : typeUrl == TypeUrls.RouteConfiguration ? (_meshClient ? snapshot.Routes : _standardGrpcClient ? snapshot.StandardGrpcRoutes : snapshot.StandardClientRoutes)
             : snapshot.Endpoints;
+        if (typeUrl == TypeUrls.ClusterLoadAssignment && snapshot.LocalityLbClusters.Count > 0)
+        {
+            // Locality LB: the assignment depends on this client's locality (one shared resource per locality, see XdsSnapshot).
+            var topology = _topology;
+            return state.Wildcard
+                ? [.. all.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => snapshot.EndpointsFor(r.Value, topology))]
+                : [.. state.Names.Order(StringComparer.Ordinal).Where(all.ContainsKey).Select(n => snapshot.EndpointsFor(all[n], topology))];
+        }
+
         if (state.Wildcard)
         {
             return [.. all.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => r.Value)];
