@@ -485,9 +485,9 @@ internal static partial class YamlConfigLoader
         var labels = ctx.Labels(Child(spec, "labels"), spec, $"{path}.labels");
         var serviceAccount = ctx.String(Child(spec, "serviceAccount"), $"{path}.serviceAccount") ?? string.Empty;
         var locality = ctx.String(Child(spec, "locality"), $"{path}.locality") ?? string.Empty;
-        if (locality.Split('/').Length > 3)
+        if (!Mesh.Xds.Wire.LocalityNames.TryValidate(locality, out var localityReason))
         {
-            ctx.Error(Child(spec, "locality")!, $"{path}.locality", "must look like region/zone/subzone");
+            ctx.Error(Child(spec, "locality")!, $"{path}.locality", localityReason);
         }
 
         uint weight = 0;
