@@ -33,7 +33,8 @@ internal sealed class NodeXdsClient : IAsyncDisposable
     /// <param name="metadata">A <c>name=value</c> header sent with every call, or null.</param>
     /// <param name="maxCalls">The client stops after this many calls.</param>
     /// <param name="intervalMs">The pause between calls.</param>
-    public static async Task<NodeXdsClient> StartAsync(ControlPlaneProcess controlPlane, string workDirectory, bool xdsCredentials, string? metadata = null, int maxCalls = 20000, int intervalMs = 20)
+    /// <param name="locality">The bootstrap's node locality (<c>region/zone</c>), or null for <c>{}</c>.</param>
+    public static async Task<NodeXdsClient> StartAsync(ControlPlaneProcess controlPlane, string workDirectory, bool xdsCredentials, string? metadata = null, int maxCalls = 20000, int intervalMs = 20, string? locality = null)
     {
         var module = Path.Combine(NodeDirectory, "node_modules", "@grpc", "grpc-js-xds", "package.json");
         Assert.True(
@@ -53,7 +54,12 @@ internal sealed class NodeXdsClient : IAsyncDisposable
                     server_features = new[] { "xds_v3" },
                 },
             },
-            node = new { id = "sidecar~127.0.0.1~node-client.default~default.svc.cluster.local", locality = new { }, metadata = new { GENERATOR = "grpc", NAMESPACE = "default" } },
+            node = new
+            {
+                id = "sidecar~127.0.0.1~node-client.default~default.svc.cluster.local",
+                locality = locality is null ? new Dictionary<string, string>() : new Dictionary<string, string> { ["region"] = locality.Split('/')[0], ["zone"] = locality.Split('/')[1] },
+                metadata = new { GENERATOR = "grpc", NAMESPACE = "default" },
+            },
             certificate_providers = new
             {
                 @default = new
