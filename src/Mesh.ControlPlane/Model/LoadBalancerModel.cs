@@ -1,3 +1,5 @@
+using System.Collections.Immutable;
+
 namespace Mesh.ControlPlane.Model;
 
 /// <summary>What a DestinationRule <c>consistentHash</c> hashes on.</summary>
@@ -29,9 +31,9 @@ internal sealed record ConsistentHashModel(
 /// </summary>
 internal sealed record LocalityLbSettingModel(
     bool? Enabled,
-    System.Collections.Immutable.ImmutableArray<LocalityDistributeModel> Distribute,
-    System.Collections.Immutable.ImmutableArray<LocalityFailoverModel> Failover,
-    System.Collections.Immutable.ImmutableArray<string> FailoverPriority)
+    ImmutableArray<LocalityDistributeModel> Distribute,
+    ImmutableArray<LocalityFailoverModel> Failover,
+    ImmutableArray<string> FailoverPriority)
 {
     /// <summary>Istio's mesh default (<c>MeshConfig.localityLbSetting: {enabled: true}</c>): failover by locality when outlier detection is set.</summary>
     public static readonly LocalityLbSettingModel MeshDefault = new(true, [], [], []);
@@ -41,7 +43,7 @@ internal sealed record LocalityLbSettingModel(
 /// One <c>distribute[]</c> entry: clients whose locality matches <paramref name="From"/> (a locality, <c>*</c> allowed
 /// at the end) send each <paramref name="To"/> locality pattern its weight in percent (the weights total 100).
 /// </summary>
-internal sealed record LocalityDistributeModel(string From, System.Collections.Immutable.ImmutableArray<KeyValuePair<string, uint>> To);
+internal sealed record LocalityDistributeModel(string From, ImmutableArray<KeyValuePair<string, uint>> To);
 
 /// <summary>One <c>failover[]</c> entry: clients in region <paramref name="From"/> fail over to region <paramref name="To"/> first.</summary>
 internal sealed record LocalityFailoverModel(string From, string To);
