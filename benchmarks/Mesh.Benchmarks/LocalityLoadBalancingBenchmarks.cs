@@ -31,11 +31,11 @@ public class LocalityLoadBalancingBenchmarks
     }
 
     [Benchmark(Baseline = true)]
-    public MeshEndpoint? Flat() => _flat.Pick(0, null);
+    public object? Flat() => _flat.Pick(0, null);
 
     [Benchmark]
-    public MeshEndpoint? Priorities() => _priorities.Pick(0, null);
+    public object? Priorities() => _priorities.Pick(0, null);
 
     [Benchmark]
-    public MeshEndpoint? Distribute() => _distribute.Pick(0, null);
+    public object? Distribute() => _distribute.Pick(0, null);
 }
