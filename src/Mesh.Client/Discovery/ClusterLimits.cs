@@ -49,13 +49,18 @@ internal sealed record ClusterLimits
 internal sealed record PoolSettings(TimeSpan? ConnectTimeout, TimeSpan? IdleTimeout, TimeSpan? MaxConnectionDuration, int? MaxConnections);
 
 /// <summary>
-/// The live counts behind a cluster's <see cref="ClusterLimits"/>: requests and retries in flight. Carried from one
-/// snapshot's cluster to the next one of the same name, so a config push never resets what is in flight.
+/// The live counts behind a cluster's <see cref="ClusterLimits"/>: requests and retries in flight, and the retry budget's
+/// credit. Carried from one snapshot's cluster to the next one of the same name, so a config push never resets what is
+/// in flight.
 /// </summary>
 internal sealed class ClusterTraffic
 {
+    private readonly Lock _creditLock = new();
     private int _requests;
     private int _retries;
+    private long _attempts;
+    private long _attemptsCredited;
+    private double _credit = double.NaN;
 
     public int ActiveRequests => Volatile.Read(ref _requests);
 
@@ -73,28 +78,84 @@ internal sealed class ClusterTraffic
         return false;
     }
 
+    /// <summary>
+    /// Counts an attempt in under the cluster's <c>max_requests</c>; with a retry budget the attempt also earns the
+    /// budget's share of a retry (counted here, credited when a retry is asked for, so the hot path pays one atomic).
+    /// </summary>
+    public bool TryStartRequest(ClusterLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        if (!TryStartRequest(limits.MaxRequests))
+        {
+            return false;
+        }
+
+        if (limits.HasRetryBudget)
+        {
+            Interlocked.Increment(ref _attempts);
+        }
+
+        return true;
+    }
+
     public void EndRequest() => Interlocked.Decrement(ref _requests);
 
     /// <summary>
-    /// Counts a retry in when the budget (and, without one, <c>max_retries</c>) allows it: retries in flight below
-    /// max(min_retry_concurrency, budget_percent × requests in flight), as Envoy's <c>retry_budget</c>.
+    /// Counts a retry in when the budget (and, without one, <c>max_retries</c>) allows it. With a budget two bounds hold:
+    /// Envoy's <c>retry_budget</c> — retries in flight below max(min_retry_concurrency, budget_percent × requests in
+    /// flight) — and a bound over time, as Linkerd's and Finagle's retry budgets: each attempt earns budget_percent of a
+    /// retry, a retry spends a whole one, and the unspent credit is held to that same in-flight figure. So a total outage
+    /// of N requests costs at most budget_percent × N retries plus the credit at its start (min_retry_concurrency when
+    /// it starts quiet), whatever the concurrency or the attempts' length — which the in-flight bound alone cannot
+    /// promise, as a retry's slot is free again while its request backs off.
     /// </summary>
     public bool TryStartRetry(ClusterLimits limits)
     {
         ArgumentNullException.ThrowIfNull(limits);
         // Without a retry_budget only max_retries bounds the retries in flight (Istio sends 2^32-1 by default).
-        var allowed = limits.HasRetryBudget
+        var inFlightBound = limits.HasRetryBudget
             ? Math.Max(limits.MinRetryConcurrency, (int)(limits.RetryBudgetPercent * Volatile.Read(ref _requests) / 100))
             : limits.MaxRetries;
 
-        if (Interlocked.Increment(ref _retries) <= allowed)
+        if (Interlocked.Increment(ref _retries) > inFlightBound)
         {
-            return true;
+            Interlocked.Decrement(ref _retries);
+            return false;
         }
 
-        Interlocked.Decrement(ref _retries);
-        return false;
+        // A 0 % budget earns nothing, so it keeps Envoy's meaning alone: min_retry_concurrency retries in flight.
+        if (limits.HasRetryBudget && limits.RetryBudgetPercent > 0 && !TrySpendCredit(limits, inFlightBound))
+        {
+            Interlocked.Decrement(ref _retries);
+            return false;
+        }
+
+        return true;
     }
 
     public void EndRetry() => Interlocked.Decrement(ref _retries);
+
+    private bool TrySpendCredit(ClusterLimits limits, int inFlightBound)
+    {
+        var share = limits.RetryBudgetPercent / 100;
+        var capacity = Math.Max(1, inFlightBound);
+        lock (_creditLock)
+        {
+            // Credit starts at min_retry_concurrency (at least one retry) and the attempts since the last retry are
+            // credited at once: they only ever add, so capping once equals capping after each.
+            var attempts = Volatile.Read(ref _attempts);
+            var credit = double.IsNaN(_credit) ? Math.Max(1, limits.MinRetryConcurrency) : _credit;
+            credit = Math.Min(capacity, credit + ((attempts - _attemptsCredited) * share));
+            _attemptsCredited = attempts;
+            if (credit < 1)
+            {
+                _credit = credit;
+                return false;
+            }
+
+            // The retry's own attempt will earn its share like any other: spend that too, so a retry nets one.
+            _credit = credit - 1 - share;
+            return true;
+        }
+    }
 }

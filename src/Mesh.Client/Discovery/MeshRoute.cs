@@ -14,19 +14,46 @@ internal readonly record struct WeightedCluster(MeshCluster Cluster, uint Weight
 /// </summary>
 internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert, bool TreatMissingAsEmpty = false)
 {
-    /// <summary>Like <see cref="Matches(HttpHeaders)"/>, and the <c>:method</c> pseudo-header (Istio's <c>method</c> match) reads the request's method.</summary>
+    /// <summary>Whether <paramref name="name"/> is a pseudo-header every request has and this client reads (Istio's method, authority, scheme; and :path).</summary>
+    public static bool IsRequestPseudoHeader(string name) => name is ":method" or ":authority" or ":scheme" or ":path";
+
+    /// <summary>
+    /// Like <see cref="Matches(HttpHeaders)"/>; the pseudo-headers read the request as Envoy sees it from the app:
+    /// <c>:method</c>, <c>:scheme</c> (of the request URI), <c>:authority</c> (the Host header the request sends),
+    /// <c>:path</c> (path and query).
+    /// </summary>
     public bool Matches(HttpRequestMessage request)
     {
         ArgumentNullException.ThrowIfNull(request);
-        if (string.Equals(Name, ":method", StringComparison.Ordinal))
+        if (Name.Length > 0 && Name[0] == ':')
         {
-            return (Match is null || Match.Matches(request.Method.Method)) != Invert;
+            var uri = request.RequestUri is { IsAbsoluteUri: true } absolute ? absolute : null;
+            var value = Name switch
+            {
+                ":method" => request.Method.Method,
+                ":scheme" => uri?.Scheme,
+                ":authority" => uri is null ? null : Authority(request, uri),
+                ":path" => uri is null ? null : uri.Query.Length == 0 ? uri.AbsolutePath : uri.PathAndQuery,
+                _ => null,
+            };
+            return value is null ? Match is null && Invert : (Match is null || Match.Matches(value)) != Invert;
         }
 
         // Content-Type and the other content headers live on the content, not the request (a gRPC/REST split reads them).
         return request.Content is { } content && !request.Headers.NonValidated.Contains(Name) && content.Headers.NonValidated.Contains(Name)
             ? Matches(content.Headers)
             : Matches(request.Headers);
+    }
+
+    // What the request sends as Host (HTTP/1) or :authority (HTTP/2): an explicit Host header, else the URI's host[:port].
+    private static string Authority(HttpRequestMessage request, Uri uri)
+    {
+        if (request.Headers.NonValidated.TryGetValues("Host", out var host) && host.Count > 0)
+        {
+            return host.ToString();
+        }
+
+        return uri.IsDefaultPort ? uri.IdnHost : uri.Authority;
     }
 
     public bool Matches(HttpHeaders headers)
@@ -40,6 +67,42 @@ internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert,
         // Several values of one header are matched as Envoy does: joined with ",".
         var matched = Match is null || Match.Matches(values.Count == 1 ? values.ToString() : string.Join(',', values));
         return matched != Invert;
+    }
+}
+
+/// <summary>
+/// An RDS query parameter matcher, with Envoy's reading of the request's query: split at '&amp;', each part at its first
+/// '=' (no '=' is an empty value), nothing percent-decoded, and only the first part with the name counts. Without
+/// <paramref name="Match"/> it tests presence (absence when <paramref name="Present"/> is false).
+/// </summary>
+internal sealed record QueryParameterMatch(string Name, StringMatch? Match, bool Present)
+{
+    /// <summary>Matches <paramref name="query"/>, the request URI's query with or without its leading '?'. Allocates nothing.</summary>
+    public bool Matches(ReadOnlySpan<char> query)
+    {
+        if (!query.IsEmpty && query[0] == '?')
+        {
+            query = query[1..];
+        }
+
+        while (true)
+        {
+            var end = query.IndexOf('&');
+            var part = end < 0 ? query : query[..end];
+            var equals = part.IndexOf('=');
+            var name = equals < 0 ? part : part[..equals];
+            if (name.Equals(Name, StringComparison.Ordinal))
+            {
+                return Match is null ? Present : Match.Matches(equals < 0 ? ReadOnlySpan<char>.Empty : part[(equals + 1)..]);
+            }
+
+            if (end < 0)
+            {
+                return Match is null && !Present;
+            }
+
+            query = query[(end + 1)..];
+        }
     }
 }
 
@@ -109,6 +172,9 @@ internal sealed class MeshRoute
 
     public ImmutableArray<HeaderMatch> Headers { get; }
 
+    /// <summary>Gets RDS <c>query_parameters</c>, all of which must match.</summary>
+    public ImmutableArray<QueryParameterMatch> QueryParameters { get; init; } = [];
+
     public string Name { get; }
 
     /// <summary>
@@ -142,6 +208,20 @@ internal sealed class MeshRoute
         return Prefix is not null
             ? requestPath.StartsWith(Prefix, comparison)
             : requestPath.Equals(Path, comparison);
+    }
+
+    /// <summary>Whether every query parameter matcher matches <paramref name="query"/> (the request URI's <see cref="Uri.Query"/>).</summary>
+    public bool MatchesQuery(ReadOnlySpan<char> query)
+    {
+        foreach (var parameter in QueryParameters)
+        {
+            if (!parameter.Matches(query))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     public bool MatchesHeaders(HttpRequestMessage request)

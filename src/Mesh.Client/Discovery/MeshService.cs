@@ -19,6 +19,7 @@ internal sealed class MeshService
         {
             NeedsPath |= !route.MatchesAnyPath;
             NeedsHeaders |= route.Headers.Length > 0;
+            NeedsQuery |= route.QueryParameters.Length > 0;
             HasRouteResilience |= route.Resilience is not null;
             HasRouteFeatures |= route.Features is not null;
         }
@@ -37,6 +38,9 @@ internal sealed class MeshService
     public bool NeedsPath { get; }
 
     public bool NeedsHeaders { get; }
+
+    /// <summary>Gets whether any route looks at the query string; when none does the query is never read.</summary>
+    public bool NeedsQuery { get; }
 
     /// <summary>Gets whether any route sets a timeout or retry policy; when none does the resilience handler matches no route.</summary>
     public bool HasRouteResilience { get; }

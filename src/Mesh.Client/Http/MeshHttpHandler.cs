@@ -38,6 +38,12 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         _controlPlane = controlPlane;
     }
 
+    /// <summary>
+    /// Gets whether the client has an app resilience pipeline whose attempts carry an <see cref="AttemptGroup"/>: then
+    /// each attempt goes to an endpoint its siblings did not take. Off, requests never read their options (no allocation).
+    /// </summary>
+    public bool SpreadsAttempts { get; init; }
+
     /// <summary>Gets the endpoint a previous attempt of <paramref name="request"/> failed on, if any.</summary>
     internal static MeshEndpoint? GetFailedEndpoint(HttpRequestMessage request) =>
         FailedEndpoints.TryGetValue(request, out var failed) ? failed.Endpoint : null;
@@ -71,6 +77,11 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         ArgumentNullException.ThrowIfNull(request);
         var now = _time.GetTimestamp();
         var status = _router.Route(request, now, _time.TimestampFrequency, GetFailedEndpoint(request), out var service, out var cluster, out var endpoint);
+        if (SpreadsAttempts && status == RouteStatus.Routed && AttemptGroup.Of(request) is { } group)
+        {
+            endpoint = group.Take(cluster!, endpoint!, now, _time.TimestampFrequency);
+        }
+
         return status switch
         {
             RouteStatus.Routed => SendToEndpointAsync(request, cluster!, endpoint!, cancellationToken),
@@ -92,7 +103,7 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         // never waits. The count is the cluster's and survives config pushes.
         var traffic = cluster.Traffic;
         var limits = cluster.Limits;
-        if (!traffic.TryStartRequest(limits.MaxRequests))
+        if (!traffic.TryStartRequest(limits))
         {
             throw Overflow(request, cluster, limits.MaxRequestsName, limits.MaxRequests);
         }

@@ -66,6 +66,19 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
         return false;
     }
 
+    private static int IndexOfAppResilienceHandler(IList<DelegatingHandler> handlers)
+    {
+        for (var i = 0; i < handlers.Count; i++)
+        {
+            if (IsAppResilienceHandler(handlers[i]))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
     public Action<HttpMessageHandlerBuilder> Configure(Action<HttpMessageHandlerBuilder> next)
     {
         ArgumentNullException.ThrowIfNull(next);
@@ -79,14 +92,22 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
 
             var name = builder.Name ?? Options.DefaultName;
             var xds = GrpcClientFactorySupport.DisableChannelBalancingForMeshAddress(builder.Services, name, builder.PrimaryHandler, _router, _names);
+            var appPipeline = IndexOfAppResilienceHandler(builder.AdditionalHandlers);
             builder.PrimaryHandler = new MeshHttpHandler(_router, _pools, _time, _logger, _controlPlane)
             {
                 // An xds:/// client's calls never leave the mesh; the client's own primary handler stays unused.
                 InnerHandler = xds ? new MeshServiceOnlyHandler(_router, _controlPlane) : builder.PrimaryHandler,
+                SpreadsAttempts = appPipeline >= 0,
             };
+            if (appPipeline >= 0)
+            {
+                // Right outside the app's pipeline: each of its attempts (retries, hedged clones) carries one group.
+                builder.AdditionalHandlers.Insert(appPipeline, new MeshAttemptGroupHandler());
+            }
+
             builder.AdditionalHandlers.Insert(0, new MeshResilienceHandler(_router, _policies, _resilienceLogger)
             {
-                AppOwnsRetries = builder.AdditionalHandlers.Any(IsAppResilienceHandler),
+                AppOwnsRetries = appPipeline >= 0,
             });
 
             // Outermost: faults, rewrites and mirrors happen once per request, before retries (as Envoy's fault filter and router).

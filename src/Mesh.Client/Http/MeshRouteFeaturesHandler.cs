@@ -16,15 +16,23 @@ namespace Mesh.Client.Http;
 /// </summary>
 /// <remarks>
 /// Mirrors: the caller never waits for one; at most <see cref="MaxMirrorsInFlight"/> run at once per handler (more are
-/// dropped); each is bounded by <see cref="MirrorTimeout"/>; its response is discarded and its failure only logged. Only
-/// a request whose body can be read twice is mirrored: no body, or a buffered one (ByteArrayContent, StringContent,
-/// FormUrlEncodedContent, ReadOnlyMemoryContent). A streamed body (StreamContent, gRPC calls, JsonContent) is sent once
-/// to the caller's destination and not mirrored: buffering it would change when the caller's request is sent.
+/// dropped); each counts against the mirror cluster's <c>max_requests</c> as any request to it (over it, the mirror is
+/// dropped, as Envoy's shadow overflows); each is bounded by <see cref="MirrorTimeout"/>; its response is discarded and
+/// its failure only logged. Only a request whose body can be read twice is mirrored: no body, or a buffered one
+/// (ByteArrayContent, StringContent, FormUrlEncodedContent, ReadOnlyMemoryContent) of at most
+/// <see cref="MaxMirrorBodyBytes"/>. A streamed body (StreamContent, gRPC calls, JsonContent) is sent once to the
+/// caller's destination and not mirrored: buffering it would change when the caller's request is sent.
 /// </remarks>
 internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
 {
     /// <summary>The most mirrored requests one handler keeps in flight; a mirror beyond it is dropped.</summary>
     public const int MaxMirrorsInFlight = 64;
+
+    /// <summary>
+    /// The largest request body a mirror copies (1 MiB, Envoy's default buffer limit per request): Envoy shadows only
+    /// what it buffered and gives up the shadow of a larger request; so does this client, and the caller's request goes on.
+    /// </summary>
+    public const int MaxMirrorBodyBytes = 1024 * 1024;
 
     /// <summary>How long a mirrored request may take before it is cancelled.</summary>
     public static readonly TimeSpan MirrorTimeout = TimeSpan.FromSeconds(30);
@@ -169,10 +177,26 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             return;
         }
 
+        // Buffered contents know their length; an unknown one is not copied either.
+        if (request.Content is { } content && content.Headers.ContentLength is not <= MaxMirrorBodyBytes)
+        {
+            Log.MirrorSkipped(_logger, service.Host, mirror.Cluster.Name, $"the request body is larger than {MaxMirrorBodyBytes} bytes");
+            return;
+        }
+
         if (Interlocked.Increment(ref _mirrorsInFlight) > MaxMirrorsInFlight)
         {
             Interlocked.Decrement(ref _mirrorsInFlight);
             Log.MirrorSkipped(_logger, service.Host, mirror.Cluster.Name, $"{MaxMirrorsInFlight} mirrored requests are already in flight");
+            return;
+        }
+
+        // The mirror cluster's max_requests, as for every request to it: the mirror overflows, never the caller's request.
+        var cluster = mirror.Cluster;
+        if (!cluster.Traffic.TryStartRequest(cluster.Limits.MaxRequests))
+        {
+            Interlocked.Decrement(ref _mirrorsInFlight);
+            Log.MirrorSkipped(_logger, service.Host, cluster.Name, $"{cluster.Limits.MaxRequestsName} {cluster.Limits.MaxRequests} reached (upstream overflow)");
             return;
         }
 
@@ -183,13 +207,14 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         }
         catch (Exception exception) when (exception is InvalidOperationException or HttpRequestException or IOException)
         {
+            cluster.Traffic.EndRequest();
             Interlocked.Decrement(ref _mirrorsInFlight);
-            Log.MirrorFailed(_logger, service.Host, mirror.Cluster.Name, exception);
+            Log.MirrorFailed(_logger, service.Host, cluster.Name, exception);
             return;
         }
 
         // Not awaited: the caller never waits for a mirror, and nothing of it reaches the caller.
-        _ = SendMirrorAsync(copy, mirror.Cluster, service.Host);
+        _ = SendMirrorAsync(copy, cluster, service.Host);
     }
 
     private async Task SendMirrorAsync(HttpRequestMessage copy, MeshCluster cluster, string serviceHost)
@@ -199,11 +224,16 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         using var timeout = new CancellationTokenSource(MirrorTimeout, _time);
         try
         {
-            var endpoint = cluster.Balancer.Pick(_time.GetTimestamp(), avoid: null);
+            var endpoint = cluster.PickEndpoint(_time.GetTimestamp(), _time.TimestampFrequency, avoid: null);
             if (endpoint is null)
             {
                 Log.MirrorSkipped(_logger, serviceHost, cluster.Name, "the mirror cluster has no endpoint");
                 return;
+            }
+
+            if (cluster.Limits.OneRequestPerConnection)
+            {
+                copy.Headers.ConnectionClose = true;
             }
 
             using var response = await _pools.Get(endpoint, cluster).SendAsync(copy, timeout.Token).ConfigureAwait(false);
@@ -217,6 +247,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         finally
         {
             copy.Dispose();
+            cluster.Traffic.EndRequest();
             Interlocked.Decrement(ref _mirrorsInFlight);
         }
     }
@@ -238,6 +269,12 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             // Buffered contents serialize from their buffer: reading them does not consume the caller's body.
             using var buffer = new MemoryStream();
             content.CopyTo(buffer, context: null, CancellationToken.None);
+            if (buffer.Length > MaxMirrorBodyBytes)
+            {
+                // A Content-Length header set by hand below the body's size: the cap holds for what is really there.
+                throw new InvalidOperationException($"The request body is larger than {MaxMirrorBodyBytes} bytes.");
+            }
+
             copy.Content = new ByteArrayContent(buffer.ToArray());
             foreach (var (name, values) in content.Headers.NonValidated)
             {

@@ -42,8 +42,9 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
     /// <summary>
     /// Gets whether the client has its own Microsoft.Extensions.Http.Resilience pipeline: then the app's pipeline owns
     /// retries and hedging and the mesh sends each of its attempts once (timeouts and the circuit breaker still apply),
-    /// so the two never multiply. Each attempt the app sends is still routed again, avoiding the endpoint its previous
-    /// attempt failed on. Only the total timeout bounds the call here; the app's pipeline times its own attempts.
+    /// so the two never multiply. Each attempt the app sends is still routed again, to an endpoint no earlier attempt of
+    /// the call took (<see cref="Http.AttemptGroup"/>). Only the total timeout bounds the call here; the app's pipeline
+    /// times its own attempts.
     /// </summary>
     public bool AppOwnsRetries { get; init; }
 

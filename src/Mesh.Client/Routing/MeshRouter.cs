@@ -110,15 +110,17 @@ internal sealed class MeshRouter
         }
 
         var routes = service.Routes;
-        if (!service.NeedsPath && !service.NeedsHeaders)
+        if (!service.NeedsPath && !service.NeedsHeaders && !service.NeedsQuery)
         {
             return routes.Length > 0 ? routes[0] : null;
         }
 
+        // Uri keeps both once computed, so a request routed again (each retry) reads them without allocating.
         var path = service.NeedsPath ? uri.AbsolutePath : string.Empty;
+        var query = service.NeedsQuery ? uri.Query : string.Empty;
         foreach (var route in routes)
         {
-            if (route.MatchesPath(path) && route.MatchesHeaders(request))
+            if (route.MatchesPath(path) && route.MatchesQuery(query) && route.MatchesHeaders(request))
             {
                 return route;
             }

@@ -75,7 +75,7 @@ internal static class MeshSnapshotBuilder
                 continue;
             }
 
-            var meshRoutes = BuildRoutes(virtualHost, built, previous, retained, out var missing);
+            var meshRoutes = BuildRoutes(listener.Name, virtualHost, built, previous, retained, incomplete, out var missing);
             if (missing is not null)
             {
                 incomplete.Add($"listener {listener.Name} waits for cluster {missing}");
@@ -157,10 +157,12 @@ internal static class MeshSnapshotBuilder
     }
 
     private static ImmutableArray<MeshRoute> BuildRoutes(
+        string listener,
         VirtualHost host,
         Dictionary<string, MeshCluster> built,
         MeshSnapshot previous,
         Dictionary<string, MeshCluster> retained,
+        List<string> incomplete,
         out string? missing)
     {
         bool TryGetCluster(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out MeshCluster? cluster)
@@ -186,12 +188,13 @@ internal static class MeshSnapshotBuilder
             var weighted = ImmutableArray.CreateBuilder<WeightedCluster>();
             var action = route.Route_;
 
-            // Validated by XdsResourceDecoder.ValidateRoute; decoded here once so requests only read it.
-            var features = RouteFeaturesDecoder.Decode(route, string.Empty, [], built, out var missingMirror);
+            // Validated by XdsResourceDecoder.ValidateRoute; decoded here once so requests only read it. Mirror clusters
+            // are retained as route clusters are; a mirror to a cluster never seen is left out rather than holding the
+            // listener back, which would take the caller's own service out of the mesh (its requests would go by DNS).
+            var features = RouteFeaturesDecoder.Decode(route, string.Empty, [], TryGetCluster, out var missingMirror);
             if (missingMirror is not null)
             {
-                missing = missingMirror;
-                return [];
+                incomplete.Add($"listener {listener}: route '{route.Name}' is served without its mirror to unknown cluster {missingMirror}");
             }
 
             if (action is null)
@@ -237,6 +240,7 @@ internal static class MeshSnapshotBuilder
                 match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.SafeRegex ? ToPathRegex(match.SafeRegex) : null,
                 features)
             {
+                QueryParameters = [.. match.QueryParameters.Select(q => XdsResourceDecoder.DecodeQueryParameter(q, string.Empty, [])!)],
                 // Validated by XdsResourceDecoder.ValidateRoute; parsed here once so requests only read it.
                 Resilience = action is null ? null : Resilience.RouteResilience.Decode(action, host.RetryPolicy, string.Empty, []),
                 HashPolicy = action is null ? null : XdsResourceDecoder.DecodeHashPolicy(action, string.Empty, []),

@@ -27,9 +27,10 @@ internal static class RouteFeaturesDecoder
 
     /// <summary>
     /// Decodes the features of <paramref name="route"/>; null when it has none. With <paramref name="clusters"/> null only
-    /// validates; otherwise a mirror cluster that is not there yet is returned in <paramref name="missing"/>.
+    /// validates; otherwise a mirror whose cluster <paramref name="clusters"/> does not know is left out (Envoy skips a
+    /// shadow to an unknown cluster) and the first such cluster is returned in <paramref name="missing"/>.
     /// </summary>
-    public static RouteFeatures? Decode(EnvoyRoute route, string where, List<string> errors, IReadOnlyDictionary<string, MeshCluster>? clusters, out string? missing)
+    public static RouteFeatures? Decode(EnvoyRoute route, string where, List<string> errors, ClusterLookup? clusters, out string? missing)
     {
         ArgumentNullException.ThrowIfNull(route);
         ArgumentNullException.ThrowIfNull(errors);
@@ -72,7 +73,7 @@ internal static class RouteFeaturesDecoder
                     continue;
                 }
 
-                if (!clusters.TryGetValue(policy.Cluster, out var cluster))
+                if (!clusters(policy.Cluster, out var cluster))
                 {
                     missing ??= policy.Cluster;
                     continue;
@@ -457,3 +458,6 @@ internal static class RouteFeaturesDecoder
         return new RouteDirectResponse((HttpStatusCode)direct.Status, body);
     }
 }
+
+/// <summary>Finds a cluster of the snapshot being built by name (CDS, or retained from the previous snapshot).</summary>
+internal delegate bool ClusterLookup(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out MeshCluster? cluster);

@@ -332,12 +332,12 @@ internal static class XdsResourceDecoder
         }
         else
         {
-            // Conditions this client does not evaluate: applying the route without them would send it more traffic than meant.
-            if (route.Match.QueryParameters.Count > 0)
+            for (var i = 0; i < route.Match.QueryParameters.Count; i++)
             {
-                errors.Add($"{where}.match.query_parameters is not supported by this client");
+                DecodeQueryParameter(route.Match.QueryParameters[i], $"{where}.match.query_parameters[{i}]", errors);
             }
 
+            // Conditions this client does not evaluate: applying the route without them would send it more traffic than meant.
             if (route.Match.Grpc is not null)
             {
                 errors.Add($"{where}.match.grpc is not supported by this client");
@@ -365,10 +365,10 @@ internal static class XdsResourceDecoder
                 {
                     errors.Add($"{where}.match.headers[{i}].name is required");
                 }
-                else if (header.Name[0] == ':' && header.Name != ":method")
+                else if (header.Name[0] == ':' && !HeaderMatch.IsRequestPseudoHeader(header.Name))
                 {
                     // Matching it against request headers would never succeed and silently skip the route.
-                    errors.Add($"{where}.match.headers[{i}].name '{header.Name}': this client matches no pseudo-header but :method");
+                    errors.Add($"{where}.match.headers[{i}].name '{header.Name}': this client matches no pseudo-header but :method, :authority, :scheme and :path");
                 }
 
                 StringMatch.TryDecodeHeader(header, $"{where}.match.headers[{i}]", errors, out _, out _, allowRegex: true);
@@ -426,6 +426,31 @@ internal static class XdsResourceDecoder
             default:
                 errors.Add($"{where}.route needs cluster or weighted_clusters");
                 break;
+        }
+    }
+
+    /// <summary>
+    /// Envoy's QueryParameterMatcher: a string_match on the parameter's first value, or present_match (false: the parameter
+    /// must be absent, Envoy's current behaviour); neither set is a presence test, as in Envoy. Null, with an error naming
+    /// <paramref name="where"/>, when invalid.
+    /// </summary>
+    internal static QueryParameterMatch? DecodeQueryParameter(QueryParameterMatcher matcher, string where, List<string> errors)
+    {
+        if (string.IsNullOrEmpty(matcher.Name))
+        {
+            errors.Add($"{where}.name is required");
+            return null;
+        }
+
+        switch (matcher.QueryParameterMatchSpecifierCase)
+        {
+            case QueryParameterMatcher.QueryParameterMatchSpecifierOneofCase.StringMatch:
+                var match = StringMatch.Decode(matcher.StringMatch, $"{where}.string_match", errors, allowRegex: true);
+                return match is null ? null : new QueryParameterMatch(matcher.Name, match, Present: true);
+            case QueryParameterMatcher.QueryParameterMatchSpecifierOneofCase.PresentMatch:
+                return new QueryParameterMatch(matcher.Name, Match: null, matcher.PresentMatch);
+            default:
+                return new QueryParameterMatch(matcher.Name, Match: null, Present: true);
         }
     }
 

@@ -17,6 +17,9 @@ internal sealed record RouteStringMatch(RouteStringMatchKind Kind, string Value)
 /// <summary>A header condition; <paramref name="Value"/> null means "the header is present".</summary>
 internal sealed record RouteHeaderMatch(string Name, RouteStringMatch? Value);
 
+/// <summary>A query parameter condition; <paramref name="Value"/> null means "the parameter is present".</summary>
+internal sealed record RouteQueryParamMatch(string Name, RouteStringMatch? Value);
+
 /// <summary>One <c>http[].match[]</c> block: its conditions are ANDed.</summary>
 internal sealed record HttpMatchModel(
     string? Name,
@@ -24,7 +27,59 @@ internal sealed record HttpMatchModel(
     bool IgnoreUriCase,
     RouteStringMatch? Method,
     ImmutableArray<RouteHeaderMatch> Headers,
-    ImmutableArray<RouteHeaderMatch> WithoutHeaders);
+    ImmutableArray<RouteHeaderMatch> WithoutHeaders)
+{
+    /// <summary>Gets <c>authority</c>: matched against <c>:authority</c> (the HTTP/1 Host header), as istiod translates it.</summary>
+    public RouteStringMatch? Authority { get; init; }
+
+    /// <summary>Gets <c>scheme</c>: matched against <c>:scheme</c>.</summary>
+    public RouteStringMatch? Scheme { get; init; }
+
+    /// <summary>Gets <c>queryParams</c>, sorted by name.</summary>
+    public ImmutableArray<RouteQueryParamMatch> QueryParams { get; init; } = [];
+
+    /// <summary>Gets <c>port</c>: the match block applies only to this service port (istiod leaves it out of other ports' routes).</summary>
+    public uint? Port { get; init; }
+
+    /// <summary>
+    /// Gets <c>sourceLabels</c> and <c>sourceNamespace</c>: not a request condition but a selector of the calling workload,
+    /// evaluated per client when its routes are built (as istiod does per proxy); null when the block selects every caller.
+    /// </summary>
+    public SourceSelector? Source { get; init; }
+}
+
+/// <summary>
+/// A VirtualService match's <c>sourceLabels</c> + <c>sourceNamespace</c>: a caller is selected when its labels include
+/// <see cref="Labels"/> and (when set) its namespace is <see cref="Namespace"/> — istiod's sourceMatchHTTP.
+/// </summary>
+internal sealed record SourceSelector(ImmutableSortedDictionary<string, string> Labels, string? Namespace)
+{
+    /// <summary>Gets a canonical text of the selector: equal selectors (whatever their YAML order) have equal keys.</summary>
+    public string Key { get; } = $"{Namespace}|{string.Join(',', Labels.Select(l => $"{l.Key}={l.Value}"))}";
+
+    public bool Selects(string clientNamespace, IReadOnlyDictionary<string, string> clientLabels)
+    {
+        ArgumentNullException.ThrowIfNull(clientLabels);
+        if (Namespace is not null && !string.Equals(Namespace, clientNamespace, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        foreach (var (key, value) in Labels)
+        {
+            if (!clientLabels.TryGetValue(key, out var actual) || !string.Equals(actual, value, StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    public bool Equals(SourceSelector? other) => other is not null && string.Equals(Key, other.Key, StringComparison.Ordinal);
+
+    public override int GetHashCode() => StringComparer.Ordinal.GetHashCode(Key);
+}
 
 /// <summary>One <c>http[].route[]</c> entry; <paramref name="Host"/> is fully qualified in the VirtualService's namespace.</summary>
 internal sealed record RouteDestinationModel(string Host, string? Subset, uint? Port, uint Weight);

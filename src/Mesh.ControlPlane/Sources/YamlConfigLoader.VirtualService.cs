@@ -10,6 +10,7 @@ namespace Mesh.ControlPlane.Sources;
 internal static partial class YamlConfigLoader
 {
     private static readonly System.Buffers.SearchValues<char> DurationNumber = System.Buffers.SearchValues.Create("0123456789.");
+    private static readonly System.Buffers.SearchValues<char> QueryNameDelimiters = System.Buffers.SearchValues.Create("&=#?");
 
     private static readonly string[] VirtualServiceFields = ["hosts", "gateways", "http"];
     private static readonly string[] HttpRouteFields =
@@ -17,7 +18,14 @@ internal static partial class YamlConfigLoader
         "name", "match", "route", "timeout", "retries", "fault", "mirror", "mirrorPercentage", "mirrorPercent", "mirrors", "rewrite", "headers",
         "redirect", "directResponse",
     ];
-    private static readonly string[] HttpMatchFields = ["name", "uri", "headers", "withoutHeaders", "ignoreUriCase", "method"];
+    private static readonly string[] HttpMatchFields =
+    [
+        "name", "uri", "scheme", "method", "authority", "headers", "port", "sourceLabels", "gateways", "queryParams", "ignoreUriCase",
+        "withoutHeaders", "sourceNamespace", "statPrefix",
+    ];
+
+    /// <summary>The pseudo-headers a request has and Mesh clients read (Istio also accepts <c>:status</c>, which no request carries).</summary>
+    private static readonly string[] RequestPseudoHeaders = [":method", ":authority", ":scheme", ":path"];
     private static readonly string[] RouteDestinationFields = ["destination", "weight"];
     private static readonly string[] DestinationFields = ["host", "subset", "port"];
     private static readonly string[] RetryFields = ["attempts", "perTryTimeout", "retryOn"];
@@ -169,6 +177,26 @@ internal static partial class YamlConfigLoader
         }
 
         var method = ParseStringMatch(ctx, Child(node, "method"), node, $"{path}.method", allowPresence: false);
+        var authority = ParseStringMatch(ctx, Child(node, "authority"), node, $"{path}.authority", allowPresence: false);
+        var scheme = ParseStringMatch(ctx, Child(node, "scheme"), node, $"{path}.scheme", allowPresence: false);
+        foreach (var (field, value) in new[] { ("method", method), ("authority", authority), ("scheme", scheme) })
+        {
+            RejectEmptyPattern(ctx, Child(node, field), $"{path}.{field}", value);
+        }
+
+        if (Child(node, "statPrefix") is { } statPrefix)
+        {
+            // Istio: for stats only. Mesh clients keep no per-route stats, so it changes nothing here; said, not silently dropped.
+            ctx.Warn(statPrefix, $"{path}.statPrefix", "is ignored: Mesh clients keep no per-route statistics (routing is unaffected)");
+        }
+
+        uint? port = null;
+        if (Child(node, "port") is { } portNode)
+        {
+            port = ctx.Port(portNode, node, $"{path}.port", required: false);
+        }
+
+        var source = ParseSourceSelector(ctx, node, path);
         var ignoreCase = false;
         if (Child(node, "ignoreUriCase") is { } ignoreNode)
         {
@@ -185,8 +213,128 @@ internal static partial class YamlConfigLoader
             ignoreCase,
             method,
             ParseHeaderMatches(ctx, node, "headers", path),
-            ParseHeaderMatches(ctx, node, "withoutHeaders", path));
+            ParseHeaderMatches(ctx, node, "withoutHeaders", path))
+        {
+            Authority = authority,
+            Scheme = scheme,
+            QueryParams = ParseQueryParams(ctx, node, path),
+            Port = port,
+            Source = source,
+        };
     }
+
+    /// <summary>Envoy's StringMatcher refuses an empty prefix or regex (min_len 1), and so does Istio's validation.</summary>
+    private static void RejectEmptyPattern(ResourceContext ctx, YamlNode? node, string path, RouteStringMatch? value)
+    {
+        if (node is not null && value is { Kind: RouteStringMatchKind.Prefix or RouteStringMatchKind.Regex, Value: "" })
+        {
+            var kind = value.Kind == RouteStringMatchKind.Prefix ? "prefix" : "regex";
+            ctx.Error(node, $"{path}.{kind}", "must not be empty (every Envoy and gRPC client NACKs an empty pattern)");
+        }
+    }
+
+    /// <summary>
+    /// <c>queryParams</c>: Envoy's query_parameters (the raw query of the request, split at '&amp;' and the first '=', the
+    /// first value of a name counting). <c>exact: ""</c> matches <c>?key</c> and <c>?key=</c>; <c>{}</c> or <c>regex: "*"</c>
+    /// is a presence test, as istiod translates it.
+    /// </summary>
+    private static ImmutableArray<RouteQueryParamMatch> ParseQueryParams(ResourceContext ctx, YamlMappingNode match, string path)
+    {
+        var result = ImmutableArray.CreateBuilder<RouteQueryParamMatch>();
+        var node = ctx.Mapping(Child(match, "queryParams"), match, $"{path}.queryParams", required: false);
+        if (node is null)
+        {
+            return result.ToImmutable();
+        }
+
+        foreach (var (key, value) in node.Children)
+        {
+            var name = (key as YamlScalarNode)?.Value;
+            var paramPath = $"{path}.queryParams.{name}";
+            if (string.IsNullOrEmpty(name))
+            {
+                ctx.Error(key, $"{path}.queryParams", "query parameter names must be non-empty");
+                continue;
+            }
+
+            if (name.AsSpan().IndexOfAny(QueryNameDelimiters) >= 0)
+            {
+                // The request's query is split at '&' and the first '=': such a name can never be found.
+                ctx.Error(key, paramPath, "must not contain '&', '=', '#' or '?' (a query parameter with that name can never match)");
+                continue;
+            }
+
+            var stringMatch = ParseStringMatch(ctx, value, node, paramPath, allowPresence: true);
+            RejectEmptyPattern(ctx, value, paramPath, stringMatch);
+            result.Add(new RouteQueryParamMatch(name, stringMatch));
+        }
+
+        // Sorted, so that the emitted route does not depend on YAML key order (istiod iterates a Go map).
+        return [.. result.OrderBy(q => q.Name, StringComparer.Ordinal)];
+    }
+
+    /// <summary>
+    /// <c>sourceLabels</c>, <c>sourceNamespace</c> and the match's own <c>gateways</c>. istiod reads sourceLabels only when
+    /// the match names no gateways; Mesh serves mesh traffic only, so a match's gateways may only be <c>mesh</c>, and
+    /// together with a source selector it is an error rather than a selector silently dropped.
+    /// </summary>
+    private static SourceSelector? ParseSourceSelector(ResourceContext ctx, YamlMappingNode node, string path)
+    {
+        var gateways = ctx.Sequence(Child(node, "gateways"), node, $"{path}.gateways", required: false);
+        for (var i = 0; gateways is not null && i < gateways.Children.Count; i++)
+        {
+            var gateway = ctx.String(gateways.Children[i], $"{path}.gateways[{i}]");
+            if (gateway != "mesh")
+            {
+                ctx.Error(gateways.Children[i], $"{path}.gateways[{i}]", $"'{gateway}' is not supported; only 'mesh' (sidecar-less mesh traffic) is, gateways are not");
+            }
+        }
+
+        var labelsNode = Child(node, "sourceLabels");
+        var namespaceNode = Child(node, "sourceNamespace");
+        if (labelsNode is null && namespaceNode is null)
+        {
+            return null;
+        }
+
+        if (gateways is { Children.Count: > 0 })
+        {
+            ctx.Error(gateways, $"{path}.gateways", "Istio ignores sourceLabels and sourceNamespace when a match names gateways; remove gateways from this match (mesh is the default)");
+        }
+
+        var labels = ctx.Labels(labelsNode, node, $"{path}.sourceLabels");
+        foreach (var (key, value) in labels)
+        {
+            if (!IsLabelKey(key) || (value.Length > 0 && !IsLabelValue(value)))
+            {
+                ctx.Error(labelsNode!, $"{path}.sourceLabels.{key}", $"'{key}: {value}' is not a valid Kubernetes label");
+            }
+        }
+
+        string? ns = null;
+        if (namespaceNode is not null)
+        {
+            ns = ctx.String(namespaceNode, $"{path}.sourceNamespace");
+            if (string.IsNullOrEmpty(ns) || ns.Length > 63 || !IsDnsLabelish(ns) || ns.Contains('.', StringComparison.Ordinal))
+            {
+                ctx.Error(namespaceNode, $"{path}.sourceNamespace", $"'{ns}' must be a namespace name (an RFC 1123 label)");
+                ns = null;
+            }
+        }
+
+        return new SourceSelector(labels, ns);
+    }
+
+    // Kubernetes label syntax: an optional DNS prefix and '/', then a name of at most 63 of [A-Za-z0-9._-], alphanumeric at both ends.
+    private static bool IsLabelKey(string key)
+    {
+        var slash = key.LastIndexOf('/');
+        return (slash < 0 || (slash > 0 && IsDnsLabelish(key[..slash]))) && IsLabelValue(key[(slash + 1)..]);
+    }
+
+    private static bool IsLabelValue(string value) =>
+        value.Length is > 0 and <= 63 && char.IsAsciiLetterOrDigit(value[0]) && char.IsAsciiLetterOrDigit(value[^1])
+        && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
 
     private static ImmutableArray<RouteHeaderMatch> ParseHeaderMatches(ResourceContext ctx, YamlMappingNode match, string field, string path)
     {
@@ -207,14 +355,15 @@ internal static partial class YamlConfigLoader
                 continue;
             }
 
-            if (header[0] == ':')
+            if (header[0] == ':' && !RequestPseudoHeaders.Contains(header, StringComparer.Ordinal))
             {
-                // Mesh clients match no pseudo-header but :method (the match's method field); they would NACK the route.
-                ctx.Error(key, headerPath, "pseudo-header matches are not supported yet; use the match's method field for :method");
+                ctx.Error(key, headerPath, $"is not a request pseudo-header a route can match (use one of {string.Join(", ", RequestPseudoHeaders)})");
                 continue;
             }
 
-            headers.Add(new RouteHeaderMatch(header, ParseStringMatch(ctx, value, node, headerPath, allowPresence: true)));
+            var headerMatch = ParseStringMatch(ctx, value, node, headerPath, allowPresence: true);
+            RejectEmptyPattern(ctx, value, headerPath, headerMatch);
+            headers.Add(new RouteHeaderMatch(header, headerMatch));
         }
 
         // Istio sorts header matchers by name, so the emitted route does not depend on YAML key order.

@@ -68,6 +68,9 @@ internal sealed partial class AdsConnection
     private bool _standardGrpcClient;
     private ClientTopology _topology = ClientTopology.None;
 
+    // The caller as VirtualService sourceLabels/sourceNamespace see it (XdsSnapshot.RoutesFor).
+    private ClientSource? _source;
+
     private const string MeshClientUserAgent = "mesh-dotnet";
 
     public AdsConnection(long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null, ClientCertificateInfo? certificate = null)
@@ -207,6 +210,7 @@ internal sealed partial class AdsConnection
                 _meshClient = IsMeshClient(node);
                 _standardGrpcClient = IsStandardGrpcClient(node);
                 _topology = ClientTopology.From(node);
+                _source = ClientSource.FromNode(node, Identity);
             }
 
             LogConnected(_logger, ClientId, Peer, _namespace);
@@ -353,7 +357,8 @@ internal sealed partial class AdsConnection
         }
 
         var all = typeUrl == TypeUrls.Cluster ? snapshot.Clusters
-            : typeUrl == TypeUrls.RouteConfiguration ? (_meshClient ? snapshot.Routes : _standardGrpcClient ? snapshot.StandardGrpcRoutes : snapshot.StandardClientRoutes)
+            : typeUrl == TypeUrls.RouteConfiguration
+                ? snapshot.RoutesFor(_meshClient ? RouteClientKind.Mesh : _standardGrpcClient ? RouteClientKind.StandardGrpc : RouteClientKind.Standard, _source)
             : snapshot.Endpoints;
         if (typeUrl == TypeUrls.ClusterLoadAssignment && snapshot.LocalityLbClusters.Count > 0)
         {

@@ -99,7 +99,7 @@ internal static class InboundListenerTranslator
             var mode = EffectiveMode(model.Config.PeerAuthentications, rootNamespace, workload, port);
             var policies = ApplicablePolicies(model.Config.AuthorizationPolicies, rootNamespace, workload).ToList();
             var jwt = JwtAuthnTranslator.Build(ApplicableRequestAuthentications(model.Config.RequestAuthentications, rootNamespace, workload), jwks);
-            var rateLimit = RateLimitFor(model.Config.LocalRateLimitPolicies, resolved, address, port, trustDomain);
+            var rateLimit = RateLimitFor(model.Config.LocalRateLimitPolicies, resolved, workload, address, port, trustDomain);
             var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny, paths), RbacTranslator.Build(policies, AuthorizationAction.Allow, paths), paths, jwt, rateLimit);
             result[name] = new InboundListener(name, Any.Pack(listener), identities);
         }
@@ -110,11 +110,14 @@ internal static class InboundListenerTranslator
     /// <summary>
     /// The local rate limit of the listener at <paramref name="address"/>:<paramref name="port"/>: the HTTPLocalRateLimitPolicy
     /// of a ServiceEntry that has the address:port as an endpoint. A workload serving several limited services on one
-    /// port gets the first policy by file and name (one filter per port, as Linkerd allows one policy per Server).
+    /// port gets the first policy by file and name (one filter per port, as Linkerd allows one policy per Server). Only a
+    /// policy of the owner's namespace applies, as any Istio policy binds workloads of its own namespace: a ServiceEntry
+    /// elsewhere that lists someone else's address cannot throttle it.
     /// </summary>
-    private static LocalRateLimit? RateLimitFor(IEnumerable<LocalRateLimitPolicyModel> policies, List<ResolvedService> services, string address, uint port, string trustDomain)
+    private static LocalRateLimit? RateLimitFor(IEnumerable<LocalRateLimitPolicyModel> policies, List<ResolvedService> services, WorkloadInstance owner, string address, uint port, string trustDomain)
     {
         var policy = policies
+            .Where(p => p.Namespace == owner.Namespace)
             .Where(p => services.Any(s => s.Entry.Namespace == p.Namespace && s.Entry.Name == p.Target && s.Endpoints.Any(e => e.Address == address && e.Port == port)))
             .OrderBy(p => p.File, StringComparer.Ordinal).ThenBy(p => p.Name, StringComparer.Ordinal)
             .FirstOrDefault();

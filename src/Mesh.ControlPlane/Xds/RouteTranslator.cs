@@ -54,8 +54,20 @@ internal sealed class RouteTranslator
 
     public VirtualServiceModel? Find(string host) => _virtualServices.GetValueOrDefault(host);
 
-    /// <summary>The routes of <paramref name="virtualService"/> for requests to service port <paramref name="port"/>.</summary>
-    public List<Route> BuildRoutes(VirtualServiceModel virtualService, uint port)
+    /// <summary>Whether any match block of <paramref name="virtualService"/> selects callers (<c>sourceLabels</c>/<c>sourceNamespace</c>).</summary>
+    public static bool IsSourceScoped(VirtualServiceModel virtualService)
+    {
+        ArgumentNullException.ThrowIfNull(virtualService);
+        return virtualService.Http.Any(h => h.Matches.Any(m => m.Source is not null));
+    }
+
+    /// <summary>
+    /// The routes of <paramref name="virtualService"/> for requests to service port <paramref name="port"/>, as a caller
+    /// that <paramref name="selects"/> describes gets them: a match block whose <c>port</c> is another port, or whose source
+    /// selector does not select the caller, is left out (istiod's TranslateRoute); <paramref name="selects"/> null is a
+    /// caller no selector selects. Empty when nothing is left: then the service's default route applies, as in istiod.
+    /// </summary>
+    public List<Route> BuildRoutes(VirtualServiceModel virtualService, uint port, Func<SourceSelector, bool>? selects = null)
     {
         ArgumentNullException.ThrowIfNull(virtualService);
         var routes = new List<Route>();
@@ -72,17 +84,40 @@ internal sealed class RouteTranslator
                 break;
             }
 
+            var catchAll = false;
             foreach (var match in http.Matches)
             {
+                if ((match.Port is { } matchPort && matchPort != port) || (match.Source is { } source && selects?.Invoke(source) != true))
+                {
+                    continue;
+                }
+
                 var route = template.Clone();
                 route.Name = RouteName(http.Name, match.Name);
                 route.Match = BuildMatch(match);
                 routes.Add(route);
+                if (IsCatchAll(route.Match))
+                {
+                    catchAll = true;
+                    break;
+                }
+            }
+
+            if (catchAll)
+            {
+                break;
             }
         }
 
         return routes;
     }
+
+    /// <summary>istiod's IsCatchAllRoute: prefix "/" (or a regex "*" or ".*") without header or query conditions.</summary>
+    private static bool IsCatchAll(RouteMatch match) =>
+        match.Headers.Count == 0 && match.QueryParameters.Count == 0
+        && (match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.Prefix
+            ? match.Prefix == "/"
+            : match.PathSpecifierCase == RouteMatch.PathSpecifierOneofCase.SafeRegex && match.SafeRegex.Regex is "*" or ".*");
 
     /// <summary>The route without its match: the action (forward, redirect or direct response), fault, mirrors, rewrites, header mutations.</summary>
     private Route BuildRoute(HttpRouteModel http, uint port)
@@ -223,10 +258,14 @@ internal sealed class RouteTranslator
     /// UNIMPLEMENTED, 503 UNAVAILABLE, a 3xx or 200 UNKNOWN), exactly as for that HTTP answer from an Envoy. Returns null
     /// when no route needs it.
     /// </summary>
+    /// <remarks>
+    /// A route with <c>query_parameters</c> is left out: an RPC has no query string, so gRFC A28 tells clients to ignore such a
+    /// route, but grpc-js-xds ignores only the condition and would send every matching RPC there.
+    /// </remarks>
     public static List<Route>? ForStandardGrpcClients(IReadOnlyList<Route> routes, string cluster)
     {
         ArgumentNullException.ThrowIfNull(routes);
-        if (!routes.Any(r => r.ActionCase is Route.ActionOneofCase.Redirect or Route.ActionOneofCase.DirectResponse))
+        if (!routes.Any(r => r.ActionCase is Route.ActionOneofCase.Redirect or Route.ActionOneofCase.DirectResponse || r.Match.QueryParameters.Count > 0))
         {
             return null;
         }
@@ -234,6 +273,11 @@ internal sealed class RouteTranslator
         var result = new List<Route>(routes.Count);
         foreach (var route in routes)
         {
+            if (route.Match.QueryParameters.Count > 0)
+            {
+                continue;
+            }
+
             if (route.ActionCase is not (Route.ActionOneofCase.Redirect or Route.ActionOneofCase.DirectResponse))
             {
                 result.Add(route);
@@ -294,9 +338,35 @@ internal sealed class RouteTranslator
             result.Headers.Add(BuildHeader(header.Name, header.Value, invert: false));
         }
 
+        // As istiod: method, authority and scheme as pseudo-header matchers after the (sorted) headers.
         if (match.Method is { } method)
         {
             result.Headers.Add(BuildHeader(":method", method, invert: false));
+        }
+
+        if (match.Authority is { } authority)
+        {
+            result.Headers.Add(BuildHeader(":authority", authority, invert: false));
+        }
+
+        if (match.Scheme is { } scheme)
+        {
+            result.Headers.Add(BuildHeader(":scheme", scheme, invert: false));
+        }
+
+        foreach (var query in match.QueryParams)
+        {
+            var matcher = new QueryParameterMatcher { Name = query.Name };
+            if (query.Value is null)
+            {
+                matcher.PresentMatch = true;
+            }
+            else
+            {
+                matcher.StringMatch = ToStringMatcher(query.Value);
+            }
+
+            result.QueryParameters.Add(matcher);
         }
 
         foreach (var header in match.WithoutHeaders)
@@ -316,17 +386,19 @@ internal sealed class RouteTranslator
             return matcher;
         }
 
-        matcher.StringMatch = value.Kind switch
-        {
-            RouteStringMatchKind.Exact => new StringMatcher { Exact = value.Value },
-            RouteStringMatchKind.Prefix => new StringMatcher { Prefix = value.Value },
-            _ => new StringMatcher { SafeRegex = new RegexMatcher { Regex = value.Value } },
-        };
+        matcher.StringMatch = ToStringMatcher(value);
 
         // Istio: "without header x = v" also holds when x is absent.
         matcher.TreatMissingHeaderAsEmpty = invert;
         return matcher;
     }
+
+    private static StringMatcher ToStringMatcher(RouteStringMatch value) => value.Kind switch
+    {
+        RouteStringMatchKind.Exact => new StringMatcher { Exact = value.Value },
+        RouteStringMatchKind.Prefix => new StringMatcher { Prefix = value.Value },
+        _ => new StringMatcher { SafeRegex = new RegexMatcher { Regex = value.Value } },
+    };
 
     private RouteAction BuildAction(HttpRouteModel http, uint port)
     {

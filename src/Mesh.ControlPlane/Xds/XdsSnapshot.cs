@@ -93,6 +93,28 @@ internal sealed class XdsSnapshot
 
     private readonly FrozenDictionary<string, XdsResource>? _standardClientRoutes;
 
+    /// <summary>Gets the route configurations that depend on the caller (VirtualServices with <c>sourceLabels</c>/<c>sourceNamespace</c>); null when none do.</summary>
+    public SourceScopedRoutes? SourceScopedRoutes { get; init; }
+
+    /// <summary>
+    /// The route configurations a client of <paramref name="kind"/> gets: the shared dictionaries, unless a source selector
+    /// of this snapshot selects <paramref name="source"/> (then a variant built once per distinct outcome and cached here).
+    /// </summary>
+    public FrozenDictionary<string, XdsResource> RoutesFor(RouteClientKind kind, ClientSource? source)
+    {
+        if (SourceScopedRoutes is { } scoped && source is not null)
+        {
+            return scoped.For(source).For(kind);
+        }
+
+        return kind switch
+        {
+            RouteClientKind.Mesh => Routes,
+            RouteClientKind.StandardGrpc => StandardGrpcRoutes,
+            _ => StandardClientRoutes,
+        };
+    }
+
     /// <summary>Canonical listener names <c>host:port</c>.</summary>
     public FrozenDictionary<string, ListenerTarget> ListenerTargets { get; }
 

@@ -61,6 +61,7 @@ internal static class XdsTranslator
         var standardGrpcRoutes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var listeners = new Dictionary<string, ListenerTarget>(StringComparer.Ordinal);
         var localityPlans = new Dictionary<string, LocalityLbPlan>(StringComparer.Ordinal);
+        var sourceScoped = new List<(ResolvedService Service, uint Port)>();
 
         var peerAuthentications = model.Config.PeerAuthentications;
         var routing = new RouteTranslator(services, model.Config.VirtualServices);
@@ -92,47 +93,83 @@ internal static class XdsTranslator
                     endpoints[subsetName] = new XdsResource(subsetName, Any.Pack(BuildLoadAssignment(subsetName, subsetEndpoints)));
                 }
 
-                var routeConfiguration = BuildRouteConfiguration(name, service.Host, port.Number);
-                var virtualService = routing.Find(service.Host);
-                if (virtualService is not null)
+                var (meshRoutes, standard, grpc) = BuildRouteResources(routing, service, port.Number, selects: null);
+                routes[name] = meshRoutes;
+                standardRoutes[name] = standard;
+                if (grpc is not null)
                 {
-                    var virtualHost = routeConfiguration.VirtualHosts[0];
-                    virtualHost.Routes.Clear();
-                    virtualHost.Routes.AddRange(routing.BuildRoutes(virtualService, port.Number));
-                }
-                else if (BuildHashPolicy(ConsistentHashFor(service, null, port.Number)) is { } hashPolicy)
-                {
-                    // The catch-all route goes to the whole service: the top-level consistentHash keys it.
-                    routeConfiguration.VirtualHosts[0].Routes[0].Route_.HashPolicy.Add(hashPolicy);
+                    standardGrpcRoutes[name] = grpc;
                 }
 
-                routes[name] = new XdsResource(name, Any.Pack(routeConfiguration));
-
-                // Standard clients get istiod's default retries; gRPC ones also get redirects and direct responses as
-                // aborts (they NACK those actions), made after the retries so that such a route has none, as in istiod.
-                var standardConfiguration = RouteTranslator.WithIstioDefaultRetries(routeConfiguration);
-                standardRoutes[name] = new XdsResource(name, Any.Pack(standardConfiguration));
-                if (virtualService is not null && RouteTranslator.ForStandardGrpcClients(standardConfiguration.VirtualHosts[0].Routes, name) is { } grpcRoutes)
+                if (routing.Find(service.Host) is { } scopedService && RouteTranslator.IsSourceScoped(scopedService))
                 {
-                    var grpcConfiguration = standardConfiguration.Clone();
-                    grpcConfiguration.VirtualHosts[0].Routes.Clear();
-                    grpcConfiguration.VirtualHosts[0].Routes.AddRange(grpcRoutes);
-                    standardGrpcRoutes[name] = new XdsResource(name, Any.Pack(grpcConfiguration));
+                    sourceScoped.Add((service, port.Number));
                 }
+
                 listeners[ListenerName(service.Host, port.Number)] = new ListenerTarget(service.Host, port, name);
             }
         }
 
+        var shared = new RouteSet(
+            routes.ToFrozenDictionary(StringComparer.Ordinal),
+            standardRoutes.ToFrozenDictionary(StringComparer.Ordinal),
+            standardGrpcRoutes.Count == 0
+                ? null
+                : standardRoutes.Select(r => standardGrpcRoutes.TryGetValue(r.Key, out var grpc) ? KeyValuePair.Create(r.Key, grpc) : r).ToFrozenDictionary(StringComparer.Ordinal));
         return new XdsSnapshot(version, services, clusters.ToFrozenDictionary(StringComparer.Ordinal), endpoints.ToFrozenDictionary(StringComparer.Ordinal),
-            routes.ToFrozenDictionary(StringComparer.Ordinal), listeners.ToFrozenDictionary(StringComparer.Ordinal))
+            shared.Routes, listeners.ToFrozenDictionary(StringComparer.Ordinal))
         {
             LocalityLbClusters = localityPlans.ToFrozenDictionary(StringComparer.Ordinal),
             InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace, trustDomain, paths, jwks),
-            StandardClientRoutes = standardRoutes.ToFrozenDictionary(StringComparer.Ordinal),
-            StandardGrpcRoutes = standardGrpcRoutes.Count == 0
-                ? null!
-                : standardRoutes.Select(r => standardGrpcRoutes.TryGetValue(r.Key, out var grpc) ? KeyValuePair.Create(r.Key, grpc) : r).ToFrozenDictionary(StringComparer.Ordinal),
+            StandardClientRoutes = shared.StandardClientRoutes,
+            StandardGrpcRoutes = shared.StandardGrpcRoutes!,
+            SourceScopedRoutes = sourceScoped.Count == 0 ? null : new SourceScopedRoutes(
+                [.. sourceScoped.SelectMany(s => routing.Find(s.Service.Host)!.Http.SelectMany(h => h.Matches)).Select(m => m.Source).OfType<SourceSelector>().Distinct()],
+                shared,
+                selects => [.. sourceScoped.Select(s => (ClusterName(s.Port, s.Service.Host), BuildRouteResources(routing, s.Service, s.Port, selects)))]),
         };
+    }
+
+    /// <summary>
+    /// The route configuration of one service port for each kind of client: Mesh clients; standard xDS clients (istiod's
+    /// default retries); standard gRPC clients when they need their own (null when they take the standard one).
+    /// <paramref name="selects"/> tells which source selectors select the caller (null: none does).
+    /// </summary>
+    internal static (XdsResource Mesh, XdsResource Standard, XdsResource? StandardGrpc) BuildRouteResources(
+        RouteTranslator routing, ResolvedService service, uint port, Func<SourceSelector, bool>? selects)
+    {
+        ArgumentNullException.ThrowIfNull(routing);
+        ArgumentNullException.ThrowIfNull(service);
+        var name = ClusterName(port, service.Host);
+        var routeConfiguration = BuildRouteConfiguration(name, service.Host, port);
+        var virtualService = routing.Find(service.Host);
+        var virtualRoutes = virtualService is null ? [] : routing.BuildRoutes(virtualService, port, selects);
+        if (virtualRoutes.Count > 0)
+        {
+            var virtualHost = routeConfiguration.VirtualHosts[0];
+            virtualHost.Routes.Clear();
+            virtualHost.Routes.AddRange(virtualRoutes);
+        }
+        else if (BuildHashPolicy(ConsistentHashFor(service, null, port)) is { } hashPolicy)
+        {
+            // The catch-all route goes to the whole service (as istiod when no route of a VirtualService is left for the
+            // caller): the top-level consistentHash keys it.
+            routeConfiguration.VirtualHosts[0].Routes[0].Route_.HashPolicy.Add(hashPolicy);
+        }
+
+        // Standard clients get istiod's default retries; gRPC ones also get redirects and direct responses as
+        // aborts (they NACK those actions), made after the retries so that such a route has none, as in istiod.
+        var standardConfiguration = RouteTranslator.WithIstioDefaultRetries(routeConfiguration);
+        XdsResource? grpc = null;
+        if (virtualRoutes.Count > 0 && RouteTranslator.ForStandardGrpcClients(standardConfiguration.VirtualHosts[0].Routes, name) is { } grpcRoutes)
+        {
+            var grpcConfiguration = standardConfiguration.Clone();
+            grpcConfiguration.VirtualHosts[0].Routes.Clear();
+            grpcConfiguration.VirtualHosts[0].Routes.AddRange(grpcRoutes);
+            grpc = new XdsResource(name, Any.Pack(grpcConfiguration));
+        }
+
+        return (new XdsResource(name, Any.Pack(routeConfiguration)), new XdsResource(name, Any.Pack(standardConfiguration)), grpc);
     }
 
     /// <summary>Selects each service's endpoints and load balancer.</summary>

@@ -116,18 +116,85 @@ public sealed class ClusterLimitsTests : IAsyncLifetime
         var limits = ClusterLimits.Default with { HasRetryBudget = true }; // Envoy's defaults: 20 %, at least 3
         for (var i = 0; i < 50; i++)
         {
-            Assert.True(traffic.TryStartRequest(int.MaxValue));
+            Assert.True(traffic.TryStartRequest(limits));
+        }
+
+        // Each granted retry sends its attempt, as the resilience handler does; none of them ends.
+        var granted = 0;
+        while (traffic.TryStartRetry(limits))
+        {
+            granted++;
+            Assert.True(traffic.TryStartRequest(limits));
+        }
+
+        // 50 attempts earned 10 retries of credit, the same as 20 % of the 50 in flight.
+        Assert.Equal(10, granted);
+        Assert.Equal(10, traffic.ActiveRetries);
+    }
+
+    [Fact]
+    public void TryStartRetry_RetriesEndingFast_StillBoundedByTheShareOfRequestsOverTime()
+    {
+        // The in-flight bound alone lets a retry that ends quickly free its slot for the next one; the credit earned
+        // per attempt bounds the total: 1,000 failed requests, one at a time, get 20 % retries plus the minimum.
+        var traffic = new ClusterTraffic();
+        var limits = ClusterLimits.Default with { HasRetryBudget = true, RetryBudgetPercent = 20, MinRetryConcurrency = 3 };
+        var retries = 0;
+        for (var i = 0; i < 1000; i++)
+        {
+            Assert.True(traffic.TryStartRequest(limits));
+            traffic.EndRequest();
+            while (traffic.TryStartRetry(limits))
+            {
+                retries++;
+                Assert.True(traffic.TryStartRequest(limits));
+                traffic.EndRequest();
+                traffic.EndRetry();
+            }
+        }
+
+        Assert.InRange(retries, 200, 203);
+    }
+
+    [Fact]
+    public void TryStartRetry_CreditAfterAQuietPeriod_HeldToTheInFlightBudget()
+    {
+        // A long healthy stretch must not bank retries for the next outage: the credit is capped at what Envoy's
+        // budget allows in flight (here the minimum, one request at a time).
+        var traffic = new ClusterTraffic();
+        var limits = ClusterLimits.Default with { HasRetryBudget = true, RetryBudgetPercent = 20, MinRetryConcurrency = 3 };
+        for (var i = 0; i < 10_000; i++)
+        {
+            Assert.True(traffic.TryStartRequest(limits));
+            traffic.EndRequest();
         }
 
         var granted = 0;
         while (traffic.TryStartRetry(limits))
         {
             granted++;
+            Assert.True(traffic.TryStartRequest(limits));
+            traffic.EndRequest();
+            traffic.EndRetry();
         }
 
-        Assert.Equal(10, granted);
-        traffic.EndRetry();
-        Assert.True(traffic.TryStartRetry(limits));
+        Assert.Equal(3, granted);
+    }
+
+    [Fact]
+    public void TryStartRetry_ZeroPercent_KeepsMinRetryConcurrencyInFlight()
+    {
+        // A 0 % budget earns no credit; it keeps Envoy's meaning, min_retry_concurrency retries at a time, for good.
+        var traffic = new ClusterTraffic();
+        var limits = ClusterLimits.Default with { HasRetryBudget = true, RetryBudgetPercent = 0, MinRetryConcurrency = 2 };
+        for (var round = 0; round < 100; round++)
+        {
+            Assert.True(traffic.TryStartRetry(limits));
+            Assert.True(traffic.TryStartRetry(limits));
+            Assert.False(traffic.TryStartRetry(limits));
+            traffic.EndRetry();
+            traffic.EndRetry();
+        }
     }
 
     private (MeshSnapshot Snapshot, MeshCluster Cluster) Orders(ClusterLimits limits)

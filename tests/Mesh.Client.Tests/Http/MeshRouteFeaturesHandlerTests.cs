@@ -218,6 +218,73 @@ public sealed class MeshRouteFeaturesHandlerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Mirror_BodyOverTheBufferLimit_IsNotMirrored_AndTheCallerIsServed()
+    {
+        var mirror = Cluster("shadow", TestSnapshots.Endpoint(_shadow.Port));
+        var (source, _, _) = Snapshot(new RouteFeatures { Mirrors = [new RouteMirror(mirror, PerMillion.All)] }, mirror);
+        var (handler, invoker, seen, provider) = Build(source);
+        await using var _ = provider;
+
+        using (var large = await invoker.SendAsync(new HttpRequestMessage(HttpMethod.Post, "http://orders/api/large") { Content = new ByteArrayContent(new byte[MeshRouteFeaturesHandler.MaxMirrorBodyBytes + 1]) }, CancellationToken.None))
+        {
+            Assert.Equal(HttpStatusCode.OK, large.StatusCode);
+        }
+
+        Assert.Equal(0, handler.MirrorsInFlight);
+        Assert.Equal(0, mirror.Traffic.ActiveRequests);
+
+        // Another spelling of the same size: a hand-set Content-Length below the real body does not get it past the cap.
+        var lying = new ByteArrayContent(new byte[MeshRouteFeaturesHandler.MaxMirrorBodyBytes + 1]);
+        lying.Headers.ContentLength = 10;
+        using (var spoofed = await invoker.SendAsync(new HttpRequestMessage(HttpMethod.Post, "http://orders/api/spoofed") { Content = lying }, CancellationToken.None))
+        {
+            Assert.Equal(HttpStatusCode.OK, spoofed.StatusCode);
+        }
+
+        Assert.Equal(0, handler.MirrorsInFlight);
+        using (var atLimit = await invoker.SendAsync(new HttpRequestMessage(HttpMethod.Post, "http://orders/api/at-limit") { Content = new ByteArrayContent(new byte[MeshRouteFeaturesHandler.MaxMirrorBodyBytes]) }, CancellationToken.None))
+        {
+            Assert.Equal(HttpStatusCode.OK, atLimit.StatusCode);
+        }
+
+        await Poll.UntilAsync(() => _shadow.Hits == 1 && handler.MirrorsInFlight == 0, "the copy of the body at the limit to reach the shadow");
+        Assert.Equal(3, seen.Count);
+        Assert.Equal(1, _shadow.Hits); // only the body at the limit was mirrored
+    }
+
+    [Fact]
+    public async Task Mirror_MirrorClusterAtMaxRequests_MirrorIsDropped_TheCallerIsNotAffected()
+    {
+        _shadow.Hang = true;
+        var mirror = new MeshCluster($"outbound|80|shadow|{Host}", Host, LoadBalancingPolicy.RoundRobin, [TestSnapshots.Endpoint(_shadow.Port)], limits: new ClusterLimits { MaxRequests = 2 });
+        var (source, _, _) = Snapshot(new RouteFeatures { Mirrors = [new RouteMirror(mirror, PerMillion.All)] }, mirror);
+        var (handler, invoker, seen, provider) = Build(source);
+        await using var _ = provider;
+
+        for (var i = 0; i < 6; i++)
+        {
+            using var response = await invoker.SendAsync(new HttpRequestMessage(HttpMethod.Get, $"http://orders/api/{i}"), CancellationToken.None)
+                .WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        // The shadow holds two copies: the cluster's max_requests. The other four were never started.
+        Assert.Equal(6, seen.Count);
+        Assert.Equal(2, handler.MirrorsInFlight);
+        Assert.Equal(2, mirror.Traffic.ActiveRequests);
+        await Poll.UntilAsync(() => _shadow.Hits == 2, "two mirrors to reach the shadow");
+
+        using (var abortHeld = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
+        {
+            await _shadow.StopAsync(abortHeld.Token);
+        }
+
+        // Failed mirrors give back the cluster's request slots too.
+        await Poll.UntilAsync(() => mirror.Traffic.ActiveRequests == 0 && handler.MirrorsInFlight == 0, "failed mirrors to give their slots back");
+        Assert.Equal(2, _shadow.Hits);
+    }
+
+    [Fact]
     public async Task Mirror_CallerCancelsAfterItsAnswer_TheCopyStillArrives()
     {
         var mirror = Cluster("shadow", TestSnapshots.Endpoint(_shadow.Port));

@@ -1,6 +1,7 @@
 using System.Net;
 using Mesh.Client.Discovery;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Http.Resilience;
 
 namespace Mesh.Client.Tests.Resilience;
 
@@ -73,10 +74,88 @@ public sealed class AppResiliencePipelineTests : IAsyncLifetime
         Assert.All(_backends, backend => Assert.Equal(1, backend.Hits));
     }
 
-    private MeshSnapshot Orders()
+    [Fact]
+    public async Task StandardHedgingHandler_HedgedAttemptsOfOneRequest_GoToDistinctEndpoints()
+    {
+        // A balancer that always draws the first endpoint: only the attempt group spreads the hedged clones.
+        var services = MeshServices.Create(new FixedSnapshotSource(Orders(random: _ => 0)));
+        services.AddHttpClient("app").AddStandardHedgingHandler().Configure(options =>
+        {
+            options.Hedging.MaxHedgedAttempts = 2;
+            options.Hedging.Delay = TimeSpan.FromSeconds(10); // each 500 starts the next attempt at once
+        });
+        await using var provider = services.BuildServiceProvider();
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient("app");
+
+        const int Requests = 5;
+        for (var i = 0; i < Requests; i++)
+        {
+            using var response = await client.GetAsync(new Uri("http://orders/fail"));
+            Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+        }
+
+        // 1 + 2 attempts per request, one on each endpoint, never two on the same one.
+        Assert.All(_backends, backend => Assert.Equal(Requests, backend.Hits));
+    }
+
+    [Fact]
+    public async Task StandardHedgingHandler_MoreAttemptsThanEndpoints_TheExtraAttemptStillGoesOut()
+    {
+        var services = MeshServices.Create(new FixedSnapshotSource(Orders(random: _ => 0)));
+        services.AddHttpClient("app").AddStandardHedgingHandler().Configure(options =>
+        {
+            options.Hedging.MaxHedgedAttempts = 3;
+            options.Hedging.Delay = TimeSpan.FromSeconds(10);
+        });
+        await using var provider = services.BuildServiceProvider();
+
+        using var response = await provider.GetRequiredService<IHttpClientFactory>().CreateClient("app").GetAsync(new Uri("http://orders/fail"));
+
+        // Four attempts on three endpoints: each endpoint once, then any endpoint for the fourth.
+        Assert.Equal(4, _backends.Sum(b => b.Hits));
+        Assert.All(_backends, backend => Assert.InRange(backend.Hits, 1, 2));
+    }
+
+    [Fact]
+    public async Task HandlerChain_AttemptGroupOnlyForClientsWithAnAppPipeline_RightOutsideIt()
+    {
+        var services = MeshServices.Create(new FixedSnapshotSource(Orders()));
+        services.AddHttpClient("hedged").AddStandardHedgingHandler();
+        services.AddHttpClient("plain");
+        await using var provider = services.BuildServiceProvider();
+        var factory = provider.GetRequiredService<IHttpMessageHandlerFactory>();
+
+        var hedged = Chain(factory.CreateHandler("hedged"));
+        var plain = Chain(factory.CreateHandler("plain"));
+
+        // The group starts before the app's outer (hedging) pipeline, so the snapshot it takes carries the group.
+        var group = hedged.FindIndex(h => h is Mesh.Client.Http.MeshAttemptGroupHandler);
+        Assert.True(group >= 0);
+        Assert.Equal("Microsoft.Extensions.Http.Resilience.ResilienceHandler", hedged[group + 1].GetType().FullName);
+        Assert.True(hedged.OfType<Mesh.Client.Http.MeshHttpHandler>().Single().SpreadsAttempts);
+
+        // A client without an app pipeline never reads a request's Options for it (no allocation on the plain path).
+        Assert.DoesNotContain(plain, h => h is Mesh.Client.Http.MeshAttemptGroupHandler);
+        Assert.False(plain.OfType<Mesh.Client.Http.MeshHttpHandler>().Single().SpreadsAttempts);
+    }
+
+    private static List<HttpMessageHandler> Chain(HttpMessageHandler handler)
+    {
+        var chain = new List<HttpMessageHandler>();
+        for (HttpMessageHandler? current = handler; current is not null; current = (current as DelegatingHandler)?.InnerHandler)
+        {
+            chain.Add(current);
+        }
+
+        return chain;
+    }
+
+    private MeshSnapshot Orders(Func<int, int>? random = null)
     {
         var endpoints = _backends.Select(b => TestSnapshots.Endpoint(b.Port)).ToArray();
-        var cluster = TestSnapshots.Cluster("orders", 80, endpoints, outlier: OutlierDetectionSettings.Default with { Consecutive5xx = 100 });
+        var cluster = random is null
+            ? TestSnapshots.Cluster("orders", 80, endpoints, outlier: OutlierDetectionSettings.Default with { Consecutive5xx = 100 })
+            : new MeshCluster("outbound|80||orders.default.svc.cluster.local", "orders.default.svc.cluster.local", LoadBalancingPolicy.Random, [.. endpoints], OutlierDetectionSettings.Default with { Consecutive5xx = 100 }, random);
         return new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster]);
     }
 }

@@ -235,7 +235,44 @@ public class MeshSnapshotBuilderTests
         Assert.Contains(incomplete, i => i.Contains(ClusterName("orders"), StringComparison.Ordinal));
     }
 
-    private static MeshSnapshot Build(IMessage[] listeners, IMessage[] routes, IMessage[] clusters, IMessage[] endpoints, MeshSnapshot? previous = null, List<string>? incomplete = null)
+    [Fact]
+    public void Build_MirrorClusterDroppedFromCds_IsRetained_AndTheServiceStaysInTheMesh()
+    {
+        var first = Build([Listener("orders")], [MirroredRoutes("orders", "shadow")], [Cluster("orders"), Cluster("shadow")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy)), Endpoints("shadow", 80, ("10.0.0.9", 8080, HealthStatus.Healthy))]);
+        var incomplete = new List<string>();
+
+        var second = Build([Listener("orders")], [MirroredRoutes("orders", "shadow")], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy))], first, incomplete);
+
+        Assert.True(second.TryGetService("orders", 80, isDefaultPort: true, out var service));
+        var mirror = Assert.Single(service!.Routes[0].Features!.Mirrors);
+        Assert.Same(first.Clusters[ClusterName("shadow")], mirror.Cluster);
+        Assert.Same(mirror.Cluster, second.Clusters[ClusterName("shadow")]);
+        Assert.Empty(incomplete);
+    }
+
+    [Fact]
+    public void Build_MirrorToAClusterNeverSeen_ServesTheRouteWithoutTheMirror_AndSaysSo()
+    {
+        var incomplete = new List<string>();
+
+        var snapshot = Build([Listener("orders")], [MirroredRoutes("orders", "shadow")], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy))], incomplete: incomplete);
+
+        // Before: the listener waited for the mirror cluster, so the service left the snapshot and its requests the mesh.
+        Assert.True(snapshot.TryGetService("orders", 80, isDefaultPort: true, out var service));
+        Assert.Null(service!.Routes[0].Features);
+        Assert.Equal(ClusterName("orders"), service.Routes[0].Clusters[0].Cluster.Name);
+        Assert.Contains(incomplete, i => i.Contains("mirror", StringComparison.Ordinal) && i.Contains(ClusterName("shadow"), StringComparison.Ordinal));
+    }
+
+    /// <summary>The routes of <paramref name="name"/> with a mirror of every request to <paramref name="mirror"/>'s cluster.</summary>
+    internal static RouteConfiguration MirroredRoutes(string name, string mirror)
+    {
+        var routes = Routes(name);
+        routes.VirtualHosts[0].Routes[0].Route_.RequestMirrorPolicies.Add(new RouteAction.Types.RequestMirrorPolicy { Cluster = ClusterName(mirror) });
+        return routes;
+    }
+
+    internal static MeshSnapshot Build(IMessage[] listeners, IMessage[] routes, IMessage[] clusters, IMessage[] endpoints, MeshSnapshot? previous = null, List<string>? incomplete = null)
     {
         return MeshSnapshotBuilder.Build(
             "test",

@@ -77,7 +77,7 @@ public class RouteFeaturesDecoderTests
         }).VirtualHosts[0].Routes[0];
         var errors = new List<string>();
 
-        var features = RouteFeaturesDecoder.Decode(route, "r", errors, new Dictionary<string, Mesh.Client.Discovery.MeshCluster>(), out var missing);
+        var features = RouteFeaturesDecoder.Decode(route, "r", errors, new Dictionary<string, Mesh.Client.Discovery.MeshCluster>().TryGetValue, out var missing);
 
         Assert.Empty(errors);
         Assert.Null(missing);
@@ -92,7 +92,7 @@ public class RouteFeaturesDecoderTests
     {
         var errors = new List<string>();
 
-        Assert.Null(RouteFeaturesDecoder.Decode(Routes("orders").VirtualHosts[0].Routes[0], "r", errors, new Dictionary<string, Mesh.Client.Discovery.MeshCluster>(), out _));
+        Assert.Null(RouteFeaturesDecoder.Decode(Routes("orders").VirtualHosts[0].Routes[0], "r", errors, new Dictionary<string, Mesh.Client.Discovery.MeshCluster>().TryGetValue, out _));
         Assert.Empty(errors);
     }
 
@@ -185,7 +185,7 @@ public class RouteFeaturesDecoderTests
         var route = new Route { Match = new RouteMatch { Prefix = "/" }, DirectResponse = new DirectResponseAction { Status = 418, Body = new DataSource { InlineBytes = ByteString.CopyFromUtf8("teapot") } } };
         var errors = new List<string>();
 
-        var features = RouteFeaturesDecoder.Decode(route, "r", errors, new Dictionary<string, Mesh.Client.Discovery.MeshCluster>(), out _);
+        var features = RouteFeaturesDecoder.Decode(route, "r", errors, new Dictionary<string, Mesh.Client.Discovery.MeshCluster>().TryGetValue, out _);
 
         Assert.Equal((HttpStatusCode)418, features!.DirectResponse!.Status);
         Assert.Equal("teapot"u8.ToArray(), features.DirectResponse.Body);

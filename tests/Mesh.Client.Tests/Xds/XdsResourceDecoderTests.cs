@@ -85,21 +85,68 @@ public class XdsResourceDecoderTests
     }
 
     [Fact]
-    public void DecodeAll_PseudoHeaderOtherThanMethod_IsNackedNamingIt()
+    public void DecodeAll_PseudoHeaderNoRequestHas_IsNackedNamingIt()
     {
         var routes = Routes("orders");
-        routes.VirtualHosts[0].Routes[0].Match.Headers.Add(new HeaderMatcher { Name = ":authority", ExactMatch = "orders" });
+        routes.VirtualHosts[0].Routes[0].Match.Headers.Add(new HeaderMatcher { Name = ":status", ExactMatch = "200" });
         var errors = new List<string>();
 
         Assert.Null(XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors));
 
         Assert.Equal(
-            "RouteConfiguration outbound|80||orders.default.svc.cluster.local: virtual_hosts[0].routes[0].match.headers[0].name ':authority': this client matches no pseudo-header but :method",
+            "RouteConfiguration outbound|80||orders.default.svc.cluster.local: virtual_hosts[0].routes[0].match.headers[0].name ':status': this client matches no pseudo-header but :method, :authority, :scheme and :path",
             Assert.Single(errors));
     }
 
     [Theory]
-    [InlineData("query_parameters")]
+    [InlineData(":method")]
+    [InlineData(":authority")]
+    [InlineData(":scheme")]
+    [InlineData(":path")]
+    public void DecodeAll_RequestPseudoHeader_IsAccepted(string name)
+    {
+        var routes = Routes("orders");
+        routes.VirtualHosts[0].Routes[0].Match.Headers.Add(new HeaderMatcher { Name = name, PresentMatch = true });
+        var errors = new List<string>();
+
+        Assert.NotNull(XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors));
+        Assert.Empty(errors);
+    }
+
+    [Fact]
+    public void DecodeAll_QueryParameterWithoutName_IsNackedNamingIt()
+    {
+        var routes = Routes("orders");
+        routes.VirtualHosts[0].Routes[0].Match.QueryParameters.Add(new QueryParameterMatcher { PresentMatch = true });
+        var errors = new List<string>();
+
+        Assert.Null(XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors));
+
+        Assert.Equal(
+            "RouteConfiguration outbound|80||orders.default.svc.cluster.local: virtual_hosts[0].routes[0].match.query_parameters[0].name is required",
+            Assert.Single(errors));
+    }
+
+    [Fact]
+    public void DecodeAll_QueryParameterWithInvalidRegex_IsNackedNamingIt()
+    {
+        var routes = Routes("orders");
+        routes.VirtualHosts[0].Routes[0].Match.QueryParameters.Add(new QueryParameterMatcher
+        {
+            Name = "version",
+            StringMatch = new Mesh.Xds.Envoy.Type.Matcher.V3.StringMatcher { SafeRegex = new Mesh.Xds.Envoy.Type.Matcher.V3.RegexMatcher { Regex = "v(2" } },
+        });
+        var errors = new List<string>();
+
+        Assert.Null(XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors));
+
+        Assert.StartsWith(
+            "RouteConfiguration outbound|80||orders.default.svc.cluster.local: virtual_hosts[0].routes[0].match.query_parameters[0].string_match.safe_regex.regex:",
+            Assert.Single(errors),
+            StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("grpc")]
     [InlineData("runtime_fraction")]
     [InlineData("dynamic_metadata")]
@@ -110,7 +157,6 @@ public class XdsResourceDecoderTests
         var match = routes.VirtualHosts[0].Routes[0].Match;
         switch (field)
         {
-            case "query_parameters": match.QueryParameters.Add(new QueryParameterMatcher { Name = "beta" }); break;
             case "grpc": match.Grpc = new GrpcRouteMatchOptions(); break;
             case "runtime_fraction": match.RuntimeFraction = new RuntimeFractionalPercent { RuntimeKey = "canary" }; break;
             default: match.DynamicMetadata.Add(new Mesh.Xds.Envoy.Type.Matcher.V3.MetadataMatcher { Filter = "envoy.filters.http.jwt_authn" }); break;

@@ -157,4 +157,36 @@ public sealed class RateLimitPolicyLoaderTests
 
         Assert.DoesNotContain(manager.HttpFilters, f => f.Name == "envoy.filters.http.local_ratelimit");
     }
+
+    [Fact]
+    public void Translate_PolicyOfAnotherNamespaceListingTheAddress_DoesNotThrottleTheOwner()
+    {
+        // Another namespace's ServiceEntry names the orders workload's address as its own endpoint and limits it to 1/s:
+        // the listener belongs to shop/orders, and only shop's policies bind it.
+        var result = Load(Orders + """
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: {name: decoy, namespace: evil}
+            spec:
+              hosts: [decoy]
+              ports: [{number: 80, name: http, protocol: HTTP}]
+              endpoints:
+              - {address: 10.0.0.5, ports: {http: 8080}}
+            ---
+            apiVersion: policy.mesh-dotnet.io/v1alpha1
+            kind: HTTPLocalRateLimitPolicy
+            metadata: {name: choke, namespace: evil}
+            spec:
+              targetRef: {kind: ServiceEntry, name: decoy}
+              total: {requestsPerSecond: 1}
+            """);
+        Assert.False(result.HasErrors, string.Join("\n", result.Errors));
+
+        var snapshot = XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+        var inbound = snapshot.InboundListeners[InboundListenerTranslator.ListenerName("10.0.0.5", 8080)];
+        var manager = inbound.Resource.Unpack<Listener>().FilterChains[0].Filters[0].TypedConfig.Unpack<HttpConnectionManager>();
+
+        Assert.Equal(["spiffe://cluster.local/ns/shop/sa/orders"], inbound.Identities.ToArray());
+        Assert.DoesNotContain(manager.HttpFilters, f => f.Name == "envoy.filters.http.local_ratelimit");
+    }
 }

@@ -129,16 +129,14 @@ public sealed class OutlierAndRetryBudgetTests(ITestOutputHelper output)
 
             var requests = Workers * PerWorker;
             var attempts = backends.Sum(b => b.Hits);
-            // The issue's target is 1.2 × requests + the minimum; Envoy's budget bounds retries in flight, not a ratio over
-            // time, and this run measures 1.04–1.28× depending on the machine (docs and README say so). The test holds
-            // the budget to what it does guarantee here: far below the 4× of no budget.
-            var target = (1.2 * requests) + 3;
-            var bound = (1.5 * requests) + 3;
+            // Each attempt earns 20 % of a retry and the credit starts at min_retry_concurrency: at most 1.2 × requests + 3
+            // attempts, whatever the concurrency (Envoy's in-flight budget alone measured 1.07–1.28× here).
+            var bound = (1.2 * requests) + 3;
             output.WriteLine($"total outage: {requests} GETs ({Workers} concurrent, retries: attempts 3), {attempts} attempts at the servers = {attempts / (double)requests:0.000}× (bound {bound:0}; without a budget it would be {4 * requests})");
-            Console.WriteLine($"[retry-budget] total outage: {requests} requests → {attempts} attempts ({attempts / (double)requests:0.000}×; target 1.2× + 3 = {target:0} {(attempts <= target ? "met" : "NOT met")}; asserted bound 1.5× + 3 = {bound:0})");
+            Console.WriteLine($"[retry-budget] total outage: {requests} requests → {attempts} attempts ({attempts / (double)requests:0.000}×; bound 1.2× + 3 = {bound:0})");
             Assert.Equal(requests, failed);
             Assert.True(attempts >= requests, "every request reached a server at least once");
-            Assert.True(attempts <= bound, $"{attempts} attempts for {requests} requests exceeds 1.5 × requests + min_retry_concurrency");
+            Assert.True(attempts <= bound, $"{attempts} attempts for {requests} requests exceeds 1.2 × requests + min_retry_concurrency");
 
             foreach (var backend in backends)
             {

@@ -1,0 +1,232 @@
+using Google.Protobuf.WellKnownTypes;
+using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Sources;
+using Mesh.ControlPlane.Xds;
+using Mesh.Xds.Envoy.Config.Core.V3;
+using Mesh.Xds.Envoy.Config.Route.V3;
+
+namespace Mesh.ControlPlane.Tests.Xds;
+
+/// <summary>queryParams, authority and scheme as route matchers; sourceLabels/sourceNamespace and port as per-client selection.</summary>
+public sealed class SourceScopedRoutesTests
+{
+    private const string Fqdn = "orders.default.svc.cluster.local";
+    private const string Cluster80 = $"outbound|80||{Fqdn}";
+    private const string V1 = $"outbound|80|v1|{Fqdn}";
+    private const string V2 = $"outbound|80|v2|{Fqdn}";
+
+    private const string Services = """
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata: {name: orders}
+        spec:
+          hosts: [orders]
+          ports: [{number: 80, name: http, protocol: HTTP}]
+          workloadSelector: {labels: {app: orders}}
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata: {name: payments}
+        spec:
+          hosts: [payments]
+          ports: [{number: 8080, name: http, protocol: HTTP}]
+          workloadSelector: {labels: {app: payments}}
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: {name: orders}
+        spec:
+          host: orders
+          subsets:
+          - name: v1
+            labels: {version: v1}
+          - name: v2
+            labels: {version: v2}
+        """;
+
+    private const string VirtualService = """
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: {name: orders}
+        spec:
+          hosts: [orders]
+          http:
+          - name: beta-callers
+            match:
+            - sourceLabels: {track: beta}
+              sourceNamespace: shop
+            route:
+            - destination: {host: orders, subset: v2}
+          - name: query
+            match:
+            - queryParams:
+                version: {exact: v2}
+                debug: {}
+              authority: {prefix: orders}
+              scheme: {exact: http}
+              method: {exact: GET}
+            route:
+            - destination: {host: orders, subset: v2}
+          - name: other-port
+            match:
+            - port: 8080
+            route:
+            - destination: {host: orders, subset: v2}
+          - route:
+            - destination: {host: orders, subset: v1}
+        """;
+
+    private static readonly ClientSource Beta = new("shop", new Dictionary<string, string> { ["app"] = "checkout", ["track"] = "beta" });
+
+    private static XdsSnapshot Translate(string virtualService)
+    {
+        var result = YamlConfigLoader.Load([("services.yaml", Services), ("vs.yaml", virtualService)]);
+        Assert.False(result.HasErrors, string.Join("; ", result.Errors));
+        return XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+    }
+
+    private static List<Route> Routes(IReadOnlyDictionary<string, XdsResource> routes, string name = Cluster80) =>
+        [.. Assert.Single(routes[name].Resource.Unpack<RouteConfiguration>().VirtualHosts).Routes];
+
+    [Fact]
+    public void Translate_QueryAuthorityScheme_AreStandardRouteMatchers()
+    {
+        var routes = Routes(Translate(VirtualService).Routes);
+        var query = Assert.Single(routes, r => r.Name == "query").Match;
+
+        Assert.Equal([":method", ":authority", ":scheme"], query.Headers.Select(h => h.Name).ToArray());
+        Assert.Equal("orders", query.Headers[1].StringMatch.Prefix);
+        Assert.Equal("http", query.Headers[2].StringMatch.Exact);
+        Assert.Equal(["debug", "version"], query.QueryParameters.Select(q => q.Name).ToArray());
+        Assert.True(query.QueryParameters[0].PresentMatch);
+        Assert.Equal("v2", query.QueryParameters[1].StringMatch.Exact);
+    }
+
+    [Fact]
+    public void Translate_SharedRoutes_LeaveOutSourceScopedAndOtherPortMatches()
+    {
+        var snapshot = Translate(VirtualService);
+
+        // As istiod for a proxy that no selector selects: the beta-callers route and the port-8080 route are not there.
+        Assert.Equal(["query", ""], Routes(snapshot.Routes).Select(r => r.Name).ToArray());
+        Assert.Equal(["query", ""], Routes(snapshot.StandardClientRoutes).Select(r => r.Name).ToArray());
+    }
+
+    [Fact]
+    public void Translate_StandardGrpcClients_DoNotGetQueryParameterRoutes()
+    {
+        var snapshot = Translate(VirtualService);
+
+        // gRFC A28: an RPC has no query, so such a route is skipped; grpc-js-xds would ignore only the condition.
+        var grpc = Routes(snapshot.StandardGrpcRoutes);
+        Assert.Equal([""], grpc.Select(r => r.Name).ToArray());
+        Assert.Equal(V1, grpc[0].Route_.Cluster);
+        Assert.Equal(2u, grpc[0].Route_.RetryPolicy.NumRetries);
+    }
+
+    [Fact]
+    public void RoutesFor_SelectedCaller_GetsTheSourceScopedRouteFirst()
+    {
+        var snapshot = Translate(VirtualService);
+
+        foreach (var kind in new[] { RouteClientKind.Mesh, RouteClientKind.Standard, RouteClientKind.StandardGrpc })
+        {
+            var routes = Routes(snapshot.RoutesFor(kind, Beta));
+            Assert.Equal("beta-callers", routes[0].Name);
+            Assert.Equal(V2, routes[0].Route_.Cluster);
+        }
+
+        // The selected block has no request condition: a catch-all for this caller, so (as istiod) nothing follows it.
+        Assert.Equal(["beta-callers"], Routes(snapshot.RoutesFor(RouteClientKind.Mesh, Beta)).Select(r => r.Name).ToArray());
+        Assert.Equal(["beta-callers"], Routes(snapshot.RoutesFor(RouteClientKind.StandardGrpc, Beta)).Select(r => r.Name).ToArray());
+    }
+
+    [Theory]
+    [InlineData("shop", "alpha", "another track")]
+    [InlineData("default", "beta", "attacker claims the labels from another namespace")]
+    [InlineData("shop", "BETA", "label values are case-sensitive")]
+    [InlineData("shop", null, "no labels")]
+    public void RoutesFor_CallerTheSelectorDoesNotSelect_GetsTheSharedResources(string ns, string? track, string because)
+    {
+        var snapshot = Translate(VirtualService);
+        var labels = new Dictionary<string, string> { ["app"] = "checkout" };
+        if (track is not null)
+        {
+            labels["track"] = track;
+        }
+
+        var routes = snapshot.RoutesFor(RouteClientKind.Mesh, new ClientSource(ns, labels));
+
+        Assert.True(ReferenceEquals(snapshot.Routes, routes), because);
+        Assert.Equal(0, snapshot.SourceScopedRoutes!.VariantCount);
+    }
+
+    [Fact]
+    public void RoutesFor_TwoCallersSelectedAlike_ShareOneSerializedVariant()
+    {
+        var snapshot = Translate(VirtualService);
+        var other = new ClientSource("shop", new Dictionary<string, string> { ["app"] = "cart", ["track"] = "beta", ["pod"] = "cart-7f9" });
+
+        var first = snapshot.RoutesFor(RouteClientKind.Mesh, Beta);
+        var second = snapshot.RoutesFor(RouteClientKind.Mesh, other);
+
+        Assert.Same(first, second);
+        Assert.Same(first[Cluster80], second[Cluster80]);
+        Assert.Equal(1, snapshot.SourceScopedRoutes!.VariantCount);
+
+        // Services without source-scoped routes keep the shared resource objects.
+        var payments = "outbound|8080||payments.default.svc.cluster.local";
+        Assert.Same(snapshot.Routes[payments], first[payments]);
+    }
+
+    [Fact]
+    public void Translate_WithoutSourceSelectors_HasNoScopedRoutes()
+    {
+        var snapshot = Translate(VirtualService.Replace("    - sourceLabels: {track: beta}\n      sourceNamespace: shop\n", "    - headers: {x-beta: {exact: \"1\"}}\n", StringComparison.Ordinal));
+
+        Assert.Null(snapshot.SourceScopedRoutes);
+        Assert.Same(snapshot.Routes, snapshot.RoutesFor(RouteClientKind.Mesh, Beta));
+    }
+
+    [Fact]
+    public void RoutesFor_OnlySourceScopedRoutesAndCallerNotSelected_GetsTheServicesDefaultRoute()
+    {
+        var snapshot = Translate("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: {name: orders}
+            spec:
+              hosts: [orders]
+              http:
+              - match:
+                - sourceNamespace: shop
+                route:
+                - destination: {host: orders, subset: v2}
+            """);
+
+        // istiod: no route of the VirtualService is left for this proxy, so the service keeps its default route.
+        var shared = Assert.Single(Routes(snapshot.Routes));
+        Assert.Equal(Cluster80, shared.Route_.Cluster);
+        var scoped = Assert.Single(Routes(snapshot.RoutesFor(RouteClientKind.Mesh, new ClientSource("shop", new Dictionary<string, string>()))));
+        Assert.Equal(V2, scoped.Route_.Cluster);
+        Assert.Equal("/", scoped.Match.Prefix);
+    }
+
+    [Fact]
+    public void ClientSource_WithCertifiedIdentity_TakesTheNamespaceFromTheCertificateNotTheMetadata()
+    {
+        var node = new Node { Id = "sidecar~10.0.0.1~checkout-1.shop~shop.svc.cluster.local", Metadata = new Struct() };
+        node.Metadata.Fields["NAMESPACE"] = Value.ForString("shop");
+        var labels = new Struct();
+        labels.Fields["track"] = Value.ForString("beta");
+        labels.Fields["replicas"] = Value.ForNumber(3);
+        node.Metadata.Fields["LABELS"] = Value.ForStruct(labels);
+
+        var certified = ClientSource.FromNode(node, "spiffe://cluster.local/ns/default/sa/checkout");
+        var plaintext = ClientSource.FromNode(node, identity: null);
+
+        Assert.Equal("default", certified.Namespace);
+        Assert.Equal("shop", plaintext.Namespace);
+        Assert.Equal(new Dictionary<string, string> { ["track"] = "beta" }, plaintext.Labels);
+    }
+}
