@@ -28,6 +28,13 @@ public sealed class ServiceMeshOptions
     /// <summary>Gets the workload labels sent with the registration; <c>app=&lt;Service&gt;</c> is added when absent.</summary>
     public IDictionary<string, string> Labels { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Gets or sets this workload's locality, <c>region</c>, <c>region/zone</c> or <c>region/zone/subzone</c>: sent as the xDS
+    /// node locality (DestinationRule <c>localityLbSetting</c> prefers endpoints near it) and with the self-registration.
+    /// Unset: no locality.
+    /// </summary>
+    public string? Locality { get; set; }
+
     /// <summary>Gets the self-registration settings.</summary>
     public RegistrationOptions Registration { get; } = new();
 

@@ -55,6 +55,15 @@ internal sealed class MeshEndpoint
     /// <summary>Gets the EDS priority of the endpoint's locality (0 is tried first; higher ones take traffic as it fails over).</summary>
     public int Priority { get; init; }
 
+    /// <summary>Gets the EDS <c>load_balancing_weight</c> of the endpoint's locality (at least 1); see <c>LocalityWeightedLoadBalancer</c>.</summary>
+    public int LocalityWeight
+    {
+        get => _localityWeight;
+        init => _localityWeight = Math.Max(1, value);
+    }
+
+    private readonly int _localityWeight = 1;
+
     public int ActiveRequests => Volatile.Read(ref _activeRequests);
 
     /// <summary>Gets the current streak of 5xx answers (or local-origin failures).</summary>

@@ -66,6 +66,11 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
             errors.Add($"{Root}:Registration:Address '{advertised}' must be an IP address or host name");
         }
 
+        if (!Mesh.Xds.Wire.LocalityNames.TryValidate(options.Locality, out var localityReason))
+        {
+            errors.Add($"{Root}:Locality {localityReason}, e.g. us-east-1/us-east-1a");
+        }
+
         foreach (var (key, value) in options.Labels)
         {
             if (string.IsNullOrEmpty(key) || key.Length > 63 || value is null || value.Length > 63)

@@ -16,8 +16,12 @@ internal static class LoadBalancerFactory
         }
 
         var pick = random ?? Random.Shared.Next;
-        return PriorityLoadBalancer.IsNeeded(endpoints)
-            ? new PriorityLoadBalancer(endpoints, level => found.Create(new LoadBalancerArgs(level, pick, ringHash)), pick)
-            : found.Create(new LoadBalancerArgs(endpoints, pick, ringHash));
+        ILoadBalancer Leaf(ImmutableArray<MeshEndpoint> subset) => found.Create(new LoadBalancerArgs(subset, pick, ringHash));
+
+        // Per priority, localities by weight when their weights say something the endpoint weights do not (distribute).
+        ILoadBalancer Level(ImmutableArray<MeshEndpoint> level) =>
+            LocalityWeightedLoadBalancer.IsNeeded(level) ? new LocalityWeightedLoadBalancer(level, Leaf, pick) : Leaf(level);
+
+        return PriorityLoadBalancer.IsNeeded(endpoints) ? new PriorityLoadBalancer(endpoints, Level, pick) : Level(endpoints);
     }
 }

@@ -153,6 +153,7 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
         {
             Namespace = certified?.Namespace ?? _options.Namespace,
             ServiceAccount = certified?.ServiceAccount ?? _options.ServiceAccount ?? _options.Service!,
+            Locality = _options.Locality ?? string.Empty,
         };
         workload.Labels.Add(XdsNode.WorkloadLabels(_options));
         var index = 0;

@@ -111,13 +111,13 @@ internal static class MeshSnapshotBuilder
 
     private static ImmutableArray<MeshEndpoint> ReuseEndpoints(ImmutableArray<EndpointSpec> specs, MeshCluster? before)
     {
-        Dictionary<(string, int, int, bool, int), MeshEndpoint>? old = null;
+        Dictionary<(string, int, int, bool, int, string, int), MeshEndpoint>? old = null;
         if (before is not null)
         {
             old = [];
             foreach (var endpoint in before.Endpoints)
             {
-                old.TryAdd((endpoint.Address, endpoint.Port, endpoint.Weight, endpoint.IsHealthy, endpoint.Priority), endpoint);
+                old.TryAdd((endpoint.Address, endpoint.Port, endpoint.Weight, endpoint.IsHealthy, endpoint.Priority, endpoint.Locality, endpoint.LocalityWeight), endpoint);
             }
         }
 
@@ -125,9 +125,9 @@ internal static class MeshSnapshotBuilder
         foreach (var spec in specs)
         {
             // The same instance keeps its in-flight count and ejection state across config pushes.
-            result.Add(old is not null && old.TryGetValue((spec.Address, spec.Port, Math.Max(1, spec.Weight), spec.IsHealthy, spec.Priority), out var same)
+            result.Add(old is not null && old.TryGetValue((spec.Address, spec.Port, Math.Max(1, spec.Weight), spec.IsHealthy, spec.Priority, spec.Locality, Math.Max(1, spec.LocalityWeight)), out var same)
                 ? same
-                : new MeshEndpoint(spec.Address, spec.Port, spec.Weight, spec.IsHealthy, spec.Locality) { Priority = spec.Priority });
+                : new MeshEndpoint(spec.Address, spec.Port, spec.Weight, spec.IsHealthy, spec.Locality) { Priority = spec.Priority, LocalityWeight = spec.LocalityWeight });
         }
 
         return result.MoveToImmutable();

@@ -23,7 +23,8 @@ internal static class XdsNode
         {
             // type~ip~id~domain: istiod reads the namespace from the domain's first label.
             Id = $"sidecar~{ip}~{workload}-{suffix}.{ns}~{ns}.svc.{options.ClusterDomain}",
-            Locality = new Locality(),
+            // Always present (grpc-js requires it, istiod reads it): locality-aware EDS is computed for this locality.
+            Locality = LocalityOf(options),
             UserAgentName = UserAgentName,
             UserAgentVersion = typeof(XdsNode).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
                 ?? typeof(XdsNode).Assembly.GetName().Version?.ToString() ?? "0.0.0",
@@ -45,6 +46,14 @@ internal static class XdsNode
 
         node.Metadata.Fields["LABELS"] = Value.ForStruct(labels);
         return node;
+    }
+
+    /// <summary>Gets <c>Mesh:Locality</c> as an xDS locality (empty when unset).</summary>
+    public static Locality LocalityOf(ServiceMeshOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var (region, zone, subZone) = Mesh.Xds.Wire.LocalityNames.Split(options.Locality);
+        return new Locality { Region = region, Zone = zone, SubZone = subZone };
     }
 
     /// <summary>Gets <c>Mesh:Labels</c> plus <c>app=&lt;Service&gt;</c> when absent.</summary>

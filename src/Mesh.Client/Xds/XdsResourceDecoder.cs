@@ -762,7 +762,8 @@ internal static class XdsResourceDecoder
 
                 var healthy = lbEndpoint.HealthStatus is HealthStatus.Unknown or HealthStatus.Healthy;
                 var weight = lbEndpoint.LoadBalancingWeight is { } w ? (int)Math.Clamp(w, 1u, int.MaxValue) : 1;
-                endpoints.Add(new EndpointSpec(socket.Address, port, weight, healthy, localityName, (int)Math.Min(locality.Priority, int.MaxValue)));
+                endpoints.Add(new EndpointSpec(socket.Address, port, weight, healthy, localityName, (int)Math.Min(locality.Priority, int.MaxValue),
+                    (int)Math.Min(locality.LoadBalancingWeight.Value, int.MaxValue)));
             }
         }
 

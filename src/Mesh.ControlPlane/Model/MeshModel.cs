@@ -76,6 +76,9 @@ internal sealed record DestinationRuleModel(string Namespace, string Name, strin
     public ConsistentHashModel? ConsistentHash { get; init; }
     /// <summary>Gets <c>spec.trafficPolicy</c>'s load balancer, resilience blocks and port-level settings.</summary>
     public TrafficPolicyModel Traffic { get; init; } = TrafficPolicyModel.None;
+
+    /// <summary>Gets <c>spec.trafficPolicy.loadBalancer.localityLbSetting</c>; null when unset (the mesh default applies).</summary>
+    public LocalityLbSettingModel? LocalityLb { get; init; }
 }
 
 /// <summary>One problem found in the config folder. Warnings do not reject the config.</summary>

@@ -333,6 +333,11 @@ internal sealed class WorkloadRegistryService(
             CheckLabel(key, value);
         }
 
+        if (!Mesh.Xds.Wire.LocalityNames.TryValidate(entry.Locality, out var localityReason))
+        {
+            throw Invalid($"workload.locality {localityReason}");
+        }
+
         return new WorkloadInstance(
             ns, entry.Name, entry.Address,
             entry.Ports.ToImmutableSortedDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal),

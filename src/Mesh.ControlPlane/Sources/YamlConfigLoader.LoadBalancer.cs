@@ -13,7 +13,10 @@ internal static partial class YamlConfigLoader
     /// <summary>Istio: a Maglev table size must be a prime below this.</summary>
     internal const ulong MaxMaglevTableSize = 5_000_011;
 
-    private static readonly string[] LoadBalancerFields = ["simple", "consistentHash"];
+    /// <summary>The one place <c>localityLbSetting</c> is translated (a subset or port block would replace it per cluster).</summary>
+    private const string TopLevelLoadBalancerPath = "spec.trafficPolicy.loadBalancer";
+
+    private static readonly string[] LoadBalancerFields = ["simple", "consistentHash", "localityLbSetting"];
     private static readonly string[] ConsistentHashFields = ["httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameterName", "ringHash", "maglev", "minimumRingSize"];
     private static readonly string[] HashKeyFields = ["httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameterName"];
     private static readonly string[] HttpCookieFields = ["name", "path", "ttl"];
@@ -29,6 +32,11 @@ internal static partial class YamlConfigLoader
         }
 
         RejectUnsupportedFields(ctx, lbNode, path, LoadBalancerFields);
+        if (path != TopLevelLoadBalancerPath && Child(lbNode, "localityLbSetting") is { } locality)
+        {
+            ctx.Error(locality, $"{path}.localityLbSetting", $"is supported only in {TopLevelLoadBalancerPath} yet; set it there");
+        }
+
         var simpleNode = Child(lbNode, "simple");
         var hashNode = Child(lbNode, "consistentHash");
         if (simpleNode is not null && hashNode is not null)

@@ -485,9 +485,9 @@ internal static partial class YamlConfigLoader
         var labels = ctx.Labels(Child(spec, "labels"), spec, $"{path}.labels");
         var serviceAccount = ctx.String(Child(spec, "serviceAccount"), $"{path}.serviceAccount") ?? string.Empty;
         var locality = ctx.String(Child(spec, "locality"), $"{path}.locality") ?? string.Empty;
-        if (locality.Split('/').Length > 3)
+        if (!Mesh.Xds.Wire.LocalityNames.TryValidate(locality, out var localityReason))
         {
-            ctx.Error(Child(spec, "locality")!, $"{path}.locality", "must look like region/zone/subzone");
+            ctx.Error(Child(spec, "locality")!, $"{path}.locality", localityReason);
         }
 
         uint weight = 0;
@@ -523,12 +523,21 @@ internal static partial class YamlConfigLoader
         }
 
         ConsistentHashModel? consistentHash = null;
-        var simpleLb = policy is null ? null : ParseLoadBalancer(ctx, policy, "spec.trafficPolicy.loadBalancer", out consistentHash);
+        var simpleLb = policy is null ? null : ParseLoadBalancer(ctx, policy, TopLevelLoadBalancerPath, out consistentHash);
         var lb = simpleLb ?? LoadBalancerKind.RoundRobin;
         var tlsMode = policy is null ? null : ParseTlsMode(ctx, policy);
         var traffic = policy is null ? TrafficPolicyModel.None : ParseTrafficPolicy(ctx, policy, "spec.trafficPolicy", simpleLb);
+        var localityLb = policy is not null && Child(policy, "loadBalancer") is YamlMappingNode lbNode
+            ? ParseLocalityLbSetting(ctx, lbNode, $"{TopLevelLoadBalancerPath}.localityLbSetting", Child(policy, "outlierDetection") is not null)
+            : null;
         var subsets = ParseSubsets(ctx, spec);
-        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode) { Subsets = subsets, Traffic = traffic, ConsistentHash = consistentHash };
+        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode)
+        {
+            Subsets = subsets,
+            Traffic = traffic,
+            ConsistentHash = consistentHash,
+            LocalityLb = localityLb,
+        };
     }
 
     /// <summary>A <c>portLevelSettings[].loadBalancer</c>: as <see cref="ParseLoadBalancer"/>, but a consistent hash per port is not translated.</summary>

@@ -66,6 +66,7 @@ internal sealed partial class AdsConnection
     // other gRPC xDS clients (grpc-js-xds…) also get only the routes they can take (XdsSnapshot.StandardGrpcRoutes).
     private bool _meshClient;
     private bool _standardGrpcClient;
+    private ClientTopology _topology = ClientTopology.None;
 
     // The caller as VirtualService sourceLabels/sourceNamespace see it (XdsSnapshot.RoutesFor).
     private ClientSource? _source;
@@ -208,6 +209,7 @@ internal sealed partial class AdsConnection
                 _namespace = Printable(NamespaceOf(node));
                 _meshClient = IsMeshClient(node);
                 _standardGrpcClient = IsStandardGrpcClient(node);
+                _topology = ClientTopology.From(node);
                 _source = ClientSource.FromNode(node, Identity);
             }
 
@@ -358,6 +360,15 @@ internal sealed partial class AdsConnection
             : typeUrl == TypeUrls.RouteConfiguration
                 ? snapshot.RoutesFor(_meshClient ? RouteClientKind.Mesh : _standardGrpcClient ? RouteClientKind.StandardGrpc : RouteClientKind.Standard, _source)
             : snapshot.Endpoints;
+        if (typeUrl == TypeUrls.ClusterLoadAssignment && snapshot.LocalityLbClusters.Count > 0)
+        {
+            // Locality LB: the assignment depends on this client's locality (one shared resource per locality, see XdsSnapshot).
+            var topology = _topology;
+            return state.Wildcard
+                ? [.. all.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => snapshot.EndpointsFor(r.Value, topology))]
+                : [.. state.Names.Order(StringComparer.Ordinal).Where(all.ContainsKey).Select(n => snapshot.EndpointsFor(all[n], topology))];
+        }
+
         if (state.Wildcard)
         {
             return [.. all.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => r.Value)];

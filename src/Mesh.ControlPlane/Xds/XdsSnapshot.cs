@@ -26,6 +26,9 @@ internal sealed record ResolvedService(
     public ConsistentHashModel? ConsistentHash { get; init; }
     /// <summary>The DestinationRule's traffic policy for this host (load balancer, resilience, port-level settings).</summary>
     public TrafficPolicyModel Traffic { get; init; } = TrafficPolicyModel.None;
+
+    /// <summary>The DestinationRule's top-level <c>localityLbSetting</c>; null when unset (the mesh default applies).</summary>
+    public LocalityLbSettingModel? LocalityLb { get; init; }
 }
 
 /// <summary>A listener target: the service host and one of its ports.</summary>
@@ -114,6 +117,39 @@ internal sealed class XdsSnapshot
 
     /// <summary>Canonical listener names <c>host:port</c>.</summary>
     public FrozenDictionary<string, ListenerTarget> ListenerTargets { get; }
+
+    /// <summary>Clusters whose load assignment depends on the client's locality (DestinationRule <c>localityLbSetting</c>), by name.</summary>
+    public FrozenDictionary<string, LocalityLbPlan> LocalityLbClusters { get; init; } = FrozenDictionary<string, LocalityLbPlan>.Empty;
+
+    /// <summary>
+    /// The ClusterLoadAssignment <paramref name="resource"/> as <paramref name="client"/> gets it: the shared resource, unless
+    /// its cluster is locality-aware; then one resource per distinct client locality (and failoverPriority label values),
+    /// built and serialized once per snapshot and shared by every client with the same key.
+    /// </summary>
+    public XdsResource EndpointsFor(XdsResource resource, ClientTopology client)
+    {
+        ArgumentNullException.ThrowIfNull(resource);
+        if (LocalityLbClusters.Count == 0 || !LocalityLbClusters.TryGetValue(resource.Name, out var plan))
+        {
+            return resource;
+        }
+
+        var key = (resource.Name, plan.KeyFor(client));
+        if (_localityEndpoints.TryGetValue(key, out var cached))
+        {
+            return cached;
+        }
+
+        var built = new XdsResource(resource.Name, Any.Pack(plan.Build(client)));
+
+        // Client-chosen keys: bounded, so a stream of made-up localities cannot grow the snapshot without limit.
+        return _localityEndpoints.Count < MaxLocalityVariants ? _localityEndpoints.GetOrAdd(key, built) : built;
+    }
+
+    /// <summary>The most per-locality assignments one snapshot caches (beyond it they are built per request).</summary>
+    internal const int MaxLocalityVariants = 4096;
+
+    private readonly ConcurrentDictionary<(string Cluster, string Key), XdsResource> _localityEndpoints = new();
 
     /// <summary>Server-side listeners by name <c>xds.istio.io/grpc/lds/inbound/&lt;ip&gt;:&lt;port&gt;</c>, each with the identities it may be served to.</summary>
     public FrozenDictionary<string, InboundListener> InboundListeners { get; init; } = FrozenDictionary<string, InboundListener>.Empty;

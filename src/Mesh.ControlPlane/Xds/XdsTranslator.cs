@@ -60,6 +60,7 @@ internal static class XdsTranslator
         var standardRoutes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var standardGrpcRoutes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var listeners = new Dictionary<string, ListenerTarget>(StringComparer.Ordinal);
+        var localityPlans = new Dictionary<string, LocalityLbPlan>(StringComparer.Ordinal);
         var sourceScoped = new List<(ResolvedService Service, uint Port)>();
 
         var peerAuthentications = model.Config.PeerAuthentications;
@@ -74,19 +75,22 @@ internal static class XdsTranslator
                     : null;
                 var name = ClusterName(port.Number, service.Host);
                 var (lb, resilience) = TrafficPolicyModel.Merge(service.Traffic, null, port.Number);
-                clusters[name] = new XdsResource(name, Any.Pack(ClusterResilienceTranslator.Apply(
-                    BuildCluster(name, lb ?? LoadBalancerKind.RoundRobin, tls, ConsistentHashFor(service, null, port.Number)), resilience)));
-                endpoints[name] = new XdsResource(name, Any.Pack(BuildLoadAssignment(name, service.Endpoints.Where(e => e.ServicePort == port.Number))));
+                var portEndpoints = service.Endpoints.Where(e => e.ServicePort == port.Number).ToImmutableArray();
+                clusters[name] = new XdsResource(name, Any.Pack(WithLocalityLb(ClusterResilienceTranslator.Apply(
+                    BuildCluster(name, lb ?? LoadBalancerKind.RoundRobin, tls, ConsistentHashFor(service, null, port.Number)), resilience),
+                    LocalityLbPlan.For(name, LocalityLbFor(service, null, port.Number), resilience.OutlierDetection is not null, portEndpoints), localityPlans)));
+                endpoints[name] = new XdsResource(name, Any.Pack(BuildLoadAssignment(name, portEndpoints)));
                 foreach (var subset in service.Subsets)
                 {
                     // Same transport socket as the whole service: a subset is a slice of its endpoints, not another server.
                     var subsetName = ClusterName(port.Number, service.Host, subset.Name);
                     var (subsetLb, subsetResilience) = TrafficPolicyModel.Merge(
                         service.Traffic, (subset.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = subset.LoadBalancer }, port.Number);
-                    clusters[subsetName] = new XdsResource(subsetName, Any.Pack(ClusterResilienceTranslator.Apply(
-                        BuildCluster(subsetName, subsetLb ?? LoadBalancerKind.RoundRobin, tls, ConsistentHashFor(service, subset, port.Number)), subsetResilience)));
-                    endpoints[subsetName] = new XdsResource(subsetName, Any.Pack(BuildLoadAssignment(
-                        subsetName, service.Endpoints.Where(e => e.ServicePort == port.Number && HostNames.LabelsMatch(subset.Labels, e.Workload.Labels)))));
+                    var subsetEndpoints = portEndpoints.Where(e => HostNames.LabelsMatch(subset.Labels, e.Workload.Labels)).ToImmutableArray();
+                    clusters[subsetName] = new XdsResource(subsetName, Any.Pack(WithLocalityLb(ClusterResilienceTranslator.Apply(
+                        BuildCluster(subsetName, subsetLb ?? LoadBalancerKind.RoundRobin, tls, ConsistentHashFor(service, subset, port.Number)), subsetResilience),
+                        LocalityLbPlan.For(subsetName, LocalityLbFor(service, subset, port.Number), subsetResilience.OutlierDetection is not null, subsetEndpoints), localityPlans)));
+                    endpoints[subsetName] = new XdsResource(subsetName, Any.Pack(BuildLoadAssignment(subsetName, subsetEndpoints)));
                 }
 
                 var (meshRoutes, standard, grpc) = BuildRouteResources(routing, service, port.Number, selects: null);
@@ -115,6 +119,7 @@ internal static class XdsTranslator
         return new XdsSnapshot(version, services, clusters.ToFrozenDictionary(StringComparer.Ordinal), endpoints.ToFrozenDictionary(StringComparer.Ordinal),
             shared.Routes, listeners.ToFrozenDictionary(StringComparer.Ordinal))
         {
+            LocalityLbClusters = localityPlans.ToFrozenDictionary(StringComparer.Ordinal),
             InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace, trustDomain, paths, jwks),
             StandardClientRoutes = shared.StandardClientRoutes,
             StandardGrpcRoutes = shared.StandardGrpcRoutes!,
@@ -206,6 +211,7 @@ internal static class XdsTranslator
                     Subsets = rule?.Subsets ?? [],
                     Traffic = (rule?.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = lb },
                     ConsistentHash = rule?.ConsistentHash,
+                    LocalityLb = rule?.LocalityLb,
                 });
             }
         }
@@ -417,6 +423,36 @@ internal static class XdsTranslator
     }
 
     /// <summary>
+    /// The effective <c>localityLbSetting</c> of a cluster (istiod's <c>GetEffectiveLbSetting</c>): the DestinationRule's when
+    /// its top-level load balancer block reaches the cluster (no port-level entry for the port and no subset
+    /// <c>loadBalancer</c> or subset port entry replaced it, as istiod merges per block), else the mesh default, which is
+    /// enabled with nothing else set: failover by locality whenever the cluster has outlier detection. Null when disabled.
+    /// </summary>
+    public static LocalityLbSettingModel? LocalityLbFor(ResolvedService service, SubsetModel? subset, uint port)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        var replaced = service.Traffic.PortLevelSettings.Any(p => p.Port == port)
+            || subset?.LoadBalancer is not null
+            || (subset?.Traffic?.PortLevelSettings.Any(p => p.Port == port) ?? false);
+        var setting = (replaced ? null : service.LocalityLb) ?? LocalityLbSettingModel.MeshDefault;
+        return setting.Enabled == false ? null : setting;
+    }
+
+    /// <summary>
+    /// Records <paramref name="plan"/> when the cluster's assignment depends on the client. Istio also sets
+    /// <c>common_lb_config.locality_weighted_lb_config</c> for Envoy; proxyless clients (gRPC, Mesh) always weight localities.
+    /// </summary>
+    private static Cluster WithLocalityLb(Cluster cluster, LocalityLbPlan? plan, Dictionary<string, LocalityLbPlan> plans)
+    {
+        if (plan is not null)
+        {
+            plans[cluster.Name] = plan;
+        }
+
+        return cluster;
+    }
+
+    /// <summary>
     /// Istio's translation of a <c>consistentHash</c> key to a route <c>hash_policy</c>: header, cookie (name, path, ttl),
     /// query parameter, or <c>connection_properties.source_ip</c>; null when the destination has no consistent hash.
     /// </summary>
@@ -442,26 +478,39 @@ internal static class XdsTranslator
         var assignment = new ClusterLoadAssignment { ClusterName = name };
         foreach (var group in endpoints.GroupBy(e => e.Workload.Locality, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
         {
-            // grpc-js requires a locality and skips localities without a weight.
-            var locality = new LocalityLbEndpoints { Locality = ParseLocality(group.Key), LoadBalancingWeight = 1, Priority = 0 };
-            foreach (var endpoint in group)
-            {
-                locality.LbEndpoints.Add(new LbEndpoint
-                {
-                    Endpoint = new Endpoint
-                    {
-                        Address = new Address { SocketAddress = new SocketAddress { Address = endpoint.Address, PortValue = endpoint.Port } },
-                    },
-                    HealthStatus = HealthStatus.Healthy,
-                    LoadBalancingWeight = endpoint.Workload.Weight == 0 ? 1 : endpoint.Workload.Weight,
-                });
-            }
-
-            assignment.Endpoints.Add(locality);
+            assignment.Endpoints.Add(BuildLocalityEndpoints(ParseLocality(group.Key), [.. group]));
         }
 
         return assignment;
     }
+
+    /// <summary>
+    /// One locality's endpoints at priority 0, weighted (as istiod) by the sum of its endpoints' weights, so that clients
+    /// that weight localities (gRPC always does) split traffic as per-endpoint weights say; grpc-js skips a locality without a weight.
+    /// </summary>
+    public static LocalityLbEndpoints BuildLocalityEndpoints(Locality locality, IReadOnlyList<ResolvedEndpoint> endpoints)
+    {
+        var result = new LocalityLbEndpoints { Locality = locality, LoadBalancingWeight = LocalityWeight(endpoints), Priority = 0 };
+        foreach (var endpoint in endpoints)
+        {
+            result.LbEndpoints.Add(new LbEndpoint
+            {
+                Endpoint = new Endpoint
+                {
+                    Address = new Address { SocketAddress = new SocketAddress { Address = endpoint.Address, PortValue = endpoint.Port } },
+                },
+                HealthStatus = HealthStatus.Healthy,
+                LoadBalancingWeight = EndpointWeight(endpoint),
+            });
+        }
+
+        return result;
+    }
+
+    /// <summary>Istio's locality weight: the sum of its endpoints' weights (an unset endpoint weight counts 1).</summary>
+    public static uint LocalityWeight(IEnumerable<ResolvedEndpoint> endpoints) => (uint)Math.Min(uint.MaxValue, endpoints.Sum(e => (long)EndpointWeight(e)));
+
+    private static uint EndpointWeight(ResolvedEndpoint endpoint) => endpoint.Workload.Weight == 0 ? 1 : endpoint.Workload.Weight;
 
     public static Locality ParseLocality(string locality)
     {

@@ -21,6 +21,7 @@ public class ServiceMeshOptionsValidationTests
             ["Mesh:Service"] = "orders",
             ["Mesh:Namespace"] = "shop",
             ["Mesh:Labels:version"] = "v2",
+            ["Mesh:Locality"] = "us-east/zone-a/rack-1",
             ["Mesh:Registration:LeaseTtl"] = "00:00:30",
             ["Mesh:Resilience:AttemptTimeout"] = "00:00:02",
         });
@@ -32,6 +33,7 @@ public class ServiceMeshOptionsValidationTests
         Assert.Equal(new Uri(Unreachable), options.ControlPlane.Address);
         Assert.Equal("shop", options.Namespace);
         Assert.Equal("v2", options.Labels["version"]);
+        Assert.Equal(new Mesh.Xds.Envoy.Config.Core.V3.Locality { Region = "us-east", Zone = "zone-a", SubZone = "rack-1" }, XdsNode.Create(options, "app", "10.0.0.1", "x").Locality);
         Assert.Equal(TimeSpan.FromSeconds(30), options.Registration.LeaseTtl);
         Assert.Equal(TimeSpan.FromSeconds(2), options.Resilience.AttemptTimeout);
     }
@@ -45,6 +47,10 @@ public class ServiceMeshOptionsValidationTests
     [InlineData("Mesh:Registration:LeaseTtl", "00:10:00", null, "Mesh:Registration:LeaseTtl (00:10:00) must be between 00:00:01 and 00:05:00")]
     [InlineData("Mesh:ControlPlane:Adress", "http://x", null, "Mesh:ControlPlane:Adress is not a known option; did you mean Mesh:ControlPlane:Address?")]
     [InlineData("Mesh:Resilience:TotalTimeout", "-00:00:01", null, "Mesh:Resilience:TotalTimeout (-00:00:01) must be positive")]
+    [InlineData("Mesh:Locality", "us-east//a", null, "Mesh:Locality 'us-east//a' must look like region, region/zone or region/zone/subzone")]
+    [InlineData("Mesh:Locality", "us-east/a/b/c", null, "Mesh:Locality 'us-east/a/b/c' must look like region, region/zone or region/zone/subzone")]
+    [InlineData("Mesh:Locality", "us-east/*", null, "Mesh:Locality 'us-east/*' must be at most 256 printable ASCII characters without spaces or '*'")]
+    [InlineData("Mesh:Locality", "us east", null, "Mesh:Locality 'us east' must be at most 256 printable ASCII characters")]
     public async Task StartAsync_InvalidOption_FailsNamingTheKey(string? key, string? value, string? unused, string expected)
     {
         _ = unused;

@@ -380,7 +380,7 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     [InlineData("  subsets:", "  trafficPolicy: {outlierDetection: {maxEjectionPercent: 150}}\n  subsets:", "spec.trafficPolicy.outlierDetection.maxEjectionPercent: must be a percentage from 0 to 100 (got 150)")]
     [InlineData("  subsets:", "  trafficPolicy: {connectionPool: {tcp: {tcpKeepalive: {time: 1s}}}}\n  subsets:", "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive: is not supported yet")]
     [InlineData("  subsets:", "  trafficPolicy: {portLevelSettings: [{loadBalancer: {simple: ROUND_ROBIN}}]}\n  subsets:", "spec.trafficPolicy.portLevelSettings[0].port: is required")]
-    [InlineData("  subsets:", "  trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true}}}\n  subsets:", "spec.trafficPolicy.loadBalancer.localityLbSetting: is not supported yet")]
+    [InlineData("    labels: {version: v1}", "    labels: {version: v1}\n    trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true}}}", "spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting: is supported only in spec.trafficPolicy.loadBalancer yet")]
     [InlineData("  subsets:", "  exportTo: [\".\"]\n  subsets:", "spec.exportTo: is not supported yet")]
     [InlineData("  subsets:", "  workloadSelector: {matchLabels: {app: x}}\n  subsets:", "spec.workloadSelector: is not supported yet")]
     [InlineData("  - name: v2", "  - name: v1", "spec.subsets[1].name: subset v1 is defined twice")]

@@ -80,7 +80,7 @@ public class XdsTranslatorTests
 
         var zoned = cla.Endpoints[1];
         Assert.Equal(new Locality { Region = "eu", Zone = "west-1", SubZone = "a" }, zoned.Locality);
-        Assert.Equal(1u, zoned.LoadBalancingWeight);
+        Assert.Equal(3u, zoned.LoadBalancingWeight); // istiod: the sum of its endpoints' weights
         Assert.Equal(3u, Assert.Single(zoned.LbEndpoints).LoadBalancingWeight);
     }
 

@@ -60,6 +60,58 @@ public sealed class GrpcJsXdsTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// grpc-js-xds gets the EDS priorities for its bootstrap's node locality, as istiod computes them: with outlier detection
+    /// set (the mesh default turns locality failover on) it keeps to the instance in its own zone, and when that one stops
+    /// it fails over to the other zone (connectivity-based, as gRPC's priority policy).
+    /// </summary>
+    [Fact]
+    public async Task NodeXdsClientWithLocality_CallsItsOwnZone_AndFailsOverWhenItStops()
+    {
+        await using var mesh = await LocalMesh.StartAsync(output, plaintextXds: true);
+        await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "inventory-locality.yaml"), """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: {name: inventory}
+            spec:
+              host: inventory.default.svc.cluster.local
+              trafficPolicy:
+                outlierDetection: {consecutive5xxErrors: 5, interval: 1s, baseEjectionTime: 30s}
+            """);
+        await mesh.StartReadyWorkloadAsync("Mesh.Samples.Inventory", "inventory", "inventory-1", new Dictionary<string, string?> { ["Mesh__Locality"] = "us-east/zone-a" });
+        var zoneB = await mesh.StartReadyWorkloadAsync("Mesh.Samples.Inventory", "inventory", "inventory-2", new Dictionary<string, string?> { ["Mesh__Locality"] = "us-east/zone-b" });
+        await mesh.WaitForEndpointsAsync("inventory", 2);
+
+        NodeCall[] all;
+        long stoppedAt;
+        var node = await NodeXdsClient.StartAsync(mesh.ControlPlane, mesh.StateDirectory, xdsCredentials: false, locality: "us-east/zone-b");
+        await using (node)
+        {
+            try
+            {
+                await Eventually.HoldsAsync(() => Task.FromResult(node.Calls.Count(c => c.instance is not null) >= 200), "200 calls from the Node client", TimeSpan.FromSeconds(60));
+                await zoneB.Process.StopAsync(TimeSpan.FromSeconds(15));
+                stoppedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+                await Eventually.HoldsAsync(
+                    () => Task.FromResult(node.Calls.Count(c => c.at > stoppedAt && c.instance == "inventory-1") >= 50),
+                    "50 calls to the zone-a instance after the zone-b one stopped",
+                    TimeSpan.FromSeconds(60));
+            }
+            finally
+            {
+                output.WriteLine(node.Errors);
+            }
+
+            all = [.. node.Calls];
+        }
+
+        var before = all.Where(c => c.at < stoppedAt).ToArray();
+        output.WriteLine($"before the stop: inventory-1 {before.Count(c => c.instance == "inventory-1")}, inventory-2 {before.Count(c => c.instance == "inventory-2")}, errors {before.Count(c => c.error is not null)}");
+        Console.WriteLine($"[grpc-js-xds locality] node in us-east/zone-b: {before.Count(c => c.instance == "inventory-2")}/{before.Length} calls to its zone before the stop; then failed over to zone a");
+        Assert.DoesNotContain(before, c => c.instance == "inventory-1");
+        Assert.True(before.Count(c => c.instance == "inventory-2") >= 200);
+    }
+
+    /// <summary>
     /// grpc-js-xds NACKs a whole route configuration that holds a direct response or a redirect, so it would keep
     /// calling through its last routes; the control plane sends it a fault abort with the route's status instead, and a
     /// VirtualService fault reaches it with the percentage it requires.

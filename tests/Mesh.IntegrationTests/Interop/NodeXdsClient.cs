@@ -34,8 +34,10 @@ internal sealed class NodeXdsClient : IAsyncDisposable
     /// <param name="maxCalls">The client stops after this many calls.</param>
     /// <param name="intervalMs">The pause between calls.</param>
     /// <param name="labels">The node metadata LABELS its bootstrap declares (what VirtualService sourceLabels select on), or none.</param>
+    /// <param name="locality">The bootstrap's node locality (<c>region/zone</c>), or null for <c>{}</c>.</param>
     public static async Task<NodeXdsClient> StartAsync(
-        ControlPlaneProcess controlPlane, string workDirectory, bool xdsCredentials, string? metadata = null, int maxCalls = 20000, int intervalMs = 20, IReadOnlyDictionary<string, string>? labels = null)
+        ControlPlaneProcess controlPlane, string workDirectory, bool xdsCredentials, string? metadata = null, int maxCalls = 20000, int intervalMs = 20,
+        IReadOnlyDictionary<string, string>? labels = null, string? locality = null)
     {
         var module = Path.Combine(NodeDirectory, "node_modules", "@grpc", "grpc-js-xds", "package.json");
         Assert.True(
@@ -58,7 +60,7 @@ internal sealed class NodeXdsClient : IAsyncDisposable
             node = new
             {
                 id = "sidecar~127.0.0.1~node-client.default~default.svc.cluster.local",
-                locality = new { },
+                locality = locality is null ? new Dictionary<string, string>() : new Dictionary<string, string> { ["region"] = locality.Split('/')[0], ["zone"] = locality.Split('/')[1] },
                 metadata = new { GENERATOR = "grpc", NAMESPACE = "default", LABELS = labels ?? new Dictionary<string, string>() },
             },
             certificate_providers = new
