@@ -193,6 +193,7 @@ internal static class RouteFeaturesDecoder
         }
 
         var fault = config.Unpack<HTTPFault>();
+        XdsResourceDecoder.RejectUnknownFields(fault, path, errors);
         if (fault.Delay is { } faultDelay)
         {
             if (faultDelay.FaultDelaySecifierCase != Mesh.Xds.Envoy.Extensions.Filters.Common.Fault.V3.FaultDelay.FaultDelaySecifierOneofCase.FixedDelay)

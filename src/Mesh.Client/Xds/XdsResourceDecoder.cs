@@ -332,8 +332,12 @@ internal static class XdsResourceDecoder
         }
         else
         {
+            // Conditions this subset of the proto does not know (tls_context, filter_state, …) would be dropped on parsing
+            // and the route would match more than meant: refused by field number, as the matchers below.
+            RejectUnknownFields(route.Match, $"{where}.match", errors);
             for (var i = 0; i < route.Match.QueryParameters.Count; i++)
             {
+                RejectUnknownFields(route.Match.QueryParameters[i], $"{where}.match.query_parameters[{i}]", errors);
                 DecodeQueryParameter(route.Match.QueryParameters[i], $"{where}.match.query_parameters[{i}]", errors);
             }
 
@@ -371,6 +375,7 @@ internal static class XdsResourceDecoder
                     errors.Add($"{where}.match.headers[{i}].name '{header.Name}': this client matches no pseudo-header but :method, :authority, :scheme and :path");
                 }
 
+                RejectUnknownFields(header, $"{where}.match.headers[{i}]", errors);
                 StringMatch.TryDecodeHeader(header, $"{where}.match.headers[{i}]", errors, out _, out _, allowRegex: true);
             }
         }
@@ -389,6 +394,10 @@ internal static class XdsResourceDecoder
 
         var action = route.Route_;
 
+        // A forwarding instruction this client would not see (a rewrite, an upgrade, a cluster specifier of a newer Envoy)
+        // would send the request somewhere or somehow other than meant.
+        RejectUnknownFields(action, $"{where}.route", errors);
+
         // The virtual host's policy is checked once, by ValidateRoutes.
         Resilience.RouteResilience.Decode(action, hostPolicy: null, $"{where}.route", errors);
         DecodeHashPolicy(action, $"{where}.route", errors);
@@ -406,6 +415,7 @@ internal static class XdsResourceDecoder
                 var clusters = action.WeightedClusters.Clusters;
                 for (var i = 0; i < clusters.Count; i++)
                 {
+                    RejectUnknownFields(clusters[i], $"{where}.route.weighted_clusters.clusters[{i}]", errors);
                     if (string.IsNullOrEmpty(clusters[i].Name))
                     {
                         errors.Add($"{where}.route.weighted_clusters.clusters[{i}].name must not be empty");

@@ -113,6 +113,61 @@ public class XdsResourceDecoderTests
         Assert.Empty(errors);
     }
 
+    [Theory]
+    [InlineData("match", "virtual_hosts[0].routes[0].match (envoy.config.route.v3.RouteMatch) sets field(s) 16")]
+    [InlineData("header", "virtual_hosts[0].routes[0].match.headers[0] (envoy.config.route.v3.HeaderMatcher) sets field(s) 99")]
+    [InlineData("query", "virtual_hosts[0].routes[0].match.query_parameters[0] (envoy.config.route.v3.QueryParameterMatcher) sets field(s) 99")]
+    [InlineData("action", "virtual_hosts[0].routes[0].route (envoy.config.route.v3.RouteAction) sets field(s) 99")]
+    public void DecodeAll_RouteFieldThisClientDoesNotKnow_IsNackedNamingIt(string part, string expected)
+    {
+        // A field outside Mesh's proto subset (filter_state is RouteMatch field 16) is kept as unknown on parsing; applied
+        // without it the route would match or forward more than the control plane meant.
+        var routes = Routes("orders");
+        var route = routes.VirtualHosts[0].Routes[0];
+        switch (part)
+        {
+            case "match":
+                route.Match = WithUnknownField(route.Match, 16, RouteMatch.Parser);
+                break;
+            case "header":
+                route.Match.Headers.Add(WithUnknownField(new HeaderMatcher { Name = "x-user", ExactMatch = "a" }, 99, HeaderMatcher.Parser));
+                break;
+            case "query":
+                route.Match.QueryParameters.Add(WithUnknownField(new QueryParameterMatcher { Name = "v", PresentMatch = true }, 99, QueryParameterMatcher.Parser));
+                break;
+            default:
+                route.Route_ = WithUnknownField(route.Route_, 99, RouteAction.Parser);
+                break;
+        }
+
+        var errors = new List<string>();
+
+        Assert.Null(XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors));
+
+        Assert.Equal($"RouteConfiguration outbound|80||orders.default.svc.cluster.local: {expected} that this client cannot honour", Assert.Single(errors));
+    }
+
+    private static T WithUnknownField<T>(T message, int field, Google.Protobuf.MessageParser<T> parser)
+        where T : Google.Protobuf.IMessage<T>
+    {
+        // A length-delimited empty value under a field number the subset does not define.
+        var tag = Google.Protobuf.WireFormat.MakeTag(field, Google.Protobuf.WireFormat.WireType.LengthDelimited);
+        var bytes = new List<byte>(Google.Protobuf.MessageExtensions.ToByteArray(message));
+        for (var value = tag; ; value >>= 7)
+        {
+            if (value < 0x80)
+            {
+                bytes.Add((byte)value);
+                break;
+            }
+
+            bytes.Add((byte)((value & 0x7F) | 0x80));
+        }
+
+        bytes.Add(0);
+        return parser.ParseFrom([.. bytes]);
+    }
+
     [Fact]
     public void DecodeAll_QueryParameterWithoutName_IsNackedNamingIt()
     {
