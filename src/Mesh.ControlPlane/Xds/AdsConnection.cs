@@ -468,6 +468,27 @@ internal sealed partial class AdsConnection
     /// <summary>Whether the node is Mesh.Client's (its user agent), not a standard xDS client such as grpc-js-xds or Envoy.</summary>
     internal static bool IsMeshClient(Node node) => string.Equals(node.UserAgentName, MeshClientUserAgent, StringComparison.Ordinal);
 
+    /// <summary>
+    /// Node metadata <c>LABELS</c>, Istio's map of strings: values of any other kind cannot equal a selector's value and are
+    /// left out. What the client claims, never proof of anything.
+    /// </summary>
+    internal static Dictionary<string, string> LabelsOf(Node node)
+    {
+        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (node.Metadata?.Fields.TryGetValue("LABELS", out var value) == true && value.StructValue is { } fields)
+        {
+            foreach (var (key, label) in fields.Fields)
+            {
+                if (label.KindCase == Google.Protobuf.WellKnownTypes.Value.KindOneofCase.StringValue)
+                {
+                    labels[key] = label.StringValue;
+                }
+            }
+        }
+
+        return labels;
+    }
+
     /// <summary>Node metadata NAMESPACE, else the first label of the node id's domain part, else "default".</summary>
     internal static string NamespaceOf(Node node)
     {

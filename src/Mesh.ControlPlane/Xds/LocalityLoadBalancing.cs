@@ -41,18 +41,7 @@ internal sealed class ClientTopology
             return None;
         }
 
-        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (node.Metadata?.Fields.TryGetValue("LABELS", out var value) == true && value.StructValue is { } fields)
-        {
-            foreach (var (key, label) in fields.Fields)
-            {
-                if (label.KindCase == Google.Protobuf.WellKnownTypes.Value.KindOneofCase.StringValue)
-                {
-                    labels[key] = label.StringValue;
-                }
-            }
-        }
-
+        var labels = AdsConnection.LabelsOf(node);
         var locality = node.Locality;
         return locality is null && labels.Count == 0 ? None : new ClientTopology(locality?.Region ?? string.Empty, locality?.Zone ?? string.Empty, locality?.SubZone ?? string.Empty, labels);
     }

@@ -41,19 +41,7 @@ internal sealed record ClientSource(string Namespace, IReadOnlyDictionary<string
     {
         ArgumentNullException.ThrowIfNull(node);
         var ns = SpiffeId.TryParseWorkload(identity, out _) is { } workload ? workload.Namespace : AdsConnection.NamespaceOf(node);
-        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (node.Metadata?.Fields.TryGetValue("LABELS", out var value) == true && value.StructValue is { } struct_)
-        {
-            foreach (var (key, label) in struct_.Fields)
-            {
-                // Istio's LABELS is a map of strings; anything else cannot equal a selector's value.
-                if (label.KindCase == Google.Protobuf.WellKnownTypes.Value.KindOneofCase.StringValue)
-                {
-                    labels[key] = label.StringValue;
-                }
-            }
-        }
-
+        var labels = AdsConnection.LabelsOf(node);
         return new ClientSource(ns, labels);
     }
 }
