@@ -142,6 +142,21 @@ internal sealed class MeshEndpoint
 
     internal void Uneject() => Volatile.Write(ref _ejected, 0);
 
+    /// <summary>
+    /// Takes over the outlier state (failure streaks, ejection, multiplier) of the instance this one replaces when a push
+    /// changes the server's weight, priority or locality: scaling a locality must not re-admit its ejected endpoints.
+    /// The in-flight count stays with the old instance, whose requests end there.
+    /// </summary>
+    internal void CarryOutlierStateFrom(MeshEndpoint previous)
+    {
+        ArgumentNullException.ThrowIfNull(previous);
+        Volatile.Write(ref _consecutive5xx, previous.Consecutive5xx);
+        Volatile.Write(ref _consecutiveGateway, Volatile.Read(ref previous._consecutiveGateway));
+        Volatile.Write(ref _ejectionMultiplier, previous.EjectionMultiplier);
+        Volatile.Write(ref _ejectedAt, previous.EjectedAt);
+        Volatile.Write(ref _ejected, Volatile.Read(ref previous._ejected));
+    }
+
     /// <summary>Lowers the multiplier of a healthy endpoint by <paramref name="intervals"/> sweeps, not below 0.</summary>
     internal void DecayMultiplier(int intervals)
     {

@@ -264,6 +264,29 @@ public class MeshSnapshotBuilderTests
         Assert.Contains(incomplete, i => i.Contains("mirror", StringComparison.Ordinal) && i.Contains(ClusterName("shadow"), StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void Build_LocalityWeightChangesWhenAPodJoins_EjectedEndpointStaysEjected()
+    {
+        // The control plane sends a locality's weight as the sum of its endpoints' weights: a pod joining zone r1 changes
+        // the weight of every r1 endpoint. The ejected one must not come back with the push.
+        var first = Build([Listener("orders")], [Routes("orders")], [Cluster("orders")], [Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy), ("10.0.0.2", 8080, HealthStatus.Healthy))]);
+        var ejected = first.Clusters[ClusterName("orders")].Endpoints[0];
+        Assert.True(ejected.TryEject(now: 1, maxMultiplier: 10));
+        ejected.RecordError(gatewayError: true);
+
+        var grown = Endpoints("orders", 80, ("10.0.0.1", 8080, HealthStatus.Healthy), ("10.0.0.2", 8080, HealthStatus.Healthy), ("10.0.0.3", 8080, HealthStatus.Healthy));
+        grown.Endpoints[0].LoadBalancingWeight = 3;
+        var second = Build([Listener("orders")], [Routes("orders")], [Cluster("orders")], [grown], previous: first);
+
+        var cluster = second.Clusters[ClusterName("orders")];
+        var same = cluster.Endpoints.Single(e => e.Authority == "10.0.0.1:8080");
+        Assert.Equal(3, same.LocalityWeight);
+        Assert.True(same.IsEjected(now: 2));
+        Assert.Equal((1, 1, 1L), (same.EjectionMultiplier, same.Consecutive5xx, same.EjectedAt));
+        Assert.Equal(1, cluster.Outlier.EjectedCount);
+        Assert.All(cluster.Endpoints.Where(e => e.Authority != "10.0.0.1:8080"), e => Assert.False(e.IsEjected(now: 2)));
+    }
+
     /// <summary>The routes of <paramref name="name"/> with a mirror of every request to <paramref name="mirror"/>'s cluster.</summary>
     internal static RouteConfiguration MirroredRoutes(string name, string mirror)
     {
