@@ -42,8 +42,28 @@ internal sealed class ClientTopology
         }
 
         var labels = AdsConnection.LabelsOf(node);
+        // A locality that is not one (a '/' inside a part, a zone without a region, '*', control characters) is taken as
+        // none: the parts form the cache key every client of that locality shares, so no spelling may alias another's.
         var locality = node.Locality;
+        if (locality is not null && !IsValid(locality))
+        {
+            locality = null;
+        }
+
         return locality is null && labels.Count == 0 ? None : new ClientTopology(locality?.Region ?? string.Empty, locality?.Zone ?? string.Empty, locality?.SubZone ?? string.Empty, labels);
+    }
+
+    private static bool IsValid(Locality locality)
+    {
+        if (locality.Region.Contains('/', StringComparison.Ordinal) || locality.Zone.Contains('/', StringComparison.Ordinal) || locality.SubZone.Contains('/', StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var text = locality.SubZone.Length > 0 ? $"{locality.Region}/{locality.Zone}/{locality.SubZone}"
+            : locality.Zone.Length > 0 ? $"{locality.Region}/{locality.Zone}"
+            : locality.Region;
+        return Mesh.Xds.Wire.LocalityNames.TryValidate(text, out _);
     }
 }
 
@@ -112,10 +132,13 @@ internal sealed class LocalityLbPlan
             return client.Key;
         }
 
-        var builder = new System.Text.StringBuilder(client.Key);
+        // Label values are the client's claims: each is length-prefixed so that no value can spell another client's key,
+        // and whether the client has labels at all is part of it (Build compares labels only when there are some).
+        var builder = new System.Text.StringBuilder(client.Key).Append(client.Labels.Count > 0 ? "|L" : "|N");
         for (var i = 0; i < _priorityLabels.Length; i++)
         {
-            builder.Append('\n').Append(_priorityOverrides[i] ?? client.Labels.GetValueOrDefault(_priorityLabels[i]) ?? "\0");
+            var value = _priorityOverrides[i] ?? client.Labels.GetValueOrDefault(_priorityLabels[i]);
+            builder.Append('|').Append(value is null ? "-" : value.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append(':').Append(value);
         }
 
         return builder.ToString();

@@ -217,4 +217,42 @@ public class LocalityLoadBalancingTests
         Assert.False(topology.Labels.ContainsKey("odd"));
         Assert.False(topology.Labels.ContainsKey("topology.istio.io/subzone"));
     }
+
+    [Theory]
+    [InlineData("us-east", "zone-b/", "")]
+    [InlineData("us-east/zone-b", "", "")]
+    [InlineData("", "zone-b", "")]
+    [InlineData("us-east", "zone b", "")]
+    [InlineData("*", "", "")]
+    public void ClientTopology_LocalityThatIsNotOne_IsTakenAsNone(string region, string zone, string subZone)
+    {
+        // Parts are the cache key that every client of a locality shares: a spelling that could alias a real client's
+        // key ("us-east" + "zone-b/" = "us-east/zone-b//") must not get its own priorities into that entry.
+        var node = new Node { Locality = new Locality { Region = region, Zone = zone, SubZone = subZone } };
+
+        Assert.Same(ClientTopology.None, ClientTopology.From(node));
+    }
+
+    [Theory]
+    [InlineData("team")]
+    [InlineData("version")]
+    public void EndpointsFor_FailoverPriority_WhoAsksFirstNeverChangesWhatAnotherClientGets(string label)
+    {
+        // Without a locality, a client with labels is compared by them and one without is not: whichever asks first, each
+        // gets what it would get alone (the cache key tells them apart, and a claimed value cannot spell another's key).
+        var setting = new LocalityLbSettingModel(null, [], [], ["version"]);
+        var labelled = new ClientTopology(string.Empty, string.Empty, string.Empty, new Dictionary<string, string> { [label] = "v2" });
+        var spoof = new ClientTopology(string.Empty, string.Empty, string.Empty, new Dictionary<string, string> { ["version"] = "v2\n\0" });
+
+        var alone = (None: Priorities(Translate(setting), ClientTopology.None), Labelled: Priorities(Translate(setting), labelled), Spoof: Priorities(Translate(setting), spoof));
+        var shared = Translate(setting);
+        var spoofFirst = Priorities(shared, spoof);
+        var labelledFirst = Priorities(shared, labelled);
+        var noneLast = Priorities(shared, ClientTopology.None);
+
+        Assert.Equal(alone.Spoof, spoofFirst);
+        Assert.Equal(alone.Labelled, labelledFirst);
+        Assert.Equal(alone.None, noneLast);
+        Assert.All(noneLast.Values, p => Assert.Equal(0u, p));
+    }
 }
