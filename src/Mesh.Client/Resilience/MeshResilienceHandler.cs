@@ -270,8 +270,12 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
             {
                 case Http.MeshHttpHandler or LoggingHttpMessageHandler or LoggingScopeHttpMessageHandler:
                     continue;
-                case SocketsHttpHandler or HttpClientHandler or Grpc.MeshServiceOnlyHandler:
+                case SocketsHttpHandler or Grpc.MeshServiceOnlyHandler:
                     return true;
+                case HttpClientHandler:
+                    // Over SocketsHttpHandler only: on iOS, Android and the browser it wraps a native stack, which may
+                    // hold the token while the body streams.
+                    return SocketsHttpHandler.IsSupported;
                 default:
                     return false;
             }

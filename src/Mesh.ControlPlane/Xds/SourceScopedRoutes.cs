@@ -40,7 +40,10 @@ internal sealed record ClientSource(string Namespace, IReadOnlyDictionary<string
     public static ClientSource FromNode(Node node, string? identity)
     {
         ArgumentNullException.ThrowIfNull(node);
-        var ns = SpiffeId.TryParseWorkload(identity, out _) is { } workload ? workload.Namespace : AdsConnection.NamespaceOf(node);
+        // On the secure port only the certificate speaks for the namespace: an identity that is not a workload's selects
+        // no sourceNamespace rather than falling back to what the node claims.
+        var ns = identity is null ? AdsConnection.NamespaceOf(node)
+            : SpiffeId.TryParseWorkload(identity, out _) is { } workload ? workload.Namespace : string.Empty;
         var labels = AdsConnection.LabelsOf(node);
         return new ClientSource(ns, labels);
     }

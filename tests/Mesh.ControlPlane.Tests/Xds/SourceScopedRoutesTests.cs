@@ -225,7 +225,11 @@ public sealed class SourceScopedRoutesTests
         var certified = ClientSource.FromNode(node, "spiffe://cluster.local/ns/default/sa/checkout");
         var plaintext = ClientSource.FromNode(node, identity: null);
 
+        // A certificate that is not a workload's (another trust domain's path shape) never lets the metadata speak instead.
+        var odd = ClientSource.FromNode(node, "spiffe://cluster.local/some/other/path");
+
         Assert.Equal("default", certified.Namespace);
+        Assert.Equal(string.Empty, odd.Namespace);
         Assert.Equal("shop", plaintext.Namespace);
         Assert.Equal(new Dictionary<string, string> { ["track"] = "beta" }, plaintext.Labels);
     }
