@@ -86,14 +86,32 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     {
         var now = _time.GetTimestamp();
         var status = _router.Route(request, now, _time.TimestampFrequency, GetFailedEndpoint(request), out var service, out var cluster, out var endpoint);
+        var heldRetry = false;
         if (SpreadsAttempts && status == RouteStatus.Routed && AttemptGroup.Of(request) is { } group)
         {
+            // A second attempt of the app's pipeline (its retry or hedge) is a retry to the cluster, as Envoy counts
+            // hedged requests: the retry budget and max_retries bound it, so an app's hedging cannot multiply an outage.
+            if (group.Count > 0)
+            {
+                if (!cluster!.Traffic.TryStartRetry(cluster.Limits))
+                {
+                    var limits = cluster.Limits;
+                    return ValueTask.FromException<HttpResponseMessage>(Overflow(
+                        request,
+                        cluster,
+                        limits.HasRetryBudget ? "retry_budget (DestinationRule retryBudget; the app's retries and hedges count as retries)" : "max_retries (DestinationRule connectionPool.http.maxRetries; the app's retries and hedges count as retries)",
+                        cluster.Traffic.ActiveRetries));
+                }
+
+                heldRetry = true;
+            }
+
             endpoint = group.Take(cluster!, endpoint!, now, _time.TimestampFrequency);
         }
 
         return status switch
         {
-            RouteStatus.Routed => SendToEndpointAsync(request, cluster!, endpoint!, cancellationToken),
+            RouteStatus.Routed => SendToEndpointAsync(request, cluster!, endpoint!, heldRetry, cancellationToken),
             RouteStatus.NotMeshHost => new ValueTask<HttpResponseMessage>(base.SendAsync(request, cancellationToken)),
             _ => ValueTask.FromException<HttpResponseMessage>(CreateException(status, request, service, cluster)),
         };
@@ -107,6 +125,7 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         HttpRequestMessage request,
         MeshCluster cluster,
         MeshEndpoint endpoint,
+        bool heldRetry,
         CancellationToken cancellationToken)
     {
         // Envoy's max_requests (DestinationRule http2MaxRequests): over the limit the attempt fails at once (UO), it
@@ -115,6 +134,11 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         var limits = cluster.Limits;
         if (!traffic.TryStartRequest(limits))
         {
+            if (heldRetry)
+            {
+                traffic.EndRetry();
+            }
+
             throw Overflow(request, cluster, limits.MaxRequestsName, limits.MaxRequests);
         }
 
@@ -180,6 +204,10 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
             }
 
             traffic.EndRequest();
+            if (heldRetry)
+            {
+                traffic.EndRetry();
+            }
         }
     }
 

@@ -59,6 +59,36 @@ public sealed class AppResiliencePipelineTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task StandardResilienceHandler_RetriesCountAgainstTheClustersRetryBudget()
+    {
+        // The app owns its retries, but they are retries to the cluster: with a budget whose credit is one retry, the
+        // second of the app's three retries is refused at once (UO) and never reaches a server.
+        var endpoints = _backends.Select(b => TestSnapshots.Endpoint(b.Port)).ToArray();
+        var cluster = new MeshCluster(
+            "outbound|80||orders.default.svc.cluster.local",
+            "orders.default.svc.cluster.local",
+            LoadBalancingPolicy.RoundRobin,
+            [.. endpoints],
+            OutlierDetectionSettings.Default with { Consecutive5xx = 100 },
+            limits: ClusterLimits.Default with { HasRetryBudget = true, RetryBudgetPercent = 20, MinRetryConcurrency = 1 });
+        var services = MeshServices.Create(new FixedSnapshotSource(new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster])));
+        services.AddHttpClient("app").AddStandardResilienceHandler(options =>
+        {
+            options.Retry.MaxRetryAttempts = 3;
+            options.Retry.Delay = TimeSpan.FromMilliseconds(1);
+            options.CircuitBreaker.MinimumThroughput = 1000;
+        });
+        await using var provider = services.BuildServiceProvider();
+
+        var error = await Assert.ThrowsAsync<UpstreamOverflowException>(
+            () => provider.GetRequiredService<IHttpClientFactory>().CreateClient("app").GetAsync(new Uri("http://orders/fail")));
+
+        Assert.Equal(2, _backends.Sum(b => b.Hits));
+        Assert.StartsWith("retry_budget", error.Limit, StringComparison.Ordinal);
+        Assert.Equal((0, 0), (cluster.Traffic.ActiveRetries, cluster.Traffic.ActiveRequests));
+    }
+
+    [Fact]
     public async Task StandardResilienceHandler_EachRetryGoesToAnotherEndpoint()
     {
         var services = MeshServices.Create(new FixedSnapshotSource(Orders()));
