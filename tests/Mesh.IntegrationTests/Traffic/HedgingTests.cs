@@ -35,29 +35,9 @@ public sealed class HedgingTests(ITestOutputHelper output)
         await using var fast1 = await Backend.StartAsync("fast1", TimeSpan.Zero, seen);
         await using var fast2 = await Backend.StartAsync("fast2", TimeSpan.Zero, seen);
         Backend[] backends = [slow, fast1, fast2];
-        var endpoints = string.Join('\n', backends.Select(b => $"      - {{address: 127.0.0.1, ports: {{http: {b.Port}}}}}"));
 
         // RANDOM: two attempts of one request land on the same backend a third of the time unless the mesh spreads them.
-        await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "hedged.yaml"), $"""
-            apiVersion: networking.istio.io/v1
-            kind: ServiceEntry
-            metadata: {"{"}name: hedged{"}"}
-            spec:
-              hosts: [hedged]
-              ports: [{"{"}number: 80, name: http, protocol: HTTP{"}"}]
-              resolution: STATIC
-              endpoints:
-            {endpoints}
-            ---
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: {"{"}name: hedged{"}"}
-            spec:
-              host: hedged
-              trafficPolicy:
-                loadBalancer: {"{"}simple: RANDOM{"}"}
-            """);
-        await mesh.WaitForEndpointsAsync("hedged", backends.Length);
+        await StaticServiceConfig.WriteAsync(mesh, "hedged", [.. backends.Select(b => $"{{address: 127.0.0.1, ports: {{http: {b.Port}}}}}")], "loadBalancer: {simple: RANDOM}");
 
         using var host = await mesh.CreateClientHostAsync(configureHost: builder =>
             builder.Services.AddHttpClient("hedged").AddStandardHedgingHandler().Configure(options =>

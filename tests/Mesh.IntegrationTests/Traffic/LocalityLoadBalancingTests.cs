@@ -101,41 +101,8 @@ public sealed class LocalityLoadBalancingTests(ITestOutputHelper output)
 
     private static string Show(Dictionary<string, int> counts) => string.Join(", ", counts.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
 
-    private static async Task WriteConfigAsync(LocalMesh mesh, (NamedBackend Backend, string Locality)[] backends, string trafficPolicy)
-    {
-        var endpoints = string.Join('\n', backends.Select(b => $"      - {{address: 127.0.0.1, ports: {{http: {b.Backend.Port}}}, locality: {b.Locality}}}"));
-        var policy = string.Join('\n', trafficPolicy.Trim().Split('\n').Select(line => "        " + line));
-        await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "zonal.yaml"), $"""
-            apiVersion: networking.istio.io/v1
-            kind: ServiceEntry
-            metadata: {"{"}name: zonal{"}"}
-            spec:
-              hosts: [zonal]
-              ports: [{"{"}number: 80, name: http, protocol: HTTP{"}"}]
-              resolution: STATIC
-              endpoints:
-            {endpoints}
-            ---
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: {"{"}name: zonal{"}"}
-            spec:
-              host: zonal
-              trafficPolicy:
-            {policy}
-            ---
-            apiVersion: networking.istio.io/v1
-            kind: VirtualService
-            metadata: {"{"}name: zonal{"}"}
-            spec:
-              hosts: [zonal]
-              http:
-              - route:
-                - destination: {"{"}host: zonal{"}"}
-                retries: {"{"}attempts: 2, retryOn: "5xx,connect-failure"{"}"}
-            """);
-        await mesh.WaitForEndpointsAsync("zonal", backends.Length);
-    }
+    private static Task WriteConfigAsync(LocalMesh mesh, (NamedBackend Backend, string Locality)[] backends, string trafficPolicy) =>
+        StaticServiceConfig.WriteAsync(mesh, "zonal", [.. backends.Select(b => $"{{address: 127.0.0.1, ports: {{http: {b.Backend.Port}}}, locality: {b.Locality}}}")], trafficPolicy, retryAttempts: 2);
 
     private static async Task<IHost> StartClientAsync(LocalMesh mesh, string? locality)
     {

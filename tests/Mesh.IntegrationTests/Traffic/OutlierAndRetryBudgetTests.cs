@@ -163,41 +163,8 @@ public sealed class OutlierAndRetryBudgetTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task WriteConfigAsync(LocalMesh mesh, Backend[] backends, string trafficPolicy, int attempts = 2)
-    {
-        var endpoints = string.Join('\n', backends.Select(b => $"      - {{address: 127.0.0.1, ports: {{http: {b.Port}}}}}"));
-        var policy = string.Join('\n', trafficPolicy.Trim().Split('\n').Select(line => "        " + line));
-        await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "flaky.yaml"), $"""
-            apiVersion: networking.istio.io/v1
-            kind: ServiceEntry
-            metadata: {"{"}name: flaky{"}"}
-            spec:
-              hosts: [flaky]
-              ports: [{"{"}number: 80, name: http, protocol: HTTP{"}"}]
-              resolution: STATIC
-              endpoints:
-            {endpoints}
-            ---
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: {"{"}name: flaky{"}"}
-            spec:
-              host: flaky
-              trafficPolicy:
-            {policy}
-            ---
-            apiVersion: networking.istio.io/v1
-            kind: VirtualService
-            metadata: {"{"}name: flaky{"}"}
-            spec:
-              hosts: [flaky]
-              http:
-              - route:
-                - destination: {"{"}host: flaky{"}"}
-                retries: {"{"}attempts: {attempts}, retryOn: "5xx,connect-failure"{"}"}
-            """);
-        await mesh.WaitForEndpointsAsync("flaky", backends.Length);
-    }
+    private static Task WriteConfigAsync(LocalMesh mesh, Backend[] backends, string trafficPolicy, int attempts = 2) =>
+        StaticServiceConfig.WriteAsync(mesh, "flaky", [.. backends.Select(b => $"{{address: 127.0.0.1, ports: {{http: {b.Port}}}}}")], trafficPolicy, attempts);
 
     private static async Task<IHost> StartClientAsync(LocalMesh mesh, Action<Mesh.Client.ServiceMeshOptions>? configure)
     {
