@@ -39,6 +39,8 @@ internal sealed class LoadCase(string name, Func<Task<bool>> call, Func<long>? h
 
     private const int MaxSamplesPerWorker = 1 << 16;
 
+    private long[][]? _samples;
+
     public string Name { get; } = name;
 
     public List<LoadResult> Results { get; } = [];
@@ -51,7 +53,14 @@ internal sealed class LoadCase(string name, Func<Task<bool>> call, Func<long>? h
 
     public async Task<LoadResult> RunAsync(int concurrency, TimeSpan duration)
     {
-        var result = await RunAsync(call, concurrency, duration, handshakes).ConfigureAwait(false);
+        // Latency buffers are made once per case, before any measurement: a run allocates none (a fresh 32 MB of them per
+        // run would be collected during the next runs and bill the case measured then).
+        if (_samples is null || _samples.Length != concurrency)
+        {
+            _samples = Enumerable.Range(0, concurrency).Select(_ => new long[MaxSamplesPerWorker]).ToArray();
+        }
+
+        var result = await RunAsync(call, concurrency, duration, handshakes, _samples).ConfigureAwait(false);
         TotalRequests += result.Requests;
         TotalHandshakes += result.Handshakes;
         return result;
@@ -69,11 +78,9 @@ internal sealed class LoadCase(string name, Func<Task<bool>> call, Func<long>? h
         return response.IsSuccessStatusCode;
     }
 
-    public static async Task<LoadResult> RunAsync(Func<Task<bool>> call, int concurrency, TimeSpan duration, Func<long>? handshakes = null)
+    private static async Task<LoadResult> RunAsync(Func<Task<bool>> call, int concurrency, TimeSpan duration, Func<long>? handshakes, long[][] samples)
     {
         var handshakesBefore = handshakes?.Invoke() ?? 0;
-        // Latency buffers are made before the measurement so they do not count as allocations per request.
-        var samples = Enumerable.Range(0, concurrency).Select(_ => new long[MaxSamplesPerWorker]).ToArray();
         var counts = new int[concurrency];
         long failed = 0;
         var process = Process.GetCurrentProcess();

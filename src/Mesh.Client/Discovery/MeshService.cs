@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using Mesh.Client.Resilience;
 
 namespace Mesh.Client.Discovery;
 
@@ -15,6 +16,7 @@ internal sealed class MeshService
         Host = host;
         Port = port;
         Routes = routes.IsDefault ? [] : routes;
+        var uniform = true;
         foreach (var route in Routes)
         {
             NeedsPath |= !route.MatchesAnyPath;
@@ -22,7 +24,11 @@ internal sealed class MeshService
             NeedsQuery |= route.QueryParameters.Length > 0;
             HasRouteResilience |= route.Resilience is not null;
             HasRouteFeatures |= route.Features is not null;
+            uniform &= RouteResilience.SameAs(route.Resilience, Routes[0].Resilience);
         }
+
+        ResilienceIsUniform = uniform;
+        UniformResilience = uniform && Routes.Length > 0 ? Routes[0].Resilience : null;
     }
 
     public string ListenerName { get; }
@@ -44,6 +50,15 @@ internal sealed class MeshService
 
     /// <summary>Gets whether any route sets a timeout or retry policy; when none does the resilience handler matches no route.</summary>
     public bool HasRouteResilience { get; }
+
+    /// <summary>
+    /// Gets whether every route sets the same timeout and retry policy (or none does), as when each route carries
+    /// istiod's default retry policy: then the resilience handler reads <see cref="UniformResilience"/> and matches no route.
+    /// </summary>
+    public bool ResilienceIsUniform { get; }
+
+    /// <summary>Gets the timeout and retry policy every route sets, when <see cref="ResilienceIsUniform"/>; null when none sets one.</summary>
+    public RouteResilience? UniformResilience { get; }
 
     /// <summary>Gets whether any route has a fault, mirror, rewrite, header mutation, redirect or direct response.</summary>
     public bool HasRouteFeatures { get; }

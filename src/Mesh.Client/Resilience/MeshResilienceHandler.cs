@@ -72,10 +72,11 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
         var time = _policies.Time;
         var breaker = _policies.GetBreaker(service);
 
-        // What the route sets wins; what it leaves unset, Mesh:Resilience decides. The route is matched only when one
-        // of the service's routes sets something, so services without route policies pay nothing for it.
-        var route = service.HasRouteResilience ? MeshRouter.MatchRoute(service, request, request.RequestUri!) : null;
-        var routePolicy = route?.Resilience;
+        // What the route sets wins; what it leaves unset, Mesh:Resilience decides. The route is matched only when the
+        // service's routes differ in what they set, so a service whose routes set nothing or all the same (istiod's
+        // default retry policy on each) is matched once per attempt, by the router, not here as well.
+        var route = service.ResilienceIsUniform ? null : MeshRouter.MatchRoute(service, request, request.RequestUri!);
+        var routePolicy = service.ResilienceIsUniform ? service.UniformResilience : route?.Resilience;
         var retryPolicy = routePolicy?.Retry;
         var totalTimeout = routePolicy?.Timeout ?? options.TotalTimeout;
 
@@ -101,7 +102,7 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
                 var timeout = totalBinds ? remaining : attemptTimeout;
                 if (timeout <= TimeSpan.Zero)
                 {
-                    throw TimedOut(service, request, route, totalBinds: true);
+                    throw TimedOut(service, request, route, routePolicy, totalBinds: true);
                 }
 
                 if (!breaker.TryAdmit(now, out var trial))
@@ -183,7 +184,7 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
 
                 if (timedOut)
                 {
-                    throw TimedOut(service, request, route, totalBinds);
+                    throw TimedOut(service, request, route, routePolicy, totalBinds);
                 }
 
                 if (error is not null)
@@ -284,16 +285,18 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
         return false;
     }
 
-    private TaskCanceledException TimedOut(MeshService service, HttpRequestMessage request, MeshRoute? route, bool totalBinds)
+    private TaskCanceledException TimedOut(MeshService service, HttpRequestMessage request, MeshRoute? route, RouteResilience? policy, bool totalBinds)
     {
         var options = _policies.Options;
-        var policy = route?.Resilience;
+
+        // A uniform policy was read without matching: the message still names the request's route.
+        route ??= policy is null ? null : MeshRouter.MatchRoute(service, request, request.RequestUri!);
         var (budget, key) = totalBinds
             ? policy?.Timeout is { } routeTimeout
-                ? (routeTimeout, $"timeout of route {RouteName(route!)}")
+                ? (routeTimeout, $"timeout of route {RouteName(route)}")
                 : (options.TotalTimeout, "Mesh:Resilience:TotalTimeout")
             : policy?.Retry?.PerTryTimeout is { } perTry
-                ? (perTry, $"retry_policy.per_try_timeout of route {RouteName(route!)}")
+                ? (perTry, $"retry_policy.per_try_timeout of route {RouteName(route)}")
                 : (options.AttemptTimeout, "Mesh:Resilience:AttemptTimeout");
         var message = string.Create(CultureInfo.InvariantCulture,
             $"The request to mesh service '{request.RequestUri!.Host}' ({service.Host}) timed out after {budget.TotalSeconds:0.###} s ({key}).");
@@ -302,8 +305,8 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
         return new TaskCanceledException(message, new TimeoutException(message));
     }
 
-    private static string RouteName(MeshRoute route) =>
-        route.Name.Length > 0 ? $"'{route.Name}'" : $"'{route.Prefix ?? route.Path}'";
+    private static string RouteName(MeshRoute? route) =>
+        route is null ? "(none matches now)" : route.Name.Length > 0 ? $"'{route.Name}'" : $"'{route.Prefix ?? route.Path}'";
 
     private static partial class Log
     {

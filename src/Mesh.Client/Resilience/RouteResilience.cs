@@ -134,6 +134,17 @@ internal sealed class RouteRetryPolicy
             && (RetryOn & GrpcCondition(code)) != 0;
     }
 
+    /// <summary>Whether <paramref name="a"/> and <paramref name="b"/> retry the same way (both null too).</summary>
+    public static bool SameAs(RouteRetryPolicy? a, RouteRetryPolicy? b) =>
+        ReferenceEquals(a, b)
+        || (a is not null && b is not null
+            && a.RetryOn == b.RetryOn
+            && a.NumRetries == b.NumRetries
+            && a.PerTryTimeout == b.PerTryTimeout
+            && a.BaseInterval == b.BaseInterval
+            && a.MaxInterval == b.MaxInterval
+            && a.RetriableStatusCodes.AsSpan().SequenceEqual(b.RetriableStatusCodes));
+
     /// <summary>Envoy's back-off before retry <paramref name="retry"/> (1-based): uniformly random in [0, min((2^n − 1) × base, max)).</summary>
     public TimeSpan Backoff(int retry)
     {
@@ -291,6 +302,11 @@ internal sealed class RouteResilience
 
     /// <summary>Gets the retry policy; null: <c>Mesh:Resilience</c> retries (and its attempt timeout).</summary>
     public RouteRetryPolicy? Retry { get; }
+
+    /// <summary>Whether <paramref name="a"/> and <paramref name="b"/> give calls the same time budget and retries (both null too).</summary>
+    public static bool SameAs(RouteResilience? a, RouteResilience? b) =>
+        ReferenceEquals(a, b)
+        || (a is not null && b is not null && a.Timeout == b.Timeout && RouteRetryPolicy.SameAs(a.Retry, b.Retry));
 
     /// <summary>
     /// Decodes what <paramref name="action"/> (and its virtual host's <paramref name="hostPolicy"/>) sets; null when it

@@ -331,4 +331,43 @@ public sealed class RouteResilienceLookupTests
 
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
+
+    [Fact]
+    public void Service_RoutesWithEqualPolicies_AreUniform_AnyDifferenceIsNot()
+    {
+        static RouteResilience Policy(string retryOn, int retries, int perTryMs, int timeoutMs = 0)
+        {
+            var action = new RouteAction
+            {
+                Timeout = timeoutMs > 0 ? Duration.FromTimeSpan(TimeSpan.FromMilliseconds(timeoutMs)) : null,
+                RetryPolicy = new RetryPolicy { RetryOn = retryOn, NumRetries = (uint)retries, PerTryTimeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(perTryMs)) },
+            };
+            action.RetryPolicy.RetriableStatusCodes.Add(503);
+            var errors = new List<string>();
+            var policy = RouteResilience.Decode(action, hostPolicy: null, "route", errors)!;
+            Assert.Empty(errors);
+            return policy;
+        }
+
+        var cluster = TestSnapshots.Cluster("orders", 80, [TestSnapshots.Endpoint(8080)]);
+        MeshService Service(params RouteResilience?[] policies) => TestSnapshots.Service(
+            "orders",
+            80,
+            [.. policies.Select((policy, i) => new MeshRoute($"/r{i}", null, true, [new Mesh.Client.Discovery.WeightedCluster(cluster, 1)], name: $"r{i}") { Resilience = policy })]);
+
+        var uniform = Service(Policy("5xx,retriable-status-codes", 2, 100), Policy("5xx,retriable-status-codes", 2, 100));
+        Assert.True(uniform.ResilienceIsUniform);
+        Assert.Equal(2, uniform.UniformResilience!.Retry!.NumRetries);
+
+        var none = Service(null, null);
+        Assert.True(none.ResilienceIsUniform);
+        Assert.Null(none.UniformResilience);
+
+        Assert.False(Service(Policy("5xx", 2, 100), Policy("5xx", 2, 200)).ResilienceIsUniform);
+        Assert.False(Service(Policy("5xx", 2, 100), Policy("5xx", 3, 100)).ResilienceIsUniform);
+        Assert.False(Service(Policy("5xx", 2, 100), Policy("gateway-error", 2, 100)).ResilienceIsUniform);
+        Assert.False(Service(Policy("5xx", 2, 100), Policy("5xx", 2, 100, timeoutMs: 900)).ResilienceIsUniform);
+        Assert.False(Service(Policy("5xx", 2, 100), null).ResilienceIsUniform);
+        Assert.False(Service(null, Policy("5xx", 2, 100)).ResilienceIsUniform);
+    }
 }

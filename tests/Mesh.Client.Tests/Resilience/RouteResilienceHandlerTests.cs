@@ -272,6 +272,36 @@ public sealed class RouteResilienceHandlerTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task SamePolicyOnEveryRoute_AppliesWithoutMatchingTwice_TheTimeoutNamesTheRequestsRoute()
+    {
+        // As istiod sends a VirtualService's routes: each its own copy of one policy. The handler reads it without
+        // matching the route; the timeout's message still names the route the request took, not the first one.
+        var cluster = TestSnapshots.Cluster("orders", 80, [TestSnapshots.Endpoint(_backends[0].Port)]);
+        var errors = new List<string>();
+        var action = new RouteAction { Timeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(300)) };
+        var first = new MeshRoute("/reports", null, true, [new WeightedCluster(cluster, 1)], name: "reports")
+        {
+            Resilience = RouteResilience.Decode(action, hostPolicy: null, "route", errors),
+        };
+        var second = new MeshRoute("/", null, true, [new WeightedCluster(cluster, 1)], name: "default")
+        {
+            Resilience = RouteResilience.Decode(action, hostPolicy: null, "route", errors),
+        };
+        Assert.Empty(errors);
+        var service = TestSnapshots.Service("orders", 80, first, second);
+        Assert.True(service.ResilienceIsUniform);
+        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", service), [cluster]);
+        await using var provider = MeshServices.Create(new FixedSnapshotSource(snapshot), options => options.Resilience.TotalTimeout = TimeSpan.FromSeconds(60)).BuildServiceProvider();
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+        _backends[0].Hang = true;
+
+        var error = await Assert.ThrowsAsync<TaskCanceledException>(() => client.GetAsync(new Uri("http://orders/orders/1")));
+
+        Assert.Contains("timeout of route 'default'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("0.3 s", error.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>One answered call first, so the connection exists and the timed attempt reaches the backend in time.</summary>
     private async Task<int> WarmUpThenHangAsync(HttpClient client)
     {
