@@ -117,8 +117,20 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         };
     }
 
-    protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken) =>
-        SendAsync(request, cancellationToken).GetAwaiter().GetResult();
+    /// <summary>Synchronous sends reach only hosts outside the mesh, through the client's own primary handler (no sync-over-async).</summary>
+    protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var status = _router.Route(request, _time.GetTimestamp(), _time.TimestampFrequency, avoid: null, out var service, out _, out _);
+        return status == RouteStatus.NotMeshHost
+            ? base.Send(request, cancellationToken)
+            : throw SyncSendNotSupported(request.RequestUri!, service?.Host);
+    }
+
+    /// <summary>The error of a synchronous <c>HttpClient.Send</c> to a mesh host.</summary>
+    internal static NotSupportedException SyncSendNotSupported(Uri uri, string? service) => new(
+        $"HttpClient.Send (synchronous) to mesh host '{uri.Host}'{(service is null ? string.Empty : $" ({service})")} is not supported: "
+        + "the mesh's routing, retries, timeouts and connection pools are asynchronous. Use SendAsync.");
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<HttpResponseMessage> SendToEndpointAsync(

@@ -60,8 +60,18 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
             : base.SendAsync(request, cancellationToken);
     }
 
-    protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken) =>
-        SendAsync(request, cancellationToken).GetAwaiter().GetResult();
+    /// <summary>Synchronous sends reach only hosts outside the mesh; a mesh service's attempt loop is asynchronous (no sync-over-async).</summary>
+    protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var uri = request.RequestUri;
+        if (uri is { IsAbsoluteUri: true } && _router.Snapshot.TryGetService(uri.IdnHost, uri.Port, uri.IsDefaultPort, out var service))
+        {
+            throw Http.MeshHttpHandler.SyncSendNotSupported(uri, service.Host);
+        }
+
+        return base.Send(request, cancellationToken);
+    }
 
     // Pooled: a request that completes later allocates only the small Task that AsTask wraps around it, not this method's
     // whole state machine (the largest allocation of the mesh's handlers).

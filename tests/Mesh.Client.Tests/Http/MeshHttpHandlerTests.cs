@@ -59,6 +59,25 @@ public sealed class MeshHttpHandlerTests : IAsyncLifetime
         Assert.Equal($"127.0.0.1:{_backends[1].Port}", Assert.Single(_backends[1].Hosts));
     }
 
+    [Theory]
+    [InlineData("http://orders/")]
+    [InlineData("http://ORDERS.default.svc.cluster.local/")]
+    public async Task Send_Synchronous_ToAMeshHost_IsRefusedNamingIt_ToOtherHostsGoesOut(string url)
+    {
+        await using var provider = Provider(OrdersSnapshot());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        using var meshRequest = new HttpRequestMessage(HttpMethod.Get, new Uri(url));
+        var error = Assert.Throws<NotSupportedException>(() => client.Send(meshRequest));
+        using var outsideRequest = new HttpRequestMessage(HttpMethod.Get, new Uri($"http://127.0.0.1:{_backends[0].Port}/"));
+        using var outside = client.Send(outsideRequest);
+
+        Assert.Contains($"'{new Uri(url).Host}'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("SendAsync", error.Message, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, outside.StatusCode);
+        Assert.Equal(1, _backends.Sum(backend => backend.Hits)); // the refused request never left
+    }
+
     [Fact]
     public async Task GetAsync_OptedOutClient_IsNotRouted()
     {
