@@ -5,16 +5,13 @@ using Mesh.ControlPlane.Xds;
 using Mesh.Xds.Envoy.Config.Cluster.V3;
 using Mesh.Xds.Envoy.Config.Endpoint.V3;
 using Mesh.Xds.Envoy.Config.Route.V3;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Integration;
 
 /// <summary>A VirtualService canary and DestinationRule subsets served over a real ADS stream, and a bad edit that must not reach it.</summary>
 public class VirtualServiceAdsTests
 {
-    private const string OrdersCluster = "outbound|80||orders.default.svc.cluster.local";
-    private const string V1 = "outbound|80|v1|orders.default.svc.cluster.local";
-    private const string V2 = "outbound|80|v2|orders.default.svc.cluster.local";
-
     private const string Orders = """
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry
@@ -65,10 +62,10 @@ public class VirtualServiceAdsTests
         await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders), ("vs.yaml", Canary));
         await using var ads = cp.OpenAds();
 
-        await ads.SendAsync(TypeUrls.RouteConfiguration, [OrdersCluster], AdsTestClient.Node());
+        await ads.SendAsync(TypeUrls.RouteConfiguration, [Cluster80], AdsTestClient.Node());
         var rds = await ads.NextAsync();
         Assert.Equal([(V1, 90u), (V2, 10u)], Weights(rds));
-        await ads.AckAsync(rds, [OrdersCluster]);
+        await ads.AckAsync(rds, [Cluster80]);
 
         await ads.SendAsync(TypeUrls.Cluster, [V1, V2]);
         var cds = await ads.NextAsync();
@@ -113,7 +110,7 @@ public class VirtualServiceAdsTests
         node.UserAgentName = userAgent;
         node.Metadata = new Google.Protobuf.WellKnownTypes.Struct { Fields = { ["GENERATOR"] = Google.Protobuf.WellKnownTypes.Value.ForString("grpc") } };
 
-        await ads.SendAsync(TypeUrls.RouteConfiguration, [OrdersCluster], node);
+        await ads.SendAsync(TypeUrls.RouteConfiguration, [Cluster80], node);
         var rds = await ads.NextAsync();
 
         var route = Assert.Single(Assert.Single(Assert.Single(rds.Resources).Unpack<RouteConfiguration>().VirtualHosts).Routes);

@@ -4,13 +4,13 @@ using Mesh.ControlPlane.Xds;
 using Mesh.Xds.Envoy.Config.Cluster.V3;
 using Mesh.Xds.Wire;
 using UpstreamHttpProtocolOptions = Mesh.Xds.Envoy.Extensions.Upstreams.Http.V3.HttpProtocolOptions;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Sources;
 
 /// <summary>DestinationRule connectionPool, outlierDetection, retryBudget and portLevelSettings: parsed, validated and translated as istiod does.</summary>
 public sealed class DestinationRuleResilienceTests
 {
-    private const string Cluster80 = "outbound|80||orders.default.svc.cluster.local";
     private const string Cluster90 = "outbound|90||orders.default.svc.cluster.local";
     private const string CanaryCluster80 = "outbound|80|canary|orders.default.svc.cluster.local";
 

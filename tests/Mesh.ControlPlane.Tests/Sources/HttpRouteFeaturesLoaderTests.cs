@@ -1,14 +1,13 @@
 using System.Text;
 using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Sources;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Sources;
 
 /// <summary>VirtualService http[] fault, mirror(s), rewrite, headers, redirect and directResponse: read, and refused as Istio refuses them.</summary>
 public sealed class HttpRouteFeaturesLoaderTests
 {
-    private const string Fqdn = "orders.default.svc.cluster.local";
-
     private const string Services = """
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry

@@ -1,13 +1,12 @@
 using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Sources;
 using Microsoft.Extensions.Logging.Abstractions;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Sources;
 
 public sealed class VirtualServiceLoaderTests : IDisposable
 {
-    private const string Fqdn = "orders.default.svc.cluster.local";
-
     private const string Services = """
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry

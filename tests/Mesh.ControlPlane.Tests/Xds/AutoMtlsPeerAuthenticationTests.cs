@@ -3,6 +3,7 @@ using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Xds;
 using Mesh.Xds.Envoy.Config.Cluster.V3;
 using static Mesh.ControlPlane.Tests.TestModels;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Xds;
 
@@ -13,7 +14,6 @@ namespace Mesh.ControlPlane.Tests.Xds;
 public sealed class AutoMtlsPeerAuthenticationTests
 {
     private const string Host = "orders.default.svc.cluster.local";
-    private const string Cluster80 = "outbound|80||orders.default.svc.cluster.local";
     private const string Cluster9090 = "outbound|9090||orders.default.svc.cluster.local";
     private const string Root = "istio-system";
 

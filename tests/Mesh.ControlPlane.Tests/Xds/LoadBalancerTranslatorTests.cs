@@ -4,17 +4,13 @@ using Mesh.ControlPlane.Xds;
 using Mesh.Xds.Envoy.Config.Cluster.V3;
 using Mesh.Xds.Envoy.Config.Route.V3;
 using RandomConfig = Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.Random.V3.Random;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Xds;
 
 /// <summary>DestinationRule <c>loadBalancer</c> (simple RANDOM, consistentHash): validation as Istio's, then CDS lb_policy and RDS hash_policy.</summary>
 public sealed class LoadBalancerTranslatorTests
 {
-    private const string Fqdn = "orders.default.svc.cluster.local";
-    private const string Cluster80 = $"outbound|80||{Fqdn}";
-    private const string V1 = $"outbound|80|v1|{Fqdn}";
-    private const string V2 = $"outbound|80|v2|{Fqdn}";
-
     // Line 1 is "apiVersion" of the ServiceEntry; the DestinationRule's loadBalancer block starts at line 14.
     private const string Services = """
         apiVersion: networking.istio.io/v1

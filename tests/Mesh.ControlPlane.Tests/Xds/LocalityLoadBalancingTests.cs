@@ -5,12 +5,12 @@ using Mesh.ControlPlane.Xds;
 using Mesh.Xds.Envoy.Config.Core.V3;
 using Mesh.Xds.Envoy.Config.Endpoint.V3;
 using static Mesh.ControlPlane.Tests.TestModels;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Xds;
 
 public class LocalityLoadBalancingTests
 {
-    private const string Cluster80 = "outbound|80||orders.default.svc.cluster.local";
     private const string Host = "orders.default.svc.cluster.local";
 
     private static readonly Dictionary<string, string> OrdersLabels = new() { ["app"] = "orders" };

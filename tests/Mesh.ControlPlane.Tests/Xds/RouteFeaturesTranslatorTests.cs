@@ -8,15 +8,13 @@ using Mesh.Xds.Envoy.Extensions.Filters.Http.Fault.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Type.V3;
 using Mesh.Xds.Wire;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Xds;
 
 /// <summary>Fault, mirror, rewrite, header mutations, redirect and direct response as standard xDS, and what a standard gRPC client gets.</summary>
 public class RouteFeaturesTranslatorTests
 {
-    private const string Fqdn = "orders.default.svc.cluster.local";
-    private const string Cluster80 = $"outbound|80||{Fqdn}";
-
     private const string Services = """
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry

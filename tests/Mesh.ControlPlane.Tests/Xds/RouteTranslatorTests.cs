@@ -5,17 +5,13 @@ using Mesh.Xds.Envoy.Config.Cluster.V3;
 using Mesh.Xds.Envoy.Config.Endpoint.V3;
 using Mesh.Xds.Envoy.Config.Route.V3;
 using Mesh.Xds.Envoy.Type.Matcher.V3;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Xds;
 
 /// <summary>VirtualService and DestinationRule subsets, from YAML to CDS/EDS/RDS.</summary>
 public class RouteTranslatorTests
 {
-    private const string Fqdn = "orders.default.svc.cluster.local";
-    private const string Cluster80 = $"outbound|80||{Fqdn}";
-    private const string V1 = $"outbound|80|v1|{Fqdn}";
-    private const string V2 = $"outbound|80|v2|{Fqdn}";
-
     private const string Services = """
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry

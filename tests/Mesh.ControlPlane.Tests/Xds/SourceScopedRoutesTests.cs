@@ -4,17 +4,13 @@ using Mesh.ControlPlane.Sources;
 using Mesh.ControlPlane.Xds;
 using Mesh.Xds.Envoy.Config.Core.V3;
 using Mesh.Xds.Envoy.Config.Route.V3;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Xds;
 
 /// <summary>queryParams, authority and scheme as route matchers; sourceLabels/sourceNamespace and port as per-client selection.</summary>
 public sealed class SourceScopedRoutesTests
 {
-    private const string Fqdn = "orders.default.svc.cluster.local";
-    private const string Cluster80 = $"outbound|80||{Fqdn}";
-    private const string V1 = $"outbound|80|v1|{Fqdn}";
-    private const string V2 = $"outbound|80|v2|{Fqdn}";
-
     private const string Services = """
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry

@@ -5,13 +5,13 @@ using Mesh.Xds.Envoy.Config.Cluster.V3;
 using Mesh.Xds.Envoy.Extensions.TransportSockets.Tls.V3;
 using Mesh.Xds.Envoy.Type.Matcher.V3;
 using static Mesh.ControlPlane.Tests.TestModels;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Xds;
 
 public class UpstreamTlsTranslatorTests
 {
     private const string Host = "orders.default.svc.cluster.local";
-    private const string Cluster80 = "outbound|80||orders.default.svc.cluster.local";
     private const string UpstreamTlsTypeUrl = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 
     private static readonly Dictionary<string, string> OrdersLabels = new() { ["app"] = "orders" };

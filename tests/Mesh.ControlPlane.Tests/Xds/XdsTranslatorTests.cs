@@ -10,13 +10,12 @@ using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.LeastRequest.V3;
 using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.RoundRobin.V3;
 using static Mesh.ControlPlane.Tests.TestModels;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Xds;
 
 public class XdsTranslatorTests
 {
-    private const string Cluster80 = "outbound|80||orders.default.svc.cluster.local";
-
     private static readonly Dictionary<string, string> OrdersLabels = new() { ["app"] = "orders" };
 
     [Fact]
