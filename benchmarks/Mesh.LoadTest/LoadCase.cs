@@ -3,7 +3,7 @@ using System.Globalization;
 
 namespace Mesh.LoadTest;
 
-internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int WarmupSeconds, bool Mtls, bool Grpc, string? Only)
+internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int WarmupSeconds, bool Mtls, bool Grpc, bool Telemetry, string? Only)
 {
     public static LoadSettings Parse(string[] args)
     {
@@ -14,7 +14,7 @@ internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int 
         }
 
         var only = Array.IndexOf(args, "--only");
-        return new LoadSettings(Get("--seconds", 10), Get("--reps", 5), Get("--concurrency", 64), Get("--warmup", 10), args.Contains("--mtls"), args.Contains("--grpc"), only >= 0 && only + 1 < args.Length ? args[only + 1] : null);
+        return new LoadSettings(Get("--seconds", 10), Get("--reps", 5), Get("--concurrency", 64), Get("--warmup", 10), args.Contains("--mtls"), args.Contains("--grpc"), args.Contains("--telemetry"), only >= 0 && only + 1 < args.Length ? args[only + 1] : null);
     }
 }
 

@@ -11,13 +11,17 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
-// dotnet run -c Release --project benchmarks/Mesh.LoadTest -- [--seconds 10] [--reps 5] [--concurrency 64] [--mtls | --grpc] [--only <case name part>[|<part>…]]
+// dotnet run -c Release --project benchmarks/Mesh.LoadTest -- [--seconds 10] [--reps 5] [--concurrency 64] [--mtls | --grpc] [--telemetry] [--only <case name part>[|<part>…]]
 // Side by side in one run, interleaved (rep k runs every case once, starting one case later than rep k-1, so no case
 // always runs first or right after the same neighbour): a plain HttpClient calling a
 // fixed backend by its address, and the mesh client calling the same backend as http://backend/.
 // --grpc: unary Echo/Ping over h2c to the same backend: a plain GrpcChannel vs an xds:///backend channel, and an
 // AddGrpcClient factory client without the mesh vs AddGrpcClient(http://backend).
+// --telemetry: the same cases with OpenTelemetry's MeterProvider and TracerProvider (10 % sampled) listening (LoadTelemetry).
 var settings = LoadSettings.Parse(args);
+
+// --telemetry: OpenTelemetry listening (metrics, and traces sampled at 10 %) to every case, the plain client included.
+using var telemetry = settings.Telemetry ? LoadTelemetry.Start() : null;
 var root = Directory.CreateTempSubdirectory("mesh-load-").FullName;
 var configDirectory = Directory.CreateDirectory(Path.Combine(root, "config")).FullName;
 
@@ -168,7 +172,7 @@ if (settings.Only is { } only)
     cases = [.. cases.Where(c => only.Split('|').Any(o => c.Name.Contains(o, StringComparison.OrdinalIgnoreCase)))];
 }
 
-Console.WriteLine($"backend {backendAddress}  control plane {(settings.Mtls ? controlPlane.SecureAddress : controlPlane.RequirePlaintextXds())}  concurrency {settings.Concurrency}  {settings.Reps} reps × {settings.Seconds} s per case, interleaved, after {settings.WarmupSeconds} s warm-up each");
+Console.WriteLine($"backend {backendAddress}  control plane {(settings.Mtls ? controlPlane.SecureAddress : controlPlane.RequirePlaintextXds())}  concurrency {settings.Concurrency}{(settings.Telemetry ? "  OpenTelemetry listening (traces 10 %)" : string.Empty)}  {settings.Reps} reps × {settings.Seconds} s per case, interleaved, after {settings.WarmupSeconds} s warm-up each");
 foreach (var loadCase in cases)
 {
     await loadCase.RunAsync(settings.Concurrency, TimeSpan.FromSeconds(settings.WarmupSeconds));
