@@ -59,21 +59,21 @@ internal sealed class ControlPlaneMetrics
         _time = time;
         var meter = meterFactory.Create(MeterName);
 
-        meter.CreateObservableGauge("pilot_xds", ObserveClients, description: "Number of endpoints connected to this pilot using XDS.");
-        _pushes = meter.CreateCounter<long>("pilot_xds_pushes", description: "Pilot build and send errors for lds, rds, cds and eds.");
-        _pushTime = meter.CreateHistogram("pilot_xds_push_time", "s", "Total time in seconds Pilot takes to push lds, rds, cds and eds.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = PushTimeBuckets });
-        _convergence = meter.CreateHistogram("pilot_proxy_convergence_time", "s", "Delay in seconds between config change and a proxy receiving all required configuration.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = ConvergenceBuckets });
-        _rejects = meter.CreateCounter<long>("pilot_total_xds_rejects", description: "Total number of XDS responses from pilot rejected by proxy.");
+        meter.CreateObservableGauge("pilot_xds", ObserveClients, description: "ADS streams that identified their node, by the client's version.");
+        _pushes = meter.CreateCounter<long>("pilot_xds_pushes", description: "DiscoveryResponses written, by xDS type (<type>_senderr when the write failed).");
+        _pushTime = meter.CreateHistogram("pilot_xds_push_time", "s", "Time to select and write one DiscoveryResponse, by xDS type.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = PushTimeBuckets });
+        _convergence = meter.CreateHistogram("pilot_proxy_convergence_time", "s", "From a config change to the client having ACKed every response it caused.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = ConvergenceBuckets });
+        _rejects = meter.CreateCounter<long>("pilot_total_xds_rejects", description: "DiscoveryResponses a client rejected (NACK), by xDS type.");
 
-        _csrs = meter.CreateCounter<long>("citadel_server_csr_count", description: "The number of CSRs received by Citadel server.");
-        _issued = meter.CreateCounter<long>("citadel_server_success_cert_issuance_count", description: "The number of certificates issuances that have succeeded.");
-        _authenticationFailures = meter.CreateCounter<long>("citadel_server_authentication_failure_count", description: "The number of authentication failures.");
-        _csrParsingErrors = meter.CreateCounter<long>("citadel_server_csr_parsing_err_count", description: "The number of errors occurred when parsing the CSR.");
-        _csrSignErrors = meter.CreateCounter<long>("citadel_server_csr_sign_err_count", description: "The number of errors occurred when signing the CSR.");
-        meter.CreateObservableGauge("citadel_server_root_cert_expiry_timestamp", () => Expiry(static e => e.RootNotAfter, relative: false), "s", "The unix timestamp, in seconds, when Citadel root cert will expire.");
-        meter.CreateObservableGauge("citadel_server_cert_chain_expiry_timestamp", () => Expiry(static e => e.ChainNotAfter, relative: false), "s", "The unix timestamp, in seconds, when Citadel cert chain will expire.");
-        meter.CreateObservableGauge("citadel_server_root_cert_expiry_seconds", () => Expiry(static e => e.RootNotAfter, relative: true), "s", "The time remaining, in seconds, before the root cert will expire.");
-        meter.CreateObservableGauge("citadel_server_cert_chain_expiry_seconds", () => Expiry(static e => e.ChainNotAfter, relative: true), "s", "The time remaining, in seconds, before the cert chain will expire.");
+        _csrs = meter.CreateCounter<long>("citadel_server_csr_count", description: "CreateCertificate calls received.");
+        _issued = meter.CreateCounter<long>("citadel_server_success_cert_issuance_count", description: "Certificates issued.");
+        _authenticationFailures = meter.CreateCounter<long>("citadel_server_authentication_failure_count", description: "CreateCertificate calls refused: the caller was not authenticated.");
+        _csrParsingErrors = meter.CreateCounter<long>("citadel_server_csr_parsing_err_count", description: "CreateCertificate calls refused: the CSR could not be used.");
+        _csrSignErrors = meter.CreateCounter<long>("citadel_server_csr_sign_err_count", description: "CreateCertificate calls that failed while signing.");
+        meter.CreateObservableGauge("citadel_server_root_cert_expiry_timestamp", () => Expiry(static e => e.RootNotAfter, relative: false), "s", "Unix time at which the signing root expires.");
+        meter.CreateObservableGauge("citadel_server_cert_chain_expiry_timestamp", () => Expiry(static e => e.ChainNotAfter, relative: false), "s", "Unix time at which the first certificate of the signing chain expires.");
+        meter.CreateObservableGauge("citadel_server_root_cert_expiry_seconds", () => Expiry(static e => e.RootNotAfter, relative: true), "s", "Seconds until the signing root expires.");
+        meter.CreateObservableGauge("citadel_server_cert_chain_expiry_seconds", () => Expiry(static e => e.ChainNotAfter, relative: true), "s", "Seconds until the first certificate of the signing chain expires.");
         meter.CreateObservableGauge("mesh_ca_expiry_warning", ObserveExpiryWarnings, description: "1 while the certificate (cert=root or cert_chain) expires within ControlPlane:Ca:ExpiryWarningWindow, else 0.");
 
         meter.CreateObservableGauge("mesh_config_errors", ObserveConfigErrors, description: "Errors in the config folder's last load, by resource kind (file: unreadable file or invalid YAML).");
