@@ -102,16 +102,14 @@ internal sealed class ControlPlaneMetrics
     /// <summary>One response written to a client, and how long selecting and writing it took.</summary>
     public void Pushed(string typeUrl, TimeSpan elapsed)
     {
-        var tags = Types.For(typeUrl);
-        if (_pushes.Enabled)
+        if (!_pushes.Enabled && !_pushTime.Enabled)
         {
-            _pushes.Add(1, tags.Type);
+            return;
         }
 
-        if (_pushTime.Enabled)
-        {
-            _pushTime.Record(elapsed.TotalSeconds, tags.Type);
-        }
+        var tags = Types.For(typeUrl).Type;
+        _pushes.Add(1, tags);
+        _pushTime.Record(elapsed.TotalSeconds, tags);
     }
 
     /// <summary>A response could not be written (Istio counts these as <c>type="&lt;type&gt;_senderr"</c>).</summary>
