@@ -146,6 +146,20 @@ public class ControlPlaneMetricsTests
     }
 
     [Fact]
+    public async Task Metrics_OnlyOnTheAdminPort()
+    {
+        await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
+        using var xds = new HttpClient { BaseAddress = cp.Host.XdsAddress, DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
+
+        using var onXds = await xds.GetAsync(new Uri("/metrics", UriKind.Relative));
+        using var post = await cp.Admin.PostAsync(new Uri("/metrics", UriKind.Relative), null);
+
+        Assert.Equal(HttpStatusCode.NotFound, onXds.StatusCode);
+        Assert.NotEqual(HttpStatusCode.OK, post.StatusCode);
+        Assert.Contains("# TYPE mesh_config_errors gauge", (await PrometheusText.ScrapeAsync(cp.Admin)).Text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Metrics_CertificateRequests_CountCsrsIssuancesAndEachFailure()
     {
         await using var cp = await SecureHost.StartAsync();
