@@ -4,6 +4,7 @@ using Mesh.ControlPlane.Configuration;
 using Mesh.ControlPlane.Registry;
 using Mesh.ControlPlane.Security;
 using Mesh.ControlPlane.Sources;
+using Mesh.ControlPlane.Telemetry;
 using Mesh.ControlPlane.Xds;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
@@ -84,6 +85,7 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         var services = builder.Services;
         services.AddSingleton(options);
         services.AddSingleton(TimeProvider.System);
+        services.AddControlPlaneTelemetry();
         services.AddSingleton<ConfigStore>();
         services.AddSingleton<WorkloadLeaseRegistry>();
         services.AddSingleton<ConfigDirectoryWatcher>();
@@ -104,6 +106,8 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         services.AddHostedService(sp => sp.GetRequiredService<XdsPublisher>());
         services.AddHostedService(sp => sp.GetRequiredService<JwksResolver>());
         services.AddHostedService<LeaseExpiryService>();
+        services.AddSingleton<CaExpiryMonitor>();
+        services.AddHostedService(sp => sp.GetRequiredService<CaExpiryMonitor>());
         services.AddSingleton<AdsConfigGate>();
         services.AddGrpc().AddServiceOptions<AdsService>(ads => ads.Interceptors.Add<AdsConfigGate>());
         configureServices?.Invoke(services);
@@ -125,6 +129,7 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
         registry.Changed += () => store.SetRegistrations(registry.Workloads());
         registry.LoadState();
 
+        app.UseControlPlaneMetrics(() => adminListen?.IPEndPoint?.Port ?? options.AdminAddress.Port);
         app.MapGrpcService<AdsService>();
         app.MapGrpcService<WorkloadRegistryService>();
         app.MapGrpcService<CertificateService>();

@@ -58,8 +58,11 @@ internal static class AdminEndpoints
         ArgumentNullException.ThrowIfNull(endpoints);
         var admin = endpoints.MapGroup(string.Empty).AddEndpointFilter(async (context, next) =>
             context.HttpContext.Connection.LocalPort == adminPort() ? await next(context) : Results.NotFound());
-        admin.MapGet("/healthz/ready", (ConfigStore store, XdsPublisher publisher) =>
-            publisher.HasValidSnapshot ? Results.Text("ready") : Results.Text(NotReadyText(store), statusCode: StatusCodes.Status503ServiceUnavailable));
+        // A CA near expiry keeps the control plane ready (istiod keeps serving) but is named in the body (CaExpiryMonitor).
+        admin.MapGet("/healthz/ready", (ConfigStore store, XdsPublisher publisher, CaExpiryMonitor expiry) =>
+            publisher.HasValidSnapshot
+                ? Results.Text("ready" + WarningText(expiry))
+                : Results.Text(NotReadyText(store) + WarningText(expiry), statusCode: StatusCodes.Status503ServiceUnavailable));
 
         var options = endpoints.ServiceProvider.GetRequiredService<ControlPlaneOptions>();
         var sameHost = admin.MapGroup(string.Empty).AddEndpointFilter(async (context, next) =>
@@ -147,6 +150,9 @@ internal static class AdminEndpoints
         var (token, expires) = tokens.Mint(request!.Namespace!, request.ServiceAccount!, ttl, request.Reusable);
         return Results.Json(new TokenResponse(token, expires), JsonOptions);
     }
+
+    private static string WarningText(CaExpiryMonitor expiry) =>
+        string.Concat(expiry.Warnings().Select(w => "\nwarning: " + w));
 
     /// <summary>Why the control plane is not ready: no valid config folder yet, with every error's file:line.</summary>
     private static string NotReadyText(ConfigStore store)

@@ -51,7 +51,7 @@ internal sealed class ControlPlaneOptions
     private const string PathIgnoreTrailingSlashKey = "PathIgnoreTrailingSlash";
 
     private static readonly string[] KnownCaKeys =
-        [nameof(CaOptions.CertificateFile), nameof(CaOptions.KeyFile), nameof(CaOptions.ChainFile), nameof(CaOptions.ExtraRootsFile), nameof(CaOptions.DefaultTtl), nameof(CaOptions.MaxTtl)];
+        [nameof(CaOptions.CertificateFile), nameof(CaOptions.KeyFile), nameof(CaOptions.ChainFile), nameof(CaOptions.ExtraRootsFile), nameof(CaOptions.DefaultTtl), nameof(CaOptions.MaxTtl), nameof(CaOptions.ExpiryWarningWindow)];
 
     /// <summary>Reads and validates the section; every problem is reported, each naming its key.</summary>
     public static ControlPlaneOptions Load(IConfiguration configuration)
@@ -217,6 +217,7 @@ internal sealed class ControlPlaneOptions
         ca.ExtraRootsFile = ReadFile(section, nameof(CaOptions.ExtraRootsFile), prefix, errors);
         ca.DefaultTtl = ReadDuration(section, nameof(CaOptions.DefaultTtl), ca.DefaultTtl, TimeSpan.FromMinutes(1), TimeSpan.FromDays(365), errors, prefix);
         ca.MaxTtl = ReadDuration(section, nameof(CaOptions.MaxTtl), ca.MaxTtl, TimeSpan.FromMinutes(1), TimeSpan.FromDays(365), errors, prefix);
+        ca.ExpiryWarningWindow = ReadDuration(section, nameof(CaOptions.ExpiryWarningWindow), ca.ExpiryWarningWindow, TimeSpan.Zero, TimeSpan.FromDays(3650), errors, prefix);
         if ((ca.CertificateFile is null) != (ca.KeyFile is null))
         {
             errors.Add($"{prefix}:{nameof(CaOptions.CertificateFile)} and {prefix}:{nameof(CaOptions.KeyFile)} must be set together (a supplied signing CA needs both its certificate and its private key)");
@@ -378,6 +379,12 @@ internal sealed class CaOptions
     public string? ExtraRootsFile { get; set; }
     public TimeSpan DefaultTtl { get; set; } = TimeSpan.FromHours(24);
     public TimeSpan MaxTtl { get; set; } = TimeSpan.FromDays(90);
+
+    /// <summary>
+    /// How long before the root or a signing-chain certificate expires the control plane starts warning: a log line,
+    /// <c>mesh_ca_expiry_warning</c> and the readiness body. 0 warns only once it expired.
+    /// </summary>
+    public TimeSpan ExpiryWarningWindow { get; set; } = TimeSpan.FromDays(30);
 }
 
 /// <summary>

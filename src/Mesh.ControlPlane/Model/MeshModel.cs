@@ -82,7 +82,8 @@ internal sealed record DestinationRuleModel(string Namespace, string Name, strin
 }
 
 /// <summary>One problem found in the config folder. Warnings do not reject the config.</summary>
-internal sealed record ConfigError(string File, int Line, string Message, bool IsWarning = false)
+/// <param name="Kind">The resource kind the problem is in; null when it is in no resource (an unreadable file, invalid YAML).</param>
+internal sealed record ConfigError(string File, int Line, string Message, bool IsWarning = false, string? Kind = null)
 {
     public override string ToString() => $"{File}:{Line}: {(IsWarning ? "warning: " : string.Empty)}{Message}";
 }

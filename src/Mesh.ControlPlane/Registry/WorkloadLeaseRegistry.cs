@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Mesh.ControlPlane.Configuration;
 using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Telemetry;
 
 namespace Mesh.ControlPlane.Registry;
 
@@ -66,12 +67,21 @@ internal sealed partial class WorkloadLeaseRegistry
     private readonly ControlPlaneOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<WorkloadLeaseRegistry> _logger;
+    private readonly ControlPlaneMetrics? _metrics;
 
-    public WorkloadLeaseRegistry(ControlPlaneOptions options, TimeProvider time, ILogger<WorkloadLeaseRegistry> logger)
+    public WorkloadLeaseRegistry(ControlPlaneOptions options, TimeProvider time, ILogger<WorkloadLeaseRegistry> logger, ControlPlaneMetrics? metrics = null)
     {
         _options = options;
         _time = time;
         _logger = logger;
+        _metrics = metrics;
+        metrics?.ObserveLeases(() =>
+        {
+            lock (_gate)
+            {
+                return _byId.Count;
+            }
+        });
     }
 
     public event Action? Changed;
@@ -167,6 +177,7 @@ internal sealed partial class WorkloadLeaseRegistry
         }
 
         LogRegistered(_logger, lease.Id, workload.Namespace, workload.Address, ttl);
+        _metrics?.Registered();
         if (membershipChanged)
         {
             OnChanged();
@@ -194,6 +205,7 @@ internal sealed partial class WorkloadLeaseRegistry
 
             lease = lease with { ExpiresAt = _time.GetUtcNow() + lease.Ttl };
             _byId[leaseId] = lease;
+            _metrics?.Renewed();
             return lease;
         }
     }
@@ -211,6 +223,7 @@ internal sealed partial class WorkloadLeaseRegistry
         }
 
         LogDeregistered(_logger, leaseId);
+        _metrics?.Deregistered();
         OnChanged();
         return true;
     }
@@ -256,6 +269,7 @@ internal sealed partial class WorkloadLeaseRegistry
 
         if (expired.Count > 0)
         {
+            _metrics?.LeasesExpired(expired.Count);
             OnChanged();
         }
 

@@ -4,13 +4,15 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Mesh.ControlPlane.Configuration;
+using Mesh.ControlPlane.Telemetry;
 using Mesh.Xds.Istio.Auth.V1;
 
 namespace Mesh.ControlPlane.Security;
 
 /// <summary>istio.v1.auth.IstioCertificateService: signs a CSR's public key for the caller's authenticated identity.</summary>
 internal sealed partial class CertificateService(
-    CertificateAuthority ca, CallerAuthentication authentication, SpentTokens spentTokens, ControlPlaneOptions options, ILogger<CertificateService> logger)
+    CertificateAuthority ca, CallerAuthentication authentication, SpentTokens spentTokens, ControlPlaneOptions options, ILogger<CertificateService> logger,
+    ControlPlaneMetrics? metrics = null)
     : IstioCertificateService.IstioCertificateServiceBase
 {
     public const int MaxCsrLength = 64 * 1024;
@@ -23,11 +25,32 @@ internal sealed partial class CertificateService(
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
         SecureTransport.Require(context, "the CA (istio.v1.auth.IstioCertificateService)");
-        var caller = authentication.AuthenticateCaller(context);
+        metrics?.CsrReceived();
+        AuthenticationOutcome caller;
+        try
+        {
+            caller = authentication.AuthenticateCaller(context);
+        }
+        catch (RpcException)
+        {
+            metrics?.AuthenticationFailed();
+            throw;
+        }
+
         var identity = caller.Identity!;
 
         var ttl = Ttl(request.ValidityDuration);
-        var publicKey = ReadCsrPublicKey(request.Csr);
+        PublicKey publicKey;
+        try
+        {
+            publicKey = ReadCsrPublicKey(request.Csr);
+        }
+        catch (RpcException)
+        {
+            metrics?.CsrParsingFailed();
+            throw;
+        }
+
         if (caller.Token is { } token)
         {
             // A token buys a short first certificate; renewing with it (the SVID) then gets the normal TTL.
@@ -39,11 +62,24 @@ internal sealed partial class CertificateService(
             // Spent only once the request is known to be good (a malformed CSR does not burn the token), and before issuing.
             if (!token.Reusable && !spentTokens.TryConsume(token.Jti, token.Expires, out var reason))
             {
+                metrics?.AuthenticationFailed();
                 throw new RpcException(new Status(StatusCode.Unauthenticated, "caller is not authenticated: bearer token: " + reason));
             }
         }
 
-        using var leaf = ca.Issue(publicKey, identity, ttl);
+        X509Certificate2 issued;
+        try
+        {
+            issued = ca.Issue(publicKey, identity, ttl);
+        }
+        catch (CryptographicException)
+        {
+            metrics?.CsrSigningFailed("sign");
+            throw;
+        }
+
+        using var leaf = issued;
+        metrics?.CertificateIssued();
         var response = new IstioCertificateResponse();
         response.CertChain.AddRange(ca.ChainPem(leaf));
         var serial = leaf.SerialNumber;

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Telemetry;
 
 namespace Mesh.ControlPlane.Sources;
 
@@ -7,7 +8,7 @@ namespace Mesh.ControlPlane.Sources;
 /// Holds the last good YAML config plus the live registrations and publishes them as one
 /// immutable <see cref="MeshSnapshot"/>. An invalid YAML update never replaces the last good config.
 /// </summary>
-internal sealed partial class ConfigStore(ILogger<ConfigStore> logger)
+internal sealed partial class ConfigStore(ILogger<ConfigStore> logger, ControlPlaneMetrics? metrics = null)
 {
     private readonly Lock _gate = new();
     private MeshSnapshot _current = MeshSnapshot.Empty;
@@ -56,6 +57,7 @@ internal sealed partial class ConfigStore(ILogger<ConfigStore> logger)
         lock (_gate)
         {
             _errors = result.Errors;
+            metrics?.ConfigLoaded(result.Errors);
             accepted = !result.HasErrors;
             if (accepted)
             {

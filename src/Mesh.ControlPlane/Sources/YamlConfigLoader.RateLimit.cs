@@ -144,13 +144,13 @@ internal static partial class YamlConfigLoader
             var where = $"{RateLimitKind} {policy.Namespace}/{policy.Name}: spec.targetRef.name";
             if (!services.Any(s => s.Model.Namespace == policy.Namespace && s.Model.Name == policy.Target))
             {
-                errors.Add(new ConfigError(policy.File, policy.Line, $"{where}: ServiceEntry {policy.Namespace}/{policy.Target} does not exist"));
+                errors.Add(new ConfigError(policy.File, policy.Line, $"{where}: ServiceEntry {policy.Namespace}/{policy.Target} does not exist", Kind: RateLimitKind));
             }
             else if (!byTarget.TryAdd((policy.Namespace, policy.Target), policy))
             {
                 var first = byTarget[(policy.Namespace, policy.Target)];
                 errors.Add(new ConfigError(policy.File, policy.Line,
-                    $"{where}: ServiceEntry {policy.Namespace}/{policy.Target} already has {RateLimitKind} {first.Namespace}/{first.Name} ({first.File}:{first.Line}); one policy per target"));
+                    $"{where}: ServiceEntry {policy.Namespace}/{policy.Target} already has {RateLimitKind} {first.Namespace}/{first.Name} ({first.File}:{first.Line}); one policy per target", Kind: RateLimitKind));
             }
         }
     }

@@ -357,7 +357,7 @@ internal static partial class YamlConfigLoader
             {
                 errors.Add(new ConfigError(loser.File, loser.Line,
                     $"PeerAuthentication {loser.Namespace}/{loser.Name}: ignored: PeerAuthentication {winner.Namespace}/{winner.Name} ({winner.File}:{winner.Line}) already covers {scope}; with several policies at one scope the first by file name, then name, wins",
-                    IsWarning: true));
+                    IsWarning: true, Kind: "PeerAuthentication"));
             }
         }
     }

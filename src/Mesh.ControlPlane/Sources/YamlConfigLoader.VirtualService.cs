@@ -706,7 +706,7 @@ internal static partial class YamlConfigLoader
             var resource = $"VirtualService {vs.Model.Namespace}/{vs.Model.Name}";
             foreach (var reference in vs.References)
             {
-                void Fail(string message) => errors.Add(new ConfigError(vs.File, reference.Line, $"{resource}: {reference.Path}: {message}"));
+                void Fail(string message) => errors.Add(new ConfigError(vs.File, reference.Line, $"{resource}: {reference.Path}: {message}", Kind: "VirtualService"));
                 if (!ports.TryGetValue(reference.Host, out var servicePorts))
                 {
                     Fail($"host {reference.Host} is not declared by any ServiceEntry");

@@ -131,7 +131,7 @@ internal static partial class YamlConfigLoader
                 if (hosts.TryGetValue(host, out var first))
                 {
                     errors.Add(new ConfigError(entry.File, entry.Line,
-                        $"ServiceEntry {entry.Model.Namespace}/{entry.Model.Name}: spec.hosts: host {host} is already declared by ServiceEntry {first.Model.Namespace}/{first.Model.Name} ({first.File}:{first.Line})"));
+                        $"ServiceEntry {entry.Model.Namespace}/{entry.Model.Name}: spec.hosts: host {host} is already declared by ServiceEntry {first.Model.Namespace}/{first.Model.Name} ({first.File}:{first.Line})", Kind: "ServiceEntry"));
                 }
                 else
                 {
@@ -147,7 +147,7 @@ internal static partial class YamlConfigLoader
             {
                 var first = ruleHosts[rule.Model.Host];
                 errors.Add(new ConfigError(rule.File, rule.Line,
-                    $"DestinationRule {rule.Model.Namespace}/{rule.Model.Name}: spec.host: host {rule.Model.Host} already has DestinationRule {first.Model.Namespace}/{first.Model.Name} ({first.File}:{first.Line})"));
+                    $"DestinationRule {rule.Model.Namespace}/{rule.Model.Name}: spec.host: host {rule.Model.Host} already has DestinationRule {first.Model.Namespace}/{first.Model.Name} ({first.File}:{first.Line})", Kind: "DestinationRule"));
             }
         }
     }
@@ -176,7 +176,7 @@ internal static partial class YamlConfigLoader
         var metadata = Child(doc, "metadata") as YamlMappingNode;
         var name = metadata is null ? null : ScalarValue(metadata, "name");
         var ns = (metadata is null ? null : ScalarValue(metadata, "namespace")) ?? "default";
-        var ctx = new ResourceContext(file, $"{kind ?? "resource"} {ns}/{name ?? "<unnamed>"}", errors);
+        var ctx = new ResourceContext(file, $"{kind ?? "resource"} {ns}/{name ?? "<unnamed>"}", errors, kind);
 
         if (string.IsNullOrEmpty(kind))
         {
@@ -204,7 +204,7 @@ internal static partial class YamlConfigLoader
             }
             else
             {
-                errors.Add(new ConfigError(file, line, $"{kind} {ns}/{name}: kind {kind} is not yet supported; the resource is ignored", IsWarning: true));
+                errors.Add(new ConfigError(file, line, $"{kind} {ns}/{name}: kind {kind} is not yet supported; the resource is ignored", IsWarning: true, Kind: kind));
             }
 
             return;
@@ -613,16 +613,16 @@ internal static partial class YamlConfigLoader
 
     internal static bool IsAddress(string value) => IPAddress.TryParse(value, out _) || IsHostName(value);
 
-    private sealed class ResourceContext(string file, string resource, List<ConfigError> errors)
+    private sealed class ResourceContext(string file, string resource, List<ConfigError> errors, string? kind)
     {
         /// <summary>Gets the number of errors (not warnings) so far, to tell whether a part parsed cleanly.</summary>
         public int ErrorCount => errors.Count(e => !e.IsWarning);
 
         public void Error(YamlNode node, string path, string message) =>
-            errors.Add(new ConfigError(file, Line(node), $"{resource}: {path}: {message}"));
+            errors.Add(new ConfigError(file, Line(node), $"{resource}: {path}: {message}", Kind: kind));
 
         public void Warn(YamlNode node, string path, string message) =>
-            errors.Add(new ConfigError(file, Line(node), $"{resource}: {path}: {message}", IsWarning: true));
+            errors.Add(new ConfigError(file, Line(node), $"{resource}: {path}: {message}", IsWarning: true, Kind: kind));
 
         public YamlMappingNode? Mapping(YamlNode? node, YamlNode parent, string path, bool required) =>
             Node<YamlMappingNode>(node, parent, path, required, "must be a mapping");

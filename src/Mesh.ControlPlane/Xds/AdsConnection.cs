@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Threading.Channels;
 using Google.Protobuf;
 using Grpc.Core;
+using Mesh.ControlPlane.Telemetry;
 using Mesh.Xds.Envoy.Config.Core.V3;
 using Mesh.Xds.Envoy.Service.Discovery.V3;
 
@@ -55,6 +56,13 @@ internal sealed partial class AdsConnection
     private readonly Channel<DiscoveryRequest?> _inbox = Channel.CreateUnbounded<DiscoveryRequest?>(new UnboundedChannelOptions { SingleReader = true });
     private readonly AdsLimits _limits;
     private readonly HashSet<string> _deniedLogged = new(StringComparer.Ordinal);
+    private readonly ControlPlaneMetrics? _metrics;
+
+    // Convergence (pilot_proxy_convergence_time): the config change a snapshot push started from, and the types sent
+    // since that this client has not ACKed yet. Touched only by the stream's single loop.
+    private readonly HashSet<string> _awaitingAck = new(StringComparer.Ordinal);
+    private long _convergenceStart;
+    private string? _versionLabel;
     private RpcException? _failure;
     private int _pendingRequests;
     private int _pushPending;
@@ -73,8 +81,11 @@ internal sealed partial class AdsConnection
 
     private const string MeshClientUserAgent = "mesh-dotnet";
 
-    public AdsConnection(long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null, ClientCertificateInfo? certificate = null)
+    public AdsConnection(
+        long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null,
+        ClientCertificateInfo? certificate = null, ControlPlaneMetrics? metrics = null)
     {
+        _metrics = metrics;
         Certificate = certificate;
         Id = id;
         Peer = peer;
@@ -112,9 +123,17 @@ internal sealed partial class AdsConnection
                 if (item is null)
                 {
                     Interlocked.Exchange(ref _pushPending, 0);
+                    var changedAt = _publisher.Current.ChangedAt;
+                    var sent = false;
                     foreach (var typeUrl in TypeUrls.PushOrder)
                     {
-                        await PushAsync(typeUrl, forced: false, responses, cancellationToken);
+                        sent |= await PushAsync(typeUrl, forced: false, responses, cancellationToken);
+                    }
+
+                    // Measured from the oldest change this client has not yet ACKed all of.
+                    if (sent && _convergenceStart == 0)
+                    {
+                        _convergenceStart = changedAt;
                     }
                 }
                 else
@@ -131,6 +150,13 @@ internal sealed partial class AdsConnection
         catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
         {
             LogStreamClosed(_logger, ClientId, ex);
+        }
+        finally
+        {
+            if (_versionLabel is not null)
+            {
+                _metrics?.ClientDisconnected(_versionLabel);
+            }
         }
 
         await abort.CancelAsync();
@@ -213,6 +239,12 @@ internal sealed partial class AdsConnection
                 _source = ClientSource.FromNode(node, Identity);
             }
 
+            // Once per stream even when the node has no id (this block then runs again on every request).
+            if (_versionLabel is null && _metrics is not null)
+            {
+                _versionLabel = _metrics.ClientConnected(VersionOf(node));
+            }
+
             LogConnected(_logger, ClientId, Peer, _namespace);
         }
 
@@ -258,10 +290,20 @@ internal sealed partial class AdsConnection
                 }
 
                 LogNack(_logger, ClientId, typeUrl, nack.Version, nack.Nonce, nack.Message);
+                _metrics?.Rejected(typeUrl);
+
+                // A rejected change never converges on this client: it is not measured.
+                _awaitingAck.Remove(typeUrl);
+                _convergenceStart = 0;
             }
             else if (request.ResponseNonce.Length > 0)
             {
                 state.AckedVersion = request.VersionInfo;
+                if (_awaitingAck.Remove(typeUrl) && _awaitingAck.Count == 0 && _convergenceStart != 0)
+                {
+                    _metrics?.Converged(_time.GetElapsedTime(_convergenceStart));
+                    _convergenceStart = 0;
+                }
             }
 
             var names = request.ResourceNames.Where(n => n != Wildcard).ToHashSet(StringComparer.Ordinal);
@@ -281,14 +323,16 @@ internal sealed partial class AdsConnection
         await PushAsync(typeUrl, forced, responses, cancellationToken);
     }
 
-    private async Task PushAsync(string typeUrl, bool forced, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
+    /// <summary>Sends <paramref name="typeUrl"/>'s resources when they changed (or <paramref name="forced"/>); true when a response was written.</summary>
+    private async Task<bool> PushAsync(string typeUrl, bool forced, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
     {
+        var started = _time.GetTimestamp();
         DiscoveryResponse response;
         lock (_gate)
         {
             if (!_types.TryGetValue(typeUrl, out var state))
             {
-                return;
+                return false;
             }
 
             var snapshot = _publisher.Current;
@@ -298,7 +342,7 @@ internal sealed partial class AdsConnection
                 || (TypeUrls.RequiresFullSet(typeUrl) && state.Sent.Keys.Any(k => !resources.Any(r => r.Name == k)));
             if (!changed || (!TypeUrls.RequiresFullSet(typeUrl) && resources.IsEmpty && state.LastNonce is null))
             {
-                return;
+                return false;
             }
 
             response = new DiscoveryResponse
@@ -312,10 +356,22 @@ internal sealed partial class AdsConnection
             state.Sent = resources.ToDictionary(r => r.Name, r => r.Resource.Value, StringComparer.Ordinal);
             state.LastNonce = response.Nonce;
             state.LastVersion = response.VersionInfo;
+            _awaitingAck.Add(typeUrl);
         }
 
         LogSend(_logger, ClientId, typeUrl, response.VersionInfo, response.Nonce, response.Resources.Count);
-        await responses.WriteAsync(response, cancellationToken);
+        try
+        {
+            await responses.WriteAsync(response, cancellationToken);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
+        {
+            _metrics?.PushFailed(typeUrl);
+            throw;
+        }
+
+        _metrics?.Pushed(typeUrl, _time.GetElapsedTime(started));
+        return true;
     }
 
     private ImmutableArray<XdsResource> Select(string typeUrl, TypeState state, XdsSnapshot snapshot)
@@ -463,6 +519,18 @@ internal sealed partial class AdsConnection
 
         return node.UserAgentName.StartsWith("gRPC", StringComparison.OrdinalIgnoreCase)
             || (node.Metadata?.Fields.TryGetValue("GENERATOR", out var generator) == true && generator.StringValue == "grpc");
+    }
+
+    /// <summary>
+    /// The client's version for <c>pilot_xds</c>: Istio's ISTIO_VERSION metadata, else the node's user agent version; null
+    /// when it has neither or it does not look like a version (the label must stay a short, printable token).
+    /// </summary>
+    internal static string? VersionOf(Node node)
+    {
+        var version = node.Metadata?.Fields.TryGetValue("ISTIO_VERSION", out var value) == true && value.StringValue is { Length: > 0 } istio
+            ? istio
+            : node.UserAgentVersion;
+        return version is { Length: > 0 and <= 64 } && version.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_' or '+') ? version : null;
     }
 
     /// <summary>Whether the node is Mesh.Client's (its user agent), not a standard xDS client such as grpc-js-xds or Envoy.</summary>

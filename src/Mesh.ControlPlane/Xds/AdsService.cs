@@ -3,6 +3,7 @@ using System.Globalization;
 using Grpc.Core;
 using Mesh.ControlPlane.Configuration;
 using Mesh.ControlPlane.Security;
+using Mesh.ControlPlane.Telemetry;
 using Mesh.Xds.Envoy.Service.Discovery.V3;
 
 namespace Mesh.ControlPlane.Xds;
@@ -20,7 +21,8 @@ internal sealed partial class AdsService(
     ControlPlaneOptions options,
     TimeProvider time,
     IHostApplicationLifetime lifetime,
-    ILoggerFactory loggerFactory) : AggregatedDiscoveryService.AggregatedDiscoveryServiceBase
+    ILoggerFactory loggerFactory,
+    ControlPlaneMetrics? metrics = null) : AggregatedDiscoveryService.AggregatedDiscoveryServiceBase
 {
     // Timers run at most this far ahead (System.Threading.Timer's limit is ~49 days); a later expiry re-arms.
     private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromDays(30);
@@ -37,7 +39,7 @@ internal sealed partial class AdsService(
         ArgumentNullException.ThrowIfNull(context);
         var (identity, certificate) = SecureTransport.IsSecure(context) ? Authenticate(context) : (null, null);
         var notAfter = certificate?.NotAfter;
-        var connection = new AdsConnection(Interlocked.Increment(ref s_nextId), context.Peer, publisher, time, _logger, identity?.SpiffeId, _limits, certificate);
+        var connection = new AdsConnection(Interlocked.Increment(ref s_nextId), context.Peer, publisher, time, _logger, identity?.SpiffeId, _limits, certificate, metrics);
         _connections[connection.Id] = connection;
 
         // ADS streams live forever; end them when the host stops so shutdown does not wait for its timeout.

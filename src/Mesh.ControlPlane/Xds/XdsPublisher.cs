@@ -22,6 +22,7 @@ internal sealed partial class XdsPublisher : BackgroundService
     private readonly List<Action> _subscribers = [];
     private XdsSnapshot _current;
     private long _generation;
+    private long _pendingChangeAt; // first change since the last rebuild (TimeProvider timestamp), 0 when none
     private volatile bool _fromValidConfig;
 
     public XdsPublisher(ConfigStore store, ControlPlaneOptions options, TimeProvider time, ILogger<XdsPublisher> logger, JwksResolver? jwks = null)
@@ -33,11 +34,12 @@ internal sealed partial class XdsPublisher : BackgroundService
         _logger = logger;
         _fromValidConfig = store.HasValidConfig; // read before the model: a valid flag implies the model it was set with
         _current = XdsTranslator.Translate(store.Current, ++_generation, options.RootNamespace, options.TrustDomain, options.InboundPaths, jwks);
-        store.Changed += () => _signal.Writer.TryWrite(true);
+        _current.ChangedAt = time.GetTimestamp();
+        store.Changed += OnChanged;
         if (jwks is not null)
         {
             // New keys for a jwksUri change the inbound listeners that inline them.
-            jwks.Changed += () => _signal.Writer.TryWrite(true);
+            jwks.Changed += OnChanged;
         }
     }
 
@@ -63,12 +65,15 @@ internal sealed partial class XdsPublisher : BackgroundService
     /// <summary>Translates the store's current model now (used at start and by tests).</summary>
     public void Rebuild()
     {
+        // Before the model: a change whose time is taken here is already in the store (it signals after updating).
+        var changedAt = Interlocked.Exchange(ref _pendingChangeAt, 0);
         var valid = _store.HasValidConfig; // before the model: once valid, the model read next is a valid one
         var model = _store.Current;
         XdsSnapshot snapshot;
         lock (_rebuildGate)
         {
             snapshot = XdsTranslator.Translate(model, ++_generation, _options.RootNamespace, _options.TrustDomain, _options.InboundPaths, _jwks);
+            snapshot.ChangedAt = changedAt != 0 ? changedAt : _time.GetTimestamp();
             Volatile.Write(ref _current, snapshot);
             _fromValidConfig = valid;
         }
@@ -105,6 +110,12 @@ internal sealed partial class XdsPublisher : BackgroundService
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
         }
+    }
+
+    private void OnChanged()
+    {
+        Interlocked.CompareExchange(ref _pendingChangeAt, _time.GetTimestamp(), 0);
+        _signal.Writer.TryWrite(true);
     }
 
     private void Unsubscribe(Action onSnapshot)

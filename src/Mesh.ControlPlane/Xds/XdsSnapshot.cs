@@ -60,6 +60,12 @@ internal sealed class XdsSnapshot
 
     public long Version { get; }
 
+    /// <summary>
+    /// When the config change this snapshot carries happened (a <see cref="TimeProvider.GetTimestamp"/> value, before the
+    /// debounce); set by <see cref="XdsPublisher"/> before publishing, 0 for a snapshot it did not publish.
+    /// </summary>
+    public long ChangedAt { get; internal set; }
+
     public ImmutableArray<ResolvedService> Services { get; }
 
     public FrozenDictionary<string, XdsResource> Clusters { get; }
