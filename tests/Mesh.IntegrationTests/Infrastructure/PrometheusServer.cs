@@ -49,10 +49,7 @@ internal sealed class PrometheusServer : IAsyncDisposable
     public static async Task<PrometheusServer> StartAsync(IReadOnlyCollection<ScrapeTarget> targets)
     {
         ArgumentNullException.ThrowIfNull(targets);
-        var binary = FindBinary() ?? throw new InvalidOperationException(
-            "The integration tests need a real Prometheus: the 'prometheus' binary is not on PATH. Install it with "
-            + "'apt-get install -y prometheus' (Debian/Ubuntu; .ci/run does this) or put a Prometheus 2.x binary on PATH. "
-            + "Do not start its system service: the tests run their own process.");
+        var binary = RequireBinary();
 
         var root = Directory.CreateTempSubdirectory("mesh-prometheus-").FullName;
         var config = Path.Combine(root, "prometheus.yml");
@@ -200,6 +197,13 @@ internal sealed class PrometheusServer : IAsyncDisposable
         "-Inf" => double.NegativeInfinity,
         _ => double.Parse(text!, NumberStyles.Float, CultureInfo.InvariantCulture),
     };
+
+    /// <summary>Gets the path of the <c>prometheus</c> binary; a test calls it first to fail before starting anything else.</summary>
+    /// <exception cref="InvalidOperationException">It is not on PATH; the message says how to get it (tests never skip for it).</exception>
+    public static string RequireBinary() => FindBinary() ?? throw new InvalidOperationException(
+        "The integration tests need a real Prometheus: the 'prometheus' binary is not on PATH. Install it with "
+        + "'apt-get install -y prometheus' (Debian/Ubuntu; .ci/run does this) or put a Prometheus 2.x binary on PATH. "
+        + "Do not start its system service: the tests run their own process.");
 
     private static string? FindBinary()
     {

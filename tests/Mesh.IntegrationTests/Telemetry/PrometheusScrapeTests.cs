@@ -19,6 +19,7 @@ public sealed class PrometheusScrapeTests(ITestOutputHelper output)
     [Fact]
     public async Task Prometheus_ScrapesTheSampleServicesOverMtls_AndCountsEveryRequest()
     {
+        PrometheusServer.RequireBinary();
         var started = Stopwatch.StartNew();
         await using var mesh = await LocalMesh.StartAsync(output);
 
