@@ -9,6 +9,10 @@ if ! command -v node >/dev/null 2>&1; then
   echo "error: Node.js 20+ is needed by the grpc-js-xds interop test. Install it (Debian: apt-get install -y nodejs npm) and run build/test.sh again." >&2
   exit 1
 fi
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "error: the 'prometheus' binary (Prometheus 2.x) is needed by the telemetry integration tests, which scrape the sample services with it. Install it (Debian: apt-get install -y prometheus; .ci/run does this) and run build/test.sh again. The tests start their own Prometheus process; the system service is not needed." >&2
+  exit 1
+fi
 npm ci --prefix tests/Mesh.IntegrationTests/node --no-audit --no-fund --loglevel=error
 
 dotnet build Mesh.Client.sln -nologo -v minimal

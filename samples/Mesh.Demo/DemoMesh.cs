@@ -23,6 +23,7 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
     private readonly Dictionary<string, HttpClient> _mtls = new(StringComparer.Ordinal);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _identities = new(StringComparer.Ordinal);
     private WorkloadCertificates.Files? _demoIdentity;
+    private string? _scrapeConfig;
     private readonly Stopwatch _uptime = Stopwatch.StartNew();
     private ControlPlaneProcess? _controlPlane;
     private string _configDirectory = string.Empty;
@@ -64,6 +65,8 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         {
             await WaitReadyAsync(workload, cancellationToken).ConfigureAwait(false);
         }
+
+        await PrintScrapeTargetsAsync().ConfigureAwait(false);
     }
 
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -112,6 +115,25 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         catch (IOException)
         {
         }
+    }
+
+    /// <summary>Prints every /metrics endpoint and writes a Prometheus config that scrapes them all with a mesh identity.</summary>
+    private async Task PrintScrapeTargetsAsync()
+    {
+        var identity = await WorkloadCertificates.IssueAsync(_controlPlane!, "prometheus", Path.Combine(_stateDirectory, "prometheus-identity")).ConfigureAwait(false);
+        _scrapeConfig = DemoScrapeConfig.Write(_stateDirectory, identity, _controlPlane!.AdminAddress, _workloads);
+        Console.WriteLine("Metrics (Prometheus text format):");
+        Console.WriteLine($"  {"control plane",-13} {new Uri(_controlPlane.AdminAddress, DemoTelemetryExtensions.ScrapePath)}  (admin port, plain HTTP)");
+        foreach (var workload in _workloads.OrderBy(w => Array.IndexOf(ServiceOrder, w.Service)).ThenBy(w => w.Instance, StringComparer.Ordinal))
+        {
+            Console.WriteLine($"  {workload.Instance,-13} {DemoScrapeConfig.MetricsUrl(workload)}  (mTLS: present a mesh certificate; the mesh is STRICT)");
+        }
+
+        Console.WriteLine($"  Prometheus config scraping all of them as {WorkloadCertificates.SpiffeIdOf(identity.Leaf)}:");
+        Console.WriteLine($"    prometheus --config.file={_scrapeConfig} --storage.tsdb.path={Path.Combine(_stateDirectory, "prometheus-data")} --web.listen-address=127.0.0.1:9090");
+        Console.WriteLine(Environment.GetEnvironmentVariable(DemoTelemetryExtensions.OtlpEndpointKey) is { Length: > 0 } otlp
+            ? $"  OTLP: every service exports traces, metrics and logs to {otlp} ({Environment.GetEnvironmentVariable(DemoTelemetryExtensions.OtlpProtocolKey) ?? "grpc"})"
+            : $"  OTLP: off; set {DemoTelemetryExtensions.OtlpEndpointKey} (and {DemoTelemetryExtensions.OtlpProtocolKey}=grpc|http/protobuf) before starting the demo to export traces, metrics and logs");
     }
 
     private static string App(string name) =>
@@ -241,6 +263,7 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         var configFlag = _configDirectory == OrdersRoutes.ConfigDirectory() ? string.Empty : $" --config {_configDirectory}";
         text.AppendLine(CultureInfo.InvariantCulture, $"routes: {Path.Combine(_configDirectory, OrdersRoutes.FileName)}  ·  change the split live: dotnet run --project samples/Mesh.Demo -- split <v2 %>{configFlag}");
         text.AppendLine();
+        text.AppendLine(CultureInfo.InvariantCulture, $"metrics: https://<instance>/metrics over mTLS, control plane {_controlPlane.AdminAddress}metrics  ·  Prometheus config: {_scrapeConfig}");
         text.AppendLine(CultureInfo.InvariantCulture, $"traffic driver: {Summary.Sent} sent, {Summary.Succeeded} ok, {Summary.Failed} failed, target {options.RequestsPerSecond} rps");
         if (Summary.LastError is { } error)
         {

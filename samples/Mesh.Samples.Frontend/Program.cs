@@ -7,6 +7,7 @@ const string DemoUser = "x-demo-user";
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceMesh(mesh => mesh.Service ??= "frontend");
 var stats = builder.AddDemoStats("frontend");
+builder.AddDemoTelemetry("frontend");
 builder.Services.AddHttpClient("orders", client => client.BaseAddress = new Uri("http://orders/"));
 
 var app = builder.Build();
@@ -61,4 +62,5 @@ app.MapGet("/", async (HttpContext context, IHttpClientFactory clients, Cancella
     }
 });
 app.MapDemoEndpoints();
+app.MapDemoTelemetry();
 app.Run();

@@ -6,9 +6,11 @@ using Mesh.Samples.Inventory;
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceMesh(mesh => mesh.Service ??= "inventory");
 builder.AddDemoStats("inventory");
+builder.AddDemoTelemetry("inventory");
 builder.Services.AddGrpc();
 
 var app = builder.Build();
 app.MapGrpcService<InventoryService>();
 app.MapDemoEndpoints();
+app.MapDemoTelemetry();
 app.Run();

@@ -6,6 +6,7 @@ using Mesh.Samples.Inventory.V1;
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceMesh(mesh => mesh.Service ??= "orders");
 var stats = builder.AddDemoStats("orders");
+builder.AddDemoTelemetry("orders");
 // Each gRPC call is one HTTP/2 request through the mesh: balanced per call, mTLS to inventory's SPIFFE identity.
 builder.Services.AddGrpcClient<Inventory.InventoryClient>(options => options.Address = new Uri("http://inventory"));
 
@@ -33,4 +34,5 @@ app.MapDelete("/orders/{id:int}", (int id) =>
     return Results.Json(new { cancelled = id, orders = stats.Instance });
 });
 app.MapDemoEndpoints();
+app.MapDemoTelemetry();
 app.Run();
