@@ -57,9 +57,15 @@ internal static class OutboundOutcome
     public static int GrpcStatus(HttpResponseMessage response) =>
         response.Headers.NonValidated.TryGetValues("grpc-status", out var values) && ParseSingle(values) is >= 0 and <= 16 and var status ? (int)status : -1;
 
-    /// <summary>The response's Content-Length, read without parsing into the header store (no allocation); 0 when absent.</summary>
+    /// <summary>
+    /// The response body's length: its Content-Length as received, read without parsing it into the header store (no
+    /// allocation); else the length of a body the mesh made (a fault abort's, a direct response's); 0 for a streamed
+    /// body of unknown length (chunked, or a gRPC stream), which is counted only when the app reads it, after this point.
+    /// </summary>
     public static long ResponseBytes(HttpResponseMessage response) =>
-        response.Content.Headers.NonValidated.TryGetValues("Content-Length", out var values) && ParseSingle(values) is > 0 and var length ? length : 0;
+        response.Content.Headers.NonValidated.TryGetValues("Content-Length", out var values) ? Math.Max(ParseSingle(values), 0)
+        : response.Content is ByteArrayContent ? response.Content.Headers.ContentLength ?? 0
+        : 0;
 
     /// <summary>The request body's length (HttpClient computed it when sending a buffered body); 0 without a body or when streamed.</summary>
     public static long RequestBytes(HttpRequestMessage request) => request.Content?.Headers.ContentLength ?? 0;
