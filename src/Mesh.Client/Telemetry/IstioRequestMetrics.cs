@@ -208,8 +208,8 @@ internal sealed class IstioRequestMetrics
                 ? $"spiffe://{options.Identity.TrustDomain}/ns/{options.Namespace}/sa/{account}"
                 : Unknown;
 
-            // As Istio's injector fills the canonical labels.
-            var canonicalService = Label("service.istio.io/canonical-name") ?? Label("app.kubernetes.io/name") ?? Label("app") ?? workload;
+            // As Istio's injector fills the canonical labels; "app" is the registration's (the service name when unset).
+            var canonicalService = Label("service.istio.io/canonical-name") ?? Label("app.kubernetes.io/name") ?? Label("app") ?? options.Service ?? workload;
             var canonicalRevision = Label("service.istio.io/canonical-revision") ?? Label("app.kubernetes.io/version") ?? Label("version") ?? "latest";
             var serviceName = options.Service ?? canonicalService;
             var serviceHost = options.Service is { } service ? $"{service}.{options.Namespace}.svc.{options.ClusterDomain}" : canonicalService;
