@@ -130,15 +130,23 @@ public sealed class IstioRequestMetricsTests
         recorder.RecordOutbound(service, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
         recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20);
 
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 1000; i++)
+        // Several rounds of 1000 requests each: a per-request allocation shows in every round; a one-off on this thread
+        // (tiered JIT under the parallel test load) in one at most.
+        var rounds = new List<long>();
+        for (var round = 0; round < 5; round++)
         {
-            recorder.RecordOutbound(service, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
-            recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20);
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = 0; i < 1000; i++)
+            {
+                recorder.RecordOutbound(service, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
+                recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20);
+            }
+
+            rounds.Add(GC.GetAllocatedBytesForCurrentThread() - before);
         }
 
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
-        Assert.Equal(2002, total);
+        Assert.True(rounds.Min() == 0, $"bytes allocated per round of 1000 requests: {string.Join(", ", rounds)}");
+        Assert.Equal(10002, total);
     }
 
     [Fact]
