@@ -159,8 +159,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
                 flags |= ResponseFlags.UpstreamRetryLimitExceeded;
             }
 
-            // A failed gRPC call has no status from the server: gRPC clients report UNAVAILABLE (14) for a failed
-            // connection, and so does Envoy's local reply for a 503; its status is left empty (as Istio) otherwise.
+            // No response: no gRPC status from the server either, so the label stays empty rather than guessed.
             metrics.RecordOutbound(service, grpc, code, -1, flags, _time.GetElapsedTime(start).TotalMilliseconds, OutboundOutcome.RequestBytes(request), 0);
             throw;
         }

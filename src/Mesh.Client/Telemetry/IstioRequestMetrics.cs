@@ -161,8 +161,8 @@ internal sealed class IstioRequestMetrics
         ];
     }
 
-    // Istio leaves it empty for HTTP (the label is then absent in Prometheus); a gRPC call without a status reports 2 (UNKNOWN)
-    // only when a status was read, else it is left empty as well.
+    // Istio leaves it empty for HTTP (the label is then absent in Prometheus). A gRPC call whose status was not seen (on the
+    // source side it comes in trailers, after the request is recorded) is left empty as well, never guessed.
     private static string GrpcStatusLabel(bool grpc, int status) =>
         grpc && status >= 0 ? status.ToString(CultureInfo.InvariantCulture) : string.Empty;
 
