@@ -46,6 +46,25 @@ public sealed class ServiceMeshOptions
 
     /// <summary>Gets the inbound (Kestrel) mTLS settings.</summary>
     public MeshInboundOptions Inbound { get; } = new();
+
+    /// <summary>Gets the telemetry settings (the local label values of Istio's standard metrics).</summary>
+    public MeshTelemetryOptions Telemetry { get; } = new();
+}
+
+/// <summary>
+/// The local label values of Istio's standard metrics that <see cref="ServiceMeshOptions"/> does not already give
+/// (<c>app</c> and <c>version</c> come from <see cref="ServiceMeshOptions.Labels"/>).
+/// </summary>
+public sealed class MeshTelemetryOptions
+{
+    /// <summary>
+    /// Gets or sets the cluster ID reported as <c>source_cluster</c>/<c>destination_cluster</c>: Istio's default,
+    /// <c>Kubernetes</c>, unless the mesh sets <c>global.multiCluster.clusterName</c>.
+    /// </summary>
+    public string ClusterId { get; set; } = "Kubernetes";
+
+    /// <summary>Gets or sets the workload name (<c>source_workload</c>/<c>destination_workload</c>); defaults to <see cref="ServiceMeshOptions.Service"/>.</summary>
+    public string? Workload { get; set; }
 }
 
 /// <summary>The workload identity: how this app authenticates to the CA and which certificate it asks for.</summary>

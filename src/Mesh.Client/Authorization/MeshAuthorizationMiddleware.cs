@@ -1,6 +1,7 @@
 using Mesh.Client.Authorization.Jwt;
 using Mesh.Client.Authorization.RateLimit;
 using Mesh.Client.Security;
+using Mesh.Client.Telemetry;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -20,7 +21,16 @@ namespace Mesh.Client.Authorization;
 /// RESOURCE_EXHAUSTED when configured), with <c>X-RateLimit-*</c> headers when enabled; authorization runs first, so
 /// denied requests never take tokens from allowed callers.
 /// </summary>
-internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, InboundPolicyStore store, ILogger<MeshAuthorizationMiddleware> logger, TimeProvider? time = null)
+/// <remarks>
+/// Being first, it also records Istio's request metrics for reporter <c>destination</c> on mesh-served ports, the refused
+/// requests included (<see cref="IstioRequestMetrics"/>): only while something listens, else it costs one check.
+/// </remarks>
+internal sealed partial class MeshAuthorizationMiddleware(
+    RequestDelegate next,
+    InboundPolicyStore store,
+    ILogger<MeshAuthorizationMiddleware> logger,
+    TimeProvider? time = null,
+    IstioRequestMetrics? metrics = null)
 {
     public const string DeniedBody = "RBAC: access denied";
 
@@ -30,6 +40,74 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
     public Task InvokeAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
+        return metrics is { Enabled: true } recorder && store.Lookup(context.Connection.LocalPort, out _) != InboundPortState.NotMeshServed
+            ? InvokeMeasuredAsync(context, recorder)
+            : InvokeCoreAsync(context);
+    }
+
+    /// <summary>A request on a mesh-served port while request metrics are listened to: handled, then recorded once.</summary>
+    private async Task InvokeMeasuredAsync(HttpContext context, IstioRequestMetrics recorder)
+    {
+        var start = _time.GetTimestamp();
+        var failed = false;
+        try
+        {
+            await InvokeCoreAsync(context).ConfigureAwait(false);
+        }
+        catch
+        {
+            failed = true;
+            throw;
+        }
+        finally
+        {
+            RecordInbound(context, recorder, start, failed);
+        }
+    }
+
+    private void RecordInbound(HttpContext context, IstioRequestMetrics recorder, long start, bool failed)
+    {
+        var request = context.Request;
+        var response = context.Response;
+        var identity = context.Features.Get<IMeshPeerIdentityFeature>();
+        var grpc = request.ContentType is { } contentType && contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
+
+        // An exception the app threw before answering becomes Kestrel's 500.
+        var code = failed && !response.HasStarted ? StatusCodes.Status500InternalServerError : response.StatusCode;
+        var flags = ResponseFlags.None;
+        if (context.RequestAborted.IsCancellationRequested)
+        {
+            flags |= ResponseFlags.DownstreamConnectionTermination;
+        }
+
+        if (context.Features.Get<LocalReply>() is { } reply)
+        {
+            flags |= reply.Flags;
+        }
+
+        recorder.RecordInbound(
+            identity?.SpiffeId,
+            identity?.SpiffeId is not null,
+            grpc,
+            code,
+            grpc ? InboundGrpcStatus(context) : -1,
+            flags,
+            _time.GetElapsedTime(start).TotalMilliseconds,
+            request.ContentLength ?? 0,
+            response.ContentLength ?? 0);
+    }
+
+    /// <summary>The gRPC status the response carries: in its trailers, or in its headers when trailers-only; else -1.</summary>
+    private static int InboundGrpcStatus(HttpContext context)
+    {
+        var value = context.Features.Get<IHttpResponseTrailersFeature>()?.Trailers is { } trailers && trailers.TryGetValue("grpc-status", out var trailer)
+            ? trailer
+            : context.Response.Headers["grpc-status"];
+        return int.TryParse(value.ToString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var status) && status <= 16 ? status : -1;
+    }
+
+    private Task InvokeCoreAsync(HttpContext context)
+    {
         var state = store.Lookup(context.Connection.LocalPort, out var policy);
         if (state != InboundPortState.Policy)
         {
@@ -128,6 +206,7 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
         var request = context.Request;
         LogRateLimited(logger, peer ?? "plaintext", request.Method, request.Path.Value ?? string.Empty, refusedBy);
         var response = context.Response;
+        context.Features.Set(LocalReply.RateLimited);
         response.Headers[RateLimitHeaders.EnvoyRateLimited] = "true";
         if (request.ContentType is { } contentType && contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase))
         {
@@ -241,6 +320,20 @@ internal sealed partial class MeshAuthorizationMiddleware(RequestDelegate next, 
 
     [LoggerMessage(EventId = 10, EventName = "JwtRejected", Level = LogLevel.Information, Message = "JWT rejected for {Peer}: {Method} {Path}: {Reason}")]
     private static partial void LogTokenRejected(ILogger logger, string peer, string method, string path, string reason);
+}
+
+/// <summary>
+/// The response flag of a local reply the middleware sent, for the request metrics. Set only on the refusal paths that
+/// carry a flag: Envoy's RBAC filter sets none on its 403 (source/extensions/filters/http/rbac/rbac_filter.cc calls
+/// sendLocalReply(Forbidden, "RBAC: access denied", …, RcDetails RbacAccessDenied) and no setResponseFlag; the denial shows
+/// in RESPONSE_CODE_DETAILS only), so a denied request reports response_code 403 and response_flags "-", as a sidecar's.
+/// </summary>
+internal sealed class LocalReply(ResponseFlags flags)
+{
+    /// <summary>Envoy local_ratelimit's reply: RL.</summary>
+    public static readonly LocalReply RateLimited = new(ResponseFlags.RateLimited);
+
+    public ResponseFlags Flags { get; } = flags;
 }
 
 /// <summary>Puts <see cref="MeshAuthorizationMiddleware"/> first in the pipeline, before the application's middleware.</summary>

@@ -13,6 +13,7 @@ internal static class MeshAuthorizationServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         services.AddOptions();
         services.TryAddSingleton<InboundPolicyStore>();
+        services.AddMeshTelemetry();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStartupFilter, MeshAuthorizationStartupFilter>());
         return services;
     }

@@ -71,6 +71,24 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
             errors.Add($"{Root}:Locality {localityReason}, e.g. us-east-1/us-east-1a");
         }
 
+        if (!Telemetry.LabelRules.IsLabelValue(options.Telemetry.ClusterId))
+        {
+            errors.Add($"{Root}:Telemetry:ClusterId '{options.Telemetry.ClusterId}' must be a label value: 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (Istio's default is Kubernetes)");
+        }
+
+        if (options.Telemetry.Workload is { } workload && !Telemetry.LabelRules.IsLabelValue(workload))
+        {
+            errors.Add($"{Root}:Telemetry:Workload '{workload}' must be a label value: 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
+        }
+
+        foreach (var label in (ReadOnlySpan<string>)["app", "version", "service.istio.io/canonical-name", "service.istio.io/canonical-revision", "app.kubernetes.io/name", "app.kubernetes.io/version"])
+        {
+            if (options.Labels.TryGetValue(label, out var labelValue) && labelValue is not null && !Telemetry.LabelRules.IsLabelValue(labelValue))
+            {
+                errors.Add($"{Root}:Labels:{label} '{labelValue}' must be a label value: 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (it is a metric label)");
+            }
+        }
+
         foreach (var (key, value) in options.Labels)
         {
             if (string.IsNullOrEmpty(key) || key.Length > 63 || value is null || value.Length > 63)

@@ -36,7 +36,7 @@ internal sealed partial class EndpointConnectionPools : IDisposable
 
     private readonly UpstreamTlsConnector _connector;
 
-    public EndpointConnectionPools(IMeshSnapshotSource source, TimeProvider time, ILogger<EndpointConnectionPools> logger, IWorkloadCertificateSource? certificates = null, MeshClientMetrics? metrics = null)
+    public EndpointConnectionPools(IMeshSnapshotSource source, TimeProvider time, ILogger<EndpointConnectionPools> logger, IWorkloadCertificateSource? certificates = null, Telemetry.MeshMetrics? metrics = null)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(time);

@@ -24,6 +24,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
     private readonly ILogger _resilienceLogger;
     private readonly ILogger _featuresLogger;
     private readonly string _controlPlane;
+    private readonly Telemetry.IstioRequestMetrics? _metrics;
 
     public MeshHttpMessageHandlerBuilderFilter(
         MeshRouter router,
@@ -33,7 +34,8 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
         TimeProvider time,
         IOptionsMonitor<MeshHttpClientOptions> clientOptions,
         IOptions<ServiceMeshOptions> meshOptions,
-        ILoggerFactory loggerFactory)
+        ILoggerFactory loggerFactory,
+        Telemetry.IstioRequestMetrics? metrics = null)
     {
         ArgumentNullException.ThrowIfNull(meshOptions);
         ArgumentNullException.ThrowIfNull(loggerFactory);
@@ -47,6 +49,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
         _resilienceLogger = loggerFactory.CreateLogger<MeshResilienceHandler>();
         _featuresLogger = loggerFactory.CreateLogger<MeshRouteFeaturesHandler>();
         _controlPlane = meshOptions.Value.ControlPlane.Address?.ToString() ?? "(Mesh:ControlPlane:Address is not set)";
+        _metrics = metrics;
     }
 
     /// <summary>
@@ -110,8 +113,9 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
                 AppOwnsRetries = appPipeline >= 0,
             });
 
-            // Outermost: faults, rewrites and mirrors happen once per request, before retries (as Envoy's fault filter and router).
-            builder.AdditionalHandlers.Insert(0, new MeshRouteFeaturesHandler(_router, _pools, _time, _featuresLogger));
+            // Outermost: faults, rewrites and mirrors happen once per request, before retries (as Envoy's fault filter and router),
+            // and the request metrics are recorded once per request.
+            builder.AdditionalHandlers.Insert(0, new MeshRouteFeaturesHandler(_router, _pools, _time, _featuresLogger, random: null, _metrics));
         };
     }
 
@@ -120,7 +124,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
     /// and timeout, and per-endpoint mTLS pools as every IHttpClientFactory client, ending in <see cref="MeshServiceOnlyHandler"/>.
     /// </summary>
     public HttpMessageHandler CreateXdsChannelHandler() =>
-        new MeshRouteFeaturesHandler(_router, _pools, _time, _featuresLogger)
+        new MeshRouteFeaturesHandler(_router, _pools, _time, _featuresLogger, random: null, _metrics)
         {
             InnerHandler = new MeshResilienceHandler(_router, _policies, _resilienceLogger)
             {

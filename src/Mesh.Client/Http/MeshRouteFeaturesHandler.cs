@@ -2,7 +2,9 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
 using Mesh.Client.Discovery;
+using Mesh.Client.Resilience;
 using Mesh.Client.Routing;
+using Mesh.Client.Telemetry;
 using Microsoft.Extensions.Logging;
 
 namespace Mesh.Client.Http;
@@ -14,6 +16,10 @@ namespace Mesh.Client.Http;
 /// copied to mirror clusters, fire-and-forget; response headers are mutated. A snapshot without any such route costs a
 /// field read and a branch per request.
 /// </summary>
+/// <remarks>
+/// Being outermost, it also records Istio's request metrics for reporter <c>source</c>, once per request whatever the
+/// retries (<see cref="IstioRequestMetrics"/>): only while something listens, else it costs one check.
+/// </remarks>
 /// <remarks>
 /// Mirrors: the caller never waits for one; at most <see cref="MaxMirrorsInFlight"/> run at once per handler (more are
 /// dropped); each counts against the mirror cluster's <c>max_requests</c> as any request to it (over it, the mirror is
@@ -40,14 +46,19 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
     // The route a request was matched to before its path or headers were rewritten: the inner handlers route on it.
     private static readonly ConditionalWeakTable<HttpRequestMessage, Pin> Pins = [];
 
+    // Responses a fault abort answered (the FI flag of the request metrics).
+    private static readonly ConditionalWeakTable<HttpResponseMessage, object> Aborts = [];
+    private static readonly object Marker = new();
+
     private readonly MeshRouter _router;
     private readonly EndpointConnectionPools _pools;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Func<int, int> _random;
+    private readonly IstioRequestMetrics? _metrics;
     private int _mirrorsInFlight;
 
-    public MeshRouteFeaturesHandler(MeshRouter router, EndpointConnectionPools pools, TimeProvider time, ILogger logger, Func<int, int>? random = null)
+    public MeshRouteFeaturesHandler(MeshRouter router, EndpointConnectionPools pools, TimeProvider time, ILogger logger, Func<int, int>? random = null, IstioRequestMetrics? metrics = null)
     {
         ArgumentNullException.ThrowIfNull(router);
         ArgumentNullException.ThrowIfNull(pools);
@@ -58,6 +69,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         _time = time;
         _logger = logger;
         _random = random ?? Random.Shared.Next;
+        _metrics = metrics;
     }
 
     /// <summary>Gets the number of mirrored requests in flight (for tests and diagnostics).</summary>
@@ -71,15 +83,90 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
     {
         ArgumentNullException.ThrowIfNull(request);
         var snapshot = _router.Snapshot;
+        if (_metrics is { Enabled: true } metrics
+            && request.RequestUri is { IsAbsoluteUri: true } uri
+            && snapshot.TryGetService(uri.IdnHost, uri.Port, uri.IsDefaultPort, out var measured))
+        {
+            return SendMeasuredAsync(metrics, snapshot, measured!, request, cancellationToken).AsTask();
+        }
+
         if (!snapshot.HasRouteFeatures)
         {
             return base.SendAsync(request, cancellationToken);
         }
 
         return Match(snapshot, request) is ({ } service, { } route)
-            ? SendWithFeaturesAsync(service, route, route.Features!, request, cancellationToken)
+            ? SendWithFeaturesAsync(service, route, route.Features!, DelayHits(route.Features!), request, cancellationToken)
             : base.SendAsync(request, cancellationToken);
     }
+
+    /// <summary>
+    /// A request to a mesh service while request metrics are listened to: sent as <see cref="SendAsync"/> would, then
+    /// recorded once with the outcome the caller sees (the last attempt's, after any retries).
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendMeasuredAsync(
+        IstioRequestMetrics metrics,
+        MeshSnapshot snapshot,
+        MeshService service,
+        HttpRequestMessage request,
+        CancellationToken cancellationToken)
+    {
+        var start = _time.GetTimestamp();
+        var grpc = OutboundOutcome.IsGrpc(request);
+        var flags = ResponseFlags.None;
+        try
+        {
+            HttpResponseMessage response;
+            if (snapshot.HasRouteFeatures && service.HasRouteFeatures && MeshRouter.MatchRoute(service, request, request.RequestUri!) is { Features: { } features } route)
+            {
+                var delayed = DelayHits(features);
+                flags |= delayed ? ResponseFlags.DelayInjected : ResponseFlags.None;
+                response = await SendWithFeaturesAsync(service, route, features, delayed, request, cancellationToken).ConfigureAwait(false);
+                if (Aborts.TryGetValue(response, out _))
+                {
+                    flags |= ResponseFlags.FaultInjected;
+                }
+            }
+            else
+            {
+                response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            }
+
+            var code = (int)response.StatusCode;
+            if ((code >= 500 || code == 0) && MeshResilienceHandler.RetryLimitReached(request))
+            {
+                flags |= ResponseFlags.UpstreamRetryLimitExceeded;
+            }
+
+            metrics.RecordOutbound(
+                service,
+                grpc,
+                code,
+                grpc ? OutboundOutcome.GrpcStatus(response) : -1,
+                flags,
+                _time.GetElapsedTime(start).TotalMilliseconds,
+                OutboundOutcome.RequestBytes(request),
+                OutboundOutcome.ResponseBytes(response));
+            return response;
+        }
+        catch (Exception exception)
+        {
+            var (code, failure) = OutboundOutcome.Classify(exception, cancellationToken);
+            flags |= failure;
+            if (MeshResilienceHandler.RetryLimitReached(request))
+            {
+                flags |= ResponseFlags.UpstreamRetryLimitExceeded;
+            }
+
+            // No response: no gRPC status from the server either, so the label stays empty rather than guessed.
+            metrics.RecordOutbound(service, grpc, code, -1, flags, _time.GetElapsedTime(start).TotalMilliseconds, OutboundOutcome.RequestBytes(request), 0);
+            throw;
+        }
+    }
+
+    /// <summary>Whether a fault delay applies to this request (decided before sending, so the caller knows it was delayed).</summary>
+    private bool DelayHits(RouteFeatures features) => features.Delay is { } delay && !features.AnswersLocally && delay.Share.Hit(_random);
 
     /// <summary>Synchronous sends pass through as before; a route with features (delays, mirrors) is applied asynchronously only.</summary>
     protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken)
@@ -109,6 +196,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         MeshService service,
         MeshRoute route,
         RouteFeatures features,
+        bool delayed,
         HttpRequestMessage request,
         CancellationToken cancellationToken)
     {
@@ -119,7 +207,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             return local;
         }
 
-        if (features.Delay is { } delay && delay.Share.Hit(_random))
+        if (delayed && features.Delay is { } delay)
         {
             Log.FaultDelayed(_logger, service.Host, delay.Delay);
             await Task.Delay(delay.Delay, _time, cancellationToken).ConfigureAwait(false);
@@ -128,7 +216,14 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         if (features.Abort is { } abort && abort.Share.Hit(_random))
         {
             Log.FaultAborted(_logger, service.Host, abort.HttpStatus);
-            return Aborted(request, abort);
+            var aborted = Aborted(request, abort);
+            if (_metrics is not null)
+            {
+                // Marks the response as the fault filter's own (FI); only aborted responses are added.
+                Aborts.AddOrUpdate(aborted, Marker);
+            }
+
+            return aborted;
         }
 
         if (features.MutatesRequest)

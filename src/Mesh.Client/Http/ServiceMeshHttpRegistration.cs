@@ -16,8 +16,7 @@ internal static class ServiceMeshHttpRegistration
     {
         ArgumentNullException.ThrowIfNull(services);
         services.AddHttpClient();
-        services.AddMetrics();
-        services.TryAddSingleton<MeshClientMetrics>();
+        services.AddMeshTelemetry();
         services.TryAddSingleton<EndpointConnectionPools>();
         services.TryAddSingleton<MeshResiliencePolicies>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHttpMessageHandlerBuilderFilter>());

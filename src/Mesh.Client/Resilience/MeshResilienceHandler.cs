@@ -25,6 +25,11 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
 {
     private static readonly Action<object?> CancelSource = static source => ((CancellationTokenSource)source!).Cancel();
 
+    // Requests whose retries ran out while the last attempt still failed (Envoy's URX flag). Only such requests are added,
+    // so the success path never touches the table.
+    private static readonly ConditionalWeakTable<HttpRequestMessage, object> RetriesExhausted = [];
+    private static readonly object Exhausted = new();
+
     private readonly MeshRouter _router;
     private readonly MeshResiliencePolicies _policies;
     private readonly CancellationSourcePool _sources;
@@ -50,6 +55,9 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
     /// times its own attempts.
     /// </summary>
     public bool AppOwnsRetries { get; init; }
+
+    /// <summary>Whether <paramref name="request"/> failed after its route's (or Mesh:Resilience's) retries ran out (Envoy's URX).</summary>
+    internal static bool RetryLimitReached(HttpRequestMessage request) => RetriesExhausted.TryGetValue(request, out _);
 
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
@@ -190,6 +198,11 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
 
                         continue;
                     }
+                }
+
+                if (retriable && maxRetries > 0 && attempt >= maxRetries)
+                {
+                    RetriesExhausted.AddOrUpdate(request, Exhausted);
                 }
 
                 if (timedOut)

@@ -14,9 +14,9 @@ internal sealed partial class UpstreamTlsConnector
     private readonly IWorkloadCertificateSource? _certificates;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly MeshClientMetrics? _metrics;
+    private readonly Telemetry.MeshMetrics? _metrics;
 
-    public UpstreamTlsConnector(IWorkloadCertificateSource? certificates, TimeProvider time, ILogger logger, MeshClientMetrics? metrics = null)
+    public UpstreamTlsConnector(IWorkloadCertificateSource? certificates, TimeProvider time, ILogger logger, Telemetry.MeshMetrics? metrics = null)
     {
         ArgumentNullException.ThrowIfNull(time);
         ArgumentNullException.ThrowIfNull(logger);

@@ -51,6 +51,11 @@ public class ServiceMeshOptionsValidationTests
     [InlineData("Mesh:Locality", "us-east/a/b/c", null, "Mesh:Locality 'us-east/a/b/c' must look like region, region/zone or region/zone/subzone")]
     [InlineData("Mesh:Locality", "us-east/*", null, "Mesh:Locality 'us-east/*' must be at most 256 printable ASCII characters without spaces or '*'")]
     [InlineData("Mesh:Locality", "us east", null, "Mesh:Locality 'us east' must be at most 256 printable ASCII characters")]
+    [InlineData("Mesh:Telemetry:ClusterId", "east cluster", null, "Mesh:Telemetry:ClusterId 'east cluster' must be a label value")]
+    [InlineData("Mesh:Telemetry:ClusterId", "", null, "Mesh:Telemetry:ClusterId '' must be a label value")]
+    [InlineData("Mesh:Telemetry:Workload", "-orders", null, "Mesh:Telemetry:Workload '-orders' must be a label value")]
+    [InlineData("Mesh:Labels:version", "v 2", null, "Mesh:Labels:version 'v 2' must be a label value")]
+    [InlineData("Mesh:Telemetry:ClusterID2", "east", null, "Mesh:Telemetry:ClusterID2 is not a known option")]
     public async Task StartAsync_InvalidOption_FailsNamingTheKey(string? key, string? value, string? unused, string expected)
     {
         _ = unused;

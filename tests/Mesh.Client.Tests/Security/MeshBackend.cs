@@ -35,11 +35,15 @@ internal sealed class MeshBackend : IAsyncDisposable
 
     public int Hits => Requests.Count;
 
+    /// <summary>Gets the backend app's services.</summary>
+    public IServiceProvider Services => _app.Services;
+
     public static async Task<MeshBackend> StartAsync(
         string name,
         IWorkloadCertificateSource certificates,
         PeerAuthenticationMode mode,
-        HttpProtocols protocols = HttpProtocols.Http1AndHttp2)
+        HttpProtocols protocols = HttpProtocols.Http1AndHttp2,
+        Action<IServiceCollection>? configureServices = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -48,6 +52,7 @@ internal sealed class MeshBackend : IAsyncDisposable
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<IStartupFilter, MeshPeerIdentityStartupFilter>();
         builder.Services.AddGrpc();
+        configureServices?.Invoke(builder.Services);
         MeshBackend? self = null;
         builder.Services.AddSingleton(_ => new GreeterService(name, () => self!));
         builder.WebHost.ConfigureKestrel(kestrel =>

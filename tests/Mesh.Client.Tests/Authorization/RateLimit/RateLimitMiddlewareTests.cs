@@ -5,6 +5,7 @@ using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Xds;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using LocalRateLimit = Mesh.Xds.Envoy.Extensions.Filters.Http.LocalRatelimit.V3.LocalRateLimit;
@@ -89,7 +90,24 @@ public sealed class RateLimitMiddlewareTests
         Assert.Equal((403, 200), (denied.Response.StatusCode, allowed.Response.StatusCode));
     }
 
-    private MeshAuthorizationMiddleware Middleware(LocalRateLimit config, out Func<int> reached, ImmutableArray<AuthorizationPolicyModel> policies = default)
+    [Fact]
+    public async Task InvokeAsync_OverTheLimit_RecordedAsDestinationWithRL()
+    {
+        await using var services = new ServiceCollection().AddMeshTelemetry().BuildServiceProvider();
+        using var metrics = new Telemetry.IstioMetricsListener(services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+        var recorder = services.GetRequiredService<Mesh.Client.Telemetry.IstioRequestMetrics>();
+        var middleware = Middleware(LocalRateLimiterTests.Config(total: null, identity: 1), out _, metrics: recorder);
+
+        await SendAsync(middleware, Alice);
+        await SendAsync(middleware, Alice);
+
+        Assert.Equal(
+            [("200", "-"), ("429", "RL")],
+            metrics.Requests.Select(m => (m.Labels["response_code"], m.Labels["response_flags"])));
+        Assert.All(metrics.Requests, m => Assert.Equal((Alice, "default", "destination"), (m.Labels["source_principal"], m.Labels["source_workload_namespace"], m.Labels["reporter"])));
+    }
+
+    private MeshAuthorizationMiddleware Middleware(LocalRateLimit config, out Func<int> reached, ImmutableArray<AuthorizationPolicyModel> policies = default, Mesh.Client.Telemetry.IstioRequestMetrics? metrics = null)
     {
         policies = policies.IsDefault ? [] : policies;
         var paths = InboundPathSettings.Default;
@@ -101,7 +119,7 @@ public sealed class RateLimitMiddlewareTests
         store.Replace([policy]);
         var count = 0;
         reached = () => count;
-        return new MeshAuthorizationMiddleware(_ => { count++; return Task.CompletedTask; }, store, NullLogger<MeshAuthorizationMiddleware>.Instance, _time);
+        return new MeshAuthorizationMiddleware(_ => { count++; return Task.CompletedTask; }, store, NullLogger<MeshAuthorizationMiddleware>.Instance, _time, metrics);
     }
 
     private static async Task<DefaultHttpContext> SendAsync(MeshAuthorizationMiddleware middleware, string? peer, bool grpc = false, string target = "/orders", Dictionary<string, string>? headers = null)

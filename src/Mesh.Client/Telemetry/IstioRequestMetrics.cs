@@ -1,0 +1,219 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Mesh.Client.Discovery;
+using Microsoft.Extensions.Options;
+
+namespace Mesh.Client.Telemetry;
+
+/// <summary>
+/// Records Istio's standard request metrics (<see cref="MeshMetrics"/>) with Istio's full label set: <c>reporter="source"</c>
+/// for this app's calls to mesh services, <c>reporter="destination"</c> for the calls Kestrel receives. Each distinct
+/// combination of labels is built once and cached (at most <see cref="MaxLabelSets"/> per reporter), so recording a
+/// request allocates nothing; when nothing listens the callers skip it all on <see cref="Enabled"/>.
+/// </summary>
+/// <remarks>
+/// Label values are never empty (Prometheus reads <c>x=""</c> as an absent label and Kiali drops such series), except
+/// <c>grpc_response_status</c> of a non-gRPC request, which Istio itself leaves empty. Values from the network (the peer's
+/// SPIFFE ID and the namespace in it) are kept only when well formed, else folded to <c>unknown</c>.
+/// </remarks>
+internal sealed class IstioRequestMetrics
+{
+    /// <summary>The most label sets cached per reporter; past it, network-derived values fold to <c>unknown</c>, and a set still new is built per request.</summary>
+    public const int MaxLabelSets = 1024;
+
+    public const string Unknown = "unknown";
+
+    private readonly MeshMetrics _metrics;
+    private readonly LocalWorkload _local;
+    private readonly ConcurrentDictionary<SourceKey, KeyValuePair<string, object?>[]> _source = new();
+    private readonly ConcurrentDictionary<DestinationKey, KeyValuePair<string, object?>[]> _destination = new();
+
+    public IstioRequestMetrics(MeshMetrics metrics, IOptions<ServiceMeshOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(metrics);
+        ArgumentNullException.ThrowIfNull(options);
+        _metrics = metrics;
+        _local = LocalWorkload.From(options.Value);
+    }
+
+    /// <summary>Gets whether any listener takes a request metric. The one check a request pays when none does.</summary>
+    public bool Enabled => _metrics.RequestsEnabled;
+
+    /// <summary>Gets the number of cached label sets of both reporters (for tests).</summary>
+    internal int CachedLabelSets => _source.Count + _destination.Count;
+
+    /// <summary>Records one request this app sent to <paramref name="service"/> (reporter <c>source</c>).</summary>
+    public void RecordOutbound(MeshService service, bool grpc, int responseCode, int grpcStatus, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes)
+    {
+        var key = new SourceKey(service.Host, grpc, responseCode, grpcStatus, flags);
+        if (!_source.TryGetValue(key, out var labels))
+        {
+            labels = BuildSource(key);
+            if (_source.Count < MaxLabelSets)
+            {
+                labels = _source.GetOrAdd(key, labels);
+            }
+        }
+
+        _metrics.RecordRequest(labels, milliseconds, requestBytes, responseBytes);
+    }
+
+    /// <summary>
+    /// Records one request Kestrel received (reporter <c>destination</c>) from the peer <paramref name="peerSpiffeId"/>
+    /// (null over plaintext), over mTLS or not.
+    /// </summary>
+    public void RecordInbound(string? peerSpiffeId, bool mutualTls, bool grpc, int responseCode, int grpcStatus, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes)
+    {
+        var key = new DestinationKey(peerSpiffeId, mutualTls, grpc, responseCode, grpcStatus, flags);
+        if (!_destination.TryGetValue(key, out var labels))
+        {
+            if (_destination.Count >= MaxLabelSets && peerSpiffeId is not null)
+            {
+                // Full: the peer (the one value from the network) folds to unknown, which bounds what callers can add.
+                key = key with { Peer = null };
+                _destination.TryGetValue(key, out labels);
+            }
+
+            if (labels is null)
+            {
+                labels = BuildDestination(key);
+                if (_destination.Count < MaxLabelSets)
+                {
+                    labels = _destination.GetOrAdd(key, labels);
+                }
+            }
+        }
+
+        _metrics.RecordRequest(labels, milliseconds, requestBytes, responseBytes);
+    }
+
+    private KeyValuePair<string, object?>[] BuildSource(SourceKey key)
+    {
+        var (name, ns) = SplitServiceHost(key.ServiceHost);
+        var local = _local;
+        return
+        [
+            new("reporter", "source"),
+            new("source_workload", local.Workload),
+            new("source_workload_namespace", local.Namespace),
+            new("source_principal", local.Principal),
+            new("source_app", local.App),
+            new("source_version", local.Version),
+            new("source_canonical_service", local.CanonicalService),
+            new("source_canonical_revision", local.CanonicalRevision),
+            new("source_cluster", local.Cluster),
+
+            // The peer's workload and labels travel in Istio's metadata exchange, which a proxyless client does not do.
+            new("destination_workload", Unknown),
+            new("destination_workload_namespace", ns),
+            new("destination_principal", Unknown),
+            new("destination_app", Unknown),
+            new("destination_version", Unknown),
+            new("destination_service", key.ServiceHost),
+            new("destination_service_name", name),
+            new("destination_service_namespace", ns),
+            new("destination_canonical_service", Unknown),
+            new("destination_canonical_revision", "latest"),
+            new("destination_cluster", local.Cluster),
+            new("request_protocol", key.Grpc ? "grpc" : "http"),
+            new("response_code", key.ResponseCode.ToString(CultureInfo.InvariantCulture)),
+            new("grpc_response_status", GrpcStatusLabel(key.Grpc, key.GrpcStatus)),
+            new("response_flags", key.Flags.ToLabel()),
+
+            // As Istio's client side: the outbound proxy does not report the policy (istio_stats.cc).
+            new("connection_security_policy", Unknown),
+        ];
+    }
+
+    private KeyValuePair<string, object?>[] BuildDestination(DestinationKey key)
+    {
+        var local = _local;
+        var peer = PeerIdentity.Fold(key.Peer);
+        return
+        [
+            new("reporter", "destination"),
+            new("source_workload", Unknown),
+            new("source_workload_namespace", peer.Namespace),
+            new("source_principal", peer.Principal),
+            new("source_app", Unknown),
+            new("source_version", Unknown),
+            new("source_canonical_service", Unknown),
+            new("source_canonical_revision", "latest"),
+
+            // One mesh, one cluster: a caller with a known namespace and an unknown cluster would be dropped by Kiali.
+            new("source_cluster", local.Cluster),
+            new("destination_workload", local.Workload),
+            new("destination_workload_namespace", local.Namespace),
+            new("destination_principal", local.Principal),
+            new("destination_app", local.App),
+            new("destination_version", local.Version),
+            new("destination_service", local.ServiceHost),
+            new("destination_service_name", local.ServiceName),
+            new("destination_service_namespace", local.Namespace),
+            new("destination_canonical_service", local.CanonicalService),
+            new("destination_canonical_revision", local.CanonicalRevision),
+            new("destination_cluster", local.Cluster),
+            new("request_protocol", key.Grpc ? "grpc" : "http"),
+            new("response_code", key.ResponseCode.ToString(CultureInfo.InvariantCulture)),
+            new("grpc_response_status", GrpcStatusLabel(key.Grpc, key.GrpcStatus)),
+            new("response_flags", key.Flags.ToLabel()),
+            new("connection_security_policy", key.MutualTls ? "mutual_tls" : "none"),
+        ];
+    }
+
+    // Istio leaves it empty for HTTP (the label is then absent in Prometheus). A gRPC call whose status was not seen (on the
+    // source side it comes in trailers, after the request is recorded) is left empty as well, never guessed.
+    private static string GrpcStatusLabel(bool grpc, int status) =>
+        grpc && status >= 0 ? status.ToString(CultureInfo.InvariantCulture) : string.Empty;
+
+    /// <summary>The short name and namespace of <c>name.namespace.svc.&lt;domain&gt;</c>; other hosts: the first label and <c>unknown</c>.</summary>
+    internal static (string Name, string Namespace) SplitServiceHost(string host)
+    {
+        var parts = host.Split('.');
+        if (parts.Length >= 3 && parts[2] == "svc" && LabelRules.IsDnsLabel(parts[0]) && LabelRules.IsDnsLabel(parts[1]))
+        {
+            return (parts[0], parts[1]);
+        }
+
+        return (parts[0].Length > 0 ? parts[0] : Unknown, Unknown);
+    }
+
+    private readonly record struct SourceKey(string ServiceHost, bool Grpc, int ResponseCode, int GrpcStatus, ResponseFlags Flags);
+
+    private readonly record struct DestinationKey(string? Peer, bool MutualTls, bool Grpc, int ResponseCode, int GrpcStatus, ResponseFlags Flags);
+
+    /// <summary>This workload's own label values, from <see cref="ServiceMeshOptions"/> (Istio takes them from node metadata).</summary>
+    internal sealed record LocalWorkload(
+        string Workload,
+        string Namespace,
+        string Principal,
+        string App,
+        string Version,
+        string CanonicalService,
+        string CanonicalRevision,
+        string Cluster,
+        string ServiceHost,
+        string ServiceName)
+    {
+        public static LocalWorkload From(ServiceMeshOptions options)
+        {
+            var labels = options.Labels;
+            string? Label(string name) => labels.TryGetValue(name, out var value) && value.Length > 0 ? value : null;
+            var workload = options.Telemetry.Workload ?? options.Service ?? Unknown;
+            var app = Label("app") ?? options.Service ?? Unknown;
+            var account = options.ServiceAccount ?? options.Service;
+
+            // The URI SAN of this workload's certificate: issued only in secure mode (an https:// control plane).
+            var principal = options.ControlPlane.Address?.Scheme == Uri.UriSchemeHttps && account is not null
+                ? $"spiffe://{options.Identity.TrustDomain}/ns/{options.Namespace}/sa/{account}"
+                : Unknown;
+
+            // As Istio's injector fills the canonical labels; "app" is the registration's (the service name when unset).
+            var canonicalService = Label("service.istio.io/canonical-name") ?? Label("app.kubernetes.io/name") ?? Label("app") ?? options.Service ?? workload;
+            var canonicalRevision = Label("service.istio.io/canonical-revision") ?? Label("app.kubernetes.io/version") ?? Label("version") ?? "latest";
+            var serviceName = options.Service ?? canonicalService;
+            var serviceHost = options.Service is { } service ? $"{service}.{options.Namespace}.svc.{options.ClusterDomain}" : canonicalService;
+            return new LocalWorkload(workload, options.Namespace, principal, app, Label("version") ?? Unknown, canonicalService, canonicalRevision, options.Telemetry.ClusterId, serviceHost, serviceName);
+        }
+    }
+}

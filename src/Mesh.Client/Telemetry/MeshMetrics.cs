@@ -1,0 +1,92 @@
+using System.Diagnostics.Metrics;
+
+namespace Mesh.Client.Telemetry;
+
+/// <summary>
+/// The mesh client's instruments, all on the one <see cref="MeshTelemetry.MeterName"/> meter, created through
+/// <see cref="IMeterFactory"/>: Istio's standard request metrics under Istio's own names and units (OpenTelemetry's
+/// Prometheus exporter keeps a name that already ends in its unit or <c>_total</c>, so the series come out as Istio's),
+/// and the client's own <c>mesh.client.*</c> instruments.
+/// </summary>
+internal sealed class MeshMetrics
+{
+    public const string MeterName = MeshTelemetry.MeterName;
+
+    public const string RequestsName = "istio_requests_total";
+    public const string RequestDurationName = "istio_request_duration_milliseconds";
+    public const string RequestBytesName = "istio_request_bytes";
+    public const string ResponseBytesName = "istio_response_bytes";
+
+    /// <summary>Envoy's default histogram buckets, which Istio's three request histograms use (Envoy histogram_impl.cc).</summary>
+    internal static readonly IReadOnlyList<double> EnvoyBuckets =
+        [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
+
+    public MeshMetrics(IMeterFactory meterFactory)
+    {
+        ArgumentNullException.ThrowIfNull(meterFactory);
+        var meter = meterFactory.Create(MeterName);
+        TlsHandshakes = meter.CreateCounter<long>(
+            "mesh.client.tls.handshakes",
+            unit: "{handshake}",
+            description: "mTLS handshakes of outbound mesh connections, by destination service; failed ones carry error.type.");
+        Requests = meter.CreateCounter<long>(
+            RequestsName,
+            unit: null,
+            description: "Requests, once each at its end, as Istio's istio_requests_total (reporter source: this app's calls; destination: calls to it).");
+        RequestDuration = meter.CreateHistogram<double>(
+            RequestDurationName,
+            unit: "ms",
+            description: "Request duration, as Istio's istio_request_duration_milliseconds.",
+            tags: null,
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = EnvoyBuckets });
+        RequestBytes = meter.CreateHistogram<double>(
+            RequestBytesName,
+            unit: "By",
+            description: "Request body size, as Istio's istio_request_bytes.",
+            tags: null,
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = EnvoyBuckets });
+        ResponseBytes = meter.CreateHistogram<double>(
+            ResponseBytesName,
+            unit: "By",
+            description: "Response body size, as Istio's istio_response_bytes.",
+            tags: null,
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = EnvoyBuckets });
+    }
+
+    public Counter<long> TlsHandshakes { get; }
+
+    public Counter<long> Requests { get; }
+
+    public Histogram<double> RequestDuration { get; }
+
+    public Histogram<double> RequestBytes { get; }
+
+    public Histogram<double> ResponseBytes { get; }
+
+    /// <summary>Gets whether anything listens to a request metric: when not, the request paths skip timestamps and labels.</summary>
+    public bool RequestsEnabled => Requests.Enabled || RequestDuration.Enabled || RequestBytes.Enabled || ResponseBytes.Enabled;
+
+    /// <summary>Records one finished request with a cached label set. Allocates nothing.</summary>
+    public void RecordRequest(ReadOnlySpan<KeyValuePair<string, object?>> labels, double milliseconds, long requestBytes, long responseBytes)
+    {
+        if (Requests.Enabled)
+        {
+            Requests.Add(1, labels);
+        }
+
+        if (RequestDuration.Enabled)
+        {
+            RequestDuration.Record(milliseconds, labels);
+        }
+
+        if (RequestBytes.Enabled)
+        {
+            RequestBytes.Record(requestBytes, labels);
+        }
+
+        if (ResponseBytes.Enabled)
+        {
+            ResponseBytes.Record(responseBytes, labels);
+        }
+    }
+}

@@ -1,0 +1,20 @@
+using System.Diagnostics;
+
+namespace Mesh.Client.Telemetry;
+
+/// <summary>
+/// The names of the mesh client's one <see cref="System.Diagnostics.Metrics.Meter"/> and one <see cref="ActivitySource"/>.
+/// Listen with OpenTelemetry's <c>AddServiceMeshInstrumentation()</c> (or <c>AddMeter(MeshTelemetry.MeterName)</c>),
+/// <c>dotnet-counters monitor --counters Mesh.Client</c>, or a <see cref="System.Diagnostics.Metrics.MeterListener"/>.
+/// </summary>
+public static class MeshTelemetry
+{
+    /// <summary>The name of the mesh client's meter: Istio's standard request metrics and the client's own instruments.</summary>
+    public const string MeterName = "Mesh.Client";
+
+    /// <summary>The name of the mesh client's activity source.</summary>
+    public const string ActivitySourceName = "Mesh.Client";
+
+    /// <summary>The one activity source, created once (an ActivitySource is cheap until something listens).</summary>
+    internal static readonly ActivitySource ActivitySource = new(ActivitySourceName);
+}

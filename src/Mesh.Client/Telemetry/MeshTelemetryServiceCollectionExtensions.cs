@@ -1,0 +1,18 @@
+using Mesh.Client.Telemetry;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registers the mesh client's instruments; idempotent.</summary>
+internal static class MeshTelemetryServiceCollectionExtensions
+{
+    public static IServiceCollection AddMeshTelemetry(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.AddOptions();
+        services.AddMetrics();
+        services.TryAddSingleton<MeshMetrics>();
+        services.TryAddSingleton<IstioRequestMetrics>();
+        return services;
+    }
+}

@@ -1,0 +1,207 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using Mesh.Client.Authorization;
+using Mesh.Client.Discovery;
+using Mesh.Client.Security;
+using Mesh.Client.Tests.Security;
+using Mesh.Xds.Identity;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using static Mesh.Client.Tests.Authorization.IstioPolicies;
+
+namespace Mesh.Client.Tests.Telemetry;
+
+/// <summary>
+/// reporter="destination": real Kestrel on 127.0.0.1 with the mesh's inbound middleware, a MeterListener on the app's
+/// meter. Every request counted once, the ones the mesh refuses included; mTLS callers by their SPIFFE ID.
+/// </summary>
+public sealed class DestinationReporterTests : IDisposable
+{
+    private static readonly string Frontend = TestCa.Id("frontend");
+
+    private readonly TestCa _ca = new(intermediate: true);
+
+    public void Dispose() => _ca.Dispose();
+
+    [Fact]
+    public async Task Plaintext_AllowedAndDenied_CountedWithTheirCodes_RbacDenialHasEnvoysNoFlag()
+    {
+        await using var app = await PlaintextApp.StartAsync();
+        using var metrics = new IstioMetricsListener(app.Services.GetRequiredService<IMeterFactory>());
+        using var client = new HttpClient();
+
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri($"http://127.0.0.1:{app.Port}/orders/{i}"))).StatusCode);
+        }
+
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, (await client.DeleteAsync(new Uri($"http://127.0.0.1:{app.Port}/orders/{i}"))).StatusCode);
+        }
+
+        // Recorded when the middleware returns, which may be a moment after the client has read the response.
+        await WaitUntilAsync(() => metrics.Requests.Count >= 5);
+        Assert.Equal(5, metrics.Requests.Count);
+        Assert.Equal(3, metrics.Requests.Count(m => m.Labels["response_code"] == "200"));
+        var denied = metrics.Requests.Where(m => m.Labels["response_code"] == "403").ToList();
+        Assert.Equal(2, denied.Count);
+        var expected = new Dictionary<string, string>
+        {
+            ["reporter"] = "destination",
+            ["source_workload"] = "unknown",
+            ["source_workload_namespace"] = "unknown",
+            ["source_principal"] = "unknown",
+            ["source_app"] = "unknown",
+            ["source_version"] = "unknown",
+            ["source_canonical_service"] = "unknown",
+            ["source_canonical_revision"] = "latest",
+            ["source_cluster"] = "east",
+            ["destination_workload"] = "orders-v2",
+            ["destination_workload_namespace"] = "shop",
+            ["destination_principal"] = "unknown",
+            ["destination_app"] = "orders",
+            ["destination_version"] = "v2",
+            ["destination_service"] = "orders.shop.svc.cluster.local",
+            ["destination_service_name"] = "orders",
+            ["destination_service_namespace"] = "shop",
+            ["destination_canonical_service"] = "orders",
+            ["destination_canonical_revision"] = "v2",
+            ["destination_cluster"] = "east",
+            ["request_protocol"] = "http",
+            ["response_code"] = "403",
+            ["grpc_response_status"] = string.Empty,
+
+            // Envoy's RBAC filter sets no response flag on its 403 (the denial is in RESPONSE_CODE_DETAILS).
+            ["response_flags"] = "-",
+            ["connection_security_policy"] = "none",
+        };
+        Assert.All(denied, m => Assert.Equal(expected.OrderBy(p => p.Key), m.Labels.OrderBy(p => p.Key)));
+        Assert.All(metrics.Of("istio_request_duration_milliseconds"), m => Assert.True(m.Value >= 0));
+        Assert.Equal(5, metrics.Of("istio_request_duration_milliseconds").Count);
+    }
+
+    [Fact]
+    public async Task Mtls_CallerBySpiffeId_MutualTls_DenialIs403()
+    {
+        await using var backend = await MeshBackend.StartAsync(
+            "orders-0",
+            _ca.Store(_ca.Issue([TestCa.Id("orders")])),
+            PeerAuthenticationMode.Strict,
+            HttpProtocols.Http1,
+            services =>
+            {
+                services.AddMeshAuthorization();
+                services.Configure<ServiceMeshOptions>(options =>
+                {
+                    options.Service = "orders";
+
+                    // Secure mode (an https:// control plane) is what gives the workload its SPIFFE ID.
+                    options.ControlPlane.Address = new Uri("https://127.0.0.1:15012");
+                });
+            });
+        Assert.True(InboundPolicyDecoder.TryDecode(
+            Listener([Deny("no-delete", Rule(to: [Operation(methods: ["DELETE"])]))], (uint)backend.Port, plaintext: false),
+            out var policy,
+            out var errors), string.Join("; ", errors));
+        backend.Services.GetRequiredService<InboundPolicyStore>().Replace([policy]);
+        using var metrics = new IstioMetricsListener(backend.Services.GetRequiredService<IMeterFactory>());
+        await using var provider = Client(backend);
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/items")));
+        }
+
+        using (var refused = await client.DeleteAsync(new Uri("http://orders/items/1")))
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+        }
+
+        await WaitUntilAsync(() => metrics.Requests.Count >= 5);
+        Assert.Equal(5, metrics.Requests.Count);
+        Assert.All(metrics.Requests, m =>
+        {
+            Assert.Equal("mutual_tls", m.Labels["connection_security_policy"]);
+            Assert.Equal(Frontend, m.Labels["source_principal"]);
+            Assert.Equal("default", m.Labels["source_workload_namespace"]);
+            Assert.Equal(TestCa.Id("orders"), m.Labels["destination_principal"]);
+            Assert.Equal("orders.default.svc.cluster.local", m.Labels["destination_service"]);
+        });
+        Assert.Equal(4, metrics.Requests.Count(m => m.Labels["response_code"] == "200"));
+        var denied = Assert.Single(metrics.Requests, m => m.Labels["response_code"] == "403");
+        Assert.Equal("-", denied.Labels["response_flags"]);
+    }
+
+    private ServiceProvider Client(MeshBackend backend)
+    {
+        var name = TestSnapshots.Names.Qualify("orders");
+        var cluster = new MeshCluster($"outbound|80||{name}", name, LoadBalancingPolicy.RoundRobin, [TestSnapshots.Endpoint(backend.Port)], tls: new UpstreamTlsSettings([]));
+        var source = new FixedSnapshotSource(new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster]));
+        var services = MeshServices.Create(source);
+        services.AddSingleton<IWorkloadCertificateSource>(_ca.Store(_ca.Issue([Frontend])));
+        return services.BuildServiceProvider();
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "condition not met within 30 s");
+            await Task.Delay(10);
+        }
+    }
+
+    /// <summary>A plaintext app behind the mesh authorization (PERMISSIVE), with a DENY on DELETE /orders/*.</summary>
+    private sealed class PlaintextApp : IAsyncDisposable
+    {
+        private readonly WebApplication _app;
+
+        private PlaintextApp(WebApplication app, int port)
+        {
+            _app = app;
+            Port = port;
+        }
+
+        public int Port { get; }
+
+        public IServiceProvider Services => _app.Services;
+
+        public static async Task<PlaintextApp> StartAsync()
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Logging.ClearProviders();
+            builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0));
+            builder.Services.AddMeshAuthorization();
+            builder.Services.Configure<ServiceMeshOptions>(options =>
+            {
+                options.Service = "orders";
+                options.Namespace = "shop";
+                options.Telemetry.ClusterId = "east";
+                options.Telemetry.Workload = "orders-v2";
+                options.Labels["version"] = "v2";
+            });
+            var app = builder.Build();
+            app.MapGet("/orders/{id}", (string id) => id);
+            app.MapDelete("/orders/{id}", (string id) => id);
+            await app.StartAsync();
+            var port = new Uri(app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single()).Port;
+            Assert.True(InboundPolicyDecoder.TryDecode(
+                Listener([Deny("no-delete", Rule(to: [Operation(methods: ["DELETE"], paths: ["/orders/*"])]))], (uint)port),
+                out var policy,
+                out var errors), string.Join("; ", errors));
+            app.Services.GetRequiredService<InboundPolicyStore>().Replace([policy]);
+            return new PlaintextApp(app, port);
+        }
+
+        public async ValueTask DisposeAsync() => await _app.DisposeAsync();
+    }
+}

@@ -1,0 +1,300 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Sockets;
+using Google.Protobuf.WellKnownTypes;
+using Mesh.Client.Discovery;
+using Mesh.Client.Resilience;
+using Mesh.Client.Routing;
+using Mesh.Client.Telemetry;
+using Microsoft.Extensions.DependencyInjection;
+using RetryPolicy = Mesh.Xds.Envoy.Config.Route.V3.RetryPolicy;
+using RouteAction = Mesh.Xds.Envoy.Config.Route.V3.RouteAction;
+
+namespace Mesh.Client.Tests.Telemetry;
+
+/// <summary>
+/// reporter="source": IHttpClientFactory clients against real Kestrel backends on 127.0.0.1, a MeterListener on the
+/// provider's meter. One increment per request the caller sent, whatever the retries; Istio's labels; Envoy's flags.
+/// </summary>
+public sealed class SourceReporterTests : IAsyncLifetime
+{
+    private const string Fqdn = "orders.default.svc.cluster.local";
+    private TestBackend _backend = null!;
+
+    public async Task InitializeAsync() => _backend = await TestBackend.StartAsync("orders-0");
+
+    public async Task DisposeAsync() => await _backend.DisposeAsync();
+
+    [Fact]
+    public async Task Success_EachRequestCountedOnce_WithIstiosLabels()
+    {
+        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(_backend.Port))), options =>
+        {
+            options.Service = "frontend";
+            options.Labels["version"] = "v1";
+        });
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        for (var i = 0; i < 7; i++)
+        {
+            Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/items")));
+        }
+
+        Assert.Equal(7, metrics.Requests.Count);
+        Assert.All(metrics.Requests, m => Assert.Equal(1, m.Value));
+        Assert.Equal(7, metrics.Of(MeshMetrics.RequestDurationName).Count);
+        Assert.Equal(7, metrics.Of(MeshMetrics.RequestBytesName).Count);
+        Assert.Equal(7, metrics.Of(MeshMetrics.ResponseBytesName).Count);
+        var expected = new Dictionary<string, string>
+        {
+            ["reporter"] = "source",
+            ["source_workload"] = "frontend",
+            ["source_workload_namespace"] = "default",
+            ["source_principal"] = "unknown", // plaintext control plane: no workload certificate
+            ["source_app"] = "frontend",
+            ["source_version"] = "v1",
+            ["source_canonical_service"] = "frontend",
+            ["source_canonical_revision"] = "v1",
+            ["source_cluster"] = "Kubernetes",
+            ["destination_workload"] = "unknown",
+            ["destination_workload_namespace"] = "default",
+            ["destination_principal"] = "unknown",
+            ["destination_app"] = "unknown",
+            ["destination_version"] = "unknown",
+            ["destination_service"] = Fqdn,
+            ["destination_service_name"] = "orders",
+            ["destination_service_namespace"] = "default",
+            ["destination_canonical_service"] = "unknown",
+            ["destination_canonical_revision"] = "latest",
+            ["destination_cluster"] = "Kubernetes",
+            ["request_protocol"] = "http",
+            ["response_code"] = "200",
+            ["grpc_response_status"] = string.Empty, // as Istio for HTTP: absent in Prometheus
+            ["response_flags"] = "-",
+            ["connection_security_policy"] = "unknown",
+        };
+        Assert.Equal(expected.OrderBy(p => p.Key), metrics.Requests[0].Labels.OrderBy(p => p.Key));
+    }
+
+    [Fact]
+    public async Task RetriedRequest_CountedOnce_WithTheLastAttemptsCodeAndURX()
+    {
+        var retry = new RouteAction { RetryPolicy = new RetryPolicy { RetryOn = "5xx", NumRetries = 2 } };
+        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(_backend.Port)), retry), options => options.Resilience.MaxRetryAttempts = 0);
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        using var response = await client.GetAsync(new Uri("http://orders/fail"));
+
+        Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+        Assert.Equal(3, _backend.Hits);
+        var request = Assert.Single(metrics.Requests);
+        Assert.Equal("500", request.Labels["response_code"]);
+        Assert.Equal("URX", request.Labels["response_flags"]);
+    }
+
+    [Fact]
+    public async Task RetriedThenAnswered_CountedOnce_WithoutAFlag()
+    {
+        // Two endpoints, one refusing connections: the retry goes to the other (it avoids the endpoint that failed).
+        var closed = ClosedPort();
+        var retry = new RouteAction { RetryPolicy = new RetryPolicy { RetryOn = "connect-failure", NumRetries = 2 } };
+        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(closed), TestSnapshots.Endpoint(_backend.Port)), retry), options => options.Resilience.MaxRetryAttempts = 0);
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/")));
+        }
+
+        Assert.Equal(4, _backend.Hits);
+        Assert.Equal(4, metrics.Requests.Count);
+        Assert.All(metrics.Requests, m => Assert.Equal(("200", "-"), (m.Labels["response_code"], m.Labels["response_flags"])));
+    }
+
+    [Fact]
+    public async Task NoRouteMatches_NR_404()
+    {
+        var cluster = Cluster(TestSnapshots.Endpoint(_backend.Port));
+        var route = new MeshRoute("/api", null, true, [new WeightedCluster(cluster, 1)]);
+        await using var provider = Provider((route, cluster));
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        await Assert.ThrowsAsync<NoRouteException>(() => client.GetAsync(new Uri("http://orders/other")));
+
+        AssertOutcome(metrics, "404", "NR");
+        Assert.Equal(0, _backend.Hits);
+    }
+
+    [Fact]
+    public async Task NoHealthyEndpoint_UH_503()
+    {
+        await using var provider = Provider(Route(Cluster()));
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        await Assert.ThrowsAsync<NoHealthyEndpointException>(() => client.GetAsync(new Uri("http://orders/")));
+
+        AssertOutcome(metrics, "503", "UH");
+    }
+
+    [Fact]
+    public async Task MaxRequestsReached_UO_503()
+    {
+        var cluster = new MeshCluster($"outbound|80||{Fqdn}", Fqdn, LoadBalancingPolicy.RoundRobin, [TestSnapshots.Endpoint(_backend.Port)], limits: new ClusterLimits { MaxRequests = 0 });
+        await using var provider = Provider(Route(cluster), options => options.Resilience.MaxRetryAttempts = 0);
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        await Assert.ThrowsAsync<UpstreamOverflowException>(() => client.GetAsync(new Uri("http://orders/")));
+
+        AssertOutcome(metrics, "503", "UO");
+        Assert.Equal(0, _backend.Hits);
+    }
+
+    [Fact]
+    public async Task RouteTimeout_UT_504()
+    {
+        _backend.Hang = true;
+        var timeout = new RouteAction { Timeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(300)) };
+        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(_backend.Port)), timeout));
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        await Assert.ThrowsAsync<TaskCanceledException>(() => client.GetAsync(new Uri("http://orders/")));
+
+        AssertOutcome(metrics, "504", "UT");
+        Assert.True(metrics.Of(MeshMetrics.RequestDurationName).Single().Value >= 250, "the duration covers the timeout");
+    }
+
+    [Fact]
+    public async Task ConnectionRefused_UF_503()
+    {
+        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(ClosedPort()))), options => options.Resilience.MaxRetryAttempts = 0);
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync(new Uri("http://orders/")));
+
+        AssertOutcome(metrics, "503", "UF");
+    }
+
+    [Fact]
+    public async Task CallerGivesUp_DC_0()
+    {
+        _backend.Hang = true;
+        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(_backend.Port))));
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+        using var caller = new CancellationTokenSource();
+
+        var call = client.GetAsync(new Uri("http://orders/"), caller.Token);
+        await WaitUntilAsync(() => _backend.Hits == 1);
+        await caller.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
+
+        AssertOutcome(metrics, "0", "DC");
+    }
+
+    [Fact]
+    public async Task FaultAbort_FI_TheAbortStatus_BackendNotCalled()
+    {
+        var features = new RouteFeatures { Abort = new FaultAbort(503, null, PerMillion.All) };
+        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(_backend.Port)), features: features));
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        using var response = await client.GetAsync(new Uri("http://orders/"));
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        AssertOutcome(metrics, "503", "FI");
+        Assert.Equal(0, _backend.Hits);
+        Assert.Equal("fault filter abort".Length, metrics.Of(MeshMetrics.ResponseBytesName).Single().Value);
+    }
+
+    [Fact]
+    public async Task FaultDelay_DI_TheBackendsAnswer()
+    {
+        var features = new RouteFeatures { Delay = new FaultDelay(TimeSpan.FromMilliseconds(100), PerMillion.All) };
+        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(_backend.Port)), features: features));
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/")));
+
+        AssertOutcome(metrics, "200", "DI");
+        Assert.True(metrics.Of(MeshMetrics.RequestDurationName).Single().Value >= 90, "the duration covers the delay");
+    }
+
+    [Fact]
+    public async Task NoListener_RecordsNothing_AndBuildsNoLabels()
+    {
+        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(_backend.Port))));
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+        var recorder = provider.GetRequiredService<IstioRequestMetrics>();
+
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/")));
+        }
+
+        Assert.False(recorder.Enabled);
+        Assert.Equal(0, recorder.CachedLabelSets);
+
+        // The same provider with a listener: the same requests now build (and cache) their one label set.
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/")));
+        Assert.True(recorder.Enabled);
+        Assert.Equal(1, recorder.CachedLabelSets);
+        Assert.Single(metrics.Requests);
+    }
+
+    private static void AssertOutcome(IstioMetricsListener metrics, string code, string flags)
+    {
+        var request = Assert.Single(metrics.Requests);
+        Assert.Equal((code, flags), (request.Labels["response_code"], request.Labels["response_flags"]));
+        Assert.Equal(Fqdn, request.Labels["destination_service"]);
+        Assert.Equal("source", request.Labels["reporter"]);
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "condition not met within 30 s");
+            await Task.Delay(10);
+        }
+    }
+
+    private static int ClosedPort()
+    {
+        using var socket = new TcpListener(IPAddress.Loopback, 0);
+        socket.Start();
+        var port = ((IPEndPoint)socket.LocalEndpoint).Port;
+        socket.Stop();
+        return port;
+    }
+
+    private static MeshCluster Cluster(params MeshEndpoint[] endpoints) => TestSnapshots.Cluster("orders", 80, endpoints);
+
+    private static (MeshRoute Route, MeshCluster Cluster) Route(MeshCluster cluster, RouteAction? action = null, RouteFeatures? features = null)
+    {
+        var errors = new List<string>();
+        var route = new MeshRoute("/", null, true, [new WeightedCluster(cluster, 1)], name: "default", features: features)
+        {
+            Resilience = action is null ? null : RouteResilience.Decode(action, hostPolicy: null, "route", errors),
+        };
+        Assert.Empty(errors);
+        return (route, cluster);
+    }
+
+    private static ServiceProvider Provider((MeshRoute Route, MeshCluster Cluster) target, Action<ServiceMeshOptions>? configure = null)
+    {
+        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, target.Route)), [target.Cluster]);
+        return MeshServices.Create(new FixedSnapshotSource(snapshot), configure).BuildServiceProvider();
+    }
+}
