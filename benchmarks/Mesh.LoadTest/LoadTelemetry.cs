@@ -25,13 +25,13 @@ internal sealed class LoadTelemetry : IDisposable
     public static LoadTelemetry Start() => new(
         Sdk.CreateMeterProviderBuilder()
             .AddHttpClientInstrumentation()
-            .AddMeter("Mesh.Client")
+            .AddServiceMeshInstrumentation()
             .AddReader(new PeriodicExportingMetricReader(new Discard<Metric>(), exportIntervalMilliseconds: 5_000))
             .Build()!,
         Sdk.CreateTracerProviderBuilder()
             .SetSampler(new ParentBasedSampler(new TraceIdRatioBasedSampler(0.1)))
             .AddHttpClientInstrumentation()
-            .AddSource("Mesh.Client")
+            .AddServiceMeshInstrumentation()
             .AddProcessor(new BatchActivityExportProcessor(new Discard<Activity>()))
             .Build()!);
 

@@ -24,24 +24,20 @@ public static class DemoTelemetryExtensions
     /// <summary>The standard OTLP protocol setting: <c>grpc</c> (the default) or <c>http/protobuf</c>.</summary>
     public const string OtlpProtocolKey = "OTEL_EXPORTER_OTLP_PROTOCOL";
 
-    // The mesh client's meter and ActivitySource (Mesh.Client's Telemetry room will add
-    // MeterProviderBuilder/TracerProviderBuilder.AddServiceMeshInstrumentation(); until then, by name).
-    private const string MeshClientSource = "Mesh.Client";
-
     // .NET's built-in meters: ASP.NET Core (http.server.request.duration, …), Kestrel, HttpClient
     // (http.client.request.duration, …) and DNS. Contrib's AddAspNetCoreInstrumentation/AddHttpClientInstrumentation
     // for metrics do no more than AddMeter these names on .NET 8+.
     private static readonly string[] Meters =
     [
-        MeshClientSource,
         "Microsoft.AspNetCore.Hosting",
         "Microsoft.AspNetCore.Server.Kestrel",
         "System.Net.Http",
         "System.Net.NameResolution",
     ];
 
-    // ActivitySources: the mesh's own spans, ASP.NET Core's server span, HttpClient's client span, gRPC's client span.
-    private static readonly string[] ActivitySources = [MeshClientSource, "Microsoft.AspNetCore", "System.Net.Http", "Grpc.Net.Client"];
+    // ActivitySources besides the mesh's own (AddServiceMeshInstrumentation): ASP.NET Core's server span, HttpClient's
+    // client span, gRPC's client span.
+    private static readonly string[] ActivitySources = ["Microsoft.AspNetCore", "System.Net.Http", "Grpc.Net.Client"];
 
     /// <summary>
     /// Adds OpenTelemetry metrics and traces for <paramref name="service"/> (resource <c>service.name</c>; the instance
@@ -60,6 +56,7 @@ public static class DemoTelemetryExtensions
                 serviceName: service,
                 serviceInstanceId: builder.Configuration["DEMO_INSTANCE"] ?? $"{service}-{Environment.ProcessId}"))
             .WithMetrics(metrics => metrics
+                .AddServiceMeshInstrumentation()
                 .AddMeter(Meters)
                 .AddPrometheusExporter(options =>
                 {
@@ -78,7 +75,7 @@ public static class DemoTelemetryExtensions
                     options.ScopeInfoEnabled = false;
                     options.TargetInfoEnabled = false;
                 }))
-            .WithTracing(tracing => tracing.AddSource(ActivitySources));
+            .WithTracing(tracing => tracing.AddServiceMeshInstrumentation().AddSource(ActivitySources));
 
         if (otlp)
         {

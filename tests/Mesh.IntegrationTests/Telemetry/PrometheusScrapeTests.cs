@@ -14,6 +14,7 @@ public sealed class PrometheusScrapeTests(ITestOutputHelper output)
 {
     private const int Requests = 200;
     private const int Concurrency = 8;
+    private const string FrontendPrincipal = "spiffe://cluster.local/ns/default/sa/frontend";
     private static readonly string[] ServiceJobs = ["frontend", "orders", "inventory"];
 
     [Fact]
@@ -45,10 +46,26 @@ public sealed class PrometheusScrapeTests(ITestOutputHelper output)
             new("frontend", Https(frontend), tls),
             new("orders", Https(orders), tls),
             new("inventory", Https(inventory), tls),
-            // TODO(issue 10 item 5): the control plane's admin /metrics is being added on another branch; once it is in,
-            // wait for this job too (add it to WaitForScrapeAsync) and assert pilot_xds_pushes etc.
+            // The control plane's admin /metrics (plain HTTP on loopback, as istiod's monitoring port).
             new("control-plane", mesh.ControlPlane.AdminAddress),
         };
+        // The scrape identity may GET /metrics and nothing else (the demo's prometheus-scrapes-only policy).
+        using (var asPrometheus = WorkloadCertificates.CreateMtlsClient(prometheusIdentity))
+        {
+            await Eventually.HoldsAsync(
+                async () =>
+                {
+                    using var other = await asPrometheus.GetAsync(Https(orders));
+                    return other.StatusCode == HttpStatusCode.Forbidden;
+                },
+                "orders to refuse the prometheus identity anything but /metrics",
+                TimeSpan.FromSeconds(60));
+            using var delete = await asPrometheus.DeleteAsync(new Uri(Https(orders), "/metrics"));
+            using var scrape = await asPrometheus.GetAsync(new Uri(Https(orders), "/metrics"));
+            Assert.Equal(HttpStatusCode.Forbidden, delete.StatusCode);
+            Assert.Equal(HttpStatusCode.OK, scrape.StatusCode);
+        }
+
         await using var prometheus = await PrometheusServer.StartAsync(targets);
         output.WriteLine($"Prometheus {prometheus.Address} scraping {string.Join(", ", targets.Select(t => $"{t.Job}={t.Address}"))}");
         await prometheus.WaitForScrapeAsync(ServiceJobs);
@@ -100,17 +117,48 @@ public sealed class PrometheusScrapeTests(ITestOutputHelper output)
         Assert.Empty(await prometheus.QueryAsync("""{otel_scope_name=~".+"}"""));
         Assert.Empty(await prometheus.QueryAsync("target_info"));
 
-        // TODO(issue 10 "Done when"): once Mesh.Client records Istio's standard metrics on the "Mesh.Client" meter, assert here
-        // (frontend's DELETEs are 1 in 5 at random and denied with 403, so count GETs by response_code="200"):
-        //  - sum(istio_requests_total{reporter="source",destination_service_name="orders",response_code="200"}) = Requests ±1 %
-        //  - sum(istio_requests_total{reporter="destination",destination_service_name="orders",response_code="200"}) = Requests ±1 %
-        //  - sum(istio_requests_total{reporter="source",destination_service_name="orders",response_code="403"}) = frontend's
-        //    /_stats "denied", with response_flags set to the RBAC-denial flag (UAEX-like), and the same for reporter="destination"
-        //  - sum(istio_requests_total{reporter="destination",connection_security_policy="mutual_tls"}) > 0 and no "none"
-        //  - istio_request_duration_milliseconds_bucket / istio_request_bytes_bucket / istio_response_bytes_bucket present
-        //  - the control-plane job up, with pilot_xds_pushes and citadel_server_csr_count moving
-        var istio = await prometheus.QueryAsync("sum by (job, reporter) (istio_requests_total)");
-        output.WriteLine($"istio_requests_total today: {(istio.Count == 0 ? "none yet" : string.Join("; ", istio))}");
+        // Istio's standard metrics, as Kiali and Istio's dashboards query them. frontend's DELETEs (1 in 5, at random) are
+        // denied by the demo's AuthorizationPolicy with 403: the GETs are the 200s, the DELETEs the 403s.
+        var denied = await DeniedByOrdersAsync(driver, Https(frontend));
+        var source200 = await ScrapedAsync(prometheus, """sum(istio_requests_total{job="frontend",reporter="source",destination_service_name="orders",response_code="200"})""", Requests);
+        // At orders, frontend's calls by its identity: orders also answers Prometheus' own scrapes of its /metrics.
+        var destination200 = await ScrapedAsync(prometheus, $$"""sum(istio_requests_total{job="orders",reporter="destination",destination_service_name="orders",source_principal="{{FrontendPrincipal}}",response_code="200"})""", Requests);
+        output.WriteLine($"istio_requests_total to orders, response_code 200: source {source200}, destination {destination200} (sent {Requests}); denied DELETEs {denied}");
+        Assert.InRange(source200, Requests * 0.99, Requests * 1.01);
+        Assert.InRange(destination200, Requests * 0.99, Requests * 1.01);
+
+        // The denials, both sides: 403 with no response flag, as Envoy's RBAC filter reports its own denial.
+        foreach (var reporter in new[] { ("source", "frontend"), ("destination", "orders") })
+        {
+            var promql = $$"""sum(istio_requests_total{job="{{reporter.Item2}}",reporter="{{reporter.Item1}}",destination_service_name="orders",source_principal="{{FrontendPrincipal}}",response_code="403",response_flags="-"})""";
+            var value = denied == 0 ? await prometheus.QueryScalarAsync(promql) ?? 0 : await ScrapedAsync(prometheus, promql, denied);
+            output.WriteLine($"{promql} = {value}");
+            Assert.Equal(denied, value);
+        }
+
+        // Every request orders served came over mTLS: mutual_tls, and never none.
+        var mutualTls = await prometheus.QueryScalarAsync("""sum(istio_requests_total{job="orders",reporter="destination",connection_security_policy="mutual_tls"})""");
+        var plaintext = await prometheus.QueryScalarAsync("""sum(istio_requests_total{job="orders",reporter="destination",connection_security_policy="none"})""");
+        output.WriteLine($"orders, reporter destination: mutual_tls {mutualTls}, none {plaintext ?? 0}");
+        Assert.True(mutualTls >= Requests, $"expected at least {Requests} mutual_tls requests at orders, got {mutualTls}");
+        Assert.Null(plaintext);
+
+        // Istio's histograms with Envoy's buckets (0.5 … 3,600,000).
+        foreach (var histogram in new[] { "istio_request_duration_milliseconds_bucket", "istio_request_bytes_bucket", "istio_response_bytes_bucket" })
+        {
+            var series = await prometheus.QueryAsync($$"""{{histogram}}{job="orders",reporter="destination",response_code="200"}""");
+            var bounds = series.Select(b => b.Labels["le"] == "+Inf" ? double.PositiveInfinity : double.Parse(b.Labels["le"], NumberStyles.Float, CultureInfo.InvariantCulture)).ToHashSet();
+            output.WriteLine($"{histogram}: le {string.Join(" ", bounds.Order())}");
+            Assert.Contains(0.5, bounds);
+            Assert.Contains(3_600_000, bounds);
+            Assert.Contains(double.PositiveInfinity, bounds);
+        }
+
+        // The control plane's own metrics, scraped from its admin port: pushes and certificate issuance moved.
+        await prometheus.WaitForScrapeAsync(["control-plane"]);
+        var pushes = await Eventually.ReturnsAsync(() => prometheus.QueryScalarAsync("""sum(pilot_xds_pushes{job="control-plane"})"""), v => v > 0, "pilot_xds_pushes to be scraped", TimeSpan.FromSeconds(30));
+        var issued = await Eventually.ReturnsAsync(() => prometheus.QueryScalarAsync("""sum(citadel_server_success_cert_issuance_count{job="control-plane"})"""), v => v >= 5, "citadel_server_success_cert_issuance_count to be scraped", TimeSpan.FromSeconds(30));
+        output.WriteLine($"control plane: pilot_xds_pushes {pushes}, certificates issued {issued} (3 workloads, prometheus, the driver)");
 
         output.WriteLine($"test ran {started.Elapsed.TotalSeconds:0.0} s");
     }
@@ -121,6 +169,15 @@ public sealed class PrometheusScrapeTests(ITestOutputHelper output)
         var value = await Eventually.ReturnsAsync(() => prometheus.QueryScalarAsync(promql), v => v >= expected, $"{promql} to reach {expected}", TimeSpan.FromSeconds(30));
         Assert.Equal(expected, value);
         return value!.Value;
+    }
+
+    /// <summary>How many of frontend's DELETEs orders' AuthorizationPolicy refused, from frontend's own count (<c>/_stats</c>).</summary>
+    private static async Task<int> DeniedByOrdersAsync(HttpClient driver, Uri frontend)
+    {
+        using var stats = await driver.GetAsync(new Uri(frontend, "/_stats"));
+        stats.EnsureSuccessStatusCode();
+        using var json = System.Text.Json.JsonDocument.Parse(await stats.Content.ReadAsStringAsync());
+        return json.RootElement.GetProperty("denied").GetInt32();
     }
 
     private static Uri Https(WorkloadProcess workload) => new UriBuilder(workload.Address) { Scheme = "https" }.Uri;
