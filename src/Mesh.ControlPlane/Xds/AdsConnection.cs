@@ -268,6 +268,13 @@ internal sealed partial class AdsConnection
             state ??= _types[typeUrl] = new TypeState();
             if (!isNew && request.ResponseNonce.Length > 0 && request.ResponseNonce != state.LastNonce)
             {
+                // A NACK of a superseded response still says the client rejected config: counted, as istiod counts it
+                // before it looks at the nonce (a bad push quickly followed by a fix must not hide the rejection).
+                if (request.ErrorDetail is not null)
+                {
+                    _metrics?.Rejected(typeUrl);
+                }
+
                 // Superseded by a newer response; the client will answer that one.
                 if (_logger.IsEnabled(LogLevel.Debug))
                 {
@@ -366,7 +373,13 @@ internal sealed partial class AdsConnection
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
         {
-            _metrics?.PushFailed(typeUrl);
+            // A client going away mid-push or the host shutting down is normal (istiod skips Canceled and Unavailable):
+            // only a write that failed while the stream was still wanted counts as a send error.
+            if (!cancellationToken.IsCancellationRequested && ex is IOException)
+            {
+                _metrics?.PushFailed(typeUrl);
+            }
+
             throw;
         }
 

@@ -146,6 +146,21 @@ public class ControlPlaneMetricsTests
     }
 
     [Fact]
+    public async Task Metrics_NackOfASupersededResponse_IsStillCounted()
+    {
+        // A bad push quickly followed by a fix: the client's NACK names the older nonce, yet the rejection happened.
+        await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
+        await using var ads = cp.OpenAds();
+        await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [OrdersCluster], AdsTestClient.Node());
+        var eds = await ads.NextAsync();
+        Assert.NotEqual("0", eds.Nonce);
+
+        await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [OrdersCluster], nonce: "0", version: string.Empty, error: "rejected an older response");
+
+        await ScrapeUntilAsync(cp.Admin, s => s.Count("pilot_total_xds_rejects", ("type", "eds")) == 1, "the NACK of a superseded response was not counted");
+    }
+
+    [Fact]
     public async Task Metrics_OnlyOnTheAdminPort()
     {
         await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
