@@ -47,7 +47,7 @@ internal sealed class ControlPlaneMetrics
     private readonly Counter<long> _csrSignErrors;
     private readonly Counter<long> _registrations;
     private readonly Counter<long> _leaseExpiries;
-    private readonly ConcurrentDictionary<string, int> _clientsByVersion = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _clientsByVersion = new(StringComparer.Ordinal);
     private ConfigError[] _configErrors = [];
     private Func<int>? _leaseCount;
     private CaExpiry? _caExpiry;
@@ -88,16 +88,37 @@ internal sealed class ControlPlaneMetrics
     public string ClientConnected(string? version)
     {
         var label = string.IsNullOrEmpty(version) ? UnknownVersion : version;
-        if (!_clientsByVersion.ContainsKey(label) && _clientsByVersion.Count >= MaxClientVersions)
+        lock (_clientsByVersion)
         {
-            label = UnknownVersion;
+            // The cap counts versions with a client connected now: a version whose last client left frees its slot. It
+            // stays reported at 0 (a series that vanished would keep its last value in the exporter) until versions at 0
+            // outnumber the cap, when they are dropped, so cycling made-up versions cannot grow this table.
+            if (!_clientsByVersion.ContainsKey(label) && _clientsByVersion.Count(static c => c.Value > 0) >= MaxClientVersions)
+            {
+                label = UnknownVersion;
+            }
+
+            if (_clientsByVersion.Count >= 2 * MaxClientVersions)
+            {
+                foreach (var idle in _clientsByVersion.Where(static c => c.Value <= 0).Select(static c => c.Key).ToList())
+                {
+                    _clientsByVersion.Remove(idle);
+                }
+            }
+
+            _clientsByVersion[label] = _clientsByVersion.GetValueOrDefault(label) + 1;
         }
 
-        _clientsByVersion.AddOrUpdate(label, 1, static (_, n) => n + 1);
         return label;
     }
 
-    public void ClientDisconnected(string label) => _clientsByVersion.AddOrUpdate(label, 0, static (_, n) => n - 1);
+    public void ClientDisconnected(string label)
+    {
+        lock (_clientsByVersion)
+        {
+            _clientsByVersion[label] = Math.Max(0, _clientsByVersion.GetValueOrDefault(label) - 1);
+        }
+    }
 
     /// <summary>One response written to a client, and how long selecting and writing it took.</summary>
     public void Pushed(string typeUrl, TimeSpan elapsed)
@@ -175,11 +196,11 @@ internal sealed class ControlPlaneMetrics
         _ => "other",
     };
 
-    private IEnumerable<Measurement<int>> ObserveClients()
+    private List<Measurement<int>> ObserveClients()
     {
-        foreach (var (version, count) in _clientsByVersion)
+        lock (_clientsByVersion)
         {
-            yield return new Measurement<int>(count, new KeyValuePair<string, object?>("version", version));
+            return [.. _clientsByVersion.Select(static c => new Measurement<int>(c.Value, new KeyValuePair<string, object?>("version", c.Key)))];
         }
     }
 

@@ -543,6 +543,10 @@ internal sealed partial class AdsConnection
         var version = node.Metadata?.Fields.TryGetValue("ISTIO_VERSION", out var value) == true && value.StringValue is { Length: > 0 } istio
             ? istio
             : node.UserAgentVersion;
+
+        // Semver build metadata (".NET's InformationalVersion 1.2.3+<commit sha>") would make every build its own label.
+        var plus = version?.IndexOf('+', StringComparison.Ordinal) ?? -1;
+        version = plus >= 0 ? version![..plus] : version;
         return version is { Length: > 0 and <= 64 } && version.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_' or '+') ? version : null;
     }
 

@@ -81,9 +81,24 @@ public class CaExpiryMonitorTests
         Assert.Equal(ControlPlaneMetrics.UnknownVersion, metrics.ClientConnected(null));
     }
 
+    [Fact]
+    public void ClientConnected_VersionsWhoseClientsLeft_FreeTheirSlots()
+    {
+        // 40 versions come and go (say, one client each, or someone cycling made-up versions): a new one still gets a label.
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var metrics = new ControlPlaneMetrics(services.GetRequiredService<IMeterFactory>(), TimeProvider.System);
+        for (var i = 0; i < ControlPlaneMetrics.MaxClientVersions + 8; i++)
+        {
+            metrics.ClientDisconnected(metrics.ClientConnected($"9.{i}.0"));
+        }
+
+        Assert.Equal("2.0.0", metrics.ClientConnected("2.0.0"));
+    }
+
     [Theory]
     [InlineData("1.29.0", "1.29.0")]
-    [InlineData("1.29.0-dev+abc_1", "1.29.0-dev+abc_1")]
+    [InlineData("1.29.0-dev+abc_1", "1.29.0-dev")]
+    [InlineData("0.1.0+4b1ee70a3c9d5e2f1b0a9c8d7e6f5a4b3c2d1e0f", "0.1.0")]
     [InlineData("1.29\n0", null)]
     [InlineData("1.29.0 (evil)", null)]
     [InlineData("", null)]
