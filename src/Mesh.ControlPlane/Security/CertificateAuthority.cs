@@ -148,10 +148,20 @@ internal sealed class CertificateAuthority : IDisposable
         ArgumentNullException.ThrowIfNull(identity);
         var now = _time.GetUtcNow();
         var notAfter = now + ttl;
-        var issuerNotAfter = new DateTimeOffset(_signing.NotAfter.ToUniversalTime());
-        if (notAfter > issuerNotAfter)
+
+        // No leaf outlives the chain that vouches for it: clamped to the first of the signing certificate, intermediates
+        // and root to expire. Once that has passed, nothing valid can be issued: a clear error, not a malformed certificate.
+        var chainNotAfter = new DateTimeOffset(ChainAfterLeaf.Append(_signing).Min(c => c.NotAfter.ToUniversalTime()));
+        if (chainNotAfter <= now)
         {
-            notAfter = issuerNotAfter;
+            var expired = ChainAfterLeaf.Append(_signing).MinBy(c => c.NotAfter)!;
+            throw new CertificateAuthorityExpiredException(
+                $"the CA cannot issue certificates: its certificate '{expired.Subject}' expired at {chainNotAfter:u} (replace ControlPlane:Ca:CertificateFile/ChainFile, or the self-signed root in the state directory)");
+        }
+
+        if (notAfter > chainNotAfter)
+        {
+            notAfter = chainNotAfter;
         }
 
         var request = new CertificateRequest(new X500DistinguishedName(string.Empty), publicKey, HashAlgorithmName.SHA256);
@@ -331,3 +341,6 @@ internal sealed class CertificateAuthority : IDisposable
         return serial;
     }
 }
+
+/// <summary>The CA's signing chain has expired: no certificate it could issue would be valid.</summary>
+internal sealed class CertificateAuthorityExpiredException(string message) : Exception(message);

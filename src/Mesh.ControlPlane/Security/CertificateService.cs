@@ -77,6 +77,11 @@ internal sealed partial class CertificateService(
             metrics?.CsrSigningFailed("sign");
             throw;
         }
+        catch (CertificateAuthorityExpiredException expired)
+        {
+            metrics?.CsrSigningFailed("expired");
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, expired.Message));
+        }
 
         using var leaf = issued;
         metrics?.CertificateIssued();

@@ -188,6 +188,29 @@ public class CertificateAuthorityTests
     }
 
     [Fact]
+    public void Issue_ChainExpired_RefusedWithAnErrorNamingTheCertificate()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var dir = SecureHost.NewRoot();
+        try
+        {
+            using var ca = CertificateAuthority.Load(new ControlPlaneOptions { StateDirectory = dir }, time);
+            time.Advance(CertificateAuthority.RootLifetime + TimeSpan.FromHours(1));
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+
+            var error = Assert.Throws<CertificateAuthorityExpiredException>(() =>
+                ca.Issue(new CertificateRequest("CN=x", key, HashAlgorithmName.SHA256).PublicKey, new WorkloadIdentity("cluster.local", "default", "orders"), TimeSpan.FromHours(24)));
+
+            Assert.Contains(ca.SigningCertificate.Subject, error.Message, StringComparison.Ordinal);
+            Assert.Contains("expired", error.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void ServerCertificate_PastHalfLife_IsReissuedWithoutRestart()
     {
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
