@@ -74,11 +74,13 @@ public static class DemoTelemetryExtensions
                     //   without it. The test DemoTelemetryTests.ScrapeEndpoint_KeepsIstioNamesUnchanged checks the output.
                     options.ScopeInfoEnabled = false;
                     options.TargetInfoEnabled = false;
-                }))
-            .WithTracing(tracing => tracing.AddServiceMeshInstrumentation().AddSource(ActivitySources));
+                }));
 
         if (otlp)
         {
+            // Traces only where they go somewhere: without an exporter every request would build spans nothing reads.
+            telemetry.WithTracing(tracing => tracing.AddServiceMeshInstrumentation().AddSource(ActivitySources));
+
             // UseOtlpExporter reads OTEL_EXPORTER_OTLP_ENDPOINT / _PROTOCOL (and _HEADERS, per-signal overrides) from
             // configuration. Its span and log exporters sit behind batch processors and metrics behind a periodic reader:
             // a request only enqueues (a bounded queue, 2048 spans by default, dropping when full); exports run on their own
