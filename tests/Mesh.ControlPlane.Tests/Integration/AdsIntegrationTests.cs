@@ -9,52 +9,13 @@ using Mesh.Xds.Envoy.Config.Listener.V3;
 using Mesh.Xds.Envoy.Config.Route.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Mesh.Xds.Registry.V1;
+using static Mesh.ControlPlane.Tests.Support.AdsFixtures;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Integration;
 
 public class AdsIntegrationTests
 {
-    private const string OrdersCluster = "outbound|80||orders.default.svc.cluster.local";
-
-    private const string Orders = """
-        apiVersion: networking.istio.io/v1
-        kind: ServiceEntry
-        metadata:
-          name: orders
-        spec:
-          hosts: [orders]
-          ports:
-          - number: 80
-            name: http
-            protocol: HTTP
-          workloadSelector:
-            labels: {app: orders}
-        ---
-        apiVersion: networking.istio.io/v1
-        kind: WorkloadEntry
-        metadata:
-          name: orders-1
-        spec:
-          address: 127.0.0.1
-          ports: {http: 5001}
-          labels: {app: orders}
-        """;
-
-    private const string Payments = """
-        apiVersion: networking.istio.io/v1
-        kind: ServiceEntry
-        metadata:
-          name: payments
-        spec:
-          hosts: [payments]
-          ports:
-          - number: 50051
-            name: grpc
-            protocol: GRPC
-          endpoints:
-          - address: 127.0.0.2
-        """;
-
     [Fact]
     public async Task StartAsync_EphemeralPorts_ReadyLineAndHealthzReady()
     {
@@ -92,7 +53,7 @@ public class AdsIntegrationTests
         var listener = Assert.Single(lds.Resources).Unpack<Listener>();
         Assert.Equal("orders", listener.Name);
         var routeName = listener.ApiListener.ApiListener_.Unpack<HttpConnectionManager>().Rds.RouteConfigName;
-        Assert.Equal(OrdersCluster, routeName);
+        Assert.Equal(Cluster80, routeName);
         await ads.AckAsync(lds, ["orders"]);
 
         await ads.SendAsync(TypeUrls.RouteConfiguration, [routeName]);
@@ -101,16 +62,16 @@ public class AdsIntegrationTests
         Assert.Contains("orders", route.VirtualHosts[0].Domains);
         await ads.AckAsync(rds, [routeName]);
 
-        await ads.SendAsync(TypeUrls.Cluster, [OrdersCluster]);
+        await ads.SendAsync(TypeUrls.Cluster, [Cluster80]);
         var cds = await ads.NextAsync();
-        Assert.Equal(OrdersCluster, Assert.Single(cds.Resources).Unpack<Cluster>().Name);
-        await ads.AckAsync(cds, [OrdersCluster]);
+        Assert.Equal(Cluster80, Assert.Single(cds.Resources).Unpack<Cluster>().Name);
+        await ads.AckAsync(cds, [Cluster80]);
 
-        await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [OrdersCluster]);
+        await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [Cluster80]);
         var eds = await ads.NextAsync();
         var cla = Assert.Single(eds.Resources).Unpack<ClusterLoadAssignment>();
         Assert.Equal(5001u, Assert.Single(Assert.Single(cla.Endpoints).LbEndpoints).Endpoint.Address.SocketAddress.PortValue);
-        await ads.AckAsync(eds, [OrdersCluster]);
+        await ads.AckAsync(eds, [Cluster80]);
 
         Assert.Equal(4, new[] { lds.Nonce, rds.Nonce, cds.Nonce, eds.Nonce }.Distinct().Count());
         var client = await PollClientAsync(cp, c => c.GetProperty("acked").EnumerateObject().Count() == 4);
@@ -124,10 +85,10 @@ public class AdsIntegrationTests
     {
         await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
         await using var ads = cp.OpenAds();
-        await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [OrdersCluster], AdsTestClient.Node());
+        await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [Cluster80], AdsTestClient.Node());
         var initial = await ads.NextAsync();
         Assert.Single(initial.Resources[0].Unpack<ClusterLoadAssignment>().Endpoints[0].LbEndpoints);
-        await ads.AckAsync(initial, [OrdersCluster]);
+        await ads.AckAsync(initial, [Cluster80]);
 
         var registry = new WorkloadRegistry.WorkloadRegistryClient(cp.Channel);
         var workload = new WorkloadEntry { Address = "127.0.0.1", Ports = { ["http"] = 5002 }, Labels = { ["app"] = "orders" }, ServiceAccount = "orders" };
@@ -140,7 +101,7 @@ public class AdsIntegrationTests
         var ports = pushed.Resources[0].Unpack<ClusterLoadAssignment>().Endpoints.SelectMany(l => l.LbEndpoints).Select(e => e.Endpoint.Address.SocketAddress.PortValue).Order();
         Assert.Equal([5001u, 5002u], ports);
         Assert.NotEqual(initial.VersionInfo, pushed.VersionInfo);
-        await ads.AckAsync(pushed, [OrdersCluster]);
+        await ads.AckAsync(pushed, [Cluster80]);
 
         var dump = await GetDumpAsync(cp);
         var endpoint = dump.GetProperty("services")[0].GetProperty("endpoints").EnumerateArray().Single(e => e.GetProperty("port").GetUInt32() == 5002);
@@ -232,7 +193,7 @@ public class AdsIntegrationTests
 
         await ads.SendAsync(TypeUrls.Cluster, [], AdsTestClient.Node());
         var cds = await ads.NextAsync();
-        Assert.Equal(["outbound|50051||payments.default.svc.cluster.local", OrdersCluster], cds.Resources.Select(r => r.Unpack<Cluster>().Name).Order(StringComparer.Ordinal));
+        Assert.Equal(["outbound|50051||payments.default.svc.cluster.local", Cluster80], cds.Resources.Select(r => r.Unpack<Cluster>().Name).Order(StringComparer.Ordinal));
 
         await ads.SendAsync(TypeUrls.Listener, ["*"]);
         var lds = await ads.NextAsync();
@@ -279,15 +240,15 @@ public class AdsIntegrationTests
             """;
         await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
         await using var ads = cp.OpenAds();
-        await ads.SendAsync(TypeUrls.Cluster, [OrdersCluster], AdsTestClient.Node());
+        await ads.SendAsync(TypeUrls.Cluster, [Cluster80], AdsTestClient.Node());
         var initial = await ads.NextAsync();
         Assert.NotNull(Assert.Single(initial.Resources).Unpack<Cluster>().TransportSocket);
-        await ads.AckAsync(initial, [OrdersCluster]);
+        await ads.AckAsync(initial, [Cluster80]);
 
         await File.WriteAllTextAsync(Path.Combine(cp.ConfigDirectory, "orders-peer.yaml"), disable);
         var plaintext = await ads.NextAsync();
         Assert.Null(Assert.Single(plaintext.Resources).Unpack<Cluster>().TransportSocket);
-        await ads.AckAsync(plaintext, [OrdersCluster]);
+        await ads.AckAsync(plaintext, [Cluster80]);
 
         File.Delete(Path.Combine(cp.ConfigDirectory, "orders-peer.yaml"));
         var mtls = await ads.NextAsync();

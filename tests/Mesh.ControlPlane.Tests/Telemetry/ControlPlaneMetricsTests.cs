@@ -15,6 +15,8 @@ using Mesh.Xds.Istio.Auth.V1;
 using Mesh.Xds.Registry.V1;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using static Mesh.ControlPlane.Tests.Support.AdsFixtures;
+using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
 namespace Mesh.ControlPlane.Tests.Telemetry;
 
@@ -22,47 +24,6 @@ namespace Mesh.ControlPlane.Tests.Telemetry;
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
 public class ControlPlaneMetricsTests
 {
-    private const string OrdersCluster = "outbound|80||orders.default.svc.cluster.local";
-
-    private const string Orders = """
-        apiVersion: networking.istio.io/v1
-        kind: ServiceEntry
-        metadata:
-          name: orders
-        spec:
-          hosts: [orders]
-          ports:
-          - number: 80
-            name: http
-            protocol: HTTP
-          workloadSelector:
-            labels: {app: orders}
-        ---
-        apiVersion: networking.istio.io/v1
-        kind: WorkloadEntry
-        metadata:
-          name: orders-1
-        spec:
-          address: 127.0.0.1
-          ports: {http: 5001}
-          labels: {app: orders}
-        """;
-
-    private const string Payments = """
-        apiVersion: networking.istio.io/v1
-        kind: ServiceEntry
-        metadata:
-          name: payments
-        spec:
-          hosts: [payments]
-          ports:
-          - number: 50051
-            name: grpc
-            protocol: GRPC
-          endpoints:
-          - address: 127.0.0.2
-        """;
-
     private static readonly string[] IstioNames =
         ["pilot_xds", "pilot_xds_pushes", "pilot_total_xds_rejects", "citadel_server_csr_count", "citadel_server_success_cert_issuance_count"];
 
@@ -81,8 +42,8 @@ public class ControlPlaneMetricsTests
         await ads.AckAsync(await ads.NextAsync(), []);
         await ads.SendAsync(TypeUrls.Listener, []);
         await ads.AckAsync(await ads.NextAsync(), []);
-        await ads.SendAsync(TypeUrls.RouteConfiguration, [OrdersCluster]);
-        await ads.AckAsync(await ads.NextAsync(), [OrdersCluster]);
+        await ads.SendAsync(TypeUrls.RouteConfiguration, [Cluster80]);
+        await ads.AckAsync(await ads.NextAsync(), [Cluster80]);
 
         var before = await ScrapeUntilAsync(cp.Admin, s => s.Value("pilot_xds", ("version", "1.29.0")) == 1, "pilot_xds{version=\"1.29.0\"} never reached 1");
         Assert.Equal("gauge", before.TypeOf("pilot_xds"));
@@ -96,7 +57,7 @@ public class ControlPlaneMetricsTests
         {
             var response = await ads.NextAsync();
             pushed.Add(response.TypeUrl);
-            await ads.AckAsync(response, response.TypeUrl == TypeUrls.RouteConfiguration ? [OrdersCluster] : []);
+            await ads.AckAsync(response, response.TypeUrl == TypeUrls.RouteConfiguration ? [Cluster80] : []);
         }
 
         Assert.Equal([TypeUrls.Cluster, TypeUrls.ClusterLoadAssignment, TypeUrls.Listener], pushed);
@@ -132,9 +93,9 @@ public class ControlPlaneMetricsTests
         var ads = cp.OpenAds();
         await using (ads)
         {
-            await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [OrdersCluster], AdsTestClient.Node());
+            await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [Cluster80], AdsTestClient.Node());
             var eds = await ads.NextAsync();
-            await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [OrdersCluster], nonce: eds.Nonce, version: string.Empty, error: "endpoint rejected by the test");
+            await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [Cluster80], nonce: eds.Nonce, version: string.Empty, error: "endpoint rejected by the test");
 
             var scrape = await ScrapeUntilAsync(cp.Admin, s => s.Count("pilot_total_xds_rejects", ("type", "eds")) == 1, "the NACK was never counted");
             Assert.Equal("counter", scrape.TypeOf("pilot_total_xds_rejects"));
@@ -151,11 +112,11 @@ public class ControlPlaneMetricsTests
         // A bad push quickly followed by a fix: the client's NACK names the older nonce, yet the rejection happened.
         await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
         await using var ads = cp.OpenAds();
-        await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [OrdersCluster], AdsTestClient.Node());
+        await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [Cluster80], AdsTestClient.Node());
         var eds = await ads.NextAsync();
         Assert.NotEqual("0", eds.Nonce);
 
-        await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [OrdersCluster], nonce: "0", version: string.Empty, error: "rejected an older response");
+        await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [Cluster80], nonce: "0", version: string.Empty, error: "rejected an older response");
 
         await ScrapeUntilAsync(cp.Admin, s => s.Count("pilot_total_xds_rejects", ("type", "eds")) == 1, "the NACK of a superseded response was not counted");
     }
