@@ -19,8 +19,7 @@ namespace Mesh.Client.Http;
 /// <remarks>
 /// Being outermost, it also records Istio's request metrics for reporter <c>source</c>, once per request whatever the
 /// retries (<see cref="IstioRequestMetrics"/>): only while something listens, else it costs one check.
-/// </remarks>
-/// <remarks>
+/// <para>
 /// Mirrors: the caller never waits for one; at most <see cref="MaxMirrorsInFlight"/> run at once per handler (more are
 /// dropped); each counts against the mirror cluster's <c>max_requests</c> as any request to it (over it, the mirror is
 /// dropped, as Envoy's shadow overflows); each is bounded by <see cref="MirrorTimeout"/>; its response is discarded and
@@ -28,6 +27,7 @@ namespace Mesh.Client.Http;
 /// (ByteArrayContent, StringContent, FormUrlEncodedContent, ReadOnlyMemoryContent) of at most
 /// <see cref="MaxMirrorBodyBytes"/>. A streamed body (StreamContent, gRPC calls, JsonContent) is sent once to the
 /// caller's destination and not mirrored: buffering it would change when the caller's request is sent.
+/// </para>
 /// </remarks>
 internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
 {

@@ -14,6 +14,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using static Mesh.Client.Tests.Authorization.IstioPolicies;
+using Mesh.Client.Tests.Support;
 
 namespace Mesh.Client.Tests.Telemetry;
 
@@ -47,7 +48,7 @@ public sealed class DestinationReporterTests : IDisposable
         }
 
         // Recorded when the middleware returns, which may be a moment after the client has read the response.
-        await WaitUntilAsync(() => metrics.Requests.Count >= 5);
+        await Poll.UntilAsync(() => metrics.Requests.Count >= 5, "the destination reporter to record the five requests (it records when the middleware returns)", TimeSpan.FromSeconds(30));
         Assert.Equal(5, metrics.Requests.Count);
         Assert.Equal(3, metrics.Requests.Count(m => m.Labels["response_code"] == "200"));
         var denied = metrics.Requests.Where(m => m.Labels["response_code"] == "403").ToList();
@@ -125,7 +126,7 @@ public sealed class DestinationReporterTests : IDisposable
             Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
         }
 
-        await WaitUntilAsync(() => metrics.Requests.Count >= 5);
+        await Poll.UntilAsync(() => metrics.Requests.Count >= 5, "the destination reporter to record the five requests (it records when the middleware returns)", TimeSpan.FromSeconds(30));
         Assert.Equal(5, metrics.Requests.Count);
         Assert.All(metrics.Requests, m =>
         {
@@ -148,16 +149,6 @@ public sealed class DestinationReporterTests : IDisposable
         var services = MeshServices.Create(source);
         services.AddSingleton<IWorkloadCertificateSource>(_ca.Store(_ca.Issue([Frontend])));
         return services.BuildServiceProvider();
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "condition not met within 30 s");
-            await Task.Delay(10);
-        }
     }
 
     /// <summary>A plaintext app behind the mesh authorization (PERMISSIVE), with a DENY on DELETE /orders/*.</summary>

@@ -9,6 +9,7 @@ using Mesh.Client.Telemetry;
 using Microsoft.Extensions.DependencyInjection;
 using RetryPolicy = Mesh.Xds.Envoy.Config.Route.V3.RetryPolicy;
 using RouteAction = Mesh.Xds.Envoy.Config.Route.V3.RouteAction;
+using Mesh.Client.Tests.Support;
 
 namespace Mesh.Client.Tests.Telemetry;
 
@@ -192,7 +193,7 @@ public sealed class SourceReporterTests : IAsyncLifetime
         using var caller = new CancellationTokenSource();
 
         var call = client.GetAsync(new Uri("http://orders/"), caller.Token);
-        await WaitUntilAsync(() => _backend.Hits == 1);
+        await Poll.UntilAsync(() => _backend.Hits == 1, "the backend to receive the request", TimeSpan.FromSeconds(30));
         await caller.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
 
@@ -258,16 +259,6 @@ public sealed class SourceReporterTests : IAsyncLifetime
         Assert.Equal((code, flags), (request.Labels["response_code"], request.Labels["response_flags"]));
         Assert.Equal(Fqdn, request.Labels["destination_service"]);
         Assert.Equal("source", request.Labels["reporter"]);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "condition not met within 30 s");
-            await Task.Delay(10);
-        }
     }
 
     private static int ClosedPort()
