@@ -64,8 +64,25 @@ public sealed class WorkloadIdentityServiceTests : IAsyncLifetime
         await Task.Yield();
         Assert.Same(first, store.Current);
 
-        _time.Advance(TimeSpan.FromHours(1));
-        await Poll.UntilAsync(() => !ReferenceEquals(first, store.Current) || store.LastError is not null, "the renewed certificate");
+        // The renewal loop arms its timer relative to the clock it read, so an Advance that lands
+        // between that read and the arming pushes the due time out. Step the clock until the renewal
+        // is seen rather than assume the timer was armed before the first step (CI saw that race).
+        await Poll.UntilAsync(
+            () =>
+            {
+                if (!ReferenceEquals(first, store.Current) || store.LastError is not null)
+                {
+                    return true;
+                }
+
+                if (_time.GetUtcNow() < first.NotAfter - TimeSpan.FromHours(1))
+                {
+                    _time.Advance(TimeSpan.FromMinutes(30));
+                }
+
+                return false;
+            },
+            "the renewed certificate");
         Assert.True(store.LastError is null, store.LastError);
         await identity.StopAsync(default);
 
