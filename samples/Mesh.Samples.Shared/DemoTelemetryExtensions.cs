@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -86,6 +87,12 @@ public static class DemoTelemetryExtensions
             // a request only enqueues (a bounded queue, 2048 spans by default, dropping when full); exports run on their own
             // thread, so an OTLP endpoint that is down or slow never blocks a request (DemoTelemetryTests checks both).
             telemetry.UseOtlpExporter();
+
+            // The exporter reports a failed export only on its EventSource: say so in the app's log, rate-limited.
+            var endpoint = builder.Configuration[OtlpEndpointKey]!;
+            builder.Services.AddSingleton(services => new OtlpExportFailureLog(
+                services.GetRequiredService<ILogger<OtlpExportFailureLog>>(), endpoint, services.GetService<TimeProvider>()));
+            builder.Services.AddHostedService(services => services.GetRequiredService<OtlpExportFailureLog>());
         }
 
         return builder;

@@ -76,7 +76,9 @@ public sealed class DemoTelemetryTests(ITestOutputHelper output)
             sink.Close();
         }
 
-        await using var app = await StartAppAsync(new Dictionary<string, string?>
+        using var logs = new WarningLog();
+        await using var app = await StartAppAsync(
+            new Dictionary<string, string?>
         {
             ["OTEL_EXPORTER_OTLP_ENDPOINT"] = $"http://127.0.0.1:{sink.Port}",
             ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol,
@@ -84,7 +86,8 @@ public sealed class DemoTelemetryTests(ITestOutputHelper output)
             ["OTEL_BSP_SCHEDULE_DELAY"] = "50",
             ["OTEL_METRIC_EXPORT_INTERVAL"] = "100",
             ["OTEL_EXPORTER_OTLP_TIMEOUT"] = "3000",
-        });
+        },
+            logs);
         using var http = new HttpClient { BaseAddress = app.Urls.Select(u => new Uri(u)).First(), Timeout = TimeSpan.FromSeconds(10) };
 
         // A first request makes a span; the batch processor exports it within 50 ms and, when slow, hangs in the sink.
@@ -114,15 +117,57 @@ public sealed class DemoTelemetryTests(ITestOutputHelper output)
         // A hung export (3 s timeout) would show as a request of seconds; generous for a loaded 2-core machine.
         Assert.True(slowest < TimeSpan.FromSeconds(1.5), $"slowest request took {slowest.TotalMilliseconds:0} ms");
 
+        // Dozens of exports failed by now (one every 50-100 ms; a hung one gives up after 3 s): the app's log got one
+        // warning naming the endpoint, not one per failure.
+        await Infrastructure.Eventually.HoldsAsync(() => Task.FromResult(logs.Warnings.Count > 0), "the OTLP failure warning", TimeSpan.FromSeconds(30));
+        var warning = Assert.Single(logs.Warnings);
+        output.WriteLine(warning.Message);
+        Assert.Equal("OtlpExportFailed", warning.EventName);
+        Assert.Contains($"OTLP export to http://127.0.0.1:{sink.Port} failed: ", warning.Message, StringComparison.Ordinal);
+
         // Closing the sink first lets the provider's shutdown flush fail fast instead of waiting out the export timeout.
         await sink.DisposeAsync();
     }
 
-    private static async Task<WebApplication> StartAppAsync(IReadOnlyDictionary<string, string?> settings)
+    [Fact]
+    public void OtlpExportFailures_OneWarningPerInterval_ThenACount()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        using var logs = new WarningLog();
+        using var factory = LoggerFactory.Create(b => b.AddProvider(logs));
+        using var log = new OtlpExportFailureLog(factory.CreateLogger<OtlpExportFailureLog>(), "http://collector:4317", time);
+
+        log.OnExportFailed("Exporter failed send data to collector to http://collector:4317/ endpoint. Data will not be sent. Exception: System.Net.Http.HttpRequestException: Connection refused\n   at a stack frame");
+        for (var i = 0; i < 10; i++)
+        {
+            time.Advance(OtlpExportFailureLog.Interval / 20);
+            log.OnExportFailed("again");
+        }
+
+        var first = Assert.Single(logs.Warnings);
+        Assert.Equal("OtlpExportFailed", first.EventName);
+        Assert.Contains("Connection refused", first.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("stack frame", first.Message, StringComparison.Ordinal);
+
+        time.Advance(OtlpExportFailureLog.Interval / 2);
+        log.OnExportFailed("the latest reason");
+
+        Assert.Equal(2, logs.Warnings.Count);
+        var second = logs.Warnings[1];
+        Assert.Equal("OtlpExportStillFailing", second.EventName);
+        Assert.Contains("still failing: 11 failure(s)", second.Message, StringComparison.Ordinal);
+        Assert.Contains("the latest reason", second.Message, StringComparison.Ordinal);
+    }
+
+    private static async Task<WebApplication> StartAppAsync(IReadOnlyDictionary<string, string?> settings, ILoggerProvider? logs = null)
     {
         var builder = WebApplication.CreateBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
+        if (logs is not null)
+        {
+            builder.Logging.AddProvider(logs);
+        }
 
         // The test folder holds inventory's appsettings.json (HTTP/2 only); this app speaks HTTP/1.1 too.
         builder.Configuration["Kestrel:EndpointDefaults:Protocols"] = "Http1AndHttp2";
@@ -137,6 +182,49 @@ public sealed class DemoTelemetryTests(ITestOutputHelper output)
         app.MapDemoTelemetry();
         await app.StartAsync();
         return app;
+    }
+
+    /// <summary>The warnings (and worse) <see cref="OtlpExportFailureLog"/> writes, with their event names.</summary>
+    private sealed class WarningLog : ILoggerProvider
+    {
+        private readonly List<(string EventName, string Message)> _warnings = [];
+
+        public IReadOnlyList<(string EventName, string Message)> Warnings
+        {
+            get
+            {
+                lock (_warnings)
+                {
+                    return [.. _warnings];
+                }
+            }
+        }
+
+        public ILogger CreateLogger(string categoryName) =>
+            categoryName == typeof(OtlpExportFailureLog).FullName ? new Recorder(this) : Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Recorder(WarningLog owner) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                if (IsEnabled(logLevel))
+                {
+                    lock (owner._warnings)
+                    {
+                        owner._warnings.Add((eventId.Name ?? "", formatter(state, exception)));
+                    }
+                }
+            }
+        }
     }
 
     /// <summary>A TCP listener on 127.0.0.1 that accepts connections and never reads or writes: an OTLP endpoint that hangs.</summary>
