@@ -136,10 +136,10 @@ public sealed partial class OtlpExportFailureLog : EventListener, IHostedService
     private static string Shorten(string reason)
     {
         var end = reason.IndexOf('\n', StringComparison.Ordinal);
-        return end < 0 ? reason : reason[..end].TrimEnd('\r');
+        return (end < 0 ? reason : reason[..end]).TrimEnd('\r', '.', ' ');
     }
 
-    [LoggerMessage(1, LogLevel.Warning, "OTLP export to {Endpoint} failed: {Reason}. telemetry may be dropped (requests are not affected); further failures are reported at most once every {Interval}.", EventName = "OtlpExportFailed")]
+    [LoggerMessage(1, LogLevel.Warning, "OTLP export to {Endpoint} failed: {Reason}. Telemetry may be dropped (requests are not affected); further failures are reported at most once every {Interval}.", EventName = "OtlpExportFailed")]
     private static partial void LogFirstFailure(ILogger logger, string endpoint, string reason, TimeSpan interval);
 
     [LoggerMessage(2, LogLevel.Warning, "OTLP export to {Endpoint} still failing: {Failures} failure(s) reported by the exporter since the last warning, {Interval} or more ago; the latest: {Reason}.", EventName = "OtlpExportStillFailing")]
