@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Diagnostics.Metrics;
+using System.Reflection;
 using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Xds;
 
@@ -31,6 +32,14 @@ internal sealed class ControlPlaneMetrics
     private static readonly string[] ConfigErrorKinds =
         ["ServiceEntry", "WorkloadEntry", "DestinationRule", "VirtualService", "PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication", Sources.YamlConfigLoader.RateLimitKind, "other", "file"];
 
+    // istiod's istio_build{component="pilot",tag="<version>"} 1, which Istio's control-plane dashboard charts as "Pilot
+    // Versions"; the tag is this build's version without its semver build metadata (the commit), as for pilot_xds.
+    private static readonly KeyValuePair<string, object?>[] BuildTags =
+    [
+        new("component", "pilot"),
+        new("tag", typeof(ControlPlaneMetrics).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? UnknownVersion),
+    ];
+
     private static readonly KeyValuePair<string, object?>[] RegisterTags = [new("event", "register")];
     private static readonly KeyValuePair<string, object?>[] RenewTags = [new("event", "renew")];
     private static readonly KeyValuePair<string, object?>[] DeregisterTags = [new("event", "deregister")];
@@ -59,6 +68,7 @@ internal sealed class ControlPlaneMetrics
         _time = time;
         var meter = meterFactory.Create(MeterName);
 
+        meter.CreateObservableGauge("istio_build", static () => new Measurement<int>(1, BuildTags), description: "Build information: the component and its version tag (istiod's metric).");
         meter.CreateObservableGauge("pilot_xds", ObserveClients, description: "ADS streams that identified their node, by the client's version.");
         _pushes = meter.CreateCounter<long>("pilot_xds_pushes", description: "DiscoveryResponses written, by xDS type (<type>_senderr when the write failed).");
         _pushTime = meter.CreateHistogram("pilot_xds_push_time", "s", "Time to select and write one DiscoveryResponse, by xDS type.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = PushTimeBuckets });

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Reflection;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Google.Protobuf.WellKnownTypes;
@@ -132,7 +133,12 @@ public class ControlPlaneMetricsTests
 
         Assert.Equal(HttpStatusCode.NotFound, onXds.StatusCode);
         Assert.NotEqual(HttpStatusCode.OK, post.StatusCode);
-        Assert.Contains("# TYPE mesh_config_errors gauge", (await PrometheusText.ScrapeAsync(cp.Admin)).Text, StringComparison.Ordinal);
+        var scrape = await PrometheusText.ScrapeAsync(cp.Admin);
+        Assert.Contains("# TYPE mesh_config_errors gauge", scrape.Text, StringComparison.Ordinal);
+
+        // istiod's build gauge (the control-plane dashboard's "Pilot Versions"): this build's version, no commit suffix.
+        var version = typeof(Mesh.ControlPlane.Telemetry.ControlPlaneMetrics).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()!.InformationalVersion;
+        Assert.Equal(1, scrape.Value("istio_build", ("component", "pilot"), ("tag", version.Split('+')[0])));
     }
 
     [Fact]
