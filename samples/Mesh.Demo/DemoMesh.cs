@@ -73,6 +73,7 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
     {
         var frontend = _workloads.First(w => w.Service == "frontend");
         var driver = Task.Run(() => DriveTrafficAsync(frontend, cancellationToken), cancellationToken);
+        var scraperIdentity = Task.Run(() => RenewScraperIdentityAsync(cancellationToken), cancellationToken);
         var interactive = !Console.IsOutputRedirected;
         var printEvery = interactive ? TimeSpan.FromSeconds(1) : TimeSpan.FromSeconds(5);
         using var timer = new PeriodicTimer(printEvery);
@@ -87,6 +88,7 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         finally
         {
             await driver.ContinueWith(static _ => { }, TaskScheduler.Default).ConfigureAwait(false);
+            await scraperIdentity.ContinueWith(static _ => { }, TaskScheduler.Default).ConfigureAwait(false);
             if (!cancellationToken.IsCancellationRequested || !interactive)
             {
                 Console.WriteLine(await RenderAsync(CancellationToken.None).ConfigureAwait(false));
@@ -120,7 +122,7 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
     /// <summary>Prints every /metrics endpoint and writes a Prometheus config that scrapes them all with a mesh identity.</summary>
     private async Task PrintScrapeTargetsAsync()
     {
-        var identity = await WorkloadCertificates.IssueAsync(_controlPlane!, "prometheus", Path.Combine(_stateDirectory, "prometheus-identity")).ConfigureAwait(false);
+        var identity = await WorkloadCertificates.IssueAsync(_controlPlane!, "prometheus", ScraperIdentityDirectory).ConfigureAwait(false);
         _scrapeConfig = DemoScrapeConfig.Write(_stateDirectory, identity, _controlPlane!.AdminAddress, _workloads);
         Console.WriteLine("Metrics (Prometheus text format):");
         Console.WriteLine($"  {"control plane",-13} {new Uri(_controlPlane.AdminAddress, DemoTelemetryExtensions.ScrapePath)}  (admin port, plain HTTP)");
@@ -134,6 +136,29 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         Console.WriteLine(Environment.GetEnvironmentVariable(DemoTelemetryExtensions.OtlpEndpointKey) is { Length: > 0 } otlp
             ? $"  OTLP: every service exports traces, metrics and logs to {otlp} ({Environment.GetEnvironmentVariable(DemoTelemetryExtensions.OtlpProtocolKey) ?? "grpc"})"
             : $"  OTLP: off; set {DemoTelemetryExtensions.OtlpEndpointKey} (and {DemoTelemetryExtensions.OtlpProtocolKey}=grpc|http/protobuf) before starting the demo to export traces, metrics and logs");
+    }
+
+    private string ScraperIdentityDirectory => Path.Combine(_stateDirectory, "prometheus-identity");
+
+    /// <summary>
+    /// Re-issues the Prometheus identity at half its one-hour life, in place: Prometheus re-reads <c>cert_file</c> and
+    /// <c>key_file</c> when they change, so a demo left running keeps being scraped. A failed renewal is said and retried
+    /// at the next turn; the current certificate still has half its life.
+    /// </summary>
+    private async Task RenewScraperIdentityAsync(CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMinutes(30));
+        while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+        {
+            try
+            {
+                await WorkloadCertificates.IssueAsync(_controlPlane!, "prometheus", ScraperIdentityDirectory).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or Grpc.Core.RpcException or HttpRequestException)
+            {
+                Console.Error.WriteLine($"Renewing the Prometheus scrape certificate failed ({ex.Message}); retrying in 30 minutes.");
+            }
+        }
     }
 
     private static string App(string name) =>

@@ -27,7 +27,7 @@ internal static class DemoScrapeConfig
     public static string Write(string directory, WorkloadCertificates.Files identity, Uri controlPlaneAdmin, IEnumerable<WorkloadProcess> workloads)
     {
         var yaml = new StringBuilder();
-        yaml.AppendLine("# Written by the demo (Mesh.Demo); valid while it runs (the certificate below lasts one hour).");
+        yaml.AppendLine("# Written by the demo (Mesh.Demo); valid while it runs (it renews the one-hour certificate below every 30 minutes).");
         yaml.AppendLine("global:");
         yaml.AppendLine("  scrape_interval: 5s");
         yaml.AppendLine("scrape_configs:");
