@@ -91,6 +91,38 @@ public sealed class TracingTests : IDisposable
     }
 
     [Fact]
+    public async Task GrpcCall_AttemptUnderGrpcsSpan_TraceContextAndBaggageReachTheServer()
+    {
+        await using var backend = await TestBackend.StartAsync("inventory-0", grpc: true);
+        await using var provider = MeshServices.Create(new FixedSnapshotSource(TestSnapshots.Snapshot(("inventory", 80, [TestSnapshots.Endpoint(backend.Port)])))).BuildServiceProvider();
+        using var spans = new SpanListener(ActivitySamplingResult.AllDataAndRecorded);
+        using var channel = provider.CreateMeshGrpcChannel("xds:///inventory");
+        var client = new Mesh.Client.Tests.Grpc.Greeter.GreeterClient(channel);
+
+        ActivityTraceId trace;
+        using (var parent = Test.StartActivity("test call"))
+        {
+            trace = parent!.TraceId;
+            parent.AddBaggage("tenant", "blue");
+            Assert.Equal("inventory-0", (await client.HelloAsync(new Mesh.Client.Tests.Grpc.HelloRequest())).Backend);
+        }
+
+        await Poll.UntilAsync(() => spans.Of(trace, "Microsoft.AspNetCore").Count == 1, "the backend's server span", TimeSpan.FromSeconds(30));
+        var call = Assert.Single(spans.Of(trace, "Grpc.Net.Client"));
+        var attempt = Assert.Single(spans.Of(trace, MeshTelemetry.ActivitySourceName));
+        var http = Assert.Single(spans.Of(trace, "System.Net.Http"));
+        var server = Assert.Single(spans.Of(trace, "Microsoft.AspNetCore"));
+        Assert.Equal(call.SpanId, attempt.ParentSpanId);
+        Assert.Equal(attempt.SpanId, http.ParentSpanId);
+        Assert.Equal(http.SpanId, server.ParentSpanId);
+        Assert.Equal("inventory.default.svc.cluster.local", attempt.GetTagItem(MeshTracing.Service));
+
+        // .NET's DistributedContextPropagator (W3C on .NET 10) writes the activity's baggage as the baggage header, and
+        // ASP.NET Core reads it back into the server span's baggage.
+        Assert.Equal("blue", server.GetBaggageItem("tenant"));
+    }
+
+    [Fact]
     public async Task ConnectionRefused_RetriedAttemptSaysWhatFailedThePreviousOne()
     {
         var retry = new RouteAction { RetryPolicy = new RetryPolicy { RetryOn = "connect-failure", NumRetries = 1 } };
@@ -283,10 +315,10 @@ public sealed class TracingTests : IDisposable
         return port;
     }
 
-    /// <summary>Listens to the test's, the mesh's, HttpClient's and ASP.NET Core's sources, as the samples' tracer provider does.</summary>
+    /// <summary>Listens to the test's, the mesh's, HttpClient's, gRPC's and ASP.NET Core's sources, as the samples' tracer provider does.</summary>
     private sealed class SpanListener : IDisposable
     {
-        private static readonly HashSet<string> Sources = [TestSource, MeshTelemetry.ActivitySourceName, "System.Net.Http", "Microsoft.AspNetCore"];
+        private static readonly HashSet<string> Sources = [TestSource, MeshTelemetry.ActivitySourceName, "System.Net.Http", "Microsoft.AspNetCore", "Grpc.Net.Client"];
         private readonly ActivityListener _listener;
         private readonly ConcurrentQueue<Activity> _stopped = new();
 
