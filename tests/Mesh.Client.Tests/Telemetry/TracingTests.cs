@@ -123,6 +123,41 @@ public sealed class TracingTests : IDisposable
     }
 
     [Fact]
+    public async Task AppResiliencePipeline_EachOfItsAttemptsGetsASpanNumberedInOrder()
+    {
+        await using var first = await TestBackend.StartAsync("orders-0");
+        await using var second = await TestBackend.StartAsync("orders-1");
+        var cluster = TestSnapshots.Cluster("orders", 80, [TestSnapshots.Endpoint(first.Port), TestSnapshots.Endpoint(second.Port)]);
+        var route = new MeshRoute("/", null, true, [new WeightedCluster(cluster, 1)], name: "default");
+        var services = MeshServices.Create(new FixedSnapshotSource(new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, route)), [cluster])));
+        services.AddHttpClient("app").AddStandardResilienceHandler(options =>
+        {
+            options.Retry.MaxRetryAttempts = 2;
+            options.Retry.Delay = TimeSpan.FromMilliseconds(1);
+            options.CircuitBreaker.MinimumThroughput = 1000;
+        });
+        await using var provider = services.BuildServiceProvider();
+        using var spans = new SpanListener(ActivitySamplingResult.AllDataAndRecorded);
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient("app");
+
+        ActivityTraceId trace;
+        using (var parent = Test.StartActivity("test request"))
+        {
+            trace = parent!.TraceId;
+            using var response = await client.GetAsync(new Uri("http://orders/fail"));
+            Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+        }
+
+        // The app's pipeline retries (the mesh's own loop steps aside): attempts numbered by the endpoints they took.
+        var attempts = spans.Of(trace, MeshTelemetry.ActivitySourceName).OrderBy(a => a.StartTimeUtc).ToList();
+        Assert.Equal(3, attempts.Count);
+        Assert.Equal([1, 2, 3], attempts.Select(a => (int)a.GetTagItem(MeshTracing.Attempt)!));
+        Assert.Equal([null, 1, 2], attempts.Select(a => (int?)a.GetTagItem(MeshTracing.ResendCount)));
+        Assert.All(attempts, a => Assert.Null(a.GetTagItem(MeshTracing.RetryReason))); // the app's pipeline decided, not the mesh
+        Assert.All(attempts, a => Assert.Equal("500", a.GetTagItem(MeshTracing.ErrorType)));
+    }
+
+    [Fact]
     public async Task ConnectionRefused_RetriedAttemptSaysWhatFailedThePreviousOne()
     {
         var retry = new RouteAction { RetryPolicy = new RetryPolicy { RetryOn = "connect-failure", NumRetries = 1 } };
