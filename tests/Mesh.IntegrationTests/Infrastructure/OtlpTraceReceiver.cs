@@ -79,7 +79,8 @@ internal sealed class OtlpTraceReceiver : IAsyncDisposable
                         span.Name,
                         span.Kind,
                         span.Attributes.ToDictionary(a => a.Key, a => Text(a.Value), StringComparer.Ordinal),
-                        span.Status?.Code ?? Otlp.Trace.Status.Types.StatusCode.Unset));
+                        span.Status?.Code ?? Otlp.Trace.Status.Types.StatusCode.Unset,
+                        span.TraceState));
                 }
             }
         }
@@ -117,7 +118,8 @@ internal sealed record ReceivedSpan(
     string Name,
     OtlpSpan.Types.SpanKind Kind,
     IReadOnlyDictionary<string, string> Attributes,
-    Otlp.Trace.Status.Types.StatusCode Status)
+    Otlp.Trace.Status.Types.StatusCode Status,
+    string TraceState)
 {
     public string? this[string key] => Attributes.TryGetValue(key, out var value) ? value : null;
 

@@ -22,6 +22,7 @@ public sealed class TraceExportTests(ITestOutputHelper output)
     private const string OrdersId = "spiffe://cluster.local/ns/default/sa/orders";
     private const string InventoryId = "spiffe://cluster.local/ns/default/sa/inventory";
     private const string InventoryHost = "inventory.default.svc.cluster.local";
+    private const string TraceState = "mesh=e2e";
 
     [Fact]
     public async Task FrontendOrdersInventory_OneTrace_WithTheMeshsAttributesAndARetriedGrpcAttempt()
@@ -80,6 +81,7 @@ public sealed class TraceExportTests(ITestOutputHelper output)
             roots[trace] = root;
             using var request = new HttpRequestMessage(HttpMethod.Get, new UriBuilder(frontend.Address) { Scheme = "https" }.Uri);
             request.Headers.Add("traceparent", $"00-{trace}-{root}-01");
+            request.Headers.Add("tracestate", TraceState);
             using var response = await driver.SendAsync(request);
             Assert.True(response.StatusCode == HttpStatusCode.OK, $"request {i}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
         }
@@ -95,6 +97,9 @@ public sealed class TraceExportTests(ITestOutputHelper output)
         {
             output.WriteLine("  " + span);
         }
+
+        // W3C trace context crossed every hop (HTTP, then gRPC): the driver's tracestate is on every span of all three.
+        Assert.All(spans, s => Assert.Equal(TraceState, s.TraceState));
 
         // frontend: ASP.NET Core's server span is the child of the driver's traceparent and carries the authz decision.
         var frontendServer = Assert.Single(spans, s => s.Service == "frontend" && s.Kind == SpanKind.Server);
