@@ -117,7 +117,9 @@ internal sealed partial class MeshAuthorizationMiddleware(
         var identity = context.Features.Get<IMeshPeerIdentityFeature>();
         if (policy!.Mode == PeerAuthenticationMode.Strict && identity?.SpiffeId is null)
         {
-            return RejectAsync(context, new AuthorizationDecision(AuthorizationOutcome.Denied, AuthorizationDecision.StrictRequiresMtls));
+            var strict = new AuthorizationDecision(AuthorizationOutcome.Denied, AuthorizationDecision.StrictRequiresMtls);
+            TagDecision(strict, identity);
+            return RejectAsync(context, strict);
         }
 
         if (policy.Jwt is { } jwt)
@@ -141,6 +143,11 @@ internal sealed partial class MeshAuthorizationMiddleware(
     {
         if (!jwt.IsAllowed)
         {
+            if (MeshTracing.IsEnabled)
+            {
+                MeshTracing.TagInbound(allowed: false, $"RequestAuthentication: {jwt.Status}", identity?.SpiffeId);
+            }
+
             return RejectTokenAsync(context, jwt.Status);
         }
 
@@ -170,6 +177,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
         }
 
         var decision = policy.Authorize(request.Method, target, request.Host.Value, request.Headers, identity?.SpiffeId, identity?.PeerNamespace, jwt.Principal);
+        TagDecision(decision, identity);
         if (!decision.IsAllowed)
         {
             return RejectAsync(context, decision);
@@ -284,6 +292,19 @@ internal sealed partial class MeshAuthorizationMiddleware(
         context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
         context.Response.ContentType = "text/plain";
         await context.Response.WriteAsync(body, context.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Puts the decision on ASP.NET Core's own server span (Activity.Current here) rather than on a span of the mesh's:
+    /// the server span already is the request, and a second one would only repeat its HTTP attributes. Only while the
+    /// mesh's spans are listened to (AddServiceMeshInstrumentation), and only on a span that records.
+    /// </summary>
+    private static void TagDecision(in AuthorizationDecision decision, IMeshPeerIdentityFeature? identity)
+    {
+        if (MeshTracing.IsEnabled)
+        {
+            MeshTracing.TagInbound(decision.IsAllowed, decision.Reason, identity?.SpiffeId);
+        }
     }
 
     private async Task RejectAsync(HttpContext context, AuthorizationDecision decision)

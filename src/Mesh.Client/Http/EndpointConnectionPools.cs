@@ -71,6 +71,14 @@ internal sealed partial class EndpointConnectionPools : IDisposable
         return _pools.TryGetValue(key, out var pool) ? pool.Invoker : GetOrCreate(endpoint, key, cluster);
     }
 
+    /// <summary>
+    /// Gets the SPIFFE ID the last mTLS handshake with <paramref name="endpoint"/> of <paramref name="cluster"/> verified
+    /// (every connection of the pool was checked against the cluster's expected identities); null over plaintext or
+    /// before a handshake. Read for traces only: a dictionary lookup, no allocation.
+    /// </summary>
+    public string? VerifiedPeer(MeshEndpoint endpoint, MeshCluster cluster) =>
+        cluster.Tls is not null && _pools.TryGetValue(KeyOf(endpoint, cluster), out var pool) ? pool.Peer : null;
+
     private static PoolKey KeyOf(MeshEndpoint endpoint, MeshCluster cluster) =>
         cluster.Tls is { } tls
             ? new PoolKey(endpoint.Authority, cluster.ServiceHost, tls.Key, cluster.Limits.Pool)
@@ -135,13 +143,16 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     private HttpMessageInvoker GetOrCreate(MeshEndpoint endpoint, PoolKey key, MeshCluster? cluster)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var handler = cluster?.Tls is { } tls ? CreateTlsHandler(endpoint.EndPoint, cluster.ServiceHost, tls) : CreateHandler(endpoint.EndPoint);
+        Pool? created = null;
+        var handler = cluster?.Tls is { } tls
+            ? CreateTlsHandler(endpoint.EndPoint, cluster.ServiceHost, tls, peer => created!.Peer = peer)
+            : CreateHandler(endpoint.EndPoint);
         if (key.Settings is { } settings)
         {
             Apply(handler, settings);
         }
 
-        var created = new Pool(handler);
+        created = new Pool(handler);
         var pool = _pools.GetOrAdd(key, created);
         if (!ReferenceEquals(pool, created))
         {
@@ -180,14 +191,14 @@ internal sealed partial class EndpointConnectionPools : IDisposable
         }
     }
 
-    private SocketsHttpHandler CreateTlsHandler(EndPoint endPoint, string service, UpstreamTlsSettings tls)
+    private SocketsHttpHandler CreateTlsHandler(EndPoint endPoint, string service, UpstreamTlsSettings tls, Action<string> verified)
     {
         var handler = CreateHandler(endPoint);
-        handler.ConnectCallback = (context, cancellationToken) => ConnectTlsAsync(endPoint, service, tls, context, cancellationToken);
+        handler.ConnectCallback = (context, cancellationToken) => ConnectTlsAsync(endPoint, service, tls, verified, context, cancellationToken);
         return handler;
     }
 
-    private async ValueTask<Stream> ConnectTlsAsync(EndPoint endPoint, string service, UpstreamTlsSettings tls, SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    private async ValueTask<Stream> ConnectTlsAsync(EndPoint endPoint, string service, UpstreamTlsSettings tls, Action<string> verified, SocketsHttpConnectionContext context, CancellationToken cancellationToken)
     {
         _connector.ThrowIfNoCertificate(service);
         var stream = await ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
@@ -195,7 +206,8 @@ internal sealed partial class EndpointConnectionPools : IDisposable
 
         // SocketsHttpHandler speaks h2 on an http:// URI only with prior knowledge (version policy not "or lower").
         var http2 = request.Version.Major >= 2 && request.VersionPolicy != HttpVersionPolicy.RequestVersionOrLower;
-        var (ssl, _) = await _connector.AuthenticateAsync(stream, service, endPoint.ToString() ?? string.Empty, context.DnsEndPoint.Host, http2, tls, cancellationToken).ConfigureAwait(false);
+        var (ssl, peer) = await _connector.AuthenticateAsync(stream, service, endPoint.ToString() ?? string.Empty, context.DnsEndPoint.Host, http2, tls, cancellationToken).ConfigureAwait(false);
+        verified(peer.Value);
         return ssl;
     }
 
@@ -222,6 +234,15 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     private sealed class Pool(SocketsHttpHandler handler)
     {
         public HttpMessageInvoker Invoker { get; } = new(handler, disposeHandler: true);
+
+        /// <summary>Gets or sets the SPIFFE ID the pool's last mTLS handshake verified (see <see cref="VerifiedPeer"/>).</summary>
+        public string? Peer
+        {
+            get => Volatile.Read(ref _peer);
+            set => Volatile.Write(ref _peer, value);
+        }
+
+        private string? _peer;
 
         /// <summary>Gets or sets the timestamp the endpoint was first seen missing from the snapshot; 0 while present.</summary>
         public long AbsentSince { get; set; }

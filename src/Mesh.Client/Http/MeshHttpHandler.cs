@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using Mesh.Client.Discovery;
 using Mesh.Client.Routing;
+using Mesh.Client.Telemetry;
 using Microsoft.Extensions.Logging;
 
 namespace Mesh.Client.Http;
@@ -87,11 +88,14 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         var now = _time.GetTimestamp();
         var status = _router.Route(request, now, _time.TimestampFrequency, GetFailedEndpoint(request), out var service, out var cluster, out var endpoint);
         var heldRetry = false;
+        var attempt = 0;
         if (SpreadsAttempts && status == RouteStatus.Routed && AttemptGroup.Of(request) is { } group)
         {
             // A second attempt of the app's pipeline (its retry or hedge) is a retry to the cluster, as Envoy counts
             // hedged requests: the retry budget and max_retries bound it, so an app's hedging cannot multiply an outage.
-            if (group.Count > 0)
+            // The app's pipeline retries: its attempt number is how many endpoints the group took before this one.
+            attempt = group.Count;
+            if (attempt > 0)
             {
                 if (!cluster!.Traffic.TryStartRetry(cluster.Limits))
                 {
@@ -111,7 +115,9 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
 
         return status switch
         {
-            RouteStatus.Routed => SendToEndpointAsync(request, cluster!, endpoint!, heldRetry, cancellationToken),
+            RouteStatus.Routed => MeshTracing.IsEnabled
+                ? SendTracedAsync(request, service!, cluster!, endpoint!, heldRetry, attempt, cancellationToken)
+                : SendToEndpointAsync(request, cluster!, endpoint!, heldRetry, cancellationToken),
             RouteStatus.NotMeshHost => new ValueTask<HttpResponseMessage>(base.SendAsync(request, cancellationToken)),
             _ => ValueTask.FromException<HttpResponseMessage>(CreateException(status, request, service, cluster)),
         };
@@ -131,6 +137,59 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     internal static NotSupportedException SyncSendNotSupported(Uri uri, string? service) => new(
         $"HttpClient.Send (synchronous) to mesh host '{uri.Host}'{(service is null ? string.Empty : $" ({service})")} is not supported: "
         + "the mesh's routing, retries, timeouts and connection pools are asynchronous. Use SendAsync.");
+
+    /// <summary>
+    /// One attempt inside its span (<see cref="MeshTracing.StartAttempt"/>): the span is the current activity while the
+    /// endpoint's SocketsHttpHandler runs, so .NET's System.Net.Http span of this attempt is its child. Started and stopped
+    /// in this async method, so the caller's <see cref="System.Diagnostics.Activity.Current"/> is never changed.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendTracedAsync(
+        HttpRequestMessage request,
+        MeshService service,
+        MeshCluster cluster,
+        MeshEndpoint endpoint,
+        bool heldRetry,
+        int attempt,
+        CancellationToken cancellationToken)
+    {
+        // The mesh's own retries (MeshResilienceHandler) left their number and reason on the request; an app pipeline's
+        // attempts are numbered by their attempt group (their reason is the app's to know).
+        string? retryReason = null;
+        if (attempt == 0)
+        {
+            (attempt, retryReason) = MeshTracing.RetryOf(request);
+        }
+
+        var activity = MeshTracing.StartAttempt(request, service, cluster, endpoint, attempt, retryReason);
+        if (activity is null)
+        {
+            return await SendToEndpointAsync(request, cluster, endpoint, heldRetry, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (attempt > 0)
+        {
+            // .NET's DiagnosticsHandler leaves a trace header already on the request alone: the previous attempt's would be
+            // sent again, and this attempt's server span would hang under the previous attempt's client span.
+            request.Headers.Remove("traceparent");
+            request.Headers.Remove("tracestate");
+            request.Headers.Remove("Request-Id");
+        }
+
+        HttpResponseMessage response;
+        try
+        {
+            response = await SendToEndpointAsync(request, cluster, endpoint, heldRetry, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception exception)
+        {
+            MeshTracing.FailAttempt(activity, exception, timedOut: false);
+            throw;
+        }
+
+        MeshTracing.EndAttempt(activity, response, activity.IsAllDataRequested ? _pools.VerifiedPeer(endpoint, cluster) : null);
+        return response;
+    }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<HttpResponseMessage> SendToEndpointAsync(

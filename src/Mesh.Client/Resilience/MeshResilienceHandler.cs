@@ -189,6 +189,12 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
                     if (delay < totalTimeout - time.GetElapsedTime(start, now) && TryTakeRetry(service, request, out heldRetry))
                     {
                         Log.Retrying(_logger, service.Host, attempt + 1, response is null ? 0 : (int)response.StatusCode, timedOut ? "attempt timeout" : error?.GetType().Name ?? "status");
+                        if (Telemetry.MeshTracing.IsEnabled)
+                        {
+                            // For the next attempt's span (only while the mesh's spans are listened to): its number and what failed this one.
+                            Telemetry.MeshTracing.OnRetry(request, attempt + 1, Telemetry.MeshTracing.ErrorTypeOf(response, error, timedOut));
+                        }
+
                         response?.Dispose();
                         if (delay > TimeSpan.Zero)
                         {
