@@ -115,6 +115,14 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         var start = _time.GetTimestamp();
         var grpc = OutboundOutcome.IsGrpc(request);
         var flags = ResponseFlags.None;
+
+        // A gRPC body is counted as it is written (bytes and messages), whatever the retries below send of it.
+        var sent = grpc && request.Content is { } body ? new MeteredGrpcRequestContent(body) : null;
+        if (sent is not null)
+        {
+            request.Content = sent;
+        }
+
         try
         {
             HttpResponseMessage response;
@@ -139,15 +147,25 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
                 flags |= ResponseFlags.UpstreamRetryLimitExceeded;
             }
 
+            var grpcStatus = grpc ? OutboundOutcome.GrpcStatus(response) : -1;
+            if (grpc && grpcStatus < 0 && code == 200)
+            {
+                // Its status comes in the trailers, after the messages: recorded when the body ends, as Istio records at
+                // the stream's end (the only wrapper allocated per call, and only while something listens).
+                response.Content = new MeteredGrpcResponseContent(response, metrics, service, sent, _time, start, flags);
+                return response;
+            }
+
             metrics.RecordOutbound(
                 service,
                 grpc,
                 code,
-                grpc ? OutboundOutcome.GrpcStatus(response) : -1,
+                grpcStatus,
                 flags,
                 _time.GetElapsedTime(start).TotalMilliseconds,
-                OutboundOutcome.RequestBytes(request),
-                OutboundOutcome.ResponseBytes(response));
+                sent?.Bytes ?? OutboundOutcome.RequestBytes(request),
+                OutboundOutcome.ResponseBytes(response),
+                sent?.Messages ?? 0);
             return response;
         }
         catch (Exception exception)
@@ -160,7 +178,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             }
 
             // No response: no gRPC status from the server either, so the label stays empty rather than guessed.
-            metrics.RecordOutbound(service, grpc, code, -1, flags, _time.GetElapsedTime(start).TotalMilliseconds, OutboundOutcome.RequestBytes(request), 0);
+            metrics.RecordOutbound(service, grpc, code, -1, flags, _time.GetElapsedTime(start).TotalMilliseconds, sent?.Bytes ?? OutboundOutcome.RequestBytes(request), 0, sent?.Messages ?? 0);
             throw;
         }
     }
