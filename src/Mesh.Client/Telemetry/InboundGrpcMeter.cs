@@ -107,8 +107,10 @@ internal sealed class InboundGrpcMeter : IRequestBodyPipeFeature, IHttpResponseB
             var pending = inner.ReadAsync(cancellationToken);
             if (pending.IsCompletedSuccessfully)
             {
-                _last = pending.Result.Buffer;
-                return pending;
+                // Result consumes a ValueTask backed by a source: hand on the value, never the consumed ValueTask.
+                var result = pending.Result;
+                _last = result.Buffer;
+                return new ValueTask<ReadResult>(result);
             }
 
             return AwaitReadAsync(pending);
