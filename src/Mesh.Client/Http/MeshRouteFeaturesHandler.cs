@@ -18,7 +18,9 @@ namespace Mesh.Client.Http;
 /// </summary>
 /// <remarks>
 /// Being outermost, it also records Istio's request metrics for reporter <c>source</c>, once per request whatever the
-/// retries (<see cref="IstioRequestMetrics"/>): only while something listens, else it costs one check.
+/// retries (<see cref="IstioRequestMetrics"/>): only while something listens, else it costs one check. An HTTP request
+/// is recorded when its response headers arrive; a gRPC call that streams a body when that body ends, with the status
+/// from its trailers and its message counts (<see cref="MeteredGrpcResponseContent"/>), as Istio records at stream end.
 /// <para>
 /// Mirrors: the caller never waits for one; at most <see cref="MaxMirrorsInFlight"/> run at once per handler (more are
 /// dropped); each counts against the mirror cluster's <c>max_requests</c> as any request to it (over it, the mirror is

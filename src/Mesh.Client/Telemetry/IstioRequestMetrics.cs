@@ -50,9 +50,6 @@ internal sealed class IstioRequestMetrics
     /// <summary>Gets the number of cached label sets of both reporters (for tests).</summary>
     internal int CachedLabelSets => _source.Count + _destination.Count;
 
-    /// <summary>Gets whether anything listens to the gRPC message counters (the reason to inspect gRPC bodies).</summary>
-    public bool MessagesEnabled => _metrics.MessagesEnabled;
-
     /// <summary>
     /// Records one request this app sent to <paramref name="service"/> (reporter <c>source</c>); for a gRPC call also its
     /// message counts (<paramref name="requestMessages"/>/<paramref name="responseMessages"/>).
@@ -183,8 +180,8 @@ internal sealed class IstioRequestMetrics
         ];
     }
 
-    // Istio leaves it empty for HTTP (the label is then absent in Prometheus). A gRPC call whose status was not seen (on the
-    // source side it comes in trailers, after the request is recorded) is left empty as well, never guessed.
+    // Istio leaves it empty for HTTP (the label is then absent in Prometheus). A gRPC call whose status was not seen (cut
+    // short before its trailers, or failed without an answer) is left empty as well, never guessed.
     private static string GrpcStatusLabel(bool grpc, int status) =>
         grpc && status >= 0 ? status.ToString(CultureInfo.InvariantCulture) : string.Empty;
 

@@ -124,6 +124,16 @@ internal sealed class MeteredGrpcRequestContent : HttpContent
 /// (the trailers have arrived then, with the call's gRPC status), when a read fails, or when the caller disposes the
 /// response (or the body) before its end (a cancelled call: Envoy's DC). Istio records at the stream's end too.
 /// </summary>
+/// <remarks>
+/// Cost while listened to: this content, its read stream, the copy of the content headers, and the request side's
+/// content and write stream; no allocation per message or per read (TelemetryBenchmarks: about 380 B per call over the
+/// unwrapped read). None of them is pooled: the caller keeps the response's content and the stream it read after the
+/// call, so a reused wrapper could be read through a stale reference into another call.
+/// <para>
+/// Bytes: the body bytes read (the 5-byte prefixes included), not Istio's wire bytes (the HPACK header block and HTTP/2
+/// frame headers are not visible through HttpClient).
+/// </para>
+/// </remarks>
 internal sealed class MeteredGrpcResponseContent : HttpContent
 {
     private readonly HttpContent _inner;

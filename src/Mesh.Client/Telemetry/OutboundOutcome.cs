@@ -72,7 +72,7 @@ internal static class OutboundOutcome
     /// <summary>
     /// The response body's length: its Content-Length as received, read without parsing it into the header store (no
     /// allocation); else the length of a body the mesh made (a fault abort's, a direct response's); 0 for a streamed
-    /// body of unknown length (chunked, or a gRPC stream), which is counted only when the app reads it, after this point.
+    /// body of unknown length (chunked). A gRPC body is counted as it is read instead (<see cref="MeteredGrpcResponseContent"/>).
     /// </summary>
     public static long ResponseBytes(HttpResponseMessage response) =>
         response.Content.Headers.NonValidated.TryGetValues("Content-Length", out var values) ? Math.Max(ParseSingle(values), 0)
