@@ -286,7 +286,8 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
 
     private void StartMirror(HttpRequestMessage request, RouteMirror mirror, MeshService service)
     {
-        if (request.Content is not (null or ByteArrayContent or ReadOnlyMemoryContent))
+        // A buffered gRPC body under the metering wrapper is still buffered (the wrapper reads it again on each send).
+        if (MeteredGrpcRequestContent.Unwrap(request.Content) is not (null or ByteArrayContent or ReadOnlyMemoryContent))
         {
             Log.MirrorSkipped(_logger, service.Host, mirror.Cluster.Name, "the request body is streamed and cannot be sent twice");
             return;
