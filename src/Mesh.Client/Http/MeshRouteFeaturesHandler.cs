@@ -158,6 +158,9 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
                 return response;
             }
 
+            // HTTP (and a gRPC answer without a streamed body) is recorded at its headers, allocation-free; the body's end
+            // would cost a wrapper per request and time the caller's reading as much as the call (src/Mesh.Client/README.md).
+
             metrics.RecordOutbound(
                 service,
                 grpc,

@@ -80,7 +80,8 @@ public sealed class GrpcMessageMetricsTests
             Assert.All(side.Of(MeshMetricsNames.ResponseMessages), m =>
             {
                 Assert.Equal(20, m.Labels.Count);
-                Assert.DoesNotContain(m.Labels.Keys, OutcomeLabels.Contains);
+                Assert.Equal(side.Requests[0].Labels.Keys.Except(OutcomeLabels).Order(), m.Labels.Keys.Order());
+                Assert.All(m.Labels.Keys, key => Assert.Equal(side.Requests[0].Labels[key], m.Labels[key]));
                 Assert.Equal("inventory.default.svc.cluster.local", m.Labels["destination_service"]);
             });
         }
