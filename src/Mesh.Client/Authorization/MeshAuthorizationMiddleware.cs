@@ -50,6 +50,10 @@ internal sealed partial class MeshAuthorizationMiddleware(
     {
         var start = _time.GetTimestamp();
         var failed = false;
+        var grpc = context.Request.ContentType is { } contentType && contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
+
+        // A gRPC call's bodies are counted as the app reads and writes them (messages and bytes).
+        var meter = grpc ? InboundGrpcMeter.Install(context) : null;
         try
         {
             await InvokeCoreAsync(context).ConfigureAwait(false);
@@ -61,16 +65,16 @@ internal sealed partial class MeshAuthorizationMiddleware(
         }
         finally
         {
-            RecordInbound(context, recorder, start, failed);
+            meter?.Remove(context);
+            RecordInbound(context, recorder, start, failed, grpc, meter);
         }
     }
 
-    private void RecordInbound(HttpContext context, IstioRequestMetrics recorder, long start, bool failed)
+    private void RecordInbound(HttpContext context, IstioRequestMetrics recorder, long start, bool failed, bool grpc, InboundGrpcMeter? meter)
     {
         var request = context.Request;
         var response = context.Response;
         var identity = context.Features.Get<IMeshPeerIdentityFeature>();
-        var grpc = request.ContentType is { } contentType && contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
 
         // An exception the app threw before answering becomes Kestrel's 500.
         var code = failed && !response.HasStarted ? StatusCodes.Status500InternalServerError : response.StatusCode;
@@ -93,8 +97,10 @@ internal sealed partial class MeshAuthorizationMiddleware(
             grpc ? InboundGrpcStatus(context) : -1,
             flags,
             _time.GetElapsedTime(start).TotalMilliseconds,
-            request.ContentLength ?? 0,
-            response.ContentLength ?? 0);
+            meter?.RequestBytes ?? request.ContentLength ?? 0,
+            meter?.ResponseBytes ?? response.ContentLength ?? 0,
+            meter?.RequestMessages ?? 0,
+            meter?.ResponseMessages ?? 0);
     }
 
     /// <summary>The gRPC status the response carries: in its trailers, or in its headers when trailers-only; else -1.</summary>

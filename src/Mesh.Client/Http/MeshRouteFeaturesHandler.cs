@@ -18,7 +18,9 @@ namespace Mesh.Client.Http;
 /// </summary>
 /// <remarks>
 /// Being outermost, it also records Istio's request metrics for reporter <c>source</c>, once per request whatever the
-/// retries (<see cref="IstioRequestMetrics"/>): only while something listens, else it costs one check.
+/// retries (<see cref="IstioRequestMetrics"/>): only while something listens, else it costs one check. An HTTP request
+/// is recorded when its response headers arrive; a gRPC call that streams a body when that body ends, with the status
+/// from its trailers and its message counts (<see cref="MeteredGrpcResponseContent"/>), as Istio records at stream end.
 /// <para>
 /// Mirrors: the caller never waits for one; at most <see cref="MaxMirrorsInFlight"/> run at once per handler (more are
 /// dropped); each counts against the mirror cluster's <c>max_requests</c> as any request to it (over it, the mirror is
@@ -115,6 +117,14 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         var start = _time.GetTimestamp();
         var grpc = OutboundOutcome.IsGrpc(request);
         var flags = ResponseFlags.None;
+
+        // A gRPC body is counted as it is written (bytes and messages), whatever the retries below send of it.
+        var sent = grpc && request.Content is { } body ? new MeteredGrpcRequestContent(body) : null;
+        if (sent is not null)
+        {
+            request.Content = sent;
+        }
+
         try
         {
             HttpResponseMessage response;
@@ -139,15 +149,28 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
                 flags |= ResponseFlags.UpstreamRetryLimitExceeded;
             }
 
+            var grpcStatus = grpc ? OutboundOutcome.GrpcStatus(response) : -1;
+            if (grpc && grpcStatus < 0 && code == 200)
+            {
+                // Its status comes in the trailers, after the messages: recorded when the body ends, as Istio records at
+                // the stream's end (the only wrapper allocated per call, and only while something listens).
+                response.Content = new MeteredGrpcResponseContent(response, metrics, service, sent, _time, start, flags);
+                return response;
+            }
+
+            // HTTP (and a gRPC answer without a streamed body) is recorded at its headers, allocation-free; the body's end
+            // would cost a wrapper per request and time the caller's reading as much as the call (src/Mesh.Client/README.md).
+
             metrics.RecordOutbound(
                 service,
                 grpc,
                 code,
-                grpc ? OutboundOutcome.GrpcStatus(response) : -1,
+                grpcStatus,
                 flags,
                 _time.GetElapsedTime(start).TotalMilliseconds,
-                OutboundOutcome.RequestBytes(request),
-                OutboundOutcome.ResponseBytes(response));
+                sent?.Bytes ?? OutboundOutcome.RequestBytes(request),
+                OutboundOutcome.ResponseBytes(response),
+                sent?.Messages ?? 0);
             return response;
         }
         catch (Exception exception)
@@ -160,7 +183,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             }
 
             // No response: no gRPC status from the server either, so the label stays empty rather than guessed.
-            metrics.RecordOutbound(service, grpc, code, -1, flags, _time.GetElapsedTime(start).TotalMilliseconds, OutboundOutcome.RequestBytes(request), 0);
+            metrics.RecordOutbound(service, grpc, code, -1, flags, _time.GetElapsedTime(start).TotalMilliseconds, sent?.Bytes ?? OutboundOutcome.RequestBytes(request), 0, sent?.Messages ?? 0);
             throw;
         }
     }
@@ -266,7 +289,8 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
 
     private void StartMirror(HttpRequestMessage request, RouteMirror mirror, MeshService service)
     {
-        if (request.Content is not (null or ByteArrayContent or ReadOnlyMemoryContent))
+        // A buffered gRPC body under the metering wrapper is still buffered (the wrapper reads it again on each send).
+        if (MeteredGrpcRequestContent.Unwrap(request.Content) is not (null or ByteArrayContent or ReadOnlyMemoryContent))
         {
             Log.MirrorSkipped(_logger, service.Host, mirror.Cluster.Name, "the request body is streamed and cannot be sent twice");
             return;

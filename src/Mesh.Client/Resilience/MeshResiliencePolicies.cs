@@ -50,7 +50,7 @@ internal sealed class MeshResiliencePolicies
     /// </remarks>
     internal static bool CanRetry(HttpRequestMessage request, Exception? exception, bool routeRetries = false)
     {
-        if (routeRetries && request.Content is { } content && content.GetType().Name.StartsWith(GrpcUnaryContent, StringComparison.Ordinal))
+        if (routeRetries && Telemetry.MeteredGrpcRequestContent.Unwrap(request.Content) is { } content && content.GetType().Name.StartsWith(GrpcUnaryContent, StringComparison.Ordinal))
         {
             return true;
         }

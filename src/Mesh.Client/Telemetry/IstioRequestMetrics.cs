@@ -23,6 +23,14 @@ internal sealed class IstioRequestMetrics
 
     public const string Unknown = "unknown";
 
+    /// <summary>
+    /// How many leading labels of a request's label set the gRPC message counters carry: <c>reporter</c> and the
+    /// source/destination peer labels, without <c>request_protocol</c>, <c>response_code</c>, <c>grpc_response_status</c>,
+    /// <c>response_flags</c> and <c>connection_security_policy</c> (istio_stats.cc adds the message counters with the tags
+    /// it has before those five are appended; Kiali's gRPC queries group by the same set). Both builders put them last.
+    /// </summary>
+    internal const int MessageLabelCount = 20;
+
     private readonly MeshMetrics _metrics;
     private readonly LocalWorkload _local;
     private readonly ConcurrentDictionary<SourceKey, KeyValuePair<string, object?>[]> _source = new();
@@ -42,8 +50,11 @@ internal sealed class IstioRequestMetrics
     /// <summary>Gets the number of cached label sets of both reporters (for tests).</summary>
     internal int CachedLabelSets => _source.Count + _destination.Count;
 
-    /// <summary>Records one request this app sent to <paramref name="service"/> (reporter <c>source</c>).</summary>
-    public void RecordOutbound(MeshService service, bool grpc, int responseCode, int grpcStatus, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes)
+    /// <summary>
+    /// Records one request this app sent to <paramref name="service"/> (reporter <c>source</c>); for a gRPC call also its
+    /// message counts (<paramref name="requestMessages"/>/<paramref name="responseMessages"/>).
+    /// </summary>
+    public void RecordOutbound(MeshService service, bool grpc, int responseCode, int grpcStatus, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes, long requestMessages = 0, long responseMessages = 0)
     {
         var key = new SourceKey(service.Host, grpc, responseCode, grpcStatus, flags);
         if (!_source.TryGetValue(key, out var labels))
@@ -56,13 +67,17 @@ internal sealed class IstioRequestMetrics
         }
 
         _metrics.RecordRequest(labels, milliseconds, requestBytes, responseBytes);
+        if (grpc)
+        {
+            _metrics.RecordMessages(labels.AsSpan(0, MessageLabelCount), requestMessages, responseMessages);
+        }
     }
 
     /// <summary>
     /// Records one request Kestrel received (reporter <c>destination</c>) from the peer <paramref name="peerSpiffeId"/>
     /// (null over plaintext), over mTLS or not.
     /// </summary>
-    public void RecordInbound(string? peerSpiffeId, bool mutualTls, bool grpc, int responseCode, int grpcStatus, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes)
+    public void RecordInbound(string? peerSpiffeId, bool mutualTls, bool grpc, int responseCode, int grpcStatus, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes, long requestMessages = 0, long responseMessages = 0)
     {
         var key = new DestinationKey(peerSpiffeId, mutualTls, grpc, responseCode, grpcStatus, flags);
         if (!_destination.TryGetValue(key, out var labels))
@@ -85,6 +100,10 @@ internal sealed class IstioRequestMetrics
         }
 
         _metrics.RecordRequest(labels, milliseconds, requestBytes, responseBytes);
+        if (grpc)
+        {
+            _metrics.RecordMessages(labels.AsSpan(0, MessageLabelCount), requestMessages, responseMessages);
+        }
     }
 
     private KeyValuePair<string, object?>[] BuildSource(SourceKey key)
@@ -161,8 +180,8 @@ internal sealed class IstioRequestMetrics
         ];
     }
 
-    // Istio leaves it empty for HTTP (the label is then absent in Prometheus). A gRPC call whose status was not seen (on the
-    // source side it comes in trailers, after the request is recorded) is left empty as well, never guessed.
+    // Istio leaves it empty for HTTP (the label is then absent in Prometheus). A gRPC call whose status was not seen (cut
+    // short before its trailers, or failed without an answer) is left empty as well, never guessed.
     private static string GrpcStatusLabel(bool grpc, int status) =>
         grpc && status >= 0 ? status.ToString(CultureInfo.InvariantCulture) : string.Empty;
 

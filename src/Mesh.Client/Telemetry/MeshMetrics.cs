@@ -16,6 +16,8 @@ internal sealed class MeshMetrics
     public const string RequestDurationName = "istio_request_duration_milliseconds";
     public const string RequestBytesName = "istio_request_bytes";
     public const string ResponseBytesName = "istio_response_bytes";
+    public const string RequestMessagesName = "istio_request_messages_total";
+    public const string ResponseMessagesName = "istio_response_messages_total";
 
     /// <summary>Envoy's default histogram buckets, which Istio's three request histograms use (Envoy histogram_impl.cc).</summary>
     internal static readonly IReadOnlyList<double> EnvoyBuckets =
@@ -51,6 +53,16 @@ internal sealed class MeshMetrics
             description: "Response body size, as Istio's istio_response_bytes.",
             tags: null,
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = EnvoyBuckets });
+
+        // "{message}" is an annotation: the exporter appends no unit word, and the name already ends in _total.
+        RequestMessages = meter.CreateCounter<long>(
+            RequestMessagesName,
+            unit: "{message}",
+            description: "gRPC request messages, as Istio's istio_request_messages_total (counted from the gRPC framing of the request body).");
+        ResponseMessages = meter.CreateCounter<long>(
+            ResponseMessagesName,
+            unit: "{message}",
+            description: "gRPC response messages, as Istio's istio_response_messages_total (counted from the gRPC framing of the response body).");
     }
 
     public Counter<long> TlsHandshakes { get; }
@@ -63,8 +75,15 @@ internal sealed class MeshMetrics
 
     public Histogram<double> ResponseBytes { get; }
 
+    public Counter<long> RequestMessages { get; }
+
+    public Counter<long> ResponseMessages { get; }
+
     /// <summary>Gets whether anything listens to a request metric: when not, the request paths skip timestamps and labels.</summary>
-    public bool RequestsEnabled => Requests.Enabled || RequestDuration.Enabled || RequestBytes.Enabled || ResponseBytes.Enabled;
+    public bool RequestsEnabled => Requests.Enabled || RequestDuration.Enabled || RequestBytes.Enabled || ResponseBytes.Enabled || MessagesEnabled;
+
+    /// <summary>Gets whether anything listens to a gRPC message counter: when not, gRPC bodies are not inspected.</summary>
+    public bool MessagesEnabled => RequestMessages.Enabled || ResponseMessages.Enabled;
 
     /// <summary>Records one finished request with a cached label set. Allocates nothing.</summary>
     public void RecordRequest(ReadOnlySpan<KeyValuePair<string, object?>> labels, double milliseconds, long requestBytes, long responseBytes)
@@ -87,6 +106,20 @@ internal sealed class MeshMetrics
         if (ResponseBytes.Enabled)
         {
             ResponseBytes.Record(responseBytes, labels);
+        }
+    }
+
+    /// <summary>Records one gRPC call's message counts with its cached label set (Istio's peer labels only). Allocates nothing.</summary>
+    public void RecordMessages(ReadOnlySpan<KeyValuePair<string, object?>> labels, long requestMessages, long responseMessages)
+    {
+        if (RequestMessages.Enabled)
+        {
+            RequestMessages.Add(requestMessages, labels);
+        }
+
+        if (ResponseMessages.Enabled)
+        {
+            ResponseMessages.Add(responseMessages, labels);
         }
     }
 }

@@ -58,9 +58,21 @@ internal static class OutboundOutcome
         response.Headers.NonValidated.TryGetValues("grpc-status", out var values) && ParseSingle(values) is >= 0 and <= 16 and var status ? (int)status : -1;
 
     /// <summary>
+    /// The gRPC status of a call whose body has ended: in the response headers (trailers-only) or, as Envoy reads it,
+    /// in the trailers HttpClient has read by the body's end; -1 when neither has one (a call cut short).
+    /// </summary>
+    public static int GrpcStatusAtEnd(HttpResponseMessage response)
+    {
+        var status = GrpcStatus(response);
+        return status >= 0 ? status
+            : response.TrailingHeaders.NonValidated.TryGetValues("grpc-status", out var values) && ParseSingle(values) is >= 0 and <= 16 and var trailer ? (int)trailer
+            : -1;
+    }
+
+    /// <summary>
     /// The response body's length: its Content-Length as received, read without parsing it into the header store (no
     /// allocation); else the length of a body the mesh made (a fault abort's, a direct response's); 0 for a streamed
-    /// body of unknown length (chunked, or a gRPC stream), which is counted only when the app reads it, after this point.
+    /// body of unknown length (chunked). A gRPC body is counted as it is read instead (<see cref="MeteredGrpcResponseContent"/>).
     /// </summary>
     public static long ResponseBytes(HttpResponseMessage response) =>
         response.Content.Headers.NonValidated.TryGetValues("Content-Length", out var values) ? Math.Max(ParseSingle(values), 0)

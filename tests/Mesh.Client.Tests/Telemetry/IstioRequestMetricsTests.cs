@@ -128,7 +128,7 @@ public sealed class IstioRequestMetricsTests
         listener.Start();
         const string peer = "spiffe://cluster.local/ns/shop/sa/frontend";
         recorder.RecordOutbound(service, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
-        recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20);
+        recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20, requestMessages: 1, responseMessages: 1);
 
         // Several rounds of 1000 requests each: a per-request allocation shows in every round; a one-off on this thread
         // (tiered JIT under the parallel test load) in one at most.
@@ -139,14 +139,16 @@ public sealed class IstioRequestMetricsTests
             for (var i = 0; i < 1000; i++)
             {
                 recorder.RecordOutbound(service, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
-                recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20);
+                recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20, requestMessages: 1, responseMessages: 1);
             }
 
             rounds.Add(GC.GetAllocatedBytesForCurrentThread() - before);
         }
 
         Assert.True(rounds.Min() == 0, $"bytes allocated per round of 1000 requests: {string.Join(", ", rounds)}");
-        Assert.Equal(10002, total);
+
+        // Each of the 10002 requests counts 1; each of the 5001 gRPC ones also one request and one response message.
+        Assert.Equal(10002 + (2 * 5001), total);
     }
 
     [Fact]

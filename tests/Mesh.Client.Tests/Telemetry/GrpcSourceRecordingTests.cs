@@ -1,0 +1,189 @@
+using System.Buffers.Binary;
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Http.Headers;
+using Mesh.Client.Http;
+using Mesh.Client.Routing;
+using Mesh.Client.Telemetry;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Mesh.Client.Tests.Telemetry;
+
+/// <summary>
+/// When the outermost handler records a gRPC call that streams a body: exactly once, at the body's end of stream, its
+/// first failed read, or its disposal, whichever comes first; nothing wrapped while nothing listens. The inner handler
+/// is a small fake answering a gRPC response whose body the test controls.
+/// </summary>
+public sealed class GrpcSourceRecordingTests
+{
+    [Fact]
+    public async Task NoListener_NeitherBodyIsWrapped()
+    {
+        await using var provider = Provider();
+        var answer = Response(Frames(2));
+        using var invoker = Invoker(provider, answer);
+        var content = Grpc(Frames(1));
+
+        using var response = await invoker.SendAsync(Request(content), CancellationToken.None);
+
+        Assert.Same(answer.Content, response.Content);
+        Assert.Same(content, response.RequestMessage!.Content);
+    }
+
+    [Fact]
+    public async Task EndOfStream_RecordsOnce_WithTheTrailersStatusAndMessages_DisposeAfterRecordsNothingMore()
+    {
+        await using var provider = Provider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        using var invoker = Invoker(provider, Response(Frames(0, 300, 70_000), grpcStatus: "5"));
+
+        var response = await invoker.SendAsync(Request(Grpc(Frames(10))), CancellationToken.None);
+        Assert.Empty(metrics.Requests);
+        var stream = await response.Content.ReadAsStreamAsync();
+        var buffer = new byte[1000];
+        while (await stream.ReadAsync(buffer) > 0)
+        {
+            Assert.Empty(metrics.Requests);
+        }
+
+        var request = Assert.Single(metrics.Requests);
+        Assert.Equal(("200", "5", "-"), (request.Labels["response_code"], request.Labels["grpc_response_status"], request.Labels["response_flags"]));
+        Assert.Equal(3, metrics.Of("istio_response_messages_total").Single().Value);
+        Assert.Equal(1, metrics.Of("istio_request_messages_total").Single().Value);
+        Assert.Equal(15 + 70_300, metrics.Of("istio_response_bytes").Single().Value);
+        Assert.Equal(15, metrics.Of("istio_request_bytes").Single().Value);
+
+        await stream.DisposeAsync();
+        response.Dispose();
+        Assert.Single(metrics.Requests);
+    }
+
+    [Fact]
+    public async Task DisposedBeforeTheEnd_RecordsOnce_AsTheCallerGivingUp()
+    {
+        await using var provider = Provider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        // HttpClient fills the trailers when it reads them, at the body's end, which this call never reaches.
+        using var invoker = Invoker(provider, Response(Frames(100, 100)));
+
+        var response = await invoker.SendAsync(Request(Grpc(Frames(1))), CancellationToken.None);
+        var stream = await response.Content.ReadAsStreamAsync();
+        Assert.Equal(50, await stream.ReadAsync(new byte[50]));
+        response.Dispose();
+        await stream.DisposeAsync();
+
+        var request = Assert.Single(metrics.Requests);
+
+        // No trailers: no status is guessed.
+        Assert.Equal((string.Empty, "DC"), (request.Labels["grpc_response_status"], request.Labels["response_flags"]));
+        Assert.Equal(1, metrics.Of("istio_response_messages_total").Single().Value);
+    }
+
+    [Fact]
+    public async Task ReadFails_RecordsOnce_ConnectionEndedIsUC()
+    {
+        await using var provider = Provider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var answer = new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new FailingStream()) };
+        answer.Content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
+        using var invoker = Invoker(provider, answer);
+
+        using var response = await invoker.SendAsync(Request(Grpc(Frames(1))), CancellationToken.None);
+        var stream = await response.Content.ReadAsStreamAsync();
+        await Assert.ThrowsAsync<HttpIOException>(async () => await stream.ReadExactlyAsync(new byte[10]));
+        await Assert.ThrowsAsync<HttpIOException>(async () => await stream.ReadExactlyAsync(new byte[10]));
+        response.Dispose();
+
+        Assert.Equal("UC", Assert.Single(metrics.Requests).Labels["response_flags"]);
+    }
+
+    [Fact]
+    public async Task RequestBodyWrittenTwice_CountsItsLastWriteOnly()
+    {
+        await using var provider = Provider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+
+        // The inner handler sends the body twice, as a retried attempt does.
+        using var invoker = Invoker(provider, Response(Frames(1), grpcStatus: "0"), writes: 2);
+
+        using var response = await invoker.SendAsync(Request(Grpc(Frames(1, 2, 3))), CancellationToken.None);
+        await response.Content.ReadAsByteArrayAsync();
+
+        Assert.Equal(3, metrics.Of("istio_request_messages_total").Single().Value);
+        Assert.Equal(21, metrics.Of("istio_request_bytes").Single().Value);
+    }
+
+    private static ServiceProvider Provider() =>
+        MeshServices.Create(new FixedSnapshotSource(TestSnapshots.Snapshot(("orders", 80, [TestSnapshots.Endpoint(1)])))).BuildServiceProvider();
+
+    private static HttpMessageInvoker Invoker(ServiceProvider provider, HttpResponseMessage answer, int writes = 1) =>
+        new(new MeshRouteFeaturesHandler(
+            provider.GetRequiredService<MeshRouter>(),
+            provider.GetRequiredService<EndpointConnectionPools>(),
+            TimeProvider.System,
+            NullLogger.Instance,
+            random: null,
+            provider.GetRequiredService<IstioRequestMetrics>())
+        {
+            InnerHandler = new Answer(answer, writes),
+        });
+
+    private static HttpRequestMessage Request(HttpContent content) => new(HttpMethod.Post, "http://orders/shop.Orders/List") { Content = content };
+
+    private static ByteArrayContent Grpc(byte[] body)
+    {
+        var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
+        return content;
+    }
+
+    private static HttpResponseMessage Response(byte[] body, string? grpcStatus = null)
+    {
+        // A streamed body, as SocketsHttpHandler's: no Content-Length.
+        var response = new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new MemoryStream(body)) };
+        response.Content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
+        if (grpcStatus is not null)
+        {
+            response.TrailingHeaders.TryAddWithoutValidation("grpc-status", grpcStatus);
+        }
+
+        return response;
+    }
+
+    private static byte[] Frames(params int[] lengths)
+    {
+        var body = new List<byte>();
+        foreach (var length in lengths)
+        {
+            var prefix = new byte[5];
+            BinaryPrimitives.WriteUInt32BigEndian(prefix.AsSpan(1), (uint)length);
+            body.AddRange(prefix);
+            body.AddRange(new byte[length]);
+        }
+
+        return [.. body];
+    }
+
+    private sealed class Answer(HttpResponseMessage answer, int writes) : HttpMessageHandler
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            for (var i = 0; i < writes && request.Content is not null; i++)
+            {
+                await request.Content.CopyToAsync(Stream.Null, cancellationToken);
+            }
+
+            answer.RequestMessage = request;
+            return answer;
+        }
+    }
+
+    private sealed class FailingStream : MemoryStream
+    {
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            ValueTask.FromException<int>(new HttpIOException(HttpRequestError.ResponseEnded, "The response ended prematurely."));
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new HttpIOException(HttpRequestError.ResponseEnded, "The response ended prematurely.");
+    }
+}
