@@ -30,7 +30,8 @@ internal sealed partial class MeshAuthorizationMiddleware(
     InboundPolicyStore store,
     ILogger<MeshAuthorizationMiddleware> logger,
     TimeProvider? time = null,
-    IstioRequestMetrics? metrics = null)
+    IstioRequestMetrics? metrics = null,
+    MeshAccessLog? accessLog = null)
 {
     public const string DeniedBody = "RBAC: access denied";
 
@@ -40,15 +41,31 @@ internal sealed partial class MeshAuthorizationMiddleware(
     public Task InvokeAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return metrics is { Enabled: true } recorder && store.Lookup(context.Connection.LocalPort, out _) != InboundPortState.NotMeshServed
-            ? InvokeMeasuredAsync(context, recorder)
+        var recorder = metrics is { Enabled: true } ? metrics : null;
+        var log = accessLog is { Enabled: true } ? accessLog : null;
+        return (recorder is not null || log is not null) && store.Lookup(context.Connection.LocalPort, out _) != InboundPortState.NotMeshServed
+            ? InvokeMeasuredAsync(context, recorder, log)
             : InvokeCoreAsync(context);
     }
 
-    /// <summary>A request on a mesh-served port while request metrics are listened to: handled, then recorded once.</summary>
-    private async Task InvokeMeasuredAsync(HttpContext context, IstioRequestMetrics recorder)
+    /// <summary>
+    /// A request on a mesh-served port while request metrics are listened to or the access log is on: handled, then
+    /// recorded and logged once.
+    /// </summary>
+    private async Task InvokeMeasuredAsync(HttpContext context, IstioRequestMetrics? recorder, MeshAccessLog? log)
     {
         var start = _time.GetTimestamp();
+
+        // The access log follows the request only when sampled (or when failures are always logged).
+        var sampled = false;
+        var followed = log is not null && log.TryBegin(out sampled);
+        var startTime = followed ? _time.GetUtcNow() : default;
+        if (recorder is null && !followed)
+        {
+            await InvokeCoreAsync(context).ConfigureAwait(false);
+            return;
+        }
+
         var failed = false;
         try
         {
@@ -61,11 +78,11 @@ internal sealed partial class MeshAuthorizationMiddleware(
         }
         finally
         {
-            RecordInbound(context, recorder, start, failed);
+            RecordInbound(context, recorder, followed ? log : null, startTime, sampled, start, failed);
         }
     }
 
-    private void RecordInbound(HttpContext context, IstioRequestMetrics recorder, long start, bool failed)
+    private void RecordInbound(HttpContext context, IstioRequestMetrics? recorder, MeshAccessLog? log, DateTimeOffset startTime, bool sampled, long start, bool failed)
     {
         var request = context.Request;
         var response = context.Response;
@@ -80,21 +97,25 @@ internal sealed partial class MeshAuthorizationMiddleware(
             flags |= ResponseFlags.DownstreamConnectionTermination;
         }
 
-        if (context.Features.Get<LocalReply>() is { } reply)
+        var reply = context.Features.Get<LocalReply>();
+        if (reply is not null)
         {
             flags |= reply.Flags;
         }
 
-        recorder.RecordInbound(
+        var grpcStatus = grpc ? InboundGrpcStatus(context) : -1;
+        var elapsed = _time.GetElapsedTime(start).TotalMilliseconds;
+        recorder?.RecordInbound(
             identity?.SpiffeId,
             identity?.SpiffeId is not null,
             grpc,
             code,
-            grpc ? InboundGrpcStatus(context) : -1,
+            grpcStatus,
             flags,
-            _time.GetElapsedTime(start).TotalMilliseconds,
+            elapsed,
             request.ContentLength ?? 0,
             response.ContentLength ?? 0);
+        log?.LogInbound(context, startTime, sampled, identity?.SpiffeId, grpc, code, grpcStatus, flags, elapsed, request.ContentLength ?? 0, response.ContentLength ?? 0, reply?.Details);
     }
 
     /// <summary>The gRPC status the response carries: in its trailers, or in its headers when trailers-only; else -1.</summary>
@@ -259,6 +280,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
             realm = realm[..256];
         }
 
+        context.Features.Set(LocalReply.JwtDenied(message));
         context.Response.StatusCode = status == JwtStatus.AudienceNotAllowed ? StatusCodes.Status403Forbidden : StatusCodes.Status401Unauthorized;
         context.Response.Headers.WWWAuthenticate = status == JwtStatus.Missing
             ? $"Bearer realm=\"{realm}\""
@@ -281,6 +303,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
             LogNoPolicy(logger, port, body);
         }
 
+        context.Features.Set(state == InboundPortState.Removed ? LocalReply.PolicyRemoved : LocalReply.PolicyNotReceived);
         context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
         context.Response.ContentType = "text/plain";
         await context.Response.WriteAsync(body, context.RequestAborted).ConfigureAwait(false);
@@ -294,6 +317,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
         if (decision.Outcome == AuthorizationOutcome.BadRequest)
         {
             LogBadRequest(logger, peer, request.Method, path, decision.Reason);
+            context.Features.Set(LocalReply.BadRequest);
             context.Response.StatusCode = StatusCodes.Status400BadRequest;
             context.Response.ContentType = "text/plain";
             await context.Response.WriteAsync("Bad Request: " + decision.Reason, context.RequestAborted).ConfigureAwait(false);
@@ -301,6 +325,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
         }
 
         LogDenied(logger, peer, request.Method, path, decision.Reason);
+        context.Features.Set(LocalReply.RbacDenied);
         context.Response.StatusCode = StatusCodes.Status403Forbidden;
         context.Response.ContentType = "text/plain";
         await context.Response.WriteAsync(DeniedBody, context.RequestAborted).ConfigureAwait(false);
@@ -323,17 +348,36 @@ internal sealed partial class MeshAuthorizationMiddleware(
 }
 
 /// <summary>
-/// The response flag of a local reply the middleware sent, for the request metrics. Set only on the refusal paths that
-/// carry a flag: Envoy's RBAC filter sets none on its 403 (source/extensions/filters/http/rbac/rbac_filter.cc calls
-/// sendLocalReply(Forbidden, "RBAC: access denied", …, RcDetails RbacAccessDenied) and no setResponseFlag; the denial shows
-/// in RESPONSE_CODE_DETAILS only), so a denied request reports response_code 403 and response_flags "-", as a sidecar's.
+/// The response flag and details of a local reply the middleware sent, for the request metrics and the access log. Only
+/// some replies carry a flag: Envoy's RBAC filter sets none on its 403 (source/extensions/filters/http/rbac/rbac_filter.cc
+/// calls sendLocalReply(Forbidden, "RBAC: access denied", …, RcDetails RbacAccessDenied) and no setResponseFlag; the denial
+/// shows in RESPONSE_CODE_DETAILS only), so a denied request reports response_code 403 and response_flags "-", as a
+/// sidecar's. <see cref="Details"/> is Envoy's RESPONSE_CODE_DETAILS for the reply (envoy/stream_info/stream_info.h and
+/// the filters named), or the mesh's own where Envoy has no such reply.
 /// </summary>
-internal sealed class LocalReply(ResponseFlags flags)
+internal sealed class LocalReply(ResponseFlags flags, string details)
 {
-    /// <summary>Envoy local_ratelimit's reply: RL.</summary>
-    public static readonly LocalReply RateLimited = new(ResponseFlags.RateLimited);
+    /// <summary>Envoy local_ratelimit's reply: RL, <c>local_rate_limited</c>.</summary>
+    public static readonly LocalReply RateLimited = new(ResponseFlags.RateLimited, "local_rate_limited");
+
+    /// <summary>Envoy RBAC's 403 (also STRICT without a client certificate): no flag, <c>rbac_access_denied</c>.</summary>
+    public static readonly LocalReply RbacDenied = new(ResponseFlags.None, "rbac_access_denied");
+
+    /// <summary>A request that cannot be authorized as spelled (400): Envoy's <c>path_normalization_failed</c>.</summary>
+    public static readonly LocalReply BadRequest = new(ResponseFlags.None, "path_normalization_failed");
+
+    /// <summary>A mesh-served port whose policy has not arrived (503, the mesh's own).</summary>
+    public static readonly LocalReply PolicyNotReceived = new(ResponseFlags.None, "mesh_inbound_policy_not_received");
+
+    /// <summary>A mesh-served port whose policy the control plane removed (503, the mesh's own).</summary>
+    public static readonly LocalReply PolicyRemoved = new(ResponseFlags.None, "mesh_inbound_policy_removed");
 
     public ResponseFlags Flags { get; } = flags;
+
+    public string Details { get; } = details;
+
+    /// <summary>Envoy jwt_authn's reply: <c>jwt_authn_access_denied{&lt;status, spaces as underscores&gt;}</c>.</summary>
+    public static LocalReply JwtDenied(string status) => new(ResponseFlags.None, $"jwt_authn_access_denied{{{status.Replace(' ', '_')}}}");
 }
 
 /// <summary>Puts <see cref="MeshAuthorizationMiddleware"/> first in the pipeline, before the application's middleware.</summary>

@@ -3,7 +3,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
-/// <summary>Registers the mesh client's instruments; idempotent.</summary>
+/// <summary>Registers the mesh client's instruments and access log; idempotent.</summary>
 internal static class MeshTelemetryServiceCollectionExtensions
 {
     public static IServiceCollection AddMeshTelemetry(this IServiceCollection services)
@@ -13,6 +13,7 @@ internal static class MeshTelemetryServiceCollectionExtensions
         services.AddMetrics();
         services.TryAddSingleton<MeshMetrics>();
         services.TryAddSingleton<IstioRequestMetrics>();
+        services.TryAddSingleton<MeshAccessLog>();
         return services;
     }
 }
