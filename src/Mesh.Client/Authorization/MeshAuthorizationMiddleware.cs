@@ -43,29 +43,27 @@ internal sealed partial class MeshAuthorizationMiddleware(
         ArgumentNullException.ThrowIfNull(context);
         var recorder = metrics is { Enabled: true } ? metrics : null;
         var log = accessLog is { Enabled: true } ? accessLog : null;
-        return (recorder is not null || log is not null) && store.Lookup(context.Connection.LocalPort, out _) != InboundPortState.NotMeshServed
-            ? InvokeMeasuredAsync(context, recorder, log)
-            : InvokeCoreAsync(context);
-    }
-
-    /// <summary>
-    /// A request on a mesh-served port while request metrics are listened to or the access log is on: handled, then
-    /// recorded and logged once.
-    /// </summary>
-    private async Task InvokeMeasuredAsync(HttpContext context, IstioRequestMetrics? recorder, MeshAccessLog? log)
-    {
-        var start = _time.GetTimestamp();
+        if ((recorder is null && log is null) || store.Lookup(context.Connection.LocalPort, out _) == InboundPortState.NotMeshServed)
+        {
+            return InvokeCoreAsync(context);
+        }
 
         // The access log follows the request only when sampled (or when failures are always logged).
         var sampled = false;
         var followed = log is not null && log.TryBegin(out sampled);
-        var startTime = followed ? _time.GetUtcNow() : default;
-        if (recorder is null && !followed)
-        {
-            await InvokeCoreAsync(context).ConfigureAwait(false);
-            return;
-        }
+        return recorder is null && !followed
+            ? InvokeCoreAsync(context)
+            : InvokeMeasuredAsync(context, recorder, followed ? log : null, sampled);
+    }
 
+    /// <summary>
+    /// A request on a mesh-served port while request metrics are listened to or the access log follows it (then
+    /// <paramref name="log"/> is set): handled, then recorded and logged once.
+    /// </summary>
+    private async Task InvokeMeasuredAsync(HttpContext context, IstioRequestMetrics? recorder, MeshAccessLog? log, bool sampled)
+    {
+        var start = _time.GetTimestamp();
+        var startTime = log is not null ? _time.GetUtcNow() : default;
         var failed = false;
         try
         {
@@ -78,7 +76,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
         }
         finally
         {
-            RecordInbound(context, recorder, followed ? log : null, startTime, sampled, start, failed);
+            RecordInbound(context, recorder, log, startTime, sampled, start, failed);
         }
     }
 
