@@ -83,8 +83,9 @@ public sealed class MeshAccessLogOptions
     public double SampleRate { get; set; } = 1.0;
 
     /// <summary>
-    /// Gets or sets whether a request that failed (response code 0 or at least 400, or a response flag other than DI) is
-    /// logged whatever <see cref="SampleRate"/> decided (default true), as Istio users filter with <c>response.code &gt;= 400</c>.
+    /// Gets or sets whether a request that failed (response code 0 or at least 400, a gRPC status other than OK, or a
+    /// response flag other than DI) is logged whatever <see cref="SampleRate"/> decided (default true), as Istio users
+    /// filter with <c>response.code &gt;= 400</c>.
     /// </summary>
     public bool AlwaysLogErrors { get; set; } = true;
 

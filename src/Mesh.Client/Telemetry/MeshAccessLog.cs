@@ -65,11 +65,11 @@ internal sealed partial class MeshAccessLog
     public bool Enabled => _on && _logger.IsEnabled(LogLevel.Information);
 
     /// <summary>
-    /// Whether a failed request is logged whatever the sampling: response code 0 (no response) or at least 400, or any
-    /// response flag but DI (a fault delay alone is not a failure).
+    /// Whether a request failed, so that it is logged whatever the sampling: response code 0 (no response) or at least
+    /// 400, a gRPC status other than OK, or any response flag but DI (a fault delay alone is not a failure).
     /// </summary>
-    public static bool IsError(int responseCode, ResponseFlags flags) =>
-        responseCode is 0 or >= 400 || (flags & ~ResponseFlags.DelayInjected) != ResponseFlags.None;
+    public static bool IsError(int responseCode, int grpcStatus, ResponseFlags flags) =>
+        responseCode is 0 or >= 400 || grpcStatus > 0 || (flags & ~ResponseFlags.DelayInjected) != ResponseFlags.None;
 
     /// <summary>
     /// Decides, at a request's start, whether it is followed: <paramref name="sampled"/> when <c>SampleRate</c> draws it,
@@ -82,8 +82,8 @@ internal sealed partial class MeshAccessLog
     }
 
     /// <summary>Whether a followed request is written: sampled, or a failure while failures are always logged.</summary>
-    public bool ShouldLog(bool sampled, int responseCode, ResponseFlags flags) =>
-        sampled || (_alwaysLogErrors && IsError(responseCode, flags));
+    public bool ShouldLog(bool sampled, int responseCode, int grpcStatus, ResponseFlags flags) =>
+        sampled || (_alwaysLogErrors && IsError(responseCode, grpcStatus, flags));
 
     /// <summary>
     /// Starts following an outbound request to <paramref name="service"/> when it is sampled (or failures are always
@@ -129,7 +129,7 @@ internal sealed partial class MeshAccessLog
         long responseBytes,
         string? peerSpiffeId)
     {
-        if (!ShouldLog(record.Sampled, responseCode, flags))
+        if (!ShouldLog(record.Sampled, responseCode, grpcStatus, flags))
         {
             return;
         }
@@ -191,7 +191,7 @@ internal sealed partial class MeshAccessLog
         long responseBytes,
         string? responseCodeDetails)
     {
-        if (!ShouldLog(sampled, responseCode, flags))
+        if (!ShouldLog(sampled, responseCode, grpcStatus, flags))
         {
             return;
         }

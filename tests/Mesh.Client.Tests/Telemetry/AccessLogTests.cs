@@ -192,6 +192,29 @@ public sealed class AccessLogTests : IDisposable
         Assert.Empty(clientLog.Entries);
     }
 
+    [Fact]
+    public async Task XdsGrpcChannel_SampledOut_TheFailedCallIsLogged_WithItsGrpcStatus()
+    {
+        await using var backend = await TestBackend.StartAsync("inventory-0", grpc: true, grpcFailure: global::Grpc.Core.StatusCode.PermissionDenied);
+        using var clientLog = new AccessLogCapture();
+        var services = MeshServices.Create(
+            new FixedSnapshotSource(TestSnapshots.Snapshot(("inventory", 80, [TestSnapshots.Endpoint(backend.Port)]))),
+            options => (options.Telemetry.AccessLog.Enabled, options.Telemetry.AccessLog.SampleRate) = (true, 0));
+        services.AddSingleton<ILoggerProvider>(clientLog);
+        await using var provider = services.BuildServiceProvider();
+        using var channel = provider.CreateMeshGrpcChannel("xds:///inventory");
+        var client = new Mesh.Client.Tests.Grpc.Greeter.GreeterClient(channel);
+
+        var error = await Assert.ThrowsAsync<global::Grpc.Core.RpcException>(async () => await client.HelloAsync(new Mesh.Client.Tests.Grpc.HelloRequest()));
+
+        Assert.Equal(global::Grpc.Core.StatusCode.PermissionDenied, error.StatusCode);
+        var entry = Assert.Single(clientLog.Entries);
+        Assert.Equal((200, 7, "HTTP/2", "POST"), ((int)entry.Fields["response_code"]!, (int)entry.Fields["grpc_status"]!, entry.Text("protocol"), entry.Text("method")));
+        Assert.EndsWith("/Hello", entry.Text("path"), StringComparison.Ordinal);
+        Assert.Equal($"127.0.0.1:{backend.Port}", entry.Text("upstream_host"));
+        Assert.Equal("outbound|80||inventory.default.svc.cluster.local", entry.Text("upstream_cluster"));
+    }
+
     private async Task<MeshBackend> StartOrdersAsync(AccessLogCapture log)
     {
         var backend = await MeshBackend.StartAsync(

@@ -75,9 +75,22 @@ public sealed class MeshAccessLogTests
 
         Assert.True(always.TryBegin(out var sampled));
         Assert.False(sampled);
-        Assert.Equal(logged, always.ShouldLog(sampled, code, flags));
+        Assert.Equal(logged, always.ShouldLog(sampled, code, -1, flags));
         Assert.False(never.TryBegin(out _));
-        Assert.True(never.ShouldLog(sampled: true, code, flags));
+        Assert.True(never.ShouldLog(sampled: true, code, -1, flags));
+    }
+
+    [Theory]
+    [InlineData(0, false)]
+    [InlineData(-1, false)]
+    [InlineData(7, true)]
+    [InlineData(14, true)]
+    public void ShouldLog_SampledOutGrpcCall_FailedStatusIsAFailure(int grpcStatus, bool logged)
+    {
+        using var capture = new AccessLogCapture();
+        var log = Create(capture, a => (a.Enabled, a.SampleRate) = (true, 0));
+
+        Assert.Equal(logged, log.ShouldLog(sampled: false, 200, grpcStatus, ResponseFlags.None));
     }
 
     [Fact]
