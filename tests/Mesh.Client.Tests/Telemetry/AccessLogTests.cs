@@ -8,6 +8,7 @@ using Mesh.Client.Security;
 using Mesh.Client.Telemetry;
 using Mesh.Client.Tests.Security;
 using Mesh.Client.Tests.Support;
+using Mesh.Client.Xds;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -118,6 +119,29 @@ public sealed class AccessLogTests : IDisposable
         Assert.Equal((503, "UH", "no_healthy_upstream"), ((int)unhealthy.Fields["response_code"]!, unhealthy.Text("response_flags"), unhealthy.Text("response_code_details")));
         Assert.Null(unhealthy.Fields["upstream_host"]);
         Assert.Equal("default", unhealthy.Text("route_name"));
+    }
+
+    [Fact]
+    public async Task SecureNamingRefused_UF_TheReasonNamesBothIdentities_NoVerifiedPeer()
+    {
+        using var backendLog = new AccessLogCapture();
+        await using var backend = await StartOrdersAsync(backendLog);
+        using var clientLog = new AccessLogCapture();
+        var expected = TestCa.Id("payments");
+        await using var provider = Client(clientLog, new UpstreamTlsSettings([new StringMatch(StringMatchKind.Exact, expected, false)]), ("orders", [TestSnapshots.Endpoint(backend.Port)]));
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        await Assert.ThrowsAsync<ServiceMeshException>(() => client.GetAsync(new Uri("http://orders/items")));
+
+        var entry = Assert.Single(clientLog.Entries);
+        Assert.Equal((503, "UF"), ((int)entry.Fields["response_code"]!, entry.Text("response_flags")));
+        var reason = entry.Text("upstream_transport_failure_reason");
+        Assert.NotNull(reason);
+        Assert.Contains(expected, reason, StringComparison.Ordinal);
+        Assert.Contains(Orders, reason, StringComparison.Ordinal);
+        Assert.Null(entry.Fields["destination_principal"]);
+        Assert.Equal($"127.0.0.1:{backend.Port}", entry.Text("upstream_host"));
+        Assert.Equal(0, backend.Hits);
     }
 
     [Fact]
@@ -243,15 +267,18 @@ public sealed class AccessLogTests : IDisposable
         return backend;
     }
 
+    private ServiceProvider Client(AccessLogCapture log, params (string Name, MeshEndpoint[] Endpoints)[] targets) =>
+        Client(log, new UpstreamTlsSettings([]), targets);
+
     /// <summary>A client whose services each have one mTLS cluster with the given endpoints and one route named <c>default</c>.</summary>
-    private ServiceProvider Client(AccessLogCapture log, params (string Name, MeshEndpoint[] Endpoints)[] targets)
+    private ServiceProvider Client(AccessLogCapture log, UpstreamTlsSettings tls, params (string Name, MeshEndpoint[] Endpoints)[] targets)
     {
         var bindings = new List<KeyValuePair<string, MeshService>>();
         var clusters = new List<MeshCluster>();
         foreach (var (name, endpoints) in targets)
         {
             var host = TestSnapshots.Names.Qualify(name);
-            var cluster = new MeshCluster($"outbound|80||{host}", host, LoadBalancingPolicy.RoundRobin, [.. endpoints], tls: new UpstreamTlsSettings([]));
+            var cluster = new MeshCluster($"outbound|80||{host}", host, LoadBalancingPolicy.RoundRobin, [.. endpoints], tls: tls);
             clusters.Add(cluster);
             bindings.AddRange(TestSnapshots.Bind(name, TestSnapshots.Service(name, 80, new MeshRoute("/", null, true, [new WeightedCluster(cluster, 1)], name: "default"))));
         }
