@@ -11,6 +11,7 @@ internal static class MeshTelemetryServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         services.AddOptions();
         services.AddMetrics();
+        services.AddLogging();
         services.TryAddSingleton<MeshMetrics>();
         services.TryAddSingleton<IstioRequestMetrics>();
         services.TryAddSingleton<MeshAccessLog>();
