@@ -65,6 +65,36 @@ public sealed class MeshTelemetryOptions
 
     /// <summary>Gets or sets the workload name (<c>source_workload</c>/<c>destination_workload</c>); defaults to <see cref="ServiceMeshOptions.Service"/>.</summary>
     public string? Workload { get; set; }
+
+    /// <summary>Gets the access log settings (off by default).</summary>
+    public MeshAccessLogOptions AccessLog { get; } = new();
+}
+
+/// <summary>
+/// The access log: one structured <c>ILogger</c> entry per request (category <see cref="Telemetry.MeshTelemetry.AccessLogCategory"/>),
+/// with the fields of Istio's default access log format and the mesh's own (route, upstream host, peer identity, attempts).
+/// </summary>
+public sealed class MeshAccessLogOptions
+{
+    /// <summary>Gets or sets whether requests are logged. Off by default: then a request pays one check and nothing else.</summary>
+    public bool Enabled { get; set; }
+
+    /// <summary>Gets or sets the share of requests logged, from 0 to 1 (default 1: every request).</summary>
+    public double SampleRate { get; set; } = 1.0;
+
+    /// <summary>
+    /// Gets or sets whether a request that failed (response code 0 or at least 400, a gRPC status other than OK, or a
+    /// response flag other than DI) is logged whatever <see cref="SampleRate"/> decided (default true), as Istio users
+    /// filter with <c>response.code &gt;= 400</c>.
+    /// </summary>
+    public bool AlwaysLogErrors { get; set; } = true;
+
+    /// <summary>
+    /// Gets or sets whether the <c>path</c> field keeps the query string (default false). Envoy logs it, but queries
+    /// carry secrets (Istio's RequestAuthentication itself reads tokens from <c>?access_token=</c>), so it is left out
+    /// unless asked for.
+    /// </summary>
+    public bool IncludeQuery { get; set; }
 }
 
 /// <summary>The workload identity: how this app authenticates to the CA and which certificate it asks for.</summary>

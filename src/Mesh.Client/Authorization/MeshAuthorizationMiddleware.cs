@@ -30,7 +30,8 @@ internal sealed partial class MeshAuthorizationMiddleware(
     InboundPolicyStore store,
     ILogger<MeshAuthorizationMiddleware> logger,
     TimeProvider? time = null,
-    IstioRequestMetrics? metrics = null)
+    IstioRequestMetrics? metrics = null,
+    MeshAccessLog? accessLog = null)
 {
     public const string DeniedBody = "RBAC: access denied";
 
@@ -40,15 +41,29 @@ internal sealed partial class MeshAuthorizationMiddleware(
     public Task InvokeAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return metrics is { Enabled: true } recorder && store.Lookup(context.Connection.LocalPort, out _) != InboundPortState.NotMeshServed
-            ? InvokeMeasuredAsync(context, recorder)
-            : InvokeCoreAsync(context);
+        var recorder = metrics is { Enabled: true } ? metrics : null;
+        var log = accessLog is { Enabled: true } ? accessLog : null;
+        if ((recorder is null && log is null) || store.Lookup(context.Connection.LocalPort, out _) == InboundPortState.NotMeshServed)
+        {
+            return InvokeCoreAsync(context);
+        }
+
+        // The access log follows the request only when sampled (or when failures are always logged).
+        var sampled = false;
+        var followed = log is not null && log.TryBegin(out sampled);
+        return recorder is null && !followed
+            ? InvokeCoreAsync(context)
+            : InvokeMeasuredAsync(context, recorder, followed ? log : null, sampled);
     }
 
-    /// <summary>A request on a mesh-served port while request metrics are listened to: handled, then recorded once.</summary>
-    private async Task InvokeMeasuredAsync(HttpContext context, IstioRequestMetrics recorder)
+    /// <summary>
+    /// A request on a mesh-served port while request metrics are listened to or the access log follows it (then
+    /// <paramref name="log"/> is set): handled, then recorded and logged once.
+    /// </summary>
+    private async Task InvokeMeasuredAsync(HttpContext context, IstioRequestMetrics? recorder, MeshAccessLog? log, bool sampled)
     {
         var start = _time.GetTimestamp();
+        var startTime = log is not null ? _time.GetUtcNow() : default;
         var failed = false;
         var grpc = context.Request.ContentType is { } contentType && contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
 
@@ -66,11 +81,11 @@ internal sealed partial class MeshAuthorizationMiddleware(
         finally
         {
             meter?.Remove(context);
-            RecordInbound(context, recorder, start, failed, grpc, meter);
+            RecordInbound(context, recorder, log, startTime, sampled, start, failed, grpc, meter);
         }
     }
 
-    private void RecordInbound(HttpContext context, IstioRequestMetrics recorder, long start, bool failed, bool grpc, InboundGrpcMeter? meter)
+    private void RecordInbound(HttpContext context, IstioRequestMetrics? recorder, MeshAccessLog? log, DateTimeOffset startTime, bool sampled, long start, bool failed, bool grpc, InboundGrpcMeter? meter)
     {
         var request = context.Request;
         var response = context.Response;
@@ -84,23 +99,29 @@ internal sealed partial class MeshAuthorizationMiddleware(
             flags |= ResponseFlags.DownstreamConnectionTermination;
         }
 
-        if (context.Features.Get<LocalReply>() is { } reply)
+        var reply = context.Features.Get<LocalReply>();
+        if (reply is not null)
         {
             flags |= reply.Flags;
         }
 
-        recorder.RecordInbound(
+        var grpcStatus = grpc ? InboundGrpcStatus(context) : -1;
+        var elapsed = _time.GetElapsedTime(start).TotalMilliseconds;
+        var requestBytes = meter?.RequestBytes ?? request.ContentLength ?? 0;
+        var responseBytes = meter?.ResponseBytes ?? response.ContentLength ?? 0;
+        recorder?.RecordInbound(
             identity?.SpiffeId,
             identity?.SpiffeId is not null,
             grpc,
             code,
-            grpc ? InboundGrpcStatus(context) : -1,
+            grpcStatus,
             flags,
-            _time.GetElapsedTime(start).TotalMilliseconds,
-            meter?.RequestBytes ?? request.ContentLength ?? 0,
-            meter?.ResponseBytes ?? response.ContentLength ?? 0,
+            elapsed,
+            requestBytes,
+            responseBytes,
             meter?.RequestMessages ?? 0,
             meter?.ResponseMessages ?? 0);
+        log?.LogInbound(context, startTime, sampled, identity?.SpiffeId, grpc, code, grpcStatus, flags, elapsed, requestBytes, responseBytes, reply?.Details);
     }
 
     /// <summary>The gRPC status the response carries: in its trailers, or in its headers when trailers-only; else -1.</summary>
@@ -273,6 +294,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
             realm = realm[..256];
         }
 
+        context.Features.Set(LocalReply.JwtDenied(message));
         context.Response.StatusCode = status == JwtStatus.AudienceNotAllowed ? StatusCodes.Status403Forbidden : StatusCodes.Status401Unauthorized;
         context.Response.Headers.WWWAuthenticate = status == JwtStatus.Missing
             ? $"Bearer realm=\"{realm}\""
@@ -295,6 +317,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
             LogNoPolicy(logger, port, body);
         }
 
+        context.Features.Set(state == InboundPortState.Removed ? LocalReply.PolicyRemoved : LocalReply.PolicyNotReceived);
         context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
         context.Response.ContentType = "text/plain";
         await context.Response.WriteAsync(body, context.RequestAborted).ConfigureAwait(false);
@@ -321,6 +344,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
         if (decision.Outcome == AuthorizationOutcome.BadRequest)
         {
             LogBadRequest(logger, peer, request.Method, path, decision.Reason);
+            context.Features.Set(LocalReply.BadRequest);
             context.Response.StatusCode = StatusCodes.Status400BadRequest;
             context.Response.ContentType = "text/plain";
             await context.Response.WriteAsync("Bad Request: " + decision.Reason, context.RequestAborted).ConfigureAwait(false);
@@ -328,6 +352,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
         }
 
         LogDenied(logger, peer, request.Method, path, decision.Reason);
+        context.Features.Set(LocalReply.RbacDenied);
         context.Response.StatusCode = StatusCodes.Status403Forbidden;
         context.Response.ContentType = "text/plain";
         await context.Response.WriteAsync(DeniedBody, context.RequestAborted).ConfigureAwait(false);
@@ -350,17 +375,36 @@ internal sealed partial class MeshAuthorizationMiddleware(
 }
 
 /// <summary>
-/// The response flag of a local reply the middleware sent, for the request metrics. Set only on the refusal paths that
-/// carry a flag: Envoy's RBAC filter sets none on its 403 (source/extensions/filters/http/rbac/rbac_filter.cc calls
-/// sendLocalReply(Forbidden, "RBAC: access denied", …, RcDetails RbacAccessDenied) and no setResponseFlag; the denial shows
-/// in RESPONSE_CODE_DETAILS only), so a denied request reports response_code 403 and response_flags "-", as a sidecar's.
+/// The response flag and details of a local reply the middleware sent, for the request metrics and the access log. Only
+/// some replies carry a flag: Envoy's RBAC filter sets none on its 403 (source/extensions/filters/http/rbac/rbac_filter.cc
+/// calls sendLocalReply(Forbidden, "RBAC: access denied", …, RcDetails RbacAccessDenied) and no setResponseFlag; the denial
+/// shows in RESPONSE_CODE_DETAILS only), so a denied request reports response_code 403 and response_flags "-", as a
+/// sidecar's. <see cref="Details"/> is Envoy's RESPONSE_CODE_DETAILS for the reply (envoy/stream_info/stream_info.h and
+/// the filters named), or the mesh's own where Envoy has no such reply.
 /// </summary>
-internal sealed class LocalReply(ResponseFlags flags)
+internal sealed class LocalReply(ResponseFlags flags, string details)
 {
-    /// <summary>Envoy local_ratelimit's reply: RL.</summary>
-    public static readonly LocalReply RateLimited = new(ResponseFlags.RateLimited);
+    /// <summary>Envoy local_ratelimit's reply: RL, <c>local_rate_limited</c>.</summary>
+    public static readonly LocalReply RateLimited = new(ResponseFlags.RateLimited, "local_rate_limited");
+
+    /// <summary>Envoy RBAC's 403 (also STRICT without a client certificate): no flag, <c>rbac_access_denied</c>.</summary>
+    public static readonly LocalReply RbacDenied = new(ResponseFlags.None, "rbac_access_denied");
+
+    /// <summary>A request that cannot be authorized as spelled (400): Envoy's <c>path_normalization_failed</c>.</summary>
+    public static readonly LocalReply BadRequest = new(ResponseFlags.None, "path_normalization_failed");
+
+    /// <summary>A mesh-served port whose policy has not arrived (503, the mesh's own).</summary>
+    public static readonly LocalReply PolicyNotReceived = new(ResponseFlags.None, "mesh_inbound_policy_not_received");
+
+    /// <summary>A mesh-served port whose policy the control plane removed (503, the mesh's own).</summary>
+    public static readonly LocalReply PolicyRemoved = new(ResponseFlags.None, "mesh_inbound_policy_removed");
 
     public ResponseFlags Flags { get; } = flags;
+
+    public string Details { get; } = details;
+
+    /// <summary>Envoy jwt_authn's reply: <c>jwt_authn_access_denied{&lt;status, spaces as underscores&gt;}</c>.</summary>
+    public static LocalReply JwtDenied(string status) => new(ResponseFlags.None, $"jwt_authn_access_denied{{{status.Replace(' ', '_')}}}");
 }
 
 /// <summary>Puts <see cref="MeshAuthorizationMiddleware"/> first in the pipeline, before the application's middleware.</summary>

@@ -89,6 +89,16 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
             }
         }
 
+        var accessLog = options.Telemetry.AccessLog;
+        if (accessLog.SampleRate is < 0 or > 1 || double.IsNaN(accessLog.SampleRate))
+        {
+            errors.Add($"{Root}:Telemetry:AccessLog:SampleRate ({accessLog.SampleRate}) must be between 0 and 1 (the share of requests logged)");
+        }
+        else if (accessLog.Enabled && accessLog.SampleRate == 0 && !accessLog.AlwaysLogErrors)
+        {
+            errors.Add($"{Root}:Telemetry:AccessLog:SampleRate is 0 and {Root}:Telemetry:AccessLog:AlwaysLogErrors is false: the enabled access log would log nothing; raise SampleRate, set AlwaysLogErrors, or set Enabled to false");
+        }
+
         foreach (var (key, value) in options.Labels)
         {
             if (string.IsNullOrEmpty(key) || key.Length > 63 || value is null || value.Length > 63)

@@ -72,12 +72,11 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     }
 
     /// <summary>
-    /// Gets the SPIFFE ID the last mTLS handshake with <paramref name="endpoint"/> of <paramref name="cluster"/> verified
-    /// (every connection of the pool was checked against the cluster's expected identities); null over plaintext or
-    /// before a handshake. Read for traces only: a dictionary lookup, no allocation.
+    /// Gets the SPIFFE ID the last mTLS handshake of <paramref name="endpoint"/>'s pool in <paramref name="cluster"/>
+    /// verified (secure naming held for it), or null: a plaintext cluster, or no connection made yet. For the access log.
     /// </summary>
     public string? VerifiedPeer(MeshEndpoint endpoint, MeshCluster cluster) =>
-        cluster.Tls is not null && _pools.TryGetValue(KeyOf(endpoint, cluster), out var pool) ? pool.Peer : null;
+        cluster.Tls is not null && _pools.TryGetValue(KeyOf(endpoint, cluster), out var pool) ? pool.Peer.Value : null;
 
     private static PoolKey KeyOf(MeshEndpoint endpoint, MeshCluster cluster) =>
         cluster.Tls is { } tls
@@ -143,16 +142,14 @@ internal sealed partial class EndpointConnectionPools : IDisposable
     private HttpMessageInvoker GetOrCreate(MeshEndpoint endpoint, PoolKey key, MeshCluster? cluster)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        Pool? created = null;
-        var handler = cluster?.Tls is { } tls
-            ? CreateTlsHandler(endpoint.EndPoint, cluster.ServiceHost, tls, peer => created!.Peer = peer)
-            : CreateHandler(endpoint.EndPoint);
+        var peer = new VerifiedPeerBox();
+        var handler = cluster?.Tls is { } tls ? CreateTlsHandler(endpoint.EndPoint, cluster.ServiceHost, tls, peer) : CreateHandler(endpoint.EndPoint);
         if (key.Settings is { } settings)
         {
             Apply(handler, settings);
         }
 
-        created = new Pool(handler);
+        var created = new Pool(handler, peer);
         var pool = _pools.GetOrAdd(key, created);
         if (!ReferenceEquals(pool, created))
         {
@@ -191,14 +188,14 @@ internal sealed partial class EndpointConnectionPools : IDisposable
         }
     }
 
-    private SocketsHttpHandler CreateTlsHandler(EndPoint endPoint, string service, UpstreamTlsSettings tls, Action<string> verified)
+    private SocketsHttpHandler CreateTlsHandler(EndPoint endPoint, string service, UpstreamTlsSettings tls, VerifiedPeerBox peer)
     {
         var handler = CreateHandler(endPoint);
-        handler.ConnectCallback = (context, cancellationToken) => ConnectTlsAsync(endPoint, service, tls, verified, context, cancellationToken);
+        handler.ConnectCallback = (context, cancellationToken) => ConnectTlsAsync(endPoint, service, tls, peer, context, cancellationToken);
         return handler;
     }
 
-    private async ValueTask<Stream> ConnectTlsAsync(EndPoint endPoint, string service, UpstreamTlsSettings tls, Action<string> verified, SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    private async ValueTask<Stream> ConnectTlsAsync(EndPoint endPoint, string service, UpstreamTlsSettings tls, VerifiedPeerBox peer, SocketsHttpConnectionContext context, CancellationToken cancellationToken)
     {
         _connector.ThrowIfNoCertificate(service);
         var stream = await ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
@@ -206,8 +203,8 @@ internal sealed partial class EndpointConnectionPools : IDisposable
 
         // SocketsHttpHandler speaks h2 on an http:// URI only with prior knowledge (version policy not "or lower").
         var http2 = request.Version.Major >= 2 && request.VersionPolicy != HttpVersionPolicy.RequestVersionOrLower;
-        var (ssl, peer) = await _connector.AuthenticateAsync(stream, service, endPoint.ToString() ?? string.Empty, context.DnsEndPoint.Host, http2, tls, cancellationToken).ConfigureAwait(false);
-        verified(peer.Value);
+        var (ssl, verified) = await _connector.AuthenticateAsync(stream, service, endPoint.ToString() ?? string.Empty, context.DnsEndPoint.Host, http2, tls, cancellationToken).ConfigureAwait(false);
+        peer.Value = verified.Value;
         return ssl;
     }
 
@@ -231,21 +228,26 @@ internal sealed partial class EndpointConnectionPools : IDisposable
 
     private readonly record struct PoolKey(string Authority, string? Service, string? Tls, PoolSettings? Settings);
 
-    private sealed class Pool(SocketsHttpHandler handler)
+    private sealed class Pool(SocketsHttpHandler handler, VerifiedPeerBox peer)
     {
         public HttpMessageInvoker Invoker { get; } = new(handler, disposeHandler: true);
 
-        /// <summary>Gets or sets the SPIFFE ID the pool's last mTLS handshake verified (see <see cref="VerifiedPeer"/>).</summary>
-        public string? Peer
-        {
-            get => Volatile.Read(ref _peer);
-            set => Volatile.Write(ref _peer, value);
-        }
-
-        private string? _peer;
+        public VerifiedPeerBox Peer { get; } = peer;
 
         /// <summary>Gets or sets the timestamp the endpoint was first seen missing from the snapshot; 0 while present.</summary>
         public long AbsentSince { get; set; }
+    }
+
+    /// <summary>The SPIFFE ID a pool's last handshake verified: all its connections go to one endpoint, under one secure-naming rule.</summary>
+    private sealed class VerifiedPeerBox
+    {
+        private string? _value;
+
+        public string? Value
+        {
+            get => Volatile.Read(ref _value);
+            set => Volatile.Write(ref _value, value);
+        }
     }
 
     private static partial class Log

@@ -45,6 +45,9 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     /// </summary>
     public bool SpreadsAttempts { get; init; }
 
+    /// <summary>Gets the access log whose followed requests learn here which cluster and endpoint each attempt took.</summary>
+    public Telemetry.MeshAccessLog? AccessLog { get; init; }
+
     /// <summary>Gets the endpoint a previous attempt of <paramref name="request"/> failed on, if any.</summary>
     internal static MeshEndpoint? GetFailedEndpoint(HttpRequestMessage request) =>
         FailedEndpoints.TryGetValue(request, out var failed) ? failed.Endpoint : null;
@@ -111,6 +114,14 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
             }
 
             endpoint = group.Take(cluster!, endpoint!, now, _time.TimestampFrequency);
+        }
+
+        if (AccessLog is { Enabled: true } && Telemetry.MeshAccessLog.RecordOf(request) is { } record)
+        {
+            // As Envoy: the cluster is known once the route picked it, even when no endpoint could be.
+            record.Attempts++;
+            record.Cluster = cluster ?? record.Cluster;
+            record.Endpoint = status == RouteStatus.Routed ? endpoint : null;
         }
 
         return status switch

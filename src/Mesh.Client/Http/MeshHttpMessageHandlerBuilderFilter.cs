@@ -25,6 +25,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
     private readonly ILogger _featuresLogger;
     private readonly string _controlPlane;
     private readonly Telemetry.IstioRequestMetrics? _metrics;
+    private readonly Telemetry.MeshAccessLog? _accessLog;
 
     public MeshHttpMessageHandlerBuilderFilter(
         MeshRouter router,
@@ -35,7 +36,8 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
         IOptionsMonitor<MeshHttpClientOptions> clientOptions,
         IOptions<ServiceMeshOptions> meshOptions,
         ILoggerFactory loggerFactory,
-        Telemetry.IstioRequestMetrics? metrics = null)
+        Telemetry.IstioRequestMetrics? metrics = null,
+        Telemetry.MeshAccessLog? accessLog = null)
     {
         ArgumentNullException.ThrowIfNull(meshOptions);
         ArgumentNullException.ThrowIfNull(loggerFactory);
@@ -50,6 +52,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
         _featuresLogger = loggerFactory.CreateLogger<MeshRouteFeaturesHandler>();
         _controlPlane = meshOptions.Value.ControlPlane.Address?.ToString() ?? "(Mesh:ControlPlane:Address is not set)";
         _metrics = metrics;
+        _accessLog = accessLog;
     }
 
     /// <summary>
@@ -98,6 +101,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
             var appPipeline = IndexOfAppResilienceHandler(builder.AdditionalHandlers);
             builder.PrimaryHandler = new MeshHttpHandler(_router, _pools, _time, _logger, _controlPlane)
             {
+                AccessLog = _accessLog,
                 // An xds:/// client's calls never leave the mesh; the client's own primary handler stays unused.
                 InnerHandler = xds ? new MeshServiceOnlyHandler(_router, _controlPlane) : builder.PrimaryHandler,
                 SpreadsAttempts = appPipeline >= 0,
@@ -115,7 +119,7 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
 
             // Outermost: faults, rewrites and mirrors happen once per request, before retries (as Envoy's fault filter and router),
             // and the request metrics are recorded once per request.
-            builder.AdditionalHandlers.Insert(0, new MeshRouteFeaturesHandler(_router, _pools, _time, _featuresLogger, random: null, _metrics));
+            builder.AdditionalHandlers.Insert(0, new MeshRouteFeaturesHandler(_router, _pools, _time, _featuresLogger, random: null, _metrics, _accessLog));
         };
     }
 
@@ -124,12 +128,13 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter : IHttpMessageHandlerB
     /// and timeout, and per-endpoint mTLS pools as every IHttpClientFactory client, ending in <see cref="MeshServiceOnlyHandler"/>.
     /// </summary>
     public HttpMessageHandler CreateXdsChannelHandler() =>
-        new MeshRouteFeaturesHandler(_router, _pools, _time, _featuresLogger, random: null, _metrics)
+        new MeshRouteFeaturesHandler(_router, _pools, _time, _featuresLogger, random: null, _metrics, _accessLog)
         {
             InnerHandler = new MeshResilienceHandler(_router, _policies, _resilienceLogger)
             {
                 InnerHandler = new MeshHttpHandler(_router, _pools, _time, _logger, _controlPlane)
                 {
+                    AccessLog = _accessLog,
                     InnerHandler = new MeshServiceOnlyHandler(_router, _controlPlane),
                 },
             },

@@ -58,9 +58,10 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
     private readonly ILogger _logger;
     private readonly Func<int, int> _random;
     private readonly IstioRequestMetrics? _metrics;
+    private readonly MeshAccessLog? _accessLog;
     private int _mirrorsInFlight;
 
-    public MeshRouteFeaturesHandler(MeshRouter router, EndpointConnectionPools pools, TimeProvider time, ILogger logger, Func<int, int>? random = null, IstioRequestMetrics? metrics = null)
+    public MeshRouteFeaturesHandler(MeshRouter router, EndpointConnectionPools pools, TimeProvider time, ILogger logger, Func<int, int>? random = null, IstioRequestMetrics? metrics = null, MeshAccessLog? accessLog = null)
     {
         ArgumentNullException.ThrowIfNull(router);
         ArgumentNullException.ThrowIfNull(pools);
@@ -72,6 +73,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         _logger = logger;
         _random = random ?? Random.Shared.Next;
         _metrics = metrics;
+        _accessLog = accessLog;
     }
 
     /// <summary>Gets the number of mirrored requests in flight (for tests and diagnostics).</summary>
@@ -85,11 +87,18 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
     {
         ArgumentNullException.ThrowIfNull(request);
         var snapshot = _router.Snapshot;
-        if (_metrics is { Enabled: true } metrics
+        var metrics = _metrics is { Enabled: true } ? _metrics : null;
+        var accessLog = _accessLog is { Enabled: true } ? _accessLog : null;
+        if ((metrics is not null || accessLog is not null)
             && request.RequestUri is { IsAbsoluteUri: true } uri
             && snapshot.TryGetService(uri.IdnHost, uri.Port, uri.IsDefaultPort, out var measured))
         {
-            return SendMeasuredAsync(metrics, snapshot, measured!, request, cancellationToken).AsTask();
+            // The access log follows a request only when sampled (or when failures are always logged).
+            var record = accessLog?.BeginOutbound(request, measured);
+            if (metrics is not null || record is not null)
+            {
+                return SendMeasuredAsync(metrics, record, snapshot, measured, request, cancellationToken).AsTask();
+            }
         }
 
         if (!snapshot.HasRouteFeatures)
@@ -103,12 +112,14 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
     }
 
     /// <summary>
-    /// A request to a mesh service while request metrics are listened to: sent as <see cref="SendAsync"/> would, then
-    /// recorded once with the outcome the caller sees (the last attempt's, after any retries).
+    /// A request to a mesh service while request metrics are listened to or the access log follows it: sent as
+    /// <see cref="SendAsync"/> would, then recorded and logged once with the outcome the caller sees (the last attempt's,
+    /// after any retries).
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<HttpResponseMessage> SendMeasuredAsync(
-        IstioRequestMetrics metrics,
+        IstioRequestMetrics? metrics,
+        OutboundAccessRecord? record,
         MeshSnapshot snapshot,
         MeshService service,
         HttpRequestMessage request,
@@ -152,25 +163,33 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             var grpcStatus = grpc ? OutboundOutcome.GrpcStatus(response) : -1;
             if (grpc && grpcStatus < 0 && code == 200)
             {
-                // Its status comes in the trailers, after the messages: recorded when the body ends, as Istio records at
-                // the stream's end (the only wrapper allocated per call, and only while something listens).
-                response.Content = new MeteredGrpcResponseContent(response, metrics, service, sent, _time, start, flags);
+                // Its status comes in the trailers, after the messages: recorded (and logged) when the body ends, as Istio
+                // records at the stream's end (the only wrapper allocated per call, and only while something listens).
+                var access = record is null ? null : new OutboundAccess(_accessLog!, record, request, VerifiedPeer(record));
+                response.Content = new MeteredGrpcResponseContent(response, metrics, service, sent, _time, start, flags, access);
                 return response;
             }
 
             // HTTP (and a gRPC answer without a streamed body) is recorded at its headers, allocation-free; the body's end
             // would cost a wrapper per request and time the caller's reading as much as the call (src/Mesh.Client/README.md).
-
-            metrics.RecordOutbound(
+            var elapsed = _time.GetElapsedTime(start).TotalMilliseconds;
+            var requestBytes = sent?.Bytes ?? OutboundOutcome.RequestBytes(request);
+            var responseBytes = OutboundOutcome.ResponseBytes(response);
+            metrics?.RecordOutbound(
                 service,
                 grpc,
                 code,
                 grpcStatus,
                 flags,
-                _time.GetElapsedTime(start).TotalMilliseconds,
-                sent?.Bytes ?? OutboundOutcome.RequestBytes(request),
-                OutboundOutcome.ResponseBytes(response),
+                elapsed,
+                requestBytes,
+                responseBytes,
                 sent?.Messages ?? 0);
+            if (record is not null)
+            {
+                _accessLog!.LogOutbound(record, request, response, null, grpc, code, grpcStatus, flags, elapsed, requestBytes, responseBytes, VerifiedPeer(record));
+            }
+
             return response;
         }
         catch (Exception exception)
@@ -183,10 +202,21 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             }
 
             // No response: no gRPC status from the server either, so the label stays empty rather than guessed.
-            metrics.RecordOutbound(service, grpc, code, -1, flags, _time.GetElapsedTime(start).TotalMilliseconds, sent?.Bytes ?? OutboundOutcome.RequestBytes(request), 0, sent?.Messages ?? 0);
+            var elapsed = _time.GetElapsedTime(start).TotalMilliseconds;
+            var requestBytes = sent?.Bytes ?? OutboundOutcome.RequestBytes(request);
+            metrics?.RecordOutbound(service, grpc, code, -1, flags, elapsed, requestBytes, 0, sent?.Messages ?? 0);
+            if (record is not null)
+            {
+                _accessLog!.LogOutbound(record, request, null, exception, grpc, code, -1, flags, elapsed, requestBytes, 0, VerifiedPeer(record));
+            }
+
             throw;
         }
     }
+
+    /// <summary>The SPIFFE ID the last attempt's endpoint verified over mTLS (the access log's <c>destination_principal</c>).</summary>
+    private string? VerifiedPeer(OutboundAccessRecord record) =>
+        record is { Endpoint: { } endpoint, Cluster: { } cluster } ? _pools.VerifiedPeer(endpoint, cluster) : null;
 
     /// <summary>Whether a fault delay applies to this request (decided before sending, so the caller knows it was delayed).</summary>
     private bool DelayHits(RouteFeatures features) => features.Delay is { } delay && !features.AnswersLocally && delay.Share.Hit(_random);

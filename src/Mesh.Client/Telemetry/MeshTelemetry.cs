@@ -15,6 +15,12 @@ public static class MeshTelemetry
     /// <summary>The name of the mesh client's activity source.</summary>
     public const string ActivitySourceName = "Mesh.Client";
 
+    /// <summary>
+    /// The logger category of the access log (<c>Mesh:Telemetry:AccessLog</c>): one Information entry per request, its
+    /// fields named as the keys of Istio's JSON access log format (<c>response_code</c>, <c>upstream_cluster</c>, …).
+    /// </summary>
+    public const string AccessLogCategory = "Mesh.AccessLog";
+
     /// <summary>The one activity source, created once (an ActivitySource is cheap until something listens).</summary>
     internal static readonly ActivitySource ActivitySource = new(ActivitySourceName);
 }

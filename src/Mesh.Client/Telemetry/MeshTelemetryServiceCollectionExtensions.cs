@@ -3,7 +3,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
-/// <summary>Registers the mesh client's instruments; idempotent.</summary>
+/// <summary>Registers the mesh client's instruments and access log; idempotent.</summary>
 internal static class MeshTelemetryServiceCollectionExtensions
 {
     public static IServiceCollection AddMeshTelemetry(this IServiceCollection services)
@@ -11,8 +11,10 @@ internal static class MeshTelemetryServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         services.AddOptions();
         services.AddMetrics();
+        services.AddLogging();
         services.TryAddSingleton<MeshMetrics>();
         services.TryAddSingleton<IstioRequestMetrics>();
+        services.TryAddSingleton<MeshAccessLog>();
         return services;
     }
 }

@@ -138,7 +138,8 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
 {
     private readonly HttpContent _inner;
     private readonly HttpResponseMessage _response;
-    private readonly IstioRequestMetrics _metrics;
+    private readonly IstioRequestMetrics? _metrics;
+    private readonly OutboundAccess? _access;
     private readonly MeshService _service;
     private readonly MeteredGrpcRequestContent? _request;
     private readonly TimeProvider _time;
@@ -149,16 +150,18 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
 
     public MeteredGrpcResponseContent(
         HttpResponseMessage response,
-        IstioRequestMetrics metrics,
+        IstioRequestMetrics? metrics,
         MeshService service,
         MeteredGrpcRequestContent? request,
         TimeProvider time,
         long start,
-        ResponseFlags flags)
+        ResponseFlags flags,
+        OutboundAccess? access = null)
     {
         _inner = response.Content;
         _response = response;
         _metrics = metrics;
+        _access = access;
         _service = service;
         _request = request;
         _time = time;
@@ -220,17 +223,15 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
 
         var flags = _flags | (endOfStream ? ResponseFlags.None : EndFlag(error));
         var counter = _counter;
-        _metrics.RecordOutbound(
-            _service,
-            grpc: true,
-            (int)_response.StatusCode,
-            OutboundOutcome.GrpcStatusAtEnd(_response),
-            flags,
-            _time.GetElapsedTime(_start).TotalMilliseconds,
-            _request?.Bytes ?? (_response.RequestMessage is { } sent ? OutboundOutcome.RequestBytes(sent) : 0),
-            counter.Bytes,
-            _request?.Messages ?? 0,
-            counter.Messages);
+        var code = (int)_response.StatusCode;
+        var status = OutboundOutcome.GrpcStatusAtEnd(_response);
+        var elapsed = _time.GetElapsedTime(_start).TotalMilliseconds;
+        var requestBytes = _request?.Bytes ?? (_response.RequestMessage is { } sent ? OutboundOutcome.RequestBytes(sent) : 0);
+        _metrics?.RecordOutbound(_service, grpc: true, code, status, flags, elapsed, requestBytes, counter.Bytes, _request?.Messages ?? 0, counter.Messages);
+        if (_access is { } access)
+        {
+            access.Log.LogOutbound(access.Record, access.Request, _response, endOfStream ? null : error, grpc: true, code, status, flags, elapsed, requestBytes, counter.Bytes, access.PeerSpiffeId);
+        }
     }
 
     // A body that did not reach its end: the caller cancelled or disposed it (DC), or the connection ended (UC); another
@@ -352,3 +353,6 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
         }
     }
 }
+
+/// <summary>What the access log needs to write a streamed gRPC call's entry when its body ends.</summary>
+internal sealed record OutboundAccess(MeshAccessLog Log, OutboundAccessRecord Record, HttpRequestMessage Request, string? PeerSpiffeId);

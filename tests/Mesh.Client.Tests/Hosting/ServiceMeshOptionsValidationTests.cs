@@ -56,6 +56,10 @@ public class ServiceMeshOptionsValidationTests
     [InlineData("Mesh:Telemetry:Workload", "-orders", null, "Mesh:Telemetry:Workload '-orders' must be a label value")]
     [InlineData("Mesh:Labels:version", "v 2", null, "Mesh:Labels:version 'v 2' must be a label value")]
     [InlineData("Mesh:Telemetry:ClusterID2", "east", null, "Mesh:Telemetry:ClusterID2 is not a known option")]
+    [InlineData("Mesh:Telemetry:AccessLog:SampleRate", "1.5", null, "Mesh:Telemetry:AccessLog:SampleRate (1.5) must be between 0 and 1")]
+    [InlineData("Mesh:Telemetry:AccessLog:SampleRate", "-0.1", null, "Mesh:Telemetry:AccessLog:SampleRate (-0.1) must be between 0 and 1")]
+    [InlineData("Mesh:Telemetry:AccessLog:SampleRate", "NaN", null, "Mesh:Telemetry:AccessLog:SampleRate (NaN) must be between 0 and 1")]
+    [InlineData("Mesh:Telemetry:AccessLog:SampleRatio", "0.5", null, "Mesh:Telemetry:AccessLog:SampleRatio is not a known option; did you mean Mesh:Telemetry:AccessLog:SampleRate?")]
     public async Task StartAsync_InvalidOption_FailsNamingTheKey(string? key, string? value, string? unused, string expected)
     {
         _ = unused;
@@ -80,6 +84,52 @@ public class ServiceMeshOptionsValidationTests
         var error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
 
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task StartAsync_AccessLog_BindsEveryOption()
+    {
+        using var host = Build(new()
+        {
+            ["Mesh:ControlPlane:Address"] = Unreachable,
+            ["Mesh:Telemetry:AccessLog:Enabled"] = "true",
+            ["Mesh:Telemetry:AccessLog:SampleRate"] = "0.25",
+            ["Mesh:Telemetry:AccessLog:AlwaysLogErrors"] = "false",
+            ["Mesh:Telemetry:AccessLog:IncludeQuery"] = "true",
+        });
+
+        await host.StartAsync();
+        var accessLog = host.Services.GetRequiredService<IOptions<ServiceMeshOptions>>().Value.Telemetry.AccessLog;
+        await host.StopAsync();
+
+        Assert.Equal((true, 0.25, false, true), (accessLog.Enabled, accessLog.SampleRate, accessLog.AlwaysLogErrors, accessLog.IncludeQuery));
+    }
+
+    [Fact]
+    public async Task StartAsync_AccessLogThatLogsNothing_FailsNamingBothKeys()
+    {
+        using var host = Build(new()
+        {
+            ["Mesh:ControlPlane:Address"] = Unreachable,
+            ["Mesh:Telemetry:AccessLog:Enabled"] = "true",
+            ["Mesh:Telemetry:AccessLog:SampleRate"] = "0",
+            ["Mesh:Telemetry:AccessLog:AlwaysLogErrors"] = "false",
+        });
+
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+
+        Assert.Contains("Mesh:Telemetry:AccessLog:SampleRate is 0 and Mesh:Telemetry:AccessLog:AlwaysLogErrors is false: the enabled access log would log nothing", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task StartAsync_AccessLogEnabledNotABoolean_FailsNamingTheKey()
+    {
+        using var host = Build(new() { ["Mesh:ControlPlane:Address"] = Unreachable, ["Mesh:Telemetry:AccessLog:Enabled"] = "yes" });
+
+        // The configuration binder refuses the value before validation runs; its message names the key.
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => host.StartAsync());
+
+        Assert.Contains("'Mesh:Telemetry:AccessLog:Enabled'", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
