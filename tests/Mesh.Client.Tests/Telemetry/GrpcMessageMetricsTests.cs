@@ -134,6 +134,29 @@ public sealed class GrpcMessageMetricsTests
     }
 
     [Fact]
+    public async Task StatusInTrailers_AccessLogEntryWrittenAtTheStreamsEnd_WithThatStatus()
+    {
+        // Sampled out (rate 0): only a failure is logged, and a 200 whose status arrives in the trailers is one only there.
+        using var clientLog = new AccessLogCapture();
+        await using var mesh = await Mesh.StartAsync(clientLog);
+        using var call = mesh.Client.Count(new CountRequest { Count = 3, PayloadSize = 10, Fail = true });
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+        Assert.Empty(clientLog.Entries);
+
+        await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await call.ResponseStream.MoveNext(CancellationToken.None))
+            {
+            }
+        });
+
+        await Poll.UntilAsync(() => !clientLog.Entries.IsEmpty, "the access-log entry at the stream's end", Deadline);
+        var entry = Assert.Single(clientLog.Entries);
+        Assert.Equal((200, 5), ((int)entry.Fields["response_code"]!, (int)entry.Fields["grpc_status"]!));
+        Assert.EndsWith("/Count", entry.Text("path"), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task CancelledCall_RecordedOnce_AsTheCallerGivingUp()
     {
         await using var mesh = await Mesh.StartAsync();
@@ -201,7 +224,7 @@ public sealed class GrpcMessageMetricsTests
 
         public Streamer.StreamerClient Client { get; }
 
-        public static async Task<Mesh> StartAsync()
+        public static async Task<Mesh> StartAsync(AccessLogCapture? clientLog = null)
         {
             var builder = WebApplication.CreateSlimBuilder();
             builder.Logging.ClearProviders();
@@ -215,8 +238,15 @@ public sealed class GrpcMessageMetricsTests
             var port = new Uri(app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single()).Port;
             Assert.True(InboundPolicyDecoder.TryDecode(Listener([], (uint)port), out var policy, out var errors), string.Join("; ", errors));
             app.Services.GetRequiredService<InboundPolicyStore>().Replace([policy]);
-            var client = MeshServices.Create(new FixedSnapshotSource(TestSnapshots.Snapshot(("inventory", 80, [TestSnapshots.Endpoint(port)])))).BuildServiceProvider();
-            return new Mesh(app, client);
+            var services = MeshServices.Create(
+                new FixedSnapshotSource(TestSnapshots.Snapshot(("inventory", 80, [TestSnapshots.Endpoint(port)]))),
+                clientLog is null ? null : options => (options.Telemetry.AccessLog.Enabled, options.Telemetry.AccessLog.SampleRate) = (true, 0));
+            if (clientLog is not null)
+            {
+                services.AddSingleton<ILoggerProvider>(clientLog);
+            }
+
+            return new Mesh(app, services.BuildServiceProvider());
         }
 
         /// <summary>Waits until both reporters recorded <paramref name="calls"/> calls (the destination records when its middleware returns).</summary>
