@@ -440,7 +440,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
     private static HttpResponseMessage Aborted(HttpRequestMessage request, FaultAbort abort)
     {
         var response = new HttpResponseMessage((HttpStatusCode)abort.HttpStatus) { RequestMessage = request, Version = request.Version };
-        if (abort.GrpcStatus is { } grpcStatus && IsGrpc(request))
+        if (abort.GrpcStatus is { } grpcStatus && OutboundOutcome.IsGrpc(request))
         {
             response.Content = new ByteArrayContent([]);
             // A gRPC trailers-only response: HTTP 200, the status in the headers (what Envoy's fault filter sends a gRPC call).
@@ -454,9 +454,6 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         response.Content = new StringContent("fault filter abort");
         return response;
     }
-
-    private static bool IsGrpc(HttpRequestMessage request) =>
-        request.Content?.Headers.ContentType?.MediaType is { } type && type.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
 
     private static HttpResponseMessage Direct(HttpRequestMessage request, RouteDirectResponse direct)
     {

@@ -213,6 +213,26 @@ public sealed class GrpcSourceRecordingTests
         Assert.Equal(21, metrics.Of("istio_request_bytes").Single().Value);
     }
 
+    [Theory]
+    [InlineData("application/grpc-web")]
+    [InlineData("application/grpc-web-text")]
+    public async Task GrpcWeb_RecordedAsHttp_BodyNotWrapped(string contentType)
+    {
+        await using var provider = Provider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var answer = Response(Frames(2));
+        answer.Content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+        using var invoker = Invoker(provider, answer);
+        var content = new ByteArrayContent(Frames(1));
+        content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+
+        using var response = await invoker.SendAsync(Request(content), CancellationToken.None);
+
+        Assert.Same(answer.Content, response.Content);
+        Assert.Equal("http", Assert.Single(metrics.Requests).Labels["request_protocol"]);
+        Assert.Empty(metrics.Of("istio_request_messages_total"));
+    }
+
     private static async Task Hedge(HttpRequestMessage request, TaskCompletionSource gate)
     {
         var first = request.Content!.CopyToAsync(Stream.Null);
