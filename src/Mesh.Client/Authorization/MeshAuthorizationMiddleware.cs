@@ -172,7 +172,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
         {
             if (MeshTracing.IsEnabled)
             {
-                MeshTracing.TagInbound(allowed: false, $"RequestAuthentication: {jwt.Status}", identity?.SpiffeId);
+                MeshTracing.TagInbound(allowed: false, JwtStatusText.TracePolicy(jwt.Status), identity?.SpiffeId);
             }
 
             return RejectTokenAsync(context, jwt.Status);
