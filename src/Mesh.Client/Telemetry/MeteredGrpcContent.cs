@@ -28,10 +28,6 @@ internal sealed class MeteredGrpcRequestContent : HttpContent
     /// <summary>Gets the caller's content (what the retry policy looks at).</summary>
     public HttpContent Inner { get; }
 
-    public long Messages => Counted.Messages;
-
-    public long Bytes => Counted.Bytes;
-
     /// <summary>Gets the count of the send that ended last (else of the send under way).</summary>
     public GrpcFrameCounter Counted => (Volatile.Read(ref _ended) ?? Volatile.Read(ref _started))?.Counter ?? default;
 
