@@ -66,6 +66,18 @@ public sealed class InboundGrpcMeterTests
         await AssertCountedOnceAsync(metrics);
     }
 
+    [Fact]
+    public async Task GrpcWeb_RecordedAsHttp_NoMessagesCounted()
+    {
+        await using var server = await Server.StartAsync((context, next) => next(context));
+        using var metrics = server.Listen();
+
+        Assert.Equal("10", await server.PostAsync("application/grpc-web"));
+        await Poll.UntilAsync(() => metrics.Requests.Count >= 1, "the destination to record the call", Deadline);
+        Assert.Equal("http", Assert.Single(metrics.Requests).Labels["request_protocol"]);
+        Assert.Empty(metrics.Of("istio_request_messages_total"));
+    }
+
     private static async Task AssertCountedOnceAsync(IstioMetricsListener metrics)
     {
         await Poll.UntilAsync(() => metrics.Requests.Count >= 1, "the destination to record the call", Deadline);
@@ -110,11 +122,11 @@ public sealed class InboundGrpcMeterTests
 
         public IstioMetricsListener Listen() => new(app.Services.GetRequiredService<IMeterFactory>());
 
-        public async Task<string> PostAsync()
+        public async Task<string> PostAsync(string contentType = "application/grpc")
         {
             using var client = new HttpClient();
             using var content = new ByteArrayContent(Body);
-            content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
+            content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
             using var response = await client.PostAsync(new Uri($"http://127.0.0.1:{port}/svc/M"), content);
             return await response.Content.ReadAsStringAsync();
         }
