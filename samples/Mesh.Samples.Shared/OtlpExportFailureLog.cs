@@ -34,7 +34,7 @@ public sealed partial class OtlpExportFailureLog : EventListener, IHostedService
     private long _suppressed;
     private bool _reported;
 
-    /// <summary>Creates the listener; it reports through <paramref name="logger"/> from <see cref="StartAsync"/> on.</summary>
+    /// <summary>Creates the listener; it reports through <paramref name="logger"/> from its construction on.</summary>
     /// <param name="logger">Where the warnings go.</param>
     /// <param name="endpoint">The configured OTLP endpoint, named in the warning.</param>
     /// <param name="time">The clock of the rate limit.</param>

@@ -65,7 +65,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
         var start = _time.GetTimestamp();
         var startTime = log is not null ? _time.GetUtcNow() : default;
         var failed = false;
-        var grpc = context.Request.ContentType is { } contentType && contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
+        var grpc = GrpcContentType.Is(context.Request.ContentType);
 
         // A gRPC call's bodies are counted as the app reads and writes them (messages and bytes).
         var meter = grpc ? InboundGrpcMeter.Install(context) : null;
@@ -172,7 +172,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
         {
             if (MeshTracing.IsEnabled)
             {
-                MeshTracing.TagInbound(allowed: false, $"RequestAuthentication: {jwt.Status}", identity?.SpiffeId);
+                MeshTracing.TagInbound(allowed: false, JwtStatusText.TracePolicy(jwt.Status), identity?.SpiffeId);
             }
 
             return RejectTokenAsync(context, jwt.Status);
@@ -243,7 +243,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
         var response = context.Response;
         context.Features.Set(LocalReply.RateLimited);
         response.Headers[RateLimitHeaders.EnvoyRateLimited] = "true";
-        if (request.ContentType is { } contentType && contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase))
+        if (GrpcContentType.Is(request.ContentType))
         {
             response.StatusCode = StatusCodes.Status200OK;
             response.ContentType = "application/grpc";

@@ -173,7 +173,8 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             // HTTP (and a gRPC answer without a streamed body) is recorded at its headers, allocation-free; the body's end
             // would cost a wrapper per request and time the caller's reading as much as the call (src/Mesh.Client/README.md).
             var elapsed = _time.GetElapsedTime(start).TotalMilliseconds;
-            var requestBytes = sent?.Bytes ?? OutboundOutcome.RequestBytes(request);
+            var counted = sent?.Counted;
+            var requestBytes = counted?.Bytes ?? OutboundOutcome.RequestBytes(request);
             var responseBytes = OutboundOutcome.ResponseBytes(response);
             metrics?.RecordOutbound(
                 service,
@@ -184,7 +185,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
                 elapsed,
                 requestBytes,
                 responseBytes,
-                sent?.Messages ?? 0);
+                counted?.Messages ?? 0);
             if (record is not null)
             {
                 _accessLog!.LogOutbound(record, request, response, null, grpc, code, grpcStatus, flags, elapsed, requestBytes, responseBytes, VerifiedPeer(record));
@@ -203,8 +204,9 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
 
             // No response: no gRPC status from the server either, so the label stays empty rather than guessed.
             var elapsed = _time.GetElapsedTime(start).TotalMilliseconds;
-            var requestBytes = sent?.Bytes ?? OutboundOutcome.RequestBytes(request);
-            metrics?.RecordOutbound(service, grpc, code, -1, flags, elapsed, requestBytes, 0, sent?.Messages ?? 0);
+            var counted = sent?.Counted;
+            var requestBytes = counted?.Bytes ?? OutboundOutcome.RequestBytes(request);
+            metrics?.RecordOutbound(service, grpc, code, -1, flags, elapsed, requestBytes, 0, counted?.Messages ?? 0);
             if (record is not null)
             {
                 _accessLog!.LogOutbound(record, request, null, exception, grpc, code, -1, flags, elapsed, requestBytes, 0, VerifiedPeer(record));
@@ -440,7 +442,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
     private static HttpResponseMessage Aborted(HttpRequestMessage request, FaultAbort abort)
     {
         var response = new HttpResponseMessage((HttpStatusCode)abort.HttpStatus) { RequestMessage = request, Version = request.Version };
-        if (abort.GrpcStatus is { } grpcStatus && IsGrpc(request))
+        if (abort.GrpcStatus is { } grpcStatus && OutboundOutcome.IsGrpc(request))
         {
             response.Content = new ByteArrayContent([]);
             // A gRPC trailers-only response: HTTP 200, the status in the headers (what Envoy's fault filter sends a gRPC call).
@@ -454,9 +456,6 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         response.Content = new StringContent("fault filter abort");
         return response;
     }
-
-    private static bool IsGrpc(HttpRequestMessage request) =>
-        request.Content?.Headers.ContentType?.MediaType is { } type && type.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
 
     private static HttpResponseMessage Direct(HttpRequestMessage request, RouteDirectResponse direct)
     {

@@ -26,12 +26,6 @@ internal struct GrpcFrameCounter
     /// <summary>Gets the body bytes seen.</summary>
     public long Bytes { get; private set; }
 
-    /// <summary>Gets whether the bytes seen end inside a frame (a prefix or a payload cut short).</summary>
-    public readonly bool InsideFrame => _prefixSeen > 0 || _payloadLeft > 0;
-
-    /// <summary>Starts over (a request body sent again by a retry counts once, as its last attempt).</summary>
-    public void Reset() => this = default;
-
     public void Observe(ReadOnlySequence<byte> data)
     {
         foreach (var segment in data)

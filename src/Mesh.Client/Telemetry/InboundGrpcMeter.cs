@@ -20,8 +20,8 @@ internal sealed class InboundGrpcMeter : IRequestBodyPipeFeature, IHttpResponseB
 {
     private readonly IRequestBodyPipeFeature _requestFeature;
     private readonly IHttpResponseBodyFeature _responseFeature;
-    private readonly CountingReader _reader;
-    private readonly CountingWriter _writer;
+    private CountingReader? _reader;
+    private CountingWriter? _writer;
     private GrpcFrameCounter _request;
     private GrpcFrameCounter _response;
 
@@ -29,8 +29,6 @@ internal sealed class InboundGrpcMeter : IRequestBodyPipeFeature, IHttpResponseB
     {
         _requestFeature = requestFeature;
         _responseFeature = responseFeature;
-        _reader = new CountingReader(this, requestFeature.Reader);
-        _writer = new CountingWriter(this, responseFeature.Writer);
     }
 
     public long RequestMessages => _request.Messages;
@@ -41,11 +39,27 @@ internal sealed class InboundGrpcMeter : IRequestBodyPipeFeature, IHttpResponseB
 
     public long ResponseBytes => _response.Bytes;
 
-    PipeReader IRequestBodyPipeFeature.Reader => _reader;
+    // The server's reader follows a later change of Request.Body (EnableBuffering, request decompression): resolved on
+    // each access, re-wrapped when it changed. The counts live here, not in the wrapper, so they go on, not restart.
+    PipeReader IRequestBodyPipeFeature.Reader
+    {
+        get
+        {
+            var inner = _requestFeature.Reader;
+            return _reader is { } reader && ReferenceEquals(reader.Inner, inner) ? reader : _reader = new CountingReader(this, inner);
+        }
+    }
 
     Stream IHttpResponseBodyFeature.Stream => _responseFeature.Stream;
 
-    PipeWriter IHttpResponseBodyFeature.Writer => _writer;
+    PipeWriter IHttpResponseBodyFeature.Writer
+    {
+        get
+        {
+            var inner = _responseFeature.Writer;
+            return _writer is { } writer && ReferenceEquals(writer.Inner, inner) ? writer : _writer = new CountingWriter(this, inner);
+        }
+    }
 
     /// <summary>Installs a meter on the request's body features; null when the server does not offer them.</summary>
     public static InboundGrpcMeter? Install(HttpContext context)
@@ -88,8 +102,13 @@ internal sealed class InboundGrpcMeter : IRequestBodyPipeFeature, IHttpResponseB
 
     private sealed class CountingReader(InboundGrpcMeter owner, PipeReader inner) : PipeReader
     {
+        public PipeReader Inner => inner;
+
         // The buffer of the last read: what AdvanceTo's consumed position points into.
         private ReadOnlySequence<byte> _last;
+
+        // The body bytes consumed through this reader.
+        private long _offset;
 
         public override bool TryRead(out ReadResult result)
         {
@@ -122,7 +141,16 @@ internal sealed class InboundGrpcMeter : IRequestBodyPipeFeature, IHttpResponseB
         {
             if (!_last.IsEmpty)
             {
-                owner._request.Observe(_last.Slice(_last.Start, consumed));
+                // Bytes up to the count so far were counted through an earlier reader (a body buffered and replayed
+                // after Request.Body changed): counted once, from where the count stands.
+                var data = _last.Slice(_last.Start, consumed);
+                var counted = owner._request.Bytes - _offset;
+                _offset += data.Length;
+                if (counted < data.Length)
+                {
+                    owner._request.Observe(counted > 0 ? data.Slice(counted) : data);
+                }
+
                 _last = default;
             }
 
@@ -145,6 +173,8 @@ internal sealed class InboundGrpcMeter : IRequestBodyPipeFeature, IHttpResponseB
 
     private sealed class CountingWriter(InboundGrpcMeter owner, PipeWriter inner) : PipeWriter
     {
+        public PipeWriter Inner => inner;
+
         // The buffer handed out last: Advance(n) says its first n bytes were written.
         private Memory<byte> _buffer;
 

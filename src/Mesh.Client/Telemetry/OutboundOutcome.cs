@@ -48,7 +48,7 @@ internal static class OutboundOutcome
 
     /// <summary>Whether the request is a gRPC call (Istio's <c>request_protocol</c> is decided by the request's content type).</summary>
     public static bool IsGrpc(HttpRequestMessage request) =>
-        request.Content?.Headers.ContentType?.MediaType is { } type && type.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);
+        GrpcContentType.Is(request.Content?.Headers.ContentType?.MediaType);
 
     /// <summary>
     /// The gRPC status in the response headers (a trailers-only response: a local reply or an immediate error), else -1:

@@ -37,7 +37,7 @@ internal sealed class ControlPlaneMetrics
     private static readonly KeyValuePair<string, object?>[] BuildTags =
     [
         new("component", "pilot"),
-        new("tag", typeof(ControlPlaneMetrics).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? UnknownVersion),
+        new("tag", SemanticVersion.WithoutBuildMetadata(typeof(ControlPlaneMetrics).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion) ?? UnknownVersion),
     ];
 
     private static readonly KeyValuePair<string, object?>[] RegisterTags = [new("event", "register")];

@@ -544,9 +544,7 @@ internal sealed partial class AdsConnection
             ? istio
             : node.UserAgentVersion;
 
-        // Semver build metadata (".NET's InformationalVersion 1.2.3+<commit sha>") would make every build its own label.
-        var plus = version?.IndexOf('+', StringComparison.Ordinal) ?? -1;
-        version = plus >= 0 ? version![..plus] : version;
+        version = SemanticVersion.WithoutBuildMetadata(version);
         return version is { Length: > 0 and <= 64 } && version.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_' or '+') ? version : null;
     }
 

@@ -114,11 +114,141 @@ public sealed class GrpcSourceRecordingTests
         Assert.Equal(21, metrics.Of("istio_request_bytes").Single().Value);
     }
 
+    [Fact]
+    public async Task ResponseContentRead_ThenReadAsStream_SeesTheBody_RecordsOnce()
+    {
+        await using var provider = Provider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        using var client = new HttpClient(Handler(provider, Response(Frames(2), grpcStatus: "0"), writes: 1));
+
+        // HttpClient's default completion option buffers the body before the caller reads it as a stream.
+        using var response = await client.PostAsync(new Uri("http://orders/shop.Orders/List"), Grpc(Frames(0)));
+        using var copy = new MemoryStream();
+        await (await response.Content.ReadAsStreamAsync()).CopyToAsync(copy);
+
+        Assert.Equal(7, copy.Length);
+        Assert.Equal("0", Assert.Single(metrics.Requests).Labels["grpc_response_status"]);
+        Assert.Equal(1, metrics.Of("istio_response_messages_total").Single().Value);
+    }
+
+    [Fact]
+    public async Task SyncCopyTo_CopiesTheBody_RecordsOnce()
+    {
+        await using var provider = Provider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        using var invoker = Invoker(provider, Response(Frames(2), grpcStatus: "0"));
+
+        using var response = await invoker.SendAsync(Request(Grpc(Frames(0))), CancellationToken.None);
+        using var copy = new MemoryStream();
+        response.Content.CopyTo(copy, context: null, CancellationToken.None);
+
+        Assert.Equal(7, copy.Length);
+        Assert.Equal(("0", "-"), (Assert.Single(metrics.Requests).Labels["grpc_response_status"], metrics.Requests[0].Labels["response_flags"]));
+        Assert.Equal(1, metrics.Of("istio_response_messages_total").Single().Value);
+    }
+
+    [Fact]
+    public async Task DisposedBeforeTheEnd_TrailersNotRead()
+    {
+        await using var provider = Provider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+
+        // Trailers present although the body has not ended: SocketsHttpHandler may be writing them from its connection
+        // loop at that moment, so the early end must not look at them.
+        using var invoker = Invoker(provider, Response(Frames(100), grpcStatus: "0"));
+
+        var response = await invoker.SendAsync(Request(Grpc(Frames(1))), CancellationToken.None);
+        var stream = await response.Content.ReadAsStreamAsync();
+        Assert.Equal(50, await stream.ReadAsync(new byte[50]));
+        response.Dispose();
+
+        Assert.Equal((string.Empty, "DC"), (Assert.Single(metrics.Requests).Labels["grpc_response_status"], metrics.Requests[0].Labels["response_flags"]));
+    }
+
+    [Fact]
+    public async Task ListenerThrows_ReadToTheEndAndDispose_DoNotThrow()
+    {
+        await using var provider = Provider();
+        var scope = provider.GetRequiredService<IMeterFactory>();
+        var recorded = 0;
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (ReferenceEquals(instrument.Meter.Scope, scope) && instrument.Name == "istio_requests_total")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, _, _, _) =>
+        {
+            Interlocked.Increment(ref recorded);
+            throw new InvalidOperationException("a broken exporter");
+        });
+        listener.Start();
+        using var invoker = Invoker(provider, Response(Frames(2, 2), grpcStatus: "0"));
+
+        var response = await invoker.SendAsync(Request(Grpc(Frames(1))), CancellationToken.None);
+        var body = await response.Content.ReadAsByteArrayAsync();
+        response.Dispose();
+
+        Assert.Equal(14, body.Length);
+        Assert.Equal(1, recorded);
+    }
+
+    [Fact]
+    public async Task RequestBodySentConcurrently_CountsOneSend()
+    {
+        await using var provider = Provider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var invoker = new HttpMessageInvoker(Handler(provider, Response(Frames(1), grpcStatus: "0"), sends: request => Hedge(request, gate)));
+
+        // Three messages written one by one; both sends (a hedging handler's) write the first before either goes on.
+        using var response = await invoker.SendAsync(Request(new GatedFrames(gate.Task, Frames(1), Frames(2), Frames(3))), CancellationToken.None);
+        await response.Content.ReadAsByteArrayAsync();
+
+        Assert.Equal(3, metrics.Of("istio_request_messages_total").Single().Value);
+        Assert.Equal(21, metrics.Of("istio_request_bytes").Single().Value);
+    }
+
+    [Theory]
+    [InlineData("application/grpc-web")]
+    [InlineData("application/grpc-web-text")]
+    public async Task GrpcWeb_RecordedAsHttp_BodyNotWrapped(string contentType)
+    {
+        await using var provider = Provider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var answer = Response(Frames(2));
+        answer.Content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+        using var invoker = Invoker(provider, answer);
+        var content = new ByteArrayContent(Frames(1));
+        content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+
+        using var response = await invoker.SendAsync(Request(content), CancellationToken.None);
+
+        Assert.Same(answer.Content, response.Content);
+        Assert.Equal("http", Assert.Single(metrics.Requests).Labels["request_protocol"]);
+        Assert.Empty(metrics.Of("istio_request_messages_total"));
+    }
+
+    private static async Task Hedge(HttpRequestMessage request, TaskCompletionSource gate)
+    {
+        var first = request.Content!.CopyToAsync(Stream.Null);
+        var second = request.Content!.CopyToAsync(Stream.Null);
+        gate.SetResult();
+        await Task.WhenAll(first, second);
+    }
+
     private static ServiceProvider Provider() =>
         MeshServices.Create(new FixedSnapshotSource(TestSnapshots.Snapshot(("orders", 80, [TestSnapshots.Endpoint(1)])))).BuildServiceProvider();
 
     private static HttpMessageInvoker Invoker(ServiceProvider provider, HttpResponseMessage answer, int writes = 1) =>
-        new(new MeshRouteFeaturesHandler(
+        new(Handler(provider, answer, writes));
+
+    private static MeshRouteFeaturesHandler Handler(ServiceProvider provider, HttpResponseMessage answer, int writes = 1, Func<HttpRequestMessage, Task>? sends = null) =>
+        new(
             provider.GetRequiredService<MeshRouter>(),
             provider.GetRequiredService<EndpointConnectionPools>(),
             TimeProvider.System,
@@ -126,8 +256,14 @@ public sealed class GrpcSourceRecordingTests
             random: null,
             provider.GetRequiredService<IstioRequestMetrics>())
         {
-            InnerHandler = new Answer(answer, writes),
-        });
+            InnerHandler = new Answer(answer, sends ?? (async request =>
+            {
+                for (var i = 0; i < writes && request.Content is not null; i++)
+                {
+                    await request.Content.CopyToAsync(Stream.Null);
+                }
+            })),
+        };
 
     private static HttpRequestMessage Request(HttpContent content) => new(HttpMethod.Post, "http://orders/shop.Orders/List") { Content = content };
 
@@ -165,17 +301,42 @@ public sealed class GrpcSourceRecordingTests
         return [.. body];
     }
 
-    private sealed class Answer(HttpResponseMessage answer, int writes) : HttpMessageHandler
+    private sealed class Answer(HttpResponseMessage answer, Func<HttpRequestMessage, Task> send) : HttpMessageHandler
     {
         protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         {
-            for (var i = 0; i < writes && request.Content is not null; i++)
-            {
-                await request.Content.CopyToAsync(Stream.Null, cancellationToken);
-            }
-
+            await send(request);
             answer.RequestMessage = request;
             return answer;
+        }
+    }
+
+    /// <summary>A gRPC body written a message at a time, every send waiting at the gate after its first message.</summary>
+    private sealed class GatedFrames : HttpContent
+    {
+        private readonly Task _gate;
+        private readonly byte[][] _frames;
+
+        public GatedFrames(Task gate, params byte[][] frames)
+        {
+            (_gate, _frames) = (gate, frames);
+            Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
+        }
+
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        {
+            await stream.WriteAsync(_frames[0]);
+            await _gate;
+            foreach (var frame in _frames.Skip(1))
+            {
+                await stream.WriteAsync(frame);
+            }
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 0;
+            return false;
         }
     }
 

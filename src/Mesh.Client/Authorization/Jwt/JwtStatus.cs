@@ -18,6 +18,12 @@ internal enum JwtStatus : byte
 
 internal static class JwtStatusText
 {
+    // Built once: a denial tags its span with one of these, allocating nothing per request.
+    private static readonly string[] TracePolicies = [.. Enum.GetValues<JwtStatus>().Select(status => $"RequestAuthentication: {status}")];
+
+    /// <summary>The span's <c>mesh.authz.policy</c> for a request RequestAuthentication denied, e.g. <c>RequestAuthentication: Expired</c>.</summary>
+    public static string TracePolicy(JwtStatus status) => TracePolicies[(int)status];
+
     /// <summary>Envoy's response body for each status (jwt_verify_lib status strings).</summary>
     public static string Message(JwtStatus status) => status switch
     {

@@ -7,11 +7,14 @@ namespace Mesh.Client.Telemetry;
 /// <summary>
 /// The request body of an outbound gRPC call while Istio's metrics are listened to: passes the caller's content
 /// through unchanged (its headers copied, its length its own) and counts the bytes and messages written. Each send
-/// starts the count over, so a body a retry writes again counts once, as its last attempt.
+/// counts on its own and is published when it ends, the last send to end winning: a body a retry writes again counts
+/// once, as its last attempt, and concurrent sends (a hedging handler's) do not add up.
 /// </summary>
 internal sealed class MeteredGrpcRequestContent : HttpContent
 {
-    private GrpcFrameCounter _counter;
+    // The send that ended last, else the one started last (a call whose response ends while its request still streams).
+    private CountingWriteStream? _ended;
+    private CountingWriteStream? _started;
 
     public MeteredGrpcRequestContent(HttpContent inner)
     {
@@ -25,28 +28,39 @@ internal sealed class MeteredGrpcRequestContent : HttpContent
     /// <summary>Gets the caller's content (what the retry policy looks at).</summary>
     public HttpContent Inner { get; }
 
-    public long Messages => _counter.Messages;
-
-    public long Bytes => _counter.Bytes;
+    /// <summary>Gets the count of the send that ended last (else of the send under way).</summary>
+    public GrpcFrameCounter Counted => (Volatile.Read(ref _ended) ?? Volatile.Read(ref _started))?.Counter ?? default;
 
     /// <summary>The caller's content, seen through a metered wrapper.</summary>
     public static HttpContent? Unwrap(HttpContent? content) => content is MeteredGrpcRequestContent metered ? metered.Inner : content;
 
-    internal void Observe(ReadOnlySpan<byte> data) => _counter.Observe(data);
-
     protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
         SerializeToStreamAsync(stream, context, CancellationToken.None);
 
-    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
-        _counter.Reset();
-        return Inner.CopyToAsync(new CountingWriteStream(this, stream), context, cancellationToken);
+        var send = Start(stream);
+        try
+        {
+            await Inner.CopyToAsync(send, context, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Volatile.Write(ref _ended, send);
+        }
     }
 
     protected override void SerializeToStream(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
-        _counter.Reset();
-        Inner.CopyTo(new CountingWriteStream(this, stream), context, cancellationToken);
+        var send = Start(stream);
+        try
+        {
+            Inner.CopyTo(send, context, cancellationToken);
+        }
+        finally
+        {
+            Volatile.Write(ref _ended, send);
+        }
     }
 
     protected override bool TryComputeLength(out long length)
@@ -65,9 +79,20 @@ internal sealed class MeteredGrpcRequestContent : HttpContent
         base.Dispose(disposing);
     }
 
-    /// <summary>The transport's request stream, with every byte written shown to the counter first.</summary>
-    private sealed class CountingWriteStream(MeteredGrpcRequestContent owner, Stream inner) : Stream
+    private CountingWriteStream Start(Stream stream)
     {
+        var send = new CountingWriteStream(stream);
+        Volatile.Write(ref _started, send);
+        return send;
+    }
+
+    /// <summary>The transport's request stream of one send, with every byte written shown to its counter first.</summary>
+    private sealed class CountingWriteStream(Stream inner) : Stream
+    {
+        private GrpcFrameCounter _counter;
+
+        public GrpcFrameCounter Counter => _counter;
+
         public override bool CanRead => false;
 
         public override bool CanSeek => false;
@@ -92,7 +117,7 @@ internal sealed class MeteredGrpcRequestContent : HttpContent
 
         public override void Write(ReadOnlySpan<byte> buffer)
         {
-            owner.Observe(buffer);
+            _counter.Observe(buffer);
             inner.Write(buffer);
         }
 
@@ -101,7 +126,7 @@ internal sealed class MeteredGrpcRequestContent : HttpContent
 
         public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
-            owner.Observe(buffer.Span);
+            _counter.Observe(buffer.Span);
             return inner.WriteAsync(buffer, cancellationToken);
         }
 
@@ -173,9 +198,6 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
         }
     }
 
-    /// <summary>Gets whether the call has been recorded.</summary>
-    internal bool Recorded => Volatile.Read(ref _recorded) != 0;
-
     protected override async Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken) =>
         new CountingReadStream(this, await _inner.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false));
 
@@ -187,10 +209,18 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
     protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
         SerializeToStreamAsync(stream, context, CancellationToken.None);
 
+    // A fresh read stream over the inner content, not ReadAsStreamAsync: HttpContent caches that stream, and buffering
+    // (LoadIntoBufferAsync, ReadAsStringAsync) would drain it, leaving a later ReadAsStreamAsync an empty stream.
     protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
-        var source = await ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        await using var source = new CountingReadStream(this, await _inner.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false));
         await source.CopyToAsync(stream, cancellationToken).ConfigureAwait(false);
+    }
+
+    protected override void SerializeToStream(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+    {
+        using var source = new CountingReadStream(this, _inner.ReadAsStream(cancellationToken));
+        source.CopyTo(stream);
     }
 
     protected override bool TryComputeLength(out long length)
@@ -213,7 +243,7 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
 
     internal void Observe(ReadOnlySpan<byte> data) => _counter.Observe(data);
 
-    /// <summary>Records the call, the first time only.</summary>
+    /// <summary>Records the call, the first time only; never throws.</summary>
     internal void Complete(bool endOfStream, Exception? error)
     {
         if (Interlocked.Exchange(ref _recorded, 1) != 0)
@@ -221,16 +251,28 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
             return;
         }
 
-        var flags = _flags | (endOfStream ? ResponseFlags.None : EndFlag(error));
-        var counter = _counter;
-        var code = (int)_response.StatusCode;
-        var status = OutboundOutcome.GrpcStatusAtEnd(_response);
-        var elapsed = _time.GetElapsedTime(_start).TotalMilliseconds;
-        var requestBytes = _request?.Bytes ?? (_response.RequestMessage is { } sent ? OutboundOutcome.RequestBytes(sent) : 0);
-        _metrics?.RecordOutbound(_service, grpc: true, code, status, flags, elapsed, requestBytes, counter.Bytes, _request?.Messages ?? 0, counter.Messages);
-        if (_access is { } access)
+        try
         {
-            access.Log.LogOutbound(access.Record, access.Request, _response, endOfStream ? null : error, grpc: true, code, status, flags, elapsed, requestBytes, counter.Bytes, access.PeerSpiffeId);
+            var flags = _flags | (endOfStream ? ResponseFlags.None : EndFlag(error));
+            var counter = _counter;
+            var code = (int)_response.StatusCode;
+
+            // The trailers only at the end of the stream: before it, SocketsHttpHandler may still be writing them from
+            // its connection loop, and HttpHeaders is not thread-safe.
+            var status = endOfStream ? OutboundOutcome.GrpcStatusAtEnd(_response) : OutboundOutcome.GrpcStatus(_response);
+            var elapsed = _time.GetElapsedTime(_start).TotalMilliseconds;
+            var sent = _request?.Counted;
+            var requestBytes = sent?.Bytes ?? (_response.RequestMessage is { } message ? OutboundOutcome.RequestBytes(message) : 0);
+            _metrics?.RecordOutbound(_service, grpc: true, code, status, flags, elapsed, requestBytes, counter.Bytes, sent?.Messages ?? 0, counter.Messages);
+            if (_access is { } access)
+            {
+                access.Log.LogOutbound(access.Record, access.Request, _response, endOfStream ? null : error, grpc: true, code, status, flags, elapsed, requestBytes, counter.Bytes, access.PeerSpiffeId);
+            }
+        }
+        catch (Exception)
+        {
+            // Called from a read or Dispose: the caller's own exception (or none) must win over telemetry's, so a failing
+            // listener or logger loses this call's record and the read or Dispose that ended the call goes on.
         }
     }
 
