@@ -1,6 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
-using Mesh.Client.Authorization;
 using Mesh.Client.Discovery;
 using Mesh.Client.Resilience;
 using Mesh.Client.Routing;
@@ -9,10 +7,8 @@ using Mesh.Client.Telemetry;
 using Mesh.Client.Tests.Security;
 using Mesh.Client.Tests.Support;
 using Mesh.Client.Xds;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using static Mesh.Client.Tests.Authorization.IstioPolicies;
 using RetryPolicy = Mesh.Xds.Envoy.Config.Route.V3.RetryPolicy;
 using RouteAction = Mesh.Xds.Envoy.Config.Route.V3.RouteAction;
 
@@ -35,7 +31,7 @@ public sealed class AccessLogTests : IDisposable
     public async Task Mtls_AllowedAndDenied_OneOutboundAndOneInboundEntryEach_WithPeersRouteAndUpstream()
     {
         using var backendLog = new AccessLogCapture();
-        await using var backend = await StartOrdersAsync(backendLog);
+        await using var backend = await OrdersBackend.StartDenyingDeleteAsync(_ca, services => services.AddSingleton<ILoggerProvider>(backendLog), options => options.Telemetry.AccessLog.Enabled = true);
         using var clientLog = new AccessLogCapture();
         await using var provider = Client(clientLog, ("orders", [TestSnapshots.Endpoint(backend.Port)]));
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
@@ -101,7 +97,7 @@ public sealed class AccessLogTests : IDisposable
     public async Task Failures_ConnectionRefusedIsUF_NoEndpointIsUH_503_WithTheClusterAndAttempts()
     {
         using var clientLog = new AccessLogCapture();
-        await using var provider = Client(clientLog, ("payments", [TestSnapshots.Endpoint(ClosedPort())]), ("stock", []));
+        await using var provider = Client(clientLog, ("payments", [TestSnapshots.Endpoint(Ports.Closed())]), ("stock", []));
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
 
         await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync(new Uri("http://payments/pay")));
@@ -125,7 +121,7 @@ public sealed class AccessLogTests : IDisposable
     public async Task SecureNamingRefused_UF_TheReasonNamesBothIdentities_NoVerifiedPeer()
     {
         using var backendLog = new AccessLogCapture();
-        await using var backend = await StartOrdersAsync(backendLog);
+        await using var backend = await OrdersBackend.StartDenyingDeleteAsync(_ca, services => services.AddSingleton<ILoggerProvider>(backendLog), options => options.Telemetry.AccessLog.Enabled = true);
         using var clientLog = new AccessLogCapture();
         var expected = TestCa.Id("payments");
         await using var provider = Client(clientLog, new UpstreamTlsSettings([new StringMatch(StringMatchKind.Exact, expected, false)]), ("orders", [TestSnapshots.Endpoint(backend.Port)]));
@@ -239,34 +235,6 @@ public sealed class AccessLogTests : IDisposable
         Assert.Equal("outbound|80||inventory.default.svc.cluster.local", entry.Text("upstream_cluster"));
     }
 
-    private async Task<MeshBackend> StartOrdersAsync(AccessLogCapture log)
-    {
-        var backend = await MeshBackend.StartAsync(
-            "orders-0",
-            _ca.Store(_ca.Issue([Orders])),
-            PeerAuthenticationMode.Strict,
-            HttpProtocols.Http1,
-            services =>
-            {
-                services.AddMeshAuthorization();
-                services.AddSingleton<ILoggerProvider>(log);
-                services.Configure<ServiceMeshOptions>(options =>
-                {
-                    options.Service = "orders";
-                    options.Telemetry.AccessLog.Enabled = true;
-
-                    // Secure mode (an https:// control plane) is what gives the workload its SPIFFE ID.
-                    options.ControlPlane.Address = new Uri("https://127.0.0.1:15012");
-                });
-            });
-        Assert.True(InboundPolicyDecoder.TryDecode(
-            Listener([Deny("no-delete", Rule(to: [Operation(methods: ["DELETE"])]))], (uint)backend.Port, plaintext: false),
-            out var policy,
-            out var errors), string.Join("; ", errors));
-        backend.Services.GetRequiredService<InboundPolicyStore>().Replace([policy]);
-        return backend;
-    }
-
     private ServiceProvider Client(AccessLogCapture log, params (string Name, MeshEndpoint[] Endpoints)[] targets) =>
         Client(log, new UpstreamTlsSettings([]), targets);
 
@@ -293,12 +261,4 @@ public sealed class AccessLogTests : IDisposable
         return services.BuildServiceProvider();
     }
 
-    private static int ClosedPort()
-    {
-        using var socket = new TcpListener(IPAddress.Loopback, 0);
-        socket.Start();
-        var port = ((IPEndPoint)socket.LocalEndpoint).Port;
-        socket.Stop();
-        return port;
-    }
 }

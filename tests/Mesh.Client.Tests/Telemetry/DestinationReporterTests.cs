@@ -91,27 +91,7 @@ public sealed class DestinationReporterTests : IDisposable
     [Fact]
     public async Task Mtls_CallerBySpiffeId_MutualTls_DenialIs403()
     {
-        await using var backend = await MeshBackend.StartAsync(
-            "orders-0",
-            _ca.Store(_ca.Issue([TestCa.Id("orders")])),
-            PeerAuthenticationMode.Strict,
-            HttpProtocols.Http1,
-            services =>
-            {
-                services.AddMeshAuthorization();
-                services.Configure<ServiceMeshOptions>(options =>
-                {
-                    options.Service = "orders";
-
-                    // Secure mode (an https:// control plane) is what gives the workload its SPIFFE ID.
-                    options.ControlPlane.Address = new Uri("https://127.0.0.1:15012");
-                });
-            });
-        Assert.True(InboundPolicyDecoder.TryDecode(
-            Listener([Deny("no-delete", Rule(to: [Operation(methods: ["DELETE"])]))], (uint)backend.Port, plaintext: false),
-            out var policy,
-            out var errors), string.Join("; ", errors));
-        backend.Services.GetRequiredService<InboundPolicyStore>().Replace([policy]);
+        await using var backend = await OrdersBackend.StartDenyingDeleteAsync(_ca);
         using var metrics = new IstioMetricsListener(backend.Services.GetRequiredService<IMeterFactory>());
         await using var provider = Client(backend);
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();

@@ -1,6 +1,5 @@
 using System.Diagnostics.Metrics;
 using System.Net;
-using System.Net.Sockets;
 using Google.Protobuf.WellKnownTypes;
 using Mesh.Client.Discovery;
 using Mesh.Client.Resilience;
@@ -99,7 +98,7 @@ public sealed class SourceReporterTests : IAsyncLifetime
     public async Task RetriedThenAnswered_CountedOnce_WithoutAFlag()
     {
         // Two endpoints, one refusing connections: the retry goes to the other (it avoids the endpoint that failed).
-        var closed = ClosedPort();
+        var closed = Ports.Closed();
         var retry = new RouteAction { RetryPolicy = new RetryPolicy { RetryOn = "connect-failure", NumRetries = 2 } };
         await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(closed), TestSnapshots.Endpoint(_backend.Port)), retry), options => options.Resilience.MaxRetryAttempts = 0);
         using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
@@ -174,7 +173,7 @@ public sealed class SourceReporterTests : IAsyncLifetime
     [Fact]
     public async Task ConnectionRefused_UF_503()
     {
-        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(ClosedPort()))), options => options.Resilience.MaxRetryAttempts = 0);
+        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(Ports.Closed()))), options => options.Resilience.MaxRetryAttempts = 0);
         using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
 
@@ -259,15 +258,6 @@ public sealed class SourceReporterTests : IAsyncLifetime
         Assert.Equal((code, flags), (request.Labels["response_code"], request.Labels["response_flags"]));
         Assert.Equal(Fqdn, request.Labels["destination_service"]);
         Assert.Equal("source", request.Labels["reporter"]);
-    }
-
-    private static int ClosedPort()
-    {
-        using var socket = new TcpListener(IPAddress.Loopback, 0);
-        socket.Start();
-        var port = ((IPEndPoint)socket.LocalEndpoint).Port;
-        socket.Stop();
-        return port;
     }
 
     private static MeshCluster Cluster(params MeshEndpoint[] endpoints) => TestSnapshots.Cluster("orders", 80, endpoints);

@@ -1,8 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
-using Mesh.Client.Authorization;
 using Mesh.Client.Discovery;
 using Mesh.Client.Resilience;
 using Mesh.Client.Routing;
@@ -10,9 +8,7 @@ using Mesh.Client.Security;
 using Mesh.Client.Telemetry;
 using Mesh.Client.Tests.Security;
 using Mesh.Client.Tests.Support;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
-using static Mesh.Client.Tests.Authorization.IstioPolicies;
 using RetryPolicy = Mesh.Xds.Envoy.Config.Route.V3.RetryPolicy;
 using RouteAction = Mesh.Xds.Envoy.Config.Route.V3.RouteAction;
 
@@ -161,7 +157,7 @@ public sealed class TracingTests : IDisposable
     public async Task ConnectionRefused_RetriedAttemptSaysWhatFailedThePreviousOne()
     {
         var retry = new RouteAction { RetryPolicy = new RetryPolicy { RetryOn = "connect-failure", NumRetries = 1 } };
-        await using var provider = Provider(TestSnapshots.Cluster("orders", 80, [TestSnapshots.Endpoint(ClosedPort())]), retry);
+        await using var provider = Provider(TestSnapshots.Cluster("orders", 80, [TestSnapshots.Endpoint(Ports.Closed())]), retry);
         using var spans = new SpanListener(ActivitySamplingResult.AllDataAndRecorded);
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
 
@@ -184,7 +180,7 @@ public sealed class TracingTests : IDisposable
     [Fact]
     public async Task Mtls_AttemptNamesTheVerifiedPeer_ServerSpanCarriesTheDecisionAndCaller()
     {
-        await using var backend = await StartOrdersAsync();
+        await using var backend = await OrdersBackend.StartDenyingDeleteAsync(_ca);
         await using var provider = Client(backend);
         using var spans = new SpanListener(ActivitySamplingResult.AllDataAndRecorded);
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
@@ -230,7 +226,7 @@ public sealed class TracingTests : IDisposable
     [Fact]
     public async Task SampledOut_NoAttemptSpan_TraceStillPropagatesAndServerSpansCarryNoMeshAttributes()
     {
-        await using var backend = await StartOrdersAsync();
+        await using var backend = await OrdersBackend.StartDenyingDeleteAsync(_ca);
         await using var provider = Client(backend);
         using var spans = new SpanListener(ActivitySamplingResult.PropagationData);
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
@@ -297,30 +293,6 @@ public sealed class TracingTests : IDisposable
     [InlineData("outbound|80", null)]
     public void SubsetOf_ReadsIstiosClusterName(string cluster, string? subset) => Assert.Equal(subset, MeshTracing.SubsetOf(cluster));
 
-    private async Task<MeshBackend> StartOrdersAsync()
-    {
-        var backend = await MeshBackend.StartAsync(
-            "orders-0",
-            _ca.Store(_ca.Issue([TestCa.Id("orders")])),
-            PeerAuthenticationMode.Strict,
-            HttpProtocols.Http1,
-            services =>
-            {
-                services.AddMeshAuthorization();
-                services.Configure<ServiceMeshOptions>(options =>
-                {
-                    options.Service = "orders";
-                    options.ControlPlane.Address = new Uri("https://127.0.0.1:15012");
-                });
-            });
-        Assert.True(InboundPolicyDecoder.TryDecode(
-            Listener([Deny("no-delete", Rule(to: [Operation(methods: ["DELETE"])]))], (uint)backend.Port, plaintext: false),
-            out var policy,
-            out var errors), string.Join("; ", errors));
-        backend.Services.GetRequiredService<InboundPolicyStore>().Replace([policy]);
-        return backend;
-    }
-
     private ServiceProvider Client(MeshBackend backend)
     {
         var name = TestSnapshots.Names.Qualify("orders");
@@ -341,15 +313,6 @@ public sealed class TracingTests : IDisposable
         Assert.Empty(errors);
         var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, route)), [cluster]);
         return MeshServices.Create(new FixedSnapshotSource(snapshot), options => options.Resilience.MaxRetryAttempts = 0).BuildServiceProvider();
-    }
-
-    private static int ClosedPort()
-    {
-        using var socket = new TcpListener(IPAddress.Loopback, 0);
-        socket.Start();
-        var port = ((IPEndPoint)socket.LocalEndpoint).Port;
-        socket.Stop();
-        return port;
     }
 
     /// <summary>Listens to the test's, the mesh's, HttpClient's, gRPC's and ASP.NET Core's sources, as the samples' tracer provider does.</summary>

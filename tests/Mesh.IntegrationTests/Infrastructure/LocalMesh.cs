@@ -49,8 +49,8 @@ internal sealed class LocalMesh : IAsyncDisposable
         File.Copy(DemoServicesYaml, Path.Combine(mesh.ConfigDirectory, "services.yaml"));
         try
         {
-            int? xdsPort = plaintextXds ? (fixedPorts ? FreePort() : 0) : null;
-            mesh.ControlPlane = await mesh.StartControlPlaneAsync(xdsPort, fixedPorts ? FreePort() : 0, fixedPorts ? FreePort() : 0);
+            int? xdsPort = plaintextXds ? (fixedPorts ? Ports.Free() : 0) : null;
+            mesh.ControlPlane = await mesh.StartControlPlaneAsync(xdsPort, fixedPorts ? Ports.Free() : 0, fixedPorts ? Ports.Free() : 0);
 
             // Readiness probes come in over mTLS with an identity of their own, so they work under STRICT too.
             mesh._probe = WorkloadCertificates.CreateMtlsClient(
@@ -180,13 +180,6 @@ internal sealed class LocalMesh : IAsyncDisposable
         catch (IOException)
         {
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private Task<ControlPlaneProcess> StartControlPlaneAsync(int? xdsPort, int adminPort, int securePort) =>

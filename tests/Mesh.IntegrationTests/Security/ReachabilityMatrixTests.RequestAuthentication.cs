@@ -41,7 +41,7 @@ public sealed partial class ReachabilityMatrixTests
             Interlocked.Increment(ref failedFetches);
             return (500, "down");
         });
-        var deadPort = UnusedPort();
+        var deadPort = Ports.Free();
 
         await using var mesh = await LocalMesh.StartAsync(output, controlPlaneArgs: ["--ControlPlane:Jwks:RefreshInterval=00:00:02", "--ControlPlane:Jwks:RetryInterval=00:00:01", "--ControlPlane:Jwks:FetchTimeout=00:00:02"]);
         await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "jwt.yaml"), string.Join("---\n",
@@ -179,13 +179,6 @@ public sealed partial class ReachabilityMatrixTests
         new JsonWebTokenHandler().CreateToken(
             JsonSerializer.Serialize(new { iss = issuer, sub = "alice", aud = "orders", exp = expires.ToUnixTimeSeconds() }),
             new SigningCredentials(new RsaSecurityKey(key) { KeyId = kid }, SecurityAlgorithms.RsaSha256));
-
-    private static int UnusedPort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     private static async Task<JwksServer> StartJwksServerAsync(Func<(int Status, string Body)> answer)
     {

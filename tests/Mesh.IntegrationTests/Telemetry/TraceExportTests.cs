@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using Mesh.IntegrationTests.Infrastructure;
 using Mesh.Samples.Processes;
 using SpanKind = Mesh.IntegrationTests.Otlp.Trace.Span.Types.SpanKind;
@@ -34,7 +33,7 @@ public sealed class TraceExportTests(ITestOutputHelper output)
         // The demo's policies (STRICT mTLS, frontend may not DELETE at orders), and a second inventory endpoint that refuses
         // connections, with a route that retries a connection failure: round robin sends about every other call there first.
         File.Copy(Path.Combine(Repository.Root, "samples", "Mesh.Demo", "mesh-config", "security.yaml"), Path.Combine(mesh.ConfigDirectory, "security.yaml"));
-        var dead = ClosedPort();
+        var dead = Ports.Free();
         await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "inventory-retry.yaml"), $$"""
             apiVersion: networking.istio.io/v1
             kind: WorkloadEntry
@@ -196,12 +195,4 @@ public sealed class TraceExportTests(ITestOutputHelper output)
         return ancestors;
     }
 
-    private static int ClosedPort()
-    {
-        using var socket = new TcpListener(IPAddress.Loopback, 0);
-        socket.Start();
-        var port = ((IPEndPoint)socket.LocalEndpoint).Port;
-        socket.Stop();
-        return port;
-    }
 }
