@@ -2,7 +2,6 @@ using Grpc.Core;
 using Grpc.Net.Client;
 using Mesh.Client.Grpc;
 using Mesh.Client.Http;
-using Microsoft.Extensions.Http;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
@@ -50,7 +49,7 @@ public static class ServiceMeshGrpcChannelExtensions
             throw new ArgumentException("GrpcChannelOptions.Credentials must be left unset (or Insecure) for a mesh channel: the mesh runs mTLS itself on each connection whose cluster asks for it. Send call credentials as call metadata.", nameof(configure));
         }
 
-        var filter = services.GetServices<IHttpMessageHandlerBuilderFilter>().OfType<MeshHttpMessageHandlerBuilderFilter>().FirstOrDefault()
+        var factory = services.GetService<IMeshOutboundHandlerFactory>()
             ?? throw new InvalidOperationException("The service mesh is not registered: call builder.AddServiceMesh() or services.AddServiceMesh() before creating mesh gRPC channels.");
 
         // Why not a Grpc.Net.Client LoadBalancer whose picker routes: its BalancerHttpHandler picks once, outside any
@@ -61,7 +60,7 @@ public static class ServiceMeshGrpcChannelExtensions
         // The chain ends in MeshServiceOnlyHandler, not a SocketsHttpHandler, so Grpc.Net.Client's balancer opens no
         // connections of its own: its BalancerHttpHandler still runs on each call, as on every GrpcChannel built from a
         // handler (a plain channel's included), but only picks the one static address, http://<service>.
-        var handler = filter.CreateXdsChannelHandler();
+        var handler = factory.CreateHandler();
         options.HttpHandler = handler;
         options.Credentials = ChannelCredentials.Insecure;
         options.ServiceProvider = services;

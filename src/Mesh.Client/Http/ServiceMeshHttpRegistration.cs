@@ -5,7 +5,7 @@ using Microsoft.Extensions.Http;
 
 namespace Mesh.Client.Http;
 
-/// <summary>Registers mesh routing and resilience for every IHttpClientFactory client. Idempotent.</summary>
+/// <summary>Registers the mesh's outbound handlers, and puts them into every IHttpClientFactory client. Idempotent.</summary>
 internal static class ServiceMeshHttpRegistration
 {
     /// <remarks>
@@ -19,6 +19,8 @@ internal static class ServiceMeshHttpRegistration
         services.AddMeshTelemetry();
         services.TryAddSingleton<EndpointConnectionPools>();
         services.TryAddSingleton<MeshResiliencePolicies>();
+        services.TryAddSingleton<MeshOutboundHandlerFactory>();
+        services.TryAddSingleton<IMeshOutboundHandlerFactory>(sp => sp.GetRequiredService<MeshOutboundHandlerFactory>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHttpMessageHandlerBuilderFilter>());
         return services;
     }

@@ -300,7 +300,7 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
             {
                 case Http.MeshHttpHandler or LoggingHttpMessageHandler or LoggingScopeHttpMessageHandler:
                     continue;
-                case SocketsHttpHandler or Grpc.MeshServiceOnlyHandler:
+                case SocketsHttpHandler or Http.MeshServiceOnlyHandler:
                     return true;
                 case HttpClientHandler:
                     // Over SocketsHttpHandler only: on iOS, Android and the browser it wraps a native stack, which may

@@ -1,11 +1,12 @@
 using Mesh.Client.Routing;
 
-namespace Mesh.Client.Grpc;
+namespace Mesh.Client.Http;
 
 /// <summary>
-/// The fallback under <see cref="Http.MeshHttpHandler"/> for <c>xds:///</c> clients: their target names a mesh service,
-/// so a call the mesh cannot route as one (the service is unknown, or the mesh is not synced) fails here with UNAVAILABLE
-/// naming the service, rather than leaving the mesh through DNS.
+/// The fallback under <see cref="MeshHttpHandler"/> where nothing may leave the mesh (<c>xds:///</c> channels, and
+/// <see cref="IMeshOutboundHandlerFactory"/> handlers without a <see cref="MeshOutboundHandlerOptions.NonMeshHandler"/>):
+/// a request the mesh cannot route as one (the host is no mesh service, or the mesh is not synced) fails here naming the
+/// host, rather than leaving the mesh through DNS. The inner <see cref="IOException"/> makes gRPC report UNAVAILABLE.
 /// </summary>
 internal sealed class MeshServiceOnlyHandler(MeshRouter router, string controlPlane) : HttpMessageHandler
 {
