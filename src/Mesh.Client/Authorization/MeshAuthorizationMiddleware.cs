@@ -16,7 +16,7 @@ namespace Mesh.Client.Authorization;
 /// (DENY before ALLOW). Denied: 403 <c>RBAC: access denied</c>; a request that cannot be authorized as spelled (method
 /// not upper case, encoded slash, backslash or NUL): 400, even on a port without rules. A mesh-served port without a current
 /// policy (not received yet, or removed by the control plane) fails closed: 503, no application code runs. Ports of a
-/// workload that takes no inbound mesh traffic pass through. Last, the port's local rate limit (local_ratelimit): a request
+/// workload that takes no inbound mesh traffic, and endpoints excluded from the mesh (<c>ExcludeFromServiceMesh()</c>), pass through. Last, the port's local rate limit (local_ratelimit): a request
 /// over its caller's or the total limit gets 429 <c>local_rate_limited</c> (a gRPC call: HTTP 200 with UNAVAILABLE, or
 /// RESOURCE_EXHAUSTED when configured), with <c>X-RateLimit-*</c> headers when enabled; authorization runs first, so
 /// denied requests never take tokens from allowed callers.
@@ -31,7 +31,8 @@ internal sealed partial class MeshAuthorizationMiddleware(
     ILogger<MeshAuthorizationMiddleware> logger,
     TimeProvider? time = null,
     IstioRequestMetrics? metrics = null,
-    MeshAccessLog? accessLog = null)
+    MeshAccessLog? accessLog = null,
+    MeshExcludedListeners? excluded = null)
 {
     public const string DeniedBody = "RBAC: access denied";
 
@@ -41,6 +42,11 @@ internal sealed partial class MeshAuthorizationMiddleware(
     public Task InvokeAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
+        if (excluded is { Any: true } && excluded.IsExcludedPort(context.Connection.LocalPort))
+        {
+            return next(context);
+        }
+
         var recorder = metrics is { Enabled: true } ? metrics : null;
         var log = accessLog is { Enabled: true } ? accessLog : null;
         if ((recorder is null && log is null) || store.Lookup(context.Connection.LocalPort, out _) == InboundPortState.NotMeshServed)

@@ -134,7 +134,7 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
         }
     }
 
-    /// <summary>Builds the WorkloadEntry from Kestrel's actual addresses; null when the app has no server.</summary>
+    /// <summary>Builds the WorkloadEntry from Kestrel's actual addresses, less those excluded from the mesh; null when the app has no server.</summary>
     internal WorkloadEntry? BuildWorkload()
     {
         var server = _services.GetService<IServer>();
@@ -156,12 +156,13 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             Locality = _options.Locality ?? string.Empty,
         };
         workload.Labels.Add(XdsNode.WorkloadLabels(_options));
+        var excluded = _services.GetService<Security.MeshExcludedListeners>();
         var index = 0;
         foreach (var raw in addresses)
         {
             // Kestrel reports wildcard bindings as http://[::]:5000 or http://+:5000; "+"/"*" are not valid URI hosts.
             var text = raw.Replace("://+:", "://0.0.0.0:", StringComparison.Ordinal).Replace("://*:", "://0.0.0.0:", StringComparison.Ordinal);
-            if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Port <= 0)
+            if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Port <= 0 || excluded?.IsExcludedPort(uri.Port) == true)
             {
                 continue;
             }

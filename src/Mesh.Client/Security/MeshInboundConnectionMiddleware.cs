@@ -27,6 +27,7 @@ internal sealed partial class MeshInboundConnectionMiddleware
     private readonly ListenOptions _listen;
     private readonly IWorkloadCertificateSource _certificates;
     private readonly IPeerAuthenticationModeSource _modes;
+    private readonly MeshExcludedListeners _excluded;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _loggedPeers = new(StringComparer.Ordinal);
@@ -36,6 +37,7 @@ internal sealed partial class MeshInboundConnectionMiddleware
         ListenOptions listen,
         IWorkloadCertificateSource certificates,
         IPeerAuthenticationModeSource modes,
+        MeshExcludedListeners excluded,
         TimeProvider time,
         ILogger logger)
     {
@@ -43,11 +45,18 @@ internal sealed partial class MeshInboundConnectionMiddleware
         _listen = listen;
         _certificates = certificates;
         _modes = modes;
+        _excluded = excluded;
         _time = time;
         _logger = logger;
     }
 
-    public async Task OnConnectionAsync(ConnectionContext connection)
+    public Task OnConnectionAsync(ConnectionContext connection)
+    {
+        // Marked after the endpoint defaults added this middleware, so it is asked per connection (a short array).
+        return _excluded.Any && _excluded.Contains(_listen) ? _next(connection) : OnMeshConnectionAsync(connection);
+    }
+
+    private async Task OnMeshConnectionAsync(ConnectionContext connection)
     {
         var port = (connection.LocalEndPoint as IPEndPoint)?.Port ?? 0;
         var mode = _modes.GetMode(port);

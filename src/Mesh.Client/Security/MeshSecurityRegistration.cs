@@ -15,6 +15,7 @@ internal static class MeshSecurityRegistration
     public static IServiceCollection AddServiceMeshSecurity(this IServiceCollection services)
     {
         services.TryAddSingleton<WorkloadCertificateStore>();
+        services.TryAddSingleton<MeshExcludedListeners>();
         services.TryAddSingleton<IWorkloadCertificateSource>(sp => sp.GetRequiredService<WorkloadCertificateStore>());
 
         // The control plane's inbound listener decides each port's mode; Mesh:Inbound:Mode applies until it has spoken.
@@ -53,6 +54,7 @@ internal static class MeshSecurityRegistration
             listen,
             services.GetRequiredService<IWorkloadCertificateSource>(),
             services.GetRequiredService<IPeerAuthenticationModeSource>(),
+            services.GetRequiredService<MeshExcludedListeners>(),
             services.GetRequiredService<TimeProvider>(),
             services.GetRequiredService<ILoggerFactory>().CreateLogger<MeshInboundConnectionMiddleware>()).OnConnectionAsync);
     }
