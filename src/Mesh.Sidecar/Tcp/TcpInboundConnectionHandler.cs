@@ -74,9 +74,9 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
-            using (var connect = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed))
+            // Not ConnectionClosed: Kestrel fires it when the peer half-closes, which must not cut the tunnel.
+            using (var connect = new CancellationTokenSource(AppConnectTimeout, _time))
             {
-                connect.CancelAfter(AppConnectTimeout);
                 await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, _tunnel.AppPort), connect.Token).ConfigureAwait(false);
             }
         }
@@ -106,7 +106,7 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
                 _time,
                 metrics.Received,
                 metrics.Sent,
-                connection.ConnectionClosed).ConfigureAwait(false);
+                CancellationToken.None).ConfigureAwait(false);
             Log.Closed(_logger, _tunnel.Name, remote, peer ?? "plaintext", end);
         }
         finally

@@ -71,7 +71,8 @@ internal sealed partial class TcpOutboundConnectionHandler : ConnectionHandler
         }
 
         var cluster = route.PickCluster(Random.Shared.Next);
-        var upstream = await ConnectAsync(service, cluster, connection.ConnectionClosed).ConfigureAwait(false);
+        // Not ConnectionClosed: Kestrel fires it when the client half-closes, which must not cut the tunnel.
+        var upstream = await ConnectAsync(service, cluster, CancellationToken.None).ConfigureAwait(false);
         if (upstream.Stream is null)
         {
             var failed = new TcpConnectionMetrics(_metrics, _labels.TcpSourceLabels(service.Host, upstreamPrincipal: null, upstream.Flags));
@@ -92,7 +93,7 @@ internal sealed partial class TcpOutboundConnectionHandler : ConnectionHandler
                     socket.Shutdown(SocketShutdown.Send);
                     return ValueTask.CompletedTask;
                 };
-            var end = await TcpRelay.RunAsync(connection.Transport, stream, shutdown, _idleTimeout, _time, metrics.Received, metrics.Sent, connection.ConnectionClosed).ConfigureAwait(false);
+            var end = await TcpRelay.RunAsync(connection.Transport, stream, shutdown, _idleTimeout, _time, metrics.Received, metrics.Sent, CancellationToken.None).ConfigureAwait(false);
             Log.Closed(_logger, _tunnel.ToString(), endpoint.Authority, end);
         }
         finally

@@ -36,7 +36,7 @@ internal static class TcpRelay
     /// <param name="time">Times the idle timeout.</param>
     /// <param name="received">Called with each count of bytes read from the downstream and written upstream.</param>
     /// <param name="sent">Called with each count of bytes read from the upstream and written downstream.</param>
-    /// <param name="cancellationToken">Closes both sides (the downstream connection closed, the host stopping).</param>
+    /// <param name="cancellationToken">Closes both sides. Not Kestrel's <c>ConnectionClosed</c>: it fires on the client's half-close.</param>
     public static async Task<TcpRelayEnd> RunAsync(
         IDuplexPipe downstream,
         Stream upstream,
