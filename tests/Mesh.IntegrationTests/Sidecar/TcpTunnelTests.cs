@@ -69,11 +69,15 @@ public sealed class TcpTunnelTests(ITestOutputHelper output)
             ["Sidecar__Tcp__Outbound__0__Service"] = "echo",
             ["Sidecar__Tcp__Outbound__0__Port"] = "9000",
             ["Sidecar__Tcp__Outbound__0__LocalPort"] = "0",
+            ["Sidecar__Tcp__Outbound__1__Service"] = "impostor",
+            ["Sidecar__Tcp__Outbound__1__Port"] = "9000",
+            ["Sidecar__Tcp__Outbound__1__LocalPort"] = "0",
         });
         try
         {
             var inbound = await TcpTunnelKit.WaitForTunnelAsync(server, "Sidecar tcp inbound tcp-echo");
             var outbound = await TcpTunnelKit.WaitForTunnelAsync(client, "Sidecar tcp outbound echo:9000");
+            var impostorTunnel = await TcpTunnelKit.WaitForTunnelAsync(client, "Sidecar tcp outbound impostor:9000");
 
             // Ready when an echo makes the whole trip: the control plane has the registration, both sidecars their config.
             await Eventually.HoldsAsync(() => TcpTunnelKit.EchoesAsync(outbound, "ping"), "an echo through both sidecars", TcpTunnelKit.Deadline);
@@ -141,6 +145,41 @@ public sealed class TcpTunnelTests(ITestOutputHelper output)
 
             // The allowed path still works after the attempts.
             Assert.True(await TcpTunnelKit.EchoesAsync(outbound, "still-here"));
+            (connections, bytes) = (echo.Connections, echo.Bytes);
+
+            // Secure naming, last (its endpoint takes over the inbound port's policy): a service whose endpoint is the echo
+            // sidecar's inbound port but which must run as spiffe://…/sa/not-echo. The client sidecar sees the echo SVID,
+            // refuses the handshake and sends nothing.
+            await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "impostor.yaml"), $$"""
+                apiVersion: networking.istio.io/v1
+                kind: ServiceEntry
+                metadata: {name: impostor, namespace: default}
+                spec:
+                  hosts: [impostor.default.svc.cluster.local]
+                  ports:
+                    - {number: 9000, name: tcp-echo, protocol: TCP}
+                  resolution: STATIC
+                  endpoints:
+                    - {address: 127.0.0.1, ports: {tcp-echo: {{inbound}}}, serviceAccount: not-echo}
+                ---
+                apiVersion: networking.istio.io/v1
+                kind: DestinationRule
+                metadata: {name: impostor, namespace: default}
+                spec:
+                  host: impostor.default.svc.cluster.local
+                  trafficPolicy:
+                    tls: {mode: ISTIO_MUTUAL}
+                """);
+            const string refused = "presented: " + "spiffe://cluster.local/ns/default/sa/echo";
+            await Eventually.HoldsAsync(
+                async () =>
+                {
+                    Assert.False(await TcpTunnelKit.EchoesAsync(impostorTunnel, "to-the-impostor"), "the impostor tunnel carried bytes");
+                    return client.Output.Contains(refused, StringComparison.Ordinal);
+                },
+                "the client sidecar to refuse the echo SVID for impostor",
+                TcpTunnelKit.Deadline);
+            Assert.Equal((connections, bytes), (echo.Connections, echo.Bytes));
         }
         finally
         {
