@@ -150,7 +150,9 @@ internal static class SidecarOptionsReader
             return fallback;
         }
 
-        if (IPAddress.TryParse(text, out var address))
+        // IPAddress.TryParse also takes legacy shorthand ("10.1" is 10.0.0.1): an IPv4 address must have its four parts.
+        if (IPAddress.TryParse(text, out var address)
+            && (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 || text.Count(c => c == '.') == 3))
         {
             return address;
         }
