@@ -147,12 +147,29 @@ internal static class SidecarHost
 
         app.UseOpenTelemetryPrometheusScrapingEndpoint(
             context => context.Request.Path == ScrapePath && listeners.Of(context) == SidecarListener.Admin);
-        app.Run(context => listeners.Of(context) switch
+        app.Run(context => IsAmbiguouslyFramed(context.Request) ? RejectFramingAsync(context) : listeners.Of(context) switch
         {
             SidecarListener.Inbound => inbound.InvokeAsync(context),
             SidecarListener.Outbound => outbound.InvokeAsync(context),
             _ => context.Request.Path == ReadinessEndpoint.Path ? readiness.InvokeAsync(context) : NotFoundAsync(context),
         });
+    }
+
+    /// <summary>
+    /// Content-Length together with Transfer-Encoding: Kestrel reads the body as chunked (RFC 9112 §6.3) and renames the
+    /// Content-Length header to X-Content-Length, but a request framed two ways is the shape of request smuggling, which
+    /// a proxy must not pass on in any form: 400.
+    /// </summary>
+    internal static bool IsAmbiguouslyFramed(HttpRequest request) =>
+        request.Headers.ContainsKey("Transfer-Encoding")
+        && (request.Headers.ContainsKey("Content-Length") || request.Headers.ContainsKey("X-Content-Length"));
+
+    private static Task RejectFramingAsync(HttpContext context)
+    {
+        context.Response.StatusCode = StatusCodes.Status400BadRequest;
+        context.Response.Headers.Connection = "close";
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        return context.Response.WriteAsync("The request has both Content-Length and Transfer-Encoding; send one.\n", context.RequestAborted);
     }
 
     private static Task NotFoundAsync(HttpContext context)
