@@ -20,7 +20,9 @@ public sealed class SidecarDrainTests(ITestOutputHelper output)
         await SidecarKit.WaitReadyAsync(sidecar2.Sidecar);
         await mesh.WaitForEndpointsAsync("legacy", 2);
 
-        using var host = await mesh.CreateClientHostAsync();
+        // No retries: a request sent to the leaving instance after it stopped listening would fail, so only the drain
+        // (deregister, keep serving until callers learned it by EDS, then stop) keeps the count at zero.
+        using var host = await mesh.CreateClientHostAsync(options => options.Resilience.MaxRetryAttempts = 0);
         await host.StartAsync();
         var client = host.Services.GetRequiredService<IHttpClientFactory>().CreateClient("mesh");
         await Eventually.HoldsAsync(async () =>
