@@ -94,6 +94,38 @@ public sealed class SidecarAbuseTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task PassthroughNonMeshHosts_OtherHostForwardedAsPlainHttp_OffByDefault()
+    {
+        await using var external = await TestApp.StartAsync("external-1");
+        var target = $"http://127.0.0.1:{external.Port}/pay";
+        foreach (var passthrough in new[] { true, false })
+        {
+            var process = ChildProcess.StartDotnet($"sidecar-passthrough-{passthrough}", LaunchableApps.Paths["mesh-sidecar"],
+                ["--app-port", "9", "--inbound-port", "0", "--inbound-address", "127.0.0.1", "--outbound-port", "0", "--admin-port", "0", "--admin-address", "127.0.0.1",
+                 .. passthrough ? (string[])["--passthrough-non-mesh-hosts", "true"] : []],
+                new Dictionary<string, string?> { ["Mesh__ControlPlane__Address"] = "http://127.0.0.1:1", ["ASPNETCORE_URLS"] = null });
+            await using (process)
+            {
+                var outbound = int.Parse((await process.WaitForLineAsync(@"Sidecar outbound listening on http://127\.0\.0\.1:(\d+)", MeshProcesses.StartTimeout)).Groups[1].Value);
+                var before = external.Requests;
+                var (status, body) = await SidecarKit.CurlAsync("-x", $"http://127.0.0.1:{outbound}", target);
+                output.WriteLine($"passthrough={passthrough}: {status} {body}");
+                if (passthrough)
+                {
+                    Assert.Equal(200, status);
+                    Assert.Contains("instance=external-1", body, StringComparison.Ordinal);
+                }
+                else
+                {
+                    Assert.NotEqual(200, status);
+                    Assert.Contains("127.0.0.1", body, StringComparison.Ordinal);
+                    Assert.Equal(before, external.Requests);
+                }
+            }
+        }
+    }
+
     private static async Task<string> RawAsync(int port, string request)
     {
         using var client = new TcpClient();
