@@ -116,7 +116,8 @@ internal static class SidecarKit
 
 /// <summary>
 /// The app behind a sidecar, standing in for a non-.NET service: plain Kestrel on 127.0.0.1 (HTTP/1.1, or h2c for a
-/// gRPC app), no mesh. <c>/echo</c> answers with what it received: instance, Host and every XFCC value.
+/// gRPC app), no mesh. Every path answers with what it received: instance, Host and every XFCC value; <c>/slow</c> only
+/// after 30 s.
 /// </summary>
 internal sealed class TestApp : IAsyncDisposable
 {
@@ -156,6 +157,12 @@ internal sealed class TestApp : IAsyncDisposable
             app.Run(async context =>
             {
                 Interlocked.Increment(ref test._requests);
+                if (context.Request.Path.StartsWithSegments("/slow"))
+                {
+                    // A slow app: answers after 30 s unless the caller gives up first.
+                    await Task.Delay(TimeSpan.FromSeconds(30), context.RequestAborted);
+                }
+
                 var xfcc = context.Request.Headers["X-Forwarded-Client-Cert"];
                 await context.Response.WriteAsync(
                     $"instance={instance}\nhost={context.Request.Host}\npath={context.Request.Path}\nxfcc-count={xfcc.Count}\nxfcc={string.Join(" | ", xfcc.ToArray())}\n");
