@@ -30,7 +30,8 @@ SERVICE = "ratings"
 ORDERS_TIMEOUT_SECONDS = 10
 # W3C trace context (and Envoy's request id): a mesh app forwards these so its inbound and outbound hops join one trace.
 PROPAGATED_HEADERS = ("traceparent", "tracestate", "x-request-id", "x-demo-user")
-RATING_PATH = re.compile(r"^/ratings/([0-9]{1,9})$")
+# One spelling per order id (no leading zeros): an AuthorizationPolicy on /ratings/13 must not be passed by /ratings/013.
+RATING_PATH = re.compile(r"^/ratings/(0|[1-9][0-9]{0,8})$")
 
 
 class Stats:

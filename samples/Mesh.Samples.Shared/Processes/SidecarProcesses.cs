@@ -14,9 +14,10 @@ public sealed record SidecarProcess(ChildProcess Process, Uri Inbound, Uri Outbo
 
 /// <summary>
 /// An app that is not .NET, in the mesh through its sidecar. <see cref="Workload"/> is what the mesh sees: the
-/// sidecar's process, serving the service's mesh port; <see cref="App"/> is the app behind it on 127.0.0.1.
+/// sidecar's process, serving the service's mesh port; <see cref="App"/> is the app behind it on
+/// <see cref="AppAddress"/> (127.0.0.1, reachable from this machine only).
 /// </summary>
-public sealed record SidecarWorkload(WorkloadProcess Workload, ChildProcess App, SidecarProcess Sidecar) : IAsyncDisposable
+public sealed record SidecarWorkload(WorkloadProcess Workload, ChildProcess App, Uri AppAddress, SidecarProcess Sidecar) : IAsyncDisposable
 {
     /// <summary>Stops the sidecar first (it deregisters and drains), then the app.</summary>
     public async ValueTask DisposeAsync()
@@ -120,7 +121,11 @@ public static class SidecarProcesses
                 Path.GetDirectoryName(Path.GetFullPath(script)),
                 echo);
             await app.WaitForLineAsync($@"listening on http://127\.0\.0\.1:{appPort}\b", MeshProcesses.StartTimeout).ConfigureAwait(false);
-            return new SidecarWorkload(new WorkloadProcess(sidecar.Process, service, instance, sidecar.Inbound), app, sidecar);
+            return new SidecarWorkload(
+                new WorkloadProcess(sidecar.Process, service, instance, sidecar.Inbound),
+                app,
+                new Uri($"http://127.0.0.1:{appPort.ToString(CultureInfo.InvariantCulture)}/"),
+                sidecar);
         }
         catch
         {
