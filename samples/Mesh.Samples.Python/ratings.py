@@ -20,6 +20,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import urllib.error
@@ -107,6 +108,29 @@ class RatingsHandler(BaseHTTPRequestHandler):
     server_version = "ratings"
     sys_version = ""
 
+    # Connection state for draining: a connection waiting for its next request is idle, one being answered is busy.
+    def setup(self):
+        super().setup()
+        self.busy = False
+        self.server.track(self, True)
+
+    def finish(self):
+        self.server.track(self, False)
+        super().finish()
+
+    def handle_one_request(self):
+        with self.server.lock:
+            self.busy = False
+            if self.server.draining:
+                self.close_connection = True
+                return
+        super().handle_one_request()
+
+    def parse_request(self):
+        with self.server.lock:
+            self.busy = True
+        return super().parse_request()
+
     def do_GET(self):
         path = self.path.split("?", 1)[0]
         if path == "/healthz":
@@ -160,6 +184,9 @@ class RatingsHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if self.server.draining:
+            self.close_connection = True
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
@@ -173,6 +200,31 @@ class RatingsServer(ThreadingHTTPServer):
     # Non-daemon request threads that server_close() joins: a stop finishes the requests in flight.
     daemon_threads = False
     block_on_close = True
+
+    def __init__(self, address, handler):
+        super().__init__(address, handler)
+        self.lock = threading.Lock()
+        self.draining = False
+        self.connections = set()
+
+    def track(self, handler, open_):
+        with self.lock:
+            if open_:
+                self.connections.add(handler)
+            else:
+                self.connections.discard(handler)
+
+    def drain(self):
+        """Stops accepting; answers in flight finish (with Connection: close), idle keep-alive connections close now."""
+        with self.lock:
+            self.draining = True
+            idle = [h for h in self.connections if not h.busy]
+        for handler in idle:
+            try:
+                handler.connection.shutdown(socket.SHUT_RD)  # its thread's wait for a next request ends
+            except OSError:
+                pass
+        self.shutdown()
 
 
 def main(argv=None):
@@ -195,7 +247,7 @@ def main(argv=None):
     def stop(signum, _frame):
         print("ratings: %s, draining" % signal.Signals(signum).name, flush=True)
         # shutdown() waits for serve_forever() to return, so it cannot run on the thread serving.
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        threading.Thread(target=server.drain, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -60,6 +60,14 @@ public sealed class PythonSampleTests(ITestOutputHelper output)
         Assert.Equal(HttpStatusCode.OK, direct.StatusCode);
         Assert.Equal(RatingsId, presented);
         Console.WriteLine($"[python-sample] frontend → ratings (python3 + mesh-sidecar, presents {presented}) saw caller {rating.GetProperty("caller")}; ratings → orders ({rating.GetProperty("orders")}) saw caller {rating.GetProperty("ordersCaller")}");
+
+        // SIGTERM to the app while its sidecar holds idle keep-alive connections to it: it drains and exits 0 by itself.
+        var stopping = System.Diagnostics.Stopwatch.StartNew();
+        await ratings.AppProcess.StopAsync(TimeSpan.FromSeconds(30));
+        var exitCode = await ratings.AppProcess.Exited;
+        Console.WriteLine($"[python-sample-stop] SIGTERM → ratings.py exited {exitCode} after {stopping.Elapsed.TotalSeconds:0.0} s");
+        Assert.Equal(0, exitCode);
+        Assert.Contains("ratings stopped", ratings.AppProcess.Output, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -239,13 +247,15 @@ public sealed class PythonSampleTests(ITestOutputHelper output)
 
         public Uri AppAddress => workload.AppAddress;
 
+        public ChildProcess AppProcess => workload.App;
+
         public async ValueTask DisposeAsync()
         {
             await workload.DisposeAsync();
             foreach (var process in new[] { workload.Sidecar.Process, workload.App })
             {
                 var text = process.Output;
-                output.WriteLine($"----- {process.Name} (pid {process.Id}, exit {(process.HasExited ? process.Exited.Result.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?")}) -----");
+                output.WriteLine($"----- {process.Name} (pid {process.Id}, exit {await process.Exited}) -----");
                 output.WriteLine(text.Length > 20_000 ? "…" + text[^20_000..] : text);
             }
         }
