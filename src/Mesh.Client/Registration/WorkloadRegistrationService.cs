@@ -105,6 +105,8 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             return;
         }
 
+        // Callers learn by EDS that this instance left; until then their requests are served under the last policy.
+        _services.GetService<Authorization.InboundPolicyStore>()?.BeginLeaving();
         try
         {
             var client = new WorkloadRegistry.WorkloadRegistryClient(_channel.Channel);

@@ -1,6 +1,5 @@
 using System.Collections.Immutable;
 using System.Globalization;
-using System.Net;
 using Mesh.Client.Telemetry;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
@@ -23,14 +22,13 @@ internal sealed record TcpInboundTunnel(string Name, int Port, int AppPort);
 /// The <c>Sidecar:Tcp</c> section: <c>Outbound:&lt;i&gt;:{Service,Port,LocalPort}</c>, <c>Inbound:&lt;i&gt;:{Name,Port,AppPort}</c>
 /// and <c>IdleTimeout</c>. Read and validated as a whole when the host is built; every error names its key.
 /// </summary>
-internal sealed record SidecarTcpOptions(ImmutableArray<TcpOutboundTunnel> Outbound, ImmutableArray<TcpInboundTunnel> Inbound, TimeSpan IdleTimeout, IPAddress InboundAddress)
+internal sealed record SidecarTcpOptions(ImmutableArray<TcpOutboundTunnel> Outbound, ImmutableArray<TcpInboundTunnel> Inbound, TimeSpan IdleTimeout)
 {
     public const string SectionName = "Sidecar:Tcp";
 
     /// <summary>Envoy's tcp_proxy default idle timeout (and Istio's <c>tcp.idleTimeout</c>): one hour without a byte either way.</summary>
     public static readonly TimeSpan DefaultIdleTimeout = TimeSpan.FromHours(1);
 
-    private const string InboundAddressKey = "Sidecar:InboundAddress";
     private static readonly string[] SectionKeys = ["Outbound", "Inbound", "IdleTimeout"];
     private static readonly string[] OutboundKeys = ["Service", "Port", "LocalPort"];
     private static readonly string[] InboundKeys = ["Name", "Port", "AppPort"];
@@ -128,20 +126,13 @@ internal sealed record SidecarTcpOptions(ImmutableArray<TcpOutboundTunnel> Outbo
             }
         }
 
-        var address = IPAddress.Any;
-        if (inbound.Count > 0 && configuration[InboundAddressKey] is { Length: > 0 } addressText && !IPAddress.TryParse(addressText, out address!))
-        {
-            errors.Add($"{InboundAddressKey} must be an IP address (got '{addressText}')");
-            address = IPAddress.Any;
-        }
-
         var fixedPorts = outbound.Select(t => (Key: $"outbound {t}", t.LocalPort)).Concat(inbound.Select(t => (Key: $"inbound {t.Name}", t.Port))).Where(p => p.Item2 != 0);
         foreach (var clash in fixedPorts.GroupBy(p => p.Item2).Where(g => g.Count() > 1))
         {
             errors.Add($"{SectionName}: port {clash.Key.ToString(CultureInfo.InvariantCulture)} is the listening port of {string.Join(" and ", clash.Select(c => c.Key))}");
         }
 
-        return new SidecarTcpOptions(outbound.ToImmutable(), inbound.ToImmutable(), idle, address);
+        return new SidecarTcpOptions(outbound.ToImmutable(), inbound.ToImmutable(), idle);
     }
 
     private static IEnumerable<(string Key, IConfigurationSection Entry)> Entries(IConfigurationSection list, string path, List<string> errors)

@@ -1,33 +1,34 @@
 using System.Net;
 using Mesh.Client.Registration;
-using Mesh.Sidecar.Tcp;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
-namespace Microsoft.AspNetCore.Builder;
+namespace Mesh.Sidecar.Tcp;
 
 /// <summary>The sidecar's opaque TCP tunnels (<c>Sidecar:Tcp</c>).</summary>
-public static class SidecarTcpTunnelExtensions
+internal static class SidecarTcpTunnelExtensions
 {
     /// <summary>
-    /// Reads and validates <c>Sidecar:Tcp</c> (every bad value named by key; <see cref="Microsoft.Extensions.Options.OptionsValidationException"/>)
-    /// and adds one Kestrel endpoint per tunnel, each served by a connection handler: outbound tunnels listen on
-    /// <c>127.0.0.1:LocalPort</c>, outside the mesh; inbound tunnels are mesh ports on <c>Sidecar:InboundAddress</c>
+    /// Adds one Kestrel endpoint per tunnel of <paramref name="options"/> (<c>Sidecar:Tcp</c>, read and validated with the
+    /// rest of the sidecar's options), each served by a connection handler: outbound tunnels listen on
+    /// <c>127.0.0.1:LocalPort</c>, outside the mesh; inbound tunnels are mesh ports on <paramref name="inboundAddress"/>
     /// (mTLS per PeerAuthentication by Mesh.Client's connection middleware), registered with the workload under their
     /// ServiceEntry port name. Adds the service mesh when not added yet. Writes one stdout line per tunnel once bound.
     /// </summary>
     /// <param name="builder">The sidecar's builder.</param>
+    /// <param name="options">The tunnels.</param>
+    /// <param name="inboundAddress">The address of the sidecar's mesh ports (<c>Sidecar:InboundAddress</c>).</param>
     /// <returns>The builder, for chaining.</returns>
-    public static WebApplicationBuilder AddSidecarTcpTunnels(this WebApplicationBuilder builder)
+    public static WebApplicationBuilder AddSidecarTcpTunnels(this WebApplicationBuilder builder, SidecarTcpOptions options, IPAddress inboundAddress)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(options);
         if (builder.Services.Any(d => d.ServiceType == typeof(SidecarTcpOptions)))
         {
             return builder;
         }
-
-        var options = SidecarTcpOptions.Read(builder.Configuration);
 
         // Before the endpoints below: the mesh's endpoint defaults (its connection middleware) apply to endpoints made after it.
         builder.AddServiceMesh();
@@ -56,7 +57,7 @@ public static class SidecarTcpTunnelExtensions
 
             foreach (var tunnel in options.Inbound)
             {
-                kestrel.Listen(options.InboundAddress, tunnel.Port, listen =>
+                kestrel.Listen(inboundAddress, tunnel.Port, listen =>
                 {
                     listen.WithMeshPortName(tunnel.Name);
                     var handler = ActivatorUtilities.CreateInstance<TcpInboundConnectionHandler>(services, tunnel);

@@ -1,4 +1,3 @@
-using System.Net;
 using Mesh.Sidecar.Tcp;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
@@ -20,12 +19,11 @@ public sealed class SidecarTcpOptionsTests
     [Fact]
     public void Read_ValidTunnels_ReadsEveryField()
     {
-        var options = SidecarTcpOptions.Read(Configuration(Valid, ("Sidecar:Tcp:IdleTimeout", "00:10:00"), ("Sidecar:InboundAddress", "127.0.0.1")));
+        var options = SidecarTcpOptions.Read(Configuration(Valid, ("Sidecar:Tcp:IdleTimeout", "00:10:00")));
 
         Assert.Equal([new TcpOutboundTunnel("db", 5432, 15432)], options.Outbound.ToArray());
         Assert.Equal([new TcpInboundTunnel("tcp-db", 0, 5432)], options.Inbound.ToArray());
         Assert.Equal(TimeSpan.FromMinutes(10), options.IdleTimeout);
-        Assert.Equal(IPAddress.Loopback, options.InboundAddress);
     }
 
     [Fact]
@@ -36,7 +34,6 @@ public sealed class SidecarTcpOptionsTests
         Assert.Empty(options.Outbound);
         Assert.Empty(options.Inbound);
         Assert.Equal(TimeSpan.FromHours(1), options.IdleTimeout);
-        Assert.Equal(IPAddress.Any, options.InboundAddress);
     }
 
     [Theory]
@@ -64,7 +61,6 @@ public sealed class SidecarTcpOptionsTests
     [InlineData("Sidecar:Tcp:IdleTimeout", "-00:00:01", "Sidecar:Tcp:IdleTimeout must be a non-negative time span")]
     [InlineData("Sidecar:Tcp:Outbounds:0:Service", "db", "Sidecar:Tcp:Outbounds is not a known option")]
     [InlineData("Sidecar:Tcp:Outbound", "db:5432", "Sidecar:Tcp:Outbound must be a list of tunnels")]
-    [InlineData("Sidecar:InboundAddress", "localhost", "Sidecar:InboundAddress must be an IP address (got 'localhost')")]
     public void Read_BadValue_ErrorNamesTheKey(string key, string? value, string expected)
     {
         var settings = new Dictionary<string, string?>(Valid) { [key] = value };

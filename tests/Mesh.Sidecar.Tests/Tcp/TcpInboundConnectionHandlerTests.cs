@@ -88,7 +88,7 @@ public sealed class TcpInboundConnectionHandlerTests
         var tunnel = new TcpInboundTunnel("tcp-echo", 0, appPort);
         var handler = new TcpInboundConnectionHandler(
             tunnel,
-            new SidecarTcpOptions([], [tunnel], TimeSpan.FromMinutes(5), IPAddress.Loopback),
+            new SidecarTcpOptions([], [tunnel], TimeSpan.FromMinutes(5)),
             store,
             services.GetRequiredService<MeshMetrics>(),
             services.GetRequiredService<IstioRequestMetrics>(),

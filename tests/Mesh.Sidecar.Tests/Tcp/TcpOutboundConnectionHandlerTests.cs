@@ -84,7 +84,7 @@ public sealed class TcpOutboundConnectionHandlerTests
     {
         var handler = new TcpOutboundConnectionHandler(
             tunnel,
-            new SidecarTcpOptions([tunnel], [], TimeSpan.FromMinutes(5), IPAddress.Loopback),
+            new SidecarTcpOptions([tunnel], [], TimeSpan.FromMinutes(5)),
             new FixedSource(snapshot),
             new WorkloadCertificateStore(isSecure: false, "cluster.local", TrustBundle.Empty),
             services.GetRequiredService<MeshMetrics>(),
