@@ -243,8 +243,6 @@ public sealed class PythonSampleTests(ITestOutputHelper output)
     {
         public WorkloadProcess Workload => workload.Workload;
 
-        public SidecarProcess Sidecar => workload.Sidecar;
-
         public Uri AppAddress => workload.AppAddress;
 
         public ChildProcess AppProcess => workload.App;
