@@ -13,6 +13,10 @@ if ! command -v prometheus >/dev/null 2>&1; then
   echo "error: the 'prometheus' binary (Prometheus 2.x) is needed by the telemetry integration tests, which scrape the sample services with it. Install it (Debian: apt-get install -y prometheus; .ci/run does this) and run build/test.sh again. The tests start their own Prometheus process; the system service is not needed." >&2
   exit 1
 fi
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "error: python3 (3.9+) is needed by the demo's Python sample and its integration test (samples/Mesh.Samples.Python). Install it (Debian: apt-get install -y python3; .ci/run does this) and run build/test.sh again." >&2
+  exit 1
+fi
 npm ci --prefix tests/Mesh.IntegrationTests/node --no-audit --no-fund --loglevel=error
 
 dotnet build Mesh.Client.sln -nologo -v minimal

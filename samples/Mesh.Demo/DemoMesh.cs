@@ -10,14 +10,17 @@ using Mesh.Samples.Processes;
 namespace Mesh.Demo;
 
 /// <summary>
-/// Runs the demo mesh: control plane, frontend → orders (v1 and v2) → inventory (×N, over gRPC), a traffic driver and
-/// the live table, which shows how orders' VirtualService splits the traffic between its versions.
+/// Runs the demo mesh: control plane, frontend → orders (v1 and v2) → inventory (×N, over gRPC), frontend → ratings (a
+/// Python app behind its mesh-sidecar) → orders, a traffic driver and the live table, which shows how orders'
+/// VirtualService splits the traffic between its versions.
 /// </summary>
 internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
 {
-    private static readonly string[] ServiceOrder = ["frontend", "orders", "inventory"];
+    private static readonly string[] ServiceOrder = ["frontend", "ratings", "orders", "inventory"];
     private readonly List<ChildProcess> _processes = [];
     private readonly List<WorkloadProcess> _workloads = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SidecarProcess> _sidecars = new(StringComparer.Ordinal);
+    private string? _ratingsLeftOut;
     private readonly string _stateDirectory = Directory.CreateTempSubdirectory("mesh-demo-").FullName;
     private readonly HttpClient _http = new(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(10) };
     private readonly Dictionary<string, HttpClient> _mtls = new(StringComparer.Ordinal);
@@ -54,10 +57,13 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         starts.Add(StartWorkloadAsync("Mesh.Samples.Orders", "orders", "orders-v1", ("Mesh__Labels__version", "v1")));
         starts.Add(StartWorkloadAsync("Mesh.Samples.Orders", "orders", "orders-v2", ("Mesh__Labels__version", "v2")));
         starts.Add(StartWorkloadAsync("Mesh.Samples.Frontend", "frontend", "frontend-1"));
+        starts.AddRange(StartRatings());
         foreach (var start in starts)
         {
             var workload = await start.ConfigureAwait(false);
-            Console.WriteLine($"  {workload.Instance,-12} {workload.Address}");
+            Console.WriteLine(_sidecars.TryGetValue(workload.Instance, out var sidecar)
+                ? $"  {workload.Instance,-12} {workload.Address}  (mesh-sidecar; admin {sidecar.Admin})"
+                : $"  {workload.Instance,-12} {workload.Address}");
         }
 
         Console.WriteLine("Waiting until every service is ready (synced with the control plane)...");
@@ -123,12 +129,14 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
     private async Task PrintScrapeTargetsAsync()
     {
         var identity = await WorkloadCertificates.IssueAsync(_controlPlane!, "prometheus", ScraperIdentityDirectory).ConfigureAwait(false);
-        _scrapeConfig = DemoScrapeConfig.Write(_stateDirectory, identity, _controlPlane!.AdminAddress, _workloads);
+        _scrapeConfig = DemoScrapeConfig.Write(_stateDirectory, identity, _controlPlane!.AdminAddress, _workloads, _sidecars);
         Console.WriteLine("Metrics (Prometheus text format):");
         Console.WriteLine($"  {"control plane",-13} {new Uri(_controlPlane.AdminAddress, DemoTelemetryExtensions.ScrapePath)}  (admin port, plain HTTP)");
         foreach (var workload in _workloads.OrderBy(w => Array.IndexOf(ServiceOrder, w.Service)).ThenBy(w => w.Instance, StringComparer.Ordinal))
         {
-            Console.WriteLine($"  {workload.Instance,-13} {DemoScrapeConfig.MetricsUrl(workload)}  (mTLS: present a mesh certificate; the mesh is STRICT)");
+            Console.WriteLine(_sidecars.TryGetValue(workload.Instance, out var sidecar)
+                ? $"  {workload.Instance,-13} {DemoScrapeConfig.SidecarMetricsUrl(sidecar)}  (its mesh-sidecar's admin port, plain HTTP)"
+                : $"  {workload.Instance,-13} {DemoScrapeConfig.MetricsUrl(workload)}  (mTLS: present a mesh certificate; the mesh is STRICT)");
         }
 
         Console.WriteLine($"  Prometheus config scraping all of them as {WorkloadCertificates.SpiffeIdOf(identity.Leaf)}:");
@@ -169,7 +177,11 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
     private async Task<WorkloadProcess> StartWorkloadAsync(string app, string service, string instance, params (string Key, string Value)[] environment)
     {
         var env = environment.ToDictionary(e => e.Key, e => (string?)e.Value, StringComparer.Ordinal);
-        var workload = await MeshProcesses.StartWorkloadAsync(App(app), service, instance, _controlPlane!, env).ConfigureAwait(false);
+        return AddWorkload(await MeshProcesses.StartWorkloadAsync(App(app), service, instance, _controlPlane!, env).ConfigureAwait(false));
+    }
+
+    private WorkloadProcess AddWorkload(WorkloadProcess workload)
+    {
         lock (_workloads)
         {
             _workloads.Add(workload);
@@ -182,6 +194,48 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         return workload;
     }
 
+    /// <summary>
+    /// Starts ratings: python3 ratings.py behind a mesh-sidecar that joins the mesh as sa/ratings. Without python3 the
+    /// demo runs without ratings and says why (frontend shows each order without a rating).
+    /// </summary>
+    private IEnumerable<Task<WorkloadProcess>> StartRatings()
+    {
+        if (options.RatingsInstances == 0)
+        {
+            _ratingsLeftOut = "left out (--ratings 0)";
+            return [];
+        }
+
+        try
+        {
+            PythonRuntime.Find();
+        }
+        catch (InvalidOperationException e)
+        {
+            _ratingsLeftOut = $"left out: {e.Message}";
+            Console.WriteLine($"  ratings      {_ratingsLeftOut}");
+            return [];
+        }
+
+        return Enumerable.Range(1, options.RatingsInstances).Select(async i =>
+        {
+            var ratings = await SidecarProcesses.StartPythonWorkloadAsync(
+                App("mesh-sidecar"),
+                Path.Combine(AppContext.BaseDirectory, "python", "ratings.py"),
+                "ratings",
+                $"ratings-{i}",
+                _controlPlane!).ConfigureAwait(false);
+            lock (_workloads)
+            {
+                // Disposed in reverse: the sidecar stops first (it deregisters and drains), then the app.
+                _processes.Add(ratings.App);
+                _sidecars[ratings.Workload.Instance] = ratings.Sidecar;
+            }
+
+            return AddWorkload(ratings.Workload);
+        });
+    }
+
     private async Task WaitReadyAsync(WorkloadProcess workload, CancellationToken cancellationToken)
     {
         var deadline = Stopwatch.StartNew();
@@ -189,8 +243,11 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         {
             try
             {
-                using var request = StatsRequest(workload, "/healthz/ready");
-                using var response = await _mtls[workload.Instance].SendAsync(request, cancellationToken).ConfigureAwait(false);
+                // A sidecar says on its admin port (outside the mesh) when it is synced, certified and its app answers.
+                using var request = _sidecars.TryGetValue(workload.Instance, out var sidecar)
+                    ? new HttpRequestMessage(HttpMethod.Get, new Uri(sidecar.Admin, "/healthz/ready"))
+                    : StatsRequest(workload, "/healthz/ready");
+                using var response = await (sidecar is null ? _mtls[workload.Instance] : _http).SendAsync(request, cancellationToken).ConfigureAwait(false);
                 if (response.IsSuccessStatusCode)
                 {
                     return;
@@ -265,6 +322,9 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"Mesh demo  ·  up {_uptime.Elapsed:mm\\:ss}  ·  control plane {_controlPlane!.SecureAddress}  admin {_controlPlane.AdminAddress}debug/config_dump");
         text.AppendLine("frontend --HTTP/mTLS--> orders v1|v2 --gRPC/mTLS--> inventory   STRICT mTLS mesh-wide · DENY DELETE frontend→orders   (Ctrl+C stops)");
+        text.AppendLine(_ratingsLeftOut is null
+            ? "frontend --HTTP/mTLS--> ratings (python3 + mesh-sidecar) --HTTP/mTLS--> orders   ALLOW only frontend→ratings"
+            : $"ratings (python3 + mesh-sidecar): {_ratingsLeftOut}");
         text.AppendLine();
         text.AppendLine(CultureInfo.InvariantCulture, $"{"service",-10} {"identity (presented over mTLS)",-45} {"inst.",5} {"requests",9} {"errors",7} {"denied",7}  split across instances");
         foreach (var service in ServiceOrder)
@@ -288,7 +348,7 @@ internal sealed class DemoMesh(DemoOptions options) : IAsyncDisposable
         var configFlag = _configDirectory == OrdersRoutes.ConfigDirectory() ? string.Empty : $" --config {_configDirectory}";
         text.AppendLine(CultureInfo.InvariantCulture, $"routes: {Path.Combine(_configDirectory, OrdersRoutes.FileName)}  ·  change the split live: dotnet run --project samples/Mesh.Demo -- split <v2 %>{configFlag}");
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture, $"metrics: https://<instance>/metrics over mTLS, control plane {_controlPlane.AdminAddress}metrics  ·  Prometheus config: {_scrapeConfig}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"metrics: https://<instance>/metrics over mTLS, sidecars' admin /stats/prometheus, control plane {_controlPlane.AdminAddress}metrics  ·  Prometheus config: {_scrapeConfig}");
         text.AppendLine(CultureInfo.InvariantCulture, $"traffic driver: {Summary.Sent} sent, {Summary.Succeeded} ok, {Summary.Failed} failed, target {options.RequestsPerSecond} rps");
         if (Summary.LastError is { } error)
         {

@@ -2,13 +2,15 @@ using System.Globalization;
 
 namespace Mesh.Demo;
 
-internal sealed record DemoOptions(TimeSpan? Duration, int RequestsPerSecond, int InventoryInstances, string ConfigDirectory)
+/// <param name="RatingsInstances">Instances of ratings, the Python service behind its mesh-sidecar (0 leaves it out).</param>
+internal sealed record DemoOptions(TimeSpan? Duration, int RequestsPerSecond, int InventoryInstances, string ConfigDirectory, int RatingsInstances = 1)
 {
     public static DemoOptions Parse(string[] args)
     {
         TimeSpan? duration = null;
         var rps = 20;
         var inventory = 2;
+        var ratings = 1;
         string? config = null;
         for (var i = 0; i < args.Length; i++)
         {
@@ -27,15 +29,19 @@ internal sealed record DemoOptions(TimeSpan? Duration, int RequestsPerSecond, in
                     inventory = Math.Clamp(int.Parse(value, CultureInfo.InvariantCulture), 1, 5);
                     i++;
                     break;
+                case "--ratings" when value is not null:
+                    ratings = Math.Clamp(int.Parse(value, CultureInfo.InvariantCulture), 0, 3);
+                    i++;
+                    break;
                 case "--config" when value is not null:
                     config = Path.GetFullPath(value);
                     i++;
                     break;
                 default:
-                    throw new ArgumentException($"Unknown argument '{args[i]}'. Usage: Mesh.Demo [--duration <seconds>] [--rps <1-500>] [--inventory <1-5>] [--config <folder>]");
+                    throw new ArgumentException($"Unknown argument '{args[i]}'. Usage: Mesh.Demo [--duration <seconds>] [--rps <1-500>] [--inventory <1-5>] [--ratings <0-3>] [--config <folder>]");
             }
         }
 
-        return new DemoOptions(duration, rps, inventory, config ?? OrdersRoutes.ConfigDirectory());
+        return new DemoOptions(duration, rps, inventory, config ?? OrdersRoutes.ConfigDirectory(), ratings);
     }
 }

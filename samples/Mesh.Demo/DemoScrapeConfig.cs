@@ -18,13 +18,24 @@ internal static class DemoScrapeConfig
     public static Uri MetricsUrl(WorkloadProcess workload) =>
         new UriBuilder(workload.Address) { Scheme = Uri.UriSchemeHttps, Path = DemoTelemetryExtensions.ScrapePath }.Uri;
 
+    /// <summary>Gets a mesh-sidecar's scrape URL: its admin port, plain HTTP and outside the mesh, as Envoy's.</summary>
+    public static Uri SidecarMetricsUrl(SidecarProcess sidecar) => new(sidecar.Admin, SidecarScrapePath);
+
+    private const string SidecarScrapePath = "/stats/prometheus";
+
     /// <summary>
     /// Writes a Prometheus config scraping every service (one job per service) and the control plane every 5 s, presenting
     /// <paramref name="identity"/>. A workload's certificate names only its SPIFFE ID, which Prometheus's host-name check
     /// cannot match, so, as Istio's docs set up Prometheus with a workload certificate, the server is not verified
-    /// (<c>insecure_skip_verify</c>) while Prometheus still presents its own certificate to the STRICT policy.
+    /// (<c>insecure_skip_verify</c>) while Prometheus still presents its own certificate to the STRICT policy. A service
+    /// behind mesh-sidecars (by instance in <paramref name="sidecars"/>) is scraped on the sidecars' admin ports.
     /// </summary>
-    public static string Write(string directory, WorkloadCertificates.Files identity, Uri controlPlaneAdmin, IEnumerable<WorkloadProcess> workloads)
+    public static string Write(
+        string directory,
+        WorkloadCertificates.Files identity,
+        Uri controlPlaneAdmin,
+        IEnumerable<WorkloadProcess> workloads,
+        IReadOnlyDictionary<string, SidecarProcess> sidecars)
     {
         var yaml = new StringBuilder();
         yaml.AppendLine("# Written by the demo (Mesh.Demo); valid while it runs (it renews the one-hour certificate below every 30 minutes).");
@@ -37,6 +48,15 @@ internal static class DemoScrapeConfig
         yaml.AppendLine(CultureInfo.InvariantCulture, $"      - targets: [{Quote(controlPlaneAdmin.Authority)}]");
         foreach (var service in workloads.GroupBy(w => w.Service, StringComparer.Ordinal))
         {
+            if (service.All(w => sidecars.ContainsKey(w.Instance)))
+            {
+                yaml.AppendLine(CultureInfo.InvariantCulture, $"  - job_name: {Quote(service.Key)}");
+                yaml.AppendLine(CultureInfo.InvariantCulture, $"    metrics_path: {SidecarScrapePath}");
+                yaml.AppendLine("    static_configs:");
+                yaml.AppendLine(CultureInfo.InvariantCulture, $"      - targets: [{string.Join(", ", service.Select(w => Quote(sidecars[w.Instance].Admin.Authority)))}]");
+                continue;
+            }
+
             yaml.AppendLine(CultureInfo.InvariantCulture, $"  - job_name: {Quote(service.Key)}");
             yaml.AppendLine("    scheme: https");
             yaml.AppendLine(CultureInfo.InvariantCulture, $"    metrics_path: {DemoTelemetryExtensions.ScrapePath}");

@@ -1,4 +1,4 @@
-// dotnet run --project samples/Mesh.Demo [-- --duration 30 --rps 20 --inventory 2 --config <folder>]
+// dotnet run --project samples/Mesh.Demo [-- --duration 30 --rps 20 --inventory 2 --ratings 1 --config <folder>]
 // Starts the control plane and the sample services as separate processes on 127.0.0.1, drives
 // traffic into frontend and prints a live table. Ctrl+C (SIGINT), SIGTERM or SIGQUIT stops every child.
 // dotnet run --project samples/Mesh.Demo -- split <v2 percent> [--config <folder>]

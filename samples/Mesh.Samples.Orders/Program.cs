@@ -1,4 +1,5 @@
 using Grpc.Core;
+using Mesh.Client.Security;
 using Mesh.Samples;
 using Mesh.Samples.Inventory.V1;
 
@@ -11,7 +12,7 @@ builder.AddDemoTelemetry("orders");
 builder.Services.AddGrpcClient<Inventory.InventoryClient>(options => options.Address = new Uri("http://inventory"));
 
 var app = builder.Build();
-app.MapGet("/orders/{id:int}", async (int id, Inventory.InventoryClient inventory, CancellationToken cancellationToken) =>
+app.MapGet("/orders/{id:int}", async (int id, HttpContext context, Inventory.InventoryClient inventory, CancellationToken cancellationToken) =>
 {
     stats.RecordRequest();
     try
@@ -20,7 +21,9 @@ app.MapGet("/orders/{id:int}", async (int id, Inventory.InventoryClient inventor
             new ReserveRequest { Sku = $"sku-{id % 10}", Quantity = 1 },
             deadline: DateTime.UtcNow.AddSeconds(10),
             cancellationToken: cancellationToken);
-        return Results.Json(new { order = id, orders = stats.Instance, inventory = reply.Instance, reserved = reply.Reserved });
+        // caller: who called, as mTLS authenticated them (a mesh client, or the sidecar of a non-.NET app).
+        var caller = context.Features.Get<IMeshPeerIdentityFeature>()?.SpiffeId;
+        return Results.Json(new { order = id, orders = stats.Instance, inventory = reply.Instance, reserved = reply.Reserved, caller });
     }
     catch (RpcException e)
     {

@@ -34,7 +34,7 @@ public sealed class ConfigTests(ITestOutputHelper output)
 
         var run = await LoadRun.RunAsync(client, "/", workers: 2, TimeSpan.FromSeconds(30), maxRequests: 40);
         Assert.Empty(run.Failures);
-        Assert.Equal(3, await ServiceCountAsync());
+        Assert.Equal(LocalMesh.DemoServiceCount, await ServiceCountAsync());
 
         // Fixing the file clears the error and adds the service.
         await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "broken.yaml"), """
@@ -45,7 +45,7 @@ public sealed class ConfigTests(ITestOutputHelper output)
               hosts: [payments.default.svc.cluster.local]
               ports: [{number: 8080, name: http, protocol: HTTP}]
             """);
-        await Eventually.ReturnsAsync(ServiceCountAsync, n => n == 4, "the fixed file to be accepted");
+        await Eventually.ReturnsAsync(ServiceCountAsync, n => n == LocalMesh.DemoServiceCount + 1, "the fixed file to be accepted");
         Assert.Null(await FirstConfigErrorAsync());
 
         async Task<string?> FirstConfigErrorAsync()

@@ -16,6 +16,9 @@ internal sealed class LocalMesh : IAsyncDisposable
 {
     public static readonly string DemoServicesYaml = Path.Combine(Repository.Root, "samples", "Mesh.Demo", "mesh-config", "services.yaml");
 
+    /// <summary>Gets the number of ServiceEntries in the demo's services.yaml (frontend, orders, inventory, ratings).</summary>
+    public static readonly int DemoServiceCount = File.ReadLines(DemoServicesYaml).Count(line => line.Trim() == "kind: ServiceEntry");
+
     private readonly ITestOutputHelper _output;
     private readonly string[] _controlPlaneArgs;
     private readonly List<WorkloadProcess> _workloads = [];
@@ -40,7 +43,7 @@ internal sealed class LocalMesh : IAsyncDisposable
 
     public IReadOnlyList<WorkloadProcess> Workloads => _workloads;
 
-    /// <summary>Starts a control plane serving the demo's ServiceEntries (frontend, orders, inventory).</summary>
+    /// <summary>Starts a control plane serving the demo's ServiceEntries (frontend, orders, inventory, ratings).</summary>
     /// <param name="fixedPorts">Use fixed ports so that <see cref="RestartControlPlaneAsync"/> comes back on the same address.</param>
     /// <param name="plaintextXds">Also serve the plaintext ADS port (off by default), for xDS clients without TLS to the control plane.</param>
     public static async Task<LocalMesh> StartAsync(ITestOutputHelper output, bool fixedPorts = false, bool plaintextXds = false, params string[] controlPlaneArgs)

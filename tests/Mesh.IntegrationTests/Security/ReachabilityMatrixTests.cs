@@ -29,7 +29,7 @@ public sealed partial class ReachabilityMatrixTests(ITestOutputHelper output)
         try
         {
             await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "matrix.yaml"), MatrixYaml());
-            await Eventually.ReturnsAsync(ServiceCountAsync, n => n == 6, "the three matrix services to be accepted");
+            await Eventually.ReturnsAsync(ServiceCountAsync, n => n == LocalMesh.DemoServiceCount + 3, "the three matrix services to be accepted");
 
             using var plain = CreatePlainClient();
             using var probe = WorkloadCertificates.CreateMtlsClient(await WorkloadCertificates.IssueAsync(mesh.ControlPlane, "matrix-probe", Path.Combine(scratch, "probe")));

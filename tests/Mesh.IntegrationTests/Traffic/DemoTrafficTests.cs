@@ -7,8 +7,8 @@ namespace Mesh.IntegrationTests.Traffic;
 
 /// <summary>
 /// The demo exactly as a user runs it (`Mesh.Demo`, then `Mesh.Demo split N` from another terminal), on a copy of its
-/// config folder: the canary and the A/B route show in its table, and a blue-green switch both ways under its steady
-/// traffic fails no request.
+/// config folder: the canary and the A/B route show in its table, a blue-green switch both ways under its steady
+/// traffic fails no request, and the Python service (ratings, behind its mesh-sidecar) serves with its identity.
 /// </summary>
 public sealed partial class DemoTrafficTests(ITestOutputHelper output)
 {
@@ -55,6 +55,15 @@ public sealed partial class DemoTrafficTests(ITestOutputHelper output)
             output.WriteLine(driver.Value);
             Assert.True(long.Parse(driver.Groups[1].Value, CultureInfo.InvariantCulture) > 500, driver.Value);
             Assert.Equal("0", driver.Groups[3].Value);
+
+            // ratings, the Python service behind its mesh-sidecar, has its row: its SPIFFE identity as presented over
+            // mTLS, one registered instance, frontend's calls served without errors.
+            var ratings = RatingsRow().Matches(demo.Output) is { Count: > 0 } rows
+                ? rows[^1]
+                : throw new Xunit.Sdk.XunitException($"The demo's table has no ratings row with sa/ratings. Output:\n{demo.Output}");
+            output.WriteLine(ratings.Value);
+            Assert.True(long.Parse(ratings.Groups[1].Value, CultureInfo.InvariantCulture) > 100, ratings.Value);
+            Assert.Equal("0", ratings.Groups[2].Value);
         }
         finally
         {
@@ -95,4 +104,7 @@ public sealed partial class DemoTrafficTests(ITestOutputHelper output)
 
     [GeneratedRegex(@"traffic driver: (\d+) sent, (\d+) ok, (\d+) failed")]
     private static partial Regex DriverLine();
+
+    [GeneratedRegex(@"^ratings +spiffe://cluster\.local/ns/default/sa/ratings +1 +(\d+) +(\d+) +\d+  ratings-1", RegexOptions.Multiline)]
+    private static partial Regex RatingsRow();
 }
