@@ -10,7 +10,14 @@ namespace Mesh.Samples.Processes;
 /// <param name="Inbound">The mesh port (mTLS, AuthorizationPolicy), registered as the workload's <c>http</c> port.</param>
 /// <param name="Outbound">The app's outbound proxy on 127.0.0.1 (<c>HTTP_PROXY</c>).</param>
 /// <param name="Admin">Plain HTTP, outside the mesh: <c>/healthz/ready</c>, <c>/stats/prometheus</c>.</param>
-public sealed record SidecarProcess(ChildProcess Process, Uri Inbound, Uri Outbound, Uri Admin);
+public sealed record SidecarProcess(ChildProcess Process, Uri Inbound, Uri Outbound, Uri Admin)
+{
+    public int InboundPort => Inbound.Port;
+
+    public int OutboundPort => Outbound.Port;
+
+    public int AdminPort => Admin.Port;
+}
 
 /// <summary>
 /// An app that is not .NET, in the mesh through its sidecar. <see cref="Workload"/> is what the mesh sees: the
@@ -36,14 +43,15 @@ public static class SidecarProcesses
     /// <summary>
     /// Starts <c>dotnet mesh-sidecar.dll</c> for an app on 127.0.0.1:<paramref name="appPort"/>, with every port
     /// ephemeral and on 127.0.0.1 unless <paramref name="environment"/> says otherwise, and waits for the three
-    /// "Sidecar … listening on" lines of its run contract.
+    /// "Sidecar … listening on" lines of its run contract. <paramref name="args"/> are the sidecar's flags.
     /// </summary>
     public static async Task<SidecarProcess> StartSidecarAsync(
         string sidecarDll,
         string name,
         int appPort,
         IReadOnlyDictionary<string, string?> environment,
-        Action<string, string>? echo = null)
+        Action<string, string>? echo = null,
+        IEnumerable<string>? args = null)
     {
         ArgumentNullException.ThrowIfNull(environment);
         var env = new Dictionary<string, string?>(StringComparer.Ordinal)
@@ -62,7 +70,7 @@ public static class SidecarProcesses
             env[key] = value;
         }
 
-        var process = ChildProcess.StartDotnet(name, sidecarDll, environment: env, echo: echo);
+        var process = ChildProcess.StartDotnet(name, sidecarDll, args, env, echo: echo);
         try
         {
             var inbound = await ListenerAsync(process, "inbound").ConfigureAwait(false);

@@ -15,12 +15,6 @@ using Microsoft.Extensions.Logging;
 
 namespace Mesh.IntegrationTests.Sidecar;
 
-/// <summary>A started mesh-sidecar process and the ports it printed.</summary>
-internal sealed record SidecarProcess(ChildProcess Process, int InboundPort, int OutboundPort, int AdminPort)
-{
-    public Uri Admin => new($"http://127.0.0.1:{AdminPort}");
-}
-
 /// <summary>
 /// The sidecar tests' parts: the sidecar as a real process (LaunchableApps "mesh-sidecar"), a "non-.NET" app played by
 /// a plain Kestrel server on 127.0.0.1 that knows nothing of the mesh, curl as the app's HTTP client, config files.
@@ -50,27 +44,7 @@ internal static class SidecarKit
     {
         var environment = mesh.ControlPlane.SecureEnvironment(await mesh.ControlPlane.MintTokenAsync(service));
         environment["Mesh__Service"] = service;
-        environment["ASPNETCORE_URLS"] = null;
-        var process = ChildProcess.StartDotnet(instance, LaunchableApps.Paths["mesh-sidecar"],
-        [
-            "--app-port", appPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            "--inbound-port", "0", "--inbound-address", "127.0.0.1",
-            "--outbound-port", "0",
-            "--admin-port", "0", "--admin-address", "127.0.0.1",
-            .. extraArgs,
-        ], environment);
-        try
-        {
-            var inbound = await process.WaitForLineAsync(@"Sidecar inbound listening on http://127\.0\.0\.1:(\d+)", MeshProcesses.StartTimeout);
-            var outbound = await process.WaitForLineAsync(@"Sidecar outbound listening on http://127\.0\.0\.1:(\d+)", MeshProcesses.StartTimeout);
-            var admin = await process.WaitForLineAsync(@"Sidecar admin listening on http://127\.0\.0\.1:(\d+)", MeshProcesses.StartTimeout);
-            return new SidecarProcess(process, int.Parse(inbound.Groups[1].Value), int.Parse(outbound.Groups[1].Value), int.Parse(admin.Groups[1].Value));
-        }
-        catch
-        {
-            await process.DisposeAsync();
-            throw;
-        }
+        return await SidecarProcesses.StartSidecarAsync(Repository.App("mesh-sidecar"), instance, appPort, environment, args: extraArgs);
     }
 
     /// <summary>Waits until the sidecar's /healthz/ready answers 200 (synced, certified, policy received, app answering).</summary>

@@ -17,19 +17,14 @@ internal static class TcpTunnelKit
     {
         var environment = controlPlane.SecureEnvironment(await controlPlane.MintTokenAsync(serviceAccount));
         environment["Mesh__Service"] = serviceAccount;
-
-        // The sidecar's HTTP listeners (when present) on ephemeral loopback ports, so two sidecars share one machine.
-        environment["Sidecar__InboundAddress"] = "127.0.0.1";
-        environment["Sidecar__InboundPort"] = "0";
-        environment["Sidecar__OutboundPort"] = "0";
-        environment["Sidecar__AdminAddress"] = "127.0.0.1";
-        environment["Sidecar__AdminPort"] = "0";
         foreach (var (key, value) in settings)
         {
             environment[key] = value;
         }
 
-        return ChildProcess.StartDotnet(name, Repository.App("mesh-sidecar"), environment: environment);
+        // The sidecar's HTTP listeners on ephemeral loopback ports (the starter's defaults), so two sidecars share one machine.
+        var appPort = int.Parse(settings["Sidecar__AppPort"]!, System.Globalization.CultureInfo.InvariantCulture);
+        return (await SidecarProcesses.StartSidecarAsync(Repository.App("mesh-sidecar"), name, appPort, environment)).Process;
     }
 
     /// <summary>Waits for the sidecar's <c>Sidecar tcp … listening on ip:port</c> line and returns the port.</summary>
