@@ -67,11 +67,27 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
     }
 
     /// <summary>
-    /// Decides an opaque TCP connection to this port from <paramref name="peerSpiffeId"/> (null over plaintext): DENY before
-    /// ALLOW as for requests, with Istio's TCP reading of HTTP-only rules (<see cref="RbacEngine.FirstConnectionMatch"/>).
+    /// The decision when the port's mode refuses a caller without a verified mesh identity (STRICT and no peer SPIFFE ID),
+    /// else null. Asked per request and per connection, because the mode the connection was accepted under may have
+    /// tightened since (a silent connection opened while PERMISSIVE, or a tunnel that outlived the change).
+    /// </summary>
+    public AuthorizationDecision? RefusePlaintext(string? peerSpiffeId) =>
+        Mode == PeerAuthenticationMode.Strict && peerSpiffeId is null
+            ? new AuthorizationDecision(AuthorizationOutcome.Denied, AuthorizationDecision.StrictRequiresMtls)
+            : null;
+
+    /// <summary>
+    /// Decides an opaque TCP connection to this port from <paramref name="peerSpiffeId"/> (null over plaintext): STRICT
+    /// first (<see cref="RefusePlaintext"/>), then DENY before ALLOW as for requests, with Istio's TCP reading of HTTP-only
+    /// rules (<see cref="RbacEngine.FirstConnectionMatch"/>).
     /// </summary>
     public AuthorizationDecision AuthorizeConnection(string? peerSpiffeId, string? peerNamespace)
     {
+        if (RefusePlaintext(peerSpiffeId) is { } strict)
+        {
+            return strict;
+        }
+
         var request = new AuthorizationRequest(string.Empty, ReadOnlySpan<char>.Empty, authority: null, Port, headers: null, peerSpiffeId, peerNamespace);
         if (Deny?.FirstConnectionMatch(request) is { } denied)
         {

@@ -42,7 +42,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
     public Task InvokeAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (excluded is { Any: true } && excluded.IsExcludedPort(context.Connection.LocalPort))
+        if (excluded is { Any: true } && context.Features.Get<MeshEndpointFeature>() is { Excluded: true })
         {
             return next(context);
         }
@@ -148,9 +148,8 @@ internal sealed partial class MeshAuthorizationMiddleware(
         }
 
         var identity = context.Features.Get<IMeshPeerIdentityFeature>();
-        if (policy!.Mode == PeerAuthenticationMode.Strict && identity?.SpiffeId is null)
+        if (policy!.RefusePlaintext(identity?.SpiffeId) is { } strict)
         {
-            var strict = new AuthorizationDecision(AuthorizationOutcome.Denied, AuthorizationDecision.StrictRequiresMtls);
             TagDecision(strict, identity);
             return RejectAsync(context, strict);
         }

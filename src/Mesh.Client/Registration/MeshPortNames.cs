@@ -6,8 +6,8 @@ namespace Mesh.Client.Registration;
 /// <summary>
 /// Names a host gave its Kestrel endpoints for the workload's registration (Istio's WorkloadEntry <c>ports</c> maps a
 /// ServiceEntry port's name to the workload's port): the sidecar's TCP tunnel ports register under their service port's
-/// name. Unnamed endpoints keep the registration's default names (<c>http</c>, <c>http-2</c>…). Ports are read from the
-/// endpoints when asked, so a port-0 binding counts by its bound port.
+/// name. Unnamed endpoints keep the registration's default names (<c>http</c>, <c>http-2</c>…). Endpoints are matched as
+/// endpoints (<see cref="Hosting.KestrelEndpoints"/>), not by port number alone.
 /// </summary>
 internal sealed class MeshPortNames
 {
@@ -29,12 +29,12 @@ internal sealed class MeshPortNames
         }
     }
 
-    /// <summary>The name given to the endpoint bound to <paramref name="localPort"/>, or null.</summary>
-    public string? NameOf(int localPort)
+    /// <summary>The name given to the endpoint bound to <paramref name="address"/>:<paramref name="port"/>, or null.</summary>
+    public string? NameOf(System.Net.IPAddress address, int port)
     {
         foreach (var (listen, name) in Volatile.Read(ref _names))
         {
-            if (listen.IPEndPoint?.Port == localPort)
+            if (Hosting.KestrelEndpoints.Binds(listen, address, port))
             {
                 return name;
             }

@@ -169,7 +169,13 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
         {
             // Kestrel reports wildcard bindings as http://[::]:5000 or http://+:5000; "+"/"*" are not valid URI hosts.
             var text = raw.Replace("://+:", "://0.0.0.0:", StringComparison.Ordinal).Replace("://*:", "://0.0.0.0:", StringComparison.Ordinal);
-            if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Port <= 0 || excluded?.IsExcludedPort(uri.Port) == true)
+            if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Port <= 0)
+            {
+                continue;
+            }
+
+            var bound = Hosting.KestrelEndpoints.AddressOf(uri);
+            if (bound is not null && excluded?.IsExcluded(bound, uri.Port) == true)
             {
                 continue;
             }
@@ -179,7 +185,7 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
                 workload.Address = AdvertisedAddress(uri.Host);
             }
 
-            if (names?.NameOf(uri.Port) is { } name)
+            if (bound is not null && names?.NameOf(bound, uri.Port) is { } name)
             {
                 workload.Ports[name] = (uint)uri.Port;
             }

@@ -5,7 +5,8 @@ namespace Mesh.Client.Security;
 /// <summary>
 /// The Kestrel endpoints marked with <c>ExcludeFromServiceMesh()</c>: local listeners that are not mesh endpoints (no mesh
 /// TLS, no PeerAuthentication or AuthorizationPolicy, no inbound metrics, never registered), as Istio's
-/// <c>excludeInboundPorts</c>. Ports are read from the endpoints when asked, so a port-0 binding counts by its bound port.
+/// <c>excludeInboundPorts</c>. Endpoints are compared as endpoints (address and port), never by port number alone: two
+/// endpoints may share a port on different addresses. Bound ports are read when asked, so port-0 bindings count.
 /// </summary>
 internal sealed class MeshExcludedListeners
 {
@@ -28,12 +29,15 @@ internal sealed class MeshExcludedListeners
 
     public bool Contains(ListenOptions listen) => Array.IndexOf(Volatile.Read(ref _listeners), listen) >= 0;
 
-    /// <summary>Whether <paramref name="localPort"/> is the (bound) port of an excluded TCP endpoint.</summary>
-    public bool IsExcludedPort(int localPort)
+    /// <summary>
+    /// Whether the server address <paramref name="address"/>:<paramref name="port"/> (as Kestrel reports its bindings) is
+    /// an excluded endpoint's: the same port on the same address, or on the wildcard address the endpoint bound.
+    /// </summary>
+    public bool IsExcluded(System.Net.IPAddress address, int port)
     {
         foreach (var listen in Volatile.Read(ref _listeners))
         {
-            if (listen.IPEndPoint?.Port == localPort)
+            if (Hosting.KestrelEndpoints.Binds(listen, address, port))
             {
                 return true;
             }

@@ -27,7 +27,7 @@ internal sealed partial class MeshInboundConnectionMiddleware
     private readonly ListenOptions _listen;
     private readonly IWorkloadCertificateSource _certificates;
     private readonly IPeerAuthenticationModeSource _modes;
-    private readonly MeshExcludedListeners _excluded;
+    private readonly MeshEndpointFeature _endpoint;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _loggedPeers = new(StringComparer.Ordinal);
@@ -45,15 +45,18 @@ internal sealed partial class MeshInboundConnectionMiddleware
         _listen = listen;
         _certificates = certificates;
         _modes = modes;
-        _excluded = excluded;
+        _endpoint = new MeshEndpointFeature(listen, excluded);
         _time = time;
         _logger = logger;
     }
 
     public Task OnConnectionAsync(ConnectionContext connection)
     {
+        ArgumentNullException.ThrowIfNull(connection);
+        connection.Features.Set(_endpoint);
+
         // Marked after the endpoint defaults added this middleware, so it is asked per connection (a short array).
-        return _excluded.Any && _excluded.Contains(_listen) ? _next(connection) : OnMeshConnectionAsync(connection);
+        return _endpoint.Excluded ? _next(connection) : OnMeshConnectionAsync(connection);
     }
 
     private async Task OnMeshConnectionAsync(ConnectionContext connection)

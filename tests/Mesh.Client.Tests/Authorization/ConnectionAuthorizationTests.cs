@@ -62,4 +62,19 @@ public sealed class ConnectionAuthorizationTests
         Assert.True(policy!.Authorize("GET", "/public", "echo", headers: null, TcpClient, "default").IsAllowed);
         Assert.False(policy.AuthorizeConnection(TcpClient, "default").IsAllowed);
     }
+
+    [Fact]
+    public void AuthorizeConnection_StrictPort_PlaintextPeerRefusedEvenWithoutRules_MeshPeerRelayed()
+    {
+        // The mode a connection was accepted under may have tightened before its first byte (or during a long tunnel):
+        // the connection's decision applies STRICT again, as the request path does for every request.
+        Assert.True(InboundPolicyDecoder.TryDecode(Listener([], port: 9000, tls: true, plaintext: false), out var policy, out _));
+        Assert.Equal(Mesh.Client.Security.PeerAuthenticationMode.Strict, policy!.Mode);
+
+        var plaintext = policy.AuthorizeConnection(peerSpiffeId: null, peerNamespace: null);
+
+        Assert.False(plaintext.IsAllowed);
+        Assert.Equal(AuthorizationDecision.StrictRequiresMtls, plaintext.Reason);
+        Assert.True(policy.AuthorizeConnection(TcpClient, "default").IsAllowed);
+    }
 }

@@ -47,7 +47,10 @@ public sealed class MeshPortNamesTests
         var error = Assert.Throws<InvalidOperationException>(() => names.Add(second!, "tcp-db"));
 
         Assert.Contains("'tcp-db'", error.Message, StringComparison.Ordinal);
-        Assert.Equal("tcp-db", names.NameOf(1001));
-        Assert.Null(names.NameOf(1002));
+        Assert.Equal("tcp-db", names.NameOf(IPAddress.Loopback, 1001));
+        Assert.Null(names.NameOf(IPAddress.Loopback, 1002));
+
+        // The same port number on another address is another endpoint: it does not take the name.
+        Assert.Null(names.NameOf(IPAddress.Parse("10.0.0.5"), 1001));
     }
 }
