@@ -56,7 +56,8 @@ internal sealed class SidecarProxy : IAsyncDisposable
         try
         {
             var outbound = await ListenerAsync(process, "outbound").ConfigureAwait(false);
-            var inbound = await ListenerAsync(process, "inbound").ConfigureAwait(false);
+            // The mesh port serves mTLS (PeerAuthentication STRICT by default) whatever scheme the line shows.
+            var inbound = new UriBuilder(await ListenerAsync(process, "inbound").ConfigureAwait(false)) { Scheme = "https" }.Uri;
             var admin = await ListenerAsync(process, "admin").ConfigureAwait(false);
             await WaitForAsync(process, new Uri(admin, "/healthz/ready"), host: null).ConfigureAwait(false);
 
