@@ -8,7 +8,11 @@ namespace Mesh.LoadTest;
 /// <param name="Sidecar">The proxy comparison: nginx hop vs Mesh.Sidecar hop vs the proxyless mesh client.</param>
 /// <param name="NginxWorkers">nginx's worker_processes in the proxy comparison.</param>
 /// <param name="IdleConnections">Idle keep-alive connections opened to each proxy port after the reps (0: skip).</param>
-internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int WarmupSeconds, bool Mtls, bool Grpc, bool Telemetry, string? Only, int Rate, bool Sidecar, int NginxWorkers, int IdleConnections)
+/// <param name="SidecarEnvironment">
+/// <c>--sidecar-env KEY=VALUE</c> (repeatable): environment of the sidecar process only, for experiments and profiling
+/// (<c>DOTNET_gcServer=0</c>, <c>DOTNET_PerfMapEnabled=1</c>, <c>Logging__LogLevel__Default=Information</c>).
+/// </param>
+internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int WarmupSeconds, bool Mtls, bool Grpc, bool Telemetry, string? Only, int Rate, bool Sidecar, int NginxWorkers, int IdleConnections, IReadOnlyDictionary<string, string> SidecarEnvironment)
 {
     public static LoadSettings Parse(string[] args)
     {
@@ -22,7 +26,7 @@ internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int 
         var sidecar = args.Contains("--sidecar");
         var settings = new LoadSettings(
             Get("--seconds", 10), Get("--reps", 5), Get("--concurrency", 64), Get("--warmup", 10), args.Contains("--mtls"), args.Contains("--grpc"), args.Contains("--telemetry"), only >= 0 && only + 1 < args.Length ? args[only + 1] : null,
-            Get("--rate", sidecar ? 1000 : 0), sidecar, Get("--nginx-workers", 2), Get("--idle-connections", 1000));
+            Get("--rate", sidecar ? 1000 : 0), sidecar, Get("--nginx-workers", 2), Get("--idle-connections", 1000), SidecarEnvironmentOf(args));
         if (sidecar && (settings.Mtls || settings.Grpc))
         {
             throw new ArgumentException("--sidecar compares HTTP/1.1 hops to a plaintext backend; it does not combine with --mtls or --grpc.");
@@ -34,6 +38,28 @@ internal sealed record LoadSettings(int Seconds, int Reps, int Concurrency, int 
         }
 
         return settings;
+    }
+
+    private static Dictionary<string, string> SidecarEnvironmentOf(string[] args)
+    {
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i + 1 < args.Length; i++)
+        {
+            if (args[i] != "--sidecar-env")
+            {
+                continue;
+            }
+
+            var separator = args[i + 1].IndexOf('=', StringComparison.Ordinal);
+            if (separator <= 0)
+            {
+                throw new ArgumentException($"--sidecar-env takes KEY=VALUE, not '{args[i + 1]}'.");
+            }
+
+            environment[args[i + 1][..separator]] = args[i + 1][(separator + 1)..];
+        }
+
+        return environment;
     }
 
     /// <summary>Gets whether <c>--only</c> keeps the case of this name (any case, without <c>--only</c>).</summary>

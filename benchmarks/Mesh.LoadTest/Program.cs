@@ -23,6 +23,7 @@ using Microsoft.Extensions.Logging;
 // (outbound port, Host: backend) → backend vs the proxyless mesh client, and the direct call; closed loop and at
 // 1,000 req/s (--rate), with each proxy's CPU per request and RSS read from /proc; then --idle-connections (1,000) idle
 // keep-alive connections to each proxy port and the RSS with them. [--nginx-workers 2] [--idle-connections 1000]
+// [--sidecar-env KEY=VALUE]… (the sidecar process's environment, for experiments and profiling)
 var settings = LoadSettings.Parse(args);
 
 // --telemetry: OpenTelemetry listening (metrics, and traces sampled at 10 %) to every case, the plain client included.
@@ -157,7 +158,7 @@ var grpcClients = host.Services.GetRequiredService<Grpc.Net.ClientFactory.GrpcCl
 const string NginxCase = "nginx hop (plain HttpClient → nginx → backend)";
 const string SidecarCase = "Mesh.Sidecar hop (plain HttpClient → sidecar → backend)";
 await using var nginx = settings.Sidecar && settings.Selects(NginxCase) ? await NginxProxy.StartAsync(Path.Combine(root, "nginx"), backendAddress, settings.NginxWorkers) : null;
-await using var sidecar = settings.Sidecar && settings.Selects(SidecarCase) ? await SidecarProxy.StartAsync(LaunchableApps.Paths["mesh-sidecar"], controlPlane, "loadtest-app", backendAddress) : null;
+await using var sidecar = settings.Sidecar && settings.Selects(SidecarCase) ? await SidecarProxy.StartAsync(LaunchableApps.Paths["mesh-sidecar"], controlPlane, "loadtest-app", backendAddress, settings.SidecarEnvironment) : null;
 using var viaNginx = nginx is null ? null : new HttpClient(new SocketsHttpHandler { UseProxy = false, PooledConnectionLifetime = TimeSpan.FromMinutes(2) }) { BaseAddress = nginx.Address };
 using var viaSidecar = sidecar is null ? null : new HttpClient(new SocketsHttpHandler { UseProxy = false, PooledConnectionLifetime = TimeSpan.FromMinutes(2) }) { BaseAddress = sidecar.Outbound };
 viaSidecar?.DefaultRequestHeaders.Host = "backend";

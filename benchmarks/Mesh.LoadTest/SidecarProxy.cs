@@ -41,7 +41,8 @@ internal sealed class SidecarProxy : IAsyncDisposable
           workloadSelector: {labels: {app: SERVICE}}
         """.Replace("SERVICE", service, StringComparison.Ordinal);
 
-    public static async Task<SidecarProxy> StartAsync(string dllPath, ControlPlaneProcess controlPlane, string service, Uri app)
+    /// <param name="extraEnvironment">Set last: <c>--sidecar-env</c>'s variables override the ones above.</param>
+    public static async Task<SidecarProxy> StartAsync(string dllPath, ControlPlaneProcess controlPlane, string service, Uri app, IReadOnlyDictionary<string, string> extraEnvironment)
     {
         var environment = controlPlane.SecureEnvironment(await controlPlane.MintTokenAsync(service).ConfigureAwait(false));
         environment["Mesh__Service"] = service;
@@ -52,6 +53,11 @@ internal sealed class SidecarProxy : IAsyncDisposable
         environment["Sidecar__AdminPort"] = "0";
         environment["Sidecar__AdminAddress"] = "127.0.0.1";
         environment["Logging__LogLevel__Default"] = "Warning";
+        foreach (var (key, value) in extraEnvironment)
+        {
+            environment[key] = value;
+        }
+
         var process = ChildProcess.StartDotnet("sidecar", dllPath, environment: environment);
         try
         {
