@@ -165,7 +165,8 @@ viaSidecar?.DefaultRequestHeaders.Host = "backend";
 var backendProbe = new ProcessProbe("backend", backend.Id);
 
 // Each proxy's RSS once started and ready, before any load.
-var idleRss = new[] { nginx?.Probe, sidecar?.Probe }.OfType<ProcessProbe>().ToDictionary(p => p.Name, p => p.RssBytes());
+var proxies = new[] { nginx?.Probe, sidecar?.Probe }.OfType<ProcessProbe>().ToArray();
+var idleRss = proxies.ToDictionary(p => p.Name, p => p.RssBytes());
 
 var cases = settings.Sidecar
     ? new[]
@@ -238,8 +239,16 @@ for (var rep = 0; rep < settings.Reps; rep++)
 
 if (settings.Sidecar)
 {
+    // The CPU each proxy burns with no traffic once the load is over (timers, the xDS stream, thread pool upkeep): a 5-s
+    // window after 2 s for in-flight work to end.
+    await Task.Delay(TimeSpan.FromSeconds(2));
+    var idleCpuBefore = proxies.ToDictionary(p => p.Name, p => p.CpuTime());
+    var idleWindow = Stopwatch.StartNew();
+    await Task.Delay(TimeSpan.FromSeconds(5));
+    var idleCpu = proxies.ToDictionary(p => p.Name, p => (p.CpuTime() - idleCpuBefore[p.Name]).TotalMilliseconds / idleWindow.Elapsed.TotalSeconds);
+
     SidecarReport.PrintRuns(cases, settings);
-    SidecarReport.PrintMemory(cases, idleRss);
+    SidecarReport.PrintMemory(cases, idleRss, idleCpu);
 
     // Idle keep-alive connections: to nginx, then to the sidecar's outbound port and its inbound (mesh, mTLS) port,
     // each proxy's RSS and open files read with them held; the mTLS clients present an SVID of the run's mesh.

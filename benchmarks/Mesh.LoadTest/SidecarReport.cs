@@ -35,16 +35,18 @@ internal static class SidecarReport
             $"Sidecar CPU per request ÷ nginx's: closed loop {closed[0]:0.00} (medians), {closed[1]:0.00} (median of per-rep ratios){atRate}. Target ≤ {Target:0.0}×: {met}."));
     }
 
-    public static void PrintMemory(LoadCase[] cases, IReadOnlyDictionary<string, long> idleRss)
+    /// <param name="idleCpu">Each proxy's CPU ms per second with no traffic, measured after the reps.</param>
+    public static void PrintMemory(LoadCase[] cases, IReadOnlyDictionary<string, long> idleRss, IReadOnlyDictionary<string, double> idleCpu)
     {
         Console.WriteLine();
-        Console.WriteLine("| proxy | RSS MB, started and idle | RSS MB under load, closed loop (largest sample) | RSS MB under load, open loop (largest sample) |");
-        Console.WriteLine("|---|---:|---:|---:|");
+        Console.WriteLine("| proxy | RSS MB, started and idle | RSS MB under load, closed loop (largest sample) | RSS MB under load, open loop (largest sample) | CPU idle after the load, ms per s |");
+        Console.WriteLine("|---|---:|---:|---:|---:|");
         foreach (var loadCase in cases.Where(c => c.Proxy is not null))
         {
             static string Largest(List<LoadResult> results) => results.Count == 0 ? "–" : (results.Max(r => r.ProxyRssBytes ?? 0) / Megabyte).ToString("0.0", CultureInfo.InvariantCulture);
+            var name = loadCase.Proxy!.Name;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {loadCase.Proxy!.Name} | {idleRss[loadCase.Proxy.Name] / Megabyte:0.0} | {Largest(loadCase.Results)} | {Largest(loadCase.RateResults)} |"));
+                $"| {name} | {idleRss[name] / Megabyte:0.0} | {Largest(loadCase.Results)} | {Largest(loadCase.RateResults)} | {idleCpu[name]:0.0} |"));
         }
     }
 
