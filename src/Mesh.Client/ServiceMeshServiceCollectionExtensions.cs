@@ -79,6 +79,7 @@ public static class ServiceMeshServiceCollectionExtensions
         services.TryAddSingleton<MeshHostNames>();
         services.TryAddSingleton<MeshRouter>();
 
+        services.TryAddSingleton<MeshPortNames>();
         services.TryAddSingleton<WorkloadRegistrationService>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, WorkloadRegistrationService>(sp => sp.GetRequiredService<WorkloadRegistrationService>()));
 

@@ -1,3 +1,3 @@
-var builder = WebApplication.CreateBuilder(args);
-var app = builder.Build();
-await app.RunAsync().ConfigureAwait(false);
+using Mesh.Sidecar.Hosting;
+
+return await SidecarHost.RunAsync(args).ConfigureAwait(false);

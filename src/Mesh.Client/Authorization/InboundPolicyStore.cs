@@ -32,6 +32,7 @@ internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource
 {
     private readonly Lock _gate = new();
     private readonly bool _meshServed;
+    private volatile bool _leaving;
     private Policies _policies = Policies.Empty;
     private SortedSet<string> _names = new(StringComparer.Ordinal);
 
@@ -92,6 +93,13 @@ internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource
         }
     }
 
+    /// <summary>
+    /// The workload is leaving the mesh (it deregistered on its way to stopping): the control plane then withdraws its
+    /// inbound listeners at once, while callers still send to it until EDS tells them it left. From now on a withdrawal
+    /// keeps the port's last policy (still enforced, never fail-open) so that the drain serves those requests.
+    /// </summary>
+    public void BeginLeaving() => _leaving = true;
+
     /// <summary>Replaces every port's policy (state-of-the-world: a port left out has no policy any more, it was removed).</summary>
     public void Replace(IEnumerable<InboundPolicy> policies)
     {
@@ -105,6 +113,14 @@ internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource
         lock (_gate)
         {
             var previous = _policies;
+            if (_leaving)
+            {
+                foreach (var (port, policy) in previous.ByPort)
+                {
+                    byPort.TryAdd(port, policy);
+                }
+            }
+
             foreach (var (port, policy) in byPort)
             {
                 if (previous.ByPort.TryGetValue(port, out var old))

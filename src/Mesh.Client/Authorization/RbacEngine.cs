@@ -41,6 +41,27 @@ internal sealed class RbacEngine
         return null;
     }
 
+    /// <summary>
+    /// The name of the first policy matching an opaque TCP connection (no method, path or headers), or null; as Istio builds
+    /// TCP filter chains: an ALLOW policy that reads HTTP fields is left out (the allow gets narrower), a DENY policy loses
+    /// its HTTP conditions (the deny gets wider), so what TCP cannot check never lets a connection through.
+    /// </summary>
+    public string? FirstConnectionMatch(in AuthorizationRequest request)
+    {
+        foreach (var policy in _policies)
+        {
+            var matches = IsDeny
+                ? policy.Permission.MatchesConnection(request) && policy.Principal.MatchesConnection(request)
+                : !policy.Permission.UsesHttp && !policy.Principal.UsesHttp && policy.Permission.Matches(request) && policy.Principal.Matches(request);
+            if (matches)
+            {
+                return policy.Name;
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>Compiles <paramref name="rbac"/>; returns null and adds errors (each with its field path under <paramref name="path"/>) when invalid.</summary>
     public static RbacEngine? Compile(RBAC rbac, string path, List<string> errors)
     {

@@ -6,6 +6,15 @@ namespace Mesh.Client.Authorization;
 internal abstract class RbacMatcher
 {
     public abstract bool Matches(in AuthorizationRequest request);
+
+    /// <summary>Gets whether the tree reads anything only an HTTP request has (a header, the path, a JWT claim).</summary>
+    public virtual bool UsesHttp => false;
+
+    /// <summary>
+    /// Matches an opaque TCP connection, as Istio's TCP filter chains: HTTP-only conditions are removed (they count as met),
+    /// so a DENY rule gets wider. ALLOW rules that use HTTP fields are skipped by <see cref="RbacEngine"/> instead.
+    /// </summary>
+    public virtual bool MatchesConnection(in AuthorizationRequest request) => Matches(request);
 }
 
 internal sealed class AnyMatcher : RbacMatcher
@@ -17,6 +26,21 @@ internal sealed class AnyMatcher : RbacMatcher
 
 internal sealed class AndMatcher(RbacMatcher[] children) : RbacMatcher
 {
+    public override bool UsesHttp => Array.Exists(children, c => c.UsesHttp);
+
+    public override bool MatchesConnection(in AuthorizationRequest request)
+    {
+        foreach (var child in children)
+        {
+            if (!child.MatchesConnection(request))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     public override bool Matches(in AuthorizationRequest request)
     {
         foreach (var child in children)
@@ -33,6 +57,21 @@ internal sealed class AndMatcher(RbacMatcher[] children) : RbacMatcher
 
 internal sealed class OrMatcher(RbacMatcher[] children) : RbacMatcher
 {
+    public override bool UsesHttp => Array.Exists(children, c => c.UsesHttp);
+
+    public override bool MatchesConnection(in AuthorizationRequest request)
+    {
+        foreach (var child in children)
+        {
+            if (child.MatchesConnection(request))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public override bool Matches(in AuthorizationRequest request)
     {
         foreach (var child in children)
@@ -50,6 +89,11 @@ internal sealed class OrMatcher(RbacMatcher[] children) : RbacMatcher
 internal sealed class NotMatcher(RbacMatcher inner) : RbacMatcher
 {
     public override bool Matches(in AuthorizationRequest request) => !inner.Matches(request);
+
+    public override bool UsesHttp => inner.UsesHttp;
+
+    // A negated HTTP condition (notPaths, notMethods…) is removed as a whole, not negated after removal.
+    public override bool MatchesConnection(in AuthorizationRequest request) => inner.UsesHttp || !inner.MatchesConnection(request);
 }
 
 internal sealed class DestinationPortMatcher(uint port) : RbacMatcher
@@ -60,6 +104,10 @@ internal sealed class DestinationPortMatcher(uint port) : RbacMatcher
 internal sealed class UrlPathMatcher(StringMatch match) : RbacMatcher
 {
     public override bool Matches(in AuthorizationRequest request) => match.Matches(request.Path);
+
+    public override bool UsesHttp => true;
+
+    public override bool MatchesConnection(in AuthorizationRequest request) => true;
 }
 
 /// <summary>Envoy's Authenticated principal: a peer certificate, optionally with a matching SPIFFE ID (URI SAN).</summary>
@@ -75,6 +123,10 @@ internal sealed class AuthenticatedMatcher(StringMatch? principalName) : RbacMat
 /// </summary>
 internal sealed class HeaderMatcher(string name, StringMatch? match, bool invert) : RbacMatcher
 {
+    public override bool UsesHttp => true;
+
+    public override bool MatchesConnection(in AuthorizationRequest request) => true;
+
     public override bool Matches(in AuthorizationRequest request)
     {
         bool result;

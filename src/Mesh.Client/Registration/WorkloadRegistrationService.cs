@@ -105,6 +105,8 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             return;
         }
 
+        // Callers learn by EDS that this instance left; until then their requests are served under the last policy.
+        _services.GetService<Authorization.InboundPolicyStore>()?.BeginLeaving();
         try
         {
             var client = new WorkloadRegistry.WorkloadRegistryClient(_channel.Channel);
@@ -134,7 +136,10 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
         }
     }
 
-    /// <summary>Builds the WorkloadEntry from Kestrel's actual addresses, less those excluded from the mesh; null when the app has no server.</summary>
+    /// <summary>
+    /// Builds the WorkloadEntry from Kestrel's actual addresses, less those excluded from the mesh, each port under the name
+    /// its host gave it (<see cref="MeshPortNames"/>) or else <c>http</c>, <c>http-2</c>…; null when the app has no server.
+    /// </summary>
     internal WorkloadEntry? BuildWorkload()
     {
         var server = _services.GetService<IServer>();
@@ -157,7 +162,9 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
         };
         workload.Labels.Add(XdsNode.WorkloadLabels(_options));
         var excluded = _services.GetService<Security.MeshExcludedListeners>();
+        var names = _services.GetService<MeshPortNames>();
         var index = 0;
+        var unnamed = 0;
         foreach (var raw in addresses)
         {
             // Kestrel reports wildcard bindings as http://[::]:5000 or http://+:5000; "+"/"*" are not valid URI hosts.
@@ -172,7 +179,16 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
                 workload.Address = AdvertisedAddress(uri.Host);
             }
 
-            workload.Ports[index == 0 ? "http" : $"http-{index + 1}"] = (uint)uri.Port;
+            if (names?.NameOf(uri.Port) is { } name)
+            {
+                workload.Ports[name] = (uint)uri.Port;
+            }
+            else
+            {
+                workload.Ports[unnamed == 0 ? "http" : $"http-{unnamed + 1}"] = (uint)uri.Port;
+                unnamed++;
+            }
+
             index++;
         }
 

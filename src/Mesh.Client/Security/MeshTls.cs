@@ -27,6 +27,16 @@ internal static class MeshTls
         string targetHost,
         bool http2,
         Func<SpiffeId, bool> expected,
+        PeerValidation result) =>
+        ClientOptions(certificates, time, targetHost, [http2 ? SslApplicationProtocol.Http2 : SslApplicationProtocol.Http11], expected, result);
+
+    /// <summary>Client options offering <paramref name="applicationProtocols"/> (null: no ALPN, as for an opaque TCP tunnel).</summary>
+    public static SslClientAuthenticationOptions ClientOptions(
+        IWorkloadCertificateSource certificates,
+        TimeProvider time,
+        string targetHost,
+        List<SslApplicationProtocol>? applicationProtocols,
+        Func<SpiffeId, bool> expected,
         PeerValidation result)
     {
         var current = certificates.Current;
@@ -34,7 +44,7 @@ internal static class MeshTls
         {
             TargetHost = targetHost,
             EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-            ApplicationProtocols = [http2 ? SslApplicationProtocol.Http2 : SslApplicationProtocol.Http11],
+            ApplicationProtocols = applicationProtocols,
             CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
             ClientCertificateContext = current?.Context,
 

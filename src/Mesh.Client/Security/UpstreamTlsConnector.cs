@@ -43,12 +43,26 @@ internal sealed partial class UpstreamTlsConnector
     /// stream with the peer's SPIFFE ID. On failure the stream is disposed and a <see cref="MeshTlsException"/> names the
     /// service, the endpoint, the expected identities and the one presented.
     /// </summary>
-    public async ValueTask<(SslStream Stream, SpiffeId Peer)> AuthenticateAsync(
+    public ValueTask<(SslStream Stream, SpiffeId Peer)> AuthenticateAsync(
         Stream stream,
         string service,
         string endPoint,
         string targetHost,
         bool http2,
+        UpstreamTlsSettings tls,
+        CancellationToken cancellationToken) =>
+        AuthenticateAsync(stream, service, endPoint, targetHost, [http2 ? SslApplicationProtocol.Http2 : SslApplicationProtocol.Http11], tls, cancellationToken);
+
+    /// <summary>
+    /// As the HTTP overload, offering <paramref name="applicationProtocols"/> in ALPN; null offers none (the sidecar's opaque
+    /// TCP tunnels: the peer's mesh port accepts a handshake without ALPN whatever protocols it serves).
+    /// </summary>
+    public async ValueTask<(SslStream Stream, SpiffeId Peer)> AuthenticateAsync(
+        Stream stream,
+        string service,
+        string endPoint,
+        string targetHost,
+        List<SslApplicationProtocol>? applicationProtocols,
         UpstreamTlsSettings tls,
         CancellationToken cancellationToken)
     {
@@ -59,7 +73,7 @@ internal sealed partial class UpstreamTlsConnector
         {
             ThrowIfNoCertificate(service);
             var validation = new PeerValidation();
-            var options = MeshTls.ClientOptions(_certificates!, _time, targetHost, http2, id => tls.Matches(id.Value), validation);
+            var options = MeshTls.ClientOptions(_certificates!, _time, targetHost, applicationProtocols, id => tls.Matches(id.Value), validation);
             try
             {
                 await ssl.AuthenticateAsClientAsync(options, cancellationToken).ConfigureAwait(false);

@@ -106,6 +106,46 @@ internal sealed class IstioRequestMetrics
         }
     }
 
+    /// <summary>
+    /// The labels of Istio's TCP metrics for a connection this workload opened to <paramref name="serviceHost"/> (reporter
+    /// <c>source</c>): the request labels less <c>response_code</c> and <c>grpc_response_status</c>, <c>request_protocol</c>
+    /// <c>tcp</c>, and <c>destination_principal</c> from the upstream certificate (<paramref name="upstreamPrincipal"/>;
+    /// null before or without a handshake). Built once per connection by the caller.
+    /// </summary>
+    public KeyValuePair<string, object?>[] TcpSourceLabels(string serviceHost, string? upstreamPrincipal, ResponseFlags flags)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(serviceHost);
+        var labels = BuildSource(new SourceKey(serviceHost, Grpc: false, ResponseCode: 0, GrpcStatus: -1, flags));
+        return Tcp(labels, ("destination_principal", PeerIdentity.Fold(upstreamPrincipal).Principal));
+    }
+
+    /// <summary>
+    /// The labels of Istio's TCP metrics for a connection this workload accepted from <paramref name="peerSpiffeId"/> (reporter
+    /// <c>destination</c>; null over plaintext).
+    /// </summary>
+    public KeyValuePair<string, object?>[] TcpDestinationLabels(string? peerSpiffeId, bool mutualTls, ResponseFlags flags) =>
+        Tcp(BuildDestination(new DestinationKey(peerSpiffeId, mutualTls, Grpc: false, ResponseCode: 0, GrpcStatus: -1, flags)), default);
+
+    private static KeyValuePair<string, object?>[] Tcp(KeyValuePair<string, object?>[] request, (string Name, string Value) replace)
+    {
+        var result = new List<KeyValuePair<string, object?>>(request.Length);
+        foreach (var label in request)
+        {
+            switch (label.Key)
+            {
+                case "response_code" or "grpc_response_status":
+                    continue;
+                case "request_protocol":
+                    result.Add(new(label.Key, "tcp"));
+                    continue;
+            }
+
+            result.Add(label.Key == replace.Name ? new(label.Key, replace.Value) : label);
+        }
+
+        return [.. result];
+    }
+
     private KeyValuePair<string, object?>[] BuildSource(SourceKey key)
     {
         var (name, ns) = SplitServiceHost(key.ServiceHost);

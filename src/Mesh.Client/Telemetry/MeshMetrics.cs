@@ -18,6 +18,10 @@ internal sealed class MeshMetrics
     public const string ResponseBytesName = "istio_response_bytes";
     public const string RequestMessagesName = "istio_request_messages_total";
     public const string ResponseMessagesName = "istio_response_messages_total";
+    public const string TcpSentBytesName = "istio_tcp_sent_bytes_total";
+    public const string TcpReceivedBytesName = "istio_tcp_received_bytes_total";
+    public const string TcpConnectionsOpenedName = "istio_tcp_connections_opened_total";
+    public const string TcpConnectionsClosedName = "istio_tcp_connections_closed_total";
 
     /// <summary>Envoy's default histogram buckets, which Istio's three request histograms use (Envoy histogram_impl.cc).</summary>
     internal static readonly IReadOnlyList<double> EnvoyBuckets =
@@ -63,9 +67,35 @@ internal sealed class MeshMetrics
             ResponseMessagesName,
             unit: "{message}",
             description: "gRPC response messages, as Istio's istio_response_messages_total (counted from the gRPC framing of the response body).");
+
+        // Opaque TCP (the sidecar's tunnels). No unit: the names already say what they count, and the exporter keeps them.
+        TcpSentBytes = meter.CreateCounter<long>(
+            TcpSentBytesName,
+            unit: null,
+            description: "Bytes sent to the downstream side of a TCP connection, as Istio's istio_tcp_sent_bytes_total.");
+        TcpReceivedBytes = meter.CreateCounter<long>(
+            TcpReceivedBytesName,
+            unit: null,
+            description: "Bytes received from the downstream side of a TCP connection, as Istio's istio_tcp_received_bytes_total.");
+        TcpConnectionsOpened = meter.CreateCounter<long>(
+            TcpConnectionsOpenedName,
+            unit: null,
+            description: "TCP connections opened, as Istio's istio_tcp_connections_opened_total.");
+        TcpConnectionsClosed = meter.CreateCounter<long>(
+            TcpConnectionsClosedName,
+            unit: null,
+            description: "TCP connections closed, as Istio's istio_tcp_connections_closed_total.");
     }
 
     public Counter<long> TlsHandshakes { get; }
+
+    public Counter<long> TcpSentBytes { get; }
+
+    public Counter<long> TcpReceivedBytes { get; }
+
+    public Counter<long> TcpConnectionsOpened { get; }
+
+    public Counter<long> TcpConnectionsClosed { get; }
 
     public Counter<long> Requests { get; }
 

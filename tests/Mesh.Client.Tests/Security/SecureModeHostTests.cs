@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Configuration;
@@ -72,6 +73,51 @@ public sealed class SecureModeHostTests : IAsyncLifetime
         Assert.Equal(TestCa.Id("orders"), readiness.Data["spiffeId"]);
         Assert.Equal($"{TestCa.Id("frontend")}|HTTP/1.1|orders", h1);
         Assert.Equal($"{TestCa.Id("frontend")}|HTTP/2|orders", await h2.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task ExcludeFromServiceMesh_LocalEndpointServesPlaintextUnderStrict_MeshEndpointStillRefuses_NotRegistered()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Mesh:Service"] = "orders",
+            ["Mesh:ControlPlane:Address"] = _server.Address.ToString(),
+            ["Mesh:ControlPlane:RootCertificate"] = _rootFile,
+            ["Mesh:Identity:Token"] = TestCaServer.Token,
+            ["Mesh:Inbound:Mode"] = "Strict",
+        });
+        builder.AddServiceMesh();
+        ListenOptions? local = null;
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Listen(IPAddress.Loopback, 0);
+            k.Listen(IPAddress.Loopback, 0, listen => local = listen.ExcludeFromServiceMesh());
+        });
+        await using var app = builder.Build();
+        app.MapGet("/", (HttpContext context) => $"identities={context.User.Identities.Count(i => i.IsAuthenticated)}");
+        var store = app.Services.GetRequiredService<WorkloadCertificateStore>();
+
+        await app.StartAsync();
+        await store.FirstCertificate.WaitAsync(TimeSpan.FromSeconds(10));
+        var localPort = local!.IPEndPoint!.Port;
+        var meshPort = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses
+            .Select(address => new Uri(address).Port)
+            .Single(port => port != localPort);
+        using var plain = new HttpClient();
+        var fromLocal = await plain.GetStringAsync(new Uri($"http://127.0.0.1:{localPort}/"));
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => plain.GetStringAsync(new Uri($"http://127.0.0.1:{meshPort}/")));
+        await using var client = Client(meshPort);
+        using var overMtls = await client.GetRequiredService<IHttpClientFactory>().CreateClient().GetAsync(new Uri("http://orders/"));
+        var workload = app.Services.GetRequiredService<Mesh.Client.Registration.WorkloadRegistrationService>().BuildWorkload();
+        await app.StopAsync();
+
+        // The local endpoint reaches the app without the mesh's checks; the mesh endpoint under STRICT refuses plaintext,
+        // and over mTLS fails closed while its inbound policy has not arrived (a registered workload's port).
+        Assert.Equal("identities=0", fromLocal);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, overMtls.StatusCode);
+        Assert.Equal([(uint)meshPort], workload!.Ports.Values);
     }
 
     private ServiceProvider Client(int port)

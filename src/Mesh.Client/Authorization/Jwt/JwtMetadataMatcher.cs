@@ -11,6 +11,10 @@ namespace Mesh.Client.Authorization.Jwt;
 /// </summary>
 internal sealed class JwtMetadataMatcher(string[] path, JwtValueMatch value, bool invert) : RbacMatcher
 {
+    public override bool UsesHttp => true;
+
+    public override bool MatchesConnection(in AuthorizationRequest request) => true;
+
     public const string FilterName = "envoy.filters.http.jwt_authn";
     public const string PayloadKey = "payload";
 

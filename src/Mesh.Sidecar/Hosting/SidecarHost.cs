@@ -1,0 +1,189 @@
+using Mesh.Sidecar.Admin;
+using Mesh.Sidecar.Inbound;
+using Mesh.Sidecar.Outbound;
+using Mesh.Sidecar.Tcp;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+
+namespace Mesh.Sidecar.Hosting;
+
+/// <summary>Puts the sidecar together: configuration, the mesh, the three HTTP listeners and their pipelines.</summary>
+internal static class SidecarHost
+{
+    /// <summary>The Prometheus scrape path on the admin port (Envoy's).</summary>
+    public const string ScrapePath = "/stats/prometheus";
+
+    /// <summary>Runs the sidecar until SIGTERM; returns the process exit code (2 for invalid configuration).</summary>
+    public static async Task<int> RunAsync(string[] args)
+    {
+        try
+        {
+            var app = Build(args);
+            await using (app.ConfigureAwait(false))
+            {
+                await app.RunAsync().ConfigureAwait(false);
+            }
+
+            return 0;
+        }
+        catch (SidecarConfigurationException e)
+        {
+            await Console.Error.WriteLineAsync(e.Message).ConfigureAwait(false);
+            return 2;
+        }
+        catch (OptionsValidationException e)
+        {
+            await Console.Error.WriteLineAsync("Invalid mesh configuration:\n  " + string.Join("\n  ", e.Failures)).ConfigureAwait(false);
+            return 2;
+        }
+    }
+
+    /// <summary>Builds the sidecar from its flags and the environment.</summary>
+    /// <exception cref="SidecarConfigurationException">The <c>Sidecar</c> section is invalid; the message names every bad key.</exception>
+    public static WebApplication Build(string[] args)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args });
+        builder.Configuration.AddCommandLine(args, SidecarCommandLine.SwitchMappings.ToDictionary());
+        var errors = new List<string>();
+        var options = SidecarOptionsReader.Read(builder.Configuration, errors);
+        var tcp = SidecarTcpOptions.Read(builder.Configuration, errors);
+        if (errors.Count > 0)
+        {
+            throw new SidecarConfigurationException(errors);
+        }
+
+        Configure(builder, options);
+        builder.AddSidecarTcpTunnels(tcp, options.InboundAddress);
+        var app = builder.Build();
+        MapPipeline(app);
+        return app;
+    }
+
+    private static void Configure(WebApplicationBuilder builder, SidecarOptions options)
+    {
+        var services = builder.Services;
+        builder.Logging.AddFilter("Yarp", LogLevel.Warning);
+        services.AddSingleton(options);
+        services.AddSingleton<SidecarListeners>();
+        services.AddSingleton<SidecarDrainState>();
+        services.AddHttpForwarder();
+
+        // Before Listen below: the mesh's Kestrel setup gives every endpoint created after it the mesh inbound.
+        builder.AddServiceMesh();
+        services.AddHealthChecks().AddCheck<AppHealthCheck>(AppHealthCheck.Name, tags: [ReadinessEndpoint.ReadyTag]);
+        services.AddSingleton<AppHealthCheck>();
+        services.AddSingleton<InboundForwarder>();
+        services.AddSingleton<OutboundProxy>();
+        services.AddSingleton<ReadinessEndpoint>();
+        services.AddHostedService<SidecarDrainService>();
+        services.Configure<HostOptions>(host => host.ShutdownTimeout = options.DrainDuration + TimeSpan.FromSeconds(30));
+        services.AddOpenTelemetry().WithMetrics(metrics => metrics
+            .AddServiceMeshInstrumentation()
+            .AddPrometheusExporter(prometheus =>
+            {
+                // Istio's metric names come out unchanged, without the scope labels and target_info istiod does not export.
+                prometheus.ScopeInfoEnabled = false;
+                prometheus.TargetInfoEnabled = false;
+            }));
+
+        builder.WebHost.ConfigureKestrel((context, kestrel) =>
+        {
+            var listeners = kestrel.ApplicationServices.GetRequiredService<SidecarListeners>();
+            kestrel.AddServerHeader = false;
+
+            // h2c requests carry :scheme http on a connection that CleartextHttp2Detection marked as negotiated h2.
+            kestrel.AllowAlternateSchemes = true;
+            kestrel.Limits.MaxRequestBodySize = null; // a proxy streams bodies; the app sets its own limit
+            kestrel.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(15);
+            kestrel.Limits.MaxRequestHeadersTotalSize = 64 * 1024; // over it: 431
+            kestrel.Limits.MaxRequestLineSize = 16 * 1024;
+
+            // The mesh port first: Mesh.Client registers the first mesh endpoint as the workload's "http" port.
+            kestrel.Listen(options.InboundAddress, options.InboundPort, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                listeners.Inbound = listen;
+            });
+            kestrel.Listen(System.Net.IPAddress.Loopback, options.OutboundPort, listen =>
+            {
+                // HTTP/1.1, and h2c with prior knowledge (gRPC clients), which Kestrel does not detect by itself on cleartext.
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                listen.ExcludeFromServiceMesh();
+                listen.Use(CleartextHttp2Detection.Middleware(kestrel.Limits.RequestHeadersTimeout));
+                listeners.Outbound = listen;
+            });
+            kestrel.Listen(options.AdminAddress, options.AdminPort, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1;
+                listen.ExcludeFromServiceMesh();
+                listeners.Admin = listen;
+            });
+        });
+    }
+
+    private static void MapPipeline(WebApplication app)
+    {
+        var listeners = app.Services.GetRequiredService<SidecarListeners>();
+        var inbound = app.Services.GetRequiredService<InboundForwarder>();
+        var outbound = app.Services.GetRequiredService<OutboundProxy>();
+        var readiness = app.Services.GetRequiredService<ReadinessEndpoint>();
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            foreach (var line in listeners.StartupLines())
+            {
+                Console.Out.WriteLine(line);
+            }
+
+            Console.Out.Flush();
+        });
+
+        app.UseOpenTelemetryPrometheusScrapingEndpoint(
+            context => context.Request.Path == ScrapePath && listeners.Of(context) == SidecarListener.Admin);
+        app.Run(context => IsAmbiguouslyFramed(context.Request) ? RejectFramingAsync(context) : listeners.Of(context) switch
+        {
+            SidecarListener.Inbound => inbound.InvokeAsync(context),
+            SidecarListener.Outbound => outbound.InvokeAsync(context),
+            _ => context.Request.Path == ReadinessEndpoint.Path ? readiness.InvokeAsync(context) : NotFoundAsync(context),
+        });
+    }
+
+    /// <summary>
+    /// Content-Length together with Transfer-Encoding: Kestrel reads the body as chunked (RFC 9112 §6.3) and renames the
+    /// Content-Length header to X-Content-Length, but a request framed two ways is the shape of request smuggling, which
+    /// a proxy must not pass on in any form: 400.
+    /// </summary>
+    internal static bool IsAmbiguouslyFramed(HttpRequest request) =>
+        request.Headers.ContainsKey("Transfer-Encoding")
+        && (request.Headers.ContainsKey("Content-Length") || request.Headers.ContainsKey("X-Content-Length"));
+
+    private static Task RejectFramingAsync(HttpContext context)
+    {
+        context.Response.StatusCode = StatusCodes.Status400BadRequest;
+        context.Response.Headers.Connection = "close";
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        return context.Response.WriteAsync("The request has both Content-Length and Transfer-Encoding; send one.\n", context.RequestAborted);
+    }
+
+    private static Task NotFoundAsync(HttpContext context)
+    {
+        context.Response.StatusCode = StatusCodes.Status404NotFound;
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        return context.Response.WriteAsync($"The admin port serves {ReadinessEndpoint.Path} and {ScrapePath}.\n", context.RequestAborted);
+    }
+}
+
+/// <summary>The <c>Sidecar</c> configuration is invalid; the message names every bad key.</summary>
+internal sealed class SidecarConfigurationException(IReadOnlyList<string> errors)
+    : Exception("Invalid sidecar configuration:\n  " + string.Join("\n  ", errors))
+{
+    public IReadOnlyList<string> Errors { get; } = errors;
+}

@@ -1,0 +1,44 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+
+namespace Mesh.Sidecar.Hosting;
+
+/// <summary>Which of the sidecar's HTTP listeners a request came in on.</summary>
+internal enum SidecarListener
+{
+    Inbound,
+    Outbound,
+    Admin,
+}
+
+/// <summary>
+/// The sidecar's three HTTP endpoints. Ports are read from the endpoints when asked, so a port-0 binding counts by the
+/// port Kestrel bound.
+/// </summary>
+internal sealed class SidecarListeners
+{
+    public ListenOptions? Inbound { get; set; }
+
+    public ListenOptions? Outbound { get; set; }
+
+    public ListenOptions? Admin { get; set; }
+
+    public SidecarListener Of(HttpContext context)
+    {
+        var port = context.Connection.LocalPort;
+        return port == Admin?.IPEndPoint?.Port ? SidecarListener.Admin
+            : port == Outbound?.IPEndPoint?.Port ? SidecarListener.Outbound
+            : SidecarListener.Inbound;
+    }
+
+    /// <summary>The lines that tell tests and the demo where each listener is (ports may be ephemeral).</summary>
+    public IEnumerable<string> StartupLines()
+    {
+        yield return $"Sidecar inbound listening on {Url(Inbound)}";
+        yield return $"Sidecar outbound listening on {Url(Outbound)}";
+        yield return $"Sidecar admin listening on {Url(Admin)}";
+    }
+
+    private static string Url(ListenOptions? listen) =>
+        listen?.IPEndPoint is { } endpoint ? $"http://{endpoint}" : "(not bound)";
+}

@@ -1,0 +1,130 @@
+using System.Net;
+using Mesh.Client.Authorization;
+using Mesh.Client.Security;
+using Mesh.Client.Telemetry;
+using Mesh.Sidecar.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace Mesh.Sidecar.Inbound;
+
+/// <summary>
+/// The mesh port's requests (already through mTLS, PeerAuthentication and AuthorizationPolicy, counted in the
+/// destination metrics by Mesh.Client's inbound middleware) forwarded to the app on 127.0.0.1:&lt;AppPort&gt;, with the
+/// caller's identity in <c>X-Forwarded-Client-Cert</c>.
+/// </summary>
+internal sealed partial class InboundForwarder : IDisposable
+{
+    private readonly IHttpForwarder _forwarder;
+    private readonly HttpMessageInvoker _app;
+    private readonly string _destination;
+    private readonly ForwarderRequestConfig _config;
+    private readonly InboundTransformer _transformer;
+    private readonly ILogger _logger;
+
+    public InboundForwarder(IHttpForwarder forwarder, SidecarOptions options, IWorkloadCertificateSource certificates, ILogger<InboundForwarder> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _forwarder = forwarder;
+        _logger = logger;
+        _destination = $"http://127.0.0.1:{options.AppPort}";
+        var http2 = options.AppProtocol == SidecarAppProtocol.Http2;
+        _config = new ForwarderRequestConfig
+        {
+            Version = http2 ? HttpVersion.Version20 : HttpVersion.Version11,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+        _app = new HttpMessageInvoker(new SocketsHttpHandler
+        {
+            UseProxy = false,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            UseCookies = false,
+            EnableMultipleHttp2Connections = true,
+            ConnectTimeout = TimeSpan.FromSeconds(5),
+            ActivityHeadersPropagator = null,
+        });
+        _transformer = new InboundTransformer(certificates);
+    }
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        var error = await _forwarder.SendAsync(context, _destination, _app, _config, _transformer).ConfigureAwait(false);
+        if (error == ForwarderError.None)
+        {
+            return;
+        }
+
+        var exception = context.GetForwarderErrorFeature()?.Exception;
+        Log.ForwardFailed(_logger, _destination, error, exception);
+        if (context.Response.HasStarted || context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+
+        var (code, flags, reason) = Classify(error, exception, context.RequestAborted);
+        context.Features.Set(new LocalReply(flags, Details(flags)));
+        context.Response.Clear();
+        context.Response.StatusCode = code;
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        await context.Response.WriteAsync(
+            $"upstream connect error or disconnect/reset before headers. reset reason: {reason} (response flags {flags.ToLabel()}): the app at {_destination}\n",
+            context.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>What Envoy's inbound listener would answer for a failed forward: status, response flags and reset reason.</summary>
+    internal static (int Code, ResponseFlags Flags, string Reason) Classify(ForwarderError error, Exception? exception, CancellationToken callerToken)
+    {
+        if (error == ForwarderError.RequestTimedOut)
+        {
+            return (StatusCodes.Status504GatewayTimeout, ResponseFlags.UpstreamRequestTimeout, "timeout");
+        }
+
+        if (error is ForwarderError.RequestBodyClient)
+        {
+            return (StatusCodes.Status400BadRequest, ResponseFlags.DownstreamConnectionTermination, "the caller's request body failed");
+        }
+
+        var (code, flags) = exception is null ? (0, ResponseFlags.None) : OutboundOutcome.Classify(exception, callerToken);
+        var reason = flags switch
+        {
+            ResponseFlags.UpstreamConnectionFailure => "connection failure",
+            ResponseFlags.UpstreamConnectionTermination => "connection termination",
+            ResponseFlags.UpstreamProtocolError => "protocol error",
+            _ => "remote reset",
+        };
+        return code == 0 ? (StatusCodes.Status502BadGateway, flags, reason) : (code, flags, reason);
+    }
+
+    // Envoy's %RESPONSE_CODE_DETAILS% for these local replies.
+    private static string Details(ResponseFlags flags) => flags switch
+    {
+        ResponseFlags.UpstreamConnectionFailure => "upstream_reset_before_response_started{connection_failure}",
+        ResponseFlags.UpstreamConnectionTermination => "upstream_reset_before_response_started{connection_termination}",
+        ResponseFlags.UpstreamProtocolError => "upstream_reset_before_response_started{protocol_error}",
+        ResponseFlags.UpstreamRequestTimeout => "response_timeout",
+        _ => "upstream_reset_before_response_started{remote_reset}",
+    };
+
+    public void Dispose() => _app.Dispose();
+
+    /// <summary>Copies the request as YARP does, keeps the caller's Host, and replaces any XFCC with this hop's own.</summary>
+    private sealed class InboundTransformer(IWorkloadCertificateSource certificates) : HttpTransformer
+    {
+        public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
+        {
+            await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
+            proxyRequest.Headers.Host = httpContext.Request.Host.Value;
+
+            // Whatever a caller sent as XFCC is its own claim, never the mesh's: only this hop's element reaches the app.
+            proxyRequest.Headers.Remove(ForwardedClientCert.HeaderName);
+            if (httpContext.Features.Get<IMeshPeerIdentityFeature>() is { SpiffeId: { } peer, Certificate: { } certificate }
+                && certificates.Current is { } own)
+            {
+                proxyRequest.Headers.TryAddWithoutValidation(ForwardedClientCert.HeaderName, ForwardedClientCert.Format(own.Id.ToString()!, certificate, peer));
+            }
+        }
+    }
+}

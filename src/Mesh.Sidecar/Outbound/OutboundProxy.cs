@@ -1,0 +1,161 @@
+using System.Net;
+using Mesh.Client;
+using Mesh.Client.Http;
+using Mesh.Client.Routing;
+using Mesh.Client.Telemetry;
+using Mesh.Sidecar.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace Mesh.Sidecar.Outbound;
+
+/// <summary>
+/// The app's way into the mesh on 127.0.0.1:&lt;OutboundPort&gt;: an HTTP proxy (absolute-form <c>GET http://orders/x</c>,
+/// so <c>HTTP_PROXY</c> works) and a plain listener routing by <c>Host</c>. Every request goes through one handler of
+/// Mesh.Client's outbound path (routing, resilience, mTLS, source metrics), so the app never sees TLS.
+/// </summary>
+internal sealed partial class OutboundProxy : IDisposable
+{
+    private const string PlainText = "text/plain; charset=utf-8";
+
+    private readonly IHttpForwarder _forwarder;
+    private readonly HttpMessageInvoker _mesh;
+    private readonly MeshRouter _router;
+    private readonly bool _passthrough;
+    private readonly ILogger _logger;
+    private readonly OutboundTransformer _transformer = new();
+
+    private static readonly ForwarderRequestConfig Http1 = new() { Version = HttpVersion.Version11, VersionPolicy = HttpVersionPolicy.RequestVersionOrLower };
+    private static readonly ForwarderRequestConfig Http2 = new() { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+
+    public OutboundProxy(IHttpForwarder forwarder, IMeshOutboundHandlerFactory factory, MeshRouter router, SidecarOptions options, ILogger<OutboundProxy> logger)
+    {
+        ArgumentNullException.ThrowIfNull(factory);
+        ArgumentNullException.ThrowIfNull(options);
+        _forwarder = forwarder;
+        _router = router;
+        _logger = logger;
+        _passthrough = options.PassthroughNonMeshHosts;
+        _mesh = new HttpMessageInvoker(factory.CreateHandler(new MeshOutboundHandlerOptions
+        {
+            NonMeshHandler = options.PassthroughNonMeshHosts
+                ? new SocketsHttpHandler
+                {
+                    UseProxy = false,
+                    AllowAutoRedirect = false,
+                    AutomaticDecompression = DecompressionMethods.None,
+                    UseCookies = false,
+                    ActivityHeadersPropagator = null,
+                }
+                : null,
+        }));
+    }
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        var request = context.Request;
+        if (HttpMethods.IsConnect(request.Method))
+        {
+            context.Response.Headers.Allow = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+            await ReplyAsync(context, StatusCodes.Status405MethodNotAllowed,
+                "CONNECT is not supported: the sidecar's outbound port proxies plaintext HTTP only. Call http://<service>/… (the mesh adds mTLS); for https:// to hosts outside the mesh, do not send it through this proxy (NO_PROXY).").ConfigureAwait(false);
+            return;
+        }
+
+        var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget ?? string.Empty;
+        if (target.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            await ReplyAsync(context, StatusCodes.Status400BadRequest,
+                $"'{target}' is an https:// URL: the sidecar's outbound port proxies plaintext HTTP only. Call http:// URLs (the mesh adds mTLS).").ConfigureAwait(false);
+            return;
+        }
+
+        if (!request.Host.HasValue)
+        {
+            await ReplyAsync(context, StatusCodes.Status400BadRequest, "The request has no Host: send an absolute URL (http://orders/…) through the proxy or a Host header naming the service.").ConfigureAwait(false);
+            return;
+        }
+
+        if (IsSelf(context))
+        {
+            await ReplyAsync(context, StatusCodes.Status400BadRequest,
+                $"The request is for the sidecar's own outbound port ({request.Host.Value}): send it to a service (http://orders/…) through the proxy, or with the service's name as Host.").ConfigureAwait(false);
+            return;
+        }
+
+        var config = HttpProtocol.IsHttp2(request.Protocol) ? Http2 : Http1;
+        var error = await _forwarder.SendAsync(context, "http://" + request.Host.Value, _mesh, config, _transformer).ConfigureAwait(false);
+        if (error == ForwarderError.None)
+        {
+            return;
+        }
+
+        var exception = context.GetForwarderErrorFeature()?.Exception;
+        Log.ForwardFailed(_logger, request.Host.Value, error, exception?.Message);
+        if (context.Response.HasStarted || context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+
+        var (code, message) = Classify(error, exception, request.Host.Host, context.RequestAborted);
+        context.Response.Clear();
+        await ReplyAsync(context, code, message).ConfigureAwait(false);
+    }
+
+    /// <summary>The status and plain-text body for a request the mesh could not send.</summary>
+    internal (int Code, string Body) Classify(ForwarderError error, Exception? exception, string host, CancellationToken callerToken)
+    {
+        if (error == ForwarderError.RequestTimedOut)
+        {
+            return (StatusCodes.Status504GatewayTimeout, $"The request to '{host}' timed out in the sidecar (response flags UT).");
+        }
+
+        if (exception is null)
+        {
+            return (StatusCodes.Status502BadGateway, $"The request to '{host}' failed: {error}.");
+        }
+
+        var snapshot = _router.Snapshot;
+        if (!_passthrough && exception.GetType() == typeof(ServiceMeshException) && snapshot.IsSynced && !snapshot.IsMeshHost(host))
+        {
+            return (StatusCodes.Status502BadGateway,
+                $"'{host}' is not a mesh service, and the sidecar sends only to mesh services (set Sidecar:PassthroughNonMeshHosts=true to let other hosts through): {exception.Message}");
+        }
+
+        var (code, flags) = OutboundOutcome.Classify(exception, callerToken);
+        return (code == 0 ? StatusCodes.Status502BadGateway : code, $"The request to '{host}' failed (response flags {flags.ToLabel()}): {exception.Message}");
+    }
+
+    private static bool IsSelf(HttpContext context)
+    {
+        var host = context.Request.Host;
+        if (host.Port != context.Connection.LocalPort)
+        {
+            return false;
+        }
+
+        return host.Host is "localhost" || (IPAddress.TryParse(host.Host, out var address) && (IPAddress.IsLoopback(address) || address.Equals(IPAddress.Any)));
+    }
+
+    private static Task ReplyAsync(HttpContext context, int code, string body)
+    {
+        context.Response.StatusCode = code;
+        context.Response.ContentType = PlainText;
+        return context.Response.WriteAsync(body + "\n", context.RequestAborted);
+    }
+
+    public void Dispose() => _mesh.Dispose();
+
+    /// <summary>Copies the request as YARP does, without the proxy's own headers.</summary>
+    private sealed class OutboundTransformer : HttpTransformer
+    {
+        public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
+        {
+            await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
+            proxyRequest.Headers.Remove("Proxy-Connection");
+            proxyRequest.Headers.Remove("Proxy-Authorization");
+        }
+    }
+}

@@ -1,0 +1,60 @@
+using Mesh.IntegrationTests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace Mesh.IntegrationTests.Sidecar;
+
+/// <summary>Graceful drain: a sidecar stopped with SIGTERM under steady load leaves the mesh first, so no request fails.</summary>
+public sealed class SidecarDrainTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task SigtermOneOfTwoSidecarsUnderSteadyLoad_ZeroFailedRequests_TrafficContinuesOnTheOther()
+    {
+        await using var mesh = await LocalMesh.StartAsync(output);
+        SidecarKit.WriteServiceEntry(mesh, "legacy");
+        await using var app1 = await TestApp.StartAsync("legacy-1");
+        await using var app2 = await TestApp.StartAsync("legacy-2");
+        await using var sidecar1 = new ProcessScope(await SidecarKit.StartSidecarAsync(mesh, "legacy", "legacy-sidecar-1", app1.Port), output);
+        await using var sidecar2 = new ProcessScope(await SidecarKit.StartSidecarAsync(mesh, "legacy", "legacy-sidecar-2", app2.Port), output);
+        await SidecarKit.WaitReadyAsync(sidecar1.Sidecar);
+        await SidecarKit.WaitReadyAsync(sidecar2.Sidecar);
+        await mesh.WaitForEndpointsAsync("legacy", 2);
+
+        // No retries: a request sent to the leaving instance after it stopped listening would fail, so only the drain
+        // (deregister, keep serving until callers learned it by EDS, then stop) keeps the count at zero.
+        using var host = await mesh.CreateClientHostAsync(options => options.Resilience.MaxRetryAttempts = 0);
+        await host.StartAsync();
+        var client = host.Services.GetRequiredService<IHttpClientFactory>().CreateClient("mesh");
+        await Eventually.HoldsAsync(async () =>
+        {
+            using var response = await client.GetAsync("http://legacy/hello");
+            return response.IsSuccessStatusCode;
+        }, "the client to reach legacy");
+
+        using var stop = new CancellationTokenSource();
+        var progress = LoadRun.Start(client, "http://legacy/hello", workers: 4, TimeSpan.FromSeconds(60), maxRequests: 6_000, TestApp.Marker, out var load, stop.Token);
+        try
+        {
+            await Eventually.HoldsAsync(() => Task.FromResult(app1.Requests >= 50 && app2.Requests >= 50), "both instances to take load");
+            await sidecar1.Sidecar.Process.StopAsync(TimeSpan.FromSeconds(40));
+            output.WriteLine($"SIGTERMed {sidecar1.Sidecar.Process.Name}: exit code {await sidecar1.Sidecar.Process.Exited}; {progress.Sent} requests so far");
+            Assert.Equal(0, await sidecar1.Sidecar.Process.Exited);
+            Assert.Contains("Left the mesh; draining", sidecar1.Sidecar.Process.Output, StringComparison.Ordinal);
+
+            // Traffic continues on the other instance after the first one is gone.
+            var after = app2.Requests;
+            await Eventually.HoldsAsync(() => Task.FromResult(app2.Requests >= after + 100), "100 more requests on legacy-2 after legacy-sidecar-1 stopped");
+        }
+        finally
+        {
+            await stop.CancelAsync();
+        }
+
+        var run = await load;
+        output.WriteLine($"drain under load: {run}; split {string.Join(", ", run.Markers)}");
+        Console.WriteLine($"[sidecar-drain] {run.Sent} requests sent, {run.Failures.Count} failed");
+        Assert.Empty(run.Failures);
+        Assert.Equal(2, run.Markers.Count);
+        await host.StopAsync();
+    }
+}

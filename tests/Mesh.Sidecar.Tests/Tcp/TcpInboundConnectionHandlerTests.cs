@@ -1,0 +1,183 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Mesh.Client;
+using Mesh.Client.Authorization;
+using Mesh.Client.Security;
+using Mesh.Client.Telemetry;
+using Mesh.Sidecar.Tcp;
+using Mesh.Xds.Envoy.Config.Rbac.V3;
+using Mesh.Xds.Envoy.Type.Matcher.V3;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Mesh.Sidecar.Tests.Tcp;
+
+/// <summary>
+/// The inbound tunnel's handler on real Kestrel over plaintext (the mTLS handshake before it is Mesh.Client's middleware,
+/// run in the integration test): the port's policy state and AuthorizationPolicy decide before a byte reaches the app.
+/// </summary>
+public sealed class TcpInboundConnectionHandlerTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task OnConnected_PortNotMeshServed_RelaysToTheApp()
+    {
+        using var app = new CountingEcho();
+        await using var tunnel = await StartAsync(app.Port, new InboundPolicyStore(meshServed: false));
+
+        Assert.Equal("hello", await ExchangeAsync(tunnel.Port, "hello"));
+        Assert.Equal(1, app.Connections);
+    }
+
+    [Fact]
+    public async Task OnConnected_MeshServedPortWithoutPolicyYet_ClosedBeforeTheApp()
+    {
+        using var app = new CountingEcho();
+        await using var tunnel = await StartAsync(app.Port, new InboundPolicyStore(meshServed: true));
+
+        Assert.Equal(string.Empty, await ExchangeAsync(tunnel.Port, "hello"));
+        Assert.Equal(0, app.Connections);
+    }
+
+    [Fact]
+    public async Task OnConnected_AllowOnlyAPrincipal_PlaintextPeerDenied_NothingReachesTheApp()
+    {
+        using var app = new CountingEcho();
+        var store = new InboundPolicyStore(meshServed: true);
+        await using var tunnel = await StartAsync(app.Port, store);
+        var errors = new List<string>();
+        var allow = RbacEngine.Compile(
+            new RBAC
+            {
+                Action = RBAC.Types.Action.Allow,
+                Policies =
+                {
+                    ["ns[default]-policy[only-x]-rule[0]"] = new Policy
+                    {
+                        Permissions = { new Permission { Any = true } },
+                        Principals = { new Principal { Authenticated = new Principal.Types.Authenticated { PrincipalName = new StringMatcher { Exact = "spiffe://cluster.local/ns/default/sa/x" } } } },
+                    },
+                },
+            },
+            "allow",
+            errors);
+        Assert.Empty(errors);
+        store.Replace([new InboundPolicy("inbound", tunnel.Port, PeerAuthenticationMode.Permissive, deny: null, allow, PathNormalizationOptions.Default)]);
+
+        Assert.Equal(string.Empty, await ExchangeAsync(tunnel.Port, "hello"));
+        Assert.Equal(0, app.Connections);
+
+        // The same port with no rules: the bytes go through.
+        store.Replace([new InboundPolicy("inbound", tunnel.Port, PeerAuthenticationMode.Permissive, deny: null, allow: null, PathNormalizationOptions.Default)]);
+        Assert.Equal("hello", await ExchangeAsync(tunnel.Port, "hello"));
+        Assert.Equal(1, app.Connections);
+    }
+
+    private static async Task<Tunnel> StartAsync(int appPort, InboundPolicyStore store)
+    {
+        var services = new ServiceCollection()
+            .AddMetrics()
+            .AddSingleton(Microsoft.Extensions.Options.Options.Create(new ServiceMeshOptions { Service = "echo" }))
+            .AddSingleton<MeshMetrics>()
+            .AddSingleton<IstioRequestMetrics>()
+            .BuildServiceProvider();
+        var tunnel = new TcpInboundTunnel("tcp-echo", 0, appPort);
+        var handler = new TcpInboundConnectionHandler(
+            tunnel,
+            new SidecarTcpOptions([], [tunnel], TimeSpan.FromMinutes(5)),
+            store,
+            services.GetRequiredService<MeshMetrics>(),
+            services.GetRequiredService<IstioRequestMetrics>(),
+            TimeProvider.System,
+            NullLogger<TcpInboundConnectionHandler>.Instance);
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Use(_ => handler.OnConnectedAsync)));
+        var app = builder.Build();
+        await app.StartAsync();
+        return new Tunnel(app, services, new Uri(app.Urls.Single()).Port);
+    }
+
+    private static async Task<string> ExchangeAsync(int port, string text)
+    {
+        using var timeout = new CancellationTokenSource(Deadline);
+        using var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, port, timeout.Token);
+        var stream = client.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(text), timeout.Token);
+        client.Client.Shutdown(SocketShutdown.Send);
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        try
+        {
+            return await reader.ReadToEndAsync(timeout.Token);
+        }
+        catch (IOException)
+        {
+            return string.Empty;
+        }
+    }
+
+    private sealed record Tunnel(WebApplication App, ServiceProvider Services, int Port) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await App.StopAsync();
+            await App.DisposeAsync();
+            await Services.DisposeAsync();
+        }
+    }
+
+    /// <summary>The app: echoes each connection to its end and counts connections.</summary>
+    private sealed class CountingEcho : IDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private int _connections;
+
+        public CountingEcho()
+        {
+            _listener.Start();
+            _ = AcceptAsync();
+        }
+
+        public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+        public int Connections => Volatile.Read(ref _connections);
+
+        public void Dispose() => _listener.Dispose();
+
+        private async Task AcceptAsync()
+        {
+            while (true)
+            {
+                Socket socket;
+                try
+                {
+                    socket = await _listener.AcceptSocketAsync();
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    return;
+                }
+
+                Interlocked.Increment(ref _connections);
+                _ = Task.Run(async () =>
+                {
+                    using (socket)
+                    {
+                        var buffer = new byte[4096];
+                        int read;
+                        while ((read = await socket.ReceiveAsync(buffer)) > 0)
+                        {
+                            await socket.SendAsync(buffer.AsMemory(0, read));
+                        }
+
+                        socket.Shutdown(SocketShutdown.Send);
+                    }
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Mesh.Client;
+using Mesh.Client.Discovery;
+using Mesh.Client.Security;
+using Mesh.Client.Telemetry;
+using Mesh.Sidecar.Tcp;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Primitives;
+
+namespace Mesh.Sidecar.Tests.Tcp;
+
+/// <summary>The outbound tunnel on real Kestrel and real sockets (a plaintext cluster: the mTLS path runs in the integration test).</summary>
+public sealed class TcpOutboundConnectionHandlerTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task OnConnected_FirstEndpointRefuses_NextOneCarriesTheBytes_CountedInIstiosTcpMetrics()
+    {
+        using var live = new TcpListener(IPAddress.Loopback, 0);
+        live.Start();
+        _ = EchoForeverAsync(live);
+        var deadPort = FreePort();
+        var dead = new MeshEndpoint("127.0.0.1", deadPort);
+        var cluster = new MeshCluster("outbound|9000||echo.default.svc.cluster.local", "echo.default.svc.cluster.local", LoadBalancingPolicy.RoundRobin,
+            [dead, new MeshEndpoint("127.0.0.1", ((IPEndPoint)live.LocalEndpoint).Port)]);
+        var service = new MeshService("echo.default.svc.cluster.local:9000", "echo.default.svc.cluster.local", 9000, [new MeshRoute("/", null, true, [new WeightedCluster(cluster, 1)])]);
+        var snapshot = new MeshSnapshot("test", [new("echo", service), new("echo.default.svc.cluster.local", service)], [cluster]);
+        using var metrics = new TcpMetricsCapture();
+        await using var app = await StartTunnelAsync(new TcpOutboundTunnel("echo", 9000, 0), snapshot, metrics.Services);
+        var port = new Uri(app.Urls.Single()).Port;
+
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal($"hello-{i}", await ExchangeAsync(port, $"hello-{i}"));
+        }
+
+        Assert.True(dead.Consecutive5xx > 0 || dead.EjectionMultiplier > 0, "the refused connect counted against the dead endpoint");
+        await metrics.WaitForAsync(MeshMetrics.TcpConnectionsClosedName, 4);
+        Assert.Equal(4, metrics.Sum(MeshMetrics.TcpConnectionsOpenedName));
+        Assert.Equal("hello-0hello-1hello-2hello-3".Length, metrics.Sum(MeshMetrics.TcpReceivedBytesName));
+        Assert.Equal("hello-0hello-1hello-2hello-3".Length, metrics.Sum(MeshMetrics.TcpSentBytesName));
+        Assert.All(metrics.Tags, tags =>
+        {
+            Assert.Equal("source", tags["reporter"]);
+            Assert.Equal("tcp", tags["request_protocol"]);
+            Assert.Equal("echo.default.svc.cluster.local", tags["destination_service"]);
+            Assert.Equal("-", tags["response_flags"]);
+        });
+    }
+
+    [Fact]
+    public async Task OnConnected_NoEndpointAnswers_ClosedWithoutBytes_FlagUf()
+    {
+        var cluster = new MeshCluster("outbound|9000||echo.default.svc.cluster.local", "echo.default.svc.cluster.local", LoadBalancingPolicy.RoundRobin,
+            [new MeshEndpoint("127.0.0.1", FreePort())]);
+        var service = new MeshService("echo.default.svc.cluster.local:9000", "echo.default.svc.cluster.local", 9000, [new MeshRoute("/", null, true, [new WeightedCluster(cluster, 1)])]);
+        using var metrics = new TcpMetricsCapture();
+        await using var app = await StartTunnelAsync(new TcpOutboundTunnel("echo", 9000, 0), new MeshSnapshot("test", [new("echo", service)], [cluster]), metrics.Services);
+
+        Assert.Equal(string.Empty, await ExchangeAsync(new Uri(app.Urls.Single()).Port, "anyone?"));
+        await metrics.WaitForAsync(MeshMetrics.TcpConnectionsClosedName, 1);
+        Assert.Equal("UF", Assert.Single(metrics.Tags)["response_flags"]);
+        Assert.Equal(0, metrics.Sum(MeshMetrics.TcpReceivedBytesName));
+    }
+
+    [Fact]
+    public async Task OnConnected_NotAMeshServicePort_ClosedWithoutBytes()
+    {
+        using var metrics = new TcpMetricsCapture();
+        await using var app = await StartTunnelAsync(new TcpOutboundTunnel("echo", 9000, 0), MeshSnapshot.Empty, metrics.Services);
+
+        Assert.Equal(string.Empty, await ExchangeAsync(new Uri(app.Urls.Single()).Port, "anyone?"));
+    }
+
+    private static async Task<WebApplication> StartTunnelAsync(TcpOutboundTunnel tunnel, MeshSnapshot snapshot, ServiceProvider services)
+    {
+        var handler = new TcpOutboundConnectionHandler(
+            tunnel,
+            new SidecarTcpOptions([tunnel], [], TimeSpan.FromMinutes(5)),
+            new FixedSource(snapshot),
+            new WorkloadCertificateStore(isSecure: false, "cluster.local", TrustBundle.Empty),
+            services.GetRequiredService<MeshMetrics>(),
+            services.GetRequiredService<IstioRequestMetrics>(),
+            TimeProvider.System,
+            NullLogger<TcpOutboundConnectionHandler>.Instance);
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Use(_ => handler.OnConnectedAsync)));
+        var app = builder.Build();
+        await app.StartAsync();
+        return app;
+    }
+
+    private static async Task<string> ExchangeAsync(int port, string text)
+    {
+        using var timeout = new CancellationTokenSource(Deadline);
+        using var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, port, timeout.Token);
+        var stream = client.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(text), timeout.Token);
+        client.Client.Shutdown(SocketShutdown.Send);
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        try
+        {
+            return await reader.ReadToEndAsync(timeout.Token);
+        }
+        catch (IOException)
+        {
+            return string.Empty; // reset: nothing came back
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static async Task EchoForeverAsync(TcpListener listener)
+    {
+        while (true)
+        {
+            Socket socket;
+            try
+            {
+                socket = await listener.AcceptSocketAsync();
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+
+            _ = Task.Run(async () =>
+            {
+                using (socket)
+                {
+                    var buffer = new byte[4096];
+                    int read;
+                    while ((read = await socket.ReceiveAsync(buffer)) > 0)
+                    {
+                        await socket.SendAsync(buffer.AsMemory(0, read));
+                    }
+
+                    socket.Shutdown(SocketShutdown.Send);
+                }
+            });
+        }
+    }
+
+    private sealed class FixedSource(MeshSnapshot snapshot) : IMeshSnapshotSource
+    {
+        public MeshSnapshot Current { get; } = snapshot;
+
+        public IChangeToken GetChangeToken() => new CancellationChangeToken(CancellationToken.None);
+    }
+
+    /// <summary>The mesh's telemetry services and a listener on their istio_tcp_* counters.</summary>
+    private sealed class TcpMetricsCapture : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        private readonly ConcurrentQueue<(string Name, long Value, Dictionary<string, string?> Tags)> _measurements = new();
+
+        public TcpMetricsCapture()
+        {
+            Services = new ServiceCollection()
+                .AddMetrics()
+                .AddSingleton(Microsoft.Extensions.Options.Options.Create(new ServiceMeshOptions { Service = "client" }))
+                .AddSingleton<MeshMetrics>()
+                .AddSingleton<IstioRequestMetrics>()
+                .BuildServiceProvider();
+            var factory = Services.GetRequiredService<IMeterFactory>();
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (ReferenceEquals(instrument.Meter.Scope, factory) && instrument.Name.StartsWith("istio_tcp_", StringComparison.Ordinal))
+                {
+                    listener.EnableMeasurementEvents(instrument);
+                }
+            };
+            _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+            {
+                var copy = new Dictionary<string, string?>();
+                foreach (var tag in tags)
+                {
+                    copy[tag.Key] = tag.Value as string;
+                }
+
+                _measurements.Enqueue((instrument.Name, value, copy));
+            });
+            _listener.Start();
+            _ = Services.GetRequiredService<MeshMetrics>();
+        }
+
+        public ServiceProvider Services { get; }
+
+        public IEnumerable<Dictionary<string, string?>> Tags => _measurements.Select(m => m.Tags).DistinctBy(t => string.Join(",", t.OrderBy(p => p.Key).Select(p => $"{p.Key}={p.Value}")));
+
+        public long Sum(string name) => _measurements.Where(m => m.Name == name).Sum(m => m.Value);
+
+        public async Task WaitForAsync(string name, long total)
+        {
+            var deadline = DateTime.UtcNow + Deadline;
+            while (Sum(name) < total)
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"{name} reached {Sum(name)}, not {total}");
+                await Task.Delay(20);
+            }
+        }
+
+        public void Dispose()
+        {
+            _listener.Dispose();
+            Services.Dispose();
+        }
+    }
+}
