@@ -11,13 +11,19 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
-// dotnet run -c Release --project benchmarks/Mesh.LoadTest -- [--seconds 10] [--reps 5] [--concurrency 64] [--mtls | --grpc] [--telemetry] [--only <case name part>[|<part>…]]
+// dotnet run -c Release --project benchmarks/Mesh.LoadTest -- [--seconds 10] [--reps 5] [--concurrency 64] [--mtls | --grpc | --sidecar] [--telemetry] [--rate <req/s>] [--only <case name part>[|<part>…]]
 // Side by side in one run, interleaved (rep k runs every case once, starting one case later than rep k-1, so no case
 // always runs first or right after the same neighbour): a plain HttpClient calling a
 // fixed backend by its address, and the mesh client calling the same backend as http://backend/.
 // --grpc: unary Echo/Ping over h2c to the same backend: a plain GrpcChannel vs an xds:///backend channel, and an
 // AddGrpcClient factory client without the mesh vs AddGrpcClient(http://backend).
 // --telemetry: the same cases with OpenTelemetry's MeterProvider and TracerProvider (10 % sampled) listening (LoadTelemetry).
+// --rate <n>: after each rep's closed-loop pass, an open-loop pass at n requests/s (latency from the intended send time).
+// --sidecar: one hop through a proxy, same backend: plain HttpClient → nginx → backend vs plain HttpClient → Mesh.Sidecar
+// (outbound port, Host: backend) → backend vs the proxyless mesh client, and the direct call; closed loop and at
+// 1,000 req/s (--rate), with each proxy's CPU per request and RSS read from /proc; then --idle-connections (1,000) idle
+// keep-alive connections to each proxy port and the RSS with them. [--nginx-workers 2] [--idle-connections 1000]
+// [--sidecar-env KEY=VALUE]… (the sidecar process's environment, for experiments and profiling)
 var settings = LoadSettings.Parse(args);
 
 // --telemetry: OpenTelemetry listening (metrics, and traces sampled at 10 %) to every case, the plain client included.
@@ -54,6 +60,11 @@ if (!settings.Mtls)
     // The same backend behind a 10-route VirtualService (header, prefix, exact, regex, method and presence matches
     // that miss, then a 90/10 split over two subsets), as VirtualServiceRoutingBenchmarks has it in one call.
     await File.WriteAllTextAsync(Path.Combine(configDirectory, "backend-vs.yaml"), VirtualServiceCase.Yaml(backendAddress.Port));
+
+    if (settings.Sidecar)
+    {
+        await File.WriteAllTextAsync(Path.Combine(configDirectory, "loadtest-app.yaml"), SidecarProxy.ServiceYaml("loadtest-app"));
+    }
 
     // The mesh client joins without identity, over the control plane's plaintext ADS port (off unless asked for).
     controlPlane = await MeshProcesses.StartControlPlaneAsync(LaunchableApps.Paths["Mesh.ControlPlane"], configDirectory, Path.Combine(root, "state"), xdsPort: 0);
@@ -143,7 +154,29 @@ using var plainChannel = GrpcChannel.ForAddress(backendAddress);
 using var meshChannel = settings.Grpc ? host.Services.CreateMeshGrpcChannel("xds:///backend") : null;
 var grpcClients = host.Services.GetRequiredService<Grpc.Net.ClientFactory.GrpcClientFactory>();
 
-var cases = settings.Grpc
+// --sidecar: the proxies are the run's own child processes, started after the control plane and stopped by PID at the end.
+const string NginxCase = "nginx hop (plain HttpClient → nginx → backend)";
+const string SidecarCase = "Mesh.Sidecar hop (plain HttpClient → sidecar → backend)";
+await using var nginx = settings.Sidecar && settings.Selects(NginxCase) ? await NginxProxy.StartAsync(Path.Combine(root, "nginx"), backendAddress, settings.NginxWorkers) : null;
+await using var sidecar = settings.Sidecar && settings.Selects(SidecarCase) ? await SidecarProxy.StartAsync(LaunchableApps.Paths["mesh-sidecar"], controlPlane, "loadtest-app", backendAddress, settings.SidecarEnvironment) : null;
+using var viaNginx = nginx is null ? null : new HttpClient(new SocketsHttpHandler { UseProxy = false, PooledConnectionLifetime = TimeSpan.FromMinutes(2) }) { BaseAddress = nginx.Address };
+using var viaSidecar = sidecar is null ? null : new HttpClient(new SocketsHttpHandler { UseProxy = false, PooledConnectionLifetime = TimeSpan.FromMinutes(2) }) { BaseAddress = sidecar.Outbound };
+viaSidecar?.DefaultRequestHeaders.Host = "backend";
+var backendProbe = new ProcessProbe("backend", backend.Id);
+
+// Each proxy's RSS once started and ready, before any load.
+var proxies = new[] { nginx?.Probe, sidecar?.Probe }.OfType<ProcessProbe>().ToArray();
+var idleRss = proxies.ToDictionary(p => p.Name, p => p.RssBytes());
+
+var cases = settings.Sidecar
+    ? new[]
+    {
+        new LoadCase("direct (plain HttpClient → backend)", plain) { Backend = backendProbe },
+        new LoadCase(NginxCase, viaNginx ?? plain) { Proxy = nginx?.Probe, Backend = backendProbe },
+        new LoadCase(SidecarCase, viaSidecar ?? plain) { Proxy = sidecar?.Probe, Backend = backendProbe },
+        new LoadCase("proxyless mesh client (http://backend/)", factory.CreateClient("mesh")) { Backend = backendProbe },
+    }
+    : settings.Grpc
     ? new[]
     {
         GrpcCase("plain GrpcChannel (h2c)", new Echo.EchoClient(plainChannel)),
@@ -165,14 +198,19 @@ var cases = settings.Grpc
         new LoadCase("mesh client, 10-route VirtualService", factory.CreateClient("mesh-vs")),
     };
 
-if (settings.Only is { } only)
+if (settings.Only is not null)
 {
     // For profiling one client, or comparing a few: the cases whose name contains one of the '|'-separated texts (the
     // first case left is the baseline).
-    cases = [.. cases.Where(c => only.Split('|').Any(o => c.Name.Contains(o, StringComparison.OrdinalIgnoreCase)))];
+    cases = [.. cases.Where(c => settings.Selects(c.Name))];
 }
 
-Console.WriteLine($"backend {backendAddress}  control plane {(settings.Mtls ? controlPlane.SecureAddress : controlPlane.RequirePlaintextXds())}  concurrency {settings.Concurrency}{(settings.Telemetry ? "  OpenTelemetry listening (traces 10 %)" : string.Empty)}  {settings.Reps} reps × {settings.Seconds} s per case, interleaved, after {settings.WarmupSeconds} s warm-up each");
+Console.WriteLine($"backend {backendAddress}  control plane {(settings.Mtls ? controlPlane.SecureAddress : controlPlane.RequirePlaintextXds())}  concurrency {settings.Concurrency}{(settings.Rate > 0 ? $" and {settings.Rate} req/s" : string.Empty)}{(settings.Telemetry ? "  OpenTelemetry listening (traces 10 %)" : string.Empty)}  {settings.Reps} reps × {settings.Seconds} s per case, interleaved, after {settings.WarmupSeconds} s warm-up each");
+if (settings.Sidecar)
+{
+    Console.WriteLine($"{(nginx is null ? "no nginx" : $"{nginx.Version} at {nginx.Address} ({settings.NginxWorkers} workers, pid {nginx.Process.Id})")}  {(sidecar is null ? "no sidecar" : $"Mesh.Sidecar outbound {sidecar.Outbound} inbound {sidecar.Inbound} (pid {sidecar.Process.Id})")}  {Environment.ProcessorCount} cores  {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+}
+
 foreach (var loadCase in cases)
 {
     await loadCase.RunAsync(settings.Concurrency, TimeSpan.FromSeconds(settings.WarmupSeconds));
@@ -188,29 +226,74 @@ for (var rep = 0; rep < settings.Reps; rep++)
         loadCase.Results.Add(result);
         Console.WriteLine($"  rep {rep + 1} {loadCase.Name,-44} {result}");
     }
+
+    // The open-loop pass, in the same rotated order.
+    for (var i = 0; settings.Rate > 0 && i < cases.Length; i++)
+    {
+        var loadCase = cases[(i + rep) % cases.Length];
+        var result = await loadCase.RunAtRateAsync(settings.Rate, TimeSpan.FromSeconds(settings.Seconds));
+        loadCase.RateResults.Add(result);
+        Console.WriteLine($"  rep {rep + 1} at {settings.Rate}/s {loadCase.Name,-44} {result}");
+    }
 }
 
-Console.WriteLine();
-Console.WriteLine("| client | requests/s (median) | × plain (medians) | × plain (median of per-rep ratios) | p50 ms | p99 ms | client CPU µs/req | client B/req | TLS handshakes per 10k requests | failed |");
-Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-var baseline = cases[0].Median(r => r.RequestsPerSecond);
+if (settings.Sidecar)
+{
+    // The CPU each proxy burns with no traffic once the load is over (timers, the xDS stream, thread pool upkeep): a 5-s
+    // window after 2 s for in-flight work to end.
+    await Task.Delay(TimeSpan.FromSeconds(2));
+    var idleCpuBefore = proxies.ToDictionary(p => p.Name, p => p.CpuTime());
+    var idleWindow = Stopwatch.StartNew();
+    await Task.Delay(TimeSpan.FromSeconds(5));
+    var idleCpu = proxies.ToDictionary(p => p.Name, p => (p.CpuTime() - idleCpuBefore[p.Name]).TotalMilliseconds / idleWindow.Elapsed.TotalSeconds);
+
+    SidecarReport.PrintRuns(cases, settings);
+    SidecarReport.PrintMemory(cases, idleRss, idleCpu);
+
+    // Idle keep-alive connections: to nginx, then to the sidecar's outbound port and its inbound (mesh, mTLS) port,
+    // each proxy's RSS and open files read with them held; the mTLS clients present an SVID of the run's mesh.
+    if (settings.IdleConnections > 0)
+    {
+        var svid = await WorkloadCertificates.IssueAsync(controlPlane, "loadtest-idle", Path.Combine(root, "idle-identity"));
+        await SidecarReport.MeasureIdleConnectionsAsync(settings.IdleConnections, nginx, sidecar, () => WorkloadCertificates.CreateMtlsClient(svid));
+    }
+}
 
 // The baseline of each case: the first case, except in the gRPC run, where the factory cases compare with each other.
 LoadCase BaselineOf(LoadCase loadCase) => settings.Grpc && Array.IndexOf(cases, loadCase) >= 2 && cases.Length == 4 ? cases[2] : cases[0];
 
-// Reps are interleaved, so rep k of every case saw about the same machine: the ratio within each rep, then the median.
-double PerRepRatio(LoadCase loadCase)
+void PrintTable(Func<LoadCase, List<LoadResult>> resultsOf)
 {
-    var ratios = loadCase.Results.Select((r, i) => r.RequestsPerSecond / BaselineOf(loadCase).Results[i].RequestsPerSecond).Order().ToArray();
-    return ratios[ratios.Length / 2];
+    double Median(LoadCase loadCase, Func<LoadResult, double> selector) => LoadCase.Median(resultsOf(loadCase), selector);
+
+    // Reps are interleaved, so rep k of every case saw about the same machine: the ratio within each rep, then the median.
+    double PerRepRatio(LoadCase loadCase)
+    {
+        var ratios = resultsOf(loadCase).Select((r, i) => r.RequestsPerSecond / resultsOf(BaselineOf(loadCase))[i].RequestsPerSecond).Order().ToArray();
+        return ratios[ratios.Length / 2];
+    }
+
+    Console.WriteLine("| client | requests/s (median) | × plain (medians) | × plain (median of per-rep ratios) | p50 ms | p99 ms | client CPU µs/req | client B/req | TLS handshakes per 10k requests | failed |");
+    Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    foreach (var loadCase in cases)
+    {
+        var baseline = Median(BaselineOf(loadCase), r => r.RequestsPerSecond);
+        var rps = Median(loadCase, r => r.RequestsPerSecond);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"| {loadCase.Name} | {rps:0} | {rps / baseline:0.00} | {PerRepRatio(loadCase):0.00} | {Median(loadCase, r => r.P50Ms):0.000} | {Median(loadCase, r => r.P99Ms):0.000} | {Median(loadCase, r => r.CpuMicrosecondsPerRequest):0.0} | {Median(loadCase, r => r.BytesAllocatedPerRequest):0} | {(settings.Mtls ? Median(loadCase, r => r.HandshakesPer10k).ToString("0.00", CultureInfo.InvariantCulture) : "–")} | {resultsOf(loadCase).Sum(r => r.Failed)} |"));
+    }
 }
 
-foreach (var loadCase in cases)
+if (!settings.Sidecar)
 {
-    baseline = BaselineOf(loadCase).Median(r => r.RequestsPerSecond);
-    var rps = loadCase.Median(r => r.RequestsPerSecond);
-    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"| {loadCase.Name} | {rps:0} | {rps / baseline:0.00} | {PerRepRatio(loadCase):0.00} | {loadCase.Median(r => r.P50Ms):0.000} | {loadCase.Median(r => r.P99Ms):0.000} | {loadCase.Median(r => r.CpuMicrosecondsPerRequest):0.0} | {loadCase.Median(r => r.BytesAllocatedPerRequest):0} | {(settings.Mtls ? loadCase.Median(r => r.HandshakesPer10k).ToString("0.00", CultureInfo.InvariantCulture) : "–")} | {loadCase.Results.Sum(r => r.Failed)} |"));
+    Console.WriteLine();
+    PrintTable(loadCase => loadCase.Results);
+    if (settings.Rate > 0)
+    {
+        Console.WriteLine();
+        Console.WriteLine($"Open loop at {settings.Rate} requests/s (latency from the intended send time):");
+        PrintTable(loadCase => loadCase.RateResults);
+    }
 }
 
 if (settings.Mtls)
