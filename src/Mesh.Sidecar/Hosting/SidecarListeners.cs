@@ -12,8 +12,8 @@ internal enum SidecarListener
 }
 
 /// <summary>
-/// The sidecar's three HTTP endpoints. Ports are read from the endpoints when asked, so a port-0 binding counts by the
-/// port Kestrel bound.
+/// The sidecar's three HTTP endpoints. A request's listener is its connection's endpoint; ports are read from the endpoints
+/// when asked, so a port-0 binding counts by the port Kestrel bound.
 /// </summary>
 internal sealed class SidecarListeners
 {
@@ -25,6 +25,15 @@ internal sealed class SidecarListeners
 
     public SidecarListener Of(HttpContext context)
     {
+        // The endpoint itself when the mesh's connection middleware runs (secure mode); by port otherwise, which the
+        // option checks keep unambiguous (no two of the sidecar's fixed ports are equal).
+        if (context.Features.Get<Mesh.Client.Security.MeshEndpointFeature>()?.Endpoint is { } endpoint)
+        {
+            return ReferenceEquals(endpoint, Admin) ? SidecarListener.Admin
+                : ReferenceEquals(endpoint, Outbound) ? SidecarListener.Outbound
+                : SidecarListener.Inbound;
+        }
+
         var port = context.Connection.LocalPort;
         return port == Admin?.IPEndPoint?.Port ? SidecarListener.Admin
             : port == Outbound?.IPEndPoint?.Port ? SidecarListener.Outbound
