@@ -1,9 +1,10 @@
 using Mesh.Client.Security;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 
-namespace Microsoft.AspNetCore.Server.Kestrel.Core;
+namespace Microsoft.AspNetCore.Hosting;
 
-/// <summary>Kestrel endpoint options of the service mesh.</summary>
+/// <summary>Kestrel endpoint options of the service mesh (in ASP.NET Core's namespace for <see cref="ListenOptions"/> extensions, as <c>UseHttps</c>).</summary>
 public static class ServiceMeshListenOptionsExtensions
 {
     /// <summary>

@@ -54,7 +54,7 @@ internal static class MeshSecurityRegistration
             listen,
             services.GetRequiredService<IWorkloadCertificateSource>(),
             services.GetRequiredService<IPeerAuthenticationModeSource>(),
-            services.GetService<MeshExcludedListeners>() ?? new MeshExcludedListeners(),
+            services.GetRequiredService<MeshExcludedListeners>(),
             services.GetRequiredService<TimeProvider>(),
             services.GetRequiredService<ILoggerFactory>().CreateLogger<MeshInboundConnectionMiddleware>()).OnConnectionAsync);
     }

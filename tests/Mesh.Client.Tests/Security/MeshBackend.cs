@@ -53,6 +53,7 @@ internal sealed class MeshBackend : IAsyncDisposable
         builder.Services.AddSingleton<IStartupFilter, MeshPeerIdentityStartupFilter>();
         builder.Services.AddGrpc();
         configureServices?.Invoke(builder.Services);
+        builder.Services.AddSingleton<MeshExcludedListeners>();
         MeshBackend? self = null;
         builder.Services.AddSingleton(_ => new GreeterService(name, () => self!));
         builder.WebHost.ConfigureKestrel(kestrel =>
