@@ -56,6 +56,7 @@ internal static class SidecarHost
         var errors = new List<string>();
         var options = SidecarOptionsReader.Read(builder.Configuration, errors);
         var tcp = SidecarTcpOptions.Read(builder.Configuration, errors);
+        SidecarPortCheck.Check(options, builder.Configuration, errors);
         if (errors.Count > 0)
         {
             throw new SidecarConfigurationException(errors);
