@@ -122,6 +122,13 @@ public sealed class SidecarAbuseTests(ITestOutputHelper output)
                     Assert.Contains("127.0.0.1", body, StringComparison.Ordinal);
                     Assert.Equal(before, external.Requests);
                 }
+
+                    // Passthrough must not loop into the sidecar's own listeners, in any spelling of this machine.
+                    var admin = int.Parse((await process.WaitForLineAsync(@"Sidecar admin listening on http://127\.0\.0\.1:(\d+)", MeshProcesses.StartTimeout)).Groups[1].Value);
+                    var (loop, loopBody) = await SidecarKit.CurlAsync("-x", $"http://127.0.0.1:{outbound}", $"http://localhost.:{admin}/healthz/ready");
+                    output.WriteLine($"loop: {loop} {loopBody}");
+                    Assert.Equal(400, loop);
+                    Assert.Contains("one of the sidecar's own listeners", loopBody, StringComparison.Ordinal);
             }
         }
     }
