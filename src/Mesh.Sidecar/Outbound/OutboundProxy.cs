@@ -28,8 +28,19 @@ internal sealed partial class OutboundProxy : IDisposable
     private readonly SidecarListeners _listeners;
     private readonly OutboundTransformer _transformer = new();
 
-    private static readonly ForwarderRequestConfig Http1 = new() { Version = HttpVersion.Version11, VersionPolicy = HttpVersionPolicy.RequestVersionOrLower };
-    private static readonly ForwarderRequestConfig Http2 = new() { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+    internal static readonly ForwarderRequestConfig Http1 = new()
+    {
+        Version = HttpVersion.Version11,
+        VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
+        ActivityTimeout = SidecarTimeouts.StreamIdleTimeout,
+    };
+
+    internal static readonly ForwarderRequestConfig Http2 = new()
+    {
+        Version = HttpVersion.Version20,
+        VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        ActivityTimeout = SidecarTimeouts.StreamIdleTimeout,
+    };
 
     public OutboundProxy(IHttpForwarder forwarder, IMeshOutboundHandlerFactory factory, MeshRouter router, SidecarOptions options, SidecarListeners listeners, ILogger<OutboundProxy> logger)
     {
