@@ -113,12 +113,16 @@ internal sealed partial class InboundForwarder : IDisposable
 
     public void Dispose() => _app.Dispose();
 
-    /// <summary>Copies the request as YARP does, keeps the caller's Host, and replaces any XFCC with this hop's own.</summary>
+    /// <summary>
+    /// Copies the request as YARP does without the headers the caller's Connection names, keeps the caller's Host, and
+    /// replaces any XFCC with this hop's own.
+    /// </summary>
     private sealed class InboundTransformer(IWorkloadCertificateSource certificates) : HttpTransformer
     {
         public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
         {
             await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
+            ConnectionHeader.RemoveNominatedHeaders(httpContext.Request.Headers, proxyRequest);
             proxyRequest.Headers.Host = httpContext.Request.Host.Value;
 
             // Whatever a caller sent as XFCC is its own claim, never the mesh's: only this hop's element reaches the app.

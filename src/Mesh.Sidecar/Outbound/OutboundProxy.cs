@@ -197,12 +197,13 @@ internal sealed partial class OutboundProxy : IDisposable
 
     public void Dispose() => _mesh.Dispose();
 
-    /// <summary>Copies the request as YARP does, without the proxy's own headers.</summary>
+    /// <summary>Copies the request as YARP does, without the proxy's own headers nor those the caller's Connection names.</summary>
     private sealed class OutboundTransformer : HttpTransformer
     {
         public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
         {
             await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
+            ConnectionHeader.RemoveNominatedHeaders(httpContext.Request.Headers, proxyRequest);
             proxyRequest.Headers.Remove("Proxy-Connection");
             proxyRequest.Headers.Remove("Proxy-Authorization");
         }
