@@ -56,6 +56,7 @@ internal static class SidecarHost
         var errors = new List<string>();
         var options = SidecarOptionsReader.Read(builder.Configuration, errors);
         var tcp = SidecarTcpOptions.Read(builder.Configuration, errors);
+        SidecarPortCheck.Check(options, builder.Configuration, errors);
         if (errors.Count > 0)
         {
             throw new SidecarConfigurationException(errors);
@@ -148,7 +149,7 @@ internal static class SidecarHost
 
         app.UseOpenTelemetryPrometheusScrapingEndpoint(
             context => context.Request.Path == ScrapePath && listeners.Of(context) == SidecarListener.Admin);
-        app.Run(context => IsAmbiguouslyFramed(context.Request) ? RejectFramingAsync(context) : listeners.Of(context) switch
+        app.Run(context => IsAmbiguouslyFramed(context.Request) || UnsupportedTransferCoding(context.Request) is not null ? RejectFramingAsync(context) : listeners.Of(context) switch
         {
             SidecarListener.Inbound => inbound.InvokeAsync(context),
             SidecarListener.Outbound => outbound.InvokeAsync(context),
@@ -165,12 +166,40 @@ internal static class SidecarHost
         request.Headers.ContainsKey("Transfer-Encoding")
         && (request.Headers.ContainsKey("Content-Length") || request.Headers.ContainsKey("X-Content-Length"));
 
+    /// <summary>
+    /// A Transfer-Encoding other than exactly <c>chunked</c> (e.g. <c>gzip, chunked</c>): Kestrel undoes only the chunking
+    /// and YARP does not forward the header, so the other coding would be dropped silently. A server answers a transfer
+    /// coding it does not understand with 501 (RFC 9112 §6.1); returns the coding, else null.
+    /// </summary>
+    internal static string? UnsupportedTransferCoding(HttpRequest request)
+    {
+        var codings = request.Headers.TransferEncoding;
+        if (codings.Count == 0)
+        {
+            return null;
+        }
+
+        var value = string.Join(", ", codings.Select(v => v?.Trim()));
+        return value.Equals("chunked", StringComparison.OrdinalIgnoreCase) ? null : value;
+    }
+
     private static Task RejectFramingAsync(HttpContext context)
     {
-        context.Response.StatusCode = StatusCodes.Status400BadRequest;
+        if (UnsupportedTransferCoding(context.Request) is { } coding)
+        {
+            return RejectAsync(context, StatusCodes.Status501NotImplemented,
+                $"Transfer-Encoding '{coding}' is not supported: the sidecar accepts only 'chunked' (send a content coding such as gzip as Content-Encoding).\n");
+        }
+
+        return RejectAsync(context, StatusCodes.Status400BadRequest, "The request has both Content-Length and Transfer-Encoding; send one.\n");
+    }
+
+    private static Task RejectAsync(HttpContext context, int status, string body)
+    {
+        context.Response.StatusCode = status;
         context.Response.Headers.Connection = "close";
         context.Response.ContentType = "text/plain; charset=utf-8";
-        return context.Response.WriteAsync("The request has both Content-Length and Transfer-Encoding; send one.\n", context.RequestAborted);
+        return context.Response.WriteAsync(body, context.RequestAborted);
     }
 
     private static Task NotFoundAsync(HttpContext context)

@@ -76,18 +76,7 @@ internal static class SidecarOptionsReader
         options.InboundAddress = Address(section, nameof(SidecarOptions.InboundAddress), options.InboundAddress, errors);
         options.AdminAddress = Address(section, nameof(SidecarOptions.AdminAddress), options.AdminAddress, errors);
 
-        var fixedPorts = new List<(string Key, int Port)>
-        {
-            ($"{Root}:InboundPort", options.InboundPort),
-            ($"{Root}:OutboundPort", options.OutboundPort),
-            ($"{Root}:AdminPort", options.AdminPort),
-            ($"{Root}:AppPort", options.AppPort),
-        };
-        foreach (var group in fixedPorts.Where(p => p.Port > 0).GroupBy(p => p.Port).Where(g => g.Count() > 1))
-        {
-            errors.Add($"{string.Join(" and ", group.Select(p => p.Key))} are all {group.Key}: each port must be different");
-        }
-
+        // Clashes between these ports (and with the TCP tunnels) are SidecarPortCheck's, once the tunnels are read too.
         if (section[nameof(SidecarOptions.PassthroughNonMeshHosts)] is { } passthrough)
         {
             if (bool.TryParse(passthrough, out var value))

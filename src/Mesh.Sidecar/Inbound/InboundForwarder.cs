@@ -30,12 +30,7 @@ internal sealed partial class InboundForwarder : IDisposable
         _forwarder = forwarder;
         _logger = logger;
         _destination = $"http://127.0.0.1:{options.AppPort}";
-        var http2 = options.AppProtocol == SidecarAppProtocol.Http2;
-        _config = new ForwarderRequestConfig
-        {
-            Version = http2 ? HttpVersion.Version20 : HttpVersion.Version11,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-        };
+        _config = RequestConfig(options.AppProtocol);
         _app = new HttpMessageInvoker(new SocketsHttpHandler
         {
             UseProxy = false,
@@ -48,6 +43,14 @@ internal sealed partial class InboundForwarder : IDisposable
         });
         _transformer = new InboundTransformer(certificates);
     }
+
+    /// <summary>How requests go to the app: its protocol exactly, cut after Envoy's stream idle timeout without a byte.</summary>
+    internal static ForwarderRequestConfig RequestConfig(SidecarAppProtocol protocol) => new()
+    {
+        Version = protocol == SidecarAppProtocol.Http2 ? HttpVersion.Version20 : HttpVersion.Version11,
+        VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        ActivityTimeout = SidecarTimeouts.StreamIdleTimeout,
+    };
 
     public async Task InvokeAsync(HttpContext context)
     {
@@ -110,12 +113,16 @@ internal sealed partial class InboundForwarder : IDisposable
 
     public void Dispose() => _app.Dispose();
 
-    /// <summary>Copies the request as YARP does, keeps the caller's Host, and replaces any XFCC with this hop's own.</summary>
+    /// <summary>
+    /// Copies the request as YARP does without the headers the caller's Connection names, keeps the caller's Host, and
+    /// replaces any XFCC with this hop's own.
+    /// </summary>
     private sealed class InboundTransformer(IWorkloadCertificateSource certificates) : HttpTransformer
     {
         public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
         {
             await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
+            ConnectionHeader.RemoveNominatedHeaders(httpContext.Request.Headers, proxyRequest);
             proxyRequest.Headers.Host = httpContext.Request.Host.Value;
 
             // Whatever a caller sent as XFCC is its own claim, never the mesh's: only this hop's element reaches the app.

@@ -25,18 +25,31 @@ internal sealed partial class OutboundProxy : IDisposable
     private readonly MeshRouter _router;
     private readonly bool _passthrough;
     private readonly ILogger _logger;
+    private readonly SidecarListeners _listeners;
     private readonly OutboundTransformer _transformer = new();
 
-    private static readonly ForwarderRequestConfig Http1 = new() { Version = HttpVersion.Version11, VersionPolicy = HttpVersionPolicy.RequestVersionOrLower };
-    private static readonly ForwarderRequestConfig Http2 = new() { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+    internal static readonly ForwarderRequestConfig Http1 = new()
+    {
+        Version = HttpVersion.Version11,
+        VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
+        ActivityTimeout = SidecarTimeouts.StreamIdleTimeout,
+    };
 
-    public OutboundProxy(IHttpForwarder forwarder, IMeshOutboundHandlerFactory factory, MeshRouter router, SidecarOptions options, ILogger<OutboundProxy> logger)
+    internal static readonly ForwarderRequestConfig Http2 = new()
+    {
+        Version = HttpVersion.Version20,
+        VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        ActivityTimeout = SidecarTimeouts.StreamIdleTimeout,
+    };
+
+    public OutboundProxy(IHttpForwarder forwarder, IMeshOutboundHandlerFactory factory, MeshRouter router, SidecarOptions options, SidecarListeners listeners, ILogger<OutboundProxy> logger)
     {
         ArgumentNullException.ThrowIfNull(factory);
         ArgumentNullException.ThrowIfNull(options);
         _forwarder = forwarder;
         _router = router;
         _logger = logger;
+        _listeners = listeners;
         _passthrough = options.PassthroughNonMeshHosts;
         _mesh = new HttpMessageInvoker(factory.CreateHandler(new MeshOutboundHandlerOptions
         {
@@ -78,10 +91,10 @@ internal sealed partial class OutboundProxy : IDisposable
             return;
         }
 
-        if (IsSelf(context))
+        if (IsSelf(request.Host, OwnPorts(context)))
         {
             await ReplyAsync(context, StatusCodes.Status400BadRequest,
-                $"The request is for the sidecar's own outbound port ({request.Host.Value}): send it to a service (http://orders/…) through the proxy, or with the service's name as Host.").ConfigureAwait(false);
+                $"The request is for one of the sidecar's own listeners ({request.Host.Value}), which would loop back into the sidecar: send it to a service (http://orders/…) through the proxy, or with the service's name as Host.").ConfigureAwait(false);
             return;
         }
 
@@ -128,16 +141,52 @@ internal sealed partial class OutboundProxy : IDisposable
         return (code == 0 ? StatusCodes.Status502BadGateway : code, $"The request to '{host}' failed (response flags {flags.ToLabel()}): {exception.Message}");
     }
 
-    private static bool IsSelf(HttpContext context)
+    /// <summary>
+    /// Whether <paramref name="host"/> is this machine (a loopback or any address, or localhost in any spelling) on one of
+    /// <paramref name="ownPorts"/>: forwarding it would loop back into the sidecar (through passthrough, or a mesh
+    /// endpoint registered at a loopback address).
+    /// </summary>
+    internal static bool IsSelf(HostString host, IReadOnlyCollection<int> ownPorts)
     {
-        var host = context.Request.Host;
-        if (host.Port != context.Connection.LocalPort)
+        ArgumentNullException.ThrowIfNull(ownPorts);
+        return ownPorts.Contains(host.Port ?? 80) && IsLocalHost(host.Host);
+    }
+
+    /// <summary>localhost (any case, trailing dot, RFC 6761 subdomains) or an IPv4/IPv6 loopback or any address, IPv4-mapped too.</summary>
+    internal static bool IsLocalHost(string host)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        var name = host.EndsWith('.') ? host[..^1] : host;
+        if (name.Equals("localhost", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+
+        if (name.StartsWith('[') && name.EndsWith(']'))
+        {
+            name = name[1..^1];
+        }
+
+        if (!IPAddress.TryParse(name, out var address))
         {
             return false;
         }
 
-        return host.Host is "localhost" || (IPAddress.TryParse(host.Host, out var address) && (IPAddress.IsLoopback(address) || address.Equals(IPAddress.Any)));
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        return IPAddress.IsLoopback(address) || address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
     }
+
+    // The ports Kestrel bound for the sidecar's listeners (ephemeral ones included), and the one this request came in on.
+    private int[] OwnPorts(HttpContext context) =>
+        new[] { _listeners.Inbound, _listeners.Outbound, _listeners.Admin }
+            .Select(listen => listen?.IPEndPoint?.Port ?? 0)
+            .Append(context.Connection.LocalPort)
+            .Where(port => port > 0)
+            .ToArray();
 
     private static Task ReplyAsync(HttpContext context, int code, string body)
     {
@@ -148,12 +197,13 @@ internal sealed partial class OutboundProxy : IDisposable
 
     public void Dispose() => _mesh.Dispose();
 
-    /// <summary>Copies the request as YARP does, without the proxy's own headers.</summary>
+    /// <summary>Copies the request as YARP does, without the proxy's own headers nor those the caller's Connection names.</summary>
     private sealed class OutboundTransformer : HttpTransformer
     {
         public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
         {
             await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
+            ConnectionHeader.RemoveNominatedHeaders(httpContext.Request.Headers, proxyRequest);
             proxyRequest.Headers.Remove("Proxy-Connection");
             proxyRequest.Headers.Remove("Proxy-Authorization");
         }

@@ -63,6 +63,13 @@ public sealed class SidecarAbuseTests(ITestOutputHelper output)
             var doubleLength = await RawAsync(outbound, "POST /x HTTP/1.1\r\nHost: orders\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!");
             Assert.StartsWith("HTTP/1.1 400", doubleLength, StringComparison.Ordinal);
 
+            // A transfer coding besides chunked would be dropped silently (Kestrel undoes only the chunking): 501, named.
+            var gzipChunked = await RawToEndAsync(outbound, "POST /x HTTP/1.1\r\nHost: orders\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+            output.WriteLine($"TE gzip, chunked: {gzipChunked}");
+            Assert.StartsWith("HTTP/1.1 501", gzipChunked, StringComparison.Ordinal);
+            Assert.Contains("Connection: close", gzipChunked, StringComparison.OrdinalIgnoreCase);
+            Assert.Contains("Transfer-Encoding 'gzip, chunked' is not supported", gzipChunked, StringComparison.Ordinal);
+
             var badHost = await RawAsync(outbound, "GET /x HTTP/1.1\r\nHost: or ders\r\n\r\n");
             Assert.StartsWith("HTTP/1.1 400", badHost, StringComparison.Ordinal);
 
@@ -115,6 +122,13 @@ public sealed class SidecarAbuseTests(ITestOutputHelper output)
                 {
                     Assert.Equal(200, status);
                     Assert.Contains("instance=external-1", body, StringComparison.Ordinal);
+
+                    // Passthrough must not loop into the sidecar's own listeners, in any spelling of this machine.
+                    var admin = int.Parse((await process.WaitForLineAsync(@"Sidecar admin listening on http://127\.0\.0\.1:(\d+)", MeshProcesses.StartTimeout)).Groups[1].Value);
+                    var (loop, loopBody) = await SidecarKit.CurlAsync("-x", $"http://127.0.0.1:{outbound}", $"http://localhost.:{admin}/healthz/ready");
+                    output.WriteLine($"loop: {loop} {loopBody}");
+                    Assert.Equal(400, loop);
+                    Assert.Contains("one of the sidecar's own listeners", loopBody, StringComparison.Ordinal);
                 }
                 else
                 {
@@ -135,5 +149,16 @@ public sealed class SidecarAbuseTests(ITestOutputHelper output)
         var buffer = new byte[8192];
         var read = await stream.ReadAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(20));
         return Encoding.ASCII.GetString(buffer, 0, read);
+    }
+
+    // The whole response of a request the sidecar answers with Connection: close (headers and body may come apart).
+    private static async Task<string> RawToEndAsync(int port, string request)
+    {
+        using var client = new TcpClient();
+        await client.ConnectAsync("127.0.0.1", port);
+        var stream = client.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(request));
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        return await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(20));
     }
 }

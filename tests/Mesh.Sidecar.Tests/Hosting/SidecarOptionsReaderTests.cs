@@ -92,14 +92,6 @@ public sealed class SidecarOptionsReaderTests
     }
 
     [Fact]
-    public void Read_TwoListenersOnOnePort_NamesBoth()
-    {
-        var (_, errors) = Read(("Sidecar:AppPort", "15001"));
-
-        Assert.Contains(errors, e => e.Contains("Sidecar:OutboundPort and Sidecar:AppPort are all 15001", StringComparison.Ordinal));
-    }
-
-    [Fact]
     public void Read_EphemeralPorts_AreNotClashes()
     {
         var (_, errors) = Read(("Sidecar:AppPort", "8080"), ("Sidecar:InboundPort", "0"), ("Sidecar:OutboundPort", "0"), ("Sidecar:AdminPort", "0"));
