@@ -31,8 +31,10 @@ public sealed class SidecarDrainTests(ITestOutputHelper output)
             return response.IsSuccessStatusCode;
         }, "the client to reach legacy");
 
+        // Bounded in count and time, but sized to outlast the drain (DrainDuration 5 s + Kestrel's stop) at this machine's
+        // rate, so the load spans the moment the leaving instance stops listening; the test ends it once traffic moved on.
         using var stop = new CancellationTokenSource();
-        var progress = LoadRun.Start(client, "http://legacy/hello", workers: 4, TimeSpan.FromSeconds(60), maxRequests: 6_000, TestApp.Marker, out var load, stop.Token);
+        var progress = LoadRun.Start(client, "http://legacy/hello", workers: 4, TimeSpan.FromSeconds(60), maxRequests: 60_000, TestApp.Marker, out var load, stop.Token);
         try
         {
             await Eventually.HoldsAsync(() => Task.FromResult(app1.Requests >= 50 && app2.Requests >= 50), "both instances to take load");
@@ -40,6 +42,7 @@ public sealed class SidecarDrainTests(ITestOutputHelper output)
             output.WriteLine($"SIGTERMed {sidecar1.Sidecar.Process.Name}: exit code {await sidecar1.Sidecar.Process.Exited}; {progress.Sent} requests so far");
             Assert.Equal(0, await sidecar1.Sidecar.Process.Exited);
             Assert.Contains("Left the mesh; draining", sidecar1.Sidecar.Process.Output, StringComparison.Ordinal);
+            Assert.False(load.IsCompleted, $"the load ended ({progress.Sent} requests) before the drain did: it must span the stop");
 
             // Traffic continues on the other instance after the first one is gone.
             var after = app2.Requests;
