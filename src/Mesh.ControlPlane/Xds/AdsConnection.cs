@@ -1,10 +1,8 @@
-using System.Collections.Immutable;
 using System.Globalization;
 using System.Threading.Channels;
 using Google.Protobuf;
 using Grpc.Core;
 using Mesh.ControlPlane.Telemetry;
-using Mesh.Xds.Envoy.Config.Core.V3;
 using Mesh.Xds.Envoy.Service.Discovery.V3;
 
 namespace Mesh.ControlPlane.Xds;
@@ -43,8 +41,6 @@ internal sealed record AdsLimits(int MaxPendingRequests, int MaxResourceNamesPer
 internal sealed partial class AdsConnection
 {
     private const int MaxNacksKept = 20;
-    private const int MaxLoggedTextLength = 512;
-    private const int MaxDeniedNamesLogged = 32;
     private const string Wildcard = "*";
 
     private readonly XdsPublisher _publisher;
@@ -55,7 +51,6 @@ internal sealed partial class AdsConnection
     private readonly List<NackInfo> _nacks = [];
     private readonly Channel<DiscoveryRequest?> _inbox = Channel.CreateUnbounded<DiscoveryRequest?>(new UnboundedChannelOptions { SingleReader = true });
     private readonly AdsLimits _limits;
-    private readonly HashSet<string> _deniedLogged = new(StringComparer.Ordinal);
     private readonly ControlPlaneMetrics? _metrics;
 
     // Convergence (pilot_proxy_convergence_time): the config change a snapshot push started from, and the types sent
@@ -67,19 +62,9 @@ internal sealed partial class AdsConnection
     private int _pendingRequests;
     private int _pushPending;
     private long _nonce;
-    private string _nodeId = string.Empty;
-    private string _namespace = "default";
 
-    // Mesh clients (user agent "mesh-dotnet") get routes without istiod's default retry policy (XdsSnapshot.StandardClientRoutes);
-    // other gRPC xDS clients (grpc-js-xds…) also get only the routes they can take (XdsSnapshot.StandardGrpcRoutes).
-    private bool _meshClient;
-    private bool _standardGrpcClient;
-    private ClientTopology _topology = ClientTopology.None;
-
-    // The caller as VirtualService sourceLabels/sourceNamespace see it (XdsSnapshot.RoutesFor).
-    private ClientSource? _source;
-
-    private const string MeshClientUserAgent = "mesh-dotnet";
+    // Who the client is and what it may get; replaced once, when its node arrives.
+    private AdsClientView _view;
 
     public AdsConnection(
         long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null,
@@ -95,6 +80,7 @@ internal sealed partial class AdsConnection
         _time = time;
         _logger = logger;
         ConnectedAt = time.GetUtcNow();
+        _view = AdsClientView.Unknown($"stream-{id.ToString(CultureInfo.InvariantCulture)}", identity, logger);
     }
 
     public long Id { get; }
@@ -177,7 +163,7 @@ internal sealed partial class AdsConnection
                 ClientId,
                 Peer,
                 ConnectedAt,
-                _namespace,
+                _view.Namespace,
                 Identity,
                 Certificate?.Serial,
                 Certificate?.NotAfter,
@@ -187,7 +173,7 @@ internal sealed partial class AdsConnection
         }
     }
 
-    private string ClientId => _nodeId.Length > 0 ? _nodeId : $"stream-{Id.ToString(CultureInfo.InvariantCulture)}";
+    private string ClientId => _view.ClientId;
 
     private void OnSnapshot()
     {
@@ -227,31 +213,26 @@ internal sealed partial class AdsConnection
 
     private async Task HandleAsync(DiscoveryRequest request, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        if (request.Node is { } node && _nodeId.Length == 0)
+        if (request.Node is { } node && _view.NodeId.Length == 0)
         {
             lock (_gate)
             {
-                _nodeId = Printable(node.Id);
-                _namespace = Printable(NamespaceOf(node));
-                _meshClient = IsMeshClient(node);
-                _standardGrpcClient = IsStandardGrpcClient(node);
-                _topology = ClientTopology.From(node);
-                _source = ClientSource.FromNode(node, Identity);
+                _view = AdsClientView.For(node, Identity, _logger);
             }
 
             // Once per stream even when the node has no id (this block then runs again on every request).
             if (_versionLabel is null && _metrics is not null)
             {
-                _versionLabel = _metrics.ClientConnected(VersionOf(node));
+                _versionLabel = _metrics.ClientConnected(AdsNode.VersionOf(node));
             }
 
-            LogConnected(_logger, ClientId, Peer, _namespace);
+            LogConnected(_logger, ClientId, Peer, _view.Namespace);
         }
 
         var typeUrl = request.TypeUrl;
         if (!TypeUrls.IsKnown(typeUrl))
         {
-            LogUnknownType(_logger, ClientId, Printable(typeUrl));
+            LogUnknownType(_logger, ClientId, AdsNode.Printable(typeUrl));
             return;
         }
 
@@ -278,7 +259,7 @@ internal sealed partial class AdsConnection
                 // Superseded by a newer response; the client will answer that one.
                 if (_logger.IsEnabled(LogLevel.Debug))
                 {
-                    var staleNonce = Printable(request.ResponseNonce);
+                    var staleNonce = AdsNode.Printable(request.ResponseNonce);
                     LogStaleNonce(_logger, ClientId, typeUrl, staleNonce, state.LastNonce ?? string.Empty);
                 }
 
@@ -289,7 +270,7 @@ internal sealed partial class AdsConnection
             if (isNack)
             {
                 // Client-supplied text: bounded and without control characters before it reaches logs or the admin API.
-                var nack = new NackInfo(typeUrl, Printable(state.LastVersion ?? request.VersionInfo), Printable(request.ResponseNonce), Printable(request.ErrorDetail!.Message), _time.GetUtcNow());
+                var nack = new NackInfo(typeUrl, AdsNode.Printable(state.LastVersion ?? request.VersionInfo), AdsNode.Printable(request.ResponseNonce), AdsNode.Printable(request.ErrorDetail!.Message), _time.GetUtcNow());
                 _nacks.Add(nack);
                 if (_nacks.Count > MaxNacksKept)
                 {
@@ -343,7 +324,7 @@ internal sealed partial class AdsConnection
             }
 
             var snapshot = _publisher.Current;
-            var resources = Select(typeUrl, state, snapshot);
+            var resources = _view.Select(typeUrl, state.Wildcard, state.Names, snapshot);
             var changed = forced
                 || resources.Any(r => !state.Sent.TryGetValue(r.Name, out var bytes) || !bytes.Equals(r.Resource.Value))
                 || (TypeUrls.RequiresFullSet(typeUrl) && state.Sent.Keys.Any(k => !resources.Any(r => r.Name == k)));
@@ -387,209 +368,6 @@ internal sealed partial class AdsConnection
         return true;
     }
 
-    private ImmutableArray<XdsResource> Select(string typeUrl, TypeState state, XdsSnapshot snapshot)
-    {
-        if (typeUrl == TypeUrls.Listener)
-        {
-            var builder = ImmutableArray.CreateBuilder<XdsResource>();
-            if (state.Wildcard)
-            {
-                // Every outbound listener, plus the inbound listeners asked for by name (a wildcard does not cover them).
-                builder.AddRange(snapshot.ListenerTargets.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => snapshot.Listener(t.Key, t.Value)));
-                foreach (var name in state.Names.Order(StringComparer.Ordinal))
-                {
-                    if (name.StartsWith(InboundListenerTranslator.NamePrefix, StringComparison.Ordinal) && Inbound(snapshot, name) is { } inbound)
-                    {
-                        builder.Add(inbound);
-                    }
-                }
-
-                return builder.ToImmutable();
-            }
-
-            foreach (var name in state.Names.Order(StringComparer.Ordinal))
-            {
-                if (name.StartsWith(InboundListenerTranslator.NamePrefix, StringComparison.Ordinal))
-                {
-                    if (Inbound(snapshot, name) is { } inbound)
-                    {
-                        builder.Add(inbound);
-                    }
-                }
-                else if (snapshot.ResolveListener(name, _namespace) is { } target)
-                {
-                    builder.Add(snapshot.Listener(name, target));
-                }
-            }
-
-            return builder.ToImmutable();
-        }
-
-        var all = typeUrl == TypeUrls.Cluster ? snapshot.Clusters
-            : typeUrl == TypeUrls.RouteConfiguration
-                ? snapshot.RoutesFor(_meshClient ? RouteClientKind.Mesh : _standardGrpcClient ? RouteClientKind.StandardGrpc : RouteClientKind.Standard, _source)
-            : snapshot.Endpoints;
-        if (typeUrl == TypeUrls.ClusterLoadAssignment && snapshot.LocalityLbClusters.Count > 0)
-        {
-            // Locality LB: the assignment depends on this client's locality (one shared resource per locality, see XdsSnapshot).
-            var topology = _topology;
-            return state.Wildcard
-                ? [.. all.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => snapshot.EndpointsFor(r.Value, topology))]
-                : [.. state.Names.Order(StringComparer.Ordinal).Where(all.ContainsKey).Select(n => snapshot.EndpointsFor(all[n], topology))];
-        }
-
-        if (state.Wildcard)
-        {
-            return [.. all.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => r.Value)];
-        }
-
-        return [.. state.Names.Order(StringComparer.Ordinal).Where(all.ContainsKey).Select(n => all[n])];
-    }
-
-    /// <summary>
-    /// The inbound listener <paramref name="name"/> when this stream's identity is the one it belongs to; otherwise
-    /// nothing, exactly as for a name that does not exist (its RBAC is the workload's business only).
-    /// </summary>
-    private XdsResource? Inbound(XdsSnapshot snapshot, string name)
-    {
-        if (!snapshot.InboundListeners.TryGetValue(name, out var inbound))
-        {
-            return null;
-        }
-
-        if (Identity is not null && inbound.Identities.Contains(Identity, StringComparer.Ordinal))
-        {
-            return inbound.Xds;
-        }
-
-        // Once per name and stream, and a bounded number of names: a client asking in a loop cannot flood the log.
-        if (_deniedLogged.Count < MaxDeniedNamesLogged && _deniedLogged.Add(name))
-        {
-            LogInboundDenied(_logger, ClientId, Identity ?? "no identity (plaintext port)", Printable(name),
-                inbound.Identities.IsEmpty ? "no identity" : string.Join(" or ", inbound.Identities));
-        }
-
-        return null;
-    }
-
-    /// <summary>Client-supplied text made safe to log: control characters replaced, at most 512 characters.</summary>
-    internal static string Printable(string? text)
-    {
-        if (string.IsNullOrEmpty(text))
-        {
-            return string.Empty;
-        }
-
-        var truncated = text.Length > MaxLoggedTextLength;
-        var span = truncated ? text.AsSpan(0, MaxLoggedTextLength) : text.AsSpan();
-        if (!truncated && !span.ContainsAnyInRange('\u0000', '\u001f') && !span.Contains('\u007f') && !HasFormatOrSeparator(span))
-        {
-            return text;
-        }
-
-        var builder = new System.Text.StringBuilder(span.Length + 16);
-        foreach (var c in span)
-        {
-            builder.Append(char.IsControl(c) || IsFormatOrSeparator(c) ? '?' : c);
-        }
-
-        if (truncated)
-        {
-            builder.Append("…(").Append((text.Length - MaxLoggedTextLength).ToString(CultureInfo.InvariantCulture)).Append(" more characters)");
-        }
-
-        return builder.ToString();
-    }
-
-    // Line/paragraph separators and bidi controls can forge log lines or hide text as surely as CR/LF.
-    private static bool IsFormatOrSeparator(char c) =>
-        char.GetUnicodeCategory(c) is System.Globalization.UnicodeCategory.LineSeparator or System.Globalization.UnicodeCategory.ParagraphSeparator or System.Globalization.UnicodeCategory.Format;
-
-    private static bool HasFormatOrSeparator(ReadOnlySpan<char> span)
-    {
-        foreach (var c in span)
-        {
-            if (c > '\u007f' && IsFormatOrSeparator(c))
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
-
-    /// <summary>
-    /// Whether the node is a proxyless gRPC client that is not the Mesh client: Istio's GENERATOR=grpc metadata, or a gRPC
-    /// user agent ("gRPC Node Pure JS", "gRPC Go"…). The Mesh client says user_agent_name "mesh-dotnet"; Envoy says "envoy".
-    /// </summary>
-    internal static bool IsStandardGrpcClient(Node node)
-    {
-        ArgumentNullException.ThrowIfNull(node);
-        if (IsMeshClient(node) || string.Equals(node.UserAgentName, "envoy", StringComparison.Ordinal))
-        {
-            return false;
-        }
-
-        return node.UserAgentName.StartsWith("gRPC", StringComparison.OrdinalIgnoreCase)
-            || (node.Metadata?.Fields.TryGetValue("GENERATOR", out var generator) == true && generator.StringValue == "grpc");
-    }
-
-    /// <summary>
-    /// The client's version for <c>pilot_xds</c>: Istio's ISTIO_VERSION metadata, else the node's user agent version; null
-    /// when it has neither or it does not look like a version (the label must stay a short, printable token).
-    /// </summary>
-    internal static string? VersionOf(Node node)
-    {
-        var version = node.Metadata?.Fields.TryGetValue("ISTIO_VERSION", out var value) == true && value.StringValue is { Length: > 0 } istio
-            ? istio
-            : node.UserAgentVersion;
-
-        version = SemanticVersion.WithoutBuildMetadata(version);
-        return version is { Length: > 0 and <= 64 } && version.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_' or '+') ? version : null;
-    }
-
-    /// <summary>Whether the node is Mesh.Client's (its user agent), not a standard xDS client such as grpc-js-xds or Envoy.</summary>
-    internal static bool IsMeshClient(Node node) => string.Equals(node.UserAgentName, MeshClientUserAgent, StringComparison.Ordinal);
-
-    /// <summary>
-    /// Node metadata <c>LABELS</c>, Istio's map of strings: values of any other kind cannot equal a selector's value and are
-    /// left out. What the client claims, never proof of anything.
-    /// </summary>
-    internal static Dictionary<string, string> LabelsOf(Node node)
-    {
-        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (node.Metadata?.Fields.TryGetValue("LABELS", out var value) == true && value.StructValue is { } fields)
-        {
-            foreach (var (key, label) in fields.Fields)
-            {
-                if (label.KindCase == Google.Protobuf.WellKnownTypes.Value.KindOneofCase.StringValue)
-                {
-                    labels[key] = label.StringValue;
-                }
-            }
-        }
-
-        return labels;
-    }
-
-    /// <summary>Node metadata NAMESPACE, else the first label of the node id's domain part, else "default".</summary>
-    internal static string NamespaceOf(Node node)
-    {
-        if (node.Metadata?.Fields.TryGetValue("NAMESPACE", out var value) == true && value.StringValue is { Length: > 0 } ns)
-        {
-            return ns;
-        }
-
-        var parts = node.Id.Split('~');
-        if (parts.Length == 4 && parts[3].Length > 0)
-        {
-            var dot = parts[3].IndexOf('.', StringComparison.Ordinal);
-            return dot > 0 ? parts[3][..dot] : parts[3];
-        }
-
-        return "default";
-    }
-
     private sealed class TypeState
     {
         public bool Wildcard { get; set; }
@@ -606,9 +384,6 @@ internal sealed partial class AdsConnection
 
         public string? AckedVersion { get; set; }
     }
-
-    [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "ADS client {ClientId} ({Identity}) asked for inbound listener {Name}, which belongs to {Owner}: not served")]
-    private static partial void LogInboundDenied(ILogger logger, string clientId, string identity, string name, string owner);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "ADS stream of {ClientId} ended with {StatusCode}: {Detail}")]
     private static partial void LogStreamFailed(ILogger logger, string clientId, StatusCode statusCode, string detail);

@@ -41,7 +41,7 @@ internal sealed class ClientTopology
             return None;
         }
 
-        var labels = AdsConnection.LabelsOf(node);
+        var labels = AdsNode.LabelsOf(node);
         // A locality that is not one (a '/' inside a part, a zone without a region, '*', control characters) is taken as
         // none: the parts form the cache key every client of that locality shares, so no spelling may alias another's.
         var locality = node.Locality;

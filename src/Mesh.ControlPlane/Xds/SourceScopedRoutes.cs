@@ -42,9 +42,9 @@ internal sealed record ClientSource(string Namespace, IReadOnlyDictionary<string
         ArgumentNullException.ThrowIfNull(node);
         // On the secure port only the certificate speaks for the namespace: an identity that is not a workload's selects
         // no sourceNamespace rather than falling back to what the node claims.
-        var ns = identity is null ? AdsConnection.NamespaceOf(node)
+        var ns = identity is null ? AdsNode.NamespaceOf(node)
             : SpiffeId.TryParseWorkload(identity, out _) is { } workload ? workload.Namespace : string.Empty;
-        var labels = AdsConnection.LabelsOf(node);
+        var labels = AdsNode.LabelsOf(node);
         return new ClientSource(ns, labels);
     }
 }

@@ -6,7 +6,23 @@ using Mesh.ControlPlane.Model;
 
 namespace Mesh.ControlPlane.Xds;
 
-internal sealed record XdsResource(string Name, Any Resource);
+/// <summary>One named xDS resource, packed (serialized) once and shared by every client that gets it.</summary>
+/// <remarks>
+/// <see cref="Version"/> is a digest of the packed bytes: equal resources have equal versions across snapshots and control
+/// plane restarts, which is what incremental xDS needs for <c>Resource.version</c> and <c>initial_resource_versions</c>.
+/// </remarks>
+internal sealed record XdsResource(string Name, Any Resource)
+{
+    public string Version { get; } = DigestOf(Resource);
+
+    private static string DigestOf(Any resource)
+    {
+        ArgumentNullException.ThrowIfNull(resource);
+        Span<byte> digest = stackalloc byte[System.Security.Cryptography.SHA256.HashSizeInBytes];
+        System.Security.Cryptography.SHA256.HashData(resource.Value.Span, digest);
+        return Convert.ToHexStringLower(digest[..12]);
+    }
+}
 
 internal sealed record ResolvedEndpoint(uint ServicePort, string Address, uint Port, WorkloadInstance Workload);
 

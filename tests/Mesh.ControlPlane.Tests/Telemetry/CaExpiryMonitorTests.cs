@@ -106,14 +106,14 @@ public class CaExpiryMonitorTests
     {
         var node = new Node { Metadata = new Google.Protobuf.WellKnownTypes.Struct { Fields = { ["ISTIO_VERSION"] = Google.Protobuf.WellKnownTypes.Value.ForString(version) } } };
 
-        Assert.Equal(expected, AdsConnection.VersionOf(node));
+        Assert.Equal(expected, AdsNode.VersionOf(node));
     }
 
     [Fact]
     public void VersionOf_NoMetadata_UsesUserAgentVersionUnlessTooLong()
     {
-        Assert.Equal("0.4.2", AdsConnection.VersionOf(new Node { UserAgentName = "mesh-dotnet", UserAgentVersion = "0.4.2" }));
-        Assert.Null(AdsConnection.VersionOf(new Node { UserAgentVersion = new string('9', 65) }));
+        Assert.Equal("0.4.2", AdsNode.VersionOf(new Node { UserAgentName = "mesh-dotnet", UserAgentVersion = "0.4.2" }));
+        Assert.Null(AdsNode.VersionOf(new Node { UserAgentVersion = new string('9', 65) }));
     }
 
     private sealed class Sink : ILogger<CaExpiryMonitor>

@@ -32,12 +32,12 @@ public sealed class AdsConnectionLimitsTests
     [InlineData("line1\r\nfake: log line\u0007", "line1??fake: log line?")]
     [InlineData("rtl\u202Eevil\u2028next", "rtl?evil?next")]
     public void Printable_ControlCharacters_Replaced(string input, string expected) =>
-        Assert.Equal(expected, AdsConnection.Printable(input));
+        Assert.Equal(expected, AdsNode.Printable(input));
 
     [Fact]
     public void Printable_LongText_TruncatedNamingWhatWasCut()
     {
-        var text = AdsConnection.Printable(new string('x', 5000));
+        var text = AdsNode.Printable(new string('x', 5000));
 
         Assert.Equal(new string('x', 512) + "…(4488 more characters)", text);
     }

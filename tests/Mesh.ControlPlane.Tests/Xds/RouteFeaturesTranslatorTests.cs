@@ -198,6 +198,6 @@ public class RouteFeaturesTranslatorTests
             node.Metadata.Fields["GENERATOR"] = Value.ForString(generator);
         }
 
-        Assert.Equal(expected, AdsConnection.IsStandardGrpcClient(node));
+        Assert.Equal(expected, AdsNode.IsStandardGrpcClient(node));
     }
 }

@@ -1,0 +1,169 @@
+using System.Collections.Immutable;
+using Mesh.Xds.Envoy.Config.Core.V3;
+
+namespace Mesh.ControlPlane.Xds;
+
+/// <summary>
+/// One ADS client as the control plane sees it (namespace, kind of client, locality, source labels, certificate identity)
+/// and the rule for which resources of a snapshot it gets. Shared by the state-of-the-world and the incremental stream,
+/// so both serve exactly the same resources.
+/// </summary>
+/// <remarks>
+/// Mesh clients (user agent "mesh-dotnet") get routes without istiod's default retry policy
+/// (<see cref="XdsSnapshot.StandardClientRoutes"/>); other gRPC xDS clients (grpc-js-xds…) get only the routes they can take
+/// (<see cref="XdsSnapshot.StandardGrpcRoutes"/>). Inbound listeners are served only to the identity they belong to, so a
+/// null identity (the plaintext port) never receives one.
+/// </remarks>
+internal sealed partial class AdsClientView
+{
+    private const int MaxDeniedNamesLogged = 32;
+
+    private readonly ILogger _logger;
+    private readonly HashSet<string> _deniedLogged = new(StringComparer.Ordinal);
+
+    private AdsClientView(string clientId, string? identity, ILogger logger)
+    {
+        ClientId = clientId;
+        Identity = identity;
+        _logger = logger;
+    }
+
+    /// <summary>The view of a stream whose node is not known yet.</summary>
+    public static AdsClientView Unknown(string clientId, string? identity, ILogger logger) => new(clientId, identity, logger);
+
+    /// <summary>The view of the client that sent <paramref name="node"/> on a stream authenticated as <paramref name="identity"/>.</summary>
+    public static AdsClientView For(Node node, string? identity, ILogger logger)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        var nodeId = AdsNode.Printable(node.Id);
+        return new AdsClientView(nodeId, identity, logger)
+        {
+            NodeId = nodeId,
+            Namespace = AdsNode.Printable(AdsNode.NamespaceOf(node)),
+            Kind = AdsNode.IsMeshClient(node) ? RouteClientKind.Mesh : AdsNode.IsStandardGrpcClient(node) ? RouteClientKind.StandardGrpc : RouteClientKind.Standard,
+            Topology = ClientTopology.From(node),
+            Source = ClientSource.FromNode(node, identity),
+        };
+    }
+
+    /// <summary>The node id as sent (printable), or empty when the stream has not sent one.</summary>
+    public string NodeId { get; private init; } = string.Empty;
+
+    /// <summary>How logs name this client: its node id, else the stream.</summary>
+    public string ClientId { get; }
+
+    public string? Identity { get; }
+
+    public string Namespace { get; private init; } = "default";
+
+    public RouteClientKind Kind { get; private init; } = RouteClientKind.Standard;
+
+    public ClientTopology Topology { get; private init; } = ClientTopology.None;
+
+    /// <summary>The caller as VirtualService sourceLabels/sourceNamespace see it (<see cref="XdsSnapshot.RoutesFor"/>).</summary>
+    public ClientSource? Source { get; private init; }
+
+    /// <summary>
+    /// The resources of <paramref name="typeUrl"/> this client gets for a subscription to <paramref name="names"/> (plus
+    /// everything, when <paramref name="wildcard"/>), ordered by name.
+    /// </summary>
+    public ImmutableArray<XdsResource> Select(string typeUrl, bool wildcard, IReadOnlyCollection<string> names, XdsSnapshot snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(names);
+        ArgumentNullException.ThrowIfNull(snapshot);
+        if (typeUrl == TypeUrls.Listener)
+        {
+            var builder = ImmutableArray.CreateBuilder<XdsResource>();
+            if (wildcard)
+            {
+                // Every outbound listener, plus the inbound listeners asked for by name (a wildcard does not cover them).
+                builder.AddRange(snapshot.ListenerTargets.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => snapshot.Listener(t.Key, t.Value)));
+                foreach (var name in names.Order(StringComparer.Ordinal))
+                {
+                    if (name.StartsWith(InboundListenerTranslator.NamePrefix, StringComparison.Ordinal) && Inbound(snapshot, name) is { } inbound)
+                    {
+                        builder.Add(inbound);
+                    }
+                }
+
+                return builder.ToImmutable();
+            }
+
+            foreach (var name in names.Order(StringComparer.Ordinal))
+            {
+                if (Resolve(typeUrl, name, snapshot) is { } resource)
+                {
+                    builder.Add(resource);
+                }
+            }
+
+            return builder.ToImmutable();
+        }
+
+        var all = All(typeUrl, snapshot);
+        if (wildcard)
+        {
+            return [.. all.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => ForClient(typeUrl, r.Value, snapshot))];
+        }
+
+        return [.. names.Order(StringComparer.Ordinal).Where(all.ContainsKey).Select(n => ForClient(typeUrl, all[n], snapshot))];
+    }
+
+    /// <summary>The one resource <paramref name="name"/> of <paramref name="typeUrl"/> as this client gets it; null when it does not exist for this client.</summary>
+    public XdsResource? Resolve(string typeUrl, string name, XdsSnapshot snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        if (typeUrl == TypeUrls.Listener)
+        {
+            if (name.StartsWith(InboundListenerTranslator.NamePrefix, StringComparison.Ordinal))
+            {
+                return Inbound(snapshot, name);
+            }
+
+            return snapshot.ResolveListener(name, Namespace) is { } target ? snapshot.Listener(name, target) : null;
+        }
+
+        return All(typeUrl, snapshot).TryGetValue(name, out var resource) ? ForClient(typeUrl, resource, snapshot) : null;
+    }
+
+    private System.Collections.Frozen.FrozenDictionary<string, XdsResource> All(string typeUrl, XdsSnapshot snapshot) =>
+        typeUrl == TypeUrls.Cluster ? snapshot.Clusters
+        : typeUrl == TypeUrls.RouteConfiguration ? snapshot.RoutesFor(Kind, Source)
+        : snapshot.Endpoints;
+
+    // Locality LB: an assignment depends on this client's locality (one shared resource per locality, see XdsSnapshot).
+    private XdsResource ForClient(string typeUrl, XdsResource resource, XdsSnapshot snapshot) =>
+        typeUrl == TypeUrls.ClusterLoadAssignment ? snapshot.EndpointsFor(resource, Topology) : resource;
+
+    /// <summary>
+    /// The inbound listener <paramref name="name"/> when this stream's identity is the one it belongs to; otherwise
+    /// nothing, exactly as for a name that does not exist (its RBAC is the workload's business only).
+    /// </summary>
+    private XdsResource? Inbound(XdsSnapshot snapshot, string name)
+    {
+        if (!snapshot.InboundListeners.TryGetValue(name, out var inbound))
+        {
+            return null;
+        }
+
+        if (Identity is not null && inbound.Identities.Contains(Identity, StringComparer.Ordinal))
+        {
+            return inbound.Xds;
+        }
+
+        // Once per name and stream, and a bounded number of names: a client asking in a loop cannot flood the log.
+        lock (_deniedLogged)
+        {
+            if (_deniedLogged.Count < MaxDeniedNamesLogged && _deniedLogged.Add(name))
+            {
+                LogInboundDenied(_logger, ClientId, Identity ?? "no identity (plaintext port)", AdsNode.Printable(name),
+                    inbound.Identities.IsEmpty ? "no identity" : string.Join(" or ", inbound.Identities));
+            }
+        }
+
+        return null;
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "ADS client {ClientId} ({Identity}) asked for inbound listener {Name}, which belongs to {Owner}: not served")]
+    private static partial void LogInboundDenied(ILogger logger, string clientId, string identity, string name, string owner);
+}
