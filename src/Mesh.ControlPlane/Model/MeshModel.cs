@@ -105,6 +105,9 @@ internal sealed record YamlConfig(
     public ImmutableArray<VirtualServiceModel> VirtualServices { get; init; } = [];
 
     public ImmutableArray<LocalRateLimitPolicyModel> LocalRateLimitPolicies { get; init; } = [];
+
+    /// <summary>Istio's Sidecar resources: which services the workloads they select see.</summary>
+    public ImmutableArray<SidecarModel> Sidecars { get; init; } = [];
 }
 
 /// <summary>The immutable model the translator works from; replaced as a whole on every change.</summary>

@@ -13,7 +13,7 @@ internal sealed record YamlLoadResult(YamlConfig Config, ImmutableArray<ConfigEr
     public bool HasErrors => Errors.Any(e => !e.IsWarning);
 }
 
-/// <summary>Reads Istio YAML (ServiceEntry, WorkloadEntry, DestinationRule, VirtualService, PeerAuthentication, AuthorizationPolicy, RequestAuthentication) and validates it as a whole.</summary>
+/// <summary>Reads Istio YAML (ServiceEntry, WorkloadEntry, DestinationRule, VirtualService, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication) and validates it as a whole.</summary>
 internal static partial class YamlConfigLoader
 {
     private static readonly string[] ApiVersions = ["networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"];
@@ -64,6 +64,7 @@ internal static partial class YamlConfigLoader
         var security = new SecurityPolicyLists();
         var virtualServices = new List<ParsedVirtualService>();
         var rateLimits = new List<LocalRateLimitPolicyModel>();
+        var sidecars = new List<(SidecarModel Model, string File, int Line)>();
 
         foreach (var (file, text) in files)
         {
@@ -91,7 +92,7 @@ internal static partial class YamlConfigLoader
                     continue;
                 }
 
-                ParseDocument(file, document.RootNode, errors, services, workloads, rules, security, virtualServices, rateLimits);
+                ParseDocument(file, document.RootNode, errors, services, workloads, rules, security, virtualServices, rateLimits, sidecars);
             }
         }
 
@@ -99,6 +100,7 @@ internal static partial class YamlConfigLoader
         CheckSecurityDuplicates(security, errors);
         CheckVirtualServices(virtualServices, services, rules, errors);
         CheckRateLimitPolicies(rateLimits, services, errors);
+        CheckSidecars(sidecars, errors);
         var config = new YamlConfig([.. services.Select(s => s.Model)], [.. workloads], [.. rules.Select(r => r.Model)])
         {
             PeerAuthentications = [.. security.PeerAuthentications],
@@ -106,6 +108,7 @@ internal static partial class YamlConfigLoader
             RequestAuthentications = [.. security.RequestAuthentications],
             VirtualServices = [.. virtualServices.Select(v => v.Model)],
             LocalRateLimitPolicies = [.. rateLimits],
+            Sidecars = [.. sidecars.Select(s => s.Model)],
         };
         return new YamlLoadResult(config, [.. errors]);
     }
@@ -161,7 +164,8 @@ internal static partial class YamlConfigLoader
         List<(DestinationRuleModel, string, int)> rules,
         SecurityPolicyLists security,
         List<ParsedVirtualService> virtualServices,
-        List<LocalRateLimitPolicyModel> rateLimits)
+        List<LocalRateLimitPolicyModel> rateLimits,
+        List<(SidecarModel, string, int)> sidecars)
     {
         var line = Line(root);
         var before = errors.Count; // a resource with any error (apiVersion and metadata included) is not added
@@ -186,7 +190,7 @@ internal static partial class YamlConfigLoader
 
         var isSecurityKind = SecurityKinds.Contains(kind, StringComparer.Ordinal);
         var isRateLimitKind = kind == RateLimitKind;
-        if (!isSecurityKind && !isRateLimitKind && kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule" or "VirtualService"))
+        if (!isSecurityKind && !isRateLimitKind && kind is not ("ServiceEntry" or "WorkloadEntry" or "DestinationRule" or "VirtualService" or SidecarKind))
         {
             // An unknown security kind is a policy we would silently not enforce (a misspelt AuthorizationPolicy drops its
             // DENY): refuse the folder. Other kinds only shape traffic, so they are ignored with a warning.
@@ -284,6 +288,14 @@ internal static partial class YamlConfigLoader
                 if (errors.Count == before)
                 {
                     rateLimits.Add(rateLimit);
+                }
+
+                break;
+            case SidecarKind:
+                var sidecar = ParseSidecar(ctx, spec, ns, name ?? string.Empty);
+                if (errors.Skip(before).All(e => e.IsWarning))
+                {
+                    sidecars.Add((sidecar, file, line));
                 }
 
                 break;
