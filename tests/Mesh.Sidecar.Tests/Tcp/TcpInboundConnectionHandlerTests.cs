@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 using Mesh.Client;
 using Mesh.Client.Authorization;
 using Mesh.Client.Security;
@@ -101,24 +100,7 @@ public sealed class TcpInboundConnectionHandlerTests
         return new Tunnel(app, services, new Uri(app.Urls.Single()).Port);
     }
 
-    private static async Task<string> ExchangeAsync(int port, string text)
-    {
-        using var timeout = new CancellationTokenSource(Deadline);
-        using var client = new TcpClient();
-        await client.ConnectAsync(IPAddress.Loopback, port, timeout.Token);
-        var stream = client.GetStream();
-        await stream.WriteAsync(Encoding.ASCII.GetBytes(text), timeout.Token);
-        client.Client.Shutdown(SocketShutdown.Send);
-        using var reader = new StreamReader(stream, Encoding.ASCII);
-        try
-        {
-            return await reader.ReadToEndAsync(timeout.Token);
-        }
-        catch (IOException)
-        {
-            return string.Empty;
-        }
-    }
+    private static Task<string> ExchangeAsync(int port, string text) => TcpExchange.ExchangeAsync(port, text, Deadline);
 
     private sealed record Tunnel(WebApplication App, ServiceProvider Services, int Port) : IAsyncDisposable
     {

@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 using Mesh.Client;
 using Mesh.Client.Discovery;
 using Mesh.Client.Security;
@@ -98,24 +97,7 @@ public sealed class TcpOutboundConnectionHandlerTests
         return app;
     }
 
-    private static async Task<string> ExchangeAsync(int port, string text)
-    {
-        using var timeout = new CancellationTokenSource(Deadline);
-        using var client = new TcpClient();
-        await client.ConnectAsync(IPAddress.Loopback, port, timeout.Token);
-        var stream = client.GetStream();
-        await stream.WriteAsync(Encoding.ASCII.GetBytes(text), timeout.Token);
-        client.Client.Shutdown(SocketShutdown.Send);
-        using var reader = new StreamReader(stream, Encoding.ASCII);
-        try
-        {
-            return await reader.ReadToEndAsync(timeout.Token);
-        }
-        catch (IOException)
-        {
-            return string.Empty; // reset: nothing came back
-        }
-    }
+    private static Task<string> ExchangeAsync(int port, string text) => TcpExchange.ExchangeAsync(port, text, Deadline);
 
     private static int FreePort()
     {
