@@ -220,6 +220,34 @@ public sealed class DeltaAdsIntegrationTests
     }
 
     [Fact]
+    public async Task DeltaAggregatedResources_Metrics_ClientPushesAndConvergenceCountedAsForSotw()
+    {
+        await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders), ("payments.yaml", Payments));
+        var ads = new DeltaAdsTestClient(cp.Channel);
+        await using (ads)
+        {
+            var node = AdsTestClient.Node();
+            node.UserAgentVersion = "9.8.7";
+            await ads.SendAsync(TypeUrls.Cluster, node: node);
+            await ads.NextAckedAsync();
+            await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [Cluster80, PaymentsCluster]);
+            await ads.NextAckedAsync();
+            var before = await ScrapeUntilAsync(cp, s => s.Value("pilot_xds", ("version", "9.8.7")) == 1, "the delta client is not counted in pilot_xds");
+
+            var registry = new WorkloadRegistry.WorkloadRegistryClient(cp.Channel);
+            await registry.RegisterAsync(new RegisterRequest { Workload = new WorkloadEntry { Address = "127.0.0.1", Ports = { ["http"] = 5002 }, Labels = { ["app"] = "orders" }, ServiceAccount = "orders" } });
+            Assert.Equal(TypeUrls.ClusterLoadAssignment, (await ads.NextAckedAsync()).TypeUrl);
+
+            var after = await ScrapeUntilAsync(cp, s => s.Count("pilot_proxy_convergence_time_count") == before.Count("pilot_proxy_convergence_time_count") + 1,
+                "the ACKed change was never recorded in pilot_proxy_convergence_time");
+            Assert.Equal(before.Count("pilot_xds_pushes", ("type", "eds")) + 1, after.Count("pilot_xds_pushes", ("type", "eds")));
+            Assert.Equal(before.Count("pilot_xds_pushes", ("type", "cds")), after.Count("pilot_xds_pushes", ("type", "cds")));
+        }
+
+        await ScrapeUntilAsync(cp, s => s.Value("pilot_xds", ("version", "9.8.7")) == 0, "the closed delta stream is still counted in pilot_xds");
+    }
+
+    [Fact]
     public async Task DeltaAggregatedResources_PureUnsubscribe_NoResponseAndSubscriptionShrinks()
     {
         await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders), ("payments.yaml", Payments));
@@ -366,6 +394,13 @@ public sealed class DeltaAdsIntegrationTests
         Assert.Equal(StatusCode.ResourceExhausted, error.StatusCode);
         Assert.Contains("would hold 4 names", error.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("at most 3 per type (ControlPlane:AdsMaxResourceNamesPerType)", error.Status.Detail, StringComparison.Ordinal);
+    }
+
+    private static async Task<PrometheusText> ScrapeUntilAsync(ControlPlaneFixture cp, Func<PrometheusText, bool> condition, string failure)
+    {
+        PrometheusText? last = null;
+        await Poll.UntilAsync(async () => condition(last = await PrometheusText.ScrapeAsync(cp.Admin)), failure);
+        return last!;
     }
 
     private static string NameOf(Any any) => any.TypeUrl switch
