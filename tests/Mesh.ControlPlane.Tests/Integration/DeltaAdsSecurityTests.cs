@@ -82,12 +82,13 @@ public sealed class DeltaAdsSecurityTests
         Assert.Contains(lds.Resources, r => r.Name == "orders:80");
         Assert.Equal([OrdersInbound], lds.RemovedResources);
 
-        // Subscribing to it again gets the same answer.
+        // Subscribing to it again, or in another spelling, gets the same answer.
+        string[] spellings = [OrdersInbound, OrdersInbound.ToUpperInvariant(), OrdersInbound + " ", "xds.istio.io/grpc/lds/inbound/127.0.0.1:05001"];
         await ads.AckAsync(lds);
-        await ads.SendAsync(TypeUrls.Listener, [OrdersInbound]);
+        await ads.SendAsync(TypeUrls.Listener, spellings);
         var again = await ads.NextAsync();
         Assert.Empty(again.Resources);
-        Assert.Equal([OrdersInbound], again.RemovedResources);
+        Assert.Equal(spellings.Order(StringComparer.Ordinal), again.RemovedResources.Order(StringComparer.Ordinal));
     }
 
     [Fact]
