@@ -228,9 +228,14 @@ internal sealed partial class DeltaAdsConnection
         }
 
         var limit = _limits.MaxResourceNamesPerType;
-        if (request.ResourceNamesSubscribe.Count > limit || request.InitialResourceVersions.Count > limit)
+        if (request.ResourceNamesSubscribe.Count > limit)
         {
-            throw TooManyNames(typeUrl, Math.Max(request.ResourceNamesSubscribe.Count, request.InitialResourceVersions.Count));
+            throw TooManyNames($"the {typeUrl} subscription of this delta ADS stream would hold {request.ResourceNamesSubscribe.Count.ToString(CultureInfo.InvariantCulture)} names");
+        }
+
+        if (request.InitialResourceVersions.Count > limit)
+        {
+            throw TooManyNames($"a {typeUrl} request lists {request.InitialResourceVersions.Count.ToString(CultureInfo.InvariantCulture)} initial_resource_versions");
         }
 
         HashSet<string> forced;
@@ -243,7 +248,7 @@ internal sealed partial class DeltaAdsConnection
             (forced, respond) = Subscribe(state, request, isNew);
             if (state.Names.Count > limit)
             {
-                throw TooManyNames(typeUrl, state.Names.Count);
+                throw TooManyNames($"the {typeUrl} subscription of this delta ADS stream would hold {state.Names.Count.ToString(CultureInfo.InvariantCulture)} names");
             }
         }
 
@@ -547,9 +552,9 @@ internal sealed partial class DeltaAdsConnection
         return builder.ToImmutable();
     }
 
-    private RpcException TooManyNames(string typeUrl, int count) =>
+    private RpcException TooManyNames(string what) =>
         new(new Status(StatusCode.ResourceExhausted,
-            $"the {typeUrl} subscription of this delta ADS stream would hold {count.ToString(CultureInfo.InvariantCulture)} names; an ADS stream may subscribe to at most {_limits.MaxResourceNamesPerType.ToString(CultureInfo.InvariantCulture)} per type (ControlPlane:AdsMaxResourceNamesPerType)"));
+            $"{what}; an ADS stream may subscribe to at most {_limits.MaxResourceNamesPerType.ToString(CultureInfo.InvariantCulture)} per type (ControlPlane:AdsMaxResourceNamesPerType)"));
 
     private sealed class TypeState
     {

@@ -37,7 +37,7 @@ public sealed class DeltaAdsConnectionTests
 
         Assert.Equal(StatusCode.ResourceExhausted, ex.StatusCode);
         Assert.Equal(
-            $"the {TypeUrls.Cluster} subscription of this delta ADS stream would hold 3 names; an ADS stream may subscribe to at most 2 per type (ControlPlane:AdsMaxResourceNamesPerType)",
+            $"a {TypeUrls.Cluster} request lists 3 initial_resource_versions; an ADS stream may subscribe to at most 2 per type (ControlPlane:AdsMaxResourceNamesPerType)",
             ex.Status.Detail);
     }
 
