@@ -8,7 +8,10 @@ using Mesh.Xds.Envoy.Service.Discovery.V3;
 
 namespace Mesh.ControlPlane.Xds;
 
-/// <summary>State-of-the-world ADS. Delta is not implemented (grpc clients answer UNIMPLEMENTED).</summary>
+/// <summary>
+/// Aggregated discovery: the state-of-the-world stream (<see cref="AdsConnection"/>, what grpc-js-xds speaks) and the
+/// incremental one (<see cref="DeltaAdsConnection"/>). Both authenticate the same way and serve the same resources.
+/// </summary>
 /// <remarks>
 /// On the secure port a stream needs a client certificate: a workload SVID chained to this mesh's CA (a bootstrap token
 /// is not enough; it buys the certificate first). The stream ends when that certificate expires, so a client reconnects
@@ -27,31 +30,53 @@ internal sealed partial class AdsService(
     // Timers run at most this far ahead (System.Threading.Timer's limit is ~49 days); a later expiry re-arms.
     private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromDays(30);
     private static long s_nextId;
-    private readonly ConcurrentDictionary<long, AdsConnection> _connections = new();
+
+    // Every open stream of either variant, by id: what /debug/clients lists.
+    private readonly ConcurrentDictionary<long, Func<ClientInfo>> _connections = new();
     private readonly ILogger _logger = loggerFactory.CreateLogger<AdsConnection>();
+    private readonly ILogger _deltaLogger = loggerFactory.CreateLogger<DeltaAdsConnection>();
     private readonly AdsLimits _limits = new(options.AdsMaxPendingRequests, options.AdsMaxResourceNamesPerType);
 
     public IReadOnlyList<ClientInfo> Clients() =>
-        [.. _connections.Values.OrderBy(c => c.Id).Select(c => c.Describe())];
+        [.. _connections.OrderBy(c => c.Key).Select(c => c.Value())];
 
-    public override async Task StreamAggregatedResources(IAsyncStreamReader<DiscoveryRequest> requestStream, IServerStreamWriter<DiscoveryResponse> responseStream, ServerCallContext context)
+    public override Task StreamAggregatedResources(IAsyncStreamReader<DiscoveryRequest> requestStream, IServerStreamWriter<DiscoveryResponse> responseStream, ServerCallContext context) =>
+        ServeAsync(context, (id, identity, certificate) =>
+        {
+            var connection = new AdsConnection(id, context.Peer, publisher, time, _logger, identity, _limits, certificate, metrics);
+            return (connection.Describe, token => connection.RunAsync(requestStream, responseStream, token));
+        });
+
+    public override Task DeltaAggregatedResources(IAsyncStreamReader<DeltaDiscoveryRequest> requestStream, IServerStreamWriter<DeltaDiscoveryResponse> responseStream, ServerCallContext context) =>
+        ServeAsync(context, (id, identity, certificate) =>
+        {
+            var connection = new DeltaAdsConnection(id, context.Peer, publisher, time, _deltaLogger, identity, _limits, certificate, metrics);
+            return (connection.Describe, token => connection.RunAsync(requestStream, responseStream, token));
+        });
+
+    /// <summary>
+    /// Authenticates the caller, runs the stream <paramref name="open"/> makes until the client, the host or the client
+    /// certificate's expiry ends it, and lists it for /debug/clients meanwhile.
+    /// </summary>
+    private async Task ServeAsync(ServerCallContext context, Func<long, string?, ClientCertificateInfo?, (Func<ClientInfo> Describe, Func<CancellationToken, Task> Run)> open)
     {
         ArgumentNullException.ThrowIfNull(context);
         var (identity, certificate) = SecureTransport.IsSecure(context) ? Authenticate(context) : (null, null);
         var notAfter = certificate?.NotAfter;
-        var connection = new AdsConnection(Interlocked.Increment(ref s_nextId), context.Peer, publisher, time, _logger, identity?.SpiffeId, _limits, certificate, metrics);
-        _connections[connection.Id] = connection;
+        var id = Interlocked.Increment(ref s_nextId);
+        var (describe, run) = open(id, identity?.SpiffeId, certificate);
+        _connections[id] = describe;
 
         // ADS streams live forever; end them when the host stops so shutdown does not wait for its timeout.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
         using var expiry = notAfter is { } deadline ? ExpireAt(deadline, stop) : null;
         try
         {
-            await connection.RunAsync(requestStream, responseStream, stop.Token);
+            await run(stop.Token);
         }
         finally
         {
-            _connections.TryRemove(connection.Id, out _);
+            _connections.TryRemove(id, out _);
         }
 
         if (notAfter is { } end && time.GetUtcNow() >= end && !context.CancellationToken.IsCancellationRequested && !lifetime.ApplicationStopping.IsCancellationRequested)
@@ -114,9 +139,9 @@ internal sealed partial class AdsService(
 
     private static TimeSpan Clamp(TimeSpan delay) => delay <= TimeSpan.Zero ? TimeSpan.Zero : delay < MaxTimerDelay ? delay : MaxTimerDelay;
 
-    [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "ADS stream from {Peer} refused on the secure port: {Reason}")]
+    [LoggerMessage(EventId = 20, EventName = "AdsRefused", Level = LogLevel.Warning, Message = "ADS stream from {Peer} refused on the secure port: {Reason}")]
     private static partial void LogRefused(ILogger logger, string peer, string reason);
 
-    [LoggerMessage(EventId = 21, Level = LogLevel.Information, Message = "ADS stream of {SpiffeId} from {Peer} ended: its client certificate expired")]
+    [LoggerMessage(EventId = 21, EventName = "AdsCertificateExpired", Level = LogLevel.Information, Message = "ADS stream of {SpiffeId} from {Peer} ended: its client certificate expired")]
     private static partial void LogCertificateExpired(ILogger logger, string spiffeId, string peer);
 }
