@@ -14,6 +14,8 @@ internal sealed class DeltaClient(int index, bool onDemand, IReadOnlyCollection<
     private IClientStreamWriter<DeltaRequest>? _requests;
     private bool _sentNode;
 
+    protected override string MethodName => "DeltaAggregatedResources";
+
     protected override async Task<bool> RunStreamAsync(CallInvoker invoker, long openedAt, CancellationToken cancellationToken)
     {
         using var call = invoker.AsyncDuplexStreamingCall(DeltaWire.Method, null, new CallOptions(cancellationToken: cancellationToken));

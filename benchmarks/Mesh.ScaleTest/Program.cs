@@ -50,7 +50,7 @@ foreach (var size in settings.Sizes)
         var result = await new ScaleRun(settings, size, LaunchableApps.Paths["Mesh.ControlPlane"], Console.Out).RunAsync(stop.Token);
         harness.Refresh();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  harness: CPU {(harness.TotalProcessorTime - cpuBefore).TotalSeconds:0.0} s, peak working set {harness.PeakWorkingSet64 / (1024 * 1024)} MB; control plane served {result.ListenersServed} listeners; thread-pool starvation warnings {result.StarvationWarnings}"));
+            $"  harness: CPU {(harness.TotalProcessorTime - cpuBefore).TotalSeconds:0.0} s, peak working set {harness.PeakWorkingSet64 / (1024 * 1024)} MB; distinct listeners received {result.ListenersServed}; thread-pool starvation warnings {result.StarvationWarnings}"));
         if (result.FirstClientError is { } error)
         {
             Console.WriteLine($"  a client that never synced last saw: {error}");
@@ -67,6 +67,11 @@ foreach (var size in settings.Sizes)
     {
         Console.WriteLine("  cancelled");
         return 130;
+    }
+    catch (Exception e) when (e is InvalidOperationException or TimeoutException)
+    {
+        await Console.Error.WriteLineAsync($"error: {e.Message}");
+        return 1;
     }
 
     GC.Collect();

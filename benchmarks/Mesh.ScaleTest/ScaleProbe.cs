@@ -84,7 +84,14 @@ internal sealed class ScaleProbe(int clients)
     private long _restartedAt;
     private Milestone? _resynced;
 
+    private readonly TaskCompletionSource<string> _fatal = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public XdsResourceCatalog Catalog { get; } = new();
+
+    /// <summary>Completes with the reason when a client met an error no retry can fix (the control plane does not serve the call at all).</summary>
+    public Task<string> Fatal => _fatal.Task;
+
+    public void Fail(string reason) => _fatal.TrySetResult(reason);
 
     public Milestone Synced { get; } = new(clients);
 

@@ -65,7 +65,17 @@ internal sealed class ScaleRun(ScaleSettings settings, ScaleSize size, string co
         var generator = new MeshConfigGenerator(configDirectory, size.Services, size.Endpoints, settings.Routing);
         await generator.WriteAllAsync(cancellationToken).ConfigureAwait(false);
 
-        var controlPlane = await StartControlPlaneAsync(configDirectory, stateDirectory, xdsPort: 0, adminPort: 0, cancellationToken).ConfigureAwait(false);
+        ControlPlaneProcess controlPlane;
+        try
+        {
+            controlPlane = await StartControlPlaneAsync(configDirectory, stateDirectory, xdsPort: 0, adminPort: 0, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            Directory.Delete(root, recursive: true);
+            throw;
+        }
+
         var xds = controlPlane.RequirePlaintextXds();
         using var clientsStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var probe = new ScaleProbe(size.Clients);
@@ -98,7 +108,13 @@ internal sealed class ScaleRun(ScaleSettings settings, ScaleSize size, string co
                 tasks.Add(Task.Run(() => client.RunAsync(invoker, clientsStop.Token), CancellationToken.None));
             }
 
-            await probe.Synced.WaitAsync(settings.SyncTimeout, cancellationToken).ConfigureAwait(false);
+            var synced = probe.Synced.WaitAsync(settings.SyncTimeout, cancellationToken);
+            if (await Task.WhenAny(synced, probe.Fatal).ConfigureAwait(false) == probe.Fatal)
+            {
+                throw new InvalidOperationException(await probe.Fatal.ConfigureAwait(false));
+            }
+
+            await synced.ConfigureAwait(false);
             var syncWall = syncStarted.Elapsed;
             var syncSeconds = clients.Where(c => probe.FirstSyncAt(c.Index) != 0)
                 .Select(c => Stopwatch.GetElapsedTime(c.FirstOpenedAt, probe.FirstSyncAt(c.Index)).TotalSeconds).ToList();

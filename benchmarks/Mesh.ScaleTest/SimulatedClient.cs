@@ -103,6 +103,12 @@ internal abstract class SimulatedClient
                 responded = await RunStreamAsync(invoker, opened, cancellationToken).ConfigureAwait(false);
                 Volatile.Write(ref _lastError, "the control plane ended the stream");
             }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unimplemented && !cancellationToken.IsCancellationRequested)
+            {
+                // The control plane does not serve this stream at all (a delta run against a SotW-only server): no retry helps.
+                _probe.Fail($"the control plane answered {e.StatusCode} ({e.Status.Detail}) to {MethodName}");
+                return;
+            }
             catch (RpcException e) when (!cancellationToken.IsCancellationRequested)
             {
                 Volatile.Write(ref _lastError, $"{e.StatusCode}: {e.Status.Detail}");
@@ -128,6 +134,9 @@ internal abstract class SimulatedClient
             }
         }
     }
+
+    /// <summary>The ADS method this client calls, for messages.</summary>
+    protected abstract string MethodName { get; }
 
     /// <summary>Runs one stream; true when it received at least one response.</summary>
     protected abstract Task<bool> RunStreamAsync(CallInvoker invoker, long openedAt, CancellationToken cancellationToken);

@@ -14,6 +14,8 @@ internal sealed class SotwClient(int index, bool onDemand, IReadOnlyCollection<s
     private IClientStreamWriter<DiscoveryRequest>? _requests;
     private bool _sentNode;
 
+    protected override string MethodName => "StreamAggregatedResources";
+
     protected override async Task<bool> RunStreamAsync(CallInvoker invoker, long openedAt, CancellationToken cancellationToken)
     {
         var client = new AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(invoker);
