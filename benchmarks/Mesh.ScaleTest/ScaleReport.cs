@@ -6,7 +6,7 @@ namespace Mesh.ScaleTest;
 internal static class ScaleReport
 {
     public const string Header = """
-        | mode | services × endpoints | clients | cold sync p50 / p99 / max (s) | not synced | change → client p50 / p99 / max (ms) | missed / subscribers | bytes per change: total / per client | changed assignment × subscribers | ratio | control-plane RSS synced / peak (MB) | control-plane CPU sync / changes (s) | restart: resync p50 / p99 / max (s), not resynced |
+        | mode | services × endpoints | clients | cold sync p50 / p99 / max (s) | not synced | change → client p50 / p99 / max (ms) | missed / subscribers | bytes per change: total / per client | changed assignment × subscribers | ratio | control-plane RSS synced / peak (MB) | control-plane CPU sync / changes (s) | restart: resynced after the kill p50 / p99 / max (s), not resynced |
         |---|---|---:|---|---:|---|---:|---|---:|---:|---|---|---|
         """;
 

@@ -152,7 +152,7 @@ internal sealed class ScaleRun(ScaleSettings settings, ScaleSize size, string co
                 (controlPlane, resync, killToReady) = await RestartAsync(controlPlane, configDirectory, stateDirectory, probe, clients, cancellationToken).ConfigureAwait(false);
                 rssPeakRestart = sampler.TakePeak();
                 log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  restart: killed, ready again after {killToReady.TotalSeconds:0.0} s; {resync.Count}/{size.Clients} resynced, max {(resync.Count == 0 ? 0 : resync.Max()):0.0} s after ready"));
+                    $"  restart: killed, ready again after {killToReady.TotalSeconds:0.0} s; {resync.Count}/{size.Clients} resynced, the last {(resync.Count == 0 ? 0 : resync.Max()):0.0} s after the kill"));
             }
 
             return new ScaleResult(size, settings.Mode, settings.Subscribe)
@@ -272,8 +272,10 @@ internal sealed class ScaleRun(ScaleSettings settings, ScaleSize size, string co
         var restarted = await StartControlPlaneAsync(configDirectory, stateDirectory, xdsPort, adminPort, cancellationToken).ConfigureAwait(false);
         var readyAt = Stopwatch.GetTimestamp();
         await resynced.WaitAsync(settings.Window, cancellationToken).ConfigureAwait(false);
+
+        // From the kill: the new process accepts streams before it prints its ready line, so "ready" is no fixed start.
         var resync = clients.Where(c => probe.ResyncAt(c.Index) != 0)
-            .Select(c => Stopwatch.GetElapsedTime(readyAt, probe.ResyncAt(c.Index)).TotalSeconds).ToList();
+            .Select(c => Stopwatch.GetElapsedTime(killedAt, probe.ResyncAt(c.Index)).TotalSeconds).ToList();
         return (restarted, resync, Stopwatch.GetElapsedTime(killedAt, readyAt));
     }
 
