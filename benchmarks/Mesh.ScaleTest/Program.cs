@@ -47,7 +47,7 @@ foreach (var size in settings.Sizes)
     var cpuBefore = harness.TotalProcessorTime;
     try
     {
-        var result = await new ScaleRun(settings, size, LaunchableApps.Paths["Mesh.ControlPlane"], Console.Out).RunAsync(stop.Token);
+        var result = await new ScaleRun(settings, size, settings.ControlPlane ?? LaunchableApps.Paths["Mesh.ControlPlane"], Console.Out).RunAsync(stop.Token);
         harness.Refresh();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  harness: CPU {(harness.TotalProcessorTime - cpuBefore).TotalSeconds:0.0} s, peak working set {harness.PeakWorkingSet64 / (1024 * 1024)} MB; distinct listeners received {result.ListenersServed}; thread-pool starvation warnings {result.StarvationWarnings}"));

@@ -44,6 +44,8 @@ internal sealed record ScaleSettings
           --streams-per-connection K ADS streams per GrpcChannel (HTTP/2 connection) (50; Kestrel allows 100 per connection)
           --sizes [NxC,…]            run several sizes, one fresh control plane each; alone: the issue's table
                                      (100/1,000/5,000 services × 20/200/1,000 clients)
+          --control-plane DLL        another build of Mesh.ControlPlane.dll to measure (another branch, before/after);
+                                     default: the one this project references
         """;
 
     public IReadOnlyList<ScaleSize> Sizes { get; init; } = [new(100, 10, 20)];
@@ -63,6 +65,9 @@ internal sealed record ScaleSettings
     public int Routing { get; init; }
 
     public int StreamsPerConnection { get; init; } = 50;
+
+    /// <summary>The control plane to start: null for the build this project references.</summary>
+    public string? ControlPlane { get; init; }
 
     public bool IsOnDemand => Mode is ClientMode.SotwOnDemand or ClientMode.DeltaOnDemand;
 
@@ -85,6 +90,7 @@ internal sealed record ScaleSettings
         int services = 100, endpoints = 10, clients = 20, subscribe = 10, changes = 5, routing = 0, streamsPerConnection = 50;
         double window = 30, syncTimeout = 120;
         string? mode = null;
+        string? controlPlane = null;
         string? sizes = null;
         var sizesGiven = false;
         var subscribeGiven = false;
@@ -116,6 +122,14 @@ internal sealed record ScaleSettings
                 case "--sync-timeout": syncTimeout = Seconds(option, Value(), errors, syncTimeout); break;
                 case "--mode": mode = Value(); break;
                 case "--restart": restart = true; break;
+                case "--control-plane":
+                    controlPlane = Value();
+                    if (controlPlane is not null && !File.Exists(controlPlane))
+                    {
+                        found.Add($"--control-plane: {controlPlane} does not exist (give the path of a built Mesh.ControlPlane.dll)");
+                    }
+
+                    break;
                 case "--sizes":
                     sizesGiven = true;
                     if (i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal))
@@ -169,6 +183,7 @@ internal sealed record ScaleSettings
             Restart = restart,
             Routing = routing,
             StreamsPerConnection = streamsPerConnection,
+            ControlPlane = controlPlane is null ? null : Path.GetFullPath(controlPlane),
         };
     }
 
