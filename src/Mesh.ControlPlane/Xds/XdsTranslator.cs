@@ -50,7 +50,8 @@ internal static class XdsTranslator
         string rootNamespace = SecurityScopes.DefaultRootNamespace,
         string trustDomain = SpiffeId.DefaultTrustDomain,
         InboundPathSettings? paths = null,
-        IJwksSource? jwks = null)
+        IJwksSource? jwks = null,
+        XdsSnapshot? previous = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         var services = Resolve(model);
@@ -110,17 +111,49 @@ internal static class XdsTranslator
             }
         }
 
+        var grpcRoutes = standardGrpcRoutes.Count == 0
+            ? null
+            : standardRoutes.ToDictionary(r => r.Key, r => standardGrpcRoutes.GetValueOrDefault(r.Key) ?? r.Value, StringComparer.Ordinal);
+        var inbound = InboundListenerTranslator.BuildAll(model, services, rootNamespace, trustDomain, paths, jwks);
+        var sourceScopedNames = sourceScoped.Select(s => ClusterName(s.Port, s.Service.Host)).ToFrozenSet(StringComparer.Ordinal);
+        XdsChanges? changes = null;
+        if (previous is not null)
+        {
+            // Unchanged resources keep their instance (serialized once, compared by reference), and the snapshot knows
+            // which names changed: a push then costs what changed, not what exists.
+            var changed = TypeUrls.PushOrder.ToDictionary(t => t, _ => new HashSet<string>(StringComparer.Ordinal), StringComparer.Ordinal);
+            var removed = TypeUrls.PushOrder.ToDictionary(t => t, _ => new HashSet<string>(StringComparer.Ordinal), StringComparer.Ordinal);
+            XdsChanges.Intern(clusters, previous.Clusters, changed[TypeUrls.Cluster], removed[TypeUrls.Cluster]);
+            XdsChanges.Intern(endpoints, previous.Endpoints, changed[TypeUrls.ClusterLoadAssignment], removed[TypeUrls.ClusterLoadAssignment]);
+            var routeChanges = changed[TypeUrls.RouteConfiguration];
+            var routeRemovals = removed[TypeUrls.RouteConfiguration];
+            XdsChanges.Intern(routes, previous.Routes, routeChanges, routeRemovals);
+            XdsChanges.Intern(standardRoutes, previous.StandardClientRoutes, routeChanges, routeRemovals);
+            // Standard gRPC clients get the standard routes when no route needs their own variant: compared either way.
+            XdsChanges.Intern(grpcRoutes ?? standardRoutes, previous.StandardGrpcRoutes, routeChanges, routeRemovals);
+
+            // Names whose content depends on the client: listed whenever they exist in either snapshot (see XdsChanges).
+            routeChanges.UnionWith(sourceScopedNames.Concat(previous.SourceScopedRouteNames).Where(routes.ContainsKey));
+            changed[TypeUrls.ClusterLoadAssignment].UnionWith(localityPlans.Keys.Concat(previous.LocalityLbClusters.Keys).Where(endpoints.ContainsKey));
+            routeRemovals.ExceptWith(routes.Keys);
+
+            inbound = InternInbound(inbound, previous.InboundListeners, changed[TypeUrls.Listener], removed[TypeUrls.Listener]);
+            var targetsChanged = listeners.Count != previous.ListenerTargets.Count
+                || listeners.Any(t => !previous.ListenerTargets.TryGetValue(t.Key, out var old) || old != t.Value);
+            changes = new XdsChanges(previous.Version, changed, removed, targetsChanged);
+        }
+
         var shared = new RouteSet(
             routes.ToFrozenDictionary(StringComparer.Ordinal),
             standardRoutes.ToFrozenDictionary(StringComparer.Ordinal),
-            standardGrpcRoutes.Count == 0
-                ? null
-                : standardRoutes.Select(r => standardGrpcRoutes.TryGetValue(r.Key, out var grpc) ? KeyValuePair.Create(r.Key, grpc) : r).ToFrozenDictionary(StringComparer.Ordinal));
-        return new XdsSnapshot(version, services, clusters.ToFrozenDictionary(StringComparer.Ordinal), endpoints.ToFrozenDictionary(StringComparer.Ordinal),
+            grpcRoutes?.ToFrozenDictionary(StringComparer.Ordinal));
+        var snapshot = new XdsSnapshot(version, services, clusters.ToFrozenDictionary(StringComparer.Ordinal), endpoints.ToFrozenDictionary(StringComparer.Ordinal),
             shared.Routes, listeners.ToFrozenDictionary(StringComparer.Ordinal))
         {
+            Changes = changes,
+            SourceScopedRouteNames = sourceScopedNames,
             LocalityLbClusters = localityPlans.ToFrozenDictionary(StringComparer.Ordinal),
-            InboundListeners = InboundListenerTranslator.BuildAll(model, services, rootNamespace, trustDomain, paths, jwks),
+            InboundListeners = inbound,
             StandardClientRoutes = shared.StandardClientRoutes,
             StandardGrpcRoutes = shared.StandardGrpcRoutes!,
             SourceScopedRoutes = sourceScoped.Count == 0 ? null : new SourceScopedRoutes(
@@ -128,6 +161,34 @@ internal static class XdsTranslator
                 shared,
                 selects => [.. sourceScoped.Select(s => (ClusterName(s.Port, s.Service.Host), BuildRouteResources(routing, s.Service, s.Port, selects)))]),
         };
+        if (previous is not null)
+        {
+            snapshot.CarryOver(previous);
+        }
+
+        return snapshot;
+    }
+
+    /// <summary>Inbound listeners of <paramref name="current"/> equal to <paramref name="previous"/>'s (bytes and identities) become those instances.</summary>
+    private static FrozenDictionary<string, InboundListener> InternInbound(
+        FrozenDictionary<string, InboundListener> current, FrozenDictionary<string, InboundListener> previous, HashSet<string> changed, HashSet<string> removed)
+    {
+        var result = new Dictionary<string, InboundListener>(current.Count, StringComparer.Ordinal);
+        foreach (var (name, listener) in current)
+        {
+            if (previous.TryGetValue(name, out var old) && XdsChanges.SameContent(old.Xds, listener.Xds) && old.Identities.SequenceEqual(listener.Identities, StringComparer.Ordinal))
+            {
+                result[name] = old;
+            }
+            else
+            {
+                result[name] = listener;
+                changed.Add(name);
+            }
+        }
+
+        removed.UnionWith(previous.Keys.Where(n => !current.ContainsKey(n)));
+        return result.ToFrozenDictionary(StringComparer.Ordinal);
     }
 
     /// <summary>
