@@ -29,7 +29,7 @@ internal sealed partial class AdsService(
     private static long s_nextId;
     private readonly ConcurrentDictionary<long, AdsConnection> _connections = new();
     private readonly ILogger _logger = loggerFactory.CreateLogger<AdsConnection>();
-    private readonly AdsLimits _limits = new(options.AdsMaxPendingRequests, options.AdsMaxResourceNamesPerType);
+    private readonly AdsLimits _limits = AdsLimits.From(options);
 
     public IReadOnlyList<ClientInfo> Clients() =>
         [.. _connections.Values.OrderBy(c => c.Id).Select(c => c.Describe())];
@@ -48,6 +48,12 @@ internal sealed partial class AdsService(
         try
         {
             await connection.RunAsync(requestStream, responseStream, stop.Token);
+        }
+        catch (RpcException) when (connection.WriteTimedOut)
+        {
+            // The unread response is stuck behind HTTP/2 flow control: reset the stream so its buffers are released now.
+            context.GetHttpContext().Abort();
+            throw;
         }
         finally
         {
