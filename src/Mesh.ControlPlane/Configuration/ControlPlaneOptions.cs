@@ -17,6 +17,16 @@ internal sealed class ControlPlaneOptions
     public Uri AdminAddress { get; set; } = new("http://127.0.0.1:15014");
     public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
     public TimeSpan DebounceInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>The longest a change waits for the debounce's quiet period (istiod's PILOT_DEBOUNCE_MAX, 10 s).</summary>
+    public TimeSpan DebounceMax { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long one DiscoveryResponse may take to be written before its ADS stream is ended (istiod's PILOT_XDS_SEND_TIMEOUT).
+    /// 30 s: twice the 15 s a gRPC client waits for a resource before it gives up on it, and ample for megabytes on a slow
+    /// link; a client that has not taken a response in that time has stopped reading.
+    /// </summary>
+    public TimeSpan AdsWriteTimeout { get; set; } = TimeSpan.FromSeconds(30);
     public Uri SecureAddress { get; set; } = new("https://127.0.0.1:15012");
     public string TrustDomain { get; set; } = SpiffeId.DefaultTrustDomain;
 
@@ -41,7 +51,7 @@ internal sealed class ControlPlaneOptions
     public Xds.InboundPathSettings InboundPaths { get; set; } = Xds.InboundPathSettings.Default;
 
     private static readonly string[] KnownKeys =
-        [nameof(ConfigDirectory), nameof(StateDirectory), nameof(XdsAddress), nameof(AdminAddress), nameof(LeaseTtl), nameof(DebounceInterval),
+        [nameof(ConfigDirectory), nameof(StateDirectory), nameof(XdsAddress), nameof(AdminAddress), nameof(LeaseTtl), nameof(DebounceInterval), nameof(DebounceMax), nameof(AdsWriteTimeout),
          nameof(SecureAddress), nameof(TrustDomain), nameof(PlaintextRegistration), nameof(Ca), nameof(RootNamespace),
          nameof(Bootstrap), nameof(Jwks), PathNormalizationKey, PathEscapedSlashesKey, PathIgnoreCaseKey, PathIgnoreTrailingSlashKey];
 
@@ -77,6 +87,13 @@ internal sealed class ControlPlaneOptions
         options.SecureAddress = ReadAddress(section, nameof(SecureAddress), "https://127.0.0.1:15012", errors, Uri.UriSchemeHttps) ?? options.SecureAddress;
         options.LeaseTtl = ReadDuration(section, nameof(LeaseTtl), options.LeaseTtl, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5), errors);
         options.DebounceInterval = ReadDuration(section, nameof(DebounceInterval), options.DebounceInterval, TimeSpan.Zero, TimeSpan.FromSeconds(10), errors);
+        options.DebounceMax = ReadDuration(section, nameof(DebounceMax), options.DebounceMax, TimeSpan.Zero, TimeSpan.FromMinutes(5), errors);
+        if (options.DebounceMax < options.DebounceInterval)
+        {
+            errors.Add($"{SectionName}:{nameof(DebounceMax)} ({options.DebounceMax.ToString("c", CultureInfo.InvariantCulture)}) must not be shorter than {SectionName}:{nameof(DebounceInterval)} ({options.DebounceInterval.ToString("c", CultureInfo.InvariantCulture)}): it caps how long the quiet period may keep a change waiting");
+        }
+
+        options.AdsWriteTimeout = ReadDuration(section, nameof(AdsWriteTimeout), options.AdsWriteTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(10), errors);
         if (section[nameof(RootNamespace)] is { } rootNamespace)
         {
             if (rootNamespace.Length is 0 or > 63 || !rootNamespace.All(c => c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '-'))

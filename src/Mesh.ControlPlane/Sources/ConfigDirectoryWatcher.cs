@@ -1,24 +1,30 @@
-using System.Threading.Channels;
 using Mesh.ControlPlane.Configuration;
+using Mesh.ControlPlane.Xds;
 
 namespace Mesh.ControlPlane.Sources;
 
-/// <summary>Loads the config folder at start and reloads it (debounced) whenever a file changes.</summary>
-internal sealed partial class ConfigDirectoryWatcher : BackgroundService
+/// <summary>Loads the config folder at start and reloads it whenever a file changes.</summary>
+/// <remarks>
+/// A file event does not wait here: it schedules the reload on <see cref="XdsPublisher.Schedule"/>, whose debounce
+/// (DebounceInterval of quiet, at most DebounceMax) is the only one between a save and a push. Editors save in bursts
+/// (temp file, rename, touch); the burst restarts that quiet period and the folder is read once, right before translation.
+/// </remarks>
+internal sealed partial class ConfigDirectoryWatcher : IHostedService, IDisposable
 {
     private readonly ConfigStore _store;
     private readonly ControlPlaneOptions _options;
-    private readonly TimeProvider _time;
+    private readonly XdsPublisher _publisher;
     private readonly ILogger<ConfigDirectoryWatcher> _logger;
-    private readonly Channel<bool> _signal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly Action _reload;
     private FileSystemWatcher? _watcher;
 
-    public ConfigDirectoryWatcher(ConfigStore store, ControlPlaneOptions options, TimeProvider time, ILogger<ConfigDirectoryWatcher> logger)
+    public ConfigDirectoryWatcher(ConfigStore store, ControlPlaneOptions options, XdsPublisher publisher, ILogger<ConfigDirectoryWatcher> logger)
     {
         _store = store;
         _options = options;
-        _time = time;
+        _publisher = publisher;
         _logger = logger;
+        _reload = () => Reload();
     }
 
     public string Directory => Path.GetFullPath(_options.ConfigDirectory);
@@ -26,7 +32,7 @@ internal sealed partial class ConfigDirectoryWatcher : BackgroundService
     /// <summary>Reads the folder now and applies it to the store.</summary>
     public bool Reload() => _store.ApplyYaml(YamlConfigLoader.LoadDirectory(Directory));
 
-    public override Task StartAsync(CancellationToken cancellationToken)
+    public Task StartAsync(CancellationToken cancellationToken)
     {
         System.IO.Directory.CreateDirectory(Directory);
         _watcher = new FileSystemWatcher(Directory)
@@ -42,43 +48,32 @@ internal sealed partial class ConfigDirectoryWatcher : BackgroundService
         _watcher.EnableRaisingEvents = true;
         LogWatching(_logger, Directory);
         Reload();
-        return base.StartAsync(cancellationToken);
+        return Task.CompletedTask;
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    public Task StopAsync(CancellationToken cancellationToken)
     {
-        try
+        if (_watcher is not null)
         {
-            while (await _signal.Reader.WaitToReadAsync(stoppingToken))
-            {
-                // Editors save in bursts (temp file, rename, touch): wait for quiet, then read once.
-                await Task.Delay(_options.DebounceInterval, _time, stoppingToken);
-                _signal.Reader.TryRead(out _);
-                Reload();
-            }
+            _watcher.EnableRaisingEvents = false;
         }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
+
+        return Task.CompletedTask;
     }
 
-    public override void Dispose()
-    {
-        _watcher?.Dispose();
-        base.Dispose();
-    }
+    public void Dispose() => _watcher?.Dispose();
 
-    private void OnFileEvent(object sender, FileSystemEventArgs e) => _signal.Writer.TryWrite(true);
+    private void OnFileEvent(object sender, FileSystemEventArgs e) => _publisher.Schedule(_reload);
 
     private void OnWatcherError(object sender, ErrorEventArgs e)
     {
         LogWatcherError(_logger, e.GetException());
-        _signal.Writer.TryWrite(true);
+        _publisher.Schedule(_reload);
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Watching config folder {Directory}")]
+    [LoggerMessage(EventId = 1, EventName = "WatchingConfigFolder", Level = LogLevel.Information, Message = "Watching config folder {Directory}")]
     private static partial void LogWatching(ILogger logger, string directory);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Config folder watcher failed; reloading")]
+    [LoggerMessage(EventId = 2, EventName = "ConfigWatcherFailed", Level = LogLevel.Warning, Message = "Config folder watcher failed; reloading")]
     private static partial void LogWatcherError(ILogger logger, Exception exception);
 }

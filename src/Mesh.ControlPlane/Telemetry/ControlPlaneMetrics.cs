@@ -49,6 +49,7 @@ internal sealed class ControlPlaneMetrics
     private readonly Histogram<double> _pushTime;
     private readonly Histogram<double> _convergence;
     private readonly Counter<long> _rejects;
+    private readonly Counter<long> _writeTimeouts;
     private readonly Counter<long> _csrs;
     private readonly Counter<long> _issued;
     private readonly Counter<long> _authenticationFailures;
@@ -74,6 +75,7 @@ internal sealed class ControlPlaneMetrics
         _pushTime = meter.CreateHistogram("pilot_xds_push_time", "s", "Time to select and write one DiscoveryResponse, by xDS type.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = PushTimeBuckets });
         _convergence = meter.CreateHistogram("pilot_proxy_convergence_time", "s", "From a config change to the client having ACKed every response it caused.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = ConvergenceBuckets });
         _rejects = meter.CreateCounter<long>("pilot_total_xds_rejects", description: "DiscoveryResponses a client rejected (NACK), by xDS type.");
+        _writeTimeouts = meter.CreateCounter<long>("pilot_xds_write_timeout", description: "ADS streams closed because a response was not written within ControlPlane:AdsWriteTimeout (the client stopped reading), by xDS type.");
 
         _csrs = meter.CreateCounter<long>("citadel_server_csr_count", description: "CreateCertificate calls received.");
         _issued = meter.CreateCounter<long>("citadel_server_success_cert_issuance_count", description: "Certificates issued.");
@@ -157,6 +159,15 @@ internal sealed class ControlPlaneMetrics
         if (_rejects.Enabled)
         {
             _rejects.Add(1, Types.For(typeUrl).Type);
+        }
+    }
+
+    /// <summary>A response write exceeded the write timeout and its stream was closed.</summary>
+    public void WriteTimedOut(string typeUrl)
+    {
+        if (_writeTimeouts.Enabled)
+        {
+            _writeTimeouts.Add(1, Types.For(typeUrl).Type);
         }
     }
 

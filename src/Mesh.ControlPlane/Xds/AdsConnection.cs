@@ -28,6 +28,16 @@ internal sealed record ClientCertificateInfo(string Serial, DateTimeOffset NotAf
 internal sealed record AdsLimits(int MaxPendingRequests, int MaxResourceNamesPerType)
 {
     public static AdsLimits Default { get; } = new(64, 10_000);
+
+    /// <summary>How long one response may take to be written (ControlPlane:AdsWriteTimeout); past it the stream ends.</summary>
+    public TimeSpan WriteTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The limits <paramref name="options"/> set.</summary>
+    public static AdsLimits From(Configuration.ControlPlaneOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return new AdsLimits(options.AdsMaxPendingRequests, options.AdsMaxResourceNamesPerType) { WriteTimeout = options.AdsWriteTimeout };
+    }
 }
 
 /// <summary>
@@ -113,7 +123,7 @@ internal sealed partial class AdsConnection
                     var sent = false;
                     foreach (var typeUrl in TypeUrls.PushOrder)
                     {
-                        sent |= await PushAsync(typeUrl, forced: false, responses, cancellationToken);
+                        sent |= await PushAsync(typeUrl, forceAll: false, added: null, responses, cancellationToken);
                     }
 
                     // Measured from the oldest change this client has not yet ACKed all of.
@@ -242,7 +252,8 @@ internal sealed partial class AdsConnection
                 $"a {typeUrl} request names {request.ResourceNames.Count.ToString(CultureInfo.InvariantCulture)} resources; an ADS stream may subscribe to at most {_limits.MaxResourceNamesPerType.ToString(CultureInfo.InvariantCulture)} per type (ControlPlane:AdsMaxResourceNamesPerType)"));
         }
 
-        bool forced;
+        bool forceAll;
+        List<string> added;
         lock (_gate)
         {
             var isNew = !_types.TryGetValue(typeUrl, out var state);
@@ -297,22 +308,36 @@ internal sealed partial class AdsConnection
             var names = request.ResourceNames.Where(n => n != Wildcard).ToHashSet(StringComparer.Ordinal);
             var wildcard = request.ResourceNames.Contains(Wildcard) || (request.ResourceNames.Count == 0 && !state.EverNamed);
             state.EverNamed |= names.Count > 0;
-            var added = names.Except(state.Names).ToList();
-            forced = isNew || added.Count > 0 || (wildcard && !state.Wildcard);
-            foreach (var removed in state.Names.Except(names).ToList())
+            added = [.. names.Where(n => !state.Names.Contains(n))];
+            forceAll = isNew || (wildcard && !state.Wildcard);
+            foreach (var name in state.Names)
             {
-                state.Sent.Remove(removed);
+                if (!names.Contains(name))
+                {
+                    state.Sent.Remove(name);
+                }
             }
 
             state.Names = names;
             state.Wildcard = wildcard;
         }
 
-        await PushAsync(typeUrl, forced, responses, cancellationToken);
+        await PushAsync(typeUrl, forceAll, added, responses, cancellationToken);
     }
 
-    /// <summary>Sends <paramref name="typeUrl"/>'s resources when they changed (or <paramref name="forced"/>); true when a response was written.</summary>
-    private async Task<bool> PushAsync(string typeUrl, bool forced, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends what of <paramref name="typeUrl"/> changed for this client since its last response (everything when
+    /// <paramref name="forceAll"/>; the newly subscribed <paramref name="added"/> names even when unchanged, as the protocol
+    /// says); true when a response was written. RDS and EDS responses carry only those resources; LDS and CDS carry the full
+    /// set, and only when something in it was added, changed or removed.
+    /// </summary>
+    /// <remarks>
+    /// Resources are compared by instance (a snapshot reuses the previous one's unchanged resources), then by version. A
+    /// client at the previous snapshot is checked against that snapshot's <see cref="XdsChanges"/> only, so an endpoint
+    /// change costs a lookup per changed name, not per subscribed one; otherwise (a client that skipped snapshots, a forced
+    /// response) every subscribed name is compared once.
+    /// </remarks>
+    private async Task<bool> PushAsync(string typeUrl, bool forceAll, IReadOnlyList<string>? added, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
     {
         var started = _time.GetTimestamp();
         DiscoveryResponse response;
@@ -324,11 +349,9 @@ internal sealed partial class AdsConnection
             }
 
             var snapshot = _publisher.Current;
-            var resources = _view.Select(typeUrl, state.Wildcard, state.Names, snapshot);
-            var changed = forced
-                || resources.Any(r => !state.Sent.TryGetValue(r.Name, out var bytes) || !bytes.Equals(r.Resource.Value))
-                || (TypeUrls.RequiresFullSet(typeUrl) && state.Sent.Keys.Any(k => !resources.Any(r => r.Name == k)));
-            if (!changed || (!TypeUrls.RequiresFullSet(typeUrl) && resources.IsEmpty && state.LastNonce is null))
+            var resources = Changes(typeUrl, state, snapshot, forceAll, added ?? []);
+            state.SnapshotVersion = snapshot.Version;
+            if (resources is null)
             {
                 return false;
             }
@@ -340,33 +363,212 @@ internal sealed partial class AdsConnection
                 Nonce = Interlocked.Increment(ref _nonce).ToString(CultureInfo.InvariantCulture),
                 ControlPlane = new Mesh.Xds.Envoy.Config.Core.V3.ControlPlane { Identifier = "mesh-control-plane" },
             };
-            response.Resources.AddRange(resources.Select(r => r.Resource));
-            state.Sent = resources.ToDictionary(r => r.Name, r => r.Resource.Value, StringComparer.Ordinal);
+            foreach (var resource in resources)
+            {
+                response.Resources.Add(resource.Resource);
+            }
+
             state.LastNonce = response.Nonce;
             state.LastVersion = response.VersionInfo;
             _awaitingAck.Add(typeUrl);
         }
 
         LogSend(_logger, ClientId, typeUrl, response.VersionInfo, response.Nonce, response.Resources.Count);
-        try
-        {
-            await responses.WriteAsync(response, cancellationToken);
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
-        {
-            // A client going away mid-push or the host shutting down is normal (istiod skips Canceled and Unavailable):
-            // only a write that failed while the stream was still wanted counts as a send error.
-            if (!cancellationToken.IsCancellationRequested && ex is IOException)
-            {
-                _metrics?.PushFailed(typeUrl);
-            }
-
-            throw;
-        }
-
+        await WriteAsync(typeUrl, response, responses, cancellationToken);
         _metrics?.Pushed(typeUrl, _time.GetElapsedTime(started));
         return true;
     }
+
+    /// <summary>The resources to send and <paramref name="state"/>'s record of what the client holds updated; null when nothing is to be sent.</summary>
+    private List<XdsResource>? Changes(string typeUrl, TypeState state, XdsSnapshot snapshot, bool forceAll, IReadOnlyList<string> added)
+    {
+        var fullSet = TypeUrls.RequiresFullSet(typeUrl);
+        if (!forceAll && added.Count == 0 && state.SnapshotVersion == snapshot.Version)
+        {
+            return null;
+        }
+
+        var atPrevious = !forceAll && state.SnapshotVersion >= 0 && snapshot.Changes is { } since && since.PreviousVersion == state.SnapshotVersion;
+        if (fullSet)
+        {
+            if (forceAll || added.Count > 0 || !atPrevious || Touches(typeUrl, state, snapshot.Changes!) || InboundChanged(typeUrl, state, snapshot))
+            {
+                return FullSet(typeUrl, state, snapshot, sendAll: forceAll || added.Count > 0);
+            }
+
+            return null;
+        }
+
+        List<XdsResource> send;
+        if (atPrevious)
+        {
+            send = [];
+            var changes = snapshot.Changes!;
+            foreach (var name in changes.Removed(typeUrl))
+            {
+                state.Sent.Remove(name);
+            }
+
+            foreach (var name in changes.Changed(typeUrl))
+            {
+                if (state.Wildcard || state.Names.Contains(name))
+                {
+                    Offer(typeUrl, state, snapshot, name, force: false, send);
+                }
+            }
+        }
+        else
+        {
+            send = Reconcile(typeUrl, state, snapshot, forceAll);
+        }
+
+        if (!forceAll && added.Count > 0)
+        {
+            var queued = send.Select(r => r.Name).ToHashSet(StringComparer.Ordinal);
+            foreach (var name in added)
+            {
+                if (!queued.Contains(name))
+                {
+                    Offer(typeUrl, state, snapshot, name, force: true, send);
+                }
+            }
+        }
+
+        if (send.Count == 0)
+        {
+            return null;
+        }
+
+        send.Sort(static (a, b) => string.CompareOrdinal(a.Name, b.Name));
+        return send;
+    }
+
+    /// <summary>Adds <paramref name="name"/> to <paramref name="send"/> when it exists and the client does not hold it (or <paramref name="force"/>).</summary>
+    private void Offer(string typeUrl, TypeState state, XdsSnapshot snapshot, string name, bool force, List<XdsResource> send)
+    {
+        if (_view.Resolve(typeUrl, name, snapshot) is not { } resource)
+        {
+            state.Sent.Remove(name);
+            return;
+        }
+
+        var held = state.Sent.TryGetValue(name, out var old);
+        if (force || !held || !Same(old!, resource))
+        {
+            send.Add(resource);
+            state.Sent[name] = resource;
+        }
+    }
+
+    /// <summary>RDS/EDS: every subscribed resource compared with what the client holds; the ones it lacks are returned.</summary>
+    private List<XdsResource> Reconcile(string typeUrl, TypeState state, XdsSnapshot snapshot, bool sendAll)
+    {
+        var selected = _view.Select(typeUrl, state.Wildcard, state.Names, snapshot);
+        var held = new Dictionary<string, XdsResource>(selected.Length, StringComparer.Ordinal);
+        var send = new List<XdsResource>();
+        foreach (var resource in selected)
+        {
+            held[resource.Name] = resource;
+            if (sendAll || !state.Sent.TryGetValue(resource.Name, out var old) || !Same(old, resource))
+            {
+                send.Add(resource);
+            }
+        }
+
+        state.Sent = held;
+        return send;
+    }
+
+    /// <summary>LDS/CDS: the full set when <paramref name="sendAll"/> or anything in it differs from what the client holds; else null.</summary>
+    private List<XdsResource>? FullSet(string typeUrl, TypeState state, XdsSnapshot snapshot, bool sendAll)
+    {
+        var selected = _view.Select(typeUrl, state.Wildcard, state.Names, snapshot);
+        var held = new Dictionary<string, XdsResource>(selected.Length, StringComparer.Ordinal);
+        var differs = sendAll;
+        foreach (var resource in selected)
+        {
+            held[resource.Name] = resource;
+            differs = differs || !state.Sent.TryGetValue(resource.Name, out var old) || !Same(old, resource);
+        }
+
+        // Every selected name is held with the same content; equal counts then mean nothing was removed.
+        differs = differs || held.Count != state.Sent.Count;
+        if (!differs)
+        {
+            return null;
+        }
+
+        state.Sent = held;
+        return [.. selected];
+    }
+
+    /// <summary>
+    /// Whether one of the inbound listeners this client holds differs in <paramref name="snapshot"/> (they are not listed
+    /// in <see cref="XdsChanges"/>; see <see cref="InboundListenerSet"/>): a lookup per inbound name it subscribes to.
+    /// </summary>
+    private bool InboundChanged(string typeUrl, TypeState state, XdsSnapshot snapshot)
+    {
+        if (typeUrl != TypeUrls.Listener || snapshot.Changes is not { InboundListenersUnknown: true })
+        {
+            return false;
+        }
+
+        foreach (var name in state.Names)
+        {
+            if (!name.StartsWith(InboundListenerTranslator.NamePrefix, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var current = _view.Resolve(typeUrl, name, snapshot);
+            var held = state.Sent.TryGetValue(name, out var old);
+            if (current is null ? held : !held || !Same(old!, current))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Whether <paramref name="changes"/> may change this client's LDS/CDS set (inbound listeners aside: <see cref="InboundChanged"/>).</summary>
+    private static bool Touches(string typeUrl, TypeState state, XdsChanges changes)
+    {
+        if (changes.Changed(typeUrl).Count == 0 && changes.Removed(typeUrl).Count == 0 && (typeUrl != TypeUrls.Listener || !changes.ListenerTargetsChanged))
+        {
+            return false;
+        }
+
+        // Listener names are resolved per spelling (orders, orders:80, the FQDN…): a target change may touch any of them.
+        if (typeUrl == TypeUrls.Listener && changes.ListenerTargetsChanged && (state.Wildcard || state.Names.Count > 0))
+        {
+            return true;
+        }
+
+        if (state.Wildcard && typeUrl != TypeUrls.Listener)
+        {
+            return true;
+        }
+
+        return Any(changes.Changed(typeUrl), state.Names) || Any(changes.Removed(typeUrl), state.Names);
+    }
+
+    private static bool Any(System.Collections.Frozen.FrozenSet<string> changed, HashSet<string> subscribed)
+    {
+        // Iterate the smaller side.
+        if (changed.Count <= subscribed.Count)
+        {
+            return changed.Any(subscribed.Contains);
+        }
+
+        return subscribed.Any(changed.Contains);
+    }
+
+    private static bool Same(XdsResource held, XdsResource current) => ReferenceEquals(held, current) || held.Version == current.Version;
+
+    /// <summary>Writes <paramref name="response"/>; see <see cref="AdsResponseWriter"/>.</summary>
+    private Task WriteAsync(string typeUrl, DiscoveryResponse response, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken) =>
+        AdsResponseWriter.WriteAsync(responses, response, typeUrl, _limits, _time, _metrics, _logger, ClientId, Peer, cancellationToken);
 
     private sealed class TypeState
     {
@@ -376,7 +578,11 @@ internal sealed partial class AdsConnection
 
         public HashSet<string> Names { get; set; } = new(StringComparer.Ordinal);
 
-        public Dictionary<string, ByteString> Sent { get; set; } = new(StringComparer.Ordinal);
+        /// <summary>What the client holds, as sent: compared by instance (snapshots reuse unchanged ones), then version.</summary>
+        public Dictionary<string, XdsResource> Sent { get; set; } = new(StringComparer.Ordinal);
+
+        /// <summary>The snapshot <see cref="Sent"/> was last brought up to date with; -1 before the first.</summary>
+        public long SnapshotVersion { get; set; } = -1;
 
         public string? LastNonce { get; set; }
 
@@ -402,6 +608,7 @@ internal sealed partial class AdsConnection
 
     [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "ADS client {ClientId} NACKed {TypeUrl} version {Version} nonce {Nonce}: {Message}")]
     private static partial void LogNack(ILogger logger, string clientId, string typeUrl, string version, string nonce, string message);
+
 
     [LoggerMessage(EventId = 8, Level = LogLevel.Debug, Message = "ADS client {ClientId}: sending {TypeUrl} version {Version} nonce {Nonce} with {Count} resources")]
     private static partial void LogSend(ILogger logger, string clientId, string typeUrl, string version, string nonce, int count);

@@ -35,7 +35,7 @@ internal sealed partial class AdsService(
     private readonly ConcurrentDictionary<long, Func<ClientInfo>> _connections = new();
     private readonly ILogger _logger = loggerFactory.CreateLogger<AdsConnection>();
     private readonly ILogger _deltaLogger = loggerFactory.CreateLogger<DeltaAdsConnection>();
-    private readonly AdsLimits _limits = new(options.AdsMaxPendingRequests, options.AdsMaxResourceNamesPerType);
+    private readonly AdsLimits _limits = AdsLimits.From(options);
 
     public IReadOnlyList<ClientInfo> Clients() =>
         [.. _connections.OrderBy(c => c.Key).Select(c => c.Value())];
@@ -73,6 +73,12 @@ internal sealed partial class AdsService(
         try
         {
             await run(stop.Token);
+        }
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.DeadlineExceeded && ex.Status.Detail.Contains(AdsResponseWriter.WriteTimeoutKey, StringComparison.Ordinal))
+        {
+            // The unread response is stuck behind HTTP/2 flow control: reset the stream so its buffers are released now.
+            context.GetHttpContext().Abort();
+            throw;
         }
         finally
         {

@@ -437,20 +437,7 @@ internal sealed partial class DeltaAdsConnection
         }
 
         LogSend(_logger, ClientId, typeUrl, response.SystemVersionInfo, response.Nonce, response.Resources.Count, response.RemovedResources.Count);
-        try
-        {
-            await responses.WriteAsync(response, cancellationToken);
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
-        {
-            // As for the state-of-the-world stream: only a write that failed while the stream was still wanted is an error.
-            if (!cancellationToken.IsCancellationRequested && ex is IOException)
-            {
-                _metrics?.PushFailed(typeUrl);
-            }
-
-            throw;
-        }
+        await AdsResponseWriter.WriteAsync(responses, response, typeUrl, _limits, _time, _metrics, _logger, ClientId, Peer, cancellationToken);
 
         _metrics?.Pushed(typeUrl, _time.GetElapsedTime(started));
         return true;

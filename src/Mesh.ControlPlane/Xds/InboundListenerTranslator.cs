@@ -52,8 +52,16 @@ internal static class InboundListenerTranslator
     /// <summary>
     /// One inbound listener per workload address:port (registered, WorkloadEntry or inline endpoint), built from the
     /// workload that owns the address:port and served only to the identities in <see cref="InboundListener.Identities"/>.
+    /// Every listener is built now; a snapshot uses <see cref="Prepare"/> instead.
     /// </summary>
-    public static FrozenDictionary<string, InboundListener> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, string trustDomain = SpiffeId.DefaultTrustDomain, InboundPathSettings? paths = null, IJwksSource? jwks = null)
+    public static FrozenDictionary<string, InboundListener> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, string trustDomain = SpiffeId.DefaultTrustDomain, InboundPathSettings? paths = null, IJwksSource? jwks = null) =>
+        Prepare(model, services, rootNamespace, trustDomain, paths, jwks).ToFrozenDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+
+    /// <summary>
+    /// The inbound listeners of <paramref name="model"/>, each built when first asked for (see <see cref="InboundListenerSet"/>):
+    /// only a workload asks for its own, so a mesh of 50,000 endpoints does not build 50,000 listeners on every change.
+    /// </summary>
+    public static InboundListenerSet Prepare(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, string trustDomain = SpiffeId.DefaultTrustDomain, InboundPathSettings? paths = null, IJwksSource? jwks = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         paths ??= InboundPathSettings.Default;
@@ -88,12 +96,12 @@ internal static class InboundListenerTranslator
             }
         }
 
-        var result = new Dictionary<string, InboundListener>(StringComparer.Ordinal);
-        foreach (var (name, (address, port, list)) in candidates)
+        InboundListener? Build(string name)
         {
+            var (address, port, list) = candidates[name];
             if (Owner(list, resolved, trustDomain) is not var (workload, identities))
             {
-                continue;
+                return null;
             }
 
             var mode = EffectiveMode(model.Config.PeerAuthentications, rootNamespace, workload, port);
@@ -101,10 +109,10 @@ internal static class InboundListenerTranslator
             var jwt = JwtAuthnTranslator.Build(ApplicableRequestAuthentications(model.Config.RequestAuthentications, rootNamespace, workload), jwks);
             var rateLimit = RateLimitFor(model.Config.LocalRateLimitPolicies, resolved, workload, address, port, trustDomain);
             var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny, paths), RbacTranslator.Build(policies, AuthorizationAction.Allow, paths), paths, jwt, rateLimit);
-            result[name] = new InboundListener(name, Any.Pack(listener), identities);
+            return new InboundListener(name, Any.Pack(listener), identities);
         }
 
-        return result.ToFrozenDictionary(StringComparer.Ordinal);
+        return new InboundListenerSet(candidates.Keys.ToFrozenSet(StringComparer.Ordinal), Build);
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Mesh.ControlPlane.Configuration;
 using Mesh.ControlPlane.Security;
@@ -6,9 +7,15 @@ using Mesh.ControlPlane.Sources;
 namespace Mesh.ControlPlane.Xds;
 
 /// <summary>
-/// Turns store changes into <see cref="XdsSnapshot"/>s, debounced by DebounceInterval, and
-/// wakes every ADS connection so it can push what changed for its subscriptions.
+/// Turns store changes into <see cref="XdsSnapshot"/>s and wakes every ADS connection so it can push what changed for its
+/// subscriptions. Changes are debounced as istiod does (PILOT_DEBOUNCE_AFTER / PILOT_DEBOUNCE_MAX): a translation waits
+/// for <c>DebounceInterval</c> of quiet, each new change restarting it, but never more than <c>DebounceMax</c> after the
+/// first change it carries.
 /// </summary>
+/// <remarks>
+/// This is the only debounce between a change and a push: the config folder watcher does not wait on its own, it hands
+/// its reload to <see cref="Schedule"/>, which runs it right before the translation (one read of the folder per burst).
+/// </remarks>
 internal sealed partial class XdsPublisher : BackgroundService
 {
     private readonly ConfigStore _store;
@@ -20,10 +27,12 @@ internal sealed partial class XdsPublisher : BackgroundService
     private readonly Lock _gate = new();
     private readonly Lock _rebuildGate = new();
     private readonly List<Action> _subscribers = [];
+    private readonly ConcurrentDictionary<Action, byte> _refreshes = new();
     private XdsSnapshot _current;
     private long _generation;
     private long _pendingChangeAt; // first change since the last rebuild (TimeProvider timestamp), 0 when none
     private volatile bool _fromValidConfig;
+    private volatile bool _refreshing;
 
     public XdsPublisher(ConfigStore store, ControlPlaneOptions options, TimeProvider time, ILogger<XdsPublisher> logger, JwksResolver? jwks = null)
     {
@@ -62,6 +71,17 @@ internal sealed partial class XdsPublisher : BackgroundService
         return new Subscription(this, onSnapshot);
     }
 
+    /// <summary>
+    /// Debounces a change whose source must be read again (the config folder): <paramref name="refresh"/> runs once,
+    /// after the quiet period and right before the translation, however many times it was scheduled meanwhile.
+    /// </summary>
+    public void Schedule(Action refresh)
+    {
+        ArgumentNullException.ThrowIfNull(refresh);
+        _refreshes.TryAdd(refresh, 0);
+        OnChanged();
+    }
+
     /// <summary>Translates the store's current model now (used at start and by tests).</summary>
     public void Rebuild()
     {
@@ -72,7 +92,9 @@ internal sealed partial class XdsPublisher : BackgroundService
         XdsSnapshot snapshot;
         lock (_rebuildGate)
         {
-            snapshot = XdsTranslator.Translate(model, ++_generation, _options.RootNamespace, _options.TrustDomain, _options.InboundPaths, _jwks);
+            // The previous snapshot lends its unchanged resources (same instances, serialized once) and is the base of Changes.
+            var previous = Volatile.Read(ref _current);
+            snapshot = XdsTranslator.Translate(model, ++_generation, _options.RootNamespace, _options.TrustDomain, _options.InboundPaths, _jwks, previous);
             snapshot.ChangedAt = changedAt != 0 ? changedAt : _time.GetTimestamp();
             Volatile.Write(ref _current, snapshot);
             _fromValidConfig = valid;
@@ -97,13 +119,9 @@ internal sealed partial class XdsPublisher : BackgroundService
         {
             while (await _signal.Reader.WaitToReadAsync(stoppingToken))
             {
-                // Coalesce bursts (many registrations, a folder of files saved at once) into one push.
-                if (_options.DebounceInterval > TimeSpan.Zero)
-                {
-                    await Task.Delay(_options.DebounceInterval, _time, stoppingToken);
-                }
-
                 _signal.Reader.TryRead(out _);
+                await DebounceAsync(stoppingToken);
+                RunRefreshes();
                 Rebuild();
             }
         }
@@ -112,10 +130,80 @@ internal sealed partial class XdsPublisher : BackgroundService
         }
     }
 
+    /// <summary>
+    /// Coalesces bursts (many registrations, a folder of files saved at once) into one push: waits until no change came for
+    /// DebounceInterval, or DebounceMax passed since the first one.
+    /// </summary>
+    private async Task DebounceAsync(CancellationToken stoppingToken)
+    {
+        var quiet = _options.DebounceInterval;
+        if (quiet <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        var started = _time.GetTimestamp();
+        while (true)
+        {
+            var left = _options.DebounceMax - _time.GetElapsedTime(started);
+            if (left <= TimeSpan.Zero)
+            {
+                return;
+            }
+
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+            var delay = Task.Delay(quiet < left ? quiet : left, _time, wait.Token);
+            var change = _signal.Reader.WaitToReadAsync(wait.Token).AsTask();
+            var first = await Task.WhenAny(delay, change);
+            await wait.CancelAsync();
+            stoppingToken.ThrowIfCancellationRequested();
+            if (first == delay || !_signal.Reader.TryRead(out _))
+            {
+                return;
+            }
+
+            // Another change: the quiet period starts again (within DebounceMax).
+        }
+    }
+
+    private void RunRefreshes()
+    {
+        if (_refreshes.IsEmpty)
+        {
+            return;
+        }
+
+        // The store changes a refresh causes are the ones this translation is about to carry: they signal no second round.
+        _refreshing = true;
+        try
+        {
+            foreach (var refresh in _refreshes.Keys)
+            {
+                _refreshes.TryRemove(refresh, out _);
+                try
+                {
+                    refresh();
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // The last good config keeps serving; the next change schedules the refresh again.
+                    LogRefreshFailed(_logger, ex);
+                }
+            }
+        }
+        finally
+        {
+            _refreshing = false;
+        }
+    }
+
     private void OnChanged()
     {
         Interlocked.CompareExchange(ref _pendingChangeAt, _time.GetTimestamp(), 0);
-        _signal.Writer.TryWrite(true);
+        if (!_refreshing)
+        {
+            _signal.Writer.TryWrite(true);
+        }
     }
 
     private void Unsubscribe(Action onSnapshot)
@@ -126,7 +214,10 @@ internal sealed partial class XdsPublisher : BackgroundService
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "xDS snapshot {Version}: {Clusters} clusters, {Registrations} registrations")]
+    [LoggerMessage(EventId = 2, EventName = "RefreshFailed", Level = LogLevel.Warning, Message = "Reading a config source before translation failed; the last good config keeps serving")]
+    private static partial void LogRefreshFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 1, EventName = "Snapshot", Level = LogLevel.Debug, Message = "xDS snapshot {Version}: {Clusters} clusters, {Registrations} registrations")]
     private static partial void LogSnapshot(ILogger logger, long version, int clusters, int registrations);
 
     private sealed class Subscription(XdsPublisher owner, Action onSnapshot) : IDisposable

@@ -76,6 +76,12 @@ internal sealed class XdsSnapshot
 
     public long Version { get; }
 
+    /// <summary>What changed since the snapshot this one was built after; null for a snapshot built without one (the first).</summary>
+    public XdsChanges? Changes { get; init; }
+
+    /// <summary>Route configuration names whose content depends on the caller (source-scoped VirtualServices).</summary>
+    public FrozenSet<string> SourceScopedRouteNames { get; init; } = FrozenSet<string>.Empty;
+
     /// <summary>
     /// When the config change this snapshot carries happened (a <see cref="TimeProvider.GetTimestamp"/> value, before the
     /// debounce); set by <see cref="XdsPublisher"/> before publishing, 0 for a snapshot it did not publish.
@@ -164,6 +170,12 @@ internal sealed class XdsSnapshot
 
         var built = new XdsResource(resource.Name, Any.Pack(plan.Build(client)));
 
+        // Same bytes as the previous snapshot's variant for this key: that instance, so clients holding it see no change.
+        if (_previousLocalityEndpoints is { } previous && previous.TryGetValue(key, out var before) && XdsChanges.SameContent(before, built))
+        {
+            built = before;
+        }
+
         // Client-chosen keys: bounded, so a stream of made-up localities cannot grow the snapshot without limit.
         return _localityEndpoints.Count < MaxLocalityVariants ? _localityEndpoints.GetOrAdd(key, built) : built;
     }
@@ -173,8 +185,37 @@ internal sealed class XdsSnapshot
 
     private readonly ConcurrentDictionary<(string Cluster, string Key), XdsResource> _localityEndpoints = new();
 
+    // The previous snapshot's variants (only the dictionary: holding the snapshot would chain every snapshot ever built).
+    private ConcurrentDictionary<(string Cluster, string Key), XdsResource>? _previousLocalityEndpoints;
+
+    /// <summary>
+    /// Takes over what <paramref name="previous"/> built lazily and is still valid here: its listeners whose route
+    /// configuration still exists (a listener is a pure function of its name and route name) and, for comparison, its
+    /// per-locality assignments. Called once, before the snapshot is published.
+    /// </summary>
+    internal void CarryOver(XdsSnapshot previous)
+    {
+        ArgumentNullException.ThrowIfNull(previous);
+        _previousLocalityEndpoints = previous._localityEndpoints.IsEmpty ? null : previous._localityEndpoints;
+
+        // Client spellings are carried too, bounded so that made-up spellings cannot accumulate across snapshots.
+        var room = (2 * ListenerTargets.Count) + 1024;
+        foreach (var (key, listener) in previous._listeners)
+        {
+            if (room-- <= 0)
+            {
+                break;
+            }
+
+            if (Routes.ContainsKey(key.RouteName))
+            {
+                _listeners.TryAdd(key, listener);
+            }
+        }
+    }
+
     /// <summary>Server-side listeners by name <c>xds.istio.io/grpc/lds/inbound/&lt;ip&gt;:&lt;port&gt;</c>, each with the identities it may be served to.</summary>
-    public FrozenDictionary<string, InboundListener> InboundListeners { get; init; } = FrozenDictionary<string, InboundListener>.Empty;
+    public InboundListenerSet InboundListeners { get; init; } = InboundListenerSet.Empty;
 
     public string VersionInfo => Version.ToString(System.Globalization.CultureInfo.InvariantCulture);
 

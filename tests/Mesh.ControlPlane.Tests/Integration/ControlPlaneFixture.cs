@@ -124,7 +124,9 @@ internal sealed class AdsTestClient : IAsyncDisposable
     public Task AckAsync(DiscoveryResponse response, IEnumerable<string> names) =>
         SendAsync(response.TypeUrl, names, nonce: response.Nonce, version: response.VersionInfo);
 
-    public async Task<DiscoveryResponse> NextAsync() => await _responses.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
+    public async Task<DiscoveryResponse> NextAsync() => await NextAsync(Timeout);
+
+    public async Task<DiscoveryResponse> NextAsync(TimeSpan timeout) => await _responses.Reader.ReadAsync().AsTask().WaitAsync(timeout);
 
     public async ValueTask DisposeAsync()
     {

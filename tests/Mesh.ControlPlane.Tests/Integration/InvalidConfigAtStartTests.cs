@@ -100,12 +100,21 @@ public class InvalidConfigAtStartTests
     }
 
     [Fact]
-    public async Task StreamAggregatedResources_FolderFixedButSnapshotNotYetBuilt_StillUnavailableNeverEmpty()
+    public async Task StreamAggregatedResources_FolderFixedDuringDebounce_UnavailableThenFullNeverEmpty()
     {
-        // A long debounce opens a window between the store accepting the fixed folder and the publisher's first
-        // snapshot of it: a stream opened in that window must not get the empty snapshot built at start.
-        await using var cp = await ControlPlaneFixture.StartAsync(["--ControlPlane:DebounceInterval=00:00:03"], ("orders.yaml", Orders), ("policy.yaml", MistypedPolicy));
+        // One debounce: the folder is read right before its translation, so there is no window in which the store holds
+        // the fixed folder while the only snapshot is the empty one built at start. During the debounce the stream is
+        // refused (the store is still invalid); after it, the first response carries the fixed config, never nothing.
+        await using var cp = await ControlPlaneFixture.StartAsync(["--ControlPlane:DebounceInterval=00:00:05"], ("orders.yaml", Orders), ("policy.yaml", MistypedPolicy));
         File.Delete(Path.Combine(cp.ConfigDirectory, "policy.yaml"));
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => FirstResponseAsync(cp, TypeUrls.Cluster));
+        Assert.Equal(StatusCode.Unavailable, ex.StatusCode);
+        using (var ready = await cp.Admin.GetAsync(new Uri("/healthz/ready", UriKind.Relative)))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+        }
+
         await Poll.UntilAsync(
             async () =>
             {
@@ -113,11 +122,25 @@ public class InvalidConfigAtStartTests
                 return dump.RootElement.GetProperty("configErrors").GetArrayLength() == 0;
             },
             "the fixed folder was not loaded");
-
-        var ex = await Assert.ThrowsAsync<RpcException>(() => FirstResponseAsync(cp, TypeUrls.Cluster));
-        Assert.Equal(StatusCode.Unavailable, ex.StatusCode);
-        using var ready = await cp.Admin.GetAsync(new Uri("/healthz/ready", UriKind.Relative));
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+        RpcException? refused = null;
+        DiscoveryResponse? response = null;
+        await Poll.UntilAsync(
+            async () =>
+            {
+                try
+                {
+                    response = await FirstResponseAsync(cp, TypeUrls.Cluster);
+                    return true;
+                }
+                catch (RpcException unavailable) when (unavailable.StatusCode == StatusCode.Unavailable)
+                {
+                    // The translation of the loaded folder is still under way.
+                    refused = unavailable;
+                    return false;
+                }
+            },
+            "ADS still refused after the fixed folder was loaded: " + refused?.Status.Detail);
+        Assert.Equal(OrdersCluster, Assert.Single(response!.Resources).Unpack<Cluster>().Name);
     }
 
     private static async Task<DiscoveryResponse> FirstResponseAsync(ControlPlaneFixture cp, string typeUrl)

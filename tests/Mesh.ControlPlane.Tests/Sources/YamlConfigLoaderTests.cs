@@ -251,13 +251,13 @@ public sealed class YamlConfigLoaderTests : IDisposable
     [Fact]
     public void Load_UnknownKind_IsWarningAndKeepsTheRest()
     {
-        var yaml = Orders + "\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: orders}\nspec: {}\n";
+        var yaml = Orders + "\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: orders}\nspec: {}\n";
         var result = YamlConfigLoader.Load([("orders.yaml", yaml)]);
 
         var warning = Assert.Single(result.Errors);
         Assert.True(warning.IsWarning);
         Assert.False(result.HasErrors);
-        Assert.Contains("Sidecar default/orders: kind Sidecar is not yet supported", warning.Message, StringComparison.Ordinal);
+        Assert.Contains("Gateway default/orders: kind Gateway is not yet supported", warning.Message, StringComparison.Ordinal);
         Assert.Single(result.Config.ServiceEntries);
     }
 

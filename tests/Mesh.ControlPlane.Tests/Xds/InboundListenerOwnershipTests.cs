@@ -103,7 +103,7 @@ public sealed class InboundListenerOwnershipTests
         Workload("10.0.0.5", Port, new Dictionary<string, string> { ["app"] = serviceAccount }, source: EndpointSources.Registration)
             with { ServiceAccount = serviceAccount, CertifiedIdentity = certified, LeaseId = serviceAccount + "-lease" };
 
-    private static FrozenDictionary<string, InboundListener> Translate(WorkloadInstance[] workloads, WorkloadInstance[] registrations)
+    private static InboundListenerSet Translate(WorkloadInstance[] workloads, WorkloadInstance[] registrations)
     {
         var model = Snapshot(Services, workloads, registrations: registrations);
         model = model with { Config = model.Config with { AuthorizationPolicies = [DenyOrders] } };
