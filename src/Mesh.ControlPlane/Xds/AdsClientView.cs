@@ -19,7 +19,10 @@ internal sealed partial class AdsClientView
     private const int MaxDeniedNamesLogged = 32;
 
     private readonly ILogger _logger;
+    private static readonly IReadOnlyDictionary<string, string> NoLabels = new Dictionary<string, string>();
+
     private readonly HashSet<string> _deniedLogged = new(StringComparer.Ordinal);
+    private ScopeOf? _scope;
 
     private AdsClientView(string clientId, string? identity, ILogger logger)
     {
@@ -76,8 +79,13 @@ internal sealed partial class AdsClientView
             var builder = ImmutableArray.CreateBuilder<XdsResource>();
             if (wildcard)
             {
-                // Every outbound listener, plus the inbound listeners asked for by name (a wildcard does not cover them).
-                builder.AddRange(snapshot.ListenerTargets.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => snapshot.Listener(t.Key, t.Value)));
+                // Every outbound listener in the client's Sidecar scope, plus the inbound listeners asked for by name (a
+                // wildcard does not cover them).
+                var scope = Scope(snapshot);
+                builder.AddRange(snapshot.ListenerTargets
+                    .Where(t => scope is null || scope.Allows(t.Value.Host, t.Value.Port.Number))
+                    .OrderBy(t => t.Key, StringComparer.Ordinal)
+                    .Select(t => snapshot.Listener(t.Key, t.Value)));
                 foreach (var name in names.Order(StringComparer.Ordinal))
                 {
                     if (name.StartsWith(InboundListenerTranslator.NamePrefix, StringComparison.Ordinal) && Inbound(snapshot, name) is { } inbound)
@@ -101,12 +109,13 @@ internal sealed partial class AdsClientView
         }
 
         var all = All(typeUrl, snapshot);
+        var scoped = Scope(snapshot);
         if (wildcard)
         {
-            return [.. all.OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => ForClient(typeUrl, r.Value, snapshot))];
+            return [.. all.Where(r => scoped is null || scoped.AllowsResourceName(r.Key)).OrderBy(r => r.Key, StringComparer.Ordinal).Select(r => ForClient(typeUrl, r.Value, snapshot))];
         }
 
-        return [.. names.Order(StringComparer.Ordinal).Where(all.ContainsKey).Select(n => ForClient(typeUrl, all[n], snapshot))];
+        return [.. names.Order(StringComparer.Ordinal).Where(n => all.ContainsKey(n) && (scoped is null || scoped.AllowsResourceName(n))).Select(n => ForClient(typeUrl, all[n], snapshot))];
     }
 
     /// <summary>The one resource <paramref name="name"/> of <paramref name="typeUrl"/> as this client gets it; null when it does not exist for this client.</summary>
@@ -120,10 +129,36 @@ internal sealed partial class AdsClientView
                 return Inbound(snapshot, name);
             }
 
-            return snapshot.ResolveListener(name, Namespace) is { } target ? snapshot.Listener(name, target) : null;
+            return snapshot.ResolveListener(name, Namespace) is { } target && Scope(snapshot) is var scope && (scope is null || scope.Allows(target.Host, target.Port.Number))
+                ? snapshot.Listener(name, target)
+                : null;
         }
 
-        return All(typeUrl, snapshot).TryGetValue(name, out var resource) ? ForClient(typeUrl, resource, snapshot) : null;
+        return All(typeUrl, snapshot).TryGetValue(name, out var resource) && (Scope(snapshot) is not { } scoped || scoped.AllowsResourceName(name))
+            ? ForClient(typeUrl, resource, snapshot)
+            : null;
+    }
+
+    /// <summary>
+    /// This client's Sidecar scope in <paramref name="snapshot"/> (null: no Sidecar applies, everything is visible): looked
+    /// up by the namespace the source selectors use (the certificate's on the secure port) and the labels it claims.
+    /// </summary>
+    public EgressScope? Scope(XdsSnapshot snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        if (snapshot.EgressScopes.IsEmpty)
+        {
+            return null;
+        }
+
+        if (Volatile.Read(ref _scope) is { } cached && cached.Version == snapshot.Version)
+        {
+            return cached.Scope;
+        }
+
+        var scope = snapshot.EgressScopes.For(Source?.Namespace ?? Namespace, Source?.Labels ?? NoLabels);
+        Volatile.Write(ref _scope, new ScopeOf(snapshot.Version, scope));
+        return scope;
     }
 
     private System.Collections.Frozen.FrozenDictionary<string, XdsResource> All(string typeUrl, XdsSnapshot snapshot) =>
@@ -166,4 +201,6 @@ internal sealed partial class AdsClientView
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "ADS client {ClientId} ({Identity}) asked for inbound listener {Name}, which belongs to {Owner}: not served")]
     private static partial void LogInboundDenied(ILogger logger, string clientId, string identity, string name, string owner);
+
+    private sealed record ScopeOf(long Version, EgressScope? Scope);
 }

@@ -388,7 +388,7 @@ internal sealed partial class AdsConnection
             return null;
         }
 
-        var atPrevious = !forceAll && state.SnapshotVersion >= 0 && snapshot.Changes is { } since && since.PreviousVersion == state.SnapshotVersion;
+        var atPrevious = !forceAll && state.SnapshotVersion >= 0 && snapshot.Changes is { ScopesChanged: false } since && since.PreviousVersion == state.SnapshotVersion;
         if (fullSet)
         {
             if (forceAll || added.Count > 0 || !atPrevious || Touches(typeUrl, state, snapshot.Changes!) || InboundChanged(typeUrl, state, snapshot))

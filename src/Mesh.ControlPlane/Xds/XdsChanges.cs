@@ -44,6 +44,12 @@ internal sealed class XdsChanges
     /// </summary>
     public bool InboundListenersUnknown { get; init; }
 
+    /// <summary>
+    /// Gets whether a client's Sidecar scope may have changed (<see cref="EgressScopes"/>): what it may see changed with no
+    /// resource changing, so this list says nothing for it and a connection compares its whole subscription.
+    /// </summary>
+    public bool ScopesChanged { get; init; }
+
     /// <summary>Names of <paramref name="typeUrl"/> added or changed (for LDS: inbound listeners only).</summary>
     public FrozenSet<string> Changed(string typeUrl) => _changed.GetValueOrDefault(typeUrl) ?? FrozenSet<string>.Empty;
 

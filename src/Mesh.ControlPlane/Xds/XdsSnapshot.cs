@@ -82,6 +82,12 @@ internal sealed class XdsSnapshot
     /// <summary>Route configuration names whose content depends on the caller (source-scoped VirtualServices).</summary>
     public FrozenSet<string> SourceScopedRouteNames { get; init; } = FrozenSet<string>.Empty;
 
+    /// <summary>Istio's Sidecar scoping: which services each client sees (<see cref="EgressScopes.None"/> when there is no Sidecar).</summary>
+    public EgressScopes EgressScopes { get; init; } = EgressScopes.None;
+
+    /// <summary>The Sidecars and VirtualServices <see cref="EgressScopes"/> was built from (to tell whether scopes may differ from the previous snapshot's).</summary>
+    internal (ImmutableArray<SidecarModel> Sidecars, ImmutableArray<VirtualServiceModel> VirtualServices) ScopeInputs { get; init; }
+
     /// <summary>
     /// When the config change this snapshot carries happened (a <see cref="TimeProvider.GetTimestamp"/> value, before the
     /// debounce); set by <see cref="XdsPublisher"/> before publishing, 0 for a snapshot it did not publish.

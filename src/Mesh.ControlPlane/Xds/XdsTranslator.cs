@@ -142,7 +142,11 @@ internal static class XdsTranslator
             inbound.CarryOver(previous.InboundListeners);
             var targetsChanged = listeners.Count != previous.ListenerTargets.Count
                 || listeners.Any(t => !previous.ListenerTargets.TryGetValue(t.Key, out var old) || old != t.Value);
-            changes = new XdsChanges(previous.Version, changed, removed, targetsChanged) { InboundListenersUnknown = true };
+            changes = new XdsChanges(previous.Version, changed, removed, targetsChanged)
+            {
+                InboundListenersUnknown = true,
+                ScopesChanged = EgressScopesMayDiffer(previous, model.Config, targetsChanged),
+            };
         }
 
         var shared = new RouteSet(
@@ -153,6 +157,8 @@ internal static class XdsTranslator
             shared.Routes, listeners.ToFrozenDictionary(StringComparer.Ordinal))
         {
             Changes = changes,
+            EgressScopes = EgressScopes.Build(model.Config.Sidecars, services, model.Config.VirtualServices, rootNamespace),
+            ScopeInputs = (model.Config.Sidecars, model.Config.VirtualServices),
             SourceScopedRouteNames = sourceScopedNames,
             LocalityLbClusters = localityPlans.ToFrozenDictionary(StringComparer.Ordinal),
             InboundListeners = inbound,
@@ -170,6 +176,32 @@ internal static class XdsTranslator
 
         return snapshot;
     }
+
+    /// <summary>
+    /// Whether a client's Sidecar scope may differ from the one <paramref name="previous"/> gave it. Scopes change what a
+    /// client gets without changing any resource, so then every connection compares its whole subscription once. Cheap
+    /// to decide: no Sidecar in either snapshot, or the same Sidecars (by value), the same VirtualService list (by
+    /// instance: a folder reload makes a new one) and the same service ports.
+    /// </summary>
+    private static bool EgressScopesMayDiffer(XdsSnapshot previous, YamlConfig config, bool targetsChanged)
+    {
+        var (sidecars, virtualServices) = previous.ScopeInputs;
+        if (sidecars.IsDefaultOrEmpty && config.Sidecars.IsDefaultOrEmpty)
+        {
+            return false;
+        }
+
+        return targetsChanged || virtualServices != config.VirtualServices || !SameSidecars(sidecars, config.Sidecars);
+    }
+
+    private static bool SameSidecars(ImmutableArray<SidecarModel> a, ImmutableArray<SidecarModel> b) =>
+        a.IsDefaultOrEmpty ? b.IsDefaultOrEmpty
+        : !b.IsDefaultOrEmpty && a.Length == b.Length && a.Zip(b).All(p =>
+            p.First.Namespace == p.Second.Namespace && p.First.Name == p.Second.Name
+            && (p.First.WorkloadSelector ?? ImmutableSortedDictionary<string, string>.Empty).SequenceEqual(p.Second.WorkloadSelector ?? ImmutableSortedDictionary<string, string>.Empty)
+            && (p.First.WorkloadSelector is null) == (p.Second.WorkloadSelector is null)
+            && p.First.Egress.Length == p.Second.Egress.Length
+            && p.First.Egress.Zip(p.Second.Egress).All(e => e.First.Port == e.Second.Port && e.First.Hosts.SequenceEqual(e.Second.Hosts)));
 
     /// <summary>
     /// The route configuration of one service port for each kind of client: Mesh clients; standard xDS clients (istiod's
