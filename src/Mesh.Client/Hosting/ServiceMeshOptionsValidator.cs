@@ -235,8 +235,18 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
             var propertyType = property.PropertyType;
             var isLeaf = propertyType.IsPrimitive || propertyType.IsEnum || propertyType == typeof(string) || propertyType == typeof(Uri)
                 || propertyType == typeof(TimeSpan) || Nullable.GetUnderlyingType(propertyType) is not null;
-            var isDictionary = propertyType.IsGenericType
-                && (propertyType.GetGenericTypeDefinition() == typeof(IDictionary<,>) || propertyType.GetGenericTypeDefinition() == typeof(IList<>));
+            var isDictionary = propertyType.IsGenericType && propertyType.GetGenericTypeDefinition() == typeof(IDictionary<,>);
+            if (propertyType.IsGenericType && propertyType.GetGenericTypeDefinition() == typeof(IList<>))
+            {
+                // A list binds from keys 0, 1, …: any other key would be dropped without a word.
+                foreach (var item in child.GetChildren().Where(c => !int.TryParse(c.Key, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _)))
+                {
+                    errors.Add($"{item.Path} is not a list index; list the values as {child.Path}:0, {child.Path}:1, …");
+                }
+
+                continue;
+            }
+
             if (!isLeaf && !isDictionary)
             {
                 FindUnknownKeys(child, propertyType, errors);

@@ -40,6 +40,7 @@ internal sealed partial class OnDemandSubscriptions : IDisposable
     private readonly ITimer? _sweep;
     private readonly HashSet<string> _warmHosts = new(StringComparer.OrdinalIgnoreCase);
     private Action? _changed;
+    private int _subscribeCount;
 
     public OnDemandSubscriptions(IOptions<ServiceMeshOptions> options, MeshHostNames names, TimeProvider time, ILogger logger)
     {
@@ -91,6 +92,9 @@ internal sealed partial class OnDemandSubscriptions : IDisposable
         }
     }
 
+    /// <summary>Gets how many times a host was added to the subscription (for tests and diagnostics).</summary>
+    public int SubscribeCount => Volatile.Read(ref _subscribeCount);
+
     /// <summary>The <see cref="XdsClient"/>'s wake-up: the set of names to subscribe changed.</summary>
     public void OnChanged(Action changed) => _changed = changed;
 
@@ -106,6 +110,12 @@ internal sealed partial class OnDemandSubscriptions : IDisposable
         }
 
         var host = value.Trim();
+        if (host.Contains('/', StringComparison.Ordinal))
+        {
+            reason = "must be a service host (optionally with :port), not a URI";
+            return false;
+        }
+
         var port = string.Empty;
         var colon = host.LastIndexOf(':');
         if (colon > 0)
@@ -205,6 +215,7 @@ internal sealed partial class OnDemandSubscriptions : IDisposable
 
         if (added)
         {
+            Interlocked.Increment(ref _subscribeCount);
             Log.Subscribing(_logger, name);
             entry.Timer = _time.CreateTimer(static state => ((Entry)state!).Owner!.OnTimeout((Entry)state), entry.WithOwner(this), _timeout, Timeout.InfiniteTimeSpan);
             _changed?.Invoke();
