@@ -39,6 +39,7 @@ internal sealed partial class OnDemandSubscriptions : IDisposable
     private readonly int _max;
     private readonly ITimer? _sweep;
     private readonly HashSet<string> _warmHosts = new(StringComparer.OrdinalIgnoreCase);
+    private readonly List<Entry> _absentToComplete = [];
     private Action? _changed;
     private int _subscribeCount;
 
@@ -142,7 +143,7 @@ internal sealed partial class OnDemandSubscriptions : IDisposable
 
     /// <summary>
     /// Gets whether a request to <paramref name="uri"/>, which the current snapshot does not know, should wait for an
-    /// on-demand subscription: its host looks like a Kubernetes service name (<see cref="MeshHostNames.LooksLikeMeshHost"/>)
+    /// on-demand subscription: its host looks like a Kubernetes service name (<see cref="MeshHostNames.LooksLikeServiceName"/>)
     /// or is one of the warm hosts. Other hosts (external APIs) never wait: they go out as they always did.
     /// </summary>
     public bool Accepts(Uri uri)
@@ -153,12 +154,7 @@ internal sealed partial class OnDemandSubscriptions : IDisposable
         }
 
         var host = uri.IdnHost;
-        if (_names.LooksLikeMeshHost(host))
-        {
-            return true;
-        }
-
-        return _warmHosts.Contains(host);
+        return uri.HostNameType == UriHostNameType.Dns && (_names.LooksLikeServiceName(host) || _warmHosts.Contains(host));
     }
 
     /// <summary>
@@ -276,12 +272,43 @@ internal sealed partial class OnDemandSubscriptions : IDisposable
         foreach (var entry in absent ?? [])
         {
             Log.Absent(_logger, entry.Name);
-            entry.Complete();
+        }
+
+        if (absent is not null)
+        {
+            lock (_gate)
+            {
+                _absentToComplete.AddRange(absent);
+            }
         }
 
         if (removed)
         {
             _changed?.Invoke();
+        }
+    }
+
+    /// <summary>
+    /// Lets the calls waiting for hosts found absent go on: called once the response that said so was applied (and its
+    /// snapshot published), so that they see a synced snapshot.
+    /// </summary>
+    public void CompleteAbsent()
+    {
+        List<Entry> absent;
+        lock (_gate)
+        {
+            if (_absentToComplete.Count == 0)
+            {
+                return;
+            }
+
+            absent = [.. _absentToComplete];
+            _absentToComplete.Clear();
+        }
+
+        foreach (var entry in absent)
+        {
+            entry.Complete();
         }
     }
 

@@ -419,6 +419,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         }
 
         Publish();
+        _onDemand.CompleteAbsent();
     }
 
     /// <summary>RDS by the listeners' route configurations, on demand CDS by the clusters the routes name, EDS by the clusters' service names.</summary>

@@ -49,6 +49,8 @@ public sealed class OnDemandSubscriptionsTests
         Assert.False(wait.IsCompleted);
 
         subscriptions.OnListeners(new HashSet<string>(), name => name == "nope:8080");
+        Assert.False(wait.IsCompleted); // until the response was applied
+        subscriptions.CompleteAbsent();
         await wait.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Empty(subscriptions.ListenerNames());
 
@@ -150,6 +152,9 @@ public sealed class OnDemandSubscriptionsTests
         Assert.True(subscriptions.Accepts(new Uri("http://ratings.default/")));
         Assert.True(subscriptions.Accepts(new Uri("http://ratings.shop.svc.cluster.local/")));
         Assert.False(subscriptions.Accepts(new Uri("http://127.0.0.1:8080/")));
+        Assert.False(subscriptions.Accepts(new Uri("http://[::1]:8080/")));
+        Assert.False(subscriptions.Accepts(new Uri("http://localhost:8080/")));
+        Assert.True(subscriptions.Accepts(new Uri("http://redis-0/")));
     }
 
     [Fact]
