@@ -13,6 +13,7 @@ using Microsoft.Extensions.Logging;
 //   dotnet run -c Release --project benchmarks/Mesh.ClientMemory -- --mode Wildcard --services 1000 --endpoints 10
 //   dotnet run -c Release --project benchmarks/Mesh.ClientMemory -- --mode OnDemand --services 5000 --endpoints 10 --call 10
 //   dotnet run -c Release --project benchmarks/Mesh.ClientMemory -- --mode OnDemand --services 5000 --endpoints 10 --call 0
+// --hold <seconds> keeps the process alive after the measurement, for dotnet-gcdump.
 // The heap is read after full blocking collections: before the client's host is built, once it is synced (and has
 // called --call services), and the difference is what the mesh client costs (its host, stream and snapshot).
 var mode = Argument("--mode", "Wildcard");
@@ -77,6 +78,13 @@ try
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
         $"mode={mode} services={services} endpoints={endpoints} calls={calls} (refused {failed}) synced+called in {synced.TotalSeconds:F1} s: "
         + $"heap before {before / 1048576.0:F2} MB, after {after / 1048576.0:F2} MB, mesh client {(after - before) / 1048576.0:F2} MB"));
+    if (int.Parse(Argument("--hold", "0"), CultureInfo.InvariantCulture) is > 0 and var hold)
+    {
+        // Time to take a heap dump of this process (dotnet-gcdump collect -p <pid>) to see what the heap holds.
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"holding {hold} s: pid {Environment.ProcessId}"));
+        await Task.Delay(TimeSpan.FromSeconds(hold));
+    }
+
     await host.StopAsync();
 }
 finally
