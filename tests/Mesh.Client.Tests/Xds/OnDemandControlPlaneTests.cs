@@ -22,13 +22,25 @@ public sealed class OnDemandControlPlaneTests(ITestOutputHelper output) : IAsync
     private string _root = null!;
     private ControlPlaneHost _controlPlane = null!;
     private TestBackend _backend = null!;
+    private TestBackend _greeter = null!;
 
     public async Task InitializeAsync()
     {
         _backend = await TestBackend.StartAsync("backend");
+        _greeter = await TestBackend.StartAsync("greeter", grpc: true);
         _root = Directory.CreateTempSubdirectory("mesh-ondemand-").FullName;
         var config = Directory.CreateDirectory(Path.Combine(_root, "config")).FullName;
         await File.WriteAllTextAsync(Path.Combine(config, "services.yaml"), ServiceEntries(Services, _backend.Port));
+        await File.WriteAllTextAsync(Path.Combine(config, "greeter.yaml"), $$$"""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: {name: greeter, namespace: default}
+            spec:
+              hosts: [greeter.default.svc.cluster.local]
+              ports: [{number: 80, name: grpc, protocol: GRPC}]
+              resolution: STATIC
+              endpoints: [{address: 127.0.0.1, ports: {grpc: {{{_greeter.Port}}}}}]
+            """);
         _controlPlane = await ControlPlaneHost.StartAsync(
         [
             $"--ControlPlane:ConfigDirectory={config}",
@@ -45,6 +57,7 @@ public sealed class OnDemandControlPlaneTests(ITestOutputHelper output) : IAsync
     {
         await _controlPlane.DisposeAsync();
         await _backend.DisposeAsync();
+        await _greeter.DisposeAsync();
         Directory.Delete(_root, recursive: true);
     }
 
@@ -232,6 +245,33 @@ public sealed class OnDemandControlPlaneTests(ITestOutputHelper output) : IAsync
         }
 
         Assert.Equal("backend", body);
+    }
+
+    [Fact]
+    public async Task XdsChannel_TargetNotSubscribed_FirstCallWaitsThenSucceeds()
+    {
+        using var app = await StartClientAsync();
+        using var channel = app.Services.CreateMeshGrpcChannel("xds:///greeter");
+
+        var reply = await new Mesh.Client.Tests.Grpc.Greeter.GreeterClient(channel).HelloAsync(new Mesh.Client.Tests.Grpc.HelloRequest());
+
+        Assert.Equal("greeter", reply.Backend);
+        Assert.Equal(["greeter"], app.Services.GetRequiredService<XdsClient>().OnDemand!.ListenerNames());
+    }
+
+    [Fact]
+    public async Task XdsChannel_TargetDoesNotExist_FailsFastWithTheUnknownServiceError()
+    {
+        using var app = await StartClientAsync(("Mesh:ControlPlane:SubscriptionTimeout", "00:00:30"));
+        using var channel = app.Services.CreateMeshGrpcChannel("xds:///nope");
+
+        var watch = Stopwatch.StartNew();
+        var error = await Assert.ThrowsAsync<global::Grpc.Core.RpcException>(() => new Mesh.Client.Tests.Grpc.Greeter.GreeterClient(channel).HelloAsync(new Mesh.Client.Tests.Grpc.HelloRequest()).ResponseAsync);
+
+        Assert.Equal(global::Grpc.Core.StatusCode.Unavailable, error.StatusCode);
+        Assert.Contains("Mesh service 'nope' is unknown to the control plane", error.Status.Detail, StringComparison.Ordinal);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"took {watch.Elapsed}");
+        Assert.Empty(app.Services.GetRequiredService<XdsClient>().OnDemand!.ListenerNames());
     }
 
     private async Task<IHost> StartClientAsync(params (string Key, string Value)[] settings)
