@@ -226,6 +226,36 @@ public sealed class OnDemandSubscriptionsTests
         Assert.Equal(["orders", "payments.example.com:8443"], client.OnDemand.ListenerNames());
     }
 
+    [Fact]
+    public async Task Route_KnownServiceOnDemand_AllocatesNothing_AndRecordsTheCall()
+    {
+        using var subscriptions = Create();
+        var wait = subscriptions.WaitAsync(new Uri("http://orders/"), default);
+        subscriptions.OnListeners(new HashSet<string> { "orders" }, _ => true);
+        var usage = subscriptions.UsageOf("orders")!;
+        var cluster = TestSnapshots.Cluster("orders", 80, [TestSnapshots.Endpoint(9000), TestSnapshots.Endpoint(9001)]);
+        var service = new MeshService("orders", "orders", 80, [new MeshRoute("/", null, true, [new WeightedCluster(cluster, 1)])]) { Usage = usage };
+        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", service), [cluster]);
+        subscriptions.OnPublished(snapshot);
+        await wait.WaitAsync(TimeSpan.FromSeconds(10));
+        var router = new MeshRouter(new OnDemandSource(snapshot, subscriptions), TestSnapshots.Names);
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://orders/api");
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var now = _time.GetTimestamp();
+        Assert.Equal(RouteStatus.Routed, router.Route(request, now, _time.TimestampFrequency, null, out _, out _, out _));
+        Assert.Equal(now, usage.LastUsed);
+        Assert.Same(subscriptions, router.OnDemand);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1000; i++)
+        {
+            router.Route(request, now + i, _time.TimestampFrequency, null, out _, out _, out _);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(now, usage.LastUsed); // within the same second: no write
+    }
+
     private static IHost Build(Dictionary<string, string?> settings)
     {
         settings["Mesh:ControlPlane:Address"] = "http://127.0.0.1:1";
@@ -247,5 +277,14 @@ public sealed class OnDemandSubscriptionsTests
         options.ControlPlane.Subscriptions = ControlPlaneSubscriptions.OnDemand;
         configure?.Invoke(options.ControlPlane);
         return new OnDemandSubscriptions(Options.Create(options), new MeshHostNames("default", "cluster.local"), _time, NullLogger.Instance);
+    }
+
+    private sealed class OnDemandSource(MeshSnapshot snapshot, OnDemandSubscriptions onDemand) : IMeshSnapshotSource
+    {
+        public MeshSnapshot Current => snapshot;
+
+        public OnDemandSubscriptions? OnDemand => onDemand;
+
+        public Microsoft.Extensions.Primitives.IChangeToken GetChangeToken() => new Microsoft.Extensions.Primitives.CancellationChangeToken(CancellationToken.None);
     }
 }
