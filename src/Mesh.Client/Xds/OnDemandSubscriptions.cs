@@ -229,6 +229,15 @@ internal sealed partial class OnDemandSubscriptions : IDisposable
         }
     }
 
+    /// <summary>Gets whether a call waits for <paramref name="listenerName"/> (subscribed, no answer yet).</summary>
+    public bool IsPending(string listenerName)
+    {
+        lock (_gate)
+        {
+            return _entries.TryGetValue(listenerName, out var entry) && entry.State == EntryState.Pending;
+        }
+    }
+
     /// <summary>The usage record of a listener subscribed on demand, for the services of a snapshot.</summary>
     public ServiceUsage? UsageOf(string listenerName)
     {

@@ -377,10 +377,21 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         }
 
         state.AwaitingAnswer = false;
+        List<string>? recheck = null;
         if (response.TypeUrl == XdsTypeUrls.Listener && _onDemand.Enabled)
         {
             // Hosts added (or found absent) meanwhile go out with this response's ACK.
-            ApplyListenerNames(DesiredListenerNames());
+            var desired = DesiredListenerNames();
+            if (state.SentNames is { } sent && state.SentNonce.Length > 0 && state.SentVersion != response.VersionInfo)
+            {
+                // A response of newer config that lacks a pending host may have crossed the request naming it, or answered
+                // it: no way to tell. The ACK leaves those hosts out and a second request names them again, which the
+                // server must answer with this very version: that answer is the one that counts.
+                recheck = [.. sent.Where(n => !decoded.ContainsKey(n) && desired.Contains(n) && _onDemand.IsPending(n))];
+                desired.ExceptWith(recheck);
+            }
+
+            ApplyListenerNames(desired);
         }
 
         lock (_types)
@@ -412,6 +423,11 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
 
         Log.Accepted(_logger, XdsTypeUrls.KindOf(response.TypeUrl), response.VersionInfo, decoded.Count);
         await SendRequestAsync(stream, state, null, cancellationToken).ConfigureAwait(false);
+        if (recheck is { Count: > 0 })
+        {
+            ApplyListenerNames(DesiredListenerNames());
+            await SendRequestAsync(stream, state, null, cancellationToken).ConfigureAwait(false);
+        }
 
         if (state.IsWildcard || _onDemand.Enabled)
         {
