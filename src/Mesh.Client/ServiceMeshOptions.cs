@@ -146,6 +146,43 @@ public sealed class ControlPlaneOptions
 
     /// <summary>Gets or sets the longest reconnect delay.</summary>
     public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// Gets or sets which services the client subscribes to: <c>Wildcard</c> (the default: every listener and cluster the
+    /// control plane serves, as a sidecar without a Sidecar resource) or <c>OnDemand</c> (the proxyless gRPC model: only the
+    /// services the app calls, subscribed on the first call, plus <see cref="Warm"/>).
+    /// </summary>
+    public string Subscriptions { get; set; } = ControlPlaneSubscriptions.Wildcard;
+
+    /// <summary>
+    /// Gets the service hosts subscribed at start in <c>OnDemand</c> mode (<c>orders</c>, <c>orders.shop</c>,
+    /// <c>payments.example.com:8443</c>…), so their first call does not wait. Hosts that do not look like Kubernetes
+    /// service names (ServiceEntry hosts such as <c>payments.example.com</c>) are mesh services in that mode only when listed here.
+    /// </summary>
+    public IList<string> Warm { get; } = [];
+
+    /// <summary>Gets or sets how long a first call to a service not yet subscribed waits for its configuration (<c>OnDemand</c> mode).</summary>
+    public TimeSpan SubscriptionTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Gets or sets after how long without a call a service is unsubscribed (<c>OnDemand</c> mode; <see cref="Warm"/> hosts stay).</summary>
+    public TimeSpan UnusedServiceTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// Gets or sets the most service hosts subscribed on demand at once (<c>OnDemand</c> mode), counting hosts being
+    /// looked up and hosts recently found not to exist: an app calling ever new host names cannot make the client
+    /// subscribe to all of them. Beyond it, a call to a new host fails naming this option.
+    /// </summary>
+    public int MaxOnDemandServices { get; set; } = 1000;
+}
+
+/// <summary>The values of <see cref="ControlPlaneOptions.Subscriptions"/>.</summary>
+public static class ControlPlaneSubscriptions
+{
+    /// <summary>Every listener and cluster the control plane serves (the default).</summary>
+    public const string Wildcard = "Wildcard";
+
+    /// <summary>Only the services the app calls (subscribed on the first call) and <see cref="ControlPlaneOptions.Warm"/>.</summary>
+    public const string OnDemand = "OnDemand";
 }
 
 /// <summary>Self-registration of this app's Kestrel addresses as a WorkloadEntry of <see cref="ServiceMeshOptions.Service"/>.</summary>

@@ -10,4 +10,7 @@ internal interface IMeshSnapshotSource
 
     /// <summary>Gets a token that fires when <see cref="Current"/> is replaced.</summary>
     IChangeToken GetChangeToken();
+
+    /// <summary>Gets the on-demand subscriptions of this source; null (or not enabled) when every service is always known.</summary>
+    Xds.OnDemandSubscriptions? OnDemand => null;
 }

@@ -63,5 +63,8 @@ internal sealed class MeshService
     /// <summary>Gets whether any route has a fault, mirror, rewrite, header mutation, redirect or direct response.</summary>
     public bool HasRouteFeatures { get; }
 
+    /// <summary>Gets the on-demand subscription this service came from (its last call is recorded there); null in wildcard mode.</summary>
+    public ServiceUsage? Usage { get; init; }
+
     public override string ToString() => ListenerName;
 }

@@ -53,9 +53,13 @@ internal sealed class MeshSnapshot
             services.Add(service);
         }
 
+        // A service answers to several names (orders, orders.ns, orders.ns.svc, the FQDN): they share one entry.
+        var shared = new Dictionary<MeshService, MeshHost>();
         _hosts = byHost.ToFrozenDictionary(
             pair => pair.Key,
-            pair => new MeshHost([.. pair.Value.OrderBy(s => s.Port)]),
+            pair => pair.Value.Count == 1
+                ? shared.TryGetValue(pair.Value[0], out var one) ? one : shared[pair.Value[0]] = new MeshHost([pair.Value[0]])
+                : new MeshHost([.. pair.Value.OrderBy(s => s.Port)]),
             StringComparer.OrdinalIgnoreCase);
         _hostLookup = _hosts.GetAlternateLookup<ReadOnlySpan<char>>();
         Services = [.. services.OrderBy(s => s.ListenerName, StringComparer.Ordinal)];

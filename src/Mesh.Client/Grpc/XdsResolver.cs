@@ -52,6 +52,15 @@ internal sealed class XdsResolver : Resolver
         }
 
         _registration = ChangeToken.OnChange(_source.GetChangeToken, Publish);
+        if (_source.OnDemand is { Enabled: true } onDemand && _host.Length > 0 && !TryFindService(_source.Current, _names, _host, _port, out _))
+        {
+            // On demand (gRPC's proxyless model): the target is subscribed, and the channel's first calls wait for the
+            // answer rather than failing on a resolution the subscription is about to change.
+            _ = onDemand.WaitAsync(_host, _port, CancellationToken.None).ContinueWith(
+                static (_, state) => ((XdsResolver)state!).Publish(), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            return;
+        }
+
         Publish();
     }
 

@@ -55,6 +55,8 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
             errors.Add($"{Root}:ControlPlane:MaxReconnectDelay ({controlPlane.MaxReconnectDelay}) must not be less than {Root}:ControlPlane:InitialReconnectDelay ({controlPlane.InitialReconnectDelay})");
         }
 
+        ValidateSubscriptions(controlPlane, errors);
+
         var registration = options.Registration;
         if (registration.LeaseTtl < TimeSpan.FromSeconds(1) || registration.LeaseTtl > TimeSpan.FromMinutes(5))
         {
@@ -234,6 +236,17 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
             var isLeaf = propertyType.IsPrimitive || propertyType.IsEnum || propertyType == typeof(string) || propertyType == typeof(Uri)
                 || propertyType == typeof(TimeSpan) || Nullable.GetUnderlyingType(propertyType) is not null;
             var isDictionary = propertyType.IsGenericType && propertyType.GetGenericTypeDefinition() == typeof(IDictionary<,>);
+            if (propertyType.IsGenericType && propertyType.GetGenericTypeDefinition() == typeof(IList<>))
+            {
+                // A list binds from keys 0, 1, …: any other key would be dropped without a word.
+                foreach (var item in child.GetChildren().Where(c => !int.TryParse(c.Key, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _)))
+                {
+                    errors.Add($"{item.Path} is not a list index; list the values as {child.Path}:0, {child.Path}:1, …");
+                }
+
+                continue;
+            }
+
             if (!isLeaf && !isDictionary)
             {
                 FindUnknownKeys(child, propertyType, errors);
@@ -256,6 +269,40 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
         if (!SpiffeId.IsDnsLabel(value))
         {
             errors.Add($"{key} '{value}' must be a DNS label: at most 63 lowercase letters, digits or '-', starting and ending with a letter or digit");
+        }
+    }
+
+    private static void ValidateSubscriptions(ControlPlaneOptions controlPlane, List<string> errors)
+    {
+        const string key = $"{Root}:ControlPlane";
+        if (!string.Equals(controlPlane.Subscriptions, ControlPlaneSubscriptions.Wildcard, StringComparison.OrdinalIgnoreCase)
+            && !string.Equals(controlPlane.Subscriptions, ControlPlaneSubscriptions.OnDemand, StringComparison.OrdinalIgnoreCase))
+        {
+            errors.Add($"{key}:Subscriptions '{controlPlane.Subscriptions}' must be {ControlPlaneSubscriptions.Wildcard} or {ControlPlaneSubscriptions.OnDemand}");
+        }
+
+        Positive($"{key}:SubscriptionTimeout", controlPlane.SubscriptionTimeout, errors);
+        if (controlPlane.UnusedServiceTimeout < TimeSpan.FromSeconds(1))
+        {
+            errors.Add($"{key}:UnusedServiceTimeout ({controlPlane.UnusedServiceTimeout}) must be at least one second");
+        }
+
+        if (controlPlane.MaxOnDemandServices < 1)
+        {
+            errors.Add($"{key}:MaxOnDemandServices ({controlPlane.MaxOnDemandServices}) must be at least 1");
+        }
+
+        for (var i = 0; i < controlPlane.Warm.Count; i++)
+        {
+            if (!Xds.OnDemandSubscriptions.TryListenerName(controlPlane.Warm[i], out _, out var reason))
+            {
+                errors.Add($"{key}:Warm:{i} '{controlPlane.Warm[i]}' {reason}");
+            }
+        }
+
+        if (controlPlane.Warm.Count > controlPlane.MaxOnDemandServices)
+        {
+            errors.Add($"{key}:Warm lists {controlPlane.Warm.Count} hosts, more than {key}:MaxOnDemandServices ({controlPlane.MaxOnDemandServices})");
         }
     }
 

@@ -86,6 +86,29 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+
+        // On demand, the first call to a host the snapshot does not know subscribes and waits for it here, outermost, so
+        // that this call too gets its route's features and resilience. Wildcard mode pays one null check.
+        if (_router.OnDemand is { } onDemand
+            && request.RequestUri is { IsAbsoluteUri: true } target
+            && !_router.Snapshot.TryGetService(target.IdnHost, target.Port, target.IsDefaultPort, out _)
+            && onDemand.Accepts(target))
+        {
+            return SendAfterSubscriptionAsync(onDemand, target, request, cancellationToken);
+        }
+
+        return SendKnownAsync(request, cancellationToken);
+    }
+
+    private async Task<HttpResponseMessage> SendAfterSubscriptionAsync(Xds.OnDemandSubscriptions onDemand, Uri target, HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        await onDemand.WaitAsync(target, cancellationToken).ConfigureAwait(false);
+        return await SendKnownAsync(request, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The request once its host is known or known not to be a mesh service.</summary>
+    private Task<HttpResponseMessage> SendKnownAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
         var snapshot = _router.Snapshot;
         var metrics = _metrics is { Enabled: true } ? _metrics : null;
         var accessLog = _accessLog is { Enabled: true } ? _accessLog : null;

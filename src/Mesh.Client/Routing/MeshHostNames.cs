@@ -32,9 +32,16 @@ internal sealed class MeshHostNames
 
     public string ClusterDomain { get; }
 
-    public bool LooksLikeMeshHost(ReadOnlySpan<char> host)
+    public bool LooksLikeMeshHost(ReadOnlySpan<char> host) =>
+        !host.IsEmpty && !char.IsAsciiDigit(host[^1]) && !host.Contains(':') && LooksLikeServiceName(host);
+
+    /// <summary>
+    /// As <see cref="LooksLikeMeshHost"/> for a host already known to be a DNS name (not an address), so a name ending in a
+    /// digit (<c>redis-0</c>) counts too.
+    /// </summary>
+    public bool LooksLikeServiceName(ReadOnlySpan<char> host)
     {
-        if (host.IsEmpty || host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || char.IsAsciiDigit(host[^1]) || host.Contains(':'))
+        if (host.IsEmpty || host.Equals("localhost", StringComparison.OrdinalIgnoreCase))
         {
             return false;
         }

@@ -28,6 +28,7 @@ internal sealed class MeshRouter
     private readonly IMeshSnapshotSource _source;
     private readonly MeshHostNames _names;
     private readonly Func<int, int> _random;
+    private readonly Xds.OnDemandSubscriptions? _onDemand;
 
     public MeshRouter(IMeshSnapshotSource source, MeshHostNames names)
         : this(source, names, random: null)
@@ -42,9 +43,13 @@ internal sealed class MeshRouter
         _source = source;
         _names = names;
         _random = random ?? Random.Shared.Next;
+        _onDemand = source.OnDemand is { Enabled: true } onDemand ? onDemand : null;
     }
 
     public MeshSnapshot Snapshot => _source.Current;
+
+    /// <summary>Gets the on-demand subscriptions when the client runs in <c>OnDemand</c> mode, else null.</summary>
+    public Xds.OnDemandSubscriptions? OnDemand => _onDemand;
 
     public RouteStatus Route(
         HttpRequestMessage request,
@@ -81,6 +86,9 @@ internal sealed class MeshRouter
         {
             return !snapshot.IsSynced && _names.LooksLikeMeshHost(host) ? RouteStatus.NotSynced : RouteStatus.NotMeshHost;
         }
+
+        // On demand: the call keeps its service subscribed (a field read; a write at most once a second).
+        service!.Usage?.Touch(now, timestampFrequency);
 
         var route = MatchRoute(service!, request, uri);
         if (route is null)

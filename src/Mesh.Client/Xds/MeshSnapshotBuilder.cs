@@ -22,7 +22,8 @@ internal static class MeshSnapshotBuilder
         IReadOnlyDictionary<string, EndpointsResource> endpoints,
         MeshSnapshot previous,
         List<string> incomplete,
-        Func<int, int>? random = null)
+        Func<int, int>? random = null,
+        Func<string, ServiceUsage?>? usage = null)
     {
         ArgumentNullException.ThrowIfNull(listeners);
         ArgumentNullException.ThrowIfNull(routeConfigs);
@@ -92,7 +93,7 @@ internal static class MeshSnapshotBuilder
             }
 
             var fqdn = names.MaxBy(n => n.Length)!;
-            var service = new MeshService(listener.Name, fqdn, listener.Port, meshRoutes);
+            var service = new MeshService(listener.Name, fqdn, listener.Port, meshRoutes) { Usage = usage?.Invoke(listener.Name) };
             foreach (var name in names.Distinct(StringComparer.OrdinalIgnoreCase))
             {
                 bindings.Add(new(name, service));

@@ -15,10 +15,11 @@ namespace Mesh.Client.Xds;
 internal sealed record XdsNack(string TypeUrl, string RejectedVersion, string Message, DateTimeOffset At);
 
 /// <summary>
-/// State-of-the-world ADS client. Subscribes to every listener and cluster (wildcard), then to the
-/// route configurations and endpoints they reference; validates each response as a whole, ACKs or
-/// NACKs it, and publishes a new <see cref="MeshSnapshot"/> built from the accepted state. The last
-/// snapshot keeps serving while the control plane is away.
+/// State-of-the-world ADS client. Subscribes to every listener and cluster (wildcard), or in <c>OnDemand</c> mode to the
+/// listeners of the services the app calls (<see cref="OnDemandSubscriptions"/>) and the clusters their routes name; then
+/// to the route configurations and endpoints they reference; validates each response as a whole, ACKs or NACKs it, and
+/// publishes a new <see cref="MeshSnapshot"/> built from the accepted state. The last snapshot keeps serving while the
+/// control plane is away.
 /// </summary>
 internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, IDisposable
 {
@@ -44,6 +45,8 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
     private volatile XdsNack? _lastNack;
     private readonly Authorization.InboundPolicyStore _inbound;
     private CancellationTokenSource? _streamCancellation;
+    private readonly OnDemandSubscriptions _onDemand;
+    private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>The constructor the container uses; the node's workload name falls back to the host's application name.</summary>
     public XdsClient(
@@ -78,7 +81,9 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         _inbound = inbound ?? new Authorization.InboundPolicyStore();
         var suffix = Random.Shared.Next().ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
         _nodeFactory = () => XdsNode.Create(_options, applicationName, XdsNode.LocalIp(), suffix);
-        _types = TypeOrder.ToDictionary(t => t, t => new TypeState(t), StringComparer.Ordinal);
+        _onDemand = new OnDemandSubscriptions(options, new Routing.MeshHostNames(_options.Namespace, _options.ClusterDomain), timeProvider, logger);
+        _onDemand.OnChanged(Wake);
+        _types = TypeOrder.ToDictionary(t => t, t => new TypeState(t, wildcard: !_onDemand.Enabled && t is XdsTypeUrls.Listener or XdsTypeUrls.Cluster), StringComparer.Ordinal);
 
         // The control plane knows this stream by the certificate its connection presented and ends it when that one expires:
         // after a renewal the stream is reopened on a connection that presents the new certificate.
@@ -86,6 +91,9 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
     }
 
     public MeshSnapshot Current => Volatile.Read(ref _current);
+
+    /// <summary>Gets the services subscribed on demand (<see cref="OnDemandSubscriptions.Enabled"/> false in wildcard mode).</summary>
+    public OnDemandSubscriptions? OnDemand => _onDemand;
 
     public Uri ControlPlaneAddress => _channel.Address;
 
@@ -181,6 +189,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         }
 
         _channel.IdentityRotated -= OnIdentityRotated;
+        _onDemand.Dispose();
         _stopping.Cancel();
         _stopping.Dispose();
         Volatile.Read(ref _signal).Dispose();
@@ -259,9 +268,16 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         {
             state.Nonce = string.Empty;
             state.SentNames = null;
+            state.AwaitingAnswer = false;
         }
 
-        // Wildcard LDS and CDS first; RDS and EDS as the last stream left them (with the last accepted versions).
+        // Wildcard LDS and CDS first (on demand: the names this client wants); RDS and EDS as the last stream left them
+        // (with the last accepted versions).
+        if (_onDemand.Enabled)
+        {
+            ApplyListenerNames(DesiredListenerNames());
+        }
+
         await SendRequestAsync(stream, _types[XdsTypeUrls.Listener], null, cancellationToken).ConfigureAwait(false);
         await SendRequestAsync(stream, _types[XdsTypeUrls.Cluster], null, cancellationToken).ConfigureAwait(false);
         foreach (var type in new[] { XdsTypeUrls.RouteConfiguration, XdsTypeUrls.ClusterLoadAssignment })
@@ -272,9 +288,36 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             }
         }
 
-        var any = false;
-        while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+        if (_onDemand.Enabled && !Current.IsSynced)
         {
+            // Nothing to wait for (no warm host): the empty snapshot is complete, and first calls subscribe as they come.
+            Publish();
+        }
+
+        var any = false;
+        Task<bool>? next = null;
+        while (true)
+        {
+            next ??= call.ResponseStream.MoveNext(cancellationToken);
+            if (_onDemand.Enabled && !next.IsCompleted)
+            {
+                // A first call to a new host wakes the loop, the one writer of this stream, to subscribe it.
+                await Task.WhenAny(next, Volatile.Read(ref _wake).Task).ConfigureAwait(false);
+                if (!next.IsCompleted)
+                {
+                    Interlocked.Exchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+                    await SyncListenersAsync(stream, cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+            }
+
+            var received = await next.ConfigureAwait(false);
+            next = null;
+            if (!received)
+            {
+                break;
+            }
+
             if (!any)
             {
                 any = true;
@@ -317,12 +360,51 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             decoded = decoded.Where(p => p.Value is not Authorization.InboundPolicy).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
         }
 
+        if (response.TypeUrl == XdsTypeUrls.Listener && _onDemand.Enabled)
+        {
+            // Our control plane answers every LDS request that adds names with the full subscribed set, so a response to
+            // the request that named a host and lacks it means "does not exist". A response is that answer when the last
+            // request named the host and either opened the stream (never stale) or acknowledged the very version the
+            // response carries: a push of newer config that crossed the request (which the server then ignored as stale)
+            // carries another version, and its ACK, which names the host again, gets the real answer. Other servers may
+            // never answer for a missing name: the subscription timeout covers them.
+            var sentNames = state.SentNames;
+            var fromStreamStart = state.SentNonce.Length == 0;
+            var sameVersion = state.SentVersion == response.VersionInfo;
+            _onDemand.OnListeners(
+                decoded.Keys.ToHashSet(StringComparer.Ordinal),
+                name => sentNames is not null && sentNames.Contains(name) && (fromStreamStart || sameVersion));
+        }
+
+        state.AwaitingAnswer = false;
+        List<string>? recheck = null;
+        if (response.TypeUrl == XdsTypeUrls.Listener && _onDemand.Enabled)
+        {
+            // Hosts added (or found absent) meanwhile go out with this response's ACK.
+            var desired = DesiredListenerNames();
+            if (state.SentNames is { } sent && state.SentNonce.Length > 0 && state.SentVersion != response.VersionInfo)
+            {
+                // A response of newer config that lacks a pending host may have crossed the request naming it, or answered
+                // it: no way to tell. The ACK leaves those hosts out and a second request names them again, which the
+                // server must answer with this very version: that answer is the one that counts.
+                recheck = [.. sent.Where(n => !decoded.ContainsKey(n) && desired.Contains(n) && _onDemand.IsPending(n))];
+                desired.ExceptWith(recheck);
+            }
+
+            ApplyListenerNames(desired);
+        }
+
         lock (_types)
         {
             if (state.IsWildcard)
             {
                 // LDS and CDS: a state-of-the-world response lists every resource; a missing one is deleted.
                 state.Resources = decoded;
+            }
+            else if (state.IsFullSet)
+            {
+                // LDS and CDS by name: the response lists every subscribed resource that exists.
+                state.Resources = decoded.Where(p => state.Subscribed.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
             }
             else
             {
@@ -341,15 +423,84 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
 
         Log.Accepted(_logger, XdsTypeUrls.KindOf(response.TypeUrl), response.VersionInfo, decoded.Count);
         await SendRequestAsync(stream, state, null, cancellationToken).ConfigureAwait(false);
-
-        if (state.IsWildcard)
+        if (recheck is { Count: > 0 })
         {
-            await UpdateSubscriptionAsync(stream, _types[XdsTypeUrls.RouteConfiguration], ReferencedRouteConfigs(), cancellationToken).ConfigureAwait(false);
-            await UpdateSubscriptionAsync(stream, _types[XdsTypeUrls.ClusterLoadAssignment], ReferencedEndpoints(), cancellationToken).ConfigureAwait(false);
+            ApplyListenerNames(DesiredListenerNames());
+            await SendRequestAsync(stream, state, null, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (state.IsWildcard || _onDemand.Enabled)
+        {
+            await UpdateReferencedAsync(stream, cancellationToken).ConfigureAwait(false);
         }
 
         Publish();
+        _onDemand.CompleteAbsent();
     }
+
+    /// <summary>RDS by the listeners' route configurations, on demand CDS by the clusters the routes name, EDS by the clusters' service names.</summary>
+    private async Task UpdateReferencedAsync(StreamState stream, CancellationToken cancellationToken)
+    {
+        await UpdateSubscriptionAsync(stream, _types[XdsTypeUrls.RouteConfiguration], ReferencedRouteConfigs(), cancellationToken).ConfigureAwait(false);
+        if (_onDemand.Enabled)
+        {
+            await UpdateSubscriptionAsync(stream, _types[XdsTypeUrls.Cluster], ReferencedClusters(), cancellationToken).ConfigureAwait(false);
+        }
+
+        await UpdateSubscriptionAsync(stream, _types[XdsTypeUrls.ClusterLoadAssignment], ReferencedEndpoints(), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The hosts subscribed on demand and this workload's inbound listeners.</summary>
+    private SortedSet<string> DesiredListenerNames()
+    {
+        var names = _onDemand.ListenerNames();
+        if (_inbound.Names is { Count: > 0 } inbound)
+        {
+            names.UnionWith(inbound);
+        }
+
+        return names;
+    }
+
+    /// <summary>Sets the LDS names; listeners no longer subscribed are deleted (the control plane will not send them again).</summary>
+    private void ApplyListenerNames(SortedSet<string> names)
+    {
+        var state = _types[XdsTypeUrls.Listener];
+        lock (_types)
+        {
+            state.Subscribed = names;
+            foreach (var name in state.Resources.Keys.Where(n => !names.Contains(n)).ToList())
+            {
+                state.Resources.Remove(name);
+            }
+        }
+    }
+
+    /// <summary>On demand: sends the LDS names that changed since the last request (loop only: it is the stream's one writer).</summary>
+    private async Task SyncListenersAsync(StreamState stream, CancellationToken cancellationToken)
+    {
+        var state = _types[XdsTypeUrls.Listener];
+        var names = DesiredListenerNames();
+        if (state.Subscribed.SetEquals(names))
+        {
+            return;
+        }
+
+        // One request that adds names in flight at a time: a second one could reach the server after its answer was
+        // sent, be ignored there as stale, and make that answer look like "does not exist" for the second one's names.
+        // The ACK of the answer carries them instead.
+        if (state.AwaitingAnswer && (state.SentNames is null || !names.IsSubsetOf(state.SentNames)))
+        {
+            return;
+        }
+
+        ApplyListenerNames(names);
+        await SendRequestAsync(stream, state, null, cancellationToken).ConfigureAwait(false);
+        await UpdateReferencedAsync(stream, cancellationToken).ConfigureAwait(false);
+        Publish();
+    }
+
+    private void Wake() => Volatile.Read(ref _wake).TrySetResult();
 
     private async Task UpdateSubscriptionAsync(StreamState stream, TypeState state, SortedSet<string> names, CancellationToken cancellationToken)
     {
@@ -376,6 +527,39 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         new(_types[XdsTypeUrls.Listener].Resources.Values.OfType<ListenerResource>()
             .Where(l => l.RouteConfigName is not null)
             .Select(l => l.RouteConfigName!), StringComparer.Ordinal);
+
+    private SortedSet<string> ReferencedClusters()
+    {
+        var names = new SortedSet<string>(StringComparer.Ordinal);
+        var configs = _types[XdsTypeUrls.RouteConfiguration].Resources.Values.Cast<RouteConfiguration>()
+            .Concat(_types[XdsTypeUrls.Listener].Resources.Values.OfType<ListenerResource>().Select(l => l.InlineRoutes).OfType<RouteConfiguration>());
+        foreach (var config in configs)
+        {
+            foreach (var host in config.VirtualHosts)
+            {
+                foreach (var route in host.Routes)
+                {
+                    if (route.Route_ is not { } action)
+                    {
+                        continue;
+                    }
+
+                    if (action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.Cluster)
+                    {
+                        names.Add(action.Cluster);
+                    }
+                    else if (action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.WeightedClusters)
+                    {
+                        names.UnionWith(action.WeightedClusters.Clusters.Select(c => c.Name));
+                    }
+
+                    names.UnionWith(action.RequestMirrorPolicies.Select(m => m.Cluster).Where(c => c.Length > 0));
+                }
+            }
+        }
+
+        return names;
+    }
 
     private SortedSet<string> ReferencedEndpoints() =>
         new(_types[XdsTypeUrls.Cluster].Resources.Values.Cast<ClusterResource>()
@@ -410,8 +594,12 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             }
 
             request.ResourceNames.Add(state.Subscribed);
+            state.AwaitingAnswer |= state.SentNames is null ? state.Subscribed.Count > 0 : !state.Subscribed.IsSubsetOf(state.SentNames);
             state.SentNames = state.Subscribed;
         }
+
+        state.SentNonce = request.ResponseNonce;
+        state.SentVersion = request.VersionInfo;
 
         if (!stream.SentNode)
         {
@@ -432,7 +620,8 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             var cds = _types[XdsTypeUrls.Cluster];
             var rds = _types[XdsTypeUrls.RouteConfiguration];
             var eds = _types[XdsTypeUrls.ClusterLoadAssignment];
-            if (!lds.Received || !cds.Received)
+            // On demand, a type with no name to ask for has nothing to wait for.
+            if (!(lds.Received || (!lds.IsWildcard && lds.Subscribed.Count == 0)) || !(cds.Received || (!cds.IsWildcard && cds.Subscribed.Count == 0)))
             {
                 return;
             }
@@ -454,7 +643,8 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
                 cds.Resources.ToDictionary(p => p.Key, p => (ClusterResource)p.Value),
                 eds.Resources.ToDictionary(p => p.Key, p => (EndpointsResource)p.Value),
                 previous,
-                incomplete);
+                incomplete,
+                usage: _onDemand.Enabled ? _onDemand.UsageOf : null);
         }
 
         foreach (var reason in incomplete)
@@ -467,13 +657,28 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         old.Fire(); // not disposed: a late RegisterChangeCallback on it must still run at once
         Log.Published(_logger, snapshot.Version, snapshot.Services.Length, snapshot.Clusters.Count);
         _firstSnapshot.TrySetResult();
+        if (_onDemand.Enabled)
+        {
+            _onDemand.OnPublished(snapshot);
+        }
     }
 
-    private sealed class TypeState(string typeUrl)
+    private sealed class TypeState(string typeUrl, bool wildcard)
     {
         public string TypeUrl { get; } = typeUrl;
 
-        public bool IsWildcard { get; } = typeUrl is XdsTypeUrls.Listener or XdsTypeUrls.Cluster;
+        public bool IsWildcard { get; } = wildcard;
+
+        /// <summary>Gets whether a response lists every subscribed resource (LDS, CDS), so one it lacks is deleted.</summary>
+        public bool IsFullSet { get; } = typeUrl is XdsTypeUrls.Listener or XdsTypeUrls.Cluster;
+
+        /// <summary>Gets or sets the response nonce and version the last request carried.</summary>
+        public string SentNonce { get; set; } = string.Empty;
+
+        public string SentVersion { get; set; } = string.Empty;
+
+        /// <summary>Gets or sets whether a request that added names has had no response of this type yet.</summary>
+        public bool AwaitingAnswer { get; set; }
 
         public string Version { get; set; } = string.Empty;
 
