@@ -27,10 +27,13 @@ internal sealed partial class ConfigDirectoryWatcher : IHostedService, IDisposab
         _reload = () => Reload();
     }
 
+    // The folder's files as last parsed: one edited file of thousands is the only one parsed again.
+    private readonly YamlParseCache _parsed = new();
+
     public string Directory => Path.GetFullPath(_options.ConfigDirectory);
 
-    /// <summary>Reads the folder now and applies it to the store.</summary>
-    public bool Reload() => _store.ApplyYaml(YamlConfigLoader.LoadDirectory(Directory));
+    /// <summary>Reads the folder now and applies it to the store (parsing again only the files whose text changed).</summary>
+    public bool Reload() => _store.ApplyYaml(YamlConfigLoader.LoadDirectory(Directory, _parsed));
 
     public Task StartAsync(CancellationToken cancellationToken)
     {

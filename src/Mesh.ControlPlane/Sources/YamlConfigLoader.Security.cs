@@ -362,7 +362,7 @@ internal static partial class YamlConfigLoader
         }
     }
 
-    private sealed class SecurityPolicyLists
+    internal sealed class SecurityPolicyLists
     {
         public List<PeerAuthenticationModel> PeerAuthentications { get; } = [];
 

@@ -678,9 +678,9 @@ internal static partial class YamlConfigLoader
     }
 
     /// <summary>A destination or host named by a VirtualService, checked against the whole folder once everything is read.</summary>
-    private sealed record DestinationReference(int Line, string Path, string Host, string? Subset, uint? Port, bool IsVirtualServiceHost);
+    internal sealed record DestinationReference(int Line, string Path, string Host, string? Subset, uint? Port, bool IsVirtualServiceHost);
 
-    private sealed record ParsedVirtualService(VirtualServiceModel Model, string File, int Line, List<DestinationReference> References);
+    internal sealed record ParsedVirtualService(VirtualServiceModel Model, string File, int Line, List<DestinationReference> References);
 
     /// <summary>Cross-resource rules: hosts and destinations exist, subsets are defined, one VirtualService per host.</summary>
     private static void CheckVirtualServices(

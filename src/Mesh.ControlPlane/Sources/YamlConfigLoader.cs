@@ -20,7 +20,14 @@ internal static partial class YamlConfigLoader
     private static readonly string[] Resolutions = ["STATIC", "NONE", "DNS", "DNS_ROUND_ROBIN"];
     private static readonly string[] Protocols = ["HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "TCP", "TLS", "MONGO", "REDIS", "MYSQL", "UDP"];
 
-    public static YamlLoadResult LoadDirectory(string directory)
+    public static YamlLoadResult LoadDirectory(string directory) => LoadDirectory(directory, cache: null);
+
+    /// <summary>
+    /// Reads and validates the folder; with <paramref name="cache"/>, a file whose text is the same as at the last load is
+    /// not parsed again (its resources are reused), so a change to one file of thousands costs one file's parse. The
+    /// folder is still validated as a whole.
+    /// </summary>
+    public static YamlLoadResult LoadDirectory(string directory, YamlParseCache? cache)
     {
         if (!Directory.Exists(directory))
         {
@@ -50,11 +57,13 @@ internal static partial class YamlConfigLoader
             }
         }
 
-        var result = Load(sources);
+        var result = Load(sources, cache);
         return errors.Count == 0 ? result : result with { Errors = [.. errors, .. result.Errors] };
     }
 
-    public static YamlLoadResult Load(IEnumerable<(string FileName, string Text)> files)
+    public static YamlLoadResult Load(IEnumerable<(string FileName, string Text)> files) => Load(files, cache: null);
+
+    private static YamlLoadResult Load(IEnumerable<(string FileName, string Text)> files, YamlParseCache? cache)
     {
         ArgumentNullException.ThrowIfNull(files);
         var errors = new List<ConfigError>();
@@ -65,36 +74,25 @@ internal static partial class YamlConfigLoader
         var virtualServices = new List<ParsedVirtualService>();
         var rateLimits = new List<LocalRateLimitPolicyModel>();
         var sidecars = new List<(SidecarModel Model, string File, int Line)>();
+        var parsed = new Dictionary<string, (string Text, ParsedFile Parse)>(StringComparer.Ordinal);
 
         foreach (var (file, text) in files)
         {
-            var stream = new YamlStream();
-            try
-            {
-                stream.Load(new StringReader(text));
-            }
-            catch (YamlException ex)
-            {
-                errors.Add(new ConfigError(file, (int)ex.Start.Line, $"invalid YAML: {InnerMessage(ex)}"));
-                continue;
-            }
-            catch (InvalidOperationException)
-            {
-                // YamlDotNet's scanner throws this for some documents cut off at end of file.
-                errors.Add(new ConfigError(file, text.Split('\n').Length, "invalid YAML: unexpected end of file (unclosed bracket or quote?)"));
-                continue;
-            }
-
-            foreach (var document in stream.Documents)
-            {
-                if (document.RootNode is YamlScalarNode { Value: null or "" or "~" })
-                {
-                    continue;
-                }
-
-                ParseDocument(file, document.RootNode, errors, services, workloads, rules, security, virtualServices, rateLimits, sidecars);
-            }
+            var parse = cache?.Find(file, text) ?? ParseFile(file, text);
+            parsed[file] = (text, parse);
+            errors.AddRange(parse.Errors);
+            services.AddRange(parse.Services);
+            workloads.AddRange(parse.Workloads);
+            rules.AddRange(parse.Rules);
+            security.PeerAuthentications.AddRange(parse.Security.PeerAuthentications);
+            security.AuthorizationPolicies.AddRange(parse.Security.AuthorizationPolicies);
+            security.RequestAuthentications.AddRange(parse.Security.RequestAuthentications);
+            virtualServices.AddRange(parse.VirtualServices);
+            rateLimits.AddRange(parse.RateLimits);
+            sidecars.AddRange(parse.Sidecars);
         }
+
+        cache?.Replace(parsed);
 
         CheckDuplicates(services, rules, errors);
         CheckSecurityDuplicates(security, errors);
@@ -111,6 +109,40 @@ internal static partial class YamlConfigLoader
             Sidecars = [.. sidecars.Select(s => s.Model)],
         };
         return new YamlLoadResult(config, [.. errors]);
+    }
+
+    /// <summary>One file's documents parsed (and each resource validated on its own); never changed once built, so a cache may share it.</summary>
+    private static ParsedFile ParseFile(string file, string text)
+    {
+        var result = new ParsedFile();
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text));
+        }
+        catch (YamlException ex)
+        {
+            result.Errors.Add(new ConfigError(file, (int)ex.Start.Line, $"invalid YAML: {InnerMessage(ex)}"));
+            return result;
+        }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner throws this for some documents cut off at end of file.
+            result.Errors.Add(new ConfigError(file, text.Split('\n').Length, "invalid YAML: unexpected end of file (unclosed bracket or quote?)"));
+            return result;
+        }
+
+        foreach (var document in stream.Documents)
+        {
+            if (document.RootNode is YamlScalarNode { Value: null or "" or "~" })
+            {
+                continue;
+            }
+
+            ParseDocument(file, document.RootNode, result.Errors, result.Services, result.Workloads, result.Rules, result.Security, result.VirtualServices, result.RateLimits, result.Sidecars);
+        }
+
+        return result;
     }
 
     private static string InnerMessage(YamlException ex)
@@ -718,6 +750,63 @@ internal static partial class YamlConfigLoader
             }
 
             return labels.ToImmutable();
+        }
+    }
+
+    /// <summary>What one file held.</summary>
+    internal sealed class ParsedFile
+    {
+        public List<ConfigError> Errors { get; } = [];
+
+        public List<(ServiceEntryModel, string, int)> Services { get; } = [];
+
+        public List<WorkloadInstance> Workloads { get; } = [];
+
+        public List<(DestinationRuleModel, string, int)> Rules { get; } = [];
+
+        public SecurityPolicyLists Security { get; } = new();
+
+        public List<ParsedVirtualService> VirtualServices { get; } = [];
+
+        public List<LocalRateLimitPolicyModel> RateLimits { get; } = [];
+
+        public List<(SidecarModel, string, int)> Sidecars { get; } = [];
+    }
+}
+
+/// <summary>
+/// The files of a config folder as last parsed, by name with their text: a reload parses only files whose text changed.
+/// Held by the one folder watcher; a load replaces its content as a whole (files gone from the folder are dropped).
+/// </summary>
+internal sealed class YamlParseCache
+{
+    private readonly Lock _gate = new();
+    private Dictionary<string, (string Text, YamlConfigLoader.ParsedFile Parse)> _files = new(StringComparer.Ordinal);
+
+    public int Count
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _files.Count;
+            }
+        }
+    }
+
+    internal YamlConfigLoader.ParsedFile? Find(string file, string text)
+    {
+        lock (_gate)
+        {
+            return _files.TryGetValue(file, out var entry) && string.Equals(entry.Text, text, StringComparison.Ordinal) ? entry.Parse : null;
+        }
+    }
+
+    internal void Replace(Dictionary<string, (string Text, YamlConfigLoader.ParsedFile Parse)> files)
+    {
+        lock (_gate)
+        {
+            _files = files;
         }
     }
 }
