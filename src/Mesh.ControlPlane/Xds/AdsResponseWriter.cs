@@ -20,6 +20,13 @@ internal static partial class AdsResponseWriter
     {
         ArgumentNullException.ThrowIfNull(responses);
         ArgumentNullException.ThrowIfNull(limits);
+
+        // Waiting for a slot is not the client's fault: the write timeout starts once this write may go.
+        if (limits.PushThrottle is { } throttle)
+        {
+            await throttle.WaitAsync(cancellationToken);
+        }
+
         try
         {
             await responses.WriteAsync(response, cancellationToken).WaitAsync(limits.WriteTimeout, time, cancellationToken);
@@ -42,6 +49,10 @@ internal static partial class AdsResponseWriter
             }
 
             throw;
+        }
+        finally
+        {
+            limits.PushThrottle?.Release();
         }
     }
 
