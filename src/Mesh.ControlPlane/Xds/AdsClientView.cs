@@ -176,14 +176,15 @@ internal sealed partial class AdsClientView
     /// </summary>
     private XdsResource? Inbound(XdsSnapshot snapshot, string name)
     {
-        if (!snapshot.InboundListeners.TryGetValue(name, out var inbound))
+        // Who may get it is decided before the listener is built: asking for other workloads' listeners costs no builds.
+        if (snapshot.InboundListeners.IdentitiesOf(name) is not { } identities)
         {
             return null;
         }
 
-        if (Identity is not null && inbound.Identities.Contains(Identity, StringComparer.Ordinal))
+        if (Identity is not null && identities.Contains(Identity, StringComparer.Ordinal))
         {
-            return inbound.Xds;
+            return snapshot.InboundListeners.TryGetValue(name, out var inbound) ? inbound.Xds : null;
         }
 
         // Once per name and stream, and a bounded number of names: a client asking in a loop cannot flood the log.
@@ -192,7 +193,7 @@ internal sealed partial class AdsClientView
             if (_deniedLogged.Count < MaxDeniedNamesLogged && _deniedLogged.Add(name))
             {
                 LogInboundDenied(_logger, ClientId, Identity ?? "no identity (plaintext port)", AdsNode.Printable(name),
-                    inbound.Identities.IsEmpty ? "no identity" : string.Join(" or ", inbound.Identities));
+                    identities.IsEmpty ? "no identity" : string.Join(" or ", identities));
             }
         }
 

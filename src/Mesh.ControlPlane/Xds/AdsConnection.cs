@@ -75,7 +75,6 @@ internal sealed partial class AdsConnection
     private readonly Lock _gate = new();
     private readonly Dictionary<string, TypeState> _types = new(StringComparer.Ordinal);
     private readonly List<NackInfo> _nacks = [];
-    private readonly Channel<DiscoveryRequest?> _inbox = Channel.CreateUnbounded<DiscoveryRequest?>(new UnboundedChannelOptions { SingleReader = true });
     private readonly AdsLimits _limits;
     private readonly ControlPlaneMetrics? _metrics;
 
@@ -84,9 +83,6 @@ internal sealed partial class AdsConnection
     private readonly HashSet<string> _awaitingAck = new(StringComparer.Ordinal);
     private long _convergenceStart;
     private string? _versionLabel;
-    private RpcException? _failure;
-    private int _pendingRequests;
-    private int _pushPending;
     private long _nonce;
 
     // Who the client is and what it may get; replaced once, when its node arrives.
@@ -124,44 +120,12 @@ internal sealed partial class AdsConnection
     /// <summary>Runs the stream until the client ends it or <paramref name="cancellationToken"/> fires; throws RESOURCE_EXHAUSTED past a limit.</summary>
     public async Task RunAsync(IAsyncStreamReader<DiscoveryRequest> requests, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        using var abort = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var subscription = _publisher.Subscribe(OnSnapshot);
-        var reader = ReadAsync(requests, abort);
-        RpcException? failure = null;
+        var loop = new AdsStreamLoop<DiscoveryRequest>(_limits.MaxPendingRequests, "DiscoveryRequest");
+        using var subscription = _publisher.Subscribe(loop.Wake);
+        RpcException? failure;
         try
         {
-            await foreach (var item in _inbox.Reader.ReadAllAsync(abort.Token))
-            {
-                if (item is null)
-                {
-                    Interlocked.Exchange(ref _pushPending, 0);
-                    var changedAt = _publisher.Current.ChangedAt;
-                    var sent = false;
-                    foreach (var typeUrl in TypeUrls.PushOrder)
-                    {
-                        sent |= await PushAsync(typeUrl, forceAll: false, added: null, responses, cancellationToken);
-                    }
-
-                    // Measured from the oldest change this client has not yet ACKed all of.
-                    if (sent && _convergenceStart == 0)
-                    {
-                        _convergenceStart = changedAt;
-                    }
-                }
-                else
-                {
-                    Interlocked.Decrement(ref _pendingRequests);
-                    await HandleAsync(item, responses, abort.Token);
-                }
-            }
-        }
-        catch (RpcException ex)
-        {
-            failure = ex;
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
-        {
-            LogStreamClosed(_logger, ClientId, ex);
+            failure = await loop.RunAsync(requests, token => PushAllAsync(responses, token), (request, token) => HandleAsync(request, responses, token), ex => LogStreamClosed(_logger, ClientId, ex), cancellationToken);
         }
         finally
         {
@@ -171,9 +135,6 @@ internal sealed partial class AdsConnection
             }
         }
 
-        await abort.CancelAsync();
-        await reader;
-        failure ??= Volatile.Read(ref _failure);
         if (failure is not null)
         {
             LogStreamFailed(_logger, ClientId, failure.StatusCode, failure.Status.Detail);
@@ -201,39 +162,20 @@ internal sealed partial class AdsConnection
 
     private string ClientId => _view.ClientId;
 
-    private void OnSnapshot()
+    /// <summary>Pushes what changed in the current snapshot for every type.</summary>
+    private async Task PushAllAsync(IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        if (Interlocked.Exchange(ref _pushPending, 1) == 0)
+        var changedAt = _publisher.Current.ChangedAt;
+        var sent = false;
+        foreach (var typeUrl in TypeUrls.PushOrder)
         {
-            _inbox.Writer.TryWrite(null);
+            sent |= await PushAsync(typeUrl, forceAll: false, added: null, responses, cancellationToken);
         }
-    }
 
-    private async Task ReadAsync(IAsyncStreamReader<DiscoveryRequest> requests, CancellationTokenSource abort)
-    {
-        try
+        // Measured from the oldest change this client has not yet ACKed all of.
+        if (sent && _convergenceStart == 0)
         {
-            while (await requests.MoveNext(abort.Token))
-            {
-                // A client that sends faster than its responses are written (or read) must not grow this stream's memory.
-                if (Interlocked.Increment(ref _pendingRequests) > _limits.MaxPendingRequests)
-                {
-                    Volatile.Write(ref _failure, new RpcException(new Status(StatusCode.ResourceExhausted,
-                        $"more than {_limits.MaxPendingRequests.ToString(CultureInfo.InvariantCulture)} DiscoveryRequests are waiting on this ADS stream (ControlPlane:AdsMaxPendingRequests); read the responses before sending more")));
-                    await abort.CancelAsync();
-                    return;
-                }
-
-                _inbox.Writer.TryWrite(requests.Current);
-            }
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException or RpcException)
-        {
-            LogStreamClosed(_logger, ClientId, ex);
-        }
-        finally
-        {
-            _inbox.Writer.TryComplete();
+            _convergenceStart = changedAt;
         }
     }
 

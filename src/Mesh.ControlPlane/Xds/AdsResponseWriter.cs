@@ -21,15 +21,33 @@ internal static partial class AdsResponseWriter
         ArgumentNullException.ThrowIfNull(responses);
         ArgumentNullException.ThrowIfNull(limits);
 
-        // Waiting for a slot is not the client's fault: the write timeout starts once this write may go.
-        if (limits.PushThrottle is { } throttle)
+        // Waiting for a slot is not the client's fault: the write timeout starts once this write may go. A write holds its
+        // slot for at most SlotHold: a client that does not read (on the plaintext port, anyone) cannot keep the slots
+        // and stall every other client's pushes; its write goes on without one until the write timeout.
+        var throttle = limits.PushThrottle;
+        if (throttle is not null)
         {
             await throttle.WaitAsync(cancellationToken);
         }
 
         try
         {
-            await responses.WriteAsync(response, cancellationToken).WaitAsync(limits.WriteTimeout, time, cancellationToken);
+            var write = responses.WriteAsync(response, cancellationToken);
+            if (throttle is not null && limits.WriteTimeout > SlotHold)
+            {
+                var done = await Task.WhenAny(write, Task.Delay(SlotHold, time, cancellationToken));
+                if (done != write)
+                {
+                    var held = Interlocked.Exchange(ref throttle, null);
+                    held?.Release();
+                }
+
+                await write.WaitAsync(limits.WriteTimeout - SlotHold, time, cancellationToken);
+            }
+            else
+            {
+                await write.WaitAsync(limits.WriteTimeout, time, cancellationToken);
+            }
         }
         catch (TimeoutException)
         {
@@ -52,9 +70,12 @@ internal static partial class AdsResponseWriter
         }
         finally
         {
-            limits.PushThrottle?.Release();
+            throttle?.Release();
         }
     }
+
+    /// <summary>How long one write may hold a push-throttle slot before it goes on without one.</summary>
+    internal static readonly TimeSpan SlotHold = TimeSpan.FromSeconds(1);
 
     [LoggerMessage(EventId = 9, EventName = "AdsWriteTimeout", Level = LogLevel.Warning, Message = "ADS client {ClientId} ({Peer}) did not take a {TypeUrl} response within {Limit} (ControlPlane:AdsWriteTimeout): it stopped reading its stream, which is closed")]
     private static partial void LogWriteTimeout(ILogger logger, string clientId, string peer, string typeUrl, string limit);

@@ -32,7 +32,6 @@ internal sealed partial class DeltaAdsConnection
     private readonly Lock _gate = new();
     private readonly Dictionary<string, TypeState> _types = new(StringComparer.Ordinal);
     private readonly List<NackInfo> _nacks = [];
-    private readonly Channel<DeltaDiscoveryRequest?> _inbox = Channel.CreateUnbounded<DeltaDiscoveryRequest?>(new UnboundedChannelOptions { SingleReader = true });
     private readonly AdsLimits _limits;
     private readonly ControlPlaneMetrics? _metrics;
 
@@ -40,9 +39,6 @@ internal sealed partial class DeltaAdsConnection
     // response sent since is ACKed. Touched only by the stream's single loop.
     private long _convergenceStart;
     private string? _versionLabel;
-    private RpcException? _failure;
-    private int _pendingRequests;
-    private int _pushPending;
     private long _nonce;
 
     // Who the client is and what it may get; replaced once, when its node arrives.
@@ -87,45 +83,12 @@ internal sealed partial class DeltaAdsConnection
     {
         ArgumentNullException.ThrowIfNull(requests);
         ArgumentNullException.ThrowIfNull(responses);
-        using var abort = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var subscription = _publisher.Subscribe(OnSnapshot);
-        var reader = ReadAsync(requests, abort);
-        RpcException? failure = null;
+        var loop = new AdsStreamLoop<DeltaDiscoveryRequest>(_limits.MaxPendingRequests, "DeltaDiscoveryRequest");
+        using var subscription = _publisher.Subscribe(loop.Wake);
+        RpcException? failure;
         try
         {
-            await foreach (var item in _inbox.Reader.ReadAllAsync(abort.Token))
-            {
-                if (item is null)
-                {
-                    Interlocked.Exchange(ref _pushPending, 0);
-                    var changedAt = _publisher.Current.ChangedAt;
-                    var sent = false;
-
-                    // Make-before-break (xds_protocol "Eventual consistency considerations"): CDS, EDS, LDS, RDS.
-                    foreach (var typeUrl in TypeUrls.PushOrder)
-                    {
-                        sent |= await PushAsync(typeUrl, [], requested: false, responses, cancellationToken);
-                    }
-
-                    if (sent && _convergenceStart == 0)
-                    {
-                        _convergenceStart = changedAt;
-                    }
-                }
-                else
-                {
-                    Interlocked.Decrement(ref _pendingRequests);
-                    await HandleAsync(item, responses, abort.Token);
-                }
-            }
-        }
-        catch (RpcException ex)
-        {
-            failure = ex;
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
-        {
-            LogStreamClosed(_logger, ClientId, ex);
+            failure = await loop.RunAsync(requests, token => PushAllAsync(responses, token), (request, token) => HandleAsync(request, responses, token), ex => LogStreamClosed(_logger, ClientId, ex), cancellationToken);
         }
         finally
         {
@@ -135,9 +98,6 @@ internal sealed partial class DeltaAdsConnection
             }
         }
 
-        await abort.CancelAsync();
-        await reader;
-        failure ??= Volatile.Read(ref _failure);
         if (failure is not null)
         {
             LogStreamFailed(_logger, ClientId, failure.StatusCode, failure.Status.Detail);
@@ -167,39 +127,20 @@ internal sealed partial class DeltaAdsConnection
         }
     }
 
-    private void OnSnapshot()
+    /// <summary>Pushes what changed in the current snapshot for every type (make-before-break, xds_protocol "Eventual consistency considerations": CDS, EDS, LDS, RDS).</summary>
+    private async Task PushAllAsync(IServerStreamWriter<DeltaDiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        if (Interlocked.Exchange(ref _pushPending, 1) == 0)
+        var changedAt = _publisher.Current.ChangedAt;
+        var sent = false;
+        foreach (var typeUrl in TypeUrls.PushOrder)
         {
-            _inbox.Writer.TryWrite(null);
+            sent |= await PushAsync(typeUrl, [], requested: false, responses, cancellationToken);
         }
-    }
 
-    private async Task ReadAsync(IAsyncStreamReader<DeltaDiscoveryRequest> requests, CancellationTokenSource abort)
-    {
-        try
+        // Measured from the oldest change this client has not yet ACKed all of.
+        if (sent && _convergenceStart == 0)
         {
-            while (await requests.MoveNext(abort.Token))
-            {
-                // A client that sends faster than its responses are written (or read) must not grow this stream's memory.
-                if (Interlocked.Increment(ref _pendingRequests) > _limits.MaxPendingRequests)
-                {
-                    Volatile.Write(ref _failure, new RpcException(new Status(StatusCode.ResourceExhausted,
-                        $"more than {_limits.MaxPendingRequests.ToString(CultureInfo.InvariantCulture)} DeltaDiscoveryRequests are waiting on this ADS stream (ControlPlane:AdsMaxPendingRequests); read the responses before sending more")));
-                    await abort.CancelAsync();
-                    return;
-                }
-
-                _inbox.Writer.TryWrite(requests.Current);
-            }
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException or RpcException)
-        {
-            LogStreamClosed(_logger, ClientId, ex);
-        }
-        finally
-        {
-            _inbox.Writer.TryComplete();
+            _convergenceStart = changedAt;
         }
     }
 

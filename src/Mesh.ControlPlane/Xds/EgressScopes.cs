@@ -103,22 +103,27 @@ internal sealed class EgressScope
                 }
             }
 
-            // istiod adds the destinations of the VirtualServices in scope: a route must not point at a cluster the client lacks.
-            foreach (var virtualService in virtualServices)
-            {
-                if (!virtualService.Hosts.Any(host => listener.Hosts.Any(h => h.Matches(host, virtualService.Namespace, clientNamespace))))
-                {
-                    continue;
-                }
+        }
 
-                foreach (var route in virtualService.Http)
+        // istiod adds the destinations of the VirtualServices in scope: a route must not point at a cluster the client lacks.
+        // A VirtualService is in scope when an egress host selects it, or when it routes a visible host: the route
+        // configuration of that host carries its routes whatever namespace it was written in.
+        foreach (var virtualService in virtualServices)
+        {
+            var inScope = virtualService.Hosts.Any(host => visible.ContainsKey(host)
+                || sidecar.Egress.Any(listener => listener.Hosts.Any(h => h.Matches(host, virtualService.Namespace, clientNamespace))));
+            if (!inScope)
+            {
+                continue;
+            }
+
+            foreach (var route in virtualService.Http)
+            {
+                foreach (var destination in route.Destinations.Concat(route.Mirrors.Select(m => m.Destination)))
                 {
-                    foreach (var destination in route.Destinations.Concat(route.Mirrors.Select(m => m.Destination)))
+                    if (namespaces.ContainsKey(destination.Host))
                     {
-                        if (namespaces.ContainsKey(destination.Host))
-                        {
-                            Add(visible, destination.Host, destination.Port);
-                        }
+                        Add(visible, destination.Host, destination.Port);
                     }
                 }
             }

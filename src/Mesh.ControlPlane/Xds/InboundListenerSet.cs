@@ -1,6 +1,7 @@
 using System.Collections;
 using System.Collections.Concurrent;
 using System.Collections.Frozen;
+using System.Collections.Immutable;
 using System.Diagnostics.CodeAnalysis;
 
 namespace Mesh.ControlPlane.Xds;
@@ -21,23 +22,39 @@ internal sealed class InboundListenerSet : IReadOnlyDictionary<string, InboundLi
 {
     private readonly FrozenSet<string> _names;
     private readonly Func<string, InboundListener?> _build;
+    private readonly Func<string, ImmutableArray<string>?> _identitiesOf;
     private readonly ConcurrentDictionary<string, Lazy<InboundListener?>> _built = new(StringComparer.Ordinal);
     private ConcurrentDictionary<string, Lazy<InboundListener?>>? _previous;
 
-    public InboundListenerSet(FrozenSet<string> names, Func<string, InboundListener?> build)
+    public InboundListenerSet(FrozenSet<string> names, Func<string, InboundListener?> build, Func<string, ImmutableArray<string>?> identitiesOf)
     {
         ArgumentNullException.ThrowIfNull(names);
         ArgumentNullException.ThrowIfNull(build);
+        ArgumentNullException.ThrowIfNull(identitiesOf);
         _names = names;
         _build = build;
+        _identitiesOf = identitiesOf;
     }
 
-    public static InboundListenerSet Empty { get; } = new(FrozenSet<string>.Empty, _ => null);
+    public static InboundListenerSet Empty { get; } = new(FrozenSet<string>.Empty, _ => null, _ => null);
+
+    /// <summary>
+    /// Who the listener <paramref name="name"/> may be served to, without building it (null: no such listener): the
+    /// identity check comes first, so a client asking for other workloads' listeners never makes them built.
+    /// </summary>
+    public ImmutableArray<string>? IdentitiesOf(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return _names.Contains(name) ? _identitiesOf(name) : null;
+    }
 
     /// <summary>Candidate names (every workload address:port); <see cref="TryGetValue"/> tells which have a listener.</summary>
     public IEnumerable<string> Keys => this.Select(p => p.Key);
 
     public IEnumerable<InboundListener> Values => this.Select(p => p.Value);
+
+    /// <summary>How many listeners were built so far (for tests and diagnostics).</summary>
+    internal int BuiltCount => _built.Count;
 
     /// <summary>The number of listeners (builds every one: for tests and diagnostics, not for a push).</summary>
     public int Count => Keys.Count();

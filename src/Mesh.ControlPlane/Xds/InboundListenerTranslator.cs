@@ -112,7 +112,9 @@ internal static class InboundListenerTranslator
             return new InboundListener(name, Any.Pack(listener), identities);
         }
 
-        return new InboundListenerSet(candidates.Keys.ToFrozenSet(StringComparer.Ordinal), Build);
+        ImmutableArray<string>? IdentitiesOf(string name) => Owner(candidates[name].Workloads, resolved, trustDomain)?.Identities;
+
+        return new InboundListenerSet(candidates.Keys.ToFrozenSet(StringComparer.Ordinal), Build, IdentitiesOf);
     }
 
     /// <summary>

@@ -79,7 +79,11 @@ internal sealed partial class XdsPublisher : BackgroundService
     {
         ArgumentNullException.ThrowIfNull(refresh);
         _refreshes.TryAdd(refresh, 0);
-        OnChanged();
+        Interlocked.CompareExchange(ref _pendingChangeAt, _time.GetTimestamp(), 0);
+
+        // Always a signal, even during a refresh: a file written after the running refresh read past it must get another
+        // round (the store change the running refresh makes is what stays silent, below).
+        _signal.Writer.TryWrite(true);
     }
 
     /// <summary>Translates the store's current model now (used at start and by tests).</summary>

@@ -86,7 +86,7 @@ internal sealed class XdsSnapshot
     public EgressScopes EgressScopes { get; init; } = EgressScopes.None;
 
     /// <summary>The Sidecars and VirtualServices <see cref="EgressScopes"/> was built from (to tell whether scopes may differ from the previous snapshot's).</summary>
-    internal (ImmutableArray<SidecarModel> Sidecars, ImmutableArray<VirtualServiceModel> VirtualServices) ScopeInputs { get; init; }
+    internal (ImmutableArray<SidecarModel> Sidecars, ImmutableArray<VirtualServiceModel> VirtualServices, long ServiceNamespaces) ScopeInputs { get; init; }
 
     /// <summary>
     /// When the config change this snapshot carries happened (a <see cref="TimeProvider.GetTimestamp"/> value, before the
@@ -245,15 +245,30 @@ internal sealed class XdsSnapshot
         host = host.ToLowerInvariant();
         foreach (var candidate in Candidates(host, clientNamespace))
         {
-            var matches = ListenerTargets.Values.Where(t => t.Host == candidate && (port is null || t.Port.Number == port)).Take(2).ToList();
-            if (matches.Count == 1)
+            if (!ByHost.TryGetValue(candidate, out var targets))
             {
-                return matches[0];
+                continue;
             }
+
+            if (port is { } number)
+            {
+                return targets.FirstOrDefault(t => t.Port.Number == number);
+            }
+
+            // No port: the one port of a single-port service; of several, port 80, else the lowest — the port a Mesh client
+            // calling http://host/ picks (MeshRouter), so a portless name means the same on both sides.
+            return targets.Length == 1 ? targets[0] : targets.FirstOrDefault(t => t.Port.Number == 80) ?? targets.MinBy(t => t.Port.Number);
         }
 
         return null;
     }
+
+    /// <summary>Listener targets by service host (built on first use): resolving a short name costs a lookup, not a scan of every service.</summary>
+    private FrozenDictionary<string, ListenerTarget[]> ByHost =>
+        LazyInitializer.EnsureInitialized(ref _byHost, () => ListenerTargets.Values.GroupBy(t => t.Host, StringComparer.Ordinal)
+            .ToFrozenDictionary(g => g.Key, g => g.ToArray(), StringComparer.Ordinal));
+
+    private FrozenDictionary<string, ListenerTarget[]>? _byHost;
 
     /// <summary>The Listener resource for <paramref name="requestedName"/> (the client's own spelling).</summary>
     public XdsResource Listener(string requestedName, ListenerTarget target) =>

@@ -145,7 +145,7 @@ internal static class XdsTranslator
             changes = new XdsChanges(previous.Version, changed, removed, targetsChanged)
             {
                 InboundListenersUnknown = true,
-                ScopesChanged = EgressScopesMayDiffer(previous, model.Config, targetsChanged),
+                ScopesChanged = EgressScopesMayDiffer(previous, model.Config, targetsChanged, ServiceNamespaces(services)),
             };
         }
 
@@ -158,7 +158,7 @@ internal static class XdsTranslator
         {
             Changes = changes,
             EgressScopes = EgressScopes.Build(model.Config.Sidecars, services, model.Config.VirtualServices, rootNamespace),
-            ScopeInputs = (model.Config.Sidecars, model.Config.VirtualServices),
+            ScopeInputs = (model.Config.Sidecars, model.Config.VirtualServices, ServiceNamespaces(services)),
             SourceScopedRouteNames = sourceScopedNames,
             LocalityLbClusters = localityPlans.ToFrozenDictionary(StringComparer.Ordinal),
             InboundListeners = inbound,
@@ -183,15 +183,27 @@ internal static class XdsTranslator
     /// to decide: no Sidecar in either snapshot, or the same Sidecars (by value), the same VirtualService list (by
     /// instance: a folder reload makes a new one) and the same service ports.
     /// </summary>
-    private static bool EgressScopesMayDiffer(XdsSnapshot previous, YamlConfig config, bool targetsChanged)
+    private static bool EgressScopesMayDiffer(XdsSnapshot previous, YamlConfig config, bool targetsChanged, long serviceNamespaces)
     {
-        var (sidecars, virtualServices) = previous.ScopeInputs;
+        var (sidecars, virtualServices, namespaces) = previous.ScopeInputs;
         if (sidecars.IsDefaultOrEmpty && config.Sidecars.IsDefaultOrEmpty)
         {
             return false;
         }
 
-        return targetsChanged || virtualServices != config.VirtualServices || !SameSidecars(sidecars, config.Sidecars);
+        return targetsChanged || namespaces != serviceNamespaces || virtualServices != config.VirtualServices || !SameSidecars(sidecars, config.Sidecars);
+    }
+
+    /// <summary>An order-independent digest of which namespace each service host is in (a service moving namespace changes what a scope selects).</summary>
+    private static long ServiceNamespaces(ImmutableArray<ResolvedService> services)
+    {
+        long digest = services.Length;
+        foreach (var service in services)
+        {
+            digest += (uint)HashCode.Combine(service.Host, service.Entry.Namespace);
+        }
+
+        return digest;
     }
 
     private static bool SameSidecars(ImmutableArray<SidecarModel> a, ImmutableArray<SidecarModel> b) =>

@@ -1,6 +1,7 @@
 using Mesh.ControlPlane.Xds;
 using Mesh.Xds.Envoy.Config.Cluster.V3;
 using Mesh.Xds.Envoy.Config.Listener.V3;
+using Microsoft.Extensions.DependencyInjection;
 using static Mesh.ControlPlane.Tests.Support.AdsFixtures;
 using static Mesh.ControlPlane.Tests.Support.OrdersNames;
 
@@ -62,6 +63,19 @@ public sealed class SidecarScopeAdsTests
         var endpoints = await ads.NextAsync();
         Assert.Equal(TypeUrls.ClusterLoadAssignment, endpoints.TypeUrl);
         Assert.Equal([Cluster80], endpoints.Resources.Select(r => r.Unpack<Mesh.Xds.Envoy.Config.Endpoint.V3.ClusterLoadAssignment>().ClusterName));
+    }
+
+    [Fact]
+    public async Task PlaintextClientAskingForEveryInboundListener_NoneServedNoneBuilt()
+    {
+        await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders), ("payments.yaml", Payments));
+        await using var ads = cp.OpenAds();
+        string[] names = ["xds.istio.io/grpc/lds/inbound/127.0.0.1:5001", "xds.istio.io/grpc/lds/inbound/127.0.0.2:50051", "orders:80"];
+        await ads.SendAsync(TypeUrls.Listener, names, AdsTestClient.Node());
+        var listeners = await ads.NextAsync();
+
+        Assert.Equal(["orders:80"], listeners.Resources.Select(r => r.Unpack<Listener>().Name));
+        Assert.Equal(0, cp.Host.Services.GetRequiredService<XdsPublisher>().Current.InboundListeners.BuiltCount);
     }
 
     [Fact]

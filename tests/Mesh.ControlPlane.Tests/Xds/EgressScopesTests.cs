@@ -171,6 +171,25 @@ public sealed class EgressScopesTests
     }
 
     [Fact]
+    public void For_VirtualServiceFromAnotherNamespaceRoutingAVisibleHost_ItsDestinationsAreInScope()
+    {
+        // The route configuration of cart carries this VirtualService whatever namespace it was written in.
+        var scope = Scopes(
+            Sidecar("shop", """  - hosts: ["./*"]"""),
+            """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: {name: cart-to-ledger, namespace: finance}
+            spec:
+              hosts: [cart.shop.svc.cluster.local]
+              http:
+              - route: [{destination: {host: ledger.finance.svc.cluster.local}}]
+            """).For("shop", NoLabels);
+
+        Assert.Equal([Orders, Cart, Ledger], Visible(scope));
+    }
+
+    [Fact]
     public void AllowsResourceName_NotAnOutboundName_Allowed()
     {
         var scope = Scopes(Sidecar("shop", """  - hosts: ["./*"]""")).For("shop", NoLabels)!;

@@ -168,13 +168,15 @@ public class XdsTranslatorTests
     }
 
     [Fact]
-    public void ResolveListener_NoPortOnMultiPortService_ReturnsNull()
+    public void ResolveListener_NoPortOnMultiPortService_Port80ElseTheLowestAsTheMeshClientPicks()
     {
         var service = Service(ports: [new ServicePort(80, "http", "HTTP", null), new ServicePort(9090, "grpc", "GRPC", null)]);
         var snapshot = XdsTranslator.Translate(Snapshot([service]), 1);
 
-        Assert.Null(snapshot.ResolveListener("orders", "default"));
+        Assert.Equal(80u, snapshot.ResolveListener("orders", "default")?.Port.Number);
         Assert.Equal(9090u, snapshot.ResolveListener("orders:9090", "default")?.Port.Number);
+        var without80 = XdsTranslator.Translate(Snapshot([Service(ports: [new ServicePort(9091, "b", "GRPC", null), new ServicePort(9090, "a", "GRPC", null)])]), 1);
+        Assert.Equal(9090u, without80.ResolveListener("orders", "default")?.Port.Number);
         Assert.Equal(["orders.default.svc.cluster.local:80", "orders.default.svc.cluster.local:9090"], snapshot.ListenerTargets.Keys.Order(StringComparer.Ordinal));
     }
 }
