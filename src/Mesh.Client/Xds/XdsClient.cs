@@ -389,6 +389,12 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
                 // server must answer with this very version: that answer is the one that counts.
                 recheck = [.. sent.Where(n => !decoded.ContainsKey(n) && desired.Contains(n) && _onDemand.IsPending(n))];
                 desired.ExceptWith(recheck);
+                if (recheck.Count > 0)
+                {
+                    // The ACK adds no name either: an ACK that adds one is answered, and that answer (lacking the pending
+                    // host, named in the second request by then) would make the second request stale and be taken for it.
+                    desired.IntersectWith(sent);
+                }
             }
 
             ApplyListenerNames(desired);
