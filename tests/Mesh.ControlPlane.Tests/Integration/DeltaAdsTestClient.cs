@@ -28,6 +28,10 @@ internal sealed class DeltaAdsTestClient : IAsyncDisposable
             {
                 Error = ex;
             }
+            catch (ObjectDisposedException)
+            {
+                // DisposeAsync ended the call while a read was pending: the end of this client, not an error.
+            }
             finally
             {
                 _responses.Writer.TryComplete();
