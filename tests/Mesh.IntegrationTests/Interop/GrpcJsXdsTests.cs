@@ -89,8 +89,10 @@ public sealed class GrpcJsXdsTests(ITestOutputHelper output)
             try
             {
                 await Eventually.HoldsAsync(() => Task.FromResult(node.Calls.Count(c => c.instance is not null) >= 200), "200 calls from the Node client", TimeSpan.FromSeconds(60));
-                await zoneB.Process.StopAsync(TimeSpan.FromSeconds(15));
+                // The stop starts here: the instance deregisters first (graceful drain), so the client may fail over
+                // before StopAsync returns.
                 stoppedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+                await zoneB.Process.StopAsync(TimeSpan.FromSeconds(15));
                 await Eventually.HoldsAsync(
                     () => Task.FromResult(node.Calls.Count(c => c.at > stoppedAt && c.instance == "inventory-1") >= 50),
                     "50 calls to the zone-a instance after the zone-b one stopped",
