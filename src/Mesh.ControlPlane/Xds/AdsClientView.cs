@@ -79,8 +79,9 @@ internal sealed partial class AdsClientView
             var builder = ImmutableArray.CreateBuilder<XdsResource>();
             if (wildcard)
             {
-                // Every outbound listener in the client's Sidecar scope, plus the inbound listeners asked for by name (a
-                // wildcard does not cover them).
+                // Every outbound listener in the client's Sidecar scope, plus what is asked for by name: "*" plus a name is
+                // both subscriptions, so an inbound listener (a wildcard does not cover those) or a listener named in
+                // another spelling ("orders" for "orders.default.svc.cluster.local:80") is served next to the canonical ones.
                 var scope = Scope(snapshot);
                 builder.AddRange(snapshot.ListenerTargets
                     .Where(t => scope is null || scope.Allows(t.Value.Host, t.Value.Port.Number))
@@ -88,9 +89,9 @@ internal sealed partial class AdsClientView
                     .Select(t => snapshot.Listener(t.Key, t.Value)));
                 foreach (var name in names.Order(StringComparer.Ordinal))
                 {
-                    if (name.StartsWith(InboundListenerTranslator.NamePrefix, StringComparison.Ordinal) && Inbound(snapshot, name) is { } inbound)
+                    if (!snapshot.ListenerTargets.ContainsKey(name) && Resolve(typeUrl, name, snapshot) is { } named)
                     {
-                        builder.Add(inbound);
+                        builder.Add(named);
                     }
                 }
 

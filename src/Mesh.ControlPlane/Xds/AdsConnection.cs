@@ -1,60 +1,9 @@
 using System.Globalization;
-using System.Threading.Channels;
-using Google.Protobuf;
 using Grpc.Core;
 using Mesh.ControlPlane.Telemetry;
 using Mesh.Xds.Envoy.Service.Discovery.V3;
 
 namespace Mesh.ControlPlane.Xds;
-
-internal sealed record NackInfo(string TypeUrl, string Version, string Nonce, string Message, DateTimeOffset At);
-
-internal sealed record ClientInfo(
-    string Id,
-    string Peer,
-    DateTimeOffset ConnectedAt,
-    string Namespace,
-    string? Identity,
-    string? CertificateSerial,
-    DateTimeOffset? CertificateNotAfter,
-    IReadOnlyDictionary<string, IReadOnlyList<string>> Subscriptions,
-    IReadOnlyDictionary<string, string> Acked,
-    IReadOnlyList<NackInfo> Nacks);
-
-/// <summary>The serial number and end of validity of the certificate an ADS stream was opened with.</summary>
-internal sealed record ClientCertificateInfo(string Serial, DateTimeOffset NotAfter);
-
-/// <summary>What one ADS stream may hold: requests waiting to be handled and names subscribed per type.</summary>
-internal sealed record AdsLimits(int MaxPendingRequests, int MaxResourceNamesPerType)
-{
-    public static AdsLimits Default { get; } = new(64, 10_000);
-
-    /// <summary>How long one response may take to be written (ControlPlane:AdsWriteTimeout); past it the stream ends.</summary>
-    public TimeSpan WriteTimeout { get; init; } = TimeSpan.FromSeconds(30);
-
-    /// <summary>
-    /// Responses being written at once, across every stream that shares these limits; null: no limit. Each write holds a
-    /// serialized response until the client has taken most of it, so without a limit a thousand clients syncing from cold
-    /// hold a thousand full snapshots at once (gigabytes at 5,000 services).
-    /// </summary>
-    public SemaphoreSlim? PushThrottle { get; init; }
-
-    /// <summary>
-    /// istiod's default for concurrent pushes, PILOT_PUSH_THROTTLE: min(15 + 5 × cores, 100) — 25 on two cores.
-    /// </summary>
-    public static int DefaultPushThrottle => Math.Min(15 + (5 * Environment.ProcessorCount), 100);
-
-    /// <summary>The limits <paramref name="options"/> set, with a push throttle of <see cref="DefaultPushThrottle"/> shared by the streams that use them.</summary>
-    public static AdsLimits From(Configuration.ControlPlaneOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        return new AdsLimits(options.AdsMaxPendingRequests, options.AdsMaxResourceNamesPerType)
-        {
-            WriteTimeout = options.AdsWriteTimeout,
-            PushThrottle = new SemaphoreSlim(DefaultPushThrottle, DefaultPushThrottle),
-        };
-    }
-}
 
 /// <summary>
 /// One state-of-the-world ADS stream. A single loop handles requests and snapshot changes, so
@@ -66,106 +15,49 @@ internal sealed record AdsLimits(int MaxPendingRequests, int MaxResourceNamesPer
 /// </remarks>
 internal sealed partial class AdsConnection
 {
-    private const int MaxNacksKept = 20;
     private const string Wildcard = "*";
 
-    private readonly XdsPublisher _publisher;
-    private readonly TimeProvider _time;
-    private readonly ILogger _logger;
-    private readonly Lock _gate = new();
+    private readonly AdsClientSession _session;
     private readonly Dictionary<string, TypeState> _types = new(StringComparer.Ordinal);
-    private readonly List<NackInfo> _nacks = [];
-    private readonly AdsLimits _limits;
-    private readonly ControlPlaneMetrics? _metrics;
 
     // Convergence (pilot_proxy_convergence_time): the config change a snapshot push started from, and the types sent
     // since that this client has not ACKed yet. Touched only by the stream's single loop.
     private readonly HashSet<string> _awaitingAck = new(StringComparer.Ordinal);
     private long _convergenceStart;
-    private string? _versionLabel;
     private long _nonce;
-
-    // Who the client is and what it may get; replaced once, when its node arrives.
-    private AdsClientView _view;
 
     public AdsConnection(
         long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null,
         ClientCertificateInfo? certificate = null, ControlPlaneMetrics? metrics = null)
     {
-        _metrics = metrics;
-        Certificate = certificate;
-        Id = id;
-        Peer = peer;
-        Identity = identity;
-        _limits = limits ?? AdsLimits.Default;
-        _publisher = publisher;
-        _time = time;
-        _logger = logger;
-        ConnectedAt = time.GetUtcNow();
-        _view = AdsClientView.Unknown($"stream-{id.ToString(CultureInfo.InvariantCulture)}", identity, logger);
+        _session = new AdsClientSession("sotw", id, peer, publisher, time, logger, identity, limits, certificate, metrics);
     }
 
-    public long Id { get; }
-
-    public string Peer { get; }
-
-    public DateTimeOffset ConnectedAt { get; }
+    public long Id => _session.Id;
 
     /// <summary>The client certificate's SPIFFE ID; null on the plaintext port.</summary>
-    public string? Identity { get; }
+    public string? Identity => _session.Identity;
 
-    /// <summary>The client certificate the stream was opened with (shown by /debug/clients); null on the plaintext port.</summary>
-    public ClientCertificateInfo? Certificate { get; }
+    private XdsPublisher Publisher => _session.Publisher;
+
+    private ILogger Logger => _session.Logger;
+
+    private ControlPlaneMetrics? Metrics => _session.Metrics;
+
+    private string ClientId => _session.ClientId;
+
+    private AdsClientView View => _session.View;
 
     /// <summary>Runs the stream until the client ends it or <paramref name="cancellationToken"/> fires; throws RESOURCE_EXHAUSTED past a limit.</summary>
-    public async Task RunAsync(IAsyncStreamReader<DiscoveryRequest> requests, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
-    {
-        var loop = new AdsStreamLoop<DiscoveryRequest>(_limits.MaxPendingRequests, "DiscoveryRequest");
-        using var subscription = _publisher.Subscribe(loop.Wake);
-        RpcException? failure;
-        try
-        {
-            failure = await loop.RunAsync(requests, token => PushAllAsync(responses, token), (request, token) => HandleAsync(request, responses, token), ex => LogStreamClosed(_logger, ClientId, ex), cancellationToken);
-        }
-        finally
-        {
-            if (_versionLabel is not null)
-            {
-                _metrics?.ClientDisconnected(_versionLabel);
-            }
-        }
+    public Task RunAsync(IAsyncStreamReader<DiscoveryRequest> requests, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken) =>
+        _session.RunAsync(requests, "DiscoveryRequest", token => PushAllAsync(responses, token), (request, token) => HandleAsync(request, responses, token), cancellationToken);
 
-        if (failure is not null)
-        {
-            LogStreamFailed(_logger, ClientId, failure.StatusCode, failure.Status.Detail);
-            throw failure;
-        }
-    }
-
-    public ClientInfo Describe()
-    {
-        lock (_gate)
-        {
-            return new ClientInfo(
-                ClientId,
-                Peer,
-                ConnectedAt,
-                _view.Namespace,
-                Identity,
-                Certificate?.Serial,
-                Certificate?.NotAfter,
-                _types.ToDictionary(t => t.Key, t => (IReadOnlyList<string>)(t.Value.Wildcard ? [Wildcard, .. t.Value.Names.Order(StringComparer.Ordinal)] : [.. t.Value.Names.Order(StringComparer.Ordinal)]), StringComparer.Ordinal),
-                _types.Where(t => t.Value.AckedVersion is not null).ToDictionary(t => t.Key, t => t.Value.AckedVersion!, StringComparer.Ordinal),
-                [.. _nacks]);
-        }
-    }
-
-    private string ClientId => _view.ClientId;
+    public ClientInfo Describe() => _session.Describe(_types, t => t.Wildcard, t => t.Names, t => t.AckedVersion);
 
     /// <summary>Pushes what changed in the current snapshot for every type.</summary>
     private async Task PushAllAsync(IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        var changedAt = _publisher.Current.ChangedAt;
+        var changedAt = Publisher.Current.ChangedAt;
         var sent = false;
         foreach (var typeUrl in TypeUrls.PushOrder)
         {
@@ -181,38 +73,21 @@ internal sealed partial class AdsConnection
 
     private async Task HandleAsync(DiscoveryRequest request, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        if (request.Node is { } node && _view.NodeId.Length == 0)
-        {
-            lock (_gate)
-            {
-                _view = AdsClientView.For(node, Identity, _logger);
-            }
-
-            // Once per stream even when the node has no id (this block then runs again on every request).
-            if (_versionLabel is null && _metrics is not null)
-            {
-                _versionLabel = _metrics.ClientConnected(AdsNode.VersionOf(node));
-            }
-
-            LogConnected(_logger, ClientId, Peer, _view.Namespace);
-        }
-
         var typeUrl = request.TypeUrl;
-        if (!TypeUrls.IsKnown(typeUrl))
+        if (!_session.Accept(request.Node, typeUrl))
         {
-            LogUnknownType(_logger, ClientId, AdsNode.Printable(typeUrl));
             return;
         }
 
-        if (request.ResourceNames.Count > _limits.MaxResourceNamesPerType)
+        if (request.ResourceNames.Count > _session.Limits.MaxResourceNamesPerType)
         {
             throw new RpcException(new Status(StatusCode.ResourceExhausted,
-                $"a {typeUrl} request names {request.ResourceNames.Count.ToString(CultureInfo.InvariantCulture)} resources; an ADS stream may subscribe to at most {_limits.MaxResourceNamesPerType.ToString(CultureInfo.InvariantCulture)} per type (ControlPlane:AdsMaxResourceNamesPerType)"));
+                $"a {typeUrl} request names {request.ResourceNames.Count.ToString(CultureInfo.InvariantCulture)} resources; an ADS stream may subscribe to at most {_session.Limits.MaxResourceNamesPerType.ToString(CultureInfo.InvariantCulture)} per type (ControlPlane:AdsMaxResourceNamesPerType)"));
         }
 
         bool forceAll;
         List<string> added;
-        lock (_gate)
+        lock (_session.Gate)
         {
             var isNew = !_types.TryGetValue(typeUrl, out var state);
             state ??= _types[typeUrl] = new TypeState();
@@ -222,14 +97,14 @@ internal sealed partial class AdsConnection
                 // before it looks at the nonce (a bad push quickly followed by a fix must not hide the rejection).
                 if (request.ErrorDetail is not null)
                 {
-                    _metrics?.Rejected(typeUrl);
+                    Metrics?.Rejected(typeUrl);
                 }
 
                 // Superseded by a newer response; the client will answer that one.
-                if (_logger.IsEnabled(LogLevel.Debug))
+                if (Logger.IsEnabled(LogLevel.Debug))
                 {
                     var staleNonce = AdsNode.Printable(request.ResponseNonce);
-                    LogStaleNonce(_logger, ClientId, typeUrl, staleNonce, state.LastNonce ?? string.Empty);
+                    LogStaleNonce(Logger, ClientId, typeUrl, staleNonce, state.LastNonce ?? string.Empty);
                 }
 
                 return;
@@ -239,15 +114,8 @@ internal sealed partial class AdsConnection
             if (isNack)
             {
                 // Client-supplied text: bounded and without control characters before it reaches logs or the admin API.
-                var nack = new NackInfo(typeUrl, AdsNode.Printable(state.LastVersion ?? request.VersionInfo), AdsNode.Printable(request.ResponseNonce), AdsNode.Printable(request.ErrorDetail!.Message), _time.GetUtcNow());
-                _nacks.Add(nack);
-                if (_nacks.Count > MaxNacksKept)
-                {
-                    _nacks.RemoveAt(0);
-                }
-
-                LogNack(_logger, ClientId, typeUrl, nack.Version, nack.Nonce, nack.Message);
-                _metrics?.Rejected(typeUrl);
+                _session.RecordNack(typeUrl, state.LastVersion ?? request.VersionInfo, request.ResponseNonce, request.ErrorDetail!.Message);
+                Metrics?.Rejected(typeUrl);
 
                 // A rejected change never converges on this client: it is not measured.
                 _awaitingAck.Remove(typeUrl);
@@ -258,7 +126,7 @@ internal sealed partial class AdsConnection
                 state.AckedVersion = request.VersionInfo;
                 if (_awaitingAck.Remove(typeUrl) && _awaitingAck.Count == 0 && _convergenceStart != 0)
                 {
-                    _metrics?.Converged(_time.GetElapsedTime(_convergenceStart));
+                    Metrics?.Converged(_session.Time.GetElapsedTime(_convergenceStart));
                     _convergenceStart = 0;
                 }
             }
@@ -297,16 +165,16 @@ internal sealed partial class AdsConnection
     /// </remarks>
     private async Task<bool> PushAsync(string typeUrl, bool forceAll, IReadOnlyList<string>? added, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        var started = _time.GetTimestamp();
+        var started = _session.Time.GetTimestamp();
         DiscoveryResponse response;
-        lock (_gate)
+        lock (_session.Gate)
         {
             if (!_types.TryGetValue(typeUrl, out var state))
             {
                 return false;
             }
 
-            var snapshot = _publisher.Current;
+            var snapshot = Publisher.Current;
             var resources = Changes(typeUrl, state, snapshot, forceAll, added ?? []);
             state.SnapshotVersion = snapshot.Version;
             if (resources is null)
@@ -331,9 +199,9 @@ internal sealed partial class AdsConnection
             _awaitingAck.Add(typeUrl);
         }
 
-        LogSend(_logger, ClientId, typeUrl, response.VersionInfo, response.Nonce, response.Resources.Count);
+        LogSend(Logger, ClientId, typeUrl, response.VersionInfo, response.Nonce, response.Resources.Count);
         await WriteAsync(typeUrl, response, responses, cancellationToken);
-        _metrics?.Pushed(typeUrl, _time.GetElapsedTime(started));
+        Metrics?.Pushed(typeUrl, _session.Time.GetElapsedTime(started));
         return true;
     }
 
@@ -404,7 +272,7 @@ internal sealed partial class AdsConnection
     /// <summary>Adds <paramref name="name"/> to <paramref name="send"/> when it exists and the client does not hold it (or <paramref name="force"/>).</summary>
     private void Offer(string typeUrl, TypeState state, XdsSnapshot snapshot, string name, bool force, List<XdsResource> send)
     {
-        if (_view.Resolve(typeUrl, name, snapshot) is not { } resource)
+        if (View.Resolve(typeUrl, name, snapshot) is not { } resource)
         {
             state.Sent.Remove(name);
             return;
@@ -421,7 +289,7 @@ internal sealed partial class AdsConnection
     /// <summary>RDS/EDS: every subscribed resource compared with what the client holds; the ones it lacks are returned.</summary>
     private List<XdsResource> Reconcile(string typeUrl, TypeState state, XdsSnapshot snapshot, bool sendAll)
     {
-        var selected = _view.Select(typeUrl, state.Wildcard, state.Names, snapshot);
+        var selected = View.Select(typeUrl, state.Wildcard, state.Names, snapshot);
         var held = new Dictionary<string, XdsResource>(selected.Length, StringComparer.Ordinal);
         var send = new List<XdsResource>();
         foreach (var resource in selected)
@@ -440,7 +308,7 @@ internal sealed partial class AdsConnection
     /// <summary>LDS/CDS: the full set when <paramref name="sendAll"/> or anything in it differs from what the client holds; else null.</summary>
     private List<XdsResource>? FullSet(string typeUrl, TypeState state, XdsSnapshot snapshot, bool sendAll)
     {
-        var selected = _view.Select(typeUrl, state.Wildcard, state.Names, snapshot);
+        var selected = View.Select(typeUrl, state.Wildcard, state.Names, snapshot);
         var held = new Dictionary<string, XdsResource>(selected.Length, StringComparer.Ordinal);
         var differs = sendAll;
         foreach (var resource in selected)
@@ -478,7 +346,7 @@ internal sealed partial class AdsConnection
                 continue;
             }
 
-            var current = _view.Resolve(typeUrl, name, snapshot);
+            var current = View.Resolve(typeUrl, name, snapshot);
             var held = state.Sent.TryGetValue(name, out var old);
             if (current is null ? held : !held || !Same(old!, current))
             {
@@ -526,7 +394,7 @@ internal sealed partial class AdsConnection
 
     /// <summary>Writes <paramref name="response"/>; see <see cref="AdsResponseWriter"/>.</summary>
     private Task WriteAsync(string typeUrl, DiscoveryResponse response, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken) =>
-        AdsResponseWriter.WriteAsync(responses, response, typeUrl, _limits, _time, _metrics, _logger, ClientId, Peer, cancellationToken);
+        AdsResponseWriter.WriteAsync(responses, response, typeUrl, _session.Limits, _session.Time, Metrics, Logger, ClientId, _session.Peer, cancellationToken);
 
     private sealed class TypeState
     {
@@ -549,24 +417,8 @@ internal sealed partial class AdsConnection
         public string? AckedVersion { get; set; }
     }
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "ADS stream of {ClientId} ended with {StatusCode}: {Detail}")]
-    private static partial void LogStreamFailed(ILogger logger, string clientId, StatusCode statusCode, string detail);
-
-    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "ADS client {ClientId} connected from {Peer} (namespace {Namespace})")]
-    private static partial void LogConnected(ILogger logger, string clientId, string peer, string @namespace);
-
-    [LoggerMessage(EventId = 4, Level = LogLevel.Debug, Message = "ADS stream of {ClientId} closed")]
-    private static partial void LogStreamClosed(ILogger logger, string clientId, Exception exception);
-
-    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "ADS client {ClientId} asked for unsupported type {TypeUrl}")]
-    private static partial void LogUnknownType(ILogger logger, string clientId, string typeUrl);
-
     [LoggerMessage(EventId = 6, Level = LogLevel.Debug, Message = "ADS client {ClientId}: ignoring {TypeUrl} request with stale nonce {Nonce} (latest {LatestNonce})")]
     private static partial void LogStaleNonce(ILogger logger, string clientId, string typeUrl, string nonce, string latestNonce);
-
-    [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "ADS client {ClientId} NACKed {TypeUrl} version {Version} nonce {Nonce}: {Message}")]
-    private static partial void LogNack(ILogger logger, string clientId, string typeUrl, string version, string nonce, string message);
-
 
     [LoggerMessage(EventId = 8, Level = LogLevel.Debug, Message = "ADS client {ClientId}: sending {TypeUrl} version {Version} nonce {Nonce} with {Count} resources")]
     private static partial void LogSend(ILogger logger, string clientId, string typeUrl, string version, string nonce, int count);

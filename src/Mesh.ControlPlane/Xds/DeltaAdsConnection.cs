@@ -1,6 +1,4 @@
-using System.Collections.Immutable;
 using System.Globalization;
-using System.Threading.Channels;
 using Grpc.Core;
 using Mesh.ControlPlane.Telemetry;
 using Mesh.Xds.Envoy.Service.Discovery.V3;
@@ -20,117 +18,54 @@ namespace Mesh.ControlPlane.Xds;
 /// </remarks>
 internal sealed partial class DeltaAdsConnection
 {
-    private const int MaxNacksKept = 20;
-
     // Responses of one type a client has not answered yet; an ACK answers its nonce and every older one.
     private const int MaxNoncesInFlight = 32;
     private const string Wildcard = "*";
 
-    private readonly XdsPublisher _publisher;
-    private readonly TimeProvider _time;
-    private readonly ILogger _logger;
-    private readonly Lock _gate = new();
+    private readonly AdsClientSession _session;
     private readonly Dictionary<string, TypeState> _types = new(StringComparer.Ordinal);
-    private readonly List<NackInfo> _nacks = [];
-    private readonly AdsLimits _limits;
-    private readonly ControlPlaneMetrics? _metrics;
 
     // Convergence (pilot_proxy_convergence_time): the config change a wake-up push started from; measured when every
     // response sent since is ACKed. Touched only by the stream's single loop.
     private long _convergenceStart;
-    private string? _versionLabel;
     private long _nonce;
-
-    // Who the client is and what it may get; replaced once, when its node arrives.
-    private AdsClientView _view;
 
     public DeltaAdsConnection(
         long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null,
         ClientCertificateInfo? certificate = null, ControlPlaneMetrics? metrics = null)
     {
-        ArgumentNullException.ThrowIfNull(publisher);
-        ArgumentNullException.ThrowIfNull(time);
-        ArgumentNullException.ThrowIfNull(logger);
-        Id = id;
-        Peer = peer;
-        Identity = identity;
-        Certificate = certificate;
-        _publisher = publisher;
-        _time = time;
-        _logger = logger;
-        _limits = limits ?? AdsLimits.Default;
-        _metrics = metrics;
-        ConnectedAt = time.GetUtcNow();
-        _view = AdsClientView.Unknown($"delta-stream-{id.ToString(CultureInfo.InvariantCulture)}", identity, logger);
+        _session = new AdsClientSession("delta", id, peer, publisher, time, logger, identity, limits, certificate, metrics);
     }
 
-    public long Id { get; }
-
-    public string Peer { get; }
-
-    public DateTimeOffset ConnectedAt { get; }
+    public long Id => _session.Id;
 
     /// <summary>The client certificate's SPIFFE ID; null on the plaintext port.</summary>
-    public string? Identity { get; }
+    public string? Identity => _session.Identity;
 
-    /// <summary>The client certificate the stream was opened with; null on the plaintext port.</summary>
-    public ClientCertificateInfo? Certificate { get; }
+    private XdsPublisher Publisher => _session.Publisher;
 
-    private string ClientId => _view.ClientId;
+    private ILogger Logger => _session.Logger;
+
+    private ControlPlaneMetrics? Metrics => _session.Metrics;
+
+    private string ClientId => _session.ClientId;
+
+    private AdsClientView View => _session.View;
 
     /// <summary>Runs the stream until the client ends it or <paramref name="cancellationToken"/> fires; throws RESOURCE_EXHAUSTED past a limit.</summary>
-    public async Task RunAsync(IAsyncStreamReader<DeltaDiscoveryRequest> requests, IServerStreamWriter<DeltaDiscoveryResponse> responses, CancellationToken cancellationToken)
+    public Task RunAsync(IAsyncStreamReader<DeltaDiscoveryRequest> requests, IServerStreamWriter<DeltaDiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(requests);
         ArgumentNullException.ThrowIfNull(responses);
-        var loop = new AdsStreamLoop<DeltaDiscoveryRequest>(_limits.MaxPendingRequests, "DeltaDiscoveryRequest");
-        using var subscription = _publisher.Subscribe(loop.Wake);
-        RpcException? failure;
-        try
-        {
-            failure = await loop.RunAsync(requests, token => PushAllAsync(responses, token), (request, token) => HandleAsync(request, responses, token), ex => LogStreamClosed(_logger, ClientId, ex), cancellationToken);
-        }
-        finally
-        {
-            if (_versionLabel is not null)
-            {
-                _metrics?.ClientDisconnected(_versionLabel);
-            }
-        }
-
-        if (failure is not null)
-        {
-            LogStreamFailed(_logger, ClientId, failure.StatusCode, failure.Status.Detail);
-            throw failure;
-        }
+        return _session.RunAsync(requests, "DeltaDiscoveryRequest", token => PushAllAsync(responses, token), (request, token) => HandleAsync(request, responses, token), cancellationToken);
     }
 
     /// <summary>What /debug/clients shows: subscriptions (<c>*</c> first for a wildcard), the snapshot version last ACKed per type, NACKs.</summary>
-    public ClientInfo Describe()
-    {
-        lock (_gate)
-        {
-            return new ClientInfo(
-                ClientId,
-                Peer,
-                ConnectedAt,
-                _view.Namespace,
-                Identity,
-                Certificate?.Serial,
-                Certificate?.NotAfter,
-                _types.ToDictionary(
-                    t => t.Key,
-                    t => (IReadOnlyList<string>)(t.Value.Wildcard ? [Wildcard, .. t.Value.Names.Order(StringComparer.Ordinal)] : [.. t.Value.Names.Order(StringComparer.Ordinal)]),
-                    StringComparer.Ordinal),
-                _types.Where(t => t.Value.AckedVersion is not null).ToDictionary(t => t.Key, t => t.Value.AckedVersion!, StringComparer.Ordinal),
-                [.. _nacks]);
-        }
-    }
+    public ClientInfo Describe() => _session.Describe(_types, t => t.Wildcard, t => t.Names, t => t.AckedVersion);
 
     /// <summary>Pushes what changed in the current snapshot for every type (make-before-break, xds_protocol "Eventual consistency considerations": CDS, EDS, LDS, RDS).</summary>
     private async Task PushAllAsync(IServerStreamWriter<DeltaDiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        var changedAt = _publisher.Current.ChangedAt;
+        var changedAt = Publisher.Current.ChangedAt;
         var sent = false;
         foreach (var typeUrl in TypeUrls.PushOrder)
         {
@@ -146,29 +81,13 @@ internal sealed partial class DeltaAdsConnection
 
     private async Task HandleAsync(DeltaDiscoveryRequest request, IServerStreamWriter<DeltaDiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        if (request.Node is { } node && _view.NodeId.Length == 0)
-        {
-            lock (_gate)
-            {
-                _view = AdsClientView.For(node, Identity, _logger);
-            }
-
-            if (_versionLabel is null && _metrics is not null)
-            {
-                _versionLabel = _metrics.ClientConnected(AdsNode.VersionOf(node));
-            }
-
-            LogConnected(_logger, ClientId, Peer, _view.Namespace);
-        }
-
         var typeUrl = request.TypeUrl;
-        if (!TypeUrls.IsKnown(typeUrl))
+        if (!_session.Accept(request.Node, typeUrl))
         {
-            LogUnknownType(_logger, ClientId, AdsNode.Printable(typeUrl));
             return;
         }
 
-        var limit = _limits.MaxResourceNamesPerType;
+        var limit = _session.Limits.MaxResourceNamesPerType;
         if (request.ResourceNamesSubscribe.Count > limit)
         {
             throw TooManyNames($"the {typeUrl} subscription of this delta ADS stream would hold {request.ResourceNamesSubscribe.Count.ToString(CultureInfo.InvariantCulture)} names");
@@ -181,7 +100,7 @@ internal sealed partial class DeltaAdsConnection
 
         HashSet<string> forced;
         bool respond;
-        lock (_gate)
+        lock (_session.Gate)
         {
             var isNew = !_types.TryGetValue(typeUrl, out var state);
             state ??= _types[typeUrl] = new TypeState();
@@ -212,18 +131,10 @@ internal sealed partial class DeltaAdsConnection
         if (request.ErrorDetail is not null)
         {
             // Counted even for a nonce no longer awaited, as the state-of-the-world stream counts a superseded NACK.
-            _metrics?.Rejected(typeUrl);
+            Metrics?.Rejected(typeUrl);
             if (index >= 0)
             {
-                // Client-supplied text: bounded and without control characters before it reaches logs or the admin API.
-                var nack = new NackInfo(typeUrl, state.InFlight[index].Version, AdsNode.Printable(request.ResponseNonce), AdsNode.Printable(request.ErrorDetail.Message), _time.GetUtcNow());
-                _nacks.Add(nack);
-                if (_nacks.Count > MaxNacksKept)
-                {
-                    _nacks.RemoveAt(0);
-                }
-
-                LogNack(_logger, ClientId, typeUrl, nack.Version, nack.Nonce, nack.Message);
+                _session.RecordNack(typeUrl, state.InFlight[index].Version, request.ResponseNonce, request.ErrorDetail.Message);
 
                 // A rejected change never converges on this client: it is not measured.
                 _convergenceStart = 0;
@@ -236,10 +147,10 @@ internal sealed partial class DeltaAdsConnection
 
         if (index < 0)
         {
-            if (_logger.IsEnabled(LogLevel.Debug))
+            if (Logger.IsEnabled(LogLevel.Debug))
             {
                 var nonce = AdsNode.Printable(request.ResponseNonce);
-                LogUnknownNonce(_logger, ClientId, typeUrl, nonce);
+                LogUnknownNonce(Logger, ClientId, typeUrl, nonce);
             }
 
             return;
@@ -248,7 +159,7 @@ internal sealed partial class DeltaAdsConnection
         state.InFlight.RemoveRange(0, index + 1);
         if (_convergenceStart != 0 && _types.Values.All(t => t.InFlight.Count == 0))
         {
-            _metrics?.Converged(_time.GetElapsedTime(_convergenceStart));
+            Metrics?.Converged(_session.Time.GetElapsedTime(_convergenceStart));
             _convergenceStart = 0;
         }
     }
@@ -347,23 +258,29 @@ internal sealed partial class DeltaAdsConnection
     /// </summary>
     private async Task<bool> PushAsync(string typeUrl, HashSet<string> forced, bool requested, IServerStreamWriter<DeltaDiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        var started = _time.GetTimestamp();
+        var started = _session.Time.GetTimestamp();
         DeltaDiscoveryResponse response;
-        lock (_gate)
+        lock (_session.Gate)
         {
             if (!_types.TryGetValue(typeUrl, out var state))
             {
                 return false;
             }
 
-            var snapshot = _publisher.Current;
+            var snapshot = Publisher.Current;
             if (!requested && ReferenceEquals(snapshot, state.ComputedFrom))
             {
                 return false;
             }
 
+            // A wake-up for a client diffed against the previous snapshot looks at what changed only: an endpoint change
+            // costs a lookup per changed name, not one per resource the client has (a wildcard client has them all).
+            var from = state.ComputedFrom;
             state.ComputedFrom = snapshot;
-            response = Diff(typeUrl, state, forced, snapshot);
+            response = !requested && from is not null && snapshot.Changes is { ScopesChanged: false } since && since.PreviousVersion == from.Version
+                && !(typeUrl == TypeUrls.Listener && since.ListenerTargetsChanged)
+                ? DiffChanged(typeUrl, state, since, snapshot)
+                : Diff(typeUrl, state, forced, snapshot);
             if (response.Resources.Count == 0 && response.RemovedResources.Count == 0)
             {
                 return false;
@@ -377,10 +294,10 @@ internal sealed partial class DeltaAdsConnection
             }
         }
 
-        LogSend(_logger, ClientId, typeUrl, response.SystemVersionInfo, response.Nonce, response.Resources.Count, response.RemovedResources.Count);
-        await AdsResponseWriter.WriteAsync(responses, response, typeUrl, _limits, _time, _metrics, _logger, ClientId, Peer, cancellationToken);
+        LogSend(Logger, ClientId, typeUrl, response.SystemVersionInfo, response.Nonce, response.Resources.Count, response.RemovedResources.Count);
+        await AdsResponseWriter.WriteAsync(responses, response, typeUrl, _session.Limits, _session.Time, Metrics, Logger, ClientId, _session.Peer, cancellationToken);
 
-        _metrics?.Pushed(typeUrl, _time.GetElapsedTime(started));
+        Metrics?.Pushed(typeUrl, _session.Time.GetElapsedTime(started));
         return true;
     }
 
@@ -391,15 +308,10 @@ internal sealed partial class DeltaAdsConnection
     /// </summary>
     private DeltaDiscoveryResponse Diff(string typeUrl, TypeState state, HashSet<string> forced, XdsSnapshot snapshot)
     {
-        var response = new DeltaDiscoveryResponse
-        {
-            SystemVersionInfo = snapshot.VersionInfo,
-            TypeUrl = typeUrl,
-            ControlPlane = new Mesh.Xds.Envoy.Config.Core.V3.ControlPlane { Identifier = "mesh-control-plane" },
-        };
+        var response = NewResponse(typeUrl, snapshot);
 
         var removed = new HashSet<string>(StringComparer.Ordinal);
-        var desired = Desired(typeUrl, state, snapshot);
+        var desired = View.Select(typeUrl, state.Wildcard, state.Names, snapshot);
         var desiredNames = new HashSet<string>(desired.Length, StringComparer.Ordinal);
         foreach (var resource in desired)
         {
@@ -456,33 +368,68 @@ internal sealed partial class DeltaAdsConnection
         }
     }
 
-    /// <summary>What the client should have of <paramref name="typeUrl"/> now: <see cref="AdsClientView.Select"/>, as for the state-of-the-world stream.</summary>
-    private ImmutableArray<XdsResource> Desired(string typeUrl, TypeState state, XdsSnapshot snapshot)
+    /// <summary>
+    /// What <see cref="Diff"/> gives for a client whose last diff was against the snapshot <paramref name="changes"/> are
+    /// relative to (Sidecar scopes and listener targets unchanged): only the changed and removed names, and the inbound
+    /// listeners the client subscribes to (not listed, see <see cref="XdsChanges.InboundListenersUnknown"/>), are looked at.
+    /// </summary>
+    private DeltaDiscoveryResponse DiffChanged(string typeUrl, TypeState state, XdsChanges changes, XdsSnapshot snapshot)
     {
-        var selected = _view.Select(typeUrl, state.Wildcard, state.Names, snapshot);
-        if (!state.Wildcard || state.Names.Count == 0 || typeUrl != TypeUrls.Listener)
+        var response = NewResponse(typeUrl, snapshot);
+        var names = new SortedSet<string>(changes.Changed(typeUrl), StringComparer.Ordinal);
+        names.UnionWith(changes.Removed(typeUrl));
+        if (typeUrl == TypeUrls.Listener && changes.InboundListenersUnknown)
         {
-            return selected;
+            names.UnionWith(state.Names.Where(IsInbound));
         }
 
-        // "*" plus a name is both subscriptions: a listener named in another spelling ("orders" for
-        // "orders.default.svc.cluster.local:80") stays served, where the wildcard lists canonical names only.
-        var have = selected.Select(r => r.Name).ToHashSet(StringComparer.Ordinal);
-        var builder = selected.ToBuilder();
-        foreach (var name in state.Names.Order(StringComparer.Ordinal))
+        foreach (var name in names)
         {
-            if (!have.Contains(name) && _view.Resolve(typeUrl, name, snapshot) is { } resource)
+            // The wildcard covers every outbound listener and every cluster, assignment and route configuration; inbound
+            // listeners only by name.
+            if (!state.Names.Contains(name) && !(state.Wildcard && !(typeUrl == TypeUrls.Listener && IsInbound(name))))
             {
-                builder.Add(resource);
+                continue;
+            }
+
+            if (View.Resolve(typeUrl, name, snapshot) is { } resource)
+            {
+                if (!state.Versions.TryGetValue(name, out var version) || version != resource.Version)
+                {
+                    response.Resources.Add(new Resource { Name = name, Version = resource.Version, Resource_ = resource.Resource });
+                    state.Versions[name] = resource.Version;
+                    state.Absent.Remove(name);
+                }
+            }
+            else if (state.Versions.Remove(name))
+            {
+                response.RemovedResources.Add(name);
+                if (state.Names.Contains(name))
+                {
+                    state.Absent.Add(name);
+                }
+            }
+            else if (state.Names.Contains(name) && state.Absent.Add(name))
+            {
+                response.RemovedResources.Add(name);
             }
         }
 
-        return builder.ToImmutable();
+        return response;
+
+        static bool IsInbound(string name) => name.StartsWith(InboundListenerTranslator.NamePrefix, StringComparison.Ordinal);
     }
+
+    private static DeltaDiscoveryResponse NewResponse(string typeUrl, XdsSnapshot snapshot) => new()
+    {
+        SystemVersionInfo = snapshot.VersionInfo,
+        TypeUrl = typeUrl,
+        ControlPlane = new Mesh.Xds.Envoy.Config.Core.V3.ControlPlane { Identifier = "mesh-control-plane" },
+    };
 
     private RpcException TooManyNames(string what) =>
         new(new Status(StatusCode.ResourceExhausted,
-            $"{what}; an ADS stream may subscribe to at most {_limits.MaxResourceNamesPerType.ToString(CultureInfo.InvariantCulture)} per type (ControlPlane:AdsMaxResourceNamesPerType)"));
+            $"{what}; an ADS stream may subscribe to at most {_session.Limits.MaxResourceNamesPerType.ToString(CultureInfo.InvariantCulture)} per type (ControlPlane:AdsMaxResourceNamesPerType)"));
 
     private sealed class TypeState
     {
@@ -507,23 +454,10 @@ internal sealed partial class DeltaAdsConnection
         public XdsSnapshot? ComputedFrom { get; set; }
     }
 
-    [LoggerMessage(EventId = 40, EventName = "DeltaAdsStreamFailed", Level = LogLevel.Warning, Message = "Delta ADS stream of {ClientId} ended with {StatusCode}: {Detail}")]
-    private static partial void LogStreamFailed(ILogger logger, string clientId, StatusCode statusCode, string detail);
 
-    [LoggerMessage(EventId = 41, EventName = "DeltaAdsConnected", Level = LogLevel.Information, Message = "Delta ADS client {ClientId} connected from {Peer} (namespace {Namespace})")]
-    private static partial void LogConnected(ILogger logger, string clientId, string peer, string @namespace);
-
-    [LoggerMessage(EventId = 42, EventName = "DeltaAdsStreamClosed", Level = LogLevel.Debug, Message = "Delta ADS stream of {ClientId} closed")]
-    private static partial void LogStreamClosed(ILogger logger, string clientId, Exception exception);
-
-    [LoggerMessage(EventId = 43, EventName = "DeltaAdsUnknownType", Level = LogLevel.Warning, Message = "Delta ADS client {ClientId} asked for unsupported type {TypeUrl}")]
-    private static partial void LogUnknownType(ILogger logger, string clientId, string typeUrl);
 
     [LoggerMessage(EventId = 44, EventName = "DeltaAdsUnknownNonce", Level = LogLevel.Debug, Message = "Delta ADS client {ClientId}: {TypeUrl} request answers nonce {Nonce}, which is not awaiting an answer; its subscription changes still apply")]
     private static partial void LogUnknownNonce(ILogger logger, string clientId, string typeUrl, string nonce);
-
-    [LoggerMessage(EventId = 45, EventName = "DeltaAdsNack", Level = LogLevel.Warning, Message = "Delta ADS client {ClientId} NACKed {TypeUrl} version {Version} nonce {Nonce}: {Message}")]
-    private static partial void LogNack(ILogger logger, string clientId, string typeUrl, string version, string nonce, string message);
 
     [LoggerMessage(EventId = 46, EventName = "DeltaAdsSend", Level = LogLevel.Debug, Message = "Delta ADS client {ClientId}: sending {TypeUrl} version {Version} nonce {Nonce} with {Count} resources and {Removed} removed")]
     private static partial void LogSend(ILogger logger, string clientId, string typeUrl, string version, string nonce, int count, int removed);

@@ -42,6 +42,26 @@ public class AdsIntegrationTests
     }
 
     [Fact]
+    public async Task StreamAggregatedResources_WildcardPlusAnotherSpelling_BothServedAsOnTheDeltaStream()
+    {
+        await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders), ("payments.yaml", Payments));
+        await using var ads = cp.OpenAds();
+        await using var delta = new DeltaAdsTestClient(cp.Channel);
+
+        // "*" and a name are both subscriptions: the short spelling is served next to every canonical listener, on either
+        // variant (one rule, AdsClientView.Select).
+        await ads.SendAsync(TypeUrls.Listener, ["*", "orders"], AdsTestClient.Node());
+        var lds = await ads.NextAsync();
+        await delta.SendAsync(TypeUrls.Listener, ["*", "orders"], node: AdsTestClient.Node());
+        var deltaLds = await delta.NextAsync();
+
+        Assert.Equal(["orders", "orders.default.svc.cluster.local:80", "payments.default.svc.cluster.local:50051"],
+            lds.Resources.Select(r => r.Unpack<Listener>().Name).Order(StringComparer.Ordinal));
+        Assert.Equal(lds.Resources.OrderBy(r => r.Unpack<Listener>().Name, StringComparer.Ordinal).Select(r => r.Value),
+            deltaLds.Resources.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => r.Resource_.Value));
+    }
+
+    [Fact]
     public async Task StreamAggregatedResources_LdsByShortName_ThenRdsCdsEdsChain()
     {
         await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));

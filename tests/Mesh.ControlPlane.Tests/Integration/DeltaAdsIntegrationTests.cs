@@ -307,6 +307,74 @@ public sealed class DeltaAdsIntegrationTests
     }
 
     [Fact]
+    public async Task DeltaAggregatedResources_WildcardClientAcrossChanges_HoldsExactlyWhatAFreshClientGets()
+    {
+        // A long-lived client is brought up to date by the changed names alone (XdsChanges); after every kind of change
+        // it must hold exactly what a client connecting now gets: no resource missed, none left behind, no stale version.
+        await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders), ("payments.yaml", Payments));
+        await using var ads = new DeltaAdsTestClient(cp.Channel);
+        var held = await SubscribeEverythingAsync(ads);
+
+        var registry = new WorkloadRegistry.WorkloadRegistryClient(cp.Channel);
+        var changes = new Func<Task>[]
+        {
+            // An endpoint change, a service removed, a service added, a port changed (listener targets move).
+            async () => await registry.RegisterAsync(new RegisterRequest { Workload = new WorkloadEntry { Address = "127.0.0.1", Ports = { ["http"] = 5002 }, Labels = { ["app"] = "orders" }, ServiceAccount = "orders" } }),
+            () => Task.Run(() => File.Delete(Path.Combine(cp.ConfigDirectory, "payments.yaml"))),
+            () => File.WriteAllTextAsync(Path.Combine(cp.ConfigDirectory, "nowhere.yaml"), NowhereService),
+            () => File.WriteAllTextAsync(Path.Combine(cp.ConfigDirectory, "nowhere.yaml"), NowhereService.Replace("number: 80", "number: 8080", StringComparison.Ordinal)),
+        };
+        foreach (var change in changes)
+        {
+            await change();
+
+            // The first response proves the new snapshot exists, so a client connecting after it gets that snapshot.
+            Apply(held, await ads.NextAckedAsync());
+            await using var fresh = new DeltaAdsTestClient(cp.Channel);
+            var expected = await SubscribeEverythingAsync(fresh);
+            while (!Same(held, expected))
+            {
+                Apply(held, await ads.NextAckedAsync());
+            }
+        }
+
+        static async Task<Dictionary<string, Dictionary<string, string>>> SubscribeEverythingAsync(DeltaAdsTestClient client)
+        {
+            var held = new Dictionary<string, Dictionary<string, string>>(StringComparer.Ordinal);
+            await client.SendAsync(TypeUrls.Cluster, ["*"], node: AdsTestClient.Node());
+            Apply(held, await client.NextAckedAsync());
+            await client.SendAsync(TypeUrls.ClusterLoadAssignment, ["*"]);
+            Apply(held, await client.NextAckedAsync());
+
+            // "*" plus another spelling of a listener: both subscriptions hold.
+            await client.SendAsync(TypeUrls.Listener, ["*", "orders"]);
+            Apply(held, await client.NextAckedAsync());
+            return held;
+        }
+
+        static void Apply(Dictionary<string, Dictionary<string, string>> held, DeltaDiscoveryResponse response)
+        {
+            if (!held.TryGetValue(response.TypeUrl, out var versions))
+            {
+                held[response.TypeUrl] = versions = new Dictionary<string, string>(StringComparer.Ordinal);
+            }
+
+            foreach (var resource in response.Resources)
+            {
+                versions[resource.Name] = resource.Version;
+            }
+
+            foreach (var name in response.RemovedResources)
+            {
+                versions.Remove(name);
+            }
+        }
+
+        static bool Same(Dictionary<string, Dictionary<string, string>> a, Dictionary<string, Dictionary<string, string>> b) =>
+            a.Count == b.Count && a.All(t => b.TryGetValue(t.Key, out var other) && t.Value.Count == other.Count && t.Value.All(r => other.TryGetValue(r.Key, out var v) && v == r.Value));
+    }
+
+    [Fact]
     public async Task DeltaAggregatedResources_NewService_PushedInMakeBeforeBreakOrder()
     {
         await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
