@@ -229,6 +229,11 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             catch (Exception ex) when (ex is RpcException or IOException or HttpRequestException or InvalidOperationException)
             {
                 _lastConnectionError = ex is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : ex.Message;
+                if (_delta && ex is RpcException { StatusCode: StatusCode.Unimplemented })
+                {
+                    _lastConnectionError += " (the control plane does not serve delta ADS: set Mesh:ControlPlane:Protocol to StateOfTheWorld)";
+                }
+
                 Log.StreamFailed(_logger, _channel.Address, _lastConnectionError, ex);
             }
             finally
@@ -290,13 +295,12 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             }
         }
 
-        var any = false;
         if (stream.ConnectedOnceSent && stream.Sent > 0)
         {
             // Delta: a reconnect whose resources are all current gets no response at all, so the stream counts as up
             // once its requests went out on an established HTTP/2 connection.
-            any = true;
-            MarkConnected(onResponse);
+            // Not a response, though: the reconnect backoff still grows for a server that ends such streams unanswered.
+            MarkConnected(onResponse: null);
         }
 
         if (_onDemand.Enabled && !Current.IsSynced)
@@ -305,6 +309,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             Publish();
         }
 
+        var any = false;
         Task<bool>? next = null;
         while (true)
         {
@@ -340,12 +345,15 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         return any;
     }
 
-    private void MarkConnected(Action onResponse)
+    private void MarkConnected(Action? onResponse)
     {
-        onResponse();
-        _connected = true;
+        onResponse?.Invoke();
         _lastConnectionError = null;
-        Log.Connected(_logger, _channel.Address);
+        if (!_connected)
+        {
+            _connected = true;
+            Log.Connected(_logger, _channel.Address);
+        }
     }
 
     /// <summary>What both wires do once a response changed the state: follow the names it references, publish, and let the calls waiting for hosts found absent go on.</summary>
