@@ -153,6 +153,19 @@ public sealed class DeltaControlPlaneTests(ITestOutputHelper output) : IAsyncLif
     }
 
     [Fact]
+    public async Task OnDemand_Warm_SubscribedAtStart_InTheFirstSnapshot_NoCallWaits()
+    {
+        using var app = await StartClientAsync(("Mesh:ControlPlane:Subscriptions", "OnDemand"), ("Mesh:ControlPlane:Warm:0", "svc-2"), ("Mesh:ControlPlane:Warm:1", "svc-9.default:80"));
+        var client = app.Services.GetRequiredService<XdsClient>();
+
+        await client.FirstSnapshot.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(["svc-2", "svc-9.default:80"], client.Current.Services.Select(s => s.ListenerName).Order());
+        Assert.Equal("backend", await app.Services.GetRequiredService<IHttpClientFactory>().CreateClient().GetStringAsync(new Uri("http://svc-9.default/")));
+        Assert.Equal(0, client.OnDemand!.SubscribeCount);
+    }
+
+    [Fact]
     public async Task ControlPlaneRestart_ClientResyncs_OnlyWhatChangedMeanwhileComesBack()
     {
         using var app = await StartClientAsync(("Mesh:ControlPlane:Subscriptions", "Wildcard"));
