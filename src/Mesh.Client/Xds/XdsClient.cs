@@ -568,16 +568,17 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         /// <summary>Gets whether a response lists every subscribed resource (LDS, CDS), so one it lacks is deleted.</summary>
         public bool IsFullSet { get; } = typeUrl is XdsTypeUrls.Listener or XdsTypeUrls.Cluster;
 
-        /// <summary>Gets or sets the response nonce and version the last request carried.</summary>
+        /// <summary>Gets or sets the response nonce and version the last request carried (state-of-the-world).</summary>
         public string SentNonce { get; set; } = string.Empty;
 
         public string SentVersion { get; set; } = string.Empty;
 
-        /// <summary>Gets or sets whether a request that added names has had no response of this type yet.</summary>
+        /// <summary>Gets or sets whether a request that added names has had no response of this type yet (state-of-the-world).</summary>
         public bool AwaitingAnswer { get; set; }
 
         public string Version { get; set; } = string.Empty;
 
+        /// <summary>Gets or sets the nonce of the last response (delta: until its ACK or NACK is sent).</summary>
         public string Nonce { get; set; } = string.Empty;
 
         public bool Received { get; set; }

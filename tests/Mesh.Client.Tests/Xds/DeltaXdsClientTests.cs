@@ -183,6 +183,26 @@ public sealed class DeltaXdsClientTests : IAsyncLifetime
         Assert.Empty(_client.Current.Services);
     }
 
+    [Fact]
+    public async Task ControlPlaneWithoutDelta_StreamFails_TheErrorNamesTheProtocolOption()
+    {
+        // A state-of-the-world-only server: DeltaAggregatedResources answers UNIMPLEMENTED.
+        await using var sotwOnly = await TestControlPlane.StartAsync();
+        var options = new ServiceMeshOptions { Service = "checkout", Namespace = "shop" };
+        options.ControlPlane.Address = sotwOnly.Address;
+        options.ControlPlane.Protocol = ControlPlaneProtocols.Delta;
+        using var channel = new ControlPlaneChannel(Options.Create(options));
+        using var client = new XdsClient(Options.Create(options), channel, TimeProvider.System, NullLogger<XdsClient>.Instance, "Checkout.Api");
+        await client.StartAsync(default);
+
+        await Poll.UntilAsync(() => client.LastConnectionError?.Contains("Mesh:ControlPlane:Protocol", StringComparison.Ordinal) == true, "the stream failure names the option");
+
+        Assert.StartsWith("Unimplemented", client.LastConnectionError, StringComparison.Ordinal);
+        Assert.False(client.Current.IsSynced);
+        Assert.Equal(0, sotwOnly.Requests.Reader.Count);
+        await client.StopAsync(default);
+    }
+
     private async Task<Discovery.MeshSnapshot> SyncOrdersAsync()
     {
         await _server.NextRequestAsync(XdsTypeUrls.Cluster);
