@@ -35,6 +35,19 @@ public sealed class DeltaXdsTests(ITestOutputHelper output)
             Assert.Matches($@"Delta ADS client [^\n]*~{service}-[^\n]* connected from", log);
             Assert.DoesNotMatch($@"(?<!Delta )ADS client [^\n]*~{service}-[^\n]* connected from", log);
         }
+
+        // Each subscribed its own inbound listeners by name next to "*" (or its on-demand hosts), and NACKed nothing.
+        using var admin = new HttpClient();
+        using var clients = JsonDocument.Parse(await admin.GetStringAsync(new Uri(mesh.ControlPlane.AdminAddress, "/debug/clients")));
+        foreach (var service in new[] { "inventory", "orders", "frontend" })
+        {
+            var stream = Assert.Single(clients.RootElement.EnumerateArray(), c => c.GetProperty("id").GetString()!.Contains($"~{service}-", StringComparison.Ordinal));
+            var listeners = stream.GetProperty("subscriptions").GetProperty("type.googleapis.com/envoy.config.listener.v3.Listener").EnumerateArray().Select(n => n.GetString()!).ToList();
+            output.WriteLine($"{service}: LDS {string.Join(", ", listeners)}");
+            Assert.Contains(listeners, n => n.StartsWith("xds.istio.io/grpc/lds/inbound/", StringComparison.Ordinal));
+            Assert.Equal(service != "orders", listeners.Contains("*"));
+            Assert.Empty(stream.GetProperty("nacks").EnumerateArray());
+        }
     }
 
     private static string? InventoryInstance(string body)
