@@ -173,6 +173,23 @@ public sealed class ControlPlaneOptions
     /// subscribe to all of them. Beyond it, a call to a new host fails naming this option.
     /// </summary>
     public int MaxOnDemandServices { get; set; } = 1000;
+
+    /// <summary>
+    /// Gets or sets the ADS variant: <c>StateOfTheWorld</c> (the default, <c>StreamAggregatedResources</c>: every response
+    /// lists the whole set of its type, as istiod and every xDS server speak) or <c>Delta</c> (<c>DeltaAggregatedResources</c>:
+    /// responses carry only what changed and what was removed, and a reconnect resends only what changed meanwhile).
+    /// </summary>
+    public string Protocol { get; set; } = ControlPlaneProtocols.StateOfTheWorld;
+}
+
+/// <summary>The values of <see cref="ControlPlaneOptions.Protocol"/>.</summary>
+public static class ControlPlaneProtocols
+{
+    /// <summary>State-of-the-world ADS (the default).</summary>
+    public const string StateOfTheWorld = "StateOfTheWorld";
+
+    /// <summary>Incremental (delta) ADS.</summary>
+    public const string Delta = "Delta";
 }
 
 /// <summary>The values of <see cref="ControlPlaneOptions.Subscriptions"/>.</summary>

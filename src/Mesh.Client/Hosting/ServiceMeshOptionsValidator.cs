@@ -281,6 +281,12 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
             errors.Add($"{key}:Subscriptions '{controlPlane.Subscriptions}' must be {ControlPlaneSubscriptions.Wildcard} or {ControlPlaneSubscriptions.OnDemand}");
         }
 
+        if (!string.Equals(controlPlane.Protocol, ControlPlaneProtocols.StateOfTheWorld, StringComparison.OrdinalIgnoreCase)
+            && !string.Equals(controlPlane.Protocol, ControlPlaneProtocols.Delta, StringComparison.OrdinalIgnoreCase))
+        {
+            errors.Add($"{key}:Protocol '{controlPlane.Protocol}' must be {ControlPlaneProtocols.StateOfTheWorld} or {ControlPlaneProtocols.Delta}");
+        }
+
         Positive($"{key}:SubscriptionTimeout", controlPlane.SubscriptionTimeout, errors);
         if (controlPlane.UnusedServiceTimeout < TimeSpan.FromSeconds(1))
         {

@@ -21,7 +21,8 @@ namespace Mesh.Client.Xds;
 /// channel goes); here a missing host is dropped from the subscription (an app calling random host names must not grow
 /// what the control plane tracks for it) and looked up again after the negative TTL. gRPC learns that a resource does not
 /// exist only from its 15 s initial-fetch timer; here a state-of-the-world LDS response that answers the request adding
-/// a name and lacks it says so at once (see <see cref="XdsClient"/>), and the timer is kept for servers that never answer.
+/// a name and lacks it says so at once (see <see cref="XdsClient"/>), as does a delta response listing the name in
+/// <c>removed_resources</c>; the timer is kept for servers that never answer.
 /// </remarks>
 internal sealed partial class OnDemandSubscriptions : IDisposable
 {

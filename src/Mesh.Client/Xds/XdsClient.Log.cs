@@ -36,5 +36,11 @@ internal sealed partial class XdsClient
         // EventId 50+: kept apart from the numbers other changes to this file may take.
         [LoggerMessage(50, LogLevel.Information, "Workload certificate renewed: reopening the ADS stream to {Address} so it presents the new one.")]
         public static partial void RestartForRotation(ILogger logger, Uri address);
+
+        [LoggerMessage(60, LogLevel.Debug, "Delta {Kind} request: {Subscribed} subscribed, {Unsubscribed} unsubscribed, {Held} initial resource versions, nonce '{Nonce}', NACK {Nack}.", EventName = "DeltaRequestSent")]
+        public static partial void DeltaSent(ILogger logger, string kind, int subscribed, int unsubscribed, int held, string nonce, bool nack);
+
+        [LoggerMessage(61, LogLevel.Debug, "Accepted delta {Kind} version {Version}: {Count} resources changed, {Removed} removed.", EventName = "DeltaAccepted")]
+        public static partial void DeltaAccepted(ILogger logger, string kind, string version, int count, int removed);
     }
 }

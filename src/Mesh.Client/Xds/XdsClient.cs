@@ -15,9 +15,10 @@ namespace Mesh.Client.Xds;
 internal sealed record XdsNack(string TypeUrl, string RejectedVersion, string Message, DateTimeOffset At);
 
 /// <summary>
-/// State-of-the-world ADS client. Subscribes to every listener and cluster (wildcard), or in <c>OnDemand</c> mode to the
+/// ADS client, state-of-the-world or delta (<c>Mesh:ControlPlane:Protocol</c>; the wire is a <see cref="XdsStream"/>, the
+/// state here is shared by both). Subscribes to every listener and cluster (wildcard), or in <c>OnDemand</c> mode to the
 /// listeners of the services the app calls (<see cref="OnDemandSubscriptions"/>) and the clusters their routes name; then
-/// to the route configurations and endpoints they reference; validates each response as a whole, ACKs or NACKs it, and
+/// to the route configurations and endpoints they reference; validates each response, ACKs or NACKs it, and
 /// publishes a new <see cref="MeshSnapshot"/> built from the accepted state. The last snapshot keeps serving while the
 /// control plane is away.
 /// </summary>
@@ -33,6 +34,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
     private readonly Func<double> _random;
     private readonly Func<Node> _nodeFactory;
     private readonly Dictionary<string, TypeState> _types;
+    private readonly bool _delta;
     private readonly CancellationTokenSource _stopping = new();
     private readonly TaskCompletionSource _firstSnapshot = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private MeshSnapshot _current = MeshSnapshot.Empty;
@@ -81,9 +83,10 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         _inbound = inbound ?? new Authorization.InboundPolicyStore();
         var suffix = Random.Shared.Next().ToString("x8", System.Globalization.CultureInfo.InvariantCulture);
         _nodeFactory = () => XdsNode.Create(_options, applicationName, XdsNode.LocalIp(), suffix);
+        _delta = string.Equals(_options.ControlPlane.Protocol, ControlPlaneProtocols.Delta, StringComparison.OrdinalIgnoreCase);
         _onDemand = new OnDemandSubscriptions(options, new Routing.MeshHostNames(_options.Namespace, _options.ClusterDomain), timeProvider, logger);
         _onDemand.OnChanged(Wake);
-        _types = TypeOrder.ToDictionary(t => t, t => new TypeState(t, wildcard: !_onDemand.Enabled && t is XdsTypeUrls.Listener or XdsTypeUrls.Cluster), StringComparer.Ordinal);
+        _types = TypeOrder.ToDictionary(t => t, t => new TypeState(t, wildcard: !_onDemand.Enabled && t is XdsTypeUrls.Listener or XdsTypeUrls.Cluster, delta: _delta), StringComparer.Ordinal);
 
         // The control plane knows this stream by the certificate its connection presented and ends it when that one expires:
         // after a renewal the stream is reopened on a connection that presents the new certificate.
@@ -226,6 +229,11 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             catch (Exception ex) when (ex is RpcException or IOException or HttpRequestException or InvalidOperationException)
             {
                 _lastConnectionError = ex is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : ex.Message;
+                if (_delta && ex is RpcException { StatusCode: StatusCode.Unimplemented })
+                {
+                    _lastConnectionError += " (the control plane does not serve delta ADS: set Mesh:ControlPlane:Protocol to StateOfTheWorld)";
+                }
+
                 Log.StreamFailed(_logger, _channel.Address, _lastConnectionError, ex);
             }
             finally
@@ -262,8 +270,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         // Secure mode: the control plane knows this workload by its SVID, so the stream waits for the first one.
         await _channel.WaitForIdentityAsync(cancellationToken).ConfigureAwait(false);
         var client = new AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(_channel.Channel);
-        using var call = client.StreamAggregatedResources(cancellationToken: cancellationToken);
-        var stream = new StreamState(call.RequestStream);
+        using XdsStream stream = _delta ? new DeltaStream(this, client, cancellationToken) : new SotwStream(this, client, cancellationToken);
         foreach (var state in _types.Values)
         {
             state.Nonce = string.Empty;
@@ -272,20 +279,28 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         }
 
         // Wildcard LDS and CDS first (on demand: the names this client wants); RDS and EDS as the last stream left them
-        // (with the last accepted versions).
+        // (with what the client has: the last accepted versions, or in delta each resource's version).
         if (_onDemand.Enabled)
         {
             ApplyListenerNames(DesiredListenerNames());
         }
 
-        await SendRequestAsync(stream, _types[XdsTypeUrls.Listener], null, cancellationToken).ConfigureAwait(false);
-        await SendRequestAsync(stream, _types[XdsTypeUrls.Cluster], null, cancellationToken).ConfigureAwait(false);
+        await stream.SendAsync(_types[XdsTypeUrls.Listener], null, cancellationToken).ConfigureAwait(false);
+        await stream.SendAsync(_types[XdsTypeUrls.Cluster], null, cancellationToken).ConfigureAwait(false);
         foreach (var type in new[] { XdsTypeUrls.RouteConfiguration, XdsTypeUrls.ClusterLoadAssignment })
         {
             if (_types[type].Subscribed.Count > 0)
             {
-                await SendRequestAsync(stream, _types[type], null, cancellationToken).ConfigureAwait(false);
+                await stream.SendAsync(_types[type], null, cancellationToken).ConfigureAwait(false);
             }
+        }
+
+        if (stream.ConnectedOnceSent && stream.Sent > 0)
+        {
+            // Delta: a reconnect whose resources are all current gets no response at all, so the stream counts as up
+            // once its requests went out on an established HTTP/2 connection.
+            // Not a response, though: the reconnect backoff still grows for a server that ends such streams unanswered.
+            MarkConnected(onResponse: null);
         }
 
         if (_onDemand.Enabled && !Current.IsSynced)
@@ -298,7 +313,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         Task<bool>? next = null;
         while (true)
         {
-            next ??= call.ResponseStream.MoveNext(cancellationToken);
+            next ??= stream.MoveNextAsync(cancellationToken);
             if (_onDemand.Enabled && !next.IsCompleted)
             {
                 // A first call to a new host wakes the loop, the one writer of this stream, to subscribe it.
@@ -321,120 +336,29 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             if (!any)
             {
                 any = true;
-                onResponse();
-                _connected = true;
-                _lastConnectionError = null;
-                Log.Connected(_logger, _channel.Address);
+                MarkConnected(onResponse);
             }
 
-            await HandleResponseAsync(stream, call.ResponseStream.Current, cancellationToken).ConfigureAwait(false);
+            await stream.HandleCurrentAsync(cancellationToken).ConfigureAwait(false);
         }
 
         return any;
     }
 
-    private async Task HandleResponseAsync(StreamState stream, DiscoveryResponse response, CancellationToken cancellationToken)
+    private void MarkConnected(Action? onResponse)
     {
-        if (!_types.TryGetValue(response.TypeUrl, out var state))
+        onResponse?.Invoke();
+        _lastConnectionError = null;
+        if (!_connected)
         {
-            Log.UnknownType(_logger, response.TypeUrl);
-            return;
+            _connected = true;
+            Log.Connected(_logger, _channel.Address);
         }
+    }
 
-        state.Nonce = response.Nonce;
-        var errors = new List<string>();
-        var decoded = XdsResourceDecoder.DecodeAll(response.TypeUrl, response.Resources, errors);
-        if (decoded is null)
-        {
-            var message = $"xDS response validation errors: [{string.Join("; ", errors)}]";
-            _lastNack = new XdsNack(response.TypeUrl, response.VersionInfo, message, _timeProvider.GetUtcNow());
-            Log.Rejected(_logger, XdsTypeUrls.KindOf(response.TypeUrl), response.VersionInfo, state.Version, message);
-            await SendRequestAsync(stream, state, new Status { Code = InvalidArgument, Message = message }, cancellationToken).ConfigureAwait(false);
-            return;
-        }
-
-        if (response.TypeUrl == XdsTypeUrls.Listener)
-        {
-            // This workload's inbound listeners are its inbound policy, not outbound config: they live in their own store.
-            _inbound.Replace(decoded.Values.OfType<Authorization.InboundPolicy>());
-            decoded = decoded.Where(p => p.Value is not Authorization.InboundPolicy).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
-        }
-
-        if (response.TypeUrl == XdsTypeUrls.Listener && _onDemand.Enabled)
-        {
-            // Our control plane answers every LDS request that adds names with the full subscribed set, so a response to
-            // the request that named a host and lacks it means "does not exist". A response is that answer when the last
-            // request named the host and either opened the stream (never stale) or acknowledged the very version the
-            // response carries: a push of newer config that crossed the request (which the server then ignored as stale)
-            // carries another version, and its ACK, which names the host again, gets the real answer. Other servers may
-            // never answer for a missing name: the subscription timeout covers them.
-            var sentNames = state.SentNames;
-            var fromStreamStart = state.SentNonce.Length == 0;
-            var sameVersion = state.SentVersion == response.VersionInfo;
-            _onDemand.OnListeners(
-                decoded.Keys.ToHashSet(StringComparer.Ordinal),
-                name => sentNames is not null && sentNames.Contains(name) && (fromStreamStart || sameVersion));
-        }
-
-        state.AwaitingAnswer = false;
-        List<string>? recheck = null;
-        if (response.TypeUrl == XdsTypeUrls.Listener && _onDemand.Enabled)
-        {
-            // Hosts added (or found absent) meanwhile go out with this response's ACK.
-            var desired = DesiredListenerNames();
-            if (state.SentNames is { } sent && state.SentNonce.Length > 0 && state.SentVersion != response.VersionInfo)
-            {
-                // A response of newer config that lacks a pending host may have crossed the request naming it, or answered
-                // it: no way to tell. The ACK leaves those hosts out and a second request names them again, which the
-                // server must answer with this very version: that answer is the one that counts.
-                recheck = [.. sent.Where(n => !decoded.ContainsKey(n) && desired.Contains(n) && _onDemand.IsPending(n))];
-                desired.ExceptWith(recheck);
-                if (recheck.Count > 0)
-                {
-                    // The ACK adds no name either: an ACK that adds one is answered, and that answer (lacking the pending
-                    // host, named in the second request by then) would make the second request stale and be taken for it.
-                    desired.IntersectWith(sent);
-                }
-            }
-
-            ApplyListenerNames(desired);
-        }
-
-        lock (_types)
-        {
-            if (state.IsWildcard)
-            {
-                // LDS and CDS: a state-of-the-world response lists every resource; a missing one is deleted.
-                state.Resources = decoded;
-            }
-            else if (state.IsFullSet)
-            {
-                // LDS and CDS by name: the response lists every subscribed resource that exists.
-                state.Resources = decoded.Where(p => state.Subscribed.Contains(p.Key)).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
-            }
-            else
-            {
-                foreach (var (name, value) in decoded)
-                {
-                    if (state.Subscribed.Contains(name))
-                    {
-                        state.Resources[name] = value;
-                    }
-                }
-            }
-
-            state.Version = response.VersionInfo;
-            state.Received = true;
-        }
-
-        Log.Accepted(_logger, XdsTypeUrls.KindOf(response.TypeUrl), response.VersionInfo, decoded.Count);
-        await SendRequestAsync(stream, state, null, cancellationToken).ConfigureAwait(false);
-        if (recheck is { Count: > 0 })
-        {
-            ApplyListenerNames(DesiredListenerNames());
-            await SendRequestAsync(stream, state, null, cancellationToken).ConfigureAwait(false);
-        }
-
+    /// <summary>What both wires do once a response changed the state: follow the names it references, publish, and let the calls waiting for hosts found absent go on.</summary>
+    private async Task FollowAndPublishAsync(XdsStream stream, TypeState state, CancellationToken cancellationToken)
+    {
         if (state.IsWildcard || _onDemand.Enabled)
         {
             await UpdateReferencedAsync(stream, cancellationToken).ConfigureAwait(false);
@@ -444,8 +368,17 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         _onDemand.CompleteAbsent();
     }
 
+    /// <summary>A rejected response: remembered for the readiness check and logged; the caller NACKs it.</summary>
+    private Status Reject(TypeState state, string version, List<string> errors)
+    {
+        var message = $"xDS response validation errors: [{string.Join("; ", errors)}]";
+        _lastNack = new XdsNack(state.TypeUrl, version, message, _timeProvider.GetUtcNow());
+        Log.Rejected(_logger, XdsTypeUrls.KindOf(state.TypeUrl), version, state.Version, message);
+        return new Status { Code = InvalidArgument, Message = message };
+    }
+
     /// <summary>RDS by the listeners' route configurations, on demand CDS by the clusters the routes name, EDS by the clusters' service names.</summary>
-    private async Task UpdateReferencedAsync(StreamState stream, CancellationToken cancellationToken)
+    private async Task UpdateReferencedAsync(XdsStream stream, CancellationToken cancellationToken)
     {
         await UpdateSubscriptionAsync(stream, _types[XdsTypeUrls.RouteConfiguration], ReferencedRouteConfigs(), cancellationToken).ConfigureAwait(false);
         if (_onDemand.Enabled)
@@ -477,13 +410,13 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             state.Subscribed = names;
             foreach (var name in state.Resources.Keys.Where(n => !names.Contains(n)).ToList())
             {
-                state.Resources.Remove(name);
+                state.Remove(name);
             }
         }
     }
 
     /// <summary>On demand: sends the LDS names that changed since the last request (loop only: it is the stream's one writer).</summary>
-    private async Task SyncListenersAsync(StreamState stream, CancellationToken cancellationToken)
+    private async Task SyncListenersAsync(XdsStream stream, CancellationToken cancellationToken)
     {
         var state = _types[XdsTypeUrls.Listener];
         var names = DesiredListenerNames();
@@ -492,23 +425,20 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             return;
         }
 
-        // One request that adds names in flight at a time: a second one could reach the server after its answer was
-        // sent, be ignored there as stale, and make that answer look like "does not exist" for the second one's names.
-        // The ACK of the answer carries them instead.
-        if (state.AwaitingAnswer && (state.SentNames is null || !names.IsSubsetOf(state.SentNames)))
+        if (!stream.CanSendListenerNames(state, names))
         {
             return;
         }
 
         ApplyListenerNames(names);
-        await SendRequestAsync(stream, state, null, cancellationToken).ConfigureAwait(false);
+        await stream.SendAsync(state, null, cancellationToken).ConfigureAwait(false);
         await UpdateReferencedAsync(stream, cancellationToken).ConfigureAwait(false);
         Publish();
     }
 
     private void Wake() => Volatile.Read(ref _wake).TrySetResult();
 
-    private async Task UpdateSubscriptionAsync(StreamState stream, TypeState state, SortedSet<string> names, CancellationToken cancellationToken)
+    private async Task UpdateSubscriptionAsync(XdsStream stream, TypeState state, SortedSet<string> names, CancellationToken cancellationToken)
     {
         if (state.Subscribed.SetEquals(names))
         {
@@ -522,11 +452,11 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             // RDS/EDS deletion is implicit: a resource no parent references any more is gone.
             foreach (var name in state.Resources.Keys.Where(n => !names.Contains(n)).ToList())
             {
-                state.Resources.Remove(name);
+                state.Remove(name);
             }
         }
 
-        await SendRequestAsync(stream, state, null, cancellationToken).ConfigureAwait(false);
+        await stream.SendAsync(state, null, cancellationToken).ConfigureAwait(false);
     }
 
     private SortedSet<string> ReferencedRouteConfigs() =>
@@ -571,50 +501,6 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         new(_types[XdsTypeUrls.Cluster].Resources.Values.Cast<ClusterResource>()
             .Where(c => c.EdsServiceName is not null)
             .Select(c => c.EdsServiceName!), StringComparer.Ordinal);
-
-    private async Task SendRequestAsync(StreamState stream, TypeState state, Status? error, CancellationToken cancellationToken)
-    {
-        var request = new DiscoveryRequest
-        {
-            TypeUrl = state.TypeUrl,
-            VersionInfo = state.Version,
-            ResponseNonce = state.Nonce,
-            ErrorDetail = error,
-        };
-
-        if (state.IsWildcard)
-        {
-            // Wildcard plus this workload's inbound listeners, which a wildcard does not cover.
-            if (state.TypeUrl == XdsTypeUrls.Listener && _inbound.Names is { Count: > 0 } inboundNames)
-            {
-                request.ResourceNames.Add("*");
-                request.ResourceNames.Add(inboundNames);
-            }
-        }
-        else
-        {
-            // An empty list means wildcard only when no names were ever sent; RDS and EDS always send names.
-            if (state.Subscribed.Count == 0 && state.SentNames is null)
-            {
-                return;
-            }
-
-            request.ResourceNames.Add(state.Subscribed);
-            state.AwaitingAnswer |= state.SentNames is null ? state.Subscribed.Count > 0 : !state.Subscribed.IsSubsetOf(state.SentNames);
-            state.SentNames = state.Subscribed;
-        }
-
-        state.SentNonce = request.ResponseNonce;
-        state.SentVersion = request.VersionInfo;
-
-        if (!stream.SentNode)
-        {
-            request.Node = _node ??= _nodeFactory();
-            stream.SentNode = true;
-        }
-
-        await stream.Requests.WriteAsync(request, cancellationToken).ConfigureAwait(false);
-    }
 
     private void Publish()
     {
@@ -669,25 +555,30 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         }
     }
 
-    private sealed class TypeState(string typeUrl, bool wildcard)
+    /// <summary>What the client holds of one resource type, whichever wire it came by (the one state both streams share).</summary>
+    private sealed class TypeState(string typeUrl, bool wildcard, bool delta)
     {
         public string TypeUrl { get; } = typeUrl;
+
+        /// <summary>Delta only: the version of each resource held (sent back as <c>initial_resource_versions</c> on reconnect).</summary>
+        public Dictionary<string, string>? ResourceVersions { get; } = delta ? new(StringComparer.Ordinal) : null;
 
         public bool IsWildcard { get; } = wildcard;
 
         /// <summary>Gets whether a response lists every subscribed resource (LDS, CDS), so one it lacks is deleted.</summary>
         public bool IsFullSet { get; } = typeUrl is XdsTypeUrls.Listener or XdsTypeUrls.Cluster;
 
-        /// <summary>Gets or sets the response nonce and version the last request carried.</summary>
+        /// <summary>Gets or sets the response nonce and version the last request carried (state-of-the-world).</summary>
         public string SentNonce { get; set; } = string.Empty;
 
         public string SentVersion { get; set; } = string.Empty;
 
-        /// <summary>Gets or sets whether a request that added names has had no response of this type yet.</summary>
+        /// <summary>Gets or sets whether a request that added names has had no response of this type yet (state-of-the-world).</summary>
         public bool AwaitingAnswer { get; set; }
 
         public string Version { get; set; } = string.Empty;
 
+        /// <summary>Gets or sets the nonce of the last response (delta: until its ACK or NACK is sent).</summary>
         public string Nonce { get; set; } = string.Empty;
 
         public bool Received { get; set; }
@@ -697,13 +588,40 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         public SortedSet<string>? SentNames { get; set; }
 
         public Dictionary<string, object> Resources { get; set; } = new(StringComparer.Ordinal);
+
+        /// <summary>Drops a resource the client no longer holds (unsubscribed, or removed by the control plane).</summary>
+        public void Remove(string name)
+        {
+            Resources.Remove(name);
+            ResourceVersions?.Remove(name);
+        }
     }
 
-    private sealed class StreamState(IClientStreamWriter<DiscoveryRequest> requests)
+    /// <summary>
+    /// One ADS stream's wire (state-of-the-world or delta): opens the call, turns a <see cref="TypeState"/> into the request
+    /// that says what the client wants and answers the last response of its type, and applies responses to the shared state.
+    /// Everything else (which names to want, snapshots, on-demand waits, reconnects) is the <see cref="XdsClient"/>'s.
+    /// </summary>
+    private abstract class XdsStream : IDisposable
     {
-        public IClientStreamWriter<DiscoveryRequest> Requests { get; } = requests;
+        /// <summary>Gets how many requests this stream wrote.</summary>
+        public int Sent { get; protected set; }
 
-        public bool SentNode { get; set; }
+        /// <summary>Gets whether the stream counts as up once its first requests are written (delta: see <see cref="RunStreamAsync"/>).</summary>
+        public abstract bool ConnectedOnceSent { get; }
+
+        public abstract Task<bool> MoveNextAsync(CancellationToken cancellationToken);
+
+        /// <summary>Applies the response <see cref="MoveNextAsync"/> read, then ACKs or NACKs it.</summary>
+        public abstract Task HandleCurrentAsync(CancellationToken cancellationToken);
+
+        /// <summary>Sends what the client wants of <paramref name="state"/>'s type, answering its last response (NACK with <paramref name="error"/>).</summary>
+        public abstract Task SendAsync(TypeState state, Status? error, CancellationToken cancellationToken);
+
+        /// <summary>Gets whether a request adding LDS names may go out now (on demand).</summary>
+        public virtual bool CanSendListenerNames(TypeState state, SortedSet<string> names) => true;
+
+        public abstract void Dispose();
     }
 
     private sealed class ChangeSignal : IDisposable
