@@ -281,12 +281,16 @@ internal sealed partial class DeltaAdsConnection
                 && !(typeUrl == TypeUrls.Listener && since.ListenerTargetsChanged)
                 ? DiffChanged(typeUrl, state, since, snapshot)
                 : Diff(typeUrl, state, forced, snapshot);
-            if (response.Resources.Count == 0 && response.RemovedResources.Count == 0)
+            // Nothing to send, except to a wildcard client that has nothing yet: on an empty mesh it would otherwise never
+            // learn that the set is empty rather than not sent yet (and never reach its first snapshot).
+            var emptyAnswer = requested && state.Wildcard && !state.Answered && state.Versions.Count == 0;
+            if (response.Resources.Count == 0 && response.RemovedResources.Count == 0 && !emptyAnswer)
             {
                 return false;
             }
 
             response.Nonce = Interlocked.Increment(ref _nonce).ToString(CultureInfo.InvariantCulture);
+            state.Answered = true;
             state.InFlight.Add((response.Nonce, response.SystemVersionInfo));
             if (state.InFlight.Count > MaxNoncesInFlight)
             {
@@ -449,6 +453,9 @@ internal sealed partial class DeltaAdsConnection
         public List<(string Nonce, string Version)> InFlight { get; } = [];
 
         public string? AckedVersion { get; set; }
+
+        /// <summary>Whether a response of this type was sent on this stream.</summary>
+        public bool Answered { get; set; }
 
         /// <summary>The snapshot the last diff was computed against.</summary>
         public XdsSnapshot? ComputedFrom { get; set; }

@@ -81,6 +81,25 @@ public sealed class DeltaControlPlaneTests(ITestOutputHelper output) : IAsyncLif
     }
 
     [Fact]
+    public async Task Wildcard_EmptyMesh_FirstSnapshotIsEmpty_ThenTheFirstServiceArrives()
+    {
+        // A control plane started on an empty folder: the client must sync (and turn ready) on "nothing exists".
+        await _controlPlane!.DisposeAsync();
+        File.Delete(Path.Combine(_config, "services.yaml"));
+        await StartControlPlaneAsync();
+
+        using var app = await StartClientAsync(("Mesh:ControlPlane:Subscriptions", "Wildcard"));
+        var client = app.Services.GetRequiredService<XdsClient>();
+        await client.FirstSnapshot.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Empty(client.Current.Services);
+
+        await File.WriteAllTextAsync(Path.Combine(_config, "svc-1.yaml"), ServiceEntry("svc-1", _backend.Port));
+        await Poll.UntilAsync(() => client.Current.Services.Length == 1, "the first service in the snapshot", TimeSpan.FromSeconds(30));
+        var http = app.Services.GetRequiredService<IHttpClientFactory>().CreateClient();
+        Assert.Equal("backend", await http.GetStringAsync(new Uri("http://svc-1/")));
+    }
+
+    [Fact]
     public async Task Wildcard_ServiceDeleted_DisappearsFromTheSnapshot_AndCallsGetTheUnknownServiceError()
     {
         using var app = await StartClientAsync(("Mesh:ControlPlane:Subscriptions", "Wildcard"));

@@ -56,6 +56,25 @@ public sealed class DeltaAdsIntegrationTests
     }
 
     [Fact]
+    public async Task DeltaAggregatedResources_WildcardOnAnEmptyMesh_AnsweredEmptyOnceThenWhatAppears()
+    {
+        await using var cp = await ControlPlaneFixture.StartAsync();
+        await using var ads = new DeltaAdsTestClient(cp.Channel);
+
+        // Nothing exists: the wildcard client is told so (an empty response), or it could not tell "empty" from "not yet".
+        await ads.SendAsync(TypeUrls.Cluster, ["*"], node: AdsTestClient.Node());
+        var empty = await ads.NextAckedAsync();
+        Assert.Equal(TypeUrls.Cluster, empty.TypeUrl);
+        Assert.Empty(empty.Resources);
+        Assert.Empty(empty.RemovedResources);
+
+        // Once answered, an empty diff sends nothing: the next response is the service that appears.
+        await File.WriteAllTextAsync(Path.Combine(cp.ConfigDirectory, "nowhere.yaml"), NowhereService);
+        var appeared = await ads.NextAsync();
+        Assert.Equal([Nowhere], appeared.Resources.Select(r => r.Name));
+    }
+
+    [Fact]
     public async Task DeltaAggregatedResources_ExplicitWildcardLdsAndEdsByName_ServesThoseOnly()
     {
         await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders), ("payments.yaml", Payments));
