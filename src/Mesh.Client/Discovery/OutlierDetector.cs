@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Runtime.InteropServices;
 
 namespace Mesh.Client.Discovery;
 
@@ -30,7 +31,8 @@ internal sealed class OutlierDetector
     {
         ArgumentNullException.ThrowIfNull(settings);
         Settings = settings;
-        _endpoints = endpoints.IsDefault ? [] : [.. endpoints];
+        // The cluster's own array (immutable), not a copy: a snapshot holds one per cluster.
+        _endpoints = ImmutableCollectionsMarshal.AsArray(endpoints) ?? [];
         foreach (var endpoint in _endpoints)
         {
             _healthy += endpoint.IsHealthy ? 1 : 0;
