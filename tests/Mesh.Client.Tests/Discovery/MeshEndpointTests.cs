@@ -68,4 +68,24 @@ public sealed class MeshEndpointTests
         Assert.All(reads, r => Assert.Same(endpoint.Authority, r.Authority));
         Assert.All(reads, r => Assert.Same(endpoint.EndPoint, r.EndPoint));
     }
+
+    [Fact]
+    public void AuthorityAndEndPoint_AfterTheFirstRead_AllocateNothing()
+    {
+        // Every request reads the authority (its connection pool's key): built once, then only read.
+        var endpoint = new MeshEndpoint("10.0.0.8", 8080);
+        _ = endpoint.Authority;
+        _ = endpoint.EndPoint;
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var length = 0;
+        for (var i = 0; i < 1000; i++)
+        {
+            length += endpoint.Authority.Length;
+            length += endpoint.EndPoint.AddressFamily == AddressFamily.InterNetwork ? 1 : 0;
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(1000 * ("10.0.0.8:8080".Length + 1), length);
+    }
 }
