@@ -47,7 +47,7 @@ internal static class XdsResourceDecoder
                 result = typeUrl switch
                 {
                     XdsTypeUrls.Listener => Decode(any.Unpack<Listener>(), errors),
-                    XdsTypeUrls.RouteConfiguration => Decode(any.Unpack<RouteConfiguration>(), errors),
+                    XdsTypeUrls.RouteConfiguration => Decode(any.Unpack<RouteConfiguration>(), errors, shared),
                     XdsTypeUrls.Cluster => Decode(any.Unpack<Cluster>(), errors, shared),
                     XdsTypeUrls.ClusterLoadAssignment => Decode(any.Unpack<ClusterLoadAssignment>(), errors, shared),
                     _ => throw new ArgumentException($"type {typeUrl} is not supported", nameof(typeUrl)),
@@ -145,7 +145,9 @@ internal static class XdsResourceDecoder
         return errors.Count == start ? (name, new ListenerResource(name, host, port, rdsName, inline)) : (name, null);
     }
 
-    public static (string Name, object? Value) Decode(RouteConfiguration routes, List<string> errors)
+    public static (string Name, object? Value) Decode(RouteConfiguration routes, List<string> errors) => Decode(routes, errors, new SharedValues());
+
+    private static (string Name, object? Value) Decode(RouteConfiguration routes, List<string> errors, SharedValues shared)
     {
         ArgumentNullException.ThrowIfNull(routes);
         var start = errors.Count;
@@ -160,19 +162,22 @@ internal static class XdsResourceDecoder
             return (routes.Name, null);
         }
 
-        ShareNames(routes);
+        ShareParts(routes, shared);
         return (routes.Name, routes);
     }
 
     /// <summary>
     /// The client keeps each accepted route configuration: names it repeats (istiod names it after its cluster, and the
-    /// virtual host after one of its domains) become one string, so a snapshot of thousands of services holds one copy.
+    /// virtual host after one of its domains) become one string, and parts equal to another configuration's of the same
+    /// response (the match of a catch-all route, istiod's default retry policy) one message, so a snapshot of thousands
+    /// of services holds one copy. Nothing changes a configuration once decoded: shared messages are only read.
     /// </summary>
-    private static void ShareNames(RouteConfiguration routes)
+    private static void ShareParts(RouteConfiguration routes, SharedValues shared)
     {
         var name = routes.Name;
         foreach (var host in routes.VirtualHosts)
         {
+            host.RetryPolicy = shared.Share(host.RetryPolicy);
             var domains = host.Domains;
             for (var d = 0; d < domains.Count; d++)
             {
@@ -184,11 +189,14 @@ internal static class XdsResourceDecoder
 
             foreach (var route in host.Routes)
             {
+                route.Match = shared.Share(route.Match);
                 if (route.Route_ is not { } action)
                 {
                     continue;
                 }
 
+                action.RetryPolicy = shared.Share(action.RetryPolicy);
+                action.Timeout = shared.Share(action.Timeout);
                 if (action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.Cluster)
                 {
                     if (string.Equals(action.Cluster, name, StringComparison.Ordinal))

@@ -350,4 +350,35 @@ public class XdsResourceDecoderTests
         Assert.Same(LocalityOf("a"), LocalityOf("b"));
         Assert.Equal("r2//", LocalityOf("c"));
     }
+
+    [Fact]
+    public void DecodeAll_RouteConfigurations_ShareEqualMatchesAndRetryPolicies_NotDifferentOnes()
+    {
+        static RouteConfiguration WithRetries(string name, uint retries, string prefix)
+        {
+            var routes = Routes(name);
+            var route = routes.VirtualHosts[0].Routes[0];
+            route.Match.Prefix = prefix;
+            route.Route_.RetryPolicy = new RetryPolicy { RetryOn = "5xx", NumRetries = retries };
+            return routes;
+        }
+
+        var errors = new List<string>();
+        var decoded = XdsResourceDecoder.DecodeAll(
+            XdsTypeUrls.RouteConfiguration,
+            [Any.Pack(WithRetries("a", 2, "/")), Any.Pack(WithRetries("b", 2, "/")), Any.Pack(WithRetries("c", 3, "/api"))],
+            errors)!;
+
+        Assert.Empty(errors);
+        Route RouteOf(string name) => ((RouteConfiguration)decoded[ClusterName(name)]).VirtualHosts[0].Routes[0];
+        Assert.Same(RouteOf("a").Match, RouteOf("b").Match);
+        Assert.Same(RouteOf("a").Route_.RetryPolicy, RouteOf("b").Route_.RetryPolicy);
+        Assert.NotSame(RouteOf("a").Match, RouteOf("c").Match);
+        Assert.Equal("/api", RouteOf("c").Match.Prefix);
+        Assert.Equal(3u, RouteOf("c").Route_.RetryPolicy.NumRetries);
+        Assert.Equal(2u, RouteOf("a").Route_.RetryPolicy.NumRetries);
+
+        // Each keeps its own cluster: sharing never crosses into what differs.
+        Assert.Equal(ClusterName("b"), RouteOf("b").Route_.Cluster);
+    }
 }
