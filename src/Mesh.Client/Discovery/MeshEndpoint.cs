@@ -44,6 +44,9 @@ internal sealed class MeshEndpoint
     /// <summary>Gets the address to connect to: an <see cref="IPEndPoint"/> for an IP address, else a <see cref="DnsEndPoint"/>.</summary>
     public EndPoint EndPoint => _endPoint ?? CreateEndPoint();
 
+    /// <summary>Gets the endpoint's IP address, or null when its address is a DNS name.</summary>
+    public IPAddress? IPAddress => (EndPoint as IPEndPoint)?.Address;
+
     public int Weight { get; }
 
     /// <summary>Gets whether the control plane reports the endpoint usable (EDS UNKNOWN or HEALTHY).</summary>

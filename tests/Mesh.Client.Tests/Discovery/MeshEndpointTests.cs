@@ -33,6 +33,7 @@ public sealed class MeshEndpointTests
         Assert.Equal(family, ip.AddressFamily);
         Assert.Equal(9090, ip.Port);
         Assert.Same(endpoint.EndPoint, endpoint.EndPoint);
+        Assert.Equal(IPAddress.Parse(address), endpoint.IPAddress);
     }
 
     [Theory]
@@ -45,6 +46,7 @@ public sealed class MeshEndpointTests
         var dns = Assert.IsType<DnsEndPoint>(endpoint.EndPoint);
         Assert.Equal(address, dns.Host);
         Assert.Equal(9090, dns.Port);
+        Assert.Null(endpoint.IPAddress);
 
         // Not an IPv6 address: no brackets, as before the authority was built lazily.
         Assert.Equal($"{address}:9090", endpoint.Authority);
