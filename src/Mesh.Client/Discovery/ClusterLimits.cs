@@ -55,7 +55,8 @@ internal sealed record PoolSettings(TimeSpan? ConnectTimeout, TimeSpan? IdleTime
 /// </summary>
 internal sealed class ClusterTraffic
 {
-    private readonly Lock _creditLock = new();
+    // Created at the first retry under a retry budget: a snapshot holds the traffic of every cluster, most never retry.
+    private Lock? _creditLock;
     private int _requests;
     private int _retries;
     private long _attempts;
@@ -139,7 +140,7 @@ internal sealed class ClusterTraffic
     {
         var share = limits.RetryBudgetPercent / 100;
         var capacity = Math.Max(1, inFlightBound);
-        lock (_creditLock)
+        lock (Volatile.Read(ref _creditLock) ?? Interlocked.CompareExchange(ref _creditLock, new Lock(), null) ?? _creditLock)
         {
             // Credit starts at min_retry_concurrency (at least one retry) and the attempts since the last retry are
             // credited at once: they only ever add, so capping once equals capping after each.

@@ -17,6 +17,11 @@ internal sealed class MeshEndpoint
     private long _ejectedAt;
     private int _ejectionMultiplier;
 
+    // Built on first use (the first connection to this endpoint, a log line): a snapshot holds every endpoint of every
+    // service, and most are never called. A race builds two equal values; either one serves.
+    private string? _authority;
+    private EndPoint? _endPoint;
+
     public MeshEndpoint(string address, int port, int weight = 1, bool isHealthy = true, string? locality = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(address);
@@ -27,11 +32,6 @@ internal sealed class MeshEndpoint
         Weight = Math.Max(1, weight);
         IsHealthy = isHealthy;
         Locality = locality ?? string.Empty;
-        IPAddress = IPAddress.TryParse(address, out var ip) ? ip : null;
-        Authority = IPAddress is { AddressFamily: AddressFamily.InterNetworkV6 }
-            ? $"[{address}]:{port}"
-            : $"{address}:{port}";
-        EndPoint = IPAddress is not null ? new IPEndPoint(IPAddress, port) : new DnsEndPoint(address, port);
     }
 
     public string Address { get; }
@@ -39,11 +39,13 @@ internal sealed class MeshEndpoint
     public int Port { get; }
 
     /// <summary>Gets <c>address:port</c>, bracketed for IPv6; the key of this endpoint's connection pool.</summary>
-    public string Authority { get; }
+    public string Authority => _authority ?? CreateAuthority();
 
-    public IPAddress? IPAddress { get; }
+    /// <summary>Gets the address to connect to: an <see cref="IPEndPoint"/> for an IP address, else a <see cref="DnsEndPoint"/>.</summary>
+    public EndPoint EndPoint => _endPoint ?? CreateEndPoint();
 
-    public EndPoint EndPoint { get; }
+    /// <summary>Gets the endpoint's IP address, or null when its address is a DNS name.</summary>
+    public IPAddress? IPAddress => (EndPoint as IPEndPoint)?.Address;
 
     public int Weight { get; }
 
@@ -168,4 +170,18 @@ internal sealed class MeshEndpoint
     }
 
     public override string ToString() => Authority;
+
+    private string CreateAuthority()
+    {
+        var authority = Address.Contains(':', StringComparison.Ordinal) && IPAddress.TryParse(Address, out var ip) && ip.AddressFamily == AddressFamily.InterNetworkV6
+            ? $"[{Address}]:{Port}"
+            : $"{Address}:{Port}";
+        return Interlocked.CompareExchange(ref _authority, authority, null) ?? authority;
+    }
+
+    private EndPoint CreateEndPoint()
+    {
+        EndPoint endPoint = IPAddress.TryParse(Address, out var ip) ? new IPEndPoint(ip, Port) : new DnsEndPoint(Address, Port);
+        return Interlocked.CompareExchange(ref _endPoint, endPoint, null) ?? endPoint;
+    }
 }

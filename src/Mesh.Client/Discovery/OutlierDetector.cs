@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Runtime.InteropServices;
 
 namespace Mesh.Client.Discovery;
 
@@ -14,7 +15,8 @@ namespace Mesh.Client.Discovery;
 /// </summary>
 internal sealed class OutlierDetector
 {
-    private readonly Lock _lock = new();
+    // Created at the first ejection: a snapshot holds a detector per cluster, and most never eject.
+    private Lock? _lock;
     private readonly MeshEndpoint[] _endpoints;
     private readonly int _healthy;
     private readonly int _maxMultiplier;
@@ -30,7 +32,8 @@ internal sealed class OutlierDetector
     {
         ArgumentNullException.ThrowIfNull(settings);
         Settings = settings;
-        _endpoints = endpoints.IsDefault ? [] : [.. endpoints];
+        // The cluster's own array (immutable), not a copy: a snapshot holds one per cluster.
+        _endpoints = ImmutableCollectionsMarshal.AsArray(endpoints) ?? [];
         foreach (var endpoint in _endpoints)
         {
             _healthy += endpoint.IsHealthy ? 1 : 0;
@@ -38,10 +41,12 @@ internal sealed class OutlierDetector
 
         var cap = Math.Max(settings.BaseEjectionTime.Ticks, settings.MaxEjectionTime.Ticks);
         _maxMultiplier = (int)Math.Min(int.MaxValue, (cap / Math.Max(1, settings.BaseEjectionTime.Ticks)) + 1);
-        Recount();
+        Count();
     }
 
     public OutlierDetectionSettings Settings { get; }
+
+    private Lock Gate => Volatile.Read(ref _lock) ?? Interlocked.CompareExchange(ref _lock, new Lock(), null) ?? _lock;
 
     /// <summary>Gets how many endpoints are ejected now.</summary>
     public int EjectedCount => Volatile.Read(ref _ejected);
@@ -142,7 +147,7 @@ internal sealed class OutlierDetector
 
         // Envoy's rule: eject only if the ejected share, counting this one, stays within max_ejection_percent. A lock
         // makes check-and-eject one step, so concurrent ejections never pass the limit together (ejections are rare).
-        lock (_lock)
+        lock (Gate)
         {
             var ejected = Volatile.Read(ref _ejected);
             if (100L * (ejected + 1) > (long)Settings.MaxEjectionPercent * _endpoints.Length
@@ -166,24 +171,30 @@ internal sealed class OutlierDetector
         }
     }
 
-    // Endpoints outlive snapshots: a new cluster starts from the ejections they carry.
     private void Recount()
     {
-        lock (_lock)
+        lock (Gate)
         {
-            int ejected = 0, ejectedHealthy = 0;
-            foreach (var endpoint in _endpoints)
-            {
-                if (endpoint.IsEjected(0))
-                {
-                    ejected++;
-                    ejectedHealthy += endpoint.IsHealthy ? 1 : 0;
-                }
-            }
-
-            Volatile.Write(ref _ejected, ejected);
-            Volatile.Write(ref _ejectedHealthy, ejectedHealthy);
+            Count();
         }
+    }
+
+    // Endpoints outlive snapshots: a new cluster starts from the ejections they carry. The constructor counts without the
+    // lock: nothing else sees this detector yet (another snapshot's detector ejecting the same endpoints holds its own lock).
+    private void Count()
+    {
+        int ejected = 0, ejectedHealthy = 0;
+        foreach (var endpoint in _endpoints)
+        {
+            if (endpoint.IsEjected(0))
+            {
+                ejected++;
+                ejectedHealthy += endpoint.IsHealthy ? 1 : 0;
+            }
+        }
+
+        Volatile.Write(ref _ejected, ejected);
+        Volatile.Write(ref _ejectedHealthy, ejectedHealthy);
     }
 
     private static long ToTicks(TimeSpan value, long frequency) =>

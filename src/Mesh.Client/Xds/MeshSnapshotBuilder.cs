@@ -32,6 +32,14 @@ internal static class MeshSnapshotBuilder
         ArgumentNullException.ThrowIfNull(previous);
         ArgumentNullException.ThrowIfNull(incomplete);
 
+        // A cluster's service host is a listener's host: one string for both (a snapshot holds thousands).
+        var listenerHosts = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var listener in listeners.Values)
+        {
+            listenerHosts.Add(listener.Host);
+        }
+
+        var hostLookup = listenerHosts.GetAlternateLookup<ReadOnlySpan<char>>();
         var built = new Dictionary<string, MeshCluster>(StringComparer.Ordinal);
         foreach (var cluster in clusters.Values)
         {
@@ -46,7 +54,7 @@ internal static class MeshSnapshotBuilder
             previous.Clusters.TryGetValue(cluster.Name, out var before);
             built[cluster.Name] = new MeshCluster(
                 cluster.Name,
-                ServiceHostOf(cluster.Name),
+                hostLookup.TryGetValue(ServiceHostSpan(cluster.Name), out var host) ? host : ServiceHostOf(cluster.Name),
                 cluster.Policy,
                 ReuseEndpoints(assignment.Endpoints, before),
                 cluster.OutlierDetection,
@@ -106,8 +114,21 @@ internal static class MeshSnapshotBuilder
     /// <summary>Gets the FQDN of an Istio cluster name <c>outbound|port|subset|fqdn</c>, else the name itself.</summary>
     public static string ServiceHostOf(string clusterName)
     {
-        var parts = clusterName.Split('|');
-        return parts.Length == 4 && parts[3].Length > 0 ? parts[3] : clusterName;
+        var host = ServiceHostSpan(clusterName);
+        return host.Length == clusterName.Length ? clusterName : host.ToString();
+    }
+
+    private static ReadOnlySpan<char> ServiceHostSpan(string clusterName)
+    {
+        // Exactly four '|'-separated parts with a non-empty last one.
+        var span = clusterName.AsSpan();
+        if (span.Count('|') != 3)
+        {
+            return span;
+        }
+
+        var host = span[(span.LastIndexOf('|') + 1)..];
+        return host.IsEmpty ? span : host;
     }
 
     private static ImmutableArray<MeshEndpoint> ReuseEndpoints(ImmutableArray<EndpointSpec> specs, MeshCluster? before)

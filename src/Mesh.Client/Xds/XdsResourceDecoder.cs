@@ -29,6 +29,7 @@ internal static class XdsResourceDecoder
         ArgumentNullException.ThrowIfNull(errors);
         var kind = XdsTypeUrls.KindOf(typeUrl);
         var decoded = new Dictionary<string, object>(StringComparer.Ordinal);
+        var shared = new SharedValues();
         var index = 0;
         foreach (var any in resources)
         {
@@ -46,9 +47,9 @@ internal static class XdsResourceDecoder
                 result = typeUrl switch
                 {
                     XdsTypeUrls.Listener => Decode(any.Unpack<Listener>(), errors),
-                    XdsTypeUrls.RouteConfiguration => Decode(any.Unpack<RouteConfiguration>(), errors),
-                    XdsTypeUrls.Cluster => Decode(any.Unpack<Cluster>(), errors),
-                    XdsTypeUrls.ClusterLoadAssignment => Decode(any.Unpack<ClusterLoadAssignment>(), errors),
+                    XdsTypeUrls.RouteConfiguration => Decode(any.Unpack<RouteConfiguration>(), errors, shared),
+                    XdsTypeUrls.Cluster => Decode(any.Unpack<Cluster>(), errors, shared),
+                    XdsTypeUrls.ClusterLoadAssignment => Decode(any.Unpack<ClusterLoadAssignment>(), errors, shared),
                     _ => throw new ArgumentException($"type {typeUrl} is not supported", nameof(typeUrl)),
                 };
             }
@@ -144,7 +145,9 @@ internal static class XdsResourceDecoder
         return errors.Count == start ? (name, new ListenerResource(name, host, port, rdsName, inline)) : (name, null);
     }
 
-    public static (string Name, object? Value) Decode(RouteConfiguration routes, List<string> errors)
+    public static (string Name, object? Value) Decode(RouteConfiguration routes, List<string> errors) => Decode(routes, errors, new SharedValues());
+
+    private static (string Name, object? Value) Decode(RouteConfiguration routes, List<string> errors, SharedValues shared)
     {
         ArgumentNullException.ThrowIfNull(routes);
         var start = errors.Count;
@@ -154,10 +157,70 @@ internal static class XdsResourceDecoder
         }
 
         ValidateRoutes(routes, $"RouteConfiguration {routes.Name}: ", errors);
-        return errors.Count == start ? (routes.Name, routes) : (routes.Name, null);
+        if (errors.Count != start)
+        {
+            return (routes.Name, null);
+        }
+
+        ShareParts(routes, shared);
+        return (routes.Name, routes);
     }
 
-    public static (string Name, object? Value) Decode(Cluster cluster, List<string> errors)
+    /// <summary>
+    /// The client keeps each accepted route configuration: names it repeats (istiod names it after its cluster, and the
+    /// virtual host after one of its domains) become one string, and parts equal to another configuration's of the same
+    /// response (the match of a catch-all route, istiod's default retry policy) one message, so a snapshot of thousands
+    /// of services holds one copy. Nothing changes a configuration once decoded: shared messages are only read.
+    /// </summary>
+    private static void ShareParts(RouteConfiguration routes, SharedValues shared)
+    {
+        var name = routes.Name;
+        foreach (var host in routes.VirtualHosts)
+        {
+            host.RetryPolicy = shared.Share(host.RetryPolicy);
+            var domains = host.Domains;
+            for (var d = 0; d < domains.Count; d++)
+            {
+                if (string.Equals(domains[d], host.Name, StringComparison.Ordinal))
+                {
+                    domains[d] = host.Name;
+                }
+            }
+
+            foreach (var route in host.Routes)
+            {
+                route.Match = shared.Share(route.Match);
+                if (route.Route_ is not { } action)
+                {
+                    continue;
+                }
+
+                action.RetryPolicy = shared.Share(action.RetryPolicy);
+                action.Timeout = shared.Share(action.Timeout);
+                if (action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.Cluster)
+                {
+                    if (string.Equals(action.Cluster, name, StringComparison.Ordinal))
+                    {
+                        action.Cluster = name;
+                    }
+                }
+                else if (action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.WeightedClusters)
+                {
+                    foreach (var weighted in action.WeightedClusters.Clusters)
+                    {
+                        if (string.Equals(weighted.Name, name, StringComparison.Ordinal))
+                        {
+                            weighted.Name = name;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public static (string Name, object? Value) Decode(Cluster cluster, List<string> errors) => Decode(cluster, errors, new SharedValues());
+
+    private static (string Name, object? Value) Decode(Cluster cluster, List<string> errors, SharedValues shared)
     {
         ArgumentNullException.ThrowIfNull(cluster);
         var name = cluster.Name;
@@ -182,7 +245,10 @@ internal static class XdsResourceDecoder
                 errors.Add($"{where}: eds_cluster_config.eds_config must be ads or self");
             }
 
-            edsName = string.IsNullOrEmpty(cluster.EdsClusterConfig?.ServiceName) ? name : cluster.EdsClusterConfig.ServiceName;
+            // Istio names the EDS resource after the cluster: one string for both.
+            edsName = string.IsNullOrEmpty(cluster.EdsClusterConfig?.ServiceName) || string.Equals(cluster.EdsClusterConfig.ServiceName, name, StringComparison.Ordinal)
+                ? name
+                : cluster.EdsClusterConfig.ServiceName;
         }
         else if (cluster.Type == Cluster.Types.DiscoveryType.Static)
         {
@@ -192,7 +258,7 @@ internal static class XdsResourceDecoder
             }
             else
             {
-                staticEndpoints = DecodeEndpoints(cluster.LoadAssignment, name, $"{where}: load_assignment.", errors);
+                staticEndpoints = DecodeEndpoints(cluster.LoadAssignment, name, $"{where}: load_assignment.", errors, shared);
             }
         }
         else
@@ -202,15 +268,18 @@ internal static class XdsResourceDecoder
 
         var policy = DecodePolicy(cluster, where, errors);
         var ringHash = policy == LoadBalancingPolicy.RingHash ? DecodeRingHash(cluster.RingHashLbConfig, where, errors) : null;
-        var outlier = ClusterPolicyDecoder.DecodeOutlierDetection(cluster, where, errors);
-        var limits = ClusterPolicyDecoder.DecodeLimits(cluster, where, errors);
+        // Clusters of one response mostly carry equal settings (istiod's defaults): they share one instance.
+        var outlier = shared.Share(ClusterPolicyDecoder.DecodeOutlierDetection(cluster, where, errors));
+        var limits = shared.Share(ClusterPolicyDecoder.DecodeLimits(cluster, where, errors));
         var tls = cluster.TransportSocket is { } socket ? DecodeTransportSocket(socket, where, errors) : null;
         return errors.Count == start
             ? (name, new ClusterResource(name, edsName, policy, outlier, staticEndpoints, tls, limits, ringHash))
             : (name, null);
     }
 
-    public static (string Name, object? Value) Decode(ClusterLoadAssignment assignment, List<string> errors)
+    public static (string Name, object? Value) Decode(ClusterLoadAssignment assignment, List<string> errors) => Decode(assignment, errors, new SharedValues());
+
+    private static (string Name, object? Value) Decode(ClusterLoadAssignment assignment, List<string> errors, SharedValues shared)
     {
         ArgumentNullException.ThrowIfNull(assignment);
         var start = errors.Count;
@@ -219,7 +288,7 @@ internal static class XdsResourceDecoder
             errors.Add("ClusterLoadAssignment: cluster_name is required");
         }
 
-        var endpoints = DecodeEndpoints(assignment, assignment.ClusterName, $"ClusterLoadAssignment {assignment.ClusterName}: ", errors);
+        var endpoints = DecodeEndpoints(assignment, assignment.ClusterName, $"ClusterLoadAssignment {assignment.ClusterName}: ", errors, shared);
         return errors.Count == start ? (assignment.ClusterName, endpoints) : (assignment.ClusterName, null);
     }
 
@@ -725,7 +794,7 @@ internal static class XdsResourceDecoder
         return unknown.Count == 0;
     }
 
-    private static EndpointsResource DecodeEndpoints(ClusterLoadAssignment assignment, string name, string where, List<string> errors)
+    private static EndpointsResource DecodeEndpoints(ClusterLoadAssignment assignment, string name, string where, List<string> errors, SharedValues shared)
     {
         var endpoints = ImmutableArray.CreateBuilder<EndpointSpec>();
         var seen = new HashSet<(string, int)>();
@@ -739,7 +808,8 @@ internal static class XdsResourceDecoder
                 continue;
             }
 
-            var localityName = locality.Locality is { } loc ? $"{loc.Region}/{loc.Zone}/{loc.SubZone}" : string.Empty;
+            // Every endpoint of a locality, and every assignment in that locality, names it with one string.
+            var localityName = locality.Locality is { } loc ? shared.Share($"{loc.Region}/{loc.Zone}/{loc.SubZone}") : string.Empty;
             for (var e = 0; e < locality.LbEndpoints.Count; e++)
             {
                 var lbEndpoint = locality.LbEndpoints[e];
@@ -783,4 +853,31 @@ internal static class XdsResourceDecoder
     private static string EnumName(Google.Protobuf.Reflection.MessageDescriptor message, string enumName, int value) =>
         message.EnumTypes.FirstOrDefault(e => e.Name == enumName)?.FindValueByNumber(value)?.Name
             ?? value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// Equal values decoded from one response (locality names, cluster settings), kept once: the client holds every
+    /// resource it accepted, and a response of thousands repeats a few values thousands of times.
+    /// </summary>
+    private sealed class SharedValues
+    {
+        private readonly HashSet<object> _values = [];
+
+        [return: System.Diagnostics.CodeAnalysis.NotNullIfNotNull(nameof(value))]
+        public T? Share<T>(T? value)
+            where T : class
+        {
+            if (value is null)
+            {
+                return null;
+            }
+
+            if (_values.TryGetValue(value, out var existing) && existing is T same)
+            {
+                return same;
+            }
+
+            _values.Add(value);
+            return value;
+        }
+    }
 }

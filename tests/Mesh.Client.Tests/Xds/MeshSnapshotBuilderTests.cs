@@ -295,6 +295,28 @@ public class MeshSnapshotBuilderTests
         return routes;
     }
 
+    [Fact]
+    public void Build_ClusterServiceHost_IsTheListenerHostString()
+    {
+        var snapshot = Build([Listener("orders")], [Routes("orders")], [Cluster("orders"), Cluster("payments")], [Endpoints("orders", 80), Endpoints("payments", 80)]);
+
+        var service = Assert.Single(snapshot.Services);
+        Assert.Same(service.Host, snapshot.Clusters[ClusterName("orders")].ServiceHost);
+
+        // A cluster no listener names still gets its host from its name.
+        Assert.Equal("payments.default.svc.cluster.local", snapshot.Clusters[ClusterName("payments")].ServiceHost);
+    }
+
+    [Theory]
+    [InlineData("outbound|80||orders.default.svc.cluster.local", "orders.default.svc.cluster.local")]
+    [InlineData("outbound|80|v2|orders.default.svc.cluster.local", "orders.default.svc.cluster.local")]
+    [InlineData("outbound|80||", "outbound|80||")]
+    [InlineData("a|b|c", "a|b|c")]
+    [InlineData("a|b|c|d|e", "a|b|c|d|e")]
+    [InlineData("plain", "plain")]
+    public void ServiceHostOf_IstioClusterName_IsItsFqdn_ElseTheName(string cluster, string expected) =>
+        Assert.Equal(expected, MeshSnapshotBuilder.ServiceHostOf(cluster));
+
     internal static MeshSnapshot Build(IMessage[] listeners, IMessage[] routes, IMessage[] clusters, IMessage[] endpoints, MeshSnapshot? previous = null, List<string>? incomplete = null)
     {
         return MeshSnapshotBuilder.Build(

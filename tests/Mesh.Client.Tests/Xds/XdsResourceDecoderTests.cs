@@ -2,6 +2,7 @@ using Google.Protobuf.WellKnownTypes;
 using Mesh.Client.Discovery;
 using Mesh.Client.Xds;
 using Mesh.Xds.Envoy.Config.Cluster.V3;
+using Mesh.Xds.Envoy.Config.Core.V3;
 using Mesh.Xds.Envoy.Config.Listener.V3;
 using Mesh.Xds.Envoy.Config.Route.V3;
 using Mesh.Xds.Envoy.Extensions.LoadBalancingPolicies.LeastRequest.V3;
@@ -264,5 +265,120 @@ public class XdsResourceDecoderTests
         Assert.Null(XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors));
 
         Assert.Contains("weighted_clusters weights add up to 0", Assert.Single(errors), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void DecodeAll_ClustersWithEqualSettings_ShareOneInstance_OthersKeepTheirOwn()
+    {
+        static Cluster WithTimeout(string name, int milliseconds, uint maxRequests)
+        {
+            var cluster = Cluster(name);
+            cluster.ConnectTimeout = Duration.FromTimeSpan(TimeSpan.FromMilliseconds(milliseconds));
+            cluster.CircuitBreakers = new CircuitBreakers();
+            cluster.CircuitBreakers.Thresholds.Add(new CircuitBreakers.Types.Thresholds { MaxRequests = maxRequests });
+            return cluster;
+        }
+
+        var errors = new List<string>();
+        var decoded = XdsResourceDecoder.DecodeAll(
+            XdsTypeUrls.Cluster,
+            [Any.Pack(WithTimeout("a", 250, 100)), Any.Pack(WithTimeout("b", 250, 100)), Any.Pack(WithTimeout("c", 500, 100)), Any.Pack(WithTimeout("d", 250, 7))],
+            errors);
+
+        Assert.Empty(errors);
+        var limits = decoded!.Values.Cast<ClusterResource>().ToDictionary(c => c.Name, c => c.Limits!);
+        var a = limits[ClusterName("a")];
+        Assert.Same(a, limits[ClusterName("b")]);
+
+        // Sharing is by value: another connect timeout or another limit is another instance with its own values.
+        Assert.NotSame(a, limits[ClusterName("c")]);
+        Assert.Equal(TimeSpan.FromMilliseconds(500), limits[ClusterName("c")].Pool!.ConnectTimeout);
+        Assert.Equal(TimeSpan.FromMilliseconds(250), a.Pool!.ConnectTimeout);
+        Assert.Equal(100, a.MaxRequests);
+        Assert.Equal(7, limits[ClusterName("d")].MaxRequests);
+    }
+
+    [Fact]
+    public void DecodeAll_EdsServiceNameEqualToTheClusterName_IsTheSameString()
+    {
+        var other = Cluster("other");
+        other.EdsClusterConfig.ServiceName = "eds-of-other";
+        var errors = new List<string>();
+        var decoded = XdsResourceDecoder.DecodeAll(XdsTypeUrls.Cluster, [Any.Pack(Cluster("orders")), Any.Pack(other)], errors)!;
+
+        var orders = (ClusterResource)decoded[ClusterName("orders")];
+        Assert.Same(orders.Name, orders.EdsServiceName);
+        Assert.Equal("eds-of-other", ((ClusterResource)decoded[ClusterName("other")]).EdsServiceName);
+    }
+
+    [Fact]
+    public void DecodeAll_RouteConfiguration_RepeatedNamesAreOneString_OtherNamesKeepTheirValue()
+    {
+        var routes = Routes("orders");
+        var host = routes.VirtualHosts[0];
+        var split = new WeightedCluster();
+        split.Clusters.Add(new WeightedCluster.Types.ClusterWeight { Name = ClusterName("orders"), Weight = 90 });
+        split.Clusters.Add(new WeightedCluster.Types.ClusterWeight { Name = ClusterName("orders-canary"), Weight = 10 });
+        host.Routes.Insert(0, new Route { Match = new RouteMatch { Prefix = "/v2" }, Route_ = new RouteAction { WeightedClusters = split } });
+        var errors = new List<string>();
+
+        var decoded = (RouteConfiguration)XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors)![routes.Name];
+
+        Assert.Empty(errors);
+        var decodedHost = decoded.VirtualHosts[0];
+        Assert.Same(decoded.Name, decodedHost.Routes[1].Route_.Cluster);
+        Assert.Same(decoded.Name, decodedHost.Routes[0].Route_.WeightedClusters.Clusters[0].Name);
+        Assert.Equal(ClusterName("orders-canary"), decodedHost.Routes[0].Route_.WeightedClusters.Clusters[1].Name);
+        Assert.Same(decodedHost.Name, decodedHost.Domains.Single(d => d == decodedHost.Name));
+        Assert.Equal(host.Domains, decodedHost.Domains);
+    }
+
+    [Fact]
+    public void DecodeAll_Assignments_ShareLocalityNames_WithinAResponse()
+    {
+        var east = Endpoints("a", 80, ("10.0.0.1", 8080, default));
+        var alsoEast = Endpoints("b", 80, ("10.0.0.2", 8080, default));
+        var west = Endpoints("c", 80, ("10.0.0.3", 8080, default));
+        west.Endpoints[0].Locality.Region = "r2";
+        var errors = new List<string>();
+
+        var decoded = XdsResourceDecoder.DecodeAll(XdsTypeUrls.ClusterLoadAssignment, [Any.Pack(east), Any.Pack(alsoEast), Any.Pack(west)], errors)!;
+
+        Assert.Empty(errors);
+        string LocalityOf(string name) => Assert.Single(((EndpointsResource)decoded[ClusterName(name)]).Endpoints).Locality;
+        Assert.Equal("r1//", LocalityOf("a"));
+        Assert.Same(LocalityOf("a"), LocalityOf("b"));
+        Assert.Equal("r2//", LocalityOf("c"));
+    }
+
+    [Fact]
+    public void DecodeAll_RouteConfigurations_ShareEqualMatchesAndRetryPolicies_NotDifferentOnes()
+    {
+        static RouteConfiguration WithRetries(string name, uint retries, string prefix)
+        {
+            var routes = Routes(name);
+            var route = routes.VirtualHosts[0].Routes[0];
+            route.Match.Prefix = prefix;
+            route.Route_.RetryPolicy = new RetryPolicy { RetryOn = "5xx", NumRetries = retries };
+            return routes;
+        }
+
+        var errors = new List<string>();
+        var decoded = XdsResourceDecoder.DecodeAll(
+            XdsTypeUrls.RouteConfiguration,
+            [Any.Pack(WithRetries("a", 2, "/")), Any.Pack(WithRetries("b", 2, "/")), Any.Pack(WithRetries("c", 3, "/api"))],
+            errors)!;
+
+        Assert.Empty(errors);
+        Route RouteOf(string name) => ((RouteConfiguration)decoded[ClusterName(name)]).VirtualHosts[0].Routes[0];
+        Assert.Same(RouteOf("a").Match, RouteOf("b").Match);
+        Assert.Same(RouteOf("a").Route_.RetryPolicy, RouteOf("b").Route_.RetryPolicy);
+        Assert.NotSame(RouteOf("a").Match, RouteOf("c").Match);
+        Assert.Equal("/api", RouteOf("c").Match.Prefix);
+        Assert.Equal(3u, RouteOf("c").Route_.RetryPolicy.NumRetries);
+        Assert.Equal(2u, RouteOf("a").Route_.RetryPolicy.NumRetries);
+
+        // Each keeps its own cluster: sharing never crosses into what differs.
+        Assert.Equal(ClusterName("b"), RouteOf("b").Route_.Cluster);
     }
 }
