@@ -20,21 +20,31 @@ namespace Mesh.ControlPlane.Xds;
 /// </remarks>
 internal sealed class InboundListenerSet : IReadOnlyDictionary<string, InboundListener>
 {
-    private readonly FrozenSet<string> _names;
+    private readonly Func<FrozenSet<string>> _namesFactory;
+    private FrozenSet<string>? _names;
     private readonly Func<string, InboundListener?> _build;
     private readonly Func<string, ImmutableArray<string>?> _identitiesOf;
     private readonly ConcurrentDictionary<string, Lazy<InboundListener?>> _built = new(StringComparer.Ordinal);
     private ConcurrentDictionary<string, Lazy<InboundListener?>>? _previous;
 
     public InboundListenerSet(FrozenSet<string> names, Func<string, InboundListener?> build, Func<string, ImmutableArray<string>?> identitiesOf)
+        : this(() => names, build, identitiesOf)
+    {
+        ArgumentNullException.ThrowIfNull(names);
+    }
+
+    /// <summary>A set whose names are listed by <paramref name="names"/> when first needed (not when the snapshot is built).</summary>
+    public InboundListenerSet(Func<FrozenSet<string>> names, Func<string, InboundListener?> build, Func<string, ImmutableArray<string>?> identitiesOf)
     {
         ArgumentNullException.ThrowIfNull(names);
         ArgumentNullException.ThrowIfNull(build);
         ArgumentNullException.ThrowIfNull(identitiesOf);
-        _names = names;
+        _namesFactory = names;
         _build = build;
         _identitiesOf = identitiesOf;
     }
+
+    private FrozenSet<string> Names => LazyInitializer.EnsureInitialized(ref _names, _namesFactory);
 
     public static InboundListenerSet Empty { get; } = new(FrozenSet<string>.Empty, _ => null, _ => null);
 
@@ -45,7 +55,7 @@ internal sealed class InboundListenerSet : IReadOnlyDictionary<string, InboundLi
     public ImmutableArray<string>? IdentitiesOf(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
-        return _names.Contains(name) ? _identitiesOf(name) : null;
+        return Names.Contains(name) ? _identitiesOf(name) : null;
     }
 
     /// <summary>Candidate names (every workload address:port); <see cref="TryGetValue"/> tells which have a listener.</summary>
@@ -73,7 +83,7 @@ internal sealed class InboundListenerSet : IReadOnlyDictionary<string, InboundLi
     public bool TryGetValue(string key, [MaybeNullWhen(false)] out InboundListener value)
     {
         ArgumentNullException.ThrowIfNull(key);
-        if (!_names.Contains(key))
+        if (!Names.Contains(key))
         {
             value = null;
             return false;
@@ -85,7 +95,7 @@ internal sealed class InboundListenerSet : IReadOnlyDictionary<string, InboundLi
 
     public IEnumerator<KeyValuePair<string, InboundListener>> GetEnumerator()
     {
-        foreach (var name in _names)
+        foreach (var name in Names)
         {
             if (TryGetValue(name, out var listener))
             {

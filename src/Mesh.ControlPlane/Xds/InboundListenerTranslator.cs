@@ -45,7 +45,8 @@ internal static class InboundListenerTranslator
     public static string ListenerName(string address, uint port)
     {
         ArgumentNullException.ThrowIfNull(address);
-        var host = IPAddress.TryParse(address, out var ip) && ip.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{address}]" : address;
+        // Only an address with a colon can be IPv6 (parsing every address of a large mesh costs more than the name).
+        var host = address.Contains(':', StringComparison.Ordinal) && IPAddress.TryParse(address, out var ip) && ip.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{address}]" : address;
         return NamePrefix + host + ":" + port.ToString(CultureInfo.InvariantCulture);
     }
 
@@ -67,6 +68,34 @@ internal static class InboundListenerTranslator
         paths ??= InboundPathSettings.Default;
         ArgumentNullException.ThrowIfNull(services);
         var resolved = services.ToList();
+
+        // The index of every workload address:port is built when a listener is first asked for, not per snapshot: a
+        // change costs it only when some workload holds an inbound listener (once per snapshot, shared by every stream).
+        var index = new Lazy<Dictionary<string, (string Address, uint Port, List<WorkloadInstance> Workloads)>>(() => Candidates(model, resolved));
+        InboundListener? Build(string name)
+        {
+            var (address, port, list) = index.Value[name];
+            if (Owner(list, resolved, trustDomain) is not var (workload, identities))
+            {
+                return null;
+            }
+
+            var mode = EffectiveMode(model.Config.PeerAuthentications, rootNamespace, workload, port);
+            var policies = ApplicablePolicies(model.Config.AuthorizationPolicies, rootNamespace, workload).ToList();
+            var jwt = JwtAuthnTranslator.Build(ApplicableRequestAuthentications(model.Config.RequestAuthentications, rootNamespace, workload), jwks);
+            var rateLimit = RateLimitFor(model.Config.LocalRateLimitPolicies, resolved, workload, address, port, trustDomain);
+            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny, paths), RbacTranslator.Build(policies, AuthorizationAction.Allow, paths), paths, jwt, rateLimit);
+            return new InboundListener(name, Any.Pack(listener), identities);
+        }
+
+        ImmutableArray<string>? IdentitiesOf(string name) => Owner(index.Value[name].Workloads, resolved, trustDomain)?.Identities;
+
+        return new InboundListenerSet(() => index.Value.Keys.ToFrozenSet(StringComparer.Ordinal), Build, IdentitiesOf);
+    }
+
+    /// <summary>Every workload address:port (an inbound listener name) with the workloads that have it.</summary>
+    private static Dictionary<string, (string Address, uint Port, List<WorkloadInstance> Workloads)> Candidates(MeshSnapshot model, List<ResolvedService> resolved)
+    {
         var candidates = new Dictionary<string, (string Address, uint Port, List<WorkloadInstance> Workloads)>(StringComparer.Ordinal);
         void Add(string address, uint port, WorkloadInstance workload)
         {
@@ -96,25 +125,7 @@ internal static class InboundListenerTranslator
             }
         }
 
-        InboundListener? Build(string name)
-        {
-            var (address, port, list) = candidates[name];
-            if (Owner(list, resolved, trustDomain) is not var (workload, identities))
-            {
-                return null;
-            }
-
-            var mode = EffectiveMode(model.Config.PeerAuthentications, rootNamespace, workload, port);
-            var policies = ApplicablePolicies(model.Config.AuthorizationPolicies, rootNamespace, workload).ToList();
-            var jwt = JwtAuthnTranslator.Build(ApplicableRequestAuthentications(model.Config.RequestAuthentications, rootNamespace, workload), jwks);
-            var rateLimit = RateLimitFor(model.Config.LocalRateLimitPolicies, resolved, workload, address, port, trustDomain);
-            var listener = BuildListener(name, address, port, mode, RbacTranslator.Build(policies, AuthorizationAction.Deny, paths), RbacTranslator.Build(policies, AuthorizationAction.Allow, paths), paths, jwt, rateLimit);
-            return new InboundListener(name, Any.Pack(listener), identities);
-        }
-
-        ImmutableArray<string>? IdentitiesOf(string name) => Owner(candidates[name].Workloads, resolved, trustDomain)?.Identities;
-
-        return new InboundListenerSet(candidates.Keys.ToFrozenSet(StringComparer.Ordinal), Build, IdentitiesOf);
+        return candidates;
     }
 
     /// <summary>

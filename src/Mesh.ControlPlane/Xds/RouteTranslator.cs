@@ -54,6 +54,22 @@ internal sealed class RouteTranslator
 
     public VirtualServiceModel? Find(string host) => _virtualServices.GetValueOrDefault(host);
 
+    /// <summary>
+    /// The hosts whose services <see cref="BuildRoutes"/> looks up for <paramref name="virtualService"/> (route and mirror
+    /// destinations): its routes depend on those services' ports and DestinationRules (see <see cref="DestinationInputs(string)"/>).
+    /// </summary>
+    public static IEnumerable<string> DestinationHosts(VirtualServiceModel virtualService)
+    {
+        ArgumentNullException.ThrowIfNull(virtualService);
+        return virtualService.Http
+            .SelectMany(h => h.Destinations.Concat(h.Mirrors.Select(m => m.Destination)))
+            .Select(d => d.Host)
+            .Distinct(StringComparer.Ordinal);
+    }
+
+    /// <summary>What routes to <paramref name="host"/> are built from: the service <see cref="ClusterFor"/> and <see cref="ConsistentHashOf"/> read.</summary>
+    public DestinationInputs DestinationInputs(string host) => new(host, _services.GetValueOrDefault(host));
+
     /// <summary>Whether any match block of <paramref name="virtualService"/> selects callers (<c>sourceLabels</c>/<c>sourceNamespace</c>).</summary>
     public static bool IsSourceScoped(VirtualServiceModel virtualService)
     {

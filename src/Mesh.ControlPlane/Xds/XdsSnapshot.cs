@@ -32,6 +32,9 @@ internal sealed record ResolvedService(
     LoadBalancerKind LoadBalancer,
     ImmutableArray<ResolvedEndpoint> Endpoints)
 {
+    /// <summary>The DestinationRule that applies to this host (the one the properties below come from); null when none does.</summary>
+    public DestinationRuleModel? Rule { get; init; }
+
     /// <summary>The DestinationRule's <c>tls.mode</c> for this host; null means auto mTLS (see <see cref="XdsTranslator.UsesMutualTls"/>).</summary>
     public UpstreamTlsMode? TlsMode { get; init; }
 
@@ -219,6 +222,9 @@ internal sealed class XdsSnapshot
             }
         }
     }
+
+    /// <summary>What each service was translated from and into: the next snapshot reuses the services whose inputs did not change.</summary>
+    internal ServiceTranslations? Translations { get; init; }
 
     /// <summary>Server-side listeners by name <c>xds.istio.io/grpc/lds/inbound/&lt;ip&gt;:&lt;port&gt;</c>, each with the identities it may be served to.</summary>
     public InboundListenerSet InboundListeners { get; init; } = InboundListenerSet.Empty;

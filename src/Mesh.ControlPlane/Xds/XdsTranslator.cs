@@ -54,7 +54,7 @@ internal static class XdsTranslator
         XdsSnapshot? previous = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var services = Resolve(model);
+        var services = Resolve(model, previous?.Services ?? default);
         var clusters = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var endpoints = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var routes = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
@@ -64,50 +64,41 @@ internal static class XdsTranslator
         var localityPlans = new Dictionary<string, LocalityLbPlan>(StringComparer.Ordinal);
         var sourceScoped = new List<(ResolvedService Service, uint Port)>();
 
-        var peerAuthentications = model.Config.PeerAuthentications;
         var routing = new RouteTranslator(services, model.Config.VirtualServices);
+        var translations = new ServiceTranslations(model.Config.PeerAuthentications, rootNamespace, trustDomain);
+        var reusable = previous?.Translations?.For(translations);
         foreach (var service in services)
         {
-            UpstreamTlsContext? serviceTls = null;
-            foreach (var port in service.Entry.Ports)
+            // A service whose inputs are the ones its previous translation was made from keeps that translation (the same
+            // resource instances: nothing packed, digested or compared again); only what changed is translated.
+            var translation = reusable?.Find(service, routing) ?? TranslateService(service, routing, translations);
+            translations.Add(translation);
+            foreach (var port in translation.Ports)
             {
-                var tls = UsesMutualTls(service, port.Number, peerAuthentications, rootNamespace)
-                    ? serviceTls ??= BuildUpstreamTlsContext(UpstreamSubjectAltNames(service, trustDomain))
-                    : null;
-                var name = ClusterName(port.Number, service.Host);
-                var (lb, resilience) = TrafficPolicyModel.Merge(service.Traffic, null, port.Number);
-                var portEndpoints = service.Endpoints.Where(e => e.ServicePort == port.Number).ToImmutableArray();
-                clusters[name] = new XdsResource(name, Any.Pack(WithLocalityLb(ClusterResilienceTranslator.Apply(
-                    BuildCluster(name, lb ?? LoadBalancerKind.RoundRobin, tls, ConsistentHashFor(service, null, port.Number)), resilience),
-                    LocalityLbPlan.For(name, LocalityLbFor(service, null, port.Number), resilience.OutlierDetection is not null, portEndpoints), localityPlans)));
-                endpoints[name] = new XdsResource(name, Any.Pack(BuildLoadAssignment(name, portEndpoints)));
-                foreach (var subset in service.Subsets)
+                foreach (var cluster in port.Clusters)
                 {
-                    // Same transport socket as the whole service: a subset is a slice of its endpoints, not another server.
-                    var subsetName = ClusterName(port.Number, service.Host, subset.Name);
-                    var (subsetLb, subsetResilience) = TrafficPolicyModel.Merge(
-                        service.Traffic, (subset.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = subset.LoadBalancer }, port.Number);
-                    var subsetEndpoints = portEndpoints.Where(e => HostNames.LabelsMatch(subset.Labels, e.Workload.Labels)).ToImmutableArray();
-                    clusters[subsetName] = new XdsResource(subsetName, Any.Pack(WithLocalityLb(ClusterResilienceTranslator.Apply(
-                        BuildCluster(subsetName, subsetLb ?? LoadBalancerKind.RoundRobin, tls, ConsistentHashFor(service, subset, port.Number)), subsetResilience),
-                        LocalityLbPlan.For(subsetName, LocalityLbFor(service, subset, port.Number), subsetResilience.OutlierDetection is not null, subsetEndpoints), localityPlans)));
-                    endpoints[subsetName] = new XdsResource(subsetName, Any.Pack(BuildLoadAssignment(subsetName, subsetEndpoints)));
+                    clusters[cluster.Name] = cluster.Cluster;
+                    endpoints[cluster.Name] = cluster.Endpoints;
+                    if (cluster.LocalityPlan is { } plan)
+                    {
+                        localityPlans[cluster.Name] = plan;
+                    }
                 }
 
-                var (meshRoutes, standard, grpc) = BuildRouteResources(routing, service, port.Number, selects: null);
-                routes[name] = meshRoutes;
-                standardRoutes[name] = standard;
-                if (grpc is not null)
+                var name = port.Target.RouteName;
+                routes[name] = port.Routes;
+                standardRoutes[name] = port.StandardRoutes;
+                if (port.StandardGrpcRoutes is { } grpc)
                 {
                     standardGrpcRoutes[name] = grpc;
                 }
 
-                if (routing.Find(service.Host) is { } scopedService && RouteTranslator.IsSourceScoped(scopedService))
+                if (translation.SourceScoped)
                 {
-                    sourceScoped.Add((service, port.Number));
+                    sourceScoped.Add((service, port.Target.Port.Number));
                 }
 
-                listeners[ListenerName(service.Host, port.Number)] = new ListenerTarget(service.Host, port, name);
+                listeners[ListenerName(service.Host, port.Target.Port.Number)] = port.Target;
             }
         }
 
@@ -160,6 +151,7 @@ internal static class XdsTranslator
             EgressScopes = EgressScopes.Build(model.Config.Sidecars, services, model.Config.VirtualServices, rootNamespace),
             ScopeInputs = (model.Config.Sidecars, model.Config.VirtualServices, ServiceNamespaces(services)),
             SourceScopedRouteNames = sourceScopedNames,
+            Translations = translations,
             LocalityLbClusters = localityPlans.ToFrozenDictionary(StringComparer.Ordinal),
             InboundListeners = inbound,
             StandardClientRoutes = shared.StandardClientRoutes,
@@ -178,10 +170,64 @@ internal static class XdsTranslator
     }
 
     /// <summary>
+    /// Every resource of one service (per port: its cluster, assignment, subset clusters and assignments, route
+    /// configurations and listener target), a function of the inputs <see cref="ServiceTranslation"/> records.
+    /// </summary>
+    private static ServiceTranslation TranslateService(ResolvedService service, RouteTranslator routing, ServiceTranslations inputs)
+    {
+        UpstreamTlsContext? serviceTls = null;
+        var ports = new List<PortTranslation>(service.Entry.Ports.Length);
+        var virtualService = routing.Find(service.Host);
+        foreach (var port in service.Entry.Ports)
+        {
+            var tls = UsesMutualTls(service, port.Number, inputs.PeerAuthentications, inputs.RootNamespace)
+                ? serviceTls ??= BuildUpstreamTlsContext(UpstreamSubjectAltNames(service, inputs.TrustDomain))
+                : null;
+            var name = ClusterName(port.Number, service.Host);
+            var portClusters = new List<ClusterTranslation>(1 + service.Subsets.Length);
+            var (lb, resilience) = TrafficPolicyModel.Merge(service.Traffic, null, port.Number);
+            var portEndpoints = service.Endpoints.Where(e => e.ServicePort == port.Number).ToImmutableArray();
+            var plan = LocalityLbPlan.For(name, LocalityLbFor(service, null, port.Number), resilience.OutlierDetection is not null, portEndpoints);
+            portClusters.Add(new ClusterTranslation(
+                name,
+                new XdsResource(name, Any.Pack(ClusterResilienceTranslator.Apply(
+                    BuildCluster(name, lb ?? LoadBalancerKind.RoundRobin, tls, ConsistentHashFor(service, null, port.Number)), resilience))),
+                new XdsResource(name, Any.Pack(BuildLoadAssignment(name, portEndpoints))),
+                plan));
+            foreach (var subset in service.Subsets)
+            {
+                // Same transport socket as the whole service: a subset is a slice of its endpoints, not another server.
+                var subsetName = ClusterName(port.Number, service.Host, subset.Name);
+                var (subsetLb, subsetResilience) = TrafficPolicyModel.Merge(
+                    service.Traffic, (subset.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = subset.LoadBalancer }, port.Number);
+                var subsetEndpoints = portEndpoints.Where(e => HostNames.LabelsMatch(subset.Labels, e.Workload.Labels)).ToImmutableArray();
+                var subsetPlan = LocalityLbPlan.For(subsetName, LocalityLbFor(service, subset, port.Number), subsetResilience.OutlierDetection is not null, subsetEndpoints);
+                portClusters.Add(new ClusterTranslation(
+                    subsetName,
+                    new XdsResource(subsetName, Any.Pack(ClusterResilienceTranslator.Apply(
+                        BuildCluster(subsetName, subsetLb ?? LoadBalancerKind.RoundRobin, tls, ConsistentHashFor(service, subset, port.Number)), subsetResilience))),
+                    new XdsResource(subsetName, Any.Pack(BuildLoadAssignment(subsetName, subsetEndpoints))),
+                    subsetPlan));
+            }
+
+            var (meshRoutes, standard, grpc) = BuildRouteResources(routing, service, port.Number, selects: null);
+            ports.Add(new PortTranslation(new ListenerTarget(service.Host, port, name), portClusters, meshRoutes, standard, grpc));
+        }
+
+        return new ServiceTranslation(
+            service,
+            virtualService,
+            virtualService is null ? [] : [.. RouteTranslator.DestinationHosts(virtualService).Select(routing.DestinationInputs)],
+            DependsOnPeerAuthentications: service.TlsMode is null && service.Entry.WorkloadSelector is not null,
+            SourceScoped: virtualService is not null && RouteTranslator.IsSourceScoped(virtualService),
+            ports);
+    }
+
+    /// <summary>
     /// Whether a client's Sidecar scope may differ from the one <paramref name="previous"/> gave it. Scopes change what a
     /// client gets without changing any resource, so then every connection compares its whole subscription once. Cheap
-    /// to decide: no Sidecar in either snapshot, or the same Sidecars (by value), the same VirtualService list (by
-    /// instance: a folder reload makes a new one) and the same service ports.
+    /// to decide: no Sidecar in either snapshot, or the same Sidecars (by value), the same VirtualServices (by
+    /// value: a folder reload makes a new list of the same instances) and the same service ports.
     /// </summary>
     private static bool EgressScopesMayDiffer(XdsSnapshot previous, YamlConfig config, bool targetsChanged, long serviceNamespaces)
     {
@@ -191,7 +237,7 @@ internal static class XdsTranslator
             return false;
         }
 
-        return targetsChanged || namespaces != serviceNamespaces || virtualServices != config.VirtualServices || !SameSidecars(sidecars, config.Sidecars);
+        return targetsChanged || namespaces != serviceNamespaces || !SameVirtualServices(virtualServices, config.VirtualServices) || !SameSidecars(sidecars, config.Sidecars);
     }
 
     /// <summary>An order-independent digest of which namespace each service host is in (a service moving namespace changes what a scope selects).</summary>
@@ -205,6 +251,10 @@ internal static class XdsTranslator
 
         return digest;
     }
+
+    /// <summary>The same VirtualServices in the same order (a reload keeps the instances of files it did not parse again).</summary>
+    private static bool SameVirtualServices(ImmutableArray<VirtualServiceModel> a, ImmutableArray<VirtualServiceModel> b) =>
+        a.IsDefaultOrEmpty ? b.IsDefaultOrEmpty : !b.IsDefaultOrEmpty && a.AsSpan().SequenceEqual(b.AsSpan());
 
     private static bool SameSidecars(ImmutableArray<SidecarModel> a, ImmutableArray<SidecarModel> b) =>
         a.IsDefaultOrEmpty ? b.IsDefaultOrEmpty
@@ -258,40 +308,50 @@ internal static class XdsTranslator
     }
 
     /// <summary>Selects each service's endpoints and load balancer.</summary>
-    public static ImmutableArray<ResolvedService> Resolve(MeshSnapshot model)
+    public static ImmutableArray<ResolvedService> Resolve(MeshSnapshot model) => Resolve(model, previous: default);
+
+    /// <summary>
+    /// Selects each service's endpoints and load balancer; a service whose ServiceEntry and DestinationRule are the instances
+    /// it was resolved from in <paramref name="previous"/> and whose endpoints come out equal is that instance (which tells
+    /// the translation it is unchanged).
+    /// </summary>
+    public static ImmutableArray<ResolvedService> Resolve(MeshSnapshot model, ImmutableArray<ResolvedService> previous)
     {
         ArgumentNullException.ThrowIfNull(model);
         var rules = model.Config.DestinationRules.GroupBy(r => r.Host, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
-        var workloads = new WorkloadIndex(model.Config.WorkloadEntries.AddRange(model.Registrations));
-        var result = ImmutableArray.CreateBuilder<ResolvedService>();
+        var before = new Dictionary<string, ResolvedService>(previous.IsDefaultOrEmpty ? 0 : previous.Length, StringComparer.Ordinal);
+        foreach (var service in previous.IsDefault ? [] : previous)
+        {
+            before.TryAdd(service.Host, service);
+        }
+
+        WorkloadIndex? workloads = null;
+        var result = ImmutableArray.CreateBuilder<ResolvedService>(model.Config.ServiceEntries.Length);
         foreach (var entry in model.Config.ServiceEntries)
         {
-            var selected = entry.StaticEndpoints.ToList();
-            if (entry.WorkloadSelector is { } selector)
-            {
-                selected.AddRange(workloads.Select(entry.Namespace, selector));
-            }
-
-            var endpoints = ImmutableArray.CreateBuilder<ResolvedEndpoint>();
-            foreach (var port in entry.Ports)
-            {
-                var seen = new HashSet<(string, uint)>();
-                foreach (var workload in selected)
-                {
-                    var target = EndpointPort(port, workload);
-                    if (seen.Add((workload.Address, target)))
-                    {
-                        endpoints.Add(new ResolvedEndpoint(port.Number, workload.Address, target, workload));
-                    }
-                }
-            }
-
+            ImmutableArray<ResolvedEndpoint>? endpoints = null;
             foreach (var host in entry.Hosts)
             {
                 var rule = rules.GetValueOrDefault(host);
-                var lb = rule?.LoadBalancer ?? LoadBalancerKind.RoundRobin;
-                result.Add(new ResolvedService(entry, host, lb, endpoints.ToImmutable())
+                var old = before.GetValueOrDefault(host);
+                if (old is not null && ReferenceEquals(old.Entry, entry) && ReferenceEquals(old.Rule, rule) && entry.WorkloadSelector is null)
                 {
+                    // Inline endpoints only: the same entry has the same endpoints.
+                    result.Add(old);
+                    continue;
+                }
+
+                endpoints ??= ResolveEndpoints(entry, workloads ??= new WorkloadIndex(model.Config.WorkloadEntries.AddRange(model.Registrations)));
+                if (old is not null && ReferenceEquals(old.Entry, entry) && ReferenceEquals(old.Rule, rule) && old.Endpoints.AsSpan().SequenceEqual(endpoints.Value.AsSpan()))
+                {
+                    result.Add(old);
+                    continue;
+                }
+
+                var lb = rule?.LoadBalancer ?? LoadBalancerKind.RoundRobin;
+                result.Add(new ResolvedService(entry, host, lb, endpoints.Value)
+                {
+                    Rule = rule,
                     TlsMode = rule?.TlsMode,
                     Subsets = rule?.Subsets ?? [],
                     Traffic = (rule?.Traffic ?? TrafficPolicyModel.None) with { LoadBalancer = lb },
@@ -302,6 +362,31 @@ internal static class XdsTranslator
         }
 
         return result.ToImmutable();
+    }
+
+    private static ImmutableArray<ResolvedEndpoint> ResolveEndpoints(ServiceEntryModel entry, WorkloadIndex workloads)
+    {
+        var selected = entry.StaticEndpoints.ToList();
+        if (entry.WorkloadSelector is { } selector)
+        {
+            selected.AddRange(workloads.Select(entry.Namespace, selector));
+        }
+
+        var endpoints = ImmutableArray.CreateBuilder<ResolvedEndpoint>();
+        foreach (var port in entry.Ports)
+        {
+            var seen = new HashSet<(string, uint)>();
+            foreach (var workload in selected)
+            {
+                var target = EndpointPort(port, workload);
+                if (seen.Add((workload.Address, target)))
+                {
+                    endpoints.Add(new ResolvedEndpoint(port.Number, workload.Address, target, workload));
+                }
+            }
+        }
+
+        return endpoints.ToImmutable();
     }
 
     /// <summary>
@@ -521,20 +606,6 @@ internal static class XdsTranslator
             || (subset?.Traffic?.PortLevelSettings.Any(p => p.Port == port) ?? false);
         var setting = (replaced ? null : service.LocalityLb) ?? LocalityLbSettingModel.MeshDefault;
         return setting.Enabled == false ? null : setting;
-    }
-
-    /// <summary>
-    /// Records <paramref name="plan"/> when the cluster's assignment depends on the client. Istio also sets
-    /// <c>common_lb_config.locality_weighted_lb_config</c> for Envoy; proxyless clients (gRPC, Mesh) always weight localities.
-    /// </summary>
-    private static Cluster WithLocalityLb(Cluster cluster, LocalityLbPlan? plan, Dictionary<string, LocalityLbPlan> plans)
-    {
-        if (plan is not null)
-        {
-            plans[cluster.Name] = plan;
-        }
-
-        return cluster;
     }
 
     /// <summary>

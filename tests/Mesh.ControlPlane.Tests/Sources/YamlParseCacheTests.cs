@@ -56,4 +56,88 @@ public sealed class YamlParseCacheTests : IDisposable
         Assert.Equal(1, cache.Count);
         Assert.Equal(["a"], after.Config.ServiceEntries.Select(s => s.Name));
     }
+    [Fact]
+    public void Reload_FileUnchangedLongBeforeTheLastRead_NotReadAgain()
+    {
+        var cache = new YamlParseCache();
+        var path = Path.Combine(_directory, "a.yaml");
+        var old = DateTime.UtcNow.AddHours(-1);
+        File.WriteAllText(path, Service("a", "10.0.0.1"));
+        File.SetLastWriteTimeUtc(path, old);
+        Assert.Equal("10.0.0.1", Address(YamlConfigLoader.LoadDirectory(_directory, cache)));
+
+        // Same size, same time as when it was read an hour after its last write: the cached text stands (no read). This is
+        // the contract that makes a reload of thousands of files cost the files that changed.
+        File.WriteAllText(path, Service("a", "10.0.0.9"));
+        File.SetLastWriteTimeUtc(path, old);
+        Assert.Equal("10.0.0.1", Address(YamlConfigLoader.LoadDirectory(_directory, cache)));
+
+        // Any other time, or size, and it is read again.
+        File.SetLastWriteTimeUtc(path, old.AddTicks(1));
+        Assert.Equal("10.0.0.9", Address(YamlConfigLoader.LoadDirectory(_directory, cache)));
+        File.WriteAllText(path, Service("a", "10.0.0.10"));
+        File.SetLastWriteTimeUtc(path, old.AddTicks(1));
+        Assert.Equal("10.0.0.10", Address(YamlConfigLoader.LoadDirectory(_directory, cache)));
+    }
+
+    [Fact]
+    public void Reload_SameSizeSameTimeWrittenRightAfterTheRead_ReadAgain()
+    {
+        // File times are coarse: a write just after a read can keep the time the read saw. A time that close to the read
+        // vouches for nothing.
+        var cache = new YamlParseCache();
+        var path = Path.Combine(_directory, "a.yaml");
+        var recent = DateTime.UtcNow;
+        File.WriteAllText(path, Service("a", "10.0.0.1"));
+        File.SetLastWriteTimeUtc(path, recent);
+        Assert.Equal("10.0.0.1", Address(YamlConfigLoader.LoadDirectory(_directory, cache)));
+
+        File.WriteAllText(path, Service("a", "10.0.0.2"));
+        File.SetLastWriteTimeUtc(path, recent);
+        Assert.Equal("10.0.0.2", Address(YamlConfigLoader.LoadDirectory(_directory, cache)));
+    }
+
+    [Fact]
+    public void Reload_SymbolicLinkRetargeted_ReadAgainThoughTheLinkKeptItsTime()
+    {
+        // As a Kubernetes ConfigMap volume updates: the file is a link whose target changes, the link itself does not.
+        var cache = new YamlParseCache();
+        var old = DateTime.UtcNow.AddHours(-1);
+        var targets = Directory.CreateTempSubdirectory("mesh-parse-cache-targets-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(targets, "one"), Service("a", "10.0.0.1"));
+            File.WriteAllText(Path.Combine(targets, "two"), Service("a", "10.0.0.2"));
+            File.SetLastWriteTimeUtc(Path.Combine(targets, "one"), old);
+            File.SetLastWriteTimeUtc(Path.Combine(targets, "two"), old);
+            var link = Path.Combine(_directory, "a.yaml");
+            File.CreateSymbolicLink(link, Path.Combine(targets, "one"));
+            SetLinkTime(link, old);
+            Assert.Equal("10.0.0.1", Address(YamlConfigLoader.LoadDirectory(_directory, cache)));
+
+            // The new link has the old one's size (same target path length) and time.
+            File.Delete(link);
+            File.CreateSymbolicLink(link, Path.Combine(targets, "two"));
+            SetLinkTime(link, old);
+            Assert.Equal("10.0.0.2", Address(YamlConfigLoader.LoadDirectory(_directory, cache)));
+        }
+        finally
+        {
+            Directory.Delete(targets, recursive: true);
+        }
+    }
+
+    private static void SetLinkTime(string link, DateTime time)
+    {
+        // .NET sets a link's target's time; touch -h sets the link's own.
+        using var touch = System.Diagnostics.Process.Start("touch", ["-h", "-d", "@" + new DateTimeOffset(time).ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture), link]);
+        touch.WaitForExit();
+        Assert.Equal(0, touch.ExitCode);
+    }
+
+    private static string Address(YamlLoadResult result)
+    {
+        Assert.False(result.HasErrors, string.Join("; ", result.Errors));
+        return result.Config.ServiceEntries.Single().StaticEndpoints.Single().Address;
+    }
 }
