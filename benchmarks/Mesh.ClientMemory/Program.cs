@@ -13,10 +13,12 @@ using Microsoft.Extensions.Logging;
 //   dotnet run -c Release --project benchmarks/Mesh.ClientMemory -- --mode Wildcard --services 1000 --endpoints 10
 //   dotnet run -c Release --project benchmarks/Mesh.ClientMemory -- --mode OnDemand --services 5000 --endpoints 10 --call 10
 //   dotnet run -c Release --project benchmarks/Mesh.ClientMemory -- --mode OnDemand --services 5000 --endpoints 10 --call 0
+//   add --protocol Delta for the incremental wire (default StateOfTheWorld)
 // --hold <seconds> keeps the process alive after the measurement, for dotnet-gcdump.
 // The heap is read after full blocking collections: before the client's host is built, once it is synced (and has
 // called --call services), and the difference is what the mesh client costs (its host, stream and snapshot).
 var mode = Argument("--mode", "Wildcard");
+var protocol = Argument("--protocol", "StateOfTheWorld");
 var services = int.Parse(Argument("--services", "1000"), CultureInfo.InvariantCulture);
 var endpoints = int.Parse(Argument("--endpoints", "10"), CultureInfo.InvariantCulture);
 var calls = int.Parse(Argument("--call", mode == "OnDemand" ? "10" : "0"), CultureInfo.InvariantCulture);
@@ -38,6 +40,7 @@ try
     {
         ["Mesh:ControlPlane:Address"] = controlPlane.RequirePlaintextXds().ToString(),
         ["Mesh:ControlPlane:Subscriptions"] = mode,
+        ["Mesh:ControlPlane:Protocol"] = protocol,
         ["Mesh:Service"] = "memory-probe",
     });
     builder.Services.AddLogging(l => l.SetMinimumLevel(LogLevel.Warning));
@@ -76,7 +79,7 @@ try
     var after = Heap();
     GC.KeepAlive(host);
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"mode={mode} services={services} endpoints={endpoints} calls={calls} (refused {failed}) synced+called in {synced.TotalSeconds:F1} s: "
+        $"mode={mode} protocol={protocol} services={services} endpoints={endpoints} calls={calls} (refused {failed}) synced+called in {synced.TotalSeconds:F1} s: "
         + $"heap before {before / 1048576.0:F2} MB, after {after / 1048576.0:F2} MB, mesh client {(after - before) / 1048576.0:F2} MB"));
     if (int.Parse(Argument("--hold", "0"), CultureInfo.InvariantCulture) is > 0 and var hold)
     {
