@@ -35,45 +35,28 @@ internal static partial class YamlConfigLoader
             return new YamlLoadResult(YamlConfig.Empty, [new ConfigError(directory, 0, "config folder does not exist; keeping the last good config")]);
         }
 
-        var files = new DirectoryInfo(directory).EnumerateFiles()
-            .Where(f => f.Name.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || f.Name.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
-            .OrderBy(f => f.FullName, StringComparer.Ordinal)
+        var files = Directory.EnumerateFiles(directory)
+            .Where(f => f.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
+            .Order(StringComparer.Ordinal)
             .ToList();
         var sources = new List<(string, string)>();
         var errors = new List<ConfigError>();
-        var stamps = new Dictionary<string, YamlParseCache.FileStamp>(StringComparer.Ordinal);
-        var readAt = DateTime.UtcNow; // before any read: a write after it gets a later time
         foreach (var file in files)
         {
-            var name = file.Name;
             try
             {
-                // A file whose size and modification time are those it had when last read (long enough before that read
-                // that no write could have kept its time) is that text: a reload of thousands of files reads what changed.
-                var stamp = YamlParseCache.FileStamp.Of(file, readAt);
-                if (cache?.UnchangedText(name, stamp) is { } text)
-                {
-                    stamps[name] = cache.StampOf(name)!.Value;
-                }
-                else
-                {
-                    text = File.ReadAllText(file.FullName);
-                    stamps[name] = stamp;
-                }
-
-                sources.Add((name, text));
+                sources.Add((Path.GetFileName(file), File.ReadAllText(file)));
             }
             catch (IOException ex)
             {
-                errors.Add(new ConfigError(name, 0, $"cannot read file: {ex.Message}"));
+                errors.Add(new ConfigError(Path.GetFileName(file), 0, $"cannot read file: {ex.Message}"));
             }
             catch (UnauthorizedAccessException ex)
             {
-                errors.Add(new ConfigError(name, 0, $"cannot read file: {ex.Message}"));
+                errors.Add(new ConfigError(Path.GetFileName(file), 0, $"cannot read file: {ex.Message}"));
             }
         }
 
-        cache?.ReplaceStamps(stamps);
         var result = Load(sources, cache);
         return errors.Count == 0 ? result : result with { Errors = [.. errors, .. result.Errors] };
     }
@@ -792,21 +775,13 @@ internal static partial class YamlConfigLoader
 }
 
 /// <summary>
-/// The files of a config folder as last parsed, by name with their text: a reload parses only files whose text changed,
-/// and reads only files whose size or modification time changed (see <see cref="FileStamp"/>). Held by the one folder
-/// watcher; a load replaces its content as a whole (files gone from the folder are dropped).
+/// The files of a config folder as last parsed, by name with their text: a reload parses only files whose text changed.
+/// Held by the one folder watcher; a load replaces its content as a whole (files gone from the folder are dropped).
 /// </summary>
 internal sealed class YamlParseCache
 {
-    /// <summary>
-    /// How long before a read a file's modification time must be for its size and time to vouch for its text: file times
-    /// are coarse (a jiffy on Linux, 2 s on FAT), so a write right after a read may keep the time it had (git's "racy clean").
-    /// </summary>
-    internal static readonly TimeSpan TimeGranularity = TimeSpan.FromSeconds(2);
-
     private readonly Lock _gate = new();
     private Dictionary<string, (string Text, YamlConfigLoader.ParsedFile Parse)> _files = new(StringComparer.Ordinal);
-    private Dictionary<string, FileStamp> _stamps = new(StringComparer.Ordinal);
 
     public int Count
     {
@@ -827,54 +802,11 @@ internal sealed class YamlParseCache
         }
     }
 
-    /// <summary>The text last read from <paramref name="file"/> when <paramref name="now"/> shows it cannot have changed since; else null.</summary>
-    internal string? UnchangedText(string file, FileStamp now)
-    {
-        lock (_gate)
-        {
-            return _stamps.TryGetValue(file, out var then) && then.Vouches(now) && _files.TryGetValue(file, out var entry) ? entry.Text : null;
-        }
-    }
-
-    internal FileStamp? StampOf(string file)
-    {
-        lock (_gate)
-        {
-            return _stamps.TryGetValue(file, out var stamp) ? stamp : null;
-        }
-    }
-
     internal void Replace(Dictionary<string, (string Text, YamlConfigLoader.ParsedFile Parse)> files)
     {
         lock (_gate)
         {
             _files = files;
         }
-    }
-
-    internal void ReplaceStamps(Dictionary<string, FileStamp> stamps)
-    {
-        lock (_gate)
-        {
-            _stamps = stamps;
-        }
-    }
-
-    /// <summary>A file's size and modification time when it was read, and when (UTC) the read started.</summary>
-    internal readonly record struct FileStamp(long Length, DateTime LastWriteUtc, DateTime ReadAtUtc, bool IsLink)
-    {
-        public static FileStamp Of(FileInfo file, DateTime readAt)
-        {
-            ArgumentNullException.ThrowIfNull(file);
-            return new FileStamp(file.Length, file.LastWriteTimeUtc, readAt, file.Attributes.HasFlag(FileAttributes.ReparsePoint));
-        }
-
-        /// <summary>
-        /// Whether the text read under this stamp is still the file's text, <paramref name="now"/> being its stamp now:
-        /// same size and time, a time older than the read by more than the file system's granularity, and no symbolic
-        /// link (a link swapped elsewhere, as Kubernetes updates a ConfigMap volume, keeps its own time).
-        /// </summary>
-        public bool Vouches(FileStamp now) =>
-            !IsLink && !now.IsLink && Length == now.Length && LastWriteUtc == now.LastWriteUtc && LastWriteUtc < ReadAtUtc - TimeGranularity;
     }
 }
