@@ -34,11 +34,18 @@ internal sealed record ClientCertificateInfo(string Serial, DateTimeOffset NotAf
 /// </remarks>
 internal sealed partial class AdsClientSession
 {
+    /// <summary>
+    /// The longest resource name (or version) a client may send: Istio's longest names (<c>outbound|port|subset|fqdn</c>,
+    /// a DNS name at most 253 characters) stay far below it, and a delta stream keeps what it is sent until unsubscribed.
+    /// </summary>
+    public const int MaxResourceNameLength = 1024;
+
     private const int MaxNacksKept = 20;
 
     private readonly string _variant;
     private readonly List<NackInfo> _nacks = [];
     private string? _versionLabel;
+    private bool _nodeAdopted;
 
     public AdsClientSession(
         string variant, long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity, AdsLimits? limits,
@@ -130,15 +137,17 @@ internal sealed partial class AdsClientSession
     /// </summary>
     public bool Accept(Node? node, string typeUrl)
     {
-        if (node is not null && View.NodeId.Length == 0)
+        // The node's first appearance only (xds_protocol: sent on the first request): a view changed later would leave the
+        // per-type state built for the old one, and each adoption logs at Information.
+        if (node is not null && !_nodeAdopted)
         {
+            _nodeAdopted = true;
             lock (Gate)
             {
                 View = AdsClientView.For(node, Identity, Logger);
             }
 
-            // Once per stream even when the node has no id (this block then runs again on every request).
-            if (_versionLabel is null && Metrics is not null)
+            if (Metrics is not null)
             {
                 _versionLabel = Metrics.ClientConnected(AdsNode.VersionOf(node));
             }
@@ -153,6 +162,40 @@ internal sealed partial class AdsClientSession
 
         LogUnknownType(Logger, _variant, ClientId, AdsNode.Printable(typeUrl));
         return false;
+    }
+
+    /// <summary>
+    /// Checks names a request sends (<paramref name="what"/> says where, for the error): each at most
+    /// <see cref="MaxResourceNameLength"/> characters (INVALID_ARGUMENT), and at most <c>AdsMaxResourceNamesPerType</c> of
+    /// them naming nothing that exists (RESOURCE_EXHAUSTED). Names of existing resources cost the stream nothing the
+    /// snapshot does not hold already, so a client subscribing to every resource of a mesh larger than the limit (a
+    /// wildcard Mesh.Client asks for every assignment by name; a reconnecting delta client lists all it has) is never refused.
+    /// </summary>
+    public void CheckNames(string typeUrl, ICollection<string> names, string what)
+    {
+        ArgumentNullException.ThrowIfNull(names);
+        foreach (var name in names)
+        {
+            if (name.Length > MaxResourceNameLength)
+            {
+                throw new RpcException(new Status(StatusCode.InvalidArgument,
+                    $"{what} holds a {typeUrl} name of {name.Length.ToString(CultureInfo.InvariantCulture)} characters; resource names are at most {MaxResourceNameLength.ToString(CultureInfo.InvariantCulture)}"));
+            }
+        }
+
+        var limit = Limits.MaxResourceNamesPerType;
+        if (names.Count <= limit)
+        {
+            return;
+        }
+
+        var snapshot = Publisher.Current;
+        var unknown = names.Count(n => !View.Exists(typeUrl, n, snapshot));
+        if (unknown > limit)
+        {
+            throw new RpcException(new Status(StatusCode.ResourceExhausted,
+                $"{what} holds {unknown.ToString(CultureInfo.InvariantCulture)} {typeUrl} names of resources that do not exist; an ADS stream may subscribe to at most {limit.ToString(CultureInfo.InvariantCulture)} such names per type (ControlPlane:AdsMaxResourceNamesPerType)"));
+        }
     }
 
     /// <summary>Keeps (the last few) and logs a NACK; the caller holds <see cref="Gate"/>. Client-supplied text is made printable first.</summary>

@@ -141,6 +141,23 @@ internal sealed partial class AdsClientView
     }
 
     /// <summary>
+    /// Whether <paramref name="name"/> names a resource of <paramref name="typeUrl"/> in <paramref name="snapshot"/> (any
+    /// spelling of a listener, any inbound listener whoever it belongs to), without building it.
+    /// </summary>
+    public bool Exists(string typeUrl, string name, XdsSnapshot snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        if (typeUrl == TypeUrls.Listener)
+        {
+            return name.StartsWith(InboundListenerTranslator.NamePrefix, StringComparison.Ordinal)
+                ? snapshot.InboundListeners.IdentitiesOf(name) is not null
+                : snapshot.ResolveListener(name, Namespace) is not null;
+        }
+
+        return All(typeUrl, snapshot).ContainsKey(name);
+    }
+
+    /// <summary>
     /// This client's Sidecar scope in <paramref name="snapshot"/> (null: no Sidecar applies, everything is visible): looked
     /// up by the namespace the source selectors use (the certificate's on the secure port) and the labels it claims.
     /// </summary>
@@ -201,7 +218,7 @@ internal sealed partial class AdsClientView
         return null;
     }
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "ADS client {ClientId} ({Identity}) asked for inbound listener {Name}, which belongs to {Owner}: not served")]
+    [LoggerMessage(EventId = 1, EventName = "AdsInboundListenerDenied", Level = LogLevel.Warning, Message = "ADS client {ClientId} ({Identity}) asked for inbound listener {Name}, which belongs to {Owner}: not served")]
     private static partial void LogInboundDenied(ILogger logger, string clientId, string identity, string name, string owner);
 
     private sealed record ScopeOf(long Version, EgressScope? Scope);

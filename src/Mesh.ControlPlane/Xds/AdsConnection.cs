@@ -79,11 +79,7 @@ internal sealed partial class AdsConnection
             return;
         }
 
-        if (request.ResourceNames.Count > _session.Limits.MaxResourceNamesPerType)
-        {
-            throw new RpcException(new Status(StatusCode.ResourceExhausted,
-                $"a {typeUrl} request names {request.ResourceNames.Count.ToString(CultureInfo.InvariantCulture)} resources; an ADS stream may subscribe to at most {_session.Limits.MaxResourceNamesPerType.ToString(CultureInfo.InvariantCulture)} per type (ControlPlane:AdsMaxResourceNamesPerType)"));
-        }
+        _session.CheckNames(typeUrl, request.ResourceNames, "a request's resource_names");
 
         bool forceAll;
         List<string> added;
@@ -417,9 +413,9 @@ internal sealed partial class AdsConnection
         public string? AckedVersion { get; set; }
     }
 
-    [LoggerMessage(EventId = 6, Level = LogLevel.Debug, Message = "ADS client {ClientId}: ignoring {TypeUrl} request with stale nonce {Nonce} (latest {LatestNonce})")]
+    [LoggerMessage(EventId = 6, EventName = "AdsStaleNonce", Level = LogLevel.Debug, Message = "ADS client {ClientId}: ignoring {TypeUrl} request with stale nonce {Nonce} (latest {LatestNonce})")]
     private static partial void LogStaleNonce(ILogger logger, string clientId, string typeUrl, string nonce, string latestNonce);
 
-    [LoggerMessage(EventId = 8, Level = LogLevel.Debug, Message = "ADS client {ClientId}: sending {TypeUrl} version {Version} nonce {Nonce} with {Count} resources")]
+    [LoggerMessage(EventId = 8, EventName = "AdsSend", Level = LogLevel.Debug, Message = "ADS client {ClientId}: sending {TypeUrl} version {Version} nonce {Nonce} with {Count} resources")]
     private static partial void LogSend(ILogger logger, string clientId, string typeUrl, string version, string nonce, int count);
 }

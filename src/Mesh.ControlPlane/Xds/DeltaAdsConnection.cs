@@ -87,15 +87,13 @@ internal sealed partial class DeltaAdsConnection
             return;
         }
 
-        var limit = _session.Limits.MaxResourceNamesPerType;
-        if (request.ResourceNamesSubscribe.Count > limit)
+        _session.CheckNames(typeUrl, request.ResourceNamesSubscribe, "a request's resource_names_subscribe");
+        _session.CheckNames(typeUrl, request.ResourceNamesUnsubscribe, "a request's resource_names_unsubscribe");
+        _session.CheckNames(typeUrl, request.InitialResourceVersions.Keys, "a request's initial_resource_versions");
+        if (request.InitialResourceVersions.Values.FirstOrDefault(v => v.Length > AdsClientSession.MaxResourceNameLength) is { } version)
         {
-            throw TooManyNames($"the {typeUrl} subscription of this delta ADS stream would hold {request.ResourceNamesSubscribe.Count.ToString(CultureInfo.InvariantCulture)} names");
-        }
-
-        if (request.InitialResourceVersions.Count > limit)
-        {
-            throw TooManyNames($"a {typeUrl} request lists {request.InitialResourceVersions.Count.ToString(CultureInfo.InvariantCulture)} initial_resource_versions");
+            throw new RpcException(new Status(StatusCode.InvalidArgument,
+                $"a request's initial_resource_versions holds a version of {version.Length.ToString(CultureInfo.InvariantCulture)} characters; versions are at most {AdsClientSession.MaxResourceNameLength.ToString(CultureInfo.InvariantCulture)}"));
         }
 
         HashSet<string> forced;
@@ -106,9 +104,9 @@ internal sealed partial class DeltaAdsConnection
             state ??= _types[typeUrl] = new TypeState();
             Answer(typeUrl, state, request);
             (forced, respond) = Subscribe(state, request, isNew);
-            if (state.Names.Count > limit)
+            if (request.ResourceNamesSubscribe.Count > 0)
             {
-                throw TooManyNames($"the {typeUrl} subscription of this delta ADS stream would hold {state.Names.Count.ToString(CultureInfo.InvariantCulture)} names");
+                _session.CheckNames(typeUrl, state.Names, "the subscription of this delta ADS stream");
             }
         }
 
@@ -430,10 +428,6 @@ internal sealed partial class DeltaAdsConnection
         TypeUrl = typeUrl,
         ControlPlane = new Mesh.Xds.Envoy.Config.Core.V3.ControlPlane { Identifier = "mesh-control-plane" },
     };
-
-    private RpcException TooManyNames(string what) =>
-        new(new Status(StatusCode.ResourceExhausted,
-            $"{what}; an ADS stream may subscribe to at most {_session.Limits.MaxResourceNamesPerType.ToString(CultureInfo.InvariantCulture)} per type (ControlPlane:AdsMaxResourceNamesPerType)"));
 
     private sealed class TypeState
     {

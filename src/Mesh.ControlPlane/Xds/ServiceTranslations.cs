@@ -58,6 +58,9 @@ internal sealed class ServiceTranslations(ImmutableArray<PeerAuthenticationModel
 
     public int Count => _byHost.Count;
 
+    /// <summary>The translation kept for the service of <paramref name="host"/>; null when there is none.</summary>
+    public ServiceTranslation? Of(string host) => _byHost.GetValueOrDefault(host);
+
     public void Add(ServiceTranslation translation)
     {
         ArgumentNullException.ThrowIfNull(translation);

@@ -70,8 +70,9 @@ internal static class XdsTranslator
         foreach (var service in services)
         {
             // A service whose inputs are the ones its previous translation was made from keeps that translation (the same
-            // resource instances: nothing packed, digested or compared again); only what changed is translated.
-            var translation = reusable?.Find(service, routing) ?? TranslateService(service, routing, translations);
+            // resource instances: nothing packed, digested or compared again); only what changed is translated, and what
+            // that gives with the bytes of before is the instance of before (kept so, not compared again next time).
+            var translation = reusable?.Find(service, routing) ?? WithPreviousInstances(TranslateService(service, routing, translations), previous);
             translations.Add(translation);
             foreach (var port in translation.Ports)
             {
@@ -221,6 +222,33 @@ internal static class XdsTranslator
             DependsOnPeerAuthentications: service.TlsMode is null && service.Entry.WorkloadSelector is not null,
             SourceScoped: virtualService is not null && RouteTranslator.IsSourceScoped(virtualService),
             ports);
+    }
+
+    /// <summary>
+    /// <paramref name="translation"/> with each resource whose bytes equal <paramref name="previous"/>'s resource of the same
+    /// name replaced by that instance: a service translated again to the same output (a reloaded file's new instances)
+    /// then holds one serialized copy, and the snapshots after it compare it by reference.
+    /// </summary>
+    private static ServiceTranslation WithPreviousInstances(ServiceTranslation translation, XdsSnapshot? previous)
+    {
+        if (previous is null)
+        {
+            return translation;
+        }
+
+        return translation with
+        {
+            Ports = [.. translation.Ports.Select(p => p with
+            {
+                Clusters = [.. p.Clusters.Select(c => c with { Cluster = Previous(c.Cluster, previous.Clusters), Endpoints = Previous(c.Endpoints, previous.Endpoints) })],
+                Routes = Previous(p.Routes, previous.Routes),
+                StandardRoutes = Previous(p.StandardRoutes, previous.StandardClientRoutes),
+                StandardGrpcRoutes = p.StandardGrpcRoutes is { } grpc ? Previous(grpc, previous.StandardGrpcRoutes) : null,
+            })],
+        };
+
+        static XdsResource Previous(XdsResource resource, IReadOnlyDictionary<string, XdsResource> before) =>
+            before.TryGetValue(resource.Name, out var old) && XdsChanges.SameContent(old, resource) ? old : resource;
     }
 
     /// <summary>

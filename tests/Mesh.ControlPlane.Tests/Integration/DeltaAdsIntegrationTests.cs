@@ -482,8 +482,49 @@ public sealed class DeltaAdsIntegrationTests
         var error = await ads.ErrorAsync();
 
         Assert.Equal(StatusCode.ResourceExhausted, error.StatusCode);
-        Assert.Contains("would hold 4 names", error.Status.Detail, StringComparison.Ordinal);
-        Assert.Contains("at most 3 per type (ControlPlane:AdsMaxResourceNamesPerType)", error.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("the subscription of this delta ADS stream holds 4", error.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("at most 3 such names per type (ControlPlane:AdsMaxResourceNamesPerType)", error.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task DeltaAggregatedResources_MoreExistingResourcesThanTheNameLimit_WildcardAndReconnectServed()
+    {
+        // A mesh larger than the limit: a client subscribing to every assignment by name, and reconnecting with all it
+        // has in initial_resource_versions, is served (names of existing resources are not what the limit bounds).
+        await using var cp = await ControlPlaneFixture.StartAsync(["--ControlPlane:AdsMaxResourceNamesPerType=1"], ("orders.yaml", Orders), ("payments.yaml", Payments));
+        Dictionary<string, string> versions;
+        await using (var first = new DeltaAdsTestClient(cp.Channel))
+        {
+            await first.SendAsync(TypeUrls.Cluster, ["*"], node: AdsTestClient.Node());
+            versions = (await first.NextAckedAsync()).Resources.ToDictionary(r => r.Name, r => r.Version);
+            await first.SendAsync(TypeUrls.ClusterLoadAssignment, versions.Keys);
+            Assert.Equal(versions.Keys.Order(StringComparer.Ordinal), (await first.NextAckedAsync()).Resources.Select(r => r.Name).Order(StringComparer.Ordinal));
+        }
+
+        await using var second = new DeltaAdsTestClient(cp.Channel);
+        await second.SendAsync(TypeUrls.Cluster, ["*"], node: AdsTestClient.Node(), initialVersions: versions);
+        await second.SendAsync(TypeUrls.ClusterLoadAssignment, [Cluster80, PaymentsCluster], initialVersions: new Dictionary<string, string>());
+        var eds = await second.NextAckedAsync();
+        Assert.Equal(TypeUrls.ClusterLoadAssignment, eds.TypeUrl);
+        Assert.Null(second.Error);
+
+        // Two names that do not exist are over the limit of one.
+        await second.SendAsync(TypeUrls.ClusterLoadAssignment, ["made-up-1", "made-up-2"]);
+        Assert.Equal(StatusCode.ResourceExhausted, (await second.ErrorAsync()).StatusCode);
+    }
+
+    [Fact]
+    public async Task DeltaAggregatedResources_HugeResourceName_InvalidArgumentBeforeAnythingIsKept()
+    {
+        await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
+        await using var ads = new DeltaAdsTestClient(cp.Channel);
+
+        // A delta stream keeps what it is subscribed to until unsubscribed: a megabyte name is refused, not stored.
+        await ads.SendAsync(TypeUrls.ClusterLoadAssignment, [new string('x', 1 << 20)], node: AdsTestClient.Node());
+        var error = await ads.ErrorAsync();
+
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.Contains("resource_names_subscribe holds a type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment name of 1048576 characters; resource names are at most 1024", error.Status.Detail, StringComparison.Ordinal);
     }
 
     private static async Task<PrometheusText> ScrapeUntilAsync(ControlPlaneFixture cp, Func<PrometheusText, bool> condition, string failure)

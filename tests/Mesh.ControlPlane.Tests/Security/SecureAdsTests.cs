@@ -110,6 +110,7 @@ public sealed class SecureAdsTests
         var error = await ads.ErrorAsync();
 
         Assert.Equal(StatusCode.ResourceExhausted, error.StatusCode);
-        Assert.Contains("at most 3 per type (ControlPlane:AdsMaxResourceNamesPerType)", error.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("holds 4 type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment names of resources that do not exist", error.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("at most 3 such names per type (ControlPlane:AdsMaxResourceNamesPerType)", error.Status.Detail, StringComparison.Ordinal);
     }
 }

@@ -56,4 +56,22 @@ public sealed class YamlParseCacheTests : IDisposable
         Assert.Equal(1, cache.Count);
         Assert.Equal(["a"], after.Config.ServiceEntries.Select(s => s.Name));
     }
+
+    [Fact]
+    public void Reload_EditKeepsSizeAndAnOldModificationTime_StillRead()
+    {
+        // cp -p, tar, rsync -a and reproducible bundles keep a file's old time: a same-length edit (another principal,
+        // another address, another weight) must not be taken for the text read before.
+        var cache = new YamlParseCache();
+        var file = Path.Combine(_directory, "a.yaml");
+        var old = DateTime.UtcNow - TimeSpan.FromHours(1);
+        File.WriteAllText(file, Service("a", "10.0.0.1"));
+        File.SetLastWriteTimeUtc(file, old);
+        Assert.Equal("10.0.0.1", YamlConfigLoader.LoadDirectory(_directory, cache).Config.ServiceEntries.Single().StaticEndpoints.Single().Address);
+
+        File.WriteAllText(file, Service("a", "10.0.0.9"));
+        File.SetLastWriteTimeUtc(file, old);
+
+        Assert.Equal("10.0.0.9", YamlConfigLoader.LoadDirectory(_directory, cache).Config.ServiceEntries.Single().StaticEndpoints.Single().Address);
+    }
 }

@@ -39,7 +39,7 @@ public sealed class DeltaAdsConnectionTests
 
         Assert.Equal(StatusCode.ResourceExhausted, ex.StatusCode);
         Assert.Equal(
-            $"a {TypeUrls.Cluster} request lists 3 initial_resource_versions; an ADS stream may subscribe to at most 2 per type (ControlPlane:AdsMaxResourceNamesPerType)",
+            $"a request's initial_resource_versions holds 3 {TypeUrls.Cluster} names of resources that do not exist; an ADS stream may subscribe to at most 2 such names per type (ControlPlane:AdsMaxResourceNamesPerType)",
             ex.Status.Detail);
     }
 

@@ -217,6 +217,39 @@ public sealed class IncrementalTranslationTests : IDisposable
     }
 
     [Fact]
+    public void Translate_ServiceTranslatedAgainToTheSameBytes_KeepsThePreviousInstancesFromThenOn()
+    {
+        var model = ScaleModels.Mesh(5, 3);
+        var first = XdsTranslator.Translate(model, 1);
+
+        // svc-0's ServiceEntry is a new instance with the same values (a reloaded file): svc-0 is translated again, to the
+        // same bytes. Its resources must be the instances of before, in this snapshot and in the next one that reuses the
+        // translation (not a second serialized copy compared byte for byte on every change).
+        var entries = model.Config.ServiceEntries;
+        var reloaded = model with { Version = 2, Config = model.Config with { ServiceEntries = entries.SetItem(0, entries[0] with { }) } };
+        var second = XdsTranslator.Translate(reloaded, 2, previous: first);
+        var third = XdsTranslator.Translate(reloaded with { Version = 3 }, 3, previous: second);
+
+        Assert.NotSame(first.Services[0], second.Services[0]);
+        foreach (var snapshot in new[] { second, third })
+        {
+            Assert.All(snapshot.Clusters, c => Assert.True(ReferenceEquals(first.Clusters[c.Key], c.Value), c.Key));
+            Assert.All(snapshot.Endpoints, e => Assert.True(ReferenceEquals(first.Endpoints[e.Key], e.Value), e.Key));
+            Assert.All(snapshot.Routes, r => Assert.True(ReferenceEquals(first.Routes[r.Key], r.Value), r.Key));
+            Assert.True(snapshot.Changes!.IsEmpty(TypeUrls.ClusterLoadAssignment));
+
+            // What the next snapshot takes from: the same instances, not a copy of equal bytes.
+            var kept = snapshot.Translations!.Of(snapshot.Services[0].Host)!;
+            Assert.All(kept.Ports.SelectMany(p => p.Clusters), c =>
+            {
+                Assert.Same(first.Clusters[c.Name], c.Cluster);
+                Assert.Same(first.Endpoints[c.Name], c.Endpoints);
+            });
+            Assert.All(kept.Ports, p => Assert.Same(first.Routes[p.Target.RouteName], p.Routes));
+        }
+    }
+
+    [Fact]
     public void Translate_TrustDomainChanged_EveryServiceTranslatedAgain()
     {
         var model = Snapshot([Service(selector: new Dictionary<string, string> { ["app"] = "orders" })], [Workload("10.0.0.1", new Dictionary<string, uint> { ["http"] = 8080 }) with { ServiceAccount = "orders" }]);
