@@ -34,7 +34,7 @@ internal sealed class ControlPlaneChannel : IDisposable
         }
 
         // An http:// address means h2c (prior knowledge), which GrpcChannel's default handler speaks.
-        _channel = new Lazy<GrpcChannel>(() => IsSecure ? CreateRotatingChannel() : GrpcChannel.ForAddress(Address), LazyThreadSafetyMode.ExecutionAndPublication);
+        _channel = new Lazy<GrpcChannel>(() => IsSecure ? CreateRotatingChannel() : GrpcChannel.ForAddress(Address, new GrpcChannelOptions { MaxReceiveMessageSize = MaxResponseBytes }), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     public Uri Address { get; }
@@ -82,11 +82,23 @@ internal sealed class ControlPlaneChannel : IDisposable
         }
     }
 
+    /// <summary>
+    /// The largest ADS response the client takes. gRPC's default (4 MB) is less than one wildcard CDS or EDS response of a
+    /// few thousand services (about 2 MB of assignments at 5,000 services × 10 endpoints, clusters with mTLS contexts more),
+    /// and a response over the limit ends the stream before it is read, on every reconnect: the client would never sync.
+    /// </summary>
+    internal const int MaxResponseBytes = 128 * 1024 * 1024;
+
     private GrpcChannel CreateSecureChannel() =>
         GrpcChannel.ForAddress(Address, new GrpcChannelOptions { HttpHandler = CreateHandler(), DisposeHttpClient = true });
 
     private GrpcChannel CreateRotatingChannel() =>
-        GrpcChannel.ForAddress(Address, new GrpcChannelOptions { HttpHandler = new RotatingHandler(_certificates!, CreateHandler, () => IdentityRotated?.Invoke()), DisposeHttpClient = true });
+        GrpcChannel.ForAddress(Address, new GrpcChannelOptions
+        {
+            HttpHandler = new RotatingHandler(_certificates!, CreateHandler, () => IdentityRotated?.Invoke()),
+            DisposeHttpClient = true,
+            MaxReceiveMessageSize = MaxResponseBytes,
+        });
 
     /// <summary>
     /// A handler whose connections present the SVID current when it was made (leaf + intermediates); the long-lived

@@ -185,6 +185,7 @@ internal sealed partial class XdsClient
             var kind = XdsTypeUrls.KindOf(response.TypeUrl);
             var accepted = new Dictionary<string, (object, string)>(StringComparer.Ordinal);
             var seen = new HashSet<string>(StringComparer.Ordinal);
+            var shared = new XdsResourceDecoder.SharedValues(); // equal parts of one response are one instance, as for SotW
             for (var i = 0; i < response.Resources.Count; i++)
             {
                 var resource = response.Resources[i];
@@ -203,10 +204,10 @@ internal sealed partial class XdsClient
                 }
 
                 var own = new List<string>();
-                var decoded = XdsResourceDecoder.DecodeAll(response.TypeUrl, [any], own);
+                var decoded = XdsResourceDecoder.DecodeAll(response.TypeUrl, [any], own, shared, _ => where);
                 if (decoded is null)
                 {
-                    errors.AddRange(own.Select(e => e.StartsWith($"{kind} resources[0]", StringComparison.Ordinal) ? where + e[$"{kind} resources[0]".Length..] : e));
+                    errors.AddRange(own);
                     continue;
                 }
 

@@ -22,21 +22,28 @@ namespace Mesh.Client.Xds;
 /// </summary>
 internal static class XdsResourceDecoder
 {
-    /// <summary>Decodes every resource of a response; returns null and fills <paramref name="errors"/> when any is invalid.</summary>
-    public static Dictionary<string, object>? DecodeAll(string typeUrl, IEnumerable<Any> resources, List<string> errors)
+    /// <summary>
+    /// Decodes every resource of a response; returns null and fills <paramref name="errors"/> when any is invalid. Equal
+    /// parts of the decoded resources are one instance per <paramref name="shared"/> (one per call when null: pass one
+    /// for the resources of one response decoded a few at a time). <paramref name="location"/> names the resource in
+    /// errors that cannot name it by its own name (default: <c>&lt;kind&gt; resources[i]</c>).
+    /// </summary>
+    public static Dictionary<string, object>? DecodeAll(
+        string typeUrl, IEnumerable<Any> resources, List<string> errors, SharedValues? shared = null, Func<int, string>? location = null)
     {
         ArgumentNullException.ThrowIfNull(resources);
         ArgumentNullException.ThrowIfNull(errors);
         var kind = XdsTypeUrls.KindOf(typeUrl);
         var decoded = new Dictionary<string, object>(StringComparer.Ordinal);
-        var shared = new SharedValues();
+        shared ??= new SharedValues();
+        location ??= i => $"{kind} resources[{i.ToString(System.Globalization.CultureInfo.InvariantCulture)}]";
         var index = 0;
         foreach (var any in resources)
         {
             var before = errors.Count;
             if (!string.Equals(any.TypeUrl, typeUrl, StringComparison.Ordinal))
             {
-                errors.Add($"{kind} resources[{index}]: type {any.TypeUrl} does not match the response type {typeUrl}");
+                errors.Add($"{location(index)}: type {any.TypeUrl} does not match the response type {typeUrl}");
                 index++;
                 continue;
             }
@@ -55,7 +62,7 @@ internal static class XdsResourceDecoder
             }
             catch (InvalidProtocolBufferException ex)
             {
-                errors.Add($"{kind} resources[{index}]: cannot be decoded: {ex.Message}");
+                errors.Add($"{location(index)}: cannot be decoded: {ex.Message}");
                 index++;
                 continue;
             }
@@ -858,7 +865,12 @@ internal static class XdsResourceDecoder
     /// Equal values decoded from one response (locality names, cluster settings), kept once: the client holds every
     /// resource it accepted, and a response of thousands repeats a few values thousands of times.
     /// </summary>
-    private sealed class SharedValues
+    /// <summary>
+    /// Equal decoded parts kept as one instance (what a 1,000-service snapshot repeats: cluster settings, locality names,
+    /// route matches and policies). Shared parts include protobuf messages, which are mutable: nothing may change a decoded
+    /// resource in place.
+    /// </summary>
+    internal sealed class SharedValues
     {
         private readonly HashSet<object> _values = [];
 

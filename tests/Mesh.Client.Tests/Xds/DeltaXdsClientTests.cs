@@ -105,6 +105,25 @@ public sealed class DeltaXdsClientTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Response_LargerThanGrpcsDefaultLimit_Taken()
+    {
+        // A wildcard response of a large mesh is more than gRPC's default 4 MB: over the limit the stream would end before
+        // the response is read, on every reconnect, and the client would never sync.
+        await SyncOrdersAsync();
+        var large = Endpoints("orders", 80, ("10.0.0.2", 8080, HealthStatus.Healthy));
+        large.Endpoints[0].LbEndpoints[0].Metadata = new Metadata { FilterMetadata = { ["padding"] = new Struct { Fields = { ["bytes"] = Value.ForString(new string('x', 5 * 1024 * 1024)) } } } };
+        Assert.True(large.CalculateSize() > 4 * 1024 * 1024, $"the assignment is {large.CalculateSize()} bytes");
+
+        var nonce = await _server.SendAsync(XdsTypeUrls.ClusterLoadAssignment, "5", [(ClusterName("orders"), "e-large", large)]);
+        var ack = await _server.NextRequestAsync(XdsTypeUrls.ClusterLoadAssignment, TimeSpan.FromSeconds(60));
+
+        // Read, decoded and accepted: an ACK of that nonce, no error (over the limit the stream ends with no answer).
+        Assert.Equal(nonce, ack.ResponseNonce);
+        Assert.Null(ack.ErrorDetail);
+        Assert.Equal("5", _client.AcceptedVersions[XdsTypeUrls.ClusterLoadAssignment]);
+    }
+
+    [Fact]
     public async Task Response_Garbage_NackedNamingEveryResource_LastGoodConfigKeepsServing()
     {
         var before = await SyncOrdersAsync();

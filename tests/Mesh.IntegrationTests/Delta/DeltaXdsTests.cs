@@ -32,8 +32,8 @@ public sealed class DeltaXdsTests(ITestOutputHelper output)
         var log = mesh.ControlPlane.Process.Output;
         foreach (var service in new[] { "inventory", "orders", "frontend" })
         {
-            Assert.Matches($@"Delta ADS client [^\n]*~{service}-[^\n]* connected from", log);
-            Assert.DoesNotMatch($@"(?<!Delta )ADS client [^\n]*~{service}-[^\n]* connected from", log);
+            Assert.Matches($@"ADS client [^\n]*~{service}-[^\n]* connected from [^\n]*, delta stream\)", log);
+            Assert.DoesNotMatch($@"ADS client [^\n]*~{service}-[^\n]* connected from [^\n]*, sotw stream\)", log);
         }
 
         // Each subscribed its own inbound listeners by name next to "*" (or its on-demand hosts), and NACKed nothing.
