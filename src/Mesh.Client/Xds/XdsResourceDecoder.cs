@@ -862,13 +862,9 @@ internal static class XdsResourceDecoder
             ?? value.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>
-    /// Equal values decoded from one response (locality names, cluster settings), kept once: the client holds every
-    /// resource it accepted, and a response of thousands repeats a few values thousands of times.
-    /// </summary>
-    /// <summary>
-    /// Equal decoded parts kept as one instance (what a 1,000-service snapshot repeats: cluster settings, locality names,
-    /// route matches and policies). Shared parts include protobuf messages, which are mutable: nothing may change a decoded
-    /// resource in place.
+    /// Equal values decoded from one response (locality names, cluster settings, route matches and policies), kept once:
+    /// the client holds every resource it accepted, and a response of thousands repeats a few values thousands of times.
+    /// Shared parts include protobuf messages, which are mutable: nothing may change a decoded resource in place.
     /// </summary>
     internal sealed class SharedValues
     {

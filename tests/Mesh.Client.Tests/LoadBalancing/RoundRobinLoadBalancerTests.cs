@@ -19,6 +19,19 @@ public sealed class RoundRobinLoadBalancerTests
     }
 
     [Fact]
+    public void Pick_ManyEqualWeights_EveryEndpointOncePerRound()
+    {
+        // A large service (the loop that builds weighted schedules costs endpoints² steps: minutes at this size).
+        var endpoints = Enumerable.Range(0, 100_000).Select(i => new MeshEndpoint($"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", 8080, 1, true)).ToArray();
+        var balancer = new RoundRobinLoadBalancer([.. endpoints]);
+
+        var counts = Count(balancer, endpoints.Length);
+
+        Assert.Equal(endpoints.Length, counts.Count);
+        Assert.All(counts.Values, c => Assert.Equal(1, c));
+    }
+
+    [Fact]
     public void Pick_Weights_RespectsProportions()
     {
         var endpoints = Endpoints(3, 1);
