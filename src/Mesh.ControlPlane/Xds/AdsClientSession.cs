@@ -250,3 +250,25 @@ internal sealed partial class AdsClientSession
     [LoggerMessage(EventId = 7, EventName = "AdsNack", Level = LogLevel.Warning, Message = "ADS client {ClientId} ({Variant} stream) NACKed {TypeUrl} version {Version} nonce {Nonce}: {Message}")]
     private static partial void LogNack(ILogger logger, string variant, string clientId, string typeUrl, string version, string nonce, string message);
 }
+
+/// <summary>What both ADS stream variants expose and read of their <see cref="AdsClientSession"/>.</summary>
+internal abstract class AdsStream(AdsClientSession session)
+{
+    public long Id => Session.Id;
+
+    /// <summary>The client certificate's SPIFFE ID; null on the plaintext port.</summary>
+    public string? Identity => Session.Identity;
+
+    protected AdsClientSession Session { get; } = session;
+
+    protected XdsPublisher Publisher => Session.Publisher;
+
+    protected ILogger Logger => Session.Logger;
+
+    protected ControlPlaneMetrics? Metrics => Session.Metrics;
+
+    protected string ClientId => Session.ClientId;
+
+    protected AdsClientView View => Session.View;
+}
+

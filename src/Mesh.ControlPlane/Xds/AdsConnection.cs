@@ -13,11 +13,10 @@ namespace Mesh.ControlPlane.Xds;
 /// <see cref="Identity"/> is the SPIFFE ID of the client certificate (secure port) or null (plaintext port): inbound
 /// listeners are served only to the identity they belong to, so a null identity never receives one.
 /// </remarks>
-internal sealed partial class AdsConnection
+internal sealed partial class AdsConnection : AdsStream
 {
     private const string Wildcard = "*";
 
-    private readonly AdsClientSession _session;
     private readonly Dictionary<string, TypeState> _types = new(StringComparer.Ordinal);
 
     // Convergence (pilot_proxy_convergence_time): the config change a snapshot push started from, and the types sent
@@ -29,30 +28,15 @@ internal sealed partial class AdsConnection
     public AdsConnection(
         long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null,
         ClientCertificateInfo? certificate = null, ControlPlaneMetrics? metrics = null)
+        : base(new AdsClientSession("sotw", id, peer, publisher, time, logger, identity, limits, certificate, metrics))
     {
-        _session = new AdsClientSession("sotw", id, peer, publisher, time, logger, identity, limits, certificate, metrics);
     }
-
-    public long Id => _session.Id;
-
-    /// <summary>The client certificate's SPIFFE ID; null on the plaintext port.</summary>
-    public string? Identity => _session.Identity;
-
-    private XdsPublisher Publisher => _session.Publisher;
-
-    private ILogger Logger => _session.Logger;
-
-    private ControlPlaneMetrics? Metrics => _session.Metrics;
-
-    private string ClientId => _session.ClientId;
-
-    private AdsClientView View => _session.View;
 
     /// <summary>Runs the stream until the client ends it or <paramref name="cancellationToken"/> fires; throws RESOURCE_EXHAUSTED past a limit.</summary>
     public Task RunAsync(IAsyncStreamReader<DiscoveryRequest> requests, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken) =>
-        _session.RunAsync(requests, "DiscoveryRequest", token => PushAllAsync(responses, token), (request, token) => HandleAsync(request, responses, token), cancellationToken);
+        Session.RunAsync(requests, "DiscoveryRequest", token => PushAllAsync(responses, token), (request, token) => HandleAsync(request, responses, token), cancellationToken);
 
-    public ClientInfo Describe() => _session.Describe(_types, t => t.Wildcard, t => t.Names, t => t.AckedVersion);
+    public ClientInfo Describe() => Session.Describe(_types, t => t.Wildcard, t => t.Names, t => t.AckedVersion);
 
     /// <summary>Pushes what changed in the current snapshot for every type.</summary>
     private async Task PushAllAsync(IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
@@ -74,16 +58,16 @@ internal sealed partial class AdsConnection
     private async Task HandleAsync(DiscoveryRequest request, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
     {
         var typeUrl = request.TypeUrl;
-        if (!_session.Accept(request.Node, typeUrl))
+        if (!Session.Accept(request.Node, typeUrl))
         {
             return;
         }
 
-        _session.CheckNames(typeUrl, request.ResourceNames, "a request's resource_names");
+        Session.CheckNames(typeUrl, request.ResourceNames, "a request's resource_names");
 
         bool forceAll;
         List<string> added;
-        lock (_session.Gate)
+        lock (Session.Gate)
         {
             var isNew = !_types.TryGetValue(typeUrl, out var state);
             state ??= _types[typeUrl] = new TypeState();
@@ -110,7 +94,7 @@ internal sealed partial class AdsConnection
             if (isNack)
             {
                 // Client-supplied text: bounded and without control characters before it reaches logs or the admin API.
-                _session.RecordNack(typeUrl, state.LastVersion ?? request.VersionInfo, request.ResponseNonce, request.ErrorDetail!.Message);
+                Session.RecordNack(typeUrl, state.LastVersion ?? request.VersionInfo, request.ResponseNonce, request.ErrorDetail!.Message);
                 Metrics?.Rejected(typeUrl);
 
                 // A rejected change never converges on this client: it is not measured.
@@ -122,7 +106,7 @@ internal sealed partial class AdsConnection
                 state.AckedVersion = request.VersionInfo;
                 if (_awaitingAck.Remove(typeUrl) && _awaitingAck.Count == 0 && _convergenceStart != 0)
                 {
-                    Metrics?.Converged(_session.Time.GetElapsedTime(_convergenceStart));
+                    Metrics?.Converged(Session.Time.GetElapsedTime(_convergenceStart));
                     _convergenceStart = 0;
                 }
             }
@@ -161,9 +145,9 @@ internal sealed partial class AdsConnection
     /// </remarks>
     private async Task<bool> PushAsync(string typeUrl, bool forceAll, IReadOnlyList<string>? added, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        var started = _session.Time.GetTimestamp();
+        var started = Session.Time.GetTimestamp();
         DiscoveryResponse response;
-        lock (_session.Gate)
+        lock (Session.Gate)
         {
             if (!_types.TryGetValue(typeUrl, out var state))
             {
@@ -197,7 +181,7 @@ internal sealed partial class AdsConnection
 
         LogSend(Logger, ClientId, typeUrl, response.VersionInfo, response.Nonce, response.Resources.Count);
         await WriteAsync(typeUrl, response, responses, cancellationToken);
-        Metrics?.Pushed(typeUrl, _session.Time.GetElapsedTime(started));
+        Metrics?.Pushed(typeUrl, Session.Time.GetElapsedTime(started));
         return true;
     }
 
@@ -390,7 +374,7 @@ internal sealed partial class AdsConnection
 
     /// <summary>Writes <paramref name="response"/>; see <see cref="AdsResponseWriter"/>.</summary>
     private Task WriteAsync(string typeUrl, DiscoveryResponse response, IServerStreamWriter<DiscoveryResponse> responses, CancellationToken cancellationToken) =>
-        AdsResponseWriter.WriteAsync(responses, response, typeUrl, _session.Limits, _session.Time, Metrics, Logger, ClientId, _session.Peer, cancellationToken);
+        AdsResponseWriter.WriteAsync(responses, response, typeUrl, Session.Limits, Session.Time, Metrics, Logger, ClientId, Session.Peer, cancellationToken);
 
     private sealed class TypeState
     {

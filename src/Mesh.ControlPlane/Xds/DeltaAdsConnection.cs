@@ -16,13 +16,12 @@ namespace Mesh.ControlPlane.Xds;
 /// so both serve the same bytes (inbound listeners only to the identity they belong to). Protocol references below are to
 /// envoy's <c>api-docs/xds_protocol.rst</c> ("Incremental xDS" and the sections it links).
 /// </remarks>
-internal sealed partial class DeltaAdsConnection
+internal sealed partial class DeltaAdsConnection : AdsStream
 {
     // Responses of one type a client has not answered yet; an ACK answers its nonce and every older one.
     private const int MaxNoncesInFlight = 32;
     private const string Wildcard = "*";
 
-    private readonly AdsClientSession _session;
     private readonly Dictionary<string, TypeState> _types = new(StringComparer.Ordinal);
 
     // Convergence (pilot_proxy_convergence_time): the config change a wake-up push started from; measured when every
@@ -33,34 +32,19 @@ internal sealed partial class DeltaAdsConnection
     public DeltaAdsConnection(
         long id, string peer, XdsPublisher publisher, TimeProvider time, ILogger logger, string? identity = null, AdsLimits? limits = null,
         ClientCertificateInfo? certificate = null, ControlPlaneMetrics? metrics = null)
+        : base(new AdsClientSession("delta", id, peer, publisher, time, logger, identity, limits, certificate, metrics))
     {
-        _session = new AdsClientSession("delta", id, peer, publisher, time, logger, identity, limits, certificate, metrics);
     }
-
-    public long Id => _session.Id;
-
-    /// <summary>The client certificate's SPIFFE ID; null on the plaintext port.</summary>
-    public string? Identity => _session.Identity;
-
-    private XdsPublisher Publisher => _session.Publisher;
-
-    private ILogger Logger => _session.Logger;
-
-    private ControlPlaneMetrics? Metrics => _session.Metrics;
-
-    private string ClientId => _session.ClientId;
-
-    private AdsClientView View => _session.View;
 
     /// <summary>Runs the stream until the client ends it or <paramref name="cancellationToken"/> fires; throws RESOURCE_EXHAUSTED past a limit.</summary>
     public Task RunAsync(IAsyncStreamReader<DeltaDiscoveryRequest> requests, IServerStreamWriter<DeltaDiscoveryResponse> responses, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(responses);
-        return _session.RunAsync(requests, "DeltaDiscoveryRequest", token => PushAllAsync(responses, token), (request, token) => HandleAsync(request, responses, token), cancellationToken);
+        return Session.RunAsync(requests, "DeltaDiscoveryRequest", token => PushAllAsync(responses, token), (request, token) => HandleAsync(request, responses, token), cancellationToken);
     }
 
     /// <summary>What /debug/clients shows: subscriptions (<c>*</c> first for a wildcard), the snapshot version last ACKed per type, NACKs.</summary>
-    public ClientInfo Describe() => _session.Describe(_types, t => t.Wildcard, t => t.Names, t => t.AckedVersion);
+    public ClientInfo Describe() => Session.Describe(_types, t => t.Wildcard, t => t.Names, t => t.AckedVersion);
 
     /// <summary>Pushes what changed in the current snapshot for every type (make-before-break, xds_protocol "Eventual consistency considerations": CDS, EDS, LDS, RDS).</summary>
     private async Task PushAllAsync(IServerStreamWriter<DeltaDiscoveryResponse> responses, CancellationToken cancellationToken)
@@ -82,14 +66,14 @@ internal sealed partial class DeltaAdsConnection
     private async Task HandleAsync(DeltaDiscoveryRequest request, IServerStreamWriter<DeltaDiscoveryResponse> responses, CancellationToken cancellationToken)
     {
         var typeUrl = request.TypeUrl;
-        if (!_session.Accept(request.Node, typeUrl))
+        if (!Session.Accept(request.Node, typeUrl))
         {
             return;
         }
 
-        _session.CheckNames(typeUrl, request.ResourceNamesSubscribe, "a request's resource_names_subscribe");
-        _session.CheckNames(typeUrl, request.ResourceNamesUnsubscribe, "a request's resource_names_unsubscribe");
-        _session.CheckNames(typeUrl, request.InitialResourceVersions.Keys, "a request's initial_resource_versions");
+        Session.CheckNames(typeUrl, request.ResourceNamesSubscribe, "a request's resource_names_subscribe");
+        Session.CheckNames(typeUrl, request.ResourceNamesUnsubscribe, "a request's resource_names_unsubscribe");
+        Session.CheckNames(typeUrl, request.InitialResourceVersions.Keys, "a request's initial_resource_versions");
         if (request.InitialResourceVersions.Values.FirstOrDefault(v => v.Length > AdsClientSession.MaxResourceNameLength) is { } version)
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument,
@@ -98,7 +82,7 @@ internal sealed partial class DeltaAdsConnection
 
         HashSet<string> forced;
         bool respond;
-        lock (_session.Gate)
+        lock (Session.Gate)
         {
             var isNew = !_types.TryGetValue(typeUrl, out var state);
             state ??= _types[typeUrl] = new TypeState();
@@ -106,7 +90,7 @@ internal sealed partial class DeltaAdsConnection
             (forced, respond) = Subscribe(state, request, isNew);
             if (request.ResourceNamesSubscribe.Count > 0)
             {
-                _session.CheckNames(typeUrl, state.Names, "the subscription of this delta ADS stream");
+                Session.CheckNames(typeUrl, state.Names, "the subscription of this delta ADS stream");
             }
         }
 
@@ -132,7 +116,7 @@ internal sealed partial class DeltaAdsConnection
             Metrics?.Rejected(typeUrl);
             if (index >= 0)
             {
-                _session.RecordNack(typeUrl, state.InFlight[index].Version, request.ResponseNonce, request.ErrorDetail.Message);
+                Session.RecordNack(typeUrl, state.InFlight[index].Version, request.ResponseNonce, request.ErrorDetail.Message);
 
                 // A rejected change never converges on this client: it is not measured.
                 _convergenceStart = 0;
@@ -157,7 +141,7 @@ internal sealed partial class DeltaAdsConnection
         state.InFlight.RemoveRange(0, index + 1);
         if (_convergenceStart != 0 && _types.Values.All(t => t.InFlight.Count == 0))
         {
-            Metrics?.Converged(_session.Time.GetElapsedTime(_convergenceStart));
+            Metrics?.Converged(Session.Time.GetElapsedTime(_convergenceStart));
             _convergenceStart = 0;
         }
     }
@@ -256,9 +240,9 @@ internal sealed partial class DeltaAdsConnection
     /// </summary>
     private async Task<bool> PushAsync(string typeUrl, HashSet<string> forced, bool requested, IServerStreamWriter<DeltaDiscoveryResponse> responses, CancellationToken cancellationToken)
     {
-        var started = _session.Time.GetTimestamp();
+        var started = Session.Time.GetTimestamp();
         DeltaDiscoveryResponse response;
-        lock (_session.Gate)
+        lock (Session.Gate)
         {
             if (!_types.TryGetValue(typeUrl, out var state))
             {
@@ -297,9 +281,9 @@ internal sealed partial class DeltaAdsConnection
         }
 
         LogSend(Logger, ClientId, typeUrl, response.SystemVersionInfo, response.Nonce, response.Resources.Count, response.RemovedResources.Count);
-        await AdsResponseWriter.WriteAsync(responses, response, typeUrl, _session.Limits, _session.Time, Metrics, Logger, ClientId, _session.Peer, cancellationToken);
+        await AdsResponseWriter.WriteAsync(responses, response, typeUrl, Session.Limits, Session.Time, Metrics, Logger, ClientId, Session.Peer, cancellationToken);
 
-        Metrics?.Pushed(typeUrl, _session.Time.GetElapsedTime(started));
+        Metrics?.Pushed(typeUrl, Session.Time.GetElapsedTime(started));
         return true;
     }
 
