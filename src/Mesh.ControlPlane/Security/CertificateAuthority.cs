@@ -169,7 +169,17 @@ internal sealed class CertificateAuthority : IDisposable
         // ForWorkload re-checks the identity by the same rules peers apply, so the CA cannot mint an ID they would refuse.
         SvidProfile.AddLeafExtensions(request, SpiffeId.ForWorkload(identity.TrustDomain, identity.Namespace, identity.ServiceAccount), dnsNames, ipAddresses);
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_signing, true, false));
-        return request.Create(_signing.SubjectName, _generator, now - ClockSkew, notAfter, NewSerial());
+        var leaf = request.Create(_signing.SubjectName, _generator, now - ClockSkew, notAfter, NewSerial());
+
+        // Never hand out a leaf the mesh's own peers would refuse: the workload could not authenticate with it until it
+        // renews, and nothing would say why on its side.
+        if (!SvidProfile.TryCheckLeaf(leaf, out var refused))
+        {
+            leaf.Dispose();
+            throw new CryptographicException($"the CA built a leaf for {identity.Namespace}/{identity.ServiceAccount} that the SVID profile refuses: {refused}");
+        }
+
+        return leaf;
     }
 
     /// <summary>The response chain for a leaf: leaf, intermediates…, root; each PEM ends with "\n".</summary>

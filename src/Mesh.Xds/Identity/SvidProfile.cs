@@ -31,7 +31,9 @@ internal static class SvidProfile
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
         var usage = X509KeyUsageFlags.DigitalSignature | (request.PublicKey.Oid.Value == RsaKeyOid ? X509KeyUsageFlags.KeyEncipherment : X509KeyUsageFlags.None);
         request.CertificateExtensions.Add(new X509KeyUsageExtension(usage, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(ServerAuthOid), new Oid(ClientAuthOid)], false));
+        // Value and friendly name both given: Oid(string) looks the text up as a friendly name first, a native lookup that
+        // concurrent issuance was seen to answer with another OID (a leaf with clientAuth twice and no serverAuth).
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(ServerAuthOid, "Server Authentication"), new Oid(ClientAuthOid, "Client Authentication")], false));
         var san = new SubjectAlternativeNameBuilder();
         san.AddUri(new Uri(id.Value));
         foreach (var dns in dnsNames ?? [])
