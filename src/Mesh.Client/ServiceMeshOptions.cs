@@ -133,7 +133,25 @@ public sealed class MeshInboundOptions
 public sealed class ControlPlaneOptions
 {
     /// <summary>Gets or sets the control plane's xDS address, e.g. <c>http://127.0.0.1:15010</c>.</summary>
+    /// <remarks>
+    /// One address may still reach several replicas: a Kubernetes Service name, where each new connection goes to a ready
+    /// pod. Use <see cref="Addresses"/> instead to list replicas that have addresses of their own.
+    /// </remarks>
     public Uri? Address { get; set; }
+
+    /// <summary>
+    /// Gets the addresses of control-plane replicas (<c>Mesh:ControlPlane:Addresses:0</c>, <c>…:1</c>), in priority order,
+    /// instead of <see cref="Address"/>: the client uses the first one it reaches, and every call (ADS, certificates, trust
+    /// bundle) moves on to the next when one is unreachable or answers UNAVAILABLE. The workload registers with each of
+    /// them, since replicas outside Kubernetes do not share registrations. All use the same scheme.
+    /// </summary>
+    public IList<Uri> Addresses { get; } = [];
+
+    /// <summary>Gets the replicas to use: <see cref="Addresses"/>, or else <see cref="Address"/> alone.</summary>
+    internal IReadOnlyList<Uri> EffectiveAddresses => Addresses.Count > 0 ? [.. Addresses] : Address is { } address ? [address] : [];
+
+    /// <summary>Gets whether the control plane is reached over TLS (every address validated to the same scheme).</summary>
+    internal bool IsSecure => EffectiveAddresses is [{ } first, ..] && first.Scheme == Uri.UriSchemeHttps;
 
     /// <summary>Gets or sets the PEM file of the mesh root trusted on first contact with an <c>https://</c> control plane.</summary>
     public string? RootCertificate { get; set; }

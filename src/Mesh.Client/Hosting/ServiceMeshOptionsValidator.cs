@@ -24,17 +24,7 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
             FindUnknownKeys(boundSection.Section, typeof(ServiceMeshOptions), errors);
         }
 
-        var address = options.ControlPlane.Address;
-        if (address is null)
-        {
-            errors.Add(boundSection is null
-                ? $"{Root}:ControlPlane:Address is required (e.g. http://127.0.0.1:15010); AddServiceMeshCore() reads no configuration, so set ServiceMeshOptions.ControlPlane.Address with services.Configure<ServiceMeshOptions>(…), or call AddServiceMesh() to bind the {Root} section"
-                : $"{Root}:ControlPlane:Address is required (e.g. http://127.0.0.1:15010); set it in configuration or the environment variable Mesh__ControlPlane__Address");
-        }
-        else if (!address.IsAbsoluteUri || (address.Scheme != Uri.UriSchemeHttp && address.Scheme != Uri.UriSchemeHttps))
-        {
-            errors.Add($"{Root}:ControlPlane:Address must be an absolute http(s) URI, not '{address.OriginalString}'");
-        }
+        ValidateAddresses(options.ControlPlane, errors);
 
         DnsLabel($"{Root}:Namespace", options.Namespace, required: true, errors);
         DnsLabel($"{Root}:Service", options.Service, required: false, errors);
@@ -167,7 +157,7 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
             errors.Add($"{Root}:ControlPlane:Identity '{expected}' is not a workload SPIFFE ID: {reason}");
         }
 
-        if (controlPlane.Address is not { IsAbsoluteUri: true } address || address.Scheme != Uri.UriSchemeHttps)
+        if (controlPlane.EffectiveAddresses.Count == 0 || !controlPlane.EffectiveAddresses.All(a => a.IsAbsoluteUri && a.Scheme == Uri.UriSchemeHttps))
         {
             return;
         }
@@ -238,7 +228,13 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
             var isDictionary = propertyType.IsGenericType && propertyType.GetGenericTypeDefinition() == typeof(IDictionary<,>);
             if (propertyType.IsGenericType && propertyType.GetGenericTypeDefinition() == typeof(IList<>))
             {
-                // A list binds from keys 0, 1, …: any other key would be dropped without a word.
+                // A list binds from keys 0, 1, …: a value on the list's own key (say, comma-separated) or any other key
+                // would be dropped without a word.
+                if (!string.IsNullOrEmpty(child.Value))
+                {
+                    errors.Add($"{child.Path} is a list, not one value; set {child.Path}:0, {child.Path}:1, … (environment: {child.Path.Replace(":", "__", StringComparison.Ordinal)}__0, …)");
+                }
+
                 foreach (var item in child.GetChildren().Where(c => !int.TryParse(c.Key, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _)))
                 {
                     errors.Add($"{item.Path} is not a list index; list the values as {child.Path}:0, {child.Path}:1, …");
@@ -271,6 +267,69 @@ internal sealed partial class ServiceMeshOptionsValidator(ServiceMeshConfigurati
             errors.Add($"{key} '{value}' must be a DNS label: at most 63 lowercase letters, digits or '-', starting and ending with a letter or digit");
         }
     }
+
+    /// <summary>
+    /// <c>Address</c> (one, possibly a Service name) or <c>Addresses</c> (replicas in priority order), never both: which
+    /// one wins would be a guess. Replicas share one scheme, since TLS to the control plane decides the workload's identity.
+    /// </summary>
+    private void ValidateAddresses(ControlPlaneOptions controlPlane, List<string> errors)
+    {
+        if (controlPlane.Address is not null && controlPlane.Addresses.Count > 0)
+        {
+            errors.Add($"{Root}:ControlPlane:Address and {Root}:ControlPlane:Addresses are both set; set only one (Addresses lists every replica, Address is one address such as a Kubernetes Service name)");
+            return;
+        }
+
+        if (controlPlane.Addresses.Count == 0)
+        {
+            var address = controlPlane.Address;
+            if (address is null)
+            {
+                errors.Add(boundSection is null
+                    ? $"{Root}:ControlPlane:Address is required (e.g. http://127.0.0.1:15010); AddServiceMeshCore() reads no configuration, so set ServiceMeshOptions.ControlPlane.Address with services.Configure<ServiceMeshOptions>(…), or call AddServiceMesh() to bind the {Root} section"
+                    : $"{Root}:ControlPlane:Address is required (e.g. http://127.0.0.1:15010); set it in configuration or the environment variable Mesh__ControlPlane__Address (or list replicas in {Root}:ControlPlane:Addresses:0, :1, …)");
+            }
+            else if (!IsHttpUri(address))
+            {
+                errors.Add($"{Root}:ControlPlane:Address must be an absolute http(s) URI, not '{address.OriginalString}'");
+            }
+
+            return;
+        }
+
+        var seen = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
+        string? scheme = null;
+        for (var i = 0; i < controlPlane.Addresses.Count; i++)
+        {
+            var address = controlPlane.Addresses[i];
+            var key = $"{Root}:ControlPlane:Addresses:{i}";
+            if (address is null || !IsHttpUri(address))
+            {
+                errors.Add($"{key} must be an absolute http(s) URI, not '{address?.OriginalString}'");
+                continue;
+            }
+
+            var authority = $"{address.Scheme}://{address.Authority}";
+            if (seen.TryGetValue(authority, out var first))
+            {
+                errors.Add($"{key} '{address.OriginalString}' repeats {Root}:ControlPlane:Addresses:{first}; list each replica once");
+                continue;
+            }
+
+            seen[authority] = i;
+            if (scheme is null)
+            {
+                scheme = address.Scheme;
+            }
+            else if (!string.Equals(scheme, address.Scheme, StringComparison.Ordinal))
+            {
+                errors.Add($"{key} '{address.OriginalString}' is {address.Scheme}:// but {Root}:ControlPlane:Addresses:0 is {scheme}://; every replica must use the same scheme (https:// for mTLS to the control plane)");
+            }
+        }
+    }
+
+    private static bool IsHttpUri(Uri address) =>
+        address.IsAbsoluteUri && (address.Scheme == Uri.UriSchemeHttp || address.Scheme == Uri.UriSchemeHttps);
 
     private static void ValidateSubscriptions(ControlPlaneOptions controlPlane, List<string> errors)
     {

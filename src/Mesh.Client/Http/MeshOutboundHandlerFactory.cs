@@ -43,7 +43,7 @@ internal sealed class MeshOutboundHandlerFactory : IMeshOutboundHandlerFactory
         _logger = loggerFactory.CreateLogger<MeshHttpHandler>();
         _resilienceLogger = loggerFactory.CreateLogger<MeshResilienceHandler>();
         _featuresLogger = loggerFactory.CreateLogger<MeshRouteFeaturesHandler>();
-        _controlPlane = meshOptions.Value.ControlPlane.Address?.ToString() ?? "(Mesh:ControlPlane:Address is not set)";
+        _controlPlane = meshOptions.Value.ControlPlane.EffectiveAddresses is { Count: > 0 } addresses ? string.Join(", ", addresses) : "(Mesh:ControlPlane:Address is not set)";
         _metrics = metrics;
         _accessLog = accessLog;
     }

@@ -6,8 +6,8 @@ internal sealed partial class WorkloadRegistrationService
 {
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Information, "Registered as an instance of {Service} at {Address} ({Ports}); lease {LeaseId}, TTL {Ttl}.")]
-        public static partial void Registered(ILogger logger, string service, string address, string ports, string leaseId, TimeSpan ttl);
+        [LoggerMessage(1, LogLevel.Information, "Registered with the control plane at {ControlPlane} as an instance of {Service} at {Address} ({Ports}); lease {LeaseId}, TTL {Ttl}.")]
+        public static partial void Registered(ILogger logger, string service, Uri controlPlane, string address, string ports, string leaseId, TimeSpan ttl);
 
         [LoggerMessage(2, LogLevel.Warning, "Registration of {Service} with the control plane at {Address} failed; retrying in {Delay}.")]
         public static partial void RegistrationFailed(ILogger logger, string service, Uri address, TimeSpan delay, Exception exception);

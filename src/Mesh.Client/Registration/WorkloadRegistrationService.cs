@@ -3,6 +3,7 @@ using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Mesh.Client.Xds;
 using Mesh.Xds.Registry.V1;
+using Mesh.Xds.Retry;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
@@ -17,6 +18,12 @@ namespace Mesh.Client.Registration;
 /// started, renews the lease at a third of its TTL, re-registers when the control plane lost it, and
 /// deregisters when the app begins to stop (before Kestrel stops, so that callers drain away first).
 /// </summary>
+/// <remarks>
+/// With several replicas listed (<c>Mesh:ControlPlane:Addresses</c>) it keeps a lease with each: replicas outside
+/// Kubernetes do not share registrations, and a client that fails over must find this instance on the replica it lands on.
+/// One address that reaches several replicas (a Service) needs nothing more: a renewal that lands on a replica that never
+/// saw the lease gets NOT_FOUND and registers again there.
+/// </remarks>
 internal sealed partial class WorkloadRegistrationService : IHostedLifecycleService, IDisposable
 {
     private static readonly TimeSpan DeregisterTimeout = TimeSpan.FromSeconds(2);
@@ -30,7 +37,7 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
     private readonly Func<double> _random;
     private readonly CancellationTokenSource _stopping = new();
     private Task? _loop;
-    private volatile string? _leaseId;
+    private readonly string?[] _leases;
     private int _disposed;
 
     public WorkloadRegistrationService(
@@ -62,10 +69,14 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
         _timeProvider = timeProvider;
         _logger = logger;
         _random = random ?? Random.Shared.NextDouble;
+        _leases = new string?[channel?.Addresses.Count ?? 1];
     }
 
-    /// <summary>Gets the current lease id, or null when not registered.</summary>
-    public string? LeaseId => _leaseId;
+    /// <summary>Gets the lease id with the first replica that holds one, or null when not registered.</summary>
+    public string? LeaseId => Enumerable.Range(0, _leases.Length).Select(i => Volatile.Read(ref _leases[i])).FirstOrDefault(l => l is not null);
+
+    /// <summary>Gets the lease id with each replica (null where not registered), in the order of <see cref="ControlPlaneChannel.Addresses"/>.</summary>
+    internal IReadOnlyList<string?> Leases => [.. Enumerable.Range(0, _leases.Length).Select(i => Volatile.Read(ref _leases[i]))];
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
@@ -100,21 +111,31 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
 
-        if (_leaseId is not { } leaseId)
+        if (LeaseId is null)
         {
             return;
         }
 
         // Callers learn by EDS that this instance left; until then their requests are served under the last policy.
         _services.GetService<Authorization.InboundPolicyStore>()?.BeginLeaving();
+        await Task.WhenAll(Enumerable.Range(0, _leases.Length).Select(i => DeregisterAsync(i, cancellationToken))).ConfigureAwait(false);
+    }
+
+    private async Task DeregisterAsync(int replica, CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _leases[replica]) is not { } leaseId)
+        {
+            return;
+        }
+
         try
         {
-            var client = new WorkloadRegistry.WorkloadRegistryClient(_channel.Channel);
+            var client = new WorkloadRegistry.WorkloadRegistryClient(_channel.ChannelFor(_channel.Addresses[replica]));
             await client.DeregisterAsync(
                 new DeregisterRequest { LeaseId = leaseId },
                 deadline: DateTime.UtcNow + DeregisterTimeout, // gRPC deadlines are wall-clock
                 cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
-            _leaseId = null;
+            Volatile.Write(ref _leases[replica], null);
             Log.Deregistered(_logger, _options.Service!, leaseId);
         }
         catch (Exception ex) when (ex is RpcException or OperationCanceledException or HttpRequestException or IOException)
@@ -237,7 +258,13 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             return;
         }
 
-        var client = new WorkloadRegistry.WorkloadRegistryClient(_channel.Channel);
+        await Task.WhenAll(Enumerable.Range(0, _leases.Length).Select(i => KeepLeaseAsync(i, workload, cancellationToken))).ConfigureAwait(false);
+    }
+
+    private async Task KeepLeaseAsync(int replica, WorkloadEntry workload, CancellationToken cancellationToken)
+    {
+        var address = _channel.Addresses[replica];
+        var client = new WorkloadRegistry.WorkloadRegistryClient(_channel.ChannelFor(address));
         var requested = Duration.FromTimeSpan(_options.Registration.LeaseTtl);
         var ttl = _options.Registration.LeaseTtl;
         var failures = 0;
@@ -246,29 +273,29 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             TimeSpan delay;
             try
             {
-                if (_leaseId is null)
+                if (Volatile.Read(ref _leases[replica]) is not { } leaseId)
                 {
                     var registered = await client.RegisterAsync(
                         new RegisterRequest { Workload = workload, LeaseTtl = requested },
                         deadline: CallDeadline(ttl),
                         cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
-                    _leaseId = registered.LeaseId;
+                    Volatile.Write(ref _leases[replica], registered.LeaseId);
                     ttl = Granted(registered.LeaseTtl, ttl);
-                    Log.Registered(_logger, _options.Service!, workload.Address, string.Join(", ", workload.Ports.Select(p => $"{p.Key}={p.Value}")), registered.LeaseId, ttl);
+                    Log.Registered(_logger, _options.Service!, address, workload.Address, string.Join(", ", workload.Ports.Select(p => $"{p.Key}={p.Value}")), registered.LeaseId, ttl);
                 }
                 else
                 {
-                    var renewed = await client.RenewAsync(new RenewRequest { LeaseId = _leaseId }, deadline: CallDeadline(ttl), cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
+                    var renewed = await client.RenewAsync(new RenewRequest { LeaseId = leaseId }, deadline: CallDeadline(ttl), cancellationToken: cancellationToken).ResponseAsync.ConfigureAwait(false);
                     ttl = Granted(renewed.LeaseTtl, ttl);
                 }
 
                 failures = 0;
                 delay = ttl / 3;
             }
-            catch (RpcException ex) when (ex.StatusCode == StatusCode.NotFound && _leaseId is not null)
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.NotFound && Volatile.Read(ref _leases[replica]) is { } lost)
             {
-                Log.LeaseLost(_logger, _leaseId);
-                _leaseId = null;
+                Log.LeaseLost(_logger, lost);
+                Volatile.Write(ref _leases[replica], null);
                 continue;
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -283,7 +310,7 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             {
                 // Not transient: the control plane's configuration says this identity may not serve this service. It may
                 // change (a ServiceEntry edit), so keep trying, but at the slowest pace and loudly.
-                _leaseId = null;
+                Volatile.Write(ref _leases[replica], null);
                 delay = _options.ControlPlane.MaxReconnectDelay;
                 Log.RegistrationRefused(_logger, _options.Service!, workload.ServiceAccount, ex.StatusCode, ex.Status.Detail, delay);
             }
@@ -292,11 +319,8 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
                 // Keep the lease: a control plane that restarts keeps its leases, so renewing it when it is back keeps this
                 // one WorkloadEntry; if the lease expired meanwhile, the renewal's NOT_FOUND registers afresh.
                 failures++;
-                var ceiling = Math.Min(
-                    _options.ControlPlane.InitialReconnectDelay.TotalMilliseconds * Math.Pow(2, Math.Min(failures - 1, 30)),
-                    _options.ControlPlane.MaxReconnectDelay.TotalMilliseconds);
-                delay = TimeSpan.FromMilliseconds(ceiling * _random());
-                Log.RegistrationFailed(_logger, _options.Service!, _channel.Address, delay, ex);
+                delay = Backoff.Reconnect(_options.ControlPlane.InitialReconnectDelay, _options.ControlPlane.MaxReconnectDelay, failures, _random());
+                Log.RegistrationFailed(_logger, _options.Service!, address, delay, ex);
             }
 
             try

@@ -249,11 +249,7 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
     }
 
     /// <summary>Envoy's retry backoff: uniformly random in [0, (2^n − 1) × base), capped at 10 × base.</summary>
-    internal static TimeSpan Backoff(TimeSpan baseDelay, int retry)
-    {
-        var factor = Math.Min((1 << Math.Min(retry, 4)) - 1, 10);
-        return baseDelay * factor * Random.Shared.NextDouble();
-    }
+    internal static TimeSpan Backoff(TimeSpan baseDelay, int retry) => Mesh.Xds.Retry.Backoff.Retry(baseDelay, baseDelay * 10, retry, Random.Shared.NextDouble());
 
     // A deadline source is reused only when nothing can hold its token after the attempt (a reset source that a late
     // reader still polls would show it another request's cancellation); otherwise it is only disarmed and left to the GC.

@@ -146,13 +146,7 @@ internal sealed class RouteRetryPolicy
             && a.RetriableStatusCodes.AsSpan().SequenceEqual(b.RetriableStatusCodes));
 
     /// <summary>Envoy's back-off before retry <paramref name="retry"/> (1-based): uniformly random in [0, min((2^n − 1) × base, max)).</summary>
-    public TimeSpan Backoff(int retry)
-    {
-        // Saturates at the maximum rather than overflowing for long bases (durations up to 49 days are valid).
-        var factor = (1L << Math.Clamp(retry, 1, 30)) - 1;
-        var ceiling = BaseInterval.Ticks > MaxInterval.Ticks / factor ? MaxInterval.Ticks : BaseInterval.Ticks * factor;
-        return TimeSpan.FromTicks(ceiling) * Random.Shared.NextDouble();
-    }
+    public TimeSpan Backoff(int retry) => Mesh.Xds.Retry.Backoff.Retry(BaseInterval, MaxInterval, retry, Random.Shared.NextDouble());
 
     /// <summary>Decodes and validates an RDS retry policy; null (and errors naming <paramref name="path"/>) when this client cannot apply it.</summary>
     public static RouteRetryPolicy? Decode(RetryPolicy policy, string path, List<string> errors)

@@ -21,7 +21,7 @@ internal sealed partial class WorkloadCertificateStore : IWorkloadCertificateSou
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(logger);
         var value = options.Value;
-        IsSecure = value.ControlPlane.Address?.Scheme == Uri.UriSchemeHttps;
+        IsSecure = value.ControlPlane.IsSecure;
         TrustDomain = value.Identity.TrustDomain;
         _bundle = IsSecure && value.ControlPlane.RootCertificate is { Length: > 0 } rootFile ? ReadRoot(rootFile, logger) : TrustBundle.Empty;
     }

@@ -3,6 +3,7 @@ using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Mesh.Client.Xds;
 using Mesh.Xds.Istio.Auth.V1;
+using Mesh.Xds.Retry;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -193,11 +194,7 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
     }
 
     /// <summary>Exponential backoff with jitter: 1 s, 2 s, 4 s … up to a minute, each × [0.5, 1).</summary>
-    private TimeSpan RetryDelay(int failures)
-    {
-        var ceiling = Math.Min(MaxRetryDelay.TotalMilliseconds, 1000 * Math.Pow(2, Math.Clamp(failures - 1, 0, 20)));
-        return TimeSpan.FromMilliseconds(ceiling * (0.5 + (_random() * 0.5)));
-    }
+    private TimeSpan RetryDelay(int failures) => Backoff.Reconnect(TimeSpan.FromSeconds(1), MaxRetryDelay, failures, _random(), minShare: 0.5);
 
     internal async Task<WorkloadCertificate> RequestCertificateAsync(CancellationToken cancellationToken)
     {
@@ -216,13 +213,20 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
             headers.Add("authorization", $"Bearer {await ReadTokenAsync(cancellationToken).ConfigureAwait(false)}");
         }
 
-        using var channel = _channel.CreateCertificateChannel();
-        var client = new IstioCertificateService.IstioCertificateServiceClient(channel);
-        var response = await client.CreateCertificateAsync(
-            new IstioCertificateRequest { Csr = csr, ValidityDuration = (long)_options.Identity.CertificateTtl.TotalSeconds },
-            headers,
-            deadline: _time.GetUtcNow().UtcDateTime.AddSeconds(30),
-            cancellationToken: cancellationToken).ConfigureAwait(false);
+        // An unreachable replica hands the request to the next one; the current certificate keeps serving meanwhile.
+        var istioRequest = new IstioCertificateRequest { Csr = csr, ValidityDuration = (long)_options.Identity.CertificateTtl.TotalSeconds };
+        var response = await _channel.CallAnyAsync(
+            async address =>
+            {
+                using var channel = _channel.CreateCertificateChannel(address);
+                var client = new IstioCertificateService.IstioCertificateServiceClient(channel);
+                return await client.CreateCertificateAsync(
+                    istioRequest,
+                    headers,
+                    deadline: _time.GetUtcNow().UtcDateTime.AddSeconds(30),
+                    cancellationToken: cancellationToken).ConfigureAwait(false);
+            },
+            cancellationToken).ConfigureAwait(false);
         var certificate = BuildCertificate(response, key);
         _certificateRefused = false;
         SaveCredentialFile(key, certificate);
@@ -331,9 +335,15 @@ internal sealed partial class WorkloadIdentityService : IHostedService, IDisposa
     {
         try
         {
-            using var http = _channel.CreateHttpClient();
-            var pem = await http.GetStringAsync(new Uri("/ca/bundle.pem", UriKind.Relative), cancellationToken).ConfigureAwait(false);
-            var bundle = TrustBundle.FromPem(pem, new Uri(_channel.Address, "/ca/bundle.pem").ToString());
+            var (pem, source) = await _channel.CallAnyAsync(
+                async address =>
+                {
+                    using var http = _channel.CreateHttpClient(address);
+                    var uri = new Uri(address, "/ca/bundle.pem");
+                    return (await http.GetStringAsync(uri, cancellationToken).ConfigureAwait(false), uri.ToString());
+                },
+                cancellationToken).ConfigureAwait(false);
+            var bundle = TrustBundle.FromPem(pem, source);
             if (!string.Equals(bundle.Thumbprints, _store.Bundle.Thumbprints, StringComparison.Ordinal))
             {
                 _store.SetBundle(bundle);

@@ -263,7 +263,7 @@ internal sealed class IstioRequestMetrics
             var account = options.ServiceAccount ?? options.Service;
 
             // The URI SAN of this workload's certificate: issued only in secure mode (an https:// control plane).
-            var principal = options.ControlPlane.Address?.Scheme == Uri.UriSchemeHttps && account is not null
+            var principal = options.ControlPlane.IsSecure && account is not null
                 ? $"spiffe://{options.Identity.TrustDomain}/ns/{options.Namespace}/sa/{account}"
                 : Unknown;
 

@@ -3,6 +3,7 @@ using Mesh.Client.Discovery;
 using Mesh.Xds.Envoy.Config.Core.V3;
 using Mesh.Xds.Envoy.Config.Route.V3;
 using Mesh.Xds.Envoy.Service.Discovery.V3;
+using Mesh.Xds.Retry;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -204,13 +205,18 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         while (!cancellationToken.IsCancellationRequested)
         {
             var receivedResponse = false;
+            var address = _channel.Address;
+            var moveOn = false;
             using var streamCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             Volatile.Write(ref _streamCancellation, streamCancellation);
             try
             {
-                receivedResponse = await RunStreamAsync(() => receivedResponse = true, streamCancellation.Token).ConfigureAwait(false);
+                receivedResponse = await RunStreamAsync(address, () => receivedResponse = true, streamCancellation.Token).ConfigureAwait(false);
                 _lastConnectionError = "the control plane closed the ADS stream";
-                Log.StreamClosed(_logger, _channel.Address);
+                Log.StreamClosed(_logger, address);
+
+                // A replica shutting down ends its streams: the next one takes over (the snapshot keeps serving meanwhile).
+                moveOn = _channel.Failover(address, _lastConnectionError);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
@@ -234,7 +240,8 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
                     _lastConnectionError += " (the control plane does not serve delta ADS: set Mesh:ControlPlane:Protocol to StateOfTheWorld)";
                 }
 
-                Log.StreamFailed(_logger, _channel.Address, _lastConnectionError, ex);
+                Log.StreamFailed(_logger, address, _lastConnectionError, ex);
+                moveOn = ControlPlaneChannel.IsUnreachable(ex) && _channel.Failover(address, _lastConnectionError);
             }
             finally
             {
@@ -242,7 +249,8 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             }
 
             // A stream that got a response was healthy: the next reconnect starts from the shortest delay.
-            attempt = receivedResponse ? 0 : attempt + 1;
+            // Another replica not yet tried since the last success is tried after the shortest delay, not a longer one.
+            attempt = receivedResponse ? 0 : moveOn ? attempt : attempt + 1;
             var delay = ReconnectDelay(attempt);
             Log.Reconnecting(_logger, _channel.Address, delay);
             try
@@ -260,16 +268,14 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
     internal TimeSpan ReconnectDelay(int attempt)
     {
         var settings = _options.ControlPlane;
-        var ceiling = settings.InitialReconnectDelay.TotalMilliseconds * Math.Pow(2, Math.Clamp(attempt - 1, 0, 30));
-        ceiling = Math.Min(ceiling, settings.MaxReconnectDelay.TotalMilliseconds);
-        return TimeSpan.FromMilliseconds(ceiling * _random());
+        return Backoff.Reconnect(settings.InitialReconnectDelay, settings.MaxReconnectDelay, attempt, _random());
     }
 
-    private async Task<bool> RunStreamAsync(Action onResponse, CancellationToken cancellationToken)
+    private async Task<bool> RunStreamAsync(Uri address, Action onResponse, CancellationToken cancellationToken)
     {
         // Secure mode: the control plane knows this workload by its SVID, so the stream waits for the first one.
         await _channel.WaitForIdentityAsync(cancellationToken).ConfigureAwait(false);
-        var client = new AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(_channel.Channel);
+        var client = new AggregatedDiscoveryService.AggregatedDiscoveryServiceClient(_channel.ChannelFor(address));
         using XdsStream stream = _delta ? new DeltaStream(this, client, cancellationToken) : new SotwStream(this, client, cancellationToken);
         foreach (var state in _types.Values)
         {
@@ -300,7 +306,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             // Delta: a reconnect whose resources are all current gets no response at all, so the stream counts as up
             // once its requests went out on an established HTTP/2 connection.
             // Not a response, though: the reconnect backoff still grows for a server that ends such streams unanswered.
-            MarkConnected(onResponse: null);
+            MarkConnected(address, onResponse: null);
         }
 
         if (_onDemand.Enabled && !Current.IsSynced)
@@ -336,7 +342,7 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
             if (!any)
             {
                 any = true;
-                MarkConnected(onResponse);
+                MarkConnected(address, onResponse);
             }
 
             await stream.HandleCurrentAsync(cancellationToken).ConfigureAwait(false);
@@ -345,14 +351,15 @@ internal sealed partial class XdsClient : IMeshSnapshotSource, IHostedService, I
         return any;
     }
 
-    private void MarkConnected(Action? onResponse)
+    private void MarkConnected(Uri address, Action? onResponse)
     {
         onResponse?.Invoke();
+        _channel.Succeeded(address);
         _lastConnectionError = null;
         if (!_connected)
         {
             _connected = true;
-            Log.Connected(_logger, _channel.Address);
+            Log.Connected(_logger, address);
         }
     }
 
