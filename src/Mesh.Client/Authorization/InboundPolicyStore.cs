@@ -1,6 +1,7 @@
 using System.Collections.Frozen;
 using Mesh.Client.Security;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Primitives;
 
 namespace Mesh.Client.Authorization;
 
@@ -28,13 +29,14 @@ internal enum InboundPortState
 /// fails closed. Only an explicit removal by the control plane takes a policy away: a lost connection leaves the store as
 /// it was (static stability).
 /// </summary>
-internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource
+internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource, IDisposable
 {
     private readonly Lock _gate = new();
     private readonly bool _meshServed;
     private volatile bool _leaving;
     private Policies _policies = Policies.Empty;
     private SortedSet<string> _names = new(StringComparer.Ordinal);
+    private CancellationTokenSource _changed = new();
 
     /// <summary>The constructor the container uses: whether the ports are mesh-served follows from the options.</summary>
     public InboundPolicyStore(IOptions<ServiceMeshOptions> options)
@@ -73,7 +75,7 @@ internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource
     public static bool ServesMeshTraffic(ServiceMeshOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return !string.IsNullOrEmpty(options.Service) && options.Registration.Enabled && options.ControlPlane.Address?.Scheme == Uri.UriSchemeHttps;
+        return !string.IsNullOrEmpty(options.Service) && options.Registration.Enabled && options.ControlPlane.IsSecure;
     }
 
     /// <summary>Sets the inbound listener names to subscribe to; returns false when they did not change.</summary>
@@ -132,7 +134,15 @@ internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource
             var removed = previous.ByPort.Keys.Concat(previous.Removed).Where(port => !byPort.ContainsKey(port)).ToFrozenSet();
             Volatile.Write(ref _policies, new Policies(byPort.ToFrozenDictionary(), removed));
         }
+
+        // Not disposed: a late registration on the old token must still run at once.
+        Interlocked.Exchange(ref _changed, new CancellationTokenSource()).Cancel();
     }
+
+    /// <summary>A token that fires after the next <see cref="Replace"/> (any port's policy or mode may have changed).</summary>
+    public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _changed).Token);
+
+    public void Dispose() => Volatile.Read(ref _changed).Dispose();
 
     /// <summary>The port's state; <paramref name="policy"/> is set when it is <see cref="InboundPortState.Policy"/>. Allocates nothing.</summary>
     public InboundPortState Lookup(int localPort, out InboundPolicy? policy)

@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Primitives;
 
 namespace Mesh.Client.Security;
 
@@ -16,12 +17,20 @@ namespace Mesh.Client.Security;
 /// Kestrel connection middleware on every endpoint in secure mode. It peeks the first byte: a TLS ClientHello (0x16)
 /// gets a mesh mTLS handshake (current SVID, client SVID required and validated against the current bundle) and the
 /// connection continues over the SslStream with the TLS features set; plaintext continues untouched when the port's
-/// PeerAuthentication mode is PERMISSIVE or DISABLE and is closed under STRICT.
+/// PeerAuthentication mode is PERMISSIVE or DISABLE and is closed under STRICT. The mode is a property of the port, not
+/// of the moment a connection opened: when the control plane changes it, every open connection the new mode refuses
+/// (plaintext under STRICT, TLS under DISABLE) is drained as Envoy drains a replaced filter chain — asked to close at
+/// once (HTTP/1.1 <c>Connection: close</c> after the request in flight, an idle keep-alive closed now; HTTP/2 GOAWAY)
+/// and aborted after <see cref="PolicyChangeDrain"/> — so a keep-alive connection opened under PERMISSIVE outlives the
+/// switch to STRICT by that long at most (HTTP/2 admits new streams while one is still open, as Envoy's drain does).
 /// </summary>
 internal sealed partial class MeshInboundConnectionMiddleware
 {
     private const byte TlsHandshakeRecord = 0x16;
     private static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a connection that a changed mode refuses may finish its requests in flight before it is aborted.</summary>
+    internal static readonly TimeSpan PolicyChangeDrain = TimeSpan.FromSeconds(10);
 
     private readonly ConnectionDelegate _next;
     private readonly ListenOptions _listen;
@@ -31,6 +40,7 @@ internal sealed partial class MeshInboundConnectionMiddleware
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _loggedPeers = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<ConnectionContext, OpenConnection> _open = new();
 
     public MeshInboundConnectionMiddleware(
         ConnectionDelegate next,
@@ -48,6 +58,9 @@ internal sealed partial class MeshInboundConnectionMiddleware
         _endpoint = new MeshEndpointFeature(listen, excluded);
         _time = time;
         _logger = logger;
+
+        // Lives as long as the listener (the middleware is never disposed), as does the mode source it listens to.
+        ChangeToken.OnChange(_modes.GetChangeToken, CloseRefusedConnections);
     }
 
     public Task OnConnectionAsync(ConnectionContext connection)
@@ -62,10 +75,11 @@ internal sealed partial class MeshInboundConnectionMiddleware
     private async Task OnMeshConnectionAsync(ConnectionContext connection)
     {
         var port = (connection.LocalEndPoint as IPEndPoint)?.Port ?? 0;
-        var mode = _modes.GetMode(port);
         var input = connection.Transport.Input;
         ReadResult read;
-        using (var firstByte = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed))
+        // Not linked to ConnectionClosed: Kestrel fires it when the peer half-closes, and a client may send its bytes and its
+        // FIN together (a TCP tunnel's half-close); a peer that is gone ends the read (and the handshake) by itself.
+        using (var firstByte = new CancellationTokenSource())
         {
             // Kestrel's own timeouts start after this middleware: a silent connection must not be held forever.
             firstByte.CancelAfter(HandshakeTimeout);
@@ -73,8 +87,9 @@ internal sealed partial class MeshInboundConnectionMiddleware
             {
                 read = await input.ReadAsync(firstByte.Token).ConfigureAwait(false);
             }
-            catch (OperationCanceledException)
+            catch (Exception ex) when (ex is OperationCanceledException or IOException)
             {
+                // Silent past the timeout, or reset by the peer before a byte.
                 return;
             }
         }
@@ -87,6 +102,8 @@ internal sealed partial class MeshInboundConnectionMiddleware
 
         var first = read.Buffer.FirstSpan[0];
         input.AdvanceTo(read.Buffer.Start); // peeked, not consumed
+        // The mode now, not when the connection opened: the first byte may come long after.
+        var mode = _modes.GetMode(port);
         if (first != TlsHandshakeRecord)
         {
             if (mode == PeerAuthenticationMode.Strict)
@@ -95,7 +112,7 @@ internal sealed partial class MeshInboundConnectionMiddleware
                 return;
             }
 
-            await _next(connection).ConfigureAwait(false);
+            await ServeAsync(connection, port, tls: false).ConfigureAwait(false);
             return;
         }
 
@@ -127,8 +144,7 @@ internal sealed partial class MeshInboundConnectionMiddleware
         };
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed);
-            timeout.CancelAfter(HandshakeTimeout);
+            using var timeout = new CancellationTokenSource(HandshakeTimeout);
             await ssl.AuthenticateAsServerAsync(MeshTls.ServerOptions(_certificates, _time, protocols, validation), timeout.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is AuthenticationException or IOException or OperationCanceledException)
@@ -150,7 +166,7 @@ internal sealed partial class MeshInboundConnectionMiddleware
         connection.Transport = new DuplexPipe(reader, writer);
         try
         {
-            await _next(connection).ConfigureAwait(false);
+            await ServeAsync(connection, port, tls: true).ConfigureAwait(false);
         }
         finally
         {
@@ -161,12 +177,112 @@ internal sealed partial class MeshInboundConnectionMiddleware
         }
     }
 
+    /// <summary>Runs the rest of the pipeline with the connection on the open list, so that a later mode change can close it.</summary>
+    private async Task ServeAsync(ConnectionContext connection, int port, bool tls)
+    {
+        var open = new OpenConnection(port, tls);
+        _open[connection] = open;
+        try
+        {
+            // The mode may have changed between the first byte and now, with this connection not yet on the list: it has
+            // served nothing, so it is refused as a new connection would be, not drained.
+            var mode = _modes.GetMode(port);
+            if (Refuses(mode, tls))
+            {
+                LogOnce(connection, port, tls ? "TLS" : "plaintext", mode);
+                return;
+            }
+
+            await _next(connection).ConfigureAwait(false);
+        }
+        finally
+        {
+            _open.TryRemove(connection, out _);
+            open.Dispose();
+        }
+    }
+
+    private static bool Refuses(PeerAuthenticationMode mode, bool tls) =>
+        tls ? mode == PeerAuthenticationMode.Disable : mode == PeerAuthenticationMode.Strict;
+
+    /// <summary>
+    /// On a mode change: drains every open connection that the port's new mode refuses. Runs on the thread that changed
+    /// the mode (the xDS client applying a push), so it never throws and logs one line per change, not per connection.
+    /// </summary>
+    private void CloseRefusedConnections()
+    {
+        var closing = 0;
+        foreach (var (connection, open) in _open)
+        {
+            try
+            {
+                var mode = _modes.GetMode(open.Port);
+                if (Refuses(mode, open.Tls) && open.BeginClose())
+                {
+                    closing++;
+                    Log.Closing(_logger, open.Tls ? "TLS" : "plaintext", connection.RemoteEndPoint?.ToString() ?? "?", open.Port, mode);
+                    connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.RequestClose();
+                    open.AbortAfter(_time, PolicyChangeDrain, () => connection.Abort(new ConnectionAbortedException(
+                        $"The connection outlived the drain after this port's PeerAuthentication changed to {mode}.")));
+                }
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
+            {
+                // The connection ended while it was being closed.
+            }
+        }
+
+        if (closing > 0)
+        {
+            Log.Drained(_logger, closing, PolicyChangeDrain);
+        }
+    }
+
     private void LogOnce(ConnectionContext connection, int port, string kind, PeerAuthenticationMode mode)
     {
         var peer = (connection.RemoteEndPoint as IPEndPoint)?.Address.ToString() ?? "?";
         if (_loggedPeers.Count < 10_000 && _loggedPeers.TryAdd($"{peer}|{port}|{kind}", 0))
         {
             Log.Refused(_logger, kind, peer, port, mode);
+        }
+    }
+
+    /// <summary>A served connection: its port, whether it is mTLS, and the abort timer once a mode change refused it.</summary>
+    private sealed class OpenConnection(int port, bool tls) : IDisposable
+    {
+        private int _closing;
+        private ITimer? _abort;
+
+        public int Port { get; } = port;
+
+        public bool Tls { get; } = tls;
+
+        /// <summary>Marks the connection closing; false when it already was.</summary>
+        public bool BeginClose() => Interlocked.Exchange(ref _closing, 1) == 0;
+
+        public void AbortAfter(TimeProvider time, TimeSpan drain, Action abort)
+        {
+            var timer = time.CreateTimer(_ => abort(), null, drain, Timeout.InfiniteTimeSpan);
+            if (Interlocked.CompareExchange(ref _abort, timer, null) is not null)
+            {
+                timer.Dispose();
+            }
+        }
+
+        /// <summary>The connection ended: a pending abort is cancelled.</summary>
+        public void Dispose() => Interlocked.Exchange(ref _abort, NullTimer.Instance)?.Dispose();
+
+        private sealed class NullTimer : ITimer
+        {
+            public static readonly NullTimer Instance = new();
+
+            public bool Change(TimeSpan dueTime, TimeSpan period) => false;
+
+            public void Dispose()
+            {
+            }
+
+            public ValueTask DisposeAsync() => ValueTask.CompletedTask;
         }
     }
 
@@ -221,5 +337,11 @@ internal sealed partial class MeshInboundConnectionMiddleware
 
         [LoggerMessage(2, LogLevel.Debug, "Refused mTLS handshake from {Peer} on port {Port}: {Error}")]
         public static partial void HandshakeRefused(ILogger logger, string peer, int port, string error);
+
+        [LoggerMessage(3, LogLevel.Debug, "Closing the open {Kind} connection from {Peer} on port {Port}: its PeerAuthentication is now {Mode}.")]
+        public static partial void Closing(ILogger logger, string kind, string peer, int port, PeerAuthenticationMode mode);
+
+        [LoggerMessage(4, LogLevel.Information, "PeerAuthentication changed: closing {Count} open connection(s) the new mode refuses (requests in flight may finish for {Drain}).")]
+        public static partial void Drained(ILogger logger, int count, TimeSpan drain);
     }
 }

@@ -36,7 +36,7 @@ internal static class MeshSecurityRegistration
     {
         public void Configure(KestrelServerOptions kestrel)
         {
-            if (options.Value.ControlPlane.Address?.Scheme != Uri.UriSchemeHttps)
+            if (!options.Value.ControlPlane.IsSecure)
             {
                 return;
             }

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Primitives;
+
 namespace Mesh.Client.Security;
 
 /// <summary>Istio PeerAuthentication mTLS mode of an inbound port (security.istio.io/v1).</summary>
@@ -20,4 +22,7 @@ internal enum PeerAuthenticationMode
 internal interface IPeerAuthenticationModeSource
 {
     PeerAuthenticationMode GetMode(int localPort);
+
+    /// <summary>A token that fires when any port's mode may have changed (open connections are then checked again).</summary>
+    IChangeToken GetChangeToken();
 }

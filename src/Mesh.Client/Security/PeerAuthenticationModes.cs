@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Primitives;
 
 namespace Mesh.Client.Security;
 
@@ -22,6 +23,8 @@ internal static class PeerAuthenticationModes
 internal sealed class StaticPeerAuthenticationModeSource(PeerAuthenticationMode mode) : IPeerAuthenticationModeSource
 {
     public PeerAuthenticationMode GetMode(int localPort) => mode;
+
+    public IChangeToken GetChangeToken() => new CancellationChangeToken(CancellationToken.None);
 }
 
 /// <summary>The mode the control plane's inbound listener gives a port, else the configured fallback (Mesh:Inbound:Mode).</summary>
@@ -41,4 +44,6 @@ internal sealed class InboundPeerAuthenticationModeSource : IPeerAuthenticationM
     }
 
     public PeerAuthenticationMode GetMode(int localPort) => _store.GetMode(localPort) is var mode and not PeerAuthenticationMode.Unset ? mode : _fallback;
+
+    public IChangeToken GetChangeToken() => _store.GetChangeToken();
 }

@@ -31,6 +31,15 @@ internal sealed class MeshBackend : IAsyncDisposable
     /// <summary>Gets the TCP connections accepted (each mTLS connection is one handshake).</summary>
     public int Connections => Volatile.Read(ref _connections);
 
+    /// <summary>Released once for every accepted connection that has ended (whoever closed it).</summary>
+    public SemaphoreSlim ConnectionsEnded { get; } = new(0);
+
+    /// <summary>What <c>/hold</c> waits for before it answers (a request kept in flight).</summary>
+    public TaskCompletionSource Hold { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes when a <c>/hold</c> request has reached the app.</summary>
+    public TaskCompletionSource Holding { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public ConcurrentQueue<Seen> Requests { get; } = new();
 
     public int Hits => Requests.Count;
@@ -38,17 +47,26 @@ internal sealed class MeshBackend : IAsyncDisposable
     /// <summary>Gets the backend app's services.</summary>
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<MeshBackend> StartAsync(
+    public static Task<MeshBackend> StartAsync(
         string name,
         IWorkloadCertificateSource certificates,
         PeerAuthenticationMode mode,
+        HttpProtocols protocols = HttpProtocols.Http1AndHttp2,
+        Action<IServiceCollection>? configureServices = null) =>
+        StartAsync(name, certificates, new StaticPeerAuthenticationModeSource(mode), protocols, configureServices);
+
+    /// <summary>A backend whose ports take their PeerAuthentication mode from <paramref name="modes"/> (it may change).</summary>
+    public static async Task<MeshBackend> StartAsync(
+        string name,
+        IWorkloadCertificateSource certificates,
+        IPeerAuthenticationModeSource modes,
         HttpProtocols protocols = HttpProtocols.Http1AndHttp2,
         Action<IServiceCollection>? configureServices = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(certificates);
-        builder.Services.AddSingleton<IPeerAuthenticationModeSource>(new StaticPeerAuthenticationModeSource(mode));
+        builder.Services.AddSingleton(modes);
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<IStartupFilter, MeshPeerIdentityStartupFilter>();
         builder.Services.AddGrpc();
@@ -62,16 +80,30 @@ internal sealed class MeshBackend : IAsyncDisposable
             kestrel.Listen(IPAddress.Loopback, 0, listen =>
             {
                 listen.Protocols = protocols;
-                listen.Use(next => connection =>
+                listen.Use(next => async connection =>
                 {
                     Interlocked.Increment(ref self!._connections);
-                    return next(connection);
+                    try
+                    {
+                        await next(connection);
+                    }
+                    finally
+                    {
+                        self.ConnectionsEnded.Release();
+                    }
                 });
                 MeshSecurityRegistration.UseMeshInbound(listen, kestrel.ApplicationServices);
             });
         });
         var app = builder.Build();
         app.MapGrpcService<GreeterService>();
+        app.Map("/hold", async (HttpContext context) =>
+        {
+            self!.Record(context);
+            self.Holding.TrySetResult();
+            await self.Hold.Task;
+            return name;
+        });
         app.Map("/{**path}", (HttpContext context) =>
         {
             self!.Record(context);

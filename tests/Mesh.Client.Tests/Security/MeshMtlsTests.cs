@@ -3,12 +3,17 @@ using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Grpc.Net.ClientFactory;
 using Mesh.Client.Discovery;
 using Mesh.Client.Security;
 using Mesh.Client.Tests.Grpc;
 using Mesh.Client.Xds;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -264,6 +269,79 @@ public sealed class MeshMtlsTests : IDisposable
         var cluster = new MeshCluster($"outbound|80||{name}", name, LoadBalancingPolicy.RoundRobin, [TestSnapshots.Endpoint(backend.Port)], tls: new UpstreamTlsSettings([.. expected]));
         var service = TestSnapshots.Service("orders", 80, cluster);
         return new MeshSnapshot("test", TestSnapshots.Bind("orders", service), [cluster]);
+    }
+
+    [Fact]
+    public async Task RawTcpOverMtls_ClientSendsItsBytesAndFinRightAfterTheHandshake_AllAreServed()
+    {
+        // A client may half-close as soon as it has written (a sidecar's TCP tunnel passing its client's FIN on): the bytes
+        // and the FIN arrive together, often before the server's side of the handshake has returned. Kestrel reports that
+        // FIN as ConnectionClosed, which must not cancel the handshake (it did: the connection was dropped, bytes unread).
+        using var serverLeaf = _ca.Issue([Orders]);
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Services.AddSingleton<IWorkloadCertificateSource>(_ca.Store(serverLeaf));
+        builder.Services.AddSingleton<IPeerAuthenticationModeSource>(new StaticPeerAuthenticationModeSource(PeerAuthenticationMode.Strict));
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<MeshExcludedListeners>();
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen =>
+        {
+            MeshSecurityRegistration.UseMeshInbound(listen, kestrel.ApplicationServices);
+            listen.Use(_ => EchoUntilTheEndAsync);
+        }));
+        await using var server = builder.Build();
+        await server.StartAsync();
+        var port = new Uri(server.Urls.Single()).Port;
+        using var client = _ca.Issue([Frontend]);
+
+        for (var i = 0; i < 100; i++)
+        {
+            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            await socket.ConnectAsync(IPAddress.Loopback, port);
+            await using var ssl = new SslStream(new NetworkStream(socket, ownsSocket: false));
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await ssl.AuthenticateAsClientAsync(
+                new SslClientAuthenticationOptions
+                {
+                    TargetHost = "orders",
+                    ClientCertificateContext = SslStreamCertificateContext.Create(client, _ca.Intermediate is { } intermediate ? [intermediate] : [], offline: true),
+                    RemoteCertificateValidationCallback = (_, certificate, _, _) => certificate is X509Certificate2 presented && presented.Thumbprint == serverLeaf.Thumbprint,
+                },
+                timeout.Token);
+            await ssl.WriteAsync(Encoding.ASCII.GetBytes($"bytes-{i}"), timeout.Token);
+            socket.Shutdown(SocketShutdown.Send);
+
+            using var echoed = new MemoryStream();
+            try
+            {
+                await ssl.CopyToAsync(echoed, timeout.Token);
+            }
+            catch (IOException)
+            {
+                // Asserted below: a dropped connection echoes nothing.
+            }
+
+            Assert.Equal($"bytes-{i}", Encoding.ASCII.GetString(echoed.ToArray()));
+        }
+    }
+
+    private static async Task EchoUntilTheEndAsync(ConnectionContext connection)
+    {
+        var (input, output) = (connection.Transport.Input, connection.Transport.Output);
+        while (true)
+        {
+            var read = await input.ReadAsync();
+            foreach (var segment in read.Buffer)
+            {
+                await output.WriteAsync(segment);
+            }
+
+            input.AdvanceTo(read.Buffer.End);
+            if (read.IsCompleted)
+            {
+                break;
+            }
+        }
     }
 
     private static async Task<bool> TlsWithoutClientCertificateGetsResponseAsync(int port)
