@@ -93,6 +93,19 @@ public sealed class TcpTunnelTests(ITestOutputHelper output)
 
             output.WriteLine($"1 MiB echoed intact through {outbound} → {inbound} → {echo.Port}");
 
+            // Half-closes while the echo flows back, one after another: the client sidecar passes each on as a FIN over mTLS
+            // (a close_notify raced the relay's reads in OpenSSL), and the bytes and the FIN reach the server sidecar
+            // together, often before its handshake has finished (which dropped the connection when that FIN cancelled it).
+            for (var i = 0; i < 100; i++)
+            {
+                var chunk = RandomNumberGenerator.GetBytes(64 * 1024);
+                using var timeout = new CancellationTokenSource(TcpTunnelKit.Deadline);
+                var echoed = await TcpTunnelKit.ExchangeAsync(outbound, chunk, timeout.Token);
+                Assert.True(chunk.AsSpan().SequenceEqual(echoed), $"half-close {i + 1} of 100: {echoed.Length} of {chunk.Length} bytes came back intact");
+            }
+
+            Assert.False(client.HasExited, "the client sidecar exited during the half-closes");
+
             // mTLS on the wire: openssl with the tcp-client identity's SVID speaks TLS to the inbound tunnel port and gets its echo.
             var tcpClientFiles = await WorkloadCertificates.IssueAsync(mesh.ControlPlane, "tcp-client", Path.Combine(mesh.StateDirectory, "openssl-tcp-client"));
             var withCertificate = await TcpTunnelKit.OpenSslClientAsync(

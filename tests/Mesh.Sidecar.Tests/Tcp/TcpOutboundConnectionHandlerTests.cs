@@ -1,7 +1,10 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Mesh.Client;
 using Mesh.Client.Discovery;
 using Mesh.Client.Security;
@@ -77,6 +80,55 @@ public sealed class TcpOutboundConnectionHandlerTests
         await using var app = await StartTunnelAsync(new TcpOutboundTunnel("echo", 9000, 0), MeshSnapshot.Empty, metrics.Services);
 
         Assert.Equal(string.Empty, await ExchangeAsync(new Uri(app.Urls.Single()).Port, "anyone?"));
+    }
+
+    [Fact]
+    public async Task ShutdownSend_OverTls_IsAFin_WhichThePeersSslStreamReadsAsTheEnd_AndCanStillAnswer()
+    {
+        var (clientSocket, serverSocket) = await ConnectedPairAsync();
+        using var certificate = SelfSigned();
+        await using var client = new SslStream(
+            new NetworkStream(clientSocket, ownsSocket: true), leaveInnerStreamOpen: false, (_, presented, _, _) => presented?.GetCertHashString() == certificate.GetCertHashString());
+        await using var server = new SslStream(new NetworkStream(serverSocket, ownsSocket: true));
+        using var timeout = new CancellationTokenSource(Deadline);
+        await Task.WhenAll(
+            client.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "peer" }, timeout.Token),
+            server.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = certificate }, timeout.Token));
+        // The client reads all along, as the relay's other direction does.
+        var answer = ReadToEndAsync(client, timeout.Token);
+        await client.WriteAsync("last words"u8.ToArray(), timeout.Token);
+
+        await TcpOutboundConnectionHandler.ShutdownSendAsync(clientSocket);
+
+        Assert.Equal("last words", await ReadToEndAsync(server, timeout.Token));
+        await server.WriteAsync("answer"u8.ToArray(), timeout.Token);
+        serverSocket.Shutdown(SocketShutdown.Send);
+        Assert.Equal("answer", await answer);
+    }
+
+    private static async Task<(Socket Client, Socket Server)> ConnectedPairAsync()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var accept = listener.AcceptSocketAsync();
+        await client.ConnectAsync(listener.LocalEndpoint);
+        return (client, await accept);
+    }
+
+    private static X509Certificate2 SelfSigned()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=peer", key, HashAlgorithmName.SHA256);
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddHours(1));
+        return X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12), null);
+    }
+
+    private static async Task<string> ReadToEndAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        using var read = new MemoryStream();
+        await stream.CopyToAsync(read, cancellationToken);
+        return System.Text.Encoding.ASCII.GetString(read.ToArray());
     }
 
     private static async Task<WebApplication> StartTunnelAsync(TcpOutboundTunnel tunnel, MeshSnapshot snapshot, ServiceProvider services)
