@@ -35,9 +35,10 @@ internal sealed class NodeXdsClient : IAsyncDisposable
     /// <param name="intervalMs">The pause between calls.</param>
     /// <param name="labels">The node metadata LABELS its bootstrap declares (what VirtualService sourceLabels select on), or none.</param>
     /// <param name="locality">The bootstrap's node locality (<c>region/zone</c>), or null for <c>{}</c>.</param>
+    /// <param name="trace">grpc-js tracers to turn on (<c>GRPC_TRACE</c>, e.g. <c>priority,round_robin</c>); their lines land in <see cref="Errors"/>.</param>
     public static async Task<NodeXdsClient> StartAsync(
         ControlPlaneProcess controlPlane, string workDirectory, bool xdsCredentials, string? metadata = null, int maxCalls = 20000, int intervalMs = 20,
-        IReadOnlyDictionary<string, string>? labels = null, string? locality = null)
+        IReadOnlyDictionary<string, string>? labels = null, string? locality = null, string? trace = null)
     {
         var module = Path.Combine(NodeDirectory, "node_modules", "@grpc", "grpc-js-xds", "package.json");
         Assert.True(
@@ -97,6 +98,12 @@ internal sealed class NodeXdsClient : IAsyncDisposable
         if (metadata is not null)
         {
             info.Environment["METADATA"] = metadata;
+        }
+
+        if (trace is not null)
+        {
+            info.Environment["GRPC_TRACE"] = trace;
+            info.Environment["GRPC_VERBOSITY"] = "DEBUG";
         }
         var client = new NodeXdsClient(Process.Start(info)!);
         client._process.ErrorDataReceived += (_, e) =>
