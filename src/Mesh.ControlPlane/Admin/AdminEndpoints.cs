@@ -157,7 +157,12 @@ internal static class AdminEndpoints
     /// <summary>Why the control plane is not ready: no valid config folder yet, with every error's file:line.</summary>
     private static string NotReadyText(ConfigStore store)
     {
-        var errors = store.Errors.Where(e => !e.IsWarning).ToList();
+        if (store.FolderLoaded && store.KubernetesPending is { } pending)
+        {
+            return $"not ready: {pending}\n";
+        }
+
+        var errors = store.FolderErrors.Where(e => !e.IsWarning).ToList();
         return store.HasValidConfig || errors.Count == 0
             ? "not ready: the config folder has not been loaded yet\n"
             : $"not ready: the config folder is invalid; ADS is not served until it is fixed ({errors.Count} errors):\n{string.Join("\n", errors)}\n";

@@ -41,6 +41,9 @@ internal sealed class ControlPlaneOptions
     /// <summary>How the control plane fetches RequestAuthentication <c>jwksUri</c> keys (section <c>ControlPlane:Jwks</c>).</summary>
     public JwksOptions Jwks { get; set; } = new();
 
+    /// <summary>Settings of <c>ControlPlane:Kubernetes</c> (off by default).</summary>
+    public KubernetesOptions Kubernetes { get; set; } = new();
+
     /// <summary>Istio root namespace: PeerAuthentication/AuthorizationPolicy here without a selector are mesh-wide.</summary>
     public string RootNamespace { get; set; } = Model.SecurityScopes.DefaultRootNamespace;
 
@@ -53,7 +56,7 @@ internal sealed class ControlPlaneOptions
     private static readonly string[] KnownKeys =
         [nameof(ConfigDirectory), nameof(StateDirectory), nameof(XdsAddress), nameof(AdminAddress), nameof(LeaseTtl), nameof(DebounceInterval), nameof(DebounceMax), nameof(AdsWriteTimeout),
          nameof(SecureAddress), nameof(TrustDomain), nameof(PlaintextRegistration), nameof(Ca), nameof(RootNamespace),
-         nameof(Bootstrap), nameof(Jwks), PathNormalizationKey, PathEscapedSlashesKey, PathIgnoreCaseKey, PathIgnoreTrailingSlashKey];
+         nameof(Bootstrap), nameof(Jwks), nameof(Kubernetes), PathNormalizationKey, PathEscapedSlashesKey, PathIgnoreCaseKey, PathIgnoreTrailingSlashKey];
 
     private const string PathNormalizationKey = "PathNormalization";
     private const string PathEscapedSlashesKey = "PathEscapedSlashes";
@@ -61,7 +64,7 @@ internal sealed class ControlPlaneOptions
     private const string PathIgnoreTrailingSlashKey = "PathIgnoreTrailingSlash";
 
     private static readonly string[] KnownCaKeys =
-        [nameof(CaOptions.CertificateFile), nameof(CaOptions.KeyFile), nameof(CaOptions.ChainFile), nameof(CaOptions.ExtraRootsFile), nameof(CaOptions.DefaultTtl), nameof(CaOptions.MaxTtl), nameof(CaOptions.ExpiryWarningWindow)];
+        [nameof(CaOptions.CertificateFile), nameof(CaOptions.KeyFile), nameof(CaOptions.ChainFile), nameof(CaOptions.ExtraRootsFile), nameof(CaOptions.DefaultTtl), nameof(CaOptions.MaxTtl), nameof(CaOptions.ExpiryWarningWindow), nameof(CaOptions.CaCertsDirectory)];
 
     /// <summary>Reads and validates the section; every problem is reported, each naming its key.</summary>
     public static ControlPlaneOptions Load(IConfiguration configuration)
@@ -130,11 +133,17 @@ internal sealed class ControlPlaneOptions
         ReadLimits(section, options, errors);
         options.InboundPaths = ReadInboundPaths(section, errors);
         ReadJwks(section.GetSection(nameof(Jwks)), options.Jwks, errors);
+        KubernetesOptions.Read(section.GetSection(nameof(Kubernetes)), options.Kubernetes, $"{SectionName}:{nameof(Kubernetes)}", errors);
 
         var addresses = new List<(string Key, Uri Uri)> { (nameof(AdminAddress), options.AdminAddress), (nameof(SecureAddress), options.SecureAddress) };
         if (options.XdsAddress is not null)
         {
             addresses.Insert(0, (nameof(XdsAddress), options.XdsAddress));
+        }
+
+        if (options.Kubernetes.WebhookAddress is { } webhook)
+        {
+            addresses.Add(($"{nameof(Kubernetes)}:{nameof(KubernetesOptions.WebhookAddress)}", webhook));
         }
 
         for (var i = 0; i < addresses.Count && errors.Count == 0; i++)
@@ -235,6 +244,11 @@ internal sealed class ControlPlaneOptions
         ca.DefaultTtl = ReadDuration(section, nameof(CaOptions.DefaultTtl), ca.DefaultTtl, TimeSpan.FromMinutes(1), TimeSpan.FromDays(365), errors, prefix);
         ca.MaxTtl = ReadDuration(section, nameof(CaOptions.MaxTtl), ca.MaxTtl, TimeSpan.FromMinutes(1), TimeSpan.FromDays(365), errors, prefix);
         ca.ExpiryWarningWindow = ReadDuration(section, nameof(CaOptions.ExpiryWarningWindow), ca.ExpiryWarningWindow, TimeSpan.Zero, TimeSpan.FromDays(3650), errors, prefix);
+        if (section[nameof(CaOptions.CaCertsDirectory)] is { } caCerts)
+        {
+            ReadCaCertsDirectory(caCerts, ca, prefix, errors);
+        }
+
         if ((ca.CertificateFile is null) != (ca.KeyFile is null))
         {
             errors.Add($"{prefix}:{nameof(CaOptions.CertificateFile)} and {prefix}:{nameof(CaOptions.KeyFile)} must be set together (a supplied signing CA needs both its certificate and its private key)");
@@ -249,6 +263,50 @@ internal sealed class ControlPlaneOptions
         {
             errors.Add($"{prefix}:{nameof(CaOptions.DefaultTtl)} ({ca.DefaultTtl.ToString("c", CultureInfo.InvariantCulture)}) must not exceed {prefix}:{nameof(CaOptions.MaxTtl)} ({ca.MaxTtl.ToString("c", CultureInfo.InvariantCulture)})");
         }
+    }
+
+    /// <summary>
+    /// Istio's <c>cacerts</c> Secret mounted as a directory: ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem, or the
+    /// tls.crt, tls.key, ca.crt layout, mapped onto CertificateFile, KeyFile, ChainFile and ExtraRootsFile. Without a key
+    /// file in it (the Secret is optional, as istiod's) the self-signed root is used.
+    /// </summary>
+    private static void ReadCaCertsDirectory(string directory, CaOptions ca, string prefix, List<string> errors)
+    {
+        var key = $"{prefix}:{nameof(CaOptions.CaCertsDirectory)}";
+        if (string.IsNullOrWhiteSpace(directory) || directory.IndexOfAny(Path.GetInvalidPathChars()) >= 0)
+        {
+            errors.Add($"{key} must be a directory path (where the cacerts Secret is mounted)");
+            return;
+        }
+
+        if (ca.CertificateFile is not null || ca.KeyFile is not null || ca.ChainFile is not null || ca.ExtraRootsFile is not null)
+        {
+            errors.Add($"{key} cannot be combined with {prefix}:{nameof(CaOptions.CertificateFile)}, {nameof(CaOptions.KeyFile)}, {nameof(CaOptions.ChainFile)} or {nameof(CaOptions.ExtraRootsFile)}: it sets them from the Secret's files; use one or the other");
+            return;
+        }
+
+        ca.CaCertsDirectory = directory;
+        string File(string name) => Path.Combine(directory, name);
+        (string Key, string Certificate, string Chain, string Roots)? layout =
+            System.IO.File.Exists(File("ca-key.pem")) ? ("ca-key.pem", "ca-cert.pem", "cert-chain.pem", "root-cert.pem")
+            : System.IO.File.Exists(File("tls.key")) ? ("tls.key", "tls.crt", "ca.crt", "ca.crt")
+            : null;
+        if (layout is not { } files)
+        {
+            return;
+        }
+
+        if (!System.IO.File.Exists(File(files.Certificate)))
+        {
+            errors.Add($"{key} {Path.GetFullPath(directory)} has {files.Key} but no {files.Certificate}: the cacerts Secret needs both the signing certificate and its key");
+            return;
+        }
+
+        ca.CertificateFile = File(files.Certificate);
+        ca.KeyFile = File(files.Key);
+        var roots = System.IO.File.Exists(File(files.Roots)) ? File(files.Roots) : null;
+        ca.ChainFile = System.IO.File.Exists(File(files.Chain)) ? File(files.Chain) : roots;
+        ca.ExtraRootsFile = roots;
     }
 
     private static Xds.InboundPathSettings ReadInboundPaths(IConfigurationSection section, List<string> errors)
@@ -402,6 +460,19 @@ internal sealed class CaOptions
     /// <c>mesh_ca_expiry_warning</c> and the readiness body. 0 warns only once it expired.
     /// </summary>
     public TimeSpan ExpiryWarningWindow { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>
+    /// Where Istio's <c>cacerts</c> Secret is mounted (e.g. /etc/cacerts); when it holds a key file, the four files above
+    /// come from it (see <c>ControlPlaneOptions.ReadCaCertsDirectory</c>), otherwise the self-signed root is used.
+    /// </summary>
+    public string? CaCertsDirectory { get; set; }
+
+    /// <summary>Whether the signing CA came from <see cref="CaCertsDirectory"/>.</summary>
+    public bool FromCaCerts => CaCertsDirectory is not null && CertificateFile is not null;
+
+    /// <summary>The setting a file came from, for errors: <c>ControlPlane:Ca:KeyFile</c>, or the Secret's file in CaCertsDirectory.</summary>
+    public string Setting(string key, string? file) =>
+        FromCaCerts && file is not null ? $"ControlPlane:Ca:CaCertsDirectory ({Path.GetFileName(file)} for {key})" : $"ControlPlane:Ca:{key}";
 }
 
 /// <summary>

@@ -128,6 +128,32 @@ internal sealed class BootstrapTokens : IDisposable
         return (signingInput + "." + Base64Url.EncodeToString(signature), DateTimeOffset.FromUnixTimeSeconds(expires.ToUnixTimeSeconds()));
     }
 
+    /// <summary>
+    /// Whether a bearer token says it is one of ours (a compact JWS whose unverified <c>iss</c> is <see cref="Issuer"/>). It only
+    /// routes the token: one that says so is checked by <see cref="Validate"/> alone and never sent to a Kubernetes
+    /// TokenReview; one that does not is never accepted as a bootstrap token (Validate refuses any other issuer).
+    /// </summary>
+    public static bool ClaimsOurIssuer(string token)
+    {
+        ArgumentNullException.ThrowIfNull(token);
+        var first = token.IndexOf('.', StringComparison.Ordinal);
+        var second = first < 0 ? -1 : token.IndexOf('.', first + 1);
+        if (second < 0 || token.Length > 16 * 1024)
+        {
+            return false;
+        }
+
+        try
+        {
+            var payload = JsonSerializer.Deserialize<JsonElement>(Base64Url.DecodeFromChars(token.AsSpan(first + 1, second - first - 1)));
+            return payload.ValueKind == JsonValueKind.Object && String(payload, "iss") == Issuer;
+        }
+        catch (Exception ex) when (ex is FormatException or JsonException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Verifies signature, alg, iss, aud, exp/nbf (±30 s), jti, the subject and that it is not reserved; null with a reason when invalid.</summary>
     public BootstrapToken? Validate(string token, out string reason)
     {

@@ -21,7 +21,11 @@ internal interface ICallerAuthenticator
     /// <summary>Short name used in error messages, e.g. "client certificate".</summary>
     string Name { get; }
 
-    AuthenticationOutcome Authenticate(ServerCallContext context);
+    /// <summary>
+    /// Looks for this authenticator's kind of credential on the call. Asynchronous because some proofs ask another
+    /// service (a Kubernetes TokenReview); the cheap local ones complete synchronously.
+    /// </summary>
+    ValueTask<AuthenticationOutcome> AuthenticateAsync(ServerCallContext context);
 }
 
 /// <summary>The TLS client certificate on the secure port, validated against the trust bundle and the SVID rules.</summary>
@@ -29,6 +33,9 @@ internal sealed class ClientCertificateAuthenticator(CertificateAuthority ca) : 
 {
     public string Name => "client certificate";
 
+    public ValueTask<AuthenticationOutcome> AuthenticateAsync(ServerCallContext context) => ValueTask.FromResult(Authenticate(context));
+
+    /// <summary>The same check without a task: it only reads the handshake's certificate (the registry calls it directly).</summary>
     public AuthenticationOutcome Authenticate(ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -43,27 +50,36 @@ internal sealed class ClientCertificateAuthenticator(CertificateAuthority ca) : 
     }
 }
 
-/// <summary>A bootstrap token in the <c>authorization: Bearer</c> metadata; a spent single-use token proves nothing.</summary>
-internal sealed class BootstrapTokenAuthenticator(BootstrapTokens tokens, SpentTokens spent) : ICallerAuthenticator
+/// <summary>
+/// A bootstrap token in the <c>authorization: Bearer</c> metadata; a spent single-use token proves nothing. With
+/// ControlPlane:Kubernetes:Enabled a <see cref="TokenReviewAuthenticator"/> reads bearer tokens too: one that does not
+/// claim this control plane's issuer is then left to it rather than refused here.
+/// </summary>
+internal sealed class BootstrapTokenAuthenticator(BootstrapTokens tokens, SpentTokens spent, Configuration.ControlPlaneOptions options) : ICallerAuthenticator
 {
+    private readonly bool _othersReadBearer = options?.Kubernetes.Enabled ?? throw new ArgumentNullException(nameof(options));
+
     public string Name => "bearer token";
 
-    public AuthenticationOutcome Authenticate(ServerCallContext context)
+    public ValueTask<AuthenticationOutcome> AuthenticateAsync(ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var header = context.RequestHeaders.GetValue("authorization");
-        if (string.IsNullOrEmpty(header))
+        return ValueTask.FromResult(Authenticate(context));
+    }
+
+    private AuthenticationOutcome Authenticate(ServerCallContext context)
+    {
+        if (!BearerCredential.TryRead(context, out var bearer, out var malformed))
+        {
+            return malformed is null ? AuthenticationOutcome.NoCredential : AuthenticationOutcome.Failed(malformed);
+        }
+
+        if (_othersReadBearer && !BootstrapTokens.ClaimsOurIssuer(bearer))
         {
             return AuthenticationOutcome.NoCredential;
         }
 
-        const string Bearer = "Bearer ";
-        if (!header.StartsWith(Bearer, StringComparison.OrdinalIgnoreCase))
-        {
-            return AuthenticationOutcome.Failed("authorization metadata must be 'Bearer <token>'");
-        }
-
-        var token = tokens.Validate(header[Bearer.Length..].Trim(), out var reason);
+        var token = tokens.Validate(bearer, out var reason);
         if (token is null)
         {
             return AuthenticationOutcome.Failed(reason);
@@ -75,20 +91,46 @@ internal sealed class BootstrapTokenAuthenticator(BootstrapTokens tokens, SpentT
     }
 }
 
+/// <summary>The <c>authorization: Bearer &lt;token&gt;</c> call metadata, read one way for every authenticator.</summary>
+internal static class BearerCredential
+{
+    private const string Prefix = "Bearer ";
+
+    /// <summary>False with a null <paramref name="malformed"/> when there is no authorization metadata; false with a reason when it is not a bearer token.</summary>
+    public static bool TryRead(ServerCallContext context, out string token, out string? malformed)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        token = string.Empty;
+        malformed = null;
+        var header = context.RequestHeaders.GetValue("authorization");
+        if (string.IsNullOrEmpty(header))
+        {
+            return false;
+        }
+
+        if (!header.StartsWith(Prefix, StringComparison.OrdinalIgnoreCase) || header.AsSpan(Prefix.Length).Trim().IsEmpty)
+        {
+            malformed = "authorization metadata must be 'Bearer <token>'";
+            return false;
+        }
+
+        token = header[Prefix.Length..].Trim();
+        return true;
+    }
+}
+
 /// <summary>Runs the authenticators in order; the first identity wins, otherwise UNAUTHENTICATED naming every reason.</summary>
 internal sealed class CallerAuthentication(IEnumerable<ICallerAuthenticator> authenticators)
 {
     private readonly ICallerAuthenticator[] _authenticators = [.. authenticators];
 
-    public WorkloadIdentity Authenticate(ServerCallContext context) => AuthenticateCaller(context).Identity!;
-
-    /// <summary>Like <see cref="Authenticate"/>, with the bootstrap token when that is what proved the identity.</summary>
-    public AuthenticationOutcome AuthenticateCaller(ServerCallContext context)
+    /// <summary>The caller's identity, with the bootstrap token when that is what proved it; UNAUTHENTICATED otherwise.</summary>
+    public async ValueTask<AuthenticationOutcome> AuthenticateCallerAsync(ServerCallContext context)
     {
         var failures = new List<string>();
         foreach (var authenticator in _authenticators)
         {
-            var outcome = authenticator.Authenticate(context);
+            var outcome = await authenticator.AuthenticateAsync(context).ConfigureAwait(false);
             if (outcome.Identity is not null)
             {
                 return outcome;
@@ -102,7 +144,7 @@ internal sealed class CallerAuthentication(IEnumerable<ICallerAuthenticator> aut
 
         var message = failures.Count > 0
             ? "caller is not authenticated: " + string.Join("; ", failures)
-            : $"caller is not authenticated: no credential; present a mesh workload certificate as the TLS client certificate or 'authorization: Bearer <bootstrap token>' ({string.Join(", ", _authenticators.Select(a => a.Name))})";
+            : $"caller is not authenticated: no credential; present a mesh workload certificate as the TLS client certificate or 'authorization: Bearer <token>' ({string.Join(", ", _authenticators.Select(a => a.Name))})";
         throw new RpcException(new Status(StatusCode.Unauthenticated, message));
     }
 }

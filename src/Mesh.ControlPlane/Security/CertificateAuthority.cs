@@ -94,13 +94,19 @@ internal sealed class CertificateAuthority : IDisposable
         var created = false;
         if (ca.CertificateFile is not null && ca.KeyFile is not null)
         {
-            signing = LoadSupplied(ca.CertificateFile, ca.KeyFile);
-            var chain = ca.ChainFile is null ? [] : LoadCertificates(ca.ChainFile, "ControlPlane:Ca:ChainFile");
+            var certificateKey = ca.Setting(nameof(CaOptions.CertificateFile), ca.CertificateFile);
+            var chainKey = ca.Setting(nameof(CaOptions.ChainFile), ca.ChainFile);
+            (signing, var following) = LoadSupplied(ca);
+
+            // Certificates after the signing one in its own file (tls.crt) come first; a chain file that starts with the
+            // signing certificate itself (Istio's cert-chain.pem) is read from the one after it.
+            List<X509Certificate2> chain = [.. following, .. ca.ChainFile is null ? [] : LoadCertificates(ca.ChainFile, chainKey)];
+            chain = [.. chain.Where(c => c.Thumbprint != signing.Thumbprint).DistinctBy(c => c.Thumbprint)];
             chainAfterLeaf = IsSelfSigned(signing) ? [signing] : [signing, .. chain];
             if (!IsSelfSigned(chainAfterLeaf[^1]))
             {
                 throw new InvalidOperationException(
-                    $"ControlPlane:Ca:CertificateFile {ca.CertificateFile} is not self-signed, so ControlPlane:Ca:ChainFile must list its intermediates and end with the self-signed root (got {(ca.ChainFile is null ? "no ChainFile" : $"a chain ending with {chainAfterLeaf[^1].Subject}")}).");
+                    $"{certificateKey} {ca.CertificateFile} is not self-signed, so {chainKey} must list its intermediates and end with the self-signed root (got {(ca.ChainFile is null ? "no ChainFile" : $"a chain ending with {chainAfterLeaf[^1].Subject}")}).");
             }
         }
         else
@@ -118,9 +124,10 @@ internal sealed class CertificateAuthority : IDisposable
         var roots = new List<X509Certificate2> { root };
         if (ca.ExtraRootsFile is not null)
         {
-            foreach (var extra in LoadCertificates(ca.ExtraRootsFile, "ControlPlane:Ca:ExtraRootsFile"))
+            var rootsKey = ca.Setting(nameof(CaOptions.ExtraRootsFile), ca.ExtraRootsFile);
+            foreach (var extra in LoadCertificates(ca.ExtraRootsFile, rootsKey))
             {
-                CheckCa(extra, $"ControlPlane:Ca:ExtraRootsFile {ca.ExtraRootsFile}: root", now);
+                CheckCa(extra, $"{rootsKey} {ca.ExtraRootsFile}: root", now);
                 if (!roots.Any(r => r.Thumbprint == extra.Thumbprint))
                 {
                     roots.Add(extra);
@@ -134,7 +141,7 @@ internal sealed class CertificateAuthority : IDisposable
             if (!chain.Build(signing))
             {
                 throw new InvalidOperationException(
-                    $"ControlPlane:Ca:CertificateFile {ca.CertificateFile} does not chain to the root in ControlPlane:Ca:ChainFile: {Describe(chain)}. List the intermediates in order, then the root.");
+                    $"{ca.Setting(nameof(CaOptions.CertificateFile), ca.CertificateFile)} {ca.CertificateFile} does not chain to the root in {ca.Setting(nameof(CaOptions.ChainFile), ca.ChainFile)}: {Describe(chain)}. List the intermediates in order, then the root.");
             }
         }
 
@@ -245,27 +252,35 @@ internal sealed class CertificateAuthority : IDisposable
         }
     }
 
-    private static X509Certificate2 LoadSupplied(string certificateFile, string keyFile)
+    /// <summary>The signing certificate with its key, and any certificates that follow it in the same file.</summary>
+    private static (X509Certificate2 Signing, List<X509Certificate2> Following) LoadSupplied(CaOptions ca)
     {
-        foreach (var (key, file) in new[] { ("CertificateFile", certificateFile), ("KeyFile", keyFile) })
+        var certificateFile = ca.CertificateFile!;
+        var keyFile = ca.KeyFile!;
+        var certificateKey = ca.Setting(nameof(CaOptions.CertificateFile), certificateFile);
+        var keyKey = ca.Setting(nameof(CaOptions.KeyFile), keyFile);
+        foreach (var (key, file) in new[] { (certificateKey, certificateFile), (keyKey, keyFile) })
         {
             if (!File.Exists(file))
             {
-                throw new InvalidOperationException($"ControlPlane:Ca:{key} {Path.GetFullPath(file)} does not exist; point it at a PEM file.");
+                throw new InvalidOperationException($"{key} {Path.GetFullPath(file)} does not exist; point it at a PEM file.");
             }
         }
 
-        PrivateKeyFiles.EnsureOwnerOnly(keyFile);
-        var certificate = LoadCertificates(certificateFile, "ControlPlane:Ca:CertificateFile")[0];
+        // A mounted Secret is group-readable when the pod has an fsGroup (the kubelet adds 0440); never world-readable.
+        PrivateKeyFiles.EnsureOwnerOnly(keyFile, allowGroupRead: ca.FromCaCerts, ca.FromCaCerts ? $"{keyKey}: mount the Secret with defaultMode 0400 (0440 with an fsGroup)" : null);
+        var certificates = LoadCertificates(certificateFile, certificateKey);
         var pem = File.ReadAllText(keyFile);
         try
         {
-            return certificate.GetKeyAlgorithm() == RsaOid ? WithKey(certificate, RSA.Create(), pem) : WithKey(certificate, ECDsa.Create(), pem);
+            var certificate = certificates[0];
+            var signing = certificate.GetKeyAlgorithm() == RsaOid ? WithKey(certificate, RSA.Create(), pem) : WithKey(certificate, ECDsa.Create(), pem);
+            return (signing, certificates[1..]);
         }
         catch (Exception ex) when (ex is CryptographicException or ArgumentException)
         {
             throw new InvalidOperationException(
-                $"ControlPlane:Ca:KeyFile {Path.GetFullPath(keyFile)} does not hold the private key of ControlPlane:Ca:CertificateFile {Path.GetFullPath(certificateFile)} ({ex.Message}); supply the matching key.", ex);
+                $"{keyKey} {Path.GetFullPath(keyFile)} does not hold the private key of {certificateKey} {Path.GetFullPath(certificateFile)} ({ex.Message}); supply the matching key.", ex);
         }
     }
 

@@ -20,7 +20,7 @@ internal sealed partial class CertificateService(
     private const string P384 = "1.3.132.0.34";
     private const string CsrLabel = "CERTIFICATE REQUEST";
 
-    public override Task<IstioCertificateResponse> CreateCertificate(IstioCertificateRequest request, ServerCallContext context)
+    public override async Task<IstioCertificateResponse> CreateCertificate(IstioCertificateRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
@@ -29,7 +29,7 @@ internal sealed partial class CertificateService(
         AuthenticationOutcome caller;
         try
         {
-            caller = authentication.AuthenticateCaller(context);
+            caller = await authentication.AuthenticateCallerAsync(context).ConfigureAwait(false);
         }
         catch (RpcException)
         {
@@ -90,7 +90,7 @@ internal sealed partial class CertificateService(
         var serial = leaf.SerialNumber;
         var notAfter = leaf.NotAfter.ToUniversalTime();
         LogIssued(logger, identity.SpiffeId, serial, notAfter, context.Peer);
-        return Task.FromResult(response);
+        return response;
     }
 
     private TimeSpan Ttl(long seconds)

@@ -9,8 +9,11 @@ internal static class PrivateKeyFiles
         UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute |
         UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
 
-    /// <summary>Throws when the key file is readable or writable by group or others.</summary>
-    public static void EnsureOwnerOnly(string path)
+    /// <summary>Throws when the key file is readable or writable by group or others (with <paramref name="allowGroupRead"/>, group read is allowed).</summary>
+    /// <param name="path">The key file.</param>
+    /// <param name="allowGroupRead">A Kubernetes Secret volume in a pod with an fsGroup: the kubelet makes it group-readable.</param>
+    /// <param name="fix">What to do instead of the chmod advice, naming the setting.</param>
+    public static void EnsureOwnerOnly(string path, bool allowGroupRead = false, string? fix = null)
     {
         if (OperatingSystem.IsWindows())
         {
@@ -18,10 +21,11 @@ internal static class PrivateKeyFiles
         }
 
         var mode = File.GetUnixFileMode(path);
-        if ((mode & GroupOrOther) != 0)
+        var refused = allowGroupRead ? GroupOrOther & ~UnixFileMode.GroupRead : GroupOrOther;
+        if ((mode & refused) != 0)
         {
             throw new InvalidOperationException(
-                $"Private key file {Path.GetFullPath(path)} is accessible by group or others (mode {Convert.ToString((int)mode, 8)}); refusing to use it. Run 'chmod 600 {path}'.");
+                $"Private key file {Path.GetFullPath(path)} is accessible by {(allowGroupRead ? "others or writable by group" : "group or others")} (mode {Convert.ToString((int)mode, 8)}); refusing to use it. {fix ?? $"Run 'chmod 600 {path}'"}.");
         }
     }
 

@@ -57,6 +57,8 @@ internal sealed class ControlPlaneMetrics
     private readonly Counter<long> _csrSignErrors;
     private readonly Counter<long> _registrations;
     private readonly Counter<long> _leaseExpiries;
+    private readonly Counter<long> _kubernetesRelists;
+    private readonly Counter<long> _kubernetesWatchRestarts;
     private readonly Dictionary<string, int> _clientsByVersion = new(StringComparer.Ordinal);
     private ConfigError[] _configErrors = [];
     private Func<int>? _leaseCount;
@@ -91,6 +93,8 @@ internal sealed class ControlPlaneMetrics
         meter.CreateObservableGauge("mesh_config_errors", ObserveConfigErrors, description: "Errors in the config folder's last load, by resource kind (file: unreadable file or invalid YAML).");
         _registrations = meter.CreateCounter<long>("mesh_registrations", description: "WorkloadRegistry calls that succeeded, by event: register, renew, deregister.");
         _leaseExpiries = meter.CreateCounter<long>("mesh_lease_expiries", description: "Registrations removed because their lease was not renewed in time.");
+        _kubernetesRelists = meter.CreateCounter<long>("mesh_kubernetes_relists", description: "Lists of a Kubernetes kind after its first (a 410 Gone or a failed watch), by kind.");
+        _kubernetesWatchRestarts = meter.CreateCounter<long>("mesh_kubernetes_watch_restarts", description: "Kubernetes watches started again, by kind and reason: closed (server timeout), expired (410), idle (watchdog), error.");
         meter.CreateObservableGauge("mesh_leases", () => _leaseCount?.Invoke() ?? 0, description: "Registrations currently held (live leases).");
     }
 
@@ -208,6 +212,20 @@ internal sealed class ControlPlaneMetrics
     public void LeasesExpired(int count) => _leaseExpiries.Add(count);
 
     public void ObserveLeases(Func<int> count) => _leaseCount = count;
+
+    // ---- Kubernetes source ----
+
+    /// <summary>A kind was listed; only lists after the first count (a relist is what a healthy watch avoids).</summary>
+    public void KubernetesListed(string kind, bool first)
+    {
+        if (!first)
+        {
+            _kubernetesRelists.Add(1, new KeyValuePair<string, object?>("kind", kind));
+        }
+    }
+
+    public void KubernetesWatchRestarted(string kind, string reason) =>
+        _kubernetesWatchRestarts.Add(1, new KeyValuePair<string, object?>("kind", kind), new KeyValuePair<string, object?>("reason", reason));
 
     /// <summary>The <c>kind</c> label for a config error: a supported kind, "other" for any other resource, "file" for none.</summary>
     internal static string ConfigErrorKind(ConfigError error) => error.Kind switch

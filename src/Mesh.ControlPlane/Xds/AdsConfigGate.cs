@@ -21,8 +21,9 @@ internal sealed partial class AdsConfigGate(ConfigStore store, XdsPublisher publ
         ArgumentNullException.ThrowIfNull(continuation);
         if (!publisher.HasValidSnapshot)
         {
-            var errors = store.Errors.Where(e => !e.IsWarning).ToList();
-            var why = store.HasValidConfig || errors.Count == 0
+            var errors = store.FolderErrors.Where(e => !e.IsWarning).ToList();
+            var why = store.FolderLoaded && store.KubernetesPending is { } pending ? pending
+                : store.HasValidConfig || errors.Count == 0
                 ? "the config folder has not been loaded yet"
                 : $"the config folder is invalid ({errors.Count} errors, first: {errors[0]})";
             LogRefused(logger, context.Peer, why);

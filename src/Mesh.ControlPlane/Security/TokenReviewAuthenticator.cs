@@ -1,0 +1,173 @@
+using System.Globalization;
+using Grpc.Core;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
+using Mesh.ControlPlane.Configuration;
+
+namespace Mesh.ControlPlane.Security;
+
+/// <summary>
+/// A projected Kubernetes ServiceAccount token in the <c>authorization: Bearer</c> metadata, proven by the API server's
+/// <c>TokenReview</c> (authentication.k8s.io/v1) with <c>spec.audiences</c> = ControlPlane:Kubernetes:TokenAudiences, as
+/// istiod's CA does. The identity is the reviewed service account and nothing the CSR asks for. Stricter than Istio,
+/// <c>status.audiences</c> must be present and within the configured audiences (the API asks reviewers to check it).
+/// Nothing is cached: every CSR is one review, so a token the API server stops honouring (its pod deleted) buys nothing more.
+/// </summary>
+internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, ControlPlaneOptions options, ILogger<TokenReviewAuthenticator> logger)
+    : ICallerAuthenticator
+{
+    /// <summary>Bigger bearer tokens are refused before they reach the API server (a projected token is about 1 KB).</summary>
+    public const int MaxTokenLength = 16 * 1024;
+
+    public const string ServiceAccountsGroup = "system:serviceaccounts";
+    private const string PodNameExtra = "authentication.kubernetes.io/pod-name";
+
+    public string Name => "kubernetes service account token";
+
+    public async ValueTask<AuthenticationOutcome> AuthenticateAsync(ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (!BearerCredential.TryRead(context, out var token, out var malformed))
+        {
+            // A malformed authorization header is reported once, by the bootstrap authenticator.
+            return AuthenticationOutcome.NoCredential;
+        }
+
+        // A token claiming this control plane's issuer is a bootstrap token: checked by its own key only, never sent out.
+        if (BootstrapTokens.ClaimsOurIssuer(token))
+        {
+            return AuthenticationOutcome.NoCredential;
+        }
+
+        var outcome = await ReviewAsync(token, context.CancellationToken).ConfigureAwait(false);
+        if (outcome.Failure is { } failure)
+        {
+            LogRefused(logger, context.Peer, failure);
+        }
+
+        return outcome;
+    }
+
+    private async ValueTask<AuthenticationOutcome> ReviewAsync(string token, CancellationToken callAborted)
+    {
+        if (token.Length > MaxTokenLength)
+        {
+            return AuthenticationOutcome.Failed(string.Create(CultureInfo.InvariantCulture, $"bearer token is {token.Length} characters; the limit is {MaxTokenLength}"));
+        }
+
+        var k8s = options.Kubernetes;
+        var review = new V1TokenReview
+        {
+            ApiVersion = "authentication.k8s.io/v1",
+            Kind = "TokenReview",
+            Spec = new V1TokenReviewSpec { Token = token, Audiences = [.. k8s.TokenAudiences] },
+        };
+
+        V1TokenReview answer;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(callAborted);
+        timeout.CancelAfter(k8s.TokenReviewTimeout);
+        try
+        {
+            answer = await kubernetes.AuthenticationV1.CreateTokenReviewAsync(review, cancellationToken: timeout.Token).ConfigureAwait(false);
+        }
+        catch (HttpOperationException ex)
+        {
+            return AuthenticationOutcome.Failed(string.Create(CultureInfo.InvariantCulture,
+                $"the Kubernetes TokenReview failed: the API server answered {(int?)ex.Response?.StatusCode} {ex.Response?.ReasonPhrase} ({Truncate(ex.Response?.Content)}); check that the control plane may create tokenreviews (RBAC) and retry"));
+        }
+        catch (OperationCanceledException) when (!callAborted.IsCancellationRequested)
+        {
+            return AuthenticationOutcome.Failed(string.Create(CultureInfo.InvariantCulture,
+                $"the Kubernetes TokenReview got no answer within {k8s.TokenReviewTimeout.TotalSeconds:0.###} s (ControlPlane:Kubernetes:TokenReviewTimeout); retry later"));
+        }
+        catch (HttpRequestException ex)
+        {
+            return AuthenticationOutcome.Failed($"the Kubernetes API server is unreachable for TokenReview ({ex.Message}); retry later");
+        }
+
+        return Evaluate(answer?.Status, k8s.TokenAudiences, options.TrustDomain, options.Bootstrap, out var podName) is { } failure
+            ? AuthenticationOutcome.Failed(failure)
+            : Success(answer!.Status.User.Username, podName);
+    }
+
+    private AuthenticationOutcome Success(string username, string? podName)
+    {
+        var parts = username.Split(':');
+        var identity = new WorkloadIdentity(options.TrustDomain, parts[2], parts[3]);
+        LogAuthenticated(logger, identity.SpiffeId, podName ?? "(not bound to a pod)");
+        return AuthenticationOutcome.Success(identity);
+    }
+
+    /// <summary>
+    /// The rules a review must pass: no error, authenticated, a 4-part <c>system:serviceaccount:&lt;ns&gt;:&lt;sa&gt;</c> user of
+    /// group system:serviceaccounts with DNS-label names, audiences returned and all configured, and not a reserved identity.
+    /// Null when it passes, else the reason.
+    /// </summary>
+    internal static string? Evaluate(V1TokenReviewStatus? status, IReadOnlyCollection<string> audiences, string trustDomain, BootstrapOptions reserved, out string? podName)
+    {
+        podName = null;
+        if (status is null)
+        {
+            return "the Kubernetes TokenReview came back without a status";
+        }
+
+        if (!string.IsNullOrEmpty(status.Error))
+        {
+            return $"the Kubernetes TokenReview reports an error: {Truncate(status.Error)}";
+        }
+
+        if (status.Authenticated != true)
+        {
+            return $"the API server did not authenticate the token (TokenReview status.authenticated is false: expired, revoked, its pod deleted, or not for audience {string.Join(", ", audiences)})";
+        }
+
+        var username = status.User?.Username ?? string.Empty;
+        var parts = username.Split(':');
+        if (parts.Length != 4 || parts[0] != "system" || parts[1] != "serviceaccount")
+        {
+            return $"the token belongs to '{Truncate(username)}', not to a service account (system:serviceaccount:<namespace>:<name>); only service account tokens buy workload certificates";
+        }
+
+        if (!SpiffeId.IsDnsLabel(parts[2]) || !SpiffeId.IsDnsLabel(parts[3]))
+        {
+            return $"the token's service account '{Truncate(username)}' is not a DNS-label namespace and name";
+        }
+
+        if (status.User!.Groups is not { } groups || !groups.Contains(ServiceAccountsGroup, StringComparer.Ordinal))
+        {
+            return $"the token's user {username} is not in group {ServiceAccountsGroup}";
+        }
+
+        if (status.Audiences is not { Count: > 0 } returned)
+        {
+            return $"the TokenReview returned no audiences; the token must be for {string.Join(" or ", audiences)} (a projected token with that audience)";
+        }
+
+        if (returned.FirstOrDefault(a => !audiences.Contains(a, StringComparer.Ordinal)) is { } foreign)
+        {
+            return $"the TokenReview returned audience '{Truncate(foreign)}', which is not one of ControlPlane:Kubernetes:TokenAudiences ({string.Join(", ", audiences)})";
+        }
+
+        if (reserved.IsReserved(parts[2], parts[3], out var entry))
+        {
+            return $"{new WorkloadIdentity(trustDomain, parts[2], parts[3]).SpiffeId} is a reserved identity ('{entry}'); the CA never certifies it for a workload";
+        }
+
+        if (status.User.Extra is { } extra && extra.TryGetValue(PodNameExtra, out var pods) && pods?.FirstOrDefault() is { } pod)
+        {
+            podName = $"{parts[2]}/{pod}";
+        }
+
+        return null;
+    }
+
+    private static string Truncate(string? text) => text is null ? string.Empty : text.Length <= 200 ? text : text[..200] + "…";
+
+    // Never the token: only who called and why it was refused.
+    [LoggerMessage(EventId = 1, EventName = "TokenReviewRefused", Level = LogLevel.Warning, Message = "CSR from {Peer} refused: kubernetes service account token: {Reason}")]
+    private static partial void LogRefused(ILogger logger, string peer, string reason);
+
+    [LoggerMessage(EventId = 2, EventName = "TokenReviewAuthenticated", Level = LogLevel.Debug, Message = "TokenReview authenticated {SpiffeId} (pod {Pod})")]
+    private static partial void LogAuthenticated(ILogger logger, string spiffeId, string pod);
+}

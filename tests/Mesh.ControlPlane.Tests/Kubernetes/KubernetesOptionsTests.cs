@@ -1,0 +1,43 @@
+using Mesh.ControlPlane.Configuration;
+using Microsoft.Extensions.Configuration;
+
+namespace Mesh.ControlPlane.Tests.Kubernetes;
+
+public sealed class KubernetesOptionsTests
+{
+    [Fact]
+    public void Load_NoKubernetesKeys_WatchIdleTimeoutTwoMinutesAndClusterLocal()
+    {
+        var options = ControlPlaneOptions.Load(Config());
+
+        Assert.Equal(TimeSpan.FromMinutes(2), options.Kubernetes.WatchIdleTimeout);
+        Assert.Equal("cluster.local", options.Kubernetes.ClusterDomain);
+    }
+
+    [Fact]
+    public void Load_WatchIdleTimeoutAndClusterDomain_Read()
+    {
+        var options = ControlPlaneOptions.Load(Config(("WatchIdleTimeout", "00:00:03"), ("ClusterDomain", "Corp.Example.")));
+
+        Assert.Equal(TimeSpan.FromSeconds(3), options.Kubernetes.WatchIdleTimeout);
+        Assert.Equal("corp.example", options.Kubernetes.ClusterDomain);
+    }
+
+    [Theory]
+    [InlineData("WatchIdleTimeout", "soon", "ControlPlane:Kubernetes:WatchIdleTimeout must be a TimeSpan")]
+    [InlineData("WatchIdleTimeout", "00:00:00", "ControlPlane:Kubernetes:WatchIdleTimeout must be a TimeSpan")]
+    [InlineData("ClusterDomain", "cluster_local", "ControlPlane:Kubernetes:ClusterDomain must be a DNS name")]
+    [InlineData("ClusterDomain", "a..b", "ControlPlane:Kubernetes:ClusterDomain must be a DNS name")]
+    [InlineData("WatchIdelTimeout", "00:01:00", "ControlPlane:Kubernetes:WatchIdelTimeout is not a known setting")]
+    public void Load_BadValue_ErrorNamesTheKey(string key, string value, string expected)
+    {
+        var ex = Assert.Throws<InvalidOperationException>(() => ControlPlaneOptions.Load(Config((key, value))));
+
+        Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
+    }
+
+    private static IConfiguration Config(params (string Key, string Value)[] values) =>
+        new ConfigurationBuilder()
+            .AddInMemoryCollection(values.Select(v => new KeyValuePair<string, string?>($"ControlPlane:Kubernetes:{v.Key}", v.Value)))
+            .Build();
+}

@@ -1,0 +1,451 @@
+using System.Buffers.Text;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Grpc.Core;
+using k8s;
+using Mesh.ControlPlane.Security;
+using Mesh.KubernetesFake;
+using Mesh.Xds.Istio.Auth.V1;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Mesh.ControlPlane.Tests.Security;
+
+/// <summary>
+/// The CA authenticating a CSR by a projected ServiceAccount token: the real CA gRPC API on the secure port, the real
+/// KubernetesClient through a kubeconfig, and the fake API server's TokenReview over HTTPS.
+/// </summary>
+public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
+{
+    private const string AB = "spiffe://cluster.local/ns/a/sa/b";
+
+    private FakeKubernetesApiServer _api = null!;
+
+    public async Task InitializeAsync() => _api = await FakeKubernetesApiServer.StartAsync();
+
+    public async Task DisposeAsync() => await _api.DisposeAsync();
+
+    [Fact]
+    public async Task CreateCertificate_ProjectedTokenForAB_CertifiesExactlyNsASaB()
+    {
+        await using var cp = await StartAsync();
+        var token = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"], "b-7d9f");
+        var reviewsBefore = TokenReviews();
+        var watch = Stopwatch.StartNew();
+
+        var (chain, leaf) = await cp.IssueAsync(token);
+
+        Console.WriteLine($"CSR with a projected token for a/b → {string.Join(", ", CertificateAuthority.UriSans(leaf))} in {watch.ElapsedMilliseconds} ms (one TokenReview)");
+        Assert.Equal([AB], CertificateAuthority.UriSans(leaf));
+        Assert.Equal(reviewsBefore + 1, TokenReviews());
+        CertificateServiceTests.AssertChainsTo(leaf, chain[^1], []);
+
+        // The certificate it bought authenticates the renewal: no token needed then.
+        var (_, renewed) = await cp.IssueAsync(clientCertificate: leaf);
+        Assert.Equal([AB], CertificateAuthority.UriSans(renewed));
+
+        // Each CSR is one review (nothing cached): 20 in a row, timed.
+        var times = new List<double>();
+        for (var i = 0; i < 20; i++)
+        {
+            watch.Restart();
+            var (_, again) = await cp.IssueAsync(token);
+            times.Add(watch.Elapsed.TotalMilliseconds);
+            Assert.Equal([AB], CertificateAuthority.UriSans(again));
+        }
+
+        times.Sort();
+        Assert.Equal(reviewsBefore + 21, TokenReviews());
+        Console.WriteLine($"20 CSRs with a projected token (one TokenReview each): p50 {times[10]:0.0} ms, max {times[^1]:0.0} ms");
+    }
+
+    [Fact]
+    public async Task CreateCertificate_TokenForAnotherAudience_NoCertificate()
+    {
+        await using var cp = await StartAsync();
+        var token = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(token, "a", "b", ["https://kubernetes.default.svc.cluster.local"], "b-7d9f");
+
+        var ex = await RefusedAsync(cp, token);
+
+        Console.WriteLine($"CSR with a token for another audience → {ex.StatusCode}: {ex.Status.Detail}");
+        Assert.Contains("kubernetes service account token: the Kubernetes TokenReview reports an error", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("is invalid for the target audiences [\"istio-ca\"]", ex.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CreateCertificate_TokenAudiences_AreSentAndChecked()
+    {
+        var recorder = new ReviewAdapter();
+        await using var cp = await StartAsync(["--ControlPlane:Kubernetes:TokenAudiences=mesh-ca,istio-ca"], recorder);
+        var token = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
+
+        var (_, leaf) = await cp.IssueAsync(token);
+
+        Assert.Equal([AB], CertificateAuthority.UriSans(leaf));
+        var review = Assert.Single(recorder.Requests);
+        Assert.Equal("authentication.k8s.io/v1", (string?)review["apiVersion"]);
+        Assert.Equal("TokenReview", (string?)review["kind"]);
+        Assert.Equal(token, (string?)review["spec"]!["token"]);
+        Assert.Equal(["mesh-ca", "istio-ca"], review["spec"]!["audiences"]!.AsArray().Select(a => (string?)a));
+    }
+
+    [Fact]
+    public async Task CreateCertificate_UnknownOrRevokedToken_Unauthenticated()
+    {
+        await using var cp = await StartAsync();
+        var token = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"], "b-7d9f");
+        _ = await cp.IssueAsync(token);
+        Assert.True(_api.RemoveServiceAccountToken(token)); // its pod deleted: the API server no longer honours it
+
+        var revoked = await RefusedAsync(cp, token);
+        var unknown = await RefusedAsync(cp, ProjectedToken("a", "b"));
+
+        Assert.Contains("the Kubernetes TokenReview reports an error", revoked.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("the Kubernetes TokenReview reports an error", unknown.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(500, "the API server answered 500")]
+    [InlineData(503, "the API server answered 503")]
+    public async Task CreateCertificate_TokenReviewFails_UnauthenticatedAndLogged(int status, string expected)
+    {
+        var logs = new LogSink();
+        await using var cp = await StartAsync(services: s => s.AddSingleton<ILoggerProvider>(logs));
+        var token = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
+        _api.FailTokenReviews(status);
+
+        var ex = await RefusedAsync(cp, token);
+
+        Assert.Contains(expected, ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains(logs.Lines, l => l.Contains("refused: kubernetes service account token: the Kubernetes TokenReview failed", StringComparison.Ordinal) && l.Contains(expected, StringComparison.Ordinal));
+        Assert.DoesNotContain(logs.Lines, l => l.Contains(token, StringComparison.Ordinal) || l.Contains(token.Split('.')[2], StringComparison.Ordinal));
+
+        _api.FailTokenReviews(null);
+        var (_, leaf) = await cp.IssueAsync(token);
+        Assert.Equal([AB], CertificateAuthority.UriSans(leaf));
+    }
+
+    [Fact]
+    public async Task CreateCertificate_ApiServerDown_UnauthenticatedThenRecovers()
+    {
+        await using var cp = await StartAsync();
+        var token = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
+        await _api.GoDownAsync();
+
+        var ex = await RefusedAsync(cp, token);
+
+        Console.WriteLine($"CSR while the API server is down → {ex.StatusCode}: {ex.Status.Detail}");
+        Assert.Contains("the Kubernetes API server is unreachable for TokenReview", ex.Status.Detail, StringComparison.Ordinal);
+        await _api.ComeBackAsync();
+        var (_, leaf) = await cp.IssueAsync(token);
+        Assert.Equal([AB], CertificateAuthority.UriSans(leaf));
+    }
+
+    [Fact]
+    public async Task CreateCertificate_TokenReviewHangs_RefusedAtTheTimeout()
+    {
+        var adapter = new ReviewAdapter();
+        await using var cp = await StartAsync(["--ControlPlane:Kubernetes:TokenReviewTimeout=00:00:00.500"], adapter);
+        var token = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
+        adapter.Hang.Add(token);
+        var watch = Stopwatch.StartNew();
+
+        var ex = await RefusedAsync(cp, token);
+
+        Assert.Contains("got no answer within 0.5 s (ControlPlane:Kubernetes:TokenReviewTimeout)", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.InRange(watch.Elapsed, TimeSpan.FromMilliseconds(400), TimeSpan.FromSeconds(20));
+    }
+
+    /// <summary>
+    /// Answers a real API server can give that the fake's reviewer does not make (another authenticator in the chain: an
+    /// OIDC user, a token-webhook answer): the fake's response is rewritten on the wire before the client reads it.
+    /// </summary>
+    public static TheoryData<string, string> ForeignAnswers() => new()
+    {
+        { "user:oidc:alice", "the token belongs to 'oidc:alice', not to a service account" },
+        { "user:system:serviceaccount:a:b:extra", "not to a service account (system:serviceaccount:<namespace>:<name>)" },
+        { "user:system:serviceaccount:A:b", "is not a DNS-label namespace and name" },
+        { "user:system:serviceaccount:a", "not to a service account" },
+        { "groups:system:authenticated", "is not in group system:serviceaccounts" },
+        { "audiences:", "the TokenReview returned no audiences" },
+        { "audiences:https://kubernetes.default.svc.cluster.local", "returned audience 'https://kubernetes.default.svc.cluster.local', which is not one of ControlPlane:Kubernetes:TokenAudiences (istio-ca)" },
+        { "authenticated:false", "did not authenticate the token" },
+    };
+
+    [Theory]
+    [MemberData(nameof(ForeignAnswers))]
+    public async Task CreateCertificate_ReviewNotOfAServiceAccountForOurAudience_NoCertificate(string rewrite, string expected)
+    {
+        var adapter = new ReviewAdapter();
+        await using var cp = await StartAsync(adapter: adapter);
+        var token = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
+        adapter.Rewrites[token] = rewrite;
+
+        var ex = await RefusedAsync(cp, token);
+
+        Assert.Contains(expected, ex.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CreateCertificate_CsrAsksForAnotherIdentity_CertificateSaysTheTokensServiceAccount()
+    {
+        await using var cp = await StartAsync();
+        var token = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var csr = SecureHost.Csr(key, "CN=spiffe://cluster.local/ns/kube-system/sa/admin", request =>
+        {
+            var san = new SubjectAlternativeNameBuilder();
+            san.AddUri(new Uri("spiffe://cluster.local/ns/kube-system/sa/admin"));
+            san.AddUri(new Uri("spiffe://cluster.local/ns/a/sa/other"));
+            san.AddDnsName("admin.kube-system.svc");
+            request.CertificateExtensions.Add(san.Build());
+        });
+
+        var response = await cp.CaClient().CreateCertificateAsync(new IstioCertificateRequest { Csr = csr }, SecureHost.Bearer(token));
+
+        using var leaf = X509Certificate2.CreateFromPem(response.CertChain[0]);
+        Assert.Equal([AB], CertificateAuthority.UriSans(leaf));
+        Assert.Empty(leaf.Extensions.OfType<X509SubjectAlternativeNameExtension>().Single().EnumerateDnsNames());
+        Assert.Equal(string.Empty, leaf.Subject);
+    }
+
+    [Fact]
+    public async Task CreateCertificate_ReservedIdentityByToken_Refused()
+    {
+        await using var cp = await StartAsync();
+        var token = ProjectedToken("mesh-system", "mesh-control-plane");
+        _api.AddServiceAccountToken(token, "mesh-system", "mesh-control-plane", ["istio-ca"]);
+
+        var ex = await RefusedAsync(cp, token);
+
+        Assert.Contains("spiffe://cluster.local/ns/mesh-system/sa/mesh-control-plane is a reserved identity", ex.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task BootstrapToken_WithKubernetesOn_StillWorksAndIsNeverSentToTheApiServer()
+    {
+        var recorder = new ReviewAdapter();
+        await using var cp = await StartAsync(adapter: recorder);
+        var bootstrap = cp.Token("a", "b");
+
+        var (_, leaf) = await cp.IssueAsync(bootstrap);
+        // Spent: the second use is refused by the bootstrap rules, and still not handed to TokenReview.
+        var spent = await RefusedAsync(cp, bootstrap);
+
+        Assert.Equal([AB], CertificateAuthority.UriSans(leaf));
+        Assert.Contains("bearer token: bearer token", spent.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("was already used", spent.Status.Detail, StringComparison.Ordinal);
+        Assert.Empty(recorder.Requests);
+        Assert.Equal(0, TokenReviews());
+    }
+
+    [Fact]
+    public async Task ServiceAccountTokenClaimingOurIssuer_NotPassedAsEither()
+    {
+        var recorder = new ReviewAdapter();
+        await using var cp = await StartAsync(adapter: recorder);
+
+        // A token that says iss=mesh-control-plane but is not signed by our key: even one the API server would honour
+        // (registered as a real ServiceAccount token) is judged as a bootstrap token only, and fails that.
+        using var otherKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var forged = SecureHost.Jws(new Dictionary<string, object> { ["alg"] = "ES256", ["typ"] = "JWT" }, SecureHost.Claims("a", "b"), otherKey);
+        _api.AddServiceAccountToken(forged, "a", "b", ["istio-ca"]);
+
+        var ex = await RefusedAsync(cp, forged);
+
+        Assert.Contains("bearer token: bearer token signature does not verify", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain("kubernetes service account token", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Empty(recorder.Requests);
+    }
+
+    [Fact]
+    public async Task BootstrapTokenReissuedUnderAnotherIssuer_NotAcceptedAsBootstrap()
+    {
+        var recorder = new ReviewAdapter();
+        await using var cp = await StartAsync(adapter: recorder);
+
+        // Our own key, our claims, but iss rewritten: it is not a bootstrap token, so it goes to TokenReview, which refuses it.
+        var claims = SecureHost.Claims("a", "b", iss: "https://kubernetes.default.svc.cluster.local");
+        var token = SecureHost.Jws(new Dictionary<string, object> { ["alg"] = "ES256", ["typ"] = "JWT" }, claims, cp.TokenSigningKey());
+
+        var ex = await RefusedAsync(cp, token);
+
+        Assert.Contains("kubernetes service account token: the Kubernetes TokenReview reports an error", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain("bearer token:", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Single(recorder.Requests);
+    }
+
+    [Fact]
+    public async Task KubernetesOff_ServiceAccountTokenRefusedByBootstrapRules_NoReview()
+    {
+        await using var cp = await SecureHost.StartAsync();
+        var token = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(token));
+
+        Assert.Equal(StatusCode.Unauthenticated, ex.StatusCode);
+        Assert.Contains("bearer token: bearer token alg 'RS256' is not accepted", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(0, TokenReviews());
+    }
+
+    [Fact]
+    public async Task MalformedAuthorization_RefusedOnce_NoReview()
+    {
+        await using var cp = await StartAsync();
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => cp.CaClient().CreateCertificateAsync(
+            new IstioCertificateRequest { Csr = SecureHost.Csr(key) }, new Metadata { { "authorization", "Basic YTpi" } }).ResponseAsync);
+
+        Assert.Equal(StatusCode.Unauthenticated, ex.StatusCode);
+        Assert.Equal("caller is not authenticated: bearer token: authorization metadata must be 'Bearer <token>'", ex.Status.Detail);
+        Assert.Equal(0, TokenReviews());
+    }
+
+    private int TokenReviews() => _api.Requests.Count(r => r.Resource == "tokenreviews");
+
+    private Task<SecureHost> StartAsync(string[]? args = null, ReviewAdapter? adapter = null, Action<IServiceCollection>? services = null) =>
+        SecureHost.StartAsync(
+            null,
+            [
+                "--ControlPlane:Kubernetes:Enabled=true",
+                $"--ControlPlane:Kubernetes:Kubeconfig={_api.KubeconfigPath}",
+                .. args ?? [],
+            ],
+            false,
+            s =>
+            {
+                if (adapter is not null)
+                {
+                    // The same kubeconfig and wire, with the adapter in the client's handler chain.
+                    s.AddSingleton<IKubernetes>(_ => new k8s.Kubernetes(KubernetesClientConfiguration.BuildConfigFromConfigFile(_api.KubeconfigPath), adapter));
+                }
+
+                services?.Invoke(s);
+            });
+
+    private static async Task<RpcException> RefusedAsync(SecureHost cp, string token)
+    {
+        var ex = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(token));
+        Assert.Equal(StatusCode.Unauthenticated, ex.StatusCode);
+        Assert.StartsWith("caller is not authenticated: ", ex.Status.Detail, StringComparison.Ordinal);
+        return ex;
+    }
+
+    /// <summary>A token shaped like a projected one (RS256 JWS from the cluster's issuer); only the fake API server can vouch for it.</summary>
+    private static string ProjectedToken(string ns, string sa)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var header = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object> { ["alg"] = "RS256", ["kid"] = "k8s-1" });
+        var payload = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
+        {
+            ["iss"] = "https://kubernetes.default.svc.cluster.local",
+            ["aud"] = new[] { "istio-ca" },
+            ["sub"] = $"system:serviceaccount:{ns}:{sa}",
+            ["iat"] = now.ToUnixTimeSeconds(),
+            ["exp"] = now.AddHours(12).ToUnixTimeSeconds(),
+        });
+        return Base64Url.EncodeToString(header) + "." + Base64Url.EncodeToString(payload) + "." + Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(256));
+    }
+
+    /// <summary>
+    /// In the KubernetesClient's handler chain: records TokenReview requests, holds back the answer for tokens in
+    /// <see cref="Hang"/> until the call is cancelled, and rewrites the fake's real answer for tokens in <see cref="Rewrites"/>.
+    /// </summary>
+    private sealed class ReviewAdapter : DelegatingHandler
+    {
+        public ConcurrentQueue<JsonObject> Requests { get; } = new();
+
+        public ConcurrentBag<string> Hang { get; } = [];
+
+        public ConcurrentDictionary<string, string> Rewrites { get; } = new();
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            if (request.RequestUri?.AbsolutePath != "/apis/authentication.k8s.io/v1/tokenreviews" || request.Content is null)
+            {
+                return await base.SendAsync(request, cancellationToken);
+            }
+
+            var body = await request.Content.ReadAsStringAsync(cancellationToken);
+            var review = (JsonObject)JsonNode.Parse(body)!;
+            Requests.Enqueue(review);
+            var token = (string?)review["spec"]?["token"] ?? string.Empty;
+            var contentType = request.Content.Headers.ContentType;
+            request.Content = new StringContent(body, Encoding.UTF8);
+            request.Content.Headers.ContentType = contentType;
+            if (Hang.Contains(token))
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+
+            var response = await base.SendAsync(request, cancellationToken);
+            if (!Rewrites.TryGetValue(token, out var rewrite))
+            {
+                return response;
+            }
+
+            var answer = (JsonObject)JsonNode.Parse(await response.Content.ReadAsStringAsync(cancellationToken))!;
+            var status = answer["status"]!.AsObject();
+            var (field, value) = (rewrite[..rewrite.IndexOf(':', StringComparison.Ordinal)], rewrite[(rewrite.IndexOf(':', StringComparison.Ordinal) + 1)..]);
+            switch (field)
+            {
+                case "user":
+                    status["user"]!["username"] = value;
+                    break;
+                case "groups":
+                    status["user"]!["groups"] = new JsonArray(value);
+                    break;
+                case "audiences":
+                    status["audiences"] = value.Length == 0 ? new JsonArray() : new JsonArray(value);
+                    break;
+                case "authenticated":
+                    status["authenticated"] = bool.Parse(value);
+                    break;
+                default:
+                    throw new ArgumentException($"unknown rewrite {rewrite}");
+            }
+
+            response.Content = new StringContent(answer.ToJsonString(), Encoding.UTF8, "application/json");
+            return response;
+        }
+    }
+
+    /// <summary>Collects every formatted log line of the host.</summary>
+    private sealed class LogSink : ILoggerProvider
+    {
+        public ConcurrentQueue<string> Lines { get; } = new();
+
+        public ILogger CreateLogger(string categoryName) => new Logger(this);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Logger(LogSink sink) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+                sink.Lines.Enqueue(formatter(state, exception) + exception);
+        }
+    }
+}
