@@ -4,6 +4,7 @@ using System.Globalization;
 using Grpc.Net.Client;
 using Mesh.Benchmarks.V1;
 using Mesh.Client;
+using Mesh.Client.Http;
 using Mesh.LoadTest;
 using Mesh.Samples.Processes;
 using Microsoft.Extensions.DependencyInjection;
@@ -148,6 +149,11 @@ using var meterListener = new MeterListener
 meterListener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref meshHandshakes, value));
 meterListener.Start();
 
+// The same HttpClient as the plain case, over the mesh's public outbound handler (IMeshOutboundHandlerFactory): the mesh's
+// cost alone, without IHttpClientFactory's logging handlers (which the factory client without the mesh also pays).
+var meshHandlers = host.Services.GetRequiredService<IMeshOutboundHandlerFactory>();
+HttpClient MeshHandlerClient(string baseAddress) => new(meshHandlers.CreateHandler()) { BaseAddress = new Uri(baseAddress) };
+
 var ping = new PingRequest { Text = "ping" };
 LoadCase GrpcCase(string name, Echo.EchoClient client) => new(name, async () => (await client.PingAsync(ping).ConfigureAwait(false)).Text.Length > 0);
 using var plainChannel = GrpcChannel.ForAddress(backendAddress);
@@ -196,6 +202,8 @@ var cases = settings.Sidecar
         new LoadCase("IHttpClientFactory client, mesh opted out", factory.CreateClient("factory")),
         new LoadCase("mesh client (http://backend/)", factory.CreateClient("mesh")),
         new LoadCase("mesh client, 10-route VirtualService", factory.CreateClient("mesh-vs")),
+        new LoadCase("mesh handler HttpClient (http://backend/)", MeshHandlerClient("http://backend/")),
+        new LoadCase("mesh handler HttpClient, 10-route VS", MeshHandlerClient("http://backend-vs/")),
     };
 
 if (settings.Only is not null)

@@ -57,25 +57,30 @@ internal sealed class ClusterTraffic
 {
     // Created at the first retry under a retry budget: a snapshot holds the traffic of every cluster, most never retry.
     private Lock? _creditLock;
-    private int _requests;
+
+    // Changed twice by every request, from every thread: striped, so concurrent requests do not contend on one cache
+    // line. Retries are rare and stay one exact count.
+    private StripedCounter _requests;
+    private StripedCounter _attempts;
     private int _retries;
-    private long _attempts;
     private long _attemptsCredited;
     private double _credit = double.NaN;
 
-    public int ActiveRequests => Volatile.Read(ref _requests);
+    public int ActiveRequests => (int)Math.Min(int.MaxValue, _requests.Sum());
 
     public int ActiveRetries => Volatile.Read(ref _retries);
 
     /// <summary>Counts a request in; false (counting nothing) when <paramref name="max"/> are already in flight.</summary>
     public bool TryStartRequest(int max)
     {
-        if (Interlocked.Increment(ref _requests) <= max)
+        // Counted first, then checked: concurrent requests at the limit may all be refused, none is let past it.
+        _requests.Add(1);
+        if (max == int.MaxValue || _requests.Sum() <= max)
         {
             return true;
         }
 
-        Interlocked.Decrement(ref _requests);
+        _requests.Add(-1);
         return false;
     }
 
@@ -93,13 +98,13 @@ internal sealed class ClusterTraffic
 
         if (limits.HasRetryBudget)
         {
-            Interlocked.Increment(ref _attempts);
+            _attempts.Add(1);
         }
 
         return true;
     }
 
-    public void EndRequest() => Interlocked.Decrement(ref _requests);
+    public void EndRequest() => _requests.Add(-1);
 
     /// <summary>
     /// Counts a retry in when the budget (and, without one, <c>max_retries</c>) allows it. With a budget two bounds hold:
@@ -115,7 +120,7 @@ internal sealed class ClusterTraffic
         ArgumentNullException.ThrowIfNull(limits);
         // Without a retry_budget only max_retries bounds the retries in flight (Istio sends 2^32-1 by default).
         var inFlightBound = limits.HasRetryBudget
-            ? Math.Max(limits.MinRetryConcurrency, (int)(limits.RetryBudgetPercent * Volatile.Read(ref _requests) / 100))
+            ? Math.Max(limits.MinRetryConcurrency, (int)(limits.RetryBudgetPercent * _requests.Sum() / 100))
             : limits.MaxRetries;
 
         if (Interlocked.Increment(ref _retries) > inFlightBound)
@@ -144,7 +149,7 @@ internal sealed class ClusterTraffic
         {
             // Credit starts at min_retry_concurrency (at least one retry) and the attempts since the last retry are
             // credited at once: they only ever add, so capping once equals capping after each.
-            var attempts = Volatile.Read(ref _attempts);
+            var attempts = _attempts.Sum();
             var credit = double.IsNaN(_credit) ? Math.Max(1, limits.MinRetryConcurrency) : _credit;
             credit = Math.Min(capacity, credit + ((attempts - _attemptsCredited) * share));
             _attemptsCredited = attempts;

@@ -66,5 +66,12 @@ internal sealed class MeshService
     /// <summary>Gets the on-demand subscription this service came from (its last call is recorded there); null in wildcard mode.</summary>
     public ServiceUsage? Usage { get; init; }
 
+    /// <summary>
+    /// Gets or sets the circuit breaker of <see cref="Host"/> as <see cref="MeshResiliencePolicies.GetBreaker"/> last
+    /// handed it out: a cache on the snapshot's object (the policies' table, which outlives snapshots, is the truth), so
+    /// a request finds its breaker without hashing the host.
+    /// </summary>
+    internal CircuitBreaker? CachedBreaker { get; set; }
+
     public override string ToString() => ListenerName;
 }

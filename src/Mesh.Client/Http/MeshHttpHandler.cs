@@ -45,6 +45,9 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     /// </summary>
     public bool SpreadsAttempts { get; init; }
 
+    /// <summary>Gets the clock of the attempts' timestamps.</summary>
+    internal TimeProvider Time => _time;
+
     /// <summary>Gets the access log whose followed requests learn here which cluster and endpoint each attempt took.</summary>
     public Telemetry.MeshAccessLog? AccessLog { get; init; }
 
@@ -86,9 +89,12 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     /// One attempt, as <see cref="SendAsync"/> sends it, for the resilience handler right above this one (an
     /// <c>xds:///</c> channel's chain): awaited once, its state machine comes from a pool instead of a Task per attempt.
     /// </summary>
-    internal ValueTask<HttpResponseMessage> SendAttemptAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    internal ValueTask<HttpResponseMessage> SendAttemptAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        SendAttemptAsync(request, _time.GetTimestamp(), cancellationToken);
+
+    /// <summary>One attempt at <paramref name="now"/>, a timestamp of <see cref="Time"/> the caller just read.</summary>
+    internal ValueTask<HttpResponseMessage> SendAttemptAsync(HttpRequestMessage request, long now, CancellationToken cancellationToken)
     {
-        var now = _time.GetTimestamp();
         var status = _router.Route(request, now, _time.TimestampFrequency, GetFailedEndpoint(request), out var service, out var cluster, out var endpoint);
         var heldRetry = false;
         var attempt = 0;

@@ -22,6 +22,9 @@ internal sealed class CircuitBreaker
     private long _openUntil;
     private bool _trialInFlight;
 
+    /// <summary>Gets the policies that made this breaker (what <see cref="Discovery.MeshService.CachedBreaker"/> is checked against).</summary>
+    internal object? Owner { get; init; }
+
     /// <param name="failureRatio">Failure ratio that opens the circuit (0–1].</param>
     /// <param name="minimumThroughput">Calls in the window before the circuit may open.</param>
     /// <param name="samplingDuration">The rolling window.</param>

@@ -136,8 +136,9 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
                 try
                 {
                     deadline.CancelAfter(timeout);
+                    // Right above the routing handler, the attempt takes this loop's timestamp (one clock read less).
                     response = InnerHandler is Http.MeshHttpHandler mesh
-                        ? await mesh.SendAttemptAsync(request, deadline.Token).ConfigureAwait(false)
+                        ? await mesh.SendAttemptAsync(request, ReferenceEquals(mesh.Time, time) ? now : mesh.Time.GetTimestamp(), deadline.Token).ConfigureAwait(false)
                         : await base.SendAsync(request, deadline.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)

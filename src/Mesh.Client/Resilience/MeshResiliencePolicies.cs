@@ -29,15 +29,25 @@ internal sealed class MeshResiliencePolicies
     /// <summary>The deadline sources of attempts, reused across requests.</summary>
     public CancellationSourcePool CancellationSources { get; } = new();
 
-    public CircuitBreaker GetBreaker(MeshService service) =>
-        _breakers.TryGetValue(service.Host, out var breaker)
-            ? breaker
+    public CircuitBreaker GetBreaker(MeshService service)
+    {
+        // The service object caches its breaker; the owner check keeps one policies' breaker from ever serving another's.
+        if (service.CachedBreaker is { } cached && ReferenceEquals(cached.Owner, this))
+        {
+            return cached;
+        }
+
+        var breaker = _breakers.TryGetValue(service.Host, out var known)
+            ? known
             : _breakers.GetOrAdd(service.Host, static (_, self) => new CircuitBreaker(
                 self.Options.CircuitBreakerFailureRatio,
                 self.Options.CircuitBreakerMinimumThroughput,
                 self.Options.CircuitBreakerSamplingDuration,
                 self.Options.CircuitBreakerBreakDuration,
-                self.Time.TimestampFrequency), this);
+                self.Time.TimestampFrequency) { Owner = self }, this);
+        service.CachedBreaker = breaker;
+        return breaker;
+    }
 
     /// <summary>
     /// Whether a failed attempt may be sent again: only idempotent methods or requests with an <c>Idempotency-Key</c>;
