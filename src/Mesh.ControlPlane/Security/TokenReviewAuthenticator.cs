@@ -1,4 +1,6 @@
+using System.Buffers.Text;
 using System.Globalization;
+using System.Text.Json;
 using Grpc.Core;
 using k8s;
 using k8s.Autorest;
@@ -13,10 +15,21 @@ namespace Mesh.ControlPlane.Security;
 /// istiod's CA does. The identity is the reviewed service account and nothing the CSR asks for. Stricter than Istio,
 /// <c>status.audiences</c> must be present and within the configured audiences (the API asks reviewers to check it).
 /// Nothing is cached: every CSR is one review, so a token the API server stops honouring (its pod deleted) buys nothing more.
+/// What costs the API server a request is bounded: a bearer token that cannot be a projected token for the configured
+/// audiences (not a JWT, no such <c>aud</c>, expired) is refused here without a review, and at most
+/// <see cref="MaxReviewsInFlight"/> reviews are in flight at once, so a flood of CSRs cannot be relayed to the API server.
 /// </summary>
-internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, ControlPlaneOptions options, ILogger<TokenReviewAuthenticator> logger)
-    : ICallerAuthenticator
+internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, ControlPlaneOptions options, TimeProvider time, ILogger<TokenReviewAuthenticator> logger)
+    : ICallerAuthenticator, IDisposable
 {
+    /// <summary>TokenReviews in flight at once; a CSR beyond them is refused at once (retry later), never queued.</summary>
+    public const int MaxReviewsInFlight = 16;
+
+    /// <summary>How far past its <c>exp</c> a token is still sent for review (clock skew between the pod's node and here).</summary>
+    private static readonly TimeSpan ExpirySkew = TimeSpan.FromSeconds(60);
+
+    private readonly SemaphoreSlim _inFlight = new(MaxReviewsInFlight, MaxReviewsInFlight);
+
     /// <summary>Bigger bearer tokens are refused before they reach the API server (a projected token is about 1 KB).</summary>
     public const int MaxTokenLength = 16 * 1024;
 
@@ -57,6 +70,11 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
         }
 
         var k8s = options.Kubernetes;
+        if (CheckShape(token, k8s.TokenAudiences, time.GetUtcNow()) is { } malformed)
+        {
+            return AuthenticationOutcome.Failed(malformed + "; no TokenReview was asked for it");
+        }
+
         var review = new V1TokenReview
         {
             ApiVersion = "authentication.k8s.io/v1",
@@ -67,6 +85,13 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
         V1TokenReview answer;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(callAborted);
         timeout.CancelAfter(k8s.TokenReviewTimeout);
+        // Over the limit the CSR is refused at once, never queued (as Envoy answers an overflow): the client retries with back-off.
+        if (!_inFlight.Wait(0, CancellationToken.None))
+        {
+            return AuthenticationOutcome.Failed(string.Create(CultureInfo.InvariantCulture,
+                $"{MaxReviewsInFlight} TokenReviews are already in flight to the Kubernetes API server; retry later"));
+        }
+
         try
         {
             answer = await kubernetes.AuthenticationV1.CreateTokenReviewAsync(review, cancellationToken: timeout.Token).ConfigureAwait(false);
@@ -84,6 +109,10 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
         catch (HttpRequestException ex)
         {
             return AuthenticationOutcome.Failed($"the Kubernetes API server is unreachable for TokenReview ({ex.Message}); retry later");
+        }
+        finally
+        {
+            _inFlight.Release();
         }
 
         return Evaluate(answer?.Status, k8s.TokenAudiences, options.TrustDomain, options.Bootstrap, out var podName) is { } failure
@@ -161,6 +190,60 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
 
         return null;
     }
+
+    /// <summary>
+    /// What can be read of a bearer token without the API server: a projected ServiceAccount token is a JWS (three
+    /// base64url parts) whose payload names one of <paramref name="audiences"/> in <c>aud</c> and has not expired. The
+    /// signature is the API server's to check; this only spares it tokens that cannot pass. Null when it may pass.
+    /// </summary>
+    internal static string? CheckShape(string token, IReadOnlyCollection<string> audiences, DateTimeOffset now)
+    {
+        var parts = token.Split('.');
+        if (parts.Length != 3 || parts.Any(p => p.Length == 0))
+        {
+            return "the bearer token is not a JWT (a projected ServiceAccount token has three dot-separated parts)";
+        }
+
+        JsonElement payload;
+        try
+        {
+            payload = JsonSerializer.Deserialize<JsonElement>(Base64Url.DecodeFromChars(parts[1]));
+        }
+        catch (Exception ex) when (ex is FormatException or JsonException)
+        {
+            return "the bearer token's payload is not base64url-encoded JSON, as a projected ServiceAccount token's is";
+        }
+
+        if (payload.ValueKind != JsonValueKind.Object)
+        {
+            return "the bearer token's payload is not a JSON object";
+        }
+
+        var claimed = payload.TryGetProperty("aud", out var aud)
+            ? aud.ValueKind switch
+            {
+                JsonValueKind.String => [aud.GetString()!],
+                JsonValueKind.Array => aud.EnumerateArray().Where(a => a.ValueKind == JsonValueKind.String).Select(a => a.GetString()!).ToArray(),
+                _ => [],
+            }
+            : Array.Empty<string>();
+        if (!claimed.Any(a => audiences.Contains(a, StringComparer.Ordinal)))
+        {
+            return claimed.Length == 0
+                ? $"the bearer token has no audience (aud); it must be a projected ServiceAccount token for {string.Join(" or ", audiences)}"
+                : $"the bearer token is for audience {string.Join(", ", claimed.Select(a => $"'{Truncate(a)}'"))}, not one of ControlPlane:Kubernetes:TokenAudiences ({string.Join(", ", audiences)})";
+        }
+
+        if (payload.TryGetProperty("exp", out var exp) && exp.ValueKind == JsonValueKind.Number && exp.TryGetInt64(out var seconds)
+            && DateTimeOffset.FromUnixTimeSeconds(Math.Clamp(seconds, -62135596800, 253402300799)) + ExpirySkew < now)
+        {
+            return string.Create(CultureInfo.InvariantCulture, $"the bearer token expired at {DateTimeOffset.FromUnixTimeSeconds(Math.Clamp(seconds, -62135596800, 253402300799)):u}");
+        }
+
+        return null;
+    }
+
+    public void Dispose() => _inFlight.Dispose();
 
     private static string Truncate(string? text) => text is null ? string.Empty : text.Length <= 200 ? text : text[..200] + "…";
 

@@ -9,6 +9,7 @@ using System.Text.Json.Nodes;
 using Grpc.Core;
 using k8s;
 using Mesh.ControlPlane.Security;
+using Mesh.ControlPlane.Tests.Support;
 using Mesh.KubernetesFake;
 using Mesh.Xds.Istio.Auth.V1;
 using Microsoft.Extensions.DependencyInjection;
@@ -169,6 +170,68 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// Bearer tokens that cannot be a projected token for our audience: each refused by the CA itself, naming why, and
+    /// never relayed to the API server (a flood of them must not become a flood of TokenReviews).
+    /// </summary>
+    public static TheoryData<string, string> UnreviewableTokens() => new()
+    {
+        { "opaque-token-0123456789", "the bearer token is not a JWT" },
+        { "a.b.c.d", "the bearer token is not a JWT" },
+        { "eyJhbGciOiJSUzI1NiJ9.!!!.c2ln", "payload is not base64url-encoded JSON" },
+        { Jwt(new() { ["sub"] = "system:serviceaccount:a:b" }), "the bearer token has no audience (aud)" },
+        { Jwt(new() { ["aud"] = "https://kubernetes.default.svc.cluster.local", ["sub"] = "system:serviceaccount:a:b" }), "the bearer token is for audience 'https://kubernetes.default.svc.cluster.local', not one of ControlPlane:Kubernetes:TokenAudiences (istio-ca)" },
+        { Jwt(new() { ["aud"] = new[] { "istio-ca" }, ["exp"] = DateTimeOffset.UtcNow.AddHours(-1).ToUnixTimeSeconds() }), "the bearer token expired at " },
+    };
+
+    [Theory]
+    [MemberData(nameof(UnreviewableTokens))]
+    public async Task CreateCertificate_TokenThatCannotBeAProjectedTokenForUs_RefusedWithoutAReview(string token, string expected)
+    {
+        await using var cp = await StartAsync();
+        _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]); // were it reviewed, the API server would vouch for it
+
+        var ex = await RefusedAsync(cp, token);
+
+        Assert.Contains(expected, ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("no TokenReview was asked for it", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(0, TokenReviews());
+    }
+
+    [Fact]
+    public async Task CreateCertificate_MoreCsrsThanReviewsInFlight_TheRestRefusedAtOnce_NeverRelayed()
+    {
+        var adapter = new ReviewAdapter();
+        await using var cp = await StartAsync(["--ControlPlane:Kubernetes:TokenReviewTimeout=00:00:30"], adapter);
+        var held = new List<Task<(IReadOnlyList<X509Certificate2> Chain, X509Certificate2 Leaf)>>();
+        for (var i = 0; i < TokenReviewAuthenticator.MaxReviewsInFlight; i++)
+        {
+            var token = ProjectedToken("a", "b");
+            _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
+            adapter.Held.Add(token);
+            held.Add(cp.IssueAsync(token));
+        }
+
+        await Poll.UntilAsync(() => adapter.Requests.Count == TokenReviewAuthenticator.MaxReviewsInFlight, "the first reviews to reach the API server");
+        var extra = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(extra, "a", "b", ["istio-ca"]);
+
+        var refused = await RefusedAsync(cp, extra);
+
+        Assert.Contains($"{TokenReviewAuthenticator.MaxReviewsInFlight} TokenReviews are already in flight to the Kubernetes API server; retry later", refused.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(TokenReviewAuthenticator.MaxReviewsInFlight, adapter.Requests.Count);
+
+        // The API server answers the held reviews: each is certified, and the slots are free again for the next CSR.
+        adapter.ReleaseHeld();
+        foreach (var (_, leaf) in await Task.WhenAll(held))
+        {
+            Assert.Equal([AB], CertificateAuthority.UriSans(leaf));
+        }
+
+        var (_, next) = await cp.IssueAsync(extra);
+        Assert.Equal([AB], CertificateAuthority.UriSans(next));
+    }
+
+    /// <summary>
     /// Answers a real API server can give that the fake's reviewer does not make (another authenticator in the chain: an
     /// OIDC user, a token-webhook answer): the fake's response is rewritten on the wire before the client reads it.
     /// </summary>
@@ -278,15 +341,16 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
         var recorder = new ReviewAdapter();
         await using var cp = await StartAsync(adapter: recorder);
 
-        // Our own key, our claims, but iss rewritten: it is not a bootstrap token, so it goes to TokenReview, which refuses it.
+        // Our own key, our claims, but iss rewritten: it is not a bootstrap token; as a service account token it is for
+        // the bootstrap audience, not ours, so it is refused without a TokenReview.
         var claims = SecureHost.Claims("a", "b", iss: "https://kubernetes.default.svc.cluster.local");
         var token = SecureHost.Jws(new Dictionary<string, object> { ["alg"] = "ES256", ["typ"] = "JWT" }, claims, cp.TokenSigningKey());
 
         var ex = await RefusedAsync(cp, token);
 
-        Assert.Contains("kubernetes service account token: the Kubernetes TokenReview reports an error", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("kubernetes service account token: the bearer token is for audience 'mesh-ca', not one of ControlPlane:Kubernetes:TokenAudiences (istio-ca)", ex.Status.Detail, StringComparison.Ordinal);
         Assert.DoesNotContain("bearer token:", ex.Status.Detail, StringComparison.Ordinal);
-        Assert.Single(recorder.Requests);
+        Assert.Empty(recorder.Requests);
     }
 
     [Fact]
@@ -347,6 +411,10 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
         return ex;
     }
 
+    private static string Jwt(Dictionary<string, object> payload) =>
+        Base64Url.EncodeToString(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object> { ["alg"] = "RS256" })) + "."
+        + Base64Url.EncodeToString(JsonSerializer.SerializeToUtf8Bytes(payload)) + "." + Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(64));
+
     /// <summary>A token shaped like a projected one (RS256 JWS from the cluster's issuer); only the fake API server can vouch for it.</summary>
     private static string ProjectedToken(string ns, string sa)
     {
@@ -371,7 +439,14 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
     {
         public ConcurrentQueue<JsonObject> Requests { get; } = new();
 
+        private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
         public ConcurrentBag<string> Hang { get; } = [];
+
+        /// <summary>Tokens whose review waits at the API server until <see cref="ReleaseHeld"/>.</summary>
+        public ConcurrentBag<string> Held { get; } = [];
+
+        public void ReleaseHeld() => _release.TrySetResult();
 
         public ConcurrentDictionary<string, string> Rewrites { get; } = new();
 
@@ -392,6 +467,11 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
             if (Hang.Contains(token))
             {
                 await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+
+            if (Held.Contains(token))
+            {
+                await _release.Task.WaitAsync(cancellationToken);
             }
 
             var response = await base.SendAsync(request, cancellationToken);
