@@ -58,29 +58,39 @@ internal sealed class ClusterTraffic
     // Created at the first retry under a retry budget: a snapshot holds the traffic of every cluster, most never retry.
     private Lock? _creditLock;
 
-    // Changed twice by every request, from every thread: striped, so concurrent requests do not contend on one cache
-    // line. Retries are rare and stay one exact count.
+    // Requests in flight, changed twice by every request from every thread. Without max_requests (Istio's default) only
+    // the retry budget and the logs read the count, approximately anyway: striped per processor, so concurrent requests
+    // do not contend on one cache line. Under a limit the count decides admission: one exact atomic.
     private StripedCounter _requests;
+    private int _limitedRequests;
     private StripedCounter _attempts;
     private int _retries;
     private long _attemptsCredited;
     private double _credit = double.NaN;
 
-    public int ActiveRequests => (int)Math.Min(int.MaxValue, _requests.Sum());
+    public int ActiveRequests => (int)Math.Min(int.MaxValue, Volatile.Read(ref _limitedRequests) + _requests.Sum());
 
     public int ActiveRetries => Volatile.Read(ref _retries);
 
-    /// <summary>Counts a request in; false (counting nothing) when <paramref name="max"/> are already in flight.</summary>
+    /// <summary>
+    /// Counts a request in; false (counting nothing) when <paramref name="max"/> are already in flight. End it with
+    /// <see cref="EndRequest(int)"/> and the same <paramref name="max"/> (a cluster's limits never change; a config push
+    /// makes a new cluster, which carries this traffic).
+    /// </summary>
     public bool TryStartRequest(int max)
     {
-        // Counted first, then checked: concurrent requests at the limit may all be refused, none is let past it.
-        _requests.Add(1);
-        if (max == int.MaxValue || _requests.Sum() <= max)
+        if (max == int.MaxValue)
+        {
+            _requests.Add(1);
+            return true;
+        }
+
+        if (Interlocked.Increment(ref _limitedRequests) <= max)
         {
             return true;
         }
 
-        _requests.Add(-1);
+        Interlocked.Decrement(ref _limitedRequests);
         return false;
     }
 
@@ -104,7 +114,18 @@ internal sealed class ClusterTraffic
         return true;
     }
 
-    public void EndRequest() => _requests.Add(-1);
+    /// <summary>Counts out a request that <see cref="TryStartRequest(int)"/> counted in under <paramref name="max"/>.</summary>
+    public void EndRequest(int max)
+    {
+        if (max == int.MaxValue)
+        {
+            _requests.Add(-1);
+        }
+        else
+        {
+            Interlocked.Decrement(ref _limitedRequests);
+        }
+    }
 
     /// <summary>
     /// Counts a retry in when the budget (and, without one, <c>max_retries</c>) allows it. With a budget two bounds hold:
@@ -120,7 +141,7 @@ internal sealed class ClusterTraffic
         ArgumentNullException.ThrowIfNull(limits);
         // Without a retry_budget only max_retries bounds the retries in flight (Istio sends 2^32-1 by default).
         var inFlightBound = limits.HasRetryBudget
-            ? Math.Max(limits.MinRetryConcurrency, (int)(limits.RetryBudgetPercent * _requests.Sum() / 100))
+            ? Math.Max(limits.MinRetryConcurrency, (int)(limits.RetryBudgetPercent * ActiveRequests / 100))
             : limits.MaxRetries;
 
         if (Interlocked.Increment(ref _retries) > inFlightBound)

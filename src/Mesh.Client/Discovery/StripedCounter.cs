@@ -1,8 +1,8 @@
 namespace Mesh.Client.Discovery;
 
 /// <summary>
-/// A count that many threads change at once and few read: one cell per processor (at most eight), each on its own
-/// cache line, so an increment on one core never invalidates the line another core is counting on. A read sums the
+/// A count that many threads change at once and few read, and only approximately (never to admit or refuse): one cell
+/// per processor (at most four), each on its own cache line, so an increment on one core never invalidates the line another core is counting on. A read sums the
 /// cells, so it sees every change that finished before it and may see one in progress half-way (a decrement on one
 /// cell before the increment it undoes on another): <see cref="Sum"/> never reports less than zero for that reason.
 /// The cells are made at the first change: a snapshot holds a counter per cluster, and most clusters carry no traffic.
@@ -10,8 +10,8 @@ namespace Mesh.Client.Discovery;
 /// </summary>
 internal struct StripedCounter
 {
-    private const int Stride = 16; // longs between two cells: 128 bytes, so no two cells share a cache line (or its neighbour)
-    private static readonly int Cells = Math.Clamp(Environment.ProcessorCount, 1, 8);
+    private const int Stride = 8; // longs between two cells: 64 bytes, one cache line each (256 bytes at most per counter)
+    private static readonly int Cells = Math.Clamp(Environment.ProcessorCount, 1, 4);
     private long[]? _cells;
 
     /// <summary>Adds <paramref name="value"/> (negative to subtract) on the current processor's cell.</summary>

@@ -291,7 +291,7 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
                 endpoint.OnRequestCompleted();
             }
 
-            traffic.EndRequest();
+            traffic.EndRequest(limits.MaxRequests);
             if (heldRetry)
             {
                 traffic.EndRetry();

@@ -381,7 +381,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         }
         catch (Exception exception) when (exception is InvalidOperationException or HttpRequestException or IOException)
         {
-            cluster.Traffic.EndRequest();
+            cluster.Traffic.EndRequest(cluster.Limits.MaxRequests);
             Interlocked.Decrement(ref _mirrorsInFlight);
             Log.MirrorFailed(_logger, service.Host, cluster.Name, exception);
             return;
@@ -421,7 +421,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         finally
         {
             copy.Dispose();
-            cluster.Traffic.EndRequest();
+            cluster.Traffic.EndRequest(cluster.Limits.MaxRequests);
             Interlocked.Decrement(ref _mirrorsInFlight);
         }
     }

@@ -6,6 +6,9 @@ namespace Mesh.ControlPlane.Security;
 /// <param name="Token">The bootstrap token that proved the identity, when one did (the CA spends it and caps the TTL).</param>
 internal readonly record struct AuthenticationOutcome(WorkloadIdentity? Identity, string? Failure, BootstrapToken? Token = null)
 {
+    /// <summary>Gets whether the credential could not be checked now (the checker is at capacity): the caller should retry, or try another replica.</summary>
+    public bool Busy { get; init; }
+
     public static AuthenticationOutcome NoCredential { get; } = new(null, null);
 
     public static AuthenticationOutcome Success(WorkloadIdentity identity) => new(identity, null);
@@ -13,6 +16,8 @@ internal readonly record struct AuthenticationOutcome(WorkloadIdentity? Identity
     public static AuthenticationOutcome Success(BootstrapToken token) => new(token.Identity, null, token);
 
     public static AuthenticationOutcome Failed(string reason) => new(null, reason);
+
+    public static AuthenticationOutcome Overloaded(string reason) => new(null, reason) { Busy = true };
 }
 
 /// <summary>Proves who is calling the control plane; implementations are tried in registration order.</summary>
@@ -119,7 +124,10 @@ internal static class BearerCredential
     }
 }
 
-/// <summary>Runs the authenticators in order; the first identity wins, otherwise UNAUTHENTICATED naming every reason.</summary>
+/// <summary>
+/// Runs the authenticators in order; the first identity wins, otherwise UNAUTHENTICATED naming every reason (UNAVAILABLE
+/// when an authenticator was at capacity).
+/// </summary>
 internal sealed class CallerAuthentication(IEnumerable<ICallerAuthenticator> authenticators)
 {
     private readonly ICallerAuthenticator[] _authenticators = [.. authenticators];
@@ -128,6 +136,7 @@ internal sealed class CallerAuthentication(IEnumerable<ICallerAuthenticator> aut
     public async ValueTask<AuthenticationOutcome> AuthenticateCallerAsync(ServerCallContext context)
     {
         var failures = new List<string>();
+        var busy = false;
         foreach (var authenticator in _authenticators)
         {
             var outcome = await authenticator.AuthenticateAsync(context).ConfigureAwait(false);
@@ -139,7 +148,14 @@ internal sealed class CallerAuthentication(IEnumerable<ICallerAuthenticator> aut
             if (outcome.Failure is not null)
             {
                 failures.Add($"{authenticator.Name}: {outcome.Failure}");
+                busy |= outcome.Busy;
             }
+        }
+
+        if (busy)
+        {
+            // Not a verdict on the credential: UNAVAILABLE, so the client backs off and may fail over to another replica.
+            throw new RpcException(new Status(StatusCode.Unavailable, "caller could not be authenticated now: " + string.Join("; ", failures)));
         }
 
         var message = failures.Count > 0

@@ -20,15 +20,15 @@ namespace Mesh.ControlPlane.Security;
 /// <see cref="MaxReviewsInFlight"/> reviews are in flight at once, so a flood of CSRs cannot be relayed to the API server.
 /// </summary>
 internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, ControlPlaneOptions options, TimeProvider time, ILogger<TokenReviewAuthenticator> logger)
-    : ICallerAuthenticator, IDisposable
+    : ICallerAuthenticator
 {
-    /// <summary>TokenReviews in flight at once; a CSR beyond them is refused at once (retry later), never queued.</summary>
+    /// <summary>TokenReviews in flight at once; a CSR beyond them is refused at once (UNAVAILABLE: retry later), never queued.</summary>
     public const int MaxReviewsInFlight = 16;
 
     /// <summary>How far past its <c>exp</c> a token is still sent for review (clock skew between the pod's node and here).</summary>
     private static readonly TimeSpan ExpirySkew = TimeSpan.FromSeconds(60);
 
-    private readonly SemaphoreSlim _inFlight = new(MaxReviewsInFlight, MaxReviewsInFlight);
+    private int _inFlight;
 
     /// <summary>Bigger bearer tokens are refused before they reach the API server (a projected token is about 1 KB).</summary>
     public const int MaxTokenLength = 16 * 1024;
@@ -82,18 +82,19 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
             Spec = new V1TokenReviewSpec { Token = token, Audiences = [.. k8s.TokenAudiences] },
         };
 
-        V1TokenReview answer;
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(callAborted);
-        timeout.CancelAfter(k8s.TokenReviewTimeout);
         // Over the limit the CSR is refused at once, never queued (as Envoy answers an overflow): the client retries with back-off.
-        if (!_inFlight.Wait(0, CancellationToken.None))
+        if (Interlocked.Increment(ref _inFlight) > MaxReviewsInFlight)
         {
-            return AuthenticationOutcome.Failed(string.Create(CultureInfo.InvariantCulture,
+            Interlocked.Decrement(ref _inFlight);
+            return AuthenticationOutcome.Overloaded(string.Create(CultureInfo.InvariantCulture,
                 $"{MaxReviewsInFlight} TokenReviews are already in flight to the Kubernetes API server; retry later"));
         }
 
+        V1TokenReview answer;
         try
         {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(callAborted);
+            timeout.CancelAfter(k8s.TokenReviewTimeout);
             answer = await kubernetes.AuthenticationV1.CreateTokenReviewAsync(review, cancellationToken: timeout.Token).ConfigureAwait(false);
         }
         catch (HttpOperationException ex)
@@ -112,7 +113,7 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
         }
         finally
         {
-            _inFlight.Release();
+            Interlocked.Decrement(ref _inFlight);
         }
 
         return Evaluate(answer?.Status, k8s.TokenAudiences, options.TrustDomain, options.Bootstrap, out var podName) is { } failure
@@ -229,21 +230,22 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
             : Array.Empty<string>();
         if (!claimed.Any(a => audiences.Contains(a, StringComparer.Ordinal)))
         {
+            // The caller wrote these: at most three are echoed, each truncated, so a refusal's log line stays short.
+            var named = string.Join(", ", claimed.Take(3).Select(a => $"'{Truncate(a)}'")) + (claimed.Length > 3 ? $" and {claimed.Length - 3} more" : string.Empty);
             return claimed.Length == 0
                 ? $"the bearer token has no audience (aud); it must be a projected ServiceAccount token for {string.Join(" or ", audiences)}"
-                : $"the bearer token is for audience {string.Join(", ", claimed.Select(a => $"'{Truncate(a)}'"))}, not one of ControlPlane:Kubernetes:TokenAudiences ({string.Join(", ", audiences)})";
+                : $"the bearer token is for audience {named}, not one of ControlPlane:Kubernetes:TokenAudiences ({string.Join(", ", audiences)})";
         }
 
+        // In whole seconds, as JWT times are: no date arithmetic that a year-9999 exp could overflow.
         if (payload.TryGetProperty("exp", out var exp) && exp.ValueKind == JsonValueKind.Number && exp.TryGetInt64(out var seconds)
-            && DateTimeOffset.FromUnixTimeSeconds(Math.Clamp(seconds, -62135596800, 253402300799)) + ExpirySkew < now)
+            && seconds < now.ToUnixTimeSeconds() - (long)ExpirySkew.TotalSeconds)
         {
-            return string.Create(CultureInfo.InvariantCulture, $"the bearer token expired at {DateTimeOffset.FromUnixTimeSeconds(Math.Clamp(seconds, -62135596800, 253402300799)):u}");
+            return string.Create(CultureInfo.InvariantCulture, $"the bearer token expired at {DateTimeOffset.FromUnixTimeSeconds(Math.Max(seconds, -62135596800)):u}");
         }
 
         return null;
     }
-
-    public void Dispose() => _inFlight.Dispose();
 
     private static string Truncate(string? text) => text is null ? string.Empty : text.Length <= 200 ? text : text[..200] + "…";
 

@@ -143,12 +143,12 @@ public sealed class ClusterLimitsTests : IAsyncLifetime
         for (var i = 0; i < 1000; i++)
         {
             Assert.True(traffic.TryStartRequest(limits));
-            traffic.EndRequest();
+            traffic.EndRequest(limits.MaxRequests);
             while (traffic.TryStartRetry(limits))
             {
                 retries++;
                 Assert.True(traffic.TryStartRequest(limits));
-                traffic.EndRequest();
+                traffic.EndRequest(limits.MaxRequests);
                 traffic.EndRetry();
             }
         }
@@ -166,7 +166,7 @@ public sealed class ClusterLimitsTests : IAsyncLifetime
         for (var i = 0; i < 10_000; i++)
         {
             Assert.True(traffic.TryStartRequest(limits));
-            traffic.EndRequest();
+            traffic.EndRequest(limits.MaxRequests);
         }
 
         var granted = 0;
@@ -174,7 +174,7 @@ public sealed class ClusterLimitsTests : IAsyncLifetime
         {
             granted++;
             Assert.True(traffic.TryStartRequest(limits));
-            traffic.EndRequest();
+            traffic.EndRequest(limits.MaxRequests);
             traffic.EndRetry();
         }
 

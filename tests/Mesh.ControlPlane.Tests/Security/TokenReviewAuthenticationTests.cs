@@ -215,9 +215,11 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
         var extra = ProjectedToken("a", "b");
         _api.AddServiceAccountToken(extra, "a", "b", ["istio-ca"]);
 
-        var refused = await RefusedAsync(cp, extra);
+        var refused = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(extra));
 
-        Assert.Contains($"{TokenReviewAuthenticator.MaxReviewsInFlight} TokenReviews are already in flight to the Kubernetes API server; retry later", refused.Status.Detail, StringComparison.Ordinal);
+        // UNAVAILABLE, not UNAUTHENTICATED: the token was not judged, and the client backs off or fails over to another replica.
+        Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
+        Assert.Equal($"caller could not be authenticated now: kubernetes service account token: {TokenReviewAuthenticator.MaxReviewsInFlight} TokenReviews are already in flight to the Kubernetes API server; retry later", refused.Status.Detail);
         Assert.Equal(TokenReviewAuthenticator.MaxReviewsInFlight, adapter.Requests.Count);
 
         // The API server answers the held reviews: each is certified, and the slots are free again for the next CSR.
@@ -229,6 +231,64 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
 
         var (_, next) = await cp.IssueAsync(extra);
         Assert.Equal([AB], CertificateAuthority.UriSans(next));
+    }
+
+    [Fact]
+    public async Task CreateCertificate_ReviewsThatTimedOut_GiveTheirSlotsBack()
+    {
+        var adapter = new ReviewAdapter();
+        await using var cp = await StartAsync(["--ControlPlane:Kubernetes:TokenReviewTimeout=00:00:00.500"], adapter);
+        var hanging = new List<Task<RpcException>>();
+        for (var i = 0; i < TokenReviewAuthenticator.MaxReviewsInFlight; i++)
+        {
+            var token = ProjectedToken("a", "b");
+            _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
+            adapter.Hang.Add(token);
+            hanging.Add(RefusedAsync(cp, token));
+        }
+
+        foreach (var ex in await Task.WhenAll(hanging))
+        {
+            Assert.Contains("got no answer within 0.5 s", ex.Status.Detail, StringComparison.Ordinal);
+        }
+
+        var next = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(next, "a", "b", ["istio-ca"]);
+        var (_, leaf) = await cp.IssueAsync(next);
+        Assert.Equal([AB], CertificateAuthority.UriSans(leaf));
+    }
+
+    private static readonly DateTimeOffset ShapeNow = new(2026, 12, 4, 12, 0, 0, TimeSpan.Zero);
+
+    /// <summary>What a projected token may look like and must still be reviewed (null), and where the local check draws its lines.</summary>
+    public static TheoryData<string, string?> Shapes() => new()
+    {
+        { Jwt(new() { ["aud"] = "istio-ca", ["exp"] = ShapeNow.AddHours(1).ToUnixTimeSeconds() }), null },
+        { Jwt(new() { ["aud"] = new[] { "https://kubernetes.default.svc", "istio-ca" } }), null },
+        { Jwt(new() { ["aud"] = new[] { "istio-ca" }, ["exp"] = ShapeNow.AddSeconds(-59).ToUnixTimeSeconds() }), null },
+        { Jwt(new() { ["aud"] = new[] { "istio-ca" }, ["exp"] = ShapeNow.AddSeconds(-61).ToUnixTimeSeconds() }), "the bearer token expired at 2026-12-04 11:58:59Z" },
+        { Jwt(new() { ["aud"] = new[] { "istio-ca" }, ["exp"] = long.MaxValue }), null },
+        { Jwt(new() { ["aud"] = new[] { "istio-ca" }, ["exp"] = long.MinValue }), "the bearer token expired at 0001-01-01 00:00:00Z" },
+        { Jwt(new() { ["aud"] = new[] { "a", "b", "c", "d", "e" } }), "the bearer token is for audience 'a', 'b', 'c' and 2 more, not one of ControlPlane:Kubernetes:TokenAudiences (istio-ca)" },
+        { Jwt(new() { ["aud"] = 42 }), "the bearer token has no audience (aud)" },
+        { "e30.W10.c2ln", "the bearer token's payload is not a JSON object" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void CheckShape_AcceptsWhatAProjectedTokenMayBe_RefusesTheRestNamingWhy(string token, string? expected)
+    {
+        var refusal = TokenReviewAuthenticator.CheckShape(token, ["istio-ca"], ShapeNow);
+
+        if (expected is null)
+        {
+            Assert.Null(refusal);
+        }
+        else
+        {
+            Assert.NotNull(refusal);
+            Assert.StartsWith(expected, refusal, StringComparison.Ordinal);
+        }
     }
 
     /// <summary>
@@ -413,7 +473,7 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
 
     private static string Jwt(Dictionary<string, object> payload) =>
         Base64Url.EncodeToString(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object> { ["alg"] = "RS256" })) + "."
-        + Base64Url.EncodeToString(JsonSerializer.SerializeToUtf8Bytes(payload)) + "." + Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(64));
+        + Base64Url.EncodeToString(JsonSerializer.SerializeToUtf8Bytes(payload)) + ".c2lnbmF0dXJlLW5vdC1jaGVja2VkLWhlcmU"; // fixed: theory cases keep their IDs
 
     /// <summary>A token shaped like a projected one (RS256 JWS from the cluster's issuer); only the fake API server can vouch for it.</summary>
     private static string ProjectedToken(string ns, string sa)

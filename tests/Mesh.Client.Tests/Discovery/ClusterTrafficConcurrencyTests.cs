@@ -1,10 +1,10 @@
 using Mesh.Client.Discovery;
 
-namespace Mesh.Client.Tests.Http;
+namespace Mesh.Client.Tests;
 
 /// <summary>
-/// The cluster's request count is striped per processor (no shared cache line per request): it must still be exact
-/// once the threads are done, and <c>max_requests</c> must never be exceeded while they race.
+/// A cluster's request count without a limit is striped per processor (no shared cache line per request): it must still
+/// be exact once the threads are done. Under <c>max_requests</c> it is one exact count, never exceeded while they race.
 /// </summary>
 public sealed class ClusterTrafficConcurrencyTests
 {
@@ -28,7 +28,7 @@ public sealed class ClusterTrafficConcurrencyTests
                         Thread.Yield();
                     }
 
-                    traffic.EndRequest();
+                    traffic.EndRequest(limits.MaxRequests);
                 }
             },
             TaskCreationOptions.LongRunning)).ToArray();
@@ -73,7 +73,7 @@ public sealed class ClusterTrafficConcurrencyTests
                     InterlockedMax(ref most, now);
                     Thread.SpinWait(200); // holds the slot long enough for the other threads to race for it
                     Interlocked.Decrement(ref inFlight);
-                    traffic.EndRequest();
+                    traffic.EndRequest(limits.MaxRequests);
                 }
             },
             TaskCreationOptions.LongRunning)).ToArray();
