@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
 using Grpc.Core;
@@ -193,27 +192,5 @@ public sealed class SotwPushTests
     {
         var registry = new WorkloadRegistry.WorkloadRegistryClient(cp.Channel);
         await registry.RegisterAsync(new RegisterRequest { Workload = new Mesh.Xds.Registry.V1.WorkloadEntry { Address = "127.0.0.1", Ports = { ["http"] = port }, Labels = { ["app"] = "orders" }, ServiceAccount = "orders" } });
-    }
-
-    private sealed class LogSink : ILoggerProvider
-    {
-        public ConcurrentQueue<string> Lines { get; } = new();
-
-        public ILogger CreateLogger(string categoryName) => new Logger(this);
-
-        public void Dispose()
-        {
-        }
-
-        private sealed class Logger(LogSink sink) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state)
-                where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => true;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-                sink.Lines.Enqueue($"{logLevel} {formatter(state, exception)}");
-        }
     }
 }

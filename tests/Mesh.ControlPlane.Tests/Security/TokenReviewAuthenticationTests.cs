@@ -565,27 +565,4 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
             return response;
         }
     }
-
-    /// <summary>Collects every formatted log line of the host.</summary>
-    private sealed class LogSink : ILoggerProvider
-    {
-        public ConcurrentQueue<string> Lines { get; } = new();
-
-        public ILogger CreateLogger(string categoryName) => new Logger(this);
-
-        public void Dispose()
-        {
-        }
-
-        private sealed class Logger(LogSink sink) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state)
-                where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => true;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-                sink.Lines.Enqueue(formatter(state, exception) + exception);
-        }
-    }
 }

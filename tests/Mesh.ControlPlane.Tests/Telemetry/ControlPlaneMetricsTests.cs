@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Reflection;
 using System.Security.Cryptography;
@@ -360,32 +359,5 @@ public class ControlPlaneMetricsTests
 
         var issued = request.Create(issuer.Value.Cert.SubjectName, X509SignatureGenerator.CreateForECDsa(issuer.Value.Key), notBefore, DateTimeOffset.UtcNow + lifetime, RandomNumberGenerator.GetBytes(8));
         return (issued, key);
-    }
-
-    private sealed record LogEntry(LogLevel Level, string? EventName, string Message);
-
-    /// <summary>Collects the host's log entries with their level and event name.</summary>
-    private sealed class LogSink : ILoggerProvider
-    {
-        private readonly ConcurrentQueue<LogEntry> _entries = new();
-
-        public IReadOnlyList<LogEntry> Entries => [.. _entries];
-
-        public ILogger CreateLogger(string categoryName) => new Logger(this);
-
-        public void Dispose()
-        {
-        }
-
-        private sealed class Logger(LogSink sink) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state)
-                where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => true;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-                sink._entries.Enqueue(new LogEntry(logLevel, eventId.Name, formatter(state, exception)));
-        }
     }
 }
