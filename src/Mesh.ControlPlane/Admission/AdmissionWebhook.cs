@@ -22,6 +22,13 @@ internal sealed partial class AdmissionWebhook(ILogger<AdmissionWebhook> logger)
     /// </summary>
     public const long MaxRequestBytes = 6 * 1024 * 1024;
 
+    /// <summary>
+    /// Reviews read at once: each may hold up to <see cref="MaxRequestBytes"/> of JSON, and the endpoint is reachable by
+    /// anything in the cluster, so a flood is bounded (one more is answered 429 at once; the API server applies the
+    /// webhook's failure policy, and the control plane still validates every object it reads).
+    /// </summary>
+    public const int MaxReviewsInFlight = 32;
+
     private const string ApiVersion = "admission.k8s.io/v1";
     private const string Kind = "AdmissionReview";
     private const int MaxWarnings = 16;
@@ -29,6 +36,8 @@ internal sealed partial class AdmissionWebhook(ILogger<AdmissionWebhook> logger)
     private static readonly JsonNodeOptions NodeOptions = new() { PropertyNameCaseInsensitive = false };
     private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 64 };
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    private int _inFlight;
 
     /// <summary>Maps the endpoint; only connections to <paramref name="webhookPort"/> reach it.</summary>
     public static void Map(IEndpointRouteBuilder endpoints, Func<int> webhookPort)
@@ -43,6 +52,24 @@ internal sealed partial class AdmissionWebhook(ILogger<AdmissionWebhook> logger)
     public async Task<IResult> HandleAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
+        if (Interlocked.Increment(ref _inFlight) > MaxReviewsInFlight)
+        {
+            Interlocked.Decrement(ref _inFlight);
+            return Refuse(StatusCodes.Status429TooManyRequests, string.Create(CultureInfo.InvariantCulture, $"{MaxReviewsInFlight} AdmissionReviews are already being read; retry later"));
+        }
+
+        try
+        {
+            return await ReviewBodyAsync(context).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
+        }
+    }
+
+    private async Task<IResult> ReviewBodyAsync(HttpContext context)
+    {
         if (context.Request.ContentLength > MaxRequestBytes)
         {
             return Refuse(StatusCodes.Status413PayloadTooLarge, $"AdmissionReview of {context.Request.ContentLength} bytes exceeds the limit of {MaxRequestBytes} bytes");

@@ -7,6 +7,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Mesh.ControlPlane.Admission;
 using Mesh.ControlPlane.Tests.Security;
+using Mesh.ControlPlane.Tests.Support;
 
 namespace Mesh.ControlPlane.Tests.Admission;
 
@@ -275,6 +276,49 @@ public sealed class AdmissionWebhookTests : IAsyncLifetime
     /// A client that resolves any name to 127.0.0.1 and trusts only the mesh root, with the normal host-name check: what
     /// the API server does with the webhook configuration's caBundle.
     /// </summary>
+    [Fact]
+    public async Task Validate_MoreReviewsBeingReadThanTheCap_TheNextIsRefusedAtOnce_TheHeldOnesAnswered()
+    {
+        using var client = Client(HttpVersion.Version20);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        // Reviews whose bodies stop half-way until released: each holds a slot while the webhook reads it.
+        var held = Enumerable.Range(0, AdmissionWebhook.MaxReviewsInFlight)
+            .Select(i => client.PostAsync(Url("/validate"), new HeldContent(Review($"held-{i}", "CREATE", "VirtualService", "shop", "reviews", GoodVirtualService("reviews")).ToJsonString(), release.Task)))
+            .ToArray();
+
+        // A whole review sent meanwhile: answered until every held one is being read, then refused at once with 429.
+        HttpResponseMessage? refused = null;
+        await Poll.UntilAsync(
+            async () =>
+            {
+                var probe = await PostAsync(client, Review("probe", "CREATE", "VirtualService", "shop", "reviews", GoodVirtualService("reviews")));
+                if (probe.StatusCode == HttpStatusCode.TooManyRequests)
+                {
+                    refused = probe;
+                    return true;
+                }
+
+                Assert.Equal(HttpStatusCode.OK, probe.StatusCode);
+                probe.Dispose();
+                return false;
+            },
+            "a review to be refused while the held ones fill every slot");
+        using (refused)
+        {
+            Assert.Equal($"{AdmissionWebhook.MaxReviewsInFlight} AdmissionReviews are already being read; retry later", (await refused!.Content.ReadAsStringAsync()).Trim());
+        }
+
+        release.SetResult();
+        foreach (var answer in await Task.WhenAll(held.Select(async h => await ReadAsync(await h))))
+        {
+            Assert.True((bool)answer["response"]!["allowed"]!);
+        }
+
+        // The slots are free again.
+        Assert.True((bool)(await ReadAsync(await PostAsync(client, Review("after", "CREATE", "VirtualService", "shop", "reviews", GoodVirtualService("reviews")))))["response"]!["allowed"]!);
+    }
+
     private HttpClient Client(Version version, Action<X509Certificate2>? onCertificate = null, string host = ServiceDns, SecureHost? cp = null)
     {
         cp ??= _cp;
@@ -372,4 +416,32 @@ public sealed class AdmissionWebhookTests : IAsyncLifetime
             }),
         },
     };
+
+    /// <summary>A JSON body sent in two halves, the second once <paramref name="release"/> completes.</summary>
+    private sealed class HeldContent : HttpContent
+    {
+        private readonly byte[] _bytes;
+        private readonly Task _release;
+
+        public HeldContent(string json, Task release)
+        {
+            _bytes = Encoding.UTF8.GetBytes(json);
+            _release = release;
+            Headers.ContentType = new("application/json");
+        }
+
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        {
+            await stream.WriteAsync(_bytes.AsMemory(0, _bytes.Length / 2));
+            await stream.FlushAsync();
+            await _release;
+            await stream.WriteAsync(_bytes.AsMemory(_bytes.Length / 2));
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = _bytes.Length;
+            return true;
+        }
+    }
 }
