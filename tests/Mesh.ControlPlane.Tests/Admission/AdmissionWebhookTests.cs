@@ -7,7 +7,9 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Mesh.ControlPlane.Admission;
 using Mesh.ControlPlane.Tests.Security;
-using Mesh.ControlPlane.Tests.Support;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Mesh.ControlPlane.Tests.Admission;
 
@@ -279,44 +281,36 @@ public sealed class AdmissionWebhookTests : IAsyncLifetime
     [Fact]
     public async Task Validate_MoreReviewsBeingReadThanTheCap_TheNextIsRefusedAtOnce_TheHeldOnesAnswered()
     {
-        using var client = Client(HttpVersion.Version20);
+        // In process, so no transport's own timeouts decide when a held body gives up: only the webhook's rule is tested.
+        var webhook = new AdmissionWebhook(NullLogger<AdmissionWebhook>.Instance);
+        var body = Encoding.UTF8.GetBytes(Review("held", "CREATE", "VirtualService", "shop", "reviews", GoodVirtualService("reviews")).ToJsonString());
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
         // Reviews whose bodies stop half-way until released: each holds a slot while the webhook reads it.
-        var held = Enumerable.Range(0, AdmissionWebhook.MaxReviewsInFlight)
-            .Select(i => client.PostAsync(Url("/validate"), new HeldContent(Review($"held-{i}", "CREATE", "VirtualService", "shop", "reviews", GoodVirtualService("reviews")).ToJsonString(), release.Task)))
-            .ToArray();
+        var held = Enumerable.Range(0, AdmissionWebhook.MaxReviewsInFlight).Select(_ => webhook.HandleAsync(Request(new HeldStream(body, release.Task)))).ToArray();
+        Assert.All(held, h => Assert.False(h.IsCompleted));
 
-        // A whole review sent meanwhile: answered until every held one is being read, then refused at once with 429.
-        HttpResponseMessage? refused = null;
-        await Poll.UntilAsync(
-            async () =>
-            {
-                var probe = await PostAsync(client, Review("probe", "CREATE", "VirtualService", "shop", "reviews", GoodVirtualService("reviews")));
-                if (probe.StatusCode == HttpStatusCode.TooManyRequests)
-                {
-                    refused = probe;
-                    return true;
-                }
+        var refused = Assert.IsType<ContentHttpResult>(await webhook.HandleAsync(Request(new MemoryStream(body))));
 
-                Assert.Equal(HttpStatusCode.OK, probe.StatusCode);
-                probe.Dispose();
-                return false;
-            },
-            "a review to be refused while the held ones fill every slot");
-        using (refused)
-        {
-            Assert.Equal($"{AdmissionWebhook.MaxReviewsInFlight} AdmissionReviews are already being read; retry later", (await refused!.Content.ReadAsStringAsync()).Trim());
-        }
-
+        Assert.Equal(StatusCodes.Status429TooManyRequests, refused.StatusCode);
+        Assert.Equal($"{AdmissionWebhook.MaxReviewsInFlight} AdmissionReviews are already being read; retry later", refused.ResponseContent!.Trim());
         release.SetResult();
-        foreach (var answer in await Task.WhenAll(held.Select(async h => await ReadAsync(await h))))
+        foreach (var answer in await Task.WhenAll(held))
         {
-            Assert.True((bool)answer["response"]!["allowed"]!);
+            Assert.Equal(StatusCodes.Status200OK, Assert.IsAssignableFrom<IStatusCodeHttpResult>(answer).StatusCode);
         }
 
         // The slots are free again.
-        Assert.True((bool)(await ReadAsync(await PostAsync(client, Review("after", "CREATE", "VirtualService", "shop", "reviews", GoodVirtualService("reviews")))))["response"]!["allowed"]!);
+        Assert.Equal(StatusCodes.Status200OK, Assert.IsAssignableFrom<IStatusCodeHttpResult>(await webhook.HandleAsync(Request(new MemoryStream(body)))).StatusCode);
+    }
+
+    private static DefaultHttpContext Request(Stream body)
+    {
+        var context = new DefaultHttpContext();
+        context.Request.Method = "POST";
+        context.Request.ContentType = "application/json";
+        context.Request.Body = body;
+        return context;
     }
 
     private HttpClient Client(Version version, Action<X509Certificate2>? onCertificate = null, string host = ServiceDns, SecureHost? cp = null)
@@ -417,31 +411,48 @@ public sealed class AdmissionWebhookTests : IAsyncLifetime
         },
     };
 
-    /// <summary>A JSON body sent in two halves, the second once <paramref name="release"/> completes.</summary>
-    private sealed class HeldContent : HttpContent
+    /// <summary>A request body that gives its first half, then the rest once <paramref name="release"/> completes.</summary>
+    private sealed class HeldStream(byte[] bytes, Task release) : Stream
     {
-        private readonly byte[] _bytes;
-        private readonly Task _release;
+        private int _position;
 
-        public HeldContent(string json, Task release)
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => bytes.Length;
+
+        public override long Position { get => _position; set => throw new NotSupportedException(); }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
-            _bytes = Encoding.UTF8.GetBytes(json);
-            _release = release;
-            Headers.ContentType = new("application/json");
+            if (_position >= bytes.Length / 2)
+            {
+                await release.WaitAsync(cancellationToken);
+            }
+
+            var end = _position < bytes.Length / 2 ? bytes.Length / 2 : bytes.Length;
+            var count = Math.Min(buffer.Length, end - _position);
+            bytes.AsMemory(_position, count).CopyTo(buffer);
+            _position += count;
+            return count;
         }
 
-        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("read asynchronously");
+
+        public override void Flush()
         {
-            await stream.WriteAsync(_bytes.AsMemory(0, _bytes.Length / 2));
-            await stream.FlushAsync();
-            await _release;
-            await stream.WriteAsync(_bytes.AsMemory(_bytes.Length / 2));
         }
 
-        protected override bool TryComputeLength(out long length)
-        {
-            length = _bytes.Length;
-            return true;
-        }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }
