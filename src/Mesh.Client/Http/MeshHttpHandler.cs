@@ -82,38 +82,64 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return SendAttemptAsync(request, cancellationToken).AsTask();
+        return TryStartAttempt(request, firstAttemptTo: null, _time.GetTimestamp(), cancellationToken, out var attempt, out var otherwise)
+            ? SendStartedAsync(request, attempt, cancellationToken).AsTask()
+            : otherwise.AsTask();
     }
 
     /// <summary>
-    /// One attempt, as <see cref="SendAsync"/> sends it, for the resilience handler right above this one (an
-    /// <c>xds:///</c> channel's chain): awaited once, its state machine comes from a pool instead of a Task per attempt.
+    /// Routes one attempt at <paramref name="now"/> (a timestamp of <see cref="Time"/>). True when it went to an endpoint,
+    /// was admitted by the cluster's limits and is not traced: the caller sends it through
+    /// <see cref="EndpointAttempt.Invoker"/> itself, then reports the outcome (<see cref="Complete"/> or <see cref="Fail"/>)
+    /// and always <see cref="End"/>s it. The resilience loop right above does, so that an attempt costs no async method of
+    /// its own. False: <paramref name="otherwise"/> is the attempt as <see cref="SendAsync"/> sends it (traced, to a host
+    /// outside the mesh, or failed). <paramref name="firstAttemptTo"/> is the service of a request's first attempt, which
+    /// the caller just looked up: no endpoint failed yet, so none is avoided. Null for a retry (or an unknown service): the
+    /// snapshot is read again and the endpoint that failed last is avoided.
     /// </summary>
-    internal ValueTask<HttpResponseMessage> SendAttemptAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
-        SendAttemptAsync(request, _time.GetTimestamp(), cancellationToken);
-
-    /// <summary>One attempt at <paramref name="now"/>, a timestamp of <see cref="Time"/> the caller just read.</summary>
-    internal ValueTask<HttpResponseMessage> SendAttemptAsync(HttpRequestMessage request, long now, CancellationToken cancellationToken)
+    internal bool TryStartAttempt(
+        HttpRequestMessage request,
+        MeshService? firstAttemptTo,
+        long now,
+        CancellationToken cancellationToken,
+        out EndpointAttempt attempt,
+        out ValueTask<HttpResponseMessage> otherwise)
     {
-        var status = _router.Route(request, now, _time.TimestampFrequency, GetFailedEndpoint(request), out var service, out var cluster, out var endpoint);
+        attempt = default;
+        otherwise = default;
+        MeshService? service;
+        MeshCluster? cluster;
+        MeshEndpoint? endpoint;
+        RouteStatus status;
+        if (firstAttemptTo is not null)
+        {
+            service = firstAttemptTo;
+            status = _router.Route(service, request, request.RequestUri!, now, _time.TimestampFrequency, avoid: null, out cluster, out endpoint);
+        }
+        else
+        {
+            status = _router.Route(request, now, _time.TimestampFrequency, GetFailedEndpoint(request), out service, out cluster, out endpoint);
+        }
+
         var heldRetry = false;
-        var attempt = 0;
+        var attemptNumber = 0;
         if (SpreadsAttempts && status == RouteStatus.Routed && AttemptGroup.Of(request) is { } group)
         {
             // A second attempt of the app's pipeline (its retry or hedge) is a retry to the cluster, as Envoy counts
             // hedged requests: the retry budget and max_retries bound it, so an app's hedging cannot multiply an outage.
             // The app's pipeline retries: its attempt number is how many endpoints the group took before this one.
-            attempt = group.Count;
-            if (attempt > 0)
+            attemptNumber = group.Count;
+            if (attemptNumber > 0)
             {
                 if (!cluster!.Traffic.TryStartRetry(cluster.Limits))
                 {
                     var limits = cluster.Limits;
-                    return ValueTask.FromException<HttpResponseMessage>(Overflow(
+                    otherwise = ValueTask.FromException<HttpResponseMessage>(Overflow(
                         request,
                         cluster,
                         limits.HasRetryBudget ? "retry_budget (DestinationRule retryBudget; the app's retries and hedges count as retries)" : "max_retries (DestinationRule connectionPool.http.maxRetries; the app's retries and hedges count as retries)",
                         cluster.Traffic.ActiveRetries));
+                    return false;
                 }
 
                 heldRetry = true;
@@ -130,14 +156,23 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
             record.Endpoint = status == RouteStatus.Routed ? endpoint : null;
         }
 
-        return status switch
+        switch (status)
         {
-            RouteStatus.Routed => MeshTracing.IsEnabled
-                ? SendTracedAsync(request, service!, cluster!, endpoint!, heldRetry, attempt, cancellationToken)
-                : SendToEndpointAsync(request, cluster!, endpoint!, heldRetry, cancellationToken),
-            RouteStatus.NotMeshHost => new ValueTask<HttpResponseMessage>(base.SendAsync(request, cancellationToken)),
-            _ => ValueTask.FromException<HttpResponseMessage>(CreateException(status, request, service, cluster)),
-        };
+            case RouteStatus.Routed when MeshTracing.IsEnabled:
+                otherwise = SendTracedAsync(request, service!, cluster!, endpoint!, heldRetry, attemptNumber, cancellationToken);
+                return false;
+            case RouteStatus.Routed when TryStart(request, cluster!, endpoint!, heldRetry, out attempt):
+                return true;
+            case RouteStatus.Routed:
+                otherwise = ValueTask.FromException<HttpResponseMessage>(Overflow(request, cluster!, cluster!.Limits.MaxRequestsName, cluster.Limits.MaxRequests));
+                return false;
+            case RouteStatus.NotMeshHost:
+                otherwise = new ValueTask<HttpResponseMessage>(base.SendAsync(request, cancellationToken));
+                return false;
+            default:
+                otherwise = ValueTask.FromException<HttpResponseMessage>(CreateException(status, request, service, cluster));
+                return false;
+        }
     }
 
     /// <summary>Synchronous sends reach only hosts outside the mesh, through the client's own primary handler (no sync-over-async).</summary>
@@ -208,16 +243,48 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         return response;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<HttpResponseMessage> SendToEndpointAsync(
+    /// <summary>An attempt of the traced path: started (or refused by the cluster's limits) and sent.</summary>
+    private ValueTask<HttpResponseMessage> SendToEndpointAsync(
         HttpRequestMessage request,
         MeshCluster cluster,
         MeshEndpoint endpoint,
         bool heldRetry,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken) =>
+        TryStart(request, cluster, endpoint, heldRetry, out var attempt)
+            ? SendStartedAsync(request, attempt, cancellationToken)
+            : ValueTask.FromException<HttpResponseMessage>(Overflow(request, cluster, cluster.Limits.MaxRequestsName, cluster.Limits.MaxRequests));
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendStartedAsync(HttpRequestMessage request, EndpointAttempt attempt, CancellationToken cancellationToken)
     {
-        // Envoy's max_requests (DestinationRule http2MaxRequests): over the limit the attempt fails at once (UO), it
-        // never waits. The count is the cluster's and survives config pushes.
+        try
+        {
+            var response = await attempt.Invoker.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            Complete(request, attempt, response);
+            return response;
+        }
+        catch (Exception exception) when (exception is HttpRequestException or OperationCanceledException)
+        {
+            if (Fail(request, attempt, exception) is { } failure)
+            {
+                throw failure;
+            }
+
+            throw;
+        }
+        finally
+        {
+            End(attempt);
+        }
+    }
+
+    /// <summary>
+    /// Admits an attempt to <paramref name="endpoint"/> by its cluster's limits and takes the endpoint's connection pool.
+    /// False when the cluster is at Envoy's <c>max_requests</c> (DestinationRule <c>http2MaxRequests</c>): the attempt fails
+    /// at once (UO), it never waits, and a retry it held is given back. The count is the cluster's and survives config pushes.
+    /// </summary>
+    private bool TryStart(HttpRequestMessage request, MeshCluster cluster, MeshEndpoint endpoint, bool heldRetry, out EndpointAttempt attempt)
+    {
         var traffic = cluster.Traffic;
         var limits = cluster.Limits;
         if (!traffic.TryStartRequest(limits))
@@ -227,7 +294,8 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
                 traffic.EndRetry();
             }
 
-            throw Overflow(request, cluster, limits.MaxRequestsName, limits.MaxRequests);
+            attempt = default;
+            return false;
         }
 
         // Only least-request reads the in-flight count; round robin skips two contended atomics per request. Decided
@@ -238,6 +306,7 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
             endpoint.OnRequestStarted();
         }
 
+        attempt = new EndpointAttempt(cluster, endpoint, null!, heldRetry, counted);
         try
         {
             if (limits.OneRequestPerConnection)
@@ -245,57 +314,71 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
                 request.Headers.ConnectionClose = true;
             }
 
-            var response = await _pools.Get(endpoint, cluster).SendAsync(request, cancellationToken).ConfigureAwait(false);
-            if ((int)response.StatusCode >= 500)
-            {
-                OnFailure(request, cluster, endpoint, (int)response.StatusCode, exception: null);
-            }
-            else
-            {
-                OutlierDetector.OnSuccess(endpoint);
-            }
-
-            return response;
+            attempt = attempt with { Invoker = _pools.Get(endpoint, cluster) };
+            return true;
         }
-        catch (Exception exception) when (exception is HttpRequestException or OperationCanceledException)
+        catch
         {
-            // As Envoy counts local-origin failures when it does not split them from answers: a failed connection or a
-            // reset as a 503, an attempt timeout as a 504. A cancellation here is either the attempt's timeout or the
-            // caller giving up, which only the resilience handler outside can tell: it counts a timeout through
-            // CommitTimeout, and a caller's cancellation never counts (Envoy ignores downstream resets), so callers that
-            // disconnect cannot get healthy endpoints ejected.
-            if (exception is OperationCanceledException)
-            {
-                FailedEndpoints.AddOrUpdate(request, new FailedAttempt(cluster, endpoint) { TimeoutPending = true });
-                Log.AttemptFailed(_logger, cluster.ServiceHost, endpoint.Authority, 0, exception);
-            }
-            else
-            {
-                OnFailure(request, cluster, endpoint, 503, exception);
-            }
-
-            if (exception.InnerException is Security.MeshTlsException tls)
-            {
-                // Secure naming or certificate failure: the message names the service and both identities. The connection
-                // was never made, so the chain carries an IOException: gRPC clients report UNAVAILABLE for it (as for any
-                // failed connection, and as on the xds:/// path) rather than INTERNAL.
-                throw new ServiceMeshException(request.RequestUri?.Host ?? cluster.ServiceHost, tls.Message, new IOException(tls.Message, exception));
-            }
-
+            End(attempt);
             throw;
         }
-        finally
-        {
-            if (counted)
-            {
-                endpoint.OnRequestCompleted();
-            }
+    }
 
-            traffic.EndRequest(limits.MaxRequests);
-            if (heldRetry)
-            {
-                traffic.EndRetry();
-            }
+    /// <summary>An answer came back: a 5xx counts toward the endpoint's ejection, anything else clears its error streak.</summary>
+    internal void Complete(HttpRequestMessage request, in EndpointAttempt attempt, HttpResponseMessage response)
+    {
+        if ((int)response.StatusCode >= 500)
+        {
+            OnFailure(request, attempt.Cluster, attempt.Endpoint, (int)response.StatusCode, exception: null);
+        }
+        else
+        {
+            OutlierDetector.OnSuccess(attempt.Endpoint);
+        }
+    }
+
+    /// <summary>
+    /// The attempt failed with <paramref name="exception"/> (an <see cref="HttpRequestException"/> or a cancellation): counts
+    /// it toward outlier ejection and returns the exception the caller must see instead, if any (a failed mTLS handshake).
+    /// </summary>
+    internal ServiceMeshException? Fail(HttpRequestMessage request, in EndpointAttempt attempt, Exception exception)
+    {
+        // As Envoy counts local-origin failures when it does not split them from answers: a failed connection or a
+        // reset as a 503, an attempt timeout as a 504. A cancellation here is either the attempt's timeout or the
+        // caller giving up, which only the resilience handler outside can tell: it counts a timeout through
+        // CommitTimeout, and a caller's cancellation never counts (Envoy ignores downstream resets), so callers that
+        // disconnect cannot get healthy endpoints ejected.
+        var (cluster, endpoint) = (attempt.Cluster, attempt.Endpoint);
+        if (exception is OperationCanceledException)
+        {
+            FailedEndpoints.AddOrUpdate(request, new FailedAttempt(cluster, endpoint) { TimeoutPending = true });
+            Log.AttemptFailed(_logger, cluster.ServiceHost, endpoint.Authority, 0, exception);
+        }
+        else
+        {
+            OnFailure(request, cluster, endpoint, 503, exception);
+        }
+
+        // Secure naming or certificate failure: the message names the service and both identities. The connection was
+        // never made, so the chain carries an IOException: gRPC clients report UNAVAILABLE for it (as for any failed
+        // connection, and as on the xds:/// path) rather than INTERNAL.
+        return exception.InnerException is Security.MeshTlsException tls
+            ? new ServiceMeshException(request.RequestUri?.Host ?? cluster.ServiceHost, tls.Message, new IOException(tls.Message, exception))
+            : null;
+    }
+
+    /// <summary>Gives back what <see cref="TryStart"/> took: the cluster's request count, the endpoint's, a held retry.</summary>
+    internal static void End(in EndpointAttempt attempt)
+    {
+        if (attempt.Counted)
+        {
+            attempt.Endpoint.OnRequestCompleted();
+        }
+
+        attempt.Cluster.Traffic.EndRequest(attempt.Cluster.Limits.MaxRequests);
+        if (attempt.HeldRetry)
+        {
+            attempt.Cluster.Traffic.EndRetry();
         }
     }
 
@@ -347,6 +430,9 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         [LoggerMessage(4, LogLevel.Warning, "Request to cluster {Cluster} rejected: {Limit} {Value} reached (upstream overflow).")]
         public static partial void Overflow(ILogger logger, string cluster, string limit, int value);
     }
+
+    /// <summary>An attempt admitted to an endpoint (<see cref="TryStartAttempt"/>), until it is <see cref="End"/>ed.</summary>
+    internal readonly record struct EndpointAttempt(MeshCluster Cluster, MeshEndpoint Endpoint, HttpMessageInvoker Invoker, bool HeldRetry, bool Counted);
 
     private sealed record FailedAttempt(MeshCluster Cluster, MeshEndpoint Endpoint)
     {

@@ -136,10 +136,38 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
                 try
                 {
                     deadline.CancelAfter(timeout);
-                    // Right above the routing handler, the attempt takes this loop's timestamp (one clock read less).
-                    response = InnerHandler is Http.MeshHttpHandler mesh
-                        ? await mesh.SendAttemptAsync(request, ReferenceEquals(mesh.Time, time) ? now : mesh.Time.GetTimestamp(), deadline.Token).ConfigureAwait(false)
-                        : await base.SendAsync(request, deadline.Token).ConfigureAwait(false);
+                    var token = deadline.Token;
+                    if (InnerHandler is not Http.MeshHttpHandler mesh)
+                    {
+                        response = await base.SendAsync(request, token).ConfigureAwait(false);
+                    }
+                    else if (mesh.TryStartAttempt(request, attempt == 0 ? service : null, ReferenceEquals(mesh.Time, time) ? now : mesh.Time.GetTimestamp(), token, out var started, out var otherwise))
+                    {
+                        // Right above the routing handler, the attempt is sent from this loop (one async method per
+                        // request, not two) at this loop's timestamp.
+                        try
+                        {
+                            response = await started.Invoker.SendAsync(request, token).ConfigureAwait(false);
+                            mesh.Complete(request, started, response);
+                        }
+                        catch (Exception e) when (e is HttpRequestException or OperationCanceledException)
+                        {
+                            if (mesh.Fail(request, started, e) is { } failure)
+                            {
+                                throw failure;
+                            }
+
+                            throw;
+                        }
+                        finally
+                        {
+                            Http.MeshHttpHandler.End(started);
+                        }
+                    }
+                    else
+                    {
+                        response = await otherwise.ConfigureAwait(false);
+                    }
                 }
                 catch (OperationCanceledException e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {

@@ -87,10 +87,30 @@ internal sealed class MeshRouter
             return !snapshot.IsSynced && _names.LooksLikeMeshHost(host) ? RouteStatus.NotSynced : RouteStatus.NotMeshHost;
         }
 
-        // On demand: the call keeps its service subscribed (a field read; a write at most once a second).
-        service!.Usage?.Touch(now, timestampFrequency);
+        return Route(service!, request, uri, now, timestampFrequency, avoid, out cluster, out endpoint);
+    }
 
-        var route = MatchRoute(service!, request, uri);
+    /// <summary>
+    /// Routes a request to <paramref name="service"/>, which the caller just found in <see cref="Snapshot"/> for the
+    /// request's URI (<paramref name="uri"/>): the first attempt of a request its resilience handler already looked up.
+    /// </summary>
+    public RouteStatus Route(
+        MeshService service,
+        HttpRequestMessage request,
+        Uri uri,
+        long now,
+        long timestampFrequency,
+        MeshEndpoint? avoid,
+        out MeshCluster? cluster,
+        out MeshEndpoint? endpoint)
+    {
+        cluster = null;
+        endpoint = null;
+
+        // On demand: the call keeps its service subscribed (a field read; a write at most once a second).
+        service.Usage?.Touch(now, timestampFrequency);
+
+        var route = MatchRoute(service, request, uri);
         if (route is null)
         {
             return RouteStatus.NoRoute;

@@ -26,6 +26,10 @@ internal sealed record StringMatch(StringMatchKind Kind, string Value, bool Igno
     // RE2 spelled for .NET's non-backtracking engine (linear time, as RE2), validated when the matcher is decoded.
     private readonly Regex? _regex = Kind == StringMatchKind.Regex ? FullMatch(Value) : null;
 
+    // What every match begins with: an input without it is refused without running the regex (a route table's other
+    // routes' paths mostly are).
+    private readonly string _regexPrefix = Kind == StringMatchKind.Regex ? Re2Regex.LiteralPrefix(Value) : string.Empty;
+
     public bool Matches(ReadOnlySpan<char> input)
     {
         var comparison = IgnoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
@@ -34,7 +38,7 @@ internal sealed record StringMatch(StringMatchKind Kind, string Value, bool Igno
             StringMatchKind.Exact => input.Equals(Value, comparison),
             StringMatchKind.Prefix => input.StartsWith(Value, comparison),
             StringMatchKind.Suffix => input.EndsWith(Value, comparison),
-            StringMatchKind.Regex => _regex!.IsMatch(input),
+            StringMatchKind.Regex => input.StartsWith(_regexPrefix, StringComparison.Ordinal) && _regex!.IsMatch(input),
             _ => input.Contains(Value, comparison),
         };
     }

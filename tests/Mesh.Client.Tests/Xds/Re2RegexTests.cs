@@ -80,4 +80,67 @@ public class Re2RegexTests
         Assert.Null(Re2Regex.TryCompileFullMatch(new string('a', Re2Regex.MaxPatternLength + 1), ignoreCase: false, out var error));
         Assert.Contains("1024", error, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(@"/beta/[0-9]+", "/beta/")]
+    [InlineData(@"/beta/\d+", "/beta/")]
+    [InlineData(@"/users/\w+", "/users/")]
+    [InlineData(@"/a\.b.*", "/a.b")]
+    [InlineData(@"/api/v1?", "/api/v")]
+    [InlineData(@"/x{2}", "/")]
+    [InlineData(@"ab+c", "a")]
+    [InlineData(@"ab*", "a")]
+    [InlineData(@"\\x", @"\x")]
+    // Nothing can be promised: alternation, flags, anchors, classes and escapes that are not literals.
+    [InlineData(@"/a|/b", "")]
+    [InlineData(@"/(a|b)/c", "")]
+    [InlineData(@"(?i)/admin", "")]
+    [InlineData(@"^/x", "")]
+    [InlineData(@"\Q/a.b\E", "")]
+    [InlineData(@"\x{41}b", "")]
+    [InlineData(@".*", "")]
+    [InlineData(@"[/]x", "")]
+    public void LiteralPrefix_IsWhatEveryMatchBeginsWith(string pattern, string prefix)
+    {
+        Assert.Equal(prefix, Re2Regex.LiteralPrefix(pattern));
+    }
+
+    /// <summary>
+    /// The prefix may only refuse what the regex refuses: every string of up to 4 characters over the patterns' alphabet,
+    /// against 400 random patterns of literals, escapes, classes, groups, alternation, anchors and quantifiers.
+    /// </summary>
+    [Fact]
+    public void LiteralPrefix_NeverRefusesAMatch()
+    {
+        string[] tokens = ["a", "b", "/", @"\.", @"\/", ".", "*", "+", "?", "[ab]", "(a|b)", "(ab)", "(?:a)", "{1,2}", "|", "^", "$", @"\d", "(?i)", "1"];
+        char[] alphabet = ['a', 'b', 'A', '/', '.', '1'];
+        var inputs = new List<string> { string.Empty };
+        for (var length = 1; length <= 4; length++)
+        {
+            inputs.AddRange(inputs.Where(input => input.Length == length - 1).SelectMany(input => alphabet.Select(c => input + c)).ToList());
+        }
+
+        var random = new Random(20261204);
+        var (compiled, matched, matchedWithPrefix) = (0, 0, 0);
+        for (var i = 0; i < 400; i++)
+        {
+            var pattern = string.Concat(Enumerable.Range(0, random.Next(1, 6)).Select(_ => tokens[random.Next(tokens.Length)]));
+            if (Re2Regex.TryCompileFullMatch(pattern, ignoreCase: false, out _) is not { } regex)
+            {
+                continue;
+            }
+
+            compiled++;
+            var prefix = Re2Regex.LiteralPrefix(pattern);
+            foreach (var input in inputs.Where(input => regex.IsMatch(input)))
+            {
+                Assert.True(input.StartsWith(prefix, StringComparison.Ordinal), $"'{pattern}' matches '{input}', which does not begin with its prefix '{prefix}'");
+                matched++;
+                matchedWithPrefix += prefix.Length > 0 ? 1 : 0;
+            }
+        }
+
+        // The check is only worth something if many patterns compiled, matched, and had a prefix to check.
+        Assert.True(compiled > 150 && matched > 500 && matchedWithPrefix > 100, $"compiled {compiled}, matched {matched}, with a prefix {matchedWithPrefix}");
+    }
 }
