@@ -21,6 +21,21 @@ internal struct StripedCounter
         Interlocked.Add(ref cells[Thread.GetCurrentProcessorId() % Cells * Stride], value);
     }
 
+    /// <summary>Sets every cell to zero. A change racing with it may survive it (the count stays approximate).</summary>
+    public void Reset()
+    {
+        var cells = Volatile.Read(ref _cells);
+        if (cells is null)
+        {
+            return;
+        }
+
+        for (var i = 0; i < cells.Length; i += Stride)
+        {
+            Volatile.Write(ref cells[i], 0);
+        }
+    }
+
     /// <summary>Gets the total of the cells, at least zero.</summary>
     public readonly long Sum()
     {

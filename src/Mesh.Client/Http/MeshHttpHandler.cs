@@ -83,7 +83,7 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     {
         ArgumentNullException.ThrowIfNull(request);
         return TryStartAttempt(request, firstAttemptTo: null, _time.GetTimestamp(), cancellationToken, out var attempt, out var otherwise)
-            ? SendStartedAsync(request, attempt, cancellationToken).AsTask()
+            ? SendStartedAsync(request, attempt, cancellationToken)
             : otherwise.AsTask();
     }
 
@@ -251,11 +251,12 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         bool heldRetry,
         CancellationToken cancellationToken) =>
         TryStart(request, cluster, endpoint, heldRetry, out var attempt)
-            ? SendStartedAsync(request, attempt, cancellationToken)
+            ? new ValueTask<HttpResponseMessage>(SendStartedAsync(request, attempt, cancellationToken))
             : ValueTask.FromException<HttpResponseMessage>(Overflow(request, cluster, cluster.Limits.MaxRequestsName, cluster.Limits.MaxRequests));
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<HttpResponseMessage> SendStartedAsync(HttpRequestMessage request, EndpointAttempt attempt, CancellationToken cancellationToken)
+    // A Task, not a pooled ValueTask: DelegatingHandler.SendAsync returns one, and AsTask around a pooled state machine would
+    // cost a second completion on each attempt. (The resilience loop right above sends its attempts without this method.)
+    private async Task<HttpResponseMessage> SendStartedAsync(HttpRequestMessage request, EndpointAttempt attempt, CancellationToken cancellationToken)
     {
         try
         {

@@ -5,7 +5,8 @@ namespace Mesh.Client.Resilience;
 /// calls was seen and the failure ratio reached the threshold; it rejects calls for the break duration; then one trial
 /// call (half-open) decides between closing and opening again. The same semantics as Polly's circuit breaker, kept in
 /// ten rolling buckets; a closed circuit admits a call with one volatile read and counts a success with one atomic
-/// add; failures, bucket turnover and state changes take a short lock.
+/// add on the current processor's cell (<see cref="Discovery.StripedCounter"/>: cores calling one service at once do not
+/// pass one cache line back and forth); failures, bucket turnover and state changes take a short lock.
 /// </summary>
 internal sealed class CircuitBreaker
 {
@@ -76,13 +77,14 @@ internal sealed class CircuitBreaker
     {
         if (!failed && !trial && _state == CircuitState.Closed)
         {
-            // The common case takes no lock: one atomic add to the current bucket. A bucket that turns over between the
-            // check and the add may count this call in the new interval; the window is approximate by one call.
+            // The common case takes no lock: one atomic add to this processor's cell of the current bucket. A bucket that
+            // turns over between the check and the add may count this call in the new interval; the window is
+            // approximate by one call per processor.
             var index = now / _bucketLength;
             ref var current = ref _buckets[(int)(index % BucketCount)];
             if (Volatile.Read(ref current.Index) == index)
             {
-                Interlocked.Increment(ref current.Calls);
+                current.Successes.Add(1);
                 return false;
             }
         }
@@ -114,6 +116,7 @@ internal sealed class CircuitBreaker
             if (Volatile.Read(ref bucket.Index) != index)
             {
                 // Counts first, index last: a lock-free success that sees the new index adds to the new counts.
+                bucket.Successes.Reset();
                 bucket.Calls = 0;
                 bucket.Failures = 0;
                 Volatile.Write(ref bucket.Index, index);
@@ -132,7 +135,7 @@ internal sealed class CircuitBreaker
                 ref var b = ref _buckets[i];
                 if (Volatile.Read(ref b.Index) > index - BucketCount)
                 {
-                    calls += Volatile.Read(ref b.Calls);
+                    calls += Volatile.Read(ref b.Calls) + b.Successes.Sum();
                     failures += b.Failures;
                 }
             }
@@ -170,8 +173,10 @@ internal sealed class CircuitBreaker
     private struct Bucket
     {
         public long Index;
+        // Calls counted under the lock (failures, and successes that turned the bucket over) and lock-free successes.
         public int Calls;
         public int Failures;
+        public Discovery.StripedCounter Successes;
     }
 }
 

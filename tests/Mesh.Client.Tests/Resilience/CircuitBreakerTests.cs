@@ -40,6 +40,29 @@ public sealed class CircuitBreakerTests
         Assert.False(breaker.TryAdmit(5299, out _));
     }
 
+    /// <summary>Successes counted on several processors' cells at once all count toward the ratio, none twice.</summary>
+    [Fact]
+    public void Closed_SuccessesFromManyThreads_AllCount()
+    {
+        var breaker = Breaker();
+        Parallel.For(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 8 }, _ =>
+        {
+            for (var i = 0; i < 500; i++)
+            {
+                breaker.OnResult(100, failed: false, trial: false);
+            }
+        });
+
+        // 4,000 successes: 3,999 failures are still below half of the calls, the 4,000th reaches it.
+        for (var i = 0; i < 3999; i++)
+        {
+            Assert.False(breaker.OnResult(200, failed: true, trial: false), $"opened after {i + 1} failures");
+        }
+
+        Assert.True(breaker.OnResult(200, failed: true, trial: false));
+        Assert.Equal(CircuitState.Open, breaker.State);
+    }
+
     [Fact]
     public void Closed_FailuresOlderThanTheWindow_DoNotCount()
     {
