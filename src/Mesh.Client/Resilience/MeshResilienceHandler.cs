@@ -132,11 +132,10 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
                 HttpResponseMessage? response = null;
                 Exception? error = null;
                 var timedOut = false;
-                var deadline = _sources.Rent();
+                var deadline = _sources.Rent(timeout);
                 var link = cancellationToken.UnsafeRegister(CancelSource, deadline);
                 try
                 {
-                    deadline.CancelAfter(timeout);
                     var token = deadline.Token;
                     if (InnerHandler is not Http.MeshHttpHandler mesh)
                     {
