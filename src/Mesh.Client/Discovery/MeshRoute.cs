@@ -22,9 +22,24 @@ internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert,
     /// <c>:method</c>, <c>:scheme</c> (of the request URI), <c>:authority</c> (the Host header the request sends),
     /// <c>:path</c> (path and query).
     /// </summary>
-    public bool Matches(HttpRequestMessage request)
+    public bool Matches(HttpRequestMessage request) => Matches(request, HasNoHeaders(request));
+
+    /// <summary>
+    /// Whether <paramref name="request"/> carries no header at all, on itself or its content (pseudo-headers aside): then
+    /// every header matcher of a route table is decided without looking a name up (<see cref="Matches(HttpRequestMessage, bool)"/>).
+    /// </summary>
+    public static bool HasNoHeaders(HttpRequestMessage request) =>
+        request.Headers.NonValidated.Count == 0 && (request.Content is null || request.Content.Headers.NonValidated.Count == 0);
+
+    /// <summary>Like <see cref="Matches(HttpRequestMessage)"/>, for a request whose <see cref="HasNoHeaders"/> the caller read once for all matchers.</summary>
+    public bool Matches(HttpRequestMessage request, bool noHeaders)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (noHeaders && (Name.Length == 0 || Name[0] != ':'))
+        {
+            return MatchesMissing();
+        }
+
         if (Name.Length > 0 && Name[0] == ':')
         {
             var uri = request.RequestUri is { IsAbsoluteUri: true } absolute ? absolute : null;
@@ -56,12 +71,15 @@ internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert,
         return uri.IsDefaultPort ? uri.IdnHost : uri.Authority;
     }
 
+    // A header the request does not carry: only an inverted presence test matches it, or a value matcher that takes "".
+    private bool MatchesMissing() => Match is null ? Invert : TreatMissingAsEmpty && Match.Matches(string.Empty) != Invert;
+
     public bool Matches(HttpHeaders headers)
     {
         ArgumentNullException.ThrowIfNull(headers);
         if (!headers.NonValidated.TryGetValues(Name, out var values))
         {
-            return Match is null ? Invert : TreatMissingAsEmpty && Match.Matches(string.Empty) != Invert;
+            return MatchesMissing();
         }
 
         // Several values of one header are matched as Envoy does: joined with ",".
@@ -224,12 +242,15 @@ internal sealed class MeshRoute
         return true;
     }
 
-    public bool MatchesHeaders(HttpRequestMessage request)
+    public bool MatchesHeaders(HttpRequestMessage request) => MatchesHeaders(request, HeaderMatch.HasNoHeaders(request));
+
+    /// <summary>Like <see cref="MatchesHeaders(HttpRequestMessage)"/>, with <see cref="HeaderMatch.HasNoHeaders"/> read once by the caller for every route.</summary>
+    public bool MatchesHeaders(HttpRequestMessage request, bool noHeaders)
     {
         ArgumentNullException.ThrowIfNull(request);
         foreach (var header in Headers)
         {
-            if (!header.Matches(request))
+            if (!header.Matches(request, noHeaders))
             {
                 return false;
             }

@@ -146,9 +146,12 @@ internal sealed class MeshRouter
         // Uri keeps both once computed, so a request routed again (each retry) reads them without allocating.
         var path = service.NeedsPath ? uri.AbsolutePath : string.Empty;
         var query = service.NeedsQuery ? uri.Query : string.Empty;
+        // Read once for the whole table: a request without headers (most, before .NET adds its trace headers below the mesh)
+        // decides every header matcher without a name lookup.
+        var noHeaders = service.NeedsHeaders && HeaderMatch.HasNoHeaders(request);
         foreach (var route in routes)
         {
-            if (route.MatchesPath(path) && route.MatchesQuery(query) && route.MatchesHeaders(request))
+            if (route.MatchesPath(path) && route.MatchesQuery(query) && route.MatchesHeaders(request, noHeaders))
             {
                 return route;
             }

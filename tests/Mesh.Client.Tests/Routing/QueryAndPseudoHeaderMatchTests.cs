@@ -108,6 +108,54 @@ public sealed class QueryAndPseudoHeaderMatchTests
         Assert.True(new HeaderMatch(":scheme", new StringMatch(StringMatchKind.Exact, "http", IgnoreCase: false), Invert: false).Matches(defaultPort));
     }
 
+    /// <summary>
+    /// A request without headers decides every matcher without a name lookup: the same answers as looking each name up,
+    /// for presence, absence, values, treat-missing-as-empty, content headers and pseudo-headers.
+    /// </summary>
+    [Fact]
+    public void HeaderMatch_RequestWithoutHeaders_SameAnswersAsLookingUp()
+    {
+        StringMatch Exact(string value) => new(StringMatchKind.Exact, value, IgnoreCase: false);
+        HeaderMatch[] matchers =
+        [
+            new("x-canary", null, Invert: false),
+            new("x-canary", null, Invert: true),
+            new("x-canary", Exact("1"), Invert: false),
+            new("x-canary", Exact("1"), Invert: true),
+            new("x-canary", Exact(""), Invert: false, TreatMissingAsEmpty: true),
+            new("x-canary", Exact("1"), Invert: true, TreatMissingAsEmpty: true),
+            new("content-type", new StringMatch(StringMatchKind.Prefix, "application/grpc", IgnoreCase: false), Invert: false),
+            new(":method", Exact("GET"), Invert: false),
+            new(":authority", Exact("orders"), Invert: false),
+            new(":path", new StringMatch(StringMatchKind.Prefix, "/api", IgnoreCase: false), Invert: true),
+        ];
+        HttpRequestMessage[] requests =
+        [
+            new(HttpMethod.Get, "http://orders/api"),
+            new(HttpMethod.Get, "http://orders/"),
+            new(HttpMethod.Post, "http://orders/x") { Content = new ByteArrayContent([]) },
+            new(HttpMethod.Post, "http://orders/x") { Content = new ByteArrayContent([]) { Headers = { { "content-type", "application/grpc" } } } },
+            new(HttpMethod.Get, "http://orders/") { Headers = { { "x-canary", "1" } } },
+            new(HttpMethod.Get, "http://orders/") { Headers = { { "x-other", "1" } } },
+        ];
+
+        var decidedWithoutLookup = 0;
+        foreach (var request in requests)
+        {
+            var noHeaders = HeaderMatch.HasNoHeaders(request);
+            decidedWithoutLookup += noHeaders ? 1 : 0;
+            foreach (var matcher in matchers)
+            {
+                Assert.True(matcher.Matches(request, noHeaders) == matcher.Matches(request, noHeaders: false), $"{matcher} on {request.Method} {request.RequestUri} (no headers: {noHeaders})");
+            }
+
+            request.Dispose();
+        }
+
+        // Three of the requests carry no header (a content without headers included): the shortcut was taken.
+        Assert.Equal(3, decidedWithoutLookup);
+    }
+
     [Fact]
     public void Route_QueryParameterMatch_AllocatesNothing()
     {
