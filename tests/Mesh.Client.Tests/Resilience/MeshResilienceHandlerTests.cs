@@ -1,6 +1,10 @@
+using System.Collections.Concurrent;
 using System.Net;
 using Mesh.Client.Discovery;
+using Mesh.Client.Resilience;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Http.Logging;
+using Microsoft.Extensions.Logging;
 
 namespace Mesh.Client.Tests.Resilience;
 
@@ -129,6 +133,51 @@ public sealed class MeshResilienceHandlerTests : IAsyncLifetime
         Assert.Equal(1, _backends[1].Hits);
     }
 
+    /// <summary>
+    /// The factory's logging handlers sit around the mesh's chain: a call the mesh retries is logged once, as an app
+    /// behind a sidecar logs it, while a handler of the app's own still runs for each attempt. Without one, the
+    /// resilience loop is right above the routing handler (it sends each attempt itself).
+    /// </summary>
+    [Fact]
+    public async Task FactoryClient_LogsEachCallOnce_AppHandlerRunsPerAttempt()
+    {
+        var logs = new CategoryCounter();
+        var appHandler = new CountingHandler();
+        var cluster = TestSnapshots.Cluster("orders", 80, _backends.Select(b => TestSnapshots.Endpoint(b.Port)).ToArray());
+        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster]);
+        var services = MeshServices.Create(new FixedSnapshotSource(snapshot), options => options.Resilience.MaxRetryAttempts = 1);
+        services.AddSingleton<ILoggerProvider>(logs);
+        services.AddHttpClient("plain");
+        services.AddHttpClient("app").AddHttpMessageHandler(() => appHandler);
+        await using var provider = services.BuildServiceProvider();
+        var factory = provider.GetRequiredService<IHttpClientFactory>();
+
+        using (var response = await factory.CreateClient("app").GetAsync(new Uri("http://orders/fail")))
+        {
+            Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+        }
+
+        Assert.Equal(2, appHandler.Calls);
+        Assert.Equal(1, logs.Count("System.Net.Http.HttpClient.app.ClientHandler", eventId: 100));
+        Assert.Equal(1, logs.Count("System.Net.Http.HttpClient.app.LogicalHandler", eventId: 100));
+
+        using (var response = await factory.CreateClient("plain").GetAsync(new Uri("http://orders/fail")))
+        {
+            Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+        }
+
+        Assert.Equal(1, logs.Count("System.Net.Http.HttpClient.plain.ClientHandler", eventId: 100));
+        var chain = new List<Type>();
+        for (HttpMessageHandler? handler = provider.GetRequiredService<IHttpMessageHandlerFactory>().CreateHandler("plain"); handler is not null; handler = (handler as DelegatingHandler)?.InnerHandler)
+        {
+            chain.Add(handler.GetType());
+        }
+
+        var resilience = chain.IndexOf(typeof(MeshResilienceHandler));
+        Assert.True(resilience > chain.IndexOf(typeof(LoggingHttpMessageHandler)), string.Join(" > ", chain.Select(t => t.Name)));
+        Assert.Equal(typeof(Mesh.Client.Http.MeshHttpHandler), chain[resilience + 1]);
+    }
+
     private static ServiceProvider Provider(TestBackend backend, Action<ServiceMeshOptions> configure) => Provider([backend], configure);
 
     private static ServiceProvider Provider(IReadOnlyList<TestBackend> backends, Action<ServiceMeshOptions> configure)
@@ -136,5 +185,42 @@ public sealed class MeshResilienceHandlerTests : IAsyncLifetime
         var cluster = TestSnapshots.Cluster("orders", 80, backends.Select(b => TestSnapshots.Endpoint(b.Port)).ToArray());
         var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster]);
         return MeshServices.Create(new FixedSnapshotSource(snapshot), configure).BuildServiceProvider();
+    }
+
+    private sealed class CountingHandler : DelegatingHandler
+    {
+        private int _calls;
+
+        public int Calls => Volatile.Read(ref _calls);
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _calls);
+            return base.SendAsync(request, cancellationToken);
+        }
+    }
+
+    private sealed class CategoryCounter : ILoggerProvider
+    {
+        private readonly ConcurrentDictionary<(string Category, int EventId), int> _counts = new();
+
+        public int Count(string category, int eventId) => _counts.GetValueOrDefault((category, eventId));
+
+        public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Logger(CategoryCounter owner, string category) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+                owner._counts.AddOrUpdate((category, eventId.Id), 1, (_, count) => count + 1);
+        }
     }
 }
