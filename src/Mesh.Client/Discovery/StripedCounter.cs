@@ -1,7 +1,7 @@
 namespace Mesh.Client.Discovery;
 
 /// <summary>
-/// A count that many threads change at once and few read, and only approximately (never to admit or refuse): one cell
+/// A count that many threads change at once and few read, and only approximately (never for an exact limit): one cell
 /// per processor (at most four), each on its own cache line, so an increment on one core never invalidates the line another core is counting on. A read sums the
 /// cells, so it sees every change that finished before it and may see one in progress half-way (a decrement on one
 /// cell before the increment it undoes on another): <see cref="Sum"/> never reports less than zero for that reason.
@@ -56,7 +56,7 @@ internal struct StripedCounter
 
     private long[] Create()
     {
-        Interlocked.CompareExchange(ref _cells, new long[Cells * Stride], null);
-        return _cells;
+        var created = new long[Cells * Stride];
+        return Interlocked.CompareExchange(ref _cells, created, null) ?? created;
     }
 }

@@ -9,7 +9,8 @@ using Microsoft.Extensions.Logging;
 namespace Mesh.Client.Http;
 
 /// <summary>
-/// The primary handler of every mesh-enabled IHttpClientFactory client. Requests to mesh hosts are routed per attempt
+/// The routing handler at the bottom of every mesh chain (IHttpClientFactory clients, <see cref="IMeshOutboundHandlerFactory"/>
+/// handlers, <c>xds:///</c> channels). Requests to mesh hosts are routed per attempt
 /// (host → route → cluster → endpoint) and sent through the endpoint's connection pool with their URI untouched;
 /// every other request goes to <see cref="DelegatingHandler.InnerHandler"/>, the client's own primary handler.
 /// </summary>

@@ -35,6 +35,10 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter(
         return false;
     }
 
+    // Microsoft.Extensions.Http's handler for loggers added with AddLogger; matched by name, as the type is internal.
+    private static bool IsFactoryLogger(DelegatingHandler handler) =>
+        handler.GetType().FullName == "Microsoft.Extensions.Http.Logging.HttpClientLoggerHandler";
+
     private static int IndexOfAppResilienceHandler(IList<DelegatingHandler> handlers)
     {
         for (var i = 0; i < handlers.Count; i++)
@@ -80,15 +84,31 @@ internal sealed class MeshHttpMessageHandlerBuilderFilter(
             // The mesh retries: its chain becomes the client's primary handler, with the client's own handlers (if any)
             // between its resilience and routing handlers, so they run per attempt. The factory's logging handlers, added
             // around the primary handler, log each call once, as an app behind a sidecar sees it (each attempt is in the
-            // mesh's Debug log and its own span). With no handler of the app's, the resilience loop sends each attempt itself.
+            // mesh's Debug log and its own span), and so do loggers added with AddLogger. With no handler of the app's, the
+            // resilience loop sends each attempt itself.
             HttpMessageHandler perAttempt = mesh.Routing;
             for (var i = builder.AdditionalHandlers.Count - 1; i >= 0; i--)
             {
-                builder.AdditionalHandlers[i].InnerHandler = perAttempt;
-                perAttempt = builder.AdditionalHandlers[i];
+                var handler = builder.AdditionalHandlers[i];
+                if (IsFactoryLogger(handler))
+                {
+                    // Loggers added with AddLogger stay around the mesh's chain, like the factory's default logging.
+                    continue;
+                }
+
+                if (handler.InnerHandler is not null)
+                {
+                    // What HttpMessageHandlerBuilder says of a handler reused across builds.
+                    throw new InvalidOperationException(
+                        $"The 'InnerHandler' property of handler '{handler.GetType()}' of HttpClient '{name}' must be null: a DelegatingHandler "
+                        + "added with AddHttpMessageHandler must be a new instance each time the factory builds the client's handlers.");
+                }
+
+                handler.InnerHandler = perAttempt;
+                perAttempt = handler;
+                builder.AdditionalHandlers.RemoveAt(i);
             }
 
-            builder.AdditionalHandlers.Clear();
             mesh.Resilience.InnerHandler = perAttempt;
             mesh.Features.InnerHandler = mesh.Resilience;
             builder.PrimaryHandler = mesh.Features;

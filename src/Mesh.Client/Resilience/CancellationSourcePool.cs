@@ -8,7 +8,8 @@ namespace Mesh.Client.Resilience;
 /// in flight at once, so it needs no cap.
 /// </summary>
 /// <remarks>
-/// A source comes back still armed when its timer is due later than <see cref="RearmMargin"/> from now: the next
+/// A source comes back still armed when its timer is due later than <see cref="RearmMargin"/> from now and its caller
+/// knows nothing is left registered on its token (a reset would drop such a registration): the next
 /// attempt moves that due time in one timer change, where a reset and a new deadline would take two (each under the
 /// runtime's timer-queue lock). A timer due sooner may already be firing, so such a source is reset
 /// (<see cref="CancellationTokenSource.TryReset"/>) on its way back, and one that aged in the pool to within the margin
@@ -18,6 +19,9 @@ internal sealed class CancellationSourcePool
 {
     /// <summary>How far from its due time an armed source's timer must be to be moved in place: far longer than a timer fires late.</summary>
     internal static readonly TimeSpan RearmMargin = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest delay a runtime timer takes (<see cref="uint.MaxValue"/> − 1 ms, about 49.7 days).</summary>
+    internal static readonly TimeSpan MaxDelay = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
 
     private const long Disarmed = long.MaxValue;
     private static readonly long RearmMarginMs = (long)RearmMargin.TotalMilliseconds;
@@ -58,8 +62,8 @@ internal sealed class CancellationSourcePool
         while (true)
         {
             var source = Take() ?? new DeadlineSource();
-            var now = Now();
-            if (source.DueAt != Disarmed && source.DueAt - now < RearmMarginMs)
+            var armedFor = source.DueAt;
+            if (armedFor != Disarmed && armedFor - Now() < RearmMarginMs)
             {
                 // It aged in the pool to within the margin of its due time (or past it): its timer may be firing.
                 source.Dispose();
@@ -67,9 +71,11 @@ internal sealed class CancellationSourcePool
             }
 
             source.CancelAfter(timeout);
-            if (source.IsCancellationRequested)
+            var now = Now();
+            if (source.IsCancellationRequested || (armedFor != Disarmed && armedFor - now < RearmMarginMs / 2))
             {
-                // Its old timer fired before the move (this thread stalled longer than the margin): never hand it out.
+                // This thread stalled between the check and the move (a GC pause, a starved pool) long enough that the old
+                // timer may have fired, or been queued to fire, before the move: never hand such a source out.
                 source.Dispose();
                 continue;
             }
@@ -79,8 +85,12 @@ internal sealed class CancellationSourcePool
         }
     }
 
-    /// <summary>Takes <paramref name="source"/> back; one that was cancelled, or whose timer fired, is disposed instead.</summary>
-    public void Return(CancellationTokenSource source)
+    /// <summary>
+    /// Takes <paramref name="source"/> back; one that was cancelled, or whose timer fired, is disposed instead. Unless
+    /// <paramref name="keepArmed"/> (the caller knows no registration is left on its token), it is reset, which also drops
+    /// any registration left on it, so none fires for a later request.
+    /// </summary>
+    public void Return(CancellationTokenSource source, bool keepArmed = false)
     {
         ArgumentNullException.ThrowIfNull(source);
         if (source is not DeadlineSource deadline || source.IsCancellationRequested)
@@ -89,7 +99,7 @@ internal sealed class CancellationSourcePool
             return;
         }
 
-        if (deadline.DueAt - Now() < RearmMarginMs)
+        if (!keepArmed || deadline.DueAt - Now() < RearmMarginMs)
         {
             if (!deadline.TryReset())
             {

@@ -124,6 +124,9 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
                     throw TimedOut(service, request, route, routePolicy, totalBinds: true);
                 }
 
+                // A runtime timer waits at most ~49.7 days: a longer budget is no deadline at all in practice.
+                timeout = timeout < CancellationSourcePool.MaxDelay ? timeout : CancellationSourcePool.MaxDelay;
+
                 if (!breaker.TryAdmit(now, out var trial))
                 {
                     throw new CircuitOpenException(request.RequestUri!.Host, service.Host, options.CircuitBreakerBreakDuration);
@@ -287,10 +290,13 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
     // it sends a duplex body (gRPC's) without the request's token and finishes any other body before it returns.
     private void Release(CancellationTokenSource deadline, HttpRequestMessage request, HttpResponseMessage? response)
     {
+        var knownChain = InnerLetsGoOfToken();
         if (request.Content is null or ByteArrayContent or ReadOnlyMemoryContent
-            || (response is { Version.Major: 2 } && InnerLetsGoOfToken()))
+            || (response is { Version.Major: 2 } && knownChain))
         {
-            _sources.Return(deadline);
+            // Kept armed (no reset) only under a chain of known handlers: a reset also drops any registration a handler
+            // of the app's left on the token, which must never fire for a later request.
+            _sources.Return(deadline, keepArmed: knownChain);
         }
         else
         {

@@ -178,6 +178,30 @@ public sealed class MeshResilienceHandlerTests : IAsyncLifetime
         Assert.Equal(typeof(Mesh.Client.Http.MeshHttpHandler), chain[resilience + 1]);
     }
 
+    /// <summary>
+    /// Loggers added with <c>AddLogger</c>, wrapping the pipeline or not, stay around the mesh's chain and see a retried
+    /// call once, like the factory's default logging, while a handler of the app's added between them sees each attempt.
+    /// </summary>
+    [Fact]
+    public async Task FactoryClient_AddLogger_LogsEachCallOnce()
+    {
+        var wrapping = new CountingLogger();
+        var inner = new CountingLogger();
+        var cluster = TestSnapshots.Cluster("orders", 80, _backends.Select(b => TestSnapshots.Endpoint(b.Port)).ToArray());
+        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster]);
+        var services = MeshServices.Create(new FixedSnapshotSource(snapshot), options => options.Resilience.MaxRetryAttempts = 1);
+        var appHandler = new CountingHandler();
+        services.AddHttpClient("logged").AddLogger(_ => wrapping, wrapHandlersPipeline: true).AddHttpMessageHandler(() => appHandler).AddLogger(_ => inner);
+        await using var provider = services.BuildServiceProvider();
+
+        using var response = await provider.GetRequiredService<IHttpClientFactory>().CreateClient("logged").GetAsync(new Uri("http://orders/fail"));
+
+        Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+        Assert.Equal(1, wrapping.Starts);
+        Assert.Equal(1, inner.Starts);
+        Assert.Equal(2, appHandler.Calls);
+    }
+
     private static ServiceProvider Provider(TestBackend backend, Action<ServiceMeshOptions> configure) => Provider([backend], configure);
 
     private static ServiceProvider Provider(IReadOnlyList<TestBackend> backends, Action<ServiceMeshOptions> configure)
@@ -221,6 +245,27 @@ public sealed class MeshResilienceHandlerTests : IAsyncLifetime
 
             public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
                 owner._counts.AddOrUpdate((category, eventId.Id), 1, (_, count) => count + 1);
+        }
+    }
+
+    private sealed class CountingLogger : IHttpClientLogger
+    {
+        private int _starts;
+
+        public int Starts => Volatile.Read(ref _starts);
+
+        public object? LogRequestStart(HttpRequestMessage request)
+        {
+            Interlocked.Increment(ref _starts);
+            return null;
+        }
+
+        public void LogRequestStop(object? context, HttpRequestMessage request, HttpResponseMessage response, TimeSpan elapsed)
+        {
+        }
+
+        public void LogRequestFailed(object? context, HttpRequestMessage request, HttpResponseMessage? response, Exception exception, TimeSpan elapsed)
+        {
         }
     }
 }
