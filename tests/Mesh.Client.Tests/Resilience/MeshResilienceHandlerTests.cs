@@ -143,9 +143,7 @@ public sealed class MeshResilienceHandlerTests : IAsyncLifetime
     {
         var logs = new CategoryCounter();
         var appHandler = new CountingHandler();
-        var cluster = TestSnapshots.Cluster("orders", 80, _backends.Select(b => TestSnapshots.Endpoint(b.Port)).ToArray());
-        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster]);
-        var services = MeshServices.Create(new FixedSnapshotSource(snapshot), options => options.Resilience.MaxRetryAttempts = 1);
+        var services = Services(_backends, options => options.Resilience.MaxRetryAttempts = 1);
         services.AddSingleton<ILoggerProvider>(logs);
         services.AddHttpClient("plain");
         services.AddHttpClient("app").AddHttpMessageHandler(() => appHandler);
@@ -187,9 +185,7 @@ public sealed class MeshResilienceHandlerTests : IAsyncLifetime
     {
         var wrapping = new CountingLogger();
         var inner = new CountingLogger();
-        var cluster = TestSnapshots.Cluster("orders", 80, _backends.Select(b => TestSnapshots.Endpoint(b.Port)).ToArray());
-        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster]);
-        var services = MeshServices.Create(new FixedSnapshotSource(snapshot), options => options.Resilience.MaxRetryAttempts = 1);
+        var services = Services(_backends, options => options.Resilience.MaxRetryAttempts = 1);
         var appHandler = new CountingHandler();
         services.AddHttpClient("logged").AddLogger(_ => wrapping, wrapHandlersPipeline: true).AddHttpMessageHandler(() => appHandler).AddLogger(_ => inner);
         await using var provider = services.BuildServiceProvider();
@@ -204,11 +200,15 @@ public sealed class MeshResilienceHandlerTests : IAsyncLifetime
 
     private static ServiceProvider Provider(TestBackend backend, Action<ServiceMeshOptions> configure) => Provider([backend], configure);
 
-    private static ServiceProvider Provider(IReadOnlyList<TestBackend> backends, Action<ServiceMeshOptions> configure)
+    private static ServiceProvider Provider(IReadOnlyList<TestBackend> backends, Action<ServiceMeshOptions> configure) =>
+        Services(backends, configure).BuildServiceProvider();
+
+    // The mesh's services with one service, "orders", whose endpoints are the backends.
+    private static ServiceCollection Services(IReadOnlyList<TestBackend> backends, Action<ServiceMeshOptions> configure)
     {
         var cluster = TestSnapshots.Cluster("orders", 80, backends.Select(b => TestSnapshots.Endpoint(b.Port)).ToArray());
         var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster]);
-        return MeshServices.Create(new FixedSnapshotSource(snapshot), configure).BuildServiceProvider();
+        return MeshServices.Create(new FixedSnapshotSource(snapshot), configure);
     }
 
     private sealed class CountingHandler : DelegatingHandler
