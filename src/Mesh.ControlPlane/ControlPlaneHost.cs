@@ -243,13 +243,13 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
 
     private static string Format(Uri uri) => uri.GetLeftPart(UriPartial.Authority);
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "CA {Action}: signing with '{Subject}', trust bundle holds {RootCount} root(s)")]
+    [LoggerMessage(EventId = 1, EventName = "LogCaReady", Level = LogLevel.Information, Message = "CA {Action}: signing with '{Subject}', trust bundle holds {RootCount} root(s)")]
     private static partial void LogCaReady(ILogger logger, string action, string subject, int rootCount);
 
     [LoggerMessage(EventId = 3, EventName = "CaCertsDirectory", Level = LogLevel.Information, Message = "ControlPlane:Ca:CaCertsDirectory {Directory}: {Outcome}")]
     private static partial void LogCaCerts(ILogger logger, string directory, string outcome);
 
     // The path only: the secret itself is never logged.
-    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Admin credential {Action}: {Path} (POST /tokens needs 'Authorization: Bearer <its content>')")]
+    [LoggerMessage(EventId = 2, EventName = "LogAdminCredential", Level = LogLevel.Information, Message = "Admin credential {Action}: {Path} (POST /tokens needs 'Authorization: Bearer <its content>')")]
     private static partial void LogAdminCredential(ILogger logger, string action, string path);
 }

@@ -249,10 +249,4 @@ internal sealed partial class EndpointConnectionPools : IDisposable
             set => Volatile.Write(ref _value, value);
         }
     }
-
-    private static partial class Log
-    {
-        [LoggerMessage(1, LogLevel.Debug, "Disposed the connection pool of endpoint {Authority}: it left the mesh snapshot.")]
-        public static partial void PoolDisposed(ILogger logger, string authority);
-    }
 }

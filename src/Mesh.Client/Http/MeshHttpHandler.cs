@@ -418,21 +418,6 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         return exception;
     }
 
-    private static partial class Log
-    {
-        [LoggerMessage(1, LogLevel.Debug, "Attempt to mesh service {Service} on endpoint {Endpoint} failed (status {StatusCode}).")]
-        public static partial void AttemptFailed(ILogger logger, string service, string endpoint, int statusCode, Exception? exception);
-
-        [LoggerMessage(2, LogLevel.Warning, "Ejected endpoint {Endpoint} of mesh service {Service} (ejection multiplier {Multiplier}, {Ejected} ejected in the cluster).")]
-        public static partial void EndpointEjected(ILogger logger, string endpoint, string service, int multiplier, int ejected);
-
-        [LoggerMessage(3, LogLevel.Debug, "Request to {Host} not routed ({Status}): {Message}")]
-        public static partial void NotRouted(ILogger logger, string host, RouteStatus status, string message);
-
-        [LoggerMessage(4, LogLevel.Warning, "Request to cluster {Cluster} rejected: {Limit} {Value} reached (upstream overflow).")]
-        public static partial void Overflow(ILogger logger, string cluster, string limit, int value);
-    }
-
     /// <summary>An attempt admitted to an endpoint (<see cref="TryStartAttempt"/>), until it is <see cref="End"/>ed.</summary>
     internal readonly record struct EndpointAttempt(MeshCluster Cluster, MeshEndpoint Endpoint, HttpMessageInvoker Invoker, bool HeldRetry, bool Counted);
 

@@ -367,19 +367,4 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
 
     private static string RouteName(MeshRoute? route) =>
         route is null ? "(none matches now)" : route.Name.Length > 0 ? $"'{route.Name}'" : $"'{route.Prefix ?? route.Path}'";
-
-    private static partial class Log
-    {
-        [LoggerMessage(10, LogLevel.Debug, "Retrying a call to mesh service {Service} (retry {Retry}, status {StatusCode}, {Reason}).")]
-        public static partial void Retrying(ILogger logger, string service, int retry, int statusCode, string reason);
-
-        [LoggerMessage(11, LogLevel.Warning, "Circuit of mesh service {Service} opened: calls are rejected for {BreakDuration}.")]
-        public static partial void CircuitOpened(ILogger logger, string service, TimeSpan breakDuration);
-
-        [LoggerMessage(13, LogLevel.Warning, "Ejected endpoint {Endpoint} of mesh service {Service} after attempts that timed out.")]
-        public static partial void EjectedAfterTimeouts(ILogger logger, string endpoint, string service);
-
-        [LoggerMessage(12, LogLevel.Debug, "Retry of a call to mesh service {Service} not sent: the retry budget of cluster {Cluster} is spent ({Retries} retries of {Requests} requests in flight).")]
-        public static partial void RetryBudgetExhausted(ILogger logger, string service, string cluster, int retries, int requests);
-    }
 }

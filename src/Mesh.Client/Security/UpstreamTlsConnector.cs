@@ -99,10 +99,4 @@ internal sealed partial class UpstreamTlsConnector
             throw;
         }
     }
-
-    private static partial class Log
-    {
-        [LoggerMessage(1, LogLevel.Debug, "mTLS connection to {Service} at {EndPoint}: peer {PeerId}, {Protocol}, ALPN {Alpn}.")]
-        public static partial void Handshake(ILogger logger, string service, string endPoint, string peerId, SslProtocols protocol, string alpn);
-    }
 }

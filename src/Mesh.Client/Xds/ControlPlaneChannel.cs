@@ -198,12 +198,6 @@ internal sealed partial class ControlPlaneChannel : IDisposable
         throw new ArgumentException($"{address} is not a configured control-plane address.", nameof(address));
     }
 
-    private static partial class Log
-    {
-        [LoggerMessage(1, LogLevel.Warning, "Control plane {Failed} is unreachable ({Reason}); failing over to {Next}.", EventName = "ControlPlaneFailover")]
-        public static partial void FailedOver(ILogger logger, Uri failed, Uri next, string reason);
-    }
-
     /// <summary>
     /// A handler whose connections present the SVID current when it was made (leaf + intermediates); the long-lived
     /// channel switches to a new one when the certificate rotates, so new connections present the new SVID.

@@ -280,7 +280,7 @@ internal sealed partial class CertificateService(
 
     private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Issued certificate for {SpiffeId} serial {Serial} valid until {NotAfter:O} to {Peer}")]
+    [LoggerMessage(EventId = 1, EventName = "LogIssued", Level = LogLevel.Information, Message = "Issued certificate for {SpiffeId} serial {Serial} valid until {NotAfter:O} to {Peer}")]
     private static partial void LogIssued(ILogger logger, string spiffeId, string serial, DateTime notAfter, string peer);
 }
 

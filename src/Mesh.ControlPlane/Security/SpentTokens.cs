@@ -192,6 +192,6 @@ internal sealed partial class SpentTokens
         return options;
     }
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "Spent-token file {Path}: ignored {Count} incomplete line(s) (a crash while writing; those tokens were never used)")]
+    [LoggerMessage(EventId = 1, EventName = "LogTornLines", Level = LogLevel.Warning, Message = "Spent-token file {Path}: ignored {Count} incomplete line(s) (a crash while writing; those tokens were never used)")]
     private static partial void LogTornLines(ILogger logger, string path, int count);
 }
