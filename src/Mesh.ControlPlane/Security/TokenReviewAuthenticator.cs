@@ -16,8 +16,10 @@ namespace Mesh.ControlPlane.Security;
 /// <c>status.audiences</c> must be present and within the configured audiences (the API asks reviewers to check it).
 /// Nothing is cached: every CSR is one review, so a token the API server stops honouring (its pod deleted) buys nothing more.
 /// What costs the API server a request is bounded: a bearer token that cannot be a projected token for the configured
-/// audiences (not a JWT, no such <c>aud</c>, expired) is refused here without a review, and at most
-/// <see cref="MaxReviewsInFlight"/> reviews are in flight at once, so a flood of CSRs cannot be relayed to the API server.
+/// audiences (not a JWT, no such <c>aud</c>, expired) is refused here without a review; at most
+/// <see cref="MaxReviewsInFlight"/> reviews are in flight at once, so a flood of CSRs cannot be relayed to the API server;
+/// and one caller's address gets a bounded share of them (<see cref="PeerReviewLimiter"/>), so its flood cannot keep
+/// other pods from their first certificate.
 /// </summary>
 internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, ControlPlaneOptions options, TimeProvider time, ILogger<TokenReviewAuthenticator> logger)
     : ICallerAuthenticator
@@ -28,7 +30,13 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
     /// <summary>How far past its <c>exp</c> a token is still sent for review (clock skew between the pod's node and here).</summary>
     private static readonly TimeSpan ExpirySkew = TimeSpan.FromSeconds(60);
 
+    /// <summary>At most one log line per this interval for CSRs refused because a limit is reached (the rest are counted).</summary>
+    public static readonly TimeSpan BusyLogInterval = TimeSpan.FromSeconds(10);
+
+    private readonly PeerReviewLimiter _peers = new(time);
     private int _inFlight;
+    private long _busyLoggedAt = long.MinValue;
+    private int _busyUnlogged;
 
     /// <summary>Bigger bearer tokens are refused before they reach the API server (a projected token is about 1 KB).</summary>
     public const int MaxTokenLength = 16 * 1024;
@@ -53,16 +61,26 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
             return AuthenticationOutcome.NoCredential;
         }
 
-        var outcome = await ReviewAsync(token, context.CancellationToken).ConfigureAwait(false);
-        if (outcome.Failure is { } failure)
+        var outcome = await ReviewAsync(token, context.Peer, context.CancellationToken).ConfigureAwait(false);
+        if (outcome.Failure is not { } failure)
+        {
+            return outcome;
+        }
+
+        if (!outcome.Busy)
         {
             LogRefused(logger, context.Peer, failure);
+        }
+        else if (TakeBusyLog(out var suppressed))
+        {
+            // A flood is refused at once by the thousand: one line per BusyLogInterval says so, with how many went unsaid.
+            LogBusy(logger, context.Peer, failure, suppressed);
         }
 
         return outcome;
     }
 
-    private async ValueTask<AuthenticationOutcome> ReviewAsync(string token, CancellationToken callAborted)
+    private async ValueTask<AuthenticationOutcome> ReviewAsync(string token, string peer, CancellationToken callAborted)
     {
         if (token.Length > MaxTokenLength)
         {
@@ -82,10 +100,17 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
             Spec = new V1TokenReviewSpec { Token = token, Audiences = [.. k8s.TokenAudiences] },
         };
 
-        // Over the limit the CSR is refused at once, never queued (as Envoy answers an overflow): the client retries with back-off.
+        // Over a limit the CSR is refused at once, never queued (as Envoy answers an overflow): the client retries with
+        // back-off. The caller's own share first, so that one peer's flood never takes the slots other pods need.
+        if (_peers.TryEnter(peer) is { } overPeerLimit)
+        {
+            return AuthenticationOutcome.Overloaded(overPeerLimit);
+        }
+
         if (Interlocked.Increment(ref _inFlight) > MaxReviewsInFlight)
         {
             Interlocked.Decrement(ref _inFlight);
+            _peers.Exit(peer);
             return AuthenticationOutcome.Overloaded(string.Create(CultureInfo.InvariantCulture,
                 $"{MaxReviewsInFlight} TokenReviews are already in flight to the Kubernetes API server; retry later"));
         }
@@ -114,11 +139,29 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
         finally
         {
             Interlocked.Decrement(ref _inFlight);
+            _peers.Exit(peer);
         }
 
         return Evaluate(answer?.Status, k8s.TokenAudiences, options.TrustDomain, options.Bootstrap, out var podName) is { } failure
             ? AuthenticationOutcome.Failed(failure)
             : Success(answer!.Status.User.Username, podName);
+    }
+
+    /// <summary>Whether this busy refusal is logged (the first, then one per <see cref="BusyLogInterval"/>), and how many since the last were not.</summary>
+    private bool TakeBusyLog(out int suppressed)
+    {
+        var now = time.GetTimestamp();
+        var last = Volatile.Read(ref _busyLoggedAt);
+        if ((last == long.MinValue || time.GetElapsedTime(last, now) >= BusyLogInterval)
+            && Interlocked.CompareExchange(ref _busyLoggedAt, now, last) == last)
+        {
+            suppressed = Interlocked.Exchange(ref _busyUnlogged, 0);
+            return true;
+        }
+
+        Interlocked.Increment(ref _busyUnlogged);
+        suppressed = 0;
+        return false;
     }
 
     private AuthenticationOutcome Success(string username, string? podName)
@@ -252,6 +295,9 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
     // Never the token: only who called and why it was refused.
     [LoggerMessage(EventId = 1, EventName = "TokenReviewRefused", Level = LogLevel.Warning, Message = "CSR from {Peer} refused: kubernetes service account token: {Reason}")]
     private static partial void LogRefused(ILogger logger, string peer, string reason);
+
+    [LoggerMessage(EventId = 3, EventName = "TokenReviewBusy", Level = LogLevel.Warning, Message = "CSR from {Peer} refused for now: kubernetes service account token: {Reason} ({Unlogged} more such refusals since the last line were not logged)")]
+    private static partial void LogBusy(ILogger logger, string peer, string reason, int unlogged);
 
     [LoggerMessage(EventId = 2, EventName = "TokenReviewAuthenticated", Level = LogLevel.Debug, Message = "TokenReview authenticated {SpiffeId} (pod {Pod})")]
     private static partial void LogAuthenticated(ILogger logger, string spiffeId, string pod);

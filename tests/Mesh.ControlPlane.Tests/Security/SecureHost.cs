@@ -1,5 +1,7 @@
 using System.Buffers.Text;
+using System.Net;
 using System.Net.Security;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
@@ -74,8 +76,11 @@ internal sealed class SecureHost : IAsyncDisposable
         return new SecureHost(root, ownsRoot, host);
     }
 
-    /// <summary>A gRPC channel to the secure port trusting only the served bundle, optionally with a client certificate.</summary>
-    public GrpcChannel SecureChannel(X509Certificate2? clientCertificate = null)
+    /// <summary>
+    /// A gRPC channel to the secure port trusting only the served bundle, optionally with a client certificate, and
+    /// optionally connecting from <paramref name="from"/> (another loopback address, 127.0.0.2 and up: another peer).
+    /// </summary>
+    public GrpcChannel SecureChannel(X509Certificate2? clientCertificate = null, IPAddress? from = null)
     {
         var roots = new X509Certificate2Collection();
         roots.ImportFromPem(Ca.BundlePem);
@@ -100,6 +105,25 @@ internal sealed class SecureHost : IAsyncDisposable
                 ClientCertificates = clientCertificate is null ? null : [clientCertificate],
             },
         };
+        if (from is not null)
+        {
+            handler.ConnectCallback = async (context, cancellationToken) =>
+            {
+                var socket = new Socket(from.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                try
+                {
+                    socket.Bind(new IPEndPoint(from, 0));
+                    await socket.ConnectAsync(context.DnsEndPoint, cancellationToken);
+                    return new NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            };
+        }
+
         var channel = GrpcChannel.ForAddress(Host.SecureAddress, new GrpcChannelOptions { HttpHandler = handler });
         _disposables.Add(channel);
         return channel;
@@ -117,17 +141,17 @@ internal sealed class SecureHost : IAsyncDisposable
     public string Token(string ns, string sa, TimeSpan? ttl = null, bool reusable = false) =>
         ((BootstrapTokens)Host.Services.GetService(typeof(BootstrapTokens))!).Mint(ns, sa, ttl ?? TimeSpan.FromHours(1), reusable).Token;
 
-    public IstioCertificateService.IstioCertificateServiceClient CaClient(X509Certificate2? clientCertificate = null) =>
-        new(SecureChannel(clientCertificate));
+    public IstioCertificateService.IstioCertificateServiceClient CaClient(X509Certificate2? clientCertificate = null, IPAddress? from = null) =>
+        new(SecureChannel(clientCertificate, from));
 
     public static Metadata Bearer(string token) => new() { { "authorization", "Bearer " + token } };
 
     /// <summary>Requests a certificate with a fresh P-256 key; returns the chain and the leaf with its private key.</summary>
-    public async Task<(IReadOnlyList<X509Certificate2> Chain, X509Certificate2 Leaf)> IssueAsync(string? token = null, X509Certificate2? clientCertificate = null, long ttlSeconds = 0)
+    public async Task<(IReadOnlyList<X509Certificate2> Chain, X509Certificate2 Leaf)> IssueAsync(string? token = null, X509Certificate2? clientCertificate = null, long ttlSeconds = 0, IPAddress? from = null)
     {
         var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         _disposables.Add(key);
-        var response = await CaClient(clientCertificate).CreateCertificateAsync(
+        var response = await CaClient(clientCertificate, from).CreateCertificateAsync(
             new IstioCertificateRequest { Csr = Csr(key), ValidityDuration = ttlSeconds },
             token is null ? null : Bearer(token));
         var chain = response.CertChain.Select(pem => X509Certificate2.CreateFromPem(pem)).ToList();

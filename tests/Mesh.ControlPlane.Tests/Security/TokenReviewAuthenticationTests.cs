@@ -1,6 +1,7 @@
 using System.Buffers.Text;
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
@@ -208,14 +209,16 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
             var token = ProjectedToken("a", "b");
             _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
             adapter.Held.Add(token);
-            held.Add(cp.IssueAsync(token));
+
+            // From four addresses, each at its own share (PeerReviewLimiter.MaxInFlightPerPeer): the control plane's cap binds.
+            held.Add(cp.IssueAsync(token, from: Peer(i % 4)));
         }
 
         await Poll.UntilAsync(() => adapter.Requests.Count == TokenReviewAuthenticator.MaxReviewsInFlight, "the first reviews to reach the API server");
         var extra = ProjectedToken("a", "b");
         _api.AddServiceAccountToken(extra, "a", "b", ["istio-ca"]);
 
-        var refused = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(extra));
+        var refused = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(extra, from: Peer(4)));
 
         // UNAVAILABLE, not UNAUTHENTICATED: the token was not judged, and the client backs off or fails over to another replica.
         Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
@@ -234,6 +237,91 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task CreateCertificate_OnePeerOverItsShare_RefusedWithoutReview_AnotherPeerServed()
+    {
+        var adapter = new ReviewAdapter();
+        var logs = new LogSink();
+        await using var cp = await StartAsync(["--ControlPlane:Kubernetes:TokenReviewTimeout=00:00:30"], adapter, s => s.AddSingleton<ILoggerProvider>(logs));
+
+        // One address holds its share of reviews in flight (the API server is slow to answer them)...
+        var held = new List<Task<(IReadOnlyList<X509Certificate2> Chain, X509Certificate2 Leaf)>>();
+        for (var i = 0; i < PeerReviewLimiter.MaxInFlightPerPeer; i++)
+        {
+            var token = ProjectedToken("a", "b");
+            _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
+            adapter.Held.Add(token);
+            held.Add(cp.IssueAsync(token, from: Peer(0)));
+        }
+
+        await Poll.UntilAsync(() => adapter.Requests.Count == PeerReviewLimiter.MaxInFlightPerPeer, "the first address's reviews to reach the API server");
+
+        // ...so its next CSR, on a new connection (another source port, the same address), is refused without a review...
+        var more = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(more, "a", "b", ["istio-ca"]);
+        var refused = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(more, from: Peer(0)));
+        Console.WriteLine($"5th CSR in flight from 127.0.0.1 → {refused.StatusCode}: {refused.Status.Detail}");
+        Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
+        Assert.Equal($"caller could not be authenticated now: kubernetes service account token: {PeerReviewLimiter.MaxInFlightPerPeer} TokenReviews from ipv4:127.0.0.1 are already in flight; retry later", refused.Status.Detail);
+        Assert.Equal(PeerReviewLimiter.MaxInFlightPerPeer, adapter.Requests.Count);
+
+        // A flood is not a flood of log lines: within BusyLogInterval of the first refusal, the next 20 are counted, not logged.
+        for (var i = 0; i < 20; i++)
+        {
+            await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(more, from: Peer(0)));
+        }
+
+        var busyLines = logs.Lines.Where(l => l.Contains("refused for now", StringComparison.Ordinal)).ToList();
+        Console.WriteLine($"{busyLines.Count} log line(s) for 21 refusals at a limit: {busyLines[0]}");
+        Assert.Single(busyLines);
+        Assert.Contains("4 TokenReviews from ipv4:127.0.0.1 are already in flight; retry later (0 more such refusals since the last line were not logged)", busyLines[0], StringComparison.Ordinal);
+        Assert.Equal(PeerReviewLimiter.MaxInFlightPerPeer, adapter.Requests.Count);
+
+        // ...while another pod's address still gets its certificate, with the control plane's slots free for it.
+        var other = ProjectedToken("c", "d");
+        _api.AddServiceAccountToken(other, "c", "d", ["istio-ca"]);
+        var (_, otherLeaf) = await cp.IssueAsync(other, from: Peer(1));
+        Assert.Equal(["spiffe://cluster.local/ns/c/sa/d"], CertificateAuthority.UriSans(otherLeaf));
+
+        adapter.ReleaseHeld();
+        foreach (var (_, leaf) in await Task.WhenAll(held))
+        {
+            Assert.Equal([AB], CertificateAuthority.UriSans(leaf));
+        }
+
+        // Back to back from one address: the bucket's burst, then what it earns back while the CSRs run; each refused CSR
+        // costs the API server nothing, and an address that never flooded is still served.
+        var reviewsBefore = TokenReviews();
+        var token2 = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(token2, "a", "b", ["istio-ca"]);
+        var accepted = 0;
+        RpcException? rateRefused = null;
+        var watch = Stopwatch.StartNew();
+        for (var i = 0; i < 400 && rateRefused is null; i++)
+        {
+            try
+            {
+                _ = await cp.IssueAsync(token2, from: Peer(2));
+                accepted++;
+            }
+            catch (RpcException ex)
+            {
+                rateRefused = ex;
+            }
+        }
+
+        var elapsed = watch.Elapsed;
+        Console.WriteLine($"back to back from 127.0.0.3: {accepted} certified in {elapsed.TotalSeconds:0.00} s, then {rateRefused?.StatusCode}: {rateRefused?.Status.Detail}");
+        Assert.NotNull(rateRefused);
+        Assert.Equal(StatusCode.Unavailable, rateRefused.StatusCode);
+        Assert.Equal($"caller could not be authenticated now: kubernetes service account token: ipv4:127.0.0.3 asked for more than {PeerReviewLimiter.Burst} TokenReviews at once or 8 a second; retry later", rateRefused.Status.Detail);
+        Assert.InRange(accepted, PeerReviewLimiter.Burst, PeerReviewLimiter.Burst + (int)Math.Ceiling(elapsed.TotalSeconds * PeerReviewLimiter.ReviewsPerSecond) + 1);
+        Assert.Equal(reviewsBefore + accepted, TokenReviews());
+
+        var (_, fresh) = await cp.IssueAsync(other, from: Peer(3));
+        Assert.Equal(["spiffe://cluster.local/ns/c/sa/d"], CertificateAuthority.UriSans(fresh));
+    }
+
+    [Fact]
     public async Task CreateCertificate_ReviewsThatTimedOut_GiveTheirSlotsBack()
     {
         var adapter = new ReviewAdapter();
@@ -244,7 +332,7 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
             var token = ProjectedToken("a", "b");
             _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
             adapter.Hang.Add(token);
-            hanging.Add(RefusedAsync(cp, token));
+            hanging.Add(RefusedAsync(cp, token, from: Peer(i % 4)));
         }
 
         foreach (var ex in await Task.WhenAll(hanging))
@@ -463,9 +551,12 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
                 services?.Invoke(s);
             });
 
-    private static async Task<RpcException> RefusedAsync(SecureHost cp, string token)
+    /// <summary>The loopback address of the <paramref name="index"/>th peer: 127.0.0.1, 127.0.0.2, …</summary>
+    private static IPAddress Peer(int index) => new([127, 0, 0, (byte)(1 + index)]);
+
+    private static async Task<RpcException> RefusedAsync(SecureHost cp, string token, IPAddress? from = null)
     {
-        var ex = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(token));
+        var ex = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(token, from: from));
         Assert.Equal(StatusCode.Unauthenticated, ex.StatusCode);
         Assert.StartsWith("caller is not authenticated: ", ex.Status.Detail, StringComparison.Ordinal);
         return ex;
