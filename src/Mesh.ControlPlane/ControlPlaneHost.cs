@@ -137,6 +137,7 @@ internal sealed partial class ControlPlaneHost : IAsyncDisposable
             services.AddHostedService(sp => sp.GetRequiredService<KubernetesSource>());
 
             // After the bootstrap token: a bearer token that does not claim our issuer is a ServiceAccount token for TokenReview.
+            services.TryAddSingleton<PeerReviewLimiter>();
             services.TryAddEnumerable(ServiceDescriptor.Singleton<ICallerAuthenticator, TokenReviewAuthenticator>());
 
             services.AddSingleton<Kubernetes.ControlPlaneLeaderElection>();

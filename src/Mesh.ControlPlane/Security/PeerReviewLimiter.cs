@@ -1,4 +1,6 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
+using System.Net;
 
 namespace Mesh.ControlPlane.Security;
 
@@ -6,33 +8,45 @@ namespace Mesh.ControlPlane.Security;
 /// What one caller's address may cost the Kubernetes API server in TokenReviews: at most
 /// <see cref="MaxInFlightPerPeer"/> of its reviews at once, and a token bucket of <see cref="Burst"/> reviews refilled at
 /// <see cref="ReviewsPerSecond"/> a second. The control plane's own cap (<see cref="TokenReviewAuthenticator.MaxReviewsInFlight"/>)
-/// bounds the API server's load; this keeps one peer — a compromised pod sending forged or stolen tokens — from holding
-/// every slot of that cap while other pods wait for their first certificate. A workload spends a review only for its
-/// first certificate (renewals present the certificate it holds), so a pod never comes near either bound; a node's
-/// pods behind one address (hostNetwork, or SNAT in front of an out-of-cluster control plane) restarting at once are
-/// served at the refill rate, each told to retry (UNAVAILABLE) until their turn.
+/// bounds the API server's load; with this, and with the last <see cref="ReservedForNewPeers"/> of those slots kept for
+/// addresses that have no review in flight, one address — a compromised pod sending forged or stolen tokens — or a few
+/// cannot hold every slot while other pods wait for a certificate. Many addresses can (a compromised node with a range
+/// of pod addresses): that is the control plane's cap, which still bounds what reaches the API server.
 /// </summary>
 /// <remarks>
-/// The peer is the address without the port (each connection has its own port). At most <see cref="MaxPeers"/> addresses
-/// are remembered: beyond, those idle with a full bucket are forgotten first, and a new address finding none to forget is
-/// refused, as it would be by the full cap (only a flood from that many addresses fills the table).
+/// A workload asks for a review when it has no certificate the CA still accepts (its first start, a restart after its
+/// certificate expired, or after the mesh's root was replaced); renewals present the certificate. A node's pods behind one
+/// address (hostNetwork, or SNAT in front of an out-of-cluster control plane) restarting at once get the burst, then the
+/// refill rate; the rest are told to retry (UNAVAILABLE) and back off, with no queue. The address is the caller's IP
+/// (an IPv4-mapped IPv6 address is its IPv4 address); a caller without one (not over TCP) shares one bucket with every
+/// other such caller. At most <see cref="MaxPeers"/> addresses are remembered: when the table is full, the addresses
+/// with nothing in flight are forgotten (they start afresh, bounded still by the control plane's cap).
 /// </remarks>
 internal sealed class PeerReviewLimiter(TimeProvider time)
 {
     /// <summary>Reviews one address may have in flight at once.</summary>
     public const int MaxInFlightPerPeer = 4;
 
+    /// <summary>Of the control plane's review slots, how many only an address with no review in flight may take.</summary>
+    public const int ReservedForNewPeers = 4;
+
     /// <summary>Reviews one address may ask for back to back.</summary>
     public const int Burst = 32;
 
     /// <summary>Reviews per second one address earns back.</summary>
-    public const double ReviewsPerSecond = 8;
+    public const int ReviewsPerSecond = 8;
 
     /// <summary>Addresses remembered at most.</summary>
     public const int MaxPeers = 10_000;
 
+    /// <summary>An address's refusals are logged at most once per this interval (the rest are counted into the next line).</summary>
+    public static readonly TimeSpan LogInterval = TimeSpan.FromSeconds(10);
+
     private readonly Lock _lock = new();
     private readonly Dictionary<string, Peer> _peers = new(StringComparer.Ordinal);
+
+    // Ticks of the TimeProvider's timestamps per token: the bucket is kept as the timestamp at which it is full again.
+    private readonly long _ticksPerToken = time.TimestampFrequency / ReviewsPerSecond;
 
     /// <summary>Gets the number of addresses remembered (for tests).</summary>
     internal int Count
@@ -47,87 +61,142 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
     }
 
     /// <summary>
-    /// Takes a review for <paramref name="peer"/> (gRPC's <c>ServerCallContext.Peer</c>): null when it may go ahead (then
-    /// <see cref="Exit"/> it once the review ended), else why it may not, naming the bound.
+    /// The address a gRPC peer string names, without its port, the key of its share: <c>ipv4:10.0.0.7:51234</c> →
+    /// <c>10.0.0.7</c>, <c>ipv6:[fd00::7]:443</c> → <c>fd00::7</c>, <c>ipv6:[::ffff:10.0.0.7]:1</c> → <c>10.0.0.7</c>.
+    /// Anything else (no IP: a Unix socket, an in-memory test server's <c>unknown</c>) is one shared key.
     /// </summary>
-    public string? TryEnter(string peer)
+    public static string AddressOf(string peer)
     {
-        var address = AddressOf(peer);
+        ArgumentNullException.ThrowIfNull(peer);
+        ReadOnlySpan<char> host = default;
+        if (peer.StartsWith("ipv4:", StringComparison.Ordinal) && peer.LastIndexOf(':') is var colon and > 5)
+        {
+            host = peer.AsSpan(5, colon - 5);
+        }
+        else if (peer.StartsWith("ipv6:[", StringComparison.Ordinal) && peer.IndexOf(']', StringComparison.Ordinal) is var close and > 6)
+        {
+            host = peer.AsSpan(6, close - 6);
+        }
+
+        if (!IPAddress.TryParse(host, out var address))
+        {
+            return "(no IP address)";
+        }
+
+        return (address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address).ToString();
+    }
+
+    /// <summary>
+    /// Takes a review for <paramref name="address"/> (<see cref="AddressOf"/>). True when it may go ahead: then
+    /// <paramref name="alreadyReviewing"/> says whether the address had a review in flight (it may not take the reserved
+    /// slots), and the review must be ended with <see cref="Exit"/>. False: <paramref name="refusal"/> says which bound.
+    /// </summary>
+    public bool TryEnter(string address, out bool alreadyReviewing, [NotNullWhen(false)] out string? refusal)
+    {
+        alreadyReviewing = false;
+        refusal = null;
         var now = time.GetTimestamp();
         lock (_lock)
         {
-            if (!_peers.TryGetValue(address, out var state))
+            if (!_peers.TryGetValue(address, out var peer))
             {
-                if (_peers.Count >= MaxPeers && !ForgetIdle(now))
+                if (_peers.Count >= MaxPeers && !ForgetIdle())
                 {
-                    return string.Create(CultureInfo.InvariantCulture, $"TokenReviews are being asked for from {MaxPeers} addresses at once; retry later");
+                    refusal = string.Create(CultureInfo.InvariantCulture, $"TokenReviews are in flight for {MaxPeers} addresses at once; retry later");
+                    return false;
                 }
 
-                state = new Peer { Tokens = Burst, RefilledAt = now };
-                _peers[address] = state;
+                peer = new Peer { FullAt = now };
+                _peers[address] = peer;
             }
 
-            Refill(state, now);
-            if (state.InFlight >= MaxInFlightPerPeer)
+            if (peer.InFlight >= MaxInFlightPerPeer)
             {
-                return string.Create(CultureInfo.InvariantCulture, $"{MaxInFlightPerPeer} TokenReviews from {address} are already in flight; retry later");
+                refusal = string.Create(CultureInfo.InvariantCulture, $"{MaxInFlightPerPeer} TokenReviews from {address} are already in flight; retry later");
+                return false;
             }
 
-            if (state.Tokens < 1)
+            // The bucket is full at FullAt; each review moves that one token's worth of time later, and the address may
+            // go ahead while it is no more than the burst's worth of time away.
+            var fullAt = Math.Max(peer.FullAt, now) + _ticksPerToken;
+            if (fullAt - now > Burst * _ticksPerToken)
             {
-                return string.Create(CultureInfo.InvariantCulture, $"{address} asked for more than {Burst} TokenReviews at once or {ReviewsPerSecond:0.##} a second; retry later");
+                refusal = string.Create(CultureInfo.InvariantCulture, $"{address} asked for more than {Burst} TokenReviews at once or {ReviewsPerSecond} a second; retry later");
+                return false;
             }
 
-            state.Tokens--;
-            state.InFlight++;
-            return null;
+            peer.FullAt = fullAt;
+            alreadyReviewing = peer.InFlight > 0;
+            peer.InFlight++;
+            return true;
         }
     }
 
-    /// <summary>Ends a review <see cref="TryEnter"/> let go ahead.</summary>
-    public void Exit(string peer)
+    /// <summary>
+    /// Ends a review <see cref="TryEnter"/> let go ahead. <paramref name="refund"/>: it was never sent (the control
+    /// plane's cap refused it), so the address gets its token back.
+    /// </summary>
+    public void Exit(string address, bool refund)
     {
-        var address = AddressOf(peer);
         lock (_lock)
         {
-            if (_peers.TryGetValue(address, out var state) && state.InFlight > 0)
+            if (!_peers.TryGetValue(address, out var peer) || peer.InFlight == 0)
             {
-                state.InFlight--;
+                return;
+            }
+
+            peer.InFlight--;
+            if (refund)
+            {
+                peer.FullAt -= _ticksPerToken;
             }
         }
     }
 
-    /// <summary>The address of gRPC's peer string without its port: <c>ipv4:10.0.0.7:51234</c> → <c>ipv4:10.0.0.7</c>, <c>ipv6:[::1]:5000</c> → <c>ipv6:[::1]</c>.</summary>
-    internal static string AddressOf(string peer)
+    /// <summary>
+    /// Whether a refusal of <paramref name="address"/> is logged now: its first, then one per <see cref="LogInterval"/>;
+    /// <paramref name="unlogged"/> is how many of its refusals since the last line were not.
+    /// </summary>
+    public bool TakeLog(string address, out int unlogged)
     {
-        ArgumentNullException.ThrowIfNull(peer);
-        if (peer.StartsWith("ipv6:[", StringComparison.Ordinal) && peer.IndexOf(']', StringComparison.Ordinal) is var close and > 0)
+        var now = time.GetTimestamp();
+        lock (_lock)
         {
-            return peer[..(close + 1)];
+            if (!_peers.TryGetValue(address, out var peer))
+            {
+                // An address refused before it asked for a review (its token could not pass) is remembered for its log
+                // lines; one the full table has no room for is logged under one key shared by all such addresses.
+                var key = _peers.Count < MaxPeers || ForgetIdle() ? address : string.Empty;
+                if (!_peers.TryGetValue(key, out peer))
+                {
+                    peer = new Peer { FullAt = now };
+                    _peers[key] = peer;
+                }
+            }
+
+            if (peer.LoggedAt != long.MinValue && time.GetElapsedTime(peer.LoggedAt, now) < LogInterval)
+            {
+                peer.Unlogged++;
+                unlogged = 0;
+                return false;
+            }
+
+            peer.LoggedAt = now;
+            unlogged = peer.Unlogged;
+            peer.Unlogged = 0;
+            return true;
         }
-
-        return peer.StartsWith("ipv4:", StringComparison.Ordinal) && peer.LastIndexOf(':') is var colon and > 4
-            ? peer[..colon]
-            : peer;
     }
 
-    private void Refill(Peer state, long now)
-    {
-        var earned = time.GetElapsedTime(state.RefilledAt, now).TotalSeconds * ReviewsPerSecond;
-        state.Tokens = Math.Min(Burst, state.Tokens + earned);
-        state.RefilledAt = now;
-    }
-
-    // Under the lock: forgets the addresses with nothing in flight whose bucket has refilled (they would start afresh
-    // anyway). True when any was forgotten.
-    private bool ForgetIdle(long now)
+    // Under the lock: forgets the addresses with nothing in flight. True when any was forgotten.
+    private bool ForgetIdle()
     {
         var before = _peers.Count;
-        foreach (var (address, state) in _peers)
+        foreach (var (address, peer) in _peers)
         {
-            Refill(state, now);
-            if (state.InFlight == 0 && state.Tokens >= Burst)
+            if (peer.InFlight == 0)
             {
+                // Removing the current entry while enumerating is allowed (Dictionary, .NET Core 3.0 and later).
                 _peers.Remove(address);
             }
         }
@@ -137,8 +206,10 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
 
     private sealed class Peer
     {
-        public double Tokens;
-        public long RefilledAt;
+        /// <summary>The timestamp at which the address's bucket is full again.</summary>
+        public long FullAt;
         public int InFlight;
+        public long LoggedAt = long.MinValue;
+        public int Unlogged;
     }
 }

@@ -18,10 +18,10 @@ namespace Mesh.ControlPlane.Security;
 /// What costs the API server a request is bounded: a bearer token that cannot be a projected token for the configured
 /// audiences (not a JWT, no such <c>aud</c>, expired) is refused here without a review; at most
 /// <see cref="MaxReviewsInFlight"/> reviews are in flight at once, so a flood of CSRs cannot be relayed to the API server;
-/// and one caller's address gets a bounded share of them (<see cref="PeerReviewLimiter"/>), so its flood cannot keep
-/// other pods from their first certificate.
+/// and one caller's address gets a bounded share of them (<see cref="PeerReviewLimiter"/>), so that its flood leaves
+/// slots for other pods. Refusals are logged at most once per address per <see cref="PeerReviewLimiter.LogInterval"/>.
 /// </summary>
-internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, ControlPlaneOptions options, TimeProvider time, ILogger<TokenReviewAuthenticator> logger)
+internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, ControlPlaneOptions options, TimeProvider time, PeerReviewLimiter peers, ILogger<TokenReviewAuthenticator> logger)
     : ICallerAuthenticator
 {
     /// <summary>TokenReviews in flight at once; a CSR beyond them is refused at once (UNAVAILABLE: retry later), never queued.</summary>
@@ -30,13 +30,7 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
     /// <summary>How far past its <c>exp</c> a token is still sent for review (clock skew between the pod's node and here).</summary>
     private static readonly TimeSpan ExpirySkew = TimeSpan.FromSeconds(60);
 
-    /// <summary>At most one log line per this interval for CSRs refused because a limit is reached (the rest are counted).</summary>
-    public static readonly TimeSpan BusyLogInterval = TimeSpan.FromSeconds(10);
-
-    private readonly PeerReviewLimiter _peers = new(time);
     private int _inFlight;
-    private long _busyLoggedAt = long.MinValue;
-    private int _busyUnlogged;
 
     /// <summary>Bigger bearer tokens are refused before they reach the API server (a projected token is about 1 KB).</summary>
     public const int MaxTokenLength = 16 * 1024;
@@ -61,26 +55,32 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
             return AuthenticationOutcome.NoCredential;
         }
 
-        var outcome = await ReviewAsync(token, context.Peer, context.CancellationToken).ConfigureAwait(false);
+        var address = PeerReviewLimiter.AddressOf(context.Peer);
+        var outcome = await ReviewAsync(token, address, context.CancellationToken).ConfigureAwait(false);
         if (outcome.Failure is not { } failure)
         {
             return outcome;
         }
 
-        if (!outcome.Busy)
+        // One line per address per PeerReviewLimiter.LogInterval, counting the refusals in between: a flood of CSRs with
+        // tokens that cannot pass, or over a limit, is not a flood of log lines.
+        if (peers.TakeLog(address, out var unlogged))
         {
-            LogRefused(logger, context.Peer, failure);
-        }
-        else if (TakeBusyLog(out var suppressed))
-        {
-            // A flood is refused at once by the thousand: one line per BusyLogInterval says so, with how many went unsaid.
-            LogBusy(logger, context.Peer, failure, suppressed);
+            var since = unlogged == 0 ? string.Empty : string.Create(CultureInfo.InvariantCulture, $" ({unlogged} more refusals of {address} since its last line)");
+            if (outcome.Busy)
+            {
+                LogBusy(logger, context.Peer, failure, since);
+            }
+            else
+            {
+                LogRefused(logger, context.Peer, failure, since);
+            }
         }
 
         return outcome;
     }
 
-    private async ValueTask<AuthenticationOutcome> ReviewAsync(string token, string peer, CancellationToken callAborted)
+    private async ValueTask<AuthenticationOutcome> ReviewAsync(string token, string address, CancellationToken callAborted)
     {
         if (token.Length > MaxTokenLength)
         {
@@ -101,18 +101,21 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
         };
 
         // Over a limit the CSR is refused at once, never queued (as Envoy answers an overflow): the client retries with
-        // back-off. The caller's own share first, so that one peer's flood never takes the slots other pods need.
-        if (_peers.TryEnter(peer) is { } overPeerLimit)
+        // back-off. The caller's own share first; and an address with a review in flight already may not take the last
+        // slots, so that one address's flood (or a few addresses') leaves room for other pods.
+        if (!peers.TryEnter(address, out var alreadyReviewing, out var overShare))
         {
-            return AuthenticationOutcome.Overloaded(overPeerLimit);
+            return AuthenticationOutcome.Overloaded(overShare);
         }
 
-        if (Interlocked.Increment(ref _inFlight) > MaxReviewsInFlight)
+        var cap = alreadyReviewing ? MaxReviewsInFlight - PeerReviewLimiter.ReservedForNewPeers : MaxReviewsInFlight;
+        if (Interlocked.Increment(ref _inFlight) > cap)
         {
             Interlocked.Decrement(ref _inFlight);
-            _peers.Exit(peer);
-            return AuthenticationOutcome.Overloaded(string.Create(CultureInfo.InvariantCulture,
-                $"{MaxReviewsInFlight} TokenReviews are already in flight to the Kubernetes API server; retry later"));
+            peers.Exit(address, refund: true);
+            return AuthenticationOutcome.Overloaded(alreadyReviewing
+                ? string.Create(CultureInfo.InvariantCulture, $"{cap} TokenReviews are in flight to the Kubernetes API server and {address} has one of them; the last {PeerReviewLimiter.ReservedForNewPeers} are kept for addresses with none; retry later")
+                : string.Create(CultureInfo.InvariantCulture, $"{MaxReviewsInFlight} TokenReviews are already in flight to the Kubernetes API server; retry later"));
         }
 
         V1TokenReview answer;
@@ -139,29 +142,12 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
         finally
         {
             Interlocked.Decrement(ref _inFlight);
-            _peers.Exit(peer);
+            peers.Exit(address, refund: false);
         }
 
         return Evaluate(answer?.Status, k8s.TokenAudiences, options.TrustDomain, options.Bootstrap, out var podName) is { } failure
             ? AuthenticationOutcome.Failed(failure)
             : Success(answer!.Status.User.Username, podName);
-    }
-
-    /// <summary>Whether this busy refusal is logged (the first, then one per <see cref="BusyLogInterval"/>), and how many since the last were not.</summary>
-    private bool TakeBusyLog(out int suppressed)
-    {
-        var now = time.GetTimestamp();
-        var last = Volatile.Read(ref _busyLoggedAt);
-        if ((last == long.MinValue || time.GetElapsedTime(last, now) >= BusyLogInterval)
-            && Interlocked.CompareExchange(ref _busyLoggedAt, now, last) == last)
-        {
-            suppressed = Interlocked.Exchange(ref _busyUnlogged, 0);
-            return true;
-        }
-
-        Interlocked.Increment(ref _busyUnlogged);
-        suppressed = 0;
-        return false;
     }
 
     private AuthenticationOutcome Success(string username, string? podName)
@@ -293,12 +279,12 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
     private static string Truncate(string? text) => text is null ? string.Empty : text.Length <= 200 ? text : text[..200] + "…";
 
     // Never the token: only who called and why it was refused.
-    [LoggerMessage(EventId = 1, EventName = "TokenReviewRefused", Level = LogLevel.Warning, Message = "CSR from {Peer} refused: kubernetes service account token: {Reason}")]
-    private static partial void LogRefused(ILogger logger, string peer, string reason);
-
-    [LoggerMessage(EventId = 3, EventName = "TokenReviewBusy", Level = LogLevel.Warning, Message = "CSR from {Peer} refused for now: kubernetes service account token: {Reason} ({Unlogged} more such refusals since the last line were not logged)")]
-    private static partial void LogBusy(ILogger logger, string peer, string reason, int unlogged);
+    [LoggerMessage(EventId = 1, EventName = "TokenReviewRefused", Level = LogLevel.Warning, Message = "CSR from {Peer} refused: kubernetes service account token: {Reason}{Since}")]
+    private static partial void LogRefused(ILogger logger, string peer, string reason, string since);
 
     [LoggerMessage(EventId = 2, EventName = "TokenReviewAuthenticated", Level = LogLevel.Debug, Message = "TokenReview authenticated {SpiffeId} (pod {Pod})")]
     private static partial void LogAuthenticated(ILogger logger, string spiffeId, string pod);
+
+    [LoggerMessage(EventId = 3, EventName = "TokenReviewBusy", Level = LogLevel.Warning, Message = "CSR from {Peer} refused for now: kubernetes service account token: {Reason}{Since}")]
+    private static partial void LogBusy(ILogger logger, string peer, string reason, string since);
 }

@@ -3,19 +3,23 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace Mesh.ControlPlane.Tests.Security;
 
-/// <summary>One address's share of TokenReviews: in flight, burst and refill, and what it remembers.</summary>
+/// <summary>One address's share of TokenReviews: in flight, burst and refill, its log lines, and what the table remembers.</summary>
 public sealed class PeerReviewLimiterTests
 {
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
 
     [Theory]
-    [InlineData("ipv4:10.0.0.7:51234", "ipv4:10.0.0.7")]
-    [InlineData("ipv4:10.0.0.7:1", "ipv4:10.0.0.7")]
-    [InlineData("ipv6:[::1]:5000", "ipv6:[::1]")]
-    [InlineData("ipv6:[fd00::12:7]:443", "ipv6:[fd00::12:7]")]
-    [InlineData("unix:/tmp/cp.sock", "unix:/tmp/cp.sock")]
-    [InlineData("ipv4:", "ipv4:")]
-    public void AddressOf_DropsOnlyThePort(string peer, string address) =>
+    [InlineData("ipv4:10.0.0.7:51234", "10.0.0.7")]
+    [InlineData("ipv4:10.0.0.7:1", "10.0.0.7")]
+    [InlineData("ipv6:[::1]:5000", "::1")]
+    [InlineData("ipv6:[fd00::12:7]:443", "fd00::12:7")]
+    [InlineData("ipv6:[FD00:0::12:7]:443", "fd00::12:7")]
+    [InlineData("ipv6:[::ffff:10.0.0.7]:443", "10.0.0.7")]
+    [InlineData("unknown", "(no IP address)")]
+    [InlineData("unix:/tmp/cp.sock", "(no IP address)")]
+    [InlineData("ipv4:", "(no IP address)")]
+    [InlineData("ipv4:not-an-address:1", "(no IP address)")]
+    public void AddressOf_OneKeyPerAddress_WhateverThePortOrSpelling(string peer, string address) =>
         Assert.Equal(address, PeerReviewLimiter.AddressOf(peer));
 
     [Fact]
@@ -24,29 +28,31 @@ public sealed class PeerReviewLimiterTests
         var limiter = new PeerReviewLimiter(_time);
         for (var i = 0; i < PeerReviewLimiter.Burst; i++)
         {
-            // Each from another source port: the same peer.
-            Assert.Null(limiter.TryEnter($"ipv4:10.0.0.7:{40000 + i}"));
-            limiter.Exit($"ipv4:10.0.0.7:{40000 + i}");
+            Assert.True(limiter.TryEnter("10.0.0.7", out var already, out _));
+            Assert.False(already);
+            limiter.Exit("10.0.0.7", refund: false);
         }
 
-        Assert.Equal("ipv4:10.0.0.7 asked for more than 32 TokenReviews at once or 8 a second; retry later", limiter.TryEnter("ipv4:10.0.0.7:50000"));
+        Assert.False(limiter.TryEnter("10.0.0.7", out _, out var refusal));
+        Assert.Equal("10.0.0.7 asked for more than 32 TokenReviews at once or 8 a second; retry later", refusal);
 
-        _time.Advance(TimeSpan.FromSeconds(1.0 / PeerReviewLimiter.ReviewsPerSecond) - TimeSpan.FromMilliseconds(1));
-        Assert.NotNull(limiter.TryEnter("ipv4:10.0.0.7:50001"));
+        _time.Advance(TimeSpan.FromSeconds(1.0 / PeerReviewLimiter.ReviewsPerSecond) - TimeSpan.FromTicks(1));
+        Assert.False(limiter.TryEnter("10.0.0.7", out _, out _));
 
-        _time.Advance(TimeSpan.FromMilliseconds(1));
-        Assert.Null(limiter.TryEnter("ipv4:10.0.0.7:50002"));
-        Assert.NotNull(limiter.TryEnter("ipv4:10.0.0.7:50003"));
+        _time.Advance(TimeSpan.FromTicks(1));
+        Assert.True(limiter.TryEnter("10.0.0.7", out _, out _));
+        limiter.Exit("10.0.0.7", refund: false);
+        Assert.False(limiter.TryEnter("10.0.0.7", out _, out _));
 
         // Another address has its own bucket.
-        Assert.Null(limiter.TryEnter("ipv4:10.0.0.8:40000"));
+        Assert.True(limiter.TryEnter("10.0.0.8", out _, out _));
 
         // A long quiet refills the burst, never more.
         _time.Advance(TimeSpan.FromHours(1));
         var granted = 0;
-        while (limiter.TryEnter("ipv4:10.0.0.7:1") is null)
+        while (limiter.TryEnter("10.0.0.7", out _, out _))
         {
-            limiter.Exit("ipv4:10.0.0.7:1");
+            limiter.Exit("10.0.0.7", refund: false);
             granted++;
         }
 
@@ -54,47 +60,99 @@ public sealed class PeerReviewLimiterTests
     }
 
     [Fact]
-    public void TryEnter_InFlightShareFull_RefusedUntilOneEnds()
+    public void Exit_Refund_GivesTheTokenBack()
+    {
+        var limiter = new PeerReviewLimiter(_time);
+        for (var i = 0; i < PeerReviewLimiter.Burst - 1; i++)
+        {
+            Assert.True(limiter.TryEnter("10.0.0.7", out _, out _));
+            limiter.Exit("10.0.0.7", refund: false);
+        }
+
+        // The last token, refused by the control plane's cap and given back: still there, once.
+        Assert.True(limiter.TryEnter("10.0.0.7", out _, out _));
+        limiter.Exit("10.0.0.7", refund: true);
+        Assert.True(limiter.TryEnter("10.0.0.7", out _, out _));
+        limiter.Exit("10.0.0.7", refund: false);
+        Assert.False(limiter.TryEnter("10.0.0.7", out _, out _));
+
+        // An Exit with nothing in flight (or for an address never seen) changes nothing: no free tokens by exiting twice.
+        limiter.Exit("10.0.0.7", refund: true);
+        limiter.Exit("10.9.9.9", refund: true);
+        Assert.False(limiter.TryEnter("10.0.0.7", out _, out _));
+    }
+
+    [Fact]
+    public void TryEnter_InFlightShareFull_RefusedUntilOneEnds_AndSaysWhoIsAlreadyReviewing()
     {
         var limiter = new PeerReviewLimiter(_time);
         for (var i = 0; i < PeerReviewLimiter.MaxInFlightPerPeer; i++)
         {
-            Assert.Null(limiter.TryEnter("ipv6:[fd00::7]:" + i));
+            Assert.True(limiter.TryEnter("fd00::7", out var already, out _));
+            Assert.Equal(i > 0, already);
         }
 
-        Assert.Equal("4 TokenReviews from ipv6:[fd00::7] are already in flight; retry later", limiter.TryEnter("ipv6:[fd00::7]:9"));
-        Assert.Null(limiter.TryEnter("ipv6:[fd00::8]:9"));
+        Assert.False(limiter.TryEnter("fd00::7", out _, out var refusal));
+        Assert.Equal("4 TokenReviews from fd00::7 are already in flight; retry later", refusal);
+        Assert.True(limiter.TryEnter("fd00::8", out var other, out _));
+        Assert.False(other);
 
-        limiter.Exit("ipv6:[fd00::7]:0");
-        Assert.Null(limiter.TryEnter("ipv6:[fd00::7]:10"));
-
-        // An Exit for an address with nothing in flight (or never seen) changes nothing.
-        limiter.Exit("ipv4:10.9.9.9:1");
-        Assert.NotNull(limiter.TryEnter("ipv6:[fd00::7]:11"));
+        limiter.Exit("fd00::7", refund: false);
+        Assert.True(limiter.TryEnter("fd00::7", out _, out _));
     }
 
     [Fact]
-    public void TryEnter_TableFull_ForgetsIdleAddresses_RefusesNewOnesWhileAllAreBusy()
+    public void TakeLog_FirstThenOncePerInterval_CountingTheRest_PerAddress()
+    {
+        var limiter = new PeerReviewLimiter(_time);
+        Assert.True(limiter.TakeLog("10.0.0.7", out var unlogged));
+        Assert.Equal(0, unlogged);
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.False(limiter.TakeLog("10.0.0.7", out _));
+        }
+
+        // Another address is logged on its own.
+        Assert.True(limiter.TakeLog("10.0.0.8", out _));
+
+        _time.Advance(PeerReviewLimiter.LogInterval - TimeSpan.FromTicks(1));
+        Assert.False(limiter.TakeLog("10.0.0.7", out _));
+        _time.Advance(TimeSpan.FromTicks(1));
+        Assert.True(limiter.TakeLog("10.0.0.7", out unlogged));
+        Assert.Equal(6, unlogged);
+    }
+
+    [Fact]
+    public void TryEnter_TableFull_ForgetsAddressesWithNothingInFlight()
     {
         var limiter = new PeerReviewLimiter(_time);
         for (var i = 0; i < PeerReviewLimiter.MaxPeers; i++)
         {
-            var peer = $"ipv4:10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}:1";
-            Assert.Null(limiter.TryEnter(peer));
+            // Each spent a token a moment ago (its bucket is not full again yet) and its review ended.
+            var address = $"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}";
+            Assert.True(limiter.TryEnter(address, out _, out _));
+            limiter.Exit(address, refund: false);
         }
 
-        // Every remembered address has a review in flight: a new one is refused, as the control plane's cap would.
-        Assert.Equal("TokenReviews are being asked for from 10000 addresses at once; retry later", limiter.TryEnter("ipv4:192.168.0.1:1"));
+        Assert.True(limiter.TryEnter("10.0.0.1", out _, out _)); // known: kept
         Assert.Equal(PeerReviewLimiter.MaxPeers, limiter.Count);
 
-        // Their reviews end and their buckets refill: the next new address makes room by forgetting them.
+        Assert.True(limiter.TryEnter("192.168.0.1", out _, out _));
+        Assert.Equal(2, limiter.Count);
+    }
+
+    [Fact]
+    public void TryEnter_TableFullOfReviewsInFlight_NewAddressRefused()
+    {
+        // Not reachable while the control plane's cap (16) is below MaxPeers; the table's bound holds anyway.
+        var limiter = new PeerReviewLimiter(_time);
         for (var i = 0; i < PeerReviewLimiter.MaxPeers; i++)
         {
-            limiter.Exit($"ipv4:10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}:1");
+            Assert.True(limiter.TryEnter($"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", out _, out _));
         }
 
-        _time.Advance(TimeSpan.FromSeconds(1));
-        Assert.Null(limiter.TryEnter("ipv4:192.168.0.1:1"));
-        Assert.Equal(1, limiter.Count);
+        Assert.False(limiter.TryEnter("192.168.0.1", out _, out var refusal));
+        Assert.Equal("TokenReviews are in flight for 10000 addresses at once; retry later", refusal);
+        Assert.Equal(PeerReviewLimiter.MaxPeers, limiter.Count);
     }
 }

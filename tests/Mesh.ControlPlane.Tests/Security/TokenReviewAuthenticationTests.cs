@@ -15,6 +15,7 @@ using Mesh.KubernetesFake;
 using Mesh.Xds.Istio.Auth.V1;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Mesh.ControlPlane.Tests.Security;
 
@@ -210,15 +211,15 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
             _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
             adapter.Held.Add(token);
 
-            // From four addresses, each at its own share (PeerReviewLimiter.MaxInFlightPerPeer): the control plane's cap binds.
-            held.Add(cp.IssueAsync(token, from: Peer(i % 4)));
+            // Each from its own address, so no address's share binds (nor the slots kept for addresses with none): the cap does.
+            held.Add(cp.IssueAsync(token, from: Peer(i)));
         }
 
         await Poll.UntilAsync(() => adapter.Requests.Count == TokenReviewAuthenticator.MaxReviewsInFlight, "the first reviews to reach the API server");
         var extra = ProjectedToken("a", "b");
         _api.AddServiceAccountToken(extra, "a", "b", ["istio-ca"]);
 
-        var refused = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(extra, from: Peer(4)));
+        var refused = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(extra, from: Peer(TokenReviewAuthenticator.MaxReviewsInFlight)));
 
         // UNAVAILABLE, not UNAUTHENTICATED: the token was not judged, and the client backs off or fails over to another replica.
         Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
@@ -237,49 +238,85 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task CreateCertificate_OnePeerOverItsShare_RefusedWithoutReview_AnotherPeerServed()
+    public async Task CreateCertificate_OneAddressOverItsShare_RefusedWithoutReview_OtherAddressesServed()
     {
         var adapter = new ReviewAdapter();
         var logs = new LogSink();
-        await using var cp = await StartAsync(["--ControlPlane:Kubernetes:TokenReviewTimeout=00:00:30"], adapter, s => s.AddSingleton<ILoggerProvider>(logs));
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var cp = await StartAsync(["--ControlPlane:Kubernetes:TokenReviewTimeout=00:00:30"], adapter, s =>
+        {
+            // The limiter on its own clock: refill and log intervals move only when the test says.
+            s.AddSingleton(new PeerReviewLimiter(clock));
+            s.AddSingleton<ILoggerProvider>(logs);
+        });
 
         // One address holds its share of reviews in flight (the API server is slow to answer them)...
         var held = new List<Task<(IReadOnlyList<X509Certificate2> Chain, X509Certificate2 Leaf)>>();
-        for (var i = 0; i < PeerReviewLimiter.MaxInFlightPerPeer; i++)
+        Task<(IReadOnlyList<X509Certificate2> Chain, X509Certificate2 Leaf)> Hold(int peer)
         {
             var token = ProjectedToken("a", "b");
             _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
             adapter.Held.Add(token);
-            held.Add(cp.IssueAsync(token, from: Peer(0)));
+            var issued = cp.IssueAsync(token, from: Peer(peer));
+            held.Add(issued);
+            return issued;
+        }
+
+        for (var i = 0; i < PeerReviewLimiter.MaxInFlightPerPeer; i++)
+        {
+            _ = Hold(0);
         }
 
         await Poll.UntilAsync(() => adapter.Requests.Count == PeerReviewLimiter.MaxInFlightPerPeer, "the first address's reviews to reach the API server");
 
-        // ...so its next CSR, on a new connection (another source port, the same address), is refused without a review...
+        // ...so its next CSR, on a new connection (another source port, the same address), is refused without a review,
+        // and so are the next twenty, logged once.
         var more = ProjectedToken("a", "b");
         _api.AddServiceAccountToken(more, "a", "b", ["istio-ca"]);
         var refused = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(more, from: Peer(0)));
         Console.WriteLine($"5th CSR in flight from 127.0.0.1 → {refused.StatusCode}: {refused.Status.Detail}");
         Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
-        Assert.Equal($"caller could not be authenticated now: kubernetes service account token: {PeerReviewLimiter.MaxInFlightPerPeer} TokenReviews from ipv4:127.0.0.1 are already in flight; retry later", refused.Status.Detail);
-        Assert.Equal(PeerReviewLimiter.MaxInFlightPerPeer, adapter.Requests.Count);
-
-        // A flood is not a flood of log lines: within BusyLogInterval of the first refusal, the next 20 are counted, not logged.
+        Assert.Equal($"caller could not be authenticated now: kubernetes service account token: {PeerReviewLimiter.MaxInFlightPerPeer} TokenReviews from 127.0.0.1 are already in flight; retry later", refused.Status.Detail);
         for (var i = 0; i < 20; i++)
         {
             await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(more, from: Peer(0)));
         }
 
-        var busyLines = logs.Lines.Where(l => l.Contains("refused for now", StringComparison.Ordinal)).ToList();
-        Console.WriteLine($"{busyLines.Count} log line(s) for 21 refusals at a limit: {busyLines[0]}");
-        Assert.Single(busyLines);
-        Assert.Contains("4 TokenReviews from ipv4:127.0.0.1 are already in flight; retry later (0 more such refusals since the last line were not logged)", busyLines[0], StringComparison.Ordinal);
         Assert.Equal(PeerReviewLimiter.MaxInFlightPerPeer, adapter.Requests.Count);
+        var busy = logs.Lines.Where(l => l.Contains("refused for now", StringComparison.Ordinal)).ToList();
+        Assert.Single(busy);
+        Assert.EndsWith("4 TokenReviews from 127.0.0.1 are already in flight; retry later", busy[0], StringComparison.Ordinal);
 
-        // ...while another pod's address still gets its certificate, with the control plane's slots free for it.
+        // A LogInterval later the next refusal is logged, with the count of those that were not.
+        clock.Advance(PeerReviewLimiter.LogInterval);
+        await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(more, from: Peer(0)));
+        busy = [.. logs.Lines.Where(l => l.Contains("refused for now", StringComparison.Ordinal))];
+        Console.WriteLine($"{busy.Count} log lines for 22 refusals: {busy[^1]}");
+        Assert.Equal(2, busy.Count);
+        Assert.EndsWith("retry later (20 more refusals of 127.0.0.1 since its last line)", busy[1], StringComparison.Ordinal);
+
+        // Two more addresses at their share: 12 reviews in flight. A fourth address's first review takes one of the last
+        // slots, kept for addresses with none in flight; its second may not, and a fifth address still gets one.
+        for (var i = 0; i < PeerReviewLimiter.MaxInFlightPerPeer; i++)
+        {
+            _ = Hold(1);
+            _ = Hold(2);
+        }
+
+        await Poll.UntilAsync(() => adapter.Requests.Count == 3 * PeerReviewLimiter.MaxInFlightPerPeer, "12 reviews at the API server");
+        _ = Hold(3);
+        await Poll.UntilAsync(() => adapter.Requests.Count == 3 * PeerReviewLimiter.MaxInFlightPerPeer + 1, "13 reviews at the API server");
+        var second = ProjectedToken("a", "b");
+        _api.AddServiceAccountToken(second, "a", "b", ["istio-ca"]);
+        var kept = await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(second, from: Peer(3)));
+        Console.WriteLine($"2nd review of 127.0.0.4 with 13 in flight → {kept.StatusCode}: {kept.Status.Detail}");
+        Assert.Equal(StatusCode.Unavailable, kept.StatusCode);
+        Assert.Equal("caller could not be authenticated now: kubernetes service account token: 12 TokenReviews are in flight to the Kubernetes API server and 127.0.0.4 has one of them; the last 4 are kept for addresses with none; retry later", kept.Status.Detail);
+        Assert.Equal(13, adapter.Requests.Count);
+
         var other = ProjectedToken("c", "d");
         _api.AddServiceAccountToken(other, "c", "d", ["istio-ca"]);
-        var (_, otherLeaf) = await cp.IssueAsync(other, from: Peer(1));
+        var (_, otherLeaf) = await cp.IssueAsync(other, from: Peer(4));
         Assert.Equal(["spiffe://cluster.local/ns/c/sa/d"], CertificateAuthority.UriSans(otherLeaf));
 
         adapter.ReleaseHeld();
@@ -288,19 +325,16 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
             Assert.Equal([AB], CertificateAuthority.UriSans(leaf));
         }
 
-        // Back to back from one address: the bucket's burst, then what it earns back while the CSRs run; each refused CSR
-        // costs the API server nothing, and an address that never flooded is still served.
+        // Back to back from one address, the clock standing still: exactly the burst is reviewed, then one more per refill
+        // period; a refused CSR costs no review.
         var reviewsBefore = TokenReviews();
-        var token2 = ProjectedToken("a", "b");
-        _api.AddServiceAccountToken(token2, "a", "b", ["istio-ca"]);
         var accepted = 0;
         RpcException? rateRefused = null;
-        var watch = Stopwatch.StartNew();
-        for (var i = 0; i < 400 && rateRefused is null; i++)
+        while (rateRefused is null && accepted <= PeerReviewLimiter.Burst)
         {
             try
             {
-                _ = await cp.IssueAsync(token2, from: Peer(2));
+                _ = await cp.IssueAsync(other, from: Peer(5));
                 accepted++;
             }
             catch (RpcException ex)
@@ -309,16 +343,15 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
             }
         }
 
-        var elapsed = watch.Elapsed;
-        Console.WriteLine($"back to back from 127.0.0.3: {accepted} certified in {elapsed.TotalSeconds:0.00} s, then {rateRefused?.StatusCode}: {rateRefused?.Status.Detail}");
-        Assert.NotNull(rateRefused);
-        Assert.Equal(StatusCode.Unavailable, rateRefused.StatusCode);
-        Assert.Equal($"caller could not be authenticated now: kubernetes service account token: ipv4:127.0.0.3 asked for more than {PeerReviewLimiter.Burst} TokenReviews at once or 8 a second; retry later", rateRefused.Status.Detail);
-        Assert.InRange(accepted, PeerReviewLimiter.Burst, PeerReviewLimiter.Burst + (int)Math.Ceiling(elapsed.TotalSeconds * PeerReviewLimiter.ReviewsPerSecond) + 1);
+        Console.WriteLine($"back to back from 127.0.0.6: {accepted} certified, then {rateRefused?.StatusCode}: {rateRefused?.Status.Detail}");
+        Assert.Equal(PeerReviewLimiter.Burst, accepted);
+        Assert.Equal("caller could not be authenticated now: kubernetes service account token: 127.0.0.6 asked for more than 32 TokenReviews at once or 8 a second; retry later", rateRefused!.Status.Detail);
         Assert.Equal(reviewsBefore + accepted, TokenReviews());
 
-        var (_, fresh) = await cp.IssueAsync(other, from: Peer(3));
-        Assert.Equal(["spiffe://cluster.local/ns/c/sa/d"], CertificateAuthority.UriSans(fresh));
+        clock.Advance(TimeSpan.FromSeconds(1.0 / PeerReviewLimiter.ReviewsPerSecond));
+        _ = await cp.IssueAsync(other, from: Peer(5));
+        await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(other, from: Peer(5)));
+        Assert.Equal(reviewsBefore + accepted + 1, TokenReviews());
     }
 
     [Fact]
@@ -332,7 +365,7 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
             var token = ProjectedToken("a", "b");
             _api.AddServiceAccountToken(token, "a", "b", ["istio-ca"]);
             adapter.Hang.Add(token);
-            hanging.Add(RefusedAsync(cp, token, from: Peer(i % 4)));
+            hanging.Add(RefusedAsync(cp, token, from: Peer(i)));
         }
 
         foreach (var ex in await Task.WhenAll(hanging))
