@@ -89,12 +89,14 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
     /// <summary>
     /// Takes a review for <paramref name="address"/> (<see cref="AddressOf"/>). True when it may go ahead: then
     /// <paramref name="alreadyReviewing"/> says whether the address had a review in flight (it may not take the reserved
-    /// slots), and the review must be ended with <see cref="Exit"/>. False: <paramref name="refusal"/> says which bound.
+    /// slots), and the review must be ended with <see cref="Exit"/>. False: <paramref name="refusal"/> says which bound,
+    /// and <paramref name="reason"/> names it for the metric (<see cref="ReviewRefusal"/>).
     /// </summary>
-    public bool TryEnter(string address, out bool alreadyReviewing, [NotNullWhen(false)] out string? refusal)
+    public bool TryEnter(string address, out bool alreadyReviewing, [NotNullWhen(false)] out string? refusal, out string reason)
     {
         alreadyReviewing = false;
         refusal = null;
+        reason = string.Empty;
         var now = time.GetTimestamp();
         lock (_lock)
         {
@@ -103,6 +105,7 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
                 if (_peers.Count >= MaxPeers && !ForgetIdle())
                 {
                     refusal = string.Create(CultureInfo.InvariantCulture, $"TokenReviews are in flight for {MaxPeers} addresses at once; retry later");
+                    reason = ReviewRefusal.Addresses;
                     return false;
                 }
 
@@ -113,6 +116,7 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
             if (peer.InFlight >= MaxInFlightPerPeer)
             {
                 refusal = string.Create(CultureInfo.InvariantCulture, $"{MaxInFlightPerPeer} TokenReviews from {address} are already in flight; retry later");
+                reason = ReviewRefusal.AddressInFlight;
                 return false;
             }
 
@@ -122,6 +126,7 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
             if (fullAt - now > Burst * _ticksPerToken)
             {
                 refusal = string.Create(CultureInfo.InvariantCulture, $"{address} asked for more than {Burst} TokenReviews at once or {ReviewsPerSecond} a second; retry later");
+                reason = ReviewRefusal.AddressRate;
                 return false;
             }
 
@@ -212,4 +217,23 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
         public long LoggedAt = long.MinValue;
         public int Unlogged;
     }
+}
+
+/// <summary>Why a CSR was refused before its TokenReview: the <c>reason</c> label of <c>mesh_ca_tokenreview_refusals</c>.</summary>
+internal static class ReviewRefusal
+{
+    /// <summary>The address had <see cref="PeerReviewLimiter.MaxInFlightPerPeer"/> reviews in flight.</summary>
+    public const string AddressInFlight = "address_in_flight";
+
+    /// <summary>The address spent its burst faster than the refill.</summary>
+    public const string AddressRate = "address_rate";
+
+    /// <summary>The address had a review in flight and only the slots kept for addresses with none were free.</summary>
+    public const string ReservedSlots = "reserved_slots";
+
+    /// <summary>All of the control plane's review slots were taken.</summary>
+    public const string InFlight = "in_flight";
+
+    /// <summary>The table of addresses was full of addresses with reviews in flight.</summary>
+    public const string Addresses = "addresses";
 }

@@ -21,7 +21,7 @@ namespace Mesh.ControlPlane.Security;
 /// and one caller's address gets a bounded share of them (<see cref="PeerReviewLimiter"/>), so that its flood leaves
 /// slots for other pods. Refusals are logged at most once per address per <see cref="PeerReviewLimiter.LogInterval"/>.
 /// </summary>
-internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, ControlPlaneOptions options, TimeProvider time, PeerReviewLimiter peers, ILogger<TokenReviewAuthenticator> logger)
+internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, ControlPlaneOptions options, TimeProvider time, PeerReviewLimiter peers, ILogger<TokenReviewAuthenticator> logger, Telemetry.ControlPlaneMetrics? metrics = null)
     : ICallerAuthenticator
 {
     /// <summary>TokenReviews in flight at once; a CSR beyond them is refused at once (UNAVAILABLE: retry later), never queued.</summary>
@@ -103,8 +103,9 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
         // Over a limit the CSR is refused at once, never queued (as Envoy answers an overflow): the client retries with
         // back-off. The caller's own share first; and an address with a review in flight already may not take the last
         // slots, so that one address's flood (or a few addresses') leaves room for other pods.
-        if (!peers.TryEnter(address, out var alreadyReviewing, out var overShare))
+        if (!peers.TryEnter(address, out var alreadyReviewing, out var overShare, out var reason))
         {
+            metrics?.TokenReviewRefused(reason);
             return AuthenticationOutcome.Overloaded(overShare);
         }
 
@@ -113,6 +114,7 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
         {
             Interlocked.Decrement(ref _inFlight);
             peers.Exit(address, refund: true);
+            metrics?.TokenReviewRefused(alreadyReviewing ? ReviewRefusal.ReservedSlots : ReviewRefusal.InFlight);
             return AuthenticationOutcome.Overloaded(alreadyReviewing
                 ? string.Create(CultureInfo.InvariantCulture, $"{cap} TokenReviews are in flight to the Kubernetes API server and {address} has one of them; the last {PeerReviewLimiter.ReservedForNewPeers} are kept for addresses with none; retry later")
                 : string.Create(CultureInfo.InvariantCulture, $"{MaxReviewsInFlight} TokenReviews are already in flight to the Kubernetes API server; retry later"));

@@ -59,6 +59,7 @@ internal sealed class ControlPlaneMetrics
     private readonly Counter<long> _leaseExpiries;
     private readonly Counter<long> _kubernetesRelists;
     private readonly Counter<long> _kubernetesWatchRestarts;
+    private readonly Counter<long> _tokenReviewsRefused;
     private readonly Dictionary<string, int> _clientsByVersion = new(StringComparer.Ordinal);
     private ConfigError[] _configErrors = [];
     private Func<int>? _leaseCount;
@@ -95,6 +96,7 @@ internal sealed class ControlPlaneMetrics
         _leaseExpiries = meter.CreateCounter<long>("mesh_lease_expiries", description: "Registrations removed because their lease was not renewed in time.");
         _kubernetesRelists = meter.CreateCounter<long>("mesh_kubernetes_relists", description: "Lists of a Kubernetes kind after its first (a 410 Gone or a failed watch), by kind.");
         _kubernetesWatchRestarts = meter.CreateCounter<long>("mesh_kubernetes_watch_restarts", description: "Kubernetes watches started again, by kind and reason: closed (server timeout), expired (410), idle (watchdog), error.");
+        _tokenReviewsRefused = meter.CreateCounter<long>("mesh_ca_tokenreview_refusals", description: "CSRs with a ServiceAccount token refused without a TokenReview because a bound was reached, by reason: address_in_flight, address_rate, reserved_slots, in_flight, addresses.");
         meter.CreateObservableGauge("mesh_leases", () => _leaseCount?.Invoke() ?? 0, description: "Registrations currently held (live leases).");
     }
 
@@ -223,6 +225,9 @@ internal sealed class ControlPlaneMetrics
             _kubernetesRelists.Add(1, new KeyValuePair<string, object?>("kind", kind));
         }
     }
+
+    /// <summary>A CSR refused before its TokenReview because <paramref name="reason"/>'s bound was reached (a value of <see cref="Security.ReviewRefusal"/>).</summary>
+    public void TokenReviewRefused(string reason) => _tokenReviewsRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     public void KubernetesWatchRestarted(string kind, string reason) =>
         _kubernetesWatchRestarts.Add(1, new KeyValuePair<string, object?>("kind", kind), new KeyValuePair<string, object?>("reason", reason));

@@ -28,29 +28,30 @@ public sealed class PeerReviewLimiterTests
         var limiter = new PeerReviewLimiter(_time);
         for (var i = 0; i < PeerReviewLimiter.Burst; i++)
         {
-            Assert.True(limiter.TryEnter("10.0.0.7", out var already, out _));
+            Assert.True(limiter.TryEnter("10.0.0.7", out var already, out _, out _));
             Assert.False(already);
             limiter.Exit("10.0.0.7", refund: false);
         }
 
-        Assert.False(limiter.TryEnter("10.0.0.7", out _, out var refusal));
+        Assert.False(limiter.TryEnter("10.0.0.7", out _, out var refusal, out var reason));
         Assert.Equal("10.0.0.7 asked for more than 32 TokenReviews at once or 8 a second; retry later", refusal);
+        Assert.Equal(ReviewRefusal.AddressRate, reason);
 
         _time.Advance(TimeSpan.FromSeconds(1.0 / PeerReviewLimiter.ReviewsPerSecond) - TimeSpan.FromTicks(1));
-        Assert.False(limiter.TryEnter("10.0.0.7", out _, out _));
+        Assert.False(limiter.TryEnter("10.0.0.7", out _, out _, out _));
 
         _time.Advance(TimeSpan.FromTicks(1));
-        Assert.True(limiter.TryEnter("10.0.0.7", out _, out _));
+        Assert.True(limiter.TryEnter("10.0.0.7", out _, out _, out _));
         limiter.Exit("10.0.0.7", refund: false);
-        Assert.False(limiter.TryEnter("10.0.0.7", out _, out _));
+        Assert.False(limiter.TryEnter("10.0.0.7", out _, out _, out _));
 
         // Another address has its own bucket.
-        Assert.True(limiter.TryEnter("10.0.0.8", out _, out _));
+        Assert.True(limiter.TryEnter("10.0.0.8", out _, out _, out _));
 
         // A long quiet refills the burst, never more.
         _time.Advance(TimeSpan.FromHours(1));
         var granted = 0;
-        while (limiter.TryEnter("10.0.0.7", out _, out _))
+        while (limiter.TryEnter("10.0.0.7", out _, out _, out _))
         {
             limiter.Exit("10.0.0.7", refund: false);
             granted++;
@@ -65,21 +66,21 @@ public sealed class PeerReviewLimiterTests
         var limiter = new PeerReviewLimiter(_time);
         for (var i = 0; i < PeerReviewLimiter.Burst - 1; i++)
         {
-            Assert.True(limiter.TryEnter("10.0.0.7", out _, out _));
+            Assert.True(limiter.TryEnter("10.0.0.7", out _, out _, out _));
             limiter.Exit("10.0.0.7", refund: false);
         }
 
         // The last token, refused by the control plane's cap and given back: still there, once.
-        Assert.True(limiter.TryEnter("10.0.0.7", out _, out _));
+        Assert.True(limiter.TryEnter("10.0.0.7", out _, out _, out _));
         limiter.Exit("10.0.0.7", refund: true);
-        Assert.True(limiter.TryEnter("10.0.0.7", out _, out _));
+        Assert.True(limiter.TryEnter("10.0.0.7", out _, out _, out _));
         limiter.Exit("10.0.0.7", refund: false);
-        Assert.False(limiter.TryEnter("10.0.0.7", out _, out _));
+        Assert.False(limiter.TryEnter("10.0.0.7", out _, out _, out _));
 
         // An Exit with nothing in flight (or for an address never seen) changes nothing: no free tokens by exiting twice.
         limiter.Exit("10.0.0.7", refund: true);
         limiter.Exit("10.9.9.9", refund: true);
-        Assert.False(limiter.TryEnter("10.0.0.7", out _, out _));
+        Assert.False(limiter.TryEnter("10.0.0.7", out _, out _, out _));
     }
 
     [Fact]
@@ -88,17 +89,18 @@ public sealed class PeerReviewLimiterTests
         var limiter = new PeerReviewLimiter(_time);
         for (var i = 0; i < PeerReviewLimiter.MaxInFlightPerPeer; i++)
         {
-            Assert.True(limiter.TryEnter("fd00::7", out var already, out _));
+            Assert.True(limiter.TryEnter("fd00::7", out var already, out _, out _));
             Assert.Equal(i > 0, already);
         }
 
-        Assert.False(limiter.TryEnter("fd00::7", out _, out var refusal));
+        Assert.False(limiter.TryEnter("fd00::7", out _, out var refusal, out var reason));
         Assert.Equal("4 TokenReviews from fd00::7 are already in flight; retry later", refusal);
-        Assert.True(limiter.TryEnter("fd00::8", out var other, out _));
+        Assert.Equal(ReviewRefusal.AddressInFlight, reason);
+        Assert.True(limiter.TryEnter("fd00::8", out var other, out _, out _));
         Assert.False(other);
 
         limiter.Exit("fd00::7", refund: false);
-        Assert.True(limiter.TryEnter("fd00::7", out _, out _));
+        Assert.True(limiter.TryEnter("fd00::7", out _, out _, out _));
     }
 
     [Fact]
@@ -130,14 +132,14 @@ public sealed class PeerReviewLimiterTests
         {
             // Each spent a token a moment ago (its bucket is not full again yet) and its review ended.
             var address = $"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}";
-            Assert.True(limiter.TryEnter(address, out _, out _));
+            Assert.True(limiter.TryEnter(address, out _, out _, out _));
             limiter.Exit(address, refund: false);
         }
 
-        Assert.True(limiter.TryEnter("10.0.0.1", out _, out _)); // known: kept
+        Assert.True(limiter.TryEnter("10.0.0.1", out _, out _, out _)); // known: kept
         Assert.Equal(PeerReviewLimiter.MaxPeers, limiter.Count);
 
-        Assert.True(limiter.TryEnter("192.168.0.1", out _, out _));
+        Assert.True(limiter.TryEnter("192.168.0.1", out _, out _, out _));
         Assert.Equal(2, limiter.Count);
     }
 
@@ -148,11 +150,12 @@ public sealed class PeerReviewLimiterTests
         var limiter = new PeerReviewLimiter(_time);
         for (var i = 0; i < PeerReviewLimiter.MaxPeers; i++)
         {
-            Assert.True(limiter.TryEnter($"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", out _, out _));
+            Assert.True(limiter.TryEnter($"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", out _, out _, out _));
         }
 
-        Assert.False(limiter.TryEnter("192.168.0.1", out _, out var refusal));
+        Assert.False(limiter.TryEnter("192.168.0.1", out _, out var refusal, out var reason));
         Assert.Equal("TokenReviews are in flight for 10000 addresses at once; retry later", refusal);
+        Assert.Equal(ReviewRefusal.Addresses, reason);
         Assert.Equal(PeerReviewLimiter.MaxPeers, limiter.Count);
     }
 }

@@ -352,6 +352,14 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
         _ = await cp.IssueAsync(other, from: Peer(5));
         await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(other, from: Peer(5)));
         Assert.Equal(reviewsBefore + accepted + 1, TokenReviews());
+
+        // Each refusal counted by the bound that made it, for an alert that does not depend on the log's sampling.
+        PrometheusText? scrape = null;
+        await Poll.UntilAsync(async () => (scrape = await PrometheusText.ScrapeAsync(cp.Admin)).Count("mesh_ca_tokenreview_refusals", ("reason", ReviewRefusal.AddressRate)) == 2, "two address_rate refusals in the scrape");
+        Assert.Equal(22, scrape!.Count("mesh_ca_tokenreview_refusals", ("reason", ReviewRefusal.AddressInFlight)));
+        Assert.Equal(1, scrape.Count("mesh_ca_tokenreview_refusals", ("reason", ReviewRefusal.ReservedSlots)));
+        Assert.Equal(0, scrape.Count("mesh_ca_tokenreview_refusals", ("reason", ReviewRefusal.InFlight)));
+        Assert.Equal("counter", scrape.TypeOf("mesh_ca_tokenreview_refusals"));
     }
 
     [Fact]
