@@ -186,7 +186,7 @@ internal sealed class ControlPlaneOptions
         options.AdsMaxResourceNamesPerType = ReadInt(section, nameof(AdsMaxResourceNamesPerType), options.AdsMaxResourceNamesPerType, 1, 1_000_000, errors);
     }
 
-    private static int ReadInt(IConfigurationSection section, string key, int fallback, int min, int max, List<string> errors)
+    internal static int ReadInt(IConfigurationSection section, string key, int fallback, int min, int max, List<string> errors, string prefix = SectionName)
     {
         var value = section[key];
         if (value is null)
@@ -196,7 +196,7 @@ internal sealed class ControlPlaneOptions
 
         if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var result) || result < min || result > max)
         {
-            errors.Add($"{SectionName}:{key} must be a whole number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)} (got '{value}')");
+            errors.Add($"{prefix}:{key} must be a whole number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)} (got '{value}')");
             return fallback;
         }
 

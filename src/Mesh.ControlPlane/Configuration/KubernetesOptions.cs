@@ -11,7 +11,7 @@ internal sealed class KubernetesOptions
 {
     private static readonly string[] KnownKeys =
         [nameof(Enabled), nameof(Kubeconfig), nameof(Context), nameof(Namespaces), nameof(SystemNamespace), nameof(TokenAudiences),
-         nameof(TokenReviewTimeout), nameof(WebhookAddress), nameof(WebhookServiceName), nameof(WatchIdleTimeout), nameof(ClusterDomain),
+         nameof(TokenReviewTimeout), nameof(TokenReviewBurstPerAddress), nameof(TokenReviewsPerAddressPerSecond), nameof(WebhookAddress), nameof(WebhookServiceName), nameof(WatchIdleTimeout), nameof(ClusterDomain),
          nameof(LeaseDuration), nameof(RenewDeadline), nameof(RetryPeriod)];
 
     /// <summary>Whether the control plane reads the Kubernetes API (off by default: the folder and registry alone).</summary>
@@ -46,6 +46,16 @@ internal sealed class KubernetesOptions
 
     /// <summary>How long the CA waits for the API server's answer to one TokenReview before refusing the CSR (5 s).</summary>
     public TimeSpan TokenReviewTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// TokenReviews one caller address may ask for back to back (32): a node's pods restarting at once behind one address
+    /// (hostNetwork, or SNAT in front of an out-of-cluster control plane) each need one. Raise it, and
+    /// <see cref="TokenReviewsPerAddressPerSecond"/>, when a whole cluster reaches the CA through one address.
+    /// </summary>
+    public int TokenReviewBurstPerAddress { get; set; } = 32;
+
+    /// <summary>TokenReviews per second one caller address earns back (8).</summary>
+    public int TokenReviewsPerAddressPerSecond { get; set; } = 8;
 
     /// <summary>
     /// The validating admission webhook's HTTPS listener (<c>POST /validate</c>, HTTP/1.1 and HTTP/2), e.g. https://0.0.0.0:15017;
@@ -165,6 +175,8 @@ internal sealed class KubernetesOptions
         }
 
         options.TokenReviewTimeout = ControlPlaneOptions.ReadDuration(section, nameof(TokenReviewTimeout), options.TokenReviewTimeout, TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(1), errors, prefix);
+        options.TokenReviewBurstPerAddress = ControlPlaneOptions.ReadInt(section, nameof(TokenReviewBurstPerAddress), options.TokenReviewBurstPerAddress, 1, 100_000, errors, prefix);
+        options.TokenReviewsPerAddressPerSecond = ControlPlaneOptions.ReadInt(section, nameof(TokenReviewsPerAddressPerSecond), options.TokenReviewsPerAddressPerSecond, 1, 10_000, errors, prefix);
         if (!string.IsNullOrEmpty(section[nameof(WebhookAddress)]))
         {
             var address = section[nameof(WebhookAddress)]!;

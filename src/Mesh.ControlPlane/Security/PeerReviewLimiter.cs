@@ -6,8 +6,8 @@ namespace Mesh.ControlPlane.Security;
 
 /// <summary>
 /// What one caller's address may cost the Kubernetes API server in TokenReviews: at most
-/// <see cref="MaxInFlightPerPeer"/> of its reviews at once, and a token bucket of <see cref="Burst"/> reviews refilled at
-/// <see cref="ReviewsPerSecond"/> a second. The control plane's own cap (<see cref="TokenReviewAuthenticator.MaxReviewsInFlight"/>)
+/// <see cref="MaxInFlightPerPeer"/> of its reviews at once, and a token bucket of <see cref="Burst"/> reviews (32 unless
+/// configured) refilled at <see cref="ReviewsPerSecond"/> a second (8). The control plane's own cap (<see cref="TokenReviewAuthenticator.MaxReviewsInFlight"/>)
 /// bounds the API server's load; with this, and with the last <see cref="ReservedForNewPeers"/> of those slots kept for
 /// addresses that have no review in flight, one address — a compromised pod sending forged or stolen tokens — or a few
 /// cannot hold every slot while other pods wait for a certificate. Many addresses can (a compromised node with a range
@@ -22,7 +22,7 @@ namespace Mesh.ControlPlane.Security;
 /// other such caller. At most <see cref="MaxPeers"/> addresses are remembered: when the table is full, the addresses
 /// with nothing in flight are forgotten (they start afresh, bounded still by the control plane's cap).
 /// </remarks>
-internal sealed class PeerReviewLimiter(TimeProvider time)
+internal sealed class PeerReviewLimiter
 {
     /// <summary>Reviews one address may have in flight at once.</summary>
     public const int MaxInFlightPerPeer = 4;
@@ -30,11 +30,6 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
     /// <summary>Of the control plane's review slots, how many only an address with no review in flight may take.</summary>
     public const int ReservedForNewPeers = 4;
 
-    /// <summary>Reviews one address may ask for back to back.</summary>
-    public const int Burst = 32;
-
-    /// <summary>Reviews per second one address earns back.</summary>
-    public const int ReviewsPerSecond = 8;
 
     /// <summary>Addresses remembered at most.</summary>
     public const int MaxPeers = 10_000;
@@ -44,9 +39,33 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
 
     private readonly Lock _lock = new();
     private readonly Dictionary<string, Peer> _peers = new(StringComparer.Ordinal);
+    private readonly TimeProvider _time;
 
     // Ticks of the TimeProvider's timestamps per token: the bucket is kept as the timestamp at which it is full again.
-    private readonly long _ticksPerToken = time.TimestampFrequency / ReviewsPerSecond;
+    private readonly long _ticksPerToken;
+
+    /// <summary>A limiter with ControlPlane:Kubernetes's burst and refill rate per address.</summary>
+    public PeerReviewLimiter(TimeProvider time, Configuration.ControlPlaneOptions options)
+        : this(time, options?.Kubernetes.TokenReviewBurstPerAddress ?? throw new ArgumentNullException(nameof(options)), options.Kubernetes.TokenReviewsPerAddressPerSecond)
+    {
+    }
+
+    internal PeerReviewLimiter(TimeProvider time, int burst, int reviewsPerSecond)
+    {
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentOutOfRangeException.ThrowIfLessThan(burst, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(reviewsPerSecond, 1);
+        _time = time;
+        Burst = burst;
+        ReviewsPerSecond = reviewsPerSecond;
+        _ticksPerToken = Math.Max(1, time.TimestampFrequency / reviewsPerSecond);
+    }
+
+    /// <summary>Gets how many reviews one address may ask for back to back (ControlPlane:Kubernetes:TokenReviewBurstPerAddress).</summary>
+    public int Burst { get; }
+
+    /// <summary>Gets how many reviews per second one address earns back (ControlPlane:Kubernetes:TokenReviewsPerAddressPerSecond).</summary>
+    public int ReviewsPerSecond { get; }
 
     /// <summary>Gets the number of addresses remembered (for tests).</summary>
     internal int Count
@@ -97,7 +116,7 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
         alreadyReviewing = false;
         refusal = null;
         reason = string.Empty;
-        var now = time.GetTimestamp();
+        var now = _time.GetTimestamp();
         lock (_lock)
         {
             if (!_peers.TryGetValue(address, out var peer))
@@ -125,7 +144,7 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
             var fullAt = Math.Max(peer.FullAt, now) + _ticksPerToken;
             if (fullAt - now > Burst * _ticksPerToken)
             {
-                refusal = string.Create(CultureInfo.InvariantCulture, $"{address} asked for more than {Burst} TokenReviews at once or {ReviewsPerSecond} a second; retry later");
+                refusal = string.Create(CultureInfo.InvariantCulture, $"{address} asked for more than {Burst} TokenReviews at once or {ReviewsPerSecond} a second (ControlPlane:Kubernetes:TokenReviewBurstPerAddress, TokenReviewsPerAddressPerSecond); retry later");
                 reason = ReviewRefusal.AddressRate;
                 return false;
             }
@@ -164,7 +183,7 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
     /// </summary>
     public bool TakeLog(string address, out int unlogged)
     {
-        var now = time.GetTimestamp();
+        var now = _time.GetTimestamp();
         lock (_lock)
         {
             if (!_peers.TryGetValue(address, out var peer))
@@ -179,7 +198,7 @@ internal sealed class PeerReviewLimiter(TimeProvider time)
                 }
             }
 
-            if (peer.LoggedAt != long.MinValue && time.GetElapsedTime(peer.LoggedAt, now) < LogInterval)
+            if (peer.LoggedAt != long.MinValue && _time.GetElapsedTime(peer.LoggedAt, now) < LogInterval)
             {
                 peer.Unlogged++;
                 unlogged = 0;

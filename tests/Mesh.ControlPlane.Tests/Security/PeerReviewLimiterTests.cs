@@ -8,6 +8,9 @@ public sealed class PeerReviewLimiterTests
 {
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
 
+    /// <summary>A limiter with the defaults of ControlPlane:Kubernetes (a burst of 32, 8 a second) on the test's clock.</summary>
+    private PeerReviewLimiter Limiter() => new(_time, burst: 32, reviewsPerSecond: 8);
+
     [Theory]
     [InlineData("ipv4:10.0.0.7:51234", "10.0.0.7")]
     [InlineData("ipv4:10.0.0.7:1", "10.0.0.7")]
@@ -25,8 +28,8 @@ public sealed class PeerReviewLimiterTests
     [Fact]
     public void TryEnter_BurstThenRefill_OneReviewPerEighthOfASecond()
     {
-        var limiter = new PeerReviewLimiter(_time);
-        for (var i = 0; i < PeerReviewLimiter.Burst; i++)
+        var limiter = Limiter();
+        for (var i = 0; i < limiter.Burst; i++)
         {
             Assert.True(limiter.TryEnter("10.0.0.7", out var already, out _, out _));
             Assert.False(already);
@@ -34,10 +37,10 @@ public sealed class PeerReviewLimiterTests
         }
 
         Assert.False(limiter.TryEnter("10.0.0.7", out _, out var refusal, out var reason));
-        Assert.Equal("10.0.0.7 asked for more than 32 TokenReviews at once or 8 a second; retry later", refusal);
+        Assert.Equal("10.0.0.7 asked for more than 32 TokenReviews at once or 8 a second (ControlPlane:Kubernetes:TokenReviewBurstPerAddress, TokenReviewsPerAddressPerSecond); retry later", refusal);
         Assert.Equal(ReviewRefusal.AddressRate, reason);
 
-        _time.Advance(TimeSpan.FromSeconds(1.0 / PeerReviewLimiter.ReviewsPerSecond) - TimeSpan.FromTicks(1));
+        _time.Advance(TimeSpan.FromSeconds(1.0 / limiter.ReviewsPerSecond) - TimeSpan.FromTicks(1));
         Assert.False(limiter.TryEnter("10.0.0.7", out _, out _, out _));
 
         _time.Advance(TimeSpan.FromTicks(1));
@@ -57,14 +60,33 @@ public sealed class PeerReviewLimiterTests
             granted++;
         }
 
-        Assert.Equal(PeerReviewLimiter.Burst, granted);
+        Assert.Equal(limiter.Burst, granted);
+    }
+
+    [Fact]
+    public void TryEnter_ConfiguredBurstAndRate_Apply()
+    {
+        // A cluster behind one address: a larger burst and rate, as ControlPlane:Kubernetes sets them.
+        var limiter = new PeerReviewLimiter(_time, burst: 500, reviewsPerSecond: 100);
+        var granted = 0;
+        while (limiter.TryEnter("10.0.0.7", out _, out _, out _))
+        {
+            limiter.Exit("10.0.0.7", refund: false);
+            granted++;
+        }
+
+        Assert.Equal(500, granted);
+        _time.Advance(TimeSpan.FromMilliseconds(10));
+        Assert.True(limiter.TryEnter("10.0.0.7", out _, out _, out _));
+        Assert.False(limiter.TryEnter("10.0.0.7", out _, out var refusal, out _));
+        Assert.Equal("10.0.0.7 asked for more than 500 TokenReviews at once or 100 a second (ControlPlane:Kubernetes:TokenReviewBurstPerAddress, TokenReviewsPerAddressPerSecond); retry later", refusal);
     }
 
     [Fact]
     public void Exit_Refund_GivesTheTokenBack()
     {
-        var limiter = new PeerReviewLimiter(_time);
-        for (var i = 0; i < PeerReviewLimiter.Burst - 1; i++)
+        var limiter = Limiter();
+        for (var i = 0; i < limiter.Burst - 1; i++)
         {
             Assert.True(limiter.TryEnter("10.0.0.7", out _, out _, out _));
             limiter.Exit("10.0.0.7", refund: false);
@@ -86,7 +108,7 @@ public sealed class PeerReviewLimiterTests
     [Fact]
     public void TryEnter_InFlightShareFull_RefusedUntilOneEnds_AndSaysWhoIsAlreadyReviewing()
     {
-        var limiter = new PeerReviewLimiter(_time);
+        var limiter = Limiter();
         for (var i = 0; i < PeerReviewLimiter.MaxInFlightPerPeer; i++)
         {
             Assert.True(limiter.TryEnter("fd00::7", out var already, out _, out _));
@@ -106,7 +128,7 @@ public sealed class PeerReviewLimiterTests
     [Fact]
     public void TakeLog_FirstThenOncePerInterval_CountingTheRest_PerAddress()
     {
-        var limiter = new PeerReviewLimiter(_time);
+        var limiter = Limiter();
         Assert.True(limiter.TakeLog("10.0.0.7", out var unlogged));
         Assert.Equal(0, unlogged);
         for (var i = 0; i < 5; i++)
@@ -127,7 +149,7 @@ public sealed class PeerReviewLimiterTests
     [Fact]
     public void TryEnter_TableFull_ForgetsAddressesWithNothingInFlight()
     {
-        var limiter = new PeerReviewLimiter(_time);
+        var limiter = Limiter();
         for (var i = 0; i < PeerReviewLimiter.MaxPeers; i++)
         {
             // Each spent a token a moment ago (its bucket is not full again yet) and its review ended.
@@ -147,7 +169,7 @@ public sealed class PeerReviewLimiterTests
     public void TryEnter_TableFullOfReviewsInFlight_NewAddressRefused()
     {
         // Not reachable while the control plane's cap (16) is below MaxPeers; the table's bound holds anyway.
-        var limiter = new PeerReviewLimiter(_time);
+        var limiter = Limiter();
         for (var i = 0; i < PeerReviewLimiter.MaxPeers; i++)
         {
             Assert.True(limiter.TryEnter($"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", out _, out _, out _));

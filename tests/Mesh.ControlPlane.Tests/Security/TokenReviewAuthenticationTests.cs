@@ -243,12 +243,15 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
         var adapter = new ReviewAdapter();
         var logs = new LogSink();
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var cp = await StartAsync(["--ControlPlane:Kubernetes:TokenReviewTimeout=00:00:30"], adapter, s =>
-        {
-            // The limiter on its own clock: refill and log intervals move only when the test says.
-            s.AddSingleton(new PeerReviewLimiter(clock));
-            s.AddSingleton<ILoggerProvider>(logs);
-        });
+        await using var cp = await StartAsync(
+            ["--ControlPlane:Kubernetes:TokenReviewTimeout=00:00:30", "--ControlPlane:Kubernetes:TokenReviewBurstPerAddress=10", "--ControlPlane:Kubernetes:TokenReviewsPerAddressPerSecond=4"],
+            adapter,
+            s =>
+            {
+                // The limiter with the host's settings, on its own clock: refill and log intervals move only when the test says.
+                s.AddSingleton(sp => new PeerReviewLimiter(clock, sp.GetRequiredService<Mesh.ControlPlane.Configuration.ControlPlaneOptions>()));
+                s.AddSingleton<ILoggerProvider>(logs);
+            });
 
         // One address holds its share of reviews in flight (the API server is slow to answer them)...
         var held = new List<Task<(IReadOnlyList<X509Certificate2> Chain, X509Certificate2 Leaf)>>();
@@ -325,12 +328,12 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
             Assert.Equal([AB], CertificateAuthority.UriSans(leaf));
         }
 
-        // Back to back from one address, the clock standing still: exactly the burst is reviewed, then one more per refill
-        // period; a refused CSR costs no review.
+        // Back to back from one address, the clock standing still: exactly the configured burst (10) is reviewed, then one
+        // more per refill period (a quarter second at 4 a second); a refused CSR costs no review.
         var reviewsBefore = TokenReviews();
         var accepted = 0;
         RpcException? rateRefused = null;
-        while (rateRefused is null && accepted <= PeerReviewLimiter.Burst)
+        while (rateRefused is null && accepted <= 10)
         {
             try
             {
@@ -344,11 +347,11 @@ public sealed class TokenReviewAuthenticationTests : IAsyncLifetime
         }
 
         Console.WriteLine($"back to back from 127.0.0.6: {accepted} certified, then {rateRefused?.StatusCode}: {rateRefused?.Status.Detail}");
-        Assert.Equal(PeerReviewLimiter.Burst, accepted);
-        Assert.Equal("caller could not be authenticated now: kubernetes service account token: 127.0.0.6 asked for more than 32 TokenReviews at once or 8 a second; retry later", rateRefused!.Status.Detail);
+        Assert.Equal(10, accepted);
+        Assert.Equal("caller could not be authenticated now: kubernetes service account token: 127.0.0.6 asked for more than 10 TokenReviews at once or 4 a second (ControlPlane:Kubernetes:TokenReviewBurstPerAddress, TokenReviewsPerAddressPerSecond); retry later", rateRefused!.Status.Detail);
         Assert.Equal(reviewsBefore + accepted, TokenReviews());
 
-        clock.Advance(TimeSpan.FromSeconds(1.0 / PeerReviewLimiter.ReviewsPerSecond));
+        clock.Advance(TimeSpan.FromSeconds(1.0 / 4));
         _ = await cp.IssueAsync(other, from: Peer(5));
         await Assert.ThrowsAsync<RpcException>(() => cp.IssueAsync(other, from: Peer(5)));
         Assert.Equal(reviewsBefore + accepted + 1, TokenReviews());
