@@ -7,8 +7,8 @@ namespace Mesh.ControlPlane.Security;
 /// <summary>
 /// What one caller's address may cost the Kubernetes API server in TokenReviews: at most
 /// <see cref="MaxInFlightPerPeer"/> of its reviews at once, and a token bucket of <see cref="Burst"/> reviews (32 unless
-/// configured) refilled at <see cref="ReviewsPerSecond"/> a second (8). The control plane's own cap (<see cref="TokenReviewAuthenticator.MaxReviewsInFlight"/>)
-/// bounds the API server's load; with this, and with the last <see cref="ReservedForNewPeers"/> of those slots kept for
+/// configured) refilled at <see cref="ReviewsPerSecond"/> a second (8). The control plane's own cap
+/// (<see cref="TokenReviewAuthenticator.MaxReviewsInFlight"/>) bounds the API server's load; with this, and with the last <see cref="ReservedForNewPeers"/> of those slots kept for
 /// addresses that have no review in flight, one address — a compromised pod sending forged or stolen tokens — or a few
 /// cannot hold every slot while other pods wait for a certificate. Many addresses can (a compromised node with a range
 /// of pod addresses): that is the control plane's cap, which still bounds what reaches the API server.
@@ -29,7 +29,6 @@ internal sealed class PeerReviewLimiter
 
     /// <summary>Of the control plane's review slots, how many only an address with no review in flight may take.</summary>
     public const int ReservedForNewPeers = 4;
-
 
     /// <summary>Addresses remembered at most.</summary>
     public const int MaxPeers = 10_000;
