@@ -31,7 +31,8 @@ internal sealed class TestControlPlane : IAsyncDisposable
         _serverCertificate = ca?.Issue([Security.TestCaServer.ControlPlaneId], notBeforeOffset: TimeSpan.FromDays(-1), lifetime: TimeSpan.FromDays(30), dnsNames: ["localhost"]);
     }
 
-    public int Port { get; }
+    /// <summary>Gets the port: Kestrel's pick at the first start (port 0, so no other process can take it in between), kept by restarts.</summary>
+    public int Port { get; private set; }
 
     /// <summary>http:// (h2c), or https:// with the control plane's SVID and a CA service when started with a <see cref="Security.TestCa"/>.</summary>
     public Uri Address => new($"{(_ca is null ? "http" : "https")}://127.0.0.1:{Port}");
@@ -45,15 +46,7 @@ internal sealed class TestControlPlane : IAsyncDisposable
     /// <summary>Starts plaintext, or (with <paramref name="ca"/>) as the secure port: TLS, and certificates for <see cref="Security.TestCaServer.Token"/> as sa orders.</summary>
     public static async Task<TestControlPlane> StartAsync(Security.TestCa? ca = null)
     {
-        // Reserve a free port by binding port 0, so that a restart can reuse the same address.
-        int port;
-        using (var probe = new TcpListener(IPAddress.Loopback, 0))
-        {
-            probe.Start();
-            port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        }
-
-        var server = new TestControlPlane(port, ca);
+        var server = new TestControlPlane(0, ca);
         await server.RestartAsync();
         return server;
     }
@@ -84,6 +77,7 @@ internal sealed class TestControlPlane : IAsyncDisposable
             app.MapGrpcService<CaService>();
         }
         await app.StartAsync();
+        Port = new Uri(app.Urls.First()).Port;
         _app = app;
     }
 

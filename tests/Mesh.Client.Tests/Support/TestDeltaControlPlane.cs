@@ -32,7 +32,8 @@ internal sealed class TestDeltaControlPlane : IAsyncDisposable
         Port = port;
     }
 
-    public int Port { get; }
+    /// <summary>Gets the port: Kestrel's pick at the first start (port 0, so no other process can take it in between), kept by restarts.</summary>
+    public int Port { get; private set; }
 
     public Uri Address => new($"http://127.0.0.1:{Port}");
 
@@ -45,14 +46,7 @@ internal sealed class TestDeltaControlPlane : IAsyncDisposable
 
     public static async Task<TestDeltaControlPlane> StartAsync()
     {
-        int port;
-        using (var probe = new TcpListener(IPAddress.Loopback, 0))
-        {
-            probe.Start();
-            port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        }
-
-        var server = new TestDeltaControlPlane(port);
+        var server = new TestDeltaControlPlane(0);
         await server.RestartAsync();
         return server;
     }
@@ -67,6 +61,7 @@ internal sealed class TestDeltaControlPlane : IAsyncDisposable
         var app = builder.Build();
         app.MapGrpcService<AdsService>();
         await app.StartAsync();
+        Port = new Uri(app.Urls.First()).Port;
         _app = app;
     }
 
