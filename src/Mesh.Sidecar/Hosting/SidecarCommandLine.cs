@@ -15,5 +15,6 @@ internal static class SidecarCommandLine
         ["--admin-address"] = "Sidecar:AdminAddress",
         ["--drain-duration"] = "Sidecar:DrainDuration",
         ["--passthrough-non-mesh-hosts"] = "Sidecar:PassthroughNonMeshHosts",
+        ["--inline-io"] = "Sidecar:InlineIo",
     };
 }

@@ -75,6 +75,7 @@ internal static class SidecarHost
             throw new SidecarConfigurationException(errors);
         }
 
+        SidecarInlineIo.Apply(builder, options.InlineIo);
         Configure(builder, options);
         builder.AddSidecarTcpTunnels(tcp, options.InboundAddress);
         var app = builder.Build();

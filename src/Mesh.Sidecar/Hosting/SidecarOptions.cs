@@ -32,6 +32,12 @@ internal sealed class SidecarOptions
 
     /// <summary>An HTTP path on the app answering 2xx when it is ready; null: a TCP connect to the app port.</summary>
     public string? AppReadyPath { get; set; }
+
+    /// <summary>
+    /// Whether requests are processed on the socket event threads that saw their data, as an event-loop proxy (nginx,
+    /// Envoy's workers) does, rather than handed to the thread pool at each socket event (<see cref="SidecarInlineIo"/>).
+    /// </summary>
+    public bool InlineIo { get; set; } = true;
 }
 
 /// <summary>The protocol between the sidecar and the app.</summary>

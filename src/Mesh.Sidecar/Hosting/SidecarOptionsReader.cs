@@ -25,6 +25,7 @@ internal static class SidecarOptionsReader
         nameof(SidecarOptions.PassthroughNonMeshHosts),
         nameof(SidecarOptions.DrainDuration),
         nameof(SidecarOptions.AppReadyPath),
+        nameof(SidecarOptions.InlineIo),
         "Tcp",
     };
 
@@ -77,17 +78,8 @@ internal static class SidecarOptionsReader
         options.AdminAddress = Address(section, nameof(SidecarOptions.AdminAddress), options.AdminAddress, errors);
 
         // Clashes between these ports (and with the TCP tunnels) are SidecarPortCheck's, once the tunnels are read too.
-        if (section[nameof(SidecarOptions.PassthroughNonMeshHosts)] is { } passthrough)
-        {
-            if (bool.TryParse(passthrough, out var value))
-            {
-                options.PassthroughNonMeshHosts = value;
-            }
-            else
-            {
-                errors.Add($"{Root}:PassthroughNonMeshHosts '{passthrough}' must be true or false");
-            }
-        }
+        options.PassthroughNonMeshHosts = Flag(section, nameof(SidecarOptions.PassthroughNonMeshHosts), options.PassthroughNonMeshHosts, errors);
+        options.InlineIo = Flag(section, nameof(SidecarOptions.InlineIo), options.InlineIo, errors);
 
         if (section[nameof(SidecarOptions.DrainDuration)] is { } drain)
         {
@@ -114,6 +106,22 @@ internal static class SidecarOptionsReader
         }
 
         return options;
+    }
+
+    private static bool Flag(IConfigurationSection section, string key, bool fallback, List<string> errors)
+    {
+        if (section[key] is not { } text)
+        {
+            return fallback;
+        }
+
+        if (bool.TryParse(text, out var value))
+        {
+            return value;
+        }
+
+        errors.Add($"{Root}:{key} '{text}' must be true or false");
+        return fallback;
     }
 
     private static int OptionalPort(IConfigurationSection section, string key, int fallback, List<string> errors) =>

@@ -16,6 +16,7 @@ public sealed class SidecarCommandLineTests
     [InlineData("--admin-address", "127.0.0.1", "Sidecar:AdminAddress")]
     [InlineData("--drain-duration", "00:00:01", "Sidecar:DrainDuration")]
     [InlineData("--passthrough-non-mesh-hosts", "true", "Sidecar:PassthroughNonMeshHosts")]
+    [InlineData("--inline-io", "false", "Sidecar:InlineIo")]
     public void Flag_MapsToItsKey_BothSpellings(string flag, string value, string key)
     {
         Assert.Equal(value, Configuration(flag, value)[key]);

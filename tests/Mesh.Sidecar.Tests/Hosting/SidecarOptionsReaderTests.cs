@@ -21,6 +21,7 @@ public sealed class SidecarOptionsReaderTests
         Assert.False(options.PassthroughNonMeshHosts);
         Assert.Equal(TimeSpan.FromSeconds(5), options.DrainDuration);
         Assert.Null(options.AppReadyPath);
+        Assert.True(options.InlineIo);
     }
 
     [Fact]
@@ -36,7 +37,8 @@ public sealed class SidecarOptionsReaderTests
             ("Sidecar:AdminAddress", "::1"),
             ("Sidecar:PassthroughNonMeshHosts", "true"),
             ("Sidecar:DrainDuration", "00:00:12"),
-            ("Sidecar:AppReadyPath", "/healthz"));
+            ("Sidecar:AppReadyPath", "/healthz"),
+            ("Sidecar:InlineIo", "False"));
 
         Assert.Empty(errors);
         Assert.Equal(SidecarAppProtocol.Http2, options.AppProtocol);
@@ -46,6 +48,7 @@ public sealed class SidecarOptionsReaderTests
         Assert.True(options.PassthroughNonMeshHosts);
         Assert.Equal(TimeSpan.FromSeconds(12), options.DrainDuration);
         Assert.Equal("/healthz", options.AppReadyPath);
+        Assert.False(options.InlineIo);
     }
 
     [Theory]
@@ -70,6 +73,8 @@ public sealed class SidecarOptionsReaderTests
     [InlineData("Sidecar:InboundAddress", "localhost", "Sidecar:InboundAddress 'localhost' must be an IP address")]
     [InlineData("Sidecar:AdminAddress", "0.0.0", "Sidecar:AdminAddress '0.0.0' must be an IP address")]
     [InlineData("Sidecar:PassthroughNonMeshHosts", "yes", "Sidecar:PassthroughNonMeshHosts 'yes' must be true or false")]
+    [InlineData("Sidecar:InlineIo", "off", "Sidecar:InlineIo 'off' must be true or false")]
+    [InlineData("Sidecar:InlineIo", "", "Sidecar:InlineIo '' must be true or false")]
     [InlineData("Sidecar:DrainDuration", "5s", "Sidecar:DrainDuration '5s' must be a duration")]
     [InlineData("Sidecar:DrainDuration", "-00:00:01", "Sidecar:DrainDuration '-00:00:01' must be a duration")]
     [InlineData("Sidecar:AppReadyPath", "healthz", "Sidecar:AppReadyPath 'healthz' must be an absolute path")]
