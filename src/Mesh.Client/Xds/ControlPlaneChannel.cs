@@ -216,7 +216,7 @@ internal sealed partial class ControlPlaneChannel : IDisposable
             SslOptions = new SslClientAuthenticationOptions
             {
                 EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-                CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                CertificateChainPolicy = SvidValidator.HandshakeChainPolicy(store.Bundle.Roots),
 
                 // Before the first certificate there is nothing to present: CreateCertificate then authenticates by token.
                 ClientCertificateContext = store.Current?.Context,

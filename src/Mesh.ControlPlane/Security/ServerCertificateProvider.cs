@@ -77,7 +77,7 @@ internal sealed partial class ServerCertificateProvider
             ServerCertificateContext = Current,
             EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
             ApplicationProtocols = [.. _profile.Protocols],
-            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+            CertificateChainPolicy = SvidValidator.HandshakeChainPolicy(_ca.Roots),
 
             // Ask for a client certificate but accept any at the TLS level: the authenticators decide
             // what it proves, and a call without one may still use a bootstrap token.
