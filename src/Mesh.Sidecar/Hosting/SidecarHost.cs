@@ -30,6 +30,8 @@ internal static class SidecarHost
             var app = Build(args);
             await using (app.ConfigureAwait(false))
             {
+                // Process-wide, so here rather than in Build (which tests call in-process): before the host opens a socket.
+                SidecarInlineIo.ApplyToProcess(app.Services.GetRequiredService<SidecarOptions>().InlineIo);
                 await app.RunAsync().ConfigureAwait(false);
             }
 
@@ -63,6 +65,10 @@ internal static class SidecarHost
                 ["Logging:LogLevel:Default"] = "Information",
                 ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
                 ["Logging:LogLevel:Yarp"] = "Warning",
+
+                // A full console queue drops lines (and says how many) rather than block the thread that logs, which with
+                // Sidecar:InlineIo is a socket event thread carrying other connections.
+                ["Logging:Console:QueueFullMode"] = "DropWrite",
             },
         });
         builder.Configuration.AddCommandLine(args, SidecarCommandLine.SwitchMappings.ToDictionary());
@@ -75,7 +81,7 @@ internal static class SidecarHost
             throw new SidecarConfigurationException(errors);
         }
 
-        SidecarInlineIo.Apply(builder, options.InlineIo);
+        SidecarInlineIo.ApplyToKestrel(builder, options.InlineIo);
         Configure(builder, options);
         builder.AddSidecarTcpTunnels(tcp, options.InboundAddress);
         var app = builder.Build();

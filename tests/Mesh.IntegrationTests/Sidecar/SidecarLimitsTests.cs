@@ -144,6 +144,38 @@ public sealed class SidecarLimitsTests(ITestOutputHelper output)
         return response.EndsWith("\r\n0\r\n\r\n", StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Sidecar:InlineIo reaches the runtime: on (the default) its socket engine completes I/O on its event threads, one
+    /// per processor, which is how the runtime runs that mode; off, the one event thread of the default mode. Counted
+    /// in /proc by the threads' names, after traffic through each sidecar's outbound port.
+    /// </summary>
+    [Fact]
+    public async Task InlineIo_OnByDefault_TheRuntimeRunsOneSocketThreadPerProcessor_OffOne()
+    {
+        await using var mesh = await LocalMesh.StartAsync(output);
+        SidecarKit.WriteServiceEntry(mesh, "looper");
+        await using var app = await TestApp.StartAsync("looper-1");
+        await using var inline = new ProcessScope(await SidecarKit.StartSidecarAsync(mesh, "looper", "looper-sidecar-1", app.Port), output);
+        await using var pooled = new ProcessScope(await SidecarKit.StartSidecarAsync(mesh, "looper", "looper-sidecar-2", app.Port, "--inline-io", "false"), output);
+        foreach (var sidecar in (ProcessScope[])[inline, pooled])
+        {
+            await SidecarKit.WaitReadyAsync(sidecar.Sidecar);
+            var proxy = $"http://127.0.0.1:{sidecar.Sidecar.OutboundPort}";
+            await Eventually.ReturnsAsync(() => SidecarKit.CurlAsync("-x", proxy, "http://looper/echo"), r => r.Status == 200, "looper through a sidecar");
+        }
+
+        var inlineThreads = SocketEventThreads(inline.Sidecar.Process.Id);
+        var pooledThreads = SocketEventThreads(pooled.Sidecar.Process.Id);
+        output.WriteLine($"socket event threads: {inlineThreads} inline, {pooledThreads} pooled, {Environment.ProcessorCount} processors");
+
+        Assert.Equal(Environment.ProcessorCount, inlineThreads);
+        Assert.Equal(1, pooledThreads);
+        Assert.True(Environment.ProcessorCount > 1, "with one processor both modes run one socket thread: this machine cannot tell them apart");
+    }
+
+    private static int SocketEventThreads(int pid) =>
+        Directory.GetDirectories($"/proc/{pid}/task").Count(task => File.ReadAllText(Path.Combine(task, "comm")).Trim() == ".NET Sockets");
+
     private static long ResidentBytes(int pid)
     {
         foreach (var line in File.ReadLines($"/proc/{pid}/status"))

@@ -7,60 +7,42 @@ namespace Mesh.Sidecar.Tests.Hosting;
 
 /// <summary>
 /// The sidecar processes request I/O on the socket event threads unless told not to, and never overrides the runtime
-/// switch an operator set. (The runtime reads that switch once per process, so these tests check what the sidecar asks
-/// for; the sidecar processes the integration tests start run with it, and docs/performance.md measures it.)
+/// switch an operator set. (The runtime reads that switch once per process: the integration tests check that a real
+/// sidecar runs with it, docs/performance.md measures it.)
 /// </summary>
 [Collection(ProcessEnvironmentTestGroup.Name)]
 public sealed class SidecarInlineIoTests
 {
     private static readonly string[] Required = ["--app-port", "8080", "--Mesh:ControlPlane:Address=http://127.0.0.1:15010"];
 
-    [Fact]
-    public async Task Build_ByDefault_KestrelAndSocketsCompleteInline()
+    [Theory]
+    [InlineData(new string[0], true)]
+    [InlineData(new[] { "--inline-io", "false" }, false)]
+    [InlineData(new[] { "--Sidecar:InlineIo=true" }, true)]
+    public async Task Build_KestrelSchedulesInlineUnlessDisabled_ProcessEnvironmentUntouched(string[] extra, bool inline)
     {
         var before = Environment.GetEnvironmentVariable(SidecarInlineIo.SocketsVariable);
-        try
-        {
-            Environment.SetEnvironmentVariable(SidecarInlineIo.SocketsVariable, null);
-            await using var app = SidecarHost.Build(Required);
+        await using var app = SidecarHost.Build([.. Required, .. extra]);
 
-            Assert.True(app.Services.GetRequiredService<IOptions<SocketTransportOptions>>().Value.UnsafePreferInlineScheduling);
-            Assert.Equal("1", Environment.GetEnvironmentVariable(SidecarInlineIo.SocketsVariable));
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable(SidecarInlineIo.SocketsVariable, before);
-        }
+        Assert.Equal(inline, app.Services.GetRequiredService<IOptions<SocketTransportOptions>>().Value.UnsafePreferInlineScheduling);
+        Assert.Equal(before, Environment.GetEnvironmentVariable(SidecarInlineIo.SocketsVariable));
     }
 
-    [Fact]
-    public async Task Build_InlineIoFalse_ThreadPoolScheduling_SwitchUntouched()
+    [Theory]
+    [InlineData(null, true, "1")]
+    [InlineData(null, false, null)]
+    [InlineData("0", true, "0")]
+    [InlineData("1", false, "1")]
+    public void ApplyToProcess_SetsTheRuntimeSwitchOnlyWhenInlineAndUnset(string? operatorValue, bool inline, string? expected)
     {
         var before = Environment.GetEnvironmentVariable(SidecarInlineIo.SocketsVariable);
         try
         {
-            Environment.SetEnvironmentVariable(SidecarInlineIo.SocketsVariable, null);
-            await using var app = SidecarHost.Build([.. Required, "--inline-io", "false"]);
+            Environment.SetEnvironmentVariable(SidecarInlineIo.SocketsVariable, operatorValue);
 
-            Assert.False(app.Services.GetRequiredService<IOptions<SocketTransportOptions>>().Value.UnsafePreferInlineScheduling);
-            Assert.Null(Environment.GetEnvironmentVariable(SidecarInlineIo.SocketsVariable));
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable(SidecarInlineIo.SocketsVariable, before);
-        }
-    }
+            SidecarInlineIo.ApplyToProcess(inline);
 
-    [Fact]
-    public async Task Build_OperatorSetTheSwitch_ItsValueStays()
-    {
-        var before = Environment.GetEnvironmentVariable(SidecarInlineIo.SocketsVariable);
-        try
-        {
-            Environment.SetEnvironmentVariable(SidecarInlineIo.SocketsVariable, "0");
-            await using var app = SidecarHost.Build(Required);
-
-            Assert.Equal("0", Environment.GetEnvironmentVariable(SidecarInlineIo.SocketsVariable));
+            Assert.Equal(expected, Environment.GetEnvironmentVariable(SidecarInlineIo.SocketsVariable));
         }
         finally
         {
@@ -69,7 +51,7 @@ public sealed class SidecarInlineIoTests
     }
 }
 
-/// <summary>Tests that set the process's environment run alone: another test's host would read or change it meanwhile.</summary>
+/// <summary>Tests that set the process's environment run alone: another test's host would read it meanwhile.</summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class ProcessEnvironmentTestGroup
 {

@@ -1,6 +1,8 @@
 using Mesh.Sidecar.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using Microsoft.Extensions.Options;
 
 namespace Mesh.Sidecar.Tests.Hosting;
 
@@ -19,5 +21,16 @@ public sealed class SidecarLoggingDefaultsTests
         Assert.Equal(yarpInfo, loggers.CreateLogger("Yarp.ReverseProxy.Forwarder.HttpForwarder").IsEnabled(LogLevel.Information));
         Assert.Equal(sidecarInfo, loggers.CreateLogger("Mesh.Sidecar.Outbound.OutboundProxy").IsEnabled(LogLevel.Information));
         Assert.True(loggers.CreateLogger("Microsoft.AspNetCore.Server.Kestrel").IsEnabled(LogLevel.Warning));
+    }
+
+    /// <summary>A full console queue drops lines (the console logger then says how many) rather than block a socket event thread.</summary>
+    [Theory]
+    [InlineData(new string[0], ConsoleLoggerQueueFullMode.DropWrite)]
+    [InlineData(new[] { "--Logging:Console:QueueFullMode=Wait" }, ConsoleLoggerQueueFullMode.Wait)]
+    public async Task Build_ConsoleQueueDropsWhenFull_ConfigurationOverrides(string[] extra, ConsoleLoggerQueueFullMode expected)
+    {
+        await using var app = SidecarHost.Build(["--app-port", "8080", "--Mesh:ControlPlane:Address=http://127.0.0.1:15010", .. extra]);
+
+        Assert.Equal(expected, app.Services.GetRequiredService<IOptionsMonitor<ConsoleLoggerOptions>>().CurrentValue.QueueFullMode);
     }
 }
