@@ -27,7 +27,7 @@ internal static class TestModels
         new(ns, host.Split('.')[0], [host], [.. ports ?? [new ServicePort(80, "http", "HTTP", null)]],
             selector?.ToImmutableSortedDictionary(StringComparer.Ordinal), [.. endpoints ?? []], "STATIC");
 
-    public static MeshSnapshot Snapshot(
+    public static ModelSnapshot Snapshot(
         ServiceEntryModel[] services,
         WorkloadInstance[]? workloads = null,
         DestinationRuleModel[]? rules = null,

@@ -111,9 +111,9 @@ internal sealed record YamlConfig(
 }
 
 /// <summary>The immutable model the translator works from; replaced as a whole on every change.</summary>
-internal sealed record MeshSnapshot(long Version, YamlConfig Config, ImmutableArray<WorkloadInstance> Registrations)
+internal sealed record ModelSnapshot(long Version, YamlConfig Config, ImmutableArray<WorkloadInstance> Registrations)
 {
-    public static MeshSnapshot Empty { get; } = new(0, YamlConfig.Empty, []);
+    public static ModelSnapshot Empty { get; } = new(0, YamlConfig.Empty, []);
 }
 
 internal static class HostNames

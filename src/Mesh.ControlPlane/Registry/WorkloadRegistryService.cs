@@ -171,7 +171,7 @@ internal sealed class WorkloadRegistryService(
     /// The ports of the workload's address it holds once registered: its own ports and the endpoint port every ServiceEntry
     /// selecting it gives it (a workload without ports serves the service's port).
     /// </summary>
-    internal static ImmutableArray<uint> ClaimedPorts(MeshSnapshot snapshot, WorkloadInstance workload)
+    internal static ImmutableArray<uint> ClaimedPorts(ModelSnapshot snapshot, WorkloadInstance workload)
     {
         var ports = new SortedSet<uint>(workload.Ports.Values);
         foreach (var service in snapshot.Config.ServiceEntries)
@@ -195,7 +195,7 @@ internal sealed class WorkloadRegistryService(
     /// identities every service selecting it runs as (the identities its inbound listener is served to, see
     /// InboundListenerTranslator). A registration of one of those address:ports by another identity is refused.
     /// </summary>
-    internal static void CheckDeclaredOwners(MeshSnapshot snapshot, WorkloadInstance workload, IReadOnlyCollection<uint> claimed, string trustDomain)
+    internal static void CheckDeclaredOwners(ModelSnapshot snapshot, WorkloadInstance workload, IReadOnlyCollection<uint> claimed, string trustDomain)
     {
         var caller = new WorkloadIdentity(trustDomain, workload.Namespace, workload.ServiceAccount).SpiffeId;
         var declared = snapshot.Config.WorkloadEntries.Concat(snapshot.Config.ServiceEntries.SelectMany(s => s.StaticEndpoints));
@@ -232,7 +232,7 @@ internal sealed class WorkloadRegistryService(
     /// Who owns a static entry without a serviceAccount: the identities allowed by every ServiceEntry it belongs to (an
     /// inline endpoint, or selected by label in its namespace); none when nothing selects it or the services disagree.
     /// </summary>
-    internal static string[] StaticEntryOwners(MeshSnapshot snapshot, WorkloadInstance entry, string trustDomain)
+    internal static string[] StaticEntryOwners(ModelSnapshot snapshot, WorkloadInstance entry, string trustDomain)
     {
         IEnumerable<string>? allowed = null;
         foreach (var service in snapshot.Config.ServiceEntries)
@@ -253,7 +253,7 @@ internal sealed class WorkloadRegistryService(
     /// The workload must be the caller, and every ServiceEntry selecting it must run as the caller's SPIFFE ID:
     /// spec.subjectAltNames when set, else the convention service account = ServiceEntry name.
     /// </summary>
-    internal static void Authorize(WorkloadIdentity caller, WorkloadInstance workload, MeshSnapshot snapshot)
+    internal static void Authorize(WorkloadIdentity caller, WorkloadInstance workload, ModelSnapshot snapshot)
     {
         if (workload.Namespace != caller.Namespace || workload.ServiceAccount != caller.ServiceAccount)
         {
@@ -279,7 +279,7 @@ internal sealed class WorkloadRegistryService(
         }
     }
 
-    internal static IEnumerable<string> MatchingHosts(MeshSnapshot snapshot, WorkloadInstance workload) =>
+    internal static IEnumerable<string> MatchingHosts(ModelSnapshot snapshot, WorkloadInstance workload) =>
         snapshot.Config.ServiceEntries
             .Where(s => s.WorkloadSelector is not null && s.Namespace == workload.Namespace && HostNames.LabelsMatch(s.WorkloadSelector, workload.Labels))
             .SelectMany(s => s.Hosts)

@@ -7,10 +7,10 @@ namespace Mesh.ControlPlane.Sources;
 
 /// <summary>
 /// Holds the last good YAML config, the Kubernetes source's objects and the live registrations, and publishes them as one
-/// immutable <see cref="MeshSnapshot"/>. An invalid YAML update never replaces the last good config.
+/// immutable <see cref="ModelSnapshot"/>. An invalid YAML update never replaces the last good config.
 /// </summary>
 /// <remarks>
-/// <para>The snapshot's <see cref="MeshSnapshot.Config"/> is the folder merged with Kubernetes: the folder's resources, then
+/// <para>The snapshot's <see cref="ModelSnapshot.Config"/> is the folder merged with Kubernetes: the folder's resources, then
 /// the ServiceEntries translated from Services/EndpointSlices/Pods, then Istio's custom objects that passed validation
 /// (<see cref="YamlConfigLoader.LoadKubernetesObjects"/>). When two sources define the same host, the earlier one wins and
 /// the later resource is left out with a message naming both: the folder is what the operator of this control plane
@@ -27,7 +27,7 @@ internal sealed partial class ConfigStore(ILogger<ConfigStore> logger, ControlPl
 {
     private readonly Lock _gate = new();
     private readonly YamlParseCache _kubernetesParses = new();
-    private MeshSnapshot _current = MeshSnapshot.Empty;
+    private ModelSnapshot _current = ModelSnapshot.Empty;
     private YamlConfig _folder = YamlConfig.Empty;
     private ImmutableArray<ConfigError> _folderErrors = [];
     private ImmutableArray<ConfigError> _kubernetesErrors = [];
@@ -44,7 +44,7 @@ internal sealed partial class ConfigStore(ILogger<ConfigStore> logger, ControlPl
     /// <summary>Raised after every snapshot replacement (outside any lock).</summary>
     public event Action? Changed;
 
-    public MeshSnapshot Current => Volatile.Read(ref _current);
+    public ModelSnapshot Current => Volatile.Read(ref _current);
 
     /// <summary>The folder's last load's errors and warnings, then the Kubernetes source's (objects reported and ignored).</summary>
     public ImmutableArray<ConfigError> Errors

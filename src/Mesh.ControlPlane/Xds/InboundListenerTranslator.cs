@@ -55,14 +55,14 @@ internal static class InboundListenerTranslator
     /// workload that owns the address:port and served only to the identities in <see cref="InboundListener.Identities"/>.
     /// Every listener is built now; a snapshot uses <see cref="Prepare"/> instead.
     /// </summary>
-    public static FrozenDictionary<string, InboundListener> BuildAll(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, string trustDomain = SpiffeId.DefaultTrustDomain, InboundPathSettings? paths = null, IJwksSource? jwks = null) =>
+    public static FrozenDictionary<string, InboundListener> BuildAll(ModelSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, string trustDomain = SpiffeId.DefaultTrustDomain, InboundPathSettings? paths = null, IJwksSource? jwks = null) =>
         Prepare(model, services, rootNamespace, trustDomain, paths, jwks).ToFrozenDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
 
     /// <summary>
     /// The inbound listeners of <paramref name="model"/>, each built when first asked for (see <see cref="InboundListenerSet"/>):
     /// only a workload asks for its own, so a mesh of 50,000 endpoints does not build 50,000 listeners on every change.
     /// </summary>
-    public static InboundListenerSet Prepare(MeshSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, string trustDomain = SpiffeId.DefaultTrustDomain, InboundPathSettings? paths = null, IJwksSource? jwks = null)
+    public static InboundListenerSet Prepare(ModelSnapshot model, IEnumerable<ResolvedService> services, string rootNamespace, string trustDomain = SpiffeId.DefaultTrustDomain, InboundPathSettings? paths = null, IJwksSource? jwks = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         paths ??= InboundPathSettings.Default;
@@ -94,7 +94,7 @@ internal static class InboundListenerTranslator
     }
 
     /// <summary>Every workload address:port (an inbound listener name) with the workloads that have it.</summary>
-    private static Dictionary<string, (string Address, uint Port, List<WorkloadInstance> Workloads)> Candidates(MeshSnapshot model, List<ResolvedService> resolved)
+    private static Dictionary<string, (string Address, uint Port, List<WorkloadInstance> Workloads)> Candidates(ModelSnapshot model, List<ResolvedService> resolved)
     {
         var candidates = new Dictionary<string, (string Address, uint Port, List<WorkloadInstance> Workloads)>(StringComparer.Ordinal);
         void Add(string address, uint port, WorkloadInstance workload)

@@ -53,7 +53,7 @@ internal sealed record ResolvedService(
 /// <summary>A listener target: the service host and one of its ports.</summary>
 internal sealed record ListenerTarget(string Host, ServicePort Port, string RouteName);
 
-/// <summary>Every xDS resource for one <see cref="MeshSnapshot"/>; listeners are built per requested name.</summary>
+/// <summary>Every xDS resource for one <see cref="ModelSnapshot"/>; listeners are built per requested name.</summary>
 internal sealed class XdsSnapshot
 {
     private readonly ConcurrentDictionary<(string Name, string RouteName), XdsResource> _listeners = new();

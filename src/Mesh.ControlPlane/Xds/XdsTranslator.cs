@@ -45,7 +45,7 @@ internal static class XdsTranslator
     public static string ListenerName(string host, uint port) => $"{host}:{port.ToString(CultureInfo.InvariantCulture)}";
 
     public static XdsSnapshot Translate(
-        MeshSnapshot model,
+        ModelSnapshot model,
         long version,
         string rootNamespace = SecurityScopes.DefaultRootNamespace,
         string trustDomain = SpiffeId.DefaultTrustDomain,
@@ -336,14 +336,14 @@ internal static class XdsTranslator
     }
 
     /// <summary>Selects each service's endpoints and load balancer.</summary>
-    public static ImmutableArray<ResolvedService> Resolve(MeshSnapshot model) => Resolve(model, previous: default);
+    public static ImmutableArray<ResolvedService> Resolve(ModelSnapshot model) => Resolve(model, previous: default);
 
     /// <summary>
     /// Selects each service's endpoints and load balancer; a service whose ServiceEntry and DestinationRule are the instances
     /// it was resolved from in <paramref name="previous"/> and whose endpoints come out equal is that instance (which tells
     /// the translation it is unchanged).
     /// </summary>
-    public static ImmutableArray<ResolvedService> Resolve(MeshSnapshot model, ImmutableArray<ResolvedService> previous)
+    public static ImmutableArray<ResolvedService> Resolve(ModelSnapshot model, ImmutableArray<ResolvedService> previous)
     {
         ArgumentNullException.ThrowIfNull(model);
         var rules = model.Config.DestinationRules.GroupBy(r => r.Host, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);

@@ -590,7 +590,7 @@ public sealed class KubernetesServiceTranslatorTests
     private static KubernetesServices Translate(IReadOnlyCollection<V1Service> services, IReadOnlyCollection<V1EndpointSlice> slices, IReadOnlyCollection<V1Pod> pods) =>
         KubernetesServiceTranslator.Translate(services, slices, pods, [], Domain);
 
-    private static MeshSnapshot Snapshot(KubernetesServices result) =>
+    private static ModelSnapshot Snapshot(KubernetesServices result) =>
         new(1, new YamlConfig(result.Services, result.Workloads, []), []);
 
     private static V1Service Service(string ns, string name, params V1ServicePort[] ports) => new()

@@ -212,7 +212,7 @@ public sealed class DestinationRuleResilienceTests
 
         var result = YamlConfigLoader.Load(files);
         Assert.False(result.HasErrors, string.Join('\n', result.Errors));
-        var snapshot = XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+        var snapshot = XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
         return snapshot.Clusters.ToDictionary(c => c.Key, c => c.Value.Resource.Unpack<Cluster>());
     }
 }

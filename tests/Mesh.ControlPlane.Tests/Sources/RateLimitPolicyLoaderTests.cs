@@ -131,7 +131,7 @@ public sealed class RateLimitPolicyLoaderTests
             """));
         Assert.False(result.HasErrors, string.Join("\n", result.Errors));
 
-        var snapshot = XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+        var snapshot = XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
         var listener = snapshot.InboundListeners[InboundListenerTranslator.ListenerName("10.0.0.5", 8080)].Resource.Unpack<Listener>();
         var manager = listener.FilterChains[0].Filters[0].TypedConfig.Unpack<HttpConnectionManager>();
         var names = manager.HttpFilters.Select(f => f.Name).ToList();
@@ -151,7 +151,7 @@ public sealed class RateLimitPolicyLoaderTests
     public void Translate_ServiceWithoutPolicy_NoRateLimitFilter()
     {
         var result = Load(Orders.TrimEnd('-', '\n', ' '));
-        var snapshot = XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+        var snapshot = XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
         var listener = snapshot.InboundListeners[InboundListenerTranslator.ListenerName("10.0.0.5", 8080)].Resource.Unpack<Listener>();
         var manager = listener.FilterChains[0].Filters[0].TypedConfig.Unpack<HttpConnectionManager>();
 
@@ -182,7 +182,7 @@ public sealed class RateLimitPolicyLoaderTests
             """);
         Assert.False(result.HasErrors, string.Join("\n", result.Errors));
 
-        var snapshot = XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+        var snapshot = XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
         var inbound = snapshot.InboundListeners[InboundListenerTranslator.ListenerName("10.0.0.5", 8080)];
         var manager = inbound.Resource.Unpack<Listener>().FilterChains[0].Filters[0].TypedConfig.Unpack<HttpConnectionManager>();
 

@@ -48,7 +48,7 @@ public sealed class AdsConnectionPushTests
     }
 
     /// <summary>Moves service 2's only endpoint to port 9090.</summary>
-    private static Model.MeshSnapshot Moved2(Model.MeshSnapshot model)
+    private static Model.ModelSnapshot Moved2(Model.ModelSnapshot model)
     {
         var workloads = model.Config.WorkloadEntries.Select(w => w.Name == "svc-2-0" ? w with { Ports = w.Ports.SetItem("http", 9090) } : w);
         return model with { Config = model.Config with { WorkloadEntries = [.. workloads] } };

@@ -175,7 +175,7 @@ public sealed class IncrementalTranslationTests : IDisposable
 
             var load = YamlConfigLoader.LoadDirectory(_directory, _cache);
             Assert.True(!load.HasErrors, $"{step}: {string.Join("; ", load.Errors)}");
-            var model = new MeshSnapshot(++version, load.Config, registrations);
+            var model = new ModelSnapshot(++version, load.Config, registrations);
 
             var next = XdsTranslator.Translate(model, version, Root, previous: incremental);
             var scratch = XdsTranslator.Translate(model, version, Root);

@@ -73,7 +73,7 @@ public sealed class JwtAuthnTranslatorTests
         var orders = TestModels.Workload("10.0.0.5", new Dictionary<string, uint> { ["http"] = 8080 });
         var billing = TestModels.Workload("10.0.0.6", new Dictionary<string, uint> { ["http"] = 8080 }, new Dictionary<string, string> { ["app"] = "billing" });
         var selector = ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, [new KeyValuePair<string, string>("app", "orders")]);
-        var model = new MeshSnapshot(1, new YamlConfig([], [orders, billing], [])
+        var model = new ModelSnapshot(1, new YamlConfig([], [orders, billing], [])
         {
             RequestAuthentications = [Ra("default", "orders-only", selector, Rule("o")), Ra("istio-system", "mesh", null, Rule("m")), Ra("other", "elsewhere", null, Rule("x"))],
             AuthorizationPolicies = [new AuthorizationPolicyModel("default", "allow", null, AuthorizationAction.Allow, [new AuthorizationRule([], [], [])], "a.yaml", 1)],

@@ -61,7 +61,7 @@ public sealed class LoadBalancerTranslatorTests
     {
         var result = Load(services, virtualService);
         Assert.Empty(result.Errors);
-        return XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+        return XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
     }
 
     private static Cluster ClusterOf(XdsSnapshot snapshot, string name) => snapshot.Clusters[name].Resource.Unpack<Cluster>();

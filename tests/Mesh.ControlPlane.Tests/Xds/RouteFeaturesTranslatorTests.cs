@@ -82,7 +82,7 @@ public class RouteFeaturesTranslatorTests
     {
         var result = YamlConfigLoader.Load([("services.yaml", Services), ("vs.yaml", virtualService)]);
         Assert.False(result.HasErrors, string.Join("\n", result.Errors.Select(e => e.Message)));
-        return XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+        return XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
     }
 
     private static List<Route> Routes(IReadOnlyDictionary<string, XdsResource> routes) =>

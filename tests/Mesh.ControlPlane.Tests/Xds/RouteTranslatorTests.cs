@@ -95,7 +95,7 @@ public class RouteTranslatorTests
     {
         var result = YamlConfigLoader.Load([("services.yaml", Services), ("vs.yaml", virtualService)]);
         Assert.Empty(result.Errors);
-        return XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+        return XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
     }
 
     private static VirtualHost VirtualHost(XdsSnapshot snapshot, string name) =>
@@ -127,7 +127,7 @@ public class RouteTranslatorTests
     public void Translate_ServiceWithoutVirtualService_StandardClientsGetTheDefaultRetryPolicy()
     {
         var result = YamlConfigLoader.Load([("services.yaml", Services)]);
-        var snapshot = XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+        var snapshot = XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
 
         var route = Assert.Single(Assert.Single(snapshot.StandardClientRoutes[Cluster80].Resource.Unpack<RouteConfiguration>().VirtualHosts).Routes);
 
@@ -162,7 +162,7 @@ public class RouteTranslatorTests
         var result = YamlConfigLoader.Load([("services.yaml", services)]);
         Assert.Empty(result.Errors);
 
-        var snapshot = XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+        var snapshot = XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
 
         Assert.Empty(snapshot.Endpoints[V2].Resource.Unpack<ClusterLoadAssignment>().Endpoints);
     }
@@ -179,7 +179,7 @@ public class RouteTranslatorTests
         var result = YamlConfigLoader.Load([("services.yaml", services)]);
         Assert.Empty(result.Errors);
 
-        var snapshot = XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+        var snapshot = XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
 
         foreach (var name in new[] { Cluster80, V1, V2 })
         {

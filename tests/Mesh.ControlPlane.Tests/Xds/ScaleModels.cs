@@ -12,7 +12,7 @@ internal static class ScaleModels
     /// (label <c>app: svc-i</c>), as the generated Istio YAML of the benchmark; <paramref name="moved"/> shifts the first
     /// endpoint's port of service 0 (an endpoint change).
     /// </summary>
-    public static MeshSnapshot Mesh(int services, int endpoints, uint moved = 0)
+    public static ModelSnapshot Mesh(int services, int endpoints, uint moved = 0)
     {
         var entries = ImmutableArray.CreateBuilder<ServiceEntryModel>(services);
         var workloads = ImmutableArray.CreateBuilder<WorkloadInstance>(services * endpoints);
@@ -30,7 +30,7 @@ internal static class ScaleModels
             }
         }
 
-        return new MeshSnapshot(1, new YamlConfig(entries.ToImmutable(), workloads.ToImmutable(), []), []);
+        return new ModelSnapshot(1, new YamlConfig(entries.ToImmutable(), workloads.ToImmutable(), []), []);
     }
 
     /// <summary>The CDS/EDS name of service <paramref name="index"/>.</summary>

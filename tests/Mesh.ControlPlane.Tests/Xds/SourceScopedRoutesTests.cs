@@ -78,7 +78,7 @@ public sealed class SourceScopedRoutesTests
     {
         var result = YamlConfigLoader.Load([("services.yaml", Services), ("vs.yaml", virtualService)]);
         Assert.False(result.HasErrors, string.Join("; ", result.Errors));
-        return XdsTranslator.Translate(new MeshSnapshot(1, result.Config, []), 1);
+        return XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
     }
 
     private static List<Route> Routes(IReadOnlyDictionary<string, XdsResource> routes, string name = Cluster80) =>
