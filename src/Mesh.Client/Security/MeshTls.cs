@@ -45,7 +45,7 @@ internal static class MeshTls
             TargetHost = targetHost,
             EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
             ApplicationProtocols = applicationProtocols,
-            CertificateChainPolicy = SvidValidator.HandshakeChainPolicy(certificates.Bundle.Roots),
+            CertificateChainPolicy = SvidValidator.HandshakeChainPolicy(),
             ClientCertificateContext = current?.Context,
 
             // A resumed session carries the peer's leaf but not its intermediates, so the chain could not be rebuilt
@@ -68,7 +68,7 @@ internal static class MeshTls
             EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
             ApplicationProtocols = protocols,
             ClientCertificateRequired = true,
-            CertificateChainPolicy = SvidValidator.HandshakeChainPolicy(certificates.Bundle.Roots),
+            CertificateChainPolicy = SvidValidator.HandshakeChainPolicy(),
             ServerCertificateContext = certificates.Current?.Context,
             AllowTlsResume = false,
             RemoteCertificateValidationCallback = (_, certificate, chain, _) =>

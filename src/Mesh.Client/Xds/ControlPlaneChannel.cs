@@ -216,7 +216,7 @@ internal sealed partial class ControlPlaneChannel : IDisposable
             SslOptions = new SslClientAuthenticationOptions
             {
                 EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-                CertificateChainPolicy = SvidValidator.HandshakeChainPolicy(store.Bundle.Roots),
+                CertificateChainPolicy = SvidValidator.HandshakeChainPolicy(),
 
                 // Before the first certificate there is nothing to present: CreateCertificate then authenticates by token.
                 ClientCertificateContext = store.Current?.Context,

@@ -77,7 +77,7 @@ internal sealed partial class ServerCertificateProvider
             ServerCertificateContext = Current,
             EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
             ApplicationProtocols = [.. _profile.Protocols],
-            CertificateChainPolicy = SvidValidator.HandshakeChainPolicy(_ca.Roots),
+            CertificateChainPolicy = SvidValidator.HandshakeChainPolicy(),
 
             // Ask for a client certificate but accept any at the TLS level: the authenticators decide
             // what it proves, and a call without one may still use a bootstrap token.

@@ -1,3 +1,4 @@
+using System.Formats.Asn1;
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -80,10 +81,10 @@ internal static class SvidProfile
         var eku = leaf.Extensions.OfType<X509EnhancedKeyUsageExtension>().FirstOrDefault();
         var hasServerAuth = false;
         var hasClientAuth = false;
-        foreach (var oid in eku?.EnhancedKeyUsages ?? [])
+        if (eku is not null && !TryReadKeyPurposes(eku.RawData, ref hasServerAuth, ref hasClientAuth))
         {
-            hasServerAuth |= oid.Value == ServerAuthOid;
-            hasClientAuth |= oid.Value == ClientAuthOid;
+            error = "its extended key usage is not a valid DER sequence of OIDs";
+            return false;
         }
 
         if (!hasServerAuth || !hasClientAuth)
@@ -96,5 +97,36 @@ internal static class SvidProfile
 
         error = string.Empty;
         return true;
+    }
+
+    /// <summary>
+    /// Reads the key purposes from the extension's own bytes (RFC 5280 §4.2.1.12: a SEQUENCE OF OBJECT IDENTIFIER) rather
+    /// than through <see cref="X509EnhancedKeyUsageExtension.EnhancedKeyUsages"/>. A control plane in CI once refused a
+    /// client certificate it had issued, and checked, a moment before as "lacks serverAuth", on every call of that
+    /// connection: the platform's decoded purposes of that certificate object said otherwise than its bytes. (Issuance had
+    /// met the same thing before: an <see cref="Oid"/> built from a string is looked up as a friendly name first, and
+    /// under concurrency that native lookup was seen to answer the other purpose.) Dotted strings read here involve no
+    /// lookup and no shared decoded state.
+    /// </summary>
+    private static bool TryReadKeyPurposes(byte[] der, ref bool serverAuth, ref bool clientAuth)
+    {
+        try
+        {
+            var reader = new AsnReader(der, AsnEncodingRules.DER);
+            var purposes = reader.ReadSequence();
+            reader.ThrowIfNotEmpty();
+            while (purposes.HasData)
+            {
+                var purpose = purposes.ReadObjectIdentifier();
+                serverAuth |= purpose == ServerAuthOid;
+                clientAuth |= purpose == ClientAuthOid;
+            }
+
+            return true;
+        }
+        catch (AsnContentException)
+        {
+            return false;
+        }
     }
 }

@@ -139,29 +139,19 @@ internal static class SvidValidator
 
     /// <summary>
     /// The policy of the chain SslStream builds during a handshake, before the validation callback whose verdict replaces
-    /// that chain's (the mesh's own <see cref="TryValidate"/>, or the control plane's authenticators): only
-    /// <paramref name="roots"/> are trusted, and nothing is fetched. Without it the platform downloads a missing issuer
-    /// from the URL the peer's certificate names (its Authority Information Access), synchronously and for up to 15 s, on
-    /// the handshake's thread: any peer that can open a connection could hold threads with a certificate of its own
-    /// making (on the sidecar's socket event threads, every connection they carry). SslStream copies the policy it is
-    /// given, so one per handshake or per handler both do.
+    /// that chain's (the mesh's own <see cref="TryValidate"/>, or the control plane's authenticators): it trusts nothing and
+    /// fetches nothing, so the platform's chain stays the short, failed one it always was here, with no downloads. Without
+    /// it the platform downloads a missing issuer from the URL the peer's certificate names (its Authority Information
+    /// Access), synchronously and for up to 15 s, on the handshake's thread: any peer that can open a connection could hold
+    /// threads with a certificate of its own making (on the sidecar's socket event threads, every connection they carry).
+    /// SslStream copies the policy it is given, so one per handshake or per handler both do.
     /// </summary>
-    public static X509ChainPolicy HandshakeChainPolicy(IEnumerable<X509Certificate2> roots)
+    public static X509ChainPolicy HandshakeChainPolicy() => new()
     {
-        ArgumentNullException.ThrowIfNull(roots);
-        var policy = new X509ChainPolicy
-        {
-            TrustMode = X509ChainTrustMode.CustomRootTrust,
-            RevocationMode = X509RevocationMode.NoCheck,
-            DisableCertificateDownloads = true,
-        };
-        foreach (var root in roots)
-        {
-            policy.CustomTrustStore.Add(root);
-        }
-
-        return policy;
-    }
+        TrustMode = X509ChainTrustMode.CustomRootTrust,
+        RevocationMode = X509RevocationMode.NoCheck,
+        DisableCertificateDownloads = true,
+    };
 
     private static bool CheckChain(X509Certificate2 leaf, IEnumerable<X509Certificate2> intermediates, IEnumerable<X509Certificate2> roots, string rootsSource, DateTimeOffset now, out string error)
     {

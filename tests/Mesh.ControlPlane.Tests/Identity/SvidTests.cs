@@ -405,4 +405,37 @@ public sealed class SvidTests : IDisposable
         using var signed = request.Create(issuer ?? _ca.SigningCertificate, from, to, RandomNumberGenerator.GetBytes(16));
         return signed.CopyWithPrivateKey(key);
     }
+
+    /// <summary>
+    /// The extended key usage is read from the extension's own DER, not through the platform's Oid objects (whose lookup
+    /// was seen to answer the other purpose under concurrency): both purposes written by hand are found, in either order,
+    /// and bytes that are not a SEQUENCE OF OBJECT IDENTIFIER are refused saying so.
+    /// </summary>
+    [Theory]
+    [InlineData("301406082B0601050507030106082B06010505070302", null)]
+    [InlineData("301406082B0601050507030206082B06010505070301", null)]
+    [InlineData("300A06082B06010505070302", "its extended key usage lacks serverAuth")]
+    [InlineData("301406082B0601050507030106082B060105", "its extended key usage is not a valid DER sequence of OIDs")]
+    [InlineData("06082B06010505070301", "its extended key usage is not a valid DER sequence of OIDs")]
+    public void TryCheckLeaf_ExtendedKeyUsageReadFromItsBytes(string ekuDer, string? refusal)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest(new X500DistinguishedName(string.Empty), key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        request.CertificateExtensions.Add(new X509Extension(new Oid("2.5.29.37", "Enhanced Key Usage"), Convert.FromHexString(ekuDer), false));
+        using var leaf = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddHours(1));
+
+        var accepted = SvidProfile.TryCheckLeaf(leaf, out var error);
+
+        if (refusal is null)
+        {
+            Assert.True(accepted, error);
+        }
+        else
+        {
+            Assert.False(accepted);
+            Assert.StartsWith(refusal, error, StringComparison.Ordinal);
+        }
+    }
 }
