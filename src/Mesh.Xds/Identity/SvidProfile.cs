@@ -102,11 +102,11 @@ internal static class SvidProfile
     /// <summary>
     /// Reads the key purposes from the extension's own bytes (RFC 5280 §4.2.1.12: a SEQUENCE OF OBJECT IDENTIFIER) rather
     /// than through <see cref="X509EnhancedKeyUsageExtension.EnhancedKeyUsages"/>. A control plane in CI once refused a
-    /// client certificate it had issued, and checked, a moment before as "lacks serverAuth", on every call of that
-    /// connection: the platform's decoded purposes of that certificate object said otherwise than its bytes. (Issuance had
-    /// met the same thing before: an <see cref="Oid"/> built from a string is looked up as a friendly name first, and
-    /// under concurrency that native lookup was seen to answer the other purpose.) Dotted strings read here involve no
-    /// lookup and no shared decoded state.
+    /// client certificate it had issued, and checked the same way, a moment before as "lacks serverAuth", on every call of
+    /// that connection; the cause was not reproduced. Issuance had met the like before: an <see cref="Oid"/> built from a
+    /// string is looked up as a friendly name first, and under concurrency that native lookup was seen to answer the other
+    /// purpose. Dotted strings read here involve no lookup and no shared decoded state, and a refusal now reflects the
+    /// certificate's bytes.
     /// </summary>
     private static bool TryReadKeyPurposes(byte[] der, ref bool serverAuth, ref bool clientAuth)
     {
