@@ -326,17 +326,33 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         }
     }
 
-    /// <summary>An answer came back: a 5xx counts toward the endpoint's ejection, anything else clears its error streak.</summary>
+    /// <summary>
+    /// An answer came back: a 5xx counts toward the endpoint's ejection, anything else clears its error streak. A gRPC call
+    /// answered with its status in the headers (trailers-only: the server failed it before any message) counts as that
+    /// status's HTTP equivalent, as Envoy's router feeds outlier detection (UNAVAILABLE as a 503, INTERNAL as a 500,
+    /// DEADLINE_EXCEEDED as a 504): a gRPC server failing every call is ejected like an HTTP one. A status in the trailers,
+    /// after messages, is not counted (nor is it by Envoy).
+    /// </summary>
     internal void Complete(HttpRequestMessage request, in EndpointAttempt attempt, HttpResponseMessage response)
     {
-        if ((int)response.StatusCode >= 500)
+        var status = OutlierStatus(request, response);
+        if (status >= 500)
         {
-            OnFailure(request, attempt.Cluster, attempt.Endpoint, (int)response.StatusCode, exception: null);
+            OnFailure(request, attempt.Cluster, attempt.Endpoint, status, exception: null);
         }
         else
         {
             OutlierDetector.OnSuccess(attempt.Endpoint);
         }
+    }
+
+    /// <summary>The status outlier detection counts for <paramref name="response"/>: its HTTP status, or for a trailers-only gRPC answer its gRPC status mapped to HTTP.</summary>
+    internal static int OutlierStatus(HttpRequestMessage request, HttpResponseMessage response)
+    {
+        var code = (int)response.StatusCode;
+        return code == 200 && OutboundOutcome.IsGrpc(request) && OutboundOutcome.GrpcStatus(response) is >= 0 and var grpcStatus
+            ? RouteFeatures.GrpcToHttpStatus(grpcStatus)
+            : code;
     }
 
     /// <summary>

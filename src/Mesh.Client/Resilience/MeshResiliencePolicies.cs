@@ -50,8 +50,10 @@ internal sealed class MeshResiliencePolicies
     }
 
     /// <summary>
-    /// Whether a failed attempt may be sent again: only idempotent methods or requests with an <c>Idempotency-Key</c>;
-    /// and when the body cannot be replayed, only if the failure happened before anything was sent.
+    /// Whether a failed attempt may be sent again: any request whose connection could not be made (nothing reached a
+    /// server, so nothing can run twice: Envoy retries <c>connect-failure</c> whatever the method); otherwise only
+    /// idempotent methods or requests with an <c>Idempotency-Key</c>, and when the body cannot be replayed, only if the
+    /// failure happened before anything was sent.
     /// </summary>
     /// <remarks>
     /// A unary (or server-streaming) gRPC call under a route retry policy is the exception: its POST is retried as the
@@ -60,6 +62,11 @@ internal sealed class MeshResiliencePolicies
     /// </remarks>
     internal static bool CanRetry(HttpRequestMessage request, Exception? exception, bool routeRetries = false)
     {
+        if (Http.MeshHttpHandler.IsConnectionFailure(exception))
+        {
+            return true;
+        }
+
         if (routeRetries && Telemetry.MeteredGrpcRequestContent.Unwrap(request.Content) is { } content && content.GetType().Name.StartsWith(GrpcUnaryContent, StringComparison.Ordinal))
         {
             return true;
@@ -70,8 +77,7 @@ internal sealed class MeshResiliencePolicies
             return false;
         }
 
-        return request.Content is null or ByteArrayContent or ReadOnlyMemoryContent
-            || Http.MeshHttpHandler.IsConnectionFailure(exception);
+        return request.Content is null or ByteArrayContent or ReadOnlyMemoryContent;
     }
 
     /// <summary>

@@ -180,7 +180,10 @@ public sealed class XdsChannelTests : IAsyncLifetime
     public async Task Call_RouteRetryPolicy_RetriesUnavailableOnAnotherEndpoint_AndWithoutItCallsFail()
     {
         await using var failing = await TestBackend.StartAsync("failing", grpc: true, grpcFailure: StatusCode.Unavailable);
-        var cluster = TestSnapshots.Cluster("inventory", 80, [TestSnapshots.Endpoint(failing.Port), TestSnapshots.Endpoint(_backends[0].Port)]);
+
+        // Outlier detection off: it would eject the failing endpoint (see the test below), and this one is about retries.
+        var cluster = TestSnapshots.Cluster("inventory", 80, [TestSnapshots.Endpoint(failing.Port), TestSnapshots.Endpoint(_backends[0].Port)],
+            outlier: OutlierDetectionSettings.EnvoyDefaults with { Consecutive5xx = 0 });
         MeshSnapshot Snapshot(RouteRetryPolicy? retry) => new(
             "test",
             TestSnapshots.Bind("inventory", TestSnapshots.Service("inventory", 80, new MeshRoute("/", null, true, [new WeightedCluster(cluster, 1)])
@@ -217,6 +220,60 @@ public sealed class XdsChannelTests : IAsyncLifetime
         }
 
         Assert.True(failed > 0, "without a route retry policy every call still succeeded");
+    }
+
+    [Fact]
+    public async Task Call_EndpointAnswersEveryCallTrailersOnlyUnavailable_IsEjectedAfterConsecutive5xx()
+    {
+        // As Envoy's router feeds outlier detection: a grpc-status in the response headers counts as its HTTP mapping
+        // (UNAVAILABLE → 503), so a gRPC server failing every call is ejected, though each answer is an HTTP 200.
+        await using var failing = await TestBackend.StartAsync("failing", grpc: true, grpcFailure: StatusCode.Unavailable);
+        var bad = TestSnapshots.Endpoint(failing.Port);
+        var cluster = TestSnapshots.Cluster("inventory", 80, [bad, TestSnapshots.Endpoint(_backends[0].Port)],
+            outlier: OutlierDetectionSettings.EnvoyDefaults with { Consecutive5xx = 3, MaxEjectionPercent = 100, PanicThresholdPercent = 0 });
+        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("inventory", TestSnapshots.Service("inventory", 80, cluster)), [cluster]);
+        await using var provider = MeshServices.Create(new FixedSnapshotSource(snapshot)).BuildServiceProvider();
+        using var channel = Channel("xds:///inventory", provider);
+        var client = new Greeter.GreeterClient(channel);
+
+        var failed = 0;
+        for (var i = 0; i < 20; i++)
+        {
+            try
+            {
+                await client.HelloAsync(new HelloRequest());
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
+            {
+                failed++;
+            }
+        }
+
+        Assert.Equal(3, failed);
+        Assert.Equal(3, failing.Hits);
+        Assert.True(bad.IsEjected(TimeProvider.System.GetTimestamp()), "three trailers-only UNAVAILABLE answers in a row did not eject the endpoint");
+    }
+
+    [Theory]
+    [InlineData("application/grpc", "14", 503)]
+    [InlineData("application/grpc", "13", 500)]
+    [InlineData("application/grpc", "4", 504)]
+    [InlineData("application/grpc", "0", 200)]
+    [InlineData("application/grpc", null, 200)]
+    [InlineData("application/json", "14", 200)]
+    public void OutlierStatus_TrailersOnlyGrpcStatus_CountsAsItsHttpMapping(string requestType, string? grpcStatus, int expected)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://inventory/greet.Greeter/Hello")
+        {
+            Content = new ByteArrayContent([]) { Headers = { ContentType = new(requestType) } },
+        };
+        using var response = new HttpResponseMessage(System.Net.HttpStatusCode.OK);
+        if (grpcStatus is not null)
+        {
+            response.Headers.TryAddWithoutValidation("grpc-status", grpcStatus);
+        }
+
+        Assert.Equal(expected, Mesh.Client.Http.MeshHttpHandler.OutlierStatus(request, response));
     }
 
     [Fact]

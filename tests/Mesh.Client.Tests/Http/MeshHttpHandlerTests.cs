@@ -190,6 +190,28 @@ public sealed class MeshHttpHandlerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PostAsync_EndpointRefusesConnections_IsSentAgainToAnotherOnce()
+    {
+        // A refused connection sent nothing, so a POST without Idempotency-Key is retried (as Envoy's connect-failure):
+        // during a rolling restart callers see no error, and the live backend gets each POST exactly once.
+        using var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var closedPort = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var cluster = TestSnapshots.Cluster("orders", 80, [TestSnapshots.Endpoint(closedPort), TestSnapshots.Endpoint(_backends[0].Port)]);
+        await using var provider = Provider(new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster]));
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        for (var i = 0; i < 6; i++)
+        {
+            using var response = await client.PostAsync(new Uri("http://orders/orders"), new StringContent("order"));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.Equal(6, _backends[0].Hits);
+    }
+
+    [Fact]
     public async Task PostAsync_WithIdempotencyKey_IsRetriedWithItsBody()
     {
         await using var provider = Provider(OrdersSnapshot());

@@ -45,6 +45,21 @@ public sealed class MeshResiliencePoliciesTests
     }
 
     [Fact]
+    public void CanRetry_PostWithoutIdempotencyKey_OnlyWhenItsConnectionCouldNotBeMade()
+    {
+        // Nothing reached a server: sent again whatever the method (Envoy's connect-failure). A failure after the request
+        // may have been sent (the connection closed mid-answer) never resends a POST without Idempotency-Key.
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://orders/") { Content = new StringContent("order") };
+        var ended = new HttpRequestException(HttpRequestError.ResponseEnded, "The response ended prematurely.");
+
+        Assert.True(MeshResiliencePolicies.CanRetry(request, ConnectionRefused));
+        Assert.True(MeshResiliencePolicies.CanRetry(request, ConnectionRefused, routeRetries: true));
+        Assert.False(MeshResiliencePolicies.CanRetry(request, ended));
+        Assert.False(MeshResiliencePolicies.CanRetry(request, ended, routeRetries: true));
+        Assert.False(MeshResiliencePolicies.CanRetry(request, exception: null));
+    }
+
+    [Fact]
     public void CanRetry_BufferedBody_IsRetried()
     {
         using var request = new HttpRequestMessage(HttpMethod.Put, "http://orders/") { Content = new ByteArrayContent([1, 2, 3]) };
