@@ -508,13 +508,10 @@ internal sealed class RouteTranslator
             policy.PerTryTimeout = Duration.FromTimeSpan(perTry);
         }
 
+        // Without retryOn, istiod's default policy: retriable-status-codes with no codes (it dropped [503] in Istio 1.24,
+        // and the EXCLUDE_503_FROM_DEFAULT_RETRIES switch back in 1.27: a 503 may have been processed, and resending it
+        // amplifies an overload).
         var tokens = new List<string>();
-        if (retries.RetryOn is null)
-        {
-            // istiod starts from its default policy, whose retriable-status-codes is [503] (unless EXCLUDE_503_FROM_DEFAULT_RETRIES).
-            policy.RetriableStatusCodes.Add(503);
-        }
-
         foreach (var raw in (retries.RetryOn ?? DefaultRetryOn).Split(','))
         {
             var token = raw.Trim();
@@ -588,7 +585,6 @@ internal sealed class RouteTranslator
         {
             NumRetries = 2,
             RetryOn = DefaultRetryOn,
-            RetriableStatusCodes = { 503 },
             HostSelectionRetryMaxAttempts = 5,
         };
 
