@@ -80,6 +80,14 @@ internal sealed class TestBackend : IAsyncDisposable
                     return;
                 }
 
+                // /status/<code> answers with that code.
+                if (context.Request.Path.StartsWithSegments("/status", StringComparison.Ordinal, out var rest)
+                    && int.TryParse(rest.Value.AsSpan().TrimStart('/'), System.Globalization.CultureInfo.InvariantCulture, out var code))
+                {
+                    context.Response.StatusCode = code;
+                    return;
+                }
+
                 await context.Response.WriteAsync(name).ConfigureAwait(false);
             });
         }

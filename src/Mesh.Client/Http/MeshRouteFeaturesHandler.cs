@@ -177,11 +177,10 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
                 response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
             }
 
+            // Whatever the code: a route may retry 409 (retriable-4xx) or listed codes such as 429, and Envoy flags URX (or
+            // UO for a retry its budget refused) on any answer its retries ended on.
             var code = (int)response.StatusCode;
-            if ((code >= 500 || code == 0) && MeshResilienceHandler.RetryLimitReached(request))
-            {
-                flags |= ResponseFlags.UpstreamRetryLimitExceeded;
-            }
+            flags |= MeshResilienceHandler.RetryOutcome(request);
 
             var grpcStatus = grpc ? OutboundOutcome.GrpcStatus(response) : -1;
             if (grpc && grpcStatus < 0 && code == 200)
@@ -220,10 +219,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         {
             var (code, failure) = OutboundOutcome.Classify(exception, cancellationToken);
             flags |= failure;
-            if (MeshResilienceHandler.RetryLimitReached(request))
-            {
-                flags |= ResponseFlags.UpstreamRetryLimitExceeded;
-            }
+            flags |= MeshResilienceHandler.RetryOutcome(request);
 
             // No response: no gRPC status from the server either, so the label stays empty rather than guessed.
             var elapsed = _time.GetElapsedTime(start).TotalMilliseconds;

@@ -26,10 +26,11 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
 {
     private static readonly Action<object?> CancelSource = static source => ((CancellationTokenSource)source!).Cancel();
 
-    // Requests whose retries ran out while the last attempt still failed (Envoy's URX flag). Only such requests are added,
-    // so the success path never touches the table.
-    private static readonly ConditionalWeakTable<HttpRequestMessage, object> RetriesExhausted = [];
-    private static readonly object Exhausted = new();
+    // Requests whose last attempt still failed when their retries ran out (Envoy's URX flag) or when the retry budget or
+    // max_retries refused one more (UO). Only such requests are added, so the success path never touches the table.
+    private static readonly ConditionalWeakTable<HttpRequestMessage, object> RetriesEnded = [];
+    private static readonly object Exhausted = Telemetry.ResponseFlags.UpstreamRetryLimitExceeded;
+    private static readonly object Overflowed = Telemetry.ResponseFlags.UpstreamOverflow;
 
     private readonly MeshRouter _router;
     private readonly MeshResiliencePolicies _policies;
@@ -57,8 +58,13 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
     /// </summary>
     public bool AppOwnsRetries { get; init; }
 
-    /// <summary>Whether <paramref name="request"/> failed after its route's (or Mesh:Resilience's) retries ran out (Envoy's URX).</summary>
-    internal static bool RetryLimitReached(HttpRequestMessage request) => RetriesExhausted.TryGetValue(request, out _);
+    /// <summary>
+    /// How <paramref name="request"/>'s retries ended when its last attempt still failed: its route's (or
+    /// Mesh:Resilience's) attempts ran out (Envoy's URX), or the retry budget or <c>max_retries</c> refused a retry (UO,
+    /// as Envoy flags a retry overflow); else none.
+    /// </summary>
+    internal static Telemetry.ResponseFlags RetryOutcome(HttpRequestMessage request) =>
+        RetriesEnded.TryGetValue(request, out var flags) ? (Telemetry.ResponseFlags)flags : Telemetry.ResponseFlags.None;
 
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
@@ -218,7 +224,8 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
                 if (retriable && !(timedOut && totalBinds) && attempt < maxRetries && MeshResiliencePolicies.CanRetry(request, error, routeRetries: retryPolicy is not null))
                 {
                     var delay = retryPolicy is null ? Backoff(options.RetryDelay, attempt + 1) : retryPolicy.Backoff(attempt + 1);
-                    if (delay < totalTimeout - time.GetElapsedTime(start, now) && TryTakeRetry(service, request, out heldRetry))
+                    var budgetAllows = TryTakeRetry(service, request, delay < totalTimeout - time.GetElapsedTime(start, now), out heldRetry);
+                    if (budgetAllows is true)
                     {
                         Log.Retrying(_logger, service.Host, attempt + 1, response is null ? 0 : (int)response.StatusCode, timedOut ? "attempt timeout" : error?.GetType().Name ?? "status");
                         if (Telemetry.MeshTracing.IsEnabled)
@@ -236,11 +243,16 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
 
                         continue;
                     }
+
+                    if (budgetAllows is false)
+                    {
+                        RetriesEnded.AddOrUpdate(request, Overflowed);
+                    }
                 }
 
                 if (retriable && maxRetries > 0 && attempt >= maxRetries)
                 {
-                    RetriesExhausted.AddOrUpdate(request, Exhausted);
+                    RetriesEnded.AddOrUpdate(request, Exhausted);
                 }
 
                 if (timedOut)
@@ -267,8 +279,15 @@ internal sealed partial class MeshResilienceHandler : DelegatingHandler
     /// <c>retry_budget</c>; on by default at 20 % of the requests in flight, at least 3). A denied retry is not sent:
     /// the caller gets the failed attempt's outcome, as Envoy answers on retry overflow.
     /// </summary>
-    private bool TryTakeRetry(MeshService service, HttpRequestMessage request, out MeshCluster? held)
+    /// <returns>True when the retry may go; false when the budget refused it; null when it was not asked (no time left for the back-off).</returns>
+    private bool? TryTakeRetry(MeshService service, HttpRequestMessage request, bool timeLeft, out MeshCluster? held)
     {
+        held = null;
+        if (!timeLeft)
+        {
+            return null;
+        }
+
         held = Http.MeshHttpHandler.GetFailedCluster(request);
         if (held is null || held.Traffic.TryStartRetry(held.Limits))
         {

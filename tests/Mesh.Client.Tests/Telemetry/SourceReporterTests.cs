@@ -95,6 +95,43 @@ public sealed class SourceReporterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RetriedUntilTheEnd_OnARetriable4xx_URX()
+    {
+        // Envoy flags URX on whatever answer the retries ended on, a 409 of retriable-4xx as much as a 5xx.
+        var retry = new RouteAction { RetryPolicy = new RetryPolicy { RetryOn = "retriable-4xx", NumRetries = 2 } };
+        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(_backend.Port)), retry), options => options.Resilience.MaxRetryAttempts = 0);
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        using var response = await client.GetAsync(new Uri("http://orders/status/409"));
+
+        Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
+        Assert.Equal(3, _backend.Hits);
+        var request = Assert.Single(metrics.Requests);
+        Assert.Equal(("409", "URX"), (request.Labels["response_code"], request.Labels["response_flags"]));
+    }
+
+    [Fact]
+    public async Task RetryRefusedByTheRetryBudget_TheFailedAnswer_UO()
+    {
+        // Envoy's retry overflow: the budget (0 % and no minimum here) refuses the retry, the caller gets the failed
+        // attempt's answer, flagged UO as circuit-breaking alerts expect.
+        var limits = new ClusterLimits { HasRetryBudget = true, RetryBudgetPercent = 0, MinRetryConcurrency = 0 };
+        var cluster = new MeshCluster($"outbound|80||{Fqdn}", Fqdn, LoadBalancingPolicy.RoundRobin, [TestSnapshots.Endpoint(_backend.Port)], limits: limits);
+        var retry = new RouteAction { RetryPolicy = new RetryPolicy { RetryOn = "5xx", NumRetries = 2 } };
+        await using var provider = Provider(Route(cluster, retry), options => options.Resilience.MaxRetryAttempts = 0);
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        using var response = await client.GetAsync(new Uri("http://orders/fail"));
+
+        Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+        Assert.Equal(1, _backend.Hits);
+        var request = Assert.Single(metrics.Requests);
+        Assert.Equal(("500", "UO"), (request.Labels["response_code"], request.Labels["response_flags"]));
+    }
+
+    [Fact]
     public async Task RetriedThenAnswered_CountedOnce_WithoutAFlag()
     {
         // Two endpoints, one refusing connections: the retry goes to the other (it avoids the endpoint that failed).
