@@ -56,6 +56,7 @@ internal readonly record struct AuthorizationDecision(AuthorizationOutcome Outco
     public const string NotOriginFormReason = "path is not origin-form";
     public const string EncodedNulReason = "encoded NUL in path";
     public const string BackslashReason = "backslash in path (not a path separator for ASP.NET Core; use '/')";
+    public const string FragmentReason = "'#' in the request target (a fragment is never sent to a server)";
     public const string MethodNotUpperCaseReason = "method is not upper case";
     public const string StrictRequiresMtls = "STRICT mTLS requires a client certificate";
 

@@ -148,6 +148,8 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
                     return new AuthorizationDecision(AuthorizationOutcome.BadRequest, AuthorizationDecision.EncodedNulReason);
                 case PathNormalizationResult.Backslash:
                     return new AuthorizationDecision(AuthorizationOutcome.BadRequest, AuthorizationDecision.BackslashReason);
+                case PathNormalizationResult.Fragment:
+                    return new AuthorizationDecision(AuthorizationOutcome.BadRequest, AuthorizationDecision.FragmentReason);
             }
 
             return Evaluate(new AuthorizationRequest(method, buffer[..length], authority, Port, headers, peerSpiffeId, peerNamespace, requestPrincipal));

@@ -18,6 +18,13 @@ internal enum PathNormalizationResult
     /// ASP.NET Core router keep it inside its segment, so the two would see different paths: answer 400.
     /// </summary>
     Backslash,
+
+    /// <summary>
+    /// A '#' anywhere in the target: a fragment is never part of a request (RFC 9112), and Kestrel keeps it in the path,
+    /// so <c>/public/a#/../../admin</c> would be authorized as <c>/public/a</c> while the app serves <c>/admin</c>: 400, as
+    /// Envoy answers since 1.16.5 (the fragment bypass of its own authorization).
+    /// </summary>
+    Fragment,
 }
 
 /// <summary>What Envoy does with <c>%2F %2f %5C %5c</c> (HttpConnectionManager.path_with_escaped_slashes_action).</summary>
@@ -48,7 +55,7 @@ internal readonly record struct PathNormalizationOptions(bool Normalize, bool Me
 /// percent-escapes decoded (case-insensitively), other escapes kept with uppercase hex, RFC 3986 remove_dot_segments,
 /// and a '\' refused (Envoy turns it into '/', but Kestrel's router does not split on it: authorizing Envoy's reading
 /// would let <c>/x\..\public/secret</c> pass as <c>/public/secret</c> while the app routes <c>/{dir}/secret</c>); with <c>merge_slashes</c>, duplicate slashes merged (after dot segments, as Envoy
-/// and Kestrel order it). <c>%00</c> is always refused. Works in place, allocates nothing.
+/// and Kestrel order it). <c>%00</c> and a '#' are always refused. Works in place, allocates nothing.
 /// </summary>
 internal static class PathNormalizer
 {
@@ -56,7 +63,12 @@ internal static class PathNormalizer
     public static PathNormalizationResult Normalize(ReadOnlySpan<char> target, Span<char> buffer, PathNormalizationOptions options, out int length)
     {
         length = 0;
-        var end = target.IndexOfAny('?', '#');
+        if (target.Contains('#'))
+        {
+            return PathNormalizationResult.Fragment;
+        }
+
+        var end = target.IndexOf('?');
         var path = end < 0 ? target : target[..end];
         if (path.IsEmpty || path[0] != '/')
         {

@@ -76,6 +76,8 @@ public sealed class KestrelRoutingTests
     [InlineData("DELETE", "/orders/1;x")]
     [InlineData("DELETE", "/orders/1?x=/../y")]
     [InlineData("DELETE", "http://svc/orders/1")]
+    [InlineData("DELETE", "/x#/../orders/1")]
+    [InlineData("DELETE", "/orders/1#")]
     public async Task DenyDelete_AnySpelling_NeverReachesTheHandler(string method, string target)
     {
         await using var app = await OrdersApp.StartAsync(mesh: InboundPathSettings.Default);
@@ -110,7 +112,8 @@ public sealed class KestrelRoutingTests
     }
 
     /// <summary>
-    /// The backslash attack: ALLOW only /public/*, and a route /{dir}/secret. Envoy would read <c>/x\..\public/secret</c> as
+    /// The backslash attack (and the fragment one: Kestrel keeps a '#' in the path and resolves the dot segments after it,
+    /// so <c>/public/a#/../../orders/1</c> would be authorized as /public/a and served by /orders/{id}): ALLOW only /public/*, and a route /{dir}/secret. Envoy would read <c>/x\..\public/secret</c> as
     /// /public/secret, while Kestrel routes it to /{dir}/secret with dir <c>x\..\public</c>: refused (400) under every path
     /// setting that would change the '\', denied where it is kept; the handler never runs.
     /// </summary>
@@ -123,6 +126,9 @@ public sealed class KestrelRoutingTests
     [InlineData("/x%5C..%5Cpublic/secret", "istio")]
     [InlineData("/x%5C..%5Cpublic/secret", "decode")]
     [InlineData("/x%5c..%5cpublic/secret", "decode")]
+    [InlineData("/public/a#/../../orders/1", "default")]
+    [InlineData("/public/a#/../../orders/1", "istio")]
+    [InlineData("/public/secret#/../../../orders/1", "decode")]
     public async Task AllowPublic_BackslashSpelling_NeverReachesAnotherRoute(string target, string settings)
     {
         var paths = settings switch

@@ -24,7 +24,6 @@ public sealed class PathNormalizerTests
     [InlineData("/a%zz", "/a%zz")]
     [InlineData("/a%2", "/a%2")]
     [InlineData("/a?b=/../c", "/a")]
-    [InlineData("/a#frag", "/a")]
     [InlineData("/%252e%252e/a", "/%252e%252e/a")]
     public void Normalize_Path_MatchesEnvoyNormalization(string target, string expected)
     {
@@ -41,6 +40,21 @@ public sealed class PathNormalizerTests
     public void Normalize_EncodedSlash_Rejected(string target)
     {
         Assert.Equal(PathNormalizationResult.EncodedSlash, PathNormalizer.Normalize(target, new char[target.Length], MeshDefault, out _));
+    }
+
+    /// <summary>Kestrel keeps a '#' in the path (and resolves the dot segments after it): refused under every setting, as Envoy does.</summary>
+    [Theory]
+    [InlineData("/a#frag")]
+    [InlineData("/public/a#/../../admin/users")]
+    [InlineData("/x#/../orders/1")]
+    [InlineData("/a?b=1#c")]
+    [InlineData("/%23/#")]
+    public void Normalize_Fragment_RefusedUnderEverySetting(string target)
+    {
+        foreach (var options in new[] { MeshDefault, PathNormalizationOptions.Default, new PathNormalizationOptions(Normalize: false, MergeSlashes: false, EscapedSlashAction.Keep) })
+        {
+            Assert.Equal(PathNormalizationResult.Fragment, PathNormalizer.Normalize(target, new char[target.Length], options, out _));
+        }
     }
 
     /// <summary>Envoy reads a literal '\' as '/', Kestrel does not split on it: every mode that would change it refuses it instead.</summary>
