@@ -7,12 +7,12 @@ using System.Net.Sockets;
 namespace Mesh.Samples.Processes;
 
 /// <summary>A started <c>mesh-sidecar</c> and the addresses of its three listeners (as it printed them).</summary>
-/// <param name="Inbound">The mesh port (mTLS, AuthorizationPolicy), registered as the workload's <c>http</c> port.</param>
+/// <param name="Inbound">The mesh port (mTLS, AuthorizationPolicy), registered as the workload's <c>http</c> port; null when the sidecar does not register (it then opens none).</param>
 /// <param name="Outbound">The app's outbound proxy on 127.0.0.1 (<c>HTTP_PROXY</c>).</param>
 /// <param name="Admin">Plain HTTP, outside the mesh: <c>/healthz/ready</c>, <c>/stats/prometheus</c>.</param>
-public sealed record SidecarProcess(ChildProcess Process, Uri Inbound, Uri Outbound, Uri Admin)
+public sealed record SidecarProcess(ChildProcess Process, Uri? Inbound, Uri Outbound, Uri Admin)
 {
-    public int InboundPort => Inbound.Port;
+    public int InboundPort => (Inbound ?? throw new InvalidOperationException($"{Process.Name} opened no inbound port: it does not register.")).Port;
 
     public int OutboundPort => Outbound.Port;
 
@@ -73,7 +73,9 @@ public static class SidecarProcesses
         var process = ChildProcess.StartDotnet(name, sidecarDll, args, env, echo: echo);
         try
         {
-            var inbound = await ListenerAsync(process, "inbound").ConfigureAwait(false);
+            // A sidecar that does not register opens no inbound port in secure mode (it says so instead).
+            var inboundLine = await process.WaitForLineAsync(@"Sidecar inbound (?:listening on (?:[a-z]+://)?([^\s/]+)|not opened)", MeshProcesses.StartTimeout).ConfigureAwait(false);
+            Uri? inbound = inboundLine.Groups[1].Success ? new Uri($"http://{inboundLine.Groups[1].Value}/") : null;
             var outbound = await ListenerAsync(process, "outbound").ConfigureAwait(false);
             var admin = await ListenerAsync(process, "admin").ConfigureAwait(false);
             return new SidecarProcess(process, inbound, outbound, admin);
@@ -130,7 +132,7 @@ public static class SidecarProcesses
                 echo);
             await app.WaitForLineAsync($@"listening on http://127\.0\.0\.1:{appPort}\b", MeshProcesses.StartTimeout).ConfigureAwait(false);
             return new SidecarWorkload(
-                new WorkloadProcess(sidecar.Process, service, instance, sidecar.Inbound),
+                new WorkloadProcess(sidecar.Process, service, instance, sidecar.Inbound ?? throw new InvalidOperationException($"{instance}'s sidecar opened no inbound port")),
                 app,
                 new Uri($"http://127.0.0.1:{appPort.ToString(CultureInfo.InvariantCulture)}/"),
                 sidecar);

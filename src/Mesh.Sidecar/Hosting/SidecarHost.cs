@@ -128,11 +128,14 @@ internal static class SidecarHost
             kestrel.Limits.MaxRequestLineSize = 16 * 1024;
 
             // The mesh port first: Mesh.Client registers the first mesh endpoint as the workload's "http" port.
-            kestrel.Listen(options.InboundAddress, options.InboundPort, listen =>
+            if (SidecarListeners.OpensInbound(kestrel.ApplicationServices.GetRequiredService<IOptions<Mesh.Client.ServiceMeshOptions>>().Value))
             {
-                listen.Protocols = HttpProtocols.Http1AndHttp2;
-                listeners.Inbound = listen;
-            });
+                kestrel.Listen(options.InboundAddress, options.InboundPort, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1AndHttp2;
+                    listeners.Inbound = listen;
+                });
+            }
             kestrel.Listen(System.Net.IPAddress.Loopback, options.OutboundPort, listen =>
             {
                 // HTTP/1.1, and h2c with prior knowledge (gRPC clients), which Kestrel does not detect by itself on cleartext.

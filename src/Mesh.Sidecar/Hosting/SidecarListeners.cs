@@ -23,6 +23,22 @@ internal sealed class SidecarListeners
 
     public ListenOptions? Admin { get; set; }
 
+    /// <summary>
+    /// Whether the sidecar opens its inbound ports (HTTP and TCP tunnels) for <paramref name="mesh"/>: always over a
+    /// plaintext control plane (no identity, so no policy either way), and in secure mode only when it registers. A sidecar
+    /// that does not register (<c>Mesh:Service</c> unset or <c>Mesh:Registration:Enabled=false</c>) receives no inbound
+    /// policy, so a port it opened would hand any caller with a mesh certificate to the app under no AuthorizationPolicy
+    /// (found in review, 2026-12-05): an outbound-only sidecar opens none.
+    /// </summary>
+    public static bool OpensInbound(Mesh.Client.ServiceMeshOptions mesh)
+    {
+        ArgumentNullException.ThrowIfNull(mesh);
+        return !mesh.ControlPlane.IsSecure || Mesh.Client.Authorization.InboundPolicyStore.ServesMeshTraffic(mesh);
+    }
+
+    /// <summary>The line said instead of the inbound one when <see cref="OpensInbound"/> is false.</summary>
+    public const string InboundNotOpened = "Sidecar inbound not opened: the sidecar does not register (Mesh:Service unset or Mesh:Registration:Enabled=false), so no inbound policy would apply to it";
+
     public SidecarListener Of(HttpContext context)
     {
         // The endpoint itself when the mesh's connection middleware runs (secure mode); by port otherwise, which the
@@ -43,7 +59,7 @@ internal sealed class SidecarListeners
     /// <summary>The lines that tell tests and the demo where each listener is (ports may be ephemeral).</summary>
     public IEnumerable<string> StartupLines()
     {
-        yield return $"Sidecar inbound listening on {Url(Inbound)}";
+        yield return Inbound is null ? InboundNotOpened : $"Sidecar inbound listening on {Url(Inbound)}";
         yield return $"Sidecar outbound listening on {Url(Outbound)}";
         yield return $"Sidecar admin listening on {Url(Admin)}";
     }

@@ -1,9 +1,11 @@
+using System.Collections.Immutable;
 using System.Net;
 using Mesh.Client.Registration;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 
 namespace Mesh.Sidecar.Tcp;
 
@@ -55,7 +57,14 @@ internal static class SidecarTcpTunnelExtensions
                 });
             }
 
-            foreach (var tunnel in options.Inbound)
+            // Not opened by a sidecar that does not register in secure mode: it gets no inbound policy (SidecarListeners.OpensInbound).
+            var inbound = Hosting.SidecarListeners.OpensInbound(services.GetRequiredService<IOptions<Mesh.Client.ServiceMeshOptions>>().Value) ? options.Inbound : ImmutableArray<TcpInboundTunnel>.Empty;
+            foreach (var tunnel in options.Inbound.Except(inbound))
+            {
+                listeners.Add($"Sidecar tcp inbound {tunnel.Name} not opened: the sidecar does not register (Mesh:Service unset or Mesh:Registration:Enabled=false), so no inbound policy would apply to it", listen: null);
+            }
+
+            foreach (var tunnel in inbound)
             {
                 kestrel.Listen(inboundAddress, tunnel.Port, listen =>
                 {

@@ -8,9 +8,10 @@ namespace Mesh.Sidecar.Tcp;
 internal sealed class TcpTunnelListeners
 {
     private readonly Lock _gate = new();
-    private readonly List<(string Prefix, ListenOptions Listen)> _listeners = [];
+    private readonly List<(string Prefix, ListenOptions? Listen)> _listeners = [];
 
-    public void Add(string prefix, ListenOptions listen)
+    /// <summary>Adds a tunnel's endpoint; null for a tunnel not opened, whose line is the prefix alone (it says why).</summary>
+    public void Add(string prefix, ListenOptions? listen)
     {
         lock (_gate)
         {
@@ -23,7 +24,7 @@ internal sealed class TcpTunnelListeners
     {
         lock (_gate)
         {
-            return [.. _listeners.Select(l => string.Create(CultureInfo.InvariantCulture, $"{l.Prefix} listening on {l.Listen.IPEndPoint}"))];
+            return [.. _listeners.Select(l => l.Listen is null ? l.Prefix : string.Create(CultureInfo.InvariantCulture, $"{l.Prefix} listening on {l.Listen.IPEndPoint}"))];
         }
     }
 }

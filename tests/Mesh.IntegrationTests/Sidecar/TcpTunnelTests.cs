@@ -47,6 +47,38 @@ public sealed class TcpTunnelTests(ITestOutputHelper output)
                     principals: [cluster.local/ns/default/sa/tcp-client]
         """;
 
+    /// <summary>
+    /// A sidecar that does not register gets no inbound policy, so in secure mode it opens no inbound port, neither the
+    /// HTTP one nor a TCP tunnel: before, any caller with a mesh certificate reached the app through it under no
+    /// AuthorizationPolicy, a mesh-wide DENY included (found in review, 2026-12-05).
+    /// </summary>
+    [Fact]
+    public async Task UnregisteredSidecar_OpensNoInboundPort_NeitherHttpNorTcp()
+    {
+        await using var echo = new TcpEchoServer();
+        await using var mesh = await LocalMesh.StartAsync(output);
+        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        var tunnelPort = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        await using var sidecar = await TcpTunnelKit.StartSidecarAsync(mesh.ControlPlane, "unregistered-sidecar", "echo", new Dictionary<string, string?>
+        {
+            ["Mesh__Registration__Enabled"] = "false",
+            ["Sidecar__AppPort"] = echo.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Sidecar__InboundAddress"] = "127.0.0.1",
+            ["Sidecar__Tcp__Inbound__0__Name"] = "tcp-echo",
+            ["Sidecar__Tcp__Inbound__0__Port"] = tunnelPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Sidecar__Tcp__Inbound__0__AppPort"] = echo.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        });
+
+        await sidecar.WaitForLineAsync(System.Text.RegularExpressions.Regex.Escape("Sidecar inbound not opened: the sidecar does not register"), TcpTunnelKit.Deadline);
+        await sidecar.WaitForLineAsync(System.Text.RegularExpressions.Regex.Escape("Sidecar tcp inbound tcp-echo not opened"), TcpTunnelKit.Deadline);
+        using var client = new System.Net.Sockets.TcpClient(System.Net.Sockets.AddressFamily.InterNetwork);
+        var refused = await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(() => client.ConnectAsync(System.Net.IPAddress.Loopback, tunnelPort));
+        Assert.Equal(System.Net.Sockets.SocketError.ConnectionRefused, refused.SocketErrorCode);
+        Assert.Equal(0, echo.Connections);
+    }
+
     [Fact]
     public async Task Echo_ThroughTwoSidecars_ArrivesIntactOverMtls_AndTheInboundPortRefusesEveryoneElse()
     {
