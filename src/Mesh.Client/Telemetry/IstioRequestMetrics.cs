@@ -176,7 +176,7 @@ internal sealed class IstioRequestMetrics
             new("destination_cluster", local.Cluster),
             new("request_protocol", key.Grpc ? "grpc" : "http"),
             new("response_code", key.ResponseCode.ToString(CultureInfo.InvariantCulture)),
-            new("grpc_response_status", GrpcStatusLabel(key.Grpc, key.GrpcStatus)),
+            new("grpc_response_status", GrpcStatusLabel(key.Grpc, key.GrpcStatus, key.ResponseCode)),
             new("response_flags", key.Flags.ToLabel()),
 
             // As Istio's client side: the outbound proxy does not report the policy (istio_stats.cc).
@@ -214,16 +214,31 @@ internal sealed class IstioRequestMetrics
             new("destination_cluster", local.Cluster),
             new("request_protocol", key.Grpc ? "grpc" : "http"),
             new("response_code", key.ResponseCode.ToString(CultureInfo.InvariantCulture)),
-            new("grpc_response_status", GrpcStatusLabel(key.Grpc, key.GrpcStatus)),
+            new("grpc_response_status", GrpcStatusLabel(key.Grpc, key.GrpcStatus, key.ResponseCode)),
             new("response_flags", key.Flags.ToLabel()),
             new("connection_security_policy", key.MutualTls ? "mutual_tls" : "none"),
         ];
     }
 
-    // Istio leaves it empty for HTTP (the label is then absent in Prometheus). A gRPC call whose status was not seen (cut
-    // short before its trailers, or failed without an answer) is left empty as well, never guessed.
-    private static string GrpcStatusLabel(bool grpc, int status) =>
-        grpc && status >= 0 ? status.ToString(CultureInfo.InvariantCulture) : string.Empty;
+    // Istio leaves it empty for HTTP (the label is then absent in Prometheus). A gRPC call whose status was not seen gets,
+    // as Envoy's Grpc::Common::getGrpcStatus, the status its HTTP code maps to (a mesh failure's 503 is UNAVAILABLE, a
+    // denial's 403 PERMISSION_DENIED, a call cut short after its 200 UNKNOWN); only a call with no code at all stays empty.
+    private static string GrpcStatusLabel(bool grpc, int status, int responseCode) =>
+        !grpc ? string.Empty
+        : status >= 0 ? status.ToString(CultureInfo.InvariantCulture)
+        : responseCode > 0 ? HttpToGrpcStatus(responseCode).ToString(CultureInfo.InvariantCulture)
+        : string.Empty;
+
+    /// <summary>Envoy's HTTP → gRPC status mapping (grpc/status.cc httpToGrpcStatus), for a gRPC call answered without a grpc-status.</summary>
+    internal static int HttpToGrpcStatus(int httpStatus) => httpStatus switch
+    {
+        400 => 13, // INTERNAL
+        401 => 16, // UNAUTHENTICATED
+        403 => 7, // PERMISSION_DENIED
+        404 => 12, // UNIMPLEMENTED
+        429 or 502 or 503 or 504 => 14, // UNAVAILABLE
+        _ => 2, // UNKNOWN
+    };
 
     /// <summary>The short name and namespace of <c>name.namespace.svc.&lt;domain&gt;</c>; other hosts: the first label and <c>unknown</c>.</summary>
     internal static (string Name, string Namespace) SplitServiceHost(string host)

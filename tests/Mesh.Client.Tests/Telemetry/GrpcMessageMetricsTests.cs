@@ -172,7 +172,7 @@ public sealed class GrpcMessageMetricsTests
         call.Dispose();
         var sides = await mesh.BothRecordedAsync(calls: 1);
         var source = Assert.Single(sides[0].Requests);
-        Assert.Equal(("200", string.Empty, "DC"), (source.Labels["response_code"], source.Labels["grpc_response_status"], source.Labels["response_flags"]));
+        Assert.Equal(("200", "2", "DC"), (source.Labels["response_code"], source.Labels["grpc_response_status"], source.Labels["response_flags"]));
         Assert.Equal((1, 1), (sides[0].Sum(MeshMetricsNames.RequestMessages), sides[0].Sum(MeshMetricsNames.ResponseMessages)));
         Assert.Contains("DC", Assert.Single(sides[1].Requests).Labels["response_flags"], StringComparison.Ordinal);
 

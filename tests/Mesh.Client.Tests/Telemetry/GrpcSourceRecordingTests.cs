@@ -75,8 +75,8 @@ public sealed class GrpcSourceRecordingTests
 
         var request = Assert.Single(metrics.Requests);
 
-        // No trailers: no status is guessed.
-        Assert.Equal((string.Empty, "DC"), (request.Labels["grpc_response_status"], request.Labels["response_flags"]));
+        // No trailers: the status is what Envoy reports for its 200 without one (getGrpcStatus → httpToGrpcStatus: UNKNOWN).
+        Assert.Equal(("200", "2", "DC"), (request.Labels["response_code"], request.Labels["grpc_response_status"], request.Labels["response_flags"]));
         Assert.Equal(1, metrics.Of("istio_response_messages_total").Single().Value);
     }
 
@@ -162,7 +162,7 @@ public sealed class GrpcSourceRecordingTests
         Assert.Equal(50, await stream.ReadAsync(new byte[50]));
         response.Dispose();
 
-        Assert.Equal((string.Empty, "DC"), (Assert.Single(metrics.Requests).Labels["grpc_response_status"], metrics.Requests[0].Labels["response_flags"]));
+        Assert.Equal(("2", "DC"), (Assert.Single(metrics.Requests).Labels["grpc_response_status"], metrics.Requests[0].Labels["response_flags"]));
     }
 
     [Fact]
