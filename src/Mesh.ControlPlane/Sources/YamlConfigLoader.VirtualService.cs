@@ -12,7 +12,7 @@ internal static partial class YamlConfigLoader
     private static readonly System.Buffers.SearchValues<char> DurationNumber = System.Buffers.SearchValues.Create("0123456789.");
     private static readonly System.Buffers.SearchValues<char> QueryNameDelimiters = System.Buffers.SearchValues.Create("&=#?");
 
-    private static readonly string[] VirtualServiceFields = ["hosts", "gateways", "http"];
+    private static readonly string[] VirtualServiceFields = ["hosts", "gateways", "http", "exportTo"];
     private static readonly string[] HttpRouteFields =
     [
         "name", "match", "route", "timeout", "retries", "fault", "mirror", "mirrorPercentage", "mirrorPercent", "mirrors", "rewrite", "headers",
@@ -41,9 +41,20 @@ internal static partial class YamlConfigLoader
     /// <summary>The most retries a Mesh client applies (its RDS decoder NACKs more, as Mesh:Resilience:MaxRetryAttempts is bounded).</summary>
     private const uint MaxRetryAttempts = 10;
 
-    private static VirtualServiceModel ParseVirtualService(ResourceContext ctx, YamlMappingNode spec, string ns, string name, List<DestinationReference> references)
+    /// <summary>
+    /// A VirtualService for mesh traffic; null (with a warning) when its <c>gateways</c> do not name <c>mesh</c>: in Istio it
+    /// then binds to those ingress gateways only, and Mesh has none, so it applies to no Mesh client (as to no sidecar).
+    /// </summary>
+    private static VirtualServiceModel? ParseVirtualService(ResourceContext ctx, YamlMappingNode spec, string ns, string name, List<DestinationReference> references)
     {
+        var errorsBefore = ctx.ErrorCount;
         RejectUnsupportedFields(ctx, spec, "spec", VirtualServiceFields);
+        ParseExportTo(ctx, spec);
+        if (!AppliesToMesh(ctx, spec, "spec.gateways"))
+        {
+            return null;
+        }
+
         var hosts = new List<string>();
         var hostsNode = ctx.Sequence(Child(spec, "hosts"), spec, "spec.hosts", required: true);
         for (var i = 0; hostsNode is not null && i < hostsNode.Children.Count; i++)
@@ -71,16 +82,6 @@ internal static partial class YamlConfigLoader
             ctx.Error(hostsNode, "spec.hosts", "must list at least one host");
         }
 
-        var gateways = ctx.Sequence(Child(spec, "gateways"), spec, "spec.gateways", required: false);
-        for (var i = 0; gateways is not null && i < gateways.Children.Count; i++)
-        {
-            var gateway = ctx.String(gateways.Children[i], $"spec.gateways[{i}]");
-            if (gateway != "mesh")
-            {
-                ctx.Error(gateways.Children[i], $"spec.gateways[{i}]", $"'{gateway}' is not supported; only 'mesh' (sidecar-less mesh traffic) is, gateways are not");
-            }
-        }
-
         var http = ImmutableArray.CreateBuilder<HttpRouteModel>();
         var httpNode = ctx.Sequence(Child(spec, "http"), spec, "spec.http", required: true);
         for (var i = 0; httpNode is not null && i < httpNode.Children.Count; i++)
@@ -97,8 +98,66 @@ internal static partial class YamlConfigLoader
         {
             ctx.Error(httpNode, "spec.http", "must list at least one route");
         }
+        else if (httpNode is not null && http.Count == 0 && ctx.ErrorCount == errorsBefore)
+        {
+            // Every route was bound to gateways only: nothing is left for mesh traffic, which keeps its default route.
+            ctx.Warn(httpNode, "spec.http", "every route's matches name gateways only: no route applies to mesh traffic, so no Mesh client applies this VirtualService");
+            return null;
+        }
 
         return new VirtualServiceModel(ns, name, [.. hosts], http.ToImmutable());
+    }
+
+    /// <summary>
+    /// Istio's <c>gateways</c> of a VirtualService: absent or empty means <c>mesh</c>. A list naming <c>mesh</c> applies to
+    /// mesh traffic, and its ingress gateways (which Mesh does not have) get a warning naming them; a list without
+    /// <c>mesh</c> binds the VirtualService to gateways only: false, with a warning that it is not applied.
+    /// </summary>
+    private static bool AppliesToMesh(ResourceContext ctx, YamlMappingNode node, string path)
+    {
+        var gateways = ctx.Sequence(Child(node, "gateways"), node, path, required: false);
+        if (gateways is not { Children.Count: > 0 })
+        {
+            return true;
+        }
+
+        var names = new List<string>();
+        for (var i = 0; i < gateways.Children.Count; i++)
+        {
+            names.Add(ctx.String(gateways.Children[i], $"{path}[{i}]") ?? string.Empty);
+        }
+
+        var others = names.Where(n => n != "mesh").ToArray();
+        if (others.Length == names.Count)
+        {
+            ctx.Warn(gateways, path, $"names no 'mesh' ({string.Join(", ", others)}): in Istio it binds to those ingress gateways only, which Mesh does not have, so no Mesh client applies it");
+            return false;
+        }
+
+        if (others.Length > 0)
+        {
+            ctx.Warn(gateways, path, $"ingress gateways {string.Join(", ", others)} are not Mesh's (it has none): applied to mesh traffic only, as its 'mesh' entry says");
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Istio's <c>exportTo</c>: <c>*</c> (every namespace) is the default and what Mesh does; a narrower visibility (<c>.</c>,
+    /// namespace names) is not implemented, and applying the resource mesh-wide instead would route other namespaces by it:
+    /// an error naming the field.
+    /// </summary>
+    private static void ParseExportTo(ResourceContext ctx, YamlMappingNode spec)
+    {
+        var exportTo = ctx.Sequence(Child(spec, "exportTo"), spec, "spec.exportTo", required: false);
+        for (var i = 0; exportTo is not null && i < exportTo.Children.Count; i++)
+        {
+            var value = ctx.String(exportTo.Children[i], $"spec.exportTo[{i}]");
+            if (value != "*")
+            {
+                ctx.Error(exportTo.Children[i], $"spec.exportTo[{i}]", $"'{value}' is not supported yet: Mesh makes every resource visible to every namespace ('*', Istio's default); remove exportTo or set [\"*\"]");
+            }
+        }
     }
 
     private static HttpRouteModel? ParseHttpRoute(ResourceContext ctx, YamlMappingNode node, string path, string ns, List<DestinationReference> references)
@@ -108,14 +167,29 @@ internal static partial class YamlConfigLoader
 
         var matches = ImmutableArray.CreateBuilder<HttpMatchModel>();
         var matchNode = ctx.Sequence(Child(node, "match"), node, $"{path}.match", required: false);
+        var gatewayOnly = 0;
         for (var i = 0; matchNode is not null && i < matchNode.Children.Count; i++)
         {
             var matchPath = $"{path}.match[{i}]";
             var match = ctx.Mapping(matchNode.Children[i], matchNode, matchPath, required: true);
-            if (match is not null)
+            if (match is null)
             {
-                matches.Add(ParseHttpMatch(ctx, match, matchPath));
+                continue;
             }
+
+            // As istiod for a sidecar: a match bound to gateways only is left out (and a route whose every match is, too).
+            if (!AppliesToMesh(ctx, match, $"{matchPath}.gateways"))
+            {
+                gatewayOnly++;
+                continue;
+            }
+
+            matches.Add(ParseHttpMatch(ctx, match, matchPath));
+        }
+
+        if (gatewayOnly > 0 && gatewayOnly == matchNode!.Children.Count)
+        {
+            return null;
         }
 
         var destinations = ImmutableArray.CreateBuilder<RouteDestinationModel>();
@@ -274,22 +348,13 @@ internal static partial class YamlConfigLoader
     }
 
     /// <summary>
-    /// <c>sourceLabels</c>, <c>sourceNamespace</c> and the match's own <c>gateways</c>. istiod reads sourceLabels only when
-    /// the match names no gateways; Mesh serves mesh traffic only, so a match's gateways may only be <c>mesh</c>, and
-    /// together with a source selector it is an error rather than a selector silently dropped.
+    /// <c>sourceLabels</c> and <c>sourceNamespace</c>. istiod reads sourceLabels only when the match names no gateways, so
+    /// gateways together with a source selector are an error rather than a selector silently dropped.
     /// </summary>
     private static SourceSelector? ParseSourceSelector(ResourceContext ctx, YamlMappingNode node, string path)
     {
-        var gateways = ctx.Sequence(Child(node, "gateways"), node, $"{path}.gateways", required: false);
-        for (var i = 0; gateways is not null && i < gateways.Children.Count; i++)
-        {
-            var gateway = ctx.String(gateways.Children[i], $"{path}.gateways[{i}]");
-            if (gateway != "mesh")
-            {
-                ctx.Error(gateways.Children[i], $"{path}.gateways[{i}]", $"'{gateway}' is not supported; only 'mesh' (sidecar-less mesh traffic) is, gateways are not");
-            }
-        }
-
+        // Which gateways the match binds to was read by AppliesToMesh; here only whether it names any.
+        var gateways = Child(node, "gateways") as YamlSequenceNode;
         var labelsNode = Child(node, "sourceLabels");
         var namespaceNode = Child(node, "sourceNamespace");
         if (labelsNode is null && namespaceNode is null)

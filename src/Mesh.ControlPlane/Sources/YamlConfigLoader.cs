@@ -309,7 +309,7 @@ internal static partial class YamlConfigLoader
             case "VirtualService":
                 var references = new List<DestinationReference>();
                 var virtualService = ParseVirtualService(ctx, spec, ns, name ?? string.Empty, references);
-                if (errors.Skip(before).All(e => e.IsWarning))
+                if (virtualService is not null && errors.Skip(before).All(e => e.IsWarning))
                 {
                     virtualServices.Add(new ParsedVirtualService(virtualService, file, line, references));
                 }
@@ -549,7 +549,8 @@ internal static partial class YamlConfigLoader
     private static DestinationRuleModel? ParseDestinationRule(ResourceContext ctx, YamlMappingNode spec, string ns, string name)
     {
         // A traffic policy field the mesh would not apply (consistentHash, tunnel, …) is refused, never silently dropped.
-        RejectUnsupportedFields(ctx, spec, "spec", ["host", "trafficPolicy", "subsets"]);
+        RejectUnsupportedFields(ctx, spec, "spec", ["host", "trafficPolicy", "subsets", "exportTo"]);
+        ParseExportTo(ctx, spec);
         var host = ctx.String(Child(spec, "host"), "spec.host");
         if (string.IsNullOrEmpty(host))
         {

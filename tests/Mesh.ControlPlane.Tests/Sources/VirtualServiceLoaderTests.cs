@@ -330,10 +330,43 @@ public sealed class VirtualServiceLoaderTests : IDisposable
         Assert.Contains(result.Errors, e => e.Message.Contains("spec.hosts[0]: host orders.shop.svc.cluster.local is not declared by any ServiceEntry", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void Load_GatewaysWithMeshAndAnIngressGateway_AppliesToMeshTraffic_WarningNamingTheGateway()
+    {
+        // The common shape: one VirtualService for an ingress gateway and the mesh. Mesh has no gateways; the mesh part applies.
+        var result = Load(Canary.Replace("gateways: [mesh]", "gateways: [istio-system/public, mesh]", StringComparison.Ordinal)+ "\n  exportTo: [\"*\"]");
+
+        Assert.DoesNotContain(result.Errors, e => !e.IsWarning);
+        var warning = Assert.Single(result.Errors, e => e.IsWarning);
+        Assert.Contains("spec.gateways: ingress gateways istio-system/public are not Mesh's", warning.Message, StringComparison.Ordinal);
+        Assert.Equal(2, Assert.Single(result.Config.VirtualServices).Http.Length);
+    }
+
+    [Fact]
+    public void Load_GatewaysWithoutMesh_AppliesToNoMeshClient_WithAWarning()
+    {
+        var result = Load(Canary.Replace("gateways: [mesh]", "gateways: [istio-system/public]", StringComparison.Ordinal));
+
+        Assert.DoesNotContain(result.Errors, e => !e.IsWarning);
+        Assert.Contains("spec.gateways: names no 'mesh' (istio-system/public)", Assert.Single(result.Errors).Message, StringComparison.Ordinal);
+        Assert.Empty(result.Config.VirtualServices);
+    }
+
+    [Fact]
+    public void Load_MatchBoundToAGatewayOnly_IsLeftOut_AsIstiodLeavesItOutForSidecars()
+    {
+        var result = Load(Canary.Replace("    - name: beta\n", "    - name: beta\n      gateways: [istio-system/public]\n", StringComparison.Ordinal));
+
+        Assert.DoesNotContain(result.Errors, e => !e.IsWarning);
+        Assert.Contains("spec.http[0].match[0].gateways: names no 'mesh'", Assert.Single(result.Errors).Message, StringComparison.Ordinal);
+
+        // The first route's only match was the gateway's: the route is gone, the split stays.
+        Assert.Single(Assert.Single(result.Config.VirtualServices).Http);
+    }
+
     [Theory]
     [InlineData("x-user: {regex", "X-User: {regex", "spec.http[0].match[0].headers.X-User: header names must be non-empty and lowercase")]
     [InlineData("x-user: {regex", "\":status\": {regex", "spec.http[0].match[0].headers.:status: is not a request pseudo-header a route can match")]
-    [InlineData("gateways: [mesh]", "gateways: [mesh, my-gateway]", "spec.gateways[1]: 'my-gateway' is not supported")]
     [InlineData("uri: {prefix: /api}", "uri: {prefix: /api, exact: /api}", "spec.http[0].match[0].uri: must set exactly one of exact, prefix or regex")]
     [InlineData("uri: {prefix: /api}", "uri: {suffix: /api}", "spec.http[0].match[0].uri.suffix: is not a string match")]
     [InlineData("uri: {prefix: /api}", "uri: {prefix: \"\"}", "spec.http[0].match[0].uri.prefix: must not be empty")]
@@ -354,12 +387,11 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     }
 
     [Theory]
-    [InlineData("gateways: [mesh]", "gateways: [my-gateway]", "spec.gateways[0]: 'my-gateway' is not supported")]
     [InlineData("    timeout: 2s", "    timeout: 2s\n    corsPolicy: {allowOrigins: []}", "spec.http[0].corsPolicy: is not supported yet")]
     [InlineData("    timeout: 2s", "    timeout: 2s\n    delegate: {name: x}", "spec.http[0].delegate: is not supported yet")]
     [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  tcp: []", "spec.tcp: is not supported yet")]
     [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  tls: []", "spec.tls: is not supported yet")]
-    [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  exportTo: [\".\"]", "spec.exportTo: is not supported yet")]
+    [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  exportTo: [\".\"]", "spec.exportTo[0]: '.' is not supported yet")]
     [InlineData("weight: 90", "weight: 90\n      headers: {request: {set: {a: b}}}", "spec.http[1].route[0].headers: is not supported yet")]
     [InlineData("perTryTimeout: 500ms,", "perTryTimeout: 500ms, retryRemoteLocalities: true,", "spec.http[0].retries.retryRemoteLocalities: is not supported yet")]
     public void Load_FieldNotTranslated_IsErrorNamingItsPath(string find, string replace, string expected)
@@ -380,7 +412,7 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     [InlineData("  subsets:", "  trafficPolicy: {connectionPool: {tcp: {tcpKeepalive: {time: 1s}}}}\n  subsets:", "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive: is not supported yet")]
     [InlineData("  subsets:", "  trafficPolicy: {portLevelSettings: [{loadBalancer: {simple: ROUND_ROBIN}}]}\n  subsets:", "spec.trafficPolicy.portLevelSettings[0].port: is required")]
     [InlineData("    labels: {version: v1}", "    labels: {version: v1}\n    trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true}}}", "spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting: is supported only in spec.trafficPolicy.loadBalancer yet")]
-    [InlineData("  subsets:", "  exportTo: [\".\"]\n  subsets:", "spec.exportTo: is not supported yet")]
+    [InlineData("  subsets:", "  exportTo: [\".\"]\n  subsets:", "spec.exportTo[0]: '.' is not supported yet")]
     [InlineData("  subsets:", "  workloadSelector: {matchLabels: {app: x}}\n  subsets:", "spec.workloadSelector: is not supported yet")]
     [InlineData("  - name: v2", "  - name: v1", "spec.subsets[1].name: subset v1 is defined twice")]
     [InlineData("loadBalancer: {simple: LEAST_REQUEST}", "loadBalancer: {simple: MAGLEV}", "spec.subsets[1].trafficPolicy.loadBalancer.simple: 'MAGLEV' is not a load balancer")]

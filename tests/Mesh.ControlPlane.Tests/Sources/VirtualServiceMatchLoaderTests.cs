@@ -160,8 +160,6 @@ public sealed class VirtualServiceMatchLoaderTests : IDisposable
     [InlineData("sourceLabels: {app: checkout, track: beta}", "sourceLabels: [checkout]", 11, "spec.http[0].match[0].sourceLabels: must be a mapping")]
     [InlineData("sourceLabels: {app: checkout, track: beta}", "sourceLabels: {app: \"-bad-\"}", 11, "spec.http[0].match[0].sourceLabels.app: 'app: -bad-' is not a valid Kubernetes label")]
     [InlineData("sourceNamespace: shop", "sourceNamespace: shop\n      gateways: [mesh]", 13, "spec.http[0].match[0].gateways: Istio ignores sourceLabels and sourceNamespace when a match names gateways")]
-    [InlineData("port: 80", "port: 80\n      gateways: [istio-system/ingress]", 25, "spec.http[1].match[0].gateways[0]: 'istio-system/ingress' is not supported")]
-    [InlineData("  hosts: [orders]", "  hosts: [orders]\n  gateways: [mesh, istio-system/ingress]", 7, "spec.gateways[1]: 'istio-system/ingress' is not supported")]
     [InlineData("port: 80", "port: 0", 24, "spec.http[1].match[0].port: must be 1-65535")]
     [InlineData("authority: {exact: orders}", "authority: {prefix: \"\"}", 22, "spec.http[1].match[0].authority.prefix: must not be empty")]
     [InlineData("scheme: {exact: http}", "scheme: {regex: \"(\"}", 23, "spec.http[1].match[0].scheme.regex:")]
