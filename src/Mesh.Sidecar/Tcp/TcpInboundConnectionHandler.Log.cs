@@ -17,5 +17,8 @@ internal sealed partial class TcpInboundConnectionHandler
 
         [LoggerMessage(4, LogLevel.Debug, "TCP inbound {Name}: connection from {Remote} ({Peer}) ended ({End}).", EventName = "TcpInboundClosed")]
         public static partial void Closed(ILogger logger, string name, string remote, string peer, TcpRelayEnd end);
+
+        [LoggerMessage(5, LogLevel.Information, "TCP inbound {Name}: open connection from {Remote} ({Peer}) is now denied ({Reason}); closing it after {Drain}.", EventName = "TcpInboundDraining")]
+        public static partial void Draining(ILogger logger, string name, string remote, string peer, string reason, TimeSpan drain);
     }
 }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Mesh.Client.Authorization;
@@ -5,6 +6,7 @@ using Mesh.Client.Security;
 using Mesh.Client.Telemetry;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Primitives;
 
 namespace Mesh.Sidecar.Tcp;
 
@@ -14,6 +16,12 @@ namespace Mesh.Sidecar.Tcp;
 /// connection level (rules with HTTP fields read as Istio reads them on TCP), connects to the app's
 /// <c>127.0.0.1:AppPort</c> and relays the decrypted bytes. Istio's TCP metrics with reporter <c>destination</c>.
 /// </summary>
+/// <remarks>
+/// A policy change re-decides every open tunnel: one the new policy denies (or whose port lost its policy) is closed after
+/// <see cref="MeshInboundConnectionMiddleware.PolicyChangeDrain"/>, as Envoy drains the connections of a filter chain an
+/// RBAC change replaced. Without it, a DENY or a removed ALLOW stopped new connections only, and an open tunnel kept
+/// carrying bytes until its idle timeout, or for ever while it was busy (found in review, 2026-12-05).
+/// </remarks>
 internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
 {
     private static readonly TimeSpan AppConnectTimeout = TimeSpan.FromSeconds(10);
@@ -25,6 +33,7 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
     private readonly IstioRequestMetrics _labels;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<ConnectionContext, OpenTunnel> _open = new();
 
     public TcpInboundConnectionHandler(
         TcpInboundTunnel tunnel,
@@ -44,7 +53,13 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
         _labels = labels;
         _time = time;
         _logger = logger;
+
+        // The handler lives as long as the sidecar's Kestrel endpoint: the subscription with it.
+        ChangeToken.OnChange(policies.GetChangeToken, CloseDeniedTunnels);
     }
+
+    /// <summary>Gets the number of tunnels open through this handler (for tests).</summary>
+    internal int OpenTunnels => _open.Count;
 
     public override async Task OnConnectedAsync(ConnectionContext connection)
     {
@@ -92,6 +107,11 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
 
         metrics.Opened();
         var stream = new NetworkStream(socket, ownsSocket: true);
+        var open = new OpenTunnel(peer, identity?.PeerNamespace, localPort);
+        _open[connection] = open;
+
+        // A change applied between the decision above and this registration found no tunnel to close: decide once more.
+        CloseIfDenied(connection, open);
         try
         {
             var end = await TcpRelay.RunAsync(
@@ -111,8 +131,71 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
         }
         finally
         {
+            _open.TryRemove(connection, out _);
+            open.Dispose();
             await stream.DisposeAsync().ConfigureAwait(false);
             metrics.Closed();
         }
+    }
+
+    /// <summary>
+    /// On a policy change: every open tunnel the port's new policy denies, or whose port has no policy any more, is aborted
+    /// after the drain. Runs on the thread that applied the change (the xDS client), so it never throws.
+    /// </summary>
+    private void CloseDeniedTunnels()
+    {
+        foreach (var (connection, open) in _open)
+        {
+            CloseIfDenied(connection, open);
+        }
+    }
+
+    private void CloseIfDenied(ConnectionContext connection, OpenTunnel open)
+    {
+        try
+        {
+            var refusal = _policies.Lookup(open.Port, out var policy) switch
+            {
+                InboundPortState.Policy => policy!.AuthorizeConnection(open.Peer, open.PeerNamespace) is { IsAllowed: false } decision ? decision.Reason : null,
+                InboundPortState.NotReceived or InboundPortState.Removed => "the port's inbound policy was removed",
+                _ => null,
+            };
+            if (refusal is not null && open.BeginClose(_time, MeshInboundConnectionMiddleware.PolicyChangeDrain, () => connection.Abort(new ConnectionAbortedException(
+                $"The tunnel outlived the drain after its AuthorizationPolicy changed: {refusal}."))))
+            {
+                Log.Draining(_logger, _tunnel.Name, connection.RemoteEndPoint?.ToString() ?? "?", open.Peer ?? "plaintext", refusal, MeshInboundConnectionMiddleware.PolicyChangeDrain);
+            }
+        }
+        catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
+        {
+            // The tunnel ended while it was being closed.
+        }
+    }
+
+    /// <summary>An open tunnel: who it was authorized for, and the drain timer once a policy change denied it.</summary>
+    private sealed class OpenTunnel(string? peer, string? peerNamespace, int port) : IDisposable
+    {
+        private ITimer? _drain;
+        private int _closing;
+
+        public string? Peer => peer;
+
+        public string? PeerNamespace => peerNamespace;
+
+        public int Port => port;
+
+        /// <summary>Arms the abort once; false when it was already armed.</summary>
+        public bool BeginClose(TimeProvider time, TimeSpan drain, Action abort)
+        {
+            if (Interlocked.Exchange(ref _closing, 1) != 0)
+            {
+                return false;
+            }
+
+            _drain = time.CreateTimer(static state => ((Action)state!)(), abort, drain, Timeout.InfiniteTimeSpan);
+            return true;
+        }
+
+        public void Dispose() => _drain?.Dispose();
     }
 }

@@ -76,7 +76,104 @@ public sealed class TcpInboundConnectionHandlerTests
         Assert.Equal(1, app.Connections);
     }
 
-    private static async Task<Tunnel> StartAsync(int appPort, InboundPolicyStore store)
+    [Fact]
+    public async Task OpenTunnel_PolicyChangesToDenyIt_ClosedAfterTheDrain_NotBefore()
+    {
+        // Envoy drains the connections of a filter chain an RBAC change replaced: a DENY (here: an ALLOW for another
+        // principal only) closes the tunnels it now refuses after the drain, not only the new ones.
+        using var app = new CountingEcho();
+        var store = new InboundPolicyStore(meshServed: true);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var tunnel = await StartAsync(app.Port, store, time);
+        store.Replace([new InboundPolicy("inbound", tunnel.Port, PeerAuthenticationMode.Permissive, deny: null, allow: null, PathNormalizationOptions.Default)]);
+        using var client = new TcpClient();
+        using var timeout = new CancellationTokenSource(Deadline);
+        await client.ConnectAsync(IPAddress.Loopback, tunnel.Port, timeout.Token);
+        var stream = client.GetStream();
+        Assert.Equal("a", await RoundTripAsync(stream, "a", timeout.Token));
+        Assert.Equal(1, tunnel.Handler.OpenTunnels);
+
+        store.Replace([new InboundPolicy("inbound", tunnel.Port, PeerAuthenticationMode.Permissive, deny: null, OnlyPrincipalX(), PathNormalizationOptions.Default)]);
+
+        // Within the drain the tunnel still carries bytes; at its end it is closed.
+        Assert.Equal("b", await RoundTripAsync(stream, "b", timeout.Token));
+        time.Advance(MeshInboundConnectionMiddleware.PolicyChangeDrain);
+        var buffer = new byte[16];
+        try
+        {
+            Assert.Equal(0, await stream.ReadAsync(buffer, timeout.Token));
+        }
+        catch (IOException)
+        {
+            // Reset rather than closed: closed either way.
+        }
+
+        await Eventually(() => tunnel.Handler.OpenTunnels == 0, "the denied tunnel is still open");
+    }
+
+    [Fact]
+    public async Task OpenTunnel_PolicyChangeStillAllowsIt_StaysOpen()
+    {
+        using var app = new CountingEcho();
+        var store = new InboundPolicyStore(meshServed: true);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var tunnel = await StartAsync(app.Port, store, time);
+        var open = new InboundPolicy("inbound", tunnel.Port, PeerAuthenticationMode.Permissive, deny: null, allow: null, PathNormalizationOptions.Default);
+        store.Replace([open]);
+        using var client = new TcpClient();
+        using var timeout = new CancellationTokenSource(Deadline);
+        await client.ConnectAsync(IPAddress.Loopback, tunnel.Port, timeout.Token);
+        var stream = client.GetStream();
+        Assert.Equal("a", await RoundTripAsync(stream, "a", timeout.Token));
+
+        store.Replace([new InboundPolicy("inbound", tunnel.Port, PeerAuthenticationMode.Permissive, deny: null, allow: null, PathNormalizationOptions.Default)]);
+        time.Advance(MeshInboundConnectionMiddleware.PolicyChangeDrain * 2);
+
+        Assert.Equal("b", await RoundTripAsync(stream, "b", timeout.Token));
+        Assert.Equal(1, tunnel.Handler.OpenTunnels);
+    }
+
+    private static async Task<string> RoundTripAsync(NetworkStream stream, string text, CancellationToken cancellationToken)
+    {
+        await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(text), cancellationToken);
+        var buffer = new byte[text.Length];
+        await stream.ReadExactlyAsync(buffer, cancellationToken);
+        return System.Text.Encoding.ASCII.GetString(buffer);
+    }
+
+    private static async Task Eventually(Func<bool> condition, string message)
+    {
+        using var timeout = new CancellationTokenSource(Deadline);
+        while (!condition())
+        {
+            Assert.False(timeout.IsCancellationRequested, message);
+            await Task.Delay(20);
+        }
+    }
+
+    private static RbacEngine OnlyPrincipalX()
+    {
+        var errors = new List<string>();
+        var allow = RbacEngine.Compile(
+            new RBAC
+            {
+                Action = RBAC.Types.Action.Allow,
+                Policies =
+                {
+                    ["ns[default]-policy[only-x]-rule[0]"] = new Policy
+                    {
+                        Permissions = { new Permission { Any = true } },
+                        Principals = { new Principal { Authenticated = new Principal.Types.Authenticated { PrincipalName = new StringMatcher { Exact = "spiffe://cluster.local/ns/default/sa/x" } } } },
+                    },
+                },
+            },
+            "allow",
+            errors);
+        Assert.Empty(errors);
+        return allow!;
+    }
+
+    private static async Task<Tunnel> StartAsync(int appPort, InboundPolicyStore store, TimeProvider? time = null)
     {
         var services = new ServiceCollection()
             .AddMetrics()
@@ -91,18 +188,18 @@ public sealed class TcpInboundConnectionHandlerTests
             store,
             services.GetRequiredService<MeshMetrics>(),
             services.GetRequiredService<IstioRequestMetrics>(),
-            TimeProvider.System,
+            time ?? TimeProvider.System,
             NullLogger<TcpInboundConnectionHandler>.Instance);
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Use(_ => handler.OnConnectedAsync)));
         var app = builder.Build();
         await app.StartAsync();
-        return new Tunnel(app, services, new Uri(app.Urls.Single()).Port);
+        return new Tunnel(app, services, new Uri(app.Urls.Single()).Port, handler);
     }
 
     private static Task<string> ExchangeAsync(int port, string text) => TcpExchange.ExchangeAsync(port, text, Deadline);
 
-    private sealed record Tunnel(WebApplication App, ServiceProvider Services, int Port) : IAsyncDisposable
+    private sealed record Tunnel(WebApplication App, ServiceProvider Services, int Port, TcpInboundConnectionHandler Handler) : IAsyncDisposable
     {
         public async ValueTask DisposeAsync()
         {
