@@ -54,6 +54,9 @@ internal sealed class MeshEndpoint
 
     public string Locality { get; }
 
+    /// <summary>Gets who the endpoint is for telemetry (istiod's endpoint metadata), or null when EDS said nothing.</summary>
+    public EndpointWorkload? Workload { get; init; }
+
     /// <summary>Gets the EDS priority of the endpoint's locality (0 is tried first; higher ones take traffic as it fails over).</summary>
     public int Priority { get; init; }
 

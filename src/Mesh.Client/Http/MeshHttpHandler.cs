@@ -49,9 +49,6 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     /// <summary>Gets the clock of the attempts' timestamps.</summary>
     internal TimeProvider Time => _time;
 
-    /// <summary>Gets the access log whose followed requests learn here which cluster and endpoint each attempt took.</summary>
-    public Telemetry.MeshAccessLog? AccessLog { get; init; }
-
     /// <summary>Gets the endpoint a previous attempt of <paramref name="request"/> failed on, if any.</summary>
     internal static MeshEndpoint? GetFailedEndpoint(HttpRequestMessage request) =>
         FailedEndpoints.TryGetValue(request, out var failed) ? failed.Endpoint : null;
@@ -83,7 +80,7 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return TryStartAttempt(request, firstAttemptTo: null, _time.GetTimestamp(), cancellationToken, out var attempt, out var otherwise)
+        return TryStartAttempt(request, firstAttemptTo: null, _time.GetTimestamp(), trail: null, cancellationToken, out var attempt, out var otherwise)
             ? SendStartedAsync(request, attempt, cancellationToken)
             : otherwise.AsTask();
     }
@@ -96,12 +93,14 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     /// its own. False: <paramref name="otherwise"/> is the attempt as <see cref="SendAsync"/> sends it (traced, to a host
     /// outside the mesh, or failed). <paramref name="firstAttemptTo"/> is the service of a request's first attempt, which
     /// the caller just looked up: no endpoint failed yet, so none is avoided. Null for a retry (or an unknown service): the
-    /// snapshot is read again and the endpoint that failed last is avoided.
+    /// snapshot is read again and the endpoint that failed last is avoided. <paramref name="trail"/> records where the attempt
+    /// went (null: the one attached to the request, if any).
     /// </summary>
     internal bool TryStartAttempt(
         HttpRequestMessage request,
         MeshService? firstAttemptTo,
         long now,
+        AttemptTrail? trail,
         CancellationToken cancellationToken,
         out EndpointAttempt attempt,
         out ValueTask<HttpResponseMessage> otherwise)
@@ -149,13 +148,8 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
             endpoint = group.Take(cluster!, endpoint!, now, _time.TimestampFrequency);
         }
 
-        if (AccessLog is { Enabled: true } && Telemetry.MeshAccessLog.RecordOf(request) is { } record)
-        {
-            // As Envoy: the cluster is known once the route picked it, even when no endpoint could be.
-            record.Attempts++;
-            record.Cluster = cluster ?? record.Cluster;
-            record.Endpoint = status == RouteStatus.Routed ? endpoint : null;
-        }
+        // The request's metrics and access log report where its last attempt went.
+        (trail ?? AttemptTrail.Of(request))?.Record(cluster, status == RouteStatus.Routed ? endpoint : null);
 
         switch (status)
         {

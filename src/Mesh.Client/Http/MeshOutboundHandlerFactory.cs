@@ -79,7 +79,6 @@ internal sealed class MeshOutboundHandlerFactory : IMeshOutboundHandlerFactory
             new MeshResilienceHandler(_router, _policies, _resilienceLogger) { AppOwnsRetries = appOwnsRetries },
             new MeshHttpHandler(_router, _pools, _time, _logger, _controlPlane)
             {
-                AccessLog = _accessLog,
                 InnerHandler = inner,
                 SpreadsAttempts = appOwnsRetries,
             });

@@ -48,6 +48,10 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
     // The route a request was matched to before its path or headers were rewritten: the inner handlers route on it.
     private static readonly ConditionalWeakTable<HttpRequestMessage, Pin> Pins = [];
 
+    // The trails of measured requests whose attempts the resilience loop sends itself: reused, so measuring allocates nothing.
+    private static readonly Microsoft.Extensions.ObjectPool.ObjectPool<AttemptTrail> Trails =
+        new Microsoft.Extensions.ObjectPool.DefaultObjectPool<AttemptTrail>(new Microsoft.Extensions.ObjectPool.DefaultPooledObjectPolicy<AttemptTrail>(), 1024);
+
     // Responses a fault abort answered (the FI flag of the request metrics).
     private static readonly ConditionalWeakTable<HttpResponseMessage, object> Aborts = [];
     private static readonly object Marker = new();
@@ -130,7 +134,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         }
 
         return Match(snapshot, request) is ({ } service, { } route)
-            ? SendWithFeaturesAsync(service, route, route.Features!, DelayHits(route.Features!), request, cancellationToken)
+            ? SendWithFeaturesAsync(service, route, route.Features!, DelayHits(route.Features!), request, trail: null, cancellationToken)
             : base.SendAsync(request, cancellationToken);
     }
 
@@ -152,6 +156,9 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         var grpc = OutboundOutcome.IsGrpc(request);
         var flags = ResponseFlags.None;
 
+        // Where the attempts went: the destination workload the metrics report is the last attempt's endpoint's.
+        var trail = RentTrail(record, measured: metrics is not null);
+
         // A gRPC body is counted as it is written (bytes and messages), whatever the retries below send of it.
         var sent = grpc && request.Content is { } body ? new MeteredGrpcRequestContent(body) : null;
         if (sent is not null)
@@ -166,7 +173,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             {
                 var delayed = DelayHits(features);
                 flags |= delayed ? ResponseFlags.DelayInjected : ResponseFlags.None;
-                response = await SendWithFeaturesAsync(service, route, features, delayed, request, cancellationToken).ConfigureAwait(false);
+                response = await SendWithFeaturesAsync(service, route, features, delayed, request, trail, cancellationToken).ConfigureAwait(false);
                 if (Aborts.TryGetValue(response, out _))
                 {
                     flags |= ResponseFlags.FaultInjected;
@@ -174,7 +181,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             }
             else
             {
-                response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+                response = await SendInnerAsync(request, trail, cancellationToken).ConfigureAwait(false);
             }
 
             // Whatever the code: a route may retry 409 (retriable-4xx) or listed codes such as 429, and Envoy flags URX (or
@@ -188,7 +195,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
                 // Its status comes in the trailers, after the messages: recorded (and logged) when the body ends, as Istio
                 // records at the stream's end (the only wrapper allocated per call, and only while something listens).
                 var access = record is null ? null : new OutboundAccess(_accessLog!, record, request, VerifiedPeer(record));
-                response.Content = new MeteredGrpcResponseContent(response, metrics, service, sent, _time, start, flags, access);
+                response.Content = new MeteredGrpcResponseContent(response, metrics, service, trail?.Endpoint?.Workload, sent, _time, start, flags, access);
                 return response;
             }
 
@@ -200,6 +207,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             var responseBytes = OutboundOutcome.ResponseBytes(response);
             metrics?.RecordOutbound(
                 service,
+                trail?.Endpoint?.Workload,
                 grpc,
                 code,
                 grpcStatus,
@@ -221,17 +229,21 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             flags |= failure;
             flags |= MeshResilienceHandler.RetryOutcome(request);
 
-            // No response: no gRPC status from the server either, so the label stays empty rather than guessed.
+            // No response: no gRPC status from the server either; the label maps the code as Envoy's getGrpcStatus does.
             var elapsed = _time.GetElapsedTime(start).TotalMilliseconds;
             var counted = sent?.Counted;
             var requestBytes = counted?.Bytes ?? OutboundOutcome.RequestBytes(request);
-            metrics?.RecordOutbound(service, grpc, code, -1, flags, elapsed, requestBytes, 0, counted?.Messages ?? 0);
+            metrics?.RecordOutbound(service, trail?.Endpoint?.Workload, grpc, code, -1, flags, elapsed, requestBytes, 0, counted?.Messages ?? 0);
             if (record is not null)
             {
                 _accessLog!.LogOutbound(record, request, null, exception, grpc, code, -1, flags, elapsed, requestBytes, 0, VerifiedPeer(record));
             }
 
             throw;
+        }
+        finally
+        {
+            ReturnTrail(trail, record);
         }
     }
 
@@ -272,6 +284,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         RouteFeatures features,
         bool delayed,
         HttpRequestMessage request,
+        AttemptTrail? trail,
         CancellationToken cancellationToken)
     {
         if (features.AnswersLocally)
@@ -314,9 +327,32 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             }
         }
 
-        var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        var response = await SendInnerAsync(request, trail, cancellationToken).ConfigureAwait(false);
         features.ResponseHeaders?.Apply(response.Headers, response.Content.Headers);
         return response;
+    }
+
+    /// <summary>The request down the chain; with a trail, straight into the mesh's resilience loop, which records each attempt in it.</summary>
+    private Task<HttpResponseMessage> SendInnerAsync(HttpRequestMessage request, AttemptTrail? trail, CancellationToken cancellationToken) =>
+        trail is not null && InnerHandler is MeshResilienceHandler resilience
+            ? resilience.SendAsync(request, trail, cancellationToken)
+            : base.SendAsync(request, cancellationToken);
+
+    /// <summary>
+    /// The trail a measured request carries: the access log's record when it follows the request; else one from the pool
+    /// when the resilience loop sends its attempts itself (nothing else can hold it once the response came back); else a
+    /// new one, which the loop attaches to the request for the handlers of the app that run before the routing handler.
+    /// </summary>
+    private AttemptTrail? RentTrail(OutboundAccessRecord? record, bool measured) =>
+        record ?? (!measured ? null : InnerHandler is MeshResilienceHandler { InnerHandler: MeshHttpHandler } ? Trails.Get() : new AttemptTrail());
+
+    private static void ReturnTrail(AttemptTrail? trail, OutboundAccessRecord? record)
+    {
+        if (trail is not null && trail != record && trail.GetType() == typeof(AttemptTrail))
+        {
+            trail.Reset();
+            Trails.Return(trail);
+        }
     }
 
     private static void Mutate(HttpRequestMessage request, MeshRoute route, RouteFeatures features)

@@ -51,12 +51,13 @@ internal sealed class IstioRequestMetrics
     internal int CachedLabelSets => _source.Count + _destination.Count;
 
     /// <summary>
-    /// Records one request this app sent to <paramref name="service"/> (reporter <c>source</c>); for a gRPC call also its
-    /// message counts (<paramref name="requestMessages"/>/<paramref name="responseMessages"/>).
+    /// Records one request this app sent to <paramref name="service"/> (reporter <c>source</c>), whose last attempt went to
+    /// the endpoint <paramref name="peer"/> names (null: unknown); for a gRPC call also its message counts
+    /// (<paramref name="requestMessages"/>/<paramref name="responseMessages"/>).
     /// </summary>
-    public void RecordOutbound(MeshService service, bool grpc, int responseCode, int grpcStatus, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes, long requestMessages = 0, long responseMessages = 0)
+    public void RecordOutbound(MeshService service, EndpointWorkload? peer, bool grpc, int responseCode, int grpcStatus, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes, long requestMessages = 0, long responseMessages = 0)
     {
-        var key = new SourceKey(service.Host, grpc, responseCode, grpcStatus, flags);
+        var key = new SourceKey(service.Host, peer, grpc, responseCode, grpcStatus, flags);
         if (!_source.TryGetValue(key, out var labels))
         {
             labels = BuildSource(key);
@@ -115,7 +116,7 @@ internal sealed class IstioRequestMetrics
     public KeyValuePair<string, object?>[] TcpSourceLabels(string serviceHost, string? upstreamPrincipal, ResponseFlags flags)
     {
         ArgumentException.ThrowIfNullOrEmpty(serviceHost);
-        var labels = BuildSource(new SourceKey(serviceHost, Grpc: false, ResponseCode: 0, GrpcStatus: -1, flags));
+        var labels = BuildSource(new SourceKey(serviceHost, Peer: null, Grpc: false, ResponseCode: 0, GrpcStatus: -1, flags));
         return Tcp(labels, ("destination_principal", PeerIdentity.Fold(upstreamPrincipal).Principal));
     }
 
@@ -150,6 +151,7 @@ internal sealed class IstioRequestMetrics
     {
         var (name, ns) = SplitServiceHost(key.ServiceHost);
         var local = _local;
+        var peer = key.Peer;
         return
         [
             new("reporter", "source"),
@@ -162,18 +164,20 @@ internal sealed class IstioRequestMetrics
             new("source_canonical_revision", local.CanonicalRevision),
             new("source_cluster", local.Cluster),
 
-            // The peer's workload and labels travel in Istio's metadata exchange, which a proxyless client does not do.
-            new("destination_workload", Unknown),
-            new("destination_workload_namespace", ns),
+            // The peer's workload, canonical service and revision from istiod's endpoint metadata, as Istio's client side
+            // reports them without a metadata exchange (which a proxyless client does not do); its app and version labels
+            // travel only in that exchange, so they stay unknown, as Istio's do from endpoint metadata alone.
+            new("destination_workload", peer?.Workload ?? Unknown),
+            new("destination_workload_namespace", peer is { Namespace: not Unknown } ? peer.Namespace : ns),
             new("destination_principal", Unknown),
             new("destination_app", Unknown),
             new("destination_version", Unknown),
             new("destination_service", key.ServiceHost),
             new("destination_service_name", name),
             new("destination_service_namespace", ns),
-            new("destination_canonical_service", Unknown),
-            new("destination_canonical_revision", "latest"),
-            new("destination_cluster", local.Cluster),
+            new("destination_canonical_service", peer?.CanonicalService ?? Unknown),
+            new("destination_canonical_revision", peer?.CanonicalRevision ?? "latest"),
+            new("destination_cluster", peer?.Cluster ?? local.Cluster),
             new("request_protocol", key.Grpc ? "grpc" : "http"),
             new("response_code", key.ResponseCode.ToString(CultureInfo.InvariantCulture)),
             new("grpc_response_status", GrpcStatusLabel(key.Grpc, key.GrpcStatus, key.ResponseCode)),
@@ -252,7 +256,7 @@ internal sealed class IstioRequestMetrics
         return (parts[0].Length > 0 ? parts[0] : Unknown, Unknown);
     }
 
-    private readonly record struct SourceKey(string ServiceHost, bool Grpc, int ResponseCode, int GrpcStatus, ResponseFlags Flags);
+    private readonly record struct SourceKey(string ServiceHost, EndpointWorkload? Peer, bool Grpc, int ResponseCode, int GrpcStatus, ResponseFlags Flags);
 
     private readonly record struct DestinationKey(string? Peer, bool MutualTls, bool Grpc, int ResponseCode, int GrpcStatus, ResponseFlags Flags);
 
@@ -283,8 +287,9 @@ internal sealed class IstioRequestMetrics
                 : Unknown;
 
             // As Istio's injector fills the canonical labels; "app" is the registration's (the service name when unset).
-            var canonicalService = Label("service.istio.io/canonical-name") ?? Label("app.kubernetes.io/name") ?? Label("app") ?? options.Service ?? workload;
-            var canonicalRevision = Label("service.istio.io/canonical-revision") ?? Label("app.kubernetes.io/version") ?? Label("version") ?? "latest";
+            var registered = labels.AsReadOnly();
+            var canonicalService = Mesh.Xds.Wire.EndpointWorkloadMetadata.CanonicalService(registered) ?? options.Service ?? workload;
+            var canonicalRevision = Mesh.Xds.Wire.EndpointWorkloadMetadata.CanonicalRevision(registered);
             var serviceName = options.Service ?? canonicalService;
             var serviceHost = options.Service is { } service ? $"{service}.{options.Namespace}.svc.{options.ClusterDomain}" : canonicalService;
             return new LocalWorkload(workload, options.Namespace, principal, app, Label("version") ?? Unknown, canonicalService, canonicalRevision, options.Telemetry.ClusterId, serviceHost, serviceName);

@@ -30,7 +30,6 @@ internal sealed partial class MeshAccessLog
     public const string Inbound = "inbound";
 
     // Per outbound request being followed: the record the inner handlers fill (cluster, endpoint, attempts).
-    private static readonly ConditionalWeakTable<HttpRequestMessage, OutboundAccessRecord> Records = [];
 
     private readonly ILogger _logger;
     private readonly bool _on;
@@ -103,13 +102,11 @@ internal sealed partial class MeshAccessLog
             sampled,
             _includeQuery ? uri.PathAndQuery : uri.AbsolutePath,
             Routing.MeshRouter.MatchRoute(service, request, uri));
-        Records.AddOrUpdate(request, record);
+
+        // Attached, so that the routing handler fills it in whatever handlers run between (it is also the request's trail).
+        Http.AttemptTrail.Attach(request, record);
         return record;
     }
-
-    /// <summary>The record of an outbound request being followed, for the inner handlers to fill in; null otherwise.</summary>
-    public static OutboundAccessRecord? RecordOf(HttpRequestMessage request) =>
-        Records.TryGetValue(request, out var record) ? record : null;
 
     /// <summary>
     /// Writes the entry of an outbound request (reporter <c>source</c>), with what the request metrics record plus the
@@ -331,10 +328,10 @@ internal sealed partial class MeshAccessLog
 }
 
 /// <summary>
-/// An outbound request being followed by the access log: filled in by the inner handlers (the cluster and endpoint of the
-/// last attempt, the attempt count) and read once at its end.
+/// An outbound request being followed by the access log: its trail filled in by the routing handler (the cluster and
+/// endpoint of the last attempt, the attempt count) and read once at its end.
 /// </summary>
-internal sealed class OutboundAccessRecord(DateTimeOffset start, bool sampled, string path, MeshRoute? route)
+internal sealed class OutboundAccessRecord(DateTimeOffset start, bool sampled, string path, MeshRoute? route) : Http.AttemptTrail
 {
     public DateTimeOffset Start { get; } = start;
 
@@ -345,12 +342,4 @@ internal sealed class OutboundAccessRecord(DateTimeOffset start, bool sampled, s
 
     public MeshRoute? Route { get; } = route;
 
-    /// <summary>Gets or sets the cluster of the last attempt that was routed.</summary>
-    public MeshCluster? Cluster { get; set; }
-
-    /// <summary>Gets or sets the endpoint of the last attempt that was routed.</summary>
-    public MeshEndpoint? Endpoint { get; set; }
-
-    /// <summary>Gets or sets the number of attempts (Envoy's <c>UPSTREAM_REQUEST_ATTEMPT_COUNT</c>).</summary>
-    public int Attempts { get; set; }
 }

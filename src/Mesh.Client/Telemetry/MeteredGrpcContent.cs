@@ -166,6 +166,7 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
     private readonly IstioRequestMetrics? _metrics;
     private readonly OutboundAccess? _access;
     private readonly MeshService _service;
+    private readonly EndpointWorkload? _peer;
     private readonly MeteredGrpcRequestContent? _request;
     private readonly TimeProvider _time;
     private readonly long _start;
@@ -177,6 +178,7 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
         HttpResponseMessage response,
         IstioRequestMetrics? metrics,
         MeshService service,
+        EndpointWorkload? peer,
         MeteredGrpcRequestContent? request,
         TimeProvider time,
         long start,
@@ -188,6 +190,7 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
         _metrics = metrics;
         _access = access;
         _service = service;
+        _peer = peer;
         _request = request;
         _time = time;
         _start = start;
@@ -263,7 +266,7 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
             var elapsed = _time.GetElapsedTime(_start).TotalMilliseconds;
             var sent = _request?.Counted;
             var requestBytes = sent?.Bytes ?? (_response.RequestMessage is { } message ? OutboundOutcome.RequestBytes(message) : 0);
-            _metrics?.RecordOutbound(_service, grpc: true, code, status, flags, elapsed, requestBytes, counter.Bytes, sent?.Messages ?? 0, counter.Messages);
+            _metrics?.RecordOutbound(_service, _peer, grpc: true, code, status, flags, elapsed, requestBytes, counter.Bytes, sent?.Messages ?? 0, counter.Messages);
             if (_access is { } access)
             {
                 access.Log.LogOutbound(access.Record, access.Request, _response, endOfStream ? null : error, grpc: true, code, status, flags, elapsed, requestBytes, counter.Bytes, access.PeerSpiffeId);

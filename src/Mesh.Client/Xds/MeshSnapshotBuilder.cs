@@ -133,7 +133,7 @@ internal static class MeshSnapshotBuilder
 
     private static ImmutableArray<MeshEndpoint> ReuseEndpoints(ImmutableArray<EndpointSpec> specs, MeshCluster? before)
     {
-        Dictionary<(string, int, int, bool, int, string, int), MeshEndpoint>? old = null;
+        Dictionary<(string, int, int, bool, int, string, int, EndpointWorkload?), MeshEndpoint>? old = null;
         Dictionary<(string, int), MeshEndpoint>? servers = null;
         if (before is not null)
         {
@@ -141,7 +141,7 @@ internal static class MeshSnapshotBuilder
             servers = [];
             foreach (var endpoint in before.Endpoints)
             {
-                old.TryAdd((endpoint.Address, endpoint.Port, endpoint.Weight, endpoint.IsHealthy, endpoint.Priority, endpoint.Locality, endpoint.LocalityWeight), endpoint);
+                old.TryAdd((endpoint.Address, endpoint.Port, endpoint.Weight, endpoint.IsHealthy, endpoint.Priority, endpoint.Locality, endpoint.LocalityWeight, endpoint.Workload), endpoint);
                 servers.TryAdd((endpoint.Address, endpoint.Port), endpoint);
             }
         }
@@ -150,15 +150,15 @@ internal static class MeshSnapshotBuilder
         foreach (var spec in specs)
         {
             // The same instance keeps its in-flight count and ejection state across config pushes.
-            if (old is not null && old.TryGetValue((spec.Address, spec.Port, Math.Max(1, spec.Weight), spec.IsHealthy, spec.Priority, spec.Locality, Math.Max(1, spec.LocalityWeight)), out var same))
+            if (old is not null && old.TryGetValue((spec.Address, spec.Port, Math.Max(1, spec.Weight), spec.IsHealthy, spec.Priority, spec.Locality, Math.Max(1, spec.LocalityWeight), spec.Workload), out var same))
             {
                 result.Add(same);
                 continue;
             }
 
-            // The same server with another weight, priority or locality weight (a pod added to its locality changes the
+            // The same server with another weight, priority, locality weight or workload metadata (a pod added to its locality changes the
             // locality's weight, a locality appearing renumbers failover priorities): a new instance, same outlier state.
-            var endpoint = new MeshEndpoint(spec.Address, spec.Port, spec.Weight, spec.IsHealthy, spec.Locality) { Priority = spec.Priority, LocalityWeight = spec.LocalityWeight };
+            var endpoint = new MeshEndpoint(spec.Address, spec.Port, spec.Weight, spec.IsHealthy, spec.Locality) { Priority = spec.Priority, LocalityWeight = spec.LocalityWeight, Workload = spec.Workload };
             if (servers is not null && servers.TryGetValue((spec.Address, spec.Port), out var previous))
             {
                 endpoint.CarryOutlierStateFrom(previous);

@@ -56,7 +56,11 @@ internal static class XdsNode
         return new Locality { Region = region, Zone = zone, SubZone = subZone };
     }
 
-    /// <summary>Gets <c>Mesh:Labels</c> plus <c>app=&lt;Service&gt;</c> when absent.</summary>
+    /// <summary>
+    /// Gets <c>Mesh:Labels</c> plus <c>app=&lt;Service&gt;</c> when absent, and <c>service.istio.io/workload-name</c> when
+    /// <c>Mesh:Telemetry:Workload</c> is set: the control plane names the registered endpoint by it in the telemetry
+    /// metadata callers read, so callers report the workload this app reports for itself.
+    /// </summary>
     public static Dictionary<string, string> WorkloadLabels(ServiceMeshOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -64,6 +68,11 @@ internal static class XdsNode
         if (options.Service is { Length: > 0 } service)
         {
             labels.TryAdd("app", service);
+        }
+
+        if (options.Telemetry.Workload is { Length: > 0 } workload && Telemetry.LabelRules.IsLabelValue(workload))
+        {
+            labels.TryAdd(Mesh.Xds.Wire.EndpointWorkloadMetadata.WorkloadNameLabel, workload);
         }
 
         return labels;

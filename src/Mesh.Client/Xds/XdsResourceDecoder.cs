@@ -850,12 +850,20 @@ internal static class XdsResourceDecoder
                 var healthy = lbEndpoint.HealthStatus is HealthStatus.Unknown or HealthStatus.Healthy;
                 var weight = lbEndpoint.LoadBalancingWeight is { } w ? (int)Math.Clamp(w, 1u, int.MaxValue) : 1;
                 endpoints.Add(new EndpointSpec(socket.Address, port, weight, healthy, localityName, (int)Math.Min(locality.Priority, int.MaxValue),
-                    (int)Math.Min(locality.LoadBalancingWeight.Value, int.MaxValue)));
+                    (int)Math.Min(locality.LoadBalancingWeight.Value, int.MaxValue), WorkloadOf(lbEndpoint, shared)));
             }
         }
 
         return new EndpointsResource(name, endpoints.ToImmutable());
     }
+
+    /// <summary>istiod's telemetry metadata of an endpoint (<c>filter_metadata.istio.workload</c>), shared across the response; null without it.</summary>
+    private static Discovery.EndpointWorkload? WorkloadOf(LbEndpoint endpoint, SharedValues shared) =>
+        endpoint.Metadata?.FilterMetadata.TryGetValue(Mesh.Xds.Wire.EndpointWorkloadMetadata.FilterName, out var istio) == true
+        && istio.Fields.TryGetValue(Mesh.Xds.Wire.EndpointWorkloadMetadata.WorkloadField, out var workload)
+        && workload.KindCase == Google.Protobuf.WellKnownTypes.Value.KindOneofCase.StringValue
+            ? shared.Share(Discovery.EndpointWorkload.Parse(workload.StringValue))
+            : null;
 
     private static string EnumName(Google.Protobuf.Reflection.MessageDescriptor message, string enumName, int value) =>
         message.EnumTypes.FirstOrDefault(e => e.Name == enumName)?.FindValueByNumber(value)?.Name

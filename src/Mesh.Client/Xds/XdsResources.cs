@@ -22,4 +22,4 @@ internal sealed record ClusterResource(
 /// <summary>A validated EDS assignment: the usable endpoints (localities without weight already left out).</summary>
 internal sealed record EndpointsResource(string Name, ImmutableArray<EndpointSpec> Endpoints);
 
-internal readonly record struct EndpointSpec(string Address, int Port, int Weight, bool IsHealthy, string Locality, int Priority = 0, int LocalityWeight = 1);
+internal readonly record struct EndpointSpec(string Address, int Port, int Weight, bool IsHealthy, string Locality, int Priority = 0, int LocalityWeight = 1, Discovery.EndpointWorkload? Workload = null);

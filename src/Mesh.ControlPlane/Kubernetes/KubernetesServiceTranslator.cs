@@ -446,7 +446,34 @@ internal static class KubernetesServiceTranslator
         }
 
         var name = pod?.Metadata?.Name ?? endpoint.TargetRef?.Name ?? endpoint.Address;
-        return new WorkloadInstance(ns, name, endpoint.Address, endpoint.Ports, labels.ToImmutable(), serviceAccount, locality, Weight: 0, EndpointSources.Static, LeaseId: null);
+        return new WorkloadInstance(ns, name, endpoint.Address, endpoint.Ports, labels.ToImmutable(), serviceAccount, locality, Weight: 0, EndpointSources.Static, LeaseId: null)
+        {
+            WorkloadName = pod is null ? null : WorkloadNameOf(pod),
+        };
+    }
+
+    /// <summary>
+    /// The workload a Pod belongs to, as istiod names it for telemetry (kube's GetDeployMetaFromPod): its controller's name,
+    /// a ReplicaSet's with its <c>pod-template-hash</c> suffix removed (the Deployment); the Pod's own name without one.
+    /// </summary>
+    internal static string? WorkloadNameOf(V1Pod pod)
+    {
+        var controller = pod.Metadata?.OwnerReferences?.FirstOrDefault(o => o.Controller == true);
+        if (controller is null || string.IsNullOrEmpty(controller.Name))
+        {
+            return pod.Metadata?.Name;
+        }
+
+        if (controller.Kind == "ReplicaSet"
+            && pod.Metadata?.Labels is { } labels
+            && labels.TryGetValue("pod-template-hash", out var hash)
+            && hash.Length > 0
+            && controller.Name.EndsWith("-" + hash, StringComparison.Ordinal))
+        {
+            return controller.Name[..^(hash.Length + 1)];
+        }
+
+        return controller.Name;
     }
 
     private static V1Pod? FindPod(string ns, EndpointState endpoint, PodIndex pods, List<ConfigError> errors)

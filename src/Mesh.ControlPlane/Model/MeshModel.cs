@@ -50,6 +50,24 @@ internal sealed record WorkloadInstance(
     /// (the TLS port); false for static config and for plaintext registrations, whose service account is only a claim.
     /// </summary>
     public bool CertifiedIdentity { get; init; }
+
+    /// <summary>
+    /// The workload this instance belongs to, when its source knows it (a Pod's controller: its Deployment, StatefulSet…);
+    /// telemetry names the instance by it (<see cref="TelemetryWorkloadName"/>).
+    /// </summary>
+    public string? WorkloadName { get; init; }
+
+    /// <summary>
+    /// The workload name of Istio's telemetry: the <c>service.istio.io/workload-name</c> label, else <see cref="WorkloadName"/>,
+    /// else the instance's name, else its <c>app</c> label (a registration carries no name; its <c>app</c> is its service,
+    /// what the registering client reports for itself), else <c>unknown</c>.
+    /// </summary>
+    public string TelemetryWorkloadName =>
+        Labels.TryGetValue(Mesh.Xds.Wire.EndpointWorkloadMetadata.WorkloadNameLabel, out var label) && label.Length > 0 ? label
+        : !string.IsNullOrEmpty(WorkloadName) ? WorkloadName
+        : !string.IsNullOrEmpty(Name) ? Name
+        : Labels.TryGetValue("app", out var app) && app.Length > 0 ? app
+        : "unknown";
 }
 
 internal sealed record ServiceEntryModel(

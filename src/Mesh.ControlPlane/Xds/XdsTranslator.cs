@@ -685,10 +685,31 @@ internal static class XdsTranslator
                 },
                 HealthStatus = HealthStatus.Healthy,
                 LoadBalancingWeight = EndpointWeight(endpoint),
+                Metadata = TelemetryMetadata(endpoint.Workload),
             });
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// istiod's endpoint telemetry metadata (<see cref="Mesh.Xds.Wire.EndpointWorkloadMetadata"/>): a caller's
+    /// <c>destination_workload</c>, canonical service and revision come from it. The cluster part is left empty: one control
+    /// plane serves one cluster, and clients then report their own <c>Mesh:Telemetry:ClusterId</c>.
+    /// </summary>
+    public static Metadata TelemetryMetadata(WorkloadInstance workload)
+    {
+        ArgumentNullException.ThrowIfNull(workload);
+        var name = workload.TelemetryWorkloadName;
+        var encoded = Mesh.Xds.Wire.EndpointWorkloadMetadata.Format(
+            name,
+            workload.Namespace,
+            Mesh.Xds.Wire.EndpointWorkloadMetadata.CanonicalService(workload.Labels) ?? name,
+            Mesh.Xds.Wire.EndpointWorkloadMetadata.CanonicalRevision(workload.Labels),
+            cluster: string.Empty);
+        var fields = new Google.Protobuf.WellKnownTypes.Struct();
+        fields.Fields[Mesh.Xds.Wire.EndpointWorkloadMetadata.WorkloadField] = Google.Protobuf.WellKnownTypes.Value.ForString(encoded);
+        return new Metadata { FilterMetadata = { [Mesh.Xds.Wire.EndpointWorkloadMetadata.FilterName] = fields } };
     }
 
     /// <summary>Istio's locality weight: the sum of its endpoints' weights (an unset endpoint weight counts 1).</summary>

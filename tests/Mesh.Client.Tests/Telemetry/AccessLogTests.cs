@@ -208,7 +208,7 @@ public sealed class AccessLogTests : IDisposable
 
         Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
         Assert.False(provider.GetRequiredService<MeshAccessLog>().Enabled);
-        Assert.Null(MeshAccessLog.RecordOf(request));
+        Assert.Null(Mesh.Client.Http.AttemptTrail.Of(request));
         Assert.Empty(clientLog.Entries);
     }
 

@@ -127,7 +127,7 @@ public sealed class IstioRequestMetricsTests
         listener.SetMeasurementEventCallback<double>((_, _, _, _) => { });
         listener.Start();
         const string peer = "spiffe://cluster.local/ns/shop/sa/frontend";
-        recorder.RecordOutbound(service, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
+        recorder.RecordOutbound(service, peer: null, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
         recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20, requestMessages: 1, responseMessages: 1);
 
         // Several rounds of 1000 requests each: a per-request allocation shows in every round; a one-off on this thread
@@ -138,7 +138,7 @@ public sealed class IstioRequestMetricsTests
             var before = GC.GetAllocatedBytesForCurrentThread();
             for (var i = 0; i < 1000; i++)
             {
-                recorder.RecordOutbound(service, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
+                recorder.RecordOutbound(service, peer: null, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
                 recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20, requestMessages: 1, responseMessages: 1);
             }
 

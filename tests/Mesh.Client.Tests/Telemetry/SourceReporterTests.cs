@@ -78,6 +78,48 @@ public sealed class SourceReporterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task EndpointWithIstioWorkloadMetadata_DestinationWorkloadLabelsFromIt_OfTheLastAttempt()
+    {
+        // As Istio's client side without a peer exchange: the destination workload, canonical service and revision come
+        // from istiod's endpoint metadata, of the endpoint the last attempt went to (the first one refuses connections).
+        var closed = Ports.Closed();
+        var dead = new MeshEndpoint("127.0.0.1", closed) { Workload = EndpointWorkload.Parse("orders-v0;default;orders;v0;") };
+        var live = new MeshEndpoint("127.0.0.1", _backend.Port) { Workload = EndpointWorkload.Parse("orders-v1;shop;orders;v1;") };
+        var retry = new RouteAction { RetryPolicy = new RetryPolicy { RetryOn = "connect-failure", NumRetries = 2 } };
+        await using var provider = Provider(Route(Cluster(dead, live), retry), options => options.Resilience.MaxRetryAttempts = 0);
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/items")));
+        }
+
+        Assert.Equal(4, metrics.Requests.Count);
+        Assert.All(metrics.Requests, m => Assert.Equal(
+            ("orders-v1", "shop", "orders", "v1", "Kubernetes", Fqdn),
+            (m.Labels["destination_workload"], m.Labels["destination_workload_namespace"], m.Labels["destination_canonical_service"], m.Labels["destination_canonical_revision"], m.Labels["destination_cluster"], m.Labels["destination_service"])));
+    }
+
+    [Fact]
+    public async Task AppResiliencePipelineBetween_DestinationWorkloadLabelsStillFromTheEndpoint()
+    {
+        // The app's own pipeline runs between the mesh's loop and its routing: the trail travels with the request.
+        var live = new MeshEndpoint("127.0.0.1", _backend.Port) { Workload = EndpointWorkload.Parse("orders-v1;default;orders;v1;") };
+        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, Cluster(live))), [Cluster(live)]);
+        var services = MeshServices.Create(new FixedSnapshotSource(snapshot));
+        services.AddHttpClient("app").AddStandardResilienceHandler();
+        await using var provider = services.BuildServiceProvider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient("app");
+
+        Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/items")));
+
+        var request = Assert.Single(metrics.Requests);
+        Assert.Equal(("orders-v1", "orders", "v1"), (request.Labels["destination_workload"], request.Labels["destination_canonical_service"], request.Labels["destination_canonical_revision"]));
+    }
+
+    [Fact]
     public async Task RetriedRequest_CountedOnce_WithTheLastAttemptsCodeAndURX()
     {
         var retry = new RouteAction { RetryPolicy = new RetryPolicy { RetryOn = "5xx", NumRetries = 2 } };

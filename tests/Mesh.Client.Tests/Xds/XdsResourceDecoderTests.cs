@@ -333,6 +333,43 @@ public class XdsResourceDecoderTests
         Assert.Equal(host.Domains, decodedHost.Domains);
     }
 
+    [Theory]
+    [InlineData("orders-v1;shop;orders;v1;", "orders-v1", "shop", "orders", "v1", null)]
+    [InlineData("orders-v1;shop;orders;v1;east;extra", "orders-v1", "shop", "orders", "v1", "east")]
+    [InlineData("Orders V1!;Shop;orders;;east", "unknown", "unknown", "orders", "latest", "east")]
+    public void DecodeAll_EndpointTelemetryMetadata_ReadAndFoldedToLabelValues(string encoded, string workload, string ns, string service, string revision, string? cluster)
+    {
+        var assignment = Endpoints("a", 80, ("10.0.0.1", 8080, default));
+        var metadata = new Google.Protobuf.WellKnownTypes.Struct();
+        metadata.Fields[Mesh.Xds.Wire.EndpointWorkloadMetadata.WorkloadField] = Google.Protobuf.WellKnownTypes.Value.ForString(encoded);
+        assignment.Endpoints[0].LbEndpoints[0].Metadata = new Metadata { FilterMetadata = { [Mesh.Xds.Wire.EndpointWorkloadMetadata.FilterName] = metadata } };
+        var errors = new List<string>();
+
+        var decoded = XdsResourceDecoder.DecodeAll(XdsTypeUrls.ClusterLoadAssignment, [Any.Pack(assignment)], errors)!;
+
+        Assert.Empty(errors);
+        var read = Assert.Single(((EndpointsResource)decoded[ClusterName("a")]).Endpoints).Workload;
+        Assert.NotNull(read);
+        Assert.Equal((workload, ns, service, revision, cluster), (read.Workload, read.Namespace, read.CanonicalService, read.CanonicalRevision, read.Cluster));
+    }
+
+    [Theory]
+    [InlineData("a;b;c;d")]
+    [InlineData("")]
+    public void DecodeAll_EndpointTelemetryMetadataWithFewerThanFiveParts_IsNone_NotAnError(string encoded)
+    {
+        var assignment = Endpoints("a", 80, ("10.0.0.1", 8080, default));
+        var metadata = new Google.Protobuf.WellKnownTypes.Struct();
+        metadata.Fields[Mesh.Xds.Wire.EndpointWorkloadMetadata.WorkloadField] = Google.Protobuf.WellKnownTypes.Value.ForString(encoded);
+        assignment.Endpoints[0].LbEndpoints[0].Metadata = new Metadata { FilterMetadata = { [Mesh.Xds.Wire.EndpointWorkloadMetadata.FilterName] = metadata } };
+        var errors = new List<string>();
+
+        var decoded = XdsResourceDecoder.DecodeAll(XdsTypeUrls.ClusterLoadAssignment, [Any.Pack(assignment)], errors)!;
+
+        Assert.Empty(errors);
+        Assert.Null(Assert.Single(((EndpointsResource)decoded[ClusterName("a")]).Endpoints).Workload);
+    }
+
     [Fact]
     public void DecodeAll_Assignments_ShareLocalityNames_WithinAResponse()
     {
