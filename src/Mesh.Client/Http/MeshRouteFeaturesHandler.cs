@@ -344,16 +344,20 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
     /// new one, which the loop attaches to the request for the handlers of the app that run before the routing handler.
     /// </summary>
     private AttemptTrail? RentTrail(OutboundAccessRecord? record, bool measured) =>
-        record ?? (!measured ? null : InnerHandler is MeshResilienceHandler { InnerHandler: MeshHttpHandler } ? Trails.Get() : new AttemptTrail());
+        record ?? (!measured ? null : SendsAttemptsItself ? Trails.Get() : new AttemptTrail());
 
-    private static void ReturnTrail(AttemptTrail? trail, OutboundAccessRecord? record)
+    /// <summary>Gives a pooled trail back; an attached one is left to the GC (a hedged attempt of the app's may still write to it).</summary>
+    private void ReturnTrail(AttemptTrail? trail, OutboundAccessRecord? record)
     {
-        if (trail is not null && trail != record && trail.GetType() == typeof(AttemptTrail))
+        if (trail is not null && trail != record && SendsAttemptsItself)
         {
             trail.Reset();
             Trails.Return(trail);
         }
     }
+
+    /// <summary>Whether the mesh's resilience loop right below sends each attempt to the routing handler itself (no handler of the app's between).</summary>
+    private bool SendsAttemptsItself => InnerHandler is MeshResilienceHandler { InnerHandler: MeshHttpHandler };
 
     private static void Mutate(HttpRequestMessage request, MeshRoute route, RouteFeatures features)
     {
