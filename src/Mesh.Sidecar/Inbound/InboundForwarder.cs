@@ -125,12 +125,34 @@ internal sealed partial class InboundForwarder : IDisposable
             ConnectionHeader.RemoveNominatedHeaders(httpContext.Request.Headers, proxyRequest);
             proxyRequest.Headers.Host = httpContext.Request.Host.Value;
 
-            // Whatever a caller sent as XFCC is its own claim, never the mesh's: only this hop's element reaches the app.
+            // Whatever a caller sent as XFCC is its own claim, never the mesh's: only this hop's element reaches the app. Also
+            // its underscore spelling: CGI and WSGI servers (Python's wsgiref among them) read X_Forwarded_Client_Cert and
+            // X-Forwarded-Client-Cert as the same HTTP_X_FORWARDED_CLIENT_CERT, so it would pass for the mesh's.
             proxyRequest.Headers.Remove(ForwardedClientCert.HeaderName);
+            RemoveUnderscoreSpellings(proxyRequest.Headers);
             if (httpContext.Features.Get<IMeshPeerIdentityFeature>() is { SpiffeId: { } peer, Certificate: { } certificate }
                 && certificates.Current is { } own)
             {
                 proxyRequest.Headers.TryAddWithoutValidation(ForwardedClientCert.HeaderName, ForwardedClientCert.Format(own.Id.ToString()!, certificate, peer));
+            }
+        }
+
+        private static void RemoveUnderscoreSpellings(System.Net.Http.Headers.HttpRequestHeaders headers)
+        {
+            List<string>? spoofed = null;
+            foreach (var (name, _) in headers.NonValidated)
+            {
+                if (name.Contains('_', StringComparison.Ordinal)
+                    && name.Length == ForwardedClientCert.HeaderName.Length
+                    && string.Equals(name.Replace('_', '-'), ForwardedClientCert.HeaderName, StringComparison.OrdinalIgnoreCase))
+                {
+                    (spoofed ??= []).Add(name);
+                }
+            }
+
+            foreach (var name in spoofed ?? [])
+            {
+                headers.Remove(name);
             }
         }
     }

@@ -112,7 +112,8 @@ public sealed partial class SidecarInboundTests(ITestOutputHelper output)
         var (status, body) = await SidecarKit.CurlAsync(
             $"http://127.0.0.1:{sidecar.Sidecar.InboundPort}/hello",
             "-H", "X-Forwarded-Client-Cert: By=spiffe://cluster.local/ns/default/sa/legacy;URI=spiffe://cluster.local/ns/default/sa/admin",
-            "-H", "x-forwarded-client-cert: URI=spiffe://cluster.local/ns/default/sa/root");
+            "-H", "x-forwarded-client-cert: URI=spiffe://cluster.local/ns/default/sa/root",
+            "-H", "X_Forwarded_Client_Cert: URI=spiffe://cluster.local/ns/default/sa/wsgi-root");
         output.WriteLine($"{status}: {body}");
         Assert.Equal(200, status);
         Assert.Contains("instance=legacy-1", body, StringComparison.Ordinal);

@@ -137,7 +137,10 @@ internal sealed class TestApp : IAsyncDisposable
                     await Task.Delay(TimeSpan.FromSeconds(30), context.RequestAborted);
                 }
 
-                var xfcc = context.Request.Headers["X-Forwarded-Client-Cert"];
+                // Any header a CGI/WSGI server would read as XFCC counts (their HTTP_X_FORWARDED_CLIENT_CERT: '_' or '-').
+                var xfcc = new Microsoft.Extensions.Primitives.StringValues([.. context.Request.Headers
+                    .Where(h => string.Equals(h.Key.Replace('_', '-'), "X-Forwarded-Client-Cert", StringComparison.OrdinalIgnoreCase))
+                    .SelectMany(h => h.Value.ToArray())]);
                 await context.Response.WriteAsync(
                     $"instance={instance}\nhost={context.Request.Host}\npath={context.Request.Path}\nxfcc-count={xfcc.Count}\nxfcc={string.Join(" | ", xfcc.ToArray())}\n");
             });
