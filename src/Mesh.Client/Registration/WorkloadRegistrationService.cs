@@ -258,6 +258,19 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             return;
         }
 
+        if (_services.GetService<IWorkloadRegistrationGate>() is { } gate)
+        {
+            // Not an endpoint before the host says it can serve (a sidecar's app answering): callers would get 503s.
+            try
+            {
+                await gate.WaitUntilReadyAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+
         await Task.WhenAll(Enumerable.Range(0, _leases.Length).Select(i => KeepLeaseAsync(i, workload, cancellationToken))).ConfigureAwait(false);
     }
 

@@ -101,6 +101,7 @@ internal static class SidecarHost
         builder.AddServiceMesh();
         services.AddHealthChecks().AddCheck<AppHealthCheck>(AppHealthCheck.Name, tags: [ReadinessEndpoint.ReadyTag]);
         services.AddSingleton<AppHealthCheck>();
+        services.AddSingleton<Mesh.Client.Registration.IWorkloadRegistrationGate, AppRegistrationGate>();
         services.AddSingleton<InboundForwarder>();
         services.AddSingleton<OutboundProxy>();
         services.AddSingleton<ReadinessEndpoint>();
