@@ -60,10 +60,21 @@ internal sealed class IstioRequestMetrics
         var key = new SourceKey(service.Host, peer, grpc, responseCode, grpcStatus, flags);
         if (!_source.TryGetValue(key, out var labels))
         {
-            labels = BuildSource(key);
-            if (_source.Count < MaxLabelSets)
+            if (_source.Count >= MaxLabelSets && peer is not null)
             {
-                labels = _source.GetOrAdd(key, labels);
+                // Full: the endpoint's workload (from metadata a registering workload controls) folds to unknown, which
+                // bounds what endpoints can add.
+                key = key with { Peer = null };
+                _source.TryGetValue(key, out labels);
+            }
+
+            if (labels is null)
+            {
+                labels = BuildSource(key);
+                if (_source.Count < MaxLabelSets)
+                {
+                    labels = _source.GetOrAdd(key, labels);
+                }
             }
         }
 

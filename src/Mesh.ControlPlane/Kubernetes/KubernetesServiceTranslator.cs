@@ -448,7 +448,8 @@ internal static class KubernetesServiceTranslator
         var name = pod?.Metadata?.Name ?? endpoint.TargetRef?.Name ?? endpoint.Address;
         return new WorkloadInstance(ns, name, endpoint.Address, endpoint.Ports, labels.ToImmutable(), serviceAccount, locality, Weight: 0, EndpointSources.Static, LeaseId: null)
         {
-            WorkloadName = pod is null ? null : WorkloadNameOf(pod),
+            // Without its Pod nothing names the workload (istiod sends an empty name then): unknown, not an address.
+            WorkloadName = pod is null ? "unknown" : WorkloadNameOf(pod),
         };
     }
 

@@ -175,8 +175,10 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
     /// <summary>An open tunnel: who it was authorized for, and the drain timer once a policy change denied it.</summary>
     private sealed class OpenTunnel(string? peer, string? peerNamespace, int port) : IDisposable
     {
+        private readonly Lock _gate = new();
         private ITimer? _drain;
-        private int _closing;
+        private bool _closing;
+        private bool _ended;
 
         public string? Peer => peer;
 
@@ -184,18 +186,41 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
 
         public int Port => port;
 
-        /// <summary>Arms the abort once; false when it was already armed.</summary>
+        /// <summary>Arms the abort once; false when it was already armed or the tunnel has ended (its timer would outlive it).</summary>
         public bool BeginClose(TimeProvider time, TimeSpan drain, Action abort)
         {
-            if (Interlocked.Exchange(ref _closing, 1) != 0)
+            lock (_gate)
             {
-                return false;
-            }
+                if (_closing || _ended)
+                {
+                    return false;
+                }
 
-            _drain = time.CreateTimer(static state => ((Action)state!)(), abort, drain, Timeout.InfiniteTimeSpan);
-            return true;
+                _closing = true;
+                _drain = time.CreateTimer(static state => AbortQuietly((Action)state!), abort, drain, Timeout.InfiniteTimeSpan);
+                return true;
+            }
         }
 
-        public void Dispose() => _drain?.Dispose();
+        public void Dispose()
+        {
+            lock (_gate)
+            {
+                _ended = true;
+                _drain?.Dispose();
+            }
+        }
+
+        // On a timer thread: an exception here would end the process, and a connection that is already gone needs nothing.
+        private static void AbortQuietly(Action abort)
+        {
+            try
+            {
+                abort();
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
+            {
+            }
+        }
     }
 }

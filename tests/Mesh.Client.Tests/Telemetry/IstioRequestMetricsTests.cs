@@ -93,6 +93,29 @@ public sealed class IstioRequestMetricsTests
     }
 
     [Fact]
+    public void Source_ManyDistinctEndpointWorkloads_CacheStaysBounded_LaterOnesFoldToUnknown()
+    {
+        // The endpoint metadata comes from what registering workloads say about themselves: it cannot grow the series.
+        using var services = Services();
+        var recorder = services.GetRequiredService<IstioRequestMetrics>();
+        using var metrics = new IstioMetricsListener(services.GetRequiredService<IMeterFactory>());
+        var service = TestSnapshots.Service("orders", 80, TestSnapshots.Cluster("orders", 80, [TestSnapshots.Endpoint(1)]));
+        var workloads = IstioRequestMetrics.MaxLabelSets + 500;
+
+        for (var i = 0; i < workloads; i++)
+        {
+            recorder.RecordOutbound(service, EndpointWorkload.Parse($"w-{i};shop;orders;v1;"), grpc: false, 200, -1, ResponseFlags.None, 1, 0, 0);
+        }
+
+        Assert.True(recorder.CachedLabelSets <= IstioRequestMetrics.MaxLabelSets + 1, $"{recorder.CachedLabelSets} label sets cached");
+        var names = metrics.Requests.Select(m => m.Labels["destination_workload"]).ToList();
+        Assert.Equal(workloads, names.Count);
+        Assert.Equal("w-0", names[0]);
+        Assert.Equal("unknown", names[^1]);
+        Assert.True(names.Distinct().Count() <= IstioRequestMetrics.MaxLabelSets + 1);
+    }
+
+    [Fact]
     public void ResponseFlags_CommaJoinedInEnvoysOrder_DashWhenNone()
     {
         Assert.Equal("-", ResponseFlags.None.ToLabel());
@@ -127,7 +150,8 @@ public sealed class IstioRequestMetricsTests
         listener.SetMeasurementEventCallback<double>((_, _, _, _) => { });
         listener.Start();
         const string peer = "spiffe://cluster.local/ns/shop/sa/frontend";
-        recorder.RecordOutbound(service, peer: null, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
+        var upstream = EndpointWorkload.Parse("orders-v1;shop;orders;v1;");
+        recorder.RecordOutbound(service, upstream, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
         recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20, requestMessages: 1, responseMessages: 1);
 
         // Several rounds of 1000 requests each: a per-request allocation shows in every round; a one-off on this thread
@@ -138,7 +162,7 @@ public sealed class IstioRequestMetricsTests
             var before = GC.GetAllocatedBytesForCurrentThread();
             for (var i = 0; i < 1000; i++)
             {
-                recorder.RecordOutbound(service, peer: null, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
+                recorder.RecordOutbound(service, upstream, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
                 recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20, requestMessages: 1, responseMessages: 1);
             }
 
