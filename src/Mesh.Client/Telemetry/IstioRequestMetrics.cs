@@ -36,12 +36,18 @@ internal sealed class IstioRequestMetrics
     private readonly ConcurrentDictionary<SourceKey, KeyValuePair<string, object?>[]> _source = new();
     private readonly ConcurrentDictionary<DestinationKey, KeyValuePair<string, object?>[]> _destination = new();
 
+    // Made once: a method group converted per request would allocate its delegate each time.
+    private readonly Func<SourceKey, KeyValuePair<string, object?>[]> _buildSource;
+    private readonly Func<DestinationKey, KeyValuePair<string, object?>[]> _buildDestination;
+
     public IstioRequestMetrics(MeshMetrics metrics, IOptions<ServiceMeshOptions> options)
     {
         ArgumentNullException.ThrowIfNull(metrics);
         ArgumentNullException.ThrowIfNull(options);
         _metrics = metrics;
         _local = LocalWorkload.From(options.Value);
+        _buildSource = BuildSource;
+        _buildDestination = BuildDestination;
     }
 
     /// <summary>Gets whether any listener takes a request metric. The one check a request pays when none does.</summary>
@@ -57,26 +63,10 @@ internal sealed class IstioRequestMetrics
     /// </summary>
     public void RecordOutbound(MeshService service, EndpointWorkload? peer, bool grpc, int responseCode, int grpcStatus, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes, long requestMessages = 0, long responseMessages = 0)
     {
+        // Full: the endpoint's workload (from metadata a registering workload controls) folds to unknown, which bounds what
+        // endpoints can add.
         var key = new SourceKey(service.Host, peer, grpc, responseCode, grpcStatus, flags);
-        if (!_source.TryGetValue(key, out var labels))
-        {
-            if (_source.Count >= MaxLabelSets && peer is not null)
-            {
-                // Full: the endpoint's workload (from metadata a registering workload controls) folds to unknown, which
-                // bounds what endpoints can add.
-                key = key with { Peer = null };
-                _source.TryGetValue(key, out labels);
-            }
-
-            if (labels is null)
-            {
-                labels = BuildSource(key);
-                if (_source.Count < MaxLabelSets)
-                {
-                    labels = _source.GetOrAdd(key, labels);
-                }
-            }
-        }
+        var labels = Lookup(_source, key, peer is null ? null : key with { Peer = null }, _buildSource);
 
         _metrics.RecordRequest(labels, milliseconds, requestBytes, responseBytes);
         if (grpc)
@@ -91,31 +81,45 @@ internal sealed class IstioRequestMetrics
     /// </summary>
     public void RecordInbound(string? peerSpiffeId, bool mutualTls, bool grpc, int responseCode, int grpcStatus, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes, long requestMessages = 0, long responseMessages = 0)
     {
+        // Full: the peer (the one value from the network) folds to unknown, which bounds what callers can add.
         var key = new DestinationKey(peerSpiffeId, mutualTls, grpc, responseCode, grpcStatus, flags);
-        if (!_destination.TryGetValue(key, out var labels))
-        {
-            if (_destination.Count >= MaxLabelSets && peerSpiffeId is not null)
-            {
-                // Full: the peer (the one value from the network) folds to unknown, which bounds what callers can add.
-                key = key with { Peer = null };
-                _destination.TryGetValue(key, out labels);
-            }
-
-            if (labels is null)
-            {
-                labels = BuildDestination(key);
-                if (_destination.Count < MaxLabelSets)
-                {
-                    labels = _destination.GetOrAdd(key, labels);
-                }
-            }
-        }
+        var labels = Lookup(_destination, key, peerSpiffeId is null ? null : key with { Peer = null }, _buildDestination);
 
         _metrics.RecordRequest(labels, milliseconds, requestBytes, responseBytes);
         if (grpc)
         {
             _metrics.RecordMessages(labels.AsSpan(0, MessageLabelCount), requestMessages, responseMessages);
         }
+    }
+
+    /// <summary>
+    /// The label set of <paramref name="key"/>, built once and cached while fewer than <see cref="MaxLabelSets"/> are; once
+    /// full, a new key's network-derived value folds (<paramref name="folded"/>, when it has one), and a set still new is
+    /// built for this request alone.
+    /// </summary>
+    private static KeyValuePair<string, object?>[] Lookup<TKey>(
+        ConcurrentDictionary<TKey, KeyValuePair<string, object?>[]> cache,
+        TKey key,
+        TKey? folded,
+        Func<TKey, KeyValuePair<string, object?>[]> build)
+        where TKey : struct
+    {
+        if (cache.TryGetValue(key, out var labels))
+        {
+            return labels;
+        }
+
+        if (cache.Count >= MaxLabelSets && folded is { } fold)
+        {
+            key = fold;
+            if (cache.TryGetValue(key, out labels))
+            {
+                return labels;
+            }
+        }
+
+        labels = build(key);
+        return cache.Count < MaxLabelSets ? cache.GetOrAdd(key, labels) : labels;
     }
 
     /// <summary>

@@ -206,18 +206,7 @@ public sealed class XdsChannelTests : IAsyncLifetime
 
         // Without the route's policy, Mesh:Resilience decides, and it does not retry gRPC statuses: some calls fail.
         source.Set(Snapshot(retry: null));
-        var failed = 0;
-        for (var i = 0; i < 20; i++)
-        {
-            try
-            {
-                await client.HelloAsync(new HelloRequest());
-            }
-            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
-            {
-                failed++;
-            }
-        }
+        var failed = await CountUnavailableAsync(client, calls: 20);
 
         Assert.True(failed > 0, "without a route retry policy every call still succeeded");
     }
@@ -236,18 +225,7 @@ public sealed class XdsChannelTests : IAsyncLifetime
         using var channel = Channel("xds:///inventory", provider);
         var client = new Greeter.GreeterClient(channel);
 
-        var failed = 0;
-        for (var i = 0; i < 20; i++)
-        {
-            try
-            {
-                await client.HelloAsync(new HelloRequest());
-            }
-            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
-            {
-                failed++;
-            }
-        }
+        var failed = await CountUnavailableAsync(client, calls: 20);
 
         Assert.Equal(3, failed);
         Assert.Equal(3, failing.Hits);
@@ -274,6 +252,25 @@ public sealed class XdsChannelTests : IAsyncLifetime
         }
 
         Assert.Equal(expected, Mesh.Client.Http.MeshHttpHandler.OutlierStatus(request, response));
+    }
+
+    /// <summary>Makes <paramref name="calls"/> calls and counts those that failed UNAVAILABLE.</summary>
+    private static async Task<int> CountUnavailableAsync(Greeter.GreeterClient client, int calls)
+    {
+        var failed = 0;
+        for (var i = 0; i < calls; i++)
+        {
+            try
+            {
+                await client.HelloAsync(new HelloRequest());
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
+            {
+                failed++;
+            }
+        }
+
+        return failed;
     }
 
     [Fact]

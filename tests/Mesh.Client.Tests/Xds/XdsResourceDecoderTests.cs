@@ -339,13 +339,9 @@ public class XdsResourceDecoderTests
     [InlineData("Orders V1!;Shop;orders;;east", "unknown", "unknown", "orders", "latest", "east")]
     public void DecodeAll_EndpointTelemetryMetadata_ReadAndFoldedToLabelValues(string encoded, string workload, string ns, string service, string revision, string? cluster)
     {
-        var assignment = Endpoints("a", 80, ("10.0.0.1", 8080, default));
-        var metadata = new Google.Protobuf.WellKnownTypes.Struct();
-        metadata.Fields[Mesh.Xds.Wire.EndpointWorkloadMetadata.WorkloadField] = Google.Protobuf.WellKnownTypes.Value.ForString(encoded);
-        assignment.Endpoints[0].LbEndpoints[0].Metadata = new Metadata { FilterMetadata = { [Mesh.Xds.Wire.EndpointWorkloadMetadata.FilterName] = metadata } };
         var errors = new List<string>();
 
-        var decoded = XdsResourceDecoder.DecodeAll(XdsTypeUrls.ClusterLoadAssignment, [Any.Pack(assignment)], errors)!;
+        var decoded = XdsResourceDecoder.DecodeAll(XdsTypeUrls.ClusterLoadAssignment, [Any.Pack(WithWorkloadMetadata(encoded))], errors)!;
 
         Assert.Empty(errors);
         var read = Assert.Single(((EndpointsResource)decoded[ClusterName("a")]).Endpoints).Workload;
@@ -358,16 +354,22 @@ public class XdsResourceDecoderTests
     [InlineData("")]
     public void DecodeAll_EndpointTelemetryMetadataWithFewerThanFiveParts_IsNone_NotAnError(string encoded)
     {
+        var errors = new List<string>();
+
+        var decoded = XdsResourceDecoder.DecodeAll(XdsTypeUrls.ClusterLoadAssignment, [Any.Pack(WithWorkloadMetadata(encoded))], errors)!;
+
+        Assert.Empty(errors);
+        Assert.Null(Assert.Single(((EndpointsResource)decoded[ClusterName("a")]).Endpoints).Workload);
+    }
+
+    /// <summary>An assignment of one endpoint carrying istiod's telemetry metadata <paramref name="encoded"/>.</summary>
+    private static Mesh.Xds.Envoy.Config.Endpoint.V3.ClusterLoadAssignment WithWorkloadMetadata(string encoded)
+    {
         var assignment = Endpoints("a", 80, ("10.0.0.1", 8080, default));
         var metadata = new Google.Protobuf.WellKnownTypes.Struct();
         metadata.Fields[Mesh.Xds.Wire.EndpointWorkloadMetadata.WorkloadField] = Google.Protobuf.WellKnownTypes.Value.ForString(encoded);
         assignment.Endpoints[0].LbEndpoints[0].Metadata = new Metadata { FilterMetadata = { [Mesh.Xds.Wire.EndpointWorkloadMetadata.FilterName] = metadata } };
-        var errors = new List<string>();
-
-        var decoded = XdsResourceDecoder.DecodeAll(XdsTypeUrls.ClusterLoadAssignment, [Any.Pack(assignment)], errors)!;
-
-        Assert.Empty(errors);
-        Assert.Null(Assert.Single(((EndpointsResource)decoded[ClusterName("a")]).Endpoints).Workload);
+        return assignment;
     }
 
     [Fact]

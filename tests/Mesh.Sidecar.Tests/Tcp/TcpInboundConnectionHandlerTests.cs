@@ -48,23 +48,7 @@ public sealed class TcpInboundConnectionHandlerTests
         using var app = new CountingEcho();
         var store = new InboundPolicyStore(meshServed: true);
         await using var tunnel = await StartAsync(app.Port, store);
-        var errors = new List<string>();
-        var allow = RbacEngine.Compile(
-            new RBAC
-            {
-                Action = RBAC.Types.Action.Allow,
-                Policies =
-                {
-                    ["ns[default]-policy[only-x]-rule[0]"] = new Policy
-                    {
-                        Permissions = { new Permission { Any = true } },
-                        Principals = { new Principal { Authenticated = new Principal.Types.Authenticated { PrincipalName = new StringMatcher { Exact = "spiffe://cluster.local/ns/default/sa/x" } } } },
-                    },
-                },
-            },
-            "allow",
-            errors);
-        Assert.Empty(errors);
+        var allow = OnlyPrincipalX();
         store.Replace([new InboundPolicy("inbound", tunnel.Port, PeerAuthenticationMode.Permissive, deny: null, allow, PathNormalizationOptions.Default)]);
 
         Assert.Equal(string.Empty, await ExchangeAsync(tunnel.Port, "hello"));
