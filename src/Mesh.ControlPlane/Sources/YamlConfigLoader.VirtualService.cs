@@ -412,13 +412,16 @@ internal static partial class YamlConfigLoader
 
         foreach (var (key, value) in node.Children)
         {
-            var header = (key as YamlScalarNode)?.Value;
-            var headerPath = $"{path}.{field}.{header}";
-            if (string.IsNullOrEmpty(header) || header.Any(char.IsAsciiLetterUpper))
+            var written = (key as YamlScalarNode)?.Value;
+            var headerPath = $"{path}.{field}.{written}";
+            if (string.IsNullOrEmpty(written))
             {
-                ctx.Error(key, headerPath, "header names must be non-empty and lowercase");
+                ctx.Error(key, headerPath, "header names must be non-empty");
                 continue;
             }
+
+            // Header names are case-insensitive: Istio accepts X-Canary and Envoy matches it lower-cased, as clients send it.
+            var header = written.ToLowerInvariant();
 
             if (header[0] == ':' && !RequestPseudoHeaders.Contains(header, StringComparer.Ordinal))
             {
