@@ -264,6 +264,7 @@ internal sealed partial class MeshAccessLog
             _ when (flags & (ResponseFlags.UpstreamConnectionFailure | ResponseFlags.DnsResolutionFailed)) != 0 => "upstream_reset_before_response_started{connection_failure}",
             _ when (flags & ResponseFlags.UpstreamConnectionTermination) != 0 => "upstream_reset_before_response_started{connection_termination}",
             _ when (flags & ResponseFlags.UpstreamProtocolError) != 0 => "upstream_reset_before_response_started{protocol_error}",
+            _ when (flags & ResponseFlags.UpstreamRemoteReset) != 0 => "upstream_reset_before_response_started{remote_reset}",
             _ when (flags & ResponseFlags.UpstreamRequestTimeout) != 0 => "response_timeout",
             _ when (flags & ResponseFlags.DownstreamConnectionTermination) != 0 => "downstream_remote_disconnect",
             _ => null,

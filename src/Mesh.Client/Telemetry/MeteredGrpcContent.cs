@@ -285,6 +285,7 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
     {
         null or OperationCanceledException or ObjectDisposedException => ResponseFlags.DownstreamConnectionTermination,
         HttpIOException { HttpRequestError: HttpRequestError.ResponseEnded } => ResponseFlags.UpstreamConnectionTermination,
+        HttpProtocolException reset => OutboundOutcome.ResetFlag(reset),
         _ => ResponseFlags.None,
     };
 

@@ -52,6 +52,9 @@ internal enum ResponseFlags
 
     /// <summary>DF: the endpoint's name did not resolve.</summary>
     DnsResolutionFailed = 1 << 13,
+
+    /// <summary>UR: the endpoint reset the stream (an HTTP/2 RST_STREAM with any code but PROTOCOL_ERROR).</summary>
+    UpstreamRemoteReset = 1 << 14,
 }
 
 internal static class ResponseFlagsLabel
@@ -87,6 +90,7 @@ internal static class ResponseFlagsLabel
         (ResponseFlags.NoClusterFound, "NC"),
         (ResponseFlags.DownstreamConnectionTermination, "DC"),
         (ResponseFlags.UpstreamRequestTimeout, "UT"),
+        (ResponseFlags.UpstreamRemoteReset, "UR"),
         (ResponseFlags.UpstreamConnectionTermination, "UC"),
         (ResponseFlags.DelayInjected, "DI"),
         (ResponseFlags.FaultInjected, "FI"),

@@ -98,6 +98,26 @@ public sealed class GrpcSourceRecordingTests
         Assert.Equal("UC", Assert.Single(metrics.Requests).Labels["response_flags"]);
     }
 
+    [Theory]
+    [InlineData(0x2, "UR")] // INTERNAL_ERROR: the server reset the stream mid-body (Envoy's remote reset)
+    [InlineData(0x1, "UPE")] // PROTOCOL_ERROR
+    public async Task ReadFails_StreamResetMidBody_URUnlessProtocolError(int errorCode, string flag)
+    {
+        await using var provider = Provider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var reset = new FailingStream(() => new HttpProtocolException(errorCode, "The HTTP/2 server reset the stream.", null));
+        var answer = new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(reset) };
+        answer.Content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
+        using var invoker = Invoker(provider, answer);
+
+        using var response = await invoker.SendAsync(Request(Grpc(Frames(1))), CancellationToken.None);
+        var stream = await response.Content.ReadAsStreamAsync();
+        await Assert.ThrowsAsync<HttpProtocolException>(async () => await stream.ReadExactlyAsync(new byte[10]));
+        response.Dispose();
+
+        Assert.Equal(flag, Assert.Single(metrics.Requests).Labels["response_flags"]);
+    }
+
     [Fact]
     public async Task RequestBodyWrittenTwice_CountsItsLastWriteOnly()
     {
@@ -340,11 +360,12 @@ public sealed class GrpcSourceRecordingTests
         }
     }
 
-    private sealed class FailingStream : MemoryStream
+    private sealed class FailingStream(Func<HttpIOException>? failure = null) : MemoryStream
     {
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-            ValueTask.FromException<int>(new HttpIOException(HttpRequestError.ResponseEnded, "The response ended prematurely."));
+        private readonly Func<HttpIOException> _failure = failure ?? (() => new HttpIOException(HttpRequestError.ResponseEnded, "The response ended prematurely."));
 
-        public override int Read(byte[] buffer, int offset, int count) => throw new HttpIOException(HttpRequestError.ResponseEnded, "The response ended prematurely.");
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => ValueTask.FromException<int>(_failure());
+
+        public override int Read(byte[] buffer, int offset, int count) => throw _failure();
     }
 }

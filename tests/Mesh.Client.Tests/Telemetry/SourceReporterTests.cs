@@ -5,7 +5,15 @@ using Mesh.Client.Discovery;
 using Mesh.Client.Resilience;
 using Mesh.Client.Routing;
 using Mesh.Client.Telemetry;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using RetryPolicy = Mesh.Xds.Envoy.Config.Route.V3.RetryPolicy;
 using RouteAction = Mesh.Xds.Envoy.Config.Route.V3.RouteAction;
 using Mesh.Client.Tests.Support;
@@ -261,6 +269,24 @@ public sealed class SourceReporterTests : IAsyncLifetime
         AssertOutcome(metrics, "503", "UF");
     }
 
+    [Theory]
+    [InlineData(0x2, "UR")] // INTERNAL_ERROR: the endpoint reset the stream (Envoy's remote reset)
+    [InlineData(0x8, "UR")] // CANCEL
+    [InlineData(0x1, "UPE")] // PROTOCOL_ERROR: the endpoint saw the protocol broken
+    public async Task StreamResetByTheEndpoint_UR_UnlessProtocolError_503(int errorCode, string flag)
+    {
+        await using var backend = await ResettingBackend.StartAsync(errorCode);
+        await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(backend.Port))), options => options.Resilience.MaxRetryAttempts = 0);
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri("http://orders/")) { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+
+        var failure = await Assert.ThrowsAsync<HttpRequestException>(() => client.SendAsync(request));
+
+        Assert.Equal(HttpRequestError.HttpProtocolError, failure.HttpRequestError);
+        AssertOutcome(metrics, "503", flag);
+    }
+
     [Fact]
     public async Task CallerGivesUp_DC_0()
     {
@@ -356,5 +382,37 @@ public sealed class SourceReporterTests : IAsyncLifetime
     {
         var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, target.Route)), [target.Cluster]);
         return MeshServices.Create(new FixedSnapshotSource(snapshot), configure).BuildServiceProvider();
+    }
+
+    /// <summary>An h2c Kestrel backend on 127.0.0.1 that resets every stream with one HTTP/2 error code.</summary>
+    private sealed class ResettingBackend : IAsyncDisposable
+    {
+        private readonly WebApplication _app;
+
+        private ResettingBackend(WebApplication app, int port)
+        {
+            _app = app;
+            Port = port;
+        }
+
+        public int Port { get; }
+
+        public static async Task<ResettingBackend> StartAsync(int errorCode)
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Logging.ClearProviders();
+            builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Protocols = HttpProtocols.Http2));
+            var app = builder.Build();
+            app.Run(context =>
+            {
+                context.Features.GetRequiredFeature<IHttpResetFeature>().Reset(errorCode);
+                return Task.CompletedTask;
+            });
+            await app.StartAsync();
+            var address = new Uri(app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single());
+            return new ResettingBackend(app, address.Port);
+        }
+
+        public ValueTask DisposeAsync() => _app.DisposeAsync();
     }
 }
