@@ -98,11 +98,14 @@ public static class DemoTelemetryExtensions
         return builder;
     }
 
-    /// <summary>Maps the Prometheus scrape endpoint <c>/metrics</c>.</summary>
+    /// <summary>
+    /// Maps the Prometheus scrape endpoint <c>/metrics</c>, out of HTTP metrics: scrapes are not the service's traffic
+    /// (ASP.NET Core's request metrics and the mesh's Istio series both leave them out, as Istio's agent answers them).
+    /// </summary>
     public static WebApplication MapDemoTelemetry(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        app.MapPrometheusScrapingEndpoint(ScrapePath);
+        app.MapPrometheusScrapingEndpoint(ScrapePath).DisableHttpMetrics();
         return app;
     }
 

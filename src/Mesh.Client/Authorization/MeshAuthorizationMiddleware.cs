@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.Metadata;
 using Microsoft.Extensions.Logging;
 
 namespace Mesh.Client.Authorization;
@@ -115,6 +116,11 @@ internal sealed partial class MeshAuthorizationMiddleware(
         var elapsed = _time.GetElapsedTime(start).TotalMilliseconds;
         var requestBytes = meter?.RequestBytes ?? request.ContentLength ?? 0;
         var responseBytes = meter?.ResponseBytes ?? response.ContentLength ?? 0;
+        if (HttpMetricsDisabled(context))
+        {
+            recorder = null;
+        }
+
         recorder?.RecordInbound(
             identity?.SpiffeId,
             identity?.SpiffeId is not null,
@@ -129,6 +135,16 @@ internal sealed partial class MeshAuthorizationMiddleware(
             meter?.ResponseMessages ?? 0);
         log?.LogInbound(context, startTime, sampled, identity?.SpiffeId, grpc, code, grpcStatus, flags, elapsed, requestBytes, responseBytes, reply?.Details);
     }
+
+    /// <summary>
+    /// Whether the app opted the request out of HTTP metrics as ASP.NET Core has it (<c>DisableHttpMetrics()</c> on its
+    /// endpoint, <c>[DisableHttpMetrics]</c>, or <see cref="IHttpMetricsTagsFeature.MetricsDisabled"/>): its Prometheus
+    /// scrape endpoint or health probes, which in Istio reach the agent, not the inbound listener, so they are in no
+    /// Istio series. A request the mesh refused never reached its endpoint and is still counted.
+    /// </summary>
+    private static bool HttpMetricsDisabled(HttpContext context) =>
+        context.Features.Get<IHttpMetricsTagsFeature>() is { MetricsDisabled: true }
+        || context.GetEndpoint()?.Metadata.GetMetadata<IDisableHttpMetricsMetadata>() is not null;
 
     /// <summary>The gRPC status the response carries: in its trailers, or in its headers when trailers-only; else -1.</summary>
     private static int InboundGrpcStatus(HttpContext context)

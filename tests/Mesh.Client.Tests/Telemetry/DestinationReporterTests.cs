@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
@@ -89,6 +90,42 @@ public sealed class DestinationReporterTests : IDisposable
     }
 
     [Fact]
+    public async Task EndpointOutOfHttpMetrics_ScrapesAndProbesNotCounted_ButRefusedOnesAre()
+    {
+        await using var app = await PlaintextApp.StartAsync();
+        using var metrics = new IstioMetricsListener(app.Services.GetRequiredService<IMeterFactory>());
+        using var client = new HttpClient();
+
+        // ASP.NET Core's own request metrics listened to, as under an OpenTelemetry MeterProvider with AddAspNetCoreInstrumentation:
+        // only then does a request carry the IHttpMetricsTagsFeature the probe endpoint turns off.
+        using var hosting = new MeterListener
+        {
+            InstrumentPublished = (instrument, listener) =>
+            {
+                if (instrument.Meter.Name == "Microsoft.AspNetCore.Hosting")
+                {
+                    listener.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        hosting.Start();
+
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal("# metrics", await client.GetStringAsync(new Uri($"http://127.0.0.1:{app.Port}/metrics")));
+            Assert.Equal("ok", await client.GetStringAsync(new Uri($"http://127.0.0.1:{app.Port}/healthz")));
+        }
+
+        // The mesh refused this one before it reached its endpoint: it is the mesh's answer, and counted.
+        app.Services.GetRequiredService<InboundPolicyStore>().Replace([PlaintextApp.Policy(app.Port, Deny("no-scrape-delete", Rule(to: [Operation(methods: ["DELETE"], paths: ["/metrics"])])))]);
+        Assert.Equal(HttpStatusCode.Forbidden, (await client.DeleteAsync(new Uri($"http://127.0.0.1:{app.Port}/metrics"))).StatusCode);
+        Assert.Equal("1", await client.GetStringAsync(new Uri($"http://127.0.0.1:{app.Port}/orders/1")));
+
+        await Poll.UntilAsync(() => metrics.Requests.Count >= 2, "the destination reporter to record the refused DELETE and the call to /orders/1", TimeSpan.FromSeconds(30));
+        Assert.Equal(["200", "403"], metrics.Requests.Select(m => m.Labels["response_code"]).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public async Task Mtls_CallerBySpiffeId_MutualTls_DenialIs403()
     {
         await using var backend = await OrdersBackend.StartDenyingDeleteAsync(_ca);
@@ -163,14 +200,25 @@ public sealed class DestinationReporterTests : IDisposable
             var app = builder.Build();
             app.MapGet("/orders/{id}", (string id) => id);
             app.MapDelete("/orders/{id}", (string id) => id);
+
+            // As an app maps its Prometheus scrape endpoint and health probes, out of ASP.NET Core's HTTP metrics.
+            app.MapGet("/metrics", () => "# metrics").DisableHttpMetrics();
+            app.MapDelete("/metrics", () => "deleted").DisableHttpMetrics();
+            app.MapGet("/healthz", (HttpContext context) =>
+            {
+                context.Features.GetRequiredFeature<IHttpMetricsTagsFeature>().MetricsDisabled = true;
+                return "ok";
+            });
             await app.StartAsync();
             var port = new Uri(app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single()).Port;
-            Assert.True(InboundPolicyDecoder.TryDecode(
-                Listener([Deny("no-delete", Rule(to: [Operation(methods: ["DELETE"], paths: ["/orders/*"])]))], (uint)port),
-                out var policy,
-                out var errors), string.Join("; ", errors));
-            app.Services.GetRequiredService<InboundPolicyStore>().Replace([policy]);
+            app.Services.GetRequiredService<InboundPolicyStore>().Replace([Policy(port, Deny("no-delete", Rule(to: [Operation(methods: ["DELETE"], paths: ["/orders/*"])])))]);
             return new PlaintextApp(app, port);
+        }
+
+        public static InboundPolicy Policy(int port, params Mesh.ControlPlane.Model.AuthorizationPolicyModel[] policies)
+        {
+            Assert.True(InboundPolicyDecoder.TryDecode(Listener([.. policies], (uint)port), out var policy, out var errors), string.Join("; ", errors));
+            return policy;
         }
 
         public async ValueTask DisposeAsync() => await _app.DisposeAsync();

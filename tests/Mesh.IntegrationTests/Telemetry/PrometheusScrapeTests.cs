@@ -15,6 +15,7 @@ public sealed class PrometheusScrapeTests(ITestOutputHelper output)
     private const int Requests = 200;
     private const int Concurrency = 8;
     private const string FrontendPrincipal = "spiffe://cluster.local/ns/default/sa/frontend";
+    private const string PrometheusPrincipal = "spiffe://cluster.local/ns/default/sa/prometheus";
     private static readonly string[] ServiceJobs = ["frontend", "orders", "inventory"];
 
     [Fact]
@@ -121,11 +122,22 @@ public sealed class PrometheusScrapeTests(ITestOutputHelper output)
         // denied by the demo's AuthorizationPolicy with 403: the GETs are the 200s, the DELETEs the 403s.
         var denied = await DeniedByOrdersAsync(driver, Https(frontend));
         var source200 = await ScrapedAsync(prometheus, """sum(istio_requests_total{job="frontend",reporter="source",destination_service_name="orders",response_code="200"})""", Requests);
-        // At orders, frontend's calls by its identity: orders also answers Prometheus' own scrapes of its /metrics.
+        // At orders, frontend's calls by its identity.
         var destination200 = await ScrapedAsync(prometheus, $$"""sum(istio_requests_total{job="orders",reporter="destination",destination_service_name="orders",source_principal="{{FrontendPrincipal}}",response_code="200"})""", Requests);
         output.WriteLine($"istio_requests_total to orders, response_code 200: source {source200}, destination {destination200} (sent {Requests}); denied DELETEs {denied}");
         Assert.InRange(source200, Requests * 0.99, Requests * 1.01);
         Assert.InRange(destination200, Requests * 0.99, Requests * 1.01);
+
+        // Scrapes are not the service's traffic: orders' scrape endpoint is out of HTTP metrics (DisableHttpMetrics), so
+        // Prometheus' answered scrapes add to no Istio series, as in Istio, where the agent answers them. Three more scrapes
+        // of orders leave its requests from Prometheus' identity where they were (the test's own calls above are in them).
+        var fromPrometheus = $$"""sum(istio_requests_total{job="orders",reporter="destination",source_principal="{{PrometheusPrincipal}}",response_code="200"}) or vector(0)""";
+        var scrapeCount = """count_over_time(up{job="orders"}[1h])""";
+        var before = (await prometheus.QueryScalarAsync(fromPrometheus), await prometheus.QueryScalarAsync(scrapeCount));
+        await Eventually.ReturnsAsync(() => prometheus.QueryScalarAsync(scrapeCount), v => v >= before.Item2 + 3, "Prometheus to scrape orders three more times", TimeSpan.FromSeconds(60));
+        var after = await prometheus.QueryScalarAsync(fromPrometheus);
+        output.WriteLine($"istio_requests_total at orders from Prometheus' identity, 200: {before.Item1} before three more scrapes, {after} after");
+        Assert.Equal(before.Item1, after);
 
         // The denials, both sides: 403 with no response flag, as Envoy's RBAC filter reports its own denial.
         foreach (var reporter in new[] { ("source", "frontend"), ("destination", "orders") })
