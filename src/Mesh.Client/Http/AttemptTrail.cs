@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Mesh.Client.Discovery;
 
 namespace Mesh.Client.Http;
@@ -11,32 +10,58 @@ namespace Mesh.Client.Http;
 /// <remarks>
 /// A trail reaches the routing handler directly when the mesh's own resilience loop sends the attempts (the usual
 /// chain: nothing allocated, the trail itself pooled by the handler that measures the request). When handlers of the
-/// app run between the loop and the routing handler, the loop attaches it to the request instead (<see cref="Attach"/>),
-/// and the routing handler finds it there.
+/// app run between the loop and the routing handler, the loop attaches it to the request's
+/// <see cref="HttpRequestMessage.Options"/> instead (<see cref="Attach"/>), which a hedging or retry handler's request
+/// snapshot copies to each attempt's clone; the routing handler records there, and stamps each attempt's own request with
+/// its endpoint, so that the answer that won names the endpoint that gave it (<see cref="Settle"/>), not the last one
+/// routed to: with the app's hedging, attempts run side by side.
 /// </remarks>
 internal class AttemptTrail
 {
-    private static readonly ConditionalWeakTable<HttpRequestMessage, AttemptTrail> Attached = [];
+    private static readonly HttpRequestOptionsKey<AttemptTrail> Key = new("Mesh.AttemptTrail");
+    private static readonly HttpRequestOptionsKey<MeshEndpoint> EndpointKey = new("Mesh.AttemptEndpoint");
     private static volatile bool s_anyAttached;
 
     /// <summary>Gets the cluster of the last attempt that was routed.</summary>
     public MeshCluster? Cluster { get; private set; }
 
-    /// <summary>Gets the endpoint of the last attempt that was routed to one.</summary>
+    /// <summary>Gets the endpoint of the last attempt that was routed to one (after <see cref="Settle"/>: of the attempt that answered).</summary>
     public MeshEndpoint? Endpoint { get; private set; }
 
     /// <summary>Gets the number of attempts (Envoy's <c>UPSTREAM_REQUEST_ATTEMPT_COUNT</c>).</summary>
     public int Attempts { get; private set; }
 
-    /// <summary>The trail attached to <paramref name="request"/>, if any (one read of a flag while none ever was).</summary>
+    /// <summary>The trail attached to <paramref name="request"/> (or to the request it was cloned from), if any; one read of a flag while none ever was.</summary>
     public static AttemptTrail? Of(HttpRequestMessage request) =>
-        s_anyAttached && Attached.TryGetValue(request, out var trail) ? trail : null;
+        s_anyAttached && request.Options.TryGetValue(Key, out var trail) ? trail : null;
 
     /// <summary>Attaches <paramref name="trail"/> to <paramref name="request"/>, for a routing handler the trail cannot reach directly.</summary>
     public static void Attach(HttpRequestMessage request, AttemptTrail trail)
     {
         s_anyAttached = true;
-        Attached.AddOrUpdate(request, trail);
+        request.Options.Set(Key, trail);
+    }
+
+    /// <summary>Records an attempt routed from a trail attached to <paramref name="attempt"/>, and stamps that request with its endpoint.</summary>
+    public void Record(HttpRequestMessage attempt, MeshCluster? cluster, MeshEndpoint? endpoint)
+    {
+        Record(cluster, endpoint);
+        if (endpoint is not null)
+        {
+            attempt.Options.Set(EndpointKey, endpoint);
+        }
+    }
+
+    /// <summary>
+    /// Takes the endpoint of the attempt that gave <paramref name="response"/>, when its request was stamped with one: the
+    /// winner of the app's hedged attempts may not be the last attempt routed.
+    /// </summary>
+    public void Settle(HttpResponseMessage response)
+    {
+        if (response.RequestMessage is { } answered && answered.Options.TryGetValue(EndpointKey, out var endpoint))
+        {
+            Endpoint = endpoint;
+        }
     }
 
     /// <summary>Records an attempt: its cluster is known once a route picked it, even when no endpoint could be (as Envoy).</summary>

@@ -148,8 +148,15 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
             endpoint = group.Take(cluster!, endpoint!, now, _time.TimestampFrequency);
         }
 
-        // The request's metrics and access log report where its last attempt went.
-        (trail ?? AttemptTrail.Of(request))?.Record(cluster, status == RouteStatus.Routed ? endpoint : null);
+        // The request's metrics and access log report where its last attempt went (or, attached, the one that answered).
+        if (trail is not null)
+        {
+            trail.Record(cluster, status == RouteStatus.Routed ? endpoint : null);
+        }
+        else
+        {
+            AttemptTrail.Of(request)?.Record(request, cluster, status == RouteStatus.Routed ? endpoint : null);
+        }
 
         switch (status)
         {

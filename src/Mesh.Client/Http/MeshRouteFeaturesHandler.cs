@@ -184,6 +184,12 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
                 response = await SendInnerAsync(request, trail, cancellationToken).ConfigureAwait(false);
             }
 
+            if (trail is not null && !SendsAttemptsItself)
+            {
+                // The app's handlers sent the attempts (its hedging may run several at once): the answer names its endpoint.
+                trail.Settle(response);
+            }
+
             // Whatever the code: a route may retry 409 (retriable-4xx) or listed codes such as 429, and Envoy flags URX (or
             // UO for a retry its budget refused) on any answer its retries ended on.
             var code = (int)response.StatusCode;

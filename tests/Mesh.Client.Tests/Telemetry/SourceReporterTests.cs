@@ -13,6 +13,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Logging;
 using RetryPolicy = Mesh.Xds.Envoy.Config.Route.V3.RetryPolicy;
 using RouteAction = Mesh.Xds.Envoy.Config.Route.V3.RouteAction;
@@ -125,6 +126,33 @@ public sealed class SourceReporterTests : IAsyncLifetime
 
         var request = Assert.Single(metrics.Requests);
         Assert.Equal(("orders-v1", "orders", "v1"), (request.Labels["destination_workload"], request.Labels["destination_canonical_service"], request.Labels["destination_canonical_revision"]));
+    }
+
+    [Fact]
+    public async Task AppHedging_DestinationWorkloadIsTheEndpointThatAnswered_NotTheLastAttempted()
+    {
+        // The app's hedging sends each hedged attempt as a clone of the request, side by side with the first: the answer
+        // that wins (the fast endpoint's) names the workload, whichever attempt was routed last.
+        await using var slow = await TestBackend.StartAsync("orders-slow");
+        slow.Hang = true;
+        var hanging = new MeshEndpoint("127.0.0.1", slow.Port) { Workload = EndpointWorkload.Parse("orders-slow;default;orders;v1;") };
+        var answering = new MeshEndpoint("127.0.0.1", _backend.Port) { Workload = EndpointWorkload.Parse("orders-fast;default;orders;v2;") };
+        var snapshot = new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, Cluster(hanging, answering))), [Cluster(hanging, answering)]);
+        var services = MeshServices.Create(new FixedSnapshotSource(snapshot));
+        services.AddHttpClient("app").AddStandardHedgingHandler().Configure(options => options.Hedging.Delay = TimeSpan.FromMilliseconds(50));
+        await using var provider = services.BuildServiceProvider();
+        using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient("app");
+
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/items")));
+        }
+
+        // Round robin sent some first attempts to the endpoint that never answers: those were hedged to the other one.
+        Assert.True(slow.Hits > 0, "no first attempt went to the hanging endpoint, so nothing was hedged");
+        Assert.Equal(4, metrics.Requests.Count);
+        Assert.All(metrics.Requests, m => Assert.Equal(("orders-fast", "v2", "200"), (m.Labels["destination_workload"], m.Labels["destination_canonical_revision"], m.Labels["response_code"])));
     }
 
     [Fact]
