@@ -64,7 +64,7 @@ public class SdkTelemetryBenchmarks
     /// <summary>One HTTP request's four Istio instruments, 25 labels each (reporter=source).</summary>
     [Benchmark]
     public void Istio_Source() =>
-        _recorder.RecordOutbound(_service, Peer, grpc: false, 200, -1, ResponseFlags.None, 1.25, 128, 512);
+        _recorder.RecordOutbound(_service, Peer, upstreamPrincipal: null, grpc: false, 200, -1, ResponseFlags.None, 1.25, 128, 512);
 
     /// <summary>One histogram with HttpClient's five tags, as OpenTelemetry's HttpClient instrumentation records per request.</summary>
     [Benchmark(Baseline = true)]

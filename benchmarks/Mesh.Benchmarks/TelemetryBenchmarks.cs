@@ -80,11 +80,11 @@ public class TelemetryBenchmarks
 
     [Benchmark(Baseline = true)]
     public void Source_Listened() =>
-        _recorder.RecordOutbound(_service, Upstream, grpc: false, 200, -1, ResponseFlags.None, 1.25, 128, 512);
+        _recorder.RecordOutbound(_service, Upstream, upstreamPrincipal: null, grpc: false, 200, -1, ResponseFlags.None, 1.25, 128, 512);
 
     [Benchmark]
     public void Source_Grpc_Listened() =>
-        _recorder.RecordOutbound(_service, Upstream, grpc: true, 200, 0, ResponseFlags.None, 1.25, 128, 512, requestMessages: 1, responseMessages: 10);
+        _recorder.RecordOutbound(_service, Upstream, upstreamPrincipal: null, grpc: true, 200, 0, ResponseFlags.None, 1.25, 128, 512, requestMessages: 1, responseMessages: 10);
 
     [Benchmark]
     public void Destination_Listened() =>
@@ -107,7 +107,7 @@ public class TelemetryBenchmarks
     public async Task<long> GrpcBody_Metered()
     {
         using var response = GrpcResponse();
-        response.Content = new MeteredGrpcResponseContent(response, _recorder, _service, Upstream, request: null, TimeProvider.System, TimeProvider.System.GetTimestamp(), ResponseFlags.None);
+        response.Content = new MeteredGrpcResponseContent(response, _recorder, _service, Upstream, upstreamPrincipal: null, request: null, TimeProvider.System, TimeProvider.System.GetTimestamp(), ResponseFlags.None);
         return await ReadToEndAsync(response.Content);
     }
 

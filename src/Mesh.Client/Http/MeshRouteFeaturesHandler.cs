@@ -196,12 +196,13 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             flags |= MeshResilienceHandler.RetryOutcome(request);
 
             var grpcStatus = grpc ? OutboundOutcome.GrpcStatus(response) : -1;
+            var upstream = VerifiedPeer(trail);
             if (grpc && grpcStatus < 0 && code == 200)
             {
                 // Its status comes in the trailers, after the messages: recorded (and logged) when the body ends, as Istio
                 // records at the stream's end (the only wrapper allocated per call, and only while something listens).
-                var access = record is null ? null : new OutboundAccess(_accessLog!, record, request, VerifiedPeer(record));
-                response.Content = new MeteredGrpcResponseContent(response, metrics, service, trail?.Endpoint?.Workload, sent, _time, start, flags, access);
+                var access = record is null ? null : new OutboundAccess(_accessLog!, record, request, upstream);
+                response.Content = new MeteredGrpcResponseContent(response, metrics, service, trail?.Endpoint?.Workload, upstream, sent, _time, start, flags, access);
                 return response;
             }
 
@@ -214,6 +215,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             metrics?.RecordOutbound(
                 service,
                 trail?.Endpoint?.Workload,
+                upstream,
                 grpc,
                 code,
                 grpcStatus,
@@ -224,7 +226,7 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
                 counted?.Messages ?? 0);
             if (record is not null)
             {
-                _accessLog!.LogOutbound(record, request, response, null, grpc, code, grpcStatus, flags, elapsed, requestBytes, responseBytes, VerifiedPeer(record));
+                _accessLog!.LogOutbound(record, request, response, null, grpc, code, grpcStatus, flags, elapsed, requestBytes, responseBytes, upstream);
             }
 
             return response;
@@ -239,10 +241,11 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             var elapsed = _time.GetElapsedTime(start).TotalMilliseconds;
             var counted = sent?.Counted;
             var requestBytes = counted?.Bytes ?? OutboundOutcome.RequestBytes(request);
-            metrics?.RecordOutbound(service, trail?.Endpoint?.Workload, grpc, code, -1, flags, elapsed, requestBytes, 0, counted?.Messages ?? 0);
+            var upstream = VerifiedPeer(trail);
+            metrics?.RecordOutbound(service, trail?.Endpoint?.Workload, upstream, grpc, code, -1, flags, elapsed, requestBytes, 0, counted?.Messages ?? 0);
             if (record is not null)
             {
-                _accessLog!.LogOutbound(record, request, null, exception, grpc, code, -1, flags, elapsed, requestBytes, 0, VerifiedPeer(record));
+                _accessLog!.LogOutbound(record, request, null, exception, grpc, code, -1, flags, elapsed, requestBytes, 0, upstream);
             }
 
             throw;
@@ -253,9 +256,12 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         }
     }
 
-    /// <summary>The SPIFFE ID the last attempt's endpoint verified over mTLS (the access log's <c>destination_principal</c>).</summary>
-    private string? VerifiedPeer(OutboundAccessRecord record) =>
-        record is { Endpoint: { } endpoint, Cluster: { } cluster } ? _pools.VerifiedPeer(endpoint, cluster) : null;
+    /// <summary>
+    /// The SPIFFE ID the mTLS handshake with the last attempt's endpoint verified (<c>destination_principal</c>); null for a
+    /// plaintext cluster without a lookup, so that plaintext requests pay nothing for it.
+    /// </summary>
+    private string? VerifiedPeer(AttemptTrail? trail) =>
+        trail is { Endpoint: { } endpoint, Cluster: { Tls: not null } cluster } ? _pools.VerifiedPeer(endpoint, cluster) : null;
 
     /// <summary>Whether a fault delay applies to this request (decided before sending, so the caller knows it was delayed).</summary>
     private bool DelayHits(RouteFeatures features) => features.Delay is { } delay && !features.AnswersLocally && delay.Share.Hit(_random);

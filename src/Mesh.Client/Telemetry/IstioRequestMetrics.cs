@@ -58,14 +58,15 @@ internal sealed class IstioRequestMetrics
 
     /// <summary>
     /// Records one request this app sent to <paramref name="service"/> (reporter <c>source</c>), whose last attempt went to
-    /// the endpoint <paramref name="peer"/> names (null: unknown); for a gRPC call also its message counts
-    /// (<paramref name="requestMessages"/>/<paramref name="responseMessages"/>).
+    /// the endpoint <paramref name="peer"/> names (null: unknown) over a connection whose mTLS handshake verified
+    /// <paramref name="upstreamPrincipal"/> (null: plaintext, or no connection made); for a gRPC call also its message
+    /// counts (<paramref name="requestMessages"/>/<paramref name="responseMessages"/>).
     /// </summary>
-    public void RecordOutbound(MeshService service, EndpointWorkload? peer, bool grpc, int responseCode, int grpcStatus, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes, long requestMessages = 0, long responseMessages = 0)
+    public void RecordOutbound(MeshService service, EndpointWorkload? peer, string? upstreamPrincipal, bool grpc, int responseCode, int grpcStatus, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes, long requestMessages = 0, long responseMessages = 0)
     {
         // Full: the endpoint's workload (from metadata a registering workload controls) folds to unknown, which bounds what
-        // endpoints can add.
-        var key = new SourceKey(service.Host, peer, grpc, responseCode, grpcStatus, flags);
+        // endpoints can add. The upstream principal is not folded: secure naming held it to the cluster's few identities.
+        var key = new SourceKey(service.Host, peer, upstreamPrincipal, grpc, responseCode, grpcStatus, flags);
         var labels = Lookup(_source, key, peer is null ? null : key with { Peer = null }, _buildSource);
 
         _metrics.RecordRequest(labels, milliseconds, requestBytes, responseBytes);
@@ -131,8 +132,7 @@ internal sealed class IstioRequestMetrics
     public KeyValuePair<string, object?>[] TcpSourceLabels(string serviceHost, string? upstreamPrincipal, ResponseFlags flags)
     {
         ArgumentException.ThrowIfNullOrEmpty(serviceHost);
-        var labels = BuildSource(new SourceKey(serviceHost, Peer: null, Grpc: false, ResponseCode: 0, GrpcStatus: -1, flags));
-        return Tcp(labels, ("destination_principal", PeerIdentity.Fold(upstreamPrincipal).Principal));
+        return Tcp(BuildSource(new SourceKey(serviceHost, Peer: null, upstreamPrincipal, Grpc: false, ResponseCode: 0, GrpcStatus: -1, flags)));
     }
 
     /// <summary>
@@ -140,9 +140,9 @@ internal sealed class IstioRequestMetrics
     /// <c>destination</c>; null over plaintext).
     /// </summary>
     public KeyValuePair<string, object?>[] TcpDestinationLabels(string? peerSpiffeId, bool mutualTls, ResponseFlags flags) =>
-        Tcp(BuildDestination(new DestinationKey(peerSpiffeId, mutualTls, Grpc: false, ResponseCode: 0, GrpcStatus: -1, flags)), default);
+        Tcp(BuildDestination(new DestinationKey(peerSpiffeId, mutualTls, Grpc: false, ResponseCode: 0, GrpcStatus: -1, flags)));
 
-    private static KeyValuePair<string, object?>[] Tcp(KeyValuePair<string, object?>[] request, (string Name, string Value) replace)
+    private static KeyValuePair<string, object?>[] Tcp(KeyValuePair<string, object?>[] request)
     {
         var result = new List<KeyValuePair<string, object?>>(request.Length);
         foreach (var label in request)
@@ -156,7 +156,7 @@ internal sealed class IstioRequestMetrics
                     continue;
             }
 
-            result.Add(label.Key == replace.Name ? new(label.Key, replace.Value) : label);
+            result.Add(label);
         }
 
         return [.. result];
@@ -167,12 +167,16 @@ internal sealed class IstioRequestMetrics
         var (name, ns) = SplitServiceHost(key.ServiceHost);
         var local = _local;
         var peer = key.Peer;
+
+        // As Istio's client side: both principals come from the upstream connection's certificates (peer and local SAN),
+        // so a plaintext upstream, or none, has neither.
+        var upstream = PeerIdentity.Fold(key.UpstreamPrincipal).Principal;
         return
         [
             new("reporter", "source"),
             new("source_workload", local.Workload),
             new("source_workload_namespace", local.Namespace),
-            new("source_principal", local.Principal),
+            new("source_principal", upstream == Unknown ? Unknown : local.Principal),
             new("source_app", local.App),
             new("source_version", local.Version),
             new("source_canonical_service", local.CanonicalService),
@@ -184,7 +188,7 @@ internal sealed class IstioRequestMetrics
             // travel only in that exchange, so they stay unknown, as Istio's do from endpoint metadata alone.
             new("destination_workload", peer?.Workload ?? Unknown),
             new("destination_workload_namespace", peer is { Namespace: not Unknown } ? peer.Namespace : ns),
-            new("destination_principal", Unknown),
+            new("destination_principal", upstream),
             new("destination_app", Unknown),
             new("destination_version", Unknown),
             new("destination_service", key.ServiceHost),
@@ -222,7 +226,8 @@ internal sealed class IstioRequestMetrics
             new("source_cluster", local.Cluster),
             new("destination_workload", local.Workload),
             new("destination_workload_namespace", local.Namespace),
-            new("destination_principal", local.Principal),
+            // As Istio's server side: the local SAN of the caller's connection, so only over mTLS.
+            new("destination_principal", key.MutualTls ? local.Principal : Unknown),
             new("destination_app", local.App),
             new("destination_version", local.Version),
             new("destination_service", local.ServiceHost),
@@ -271,7 +276,7 @@ internal sealed class IstioRequestMetrics
         return (parts[0].Length > 0 ? parts[0] : Unknown, Unknown);
     }
 
-    private readonly record struct SourceKey(string ServiceHost, EndpointWorkload? Peer, bool Grpc, int ResponseCode, int GrpcStatus, ResponseFlags Flags);
+    private readonly record struct SourceKey(string ServiceHost, EndpointWorkload? Peer, string? UpstreamPrincipal, bool Grpc, int ResponseCode, int GrpcStatus, ResponseFlags Flags);
 
     private readonly record struct DestinationKey(string? Peer, bool MutualTls, bool Grpc, int ResponseCode, int GrpcStatus, ResponseFlags Flags);
 

@@ -167,6 +167,7 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
     private readonly OutboundAccess? _access;
     private readonly MeshService _service;
     private readonly EndpointWorkload? _peer;
+    private readonly string? _upstreamPrincipal;
     private readonly MeteredGrpcRequestContent? _request;
     private readonly TimeProvider _time;
     private readonly long _start;
@@ -179,6 +180,7 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
         IstioRequestMetrics? metrics,
         MeshService service,
         EndpointWorkload? peer,
+        string? upstreamPrincipal,
         MeteredGrpcRequestContent? request,
         TimeProvider time,
         long start,
@@ -191,6 +193,7 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
         _access = access;
         _service = service;
         _peer = peer;
+        _upstreamPrincipal = upstreamPrincipal;
         _request = request;
         _time = time;
         _start = start;
@@ -266,7 +269,7 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
             var elapsed = _time.GetElapsedTime(_start).TotalMilliseconds;
             var sent = _request?.Counted;
             var requestBytes = sent?.Bytes ?? (_response.RequestMessage is { } message ? OutboundOutcome.RequestBytes(message) : 0);
-            _metrics?.RecordOutbound(_service, _peer, grpc: true, code, status, flags, elapsed, requestBytes, counter.Bytes, sent?.Messages ?? 0, counter.Messages);
+            _metrics?.RecordOutbound(_service, _peer, _upstreamPrincipal, grpc: true, code, status, flags, elapsed, requestBytes, counter.Bytes, sent?.Messages ?? 0, counter.Messages);
             if (_access is { } access)
             {
                 access.Log.LogOutbound(access.Record, access.Request, _response, endOfStream ? null : error, grpc: true, code, status, flags, elapsed, requestBytes, counter.Bytes, access.PeerSpiffeId);

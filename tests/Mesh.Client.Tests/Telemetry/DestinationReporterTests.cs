@@ -28,8 +28,13 @@ public sealed class DestinationReporterTests : IDisposable
     private static readonly string Frontend = TestCa.Id("frontend");
 
     private readonly TestCa _ca = new(intermediate: true);
+    private readonly string _rootFile = Path.GetTempFileName();
 
-    public void Dispose() => _ca.Dispose();
+    public void Dispose()
+    {
+        _ca.Dispose();
+        File.Delete(_rootFile);
+    }
 
     [Fact]
     public async Task Plaintext_AllowedAndDenied_CountedWithTheirCodes_RbacDenialHasEnvoysNoFlag()
@@ -126,17 +131,39 @@ public sealed class DestinationReporterTests : IDisposable
     }
 
     [Fact]
+    public async Task SecureWorkload_PlaintextCallerOnPermissive_NoPrincipalOnEitherSide()
+    {
+        // As Istio's server side: both principals come from the caller's TLS connection, so a plaintext one has neither,
+        // whatever SPIFFE ID this workload holds.
+        await using var app = await PlaintextApp.StartAsync(secure: true);
+        using var metrics = new IstioMetricsListener(app.Services.GetRequiredService<IMeterFactory>());
+        using var client = new HttpClient();
+
+        Assert.Equal("1", await client.GetStringAsync(new Uri($"http://127.0.0.1:{app.Port}/orders/1")));
+
+        await Poll.UntilAsync(() => metrics.Requests.Count >= 1, "the destination reporter to record the request", TimeSpan.FromSeconds(30));
+        var request = Assert.Single(metrics.Requests);
+        Assert.Equal(("unknown", "unknown", "none"), (request.Labels["source_principal"], request.Labels["destination_principal"], request.Labels["connection_security_policy"]));
+    }
+
+    [Fact]
     public async Task Mtls_CallerBySpiffeId_MutualTls_DenialIs403()
     {
         await using var backend = await OrdersBackend.StartDenyingDeleteAsync(_ca);
         using var metrics = new IstioMetricsListener(backend.Services.GetRequiredService<IMeterFactory>());
         await using var provider = Client(backend);
+        using var sourceMetrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
         var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
 
         for (var i = 0; i < 4; i++)
         {
             Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/items")));
         }
+
+        // The caller's side over the same mTLS: its own SAN and the one the endpoint's handshake verified, as Istio's client
+        // side takes both from the upstream connection.
+        Assert.All(sourceMetrics.Requests, m => Assert.Equal((Frontend, TestCa.Id("orders")), (m.Labels["source_principal"], m.Labels["destination_principal"])));
+        Assert.Equal(4, sourceMetrics.Requests.Count);
 
         using (var refused = await client.DeleteAsync(new Uri("http://orders/items/1")))
         {
@@ -163,7 +190,15 @@ public sealed class DestinationReporterTests : IDisposable
         var name = TestSnapshots.Names.Qualify("orders");
         var cluster = new MeshCluster($"outbound|80||{name}", name, LoadBalancingPolicy.RoundRobin, [TestSnapshots.Endpoint(backend.Port)], tls: new UpstreamTlsSettings([]));
         var source = new FixedSnapshotSource(new MeshSnapshot("test", TestSnapshots.Bind("orders", TestSnapshots.Service("orders", 80, cluster)), [cluster]));
-        var services = MeshServices.Create(source);
+        // frontend in secure mode (an https:// control plane), as its certificate says.
+        File.WriteAllText(_rootFile, _ca.RootPem);
+        var services = MeshServices.Create(source, options =>
+        {
+            options.Service = "frontend";
+            options.ControlPlane.Address = new Uri("https://127.0.0.1:15012");
+            options.ControlPlane.RootCertificate = _rootFile;
+            options.Identity.Token = "unused: the certificate comes from the test's store";
+        });
         services.AddSingleton<IWorkloadCertificateSource>(_ca.Store(_ca.Issue([Frontend])));
         return services.BuildServiceProvider();
     }
@@ -183,7 +218,8 @@ public sealed class DestinationReporterTests : IDisposable
 
         public IServiceProvider Services => _app.Services;
 
-        public static async Task<PlaintextApp> StartAsync()
+        /// <param name="secure">Secure mode (an https:// control plane): the workload has a SPIFFE ID, which a plaintext caller never sees.</param>
+        public static async Task<PlaintextApp> StartAsync(bool secure = false)
         {
             var builder = WebApplication.CreateSlimBuilder();
             builder.Logging.ClearProviders();
@@ -196,6 +232,10 @@ public sealed class DestinationReporterTests : IDisposable
                 options.Telemetry.ClusterId = "east";
                 options.Telemetry.Workload = "orders-v2";
                 options.Labels["version"] = "v2";
+                if (secure)
+                {
+                    options.ControlPlane.Address = new Uri("https://127.0.0.1:15012");
+                }
             });
             var app = builder.Build();
             app.MapGet("/orders/{id}", (string id) => id);

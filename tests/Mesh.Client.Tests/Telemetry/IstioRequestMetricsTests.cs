@@ -104,7 +104,7 @@ public sealed class IstioRequestMetricsTests
 
         for (var i = 0; i < workloads; i++)
         {
-            recorder.RecordOutbound(service, EndpointWorkload.Parse($"w-{i};shop;orders;v1;"), grpc: false, 200, -1, ResponseFlags.None, 1, 0, 0);
+            recorder.RecordOutbound(service, EndpointWorkload.Parse($"w-{i};shop;orders;v1;"), upstreamPrincipal: null, grpc: false, 200, -1, ResponseFlags.None, 1, 0, 0);
         }
 
         Assert.True(recorder.CachedLabelSets <= IstioRequestMetrics.MaxLabelSets + 1, $"{recorder.CachedLabelSets} label sets cached");
@@ -151,7 +151,7 @@ public sealed class IstioRequestMetricsTests
         listener.Start();
         const string peer = "spiffe://cluster.local/ns/shop/sa/frontend";
         var upstream = EndpointWorkload.Parse("orders-v1;shop;orders;v1;");
-        recorder.RecordOutbound(service, upstream, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
+        recorder.RecordOutbound(service, upstream, upstreamPrincipal: null, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
         recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20, requestMessages: 1, responseMessages: 1);
 
         // Several rounds of 1000 requests each: a per-request allocation shows in every round; a one-off on this thread
@@ -162,7 +162,7 @@ public sealed class IstioRequestMetricsTests
             var before = GC.GetAllocatedBytesForCurrentThread();
             for (var i = 0; i < 1000; i++)
             {
-                recorder.RecordOutbound(service, upstream, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
+                recorder.RecordOutbound(service, upstream, upstreamPrincipal: null, false, 200, -1, ResponseFlags.None, 1.5, 10, 20);
                 recorder.RecordInbound(peer, true, true, 200, 0, ResponseFlags.None, 1.5, 10, 20, requestMessages: 1, responseMessages: 1);
             }
 
