@@ -27,10 +27,19 @@ internal sealed class MeshMetrics
     internal static readonly IReadOnlyList<double> EnvoyBuckets =
         [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
 
+    // Every Istio proxy's istio_build{component="proxy",tag="<version>"} 1, which Istio's mesh dashboard sums by component
+    // and tag as "Istio Component Versions": the mesh in an app is its proxy, at this library's version.
+    private static readonly KeyValuePair<string, object?>[] BuildTags =
+    [
+        new("component", "proxy"),
+        new("tag", Mesh.Xds.Telemetry.SemanticVersion.Of(typeof(MeshMetrics).Assembly)),
+    ];
+
     public MeshMetrics(IMeterFactory meterFactory)
     {
         ArgumentNullException.ThrowIfNull(meterFactory);
         var meter = meterFactory.Create(MeterName);
+        meter.CreateObservableGauge("istio_build", static () => new Measurement<int>(1, BuildTags), description: "Build information: the component (proxy) and its version tag (Istio's proxies' metric).");
         TlsHandshakes = meter.CreateCounter<long>(
             "mesh.client.tls.handshakes",
             unit: "{handshake}",

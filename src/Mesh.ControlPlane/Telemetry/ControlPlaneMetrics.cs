@@ -4,6 +4,7 @@ using System.Diagnostics.Metrics;
 using System.Reflection;
 using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Xds;
+using Mesh.Xds.Telemetry;
 
 namespace Mesh.ControlPlane.Telemetry;
 
@@ -20,7 +21,7 @@ internal sealed class ControlPlaneMetrics
     /// <summary>Distinct <c>version</c> values of <c>pilot_xds</c>; a client's version is its own claim, so more fold into "unknown".</summary>
     internal const int MaxClientVersions = 32;
 
-    internal const string UnknownVersion = "unknown";
+    internal const string UnknownVersion = SemanticVersion.Unknown;
 
     // Istio's buckets (pilot/pkg/xds/monitoring.go): push time .01–30 s, convergence .1–30 s.
     private static readonly double[] PushTimeBuckets = [.01, .1, .5, 1, 3, 5, 10, 20, 30];
@@ -37,7 +38,7 @@ internal sealed class ControlPlaneMetrics
     private static readonly KeyValuePair<string, object?>[] BuildTags =
     [
         new("component", "pilot"),
-        new("tag", SemanticVersion.WithoutBuildMetadata(typeof(ControlPlaneMetrics).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion) ?? UnknownVersion),
+        new("tag", SemanticVersion.Of(typeof(ControlPlaneMetrics).Assembly)),
     ];
 
     private static readonly KeyValuePair<string, object?>[] RegisterTags = [new("event", "register")];

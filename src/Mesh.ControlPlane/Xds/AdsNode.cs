@@ -1,5 +1,6 @@
 using System.Globalization;
 using Mesh.ControlPlane.Telemetry;
+using Mesh.Xds.Telemetry;
 using Mesh.Xds.Envoy.Config.Core.V3;
 
 namespace Mesh.ControlPlane.Xds;

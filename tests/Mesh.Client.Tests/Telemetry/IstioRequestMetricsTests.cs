@@ -10,6 +10,36 @@ namespace Mesh.Client.Tests.Telemetry;
 /// <summary>The instruments as Istio's Prometheus series need them, the label folding and bounds, and the cost of a record.</summary>
 public sealed class IstioRequestMetricsTests
 {
+    [Fact]
+    public void IstioBuild_OneProxyGaugeAtThisLibrarysVersion_AsIstiosProxiesReportIt()
+    {
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var factory = services.GetRequiredService<IMeterFactory>();
+        _ = new MeshMetrics(factory);
+        var seen = new List<(int Value, Dictionary<string, object?> Tags)>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Scope == factory && instrument.Name == "istio_build")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<int>((_, value, tags, _) => seen.Add((value, tags.ToArray().ToDictionary(t => t.Key, t => t.Value))));
+        listener.Start();
+
+        listener.RecordObservableInstruments();
+
+        var build = Assert.Single(seen);
+        Assert.Equal(1, build.Value);
+        Assert.Equal("proxy", build.Tags["component"]);
+        var version = typeof(MeshMetrics).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .Cast<System.Reflection.AssemblyInformationalVersionAttribute>().Single().InformationalVersion;
+        Assert.Equal(version.Split('+')[0], build.Tags["tag"]);
+    }
+
     /// <summary>
     /// The kind, name and unit the reference (telemetry-auth.md §2, from OpenTelemetry's PrometheusMetric.cs) says the
     /// OpenTelemetry Prometheus exporter turns into exactly Istio's series: a name that already ends in its unit word or

@@ -1,4 +1,4 @@
-using Mesh.ControlPlane.Telemetry;
+using Mesh.Xds.Telemetry;
 
 namespace Mesh.ControlPlane.Tests.Telemetry;
 
