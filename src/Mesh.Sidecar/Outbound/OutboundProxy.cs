@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using Mesh.Client;
 using Mesh.Client.Http;
 using Mesh.Client.Routing;
@@ -61,6 +62,7 @@ internal sealed partial class OutboundProxy : IDisposable
                     AutomaticDecompression = DecompressionMethods.None,
                     UseCookies = false,
                     ActivityHeadersPropagator = null,
+                    ConnectCallback = ConnectPassthroughAsync,
                 }
                 : null,
         }));
@@ -130,6 +132,11 @@ internal sealed partial class OutboundProxy : IDisposable
             return (StatusCodes.Status502BadGateway, $"The request to '{host}' failed: {error}.");
         }
 
+        if (FindLoop(exception) is { } loop)
+        {
+            return (StatusCodes.Status508LoopDetected, loop.Message);
+        }
+
         var snapshot = _router.Snapshot;
         if (!_passthrough && exception.GetType() == typeof(ServiceMeshException) && snapshot.IsSynced && !snapshot.IsMeshHost(host))
         {
@@ -167,11 +174,13 @@ internal sealed partial class OutboundProxy : IDisposable
             name = name[1..^1];
         }
 
-        if (!IPAddress.TryParse(name, out var address))
-        {
-            return false;
-        }
+        return IPAddress.TryParse(name, out var address) && IsLocalAddress(address);
+    }
 
+    /// <summary>An IPv4/IPv6 loopback or any address, IPv4-mapped too.</summary>
+    internal static bool IsLocalAddress(IPAddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
         if (address.IsIPv4MappedToIPv6)
         {
             address = address.MapToIPv4();
@@ -180,13 +189,57 @@ internal sealed partial class OutboundProxy : IDisposable
         return IPAddress.IsLoopback(address) || address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
     }
 
+    /// <summary>
+    /// Connects a passthrough request to the addresses its host resolves to, unless one of them is this machine on one of the
+    /// sidecar's own ports: a name such as the machine's hostname or <c>localhost.localdomain</c>, which <see cref="IsSelf"/>
+    /// cannot know by its spelling, would bring the request back into the outbound port, each hop opening a new
+    /// connection until file descriptors ran out (found in review). The loop is refused where it would start, by address.
+    /// </summary>
+    internal async ValueTask<Stream> ConnectPassthroughAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var (host, port) = (context.DnsEndPoint.Host, context.DnsEndPoint.Port);
+        var addresses = await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+        if (Array.Find(addresses, IsLocalAddress) is { } local && OwnPorts().Contains(port))
+        {
+            throw new SidecarLoopException(
+                $"'{host}:{port}' resolves to this machine ({local}) on one of the sidecar's own ports: passing it through would loop back into the sidecar. Call a mesh service by its name (http://orders/…), or the host at an address that is not this machine.");
+        }
+
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(addresses, port, cancellationToken).ConfigureAwait(false);
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private static SidecarLoopException? FindLoop(Exception? exception)
+    {
+        for (; exception is not null; exception = exception.InnerException)
+        {
+            if (exception is SidecarLoopException loop)
+            {
+                return loop;
+            }
+        }
+
+        return null;
+    }
+
     // The ports Kestrel bound for the sidecar's listeners (ephemeral ones included), and the one this request came in on.
     private int[] OwnPorts(HttpContext context) =>
+        OwnPorts().Append(context.Connection.LocalPort).Where(port => port > 0).ToArray();
+
+    private IEnumerable<int> OwnPorts() =>
         new[] { _listeners.Inbound, _listeners.Outbound, _listeners.Admin }
             .Select(listen => listen?.IPEndPoint?.Port ?? 0)
-            .Append(context.Connection.LocalPort)
-            .Where(port => port > 0)
-            .ToArray();
+            .Where(port => port > 0);
 
     private static Task ReplyAsync(HttpContext context, int code, string body)
     {
@@ -196,6 +249,9 @@ internal sealed partial class OutboundProxy : IDisposable
     }
 
     public void Dispose() => _mesh.Dispose();
+
+    /// <summary>A passthrough connection refused because it would reach one of the sidecar's own listeners.</summary>
+    private sealed class SidecarLoopException(string message) : IOException(message);
 
     /// <summary>Copies the request as YARP does, without the proxy's own headers nor those the caller's Connection names.</summary>
     private sealed class OutboundTransformer : HttpTransformer

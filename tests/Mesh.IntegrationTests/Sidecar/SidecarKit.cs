@@ -60,6 +60,34 @@ internal static class SidecarKit
             $"sidecar {sidecar.Process.Name} to be ready");
     }
 
+    /// <summary>
+    /// A name other than localhost that resolves to loopback (the machine's hostname usually does, by /etc/hosts); the
+    /// test fails, naming what it tried, when none does.
+    /// </summary>
+    public static async Task<string> LoopbackNameAsync()
+    {
+        var tried = new List<string>();
+        foreach (var name in new[] { Dns.GetHostName(), "localhost.localdomain", "localhost4" })
+        {
+            try
+            {
+                var addresses = await Dns.GetHostAddressesAsync(name);
+                if (addresses.Any(IPAddress.IsLoopback))
+                {
+                    return name;
+                }
+
+                tried.Add($"{name}: {string.Join(", ", addresses.Select(a => a.ToString()))}");
+            }
+            catch (System.Net.Sockets.SocketException ex)
+            {
+                tried.Add($"{name}: {ex.SocketErrorCode}");
+            }
+        }
+
+        throw new InvalidOperationException($"This test needs a name other than localhost that resolves to 127.0.0.1 (add the machine's hostname to /etc/hosts); none did: {string.Join("; ", tried)}");
+    }
+
     /// <summary>Runs curl (the app's HTTP client) and returns the status code and body.</summary>
     public static async Task<(int Status, string Body)> CurlAsync(params string[] args)
     {

@@ -1,6 +1,7 @@
 using Grpc.Core;
 using Mesh.IntegrationTests.Infrastructure;
 using Mesh.Samples.Inventory.V1;
+using Mesh.Samples.Processes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
@@ -53,6 +54,38 @@ public sealed class SidecarOutboundTests(ITestOutputHelper output)
         var requests = metrics.Split('\n').Where(line => line.StartsWith("istio_requests_total{", StringComparison.Ordinal)).ToList();
         output.WriteLine(string.Join('\n', requests));
         Assert.Contains(requests, line => line.Contains("reporter=\"source\"", StringComparison.Ordinal) && line.Contains("destination_service_name=\"orders\"", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Passthrough_NameResolvingToThisMachine_OwnPortRefusedOnce508_OtherPortPasses()
+    {
+        // With passthrough, a name that resolves to 127.0.0.1 (here the machine's hostname) on the outbound port brought
+        // each request back into the sidecar, one connection per hop, until file descriptors ran out (found in review).
+        var name = await SidecarKit.LoopbackNameAsync();
+        await using var mesh = await LocalMesh.StartAsync(output);
+        SidecarKit.WriteServiceEntry(mesh, "legacy");
+        await using var app = await TestApp.StartAsync("legacy-1");
+        await using var external = await TestApp.StartAsync("external-1");
+        await using var sidecar = new ProcessScope(await SidecarKit.StartSidecarAsync(mesh, "legacy", "legacy-sidecar-1", app.Port, "--passthrough-non-mesh-hosts", "true"), output);
+        await SidecarKit.WaitReadyAsync(sidecar.Sidecar);
+        var outbound = sidecar.Sidecar.OutboundPort;
+        var proxy = $"http://127.0.0.1:{outbound}";
+
+        // The same name on another port is not this sidecar: it passes through.
+        var (status, body) = await SidecarKit.CurlAsync("-x", proxy, $"http://{name}:{external.Port}/pay");
+        output.WriteLine($"{name}:{external.Port}: {status} {body}");
+        Assert.Equal(200, status);
+        Assert.Contains("instance=external-1", body, StringComparison.Ordinal);
+
+        (status, body) = await SidecarKit.CurlAsync("-x", proxy, $"http://{name}:{outbound}/loop");
+        output.WriteLine($"{name}:{outbound}: {status} {body}");
+        Assert.Equal(508, status);
+        Assert.Contains($"'{name}:{outbound}' resolves to this machine", body, StringComparison.Ordinal);
+
+        // One refusal, not a chain of hops each failing in turn.
+        var failed = $@"An outbound request for {System.Text.RegularExpressions.Regex.Escape(name)}:{outbound} failed";
+        await sidecar.Sidecar.Process.WaitForLineAsync(failed, MeshProcesses.StartTimeout);
+        Assert.Equal(1, System.Text.RegularExpressions.Regex.Count(sidecar.Sidecar.Process.Output, failed));
     }
 
     [Fact]
