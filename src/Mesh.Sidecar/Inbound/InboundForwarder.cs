@@ -72,8 +72,11 @@ internal sealed partial class InboundForwarder : IDisposable
         context.Response.Clear();
         context.Response.StatusCode = code;
         context.Response.ContentType = "text/plain; charset=utf-8";
+
+        // Envoy's body: what failed, never where the app listens (its loopback port is for this machine's operator, in the
+        // log line above, not for a remote caller; found in review).
         await context.Response.WriteAsync(
-            $"upstream connect error or disconnect/reset before headers. reset reason: {reason} (response flags {flags.ToLabel()}): the app at {_destination}\n",
+            $"upstream connect error or disconnect/reset before headers. reset reason: {reason} (response flags {flags.ToLabel()})\n",
             context.RequestAborted).ConfigureAwait(false);
     }
 

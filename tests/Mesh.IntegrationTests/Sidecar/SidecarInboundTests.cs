@@ -74,6 +74,7 @@ public sealed partial class SidecarInboundTests(ITestOutputHelper output)
         output.WriteLine($"app down: {(int)down.StatusCode} in {clock.ElapsedMilliseconds} ms: {downBody}");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, down.StatusCode);
         Assert.Contains("UF", downBody, StringComparison.Ordinal);
+        Assert.DoesNotContain($":{app.Port}", downBody, StringComparison.Ordinal); // the app's address is for the log, not the caller
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"app down took {clock.Elapsed}");
 
         // Readiness says what is missing.
