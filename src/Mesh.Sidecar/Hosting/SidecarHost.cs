@@ -123,6 +123,12 @@ internal static class SidecarHost
 
             // h2c requests carry :scheme http on a connection that CleartextHttp2Detection marked as negotiated h2.
             kestrel.AllowAlternateSchemes = true;
+
+            // An absolute-form target's host replaces the Host header, as RFC 9112 §3.2.2 asks of a proxy and Envoy's codec
+            // does, rather than a 400 whenever they differ in any way: Kestrel compares Host with the target's lower-cased
+            // authority, so GET http://ORDERS/x with Host: ORDERS was refused though hosts are case-insensitive (found in
+            // review). Framing checks are untouched, and everything after Kestrel (routing, policy, the app) sees one host.
+            kestrel.AllowHostHeaderOverride = true;
             kestrel.Limits.MaxRequestBodySize = null; // a proxy streams bodies; the app sets its own limit
             kestrel.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(15);
             kestrel.Limits.MaxRequestHeadersTotalSize = 64 * 1024; // over it: 431

@@ -129,6 +129,18 @@ public sealed class SidecarAbuseTests(ITestOutputHelper output)
                     output.WriteLine($"loop: {loop} {loopBody}");
                     Assert.Equal(400, loop);
                     Assert.Contains("one of the sidecar's own listeners", loopBody, StringComparison.Ordinal);
+
+                    // Hosts are case-insensitive: an absolute-form target in capitals with the same Host goes through (it
+                    // was 400: Kestrel compared Host with the target's lower-cased authority). A Host that differs is
+                    // replaced by the target's, as RFC 9112 asks of a proxy and Envoy does: the app sees one host.
+                    foreach (var host in new[] { $"LOCALHOST:{external.Port}", "orders" })
+                    {
+                        var upper = await RawToEndAsync(outbound, $"GET http://LOCALHOST:{external.Port}/pay HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+                        output.WriteLine($"Host: {host}: {upper}");
+                        Assert.StartsWith("HTTP/1.1 200", upper, StringComparison.Ordinal);
+                        Assert.Contains("instance=external-1", upper, StringComparison.Ordinal);
+                        Assert.Contains($"host=localhost:{external.Port}\n", upper, StringComparison.Ordinal);
+                    }
                 }
                 else
                 {
