@@ -1,6 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Net;
+using Mesh.Xds.Diagnostics;
 
 namespace Mesh.ControlPlane.Security;
 
@@ -39,6 +40,7 @@ internal sealed class PeerReviewLimiter
     private readonly Lock _lock = new();
     private readonly Dictionary<string, Peer> _peers = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
+    private readonly LogThrottle _log;
 
     // Ticks of the TimeProvider's timestamps per token: the bucket is kept as the timestamp at which it is full again.
     private readonly long _ticksPerToken;
@@ -58,6 +60,7 @@ internal sealed class PeerReviewLimiter
         Burst = burst;
         ReviewsPerSecond = reviewsPerSecond;
         _ticksPerToken = Math.Max(1, time.TimestampFrequency / reviewsPerSecond);
+        _log = new LogThrottle(time, LogInterval, MaxPeers);
     }
 
     /// <summary>Gets how many reviews one address may ask for back to back (ControlPlane:Kubernetes:TokenReviewBurstPerAddress).</summary>
@@ -178,38 +181,10 @@ internal sealed class PeerReviewLimiter
 
     /// <summary>
     /// Whether a refusal of <paramref name="address"/> is logged now: its first, then one per <see cref="LogInterval"/>;
-    /// <paramref name="unlogged"/> is how many of its refusals since the last line were not.
+    /// <paramref name="unlogged"/> is how many of its refusals since the last line were not (the mesh's one
+    /// <see cref="LogThrottle"/> rule, the sidecar's denied tunnels use it too).
     /// </summary>
-    public bool TakeLog(string address, out int unlogged)
-    {
-        var now = _time.GetTimestamp();
-        lock (_lock)
-        {
-            if (!_peers.TryGetValue(address, out var peer))
-            {
-                // An address refused before it asked for a review (its token could not pass) is remembered for its log
-                // lines; one the full table has no room for is logged under one key shared by all such addresses.
-                var key = _peers.Count < MaxPeers || ForgetIdle() ? address : string.Empty;
-                if (!_peers.TryGetValue(key, out peer))
-                {
-                    peer = new Peer { FullAt = now };
-                    _peers[key] = peer;
-                }
-            }
-
-            if (peer.LoggedAt != long.MinValue && _time.GetElapsedTime(peer.LoggedAt, now) < LogInterval)
-            {
-                peer.Unlogged++;
-                unlogged = 0;
-                return false;
-            }
-
-            peer.LoggedAt = now;
-            unlogged = peer.Unlogged;
-            peer.Unlogged = 0;
-            return true;
-        }
-    }
+    public bool TakeLog(string address, out int unlogged) => _log.TryTake(address, out unlogged);
 
     // Under the lock: forgets the addresses with nothing in flight. True when any was forgotten.
     private bool ForgetIdle()
@@ -232,8 +207,6 @@ internal sealed class PeerReviewLimiter
         /// <summary>The timestamp at which the address's bucket is full again.</summary>
         public long FullAt;
         public int InFlight;
-        public long LoggedAt = long.MinValue;
-        public int Unlogged;
     }
 }
 

@@ -6,11 +6,11 @@ internal sealed partial class TcpInboundConnectionHandler
 {
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Information, "TCP inbound {Name}: connection from {Remote} ({Peer}) denied by AuthorizationPolicy: {Reason}.", EventName = "TcpInboundDenied")]
-        public static partial void Denied(ILogger logger, string name, string remote, string peer, string reason);
+        [LoggerMessage(1, LogLevel.Information, "TCP inbound {Name}: connection from {Remote} ({Peer}) denied by AuthorizationPolicy: {Reason}{Since}.", EventName = "TcpInboundDenied")]
+        public static partial void Denied(ILogger logger, string name, string remote, string peer, string reason, string since);
 
-        [LoggerMessage(2, LogLevel.Warning, "TCP inbound {Name}: connection from {Remote} closed: the inbound policy of port {Port} has not arrived (or was removed).", EventName = "TcpInboundNoPolicy")]
-        public static partial void NoPolicy(ILogger logger, string name, string remote, int port);
+        [LoggerMessage(2, LogLevel.Warning, "TCP inbound {Name}: connection from {Remote} closed: the inbound policy of port {Port} has not arrived (or was removed){Since}.", EventName = "TcpInboundNoPolicy")]
+        public static partial void NoPolicy(ILogger logger, string name, string remote, int port, string since);
 
         [LoggerMessage(3, LogLevel.Warning, "TCP inbound {Name}: the app at 127.0.0.1:{AppPort} cannot be reached: {Error}", EventName = "TcpInboundAppUnreachable")]
         public static partial void AppUnreachable(ILogger logger, string name, int appPort, string error);

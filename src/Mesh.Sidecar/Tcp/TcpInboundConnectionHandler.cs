@@ -1,9 +1,11 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Mesh.Client.Authorization;
 using Mesh.Client.Security;
 using Mesh.Client.Telemetry;
+using Mesh.Xds.Diagnostics;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
@@ -21,9 +23,15 @@ namespace Mesh.Sidecar.Tcp;
 /// <see cref="MeshInboundConnectionMiddleware.PolicyChangeDrain"/>, as Envoy drains the connections of a filter chain an
 /// RBAC change replaced. Without it, a DENY or a removed ALLOW stopped new connections only, and an open tunnel kept
 /// carrying bytes until its idle timeout, or for ever while it was busy (found in review, 2026-12-05).
+/// Refused connections are logged once per peer address and kind per <see cref="RefusalLogInterval"/>, the next line
+/// counting those in between: any peer that reaches the port (plaintext under PERMISSIVE) can open them in a loop, and a
+/// line for each would fill log storage (found in review).
 /// </remarks>
 internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
 {
+    /// <summary>A peer address's refused connections of one kind are logged at most once per this interval.</summary>
+    internal static readonly TimeSpan RefusalLogInterval = TimeSpan.FromSeconds(10);
+
     private static readonly TimeSpan AppConnectTimeout = TimeSpan.FromSeconds(10);
 
     private readonly TcpInboundTunnel _tunnel;
@@ -33,6 +41,7 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
     private readonly IstioRequestMetrics _labels;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private readonly LogThrottle _refusals;
     private readonly ConcurrentDictionary<ConnectionContext, OpenTunnel> _open = new();
 
     public TcpInboundConnectionHandler(
@@ -53,6 +62,7 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
         _labels = labels;
         _time = time;
         _logger = logger;
+        _refusals = new LogThrottle(time, RefusalLogInterval);
 
         // The handler lives as long as the sidecar's Kestrel endpoint: the subscription with it.
         ChangeToken.OnChange(policies.GetChangeToken, CloseDeniedTunnels);
@@ -74,14 +84,22 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
                 var decision = policy!.AuthorizeConnection(peer, identity?.PeerNamespace);
                 if (!decision.IsAllowed)
                 {
-                    Log.Denied(_logger, _tunnel.Name, remote, peer ?? "plaintext", decision.Reason);
+                    if (TakeRefusalLog(connection, "denied connections", out var since))
+                    {
+                        Log.Denied(_logger, _tunnel.Name, remote, peer ?? "plaintext", decision.Reason, since);
+                    }
+
                     return;
                 }
 
                 break;
             case InboundPortState.NotReceived or InboundPortState.Removed:
                 // Fail closed, as the HTTP ports answer 503: no policy, no bytes to the app.
-                Log.NoPolicy(_logger, _tunnel.Name, remote, localPort);
+                if (TakeRefusalLog(connection, "connections closed without a policy", out var noPolicySince))
+                {
+                    Log.NoPolicy(_logger, _tunnel.Name, remote, localPort, noPolicySince);
+                }
+
                 return;
         }
 
@@ -142,6 +160,24 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
     /// On a policy change: every open tunnel the port's new policy denies, or whose port has no policy any more, is aborted
     /// after the drain. Runs on the thread that applied the change (the xDS client), so it never throws.
     /// </summary>
+    // Whether this refusal is logged (per peer address and kind); since: how the line counts the ones left out before it.
+    private bool TakeRefusalLog(ConnectionContext connection, string kind, out string since)
+    {
+        var address = (connection.RemoteEndPoint as IPEndPoint)?.Address is { } ip
+            ? (ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip).ToString()
+            : "?";
+        if (!_refusals.TryTake(address + "|" + kind, out var suppressed))
+        {
+            since = string.Empty;
+            return false;
+        }
+
+        since = suppressed == 0
+            ? string.Empty
+            : string.Create(CultureInfo.InvariantCulture, $" ({suppressed} more {kind} from {address} since its last line)");
+        return true;
+    }
+
     private void CloseDeniedTunnels()
     {
         foreach (var (connection, open) in _open)

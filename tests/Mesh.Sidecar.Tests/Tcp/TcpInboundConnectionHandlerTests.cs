@@ -10,6 +10,7 @@ using Mesh.Xds.Envoy.Type.Matcher.V3;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Mesh.Sidecar.Tests.Tcp;
@@ -117,6 +118,42 @@ public sealed class TcpInboundConnectionHandlerTests
         Assert.Equal(1, tunnel.Handler.OpenTunnels);
     }
 
+    [Fact]
+    public async Task RefusedConnections_LoggedOncePerPeerAndKindPerInterval_NextLineCountsTheRest()
+    {
+        // Any peer that reaches the port (plaintext under PERMISSIVE) can open refused connections in a loop: a log line
+        // for each, at Information (denied) or Warning (no policy), would fill log storage.
+        using var app = new CountingEcho();
+        var store = new InboundPolicyStore(meshServed: true);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        var log = new ListLogger();
+        await using var tunnel = await StartAsync(app.Port, store, time, log);
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal(string.Empty, await ExchangeAsync(tunnel.Port, "hello"));
+        }
+
+        Assert.Single(log.Lines("TcpInboundNoPolicy"));
+
+        // Another kind of refusal from the same peer has its own line.
+        store.Replace([new InboundPolicy("inbound", tunnel.Port, PeerAuthenticationMode.Permissive, deny: null, OnlyPrincipalX(), PathNormalizationOptions.Default)]);
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(string.Empty, await ExchangeAsync(tunnel.Port, "hello"));
+        }
+
+        Assert.Single(log.Lines("TcpInboundDenied"));
+
+        // An interval later: one line again, counting the ones left out.
+        time.Advance(TcpInboundConnectionHandler.RefusalLogInterval);
+        Assert.Equal(string.Empty, await ExchangeAsync(tunnel.Port, "hello"));
+        var denied = log.Lines("TcpInboundDenied");
+        Assert.Equal(2, denied.Count);
+        Assert.EndsWith("(3 more denied connections from 127.0.0.1 since its last line).", denied[1], StringComparison.Ordinal);
+        Assert.Single(log.Lines("TcpInboundNoPolicy"));
+        Assert.Equal(0, app.Connections);
+    }
+
     private static async Task<string> RoundTripAsync(NetworkStream stream, string text, CancellationToken cancellationToken)
     {
         await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(text), cancellationToken);
@@ -157,7 +194,7 @@ public sealed class TcpInboundConnectionHandlerTests
         return allow!;
     }
 
-    private static async Task<Tunnel> StartAsync(int appPort, InboundPolicyStore store, TimeProvider? time = null)
+    private static async Task<Tunnel> StartAsync(int appPort, InboundPolicyStore store, TimeProvider? time = null, ILogger<TcpInboundConnectionHandler>? logger = null)
     {
         var services = new ServiceCollection()
             .AddMetrics()
@@ -173,7 +210,7 @@ public sealed class TcpInboundConnectionHandlerTests
             services.GetRequiredService<MeshMetrics>(),
             services.GetRequiredService<IstioRequestMetrics>(),
             time ?? TimeProvider.System,
-            NullLogger<TcpInboundConnectionHandler>.Instance);
+            logger ?? NullLogger<TcpInboundConnectionHandler>.Instance);
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Use(_ => handler.OnConnectedAsync)));
         var app = builder.Build();
@@ -190,6 +227,33 @@ public sealed class TcpInboundConnectionHandlerTests
             await App.StopAsync();
             await App.DisposeAsync();
             await Services.DisposeAsync();
+        }
+    }
+
+    /// <summary>The handler's log lines by event name.</summary>
+    private sealed class ListLogger : ILogger<TcpInboundConnectionHandler>
+    {
+        private readonly List<(string Event, string Line)> _lines = [];
+
+        public List<string> Lines(string eventName)
+        {
+            lock (_lines)
+            {
+                return [.. _lines.Where(line => line.Event == eventName).Select(line => line.Line)];
+            }
+        }
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            lock (_lines)
+            {
+                _lines.Add((eventId.Name ?? string.Empty, formatter(state, exception)));
+            }
         }
     }
 
