@@ -122,6 +122,55 @@ public sealed partial class SidecarInboundTests(ITestOutputHelper output)
         Assert.DoesNotContain("spiffe://", body, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Under the path modes that let an escaped slash through, the app gets the target the policy decided on (before:
+    /// <c>%252F</c>, YARP's escaping of Kestrel's path, a path no policy saw; found in review).
+    /// </summary>
+    [Theory]
+    [InlineData("--ControlPlane:PathEscapedSlashes=KEEP_UNCHANGED", "/public/a%2Fb?q=%2f", 200, "/public/..%2Fprivate")]
+    [InlineData("--ControlPlane:PathNormalization=DECODE_AND_MERGE_SLASHES", "/public/a/b?q=%2f", 403, null)]
+    public async Task EscapedSlashModes_AppGetsTheTargetThePolicySaw(string mode, string expected, int dotDotStatus, string? dotDotExpected)
+    {
+        await using var mesh = await LocalMesh.StartAsync(output, controlPlaneArgs: [mode]);
+        SidecarKit.WriteServiceEntry(mesh, Service);
+        SidecarKit.WriteConfig(mesh, "legacy-paths.yaml", """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: legacy, namespace: default}
+            spec:
+              selector: {matchLabels: {app: legacy}}
+              mtls: {mode: PERMISSIVE}
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: legacy-deny-private, namespace: default}
+            spec:
+              selector: {matchLabels: {app: legacy}}
+              action: DENY
+              rules:
+                - to: [{operation: {paths: ["/private"]}}]
+            """);
+        await using var app = await TestApp.StartAsync("legacy-1");
+        await using var sidecar = new ProcessScope(await SidecarKit.StartSidecarAsync(mesh, Service, "legacy-sidecar-1", app.Port), output);
+        await SidecarKit.WaitReadyAsync(sidecar.Sidecar);
+        var inbound = $"http://127.0.0.1:{sidecar.Sidecar.InboundPort}";
+
+        var (status, body) = await SidecarKit.CurlAsync("--path-as-is", $"{inbound}/public/a%2fb?q=%2f");
+        output.WriteLine($"{mode}: {status} {body}");
+        Assert.Equal(200, status);
+        Assert.Contains($"\nraw={expected}\n", body, StringComparison.Ordinal);
+
+        // KEEP_UNCHANGED: the escape stays inside its segment for the policy and the app alike; DECODE_AND_MERGE_SLASHES:
+        // both see /private, which the DENY refuses.
+        (status, body) = await SidecarKit.CurlAsync("--path-as-is", $"{inbound}/public/..%2fprivate");
+        output.WriteLine($"{mode}, ..%2f: {status} {body}");
+        Assert.Equal(dotDotStatus, status);
+        if (dotDotExpected is not null)
+        {
+            Assert.Contains($"\nraw={dotDotExpected}\n", body, StringComparison.Ordinal);
+        }
+    }
+
     private static async Task<string> GetAsync(HttpClient client, string url)
     {
         using var response = await client.GetAsync(url);

@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -170,7 +171,7 @@ internal sealed class TestApp : IAsyncDisposable
                     .Where(h => string.Equals(h.Key.Replace('_', '-'), "X-Forwarded-Client-Cert", StringComparison.OrdinalIgnoreCase))
                     .SelectMany(h => h.Value.ToArray())]);
                 await context.Response.WriteAsync(
-                    $"instance={instance}\nhost={context.Request.Host}\npath={context.Request.Path}\nxfcc-count={xfcc.Count}\nxfcc={string.Join(" | ", xfcc.ToArray())}\n");
+                    $"instance={instance}\nhost={context.Request.Host}\npath={context.Request.Path}\nraw={context.Features.Get<IHttpRequestFeature>()?.RawTarget}\nxfcc-count={xfcc.Count}\nxfcc={string.Join(" | ", xfcc.ToArray())}\n");
             });
         }
 

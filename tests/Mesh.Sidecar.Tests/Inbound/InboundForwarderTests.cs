@@ -1,11 +1,15 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using Mesh.Client.Authorization;
 using Mesh.Client.Security;
 using Mesh.Client.Telemetry;
 using Mesh.Sidecar.Hosting;
 using Mesh.Sidecar.Inbound;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
@@ -25,7 +29,7 @@ public sealed class InboundForwarderTests
         listener.Stop();
         await using var services = new ServiceCollection().AddLogging().AddHttpForwarder().BuildServiceProvider();
         var logger = new ListLogger();
-        using var forwarder = new InboundForwarder(services.GetRequiredService<IHttpForwarder>(), new SidecarOptions { AppPort = appPort }, new NoCertificate(), logger);
+        using var forwarder = new InboundForwarder(services.GetRequiredService<IHttpForwarder>(), new SidecarOptions { AppPort = appPort }, new NoCertificate(), new InboundPolicyStore(meshServed: false), logger);
         var context = new DefaultHttpContext();
         context.Request.Method = "GET";
         context.Request.Scheme = "http";
@@ -42,6 +46,35 @@ public sealed class InboundForwarderTests
         Assert.DoesNotContain("127.0.0.1", text, StringComparison.Ordinal);
         Assert.DoesNotContain(appPort.ToString(System.Globalization.CultureInfo.InvariantCulture), text, StringComparison.Ordinal);
         Assert.Contains(logger.Lines, line => line.Contains($"the app at http://127.0.0.1:{appPort} failed", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// Under the modes that let an escaped slash through, the app gets the path the policy decided on, with the raw query
+    /// (YARP alone forwarded Kestrel's <c>Request.Path</c> re-escaped: <c>%252F</c>). Real Kestrel in front and behind.
+    /// </summary>
+    [Theory]
+    [InlineData("KEEP_UNCHANGED (MERGE_SLASHES)", true, true, "keep", "/public/..%2fprivate?q=%2f", "/public/..%2Fprivate?q=%2f")]
+    [InlineData("KEEP_UNCHANGED (NONE)", false, false, "keep", "/public/..%2fprivate?q=1", "/public/..%2fprivate?q=1")]
+    [InlineData("DECODE_AND_MERGE_SLASHES", true, true, "unescape", "/public/..%2fprivate?q=1", "/private?q=1")]
+    [InlineData("DECODE_AND_MERGE_SLASHES", true, true, "unescape", "/a%2F%2Fb/%7Ec", "/a/b/~c")]
+    [InlineData("KEEP_UNCHANGED, no escaped slash", true, true, "keep", "/orders/1?x=%20", "/orders/1?x=%20")]
+    public async Task InvokeAsync_EscapedSlashModes_AppGetsTheAuthorizedTarget(string mode, bool normalize, bool mergeSlashes, string slashes, string sent, string expected)
+    {
+        await using var app = await StartAsync(context =>
+        {
+            var received = context.Features.Get<IHttpRequestFeature>()!.RawTarget;
+            context.Response.ContentLength = received.Length;
+            return context.Response.WriteAsync(received);
+        });
+        var store = new InboundPolicyStore(meshServed: true);
+        await using var sidecar = await StartSidecarAsync(AppPort(app), store);
+        var port = AppPort(sidecar);
+        store.Replace([new InboundPolicy("inbound", port, PeerAuthenticationMode.Permissive, deny: null, allow: null, new PathNormalizationOptions(normalize, mergeSlashes, slashes == "keep" ? EscapedSlashAction.Keep : EscapedSlashAction.Unescape))]);
+
+        var response = await RawAsync(port, $"GET {sent} HTTP/1.1\r\nHost: legacy\r\nConnection: close\r\n\r\n");
+
+        Assert.True(response.StartsWith("HTTP/1.1 200", StringComparison.Ordinal), $"{mode}: {response}");
+        Assert.EndsWith("\r\n\r\n" + expected, response, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -82,6 +115,45 @@ public sealed class InboundForwarderTests
         var (code, _, _) = InboundForwarder.Classify(ForwarderError.ResponseHeaders, new InvalidOperationException("boom"), CancellationToken.None);
 
         Assert.Equal(502, code);
+    }
+
+    private static int AppPort(WebApplication app) => new Uri(app.Urls.Single()).Port;
+
+    private static async Task<WebApplication> StartAsync(RequestDelegate handler)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0));
+        var app = builder.Build();
+        app.Run(handler);
+        await app.StartAsync();
+        return app;
+    }
+
+    // The sidecar's inbound forwarding on real Kestrel (the policy's path settings decide; no rules, so no 403).
+    private static async Task<WebApplication> StartSidecarAsync(int appPort, InboundPolicyStore store)
+    {
+        var services = new ServiceCollection().AddLogging().AddHttpForwarder().BuildServiceProvider();
+        var forwarder = new InboundForwarder(services.GetRequiredService<IHttpForwarder>(), new SidecarOptions { AppPort = appPort }, new NoCertificate(), store, new ListLogger());
+        var app = await StartAsync(forwarder.InvokeAsync);
+        app.Lifetime.ApplicationStopped.Register(() =>
+        {
+            forwarder.Dispose();
+            services.Dispose();
+        });
+        return app;
+    }
+
+    // Sends one request (Connection: close) and reads the whole response.
+    private static async Task<string> RawAsync(int port, string request)
+    {
+        using var client = new TcpClient();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await client.ConnectAsync(IPAddress.Loopback, port, timeout.Token);
+        var stream = client.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(request), timeout.Token);
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        return await reader.ReadToEndAsync(timeout.Token);
     }
 
     private sealed class NoCertificate : IWorkloadCertificateSource
