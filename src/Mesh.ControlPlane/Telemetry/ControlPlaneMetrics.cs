@@ -49,6 +49,7 @@ internal sealed class ControlPlaneMetrics
     private readonly Counter<long> _pushes;
     private readonly Histogram<double> _pushTime;
     private readonly Histogram<double> _convergence;
+    private readonly Histogram<double> _ackConvergence;
     private readonly Counter<long> _rejects;
     private readonly Counter<long> _writeTimeouts;
     private readonly Counter<long> _csrs;
@@ -77,7 +78,8 @@ internal sealed class ControlPlaneMetrics
         meter.CreateObservableGauge("pilot_xds", ObserveClients, description: "ADS streams that identified their node, by the client's version.");
         _pushes = meter.CreateCounter<long>("pilot_xds_pushes", description: "DiscoveryResponses written, by xDS type (<type>_senderr when the write failed).");
         _pushTime = meter.CreateHistogram("pilot_xds_push_time", "s", "Time to select and write one DiscoveryResponse, by xDS type.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = PushTimeBuckets });
-        _convergence = meter.CreateHistogram("pilot_proxy_convergence_time", "s", "From a config change to the client having ACKed every response it caused.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = ConvergenceBuckets });
+        _convergence = meter.CreateHistogram("pilot_proxy_convergence_time", "s", "From a config change to its push written to a client, per push and client (istiod's metric).", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = ConvergenceBuckets });
+        _ackConvergence = meter.CreateHistogram("mesh_proxy_ack_convergence_time", "s", "From a config change to the client having ACKed every response it caused (a NACK is not measured).", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = ConvergenceBuckets });
         _rejects = meter.CreateCounter<long>("pilot_total_xds_rejects", description: "DiscoveryResponses a client rejected (NACK), by xDS type.");
         _writeTimeouts = meter.CreateCounter<long>("pilot_xds_write_timeout", description: "ADS streams closed because a response was not written within ControlPlane:AdsWriteTimeout (the client stopped reading), by xDS type.");
 
@@ -178,11 +180,21 @@ internal sealed class ControlPlaneMetrics
         }
     }
 
-    public void Converged(TimeSpan elapsed)
+    /// <summary>A push a config change caused was written to a client, <paramref name="sinceChange"/> after the change (istiod records it there).</summary>
+    public void Pushed(TimeSpan sinceChange)
     {
         if (_convergence.Enabled)
         {
-            _convergence.Record(elapsed.TotalSeconds);
+            _convergence.Record(sinceChange.TotalSeconds);
+        }
+    }
+
+    /// <summary>A client ACKed every response a config change caused, <paramref name="sinceChange"/> after the change.</summary>
+    public void Converged(TimeSpan sinceChange)
+    {
+        if (_ackConvergence.Enabled)
+        {
+            _ackConvergence.Record(sinceChange.TotalSeconds);
         }
     }
 

@@ -19,7 +19,7 @@ internal sealed partial class AdsConnection : AdsStream
 
     private readonly Dictionary<string, TypeState> _types = new(StringComparer.Ordinal);
 
-    // Convergence (pilot_proxy_convergence_time): the config change a snapshot push started from, and the types sent
+    // Convergence to the ACK (mesh_proxy_ack_convergence_time): the config change a snapshot push started from, and the types sent
     // since that this client has not ACKed yet. Touched only by the stream's single loop.
     private readonly HashSet<string> _awaitingAck = new(StringComparer.Ordinal);
     private long _convergenceStart;
@@ -48,7 +48,13 @@ internal sealed partial class AdsConnection : AdsStream
             sent |= await PushAsync(typeUrl, forceAll: false, added: null, responses, cancellationToken);
         }
 
-        // Measured from the oldest change this client has not yet ACKed all of.
+        // pilot_proxy_convergence_time as istiod records it: the change's push written to this client, whatever it answers.
+        if (sent && changedAt != 0)
+        {
+            Metrics?.Pushed(Session.Time.GetElapsedTime(changedAt));
+        }
+
+        // mesh_proxy_ack_convergence_time: measured from the oldest change this client has not yet ACKed all of.
         if (sent && _convergenceStart == 0)
         {
             _convergenceStart = changedAt;

@@ -24,7 +24,7 @@ internal sealed partial class DeltaAdsConnection : AdsStream
 
     private readonly Dictionary<string, TypeState> _types = new(StringComparer.Ordinal);
 
-    // Convergence (pilot_proxy_convergence_time): the config change a wake-up push started from; measured when every
+    // Convergence to the ACK (mesh_proxy_ack_convergence_time): the config change a wake-up push started from; measured when every
     // response sent since is ACKed. Touched only by the stream's single loop.
     private long _convergenceStart;
     private long _nonce;
@@ -56,7 +56,13 @@ internal sealed partial class DeltaAdsConnection : AdsStream
             sent |= await PushAsync(typeUrl, [], requested: false, responses, cancellationToken);
         }
 
-        // Measured from the oldest change this client has not yet ACKed all of.
+        // pilot_proxy_convergence_time as istiod records it: the change's push written to this client, whatever it answers.
+        if (sent && changedAt != 0)
+        {
+            Metrics?.Pushed(Session.Time.GetElapsedTime(changedAt));
+        }
+
+        // mesh_proxy_ack_convergence_time: measured from the oldest change this client has not yet ACKed all of.
         if (sent && _convergenceStart == 0)
         {
             _convergenceStart = changedAt;

@@ -61,8 +61,12 @@ public class ControlPlaneMetricsTests
         }
 
         Assert.Equal([TypeUrls.Cluster, TypeUrls.ClusterLoadAssignment, TypeUrls.Listener], pushed);
-        var after = await ScrapeUntilAsync(cp.Admin, s => s.Count("pilot_proxy_convergence_time_count") == before.Count("pilot_proxy_convergence_time_count") + 1,
-            "the ACKed change was never recorded in pilot_proxy_convergence_time");
+        // Both convergence histograms once: istiod's at the push's write, ours at the client's last ACK.
+        var after = await ScrapeUntilAsync(
+            cp.Admin,
+            s => s.Count("pilot_proxy_convergence_time_count") == before.Count("pilot_proxy_convergence_time_count") + 1
+                && s.Count("mesh_proxy_ack_convergence_time_count") == before.Count("mesh_proxy_ack_convergence_time_count") + 1,
+            "the ACKed change was never recorded in pilot_proxy_convergence_time and mesh_proxy_ack_convergence_time");
         foreach (var type in new[] { "cds", "eds", "lds" })
         {
             Assert.Equal(before.Count("pilot_xds_pushes", ("type", type)) + 1, after.Count("pilot_xds_pushes", ("type", type)));
@@ -84,6 +88,27 @@ public class ControlPlaneMetricsTests
         Assert.DoesNotContain(after.SeriesNames, n => n.StartsWith("pilot_xds_push_time_seconds", StringComparison.Ordinal) || n.StartsWith("pilot_proxy_convergence_time_seconds", StringComparison.Ordinal));
         Assert.DoesNotContain("target_info", after.Text, StringComparison.Ordinal);
         Assert.DoesNotContain("otel_scope_name", after.Text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Metrics_ConfigChangeNacked_PushConvergenceRecordedAsIstiodDoes_AckConvergenceNot()
+    {
+        await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders));
+        await using var ads = cp.OpenAds();
+        await ads.SendAsync(TypeUrls.Cluster, [], AdsTestClient.Node());
+        await ads.AckAsync(await ads.NextAsync(), []);
+        var before = await ScrapeUntilAsync(cp.Admin, s => s.Value("pilot_xds", ("version", "unknown")) == 1, "the client is not counted in pilot_xds");
+
+        // The change's CDS push is rejected: istiod still records its write; the client never converged on it.
+        await File.WriteAllTextAsync(Path.Combine(cp.ConfigDirectory, "payments.yaml"), Payments);
+        var cds = await ads.NextAsync();
+        await ads.SendAsync(TypeUrls.Cluster, [], nonce: cds.Nonce, version: string.Empty, error: "cluster rejected by the test");
+
+        var after = await ScrapeUntilAsync(
+            cp.Admin,
+            s => s.Count("pilot_total_xds_rejects", ("type", "cds")) == 1 && s.Count("pilot_proxy_convergence_time_count") == before.Count("pilot_proxy_convergence_time_count") + 1,
+            "the NACKed push was never recorded in pilot_proxy_convergence_time");
+        Assert.Equal(before.Count("mesh_proxy_ack_convergence_time_count"), after.Count("mesh_proxy_ack_convergence_time_count"));
     }
 
     [Fact]
