@@ -163,7 +163,7 @@ internal sealed partial class MeshAccessLog
                 RouteName(record.Route),
                 Outbound,
                 "source",
-                NullIfEmpty(_localPrincipal),
+                peerSpiffeId is null ? null : NullIfEmpty(_localPrincipal),
                 peerSpiffeId,
                 record.Attempts,
                 grpc && grpcStatus >= 0 ? grpcStatus : null);
@@ -231,7 +231,7 @@ internal sealed partial class MeshAccessLog
                 Inbound,
                 "destination",
                 peerSpiffeId,
-                NullIfEmpty(_localPrincipal),
+                peerSpiffeId is null ? null : NullIfEmpty(_localPrincipal),
                 null,
                 grpc && grpcStatus >= 0 ? grpcStatus : null);
         }

@@ -144,6 +144,27 @@ public sealed class MeshAccessLogTests
     }
 
     [Fact]
+    public void LogInbound_SecureWorkload_ItsPrincipalOnlyForACallerOverMtls()
+    {
+        // As Envoy, both principals come from the caller's TLS connection: a plaintext caller (PERMISSIVE) sees neither.
+        using var capture = new AccessLogCapture();
+        var log = Create(capture, a => a.Enabled = true, mesh: options =>
+        {
+            (options.Service, options.Namespace) = ("orders", "shop");
+            options.ControlPlane.Address = new Uri("https://127.0.0.1:15012");
+        });
+
+        log.LogInbound(Context("/mtls"), Start, sampled: true, "spiffe://cluster.local/ns/shop/sa/frontend", grpc: false, 200, -1, ResponseFlags.None, 1, 0, 0, null);
+        log.LogInbound(Context("/plaintext"), Start, sampled: true, null, grpc: false, 200, -1, ResponseFlags.None, 1, 0, 0, null);
+
+        var mtls = Assert.Single(capture.Entries, e => e.Text("path") == "/mtls");
+        var plaintext = Assert.Single(capture.Entries, e => e.Text("path") == "/plaintext");
+        Assert.Equal("spiffe://cluster.local/ns/shop/sa/orders", mtls.Text("destination_principal"));
+        Assert.Null(plaintext.Fields["destination_principal"]);
+        Assert.Null(plaintext.Fields["source_principal"]);
+    }
+
+    [Fact]
     public void LogInbound_IncludeQuery_KeepsTheQuery()
     {
         using var capture = new AccessLogCapture();
@@ -195,10 +216,11 @@ public sealed class MeshAccessLogTests
         Assert.Equal("fault_filter_abort", MeshAccessLog.OutboundDetails(response, null, ResponseFlags.FaultInjected, route: null));
     }
 
-    private static MeshAccessLog Create(AccessLogCapture capture, Action<MeshAccessLogOptions> configure, Func<double>? random = null)
+    private static MeshAccessLog Create(AccessLogCapture capture, Action<MeshAccessLogOptions> configure, Func<double>? random = null, Action<ServiceMeshOptions>? mesh = null)
     {
         var options = new ServiceMeshOptions();
         configure(options.Telemetry.AccessLog);
+        mesh?.Invoke(options);
         // Not disposed here: the access log keeps its logger (the capture is the test's to dispose).
         var factory = LoggerFactory.Create(b => b.AddProvider(capture).SetMinimumLevel(LogLevel.Trace));
         return new MeshAccessLog(factory, Options.Create(options), TimeProvider.System, random);
