@@ -44,6 +44,27 @@ public sealed class DemoTelemetryTests(ITestOutputHelper output)
         Assert.DoesNotContain("target_info", text, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task IstioSeries_PastOpenTelemetrysDefaultOf2000LabelSets_KeepTheirLabels()
+    {
+        // Both reporters fold at 1,024 sets each, so one instrument can hold more than the SDK's default of 2,000, past
+        // which a set would land in one otel_metric_overflow series without Istio's labels.
+        await using var app = await StartAppAsync(new Dictionary<string, string?>());
+        using var meter = new Meter("Mesh.Client");
+        var requests = meter.CreateCounter<long>("istio_requests_total");
+        const int Sets = 2500;
+        for (var i = 0; i < Sets; i++)
+        {
+            requests.Add(1, new KeyValuePair<string, object?>("source_principal", $"spiffe://cluster.local/ns/shop/sa/caller-{i}"));
+        }
+
+        using var http = new HttpClient { BaseAddress = app.Urls.Select(u => new Uri(u)).First() };
+        var text = await http.GetStringAsync("/metrics");
+
+        Assert.DoesNotContain("otel_metric_overflow", text, StringComparison.Ordinal);
+        Assert.Equal(Sets, text.Split('\n').Count(l => l.StartsWith("istio_requests_total{source_principal=", StringComparison.Ordinal)));
+    }
+
     [Theory]
     [InlineData("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]
     [InlineData("OTEL_EXPORTER_OTLP_PROTOCOL", "gRPC ")]
