@@ -582,7 +582,8 @@ internal static partial class YamlConfigLoader
         var perTry = perTryNode is null ? null : ParseRouteDuration(ctx, perTryNode, $"{path}.perTryTimeout");
         if (perTry is { } value && timeout is { } total && value > total)
         {
-            ctx.Error(perTryNode!, $"{path}.perTryTimeout", $"{FormatDuration(value)} is longer than the route timeout {FormatDuration(total)}");
+            // Istio accepts it (ValidateHTTPRetry has no such rule): the route timeout bounds the whole call, attempts included.
+            ctx.Warn(perTryNode!, $"{path}.perTryTimeout", $"{FormatDuration(value)} is longer than the route timeout {FormatDuration(total)}; the route timeout bounds the whole call, so an attempt ends at {FormatDuration(total)} at the latest");
         }
 
         var retryOnNode = Child(node, "retryOn");

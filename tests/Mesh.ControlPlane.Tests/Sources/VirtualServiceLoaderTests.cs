@@ -250,12 +250,16 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     }
 
     [Fact]
-    public void Load_PerTryTimeoutLongerThanTimeout_IsError()
+    public void Load_PerTryTimeoutLongerThanTimeout_IsAcceptedWithAWarning_AsIstioAcceptsIt()
     {
-        var error = SingleError(Canary.Replace("perTryTimeout: 500ms", "perTryTimeout: 3s", StringComparison.Ordinal));
+        var result = Load(Canary.Replace("perTryTimeout: 500ms", "perTryTimeout: 3s", StringComparison.Ordinal));
 
-        Assert.Equal(23, error.Line);
-        Assert.Contains("spec.http[0].retries.perTryTimeout: 3s is longer than the route timeout 2s", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(result.Errors, e => !e.IsWarning);
+        var warning = Assert.Single(result.Errors);
+        Assert.Equal(23, warning.Line);
+        Assert.Contains("spec.http[0].retries.perTryTimeout: 3s is longer than the route timeout 2s; the route timeout bounds the whole call", warning.Message, StringComparison.Ordinal);
+        var retries = Assert.Single(result.Config.VirtualServices).Http[0].Retries!;
+        Assert.Equal(TimeSpan.FromSeconds(3), retries.PerTryTimeout);
     }
 
     [Theory]
