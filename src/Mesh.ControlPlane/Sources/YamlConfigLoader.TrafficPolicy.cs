@@ -179,18 +179,16 @@ internal static partial class YamlConfigLoader
         }
 
         RejectUnsupportedFields(ctx, node, path, OutlierDetectionFields);
-        var gateway = NonNegative(ctx, node, "consecutiveGatewayErrors", path);
-        if (Child(node, "consecutiveErrors") is { } deprecated)
+        if (Child(node, "consecutiveErrors") is { } deprecated && NonNegative(ctx, node, "consecutiveErrors", path) is not null)
         {
-            // istiod still reads it, as consecutive gateway errors, when consecutiveGatewayErrors is unset.
-            ctx.Warn(deprecated, $"{path}.consecutiveErrors", "is deprecated; use consecutiveGatewayErrors or consecutive5xxErrors (read as consecutiveGatewayErrors)");
-            gateway ??= NonNegative(ctx, node, "consecutiveErrors", path);
+            // istiod stopped reading it in 1.7 (applyOutlierDetection ignores it; validation only warns).
+            ctx.Warn(deprecated, $"{path}.consecutiveErrors", "is deprecated and not applied, as istiod ignores it since Istio 1.7; use consecutive5xxErrors or consecutiveGatewayErrors");
         }
 
         return new OutlierDetectionModel
         {
             Consecutive5xxErrors = NonNegative(ctx, node, "consecutive5xxErrors", path),
-            ConsecutiveGatewayErrors = gateway,
+            ConsecutiveGatewayErrors = NonNegative(ctx, node, "consecutiveGatewayErrors", path),
             Interval = PolicyDuration(ctx, node, "interval", path),
             BaseEjectionTime = PolicyDuration(ctx, node, "baseEjectionTime", path),
             MaxEjectionPercent = (int)(Percent(ctx, node, "maxEjectionPercent", path) ?? 0),

@@ -182,13 +182,20 @@ public sealed class DestinationRuleResilienceTests
     }
 
     [Fact]
-    public void Load_DeprecatedConsecutiveErrors_WarnsAndIsReadAsGatewayErrors()
+    public void Load_DeprecatedConsecutiveErrors_WarnsAndIsIgnored_AsIstiodIgnoresItSince17()
     {
         var result = YamlConfigLoader.Load([("services.yaml", Service), ("rule.yaml", Minimal("outlierDetection: {consecutiveErrors: 4}"))]);
 
         Assert.False(result.HasErrors);
-        Assert.Contains(result.Errors, e => e.IsWarning && e.Message.Contains("outlierDetection.consecutiveErrors: is deprecated", StringComparison.Ordinal));
-        Assert.Equal(4u, result.Config.DestinationRules.Single().Traffic.Resilience.OutlierDetection!.ConsecutiveGatewayErrors);
+        var warning = Assert.Single(result.Errors);
+        Assert.True(warning.IsWarning);
+        Assert.Equal(("rule.yaml", 8), (warning.File, warning.Line));
+        Assert.Contains("outlierDetection.consecutiveErrors: is deprecated and not applied", warning.Message, StringComparison.Ordinal);
+
+        // The block stays (outlier detection on, Envoy's defaults), with neither streak set from the deprecated field.
+        var outlier = result.Config.DestinationRules.Single().Traffic.Resilience.OutlierDetection!;
+        Assert.Null(outlier.ConsecutiveGatewayErrors);
+        Assert.Null(outlier.Consecutive5xxErrors);
     }
 
     private static string Minimal(string policy) => $"""
