@@ -35,6 +35,12 @@ internal sealed record HttpMatchModel(
     /// <summary>Gets <c>scheme</c>: matched against <c>:scheme</c>.</summary>
     public RouteStringMatch? Scheme { get; init; }
 
+    /// <summary>
+    /// Gets the pseudo-headers (<c>:method</c>, <c>:authority</c>, <c>:scheme</c>) whose match is <c>{}</c>: istiod sends
+    /// them as present_match, in place of <see cref="Method"/>, <see cref="Authority"/> or <see cref="Scheme"/>.
+    /// </summary>
+    public ImmutableArray<string> PresentPseudoHeaders { get; init; } = [];
+
     /// <summary>Gets <c>queryParams</c>, sorted by name.</summary>
     public ImmutableArray<RouteQueryParamMatch> QueryParams { get; init; } = [];
 

@@ -108,7 +108,7 @@ internal static partial class YamlConfigLoader
                 MaxConnections = PositiveOrUnset(ctx, tcp, "maxConnections", $"{path}.tcp"),
                 ConnectTimeout = PolicyDuration(ctx, tcp, "connectTimeout", $"{path}.tcp"),
                 MaxConnectionDuration = PolicyDuration(ctx, tcp, "maxConnectionDuration", $"{path}.tcp"),
-                IdleTimeout = PolicyDuration(ctx, tcp, "idleTimeout", $"{path}.tcp"),
+                IdleTimeout = IsZeroDuration(Child(tcp, "idleTimeout")) ? TimeSpan.Zero : PolicyDuration(ctx, tcp, "idleTimeout", $"{path}.tcp"),
             };
         }
 
@@ -256,6 +256,13 @@ internal static partial class YamlConfigLoader
 
         return value;
     }
+
+    /// <summary>
+    /// Istio's validation skips a tcp.idleTimeout of 0 ("the timeout is disabled entirely"), and istiod sends it as
+    /// idle_timeout 0, which Envoy and Mesh clients read as no idle timeout.
+    /// </summary>
+    private static bool IsZeroDuration(YamlNode? node) =>
+        node is YamlScalarNode { Value: { } text } && TryParseDuration(text, out var value) && value == TimeSpan.Zero;
 
     private static TimeSpan? PolicyDuration(ResourceContext ctx, YamlMappingNode node, string key, string path)
     {

@@ -49,7 +49,7 @@ internal static partial class YamlConfigLoader
     {
         var errorsBefore = ctx.ErrorCount;
         RejectUnsupportedFields(ctx, spec, "spec", VirtualServiceFields);
-        ParseExportTo(ctx, spec);
+        var namespaceOnly = ParseExportTo(ctx, spec, ns, namespaceScopeApplies: true);
         if (!AppliesToMesh(ctx, spec, "spec.gateways"))
         {
             return null;
@@ -105,7 +105,48 @@ internal static partial class YamlConfigLoader
             return null;
         }
 
+        if (namespaceOnly && http.Count > 0)
+        {
+            ScopeToNamespace(ctx, http, Child(spec, "exportTo")!, ns);
+            if (http.Count == 0)
+            {
+                return null;
+            }
+        }
+
         return new VirtualServiceModel(ns, name, [.. hosts], http.ToImmutable());
+    }
+
+    /// <summary>
+    /// <c>exportTo: ["."]</c>: the VirtualService is visible to clients of its own namespace only (istiod leaves it out of
+    /// other namespaces' routes, which keep the service's default route). Applied as a <c>sourceNamespace</c> on every match
+    /// block, so the per-caller routes (<see cref="SourceSelector"/>) leave it out for other namespaces, as istiod does.
+    /// </summary>
+    private static void ScopeToNamespace(ResourceContext ctx, ImmutableArray<HttpRouteModel>.Builder http, YamlNode exportTo, string ns)
+    {
+        for (var i = http.Count - 1; i >= 0; i--)
+        {
+            var route = http[i];
+            var matches = route.Matches.IsEmpty
+                ? [new HttpMatchModel(null, null, false, null, [], []) { Source = new SourceSelector(ImmutableSortedDictionary<string, string>.Empty, ns) }]
+                : route.Matches
+                    .Where(m => m.Source?.Namespace is null || m.Source.Namespace == ns)
+                    .Select(m => m with { Source = new SourceSelector(m.Source?.Labels ?? ImmutableSortedDictionary<string, string>.Empty, ns) })
+                    .ToImmutableArray();
+            if (matches.Length < route.Matches.Length)
+            {
+                ctx.Warn(exportTo, "spec.exportTo", $"route {(route.Name is { Length: > 0 } name ? name : i.ToString(CultureInfo.InvariantCulture))}: a match with a sourceNamespace other than {ns} selects no caller that can see this VirtualService (exported to {ns} only), so it is left out");
+            }
+
+            if (matches.IsEmpty)
+            {
+                http.RemoveAt(i);
+            }
+            else
+            {
+                http[i] = route with { Matches = matches };
+            }
+        }
     }
 
     /// <summary>
@@ -143,21 +184,49 @@ internal static partial class YamlConfigLoader
     }
 
     /// <summary>
-    /// Istio's <c>exportTo</c>: <c>*</c> (every namespace) is the default and what Mesh does; a narrower visibility (<c>.</c>,
-    /// namespace names) is not implemented, and applying the resource mesh-wide instead would route other namespaces by it:
-    /// an error naming the field.
+    /// Istio's <c>exportTo</c>: <c>*</c> (every namespace) is the default and what Mesh does. With
+    /// <paramref name="namespaceScopeApplies"/>, <c>.</c> (or the resource's own namespace) alone is visibility in that
+    /// namespace only: true, and the caller scopes the resource. Other visibilities (another namespace, <c>~</c>) are not
+    /// implemented, and applying the resource mesh-wide instead would route other namespaces by it: an error naming the field.
     /// </summary>
-    private static void ParseExportTo(ResourceContext ctx, YamlMappingNode spec)
+    private static bool ParseExportTo(ResourceContext ctx, YamlMappingNode spec, string ns, bool namespaceScopeApplies)
     {
         var exportTo = ctx.Sequence(Child(spec, "exportTo"), spec, "spec.exportTo", required: false);
-        for (var i = 0; exportTo is not null && i < exportTo.Children.Count; i++)
+        if (exportTo is null)
         {
-            var value = ctx.String(exportTo.Children[i], $"spec.exportTo[{i}]");
-            if (value != "*")
+            return false;
+        }
+
+        var values = new List<string?>();
+        for (var i = 0; i < exportTo.Children.Count; i++)
+        {
+            values.Add(ctx.String(exportTo.Children[i], $"spec.exportTo[{i}]"));
+        }
+
+        // '*' makes the others redundant: every namespace sees it.
+        if (values.Contains("*"))
+        {
+            return false;
+        }
+
+        for (var i = 0; i < values.Count; i++)
+        {
+            var value = values[i];
+            if (value != "." && value != ns)
             {
-                ctx.Error(exportTo.Children[i], $"spec.exportTo[{i}]", $"'{value}' is not supported yet: Mesh makes every resource visible to every namespace ('*', Istio's default); remove exportTo or set [\"*\"]");
+                ctx.Error(exportTo.Children[i], $"spec.exportTo[{i}]", $"'{value}' is not supported yet: Mesh makes a resource visible to every namespace ('*', Istio's default){(namespaceScopeApplies ? " or to its own ('.')" : string.Empty)}; remove exportTo or set [\"*\"]");
+                return false;
+            }
+
+            if (!namespaceScopeApplies)
+            {
+                // Cluster policies are the same for every client: a DestinationRule cannot be left out for other namespaces.
+                ctx.Error(exportTo.Children[i], $"spec.exportTo[{i}]", $"'{value}' is not supported yet: Mesh applies a DestinationRule to the clients of every namespace ('*', Istio's default); remove exportTo or set [\"*\"]");
+                return false;
             }
         }
+
+        return values.Count > 0;
     }
 
     private static HttpRouteModel? ParseHttpRoute(ResourceContext ctx, YamlMappingNode node, string path, string ns, List<DestinationReference> references)
@@ -250,12 +319,24 @@ internal static partial class YamlConfigLoader
             ctx.Error(Child(node, "uri")!, $"{path}.uri.prefix", "must not be empty (omit uri to match every path)");
         }
 
-        var method = ParseStringMatch(ctx, Child(node, "method"), node, $"{path}.method", allowPresence: false);
-        var authority = ParseStringMatch(ctx, Child(node, "authority"), node, $"{path}.authority", allowPresence: false);
-        var scheme = ParseStringMatch(ctx, Child(node, "scheme"), node, $"{path}.scheme", allowPresence: false);
+        var method = ParseStringMatch(ctx, Child(node, "method"), node, $"{path}.method", allowPresence: true);
+        var authority = ParseStringMatch(ctx, Child(node, "authority"), node, $"{path}.authority", allowPresence: true);
+        var scheme = ParseStringMatch(ctx, Child(node, "scheme"), node, $"{path}.scheme", allowPresence: true);
+        var present = ImmutableArray.CreateBuilder<string>();
         foreach (var (field, value) in new[] { ("method", method), ("authority", authority), ("scheme", scheme) })
         {
-            RejectEmptyPattern(ctx, Child(node, field), $"{path}.{field}", value);
+            var fieldNode = Child(node, field);
+            RejectEmptyPattern(ctx, fieldNode, $"{path}.{field}", value);
+            if (fieldNode is YamlMappingNode { Children.Count: 0 })
+            {
+                // istiod's translateHeaderMatch: a StringMatch without exact, prefix or regex is a present_match.
+                present.Add(":" + field);
+            }
+            else if (value is null && fieldNode is YamlMappingNode { Children.Count: 1 } star && Child(star, "regex") is YamlScalarNode { Value: "*" } regex)
+            {
+                // A regex "*" is not RE2: Istio's validation refuses it here (only header and query matches take it).
+                ctx.Error(regex, $"{path}.{field}.regex", "'*' is not a valid RE2 regex; use {} to match any value");
+            }
         }
 
         if (Child(node, "statPrefix") is { } statPrefix)
@@ -291,6 +372,7 @@ internal static partial class YamlConfigLoader
         {
             Authority = authority,
             Scheme = scheme,
+            PresentPseudoHeaders = present.ToImmutable(),
             QueryParams = ParseQueryParams(ctx, node, path),
             Port = port,
             Source = source,

@@ -550,7 +550,7 @@ internal static partial class YamlConfigLoader
     {
         // A traffic policy field the mesh would not apply (consistentHash, tunnel, …) is refused, never silently dropped.
         RejectUnsupportedFields(ctx, spec, "spec", ["host", "trafficPolicy", "subsets", "exportTo"]);
-        ParseExportTo(ctx, spec);
+        ParseExportTo(ctx, spec, ns, namespaceScopeApplies: false);
         var host = ctx.String(Child(spec, "host"), "spec.host");
         if (string.IsNullOrEmpty(host))
         {

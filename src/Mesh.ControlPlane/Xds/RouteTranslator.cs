@@ -354,20 +354,13 @@ internal sealed class RouteTranslator
             result.Headers.Add(BuildHeader(header.Name, header.Value, invert: false));
         }
 
-        // As istiod: method, authority and scheme as pseudo-header matchers after the (sorted) headers.
-        if (match.Method is { } method)
+        // As istiod: method, authority and scheme as pseudo-header matchers after the (sorted) headers; {} is a present_match.
+        foreach (var (name, value) in new[] { (":method", match.Method), (":authority", match.Authority), (":scheme", match.Scheme) })
         {
-            result.Headers.Add(BuildHeader(":method", method, invert: false));
-        }
-
-        if (match.Authority is { } authority)
-        {
-            result.Headers.Add(BuildHeader(":authority", authority, invert: false));
-        }
-
-        if (match.Scheme is { } scheme)
-        {
-            result.Headers.Add(BuildHeader(":scheme", scheme, invert: false));
+            if (value is not null || match.PresentPseudoHeaders.Contains(name))
+            {
+                result.Headers.Add(BuildHeader(name, value, invert: false));
+            }
         }
 
         foreach (var query in match.QueryParams)

@@ -95,6 +95,20 @@ public sealed class QueryAndPseudoHeaderMatchTests
         Assert.Equal(9004, Port(snapshot, HttpMethod.Get, "http://orders/api"));
     }
 
+    [Theory]
+    [InlineData(":method")]
+    [InlineData(":authority")]
+    [InlineData(":scheme")]
+    public void HeaderMatch_PresentMatchOnAPseudoHeader_MatchesEveryRequest_AsIstiodSendsMethodAuthorityOrSchemeEmpty(string name)
+    {
+        // VirtualService match `method: {}` (authority, scheme): istiod sends a present_match, which every request passes.
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://orders:8080/x");
+
+        Assert.True(new HeaderMatch(name, null, Invert: false).Matches(request));
+        Assert.True(new HeaderMatch(name, null, Invert: false).Matches(request, noHeaders: true));
+        Assert.False(new HeaderMatch(name, null, Invert: true).Matches(request));
+    }
+
     [Fact]
     public void HeaderMatch_Authority_IsTheUrisHostAndPortWithoutAHostHeader()
     {

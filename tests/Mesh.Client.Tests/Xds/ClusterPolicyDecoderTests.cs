@@ -64,6 +64,24 @@ public sealed class ClusterPolicyDecoderTests
     }
 
     [Fact]
+    public void Decode_IdleTimeoutZero_DisablesTheIdleTimeout_AsEnvoy()
+    {
+        // What the control plane sends for a DestinationRule tcp.idleTimeout: 0s (Istio: "disabled").
+        var cluster = Cluster("orders");
+        cluster.TypedExtensionProtocolOptions.Add("envoy.extensions.upstreams.http.v3.HttpProtocolOptions", Any.Pack(new UpstreamHttpOptions
+        {
+            CommonHttpProtocolOptions = new CoreHttpOptions { IdleTimeout = Duration.FromTimeSpan(TimeSpan.Zero) },
+            UseDownstreamProtocolConfig = new(),
+        }));
+        var errors = new List<string>();
+
+        var decoded = Decode(cluster, errors);
+
+        Assert.Empty(errors);
+        Assert.Equal(Timeout.InfiniteTimeSpan, decoded!.Limits!.Pool!.IdleTimeout);
+    }
+
+    [Fact]
     public void Decode_PendingRequests_BoundRequestsInFlightBeyondTheConnections()
     {
         var cluster = Cluster("orders");

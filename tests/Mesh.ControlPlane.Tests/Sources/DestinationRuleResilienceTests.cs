@@ -136,6 +136,20 @@ public sealed class DestinationRuleResilienceTests
         Assert.Null(cluster.OutlierDetection.MaxEjectionPercent); // 0 is unset: Envoy's 10 %
     }
 
+    [Fact]
+    public void Translate_TcpIdleTimeoutZero_IsAccepted_AndSentAsZero_WhichDisablesIt()
+    {
+        // Istio's validation skips a tcp.idleTimeout of 0s ("disabled entirely"); istiod sends it as idle_timeout 0.
+        var result = YamlConfigLoader.Load([("services.yaml", Service), ("rule.yaml", Minimal("connectionPool: {tcp: {idleTimeout: 0s}}"))]);
+        Assert.Empty(result.Errors);
+
+        var cluster = Translate(Minimal("connectionPool: {tcp: {idleTimeout: 0s}}"))[Cluster80];
+
+        var http = cluster.TypedExtensionProtocolOptions[XdsWire.HttpProtocolOptionsName].Unpack<UpstreamHttpProtocolOptions>();
+        Assert.NotNull(http.CommonHttpProtocolOptions.IdleTimeout);
+        Assert.Equal(TimeSpan.Zero, http.CommonHttpProtocolOptions.IdleTimeout.ToTimeSpan());
+    }
+
     [Theory]
     [InlineData("outlierDetection: {interval: 0s}", "spec.trafficPolicy.outlierDetection.interval: must be at least 1ms")]
     [InlineData("outlierDetection: {baseEjectionTime: 100000h}", "spec.trafficPolicy.outlierDetection.baseEjectionTime: must be at most 49 days")]
@@ -150,6 +164,7 @@ public sealed class DestinationRuleResilienceTests
     [InlineData("connectionPool: {http: {h2UpgradePolicy: UPGRADE}}", "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy: UPGRADE is not supported")]
     [InlineData("connectionPool: {http: {maxConcurrentStreams: 10}}", "spec.trafficPolicy.connectionPool.http.maxConcurrentStreams: is not supported yet")]
     [InlineData("connectionPool: {tcp: {connectTimeout: 0.1ms}}", "spec.trafficPolicy.connectionPool.tcp.connectTimeout: must be at least 1ms")]
+    [InlineData("connectionPool: {http: {idleTimeout: 0s}}", "spec.trafficPolicy.connectionPool.http.idleTimeout: must be at least 1ms")]
     [InlineData("retryBudget: {percent: {value: 120}}", "spec.trafficPolicy.retryBudget.percent: must be a number from 0 to 100 (got '120')")]
     [InlineData("retryBudget: {budgetInterval: 1s}", "spec.trafficPolicy.retryBudget.budgetInterval: is not supported yet")]
     [InlineData("portLevelSettings: [{port: {number: 80}}, {port: {number: 80}}]", "spec.trafficPolicy.portLevelSettings[1].port.number: port 80 is listed twice")]

@@ -382,7 +382,7 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     [InlineData("uri: {prefix: /api}", "uri: {prefix: /api, exact: /api}", "spec.http[0].match[0].uri: must set exactly one of exact, prefix or regex")]
     [InlineData("uri: {prefix: /api}", "uri: {suffix: /api}", "spec.http[0].match[0].uri.suffix: is not a string match")]
     [InlineData("uri: {prefix: /api}", "uri: {prefix: \"\"}", "spec.http[0].match[0].uri.prefix: must not be empty")]
-    [InlineData("method: {exact: GET}", "method: {}", "spec.http[0].match[0].method: needs one of exact, prefix or regex")]
+    [InlineData("method: {exact: GET}", "method: {regex: \"*\"}", "spec.http[0].match[0].method.regex: '*' is not a valid RE2 regex; use {} to match any value")]
     [InlineData("ignoreUriCase: true", "ignoreUriCase: maybe", "spec.http[0].match[0].ignoreUriCase: must be true or false")]
     [InlineData("attempts: 3", "attempts: -1", "spec.http[0].retries.attempts: must be a non-negative integer")]
     [InlineData("attempts: 3", "attempts: 11", "spec.http[0].retries.attempts: 11 is more than Mesh clients retry (at most 10)")]
@@ -403,7 +403,7 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     [InlineData("    timeout: 2s", "    timeout: 2s\n    delegate: {name: x}", "spec.http[0].delegate: is not supported yet")]
     [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  tcp: []", "spec.tcp: is not supported yet")]
     [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  tls: []", "spec.tls: is not supported yet")]
-    [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  exportTo: [\".\"]", "spec.exportTo[0]: '.' is not supported yet")]
+    [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  exportTo: [\".\", billing]", "spec.exportTo[1]: 'billing' is not supported yet")]
     [InlineData("weight: 90", "weight: 90\n      headers: {request: {set: {a: b}}}", "spec.http[1].route[0].headers: is not supported yet")]
     [InlineData("perTryTimeout: 500ms,", "perTryTimeout: 500ms, retryRemoteLocalities: true,", "spec.http[0].retries.retryRemoteLocalities: is not supported yet")]
     public void Load_FieldNotTranslated_IsErrorNamingItsPath(string find, string replace, string expected)

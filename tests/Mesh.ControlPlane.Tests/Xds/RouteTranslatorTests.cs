@@ -124,6 +124,18 @@ public class RouteTranslatorTests
     }
 
     [Fact]
+    public void Translate_EmptyMethodAuthorityAndSchemeMatches_ArePresentMatches_AsIstiodTranslatesThem()
+    {
+        var snapshot = Translate(Canary.Replace("method: {exact: GET}", "method: {}\n      authority: {}\n      scheme: {}", StringComparison.Ordinal));
+
+        var headers = VirtualHost(snapshot, Cluster80).Routes[0].Match.Headers;
+
+        // The sorted headers, then :method, :authority and :scheme as istiod orders them, then withoutHeaders.
+        Assert.Equal(["x-trace", "x-user", ":method", ":authority", ":scheme", "x-legacy"], headers.Select(h => h.Name).ToArray());
+        Assert.All(headers.Where(h => h.Name[0] == ':'), h => Assert.True(h.PresentMatch));
+    }
+
+    [Fact]
     public void Translate_ServiceWithoutVirtualService_StandardClientsGetTheDefaultRetryPolicy()
     {
         var result = YamlConfigLoader.Load([("services.yaml", Services)]);

@@ -208,6 +208,31 @@ public sealed class SourceScopedRoutesTests
         Assert.Equal("/", scoped.Match.Prefix);
     }
 
+    [Theory]
+    [InlineData("[\".\"]")]
+    [InlineData("[default]")]
+    public void RoutesFor_VirtualServiceExportedToItsNamespace_AppliesThereOnly_OthersKeepTheDefaultRoute(string exportTo)
+    {
+        // vs.yaml is in namespace default. istiod leaves a VirtualService out of the routes of other namespaces' proxies.
+        var result = YamlConfigLoader.Load([("services.yaml", Services), ("vs.yaml", VirtualService + $"\n  exportTo: {exportTo}")]);
+        Assert.False(result.HasErrors, string.Join("; ", result.Errors));
+        var warning = Assert.Single(result.Errors);
+        Assert.Contains("spec.exportTo: route beta-callers: a match with a sourceNamespace other than default selects no caller", warning.Message, StringComparison.Ordinal);
+        var snapshot = XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
+
+        var own = new ClientSource("default", new Dictionary<string, string> { ["app"] = "checkout", ["track"] = "beta" });
+        foreach (var kind in new[] { RouteClientKind.Mesh, RouteClientKind.Standard })
+        {
+            var routes = Routes(snapshot.RoutesFor(kind, own));
+            Assert.Equal(["query", ""], routes.Select(r => r.Name).ToArray());
+            Assert.Equal(V1, routes[1].Route_.Cluster);
+        }
+
+        // The shop caller (and any caller of an unknown namespace) does not see it: the service's default route.
+        Assert.Equal(Cluster80, Assert.Single(Routes(snapshot.RoutesFor(RouteClientKind.Mesh, Beta))).Route_.Cluster);
+        Assert.Equal(Cluster80, Assert.Single(Routes(snapshot.Routes)).Route_.Cluster);
+    }
+
     [Fact]
     public void ClientSource_WithCertifiedIdentity_TakesTheNamespaceFromTheCertificateNotTheMetadata()
     {
