@@ -262,6 +262,7 @@ internal static partial class YamlConfigLoader
         }
 
         var destinations = ImmutableArray.CreateBuilder<RouteDestinationModel>();
+        var firstReference = references.Count;
 
         // A redirect or a direct response answers the request itself: Istio wants no route then, and one of the three otherwise.
         var answersLocally = Child(node, "redirect") is not null || Child(node, "directResponse") is not null;
@@ -307,7 +308,20 @@ internal static partial class YamlConfigLoader
             retries = ParseRetries(ctx, retriesNode, $"{path}.retries", timeout);
         }
 
-        return ParseRouteFeatures(ctx, node, path, ns, references, new HttpRouteModel(routeName, matches.ToImmutable(), destinations.ToImmutable(), timeout, retries));
+        var route = ParseRouteFeatures(ctx, node, path, ns, references, new HttpRouteModel(routeName, matches.ToImmutable(), destinations.ToImmutable(), timeout, retries));
+
+        // The request ports this route's destinations (and mirrors) are reached on: a destination without port takes the
+        // request's port, as istiod's GetDestinationCluster, so CheckVirtualServices needs to know which ports those are.
+        if (!matches.Any(m => m.Port is null) && matches.Count > 0)
+        {
+            ImmutableArray<uint> requestPorts = [.. matches.Select(m => m.Port!.Value).Distinct()];
+            for (var i = firstReference; i < references.Count; i++)
+            {
+                references[i] = references[i] with { RequestPorts = requestPorts };
+            }
+        }
+
+        return route;
     }
 
     private static HttpMatchModel ParseHttpMatch(ResourceContext ctx, YamlMappingNode node, string path)
@@ -829,7 +843,11 @@ internal static partial class YamlConfigLoader
     }
 
     /// <summary>A destination or host named by a VirtualService, checked against the whole folder once everything is read.</summary>
-    internal sealed record DestinationReference(int Line, string Path, string Host, string? Subset, uint? Port, bool IsVirtualServiceHost);
+    internal sealed record DestinationReference(int Line, string Path, string Host, string? Subset, uint? Port, bool IsVirtualServiceHost)
+    {
+        /// <summary>Gets the request ports the route applies to (its matches' <c>port</c>); null when every port of the VirtualService's hosts.</summary>
+        public ImmutableArray<uint>? RequestPorts { get; init; }
+    }
 
     internal sealed record ParsedVirtualService(VirtualServiceModel Model, string File, int Line, List<DestinationReference> References);
 
@@ -884,7 +902,17 @@ internal static partial class YamlConfigLoader
                 }
                 else if (reference.Port is null && servicePorts.Length > 1)
                 {
-                    Fail($"port.number is required: {reference.Host} has several ports ({string.Join(", ", servicePorts.Select(p => p.Number))})");
+                    // As istiod: a destination without port on a multi-port service takes the request's port, so each port
+                    // the VirtualService's hosts are called on must be one of the destination's.
+                    var missing = vs.Model.Hosts
+                        .SelectMany(host => (ports.TryGetValue(host, out var hostPorts) ? hostPorts : []).Select(p => (Host: host, p.Number)))
+                        .Where(r => reference.RequestPorts is not { } only || only.Contains(r.Number))
+                        .Where(r => !servicePorts.Any(p => p.Number == r.Number))
+                        .ToArray();
+                    if (missing.Length > 0)
+                    {
+                        Fail($"port.number is required: {reference.Host} has several ports ({string.Join(", ", servicePorts.Select(p => p.Number))}), so a request takes its own port there, and {string.Join(", ", missing.Select(m => $"{m.Host}:{m.Number}"))} is not one of them");
+                    }
                 }
 
                 if (reference.Subset is { } subset && !(subsets.TryGetValue(reference.Host, out var defined) && defined.Contains(subset)))

@@ -596,7 +596,8 @@ internal sealed class RouteTranslator
 
     private string ClusterFor(RouteDestinationModel destination, uint routePort)
     {
-        // The loader requires port.number when the destination has several ports; otherwise its only port.
+        // As istiod's GetDestinationCluster: the destination's port, else its only port, else the request's (route's) port;
+        // the loader checks that a multi-port destination has every port its VirtualService's hosts are called on.
         var port = destination.Port
             ?? (_ports.TryGetValue(destination.Host, out var ports) && ports.Length == 1 ? ports[0].Number : routePort);
         return XdsTranslator.ClusterName(port, destination.Host, destination.Subset);
