@@ -547,10 +547,11 @@ internal sealed class RouteTranslator
     /// <summary>
     /// The route configuration for standard xDS clients (grpc-js-xds, Envoy): every forwarding route that carries no
     /// retry policy gets istiod's default (retry/retry.go DefaultPolicy: 2 retries on connect-failure, refused-stream,
-    /// unavailable, cancelled and 503; host_selection_retry_max_attempts 5; the previous_hosts predicate unless the
-    /// single destination hashes consistently). A VirtualService's <c>retries</c> (even <c>attempts: 0</c>, an empty
-    /// retry_on) is kept as it is. Mesh clients get the configuration without it: for them a route without a policy
-    /// means "Mesh:Resilience decides", the app's own fallback that a default on every route would switch off.
+    /// unavailable, cancelled; host_selection_retry_max_attempts 5; the previous_hosts predicate unless the single
+    /// destination hashes consistently). A VirtualService's <c>retries</c> starts from that default too, as istiod's
+    /// newRetryPolicy: its own fields plus host_selection_retry_max_attempts and the predicate; <c>attempts: 0</c> (an
+    /// empty retry_on) is kept as it is. Mesh clients get the configuration without these: for them a route without a
+    /// policy means "Mesh:Resilience decides", and every retry already avoids the endpoints earlier attempts took.
     /// </summary>
     public static RouteConfiguration WithIstioDefaultRetries(RouteConfiguration configuration)
     {
@@ -560,10 +561,23 @@ internal sealed class RouteTranslator
         {
             foreach (var route in virtualHost.Routes)
             {
-                if (route.Route_ is { RetryPolicy: null } action)
+                if (route.Route_ is not { } action)
                 {
-                    // istiod's DefaultConsistentHashPolicy (no previous_hosts predicate) when the route hashes consistently.
-                    action.RetryPolicy = IstioDefaultRetryPolicy(consistentHash: action.HashPolicy.Count > 0);
+                    continue;
+                }
+
+                // istiod's "consistent hash": a single destination (not a split) with a hash policy (route.go
+                // applyHTTPRouteDestination); then no previous_hosts predicate, so a retry may return to the same host.
+                var consistentHash = action.ClusterSpecifierCase == RouteAction.ClusterSpecifierOneofCase.Cluster && action.HashPolicy.Count > 0;
+                if (action.RetryPolicy is null)
+                {
+                    action.RetryPolicy = IstioDefaultRetryPolicy(consistentHash);
+                }
+                else if (action.RetryPolicy.NumRetries is not null)
+                {
+                    var defaults = IstioDefaultRetryPolicy(consistentHash);
+                    action.RetryPolicy.HostSelectionRetryMaxAttempts = defaults.HostSelectionRetryMaxAttempts;
+                    action.RetryPolicy.RetryHostPredicate.Add(defaults.RetryHostPredicate);
                 }
             }
         }

@@ -99,6 +99,24 @@ public class XdsResourceDecoderTests
             Assert.Single(errors));
     }
 
+    [Fact]
+    public void DecodeAll_RetryPolicyWithIstiodsPreviousHostsAndHostSelectionAttempts_IsAccepted()
+    {
+        // What istiod (and this control plane, to standard clients) sends with a VirtualService's retries.
+        var routes = Routes("orders");
+        var policy = new RetryPolicy { RetryOn = "5xx", NumRetries = 3, HostSelectionRetryMaxAttempts = 5 };
+        policy.RetryHostPredicate.Add(new RetryPolicy.Types.RetryHostPredicate
+        {
+            Name = "envoy.retry_host_predicates.previous_hosts",
+            TypedConfig = new Any { TypeUrl = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" },
+        });
+        routes.VirtualHosts[0].Routes[0].Route_.RetryPolicy = policy;
+        var errors = new List<string>();
+
+        Assert.NotNull(XdsResourceDecoder.DecodeAll(XdsTypeUrls.RouteConfiguration, [Any.Pack(routes)], errors));
+        Assert.Empty(errors);
+    }
+
     [Theory]
     [InlineData(":method")]
     [InlineData(":authority")]

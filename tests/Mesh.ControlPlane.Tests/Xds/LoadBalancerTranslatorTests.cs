@@ -101,6 +101,53 @@ public sealed class LoadBalancerTranslatorTests
         Assert.Equal("x-user", Assert.Single(routes[2].Route_.HashPolicy).Header.HeaderName);
     }
 
+    [Fact]
+    public void StandardClientRetryPolicies_StartFromIstiodsDefault_PreviousHostsUnlessASingleDestinationHashes()
+    {
+        var snapshot = Translate(Services, """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: {name: orders}
+            spec:
+              hosts: [orders]
+              http:
+              - name: hashed
+                match: [{uri: {prefix: /v1}}]
+                route: [{destination: {host: orders, subset: v1}}]
+                retries: {attempts: 3, retryOn: 5xx}
+              - name: random
+                match: [{uri: {prefix: /v2}}]
+                route: [{destination: {host: orders, subset: v2}}]
+                retries: {attempts: 3, retryOn: 5xx}
+              - name: split
+                route:
+                - destination: {host: orders, subset: v1}
+                  weight: 50
+                - destination: {host: orders}
+                  weight: 50
+            """);
+        var standard = Assert.Single(snapshot.StandardClientRoutes[Cluster80].Resource.Unpack<RouteConfiguration>().VirtualHosts).Routes;
+
+        // As istiod's newRetryPolicy: a VirtualService's retries keep their own fields and add host_selection_retry_max_attempts
+        // and, unless the route is a single destination with a hash, the previous_hosts predicate.
+        var hashed = standard[0].Route_.RetryPolicy;
+        Assert.Equal((3u, "5xx", 5L), (hashed.NumRetries!.Value, hashed.RetryOn, hashed.HostSelectionRetryMaxAttempts));
+        Assert.Empty(hashed.RetryHostPredicate);
+        var random = standard[1].Route_.RetryPolicy;
+        Assert.Equal((3u, "5xx", 5L), (random.NumRetries!.Value, random.RetryOn, random.HostSelectionRetryMaxAttempts));
+        Assert.Equal("envoy.retry_host_predicates.previous_hosts", Assert.Single(random.RetryHostPredicate).Name);
+
+        // A split hashes (its destinations' keys) but is not "a single destination with a hash": istiod keeps previous_hosts.
+        var split = standard[2].Route_;
+        Assert.NotEmpty(split.HashPolicy);
+        Assert.Equal("envoy.retry_host_predicates.previous_hosts", Assert.Single(split.RetryPolicy.RetryHostPredicate).Name);
+
+        // Mesh clients get the VirtualService's fields only (every retry of theirs avoids the endpoints tried before).
+        var mesh = Routes(snapshot).Items[1].Route_.RetryPolicy;
+        Assert.Equal(0L, mesh.HostSelectionRetryMaxAttempts);
+        Assert.Empty(mesh.RetryHostPredicate);
+    }
+
     [Theory]
     [InlineData("{httpCookie: {name: session, path: /, ttl: 0s}}", "cookie")]
     [InlineData("{httpQueryParameterName: user}", "query")]
