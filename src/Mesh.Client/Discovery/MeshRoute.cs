@@ -60,8 +60,8 @@ internal sealed record HeaderMatch(string Name, StringMatch? Match, bool Invert,
             : Matches(request.Headers);
     }
 
-    // What the request sends as Host (HTTP/1) or :authority (HTTP/2): an explicit Host header, else the URI's host[:port].
-    private static string Authority(HttpRequestMessage request, Uri uri)
+    /// <summary>What the request sends as Host (HTTP/1) or :authority (HTTP/2): an explicit Host header, else the URI's host[:port].</summary>
+    internal static string Authority(HttpRequestMessage request, Uri uri)
     {
         if (request.Headers.NonValidated.TryGetValues("Host", out var host) && host.Count > 0)
         {

@@ -540,15 +540,18 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         return response;
     }
 
-    /// <summary>A 3xx with Location: the request's URL with the redirect's scheme, host, port, path and query, as Envoy builds it.</summary>
+    /// <summary>
+    /// A 3xx with Location: the request's URL with the redirect's scheme, host, port, path and query, as Envoy's
+    /// Http::Utility::newUri builds it: a host_redirect replaces the Host with its port (only port_redirect adds one); without
+    /// it the request's Host keeps its port, dropped only for a port_redirect or when the scheme changes and the port is the
+    /// old scheme's default (processRequestHost).
+    /// </summary>
     private static HttpResponseMessage Redirect(HttpRequestMessage request, MeshRoute route, RouteRedirect redirect)
     {
         var uri = request.RequestUri!;
         var scheme = redirect.Scheme ?? uri.Scheme;
-        var host = redirect.Host ?? uri.Host;
-        var port = redirect.Port > 0 ? redirect.Port
-            : redirect.Scheme is not null && !string.Equals(redirect.Scheme, uri.Scheme, StringComparison.OrdinalIgnoreCase) ? -1
-            : uri.IsDefaultPort ? -1 : uri.Port;
+        var port = redirect.Port > 0 ? ":" + redirect.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) : string.Empty;
+        var host = redirect.Host ?? RequestHost(HeaderMatch.Authority(request, uri), uri.Scheme, scheme, port);
         string path;
         var query = redirect.StripQuery ? string.Empty : uri.Query;
         if (redirect.PathRedirect is { } target)
@@ -571,11 +574,27 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             path = uri.AbsolutePath;
         }
 
-        // Port -1: the scheme's default, left out of the URL.
-        var builder = new UriBuilder(scheme, host, port) { Path = path, Query = query.Length > 1 ? query[1..] : string.Empty };
+        var location = new Uri($"{scheme}://{host}{port}{path}{(query.Length > 1 ? query : string.Empty)}", UriKind.Absolute);
         var response = new HttpResponseMessage(redirect.Status) { RequestMessage = request, Version = request.Version, Content = new ByteArrayContent([]) };
-        response.Headers.Location = builder.Uri;
+        response.Headers.Location = location;
         return response;
+    }
+
+    /// <summary>Envoy's processRequestHost: the request's Host, without its port when a new port comes or the scheme changes away from the port's default.</summary>
+    private static string RequestHost(string requestHost, string requestScheme, string newScheme, string newPort)
+    {
+        var hostEnd = requestHost.StartsWith('[') ? requestHost.LastIndexOf("]:", StringComparison.Ordinal) is >= 0 and var bracket ? bracket + 1 : -1
+            : requestHost.LastIndexOf(':');
+        if (hostEnd < 0)
+        {
+            return requestHost;
+        }
+
+        var requestPort = requestHost.AsSpan(hostEnd);
+        var removePort = newPort.Length > 0
+            || (!string.Equals(newScheme, requestScheme, StringComparison.OrdinalIgnoreCase)
+                && ((requestScheme == Uri.UriSchemeHttps && requestPort is ":443") || (requestScheme == Uri.UriSchemeHttp && requestPort is ":80")));
+        return removePort ? requestHost[..hostEnd] : requestHost;
     }
 
     private sealed record Pin(MeshService Service, MeshRoute Route);

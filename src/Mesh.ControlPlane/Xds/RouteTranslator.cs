@@ -229,7 +229,8 @@ internal sealed class RouteTranslator
             action.HostRedirect = authority;
         }
 
-        if (redirect.Port is { } port)
+        // As istiod: no explicit :80 for http or :443 for https (the scheme is http unless the redirect sets it).
+        if (redirect.Port is { } port && !(port == 80 && (redirect.Scheme ?? "http") == "http") && !(port == 443 && redirect.Scheme == "https"))
         {
             action.PortRedirect = port;
         }

@@ -305,9 +305,12 @@ public sealed class MeshRouteFeaturesHandlerTests : IAsyncLifetime
     [Theory]
     [InlineData("http://orders/old/a?x=1", null, null, 0, "/new", false, "http://orders/new?x=1")]
     [InlineData("http://orders/old/a?x=1", "https", "elsewhere.example", 0, "/new?y=2", false, "https://elsewhere.example/new?y=2")]
-    [InlineData("http://orders:8080/old/a?x=1", null, "elsewhere.example", 0, null, true, "http://elsewhere.example:8080/old/a")]
-    [InlineData("http://orders:8080/old/a", "https", null, 0, null, false, "https://orders/old/a")]
+    [InlineData("http://orders:8080/old/a?x=1", null, "elsewhere.example", 0, null, true, "http://elsewhere.example/old/a")] // host_redirect: no request port
+    [InlineData("http://orders:8080/old/a", null, "elsewhere.example", 9000, null, false, "http://elsewhere.example:9000/old/a")]
+    [InlineData("http://orders:8080/old/a", "https", null, 0, null, false, "https://orders:8080/old/a")] // not the old scheme's default: kept
+    [InlineData("http://orders:8080/old/a", null, null, 9000, null, false, "http://orders:9000/old/a")]
     [InlineData("http://orders/old/a", null, null, 8443, null, false, "http://orders:8443/old/a")]
+    [InlineData("http://orders/old/a", "https", null, 0, null, false, "https://orders/old/a")]
     public async Task Redirect_BuildsLocationAsEnvoy(string url, string? scheme, string? host, int port, string? path, bool stripQuery, string expected)
     {
         var features = new RouteFeatures

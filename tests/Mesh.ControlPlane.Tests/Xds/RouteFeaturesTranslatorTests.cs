@@ -139,6 +139,21 @@ public class RouteFeaturesTranslatorTests
         Assert.Empty(routes[5].Route_.RequestMirrorPolicies);
     }
 
+    [Theory]
+    [InlineData("port: 80", 0u)]
+    [InlineData("port: 80, scheme: http", 0u)]
+    [InlineData("port: 443, scheme: https", 0u)]
+    [InlineData("port: 443", 443u)]
+    [InlineData("port: 80, scheme: https", 80u)]
+    [InlineData("port: 8443, scheme: https", 8443u)]
+    public void Translate_RedirectToTheSchemesDefaultPort_SendsNoPortRedirect_AsIstiod(string fields, uint expected)
+    {
+        // istiod leaves :80 for http and :443 for https out; Envoy would otherwise write it into the Location.
+        var routes = Routes(Translate(Features.Replace("port: 8443, scheme: https", fields, StringComparison.Ordinal)).Routes);
+
+        Assert.Equal(expected, routes[2].Redirect.PortRedirect);
+    }
+
     [Fact]
     public void Translate_StandardGrpcClients_GetAFaultAbortWhereTheRouteRedirectsOrAnswersDirectly()
     {
