@@ -41,7 +41,8 @@ internal static partial class YamlConfigLoader
         YamlConfig folder,
         ImmutableArray<ServiceEntryModel> services,
         YamlParseCache? cache = null,
-        string rootNamespace = SecurityScopes.DefaultRootNamespace)
+        string rootNamespace = SecurityScopes.DefaultRootNamespace,
+        string clusterDomain = HostNames.DefaultClusterDomain)
     {
         ArgumentNullException.ThrowIfNull(objects);
         ArgumentNullException.ThrowIfNull(folder);
@@ -49,7 +50,7 @@ internal static partial class YamlConfigLoader
         foreach (var item in objects.OrderBy(o => o.Created ?? DateTimeOffset.MaxValue).ThenBy(o => o.Location, StringComparer.Ordinal))
         {
             // A location names one object (kind, namespace, name): two informers never serve the same one.
-            parsed[item.Location] = (item.Json, cache?.Find(item.Location, item.Json) ?? ParseFile(item.Location, item.Json));
+            parsed[item.Location] = (item.Json, cache?.Find(item.Location, item.Json) ?? ParseFile(item.Location, item.Json, clusterDomain));
         }
 
         cache?.Replace(parsed);
@@ -75,7 +76,7 @@ internal static partial class YamlConfigLoader
             if (blamed.Count == 0)
             {
                 reported.AddRange(errors.Where(e => parsed.ContainsKey(e.File)));
-                return new KubernetesConfigResult(config, [.. reported], [.. dropped]);
+                return new KubernetesConfigResult(config with { ClusterDomain = clusterDomain }, [.. reported], [.. dropped]);
             }
 
             // Report the errors of the objects dropped now; warnings of kept ones are reported by the final round.

@@ -126,6 +126,9 @@ internal sealed record YamlConfig(
 
     /// <summary>Istio's Sidecar resources: which services the workloads they select see.</summary>
     public ImmutableArray<SidecarModel> Sidecars { get; init; } = [];
+
+    /// <summary>The cluster domain short hosts were qualified in (<c>Kubernetes:ClusterDomain</c>); their aliases are served in it.</summary>
+    public string ClusterDomain { get; init; } = HostNames.DefaultClusterDomain;
 }
 
 /// <summary>The immutable model the translator works from; replaced as a whole on every change.</summary>
@@ -136,20 +139,25 @@ internal sealed record ModelSnapshot(long Version, YamlConfig Config, ImmutableA
 
 internal static class HostNames
 {
-    public const string ClusterDomainSuffix = ".svc.cluster.local";
+    /// <summary>Kubernetes' default cluster domain (<c>Kubernetes:ClusterDomain</c>, istiod's <c>--domain</c>).</summary>
+    public const string DefaultClusterDomain = "cluster.local";
 
-    /// <summary>Istio treats a host without dots as relative to the resource's namespace.</summary>
-    public static string Qualify(string host, string ns) =>
+    /// <summary>The suffix of a Kubernetes service name in <paramref name="clusterDomain"/>: <c>.svc.cluster.local</c> by default.</summary>
+    public static string ServiceSuffix(string clusterDomain) => $".svc.{clusterDomain}";
+
+    /// <summary>Istio treats a host without dots as relative to the resource's namespace, in the cluster's domain (ResolveShortnameToFQDN).</summary>
+    public static string Qualify(string host, string ns, string clusterDomain = DefaultClusterDomain) =>
         host.Contains('.', StringComparison.Ordinal)
             ? host.ToLowerInvariant()
-            : $"{host.ToLowerInvariant()}.{ns}{ClusterDomainSuffix}";
+            : $"{host.ToLowerInvariant()}.{ns}{ServiceSuffix(clusterDomain)}";
 
     /// <summary>Every name a client may use for <paramref name="fqdn"/> (without port).</summary>
-    public static IReadOnlyList<string> Aliases(string fqdn)
+    public static IReadOnlyList<string> Aliases(string fqdn, string clusterDomain = DefaultClusterDomain)
     {
-        if (fqdn.EndsWith(ClusterDomainSuffix, StringComparison.Ordinal))
+        var suffix = ServiceSuffix(clusterDomain);
+        if (fqdn.EndsWith(suffix, StringComparison.Ordinal))
         {
-            var parts = fqdn[..^ClusterDomainSuffix.Length].Split('.');
+            var parts = fqdn[..^suffix.Length].Split('.');
             if (parts.Length == 2)
             {
                 var name = parts[0];

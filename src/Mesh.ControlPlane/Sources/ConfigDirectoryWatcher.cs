@@ -33,7 +33,7 @@ internal sealed partial class ConfigDirectoryWatcher : IHostedService, IDisposab
     public string Directory => Path.GetFullPath(_options.ConfigDirectory);
 
     /// <summary>Reads the folder now and applies it to the store (parsing again only the files whose text changed).</summary>
-    public bool Reload() => _store.ApplyYaml(YamlConfigLoader.LoadDirectory(Directory, _parsed));
+    public bool Reload() => _store.ApplyYaml(YamlConfigLoader.LoadDirectory(Directory, _parsed, _options.Kubernetes.ClusterDomain));
 
     public Task StartAsync(CancellationToken cancellationToken)
     {

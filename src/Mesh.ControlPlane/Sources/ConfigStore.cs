@@ -27,6 +27,9 @@ internal sealed partial class ConfigStore(ILogger<ConfigStore> logger, ControlPl
 {
     private readonly Lock _gate = new();
     private readonly YamlParseCache _kubernetesParses = new();
+
+    /// <summary>Gets the cluster domain short hosts of Kubernetes objects are qualified in (<c>Kubernetes:ClusterDomain</c>).</summary>
+    private string ClusterDomain => options?.Kubernetes.ClusterDomain ?? HostNames.DefaultClusterDomain;
     private ModelSnapshot _current = ModelSnapshot.Empty;
     private YamlConfig _folder = YamlConfig.Empty;
     private ImmutableArray<ConfigError> _folderErrors = [];
@@ -217,7 +220,7 @@ internal sealed partial class ConfigStore(ILogger<ConfigStore> logger, ControlPl
             var signature = string.Join(";", kept.Select(s => $"{string.Join(",", s.Hosts)}:{string.Join(",", s.Ports.Select(p => p.Number))}"));
             if (_kubernetesConfigInputs is not { } inputs || !ReferenceEquals(inputs.Objects, _kubernetesObjects) || !ReferenceEquals(inputs.Folder, _folder) || inputs.Services != signature)
             {
-                _kubernetesConfig = YamlConfigLoader.LoadKubernetesObjects(_kubernetesObjects, _folder, kept, _kubernetesParses, options?.RootNamespace ?? SecurityScopes.DefaultRootNamespace);
+                _kubernetesConfig = YamlConfigLoader.LoadKubernetesObjects(_kubernetesObjects, _folder, kept, _kubernetesParses, options?.RootNamespace ?? SecurityScopes.DefaultRootNamespace, ClusterDomain);
                 _kubernetesConfigInputs = (_kubernetesObjects, _folder, signature);
             }
 
@@ -234,6 +237,7 @@ internal sealed partial class ConfigStore(ILogger<ConfigStore> logger, ControlPl
                 PeerAuthentications = [.. _folder.PeerAuthentications, .. objects.PeerAuthentications],
                 AuthorizationPolicies = [.. _folder.AuthorizationPolicies, .. objects.AuthorizationPolicies],
                 RequestAuthentications = [.. _folder.RequestAuthentications, .. objects.RequestAuthentications],
+                ClusterDomain = ClusterDomain,
             };
         }
 

@@ -66,7 +66,7 @@ internal static partial class YamlConfigLoader
                 continue;
             }
 
-            var fqdn = HostNames.Qualify(host, ns);
+            var fqdn = HostNames.Qualify(host, ns, ctx.ClusterDomain);
             if (hosts.Contains(fqdn))
             {
                 ctx.Error(hostsNode.Children[i], $"spec.hosts[{i}]", $"duplicate host {fqdn}");
@@ -648,7 +648,7 @@ internal static partial class YamlConfigLoader
             port = ctx.Port(Child(portNode, "number"), portNode, $"{path}.port.number", required: true);
         }
 
-        var fqdn = HostNames.Qualify(host, ns);
+        var fqdn = HostNames.Qualify(host, ns, ctx.ClusterDomain);
         references.Add(new DestinationReference(Line(destination), path, fqdn, string.IsNullOrEmpty(subset) ? null : subset, port, IsVirtualServiceHost: false));
         return new RouteDestinationModel(fqdn, string.IsNullOrEmpty(subset) ? null : subset, port, weight);
     }

@@ -27,7 +27,8 @@ internal static partial class YamlConfigLoader
     /// not parsed again (its resources are reused), so a change to one file of thousands costs one file's parse. The
     /// folder is still validated as a whole.
     /// </summary>
-    public static YamlLoadResult LoadDirectory(string directory, YamlParseCache? cache)
+    /// <param name="clusterDomain">The cluster domain short hosts are qualified in (<c>Kubernetes:ClusterDomain</c>).</param>
+    public static YamlLoadResult LoadDirectory(string directory, YamlParseCache? cache, string clusterDomain = HostNames.DefaultClusterDomain)
     {
         if (!Directory.Exists(directory))
         {
@@ -57,13 +58,16 @@ internal static partial class YamlConfigLoader
             }
         }
 
-        var result = Load(sources, cache);
+        var result = Load(sources, cache, clusterDomain);
         return errors.Count == 0 ? result : result with { Errors = [.. errors, .. result.Errors] };
     }
 
     public static YamlLoadResult Load(IEnumerable<(string FileName, string Text)> files) => Load(files, cache: null);
 
-    private static YamlLoadResult Load(IEnumerable<(string FileName, string Text)> files, YamlParseCache? cache)
+    /// <summary>Like <see cref="Load(IEnumerable{ValueTuple{string, string}})"/>, qualifying short hosts in <paramref name="clusterDomain"/>.</summary>
+    public static YamlLoadResult Load(IEnumerable<(string FileName, string Text)> files, string clusterDomain) => Load(files, cache: null, clusterDomain);
+
+    private static YamlLoadResult Load(IEnumerable<(string FileName, string Text)> files, YamlParseCache? cache, string clusterDomain = HostNames.DefaultClusterDomain)
     {
         ArgumentNullException.ThrowIfNull(files);
         var errors = new List<ConfigError>();
@@ -78,7 +82,7 @@ internal static partial class YamlConfigLoader
 
         foreach (var (file, text) in files)
         {
-            var parse = cache?.Find(file, text) ?? ParseFile(file, text);
+            var parse = cache?.Find(file, text) ?? ParseFile(file, text, clusterDomain);
             parsed[file] = (text, parse);
             errors.AddRange(parse.Errors);
             services.AddRange(parse.Services);
@@ -107,12 +111,13 @@ internal static partial class YamlConfigLoader
             VirtualServices = [.. virtualServices.Select(v => v.Model)],
             LocalRateLimitPolicies = [.. rateLimits],
             Sidecars = [.. sidecars.Select(s => s.Model)],
+            ClusterDomain = clusterDomain,
         };
         return new YamlLoadResult(config, [.. errors]);
     }
 
     /// <summary>One file's documents parsed (and each resource validated on its own); never changed once built, so a cache may share it.</summary>
-    private static ParsedFile ParseFile(string file, string text)
+    private static ParsedFile ParseFile(string file, string text, string clusterDomain = HostNames.DefaultClusterDomain)
     {
         var result = new ParsedFile();
         var stream = new YamlStream();
@@ -139,7 +144,7 @@ internal static partial class YamlConfigLoader
                 continue;
             }
 
-            ParseDocument(file, document.RootNode, result.Errors, result.Services, result.Workloads, result.Rules, result.Security, result.VirtualServices, result.RateLimits, result.Sidecars);
+            ParseDocument(file, document.RootNode, result.Errors, result.Services, result.Workloads, result.Rules, result.Security, result.VirtualServices, result.RateLimits, result.Sidecars, clusterDomain);
         }
 
         return result;
@@ -197,7 +202,8 @@ internal static partial class YamlConfigLoader
         SecurityPolicyLists security,
         List<ParsedVirtualService> virtualServices,
         List<LocalRateLimitPolicyModel> rateLimits,
-        List<(SidecarModel, string, int)> sidecars)
+        List<(SidecarModel, string, int)> sidecars,
+        string clusterDomain)
     {
         var line = Line(root);
         var before = errors.Count; // a resource with any error (apiVersion and metadata included) is not added
@@ -212,7 +218,7 @@ internal static partial class YamlConfigLoader
         var metadata = Child(doc, "metadata") as YamlMappingNode;
         var name = metadata is null ? null : ScalarValue(metadata, "name");
         var ns = (metadata is null ? null : ScalarValue(metadata, "namespace")) ?? "default";
-        var ctx = new ResourceContext(file, $"{kind ?? "resource"} {ns}/{name ?? "<unnamed>"}", errors, kind);
+        var ctx = new ResourceContext(file, $"{kind ?? "resource"} {ns}/{name ?? "<unnamed>"}", errors, kind, clusterDomain);
 
         if (string.IsNullOrEmpty(kind))
         {
@@ -375,7 +381,7 @@ internal static partial class YamlConfigLoader
                     continue;
                 }
 
-                var fqdn = HostNames.Qualify(host, ns);
+                var fqdn = HostNames.Qualify(host, ns, ctx.ClusterDomain);
                 if (hosts.Contains(fqdn))
                 {
                     ctx.Error(hostsNode.Children[i], $"spec.hosts[{i}]", $"duplicate host {fqdn}");
@@ -576,7 +582,7 @@ internal static partial class YamlConfigLoader
             ? ParseLocalityLbSetting(ctx, lbNode, $"{TopLevelLoadBalancerPath}.localityLbSetting", Child(policy, "outlierDetection") is not null)
             : null;
         var subsets = ParseSubsets(ctx, spec);
-        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns), lb, tlsMode)
+        return string.IsNullOrEmpty(host) ? null : new DestinationRuleModel(ns, name, HostNames.Qualify(host, ns, ctx.ClusterDomain), lb, tlsMode)
         {
             Subsets = subsets,
             Traffic = traffic,
@@ -658,8 +664,11 @@ internal static partial class YamlConfigLoader
 
     internal static bool IsAddress(string value) => IPAddress.TryParse(value, out _) || IsHostName(value);
 
-    private sealed class ResourceContext(string file, string resource, List<ConfigError> errors, string? kind)
+    private sealed class ResourceContext(string file, string resource, List<ConfigError> errors, string? kind, string clusterDomain)
     {
+        /// <summary>Gets the cluster domain short hosts are qualified in.</summary>
+        public string ClusterDomain => clusterDomain;
+
         /// <summary>Gets the number of errors (not warnings) so far, to tell whether a part parsed cleanly.</summary>
         public int ErrorCount => errors.Count(e => !e.IsWarning);
 

@@ -33,6 +33,9 @@ internal sealed class RouteTranslator
     private readonly Dictionary<string, VirtualServiceModel> _virtualServices = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ResolvedService> _services = new(StringComparer.Ordinal);
 
+    /// <summary>Gets the cluster domain the services' short-name aliases (RDS domains) are made in.</summary>
+    public string ClusterDomain { get; init; } = HostNames.DefaultClusterDomain;
+
     public RouteTranslator(IEnumerable<ResolvedService> services, IEnumerable<VirtualServiceModel> virtualServices)
     {
         ArgumentNullException.ThrowIfNull(services);

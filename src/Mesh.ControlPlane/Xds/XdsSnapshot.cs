@@ -280,21 +280,24 @@ internal sealed class XdsSnapshot
     public XdsResource Listener(string requestedName, ListenerTarget target) =>
         _listeners.GetOrAdd((requestedName, target.RouteName), key => new XdsResource(key.Name, Any.Pack(XdsTranslator.BuildListener(key.Name, key.RouteName))));
 
-    private static IEnumerable<string> Candidates(string host, string clientNamespace)
+    /// <summary>Gets the cluster domain the services' short names resolve in (<see cref="YamlConfig.ClusterDomain"/>).</summary>
+    public string ClusterDomain { get; init; } = HostNames.DefaultClusterDomain;
+
+    private IEnumerable<string> Candidates(string host, string clientNamespace)
     {
         yield return host;
         var dots = host.Count(c => c == '.');
         if (dots == 0)
         {
-            yield return $"{host}.{clientNamespace}{HostNames.ClusterDomainSuffix}";
+            yield return $"{host}.{clientNamespace}{HostNames.ServiceSuffix(ClusterDomain)}";
         }
         else if (dots == 1)
         {
-            yield return host + HostNames.ClusterDomainSuffix;
+            yield return host + HostNames.ServiceSuffix(ClusterDomain);
         }
         else if (dots == 2 && host.EndsWith(".svc", StringComparison.Ordinal))
         {
-            yield return host + ".cluster.local";
+            yield return $"{host}.{ClusterDomain}";
         }
     }
 }

@@ -64,7 +64,7 @@ internal static class XdsTranslator
         var localityPlans = new Dictionary<string, LocalityLbPlan>(StringComparer.Ordinal);
         var sourceScoped = new List<(ResolvedService Service, uint Port)>();
 
-        var routing = new RouteTranslator(services, model.Config.VirtualServices);
+        var routing = new RouteTranslator(services, model.Config.VirtualServices) { ClusterDomain = model.Config.ClusterDomain };
         var translations = new ServiceTranslations(model.Config.PeerAuthentications, rootNamespace, trustDomain);
         var reusable = previous?.Translations?.For(translations);
         foreach (var service in services)
@@ -148,6 +148,7 @@ internal static class XdsTranslator
         var snapshot = new XdsSnapshot(version, services, clusters.ToFrozenDictionary(StringComparer.Ordinal), endpoints.ToFrozenDictionary(StringComparer.Ordinal),
             shared.Routes, listeners.ToFrozenDictionary(StringComparer.Ordinal))
         {
+            ClusterDomain = model.Config.ClusterDomain,
             Changes = changes,
             EgressScopes = EgressScopes.Build(model.Config.Sidecars, services, model.Config.VirtualServices, rootNamespace),
             ScopeInputs = (model.Config.Sidecars, model.Config.VirtualServices, ServiceNamespaces(services)),
@@ -304,7 +305,7 @@ internal static class XdsTranslator
         ArgumentNullException.ThrowIfNull(routing);
         ArgumentNullException.ThrowIfNull(service);
         var name = ClusterName(port, service.Host);
-        var routeConfiguration = BuildRouteConfiguration(name, service.Host, port);
+        var routeConfiguration = BuildRouteConfiguration(name, service.Host, port, routing.ClusterDomain);
         var virtualService = routing.Find(service.Host);
         var virtualRoutes = virtualService is null ? [] : routing.BuildRoutes(virtualService, port, selects);
         if (virtualRoutes.Count > 0)
@@ -728,11 +729,11 @@ internal static class XdsTranslator
         };
     }
 
-    public static RouteConfiguration BuildRouteConfiguration(string name, string host, uint port)
+    public static RouteConfiguration BuildRouteConfiguration(string name, string host, uint port, string clusterDomain = HostNames.DefaultClusterDomain)
     {
         var virtualHost = new VirtualHost { Name = ListenerName(host, port) };
         var domains = new List<string>();
-        foreach (var alias in HostNames.Aliases(host))
+        foreach (var alias in HostNames.Aliases(host, clusterDomain))
         {
             domains.Add(alias);
             domains.Add(ListenerName(alias, port));

@@ -2,7 +2,10 @@ using System.Collections.Immutable;
 using System.Text.Json;
 using Mesh.ControlPlane.Kubernetes;
 using Mesh.ControlPlane.Model;
+using Mesh.ControlPlane.Configuration;
 using Mesh.ControlPlane.Sources;
+using Mesh.ControlPlane.Xds;
+using Mesh.Xds.Envoy.Config.Route.V3;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Mesh.ControlPlane.Tests.Kubernetes;
@@ -70,6 +73,31 @@ public sealed class KubernetesConfigStoreTests
 
         Assert.Equal(["reviews-pinned"], store.Current.Config.ServiceEntries.Select(s => s.Name));
         Assert.Contains(store.Errors, e => !e.IsWarning && e.File == "ServiceEntry shop/reviews" && e.Message.Contains("already declared by ServiceEntry shop/reviews-pinned", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void ApplyKubernetes_NonDefaultClusterDomain_ShortHostsResolveInIt_AndClientsReachTheServiceByItsShortNames()
+    {
+        var store = new ConfigStore(NullLogger<ConfigStore>.Instance, options: new ControlPlaneOptions { Kubernetes = { ClusterDomain = "corp.example" } });
+        store.ApplyYaml(YamlConfigLoader.Load([]));
+        var reviews = new ServiceEntryModel("shop", "reviews", ["reviews.shop.svc.corp.example"], [new ServicePort(80, "http", "HTTP", 8080)], ImmutableSortedDictionary<string, string>.Empty, [], "STATIC");
+        var rule = Object("DestinationRule", """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"reviews","namespace":"shop"},"spec":{"host":"reviews","subsets":[{"name":"v1","labels":{"version":"v1"}}]}}""");
+        var routes = Object("VirtualService", """{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"reviews","namespace":"shop"},"spec":{"hosts":["reviews"],"http":[{"route":[{"destination":{"host":"reviews","subset":"v1"}}]}]}}""");
+
+        store.ApplyKubernetes([rule, routes], new KubernetesServices([reviews], [], []));
+
+        // As istiod's ResolveShortnameToFQDN: <name>.<namespace>.svc.<domain suffix>, not .cluster.local.
+        Assert.DoesNotContain(store.Errors, e => !e.IsWarning);
+        Assert.Equal(["reviews.shop.svc.corp.example"], Assert.Single(store.Current.Config.VirtualServices).Hosts.ToArray());
+        Assert.Equal("reviews.shop.svc.corp.example", Assert.Single(store.Current.Config.DestinationRules).Host);
+
+        var snapshot = XdsTranslator.Translate(store.Current, 1);
+        var virtualHost = Assert.Single(snapshot.Routes["outbound|80||reviews.shop.svc.corp.example"].Resource.Unpack<RouteConfiguration>().VirtualHosts);
+        Assert.Equal("outbound|80|v1|reviews.shop.svc.corp.example", Assert.Single(virtualHost.Routes).Route_.Cluster);
+        Assert.Subset(virtualHost.Domains.ToHashSet(), new HashSet<string> { "reviews", "reviews:80", "reviews.shop", "reviews.shop:80", "reviews.shop.svc", "reviews.shop.svc:80", "reviews.shop.svc.corp.example" });
+        Assert.NotNull(snapshot.ResolveListener("reviews:80", "shop"));
+        Assert.NotNull(snapshot.ResolveListener("reviews.shop:80", "other"));
+        Assert.NotNull(snapshot.ResolveListener("reviews.shop.svc:80", "other"));
     }
 
     private static ServiceEntryModel Service(string name) =>
