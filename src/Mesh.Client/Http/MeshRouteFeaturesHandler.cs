@@ -574,7 +574,14 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             path = uri.AbsolutePath;
         }
 
-        var location = new Uri($"{scheme}://{host}{port}{path}{(query.Length > 1 ? query : string.Empty)}", UriKind.Absolute);
+        var rest = $"{port}{path}{(query.Length > 1 ? query : string.Empty)}";
+
+        // A Host header set without validation that makes no URI: the request URI's host instead, rather than throwing.
+        if (!Uri.TryCreate($"{scheme}://{host}{rest}", UriKind.Absolute, out var location))
+        {
+            location = new Uri($"{scheme}://{RequestHost(uri.IsDefaultPort ? uri.IdnHost : uri.Authority, uri.Scheme, scheme, port)}{rest}", UriKind.Absolute);
+        }
+
         var response = new HttpResponseMessage(redirect.Status) { RequestMessage = request, Version = request.Version, Content = new ByteArrayContent([]) };
         response.Headers.Location = location;
         return response;

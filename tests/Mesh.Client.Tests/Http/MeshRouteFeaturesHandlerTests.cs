@@ -333,6 +333,22 @@ public sealed class MeshRouteFeaturesHandlerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Redirect_HostHeaderThatMakesNoUri_UsesTheRequestUrisHost()
+    {
+        var features = new RouteFeatures { Redirect = new RouteRedirect(null, null, 0, "/new", null, false, HttpStatusCode.Found) };
+        var service = TestSnapshots.Service("orders", 80, new MeshRoute("/old", null, true, [], features: features));
+        var (_, invoker, seen, provider) = Build(new FixedSnapshotSource(new MeshSnapshot("1", [.. TestSnapshots.Bind("orders", service)], [])));
+        await using var _ = provider;
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://orders/old/a");
+        request.Headers.TryAddWithoutValidation("Host", "bad host");
+
+        using var response = await invoker.SendAsync(request, CancellationToken.None);
+
+        Assert.Equal(new Uri("http://orders/new"), response.Headers.Location);
+        Assert.Empty(seen);
+    }
+
+    [Fact]
     public async Task LocalResponseRoute_ReachedWithoutTheFeaturesHandler_IsNotSentAnywhere()
     {
         var features = new RouteFeatures { DirectResponse = new RouteDirectResponse(HttpStatusCode.ServiceUnavailable, "down"u8.ToArray()) };
