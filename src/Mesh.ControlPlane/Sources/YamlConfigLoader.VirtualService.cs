@@ -209,24 +209,25 @@ internal static partial class YamlConfigLoader
             return false;
         }
 
+        // Every entry that cannot be applied is reported, not only the first.
+        var applies = values.Count > 0;
         for (var i = 0; i < values.Count; i++)
         {
             var value = values[i];
             if (value != "." && value != ns)
             {
                 ctx.Error(exportTo.Children[i], $"spec.exportTo[{i}]", $"'{value}' is not supported yet: Mesh makes a resource visible to every namespace ('*', Istio's default){(namespaceScopeApplies ? " or to its own ('.')" : string.Empty)}; remove exportTo or set [\"*\"]");
-                return false;
+                applies = false;
             }
-
-            if (!namespaceScopeApplies)
+            else if (!namespaceScopeApplies)
             {
                 // Cluster policies are the same for every client: a DestinationRule cannot be left out for other namespaces.
                 ctx.Error(exportTo.Children[i], $"spec.exportTo[{i}]", $"'{value}' is not supported yet: Mesh applies a DestinationRule to the clients of every namespace ('*', Istio's default); remove exportTo or set [\"*\"]");
-                return false;
+                applies = false;
             }
         }
 
-        return values.Count > 0;
+        return applies;
     }
 
     private static HttpRouteModel? ParseHttpRoute(ResourceContext ctx, YamlMappingNode node, string path, string ns, List<DestinationReference> references)

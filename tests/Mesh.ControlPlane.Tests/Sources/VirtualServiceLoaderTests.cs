@@ -398,6 +398,19 @@ public sealed class VirtualServiceLoaderTests : IDisposable
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Load_ExportToSeveralNamespacesItCannotApply_ReportsEachEntry()
+    {
+        // "~" is Istio's "visible to no namespace".
+        var result = Load(Canary + "\n  exportTo: [billing, \".\", \"~\"]");
+
+        var errors = result.Errors.Where(e => !e.IsWarning).Select(e => e.Message).ToArray();
+        Assert.True(errors.Length == 2, string.Join(" | ", errors));
+        Assert.Contains("spec.exportTo[0]: 'billing' is not supported yet", errors[0], StringComparison.Ordinal);
+        Assert.Contains("spec.exportTo[2]: ", errors[1], StringComparison.Ordinal);
+        Assert.Contains("is not supported yet", errors[1], StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("    timeout: 2s", "    timeout: 2s\n    corsPolicy: {allowOrigins: []}", "spec.http[0].corsPolicy: is not supported yet")]
     [InlineData("    timeout: 2s", "    timeout: 2s\n    delegate: {name: x}", "spec.http[0].delegate: is not supported yet")]
