@@ -26,5 +26,8 @@ internal sealed partial class WorkloadRegistrationService
 
         [LoggerMessage(6, LogLevel.Information, "Mesh:Service is {Service} but the app has no server addresses (not a web app?); self-registration skipped.", EventName = "NoServer")]
         public static partial void NoServer(ILogger logger, string service);
+
+        [LoggerMessage(8, LogLevel.Warning, "This {Service} instance is not ready any more (its readiness failed): leaving the mesh, so that callers go to other endpoints, until it is ready again.", EventName = "LeavingNotReady")]
+        public static partial void LeavingNotReady(ILogger logger, string service);
     }
 }

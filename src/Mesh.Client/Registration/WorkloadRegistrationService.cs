@@ -258,9 +258,17 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             return;
         }
 
-        if (_services.GetService<IWorkloadRegistrationGate>() is { } gate)
+        if (_services.GetService<IWorkloadRegistrationGate>() is not { } gate)
         {
-            // Not an endpoint before the host says it can serve (a sidecar's app answering): callers would get 503s.
+            await KeepLeasesAsync(workload, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        // An endpoint only while the host says it can serve (a sidecar's app answering), as Kubernetes keeps a Pod in its
+        // Service's endpoints only while it is ready: before, and whenever readiness fails, callers would get 503s here
+        // where another endpoint would answer them.
+        while (!cancellationToken.IsCancellationRequested)
+        {
             try
             {
                 await gate.WaitUntilReadyAsync(cancellationToken).ConfigureAwait(false);
@@ -269,10 +277,27 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             {
                 return;
             }
-        }
 
-        await Task.WhenAll(Enumerable.Range(0, _leases.Length).Select(i => KeepLeaseAsync(i, workload, cancellationToken))).ConfigureAwait(false);
+            using var ready = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var leases = KeepLeasesAsync(workload, ready.Token);
+            var notReady = gate.WaitUntilNotReadyAsync(ready.Token);
+            await Task.WhenAny(leases, notReady).ConfigureAwait(false);
+            await ready.CancelAsync().ConfigureAwait(false);
+            await leases.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await notReady.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (cancellationToken.IsCancellationRequested)
+            {
+                // Stopping: StoppingAsync leaves the mesh (keeping the inbound policy for the drain).
+                return;
+            }
+
+            Log.LeavingNotReady(_logger, _options.Service!);
+            await Task.WhenAll(Enumerable.Range(0, _leases.Length).Select(i => DeregisterAsync(i, cancellationToken))).ConfigureAwait(false);
+        }
     }
+
+    private Task KeepLeasesAsync(WorkloadEntry workload, CancellationToken cancellationToken) =>
+        Task.WhenAll(Enumerable.Range(0, _leases.Length).Select(i => KeepLeaseAsync(i, workload, cancellationToken)));
 
     private async Task KeepLeaseAsync(int replica, WorkloadEntry workload, CancellationToken cancellationToken)
     {

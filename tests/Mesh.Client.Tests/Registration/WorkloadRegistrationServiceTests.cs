@@ -1,3 +1,4 @@
+using Mesh.Client.Registration;
 using Mesh.Client.Tests.Support;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -97,8 +98,81 @@ public sealed class WorkloadRegistrationServiceTests
         Assert.Equal(["lease-1"], registry.Deregistrations);
     }
 
+    [Fact]
+    public async Task Gate_RegistersWhileReady_LeavesWhenNotReady_ComesBackWhenReadyAgain()
+    {
+        // As Kubernetes keeps a Pod in its Service's endpoints only while it is ready (a sidecar's app answering).
+        await using var controlPlane = await TestControlPlane.StartAsync();
+        var gate = new SwitchGate();
+        await using var app = await StartWebAppAsync(controlPlane, new() { ["Mesh:Service"] = "orders", ["Mesh:Registration:LeaseTtl"] = "00:00:01" }, gate);
+        var registry = controlPlane.Registry;
+
+        // Not ready: no endpoint yet, whatever the time it takes (a renewal would show here).
+        await Poll.UntilAsync(() => gate.Waits > 0, "the registration to wait for readiness");
+        Assert.Empty(registry.Registrations);
+
+        gate.Ready();
+        await Poll.UntilAsync(() => registry.Renewals.Contains("lease-1"), "lease-1 registered and renewed once ready");
+
+        gate.NotReady();
+        await Poll.UntilAsync(() => registry.Deregistrations.Contains("lease-1"), "the not-ready workload to leave the mesh");
+        Assert.Empty(registry.Leases);
+
+        gate.Ready();
+        await Poll.UntilAsync(() => registry.Renewals.Contains("lease-2"), "a new lease once ready again");
+
+        await app.StopAsync();
+        Assert.Equal(["lease-1", "lease-2"], registry.Deregistrations);
+    }
+
+    /// <summary>A readiness the test switches: each wait completes on the next switch to its state.</summary>
+    private sealed class SwitchGate : IWorkloadRegistrationGate
+    {
+        private readonly Lock _gate = new();
+        private TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private TaskCompletionSource _notReady = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _waits;
+
+        public int Waits => Volatile.Read(ref _waits);
+
+        public void Ready()
+        {
+            lock (_gate)
+            {
+                _notReady = new(TaskCreationOptions.RunContinuationsAsynchronously);
+                _ready.TrySetResult();
+            }
+        }
+
+        public void NotReady()
+        {
+            lock (_gate)
+            {
+                _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+                _notReady.TrySetResult();
+            }
+        }
+
+        public Task WaitUntilReadyAsync(CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _waits);
+            lock (_gate)
+            {
+                return _ready.Task.WaitAsync(cancellationToken);
+            }
+        }
+
+        public Task WaitUntilNotReadyAsync(CancellationToken cancellationToken)
+        {
+            lock (_gate)
+            {
+                return _notReady.Task.WaitAsync(cancellationToken);
+            }
+        }
+    }
+
     /// <summary>A started web app on an ephemeral port with <c>AddServiceMesh()</c> pointed at <paramref name="controlPlane"/>.</summary>
-    private static async Task<WebApplication> StartWebAppAsync(TestControlPlane controlPlane, Dictionary<string, string?> settings)
+    private static async Task<WebApplication> StartWebAppAsync(TestControlPlane controlPlane, Dictionary<string, string?> settings, IWorkloadRegistrationGate? gate = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -106,6 +180,11 @@ public sealed class WorkloadRegistrationServiceTests
         settings["Mesh:ControlPlane:Address"] = controlPlane.Address.ToString();
         builder.Configuration.AddInMemoryCollection(settings);
         builder.AddServiceMesh();
+        if (gate is not null)
+        {
+            builder.Services.AddSingleton(gate);
+        }
+
         var app = builder.Build();
         await app.StartAsync();
         return app;
