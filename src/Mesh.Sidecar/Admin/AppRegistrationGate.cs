@@ -9,11 +9,16 @@ namespace Mesh.Sidecar.Admin;
 /// Kubernetes keeps a Pod in its Service's endpoints only while it is ready: it registers once the app answers (a
 /// sidecar that registered first sent callers 503 UF until the app came up; found in review, 2026-12-05), and leaves the
 /// mesh when the app stops answering <see cref="FailureThreshold"/> checks in a row (Kubernetes' readiness default), to
-/// register again once it answers. Checked every <see cref="PollInterval"/>.
+/// register again once it answers. Checked every <see cref="PollInterval"/> until ready, then every
+/// <see cref="ReadyPollInterval"/>: a registered workload leaves after about 6 s of an app that does not answer, long
+/// enough that a restart of the app's listener or a slow answer does not take it out.
 /// </summary>
 internal sealed partial class AppRegistrationGate(AppHealthCheck app, SidecarDrainState drain, TimeProvider time, ILogger<AppRegistrationGate> logger) : IWorkloadRegistrationGate
 {
     public static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>How often a registered workload's app is checked.</summary>
+    public static readonly TimeSpan ReadyPollInterval = TimeSpan.FromSeconds(2);
 
     /// <summary>Failed checks in a row that take a ready workload out of the mesh: one refused connection is not an outage.</summary>
     public const int FailureThreshold = 3;
@@ -23,7 +28,7 @@ internal sealed partial class AppRegistrationGate(AppHealthCheck app, SidecarDra
         var failures = 0;
         while (true)
         {
-            await Task.Delay(PollInterval, time, cancellationToken).ConfigureAwait(false);
+            await Task.Delay(ReadyPollInterval, time, cancellationToken).ConfigureAwait(false);
 
             // Draining is the sidecar leaving on purpose: the registration's own stop deregisters, keeping the policy for it.
             if (drain.IsDraining)

@@ -101,12 +101,12 @@ public sealed class AppRegistrationGateTests
         Assert.False(watching.IsCompleted, "a draining sidecar was reported not ready");
     }
 
-    /// <summary>Lets <paramref name="count"/> checks run: each poll interval elapses, and the check (a real connect) gets time to finish.</summary>
+    /// <summary>Lets <paramref name="count"/> checks of a registered workload run: each interval elapses, and the check (a real connect) gets time to finish.</summary>
     private static async Task AdvanceChecksAsync(FakeTimeProvider time, Task watching, int count)
     {
         for (var i = 0; i < count; i++)
         {
-            time.Advance(AppRegistrationGate.PollInterval);
+            time.Advance(AppRegistrationGate.ReadyPollInterval);
             await Task.WhenAny(watching, Task.Delay(200, CancellationToken.None));
         }
     }
