@@ -19,7 +19,7 @@ namespace Mesh.Client.Http;
 internal class AttemptTrail
 {
     private static readonly HttpRequestOptionsKey<AttemptTrail> Key = new("Mesh.AttemptTrail");
-    private static readonly HttpRequestOptionsKey<MeshEndpoint> EndpointKey = new("Mesh.AttemptEndpoint");
+    private static readonly HttpRequestOptionsKey<RoutedAttempt> AttemptKey = new("Mesh.RoutedAttempt");
     private static volatile bool s_anyAttached;
 
     /// <summary>Gets the cluster of the last attempt that was routed.</summary>
@@ -28,8 +28,10 @@ internal class AttemptTrail
     /// <summary>Gets the endpoint of the last attempt that was routed to one (after <see cref="Settle"/>: of the attempt that answered).</summary>
     public MeshEndpoint? Endpoint { get; private set; }
 
+    private int _attempts;
+
     /// <summary>Gets the number of attempts (Envoy's <c>UPSTREAM_REQUEST_ATTEMPT_COUNT</c>).</summary>
-    public int Attempts { get; private set; }
+    public int Attempts => Volatile.Read(ref _attempts);
 
     /// <summary>The trail attached to <paramref name="request"/> (or to the request it was cloned from), if any; one read of a flag while none ever was.</summary>
     public static AttemptTrail? Of(HttpRequestMessage request) =>
@@ -42,32 +44,35 @@ internal class AttemptTrail
         request.Options.Set(Key, trail);
     }
 
-    /// <summary>Records an attempt routed from a trail attached to <paramref name="attempt"/>, and stamps that request with its endpoint.</summary>
+    /// <summary>
+    /// Records an attempt routed from a trail attached to <paramref name="attempt"/>, and stamps that request with its cluster
+    /// and endpoint: the app's hedged attempts record side by side, and the one that answers settles the trail.
+    /// </summary>
     public void Record(HttpRequestMessage attempt, MeshCluster? cluster, MeshEndpoint? endpoint)
     {
         Record(cluster, endpoint);
         if (endpoint is not null)
         {
-            attempt.Options.Set(EndpointKey, endpoint);
+            attempt.Options.Set(AttemptKey, new RoutedAttempt(cluster, endpoint));
         }
     }
 
     /// <summary>
-    /// Takes the endpoint of the attempt that gave <paramref name="response"/>, when its request was stamped with one: the
+    /// Takes the cluster and endpoint of the attempt that gave <paramref name="response"/>, when its request was stamped: the
     /// winner of the app's hedged attempts may not be the last attempt routed.
     /// </summary>
     public void Settle(HttpResponseMessage response)
     {
-        if (response.RequestMessage is { } answered && answered.Options.TryGetValue(EndpointKey, out var endpoint))
+        if (response.RequestMessage is { } answered && answered.Options.TryGetValue(AttemptKey, out var routed))
         {
-            Endpoint = endpoint;
+            (Cluster, Endpoint) = (routed.Cluster ?? Cluster, routed.Endpoint);
         }
     }
 
     /// <summary>Records an attempt: its cluster is known once a route picked it, even when no endpoint could be (as Envoy).</summary>
     public void Record(MeshCluster? cluster, MeshEndpoint? endpoint)
     {
-        Attempts++;
+        Interlocked.Increment(ref _attempts);
         Cluster = cluster ?? Cluster;
         Endpoint = endpoint;
     }
@@ -75,8 +80,10 @@ internal class AttemptTrail
     /// <summary>Forgets every attempt, for reuse.</summary>
     public void Reset()
     {
-        Attempts = 0;
+        _attempts = 0;
         Cluster = null;
         Endpoint = null;
     }
+
+    private sealed record RoutedAttempt(MeshCluster? Cluster, MeshEndpoint Endpoint);
 }

@@ -80,7 +80,8 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return TryStartAttempt(request, firstAttemptTo: null, _time.GetTimestamp(), trail: null, cancellationToken, out var attempt, out var otherwise)
+        // Sent by handlers of the app (or straight by HttpClient): a measured request's trail travels in its options.
+        return TryStartAttempt(request, firstAttemptTo: null, _time.GetTimestamp(), AttemptTrail.Of(request), cancellationToken, out var attempt, out var otherwise, attached: true)
             ? SendStartedAsync(request, attempt, cancellationToken)
             : otherwise.AsTask();
     }
@@ -94,7 +95,8 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
     /// outside the mesh, or failed). <paramref name="firstAttemptTo"/> is the service of a request's first attempt, which
     /// the caller just looked up: no endpoint failed yet, so none is avoided. Null for a retry (or an unknown service): the
     /// snapshot is read again and the endpoint that failed last is avoided. <paramref name="trail"/> records where the attempt
-    /// went (null: the one attached to the request, if any).
+    /// went (null: the request is not measured); <paramref name="attached"/> says it came with the request, through handlers
+    /// of the app that may run attempts side by side, so each attempt's request is stamped with where it went.
     /// </summary>
     internal bool TryStartAttempt(
         HttpRequestMessage request,
@@ -103,7 +105,8 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         AttemptTrail? trail,
         CancellationToken cancellationToken,
         out EndpointAttempt attempt,
-        out ValueTask<HttpResponseMessage> otherwise)
+        out ValueTask<HttpResponseMessage> otherwise,
+        bool attached = false)
     {
         attempt = default;
         otherwise = default;
@@ -149,13 +152,13 @@ internal sealed partial class MeshHttpHandler : DelegatingHandler
         }
 
         // The request's metrics and access log report where its last attempt went (or, attached, the one that answered).
-        if (trail is not null)
+        if (attached)
         {
-            trail.Record(cluster, status == RouteStatus.Routed ? endpoint : null);
+            trail?.Record(request, cluster, status == RouteStatus.Routed ? endpoint : null);
         }
         else
         {
-            AttemptTrail.Of(request)?.Record(request, cluster, status == RouteStatus.Routed ? endpoint : null);
+            trail?.Record(cluster, status == RouteStatus.Routed ? endpoint : null);
         }
 
         switch (status)

@@ -241,7 +241,11 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
             var elapsed = _time.GetElapsedTime(start).TotalMilliseconds;
             var counted = sent?.Counted;
             var requestBytes = counted?.Bytes ?? OutboundOutcome.RequestBytes(request);
-            var upstream = VerifiedPeer(trail);
+            // Principals only for a failure on an established connection: a connection that failed (or was never made) had
+            // no TLS, whatever the pool's earlier handshake verified.
+            var upstream = (failure & (ResponseFlags.UpstreamConnectionTermination | ResponseFlags.UpstreamRemoteReset | ResponseFlags.UpstreamProtocolError)) != 0
+                ? VerifiedPeer(trail)
+                : null;
             metrics?.RecordOutbound(service, trail?.Endpoint?.Workload, upstream, grpc, code, -1, flags, elapsed, requestBytes, 0, counted?.Messages ?? 0);
             if (record is not null)
             {

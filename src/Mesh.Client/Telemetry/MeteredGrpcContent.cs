@@ -288,7 +288,8 @@ internal sealed class MeteredGrpcResponseContent : HttpContent
     {
         null or OperationCanceledException or ObjectDisposedException => ResponseFlags.DownstreamConnectionTermination,
         HttpIOException { HttpRequestError: HttpRequestError.ResponseEnded } => ResponseFlags.UpstreamConnectionTermination,
-        HttpProtocolException reset => OutboundOutcome.ResetFlag(reset),
+        // The endpoint reset the stream, whatever its code: Envoy's HTTP/2 codec reports every remote reset as UR.
+        HttpProtocolException => ResponseFlags.UpstreamRemoteReset,
         _ => ResponseFlags.None,
     };
 

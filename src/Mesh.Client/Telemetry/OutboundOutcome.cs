@@ -6,9 +6,6 @@ namespace Mesh.Client.Telemetry;
 /// <summary>The <c>response_code</c>, <c>response_flags</c> and gRPC status of an outbound request, as Envoy would report them.</summary>
 internal static class OutboundOutcome
 {
-    // HTTP/2's PROTOCOL_ERROR (RFC 9113 §7).
-    private const long Http2ProtocolError = 0x1;
-
     /// <summary>
     /// What Envoy would have answered a request that failed with <paramref name="exception"/>: its local reply's status
     /// (404 for no route, 503 for no endpoint, overflow or a failed connection, 504 for a timeout) and flag; 0 when the
@@ -34,15 +31,15 @@ internal static class OutboundOutcome
             case ServiceMeshException { InnerException: IOException } when exception.GetType() == typeof(ServiceMeshException):
                 // The endpoint's certificate failed secure naming or validation: the connection was never made.
                 return (503, ResponseFlags.UpstreamConnectionFailure);
-            case HttpProtocolException reset:
-                return (503, ResetFlag(reset));
+            case HttpProtocolException:
+                return (503, ResponseFlags.UpstreamRemoteReset);
             case HttpRequestException http:
                 return http.HttpRequestError switch
                 {
                     HttpRequestError.ConnectionError or HttpRequestError.SecureConnectionError => (503, ResponseFlags.UpstreamConnectionFailure),
                     HttpRequestError.NameResolutionError => (503, ResponseFlags.DnsResolutionFailed),
                     HttpRequestError.ResponseEnded => (503, ResponseFlags.UpstreamConnectionTermination),
-                    HttpRequestError.HttpProtocolError when http.InnerException is HttpProtocolException reset => (503, ResetFlag(reset)),
+                    HttpRequestError.HttpProtocolError when http.InnerException is HttpProtocolException => (503, ResponseFlags.UpstreamRemoteReset),
                     HttpRequestError.HttpProtocolError or HttpRequestError.InvalidResponse => (503, ResponseFlags.UpstreamProtocolError),
                     _ when http.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionRefused } => (503, ResponseFlags.UpstreamConnectionFailure),
                     _ => (503, ResponseFlags.None),
@@ -51,13 +48,6 @@ internal static class OutboundOutcome
                 return (0, ResponseFlags.None);
         }
     }
-
-    /// <summary>
-    /// The flag for an HTTP/2 stream the endpoint ended with an error code: UR (Envoy's remote reset, whatever
-    /// the code, REFUSED_STREAM included), except PROTOCOL_ERROR, which says the endpoint saw a protocol violation (UPE).
-    /// </summary>
-    public static ResponseFlags ResetFlag(HttpProtocolException reset) =>
-        reset.ErrorCode == Http2ProtocolError ? ResponseFlags.UpstreamProtocolError : ResponseFlags.UpstreamRemoteReset;
 
     /// <summary>Whether the request is a gRPC call (Istio's <c>request_protocol</c> is decided by the request's content type).</summary>
     public static bool IsGrpc(HttpRequestMessage request) =>

@@ -53,7 +53,7 @@ internal enum ResponseFlags
     /// <summary>DF: the endpoint's name did not resolve.</summary>
     DnsResolutionFailed = 1 << 13,
 
-    /// <summary>UR: the endpoint reset the stream (an HTTP/2 RST_STREAM with any code but PROTOCOL_ERROR).</summary>
+    /// <summary>UR: the endpoint reset the stream (an HTTP/2 RST_STREAM, whatever its code, as Envoy's codec reports a remote reset).</summary>
     UpstreamRemoteReset = 1 << 14,
 }
 

@@ -185,6 +185,25 @@ public sealed class DestinationReporterTests : IDisposable
         Assert.Equal("-", denied.Labels["response_flags"]);
     }
 
+    [Fact]
+    public async Task Mtls_ConnectionFailsAfterAnEarlierHandshake_NoPrincipalClaimed()
+    {
+        // The pool verified orders before; this request's connection was refused: it had no TLS, so no principal either
+        // side, as Envoy reports a failed connect (an endpoint address reused by another workload must not be named).
+        var backend = await OrdersBackend.StartDenyingDeleteAsync(_ca);
+        await using var provider = Client(backend);
+        using var sourceMetrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+        Assert.Equal("orders-0", await client.GetStringAsync(new Uri("http://orders/items")));
+
+        await backend.DisposeAsync();
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => client.GetStringAsync(new Uri("http://orders/items")));
+
+        var failed = Assert.Single(sourceMetrics.Requests, m => m.Labels["response_code"] != "200");
+        Assert.Contains("UF", failed.Labels["response_flags"], StringComparison.Ordinal);
+        Assert.Equal(("unknown", "unknown"), (failed.Labels["source_principal"], failed.Labels["destination_principal"]));
+    }
+
     private ServiceProvider Client(MeshBackend backend)
     {
         var name = TestSnapshots.Names.Qualify("orders");

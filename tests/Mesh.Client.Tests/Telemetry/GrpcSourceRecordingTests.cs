@@ -100,8 +100,8 @@ public sealed class GrpcSourceRecordingTests
 
     [Theory]
     [InlineData(0x2, "UR")] // INTERNAL_ERROR: the server reset the stream mid-body (Envoy's remote reset)
-    [InlineData(0x1, "UPE")] // PROTOCOL_ERROR
-    public async Task ReadFails_StreamResetMidBody_URUnlessProtocolError(int errorCode, string flag)
+    [InlineData(0x1, "UR")] // PROTOCOL_ERROR: still the endpoint's reset
+    public async Task ReadFails_StreamResetMidBody_UR(int errorCode, string flag)
     {
         await using var provider = Provider();
         using var metrics = new IstioMetricsListener(provider.GetRequiredService<IMeterFactory>());

@@ -300,8 +300,8 @@ public sealed class SourceReporterTests : IAsyncLifetime
     [Theory]
     [InlineData(0x2, "UR")] // INTERNAL_ERROR: the endpoint reset the stream (Envoy's remote reset)
     [InlineData(0x8, "UR")] // CANCEL
-    [InlineData(0x1, "UPE")] // PROTOCOL_ERROR: the endpoint saw the protocol broken
-    public async Task StreamResetByTheEndpoint_UR_UnlessProtocolError_503(int errorCode, string flag)
+    [InlineData(0x1, "UR")] // PROTOCOL_ERROR: still the endpoint's reset (UPE is for a protocol error the client finds itself)
+    public async Task StreamResetByTheEndpoint_UR_WhateverItsCode_503(int errorCode, string flag)
     {
         await using var backend = await ResettingBackend.StartAsync(errorCode);
         await using var provider = Provider(Route(Cluster(TestSnapshots.Endpoint(backend.Port))), options => options.Resilience.MaxRetryAttempts = 0);
