@@ -89,6 +89,7 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
                         Log.Denied(_logger, _tunnel.Name, remote, peer ?? "plaintext", decision.Reason, since);
                     }
 
+                    CountRefused(peer);
                     return;
                 }
 
@@ -100,6 +101,7 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
                     Log.NoPolicy(_logger, _tunnel.Name, remote, localPort, noPolicySince);
                 }
 
+                CountRefused(peer);
                 return;
         }
 
@@ -156,10 +158,22 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
         }
     }
 
-    /// <summary>
-    /// On a policy change: every open tunnel the port's new policy denies, or whose port has no policy any more, is aborted
-    /// after the drain. Runs on the thread that applied the change (the xDS client), so it never throws.
-    /// </summary>
+    // Envoy counts every connection it accepted once opened and once closed, one its network RBAC filter closes too
+    // (istio_stats registers its callbacks when the filter chain is built; RBAC sets no response flag): a denied port
+    // shows its refused connections rather than nothing (review-telemetry F9). The labels are built per refusal only
+    // when something listens, so a plaintext peer opening refused connections in a loop costs no allocation otherwise.
+    private void CountRefused(string? peer)
+    {
+        if (!_metrics.TcpConnectionsOpened.Enabled && !_metrics.TcpConnectionsClosed.Enabled)
+        {
+            return;
+        }
+
+        var refused = new TcpConnectionMetrics(_metrics, _labels.TcpDestinationLabels(peer, mutualTls: peer is not null, ResponseFlags.None));
+        refused.Opened();
+        refused.Closed();
+    }
+
     // Whether this refusal is logged (per peer address and kind); since: how the line counts the ones left out before it.
     private bool TakeRefusalLog(ConnectionContext connection, string kind, out string since)
     {
@@ -178,6 +192,10 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
         return true;
     }
 
+    /// <summary>
+    /// On a policy change: every open tunnel the port's new policy denies, or whose port has no policy any more, is aborted
+    /// after the drain. Runs on the thread that applied the change (the xDS client), so it never throws.
+    /// </summary>
     private void CloseDeniedTunnels()
     {
         foreach (var (connection, open) in _open)

@@ -41,6 +41,8 @@ public sealed class TcpInboundConnectionHandlerTests
 
         Assert.Equal(string.Empty, await ExchangeAsync(tunnel.Port, "hello"));
         Assert.Equal(0, app.Connections);
+        Assert.Equal(1, tunnel.Metrics.Sum(MeshMetrics.TcpConnectionsOpenedName));
+        Assert.Equal(1, tunnel.Metrics.Sum(MeshMetrics.TcpConnectionsClosedName));
     }
 
     [Fact]
@@ -54,6 +56,15 @@ public sealed class TcpInboundConnectionHandlerTests
 
         Assert.Equal(string.Empty, await ExchangeAsync(tunnel.Port, "hello"));
         Assert.Equal(0, app.Connections);
+
+        // As Envoy, whose stats filter counts a connection its RBAC filter closed: opened and closed once, flags "-".
+        Assert.Equal(1, tunnel.Metrics.Sum(MeshMetrics.TcpConnectionsOpenedName));
+        Assert.Equal(1, tunnel.Metrics.Sum(MeshMetrics.TcpConnectionsClosedName));
+        var refused = Assert.Single(tunnel.Metrics.Tags);
+        Assert.Equal("destination", refused["reporter"]);
+        Assert.Equal("echo", refused["destination_service_name"]);
+        Assert.Equal("-", refused["response_flags"]);
+        Assert.Equal("none", refused["connection_security_policy"]);
 
         // The same port with no rules: the bytes go through.
         store.Replace([new InboundPolicy("inbound", tunnel.Port, PeerAuthenticationMode.Permissive, deny: null, allow: null, PathNormalizationOptions.Default)]);
@@ -196,12 +207,8 @@ public sealed class TcpInboundConnectionHandlerTests
 
     private static async Task<Tunnel> StartAsync(int appPort, InboundPolicyStore store, TimeProvider? time = null, ILogger<TcpInboundConnectionHandler>? logger = null)
     {
-        var services = new ServiceCollection()
-            .AddMetrics()
-            .AddSingleton(Microsoft.Extensions.Options.Options.Create(new ServiceMeshOptions { Service = "echo" }))
-            .AddSingleton<MeshMetrics>()
-            .AddSingleton<IstioRequestMetrics>()
-            .BuildServiceProvider();
+        var metrics = new TcpMetricsCapture("echo");
+        var services = metrics.Services;
         var tunnel = new TcpInboundTunnel("tcp-echo", 0, appPort);
         var handler = new TcpInboundConnectionHandler(
             tunnel,
@@ -215,18 +222,18 @@ public sealed class TcpInboundConnectionHandlerTests
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Use(_ => handler.OnConnectedAsync)));
         var app = builder.Build();
         await app.StartAsync();
-        return new Tunnel(app, services, new Uri(app.Urls.Single()).Port, handler);
+        return new Tunnel(app, metrics, new Uri(app.Urls.Single()).Port, handler);
     }
 
     private static Task<string> ExchangeAsync(int port, string text) => TcpExchange.ExchangeAsync(port, text, Deadline);
 
-    private sealed record Tunnel(WebApplication App, ServiceProvider Services, int Port, TcpInboundConnectionHandler Handler) : IAsyncDisposable
+    private sealed record Tunnel(WebApplication App, TcpMetricsCapture Metrics, int Port, TcpInboundConnectionHandler Handler) : IAsyncDisposable
     {
         public async ValueTask DisposeAsync()
         {
             await App.StopAsync();
             await App.DisposeAsync();
-            await Services.DisposeAsync();
+            Metrics.Dispose();
         }
     }
 

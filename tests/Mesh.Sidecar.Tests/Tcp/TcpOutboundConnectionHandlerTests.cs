@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -35,7 +33,7 @@ public sealed class TcpOutboundConnectionHandlerTests
             [dead, new MeshEndpoint("127.0.0.1", ((IPEndPoint)live.LocalEndpoint).Port)]);
         var service = new MeshService("echo.default.svc.cluster.local:9000", "echo.default.svc.cluster.local", 9000, [new MeshRoute("/", null, true, [new WeightedCluster(cluster, 1)])]);
         var snapshot = new MeshSnapshot("test", [new("echo", service), new("echo.default.svc.cluster.local", service)], [cluster]);
-        using var metrics = new TcpMetricsCapture();
+        using var metrics = new TcpMetricsCapture("client");
         await using var app = await StartTunnelAsync(new TcpOutboundTunnel("echo", 9000, 0), snapshot, metrics.Services);
         var port = new Uri(app.Urls.Single()).Port;
 
@@ -64,7 +62,7 @@ public sealed class TcpOutboundConnectionHandlerTests
         var cluster = new MeshCluster("outbound|9000||echo.default.svc.cluster.local", "echo.default.svc.cluster.local", LoadBalancingPolicy.RoundRobin,
             [new MeshEndpoint("127.0.0.1", FreePort())]);
         var service = new MeshService("echo.default.svc.cluster.local:9000", "echo.default.svc.cluster.local", 9000, [new MeshRoute("/", null, true, [new WeightedCluster(cluster, 1)])]);
-        using var metrics = new TcpMetricsCapture();
+        using var metrics = new TcpMetricsCapture("client");
         await using var app = await StartTunnelAsync(new TcpOutboundTunnel("echo", 9000, 0), new MeshSnapshot("test", [new("echo", service)], [cluster]), metrics.Services);
 
         Assert.Equal(string.Empty, await ExchangeAsync(new Uri(app.Urls.Single()).Port, "anyone?"));
@@ -76,7 +74,7 @@ public sealed class TcpOutboundConnectionHandlerTests
     [Fact]
     public async Task OnConnected_NotAMeshServicePort_ClosedWithoutBytes()
     {
-        using var metrics = new TcpMetricsCapture();
+        using var metrics = new TcpMetricsCapture("client");
         await using var app = await StartTunnelAsync(new TcpOutboundTunnel("echo", 9000, 0), MeshSnapshot.Empty, metrics.Services);
 
         Assert.Equal(string.Empty, await ExchangeAsync(new Uri(app.Urls.Single()).Port, "anyone?"));
@@ -194,64 +192,5 @@ public sealed class TcpOutboundConnectionHandlerTests
         public MeshSnapshot Current { get; } = snapshot;
 
         public IChangeToken GetChangeToken() => new CancellationChangeToken(CancellationToken.None);
-    }
-
-    /// <summary>The mesh's telemetry services and a listener on their istio_tcp_* counters.</summary>
-    private sealed class TcpMetricsCapture : IDisposable
-    {
-        private readonly MeterListener _listener = new();
-        private readonly ConcurrentQueue<(string Name, long Value, Dictionary<string, string?> Tags)> _measurements = new();
-
-        public TcpMetricsCapture()
-        {
-            Services = new ServiceCollection()
-                .AddMetrics()
-                .AddSingleton(Microsoft.Extensions.Options.Options.Create(new ServiceMeshOptions { Service = "client" }))
-                .AddSingleton<MeshMetrics>()
-                .AddSingleton<IstioRequestMetrics>()
-                .BuildServiceProvider();
-            var factory = Services.GetRequiredService<IMeterFactory>();
-            _listener.InstrumentPublished = (instrument, listener) =>
-            {
-                if (ReferenceEquals(instrument.Meter.Scope, factory) && instrument.Name.StartsWith("istio_tcp_", StringComparison.Ordinal))
-                {
-                    listener.EnableMeasurementEvents(instrument);
-                }
-            };
-            _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
-            {
-                var copy = new Dictionary<string, string?>();
-                foreach (var tag in tags)
-                {
-                    copy[tag.Key] = tag.Value as string;
-                }
-
-                _measurements.Enqueue((instrument.Name, value, copy));
-            });
-            _listener.Start();
-            _ = Services.GetRequiredService<MeshMetrics>();
-        }
-
-        public ServiceProvider Services { get; }
-
-        public IEnumerable<Dictionary<string, string?>> Tags => _measurements.Select(m => m.Tags).DistinctBy(t => string.Join(",", t.OrderBy(p => p.Key).Select(p => $"{p.Key}={p.Value}")));
-
-        public long Sum(string name) => _measurements.Where(m => m.Name == name).Sum(m => m.Value);
-
-        public async Task WaitForAsync(string name, long total)
-        {
-            var deadline = DateTime.UtcNow + Deadline;
-            while (Sum(name) < total)
-            {
-                Assert.True(DateTime.UtcNow < deadline, $"{name} reached {Sum(name)}, not {total}");
-                await Task.Delay(20);
-            }
-        }
-
-        public void Dispose()
-        {
-            _listener.Dispose();
-            Services.Dispose();
-        }
     }
 }
