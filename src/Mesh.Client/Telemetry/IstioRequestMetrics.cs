@@ -23,6 +23,18 @@ internal sealed class IstioRequestMetrics
 
     public const string Unknown = "unknown";
 
+    /// <summary>Istio's <c>destination_service_name</c> of a request refused because its host is no mesh service (REGISTRY_ONLY).</summary>
+    public const string BlackHoleCluster = "BlackHoleCluster";
+
+    /// <summary>Istio's <c>destination_service_name</c> of a request passed through to a host outside the mesh (ALLOW_ANY).</summary>
+    public const string PassthroughCluster = "PassthroughCluster";
+
+    /// <summary>
+    /// The most distinct hosts outside the mesh kept as <c>destination_service</c>; a later one, or one that is no host name
+    /// or IP literal, reports <c>unknown</c>. The host is the request's, so it must not grow the series without bound.
+    /// </summary>
+    public const int MaxNonMeshHosts = 32;
+
     /// <summary>
     /// How many leading labels of a request's label set the gRPC message counters carry: <c>reporter</c> and the
     /// source/destination peer labels, without <c>request_protocol</c>, <c>response_code</c>, <c>grpc_response_status</c>,
@@ -35,6 +47,7 @@ internal sealed class IstioRequestMetrics
     private readonly LocalWorkload _local;
     private readonly ConcurrentDictionary<SourceKey, KeyValuePair<string, object?>[]> _source = new();
     private readonly ConcurrentDictionary<DestinationKey, KeyValuePair<string, object?>[]> _destination = new();
+    private readonly ConcurrentDictionary<string, string> _nonMeshHosts = new(StringComparer.OrdinalIgnoreCase);
 
     // Made once: a method group converted per request would allocate its delegate each time.
     private readonly Func<SourceKey, KeyValuePair<string, object?>[]> _buildSource;
@@ -77,6 +90,20 @@ internal sealed class IstioRequestMetrics
     }
 
     /// <summary>
+    /// Records one request this app sent to <paramref name="host"/>, which is no mesh service (reporter <c>source</c>), as
+    /// Istio reports it: <c>destination_service_name</c> <see cref="PassthroughCluster"/> when it was passed through
+    /// (<paramref name="passedThrough"/>), else <see cref="BlackHoleCluster"/>; <c>destination_service</c> the host, lower-cased,
+    /// for the first <see cref="MaxNonMeshHosts"/> distinct hosts, then <c>unknown</c>. Counted as HTTP: nothing reads the
+    /// gRPC framing of a request outside the mesh.
+    /// </summary>
+    public void RecordNonMesh(string host, bool passedThrough, int responseCode, ResponseFlags flags, double milliseconds, long requestBytes, long responseBytes)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        var key = new SourceKey(NonMeshHostLabel(host), Peer: null, UpstreamPrincipal: null, Grpc: false, responseCode, GrpcStatus: -1, flags, passedThrough ? PassthroughCluster : BlackHoleCluster);
+        _metrics.RecordRequest(Lookup(_source, key, folded: null, _buildSource), milliseconds, requestBytes, responseBytes);
+    }
+
+    /// <summary>
     /// Records one request Kestrel received (reporter <c>destination</c>) from the peer <paramref name="peerSpiffeId"/>
     /// (null over plaintext), over mTLS or not.
     /// </summary>
@@ -91,6 +118,19 @@ internal sealed class IstioRequestMetrics
         {
             _metrics.RecordMessages(labels.AsSpan(0, MessageLabelCount), requestMessages, responseMessages);
         }
+    }
+
+    // Kept while fewer than MaxNonMeshHosts are (a race may add a few more, one per thread); a known host allocates nothing.
+    private string NonMeshHostLabel(string host)
+    {
+        if (_nonMeshHosts.TryGetValue(host, out var label))
+        {
+            return label;
+        }
+
+        return _nonMeshHosts.Count < MaxNonMeshHosts && LabelRules.IsHostName(host)
+            ? _nonMeshHosts.GetOrAdd(host, host.ToLowerInvariant())
+            : Unknown;
     }
 
     /// <summary>
@@ -164,7 +204,8 @@ internal sealed class IstioRequestMetrics
 
     private KeyValuePair<string, object?>[] BuildSource(SourceKey key)
     {
-        var (name, ns) = SplitServiceHost(key.ServiceHost);
+        // A host outside the mesh: Istio's cluster name, and no namespace nor cluster it could know.
+        var (name, ns) = key.ServiceName is { } cluster ? (cluster, Unknown) : SplitServiceHost(key.ServiceHost);
         var local = _local;
         var peer = key.Peer;
 
@@ -196,7 +237,7 @@ internal sealed class IstioRequestMetrics
             new("destination_service_namespace", ns),
             new("destination_canonical_service", peer?.CanonicalService ?? Unknown),
             new("destination_canonical_revision", peer?.CanonicalRevision ?? "latest"),
-            new("destination_cluster", peer?.Cluster ?? local.Cluster),
+            new("destination_cluster", peer?.Cluster ?? (key.ServiceName is null ? local.Cluster : Unknown)),
             new("request_protocol", key.Grpc ? "grpc" : "http"),
             new("response_code", key.ResponseCode.ToString(CultureInfo.InvariantCulture)),
             new("grpc_response_status", GrpcStatusLabel(key.Grpc, key.GrpcStatus, key.ResponseCode)),
@@ -276,7 +317,8 @@ internal sealed class IstioRequestMetrics
         return (parts[0].Length > 0 ? parts[0] : Unknown, Unknown);
     }
 
-    private readonly record struct SourceKey(string ServiceHost, EndpointWorkload? Peer, string? UpstreamPrincipal, bool Grpc, int ResponseCode, int GrpcStatus, ResponseFlags Flags);
+    // ServiceName: null for a mesh service (its name is the host's first label); else the cluster Istio names (RecordNonMesh).
+    private readonly record struct SourceKey(string ServiceHost, EndpointWorkload? Peer, string? UpstreamPrincipal, bool Grpc, int ResponseCode, int GrpcStatus, ResponseFlags Flags, string? ServiceName = null);
 
     private readonly record struct DestinationKey(string? Peer, bool MutualTls, bool Grpc, int ResponseCode, int GrpcStatus, ResponseFlags Flags);
 

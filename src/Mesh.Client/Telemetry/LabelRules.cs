@@ -25,6 +25,48 @@ internal static class LabelRules
         return true;
     }
 
+    /// <summary>
+    /// A host as a request names it: DNS labels of letters (any case), digits and '-', joined by '.', at most 253 long, or
+    /// an IP literal (IPv6 in brackets or not).
+    /// </summary>
+    public static bool IsHostName(string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        if (value.StartsWith('[') && value.EndsWith(']') && value.Length > 2)
+        {
+            return System.Net.IPAddress.TryParse(value.AsSpan(1, value.Length - 2), out _);
+        }
+
+        if (value.Contains(':'))
+        {
+            return System.Net.IPAddress.TryParse(value, out _);
+        }
+
+        if (value.Length is 0 or > 253)
+        {
+            return false;
+        }
+
+        foreach (var range in value.AsSpan().Split('.'))
+        {
+            var label = value.AsSpan()[range];
+            if (label.Length is 0 or > 63 || label[0] == '-' || label[^1] == '-')
+            {
+                return false;
+            }
+
+            foreach (var c in label)
+            {
+                if (!char.IsAsciiLetterOrDigit(c) && c != '-')
+                {
+                    return false;
+                }
+            }
+        }
+
+        return true;
+    }
+
     /// <summary>A Kubernetes label value: at most 63 of letters, digits, '-', '_' and '.', starting and ending alphanumeric.</summary>
     public static bool IsLabelValue(ReadOnlySpan<char> value)
     {

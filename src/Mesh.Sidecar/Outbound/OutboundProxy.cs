@@ -17,6 +17,10 @@ namespace Mesh.Sidecar.Outbound;
 /// so <c>HTTP_PROXY</c> works) and a plain listener routing by <c>Host</c>. Every request goes through one handler of
 /// Mesh.Client's outbound path (routing, resilience, mTLS, source metrics), so the app never sees TLS.
 /// </summary>
+/// <remarks>
+/// A request for a host outside the mesh is in Istio's source metrics too, as Istio reports it (review-telemetry F8):
+/// refused (502) as <c>BlackHoleCluster</c>, passed through as <c>PassthroughCluster</c> (<see cref="PassthroughMetricsHandler"/>).
+/// </remarks>
 internal sealed partial class OutboundProxy : IDisposable
 {
     private const string PlainText = "text/plain; charset=utf-8";
@@ -27,6 +31,8 @@ internal sealed partial class OutboundProxy : IDisposable
     private readonly bool _passthrough;
     private readonly ILogger _logger;
     private readonly SidecarListeners _listeners;
+    private readonly IstioRequestMetrics _metrics;
+    private readonly TimeProvider _time;
     private readonly OutboundTransformer _transformer = new();
 
     internal static readonly ForwarderRequestConfig Http1 = new()
@@ -43,7 +49,15 @@ internal sealed partial class OutboundProxy : IDisposable
         ActivityTimeout = SidecarTimeouts.StreamIdleTimeout,
     };
 
-    public OutboundProxy(IHttpForwarder forwarder, IMeshOutboundHandlerFactory factory, MeshRouter router, SidecarOptions options, SidecarListeners listeners, ILogger<OutboundProxy> logger)
+    public OutboundProxy(
+        IHttpForwarder forwarder,
+        IMeshOutboundHandlerFactory factory,
+        MeshRouter router,
+        SidecarOptions options,
+        SidecarListeners listeners,
+        IstioRequestMetrics metrics,
+        TimeProvider time,
+        ILogger<OutboundProxy> logger)
     {
         ArgumentNullException.ThrowIfNull(factory);
         ArgumentNullException.ThrowIfNull(options);
@@ -51,18 +65,23 @@ internal sealed partial class OutboundProxy : IDisposable
         _router = router;
         _logger = logger;
         _listeners = listeners;
+        _metrics = metrics;
+        _time = time;
         _passthrough = options.PassthroughNonMeshHosts;
         _mesh = new HttpMessageInvoker(factory.CreateHandler(new MeshOutboundHandlerOptions
         {
             NonMeshHandler = options.PassthroughNonMeshHosts
-                ? new SocketsHttpHandler
+                ? new PassthroughMetricsHandler(metrics, time)
                 {
-                    UseProxy = false,
-                    AllowAutoRedirect = false,
-                    AutomaticDecompression = DecompressionMethods.None,
-                    UseCookies = false,
-                    ActivityHeadersPropagator = null,
-                    ConnectCallback = ConnectPassthroughAsync,
+                    InnerHandler = new SocketsHttpHandler
+                    {
+                        UseProxy = false,
+                        AllowAutoRedirect = false,
+                        AutomaticDecompression = DecompressionMethods.None,
+                        UseCookies = false,
+                        ActivityHeadersPropagator = null,
+                        ConnectCallback = ConnectPassthroughAsync,
+                    },
                 }
                 : null,
         }));
@@ -101,6 +120,7 @@ internal sealed partial class OutboundProxy : IDisposable
         }
 
         var config = HttpProtocol.IsHttp2(request.Protocol) ? Http2 : Http1;
+        var start = _time.GetTimestamp();
         var error = await _forwarder.SendAsync(context, "http://" + request.Host.Value, _mesh, config, _transformer).ConfigureAwait(false);
         if (error == ForwarderError.None)
         {
@@ -117,6 +137,11 @@ internal sealed partial class OutboundProxy : IDisposable
         var (code, message) = Classify(error, exception, request.Host.Host, context.RequestAborted);
         context.Response.Clear();
         await ReplyAsync(context, code, message).ConfigureAwait(false);
+        if (IsBlackHole(exception, request.Host.Host) && _metrics.Enabled)
+        {
+            // As Istio's block_all route: a direct 502, no flag.
+            _metrics.RecordNonMesh(request.Host.Host, passedThrough: false, code, ResponseFlags.None, _time.GetElapsedTime(start).TotalMilliseconds, request.ContentLength ?? 0, System.Text.Encoding.UTF8.GetByteCount(message) + 1);
+        }
     }
 
     /// <summary>The status and plain-text body for a request the mesh could not send.</summary>
@@ -137,8 +162,7 @@ internal sealed partial class OutboundProxy : IDisposable
             return (StatusCodes.Status508LoopDetected, loop.Message);
         }
 
-        var snapshot = _router.Snapshot;
-        if (!_passthrough && exception.GetType() == typeof(ServiceMeshException) && snapshot.IsSynced && !snapshot.IsMeshHost(host))
+        if (IsBlackHole(exception, host))
         {
             return (StatusCodes.Status502BadGateway,
                 $"'{host}' is not a mesh service, and the sidecar sends only to mesh services (set Sidecar:PassthroughNonMeshHosts=true to let other hosts through): {exception.Message}");
@@ -146,6 +170,13 @@ internal sealed partial class OutboundProxy : IDisposable
 
         var (code, flags) = OutboundOutcome.Classify(exception, callerToken);
         return (code == 0 ? StatusCodes.Status502BadGateway : code, $"The request to '{host}' failed (response flags {flags.ToLabel()}): {exception.Message}");
+    }
+
+    /// <summary>Whether the mesh refused the request because its host is no mesh service and nothing passes through (REGISTRY_ONLY).</summary>
+    private bool IsBlackHole(Exception? exception, string host)
+    {
+        var snapshot = _router.Snapshot;
+        return !_passthrough && exception?.GetType() == typeof(ServiceMeshException) && snapshot.IsSynced && !snapshot.IsMeshHost(host);
     }
 
     /// <summary>

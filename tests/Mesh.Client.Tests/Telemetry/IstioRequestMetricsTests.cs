@@ -146,6 +146,71 @@ public sealed class IstioRequestMetricsTests
     }
 
     [Fact]
+    public void NonMesh_BlackHoleAndPassthrough_IstiosClusterNames_HostAsDestinationService()
+    {
+        using var services = Services();
+        var recorder = services.GetRequiredService<IstioRequestMetrics>();
+        using var metrics = new IstioMetricsListener(services.GetRequiredService<IMeterFactory>());
+
+        recorder.RecordNonMesh("Payments.Example.COM", passedThrough: false, 502, ResponseFlags.None, 1, 0, 10);
+        recorder.RecordNonMesh("api.example.com", passedThrough: true, 200, ResponseFlags.None, 1, 0, 10);
+
+        var (blackHole, passthrough) = (metrics.Requests[0].Labels, metrics.Requests[1].Labels);
+        Assert.Equal("source", blackHole["reporter"]);
+        Assert.Equal("BlackHoleCluster", blackHole["destination_service_name"]);
+        Assert.Equal("payments.example.com", blackHole["destination_service"]);
+        Assert.Equal("502", blackHole["response_code"]);
+        Assert.Equal("PassthroughCluster", passthrough["destination_service_name"]);
+        Assert.Equal("api.example.com", passthrough["destination_service"]);
+        foreach (var labels in new[] { blackHole, passthrough })
+        {
+            Assert.Equal("unknown", labels["destination_service_namespace"]);
+            Assert.Equal("unknown", labels["destination_workload"]);
+            Assert.Equal("unknown", labels["destination_cluster"]);
+            Assert.Equal("http", labels["request_protocol"]);
+            Assert.Equal("-", labels["response_flags"]);
+        }
+    }
+
+    [Fact]
+    public void NonMesh_ManyDistinctOrMalformedHosts_FoldToUnknown()
+    {
+        // The host comes from the request: past a few distinct ones it cannot grow the series.
+        using var services = Services();
+        var recorder = services.GetRequiredService<IstioRequestMetrics>();
+        using var metrics = new IstioMetricsListener(services.GetRequiredService<IMeterFactory>());
+        var hosts = IstioRequestMetrics.MaxNonMeshHosts + 100;
+
+        recorder.RecordNonMesh("bad host\n{x=\"1\"}", passedThrough: true, 200, ResponseFlags.None, 1, 0, 0);
+        for (var i = 0; i < hosts; i++)
+        {
+            recorder.RecordNonMesh($"h{i}.example.com", passedThrough: true, 200, ResponseFlags.None, 1, 0, 0);
+        }
+
+        recorder.RecordNonMesh("[::1]", passedThrough: true, 200, ResponseFlags.None, 1, 0, 0);
+        var names = metrics.Requests.Select(m => m.Labels["destination_service"]).ToList();
+        Assert.Equal("unknown", names[0]);
+        Assert.Equal("h0.example.com", names[1]);
+        Assert.Equal("unknown", names[^2]);
+        Assert.Equal("unknown", names[^1]);
+        Assert.Equal(IstioRequestMetrics.MaxNonMeshHosts + 1, names.Distinct().Count());
+    }
+
+    [Theory]
+    [InlineData("api.example.com", true)]
+    [InlineData("API.Example.com", true)]
+    [InlineData("10.0.0.5", true)]
+    [InlineData("[::1]", true)]
+    [InlineData("::1", true)]
+    [InlineData("", false)]
+    [InlineData("a..b", false)]
+    [InlineData("-a.b", false)]
+    [InlineData("a_b.example", false)]
+    [InlineData("a b", false)]
+    [InlineData("[not-ip]", false)]
+    public void LabelRules_IsHostName(string host, bool expected) => Assert.Equal(expected, LabelRules.IsHostName(host));
+
+    [Fact]
     public void ResponseFlags_CommaJoinedInEnvoysOrder_DashWhenNone()
     {
         Assert.Equal("-", ResponseFlags.None.ToLabel());

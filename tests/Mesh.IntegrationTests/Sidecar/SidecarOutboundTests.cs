@@ -54,6 +54,11 @@ public sealed class SidecarOutboundTests(ITestOutputHelper output)
         var requests = metrics.Split('\n').Where(line => line.StartsWith("istio_requests_total{", StringComparison.Ordinal)).ToList();
         output.WriteLine(string.Join('\n', requests));
         Assert.Contains(requests, line => line.Contains("reporter=\"source\"", StringComparison.Ordinal) && line.Contains("destination_service_name=\"orders\"", StringComparison.Ordinal));
+
+        // The refused call too, as Istio reports REGISTRY_ONLY's: BlackHoleCluster, the host as the service.
+        Assert.Contains(requests, line => line.Contains("destination_service_name=\"BlackHoleCluster\"", StringComparison.Ordinal)
+            && line.Contains("destination_service=\"payments.example.invalid\"", StringComparison.Ordinal)
+            && line.Contains("response_code=\"502\"", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -76,6 +81,16 @@ public sealed class SidecarOutboundTests(ITestOutputHelper output)
         output.WriteLine($"{name}:{external.Port}: {status} {body}");
         Assert.Equal(200, status);
         Assert.Contains("instance=external-1", body, StringComparison.Ordinal);
+
+        // Counted as Istio counts ALLOW_ANY's: PassthroughCluster, the host as the service.
+        using (var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }))
+        {
+            var metrics = await http.GetStringAsync(new Uri(sidecar.Sidecar.Admin, "/stats/prometheus"));
+            Assert.Contains(metrics.Split('\n'), line => line.StartsWith("istio_requests_total{", StringComparison.Ordinal)
+                && line.Contains("destination_service_name=\"PassthroughCluster\"", StringComparison.Ordinal)
+                && line.Contains($"destination_service=\"{name.ToLowerInvariant()}\"", StringComparison.Ordinal)
+                && line.Contains("response_code=\"200\"", StringComparison.Ordinal));
+        }
 
         (status, body) = await SidecarKit.CurlAsync("-x", proxy, $"http://{name}:{outbound}/loop");
         output.WriteLine($"{name}:{outbound}: {status} {body}");

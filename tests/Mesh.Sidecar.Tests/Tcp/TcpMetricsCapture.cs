@@ -6,13 +6,13 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Mesh.Sidecar.Tests.Tcp;
 
-/// <summary>The mesh's telemetry services and a listener on their istio_tcp_* counters.</summary>
+/// <summary>The mesh's telemetry services and a listener on their istio_tcp_* counters (or others, by name prefix).</summary>
 internal sealed class TcpMetricsCapture : IDisposable
 {
     private readonly MeterListener _listener = new();
     private readonly ConcurrentQueue<(string Name, long Value, Dictionary<string, string?> Tags)> _measurements = new();
 
-    public TcpMetricsCapture(string service)
+    public TcpMetricsCapture(string service, string prefix = "istio_tcp_")
     {
         Services = new ServiceCollection()
             .AddMetrics()
@@ -23,7 +23,7 @@ internal sealed class TcpMetricsCapture : IDisposable
         var factory = Services.GetRequiredService<IMeterFactory>();
         _listener.InstrumentPublished = (instrument, listener) =>
         {
-            if (ReferenceEquals(instrument.Meter.Scope, factory) && instrument.Name.StartsWith("istio_tcp_", StringComparison.Ordinal))
+            if (ReferenceEquals(instrument.Meter.Scope, factory) && instrument.Name.StartsWith(prefix, StringComparison.Ordinal))
             {
                 listener.EnableMeasurementEvents(instrument);
             }
