@@ -217,14 +217,7 @@ internal sealed partial class MeshAuthorizationMiddleware(
 
         // Always through Authorize, also without rules: it refuses spellings (method case, encoded slash, backslash, NUL) with 400.
         var request = context.Request;
-        var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
-        if (string.IsNullOrEmpty(target) || target[0] != '/')
-        {
-            // Absolute-form or missing raw target: authorize the path Kestrel parsed.
-            target = request.PathBase.Add(request.Path).ToUriComponent();
-        }
-
-        var decision = policy.Authorize(request.Method, target, request.Host.Value, request.Headers, identity?.SpiffeId, identity?.PeerNamespace, jwt.Principal);
+        var decision = policy.Authorize(request.Method, AuthorizedTarget(context), request.Host.Value, request.Headers, identity?.SpiffeId, identity?.PeerNamespace, jwt.Principal);
         TagDecision(decision, identity);
         if (!decision.IsAllowed)
         {
@@ -250,6 +243,18 @@ internal sealed partial class MeshAuthorizationMiddleware(
         }
 
         return next(context);
+    }
+
+    /// <summary>
+    /// The request target AuthorizationPolicy decides on: the raw origin-form target; for an absolute-form or missing one, the
+    /// path Kestrel parsed. Also for a host that re-decides a request later (the sidecar's upgraded requests).
+    /// </summary>
+    internal static string AuthorizedTarget(HttpContext context)
+    {
+        var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
+        return string.IsNullOrEmpty(target) || target[0] != '/'
+            ? context.Request.PathBase.Add(context.Request.Path).ToUriComponent()
+            : target;
     }
 
     /// <summary>

@@ -16,6 +16,12 @@ namespace Mesh.Sidecar.Inbound;
 /// destination metrics by Mesh.Client's inbound middleware) forwarded to the app on 127.0.0.1:&lt;AppPort&gt;, with the
 /// caller's identity in <c>X-Forwarded-Client-Cert</c>.
 /// </summary>
+/// <remarks>
+/// An upgraded request (a WebSocket: HTTP/1.1 <c>Upgrade</c>, or HTTP/2 extended CONNECT) is re-decided on every inbound
+/// policy change as the TCP tunnels are (<see cref="InboundPolicyDrain"/>): one the new policy denies, with the method,
+/// target, headers, peer and token principal it was authorized with, is aborted after the drain. Before, it outlived a
+/// DENY until one side closed it (review-sidecar #3). Other requests end on their own, as the requests Envoy drains do.
+/// </remarks>
 internal sealed partial class InboundForwarder : IDisposable
 {
     private readonly IHttpForwarder _forwarder;
@@ -24,12 +30,14 @@ internal sealed partial class InboundForwarder : IDisposable
     private readonly ForwarderRequestConfig _config;
     private readonly InboundTransformer _transformer;
     private readonly ILogger _logger;
+    private readonly InboundPolicyDrain _drain;
 
-    public InboundForwarder(IHttpForwarder forwarder, SidecarOptions options, IWorkloadCertificateSource certificates, InboundPolicyStore policies, ILogger<InboundForwarder> logger)
+    public InboundForwarder(IHttpForwarder forwarder, SidecarOptions options, IWorkloadCertificateSource certificates, InboundPolicyStore policies, TimeProvider time, ILogger<InboundForwarder> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _forwarder = forwarder;
         _logger = logger;
+        _drain = new InboundPolicyDrain(policies, time);
         _destination = $"http://127.0.0.1:{options.AppPort}";
         _config = RequestConfig(options.AppProtocol);
         _app = new HttpMessageInvoker(new SocketsHttpHandler
@@ -53,9 +61,18 @@ internal sealed partial class InboundForwarder : IDisposable
         ActivityTimeout = SidecarTimeouts.StreamIdleTimeout,
     };
 
+    /// <summary>Gets the number of upgraded requests in flight (for tests).</summary>
+    internal int OpenUpgrades => _drain.Count;
+
     public async Task InvokeAsync(HttpContext context)
     {
-        var error = await _forwarder.SendAsync(context, _destination, _app, _config, _transformer).ConfigureAwait(false);
+        ArgumentNullException.ThrowIfNull(context);
+        ForwarderError error;
+        using (TrackUpgrade(context))
+        {
+            error = await _forwarder.SendAsync(context, _destination, _app, _config, _transformer).ConfigureAwait(false);
+        }
+
         if (error == ForwarderError.None)
         {
             return;
@@ -79,6 +96,41 @@ internal sealed partial class InboundForwarder : IDisposable
         await context.Response.WriteAsync(
             $"upstream connect error or disconnect/reset before headers. reset reason: {reason} (response flags {flags.ToLabel()})\n",
             context.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// An upgradable request, tracked while it is forwarded and re-decided on policy changes with what it was authorized
+    /// with (the headers copied: YARP and Kestrel own the request's own after the upgrade); null for any other request.
+    /// </summary>
+    private IDisposable? TrackUpgrade(HttpContext context)
+    {
+        if (context.Features.Get<IHttpUpgradeFeature>() is not { IsUpgradableRequest: true }
+            && context.Features.Get<IHttpExtendedConnectFeature>() is not { IsExtendedConnect: true })
+        {
+            return null;
+        }
+
+        var request = context.Request;
+        var (method, target, host) = (request.Method, MeshAuthorizationMiddleware.AuthorizedTarget(context), request.Host.Value);
+        var headers = new HeaderDictionary();
+        foreach (var (name, value) in request.Headers)
+        {
+            headers[name] = value;
+        }
+
+        var identity = context.Features.Get<IMeshPeerIdentityFeature>();
+        var (peer, peerNamespace) = (identity?.SpiffeId, identity?.PeerNamespace);
+        var principal = context.Features.Get<IMeshRequestPrincipalFeature>() as Mesh.Client.Authorization.Jwt.JwtPrincipal;
+        var remote = context.Connection.RemoteIpAddress?.ToString() ?? "?";
+        var path = request.Path.Value ?? string.Empty;
+        return _drain.Track(
+            context.Connection.LocalPort,
+            policy => (policy.RefusePlaintext(peer) ?? policy.Authorize(method, target, host, headers, peer, peerNamespace, principal)) is { IsAllowed: false } decision
+                ? decision.Reason
+                : null,
+            reason => Log.Draining(_logger, method, path, remote, peer ?? "plaintext", reason, MeshInboundConnectionMiddleware.PolicyChangeDrain),
+            // Never after the request has ended: the drain runs it under the handle's lock, which ending the request takes.
+            _ => context.Abort());
     }
 
     /// <summary>What Envoy's inbound listener would answer for a failed forward: status, response flags and reset reason.</summary>
@@ -115,7 +167,11 @@ internal sealed partial class InboundForwarder : IDisposable
         _ => "upstream_reset_before_response_started{remote_reset}",
     };
 
-    public void Dispose() => _app.Dispose();
+    public void Dispose()
+    {
+        _drain.Dispose();
+        _app.Dispose();
+    }
 
     /// <summary>
     /// The request target to forward instead of YARP's, or null for YARP's: under a listener that lets an escaped slash or

@@ -1,14 +1,13 @@
-using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Mesh.Client.Authorization;
 using Mesh.Client.Security;
 using Mesh.Client.Telemetry;
+using Mesh.Sidecar.Inbound;
 using Mesh.Xds.Diagnostics;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Primitives;
 
 namespace Mesh.Sidecar.Tcp;
 
@@ -19,15 +18,15 @@ namespace Mesh.Sidecar.Tcp;
 /// <c>127.0.0.1:AppPort</c> and relays the decrypted bytes. Istio's TCP metrics with reporter <c>destination</c>.
 /// </summary>
 /// <remarks>
-/// A policy change re-decides every open tunnel: one the new policy denies (or whose port lost its policy) is closed after
+/// A policy change re-decides every open tunnel (<see cref="InboundPolicyDrain"/>, which the HTTP port's upgraded
+/// requests share): one the new policy denies (or whose port lost its policy) is closed after
 /// <see cref="MeshInboundConnectionMiddleware.PolicyChangeDrain"/>, as Envoy drains the connections of a filter chain an
-/// RBAC change replaced. Without it, a DENY or a removed ALLOW stopped new connections only, and an open tunnel kept
-/// carrying bytes until its idle timeout, or for ever while it was busy (found in review, 2026-12-05).
+/// RBAC change replaced (found in review, 2026-12-05).
 /// Refused connections are logged once per peer address and kind per <see cref="RefusalLogInterval"/>, the next line
 /// counting those in between: any peer that reaches the port (plaintext under PERMISSIVE) can open them in a loop, and a
 /// line for each would fill log storage (found in review).
 /// </remarks>
-internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
+internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler, IDisposable
 {
     /// <summary>A peer address's refused connections of one kind are logged at most once per this interval.</summary>
     internal static readonly TimeSpan RefusalLogInterval = TimeSpan.FromSeconds(10);
@@ -42,7 +41,7 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly LogThrottle _refusals;
-    private readonly ConcurrentDictionary<ConnectionContext, OpenTunnel> _open = new();
+    private readonly InboundPolicyDrain _drain;
 
     public TcpInboundConnectionHandler(
         TcpInboundTunnel tunnel,
@@ -64,12 +63,14 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
         _logger = logger;
         _refusals = new LogThrottle(time, RefusalLogInterval);
 
-        // The handler lives as long as the sidecar's Kestrel endpoint: the subscription with it.
-        ChangeToken.OnChange(policies.GetChangeToken, CloseDeniedTunnels);
+        _drain = new InboundPolicyDrain(policies, time);
     }
 
     /// <summary>Gets the number of tunnels open through this handler (for tests).</summary>
-    internal int OpenTunnels => _open.Count;
+    internal int OpenTunnels => _drain.Count;
+
+    /// <summary>Ends the policy subscription (tests; in the sidecar the handler lives as long as its Kestrel endpoint).</summary>
+    public void Dispose() => _drain.Dispose();
 
     public override async Task OnConnectedAsync(ConnectionContext connection)
     {
@@ -127,11 +128,12 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
 
         metrics.Opened();
         var stream = new NetworkStream(socket, ownsSocket: true);
-        var open = new OpenTunnel(peer, identity?.PeerNamespace, localPort);
-        _open[connection] = open;
-
-        // A change applied between the decision above and this registration found no tunnel to close: decide once more.
-        CloseIfDenied(connection, open);
+        var peerNamespace = identity?.PeerNamespace;
+        var tracked = _drain.Track(
+            localPort,
+            policy => policy.AuthorizeConnection(peer, peerNamespace) is { IsAllowed: false } decision ? decision.Reason : null,
+            reason => Log.Draining(_logger, _tunnel.Name, remote, peer ?? "plaintext", reason, MeshInboundConnectionMiddleware.PolicyChangeDrain),
+            reason => connection.Abort(new ConnectionAbortedException($"The tunnel outlived the drain after its AuthorizationPolicy changed: {reason}.")));
         try
         {
             var end = await TcpRelay.RunAsync(
@@ -151,8 +153,7 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
         }
         finally
         {
-            _open.TryRemove(connection, out _);
-            open.Dispose();
+            tracked.Dispose();
             await stream.DisposeAsync().ConfigureAwait(false);
             metrics.Closed();
         }
@@ -190,91 +191,5 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler
             ? string.Empty
             : string.Create(CultureInfo.InvariantCulture, $" ({suppressed} more {kind} from {address} since its last line)");
         return true;
-    }
-
-    /// <summary>
-    /// On a policy change: every open tunnel the port's new policy denies, or whose port has no policy any more, is aborted
-    /// after the drain. Runs on the thread that applied the change (the xDS client), so it never throws.
-    /// </summary>
-    private void CloseDeniedTunnels()
-    {
-        foreach (var (connection, open) in _open)
-        {
-            CloseIfDenied(connection, open);
-        }
-    }
-
-    private void CloseIfDenied(ConnectionContext connection, OpenTunnel open)
-    {
-        try
-        {
-            var refusal = _policies.Lookup(open.Port, out var policy) switch
-            {
-                InboundPortState.Policy => policy!.AuthorizeConnection(open.Peer, open.PeerNamespace) is { IsAllowed: false } decision ? decision.Reason : null,
-                InboundPortState.NotReceived or InboundPortState.Removed => "the port's inbound policy was removed",
-                _ => null,
-            };
-            if (refusal is not null && open.BeginClose(_time, MeshInboundConnectionMiddleware.PolicyChangeDrain, () => connection.Abort(new ConnectionAbortedException(
-                $"The tunnel outlived the drain after its AuthorizationPolicy changed: {refusal}."))))
-            {
-                Log.Draining(_logger, _tunnel.Name, connection.RemoteEndPoint?.ToString() ?? "?", open.Peer ?? "plaintext", refusal, MeshInboundConnectionMiddleware.PolicyChangeDrain);
-            }
-        }
-        catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
-        {
-            // The tunnel ended while it was being closed.
-        }
-    }
-
-    /// <summary>An open tunnel: who it was authorized for, and the drain timer once a policy change denied it.</summary>
-    private sealed class OpenTunnel(string? peer, string? peerNamespace, int port) : IDisposable
-    {
-        private readonly Lock _gate = new();
-        private ITimer? _drain;
-        private bool _closing;
-        private bool _ended;
-
-        public string? Peer => peer;
-
-        public string? PeerNamespace => peerNamespace;
-
-        public int Port => port;
-
-        /// <summary>Arms the abort once; false when it was already armed or the tunnel has ended (its timer would outlive it).</summary>
-        public bool BeginClose(TimeProvider time, TimeSpan drain, Action abort)
-        {
-            lock (_gate)
-            {
-                if (_closing || _ended)
-                {
-                    return false;
-                }
-
-                _closing = true;
-                _drain = time.CreateTimer(static state => AbortQuietly((Action)state!), abort, drain, Timeout.InfiniteTimeSpan);
-                return true;
-            }
-        }
-
-        public void Dispose()
-        {
-            lock (_gate)
-            {
-                _ended = true;
-                _drain?.Dispose();
-            }
-        }
-
-        // On a timer thread: an exception here would end the process, and a connection that is already gone needs nothing.
-        private static void AbortQuietly(Action abort)
-        {
-            try
-            {
-                abort();
-            }
-            catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
-            {
-            }
-        }
     }
 }

@@ -29,7 +29,7 @@ public sealed class InboundForwarderTests
         listener.Stop();
         await using var services = new ServiceCollection().AddLogging().AddHttpForwarder().BuildServiceProvider();
         var logger = new ListLogger();
-        using var forwarder = new InboundForwarder(services.GetRequiredService<IHttpForwarder>(), new SidecarOptions { AppPort = appPort }, new NoCertificate(), new InboundPolicyStore(meshServed: false), logger);
+        using var forwarder = new InboundForwarder(services.GetRequiredService<IHttpForwarder>(), new SidecarOptions { AppPort = appPort }, new NoCertificate(), new InboundPolicyStore(meshServed: false), TimeProvider.System, logger);
         var context = new DefaultHttpContext();
         context.Request.Method = "GET";
         context.Request.Scheme = "http";
@@ -117,6 +117,91 @@ public sealed class InboundForwarderTests
         Assert.Equal(502, code);
     }
 
+    [Fact]
+    public async Task UpgradedRequest_PolicyChangesToDenyIt_ClosedAfterTheDrain_NotBefore()
+    {
+        // A WebSocket through the forwarder: an RBAC change that denies it closes it after the drain, as Envoy drains the
+        // connections of a replaced filter chain; it was authorized once, at its upgrade (review-sidecar #3).
+        await using var app = await StartWebSocketEchoAsync();
+        var store = new InboundPolicyStore(meshServed: true);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var services = new ServiceCollection().AddLogging().AddHttpForwarder().BuildServiceProvider();
+        using var forwarder = new InboundForwarder(services.GetRequiredService<IHttpForwarder>(), new SidecarOptions { AppPort = AppPort(app) }, new NoCertificate(), store, time, new ListLogger());
+        await using var sidecar = await StartAsync(forwarder.InvokeAsync);
+        var port = AppPort(sidecar);
+        store.Replace([new InboundPolicy("inbound", port, PeerAuthenticationMode.Permissive, deny: null, allow: null, PathNormalizationOptions.Default)]);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var client = new System.Net.WebSockets.ClientWebSocket();
+        await client.ConnectAsync(new Uri($"ws://127.0.0.1:{port}/chat"), timeout.Token);
+        Assert.Equal("a", await EchoAsync(client, "a", timeout.Token));
+        Assert.Equal(1, forwarder.OpenUpgrades);
+
+        store.Replace([new InboundPolicy("inbound", port, PeerAuthenticationMode.Permissive, deny: null, Tcp.TcpInboundConnectionHandlerTests.OnlyPrincipalX(), PathNormalizationOptions.Default)]);
+
+        // Within the drain the stream still carries messages; at its end it is closed.
+        Assert.Equal("b", await EchoAsync(client, "b", timeout.Token));
+        time.Advance(MeshInboundConnectionMiddleware.PolicyChangeDrain);
+        await Assert.ThrowsAsync<System.Net.WebSockets.WebSocketException>(() => client.ReceiveAsync(new byte[16], timeout.Token));
+        while (forwarder.OpenUpgrades != 0)
+        {
+            Assert.False(timeout.IsCancellationRequested, "the denied upgrade is still tracked");
+            await Task.Delay(20);
+        }
+    }
+
+    [Fact]
+    public async Task UpgradedRequest_PolicyChangeStillAllowsIt_StaysOpen()
+    {
+        await using var app = await StartWebSocketEchoAsync();
+        var store = new InboundPolicyStore(meshServed: true);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var services = new ServiceCollection().AddLogging().AddHttpForwarder().BuildServiceProvider();
+        using var forwarder = new InboundForwarder(services.GetRequiredService<IHttpForwarder>(), new SidecarOptions { AppPort = AppPort(app) }, new NoCertificate(), store, time, new ListLogger());
+        await using var sidecar = await StartAsync(forwarder.InvokeAsync);
+        var port = AppPort(sidecar);
+        store.Replace([new InboundPolicy("inbound", port, PeerAuthenticationMode.Permissive, deny: null, allow: null, PathNormalizationOptions.Default)]);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var client = new System.Net.WebSockets.ClientWebSocket();
+        await client.ConnectAsync(new Uri($"ws://127.0.0.1:{port}/chat"), timeout.Token);
+
+        store.Replace([new InboundPolicy("inbound", port, PeerAuthenticationMode.Permissive, deny: null, allow: null, PathNormalizationOptions.Default)]);
+        time.Advance(MeshInboundConnectionMiddleware.PolicyChangeDrain * 2);
+
+        Assert.Equal("b", await EchoAsync(client, "b", timeout.Token));
+        Assert.Equal(1, forwarder.OpenUpgrades);
+    }
+
+    // The app: a WebSocket echo until the client closes.
+    private static async Task<WebApplication> StartWebSocketEchoAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0));
+        var app = builder.Build();
+        app.UseWebSockets();
+        app.Run(async context =>
+        {
+            using var socket = await context.WebSockets.AcceptWebSocketAsync();
+            var buffer = new byte[64];
+            var read = await socket.ReceiveAsync(buffer, context.RequestAborted);
+            while (read.MessageType != System.Net.WebSockets.WebSocketMessageType.Close)
+            {
+                await socket.SendAsync(buffer.AsMemory(0, read.Count), read.MessageType, read.EndOfMessage, context.RequestAborted);
+                read = await socket.ReceiveAsync(buffer, context.RequestAborted);
+            }
+        });
+        await app.StartAsync();
+        return app;
+    }
+
+    private static async Task<string> EchoAsync(System.Net.WebSockets.ClientWebSocket client, string text, CancellationToken cancellationToken)
+    {
+        await client.SendAsync(Encoding.ASCII.GetBytes(text), System.Net.WebSockets.WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
+        var buffer = new byte[64];
+        var read = await client.ReceiveAsync(buffer, cancellationToken);
+        return Encoding.ASCII.GetString(buffer, 0, read.Count);
+    }
+
     private static int AppPort(WebApplication app) => new Uri(app.Urls.Single()).Port;
 
     private static async Task<WebApplication> StartAsync(RequestDelegate handler)
@@ -134,7 +219,7 @@ public sealed class InboundForwarderTests
     private static async Task<WebApplication> StartSidecarAsync(int appPort, InboundPolicyStore store)
     {
         var services = new ServiceCollection().AddLogging().AddHttpForwarder().BuildServiceProvider();
-        var forwarder = new InboundForwarder(services.GetRequiredService<IHttpForwarder>(), new SidecarOptions { AppPort = appPort }, new NoCertificate(), store, new ListLogger());
+        var forwarder = new InboundForwarder(services.GetRequiredService<IHttpForwarder>(), new SidecarOptions { AppPort = appPort }, new NoCertificate(), store, TimeProvider.System, new ListLogger());
         var app = await StartAsync(forwarder.InvokeAsync);
         app.Lifetime.ApplicationStopped.Register(() =>
         {

@@ -183,7 +183,7 @@ public sealed class TcpInboundConnectionHandlerTests
         }
     }
 
-    private static RbacEngine OnlyPrincipalX()
+    internal static RbacEngine OnlyPrincipalX()
     {
         var errors = new List<string>();
         var allow = RbacEngine.Compile(
@@ -233,6 +233,7 @@ public sealed class TcpInboundConnectionHandlerTests
         {
             await App.StopAsync();
             await App.DisposeAsync();
+            Handler.Dispose();
             Metrics.Dispose();
         }
     }
