@@ -19,9 +19,6 @@ public static class DemoTelemetryExtensions
     /// <summary>The Prometheus scrape path on every sample service (and the control plane's admin port).</summary>
     public const string ScrapePath = "/metrics";
 
-    /// <summary>OpenTelemetry's per-instrument label-set limit for Istio's series: both reporters' 1,024 and room for their folded sets.</summary>
-    public const int IstioCardinalityLimit = 4096;
-
     /// <summary>The standard OTLP endpoint setting; OTLP export is on only when it is set (as in Aspire's ServiceDefaults).</summary>
     public const string OtlpEndpointKey = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
@@ -64,7 +61,7 @@ public static class DemoTelemetryExtensions
 
                 // Room for both reporters' label sets (the mesh folds at 1,024 each) under OpenTelemetry's default of 2,000
                 // per instrument, past which a set loses Istio's labels (docs/telemetry/metrics.md).
-                .AddView("istio_*", new MetricStreamConfiguration { CardinalityLimit = IstioCardinalityLimit })
+                .AddView("istio_*", new MetricStreamConfiguration { CardinalityLimit = Mesh.Client.Telemetry.MeshTelemetry.IstioCardinalityLimit })
                 .AddMeter(Meters)
                 .AddPrometheusExporter(options =>
                 {

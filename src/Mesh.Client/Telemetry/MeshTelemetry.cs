@@ -21,6 +21,14 @@ public static class MeshTelemetry
     /// </summary>
     public const string AccessLogCategory = "Mesh.AccessLog";
 
+    /// <summary>
+    /// The label sets per instrument an OpenTelemetry View should allow Istio's series (<c>istio_*</c>), above the SDK's
+    /// default of 2,000, past which a set loses every label: both reporters share each instrument and the mesh folds each
+    /// at 1,024 sets, then keeps the folded ones. <c>metrics.AddView("istio_*", new MetricStreamConfiguration {
+    /// CardinalityLimit = MeshTelemetry.IstioCardinalityLimit })</c>.
+    /// </summary>
+    public const int IstioCardinalityLimit = 4096;
+
     /// <summary>The one activity source, created once (an ActivitySource is cheap until something listens).</summary>
     internal static readonly ActivitySource ActivitySource = new(ActivitySourceName);
 }

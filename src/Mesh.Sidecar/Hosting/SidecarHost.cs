@@ -109,6 +109,9 @@ internal static class SidecarHost
         services.Configure<HostOptions>(host => host.ShutdownTimeout = options.DrainDuration + TimeSpan.FromSeconds(30));
         services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddServiceMeshInstrumentation()
+
+            // Both reporters and the TCP series: room above OpenTelemetry's 2,000 label sets per instrument (metrics.md).
+            .AddView("istio_*", new MetricStreamConfiguration { CardinalityLimit = Mesh.Client.Telemetry.MeshTelemetry.IstioCardinalityLimit })
             .AddPrometheusExporter(prometheus =>
             {
                 // Istio's metric names come out unchanged, without the scope labels and target_info istiod does not export.
