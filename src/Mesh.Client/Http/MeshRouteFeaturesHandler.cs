@@ -555,7 +555,9 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
         var uri = request.RequestUri!;
         var scheme = redirect.Scheme ?? uri.Scheme;
         var port = redirect.Port > 0 ? ":" + redirect.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) : string.Empty;
-        var host = redirect.Host ?? RequestHost(HeaderMatch.Authority(request, uri), uri.Scheme, scheme, port);
+        var host = redirect.Host is { } redirected
+            ? (Uri.CheckHostName(redirected) == UriHostNameType.IPv6 && !redirected.StartsWith('[') ? $"[{redirected}]" : redirected)
+            : RequestHost(HeaderMatch.Authority(request, uri), uri.Scheme, scheme, port);
         string path;
         var query = redirect.StripQuery ? string.Empty : uri.Query;
         if (redirect.PathRedirect is { } target)
@@ -580,9 +582,15 @@ internal sealed partial class MeshRouteFeaturesHandler : DelegatingHandler
 
         var rest = $"{port}{path}{(query.Length > 1 ? query : string.Empty)}";
 
-        // A Host header set without validation that makes no URI: the request URI's host instead, rather than throwing.
+        // A Host header set without validation that makes no URI: the request URI's host instead, rather than throwing. Never
+        // for a host_redirect (the decoder took only a host name or address): that would send the caller back to this service.
         if (!Uri.TryCreate($"{scheme}://{host}{rest}", UriKind.Absolute, out var location))
         {
+            if (redirect.Host is not null)
+            {
+                throw new InvalidOperationException($"the route's redirect to {host} makes no URI: {scheme}://{host}{rest}");
+            }
+
             location = new Uri($"{scheme}://{RequestHost(uri.IsDefaultPort ? uri.IdnHost : uri.Authority, uri.Scheme, scheme, port)}{rest}", UriKind.Absolute);
         }
 

@@ -311,6 +311,7 @@ public sealed class MeshRouteFeaturesHandlerTests : IAsyncLifetime
     [InlineData("http://orders:8080/old/a", null, null, 9000, null, false, "http://orders:9000/old/a")]
     [InlineData("http://orders/old/a", null, null, 8443, null, false, "http://orders:8443/old/a")]
     [InlineData("http://orders/old/a", "https", null, 0, null, false, "https://orders/old/a")]
+    [InlineData("http://orders/old/a", null, "::1", 9000, null, false, "http://[::1]:9000/old/a")] // an IPv6 host_redirect, bracketed
     public async Task Redirect_BuildsLocationAsEnvoy(string url, string? scheme, string? host, int port, string? path, bool stripQuery, string expected)
     {
         var features = new RouteFeatures
