@@ -334,6 +334,11 @@ internal static class RouteFeaturesDecoder
                 continue;
             }
 
+            if (FormatHeaderValue(option.Header.Value, $"{itemPath}.header.value", errors) is not { } value)
+            {
+                continue;
+            }
+
             if (option.Append is not null && option.AppendAction != HeaderValueOption.Types.HeaderAppendAction.AppendIfExistsOrAdd)
             {
                 errors.Add($"{itemPath}: append and append_action cannot both be set");
@@ -349,13 +354,13 @@ internal static class RouteFeaturesDecoder
                     HeaderValueOption.Types.HeaderAppendAction.OverwriteIfExists => HeaderAppendAction.OverwriteIfExists,
                     _ => HeaderAppendAction.AppendIfExistsOrAdd,
                 };
-            if (option.Header.Value.Length == 0 && !option.KeepEmptyValue)
+            if (value.Length == 0 && !option.KeepEmptyValue)
             {
                 // Envoy drops an empty value unless keep_empty_value.
                 continue;
             }
 
-            mutations.Add(new HeaderMutation(option.Header.Key.ToLowerInvariant(), option.Header.Value, action));
+            mutations.Add(new HeaderMutation(option.Header.Key.ToLowerInvariant(), value, action));
         }
 
         for (var i = 0; i < remove.Count; i++)
@@ -368,6 +373,32 @@ internal static class RouteFeaturesDecoder
 
         return new HeaderMutations(mutations.ToImmutable(), [.. remove.Select(r => r.ToLowerInvariant())]);
     }
+
+    /// <summary>
+    /// An Envoy header value format read once per snapshot: <c>%%</c> becomes <c>%</c> and <c>%HOSTNAME%</c> this host's
+    /// name, as Envoy's formatter; any other operator needs the request or connection, which this client does not
+    /// format, so it is an error rather than text Envoy would never send. Null after adding the error.
+    /// </summary>
+    private static string? FormatHeaderValue(string format, string path, List<string> errors)
+    {
+        if (!HeaderValueFormat.TryParse(format, out var parts, out var problem))
+        {
+            errors.Add($"{path} '{format}' is not a valid header value format: {problem}");
+            return null;
+        }
+
+        var unsupported = parts.Where(p => p.IsOperator && p.Text != HeaderValueFormat.Hostname).Select(p => $"%{p.Text}%").ToList();
+        if (unsupported.Count > 0)
+        {
+            errors.Add($"{path} '{format}': {string.Join(", ", unsupported)} not supported by this client (it expands only %{HeaderValueFormat.Hostname}%)");
+            return null;
+        }
+
+        return parts.Count == 1 && !parts[0].IsOperator ? parts[0].Text : string.Concat(parts.Select(p => p.IsOperator ? HostName.Value : p.Text));
+    }
+
+    /// <summary>Envoy's %HOSTNAME%: gethostname(), the full name (Environment.MachineName stops at the first dot).</summary>
+    private static readonly Lazy<string> HostName = new(Dns.GetHostName);
 
     /// <summary>Envoy refuses to mutate pseudo-headers and Host through these lists (host_rewrite_* changes the authority).</summary>
     private static bool IsMutableHeader(string? name) =>

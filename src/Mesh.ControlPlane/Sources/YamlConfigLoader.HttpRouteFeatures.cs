@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Text;
 using Mesh.ControlPlane.Model;
+using Mesh.Xds.Wire;
 using YamlDotNet.RepresentationModel;
 
 namespace Mesh.ControlPlane.Sources;
@@ -461,11 +462,28 @@ internal static partial class YamlConfigLoader
         return true;
     }
 
+    /// <summary>
+    /// Istio's <c>ValidateHTTPHeaderValue</c>: no control character but tab, and a valid Envoy format (a literal % is %%).
+    /// Of Envoy's operators only those Mesh clients expand pass, since the clients NACK a route with any other.
+    /// </summary>
     private static bool CheckHeaderValue(ResourceContext ctx, YamlNode node, string path, string value)
     {
-        if (value.Any(c => c is '\r' or '\n' or '\0'))
+        if (value.Any(c => c is (< ' ' and not '\t') or '\u007f'))
         {
-            ctx.Error(node, path, "header values must not contain CR, LF or NUL");
+            ctx.Error(node, path, "header values must not contain control characters (CR, LF, NUL…)");
+            return false;
+        }
+
+        if (!HeaderValueFormat.TryParse(value, out var parts, out var problem))
+        {
+            ctx.Error(node, path, $"'{value}' is not a valid Envoy header value: {problem}");
+            return false;
+        }
+
+        var unsupported = parts.Where(p => p.IsOperator && p.Text != HeaderValueFormat.Hostname).Select(p => $"%{p.Text}%").ToList();
+        if (unsupported.Count > 0)
+        {
+            ctx.Error(node, path, $"{string.Join(", ", unsupported)}: Mesh clients expand only %{HeaderValueFormat.Hostname}% in header values (write a literal % as %%)");
             return false;
         }
 

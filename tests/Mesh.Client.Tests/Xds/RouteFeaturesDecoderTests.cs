@@ -87,6 +87,28 @@ public class RouteFeaturesDecoderTests
         Assert.Null(features.Delay);
     }
 
+    [Theory]
+    [InlineData("100%%", "100%")]
+    [InlineData("%%HOSTNAME%%", "%HOSTNAME%")]
+    [InlineData("pod=%HOSTNAME%;", "pod={host};")]
+    [InlineData("plain", "plain")]
+    public void Decode_HeaderValue_IsAnEnvoyFormatString(string format, string expected)
+    {
+        var route = WithRoute(route =>
+        {
+            route.RequestHeadersToAdd.Add(new HeaderValueOption { Header = new HeaderValue { Key = "x-a", Value = format } });
+            route.ResponseHeadersToAdd.Add(new HeaderValueOption { Header = new HeaderValue { Key = "x-b", Value = format } });
+        }).VirtualHosts[0].Routes[0];
+        var errors = new List<string>();
+
+        var features = RouteFeaturesDecoder.Decode(route, "r", errors, new Dictionary<string, Mesh.Client.Discovery.MeshCluster>().TryGetValue, out _);
+
+        Assert.Empty(errors);
+        var value = expected.Replace("{host}", Dns.GetHostName(), StringComparison.Ordinal);
+        Assert.Equal(value, Assert.Single(features!.RequestHeaders!.Add).Value);
+        Assert.Equal(value, Assert.Single(features.ResponseHeaders!.Add).Value);
+    }
+
     [Fact]
     public void Decode_RouteWithoutFeatures_HasNone()
     {
@@ -124,6 +146,10 @@ public class RouteFeaturesDecoderTests
         { "request_headers_to_add[0].header.key ':path' cannot be set", (Action<Route>)(r => r.RequestHeadersToAdd.Add(new HeaderValueOption { Header = new HeaderValue { Key = ":path", Value = "/x" } }) ) },
         { "response_headers_to_remove[0] 'host' cannot be removed", (Action<Route>)(r => r.ResponseHeadersToRemove.Add("host") ) },
         { "request_headers_to_add[0].header.value must not contain CR, LF or NUL", (Action<Route>)(r => r.RequestHeadersToAdd.Add(new HeaderValueOption { Header = new HeaderValue { Key = "x", Value = "a\r\nb: c" } }) ) },
+        // Header values are Envoy format strings: a lone % is invalid, and operators other than %HOSTNAME% need the request.
+        { "request_headers_to_add[0].header.value '50%' is not a valid header value format: un-escaped %", (Action<Route>)(r => r.RequestHeadersToAdd.Add(new HeaderValueOption { Header = new HeaderValue { Key = "x", Value = "50%" } }) ) },
+        { "response_headers_to_add[0].header.value 'a%REQ(x-id)' is not a valid header value format: un-terminated", (Action<Route>)(r => r.ResponseHeadersToAdd.Add(new HeaderValueOption { Header = new HeaderValue { Key = "x", Value = "a%REQ(x-id)" } }) ) },
+        { "request_headers_to_add[0].header.value 'by %DOWNSTREAM_PEER_URI_SAN%': %DOWNSTREAM_PEER_URI_SAN% not supported by this client", (Action<Route>)(r => r.RequestHeadersToAdd.Add(new HeaderValueOption { Header = new HeaderValue { Key = "x", Value = "by %DOWNSTREAM_PEER_URI_SAN%" } }) ) },
         { "request_headers_to_add[0]: append and append_action cannot both be set", (Action<Route>)(r => r.RequestHeadersToAdd.Add(new HeaderValueOption { Header = new HeaderValue { Key = "x", Value = "1" }, Append = true, AppendAction = HeaderValueOption.Types.HeaderAppendAction.AddIfAbsent }) ) },
         { "redirect.regex_rewrite is not supported", (Action<Route>)(r => r.Redirect = new RedirectAction { RegexRewrite = new RegexMatchAndSubstitute { Pattern = new RegexMatcher { Regex = "a" } } } ) },
         { "redirect.scheme_redirect 'ftp' is not http or https", (Action<Route>)(r => r.Redirect = new RedirectAction { SchemeRedirect = "ftp" } ) },

@@ -134,6 +134,19 @@ public sealed class HttpRouteFeaturesLoaderTests
     }
 
     [Fact]
+    public void Load_HeaderValueFormat_EscapesAndHostnameAreKeptForTheClientToExpand()
+    {
+        var yaml = Features.Replace("set: {x-served-by: mesh}", "set: {x-served-by: \"%HOSTNAME%\", x-discount: \"100%%\", x-tab: \"a\\tb\"}", StringComparison.Ordinal);
+
+        var result = Load(yaml);
+
+        Assert.Empty(result.Errors);
+        Assert.Equal(
+            [new("x-discount", "100%%"), new("x-served-by", "%HOSTNAME%"), new KeyValuePair<string, string>("x-tab", "a\tb")],
+            result.Config.VirtualServices[0].Http[0].Headers!.Response!.Set.ToArray());
+    }
+
+    [Fact]
     public void Load_FaultWithoutPercentage_AffectsNoRequestAndWarns()
     {
         var yaml = Features.Replace("abort: {httpStatus: 503, percentage: {value: 12.5}}", "abort: {httpStatus: 503}", StringComparison.Ordinal);
@@ -176,7 +189,13 @@ public sealed class HttpRouteFeaturesLoaderTests
     [InlineData("remove: [x-secret]", "remove: [\":path\"]", 20, "spec.http[0].headers.request.remove[0]: ':path' cannot be changed here")]
     [InlineData("remove: [server]", "remove: [host]", 23, "spec.http[0].headers.response.remove[0]: 'host' cannot be changed here")]
     [InlineData("set: {x-served-by: mesh}", "set: {\"bad header\": mesh}", 22, "spec.http[0].headers.response.set.bad header: 'bad header' is not a valid HTTP header name")]
-    [InlineData("set: {x-served-by: mesh}", "set: {x-served-by: \"a\\r\\nx-evil: 1\"}", 22, "spec.http[0].headers.response.set.x-served-by: header values must not contain CR, LF or NUL")]
+    [InlineData("set: {x-served-by: mesh}", "set: {x-served-by: \"a\\r\\nx-evil: 1\"}", 22, "spec.http[0].headers.response.set.x-served-by: header values must not contain control characters")]
+    [InlineData("set: {x-served-by: mesh}", "set: {x-served-by: \"a\\x01\"}", 22, "spec.http[0].headers.response.set.x-served-by: header values must not contain control characters")]
+    [InlineData("set: {x-served-by: mesh}", "set: {x-discount: 50%}", 22, "spec.http[0].headers.response.set.x-discount: '50%' is not a valid Envoy header value: un-escaped %")]
+    [InlineData("add: {x-c: \"3\"}", "add: {x-c: \"abc%123\"}", 19, "spec.http[0].headers.request.add.x-c: 'abc%123' is not a valid Envoy header value: un-terminated %OPERATOR% expression")]
+    [InlineData("add: {x-c: \"3\"}", "add: {x-c: \"%START_TIME%%\"}", 19, "spec.http[0].headers.request.add.x-c: '%START_TIME%%' is not a valid Envoy header value: un-escaped %")]
+    [InlineData("add: {x-c: \"3\"}", "add: {x-c: \"%DYNAMIC_METADATA([\\\"a\\\" x])%\"}", 19, "spec.http[0].headers.request.add.x-c: '%DYNAMIC_METADATA([\"a\" x])%' is not a valid Envoy header value: expecting ',', ']' or a space")]
+    [InlineData("set: {x-b: \"2\", X-A: \"1\"}", "set: {x-b: \"%REQ(x-id)% on %DOWNSTREAM_PEER_URI_SAN%\"}", 18, "spec.http[0].headers.request.set.x-b: %REQ(x-id)%, %DOWNSTREAM_PEER_URI_SAN%: Mesh clients expand only %HOSTNAME% in header values")]
     [InlineData("add: {x-c: \"3\"}", "add: {x-c: \"3\", host: other.example}", 17, "spec.http[0].headers.request: sets :authority/host while rewrite.authority also sets it")]
     [InlineData("redirect: {uri: /new, authority: new.example, port: 8443, scheme: https, redirectCode: 308}", "redirect: {}", 29, "spec.http[1].redirect: redirect must specify uri, authority, scheme, or port")]
     [InlineData("redirectCode: 308", "redirectCode: 200", 29, "spec.http[1].redirect.redirectCode: '200' is not a valid redirect code, must be 3xx")]
