@@ -91,7 +91,12 @@ internal sealed record SourceSelector(ImmutableSortedDictionary<string, string> 
 internal sealed record RouteDestinationModel(string Host, string? Subset, uint? Port, uint Weight);
 
 /// <summary><c>http[].retries</c>; <paramref name="RetryOn"/> is Istio's comma-separated list, as written.</summary>
-internal sealed record HttpRetryModel(uint Attempts, TimeSpan? PerTryTimeout, string? RetryOn);
+/// <summary>
+/// A VirtualService's <c>retries</c>. <paramref name="Backoff"/> is Envoy's retry_back_off base interval;
+/// <paramref name="IgnorePreviousHosts"/> is an explicit <c>retryIgnorePreviousHosts: true</c> (Mesh clients always avoid
+/// earlier hosts; standard clients get the previous_hosts predicate even on a consistent-hash route, as from istiod).
+/// </summary>
+internal sealed record HttpRetryModel(uint Attempts, TimeSpan? PerTryTimeout, string? RetryOn, TimeSpan? Backoff = null, bool IgnorePreviousHosts = false);
 
 internal sealed record HttpRouteModel(
     string? Name,
@@ -142,7 +147,8 @@ internal sealed record HeaderOperationsModel(
 internal sealed record HttpHeadersModel(HeaderOperationsModel? Request, HeaderOperationsModel? Response, string? Authority);
 
 /// <summary><c>http[].redirect</c>; <paramref name="Code"/> is one of 301, 302, 303, 307, 308.</summary>
-internal sealed record HttpRedirectModel(string? Uri, string? Authority, uint? Port, string? Scheme, uint Code);
+/// <summary>A VirtualService <c>redirect</c>; <paramref name="PrefixRewrite"/> replaces the matched URI prefix (Envoy's prefix_rewrite), in place of <paramref name="Uri"/>.</summary>
+internal sealed record HttpRedirectModel(string? Uri, string? Authority, uint? Port, string? Scheme, uint Code, string? PrefixRewrite = null);
 
 /// <summary><c>http[].directResponse</c>: the status and the body, if any.</summary>
 internal sealed record HttpDirectResponseModel(uint Status, byte[]? Body);

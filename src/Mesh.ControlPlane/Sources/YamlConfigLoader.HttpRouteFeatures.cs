@@ -35,7 +35,7 @@ internal static partial class YamlConfigLoader
         var mirrors = ParseMirrors(ctx, node, path, ns, references);
         var rewrite = ctx.Mapping(Child(node, "rewrite"), node, $"{path}.rewrite", required: false) is { } rewriteNode ? ParseRewrite(ctx, rewriteNode, $"{path}.rewrite") : null;
         var headers = ctx.Mapping(Child(node, "headers"), node, $"{path}.headers", required: false) is { } headersNode ? ParseHeaders(ctx, headersNode, $"{path}.headers") : null;
-        var redirect = ctx.Mapping(Child(node, "redirect"), node, $"{path}.redirect", required: false) is { } redirectNode ? ParseRedirect(ctx, redirectNode, $"{path}.redirect") : null;
+        var redirect = ctx.Mapping(Child(node, "redirect"), node, $"{path}.redirect", required: false) is { } redirectNode ? ParseRedirect(ctx, redirectNode, $"{path}.redirect", route.Matches) : null;
         var direct = ctx.Mapping(Child(node, "directResponse"), node, $"{path}.directResponse", required: false) is { } directNode
             ? ParseDirectResponse(ctx, directNode, $"{path}.directResponse")
             : null;
@@ -500,11 +500,31 @@ internal static partial class YamlConfigLoader
             && IsAddress(host);
     }
 
-    private static HttpRedirectModel? ParseRedirect(ResourceContext ctx, YamlMappingNode node, string path)
+    private static HttpRedirectModel? ParseRedirect(ResourceContext ctx, YamlMappingNode node, string path, ImmutableArray<HttpMatchModel> matches)
     {
-        RejectUnsupportedFields(ctx, node, path, ["uri", "authority", "port", "scheme", "redirectCode", "derivePort"]);
+        RejectUnsupportedFields(ctx, node, path, ["uri", "prefixRewrite", "authority", "port", "scheme", "redirectCode", "derivePort"]);
         var before = ctx.ErrorCount;
         var uri = ctx.String(Child(node, "uri"), $"{path}.uri");
+        var prefixRewrite = ctx.String(Child(node, "prefixRewrite"), $"{path}.prefixRewrite");
+        if (!string.IsNullOrEmpty(prefixRewrite))
+        {
+            var prefixNode = Child(node, "prefixRewrite")!;
+            if (!string.IsNullOrEmpty(uri))
+            {
+                ctx.Error(prefixNode, $"{path}.prefixRewrite", "redirect may only specify one of uri or prefixRewrite");
+            }
+            else if (prefixRewrite[0] != '/')
+            {
+                ctx.Error(prefixNode, $"{path}.prefixRewrite", $"'{prefixRewrite}' must start with '/'");
+            }
+
+            // Istio's validateHTTPRedirect: the replaced part is the matched prefix, so every uri match must be a prefix.
+            if (matches.Any(m => m.Uri is { Kind: not RouteStringMatchKind.Prefix }))
+            {
+                ctx.Error(prefixNode, $"{path}.prefixRewrite", "redirect prefixRewrite requires all URI matches to use prefix match type");
+            }
+        }
+
         var authority = ctx.String(Child(node, "authority"), $"{path}.authority");
         var scheme = ctx.String(Child(node, "scheme"), $"{path}.scheme");
         var port = ctx.Port(Child(node, "port"), node, $"{path}.port", required: false);
@@ -513,9 +533,9 @@ internal static partial class YamlConfigLoader
             ctx.Error(derive, $"{path}.derivePort", "is not supported yet; set port");
         }
 
-        if (string.IsNullOrEmpty(uri) && string.IsNullOrEmpty(authority) && Child(node, "port") is null && string.IsNullOrEmpty(scheme))
+        if (string.IsNullOrEmpty(uri) && string.IsNullOrEmpty(prefixRewrite) && string.IsNullOrEmpty(authority) && Child(node, "port") is null && string.IsNullOrEmpty(scheme))
         {
-            ctx.Error(node, path, "redirect must specify uri, authority, scheme, or port");
+            ctx.Error(node, path, "redirect must specify uri, prefixRewrite, authority, scheme, or port");
         }
 
         if (!string.IsNullOrEmpty(uri) && uri[0] != '/')
@@ -549,7 +569,7 @@ internal static partial class YamlConfigLoader
         }
 
         return ctx.ErrorCount == before
-            ? new HttpRedirectModel(string.IsNullOrEmpty(uri) ? null : uri, string.IsNullOrEmpty(authority) ? null : authority, port, string.IsNullOrEmpty(scheme) ? null : scheme, code)
+            ? new HttpRedirectModel(string.IsNullOrEmpty(uri) ? null : uri, string.IsNullOrEmpty(authority) ? null : authority, port, string.IsNullOrEmpty(scheme) ? null : scheme, code, string.IsNullOrEmpty(prefixRewrite) ? null : prefixRewrite)
             : null;
     }
 

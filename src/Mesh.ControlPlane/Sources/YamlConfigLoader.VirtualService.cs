@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Collections.Immutable;
 using System.Globalization;
 using Mesh.ControlPlane.Model;
@@ -28,7 +29,7 @@ internal static partial class YamlConfigLoader
     private static readonly string[] RequestPseudoHeaders = [":method", ":authority", ":scheme", ":path"];
     private static readonly string[] RouteDestinationFields = ["destination", "weight"];
     private static readonly string[] DestinationFields = ["host", "subset", "port"];
-    private static readonly string[] RetryFields = ["attempts", "perTryTimeout", "retryOn"];
+    private static readonly string[] RetryFields = ["attempts", "perTryTimeout", "retryOn", "backoff", "retryIgnorePreviousHosts", "retryRemoteLocalities"];
     private static readonly string[] SubsetFields = ["name", "labels", "trafficPolicy"];
 
     /// <summary>Istio's accepted <c>retryOn</c> policies (agent/validation.go); HTTP status codes are accepted besides.</summary>
@@ -687,31 +688,78 @@ internal static partial class YamlConfigLoader
         var retryOn = ctx.String(retryOnNode, $"{path}.retryOn");
         if (retryOn is not null)
         {
-            foreach (var token in retryOn.Split(','))
+            // Split, not trimmed, as Istio's ValidateHTTPRetry: "5xx, connect-failure" names the policy " connect-failure".
+            foreach (var policy in retryOn.Split(','))
             {
-                var policy = token.Trim();
                 if (policy == "retriable-headers")
                 {
                     // A VirtualService cannot name the headers (Envoy's retriable_headers), and Mesh clients NACK the token.
                     ctx.Error(retryOnNode!, $"{path}.retryOn", "'retriable-headers' is not supported: a VirtualService cannot say which response headers to retry on");
                 }
-                else if (!RetryOnPolicies.Contains(policy, StringComparer.Ordinal) && !IsHttpStatus(policy))
+                else if (!RetryOnPolicies.Contains(policy, StringComparer.Ordinal) && !TryParseHttpStatus(policy, out _))
                 {
-                    ctx.Error(retryOnNode!, $"{path}.retryOn", $"'{policy}' is not a retry policy (known: {string.Join(", ", RetryOnPolicies)}, or an HTTP status code)");
+                    var hint = policy.Trim() != policy ? " (no spaces around commas, as Istio)" : string.Empty;
+                    ctx.Error(retryOnNode!, $"{path}.retryOn", $"'{policy}' is not a retry policy{hint} (known: {string.Join(", ", RetryOnPolicies)}, or an HTTP status code that has a reason phrase)");
                 }
             }
         }
 
-        if (attemptsValid && attempts == 0 && (perTryNode is not null || retryOnNode is not null))
+        var backoffNode = Child(node, "backoff");
+        var backoff = backoffNode is null ? null : ParseRouteDuration(ctx, backoffNode, $"{path}.backoff");
+        if (backoff > MaxPolicyDuration)
         {
-            ctx.Error(attemptsNode ?? node, $"{path}.attempts", "is 0, so perTryTimeout and retryOn would do nothing; set attempts above 0 or remove them");
+            ctx.Error(backoffNode!, $"{path}.backoff", $"must be at most {MaxPolicyDuration.TotalDays:0} days (the longest a Mesh client can arm a timer)");
         }
 
-        return attemptsNode is null && perTryNode is null && retryOnNode is null ? null : new HttpRetryModel(attempts, perTry, retryOn);
+        var ignoreNode = Child(node, "retryIgnorePreviousHosts");
+        var ignorePrevious = ignoreNode is null ? null : ctx.Bool(ignoreNode, $"{path}.retryIgnorePreviousHosts");
+        if (ignorePrevious is false)
+        {
+            ctx.Error(ignoreNode!, $"{path}.retryIgnorePreviousHosts", "false is not supported: Mesh clients always retry on an endpoint earlier attempts did not take while one is left (Envoy's previous_hosts); remove it");
+        }
+
+        var remoteNode = Child(node, "retryRemoteLocalities");
+        if (remoteNode is not null && ctx.Bool(remoteNode, $"{path}.retryRemoteLocalities") is true)
+        {
+            ctx.Error(remoteNode, $"{path}.retryRemoteLocalities", "true is not supported: Mesh clients retry on another endpoint of the same locality priority and do not skip priorities already tried (Envoy's previous_priorities); remove it or set false");
+        }
+
+        if (attemptsValid && attempts == 0 && (perTryNode is not null || retryOnNode is not null || remoteNode is not null))
+        {
+            ctx.Error(attemptsNode ?? node, $"{path}.attempts", "is 0, so perTryTimeout, retryOn and retryRemoteLocalities would do nothing; set attempts above 0 or remove them");
+        }
+
+        return attemptsNode is null && perTryNode is null && retryOnNode is null && backoffNode is null && ignoreNode is null && remoteNode is null
+            ? null
+            : new HttpRetryModel(attempts, perTry, retryOn, backoff, ignorePrevious is true);
     }
 
-    internal static bool IsHttpStatus(string value) =>
-        value.Length == 3 && int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var code) && code is >= 100 and <= 599;
+    /// <summary>
+    /// An HTTP status code in <c>retryOn</c>, as istiod reads one: Go's <c>strconv.Atoi</c> (an optional sign, decimal
+    /// digits) of a code that has a reason phrase in Go's <c>http.StatusText</c>; so 599 or 306 is not a code.
+    /// </summary>
+    internal static bool TryParseHttpStatus(string value, out uint code)
+    {
+        code = 0;
+        if (!int.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var number) || !GoStatusTexts.Contains(number))
+        {
+            return false;
+        }
+
+        code = (uint)number;
+        return true;
+    }
+
+    /// <summary>The codes Go's net/http StatusText names (status.go).</summary>
+    private static readonly FrozenSet<int> GoStatusTexts = new[]
+    {
+        100, 101, 102, 103,
+        200, 201, 202, 203, 204, 205, 206, 207, 208, 226,
+        300, 301, 302, 303, 304, 305, 307, 308,
+        400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418,
+        421, 422, 423, 424, 425, 426, 428, 429, 431, 451,
+        500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+    }.ToFrozenSet();
 
     /// <summary>A protobuf/Go style duration (<c>1.5s</c>, <c>250ms</c>, <c>1m30s</c>, <c>1h</c>), at least 1 ms, as Istio requires.</summary>
     private static TimeSpan? ParseRouteDuration(ResourceContext ctx, YamlNode node, string path)
@@ -726,6 +774,13 @@ internal static partial class YamlConfigLoader
         if (value < TimeSpan.FromMilliseconds(1))
         {
             ctx.Error(node, path, $"must be at least 1ms (got '{text}')");
+            return null;
+        }
+
+        if (value.Ticks % TimeSpan.TicksPerMillisecond != 0)
+        {
+            // Istio's ValidateDuration: a sub-millisecond part would be cut by every proxy's millisecond timers.
+            ctx.Error(node, path, $"only durations to ms precision are supported (got '{text}')");
             return null;
         }
 

@@ -716,6 +716,19 @@ internal static partial class YamlConfigLoader
             }
         }
 
+        /// <summary>A YAML boolean, <c>true</c> or <c>false</c> as protobuf JSON reads it; null (with an error) for anything else.</summary>
+        public bool? Bool(YamlNode node, string path)
+        {
+            var text = String(node, path);
+            if (text is "true" or "false")
+            {
+                return text == "true";
+            }
+
+            Error(node, path, $"must be true or false (got '{text}')");
+            return null;
+        }
+
         public uint? Port(YamlNode? node, YamlNode parent, string path, bool required)
         {
             if (node is null)

@@ -226,6 +226,10 @@ internal sealed class RouteTranslator
         {
             action.PathRedirect = uri;
         }
+        else if (redirect.PrefixRewrite is { } prefix)
+        {
+            action.PrefixRewrite = prefix;
+        }
 
         if (redirect.Authority is { } authority)
         {
@@ -512,9 +516,8 @@ internal sealed class RouteTranslator
         foreach (var raw in (retries.RetryOn ?? DefaultRetryOn).Split(','))
         {
             var token = raw.Trim();
-            if (YamlConfigLoader.IsHttpStatus(token))
+            if (YamlConfigLoader.TryParseHttpStatus(token, out var code))
             {
-                var code = uint.Parse(token, CultureInfo.InvariantCulture);
                 if (!policy.RetriableStatusCodes.Contains(code))
                 {
                     policy.RetriableStatusCodes.Add(code);
@@ -532,6 +535,18 @@ internal sealed class RouteTranslator
         }
 
         policy.RetryOn = string.Join(',', tokens);
+        if (retries.Backoff is { } backoff)
+        {
+            // As istiod: the base interval only; Envoy and Mesh clients cap the back-off at 10 × base.
+            policy.RetryBackOff = new RetryPolicy.Types.RetryBackOff { BaseInterval = Duration.FromTimeSpan(backoff) };
+        }
+
+        if (retries.IgnorePreviousHosts)
+        {
+            // istiod sets the predicate for an explicit true even where a consistent hash would leave it out.
+            policy.RetryHostPredicate.Add(PreviousHostsPredicate());
+        }
+
         return policy;
     }
 
@@ -581,7 +596,10 @@ internal sealed class RouteTranslator
                 {
                     var defaults = IstioDefaultRetryPolicy(consistentHash);
                     action.RetryPolicy.HostSelectionRetryMaxAttempts = defaults.HostSelectionRetryMaxAttempts;
-                    action.RetryPolicy.RetryHostPredicate.Add(defaults.RetryHostPredicate);
+                    if (action.RetryPolicy.RetryHostPredicate.Count == 0)
+                    {
+                        action.RetryPolicy.RetryHostPredicate.Add(defaults.RetryHostPredicate);
+                    }
                 }
             }
         }
@@ -602,15 +620,17 @@ internal sealed class RouteTranslator
         if (!consistentHash)
         {
             // An empty PreviousHostsPredicate; clients that do not know it ignore it (grpc-js, per gRFC A44).
-            policy.RetryHostPredicate.Add(new RetryPolicy.Types.RetryHostPredicate
-            {
-                Name = PreviousHostsPredicateName,
-                TypedConfig = new Any { TypeUrl = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" },
-            });
+            policy.RetryHostPredicate.Add(PreviousHostsPredicate());
         }
 
         return policy;
     }
+
+    private static RetryPolicy.Types.RetryHostPredicate PreviousHostsPredicate() => new()
+    {
+        Name = PreviousHostsPredicateName,
+        TypedConfig = new Any { TypeUrl = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" },
+    };
 
     private string ClusterFor(RouteDestinationModel destination, uint routePort)
     {

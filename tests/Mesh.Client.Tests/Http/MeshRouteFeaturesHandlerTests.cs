@@ -334,6 +334,21 @@ public sealed class MeshRouteFeaturesHandlerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Redirect_PrefixRewrite_ReplacesTheMatchedPrefixAndKeepsTheQuery()
+    {
+        // VirtualService redirect.prefixRewrite, which istiod sends as RedirectAction.prefix_rewrite.
+        var features = new RouteFeatures { Redirect = new RouteRedirect(null, null, 0, null, "/new", false, HttpStatusCode.Found) };
+        var service = TestSnapshots.Service("orders", 80, new MeshRoute("/old", null, true, [], features: features));
+        var (_, invoker, seen, provider) = Build(new FixedSnapshotSource(new MeshSnapshot("1", [.. TestSnapshots.Bind("orders", service)], [])));
+        await using var _ = provider;
+
+        using var response = await invoker.SendAsync(new HttpRequestMessage(HttpMethod.Get, "http://orders/old/a?x=1"), CancellationToken.None);
+
+        Assert.Equal(new Uri("http://orders/new/a?x=1"), response.Headers.Location);
+        Assert.Empty(seen);
+    }
+
+    [Fact]
     public async Task Redirect_HostHeaderThatMakesNoUri_UsesTheRequestUrisHost()
     {
         var features = new RouteFeatures { Redirect = new RouteRedirect(null, null, 0, "/new", null, false, HttpStatusCode.Found) };

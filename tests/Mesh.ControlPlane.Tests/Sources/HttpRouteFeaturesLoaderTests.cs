@@ -147,6 +147,17 @@ public sealed class HttpRouteFeaturesLoaderTests
     }
 
     [Fact]
+    public void Load_RedirectPrefixRewrite_ReplacesTheMatchedPrefix()
+    {
+        var yaml = Features.Replace("redirect: {uri: /new,", "redirect: {prefixRewrite: /new,", StringComparison.Ordinal);
+
+        var result = Load(yaml);
+
+        Assert.Empty(result.Errors);
+        Assert.Equal(new HttpRedirectModel(null, "new.example", 8443, "https", 308, "/new"), result.Config.VirtualServices[0].Http[1].Redirect);
+    }
+
+    [Fact]
     public void Load_FaultWithoutPercentage_AffectsNoRequestAndWarns()
     {
         var yaml = Features.Replace("abort: {httpStatus: 503, percentage: {value: 12.5}}", "abort: {httpStatus: 503}", StringComparison.Ordinal);
@@ -197,9 +208,12 @@ public sealed class HttpRouteFeaturesLoaderTests
     [InlineData("add: {x-c: \"3\"}", "add: {x-c: \"%DYNAMIC_METADATA([\\\"a\\\" x])%\"}", 19, "spec.http[0].headers.request.add.x-c: '%DYNAMIC_METADATA([\"a\" x])%' is not a valid Envoy header value: expecting ',', ']' or a space")]
     [InlineData("set: {x-b: \"2\", X-A: \"1\"}", "set: {x-b: \"%REQ(x-id)% on %DOWNSTREAM_PEER_URI_SAN%\"}", 18, "spec.http[0].headers.request.set.x-b: %REQ(x-id)%, %DOWNSTREAM_PEER_URI_SAN%: Mesh clients expand only %HOSTNAME% in header values")]
     [InlineData("add: {x-c: \"3\"}", "add: {x-c: \"3\", host: other.example}", 17, "spec.http[0].headers.request: sets :authority/host while rewrite.authority also sets it")]
-    [InlineData("redirect: {uri: /new, authority: new.example, port: 8443, scheme: https, redirectCode: 308}", "redirect: {}", 29, "spec.http[1].redirect: redirect must specify uri, authority, scheme, or port")]
+    [InlineData("redirect: {uri: /new, authority: new.example, port: 8443, scheme: https, redirectCode: 308}", "redirect: {}", 29, "spec.http[1].redirect: redirect must specify uri, prefixRewrite, authority, scheme, or port")]
     [InlineData("redirectCode: 308", "redirectCode: 200", 29, "spec.http[1].redirect.redirectCode: '200' is not a valid redirect code, must be 3xx")]
     [InlineData("redirectCode: 308", "redirectCode: 399", 29, "spec.http[1].redirect.redirectCode: 399 cannot be sent; use one of 301, 302, 303, 307, 308")]
+    [InlineData("redirect: {uri: /new,", "redirect: {uri: /new, prefixRewrite: /new,", 29, "spec.http[1].redirect.prefixRewrite: redirect may only specify one of uri or prefixRewrite")]
+    [InlineData("redirect: {uri: /new,", "redirect: {prefixRewrite: new,", 29, "spec.http[1].redirect.prefixRewrite: 'new' must start with '/'")]
+    [InlineData("- uri: {prefix: /old}\n    redirect: {uri: /new,", "- uri: {exact: /old}\n    redirect: {prefixRewrite: /new,", 29, "spec.http[1].redirect.prefixRewrite: redirect prefixRewrite requires all URI matches to use prefix match type")]
     [InlineData("scheme: https", "scheme: ftp", 29, "spec.http[1].redirect.scheme: invalid redirect scheme, must be \"http\" or \"https\"")]
     [InlineData("port: 8443", "port: 70000", 29, "spec.http[1].redirect.port: must be 1-65535")]
     [InlineData("redirectCode: 308}", "redirectCode: 308}\n    route:\n    - destination: {host: orders}", 29, "spec.http[1].redirect: cannot be used together with route")]

@@ -295,6 +295,22 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     }
 
     [Fact]
+    public void Load_RetriesWithIstioFieldsMeshClientsApply_AreRead()
+    {
+        var yaml = Canary.Replace(
+            "retries: {attempts: 3, perTryTimeout: 500ms, retryOn: \"5xx,503,connect-failure\"}",
+            "retries: {attempts: 3, retryOn: \"5xx,418,+503,connect-failure\", backoff: 100ms, retryIgnorePreviousHosts: true, retryRemoteLocalities: false}",
+            StringComparison.Ordinal);
+
+        var result = Load(yaml);
+
+        Assert.Empty(result.Errors);
+        Assert.Equal(
+            new HttpRetryModel(3, null, "5xx,418,+503,connect-failure", TimeSpan.FromMilliseconds(100), IgnorePreviousHosts: true),
+            result.Config.VirtualServices[0].Http[0].Retries);
+    }
+
+    [Fact]
     public void Load_ZeroAttemptsWithRetryOn_IsError()
     {
         var error = SingleError(Canary.Replace("attempts: 3", "attempts: 0", StringComparison.Ordinal));
@@ -388,6 +404,18 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     [InlineData("attempts: 3", "attempts: 11", "spec.http[0].retries.attempts: 11 is more than Mesh clients retry (at most 10)")]
     [InlineData("retryOn: \"5xx,503,connect-failure\"", "retryOn: \"5xx,retriable-headers\"", "spec.http[0].retries.retryOn: 'retriable-headers' is not supported")]
     [InlineData("weight: 90", "weight: ninety", "spec.http[1].route[0].weight: must be an integer")]
+    [InlineData("retryOn: \"5xx,503,connect-failure\"", "retryOn: \"5xx, connect-failure\"", "spec.http[0].retries.retryOn: ' connect-failure' is not a retry policy (no spaces around commas, as Istio)")]
+    [InlineData("retryOn: \"5xx,503,connect-failure\"", "retryOn: \"5xx,599\"", "spec.http[0].retries.retryOn: '599' is not a retry policy")]
+    [InlineData("retryOn: \"5xx,503,connect-failure\"", "retryOn: \"306,5xx\"", "spec.http[0].retries.retryOn: '306' is not a retry policy")]
+    [InlineData("retryOn: \"5xx,503,connect-failure\"", "retryOn: \"5xx,\"", "spec.http[0].retries.retryOn: '' is not a retry policy")]
+    [InlineData("perTryTimeout: 500ms,", "perTryTimeout: 500ms, retryRemoteLocalities: true,", "spec.http[0].retries.retryRemoteLocalities: true is not supported: Mesh clients retry on another endpoint of the same locality priority")]
+    [InlineData("perTryTimeout: 500ms,", "perTryTimeout: 500ms, retryIgnorePreviousHosts: false,", "spec.http[0].retries.retryIgnorePreviousHosts: false is not supported: Mesh clients always retry on an endpoint earlier attempts did not take")]
+    [InlineData("perTryTimeout: 500ms,", "perTryTimeout: 500ms, retryIgnorePreviousHosts: yes,", "spec.http[0].retries.retryIgnorePreviousHosts: must be true or false (got 'yes')")]
+    [InlineData("perTryTimeout: 500ms,", "perTryTimeout: 500ms, backoff: 0s,", "spec.http[0].retries.backoff: must be at least 1ms")]
+    [InlineData("perTryTimeout: 500ms,", "perTryTimeout: 500ms, backoff: 2.5ms,", "spec.http[0].retries.backoff: only durations to ms precision are supported (got '2.5ms')")]
+    [InlineData("perTryTimeout: 500ms,", "perTryTimeout: 500100us,", "spec.http[0].retries.perTryTimeout: only durations to ms precision are supported")]
+    [InlineData("    timeout: 2s", "    timeout: 1.5ms", "spec.http[0].timeout: only durations to ms precision are supported (got '1.5ms')")]
+    [InlineData("attempts: 3", "attempts: 0", "spec.http[0].retries.attempts: is 0, so perTryTimeout, retryOn and retryRemoteLocalities would do nothing")]
     public void Load_MalformedField_IsErrorNamingItsPath(string find, string replace, string expected)
     {
         var yaml = Canary.Replace(find, replace, StringComparison.Ordinal);
@@ -418,7 +446,6 @@ public sealed class VirtualServiceLoaderTests : IDisposable
     [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  tls: []", "spec.tls: is not supported yet")]
     [InlineData("  gateways: [mesh]", "  gateways: [mesh]\n  exportTo: [\".\", billing]", "spec.exportTo[1]: 'billing' is not supported yet")]
     [InlineData("weight: 90", "weight: 90\n      headers: {request: {set: {a: b}}}", "spec.http[1].route[0].headers: is not supported yet")]
-    [InlineData("perTryTimeout: 500ms,", "perTryTimeout: 500ms, retryRemoteLocalities: true,", "spec.http[0].retries.retryRemoteLocalities: is not supported yet")]
     public void Load_FieldNotTranslated_IsErrorNamingItsPath(string find, string replace, string expected)
     {
         var yaml = Canary.Replace(find, replace, StringComparison.Ordinal);

@@ -148,6 +148,32 @@ public sealed class LoadBalancerTranslatorTests
         Assert.Empty(mesh.RetryHostPredicate);
     }
 
+    [Fact]
+    public void RetryBackoffAndIgnorePreviousHosts_AreSentAsIstiodSendsThem()
+    {
+        var snapshot = Translate(Services, """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: {name: orders}
+            spec:
+              hosts: [orders]
+              http:
+              - name: hashed
+                route: [{destination: {host: orders, subset: v1}}]
+                retries: {attempts: 3, retryOn: "5xx,+503", backoff: 100ms, retryIgnorePreviousHosts: true}
+            """);
+        var standard = Assert.Single(Assert.Single(snapshot.StandardClientRoutes[Cluster80].Resource.Unpack<RouteConfiguration>().VirtualHosts).Routes).Route_.RetryPolicy;
+        var mesh = Assert.Single(Routes(snapshot).Items).Route_.RetryPolicy;
+
+        // backoff is retry_back_off.base_interval (the clients cap at 10 × base); an explicit true keeps previous_hosts even
+        // on a single destination that hashes, once.
+        Assert.Equal(TimeSpan.FromMilliseconds(100), standard.RetryBackOff.BaseInterval.ToTimeSpan());
+        Assert.Equal("envoy.retry_host_predicates.previous_hosts", Assert.Single(standard.RetryHostPredicate).Name);
+        Assert.Equal(TimeSpan.FromMilliseconds(100), mesh.RetryBackOff.BaseInterval.ToTimeSpan());
+        Assert.Equal("5xx,retriable-status-codes", mesh.RetryOn);
+        Assert.Equal([503u], mesh.RetriableStatusCodes.ToArray());
+    }
+
     [Theory]
     [InlineData("{httpCookie: {name: session, path: /, ttl: 0s}}", "cookie")]
     [InlineData("{httpQueryParameterName: user}", "query")]

@@ -155,6 +155,16 @@ public class RouteFeaturesTranslatorTests
     }
 
     [Fact]
+    public void Translate_RedirectPrefixRewrite_IsRedirectActionPrefixRewrite_AsIstiod()
+    {
+        var routes = Routes(Translate(Features.Replace("redirect: {uri: /new,", "redirect: {prefixRewrite: /new,", StringComparison.Ordinal)).Routes);
+
+        var redirect = routes[2].Redirect;
+        Assert.Equal(RedirectAction.PathRewriteSpecifierOneofCase.PrefixRewrite, redirect.PathRewriteSpecifierCase);
+        Assert.Equal("/new", redirect.PrefixRewrite);
+    }
+
+    [Fact]
     public void Translate_StandardGrpcClients_GetAFaultAbortWhereTheRouteRedirectsOrAnswersDirectly()
     {
         var snapshot = Translate(Features);
