@@ -154,7 +154,14 @@ internal sealed record HttpRedirectModel(string? Uri, string? Authority, uint? P
 internal sealed record HttpDirectResponseModel(uint Status, byte[]? Body);
 
 /// <summary>A mesh VirtualService (gateways absent or <c>mesh</c>); <paramref name="Hosts"/> are fully qualified.</summary>
-internal sealed record VirtualServiceModel(string Namespace, string Name, ImmutableArray<string> Hosts, ImmutableArray<HttpRouteModel> Http);
+internal sealed record VirtualServiceModel(string Namespace, string Name, ImmutableArray<string> Hosts, ImmutableArray<HttpRouteModel> Http)
+{
+    /// <summary>
+    /// Gets the one namespace the VirtualService is exported to (<c>exportTo: ["."]</c>; its matches then carry that
+    /// <c>sourceNamespace</c>); null when every namespace sees it.
+    /// </summary>
+    public string? ExportedTo { get; init; }
+}
 
 /// <summary>A DestinationRule subset: the endpoints whose labels include <paramref name="Labels"/>.</summary>
 internal sealed record SubsetModel(string Name, ImmutableSortedDictionary<string, string> Labels, LoadBalancerKind? LoadBalancer = null)

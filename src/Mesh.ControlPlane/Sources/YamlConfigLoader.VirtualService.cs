@@ -115,7 +115,7 @@ internal static partial class YamlConfigLoader
             }
         }
 
-        return new VirtualServiceModel(ns, name, [.. hosts], http.ToImmutable());
+        return new VirtualServiceModel(ns, name, [.. hosts], http.ToImmutable()) { ExportedTo = namespaceOnly ? ns : null };
     }
 
     /// <summary>

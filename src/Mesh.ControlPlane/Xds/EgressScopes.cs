@@ -110,6 +110,12 @@ internal sealed class EgressScope
         // configuration of that host carries its routes whatever namespace it was written in.
         foreach (var virtualService in virtualServices)
         {
+            // exportTo ["."]: clients of other namespaces do not see it (their routes keep the default), nor its destinations.
+            if (virtualService.ExportedTo is { } exportedTo && exportedTo != clientNamespace)
+            {
+                continue;
+            }
+
             var inScope = virtualService.Hosts.Any(host => visible.ContainsKey(host)
                 || sidecar.Egress.Any(listener => listener.Hosts.Any(h => h.Matches(host, virtualService.Namespace, clientNamespace))));
             if (!inScope)

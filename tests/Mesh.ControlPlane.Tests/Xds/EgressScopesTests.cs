@@ -190,6 +190,28 @@ public sealed class EgressScopesTests
     }
 
     [Fact]
+    public void For_VirtualServiceExportedToItsNamespaceOnly_AddsItsDestinationsForThatNamespaceOnly()
+    {
+        // Istio: exportTo ["."] hides the VirtualService from other namespaces, so their Sidecar scope does not take in its
+        // destinations (their route for cart is the default one).
+        var scopes = Scopes(
+            Sidecar("istio-system", """  - hosts: ["*/cart.shop.svc.cluster.local"]"""),
+            """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: {name: cart-to-ledger, namespace: finance}
+            spec:
+              hosts: [cart.shop.svc.cluster.local]
+              exportTo: ["."]
+              http:
+              - route: [{destination: {host: ledger.finance.svc.cluster.local}}]
+            """);
+
+        Assert.Equal([Cart, Ledger], Visible(scopes.For("finance", NoLabels)));
+        Assert.Equal([Cart], Visible(scopes.For("shop", NoLabels)));
+    }
+
+    [Fact]
     public void AllowsResourceName_NotAnOutboundName_Allowed()
     {
         var scope = Scopes(Sidecar("shop", """  - hosts: ["./*"]""")).For("shop", NoLabels)!;
