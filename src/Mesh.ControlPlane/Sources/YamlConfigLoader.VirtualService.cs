@@ -905,6 +905,10 @@ internal static partial class YamlConfigLoader
         public ImmutableArray<uint>? RequestPorts { get; init; }
     }
 
+    /// <summary>Whether no caller sees both: each is exported to its own namespace only, and the namespaces differ.</summary>
+    internal static bool ApartByExportTo(VirtualServiceModel a, VirtualServiceModel b) =>
+        a.ExportedTo is { } one && b.ExportedTo is { } other && one != other;
+
     internal sealed record ParsedVirtualService(VirtualServiceModel Model, string File, int Line, List<DestinationReference> References);
 
     /// <summary>Cross-resource rules: hosts and destinations exist, subsets are defined, one VirtualService per host.</summary>
@@ -925,7 +929,7 @@ internal static partial class YamlConfigLoader
 
         var subsets = rules.GroupBy(r => r.Model.Host, StringComparer.Ordinal)
             .ToDictionary(g => g.Key, g => g.First().Model.Subsets.Select(s => s.Name).ToHashSet(StringComparer.Ordinal), StringComparer.Ordinal);
-        var owners = new Dictionary<string, ParsedVirtualService>(StringComparer.Ordinal);
+        var owners = new Dictionary<string, List<ParsedVirtualService>>(StringComparer.Ordinal);
         foreach (var vs in virtualServices)
         {
             var resource = $"VirtualService {vs.Model.Namespace}/{vs.Model.Name}";
@@ -940,13 +944,19 @@ internal static partial class YamlConfigLoader
 
                 if (reference.IsVirtualServiceHost)
                 {
-                    if (owners.TryGetValue(reference.Host, out var first))
+                    // Each exported to its own namespace only, two VirtualServices never reach the same caller: Istio allows
+                    // it, and each keeps its own namespace's callers (RouteTranslator puts their per-namespace routes together).
+                    if (!owners.TryGetValue(reference.Host, out var existing))
                     {
-                        Fail($"host {reference.Host} already has VirtualService {first.Model.Namespace}/{first.Model.Name} ({first.File}:{first.Line}); merge them into one");
+                        owners.Add(reference.Host, [vs]);
+                    }
+                    else if (existing.FirstOrDefault(other => !ApartByExportTo(other.Model, vs.Model)) is { } first)
+                    {
+                        Fail($"host {reference.Host} already has VirtualService {first.Model.Namespace}/{first.Model.Name} ({first.File}:{first.Line}); merge them into one (two VirtualServices for one host are allowed only in different namespaces, each with exportTo: [\".\"])");
                     }
                     else
                     {
-                        owners.Add(reference.Host, vs);
+                        existing.Add(vs);
                     }
 
                     continue;

@@ -46,13 +46,29 @@ internal sealed class RouteTranslator
             _services.TryAdd(service.Host, service);
         }
 
-        foreach (var virtualService in virtualServices)
+        foreach (var group in virtualServices.SelectMany(vs => vs.Hosts.Select(host => (Host: host, VirtualService: vs))).GroupBy(p => p.Host, StringComparer.Ordinal))
         {
-            foreach (var host in virtualService.Hosts)
-            {
-                _virtualServices.TryAdd(host, virtualService);
-            }
+            var all = group.Select(p => p.VirtualService).ToList();
+            _virtualServices.Add(group.Key, all.Count == 1 || !all.All(a => all.All(b => ReferenceEquals(a, b) || YamlConfigLoader.ApartByExportTo(a, b)))
+                ? all[0]
+                : Merge(group.Key, all));
         }
+    }
+
+    /// <summary>
+    /// VirtualServices of one host, each exported to its own namespace (the loader allows no other set): each route's
+    /// matches carry its namespace as sourceNamespace, so one list gives every caller exactly the routes of its own
+    /// namespace's VirtualService, and callers of other namespaces the default route, as istiod. A new model each snapshot,
+    /// so such a host is translated again each time (what comes out unchanged keeps its instances).
+    /// </summary>
+    private static VirtualServiceModel Merge(string host, List<VirtualServiceModel> virtualServices)
+    {
+        var ordered = virtualServices.OrderBy(vs => vs.Namespace, StringComparer.Ordinal).ToList();
+        return new VirtualServiceModel(
+            ordered[0].Namespace,
+            string.Join(',', ordered.Select(vs => $"{vs.Namespace}/{vs.Name}")),
+            [host],
+            [.. ordered.SelectMany(vs => vs.Http)]);
     }
 
     public VirtualServiceModel? Find(string host) => _virtualServices.GetValueOrDefault(host);

@@ -233,6 +233,48 @@ public sealed class SourceScopedRoutesTests
         Assert.Equal(Cluster80, Assert.Single(Routes(snapshot.Routes)).Route_.Cluster);
     }
 
+    private static string ExportedHere(string ns, string subset) => $$"""
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: {name: orders-{{subset}}, namespace: {{ns}}}
+        spec:
+          hosts: [{{Fqdn}}]
+          exportTo: ["."]
+          http:
+          - name: {{ns}}-route
+            route:
+            - destination: {host: {{Fqdn}}, subset: {{subset}}}
+        """;
+
+    [Fact]
+    public void RoutesFor_TwoVirtualServicesOfOneHostEachExportedToItsNamespace_EachCallerGetsItsOwn_AsIstio()
+    {
+        // Istio allows them (no caller sees both); each namespace's callers get their own, other callers the default route.
+        var result = YamlConfigLoader.Load([("services.yaml", Services), ("shop.yaml", ExportedHere("shop", "v2")), ("default.yaml", ExportedHere("default", "v1"))]);
+        Assert.Empty(result.Errors);
+        var snapshot = XdsTranslator.Translate(new ModelSnapshot(1, result.Config, []), 1);
+
+        foreach (var kind in new[] { RouteClientKind.Mesh, RouteClientKind.Standard })
+        {
+            var shop = Assert.Single(Routes(snapshot.RoutesFor(kind, new ClientSource("shop", new Dictionary<string, string>()))));
+            Assert.Equal(("shop-route", V2), (shop.Name, shop.Route_.Cluster));
+            var own = Assert.Single(Routes(snapshot.RoutesFor(kind, new ClientSource("default", new Dictionary<string, string>()))));
+            Assert.Equal(("default-route", V1), (own.Name, own.Route_.Cluster));
+            Assert.Equal(Cluster80, Assert.Single(Routes(snapshot.RoutesFor(kind, new ClientSource("billing", new Dictionary<string, string>())))).Route_.Cluster);
+        }
+    }
+
+    [Fact]
+    public void Load_TwoVirtualServicesOfOneHost_OneSeenEverywhere_IsStillAnError()
+    {
+        var everywhere = ExportedHere("shop", "v2").Replace("  exportTo: [\".\"]\n", string.Empty, StringComparison.Ordinal);
+
+        var result = YamlConfigLoader.Load([("services.yaml", Services), ("default.yaml", ExportedHere("default", "v1")), ("shop.yaml", everywhere)]);
+
+        var error = Assert.Single(result.Errors);
+        Assert.Contains($"VirtualService shop/orders-v2: spec.hosts[0]: host {Fqdn} already has VirtualService default/orders-v1 (default.yaml:1); merge them into one (two VirtualServices for one host are allowed only in different namespaces, each with exportTo: [\".\"])", error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void ClientSource_WithCertifiedIdentity_TakesTheNamespaceFromTheCertificateNotTheMetadata()
     {
