@@ -129,11 +129,8 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
             return new AuthorizationDecision(AuthorizationOutcome.BadRequest, AuthorizationDecision.MethodNotUpperCaseReason);
         }
 
-        if (!HasRules)
-        {
-            return new AuthorizationDecision(AuthorizationOutcome.Allowed, AuthorizationDecision.NoPolicies);
-        }
-
+        // Also on a port without rules: Envoy's path normalization (and REJECT_REQUEST's 400) runs whatever RBAC says, and
+        // a rule-less port let %2F through, which YARP then forwarded re-escaped as %252F. Evaluate allows without rules.
         char[]? rented = null;
         var buffer = target.Length <= StackPathLimit ? stackalloc char[StackPathLimit] : (rented = ArrayPool<char>.Shared.Rent(target.Length));
         try

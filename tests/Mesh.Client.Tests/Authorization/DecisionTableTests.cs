@@ -196,7 +196,10 @@ public sealed partial class DecisionTableTests(ITestOutputHelper output)
         new(Combined, Frontend, "GET", "/api/orders", D),
         new(Combined, Api, "GET", "/api/orders", D, Headers: ["x-a", "1"]),
         new(Combined, Frontend, "GET", "/other", D, Headers: ["x-a", "1"]),
-        new([], Plain, "GET", "/%2F", A),
+
+        // No rules: the path is still normalized, and REJECT_REQUEST refuses an escaped slash, as Envoy does.
+        new([], Plain, "GET", "/%2F", B),
+        new([], Plain, "GET", "/a/../b", A),
     ];
 
     private static readonly AuthorizationPolicyModel[] TwoPorts = [Allow("ports", Rule(to: [Operation(ports: [8080, 9090])]))];

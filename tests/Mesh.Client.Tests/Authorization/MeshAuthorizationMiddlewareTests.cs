@@ -40,6 +40,27 @@ public sealed class MeshAuthorizationMiddlewareTests
         Assert.Equal(400, context.Response.StatusCode);
     }
 
+    [Theory]
+    [InlineData("/public%2Fadmin")]
+    [InlineData("/public%5cadmin")]
+    public async Task InvokeAsync_PortWithoutRulesEncodedSlashUnderReject_Returns400(string target)
+    {
+        // Envoy normalizes the path (REJECT_REQUEST: 400) whatever the RBAC rules; without it the app got %252F.
+        var (context, reached) = await RunAsync([], target, peer: null);
+
+        Assert.False(reached);
+        Assert.Equal(400, context.Response.StatusCode);
+    }
+
+    [Fact]
+    public async Task InvokeAsync_PortWithoutRulesPlainPath_CallsNext()
+    {
+        var (context, reached) = await RunAsync([], "/public/admin", peer: null);
+
+        Assert.True(reached);
+        Assert.Equal(200, context.Response.StatusCode);
+    }
+
     [Fact]
     public async Task InvokeAsync_StrictPortPlaintextPeer_Returns403()
     {

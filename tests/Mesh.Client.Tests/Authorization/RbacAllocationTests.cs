@@ -53,4 +53,35 @@ public sealed class RbacAllocationTests
         Assert.Equal(2 * 1010, allowed);
         Assert.Equal(1010, refused);
     }
+
+    /// <summary>A port without rules still normalizes every path (and refuses <c>%2F</c>), allocating nothing for a plain one.</summary>
+    [Theory]
+    [MemberData(nameof(Modes))]
+    public void Authorize_PortWithoutRules_NormalizesAndAllocatesNothing(string mode)
+    {
+        Assert.True(InboundPathSettings.TryParseMode(mode, out var normalization));
+        var paths = new InboundPathSettings(normalization, RejectEscapedSlashes: true);
+        Assert.True(InboundPolicyDecoder.TryDecode(Listener([], paths: paths), out var policy, out var errors), string.Join("; ", errors));
+        Assert.False(policy.HasRules);
+
+        var allowed = 0;
+        void Run(int count)
+        {
+            for (var i = 0; i < count; i++)
+            {
+                allowed += policy.Authorize("GET", "/api/orders/1?id=1", "orders:8080", headers: null, peerSpiffeId: null, peerNamespace: null).IsAllowed ? 1 : 0;
+                allowed += policy.Authorize("POST", "//Admin/./x", "orders", headers: null, peerSpiffeId: null, peerNamespace: null).IsAllowed ? 1 : 0;
+            }
+        }
+
+        Run(10);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        Run(1000);
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(0, allocated);
+        Assert.Equal(2 * 1010, allowed);
+        var expected = normalization == PathNormalizationMode.DecodeAndMergeSlashes ? AuthorizationOutcome.Allowed : AuthorizationOutcome.BadRequest;
+        Assert.Equal(expected, policy.Authorize("GET", "/a%2Fb", "orders", headers: null, peerSpiffeId: null, peerNamespace: null).Outcome);
+    }
 }
