@@ -118,9 +118,37 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
         return false;
     }
 
-    /// <summary>Normalizes <paramref name="target"/> (the raw request target) and decides; allocates nothing for targets up to 512 chars.</summary>
-    public AuthorizationDecision Authorize(string method, ReadOnlySpan<char> target, string? authority, IHeaderDictionary? headers, string? peerSpiffeId, string? peerNamespace, JwtPrincipal? requestPrincipal = null)
+    // %2F or %5C (either case) before the query: the escapes Kestrel keeps in Request.Path and YARP would re-escape as %252F.
+    private static bool HasEscapedSlash(ReadOnlySpan<char> target)
     {
+        for (var i = 0; i + 2 < target.Length && target[i] != '?'; i++)
+        {
+            if (target[i] == '%'
+                && ((target[i + 1] == '2' && (target[i + 2] | 0x20) == 'f') || (target[i + 1] == '5' && (target[i + 2] | 0x20) == 'c')))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Normalizes <paramref name="target"/> (the raw request target) and decides; allocates nothing for targets up to 512 chars.</summary>
+    public AuthorizationDecision Authorize(string method, ReadOnlySpan<char> target, string? authority, IHeaderDictionary? headers, string? peerSpiffeId, string? peerNamespace, JwtPrincipal? requestPrincipal = null) =>
+        Decide(method, target, authority, headers, peerSpiffeId, peerNamespace, requestPrincipal, forwarding: false, out _);
+
+    /// <summary>
+    /// As <see cref="Authorize(string, ReadOnlySpan{char}, string?, IHeaderDictionary?, string?, string?, JwtPrincipal?)"/>;
+    /// for an allowed target whose path holds <c>%2F</c> or <c>%5C</c> that the listener lets through (KEEP_UNCHANGED,
+    /// DECODE_AND_MERGE_SLASHES), also the target a proxy must forward: the path this decision was made on, with the raw
+    /// query (Envoy forwards its normalized path). Null otherwise: Kestrel's path is the one decided on.
+    /// </summary>
+    public AuthorizationDecision Authorize(string method, ReadOnlySpan<char> target, string? authority, IHeaderDictionary? headers, string? peerSpiffeId, string? peerNamespace, JwtPrincipal? requestPrincipal, out string? forwardTarget) =>
+        Decide(method, target, authority, headers, peerSpiffeId, peerNamespace, requestPrincipal, forwarding: true, out forwardTarget);
+
+    private AuthorizationDecision Decide(string method, ReadOnlySpan<char> target, string? authority, IHeaderDictionary? headers, string? peerSpiffeId, string? peerNamespace, JwtPrincipal? requestPrincipal, bool forwarding, out string? forwardTarget)
+    {
+        forwardTarget = null;
         // Methods are case-sensitive tokens (RFC 9110) and Istio's `methods` match exactly, but the ASP.NET Core router
         // matches them case-insensitively: `delete` would pass a DENY on DELETE and run the DELETE endpoint. Refuse
         // every non-canonical spelling with 400 as Envoy does, so no spelling of a method ever reaches the app.
@@ -149,7 +177,14 @@ internal sealed class InboundPolicy(string listenerName, int port, PeerAuthentic
                     return new AuthorizationDecision(AuthorizationOutcome.BadRequest, AuthorizationDecision.FragmentReason);
             }
 
-            return Evaluate(new AuthorizationRequest(method, buffer[..length], authority, Port, headers, peerSpiffeId, peerNamespace, requestPrincipal));
+            var decision = Evaluate(new AuthorizationRequest(method, buffer[..length], authority, Port, headers, peerSpiffeId, peerNamespace, requestPrincipal));
+            if (forwarding && decision.IsAllowed && Paths.EscapedSlashes != EscapedSlashAction.Reject && HasEscapedSlash(target))
+            {
+                var query = target.IndexOf('?');
+                forwardTarget = query < 0 ? new string(buffer[..length]) : string.Concat(buffer[..length], target[query..]);
+            }
+
+            return decision;
         }
         finally
         {

@@ -217,11 +217,17 @@ internal sealed partial class MeshAuthorizationMiddleware(
 
         // Always through Authorize, also without rules: it refuses spellings (method case, encoded slash, backslash, NUL) with 400.
         var request = context.Request;
-        var decision = policy.Authorize(request.Method, AuthorizedTarget(context), request.Host.Value, request.Headers, identity?.SpiffeId, identity?.PeerNamespace, jwt.Principal);
+        var decision = policy.Authorize(request.Method, AuthorizedTarget(context), request.Host.Value, request.Headers, identity?.SpiffeId, identity?.PeerNamespace, jwt.Principal, out var forwardTarget);
         TagDecision(decision, identity);
         if (!decision.IsAllowed)
         {
             return RejectAsync(context, decision);
+        }
+
+        if (forwardTarget is not null)
+        {
+            // What was decided on, for the sidecar to forward as is (never normalized again under a policy pushed since).
+            context.Features.Set(new MeshAuthorizedTargetFeature(forwardTarget));
         }
 
         if (policy.RateLimit is { } limiter)

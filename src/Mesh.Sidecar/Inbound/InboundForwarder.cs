@@ -50,7 +50,7 @@ internal sealed partial class InboundForwarder : IDisposable
             ConnectTimeout = TimeSpan.FromSeconds(5),
             ActivityHeadersPropagator = null,
         });
-        _transformer = new InboundTransformer(certificates, policies);
+        _transformer = new InboundTransformer(certificates);
     }
 
     /// <summary>How requests go to the app: its protocol exactly, cut after Envoy's stream idle timeout without a byte.</summary>
@@ -174,52 +174,22 @@ internal sealed partial class InboundForwarder : IDisposable
     }
 
     /// <summary>
-    /// The request target to forward instead of YARP's, or null for YARP's: under a listener that lets an escaped slash or
-    /// backslash through (KEEP_UNCHANGED, DECODE_AND_MERGE_SLASHES), the path as <paramref name="paths"/> normalizes it —
-    /// what AuthorizationPolicy decided on, and what Envoy forwards — with the raw query. YARP would forward Kestrel's
-    /// <c>Request.Path</c>, which keeps <c>%2F</c> as three characters, and escape its '%', so the app got <c>%252F</c>, a
-    /// path no policy saw (dotnet/yarp#1419; found in review). Only for an origin-form target with such an escape: others
-    /// forward as they always did, and REJECT_REQUEST answers them 400 before.
-    /// </summary>
-    internal static string? AuthorizedTarget(string? rawTarget, PathNormalizationOptions paths)
-    {
-        if (paths.EscapedSlashes == EscapedSlashAction.Reject || string.IsNullOrEmpty(rawTarget) || rawTarget[0] != '/')
-        {
-            return null;
-        }
-
-        var query = rawTarget.IndexOf('?', StringComparison.Ordinal);
-        var path = query < 0 ? rawTarget.AsSpan() : rawTarget.AsSpan(0, query);
-        if (!path.Contains("%2F", StringComparison.OrdinalIgnoreCase) && !path.Contains("%5C", StringComparison.OrdinalIgnoreCase))
-        {
-            return null;
-        }
-
-        var buffer = new char[rawTarget.Length];
-        if (PathNormalizer.Normalize(rawTarget, buffer, paths, out var length) != PathNormalizationResult.Normalized)
-        {
-            return null;
-        }
-
-        return query < 0 ? new string(buffer, 0, length) : string.Concat(buffer.AsSpan(0, length), rawTarget.AsSpan(query));
-    }
-
-    /// <summary>
     /// Copies the request as YARP does without the headers the caller's Connection names, keeps the caller's Host, and
     /// replaces any XFCC with this hop's own.
     /// </summary>
-    private sealed class InboundTransformer(IWorkloadCertificateSource certificates, InboundPolicyStore policies) : HttpTransformer
+    private sealed class InboundTransformer(IWorkloadCertificateSource certificates) : HttpTransformer
     {
         private static readonly UriCreationOptions AsIs = new() { DangerousDisablePathAndQueryCanonicalization = true };
 
         public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
         {
             await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
-            if (policies.TryGet(httpContext.Connection.LocalPort, out var policy)
-                && AuthorizedTarget(httpContext.Features.Get<IHttpRequestFeature>()?.RawTarget, policy.Paths) is { } target)
+            // Under a listener that lets an escaped slash through, the target the policy decided on, as Envoy forwards its
+            // normalized path: YARP would forward Request.Path, re-escaping %2F as %252F, a path no policy saw
+            // (dotnet/yarp#1419). Sent as written (already in its final, escaped form) and never normalized again here.
+            if (httpContext.Features.Get<MeshAuthorizedTargetFeature>() is { } authorized)
             {
-                // Sent as written: the target is already in its final, escaped form.
-                proxyRequest.RequestUri = new Uri(destinationPrefix + target, AsIs);
+                proxyRequest.RequestUri = new Uri(destinationPrefix + authorized.Target, AsIs);
             }
 
             ConnectionHeader.RemoveNominatedHeaders(httpContext.Request.Headers, proxyRequest);

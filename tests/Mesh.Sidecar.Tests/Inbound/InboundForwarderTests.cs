@@ -77,6 +77,34 @@ public sealed class InboundForwarderTests
         Assert.EndsWith("\r\n\r\n" + expected, response, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A push that changes the path normalization between authorization and forwarding: the app gets the target the
+    /// first policy decided on, never the port's new policy's reading of it (before, the forwarder looked the policy up and
+    /// normalized again: <c>/public/..%2Fprivate</c>, allowed as kept, reached the app as <c>/private</c>).
+    /// </summary>
+    [Fact]
+    public async Task InvokeAsync_NormalizationPushedAfterAuthorization_AppGetsTheDecidedTarget()
+    {
+        await using var app = await StartAsync(context =>
+        {
+            var received = context.Features.Get<IHttpRequestFeature>()!.RawTarget;
+            context.Response.ContentLength = received.Length;
+            return context.Response.WriteAsync(received);
+        });
+        var store = new InboundPolicyStore(meshServed: true);
+        var port = 0;
+        await using var sidecar = await StartSidecarAsync(AppPort(app), store, beforeForwarding: () =>
+            store.Replace([new InboundPolicy("inbound", port, PeerAuthenticationMode.Permissive, deny: null, allow: null, new PathNormalizationOptions(Normalize: true, MergeSlashes: true, EscapedSlashAction.Unescape))]));
+        port = AppPort(sidecar);
+        store.Replace([new InboundPolicy("inbound", port, PeerAuthenticationMode.Permissive, deny: null, allow: null, new PathNormalizationOptions(Normalize: true, MergeSlashes: true, EscapedSlashAction.Keep))]);
+
+        var response = await RawAsync(port, "GET /public/..%2fprivate?q=1 HTTP/1.1\r\nHost: legacy\r\nConnection: close\r\n\r\n");
+
+        Assert.True(response.StartsWith("HTTP/1.1 200", StringComparison.Ordinal), response);
+        Assert.EndsWith("\r\n\r\n/public/..%2Fprivate?q=1", response, StringComparison.Ordinal);
+        Assert.True(store.TryGet(port, out var now) && now.Paths.EscapedSlashes == EscapedSlashAction.Unescape, "the push happened");
+    }
+
     [Fact]
     public void Classify_AppRefusesConnection_503WithUF()
     {
@@ -215,12 +243,21 @@ public sealed class InboundForwarderTests
         return app;
     }
 
-    // The sidecar's inbound forwarding on real Kestrel (the policy's path settings decide; no rules, so no 403).
-    private static async Task<WebApplication> StartSidecarAsync(int appPort, InboundPolicyStore store)
+    // The sidecar's inbound authorization and forwarding on real Kestrel (the policy's path settings decide; no rules, so
+    // no 403); beforeForwarding runs between the two.
+    private static async Task<WebApplication> StartSidecarAsync(int appPort, InboundPolicyStore store, Action? beforeForwarding = null)
     {
         var services = new ServiceCollection().AddLogging().AddHttpForwarder().BuildServiceProvider();
         var forwarder = new InboundForwarder(services.GetRequiredService<IHttpForwarder>(), new SidecarOptions { AppPort = appPort }, new NoCertificate(), store, TimeProvider.System, new ListLogger());
-        var app = await StartAsync(forwarder.InvokeAsync);
+        var authorization = new MeshAuthorizationMiddleware(
+            context =>
+            {
+                beforeForwarding?.Invoke();
+                return forwarder.InvokeAsync(context);
+            },
+            store,
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<MeshAuthorizationMiddleware>.Instance);
+        var app = await StartAsync(authorization.InvokeAsync);
         app.Lifetime.ApplicationStopped.Register(() =>
         {
             forwarder.Dispose();
