@@ -182,9 +182,10 @@ internal sealed class PeerReviewLimiter
     /// <summary>
     /// Whether a refusal of <paramref name="address"/> is logged now: its first, then one per <see cref="LogInterval"/>;
     /// <paramref name="unlogged"/> is how many of its refusals since the last line were not (the mesh's one
-    /// <see cref="LogThrottle"/> rule, the sidecar's denied tunnels use it too).
+    /// <see cref="LogThrottle"/> rule, the sidecar's denied tunnels use it too); <paramref name="shared"/>: the table was
+    /// full, and <paramref name="unlogged"/> counts the refusals of several addresses.
     /// </summary>
-    public bool TakeLog(string address, out int unlogged) => _log.TryTake(address, out unlogged);
+    public bool TakeLog(string address, out int unlogged, out bool shared) => _log.TryTake(address, out unlogged, out shared);
 
     // Under the lock: forgets the addresses with nothing in flight. True when any was forgotten.
     private bool ForgetIdle()

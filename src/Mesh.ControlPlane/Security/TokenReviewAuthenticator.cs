@@ -64,9 +64,13 @@ internal sealed partial class TokenReviewAuthenticator(IKubernetes kubernetes, C
 
         // One line per address per PeerReviewLimiter.LogInterval, counting the refusals in between: a flood of CSRs with
         // tokens that cannot pass, or over a limit, is not a flood of log lines.
-        if (peers.TakeLog(address, out var unlogged))
+        if (peers.TakeLog(address, out var unlogged, out var shared))
         {
-            var since = unlogged == 0 ? string.Empty : string.Create(CultureInfo.InvariantCulture, $" ({unlogged} more refusals of {address} since its last line)");
+            var since = unlogged == 0
+                ? string.Empty
+                : shared
+                    ? string.Create(CultureInfo.InvariantCulture, $" ({unlogged} more refusals from several addresses since the last such line)")
+                    : string.Create(CultureInfo.InvariantCulture, $" ({unlogged} more refusals of {address} since its last line)");
             if (outcome.Busy)
             {
                 LogBusy(logger, context.Peer, failure, since);

@@ -181,15 +181,18 @@ internal sealed partial class TcpInboundConnectionHandler : ConnectionHandler, I
         var address = (connection.RemoteEndPoint as IPEndPoint)?.Address is { } ip
             ? (ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip).ToString()
             : "?";
-        if (!_refusals.TryTake(address + "|" + kind, out var suppressed))
+        if (!_refusals.TryTake(address + "|" + kind, out var suppressed, out var shared))
         {
             since = string.Empty;
             return false;
         }
 
+        // The shared entry of a full table counts the refusals of several addresses (and of both kinds): name none.
         since = suppressed == 0
             ? string.Empty
-            : string.Create(CultureInfo.InvariantCulture, $" ({suppressed} more {kind} from {address} since its last line)");
+            : shared
+                ? string.Create(CultureInfo.InvariantCulture, $" ({suppressed} more refused connections from several addresses since the last such line)")
+                : string.Create(CultureInfo.InvariantCulture, $" ({suppressed} more {kind} from {address} since its last line)");
         return true;
     }
 }

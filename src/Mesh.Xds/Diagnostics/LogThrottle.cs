@@ -4,8 +4,9 @@ namespace Mesh.Xds.Diagnostics;
 /// The mesh's rule for a log line a remote peer can cause at will (a refused CSR at the control plane, a denied tunnel
 /// connection at a sidecar), written once: a key's first line, then at most one per <see cref="Interval"/>, which says how
 /// many were left out, so a flood of refusals is not a flood of log lines. At most <see cref="MaxKeys"/> keys are
-/// remembered: when the table is full, the keys whose interval has passed are forgotten, and a new key that still finds
-/// no room shares one entry with every other such key.
+/// remembered: when the table is full, the keys whose interval has passed are forgotten (one sweep per interval at most,
+/// not one per new key), and a new key that still finds no room shares one entry with every other such key, whose line
+/// must then not name one key for all (<c>shared</c>).
 /// </summary>
 internal sealed class LogThrottle
 {
@@ -15,6 +16,7 @@ internal sealed class LogThrottle
     private readonly Lock _lock = new();
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
+    private long _sweptAt = long.MinValue;
 
     public LogThrottle(TimeProvider time, TimeSpan interval, int maxKeys = DefaultMaxKeys)
     {
@@ -34,24 +36,29 @@ internal sealed class LogThrottle
 
     /// <summary>
     /// Whether a line for <paramref name="key"/> is written now: its first, then one per <see cref="Interval"/>;
-    /// <paramref name="suppressed"/> is how many of its lines since the last written one were not.
+    /// <paramref name="suppressed"/> is how many of its lines since the last written one were not; <paramref name="shared"/>:
+    /// the key found no room and shares its entry, so <paramref name="suppressed"/> counts the lines of several keys.
     /// </summary>
-    public bool TryTake(string key, out int suppressed)
+    public bool TryTake(string key, out int suppressed, out bool shared)
     {
         ArgumentNullException.ThrowIfNull(key);
         var now = _time.GetTimestamp();
+        shared = false;
         lock (_lock)
         {
             if (!_entries.TryGetValue(key, out var entry))
             {
-                if (_entries.Count >= MaxKeys)
+                // A flood of new keys while nothing is quiet would scan the whole table under the lock for each of them.
+                if (_entries.Count >= MaxKeys && (_sweptAt == long.MinValue || _time.GetElapsedTime(_sweptAt, now) >= Interval))
                 {
+                    _sweptAt = now;
                     ForgetQuiet(now);
                 }
 
                 if (_entries.Count >= MaxKeys)
                 {
                     key = string.Empty;
+                    shared = true;
                 }
 
                 if (!_entries.TryGetValue(key, out entry))

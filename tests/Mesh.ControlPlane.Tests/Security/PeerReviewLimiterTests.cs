@@ -129,20 +129,20 @@ public sealed class PeerReviewLimiterTests
     public void TakeLog_FirstThenOncePerInterval_CountingTheRest_PerAddress()
     {
         var limiter = Limiter();
-        Assert.True(limiter.TakeLog("10.0.0.7", out var unlogged));
+        Assert.True(limiter.TakeLog("10.0.0.7", out var unlogged, out _));
         Assert.Equal(0, unlogged);
         for (var i = 0; i < 5; i++)
         {
-            Assert.False(limiter.TakeLog("10.0.0.7", out _));
+            Assert.False(limiter.TakeLog("10.0.0.7", out _, out _));
         }
 
         // Another address is logged on its own.
-        Assert.True(limiter.TakeLog("10.0.0.8", out _));
+        Assert.True(limiter.TakeLog("10.0.0.8", out _, out _));
 
         _time.Advance(PeerReviewLimiter.LogInterval - TimeSpan.FromTicks(1));
-        Assert.False(limiter.TakeLog("10.0.0.7", out _));
+        Assert.False(limiter.TakeLog("10.0.0.7", out _, out _));
         _time.Advance(TimeSpan.FromTicks(1));
-        Assert.True(limiter.TakeLog("10.0.0.7", out unlogged));
+        Assert.True(limiter.TakeLog("10.0.0.7", out unlogged, out _));
         Assert.Equal(6, unlogged);
     }
 
