@@ -177,6 +177,10 @@ internal sealed class TcpEchoServer : IAsyncDisposable
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
 
+    /// <summary>
+    /// Gets the connections that brought bytes. A connect-and-close carries none: the sidecar's app check makes one every
+    /// 2 s (as a kubelet tcpSocket readiness probe does), and it is not traffic reaching the app.
+    /// </summary>
     public int Connections => Volatile.Read(ref _connections);
 
     public long Bytes => Interlocked.Read(ref _bytes);
@@ -203,7 +207,6 @@ internal sealed class TcpEchoServer : IAsyncDisposable
                 return;
             }
 
-            Interlocked.Increment(ref _connections);
             _ = Task.Run(() => EchoAsync(socket));
         }
     }
@@ -216,8 +219,15 @@ internal sealed class TcpEchoServer : IAsyncDisposable
             try
             {
                 int read;
+                var counted = false;
                 while ((read = await socket.ReceiveAsync(buffer, _stop.Token)) > 0)
                 {
+                    if (!counted)
+                    {
+                        Interlocked.Increment(ref _connections);
+                        counted = true;
+                    }
+
                     Interlocked.Add(ref _bytes, read);
                     await socket.SendAsync(buffer.AsMemory(0, read), _stop.Token);
                 }
