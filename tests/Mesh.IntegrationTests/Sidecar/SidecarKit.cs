@@ -139,11 +139,12 @@ internal sealed class TestApp : IAsyncDisposable
 
     public long Requests => Interlocked.Read(ref _requests);
 
-    public static async Task<TestApp> StartAsync(string instance, bool grpc = false)
+    /// <summary>Starts the app on an ephemeral port, or on <paramref name="port"/> (an app restarted where it was).</summary>
+    public static async Task<TestApp> StartAsync(string instance, bool grpc = false, int port = 0)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Protocols = grpc ? HttpProtocols.Http2 : HttpProtocols.Http1));
+        builder.WebHost.UseKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port, listen => listen.Protocols = grpc ? HttpProtocols.Http2 : HttpProtocols.Http1));
         if (grpc)
         {
             builder.Services.AddGrpc();
