@@ -133,11 +133,18 @@ internal static class TcpTunnelKit
         process.ErrorDataReceived += OnData;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        await process.StandardInput.WriteAsync(input);
-        await process.StandardInput.FlushAsync();
-        if (until is null)
+        try
         {
-            process.StandardInput.Close();
+            await process.StandardInput.WriteAsync(input);
+            await process.StandardInput.FlushAsync();
+            if (until is null)
+            {
+                process.StandardInput.Close();
+            }
+        }
+        catch (IOException) when (process.HasExited || until is null)
+        {
+            // A refused handshake can end openssl before it reads its input (broken pipe): the output says what happened.
         }
 
         var exited = process.WaitForExitAsync();
