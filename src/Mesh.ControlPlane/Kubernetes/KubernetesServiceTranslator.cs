@@ -19,6 +19,12 @@ namespace Mesh.ControlPlane.Kubernetes;
 internal sealed record KubernetesServices(ImmutableArray<ServiceEntryModel> Services, ImmutableArray<WorkloadInstance> Workloads, ImmutableArray<ConfigError> Errors)
 {
     public static KubernetesServices Empty { get; } = new([], [], []);
+
+    /// <summary>
+    /// The Pods of endpoints that take no new request (not ready yet, or terminating): no endpoint of any Service, but
+    /// still workloads whose inbound policy is sent (<see cref="YamlConfig.InboundOnlyWorkloads"/>).
+    /// </summary>
+    public ImmutableArray<WorkloadInstance> InboundOnly { get; init; } = [];
 }
 
 /// <summary>
@@ -105,18 +111,19 @@ internal static class KubernetesServiceTranslator
         }
 
         var workloads = ImmutableArray.CreateBuilder<WorkloadInstance>();
+        var inboundOnly = ImmutableArray.CreateBuilder<WorkloadInstance>();
         foreach (var ((ns, serviceName), merged) in endpoints.OrderBy(e => e.Key.Namespace, StringComparer.Ordinal).ThenBy(e => e.Key.Service, StringComparer.Ordinal))
         {
             foreach (var endpoint in merged.Values)
             {
-                if (BuildWorkload(ns, serviceName, endpoint, podIndex, nodeLabels, errors) is { } workload)
+                if (BuildWorkload(ns, serviceName, endpoint, podIndex, nodeLabels, errors, out var routable) is { } workload)
                 {
-                    workloads.Add(workload);
+                    (routable ? workloads : inboundOnly).Add(workload);
                 }
             }
         }
 
-        return new KubernetesServices([.. entries.Values], workloads.ToImmutable(), [.. errors]);
+        return new KubernetesServices([.. entries.Values], workloads.ToImmutable(), [.. errors]) { InboundOnly = inboundOnly.ToImmutable() };
     }
 
     /// <summary>The model's resolution for an ExternalName Service: one DNS endpoint, the external name.</summary>
@@ -406,6 +413,10 @@ internal static class KubernetesServiceTranslator
     /// The workload of one address of a Service: its ports from the slice; labels, service account and node from the Pod
     /// the slice names, when that Pod is in the slice's namespace and has the address; otherwise the slice alone (no
     /// labels, no identity claim: clients then accept the identities the Service's other endpoints run as).
+    /// <paramref name="routable"/> is false for the Pod of an endpoint that takes no new request (not ready, terminating,
+    /// or its Pod being deleted before the slice says so): no endpoint, but its inbound policy is still sent, as istiod
+    /// builds a proxy's inbound listeners whatever its readiness, so that a Pod whose readiness waits for that policy can
+    /// become ready and a draining one keeps enforcing it. Such an endpoint without its Pod is no workload at all.
     /// </summary>
     private static WorkloadInstance? BuildWorkload(
         string ns,
@@ -413,19 +424,19 @@ internal static class KubernetesServiceTranslator
         EndpointState endpoint,
         PodIndex pods,
         Dictionary<string, IDictionary<string, string>> nodes,
-        List<ConfigError> errors)
+        List<ConfigError> errors,
+        out bool routable)
     {
-        if (!endpoint.Serves)
+        // Problems are reported for the endpoints that take requests, as before: a Pod not ready yet is often not cached yet.
+        var report = endpoint.Serves ? errors : [];
+        var pod = FindPod(ns, endpoint, pods, report);
+        routable = endpoint.Serves && pod?.Metadata?.DeletionTimestamp is null;
+        if (!routable && pod is null)
         {
             return null;
         }
 
-        var pod = FindPod(ns, endpoint, pods, errors);
-        if (pod?.Metadata?.DeletionTimestamp is not null)
-        {
-            // The Pod is being deleted: it drains before the slice says so.
-            return null;
-        }
+        errors = routable ? errors : report;
 
         var labels = ImmutableSortedDictionary.CreateBuilder<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in pod?.Metadata?.Labels ?? new Dictionary<string, string>())

@@ -127,6 +127,12 @@ internal sealed record YamlConfig(
     /// <summary>Istio's Sidecar resources: which services the workloads they select see.</summary>
     public ImmutableArray<SidecarModel> Sidecars { get; init; } = [];
 
+    /// <summary>
+    /// Workloads that are no endpoint of any service but still serve (Kubernetes Pods not ready yet, or terminating):
+    /// only their inbound listeners are built from them, never an endpoint.
+    /// </summary>
+    public ImmutableArray<WorkloadInstance> InboundOnlyWorkloads { get; init; } = [];
+
     /// <summary>The cluster domain short hosts were qualified in (<c>Kubernetes:ClusterDomain</c>); their aliases are served in it.</summary>
     public string ClusterDomain { get; init; } = HostNames.DefaultClusterDomain;
 }

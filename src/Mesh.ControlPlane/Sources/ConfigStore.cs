@@ -234,6 +234,7 @@ internal sealed partial class ConfigStore(ILogger<ConfigStore> logger, ControlPl
                 DestinationRules = [.. _folder.DestinationRules, .. objects.DestinationRules],
                 VirtualServices = [.. _folder.VirtualServices, .. objects.VirtualServices],
                 Sidecars = [.. _folder.Sidecars, .. objects.Sidecars],
+                InboundOnlyWorkloads = _kubernetesServices.InboundOnly,
                 PeerAuthentications = [.. _folder.PeerAuthentications, .. objects.PeerAuthentications],
                 AuthorizationPolicies = [.. _folder.AuthorizationPolicies, .. objects.AuthorizationPolicies],
                 RequestAuthentications = [.. _folder.RequestAuthentications, .. objects.RequestAuthentications],

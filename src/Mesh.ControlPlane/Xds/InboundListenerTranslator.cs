@@ -116,7 +116,7 @@ internal static class InboundListenerTranslator
             Add(endpoint.Address, endpoint.Port, endpoint.Workload);
         }
 
-        var workloads = model.Config.WorkloadEntries.Concat(model.Registrations).Concat(model.Config.ServiceEntries.SelectMany(s => s.StaticEndpoints));
+        var workloads = model.Config.WorkloadEntries.Concat(model.Registrations).Concat(model.Config.ServiceEntries.SelectMany(s => s.StaticEndpoints)).Concat(model.Config.InboundOnlyWorkloads);
         foreach (var workload in workloads)
         {
             foreach (var port in workload.Ports.Values)

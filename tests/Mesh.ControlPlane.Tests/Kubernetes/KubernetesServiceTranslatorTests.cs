@@ -237,6 +237,35 @@ public sealed class KubernetesServiceTranslatorTests
         Assert.Empty(result.Workloads);
     }
 
+    /// <summary>
+    /// A Pod that takes no new request (not ready yet, terminating, being deleted) is no endpoint, but its inbound policy
+    /// is still sent: a Pod whose readiness waits for that policy must be able to become ready, and a draining one keeps
+    /// enforcing it. Without its Pod (no identity to send the policy to) it is nothing.
+    /// </summary>
+    [Theory]
+    [InlineData(false, null, false)]
+    [InlineData(false, true, false)]
+    [InlineData(true, true, true)]
+    [InlineData(true, null, true)]
+    public void Translate_PodTakingNoNewRequest_InboundOnly_NeverAnEndpoint(bool? ready, bool? terminating, bool deleted)
+    {
+        var pod = Pod("prod", "payments-1", "10.0.0.1", "payments");
+        if (deleted)
+        {
+            pod.Metadata.DeletionTimestamp = DateTime.UtcNow;
+        }
+
+        var slice = Slice("prod", "payments-a", "payments", [SlicePort("http", 8080)],
+            Endpoint("10.0.0.1", pod: "payments-1", ready: ready, terminating: terminating), Endpoint("10.0.0.9", pod: "payments-gone", ready: false));
+
+        var result = Translate([Service("prod", "payments", Port(80, "http"))], [slice], [pod]);
+
+        Assert.Empty(result.Workloads);
+        var inbound = Assert.Single(result.InboundOnly);
+        Assert.Equal(("10.0.0.1", "payments", 8080u), (inbound.Address, inbound.ServiceAccount, inbound.Ports["http"]));
+        Assert.Empty(result.Errors);
+    }
+
     [Fact]
     public void Translate_PodMissingFromTheCache_StillAnEndpointWithoutIdentityClaim()
     {

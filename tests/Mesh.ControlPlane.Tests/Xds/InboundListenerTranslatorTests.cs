@@ -152,6 +152,25 @@ public sealed class InboundListenerTranslatorTests
         Assert.Empty(allowRbac.Policies);
     }
 
+    [Fact]
+    public void Translate_InboundOnlyWorkload_ItsListenersAndPolicy_NoEndpoint()
+    {
+        // A Kubernetes Pod not ready yet (or terminating): no endpoint of its service, but its inbound listeners and their
+        // DENY are sent, so a Pod whose readiness waits for them becomes ready, and a draining one keeps enforcing them.
+        var deny = new AuthorizationPolicyModel("default", "deny-admin", null, AuthorizationAction.Deny,
+            [new AuthorizationRule([], [new RuleOperation([], [], ["/admin*"], [], [], [], [], [])], [])], "a.yaml", 1);
+        var model = TestModels.Snapshot([TestModels.Service(selector: new Dictionary<string, string> { ["app"] = "orders" })], []);
+        model = model with { Config = model.Config with { AuthorizationPolicies = [deny], InboundOnlyWorkloads = [Orders] } };
+
+        var snapshot = XdsTranslator.Translate(model, 1);
+
+        Assert.Equal(["xds.istio.io/grpc/lds/inbound/10.0.0.5:8080", "xds.istio.io/grpc/lds/inbound/10.0.0.5:8081"], snapshot.InboundListeners.Keys.Order(StringComparer.Ordinal));
+        var manager = snapshot.InboundListeners["xds.istio.io/grpc/lds/inbound/10.0.0.5:8080"].Resource.Unpack<Listener>().FilterChains[0].Filters[0].TypedConfig.Unpack<HttpConnectionManager>();
+        Assert.Equal(["ns[default]-policy[deny-admin]-rule[0]"], manager.HttpFilters[0].TypedConfig.Unpack<HttpRbac>().Rules.Policies.Keys);
+        var endpoints = snapshot.Endpoints.Values.Select(r => r.Resource.Unpack<Mesh.Xds.Envoy.Config.Endpoint.V3.ClusterLoadAssignment>()).SelectMany(a => a.Endpoints).SelectMany(l => l.LbEndpoints);
+        Assert.DoesNotContain(endpoints, e => e.Endpoint.Address.SocketAddress.Address == "10.0.0.5");
+    }
+
     [Theory]
     [InlineData(null, true, true, "RejectRequest", true)]
     [InlineData("NONE", false, false, "RejectRequest", true)]
