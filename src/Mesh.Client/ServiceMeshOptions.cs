@@ -226,7 +226,12 @@ public sealed class RegistrationOptions
     /// <summary>Gets or sets whether the app registers itself (only when a service name is set).</summary>
     public bool Enabled { get; set; } = true;
 
-    /// <summary>Gets or sets the address advertised to other workloads; defaults to the Kestrel address (or 127.0.0.1 for wildcard bindings).</summary>
+    /// <summary>
+    /// Gets or sets the address this workload is known by in the mesh: advertised when it registers and, registering or
+    /// not, the address of the inbound listeners whose policy it enforces (on Kubernetes, where workloads come from
+    /// EndpointSlices, the Pod IP: the downward API's <c>status.podIP</c>). Defaults to the Kestrel address (or 127.0.0.1
+    /// for wildcard bindings).
+    /// </summary>
     public string? Address { get; set; }
 
     /// <summary>Gets or sets the requested lease; the registration is renewed at a third of it.</summary>

@@ -74,10 +74,11 @@ public sealed class ConfigTests(ITestOutputHelper output)
         // Inbound ports fail closed (Strict) until the control plane speaks; this test calls in over plaintext.
         environment["Mesh__Inbound__Mode"] = "Permissive";
 
-        // A registering workload's ports answer 503 until the control plane sends their inbound policy, so no app code
-        // would run (FailClosedTests, InvalidConfigRestartTests). This one does not register: its port is outside the
-        // mesh, and what is tested is the app's outbound call before the first config.
-        environment["Mesh__Registration__Enabled"] = "false";
+        // A service's ports answer 503 until the control plane sends their inbound policy, registered or not, so no app
+        // code would run (FailClosedTests, InvalidConfigRestartTests). This one is a client only (no Mesh:Service): its port
+        // is outside the mesh, and what is tested is the app's outbound call before the first config.
+        environment["Mesh__Service"] = string.Empty;
+        environment["Mesh__ServiceAccount"] = "frontend";
         await using var frontend = (await MeshProcesses.StartWorkloadAsync(
             Repository.App("Mesh.Samples.Frontend"),
             "frontend",

@@ -473,6 +473,11 @@ public sealed class HelmChartTests(ITestOutputHelper output)
                 Assert.Equal(controlPlaneAddress, env["Mesh__ControlPlane__Address"].Value);
                 Assert.Equal("spec.serviceAccountName", env["Mesh__ServiceAccount"].ValueFrom.FieldRef.FieldPath);
 
+                // Not registering (its Pod is in its Service's EndpointSlice), a workload asks for its inbound policy by the
+                // Pod IP: without it, it would ask by 127.0.0.1 and its ports would never get their AuthorizationPolicy.
+                Assert.Equal("false", env["Mesh__Registration__Enabled"].Value);
+                Assert.Equal("status.podIP", env["Mesh__Registration__Address"].ValueFrom.FieldRef.FieldPath);
+
                 // The token file is the projected ServiceAccount token with the audience the control plane checks,
                 // mounted as a directory (a subPath mount never sees the kubelet's rotation).
                 var tokenFile = env["Mesh__Identity__TokenFile"].Value;

@@ -25,7 +25,7 @@ internal enum InboundPortState
 /// This workload's inbound policy: which listeners it subscribed to and the current policy of each local port, replaced
 /// as a whole when the control plane pushes inbound listeners (reads are lock-free; a request sees either the old or the
 /// new set, never a mix). When the workload serves mesh traffic (<see cref="ServesMeshTraffic"/>: secure mode and a
-/// registered workload) every local port is mesh-served from the store's creation and a port without a current policy
+/// service name) every local port is mesh-served from the store's creation and a port without a current policy
 /// fails closed. Only an explicit removal by the control plane takes a policy away: a lost connection leaves the store as
 /// it was (static stability).
 /// </summary>
@@ -69,13 +69,16 @@ internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource, IDispo
     }
 
     /// <summary>
-    /// Whether a workload with <paramref name="options"/> takes inbound mesh traffic: it registers (a service and
-    /// registration enabled) with a secure control plane, which then sends its inbound policy.
+    /// Whether a workload with <paramref name="options"/> takes inbound mesh traffic, so that its ports serve only under the
+    /// inbound policy the control plane sends for them: a service with a secure control plane, whether it registers or the
+    /// control plane knows it otherwise (a Kubernetes Pod from its Service's EndpointSlices). Registration plays no part:
+    /// a server that does not register still enforces its AuthorizationPolicy (found in review, 2026-12-05: the Kubernetes
+    /// samples, which do not register, served every caller with a mesh certificate under no policy at all).
     /// </summary>
     public static bool ServesMeshTraffic(ServiceMeshOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return !string.IsNullOrEmpty(options.Service) && options.Registration.Enabled && options.ControlPlane.IsSecure;
+        return !string.IsNullOrEmpty(options.Service) && options.ControlPlane.IsSecure;
     }
 
     /// <summary>Sets the inbound listener names to subscribe to; returns false when they did not change.</summary>
@@ -183,7 +186,7 @@ internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource, IDispo
 
         if (names.Count == 0)
         {
-            return "the inbound policy (PeerAuthentication, AuthorizationPolicy) of this workload's ports has not arrived yet (its ports are not registered yet)";
+            return "the inbound policy (PeerAuthentication, AuthorizationPolicy) of this workload's ports has not arrived yet (not yet requested: waiting for the workload certificate and the server's addresses)";
         }
 
         var current = Volatile.Read(ref _policies);
@@ -196,7 +199,7 @@ internal sealed class InboundPolicyStore : IPeerAuthenticationModeSource, IDispo
         var removed = missing.Where(name => current.Removed.Contains(PortOf(name))).ToList();
         return removed.Count > 0
             ? $"the control plane removed the inbound policy (PeerAuthentication, AuthorizationPolicy) of {string.Join(", ", removed)}; those ports answer 503"
-            : $"the inbound policy (PeerAuthentication, AuthorizationPolicy) of {string.Join(", ", missing)} has not arrived yet; those ports answer 503";
+            : $"the inbound policy (PeerAuthentication, AuthorizationPolicy) of {string.Join(", ", missing)} has not arrived yet (the control plane sends it for an address:port it knows as this workload's: registered, or a Pod's EndpointSlice address, see Mesh:Registration:Address); those ports answer 503";
     }
 
     private static int PortOf(string listenerName)

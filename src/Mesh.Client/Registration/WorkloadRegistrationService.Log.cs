@@ -27,6 +27,12 @@ internal sealed partial class WorkloadRegistrationService
         [LoggerMessage(6, LogLevel.Information, "Mesh:Service is {Service} but the app has no server addresses (not a web app?); self-registration skipped.", EventName = "NoServer")]
         public static partial void NoServer(ILogger logger, string service);
 
+        [LoggerMessage(9, LogLevel.Information, "Not registering (Mesh:Registration:Enabled=false): {Service} enforces the inbound policy the control plane sends for {Listeners}, the address:ports it must know as this workload's (a Pod's EndpointSlice address); until then those ports answer 503.", EventName = "InboundWithoutRegistration")]
+        public static partial void InboundWithoutRegistration(ILogger logger, string service, string listeners);
+
+        [LoggerMessage(10, LogLevel.Warning, "Not registering (Mesh:Registration:Enabled=false) and Mesh:Registration:Address is unset: {Service} binds every address, so it asks for the inbound policy of {Listeners}, which no EndpointSlice lists; its mesh ports answer 503 until that policy arrives. Set Mesh:Registration:Address to the address the control plane knows this workload by (on Kubernetes the Pod IP, from the downward API's status.podIP).", EventName = "InboundAddressGuessed")]
+        public static partial void InboundAddressGuessed(ILogger logger, string service, string listeners);
+
         [LoggerMessage(8, LogLevel.Warning, "This {Service} instance is not ready any more (its readiness failed): leaving the mesh, so that callers go to other endpoints, until it is ready again.", EventName = "LeavingNotReady")]
         public static partial void LeavingNotReady(ILogger logger, string service);
     }

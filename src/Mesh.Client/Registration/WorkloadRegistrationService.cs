@@ -72,6 +72,9 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
         _leases = new string?[channel?.Addresses.Count ?? 1];
     }
 
+    // Whether the workload's address is 127.0.0.1 standing in for a wildcard binding (no Mesh:Registration:Address).
+    private bool _addressStandsIn;
+
     /// <summary>Gets the lease id with the first replica that holds one, or null when not registered.</summary>
     public string? LeaseId => Enumerable.Range(0, _leases.Length).Select(i => Volatile.Read(ref _leases[i])).FirstOrDefault(l => l is not null);
 
@@ -82,14 +85,15 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        if (string.IsNullOrEmpty(_options.Service) || !_options.Registration.Enabled)
+        if (string.IsNullOrEmpty(_options.Service) || !(_options.Registration.Enabled || _services.GetService<Authorization.InboundPolicyStore>()?.IsMeshServed == true))
         {
             return Task.CompletedTask;
         }
 
-        // Secure mode: the control plane sends this workload's inbound policy once it is registered; until then (or after
-        // the control plane removes it) its ports answer 503. InboundPolicyStore.ServesMeshTraffic decides that from the
-        // options when the store is created, before any hosted service (Kestrel included) starts.
+        // Secure mode: the workload asks for the inbound policy of its address:ports, which the control plane sends once it
+        // knows them (registered, or from a Kubernetes EndpointSlice when the workload does not register); until then (or
+        // after the control plane removes it) its ports answer 503. InboundPolicyStore.ServesMeshTraffic decides that from
+        // the options when the store is created, before any hosted service (Kestrel included) starts.
         _lifetime.ApplicationStarted.Register(() =>
         {
             using (ExecutionContext.SuppressFlow())
@@ -111,13 +115,18 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
 
+        // Callers learn by EDS that this instance left (deregistered, or its Pod terminating in its EndpointSlice); until
+        // then their requests are served under the last policy, even if the control plane withdraws it first.
+        if (_loop is not null)
+        {
+            _services.GetService<Authorization.InboundPolicyStore>()?.BeginLeaving();
+        }
+
         if (LeaseId is null)
         {
             return;
         }
 
-        // Callers learn by EDS that this instance left; until then their requests are served under the last policy.
-        _services.GetService<Authorization.InboundPolicyStore>()?.BeginLeaving();
         await Task.WhenAll(Enumerable.Range(0, _leases.Length).Select(i => DeregisterAsync(i, cancellationToken))).ConfigureAwait(false);
     }
 
@@ -231,6 +240,7 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
 
         var trimmed = host.Trim('[', ']');
         var isWildcard = trimmed is "0.0.0.0" or "::" or "localhost" || (IPAddress.TryParse(trimmed, out var ip) && (ip.Equals(IPAddress.Any) || ip.Equals(IPAddress.IPv6Any)));
+        _addressStandsIn = isWildcard && trimmed != "localhost";
         return isWildcard ? "127.0.0.1" : trimmed;
     }
 
@@ -247,14 +257,27 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
         }
 
         var workload = BuildWorkload();
-        if (workload is not null)
-        {
-            _services.GetService<Xds.XdsClient>()?.SubscribeInbound(workload.Ports.Values.Select(port => $"{workload.Address}:{port}"));
-        }
-
         if (workload is null)
         {
             Log.NoServer(_logger, _options.Service!);
+            return;
+        }
+
+        var inbound = workload.Ports.Values.Select(port => $"{workload.Address}:{port}").ToList();
+        _services.GetService<Xds.XdsClient>()?.SubscribeInbound(inbound);
+        if (!_options.Registration.Enabled)
+        {
+            // Known to the control plane by its address alone (a Pod in its Service's EndpointSlices): say which, and warn
+            // when that address is only the loopback stand-in for a wildcard binding, which no EndpointSlice lists.
+            if (_addressStandsIn)
+            {
+                Log.InboundAddressGuessed(_logger, _options.Service!, string.Join(", ", inbound));
+            }
+            else
+            {
+                Log.InboundWithoutRegistration(_logger, _options.Service!, string.Join(", ", inbound));
+            }
+
             return;
         }
 

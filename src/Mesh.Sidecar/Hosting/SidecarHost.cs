@@ -97,6 +97,12 @@ internal static class SidecarHost
         services.AddSingleton<SidecarDrainState>();
         services.AddHttpForwarder();
 
+        // The sidecar's inbound ports are mesh-served (fail closed until their policy arrives) exactly when it opens them:
+        // an outbound-only sidecar has no inbound policy to wait for. Before AddServiceMesh, whose registration is TryAdd.
+        services.AddSingleton(sp => new Mesh.Client.Authorization.InboundPolicyStore(
+            SidecarListeners.OpensInbound(sp.GetRequiredService<IOptions<Mesh.Client.ServiceMeshOptions>>().Value)
+            && sp.GetRequiredService<IOptions<Mesh.Client.ServiceMeshOptions>>().Value.ControlPlane.IsSecure));
+
         // Before Listen below: the mesh's Kestrel setup gives every endpoint created after it the mesh inbound.
         builder.AddServiceMesh();
         services.AddHealthChecks().AddCheck<AppHealthCheck>(AppHealthCheck.Name, tags: [ReadinessEndpoint.ReadyTag]);

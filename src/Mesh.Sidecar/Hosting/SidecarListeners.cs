@@ -25,19 +25,22 @@ internal sealed class SidecarListeners
 
     /// <summary>
     /// Whether the sidecar opens its inbound ports (HTTP and TCP tunnels) for <paramref name="mesh"/>: always over a
-    /// plaintext control plane (no identity, so no policy either way), and in secure mode only when it registers. A sidecar
-    /// that does not register (<c>Mesh:Service</c> unset or <c>Mesh:Registration:Enabled=false</c>) receives no inbound
-    /// policy, so a port it opened would hand any caller with a mesh certificate to the app under no AuthorizationPolicy
-    /// (found in review, 2026-12-05): an outbound-only sidecar opens none.
+    /// plaintext control plane (no identity, so no policy either way); in secure mode when the control plane knows the
+    /// workload's address, so that it sends the ports' inbound policy: the sidecar registers, or names the address it is
+    /// known by (<c>Mesh:Registration:Address</c>, a Pod's EndpointSlice address on Kubernetes). Otherwise (<c>Mesh:Service</c>
+    /// unset, or not registering without an address) no policy would ever arrive and the ports could only answer 503, so an
+    /// outbound-only sidecar opens none.
     /// </summary>
     public static bool OpensInbound(Mesh.Client.ServiceMeshOptions mesh)
     {
         ArgumentNullException.ThrowIfNull(mesh);
-        return !mesh.ControlPlane.IsSecure || Mesh.Client.Authorization.InboundPolicyStore.ServesMeshTraffic(mesh);
+        return !mesh.ControlPlane.IsSecure
+            || (Mesh.Client.Authorization.InboundPolicyStore.ServesMeshTraffic(mesh)
+                && (mesh.Registration.Enabled || !string.IsNullOrEmpty(mesh.Registration.Address)));
     }
 
     /// <summary>The line said instead of the inbound one when <see cref="OpensInbound"/> is false.</summary>
-    public const string InboundNotOpened = "Sidecar inbound not opened: the sidecar does not register (Mesh:Service unset or Mesh:Registration:Enabled=false), so no inbound policy would apply to it";
+    public const string InboundNotOpened = "Sidecar inbound not opened: the sidecar does not register and names no address the control plane knows it by (Mesh:Service unset, or Mesh:Registration:Enabled=false without Mesh:Registration:Address), so no inbound policy would arrive for it";
 
     public SidecarListener Of(HttpContext context)
     {

@@ -61,7 +61,7 @@ internal static class SidecarTcpTunnelExtensions
             var inbound = Hosting.SidecarListeners.OpensInbound(services.GetRequiredService<IOptions<Mesh.Client.ServiceMeshOptions>>().Value) ? options.Inbound : ImmutableArray<TcpInboundTunnel>.Empty;
             foreach (var tunnel in options.Inbound.Except(inbound))
             {
-                listeners.Add($"Sidecar tcp inbound {tunnel.Name} not opened: the sidecar does not register (Mesh:Service unset or Mesh:Registration:Enabled=false), so no inbound policy would apply to it", listen: null);
+                listeners.Add($"Sidecar tcp inbound {tunnel.Name} not opened: the sidecar does not register and names no address the control plane knows it by (Mesh:Service unset, or Mesh:Registration:Enabled=false without Mesh:Registration:Address), so no inbound policy would apply to it", listen: null);
             }
 
             foreach (var tunnel in inbound)

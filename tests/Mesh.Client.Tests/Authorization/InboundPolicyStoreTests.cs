@@ -26,7 +26,7 @@ public sealed class InboundPolicyStoreTests
     [Theory]
     [InlineData("https://127.0.0.1:1", "orders", null, true)]
     [InlineData("https://127.0.0.1:1", "orders", "true", true)]
-    [InlineData("https://127.0.0.1:1", "orders", "false", false)]
+    [InlineData("https://127.0.0.1:1", "orders", "false", true)]
     [InlineData("https://127.0.0.1:1", null, null, false)]
     [InlineData("http://127.0.0.1:1", "orders", null, false)]
     public void Lookup_BeforeAnyHostedServiceStarts_MeshServedDecidedByOptions(string address, string? service, string? registration, bool meshServed)
@@ -107,7 +107,7 @@ public sealed class InboundPolicyStoreTests
     public void PendingReason_NamesNotReceivedThenRemovedListeners()
     {
         var store = new InboundPolicyStore(meshServed: true);
-        Assert.Contains("its ports are not registered yet", store.PendingReason(), StringComparison.Ordinal);
+        Assert.Contains("not yet requested", store.PendingReason(), StringComparison.Ordinal);
 
         Assert.True(store.SetNames([Name8080]));
         Assert.False(store.SetNames([Name8080]));

@@ -199,6 +199,63 @@ public sealed class KubernetesServiceDiscoveryTests(ITestOutputHelper output)
         Assert.True(run.Bodies.ContainsKey("b3"), "b3 took requests while it was in");
     }
 
+    /// <summary>
+    /// A Mesh.Client server deployed as on Kubernetes: it does not register (its instance is its Pod in its Service's
+    /// EndpointSlice) and names its Pod IP. It must still ask for and enforce the inbound policy of its address:port: before
+    /// (found in review, 2026-12-05) only a registering workload did, so such a server answered every caller with a mesh
+    /// certificate under no AuthorizationPolicy at all, a DENY included.
+    /// </summary>
+    [Fact]
+    public async Task ServerNotRegistering_KnownByItsEndpointSlice_EnforcesItsAuthorizationPolicy()
+    {
+        await using var fake = await FakeKubernetesApiServer.StartAsync();
+        await using var mesh = await StartMeshAsync(fake);
+        await File.WriteAllTextAsync(Path.Combine(mesh.ConfigDirectory, "orders-no-delete.yaml"), """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: orders-no-delete-from-test-client, namespace: default}
+            spec:
+              selector: {matchLabels: {app: orders}}
+              action: DENY
+              rules:
+                - from: [{source: {principals: [cluster.local/ns/default/sa/test-client]}}]
+                  to: [{operation: {methods: [DELETE]}}]
+            """);
+        var server = await mesh.StartWorkloadAsync("Mesh.Samples.Orders", "orders", "orders-pod-1", new Dictionary<string, string?>
+        {
+            ["Mesh__Registration__Enabled"] = "false",
+            ["Mesh__Registration__Address"] = "127.0.0.1",
+        });
+        fake.Apply(KubeJson.Service("default", "orders", [new ServicePortSpec(80, "http", TargetPort: server.Address.Port)], new Dictionary<string, string> { ["app"] = "orders" }, clusterIp: "10.96.0.11"));
+        fake.Apply(KubeJson.Pod("default", "orders-pod-1", new Dictionary<string, string> { ["app"] = "orders" }, serviceAccountName: "orders", podIp: "127.0.0.1"));
+        fake.Apply(KubeJson.EndpointSlice("default", "orders-1", "orders", [new EndpointSpec("127.0.0.1", PodName: "orders-pod-1")], [new EndpointPortSpec(server.Address.Port, "http")]));
+
+        // Ready only once the inbound policy of 127.0.0.1:<port> arrived, which the control plane sends for the slice's
+        // address to the workload whose certificate the Pod's service account names.
+        await mesh.WaitReadyAsync(server);
+
+        using var host = await StartClientAsync(mesh);
+        var client = host.Services.GetRequiredService<IHttpClientFactory>().CreateClient("mesh");
+        var orders = new Uri("http://orders.default.svc.cluster.local/orders/1");
+        await Eventually.HoldsAsync(async () =>
+        {
+            using var ready = await client.GetAsync(new Uri(orders, "/healthz/ready"));
+            return ready.StatusCode == HttpStatusCode.OK;
+        }, "the client to reach orders through its EndpointSlice");
+
+        // The DENY holds for every spelling of the call; the app never answers it.
+        foreach (var target in new[] { "/orders/1", "/orders/2/", "//orders/3", "/ORDERS/4" })
+        {
+            using var delete = await client.DeleteAsync(new Uri(orders, target));
+            output.WriteLine($"DELETE {target}: {(int)delete.StatusCode} {await delete.Content.ReadAsStringAsync()}");
+            Assert.Equal(HttpStatusCode.Forbidden, delete.StatusCode);
+        }
+
+        Assert.Contains("Not registering (Mesh:Registration:Enabled=false): orders enforces the inbound policy", server.Process.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Registered with the control plane", server.Process.Output, StringComparison.Ordinal);
+        await host.StopAsync();
+    }
+
     private async Task<LocalMesh> StartMeshAsync(FakeKubernetesApiServer fake)
     {
         var mesh = await LocalMesh.StartAsync(

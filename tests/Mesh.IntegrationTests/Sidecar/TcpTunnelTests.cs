@@ -48,7 +48,8 @@ public sealed class TcpTunnelTests(ITestOutputHelper output)
         """;
 
     /// <summary>
-    /// A sidecar that does not register gets no inbound policy, so in secure mode it opens no inbound port, neither the
+    /// A sidecar that does not register and names no address the control plane knows it by (Mesh:Registration:Address, a
+    /// Pod IP on Kubernetes) gets no inbound policy, so in secure mode it opens no inbound port, neither the
     /// HTTP one nor a TCP tunnel: before, any caller with a mesh certificate reached the app through it under no
     /// AuthorizationPolicy, a mesh-wide DENY included (found in review, 2026-12-05).
     /// </summary>
