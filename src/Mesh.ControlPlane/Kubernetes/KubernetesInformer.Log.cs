@@ -25,4 +25,7 @@ internal sealed partial class KubernetesInformer<T>
 
     [LoggerMessage(EventId = 8, EventName = "KubernetesKindAbsent", Level = LogLevel.Warning, Message = "Kubernetes {Informer}: the API server does not serve this kind (404: its CRD is not installed); treated as empty and listed again with back-off")]
     private static partial void LogAbsent(ILogger logger, string informer);
+
+    [LoggerMessage(EventId = 9, EventName = "KubernetesKindNotFoundAfterList", Level = LogLevel.Warning, Message = "Kubernetes {Informer}: the API server answered 404 (NotFound) to a list at {ApiVersion} ({Count} times since the last warning) although it listed this kind before; keeping the {Items} objects last seen and listing again in {Wait} (objects leave only through watch DELETE events or a successful list)")]
+    private static partial void LogNotFoundKept(ILogger logger, string informer, string apiVersion, int count, int items, TimeSpan wait);
 }

@@ -27,11 +27,14 @@ internal interface IKubernetesInformer
 /// appears twice. A watch that delivers nothing, not even a bookmark, for the idle timeout is cancelled and rewatched.
 /// Failures back off (<see cref="WatchBackoff"/>); connection errors, 5xx and 429 rewatch from the last resourceVersion
 /// without relisting (client-go's rule), other errors relist. The items keep serving through every failure; nothing
-/// escapes the loop but cancellation.
+/// escapes the loop but cancellation. A 404 on the first list of a kind that may be absent (a CRD not installed) syncs it
+/// as empty; once a list succeeded, a 404 is a failure like any other and never empties the cache.
 /// </summary>
 internal sealed partial class KubernetesInformer<T> : IKubernetesInformer
     where T : class
 {
+    private static readonly TimeSpan NotFoundWarningInterval = TimeSpan.FromMinutes(1);
+
     private readonly IKubernetes _client;
     private readonly KubernetesResourceKind<T> _kind;
     private readonly string? _namespace;
@@ -43,6 +46,9 @@ internal sealed partial class KubernetesInformer<T> : IKubernetesInformer
     private readonly ControlPlaneMetrics? _metrics;
     private ImmutableDictionary<string, T> _items = ImmutableDictionary.Create<string, T>(StringComparer.Ordinal);
     private volatile bool _synced;
+    private bool _listed;
+    private long _lastNotFoundWarning;
+    private int _notFoundSinceWarning;
     private int _version;
     private long _lastList;
 
@@ -128,6 +134,18 @@ internal sealed partial class KubernetesInformer<T> : IKubernetesInformer
 
                 if (relist && _kind.MayBeAbsent && ex is HttpOperationException { Response.StatusCode: HttpStatusCode.NotFound })
                 {
+                    if (_listed)
+                    {
+                        // Listed before, so the CRD was installed: a 404 now is a passing fault (an apiserver restarting, a CRD
+                        // being replaced), not "absent". Emptying the cache would drop every DENY; objects leave it through
+                        // watch DELETEs (a deleted CRD deletes its objects first) or a later successful list.
+                        var retry = backoff.Next();
+                        LogNotFoundAfterList(retry);
+                        _metrics?.KubernetesWatchRestarted(_kind.Kind, "error");
+                        await DelayAsync(retry, null, cancellationToken).ConfigureAwait(false);
+                        continue;
+                    }
+
                     if (_version + 1 < _kind.Versions.Count)
                     {
                         // Not served at this version (an Istio older than 1.22 serves security.istio.io at v1beta1 only).
@@ -179,7 +197,19 @@ internal sealed partial class KubernetesInformer<T> : IKubernetesInformer
         }
     }
 
-    /// <summary>The kind is not served (its CRD is not installed, or was removed with all its objects): empty, and synced.</summary>
+    /// <summary>A 404 on list after a successful list, warned about at most once a minute (with how many were not logged).</summary>
+    private void LogNotFoundAfterList(TimeSpan retry)
+    {
+        _notFoundSinceWarning++;
+        if (_lastNotFoundWarning == 0 || _time.GetElapsedTime(_lastNotFoundWarning) >= NotFoundWarningInterval)
+        {
+            LogNotFoundKept(_logger, Name, _kind.Versions[_version], _notFoundSinceWarning, Items.Count, retry);
+            _lastNotFoundWarning = _time.GetTimestamp();
+            _notFoundSinceWarning = 0;
+        }
+    }
+
+    /// <summary>The kind was never listed and is not served (its CRD is not installed): empty, and synced.</summary>
     private void MarkAbsent()
     {
         var hadItems = !Items.IsEmpty;
@@ -218,6 +248,7 @@ internal sealed partial class KubernetesInformer<T> : IKubernetesInformer
         ResourceVersion = resourceVersion ?? string.Empty;
         var first = !_synced;
         _synced = true;
+        _listed = true;
         _metrics?.KubernetesListed(_kind.Kind, first);
         if (first)
         {

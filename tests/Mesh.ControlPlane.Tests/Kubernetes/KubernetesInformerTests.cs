@@ -68,6 +68,50 @@ public sealed class KubernetesInformerTests
         await run.WaitAsync(Deadline);
     }
 
+    [Fact]
+    public async Task RunAsync_NotFoundAfterSync_KeepsTheAuthorizationPoliciesUntilAListSucceeds()
+    {
+        // Found in review 2026-12-05: a 404 after the kind had listed (an apiserver restarting, a CRD being replaced) was read
+        // as "CRD not installed" and emptied the cache, so every DENY vanished from the next push (fail open).
+        await using var fake = await FakeKubernetesApiServer.StartAsync();
+        fake.Apply(KubeJson.CustomResource("security.istio.io/v1", "AuthorizationPolicy", "shop", "deny-all", new System.Text.Json.Nodes.JsonObject()));
+        using var client = new k8s.Kubernetes(KubernetesClientConfiguration.BuildConfigFromConfigFile(fake.KubeconfigPath));
+        var kind = KubernetesKinds.Istio.Single(k => k.Kind == "AuthorizationPolicy");
+        KubernetesInformer<CustomObject>? informer = null;
+        var emptied = 0;
+        informer = new KubernetesInformer<CustomObject>(client, kind, null, TimeSpan.FromMinutes(2), TimeProvider.System, new Random(1), () =>
+        {
+            if (informer!.Items.IsEmpty)
+            {
+                Interlocked.Increment(ref emptied);
+            }
+        }, NullLogger.Instance);
+        using var stop = new CancellationTokenSource();
+        var run = informer.RunAsync(stop.Token);
+        await fake.WaitUntilAsync(() => informer.Items.ContainsKey("shop/deny-all"), Deadline, () => "the policy never listed");
+        await fake.WaitForWatchersAsync("authorizationpolicies", 1, Deadline);
+
+        var before = fake.RequestCount;
+        int NotFoundLists() => fake.Requests.Skip(before).Count(r => r.Verb == "list" && r.Resource == "authorizationpolicies");
+        fake.SetRequestFault(r => r.Resource == "authorizationpolicies" ? new FakeKubernetesStatusException(404, "NotFound", "the server could not find the requested resource") : null);
+        fake.CloseWatches();
+
+        // The rewatch and then the relists get 404 (each list after a back-off, at the version that listed: no stepping down).
+        await fake.WaitUntilAsync(() => NotFoundLists() >= 3, Deadline, () => $"{NotFoundLists()} lists answered 404; expected the informer to keep listing");
+        Assert.True(informer.Items.ContainsKey("shop/deny-all"), "a 404 after the kind had listed emptied its cache: the DENY is gone from the next push");
+        Assert.Equal(0, Volatile.Read(ref emptied));
+        Assert.True(informer.HasSynced);
+        Assert.All(fake.Requests.Skip(before).Where(r => r.Verb == "list"), r => Assert.StartsWith("/apis/security.istio.io/v1/", r.Path, StringComparison.Ordinal));
+
+        // The policy is deleted while the server answers 404; the next successful list takes it out (the deletes the watch missed).
+        fake.Delete("security.istio.io/v1", "AuthorizationPolicy", "shop", "deny-all");
+        fake.SetRequestFault(null);
+        await fake.WaitUntilAsync(() => informer.Items.IsEmpty, Deadline, () => "the successful list after the 404s did not replace the cache");
+
+        await stop.CancelAsync();
+        await run.WaitAsync(Deadline);
+    }
+
     /// <summary>Answers 404 for every request under <paramref name="prefix"/> (a group version no CRD serves).</summary>
     private sealed class VersionNotServed(string prefix) : DelegatingHandler
     {
