@@ -2,6 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using Google.Protobuf;
 using Mesh.Client.Security;
+using Mesh.Client.Xds;
 using Mesh.Xds.Envoy.Config.Listener.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Http.Router.V3;
 using Mesh.Xds.Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
@@ -302,9 +303,15 @@ internal static class InboundPolicyDecoder
                 continue;
             }
 
+            // A field this client does not model (matcher: "present and empty, deny all") must not be read as "no rules".
+            if (!XdsResourceDecoder.RejectUnknownFields(config, $"{filterPath}.typed_config", errors, RbacEngine.EnvoyHttpRbacFields))
+            {
+                continue;
+            }
+
             if (config.Rules is null)
             {
-                // Envoy: an RBAC filter without rules does not filter.
+                // Envoy: an RBAC filter without rules (and without matcher) does not filter.
                 continue;
             }
 

@@ -13,6 +13,29 @@ namespace Mesh.Client.Authorization;
 /// </summary>
 internal sealed class RbacEngine
 {
+    /// <summary>Envoy's fields of envoy.extensions.filters.http.rbac.v3.RBAC that the client's subset leaves out.</summary>
+    internal static readonly IReadOnlyDictionary<int, string> EnvoyHttpRbacFields = new Dictionary<int, string>
+    {
+        [4] = "matcher", [5] = "shadow_matcher", [7] = "track_per_rule_stats",
+    };
+
+    private static readonly IReadOnlyDictionary<int, string> EnvoyRbacFields = new Dictionary<int, string> { [3] = "audit_logging_options" };
+
+    private static readonly IReadOnlyDictionary<int, string> EnvoyPolicyFields = new Dictionary<int, string>
+    {
+        [3] = "condition", [4] = "checked_condition", [5] = "cel_config",
+    };
+
+    private static readonly IReadOnlyDictionary<int, string> EnvoyPermissionFields = new Dictionary<int, string>
+    {
+        [7] = "metadata", [11] = "destination_port_range", [12] = "matcher", [13] = "uri_template", [14] = "sourced_metadata",
+    };
+
+    private static readonly IReadOnlyDictionary<int, string> EnvoyPrincipalFields = new Dictionary<int, string>
+    {
+        [12] = "filter_state", [13] = "sourced_metadata", [14] = "custom",
+    };
+
     private readonly CompiledPolicy[] _policies;
 
     private RbacEngine(bool isDeny, CompiledPolicy[] policies)
@@ -68,6 +91,10 @@ internal sealed class RbacEngine
         ArgumentNullException.ThrowIfNull(rbac);
         ArgumentNullException.ThrowIfNull(errors);
         var before = errors.Count;
+
+        // Every field this client does not model is refused (NACK), never skipped: Envoy ANDs a policy's condition with its
+        // permissions and principals, so dropping it would widen an ALLOW.
+        XdsResourceDecoder.RejectUnknownFields(rbac, path, errors, EnvoyRbacFields);
         if (rbac.Action is not (RBAC.Types.Action.Allow or RBAC.Types.Action.Deny))
         {
             errors.Add($"{path}.action: {rbac.Action} is not supported; use ALLOW or DENY");
@@ -77,6 +104,7 @@ internal sealed class RbacEngine
         foreach (var (name, policy) in rbac.Policies.OrderBy(p => p.Key, StringComparer.Ordinal))
         {
             var policyPath = $"{path}.policies[{name}]";
+            XdsResourceDecoder.RejectUnknownFields(policy, policyPath, errors, EnvoyPolicyFields);
             if (policy.Permissions.Count == 0)
             {
                 errors.Add($"{policyPath}.permissions: must contain at least one permission");
@@ -99,11 +127,18 @@ internal sealed class RbacEngine
 
     private static RbacMatcher Permission(Permission permission, string path, List<string> errors)
     {
+        if (!XdsResourceDecoder.RejectUnknownFields(permission, path, errors, EnvoyPermissionFields))
+        {
+            return AnyMatcher.Instance;
+        }
+
         switch (permission.RuleCase)
         {
             case Mesh.Xds.Envoy.Config.Rbac.V3.Permission.RuleOneofCase.AndRules:
+                XdsResourceDecoder.RejectUnknownFields(permission.AndRules, $"{path}.and_rules", errors);
                 return new AndMatcher(Children(permission.AndRules.Rules, $"{path}.and_rules.rules", errors, Permission));
             case Mesh.Xds.Envoy.Config.Rbac.V3.Permission.RuleOneofCase.OrRules:
+                XdsResourceDecoder.RejectUnknownFields(permission.OrRules, $"{path}.or_rules", errors);
                 return new OrMatcher(Children(permission.OrRules.Rules, $"{path}.or_rules.rules", errors, Permission));
             case Mesh.Xds.Envoy.Config.Rbac.V3.Permission.RuleOneofCase.Any:
                 if (!permission.Any)
@@ -136,11 +171,18 @@ internal sealed class RbacEngine
 
     private static RbacMatcher Principal(Principal principal, string path, List<string> errors)
     {
+        if (!XdsResourceDecoder.RejectUnknownFields(principal, path, errors, EnvoyPrincipalFields))
+        {
+            return AnyMatcher.Instance;
+        }
+
         switch (principal.IdentifierCase)
         {
             case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.AndIds:
+                XdsResourceDecoder.RejectUnknownFields(principal.AndIds, $"{path}.and_ids", errors);
                 return new AndMatcher(Children(principal.AndIds.Ids, $"{path}.and_ids.ids", errors, Principal));
             case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.OrIds:
+                XdsResourceDecoder.RejectUnknownFields(principal.OrIds, $"{path}.or_ids", errors);
                 return new OrMatcher(Children(principal.OrIds.Ids, $"{path}.or_ids.ids", errors, Principal));
             case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.Any:
                 if (!principal.Any)
@@ -150,6 +192,7 @@ internal sealed class RbacEngine
 
                 return AnyMatcher.Instance;
             case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.Authenticated:
+                XdsResourceDecoder.RejectUnknownFields(principal.Authenticated, $"{path}.authenticated", errors);
                 return new AuthenticatedMatcher(principal.Authenticated.PrincipalName is { } name
                     ? String(name, $"{path}.authenticated.principal_name", errors)
                     : null);

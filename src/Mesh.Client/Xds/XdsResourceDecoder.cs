@@ -775,8 +775,11 @@ internal static class XdsResourceDecoder
         return errors.Count == start ? new UpstreamTlsSettings(matchers.ToImmutable()) : null;
     }
 
-    /// <summary>Adds an error naming the field numbers on the wire that this client's proto subset does not know; true when there are none.</summary>
-    internal static bool RejectUnknownFields(IMessage message, string where, List<string> errors)
+    /// <summary>
+    /// Adds an error naming the field numbers on the wire that this client's proto subset does not know (with Envoy's name
+    /// for those in <paramref name="names"/>); true when there are none.
+    /// </summary>
+    internal static bool RejectUnknownFields(IMessage message, string where, List<string> errors, IReadOnlyDictionary<int, string>? names = null)
     {
         var known = message.Descriptor.Fields.InFieldNumberOrder().Select(f => f.FieldNumber).ToHashSet();
         var input = new CodedInputStream(message.ToByteArray());
@@ -795,7 +798,8 @@ internal static class XdsResourceDecoder
 
         if (unknown.Count > 0)
         {
-            errors.Add($"{where} ({message.Descriptor.FullName}) sets field(s) {string.Join(", ", unknown)} that this client cannot honour");
+            var fields = unknown.Select(n => names is not null && names.TryGetValue(n, out var name) ? $"{n} ({name})" : n.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            errors.Add($"{where} ({message.Descriptor.FullName}) sets field(s) {string.Join(", ", fields)} that this client cannot honour");
         }
 
         return unknown.Count == 0;
