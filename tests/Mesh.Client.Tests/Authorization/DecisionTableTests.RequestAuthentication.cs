@@ -136,6 +136,27 @@ public sealed partial class DecisionTableTests
     ];
 
     /// <summary>One JWT row: the port's RequestAuthentications (empty: none), its AuthorizationPolicies, the mTLS peer (null: plaintext) and the token (null: none).</summary>
+    /// <summary>
+    /// A token in <c>Authorization</c> and one in <c>?access_token=</c>: as Envoy, every token found is verified and any
+    /// failure is 401; the principal is the header token's (found in review 2026-12-05: the query token was never read).
+    /// </summary>
+    private static IEnumerable<Row> TwoTokenLocationRows() =>
+    [
+        QueryRow(Ra, NoPolicy, AliceToken, WrongKeyToken, U),
+        QueryRow(Ra, NoPolicy, AliceToken, ExpiredToken, U),
+        QueryRow(Ra, NoPolicy, AliceToken, NoneToken(now: Now), U),
+        QueryRow(Ra, NoPolicy, AliceToken, OtherIssuerAlice, U),
+        QueryRow(Ra, NoPolicy, WrongKeyToken, AliceToken, U),
+        QueryRow(Ra, NoPolicy, null, WrongKeyToken, U),
+        QueryRow(Ra, NoPolicy, AliceToken, AliceToken, A),
+        QueryRow(Ra, RequireAlice, AliceToken, BobToken, A),
+        QueryRow(Ra, RequireAlice, BobToken, AliceToken, D),
+        QueryRow(Ra, RequireAlice, null, AliceToken, A),
+    ];
+
+    private static Row QueryRow(RequestAuthenticationModel[] requestAuthentications, AuthorizationPolicyModel[] policies, string? headerToken, string queryToken, char expected) =>
+        new(policies, Plain, "GET", "/x?access_token=" + queryToken, expected, Jwt: requestAuthentications, Token: headerToken);
+
     private static Row JwtRow(RequestAuthenticationModel[] requestAuthentications, AuthorizationPolicyModel[] policies, string? peer, string? token, char expected) =>
         new(policies, peer ?? Plain, "GET", "/x", expected, Jwt: requestAuthentications, Token: token);
 

@@ -354,6 +354,11 @@ public sealed partial class DecisionTableTests(ITestOutputHelper output)
             context.Request.Headers.Authorization = "Bearer " + row.Token;
         }
 
+        if (row.Jwt is { Length: > 0 } && row.Target.IndexOf('?', StringComparison.Ordinal) is var query and >= 0)
+        {
+            context.Request.QueryString = new QueryString(row.Target[query..]);
+        }
+
         if (row.Peer.Length > 0)
         {
             context.Features.Set<IMeshPeerIdentityFeature>(new Peer(row.Peer));

@@ -18,8 +18,9 @@ internal readonly record struct JwtOutcome(JwtStatus Status, JwtPrincipal? Princ
 /// <summary>
 /// The compiled envoy.filters.http.jwt_authn config of one inbound listener, immutable per snapshot (keys parsed once).
 /// Evaluates the first matching rule's requirement (provider, requires_any, requires_all, allow_missing,
-/// allow_missing_or_failed) over each provider's token. Tokens seen before come from the providers' caches, and then
-/// the whole decision is synchronous and allocates nothing.
+/// allow_missing_or_failed) over the tokens at each provider's locations (as Envoy, a provider fails when any of them
+/// fails). Tokens seen before come from the providers' caches, and then the whole decision is synchronous and allocates
+/// nothing.
 /// </summary>
 internal sealed class JwtAuthenticator
 {
@@ -62,32 +63,45 @@ internal sealed class JwtAuthenticator
 
         Span<JwtStatus> statuses = stackalloc JwtStatus[_providers.Length];
         JwtPrincipal? principal = null;
-        var chosen = -1;
+        int chosen = -1, chosenLocation = -1;
         string? header = null;
         for (var i = 0; i < _providers.Length; i++)
         {
-            var token = _providers[i].Extract(request);
-            if (!token.Found)
+            var provider = _providers[i];
+            var status = JwtStatus.Missing;
+            JwtPrincipal? first = null;
+            var firstLocation = -1;
+            string? firstHeader = null;
+
+            // As Envoy: the last location first, stopping at the first failure; the first location's principal is the one kept.
+            for (var location = provider.LocationCount - 1; location >= 0 && status is JwtStatus.Missing or JwtStatus.Ok; location--)
             {
-                statuses[i] = JwtStatus.Missing;
-            }
-            else if (_providers[i].TryGetCached(token, now, out var cached))
-            {
-                statuses[i] = JwtStatus.Ok;
-                if (chosen < 0)
+                var token = provider.ExtractAt(request, location);
+                if (!token.Found)
                 {
-                    (principal, chosen, header) = (cached, i, token.HeaderName);
+                    continue;
+                }
+
+                if (provider.TryGetCached(token, now, out var cached))
+                {
+                    (status, first, firstLocation, firstHeader) = (JwtStatus.Ok, cached, location, token.HeaderName);
+                }
+                else if (principal is not null && !string.Equals(principal.Issuer, provider.Issuer, StringComparison.Ordinal)
+                         && token.Token.SequenceEqual(_providers[chosen].ExtractAt(request, chosenLocation).Token))
+                {
+                    // The same token already verified with another issuer: this provider would answer "issuer not configured".
+                    status = JwtStatus.UnknownIssuer;
+                }
+                else
+                {
+                    return SlowAsync(request, requirement, now);
                 }
             }
-            else if (principal is not null && !string.Equals(principal.Issuer, _providers[i].Issuer, StringComparison.Ordinal)
-                     && token.Token.SequenceEqual(_providers[chosen].Extract(request).Token))
+
+            statuses[i] = status;
+            if (status == JwtStatus.Ok && chosen < 0)
             {
-                // The same token already verified with another issuer: this provider would answer "issuer not configured".
-                statuses[i] = JwtStatus.UnknownIssuer;
-            }
-            else
-            {
-                return SlowAsync(request, requirement, now);
+                (principal, chosen, chosenLocation, header) = (first, i, firstLocation, firstHeader);
             }
         }
 
@@ -164,24 +178,35 @@ internal sealed class JwtAuthenticator
         string? header = null;
         for (var i = 0; i < _providers.Length; i++)
         {
-            var token = _providers[i].Extract(request);
-            JwtPrincipal? verified = null;
-            if (!token.Found)
+            var provider = _providers[i];
+            var status = JwtStatus.Missing;
+            JwtPrincipal? first = null;
+            string? firstHeader = null;
+
+            // Envoy verifies every token of the provider's locations and fails when any fails: a valid header token must
+            // not carry a forged ?access_token= past the mesh to an app that reads the query.
+            for (var location = provider.LocationCount - 1; location >= 0 && status is JwtStatus.Missing or JwtStatus.Ok; location--)
             {
-                statuses[i] = JwtStatus.Missing;
-            }
-            else if (_providers[i].TryGetCached(token, now, out var cached))
-            {
-                (statuses[i], verified) = (JwtStatus.Ok, cached);
-            }
-            else
-            {
-                (statuses[i], verified) = await _providers[i].VerifyAsync(token, now).ConfigureAwait(false);
+                var token = provider.ExtractAt(request, location);
+                if (!token.Found)
+                {
+                    continue;
+                }
+
+                var (tokenStatus, verified) = provider.TryGetCached(token, now, out var cached)
+                    ? (JwtStatus.Ok, cached)
+                    : await provider.VerifyAsync(token, now).ConfigureAwait(false);
+                status = tokenStatus;
+                if (tokenStatus == JwtStatus.Ok)
+                {
+                    (first, firstHeader) = (verified, token.HeaderName);
+                }
             }
 
-            if (verified is not null && chosen < 0)
+            statuses[i] = status;
+            if (status == JwtStatus.Ok && chosen < 0)
             {
-                (principal, chosen, header) = (verified, i, token.HeaderName);
+                (principal, chosen, header) = (first, i, firstHeader);
             }
         }
 

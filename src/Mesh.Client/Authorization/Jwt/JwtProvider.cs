@@ -107,38 +107,43 @@ internal sealed class JwtProvider
 
     public int KeyCount => _keys.Length;
 
-    /// <summary>The token of this provider's locations (default: <c>Authorization: Bearer</c>, then <c>?access_token=</c>).</summary>
-    public ExtractedToken Extract(HttpRequest request)
+    /// <summary>
+    /// How many token locations this provider reads: <c>Authorization: Bearer</c> and <c>?access_token=</c> by default,
+    /// else its headers and then its query parameters.
+    /// </summary>
+    public int LocationCount => Headers.Length == 0 && Params.Length == 0 ? 2 : Headers.Length + Params.Length;
+
+    /// <summary>
+    /// The token at location <paramref name="location"/> (0 to <see cref="LocationCount"/> - 1), or <see cref="ExtractedToken.None"/>.
+    /// Envoy verifies the token of every location that holds one, not only the first.
+    /// </summary>
+    public ExtractedToken ExtractAt(HttpRequest request, int location)
     {
         if (Headers.Length == 0 && Params.Length == 0)
         {
-            if (request.Headers.TryGetValue(DefaultHeader, out var authorization) && authorization.Count > 0 && authorization[0] is { } value
-                && value.StartsWith(DefaultPrefix, StringComparison.OrdinalIgnoreCase))
+            if (location != 0)
             {
-                return Trimmed(value, DefaultPrefix.Length, DefaultHeader);
+                return FromQuery(request, DefaultParam);
             }
 
-            return FromQuery(request, DefaultParam);
+            return request.Headers.TryGetValue(DefaultHeader, out var authorization) && authorization.Count > 0 && authorization[0] is { } value
+                && value.StartsWith(DefaultPrefix, StringComparison.OrdinalIgnoreCase)
+                ? Trimmed(value, DefaultPrefix.Length, DefaultHeader)
+                : ExtractedToken.None;
         }
 
-        foreach (var (name, prefix) in Headers)
+        if (location >= Headers.Length)
         {
-            if (request.Headers.TryGetValue(name, out var values) && values.Count > 0 && values[0] is { Length: > 0 } value)
-            {
-                // Istio: a header without the configured prefix makes the token invalid, not missing.
-                return value.StartsWith(prefix, StringComparison.Ordinal)
-                    ? Trimmed(value, prefix.Length, name)
-                    : new ExtractedToken(value, 0, value.Length, name, PrefixMismatch: true);
-            }
+            return FromQuery(request, Params[location - Headers.Length]);
         }
 
-        foreach (var param in Params)
+        var (name, prefix) = Headers[location];
+        if (request.Headers.TryGetValue(name, out var values) && values.Count > 0 && values[0] is { Length: > 0 } text)
         {
-            var token = FromQuery(request, param);
-            if (token.Found)
-            {
-                return token;
-            }
+            // Istio: a header without the configured prefix makes the token invalid, not missing.
+            return text.StartsWith(prefix, StringComparison.Ordinal)
+                ? Trimmed(text, prefix.Length, name)
+                : new ExtractedToken(text, 0, text.Length, name, PrefixMismatch: true);
         }
 
         return ExtractedToken.None;

@@ -183,6 +183,60 @@ public sealed class JwtAuthenticatorTests
     }
 
     [Fact]
+    public async Task Authenticate_ValidHeaderAndForgedQueryToken_Rejected()
+    {
+        // Found in review 2026-12-05: only the first location was read, so a forged ?access_token= rode along with a valid
+        // header token to an app that reads the query (SignalR does). Envoy verifies every token and fails on any.
+        var authenticator = Compile(JwtRule());
+        var token = Token(now: Now);
+        void Both(HttpRequest r, string header, string query)
+        {
+            r.Headers.Authorization = "Bearer " + header;
+            r.QueryString = new QueryString("?access_token=" + query);
+        }
+
+        Assert.Equal(JwtStatus.VerificationFailed, (await AuthenticateAsync(authenticator, r => Both(r, token, Tampered(token)))).Status);
+
+        // Also when the header token is cached (the synchronous path) and for other failures of the query token.
+        Assert.Equal(JwtStatus.Ok, (await AuthenticateAsync(authenticator, Bearer(token))).Status);
+        Assert.Equal(JwtStatus.VerificationFailed, (await AuthenticateAsync(authenticator, r => Both(r, token, Token(key: Stranger, now: Now)))).Status);
+        Assert.Equal(JwtStatus.Expired, (await AuthenticateAsync(authenticator, r => Both(r, token, Token(expires: Now.AddMinutes(-5), now: Now)))).Status);
+        Assert.Equal(JwtStatus.BadFormat, (await AuthenticateAsync(authenticator, r => Both(r, token, "not-a-token"))).Status);
+        Assert.Equal(JwtStatus.VerificationFailed, (await AuthenticateAsync(authenticator, r => Both(r, Tampered(token), token))).Status);
+    }
+
+    [Fact]
+    public async Task Authenticate_TwoValidTokens_OkWithTheHeaderTokensPrincipal()
+    {
+        // Envoy verifies the last location first; the payload that stays is the first location's (the header's).
+        var authenticator = Compile(JwtRule());
+        var outcome = await AuthenticateAsync(authenticator, r =>
+        {
+            r.Headers.Authorization = "Bearer " + Token(subject: "bob", now: Now);
+            r.QueryString = new QueryString("?access_token=" + Token(now: Now));
+        });
+
+        Assert.Equal(JwtStatus.Ok, outcome.Status);
+        Assert.Equal($"{Issuer}/bob", outcome.Principal!.Principal);
+        Assert.Equal("authorization", outcome.TokenHeader);
+    }
+
+    [Fact]
+    public async Task Authenticate_ConfiguredLocations_EveryTokenVerified()
+    {
+        var authenticator = Compile(JwtRule(fromHeaders: [("x-jwt", "")], fromParams: ["token"]));
+        var token = Token(now: Now);
+
+        var outcome = await AuthenticateAsync(authenticator, r =>
+        {
+            r.Headers["x-jwt"] = token;
+            r.QueryString = new QueryString("?token=" + Token(kid: "zz", now: Now));
+        });
+
+        Assert.Equal(JwtStatus.KeyNotFound, outcome.Status);
+    }
+
+    [Fact]
     public async Task Authenticate_TokenSeenAgain_ServedFromCacheSynchronously()
     {
         var authenticator = Compile(JwtRule());
