@@ -14,7 +14,9 @@ namespace Mesh.ControlPlane.Security;
 /// <c>TokenReview</c> (authentication.k8s.io/v1) with <c>spec.audiences</c> = ControlPlane:Kubernetes:TokenAudiences, as
 /// istiod's CA does. The identity is the reviewed service account and nothing the CSR asks for. Stricter than Istio,
 /// <c>status.audiences</c> must be present and within the configured audiences (the API asks reviewers to check it).
-/// Nothing is cached: every CSR is one review, so a token the API server stops honouring (its pod deleted) buys nothing more.
+/// Nothing is cached: every CSR is one review, so a token the API server stops honouring (its pod deleted) buys no new
+/// certificate. That is no revocation: a certificate already issued stays valid until it expires, and its holder renews it
+/// with the certificate itself (<see cref="ClientCertificateAuthenticator"/>, as istiod's CA accepts), token or not.
 /// What costs the API server a request is bounded: a bearer token that cannot be a projected token for the configured
 /// audiences (not a JWT, no such <c>aud</c>, expired) is refused here without a review; at most
 /// <see cref="MaxReviewsInFlight"/> reviews are in flight at once, so a flood of CSRs cannot be relayed to the API server;
