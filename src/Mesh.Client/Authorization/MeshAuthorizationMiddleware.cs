@@ -298,9 +298,24 @@ internal sealed partial class MeshAuthorizationMiddleware(
     {
         context.Features.Set<IMeshRequestPrincipalFeature>(principal);
         var headers = context.Request.Headers;
-        if (!provider.Forward && tokenHeader is not null)
+        if (!provider.Forward)
         {
-            headers.Remove(tokenHeader);
+            // Every token at the provider's header locations was verified (one that failed would have ended the request),
+            // so each is removed, as Envoy removes every token it verified; a default location only when it held the token.
+            if (provider.Headers.Length == 0)
+            {
+                if (tokenHeader is not null)
+                {
+                    headers.Remove(tokenHeader);
+                }
+            }
+            else
+            {
+                foreach (var (name, _) in provider.Headers)
+                {
+                    headers.Remove(name);
+                }
+            }
         }
 
         if (provider.PayloadHeader is { } payloadHeader)

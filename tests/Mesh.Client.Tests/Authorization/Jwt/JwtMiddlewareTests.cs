@@ -47,6 +47,26 @@ public sealed class JwtMiddlewareTests
     }
 
     [Fact]
+    public async Task InvokeAsync_TokensInTwoHeaderLocations_BothVerifiedAndBothStripped()
+    {
+        // Envoy verifies the token of every location and, without forward, removes each one it verified: the app never
+        // sees a token in the second header that it might read as the caller's.
+        var (_, app) = await RunAsync(
+            JwtRule(fromHeaders: [("x-token-a", "Bearer "), ("x-token-b", "")]),
+            r =>
+            {
+                r.Headers["x-token-a"] = "Bearer " + Token();
+                r.Headers["x-token-b"] = Token(subject: "bob");
+                r.Headers["x-other"] = "kept";
+            });
+
+        Assert.NotNull(app);
+        Assert.False(app.Request.Headers.ContainsKey("x-token-a"));
+        Assert.False(app.Request.Headers.ContainsKey("x-token-b"));
+        Assert.Equal("kept", app.Request.Headers["x-other"].ToString());
+    }
+
+    [Fact]
     public async Task InvokeAsync_ForwardOriginalToken_TokenKept()
     {
         var token = Token();
