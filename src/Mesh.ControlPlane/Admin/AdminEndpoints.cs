@@ -62,7 +62,7 @@ internal static class AdminEndpoints
         admin.MapGet("/healthz/ready", (ConfigStore store, XdsPublisher publisher, CaExpiryMonitor expiry) =>
             publisher.HasValidSnapshot
                 ? Results.Text("ready" + WarningText(expiry))
-                : Results.Text(NotReadyText(store) + WarningText(expiry), statusCode: StatusCodes.Status503ServiceUnavailable));
+                : Results.Text(NotReadyText(store, publisher) + WarningText(expiry), statusCode: StatusCodes.Status503ServiceUnavailable));
 
         var options = endpoints.ServiceProvider.GetRequiredService<ControlPlaneOptions>();
         var sameHost = admin.MapGroup(string.Empty).AddEndpointFilter(async (context, next) =>
@@ -154,12 +154,17 @@ internal static class AdminEndpoints
     private static string WarningText(CaExpiryMonitor expiry) =>
         string.Concat(expiry.Warnings().Select(w => "\nwarning: " + w));
 
-    /// <summary>Why the control plane is not ready: no valid config folder yet, with every error's file:line.</summary>
-    private static string NotReadyText(ConfigStore store)
+    /// <summary>Why the control plane is not ready: no valid config folder yet, with every error's file:line, or a failed translation.</summary>
+    private static string NotReadyText(ConfigStore store, XdsPublisher publisher)
     {
         if (store.FolderLoaded && store.KubernetesPending is { } pending)
         {
             return $"not ready: {pending}\n";
+        }
+
+        if (store.HasValidConfig && publisher.TranslationError is { } translation)
+        {
+            return $"not ready: {translation}\n";
         }
 
         var errors = store.FolderErrors.Where(e => !e.IsWarning).ToList();

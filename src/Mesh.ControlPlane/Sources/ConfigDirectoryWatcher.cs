@@ -1,4 +1,5 @@
 using Mesh.ControlPlane.Configuration;
+using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Xds;
 
 namespace Mesh.ControlPlane.Sources;
@@ -32,8 +33,38 @@ internal sealed partial class ConfigDirectoryWatcher : IHostedService, IDisposab
 
     public string Directory => Path.GetFullPath(_options.ConfigDirectory);
 
-    /// <summary>Reads the folder now and applies it to the store (parsing again only the files whose text changed).</summary>
-    public bool Reload() => _store.ApplyYaml(YamlConfigLoader.LoadDirectory(Directory, _parsed, _options.Kubernetes.ClusterDomain));
+    /// <summary>
+    /// Reads the folder now and applies it to the store (parsing again only the files whose text changed); returns false
+    /// when the folder was rejected and the last good config kept.
+    /// </summary>
+    /// <remarks>
+    /// Runs at start and on the publisher's loop, which must both outlive a bug in the reader: an unexpected exception is
+    /// logged and reported as the folder's error (so readiness names it), and the last good config keeps serving.
+    /// </remarks>
+    public bool Reload()
+    {
+        YamlLoadResult result;
+        try
+        {
+            result = YamlConfigLoader.LoadDirectory(Directory, _parsed, _options.Kubernetes.ClusterDomain);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            LogReloadFailed(_logger, Directory, ex);
+            result = new YamlLoadResult(YamlConfig.Empty, [new ConfigError(Directory, 0,
+                $"cannot read the config folder ({ex.GetType().Name}: {ex.Message}); this is a bug in the control plane, please report it with the folder's files")]);
+        }
+
+        try
+        {
+            return _store.ApplyYaml(result);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            LogReloadFailed(_logger, Directory, ex);
+            return false;
+        }
+    }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -79,4 +110,7 @@ internal sealed partial class ConfigDirectoryWatcher : IHostedService, IDisposab
 
     [LoggerMessage(EventId = 2, EventName = "ConfigWatcherFailed", Level = LogLevel.Warning, Message = "Config folder watcher failed; reloading")]
     private static partial void LogWatcherError(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 3, EventName = "ConfigReloadFailed", Level = LogLevel.Error, Message = "Reading config folder {Directory} failed unexpectedly (a bug; please report it); the last good config keeps serving")]
+    private static partial void LogReloadFailed(ILogger logger, string directory, Exception exception);
 }

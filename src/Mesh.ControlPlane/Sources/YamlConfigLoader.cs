@@ -144,7 +144,17 @@ internal static partial class YamlConfigLoader
                 continue;
             }
 
-            ParseDocument(file, document.RootNode, result.Errors, result.Services, result.Workloads, result.Rules, result.Security, result.VirtualServices, result.RateLimits, result.Sidecars, clusterDomain);
+            try
+            {
+                ParseDocument(file, document.RootNode, result.Errors, result.Services, result.Workloads, result.Rules, result.Security, result.VirtualServices, result.RateLimits, result.Sidecars, clusterDomain);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // A shape the reader does not expect must cost this file, never the control plane: the folder is rejected with
+                // the file:line named, and the last good config keeps serving.
+                result.Errors.Add(new ConfigError(file, Line(document.RootNode),
+                    $"cannot read this document ({ex.GetType().Name}: {ex.Message}); this is a bug in the control plane's reader, please report it with the document"));
+            }
         }
 
         return result;

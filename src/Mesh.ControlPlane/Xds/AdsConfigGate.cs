@@ -23,6 +23,7 @@ internal sealed partial class AdsConfigGate(ConfigStore store, XdsPublisher publ
         {
             var errors = store.FolderErrors.Where(e => !e.IsWarning).ToList();
             var why = store.FolderLoaded && store.KubernetesPending is { } pending ? pending
+                : store.HasValidConfig && publisher.TranslationError is { } translation ? translation
                 : store.HasValidConfig || errors.Count == 0
                 ? "the config folder has not been loaded yet"
                 : $"the config folder is invalid ({errors.Count} errors, first: {errors[0]})";

@@ -33,6 +33,7 @@ internal sealed partial class XdsPublisher : BackgroundService
     private long _pendingChangeAt; // first change since the last rebuild (TimeProvider timestamp), 0 when none
     private volatile bool _fromValidConfig;
     private volatile bool _refreshing;
+    private volatile string? _translationError;
 
     public XdsPublisher(ConfigStore store, ControlPlaneOptions options, TimeProvider time, ILogger<XdsPublisher> logger, JwksResolver? jwks = null)
     {
@@ -59,6 +60,9 @@ internal sealed partial class XdsPublisher : BackgroundService
     /// the first such snapshot exists; ADS and readiness wait for the snapshot, so no client ever sees the empty one.
     /// </summary>
     public bool HasValidSnapshot => _fromValidConfig;
+
+    /// <summary>Gets why the last translation failed (a bug), or null when it succeeded; <see cref="Current"/> is then older than the store.</summary>
+    public string? TranslationError => _translationError;
 
     /// <summary>Registers a callback run after each new snapshot; dispose to unsubscribe.</summary>
     public IDisposable Subscribe(Action onSnapshot)
@@ -98,10 +102,23 @@ internal sealed partial class XdsPublisher : BackgroundService
         {
             // The previous snapshot lends its unchanged resources (same instances, serialized once) and is the base of Changes.
             var previous = Volatile.Read(ref _current);
-            snapshot = XdsTranslator.Translate(model, ++_generation, _options.RootNamespace, _options.TrustDomain, _options.InboundPaths, _jwks, previous);
+            try
+            {
+                snapshot = XdsTranslator.Translate(model, ++_generation, _options.RootNamespace, _options.TrustDomain, _options.InboundPaths, _jwks, previous);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // A bug in a translation must not stop the control plane (at start or on the loop): the last snapshot keeps
+                // serving, readiness says why, and the next change tries again.
+                _translationError = $"translating the config failed ({ex.GetType().Name}: {ex.Message}); the last good snapshot keeps serving";
+                LogTranslationFailed(_logger, model.Version, ex);
+                return;
+            }
+
             snapshot.ChangedAt = changedAt != 0 ? changedAt : _time.GetTimestamp();
             Volatile.Write(ref _current, snapshot);
             _fromValidConfig = valid;
+            _translationError = null;
         }
 
         LogSnapshot(_logger, snapshot.Version, snapshot.Clusters.Count, model.Registrations.Length);
@@ -125,8 +142,17 @@ internal sealed partial class XdsPublisher : BackgroundService
             {
                 _signal.Reader.TryRead(out _);
                 await DebounceAsync(stoppingToken);
-                RunRefreshes();
-                Rebuild();
+                try
+                {
+                    RunRefreshes();
+                    Rebuild();
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // The loop also carries registrations, lease expiries and the CA's pushes: a bug in one round (a
+                    // subscriber, say) is logged and the next change gets its round.
+                    LogRoundFailed(_logger, ex);
+                }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -193,6 +219,11 @@ internal sealed partial class XdsPublisher : BackgroundService
                     // The last good config keeps serving; the next change schedules the refresh again.
                     LogRefreshFailed(_logger, ex);
                 }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // A bug in a source's reader: the same, logged as an error (the other refreshes and the translation go on).
+                    LogRefreshBug(_logger, ex);
+                }
             }
         }
         finally
@@ -220,6 +251,15 @@ internal sealed partial class XdsPublisher : BackgroundService
 
     [LoggerMessage(EventId = 2, EventName = "RefreshFailed", Level = LogLevel.Warning, Message = "Reading a config source before translation failed; the last good config keeps serving")]
     private static partial void LogRefreshFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 3, EventName = "RefreshBug", Level = LogLevel.Error, Message = "Reading a config source before translation failed unexpectedly (a bug; please report it); the last good config keeps serving")]
+    private static partial void LogRefreshBug(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 4, EventName = "TranslationFailed", Level = LogLevel.Error, Message = "Translating model version {ModelVersion} to xDS failed (a bug; please report it); the last good snapshot keeps serving")]
+    private static partial void LogTranslationFailed(ILogger logger, long modelVersion, Exception exception);
+
+    [LoggerMessage(EventId = 5, EventName = "PublishRoundFailed", Level = LogLevel.Error, Message = "A publish round failed unexpectedly (a bug; please report it); the loop goes on with the next change")]
+    private static partial void LogRoundFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 1, EventName = "Snapshot", Level = LogLevel.Debug, Message = "xDS snapshot {Version}: {Clusters} clusters, {Registrations} registrations")]
     private static partial void LogSnapshot(ILogger logger, long version, int clusters, int registrations);

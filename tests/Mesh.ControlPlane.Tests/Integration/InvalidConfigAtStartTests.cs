@@ -52,6 +52,30 @@ public class InvalidConfigAtStartTests
     }
 
     [Fact]
+    public async Task StartAsync_FileWithAMappingAsPortName_StartsNotReadyNamingFileAndLine()
+    {
+        // An unrendered Helm template under ports: a flow mapping whose key is a mapping.
+        const string Template = """
+            apiVersion: networking.istio.io/v1
+            kind: WorkloadEntry
+            metadata:
+              name: orders-1
+            spec:
+              address: 10.0.0.1
+              labels: {app: orders}
+              ports: {{ .Values.ports }}
+            """;
+        await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders), ("w.yaml", Template));
+
+        using var ready = await cp.Admin.GetAsync(new Uri("/healthz/ready", UriKind.Relative));
+        var body = await ready.Content.ReadAsStringAsync();
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+        Assert.Contains("config folder is invalid", body, StringComparison.Ordinal);
+        Assert.Contains("w.yaml:", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task StreamAggregatedResources_InvalidFolderAtStart_UnavailableWithReasonNeverAnEmptySnapshot()
     {
         await using var cp = await ControlPlaneFixture.StartAsync(("orders.yaml", Orders), ("policy.yaml", MistypedPolicy));
