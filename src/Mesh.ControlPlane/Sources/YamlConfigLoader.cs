@@ -533,7 +533,13 @@ internal static partial class YamlConfigLoader
         {
             foreach (var (key, value) in portsNode.Children)
             {
-                var portName = ((YamlScalarNode)key).Value ?? string.Empty;
+                if (key is not YamlScalarNode { Value: { Length: > 0 } portName })
+                {
+                    // e.g. an unrendered template, ports: {{ .Values.ports }}, whose key is a mapping
+                    ctx.Error(key, $"{path}.ports", "port names must be non-empty strings, like ports: {http: 8080}");
+                    continue;
+                }
+
                 var port = ctx.Port(value, portsNode, $"{path}.ports.{portName}", required: true);
                 if (port is not null)
                 {

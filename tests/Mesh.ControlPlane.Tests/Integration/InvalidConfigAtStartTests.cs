@@ -72,7 +72,7 @@ public class InvalidConfigAtStartTests
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
         Assert.Contains("config folder is invalid", body, StringComparison.Ordinal);
-        Assert.Contains("w.yaml:", body, StringComparison.Ordinal);
+        Assert.Contains("w.yaml:8: WorkloadEntry default/orders-1: spec.ports: port names must be non-empty strings", body, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -44,7 +44,7 @@ public sealed class ConfigDirectoryWatcherTests : IDisposable
         await Poll.UntilAsync(() => store.FolderErrors.Any(e => !e.IsWarning), "the bad file was not reported");
 
         var error = Assert.Single(store.FolderErrors, e => !e.IsWarning);
-        Assert.StartsWith("w.yaml:", error.ToString(), StringComparison.Ordinal);
+        Assert.Equal("w.yaml:8: WorkloadEntry default/w: spec.ports: port names must be non-empty strings, like ports: {http: 8080}", error.ToString());
         Assert.Equal("10.0.0.1", Assert.Single(store.Current.Config.WorkloadEntries).Address);
         Assert.False(publisher.ExecuteTask!.IsCompleted, "the publisher's loop ended: " + publisher.ExecuteTask.Exception);
 

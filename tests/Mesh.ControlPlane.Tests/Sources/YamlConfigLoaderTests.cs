@@ -149,6 +149,30 @@ public sealed class YamlConfigLoaderTests : IDisposable
         Assert.Equal("orders.yaml:8: ServiceEntry default/orders: spec.ports[0].number: must be 1-65535 (got '70000')", error.ToString());
     }
 
+    [Theory]
+    [InlineData("{{ .Values.ports }}", 8)] // an unrendered Helm template
+    [InlineData("{[http]: 8080}", 8)]
+    [InlineData("\n    ? {a: b}\n    : 8080", 9)]
+    [InlineData("{'': 8080}", 8)]
+    public void Load_WorkloadEntryPortNameNotAString_ErrorAtFileLineNamingThePath(string ports, int line)
+    {
+        var result = YamlConfigLoader.Load([("w.yaml", ConfigDirectoryWatcherTests.Workload("10.0.0.1", ports))]);
+
+        var error = Assert.Single(result.Errors);
+        Assert.Equal($"w.yaml:{line}: WorkloadEntry default/w: spec.ports: port names must be non-empty strings, like ports: {{http: 8080}}", error.ToString());
+        Assert.Empty(result.Config.WorkloadEntries);
+    }
+
+    [Fact]
+    public void Load_ServiceEntryEndpointPortNameNotAString_ErrorNamingTheEndpoint()
+    {
+        var yaml = Orders.Replace("  workloadSelector:\n    labels: {app: orders}", "  endpoints:\n  - address: 10.0.0.1\n    ports: {{ .Values.ports }}", StringComparison.Ordinal);
+
+        var error = Assert.Single(YamlConfigLoader.Load([("orders.yaml", yaml)]).Errors);
+
+        Assert.Equal("orders.yaml:13: ServiceEntry default/orders: spec.endpoints[0].ports: port names must be non-empty strings, like ports: {http: 8080}", error.ToString());
+    }
+
     [Fact]
     public void Load_DuplicateHostAcrossFiles_NamesBothServiceEntries()
     {
