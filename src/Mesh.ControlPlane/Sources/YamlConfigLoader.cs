@@ -123,6 +123,13 @@ internal static partial class YamlConfigLoader
         var stream = new YamlStream();
         try
         {
+            // Before the representation model, which recurses per level and expands every alias.
+            if (CheckShape(file, text) is { } refused)
+            {
+                result.Errors.Add(refused);
+                return result;
+            }
+
             stream.Load(new StringReader(text));
         }
         catch (YamlException ex)
