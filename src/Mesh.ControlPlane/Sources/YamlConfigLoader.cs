@@ -78,6 +78,7 @@ internal static partial class YamlConfigLoader
         var virtualServices = new List<ParsedVirtualService>();
         var rateLimits = new List<LocalRateLimitPolicyModel>();
         var sidecars = new List<(SidecarModel Model, string File, int Line)>();
+        var resources = new List<ResourceName>();
         var parsed = new Dictionary<string, (string Text, ParsedFile Parse)>(StringComparer.Ordinal);
 
         foreach (var (file, text) in files)
@@ -94,10 +95,12 @@ internal static partial class YamlConfigLoader
             virtualServices.AddRange(parse.VirtualServices);
             rateLimits.AddRange(parse.RateLimits);
             sidecars.AddRange(parse.Sidecars);
+            resources.AddRange(parse.Resources);
         }
 
         cache?.Replace(parsed);
 
+        CheckDuplicateNames(resources, errors);
         CheckDuplicates(services, rules, errors);
         CheckSecurityDuplicates(security, errors);
         CheckVirtualServices(virtualServices, services, rules, errors);
@@ -153,7 +156,7 @@ internal static partial class YamlConfigLoader
 
             try
             {
-                ParseDocument(file, document.RootNode, result.Errors, result.Services, result.Workloads, result.Rules, result.Security, result.VirtualServices, result.RateLimits, result.Sidecars, clusterDomain);
+                ParseDocument(file, document.RootNode, result.Errors, result.Services, result.Workloads, result.Rules, result.Security, result.VirtualServices, result.RateLimits, result.Sidecars, result.Resources, clusterDomain);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
@@ -176,6 +179,26 @@ internal static partial class YamlConfigLoader
         }
 
         return e.Message;
+    }
+
+    /// <summary>
+    /// One object per kind, namespace and name, as the API server keys them (it refuses a second create, and istiod keeps
+    /// one): two files defining the same WorkloadEntry (a copied file whose name was not changed) would otherwise both
+    /// be served under one name.
+    /// </summary>
+    private static void CheckDuplicateNames(List<ResourceName> resources, List<ConfigError> errors)
+    {
+        var first = new Dictionary<(string Kind, string Namespace, string Name), ResourceName>();
+        foreach (var resource in resources)
+        {
+            if (!first.TryAdd((resource.Kind, resource.Namespace, resource.Name), resource))
+            {
+                var earlier = first[(resource.Kind, resource.Namespace, resource.Name)];
+                errors.Add(new ConfigError(resource.File, resource.Line,
+                    $"{resource.Kind} {resource.Namespace}/{resource.Name}: metadata.name: {resource.Kind} {resource.Namespace}/{resource.Name} is already defined at {earlier.File}:{earlier.Line}; one object per kind, namespace and name (Kubernetes and istiod keep only one): rename or remove one",
+                    Kind: resource.Kind));
+            }
+        }
     }
 
     private static void CheckDuplicates(List<(ServiceEntryModel Model, string File, int Line)> services, List<(DestinationRuleModel Model, string File, int Line)> rules, List<ConfigError> errors)
@@ -220,6 +243,7 @@ internal static partial class YamlConfigLoader
         List<ParsedVirtualService> virtualServices,
         List<LocalRateLimitPolicyModel> rateLimits,
         List<(SidecarModel, string, int)> sidecars,
+        List<ResourceName> resources,
         string clusterDomain)
     {
         var line = Line(root);
@@ -287,6 +311,11 @@ internal static partial class YamlConfigLoader
         if (!IsDnsLabelish(ns))
         {
             ctx.Error(Child(metadata!, "namespace")!, "metadata.namespace", "must be a lowercase RFC 1123 label");
+        }
+
+        if (!string.IsNullOrEmpty(name))
+        {
+            resources.Add(new ResourceName(kind, ns, name, file, line));
         }
 
         var spec = ctx.Mapping(Child(doc, "spec"), doc, "spec", required: true);
@@ -817,7 +846,13 @@ internal static partial class YamlConfigLoader
         public List<LocalRateLimitPolicyModel> RateLimits { get; } = [];
 
         public List<(SidecarModel, string, int)> Sidecars { get; } = [];
+
+        /// <summary>Every resource's kind, namespace and name where it is defined, valid or not.</summary>
+        public List<ResourceName> Resources { get; } = [];
     }
+
+    /// <summary>Where a resource of the folder is defined (the line of its document).</summary>
+    internal sealed record ResourceName(string Kind, string Namespace, string Name, string File, int Line);
 }
 
 /// <summary>

@@ -174,6 +174,48 @@ public sealed class YamlConfigLoaderTests : IDisposable
     }
 
     [Fact]
+    public void Load_SameWorkloadEntryInTwoFiles_ErrorNamingBothFileLines()
+    {
+        // A copied file whose resource was not renamed: both would be served under one name.
+        var result = YamlConfigLoader.Load([("orders.yaml", ConfigDirectoryWatcherTests.Workload("10.0.0.1", "{http: 8080}")), ("orders-v2.yaml", ConfigDirectoryWatcherTests.Workload("10.0.0.2", "{http: 8080}"))]);
+
+        var error = Assert.Single(result.Errors);
+        Assert.True(result.HasErrors);
+        Assert.Equal("orders-v2.yaml:1: WorkloadEntry default/w: metadata.name: WorkloadEntry default/w is already defined at orders.yaml:1; one object per kind, namespace and name (Kubernetes and istiod keep only one): rename or remove one", error.ToString());
+    }
+
+    [Fact]
+    public void Load_SameAuthorizationPolicyTwiceInOneFile_ErrorNamingBothLines()
+    {
+        var policy = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: deny-admin, namespace: shop}
+            spec:
+              action: DENY
+              rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+            """;
+
+        var result = YamlConfigLoader.Load([("policy.yaml", policy + "\n---\n" + policy.Replace("/admin*", "/debug*", StringComparison.Ordinal))]);
+
+        var error = Assert.Single(result.Errors);
+        Assert.Equal(("policy.yaml", 8), (error.File, error.Line));
+        Assert.StartsWith("AuthorizationPolicy shop/deny-admin: metadata.name: AuthorizationPolicy shop/deny-admin is already defined at policy.yaml:1;", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_SameNameInAnotherNamespaceOrOfAnotherKind_Accepted()
+    {
+        var shop = ConfigDirectoryWatcherTests.Workload("10.0.0.2", "{http: 8080}").Replace("  name: w\n", "  name: w\n  namespace: shop\n", StringComparison.Ordinal);
+
+        // Orders holds a ServiceEntry and a DestinationRule both named orders.
+        var result = YamlConfigLoader.Load([("orders.yaml", Orders), ("a.yaml", ConfigDirectoryWatcherTests.Workload("10.0.0.1", "{http: 8080}")), ("b.yaml", shop)]);
+
+        Assert.Empty(result.Errors);
+        Assert.Equal(3, result.Config.WorkloadEntries.Length);
+    }
+
+    [Fact]
     public void Load_DuplicateHostAcrossFiles_NamesBothServiceEntries()
     {
         var other = Orders.Replace("name: orders\nspec:\n  hosts: [orders]", "name: orders-copy\nspec:\n  hosts: [orders.default.svc.cluster.local]", StringComparison.Ordinal);
