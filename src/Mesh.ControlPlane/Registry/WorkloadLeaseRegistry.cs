@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Text.Json;
 using Mesh.ControlPlane.Configuration;
@@ -304,12 +305,21 @@ internal sealed partial class WorkloadLeaseRegistry
 
         try
         {
-            var records = JsonSerializer.Deserialize<List<PersistedLease>>(File.ReadAllText(StateFile), JsonOptions) ?? [];
+            var records = JsonSerializer.Deserialize<List<PersistedLease?>>(File.ReadAllText(StateFile), JsonOptions) ?? [];
             var now = _time.GetUtcNow();
+            var loaded = 0;
             lock (_gate)
             {
-                foreach (var r in records)
+                for (var index = 0; index < records.Count; index++)
                 {
+                    // A hand-edited or merge-damaged entry costs that entry only: its workload registers again at its next renewal.
+                    var r = records[index];
+                    if (!IsComplete(r, out var missing))
+                    {
+                        LogStateEntryIgnored(_logger, StateFile, index, missing);
+                        continue;
+                    }
+
                     var workload = new WorkloadInstance(
                         r.Namespace, r.Name, r.Address,
                         (r.Ports ?? []).ToImmutableSortedDictionary(StringComparer.Ordinal),
@@ -321,10 +331,11 @@ internal sealed partial class WorkloadLeaseRegistry
                     ImmutableArray<uint> claimed = [.. (r.ClaimedPorts ?? []).Concat(workload.Ports.Values).Distinct().Order()];
                     _byId[r.LeaseId] = new WorkloadLease(r.LeaseId, workload, ttl, now + _options.LeaseTtl, claimed);
                     _idByKey[IdentityKey(workload)] = r.LeaseId;
+                    loaded++;
                 }
             }
 
-            LogStateLoaded(_logger, records.Count, StateFile);
+            LogStateLoaded(_logger, loaded, StateFile);
         }
         catch (Exception ex) when (ex is IOException or JsonException or UnauthorizedAccessException)
         {
@@ -332,6 +343,18 @@ internal sealed partial class WorkloadLeaseRegistry
         }
 
         Changed?.Invoke();
+    }
+
+    /// <summary>Whether a persisted entry has every field a lease needs; if not, <paramref name="missing"/> names the first it lacks.</summary>
+    private static bool IsComplete([NotNullWhen(true)] PersistedLease? r, out string missing)
+    {
+        missing = r is null ? "the entry is null"
+            : string.IsNullOrEmpty(r.LeaseId) ? "leaseId is required"
+            : string.IsNullOrEmpty(r.Namespace) ? "namespace is required"
+            : string.IsNullOrEmpty(r.Name) ? "name is required"
+            : string.IsNullOrEmpty(r.Address) ? "address is required"
+            : string.Empty;
+        return missing.Length == 0;
     }
 
     private void OnChanged()
@@ -399,6 +422,9 @@ internal sealed partial class WorkloadLeaseRegistry
 
     [LoggerMessage(EventId = 5, EventName = "LogStateLoaded", Level = LogLevel.Information, Message = "Loaded {Count} registrations from {File}")]
     private static partial void LogStateLoaded(ILogger logger, int count, string file);
+
+    [LoggerMessage(EventId = 7, EventName = "LogStateEntryIgnored", Level = LogLevel.Warning, Message = "Registration state {File} entry {Index}: {Reason}; the entry is ignored (its workload registers again at its next renewal)")]
+    private static partial void LogStateEntryIgnored(ILogger logger, string file, int index, string reason);
 
     [LoggerMessage(EventId = 6, EventName = "LogStateError", Level = LogLevel.Warning, Message = "Cannot read or write registration state {File}")]
     private static partial void LogStateError(ILogger logger, string file, Exception exception);

@@ -3,6 +3,7 @@ using Mesh.ControlPlane.Model;
 using Mesh.ControlPlane.Registry;
 using Mesh.ControlPlane.Sources;
 using Mesh.ControlPlane.Tests.Support;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using static Mesh.ControlPlane.Tests.TestModels;
@@ -178,6 +179,31 @@ public sealed class WorkloadLeaseRegistryTests : IDisposable
         Assert.Equal(_time.GetUtcNow() + TimeSpan.FromSeconds(10), restored.ExpiresAt);
         Assert.NotNull(restarted.Renew(lease.Id));
         Assert.Equal(lease.Id, restarted.Register(Workload("10.0.0.1", new Dictionary<string, uint> { ["http"] = 5001 }, locality: "eu/west", weight: 3), null).Id);
+    }
+
+    [Fact]
+    public void LoadState_DamagedEntries_SkippedWithAWarningNamingFileAndIndexGoodOnesRestored()
+    {
+        var lease = NewRegistry().Register(Workload("10.0.0.1", new Dictionary<string, uint> { ["http"] = 5001 }), null);
+        var restarted = NewRegistry();
+        var good = File.ReadAllText(restarted.StateFile).Trim().TrimStart('[').TrimEnd(']');
+
+        // A hand edit or a bad merge: a null entry, an empty one, one without leaseId, then the good one.
+        File.WriteAllText(restarted.StateFile, $$"""[null, {}, {"namespace": "default", "name": "w", "address": "10.0.0.2"}, {{good}}]""");
+        using var logs = new LogSink();
+        using var loggers = LoggerFactory.Create(b => b.AddProvider(logs));
+        restarted = new WorkloadLeaseRegistry(new ControlPlaneOptions { StateDirectory = _state }, _time, loggers.CreateLogger<WorkloadLeaseRegistry>());
+
+        restarted.LoadState();
+
+        Assert.Equal(lease.Id, Assert.Single(restarted.Leases()).Id);
+        Assert.Equal(
+            [
+                $"Warning Registration state {restarted.StateFile} entry 0: the entry is null; the entry is ignored (its workload registers again at its next renewal)",
+                $"Warning Registration state {restarted.StateFile} entry 1: leaseId is required; the entry is ignored (its workload registers again at its next renewal)",
+                $"Warning Registration state {restarted.StateFile} entry 2: leaseId is required; the entry is ignored (its workload registers again at its next renewal)",
+            ],
+            logs.Lines.Where(l => l.StartsWith("Warning", StringComparison.Ordinal)).ToArray());
     }
 
     private WorkloadLeaseRegistry NewRegistry() =>
