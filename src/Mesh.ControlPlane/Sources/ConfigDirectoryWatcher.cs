@@ -35,7 +35,7 @@ internal sealed partial class ConfigDirectoryWatcher : IHostedService, IDisposab
 
     /// <summary>
     /// Reads the folder now and applies it to the store (parsing again only the files whose text changed); returns false
-    /// when the folder was rejected and the last good config kept.
+    /// when the folder was rejected and the last good config kept, or applying it failed.
     /// </summary>
     /// <remarks>
     /// Runs at start and on the publisher's loop, which must both outlive a bug in the reader: an unexpected exception is

@@ -2,6 +2,7 @@ using Mesh.ControlPlane.Configuration;
 using Mesh.ControlPlane.Sources;
 using Mesh.ControlPlane.Tests.Support;
 using Mesh.ControlPlane.Xds;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Mesh.ControlPlane.Tests.Sources;
@@ -26,6 +27,27 @@ public sealed class ConfigDirectoryWatcherTests : IDisposable
           ports: {ports}
 
         """;
+
+    [Fact]
+    public async Task StartAsync_ApplyingTheFolderThrows_StartCompletesAndTheErrorNamesTheFolder()
+    {
+        await File.WriteAllTextAsync(Path.Combine(_directory, "w.yaml"), Workload("10.0.0.1", "{http: 8080}"));
+        var store = new ConfigStore(NullLogger<ConfigStore>.Instance);
+        store.Changed += () => throw new InvalidOperationException("a subscriber's bug");
+        var options = new ControlPlaneOptions { ConfigDirectory = _directory };
+        using var logs = new LogSink();
+        using var loggers = LoggerFactory.Create(b => b.AddProvider(logs));
+        using var publisher = new XdsPublisher(store, options, TimeProvider.System, NullLogger<XdsPublisher>.Instance);
+        using var watcher = new ConfigDirectoryWatcher(store, options, publisher, loggers.CreateLogger<ConfigDirectoryWatcher>());
+
+        await watcher.StartAsync(CancellationToken.None);
+
+        var error = Assert.Single(logs.Entries, e => e.EventName == "ConfigReloadFailed");
+        Assert.Equal(LogLevel.Error, error.Level);
+        Assert.Contains(watcher.Directory, error.Message, StringComparison.Ordinal);
+        Assert.IsType<InvalidOperationException>(error.Exception);
+        await watcher.StopAsync(CancellationToken.None);
+    }
 
     [Fact]
     public async Task Reload_FileWithAMappingAsPortNameThenFixed_ErrorAtFileLineLastGoodKeptAndTheFixApplied()
