@@ -110,8 +110,9 @@ internal sealed partial class XdsPublisher : BackgroundService
             {
                 // A bug in a translation must not stop the control plane (at start or on the loop): the last snapshot keeps
                 // serving, readiness says why, and the next change tries again.
-                _translationError = $"translating the config failed ({ex.GetType().Name}: {ex.Message}); the last good snapshot keeps serving";
+                // Logged first: whoever sees the error (readiness, a test) also finds the log line.
                 LogTranslationFailed(_logger, model.Version, ex);
+                _translationError = $"translating the config failed ({ex.GetType().Name}: {ex.Message}); the last good snapshot keeps serving";
                 return;
             }
 

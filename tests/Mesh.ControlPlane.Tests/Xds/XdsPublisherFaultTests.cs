@@ -54,7 +54,7 @@ public sealed class XdsPublisherFaultTests
 
         Assert.Same(good, publisher.Current);
         Assert.True(publisher.HasValidSnapshot);
-        Assert.Equal(LogLevel.Error, Assert.Single(logs.Entries, e => e.EventName == "TranslationFailed").Level);
+        Assert.Contains(logs.Entries, e => e.EventName == "TranslationFailed" && e.Level == LogLevel.Error);
         Assert.StartsWith("translating the config failed", publisher.TranslationError, StringComparison.Ordinal);
 
         store.ApplyYaml(new YamlLoadResult(new YamlConfig([TestModels.Service(), TestModels.Service(host: "payments.default.svc.cluster.local")], [], []), []));
