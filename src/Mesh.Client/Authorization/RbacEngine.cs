@@ -193,8 +193,10 @@ internal sealed class RbacEngine
                 return AnyMatcher.Instance;
             case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.Authenticated:
                 XdsResourceDecoder.RejectUnknownFields(principal.Authenticated, $"{path}.authenticated", errors);
+                // A principal name may be a safe_regex (Istio's namespace wildcards): a full match on the non-backtracking
+                // engine, linear in the SPIFFE ID, whose length the TLS layer bounds.
                 return new AuthenticatedMatcher(principal.Authenticated.PrincipalName is { } name
-                    ? String(name, $"{path}.authenticated.principal_name", errors)
+                    ? StringMatch.Decode(name, $"{path}.authenticated.principal_name", errors, allowRegex: true) ?? new StringMatch(StringMatchKind.Exact, string.Empty, IgnoreCase: false)
                     : null);
             case Mesh.Xds.Envoy.Config.Rbac.V3.Principal.IdentifierOneofCase.Header:
                 return Header(principal.Header, $"{path}.header", errors);

@@ -71,7 +71,7 @@ internal sealed record StringMatch(StringMatchKind Kind, string Value, bool Igno
         : $"{Kind.ToString().ToLowerInvariant()}:{Value}{(IgnoreCase ? " (ignore case)" : string.Empty)}";
 
     /// <summary>Decodes <paramref name="matcher"/>; null (and an error naming <paramref name="path"/>) for a pattern this client does not know or an invalid regex.</summary>
-    /// <remarks>Only routes pass <paramref name="allowRegex"/>: RBAC and SAN checks keep refusing safe_regex until they are reviewed for it.</remarks>
+    /// <remarks>Routes and RBAC principal names (Istio's namespace wildcards) pass <paramref name="allowRegex"/>; other RBAC matchers and SAN checks keep refusing safe_regex until they are reviewed for it.</remarks>
     public static StringMatch? Decode(StringMatcher matcher, string path, List<string> errors, bool allowRegex = false)
     {
         ArgumentNullException.ThrowIfNull(matcher);

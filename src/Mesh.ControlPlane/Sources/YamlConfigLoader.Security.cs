@@ -170,8 +170,6 @@ internal static partial class YamlConfigLoader
             }
 
             var fields = ReadFields(ctx, source, $"{itemPath}.source", SourceFields);
-            CheckNamespaceWildcards(ctx, Child(source, "namespaces") ?? source, $"{itemPath}.source.namespaces", fields["namespaces"]);
-            CheckNamespaceWildcards(ctx, Child(source, "notNamespaces") ?? source, $"{itemPath}.source.notNamespaces", fields["notNamespaces"]);
 
             from.Add(new RuleSource(fields["principals"], fields["notPrincipals"], fields["namespaces"], fields["notNamespaces"])
             {
@@ -233,8 +231,6 @@ internal static partial class YamlConfigLoader
                 ctx.Error(keyNode ?? item, $"{path}.key", "is required");
                 return null;
             case ConditionKeys.SourceNamespace:
-                CheckNamespaceWildcards(ctx, Child(item, "values") ?? item, $"{path}.values", values);
-                CheckNamespaceWildcards(ctx, Child(item, "notValues") ?? item, $"{path}.notValues", notValues);
                 return new RuleCondition(key, null, values, notValues);
             case ConditionKeys.SourcePrincipal:
                 return new RuleCondition(key, null, values, notValues);
@@ -283,25 +279,6 @@ internal static partial class YamlConfigLoader
         }
 
         return result;
-    }
-
-    /// <summary>
-    /// A namespace is matched as the <c>/ns/&lt;ns&gt;/sa/</c> segment of the peer's SPIFFE ID, which only an exact name (or
-    /// <c>*</c>, any authenticated peer) can express without a regex; <c>test-*</c> would be the literal "test-*" and match no
-    /// one, so a DENY would fail open and a <c>notValues</c> ALLOW would let every namespace in. Same rule in from and when.
-    /// </summary>
-    private static void CheckNamespaceWildcards(ResourceContext ctx, YamlNode node, string path, ImmutableArray<string> values)
-    {
-        foreach (var ns in values)
-        {
-            if (ns != "*" && ns.Contains('*', StringComparison.Ordinal))
-            {
-                var hint = ns.Length > 1 && ns.IndexOf('*', StringComparison.Ordinal) == ns.Length - 1
-                    ? $"; or match principals by prefix: '<trust domain>/ns/{ns}'"
-                    : string.Empty;
-                ctx.Error(node, path, $"'{ns}': namespace wildcards other than \"*\" are not supported (Mesh cannot match them; Istio would): list each namespace{hint}");
-            }
-        }
     }
 
     private static void CheckWildcards(ResourceContext ctx, YamlNode node, string path, ImmutableArray<string> values)

@@ -221,9 +221,23 @@ internal static class RbacTranslator
             ? new Principal { Authenticated = new Principal.Types.Authenticated() }
             : new Principal { Authenticated = new Principal.Types.Authenticated { PrincipalName = Match(value, SpiffePrefix) } };
 
+    /// <summary>
+    /// A namespace as the peer's SPIFFE ID <c>spiffe://&lt;td&gt;/ns/&lt;ns&gt;/sa/&lt;sa&gt;</c> shows it: <c>*</c> any
+    /// authenticated peer; a name the whole <c>/ns/&lt;ns&gt;/sa/</c> segment; <c>test-*</c> or <c>*-prod</c> (Istio's prefix
+    /// and suffix wildcards, which istiod turns into the regex <c>.*/ns/test-.*/.*</c>) a full-match safe_regex that keeps
+    /// the wildcard inside the namespace segment, so no spelling of the trust domain or service account can satisfy it.
+    /// </summary>
     private static Principal NamespaceId(string ns) =>
         ns == "*"
             ? new Principal { Authenticated = new Principal.Types.Authenticated() }
+            : ns.Contains('*', StringComparison.Ordinal)
+            ? new Principal
+            {
+                Authenticated = new Principal.Types.Authenticated
+                {
+                    PrincipalName = new StringMatcher { SafeRegex = new RegexMatcher { Regex = NamespaceWildcardRegex(ns) } },
+                },
+            }
             : new Principal
             {
                 AndIds = new Principal.Types.Set
@@ -235,6 +249,31 @@ internal static class RbacTranslator
                     },
                 },
             };
+
+    /// <summary>The full-match RE2 pattern of a SPIFFE ID whose namespace starts (<c>p*</c>) or ends (<c>*s</c>) with the literal part.</summary>
+    internal static string NamespaceWildcardRegex(string ns)
+    {
+        var literal = RegexLiteral(ns.Trim('*'));
+        var segment = ns.EndsWith('*') ? $"{literal}[^/]*" : $"[^/]*{literal}";
+        return $"spiffe://[^/]+/ns/{segment}/sa/[^/]+";
+    }
+
+    // Escapes every character but letters, digits, '_' and '-' (RE2 and .NET read "\." and the like alike).
+    private static string RegexLiteral(string text)
+    {
+        var builder = new System.Text.StringBuilder(text.Length * 2);
+        foreach (var ch in text)
+        {
+            if (!(char.IsAsciiLetterOrDigit(ch) || ch is '_' or '-'))
+            {
+                builder.Append('\\');
+            }
+
+            builder.Append(ch);
+        }
+
+        return builder.ToString();
+    }
 
     private static Permission Method(string method) => new() { Header = new HeaderMatcher { Name = ":method", StringMatch = new StringMatcher { Exact = method } } };
 

@@ -96,9 +96,9 @@ public sealed class SecurityPolicyLoaderTests
     [InlineData("rules: [{to: [{operation: {ports: [http]}}]}]", 5, "spec.rules[0].to[0].operation.ports: 'http' must be a port 1-65535")]
     [InlineData("rules: [{to: [{operation: {paths: [/a*b]}}]}]", 5, "'/a*b': '*' is allowed only alone")]
     [InlineData("rules: [{when: [{key: source.principal}]}]", 5, "spec.rules[0].when[0]: must set values or notValues")]
-    [InlineData("rules: [{when: [{key: source.namespace, values: [test-*]}]}]", 5, "spec.rules[0].when[0].values: 'test-*': namespace wildcards other than \"*\" are not supported")]
-    [InlineData("rules: [{when: [{key: source.namespace, notValues: [\"*-a\"]}]}]", 5, "spec.rules[0].when[0].notValues: '*-a': namespace wildcards other than \"*\" are not supported")]
-    [InlineData("rules: [{from: [{source: {notNamespaces: [test*]}}]}]", 5, "spec.rules[0].from[0].source.notNamespaces: 'test*': namespace wildcards other than \"*\" are not supported")]
+    [InlineData("rules: [{when: [{key: source.namespace, values: [te*st]}]}]", 5, "spec.rules[0].when[0].values: 'te*st': '*' is allowed only alone, at the start (suffix match) or at the end (prefix match)")]
+    [InlineData("rules: [{when: [{key: source.namespace, notValues: [\"*-a*\"]}]}]", 5, "spec.rules[0].when[0].values: '*-a*': '*' is allowed only alone")]
+    [InlineData("rules: [{from: [{source: {notNamespaces: [t*t]}}]}]", 5, "spec.rules[0].from[0].source.notNamespaces: 't*t': '*' is allowed only alone")]
     public void Load_BadAuthorizationPolicy_ErrorWithFileLineAndPath(string specLine, int line, string message)
     {
         var result = Load($"""
