@@ -263,7 +263,7 @@ internal sealed partial class WorkloadRegistrationService : IHostedLifecycleServ
             return;
         }
 
-        var inbound = workload.Ports.Values.Select(port => $"{workload.Address}:{port}").ToList();
+        var inbound = workload.Ports.Values.Select(port => Mesh.Xds.Wire.XdsWire.InboundAuthority(workload.Address, port)).ToList();
         _services.GetService<Xds.XdsClient>()?.SubscribeInbound(inbound);
         if (!_options.Registration.Enabled)
         {

@@ -65,6 +65,14 @@ internal static partial class YamlConfigLoader
                     Count(open, 1);
                     break;
                 case AnchorAlias alias:
+                    // An alias inside its own anchor's collection makes a cycle, which YamlDotNet builds and then hashes
+                    // forever when it is a key (a 26-byte file overflowed the stack; found in review, 2026-12-05). go-yaml
+                    // refuses it too ("anchor value contains itself").
+                    if (open.Exists(o => !o.Anchor.IsEmpty && o.Anchor.Equals(alias.Value)))
+                    {
+                        return new ConfigError(file, (int)alias.Start.Line, $"alias *{alias.Value} refers to its own anchor (a cycle)");
+                    }
+
                     // An alias to an unknown anchor is left to the loader, which names it.
                     var size = expandedSizes.GetValueOrDefault(alias.Value, 1);
                     aliasNodes += size;

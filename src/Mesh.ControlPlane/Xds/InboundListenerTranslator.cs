@@ -42,13 +42,7 @@ internal static class InboundListenerTranslator
     public const string TlsChainName = "inbound-mtls";
     public const string PlaintextChainName = "inbound-plaintext";
 
-    public static string ListenerName(string address, uint port)
-    {
-        ArgumentNullException.ThrowIfNull(address);
-        // Only an address with a colon can be IPv6 (parsing every address of a large mesh costs more than the name).
-        var host = address.Contains(':', StringComparison.Ordinal) && IPAddress.TryParse(address, out var ip) && ip.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{address}]" : address;
-        return NamePrefix + host + ":" + port.ToString(CultureInfo.InvariantCulture);
-    }
+    public static string ListenerName(string address, uint port) => NamePrefix + Mesh.Xds.Wire.XdsWire.InboundAuthority(address, port);
 
     /// <summary>
     /// One inbound listener per workload address:port (registered, WorkloadEntry or inline endpoint), built from the

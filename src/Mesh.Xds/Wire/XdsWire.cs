@@ -30,6 +30,22 @@ internal static class XdsWire
     /// <summary>Server-side (gRFC A36) listener names are this prefix plus <c>&lt;ip&gt;:&lt;port&gt;</c> (Istio's proxyless convention).</summary>
     public const string InboundListenerPrefix = "xds.istio.io/grpc/lds/inbound/";
 
+    /// <summary>
+    /// The <c>&lt;ip&gt;:&lt;port&gt;</c> of a server-side listener name, an IPv6 address in brackets (<c>[fd00::1]:8080</c>):
+    /// the one spelling the control plane names a listener by and a workload asks for it by.
+    /// </summary>
+    public static string InboundAuthority(string address, uint port)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        // Only an address with a colon can be IPv6 (parsing every address of a large mesh costs more than the name).
+        var host = address.Contains(':', StringComparison.Ordinal)
+            && System.Net.IPAddress.TryParse(address, out var ip)
+            && ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+            ? $"[{address}]"
+            : address;
+        return host + ":" + port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     public const string HttpConnectionManagerFilter = "envoy.filters.network.http_connection_manager";
     public const string RouterFilter = "envoy.filters.http.router";
     public const string RbacFilter = "envoy.filters.http.rbac";

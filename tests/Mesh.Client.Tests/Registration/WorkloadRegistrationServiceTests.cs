@@ -125,6 +125,22 @@ public sealed class WorkloadRegistrationServiceTests
         Assert.Equal(["lease-1", "lease-2"], registry.Deregistrations);
     }
 
+    [Fact]
+    public async Task WebApp_Ipv6Address_AsksForItsInboundListenersByTheNameTheControlPlaneGives()
+    {
+        // The control plane names an IPv6 workload's listener [fd00::1]:port (InboundListenerTranslator.ListenerName); asked
+        // for as fd00::1:port, no policy would ever arrive and every port would answer 503 (found in review 2026-12-05).
+        await using var controlPlane = await TestControlPlane.StartAsync();
+        await using var app = await StartWebAppAsync(controlPlane, new() { ["Mesh:Service"] = "orders", ["Mesh:Registration:Address"] = "fd00::1" });
+        var store = app.Services.GetRequiredService<Mesh.Client.Authorization.InboundPolicyStore>();
+
+        await Poll.UntilAsync(() => store.Names.Count > 0, "the inbound listeners to be asked for");
+
+        var port = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()).Port;
+        Assert.Equal([Mesh.ControlPlane.Xds.InboundListenerTranslator.ListenerName("fd00::1", (uint)port)], store.Names);
+        Assert.Equal($"xds.istio.io/grpc/lds/inbound/[fd00::1]:{port}", store.Names.Single());
+    }
+
     /// <summary>A readiness the test switches: each wait completes on the next switch to its state.</summary>
     private sealed class SwitchGate : IWorkloadRegistrationGate
     {

@@ -56,6 +56,25 @@ public sealed class YamlShapeLimitsTests
         Assert.Equal("excessive aliasing: the aliases expand to more than 100000 nodes; write the repeated values out or share fewer, smaller anchors", error.Message);
     }
 
+    /// <summary>
+    /// An alias inside its own anchor's collection is a cycle: as a mapping key YamlDotNet hashed it forever (26 bytes
+    /// overflowed the stack, found in review 2026-12-05); the other spellings are refused the same way.
+    /// </summary>
+    [Theory]
+    [InlineData("{? &a [*a] : 1}")]
+    [InlineData("&a {x: *a}")]
+    [InlineData("&a [*a]")]
+    [InlineData("{? &a {k: *a} : 1}")]
+    [InlineData("{? &a [[[*a]]] : 1}")]
+    public void Load_AliasInsideItsOwnAnchor_RefusedAsACycle(string labels)
+    {
+        var yaml = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: w\nspec:\n  address: 10.0.0.1\n  labels: " + labels + "\n";
+
+        var error = Assert.Single(YamlConfigLoader.Load([("w.yaml", yaml)]).Errors);
+
+        Assert.Equal("w.yaml:7: alias *a refers to its own anchor (a cycle)", error.ToString());
+    }
+
     [Fact]
     public void Load_SharedLabelsAnchor_ReadAsUsual()
     {
