@@ -135,13 +135,21 @@ public sealed partial class DecisionTableTests
         JwtRow(Ra, NotGuest, null, null, A), // as Envoy: not_id over a missing claim matches (like notValues on an absent header)
     ];
 
-    /// <summary>One JWT row: the port's RequestAuthentications (empty: none), its AuthorizationPolicies, the mTLS peer (null: plaintext) and the token (null: none).</summary>
     /// <summary>
     /// A token in <c>Authorization</c> and one in <c>?access_token=</c>: as Envoy, every token found is verified and any
     /// failure is 401; the principal is the header token's (found in review 2026-12-05: the query token was never read).
+    /// The query key is read as the app reads it (ASP.NET Core decodes it and ignores case): a forged token under
+    /// <c>access%5Ftoken</c> or <c>Access_Token</c> is verified too, and two of them (the app could read either) are 401.
     /// </summary>
     private static IEnumerable<Row> TwoTokenLocationRows() =>
     [
+        QueryRow(Ra, NoPolicy, AliceToken, WrongKeyToken, U, key: "access%5Ftoken"),
+        QueryRow(Ra, NoPolicy, AliceToken, WrongKeyToken, U, key: "access_toke%6E"),
+        QueryRow(Ra, NoPolicy, AliceToken, WrongKeyToken, U, key: "Access_Token"),
+        QueryRow(Ra, NoPolicy, AliceToken, AliceToken, U, key: "access_token=" + AliceToken + "&ACCESS_TOKEN"),
+        QueryRow(Ra, NoPolicy, AliceToken, AliceToken + "&access_token=" + AliceToken, U),
+        QueryRow(Ra, NoPolicy, AliceToken, AliceToken, A, key: "Access_Token"),
+        QueryRow(Ra, NoPolicy, AliceToken, WrongKeyToken, A, key: "access_tokens"),
         QueryRow(Ra, NoPolicy, AliceToken, WrongKeyToken, U),
         QueryRow(Ra, NoPolicy, AliceToken, ExpiredToken, U),
         QueryRow(Ra, NoPolicy, AliceToken, NoneToken(now: Now), U),
@@ -154,9 +162,10 @@ public sealed partial class DecisionTableTests
         QueryRow(Ra, RequireAlice, null, AliceToken, A),
     ];
 
-    private static Row QueryRow(RequestAuthenticationModel[] requestAuthentications, AuthorizationPolicyModel[] policies, string? headerToken, string queryToken, char expected) =>
-        new(policies, Plain, "GET", "/x?access_token=" + queryToken, expected, Jwt: requestAuthentications, Token: headerToken);
+    private static Row QueryRow(RequestAuthenticationModel[] requestAuthentications, AuthorizationPolicyModel[] policies, string? headerToken, string queryToken, char expected, string key = "access_token") =>
+        new(policies, Plain, "GET", $"/x?{key}={queryToken}", expected, Jwt: requestAuthentications, Token: headerToken);
 
+    /// <summary>One JWT row: the port's RequestAuthentications (empty: none), its AuthorizationPolicies, the mTLS peer (null: plaintext) and the token (null: none).</summary>
     private static Row JwtRow(RequestAuthenticationModel[] requestAuthentications, AuthorizationPolicyModel[] policies, string? peer, string? token, char expected) =>
         new(policies, peer ?? Plain, "GET", "/x", expected, Jwt: requestAuthentications, Token: token);
 

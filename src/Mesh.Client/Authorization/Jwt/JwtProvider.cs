@@ -315,7 +315,13 @@ internal sealed class JwtProvider
         return start == end ? ExtractedToken.None : new ExtractedToken(value, start, end - start, header, PrefixMismatch: false);
     }
 
-    /// <summary>The first <paramref name="name"/>=value of the raw query, without parsing the whole query (no allocation unless percent-encoded).</summary>
+    /// <summary>
+    /// The <paramref name="name"/>=value of the raw query, its key read as the app will read it: ASP.NET Core's
+    /// <c>Request.Query</c> decodes keys and ignores their case, so <c>access%5Ftoken</c> and <c>Access_Token</c> are the
+    /// app's <c>access_token</c> and their tokens are verified too (Envoy compares the raw key; found in review 2026-12-05).
+    /// Two such keys are a mismatch, so the request fails: the app could read a value other than the one verified. No
+    /// allocation unless a key or the value is percent-encoded.
+    /// </summary>
     private static ExtractedToken FromQuery(HttpRequest request, string name)
     {
         var query = request.QueryString.Value;
@@ -324,6 +330,8 @@ internal sealed class JwtProvider
             return ExtractedToken.None;
         }
 
+        var found = ExtractedToken.None;
+        var matches = 0;
         var position = 1;
         while (position < query.Length)
         {
@@ -334,21 +342,35 @@ internal sealed class JwtProvider
             }
 
             var pair = query.AsSpan(position, end - position);
-            if (pair.Length > name.Length && pair[name.Length] == '=' && pair.StartsWith(name, StringComparison.Ordinal))
+            var equals = pair.IndexOf('=');
+            if (KeyIs(equals < 0 ? pair : pair[..equals], name))
             {
-                var start = position + name.Length + 1;
+                if (++matches > 1)
+                {
+                    return new ExtractedToken(query, 0, query.Length, null, PrefixMismatch: true);
+                }
+
+                var start = equals < 0 ? end : position + equals + 1;
                 if (query.AsSpan(start, end - start).Contains('%'))
                 {
                     var decoded = Uri.UnescapeDataString(query[start..end]);
-                    return decoded.Length == 0 ? ExtractedToken.None : new ExtractedToken(decoded, 0, decoded.Length, null, PrefixMismatch: false);
+                    found = decoded.Length == 0 ? ExtractedToken.None : new ExtractedToken(decoded, 0, decoded.Length, null, PrefixMismatch: false);
                 }
-
-                return start == end ? ExtractedToken.None : new ExtractedToken(query, start, end - start, null, PrefixMismatch: false);
+                else
+                {
+                    found = start == end ? ExtractedToken.None : new ExtractedToken(query, start, end - start, null, PrefixMismatch: false);
+                }
             }
 
             position = end + 1;
         }
 
-        return ExtractedToken.None;
+        return found;
+
+        // As QueryHelpers reads a key: '+' is a space, percent-escapes are decoded; compared ignoring case as QueryCollection does.
+        static bool KeyIs(ReadOnlySpan<char> key, string name) =>
+            key.ContainsAny('%', '+')
+                ? string.Equals(Uri.UnescapeDataString(key.ToString().Replace('+', ' ')), name, StringComparison.OrdinalIgnoreCase)
+                : key.Equals(name, StringComparison.OrdinalIgnoreCase);
     }
 }
