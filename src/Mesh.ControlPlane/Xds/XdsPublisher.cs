@@ -109,7 +109,7 @@ internal sealed partial class XdsPublisher : BackgroundService
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
                 // A bug in a translation must not stop the control plane (at start or on the loop): the last snapshot keeps
-                // serving, readiness says why, and the next change tries again.
+                // serving, readiness says why (not ready before the first snapshot, a warning after it), and the next change tries again.
                 // Logged first: whoever sees the error (readiness, a test) also finds the log line.
                 LogTranslationFailed(_logger, model.Version, ex);
                 _translationError = $"translating the config failed ({ex.GetType().Name}: {ex.Message}); the last good snapshot keeps serving";

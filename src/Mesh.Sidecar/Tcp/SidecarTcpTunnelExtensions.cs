@@ -57,7 +57,8 @@ internal static class SidecarTcpTunnelExtensions
                 });
             }
 
-            // Not opened by a sidecar that does not register in secure mode: it gets no inbound policy (SidecarListeners.OpensInbound).
+            // Not opened in secure mode by a sidecar that neither registers nor names the address the control plane knows it
+            // by: no inbound policy would arrive for it (SidecarListeners.OpensInbound).
             var inbound = Hosting.SidecarListeners.OpensInbound(services.GetRequiredService<IOptions<Mesh.Client.ServiceMeshOptions>>().Value) ? options.Inbound : ImmutableArray<TcpInboundTunnel>.Empty;
             foreach (var tunnel in options.Inbound.Except(inbound))
             {

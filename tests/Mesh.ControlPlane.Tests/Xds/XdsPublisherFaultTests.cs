@@ -56,10 +56,15 @@ public sealed class XdsPublisherFaultTests
         Assert.True(publisher.HasValidSnapshot);
         Assert.Contains(logs.Entries, e => e.EventName == "TranslationFailed" && e.Level == LogLevel.Error);
         Assert.StartsWith("translating the config failed", publisher.TranslationError, StringComparison.Ordinal);
+        var (status, text) = Mesh.ControlPlane.Admin.AdminEndpoints.Readiness(store, publisher, []);
+        Assert.Equal(200, status);
+        Assert.StartsWith("ready\nwarning: translating the config failed (", text, StringComparison.Ordinal);
+        Assert.EndsWith("; no change is pushed until it translates", text, StringComparison.Ordinal);
 
         store.ApplyYaml(new YamlLoadResult(new YamlConfig([TestModels.Service(), TestModels.Service(host: "payments.default.svc.cluster.local")], [], []), []));
         await Poll.UntilAsync(() => publisher.Current.Clusters.ContainsKey(PaymentsCluster), "the change after the failed translation was never published");
         Assert.Null(publisher.TranslationError);
+        Assert.Equal((200, "ready"), Mesh.ControlPlane.Admin.AdminEndpoints.Readiness(store, publisher, []));
         await publisher.StopAsync(CancellationToken.None);
     }
 }
