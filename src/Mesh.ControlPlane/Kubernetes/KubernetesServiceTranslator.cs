@@ -428,15 +428,17 @@ internal static class KubernetesServiceTranslator
         out bool routable)
     {
         // Problems are reported for the endpoints that take requests, as before: a Pod not ready yet is often not cached yet.
-        var report = endpoint.Serves ? errors : [];
-        var pod = FindPod(ns, endpoint, pods, report);
+        if (!endpoint.Serves)
+        {
+            errors = [];
+        }
+
+        var pod = FindPod(ns, endpoint, pods, errors);
         routable = endpoint.Serves && pod?.Metadata?.DeletionTimestamp is null;
         if (!routable && pod is null)
         {
             return null;
         }
-
-        errors = routable ? errors : report;
 
         var labels = ImmutableSortedDictionary.CreateBuilder<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in pod?.Metadata?.Labels ?? new Dictionary<string, string>())

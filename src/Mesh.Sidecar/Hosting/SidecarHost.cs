@@ -99,9 +99,11 @@ internal static class SidecarHost
 
         // The sidecar's inbound ports are mesh-served (fail closed until their policy arrives) exactly when it opens them:
         // an outbound-only sidecar has no inbound policy to wait for. Before AddServiceMesh, whose registration is TryAdd.
-        services.AddSingleton(sp => new Mesh.Client.Authorization.InboundPolicyStore(
-            SidecarListeners.OpensInbound(sp.GetRequiredService<IOptions<Mesh.Client.ServiceMeshOptions>>().Value)
-            && sp.GetRequiredService<IOptions<Mesh.Client.ServiceMeshOptions>>().Value.ControlPlane.IsSecure));
+        services.AddSingleton(sp =>
+        {
+            var mesh = sp.GetRequiredService<IOptions<Mesh.Client.ServiceMeshOptions>>().Value;
+            return new Mesh.Client.Authorization.InboundPolicyStore(mesh.ControlPlane.IsSecure && SidecarListeners.OpensInbound(mesh));
+        });
 
         // Before Listen below: the mesh's Kestrel setup gives every endpoint created after it the mesh inbound.
         builder.AddServiceMesh();
